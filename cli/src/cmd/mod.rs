@@ -1,0 +1,55 @@
+//! One function per command. Each resolves the home, calls the libraries, prints.
+
+mod config;
+mod id;
+mod init;
+
+use clap::CommandFactory;
+use kith_p2p::home::Home;
+
+use crate::args::{Cli, Command, Global};
+use crate::failure::{Failure, Result};
+
+/// Run the parsed command line.
+pub(crate) fn run(cli: Cli) -> Result {
+    match cli.command {
+        Command::Init(args) => init::run(&cli.global, args),
+        Command::Id(out) => id::run(&cli.global, out.json),
+        Command::Config(command) => config::run(&cli.global, command),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kith", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// The kith home named by `--home`, `KITH_HOME` or the platform default.
+pub(crate) fn home(global: &Global) -> Result<Home> {
+    Home::resolve(global.home.clone()).map_err(|e| Failure::usage(format!("kith home: {e}")))
+}
+
+/// Unlock the identity in `home`, asking for the passphrase only if the file is encrypted.
+pub(crate) fn load_identity(home: &Home) -> Result<kith_p2p::identity::Identity> {
+    use kith_p2p::keystore::{self, KeystoreError};
+    let path = home.keystore_path();
+    let auth = |e: KeystoreError| match e {
+        KeystoreError::NotFound(_) => Failure::usage(format!(
+            "no identity in {}; run `kith init` first",
+            home.root().display()
+        )),
+        KeystoreError::WrongPassphrase => Failure::usage("wrong passphrase"),
+        KeystoreError::PassphraseRequired => Failure::usage("a passphrase is needed"),
+        other => Failure::new(crate::failure::Code::Error, other),
+    };
+    let passphrase = if keystore::is_encrypted(&path).map_err(auth)? {
+        Some(crate::secret::unlock()?)
+    } else {
+        None
+    };
+    keystore::load(&path, passphrase.as_deref()).map_err(auth)
+}
+
+/// The home's config.toml (defaults when absent); a bad file is a usage error.
+pub(crate) fn load_config(home: &Home) -> Result<kith_p2p::config::Config> {
+    kith_p2p::config::Config::load(&home.config_path()).map_err(|e| Failure::usage(e))
+}

@@ -1,0 +1,44 @@
+//! `kith`: the command-line face of a kith node.
+//!
+//! Parsing lives in [`args`]; each command is a small function in [`cmd`] that calls
+//! the libraries and returns a [`failure::Failure`] on error. `main` only turns the
+//! outcome into an exit code (documented in docs/CLI.md) and treats a closed stdout
+//! (`kith follow | head`) as success.
+
+mod args;
+mod cmd;
+mod failure;
+mod output;
+mod secret;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_logging(cli.verbose);
+    match cmd::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) if failure.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("kith: {failure:#}");
+            ExitCode::from(failure.code() as u8)
+        }
+    }
+}
+
+/// Logs go to stderr, off unless `RUST_LOG` or `-v` asks: stdout belongs to the data.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,kith=debug,kith_p2p=debug",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

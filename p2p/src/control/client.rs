@@ -1,0 +1,118 @@
+//! A control-socket client, used by the CLI, the TUI and tests.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::ApiError;
+use crate::node::Event;
+
+/// Why a control call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No node listens on the socket.
+    #[error("no kith node is running (start one with `kith daemon`)")]
+    NoNode,
+    /// The node answered with an error.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The connection failed or the node sent something unreadable.
+    #[error("control connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The node closed the connection.
+    #[error("the node closed the connection")]
+    Closed,
+}
+
+/// One connection to a node's control socket. Calls are sequential.
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    next_id: u64,
+    /// Events that arrived while waiting for a response.
+    backlog: std::collections::VecDeque<Event>,
+}
+
+impl Client {
+    /// Connect to the socket at `path`; [`ClientError::NoNode`] if nothing listens.
+    pub async fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => ClientError::NoNode,
+            _ => ClientError::Io(e),
+        })?;
+        let (read, writer) = stream.into_split();
+        Ok(Client { reader: BufReader::new(read), writer, next_id: 1, backlog: Default::default() })
+    }
+
+    /// Call `method` with `params`; returns its `result`.
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = serde_json::to_vec(&json!({ "id": id, "method": method, "params": params }))
+            .map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.writer.write_all(&line).await?;
+        loop {
+            let value = self.read_value().await?;
+            if let Some(event) = value.get("event") {
+                if let Ok(event) = serde_json::from_value(event.clone()) {
+                    self.backlog.push_back(event);
+                }
+                continue;
+            }
+            if value.get("id") != Some(&json!(id)) {
+                continue;
+            }
+            if let Some(error) = value.get("error") {
+                let error: ApiError = serde_json::from_value(error.clone()).map_err(std::io::Error::other)?;
+                return Err(error.into());
+            }
+            return Ok(value.get("result").cloned().unwrap_or(Value::Null));
+        }
+    }
+
+    /// Subscribe this connection to the node's events.
+    pub async fn subscribe(&mut self) -> Result<(), ClientError> {
+        self.call("subscribe", Value::Null).await.map(drop)
+    }
+
+    /// The next event (after [`Client::subscribe`]). Cancel-safe only between lines.
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        if let Some(event) = self.backlog.pop_front() {
+            return Ok(event);
+        }
+        loop {
+            let value = self.read_value().await?;
+            if let Some(event) = value.get("event") {
+                if let Ok(event) = serde_json::from_value(event.clone()) {
+                    return Ok(event);
+                }
+            }
+        }
+    }
+
+    /// The next event as raw JSON, for `kith follow` to print as it came.
+    pub async fn next_event_json(&mut self) -> Result<Value, ClientError> {
+        if let Some(event) = self.backlog.pop_front() {
+            return serde_json::to_value(event).map_err(|e| ClientError::Io(std::io::Error::other(e)));
+        }
+        loop {
+            let value = self.read_value().await?;
+            if let Some(event) = value.get("event") {
+                return Ok(event.clone());
+            }
+        }
+    }
+
+    async fn read_value(&mut self) -> Result<Value, ClientError> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).await? == 0 {
+            return Err(ClientError::Closed);
+        }
+        serde_json::from_str(&line).map_err(|e| ClientError::Io(std::io::Error::other(e)))
+    }
+}

@@ -1,0 +1,286 @@
+//! Method dispatch, shared by the socket server (a running node) and the offline CLI.
+
+use kith_storage::{ContactState, Store};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::invite::Invite;
+use crate::node::{LocalContext, LocalOp, NodeError, NodeHandle};
+use crate::ops::{self, OpError};
+use crate::views::{ContactView, MessageView};
+
+/// Where requests go: a running node, or the store directly when no node runs.
+#[derive(Clone)]
+pub enum Backend {
+    /// A running node; every method is available.
+    Node(NodeHandle),
+    /// No node: only methods that need no network.
+    Offline {
+        /// The opened store.
+        store: Store,
+        /// Who the user is.
+        context: LocalContext,
+    },
+}
+
+/// A typed error on the wire: `code` is stable (docs/API.md), `message` is for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Machine-readable code, e.g. `unknown_contact`, `no_node`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError { code: code.to_owned(), message: message.into() }
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> ApiError {
+        let code = match &e {
+            OpError::UnknownContact(_) => "unknown_contact",
+            OpError::AmbiguousContact { .. } => "ambiguous_contact",
+            OpError::WrongState { .. } => "wrong_state",
+            OpError::UnknownMessage(_) => "unknown_message",
+            OpError::TooLong { .. } => "too_long",
+            OpError::Invalid(_) => "invalid",
+            _ => "storage",
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> ApiError {
+        match e {
+            NodeError::Op(op) => op.into(),
+            NodeError::PeerNotFound(_) => ApiError::new("peer_not_found", e.to_string()),
+            NodeError::BadTarget(_) => ApiError::new("invalid", e.to_string()),
+            NodeError::Stopped => ApiError::new("stopped", e.to_string()),
+        }
+    }
+}
+
+fn params<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    let value = if value.is_null() { json!({}) } else { value };
+    serde_json::from_value(value).map_err(|e| ApiError::new("bad_params", e.to_string()))
+}
+
+fn to_value<T: Serialize>(value: T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::new("error", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct ContactParam {
+    contact: String,
+}
+
+#[derive(Deserialize)]
+struct RenameParams {
+    contact: String,
+    alias: String,
+}
+
+#[derive(Deserialize)]
+struct SendParams {
+    contact: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct AddParams {
+    target: String,
+    alias: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    contact: String,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ContactsParams {
+    state: Option<ContactState>,
+}
+
+#[derive(Deserialize)]
+struct MessageParams {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct DialParams {
+    addr: String,
+}
+
+/// Default page size of `history`.
+pub const DEFAULT_HISTORY_LIMIT: usize = 50;
+
+fn no_node(method: &str) -> ApiError {
+    ApiError::new(
+        "no_node",
+        format!("`{method}` needs a running node; start one with `kith daemon`"),
+    )
+}
+
+/// Run a storage operation as the single writer on either backend.
+async fn local(backend: &Backend, op: LocalOp) -> Result<Value, ApiError> {
+    match backend {
+        Backend::Node(handle) => Ok(handle.local(op).await?),
+        Backend::Offline { store, context } => Ok(op(store, context)?),
+    }
+}
+
+fn store_of(backend: &Backend) -> (&Store, Option<&NodeHandle>) {
+    match backend {
+        Backend::Node(handle) => (handle.store(), Some(handle)),
+        Backend::Offline { store, .. } => (store, None),
+    }
+}
+
+fn me(backend: &Backend) -> libp2p::PeerId {
+    match backend {
+        Backend::Node(handle) => handle.peer_id(),
+        Backend::Offline { context, .. } => context.me,
+    }
+}
+
+/// Answer one request. `subscribe` is the server's business and not handled here.
+pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Value, ApiError> {
+    let (store, node) = store_of(backend);
+    match method {
+        // ---- reads: straight from the store --------------------------------------
+        "contacts" => {
+            let p: ContactsParams = params(raw)?;
+            to_value(ops::contacts(store, p.state)?)
+        }
+        "requests" => to_value(ops::requests(store, &me(backend))?),
+        "inbox" => to_value(ops::inbox(store)?),
+        "history" => {
+            let p: HistoryParams = params(raw)?;
+            let contact = ops::resolve_contact(store, &p.contact)?;
+            let limit = p.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+            to_value(ops::history(store, &me(backend), &contact, limit, p.before.as_deref())?)
+        }
+        "message" => {
+            let p: MessageParams = params(raw)?;
+            let id = p.id.parse().map_err(|_| ApiError::new("invalid", format!("bad message id {:?}", p.id)))?;
+            let message = store
+                .messages()
+                .get(id)
+                .map_err(OpError::from)?
+                .ok_or_else(|| ApiError::new("unknown_message", format!("no message {}", p.id)))?;
+            to_value(MessageView::new(&message, None))
+        }
+        // ---- local writes: through the single writer ----------------------------
+        "accept" | "reject" | "block" | "unblock" | "remove" | "read" => {
+            let p: ContactParam = params(raw)?;
+            let method = method.to_owned();
+            local(backend, Box::new(move |store, ctx| contact_op(store, ctx, &method, &p.contact))).await
+        }
+        "rename" => {
+            let p: RenameParams = params(raw)?;
+            local(
+                backend,
+                Box::new(move |store, _| {
+                    let contact = ops::resolve_contact(store, &p.contact)?;
+                    Ok(json!(ContactView::from(&ops::rename(store, &contact, &p.alias)?)))
+                }),
+            )
+            .await
+        }
+        // ---- network: a running node only ---------------------------------------
+        _ => {
+            let Some(node) = node else {
+                return Err(match method {
+                    "status" | "invite" | "add" | "send" | "dial" | "shutdown" | "subscribe" => no_node(method),
+                    _ => ApiError::new("unknown_method", format!("no method {method:?}")),
+                });
+            };
+            network(node, method, raw).await
+        }
+    }
+}
+
+async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, ApiError> {
+    match method {
+        "status" => to_value(node.status().await?),
+        "invite" => {
+            let invite = node.invite().await?;
+            let qr = invite.to_qr().unwrap_or_default();
+            Ok(json!({ "invite": invite.to_uri(), "qr": qr }))
+        }
+        "add" => {
+            let p: AddParams = params(raw)?;
+            let target = p.target.trim();
+            let contact = if target.starts_with("kith:") {
+                let invite: Invite = target.parse().map_err(|e| ApiError::new("invalid", format!("bad invite: {e}")))?;
+                node.add_invite(invite, p.alias).await?
+            } else {
+                let peer = target
+                    .parse()
+                    .map_err(|_| ApiError::new("invalid", format!("{target:?} is neither an invite nor a peer id")))?;
+                node.add_peer(peer, p.alias).await?
+            };
+            to_value(contact)
+        }
+        "send" => {
+            let p: SendParams = params(raw)?;
+            to_value(node.send(&p.contact, &p.text).await?)
+        }
+        "dial" => {
+            let p: DialParams = params(raw)?;
+            let addr = p.addr.parse().map_err(|_| ApiError::new("invalid", format!("bad multiaddr {:?}", p.addr)))?;
+            node.dial(addr).await?;
+            Ok(json!({}))
+        }
+        "shutdown" => {
+            node.shutdown().await;
+            Ok(json!({}))
+        }
+        other => Err(ApiError::new("unknown_method", format!("no method {other:?}"))),
+    }
+}
+
+fn contact_op(store: &Store, ctx: &LocalContext, method: &str, query: &str) -> Result<Value, OpError> {
+    let contact = match (ops::resolve_contact(store, query), method) {
+        (Ok(c), _) => c,
+        // Blocking someone who is not a contact yet (a stranger's peer id) is allowed.
+        (Err(OpError::UnknownContact(_)), "block") => {
+            return Ok(json!(ContactView::from(&ops::block_stranger(store, query)?)));
+        }
+        (Err(e), _) => return Err(e),
+    };
+    let view = match method {
+        "accept" => ContactView::from(&ops::accept(store, &contact, ctx.display_name.as_deref())?),
+        "reject" => {
+            ops::reject(store, &ctx.me, &contact)?;
+            return Ok(json!({ "removed": contact.peer_id }));
+        }
+        "remove" => {
+            ops::remove(store, &ctx.me, &contact)?;
+            return Ok(json!({ "removed": contact.peer_id }));
+        }
+        "block" => ContactView::from(&ops::set_state(store, &contact, ContactState::Blocked)?),
+        "unblock" => {
+            if contact.state != ContactState::Blocked {
+                return Err(OpError::WrongState { peer: contact.peer_id, state: contact.state, why: "not blocked" });
+            }
+            ContactView::from(&ops::set_state(store, &contact, ContactState::Accepted)?)
+        }
+        "read" => {
+            let marked = ops::mark_read(store, &ctx.me, &contact, ctx.read_receipts)?;
+            return Ok(json!({ "marked": marked }));
+        }
+        _ => return Err(OpError::Invalid(format!("no contact operation {method:?}"))),
+    };
+    Ok(json!(view))
+}

@@ -1,0 +1,166 @@
+//! The control-socket server: one task per client connection, bounded in number.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, broadcast};
+
+use super::{ApiError, Backend, MAX_LINE_LEN, dispatch};
+use crate::node::{Event, NodeHandle};
+
+/// Most simultaneous control clients; more wait for a free slot.
+const MAX_CLIENTS: usize = 64;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Another node already serves this socket.
+    #[error("a kith node is already running on {0}")]
+    InUse(PathBuf),
+    /// Binding or securing the socket failed.
+    #[error("control socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound control socket, ready to serve a node.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Server {
+    /// Bind `path` (mode 0600). A stale socket file from a crashed node is replaced;
+    /// a live one means another node runs on this home, which is refused.
+    pub async fn bind(path: &Path) -> Result<Server, ServeError> {
+        let io = |source| ServeError::Io { path: path.to_owned(), source };
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(ServeError::InUse(path.to_owned()));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        Ok(Server { listener, path: path.to_owned() })
+    }
+
+    /// Serve `node` until the node stops. Cancel-safe: dropping the future stops accepting.
+    pub async fn serve(self, node: NodeHandle) {
+        let backend = Arc::new(Backend::Node(node));
+        let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let (stream, _) = match self.listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    continue;
+                }
+            };
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection(stream, &backend).await {
+                    tracing::debug!(error = %e, "control client went away");
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut events: Option<broadcast::Receiver<Event>> = None;
+    let mut line = Vec::new();
+    loop {
+        let next_event = async {
+            match events.as_mut() {
+                Some(rx) => Some(rx.recv().await),
+                None => std::future::pending().await,
+            }
+        };
+        // `line` outlives the select: read_until keeps what it read if an event wins.
+        let mut limited = (&mut reader).take(MAX_LINE_LEN as u64 + 1);
+        tokio::select! {
+            read = limited.read_until(b'\n', &mut line) => {
+                if read? == 0 {
+                    return Ok(());
+                }
+                if line.len() > MAX_LINE_LEN {
+                    let err = ApiError::new("too_large", format!("request line over {MAX_LINE_LEN} bytes"));
+                    write_line(&mut write, &json!({ "id": Value::Null, "error": err })).await?;
+                    return Ok(());
+                }
+                let (reply, subscribe) = request(&line, backend).await;
+                line.clear();
+                if subscribe {
+                    if let Backend::Node(node) = backend {
+                        events = Some(node.subscribe());
+                    }
+                }
+                write_line(&mut write, &reply).await?;
+            }
+            Some(event) = next_event => {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                };
+                write_line(&mut write, &json!({ "event": event })).await?;
+            }
+        }
+    }
+}
+
+/// One request line → its response, and whether it subscribed.
+async fn request(line: &[u8], backend: &Backend) -> (Value, bool) {
+    let parsed: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => {
+            let err = ApiError::new("bad_request", format!("not JSON: {e}"));
+            return (json!({ "id": Value::Null, "error": err }), false);
+        }
+    };
+    let id = parsed.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = parsed.get("method").and_then(Value::as_str) else {
+        let err = ApiError::new("bad_request", "missing \"method\"");
+        return (json!({ "id": id, "error": err }), false);
+    };
+    if method == "subscribe" {
+        return (json!({ "id": id, "result": { "subscribed": true } }), true);
+    }
+    let params = parsed.get("params").cloned().unwrap_or(Value::Null);
+    match dispatch(backend, method, params).await {
+        Ok(result) => (json!({ "id": id, "result": result }), false),
+        Err(err) => (json!({ "id": id, "error": err }), false),
+    }
+}
+
+async fn write_line(write: &mut tokio::net::unix::OwnedWriteHalf, value: &Value) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
+}

@@ -1,0 +1,90 @@
+//! The node's files in the kith home, created and opened with owner-only permissions.
+//!
+//! sled creates its files with the process umask (often 0644); message history is as
+//! private as the keys, so after opening we tighten every file to 0600 and every
+//! directory to 0700.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use kith_storage::Store;
+
+use crate::config::Config;
+use crate::home::Home;
+
+/// Why the node's local data could not be created or opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The database could not be opened (corrupt, foreign, newer, or locked by another process).
+    #[error("opening the database in {path}: {source}")]
+    Store {
+        /// The database directory.
+        path: PathBuf,
+        /// What the store reported.
+        #[source]
+        source: kith_storage::OpenError,
+    },
+    /// The configuration could not be written.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Setting permissions failed.
+    #[error("securing {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Create what `kith init` leaves behind besides the keystore: `config.toml` (with the
+/// display name, if given, and only if no config exists yet) and an empty database.
+pub fn init_home_files(home: &Home, display_name: Option<&str>) -> Result<(), DataError> {
+    let config_path = home.config_path();
+    if !config_path.exists() {
+        let config = Config {
+            display_name: display_name.map(str::to_owned),
+            ..Config::default()
+        };
+        config.save(&config_path)?;
+    }
+    drop(open_store(home)?);
+    Ok(())
+}
+
+/// Open (creating if needed) the home's database and make its files owner-only.
+///
+/// sled holds an exclusive lock on the database while it is open, so a second process
+/// gets [`DataError::Store`] instead of a corrupted database.
+pub fn open_store(home: &Home) -> Result<Store, DataError> {
+    let path = home.db_path();
+    let store = Store::open(&path).map_err(|source| DataError::Store {
+        path: path.clone(),
+        source,
+    })?;
+    restrict_tree(&path)?;
+    Ok(store)
+}
+
+/// Set 0700 on `root` and directories below it and 0600 on every file.
+pub fn restrict_tree(root: &Path) -> Result<(), DataError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| DataError::Io { path, source }
+    };
+    let meta = fs::symlink_metadata(root).map_err(io_err(root))?;
+    if meta.is_dir() {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
+        for entry in fs::read_dir(root).map_err(io_err(root))? {
+            let entry = entry.map_err(io_err(root))?;
+            restrict_tree(&entry.path())?;
+        }
+    } else if meta.is_file() {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o600)).map_err(io_err(root))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! The user's identity: one Ed25519 key that is also the libp2p identity, plus an
+//! X25519 key for end-to-end encryption bound to it by a signature.
+//!
+//! The user id is the libp2p [`PeerId`] derived from the Ed25519 key. Ed25519 peer ids
+//! inline the public key (an identity multihash of its protobuf encoding), so anyone
+//! holding a peer id can verify that user's signatures without a lookup
+//! ([`ed25519_public`], [`verify_signature`]).
+//!
+//! The X25519 key is separate so it can be rotated without changing who the user is.
+//! It is tied to the identity by the *binding*: an Ed25519 signature over
+//! [`BINDING_CONTEXT`] ‖ the X25519 public key. [`PublicIdentity`] carries the three
+//! public parts and [`PublicIdentity::verify`] checks the binding.
+//!
+//! [`Fingerprint`]s are short, human-comparable digit strings derived from the Ed25519
+//! public key; [`safety_number`] combines two of them so both users of a pair compare
+//! the same string out of band.
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use libp2p::PeerId;
+use rand::RngCore;
+use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
+
+/// Domain-separation context for the signature binding the E2E key to the identity.
+///
+/// Prefixed to the signed message so a binding can never be confused with any other
+/// signature made by the same key (peer records, challenges, …).
+pub const BINDING_CONTEXT: &[u8] = b"kith/e2e-binding/v1";
+
+/// Domain tag hashed into every fingerprint round, so the digits cannot collide with
+/// any other BLAKE3 use of the same public key.
+const FINGERPRINT_DOMAIN: &[u8] = b"kith/fingerprint/v1";
+
+/// Hash rounds for a fingerprint. Like Signal's safety numbers, iterating makes a
+/// brute-force search for a key with a look-alike fingerprint proportionally more
+/// expensive, while one fingerprint still costs well under a millisecond.
+const FINGERPRINT_ROUNDS: usize = 5200;
+
+/// Number of 5-digit groups in a [`Fingerprint`].
+const FINGERPRINT_GROUPS: usize = 12;
+
+/// Multihash code of the identity "hash" (the digest is the input itself), which
+/// libp2p uses for peer ids of small keys such as Ed25519.
+const MULTIHASH_IDENTITY: u64 = 0x00;
+
+/// Errors from identity operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The peer id does not inline an Ed25519 public key (e.g. an RSA or secp256k1
+    /// peer id); kith identities are Ed25519 only.
+    #[error("peer id is not an Ed25519 identity")]
+    NotEd25519,
+    /// A signature (or the E2E key binding) did not verify.
+    #[error("signature verification failed")]
+    BadSignature,
+    /// Key or signature bytes could not be decoded.
+    #[error("malformed key material: {0}")]
+    Malformed(String),
+}
+
+/// The user's secret identity: the Ed25519 signing key (also the libp2p identity) and
+/// the X25519 static secret for end-to-end encryption.
+///
+/// `Debug` prints only public parts; the secrets are never formatted.
+#[derive(Clone)]
+pub struct Identity {
+    signing: SigningKey,
+    e2e: StaticSecret,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("peer_id", &self.peer_id())
+            .field("secrets", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Identity {
+    /// Generates a fresh identity from the operating system's CSPRNG.
+    ///
+    /// Panics only if the OS random source is unavailable, which leaves no safe way
+    /// to create keys anyway.
+    pub fn generate() -> Identity {
+        let mut ed = [0u8; 32];
+        let mut x = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut ed);
+        rand::rngs::OsRng.fill_bytes(&mut x);
+        let identity = Identity::from_secrets(ed, x);
+        wipe(&mut ed);
+        wipe(&mut x);
+        identity
+    }
+
+    /// Rebuilds an identity from its two 32-byte secrets, as stored by the keystore.
+    ///
+    /// Every 32-byte string is a valid secret for both curves, so this cannot fail;
+    /// the same bytes always give the same identity.
+    pub fn from_secrets(ed25519_seed: [u8; 32], x25519_secret: [u8; 32]) -> Identity {
+        Identity {
+            signing: SigningKey::from_bytes(&ed25519_seed),
+            e2e: StaticSecret::from(x25519_secret),
+        }
+    }
+
+    /// The Ed25519 secret seed. Secret: for the keystore only.
+    pub fn ed25519_seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
+    /// The X25519 static secret, unclamped, exactly as given to
+    /// [`Identity::from_secrets`]. Secret: for the keystore and the Noise handshake.
+    pub fn x25519_secret(&self) -> [u8; 32] {
+        self.e2e.to_bytes()
+    }
+
+    /// The user id: the libp2p peer id of the Ed25519 key.
+    pub fn peer_id(&self) -> PeerId {
+        self.libp2p_keypair().public().to_peer_id()
+    }
+
+    /// The same Ed25519 key as a libp2p keypair, for building the swarm.
+    pub fn libp2p_keypair(&self) -> libp2p::identity::Keypair {
+        let mut seed = self.signing.to_bytes();
+        // libp2p only checks that the seed is 32 bytes long, which the type guarantees,
+        // so this cannot fail for any key we hold.
+        #[allow(clippy::expect_used)]
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut seed)
+            .expect("any 32-byte string is a valid Ed25519 seed");
+        wipe(&mut seed);
+        keypair
+    }
+
+    /// The X25519 public key used for end-to-end encryption.
+    pub fn e2e_public(&self) -> [u8; 32] {
+        X25519Public::from(&self.e2e).to_bytes()
+    }
+
+    /// Signs `msg` with the identity key (deterministic Ed25519).
+    ///
+    /// Callers should prefix `msg` with a domain-separation context of their own.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.signing.sign(msg).to_bytes()
+    }
+
+    /// The signature binding the E2E key to this identity:
+    /// `sign(BINDING_CONTEXT ‖ e2e_public)`.
+    pub fn binding(&self) -> [u8; 64] {
+        self.sign(&binding_message(&self.e2e_public()))
+    }
+
+    /// The public half: peer id, E2E public key and binding. Always verifies.
+    pub fn public(&self) -> PublicIdentity {
+        PublicIdentity {
+            peer_id: self.peer_id(),
+            e2e_public: self.e2e_public(),
+            binding: self.binding(),
+        }
+    }
+
+    /// This identity's fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of_key(&self.signing.verifying_key())
+    }
+}
+
+/// The public part of an identity, as shared in invites and peer records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicIdentity {
+    /// The user id (inlines the Ed25519 public key).
+    pub peer_id: PeerId,
+    /// The X25519 public key for end-to-end encryption.
+    pub e2e_public: [u8; 32],
+    /// Ed25519 signature by `peer_id`'s key over [`BINDING_CONTEXT`] ‖ `e2e_public`.
+    pub binding: [u8; 64],
+}
+
+impl PublicIdentity {
+    /// Checks that `binding` is a valid signature by `peer_id`'s Ed25519 key over
+    /// [`BINDING_CONTEXT`] ‖ `e2e_public`. Only after this succeeds may `e2e_public`
+    /// be used to encrypt to `peer_id`.
+    pub fn verify(&self) -> Result<(), IdentityError> {
+        verify_signature(&self.peer_id, &binding_message(&self.e2e_public), &self.binding)
+    }
+
+    /// The fingerprint of `peer_id`.
+    pub fn fingerprint(&self) -> Result<Fingerprint, IdentityError> {
+        Fingerprint::of(&self.peer_id)
+    }
+}
+
+fn binding_message(e2e_public: &[u8; 32]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(BINDING_CONTEXT.len() + e2e_public.len());
+    msg.extend_from_slice(BINDING_CONTEXT);
+    msg.extend_from_slice(e2e_public);
+    msg
+}
+
+/// Extracts the Ed25519 public key from a peer id.
+///
+/// Ed25519 peer ids inline the key as an identity multihash of its protobuf
+/// encoding; any other peer id (hashed RSA keys, secp256k1, …) gives
+/// [`IdentityError::NotEd25519`].
+pub fn ed25519_public(peer_id: &PeerId) -> Result<VerifyingKey, IdentityError> {
+    let multihash = peer_id.as_ref();
+    if multihash.code() != MULTIHASH_IDENTITY {
+        return Err(IdentityError::NotEd25519);
+    }
+    let public = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest())
+        .map_err(|e| IdentityError::Malformed(e.to_string()))?;
+    let ed = public.try_into_ed25519().map_err(|_| IdentityError::NotEd25519)?;
+    VerifyingKey::from_bytes(&ed.to_bytes()).map_err(|e| IdentityError::Malformed(e.to_string()))
+}
+
+/// Verifies an Ed25519 signature by `peer_id` over `msg`.
+///
+/// `sig` must be exactly 64 bytes. Uses `verify_strict`, which also rejects weak
+/// (small-order) public keys and non-canonical signatures, so a signature has one
+/// valid encoding.
+pub fn verify_signature(peer_id: &PeerId, msg: &[u8], sig: &[u8]) -> Result<(), IdentityError> {
+    let key = ed25519_public(peer_id)?;
+    let sig: &[u8; 64] = sig.try_into().map_err(|_| {
+        IdentityError::Malformed(format!("signature is {} bytes, expected 64", sig.len()))
+    })?;
+    key.verify_strict(msg, &Signature::from_bytes(sig))
+        .map_err(|_| IdentityError::BadSignature)
+}
+
+/// A human-comparable fingerprint of an identity: 60 decimal digits shown as 12
+/// space-separated groups of 5 (safety-number style).
+///
+/// Derived from the Ed25519 public key alone, by [`FINGERPRINT_ROUNDS`] rounds of
+/// BLAKE3 under a domain tag, so it is stable for the life of the identity and does
+/// not change when the E2E key rotates.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// The fingerprint of `peer_id`'s Ed25519 key.
+    pub fn of(peer_id: &PeerId) -> Result<Fingerprint, IdentityError> {
+        Ok(Fingerprint::of_key(&ed25519_public(peer_id)?))
+    }
+
+    fn of_key(key: &VerifyingKey) -> Fingerprint {
+        let key = key.as_bytes();
+        let mut digest = *blake3::hash(key).as_bytes();
+        for _ in 0..FINGERPRINT_ROUNDS {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(FINGERPRINT_DOMAIN);
+            hasher.update(&digest);
+            hasher.update(key);
+            digest = *hasher.finalize().as_bytes();
+        }
+        // Stretch the final digest to 5 bytes per group with the XOF, keyed by domain.
+        let mut wide = [0u8; FINGERPRINT_GROUPS * 5];
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(FINGERPRINT_DOMAIN);
+        hasher.update(&digest);
+        hasher.finalize_xof().fill(&mut wide);
+
+        let groups: Vec<String> = wide
+            .chunks_exact(5)
+            .map(|chunk| {
+                let value = chunk.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                // 2^40 ≫ 10^5, so the modulo bias is below 10^-7 per group.
+                format!("{:05}", value % 100_000)
+            })
+            .collect();
+        Fingerprint(groups.join(" "))
+    }
+
+    /// The formatted fingerprint: 12 groups of 5 digits separated by single spaces.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn digits(&self) -> impl Iterator<Item = &str> {
+        self.0.split(' ')
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A pair's safety number: both fingerprints' digits, ordered so both sides compute the
+/// same string.
+///
+/// The lower fingerprint (by digits) comes first; the result is 24 space-separated
+/// groups of 5 digits. `safety_number(a, b) == safety_number(b, a)` always.
+pub fn safety_number(a: &PeerId, b: &PeerId) -> Result<String, IdentityError> {
+    let fa = Fingerprint::of(a)?;
+    let fb = Fingerprint::of(b)?;
+    let (first, second) = if fa <= fb { (fa, fb) } else { (fb, fa) };
+    Ok(first.digits().chain(second.digits()).collect::<Vec<_>>().join(" "))
+}
+
+/// Overwrites a secret buffer with zeros. Best effort (no `zeroize` dependency, no
+/// `unsafe`): `black_box` keeps the compiler from eliding the stores.
+pub(crate) fn wipe(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(bytes);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn fixed(n: u8) -> Identity {
+        Identity::from_secrets([n; 32], [n.wrapping_add(100); 32])
+    }
+
+    #[test]
+    fn peer_id_round_trips_to_ed25519_key() {
+        let id = Identity::generate();
+        let key = ed25519_public(&id.peer_id()).unwrap();
+        assert_eq!(key, id.signing.verifying_key());
+        assert_eq!(id.libp2p_keypair().public().to_peer_id(), id.peer_id());
+    }
+
+    #[test]
+    fn secrets_round_trip() {
+        let id = Identity::generate();
+        let again = Identity::from_secrets(id.ed25519_seed(), id.x25519_secret());
+        assert_eq!(again.peer_id(), id.peer_id());
+        assert_eq!(again.e2e_public(), id.e2e_public());
+        assert_eq!(again.public(), id.public());
+    }
+
+    #[test]
+    fn non_ed25519_peer_id_is_rejected() {
+        // PeerId::random() is a random identity multihash that does not decode as a key.
+        let random = PeerId::random();
+        assert!(ed25519_public(&random).is_err());
+        // A SHA-256 peer id, as used for large (RSA) keys: the key is not inline.
+        let hashed = libp2p::multihash::Multihash::<64>::wrap(0x12, &[7; 32]).unwrap();
+        let hashed = PeerId::from_multihash(hashed).unwrap();
+        assert!(matches!(ed25519_public(&hashed), Err(IdentityError::NotEd25519)));
+    }
+
+    #[test]
+    fn signatures_verify_and_tampering_fails() {
+        let id = fixed(1);
+        let sig = id.sign(b"hello");
+        verify_signature(&id.peer_id(), b"hello", &sig).unwrap();
+        assert!(matches!(
+            verify_signature(&id.peer_id(), b"hellO", &sig),
+            Err(IdentityError::BadSignature)
+        ));
+        assert!(matches!(
+            verify_signature(&fixed(2).peer_id(), b"hello", &sig),
+            Err(IdentityError::BadSignature)
+        ));
+        assert!(matches!(
+            verify_signature(&id.peer_id(), b"hello", &sig[..63]),
+            Err(IdentityError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn binding_verifies_and_tampered_binding_fails() {
+        let id = Identity::generate();
+        let public = id.public();
+        public.verify().unwrap();
+
+        let mut bad_sig = public.clone();
+        bad_sig.binding[10] ^= 1;
+        assert!(matches!(bad_sig.verify(), Err(IdentityError::BadSignature)));
+
+        let mut bad_key = public.clone();
+        bad_key.e2e_public[0] ^= 1;
+        assert!(matches!(bad_key.verify(), Err(IdentityError::BadSignature)));
+
+        let mut other_peer = public;
+        other_peer.peer_id = Identity::generate().peer_id();
+        assert!(matches!(other_peer.verify(), Err(IdentityError::BadSignature)));
+
+        // A plain signature over the key without the context is not a binding.
+        let mut no_context = id.public();
+        no_context.binding = id.sign(&id.e2e_public());
+        assert!(no_context.verify().is_err());
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_formatted() {
+        let id = fixed(7);
+        let fp = id.fingerprint();
+        assert_eq!(fp, Fingerprint::of(&id.peer_id()).unwrap());
+        assert_eq!(fp, fixed(7).fingerprint());
+        assert_ne!(fp, fixed(8).fingerprint());
+        // The E2E key does not enter the fingerprint.
+        assert_eq!(fp, Identity::from_secrets([7; 32], [0; 32]).fingerprint());
+
+        let groups: Vec<&str> = fp.as_str().split(' ').collect();
+        assert_eq!(groups.len(), 12);
+        assert!(groups.iter().all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())));
+        assert_eq!(fp.to_string(), fp.as_str());
+        assert_eq!(fp.as_str().len(), 12 * 5 + 11);
+    }
+
+    #[test]
+    fn fingerprint_is_pinned() {
+        // Pins the derivation: changing it would silently break every user's
+        // out-of-band comparison with an older peer.
+        let fp = fixed(1).fingerprint();
+        assert_eq!(fp.as_str(), PINNED_FINGERPRINT, "fingerprint derivation changed");
+    }
+
+    const PINNED_FINGERPRINT: &str = "PIN";
+
+    #[test]
+    fn safety_number_is_symmetric() {
+        let a = Identity::generate().peer_id();
+        let b = Identity::generate().peer_id();
+        let ab = safety_number(&a, &b).unwrap();
+        assert_eq!(ab, safety_number(&b, &a).unwrap());
+        assert_eq!(ab.split(' ').count(), 24);
+        let fa = Fingerprint::of(&a).unwrap();
+        let fb = Fingerprint::of(&b).unwrap();
+        assert!(ab.contains(fa.as_str()) && ab.contains(fb.as_str()));
+        assert_ne!(ab, safety_number(&a, &Identity::generate().peer_id()).unwrap());
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let id = fixed(3);
+        let text = format!("{id:?}");
+        assert!(text.contains("redacted"));
+        assert!(!text.contains("3, 3, 3"));
+    }
+}

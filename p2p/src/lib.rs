@@ -1,0 +1,26 @@
+//! The kith node library.
+//!
+//! Everything a kith peer needs below the user interface: the user's identity and its
+//! encrypted keystore, the kith home directory and `config.toml`, invite URIs,
+//! end-to-end sealing of messages (snow, Noise `X`), signed peer records, the wire
+//! codecs of the kith protocols, the [`node`] actor that owns the libp2p swarm and the
+//! store, and the local control socket through which the CLI and the TUI drive it.
+
+pub mod config;
+pub mod control;
+pub mod data;
+pub mod dm;
+pub mod envelope;
+pub mod home;
+pub mod identity;
+pub mod invite;
+pub mod keystore;
+pub mod node;
+pub mod ops;
+pub mod payload;
+pub mod peer_record;
+pub mod views;
+pub mod wire;
+
+/// The libp2p version kith is built on, for callers that name its types.
+pub use libp2p;

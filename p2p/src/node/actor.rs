@@ -1,0 +1,724 @@
+//! The node actor: the one task that owns the swarm, the sealer/opener and the store's
+//! write path. It `select!`s (biased: commands first, so shutdown is prompt) over
+//! commands, swarm events and the retry timer, and ends on shutdown or when every
+//! handle is gone.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kith_storage::{Contact, ContactState, MessageId, MessageState, Store};
+use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, tcp, yamux};
+use tokio::sync::{broadcast, mpsc};
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::inbound::Inbound;
+use super::outbox::Queues;
+use super::{Command, Event, NodeConfig, NodeError, StartError, Status};
+use crate::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
+use crate::envelope::{Opener, Sealer, SealerConfig};
+use crate::invite::Invite;
+use crate::ops::{self, OpError};
+use crate::payload::Payload;
+use crate::peer_record::{self, PeerRecord, RecordCache};
+use crate::views::{ContactView, MessageView};
+
+/// Sessions the opener remembers (each saves a handshake's DH work on later messages).
+const OPENER_CACHE: usize = 4096;
+/// Peer records remembered for staleness checks.
+const RECORD_CACHE: usize = 4096;
+/// How long `start` waits for the listeners to report their addresses.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(10);
+/// Minimum spacing of peer-record publications triggered by new DHT peers.
+const PUBLISH_SPACING: Duration = Duration::from_secs(2);
+
+pub(crate) struct Actor {
+    swarm: Swarm<Behaviour>,
+    store: Store,
+    config: NodeConfig,
+    me: PeerId,
+    sealer: Sealer,
+    opener: Opener,
+    queues: Queues,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    listen_addrs: Vec<Multiaddr>,
+    connected: HashSet<PeerId>,
+    lookups: HashMap<QueryId, PeerId>,
+    looking_up: HashSet<PeerId>,
+    records: RecordCache,
+    last_publish: Option<Instant>,
+    next_refresh: Instant,
+}
+
+impl Actor {
+    pub(crate) async fn build(
+        config: NodeConfig,
+        store: Store,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<Event>,
+    ) -> Result<(Actor, Vec<Multiaddr>), StartError> {
+        let key = config.identity.libp2p_keypair();
+        let me = key.public().to_peer_id();
+        let timers = config.timers.clone();
+        let mdns_on = config.mdns;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .map_err(|e| StartError::Build(e.to_string()))?
+            .with_quic()
+            .with_behaviour(|key| Behaviour::new(key, mdns_on, timers.request_timeout).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) }))
+            .map_err(|e| StartError::Build(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(timers.idle_connection))
+            .build();
+
+        let mut listeners = HashSet::new();
+        for addr in &config.listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| StartError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+            listeners.insert(id);
+        }
+        let mut listen_addrs = Vec::new();
+        let deadline = tokio::time::sleep(LISTEN_DEADLINE);
+        tokio::pin!(deadline);
+        while !listeners.is_empty() {
+            tokio::select! {
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::NewListenAddr { listener_id, address } => {
+                        listeners.remove(&listener_id);
+                        listen_addrs.push(address);
+                    }
+                    SwarmEvent::ListenerClosed { addresses, reason, .. } => {
+                        let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
+                        return Err(StartError::Listen { addr, reason: format!("{reason:?}") });
+                    }
+                    SwarmEvent::ListenerError { error, .. } => {
+                        return Err(StartError::Listen { addr: Multiaddr::empty(), reason: error.to_string() });
+                    }
+                    _ => {}
+                },
+                _ = &mut deadline => {
+                    return Err(StartError::Build("listeners did not report an address in time".into()));
+                }
+            }
+        }
+
+        let identity = config.identity.clone();
+        let timers = config.timers.clone();
+        let mut actor = Actor {
+            swarm,
+            store,
+            me,
+            sealer: Sealer::new(&identity, SealerConfig::default()),
+            opener: Opener::new(&identity, OPENER_CACHE),
+            queues: Queues::new(timers.retry_initial, timers.retry_max),
+            commands,
+            events,
+            listen_addrs: listen_addrs.clone(),
+            connected: HashSet::new(),
+            lookups: HashMap::new(),
+            looking_up: HashSet::new(),
+            records: RecordCache::new(RECORD_CACHE),
+            last_publish: None,
+            next_refresh: Instant::now() + timers.record_refresh,
+            config,
+        };
+        actor.bootstrap();
+        actor.learn_contact_addresses();
+        actor.reload_outbox();
+        Ok((actor, listen_addrs))
+    }
+
+    pub(crate) async fn run(mut self) {
+        let span = tracing::info_span!("node", peer = %self.me);
+        let _enter = span.enter();
+        loop {
+            let wake = self.next_wakeup();
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown(reply)) => {
+                        self.flush();
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.command(command),
+                    None => {
+                        self.flush();
+                        break;
+                    }
+                },
+                event = self.swarm.select_next_some() => self.swarm_event(event),
+                _ = tokio::time::sleep_until(wake.into()) => self.tick(),
+            }
+        }
+        tracing::info!("node stopped");
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        let refresh = self.next_refresh;
+        self.queues.next_wakeup().map_or(refresh, |t| t.min(refresh))
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_refresh {
+            self.next_refresh = now + self.config.timers.record_refresh;
+            self.publish_record();
+        }
+        for peer in self.queues.ready(now) {
+            self.dispatch(peer);
+        }
+    }
+
+    fn flush(&self) {
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "flushing the store failed");
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscribers is fine; events are also reflected in the store.
+        let _ = self.events.send(event);
+    }
+
+    // ---- commands -------------------------------------------------------------
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Invite(reply) => {
+                let _ = reply.send(self.invite());
+            }
+            Command::AddInvite { invite, alias, reply } => {
+                let _ = reply.send(self.add_invite(*invite, alias));
+            }
+            Command::AddPeer { peer, alias, reply } => {
+                let _ = reply.send(self.add_peer(peer, alias));
+            }
+            Command::Send { contact, text, reply } => {
+                let _ = reply.send(self.send(&contact, &text));
+            }
+            Command::Local { op, reply } => {
+                let result = op(&self.store, &self.config.local_context()).map_err(NodeError::from);
+                self.reload_outbox();
+                self.drop_queues_of_blocked();
+                let _ = reply.send(result);
+            }
+            Command::Dial(addr, reply) => {
+                let result = self
+                    .swarm
+                    .dial(addr)
+                    .map_err(|e| NodeError::BadTarget(format!("cannot dial: {e}")));
+                let _ = reply.send(result);
+            }
+            Command::Shutdown(_) => unreachable_shutdown(),
+        }
+    }
+
+    fn status(&mut self) -> Status {
+        let routing_table_size = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
+        Status {
+            peer_id: self.me.to_string(),
+            listen_addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
+            connected_peers: self.connected.iter().map(ToString::to_string).collect(),
+            routing_table_size,
+            relays: self.config.relays.iter().map(ToString::to_string).collect(),
+            outbox: self.queues.len(),
+        }
+    }
+
+    /// Addresses worth giving to others: concrete listen addresses, each with /p2p/<us>.
+    fn shareable_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs
+            .iter()
+            .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
+            .cloned()
+            .collect()
+    }
+
+    fn invite(&mut self) -> Result<Invite, NodeError> {
+        let token: [u8; 16] = rand::random();
+        let expires = ops::now_ms() + self.config.timers.invite_ttl.as_millis() as u64;
+        self.store.invites().create(token, expires).map_err(OpError::from)?;
+        self.store.flush().map_err(OpError::from)?;
+        let public = self.config.identity.public();
+        Ok(Invite {
+            peer_id: public.peer_id,
+            e2e_public: public.e2e_public,
+            binding: public.binding,
+            name: self.config.display_name.clone(),
+            addrs: self.shareable_addrs(),
+            relays: self.config.relays.clone(),
+            token: Some(token),
+        })
+    }
+
+    fn add_invite(&mut self, invite: Invite, alias: Option<String>) -> Result<ContactView, NodeError> {
+        if invite.peer_id == self.me {
+            return Err(NodeError::BadTarget("that invite is your own".into()));
+        }
+        let now = ops::now_ms();
+        let existing = self.store.contacts().get(&invite.peer_id.to_string()).map_err(OpError::from)?;
+        let state = match (&existing, invite.token) {
+            (Some(c), _) if c.state == ContactState::Accepted => ContactState::Accepted,
+            (_, Some(_)) => ContactState::Accepted,
+            (_, None) => ContactState::PendingOut,
+        };
+        let contact = Contact {
+            peer_id: invite.peer_id.to_string(),
+            alias: alias.or_else(|| existing.as_ref().and_then(|c| c.alias.clone())),
+            display_name: invite.name.clone(),
+            state,
+            e2e_public: Some(invite.e2e_public),
+            binding: Some(invite.binding.to_vec()),
+            addrs: invite.addrs.iter().map(ToString::to_string).collect(),
+            relays: invite.relays.iter().map(ToString::to_string).collect(),
+            added_at_ms: existing.as_ref().map_or(now, |c| c.added_at_ms),
+            updated_at_ms: now,
+        };
+        self.store.contacts().put(&contact).map_err(OpError::from)?;
+        let request = Payload::ContactRequest {
+            name: self.config.display_name.clone(),
+            addrs: self.shareable_addrs().iter().map(|a| a.to_vec()).collect(),
+            token: invite.token,
+        };
+        ops::enqueue(&self.store, &contact.peer_id, &request)?;
+        self.store.flush().map_err(OpError::from)?;
+        for addr in &invite.addrs {
+            self.swarm.add_peer_address(invite.peer_id, addr.clone());
+        }
+        let view = ContactView::from(&contact);
+        self.emit(Event::ContactChanged { contact: view.clone() });
+        self.reload_outbox();
+        Ok(view)
+    }
+
+    fn add_peer(&mut self, peer: PeerId, alias: Option<String>) -> Result<ContactView, NodeError> {
+        if peer == self.me {
+            return Err(NodeError::BadTarget("that is your own peer id".into()));
+        }
+        let now = ops::now_ms();
+        let existing = self.store.contacts().get(&peer.to_string()).map_err(OpError::from)?;
+        let mut contact = existing.clone().unwrap_or(Contact {
+            peer_id: peer.to_string(),
+            alias: None,
+            display_name: None,
+            state: ContactState::PendingOut,
+            e2e_public: None,
+            binding: None,
+            addrs: Vec::new(),
+            relays: Vec::new(),
+            added_at_ms: now,
+            updated_at_ms: now,
+        });
+        if alias.is_some() {
+            contact.alias = alias;
+        }
+        if contact.state == ContactState::PendingIn {
+            // They asked first: adding them back is accepting.
+            let accepted = ops::accept(&self.store, &contact, self.config.display_name.as_deref())?;
+            self.reload_outbox();
+            return Ok(ContactView::from(&accepted));
+        }
+        self.store.contacts().put(&contact).map_err(OpError::from)?;
+        if existing.is_none() || contact.state == ContactState::PendingOut {
+            let request = Payload::ContactRequest {
+                name: self.config.display_name.clone(),
+                addrs: self.shareable_addrs().iter().map(|a| a.to_vec()).collect(),
+                token: None,
+            };
+            ops::enqueue(&self.store, &contact.peer_id, &request)?;
+        }
+        self.store.flush().map_err(OpError::from)?;
+        if contact.e2e_public.is_none() {
+            self.lookup(peer);
+        }
+        let view = ContactView::from(&contact);
+        self.emit(Event::ContactChanged { contact: view.clone() });
+        self.reload_outbox();
+        Ok(view)
+    }
+
+    fn send(&mut self, contact: &str, text: &str) -> Result<MessageView, NodeError> {
+        let contact = ops::resolve_contact(&self.store, contact)?;
+        let message = ops::send_text(&self.store, &self.me, &contact, text)?;
+        let view = MessageView::new(&message, Some(&contact.peer_id));
+        if let Ok(peer) = contact.peer_id.parse::<PeerId>() {
+            if let Ok(Some(entry)) = self.store.outbox().get(message.id) {
+                self.queues.push(peer, entry, Instant::now());
+            }
+            self.dispatch(peer);
+        }
+        Ok(view)
+    }
+
+    /// Pick up outbox entries written by local operations (or a previous run).
+    fn reload_outbox(&mut self) {
+        let entries = match self.store.outbox().list() {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the outbox failed");
+                return;
+            }
+        };
+        for bad in self.queues.load(entries, Instant::now()) {
+            tracing::warn!(recipient = %bad.recipient, "dropping outbox entry with an invalid recipient");
+            let _ = self.store.outbox().remove(bad.id);
+        }
+        for peer in self.queues.ready(Instant::now()) {
+            self.dispatch(peer);
+        }
+    }
+
+    fn drop_queues_of_blocked(&mut self) {
+        let Ok(contacts) = self.store.contacts().list() else { return };
+        for c in contacts.iter().filter(|c| c.state == ContactState::Blocked) {
+            if let Ok(peer) = c.peer_id.parse::<PeerId>() {
+                if self.queues.has_pending(&peer) {
+                    // Kept in the outbox; they go out if the contact is unblocked.
+                    self.queues.forget(&peer);
+                }
+            }
+        }
+    }
+
+    // ---- delivery -------------------------------------------------------------
+
+    fn dispatch(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let contact = match self.store.contacts().get(&peer.to_string()) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                // Contact removed: its queued items have nowhere to go.
+                for id in self.queues.forget(&peer) {
+                    let _ = self.store.outbox().remove(id);
+                    let _ = self.store.set_message_state(id, MessageState::Failed, false);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading contact failed");
+                return;
+            }
+        };
+        if contact.state == ContactState::Blocked {
+            self.queues.forget(&peer);
+            return;
+        }
+        let Some(e2e) = contact.e2e_public else {
+            self.lookup(peer);
+            self.queues.defer(&peer, now);
+            return;
+        };
+        let batch = self.queues.next_batch(&peer, dm::MAX_BATCH, now);
+        if batch.is_empty() {
+            return;
+        }
+        let mut envelopes = Vec::with_capacity(batch.len());
+        let mut ids = Vec::with_capacity(batch.len());
+        for entry in &batch {
+            match self.sealer.seal(&e2e, &entry.payload) {
+                Ok(envelope) => {
+                    envelopes.push(envelope);
+                    ids.push(entry.id);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "sealing failed; dropping the item");
+                    let _ = self.store.set_message_state(entry.id, MessageState::Failed, true);
+                    let _ = self.store.outbox().remove(entry.id);
+                }
+            }
+        }
+        if ids.is_empty() {
+            return;
+        }
+        let addrs: Vec<Multiaddr> = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let request_id = self
+            .swarm
+            .behaviour_mut()
+            .dm
+            .send_request_with_addresses(&peer, DmRequest { envelopes }, addrs);
+        self.queues.mark_in_flight(&peer, request_id, ids);
+    }
+
+    fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: DmResponse) {
+        let Some(ids) = self.queues.in_flight(&peer, request_id) else { return };
+        if response.results.len() != ids.len() {
+            tracing::warn!(%peer, "delivery answer has {} results for {} items", response.results.len(), ids.len());
+        }
+        let mut done: Vec<MessageId> = Vec::new();
+        let mut changes = Vec::new();
+        for (id, result) in ids.iter().zip(response.results.iter()) {
+            let state = match result {
+                DmResult::Stored => MessageState::Delivered,
+                DmResult::Accepted => MessageState::Sent,
+                DmResult::Rejected(RejectReason::Storage) => continue,
+                DmResult::Rejected(reason) => {
+                    tracing::warn!(%peer, %reason, "peer refused an item");
+                    MessageState::Failed
+                }
+            };
+            done.push(*id);
+            match self.store.set_message_state(*id, state, true) {
+                Ok(Some(new)) => changes.push((*id, new)),
+                Ok(None) => {}
+                // Not a message (a receipt or contact request): just leave the outbox.
+                Err(_) => {
+                    let _ = self.store.outbox().remove(*id);
+                }
+            }
+        }
+        self.flush();
+        self.queues.complete(&peer, request_id, &done, Instant::now());
+        for (id, state) in changes {
+            let conversation = ops::direct_conversation(&self.me, &peer).to_string();
+            self.emit(Event::MessageStateChanged { id: id.to_string(), conversation, state });
+        }
+        self.dispatch(peer);
+    }
+
+    fn on_failure(&mut self, peer: PeerId, request_id: OutboundRequestId, error: &request_response::OutboundFailure) {
+        if let Some(delay) = self.queues.fail(&peer, request_id, Instant::now()) {
+            tracing::debug!(%peer, %error, ?delay, "delivery attempt failed; will retry");
+            if matches!(error, request_response::OutboundFailure::DialFailure) {
+                self.lookup(peer);
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: DmRequest, channel: request_response::ResponseChannel<DmResponse>) {
+        let mut inbound = Inbound {
+            store: &self.store,
+            me: self.me,
+            my_name: self.config.display_name.as_deref(),
+            opener: &mut self.opener,
+        };
+        let (results, outcome) = inbound.apply(&request.envelopes);
+        if outcome.queued || !outcome.touched.is_empty() {
+            // Contact changes and queued answers must be durable like the messages.
+            self.flush();
+        }
+        if self.swarm.behaviour_mut().dm.send_response(channel, DmResponse { results }).is_err() {
+            tracing::debug!("requester went away before the answer");
+        }
+        for event in outcome.events {
+            self.emit(event);
+        }
+        let now = Instant::now();
+        for peer in &outcome.touched {
+            self.queues.wake(peer, now);
+        }
+        if outcome.queued {
+            self.reload_outbox();
+        }
+        for peer in outcome.touched {
+            self.dispatch(peer);
+        }
+    }
+
+    // ---- discovery ------------------------------------------------------------
+
+    fn bootstrap(&mut self) {
+        let bootstrap = self.config.bootstrap.clone();
+        for addr in bootstrap {
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                tracing::warn!(%addr, "bootstrap address lacks /p2p/<peer id>; dialing without adding to the DHT");
+                let _ = self.swarm.dial(addr);
+                continue;
+            };
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+        if !self.config.bootstrap.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    fn learn_contact_addresses(&mut self) {
+        let Ok(contacts) = self.store.contacts().list() else { return };
+        for c in contacts {
+            let Ok(peer) = c.peer_id.parse::<PeerId>() else { continue };
+            for addr in c.addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                self.swarm.add_peer_address(peer, addr);
+            }
+        }
+    }
+
+    fn lookup(&mut self, peer: PeerId) {
+        if !self.looking_up.insert(peer) {
+            return;
+        }
+        let key = RecordKey::new(&peer_record::dht_key(&peer));
+        let query = self.swarm.behaviour_mut().kad.get_record(key);
+        self.lookups.insert(query, peer);
+    }
+
+    fn publish_record(&mut self) {
+        let now = Instant::now();
+        if self.last_publish.is_some_and(|t| now.duration_since(t) < PUBLISH_SPACING) {
+            return;
+        }
+        self.last_publish = Some(now);
+        let public = self.config.identity.public();
+        let now_secs = ops::now_ms() / 1000;
+        let record = PeerRecord {
+            peer_id: self.me,
+            e2e_public: public.e2e_public,
+            binding: public.binding,
+            addrs: self.shareable_addrs(),
+            relays: self.config.relays.clone(),
+            display_name: self.config.display_name.clone(),
+            seq: ops::now_ms(),
+            expires_at_secs: now_secs + self.config.timers.record_ttl.as_secs(),
+        };
+        let value = match record.sign(&self.config.identity) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "signing our peer record failed");
+                return;
+            }
+        };
+        let record = Record::new(RecordKey::new(&peer_record::dht_key(&self.me)), value);
+        if let Err(e) = self.swarm.behaviour_mut().kad.put_record(record, Quorum::One) {
+            tracing::debug!(error = %e, "publishing peer record failed");
+        }
+    }
+
+    fn on_record(&mut self, peer: PeerId, value: &[u8]) {
+        let record = match PeerRecord::verify(value, Some(&peer), ops::now_ms() / 1000) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "ignoring invalid peer record");
+                return;
+            }
+        };
+        match self.records.accept(record.clone()) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+        let Ok(Some(mut contact)) = self.store.contacts().get(&peer.to_string()) else { return };
+        contact.e2e_public = Some(record.e2e_public);
+        contact.binding = Some(record.binding.to_vec());
+        if contact.display_name.is_none() {
+            contact.display_name = record.display_name.clone();
+        }
+        contact.addrs = record.addrs.iter().map(ToString::to_string).collect();
+        contact.relays = record.relays.iter().map(ToString::to_string).collect();
+        contact.updated_at_ms = ops::now_ms();
+        if self.store.contacts().put(&contact).is_err() {
+            return;
+        }
+        self.flush();
+        for addr in &record.addrs {
+            self.swarm.add_peer_address(peer, addr.clone());
+        }
+        self.queues.wake(&peer, Instant::now());
+        self.dispatch(peer);
+    }
+
+    fn learned_address(&mut self, peer: PeerId, addr: Multiaddr) {
+        self.swarm.add_peer_address(peer, addr.clone());
+        self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+        if self.queues.has_pending(&peer) && !self.connected.contains(&peer) {
+            self.queues.wake(&peer, Instant::now());
+            self.dispatch(peer);
+        }
+    }
+
+    // ---- swarm events ---------------------------------------------------------
+
+    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address.clone());
+                }
+                self.emit(Event::Listening { addr: address.to_string() });
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                if num_established.get() == 1 {
+                    self.connected.insert(peer_id);
+                    self.emit(Event::PeerConnected { peer_id: peer_id.to_string() });
+                }
+                self.queues.wake(&peer_id, Instant::now());
+                self.dispatch(peer_id);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    self.emit(Event::PeerDisconnected { peer_id: peer_id.to_string() });
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Dm(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_request(request, channel);
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_response(peer, request_id, response);
+                }
+            },
+            BehaviourEvent::Dm(request_response::Event::OutboundFailure { peer, request_id, error, .. }) => {
+                self.on_failure(peer, request_id, &error);
+            }
+            BehaviourEvent::Dm(request_response::Event::InboundFailure { peer, error, .. }) => {
+                tracing::debug!(%peer, %error, "inbound delivery failed");
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
+                self.kad_progress(id, result, step.last);
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { is_new_peer: true, .. }) => {
+                self.publish_record();
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info.listen_addrs {
+                    self.learned_address(peer_id, addr);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    self.learned_address(peer, addr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn kad_progress(&mut self, id: QueryId, result: QueryResult, last: bool) {
+        if let QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) = &result {
+            if let Some(peer) = self.lookups.get(&id).copied() {
+                let value = found.record.value.clone();
+                self.on_record(peer, &value);
+            }
+        }
+        if let QueryResult::PutRecord(Err(e)) = &result {
+            tracing::debug!(error = %e, "peer record publication incomplete");
+        }
+        if last {
+            if let Some(peer) = self.lookups.remove(&id) {
+                self.looking_up.remove(&peer);
+            }
+        }
+    }
+}
+
+/// Shutdown is handled in the loop before dispatching to `command`.
+fn unreachable_shutdown() {
+    tracing::error!("shutdown reached the command handler");
+}

@@ -1,0 +1,57 @@
+//! Events a node reports to its clients (TUI, `kith follow`, tests).
+
+use kith_storage::MessageState;
+use serde::{Deserialize, Serialize};
+
+use crate::views::{ContactView, MessageView};
+
+/// Something that happened on the node. Serialized as `{"type": "...", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The node listens on a new address.
+    Listening {
+        /// The address.
+        addr: String,
+    },
+    /// A message from a contact was stored.
+    MessageReceived {
+        /// The message.
+        message: MessageView,
+    },
+    /// One of our messages moved to a new delivery state.
+    MessageStateChanged {
+        /// The message id.
+        id: String,
+        /// The conversation it belongs to.
+        conversation: String,
+        /// The new state.
+        state: MessageState,
+    },
+    /// A stranger asked to become a contact (or wrote without being one).
+    ContactRequest {
+        /// Who asks.
+        contact: ContactView,
+    },
+    /// A contact was added, accepted, or changed state.
+    ContactChanged {
+        /// The contact now.
+        contact: ContactView,
+    },
+    /// A connection to a peer came up.
+    PeerConnected {
+        /// The peer.
+        peer_id: String,
+    },
+    /// The last connection to a peer went down.
+    PeerDisconnected {
+        /// The peer.
+        peer_id: String,
+    },
+    /// The subscriber fell behind and missed `missed` events: re-read state.
+    Lagged {
+        /// How many events were dropped for this subscriber.
+        missed: u64,
+    },
+}

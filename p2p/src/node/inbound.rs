@@ -1,0 +1,275 @@
+//! Handling a batch of incoming envelopes: open, authenticate, apply, store, answer.
+//!
+//! The order matters for durability: everything that the answer reports as
+//! [`DmResult::Stored`] is written and flushed (one group commit per batch) before the
+//! answer is produced. Blocked senders are dropped before anything is stored.
+
+use kith_storage::{Contact, ContactState, ConversationKind, Direction, Inserted, Message, MessageId, MessageState, Store};
+use libp2p::PeerId;
+
+use super::Event;
+use crate::dm::{DmResult, RejectReason};
+use crate::envelope::{self, Opener};
+use crate::ops::{self, OpError};
+use crate::payload::{Payload, ReceiptKind};
+use crate::views::{ContactView, MessageView};
+use crate::wire::WireError;
+
+/// What a batch did besides its answer.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Events to publish once the answer is on its way.
+    pub(crate) events: Vec<Event>,
+    /// Whether new outbox entries were queued (e.g. an acceptance to send back).
+    pub(crate) queued: bool,
+    /// Contacts whose keys or addresses changed (their queues may now proceed).
+    pub(crate) touched: Vec<PeerId>,
+}
+
+/// The receiving context: who we are and where things go.
+pub(crate) struct Inbound<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) me: PeerId,
+    pub(crate) my_name: Option<&'a str>,
+    pub(crate) opener: &'a mut Opener,
+}
+
+enum Step {
+    Done(DmResult),
+    /// Store this message; the result follows from the insert.
+    Insert(Message, bool),
+}
+
+impl Inbound<'_> {
+    /// Apply a batch; returns one result per envelope, in order.
+    pub(crate) fn apply(&mut self, envelopes: &[Vec<u8>]) -> (Vec<DmResult>, Outcome) {
+        let mut outcome = Outcome::default();
+        let mut steps = Vec::with_capacity(envelopes.len());
+        for bytes in envelopes {
+            let step = match self.one(bytes, &mut outcome) {
+                Ok(step) => step,
+                Err(reason) => {
+                    tracing::debug!(%reason, "rejected envelope");
+                    Step::Done(DmResult::Rejected(reason))
+                }
+            };
+            steps.push(step);
+        }
+        let to_insert: Vec<Message> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Insert(m, _) => Some(m.clone()),
+                Step::Done(_) => None,
+            })
+            .collect();
+        // One durable write for the batch: messages and any contact changes above.
+        let inserted = match self.store.insert_incoming_batch(&to_insert) {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                tracing::error!(error = %e, "storing incoming messages failed");
+                let results = steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Done(r) => *r,
+                        Step::Insert(..) => DmResult::Rejected(RejectReason::Storage),
+                    })
+                    .collect();
+                return (results, Outcome::default());
+            }
+        };
+        let mut inserted = inserted.into_iter();
+        let results = steps
+            .into_iter()
+            .map(|s| match s {
+                Step::Done(r) => r,
+                Step::Insert(m, visible) => {
+                    if matches!(inserted.next(), Some(Inserted::New)) && visible {
+                        let peer = m.author.clone();
+                        outcome.events.push(Event::MessageReceived { message: MessageView::new(&m, Some(&peer)) });
+                    }
+                    DmResult::Stored
+                }
+            })
+            .collect();
+        (results, outcome)
+    }
+
+    fn one(&mut self, bytes: &[u8], outcome: &mut Outcome) -> Result<Step, RejectReason> {
+        let opened = self.opener.open(bytes).map_err(|e| match e {
+            envelope::OpenError::TooLarge { .. } => RejectReason::TooLarge,
+            envelope::OpenError::UnsupportedVersion(_) => RejectReason::Unsupported,
+            envelope::OpenError::BadBinding => RejectReason::Forged,
+            envelope::OpenError::Decrypt => RejectReason::Decrypt,
+            _ => RejectReason::Malformed,
+        })?;
+        let payload = Payload::decode(&opened.plaintext).map_err(|e| match e {
+            WireError::UnsupportedVersion(_) => RejectReason::Unsupported,
+            WireError::TooLarge { .. } => RejectReason::TooLarge,
+            _ => RejectReason::Malformed,
+        })?;
+        let sender = opened.sender;
+        let contact = self.store.contacts().get(&sender.to_string()).map_err(|_| RejectReason::Storage)?;
+        if contact.as_ref().is_some_and(|c| c.state == ContactState::Blocked) {
+            // Dropped before storage. "Accepted" stops the sender's retries without
+            // telling it that the message reached anyone.
+            return Ok(Step::Done(DmResult::Accepted));
+        }
+        self.payload(sender, opened.sender_e2e, contact, payload, outcome)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "applying payload failed");
+                RejectReason::Storage
+            })
+    }
+
+    fn payload(
+        &mut self,
+        sender: PeerId,
+        sender_e2e: [u8; 32],
+        contact: Option<Contact>,
+        payload: Payload,
+        outcome: &mut Outcome,
+    ) -> Result<Step, OpError> {
+        let now = ops::now_ms();
+        match payload {
+            Payload::Text { id, lamport, sent_at_ms, text } => {
+                let contact = match contact {
+                    Some(mut c) => {
+                        if c.state == ContactState::PendingOut {
+                            // Writing to us after we asked them is as good as accepting.
+                            c.state = ContactState::Accepted;
+                            self.put_contact(&c, sender_e2e, outcome)?;
+                        }
+                        c
+                    }
+                    None => {
+                        let c = self.new_contact(sender, sender_e2e, ContactState::PendingIn, None);
+                        self.store.contacts().put(&c)?;
+                        outcome.events.push(Event::ContactRequest { contact: ContactView::from(&c) });
+                        c
+                    }
+                };
+                let conversation = ops::direct_conversation(&self.me, &sender);
+                self.store.conversations().get_or_create(
+                    conversation,
+                    ConversationKind::Direct { peer_id: sender.to_string() },
+                    now,
+                )?;
+                let message = Message {
+                    id,
+                    conversation,
+                    author: sender.to_string(),
+                    lamport,
+                    sent_at_ms,
+                    received_at_ms: now,
+                    text,
+                    state: MessageState::Delivered,
+                    direction: Direction::Incoming,
+                };
+                Ok(Step::Insert(message, contact.state == ContactState::Accepted))
+            }
+            Payload::Receipt { kind, ids } => {
+                self.receipt(sender, kind, &ids, outcome)?;
+                Ok(Step::Done(DmResult::Stored))
+            }
+            Payload::ContactRequest { name, addrs, token } => {
+                let redeemed = match token {
+                    Some(t) => self.store.invites().redeem(&t, now)?,
+                    None => false,
+                };
+                let addrs: Vec<String> = addrs
+                    .into_iter()
+                    .filter_map(|b| libp2p::Multiaddr::try_from(b).ok())
+                    .map(|a| a.to_string())
+                    .collect();
+                let mut c = contact.unwrap_or_else(|| self.new_contact(sender, sender_e2e, ContactState::PendingIn, None));
+                c.display_name = name.or(c.display_name);
+                for a in addrs {
+                    if !c.addrs.contains(&a) {
+                        c.addrs.push(a);
+                    }
+                }
+                let answer = redeemed || matches!(c.state, ContactState::Accepted | ContactState::PendingOut);
+                if answer {
+                    c.state = ContactState::Accepted;
+                    ops::enqueue(
+                        self.store,
+                        &c.peer_id,
+                        &Payload::ContactAccepted { name: self.my_name.map(str::to_owned) },
+                    )?;
+                    outcome.queued = true;
+                    self.put_contact(&c, sender_e2e, outcome)?;
+                } else {
+                    self.put_contact(&c, sender_e2e, outcome)?;
+                    outcome.events.pop();
+                    outcome.events.push(Event::ContactRequest { contact: ContactView::from(&c) });
+                }
+                Ok(Step::Done(DmResult::Stored))
+            }
+            Payload::ContactAccepted { name } => {
+                if let Some(mut c) = contact {
+                    if name.is_some() {
+                        c.display_name = name;
+                    }
+                    if c.state == ContactState::PendingOut {
+                        c.state = ContactState::Accepted;
+                    }
+                    self.put_contact(&c, sender_e2e, outcome)?;
+                }
+                Ok(Step::Done(DmResult::Stored))
+            }
+        }
+    }
+
+    fn new_contact(&self, peer: PeerId, e2e: [u8; 32], state: ContactState, name: Option<String>) -> Contact {
+        let now = ops::now_ms();
+        Contact {
+            peer_id: peer.to_string(),
+            alias: None,
+            display_name: name,
+            state,
+            e2e_public: Some(e2e),
+            binding: None,
+            addrs: Vec::new(),
+            relays: Vec::new(),
+            added_at_ms: now,
+            updated_at_ms: now,
+        }
+    }
+
+    /// Save a contact with the sender's authenticated E2E key and report the change.
+    fn put_contact(&self, c: &Contact, e2e: [u8; 32], outcome: &mut Outcome) -> Result<(), OpError> {
+        let mut c = c.clone();
+        c.e2e_public = Some(e2e);
+        c.updated_at_ms = ops::now_ms();
+        self.store.contacts().put(&c)?;
+        if let Ok(peer) = c.peer_id.parse() {
+            outcome.touched.push(peer);
+        }
+        outcome.events.push(Event::ContactChanged { contact: ContactView::from(&c) });
+        Ok(())
+    }
+
+    /// Apply a receipt, but only to our own messages in the 1:1 conversation with its
+    /// sender: nobody can move the state of messages they were not sent.
+    fn receipt(&self, sender: PeerId, kind: ReceiptKind, ids: &[MessageId], outcome: &mut Outcome) -> Result<(), OpError> {
+        let conversation = ops::direct_conversation(&self.me, &sender);
+        let state = match kind {
+            ReceiptKind::Delivered => MessageState::Delivered,
+            ReceiptKind::Read => MessageState::Read,
+        };
+        for id in ids {
+            let Some(m) = self.store.messages().get(*id)? else { continue };
+            if m.conversation != conversation || m.direction != Direction::Outgoing {
+                continue;
+            }
+            if let Some(new) = self.store.set_message_state(*id, state, true)? {
+                outcome.events.push(Event::MessageStateChanged {
+                    id: id.to_string(),
+                    conversation: conversation.to_string(),
+                    state: new,
+                });
+            }
+        }
+        Ok(())
+    }
+}

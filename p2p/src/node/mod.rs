@@ -1,0 +1,293 @@
+//! The node: one actor owns the libp2p swarm and the store; clients hold a
+//! [`NodeHandle`].
+//!
+//! The handle sends [`Command`]s over a bounded channel, each carrying a oneshot for
+//! its answer, and subscribes to a broadcast of [`Event`]s. Reads that need no
+//! network (history, contacts) go straight to the store through
+//! [`NodeHandle::store`]; everything that changes state or touches the network goes
+//! through the actor, which is the single writer.
+
+mod actor;
+mod behaviour;
+mod event;
+mod inbound;
+mod outbox;
+
+use std::time::Duration;
+
+use kith_storage::Store;
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use behaviour::{IDENTIFY_VERSION, KAD_PROTOCOL};
+pub use event::Event;
+
+use crate::identity::Identity;
+use crate::invite::Invite;
+use crate::ops::OpError;
+use crate::views::{ContactView, MessageView};
+
+/// Every timer of the node, so tests can shorten them. Defaults are for real use.
+#[derive(Debug, Clone)]
+pub struct Timers {
+    /// First retry delay after a failed delivery attempt (default 500 ms).
+    pub retry_initial: Duration,
+    /// Ceiling of the exponential retry backoff (default 30 s).
+    pub retry_max: Duration,
+    /// How long a delivery request may take before it counts as failed (default 10 s).
+    pub request_timeout: Duration,
+    /// How often the node re-publishes its peer record (default 10 min).
+    pub record_refresh: Duration,
+    /// How long a published peer record stays valid (default 1 h).
+    pub record_ttl: Duration,
+    /// How long an idle connection is kept open (default 60 s).
+    pub idle_connection: Duration,
+    /// How long a one-time invite stays redeemable (default 7 days).
+    pub invite_ttl: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers {
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            record_refresh: Duration::from_secs(600),
+            record_ttl: Duration::from_secs(3600),
+            idle_connection: Duration::from_secs(60),
+            invite_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The user's identity (libp2p key and E2E key).
+    pub identity: Identity,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join the DHT through.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Pinned relays, advertised in invites and peer records.
+    pub relays: Vec<Multiaddr>,
+    /// Discover peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// The name others see.
+    pub display_name: Option<String>,
+    /// Send read receipts when the user marks a conversation read.
+    pub read_receipts: bool,
+    /// Timers and deadlines.
+    pub timers: Timers,
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Building the transport or a behaviour failed.
+    #[error("building the network stack: {0}")]
+    Build(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a node operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A local operation failed (unknown contact, bad state, storage...).
+    #[error(transparent)]
+    Op(#[from] OpError),
+    /// The peer could not be found (no record in the DHT, no address).
+    #[error("cannot find peer {0}: not in the DHT and no known address")]
+    PeerNotFound(String),
+    /// The input was not a valid invite or peer id.
+    #[error("{0}")]
+    BadTarget(String),
+    /// The node has shut down.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// A snapshot of the node for `kith status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Our peer id.
+    pub peer_id: String,
+    /// Addresses we listen on.
+    pub listen_addrs: Vec<String>,
+    /// Peers with an open connection.
+    pub connected_peers: Vec<String>,
+    /// Peers in the Kademlia routing table.
+    pub routing_table_size: usize,
+    /// Pinned relays.
+    pub relays: Vec<String>,
+    /// Items waiting in the outbox.
+    pub outbox: usize,
+}
+
+/// A request to the actor. Every variant that needs an answer carries its oneshot.
+pub(crate) enum Command {
+    Status(oneshot::Sender<Status>),
+    Invite(oneshot::Sender<Result<Invite, NodeError>>),
+    AddInvite {
+        invite: Box<Invite>,
+        alias: Option<String>,
+        reply: oneshot::Sender<Result<ContactView, NodeError>>,
+    },
+    AddPeer {
+        peer: PeerId,
+        alias: Option<String>,
+        reply: oneshot::Sender<Result<ContactView, NodeError>>,
+    },
+    Send {
+        contact: String,
+        text: String,
+        reply: oneshot::Sender<Result<MessageView, NodeError>>,
+    },
+    /// Run a storage operation as the single writer, then pick up whatever it queued.
+    Local {
+        op: LocalOp,
+        reply: oneshot::Sender<Result<serde_json::Value, NodeError>>,
+    },
+    Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A storage operation run as the single writer: inside the actor when a node runs,
+/// directly on the store when none does.
+pub type LocalOp = Box<dyn FnOnce(&Store, &LocalContext) -> Result<serde_json::Value, OpError> + Send>;
+
+/// What local operations need to know about the user.
+#[derive(Debug, Clone)]
+pub struct LocalContext {
+    /// Our peer id.
+    pub me: PeerId,
+    /// Our display name (sent with contact acceptances).
+    pub display_name: Option<String>,
+    /// Whether marking read sends read receipts.
+    pub read_receipts: bool,
+}
+
+impl NodeConfig {
+    /// The [`LocalContext`] of this node's user.
+    pub fn local_context(&self) -> LocalContext {
+        LocalContext {
+            me: self.identity.peer_id(),
+            display_name: self.display_name.clone(),
+            read_receipts: self.read_receipts,
+        }
+    }
+}
+
+/// Bound on queued commands: callers wait (backpressure) rather than grow memory.
+const COMMAND_QUEUE: usize = 256;
+/// Events buffered per subscriber before it is told it lagged.
+const EVENT_BUFFER: usize = 4096;
+
+/// A cheap, cloneable handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    store: Store,
+    peer_id: PeerId,
+}
+
+/// The node's listening addresses once it is up, plus the handle.
+pub struct Started {
+    /// Drive the node with this.
+    pub handle: NodeHandle,
+    /// The concrete addresses the node listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Resolves when the actor has stopped (after shutdown, everything flushed).
+    pub stopped: tokio::task::JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The store, for reads. Writes go through the handle's methods.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A stream of events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Current status.
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// Create a one-time invite (mutual contact on redemption, no approval needed).
+    pub async fn invite(&self) -> Result<Invite, NodeError> {
+        self.ask(Command::Invite).await?
+    }
+
+    /// Add a contact from an invite: mutual at once if it carries a token, else a request.
+    pub async fn add_invite(&self, invite: Invite, alias: Option<String>) -> Result<ContactView, NodeError> {
+        self.ask(|reply| Command::AddInvite { invite: Box::new(invite), alias, reply }).await?
+    }
+
+    /// Send a contact request to a bare peer id (its keys are looked up in the DHT).
+    pub async fn add_peer(&self, peer: PeerId, alias: Option<String>) -> Result<ContactView, NodeError> {
+        self.ask(|reply| Command::AddPeer { peer, alias, reply }).await?
+    }
+
+    /// Send a text; returns once it is durably in the outbox (state `pending`).
+    pub async fn send(&self, contact: &str, text: &str) -> Result<MessageView, NodeError> {
+        self.ask(|reply| Command::Send { contact: contact.to_owned(), text: text.to_owned(), reply })
+            .await?
+    }
+
+    /// Run a storage operation through the actor (the single writer).
+    pub async fn local(&self, op: LocalOp) -> Result<serde_json::Value, NodeError> {
+        self.ask(|reply| Command::Local { op, reply }).await?
+    }
+
+    /// Dial an address (e.g. a peer on the same machine).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.ask(|reply| Command::Dial(addr, reply)).await?
+    }
+
+    /// Stop the node: pending writes are flushed before this returns.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+/// Start a node: build the swarm, listen, and run the actor on the current runtime.
+/// Returns when every listen address is bound.
+pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartError> {
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
+    let peer_id = config.identity.peer_id();
+    let (actor, listen_addrs) =
+        actor::Actor::build(config, store.clone(), commands_rx, events_tx.clone()).await?;
+    let stopped = tokio::spawn(actor.run());
+    Ok(Started {
+        handle: NodeHandle { commands: commands_tx, events: events_tx, store, peer_id },
+        listen_addrs,
+        stopped,
+    })
+}

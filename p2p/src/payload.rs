@@ -1,0 +1,120 @@
+//! What travels inside a sealed envelope: the end-to-end plaintext of kith's 1:1 channel.
+//!
+//! Relays and the transport never see these; only the recipient, after
+//! [`crate::envelope::Opener::open`] has authenticated the sender. Every variant is
+//! safe to apply twice (texts are de-duplicated by id, the rest are idempotent), so
+//! every delivery path may retry.
+
+use kith_storage::MessageId;
+use serde::{Deserialize, Serialize};
+
+use crate::wire::{self, WireError};
+
+/// The encoding version of [`Payload`]; an unknown version is rejected, not guessed.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// Largest text body a message may carry, in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 64 * 1024;
+
+/// Upper bound on an encoded payload, checked before decoding.
+pub const MAX_PAYLOAD_LEN: usize = MAX_TEXT_LEN + 4 * 1024;
+
+/// One end-to-end item from one peer to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Payload {
+    /// A chat message in the 1:1 conversation between sender and recipient.
+    Text {
+        /// Random id; receivers de-duplicate by it.
+        id: MessageId,
+        /// The sender's Lamport counter for the conversation.
+        lamport: u64,
+        /// The sender's wall clock when written, ms since the Unix epoch.
+        sent_at_ms: u64,
+        /// The message body.
+        text: String,
+    },
+    /// The recipient stored (`Delivered`) or read (`Read`) these messages of the sender.
+    Receipt {
+        /// Which milestone the messages reached.
+        kind: ReceiptKind,
+        /// The messages, all authored by the receipt's recipient.
+        ids: Vec<MessageId>,
+    },
+    /// "Add me": a contact request, or an invite redemption when it carries the token.
+    ContactRequest {
+        /// The requester's display name.
+        name: Option<String>,
+        /// The requester's addresses (multiaddr bytes) so the answer can find it.
+        addrs: Vec<Vec<u8>>,
+        /// The one-time token of the recipient's invite, if redeeming one.
+        token: Option<[u8; 16]>,
+    },
+    /// The recipient of a contact request (or invite) accepts the sender as a contact.
+    ContactAccepted {
+        /// The accepter's display name.
+        name: Option<String>,
+    },
+}
+
+/// Which delivery milestone a [`Payload::Receipt`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptKind {
+    /// Stored by the recipient's node.
+    Delivered,
+    /// Shown to and marked read by the recipient.
+    Read,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Versioned {
+    v: u32,
+    p: Payload,
+}
+
+impl Payload {
+    /// Encode for sealing.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        wire::encode(&VersionedRef { v: PAYLOAD_VERSION, p: self })
+    }
+
+    /// Decode an opened envelope's plaintext, enforcing size and version.
+    pub fn decode(bytes: &[u8]) -> Result<Payload, WireError> {
+        let versioned: Versioned = wire::decode(bytes, MAX_PAYLOAD_LEN)?;
+        if versioned.v != PAYLOAD_VERSION {
+            return Err(WireError::UnsupportedVersion(versioned.v));
+        }
+        if let Payload::Text { text, .. } = &versioned.p {
+            if text.len() > MAX_TEXT_LEN {
+                return Err(WireError::TooLarge { len: text.len(), max: MAX_TEXT_LEN });
+            }
+        }
+        Ok(versioned.p)
+    }
+}
+
+#[derive(Serialize)]
+struct VersionedRef<'a> {
+    v: u32,
+    p: &'a Payload,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_version_check() {
+        let p = Payload::Text {
+            id: MessageId([7; 16]),
+            lamport: 3,
+            sent_at_ms: 1,
+            text: "привет 👋\nworld".into(),
+        };
+        assert_eq!(Payload::decode(&p.encode().unwrap()).unwrap(), p);
+        let future = wire::encode(&VersionedRef { v: 9, p: &p }).unwrap();
+        assert!(matches!(Payload::decode(&future), Err(WireError::UnsupportedVersion(9))));
+        assert!(Payload::decode(b"\xff\x00garbage").is_err());
+    }
+}

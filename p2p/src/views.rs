@@ -1,0 +1,113 @@
+//! Serializable views of stored data: what `--json` prints and the control socket sends.
+//!
+//! Field names here are a public interface (docs/API.md); add fields, never rename.
+
+use kith_storage::{Contact, ContactState, Direction, Message, MessageState};
+use serde::{Deserialize, Serialize};
+
+/// A contact as users and scripts see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactView {
+    /// The contact's peer id.
+    pub peer_id: String,
+    /// The local alias, if set.
+    pub alias: Option<String>,
+    /// The name the contact announced.
+    pub display_name: Option<String>,
+    /// `pending_out`, `pending_in`, `accepted` or `blocked`.
+    pub state: ContactState,
+    /// Known addresses (multiaddrs).
+    pub addrs: Vec<String>,
+    /// The contact's pinned relays.
+    pub relays: Vec<String>,
+}
+
+impl ContactView {
+    /// The name to show: alias, else announced name, else the peer id.
+    pub fn label(&self) -> &str {
+        self.alias
+            .as_deref()
+            .or(self.display_name.as_deref())
+            .unwrap_or(&self.peer_id)
+    }
+}
+
+impl From<&Contact> for ContactView {
+    fn from(c: &Contact) -> ContactView {
+        ContactView {
+            peer_id: c.peer_id.clone(),
+            alias: c.alias.clone(),
+            display_name: c.display_name.clone(),
+            state: c.state,
+            addrs: c.addrs.clone(),
+            relays: c.relays.clone(),
+        }
+    }
+}
+
+/// A message as users and scripts see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    /// 32 hex characters.
+    pub id: String,
+    /// The conversation id, 32 hex characters.
+    pub conversation: String,
+    /// The other party of a 1:1 conversation.
+    pub peer: Option<String>,
+    /// The author's peer id.
+    pub author: String,
+    /// `outgoing` or `incoming`.
+    pub direction: Direction,
+    /// The body.
+    pub text: String,
+    /// Author's clock at writing, ms since the Unix epoch.
+    pub sent_at: u64,
+    /// When this node stored it, ms since the Unix epoch.
+    pub received_at: u64,
+    /// The Lamport counter that orders the conversation.
+    pub lamport: u64,
+    /// `pending`, `sent`, `delivered`, `read` or `failed`.
+    pub state: MessageState,
+}
+
+impl MessageView {
+    /// The view of `m`; `peer` names the other party of a 1:1 conversation.
+    pub fn new(m: &Message, peer: Option<&str>) -> MessageView {
+        MessageView {
+            id: m.id.to_string(),
+            conversation: m.conversation.to_string(),
+            peer: peer.map(str::to_owned),
+            author: m.author.clone(),
+            direction: m.direction,
+            text: m.text.clone(),
+            sent_at: m.sent_at_ms,
+            received_at: m.received_at_ms,
+            lamport: m.lamport,
+            state: m.state,
+        }
+    }
+}
+
+/// One line of `kith inbox`: a conversation with unread messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// The conversation id.
+    pub conversation: String,
+    /// The contact of a 1:1 conversation.
+    pub contact: Option<ContactView>,
+    /// How many incoming messages are unread.
+    pub unread: u32,
+    /// The newest message.
+    pub last: Option<MessageView>,
+}
+
+/// A pending incoming contact request with the messages the stranger already sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestView {
+    /// Who asks.
+    pub contact: ContactView,
+    /// How many messages are held until the request is accepted.
+    pub held_messages: usize,
+    /// The newest held message, as a preview.
+    pub preview: Option<String>,
+}

@@ -1,0 +1,119 @@
+//! Contacts, keyed by peer id (an opaque string to this crate).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::error::{StoreError, db, tx};
+use crate::schema::CONTACTS;
+use crate::store::Inner;
+
+/// Where a contact relationship stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactState {
+    /// We sent a contact request; no answer yet.
+    PendingOut,
+    /// They sent us a contact request; we have not answered.
+    PendingIn,
+    /// Mutual contacts.
+    Accepted,
+    /// Blocked: their messages never reach the conversation list.
+    Blocked,
+}
+
+/// Someone we know (or who asked to know us).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// libp2p peer id in base58; the key of the table.
+    pub peer_id: String,
+    /// Our local name for them.
+    pub alias: Option<String>,
+    /// The name they announced.
+    pub display_name: Option<String>,
+    /// Relationship state.
+    pub state: ContactState,
+    /// Their X25519 end-to-end public key, if known.
+    pub e2e_public: Option<[u8; 32]>,
+    /// Signature binding `e2e_public` to their identity (opaque here).
+    pub binding: Option<Vec<u8>>,
+    /// Known multiaddrs.
+    pub addrs: Vec<String>,
+    /// Their pinned relays (multiaddrs).
+    pub relays: Vec<String>,
+    /// When the contact was added, in ms since the Unix epoch.
+    pub added_at_ms: u64,
+    /// When the contact last changed, in ms.
+    pub updated_at_ms: u64,
+}
+
+impl Contact {
+    /// The name to show and sort by: the alias, else the peer id.
+    pub fn sort_name(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.peer_id)
+    }
+}
+
+/// Handle to the contacts table. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Contacts {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Contacts {
+    fn tree(&self) -> &sled::Tree {
+        &self.inner.trees.contacts
+    }
+
+    /// The contact with this peer id, if any.
+    pub fn get(&self, peer_id: &str) -> Result<Option<Contact>, StoreError> {
+        match self.tree().get(peer_id).map_err(db)? {
+            Some(v) => decode(CONTACTS, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts or replaces the contact keyed by its `peer_id`. Not flushed.
+    pub fn put(&self, contact: &Contact) -> Result<(), StoreError> {
+        self.tree()
+            .insert(contact.peer_id.as_str(), encode(contact)?)
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Deletes a contact; returns whether it existed. Not flushed.
+    pub fn remove(&self, peer_id: &str) -> Result<bool, StoreError> {
+        Ok(self.tree().remove(peer_id).map_err(db)?.is_some())
+    }
+
+    /// All contacts sorted by [`Contact::sort_name`] (case-insensitively,
+    /// then by peer id).
+    pub fn list(&self) -> Result<Vec<Contact>, StoreError> {
+        let mut all = self
+            .tree()
+            .iter()
+            .values()
+            .map(|v| decode::<Contact>(CONTACTS, &v.map_err(db)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort_by_cached_key(|c| (c.sort_name().to_lowercase(), c.peer_id.clone()));
+        Ok(all)
+    }
+
+    /// Atomically changes a contact's state and returns the updated contact
+    /// (`updated_at_ms` is left to callers, who know the time; use
+    /// [`put`](Self::put) to change it). [`StoreError::NotFound`] if unknown.
+    /// Not flushed.
+    pub fn set_state(&self, peer_id: &str, state: ContactState) -> Result<Contact, StoreError> {
+        use sled::transaction::ConflictableTransactionError::Abort;
+        tx(self.tree().transaction(|t| {
+            let Some(v) = t.get(peer_id)? else {
+                return Err(Abort(StoreError::not_found("contact", peer_id)));
+            };
+            let mut contact: Contact = decode(CONTACTS, &v).map_err(Abort)?;
+            contact.state = state;
+            t.insert(peer_id, encode(&contact).map_err(Abort)?)?;
+            Ok(contact)
+        }))
+    }
+}

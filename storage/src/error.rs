@@ -1,0 +1,149 @@
+//! Typed errors of the crate.
+//!
+//! sled is an implementation detail: its errors are wrapped in the opaque
+//! [`DbError`], which keeps the original as its `source()` for diagnostics but
+//! exposes no sled type. Conversions from sled errors are crate-private
+//! functions, not `From` impls, so they cannot leak into the public API.
+
+use std::fmt;
+
+/// An error reported by the underlying database engine (I/O failure, engine
+/// bug, …). Opaque on purpose; its `Display` and `source()` carry the detail.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(sled::Error);
+
+/// Why [`Store::open`](crate::Store::open) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The database directory or its files could not be read or written.
+    #[error("cannot access the database: {0}")]
+    Io(#[source] std::io::Error),
+    /// Another process — or a `Store` of this process not yet fully closed —
+    /// still held the database when [`OpenOptions::lock_wait`](crate::OpenOptions::lock_wait) ran out.
+    #[error("the database is locked by another user: {detail}")]
+    Locked {
+        /// The engine's description of the lock failure.
+        detail: String,
+    },
+    /// The database engine failed for another reason.
+    #[error("database error: {0}")]
+    Db(#[source] DbError),
+    /// The files exist but their contents are damaged.
+    #[error("the database is corrupt: {detail}")]
+    Corrupt {
+        /// What was found to be damaged.
+        detail: String,
+    },
+    /// The database was written by a newer kith whose format we do not know.
+    #[error("database schema version {found} is newer than the supported version {supported}")]
+    UnsupportedVersion {
+        /// The version recorded in the database.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+    /// The path holds a sled database that was not created by kith.
+    #[error("not a kith database: {detail}")]
+    Foreign {
+        /// Why the database was judged foreign.
+        detail: String,
+    },
+}
+
+/// Why an operation on an open [`Store`](crate::Store) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database engine failed (I/O error, …).
+    #[error("database error: {0}")]
+    Db(#[source] DbError),
+    /// A stored value or key could not be decoded.
+    #[error("corrupt entry in tree `{tree}`: {detail}")]
+    Corrupt {
+        /// The logical table holding the bad entry.
+        tree: &'static str,
+        /// What failed to decode.
+        detail: String,
+    },
+    /// A value could not be encoded (only possible for caller-provided types,
+    /// e.g. a [`Settings`](crate::Settings) value whose `Serialize` fails).
+    #[error("cannot encode value: {detail}")]
+    Encode {
+        /// The encoder's message.
+        detail: String,
+    },
+    /// The operation needs an entry that does not exist.
+    #[error("not found: {what}")]
+    NotFound {
+        /// The missing entry, e.g. `message 0123…`.
+        what: String,
+    },
+}
+
+impl StoreError {
+    /// Shorthand for [`StoreError::NotFound`] naming the missing entry.
+    pub(crate) fn not_found(kind: &str, key: impl fmt::Display) -> Self {
+        StoreError::NotFound {
+            what: format!("{kind} {key}"),
+        }
+    }
+
+    /// Shorthand for [`StoreError::Corrupt`].
+    pub(crate) fn corrupt(tree: &'static str, detail: impl fmt::Display) -> Self {
+        StoreError::Corrupt {
+            tree,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Wraps an engine error for [`StoreError`].
+pub(crate) fn db(e: sled::Error) -> StoreError {
+    StoreError::Db(DbError(e))
+}
+
+/// Classifies an engine error raised while opening the database.
+pub(crate) fn open_err(e: sled::Error) -> OpenError {
+    match e {
+        // sled reports a held file lock as a generic I/O error; its message is
+        // the only way to tell it apart.
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            OpenError::Locked {
+                detail: io.to_string(),
+            }
+        }
+        sled::Error::Io(io) => OpenError::Io(io),
+        // At open time, "unsupported" means sled cannot read the files
+        // (e.g. a damaged `conf`), which for us is a damaged database.
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => OpenError::Corrupt {
+            detail: e.to_string(),
+        },
+        other => OpenError::Db(DbError(other)),
+    }
+}
+
+/// Converts the outcome of a sled transaction whose closure aborts with
+/// [`StoreError`].
+pub(crate) fn tx<T>(
+    r: sled::transaction::TransactionResult<T, StoreError>,
+) -> Result<T, StoreError> {
+    use sled::transaction::TransactionError;
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => db(e),
+    })
+}
+
+impl From<StoreError> for OpenError {
+    /// Errors of the schema check performed while opening.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(e) => OpenError::Db(e),
+            other => OpenError::Corrupt {
+                detail: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! kith's local data model and its persistence in [sled].
+//!
+//! A [`Store`] is one open database. Its handles — [`Contacts`],
+//! [`Conversations`], [`Messages`], [`Outbox`], [`Groups`], [`Settings`],
+//! [`Invites`] — each cover one logical table (one sled tree); operations
+//! whose invariants span tables are methods of [`Store`] and run as one
+//! multi-tree transaction. No sled type appears in the API: sled 0.34 is beta
+//! and its on-disk format will change, so the crate stays replaceable.
+//!
+//! # Layout
+//!
+//! Keys are big-endian so byte order is numeric order; values are CBOR.
+//! Messages are keyed `conversation ‖ lamport ‖ id`, so a conversation's
+//! history is one ordered range; an id index makes lookups by id O(log n).
+//! A `meta` tree records the schema version ([`SCHEMA_VERSION`]), checked on
+//! [`Store::open`].
+//!
+//! # Durability
+//!
+//! These calls flush (fsync) before returning `Ok`, so their effects survive a
+//! crash from then on:
+//!
+//! - [`Store::append_outgoing`]
+//! - [`Store::insert_incoming_batch`] (one flush per batch: acknowledge the
+//!   batch to peers only after it returns)
+//! - [`Store::mark_read`]
+//! - [`Store::flush`] and [`Store::flush_async`]
+//!
+//! Everything else — [`Store::set_message_state`], [`Messages::insert`],
+//! [`Conversations::get_or_create`]/[`remove`](Conversations::remove), and
+//! every `put`, `set`, `remove`, `create`, `redeem`, `set_state` and
+//! `purge_expired` of the table handles — is atomic but **not** flushed:
+//! after a crash it may be lost (never half-applied). sled flushes in the
+//! background every 500 ms; call [`Store::flush`] where a write must be
+//! durable, e.g. after a batch of state changes.
+//!
+//! # Errors
+//!
+//! [`OpenError`] says why a database cannot be opened (I/O, locked, corrupt,
+//! foreign, too new); [`StoreError`] covers operations. A value that fails to
+//! decode is [`StoreError::Corrupt`], never a panic.
+
+mod codec;
+mod contacts;
+mod conversations;
+mod error;
+mod groups;
+mod invites;
+mod messages;
+mod outbox;
+mod schema;
+mod settings;
+mod store;
+mod txn;
+mod types;
+
+pub use contacts::{Contact, ContactState, Contacts};
+pub use conversations::{Conversation, ConversationKind, Conversations};
+pub use error::{DbError, OpenError, StoreError};
+pub use groups::{Group, Groups, Member, Role};
+pub use invites::Invites;
+pub use messages::{Direction, Inserted, Message, MessageState, Messages};
+pub use outbox::{Outbox, OutboxEntry};
+pub use schema::SCHEMA_VERSION;
+pub use settings::Settings;
+pub use store::{OpenOptions, Store};
+pub use types::{ConversationId, GroupId, ID_LEN, IdParseError, MessageId};

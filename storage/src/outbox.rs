@@ -1,0 +1,94 @@
+//! The persistent outbox: items waiting to be sent, keyed by item id.
+//!
+//! The outbox is small (what has not been acknowledged yet), so ordering by
+//! due time is done in memory rather than with a second index.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::error::{StoreError, db};
+use crate::schema::OUTBOX;
+use crate::store::Inner;
+use crate::types::MessageId;
+
+/// One item waiting to be sent, with its retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The item's id: a message id, or a receipt's own id.
+    pub id: MessageId,
+    /// The recipient's peer id.
+    pub recipient: String,
+    /// Opaque bytes (the network layer's encoded inner message).
+    pub payload: Vec<u8>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Earliest time of the next attempt, in ms since the Unix epoch.
+    pub next_attempt_ms: u64,
+    /// When the item was queued, in ms.
+    pub created_at_ms: u64,
+}
+
+/// Handle to the outbox. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Outbox {
+    fn tree(&self) -> &sled::Tree {
+        &self.inner.trees.outbox
+    }
+
+    /// Inserts or replaces the entry with this id (e.g. to reschedule it).
+    /// Not flushed.
+    pub fn put(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.tree()
+            .insert(&entry.id.0[..], encode(entry)?)
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// The entry with this id, if queued.
+    pub fn get(&self, id: MessageId) -> Result<Option<OutboxEntry>, StoreError> {
+        match self.tree().get(id.0).map_err(db)? {
+            Some(v) => decode(OUTBOX, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes an entry; returns whether it was queued. Not flushed.
+    pub fn remove(&self, id: MessageId) -> Result<bool, StoreError> {
+        Ok(self.tree().remove(id.0).map_err(db)?.is_some())
+    }
+
+    /// All entries, soonest `next_attempt_ms` first (ties by id).
+    pub fn list(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut all = self
+            .tree()
+            .iter()
+            .values()
+            .map(|v| decode::<OutboxEntry>(OUTBOX, &v.map_err(db)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort_by_key(|e| (e.next_attempt_ms, e.id));
+        Ok(all)
+    }
+
+    /// The entries due at `now_ms` (`next_attempt_ms <= now_ms`), soonest first.
+    pub fn due(&self, now_ms: u64) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut all = self.list()?;
+        all.retain(|e| e.next_attempt_ms <= now_ms);
+        Ok(all)
+    }
+
+    /// Number of queued entries.
+    pub fn len(&self) -> usize {
+        self.tree().len()
+    }
+
+    /// Whether the outbox is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tree().is_empty()
+    }
+}

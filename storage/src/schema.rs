@@ -1,0 +1,126 @@
+//! Tree names, the schema version and the checks run when a database opens.
+//!
+//! The `meta` tree holds `schema_version` as a big-endian `u32`. Opening an
+//! empty database stamps the current version; an older version is upgraded by
+//! [`migrate`] one step at a time; a newer one, or a database that holds data
+//! but no version, is refused.
+
+use crate::error::{OpenError, StoreError, db};
+
+/// The schema version written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Tree holding database-wide metadata (the schema version).
+pub(crate) const META: &str = "meta";
+/// peer id (UTF-8) → `Contact`.
+pub(crate) const CONTACTS: &str = "contacts";
+/// conversation id → `Conversation`.
+pub(crate) const CONVERSATIONS: &str = "conversations";
+/// conversation id ‖ lamport (u64 BE) ‖ message id → `Message`.
+pub(crate) const MESSAGES: &str = "messages";
+/// message id → its key in [`MESSAGES`].
+pub(crate) const MESSAGE_INDEX: &str = "message_index";
+/// Keys (as in [`MESSAGES`]) of incoming messages not yet read → empty.
+pub(crate) const UNREAD: &str = "unread";
+/// item id → `OutboxEntry`.
+pub(crate) const OUTBOX: &str = "outbox";
+/// group id → `Group`.
+pub(crate) const GROUPS: &str = "groups";
+/// setting name (UTF-8) → CBOR value.
+pub(crate) const SETTINGS: &str = "settings";
+/// invite token → expiry (u64 BE, ms).
+pub(crate) const INVITES: &str = "invites";
+
+const VERSION_KEY: &[u8] = b"schema_version";
+/// The tree sled always creates; it is not ours and must stay empty.
+const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
+
+/// Checks (and for a new database, stamps) the schema version, running
+/// migrations if the database is older than this build.
+pub(crate) fn check(db: &sled::Db) -> Result<(), OpenError> {
+    let names = db.tree_names();
+    let meta = if names.iter().any(|n| n == META.as_bytes()) {
+        Some(db.open_tree(META).map_err(db_err)?)
+    } else {
+        None
+    };
+    let stored = match &meta {
+        Some(meta) => meta.get(VERSION_KEY).map_err(db_err)?,
+        None => None,
+    };
+    let Some(stored) = stored else {
+        // No version: acceptable only for a database that holds nothing yet
+        // (possibly a `meta` tree left empty by a crash during creation).
+        let foreign: Vec<String> = names
+            .iter()
+            .filter(|n| *n != SLED_DEFAULT_TREE && *n != META.as_bytes())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        if !foreign.is_empty() {
+            return Err(OpenError::Foreign {
+                detail: format!("no schema version, unknown trees: {}", foreign.join(", ")),
+            });
+        }
+        if !db.is_empty() || meta.as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(OpenError::Foreign {
+                detail: "no schema version, but the database holds data".into(),
+            });
+        }
+        let meta = db.open_tree(META).map_err(db_err)?;
+        set_version(db, &meta, SCHEMA_VERSION)?;
+        tracing::debug!(version = SCHEMA_VERSION, "created database");
+        return Ok(());
+    };
+    let found = u32::from_be_bytes(stored.as_ref().try_into().map_err(|_| OpenError::Corrupt {
+        detail: format!("schema_version is {} bytes, expected 4", stored.len()),
+    })?);
+    match found.cmp(&SCHEMA_VERSION) {
+        std::cmp::Ordering::Greater => Err(OpenError::UnsupportedVersion {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Less => {
+            let meta = db.open_tree(META).map_err(db_err)?;
+            migrate(db, &meta, found)
+        }
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+/// One migration step: upgrades the database from version `v` to `v + 1`.
+type Step = fn(&sled::Db) -> Result<(), StoreError>;
+
+/// The step that upgrades from version `from`, if this build knows one.
+#[allow(clippy::match_single_binding)] // no steps yet; new arms go above `_`
+fn step(from: u32) -> Option<Step> {
+    match from {
+        // 1 => Some(v1_to_v2),
+        _ => None,
+    }
+}
+
+/// Upgrades the database from schema version `from` to [`SCHEMA_VERSION`],
+/// recording (and flushing) the version after each step so an interrupted
+/// migration resumes where it stopped.
+fn migrate(db: &sled::Db, meta: &sled::Tree, from: u32) -> Result<(), OpenError> {
+    for version in from..SCHEMA_VERSION {
+        let step = step(version).ok_or_else(|| OpenError::Corrupt {
+            detail: format!("unknown schema version {version}"),
+        })?;
+        tracing::info!(from = version, to = version + 1, "migrating database");
+        step(db)?;
+        set_version(db, meta, version + 1)?;
+    }
+    Ok(())
+}
+
+fn set_version(db: &sled::Db, meta: &sled::Tree, version: u32) -> Result<(), OpenError> {
+    meta.insert(VERSION_KEY, &version.to_be_bytes())
+        .map_err(db_err)?;
+    db.flush().map_err(db_err)?;
+    Ok(())
+}
+
+fn db_err(e: sled::Error) -> OpenError {
+    db(e).into()
+}

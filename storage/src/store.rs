@@ -1,0 +1,350 @@
+//! [`Store`]: the opened database, its table handles and the operations that
+//! span several tables.
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sled::Transactional;
+
+use crate::codec::fixed;
+use crate::contacts::Contacts;
+use crate::conversations::Conversations;
+use crate::error::{OpenError, StoreError, db, open_err, tx};
+use crate::groups::Groups;
+use crate::invites::Invites;
+use crate::messages::{Direction, Inserted, KEY_LEN, Message, MessageState, Messages};
+use crate::outbox::{Outbox, OutboxEntry};
+use crate::schema::{self, *};
+use crate::settings::Settings;
+use crate::txn::{Tx, TxResult};
+use crate::types::{ConversationId, MessageId};
+
+/// The opened trees, one per logical table.
+pub(crate) struct Trees {
+    pub(crate) contacts: sled::Tree,
+    pub(crate) conversations: sled::Tree,
+    pub(crate) messages: sled::Tree,
+    pub(crate) message_index: sled::Tree,
+    pub(crate) unread: sled::Tree,
+    pub(crate) outbox: sled::Tree,
+    pub(crate) groups: sled::Tree,
+    pub(crate) settings: sled::Tree,
+    pub(crate) invites: sled::Tree,
+}
+
+/// State shared by a [`Store`] and all handles made from it.
+pub(crate) struct Inner {
+    db: sled::Db,
+    path: PathBuf,
+    pub(crate) trees: Trees,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Runs `f` in one transaction over messages, index, unread set,
+    /// conversations and outbox. `f` may run several times on conflict.
+    pub(crate) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        let t = &self.trees;
+        tx((
+            &t.messages,
+            &t.message_index,
+            &t.unread,
+            &t.conversations,
+            &t.outbox,
+        )
+            .transaction(|(messages, index, unread, conversations, outbox)| {
+                f(&Tx {
+                    messages,
+                    index,
+                    unread,
+                    conversations,
+                    outbox,
+                })
+            }))
+    }
+
+    fn flush(&self) -> Result<usize, StoreError> {
+        self.db.flush().map_err(db)
+    }
+}
+
+/// An open kith database.
+///
+/// Cheap to clone (one `Arc`); `Send + Sync`. sled allows one process per
+/// database, so open it once and share clones. Dropping the last clone
+/// closes the database (unflushed writes are still flushed by sled's
+/// background thread and on drop, but only the calls listed under
+/// "Durability" in the crate docs guarantee it).
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens the database in directory `path` with default [`OpenOptions`],
+    /// creating it if missing, and checks its schema version (see
+    /// [`OpenError`] for what is refused).
+    pub fn open(path: &Path) -> Result<Store, OpenError> {
+        Self::open_with(path, &OpenOptions::default())
+    }
+
+    /// [`open`](Self::open) with explicit options.
+    pub fn open_with(path: &Path, options: &OpenOptions) -> Result<Store, OpenError> {
+        let db = open_sled(path, options)?;
+        schema::check(&db)?;
+        let open = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| OpenError::from(crate::error::db(e)))
+        };
+        let trees = Trees {
+            contacts: open(CONTACTS)?,
+            conversations: open(CONVERSATIONS)?,
+            messages: open(MESSAGES)?,
+            message_index: open(MESSAGE_INDEX)?,
+            unread: open(UNREAD)?,
+            outbox: open(OUTBOX)?,
+            groups: open(GROUPS)?,
+            settings: open(SETTINGS)?,
+            invites: open(INVITES)?,
+        };
+        tracing::debug!(path = %path.display(), "opened store");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_owned(),
+                trees,
+            }),
+        })
+    }
+
+    /// The directory this store was opened from.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The contacts table.
+    pub fn contacts(&self) -> Contacts {
+        Contacts {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The conversations table.
+    pub fn conversations(&self) -> Conversations {
+        Conversations {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The messages table.
+    pub fn messages(&self) -> Messages {
+        Messages {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The persistent outbox.
+    pub fn outbox(&self) -> Outbox {
+        Outbox {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The groups table.
+    pub fn groups(&self) -> Groups {
+        Groups {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Named settings.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// One-time invite tokens.
+    pub fn invites(&self) -> Invites {
+        Invites {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Durability point: every write made before this call survives a crash
+    /// once it returns `Ok`. Returns the number of bytes written. Blocks.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        self.inner.flush()
+    }
+
+    /// [`flush`](Self::flush) without blocking the calling task (the fsync
+    /// runs on sled's thread pool). Cancel-safe: dropping the future does not
+    /// stop the flush, it only loses the result.
+    pub async fn flush_async(&self) -> Result<usize, StoreError> {
+        self.inner.db.flush_async().await.map_err(db)
+    }
+
+    /// Atomically stores an outgoing message (forced to `Pending` and
+    /// `Outgoing`), its outbox entry, and the conversation's
+    /// `last_activity_ms`/`last_lamport`; then flushes. If a message with
+    /// this id already exists nothing is written (idempotent retry).
+    /// Fails with [`StoreError::NotFound`] if the conversation does not exist.
+    pub fn append_outgoing(&self, msg: &Message, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let msg = Message {
+            state: MessageState::Pending,
+            direction: Direction::Outgoing,
+            ..msg.clone()
+        };
+        self.inner.transact(|tx| {
+            if tx.insert_message(&msg)? == Inserted::New {
+                tx.put_outbox(entry)?;
+            }
+            Ok(())
+        })?;
+        self.flush()?;
+        Ok(())
+    }
+
+    /// Stores many received messages in one transaction — idempotent by id,
+    /// one [`Inserted`] per input in order (a repeat within the batch is a
+    /// `Duplicate`) — updating each conversation as
+    /// [`Messages::insert`] does, then flushes once (group commit): the
+    /// network layer may acknowledge the messages when this returns `Ok`.
+    /// Every conversation must exist, otherwise [`StoreError::NotFound`] and
+    /// nothing is stored.
+    pub fn insert_incoming_batch(&self, msgs: &[Message]) -> Result<Vec<Inserted>, StoreError> {
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inserted = self
+            .inner
+            .transact(|tx| msgs.iter().map(|m| tx.insert_message(m)).collect())?;
+        self.flush()?;
+        Ok(inserted)
+    }
+
+    /// Moves a message to `state` if that is a forward move (see
+    /// [`MessageState::can_become`]): `Ok(Some(state))` if it changed,
+    /// `Ok(None)` if not (same or stale state), [`StoreError::NotFound`] for
+    /// an unknown id. With `remove_outbox`, the outbox entry with the same id
+    /// is removed in the same transaction (also when the state did not move).
+    /// A message that stops being unread decrements its conversation's
+    /// `unread`. **Not flushed**: callers flush in batches.
+    pub fn set_message_state(
+        &self,
+        id: MessageId,
+        state: MessageState,
+        remove_outbox: bool,
+    ) -> Result<Option<MessageState>, StoreError> {
+        self.inner
+            .transact(|tx| tx.set_state(id, state, remove_outbox))
+    }
+
+    /// Marks every unread incoming message of `conv` `Read` and lowers its
+    /// `unread` count accordingly (to 0 unless a message arrives
+    /// concurrently); returns the messages newly marked, oldest first, e.g.
+    /// to send read receipts. Flushed. [`StoreError::NotFound`] if the
+    /// conversation does not exist.
+    pub fn mark_read(&self, conv: ConversationId) -> Result<Vec<Message>, StoreError> {
+        let keys = self
+            .inner
+            .trees
+            .unread
+            .scan_prefix(conv.0)
+            .keys()
+            .map(|k| fixed::<KEY_LEN>(UNREAD, &k.map_err(db)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let read = self.inner.transact(|tx| tx.mark_read(conv, &keys))?;
+        self.flush()?;
+        Ok(read)
+    }
+}
+
+/// Opens sled, retrying while its lock is held (up to `options.lock_wait`)
+/// and turning its errors — and panics, which some damaged files provoke in
+/// sled 0.34 — into [`OpenError`].
+fn open_sled(path: &Path, options: &OpenOptions) -> Result<sled::Db, OpenError> {
+    let deadline = Instant::now() + options.lock_wait;
+    let mut backoff = LOCK_RETRY_MIN;
+    loop {
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_capacity_bytes);
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
+            Ok(r) => r.map_err(open_err),
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("the database engine panicked");
+                return Err(OpenError::Corrupt {
+                    detail: format!("cannot read the database files: {detail}"),
+                });
+            }
+        };
+        match result {
+            Err(OpenError::Locked { .. }) if Instant::now() + backoff <= deadline => {
+                tracing::debug!(path = %path.display(), ?backoff, "database locked, retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(LOCK_RETRY_MAX);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// First pause between attempts to take a held lock; doubles up to
+/// [`LOCK_RETRY_MAX`] (short, because sled usually lets go within ~50 ms).
+const LOCK_RETRY_MIN: Duration = Duration::from_millis(5);
+/// Longest pause between attempts to take a held lock.
+const LOCK_RETRY_MAX: Duration = Duration::from_millis(100);
+
+/// How [`Store::open_with`] opens a database. Build with
+/// `OpenOptions::default()` and the `with_*` methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// How long to keep retrying while the database lock is held before
+    /// failing with [`OpenError::Locked`]. Default 1 s: sled releases its
+    /// lock a moment *after* its last handle is dropped, so even a reopen in
+    /// the same process may need to wait; another process holding the
+    /// database makes the open fail once this runs out.
+    pub lock_wait: Duration,
+    /// Upper bound of sled's page cache, in bytes. Default 64 MiB (sled's own
+    /// default, 1 GiB, is too much for a chat client).
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            lock_wait: Duration::from_secs(1),
+            cache_capacity_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Sets [`lock_wait`](Self::lock_wait).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Sets [`cache_capacity_bytes`](Self::cache_capacity_bytes).
+    pub fn with_cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity_bytes = bytes;
+        self
+    }
+}

@@ -1,0 +1,159 @@
+//! The transactional view used by operations that span trees.
+//!
+//! [`Inner::transact`](crate::store::Inner::transact) runs a closure over one
+//! sled transaction covering messages, their index, the unread set,
+//! conversations and the outbox, so every cross-tree invariant (a message and
+//! its index entry; `unread` matching the unread set; an outgoing message and
+//! its outbox entry) is kept atomically. The closure may be retried on
+//! conflict and must have no other side effects.
+
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionalTree,
+};
+
+use crate::codec::{decode, encode, fixed};
+use crate::conversations::Conversation;
+use crate::error::StoreError;
+use crate::messages::{Inserted, Message, MessageKey, MessageState};
+use crate::outbox::OutboxEntry;
+use crate::schema::{CONVERSATIONS, MESSAGE_INDEX, MESSAGES};
+use crate::types::{ConversationId, MessageId};
+
+/// Result of a step inside a transaction.
+pub(crate) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
+
+/// Aborts the transaction with a [`StoreError`].
+fn abort<T>(r: Result<T, StoreError>) -> TxResult<T> {
+    r.map_err(ConflictableTransactionError::Abort)
+}
+
+/// The trees of one cross-tree transaction.
+pub(crate) struct Tx<'a> {
+    pub(crate) messages: &'a TransactionalTree,
+    pub(crate) index: &'a TransactionalTree,
+    pub(crate) unread: &'a TransactionalTree,
+    pub(crate) conversations: &'a TransactionalTree,
+    pub(crate) outbox: &'a TransactionalTree,
+}
+
+impl Tx<'_> {
+    /// The conversation, or abort with `NotFound`.
+    pub(crate) fn conversation(&self, id: ConversationId) -> TxResult<Conversation> {
+        match self.conversations.get(id.0)? {
+            Some(v) => abort(decode(CONVERSATIONS, &v)),
+            None => abort(Err(StoreError::not_found("conversation", id))),
+        }
+    }
+
+    pub(crate) fn put_conversation(&self, conv: &Conversation) -> TxResult<()> {
+        self.conversations
+            .insert(&conv.id.0[..], abort(encode(conv))?)?;
+        Ok(())
+    }
+
+    /// The key of the message with this id, if stored.
+    pub(crate) fn message_key(&self, id: MessageId) -> TxResult<Option<MessageKey>> {
+        match self.index.get(id.0)? {
+            Some(k) => abort(fixed(MESSAGE_INDEX, &k)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The message stored under `key`; its absence is corruption (callers got
+    /// the key from the index or the unread set).
+    pub(crate) fn message_at(&self, key: &MessageKey) -> TxResult<Message> {
+        match self.messages.get(key)? {
+            Some(v) => abort(decode(MESSAGES, &v)),
+            None => abort(Err(StoreError::corrupt(
+                MESSAGES,
+                "a key in an index points nowhere",
+            ))),
+        }
+    }
+
+    pub(crate) fn put_message(&self, key: &MessageKey, msg: &Message) -> TxResult<()> {
+        self.messages.insert(&key[..], abort(encode(msg))?)?;
+        Ok(())
+    }
+
+    /// Idempotent insert of a message plus its index entry, unread entry and
+    /// conversation counters (see [`Messages::insert`](crate::Messages::insert)).
+    pub(crate) fn insert_message(&self, msg: &Message) -> TxResult<Inserted> {
+        if self.index.get(msg.id.0)?.is_some() {
+            return Ok(Inserted::Duplicate);
+        }
+        let mut conv = self.conversation(msg.conversation)?;
+        let key = msg.key();
+        self.put_message(&key, msg)?;
+        self.index.insert(&msg.id.0[..], &key[..])?;
+        if msg.is_unread() {
+            self.unread.insert(&key[..], &[][..])?;
+            conv.unread = conv.unread.saturating_add(1);
+        }
+        conv.last_activity_ms = conv.last_activity_ms.max(msg.activity_ms());
+        conv.last_lamport = conv.last_lamport.max(msg.lamport);
+        self.put_conversation(&conv)?;
+        Ok(Inserted::New)
+    }
+
+    /// Moves a message to `state` if that is a forward move (see
+    /// [`MessageState::can_become`]), keeping the unread count in step;
+    /// removes its outbox entry if asked, whether or not the state moved.
+    pub(crate) fn set_state(
+        &self,
+        id: MessageId,
+        state: MessageState,
+        remove_outbox: bool,
+    ) -> TxResult<Option<MessageState>> {
+        let Some(key) = self.message_key(id)? else {
+            return abort(Err(StoreError::not_found("message", id)));
+        };
+        if remove_outbox {
+            self.outbox.remove(&id.0[..])?;
+        }
+        let mut msg = self.message_at(&key)?;
+        if !msg.state.can_become(state) {
+            return Ok(None);
+        }
+        let was_unread = msg.is_unread();
+        msg.state = state;
+        self.put_message(&key, &msg)?;
+        if was_unread && !msg.is_unread() {
+            self.unread.remove(&key[..])?;
+            let mut conv = self.conversation(msg.conversation)?;
+            conv.unread = conv.unread.saturating_sub(1);
+            self.put_conversation(&conv)?;
+        }
+        Ok(Some(state))
+    }
+
+    /// Marks the listed unread messages of `conv` read, skipping any that are
+    /// no longer unread; returns them as updated.
+    pub(crate) fn mark_read(
+        &self,
+        conv: ConversationId,
+        keys: &[MessageKey],
+    ) -> TxResult<Vec<Message>> {
+        let mut c = self.conversation(conv)?;
+        let mut read = Vec::new();
+        for key in keys {
+            if self.unread.remove(&key[..])?.is_none() {
+                continue;
+            }
+            let mut msg = self.message_at(key)?;
+            msg.state = MessageState::Read;
+            self.put_message(key, &msg)?;
+            read.push(msg);
+        }
+        let n = u32::try_from(read.len()).unwrap_or(u32::MAX);
+        c.unread = c.unread.saturating_sub(n);
+        self.put_conversation(&c)?;
+        Ok(read)
+    }
+
+    /// Stores an outbox entry (replacing one with the same id).
+    pub(crate) fn put_outbox(&self, entry: &OutboxEntry) -> TxResult<()> {
+        self.outbox.insert(&entry.id.0[..], abort(encode(entry))?)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kith_storage::{
+    Conversation, ConversationId, ConversationKind, Direction, Message, MessageId, MessageState,
+    OpenError, OpenOptions, Store,
+};
+
+/// How long tests wait for sled to release a database lock after a drop
+/// (generous: a loaded CI machine can be slow to reap sled's threads).
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens a store, waiting up to [`LOCK_WAIT`] for a previous one to close.
+pub fn open(path: &Path) -> Result<Store, OpenError> {
+    Store::open_with(path, &OpenOptions::default().with_lock_wait(LOCK_WAIT))
+}
+
+/// A store in a fresh temporary directory (kept alive by the returned guard).
+pub fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("db")).unwrap();
+    (dir, store)
+}
+
+/// Opens the sled database under a store directly (to fake other kith
+/// versions or foreign databases), waiting for its lock like [`open`].
+pub fn raw_sled(path: &Path) -> sled::Db {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+/// A deterministic id from a number.
+pub fn mid(n: u128) -> MessageId {
+    MessageId::from_bytes(n.to_be_bytes())
+}
+
+/// A deterministic conversation id from a number.
+pub fn cid(n: u128) -> ConversationId {
+    ConversationId::from_bytes(n.to_be_bytes())
+}
+
+/// Creates a direct conversation with peer `peer-<n>`.
+pub fn conversation(store: &Store, n: u128) -> Conversation {
+    store
+        .conversations()
+        .get_or_create(
+            cid(n),
+            ConversationKind::Direct {
+                peer_id: format!("peer-{n}"),
+            },
+            0,
+        )
+        .unwrap()
+}
+
+/// An incoming, delivered message.
+pub fn incoming(conv: ConversationId, id: MessageId, lamport: u64) -> Message {
+    Message {
+        id,
+        conversation: conv,
+        author: "peer".into(),
+        lamport,
+        sent_at_ms: 1_000 + lamport,
+        received_at_ms: 2_000 + lamport,
+        text: format!("message {id}"),
+        state: MessageState::Delivered,
+        direction: Direction::Incoming,
+    }
+}
+
+/// An outgoing, pending message.
+pub fn outgoing(conv: ConversationId, id: MessageId, lamport: u64) -> Message {
+    Message {
+        author: "me".into(),
+        state: MessageState::Pending,
+        direction: Direction::Outgoing,
+        ..incoming(conv, id, lamport)
+    }
+}
+
+/// Runs a future to completion on this thread (enough for `flush_async`,
+/// whose work happens on sled's own threads; avoids an async runtime dep).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

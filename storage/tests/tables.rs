@@ -1,0 +1,212 @@
+//! The single-table handles: contacts, conversations, outbox, groups,
+//! settings, invites.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{cid, mid, temp_store};
+use kith_storage::{
+    Contact, ContactState, ConversationKind, Group, GroupId, Member, OutboxEntry, Role, StoreError,
+};
+
+fn contact(peer: &str, alias: Option<&str>) -> Contact {
+    Contact {
+        peer_id: peer.into(),
+        alias: alias.map(Into::into),
+        display_name: Some("announced".into()),
+        state: ContactState::PendingOut,
+        e2e_public: None,
+        binding: None,
+        addrs: vec![],
+        relays: vec!["/dns4/relay.example/tcp/4001".into()],
+        added_at_ms: 5,
+        updated_at_ms: 5,
+    }
+}
+
+#[test]
+fn contacts() {
+    let (_dir, store) = temp_store();
+    let contacts = store.contacts();
+    contacts.put(&contact("12D3zz", Some("bob"))).unwrap();
+    contacts.put(&contact("12D3aa", Some("Carol"))).unwrap();
+    contacts.put(&contact("12D3bb", None)).unwrap();
+    contacts.put(&contact("12D3cc", Some("alice"))).unwrap();
+    let order: Vec<_> = contacts
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.peer_id)
+        .collect();
+    assert_eq!(
+        order,
+        ["12D3bb", "12D3cc", "12D3zz", "12D3aa"],
+        "by alias or peer id, ignoring case"
+    );
+
+    let updated = contacts
+        .set_state("12D3zz", ContactState::Accepted)
+        .unwrap();
+    assert_eq!(updated.state, ContactState::Accepted);
+    assert_eq!(contacts.get("12D3zz").unwrap(), Some(updated));
+    assert!(matches!(
+        contacts.set_state("nobody", ContactState::Blocked),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(contacts.remove("12D3zz").unwrap());
+    assert!(!contacts.remove("12D3zz").unwrap());
+    assert_eq!(contacts.get("12D3zz").unwrap(), None);
+}
+
+#[test]
+fn conversations() {
+    let (_dir, store) = temp_store();
+    let convs = store.conversations();
+    let direct = ConversationKind::Direct {
+        peer_id: "p".into(),
+    };
+    let group = ConversationKind::Group {
+        group_id: GroupId([1; 16]),
+    };
+    let first = convs.get_or_create(cid(1), direct.clone(), 10).unwrap();
+    assert_eq!(
+        (first.kind.clone(), first.last_activity_ms, first.unread),
+        (direct.clone(), 10, 0)
+    );
+    // An existing conversation is returned unchanged.
+    assert_eq!(
+        convs.get_or_create(cid(1), group.clone(), 99).unwrap(),
+        first
+    );
+    convs.get_or_create(cid(2), group, 30).unwrap();
+    convs.get_or_create(cid(3), direct, 20).unwrap();
+    let order: Vec<_> = convs.list().unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(order, [cid(2), cid(3), cid(1)], "most recent first");
+    assert_eq!(convs.get(cid(4)).unwrap(), None);
+}
+
+#[test]
+fn outbox() {
+    let (_dir, store) = temp_store();
+    let outbox = store.outbox();
+    let entry = |n, next| OutboxEntry {
+        id: mid(n),
+        recipient: "peer".into(),
+        payload: vec![n as u8],
+        attempts: 0,
+        next_attempt_ms: next,
+        created_at_ms: 1,
+    };
+    assert!(outbox.is_empty());
+    outbox.put(&entry(1, 300)).unwrap();
+    outbox.put(&entry(2, 100)).unwrap();
+    outbox.put(&entry(3, 200)).unwrap();
+    let order: Vec<_> = outbox.list().unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(order, [mid(2), mid(3), mid(1)]);
+    assert_eq!(outbox.due(200).unwrap().len(), 2);
+    // Rescheduling replaces the entry.
+    outbox
+        .put(&OutboxEntry {
+            attempts: 1,
+            ..entry(2, 400)
+        })
+        .unwrap();
+    assert_eq!(outbox.len(), 3);
+    assert_eq!(outbox.get(mid(2)).unwrap().unwrap().attempts, 1);
+    assert_eq!(outbox.list().unwrap().last().unwrap().id, mid(2));
+    assert!(outbox.remove(mid(2)).unwrap());
+    assert!(!outbox.remove(mid(2)).unwrap());
+    assert_eq!(outbox.len(), 2);
+}
+
+#[test]
+fn groups() {
+    let (_dir, store) = temp_store();
+    let groups = store.groups();
+    let group = |n: u8, name: &str| Group {
+        id: GroupId([n; 16]),
+        name: name.into(),
+        members: vec![
+            Member {
+                peer_id: "owner".into(),
+                role: Role::Owner,
+            },
+            Member {
+                peer_id: "m".into(),
+                role: Role::Member,
+            },
+        ],
+        epoch: 1,
+        created_at_ms: 7,
+    };
+    groups.put(&group(1, "zeta")).unwrap();
+    groups.put(&group(2, "alpha")).unwrap();
+    assert_eq!(
+        groups.get(GroupId([1; 16])).unwrap(),
+        Some(group(1, "zeta"))
+    );
+    let names: Vec<_> = groups.list().unwrap().into_iter().map(|g| g.name).collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+    assert!(groups.remove(GroupId([1; 16])).unwrap());
+    assert_eq!(groups.get(GroupId([1; 16])).unwrap(), None);
+}
+
+#[test]
+fn settings() {
+    let (_dir, store) = temp_store();
+    let settings = store.settings();
+    assert_eq!(settings.get::<u32>("port").unwrap(), None);
+    settings.set("port", &4001u32).unwrap();
+    settings.set("relays", &vec!["a", "b"]).unwrap();
+    assert_eq!(settings.get::<u32>("port").unwrap(), Some(4001));
+    assert_eq!(
+        settings.get::<Vec<String>>("relays").unwrap().unwrap(),
+        ["a", "b"]
+    );
+    // A value of the wrong type is a typed error, not a panic.
+    assert!(matches!(
+        settings.get::<String>("port"),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(settings.remove("port").unwrap());
+    assert_eq!(settings.get::<u32>("port").unwrap(), None);
+}
+
+#[test]
+fn invites() {
+    let (_dir, store) = temp_store();
+    let invites = store.invites();
+    invites.create([1; 16], 1_000).unwrap();
+    invites.create([2; 16], 500).unwrap();
+    invites.create([3; 16], 2_000).unwrap();
+    assert_eq!(
+        invites.list_active(600).unwrap(),
+        [([1; 16], 1_000), ([3; 16], 2_000)]
+    );
+    assert!(invites.redeem(&[1; 16], 999).unwrap());
+    assert!(!invites.redeem(&[1; 16], 999).unwrap(), "one time only");
+    assert!(
+        !invites.redeem(&[2; 16], 500).unwrap(),
+        "expired at its expiry"
+    );
+    assert!(!invites.redeem(&[9; 16], 0).unwrap(), "unknown");
+    assert_eq!(invites.list_active(0).unwrap(), [([3; 16], 2_000)]);
+    assert_eq!(invites.purge_expired(2_000).unwrap(), 1);
+    assert_eq!(invites.list_active(0).unwrap(), []);
+}
+
+#[test]
+fn redeem_succeeds_once_under_concurrency() {
+    let (_dir, store) = temp_store();
+    store.invites().create([1; 16], u64::MAX).unwrap();
+    let wins: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| store.invites().redeem(&[1; 16], 0).unwrap()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum()
+    });
+    assert_eq!(wins, 1);
+}
