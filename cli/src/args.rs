@@ -36,6 +36,42 @@ pub(crate) enum Command {
     /// Inspect the configuration (config.toml in the kith home).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the node: listen, deliver, serve the control socket (prints `ready ...`).
+    Daemon(DaemonArgs),
+    /// A self-contained chat with a local echo bot: try kith with nothing else running.
+    Demo,
+    /// Create a one-time invite: whoever redeems it becomes a mutual contact.
+    Invite(InviteArgs),
+    /// Add a contact from an invite, or send a contact request to a peer id.
+    Add(AddArgs),
+    /// List contacts.
+    Contacts(JsonFlag),
+    /// List pending incoming contact requests.
+    Requests(JsonFlag),
+    /// Accept a contact request.
+    Accept(ContactArg),
+    /// Reject a contact request (deletes what the stranger sent).
+    Reject(ContactArg),
+    /// Block a peer: its traffic is dropped before storage.
+    Block(ContactArg),
+    /// Unblock a peer (it becomes an accepted contact).
+    Unblock(ContactArg),
+    /// Remove a contact and its conversation.
+    Remove(ContactArg),
+    /// Set a contact's local alias.
+    Rename(RenameArgs),
+    /// Send a message (prints its id).
+    Send(SendArgs),
+    /// Show a conversation, oldest first.
+    History(HistoryArgs),
+    /// Conversations with unread messages.
+    Inbox(JsonFlag),
+    /// Mark a conversation read (sends read receipts unless disabled).
+    Read(ContactArg),
+    /// Stream events as JSON lines until interrupted.
+    Follow,
+    /// Show the running node: addresses, peers, DHT, relays.
+    Status(JsonFlag),
     /// Print a shell completion script.
     Completions {
         /// The shell to generate completions for.
@@ -71,4 +107,101 @@ pub(crate) enum ConfigCommand {
     Show(JsonFlag),
     /// Print where config.toml lives.
     Path,
+}
+
+/// Arguments of `kith daemon`.
+#[derive(Debug, Args)]
+pub(crate) struct DaemonArgs {
+    /// Listen on this multiaddr (repeatable). Default: `listen` from config.toml.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<String>,
+    /// Join the DHT through this peer (repeatable; with /p2p/<peer id>). Added to config's.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Do not discover peers on the LAN with mDNS.
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+}
+
+/// A contact argument plus `--json`.
+#[derive(Debug, Args)]
+pub(crate) struct ContactArg {
+    /// Alias, peer id, or a unique prefix of either.
+    pub(crate) contact: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// How far `kith send --wait` waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum WaitFor {
+    /// Accepted by the peer or a relay.
+    Sent,
+    /// Stored by the recipient's node.
+    Delivered,
+}
+
+/// Arguments of `kith send`.
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// Alias, peer id, or a unique prefix of either.
+    pub(crate) contact: String,
+    /// The message; `-` reads it from stdin.
+    pub(crate) text: String,
+    /// Wait until the message is sent or delivered.
+    #[arg(long, value_enum)]
+    pub(crate) wait: Option<WaitFor>,
+    /// Give up waiting after this many seconds (exit 1; the message stays queued).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// Alias, peer id, or a unique prefix of either.
+    pub(crate) contact: String,
+    /// How many messages (the newest ones before --before).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+    /// Page backwards: only messages before this message id.
+    #[arg(long, value_name = "MSG_ID")]
+    pub(crate) before: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith add`.
+#[derive(Debug, Args)]
+pub(crate) struct AddArgs {
+    /// A `kith:` invite, or a bare peer id (sends a contact request).
+    pub(crate) target: String,
+    /// A local alias for the contact.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith rename`.
+#[derive(Debug, Args)]
+pub(crate) struct RenameArgs {
+    /// Alias, peer id, or a unique prefix of either.
+    pub(crate) contact: String,
+    /// The new alias (empty clears it).
+    pub(crate) alias: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith invite`.
+#[derive(Debug, Args)]
+pub(crate) struct InviteArgs {
+    /// Also print the invite as a QR code.
+    #[arg(long)]
+    pub(crate) qr: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
 }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,libp2p_kad=error",
         1 => "info,kith=debug,kith_p2p=debug",
         _ => "debug",
     };

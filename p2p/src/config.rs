@@ -104,7 +104,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listen: DEFAULT_LISTEN.iter().filter_map(|addr| addr.parse().ok()).collect(),
+            listen: DEFAULT_LISTEN
+                .iter()
+                .filter_map(|addr| addr.parse().ok())
+                .collect(),
             bootstrap: Vec::new(),
             relays: Vec::new(),
             mdns: true,
@@ -145,7 +148,9 @@ impl Config {
             let key = document
                 .get_ref()
                 .iter()
-                .find(|(key, value)| contains(&key.span(), span.start) || contains(&value.span(), span.start))
+                .find(|(key, value)| {
+                    contains(&key.span(), span.start) || contains(&value.span(), span.start)
+                })
                 .map(|(key, _)| key.get_ref().to_string())
                 .unwrap_or_default();
             ConfigError::Invalid {
@@ -162,12 +167,18 @@ impl Config {
             message,
         };
         let addrs = |key: &str, values: Option<Vec<Spanned<String>>>, default: Vec<Multiaddr>| {
-            let Some(values) = values else { return Ok(default) };
+            let Some(values) = values else {
+                return Ok(default);
+            };
             values
                 .into_iter()
                 .map(|value| {
                     value.get_ref().parse::<Multiaddr>().map_err(|e| {
-                        invalid(key, value.span(), format!("invalid multiaddr {:?}: {e}", value.get_ref()))
+                        invalid(
+                            key,
+                            value.span(),
+                            format!("invalid multiaddr {:?}: {e}", value.get_ref()),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -183,7 +194,11 @@ impl Config {
         let notify_command = match raw.notify_command {
             None => None,
             Some(command) if command.get_ref().trim().is_empty() => {
-                return Err(invalid("notify_command", command.span(), "must not be blank".into()));
+                return Err(invalid(
+                    "notify_command",
+                    command.span(),
+                    "must not be blank".into(),
+                ));
             }
             Some(command) => Some(command.into_inner()),
         };
@@ -203,14 +218,18 @@ impl Config {
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(&text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(source) => Err(ConfigError::Io { path: path.to_path_buf(), source }),
+            Err(source) => Err(ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
     /// Renders the configuration as TOML, every key written out (unset optional keys
     /// as commented-out examples), such that `Config::parse(&c.to_toml()) == Ok(c)`.
     pub fn to_toml(&self) -> String {
-        let mut out = String::from("# kith configuration; every key is documented in docs/CONFIG.md.\n\n");
+        let mut out =
+            String::from("# kith configuration; every key is documented in docs/CONFIG.md.\n\n");
         let mut addrs = |key: &str, comment: &str, addrs: &[Multiaddr]| {
             out.push_str(&format!("# {comment}\n{key} = ["));
             if !addrs.is_empty() {
@@ -222,9 +241,20 @@ impl Config {
             out.push_str("]\n\n");
         };
         addrs("listen", "Addresses to listen on.", &self.listen);
-        addrs("bootstrap", "DHT bootstrap peers (multiaddrs ending in /p2p/<peer id>).", &self.bootstrap);
-        addrs("relays", "Pinned relays (multiaddrs ending in /p2p/<peer id>).", &self.relays);
-        out.push_str(&format!("# Discover peers on the local network.\nmdns = {}\n\n", self.mdns));
+        addrs(
+            "bootstrap",
+            "DHT bootstrap peers (multiaddrs ending in /p2p/<peer id>).",
+            &self.bootstrap,
+        );
+        addrs(
+            "relays",
+            "Pinned relays (multiaddrs ending in /p2p/<peer id>).",
+            &self.relays,
+        );
+        out.push_str(&format!(
+            "# Discover peers on the local network.\nmdns = {}\n\n",
+            self.mdns
+        ));
         out.push_str("# The name offered to contacts.\n");
         match &self.display_name {
             Some(name) => out.push_str(&format!("display_name = {}\n\n", quote(name))),
@@ -245,8 +275,12 @@ impl Config {
     /// Writes [`Config::to_toml`] to `path` atomically with mode 0600, replacing any
     /// existing file.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        write_private_file(path, self.to_toml().as_bytes(), Overwrite::Allowed)
-            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })
+        write_private_file(path, self.to_toml().as_bytes(), Overwrite::Allowed).map_err(|source| {
+            ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 }
 
@@ -257,7 +291,9 @@ pub(crate) fn check_display_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         Err("must not be blank".into())
     } else if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
-        Err(format!("is longer than {MAX_DISPLAY_NAME_CHARS} characters"))
+        Err(format!(
+            "is longer than {MAX_DISPLAY_NAME_CHARS} characters"
+        ))
     } else if name.chars().any(char::is_control) {
         Err("must not contain control characters".into())
     } else {
@@ -277,7 +313,11 @@ fn contains(span: &Range<usize>, offset: usize) -> bool {
 /// The 1-based line holding byte `offset` of `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -328,8 +368,14 @@ notify_command = "notify-send kith 'new message'"
         assert_eq!(config.bootstrap.len(), 1);
         assert_eq!(config.relays.len(), 1);
         assert!(!config.mdns && !config.read_receipts);
-        assert_eq!(config.display_name.as_deref(), Some("Ada \"the first\" Lovelace"));
-        assert_eq!(config.notify_command.as_deref(), Some("notify-send kith 'new message'"));
+        assert_eq!(
+            config.display_name.as_deref(),
+            Some("Ada \"the first\" Lovelace")
+        );
+        assert_eq!(
+            config.notify_command.as_deref(),
+            Some("notify-send kith 'new message'")
+        );
         assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
     }
 
@@ -337,14 +383,23 @@ notify_command = "notify-send kith 'new message'"
     fn defaults_round_trip_through_toml() {
         let config = Config::default();
         assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
-        let empty_lists = Config { listen: vec![], ..Config::default() };
+        let empty_lists = Config {
+            listen: vec![],
+            ..Config::default()
+        };
         assert_eq!(Config::parse(&empty_lists.to_toml()).unwrap(), empty_lists);
     }
 
     #[test]
     fn partial_file_keeps_other_defaults() {
         let config = Config::parse("mdns = false\n").unwrap();
-        assert_eq!(config, Config { mdns: false, ..Config::default() });
+        assert_eq!(
+            config,
+            Config {
+                mdns: false,
+                ..Config::default()
+            }
+        );
     }
 
     #[test]
@@ -358,7 +413,8 @@ notify_command = "notify-send kith 'new message'"
 
     #[test]
     fn bad_multiaddr_names_key_and_its_own_line() {
-        let (key, line, message) = invalid("mdns = true\nlisten = [\n  \"/ip4/0.0.0.0/tcp/1\",\n  \"nonsense\",\n]\n");
+        let (key, line, message) =
+            invalid("mdns = true\nlisten = [\n  \"/ip4/0.0.0.0/tcp/1\",\n  \"nonsense\",\n]\n");
         assert_eq!((key.as_str(), line), ("listen", 4));
         assert!(message.contains("nonsense"), "{message}");
         let (key, line, _) = invalid("\n\nrelays = [\"/ip4/1.2.3.4/tcp/x\"]\n");
@@ -377,7 +433,10 @@ notify_command = "notify-send kith 'new message'"
     fn invalid_strings_are_rejected() {
         let (key, line, _) = invalid("display_name = \"   \"\n");
         assert_eq!((key.as_str(), line), ("display_name", 1));
-        let long = format!("display_name = \"{}\"\n", "x".repeat(MAX_DISPLAY_NAME_CHARS + 1));
+        let long = format!(
+            "display_name = \"{}\"\n",
+            "x".repeat(MAX_DISPLAY_NAME_CHARS + 1)
+        );
         assert_eq!(invalid(&long).0, "display_name");
         assert_eq!(invalid("display_name = \"a\\u0007b\"\n").0, "display_name");
         assert_eq!(invalid("\nnotify_command = \"\"\n").1, 2);
@@ -389,7 +448,10 @@ notify_command = "notify-send kith 'new message'"
             Err(ConfigError::Syntax { line, .. }) => assert!(line >= 2),
             other => panic!("expected Syntax, got {other:?}"),
         }
-        assert!(matches!(Config::parse("mdns = true\nmdns = false\n"), Err(ConfigError::Syntax { line: 2, .. })));
+        assert!(matches!(
+            Config::parse("mdns = true\nmdns = false\n"),
+            Err(ConfigError::Syntax { line: 2, .. })
+        ));
     }
 
     #[test]
@@ -399,10 +461,27 @@ notify_command = "notify-send kith 'new message'"
         assert_eq!(Config::load(&path).unwrap(), Config::default());
         let config = Config::parse(FULL).unwrap();
         config.save(&path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(Config::load(&path).unwrap(), config);
         Config::default().save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn documented_examples_parse() {
+        let doc = include_str!("../../docs/CONFIG.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap())
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        let example = Config::parse(blocks[0]).unwrap();
+        assert_eq!(example.display_name.as_deref(), Some("Ada"));
+        assert_eq!(Config::parse(blocks[1]).unwrap(), Config::default());
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub enum DataError {
 
 /// Create what `kith init` leaves behind besides the keystore: `config.toml` (with the
 /// display name, if given, and only if no config exists yet) and an empty database.
-pub fn init_home_files(home: &Home, display_name: Option<&str>) -> Result<(), DataError> {
+pub fn init_home_files(home: &Home, peer_id: &libp2p::PeerId, display_name: Option<&str>) -> Result<(), DataError> {
     let config_path = home.config_path();
     if !config_path.exists() {
         let config = Config {
@@ -52,8 +52,24 @@ pub fn init_home_files(home: &Home, display_name: Option<&str>) -> Result<(), Da
         };
         config.save(&config_path)?;
     }
-    drop(open_store(home)?);
+    let store = open_store(home)?;
+    // Recorded in the clear so commands that need no keys (history, contacts) work
+    // without the passphrase; the peer id is public anyway.
+    store.settings().set(PEER_ID_SETTING, &peer_id.to_string()).map_err(store_err)?;
+    store.flush().map_err(store_err)?;
     Ok(())
+}
+
+/// The settings key holding this home's peer id.
+pub const PEER_ID_SETTING: &str = "peer_id";
+
+fn store_err(e: kith_storage::StoreError) -> DataError {
+    DataError::Io { path: PathBuf::from("db"), source: io::Error::other(e) }
+}
+
+/// This home's peer id as recorded by `init` (no passphrase needed).
+pub fn recorded_peer_id(store: &Store) -> Option<libp2p::PeerId> {
+    store.settings().get::<String>(PEER_ID_SETTING).ok().flatten()?.parse().ok()
 }
 
 /// Open (creating if needed) the home's database and make its files owner-only.

@@ -71,7 +71,10 @@ impl Home {
     /// Creates the directory (and missing parents) if needed and makes sure it is
     /// a directory with mode 0700, tightening an existing one's mode. Idempotent.
     pub fn ensure(&self) -> Result<(), HomeError> {
-        let io_err = |source| HomeError::Io { path: self.root.clone(), source };
+        let io_err = |source| HomeError::Io {
+            path: self.root.clone(),
+            source,
+        };
         DirBuilder::new()
             .recursive(true)
             .mode(HOME_MODE)
@@ -79,10 +82,14 @@ impl Home {
             .map_err(io_err)?;
         let meta = fs::metadata(&self.root).map_err(io_err)?;
         if !meta.is_dir() {
-            return Err(io_err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory")));
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            )));
         }
         if meta.permissions().mode() & 0o777 != HOME_MODE {
-            fs::set_permissions(&self.root, fs::Permissions::from_mode(HOME_MODE)).map_err(io_err)?;
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(HOME_MODE))
+                .map_err(io_err)?;
         }
         Ok(())
     }
@@ -139,7 +146,9 @@ fn resolve_from(
     if let Some(root) = env.filter(|value| !value.is_empty()) {
         return Ok(Home::at(root));
     }
-    data_dir.map(|dir| Home::at(dir.join("kith"))).ok_or(HomeError::NoDataDir)
+    data_dir
+        .map(|dir| Home::at(dir.join("kith")))
+        .ok_or(HomeError::NoDataDir)
 }
 
 /// Whether [`write_private_file`] may replace an existing file.
@@ -155,7 +164,11 @@ pub(crate) enum Overwrite {
 /// directory is written and fsynced, moved into place, then the directory is fsynced.
 /// A crash leaves the old content or the new, never a mix. On error the target is
 /// untouched and the temporary file removed.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8], overwrite: Overwrite) -> io::Result<()> {
+pub(crate) fn write_private_file(
+    path: &Path,
+    bytes: &[u8],
+    overwrite: Overwrite,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -167,7 +180,10 @@ pub(crate) fn write_private_file(path: &Path, bytes: &[u8], overwrite: Overwrite
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
     }
     let suffix: u64 = rand::random();
-    let tmp = dir.join(format!(".{}.tmp-{suffix:016x}", file_name.to_string_lossy()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{suffix:016x}",
+        file_name.to_string_lossy()
+    ));
     let result = write_then_move(&tmp, path, bytes, overwrite);
     if result.is_err() {
         // Best effort: the temp file may already be gone (or never created).
@@ -178,7 +194,11 @@ pub(crate) fn write_private_file(path: &Path, bytes: &[u8], overwrite: Overwrite
 }
 
 fn write_then_move(tmp: &Path, path: &Path, bytes: &[u8], overwrite: Overwrite) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
@@ -236,7 +256,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("kith");
         fs::write(&root, b"").unwrap();
-        assert!(matches!(Home::at(&root).ensure(), Err(HomeError::Io { .. })));
+        assert!(matches!(
+            Home::at(&root).ensure(),
+            Err(HomeError::Io { .. })
+        ));
     }
 
     #[test]
@@ -264,7 +287,10 @@ mod tests {
 
     #[test]
     fn no_data_dir_is_an_error() {
-        assert!(matches!(resolve_from(None, None, None), Err(HomeError::NoDataDir)));
+        assert!(matches!(
+            resolve_from(None, None, None),
+            Err(HomeError::NoDataDir)
+        ));
         assert!(matches!(
             resolve_from(None, Some(OsString::new()), None),
             Err(HomeError::NoDataDir)
@@ -294,6 +320,10 @@ mod tests {
         write_private_file(&path, b"three", Overwrite::Allowed).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"three");
         assert_eq!(mode(&path), 0o600);
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "temp files left behind");
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "temp files left behind"
+        );
     }
 }

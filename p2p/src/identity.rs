@@ -183,7 +183,11 @@ impl PublicIdentity {
     /// [`BINDING_CONTEXT`] ‖ `e2e_public`. Only after this succeeds may `e2e_public`
     /// be used to encrypt to `peer_id`.
     pub fn verify(&self) -> Result<(), IdentityError> {
-        verify_signature(&self.peer_id, &binding_message(&self.e2e_public), &self.binding)
+        verify_signature(
+            &self.peer_id,
+            &binding_message(&self.e2e_public),
+            &self.binding,
+        )
     }
 
     /// The fingerprint of `peer_id`.
@@ -211,7 +215,9 @@ pub fn ed25519_public(peer_id: &PeerId) -> Result<VerifyingKey, IdentityError> {
     }
     let public = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest())
         .map_err(|e| IdentityError::Malformed(e.to_string()))?;
-    let ed = public.try_into_ed25519().map_err(|_| IdentityError::NotEd25519)?;
+    let ed = public
+        .try_into_ed25519()
+        .map_err(|_| IdentityError::NotEd25519)?;
     VerifyingKey::from_bytes(&ed.to_bytes()).map_err(|e| IdentityError::Malformed(e.to_string()))
 }
 
@@ -232,7 +238,7 @@ pub fn verify_signature(peer_id: &PeerId, msg: &[u8], sig: &[u8]) -> Result<(), 
 /// A human-comparable fingerprint of an identity: 60 decimal digits shown as 12
 /// space-separated groups of 5 (safety-number style).
 ///
-/// Derived from the Ed25519 public key alone, by [`FINGERPRINT_ROUNDS`] rounds of
+/// Derived from the Ed25519 public key alone, by 5200 rounds of
 /// BLAKE3 under a domain tag, so it is stable for the life of the identity and does
 /// not change when the E2E key rotates.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -297,7 +303,11 @@ pub fn safety_number(a: &PeerId, b: &PeerId) -> Result<String, IdentityError> {
     let fa = Fingerprint::of(a)?;
     let fb = Fingerprint::of(b)?;
     let (first, second) = if fa <= fb { (fa, fb) } else { (fb, fa) };
-    Ok(first.digits().chain(second.digits()).collect::<Vec<_>>().join(" "))
+    Ok(first
+        .digits()
+        .chain(second.digits())
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 /// Overwrites a secret buffer with zeros. Best effort (no `zeroize` dependency, no
@@ -341,7 +351,10 @@ mod tests {
         // A SHA-256 peer id, as used for large (RSA) keys: the key is not inline.
         let hashed = libp2p::multihash::Multihash::<64>::wrap(0x12, &[7; 32]).unwrap();
         let hashed = PeerId::from_multihash(hashed).unwrap();
-        assert!(matches!(ed25519_public(&hashed), Err(IdentityError::NotEd25519)));
+        assert!(matches!(
+            ed25519_public(&hashed),
+            Err(IdentityError::NotEd25519)
+        ));
     }
 
     #[test]
@@ -379,7 +392,10 @@ mod tests {
 
         let mut other_peer = public;
         other_peer.peer_id = Identity::generate().peer_id();
-        assert!(matches!(other_peer.verify(), Err(IdentityError::BadSignature)));
+        assert!(matches!(
+            other_peer.verify(),
+            Err(IdentityError::BadSignature)
+        ));
 
         // A plain signature over the key without the context is not a binding.
         let mut no_context = id.public();
@@ -399,7 +415,11 @@ mod tests {
 
         let groups: Vec<&str> = fp.as_str().split(' ').collect();
         assert_eq!(groups.len(), 12);
-        assert!(groups.iter().all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())));
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit()))
+        );
         assert_eq!(fp.to_string(), fp.as_str());
         assert_eq!(fp.as_str().len(), 12 * 5 + 11);
     }
@@ -409,10 +429,15 @@ mod tests {
         // Pins the derivation: changing it would silently break every user's
         // out-of-band comparison with an older peer.
         let fp = fixed(1).fingerprint();
-        assert_eq!(fp.as_str(), PINNED_FINGERPRINT, "fingerprint derivation changed");
+        assert_eq!(
+            fp.as_str(),
+            PINNED_FINGERPRINT,
+            "fingerprint derivation changed"
+        );
     }
 
-    const PINNED_FINGERPRINT: &str = "PIN";
+    const PINNED_FINGERPRINT: &str =
+        "51039 66515 43539 99086 91221 17885 89853 24311 16740 92721 78334 98143";
 
     #[test]
     fn safety_number_is_symmetric() {
@@ -424,7 +449,10 @@ mod tests {
         let fa = Fingerprint::of(&a).unwrap();
         let fb = Fingerprint::of(&b).unwrap();
         assert!(ab.contains(fa.as_str()) && ab.contains(fb.as_str()));
-        assert_ne!(ab, safety_number(&a, &Identity::generate().peer_id()).unwrap());
+        assert_ne!(
+            ab,
+            safety_number(&a, &Identity::generate().peer_id()).unwrap()
+        );
     }
 
     #[test]

@@ -195,10 +195,15 @@ impl Invite {
         let value: Value = ciborium::from_reader(&mut reader)
             .map_err(|e| InviteError::Encoding(format!("cbor: {e}")))?;
         if !reader.is_empty() {
-            return Err(InviteError::Encoding("trailing bytes after the invite".into()));
+            return Err(InviteError::Encoding(
+                "trailing bytes after the invite".into(),
+            ));
         }
         let invite = Invite::from_value(value)?;
-        invite.public_identity().verify().map_err(|_| InviteError::BadBinding)?;
+        invite
+            .public_identity()
+            .verify()
+            .map_err(|_| InviteError::BadBinding)?;
         Ok(invite)
     }
 
@@ -245,7 +250,8 @@ impl Invite {
         let name = match fields.n {
             None => None,
             Some(Value::Text(name)) => {
-                check_display_name(&name).map_err(|e| InviteError::Encoding(format!("name {e}")))?;
+                check_display_name(&name)
+                    .map_err(|e| InviteError::Encoding(format!("name {e}")))?;
                 Some(name)
             }
             Some(_) => return Err(enc("name is not text")),
@@ -376,7 +382,9 @@ fn multiaddrs(value: Option<Value>, what: &str) -> Result<Vec<Multiaddr>, Invite
         .map(|item| match item {
             Value::Bytes(bytes) => Multiaddr::try_from(bytes)
                 .map_err(|e| InviteError::Encoding(format!("{what}: invalid multiaddr: {e}"))),
-            _ => Err(InviteError::Encoding(format!("{what}: multiaddr is not bytes"))),
+            _ => Err(InviteError::Encoding(format!(
+                "{what}: multiaddr is not bytes"
+            ))),
         })
         .collect()
 }
@@ -430,10 +438,18 @@ mod tests {
         let id = Identity::from_secrets([5; 32], [6; 32]);
         Invite {
             name: Some("Ada".into()),
-            addrs: vec!["/ip4/192.0.2.1/tcp/4001".parse().unwrap(), "/ip6/::1/udp/4001/quic-v1".parse().unwrap()],
-            relays: vec![format!("/dns4/relay.example.org/tcp/443/p2p/{}", Identity::generate().peer_id())
+            addrs: vec![
+                "/ip4/192.0.2.1/tcp/4001".parse().unwrap(),
+                "/ip6/::1/udp/4001/quic-v1".parse().unwrap(),
+            ],
+            relays: vec![
+                format!(
+                    "/dns4/relay.example.org/tcp/443/p2p/{}",
+                    Identity::generate().peer_id()
+                )
                 .parse()
-                .unwrap()],
+                .unwrap(),
+            ],
             token: Some([9; 16]),
             ..Invite::new(id.public())
         }
@@ -449,8 +465,14 @@ mod tests {
         let id = Identity::from_secrets([5; 32], [6; 32]);
         vec![
             (Value::Text("v".into()), Value::Integer(1.into())),
-            (Value::Text("i".into()), Value::Bytes(id.peer_id().to_bytes())),
-            (Value::Text("k".into()), Value::Bytes(id.e2e_public().to_vec())),
+            (
+                Value::Text("i".into()),
+                Value::Bytes(id.peer_id().to_bytes()),
+            ),
+            (
+                Value::Text("k".into()),
+                Value::Bytes(id.e2e_public().to_vec()),
+            ),
             (Value::Text("s".into()), Value::Bytes(id.binding().to_vec())),
         ]
     }
@@ -463,7 +485,10 @@ mod tests {
         assert_eq!(Invite::parse(&uri).unwrap(), invite);
         assert_eq!(uri.parse::<Invite>().unwrap(), invite);
         assert_eq!(Invite::parse(&format!("  \n{uri}\t ")).unwrap(), invite);
-        assert_eq!(Invite::parse(&uri.replacen("kith:", "KITH:", 1)).unwrap(), invite);
+        assert_eq!(
+            Invite::parse(&uri.replacen("kith:", "KITH:", 1)).unwrap(),
+            invite
+        );
         assert_eq!(invite.to_string(), uri);
         // Deterministic.
         assert_eq!(invite.clone().to_uri(), uri);
@@ -481,7 +506,16 @@ mod tests {
         let uri = Invite::new(Identity::from_secrets([5; 32], [6; 32]).public()).to_uri();
         assert_eq!(uri, encode_value(&Value::Map(sample_value())));
         let mut out = Vec::new();
-        for n in [0u64, 23, 24, 255, 256, 65_535, 65_536, u64::from(u32::MAX) + 1] {
+        for n in [
+            0u64,
+            23,
+            24,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::from(u32::MAX) + 1,
+        ] {
             out.clear();
             cbor_head(&mut out, MAJOR_UINT, n);
             let value: Value = ciborium::from_reader(out.as_slice()).unwrap();
@@ -491,11 +525,23 @@ mod tests {
 
     #[test]
     fn not_kith_garbage_and_too_long() {
-        assert!(matches!(Invite::parse("https://example.org"), Err(InviteError::NotKith)));
+        assert!(matches!(
+            Invite::parse("https://example.org"),
+            Err(InviteError::NotKith)
+        ));
         assert!(matches!(Invite::parse(""), Err(InviteError::NotKith)));
-        assert!(matches!(Invite::parse("kith:0OIl"), Err(InviteError::Encoding(_))));
-        assert!(matches!(Invite::parse("kith:"), Err(InviteError::Encoding(_))));
-        assert!(matches!(Invite::parse("kith:3mJr7AoUXx2Wqd"), Err(InviteError::Encoding(_))));
+        assert!(matches!(
+            Invite::parse("kith:0OIl"),
+            Err(InviteError::Encoding(_))
+        ));
+        assert!(matches!(
+            Invite::parse("kith:"),
+            Err(InviteError::Encoding(_))
+        ));
+        assert!(matches!(
+            Invite::parse("kith:3mJr7AoUXx2Wqd"),
+            Err(InviteError::Encoding(_))
+        ));
         let long = format!("kith:{}", "1".repeat(MAX_INVITE_LEN));
         assert!(matches!(Invite::parse(&long), Err(InviteError::TooLong)));
         // Multi-byte input near the limit does not panic on slicing.
@@ -506,15 +552,24 @@ mod tests {
     fn tampered_binding_is_rejected() {
         let mut invite = sample();
         invite.binding[0] ^= 0x80;
-        assert!(matches!(Invite::parse(&invite.to_uri()), Err(InviteError::BadBinding)));
+        assert!(matches!(
+            Invite::parse(&invite.to_uri()),
+            Err(InviteError::BadBinding)
+        ));
 
         let mut invite = sample();
         invite.e2e_public[31] ^= 1;
-        assert!(matches!(Invite::parse(&invite.to_uri()), Err(InviteError::BadBinding)));
+        assert!(matches!(
+            Invite::parse(&invite.to_uri()),
+            Err(InviteError::BadBinding)
+        ));
 
         let mut invite = sample();
         invite.peer_id = Identity::generate().peer_id();
-        assert!(matches!(Invite::parse(&invite.to_uri()), Err(InviteError::BadBinding)));
+        assert!(matches!(
+            Invite::parse(&invite.to_uri()),
+            Err(InviteError::BadBinding)
+        ));
     }
 
     #[test]
@@ -536,14 +591,26 @@ mod tests {
     fn version_and_structure_errors_are_typed() {
         let mut v2 = sample_value();
         v2[0].1 = Value::Integer(2.into());
-        assert!(matches!(Invite::parse(&encode_value(&Value::Map(v2))), Err(InviteError::UnsupportedVersion(2))));
+        assert!(matches!(
+            Invite::parse(&encode_value(&Value::Map(v2))),
+            Err(InviteError::UnsupportedVersion(2))
+        ));
 
-        let missing_key: Vec<_> = sample_value().into_iter().filter(|(k, _)| k != &Value::Text("k".into())).collect();
-        assert!(matches!(Invite::parse(&encode_value(&Value::Map(missing_key))), Err(InviteError::Encoding(_))));
+        let missing_key: Vec<_> = sample_value()
+            .into_iter()
+            .filter(|(k, _)| k != &Value::Text("k".into()))
+            .collect();
+        assert!(matches!(
+            Invite::parse(&encode_value(&Value::Map(missing_key))),
+            Err(InviteError::Encoding(_))
+        ));
 
         let mut dup = sample_value();
         dup.push(dup[1].clone());
-        assert!(matches!(Invite::parse(&encode_value(&Value::Map(dup))), Err(InviteError::Encoding(_))));
+        assert!(matches!(
+            Invite::parse(&encode_value(&Value::Map(dup))),
+            Err(InviteError::Encoding(_))
+        ));
 
         let mut unknown = sample_value();
         unknown.push((Value::Text("future".into()), Value::Bool(true)));
@@ -551,9 +618,15 @@ mod tests {
 
         let mut bad_name = sample_value();
         bad_name.push((Value::Text("n".into()), Value::Text("a\u{7}b".into())));
-        assert!(matches!(Invite::parse(&encode_value(&Value::Map(bad_name))), Err(InviteError::Encoding(_))));
+        assert!(matches!(
+            Invite::parse(&encode_value(&Value::Map(bad_name))),
+            Err(InviteError::Encoding(_))
+        ));
 
-        assert!(matches!(Invite::parse(&encode_value(&Value::Array(vec![]))), Err(InviteError::Encoding(_))));
+        assert!(matches!(
+            Invite::parse(&encode_value(&Value::Array(vec![]))),
+            Err(InviteError::Encoding(_))
+        ));
     }
 
     #[test]
@@ -574,7 +647,10 @@ mod tests {
         assert_eq!(lines.len(), width.div_ceil(2));
         // Light-on-dark: the quiet zone is fully drawn.
         assert!(lines[0].chars().all(|c| c == '█'));
-        assert!(qr.chars().all(|c| matches!(c, '█' | '▀' | '▄' | ' ' | '\n')));
+        assert!(
+            qr.chars()
+                .all(|c| matches!(c, '█' | '▀' | '▄' | ' ' | '\n'))
+        );
         // Inverted: the quiet zone is blank.
         let inverted = invite.to_qr_with(QrColors::DarkOnLight).unwrap();
         assert!(inverted.lines().next().unwrap().chars().all(|c| c == ' '));
@@ -584,10 +660,13 @@ mod tests {
     fn arb_addr() -> impl Strategy<Value = Multiaddr> {
         prop_oneof![
             (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| {
-                format!("/ip4/{}.{}.{}.{}/tcp/{port}", ip[0], ip[1], ip[2], ip[3]).parse().unwrap()
+                format!("/ip4/{}.{}.{}.{}/tcp/{port}", ip[0], ip[1], ip[2], ip[3])
+                    .parse()
+                    .unwrap()
             }),
             any::<u16>().prop_map(|port| format!("/ip6/::1/udp/{port}/quic-v1").parse().unwrap()),
-            "[a-z]{1,20}\\.example".prop_map(|host| format!("/dns4/{host}/tcp/443").parse().unwrap()),
+            "[a-z]{1,20}\\.example"
+                .prop_map(|host| format!("/dns4/{host}/tcp/443").parse().unwrap()),
         ]
     }
 

@@ -153,7 +153,11 @@ struct KdfDoc {
 /// Never overwrites: if `path` exists (even if created concurrently) this returns
 /// [`KeystoreError::AlreadyExists`] and leaves it untouched. The file is created with
 /// mode 0600 and is complete and durable when this returns `Ok`.
-pub fn create(path: &Path, identity: &Identity, protection: Protection<'_>) -> Result<(), KeystoreError> {
+pub fn create(
+    path: &Path,
+    identity: &Identity,
+    protection: Protection<'_>,
+) -> Result<(), KeystoreError> {
     if path.symlink_metadata().is_ok() {
         return Err(KeystoreError::AlreadyExists(path.to_path_buf()));
     }
@@ -183,7 +187,10 @@ pub fn load(path: &Path, passphrase: Option<&str>) -> Result<Identity, KeystoreE
             cipher
                 .decrypt(
                     &XNonce::from(sealing.nonce),
-                    Payload { msg: &secret, aad: &aad },
+                    Payload {
+                        msg: &secret,
+                        aad: &aad,
+                    },
                 )
                 .map_err(|_| KeystoreError::WrongPassphrase)?
         }
@@ -221,7 +228,11 @@ pub fn peer_id(path: &Path) -> Result<PeerId, KeystoreError> {
 ///
 /// `old` unlocks the current file as in [`load`]. On any error the file is unchanged;
 /// after `Ok` only the new protection opens it. The identity itself is unchanged.
-pub fn change_passphrase(path: &Path, old: Option<&str>, new: Protection<'_>) -> Result<(), KeystoreError> {
+pub fn change_passphrase(
+    path: &Path,
+    old: Option<&str>,
+    new: Protection<'_>,
+) -> Result<(), KeystoreError> {
     let identity = load(path, old)?;
     let bytes = encode(&identity, new)?;
     write_private_file(path, &bytes, Overwrite::Allowed)?;
@@ -246,7 +257,10 @@ impl Header {
             return Err(KeystoreError::UnsupportedVersion(doc.version));
         }
         if doc.kind != KIND {
-            return Err(KeystoreError::Corrupt(format!("kind is {:?}, not {KIND:?}", doc.kind)));
+            return Err(KeystoreError::Corrupt(format!(
+                "kind is {:?}, not {KIND:?}",
+                doc.kind
+            )));
         }
         let peer_id: PeerId = doc
             .peer_id
@@ -262,8 +276,14 @@ impl Header {
                 None
             }
             ENCRYPTION_ARGON2_XCHACHA => {
-                let kdf = doc.kdf.as_ref().ok_or_else(|| KeystoreError::Corrupt("kdf missing".into()))?;
-                let nonce = doc.nonce.as_ref().ok_or_else(|| KeystoreError::Corrupt("nonce missing".into()))?;
+                let kdf = doc
+                    .kdf
+                    .as_ref()
+                    .ok_or_else(|| KeystoreError::Corrupt("kdf missing".into()))?;
+                let nonce = doc
+                    .nonce
+                    .as_ref()
+                    .ok_or_else(|| KeystoreError::Corrupt("nonce missing".into()))?;
                 let p = kdf.params;
                 if !(1..=KDF_M_COST_MAX).contains(&p.m_cost)
                     || !(1..=KDF_T_COST_MAX).contains(&p.t_cost)
@@ -277,7 +297,11 @@ impl Header {
                     nonce: decode_hex_array(nonce, "nonce")?,
                 })
             }
-            other => return Err(KeystoreError::Corrupt(format!("unknown encryption {other:?}"))),
+            other => {
+                return Err(KeystoreError::Corrupt(format!(
+                    "unknown encryption {other:?}"
+                )));
+            }
         };
         Ok(Header { peer_id, sealing })
     }
@@ -336,20 +360,41 @@ fn encode_plain(
             }
             let mut salt = [0u8; SALT_LEN];
             let mut nonce = [0u8; NONCE_LEN];
-            rand::rngs::OsRng.try_fill_bytes(&mut salt).map_err(io::Error::other)?;
-            rand::rngs::OsRng.try_fill_bytes(&mut nonce).map_err(io::Error::other)?;
-            let params = KdfParams { m_cost: KDF_M_COST, t_cost: KDF_T_COST, p_cost: KDF_P_COST };
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut salt)
+                .map_err(io::Error::other)?;
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut nonce)
+                .map_err(io::Error::other)?;
+            let params = KdfParams {
+                m_cost: KDF_M_COST,
+                t_cost: KDF_T_COST,
+                p_cost: KDF_P_COST,
+            };
             doc.encryption = ENCRYPTION_ARGON2_XCHACHA.to_owned();
-            doc.kdf = Some(KdfDoc { params, salt: encode_hex(&salt) });
+            doc.kdf = Some(KdfDoc {
+                params,
+                salt: encode_hex(&salt),
+            });
             doc.nonce = Some(encode_hex(&nonce));
             let header = Header {
                 peer_id: identity.peer_id(),
-                sealing: Some(Sealing { params, salt, nonce }),
+                sealing: Some(Sealing {
+                    params,
+                    salt,
+                    nonce,
+                }),
             };
             let aad = header.aad(&doc);
             let key = derive_key(passphrase, &params, &salt)?;
             let sealed = XChaCha20Poly1305::new(&key.into())
-                .encrypt(&XNonce::from(nonce), Payload { msg: plain, aad: &aad })
+                .encrypt(
+                    &XNonce::from(nonce),
+                    Payload {
+                        msg: plain,
+                        aad: &aad,
+                    },
+                )
                 .map_err(|_| KeystoreError::Corrupt("encryption failed".into()))?;
             doc.secret = encode_hex(&sealed);
         }
@@ -364,10 +409,18 @@ fn encode_plain(
 }
 
 /// Argon2id over the passphrase bytes (used as given: no Unicode normalisation).
-fn derive_key(passphrase: &str, params: &KdfParams, salt: &[u8]) -> Result<[u8; 32], KeystoreError> {
+fn derive_key(
+    passphrase: &str,
+    params: &KdfParams,
+    salt: &[u8],
+) -> Result<[u8; 32], KeystoreError> {
     let argon_params = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32))
         .map_err(|e| KeystoreError::Corrupt(format!("kdf parameters: {e}")))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon_params,
+    );
     let mut key = [0u8; 32];
     argon
         .hash_password_into(passphrase.as_bytes(), salt, &mut key)
@@ -409,7 +462,9 @@ fn read_document(path: &Path) -> Result<Document, KeystoreError> {
     let mut bytes = Vec::new();
     file.take(MAX_FILE_LEN + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE_LEN {
-        return Err(KeystoreError::Corrupt("file is too large to be a keystore".into()));
+        return Err(KeystoreError::Corrupt(
+            "file is too large to be a keystore".into(),
+        ));
     }
     // Read the version first, so a future format with other fields reports
     // UnsupportedVersion rather than a confusing parse error.
@@ -420,7 +475,9 @@ fn read_document(path: &Path) -> Result<Document, KeystoreError> {
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| KeystoreError::Corrupt("missing version".into()))?;
     if version != u64::from(VERSION) {
-        return Err(KeystoreError::UnsupportedVersion(u32::try_from(version).unwrap_or(u32::MAX)));
+        return Err(KeystoreError::UnsupportedVersion(
+            u32::try_from(version).unwrap_or(u32::MAX),
+        ));
     }
     let doc = serde_json::from_value(value).map_err(|e| KeystoreError::Corrupt(e.to_string()));
     wipe(&mut bytes);
@@ -440,7 +497,7 @@ fn encode_hex(bytes: &[u8]) -> String {
 fn decode_hex(text: &str, field: &str) -> Result<Vec<u8>, KeystoreError> {
     let corrupt = || KeystoreError::Corrupt(format!("{field} is not valid hex"));
     let text = text.as_bytes();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(corrupt());
     }
     let nibble = |c: u8| -> Option<u8> {
@@ -498,7 +555,10 @@ mod tests {
         let (_dir, path, id) = setup();
         create(&path, &id, Protection::Passphrase("right")).unwrap();
         let before = fs::read(&path).unwrap();
-        assert!(matches!(load(&path, Some("wrong")), Err(KeystoreError::WrongPassphrase)));
+        assert!(matches!(
+            load(&path, Some("wrong")),
+            Err(KeystoreError::WrongPassphrase)
+        ));
         assert!(matches!(
             change_passphrase(&path, Some("wrong"), Protection::Unencrypted),
             Err(KeystoreError::WrongPassphrase)
@@ -510,7 +570,10 @@ mod tests {
     fn encrypted_without_passphrase_requires_one() {
         let (_dir, path, id) = setup();
         create(&path, &id, Protection::Passphrase("pw")).unwrap();
-        assert!(matches!(load(&path, None), Err(KeystoreError::PassphraseRequired)));
+        assert!(matches!(
+            load(&path, None),
+            Err(KeystoreError::PassphraseRequired)
+        ));
     }
 
     #[test]
@@ -541,7 +604,10 @@ mod tests {
     fn file_mode_is_0600() {
         let (_dir, path, id) = setup();
         create(&path, &id, Protection::Unencrypted).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -558,7 +624,10 @@ mod tests {
     fn missing_file_is_not_found() {
         let (_dir, path, _) = setup();
         assert!(matches!(load(&path, None), Err(KeystoreError::NotFound(p)) if p == path));
-        assert!(matches!(is_encrypted(&path), Err(KeystoreError::NotFound(_))));
+        assert!(matches!(
+            is_encrypted(&path),
+            Err(KeystoreError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -577,7 +646,10 @@ mod tests {
         ] {
             fs::write(&path, &bad).unwrap();
             let result = load(&path, None);
-            assert!(matches!(result, Err(KeystoreError::Corrupt(_))), "{bad}: {result:?}");
+            assert!(
+                matches!(result, Err(KeystoreError::Corrupt(_))),
+                "{bad}: {result:?}"
+            );
         }
 
         // A header peer id that does not belong to the stored key.
@@ -593,16 +665,33 @@ mod tests {
         let good = fs::read_to_string(&path).unwrap();
         // Lowering the KDF cost is detected by the AEAD, not accepted silently.
         fs::write(&path, good.replace("\"t_cost\": 2", "\"t_cost\": 1")).unwrap();
-        assert!(matches!(load(&path, Some("pw")), Err(KeystoreError::WrongPassphrase)));
+        assert!(matches!(
+            load(&path, Some("pw")),
+            Err(KeystoreError::WrongPassphrase)
+        ));
         // Absurd costs are refused before deriving anything.
-        fs::write(&path, good.replace("\"m_cost\": 19456", "\"m_cost\": 4000000000")).unwrap();
-        assert!(matches!(load(&path, Some("pw")), Err(KeystoreError::Corrupt(_))));
+        fs::write(
+            &path,
+            good.replace("\"m_cost\": 19456", "\"m_cost\": 4000000000"),
+        )
+        .unwrap();
+        assert!(matches!(
+            load(&path, Some("pw")),
+            Err(KeystoreError::Corrupt(_))
+        ));
         // Flipping a ciphertext byte.
         let doc: serde_json::Value = serde_json::from_str(&good).unwrap();
         let secret = doc["secret"].as_str().unwrap();
-        let flipped = format!("{}{}", if secret.starts_with('0') { "1" } else { "0" }, &secret[1..]);
+        let flipped = format!(
+            "{}{}",
+            if secret.starts_with('0') { "1" } else { "0" },
+            &secret[1..]
+        );
         fs::write(&path, good.replace(secret, &flipped)).unwrap();
-        assert!(matches!(load(&path, Some("pw")), Err(KeystoreError::WrongPassphrase)));
+        assert!(matches!(
+            load(&path, Some("pw")),
+            Err(KeystoreError::WrongPassphrase)
+        ));
     }
 
     #[test]
@@ -611,7 +700,10 @@ mod tests {
         create(&path, &id, Protection::Unencrypted).unwrap();
         let good = fs::read_to_string(&path).unwrap();
         fs::write(&path, good.replace("\"version\": 1", "\"version\": 2")).unwrap();
-        assert!(matches!(load(&path, None), Err(KeystoreError::UnsupportedVersion(2))));
+        assert!(matches!(
+            load(&path, None),
+            Err(KeystoreError::UnsupportedVersion(2))
+        ));
     }
 
     #[test]
@@ -619,11 +711,17 @@ mod tests {
         let (_dir, path, id) = setup();
         create(&path, &id, Protection::Unencrypted).unwrap();
         change_passphrase(&path, None, Protection::Passphrase("new")).unwrap();
-        assert!(matches!(load(&path, None), Err(KeystoreError::PassphraseRequired)));
+        assert!(matches!(
+            load(&path, None),
+            Err(KeystoreError::PassphraseRequired)
+        ));
         assert_same(&load(&path, Some("new")).unwrap(), &id);
         change_passphrase(&path, Some("new"), Protection::Unencrypted).unwrap();
         assert_same(&load(&path, None).unwrap(), &id);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -24,3 +24,5 @@ pub mod wire;
 
 /// The libp2p version kith is built on, for callers that name its types.
 pub use libp2p;
+/// The storage crate, for callers that name its types.
+pub use kith_storage;

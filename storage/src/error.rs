@@ -18,7 +18,7 @@ pub struct DbError(sled::Error);
 #[non_exhaustive]
 pub enum OpenError {
     /// The database directory or its files could not be read or written.
-    #[error("cannot access the database: {0}")]
+    #[error("cannot access the database")]
     Io(#[source] std::io::Error),
     /// Another process — or a `Store` of this process not yet fully closed —
     /// still held the database when [`OpenOptions::lock_wait`](crate::OpenOptions::lock_wait) ran out.
@@ -28,7 +28,7 @@ pub enum OpenError {
         detail: String,
     },
     /// The database engine failed for another reason.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Db(#[source] DbError),
     /// The files exist but their contents are damaged.
     #[error("the database is corrupt: {detail}")]
@@ -57,7 +57,7 @@ pub enum OpenError {
 #[non_exhaustive]
 pub enum StoreError {
     /// The database engine failed (I/O error, …).
-    #[error("database error: {0}")]
+    #[error("database error")]
     Db(#[source] DbError),
     /// A stored value or key could not be decoded.
     #[error("corrupt entry in tree `{tree}`: {detail}")]

@@ -7,6 +7,34 @@
 //! multi-tree transaction. No sled type appears in the API: sled 0.34 is beta
 //! and its on-disk format will change, so the crate stays replaceable.
 //!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! use kith_storage::*;
+//!
+//! let store = Store::open(&dir.path().join("db"))?;
+//! let conv = ConversationId::from_bytes([1; 16]); // callers derive ids
+//! let kind = ConversationKind::Direct { peer_id: "12D3KooWexample".into() };
+//! store.conversations().get_or_create(conv, kind, 1_700_000_000_000)?;
+//! let msg = Message {
+//!     id: MessageId::from_bytes([7; 16]), // callers supply randomness
+//!     conversation: conv,
+//!     author: "12D3KooWexample".into(),
+//!     lamport: 1,
+//!     sent_at_ms: 1_700_000_000_000,
+//!     received_at_ms: 1_700_000_000_100,
+//!     text: "hi".into(),
+//!     state: MessageState::Delivered,
+//!     direction: Direction::Incoming,
+//! };
+//! // Durable when it returns: now the sender may be acknowledged.
+//! assert_eq!(store.insert_incoming_batch(&[msg.clone()])?, [Inserted::New]);
+//! assert_eq!(store.insert_incoming_batch(&[msg])?, [Inserted::Duplicate]);
+//! assert_eq!(store.conversations().get(conv)?.map(|c| c.unread), Some(1));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! Keys are big-endian so byte order is numeric order; values are CBOR.

@@ -17,7 +17,10 @@ use crate::groups::Groups;
 use crate::invites::Invites;
 use crate::messages::{Direction, Inserted, KEY_LEN, Message, MessageState, Messages};
 use crate::outbox::{Outbox, OutboxEntry};
-use crate::schema::{self, *};
+use crate::schema::{
+    self, CONTACTS, CONVERSATIONS, GROUPS, INVITES, MESSAGE_INDEX, MESSAGES, OUTBOX, SETTINGS,
+    UNREAD,
+};
 use crate::settings::Settings;
 use crate::txn::{Tx, TxResult};
 use crate::types::{ConversationId, MessageId};
@@ -100,12 +103,9 @@ impl Store {
 
     /// [`open`](Self::open) with explicit options.
     pub fn open_with(path: &Path, options: &OpenOptions) -> Result<Store, OpenError> {
-        let db = open_sled(path, options)?;
-        schema::check(&db)?;
-        let open = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| OpenError::from(crate::error::db(e)))
-        };
+        let handle = open_sled(path, options)?;
+        schema::check(&handle)?;
+        let open = |name: &str| handle.open_tree(name).map_err(|e| OpenError::from(db(e)));
         let trees = Trees {
             contacts: open(CONTACTS)?,
             conversations: open(CONVERSATIONS)?,
@@ -120,7 +120,7 @@ impl Store {
         tracing::debug!(path = %path.display(), "opened store");
         Ok(Store {
             inner: Arc::new(Inner {
-                db,
+                db: handle,
                 path: path.to_owned(),
                 trees,
             }),
@@ -346,5 +346,16 @@ impl OpenOptions {
     pub fn with_cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity_bytes = bytes;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_and_handles_are_send_sync() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<super::Store>();
+        check::<crate::Messages>();
+        check::<crate::Contacts>();
     }
 }

@@ -199,3 +199,62 @@ fn path_that_is_a_file_is_an_error() {
     let result = open(&path);
     assert!(matches!(result, Err(OpenError::Io(_))), "{result:?}");
 }
+
+#[test]
+fn corrupt_values_are_typed_errors() {
+    use kith_storage::StoreError;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = open(&path).unwrap();
+        conversation(&store, 1);
+        store
+            .insert_incoming_batch(&[incoming(cid(1), mid(1), 1)])
+            .unwrap();
+    }
+    {
+        let db = raw_sled(&path);
+        let garbage = &b"\xff\x00garbage"[..];
+        db.open_tree("conversations")
+            .unwrap()
+            .insert(cid(1).0, garbage)
+            .unwrap();
+        db.open_tree("contacts")
+            .unwrap()
+            .insert("ann", garbage)
+            .unwrap();
+        db.open_tree("message_index")
+            .unwrap()
+            .insert(mid(2).0, &b"short"[..])
+            .unwrap();
+        db.open_tree("unread")
+            .unwrap()
+            .insert(&b"bad key"[..], &b""[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(&path).unwrap();
+    let corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt { .. }));
+    assert!(corrupt(store.conversations().get(cid(1)).map(drop)));
+    assert!(corrupt(store.conversations().list().map(drop)));
+    assert!(corrupt(store.contacts().get("ann").map(drop)));
+    assert!(corrupt(store.contacts().list().map(drop)));
+    assert!(corrupt(
+        store
+            .messages()
+            .insert(&incoming(cid(1), mid(3), 3))
+            .map(drop)
+    ));
+    assert!(corrupt(store.messages().get(mid(2)).map(drop)));
+    assert!(corrupt(
+        store
+            .set_message_state(mid(2), kith_storage::MessageState::Read, false)
+            .map(drop)
+    ));
+    assert!(corrupt(store.mark_read(cid(1)).map(drop)));
+    // Intact entries are still readable.
+    assert_eq!(
+        store.messages().get(mid(1)).unwrap(),
+        Some(incoming(cid(1), mid(1), 1))
+    );
+}

@@ -42,7 +42,7 @@ pub(crate) fn run(global: &Global, args: InitArgs) -> Result {
         )),
         other => Failure::new(Code::Error, other),
     })?;
-    kith_p2p::data::init_home_files(&home, args.name.as_deref()).map_err(anyhow::Error::from)?;
+    kith_p2p::data::init_home_files(&home, &identity.peer_id(), args.name.as_deref()).map_err(anyhow::Error::from)?;
 
     if passphrase.is_none() {
         eprintln!(

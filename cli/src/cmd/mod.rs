@@ -1,8 +1,13 @@
 //! One function per command. Each resolves the home, calls the libraries, prints.
 
+mod chat;
 mod config;
+mod daemon;
+mod demo;
 mod id;
 mod init;
+mod net;
+mod print;
 
 use clap::CommandFactory;
 use kith_p2p::home::Home;
@@ -12,10 +17,29 @@ use crate::failure::{Failure, Result};
 
 /// Run the parsed command line.
 pub(crate) fn run(cli: Cli) -> Result {
+    let g = &cli.global;
     match cli.command {
-        Command::Init(args) => init::run(&cli.global, args),
-        Command::Id(out) => id::run(&cli.global, out.json),
-        Command::Config(command) => config::run(&cli.global, command),
+        Command::Init(args) => init::run(g, args),
+        Command::Id(out) => id::run(g, out.json),
+        Command::Config(command) => config::run(g, command),
+        Command::Daemon(args) => daemon::run(g, args),
+        Command::Demo => demo::run(g),
+        Command::Invite(args) => chat::invite(g, args),
+        Command::Add(args) => chat::add(g, args),
+        Command::Contacts(out) => chat::contacts(g, out.json),
+        Command::Requests(out) => chat::requests(g, out.json),
+        Command::Accept(args) => chat::contact_op(g, "accept", args),
+        Command::Reject(args) => chat::contact_op(g, "reject", args),
+        Command::Block(args) => chat::contact_op(g, "block", args),
+        Command::Unblock(args) => chat::contact_op(g, "unblock", args),
+        Command::Remove(args) => chat::contact_op(g, "remove", args),
+        Command::Read(args) => chat::contact_op(g, "read", args),
+        Command::Rename(args) => chat::rename(g, args),
+        Command::Send(args) => chat::send(g, args),
+        Command::History(args) => chat::history(g, args),
+        Command::Inbox(out) => chat::inbox(g, out.json),
+        Command::Follow => chat::follow(g),
+        Command::Status(out) => chat::status(g, out.json),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kith", &mut std::io::stdout());
             Ok(())

@@ -1,0 +1,212 @@
+//! Contacts and messages: `invite`, `add`, `contacts`, `requests`, `accept` …, `send`,
+//! `history`, `inbox`, `read`, `follow`, `status`.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use kith_p2p::control::Client;
+use kith_p2p::kith_storage::MessageState;
+use kith_p2p::node::{Event, Status};
+use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
+use serde_json::{Value, json};
+
+use super::net::{call, client_failure, runtime};
+use super::print;
+use crate::args::{AddArgs, ContactArg, Global, HistoryArgs, InviteArgs, RenameArgs, SendArgs, WaitFor};
+use crate::failure::{Code, Failure, Result};
+use crate::output;
+
+pub(crate) fn invite(global: &Global, args: InviteArgs) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, "invite", Value::Null)?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    output::line(result["invite"].as_str().unwrap_or_default())?;
+    if args.qr {
+        output::line(result["qr"].as_str().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+pub(crate) fn add(global: &Global, args: AddArgs) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, "add", json!({ "target": args.target, "alias": args.name }))?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    print::contact(&print::view::<ContactView>(result)?)
+}
+
+pub(crate) fn contacts(global: &Global, json_out: bool) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, "contacts", Value::Null)?;
+    if json_out {
+        return output::json(&result);
+    }
+    print::contacts(&print::view::<Vec<ContactView>>(result)?)
+}
+
+pub(crate) fn requests(global: &Global, json_out: bool) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, "requests", Value::Null)?;
+    if json_out {
+        return output::json(&result);
+    }
+    print::requests(&print::view::<Vec<RequestView>>(result)?)
+}
+
+/// `accept`, `reject`, `block`, `unblock`, `remove`, `read`: one contact, one method.
+pub(crate) fn contact_op(global: &Global, method: &str, args: ContactArg) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, method, json!({ "contact": args.contact }))?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    if let Some(peer) = result.get("removed").and_then(Value::as_str) {
+        return output::line(format!("removed {peer}"));
+    }
+    if let Some(n) = result.get("marked").and_then(Value::as_u64) {
+        return output::line(format!("marked {n} message(s) read"));
+    }
+    print::contact(&print::view::<ContactView>(result)?)
+}
+
+pub(crate) fn rename(global: &Global, args: RenameArgs) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, "rename", json!({ "contact": args.contact, "alias": args.alias }))?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    print::contact(&print::view::<ContactView>(result)?)
+}
+
+pub(crate) fn send(global: &Global, args: SendArgs) -> Result {
+    let home = super::home(global)?;
+    let text = if args.text == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    } else {
+        args.text.clone()
+    };
+    runtime()?.block_on(async {
+        let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        if args.wait.is_some() {
+            // Subscribed before sending so no state change can slip by unseen.
+            client.subscribe().await.map_err(client_failure)?;
+        }
+        let result = client
+            .call("send", json!({ "contact": args.contact, "text": text }))
+            .await
+            .map_err(client_failure)?;
+        let mut message: MessageView = print::view(result)?;
+        if let Some(wait) = args.wait {
+            let target = match wait {
+                WaitFor::Sent => MessageState::Sent,
+                WaitFor::Delivered => MessageState::Delivered,
+            };
+            message.state = wait_for_state(&mut client, &message.id, target, Duration::from_secs(args.timeout)).await?;
+        }
+        if args.output.json {
+            output::json(&message)
+        } else {
+            output::line(&message.id)
+        }
+    })
+}
+
+async fn wait_for_state(client: &mut Client, id: &str, target: MessageState, timeout: Duration) -> Result<MessageState> {
+    let waiting = async {
+        // The state may have moved before we subscribed: check once, then follow events.
+        let now: MessageView = print::view(client.call("message", json!({ "id": id })).await.map_err(client_failure)?)?;
+        if reached(now.state, target) {
+            return Ok(now.state);
+        }
+        loop {
+            match client.next_event().await.map_err(client_failure)? {
+                Event::MessageStateChanged { id: changed, state, .. } if changed == id => {
+                    if state == MessageState::Failed {
+                        return Err(Failure::new(Code::Error, anyhow::anyhow!("message {id} failed")));
+                    }
+                    if reached(state, target) {
+                        return Ok(state);
+                    }
+                }
+                Event::Lagged { .. } => {
+                    let now: MessageView =
+                        print::view(client.call("message", json!({ "id": id })).await.map_err(client_failure)?)?;
+                    if reached(now.state, target) {
+                        return Ok(now.state);
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(timeout, waiting).await.unwrap_or_else(|_| {
+        Err(Failure::new(
+            Code::Error,
+            anyhow::anyhow!("timed out waiting for {id}; it stays queued and will be retried"),
+        ))
+    })
+}
+
+fn reached(state: MessageState, target: MessageState) -> bool {
+    state != MessageState::Failed && state >= target
+}
+
+pub(crate) fn history(global: &Global, args: HistoryArgs) -> Result {
+    let home = super::home(global)?;
+    let result = call(
+        &home,
+        "history",
+        json!({ "contact": args.contact, "limit": args.limit, "before": args.before }),
+    )?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    print::history(&print::view::<Vec<MessageView>>(result)?)
+}
+
+pub(crate) fn inbox(global: &Global, json_out: bool) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, "inbox", Value::Null)?;
+    if json_out {
+        return output::json(&result);
+    }
+    print::inbox(&print::view::<Vec<InboxEntry>>(result)?)
+}
+
+pub(crate) fn follow(global: &Global) -> Result {
+    let home = super::home(global)?;
+    runtime()?.block_on(async {
+        let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        client.subscribe().await.map_err(client_failure)?;
+        loop {
+            match client.next_event_json().await {
+                Ok(event) => output::json(&event)?,
+                Err(kith_p2p::control::ClientError::Closed) => return Ok(()),
+                Err(e) => return Err(client_failure(e)),
+            }
+        }
+    })
+}
+
+pub(crate) fn status(global: &Global, json_out: bool) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, "status", Value::Null)?;
+    if json_out {
+        return output::json(&result);
+    }
+    let s: Status = print::view(result)?;
+    output::rows(&[
+        ("peer id", s.peer_id),
+        ("listening", s.listen_addrs.join(" ")),
+        ("connected", format!("{} peer(s)", s.connected_peers.len())),
+        ("dht", format!("{} peer(s) in routing table", s.routing_table_size)),
+        ("relays", if s.relays.is_empty() { "none pinned".into() } else { s.relays.join(" ") }),
+        ("outbox", format!("{} item(s) waiting", s.outbox)),
+    ])
+}
+

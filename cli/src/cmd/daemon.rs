@@ -1,0 +1,104 @@
+//! `kith daemon`: run the node and serve the control socket until told to stop.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use kith_p2p::config::Config;
+use kith_p2p::control::{Server, ServeError};
+use kith_p2p::home::Home;
+use kith_p2p::identity::Identity;
+use kith_p2p::libp2p::Multiaddr;
+use kith_p2p::node::{self, NodeConfig, Timers};
+
+use crate::args::{DaemonArgs, Global};
+use crate::failure::{Code, Failure, Result};
+
+/// Test and tuning knob: the retry backoff ceiling in ms (default 30 000).
+const RETRY_MAX_ENV: &str = "KITH_RETRY_MAX_MS";
+
+pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
+    let home = super::home(global)?;
+    let identity = super::load_identity(&home)?;
+    let config = super::load_config(&home)?;
+    let node_config = node_config(identity, &config, &args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(serve(home, node_config))
+}
+
+fn parse_addrs(list: &[String], flag: &str) -> Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|a| a.parse().map_err(|e| Failure::usage(format!("--{flag} {a:?}: {e}"))))
+        .collect()
+}
+
+/// The node's settings: config.toml, overridden or extended by flags.
+pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs) -> Result<NodeConfig> {
+    let listen = if args.listen.is_empty() { config.listen.clone() } else { parse_addrs(&args.listen, "listen")? };
+    let mut bootstrap = config.bootstrap.clone();
+    bootstrap.extend(parse_addrs(&args.bootstrap, "bootstrap")?);
+    let mut timers = Timers::default();
+    if let Some(ms) = std::env::var(RETRY_MAX_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        timers.retry_max = Duration::from_millis(ms.max(1));
+        timers.retry_initial = timers.retry_initial.min(timers.retry_max);
+    }
+    Ok(NodeConfig {
+        identity,
+        listen,
+        bootstrap,
+        relays: config.relays.clone(),
+        mdns: config.mdns && !args.no_mdns,
+        display_name: config.display_name.clone(),
+        read_receipts: config.read_receipts,
+        timers,
+    })
+}
+
+async fn serve(home: Home, config: NodeConfig) -> Result {
+    let socket = home.socket_path();
+    // Bind first: a live socket means another daemon owns this home.
+    let server = Server::bind(&socket).await.map_err(|e| match e {
+        ServeError::InUse(_) => Failure::new(
+            Code::Error,
+            anyhow::anyhow!("a kith node is already running on {}", home.root().display()),
+        ),
+        other => Failure::new(Code::Error, other),
+    })?;
+    let store = kith_p2p::data::open_store(&home).map_err(|e| {
+        Failure::new(Code::Error, anyhow::anyhow!("{e}; is another kith node using this home?"))
+    })?;
+    let peer_id = config.identity.peer_id();
+    let started = node::start(config, store).await.map_err(|e| Failure::new(Code::Error, e))?;
+    let addrs: Vec<String> = started.listen_addrs.iter().map(ToString::to_string).collect();
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready {peer_id} {}", addrs.join(" "))?;
+        out.flush()?;
+    }
+    tracing::info!(%peer_id, socket = %socket.display(), "daemon ready");
+
+    let handle = started.handle.clone();
+    let mut stopped = started.stopped;
+    tokio::select! {
+        _ = server.serve(handle.clone()) => {}
+        _ = shutdown_signal() => {
+            tracing::info!("signal received; shutting down");
+            handle.shutdown().await;
+        }
+        _ = &mut stopped => {}
+    }
+    // Wait (bounded) for the actor to flush and stop before the socket disappears.
+    let _ = tokio::time::timeout(Duration::from_secs(10), stopped).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
