@@ -181,9 +181,8 @@ pub fn load(path: &Path, passphrase: Option<&str>) -> Result<Identity, KeystoreE
         None => secret.clone(),
         Some(sealing) => {
             let passphrase = passphrase.ok_or(KeystoreError::PassphraseRequired)?;
-            let key = derive_key(passphrase, &sealing.params, &sealing.salt)?;
+            let cipher = cipher_for(passphrase, &sealing.params, &sealing.salt)?;
             let aad = header.aad(&doc);
-            let cipher = XChaCha20Poly1305::new(&key.into());
             cipher
                 .decrypt(
                     &XNonce::from(sealing.nonce),
@@ -386,8 +385,7 @@ fn encode_plain(
                 }),
             };
             let aad = header.aad(&doc);
-            let key = derive_key(passphrase, &params, &salt)?;
-            let sealed = XChaCha20Poly1305::new(&key.into())
+            let sealed = cipher_for(passphrase, &params, &salt)?
                 .encrypt(
                     &XNonce::from(nonce),
                     Payload {
@@ -406,6 +404,18 @@ fn encode_plain(
     let mut json = json?;
     json.push(b'\n');
     Ok(json)
+}
+
+/// The AEAD keyed from the passphrase; the derived key bytes are wiped here.
+fn cipher_for(
+    passphrase: &str,
+    params: &KdfParams,
+    salt: &[u8],
+) -> Result<XChaCha20Poly1305, KeystoreError> {
+    let mut key = derive_key(passphrase, params, salt)?;
+    let cipher = XChaCha20Poly1305::new(&key.into());
+    wipe(&mut key);
+    Ok(cipher)
 }
 
 /// Argon2id over the passphrase bytes (used as given: no Unicode normalisation).

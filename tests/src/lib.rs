@@ -1,1 +1,208 @@
-//! placeholder
+//! Helpers for kith's end-to-end tests: real `kith` processes in fresh temp homes on
+//! 127.0.0.1 with ephemeral ports, a clean environment, and waits with deadlines.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a daemon may take to print `ready`.
+pub const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The `kith` binary next to this test executable (built by `cargo test --workspace`;
+/// built on demand when only this package's tests run).
+pub fn kith_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("kith");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "kith", "--bin", "kith"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building kith failed");
+    }
+    bin
+}
+
+/// A kith home in a temp dir, with the daemon optionally running.
+pub struct Peer {
+    _dir: tempfile::TempDir,
+    /// The home directory.
+    pub home: PathBuf,
+    /// The display name given at init.
+    pub name: String,
+    /// The running daemon, if any.
+    pub daemon: Option<Child>,
+    /// The peer id (after init).
+    pub peer_id: String,
+    /// The daemon's listen addresses from its `ready` line.
+    pub addrs: Vec<String>,
+}
+
+impl Peer {
+    /// `kith init --no-passphrase --name NAME` in a fresh temp home.
+    pub fn init(name: &str) -> Peer {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let mut peer = Peer { _dir: dir, home, name: name.into(), daemon: None, peer_id: String::new(), addrs: vec![] };
+        let out = peer.json(&["init", "--no-passphrase", "--name", name, "--json"]);
+        peer.peer_id = out["peer_id"].as_str().unwrap().to_owned();
+        peer
+    }
+
+    /// A `kith` command for this home with a clean environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(kith_bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KITH_RETRY_MAX_MS", "500")
+            .arg("--home")
+            .arg(&self.home)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run `kith args...` and return its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Run `kith args...`, assert success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} kith {:?} failed ({:?}):\n{}{}",
+            self.name,
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run a command whose stdout is JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// Start `kith daemon` on 127.0.0.1 (ephemeral port, no mDNS) plus `extra` flags,
+    /// and wait for its `ready` line.
+    pub fn start(&mut self, extra: &[&str]) {
+        let mut args = vec!["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        args.extend_from_slice(extra);
+        let mut child = self.command(&args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the daemon never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(READY_DEADLINE).unwrap_or_else(|_| panic!("{} daemon not ready in time", self.name));
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("ready"), "{line}");
+        assert_eq!(words.next(), Some(self.peer_id.as_str()), "{line}");
+        self.addrs = words.map(str::to_owned).collect();
+        self.daemon = Some(child);
+    }
+
+    /// The daemon's first address with `/p2p/<peer id>` appended.
+    pub fn dial_addr(&self) -> String {
+        format!("{}/p2p/{}", self.addrs[0], self.peer_id)
+    }
+
+    /// SIGKILL the daemon (no chance to flush anything) and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Stop the daemon gracefully (SIGTERM) and wait for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{} daemon ignored SIGTERM", self.name);
+        }
+    }
+
+    /// A one-time invite from this (running) peer.
+    pub fn invite(&self) -> String {
+        self.ok(&["invite"]).trim().to_owned()
+    }
+
+    /// The full history with `contact`, oldest first.
+    pub fn history(&self, contact: &str) -> Vec<Value> {
+        match self.json(&["history", contact, "--limit", "100000", "--json"]) {
+            Value::Array(list) => list,
+            other => panic!("history is not a list: {other}"),
+        }
+    }
+
+    /// The home's path.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Make `a` and `b` (both running) mutual contacts through `a`'s invite; `b` calls
+/// `a` by `a.name` and `a` calls `b` by `b.name` (the announced display names).
+pub fn connect(a: &Peer, b: &Peer) {
+    let invite = a.invite();
+    b.ok(&["add", &invite, "--name", &a.name]);
+    wait_until(Duration::from_secs(30), "contact accepted on both sides", || {
+        let accepted = |p: &Peer, other: &Peer| {
+            p.json(&["contacts", "--json"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["peer_id"] == other.peer_id.as_str() && c["state"] == "accepted")
+        };
+        accepted(a, b) && accepted(b, a)
+    });
+}
+
+/// Poll `condition` until it holds, failing the test after `deadline`.
+pub fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if condition() {
+            return;
+        }
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}

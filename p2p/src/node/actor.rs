@@ -33,6 +33,8 @@ const OPENER_CACHE: usize = 4096;
 const RECORD_CACHE: usize = 4096;
 /// How long `start` waits for the listeners to report their addresses.
 const LISTEN_DEADLINE: Duration = Duration::from_secs(10);
+/// Contacts dialed at start-up; the rest connect when there is something to send.
+const STARTUP_DIALS: usize = 64;
 /// Minimum spacing of peer-record publications triggered by new DHT peers.
 const PUBLISH_SPACING: Duration = Duration::from_secs(2);
 
@@ -76,12 +78,19 @@ impl Actor {
             .with_swarm_config(|c| c.with_idle_connection_timeout(timers.idle_connection))
             .build();
 
-        let mut listeners = HashSet::new();
-        for addr in &config.listen {
-            let id = swarm
-                .listen_on(addr.clone())
-                .map_err(|e| StartError::Listen { addr: addr.clone(), reason: e.to_string() })?;
-            listeners.insert(id);
+        // Listener id → (the configured template, whether we are trying a remembered port).
+        let mut listeners = HashMap::new();
+        for template in &config.listen {
+            let remembered = remembered_listen_addr(&store, template);
+            let attempt = remembered.clone().unwrap_or_else(|| template.clone());
+            let id = match swarm.listen_on(attempt) {
+                Ok(id) => id,
+                Err(_) if remembered.is_some() => swarm
+                    .listen_on(template.clone())
+                    .map_err(|e| StartError::Listen { addr: template.clone(), reason: e.to_string() })?,
+                Err(e) => return Err(StartError::Listen { addr: template.clone(), reason: e.to_string() }),
+            };
+            listeners.insert(id, (template.clone(), remembered.is_some()));
         }
         let mut listen_addrs = Vec::new();
         let deadline = tokio::time::sleep(LISTEN_DEADLINE);
@@ -90,12 +99,26 @@ impl Actor {
             tokio::select! {
                 event = swarm.select_next_some() => match event {
                     SwarmEvent::NewListenAddr { listener_id, address } => {
-                        listeners.remove(&listener_id);
+                        if let Some((template, _)) = listeners.remove(&listener_id) {
+                            remember_listen_addr(&store, &template, &address);
+                        }
                         listen_addrs.push(address);
                     }
-                    SwarmEvent::ListenerClosed { addresses, reason, .. } => {
-                        let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
-                        return Err(StartError::Listen { addr, reason: format!("{reason:?}") });
+                    SwarmEvent::ListenerClosed { listener_id, addresses, reason, .. } => {
+                        match listeners.remove(&listener_id) {
+                            // The remembered port is taken now: fall back to a fresh one.
+                            Some((template, true)) => {
+                                let id = swarm.listen_on(template.clone()).map_err(|e| StartError::Listen {
+                                    addr: template.clone(),
+                                    reason: e.to_string(),
+                                })?;
+                                listeners.insert(id, (template, false));
+                            }
+                            _ => {
+                                let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
+                                return Err(StartError::Listen { addr, reason: format!("{reason:?}") });
+                            }
+                        }
                     }
                     SwarmEvent::ListenerError { error, .. } => {
                         return Err(StartError::Listen { addr: Multiaddr::empty(), reason: error.to_string() });
@@ -130,6 +153,7 @@ impl Actor {
         };
         actor.bootstrap();
         actor.learn_contact_addresses();
+        actor.dial_contacts();
         actor.reload_outbox();
         Ok((actor, listen_addrs))
     }
@@ -554,6 +578,21 @@ impl Actor {
         }
     }
 
+    /// Tell our contacts we are back: a connection wakes their queues for us (and ours
+    /// for them), so mail waiting on either side flows without waiting for a retry.
+    fn dial_contacts(&mut self) {
+        let Ok(contacts) = self.store.contacts().list() else { return };
+        for c in contacts.iter().filter(|c| c.state == ContactState::Accepted).take(STARTUP_DIALS) {
+            let Ok(peer) = c.peer_id.parse::<PeerId>() else { continue };
+            let addrs: Vec<Multiaddr> = c.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            if addrs.is_empty() {
+                continue;
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
+            let _ = self.swarm.dial(opts);
+        }
+    }
+
     fn lookup(&mut self, peer: PeerId) {
         if !self.looking_up.insert(peer) {
             return;
@@ -715,6 +754,43 @@ impl Actor {
                 self.looking_up.remove(&peer);
             }
         }
+    }
+}
+
+/// The settings key remembering which concrete address a listen template got.
+fn listen_setting(template: &Multiaddr) -> String {
+    format!("listen:{template}")
+}
+
+/// For a template with port 0, the concrete address it had last time, so contacts'
+/// stored addresses stay valid across restarts.
+fn remembered_listen_addr(store: &Store, template: &Multiaddr) -> Option<Multiaddr> {
+    let ephemeral = template.iter().any(|p| matches!(p, Protocol::Tcp(0) | Protocol::Udp(0)));
+    if !ephemeral {
+        return None;
+    }
+    let previous: Multiaddr = store.settings().get::<String>(&listen_setting(template)).ok().flatten()?.parse().ok()?;
+    let port = previous.iter().find_map(|p| match p {
+        Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
+        _ => None,
+    })?;
+    // Same template (so 0.0.0.0 stays all interfaces), previous port.
+    Some(
+        template
+            .iter()
+            .map(|p| match p {
+                Protocol::Tcp(0) => Protocol::Tcp(port),
+                Protocol::Udp(0) => Protocol::Udp(port),
+                other => other,
+            })
+            .collect(),
+    )
+}
+
+fn remember_listen_addr(store: &Store, template: &Multiaddr, address: &Multiaddr) {
+    let saved = store.settings().set(&listen_setting(template), &address.to_string()).and_then(|_| store.flush());
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, "cannot remember the listen port");
     }
 }
 
