@@ -130,7 +130,7 @@ pub const SESSION_MAX_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// Default number of recipients a [`Sealer`] keeps send sessions for.
 ///
-/// Sessions are cheap (~300 bytes); the bound only guards against unbounded growth
+/// Sessions are cheap (under 1 KiB each); the bound only guards against unbounded growth
 /// when sealing to very many recipients. Evicting one costs a handshake later.
 pub const MAX_SEND_SESSIONS: usize = 4096;
 
