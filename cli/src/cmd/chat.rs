@@ -38,22 +38,22 @@ pub(crate) fn add(global: &Global, args: AddArgs) -> Result {
     print::contact(&print::view::<ContactView>(result)?)
 }
 
-pub(crate) fn contacts(global: &Global, json_out: bool) -> Result {
+/// A parameterless listing: JSON as the node sent it, or decoded and printed for people.
+fn listing<T: serde::de::DeserializeOwned>(global: &Global, method: &str, json_out: bool, show: fn(&[T]) -> Result) -> Result {
     let home = super::home(global)?;
-    let result = call(&home, "contacts", Value::Null)?;
+    let result = call(&home, method, Value::Null)?;
     if json_out {
         return output::json(&result);
     }
-    print::contacts(&print::view::<Vec<ContactView>>(result)?)
+    show(&print::view::<Vec<T>>(result)?)
+}
+
+pub(crate) fn contacts(global: &Global, json_out: bool) -> Result {
+    listing::<ContactView>(global, "contacts", json_out, print::contacts)
 }
 
 pub(crate) fn requests(global: &Global, json_out: bool) -> Result {
-    let home = super::home(global)?;
-    let result = call(&home, "requests", Value::Null)?;
-    if json_out {
-        return output::json(&result);
-    }
-    print::requests(&print::view::<Vec<RequestView>>(result)?)
+    listing::<RequestView>(global, "requests", json_out, print::requests)
 }
 
 /// `accept`, `reject`, `block`, `unblock`, `remove`, `read`: one contact, one method.
@@ -119,9 +119,9 @@ pub(crate) fn send(global: &Global, args: SendArgs) -> Result {
 async fn wait_for_state(client: &mut Client, id: &str, target: MessageState, timeout: Duration) -> Result<MessageState> {
     let waiting = async {
         // The state may have moved before we subscribed: check once, then follow events.
-        let now: MessageView = print::view(client.call("message", json!({ "id": id })).await.map_err(client_failure)?)?;
-        if reached(now.state, target) {
-            return Ok(now.state);
+        let now = current_state(client, id).await?;
+        if reached(now, target) {
+            return Ok(now);
         }
         loop {
             match client.next_event().await.map_err(client_failure)? {
@@ -134,10 +134,9 @@ async fn wait_for_state(client: &mut Client, id: &str, target: MessageState, tim
                     }
                 }
                 Event::Lagged { .. } => {
-                    let now: MessageView =
-                        print::view(client.call("message", json!({ "id": id })).await.map_err(client_failure)?)?;
-                    if reached(now.state, target) {
-                        return Ok(now.state);
+                    let now = current_state(client, id).await?;
+                    if reached(now, target) {
+                        return Ok(now);
                     }
                 }
                 _ => {}
@@ -150,6 +149,11 @@ async fn wait_for_state(client: &mut Client, id: &str, target: MessageState, tim
             anyhow::anyhow!("timed out waiting for {id}; it stays queued and will be retried"),
         ))
     })
+}
+
+async fn current_state(client: &mut Client, id: &str) -> Result<MessageState> {
+    let message: MessageView = print::view(client.call("message", json!({ "id": id })).await.map_err(client_failure)?)?;
+    Ok(message.state)
 }
 
 fn reached(state: MessageState, target: MessageState) -> bool {
@@ -170,12 +174,7 @@ pub(crate) fn history(global: &Global, args: HistoryArgs) -> Result {
 }
 
 pub(crate) fn inbox(global: &Global, json_out: bool) -> Result {
-    let home = super::home(global)?;
-    let result = call(&home, "inbox", Value::Null)?;
-    if json_out {
-        return output::json(&result);
-    }
-    print::inbox(&print::view::<Vec<InboxEntry>>(result)?)
+    listing::<InboxEntry>(global, "inbox", json_out, print::inbox)
 }
 
 pub(crate) fn follow(global: &Global) -> Result {

@@ -137,7 +137,8 @@ impl Inbound<'_> {
                         if c.state == ContactState::PendingOut {
                             // Writing to us after we asked them is as good as accepting.
                             c.state = ContactState::Accepted;
-                            self.put_contact(&c, sender_e2e, outcome)?;
+                            let saved = self.put_contact(&c, sender_e2e, outcome)?;
+                            outcome.events.push(Event::ContactChanged { contact: saved });
                         }
                         c
                     }
@@ -197,12 +198,13 @@ impl Inbound<'_> {
                         &Payload::ContactAccepted { name: self.my_name.map(str::to_owned) },
                     )?;
                     outcome.queued = true;
-                    self.put_contact(&c, sender_e2e, outcome)?;
-                } else {
-                    self.put_contact(&c, sender_e2e, outcome)?;
-                    outcome.events.pop();
-                    outcome.events.push(Event::ContactRequest { contact: ContactView::from(&c) });
                 }
+                let saved = self.put_contact(&c, sender_e2e, outcome)?;
+                outcome.events.push(if answer {
+                    Event::ContactChanged { contact: saved }
+                } else {
+                    Event::ContactRequest { contact: saved }
+                });
                 Ok(Step::Done(DmResult::Stored))
             }
             Payload::ContactAccepted { name } => {
@@ -213,7 +215,8 @@ impl Inbound<'_> {
                     if c.state == ContactState::PendingOut {
                         c.state = ContactState::Accepted;
                     }
-                    self.put_contact(&c, sender_e2e, outcome)?;
+                    let saved = self.put_contact(&c, sender_e2e, outcome)?;
+                    outcome.events.push(Event::ContactChanged { contact: saved });
                 }
                 Ok(Step::Done(DmResult::Stored))
             }
@@ -236,8 +239,8 @@ impl Inbound<'_> {
         }
     }
 
-    /// Save a contact with the sender's authenticated E2E key and report the change.
-    fn put_contact(&self, c: &Contact, e2e: [u8; 32], outcome: &mut Outcome) -> Result<(), OpError> {
+    /// Save a contact with the sender's authenticated E2E key; the caller reports it.
+    fn put_contact(&self, c: &Contact, e2e: [u8; 32], outcome: &mut Outcome) -> Result<ContactView, OpError> {
         let mut c = c.clone();
         c.e2e_public = Some(e2e);
         c.updated_at_ms = ops::now_ms();
@@ -245,8 +248,7 @@ impl Inbound<'_> {
         if let Ok(peer) = c.peer_id.parse() {
             outcome.touched.push(peer);
         }
-        outcome.events.push(Event::ContactChanged { contact: ContactView::from(&c) });
-        Ok(())
+        Ok(ContactView::from(&c))
     }
 
     /// Apply a receipt, but only to our own messages in the 1:1 conversation with its
