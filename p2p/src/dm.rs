@@ -12,7 +12,7 @@ use futures::{AsyncRead, AsyncWrite};
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{self, WireError};
+use crate::wire;
 
 /// The protocol name negotiated on the stream.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/dm/1");
@@ -29,7 +29,8 @@ pub const MAX_RESPONSE_LEN: usize = 64 * 1024;
 /// A batch of sealed envelopes for the receiving node's user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DmRequest {
-    /// Encoded [`crate::envelope`] envelopes.
+    /// Encoded [`crate::envelope`] envelopes (CBOR byte strings on the wire).
+    #[serde(with = "wire::bytes_seq")]
     pub envelopes: Vec<Vec<u8>>,
 }
 
@@ -76,36 +77,18 @@ pub enum RejectReason {
     Storage,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Frame<T> {
-    v: u32,
-    body: T,
-}
-
 const FRAME_VERSION: u32 = 1;
 
 /// The request-response codec for [`PROTOCOL`].
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
-fn to_io(e: WireError) -> io::Error {
-    match e {
-        WireError::Io(e) => e,
-        other => io::Error::new(io::ErrorKind::InvalidData, other),
-    }
-}
-
 async fn read<T, R>(io: &mut R, max: usize) -> io::Result<T>
 where
     T: serde::de::DeserializeOwned,
     R: AsyncRead + Unpin + Send,
 {
-    let bytes = wire::read_frame(io, max).await.map_err(to_io)?;
-    let frame: Frame<T> = wire::decode(&bytes, max).map_err(to_io)?;
-    if frame.v != FRAME_VERSION {
-        return Err(to_io(WireError::UnsupportedVersion(frame.v)));
-    }
-    Ok(frame.body)
+    wire::read_body(io, max, FRAME_VERSION).await
 }
 
 async fn write<T, W>(io: &mut W, body: T, max: usize) -> io::Result<()>
@@ -113,8 +96,7 @@ where
     T: Serialize,
     W: AsyncWrite + Unpin + Send,
 {
-    let bytes = wire::encode(&Frame { v: FRAME_VERSION, body }).map_err(to_io)?;
-    wire::write_frame(io, &bytes, max).await.map_err(to_io)
+    wire::write_body(io, body, max, FRAME_VERSION).await
 }
 
 impl libp2p::request_response::Codec for Codec {

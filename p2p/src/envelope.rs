@@ -434,6 +434,25 @@ impl Sealer {
 }
 
 /// Runs the initiator side of `X` and turns it into a send session.
+/// Seals `plaintext` with `noise_key`'s E2E secret while claiming to be `claimed` —
+/// what an impostor's client would send. For tests of receivers only (cargo feature
+/// `test-support`): a correct receiver refuses the result with [`OpenError::BadBinding`].
+#[cfg(feature = "test-support")]
+pub fn seal_forged(
+    noise_key: &Identity,
+    claimed: &crate::identity::PublicIdentity,
+    recipient_e2e: &[u8; 32],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let payload = wire::encode(&HandshakePayload { peer_id: claimed.peer_id.to_bytes(), binding: claimed.binding })
+        .map_err(|e| SealError::Encode(e.to_string()))?;
+    let session = start_session(&noise_key.x25519_secret(), &payload, recipient_e2e, Instant::now())?;
+    let chunk_count = plaintext.len().div_ceil(CHUNK_PLAINTEXT_LEN).max(1);
+    let chunks = encrypt_chunks(&session.transport, 0, plaintext, chunk_count)?;
+    wire::encode(&EnvelopeRef { v: VERSION, hs: &session.hs, nonce: 0, chunks: &chunks })
+        .map_err(|e| SealError::Encode(e.to_string()))
+}
+
 fn start_session(
     local_secret: &[u8; 32],
     payload: &[u8],

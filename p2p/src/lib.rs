@@ -15,6 +15,7 @@ pub mod home;
 pub mod identity;
 pub mod invite;
 pub mod keystore;
+pub mod mailbox;
 pub mod node;
 pub mod ops;
 pub mod payload;

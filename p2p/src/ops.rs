@@ -4,6 +4,7 @@
 //! outbox and a running node's actor sends them (immediately, or when it next starts).
 //! The node calls these same functions, so online and offline behaviour cannot drift.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_storage::{
@@ -137,9 +138,19 @@ pub fn enqueue(store: &Store, recipient: &str, payload: &Payload) -> Result<Mess
     Ok(id)
 }
 
-/// Write a text message to `contact`: stored as `pending` together with its outbox
-/// entry, atomically and durably, before this returns.
-pub fn send_text(store: &Store, me: &PeerId, contact: &Contact, text: &str) -> Result<Message, OpError> {
+/// Compose a text message to `contact` and its outbox entry, without storing them:
+/// the caller stores a whole batch with [`Store::stage_outgoing`] (one transaction) and
+/// flushes (group commit) before it reports any of them as stored. `used_lamports`
+/// carries the counters already handed out in this batch, so messages composed
+/// together still get strictly increasing Lamport counters. The conversation is
+/// created if needed.
+pub fn compose_text(
+    store: &Store,
+    me: &PeerId,
+    contact: &Contact,
+    text: &str,
+    used_lamports: &mut HashMap<ConversationId, u64>,
+) -> Result<(Message, OutboxEntry), OpError> {
     if text.is_empty() {
         return Err(OpError::Invalid("empty message".into()));
     }
@@ -162,16 +173,23 @@ pub fn send_text(store: &Store, me: &PeerId, contact: &Contact, text: &str) -> R
         .map_err(|_| OpError::Invalid(format!("stored peer id {} is invalid", contact.peer_id)))?;
     let conversation = direct_conversation(me, &peer);
     let now = now_ms();
-    let existing = store.conversations().get_or_create(
-        conversation,
-        ConversationKind::Direct { peer_id: contact.peer_id.clone() },
-        now,
-    )?;
+    let lamport = match used_lamports.get(&conversation) {
+        Some(last) => last + 1,
+        None => {
+            let existing = store.conversations().get_or_create(
+                conversation,
+                ConversationKind::Direct { peer_id: contact.peer_id.clone() },
+                now,
+            )?;
+            existing.last_lamport + 1
+        }
+    };
+    used_lamports.insert(conversation, lamport);
     let message = Message {
         id: new_message_id(),
         conversation,
         author: me.to_string(),
-        lamport: existing.last_lamport + 1,
+        lamport,
         sent_at_ms: now,
         received_at_ms: now,
         text: text.to_owned(),
@@ -192,8 +210,7 @@ pub fn send_text(store: &Store, me: &PeerId, contact: &Contact, text: &str) -> R
         next_attempt_ms: now,
         created_at_ms: now,
     };
-    store.append_outgoing(&message, &entry)?;
-    Ok(message)
+    Ok((message, entry))
 }
 
 /// Change a contact's state, creating nothing. Returns the updated contact.

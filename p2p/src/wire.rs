@@ -337,6 +337,47 @@ impl serde::de::Visitor<'_> for ByteBufVisitor {
     }
 }
 
+/// A protocol body on a request-response stream, with its version: `{v, body}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Frame<T> {
+    /// The protocol's frame version.
+    pub v: u32,
+    /// The request or response.
+    pub body: T,
+}
+
+/// A [`WireError`] as the `io::Error` a libp2p codec must return: I/O errors stay
+/// themselves, everything else is `InvalidData` carrying the typed error.
+pub fn into_io(e: WireError) -> io::Error {
+    match e {
+        WireError::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
+}
+
+/// Read one length-prefixed [`Frame`] of at most `max` bytes and return its body;
+/// a version other than `version` is [`WireError::UnsupportedVersion`].
+pub async fn read_body<T, R>(io: &mut R, max: usize, version: u32) -> io::Result<T>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin + Send,
+{
+    let bytes = read_frame(io, max).await.map_err(into_io)?;
+    let frame: Frame<T> = decode_versioned(&bytes, max, version, |f: &Frame<T>| f.v).map_err(into_io)?;
+    Ok(frame.body)
+}
+
+/// Write `body` as one length-prefixed [`Frame`] of version `version`, refusing to
+/// send more than `max` bytes.
+pub async fn write_body<T, W>(io: &mut W, body: T, max: usize, version: u32) -> io::Result<()>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin + Send,
+{
+    let bytes = encode(&Frame { v: version, body }).map_err(into_io)?;
+    write_frame(io, &bytes, max).await.map_err(into_io)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

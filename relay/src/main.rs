@@ -1,1 +1,3 @@
+//! The `kith-relay` binary (placeholder until the networking is wired).
+
 fn main() {}

@@ -54,7 +54,7 @@
 //! - [`Store::mark_read`]
 //! - [`Store::flush`] and [`Store::flush_async`]
 //!
-//! Everything else — [`Store::set_message_state`], [`Messages::insert`],
+//! Everything else — [`Store::stage_outgoing`], [`Store::set_message_state`], [`Messages::insert`],
 //! [`Conversations::get_or_create`]/[`remove`](Conversations::remove), and
 //! every `put`, `set`, `remove`, `create`, `redeem`, `set_state` and
 //! `purge_expired` of the table handles — is atomic but **not** flushed:

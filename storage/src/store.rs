@@ -200,18 +200,40 @@ impl Store {
     /// this id already exists nothing is written (idempotent retry).
     /// Fails with [`StoreError::NotFound`] if the conversation does not exist.
     pub fn append_outgoing(&self, msg: &Message, entry: &OutboxEntry) -> Result<(), StoreError> {
-        let msg = Message {
-            state: MessageState::Pending,
-            direction: Direction::Outgoing,
-            ..msg.clone()
-        };
+        self.stage_outgoing(&[(msg.clone(), entry.clone())])?;
+        self.flush()?;
+        Ok(())
+    }
+
+    /// [`Store::append_outgoing`] for a batch, in one transaction and without
+    /// the flush, for group commit: the writes are atomic and visible at once,
+    /// but durable only after the caller's next [`Store::flush`], which must
+    /// come before any of the messages is reported to anyone as stored.
+    /// (One transaction per batch matters: each sled transaction costs a log
+    /// write of its own.)
+    pub fn stage_outgoing(&self, items: &[(Message, OutboxEntry)]) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(Message, &OutboxEntry)> = items
+            .iter()
+            .map(|(msg, entry)| {
+                let msg = Message {
+                    state: MessageState::Pending,
+                    direction: Direction::Outgoing,
+                    ..msg.clone()
+                };
+                (msg, entry)
+            })
+            .collect();
         self.inner.transact(|tx| {
-            if tx.insert_message(&msg)? == Inserted::New {
-                tx.put_outbox(entry)?;
+            for (msg, entry) in &items {
+                if tx.insert_message(msg)? == Inserted::New {
+                    tx.put_outbox(entry)?;
+                }
             }
             Ok(())
         })?;
-        self.flush()?;
         Ok(())
     }
 
@@ -231,6 +253,24 @@ impl Store {
             .transact(|tx| msgs.iter().map(|m| tx.insert_message(m)).collect())?;
         self.flush()?;
         Ok(inserted)
+    }
+
+    /// [`Store::set_message_state`] for many messages in one transaction
+    /// (one answer from a peer covers a batch). Per item, `Some(state)` if it
+    /// moved; `None` if it did not or if the id is not a message (an outbox
+    /// item such as a receipt). With `remove_outbox`, every id's outbox entry
+    /// goes. **Not flushed.**
+    pub fn set_message_states(
+        &self,
+        updates: &[(MessageId, MessageState)],
+        remove_outbox: bool,
+    ) -> Result<Vec<Option<MessageState>>, StoreError> {
+        self.inner.transact(|tx| {
+            updates
+                .iter()
+                .map(|&(id, state)| tx.set_state_if_message(id, state, remove_outbox))
+                .collect()
+        })
     }
 
     /// Moves a message to `state` if that is a forward move (see

@@ -105,12 +105,26 @@ impl Tx<'_> {
         state: MessageState,
         remove_outbox: bool,
     ) -> TxResult<Option<MessageState>> {
-        let Some(key) = self.message_key(id)? else {
+        if self.message_key(id)?.is_none() {
             return abort(Err(StoreError::not_found("message", id)));
-        };
+        }
+        self.set_state_if_message(id, state, remove_outbox)
+    }
+
+    /// Like [`Tx::set_state`], but an id that is not a message is `None`
+    /// (its outbox entry still removed on request) instead of an abort.
+    pub(crate) fn set_state_if_message(
+        &self,
+        id: MessageId,
+        state: MessageState,
+        remove_outbox: bool,
+    ) -> TxResult<Option<MessageState>> {
         if remove_outbox {
             self.outbox.remove(&id.0[..])?;
         }
+        let Some(key) = self.message_key(id)? else {
+            return Ok(None);
+        };
         let mut msg = self.message_at(&key)?;
         if !msg.state.can_become(state) {
             return Ok(None);

@@ -347,3 +347,43 @@ fn flush_async_completes() {
     conversation(&store, 1);
     common::block_on(store.flush_async()).unwrap();
 }
+
+#[test]
+fn batched_staging_and_state_updates() {
+    let (_dir, store) = temp_store();
+    conversation(&store, 1);
+    let items: Vec<(Message, OutboxEntry)> = (1..=3)
+        .map(|n| (outgoing(cid(1), mid(n), n as u64), entry(mid(n))))
+        .collect();
+    store.stage_outgoing(&items).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.outbox().list().unwrap().len(), 3);
+    assert_eq!(store.conversations().get(cid(1)).unwrap().unwrap().last_lamport, 3);
+
+    // A receipt-like outbox item that is not a message.
+    store.outbox().put(&entry(mid(9))).unwrap();
+    let moved = store
+        .set_message_states(
+            &[
+                (mid(1), MessageState::Delivered),
+                (mid(2), MessageState::Sent),
+                (mid(9), MessageState::Delivered),
+                (mid(1), MessageState::Sent), // backwards: no move
+            ],
+            true,
+        )
+        .unwrap();
+    assert_eq!(
+        moved,
+        [Some(MessageState::Delivered), Some(MessageState::Sent), None, None]
+    );
+    let states: Vec<MessageState> = (1..=3)
+        .map(|n| store.messages().get(mid(n)).unwrap().unwrap().state)
+        .collect();
+    assert_eq!(
+        states,
+        [MessageState::Delivered, MessageState::Sent, MessageState::Pending]
+    );
+    let left: Vec<MessageId> = store.outbox().list().unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(left, [mid(3)], "updated ids and the non-message item left the outbox");
+}

@@ -14,18 +14,21 @@ use serde_json::Value;
 /// How long a daemon may take to print `ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The `kith` binary next to this test executable (built by `cargo test --workspace`;
-/// built on demand when only this package's tests run).
+/// The `kith` binary of the same build profile as this executable: next to it (a
+/// benchmark in `target/<profile>/`) or one level up (a test in `target/<profile>/deps/`).
+/// Built on demand when only this package was built.
 pub fn kith_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("kith");
+    let here = exe.parent().unwrap();
+    let profile_dir = if here.ends_with("deps") { here.parent().unwrap() } else { here };
+    let bin = profile_dir.join("kith");
     if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kith", "--bin", "kith"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building kith failed");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", "kith", "--bin", "kith"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "building kith failed");
     }
     bin
 }
@@ -97,7 +100,16 @@ impl Peer {
     /// Start `kith daemon` on 127.0.0.1 (ephemeral port, no mDNS) plus `extra` flags,
     /// and wait for its `ready` line.
     pub fn start(&mut self, extra: &[&str]) {
-        let mut args = vec!["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        self.start_on(&["/ip4/127.0.0.1/tcp/0"], extra);
+    }
+
+    /// Start `kith daemon` listening on exactly `listen` (no mDNS) plus `extra` flags,
+    /// and wait for its `ready` line.
+    pub fn start_on(&mut self, listen: &[&str], extra: &[&str]) {
+        let mut args = vec!["daemon", "--no-mdns"];
+        for addr in listen {
+            args.extend_from_slice(&["--listen", addr]);
+        }
         args.extend_from_slice(extra);
         let mut child = self.command(&args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -133,19 +145,24 @@ impl Peer {
 
     /// Stop the daemon gracefully (SIGTERM) and wait for it to exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        self.signal("TERM");
+    }
+
+    /// Send the daemon `signal` (a `kill -s` name such as `TERM` or `INT`), wait for it
+    /// to exit and return how it exited. Panics if it is still running after 20 s.
+    pub fn signal(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
+        let mut child = self.daemon.take()?;
+        let _ = Command::new("kill").args(["-s", signal]).arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
             }
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("{} daemon ignored SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(20));
         }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("{} daemon ignored SIG{signal}", self.name);
     }
 
     /// A one-time invite from this (running) peer.

@@ -152,3 +152,20 @@ fn stranger_lands_in_requests_and_blocked_peer_is_dropped() {
     let texts: HashSet<&str> = held.as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert!(!texts.contains("let me in"), "blocked traffic must not be stored");
 }
+
+#[test]
+fn chat_over_quic_only() {
+    let quic = ["/ip4/127.0.0.1/udp/0/quic-v1"];
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start_on(&quic, &[]);
+    bob.start_on(&quic, &[]);
+    assert!(alice.addrs.iter().all(|a| a.contains("/quic-v1")), "{:?}", alice.addrs);
+    connect(&alice, &bob);
+    for (from, to, text) in [(&alice, "Bob", "over quic →"), (&bob, "Alice", "← and back")] {
+        let msg = from.json(&["send", to, text, "--wait", "delivered", "--json"]);
+        assert_eq!(msg["state"], "delivered");
+    }
+    assert_eq!(texts(&alice.history("Bob")), ["over quic →", "← and back"]);
+    assert_eq!(shape(&alice.history("Bob")), shape(&bob.history("Alice")));
+}

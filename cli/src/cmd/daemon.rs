@@ -78,17 +78,24 @@ async fn serve(home: Home, config: NodeConfig) -> Result {
 
     let handle = started.handle.clone();
     let mut stopped = started.stopped;
-    tokio::select! {
-        _ = server.serve(handle.clone()) => {}
+    let ended = tokio::select! {
+        _ = server.serve(handle.clone()) => None,
         _ = shutdown_signal() => {
             tracing::info!("signal received; shutting down");
             handle.shutdown().await;
+            None
         }
-        _ = &mut stopped => {}
-    }
+        ended = &mut stopped => Some(ended),
+    };
     // Wait (bounded) for the actor to flush and stop before the socket disappears.
-    let _ = tokio::time::timeout(Duration::from_secs(10), stopped).await;
-    Ok(())
+    let ended = match ended {
+        Some(ended) => ended,
+        None => match tokio::time::timeout(Duration::from_secs(10), stopped).await {
+            Ok(ended) => ended,
+            Err(_) => return Err(Failure::new(Code::Error, anyhow::anyhow!("the node did not stop within 10 s"))),
+        },
+    };
+    ended.map_err(|e| Failure::new(Code::Error, anyhow::anyhow!("the node failed: {e}")))
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kith_storage::{Contact, ContactState, MessageId, MessageState, Store};
+use kith_storage::{Contact, ContactState, ConversationId, Message, MessageId, MessageState, OutboxEntry, Store};
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
@@ -37,6 +37,15 @@ const LISTEN_DEADLINE: Duration = Duration::from_secs(10);
 const STARTUP_DIALS: usize = 64;
 /// Minimum spacing of peer-record publications triggered by new DHT peers.
 const PUBLISH_SPACING: Duration = Duration::from_secs(2);
+/// Most sends sharing one flush; bounds how long the first caller waits.
+const MAX_SEND_BATCH: usize = 512;
+
+/// A `Command::Send`, unpacked.
+struct SendRequest {
+    contact: String,
+    text: String,
+    reply: tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>,
+}
 
 pub(crate) struct Actor {
     swarm: Swarm<Behaviour>,
@@ -165,16 +174,26 @@ impl Actor {
             let wake = self.next_wakeup();
             tokio::select! {
                 biased;
-                command = self.commands.recv() => match command {
-                    Some(Command::Shutdown(reply)) => {
+                command = self.commands.recv() => {
+                    let Some(command) = command else {
+                        // Every handle is gone.
                         self.flush();
-                        let _ = reply.send(());
                         break;
+                    };
+                    // Sends queued behind this one share its flush (group commit);
+                    // the first other command ends the batch and runs after it.
+                    let mut next = Some(command);
+                    while let Some(Command::Send { contact, text, reply }) = next {
+                        next = self.send_batch(SendRequest { contact, text, reply });
                     }
-                    Some(command) => self.command(command),
-                    None => {
-                        self.flush();
-                        break;
+                    match next {
+                        Some(Command::Shutdown(reply)) => {
+                            self.flush();
+                            let _ = reply.send(());
+                            break;
+                        }
+                        Some(command) => self.command(command),
+                        None => {}
                     }
                 },
                 event = self.swarm.select_next_some() => self.swarm_event(event),
@@ -227,8 +246,11 @@ impl Actor {
             Command::AddPeer { peer, alias, reply } => {
                 let _ = reply.send(self.add_peer(peer, alias));
             }
+            // `run` batches sends before they get here; this arm is for completeness.
             Command::Send { contact, text, reply } => {
-                let _ = reply.send(self.send(&contact, &text));
+                if let Some(next) = self.send_batch(SendRequest { contact, text, reply }) {
+                    self.command(next);
+                }
             }
             Command::Local { op, reply } => {
                 let result = op(&self.store, &self.config.local_context()).map_err(NodeError::from);
@@ -371,17 +393,71 @@ impl Actor {
         Ok(view)
     }
 
-    fn send(&mut self, contact: &str, text: &str) -> Result<MessageView, NodeError> {
-        let contact = ops::resolve_contact(&self.store, contact)?;
-        let message = ops::send_text(&self.store, &self.me, &contact, text)?;
-        let view = MessageView::new(&message, Some(&contact.peer_id));
-        if let Ok(peer) = contact.peer_id.parse::<PeerId>() {
-            if let Ok(Some(entry)) = self.store.outbox().get(message.id) {
-                self.queues.push(peer, entry, Instant::now());
+    /// Compose `first` and every send already waiting behind it (up to
+    /// [`MAX_SEND_BATCH`]), store them in one transaction, flush once, then answer
+    /// them all: each caller hears `Ok` only once its message is on disk. Returns the
+    /// command that ended the batch.
+    fn send_batch(&mut self, first: SendRequest) -> Option<Command> {
+        let mut composed = Vec::new();
+        let mut lamports = HashMap::new();
+        let mut request = first;
+        let ended_by = loop {
+            let result = self.compose_send(&request.contact, &request.text, &mut lamports);
+            composed.push((result, request.reply));
+            if composed.len() >= MAX_SEND_BATCH {
+                break None;
             }
+            match self.commands.try_recv() {
+                Ok(Command::Send { contact, text, reply }) => request = SendRequest { contact, text, reply },
+                Ok(other) => break Some(other),
+                Err(_) => break None,
+            }
+        };
+        let items: Vec<(Message, OutboxEntry)> = composed
+            .iter()
+            .filter_map(|(result, _)| result.as_ref().ok().map(|(m, e, _)| (m.clone(), e.clone())))
+            .collect();
+        let stored = self
+            .store
+            .stage_outgoing(&items)
+            .and_then(|()| self.store.flush().map(drop))
+            .map_err(|e| e.to_string());
+        let now = Instant::now();
+        let mut peers = Vec::new();
+        for (result, reply) in composed {
+            let answer = match (result, &stored) {
+                (Ok((message, entry, peer)), Ok(())) => {
+                    self.queues.push(peer, entry, now);
+                    if !peers.contains(&peer) {
+                        peers.push(peer);
+                    }
+                    Ok(MessageView::new(&message, Some(&peer.to_string())))
+                }
+                (Ok(_), Err(e)) => Err(NodeError::Op(OpError::Invalid(format!("message not stored: {e}")))),
+                (Err(e), _) => Err(e),
+            };
+            let _ = reply.send(answer);
+        }
+        for peer in peers {
             self.dispatch(peer);
         }
-        Ok(view)
+        ended_by
+    }
+
+    /// Compose one outgoing message (nothing written yet but its conversation).
+    fn compose_send(
+        &mut self,
+        contact: &str,
+        text: &str,
+        lamports: &mut HashMap<ConversationId, u64>,
+    ) -> Result<(Message, OutboxEntry, PeerId), NodeError> {
+        let contact = ops::resolve_contact(&self.store, contact)?;
+        let peer = contact
+            .peer_id
+            .parse::<PeerId>()
+            .map_err(|_| NodeError::BadTarget(format!("stored peer id {} is invalid", contact.peer_id)))?;
+        let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, lamports)?;
+        Ok((message, entry, peer))
     }
 
     /// Pick up outbox entries written by local operations (or a previous run).
@@ -458,6 +534,7 @@ impl Actor {
                     tracing::error!(error = %e, "sealing failed; dropping the item");
                     let _ = self.store.set_message_state(entry.id, MessageState::Failed, true);
                     let _ = self.store.outbox().remove(entry.id);
+                    self.queues.remove(&peer, entry.id);
                 }
             }
         }
@@ -478,8 +555,7 @@ impl Actor {
         if response.results.len() != ids.len() {
             tracing::warn!(%peer, "delivery answer has {} results for {} items", response.results.len(), ids.len());
         }
-        let mut done: Vec<MessageId> = Vec::new();
-        let mut changes = Vec::new();
+        let mut updates: Vec<(MessageId, MessageState)> = Vec::with_capacity(ids.len());
         for (id, result) in ids.iter().zip(response.results.iter()) {
             let state = match result {
                 DmResult::Stored => MessageState::Delivered,
@@ -490,16 +566,21 @@ impl Actor {
                     MessageState::Failed
                 }
             };
-            done.push(*id);
-            match self.store.set_message_state(*id, state, true) {
-                Ok(Some(new)) => changes.push((*id, new)),
-                Ok(None) => {}
-                // Not a message (a receipt or contact request): just leave the outbox.
-                Err(_) => {
-                    let _ = self.store.outbox().remove(*id);
-                }
-            }
+            updates.push((*id, state));
         }
+        // Ids that are not messages (receipts, contact requests) just leave the outbox.
+        let (done, changes): (Vec<MessageId>, Vec<(MessageId, MessageState)>) =
+            match self.store.set_message_states(&updates, true) {
+                Ok(moved) => (
+                    updates.iter().map(|(id, _)| *id).collect(),
+                    updates.iter().zip(moved).filter_map(|((id, _), new)| Some((*id, new?))).collect(),
+                ),
+                Err(e) => {
+                    // Kept queued: resending is safe, the receiver de-duplicates.
+                    tracing::error!(error = %e, "recording delivery states failed; will resend");
+                    (Vec::new(), Vec::new())
+                }
+            };
         self.flush();
         self.queues.complete(&peer, request_id, &done, Instant::now());
         for (id, state) in changes {

@@ -114,7 +114,7 @@ impl Queues {
             q.in_flight = Some((id, ids));
             return None;
         }
-        q.entries.retain(|e| !done.contains(&e.id));
+        Self::remove_front(q, done);
         for id in done {
             self.known.remove(id);
         }
@@ -124,6 +124,30 @@ impl Queues {
             self.queues.remove(peer);
         }
         Some(ids)
+    }
+
+    /// Drop one entry (e.g. it cannot be sealed and has been marked failed).
+    pub(crate) fn remove(&mut self, peer: &PeerId, id: MessageId) {
+        if let Some(q) = self.queues.get_mut(peer) {
+            Self::remove_front(q, &[id]);
+        }
+        self.known.remove(&id);
+    }
+
+    /// Remove `ids` from `q`. Batches come from the front of the queue, so the scan
+    /// stops once all are found: the cost is per batch, not per queued item.
+    fn remove_front(q: &mut Queue, ids: &[MessageId]) {
+        let mut remaining: HashSet<MessageId> = ids.iter().copied().collect();
+        let mut kept = Vec::new();
+        while !remaining.is_empty() {
+            let Some(entry) = q.entries.pop_front() else { break };
+            if !remaining.remove(&entry.id) {
+                kept.push(entry);
+            }
+        }
+        for entry in kept.into_iter().rev() {
+            q.entries.push_front(entry);
+        }
     }
 
     /// The request failed: nothing leaves the queue; retry after a doubled backoff.

@@ -1,0 +1,888 @@
+//! The relay's configuration: one TOML file, `kith-relay.toml`.
+//!
+//! Every key is optional and takes the default documented on its field (and shown in
+//! [`EXAMPLE_CONFIG`]); unknown keys are errors, so a typo never silently does nothing.
+//! [`RelayConfig::from_toml_str`] deserializes with serde and then runs
+//! [`RelayConfig::validate`]; both kinds of failure become [`ConfigError::Invalid`]
+//! naming the dotted key (`mailbox.ttl_days`) and, when the key is in the text, its
+//! 1-based line. Lines are found in a second, span-keeping parse of the document
+//! (`toml::de::DeTable`), so the public types stay plain data.
+//!
+//! Listen addresses are kept as strings here (this module does not depend on libp2p);
+//! only their shape is checked. The networking layer parses them as multiaddrs.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::de::{DeTable, DeValue};
+
+use crate::mailbox::MailboxLimits;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// Largest accepted `mailbox.max_envelope_bytes`: the wire codec allocates up to this
+/// much per envelope before it can refuse, so operators cannot raise it without bound.
+pub const MAX_ENVELOPE_BYTES_LIMIT: u64 = 16 * MIB;
+
+/// Longest accepted `mailbox.ttl_days` (ten years); longer is surely a typo.
+pub const MAX_TTL_DAYS: u32 = 3650;
+
+/// A fully commented configuration listing every key with its default value.
+/// Parsing it gives exactly [`RelayConfig::default`].
+pub const EXAMPLE_CONFIG: &str = include_str!("../kith-relay.example.toml");
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A key has an invalid value or type, or is not a known key.
+    #[error("relay config{}: `{key}`: {message}", at_line(*.line))]
+    Invalid {
+        /// The dotted path of the offending key, e.g. `mailbox.ttl_days`.
+        key: String,
+        /// 1-based line of the offending key or value, when it is in the text
+        /// (`None` for a key left at its default, or a config built in code).
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file is not valid TOML.
+    #[error("relay config line {line}: {message}")]
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("relay config {}: {source}", path.display())]
+    Io {
+        /// The config file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(" line {l}")).unwrap_or_default()
+}
+
+/// The whole relay configuration. `RelayConfig::default()` is what an empty file gives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// `listen`: multiaddrs to listen on.
+    ///
+    /// Default: `["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]`. Must not
+    /// be empty; each entry must start with `/`.
+    pub listen: Vec<String>,
+    /// `data_dir`: directory holding the relay's state (identity key, mailbox
+    /// database). Created with mode 0700. A relative path is relative to the working
+    /// directory.
+    ///
+    /// Default: `"./kith-relay-data"`.
+    pub data_dir: PathBuf,
+    /// `identity_file`: the relay's Ed25519 identity key; a relative path is relative
+    /// to `data_dir`. See [`RelayConfig::identity_path`].
+    ///
+    /// Default: none, meaning `<data_dir>/identity.key`.
+    pub identity_file: Option<PathBuf>,
+    /// `[dht]`: the Kademlia DHT server role.
+    pub dht: DhtConfig,
+    /// `[circuit]`: the circuit relay v2 role.
+    pub circuit: CircuitConfig,
+    /// `[autonat]`: the AutoNAT server role.
+    pub autonat: AutonatConfig,
+    /// `[mailbox]`: the store-and-forward mailbox role.
+    pub mailbox: MailboxConfig,
+    /// `[access]`: who may use the relay.
+    pub access: AccessConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// `[log]`: log output.
+    pub log: LogConfig,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".into(),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+            ],
+            data_dir: PathBuf::from("./kith-relay-data"),
+            identity_file: None,
+            dht: DhtConfig::default(),
+            circuit: CircuitConfig::default(),
+            autonat: AutonatConfig::default(),
+            mailbox: MailboxConfig::default(),
+            access: AccessConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[dht]`: serve the Kademlia DHT (bootstrap node for kith peers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DhtConfig {
+    /// `dht.enabled`: act as a DHT server. Default: `true`.
+    pub enabled: bool,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        DhtConfig { enabled: true }
+    }
+}
+
+/// `[circuit]`: circuit relay v2, letting peers behind NAT be reached (and hole
+/// punch). Circuits are deliberately small: bulk data uses its own protocols.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitConfig {
+    /// `circuit.enabled`: accept reservations and relay circuits. Default: `true`.
+    pub enabled: bool,
+    /// `circuit.max_reservations`: reservations held at once. Default: `1024`.
+    pub max_reservations: u32,
+    /// `circuit.max_reservations_per_peer`: reservations one peer may hold.
+    /// Default: `4`.
+    pub max_reservations_per_peer: u32,
+    /// `circuit.reservation_duration_secs`: lifetime of a reservation before the
+    /// client must renew it. Default: `3600` (one hour).
+    pub reservation_duration_secs: u64,
+    /// `circuit.max_circuits`: circuits relayed at once. Default: `256`.
+    pub max_circuits: u32,
+    /// `circuit.max_circuits_per_peer`: circuits one peer may have at once.
+    /// Default: `4`.
+    pub max_circuits_per_peer: u32,
+    /// `circuit.max_circuit_duration_secs`: a circuit is closed after this long.
+    /// Default: `120`.
+    pub max_circuit_duration_secs: u64,
+    /// `circuit.max_circuit_bytes`: a circuit is closed after relaying this many bytes
+    /// (each direction). Default: `131072` (128 KiB).
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        CircuitConfig {
+            enabled: true,
+            max_reservations: 1024,
+            max_reservations_per_peer: 4,
+            reservation_duration_secs: 3600,
+            max_circuits: 256,
+            max_circuits_per_peer: 4,
+            max_circuit_duration_secs: 120,
+            max_circuit_bytes: 128 * KIB,
+        }
+    }
+}
+
+impl CircuitConfig {
+    /// `reservation_duration_secs` as a [`Duration`].
+    pub fn reservation_duration(&self) -> Duration {
+        Duration::from_secs(self.reservation_duration_secs)
+    }
+
+    /// `max_circuit_duration_secs` as a [`Duration`].
+    pub fn max_circuit_duration(&self) -> Duration {
+        Duration::from_secs(self.max_circuit_duration_secs)
+    }
+}
+
+/// `[autonat]`: tell peers whether they are reachable from outside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutonatConfig {
+    /// `autonat.enabled`: serve AutoNAT dial-back probes. Default: `true`.
+    pub enabled: bool,
+}
+
+impl Default for AutonatConfig {
+    fn default() -> Self {
+        AutonatConfig { enabled: true }
+    }
+}
+
+/// `[mailbox]`: hold sealed envelopes for offline users until their owner drains them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailboxConfig {
+    /// `mailbox.enabled`: accept deposits and drains. Default: `true`.
+    pub enabled: bool,
+    /// `mailbox.ttl_days`: envelopes not drained within this many days are deleted.
+    /// 1 to [`MAX_TTL_DAYS`]. Default: `30`.
+    pub ttl_days: u32,
+    /// `mailbox.max_messages_per_mailbox`: envelopes one mailbox may hold.
+    /// Default: `10000`.
+    pub max_messages_per_mailbox: u64,
+    /// `mailbox.max_bytes_per_mailbox`: total envelope bytes one mailbox may hold;
+    /// at least `max_envelope_bytes`. Default: `67108864` (64 MiB).
+    pub max_bytes_per_mailbox: u64,
+    /// `mailbox.max_total_bytes`: total envelope bytes over all mailboxes, so many
+    /// mailboxes cannot fill the disk; at least `max_bytes_per_mailbox`.
+    /// Default: `8589934592` (8 GiB).
+    pub max_total_bytes: u64,
+    /// `mailbox.max_envelope_bytes`: largest accepted envelope; at most
+    /// [`MAX_ENVELOPE_BYTES_LIMIT`]. Default: `262144` (256 KiB).
+    pub max_envelope_bytes: u64,
+    /// `mailbox.sender_rate_per_sec`: envelopes per second one sending peer may
+    /// deposit, sustained. Default: `200`.
+    pub sender_rate_per_sec: u32,
+    /// `mailbox.sender_burst`: envelopes one sending peer may deposit at once
+    /// after being idle. Default: `2000`.
+    pub sender_burst: u32,
+    /// `mailbox.max_tracked_senders`: senders whose rate is tracked at once; beyond
+    /// it the closest-to-idle are forgotten. Default: `65536`.
+    pub max_tracked_senders: u32,
+    /// `mailbox.expire_interval_secs`: how often expired envelopes are deleted.
+    /// Default: `600`.
+    pub expire_interval_secs: u64,
+    /// `mailbox.challenge_ttl_secs`: how long a drain challenge may be answered.
+    /// Default: `60`.
+    pub challenge_ttl_secs: u64,
+    /// `mailbox.max_pending_challenges`: drain challenges outstanding at once; beyond
+    /// it the oldest is dropped. Default: `4096`.
+    pub max_pending_challenges: u32,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        MailboxConfig {
+            enabled: true,
+            ttl_days: 30,
+            max_messages_per_mailbox: 10_000,
+            max_bytes_per_mailbox: 64 * MIB,
+            max_total_bytes: 8 * GIB,
+            max_envelope_bytes: 256 * KIB,
+            sender_rate_per_sec: 200,
+            sender_burst: 2000,
+            max_tracked_senders: 65_536,
+            expire_interval_secs: 600,
+            challenge_ttl_secs: 60,
+            max_pending_challenges: 4096,
+        }
+    }
+}
+
+impl MailboxConfig {
+    /// `ttl_days` as a [`Duration`].
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.ttl_days) * 24 * 3600)
+    }
+
+    /// `expire_interval_secs` as a [`Duration`].
+    pub fn expire_interval(&self) -> Duration {
+        Duration::from_secs(self.expire_interval_secs)
+    }
+
+    /// The store limits these settings describe.
+    pub fn limits(&self) -> MailboxLimits {
+        MailboxLimits {
+            ttl: self.ttl(),
+            max_messages_per_mailbox: self.max_messages_per_mailbox,
+            max_bytes_per_mailbox: self.max_bytes_per_mailbox,
+            max_total_bytes: self.max_total_bytes,
+            max_envelope_bytes: self.max_envelope_bytes,
+            challenge_ttl: Duration::from_secs(self.challenge_ttl_secs),
+            max_pending_challenges: self.max_pending_challenges as usize,
+        }
+    }
+}
+
+/// `[access]`: who may reserve circuits and deposit mail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// `access.policy`: `"open"` (anyone) or `"members"` (only `members`, and
+    /// holders of operator tokens if `operator_tokens`). Default: `"open"`.
+    pub policy: AccessPolicy,
+    /// `access.members`: peer ids (base58, `12D3KooW…`) admitted under the
+    /// `"members"` policy. Default: `[]`.
+    pub members: Vec<String>,
+    /// `access.operator_tokens`: also admit peers presenting a membership token
+    /// signed by this relay's identity. Default: `false`.
+    pub operator_tokens: bool,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            policy: AccessPolicy::Open,
+            members: Vec::new(),
+            operator_tokens: false,
+        }
+    }
+}
+
+/// Who may use the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AccessPolicy {
+    /// Anyone.
+    Open,
+    /// Listed members and (optionally) token holders only.
+    Members,
+}
+
+/// `[metrics]`: the Prometheus scrape endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `metrics.listen`: socket address serving `GET /metrics` and `GET /health`,
+    /// e.g. `"127.0.0.1:9090"`. Default: none (no endpoint).
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[log]`: how logs are written (to stderr; `RUST_LOG` sets verbosity).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `log.format`: `"text"` for people or `"json"` for log collectors.
+    /// Default: `"text"`.
+    pub format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl RelayConfig {
+    /// Reads and parses the config file at `path` (see [`RelayConfig::from_toml_str`]).
+    /// A missing file is an error: the operator named it.
+    pub fn load(path: &Path) -> Result<RelayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        RelayConfig::from_toml_str(&text)
+    }
+
+    /// Parses and validates the text of a config file; missing keys take their
+    /// defaults.
+    pub fn from_toml_str(text: &str) -> Result<RelayConfig, ConfigError> {
+        let document = DeTable::parse(text).map_err(|e| ConfigError::Syntax {
+            line: e.span().map_or(1, |span| line_of(text, span.start)),
+            message: e.message().to_owned(),
+        })?;
+        let document = document.get_ref();
+        let config: RelayConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let mut path = Vec::new();
+            key_path_at(document, span.start, &mut path);
+            ConfigError::Invalid {
+                key: path.join("."),
+                line: Some(line_of(text, span.start)),
+                message: e.message().to_owned(),
+            }
+        })?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid {
+                key,
+                line: None,
+                message,
+            } => {
+                let line = locate(document, &key).map(|span| line_of(text, span.start));
+                ConfigError::Invalid { key, line, message }
+            }
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the values serde cannot: ranges, non-empty strings, peer id syntax and
+    /// relations between keys. Errors are [`ConfigError::Invalid`] without a line
+    /// (`from_toml_str` adds it).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            key,
+            line: None,
+            message,
+        };
+        if self.listen.is_empty() {
+            return Err(invalid(
+                "listen".into(),
+                "must list at least one address".into(),
+            ));
+        }
+        for (i, addr) in self.listen.iter().enumerate() {
+            if !addr.starts_with('/') || addr.trim() != addr {
+                return Err(invalid(
+                    format!("listen[{i}]"),
+                    format!("{addr:?} is not a multiaddr (must start with `/`, no spaces)"),
+                ));
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir".into(), "must not be empty".into()));
+        }
+        if self
+            .identity_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(invalid("identity_file".into(), "must not be empty".into()));
+        }
+
+        let c = &self.circuit;
+        at_least_one("circuit.max_reservations", c.max_reservations.into())?;
+        at_least_one(
+            "circuit.max_reservations_per_peer",
+            c.max_reservations_per_peer.into(),
+        )?;
+        at_least_one(
+            "circuit.reservation_duration_secs",
+            c.reservation_duration_secs,
+        )?;
+        at_least_one("circuit.max_circuits", c.max_circuits.into())?;
+        at_least_one(
+            "circuit.max_circuits_per_peer",
+            c.max_circuits_per_peer.into(),
+        )?;
+        at_least_one(
+            "circuit.max_circuit_duration_secs",
+            c.max_circuit_duration_secs,
+        )?;
+        at_least_one("circuit.max_circuit_bytes", c.max_circuit_bytes)?;
+
+        let m = &self.mailbox;
+        if !(1..=MAX_TTL_DAYS).contains(&m.ttl_days) {
+            return Err(invalid(
+                "mailbox.ttl_days".into(),
+                format!("must be between 1 and {MAX_TTL_DAYS}"),
+            ));
+        }
+        at_least_one(
+            "mailbox.max_messages_per_mailbox",
+            m.max_messages_per_mailbox,
+        )?;
+        at_least_one("mailbox.max_envelope_bytes", m.max_envelope_bytes)?;
+        at_least_one("mailbox.sender_rate_per_sec", m.sender_rate_per_sec.into())?;
+        at_least_one("mailbox.sender_burst", m.sender_burst.into())?;
+        at_least_one("mailbox.max_tracked_senders", m.max_tracked_senders.into())?;
+        at_least_one("mailbox.expire_interval_secs", m.expire_interval_secs)?;
+        at_least_one("mailbox.challenge_ttl_secs", m.challenge_ttl_secs)?;
+        at_least_one(
+            "mailbox.max_pending_challenges",
+            m.max_pending_challenges.into(),
+        )?;
+        if m.max_envelope_bytes > MAX_ENVELOPE_BYTES_LIMIT {
+            return Err(invalid(
+                "mailbox.max_envelope_bytes".into(),
+                format!("must be at most {MAX_ENVELOPE_BYTES_LIMIT}"),
+            ));
+        }
+        if m.max_bytes_per_mailbox < m.max_envelope_bytes {
+            return Err(invalid(
+                "mailbox.max_bytes_per_mailbox".into(),
+                format!(
+                    "must be at least max_envelope_bytes ({})",
+                    m.max_envelope_bytes
+                ),
+            ));
+        }
+        if m.max_total_bytes < m.max_bytes_per_mailbox {
+            return Err(invalid(
+                "mailbox.max_total_bytes".into(),
+                format!(
+                    "must be at least max_bytes_per_mailbox ({})",
+                    m.max_bytes_per_mailbox
+                ),
+            ));
+        }
+
+        for (i, member) in self.access.members.iter().enumerate() {
+            check_peer_id(member)
+                .map_err(|message| invalid(format!("access.members[{i}]"), message))?;
+        }
+        if self.access.policy == AccessPolicy::Members
+            && self.access.members.is_empty()
+            && !self.access.operator_tokens
+        {
+            return Err(invalid(
+                "access.members".into(),
+                "policy \"members\" admits no one: list members or set operator_tokens = true"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the identity key lives: `identity_file` (relative to `data_dir` unless
+    /// absolute), or `<data_dir>/identity.key`.
+    pub fn identity_path(&self) -> PathBuf {
+        match &self.identity_file {
+            Some(path) => self.data_dir.join(path),
+            None => self.data_dir.join("identity.key"),
+        }
+    }
+
+    /// The mailbox database directory: `<data_dir>/mailbox`.
+    pub fn mailbox_dir(&self) -> PathBuf {
+        self.data_dir.join("mailbox")
+    }
+}
+
+fn at_least_one(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            line: None,
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `text` looks like a libp2p peer id: base58btc of a multihash that is
+/// either an identity hash (inlined Ed25519 key, `12D3KooW…`) or SHA2-256 (`Qm…`).
+fn check_peer_id(text: &str) -> Result<(), String> {
+    const IDENTITY: u8 = 0x00;
+    const SHA2_256: u8 = 0x12;
+    /// Longest public key libp2p inlines with the identity hash.
+    const MAX_INLINE_KEY: usize = 42;
+    let bytes = bs58::decode(text)
+        .into_vec()
+        .map_err(|e| format!("{text:?} is not a peer id (not base58: {e})"))?;
+    let ok = match bytes.as_slice() {
+        [IDENTITY, len, rest @ ..] => {
+            usize::from(*len) == rest.len() && rest.len() <= MAX_INLINE_KEY
+        }
+        [SHA2_256, 32, rest @ ..] => rest.len() == 32,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{text:?} is not a peer id (not a multihash)"))
+    }
+}
+
+/// The span of the value at dotted `key` (an index suffix `[i]` selects an array
+/// element); if the key is absent, the span of its closest present ancestor.
+fn locate(document: &DeTable<'_>, key: &str) -> Option<Range<usize>> {
+    let mut table = document;
+    let mut found = None;
+    for segment in key.split('.') {
+        let (name, index) = match segment.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == name) else {
+            break;
+        };
+        found = Some(match (v.get_ref(), index) {
+            (DeValue::Table(_), _) => k.span(),
+            (DeValue::Array(items), Some(i)) => items.get(i).map_or(v.span(), |item| item.span()),
+            _ => v.span(),
+        });
+        match v.get_ref() {
+            DeValue::Table(inner) => table = inner,
+            _ => break,
+        }
+    }
+    found
+}
+
+/// Appends to `path` the keys leading to the deepest key or value containing byte
+/// `offset`; returns whether one was found.
+fn key_path_at(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table.iter() {
+        path.push(key.get_ref().to_string());
+        if let DeValue::Table(inner) = value.get_ref() {
+            if key_path_at(inner, offset, path) || contains(&key.span(), offset) {
+                return true;
+            }
+        } else if contains(&key.span(), offset) || contains(&value.span(), offset) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn contains(span: &Range<usize>, offset: usize) -> bool {
+    span.start <= offset && offset < span.end.max(span.start + 1)
+}
+
+/// The 1-based line holding byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const PEER: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+
+    fn invalid(text: &str) -> (String, Option<usize>, String) {
+        match RelayConfig::from_toml_str(text) {
+            Err(ConfigError::Invalid { key, line, message }) => (key, line, message),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_text_gives_defaults() {
+        let config = RelayConfig::from_toml_str("").unwrap();
+        assert_eq!(config, RelayConfig::default());
+        config.validate().unwrap();
+        assert_eq!(
+            config.identity_path(),
+            PathBuf::from("./kith-relay-data/identity.key")
+        );
+        assert_eq!(config.mailbox.ttl(), Duration::from_secs(30 * 86_400));
+        assert_eq!(config.mailbox.limits().max_envelope_bytes, 262_144);
+        assert_eq!(
+            config.circuit.max_circuit_duration(),
+            Duration::from_secs(120)
+        );
+    }
+
+    #[test]
+    fn example_parses_to_defaults_and_lists_every_key() {
+        assert_eq!(
+            RelayConfig::from_toml_str(EXAMPLE_CONFIG).unwrap(),
+            RelayConfig::default()
+        );
+        // Every key of the defaults is written out (not just left to default).
+        let example: toml::Table = toml::from_str(EXAMPLE_CONFIG).unwrap();
+        let defaults = toml::Table::try_from(RelayConfig::default()).unwrap();
+        fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in table {
+                let key = format!("{prefix}{k}");
+                match v {
+                    toml::Value::Table(t) => keys(t, &format!("{key}."), out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        keys(&example, "", &mut a);
+        keys(&defaults, "", &mut b);
+        assert_eq!(a, b);
+        // Optional keys without a default are shown commented out, and valid.
+        let uncommented = EXAMPLE_CONFIG
+            .replace(
+                "# listen = \"127.0.0.1:9090\"",
+                "listen = \"127.0.0.1:9090\"",
+            )
+            .replace("# identity_file = ", "identity_file = ");
+        let config = RelayConfig::from_toml_str(&uncommented).unwrap();
+        assert_eq!(
+            config.metrics.listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert!(config.identity_file.is_some());
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let text = format!(
+            r#"
+listen = ["/ip6/::/tcp/4002"]
+data_dir = "/var/lib/kith-relay"
+identity_file = "/etc/kith/relay.key"
+
+[dht]
+enabled = false
+
+[circuit]
+enabled = false
+max_circuits = 16
+
+[mailbox]
+ttl_days = 7
+max_envelope_bytes = 1024
+
+[access]
+policy = "members"
+members = ["{PEER}", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"]
+
+[metrics]
+listen = "127.0.0.1:0"
+
+[log]
+format = "json"
+"#
+        );
+        let config = RelayConfig::from_toml_str(&text).unwrap();
+        assert_eq!(config.listen, ["/ip6/::/tcp/4002"]);
+        assert_eq!(config.identity_path(), PathBuf::from("/etc/kith/relay.key"));
+        assert_eq!(
+            config.mailbox_dir(),
+            PathBuf::from("/var/lib/kith-relay/mailbox")
+        );
+        assert!(!config.dht.enabled && !config.circuit.enabled && config.autonat.enabled);
+        assert_eq!(config.circuit.max_circuits, 16);
+        assert_eq!(config.circuit.max_reservations, 1024);
+        assert_eq!(config.mailbox.ttl_days, 7);
+        assert_eq!(config.access.policy, AccessPolicy::Members);
+        assert_eq!(config.access.members.len(), 2);
+        assert_eq!(config.metrics.listen.map(|a| a.port()), Some(0));
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn relative_identity_file_is_under_data_dir() {
+        let config =
+            RelayConfig::from_toml_str("data_dir = \"/d\"\nidentity_file = \"k/id\"\n").unwrap();
+        assert_eq!(config.identity_path(), PathBuf::from("/d/k/id"));
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let (key, line, message) = invalid("data_dir = \"x\"\nlisten_on = []\n");
+        assert_eq!((key.as_str(), line), ("listen_on", Some(2)));
+        assert!(message.contains("unknown field"), "{message}");
+        let (key, line, _) = invalid("[mailbox]\nttl_days = 3\n\nttl_dayz = 4\n");
+        assert_eq!((key.as_str(), line), ("mailbox.ttl_dayz", Some(4)));
+        let (key, line, _) = invalid("\n[extra]\nx = 1\n");
+        assert_eq!((key.as_str(), line), ("extra", Some(2)));
+    }
+
+    #[test]
+    fn wrong_types_name_key_and_line() {
+        let (key, line, _) = invalid("[dht]\nenabled = \"yes\"\n");
+        assert_eq!((key.as_str(), line), ("dht.enabled", Some(2)));
+        let (key, line, _) = invalid("\n\n[access]\npolicy = \"closed\"\n");
+        assert_eq!((key.as_str(), line), ("access.policy", Some(4)));
+        let (key, line, _) = invalid("[mailbox]\nttl_days = -1\n");
+        assert_eq!((key.as_str(), line), ("mailbox.ttl_days", Some(2)));
+        let (key, line, _) = invalid("[metrics]\nlisten = \"localhost\"\n");
+        assert_eq!((key.as_str(), line), ("metrics.listen", Some(2)));
+        let (key, _, _) = invalid("[log]\nformat = \"xml\"\n");
+        assert_eq!(key, "log.format");
+    }
+
+    #[test]
+    fn invalid_values_name_key_and_line() {
+        let (key, line, _) = invalid("listen = [\n  \"/ip4/0.0.0.0/tcp/1\",\n  \"ip4/x\",\n]\n");
+        assert_eq!((key.as_str(), line), ("listen[1]", Some(3)));
+        assert_eq!(invalid("listen = [\"\"]").0, "listen[0]");
+        assert_eq!(invalid("\nlisten = []").1, Some(2));
+        let (key, line, _) = invalid("[mailbox]\nenabled = true\nttl_days = 0\n");
+        assert_eq!((key.as_str(), line), ("mailbox.ttl_days", Some(3)));
+        assert_eq!(
+            invalid("[mailbox]\nttl_days = 4000\n").0,
+            "mailbox.ttl_days"
+        );
+        assert_eq!(
+            invalid("[circuit]\nmax_circuits = 0\n").0,
+            "circuit.max_circuits"
+        );
+        assert_eq!(
+            invalid("[mailbox]\nsender_burst = 0\n").0,
+            "mailbox.sender_burst"
+        );
+        assert_eq!(invalid("data_dir = \"\"\n").0, "data_dir");
+        let (key, _, _) = invalid("[mailbox]\nmax_envelope_bytes = 1073741824\n");
+        assert_eq!(key, "mailbox.max_envelope_bytes");
+    }
+
+    #[test]
+    fn relations_between_keys_are_checked() {
+        // The key at fault is absent: the line is that of its table.
+        let (key, line, message) = invalid("\n[mailbox]\nmax_bytes_per_mailbox = 17179869184\n");
+        assert_eq!((key.as_str(), line), ("mailbox.max_total_bytes", Some(2)));
+        assert!(message.contains("max_bytes_per_mailbox"), "{message}");
+        let (key, line, _) =
+            invalid("[mailbox]\nmax_bytes_per_mailbox = 1000\nmax_envelope_bytes = 2000\n");
+        assert_eq!(
+            (key.as_str(), line),
+            ("mailbox.max_bytes_per_mailbox", Some(2))
+        );
+        assert_eq!(
+            invalid("[mailbox]\nmax_total_bytes = 1\n").0,
+            "mailbox.max_total_bytes"
+        );
+        // Defaults only: no line at all.
+        let mut config = RelayConfig::default();
+        config.access.policy = AccessPolicy::Members;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid { ref key, line: None, .. }) if key == "access.members"
+        ));
+        let (key, line, _) = invalid("[access]\npolicy = \"members\"\n");
+        assert_eq!((key.as_str(), line), ("access.members", Some(1)));
+        let ok =
+            RelayConfig::from_toml_str("[access]\npolicy = \"members\"\noperator_tokens = true\n");
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn members_must_be_peer_ids() {
+        let text = format!("[access]\nmembers = [\n  \"{PEER}\",\n  \"12D3KooWnotapeerid\",\n]\n");
+        let (key, line, message) = invalid(&text);
+        assert_eq!((key.as_str(), line), ("access.members[1]", Some(4)));
+        assert!(message.contains("not a peer id"), "{message}");
+        assert_eq!(
+            invalid("[access]\nmembers = [\"0OIl\"]\n").0,
+            "access.members[0]"
+        );
+        assert!(check_peer_id(PEER).is_ok());
+        assert!(check_peer_id(&PEER[..PEER.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        assert!(matches!(
+            RelayConfig::from_toml_str("[dht]\nenabled = true\nenabled = false\n"),
+            Err(ConfigError::Syntax { line: 3, .. })
+        ));
+        assert!(matches!(
+            RelayConfig::from_toml_str("listen = [\n"),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn load_reads_file_and_reports_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        assert!(matches!(
+            RelayConfig::load(&path),
+            Err(ConfigError::Io { .. })
+        ));
+        std::fs::write(&path, "[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(
+            RelayConfig::load(&path).unwrap().log.format,
+            LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn errors_display_key_and_line() {
+        let e = RelayConfig::from_toml_str("[mailbox]\nttl_days = 0\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "relay config line 2: `mailbox.ttl_days`: must be between 1 and 3650"
+        );
+    }
+}

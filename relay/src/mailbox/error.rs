@@ -1,0 +1,136 @@
+//! Typed errors of the mailbox store. sled stays an implementation detail: its
+//! errors are wrapped in the opaque [`DbError`].
+
+use std::path::PathBuf;
+
+/// An error reported by the database engine (I/O failure, engine bug, …). Opaque on
+/// purpose; `Display` and `source()` carry the detail.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(sled::Error);
+
+/// Why [`MailboxStore::open`](super::MailboxStore::open) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The directory or its files could not be created, read or secured.
+    #[error("cannot access the mailbox database in {}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the database.
+    #[error("the mailbox database is in use by another process: {detail}")]
+    Locked {
+        /// The engine's description of the lock failure.
+        detail: String,
+    },
+    /// The files exist but cannot be read as a mailbox database.
+    #[error("the mailbox database is corrupt: {detail}")]
+    Corrupt {
+        /// What was found to be damaged.
+        detail: String,
+    },
+    /// The database was written by a newer kith-relay.
+    #[error("mailbox schema version {found} is not supported (this build knows {supported})")]
+    UnsupportedVersion {
+        /// The version recorded in the database.
+        found: u32,
+        /// The version this build writes.
+        supported: u32,
+    },
+    /// The directory holds a sled database that is not a mailbox store.
+    #[error("not a kith-relay mailbox database: {detail}")]
+    Foreign {
+        /// Why the database was judged foreign.
+        detail: String,
+    },
+    /// The database engine failed for another reason.
+    #[error("mailbox database error")]
+    Db(#[source] DbError),
+}
+
+/// Why an operation on an open [`MailboxStore`](super::MailboxStore) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MailboxError {
+    /// The mailbox id is empty or longer than
+    /// [`MAX_MAILBOX_ID_LEN`](super::MAX_MAILBOX_ID_LEN) bytes.
+    #[error("invalid mailbox id ({len} bytes)")]
+    InvalidMailbox {
+        /// Its length.
+        len: usize,
+    },
+    /// A stored entry could not be decoded.
+    #[error("corrupt mailbox entry: {detail}")]
+    Corrupt {
+        /// What failed to decode.
+        detail: String,
+    },
+    /// The database engine failed (I/O error, …).
+    #[error("mailbox database error")]
+    Db(#[source] DbError),
+}
+
+/// Why [`MailboxStore::take_challenge`](super::MailboxStore::take_challenge) refused
+/// a nonce. Either way the drain must start over with a fresh challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChallengeError {
+    /// Never issued for this mailbox, already used, or dropped to make room.
+    #[error("unknown or already used challenge")]
+    Unknown,
+    /// Issued, but its validity ran out (it is now used up too).
+    #[error("expired challenge")]
+    Expired,
+}
+
+impl MailboxError {
+    /// Shorthand for [`MailboxError::Corrupt`].
+    pub(super) fn corrupt(detail: impl Into<String>) -> Self {
+        MailboxError::Corrupt {
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Wraps an engine error for [`MailboxError`].
+pub(super) fn db_error(e: sled::Error) -> MailboxError {
+    MailboxError::Db(DbError(e))
+}
+
+/// Classifies an engine error raised while opening.
+pub(super) fn open_err(path: &std::path::Path, e: sled::Error) -> OpenError {
+    match e {
+        // sled reports a held file lock as a plain I/O error; its message is the
+        // only way to tell it apart.
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            OpenError::Locked {
+                detail: io.to_string(),
+            }
+        }
+        sled::Error::Io(source) => OpenError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => OpenError::Corrupt {
+            detail: e.to_string(),
+        },
+        other => OpenError::Db(DbError(other)),
+    }
+}
+
+impl From<MailboxError> for OpenError {
+    /// Errors of the checks run while opening.
+    fn from(e: MailboxError) -> Self {
+        match e {
+            MailboxError::Db(e) => OpenError::Db(e),
+            other => OpenError::Corrupt {
+                detail: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The durable mailbox store: sealed envelopes held for offline users.
+//!
+//! A mailbox is named by its owner's id (the peer id as bytes, opaque here, 1 to
+//! [`MAX_MAILBOX_ID_LEN`] bytes). Senders [`deposit`](MailboxStore::deposit) batches
+//! of envelopes; the owner [`list`](MailboxStore::list)s them in sequence order and
+//! [`ack`](MailboxStore::ack)s what it has stored, which deletes them. Envelopes not
+//! drained within the TTL are removed by [`expire`](MailboxStore::expire). Drains are
+//! guarded by single-use, expiring challenges ([`Challenges`]); checking the owner's
+//! signature over one is the caller's job.
+//!
+//! Durability: `deposit` and `ack` commit one sled transaction per call and flush
+//! (fsync) before returning, so a deposit may be acknowledged to its sender as soon
+//! as `deposit` returns; a `kill -9` afterwards loses nothing. All calls block on
+//! disk I/O: call them from `spawn_blocking` in async code.
+//!
+//! Layout (sled trees, big-endian integers so byte order is numeric order; `P` is the
+//! mailbox id prefixed by its length, so no id is a prefix of another):
+//!
+//! | tree | key | value |
+//! | --- | --- | --- |
+//! | `envelopes` | `P ‖ seq` | `deposited_at_ms ‖ envelope` |
+//! | `hashes` | `P ‖ blake3(envelope)` | `seq` (de-duplication) |
+//! | `mailboxes` | `P` | `next_seq ‖ count ‖ bytes` (only while non-empty) |
+//! | `expiry` | `deposited_at_ms ‖ P ‖ seq` | empty (index for [`MailboxStore::expire`]) |
+//! | `meta` | `schema_version`, `seq_floor` | `u32`, `u64` |
+//!
+//! A mailbox's record is deleted when it empties; `seq_floor` then remembers its next
+//! sequence number, and new mailboxes start numbering there, so a sequence number is
+//! never reused for a mailbox, across restarts too.
+
+mod challenge;
+mod error;
+mod keys;
+mod store;
+mod txn;
+
+use std::time::Duration;
+
+pub use challenge::{Challenges, NONCE_LEN};
+pub use error::{ChallengeError, DbError, MailboxError, OpenError};
+pub use keys::MAX_MAILBOX_ID_LEN;
+pub use store::MailboxStore;
+
+/// The store's limits. [`MailboxLimits::default`] matches the config defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxLimits {
+    /// Envelopes older than this are removed by [`MailboxStore::expire`].
+    pub ttl: Duration,
+    /// Envelopes one mailbox may hold.
+    pub max_messages_per_mailbox: u64,
+    /// Envelope bytes one mailbox may hold.
+    pub max_bytes_per_mailbox: u64,
+    /// Envelope bytes all mailboxes together may hold. Checked against counters read
+    /// outside the transaction, so concurrent deposits may overshoot it by at most
+    /// their batches.
+    pub max_total_bytes: u64,
+    /// Largest accepted envelope, in bytes.
+    pub max_envelope_bytes: u64,
+    /// How long an issued drain challenge stays valid.
+    pub challenge_ttl: Duration,
+    /// Challenges outstanding at once; issuing one more drops the oldest.
+    pub max_pending_challenges: usize,
+}
+
+impl Default for MailboxLimits {
+    fn default() -> Self {
+        crate::config::MailboxConfig::default().limits()
+    }
+}
+
+/// What happened to one envelope of a [`MailboxStore::deposit`] batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DepositOutcome {
+    /// Stored durably under this sequence number.
+    Stored {
+        /// The envelope's sequence number in its mailbox.
+        seq: u64,
+    },
+    /// The mailbox already holds an identical envelope (same BLAKE3 hash); nothing
+    /// was stored. As durable as `Stored`: the sender may count it as delivered.
+    Duplicate {
+        /// The sequence number of the envelope already held.
+        seq: u64,
+    },
+    /// Not stored, for this reason.
+    Refused(Refusal),
+}
+
+/// Why an envelope was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The mailbox holds `max_messages_per_mailbox` envelopes.
+    QuotaCount,
+    /// The envelope would take the mailbox over `max_bytes_per_mailbox`.
+    QuotaBytes,
+    /// The envelope is larger than `max_envelope_bytes`.
+    TooLarge,
+    /// The store as a whole holds `max_total_bytes`.
+    StoreFull,
+}
+
+/// An envelope held in a mailbox, as returned by [`MailboxStore::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEnvelope {
+    /// Its sequence number in the mailbox.
+    pub seq: u64,
+    /// The sealed envelope, as deposited.
+    pub envelope: Vec<u8>,
+    /// When it was deposited (ms since the Unix epoch, as given to `deposit`).
+    pub deposited_at_ms: u64,
+}
+
+/// Totals over the whole store, from maintained counters (cheap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MailboxStats {
+    /// Mailboxes holding at least one envelope.
+    pub mailboxes: u64,
+    /// Envelopes held.
+    pub envelopes: u64,
+    /// Envelope bytes held.
+    pub bytes: u64,
+}
+
+/// What one mailbox holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Envelopes held.
+    pub envelopes: u64,
+    /// Envelope bytes held.
+    pub bytes: u64,
+}

@@ -1,0 +1,296 @@
+//! The relay's Prometheus metrics: a typed group registered under the `kith_relay_`
+//! prefix, every metric with help text.
+//!
+//! [`Metrics::new`] registers into a caller's [`Registry`], so the same registry can
+//! also carry libp2p's metrics; [`encode`] renders a registry in the OpenMetrics text
+//! format served at `/metrics` (see [`crate::http`]). Counters get the `_total`
+//! suffix (and byte metrics a `_bytes` unit) from prometheus-client.
+//!
+//! ```
+//! use prometheus_client::registry::Registry;
+//! use kith_relay::metrics::{encode, Metrics};
+//!
+//! let mut registry = Registry::default();
+//! let metrics = Metrics::new(&mut registry);
+//! metrics.deposits.inc();
+//! assert!(encode(&registry)?.contains("kith_relay_deposits_total 1"));
+//! # Ok::<(), std::fmt::Error>(())
+//! ```
+
+use std::fmt::{self, Write};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::mailbox::{MailboxStats, Refusal};
+
+/// The prefix of every relay metric name.
+pub const PREFIX: &str = "kith_relay";
+
+/// The relay's metrics. Cheap to clone (every metric is an `Arc`); update from any
+/// thread.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Open connections.
+    pub connections: Gauge,
+    /// Circuit relay reservations currently held.
+    pub reservations_active: Gauge,
+    /// Circuit relay reservations accepted.
+    pub reservations_accepted: Counter,
+    /// Circuits relayed.
+    pub circuits: Counter,
+    /// Envelopes stored by deposits.
+    pub deposits: Counter,
+    /// Bytes of envelopes stored by deposits.
+    pub deposited_bytes: Counter,
+    /// Deposited envelopes that were already held (not stored again).
+    pub deposit_duplicates: Counter,
+    /// Drains started (challenges answered correctly).
+    pub drains: Counter,
+    /// Envelopes handed to mailbox owners.
+    pub drained_envelopes: Counter,
+    /// Envelopes acknowledged (and deleted) by mailbox owners.
+    pub acks: Counter,
+    /// Envelopes deleted unread after the TTL.
+    pub expired: Counter,
+    /// Mailboxes holding at least one envelope.
+    pub mailboxes: Gauge,
+    /// Envelopes held in all mailboxes (queue depth).
+    pub mailbox_envelopes: Gauge,
+    /// Bytes of envelopes held in all mailboxes.
+    pub mailbox_bytes: Gauge,
+    /// Records held in the DHT record store.
+    pub dht_records: Gauge,
+    /// Requests refused, by reason.
+    pub refusals: Family<RefusalLabels, Counter>,
+}
+
+/// Labels of [`Metrics::refusals`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why the request was refused.
+    pub reason: RefusalReason,
+}
+
+/// Why a request was refused, as the `reason` label of `kith_relay_refusals_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// `quota_count`: the mailbox holds its maximum number of envelopes.
+    QuotaCount,
+    /// `quota_bytes`: the mailbox holds its maximum number of bytes.
+    QuotaBytes,
+    /// `too_large`: the envelope exceeds the size limit.
+    TooLarge,
+    /// `store_full`: the relay's total mailbox space is used up.
+    StoreFull,
+    /// `rate_limited`: the sender exceeded its rate.
+    RateLimited,
+    /// `not_member`: the access policy does not admit the peer.
+    NotMember,
+    /// `bad_challenge`: a drain with an unknown, used or expired challenge, or a bad
+    /// signature.
+    BadChallenge,
+    /// `bad_request`: a malformed request.
+    BadRequest,
+}
+
+impl RefusalReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::QuotaCount => "quota_count",
+            RefusalReason::QuotaBytes => "quota_bytes",
+            RefusalReason::TooLarge => "too_large",
+            RefusalReason::StoreFull => "store_full",
+            RefusalReason::RateLimited => "rate_limited",
+            RefusalReason::NotMember => "not_member",
+            RefusalReason::BadChallenge => "bad_challenge",
+            RefusalReason::BadRequest => "bad_request",
+        }
+    }
+}
+
+impl EncodeLabelValue for RefusalReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+impl From<Refusal> for RefusalReason {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::QuotaCount => RefusalReason::QuotaCount,
+            Refusal::QuotaBytes => RefusalReason::QuotaBytes,
+            Refusal::TooLarge => RefusalReason::TooLarge,
+            Refusal::StoreFull => RefusalReason::StoreFull,
+        }
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry` under [`PREFIX`].
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let metrics = Metrics {
+            connections: Gauge::default(),
+            reservations_active: Gauge::default(),
+            reservations_accepted: Counter::default(),
+            circuits: Counter::default(),
+            deposits: Counter::default(),
+            deposited_bytes: Counter::default(),
+            deposit_duplicates: Counter::default(),
+            drains: Counter::default(),
+            drained_envelopes: Counter::default(),
+            acks: Counter::default(),
+            expired: Counter::default(),
+            mailboxes: Gauge::default(),
+            mailbox_envelopes: Gauge::default(),
+            mailbox_bytes: Gauge::default(),
+            dht_records: Gauge::default(),
+            refusals: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix(PREFIX);
+        let m = metrics.clone();
+        r.register("connections", "Open connections", m.connections);
+        r.register(
+            "reservations_active",
+            "Circuit relay reservations currently held",
+            m.reservations_active,
+        );
+        r.register(
+            "reservations_accepted",
+            "Circuit relay reservations accepted",
+            m.reservations_accepted,
+        );
+        r.register("circuits", "Circuits relayed", m.circuits);
+        r.register("deposits", "Envelopes stored in mailboxes", m.deposits);
+        r.register_with_unit(
+            "deposited",
+            "Bytes of envelopes stored in mailboxes",
+            Unit::Bytes,
+            m.deposited_bytes,
+        );
+        r.register(
+            "deposit_duplicates",
+            "Deposited envelopes already held, not stored again",
+            m.deposit_duplicates,
+        );
+        r.register(
+            "drains",
+            "Mailbox drains started after a valid challenge",
+            m.drains,
+        );
+        r.register(
+            "drained_envelopes",
+            "Envelopes handed to mailbox owners",
+            m.drained_envelopes,
+        );
+        r.register(
+            "acks",
+            "Envelopes acknowledged and deleted by mailbox owners",
+            m.acks,
+        );
+        r.register(
+            "expired",
+            "Envelopes deleted unread after the mailbox TTL",
+            m.expired,
+        );
+        r.register(
+            "mailboxes",
+            "Mailboxes holding at least one envelope",
+            m.mailboxes,
+        );
+        r.register(
+            "mailbox_envelopes",
+            "Envelopes held in all mailboxes (queue depth)",
+            m.mailbox_envelopes,
+        );
+        r.register_with_unit(
+            "mailbox",
+            "Bytes of envelopes held in all mailboxes",
+            Unit::Bytes,
+            m.mailbox_bytes,
+        );
+        r.register(
+            "dht_records",
+            "Records held in the DHT record store",
+            m.dht_records,
+        );
+        r.register("refusals", "Requests refused, by reason", m.refusals);
+        metrics
+    }
+
+    /// Counts one refusal.
+    pub fn refused(&self, reason: impl Into<RefusalReason>) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the mailbox gauges from the store's totals.
+    pub fn set_mailbox_stats(&self, stats: MailboxStats) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.mailboxes.set(gauge(stats.mailboxes));
+        self.mailbox_envelopes.set(gauge(stats.envelopes));
+        self.mailbox_bytes.set(gauge(stats.bytes));
+    }
+}
+
+/// Renders `registry` in the OpenMetrics text format (content type
+/// [`crate::http::OPENMETRICS_CONTENT_TYPE`]).
+pub fn encode(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_named_typed_and_documented() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        metrics.deposits.inc_by(3);
+        metrics.deposited_bytes.inc_by(300);
+        metrics.refused(Refusal::QuotaBytes);
+        metrics.refused(RefusalReason::RateLimited);
+        metrics.refused(RefusalReason::RateLimited);
+        metrics.set_mailbox_stats(MailboxStats {
+            mailboxes: 2,
+            envelopes: 5,
+            bytes: 500,
+        });
+        let text = encode(&registry).unwrap();
+        for line in [
+            "# TYPE kith_relay_deposits counter",
+            "# HELP kith_relay_deposits Envelopes stored in mailboxes.",
+            "kith_relay_deposits_total 3",
+            "kith_relay_deposited_bytes_total 300",
+            "kith_relay_refusals_total{reason=\"quota_bytes\"} 1",
+            "kith_relay_refusals_total{reason=\"rate_limited\"} 2",
+            "kith_relay_mailbox_envelopes 5",
+            "kith_relay_mailbox_bytes 500",
+            "kith_relay_mailboxes 2",
+            "kith_relay_connections 0",
+            "kith_relay_dht_records 0",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!((types, helps), (16, 16));
+    }
+}

@@ -1,0 +1,181 @@
+//! Benchmark of two `kith daemon`s on loopback (issue 3): daemon cold start to
+//! `ready`, idle RSS, one-way latency of a 100-byte message (sent on A's control
+//! socket → stored and announced on B's), and sustained durable throughput A → B.
+//!
+//! Run: `cargo run --release -p kith-tests --bin chat-bench -- [--messages N]
+//! [--latency-samples N] [--clients N] [--starts N]`. Numbers go to
+//! docs/PERFORMANCE.md; nothing here is a pass/fail test.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kith_p2p::control::Client;
+use kith_p2p::node::Event;
+use kith_tests::{Peer, connect, kith_bin};
+use serde_json::json;
+
+struct Args {
+    messages: usize,
+    latency_samples: usize,
+    clients: usize,
+    starts: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { messages: 20_000, latency_samples: 2_000, clients: 32, starts: 10 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value: usize = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{flag} needs a number"));
+        match flag.as_str() {
+            "--messages" => args.messages = value,
+            "--latency-samples" => args.latency_samples = value,
+            "--clients" => args.clients = value.max(1),
+            "--starts" => args.starts = value.max(1),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Resident set size of a process, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn socket(peer: &Peer) -> std::path::PathBuf {
+    peer.home().join("kith.sock")
+}
+
+fn cold_starts(runs: usize) {
+    let mut peer = Peer::init("bench-start");
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        peer.start(&[]);
+        times.push(t.elapsed());
+        peer.stop();
+    }
+    times.sort();
+    println!(
+        "cold start to ready ({runs} runs): median {}, min {}, max {}",
+        ms(percentile(&times, 0.5)),
+        ms(times[0]),
+        ms(times[times.len() - 1])
+    );
+}
+
+async fn wait_received(events: &mut Client, text: &str) {
+    loop {
+        match events.next_event().await.unwrap() {
+            Event::MessageReceived { message } if message.text == text => return,
+            _ => {}
+        }
+    }
+}
+
+async fn latency(a: &Path, b: &Path, samples: usize) {
+    let mut sender = Client::connect(a).await.unwrap();
+    let mut events = Client::connect(b).await.unwrap();
+    events.subscribe().await.unwrap();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        // 100 bytes, unique so the matching event is unambiguous.
+        let text = format!("{i:0>100}");
+        let t = Instant::now();
+        sender.call("send", json!({ "contact": "b", "text": text })).await.unwrap();
+        wait_received(&mut events, &text).await;
+        if i >= samples / 10 {
+            // The first tenth warms connections and caches.
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    println!(
+        "one-way latency, 100-byte message ({samples} samples): p50 {}, p99 {}, max {}",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(times[times.len() - 1])
+    );
+}
+
+async fn throughput(a: &Path, b: &Path, messages: usize, clients: usize) {
+    let mut events = Client::connect(b).await.unwrap();
+    events.subscribe().await.unwrap();
+    let per_client = messages / clients;
+    let total = per_client * clients;
+    let start = Instant::now();
+    let mut senders = Vec::new();
+    for c in 0..clients {
+        let a = a.to_owned();
+        senders.push(tokio::spawn(async move {
+            let mut client = Client::connect(&a).await.unwrap();
+            for i in 0..per_client {
+                let text = format!("{c:>4}:{i:0>94}");
+                client.call("send", json!({ "contact": "b", "text": text })).await.unwrap();
+            }
+        }));
+    }
+    let mut received = 0u64;
+    let deadline = start + Duration::from_secs(600);
+    while received < total as u64 {
+        let event = tokio::time::timeout_at(deadline.into(), events.next_event()).await.unwrap().unwrap();
+        match event {
+            Event::MessageReceived { .. } => received += 1,
+            Event::Lagged { missed } => received += missed,
+            _ => {}
+        }
+    }
+    let received_at = start.elapsed();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let accepted_at = start.elapsed().min(received_at);
+    // Confirm against B's store: every message is there, exactly once.
+    let mut check = Client::connect(b).await.unwrap();
+    let history = check.call("history", json!({ "contact": "a", "limit": total + 10 })).await.unwrap();
+    let stored = history.as_array().map_or(0, Vec::len);
+    assert!(stored >= total, "B stored {stored} of {total}");
+    println!(
+        "throughput A→B, durable on both sides ({total} messages, {clients} senders): {:.0} msg/s \
+         (all stored at B after {}; A accepted them all within {})",
+        total as f64 / received_at.as_secs_f64(),
+        ms(received_at),
+        ms(accepted_at)
+    );
+}
+
+fn main() {
+    let args = parse_args();
+    println!("kith binary: {}", kith_bin().display());
+    cold_starts(args.starts);
+
+    let mut a = Peer::init("a");
+    let mut b = Peer::init("b");
+    a.start(&[]);
+    b.start(&[]);
+    connect(&a, &b);
+    // Let start-up work (DHT attempts, record publication) settle before measuring idle.
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = |p: &Peer| p.daemon.as_ref().unwrap().id();
+    println!("idle RSS after connecting: A {} KiB, B {} KiB", rss_kib(pid(&a)), rss_kib(pid(&b)));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(latency(&socket(&a), &socket(&b), args.latency_samples));
+    runtime.block_on(throughput(&socket(&a), &socket(&b), args.messages, args.clients));
+    println!("RSS after the run: A {} KiB, B {} KiB", rss_kib(pid(&a)), rss_kib(pid(&b)));
+    a.stop();
+    b.stop();
+}

@@ -1,0 +1,264 @@
+//! Hostile input over `/kith/dm/1` against a running node (issue 3): forged senders,
+//! replays, tampered, misaddressed, garbage and oversized envelopes get typed
+//! per-envelope refusals; truncated, oversized, garbage and over-long frames are
+//! refused at the codec. Throughout, the node keeps serving and stores exactly the
+//! genuine messages, once each.
+//!
+//! The attacker is a raw libp2p client speaking the protocol with a codec that writes
+//! whatever bytes the test gives it; the node is the real one, on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io;
+use std::time::Duration;
+
+use futures::io::Cursor;
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use kith_p2p::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
+use kith_p2p::envelope::{self, MAX_ENVELOPE_LEN, Sealer, SealerConfig};
+use kith_p2p::identity::Identity;
+use kith_p2p::kith_storage::{Contact, ContactState, Store};
+use kith_p2p::libp2p::request_response::{self, Codec as _, ProtocolSupport};
+use kith_p2p::libp2p::swarm::SwarmEvent;
+use kith_p2p::libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
+use kith_p2p::node::{self, Event, NodeConfig, NodeHandle, Timers};
+use kith_p2p::ops;
+use kith_p2p::payload::Payload;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Writes a request's bytes exactly as given: the test decides what is on the wire.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = DmResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<u8>> {
+        Err(io::Error::other("this client only sends"))
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<DmResponse> {
+        dm::Codec.read_response(p, io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, bytes: Vec<u8>) -> io::Result<()> {
+        io.write_all(&bytes).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, _: &mut T, _: DmResponse) -> io::Result<()> {
+        Err(io::Error::other("this client only sends"))
+    }
+}
+
+/// What came back for one raw request.
+#[derive(Debug)]
+enum Answer {
+    Results(Vec<DmResult>),
+    /// The node refused the frame itself: the stream ended without an answer.
+    Refused(String),
+}
+
+struct Attacker {
+    swarm: Swarm<request_response::Behaviour<RawCodec>>,
+    target: PeerId,
+    addr: Multiaddr,
+}
+
+impl Attacker {
+    fn new(target: PeerId, addr: Multiaddr) -> Attacker {
+        let swarm = kith_p2p::libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(dm::PROTOCOL, ProtocolSupport::Outbound)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                )
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        Attacker { swarm, target, addr }
+    }
+
+    async fn send_raw(&mut self, bytes: Vec<u8>) -> Answer {
+        let id = self.swarm.behaviour_mut().send_request_with_addresses(&self.target, bytes, vec![self.addr.clone()]);
+        let wait = async {
+            loop {
+                match self.swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response },
+                        ..
+                    }) if request_id == id => return Answer::Results(response.results),
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, error, .. })
+                        if request_id == id =>
+                    {
+                        return Answer::Refused(error.to_string());
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait).await.expect("no answer and no failure before the deadline")
+    }
+
+    /// A well-formed request frame carrying `envelopes`.
+    async fn send(&mut self, envelopes: Vec<Vec<u8>>) -> Answer {
+        self.send_raw(frame(envelopes).await).await
+    }
+}
+
+async fn frame(envelopes: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut buf = Cursor::new(Vec::new());
+    dm::Codec.write_request(&dm::PROTOCOL, &mut buf, DmRequest { envelopes }).await.unwrap();
+    buf.into_inner()
+}
+
+fn text(body: &str, lamport: u64) -> Vec<u8> {
+    Payload::Text { id: ops::new_message_id(), lamport, sent_at_ms: ops::now_ms(), text: body.into() }
+        .encode()
+        .unwrap()
+}
+
+fn contact_of(identity: &Identity) -> Contact {
+    let public = identity.public();
+    Contact {
+        peer_id: public.peer_id.to_string(),
+        alias: Some("alice".into()),
+        display_name: None,
+        state: ContactState::Accepted,
+        e2e_public: Some(public.e2e_public),
+        binding: Some(public.binding.to_vec()),
+        addrs: vec![],
+        relays: vec![],
+        added_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+async fn start_bob(bob: &Identity, store: Store) -> (NodeHandle, Multiaddr) {
+    let config = NodeConfig {
+        identity: bob.clone(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap: vec![],
+        relays: vec![],
+        mdns: false,
+        display_name: Some("bob".into()),
+        read_receipts: true,
+        timers: Timers::default(),
+    };
+    let started = node::start(config, store).await.unwrap();
+    let addr = started.listen_addrs[0].clone();
+    (started.handle, addr)
+}
+
+fn texts_from_alice(bob: &NodeHandle) -> Vec<String> {
+    let store = bob.store();
+    let alice = ops::resolve_contact(store, "alice").unwrap();
+    ops::history(store, &bob.peer_id(), &alice, 1000, None).unwrap().into_iter().map(|m| m.text).collect()
+}
+
+fn results(answer: Answer) -> Vec<DmResult> {
+    match answer {
+        Answer::Results(r) => r,
+        Answer::Refused(why) => panic!("expected per-envelope results, the frame was refused: {why}"),
+    }
+}
+
+fn refused(answer: Answer) -> String {
+    match answer {
+        Answer::Refused(why) => why,
+        Answer::Results(r) => panic!("expected the frame to be refused, got results {r:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_refused_while_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Identity::generate();
+    let bob = Identity::generate();
+    let mallory = Identity::generate();
+    let carol = Identity::generate();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.contacts().put(&contact_of(&alice)).unwrap();
+    let (node, addr) = start_bob(&bob, store).await;
+    let mut events = node.subscribe();
+    let mut attacker = Attacker::new(bob.peer_id(), addr);
+    let mut alice_sealer = Sealer::new(&alice, SealerConfig::default());
+    let bob_key = bob.e2e_public();
+
+    // A genuine message is stored and announced.
+    let one = alice_sealer.seal(&bob_key, &text("one", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![one.clone()]).await), [DmResult::Stored]);
+    let received = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(Event::MessageReceived { message }) = events.recv().await {
+                return message.text;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(received, "one");
+
+    // Replayed: acknowledged again (the sender may have lost the first answer) but
+    // stored once.
+    assert_eq!(results(attacker.send(vec![one.clone(), one.clone()]).await), [DmResult::Stored, DmResult::Stored]);
+
+    // Forged sender: Mallory's key claiming Alice's identity.
+    let forged = envelope::seal_forged(&mallory, &alice.public(), &bob_key, &text("from 'alice'", 2)).unwrap();
+    assert_eq!(results(attacker.send(vec![forged.clone()]).await), [DmResult::Rejected(RejectReason::Forged)]);
+
+    // Tampered in transit, sealed for someone else, not an envelope at all, too large.
+    let mut tampered = alice_sealer.seal(&bob_key, &text("tampered", 3)).unwrap();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x01;
+    let for_carol = alice_sealer.seal(&carol.e2e_public(), &text("for carol", 4)).unwrap();
+    let garbage = b"\x00\x01not an envelope".to_vec();
+    let huge = vec![0u8; MAX_ENVELOPE_LEN + 1];
+    let two = alice_sealer.seal(&bob_key, &text("two", 5)).unwrap();
+    // One batch: every item gets its own verdict and the good one still lands.
+    assert_eq!(
+        results(attacker.send(vec![tampered, for_carol, garbage, huge, two, forged]).await),
+        [
+            DmResult::Rejected(RejectReason::Decrypt),
+            DmResult::Rejected(RejectReason::Decrypt),
+            DmResult::Rejected(RejectReason::Malformed),
+            DmResult::Rejected(RejectReason::TooLarge),
+            DmResult::Stored,
+            DmResult::Rejected(RejectReason::Forged),
+        ]
+    );
+
+    // Frame-level garbage never reaches the node's logic: the codec refuses it
+    // before allocating, the stream ends without an answer, the connection survives.
+    let good = frame(vec![alice_sealer.seal(&bob_key, &text("never sent", 6)).unwrap()]).await;
+    let truncated = good[..good.len() / 2].to_vec();
+    refused(attacker.send_raw(truncated).await);
+    refused(attacker.send_raw(u32::MAX.to_be_bytes().to_vec()).await);
+    let mut claims_too_much = ((dm::MAX_REQUEST_LEN + 1) as u32).to_be_bytes().to_vec();
+    claims_too_much.extend_from_slice(&[0u8; 64]);
+    refused(attacker.send_raw(claims_too_much).await);
+    let mut cbor_garbage = 9u32.to_be_bytes().to_vec();
+    cbor_garbage.extend_from_slice(b"\xff\xfe garbage");
+    refused(attacker.send_raw(cbor_garbage).await);
+    refused(attacker.send_raw(Vec::new()).await);
+    let over_batch = (0..=dm::MAX_BATCH).map(|i| text(&format!("{i}"), 7)).collect();
+    refused(attacker.send(over_batch).await);
+
+    // Still serving: a genuine message goes through, and the node answers its handle.
+    let three = alice_sealer.seal(&bob_key, &text("three", 8)).unwrap();
+    assert_eq!(results(attacker.send(vec![three]).await), [DmResult::Stored]);
+    node.status().await.unwrap();
+
+    // Exactly the genuine messages, once each, in order.
+    assert_eq!(texts_from_alice(&node), ["one", "two", "three"]);
+    // Nothing from Mallory leaked in as a contact (request) either.
+    assert!(node.store().contacts().get(&mallory.peer_id().to_string()).unwrap().is_none());
+    node.shutdown().await;
+}
