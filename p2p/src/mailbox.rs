@@ -596,7 +596,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wire::Frame;
+    use crate::wire::{Frame, WireError};
 
     fn fixed(n: u8) -> Identity {
         Identity::from_secrets([n; 32], [n.wrapping_add(100); 32])
