@@ -72,6 +72,9 @@ pub(crate) enum Command {
     Follow,
     /// Show the running node: addresses, peers, DHT, relays.
     Status(JsonFlag),
+    /// Pin relays that hold your mail while you are offline (two or more recommended).
+    #[command(subcommand)]
+    Relay(RelayCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell to generate completions for.
@@ -107,6 +110,26 @@ pub(crate) enum ConfigCommand {
     Show(JsonFlag),
     /// Print where config.toml lives.
     Path,
+}
+
+/// `kith relay ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RelayCommand {
+    /// Pin a relay: `/ip4/.../tcp/.../p2p/<relay peer id>` (from `kith-relay id`).
+    Add(RelayArg),
+    /// Unpin a relay.
+    Remove(RelayArg),
+    /// List pinned relays.
+    List(JsonFlag),
+}
+
+/// A relay address plus `--json`.
+#[derive(Debug, Args)]
+pub(crate) struct RelayArg {
+    /// The relay's multiaddr, ending in /p2p/<relay peer id>.
+    pub(crate) multiaddr: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
 }
 
 /// Arguments of `kith daemon`.

@@ -49,6 +49,10 @@ pub enum Payload {
         addrs: Vec<Vec<u8>>,
         /// The one-time token of the recipient's invite, if redeeming one.
         token: Option<[u8; 16]>,
+        /// The requester's pinned relays (multiaddr bytes), where mail for it can be
+        /// left while it is offline. Absent in payloads from older versions.
+        #[serde(default)]
+        relays: Vec<Vec<u8>>,
     },
     /// The recipient of a contact request (or invite) accepts the sender as a contact.
     ContactAccepted {

@@ -8,6 +8,7 @@ mod id;
 mod init;
 mod net;
 mod print;
+mod relay;
 
 use clap::CommandFactory;
 use kith_p2p::home::Home;
@@ -40,6 +41,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Inbox(out) => chat::inbox(g, out.json),
         Command::Follow => chat::follow(g),
         Command::Status(out) => chat::status(g, out.json),
+        Command::Relay(command) => relay::run(g, command),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kith", &mut std::io::stdout());
             Ok(())

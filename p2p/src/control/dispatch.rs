@@ -121,6 +121,11 @@ struct DialParams {
     addr: String,
 }
 
+#[derive(Deserialize)]
+struct RelaysParams {
+    relays: Vec<String>,
+}
+
 /// Default page size of `history`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 
@@ -201,7 +206,9 @@ pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Val
         _ => {
             let Some(node) = node else {
                 return Err(match method {
-                    "status" | "invite" | "add" | "send" | "dial" | "shutdown" | "subscribe" => no_node(method),
+                    "status" | "invite" | "add" | "send" | "dial" | "set_relays" | "shutdown" | "subscribe" => {
+                        no_node(method)
+                    }
                     _ => ApiError::new("unknown_method", format!("no method {method:?}")),
                 });
             };
@@ -235,6 +242,16 @@ async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, A
         "send" => {
             let p: SendParams = params(raw)?;
             to_value(node.send(&p.contact, &p.text).await?)
+        }
+        "set_relays" => {
+            let p: RelaysParams = params(raw)?;
+            let relays = p
+                .relays
+                .iter()
+                .map(|a| a.parse().map_err(|_| ApiError::new("invalid", format!("bad multiaddr {a:?}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            node.set_relays(relays).await?;
+            Ok(json!({}))
         }
         "dial" => {
             let p: DialParams = params(raw)?;

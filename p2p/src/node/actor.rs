@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::inbound::Inbound;
-use super::outbox::Queues;
+use super::outbox::{Flight, Queues};
 use super::{Command, Event, NodeConfig, NodeError, StartError, Status};
 use crate::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
 use crate::envelope::{Opener, Sealer, SealerConfig};
@@ -47,6 +47,11 @@ struct SendRequest {
     reply: tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>,
 }
 
+mod relays;
+
+/// How often pinned relays are drained besides on (re)connecting to them.
+const DRAIN_INTERVAL: Duration = Duration::from_secs(60);
+
 pub(crate) struct Actor {
     swarm: Swarm<Behaviour>,
     store: Store,
@@ -64,6 +69,8 @@ pub(crate) struct Actor {
     records: RecordCache,
     last_publish: Option<Instant>,
     next_refresh: Instant,
+    relays: relays::RelayState,
+    next_drain: Instant,
 }
 
 impl Actor {
@@ -82,7 +89,12 @@ impl Actor {
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
             .map_err(|e| StartError::Build(e.to_string()))?
             .with_quic()
-            .with_behaviour(|key| Behaviour::new(key, mdns_on, timers.request_timeout).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) }))
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| StartError::Build(e.to_string()))?
+            .with_behaviour(|key, relay_client| {
+                Behaviour::new(key, relay_client, mdns_on, timers.request_timeout)
+                    .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+            })
             .map_err(|e| StartError::Build(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(timers.idle_connection))
             .build();
@@ -158,9 +170,12 @@ impl Actor {
             records: RecordCache::new(RECORD_CACHE),
             last_publish: None,
             next_refresh: Instant::now() + timers.record_refresh,
+            relays: relays::RelayState::default(),
+            next_drain: Instant::now() + DRAIN_INTERVAL,
             config,
         };
         actor.bootstrap();
+        actor.drain_all();
         actor.learn_contact_addresses();
         actor.dial_contacts();
         actor.reload_outbox();
@@ -204,8 +219,8 @@ impl Actor {
     }
 
     fn next_wakeup(&self) -> Instant {
-        let refresh = self.next_refresh;
-        self.queues.next_wakeup().map_or(refresh, |t| t.min(refresh))
+        let timers = self.next_refresh.min(self.next_drain);
+        self.queues.next_wakeup().map_or(timers, |t| t.min(timers))
     }
 
     fn tick(&mut self) {
@@ -213,6 +228,10 @@ impl Actor {
         if now >= self.next_refresh {
             self.next_refresh = now + self.config.timers.record_refresh;
             self.publish_record();
+        }
+        if now >= self.next_drain {
+            self.next_drain = now + DRAIN_INTERVAL;
+            self.drain_all();
         }
         for peer in self.queues.ready(now) {
             self.dispatch(peer);
@@ -265,6 +284,13 @@ impl Actor {
                     .map_err(|e| NodeError::BadTarget(format!("cannot dial: {e}")));
                 let _ = reply.send(result);
             }
+            Command::SetRelays(relays, reply) => {
+                self.config.relays = relays;
+                self.last_publish = None;
+                self.publish_record();
+                self.drain_all();
+                let _ = reply.send(());
+            }
             Command::Shutdown(_) => unreachable_shutdown(),
         }
     }
@@ -307,6 +333,16 @@ impl Actor {
         })
     }
 
+    /// "Add me", with where to reach us and leave us mail.
+    fn contact_request(&self, token: Option<[u8; 16]>) -> Payload {
+        Payload::ContactRequest {
+            name: self.config.display_name.clone(),
+            addrs: self.shareable_addrs().iter().map(|a| a.to_vec()).collect(),
+            token,
+            relays: self.config.relays.iter().map(|a| a.to_vec()).collect(),
+        }
+    }
+
     fn add_invite(&mut self, invite: Invite, alias: Option<String>) -> Result<ContactView, NodeError> {
         if invite.peer_id == self.me {
             return Err(NodeError::BadTarget("that invite is your own".into()));
@@ -331,11 +367,7 @@ impl Actor {
             updated_at_ms: now,
         };
         self.store.contacts().put(&contact).map_err(OpError::from)?;
-        let request = Payload::ContactRequest {
-            name: self.config.display_name.clone(),
-            addrs: self.shareable_addrs().iter().map(|a| a.to_vec()).collect(),
-            token: invite.token,
-        };
+        let request = self.contact_request(invite.token);
         ops::enqueue(&self.store, &contact.peer_id, &request)?;
         self.store.flush().map_err(OpError::from)?;
         for addr in &invite.addrs {
@@ -376,11 +408,7 @@ impl Actor {
         }
         self.store.contacts().put(&contact).map_err(OpError::from)?;
         if existing.is_none() || contact.state == ContactState::PendingOut {
-            let request = Payload::ContactRequest {
-                name: self.config.display_name.clone(),
-                addrs: self.shareable_addrs().iter().map(|a| a.to_vec()).collect(),
-                token: None,
-            };
+            let request = self.contact_request(None);
             ops::enqueue(&self.store, &contact.peer_id, &request)?;
         }
         self.store.flush().map_err(OpError::from)?;
@@ -541,17 +569,43 @@ impl Actor {
         if ids.is_empty() {
             return;
         }
+        if self.queues.via_relays(&peer) && !self.connected.contains(&peer) {
+            if let Some((envelopes, ids)) = self.deposit_or_return(peer, &contact, envelopes, ids) {
+                self.send_direct(peer, &contact, envelopes, ids);
+            }
+            return;
+        }
+        self.send_direct(peer, &contact, envelopes, ids);
+    }
+
+    /// Deposit to the recipient's relays; gives the batch back if it has none.
+    fn deposit_or_return(
+        &mut self,
+        peer: PeerId,
+        contact: &Contact,
+        envelopes: Vec<Vec<u8>>,
+        ids: Vec<MessageId>,
+    ) -> Option<(Vec<Vec<u8>>, Vec<MessageId>)> {
+        if Self::has_relays(contact) {
+            self.deposit(peer, contact, envelopes, ids);
+            None
+        } else {
+            Some((envelopes, ids))
+        }
+    }
+
+    fn send_direct(&mut self, peer: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
         let addrs: Vec<Multiaddr> = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
         let request_id = self
             .swarm
             .behaviour_mut()
             .dm
             .send_request_with_addresses(&peer, DmRequest { envelopes }, addrs);
-        self.queues.mark_in_flight(&peer, request_id, ids);
+        self.queues.mark_in_flight(&peer, Flight::Direct(request_id), ids);
     }
 
     fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: DmResponse) {
-        let Some(ids) = self.queues.in_flight(&peer, request_id) else { return };
+        let Some(ids) = self.queues.in_flight(&peer, Flight::Direct(request_id)) else { return };
         if response.results.len() != ids.len() {
             tracing::warn!(%peer, "delivery answer has {} results for {} items", response.results.len(), ids.len());
         }
@@ -582,7 +636,7 @@ impl Actor {
                 }
             };
         self.flush();
-        self.queues.complete(&peer, request_id, &done, Instant::now());
+        self.queues.complete(&peer, Flight::Direct(request_id), &done, Instant::now());
         for (id, state) in changes {
             let conversation = ops::direct_conversation(&self.me, &peer).to_string();
             self.emit(Event::MessageStateChanged { id: id.to_string(), conversation, state });
@@ -591,10 +645,19 @@ impl Actor {
     }
 
     fn on_failure(&mut self, peer: PeerId, request_id: OutboundRequestId, error: &request_response::OutboundFailure) {
-        if let Some(delay) = self.queues.fail(&peer, request_id, Instant::now()) {
-            tracing::debug!(%peer, %error, ?delay, "delivery attempt failed; will retry");
+        let now = Instant::now();
+        if let Some(delay) = self.queues.fail(&peer, Flight::Direct(request_id), now) {
             if matches!(error, request_response::OutboundFailure::DialFailure) {
                 self.lookup(peer);
+            }
+            let has_relays = matches!(self.store.contacts().get(&peer.to_string()), Ok(Some(c)) if Self::has_relays(&c));
+            if has_relays {
+                // No direct path: the recipient's relays hold the mail until it is back.
+                tracing::debug!(%peer, %error, "direct delivery failed; depositing to relays");
+                self.queues.prefer_relays(&peer, now);
+                self.dispatch(peer);
+            } else {
+                tracing::debug!(%peer, %error, ?delay, "delivery attempt failed; will retry");
             }
         }
     }
@@ -632,7 +695,9 @@ impl Actor {
     // ---- discovery ------------------------------------------------------------
 
     fn bootstrap(&mut self) {
-        let bootstrap = self.config.bootstrap.clone();
+        // Pinned relays usually serve the DHT too; they make good entry points.
+        let mut bootstrap = self.config.bootstrap.clone();
+        bootstrap.extend(self.config.relays.iter().filter(|r| !bootstrap.contains(r)).cloned().collect::<Vec<_>>());
         for addr in bootstrap {
             let Some(Protocol::P2p(peer)) = addr.iter().last() else {
                 tracing::warn!(%addr, "bootstrap address lacks /p2p/<peer id>; dialing without adding to the DHT");
@@ -644,7 +709,7 @@ impl Actor {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
-        if !self.config.bootstrap.is_empty() {
+        if !self.config.bootstrap.is_empty() || !self.config.relays.is_empty() {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
     }
@@ -772,6 +837,11 @@ impl Actor {
                 }
                 self.queues.wake(&peer_id, Instant::now());
                 self.dispatch(peer_id);
+                if num_established.get() == 1 {
+                    if let Some(addr) = self.is_pinned_relay(&peer_id) {
+                        self.start_drain(peer_id, addr);
+                    }
+                }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 if num_established == 0 {
@@ -800,6 +870,7 @@ impl Actor {
             BehaviourEvent::Dm(request_response::Event::InboundFailure { peer, error, .. }) => {
                 tracing::debug!(%peer, %error, "inbound delivery failed");
             }
+            BehaviourEvent::Mailbox(event) => self.mailbox_event(event),
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
                 self.kad_progress(id, result, step.last);
             }

@@ -3,9 +3,9 @@
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, identity, kad, mdns, ping, request_response};
+use libp2p::{StreamProtocol, autonat, dcutr, identify, identity, kad, mdns, ping, relay, request_response};
 
-use crate::dm;
+use crate::{dm, mailbox};
 
 /// Kademlia under kith's own protocol name, so kith nodes form their own DHT instead
 /// of joining (and answering for) the IPFS one.
@@ -18,6 +18,14 @@ pub const IDENTIFY_VERSION: &str = "/kith/1";
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) dm: request_response::Behaviour<dm::Codec>,
+    /// Deposits to recipients' relays and drains of our own mailboxes (client side).
+    pub(crate) mailbox: request_response::Behaviour<mailbox::Codec>,
+    /// Reservations and circuits through relays, for peers without a direct path.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Upgrades relayed connections to direct ones by hole punching.
+    pub(crate) dcutr: dcutr::Behaviour,
+    /// Tells us whether our addresses are reachable from outside.
+    pub(crate) autonat: autonat::Behaviour,
     pub(crate) kad: kad::Behaviour<MemoryStore>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -27,6 +35,7 @@ pub(crate) struct Behaviour {
 impl Behaviour {
     pub(crate) fn new(
         key: &identity::Keypair,
+        relay_client: relay::client::Behaviour,
         mdns_on: bool,
         request_timeout: std::time::Duration,
     ) -> std::io::Result<Behaviour> {
@@ -34,6 +43,11 @@ impl Behaviour {
         let dm = request_response::Behaviour::with_codec(
             dm::Codec,
             [(dm::PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(request_timeout),
+        );
+        let mailbox = request_response::Behaviour::with_codec(
+            mailbox::Codec,
+            [(mailbox::PROTOCOL, request_response::ProtocolSupport::Outbound)],
             request_response::Config::default().with_request_timeout(request_timeout),
         );
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
@@ -53,6 +67,10 @@ impl Behaviour {
         };
         Ok(Behaviour {
             dm,
+            mailbox,
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
             kad,
             identify,
             ping: ping::Behaviour::default(),

@@ -49,6 +49,18 @@ pub enum Event {
         /// The peer.
         peer_id: String,
     },
+    /// A relay refused to hold mail for a recipient; the messages stay pending and
+    /// are retried (through another relay, or directly when the peer is back).
+    RelayRefused {
+        /// The relay's peer id.
+        relay: String,
+        /// The recipient whose mailbox it is.
+        recipient: String,
+        /// Stable reason code (`quota_count`, `rate_limited`, `not_member`, ...).
+        code: String,
+        /// Human-readable reason.
+        message: String,
+    },
     /// The subscriber fell behind and missed `missed` events: re-read state.
     Lagged {
         /// How many events were dropped for this subscriber.

@@ -24,6 +24,9 @@ pub(crate) struct Outcome {
     pub(crate) queued: bool,
     /// Contacts whose keys or addresses changed (their queues may now proceed).
     pub(crate) touched: Vec<PeerId>,
+    /// New messages from accepted contacts, by author: what a delivery receipt covers
+    /// when they came through a relay (a direct sender learns it from the answer).
+    pub(crate) stored: Vec<(String, MessageId)>,
 }
 
 /// The receiving context: who we are and where things go.
@@ -86,6 +89,7 @@ impl Inbound<'_> {
                     if matches!(inserted.next(), Some(Inserted::New)) && visible {
                         let peer = m.author.clone();
                         outcome.events.push(Event::MessageReceived { message: MessageView::new(&m, Some(&peer)) });
+                        outcome.stored.push((peer, m.id));
                     }
                     DmResult::Stored
                 }
@@ -172,7 +176,7 @@ impl Inbound<'_> {
                 self.receipt(sender, kind, &ids, outcome)?;
                 Ok(Step::Done(DmResult::Stored))
             }
-            Payload::ContactRequest { name, addrs, token } => {
+            Payload::ContactRequest { name, addrs, token, relays } => {
                 let redeemed = match token {
                     Some(t) => self.store.invites().redeem(&t, now)?,
                     None => false,
@@ -188,6 +192,14 @@ impl Inbound<'_> {
                     if !c.addrs.contains(&a) {
                         c.addrs.push(a);
                     }
+                }
+                let relays: Vec<String> = relays
+                    .into_iter()
+                    .filter_map(|b| libp2p::Multiaddr::try_from(b).ok())
+                    .map(|a| a.to_string())
+                    .collect();
+                if !relays.is_empty() {
+                    c.relays = relays;
                 }
                 let answer = redeemed || matches!(c.state, ContactState::Accepted | ContactState::PendingOut);
                 if answer {

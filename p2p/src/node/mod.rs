@@ -159,6 +159,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<serde_json::Value, NodeError>>,
     },
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
+    SetRelays(Vec<Multiaddr>, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -268,6 +269,12 @@ impl NodeHandle {
     /// Dial an address (e.g. a peer on the same machine).
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         self.ask(|reply| Command::Dial(addr, reply)).await?
+    }
+
+    /// Replace the pinned relays (each address ends in `/p2p/<relay id>`): they are
+    /// advertised from now on and drained at once.
+    pub async fn set_relays(&self, relays: Vec<Multiaddr>) -> Result<(), NodeError> {
+        self.ask(|reply| Command::SetRelays(relays, reply)).await
     }
 
     /// Stop the node: pending writes are flushed before this returns.

@@ -12,13 +12,23 @@ use kith_storage::{MessageId, OutboxEntry};
 use libp2p::PeerId;
 use libp2p::request_response::OutboundRequestId;
 
+/// What carries a batch in flight: a direct request, or deposits to the recipient's
+/// relays (one logical attempt, numbered by the caller, spanning several requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Flight {
+    Direct(OutboundRequestId),
+    Relays(u64),
+}
+
 /// Per-recipient state.
 #[derive(Debug)]
 struct Queue {
     entries: VecDeque<OutboxEntry>,
-    in_flight: Option<(OutboundRequestId, Vec<MessageId>)>,
+    in_flight: Option<(Flight, Vec<MessageId>)>,
     backoff: Duration,
     next_try: Instant,
+    /// A direct attempt failed: deposit to the recipient's relays until it is back.
+    via_relays: bool,
 }
 
 /// All recipients' queues.
@@ -61,7 +71,13 @@ impl Queues {
         let initial = self.retry_initial;
         self.queues
             .entry(peer)
-            .or_insert_with(|| Queue { entries: VecDeque::new(), in_flight: None, backoff: initial, next_try: now })
+            .or_insert_with(|| Queue {
+                entries: VecDeque::new(),
+                in_flight: None,
+                backoff: initial,
+                next_try: now,
+                via_relays: false,
+            })
             .entries
             .push_back(entry);
     }
@@ -91,14 +107,14 @@ impl Queues {
     }
 
     /// Record that a request carrying `ids` is in flight to `peer`.
-    pub(crate) fn mark_in_flight(&mut self, peer: &PeerId, request: OutboundRequestId, ids: Vec<MessageId>) {
+    pub(crate) fn mark_in_flight(&mut self, peer: &PeerId, request: Flight, ids: Vec<MessageId>) {
         if let Some(q) = self.queues.get_mut(peer) {
             q.in_flight = Some((request, ids));
         }
     }
 
     /// The ids carried by `request` if it is the one in flight to `peer`.
-    pub(crate) fn in_flight(&self, peer: &PeerId, request: OutboundRequestId) -> Option<Vec<MessageId>> {
+    pub(crate) fn in_flight(&self, peer: &PeerId, request: Flight) -> Option<Vec<MessageId>> {
         match &self.queues.get(peer)?.in_flight {
             Some((id, ids)) if *id == request => Some(ids.clone()),
             _ => None,
@@ -107,7 +123,7 @@ impl Queues {
 
     /// The request finished with an answer: `done` ids leave the queue, the backoff
     /// resets. Returns the ids that were in flight (in order), or None if unknown.
-    pub(crate) fn complete(&mut self, peer: &PeerId, request: OutboundRequestId, done: &[MessageId], now: Instant) -> Option<Vec<MessageId>> {
+    pub(crate) fn complete(&mut self, peer: &PeerId, request: Flight, done: &[MessageId], now: Instant) -> Option<Vec<MessageId>> {
         let q = self.queues.get_mut(peer)?;
         let (id, ids) = q.in_flight.take()?;
         if id != request {
@@ -152,7 +168,7 @@ impl Queues {
 
     /// The request failed: nothing leaves the queue; retry after a doubled backoff.
     /// Returns the delay, or None if `request` was not the one in flight.
-    pub(crate) fn fail(&mut self, peer: &PeerId, request: OutboundRequestId, now: Instant) -> Option<Duration> {
+    pub(crate) fn fail(&mut self, peer: &PeerId, request: Flight, now: Instant) -> Option<Duration> {
         let q = self.queues.get_mut(peer)?;
         match &q.in_flight {
             Some((id, _)) if *id == request => {}
@@ -173,12 +189,27 @@ impl Queues {
         }
     }
 
-    /// The peer became reachable (connected, new address): try again right away.
+    /// The peer became reachable (connected, new address): try again right away,
+    /// directly.
     pub(crate) fn wake(&mut self, peer: &PeerId, now: Instant) {
         if let Some(q) = self.queues.get_mut(peer) {
             q.backoff = self.retry_initial;
             q.next_try = now;
+            q.via_relays = false;
         }
+    }
+
+    /// No direct path works: send `peer`'s queue to its relays, starting now.
+    pub(crate) fn prefer_relays(&mut self, peer: &PeerId, now: Instant) {
+        if let Some(q) = self.queues.get_mut(peer) {
+            q.via_relays = true;
+            q.next_try = now;
+        }
+    }
+
+    /// Whether `peer`'s queue currently goes through its relays.
+    pub(crate) fn via_relays(&self, peer: &PeerId) -> bool {
+        self.queues.get(peer).is_some_and(|q| q.via_relays)
     }
 
     /// The earliest time any idle queue wants to try again.
@@ -233,7 +264,7 @@ mod tests {
         assert_eq!(batch.iter().map(|e| e.id.0[0]).collect::<Vec<_>>(), vec![1, 2]);
 
         // While a request is in flight, nothing else goes to that peer.
-        let rid = fake_request_id();
+        let rid = Flight::Direct(fake_request_id());
         q.mark_in_flight(&peer, rid, batch.iter().map(|e| e.id).collect());
         assert!(q.next_batch(&peer, 2, now).is_empty());
         assert!(q.ready(now).is_empty());
