@@ -26,9 +26,13 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
-/// Largest accepted `mailbox.max_envelope_bytes`: the wire codec allocates up to this
-/// much per envelope before it can refuse, so operators cannot raise it without bound.
-pub const MAX_ENVELOPE_BYTES_LIMIT: u64 = 16 * MIB;
+/// Largest accepted `mailbox.max_envelope_bytes`: the largest envelope that still fits,
+/// alone, in one drain page of `/kith/mailbox/1` (a page is at most
+/// [`MAX_RESPONSE_LEN`](kith_p2p::mailbox::MAX_RESPONSE_LEN) bytes including the
+/// per-page and per-item framing). A larger one could be deposited but never drained.
+pub const MAX_ENVELOPE_BYTES_LIMIT: u64 = (kith_p2p::mailbox::MAX_RESPONSE_LEN
+    - kith_p2p::mailbox::MAX_PAGE_OVERHEAD
+    - kith_p2p::mailbox::MAX_ITEM_OVERHEAD) as u64;
 
 /// Longest accepted `mailbox.ttl_days` (ten years); longer is surely a typo.
 pub const MAX_TTL_DAYS: u32 = 3650;
@@ -95,6 +99,14 @@ pub struct RelayConfig {
     ///
     /// Default: none, meaning `<data_dir>/identity.key`.
     pub identity_file: Option<PathBuf>,
+    /// `external_addresses`: multiaddrs at which peers can reach this relay from
+    /// outside (e.g. `/ip4/203.0.113.7/tcp/4001`), announced to peers and put into
+    /// circuit reservations. Set it when the relay is behind NAT, in a container, or
+    /// listens on `0.0.0.0`.
+    ///
+    /// Default: `[]`, meaning every concrete listen address (as printed on the
+    /// `ready` line) is announced.
+    pub external_addresses: Vec<String>,
     /// `[dht]`: the Kademlia DHT server role.
     pub dht: DhtConfig,
     /// `[circuit]`: the circuit relay v2 role.
@@ -120,6 +132,7 @@ impl Default for RelayConfig {
             ],
             data_dir: PathBuf::from("./kith-relay-data"),
             identity_file: None,
+            external_addresses: Vec::new(),
             dht: DhtConfig::default(),
             circuit: CircuitConfig::default(),
             autonat: AutonatConfig::default(),
@@ -137,11 +150,22 @@ impl Default for RelayConfig {
 pub struct DhtConfig {
     /// `dht.enabled`: act as a DHT server. Default: `true`.
     pub enabled: bool,
+    /// `dht.max_records`: DHT records (kith peer records) held in memory at once;
+    /// beyond it new records are refused until old ones expire. Default: `16384`.
+    pub max_records: u32,
+    /// `dht.max_record_bytes`: largest accepted DHT record value. Default: `8192`,
+    /// the size limit of a kith peer record
+    /// ([`MAX_RECORD_LEN`](kith_p2p::peer_record::MAX_RECORD_LEN)).
+    pub max_record_bytes: u32,
 }
 
 impl Default for DhtConfig {
     fn default() -> Self {
-        DhtConfig { enabled: true }
+        DhtConfig {
+            enabled: true,
+            max_records: 16_384,
+            max_record_bytes: kith_p2p::peer_record::MAX_RECORD_LEN as u32,
+        }
     }
 }
 
@@ -206,11 +230,18 @@ impl CircuitConfig {
 pub struct AutonatConfig {
     /// `autonat.enabled`: serve AutoNAT dial-back probes. Default: `true`.
     pub enabled: bool,
+    /// `autonat.only_global_ips`: refuse probes from peers seen at private or
+    /// loopback addresses (a dial-back there proves nothing about the Internet).
+    /// Turn off only for LAN or loopback test setups. Default: `true`.
+    pub only_global_ips: bool,
 }
 
 impl Default for AutonatConfig {
     fn default() -> Self {
-        AutonatConfig { enabled: true }
+        AutonatConfig {
+            enabled: true,
+            only_global_ips: true,
+        }
     }
 }
 
@@ -300,7 +331,7 @@ impl MailboxConfig {
     }
 }
 
-/// `[access]`: who may reserve circuits and deposit mail.
+/// `[access]`: who may reserve circuits, drain a mailbox, and have mail deposited.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccessConfig {
@@ -311,7 +342,8 @@ pub struct AccessConfig {
     /// `"members"` policy. Default: `[]`.
     pub members: Vec<String>,
     /// `access.operator_tokens`: also admit peers presenting a membership token
-    /// signed by this relay's identity. Default: `false`.
+    /// signed by this relay's identity. Reserved: not implemented yet (the relay
+    /// logs a warning and admits only `members`). Default: `false`.
     pub operator_tokens: bool,
 }
 
@@ -432,6 +464,14 @@ impl RelayConfig {
                 ));
             }
         }
+        for (i, addr) in self.external_addresses.iter().enumerate() {
+            if !addr.starts_with('/') || addr.trim() != addr {
+                return Err(invalid(
+                    format!("external_addresses[{i}]"),
+                    format!("{addr:?} is not a multiaddr (must start with `/`, no spaces)"),
+                ));
+            }
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir".into(), "must not be empty".into()));
         }
@@ -442,6 +482,9 @@ impl RelayConfig {
         {
             return Err(invalid("identity_file".into(), "must not be empty".into()));
         }
+
+        at_least_one("dht.max_records", self.dht.max_records.into())?;
+        at_least_one("dht.max_record_bytes", self.dht.max_record_bytes.into())?;
 
         let c = &self.circuit;
         at_least_one("circuit.max_reservations", c.max_reservations.into())?;

@@ -1,8 +1,16 @@
 //! `kith-relay`: the library behind the kith relay and media node.
 //!
 //! A relay is a volunteer node that helps kith peers: it serves the DHT, relays
-//! circuits for peers behind NAT and holds sealed mail for offline users. This crate
-//! holds the parts that do not touch the network:
+//! circuits for peers behind NAT, answers AutoNAT probes and holds sealed mail for
+//! offline users. The network side:
+//!
+//! - [`server`]: the running relay — the libp2p swarm with every role, the
+//!   `/kith/mailbox/1` service (disk work on the blocking pool), metrics recording
+//!   and graceful shutdown.
+//! - [`identity`]: the relay's host key, created on first start.
+//! - [`cli`]: the `kith-relay` command line (`run`, `init-config`, `id`).
+//!
+//! The parts that do not touch the network:
 //!
 //! - [`config`]: the TOML configuration, validated at load, every key with a
 //!   documented default ([`config::EXAMPLE_CONFIG`]).
@@ -16,11 +24,15 @@
 //! The relay sees only ciphertext: envelopes are opaque bytes, mailbox ids opaque
 //! owner ids.
 
+pub mod cli;
 pub mod config;
 mod fs;
 pub mod http;
+pub mod identity;
 pub mod limits;
 pub mod mailbox;
 pub mod metrics;
+pub mod server;
 
 pub use config::{ConfigError, RelayConfig};
+pub use server::{Relay, RunError, StartError};

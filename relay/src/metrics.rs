@@ -43,6 +43,8 @@ pub struct Metrics {
     pub reservations_accepted: Counter,
     /// Circuits relayed.
     pub circuits: Counter,
+    /// Circuits open now.
+    pub circuits_active: Gauge,
     /// Envelopes stored by deposits.
     pub deposits: Counter,
     /// Bytes of envelopes stored by deposits.
@@ -97,9 +99,30 @@ pub enum RefusalReason {
     BadChallenge,
     /// `bad_request`: a malformed request.
     BadRequest,
+    /// `disabled`: a mailbox request while the mailbox role is off.
+    Disabled,
+    /// `storage`: the mailbox store failed.
+    Storage,
+    /// `busy`: too many mailbox requests in progress (answered as rate limited).
+    Busy,
 }
 
 impl RefusalReason {
+    /// Every reason, in label order.
+    pub const ALL: [RefusalReason; 11] = [
+        RefusalReason::QuotaCount,
+        RefusalReason::QuotaBytes,
+        RefusalReason::TooLarge,
+        RefusalReason::StoreFull,
+        RefusalReason::RateLimited,
+        RefusalReason::NotMember,
+        RefusalReason::BadChallenge,
+        RefusalReason::BadRequest,
+        RefusalReason::Disabled,
+        RefusalReason::Storage,
+        RefusalReason::Busy,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -111,6 +134,9 @@ impl RefusalReason {
             RefusalReason::NotMember => "not_member",
             RefusalReason::BadChallenge => "bad_challenge",
             RefusalReason::BadRequest => "bad_request",
+            RefusalReason::Disabled => "disabled",
+            RefusalReason::Storage => "storage",
+            RefusalReason::Busy => "busy",
         }
     }
 }
@@ -140,6 +166,7 @@ impl Metrics {
             reservations_active: Gauge::default(),
             reservations_accepted: Counter::default(),
             circuits: Counter::default(),
+            circuits_active: Gauge::default(),
             deposits: Counter::default(),
             deposited_bytes: Counter::default(),
             deposit_duplicates: Counter::default(),
@@ -167,6 +194,7 @@ impl Metrics {
             m.reservations_accepted,
         );
         r.register("circuits", "Circuits relayed", m.circuits);
+        r.register("circuits_active", "Circuits open now", m.circuits_active);
         r.register("deposits", "Envelopes stored in mailboxes", m.deposits);
         r.register_with_unit(
             "deposited",
@@ -221,6 +249,11 @@ impl Metrics {
             m.dht_records,
         );
         r.register("refusals", "Requests refused, by reason", m.refusals);
+        // Every reason is exported from the start (at 0), so rates and alerts work
+        // before the first refusal.
+        for reason in RefusalReason::ALL {
+            drop(metrics.refusals.get_or_create(&RefusalLabels { reason }));
+        }
         metrics
     }
 
@@ -277,6 +310,7 @@ mod tests {
             "kith_relay_deposited_bytes_total 300",
             "kith_relay_refusals_total{reason=\"quota_bytes\"} 1",
             "kith_relay_refusals_total{reason=\"rate_limited\"} 2",
+            "kith_relay_refusals_total{reason=\"busy\"} 0",
             "kith_relay_mailbox_envelopes 5",
             "kith_relay_mailbox_bytes 500",
             "kith_relay_mailboxes 2",
@@ -291,6 +325,6 @@ mod tests {
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!((types, helps), (16, 16));
+        assert_eq!((types, helps), (17, 17));
     }
 }

@@ -14,23 +14,144 @@ use serde_json::Value;
 /// How long a daemon may take to print `ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The `kith` binary of the same build profile as this executable: next to it (a
+/// The `kith` binary of the same build profile as this executable.
+pub fn kith_bin() -> PathBuf {
+    workspace_bin("kith", "kith")
+}
+
+/// The `kith-relay` binary of the same build profile as this executable.
+pub fn relay_bin() -> PathBuf {
+    workspace_bin("kith-relay", "kith-relay")
+}
+
+/// A workspace binary of the same build profile as this executable: next to it (a
 /// benchmark in `target/<profile>/`) or one level up (a test in `target/<profile>/deps/`).
 /// Built on demand when only this package was built.
-pub fn kith_bin() -> PathBuf {
+fn workspace_bin(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let here = exe.parent().unwrap();
     let profile_dir = if here.ends_with("deps") { here.parent().unwrap() } else { here };
-    let bin = profile_dir.join("kith");
+    let bin = profile_dir.join(name);
     if !bin.exists() {
         let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "kith", "--bin", "kith"]);
+        build.args(["build", "-p", package, "--bin", name]);
         if !cfg!(debug_assertions) {
             build.arg("--release");
         }
-        assert!(build.status().unwrap().success(), "building kith failed");
+        assert!(build.status().unwrap().success(), "building {name} failed");
     }
     bin
+}
+
+/// Spawn `cmd` with stdout piped, wait for its `ready <peer id> <addr>...` line and
+/// keep draining stdout afterwards. Returns the child, the peer id and the addresses.
+fn spawn_ready(mut cmd: Command, what: &str) -> (Child, String, Vec<String>) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the process never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(READY_DEADLINE).unwrap_or_else(|_| panic!("{what} not ready in time"));
+    let mut words = line.split_whitespace();
+    assert_eq!(words.next(), Some("ready"), "{line}");
+    let peer_id = words.next().unwrap_or_else(|| panic!("no peer id in {line:?}")).to_owned();
+    (child, peer_id, words.map(str::to_owned).collect())
+}
+
+/// Send `signal` (a `kill -s` name) to `child`, wait up to 20 s for it to exit.
+fn signal_and_wait(mut child: Child, signal: &str, what: &str) -> std::process::ExitStatus {
+    let _ = Command::new("kill").args(["-s", signal]).arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    panic!("{what} ignored SIG{signal}");
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests on loopback).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `kith-relay` with its config and data in a temp dir, on a fixed loopback port so
+/// that it keeps its address across restarts.
+pub struct Relay {
+    dir: tempfile::TempDir,
+    /// Its data directory (mailboxes, identity).
+    pub data_dir: PathBuf,
+    /// The running process, if any.
+    pub process: Option<Child>,
+    /// Its peer id (after the first start).
+    pub peer_id: String,
+    /// The addresses from its `ready` line.
+    pub addrs: Vec<String>,
+    port: u16,
+}
+
+impl Relay {
+    /// A relay whose config is the loopback defaults plus `extra` TOML (whole tables).
+    pub fn new(extra: &str) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let port = free_port();
+        let config = format!(
+            "listen = [\"/ip4/127.0.0.1/tcp/{port}\"]\ndata_dir = {:?}\n{extra}\n",
+            data_dir.to_str().unwrap()
+        );
+        std::fs::write(dir.path().join("relay.toml"), config).unwrap();
+        Relay { dir, data_dir, process: None, peer_id: String::new(), addrs: Vec::new(), port }
+    }
+
+    /// Start it and wait for `ready`.
+    pub fn start(&mut self) {
+        let mut cmd = Command::new(relay_bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .arg("--config")
+            .arg(self.dir.path().join("relay.toml"))
+            .stdin(Stdio::null());
+        let (child, peer_id, addrs) = spawn_ready(cmd, "kith-relay");
+        self.process = Some(child);
+        self.peer_id = peer_id;
+        self.addrs = addrs;
+    }
+
+    /// Its dialable address, `/ip4/127.0.0.1/tcp/<port>/p2p/<peer id>`.
+    pub fn addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.port, self.peer_id)
+    }
+
+    /// SIGKILL it and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Stop it with SIGTERM; returns how it exited.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.process.take()?;
+        Some(signal_and_wait(child, "TERM", "kith-relay"))
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }
 
 /// A kith home in a temp dir, with the daemon optionally running.
@@ -111,22 +232,9 @@ impl Peer {
             args.extend_from_slice(&["--listen", addr]);
         }
         args.extend_from_slice(extra);
-        let mut child = self.command(&args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep draining so the daemon never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(READY_DEADLINE).unwrap_or_else(|_| panic!("{} daemon not ready in time", self.name));
-        let mut words = line.split_whitespace();
-        assert_eq!(words.next(), Some("ready"), "{line}");
-        assert_eq!(words.next(), Some(self.peer_id.as_str()), "{line}");
-        self.addrs = words.map(str::to_owned).collect();
+        let (child, peer_id, addrs) = spawn_ready(self.command(&args), &format!("{} daemon", self.name));
+        assert_eq!(peer_id, self.peer_id);
+        self.addrs = addrs;
         self.daemon = Some(child);
     }
 
@@ -151,18 +259,26 @@ impl Peer {
     /// Send the daemon `signal` (a `kill -s` name such as `TERM` or `INT`), wait for it
     /// to exit and return how it exited. Panics if it is still running after 20 s.
     pub fn signal(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
-        let mut child = self.daemon.take()?;
-        let _ = Command::new("kill").args(["-s", signal]).arg(child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
+        let child = self.daemon.take()?;
+        Some(signal_and_wait(child, signal, &format!("{} daemon", self.name)))
+    }
+
+    /// Start `kith follow` for this (running) peer: its events as they happen.
+    pub fn follow(&self) -> Follow {
+        let mut child = self.command(&["follow"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        panic!("{} daemon ignored SIG{signal}", self.name);
+        });
+        Follow { child, events: rx }
     }
 
     /// A one-time invite from this (running) peer.
@@ -190,6 +306,34 @@ impl Drop for Peer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A running `kith follow`: the peer's events as JSON values.
+pub struct Follow {
+    child: Child,
+    events: mpsc::Receiver<Value>,
+}
+
+impl Follow {
+    /// The first event (from now on) matching `what`; fails the test after `deadline`.
+    pub fn wait_for(&self, deadline: Duration, description: &str, what: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) if what(&event) => return event,
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for event: {description}"),
+            }
+        }
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,804 @@
+//! The running relay: one task owns the libp2p [`Swarm`], records every event into
+//! the Prometheus registry and serves the roles of [`behaviour::Behaviour`].
+//!
+//! [`Relay::start`] opens the mailbox store, builds the swarm (TCP + Noise + yamux,
+//! QUIC), starts listening, serves `/metrics` and returns once every configured
+//! listener has reported its concrete addresses ([`Relay::listen_addrs`]).
+//! [`Relay::run`] is the event loop; it returns after a graceful shutdown:
+//! listeners closed, mailbox jobs in flight finished and answered, the store flushed.
+//!
+//! Disk I/O never runs on the loop: mailbox requests that touch the store become jobs
+//! on tokio's blocking pool (at most [`MAX_MAILBOX_JOBS`] at once, tracked in a
+//! [`JoinSet`]), and their answers come back to the loop, which sends them.
+
+mod behaviour;
+mod mailbox_service;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kith_p2p::mailbox::{MailboxResponse, Refusal};
+use kith_p2p::node::KAD_PROTOCOL;
+use libp2p::core::transport::ListenerId;
+use libp2p::kad::store::RecordStore;
+use libp2p::metrics::Recorder;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, InboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, noise, relay, tcp, yamux};
+use prometheus_client::registry::Registry;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::{AccessPolicy, RelayConfig};
+use crate::limits::RateLimiter;
+use crate::mailbox::{MailboxStore, OpenError};
+use crate::metrics::{Metrics, RefusalReason};
+use behaviour::{Behaviour, BehaviourEvent};
+use mailbox_service::{Access, Action, Job, Service};
+
+/// Mailbox jobs (disk work) in flight at once; beyond it requests are answered
+/// `RateLimited` at once, so a flood cannot queue unbounded work or tasks.
+pub const MAX_MAILBOX_JOBS: usize = 64;
+
+/// The retry hint sent with requests refused because [`MAX_MAILBOX_JOBS`] are busy.
+const BUSY_RETRY_AFTER_MS: u64 = 250;
+
+/// How long [`Relay::start`] waits for every listener to report an address.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// After every listener has reported one address, how long to keep collecting more
+/// (a listener on `0.0.0.0` reports one address per interface, one event each).
+const LISTEN_SETTLE: Duration = Duration::from_millis(100);
+
+/// A connection without open streams is closed after this long. Reservations and
+/// circuits keep their connections open on their own.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the DHT record gauge is refreshed and idle rate-limiter state dropped.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// On shutdown, how long to wait for mailbox jobs in flight to finish and their
+/// answers to be written before giving up on them. A deposit not answered by then
+/// is retried by its sender (and de-duplicated here if it was stored).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A configured address is not a valid multiaddr.
+    #[error("config `{key}`: {addr:?} is not a valid multiaddr: {reason}")]
+    BadAddress {
+        /// The config key, e.g. `listen[0]`.
+        key: String,
+        /// The text given.
+        addr: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// A member in `access.members` is not a peer id.
+    #[error("config `access.members`: {member:?} is not a peer id")]
+    BadMember {
+        /// The text given.
+        member: String,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The mailbox store could not be opened.
+    #[error("cannot open the mailbox store")]
+    Store(#[from] OpenError),
+    /// The libp2p swarm could not be built.
+    #[error("cannot build the network stack: {0}")]
+    Build(String),
+    /// Listening on an address failed.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// The metrics endpoint could not be bound.
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A background task failed unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Why the relay stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The final flush of the mailbox store failed: deposits acknowledged before it
+    /// were flushed individually and are safe; nothing else was pending.
+    #[error("flushing the mailbox store on shutdown failed: {0}")]
+    Flush(String),
+}
+
+/// A result of a mailbox job: the answer and, for a request, where to send it.
+type JobOutput = (
+    Option<(InboundRequestId, ResponseChannel<MailboxResponse>)>,
+    MailboxResponse,
+);
+
+/// A started relay; drive it with [`Relay::run`].
+pub struct Relay {
+    swarm: Swarm<Behaviour>,
+    peer_id: PeerId,
+    service: Service,
+    metrics: Metrics,
+    libp2p_metrics: libp2p::metrics::Metrics,
+    metrics_addr: Option<SocketAddr>,
+    metrics_server: Option<AbortOnDrop>,
+    expire_interval: Duration,
+    /// Announce listen addresses as external ones (no `external_addresses` given).
+    announce_listen_addrs: bool,
+    listen_addrs: Vec<Multiaddr>,
+    listeners: HashSet<ListenerId>,
+    /// Listeners that have reported at least one address.
+    reported: HashSet<ListenerId>,
+    /// Whether new mailbox requests are taken (false while shutting down).
+    accepting: bool,
+    jobs: JoinSet<JobOutput>,
+    expiry_job: Option<tokio::task::Id>,
+    /// Responses handed to the swarm and not yet written.
+    unsent: HashSet<InboundRequestId>,
+    /// Reservations held, per peer (for the gauge; see `on_relay_event`).
+    reservations: HashMap<PeerId, i64>,
+    /// Set when a listener that had not reported an address yet failed.
+    listen_failure: Option<StartError>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("peer_id", &self.peer_id)
+            .field("listen_addrs", &self.listen_addrs)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Opens the store, builds the swarm, listens on every configured address and
+    /// serves metrics; returns once every listener has reported its addresses.
+    ///
+    /// `config` must be validated ([`RelayConfig::validate`]); `keypair` is the
+    /// relay's identity ([`crate::identity::load_or_create`]).
+    pub async fn start(
+        config: RelayConfig,
+        keypair: identity::Keypair,
+    ) -> Result<Relay, StartError> {
+        let listen = parse_addrs("listen", &config.listen)?;
+        let external = parse_addrs("external_addresses", &config.external_addresses)?;
+        let members = match config.access.policy {
+            AccessPolicy::Members => Some(Arc::new(parse_members(&config.access.members)?)),
+            _ => None,
+        };
+        if config.access.operator_tokens {
+            tracing::warn!(
+                "access.operator_tokens is not implemented yet: only the listed members are admitted"
+            );
+        }
+        crate::fs::create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+
+        let store = if config.mailbox.enabled {
+            let dir = config.mailbox_dir();
+            let limits = config.mailbox.limits();
+            let store = tokio::task::spawn_blocking(move || MailboxStore::open(&dir, limits))
+                .await
+                .map_err(|e| StartError::Internal(e.to_string()))??;
+            tracing::info!(path = %store.path().display(), stats = ?store.stats(), "opened mailbox store");
+            Some(store)
+        } else {
+            None
+        };
+
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let peer_id = keypair.public().to_peer_id();
+        let behaviour_config = config.clone();
+        let behaviour_members = members.clone();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| StartError::Build(e.to_string()))?
+            .with_quic()
+            .with_bandwidth_metrics(&mut registry)
+            .with_behaviour(|key| Behaviour::new(key, &behaviour_config, behaviour_members))
+            .map_err(|e| StartError::Build(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build();
+        let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+
+        let mut listeners = HashSet::new();
+        for addr in listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| StartError::Listen {
+                    addr,
+                    reason: error_chain(&e),
+                })?;
+            listeners.insert(id);
+        }
+        for addr in &external {
+            swarm.add_external_address(addr.clone());
+        }
+
+        let registry = Arc::new(registry);
+        let (metrics_addr, metrics_server) = match config.metrics.listen {
+            Some(addr) => {
+                let (bound, server) = crate::http::serve_metrics(addr, registry)
+                    .await
+                    .map_err(|source| StartError::Metrics { addr, source })?;
+                let task = tokio::spawn(async move {
+                    if let Err(e) = server.await {
+                        tracing::error!(error = %e, "the metrics endpoint failed");
+                    }
+                });
+                (Some(bound), Some(AbortOnDrop(task)))
+            }
+            None => (None, None),
+        };
+
+        let access = match members {
+            Some(members) => Access::Members(members),
+            None => Access::Open,
+        };
+        let limiter = RateLimiter::new(
+            config.mailbox.sender_rate_per_sec,
+            config.mailbox.sender_burst,
+        )
+        .with_max_senders(config.mailbox.max_tracked_senders as usize);
+        let service = Service::new(store, peer_id, access, limiter, metrics.clone());
+
+        let mut relay = Relay {
+            swarm,
+            peer_id,
+            service,
+            metrics,
+            libp2p_metrics,
+            metrics_addr,
+            metrics_server,
+            expire_interval: config.mailbox.expire_interval(),
+            announce_listen_addrs: external.is_empty(),
+            listen_addrs: Vec::new(),
+            listeners: listeners.clone(),
+            reported: HashSet::new(),
+            accepting: true,
+            jobs: JoinSet::new(),
+            expiry_job: None,
+            unsent: HashSet::new(),
+            reservations: HashMap::new(),
+            listen_failure: None,
+        };
+        relay.await_listen_addrs(listeners).await?;
+        tracing::info!(
+            peer_id = %relay.peer_id,
+            addrs = ?relay.listen_addrs,
+            dht = config.dht.enabled,
+            circuit = config.circuit.enabled,
+            autonat = config.autonat.enabled,
+            mailbox = config.mailbox.enabled,
+            policy = ?config.access.policy,
+            "relay listening"
+        );
+        Ok(relay)
+    }
+
+    /// Handles events until each listener in `pending` has reported an address, then
+    /// for [`LISTEN_SETTLE`] more.
+    async fn await_listen_addrs(
+        &mut self,
+        mut pending: HashSet<ListenerId>,
+    ) -> Result<(), StartError> {
+        let deadline = tokio::time::Instant::now() + LISTEN_DEADLINE;
+        let mut settle_until = None;
+        loop {
+            if let Some(failure) = self.listen_failure.take() {
+                return Err(failure);
+            }
+            pending.retain(|id| !self.reported.contains(id));
+            if pending.is_empty() && settle_until.is_none() {
+                settle_until = Some(tokio::time::Instant::now() + LISTEN_SETTLE);
+            }
+            let until = settle_until.unwrap_or(deadline);
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tokio::time::sleep_until(until) => {
+                    if settle_until.is_some() {
+                        return Ok(());
+                    }
+                    return Err(StartError::Internal(format!(
+                        "no listen address reported within {LISTEN_DEADLINE:?}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The relay's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The concrete addresses the relay listens on (no `/p2p` suffix).
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// Where `/metrics` is served, if configured (the real port when the config said 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Runs the relay until `shutdown` completes, then shuts down gracefully: stops
+    /// listening, lets mailbox jobs in flight finish and answers them (for up to
+    /// [`SHUTDOWN_GRACE`]), and flushes the store.
+    ///
+    /// Not cancel-safe in the sense that dropping the future skips the graceful part;
+    /// every acknowledged deposit is durable regardless.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        tokio::pin!(shutdown);
+        let mut expiry = tokio::time::interval(self.expire_interval);
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                    self.on_job_done(done);
+                }
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = expiry.tick() => self.start_expiry(),
+                _ = housekeeping.tick() => {
+                    self.update_dht_records();
+                    self.service.prune();
+                }
+            }
+        }
+        self.shutdown().await
+    }
+
+    async fn shutdown(mut self) -> Result<(), RunError> {
+        tracing::info!(jobs = self.jobs.len(), "shutting down");
+        for id in std::mem::take(&mut self.listeners) {
+            self.swarm.remove_listener(id);
+        }
+        self.accepting = false;
+        let deadline = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(deadline);
+        while !self.jobs.is_empty() || !self.unsent.is_empty() {
+            tokio::select! {
+                biased;
+                () = &mut deadline => {
+                    tracing::warn!(
+                        jobs = self.jobs.len(),
+                        unsent = self.unsent.len(),
+                        "shutdown grace period over; leaving mailbox requests unanswered"
+                    );
+                    break;
+                }
+                Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                    self.on_job_done(done);
+                }
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+            }
+        }
+        if let Some(store) = self.service.store().cloned() {
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|e| RunError::Flush(e.to_string()))?
+                .map_err(|e| RunError::Flush(e.to_string()))?;
+        }
+        drop(self.metrics_server.take());
+        tracing::info!("relay stopped");
+        Ok(())
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.libp2p_metrics.record(&event);
+        match event {
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                tracing::info!(%address, "listening");
+                self.reported.insert(listener_id);
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address.clone());
+                }
+                if self.announce_listen_addrs {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                tracing::info!(%address, "no longer listening");
+                self.listen_addrs.retain(|a| a != &address);
+                if self.announce_listen_addrs {
+                    self.swarm.remove_external_address(&address);
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                self.listen_addrs.retain(|a| !addresses.contains(a));
+                if self.listeners.remove(&listener_id) {
+                    tracing::warn!(?addresses, ?reason, "listener closed");
+                    if !self.reported.contains(&listener_id) {
+                        self.listen_failure = Some(StartError::Listen {
+                            addr: addresses.first().cloned().unwrap_or_else(Multiaddr::empty),
+                            reason: match reason {
+                                Ok(()) => "closed".into(),
+                                Err(e) => error_chain(&e),
+                            },
+                        });
+                    }
+                }
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                tracing::warn!(?listener_id, %error, "listener error");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                self.metrics.connections.inc();
+                tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connection established");
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                self.metrics.connections.dec();
+                tracing::debug!(%peer_id, ?cause, "connection closed");
+                if num_established == 0 && self.reservations.remove(&peer_id).is_some() {
+                    self.update_reservations();
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => {
+                tracing::debug!(%send_back_addr, %error, "incoming connection failed");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event),
+            BehaviourEvent::Identify(event) => {
+                self.libp2p_metrics.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    self.on_identified(peer_id, info);
+                }
+            }
+            BehaviourEvent::Kad(event) => {
+                self.libp2p_metrics.record(&event);
+                match event {
+                    kad::Event::InboundRequest {
+                        request: kad::InboundRequest::PutRecord { source, .. },
+                    } => {
+                        tracing::debug!(%source, "stored a DHT record");
+                        self.update_dht_records();
+                    }
+                    kad::Event::RoutingUpdated { peer, .. } => {
+                        tracing::debug!(%peer, "DHT routing table updated");
+                    }
+                    _ => {}
+                }
+            }
+            BehaviourEvent::Relay(event) => {
+                self.libp2p_metrics.record(&event);
+                self.on_relay_event(event);
+            }
+            BehaviourEvent::Autonat(event) => {
+                tracing::debug!(?event, "autonat");
+            }
+            BehaviourEvent::Ping(event) => {
+                self.libp2p_metrics.record(&event);
+            }
+        }
+    }
+
+    /// Puts a kith node's advertised addresses in the routing table, so peers that
+    /// bootstrap through the relay find each other.
+    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+        if !info.protocols.contains(&KAD_PROTOCOL) {
+            return;
+        }
+        let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
+            return;
+        };
+        for addr in info.listen_addrs {
+            let usable = !addr.iter().any(|p| {
+                matches!(p, Protocol::P2pCircuit)
+                    || matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                    || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+            });
+            if usable {
+                kad.add_address(&peer_id, addr);
+            }
+        }
+    }
+
+    fn on_relay_event(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed,
+            } => {
+                self.metrics.reservations_accepted.inc();
+                if !renewed {
+                    *self.reservations.entry(src_peer_id).or_default() += 1;
+                    self.update_reservations();
+                }
+                tracing::debug!(peer = %src_peer_id, renewed, "reservation accepted");
+            }
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => {
+                tracing::debug!(peer = %src_peer_id, ?status, "reservation denied");
+            }
+            relay::Event::ReservationTimedOut { src_peer_id } => {
+                if let Some(count) = self.reservations.get_mut(&src_peer_id) {
+                    *count -= 1;
+                    if *count <= 0 {
+                        self.reservations.remove(&src_peer_id);
+                    }
+                    self.update_reservations();
+                }
+            }
+            // libp2p reports this for every closed connection of a peer, reserved or
+            // not; a reservation lives on one connection, so they are all gone when
+            // the peer's last connection is (see `ConnectionClosed`).
+            relay::Event::ReservationClosed { src_peer_id } => {
+                if !self.swarm.is_connected(&src_peer_id)
+                    && self.reservations.remove(&src_peer_id).is_some()
+                {
+                    self.update_reservations();
+                }
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                self.metrics.circuits.inc();
+                self.metrics.circuits_active.inc();
+                tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, "circuit opened");
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => {
+                self.metrics.circuits_active.dec();
+                tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, ?error, "circuit closed");
+            }
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                status,
+            } => {
+                tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit denied");
+            }
+            other => tracing::debug!(event = ?other, "relay"),
+        }
+    }
+
+    fn update_reservations(&self) {
+        self.metrics
+            .reservations_active
+            .set(self.reservations.values().sum());
+    }
+
+    fn update_dht_records(&mut self) {
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            let count = kad.store_mut().records().count();
+            self.metrics
+                .dht_records
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn on_mailbox_event(
+        &mut self,
+        event: request_response::Event<kith_p2p::mailbox::MailboxRequest, MailboxResponse>,
+    ) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    },
+                ..
+            } => {
+                if !self.accepting {
+                    // Shutting down: the request fails on the client, which retries.
+                    tracing::debug!(%peer, "mailbox request dropped during shutdown");
+                    return;
+                }
+                match self.service.handle(&peer, request) {
+                    Action::Respond(response) => self.respond(request_id, channel, response),
+                    Action::Job(job) => self.spawn_job(Some((request_id, channel)), job),
+                }
+            }
+            request_response::Event::Message { peer, .. } => {
+                tracing::debug!(%peer, "unexpected mailbox response ignored");
+            }
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.unsent.remove(&request_id);
+            }
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.unsent.remove(&request_id);
+                tracing::debug!(%peer, %error, "mailbox request failed");
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "mailbox outbound failure");
+            }
+        }
+    }
+
+    fn spawn_job(
+        &mut self,
+        reply: Option<(InboundRequestId, ResponseChannel<MailboxResponse>)>,
+        job: Job,
+    ) {
+        if self.jobs.len() >= MAX_MAILBOX_JOBS {
+            if let Some((request_id, channel)) = reply {
+                self.metrics.refused(RefusalReason::Busy);
+                let busy = MailboxResponse::Refused(Refusal::RateLimited {
+                    retry_after_ms: BUSY_RETRY_AFTER_MS,
+                });
+                self.respond(request_id, channel, busy);
+            }
+            return;
+        }
+        self.jobs.spawn_blocking(move || (reply, job.run()));
+    }
+
+    fn start_expiry(&mut self) {
+        if self.expiry_job.is_some() || self.jobs.len() >= MAX_MAILBOX_JOBS {
+            return;
+        }
+        if let Some(job) = self.service.expire_job() {
+            let handle = self.jobs.spawn_blocking(move || (None, job.run()));
+            self.expiry_job = Some(handle.id());
+        }
+    }
+
+    fn on_job_done(&mut self, done: Result<(tokio::task::Id, JobOutput), tokio::task::JoinError>) {
+        match done {
+            Ok((id, (reply, response))) => {
+                if self.expiry_job == Some(id) {
+                    self.expiry_job = None;
+                }
+                if let Some((request_id, channel)) = reply {
+                    self.respond(request_id, channel, response);
+                }
+            }
+            Err(e) => {
+                if self.expiry_job == Some(e.id()) {
+                    self.expiry_job = None;
+                }
+                // The request's channel went down with the job: the client sees the
+                // request fail and retries.
+                tracing::error!(error = %e, "mailbox job failed");
+            }
+        }
+    }
+
+    fn respond(
+        &mut self,
+        request_id: InboundRequestId,
+        channel: ResponseChannel<MailboxResponse>,
+        response: MailboxResponse,
+    ) {
+        if self
+            .swarm
+            .behaviour_mut()
+            .mailbox
+            .send_response(channel, response)
+            .is_ok()
+        {
+            self.unsent.insert(request_id);
+        } else {
+            tracing::debug!("mailbox requester went away before the answer");
+        }
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn parse_addrs(key: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, StartError> {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse::<Multiaddr>()
+                .map_err(|e| StartError::BadAddress {
+                    key: format!("{key}[{i}]"),
+                    addr: text.clone(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+fn parse_members(members: &[String]) -> Result<HashSet<PeerId>, StartError> {
+    members
+        .iter()
+        .map(|m| {
+            m.parse::<PeerId>()
+                .map_err(|_| StartError::BadMember { member: m.clone() })
+        })
+        .collect()
+}
+
+/// An error and its sources as one line (some libp2p errors display as nothing and
+/// keep the detail in their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(inner) = source {
+        parts.push(inner.to_string());
+        source = inner.source();
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.dedup();
+    parts.join(": ")
+}

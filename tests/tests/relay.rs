@@ -1,0 +1,212 @@
+//! Relays with real processes on 127.0.0.1 (issue 4): offline delivery through
+//! mailboxes, a relay killed between deposit and drain, two relays with one down, no
+//! plaintext at rest on the relay, refusals that keep messages pending, and a node
+//! reachable only through a relay circuit.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use kith_tests::{Peer, Relay, connect, wait_until};
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn states(history: &[Value]) -> Vec<String> {
+    history.iter().map(|m| m["state"].as_str().unwrap().to_owned()).collect()
+}
+
+fn texts(history: &[Value]) -> Vec<String> {
+    history.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Two peers that pin `relays`, are mutual contacts, and are both running.
+fn pair_pinning(relays: &[&Relay]) -> (Peer, Peer) {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    for peer in [&alice, &bob] {
+        for relay in relays {
+            peer.ok(&["relay", "add", &relay.addr()]);
+        }
+    }
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    (alice, bob)
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn never_online_together_delivery_through_a_relay() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (mut alice, mut bob) = pair_pinning(&[&relay]);
+    bob.stop();
+
+    let secret = "the eagle lands at midnight";
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let msg = alice.json(&["send", "Bob", &format!("{secret} #{i:03}"), "--json"]);
+        ids.push(msg["id"].as_str().unwrap().to_owned());
+    }
+    wait_until(DEADLINE, "all 100 held by the relay (sent)", || {
+        alice.history("Bob").iter().all(|m| m["state"] == "sent")
+    });
+    alice.stop();
+
+    // At rest the relay holds only ciphertext.
+    relay.stop();
+    for file in files(&relay.data_dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!contains(&bytes, secret.as_bytes()), "plaintext found in {}", file.display());
+        assert!(!contains(&bytes, b"eagle"), "plaintext found in {}", file.display());
+    }
+    relay.start();
+
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob has all 100", || bob.history("Alice").len() >= 100);
+    let got = bob.history("Alice");
+    assert_eq!(got.len(), 100, "exactly once");
+    let got_ids: Vec<&str> = got.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(got_ids, ids, "in send order");
+    assert_eq!(texts(&got)[7], format!("{secret} #007"));
+
+    // Bob's delivery receipts reach Alice when she is back.
+    alice.start(&[]);
+    wait_until(DEADLINE, "Alice sees all delivered", || {
+        states(&alice.history("Bob")).iter().all(|s| s == "delivered")
+    });
+}
+
+#[test]
+fn relay_sigkilled_between_deposit_and_drain_loses_nothing() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, mut bob) = pair_pinning(&[&relay]);
+    bob.stop();
+    for i in 0..20 {
+        alice.json(&["send", "Bob", &format!("survives the crash {i}"), "--json"]);
+    }
+    wait_until(DEADLINE, "all 20 held by the relay", || {
+        alice.history("Bob").iter().all(|m| m["state"] == "sent")
+    });
+    relay.kill9();
+    relay.start();
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob has all 20", || bob.history("Alice").len() >= 20);
+    assert_eq!(bob.history("Alice").len(), 20);
+}
+
+#[test]
+fn two_pinned_relays_with_one_down_still_deliver() {
+    let mut up = Relay::new("");
+    let mut down = Relay::new("");
+    up.start();
+    down.start();
+    let (alice, mut bob) = pair_pinning(&[&down, &up]);
+    bob.stop();
+    down.stop();
+    for i in 0..10 {
+        alice.json(&["send", "Bob", &format!("via the other relay {i}"), "--json"]);
+    }
+    wait_until(DEADLINE, "held by the relay that is up", || {
+        alice.history("Bob").iter().all(|m| m["state"] == "sent")
+    });
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob has all 10", || bob.history("Alice").len() >= 10);
+    assert_eq!(bob.history("Alice").len(), 10);
+}
+
+#[test]
+fn quota_full_is_a_typed_refusal_and_messages_stay_pending() {
+    let mut relay = Relay::new("[mailbox]\nmax_messages_per_mailbox = 5\n");
+    relay.start();
+    let (alice, mut bob) = pair_pinning(&[&relay]);
+    bob.stop();
+    let events = alice.follow();
+    for i in 0..8 {
+        alice.json(&["send", "Bob", &format!("quota {i}"), "--json"]);
+    }
+    let refusal = events.wait_for(DEADLINE, "quota refusal", |e| e["type"] == "relay_refused");
+    assert_eq!(refusal["code"], "quota_count", "{refusal}");
+    assert_eq!(refusal["recipient"], bob.peer_id.as_str());
+    wait_until(DEADLINE, "five held", || {
+        states(&alice.history("Bob")).iter().filter(|s| *s == "sent").count() == 5
+    });
+    let history = alice.history("Bob");
+    assert_eq!(states(&history)[5..], ["pending", "pending", "pending"], "the rest stays pending");
+
+    // Bob drains (freeing the quota); the rest then gets through.
+    bob.start(&[]);
+    wait_until(DEADLINE, "all 8 at Bob", || bob.history("Alice").len() >= 8);
+    assert_eq!(bob.history("Alice").len(), 8);
+}
+
+#[test]
+fn members_only_relay_refuses_strangers_mailboxes_and_serves_members() {
+    // Only Alice is a member: mail for Bob is refused, mail for Alice accepted.
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    let mut relay = Relay::new(&format!("[access]\npolicy = \"members\"\nmembers = [\"{}\"]\n", alice.peer_id));
+    relay.start();
+    for peer in [&alice, &bob] {
+        peer.ok(&["relay", "add", &relay.addr()]);
+    }
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+
+    bob.stop();
+    let events = alice.follow();
+    alice.json(&["send", "Bob", "for a non-member", "--json"]);
+    let refusal = events.wait_for(DEADLINE, "members-only refusal", |e| e["type"] == "relay_refused");
+    assert_eq!(refusal["code"], "not_member", "{refusal}");
+    assert_eq!(states(&alice.history("Bob")), ["pending"]);
+
+    // The relay keeps serving its member.
+    bob.start(&[]);
+    alice.stop();
+    bob.json(&["send", "Alice", "for the member", "--json"]);
+    wait_until(DEADLINE, "held for Alice", || bob.history("Alice").iter().any(|m| m["text"] == "for the member" && m["state"] == "sent"));
+    alice.start(&[]);
+    wait_until(DEADLINE, "Alice drained it", || {
+        alice.history("Bob").iter().any(|m| m["text"] == "for the member")
+    });
+}
+
+#[test]
+fn node_listening_only_through_a_relay_circuit_is_reachable() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    // Bob has no direct address at all: only a reservation on the relay.
+    let circuit = format!("{}/p2p-circuit", relay.addr());
+    bob.start_on(&[&circuit], &[]);
+    assert!(bob.addrs.iter().all(|a| a.contains("/p2p-circuit")), "{:?}", bob.addrs);
+    connect(&bob, &alice);
+    for (from, to, text) in [(&alice, "Bob", "through the circuit"), (&bob, "Alice", "and back")] {
+        let msg = from.json(&["send", to, text, "--wait", "delivered", "--json"]);
+        assert_eq!(msg["state"], "delivered");
+    }
+    assert_eq!(texts(&bob.history("Alice")), ["through the circuit", "and back"]);
+}
