@@ -13,8 +13,9 @@ pub(crate) struct Cli {
     /// More log output on stderr (-v, -vv); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub(crate) verbose: u8,
+    /// What to do; with none, the terminal interface opens (as `kith tui`).
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub(crate) command: Option<Command>,
 }
 
 /// Options every command accepts.
@@ -40,6 +41,9 @@ pub(crate) enum Command {
     Daemon(DaemonArgs),
     /// A self-contained chat with a local echo bot: try kith with nothing else running.
     Demo,
+    /// The terminal interface (also plain `kith`): uses the running daemon, or runs
+    /// the node itself and serves the control socket while it is open.
+    Tui(DaemonArgs),
     /// Create a one-time invite: whoever redeems it becomes a mutual contact.
     Invite(InviteArgs),
     /// Add a contact from an invite, or send a contact request to a peer id.
@@ -132,8 +136,8 @@ pub(crate) struct RelayArg {
     pub(crate) output: JsonFlag,
 }
 
-/// Arguments of `kith daemon`.
-#[derive(Debug, Args)]
+/// Arguments of `kith daemon` (and of the node `kith tui` runs when no daemon does).
+#[derive(Debug, Default, Args)]
 pub(crate) struct DaemonArgs {
     /// Listen on this multiaddr (repeatable). Default: `listen` from config.toml.
     #[arg(long, value_name = "MULTIADDR")]

@@ -17,7 +17,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    init_logging(cli.verbose);
+    // The terminal interface owns the screen: it logs to a file (see cmd::tui).
+    if !matches!(cli.command, None | Some(args::Command::Tui(_))) {
+        init_logging(cli.verbose);
+    }
     match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) if failure.is_broken_pipe() => ExitCode::SUCCESS,

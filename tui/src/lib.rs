@@ -1,1 +1,83 @@
-//! placeholder
+//! kith's terminal interface: a ratatui client of a running kith node.
+//!
+//! [`run`] connects to a node's control socket and takes over the terminal until the
+//! user quits. Inside, the code follows events → actions → update → render:
+//!
+//! - [`action`]: terminal input, node events and request results as [`Action`]s, and
+//!   the [`Effect`]s the state machine asks for;
+//! - [`app`]: the state ([`App`]) and the pure [`update`] function (keys, mouse,
+//!   paste, node events, answers), which tests drive directly;
+//! - [`input`] and [`commands`]: the multi-line editor with its history, and the
+//!   slash commands;
+//! - [`ui`]: [`render`], a pure function of the state (tested with ratatui's
+//!   `TestBackend` and insta snapshots);
+//! - `runtime` and `terminal` (private): the tokio loop that owns the control-socket
+//!   connections and the real terminal.
+//!
+//! The interface never blocks on the network: requests run in their own tasks and
+//! come back as actions. Logs go wherever the caller's `tracing` subscriber sends
+//! them; callers must not send them to the terminal while the interface runs.
+
+pub mod action;
+pub mod app;
+pub mod commands;
+pub mod fuzzy;
+pub mod input;
+pub mod ui;
+
+mod runtime;
+mod terminal;
+mod text;
+
+use std::path::Path;
+
+pub use action::{Action, Effect, Response};
+pub use app::{App, Config, update};
+pub use ui::render;
+
+/// How the interface behaves; the caller fills it from flags and config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TuiOptions {
+    /// Draw without colours. The `NO_COLOR` environment variable (set and not
+    /// empty) has the same effect.
+    pub no_color: bool,
+    /// A shell command run (`sh -c`) when a message arrives in a conversation that
+    /// is not in view, with `KITH_FROM` (the sender's name) and `KITH_TEXT` (the
+    /// message) in its environment. Its output is discarded.
+    pub notify_command: Option<String>,
+    /// Ring the terminal bell when a message arrives in a conversation not in view.
+    pub bell: bool,
+}
+
+/// Why the interface stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TuiError {
+    /// Connecting to the node failed; [`kith_p2p::control::ClientError::NoNode`]
+    /// when none is running.
+    #[error(transparent)]
+    Node(kith_p2p::control::ClientError),
+    /// Reading from or drawing to the terminal failed.
+    #[error("terminal: {0}")]
+    Terminal(#[source] std::io::Error),
+}
+
+/// Connect to the node whose control socket is `socket`, subscribe to its events
+/// and run the interface on the terminal until the user quits.
+///
+/// The terminal is put into raw mode with the alternate screen and mouse capture,
+/// and restored on return and on panic. Must run inside a tokio runtime.
+///
+/// Nothing may write to the terminal meanwhile: install a `tracing` subscriber that
+/// writes to a file (or none) before calling this, never one on stderr.
+///
+/// # Errors
+///
+/// [`TuiError::Node`] when the control socket cannot be reached
+/// ([`ClientError::NoNode`](kith_p2p::control::ClientError::NoNode) if no node
+/// runs); [`TuiError::Terminal`] when the terminal fails. Losing the node while
+/// running is not an error: the interface says so and keeps running until the
+/// user quits.
+pub async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiError> {
+    runtime::run(socket, options).await
+}

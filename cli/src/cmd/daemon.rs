@@ -53,7 +53,9 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
     })
 }
 
-async fn serve(home: Home, config: NodeConfig) -> Result {
+/// Bind the control socket, open the store and start the node: what `kith daemon`
+/// and the in-process node of `kith tui` share.
+pub(crate) async fn start(home: &Home, config: NodeConfig) -> Result<(Server, node::Started)> {
     let socket = home.socket_path();
     // Bind first: a live socket means another daemon owns this home.
     let server = Server::bind(&socket).await.map_err(|e| match e {
@@ -66,8 +68,14 @@ async fn serve(home: Home, config: NodeConfig) -> Result {
     let store = kith_p2p::data::open_store(&home).map_err(|e| {
         Failure::new(Code::Error, anyhow::anyhow!("{e}; is another kith node using this home?"))
     })?;
-    let peer_id = config.identity.peer_id();
     let started = node::start(config, store).await.map_err(|e| Failure::new(Code::Error, e))?;
+    Ok((server, started))
+}
+
+async fn serve(home: Home, config: NodeConfig) -> Result {
+    let socket = home.socket_path();
+    let peer_id = config.identity.peer_id();
+    let (server, started) = start(&home, config).await?;
     let addrs: Vec<String> = started.listen_addrs.iter().map(ToString::to_string).collect();
     {
         let mut out = std::io::stdout().lock();

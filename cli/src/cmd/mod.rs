@@ -9,6 +9,7 @@ mod init;
 mod net;
 mod print;
 mod relay;
+mod tui;
 
 use clap::CommandFactory;
 use kith_p2p::home::Home;
@@ -19,7 +20,11 @@ use crate::failure::{Failure, Result};
 /// Run the parsed command line.
 pub(crate) fn run(cli: Cli) -> Result {
     let g = &cli.global;
-    match cli.command {
+    let Some(command) = cli.command else {
+        return tui::run(g, crate::args::DaemonArgs::default());
+    };
+    match command {
+        Command::Tui(args) => tui::run(g, args),
         Command::Init(args) => init::run(g, args),
         Command::Id(out) => id::run(g, out.json),
         Command::Config(command) => config::run(g, command),

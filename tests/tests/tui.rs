@@ -1,0 +1,113 @@
+//! The terminal interface as a person runs it (issue 6): `kith tui` in tmux, driven
+//! with send-keys and read with capture-pane, against a second real daemon.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use kith_tests::{Peer, connect, kith_bin, wait_until};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A private tmux server (its own socket), killed on drop.
+struct Tmux {
+    server: String,
+}
+
+impl Tmux {
+    fn new() -> Option<Tmux> {
+        let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+        ok.then(|| Tmux { server: format!("kith-test-{}", std::process::id()) })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux").args(["-L", &self.server]).args(args).output().unwrap()
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "kith"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "kith"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success());
+    }
+
+    fn type_text(&self, text: &str) {
+        assert!(self.run(&["send-keys", "-t", "kith", "-l", text]).status.success());
+    }
+
+    fn wait_for_screen(&self, what: &str, condition: impl Fn(&str) -> bool) {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let screen = self.screen();
+            if condition(&screen) {
+                return;
+            }
+            assert!(Instant::now() < end, "timed out waiting for {what}; screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn session_alive(&self) -> bool {
+        self.run(&["has-session", "-t", "kith"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn tui_in_tmux_sends_and_receives() {
+    let Some(tmux) = Tmux::new() else {
+        eprintln!("skipping: tmux is not installed");
+        return;
+    };
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    // Alice closes her daemon: the TUI runs her node itself.
+    alice.stop();
+
+    let command = format!(
+        "{} --home {} tui --no-mdns --listen /ip4/127.0.0.1/tcp/0",
+        kith_bin().display(),
+        alice.home().display()
+    );
+    let started = tmux.run(&[
+        "new-session", "-d", "-s", "kith", "-x", "110", "-y", "32", "-e", "KITH_RETRY_MAX_MS=500", &command,
+    ]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    tmux.wait_for_screen("the conversation list", |s| s.contains("Bob"));
+    // Scripts keep working alongside the TUI: its node serves the control socket.
+    wait_until(DEADLINE, "Alice's control socket", || alice.run(&["status", "--json"]).status.success());
+
+    // Open the conversation with the quick switcher and type a message.
+    tmux.keys(&["C-k"]);
+    tmux.type_text("Bob");
+    tmux.keys(&["Enter"]);
+    let typed = "Привет из терминала 👋 漢字";
+    tmux.type_text(typed);
+    tmux.keys(&["Enter"]);
+    wait_until(DEADLINE, "Bob receives the typed text", || {
+        bob.history("Alice").iter().any(|m| m["text"] == typed)
+    });
+    tmux.wait_for_screen("the sent text on Alice's screen", |s| s.contains("Привет из терминала"));
+
+    // An incoming message appears in the TUI.
+    bob.json(&["send", "Alice", "reply from the daemon side", "--json"]);
+    tmux.wait_for_screen("the incoming message", |s| s.contains("reply from the daemon side"));
+
+    // Quitting stops the in-process node cleanly.
+    tmux.keys(&["C-q"]);
+    wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
+    wait_until(DEADLINE, "the control socket is gone", || !alice.home().join("kith.sock").exists());
+    assert_eq!(alice.history("Bob").len(), 2, "both messages kept in Alice's store");
+}

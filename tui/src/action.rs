@@ -1,0 +1,227 @@
+//! Everything that can change the interface's state, as data.
+//!
+//! The runtime turns terminal input, node events and the answers to requests into
+//! [`Action`]s and feeds them to [`crate::app::update`]; `update` answers with
+//! [`Effect`]s, the requests it wants performed. Tests drive the interface by
+//! building actions by hand.
+
+use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
+use kith_p2p::node::{Event, Status};
+use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
+
+/// An input to the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// A key was pressed.
+    Key(KeyEvent),
+    /// A mouse button or wheel was used.
+    Mouse(MouseEvent),
+    /// Text was pasted (bracketed paste); inserted verbatim.
+    Paste(String),
+    /// The terminal now has this size.
+    Resize {
+        /// Columns.
+        width: u16,
+        /// Rows.
+        height: u16,
+    },
+    /// The terminal window gained focus.
+    FocusGained,
+    /// The terminal window lost focus.
+    FocusLost,
+    /// Time passed (about a second); expires transient status messages.
+    Tick,
+    /// The node reported an event.
+    Node(Event),
+    /// A request finished.
+    Done(Response),
+    /// A request failed.
+    Failed {
+        /// What was asked.
+        effect: Effect,
+        /// Why it failed, for the status line.
+        error: String,
+    },
+    /// The connection to the node is gone.
+    Disconnected {
+        /// Why.
+        error: String,
+    },
+}
+
+impl Action {
+    /// The action for a terminal event; `None` for events the interface ignores
+    /// (key releases, mouse movement).
+    pub fn from_terminal(event: TermEvent) -> Option<Action> {
+        match event {
+            TermEvent::Key(key) if key.kind == KeyEventKind::Release => None,
+            TermEvent::Key(key) => Some(Action::Key(key)),
+            TermEvent::Mouse(mouse) => match mouse.kind {
+                MouseEventKind::Moved | MouseEventKind::Drag(_) | MouseEventKind::Up(_) => None,
+                _ => Some(Action::Mouse(mouse)),
+            },
+            TermEvent::Paste(text) => Some(Action::Paste(text)),
+            TermEvent::Resize(width, height) => Some(Action::Resize { width, height }),
+            TermEvent::FocusGained => Some(Action::FocusGained),
+            TermEvent::FocusLost => Some(Action::FocusLost),
+        }
+    }
+}
+
+/// The answer to a request, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Response {
+    /// The conversation list: contacts, pending requests, unread counts.
+    Snapshot {
+        /// All contacts.
+        contacts: Vec<ContactView>,
+        /// Pending incoming requests.
+        requests: Vec<RequestView>,
+        /// Conversations with unread messages.
+        inbox: Vec<InboxEntry>,
+    },
+    /// The node's status (our id, connected peers, outbox).
+    Status(Status),
+    /// A page of a conversation's history, oldest first.
+    History {
+        /// The contact's peer id.
+        contact: String,
+        /// The `before` the page was asked with (`None`: the newest page).
+        before: Option<String>,
+        /// The page size asked for; a shorter page means the start was reached.
+        limit: usize,
+        /// The messages.
+        messages: Vec<MessageView>,
+    },
+    /// A conversation's newest message, for the list preview.
+    Preview {
+        /// The contact's peer id.
+        contact: String,
+        /// The newest message, if any.
+        message: Option<MessageView>,
+    },
+    /// A message was queued for sending.
+    Sent(MessageView),
+    /// A conversation was marked read.
+    Marked {
+        /// The contact's peer id.
+        contact: String,
+    },
+    /// Our invite.
+    Invite {
+        /// The `kith:` URI.
+        invite: String,
+        /// The URI as a terminal-printable QR code.
+        qr: String,
+    },
+    /// `/add` succeeded.
+    Added(ContactView),
+    /// `/accept` or `/block` succeeded: the contact now.
+    ContactUpdated(ContactView),
+    /// `/reject` succeeded: the contact is gone.
+    Removed {
+        /// Its peer id.
+        peer_id: String,
+    },
+}
+
+/// Work the state machine asks the runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Effect {
+    /// Re-read contacts, requests and unread counts (`contacts`, `requests`, `inbox`).
+    Refresh,
+    /// Re-read the node status (`status`).
+    LoadStatus,
+    /// Load a page of history (`history`).
+    LoadHistory {
+        /// The contact's peer id.
+        contact: String,
+        /// Load messages older than this id; `None` for the newest page.
+        before: Option<String>,
+        /// Page size.
+        limit: usize,
+    },
+    /// Load a conversation's newest message for the list preview.
+    LoadPreview {
+        /// The contact's peer id.
+        contact: String,
+    },
+    /// Send a message (`send`).
+    Send {
+        /// The contact's peer id.
+        contact: String,
+        /// The exact text typed.
+        text: String,
+    },
+    /// Mark a conversation read (`read`).
+    MarkRead {
+        /// The contact's peer id.
+        contact: String,
+    },
+    /// Fetch our invite (`invite`).
+    Invite,
+    /// Add a contact (`add`).
+    Add {
+        /// Invite URI or peer id.
+        target: String,
+        /// Optional alias.
+        alias: Option<String>,
+    },
+    /// Accept a contact request (`accept`).
+    Accept {
+        /// Peer id or name of the contact.
+        contact: String,
+    },
+    /// Reject a contact request (`reject`).
+    Reject {
+        /// Peer id or name of the contact.
+        contact: String,
+    },
+    /// Block a contact (`block`).
+    Block {
+        /// Peer id or name of the contact.
+        contact: String,
+    },
+    /// Ring the terminal bell.
+    Bell,
+    /// Run the configured notification command.
+    Notify {
+        /// Who wrote (the contact's name).
+        from: String,
+        /// What they wrote.
+        text: String,
+    },
+    /// Leave the interface.
+    Quit,
+}
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{KeyCode, KeyEventState, KeyModifiers, MouseButton};
+
+    use super::*;
+
+    #[test]
+    fn terminal_events_become_actions() {
+        let press = KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE);
+        assert_eq!(Action::from_terminal(TermEvent::Key(press)), Some(Action::Key(press)));
+        let release = KeyEvent::new_with_kind_and_state(
+            KeyCode::Char('a'),
+            KeyModifiers::NONE,
+            KeyEventKind::Release,
+            KeyEventState::NONE,
+        );
+        assert_eq!(Action::from_terminal(TermEvent::Key(release)), None);
+        let mouse = |kind| MouseEvent { kind, column: 1, row: 2, modifiers: KeyModifiers::NONE };
+        assert_eq!(Action::from_terminal(TermEvent::Mouse(mouse(MouseEventKind::Moved))), None);
+        assert_eq!(Action::from_terminal(TermEvent::Mouse(mouse(MouseEventKind::Drag(MouseButton::Left)))), None);
+        let scroll = mouse(MouseEventKind::ScrollUp);
+        assert_eq!(Action::from_terminal(TermEvent::Mouse(scroll)), Some(Action::Mouse(scroll)));
+        assert_eq!(Action::from_terminal(TermEvent::Paste("x\ny".into())), Some(Action::Paste("x\ny".into())));
+        assert_eq!(Action::from_terminal(TermEvent::Resize(3, 4)), Some(Action::Resize { width: 3, height: 4 }));
+        assert_eq!(Action::from_terminal(TermEvent::FocusLost), Some(Action::FocusLost));
+    }
+}

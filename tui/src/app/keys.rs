@@ -1,0 +1,26 @@
+//! The key bindings, as the help overlay lists them. The matching code is in
+//! `update.rs`; keep the two in step.
+
+/// (keys, what they do), in the order the help overlay shows them.
+pub const BINDINGS: &[(&str, &str)] = &[
+    ("Enter", "send the message or run the /command"),
+    ("Alt+Enter, Shift+Enter, Ctrl+J", "new line"),
+    ("Tab, Alt+Down, Ctrl+N", "next conversation"),
+    ("Shift+Tab, Alt+Up, Ctrl+P", "previous conversation"),
+    ("Ctrl+K", "quick switcher (type to filter, Enter opens)"),
+    ("PageUp, PageDown", "scroll messages; PageUp at the top loads older ones"),
+    ("Esc", "close the overlay, else jump to the newest message"),
+    ("Up, Down", "previous/next line; on the first/last line: input history"),
+    ("Left, Right", "move by character"),
+    ("Ctrl+Left/Right, Alt+B/F", "move by word"),
+    ("Home, End, Ctrl+A, Ctrl+E", "start/end of the line"),
+    ("Ctrl+Home, Ctrl+End", "start/end of the text"),
+    ("Backspace, Delete", "delete a character"),
+    ("Ctrl+W, Alt+Backspace", "delete the word before the cursor"),
+    ("Alt+D, Ctrl+Delete", "delete the word after the cursor"),
+    ("Ctrl+U", "delete to the start of the line"),
+    ("Mouse wheel", "scroll the pane under the pointer"),
+    ("Click", "open a conversation"),
+    ("F1, ? (on empty input)", "this help"),
+    ("Ctrl+C, Ctrl+Q", "quit (the node keeps running)"),
+];

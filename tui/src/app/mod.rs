@@ -1,0 +1,450 @@
+//! The interface's state and the pure state machine that changes it.
+//!
+//! [`App`] holds everything the screen shows: the conversation list (contacts and
+//! pending requests), the focused conversation with a window of its messages paged
+//! from the node, unread counts, who is online, the editor, overlays and the status
+//! line. [`update`] applies one [`Action`](crate::action::Action) and returns the
+//! [`Effect`](crate::action::Effect)s to perform; it never does I/O, so tests drive
+//! it directly and the runtime stays a thin loop.
+
+mod keys;
+mod node;
+mod update;
+mod user;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use kith_p2p::kith_storage::{ContactState, MessageState};
+use kith_p2p::views::{ContactView, MessageView};
+
+pub use keys::BINDINGS;
+pub use update::update;
+
+use crate::fuzzy::{self, Match};
+use crate::input::{History, Input};
+
+/// Messages per history page.
+pub const PAGE: usize = 50;
+
+/// How many ticks (about a second each) a status message stays.
+pub(crate) const STATUS_TICKS: u8 = 8;
+
+/// How many message-state changes for not-yet-seen messages are remembered (a
+/// `message_state_changed` event can overtake the answer to `send`).
+const ORPHAN_STATES: usize = 64;
+
+/// Settings of the state machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Render without colours (modifiers such as bold stay).
+    pub no_color: bool,
+    /// Ring the terminal bell on a new message in an unfocused conversation.
+    pub bell: bool,
+    /// Ask for a notification (a configured command) on such a message.
+    pub notify: bool,
+    /// The local time zone as seconds east of UTC, for clock times and dates.
+    pub utc_offset_secs: i32,
+}
+
+/// The connection to the node, as the status bar shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// Waiting for the first answer.
+    Connecting,
+    /// Connected.
+    Connected,
+    /// The connection was lost.
+    Disconnected(String),
+}
+
+/// One entry of the conversation list: a contact (or pending request) and what is
+/// loaded of its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The contact.
+    pub contact: ContactView,
+    /// The loaded window of messages, oldest first.
+    pub messages: Vec<MessageView>,
+    /// Whether the newest page has arrived.
+    pub loaded: bool,
+    /// Whether a page request is in flight.
+    pub loading: bool,
+    /// Whether older messages may exist on the node.
+    pub has_older: bool,
+    /// Unread incoming messages.
+    pub unread: u32,
+    /// The first message shown below the "new messages" line.
+    pub unread_marker: Option<String>,
+    /// Unread count to turn into `unread_marker` when the newest page arrives.
+    pub(crate) pending_marker: u32,
+    /// The newest message, for the list preview.
+    pub last: Option<MessageView>,
+    /// For a pending request: how many messages the node holds.
+    pub held: usize,
+    /// For a pending request: the newest held message.
+    pub request_preview: Option<String>,
+    /// Whether the preview was asked for already.
+    pub(crate) preview_requested: bool,
+    /// Rows scrolled up from the newest message (0: following new messages).
+    pub scroll: usize,
+}
+
+impl Conversation {
+    /// A conversation with nothing loaded.
+    pub fn new(contact: ContactView) -> Conversation {
+        Conversation {
+            contact,
+            messages: Vec::new(),
+            loaded: false,
+            loading: false,
+            has_older: true,
+            unread: 0,
+            unread_marker: None,
+            pending_marker: 0,
+            last: None,
+            held: 0,
+            request_preview: None,
+            preview_requested: false,
+            scroll: 0,
+        }
+    }
+
+    /// The contact's peer id.
+    pub fn peer_id(&self) -> &str {
+        &self.contact.peer_id
+    }
+
+    /// The name to show.
+    pub fn label(&self) -> &str {
+        self.contact.label()
+    }
+
+    /// Whether this is a contact request waiting for our answer.
+    pub fn is_request(&self) -> bool {
+        self.contact.state == ContactState::PendingIn
+    }
+
+    /// When something last happened here, for ordering the list.
+    fn activity(&self) -> u64 {
+        let newest = self.messages.last().map_or(0, |m| m.received_at.max(m.sent_at));
+        let last = self.last.as_ref().map_or(0, |m| m.received_at.max(m.sent_at));
+        newest.max(last)
+    }
+
+    /// Merge `page` into the loaded window: de-duplicated by id, in node order.
+    pub(crate) fn merge(&mut self, page: Vec<MessageView>) {
+        for m in page {
+            match self.messages.iter_mut().find(|old| old.id == m.id) {
+                Some(old) => *old = m,
+                None => self.messages.push(m),
+            }
+        }
+        self.messages.sort_by(|a, b| (a.lamport, &a.id).cmp(&(b.lamport, &b.id)));
+    }
+
+    /// Turn a pending unread count into a marker on the right message.
+    pub(crate) fn resolve_marker(&mut self) {
+        if self.pending_marker == 0 || !self.loaded {
+            return;
+        }
+        let unread = usize::try_from(self.pending_marker).unwrap_or(usize::MAX);
+        self.pending_marker = 0;
+        let start = self.messages.len().saturating_sub(unread);
+        self.unread_marker = self.messages.get(start).map(|m| m.id.clone());
+    }
+
+    /// Forget all but the newest page (when the conversation loses focus).
+    pub(crate) fn trim(&mut self) {
+        if self.messages.len() > PAGE {
+            self.messages.drain(..self.messages.len() - PAGE);
+            self.has_older = true;
+        }
+        self.scroll = 0;
+        self.unread_marker = None;
+    }
+}
+
+/// A transient message in the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMessage {
+    /// The text.
+    pub text: String,
+    /// Whether it reports a failure.
+    pub error: bool,
+    /// Ticks until it disappears.
+    pub(crate) ticks_left: u8,
+}
+
+/// The quick switcher's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Switcher {
+    /// What was typed.
+    pub query: Input,
+    /// Index into the current matches.
+    pub selected: usize,
+}
+
+/// The invite overlay's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteView {
+    /// Waiting for the node.
+    Loading,
+    /// The invite arrived.
+    Ready {
+        /// The `kith:` URI.
+        invite: String,
+        /// The QR code as text.
+        qr: String,
+        /// Rows scrolled (when the terminal is too small).
+        scroll: usize,
+    },
+}
+
+/// A window drawn over the main screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    /// Key bindings and commands.
+    Help {
+        /// Rows scrolled.
+        scroll: usize,
+    },
+    /// Jump to a conversation by name.
+    Switcher(Switcher),
+    /// Our invite and its QR code.
+    Invite(InviteView),
+}
+
+/// The whole interface state.
+#[derive(Debug, Clone)]
+pub struct App {
+    config: Config,
+    /// Terminal size (columns, rows), for mouse hit tests and page sizes.
+    size: (u16, u16),
+    /// Our peer id, once the status arrived.
+    me: Option<String>,
+    node: NodeState,
+    /// Display order: conversations by recent activity, then requests.
+    conversations: Vec<Conversation>,
+    /// The focused conversation's peer id.
+    focused: Option<String>,
+    input: Input,
+    history: History,
+    overlay: Option<Overlay>,
+    status: Option<StatusMessage>,
+    online: HashSet<String>,
+    outbox: usize,
+    /// First row of the conversation list shown.
+    list_offset: usize,
+    /// Whether the terminal window has focus (unknown terminals: assume yes).
+    terminal_focused: bool,
+    /// States of messages not loaded yet (bounded).
+    orphan_states: VecDeque<(String, MessageState)>,
+    /// `send` requests in flight, per contact.
+    pub(crate) sending: HashMap<String, usize>,
+    quit: bool,
+}
+
+impl App {
+    /// A fresh state: nothing loaded, connecting. Ask for [`App::start`]'s effects.
+    pub fn new(config: Config) -> App {
+        App {
+            config,
+            size: (80, 24),
+            me: None,
+            node: NodeState::Connecting,
+            conversations: Vec::new(),
+            focused: None,
+            input: Input::new(),
+            history: History::new(),
+            overlay: None,
+            status: None,
+            online: HashSet::new(),
+            outbox: 0,
+            list_offset: 0,
+            terminal_focused: true,
+            orphan_states: VecDeque::new(),
+            sending: HashMap::new(),
+            quit: false,
+        }
+    }
+
+    /// The requests that load the initial state.
+    pub fn start(&self) -> Vec<crate::action::Effect> {
+        vec![crate::action::Effect::Refresh, crate::action::Effect::LoadStatus]
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The terminal size the state machine assumes (columns, rows).
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
+    /// Our peer id, once known.
+    pub fn me(&self) -> Option<&str> {
+        self.me.as_deref()
+    }
+
+    /// The node connection state.
+    pub fn node(&self) -> &NodeState {
+        &self.node
+    }
+
+    /// The conversation list in display order.
+    pub fn conversations(&self) -> &[Conversation] {
+        &self.conversations
+    }
+
+    /// A conversation by peer id.
+    pub fn conversation(&self, peer_id: &str) -> Option<&Conversation> {
+        self.conversations.iter().find(|c| c.peer_id() == peer_id)
+    }
+
+    /// The focused conversation's peer id.
+    pub fn focused_id(&self) -> Option<&str> {
+        self.focused.as_deref()
+    }
+
+    /// The focused conversation.
+    pub fn focused(&self) -> Option<&Conversation> {
+        self.focused.as_deref().and_then(|id| self.conversation(id))
+    }
+
+    /// Index of the focused conversation in [`App::conversations`].
+    pub fn focused_index(&self) -> Option<usize> {
+        let id = self.focused.as_deref()?;
+        self.conversations.iter().position(|c| c.peer_id() == id)
+    }
+
+    /// The editor.
+    pub fn input(&self) -> &Input {
+        &self.input
+    }
+
+    /// The input history.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The open overlay.
+    pub fn overlay(&self) -> Option<&Overlay> {
+        self.overlay.as_ref()
+    }
+
+    /// The status bar message.
+    pub fn status(&self) -> Option<&StatusMessage> {
+        self.status.as_ref()
+    }
+
+    /// Whether a peer has an open connection.
+    pub fn is_online(&self, peer_id: &str) -> bool {
+        self.online.contains(peer_id)
+    }
+
+    /// How many contacts are online.
+    pub fn online_count(&self) -> usize {
+        self.conversations.iter().filter(|c| self.online.contains(c.peer_id())).count()
+    }
+
+    /// Messages waiting in the node's outbox (as of the last status).
+    pub fn outbox(&self) -> usize {
+        self.outbox
+    }
+
+    /// First row of the conversation list shown.
+    pub fn list_offset(&self) -> usize {
+        self.list_offset
+    }
+
+    /// Whether the user asked to quit.
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// Quick-switcher matches for `query`: (index into conversations, match), best first.
+    pub fn switcher_matches(&self, query: &str) -> Vec<(usize, Match)> {
+        let mut matches: Vec<(usize, Match)> = self
+            .conversations
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let by_label = fuzzy::fuzzy_match(query, c.label());
+                by_label
+                    .or_else(|| {
+                        // A pasted peer id matches too, without highlighting.
+                        fuzzy::fuzzy_match(query, c.peer_id())
+                            .map(|m| Match { score: m.score - 20, positions: Vec::new() })
+                    })
+                    .map(|m| (i, m))
+            })
+            .collect();
+        // Stable: equal scores keep list order.
+        matches.sort_by_key(|m| std::cmp::Reverse(m.1.score));
+        matches
+    }
+
+    // ---- mutation helpers used by `update` ------------------------------------------
+
+    pub(crate) fn focused_mut(&mut self) -> Option<&mut Conversation> {
+        let id = self.focused.clone()?;
+        self.conversation_mut(&id)
+    }
+
+    pub(crate) fn conversation_mut(&mut self, peer_id: &str) -> Option<&mut Conversation> {
+        self.conversations.iter_mut().find(|c| c.peer_id() == peer_id)
+    }
+
+    pub(crate) fn set_status(&mut self, text: impl Into<String>, error: bool) {
+        self.status = Some(StatusMessage { text: text.into(), error, ticks_left: STATUS_TICKS });
+    }
+
+    /// Re-sort the list (activity, then name; requests last).
+    pub(crate) fn sort(&mut self) {
+        self.conversations.sort_by(|a, b| {
+            a.is_request()
+                .cmp(&b.is_request())
+                .then(b.activity().cmp(&a.activity()))
+                .then_with(|| a.label().to_lowercase().cmp(&b.label().to_lowercase()))
+                .then_with(|| a.peer_id().cmp(b.peer_id()))
+        });
+    }
+
+    /// Apply a remembered state change to a message that just arrived.
+    pub(crate) fn apply_orphan_states(&mut self) {
+        if self.orphan_states.is_empty() {
+            return;
+        }
+        let mut remaining = VecDeque::new();
+        while let Some((id, state)) = self.orphan_states.pop_front() {
+            if !self.set_message_state(&id, state) {
+                remaining.push_back((id, state));
+            }
+        }
+        self.orphan_states = remaining;
+    }
+
+    /// Move message `id` to `state` wherever it is shown; `false` if not found.
+    pub(crate) fn set_message_state(&mut self, id: &str, state: MessageState) -> bool {
+        let mut found = false;
+        for conv in &mut self.conversations {
+            let loaded = conv.messages.iter_mut().filter(|m| m.id == id);
+            for m in loaded.chain(conv.last.iter_mut().filter(|m| m.id == id)) {
+                found = true;
+                if m.state.can_become(state) {
+                    m.state = state;
+                }
+            }
+        }
+        found
+    }
+
+    pub(crate) fn remember_orphan_state(&mut self, id: String, state: MessageState) {
+        if self.orphan_states.len() >= ORPHAN_STATES {
+            self.orphan_states.pop_front();
+        }
+        self.orphan_states.push_back((id, state));
+    }
+}

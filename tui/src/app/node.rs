@@ -1,0 +1,297 @@
+//! The node's side: events (messages, state changes, contacts, presence) and the
+//! answers to requests, including failures.
+
+use std::collections::HashMap;
+
+use kith_p2p::kith_storage::{ContactState, Direction};
+use kith_p2p::node::Event;
+use kith_p2p::views::MessageView;
+
+use super::update::{
+    clamp_list_offset, focus, focus_default, mark_focused_read, remove_conversation, sent_or_failed, upsert_contact,
+};
+use super::{App, Conversation, InviteView, NodeState, Overlay, PAGE};
+use crate::action::{Effect, Response};
+
+// ---- node events -----------------------------------------------------------------------
+
+pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
+    match event {
+        Event::MessageReceived { message } => on_message(app, message, fx),
+        Event::MessageStateChanged { id, conversation, state } if !app.set_message_state(&id, state) => {
+            app.remember_orphan_state(id, state);
+            unseen_outgoing(app, &conversation, fx);
+        }
+        Event::ContactRequest { contact } => {
+            let name = contact.label().to_owned();
+            upsert_contact(app, contact);
+            app.set_status(format!("contact request from {name}: /accept, /reject or /block"), false);
+            notify(app, &name, "wants to add you as a contact", fx);
+            fx.push(Effect::Refresh);
+            focus_default(app, fx);
+        }
+        Event::ContactChanged { contact } => {
+            let before = app.conversation(&contact.peer_id).map(|c| c.contact.state);
+            if before == Some(ContactState::PendingOut) && contact.state == ContactState::Accepted {
+                app.set_status(format!("{} accepted your request", contact.label()), false);
+            }
+            upsert_contact(app, contact);
+            focus_default(app, fx);
+        }
+        Event::PeerConnected { peer_id } => {
+            app.online.insert(peer_id);
+        }
+        Event::PeerDisconnected { peer_id } => {
+            app.online.remove(&peer_id);
+        }
+        Event::RelayRefused { recipient, message, .. } => {
+            let name = app.conversation(&recipient).map_or_else(|| recipient.clone(), |c| c.label().to_owned());
+            app.set_status(format!("a relay refused mail for {name}: {message} (will retry)"), true);
+        }
+        Event::Lagged { .. } => {
+            // Missed events: re-read everything, reload the open conversation.
+            for conv in &mut app.conversations {
+                conv.loaded = false;
+                conv.loading = false;
+                conv.preview_requested = false;
+            }
+            if let Some(id) = app.focused.clone()
+                && let Some(conv) = app.conversation_mut(&id)
+            {
+                conv.loading = true;
+                fx.push(Effect::LoadHistory { contact: id, before: None, limit: PAGE });
+            }
+            fx.push(Effect::Refresh);
+            fx.push(Effect::LoadStatus);
+        }
+        _ => {}
+    }
+}
+
+/// A message of ours we have not seen changed state: unless a `send` from here is
+/// in flight (its answer can be overtaken by the event), another client (a script,
+/// the CLI) wrote it. Re-read the conversation, or its preview if not open.
+fn unseen_outgoing(app: &mut App, conversation: &str, fx: &mut Vec<Effect>) {
+    let belongs = |c: &Conversation| c.messages.iter().chain(c.last.iter()).any(|m| m.conversation == conversation);
+    let Some(peer) = app.conversations.iter().find(|c| belongs(c)).map(|c| c.peer_id().to_owned()) else { return };
+    if app.sending.get(&peer).is_some_and(|n| *n > 0) {
+        return;
+    }
+    let focused = app.focused.as_deref() == Some(peer.as_str());
+    let Some(conv) = app.conversation_mut(&peer) else { return };
+    if focused {
+        if conv.loaded && !conv.loading {
+            conv.loading = true;
+            fx.push(Effect::LoadHistory { contact: peer, before: None, limit: PAGE });
+        }
+    } else {
+        conv.loaded = false;
+        fx.push(Effect::LoadPreview { contact: peer });
+    }
+}
+
+fn on_message(app: &mut App, message: MessageView, fx: &mut Vec<Effect>) {
+    let peer = message.peer.clone().unwrap_or_else(|| message.author.clone());
+    if app.conversation(&peer).is_none() {
+        // Someone the list does not know yet: re-read it.
+        fx.push(Effect::Refresh);
+        return;
+    }
+    let focused = app.focused.as_deref() == Some(peer.as_str());
+    let seen = focused && app.terminal_focused;
+    let incoming = message.direction == Direction::Incoming;
+    let (name, text) =
+        (app.conversation(&peer).map(|c| c.label().to_owned()).unwrap_or_default(), message.text.clone());
+    if let Some(conv) = app.conversation_mut(&peer) {
+        // While the first page is on its way, keep the message: the page may predate it.
+        if conv.loaded || conv.loading {
+            conv.merge(vec![message.clone()]);
+        }
+        conv.last = Some(message.clone());
+        if incoming && !seen {
+            conv.unread += 1;
+            if focused && conv.unread_marker.is_none() {
+                conv.unread_marker = Some(message.id.clone());
+            }
+        }
+    }
+    app.apply_orphan_states();
+    app.sort();
+    if !incoming {
+        return;
+    }
+    if seen {
+        fx.push(Effect::MarkRead { contact: peer });
+    } else {
+        notify(app, &name, &text, fx);
+    }
+}
+
+fn notify(app: &App, from: &str, text: &str, fx: &mut Vec<Effect>) {
+    if app.config.bell {
+        fx.push(Effect::Bell);
+    }
+    if app.config.notify {
+        fx.push(Effect::Notify { from: from.to_owned(), text: text.to_owned() });
+    }
+}
+
+// ---- responses -------------------------------------------------------------------------
+
+pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect>) {
+    if app.node == NodeState::Connecting {
+        app.node = NodeState::Connected;
+    }
+    match response {
+        Response::Snapshot { contacts, requests, inbox } => {
+            let unread: HashMap<String, (u32, Option<MessageView>)> =
+                inbox.into_iter().filter_map(|e| e.contact.map(|c| (c.peer_id, (e.unread, e.last)))).collect();
+            let requests: HashMap<String, (usize, Option<String>)> =
+                requests.into_iter().map(|r| (r.contact.peer_id, (r.held_messages, r.preview))).collect();
+            let known: Vec<String> = contacts.iter().map(|c| c.peer_id.clone()).collect();
+            for contact in contacts {
+                let peer = contact.peer_id.clone();
+                upsert_contact(app, contact);
+                let Some(conv) = app.conversation_mut(&peer) else { continue };
+                let (count, last) = unread.get(&peer).cloned().unwrap_or((0, None));
+                conv.unread = count;
+                if last.is_some() {
+                    conv.last = last;
+                }
+                if let Some((held, preview)) = requests.get(&peer) {
+                    conv.held = *held;
+                    conv.request_preview = preview.clone();
+                }
+                if conv.last.is_none() && !conv.preview_requested && !conv.is_request() {
+                    conv.preview_requested = true;
+                    fx.push(Effect::LoadPreview { contact: peer });
+                }
+            }
+            let gone: Vec<String> =
+                app.conversations.iter().map(|c| c.peer_id().to_owned()).filter(|p| !known.contains(p)).collect();
+            for peer in gone {
+                remove_conversation(app, &peer);
+            }
+            app.sort();
+            focus_default(app, fx);
+            mark_focused_read(app, fx);
+            clamp_list_offset(app);
+        }
+        Response::Status(status) => {
+            app.me = Some(status.peer_id);
+            app.online = status.connected_peers.into_iter().collect();
+            app.outbox = status.outbox;
+        }
+        Response::History { contact, before, limit, messages } => {
+            let Some(conv) = app.conversation_mut(&contact) else { return };
+            let full = messages.len() >= limit;
+            if before.is_none() {
+                // The newest page replaces the window (it may not join what was
+                // loaded before a `lagged`); only messages that arrived since stay.
+                let newest = messages.iter().map(|m| m.lamport).max();
+                conv.messages.retain(|m| newest.is_some_and(|n| m.lamport > n));
+                conv.loaded = true;
+                conv.has_older = full;
+            } else if conv.loaded {
+                conv.has_older = full;
+            }
+            conv.loading = false;
+            conv.merge(messages);
+            if let Some(newest) = conv.messages.last()
+                && conv.last.as_ref().is_none_or(|l| l.lamport <= newest.lamport)
+            {
+                conv.last = Some(newest.clone());
+            }
+            conv.resolve_marker();
+            app.apply_orphan_states();
+            app.sort();
+        }
+        Response::Preview { contact, message } => {
+            if let (Some(conv), Some(message)) = (app.conversation_mut(&contact), message)
+                && conv.last.as_ref().is_none_or(|last| last.lamport <= message.lamport)
+            {
+                conv.last = Some(message);
+            }
+            app.sort();
+        }
+        Response::Sent(message) => {
+            let peer = message.peer.clone().unwrap_or_default();
+            sent_or_failed(app, &peer);
+            if let Some(conv) = app.conversation_mut(&peer) {
+                if conv.loaded || conv.loading {
+                    conv.merge(vec![message.clone()]);
+                }
+                conv.last = Some(message);
+            }
+            app.apply_orphan_states();
+            app.sort();
+        }
+        Response::Marked { .. } => {}
+        Response::Invite { invite, qr } => {
+            if let Some(Overlay::Invite(view)) = &mut app.overlay {
+                *view = InviteView::Ready { invite, qr, scroll: 0 };
+            }
+        }
+        Response::Added(contact) => {
+            let peer = contact.peer_id.clone();
+            let text = match contact.state {
+                ContactState::PendingOut => format!("contact request sent to {}", contact.label()),
+                _ => format!("added {}", contact.label()),
+            };
+            upsert_contact(app, contact);
+            app.set_status(text, false);
+            focus(app, &peer, fx);
+        }
+        Response::ContactUpdated(contact) => {
+            let text = match contact.state {
+                ContactState::Blocked => format!("blocked {}", contact.label()),
+                ContactState::Accepted => format!("accepted {}", contact.label()),
+                _ => format!("updated {}", contact.label()),
+            };
+            upsert_contact(app, contact);
+            app.set_status(text, false);
+            focus_default(app, fx);
+        }
+        Response::Removed { peer_id } => {
+            let name = app.conversation(&peer_id).map_or_else(|| peer_id.clone(), |c| c.label().to_owned());
+            remove_conversation(app, &peer_id);
+            app.set_status(format!("rejected {name}"), false);
+            focus_default(app, fx);
+        }
+    }
+}
+
+pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
+    let what = match effect {
+        Effect::LoadHistory { contact, .. } => {
+            if let Some(conv) = app.conversation_mut(&contact) {
+                conv.loading = false;
+            }
+            "loading messages"
+        }
+        Effect::LoadPreview { .. } => return,
+        Effect::Invite => {
+            if matches!(app.overlay, Some(Overlay::Invite(_))) {
+                app.overlay = None;
+            }
+            "creating an invite"
+        }
+        Effect::Send { text, contact } => {
+            sent_or_failed(app, &contact);
+            // Give the text back rather than lose it.
+            if app.input.is_empty() {
+                app.input.set_text(text);
+            }
+            "not sent"
+        }
+        Effect::Refresh => "loading contacts",
+        Effect::LoadStatus => "loading the node status",
+        Effect::MarkRead { .. } => "marking as read",
+        Effect::Add { .. } => "adding the contact",
+        Effect::Accept { .. } => "accepting",
+        Effect::Reject { .. } => "rejecting",
+        Effect::Block { .. } => "blocking",
+        _ => "request",
+    };
+    app.set_status(format!("{what}: {error}"), true);
+}

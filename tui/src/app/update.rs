@@ -1,0 +1,207 @@
+//! `update`: one action in, state changed, effects out. No I/O happens here.
+//!
+//! This file dispatches and holds what both sides share (focusing, scrolling, the
+//! list); `user.rs` handles keys, mouse and paste, `node.rs` node events and answers.
+
+use kith_p2p::kith_storage::ContactState;
+use kith_p2p::views::ContactView;
+use ratatui::layout::Rect;
+
+use super::{App, Conversation, NodeState, PAGE};
+use crate::action::{Action, Effect};
+use crate::ui::{layout::Areas, list, messages};
+
+/// Apply `action` to `app`; returns what the runtime should do.
+pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    // Input means someone is looking, whatever the last focus report said.
+    if matches!(action, Action::Key(_) | Action::Mouse(_) | Action::Paste(_)) && !app.terminal_focused {
+        app.terminal_focused = true;
+        mark_focused_read(app, &mut fx);
+    }
+    match action {
+        Action::Key(key) => super::user::on_key(app, key, &mut fx),
+        Action::Mouse(mouse) => super::user::on_mouse(app, mouse, &mut fx),
+        Action::Paste(text) => super::user::on_paste(app, &text),
+        Action::Resize { width, height } => {
+            app.size = (width, height);
+            clamp_list_offset(app);
+        }
+        Action::FocusGained => {
+            app.terminal_focused = true;
+            mark_focused_read(app, &mut fx);
+        }
+        Action::FocusLost => app.terminal_focused = false,
+        Action::Tick => {
+            if let Some(status) = &mut app.status {
+                status.ticks_left = status.ticks_left.saturating_sub(1);
+                if status.ticks_left == 0 {
+                    app.status = None;
+                }
+            }
+        }
+        Action::Node(event) => super::node::on_event(app, event, &mut fx),
+        Action::Done(response) => super::node::on_response(app, response, &mut fx),
+        Action::Failed { effect, error } => super::node::on_failure(app, effect, error),
+        Action::Disconnected { error } => {
+            app.set_status(format!("lost the connection to the node: {error} (Ctrl+Q quits)"), true);
+            app.node = NodeState::Disconnected(error);
+        }
+    }
+    fx
+}
+
+// ---- conversations ---------------------------------------------------------------------
+
+pub(super) fn screen(app: &App) -> Rect {
+    Rect::new(0, 0, app.size.0, app.size.1)
+}
+
+/// Rows a page scroll moves: the message pane's height less one row of context.
+pub(super) fn page_rows(app: &App) -> usize {
+    let areas = Areas::compute(screen(app), app);
+    usize::from(areas.messages_inner.height).saturating_sub(1).max(1)
+}
+
+pub(super) fn switch(app: &mut App, delta: isize, fx: &mut Vec<Effect>) {
+    let count = app.conversations.len();
+    if count == 0 {
+        return;
+    }
+    let next = match app.focused_index() {
+        Some(i) => (i as isize + delta).rem_euclid(count as isize) as usize,
+        None if delta > 0 => 0,
+        None => count - 1,
+    };
+    if let Some(peer) = app.conversations.get(next).map(|c| c.peer_id().to_owned()) {
+        focus(app, &peer, fx);
+    }
+}
+
+/// Focus the conversation with `peer`: load it if needed and mark it read.
+pub(super) fn focus(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
+    if app.focused.as_deref() == Some(peer) || app.conversation(peer).is_none() {
+        return;
+    }
+    if let Some(old) = app.focused.clone()
+        && let Some(conv) = app.conversation_mut(&old)
+    {
+        conv.trim();
+    }
+    app.focused = Some(peer.to_owned());
+    if let Some(conv) = app.conversation_mut(peer) {
+        if !conv.loaded && !conv.loading {
+            conv.loading = true;
+            fx.push(Effect::LoadHistory { contact: peer.to_owned(), before: None, limit: PAGE });
+        }
+        if conv.unread > 0 {
+            conv.pending_marker = conv.unread;
+            conv.resolve_marker();
+        }
+    }
+    mark_focused_read(app, fx);
+    ensure_focus_visible(app);
+}
+
+/// If the focused conversation has unread messages and the user can see it, mark it read.
+pub(super) fn mark_focused_read(app: &mut App, fx: &mut Vec<Effect>) {
+    if !app.terminal_focused {
+        return;
+    }
+    let Some(id) = app.focused.clone() else { return };
+    if let Some(conv) = app.conversation_mut(&id)
+        && conv.unread > 0
+    {
+        conv.unread = 0;
+        fx.push(Effect::MarkRead { contact: id });
+    }
+}
+
+pub(super) fn scroll_messages(app: &mut App, up: bool, rows: usize, fx: &mut Vec<Effect>) {
+    let areas = Areas::compute(screen(app), app);
+    let Some(conv) = app.focused() else { return };
+    let height = usize::from(areas.messages_inner.height);
+    let total = messages::line_count(app, conv, usize::from(areas.messages_inner.width));
+    let max = total.saturating_sub(height);
+    let Some(id) = app.focused.clone() else { return };
+    let Some(conv) = app.conversation_mut(&id) else { return };
+    if !up {
+        conv.scroll = conv.scroll.saturating_sub(rows).min(max);
+        return;
+    }
+    conv.scroll = (conv.scroll + rows).min(max);
+    if conv.scroll >= max
+        && conv.loaded
+        && conv.has_older
+        && !conv.loading
+        && let Some(oldest) = conv.messages.first().map(|m| m.id.clone())
+    {
+        conv.loading = true;
+        fx.push(Effect::LoadHistory { contact: id, before: Some(oldest), limit: PAGE });
+    }
+}
+
+pub(super) fn ensure_focus_visible(app: &mut App) {
+    let Some(index) = app.focused_index() else { return };
+    let areas = Areas::compute(screen(app), app);
+    let height = usize::from(areas.list_inner.height);
+    let rows = list::rows(app);
+    let Some(first) = rows.iter().position(|r| r.index() == Some(index)) else { return };
+    let last = rows.iter().rposition(|r| r.index() == Some(index)).unwrap_or(first);
+    if height == 0 {
+        return;
+    }
+    if first < app.list_offset {
+        // Show a section header right above, if there is one.
+        app.list_offset =
+            if first > 0 && matches!(rows.get(first - 1), Some(list::Row::Header(_))) { first - 1 } else { first };
+    } else if last >= app.list_offset + height {
+        app.list_offset = (last + 1).saturating_sub(height);
+    }
+}
+
+pub(super) fn clamp_list_offset(app: &mut App) {
+    let areas = Areas::compute(screen(app), app);
+    let rows = list::rows(app).len();
+    app.list_offset = app.list_offset.min(rows.saturating_sub(usize::from(areas.list_inner.height)));
+}
+
+/// Insert or update a contact; blocked contacts leave the list.
+pub(super) fn upsert_contact(app: &mut App, contact: ContactView) {
+    if contact.state == ContactState::Blocked {
+        remove_conversation(app, &contact.peer_id);
+        return;
+    }
+    match app.conversation_mut(&contact.peer_id) {
+        Some(conv) => conv.contact = contact,
+        None => app.conversations.push(Conversation::new(contact)),
+    }
+    app.sort();
+}
+
+pub(super) fn remove_conversation(app: &mut App, peer: &str) {
+    app.conversations.retain(|c| c.peer_id() != peer);
+    if app.focused.as_deref() == Some(peer) {
+        app.focused = None;
+    }
+    clamp_list_offset(app);
+}
+
+/// Focus the first conversation if none is focused.
+pub(super) fn focus_default(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.focused.is_none()
+        && let Some(peer) = app.conversations.first().map(|c| c.peer_id().to_owned())
+    {
+        focus(app, &peer, fx);
+    }
+}
+
+/// A `send` to `peer` is no longer in flight.
+pub(super) fn sent_or_failed(app: &mut App, peer: &str) {
+    if let Some(n) = app.sending.get_mut(peer) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            app.sending.remove(peer);
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! User input: keys (by overlay), mouse and paste, and the slash commands they run.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::Position;
+
+use super::update::{clamp_list_offset, focus, page_rows, screen, scroll_messages, switch};
+use super::{App, InviteView, Overlay, Switcher};
+use crate::action::Effect;
+use crate::commands::{self, Command};
+use crate::ui::{layout::Areas, list, overlay};
+
+/// Rows the mouse wheel scrolls per notch.
+const WHEEL_ROWS: usize = 3;
+
+// ---- keys ----------------------------------------------------------------------------
+
+pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    if key.kind == KeyEventKind::Release {
+        return;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = key.modifiers.contains(KeyModifiers::ALT);
+    match key.code {
+        KeyCode::Char('c' | 'q') if ctrl && !alt => {
+            quit(app, fx);
+            return;
+        }
+        KeyCode::F(1) => {
+            app.overlay = match app.overlay {
+                Some(Overlay::Help { .. }) => None,
+                _ => Some(Overlay::Help { scroll: 0 }),
+            };
+            return;
+        }
+        _ => {}
+    }
+    match app.overlay {
+        Some(Overlay::Help { .. }) => help_key(app, key),
+        Some(Overlay::Switcher(_)) => switcher_key(app, key, fx),
+        Some(Overlay::Invite(_)) => invite_key(app, key),
+        None => main_key(app, key, fx),
+    }
+}
+
+fn quit(app: &mut App, fx: &mut Vec<Effect>) {
+    app.quit = true;
+    fx.push(Effect::Quit);
+}
+
+fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = key.modifiers.contains(KeyModifiers::ALT);
+    let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+    let page = page_rows(app);
+    match key.code {
+        // ---- conversations and scrolling ----
+        KeyCode::Tab if !ctrl && !alt => switch(app, 1, fx),
+        KeyCode::BackTab => switch(app, -1, fx),
+        KeyCode::Down if alt => switch(app, 1, fx),
+        KeyCode::Up if alt => switch(app, -1, fx),
+        KeyCode::Char('n') if ctrl => switch(app, 1, fx),
+        KeyCode::Char('p') if ctrl => switch(app, -1, fx),
+        KeyCode::Char('k') if ctrl => app.overlay = Some(Overlay::Switcher(Switcher::default())),
+        KeyCode::PageUp => scroll_messages(app, true, page, fx),
+        KeyCode::PageDown => scroll_messages(app, false, page, fx),
+        KeyCode::Esc => match app.focused_mut() {
+            Some(conv) if conv.scroll > 0 => conv.scroll = 0,
+            _ => app.status = None,
+        },
+        // ---- submitting ----
+        KeyCode::Enter if alt || shift => edit(app, |i| i.newline()),
+        KeyCode::Char('j') if ctrl => edit(app, |i| i.newline()),
+        KeyCode::Enter => submit(app, fx),
+        KeyCode::Char('?') if app.input.is_empty() && !ctrl && !alt => {
+            app.overlay = Some(Overlay::Help { scroll: 0 });
+        }
+        // ---- cursor ----
+        KeyCode::Left if ctrl || alt => app.input.word_left(),
+        KeyCode::Right if ctrl || alt => app.input.word_right(),
+        KeyCode::Char('b') if alt && !ctrl => app.input.word_left(),
+        KeyCode::Char('f') if alt && !ctrl => app.input.word_right(),
+        KeyCode::Left => app.input.move_left(),
+        KeyCode::Right => app.input.move_right(),
+        KeyCode::Home if ctrl => app.input.buffer_start(),
+        KeyCode::End if ctrl => app.input.buffer_end(),
+        KeyCode::Home => app.input.line_start(),
+        KeyCode::End => app.input.line_end(),
+        KeyCode::Char('a') if ctrl => app.input.line_start(),
+        KeyCode::Char('e') if ctrl => app.input.line_end(),
+        KeyCode::Up => {
+            if !app.input.move_up()
+                && let Some(older) = app.history.older(app.input.text())
+            {
+                let older = older.to_owned();
+                app.input.set_text(older);
+            }
+        }
+        KeyCode::Down => {
+            if !app.input.move_down()
+                && let Some(newer) = app.history.newer()
+            {
+                app.input.set_text(newer);
+            }
+        }
+        // ---- deleting ----
+        KeyCode::Backspace if ctrl || alt => edit(app, |i| i.delete_word_back()),
+        KeyCode::Backspace => edit(app, |i| i.backspace()),
+        KeyCode::Char('h') if ctrl => edit(app, |i| i.backspace()),
+        KeyCode::Delete if ctrl => edit(app, |i| i.delete_word_forward()),
+        KeyCode::Delete => edit(app, |i| i.delete()),
+        KeyCode::Char('w') if ctrl => edit(app, |i| i.delete_word_back()),
+        KeyCode::Char('d') if alt && !ctrl => edit(app, |i| i.delete_word_forward()),
+        KeyCode::Char('u') if ctrl => edit(app, |i| i.delete_to_line_start()),
+        // ---- typing (Ctrl+Alt is AltGr on some systems) ----
+        KeyCode::Char(c) if ctrl == alt => edit(app, |i| i.insert_char(c)),
+        _ => {}
+    }
+}
+
+/// An edit of the message text: stops history browsing.
+fn edit<R>(app: &mut App, f: impl FnOnce(&mut crate::input::Input) -> R) {
+    f(&mut app.input);
+    app.history.stop_browsing();
+}
+
+fn submit(app: &mut App, fx: &mut Vec<Effect>) {
+    let raw = app.input.text().to_owned();
+    if raw.trim().is_empty() {
+        return;
+    }
+    if raw.starts_with('/') && !raw.starts_with("//") {
+        app.history.push(raw.clone());
+        app.input.take();
+        match commands::parse(&raw) {
+            Ok(command) => run_command(app, command, fx),
+            Err(e) => app.set_status(e.to_string(), true),
+        }
+        return;
+    }
+    let Some(contact) = app.focused.clone() else {
+        app.set_status("no conversation open: add a contact with /add or /invite", true);
+        return;
+    };
+    app.history.push(raw.clone());
+    app.input.take();
+    // `//text` sends `/text`.
+    let text = if raw.starts_with("//") { raw[1..].to_owned() } else { raw };
+    if let Some(conv) = app.conversation_mut(&contact) {
+        conv.scroll = 0;
+    }
+    *app.sending.entry(contact.clone()).or_default() += 1;
+    fx.push(Effect::Send { contact, text });
+}
+
+fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
+    match command {
+        Command::Add { target, alias } => {
+            app.set_status("adding the contact…", false);
+            fx.push(Effect::Add { target, alias });
+        }
+        Command::Invite => {
+            app.overlay = Some(Overlay::Invite(InviteView::Loading));
+            fx.push(Effect::Invite);
+        }
+        Command::Accept(who) => with_contact(app, who, "/accept", fx, |contact| Effect::Accept { contact }),
+        Command::Reject(who) => with_contact(app, who, "/reject", fx, |contact| Effect::Reject { contact }),
+        Command::Block(who) => with_contact(app, who, "/block", fx, |contact| Effect::Block { contact }),
+        Command::Read => match app.focused.clone() {
+            Some(contact) => {
+                if let Some(conv) = app.conversation_mut(&contact) {
+                    conv.unread = 0;
+                }
+                fx.push(Effect::MarkRead { contact });
+            }
+            None => app.set_status("no conversation open", true),
+        },
+        Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
+        Command::Quit => quit(app, fx),
+        Command::Group => app.set_status("groups are not available yet", false),
+    }
+}
+
+/// Run a contact command on `who`, or on the focused conversation.
+fn with_contact(
+    app: &mut App,
+    who: Option<String>,
+    name: &str,
+    fx: &mut Vec<Effect>,
+    effect: impl FnOnce(String) -> Effect,
+) {
+    match who.or_else(|| app.focused.clone()) {
+        Some(contact) => fx.push(effect(contact)),
+        None => app.set_status(format!("no conversation open: {name} <contact>"), true),
+    }
+}
+
+fn help_key(app: &mut App, key: KeyEvent) {
+    let max = overlay::help_line_count(app.size).saturating_sub(1);
+    let page = page_rows(app);
+    let Some(Overlay::Help { scroll }) = &mut app.overlay else { return };
+    match key.code {
+        KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => app.overlay = None,
+        KeyCode::Up => *scroll = scroll.saturating_sub(1),
+        KeyCode::Down => *scroll = (*scroll + 1).min(max),
+        KeyCode::PageUp => *scroll = scroll.saturating_sub(page),
+        KeyCode::PageDown => *scroll = (*scroll + page).min(max),
+        KeyCode::Home => *scroll = 0,
+        KeyCode::End => *scroll = max,
+        _ => {}
+    }
+}
+
+fn invite_key(app: &mut App, key: KeyEvent) {
+    let page = page_rows(app);
+    let Some(Overlay::Invite(view)) = &mut app.overlay else { return };
+    let scroll = match view {
+        InviteView::Ready { scroll, .. } => Some(scroll),
+        InviteView::Loading => None,
+    };
+    match (key.code, scroll) {
+        (KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q'), _) => app.overlay = None,
+        (KeyCode::Up, Some(s)) => *s = s.saturating_sub(1),
+        (KeyCode::Down, Some(s)) => *s = s.saturating_add(1).min(200),
+        (KeyCode::PageUp, Some(s)) => *s = s.saturating_sub(page),
+        (KeyCode::PageDown, Some(s)) => *s = s.saturating_add(page).min(200),
+        _ => {}
+    }
+}
+
+fn switcher_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = key.modifiers.contains(KeyModifiers::ALT);
+    let Some(Overlay::Switcher(switcher)) = &app.overlay else { return };
+    let matches = app.switcher_matches(switcher.query.text());
+    let chosen =
+        matches.get(switcher.selected).and_then(|(i, _)| app.conversations.get(*i)).map(|c| c.peer_id().to_owned());
+    let last = matches.len().saturating_sub(1);
+    match key.code {
+        KeyCode::Esc => {
+            app.overlay = None;
+            return;
+        }
+        KeyCode::Char('k') if ctrl => {
+            app.overlay = None;
+            return;
+        }
+        KeyCode::Enter => {
+            app.overlay = None;
+            if let Some(peer) = chosen {
+                focus(app, &peer, fx);
+            }
+            return;
+        }
+        _ => {}
+    }
+    let Some(Overlay::Switcher(switcher)) = &mut app.overlay else { return };
+    let query = &mut switcher.query;
+    let edited = match key.code {
+        KeyCode::Up | KeyCode::BackTab => {
+            switcher.selected = switcher.selected.saturating_sub(1);
+            false
+        }
+        KeyCode::Char('p') if ctrl => {
+            switcher.selected = switcher.selected.saturating_sub(1);
+            false
+        }
+        KeyCode::Down | KeyCode::Tab => {
+            switcher.selected = (switcher.selected + 1).min(last);
+            false
+        }
+        KeyCode::Char('n') if ctrl => {
+            switcher.selected = (switcher.selected + 1).min(last);
+            false
+        }
+        KeyCode::Backspace => query.backspace(),
+        KeyCode::Delete => query.delete(),
+        KeyCode::Char('w') if ctrl => query.delete_word_back(),
+        KeyCode::Char('u') if ctrl => query.delete_to_line_start(),
+        KeyCode::Left => {
+            query.move_left();
+            false
+        }
+        KeyCode::Right => {
+            query.move_right();
+            false
+        }
+        KeyCode::Home => {
+            query.line_start();
+            false
+        }
+        KeyCode::End => {
+            query.line_end();
+            false
+        }
+        KeyCode::Char(c) if ctrl == alt => {
+            query.insert_char(c);
+            true
+        }
+        _ => false,
+    };
+    if edited {
+        switcher.selected = 0;
+    }
+}
+
+// ---- mouse and paste -------------------------------------------------------------------
+
+pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
+    let areas = Areas::compute(screen(app), app);
+    let at = Position { x: mouse.column, y: mouse.row };
+    let up = match mouse.kind {
+        MouseEventKind::ScrollUp => true,
+        MouseEventKind::ScrollDown => false,
+        MouseEventKind::Down(MouseButton::Left) => {
+            if app.overlay.is_none() && areas.list_inner.contains(at) {
+                let row = app.list_offset + usize::from(at.y - areas.list_inner.y);
+                let rows = list::rows(app);
+                if let Some(i) = rows.get(row).and_then(list::Row::index)
+                    && let Some(peer) = app.conversations.get(i).map(|c| c.peer_id().to_owned())
+                {
+                    focus(app, &peer, fx);
+                }
+            }
+            return;
+        }
+        _ => return,
+    };
+    match &mut app.overlay {
+        Some(Overlay::Help { scroll }) => {
+            let max = overlay::help_line_count(app.size).saturating_sub(1);
+            *scroll = if up { scroll.saturating_sub(WHEEL_ROWS) } else { (*scroll + WHEEL_ROWS).min(max) };
+        }
+        Some(Overlay::Invite(InviteView::Ready { scroll, .. })) => {
+            *scroll = if up { scroll.saturating_sub(WHEEL_ROWS) } else { scroll.saturating_add(WHEEL_ROWS).min(200) };
+        }
+        Some(Overlay::Switcher(_)) => {
+            let code = if up { KeyCode::Up } else { KeyCode::Down };
+            switcher_key(app, KeyEvent::new(code, KeyModifiers::NONE), fx);
+        }
+        Some(Overlay::Invite(InviteView::Loading)) => {}
+        None if areas.list.contains(at) => {
+            app.list_offset =
+                if up { app.list_offset.saturating_sub(WHEEL_ROWS) } else { app.list_offset + WHEEL_ROWS };
+            clamp_list_offset(app);
+        }
+        None if areas.messages.contains(at) => scroll_messages(app, up, WHEEL_ROWS, fx),
+        None => {}
+    }
+}
+
+pub(super) fn on_paste(app: &mut App, text: &str) {
+    match &mut app.overlay {
+        None => edit(app, |i| i.insert_str(text)),
+        Some(Overlay::Switcher(switcher)) => {
+            let line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            switcher.query.insert_str(&line);
+            switcher.selected = 0;
+        }
+        Some(_) => {}
+    }
+}

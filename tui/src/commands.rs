@@ -1,0 +1,107 @@
+//! Slash commands typed into the input box (`/add`, `/invite`, ...).
+//!
+//! [`parse`] turns a line that starts with `/` into a [`Command`] or a
+//! [`CommandError`] with a message fit for the status line. Executing a command is
+//! the state machine's business ([`crate::app`]).
+
+/// A parsed slash command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `/add <INVITE|PEER_ID> [alias]`: redeem an invite or send a contact request.
+    Add {
+        /// The invite URI or peer id.
+        target: String,
+        /// A local name for the new contact.
+        alias: Option<String>,
+    },
+    /// `/invite`: show our invite and its QR code.
+    Invite,
+    /// `/accept [contact]`: accept a contact request (default: the open one).
+    Accept(Option<String>),
+    /// `/reject [contact]`: reject a contact request (default: the open one).
+    Reject(Option<String>),
+    /// `/block [contact]`: block a contact (default: the open one).
+    Block(Option<String>),
+    /// `/read`: mark the open conversation as read.
+    Read,
+    /// `/help`: show the key bindings and commands.
+    Help,
+    /// `/quit`: leave the interface (the node keeps running).
+    Quit,
+    /// `/group ...`: groups are a later milestone.
+    Group,
+}
+
+/// Why a slash command could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No command has this name.
+    #[error("unknown command /{0} (type /help for the list)")]
+    Unknown(String),
+    /// A required argument is missing.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+}
+
+/// One line per command, for the help overlay.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("/add <invite|peer-id> [alias]", "add a contact by invite, or send a request by peer id"),
+    ("/invite", "show your invite link and QR code"),
+    ("/accept [contact]", "accept a contact request"),
+    ("/reject [contact]", "reject a contact request"),
+    ("/block [contact]", "block a contact"),
+    ("/read", "mark the conversation as read"),
+    ("/help", "this help"),
+    ("/quit", "leave (the node keeps running)"),
+    ("//text", "send a message that starts with /"),
+];
+
+/// Parse `line`, which starts with `/`.
+pub fn parse(line: &str) -> Result<Command, CommandError> {
+    let line = line.trim();
+    let body = line.strip_prefix('/').unwrap_or(line);
+    let mut words = body.split_whitespace();
+    let name = words.next().unwrap_or_default().to_lowercase();
+    let rest: Vec<&str> = words.collect();
+    let optional = |rest: &[&str]| (!rest.is_empty()).then(|| rest.join(" "));
+    match name.as_str() {
+        "add" => {
+            let Some((target, alias)) = rest.split_first() else {
+                return Err(CommandError::Usage("/add <invite|peer-id> [alias]"));
+            };
+            Ok(Command::Add { target: (*target).to_owned(), alias: optional(alias) })
+        }
+        "invite" => Ok(Command::Invite),
+        "accept" => Ok(Command::Accept(optional(&rest))),
+        "reject" => Ok(Command::Reject(optional(&rest))),
+        "block" => Ok(Command::Block(optional(&rest))),
+        "read" => Ok(Command::Read),
+        "help" | "h" | "?" => Ok(Command::Help),
+        "quit" | "q" | "exit" => Ok(Command::Quit),
+        "group" | "groups" => Ok(Command::Group),
+        "" => Err(CommandError::Unknown(String::new())),
+        other => Err(CommandError::Unknown(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(
+            parse("/add kith:abc Bob Smith"),
+            Ok(Command::Add { target: "kith:abc".into(), alias: Some("Bob Smith".into()) })
+        );
+        assert_eq!(parse("/add 12D3x"), Ok(Command::Add { target: "12D3x".into(), alias: None }));
+        assert_eq!(parse("/add"), Err(CommandError::Usage("/add <invite|peer-id> [alias]")));
+        assert_eq!(parse("/ACCEPT"), Ok(Command::Accept(None)));
+        assert_eq!(parse("/block  mallory "), Ok(Command::Block(Some("mallory".into()))));
+        assert_eq!(parse("/group create x"), Ok(Command::Group));
+        assert_eq!(parse("/frobnicate"), Err(CommandError::Unknown("frobnicate".into())));
+        assert_eq!(parse("/"), Err(CommandError::Unknown(String::new())));
+    }
+}

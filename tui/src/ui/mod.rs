@@ -1,0 +1,52 @@
+//! Rendering: a pure function of [`App`] into a ratatui [`Frame`].
+//!
+//! [`render`] draws the conversation list, the message pane, the input box, the
+//! status bar and any overlay, and places the cursor. It reads the state and never
+//! changes it, so the same state always draws the same screen (the snapshot tests
+//! rely on this). Every size works, down to 0×0: panes shrink, then disappear.
+
+pub(crate) mod layout;
+pub(crate) mod list;
+pub(crate) mod messages;
+pub(crate) mod overlay;
+
+mod input;
+mod status;
+mod theme;
+
+use ratatui::Frame;
+
+use crate::app::{App, Overlay};
+use layout::Areas;
+use theme::Theme;
+
+/// Draw the whole interface for `app` into `frame`.
+pub fn render(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    if area.is_empty() {
+        return;
+    }
+    let theme = Theme::new(app.config().no_color);
+    let areas = Areas::compute(area, app);
+    list::render(frame, app, areas.list, areas.list_inner, &theme);
+    messages::render(frame, app, &areas, &theme);
+    let input_cursor = input::render(frame, app, &areas, &theme);
+    status::render(frame, app, areas.status, &theme);
+    let cursor = match app.overlay() {
+        None => input_cursor,
+        Some(Overlay::Help { scroll }) => {
+            overlay::render_help(frame, area, *scroll, &theme);
+            None
+        }
+        Some(Overlay::Switcher(switcher)) => overlay::render_switcher(frame, app, switcher, area, &theme),
+        Some(Overlay::Invite(view)) => {
+            overlay::render_invite(frame, view, area, &theme);
+            None
+        }
+    };
+    if let Some(position) = cursor
+        && area.contains(position)
+    {
+        frame.set_cursor_position(position);
+    }
+}

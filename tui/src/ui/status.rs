@@ -1,0 +1,56 @@
+//! The status bar: node connection, who is online, queued messages, the latest
+//! notice or error, and a pointer to the help.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::theme::Theme;
+use crate::app::{App, NodeState};
+use crate::text;
+
+/// Draw the status bar into `area`.
+pub(crate) fn render(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
+    if area.is_empty() {
+        return;
+    }
+    let width = usize::from(area.width);
+    let node = match app.node() {
+        NodeState::Connecting => " ◌ connecting".to_owned(),
+        NodeState::Connected => " ● connected".to_owned(),
+        NodeState::Disconnected(_) => " ✗ disconnected".to_owned(),
+    };
+    let mut facts = node;
+    if *app.node() == NodeState::Connected {
+        facts.push_str(&format!(" · {} online", app.online_count()));
+        if app.outbox() > 0 {
+            facts.push_str(&format!(" · {} queued", app.outbox()));
+        }
+    }
+    let help = " F1 help ";
+    let mut spans = Vec::new();
+    let mut used = 0;
+    let mut add = |s: String, style, spans: &mut Vec<Span<'static>>| {
+        let room = width.saturating_sub(used);
+        let s = text::truncate(&s, room);
+        used += text::width(&s);
+        if !s.is_empty() {
+            spans.push(Span::styled(s, style));
+        }
+    };
+    add(facts, theme.status_bar(), &mut spans);
+    if let Some(status) = app.status() {
+        let style = if status.error { theme.error() } else { theme.status_bar() };
+        add(" · ".to_owned(), theme.status_bar(), &mut spans);
+        add(status.text.clone(), style, &mut spans);
+    }
+    let room = width.saturating_sub(used);
+    if room > help.len() {
+        spans.push(Span::styled(" ".repeat(room - help.len()), theme.status_bar()));
+        spans.push(Span::styled(help, theme.status_bar()));
+    } else {
+        spans.push(Span::styled(" ".repeat(room), theme.status_bar()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(theme.status_bar()), area);
+}

@@ -1,0 +1,216 @@
+//! Fixtures shared by the integration tests: contacts, messages, keys, and an `App`
+//! built the way the runtime builds it (responses fed through `update`), without a
+//! node or a terminal.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
+use kith_p2p::node::{Event, Status};
+use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
+use kith_tui::{Action, App, Config, Effect, Response, update};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+/// Tue, 14 Jan 2025 10:42:00 UTC.
+pub const NOW: u64 = 1_736_851_320_000;
+pub const MINUTE: u64 = 60_000;
+pub const DAY: u64 = 24 * 60 * MINUTE;
+
+pub const ME: &str = "12D3KooWMeMeMeMeMeMeMeMeMeMeMeMeMeMeMeMeMeMeMeMe0001";
+pub const ALISA: &str = "12D3KooWAlisaAlisaAlisaAlisaAlisaAlisaAlisaAlisa0002";
+pub const WANG: &str = "12D3KooWWangWangWangWangWangWangWangWangWangWang0003";
+pub const BOB: &str = "12D3KooWBobBobBobBobBobBobBobBobBobBobBobBobBobB0004";
+pub const MALLORY: &str = "12D3KooWMalloryMalloryMalloryMalloryMalloryMall0005";
+
+pub fn contact(peer: &str, alias: &str, state: ContactState) -> ContactView {
+    ContactView {
+        peer_id: peer.to_owned(),
+        alias: (!alias.is_empty()).then(|| alias.to_owned()),
+        display_name: None,
+        state,
+        addrs: Vec::new(),
+        relays: Vec::new(),
+    }
+}
+
+/// A message `n` (its id and Lamport counter derive from `n`).
+pub fn message(n: u64, peer: &str, direction: Direction, text: &str, at: u64, state: MessageState) -> MessageView {
+    let author = match direction {
+        Direction::Outgoing => ME,
+        Direction::Incoming => peer,
+    };
+    MessageView {
+        id: format!("{n:032x}"),
+        conversation: format!("{:032x}", peer.len() as u64 * 7919 + peer.bytes().map(u64::from).sum::<u64>()),
+        peer: Some(peer.to_owned()),
+        author: author.to_owned(),
+        direction,
+        text: text.to_owned(),
+        sent_at: at,
+        received_at: at,
+        lamport: n,
+        state,
+    }
+}
+
+pub fn incoming(n: u64, peer: &str, text: &str, at: u64) -> MessageView {
+    message(n, peer, Direction::Incoming, text, at, MessageState::Read)
+}
+
+pub fn outgoing(n: u64, peer: &str, text: &str, at: u64, state: MessageState) -> MessageView {
+    message(n, peer, Direction::Outgoing, text, at, state)
+}
+
+pub fn key(code: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+pub fn ctrl(c: char) -> Action {
+    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+pub fn with(code: KeyCode, modifiers: KeyModifiers) -> Action {
+    Action::Key(KeyEvent::new(code, modifiers))
+}
+
+pub fn click(column: u16, row: u16) -> Action {
+    Action::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    })
+}
+
+pub fn wheel(up: bool, column: u16, row: u16) -> Action {
+    let kind = if up { MouseEventKind::ScrollUp } else { MouseEventKind::ScrollDown };
+    Action::Mouse(MouseEvent { kind, column, row, modifiers: KeyModifiers::NONE })
+}
+
+/// Type `text` key by key; returns all effects.
+pub fn type_text(app: &mut App, text: &str) -> Vec<Effect> {
+    text.chars().flat_map(|c| update(app, key(KeyCode::Char(c)))).collect()
+}
+
+pub fn config() -> Config {
+    Config { no_color: false, bell: true, notify: true, utc_offset_secs: 0 }
+}
+
+pub fn status(online: &[&str]) -> Status {
+    Status {
+        peer_id: ME.to_owned(),
+        listen_addrs: Vec::new(),
+        connected_peers: online.iter().map(|p| (*p).to_owned()).collect(),
+        routing_table_size: 3,
+        relays: Vec::new(),
+        outbox: 0,
+    }
+}
+
+/// The conversation with Алиса: yesterday and today, Cyrillic, CJK, emoji, every
+/// delivery state, a multi-line message and one long enough to wrap.
+pub fn alisa_history() -> Vec<MessageView> {
+    let yesterday = NOW - DAY;
+    vec![
+        incoming(1, ALISA, "Привет! Как дела?", yesterday),
+        outgoing(2, ALISA, "Всё хорошо, спасибо 🙂", yesterday + MINUTE, MessageState::Read),
+        incoming(3, ALISA, "Смотри: 你好世界 — это «hello world» по-китайски 🌏", NOW - 30 * MINUTE),
+        outgoing(4, ALISA, "Круто! 🎉🎉🎉\nВторая строка\nтретья", NOW - 20 * MINUTE, MessageState::Delivered),
+        outgoing(5, ALISA, "Отправлено, но ещё не доставлено", NOW - 10 * MINUTE, MessageState::Sent),
+        incoming(
+            6,
+            ALISA,
+            "Длинное сообщение, которое точно не поместится в одну строку и должно аккуратно перенестись по словам.",
+            NOW - 5 * MINUTE,
+        ),
+        incoming(7, ALISA, "日本語のテキストも大丈夫ですか？全角文字は二列を占めます。", NOW - 2 * MINUTE),
+        outgoing(8, ALISA, "Ещё в очереди", NOW - MINUTE, MessageState::Pending),
+    ]
+}
+
+/// The standard scene: four conversations and a request; Алиса focused and
+/// loaded, with her two newest messages unread when she was opened.
+pub fn scene(config: Config) -> App {
+    let mut app = App::new(config);
+    update(&mut app, Action::Resize { width: 100, height: 30 });
+    let contacts = vec![
+        contact(ALISA, "Алиса", ContactState::Accepted),
+        contact(WANG, "王小明", ContactState::Accepted),
+        contact(BOB, "Bob 🎸", ContactState::Accepted),
+        contact(MALLORY, "", ContactState::PendingIn),
+    ];
+    let history = alisa_history();
+    let inbox = vec![
+        InboxEntry {
+            conversation: "a".repeat(32),
+            contact: Some(contact(ALISA, "Алиса", ContactState::Accepted)),
+            unread: 2,
+            last: history.last().cloned(),
+        },
+        InboxEntry {
+            conversation: "b".repeat(32),
+            contact: Some(contact(WANG, "王小明", ContactState::Accepted)),
+            unread: 3,
+            last: Some(incoming(100, WANG, "你好！明天见面吗？我们可以一起吃饭。", NOW - 3 * MINUTE)),
+        },
+    ];
+    let requests = vec![RequestView {
+        contact: contact(MALLORY, "", ContactState::PendingIn),
+        held_messages: 1,
+        preview: Some("hi, remember me?".to_owned()),
+    }];
+    update(&mut app, Action::Done(Response::Status(status(&[ALISA, BOB]))));
+    let fx = update(&mut app, Action::Done(Response::Snapshot { contacts, requests, inbox }));
+    assert_eq!(app.focused_id(), Some(ALISA), "the most recent conversation opens first");
+    assert!(fx.contains(&Effect::LoadHistory { contact: ALISA.to_owned(), before: None, limit: 50 }), "{fx:?}");
+    assert!(fx.contains(&Effect::MarkRead { contact: ALISA.to_owned() }), "{fx:?}");
+    update(
+        &mut app,
+        Action::Done(Response::Preview {
+            contact: BOB.to_owned(),
+            message: Some(outgoing(200, BOB, "see you at 8", NOW - DAY, MessageState::Read)),
+        }),
+    );
+    // Only 8 messages: the page is short, so this is the whole conversation.
+    update(
+        &mut app,
+        Action::Done(Response::History { contact: ALISA.to_owned(), before: None, limit: 50, messages: history }),
+    );
+    app
+}
+
+pub fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    terminal.draw(|frame| kith_tui::render(frame, app)).expect("draw");
+    terminal
+}
+
+/// The screen as text, one line per row, wide characters once (without the cells
+/// they cover), trailing spaces trimmed.
+pub fn text_of(terminal: &Terminal<TestBackend>) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        let mut line = String::new();
+        let mut skip = 0;
+        for x in 0..buffer.area.width {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let symbol = buffer[(x, y)].symbol();
+            line.push_str(symbol);
+            skip = symbol.width().saturating_sub(1);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A node event as an action.
+pub fn event(event: Event) -> Action {
+    Action::Node(event)
+}
