@@ -11,6 +11,7 @@ pub mod control;
 pub mod data;
 pub mod dm;
 pub mod envelope;
+pub mod group;
 pub mod home;
 pub mod identity;
 pub mod invite;
