@@ -305,10 +305,10 @@ pub fn history(
     let before = before
         .map(|s| s.parse::<MessageId>().map_err(|_| OpError::Invalid(format!("bad message id {s:?}"))))
         .transpose()?;
-    if let Some(id) = before {
-        if store.messages().get(id)?.is_none() {
-            return Err(OpError::UnknownMessage(id.to_string()));
-        }
+    if let Some(id) = before
+        && store.messages().get(id)?.is_none()
+    {
+        return Err(OpError::UnknownMessage(id.to_string()));
     }
     let page = store.messages().page(direct_conversation(me, &peer), before, limit)?;
     Ok(page.iter().map(|m| MessageView::new(m, Some(&contact.peer_id))).collect())

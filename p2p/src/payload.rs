@@ -88,10 +88,10 @@ impl Payload {
         if versioned.v != PAYLOAD_VERSION {
             return Err(WireError::UnsupportedVersion(versioned.v));
         }
-        if let Payload::Text { text, .. } = &versioned.p {
-            if text.len() > MAX_TEXT_LEN {
-                return Err(WireError::TooLarge { len: text.len(), max: MAX_TEXT_LEN });
-            }
+        if let Payload::Text { text, .. } = &versioned.p
+            && text.len() > MAX_TEXT_LEN
+        {
+            return Err(WireError::TooLarge { len: text.len(), max: MAX_TEXT_LEN });
         }
         Ok(versioned.p)
     }

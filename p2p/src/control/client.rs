@@ -87,10 +87,8 @@ impl Client {
         }
         loop {
             let value = self.read_value().await?;
-            if let Some(event) = value.get("event") {
-                if let Ok(event) = serde_json::from_value(event.clone()) {
-                    return Ok(event);
-                }
+            if let Some(Ok(event)) = value.get("event").map(|e| serde_json::from_value(e.clone())) {
+                return Ok(event);
             }
         }
     }

@@ -116,10 +116,8 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                 }
                 let (reply, subscribe) = request(&line, backend).await;
                 line.clear();
-                if subscribe {
-                    if let Backend::Node(node) = backend {
-                        events = Some(node.subscribe());
-                    }
+                if let (true, Backend::Node(node)) = (subscribe, backend) {
+                    events = Some(node.subscribe());
                 }
                 write_line(&mut write, &reply).await?;
             }

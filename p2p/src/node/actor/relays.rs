@@ -273,10 +273,9 @@ impl Actor {
         }
         let (recipient, settled) = (a.recipient, a.settled);
         self.relays.attempts.remove(&attempt);
-        if !settled {
-            if let Some(delay) = self.queues.fail(&recipient, Flight::Relays(attempt), Instant::now()) {
-                tracing::debug!(%recipient, ?delay, "no relay holds the batch; will retry");
-            }
+        let retry = if settled { None } else { self.queues.fail(&recipient, Flight::Relays(attempt), Instant::now()) };
+        if let Some(delay) = retry {
+            tracing::debug!(%recipient, ?delay, "no relay holds the batch; will retry");
         }
     }
 
