@@ -84,6 +84,29 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `cmd` (program, arguments, explicitly set environment; its environment is assumed
+/// cleared) run inside the network namespace `netns` through `ip netns exec`, which
+/// execs the program in place, so the child's pid is the program's own. Set
+/// `KITH_NETNS_LOG` (a `RUST_LOG` filter) to see the logs of processes run this way.
+pub fn in_netns(netns: &str, cmd: &Command) -> Command {
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("ip");
+    let mut wrapped = Command::new(ip);
+    wrapped.env_clear();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            wrapped.env(key, value);
+        }
+    }
+    if let Some(filter) = std::env::var_os("KITH_NETNS_LOG") {
+        wrapped.env("RUST_LOG", filter);
+    }
+    wrapped.args(["netns", "exec", netns]).arg(cmd.get_program()).args(cmd.get_args()).stdin(Stdio::null());
+    wrapped
+}
+
 /// A `kith-relay` with its config and data in a temp dir, on a fixed loopback port so
 /// that it keeps its address across restarts.
 pub struct Relay {
@@ -97,6 +120,10 @@ pub struct Relay {
     /// The addresses from its `ready` line.
     pub addrs: Vec<String>,
     port: u16,
+    /// The IPv4 address it listens on (127.0.0.1 unless made by [`Relay::in_netns`]).
+    ip: String,
+    /// The network namespace it runs in, if not the test's own.
+    netns: Option<String>,
 }
 
 impl Relay {
@@ -110,7 +137,40 @@ impl Relay {
             data_dir.to_str().unwrap()
         );
         std::fs::write(dir.path().join("relay.toml"), config).unwrap();
-        Relay { dir, data_dir, process: None, peer_id: String::new(), addrs: Vec::new(), port }
+        Relay {
+            dir,
+            data_dir,
+            process: None,
+            peer_id: String::new(),
+            addrs: Vec::new(),
+            port,
+            ip: "127.0.0.1".into(),
+            netns: None,
+        }
+    }
+
+    /// A relay that runs in the network namespace `netns` and listens on `ip`, TCP and
+    /// QUIC, port 4001 (the namespace is the test's own, so the port is free), plus
+    /// `extra` TOML.
+    pub fn in_netns(netns: &str, ip: &str, extra: &str) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let port = 4001;
+        let config = format!(
+            "listen = [\"/ip4/{ip}/tcp/{port}\", \"/ip4/{ip}/udp/{port}/quic-v1\"]\ndata_dir = {:?}\n{extra}\n",
+            data_dir.to_str().unwrap()
+        );
+        std::fs::write(dir.path().join("relay.toml"), config).unwrap();
+        Relay {
+            dir,
+            data_dir,
+            process: None,
+            peer_id: String::new(),
+            addrs: Vec::new(),
+            port,
+            ip: ip.into(),
+            netns: Some(netns.into()),
+        }
     }
 
     /// Start it and wait for `ready`.
@@ -122,15 +182,19 @@ impl Relay {
             .arg("--config")
             .arg(self.dir.path().join("relay.toml"))
             .stdin(Stdio::null());
+        if let Some(netns) = &self.netns {
+            cmd = in_netns(netns, &cmd);
+        }
         let (child, peer_id, addrs) = spawn_ready(cmd, "kith-relay");
         self.process = Some(child);
         self.peer_id = peer_id;
         self.addrs = addrs;
     }
 
-    /// Its dialable address, `/ip4/127.0.0.1/tcp/<port>/p2p/<peer id>`.
+    /// Its dialable address, `/ip4/127.0.0.1/tcp/<port>/p2p/<peer id>` (its own IP
+    /// instead of 127.0.0.1 when made by [`Relay::in_netns`]).
     pub fn addr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.port, self.peer_id)
+        format!("/ip4/{}/tcp/{}/p2p/{}", self.ip, self.port, self.peer_id)
     }
 
     /// SIGKILL it and reap it.
@@ -167,6 +231,9 @@ pub struct Peer {
     pub peer_id: String,
     /// The daemon's listen addresses from its `ready` line.
     pub addrs: Vec<String>,
+    /// The network namespace the daemon runs in (`None`: the test's own). CLI commands
+    /// run in the test's namespace: the control socket is a file, reachable from any.
+    pub netns: Option<String>,
 }
 
 impl Peer {
@@ -174,7 +241,8 @@ impl Peer {
     pub fn init(name: &str) -> Peer {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
-        let mut peer = Peer { _dir: dir, home, name: name.into(), daemon: None, peer_id: String::new(), addrs: vec![] };
+        let mut peer =
+            Peer { _dir: dir, home, name: name.into(), daemon: None, peer_id: String::new(), addrs: vec![], netns: None };
         let out = peer.json(&["init", "--no-passphrase", "--name", name, "--json"]);
         peer.peer_id = out["peer_id"].as_str().unwrap().to_owned();
         peer
@@ -232,7 +300,11 @@ impl Peer {
             args.extend_from_slice(&["--listen", addr]);
         }
         args.extend_from_slice(extra);
-        let (child, peer_id, addrs) = spawn_ready(self.command(&args), &format!("{} daemon", self.name));
+        let mut cmd = self.command(&args);
+        if let Some(netns) = &self.netns {
+            cmd = in_netns(netns, &cmd);
+        }
+        let (child, peer_id, addrs) = spawn_ready(cmd, &format!("{} daemon", self.name));
         assert_eq!(peer_id, self.peer_id);
         self.addrs = addrs;
         self.daemon = Some(child);

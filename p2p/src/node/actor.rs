@@ -11,8 +11,8 @@ use kith_storage::{Contact, ContactState, ConversationId, Message, MessageId, Me
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, tcp, yamux};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, dcutr, identify, mdns, noise, tcp, yamux};
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
@@ -39,6 +39,9 @@ const STARTUP_DIALS: usize = 64;
 const PUBLISH_SPACING: Duration = Duration::from_secs(2);
 /// Most sends sharing one flush; bounds how long the first caller waits.
 const MAX_SEND_BATCH: usize = 512;
+/// Immediate redials of a contact whose delivery failed on a dial that left some of
+/// its addresses untried (see [`Actor::redial_untried`]), until a connection opens.
+const MAX_REDIALS: u8 = 3;
 
 /// A `Command::Send`, unpacked.
 struct SendRequest {
@@ -71,6 +74,10 @@ pub(crate) struct Actor {
     next_refresh: Instant,
     relays: relays::RelayState,
     next_drain: Instant,
+    /// Addresses the last failed dial to a peer with queued mail tried.
+    failed_dials: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
+    redials: HashMap<PeerId, u8>,
 }
 
 impl Actor {
@@ -172,6 +179,8 @@ impl Actor {
             next_refresh: Instant::now() + timers.record_refresh,
             relays: relays::RelayState::default(),
             next_drain: Instant::now() + DRAIN_INTERVAL,
+            failed_dials: HashMap::new(),
+            redials: HashMap::new(),
             config,
         };
         actor.bootstrap();
@@ -649,6 +658,9 @@ impl Actor {
         if let Some(delay) = self.queues.fail(&peer, Flight::Direct(request_id), now) {
             if matches!(error, request_response::OutboundFailure::DialFailure) {
                 self.lookup(peer);
+                if self.redial_untried(peer) {
+                    return;
+                }
             }
             let has_relays = matches!(self.store.contacts().get(&peer.to_string()), Ok(Some(c)) if Self::has_relays(&c));
             if has_relays {
@@ -660,6 +672,31 @@ impl Actor {
                 tracing::debug!(%peer, %error, ?delay, "delivery attempt failed; will retry");
             }
         }
+    }
+
+    /// libp2p fails a request whose dial waited for another dial to the same peer
+    /// when that one fails, e.g. a DHT query's, made only with the addresses the DHT
+    /// knows (behind NAT: unreachable private ones, never the relay circuit). If the
+    /// failed dial left some of the contact's addresses untried, dial again with them
+    /// now instead of falling back to the relays (at most [`MAX_REDIALS`] times until a
+    /// connection opens). Returns whether it did.
+    fn redial_untried(&mut self, peer: PeerId) -> bool {
+        let tried = self.failed_dials.remove(&peer).unwrap_or_default();
+        let Ok(Some(contact)) = self.store.contacts().get(&peer.to_string()) else { return false };
+        let untried = contact
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse::<Multiaddr>().ok()?.with_p2p(peer).ok())
+            .any(|a| !tried.contains(&a));
+        let redials = self.redials.entry(peer).or_default();
+        if !untried || *redials >= MAX_REDIALS {
+            return false;
+        }
+        *redials += 1;
+        tracing::debug!(%peer, "a dial without the contact's addresses failed; dialing again with them");
+        self.queues.wake(&peer, Instant::now());
+        self.dispatch(peer);
+        true
     }
 
     fn on_request(&mut self, request: DmRequest, channel: request_response::ResponseChannel<DmResponse>) {
@@ -830,11 +867,17 @@ impl Actor {
                 }
                 self.emit(Event::Listening { addr: address.to_string() });
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                let addr = endpoint.get_remote_address().to_string();
+                let relayed = endpoint.is_relayed();
+                tracing::debug!(%peer_id, %addr, relayed, "connection established");
+                self.redials.remove(&peer_id);
+                self.failed_dials.remove(&peer_id);
                 if num_established.get() == 1 {
                     self.connected.insert(peer_id);
                     self.emit(Event::PeerConnected { peer_id: peer_id.to_string() });
                 }
+                self.emit(Event::ConnectionOpened { peer_id: peer_id.to_string(), addr, relayed });
                 self.queues.wake(&peer_id, Instant::now());
                 self.dispatch(peer_id);
                 if num_established.get() == 1 {
@@ -842,6 +885,14 @@ impl Actor {
                         self.start_drain(peer_id, addr);
                     }
                 }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } if self.queues.has_pending(&peer) => {
+                // Reported before the failed requests, which `redial_untried` checks.
+                let tried = match error {
+                    DialError::Transport(attempts) => attempts.into_iter().map(|(addr, _)| addr).collect(),
+                    _ => Vec::new(),
+                };
+                self.failed_dials.insert(peer, tried);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 if num_established == 0 {
@@ -882,6 +933,12 @@ impl Actor {
                     self.learned_address(peer_id, addr);
                 }
             }
+            BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => match result {
+                Ok(connection) => {
+                    tracing::info!(peer = %remote_peer_id, ?connection, "hole punch succeeded: direct connection");
+                }
+                Err(error) => tracing::info!(peer = %remote_peer_id, %error, "hole punch failed; staying relayed"),
+            },
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     self.learned_address(peer, addr);

@@ -44,6 +44,18 @@ pub enum Event {
         /// The peer.
         peer_id: String,
     },
+    /// A connection to a peer opened (every connection, not just a peer's first):
+    /// whether it runs through a relay circuit tells a hole-punched (direct) path from
+    /// a relayed one.
+    ConnectionOpened {
+        /// The peer.
+        peer_id: String,
+        /// The remote address of the connection (for an inbound relayed connection,
+        /// just `/p2p/<peer id>`).
+        addr: String,
+        /// Whether the connection goes through a relay (`/p2p-circuit`).
+        relayed: bool,
+    },
     /// The last connection to a peer went down.
     PeerDisconnected {
         /// The peer.
