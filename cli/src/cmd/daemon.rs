@@ -65,7 +65,7 @@ pub(crate) async fn start(home: &Home, config: NodeConfig) -> Result<(Server, no
         ),
         other => Failure::new(Code::Error, other),
     })?;
-    let store = kith_p2p::data::open_store(&home).map_err(|e| {
+    let store = kith_p2p::data::open_store(home).map_err(|e| {
         Failure::new(Code::Error, anyhow::anyhow!("{e}; is another kith node using this home?"))
     })?;
     let started = node::start(config, store).await.map_err(|e| Failure::new(Code::Error, e))?;

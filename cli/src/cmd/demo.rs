@@ -125,10 +125,10 @@ async fn chat(base: PathBuf, (you_home, you_id): (Home, Identity), (bot_home, bo
 async fn echo(bot: NodeHandle) {
     let mut events = bot.subscribe();
     while let Ok(event) = events.recv().await {
-        if let Event::MessageReceived { message } = event {
-            if message.direction == Direction::Incoming {
-                let _ = bot.send(&message.author, &format!("echo: {}", message.text)).await;
-            }
+        if let Event::MessageReceived { message } = event
+            && message.direction == Direction::Incoming
+        {
+            let _ = bot.send(&message.author, &format!("echo: {}", message.text)).await;
         }
     }
 }

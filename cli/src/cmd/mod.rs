@@ -82,5 +82,5 @@ pub(crate) fn load_identity(home: &Home) -> Result<kith_p2p::identity::Identity>
 
 /// The home's config.toml (defaults when absent); a bad file is a usage error.
 pub(crate) fn load_config(home: &Home) -> Result<kith_p2p::config::Config> {
-    kith_p2p::config::Config::load(&home.config_path()).map_err(|e| Failure::usage(e))
+    kith_p2p::config::Config::load(&home.config_path()).map_err(Failure::usage)
 }

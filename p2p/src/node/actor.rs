@@ -518,11 +518,11 @@ impl Actor {
     fn drop_queues_of_blocked(&mut self) {
         let Ok(contacts) = self.store.contacts().list() else { return };
         for c in contacts.iter().filter(|c| c.state == ContactState::Blocked) {
-            if let Ok(peer) = c.peer_id.parse::<PeerId>() {
-                if self.queues.has_pending(&peer) {
-                    // Kept in the outbox; they go out if the contact is unblocked.
-                    self.queues.forget(&peer);
-                }
+            if let Ok(peer) = c.peer_id.parse::<PeerId>()
+                && self.queues.has_pending(&peer)
+            {
+                // Kept in the outbox; they go out if the contact is unblocked.
+                self.queues.forget(&peer);
             }
         }
     }
@@ -880,10 +880,10 @@ impl Actor {
                 self.emit(Event::ConnectionOpened { peer_id: peer_id.to_string(), addr, relayed });
                 self.queues.wake(&peer_id, Instant::now());
                 self.dispatch(peer_id);
-                if num_established.get() == 1 {
-                    if let Some(addr) = self.is_pinned_relay(&peer_id) {
-                        self.start_drain(peer_id, addr);
-                    }
+                if num_established.get() == 1
+                    && let Some(addr) = self.is_pinned_relay(&peer_id)
+                {
+                    self.start_drain(peer_id, addr);
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } if self.queues.has_pending(&peer) => {
@@ -894,11 +894,9 @@ impl Actor {
                 };
                 self.failed_dials.insert(peer, tried);
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    self.connected.remove(&peer_id);
-                    self.emit(Event::PeerDisconnected { peer_id: peer_id.to_string() });
-                }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.connected.remove(&peer_id);
+                self.emit(Event::PeerDisconnected { peer_id: peer_id.to_string() });
             }
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
             _ => {}
@@ -949,19 +947,17 @@ impl Actor {
     }
 
     fn kad_progress(&mut self, id: QueryId, result: QueryResult, last: bool) {
-        if let QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) = &result {
-            if let Some(peer) = self.lookups.get(&id).copied() {
-                let value = found.record.value.clone();
-                self.on_record(peer, &value);
-            }
+        if let QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) = &result
+            && let Some(peer) = self.lookups.get(&id).copied()
+        {
+            let value = found.record.value.clone();
+            self.on_record(peer, &value);
         }
         if let QueryResult::PutRecord(Err(e)) = &result {
             tracing::debug!(error = %e, "peer record publication incomplete");
         }
-        if last {
-            if let Some(peer) = self.lookups.remove(&id) {
-                self.looking_up.remove(&peer);
-            }
+        if last && let Some(peer) = self.lookups.remove(&id) {
+            self.looking_up.remove(&peer);
         }
     }
 }
