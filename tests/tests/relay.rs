@@ -210,3 +210,29 @@ fn node_listening_only_through_a_relay_circuit_is_reachable() {
     }
     assert_eq!(texts(&bob.history("Alice")), ["through the circuit", "and back"]);
 }
+
+#[test]
+fn relay_add_list_remove_reach_a_running_node() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let mut alice = Peer::init("Alice");
+    alice.start(&[]);
+    let addr = relay.addr();
+    let listed = alice.json(&["relay", "add", &addr, "--json"]);
+    assert_eq!(listed["relays"], serde_json::json!([addr]));
+    // The running node switched at once: no restart needed.
+    assert_eq!(alice.json(&["status", "--json"])["relays"], serde_json::json!([addr]));
+    assert_eq!(alice.json(&["relay", "list", "--json"])["relays"], serde_json::json!([addr]));
+    // New invites advertise it: whoever redeems one knows where to leave mail.
+    let mut bob = Peer::init("Bob");
+    bob.start(&[]);
+    let contact = bob.json(&["add", &alice.invite(), "--name", "alice", "--json"]);
+    assert_eq!(contact["relays"], serde_json::json!([addr]));
+
+    // An address that does not name the relay is a usage error (exit 2).
+    let bad = alice.run(&["relay", "add", "/ip4/127.0.0.1/tcp/4001"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    alice.ok(&["relay", "remove", &addr]);
+    assert_eq!(alice.json(&["status", "--json"])["relays"], serde_json::json!([]));
+    assert_eq!(alice.run(&["relay", "remove", &addr]).status.code(), Some(2));
+}
