@@ -206,6 +206,7 @@ pub(crate) fn status(global: &Global, json_out: bool) -> Result {
         ("dht", format!("{} peer(s) in routing table", s.routing_table_size)),
         ("relays", if s.relays.is_empty() { "none pinned".into() } else { s.relays.join(" ") }),
         ("outbox", format!("{} item(s) waiting", s.outbox)),
+        ("reachability", s.reachability.clone()),
     ])
 }
 

@@ -12,7 +12,7 @@ use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, dcutr, identify, mdns, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, tcp, yamux};
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
@@ -76,6 +76,8 @@ pub(crate) struct Actor {
     next_drain: Instant,
     /// Addresses the last failed dial to a peer with queued mail tried.
     failed_dials: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The latest AutoNAT verdict, for `status`.
+    reachability: String,
     /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
     redials: HashMap<PeerId, u8>,
 }
@@ -180,6 +182,7 @@ impl Actor {
             relays: relays::RelayState::default(),
             next_drain: Instant::now() + DRAIN_INTERVAL,
             failed_dials: HashMap::new(),
+            reachability: "unknown".into(),
             redials: HashMap::new(),
             config,
         };
@@ -313,6 +316,7 @@ impl Actor {
             routing_table_size,
             relays: self.config.relays.iter().map(ToString::to_string).collect(),
             outbox: self.queues.len(),
+            reachability: self.reachability.clone(),
         }
     }
 
@@ -930,6 +934,14 @@ impl Actor {
                 for addr in info.listen_addrs {
                     self.learned_address(peer_id, addr);
                 }
+            }
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                self.reachability = match new {
+                    autonat::NatStatus::Public(addr) => format!("public {addr}"),
+                    autonat::NatStatus::Private => "private".into(),
+                    autonat::NatStatus::Unknown => "unknown".into(),
+                };
+                tracing::info!(reachability = %self.reachability, "AutoNAT status changed");
             }
             BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => match result {
                 Ok(connection) => {

@@ -132,6 +132,10 @@ pub struct Status {
     pub relays: Vec<String>,
     /// Items waiting in the outbox.
     pub outbox: usize,
+    /// What AutoNAT found: `unknown` (not probed yet, e.g. no peers to ask),
+    /// `public <address>` (others can dial us there) or `private` (only through
+    /// relays and hole punching).
+    pub reachability: String,
 }
 
 /// A request to the actor. Every variant that needs an answer carries its oneshot.

@@ -105,6 +105,7 @@ pub fn status(online: &[&str]) -> Status {
         routing_table_size: 3,
         relays: Vec::new(),
         outbox: 0,
+        reachability: "unknown".into(),
     }
 }
 
