@@ -121,8 +121,9 @@ pub(super) fn scroll_messages(app: &mut App, up: bool, rows: usize, fx: &mut Vec
     let areas = Areas::compute(screen(app), app);
     let Some(conv) = app.focused() else { return };
     let height = usize::from(areas.messages_inner.height);
-    let total = messages::line_count(app, conv, usize::from(areas.messages_inner.width));
-    let max = total.saturating_sub(height);
+    let width = usize::from(areas.messages_inner.width);
+    // Only as much history as the new position needs is laid out (see tail_lines).
+    let max = messages::max_scroll(app, conv, width, height, conv.scroll.saturating_add(rows)).unwrap_or(usize::MAX);
     let Some(id) = app.focused.clone() else { return };
     let Some(conv) = app.conversation_mut(&id) else { return };
     if !up {

@@ -93,17 +93,67 @@ fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, t
     lines
 }
 
-/// All rows of `conv` at `width` columns, oldest first.
-pub(crate) fn lines(app: &App, conv: &Conversation, width: usize, theme: &Theme) -> Vec<Line<'static>> {
-    let mut lines = Vec::new();
+/// The last `need` rows of `conv` at `width` columns (or all of them if there are
+/// fewer), oldest first, and whether that is all of them. Built from the newest
+/// message backwards and stopped once `need` rows exist, so the cost of a frame
+/// depends on the screen, not on how much history has been paged in.
+pub(crate) fn tail_lines(
+    app: &App,
+    conv: &Conversation,
+    width: usize,
+    theme: &Theme,
+    need: usize,
+) -> (Vec<Line<'static>>, bool) {
     if width == 0 {
-        return lines;
+        return (Vec::new(), true);
+    }
+    // Blocks are collected bottom-up and reversed at the end.
+    let mut blocks: Vec<Vec<Line<'static>>> = Vec::new();
+    let mut count = 0;
+    let mut push = |block: Vec<Line<'static>>, blocks: &mut Vec<Vec<Line<'static>>>| {
+        count += block.len();
+        blocks.push(block);
+        count
+    };
+    match conv.contact.state {
+        ContactState::PendingIn => {
+            let text = format!("{} wants to add you as a contact: /accept, /reject or /block", conv.label());
+            push(notice(&text, width, theme.notice()), &mut blocks);
+        }
+        ContactState::PendingOut => {
+            let text = format!("{} has not accepted your contact request yet", conv.label());
+            push(notice(&text, width, theme.notice()), &mut blocks);
+        }
+        _ => {}
     }
     if !conv.loaded {
         if conv.loading {
-            lines.extend(notice("loading messages…", width, theme.dim()));
+            push(notice("loading messages…", width, theme.dim()), &mut blocks);
         }
-    } else {
+        return (flatten(blocks), true);
+    }
+    if conv.messages.is_empty() && !conv.has_older && !conv.is_request() {
+        push(notice("no messages yet: say hello", width, theme.dim()), &mut blocks);
+    }
+    let offset = app.config().utc_offset_secs;
+    let mut complete = true;
+    for (i, m) in conv.messages.iter().enumerate().rev() {
+        let mut block = Vec::new();
+        let d = text::day_of(m.sent_at, offset);
+        let new_day = i == 0 || text::day_of(conv.messages[i - 1].sent_at, offset) != d;
+        if new_day {
+            block.push(rule(&text::date_label(d), width, theme.separator()));
+        }
+        if conv.unread_marker.as_deref() == Some(m.id.as_str()) {
+            block.push(rule("new messages", width, theme.new_marker()));
+        }
+        block.extend(message_rows(app, conv, m, width, theme));
+        if push(block, &mut blocks) >= need && i > 0 {
+            complete = false;
+            break;
+        }
+    }
+    if complete {
         let top = if !conv.has_older {
             format!("beginning of your conversation with {}", conv.label())
         } else if conv.loading {
@@ -111,43 +161,21 @@ pub(crate) fn lines(app: &App, conv: &Conversation, width: usize, theme: &Theme)
         } else {
             "↑ PageUp for older messages".to_owned()
         };
-        lines.extend(notice(&top, width, theme.dim()));
-        let offset = app.config().utc_offset_secs;
-        let mut day = None;
-        for m in &conv.messages {
-            let d = text::day_of(m.sent_at, offset);
-            if day != Some(d) {
-                day = Some(d);
-                lines.push(rule(&text::date_label(d), width, theme.separator()));
-            }
-            if conv.unread_marker.as_deref() == Some(m.id.as_str()) {
-                lines.push(rule("new messages", width, theme.new_marker()));
-            }
-            lines.extend(message_rows(app, conv, m, width, theme));
-        }
-        if conv.messages.is_empty() && !conv.has_older && !conv.is_request() {
-            lines.extend(notice("no messages yet: say hello", width, theme.dim()));
-        }
+        push(notice(&top, width, theme.dim()), &mut blocks);
     }
-    match conv.contact.state {
-        ContactState::PendingIn => lines.extend(notice(
-            &format!("{} wants to add you as a contact: /accept, /reject or /block", conv.label()),
-            width,
-            theme.notice(),
-        )),
-        ContactState::PendingOut => lines.extend(notice(
-            &format!("{} has not accepted your contact request yet", conv.label()),
-            width,
-            theme.notice(),
-        )),
-        _ => {}
-    }
-    lines
+    (flatten(blocks), complete)
 }
 
-/// How many rows `conv` takes at `width` (for scrolling).
-pub(crate) fn line_count(app: &App, conv: &Conversation, width: usize) -> usize {
-    lines(app, conv, width, &Theme::new(true)).len()
+/// Bottom-up blocks → rows oldest first.
+fn flatten(blocks: Vec<Vec<Line<'static>>>) -> Vec<Line<'static>> {
+    blocks.into_iter().rev().flatten().collect()
+}
+
+/// The most `conv` can be scrolled up at this size: rows above the screen when they
+/// are fewer than `within`, else `None` (more than `within`: not at the top yet).
+pub(crate) fn max_scroll(app: &App, conv: &Conversation, width: usize, height: usize, within: usize) -> Option<usize> {
+    let (rows, complete) = tail_lines(app, conv, width, &Theme::new(true), within.saturating_add(height));
+    complete.then(|| rows.len().saturating_sub(height))
 }
 
 /// The pane title: online dot, name, short peer id.
@@ -199,11 +227,10 @@ pub(crate) fn render(frame: &mut Frame, app: &App, areas: &super::layout::Areas,
         frame.render_widget(Paragraph::new(rows), area);
         return;
     };
-    let all = lines(app, conv, width, theme);
+    let (all, complete) = tail_lines(app, conv, width, theme, conv.scroll.saturating_add(height));
     let total = all.len();
-    let max_scroll = total.saturating_sub(height);
-    let scroll = conv.scroll.min(max_scroll);
-    let end = total - scroll;
+    let scroll = if complete { conv.scroll.min(total.saturating_sub(height)) } else { conv.scroll };
+    let end = total.saturating_sub(scroll);
     let start = end.saturating_sub(height);
     let shown: Vec<Line> = all.into_iter().skip(start).take(end - start).collect();
     // Anchor at the bottom: a short conversation sits right above the input.
