@@ -149,7 +149,7 @@ impl Config {
                 .get_ref()
                 .iter()
                 .find(|(key, value)| {
-                    contains(&key.span(), span.start) || contains(&value.span(), span.start)
+                    span_contains(&key.span(), span.start) || span_contains(&value.span(), span.start)
                 })
                 .map(|(key, _)| key.get_ref().to_string())
                 .unwrap_or_default();
@@ -306,12 +306,15 @@ fn quote(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
 }
 
-fn contains(span: &Range<usize>, offset: usize) -> bool {
+/// Whether byte `offset` of a TOML document falls in `span` (an empty span counts as
+/// one byte), for pointing errors at the key or value that caused them. Shared with
+/// the relay's config.
+pub fn span_contains(span: &Range<usize>, offset: usize) -> bool {
     span.start <= offset && offset < span.end.max(span.start + 1)
 }
 
 /// The 1-based line holding byte `offset` of `text`.
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()

@@ -4,10 +4,8 @@
 //! private as the keys, so after opening we tighten every file to 0600 and every
 //! directory to 0700.
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kith_storage::Store;
 
@@ -82,25 +80,7 @@ pub fn open_store(home: &Home) -> Result<Store, DataError> {
         path: path.clone(),
         source,
     })?;
-    restrict_tree(&path)?;
+    crate::home::restrict_tree(&path).map_err(|source| DataError::Io { path, source })?;
     Ok(store)
 }
 
-/// Set 0700 on `root` and directories below it and 0600 on every file.
-pub fn restrict_tree(root: &Path) -> Result<(), DataError> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| DataError::Io { path, source }
-    };
-    let meta = fs::symlink_metadata(root).map_err(io_err(root))?;
-    if meta.is_dir() {
-        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
-        for entry in fs::read_dir(root).map_err(io_err(root))? {
-            let entry = entry.map_err(io_err(root))?;
-            restrict_tree(&entry.path())?;
-        }
-    } else if meta.is_file() {
-        fs::set_permissions(root, fs::Permissions::from_mode(0o600)).map_err(io_err(root))?;
-    }
-    Ok(())
-}

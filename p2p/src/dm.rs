@@ -83,22 +83,6 @@ const FRAME_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
-async fn read<T, R>(io: &mut R, max: usize) -> io::Result<T>
-where
-    T: serde::de::DeserializeOwned,
-    R: AsyncRead + Unpin + Send,
-{
-    wire::read_body(io, max, FRAME_VERSION).await
-}
-
-async fn write<T, W>(io: &mut W, body: T, max: usize) -> io::Result<()>
-where
-    T: Serialize,
-    W: AsyncWrite + Unpin + Send,
-{
-    wire::write_body(io, body, max, FRAME_VERSION).await
-}
-
 impl libp2p::request_response::Codec for Codec {
     type Protocol = StreamProtocol;
     type Request = DmRequest;
@@ -108,7 +92,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let request: DmRequest = read(io, MAX_REQUEST_LEN).await?;
+        let request: DmRequest = wire::read_body(io, MAX_REQUEST_LEN, FRAME_VERSION).await?;
         if request.envelopes.len() > MAX_BATCH {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "batch too large"));
         }
@@ -119,21 +103,21 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read(io, MAX_RESPONSE_LEN).await
+        wire::read_body(io, MAX_RESPONSE_LEN, FRAME_VERSION).await
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: DmRequest) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write(io, req, MAX_REQUEST_LEN).await
+        wire::write_body(io, req, MAX_REQUEST_LEN, FRAME_VERSION).await
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: DmResponse) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write(io, res, MAX_RESPONSE_LEN).await
+        wire::write_body(io, res, MAX_RESPONSE_LEN, FRAME_VERSION).await
     }
 }
 

@@ -71,27 +71,7 @@ impl Home {
     /// Creates the directory (and missing parents) if needed and makes sure it is
     /// a directory with mode 0700, tightening an existing one's mode. Idempotent.
     pub fn ensure(&self) -> Result<(), HomeError> {
-        let io_err = |source| HomeError::Io {
-            path: self.root.clone(),
-            source,
-        };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(HOME_MODE)
-            .create(&self.root)
-            .map_err(io_err)?;
-        let meta = fs::metadata(&self.root).map_err(io_err)?;
-        if !meta.is_dir() {
-            return Err(io_err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            )));
-        }
-        if meta.permissions().mode() & 0o777 != HOME_MODE {
-            fs::set_permissions(&self.root, fs::Permissions::from_mode(HOME_MODE))
-                .map_err(io_err)?;
-        }
-        Ok(())
+        create_private_dir(&self.root).map_err(|source| HomeError::Io { path: self.root.clone(), source })
     }
 
     /// The home directory itself.
@@ -151,9 +131,38 @@ fn resolve_from(
         .ok_or(HomeError::NoDataDir)
 }
 
+/// Create `dir` (and missing parents) owner-only (0700), tightening it if it exists.
+/// Fails with `NotADirectory` if a file is in the way.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(HOME_MODE).create(dir)?;
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+    }
+    if meta.permissions().mode() & 0o777 != HOME_MODE {
+        fs::set_permissions(dir, fs::Permissions::from_mode(HOME_MODE))?;
+    }
+    Ok(())
+}
+
+/// Set 0700 on `root` and the directories below it and 0600 on every file: for
+/// databases, which create their files with the process umask.
+pub fn restrict_tree(root: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(root)?;
+    if meta.is_dir() {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
+        for entry in fs::read_dir(root)? {
+            restrict_tree(&entry?.path())?;
+        }
+    } else if meta.is_file() {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
 /// Whether [`write_private_file`] may replace an existing file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Overwrite {
+pub enum Overwrite {
     /// Fail with [`io::ErrorKind::AlreadyExists`] if the target exists.
     Never,
     /// Atomically replace the target.
@@ -164,7 +173,7 @@ pub(crate) enum Overwrite {
 /// directory is written and fsynced, moved into place, then the directory is fsynced.
 /// A crash leaves the old content or the new, never a mix. On error the target is
 /// untouched and the temporary file removed.
-pub(crate) fn write_private_file(
+pub fn write_private_file(
     path: &Path,
     bytes: &[u8],
     overwrite: Overwrite,

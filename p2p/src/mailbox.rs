@@ -508,22 +508,6 @@ const FRAME_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
-async fn read<T, R>(io: &mut R, max: usize) -> io::Result<T>
-where
-    T: serde::de::DeserializeOwned,
-    R: AsyncRead + Unpin + Send,
-{
-    wire::read_body(io, max, FRAME_VERSION).await
-}
-
-async fn write<T, W>(io: &mut W, body: T, max: usize) -> io::Result<()>
-where
-    T: Serialize,
-    W: AsyncWrite + Unpin + Send,
-{
-    wire::write_body(io, body, max, FRAME_VERSION).await
-}
-
 impl libp2p::request_response::Codec for Codec {
     type Protocol = StreamProtocol;
     type Request = MailboxRequest;
@@ -537,7 +521,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let request: MailboxRequest = read(io, MAX_REQUEST_LEN).await?;
+        let request: MailboxRequest = wire::read_body(io, MAX_REQUEST_LEN, FRAME_VERSION).await?;
         request
             .check()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -552,7 +536,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let response: MailboxResponse = read(io, MAX_RESPONSE_LEN).await?;
+        let response: MailboxResponse = wire::read_body(io, MAX_RESPONSE_LEN, FRAME_VERSION).await?;
         response
             .check()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -570,7 +554,7 @@ impl libp2p::request_response::Codec for Codec {
     {
         req.check()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write(io, req, MAX_REQUEST_LEN).await
+        wire::write_body(io, req, MAX_REQUEST_LEN, FRAME_VERSION).await
     }
 
     async fn write_response<T>(
@@ -584,7 +568,7 @@ impl libp2p::request_response::Codec for Codec {
     {
         res.check()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write(io, res, MAX_RESPONSE_LEN).await
+        wire::write_body(io, res, MAX_RESPONSE_LEN, FRAME_VERSION).await
     }
 }
 

@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kith_p2p::config::{line_of, span_contains};
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
@@ -652,29 +653,15 @@ fn key_path_at(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bo
     for (key, value) in table.iter() {
         path.push(key.get_ref().to_string());
         if let DeValue::Table(inner) = value.get_ref() {
-            if key_path_at(inner, offset, path) || contains(&key.span(), offset) {
+            if key_path_at(inner, offset, path) || span_contains(&key.span(), offset) {
                 return true;
             }
-        } else if contains(&key.span(), offset) || contains(&value.span(), offset) {
+        } else if span_contains(&key.span(), offset) || span_contains(&value.span(), offset) {
             return true;
         }
         path.pop();
     }
     false
-}
-
-fn contains(span: &Range<usize>, offset: usize) -> bool {
-    span.start <= offset && offset < span.end.max(span.start + 1)
-}
-
-/// The 1-based line holding byte `offset` of `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]

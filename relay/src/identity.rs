@@ -11,9 +11,10 @@
 //! renamed into place, so a crash never leaves a truncated key behind.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use kith_p2p::home::{Overwrite, create_private_dir, write_private_file};
 use libp2p::identity::Keypair;
 
 /// Why the identity could not be loaded or created.
@@ -73,7 +74,7 @@ pub fn load_or_create(path: &Path) -> Result<(Keypair, Origin), IdentityError> {
                 _ => Path::new("."),
             };
             if !dir.exists() {
-                crate::fs::create_private_dir(dir).map_err(io_err(dir))?;
+                create_private_dir(dir).map_err(io_err(dir))?;
             }
             let keypair = Keypair::generate_ed25519();
             let bytes = keypair
@@ -82,7 +83,9 @@ pub fn load_or_create(path: &Path) -> Result<(Keypair, Origin), IdentityError> {
                     path: path.to_owned(),
                     detail: e.to_string(),
                 })?;
-            write_new(path, &bytes).map_err(io_err(path))?;
+            // Never replaces a file: two relays started at once on one data directory
+            // never overwrite each other's fresh key.
+            write_private_file(path, &bytes, Overwrite::Never).map_err(io_err(path))?;
             Ok((keypair, Origin::Created))
         }
         Err(e) => Err(IdentityError::Io {
@@ -103,35 +106,6 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Keypair, IdentityError> {
         });
     }
     Ok(keypair)
-}
-
-/// Writes `bytes` to a fresh `path` (mode 0600) through a temporary file and a rename,
-/// refusing to replace a file that appeared meanwhile.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
-    let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        // A hard link fails if `path` exists, unlike a rename: two relays started at
-        // once on one data directory never overwrite each other's fresh key.
-        fs::hard_link(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    let _ = fs::remove_file(&tmp);
-    result
 }
 
 #[cfg(unix)]

@@ -26,7 +26,6 @@
 
 pub mod cli;
 pub mod config;
-mod fs;
 pub mod http;
 pub mod identity;
 pub mod limits;

@@ -129,37 +129,23 @@ pub struct Relay {
 impl Relay {
     /// A relay whose config is the loopback defaults plus `extra` TOML (whole tables).
     pub fn new(extra: &str) -> Relay {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
         let port = free_port();
-        let config = format!(
-            "listen = [\"/ip4/127.0.0.1/tcp/{port}\"]\ndata_dir = {:?}\n{extra}\n",
-            data_dir.to_str().unwrap()
-        );
-        std::fs::write(dir.path().join("relay.toml"), config).unwrap();
-        Relay {
-            dir,
-            data_dir,
-            process: None,
-            peer_id: String::new(),
-            addrs: Vec::new(),
-            port,
-            ip: "127.0.0.1".into(),
-            netns: None,
-        }
+        Relay::configured(&[format!("/ip4/127.0.0.1/tcp/{port}")], "127.0.0.1", port, None, extra)
     }
 
     /// A relay that runs in the network namespace `netns` and listens on `ip`, TCP and
     /// QUIC, port 4001 (the namespace is the test's own, so the port is free), plus
     /// `extra` TOML.
     pub fn in_netns(netns: &str, ip: &str, extra: &str) -> Relay {
+        let listen = [format!("/ip4/{ip}/tcp/4001"), format!("/ip4/{ip}/udp/4001/quic-v1")];
+        Relay::configured(&listen, ip, 4001, Some(netns), extra)
+    }
+
+    /// Write the config (`listen`, a data dir in a fresh temp dir, then `extra`).
+    fn configured(listen: &[String], ip: &str, port: u16, netns: Option<&str>, extra: &str) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
-        let port = 4001;
-        let config = format!(
-            "listen = [\"/ip4/{ip}/tcp/{port}\", \"/ip4/{ip}/udp/{port}/quic-v1\"]\ndata_dir = {:?}\n{extra}\n",
-            data_dir.to_str().unwrap()
-        );
+        let config = format!("listen = {listen:?}\ndata_dir = {:?}\n{extra}\n", data_dir.to_str().unwrap());
         std::fs::write(dir.path().join("relay.toml"), config).unwrap();
         Relay {
             dir,
@@ -169,7 +155,7 @@ impl Relay {
             addrs: Vec::new(),
             port,
             ip: ip.into(),
-            netns: Some(netns.into()),
+            netns: netns.map(str::to_owned),
         }
     }
 

@@ -33,6 +33,7 @@ use std::path::Path;
 
 pub use action::{Action, Effect, Response};
 pub use app::{App, Config, update};
+pub use runtime::{forward_events, local_utc_offset, perform};
 pub use ui::render;
 
 /// How the interface behaves; the caller fills it from flags and config.

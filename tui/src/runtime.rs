@@ -210,8 +210,9 @@ impl Runtime {
     }
 }
 
-/// Forward node events to the loop until either side goes away.
-async fn forward_events(mut client: Client, actions: mpsc::Sender<Action>) {
+/// Forward node events (from a subscribed connection) to the loop as actions until
+/// either side goes away; a lost connection becomes [`Action::Disconnected`].
+pub async fn forward_events(mut client: Client, actions: mpsc::Sender<Action>) {
     loop {
         let action = match client.next_event().await {
             Ok(event) => Action::Node(event),
@@ -242,8 +243,9 @@ async fn call<T: DeserializeOwned>(client: &mut Client, method: &str, params: Va
     serde_json::from_value(value).map_err(|e| format!("unexpected answer to `{method}`: {e}"))
 }
 
-/// One request on the wire.
-async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, String> {
+/// Carry out one node request of `update` on `client` and return its answer as the
+/// [`Response`] `update` expects; effects that are not node requests are errors.
+pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, String> {
     Ok(match effect {
         Effect::Refresh => {
             let contacts: Vec<ContactView> = call(client, "contacts", json!({})).await?;
@@ -296,7 +298,7 @@ async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, Strin
 /// The local time zone's offset from UTC in seconds, from `date +%z` (the standard
 /// library has no time zones, and reading the zone database is not worth a crate).
 /// UTC when that fails.
-async fn local_utc_offset() -> i32 {
+pub async fn local_utc_offset() -> i32 {
     let output = tokio::process::Command::new("date")
         .arg("+%z")
         .stdin(Stdio::null())

@@ -92,7 +92,7 @@ impl MailboxStore {
     /// Opens (creating if needed) the store in directory `dir` and checks its schema
     /// version. The directory is made 0700 and its files 0600 (on Unix).
     pub fn open(dir: &Path, limits: MailboxLimits) -> Result<MailboxStore, OpenError> {
-        crate::fs::create_private_dir(dir).map_err(|source| OpenError::Io {
+        kith_p2p::home::create_private_dir(dir).map_err(|source| OpenError::Io {
             path: dir.to_owned(),
             source,
         })?;
@@ -123,7 +123,7 @@ impl MailboxStore {
                 bytes: i64::try_from(record.bytes).unwrap_or(i64::MAX),
             });
         }
-        crate::fs::restrict_tree(dir).map_err(|source| OpenError::Io {
+        kith_p2p::home::restrict_tree(dir).map_err(|source| OpenError::Io {
             path: dir.to_owned(),
             source,
         })?;

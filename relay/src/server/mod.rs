@@ -199,7 +199,7 @@ impl Relay {
                 "access.operator_tokens is not implemented yet: only the listed members are admitted"
             );
         }
-        crate::fs::create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
+        kith_p2p::home::create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;

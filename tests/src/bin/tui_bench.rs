@@ -45,13 +45,11 @@ use kith_p2p::kith_storage::{
 };
 use kith_p2p::libp2p::PeerId;
 use kith_p2p::ops;
-use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
 use kith_tests::{Peer, kith_bin};
 use kith_tui::{Action, App, Config, Effect, Response, render, update};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 /// One control-socket request may take this long.
@@ -404,44 +402,11 @@ fn seed(job: &SeedJob) -> (Duration, usize) {
 
 // ---- the TUI, driven ------------------------------------------------------------------
 
-/// What the runtime's `perform` does, for the effects that occur here.
+/// The runtime's own request code, bounded by [`REQUEST_DEADLINE`].
 async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, String> {
-    async fn call(client: &mut Client, method: &str, params: Value) -> Result<Value, String> {
-        tokio::time::timeout(REQUEST_DEADLINE, client.call(method, params))
-            .await
-            .map_err(|_| format!("`{method}` took longer than {REQUEST_DEADLINE:?}"))?
-            .map_err(|e| e.to_string())
-    }
-    // (A macro, not a generic function: this crate does not depend on serde itself.)
-    macro_rules! parse {
-        ($method:expr, $value:expr) => {
-            serde_json::from_value($value).map_err(|e| format!("unexpected answer to `{}`: {e}", $method))
-        };
-    }
-    Ok(match effect {
-        Effect::Refresh => {
-            let contacts: Vec<ContactView> = parse!("contacts", call(client, "contacts", json!({})).await?)?;
-            let requests: Vec<RequestView> = parse!("requests", call(client, "requests", json!({})).await?)?;
-            let inbox: Vec<InboxEntry> = parse!("inbox", call(client, "inbox", json!({})).await?)?;
-            Response::Snapshot { contacts, requests, inbox }
-        }
-        Effect::LoadStatus => Response::Status(parse!("status", call(client, "status", json!({})).await?)?),
-        Effect::LoadHistory { contact, before, limit } => {
-            let params = json!({ "contact": contact, "limit": limit, "before": before });
-            let messages: Vec<MessageView> = parse!("history", call(client, "history", params).await?)?;
-            Response::History { contact: contact.clone(), before: before.clone(), limit: *limit, messages }
-        }
-        Effect::LoadPreview { contact } => {
-            let value = call(client, "history", json!({ "contact": contact, "limit": 1 })).await?;
-            let messages: Vec<MessageView> = parse!("history", value)?;
-            Response::Preview { contact: contact.clone(), message: messages.into_iter().next_back() }
-        }
-        Effect::MarkRead { contact } => {
-            call(client, "read", json!({ "contact": contact })).await?;
-            Response::Marked { contact: contact.clone() }
-        }
-        other => return Err(format!("the benchmark does not perform {other:?}")),
-    })
+    tokio::time::timeout(REQUEST_DEADLINE, kith_tui::perform(client, effect))
+        .await
+        .map_err(|_| format!("{} took longer than {REQUEST_DEADLINE:?}", effect_name(effect)))?
 }
 
 fn effect_name(effect: &Effect) -> &'static str {
@@ -453,45 +418,6 @@ fn effect_name(effect: &Effect) -> &'static str {
         Effect::LoadPreview { .. } => "history (preview)",
         Effect::MarkRead { .. } => "read",
         _ => "other",
-    }
-}
-
-/// The local time zone's offset from UTC in seconds from `date +%z`, as the runtime
-/// finds it (its parser is private; this one reads the same `+hhmm`). UTC on failure.
-async fn local_utc_offset() -> i32 {
-    let output = tokio::process::Command::new("date")
-        .arg("+%z")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let Ok(Ok(out)) = tokio::time::timeout(Duration::from_secs(2), output).await else { return 0 };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let text = text.trim();
-    let (sign, digits) = match text.as_bytes().first() {
-        Some(b'+') => (1, &text[1..]),
-        Some(b'-') => (-1, &text[1..]),
-        _ => return 0,
-    };
-    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return 0;
-    }
-    let hours: i32 = digits[..2].parse().unwrap_or(0);
-    let minutes: i32 = digits[2..].parse().unwrap_or(0);
-    sign * (hours * 3600 + minutes * 60)
-}
-
-/// Forward node events to the driver, as the runtime's `forward_events`.
-async fn forward_events(mut client: Client, actions: mpsc::Sender<Action>) {
-    loop {
-        let action = match client.next_event().await {
-            Ok(event) => Action::Node(event),
-            Err(e) => Action::Disconnected { error: e.to_string() },
-        };
-        let last = matches!(action, Action::Disconnected { .. });
-        if actions.send(action).await.is_err() || last {
-            return;
-        }
     }
 }
 
@@ -526,10 +452,10 @@ impl Driver {
         let mut events = connect().await;
         tokio::time::timeout(REQUEST_DEADLINE, events.subscribe()).await.expect("subscribe timed out").unwrap();
         let (tx, rx) = mpsc::channel(256);
-        let events_task = tokio::spawn(forward_events(events, tx));
+        let events_task = tokio::spawn(kith_tui::forward_events(events, tx));
         // As the runtime does next: the time zone from `date +%z`.
         let t = Instant::now();
-        let utc_offset_secs = local_utc_offset().await;
+        let utc_offset_secs = kith_tui::local_utc_offset().await;
         let tz_time = t.elapsed();
         let config = Config { no_color: false, bell: false, notify: false, utc_offset_secs };
         Driver {
