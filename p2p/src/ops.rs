@@ -61,6 +61,10 @@ pub enum OpError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store failed a write shared by several requests (a group commit); each
+    /// gets the failure as text.
+    #[error("not stored: {0}")]
+    NotStored(String),
 }
 
 /// Milliseconds since the Unix epoch.

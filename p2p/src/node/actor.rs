@@ -474,7 +474,7 @@ impl Actor {
                     }
                     Ok(MessageView::new(&message, Some(&peer.to_string())))
                 }
-                (Ok(_), Err(e)) => Err(NodeError::Op(OpError::Invalid(format!("message not stored: {e}")))),
+                (Ok(_), Err(e)) => Err(NodeError::Op(OpError::NotStored(e.clone()))),
                 (Err(e), _) => Err(e),
             };
             let _ = reply.send(answer);
@@ -582,28 +582,10 @@ impl Actor {
         if ids.is_empty() {
             return;
         }
-        if self.queues.via_relays(&peer) && !self.connected.contains(&peer) {
-            if let Some((envelopes, ids)) = self.deposit_or_return(peer, &contact, envelopes, ids) {
-                self.send_direct(peer, &contact, envelopes, ids);
-            }
-            return;
-        }
-        self.send_direct(peer, &contact, envelopes, ids);
-    }
-
-    /// Deposit to the recipient's relays; gives the batch back if it has none.
-    fn deposit_or_return(
-        &mut self,
-        peer: PeerId,
-        contact: &Contact,
-        envelopes: Vec<Vec<u8>>,
-        ids: Vec<MessageId>,
-    ) -> Option<(Vec<Vec<u8>>, Vec<MessageId>)> {
-        if Self::has_relays(contact) {
-            self.deposit(peer, contact, envelopes, ids);
-            None
+        if self.queues.via_relays(&peer) && !self.connected.contains(&peer) && Self::has_relays(&contact) {
+            self.deposit(peer, &contact, envelopes, ids);
         } else {
-            Some((envelopes, ids))
+            self.send_direct(peer, &contact, envelopes, ids);
         }
     }
 
@@ -635,24 +617,29 @@ impl Actor {
             };
             updates.push((*id, state));
         }
-        // Ids that are not messages (receipts, contact requests) just leave the outbox.
-        let (done, changes): (Vec<MessageId>, Vec<(MessageId, MessageState)>) =
-            match self.store.set_message_states(&updates, true) {
-                Ok(moved) => (
-                    updates.iter().map(|(id, _)| *id).collect(),
-                    updates.iter().zip(moved).filter_map(|((id, _), new)| Some((*id, new?))).collect(),
-                ),
-                Err(e) => {
-                    // Kept queued: resending is safe, the receiver de-duplicates.
-                    tracing::error!(error = %e, "recording delivery states failed; will resend");
-                    (Vec::new(), Vec::new())
-                }
-            };
+        self.settle(peer, Flight::Direct(request_id), &updates);
+    }
+
+    /// Record how a delivery attempt ended: `updates` move their messages in one
+    /// transaction (ids that are not messages, like receipts, just leave the outbox),
+    /// are flushed, leave the queue and are announced; then the queue moves on. If the
+    /// store fails, nothing leaves the queue and the batch goes again (receivers
+    /// de-duplicate).
+    fn settle(&mut self, peer: PeerId, flight: Flight, updates: &[(MessageId, MessageState)]) {
+        let (done, moved) = match self.store.set_message_states(updates, true) {
+            Ok(moved) => (updates.iter().map(|(id, _)| *id).collect(), moved),
+            Err(e) => {
+                tracing::error!(error = %e, "recording delivery states failed; will resend");
+                (Vec::new(), Vec::new())
+            }
+        };
         self.flush();
-        self.queues.complete(&peer, Flight::Direct(request_id), &done, Instant::now());
-        for (id, state) in changes {
-            let conversation = ops::direct_conversation(&self.me, &peer).to_string();
-            self.emit(Event::MessageStateChanged { id: id.to_string(), conversation, state });
+        self.queues.complete(&peer, flight, &done, Instant::now());
+        let conversation = ops::direct_conversation(&self.me, &peer).to_string();
+        for ((id, _), new) in updates.iter().zip(moved) {
+            if let Some(state) = new {
+                self.emit(Event::MessageStateChanged { id: id.to_string(), conversation: conversation.clone(), state });
+            }
         }
         self.dispatch(peer);
     }
@@ -704,19 +691,28 @@ impl Actor {
     }
 
     fn on_request(&mut self, request: DmRequest, channel: request_response::ResponseChannel<DmResponse>) {
+        let results = self.accept(&request.envelopes, false);
+        if self.swarm.behaviour_mut().dm.send_response(channel, DmResponse { results }).is_err() {
+            tracing::debug!("requester went away before the answer");
+        }
+    }
+
+    /// Take envelopes from a peer or from one of our mailboxes: store them (one group
+    /// commit), make contact changes and queued answers durable too, then publish the
+    /// events and move the affected queues. With `receipts`, each new message also gets
+    /// a `delivered` receipt to its author, who cannot learn it from our answer when
+    /// the mail came through a relay. One result per envelope, in order.
+    fn accept(&mut self, envelopes: &[Vec<u8>], receipts: bool) -> Vec<DmResult> {
         let mut inbound = Inbound {
             store: &self.store,
             me: self.me,
             my_name: self.config.display_name.as_deref(),
             opener: &mut self.opener,
         };
-        let (results, outcome) = inbound.apply(&request.envelopes);
-        if outcome.queued || !outcome.touched.is_empty() {
-            // Contact changes and queued answers must be durable like the messages.
+        let (results, outcome) = inbound.apply(envelopes);
+        let queued = outcome.queued || (receipts && self.queue_delivery_receipts(&outcome.stored));
+        if queued || !outcome.touched.is_empty() {
             self.flush();
-        }
-        if self.swarm.behaviour_mut().dm.send_response(channel, DmResponse { results }).is_err() {
-            tracing::debug!("requester went away before the answer");
         }
         for event in outcome.events {
             self.emit(event);
@@ -725,12 +721,13 @@ impl Actor {
         for peer in &outcome.touched {
             self.queues.wake(peer, now);
         }
-        if outcome.queued {
+        if queued {
             self.reload_outbox();
         }
         for peer in outcome.touched {
             self.dispatch(peer);
         }
+        results
     }
 
     // ---- discovery ------------------------------------------------------------

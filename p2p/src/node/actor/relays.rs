@@ -24,7 +24,6 @@ use super::Actor;
 use crate::dm::{DmResult, RejectReason};
 use crate::mailbox::{self, MailboxRequest, MailboxResponse, Refusal};
 use crate::node::Event;
-use crate::node::inbound::Inbound;
 use crate::node::outbox::Flight;
 use crate::ops;
 use crate::payload::{Payload, ReceiptKind};
@@ -55,6 +54,19 @@ enum Pending {
     Ack { relay: PeerId },
 }
 
+impl Pending {
+    /// The relay the request went to.
+    fn relay(&self) -> PeerId {
+        match self {
+            Pending::Deposit { relay, .. }
+            | Pending::DrainChallenge { relay }
+            | Pending::Page { relay }
+            | Pending::AckChallenge { relay, .. }
+            | Pending::Ack { relay } => *relay,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Drain {
     busy: bool,
@@ -83,12 +95,12 @@ impl Actor {
         !relays_of(contact).is_empty()
     }
 
-    /// Send a sealed batch for `recipient` to all of its relays as one attempt.
-    /// Returns false (nothing sent) if it has none.
-    pub(super) fn deposit(&mut self, recipient: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) -> bool {
+    /// Send a sealed batch for `recipient` to all of its relays (see
+    /// [`Actor::has_relays`]) as one attempt.
+    pub(super) fn deposit(&mut self, recipient: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
         let relays = relays_of(contact);
         if relays.is_empty() {
-            return false;
+            return;
         }
         let attempt = self.relays.next_attempt;
         self.relays.next_attempt += 1;
@@ -100,7 +112,6 @@ impl Actor {
         self.relays.attempts.insert(attempt, Attempt { recipient, outstanding: relays.len(), settled: false });
         self.queues.mark_in_flight(&recipient, Flight::Relays(attempt), ids);
         tracing::debug!(%recipient, relays = relays.len(), "deposited to relays");
-        true
     }
 
     /// Drain every pinned relay that is not already being drained.
@@ -154,12 +165,7 @@ impl Actor {
                 tracing::debug!(relay = %peer, %error, "mailbox request failed");
                 match self.relays.requests.remove(&request_id) {
                     Some(Pending::Deposit { attempt, .. }) => self.attempt_answered(attempt),
-                    Some(
-                        Pending::DrainChallenge { relay }
-                        | Pending::Page { relay }
-                        | Pending::AckChallenge { relay, .. }
-                        | Pending::Ack { relay },
-                    ) => self.drain_done(&relay),
+                    Some(step) => self.drain_done(&step.relay()),
                     None => {}
                 }
             }
@@ -201,19 +207,14 @@ impl Actor {
                     self.drain_done(&relay);
                 }
             }
-            (
-                Pending::DrainChallenge { relay }
-                | Pending::Page { relay }
-                | Pending::AckChallenge { relay, .. }
-                | Pending::Ack { relay },
-                response,
-            ) => {
-                tracing::warn!(%relay, ?response, "relay refused to let us drain our mailbox");
-                self.drain_done(&relay);
-            }
             (Pending::Deposit { attempt, relay }, response) => {
                 tracing::warn!(%relay, ?response, "unexpected answer to a deposit");
                 self.attempt_answered(attempt);
+            }
+            (step, response) => {
+                let relay = step.relay();
+                tracing::warn!(%relay, ?response, "relay refused to let us drain our mailbox");
+                self.drain_done(&relay);
             }
         }
     }
@@ -241,26 +242,10 @@ impl Actor {
         if held.is_empty() {
             return;
         }
-        let moved = match self.store.set_message_states(&held, true) {
-            Ok(moved) => moved,
-            Err(e) => {
-                tracing::error!(error = %e, "recording relay deposit failed; will resend");
-                return;
-            }
-        };
-        self.flush();
         if let Some(a) = self.relays.attempts.get_mut(&attempt) {
             a.settled = true;
         }
-        let done: Vec<MessageId> = held.iter().map(|(id, _)| *id).collect();
-        self.queues.complete(&recipient, Flight::Relays(attempt), &done, Instant::now());
-        let conversation = ops::direct_conversation(&self.me, &recipient).to_string();
-        for ((id, _), new) in held.iter().zip(moved) {
-            if let Some(state) = new {
-                self.emit(Event::MessageStateChanged { id: id.to_string(), conversation: conversation.clone(), state });
-            }
-        }
-        self.dispatch(recipient);
+        self.settle(recipient, Flight::Relays(attempt), &held);
     }
 
     /// One request of a deposit attempt is over; when all are and none held the
@@ -289,51 +274,37 @@ impl Actor {
         });
     }
 
-    /// A page of our mail: store it like a direct delivery, receipt it, then ack it.
-    fn drained_page(&mut self, relay: PeerId, items: Vec<mailbox::MailItem>, more: bool) {
-        let envelopes: Vec<Vec<u8>> = items.iter().map(|i| i.envelope.clone()).collect();
-        let mut inbound = Inbound {
-            store: &self.store,
-            me: self.me,
-            my_name: self.config.display_name.as_deref(),
-            opener: &mut self.opener,
-        };
-        let (results, outcome) = inbound.apply(&envelopes);
-        let mut receipts: HashMap<String, Vec<MessageId>> = HashMap::new();
-        for (author, id) in &outcome.stored {
-            receipts.entry(author.clone()).or_default().push(*id);
+    /// Queue a `delivered` receipt to the author of each of `stored` (not flushed).
+    /// Returns whether anything was queued.
+    pub(super) fn queue_delivery_receipts(&self, stored: &[(String, MessageId)]) -> bool {
+        let mut by_author: HashMap<&str, Vec<MessageId>> = HashMap::new();
+        for (author, id) in stored {
+            by_author.entry(author).or_default().push(*id);
         }
-        let mut queued = outcome.queued;
-        for (author, ids) in receipts {
-            let receipt = Payload::Receipt { kind: ReceiptKind::Delivered, ids };
-            match ops::enqueue(&self.store, &author, &receipt) {
+        let mut queued = false;
+        for (author, ids) in by_author {
+            match ops::enqueue(&self.store, author, &Payload::Receipt { kind: ReceiptKind::Delivered, ids }) {
                 Ok(_) => queued = true,
                 Err(e) => tracing::warn!(error = %e, "cannot queue a delivery receipt"),
             }
         }
-        if queued || !outcome.touched.is_empty() {
-            self.flush();
-        }
-        for event in outcome.events {
-            self.emit(event);
-        }
-        if queued {
-            self.reload_outbox();
-        }
-        for peer in outcome.touched {
-            self.queues.wake(&peer, Instant::now());
-            self.dispatch(peer);
-        }
+        queued
+    }
+
+    /// A page of our mail: store it like a direct delivery, receipt it, then ack it.
+    fn drained_page(&mut self, relay: PeerId, items: Vec<mailbox::MailItem>, more: bool) {
+        let (page, envelopes): (Vec<u64>, Vec<Vec<u8>>) = items.into_iter().map(|i| (i.seq, i.envelope)).unzip();
+        let results = self.accept(&envelopes, true);
         // Everything but what our disk failed to store can go from the relay.
-        let seqs: Vec<u64> = items
+        let seqs: Vec<u64> = page
             .iter()
             .zip(&results)
             .filter(|(_, r)| !matches!(r, DmResult::Rejected(RejectReason::Storage)))
-            .map(|(i, _)| i.seq)
+            .map(|(seq, _)| *seq)
             .collect();
-        tracing::debug!(%relay, items = items.len(), more, "drained a page");
+        tracing::debug!(%relay, items = page.len(), more, "drained a page");
         let Some(drain) = self.relays.drains.get_mut(&relay) else { return };
-        drain.cursor = items.last().map(|i| i.seq).or(drain.cursor);
+        drain.cursor = page.last().copied().or(drain.cursor);
         drain.more = more;
         if seqs.is_empty() {
             drain.busy = false;
