@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod bench;
+
 /// How long a daemon may take to print `ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(30);
 

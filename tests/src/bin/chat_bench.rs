@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use kith_p2p::control::Client;
 use kith_p2p::node::Event;
+use kith_tests::bench::{ms, percentile, rss_kib};
 use kith_tests::{Peer, connect, kith_bin};
 use serde_json::json;
 
@@ -37,22 +38,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Resident set size of a process, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 fn socket(peer: &Peer) -> std::path::PathBuf {

@@ -56,6 +56,7 @@ use kith_p2p::mailbox::{self, MAX_DEPOSIT_BATCH, MAX_DRAIN_ITEMS, MailboxRequest
 use kith_p2p::node::IDENTIFY_VERSION;
 use kith_p2p::ops;
 use kith_p2p::payload::Payload;
+use kith_tests::bench::{ms, percentile, rss_kib};
 use kith_tests::{Relay, free_port, relay_bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
@@ -145,13 +146,6 @@ async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = anyhow
     tokio::time::timeout(limit, fut).await.map_err(|_| anyhow!("timed out after {limit:?}: {what}"))?
 }
 
-/// Resident set size of a process in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// CPU time (user + system, all threads) a process has used, from /proc.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -189,18 +183,6 @@ impl CpuMeter {
             share(bench)
         )
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn content_hash(bytes: &[u8]) -> u64 {

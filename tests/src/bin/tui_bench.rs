@@ -45,6 +45,7 @@ use kith_p2p::kith_storage::{
 };
 use kith_p2p::libp2p::PeerId;
 use kith_p2p::ops;
+use kith_tests::bench::{ms, proc_status_kib, rss_kib, summary};
 use kith_tests::{Peer, kith_bin};
 use kith_tui::{Action, App, Config, Effect, Response, render, update};
 use ratatui::Terminal;
@@ -123,44 +124,6 @@ fn parse_args() -> Args {
 }
 
 // ---- statistics -----------------------------------------------------------------------
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    let v = d.as_secs_f64() * 1000.0;
-    if v >= 100.0 { format!("{v:.0} ms") } else if v >= 10.0 { format!("{v:.1} ms") } else { format!("{v:.2} ms") }
-}
-
-/// `p50 / p99 / max (n)` of `samples`.
-fn summary(samples: &[Duration]) -> String {
-    let mut s = samples.to_vec();
-    s.sort();
-    if s.is_empty() {
-        return "no samples".to_owned();
-    }
-    format!("p50 {} / p99 {} / max {} (n={})", ms(percentile(&s, 0.5)), ms(percentile(&s, 0.99)), ms(s[s.len() - 1]), s.len())
-}
-
-fn proc_status_kib(field: &str) -> u64 {
-    let pid = std::process::id();
-    proc_status_of(pid, field)
-}
-
-fn proc_status_of(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
@@ -843,7 +806,7 @@ fn main() {
         messages: args.messages,
         days: args.days,
     });
-    let rss_start = proc_status_kib("VmRSS:");
+    let rss_start = rss_kib(std::process::id());
     let t = Instant::now();
     me.start(&[]);
     let daemon_start = t.elapsed();
@@ -865,7 +828,7 @@ fn main() {
             other.close();
             repeats.push(ff.total);
         }
-        let rss_first = proc_status_kib("VmRSS:");
+        let rss_first = rss_kib(std::process::id());
 
         // ---- typing with the newest page loaded ----
         let typing_fresh = typing(&mut d, args.keys, Instant::now() + Duration::from_secs(120));
@@ -881,13 +844,13 @@ fn main() {
         // ---- with everything loaded: PageUp without loads, typing ----
         let page_up_full = page_up_loaded(&mut d, 20, Instant::now() + Duration::from_secs(120)).await;
         let typing_full = typing(&mut d, args.keys, Instant::now() + Duration::from_secs(120));
-        let rss_end = proc_status_kib("VmRSS:");
-        let hwm_end = proc_status_kib("VmHWM:");
+        let rss_end = rss_kib(std::process::id());
+        let hwm_end = proc_status_kib(std::process::id(), "VmHWM:");
         d.close();
         (first, repeats, rss_first, typing_fresh, scroll, loaded, page_up_full, typing_full, rss_end, hwm_end)
     });
     let (first, repeats, rss_first, typing_fresh, scroll, loaded, page_up_full, typing_full, rss_end, hwm_end) = report;
-    let daemon_rss = proc_status_of(daemon_pid, "VmRSS:");
+    let daemon_rss = proc_status_kib(daemon_pid, "VmRSS:");
     me.stop();
 
     // ---- report ----

@@ -1,0 +1,56 @@
+//! Small helpers shared by the benchmark programs in `src/bin/`.
+
+use std::time::Duration;
+
+/// The `p` quantile (0.0–1.0) of `sorted` samples, nearest rank; zero when empty.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// A duration in milliseconds with the precision its size deserves.
+pub fn ms(d: Duration) -> String {
+    let v = d.as_secs_f64() * 1000.0;
+    if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else if v >= 10.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.3} ms")
+    }
+}
+
+/// `p50 / p99 / max (n)` of `samples`.
+pub fn summary(samples: &[Duration]) -> String {
+    let mut s = samples.to_vec();
+    s.sort();
+    match s.last() {
+        None => "no samples".to_owned(),
+        Some(max) => format!(
+            "p50 {} / p99 {} / max {} (n={})",
+            ms(percentile(&s, 0.5)),
+            ms(percentile(&s, 0.99)),
+            ms(*max),
+            s.len()
+        ),
+    }
+}
+
+/// A `kB` field (e.g. `VmRSS:`, `VmHWM:`) of `/proc/<pid>/status`; 0 if unreadable.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident set size of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
