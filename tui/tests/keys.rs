@@ -7,7 +7,7 @@ use common::*;
 use crossterm::event::{KeyCode, KeyModifiers};
 use kith_p2p::kith_storage::{ContactState, MessageState};
 use kith_p2p::node::Event;
-use kith_tui::app::{InviteView, NodeState, Overlay};
+use kith_tui::app::{InviteView, NodeState, Overlay, Scroll};
 use kith_tui::{Action, App, Config, Effect, Response, update};
 
 fn send_effects(fx: &[Effect]) -> Vec<(String, String)> {
@@ -329,13 +329,13 @@ fn long_conversation() -> App {
 fn page_up_scrolls_and_loads_older_pages_at_the_top() {
     let mut app = long_conversation();
     let conv = app.conversation(ALISA).cloned();
-    assert!(conv.as_ref().is_some_and(|c| c.has_older && c.loaded && !c.loading), "{conv:?}");
+    assert!(conv.as_ref().is_some_and(|c| c.has_older && c.loaded && c.loading.is_none()), "{conv:?}");
     let mut requested = Vec::new();
     for _ in 0..10 {
         requested.extend(update(&mut app, key(KeyCode::PageUp)));
     }
-    let scroll = app.conversation(ALISA).map_or(0, |c| c.scroll);
-    assert!(scroll > 0);
+    let scroll = app.conversation(ALISA).map(|c| c.scroll.clone()).expect("alisa");
+    assert_ne!(scroll, Scroll::Bottom);
     // Exactly one page request, for messages before the oldest loaded one.
     assert_eq!(
         requested,
@@ -354,18 +354,18 @@ fn page_up_scrolls_and_loads_older_pages_at_the_top() {
     );
     let conv = app.conversation(ALISA).cloned().expect("alisa");
     assert_eq!(conv.messages.len(), 60);
-    assert_eq!(conv.messages.first().map(|m| m.text.as_str()), Some("old 990"));
+    assert_eq!(conv.messages.front().map(|m| m.text.as_str()), Some("old 990"));
     assert!(!conv.has_older);
     assert_eq!(conv.scroll, scroll, "the view stays where it was");
     for _ in 0..10 {
         assert!(update(&mut app, key(KeyCode::PageUp)).is_empty(), "nothing older to load");
     }
     // PageDown and Esc come back to the newest message.
-    let top = app.conversation(ALISA).map_or(0, |c| c.scroll);
+    let top = app.conversation(ALISA).map(|c| c.scroll.clone());
     update(&mut app, key(KeyCode::PageDown));
-    assert!(app.conversation(ALISA).is_some_and(|c| c.scroll < top));
+    assert!(app.conversation(ALISA).is_some_and(|c| Some(&c.scroll) != top.as_ref() && c.scroll != Scroll::Bottom));
     update(&mut app, key(KeyCode::Esc));
-    assert_eq!(app.conversation(ALISA).map(|c| c.scroll), Some(0));
+    assert_eq!(app.conversation(ALISA).map(|c| c.scroll.clone()), Some(Scroll::Bottom));
     // Leaving the conversation trims it back to one page.
     update(&mut app, key(KeyCode::Tab));
     let conv = app.conversation(ALISA).cloned().expect("alisa");
@@ -387,14 +387,20 @@ fn failed_page_load_can_be_retried() {
 fn mouse_scrolls_the_pane_under_the_pointer_and_clicks_select() {
     let mut app = long_conversation();
     // 100x30: the list is columns 0..25, messages to its right.
+    let bottom = text_of(&draw(&app, 100, 30));
     update(&mut app, wheel(true, 60, 10));
-    assert_eq!(app.conversation(ALISA).map(|c| c.scroll), Some(3));
+    assert!(app.conversation(ALISA).is_some_and(|c| matches!(c.scroll, Scroll::At { .. })));
+    // Three rows: the rows at the bottom before are three rows higher now.
+    let scrolled = text_of(&draw(&app, 100, 30));
+    let pane = |screen: &str, row: usize| screen.lines().nth(row).map(|l| l.split('│').nth(3).unwrap_or("").to_owned());
+    assert_eq!(pane(&bottom, 21), pane(&scrolled, 24));
+    assert_ne!(pane(&bottom, 24), pane(&scrolled, 24));
     update(&mut app, wheel(false, 60, 10));
-    assert_eq!(app.conversation(ALISA).map(|c| c.scroll), Some(0));
+    assert_eq!(app.conversation(ALISA).map(|c| c.scroll.clone()), Some(Scroll::Bottom));
     // Wheel over the list scrolls the list (it fits here, so it stays put).
     update(&mut app, wheel(false, 5, 5));
     assert_eq!(app.list_offset(), 0);
-    assert_eq!(app.conversation(ALISA).map(|c| c.scroll), Some(0));
+    assert_eq!(app.conversation(ALISA).map(|c| c.scroll.clone()), Some(Scroll::Bottom));
     // Rows 1-2 are Алиса, 3-4 王小明, 5-6 Bob; click Bob's preview line.
     let fx = update(&mut app, click(5, 6));
     assert_eq!(app.focused_id(), Some(BOB));
@@ -462,7 +468,7 @@ fn message_in_the_focused_conversation_is_marked_read_quietly() {
     assert_eq!(fx, vec![Effect::MarkRead { contact: ALISA.into() }]);
     let conv = app.conversation(ALISA).cloned().expect("alisa");
     assert_eq!(conv.unread, 0);
-    assert_eq!(conv.messages.last().map(|m| m.text.as_str()), Some("ты тут?"));
+    assert_eq!(conv.messages.back().map(|m| m.text.as_str()), Some("ты тут?"));
     // The same message again (a retry) is not shown twice.
     update(&mut app, event(Event::MessageReceived { message: incoming(301, ALISA, "ты тут?", NOW) }));
     assert_eq!(app.conversation(ALISA).map(|c| c.messages.len()), Some(conv.messages.len()));
@@ -518,7 +524,7 @@ fn sent_messages_appear_and_follow_their_state() {
         }),
     );
     update(&mut app, Action::Done(Response::Sent(outgoing(400, ALISA, "hello", NOW, MessageState::Pending))));
-    let state = |app: &App| app.conversation(ALISA).and_then(|c| c.messages.last().map(|m| (m.text.clone(), m.state)));
+    let state = |app: &App| app.conversation(ALISA).and_then(|c| c.messages.back().map(|m| (m.text.clone(), m.state)));
     assert_eq!(state(&app), Some(("hello".into(), MessageState::Sent)));
     for next in [MessageState::Delivered, MessageState::Read, MessageState::Sent] {
         update(
@@ -532,7 +538,7 @@ fn sent_messages_appear_and_follow_their_state() {
 #[test]
 fn messages_sent_by_another_client_are_picked_up() {
     let mut app = scene(config());
-    let alisa_conversation = app.conversation(ALISA).and_then(|c| c.messages.first()).map(|m| m.conversation.clone());
+    let alisa_conversation = app.conversation(ALISA).and_then(|c| c.messages.front()).map(|m| m.conversation.clone());
     let conversation = alisa_conversation.expect("loaded");
     // `kith send` from a script: the TUI only sees the state change of an unknown id.
     let fx = update(
@@ -546,7 +552,7 @@ fn messages_sent_by_another_client_are_picked_up() {
         Action::Done(Response::History { contact: ALISA.into(), before: None, limit: 50, messages: alisa_history() }),
     );
     command(&mut app, "mine");
-    let conversation = app.conversation(ALISA).and_then(|c| c.messages.first()).map(|m| m.conversation.clone());
+    let conversation = app.conversation(ALISA).and_then(|c| c.messages.front()).map(|m| m.conversation.clone());
     let fx = update(
         &mut app,
         event(Event::MessageStateChanged {

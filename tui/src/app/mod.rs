@@ -11,6 +11,7 @@ mod keys;
 mod node;
 mod update;
 mod user;
+mod window;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -19,6 +20,7 @@ use kith_p2p::views::{ContactView, MessageView};
 
 pub use keys::BINDINGS;
 pub use update::update;
+pub use window::{Fetch, Scroll};
 
 use crate::fuzzy::{self, Match};
 use crate::input::{History, Input};
@@ -63,14 +65,21 @@ pub enum NodeState {
 pub struct Conversation {
     /// The contact.
     pub contact: ContactView,
-    /// The loaded window of messages, oldest first.
-    pub messages: Vec<MessageView>,
+    /// The loaded window of messages, oldest first: a bounded stretch around the
+    /// scroll anchor (see `window.rs`).
+    pub messages: VecDeque<MessageView>,
     /// Whether the newest page has arrived.
     pub loaded: bool,
-    /// Whether a page request is in flight.
-    pub loading: bool,
+    /// The page request in flight, if any.
+    pub loading: Option<Fetch>,
     /// Whether older messages may exist on the node.
     pub has_older: bool,
+    /// When the message just older than the window was sent, if known (it was
+    /// evicted), so the oldest loaded message gets a day separator only if needed.
+    pub(crate) before_window: Option<u64>,
+    /// Newer messages not in the window, oldest run first (empty: the window ends
+    /// with the newest message).
+    pub(crate) newer: VecDeque<window::Run>,
     /// Unread incoming messages.
     pub unread: u32,
     /// The first message shown below the "new messages" line.
@@ -85,8 +94,8 @@ pub struct Conversation {
     pub request_preview: Option<String>,
     /// Whether the preview was asked for already.
     pub(crate) preview_requested: bool,
-    /// Rows scrolled up from the newest message (0: following new messages).
-    pub scroll: usize,
+    /// Where the message pane is scrolled to.
+    pub scroll: Scroll,
 }
 
 impl Conversation {
@@ -94,10 +103,12 @@ impl Conversation {
     pub fn new(contact: ContactView) -> Conversation {
         Conversation {
             contact,
-            messages: Vec::new(),
+            messages: VecDeque::new(),
             loaded: false,
-            loading: false,
+            loading: None,
             has_older: true,
+            before_window: None,
+            newer: VecDeque::new(),
             unread: 0,
             unread_marker: None,
             pending_marker: 0,
@@ -105,7 +116,7 @@ impl Conversation {
             held: 0,
             request_preview: None,
             preview_requested: false,
-            scroll: 0,
+            scroll: Scroll::Bottom,
         }
     }
 
@@ -126,20 +137,9 @@ impl Conversation {
 
     /// When something last happened here, for ordering the list.
     fn activity(&self) -> u64 {
-        let newest = self.messages.last().map_or(0, |m| m.received_at.max(m.sent_at));
+        let newest = self.messages.back().map_or(0, |m| m.received_at.max(m.sent_at));
         let last = self.last.as_ref().map_or(0, |m| m.received_at.max(m.sent_at));
         newest.max(last)
-    }
-
-    /// Merge `page` into the loaded window: de-duplicated by id, in node order.
-    pub(crate) fn merge(&mut self, page: Vec<MessageView>) {
-        for m in page {
-            match self.messages.iter_mut().find(|old| old.id == m.id) {
-                Some(old) => *old = m,
-                None => self.messages.push(m),
-            }
-        }
-        self.messages.sort_by(|a, b| (a.lamport, &a.id).cmp(&(b.lamport, &b.id)));
     }
 
     /// Turn a pending unread count into a marker on the right message.
@@ -151,16 +151,6 @@ impl Conversation {
         self.pending_marker = 0;
         let start = self.messages.len().saturating_sub(unread);
         self.unread_marker = self.messages.get(start).map(|m| m.id.clone());
-    }
-
-    /// Forget all but the newest page (when the conversation loses focus).
-    pub(crate) fn trim(&mut self) {
-        if self.messages.len() > PAGE {
-            self.messages.drain(..self.messages.len() - PAGE);
-            self.has_older = true;
-        }
-        self.scroll = 0;
-        self.unread_marker = None;
     }
 }
 
@@ -387,11 +377,6 @@ impl App {
     }
 
     // ---- mutation helpers used by `update` ------------------------------------------
-
-    pub(crate) fn focused_mut(&mut self) -> Option<&mut Conversation> {
-        let id = self.focused.clone()?;
-        self.conversation_mut(&id)
-    }
 
     pub(crate) fn conversation_mut(&mut self, peer_id: &str) -> Option<&mut Conversation> {
         self.conversations.iter_mut().find(|c| c.peer_id() == peer_id)

@@ -8,9 +8,10 @@ use kith_p2p::node::Event;
 use kith_p2p::views::MessageView;
 
 use super::update::{
-    clamp_list_offset, focus, focus_default, mark_focused_read, remove_conversation, sent_or_failed, upsert_contact,
+    clamp_list_offset, focus, focus_default, mark_focused_read, pane, prefetch, remove_conversation, sent_or_failed,
+    upsert_contact,
 };
-use super::{App, Conversation, InviteView, NodeState, Overlay, PAGE};
+use super::{App, Conversation, Fetch, InviteView, NodeState, Overlay, PAGE};
 use crate::action::{Effect, Response};
 
 // ---- node events -----------------------------------------------------------------------
@@ -52,13 +53,13 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             // Missed events: re-read everything, reload the open conversation.
             for conv in &mut app.conversations {
                 conv.loaded = false;
-                conv.loading = false;
+                conv.loading = None;
                 conv.preview_requested = false;
             }
             if let Some(id) = app.focused.clone()
                 && let Some(conv) = app.conversation_mut(&id)
             {
-                conv.loading = true;
+                conv.loading = Some(Fetch::Newest);
                 fx.push(Effect::LoadHistory { contact: id, before: None, limit: PAGE });
             }
             fx.push(Effect::Refresh);
@@ -79,9 +80,12 @@ fn unseen_outgoing(app: &mut App, conversation: &str, fx: &mut Vec<Effect>) {
     }
     let focused = app.focused.as_deref() == Some(peer.as_str());
     let Some(conv) = app.conversation_mut(&peer) else { return };
-    if focused {
-        if conv.loaded && !conv.loading {
-            conv.loading = true;
+    if conv.detached() {
+        // Scrolled far up: the message shows when the newest run is paged back in.
+        conv.maybe_unseen();
+    } else if focused {
+        if conv.loaded && conv.loading.is_none() {
+            conv.loading = Some(Fetch::Newest);
             fx.push(Effect::LoadHistory { contact: peer, before: None, limit: PAGE });
         }
     } else {
@@ -102,11 +106,11 @@ fn on_message(app: &mut App, message: MessageView, fx: &mut Vec<Effect>) {
     let incoming = message.direction == Direction::Incoming;
     let (name, text) =
         (app.conversation(&peer).map(|c| c.label().to_owned()).unwrap_or_default(), message.text.clone());
+    let (_, height) = pane(app);
     if let Some(conv) = app.conversation_mut(&peer) {
         // While the first page is on its way, keep the message: the page may predate it.
-        if conv.loaded || conv.loading {
-            conv.merge(vec![message.clone()]);
-        }
+        conv.arrive(message.clone());
+        conv.evict(height);
         conv.last = Some(message.clone());
         if incoming && !seen {
             conv.unread += 1;
@@ -183,28 +187,43 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.outbox = status.outbox;
         }
         Response::History { contact, before, limit, messages } => {
+            let (_, height) = pane(app);
+            let focused = app.focused.as_deref() == Some(contact.as_str());
             let Some(conv) = app.conversation_mut(&contact) else { return };
             let full = messages.len() >= limit;
-            if before.is_none() {
-                // The newest page replaces the window (it may not join what was
-                // loaded before a `lagged`); only messages that arrived since stay.
-                let newest = messages.iter().map(|m| m.lamport).max();
-                conv.messages.retain(|m| newest.is_some_and(|n| m.lamport > n));
-                conv.loaded = true;
-                conv.has_older = full;
-            } else if conv.loaded {
-                conv.has_older = full;
+            // Which request this answers; anything else is stale (the window moved on).
+            let asked_newer = matches!(&conv.loading, Some(Fetch::Newer { before: b }) if *b == before);
+            let front = conv.messages.front().map(|m| m.id.clone());
+            if asked_newer {
+                conv.loading = None;
+                if conv.load_newer(messages, limit) {
+                    // It did not reach back to the window: ask again, longer.
+                    if let Some((before, limit)) = conv.newer_request() {
+                        conv.loading = Some(Fetch::Newer { before: before.clone() });
+                        fx.push(Effect::LoadHistory { contact: contact.clone(), before, limit });
+                    }
+                }
+            } else if before.is_none() {
+                conv.loading = None;
+                conv.load_newest(messages, full);
+                conv.resolve_marker();
+            } else if before.is_some() && before == front {
+                conv.loading = None;
+                conv.load_older(messages, full);
+            } else {
+                return;
             }
-            conv.loading = false;
-            conv.merge(messages);
-            if let Some(newest) = conv.messages.last()
+            conv.evict(height);
+            if let Some(newest) = conv.messages.back()
                 && conv.last.as_ref().is_none_or(|l| l.lamport <= newest.lamport)
             {
                 conv.last = Some(newest.clone());
             }
-            conv.resolve_marker();
             app.apply_orphan_states();
             app.sort();
+            if focused {
+                prefetch(app, fx);
+            }
         }
         Response::Preview { contact, message } => {
             if let (Some(conv), Some(message)) = (app.conversation_mut(&contact), message)
@@ -217,10 +236,10 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
         Response::Sent(message) => {
             let peer = message.peer.clone().unwrap_or_default();
             sent_or_failed(app, &peer);
+            let (_, height) = pane(app);
             if let Some(conv) = app.conversation_mut(&peer) {
-                if conv.loaded || conv.loading {
-                    conv.merge(vec![message.clone()]);
-                }
+                conv.arrive(message.clone());
+                conv.evict(height);
                 conv.last = Some(message);
             }
             app.apply_orphan_states();
@@ -265,7 +284,7 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
     let what = match effect {
         Effect::LoadHistory { contact, .. } => {
             if let Some(conv) = app.conversation_mut(&contact) {
-                conv.loading = false;
+                conv.loading = None;
             }
             "loading messages"
         }

@@ -7,9 +7,11 @@ use kith_p2p::kith_storage::ContactState;
 use kith_p2p::views::ContactView;
 use ratatui::layout::Rect;
 
-use super::{App, Conversation, NodeState, PAGE};
+use super::{App, Conversation, Fetch, NodeState, PAGE};
 use crate::action::{Action, Effect};
-use crate::ui::{layout::Areas, list, messages};
+use crate::ui::theme::Theme;
+use crate::ui::timeline::Timeline;
+use crate::ui::{layout::Areas, list};
 
 /// Apply `action` to `app`; returns what the runtime should do.
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
@@ -90,8 +92,8 @@ pub(super) fn focus(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
     }
     app.focused = Some(peer.to_owned());
     if let Some(conv) = app.conversation_mut(peer) {
-        if !conv.loaded && !conv.loading {
-            conv.loading = true;
+        if !conv.loaded && conv.loading.is_none() {
+            conv.loading = Some(Fetch::Newest);
             fx.push(Effect::LoadHistory { contact: peer.to_owned(), before: None, limit: PAGE });
         }
         if conv.unread > 0 {
@@ -117,28 +119,71 @@ pub(super) fn mark_focused_read(app: &mut App, fx: &mut Vec<Effect>) {
     }
 }
 
+/// The message pane's size inside its border (columns, rows).
+pub(super) fn pane(app: &App) -> (usize, usize) {
+    let inner = Areas::compute(screen(app), app).messages_inner;
+    (usize::from(inner.width), usize::from(inner.height))
+}
+
+/// Scroll the focused conversation `rows` up or down: the anchor moves over the
+/// blocks around it (about a screen of layout, however deep the view is), then
+/// pages are asked for if the view came near an end of the loaded window.
 pub(super) fn scroll_messages(app: &mut App, up: bool, rows: usize, fx: &mut Vec<Effect>) {
-    let areas = Areas::compute(screen(app), app);
-    let Some(conv) = app.focused() else { return };
-    let height = usize::from(areas.messages_inner.height);
-    let width = usize::from(areas.messages_inner.width);
-    // Only as much history as the new position needs is laid out (see tail_lines).
-    let max = messages::max_scroll(app, conv, width, height, conv.scroll.saturating_add(rows)).unwrap_or(usize::MAX);
+    let (width, height) = pane(app);
     let Some(id) = app.focused.clone() else { return };
-    let Some(conv) = app.conversation_mut(&id) else { return };
-    if !up {
-        conv.scroll = conv.scroll.saturating_sub(rows).min(max);
+    let Some(conv) = app.conversation(&id) else { return };
+    // Styles do not change how many rows anything takes.
+    let theme = Theme::new(true);
+    let timeline = Timeline::new(app, conv, width, &theme);
+    let Some(cursor) = timeline.cursor() else { return };
+    let moved = if up { timeline.up(cursor, rows) } else { timeline.down(cursor, rows) };
+    let scroll = timeline.anchor(timeline.settle(moved, height));
+    if let Some(conv) = app.conversation_mut(&id) {
+        conv.scroll = scroll;
+    }
+    prefetch(app, fx);
+}
+
+/// Ask for a page when the focused view is less than a screen away from an end of
+/// the loaded window that is not an end of the conversation: older messages above,
+/// evicted or newly arrived ones below. Pages come one at a time; each answer calls
+/// this again, so a tall screen fills up over a few pages.
+pub(super) fn prefetch(app: &mut App, fx: &mut Vec<Effect>) {
+    let (width, height) = pane(app);
+    let Some(id) = app.focused.clone() else { return };
+    let Some(conv) = app.conversation(&id) else { return };
+    if !conv.loaded || conv.loading.is_some() {
         return;
     }
-    conv.scroll = (conv.scroll + rows).min(max);
-    if conv.scroll >= max
-        && conv.loaded
-        && conv.has_older
-        && !conv.loading
-        && let Some(oldest) = conv.messages.first().map(|m| m.id.clone())
-    {
-        conv.loading = true;
-        fx.push(Effect::LoadHistory { contact: id, before: Some(oldest), limit: PAGE });
+    let theme = Theme::new(true);
+    let timeline = Timeline::new(app, conv, width, &theme);
+    let Some(cursor) = timeline.cursor().map(|c| timeline.settle(c, height)) else { return };
+    let fetch = if conv.has_older && timeline.rows_above(cursor, height, height) < height {
+        conv.messages.front().map(|m| Fetch::Older { before: m.id.clone() })
+    } else if conv.detached() && timeline.rows_below(cursor, height) < height {
+        conv.newer_request().map(|(before, _)| Fetch::Newer { before })
+    } else {
+        None
+    };
+    let Some(fetch) = fetch else { return };
+    let (before, limit) = match &fetch {
+        Fetch::Older { before } => (Some(before.clone()), PAGE),
+        _ => conv.newer_request().unwrap_or((None, PAGE)),
+    };
+    if let Some(conv) = app.conversation_mut(&id) {
+        conv.loading = Some(fetch);
+    }
+    fx.push(Effect::LoadHistory { contact: id, before, limit });
+}
+
+/// Back to the newest message of the focused conversation, loading it if the window
+/// is far from it.
+pub(super) fn jump_to_newest(app: &mut App, fx: &mut Vec<Effect>) {
+    let Some(id) = app.focused.clone() else { return };
+    let Some(conv) = app.conversation_mut(&id) else { return };
+    if conv.jump_to_newest() {
+        conv.loading = Some(Fetch::Newest);
+        fx.push(Effect::LoadHistory { contact: id, before: None, limit: PAGE });
     }
 }
 

@@ -3,8 +3,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::Position;
 
-use super::update::{clamp_list_offset, focus, page_rows, screen, scroll_messages, switch};
-use super::{App, InviteView, Overlay, Switcher};
+use super::update::{clamp_list_offset, focus, jump_to_newest, page_rows, screen, scroll_messages, switch};
+use super::{App, InviteView, Overlay, Scroll, Switcher};
 use crate::action::Effect;
 use crate::commands::{self, Command};
 use crate::ui::{layout::Areas, list, overlay};
@@ -63,8 +63,8 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Char('k') if ctrl => app.overlay = Some(Overlay::Switcher(Switcher::default())),
         KeyCode::PageUp => scroll_messages(app, true, page, fx),
         KeyCode::PageDown => scroll_messages(app, false, page, fx),
-        KeyCode::Esc => match app.focused_mut() {
-            Some(conv) if conv.scroll > 0 => conv.scroll = 0,
+        KeyCode::Esc => match app.focused() {
+            Some(conv) if conv.scroll != Scroll::Bottom || conv.detached() => jump_to_newest(app, fx),
             _ => app.status = None,
         },
         // ---- submitting ----
@@ -145,9 +145,7 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
     app.input.take();
     // `//text` sends `/text`.
     let text = if raw.starts_with("//") { raw[1..].to_owned() } else { raw };
-    if let Some(conv) = app.conversation_mut(&contact) {
-        conv.scroll = 0;
-    }
+    jump_to_newest(app, fx);
     *app.sending.entry(contact.clone()).or_default() += 1;
     fx.push(Effect::Send { contact, text });
 }

@@ -9,10 +9,11 @@ pub(crate) mod layout;
 pub(crate) mod list;
 pub(crate) mod messages;
 pub(crate) mod overlay;
+pub(crate) mod timeline;
 
 mod input;
 mod status;
-mod theme;
+pub(crate) mod theme;
 
 use ratatui::Frame;
 

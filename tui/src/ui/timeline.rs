@@ -1,0 +1,332 @@
+//! The message pane's rows, laid out around the scroll anchor.
+//!
+//! The loaded window is a sequence of blocks, one per message: its day separator
+//! (if the day changed), the "new messages" line (if unread messages start there)
+//! and its wrapped rows with the delivery mark. The first block also carries the
+//! notice at the top of the window ("beginning of your conversation", "loading older
+//! messages…") and the last, when the window ends with the newest message, the notice
+//! below the messages (a pending contact request).
+//!
+//! A [`Cursor`] names the pane's bottom row as a block and a row count from that
+//! block's bottom. Everything here walks from the cursor over as many blocks as the
+//! asked number of rows needs, so a frame or a scroll step costs about one screen of
+//! layout however deep in the history the view is. The state machine (scrolling,
+//! prefetching) and the renderer use the same walk, so they always agree.
+
+use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
+use kith_p2p::views::MessageView;
+use ratatui::layout::Alignment;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+
+use super::theme::Theme;
+use crate::app::{App, Conversation, Fetch, Scroll};
+use crate::text;
+
+/// Columns of `HH:MM `; continuation rows are indented by this much.
+const TIME_W: usize = 6;
+/// Widest author name shown.
+const AUTHOR_MAX: usize = 16;
+/// Narrower panes do not indent continuation rows.
+const INDENT_MIN_WIDTH: usize = 24;
+
+/// The delivery mark of a message and its style; incoming messages have none.
+fn mark(m: &MessageView, theme: &Theme) -> Option<(&'static str, Style)> {
+    if m.direction == Direction::Incoming {
+        return None;
+    }
+    Some(match m.state {
+        MessageState::Pending => ("◷", theme.mark()),
+        MessageState::Sent => ("✓", theme.mark()),
+        MessageState::Delivered => ("✓✓", theme.mark()),
+        MessageState::Read => ("✓✓", theme.mark_read()),
+        MessageState::Failed => ("✗", theme.mark_failed()),
+    })
+}
+
+/// A full-width rule with `label` in the middle: `──── label ────`.
+fn rule(label: &str, width: usize, style: Style) -> Line<'static> {
+    let label = text::truncate(label, width.saturating_sub(2));
+    let label_w = text::width(&label);
+    if label_w == 0 {
+        return Line::styled("─".repeat(width), style);
+    }
+    let side = width.saturating_sub(label_w + 2);
+    let left = side / 2;
+    let right = side - left;
+    Line::styled(format!("{} {label} {}", "─".repeat(left), "─".repeat(right)), style)
+}
+
+/// Rows of centered, wrapped notice text.
+pub(super) fn notice(textual: &str, width: usize, style: Style) -> Vec<Line<'static>> {
+    text::wrap(textual, width, width).into_iter().map(|r| Line::styled(r, style).alignment(Alignment::Center)).collect()
+}
+
+/// The rows of one message.
+fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, theme: &Theme) -> Vec<Line<'static>> {
+    let outgoing = m.direction == Direction::Outgoing;
+    let author = if outgoing { "you".to_owned() } else { text::truncate(conv.label(), AUTHOR_MAX) };
+    let author_style = if outgoing { theme.me() } else { theme.them() };
+    let prefix_w = TIME_W + text::width(&author) + 2;
+    let indent = if width >= INDENT_MIN_WIDTH { TIME_W } else { 0 };
+    let rest_w = width.saturating_sub(indent);
+    let rows = text::wrap(&m.text, width.saturating_sub(prefix_w), rest_w);
+    let last = rows.len().saturating_sub(1);
+    let mut lines: Vec<Line<'static>> = Vec::with_capacity(rows.len() + 1);
+    for (i, row) in rows.into_iter().enumerate() {
+        let mut spans = if i == 0 {
+            vec![
+                Span::styled(text::clock(m.sent_at, app.config().utc_offset_secs), theme.dim()),
+                Span::raw(" "),
+                Span::styled(author.clone(), author_style),
+                Span::raw(": "),
+            ]
+        } else {
+            vec![Span::raw(" ".repeat(indent))]
+        };
+        spans.push(Span::raw(row));
+        if i == last
+            && let Some((glyph, style)) = mark(m, theme)
+        {
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            if used + 1 + text::width(glyph) <= width {
+                spans.push(Span::raw(" "));
+                spans.push(Span::styled(glyph, style));
+            } else {
+                lines.push(Line::from(spans));
+                spans = vec![Span::raw(" ".repeat(indent)), Span::styled(glyph, style)];
+            }
+        }
+        lines.push(Line::from(spans));
+    }
+    lines
+}
+
+/// A place in the window: the pane's bottom row is `below` rows above the bottom of
+/// block `index` (message `index` of the window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    /// The block (window index).
+    pub(crate) index: usize,
+    /// Rows of the block below the pane's bottom row.
+    pub(crate) below: usize,
+}
+
+/// A conversation's window laid out at one width.
+pub(crate) struct Timeline<'a> {
+    app: &'a App,
+    conv: &'a Conversation,
+    width: usize,
+    theme: &'a Theme,
+}
+
+impl<'a> Timeline<'a> {
+    /// The window of `conv` at `width` columns.
+    pub(crate) fn new(app: &'a App, conv: &'a Conversation, width: usize, theme: &'a Theme) -> Timeline<'a> {
+        Timeline { app, conv, width, theme }
+    }
+
+    /// Blocks in the window: one per loaded message, none before the newest page came.
+    fn blocks(&self) -> usize {
+        if self.conv.loaded && self.width > 0 { self.conv.messages.len() } else { 0 }
+    }
+
+    /// The notice at the top of the window.
+    fn top_notice(&self) -> Vec<Line<'static>> {
+        let conv = self.conv;
+        let top = if !conv.has_older {
+            format!("beginning of your conversation with {}", conv.label())
+        } else if matches!(conv.loading, Some(Fetch::Older { .. })) {
+            "loading older messages…".to_owned()
+        } else {
+            "↑ PageUp for older messages".to_owned()
+        };
+        notice(&top, self.width, self.theme.dim())
+    }
+
+    /// The notice under the newest message: the state of a pending contact.
+    fn footer(&self) -> Vec<Line<'static>> {
+        let conv = self.conv;
+        match conv.contact.state {
+            ContactState::PendingIn => {
+                let text = format!("{} wants to add you as a contact: /accept, /reject or /block", conv.label());
+                notice(&text, self.width, self.theme.notice())
+            }
+            ContactState::PendingOut => {
+                let text = format!("{} has not accepted your contact request yet", conv.label());
+                notice(&text, self.width, self.theme.notice())
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The rows when there are no blocks: notices only.
+    pub(crate) fn empty_rows(&self) -> Vec<Line<'static>> {
+        let (conv, width, theme) = (self.conv, self.width, self.theme);
+        if width == 0 {
+            return Vec::new();
+        }
+        let mut rows = Vec::new();
+        if !conv.loaded {
+            if conv.loading.is_some() {
+                rows.extend(notice("loading messages…", width, theme.dim()));
+            }
+        } else {
+            rows.extend(self.top_notice());
+            if !conv.has_older && !conv.is_request() {
+                rows.extend(notice("no messages yet: say hello", width, theme.dim()));
+            }
+        }
+        rows.extend(self.footer());
+        rows
+    }
+
+    /// The rows of block `i`, top to bottom (at least one).
+    pub(crate) fn block(&self, i: usize) -> Vec<Line<'static>> {
+        let (app, conv, width, theme) = (self.app, self.conv, self.width, self.theme);
+        let offset = app.config().utc_offset_secs;
+        let m = &conv.messages[i];
+        let mut rows = if i == 0 { self.top_notice() } else { Vec::new() };
+        let day = text::day_of(m.sent_at, offset);
+        let previous = match i {
+            // The message before the window: none, known (evicted) or not yet loaded.
+            0 => conv.before_window.filter(|_| conv.has_older),
+            _ => Some(conv.messages[i - 1].sent_at),
+        };
+        if previous.is_none_or(|at| text::day_of(at, offset) != day) {
+            rows.push(rule(&text::date_label(day), width, theme.separator()));
+        }
+        if conv.unread_marker.as_deref() == Some(m.id.as_str()) {
+            rows.push(rule("new messages", width, theme.new_marker()));
+        }
+        rows.extend(message_rows(app, conv, m, width, theme));
+        if i + 1 == conv.messages.len() && !conv.detached() {
+            rows.extend(self.footer());
+        }
+        rows
+    }
+
+    fn height(&self, i: usize) -> usize {
+        self.block(i).len().max(1)
+    }
+
+    /// Where the conversation's scroll state puts the pane's bottom row; `None` when
+    /// there are no blocks.
+    pub(crate) fn cursor(&self) -> Option<Cursor> {
+        let n = self.blocks();
+        if n == 0 {
+            return None;
+        }
+        let below = match &self.conv.scroll {
+            Scroll::Bottom => 0,
+            Scroll::At { below, .. } => *below,
+        };
+        Some(self.up(Cursor { index: self.conv.anchor_index().min(n - 1), below: 0 }, below))
+    }
+
+    /// The scroll state for `cursor`: following the newest when it is the bottom of
+    /// the newest message, else anchored to its message.
+    pub(crate) fn anchor(&self, cursor: Cursor) -> Scroll {
+        let n = self.blocks();
+        if n == 0 || (cursor.index + 1 >= n && cursor.below == 0 && !self.conv.detached()) {
+            return Scroll::Bottom;
+        }
+        let m = &self.conv.messages[cursor.index.min(n - 1)];
+        Scroll::At { lamport: m.lamport, id: m.id.clone(), below: cursor.below }
+    }
+
+    /// `cursor` moved `rows` up, stopping at the top row of the window.
+    pub(crate) fn up(&self, cursor: Cursor, rows: usize) -> Cursor {
+        let mut c = Cursor { below: cursor.below.saturating_add(rows), ..cursor };
+        loop {
+            let h = self.height(c.index);
+            if c.below < h {
+                return c;
+            }
+            if c.index == 0 {
+                return Cursor { index: 0, below: h - 1 };
+            }
+            c.below -= h;
+            c.index -= 1;
+        }
+    }
+
+    /// `cursor` moved `rows` down, stopping at the bottom of the window.
+    pub(crate) fn down(&self, cursor: Cursor, rows: usize) -> Cursor {
+        let n = self.blocks();
+        let mut c = cursor;
+        let mut rows = rows;
+        loop {
+            if c.below >= rows {
+                c.below -= rows;
+                return c;
+            }
+            rows -= c.below;
+            if c.index + 1 >= n {
+                c.below = 0;
+                return c;
+            }
+            // The first row of the next block is one row down.
+            c.index += 1;
+            c.below = self.height(c.index) - 1;
+            rows -= 1;
+        }
+    }
+
+    /// `cursor` moved down as far as needed for the pane (`height` rows) to be full:
+    /// the top of the window never comes down into the pane while rows are below it.
+    pub(crate) fn settle(&self, cursor: Cursor, height: usize) -> Cursor {
+        let c = self.up(cursor, 0);
+        let mut above = self.height(c.index) - c.below;
+        let mut i = c.index;
+        while above < height && i > 0 {
+            i -= 1;
+            above += self.height(i);
+        }
+        if above >= height { c } else { self.down(c, height - above) }
+    }
+
+    /// Rows of the window above a pane of `height` rows whose bottom is at `cursor`,
+    /// counted up to `limit`.
+    pub(crate) fn rows_above(&self, cursor: Cursor, height: usize, limit: usize) -> usize {
+        let mut above = self.height(cursor.index) - cursor.below.min(self.height(cursor.index));
+        let mut i = cursor.index;
+        while above < height + limit && i > 0 {
+            i -= 1;
+            above += self.height(i);
+        }
+        above.saturating_sub(height)
+    }
+
+    /// Rows of the window below `cursor`, counted up to `limit`.
+    pub(crate) fn rows_below(&self, cursor: Cursor, limit: usize) -> usize {
+        let n = self.blocks();
+        let mut below = cursor.below;
+        let mut i = cursor.index;
+        while below < limit && i + 1 < n {
+            i += 1;
+            below += self.height(i);
+        }
+        below
+    }
+
+    /// The rows on a pane of `height` rows whose bottom is at `cursor` (settled
+    /// first), oldest first; fewer than `height` only if the window has fewer.
+    pub(crate) fn view(&self, cursor: Cursor, height: usize) -> Vec<Line<'static>> {
+        let c = self.settle(cursor, height);
+        let mut block = self.block(c.index);
+        block.truncate(block.len().saturating_sub(c.below));
+        let mut count = block.len();
+        let mut blocks = vec![block];
+        let mut i = c.index;
+        while count < height && i > 0 {
+            i -= 1;
+            let block = self.block(i);
+            count += block.len();
+            blocks.push(block);
+        }
+        let rows: Vec<Line<'static>> = blocks.into_iter().rev().flatten().collect();
+        let skip = rows.len().saturating_sub(height);
+        rows.into_iter().skip(skip).collect()
+    }
+}

@@ -1,0 +1,234 @@
+//! Scrolling through a long conversation with a bounded window: the screen always
+//! shows what a layout of the whole conversation shows at the same place, the window
+//! stays bounded, and messages arriving while scrolled up do not move the view.
+//!
+//! A small in-memory "node" answers the `history` requests `update` asks for, with the
+//! store's semantics (pages before an id, oldest first).
+
+mod common;
+
+use common::*;
+use crossterm::event::KeyCode;
+use kith_p2p::kith_storage::ContactState;
+use kith_p2p::node::Event;
+use kith_p2p::views::MessageView;
+use kith_tui::app::{PAGE, Scroll};
+use kith_tui::{Action, App, Effect, Response, update};
+
+/// Narrow enough that the conversation list is hidden: the pane is the whole width.
+const WIDTH: u16 = 50;
+const HEIGHT: u16 = 20;
+/// Rows inside the message pane at `HEIGHT` (borders, input box and status bar off).
+const PANE: usize = HEIGHT as usize - 6;
+
+/// Message `n` of the long conversation: both directions, some long enough to wrap
+/// over several rows, a new day every 40 messages.
+fn long_message(n: u64) -> MessageView {
+    let at = NOW - 30 * DAY + n * 36 * MINUTE;
+    let text = match n % 7 {
+        0 => format!("m{n} is a longer message that wraps over a few rows of this narrow pane, on purpose."),
+        3 => format!("m{n} Привет 你好 🎉"),
+        _ => format!("m{n}"),
+    };
+    if n.is_multiple_of(3) {
+        outgoing(n, ALISA, &text, at, kith_p2p::kith_storage::MessageState::Read)
+    } else {
+        incoming(n, ALISA, &text, at)
+    }
+}
+
+/// The node's side: every message of the conversation, oldest first.
+struct Node {
+    messages: Vec<MessageView>,
+}
+
+impl Node {
+    fn history(&self, before: Option<&str>, limit: usize) -> Vec<MessageView> {
+        let end = match before {
+            Some(id) => self.messages.iter().position(|m| m.id == id).expect("before is a known message"),
+            None => self.messages.len(),
+        };
+        self.messages[end.saturating_sub(limit)..end].to_vec()
+    }
+}
+
+/// Perform every history request in `fx` (and those their answers ask for).
+fn settle(app: &mut App, node: &Node, fx: Vec<Effect>) {
+    let mut queue: std::collections::VecDeque<Effect> = fx.into();
+    let mut rounds = 0;
+    while let Some(effect) = queue.pop_front() {
+        rounds += 1;
+        assert!(rounds < 1000, "requests never settle");
+        if let Effect::LoadHistory { contact, before, limit } = effect {
+            let messages = node.history(before.as_deref(), limit);
+            queue.extend(update(app, Action::Done(Response::History { contact, before, limit, messages })));
+        }
+    }
+}
+
+/// An app showing the conversation with Алиса, of `n` messages, at `width`×`height`.
+fn open(node: &Node, width: u16, height: u16) -> App {
+    let mut app = App::new(config());
+    update(&mut app, Action::Resize { width, height });
+    let contacts = vec![contact(ALISA, "Алиса", ContactState::Accepted)];
+    let fx = update(&mut app, Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox: Vec::new() }));
+    settle(&mut app, node, fx);
+    app
+}
+
+/// The rows inside the message pane, trimmed.
+fn pane(app: &App, width: u16, height: u16) -> Vec<String> {
+    let screen = text_of(&draw(app, width, height));
+    let rows = usize::from(height) - 6;
+    screen
+        .lines()
+        .skip(1)
+        .take(rows)
+        .map(|l| l.trim_start_matches('│').trim_end_matches('│').trim_end().to_owned())
+        .collect()
+}
+
+/// Every row of the conversation, laid out with everything loaded (a pane tall enough
+/// for all of it and a window that never evicts at that height).
+fn full_layout(node: &Node) -> Vec<String> {
+    let height = 5_000u16;
+    let mut app = App::new(config());
+    update(&mut app, Action::Resize { width: WIDTH, height });
+    let contacts = vec![contact(ALISA, "Алиса", ContactState::Accepted)];
+    update(&mut app, Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox: Vec::new() }));
+    let all = node.messages.clone();
+    let limit = all.len() + 1;
+    update(&mut app, Action::Done(Response::History { contact: ALISA.into(), before: None, limit, messages: all }));
+    assert_eq!(app.focused().map(|c| c.messages.len()), Some(node.messages.len()));
+    let rows = pane(&app, WIDTH, height);
+    let first = rows.iter().position(|r| !r.is_empty()).expect("rows");
+    rows[first..].to_vec()
+}
+
+/// The largest window the app may keep at this pane height (see `window.rs`).
+fn window_bound() -> usize {
+    let keep = 2 * PAGE.max(PANE);
+    PANE + 2 * keep + 3 * PAGE + 16
+}
+
+fn depth(app: &App) -> usize {
+    app.focused().map_or(0, |c| c.depth())
+}
+
+fn loaded(app: &App) -> usize {
+    app.focused().map_or(0, |c| c.messages.len())
+}
+
+#[test]
+fn scrolling_to_the_top_and_back_matches_the_full_layout() {
+    let node = Node { messages: (1..=2_000).map(long_message).collect() };
+    let full = full_layout(&node);
+    let mut app = open(&node, WIDTH, HEIGHT);
+    let page = PANE - 1;
+    // From the bottom, each PageUp moves exactly one page of the full layout up.
+    let mut offset = 0; // rows of the full layout below the pane
+    let mut max_loaded = 0;
+    let mut up = 0;
+    loop {
+        let end = full.len() - offset;
+        assert_eq!(pane(&app, WIDTH, HEIGHT), full[end - PANE..end], "after {up} PageUps");
+        max_loaded = max_loaded.max(loaded(&app));
+        if end == PANE {
+            break;
+        }
+        let fx = update(&mut app, key(KeyCode::PageUp));
+        settle(&mut app, &node, fx);
+        offset = (offset + page).min(full.len() - PANE);
+        up += 1;
+        assert!(up < 10_000);
+    }
+    assert!(full[0].contains("beginning of your conversation"), "{:?}", &full[..3]);
+    assert_eq!(depth(&app), 2_000, "the whole history was paged through");
+    assert!(max_loaded <= window_bound(), "window grew to {max_loaded}");
+    // And back down to the newest message: the evicted pages come back in.
+    let mut down = 0;
+    while offset > 0 {
+        let fx = update(&mut app, key(KeyCode::PageDown));
+        settle(&mut app, &node, fx);
+        offset = offset.saturating_sub(page);
+        down += 1;
+        let end = full.len() - offset;
+        assert_eq!(pane(&app, WIDTH, HEIGHT), full[end - PANE..end], "after {down} PageDowns");
+        max_loaded = max_loaded.max(loaded(&app));
+    }
+    assert_eq!(app.focused().map(|c| c.scroll.clone()), Some(Scroll::Bottom));
+    assert!(app.focused().is_some_and(|c| !c.detached()));
+    assert!(max_loaded <= window_bound(), "window grew to {max_loaded}");
+}
+
+#[test]
+fn the_window_stays_bounded_deep_in_a_long_history() {
+    let node = Node { messages: (1..=6_000).map(long_message).collect() };
+    let mut app = open(&node, WIDTH, HEIGHT);
+    let mut presses = 0;
+    while depth(&app) < 5_000 {
+        let fx = update(&mut app, key(KeyCode::PageUp));
+        settle(&mut app, &node, fx);
+        assert!(loaded(&app) <= window_bound(), "{} loaded at depth {}", loaded(&app), depth(&app));
+        presses += 1;
+        assert!(presses < 20_000);
+    }
+    // Leaving and coming back drops the deep window and opens at the newest message.
+    update(&mut app, Action::Resize { width: 100, height: 30 });
+    let newest = node.messages.last().map(|m| m.id.clone());
+    let fx = update(&mut app, key(KeyCode::Esc));
+    assert_eq!(fx, vec![Effect::LoadHistory { contact: ALISA.into(), before: None, limit: PAGE }]);
+    settle(&mut app, &node, fx);
+    let conv = app.focused().expect("focused");
+    assert_eq!(conv.scroll, Scroll::Bottom);
+    assert_eq!(conv.messages.back().map(|m| m.id.clone()), newest);
+    assert_eq!(conv.messages.len(), PAGE);
+}
+
+#[test]
+fn a_message_arriving_while_scrolled_up_keeps_the_view_still() {
+    let mut node = Node { messages: (1..=2_000).map(long_message).collect() };
+    let mut app = open(&node, WIDTH, HEIGHT);
+    // A little way up: the window still ends with the newest message.
+    for _ in 0..3 {
+        let fx = update(&mut app, key(KeyCode::PageUp));
+        settle(&mut app, &node, fx);
+    }
+    let before = pane(&app, WIDTH, HEIGHT);
+    let arrive = |app: &mut App, node: &mut Node, n: u64| {
+        let message = long_message(n);
+        node.messages.push(message.clone());
+        let fx = update(app, event(Event::MessageReceived { message }));
+        // Seen (the conversation is open): marked read, nothing loaded.
+        assert!(fx.iter().all(|e| matches!(e, Effect::MarkRead { .. })), "{fx:?}");
+    };
+    for n in 2_001..=2_010 {
+        arrive(&mut app, &mut node, n);
+        assert_eq!(pane(&app, WIDTH, HEIGHT), before);
+    }
+    // Far up (the newest messages evicted): arrivals are counted, not loaded.
+    for _ in 0..150 {
+        let fx = update(&mut app, key(KeyCode::PageUp));
+        settle(&mut app, &node, fx);
+    }
+    assert!(app.focused().is_some_and(|c| c.detached()));
+    let before = pane(&app, WIDTH, HEIGHT);
+    let (loaded_before, depth_before) = (loaded(&app), depth(&app));
+    for n in 2_011..=2_200 {
+        arrive(&mut app, &mut node, n);
+    }
+    assert_eq!(pane(&app, WIDTH, HEIGHT), before);
+    assert!(loaded(&app) <= loaded_before, "nothing newer is loaded");
+    assert_eq!(depth(&app), depth_before + 190, "but every arrival is counted");
+    // Scrolling back down shows every one of them, in order, as the full layout does.
+    let full = full_layout(&node);
+    let mut presses = 0;
+    while app.focused().is_some_and(|c| c.scroll != Scroll::Bottom) {
+        let fx = update(&mut app, key(KeyCode::PageDown));
+        settle(&mut app, &node, fx);
+        presses += 1;
+        assert!(presses < 2_000);
+    }
+    assert_eq!(pane(&app, WIDTH, HEIGHT), full[full.len() - PANE..]);
+    assert!(app.focused().is_some_and(|c| !c.detached() && c.messages.len() <= window_bound()));
+}
