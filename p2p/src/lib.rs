@@ -12,6 +12,7 @@ pub mod data;
 pub mod dm;
 pub mod envelope;
 pub mod group;
+pub mod grouplog;
 pub mod home;
 pub mod identity;
 pub mod invite;

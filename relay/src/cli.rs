@@ -156,6 +156,10 @@ async fn serve(config: RelayConfig) -> anyhow::Result<()> {
         .await
         .context("cannot start the relay")?;
 
+    // Watch the signals before announcing readiness: a supervisor (or test) may
+    // signal as soon as it reads the ready line, and an unwatched SIGINT or SIGTERM
+    // would kill the process without the graceful shutdown.
+    let shutdown = shutdown_signal();
     let mut line = format!("ready {}", relay.peer_id());
     for addr in relay.listen_addrs() {
         line.push(' ');
@@ -167,31 +171,47 @@ async fn serve(config: RelayConfig) -> anyhow::Result<()> {
         out.flush().context("cannot write the ready line")?;
     }
 
-    relay.run(shutdown_signal()).await?;
+    relay.run(shutdown).await?;
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere).
-async fn shutdown_signal() {
+/// Starts watching SIGINT and SIGTERM (Ctrl-C elsewhere) at once; the future
+/// completes on the first of them.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the relay");
-                let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        // Registered here, not when first polled.
+        let watch = |kind: SignalKind, name: &'static str| -> Option<Signal> {
+            signal(kind)
+                .inspect_err(|e| tracing::warn!(error = %e, signal = name, "cannot watch signal"))
+                .ok()
+        };
+        let mut term = watch(SignalKind::terminate(), "SIGTERM");
+        let mut int = watch(SignalKind::interrupt(), "SIGINT");
+        async move {
+            tokio::select! {
+                _ = next(&mut term) => tracing::info!("SIGTERM received"),
+                _ = next(&mut int) => tracing::info!("SIGINT received"),
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Ctrl-C received");
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C received");
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, if it could not be watched.
+#[cfg(unix)]
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

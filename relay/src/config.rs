@@ -21,6 +21,7 @@ use kith_p2p::config::{line_of, span_contains};
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
+use crate::grouplog::GroupLogLimits;
 use crate::mailbox::MailboxLimits;
 
 const KIB: u64 = 1024;
@@ -89,8 +90,8 @@ pub struct RelayConfig {
     /// Default: `["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]`. Must not
     /// be empty; each entry must start with `/`.
     pub listen: Vec<String>,
-    /// `data_dir`: directory holding the relay's state (identity key, mailbox
-    /// database). Created with mode 0700. A relative path is relative to the working
+    /// `data_dir`: directory holding the relay's state (identity key, mailbox and
+    /// group log databases). Created with mode 0700. A relative path is relative to the working
     /// directory.
     ///
     /// Default: `"./kith-relay-data"`.
@@ -116,6 +117,8 @@ pub struct RelayConfig {
     pub autonat: AutonatConfig,
     /// `[mailbox]`: the store-and-forward mailbox role.
     pub mailbox: MailboxConfig,
+    /// `[grouplog]`: the group log role (`/kith/grouplog/1`).
+    pub grouplog: GroupLogConfig,
     /// `[access]`: who may use the relay.
     pub access: AccessConfig,
     /// `[metrics]`: the Prometheus endpoint.
@@ -138,6 +141,7 @@ impl Default for RelayConfig {
             circuit: CircuitConfig::default(),
             autonat: AutonatConfig::default(),
             mailbox: MailboxConfig::default(),
+            grouplog: GroupLogConfig::default(),
             access: AccessConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
@@ -275,7 +279,8 @@ pub struct MailboxConfig {
     /// after being idle. Default: `2000`.
     pub sender_burst: u32,
     /// `mailbox.max_tracked_senders`: senders whose rate is tracked at once; beyond
-    /// it the closest-to-idle are forgotten. Default: `65536`.
+    /// it the closest-to-idle are forgotten. Bounds the group log's rate limiter
+    /// too (each limiter tracks at most this many). Default: `65536`.
     pub max_tracked_senders: u32,
     /// `mailbox.expire_interval_secs`: how often expired envelopes are deleted.
     /// Default: `600`.
@@ -332,7 +337,75 @@ impl MailboxConfig {
     }
 }
 
-/// `[access]`: who may reserve circuits, drain a mailbox, and have mail deposited.
+/// `[grouplog]`: hold groups' logs of sealed messages for members to fetch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupLogConfig {
+    /// `grouplog.enabled`: accept appends and fetches. Default: `true`.
+    pub enabled: bool,
+    /// `grouplog.ttl_days`: items older than this many days are deleted, fetched or
+    /// not. 1 to [`MAX_TTL_DAYS`]. Default: `30`.
+    pub ttl_days: u32,
+    /// `grouplog.max_items_per_log`: items one log may hold. Default: `100000`.
+    pub max_items_per_log: u64,
+    /// `grouplog.max_bytes_per_log`: total item bytes one log may hold; at least
+    /// [`MAX_ITEM_LEN`](kith_p2p::grouplog::MAX_ITEM_LEN) (102400).
+    /// Default: `268435456` (256 MiB).
+    pub max_bytes_per_log: u64,
+    /// `grouplog.max_total_bytes`: total item bytes over all logs, so many logs
+    /// cannot fill the disk; at least `max_bytes_per_log`.
+    /// Default: `8589934592` (8 GiB).
+    pub max_total_bytes: u64,
+    /// `grouplog.sender_rate_per_sec`: items per second one peer may append,
+    /// sustained. Default: `200`.
+    pub sender_rate_per_sec: u32,
+    /// `grouplog.sender_burst`: items one peer may append at once after being idle.
+    /// Default: `2000`.
+    pub sender_burst: u32,
+    /// `grouplog.expire_interval_secs`: how often expired items are deleted.
+    /// Default: `600`.
+    pub expire_interval_secs: u64,
+}
+
+impl Default for GroupLogConfig {
+    fn default() -> Self {
+        GroupLogConfig {
+            enabled: true,
+            ttl_days: 30,
+            max_items_per_log: 100_000,
+            max_bytes_per_log: 256 * MIB,
+            max_total_bytes: 8 * GIB,
+            sender_rate_per_sec: 200,
+            sender_burst: 2000,
+            expire_interval_secs: 600,
+        }
+    }
+}
+
+impl GroupLogConfig {
+    /// `ttl_days` as a [`Duration`].
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.ttl_days) * 24 * 3600)
+    }
+
+    /// `expire_interval_secs` as a [`Duration`].
+    pub fn expire_interval(&self) -> Duration {
+        Duration::from_secs(self.expire_interval_secs)
+    }
+
+    /// The store limits these settings describe.
+    pub fn limits(&self) -> GroupLogLimits {
+        GroupLogLimits {
+            ttl: self.ttl(),
+            max_items_per_log: self.max_items_per_log,
+            max_bytes_per_log: self.max_bytes_per_log,
+            max_total_bytes: self.max_total_bytes,
+        }
+    }
+}
+
+/// `[access]`: who may reserve circuits, drain a mailbox, have mail deposited and
+/// append to group logs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccessConfig {
@@ -554,6 +627,35 @@ impl RelayConfig {
             ));
         }
 
+        let g = &self.grouplog;
+        if !(1..=MAX_TTL_DAYS).contains(&g.ttl_days) {
+            return Err(invalid(
+                "grouplog.ttl_days".into(),
+                format!("must be between 1 and {MAX_TTL_DAYS}"),
+            ));
+        }
+        at_least_one("grouplog.max_items_per_log", g.max_items_per_log)?;
+        at_least_one("grouplog.sender_rate_per_sec", g.sender_rate_per_sec.into())?;
+        at_least_one("grouplog.sender_burst", g.sender_burst.into())?;
+        at_least_one("grouplog.expire_interval_secs", g.expire_interval_secs)?;
+        // A log must hold at least one item of the largest size the protocol allows.
+        let max_item = kith_p2p::grouplog::MAX_ITEM_LEN as u64;
+        if g.max_bytes_per_log < max_item {
+            return Err(invalid(
+                "grouplog.max_bytes_per_log".into(),
+                format!("must be at least {max_item} (the largest group log item)"),
+            ));
+        }
+        if g.max_total_bytes < g.max_bytes_per_log {
+            return Err(invalid(
+                "grouplog.max_total_bytes".into(),
+                format!(
+                    "must be at least max_bytes_per_log ({})",
+                    g.max_bytes_per_log
+                ),
+            ));
+        }
+
         for (i, member) in self.access.members.iter().enumerate() {
             check_peer_id(member)
                 .map_err(|message| invalid(format!("access.members[{i}]"), message))?;
@@ -583,6 +685,11 @@ impl RelayConfig {
     /// The mailbox database directory: `<data_dir>/mailbox`.
     pub fn mailbox_dir(&self) -> PathBuf {
         self.data_dir.join("mailbox")
+    }
+
+    /// The group log database directory: `<data_dir>/grouplog`.
+    pub fn grouplog_dir(&self) -> PathBuf {
+        self.data_dir.join("grouplog")
     }
 }
 
@@ -689,6 +796,13 @@ mod tests {
         );
         assert_eq!(config.mailbox.ttl(), Duration::from_secs(30 * 86_400));
         assert_eq!(config.mailbox.limits().max_envelope_bytes, 262_144);
+        assert_eq!(config.grouplog.limits().max_items_per_log, 100_000);
+        assert_eq!(config.grouplog.limits().max_bytes_per_log, 256 * MIB);
+        assert_eq!(config.grouplog.ttl(), Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            config.grouplog_dir(),
+            PathBuf::from("./kith-relay-data/grouplog")
+        );
         assert_eq!(
             config.circuit.max_circuit_duration(),
             Duration::from_secs(120)
@@ -831,6 +945,22 @@ format = "json"
             invalid("[mailbox]\nsender_burst = 0\n").0,
             "mailbox.sender_burst"
         );
+        for key in [
+            "ttl_days",
+            "max_items_per_log",
+            "sender_rate_per_sec",
+            "sender_burst",
+            "expire_interval_secs",
+        ] {
+            assert_eq!(
+                invalid(&format!("[grouplog]\n{key} = 0\n")).0,
+                format!("grouplog.{key}")
+            );
+        }
+        assert_eq!(
+            invalid("[grouplog]\nttl_days = 4000\n").0,
+            "grouplog.ttl_days"
+        );
         assert_eq!(invalid("data_dir = \"\"\n").0, "data_dir");
         let (key, _, _) = invalid("[mailbox]\nmax_envelope_bytes = 1073741824\n");
         assert_eq!(key, "mailbox.max_envelope_bytes");
@@ -851,6 +981,16 @@ format = "json"
         assert_eq!(
             invalid("[mailbox]\nmax_total_bytes = 1\n").0,
             "mailbox.max_total_bytes"
+        );
+        let (key, line, message) = invalid("[grouplog]\n\nmax_bytes_per_log = 1000\n");
+        assert_eq!(
+            (key.as_str(), line),
+            ("grouplog.max_bytes_per_log", Some(3))
+        );
+        assert!(message.contains("102400"), "{message}");
+        assert_eq!(
+            invalid("[grouplog]\nmax_bytes_per_log = 17179869184\n").0,
+            "grouplog.max_total_bytes"
         );
         // Defaults only: no line at all.
         let mut config = RelayConfig::default();

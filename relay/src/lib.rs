@@ -1,12 +1,12 @@
 //! `kith-relay`: the library behind the kith relay and media node.
 //!
 //! A relay is a volunteer node that helps kith peers: it serves the DHT, relays
-//! circuits for peers behind NAT, answers AutoNAT probes and holds sealed mail for
-//! offline users. The network side:
+//! circuits for peers behind NAT, answers AutoNAT probes, holds sealed mail for
+//! offline users and keeps groups' logs of sealed messages. The network side:
 //!
 //! - [`server`]: the running relay — the libp2p swarm with every role, the
-//!   `/kith/mailbox/1` service (disk work on the blocking pool), metrics recording
-//!   and graceful shutdown.
+//!   `/kith/mailbox/1` and `/kith/grouplog/1` services (disk work on the blocking
+//!   pool), metrics recording and graceful shutdown.
 //! - [`identity`]: the relay's host key, created on first start.
 //! - [`cli`]: the `kith-relay` command line (`run`, `init-config`, `id`).
 //!
@@ -17,15 +17,19 @@
 //! - [`mailbox`]: the durable mailbox store over sled (deposit with group commit,
 //!   paginated drain, ack, TTL expiry, quotas, de-duplication) and the single-use
 //!   drain challenges.
+//! - [`grouplog`]: the durable group log store (all-or-nothing appends with
+//!   de-duplication, cursor fetches, TTL expiry, quotas), built from the mailbox
+//!   store's parts.
 //! - [`limits`]: per-sender token-bucket rate limiting with bounded memory.
 //! - [`metrics`]: the typed Prometheus metrics group, and [`http`]: the `/metrics`
 //!   and `/health` endpoint.
 //!
-//! The relay sees only ciphertext: envelopes are opaque bytes, mailbox ids opaque
-//! owner ids.
+//! The relay sees only ciphertext: envelopes and group log items are opaque bytes,
+//! mailbox ids opaque owner ids, log ids hashes of group ids it never learns.
 
 pub mod cli;
 pub mod config;
+pub mod grouplog;
 pub mod http;
 pub mod identity;
 pub mod limits;

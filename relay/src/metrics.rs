@@ -25,6 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::grouplog::GroupLogStats;
 use crate::mailbox::{MailboxStats, Refusal};
 
 /// The prefix of every relay metric name.
@@ -67,8 +68,28 @@ pub struct Metrics {
     pub mailbox_bytes: Gauge,
     /// Records held in the DHT record store.
     pub dht_records: Gauge,
-    /// Requests refused, by reason.
+    /// Mailbox requests refused, by reason.
     pub refusals: Family<RefusalLabels, Counter>,
+    /// Items stored by group log appends.
+    pub grouplog_appends: Counter,
+    /// Bytes of items stored by group log appends.
+    pub grouplog_appended_bytes: Counter,
+    /// Appended items the log already held (not stored again).
+    pub grouplog_duplicates: Counter,
+    /// Group log fetches answered with a page.
+    pub grouplog_fetches: Counter,
+    /// Items handed out by group log fetches.
+    pub grouplog_fetched_items: Counter,
+    /// Group log items deleted after the TTL.
+    pub grouplog_expired: Counter,
+    /// Group logs holding at least one item.
+    pub grouplog_logs: Gauge,
+    /// Items held in all group logs.
+    pub grouplog_items: Gauge,
+    /// Bytes of items held in all group logs.
+    pub grouplog_bytes: Gauge,
+    /// Group log requests refused, by reason (the same reasons as [`Metrics::refusals`]).
+    pub grouplog_refusals: Family<RefusalLabels, Counter>,
 }
 
 /// Labels of [`Metrics::refusals`].
@@ -78,7 +99,8 @@ pub struct RefusalLabels {
     pub reason: RefusalReason,
 }
 
-/// Why a request was refused, as the `reason` label of `kith_relay_refusals_total`.
+/// Why a request was refused, as the `reason` label of `kith_relay_refusals_total`
+/// (mailbox) and `kith_relay_grouplog_refusals_total` (group log).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RefusalReason {
@@ -99,11 +121,11 @@ pub enum RefusalReason {
     BadChallenge,
     /// `bad_request`: a malformed request.
     BadRequest,
-    /// `disabled`: a mailbox request while the mailbox role is off.
+    /// `disabled`: a request while its role (mailbox or group log) is off.
     Disabled,
-    /// `storage`: the mailbox store failed.
+    /// `storage`: the store failed.
     Storage,
-    /// `busy`: too many mailbox requests in progress (answered as rate limited).
+    /// `busy`: too many requests of the role in progress (answered as rate limited).
     Busy,
 }
 
@@ -179,6 +201,16 @@ impl Metrics {
             mailbox_bytes: Gauge::default(),
             dht_records: Gauge::default(),
             refusals: Family::default(),
+            grouplog_appends: Counter::default(),
+            grouplog_appended_bytes: Counter::default(),
+            grouplog_duplicates: Counter::default(),
+            grouplog_fetches: Counter::default(),
+            grouplog_fetched_items: Counter::default(),
+            grouplog_expired: Counter::default(),
+            grouplog_logs: Gauge::default(),
+            grouplog_items: Gauge::default(),
+            grouplog_bytes: Gauge::default(),
+            grouplog_refusals: Family::default(),
         };
         let r = registry.sub_registry_with_prefix(PREFIX);
         let m = metrics.clone();
@@ -248,11 +280,72 @@ impl Metrics {
             "Records held in the DHT record store",
             m.dht_records,
         );
-        r.register("refusals", "Requests refused, by reason", m.refusals);
+        r.register(
+            "refusals",
+            "Mailbox requests refused, by reason",
+            m.refusals,
+        );
+        r.register(
+            "grouplog_appends",
+            "Items stored in group logs",
+            m.grouplog_appends,
+        );
+        r.register_with_unit(
+            "grouplog_appended",
+            "Bytes of items stored in group logs",
+            Unit::Bytes,
+            m.grouplog_appended_bytes,
+        );
+        r.register(
+            "grouplog_duplicates",
+            "Appended group log items already held, not stored again",
+            m.grouplog_duplicates,
+        );
+        r.register(
+            "grouplog_fetches",
+            "Group log fetches answered with a page",
+            m.grouplog_fetches,
+        );
+        r.register(
+            "grouplog_fetched_items",
+            "Items handed out by group log fetches",
+            m.grouplog_fetched_items,
+        );
+        r.register(
+            "grouplog_expired",
+            "Group log items deleted after the TTL",
+            m.grouplog_expired,
+        );
+        r.register(
+            "grouplog_logs",
+            "Group logs holding at least one item",
+            m.grouplog_logs,
+        );
+        r.register(
+            "grouplog_items",
+            "Items held in all group logs",
+            m.grouplog_items,
+        );
+        r.register_with_unit(
+            "grouplog",
+            "Bytes of items held in all group logs",
+            Unit::Bytes,
+            m.grouplog_bytes,
+        );
+        r.register(
+            "grouplog_refusals",
+            "Group log requests refused, by reason",
+            m.grouplog_refusals,
+        );
         // Every reason is exported from the start (at 0), so rates and alerts work
         // before the first refusal.
         for reason in RefusalReason::ALL {
             drop(metrics.refusals.get_or_create(&RefusalLabels { reason }));
+            drop(
+                metrics
+                    .grouplog_refusals
+                    .get_or_create(&RefusalLabels { reason }),
+            );
         }
         metrics
     }
@@ -264,6 +357,23 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// Counts one refused group log request.
+    pub fn grouplog_refused(&self, reason: impl Into<RefusalReason>) {
+        self.grouplog_refusals
+            .get_or_create(&RefusalLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the group log gauges from the store's totals.
+    pub fn set_grouplog_stats(&self, stats: GroupLogStats) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.grouplog_logs.set(gauge(stats.logs));
+        self.grouplog_items.set(gauge(stats.items));
+        self.grouplog_bytes.set(gauge(stats.bytes));
     }
 
     /// Sets the mailbox gauges from the store's totals.
@@ -302,6 +412,14 @@ mod tests {
             envelopes: 5,
             bytes: 500,
         });
+        metrics.grouplog_appends.inc_by(2);
+        metrics.grouplog_appended_bytes.inc_by(20);
+        metrics.grouplog_refused(Refusal::QuotaCount);
+        metrics.set_grouplog_stats(GroupLogStats {
+            logs: 1,
+            items: 4,
+            bytes: 40,
+        });
         let text = encode(&registry).unwrap();
         for line in [
             "# TYPE kith_relay_deposits counter",
@@ -316,6 +434,13 @@ mod tests {
             "kith_relay_mailboxes 2",
             "kith_relay_connections 0",
             "kith_relay_dht_records 0",
+            "kith_relay_grouplog_refusals_total{reason=\"quota_count\"} 1",
+            "kith_relay_grouplog_refusals_total{reason=\"not_member\"} 0",
+            "kith_relay_grouplog_appends_total 2",
+            "kith_relay_grouplog_appended_bytes_total 20",
+            "kith_relay_grouplog_items 4",
+            "kith_relay_grouplog_bytes 40",
+            "kith_relay_grouplog_logs 1",
             "# EOF",
         ] {
             assert!(
@@ -325,6 +450,6 @@ mod tests {
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!((types, helps), (17, 17));
+        assert_eq!((types, helps), (27, 27));
     }
 }

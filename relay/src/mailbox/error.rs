@@ -1,5 +1,7 @@
 //! Typed errors of the mailbox store. sled stays an implementation detail: its
-//! errors are wrapped in the opaque [`DbError`].
+//! errors are wrapped in the opaque [`DbError`]. [`OpenError`] is shared with the
+//! group log store (`crate::grouplog`), so its messages name no particular store; the
+//! caller adds which one.
 
 use std::path::PathBuf;
 
@@ -9,12 +11,13 @@ use std::path::PathBuf;
 #[error(transparent)]
 pub struct DbError(sled::Error);
 
-/// Why [`MailboxStore::open`](super::MailboxStore::open) failed.
+/// Why [`MailboxStore::open`](super::MailboxStore::open) (or the group log store's
+/// `open`) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The directory or its files could not be created, read or secured.
-    #[error("cannot access the mailbox database in {}", path.display())]
+    #[error("cannot access the database in {}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -23,33 +26,33 @@ pub enum OpenError {
         source: std::io::Error,
     },
     /// Another process holds the database.
-    #[error("the mailbox database is in use by another process: {detail}")]
+    #[error("the database is in use by another process: {detail}")]
     Locked {
         /// The engine's description of the lock failure.
         detail: String,
     },
-    /// The files exist but cannot be read as a mailbox database.
-    #[error("the mailbox database is corrupt: {detail}")]
+    /// The files exist but cannot be read as the store's database.
+    #[error("the database is corrupt: {detail}")]
     Corrupt {
         /// What was found to be damaged.
         detail: String,
     },
     /// The database was written by a newer kith-relay.
-    #[error("mailbox schema version {found} is not supported (this build knows {supported})")]
+    #[error("database schema version {found} is not supported (this build knows {supported})")]
     UnsupportedVersion {
         /// The version recorded in the database.
         found: u32,
         /// The version this build writes.
         supported: u32,
     },
-    /// The directory holds a sled database that is not a mailbox store.
-    #[error("not a kith-relay mailbox database: {detail}")]
+    /// The directory holds a sled database that is not this kind of store.
+    #[error("not a kith-relay database of this kind: {detail}")]
     Foreign {
         /// Why the database was judged foreign.
         detail: String,
     },
     /// The database engine failed for another reason.
-    #[error("mailbox database error")]
+    #[error("database error")]
     Db(#[source] DbError),
 }
 
@@ -90,7 +93,7 @@ pub enum ChallengeError {
 
 impl MailboxError {
     /// Shorthand for [`MailboxError::Corrupt`].
-    pub(super) fn corrupt(detail: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(detail: impl Into<String>) -> Self {
         MailboxError::Corrupt {
             detail: detail.into(),
         }
@@ -98,12 +101,12 @@ impl MailboxError {
 }
 
 /// Wraps an engine error for [`MailboxError`].
-pub(super) fn db_error(e: sled::Error) -> MailboxError {
+pub(crate) fn db_error(e: sled::Error) -> MailboxError {
     MailboxError::Db(DbError(e))
 }
 
 /// Classifies an engine error raised while opening.
-pub(super) fn open_err(path: &std::path::Path, e: sled::Error) -> OpenError {
+pub(crate) fn open_err(path: &std::path::Path, e: sled::Error) -> OpenError {
     match e {
         // sled reports a held file lock as a plain I/O error; its message is the
         // only way to tell it apart.

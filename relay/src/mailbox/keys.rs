@@ -6,30 +6,30 @@ use super::MailboxError;
 pub const MAX_MAILBOX_ID_LEN: usize = 64;
 
 /// Length of a BLAKE3 hash.
-pub(super) const HASH_LEN: usize = 32;
+pub(crate) const HASH_LEN: usize = 32;
 
 /// `P ‖ seq` → `deposited_at_ms ‖ envelope`.
-pub(super) const ENVELOPES: &str = "envelopes";
+pub(crate) const ENVELOPES: &str = "envelopes";
 /// `P ‖ blake3(envelope)` → `seq`.
-pub(super) const HASHES: &str = "hashes";
+pub(crate) const HASHES: &str = "hashes";
 /// `P` → [`Record`], only for non-empty mailboxes.
-pub(super) const MAILBOXES: &str = "mailboxes";
+pub(crate) const MAILBOXES: &str = "mailboxes";
 /// `deposited_at_ms ‖ P ‖ seq` → empty.
-pub(super) const EXPIRY: &str = "expiry";
+pub(crate) const EXPIRY: &str = "expiry";
 /// Store-wide values (the keys below).
-pub(super) const META: &str = "meta";
+pub(crate) const META: &str = "meta";
 
 /// `meta` key of the schema version (`u32`).
-pub(super) const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+pub(crate) const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 /// `meta` key of the first sequence number of a new mailbox (`u64`): at least the
 /// next sequence number of every mailbox deleted when it emptied.
-pub(super) const SEQ_FLOOR_KEY: &[u8] = b"seq_floor";
+pub(crate) const SEQ_FLOOR_KEY: &[u8] = b"seq_floor";
 
 /// The first sequence number of the first mailbox.
-pub(super) const FIRST_SEQ: u64 = 1;
+pub(crate) const FIRST_SEQ: u64 = 1;
 
 /// `len ‖ id`: the key prefix of a mailbox. Validates the id.
-pub(super) fn prefix(mailbox: &[u8]) -> Result<Vec<u8>, MailboxError> {
+pub(crate) fn prefix(mailbox: &[u8]) -> Result<Vec<u8>, MailboxError> {
     let len = u8::try_from(mailbox.len())
         .ok()
         .filter(|len| (1..=MAX_MAILBOX_ID_LEN).contains(&usize::from(*len)))
@@ -41,12 +41,12 @@ pub(super) fn prefix(mailbox: &[u8]) -> Result<Vec<u8>, MailboxError> {
 }
 
 /// `P ‖ seq`.
-pub(super) fn envelope_key(prefix: &[u8], seq: u64) -> Vec<u8> {
+pub(crate) fn envelope_key(prefix: &[u8], seq: u64) -> Vec<u8> {
     [prefix, &seq.to_be_bytes()].concat()
 }
 
 /// The sequence number at the end of an `envelopes` key.
-pub(super) fn seq_of(key: &[u8]) -> Result<u64, MailboxError> {
+pub(crate) fn seq_of(key: &[u8]) -> Result<u64, MailboxError> {
     key.len()
         .checked_sub(8)
         .and_then(|at| u64_at(key, at))
@@ -54,17 +54,17 @@ pub(super) fn seq_of(key: &[u8]) -> Result<u64, MailboxError> {
 }
 
 /// `P ‖ hash`.
-pub(super) fn hash_key(prefix: &[u8], hash: &[u8; HASH_LEN]) -> Vec<u8> {
+pub(crate) fn hash_key(prefix: &[u8], hash: &[u8; HASH_LEN]) -> Vec<u8> {
     [prefix, hash].concat()
 }
 
 /// `deposited_at_ms ‖ P ‖ seq`.
-pub(super) fn expiry_key(at_ms: u64, prefix: &[u8], seq: u64) -> Vec<u8> {
+pub(crate) fn expiry_key(at_ms: u64, prefix: &[u8], seq: u64) -> Vec<u8> {
     [&at_ms.to_be_bytes(), prefix, &seq.to_be_bytes()].concat()
 }
 
 /// Splits an `expiry` key into the mailbox prefix and sequence number.
-pub(super) fn split_expiry_key(key: &[u8]) -> Result<(&[u8], u64), MailboxError> {
+pub(crate) fn split_expiry_key(key: &[u8]) -> Result<(&[u8], u64), MailboxError> {
     let bad = || MailboxError::corrupt("malformed expiry key");
     let rest = key.get(8..).ok_or_else(bad)?;
     let len = usize::from(*rest.first().ok_or_else(bad)?);
@@ -77,12 +77,12 @@ pub(super) fn split_expiry_key(key: &[u8]) -> Result<(&[u8], u64), MailboxError>
 }
 
 /// `deposited_at_ms ‖ envelope`.
-pub(super) fn envelope_value(at_ms: u64, envelope: &[u8]) -> Vec<u8> {
+pub(crate) fn envelope_value(at_ms: u64, envelope: &[u8]) -> Vec<u8> {
     [&at_ms.to_be_bytes(), envelope].concat()
 }
 
 /// Splits an `envelopes` value into deposit time and envelope.
-pub(super) fn split_envelope_value(value: &[u8]) -> Result<(u64, &[u8]), MailboxError> {
+pub(crate) fn split_envelope_value(value: &[u8]) -> Result<(u64, &[u8]), MailboxError> {
     match (u64_at(value, 0), value.get(8..)) {
         (Some(at), Some(envelope)) => Ok((at, envelope)),
         _ => Err(MailboxError::corrupt("short envelope value")),
@@ -90,7 +90,7 @@ pub(super) fn split_envelope_value(value: &[u8]) -> Result<(u64, &[u8]), Mailbox
 }
 
 /// Decodes a big-endian `u64` value (`hashes` values, `seq_floor`).
-pub(super) fn decode_u64(value: &[u8]) -> Result<u64, MailboxError> {
+pub(crate) fn decode_u64(value: &[u8]) -> Result<u64, MailboxError> {
     u64_at(value, 0)
         .filter(|_| value.len() == 8)
         .ok_or_else(|| MailboxError::corrupt("expected an 8-byte integer"))
@@ -98,17 +98,17 @@ pub(super) fn decode_u64(value: &[u8]) -> Result<u64, MailboxError> {
 
 /// A mailbox's counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Record {
+pub(crate) struct Record {
     /// The sequence number the next stored envelope gets.
-    pub(super) next_seq: u64,
+    pub(crate) next_seq: u64,
     /// Envelopes held.
-    pub(super) count: u64,
+    pub(crate) count: u64,
     /// Envelope bytes held.
-    pub(super) bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 impl Record {
-    pub(super) fn encode(&self) -> [u8; 24] {
+    pub(crate) fn encode(&self) -> [u8; 24] {
         let mut out = [0; 24];
         out[..8].copy_from_slice(&self.next_seq.to_be_bytes());
         out[8..16].copy_from_slice(&self.count.to_be_bytes());
@@ -116,7 +116,7 @@ impl Record {
         out
     }
 
-    pub(super) fn decode(value: &[u8]) -> Result<Record, MailboxError> {
+    pub(crate) fn decode(value: &[u8]) -> Result<Record, MailboxError> {
         match (
             value.len(),
             u64_at(value, 0),
@@ -133,7 +133,7 @@ impl Record {
     }
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     let raw = bytes.get(at..at.checked_add(8)?)?;
     Some(u64::from_be_bytes(raw.try_into().ok()?))
 }

@@ -29,10 +29,12 @@
 //! never reused for a mailbox, across restarts too.
 
 mod challenge;
-mod error;
-mod keys;
-mod store;
-mod txn;
+// The key layout, transaction steps, error mapping and database opening are shared
+// with the group log store (`crate::grouplog`), which has the same shape.
+pub(crate) mod error;
+pub(crate) mod keys;
+pub(crate) mod store;
+pub(crate) mod txn;
 
 use std::time::Duration;
 

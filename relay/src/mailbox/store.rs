@@ -31,7 +31,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Expired envelopes removed per transaction, so one sweep never builds a huge
 /// transaction or holds up deposits for long.
-const EXPIRE_BATCH: usize = 512;
+pub(crate) const EXPIRE_BATCH: usize = 512;
 
 /// sled's page cache bound. sled's default (1 GiB) is more than a volunteer relay
 /// should spend; envelopes are read once, so caching buys little.
@@ -61,21 +61,31 @@ struct Inner {
 /// committed transaction's [`Delta`]. Signed so that deltas applied out of commit
 /// order by racing threads never wrap.
 #[derive(Default)]
-struct Totals {
+pub(crate) struct Totals {
     mailboxes: AtomicI64,
     envelopes: AtomicI64,
     bytes: AtomicI64,
 }
 
 impl Totals {
-    fn apply(&self, delta: Delta) {
+    pub(crate) fn apply(&self, delta: Delta) {
         self.mailboxes.fetch_add(delta.mailboxes, Ordering::Relaxed);
         self.envelopes.fetch_add(delta.envelopes, Ordering::Relaxed);
         self.bytes.fetch_add(delta.bytes, Ordering::Relaxed);
     }
 
-    fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         u64::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// The totals as [`MailboxStats`] (for the group log: logs, items, bytes).
+    pub(crate) fn stats(&self) -> MailboxStats {
+        let get = |n: &AtomicI64| u64::try_from(n.load(Ordering::Relaxed)).unwrap_or(0);
+        MailboxStats {
+            mailboxes: get(&self.mailboxes),
+            envelopes: get(&self.envelopes),
+            bytes: get(&self.bytes),
+        }
     }
 }
 
@@ -97,7 +107,11 @@ impl MailboxStore {
             source,
         })?;
         let db = open_sled(dir)?;
-        check_schema(&db)?;
+        check_schema(
+            &db,
+            &[ENVELOPES, HASHES, MAILBOXES, EXPIRY, META],
+            SCHEMA_VERSION,
+        )?;
         let open = |name: &str| db.open_tree(name).map_err(|e| OpenError::from(db_error(e)));
         let inner = Inner {
             envelopes: open(ENVELOPES)?,
@@ -444,19 +458,14 @@ impl Inner {
     }
 
     fn stats(&self) -> MailboxStats {
-        let get = |n: &AtomicI64| u64::try_from(n.load(Ordering::Relaxed)).unwrap_or(0);
-        MailboxStats {
-            mailboxes: get(&self.totals.mailboxes),
-            envelopes: get(&self.totals.envelopes),
-            bytes: get(&self.totals.bytes),
-        }
+        self.totals.stats()
     }
 }
 
 /// Opens sled, retrying while its lock is held (up to [`LOCK_WAIT`]) and turning
 /// its errors — and panics, which some damaged files provoke in sled 0.34 — into
 /// [`OpenError`].
-fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
+pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
     let deadline = Instant::now() + LOCK_WAIT;
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -481,10 +490,11 @@ fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
     }
 }
 
-/// Checks (and for a new database, stamps) the schema version.
-fn check_schema(db: &sled::Db) -> Result<(), OpenError> {
+/// Checks (and for a new database, stamps) the schema version `version`, kept in
+/// tree [`META`]; `ours` names every tree the store uses, so that a database holding
+/// anything else is refused as foreign.
+pub(crate) fn check_schema(db: &sled::Db, ours: &[&str], version: u32) -> Result<(), OpenError> {
     let err = |e| OpenError::from(db_error(e));
-    let ours = [ENVELOPES, HASHES, MAILBOXES, EXPIRY, META];
     let meta = db.open_tree(META).map_err(err)?;
     match meta.get(SCHEMA_VERSION_KEY).map_err(err)? {
         Some(value) => {
@@ -493,11 +503,28 @@ fn check_schema(db: &sled::Db) -> Result<(), OpenError> {
                 .map_err(|_| OpenError::Corrupt {
                     detail: "malformed schema version".into(),
                 })?;
-            if found != SCHEMA_VERSION {
+            if found != version {
                 return Err(OpenError::UnsupportedVersion {
                     found,
-                    supported: SCHEMA_VERSION,
+                    supported: version,
                 });
+            }
+            // The mailbox and group log stores share the version key: data in a
+            // tree that is not ours means the other kind of store (empty strays,
+            // left by such a mistaken open, are harmless).
+            for name in db.tree_names() {
+                let known = ours.iter().any(|n| n.as_bytes() == name.as_ref());
+                if !known
+                    && name.as_ref() != b"__sled__default"
+                    && !db.open_tree(&name).map_err(err)?.is_empty()
+                {
+                    return Err(OpenError::Foreign {
+                        detail: format!(
+                            "tree {:?} holds data this store does not know",
+                            String::from_utf8_lossy(&name)
+                        ),
+                    });
+                }
             }
             Ok(())
         }
@@ -516,7 +543,7 @@ fn check_schema(db: &sled::Db) -> Result<(), OpenError> {
                     });
                 }
             }
-            meta.insert(SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())
+            meta.insert(SCHEMA_VERSION_KEY, &version.to_be_bytes())
                 .map_err(err)?;
             db.flush().map_err(err)?;
             Ok(())

@@ -8,34 +8,34 @@ use super::MailboxError;
 use super::keys::{self, FIRST_SEQ, Record, SEQ_FLOOR_KEY};
 
 /// Result of a step inside a transaction.
-pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<MailboxError>>;
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<MailboxError>>;
 
 /// Aborts the transaction with `e`.
-pub(super) fn abort<T>(e: MailboxError) -> TxResult<T> {
+pub(crate) fn abort<T>(e: MailboxError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
 /// The trees as seen inside one transaction.
-pub(super) struct Tx<'a> {
-    pub(super) envelopes: &'a TransactionalTree,
-    pub(super) hashes: &'a TransactionalTree,
-    pub(super) mailboxes: &'a TransactionalTree,
-    pub(super) expiry: &'a TransactionalTree,
-    pub(super) meta: &'a TransactionalTree,
+pub(crate) struct Tx<'a> {
+    pub(crate) envelopes: &'a TransactionalTree,
+    pub(crate) hashes: &'a TransactionalTree,
+    pub(crate) mailboxes: &'a TransactionalTree,
+    pub(crate) expiry: &'a TransactionalTree,
+    pub(crate) meta: &'a TransactionalTree,
 }
 
 /// Net change made by a committed transaction, applied to the in-memory totals.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Delta {
-    pub(super) mailboxes: i64,
-    pub(super) envelopes: i64,
-    pub(super) bytes: i64,
+pub(crate) struct Delta {
+    pub(crate) mailboxes: i64,
+    pub(crate) envelopes: i64,
+    pub(crate) bytes: i64,
 }
 
 impl Tx<'_> {
     /// The mailbox's record; a mailbox without one is empty and numbers from the
     /// floor. The flag says whether the record existed.
-    pub(super) fn record(&self, prefix: &[u8]) -> TxResult<(Record, bool)> {
+    pub(crate) fn record(&self, prefix: &[u8]) -> TxResult<(Record, bool)> {
         match self.mailboxes.get(prefix)? {
             Some(value) => match Record::decode(&value) {
                 Ok(record) => Ok((record, true)),
@@ -55,7 +55,7 @@ impl Tx<'_> {
     /// Writes the record back; an empty mailbox's record is deleted and its next
     /// sequence number raised into the floor, so it is never reused. Returns the
     /// change in the number of mailboxes (-1, 0 or 1).
-    pub(super) fn put_record(&self, prefix: &[u8], record: Record, existed: bool) -> TxResult<i64> {
+    pub(crate) fn put_record(&self, prefix: &[u8], record: Record, existed: bool) -> TxResult<i64> {
         if record.count > 0 {
             self.mailboxes.insert(prefix, &record.encode()[..])?;
             return Ok(if existed { 0 } else { 1 });
@@ -73,7 +73,7 @@ impl Tx<'_> {
 
     /// Removes envelope `seq` of the mailbox with its hash and expiry entries and
     /// takes it off `record`; returns its length, or `None` if it is not there.
-    pub(super) fn remove_envelope(
+    pub(crate) fn remove_envelope(
         &self,
         prefix: &[u8],
         seq: u64,

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kith_p2p::mailbox;
 use kith_p2p::node::{IDENTIFY_VERSION, KAD_PROTOCOL};
+use kith_p2p::{grouplog, mailbox};
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -47,6 +47,8 @@ pub(crate) struct Behaviour {
     pub(crate) autonat: Toggle<autonat::Behaviour>,
     /// `/kith/mailbox/1`, inbound only (answers `Disabled` when `[mailbox]` is off).
     pub(crate) mailbox: request_response::Behaviour<mailbox::Codec>,
+    /// `/kith/grouplog/1`, inbound only (answers `Disabled` when `[grouplog]` is off).
+    pub(crate) grouplog: request_response::Behaviour<grouplog::Codec>,
     /// Always on: peers learn our addresses and protocols, we learn theirs.
     pub(crate) identify: identify::Behaviour,
     /// Always on: keeps idle connections alive and measures round trips.
@@ -141,6 +143,18 @@ impl Behaviour {
                 .with_max_concurrent_streams(MAILBOX_STREAMS_PER_CONNECTION),
         );
 
+        // The same bounds as the mailbox: a group log page is as large as a drain page.
+        let grouplog = request_response::Behaviour::with_codec(
+            grouplog::Codec,
+            [(
+                grouplog::PROTOCOL,
+                request_response::ProtocolSupport::Inbound,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(MAILBOX_REQUEST_TIMEOUT)
+                .with_max_concurrent_streams(MAILBOX_STREAMS_PER_CONNECTION),
+        );
+
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                 .with_agent_version(format!("kith-relay/{}", env!("CARGO_PKG_VERSION")))
@@ -152,6 +166,7 @@ impl Behaviour {
             relay: relay.into(),
             autonat: autonat.into(),
             mailbox,
+            grouplog,
             identify,
             ping: ping::Behaviour::default(),
         }

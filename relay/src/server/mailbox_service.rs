@@ -34,8 +34,9 @@ use crate::metrics::{Metrics, RefusalReason};
 pub(crate) enum Action {
     /// Send this response now.
     Respond(MailboxResponse),
-    /// Run this job on the blocking pool and send its result.
-    Job(Job),
+    /// Run this job on the blocking pool and send its result (boxed: a job is
+    /// much larger than an answer).
+    Job(Box<Job>),
 }
 
 /// Disk work for one request (or the expiry sweep), with what it needs to run on any
@@ -79,7 +80,8 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// Who may use the mailbox service.
+/// Who may use the mailbox service (and append to group logs, see
+/// `grouplog_service`).
 #[derive(Debug, Clone)]
 pub(crate) enum Access {
     /// Anyone may deposit into any mailbox and drain their own.
@@ -89,7 +91,8 @@ pub(crate) enum Access {
 }
 
 impl Access {
-    fn admits(&self, peer: &PeerId) -> bool {
+    /// Whether the policy admits `peer`.
+    pub(crate) fn admits(&self, peer: &PeerId) -> bool {
         match self {
             Access::Open => true,
             Access::Members(members) => members.contains(peer),
@@ -152,11 +155,11 @@ impl Service {
         };
         let metrics = self.metrics.clone();
         let job = |store, kind| {
-            Ok(Action::Job(Job {
+            Ok(Action::Job(Box::new(Job {
                 store,
                 metrics,
                 kind,
-            }))
+            })))
         };
         match request {
             MailboxRequest::Deposit { mailbox, envelopes } => {
@@ -165,13 +168,7 @@ impl Service {
                     return Err(Refusal::NotMember);
                 }
                 let cost = u32::try_from(envelopes.len()).unwrap_or(u32::MAX);
-                self.limiter
-                    .check(&peer.to_bytes(), cost, Instant::now())
-                    .map_err(|limited| Refusal::RateLimited {
-                        retry_after_ms: u64::try_from(limited.retry_after.as_millis())
-                            .unwrap_or(u64::MAX)
-                            .max(1),
-                    })?;
+                rate_limit(&mut self.limiter, peer, cost)?;
                 if envelopes.is_empty() {
                     return Ok(Action::Respond(MailboxResponse::Deposited {
                         results: Vec::new(),
@@ -420,8 +417,23 @@ fn fitting_prefix(items: &[StoredEnvelope]) -> usize {
         .count()
 }
 
+/// Takes `cost` tokens from `peer`'s bucket, or says when to retry.
+pub(crate) fn rate_limit(
+    limiter: &mut RateLimiter,
+    peer: &PeerId,
+    cost: u32,
+) -> Result<(), Refusal> {
+    limiter
+        .check(&peer.to_bytes(), cost, Instant::now())
+        .map_err(|limited| Refusal::RateLimited {
+            retry_after_ms: u64::try_from(limited.retry_after.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        })
+}
+
 /// The wire form of a store refusal.
-fn wire_refusal(refusal: store::Refusal) -> Refusal {
+pub(crate) fn wire_refusal(refusal: store::Refusal) -> Refusal {
     match refusal {
         store::Refusal::QuotaCount => Refusal::QuotaCount,
         store::Refusal::QuotaBytes => Refusal::QuotaBytes,
@@ -447,7 +459,7 @@ pub(crate) fn reason(refusal: &Refusal) -> RefusalReason {
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -1,17 +1,20 @@
 //! The running relay: one task owns the libp2p [`Swarm`], records every event into
 //! the Prometheus registry and serves the roles of [`behaviour::Behaviour`].
 //!
-//! [`Relay::start`] opens the mailbox store, builds the swarm (TCP + Noise + yamux,
-//! QUIC), starts listening, serves `/metrics` and returns once every configured
-//! listener has reported its concrete addresses ([`Relay::listen_addrs`]).
+//! [`Relay::start`] opens the mailbox and group log stores, builds the swarm (TCP +
+//! Noise + yamux, QUIC), starts listening, serves `/metrics` and returns once every
+//! configured listener has reported its concrete addresses ([`Relay::listen_addrs`]).
 //! [`Relay::run`] is the event loop; it returns after a graceful shutdown:
-//! listeners closed, mailbox jobs in flight finished and answered, the store flushed.
+//! listeners closed, jobs in flight finished and answered, the stores flushed.
 //!
-//! Disk I/O never runs on the loop: mailbox requests that touch the store become jobs
-//! on tokio's blocking pool (at most [`MAX_MAILBOX_JOBS`] at once, tracked in a
-//! [`JoinSet`]), and their answers come back to the loop, which sends them.
+//! Disk I/O never runs on the loop: mailbox and group log requests that touch a store
+//! become jobs on tokio's blocking pool (at most [`MAX_MAILBOX_JOBS`] and
+//! [`MAX_GROUPLOG_JOBS`] at once, see `jobs`), and their answers come back to the
+//! loop, which sends them.
 
 mod behaviour;
+mod grouplog_service;
+mod jobs;
 mod mailbox_service;
 
 use std::collections::{HashMap, HashSet};
@@ -22,30 +25,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kith_p2p::mailbox::{MailboxResponse, Refusal};
+use kith_p2p::grouplog::{GroupLogRequest, GroupLogResponse};
+use kith_p2p::mailbox::{MailboxRequest, MailboxResponse, Refusal};
 use kith_p2p::node::KAD_PROTOCOL;
 use libp2p::core::transport::ListenerId;
 use libp2p::kad::store::RecordStore;
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, InboundRequestId, ResponseChannel};
+use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, noise, relay, tcp, yamux};
 use prometheus_client::registry::Registry;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::config::{AccessPolicy, RelayConfig};
+use crate::grouplog::GroupLogStore;
 use crate::limits::RateLimiter;
 use crate::mailbox::{MailboxStore, OpenError};
 use crate::metrics::{Metrics, RefusalReason};
 use behaviour::{Behaviour, BehaviourEvent};
-use mailbox_service::{Access, Action, Job, Service};
+use jobs::{Jobs, Reply};
+use mailbox_service::{Access, Action, Service};
 
 /// Mailbox jobs (disk work) in flight at once; beyond it requests are answered
 /// `RateLimited` at once, so a flood cannot queue unbounded work or tasks.
 pub const MAX_MAILBOX_JOBS: usize = 64;
 
-/// The retry hint sent with requests refused because [`MAX_MAILBOX_JOBS`] are busy.
+/// Group log jobs (disk work) in flight at once; beyond it requests are answered
+/// `RateLimited` at once. Separate from [`MAX_MAILBOX_JOBS`], so a flood of one
+/// kind cannot starve the other.
+pub const MAX_GROUPLOG_JOBS: usize = 64;
+
+/// The retry hint sent with requests refused because every job slot is busy.
 const BUSY_RETRY_AFTER_MS: u64 = 250;
 
 /// How long [`Relay::start`] waits for every listener to report an address.
@@ -99,6 +110,9 @@ pub enum StartError {
     /// The mailbox store could not be opened.
     #[error("cannot open the mailbox store")]
     Store(#[from] OpenError),
+    /// The group log store could not be opened.
+    #[error("cannot open the group log store")]
+    GroupLogStore(#[source] OpenError),
     /// The libp2p swarm could not be built.
     #[error("cannot build the network stack: {0}")]
     Build(String),
@@ -128,40 +142,35 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
-    /// The final flush of the mailbox store failed: deposits acknowledged before it
-    /// were flushed individually and are safe; nothing else was pending.
-    #[error("flushing the mailbox store on shutdown failed: {0}")]
-    Flush(String),
+    /// The final flush of a store failed: deposits and appends acknowledged before
+    /// it were flushed individually and are safe; nothing else was pending.
+    #[error("flushing the {0} store on shutdown failed: {1}")]
+    Flush(&'static str, String),
 }
-
-/// A result of a mailbox job: the answer and, for a request, where to send it.
-type JobOutput = (
-    Option<(InboundRequestId, ResponseChannel<MailboxResponse>)>,
-    MailboxResponse,
-);
 
 /// A started relay; drive it with [`Relay::run`].
 pub struct Relay {
     swarm: Swarm<Behaviour>,
     peer_id: PeerId,
     service: Service,
+    group_service: grouplog_service::Service,
     metrics: Metrics,
     libp2p_metrics: libp2p::metrics::Metrics,
     metrics_addr: Option<SocketAddr>,
     metrics_server: Option<AbortOnDrop>,
     expire_interval: Duration,
+    group_expire_interval: Duration,
     /// Announce listen addresses as external ones (no `external_addresses` given).
     announce_listen_addrs: bool,
     listen_addrs: Vec<Multiaddr>,
     listeners: HashSet<ListenerId>,
     /// Listeners that have reported at least one address.
     reported: HashSet<ListenerId>,
-    /// Whether new mailbox requests are taken (false while shutting down).
+    /// Whether new mailbox and group log requests are taken (false while shutting
+    /// down).
     accepting: bool,
-    jobs: JoinSet<JobOutput>,
-    expiry_job: Option<tokio::task::Id>,
-    /// Responses handed to the swarm and not yet written.
-    unsent: HashSet<InboundRequestId>,
+    jobs: Jobs<MailboxResponse>,
+    group_jobs: Jobs<GroupLogResponse>,
     /// Reservations held, per peer (for the gauge; see `on_relay_event`).
     reservations: HashMap<PeerId, i64>,
     /// Set when a listener that had not reported an address yet failed.
@@ -199,9 +208,11 @@ impl Relay {
                 "access.operator_tokens is not implemented yet: only the listed members are admitted"
             );
         }
-        kith_p2p::home::create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.clone(),
-            source,
+        kith_p2p::home::create_private_dir(&config.data_dir).map_err(|source| {
+            StartError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
         })?;
 
         let store = if config.mailbox.enabled {
@@ -211,6 +222,18 @@ impl Relay {
                 .await
                 .map_err(|e| StartError::Internal(e.to_string()))??;
             tracing::info!(path = %store.path().display(), stats = ?store.stats(), "opened mailbox store");
+            Some(store)
+        } else {
+            None
+        };
+        let group_store = if config.grouplog.enabled {
+            let dir = config.grouplog_dir();
+            let limits = config.grouplog.limits();
+            let store = tokio::task::spawn_blocking(move || GroupLogStore::open(&dir, limits))
+                .await
+                .map_err(|e| StartError::Internal(e.to_string()))?
+                .map_err(StartError::GroupLogStore)?;
+            tracing::info!(path = %store.path().display(), stats = ?store.stats(), "opened group log store");
             Some(store)
         } else {
             None
@@ -276,25 +299,37 @@ impl Relay {
             config.mailbox.sender_burst,
         )
         .with_max_senders(config.mailbox.max_tracked_senders as usize);
+        let group_limiter = RateLimiter::new(
+            config.grouplog.sender_rate_per_sec,
+            config.grouplog.sender_burst,
+        )
+        .with_max_senders(config.mailbox.max_tracked_senders as usize);
+        let group_service = grouplog_service::Service::new(
+            group_store,
+            access.clone(),
+            group_limiter,
+            metrics.clone(),
+        );
         let service = Service::new(store, peer_id, access, limiter, metrics.clone());
 
         let mut relay = Relay {
             swarm,
             peer_id,
             service,
+            group_service,
             metrics,
             libp2p_metrics,
             metrics_addr,
             metrics_server,
             expire_interval: config.mailbox.expire_interval(),
+            group_expire_interval: config.grouplog.expire_interval(),
             announce_listen_addrs: external.is_empty(),
             listen_addrs: Vec::new(),
             listeners: listeners.clone(),
             reported: HashSet::new(),
             accepting: true,
-            jobs: JoinSet::new(),
-            expiry_job: None,
-            unsent: HashSet::new(),
+            jobs: Jobs::new(MAX_MAILBOX_JOBS, "mailbox"),
+            group_jobs: Jobs::new(MAX_GROUPLOG_JOBS, "grouplog"),
             reservations: HashMap::new(),
             listen_failure: None,
         };
@@ -306,6 +341,7 @@ impl Relay {
             circuit = config.circuit.enabled,
             autonat = config.autonat.enabled,
             mailbox = config.mailbox.enabled,
+            grouplog = config.grouplog.enabled,
             policy = ?config.access.policy,
             "relay listening"
         );
@@ -359,8 +395,8 @@ impl Relay {
     }
 
     /// Runs the relay until `shutdown` completes, then shuts down gracefully: stops
-    /// listening, lets mailbox jobs in flight finish and answers them (for up to
-    /// [`SHUTDOWN_GRACE`]), and flushes the store.
+    /// listening, lets jobs in flight finish and answers them (for up to
+    /// [`SHUTDOWN_GRACE`]), and flushes the stores.
     ///
     /// Not cancel-safe in the sense that dropping the future skips the graceful part;
     /// every acknowledged deposit is durable regardless.
@@ -368,20 +404,27 @@ impl Relay {
         tokio::pin!(shutdown);
         let mut expiry = tokio::time::interval(self.expire_interval);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut group_expiry = tokio::time::interval(self.group_expire_interval);
+        group_expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
                     self.on_job_done(done);
+                }
+                Some(done) = self.group_jobs.join_next(), if !self.group_jobs.is_empty() => {
+                    self.on_group_job_done(done);
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = expiry.tick() => self.start_expiry(),
+                _ = group_expiry.tick() => self.start_group_expiry(),
                 _ = housekeeping.tick() => {
                     self.update_dht_records();
                     self.service.prune();
+                    self.group_service.prune();
                 }
             }
         }
@@ -389,26 +432,35 @@ impl Relay {
     }
 
     async fn shutdown(mut self) -> Result<(), RunError> {
-        tracing::info!(jobs = self.jobs.len(), "shutting down");
+        tracing::info!(
+            jobs = self.jobs.len(),
+            grouplog_jobs = self.group_jobs.len(),
+            "shutting down"
+        );
         for id in std::mem::take(&mut self.listeners) {
             self.swarm.remove_listener(id);
         }
         self.accepting = false;
         let deadline = tokio::time::sleep(SHUTDOWN_GRACE);
         tokio::pin!(deadline);
-        while !self.jobs.is_empty() || !self.unsent.is_empty() {
+        while !self.jobs.is_settled() || !self.group_jobs.is_settled() {
             tokio::select! {
                 biased;
                 () = &mut deadline => {
                     tracing::warn!(
                         jobs = self.jobs.len(),
-                        unsent = self.unsent.len(),
-                        "shutdown grace period over; leaving mailbox requests unanswered"
+                        unsent = self.jobs.unsent(),
+                        grouplog_jobs = self.group_jobs.len(),
+                        grouplog_unsent = self.group_jobs.unsent(),
+                        "shutdown grace period over; leaving requests unanswered"
                     );
                     break;
                 }
-                Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
                     self.on_job_done(done);
+                }
+                Some(done) = self.group_jobs.join_next(), if !self.group_jobs.is_empty() => {
+                    self.on_group_job_done(done);
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
             }
@@ -416,8 +468,14 @@ impl Relay {
         if let Some(store) = self.service.store().cloned() {
             tokio::task::spawn_blocking(move || store.flush())
                 .await
-                .map_err(|e| RunError::Flush(e.to_string()))?
-                .map_err(|e| RunError::Flush(e.to_string()))?;
+                .map_err(|e| RunError::Flush("mailbox", e.to_string()))?
+                .map_err(|e| RunError::Flush("mailbox", e.to_string()))?;
+        }
+        if let Some(store) = self.group_service.store().cloned() {
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|e| RunError::Flush("group log", e.to_string()))?
+                .map_err(|e| RunError::Flush("group log", e.to_string()))?;
         }
         drop(self.metrics_server.take());
         tracing::info!("relay stopped");
@@ -505,6 +563,7 @@ impl Relay {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event),
+            BehaviourEvent::Grouplog(event) => self.on_grouplog_event(event),
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
@@ -642,7 +701,7 @@ impl Relay {
 
     fn on_mailbox_event(
         &mut self,
-        event: request_response::Event<kith_p2p::mailbox::MailboxRequest, MailboxResponse>,
+        event: request_response::Event<MailboxRequest, MailboxResponse>,
     ) {
         match event {
             request_response::Event::Message {
@@ -661,15 +720,22 @@ impl Relay {
                     return;
                 }
                 match self.service.handle(&peer, request) {
-                    Action::Respond(response) => self.respond(request_id, channel, response),
-                    Action::Job(job) => self.spawn_job(Some((request_id, channel)), job),
+                    Action::Respond(response) => self.respond((request_id, channel), response),
+                    Action::Job(job) => {
+                        if let Err(reply) =
+                            self.jobs.spawn((request_id, channel), move || job.run())
+                        {
+                            self.metrics.refused(RefusalReason::Busy);
+                            self.respond(reply, MailboxResponse::Refused(busy()));
+                        }
+                    }
                 }
             }
             request_response::Event::Message { peer, .. } => {
                 tracing::debug!(%peer, "unexpected mailbox response ignored");
             }
             request_response::Event::ResponseSent { request_id, .. } => {
-                self.unsent.remove(&request_id);
+                self.jobs.settled(&request_id);
             }
             request_response::Event::InboundFailure {
                 peer,
@@ -677,7 +743,7 @@ impl Relay {
                 error,
                 ..
             } => {
-                self.unsent.remove(&request_id);
+                self.jobs.settled(&request_id);
                 tracing::debug!(%peer, %error, "mailbox request failed");
             }
             request_response::Event::OutboundFailure { peer, error, .. } => {
@@ -686,59 +752,24 @@ impl Relay {
         }
     }
 
-    fn spawn_job(
-        &mut self,
-        reply: Option<(InboundRequestId, ResponseChannel<MailboxResponse>)>,
-        job: Job,
-    ) {
-        if self.jobs.len() >= MAX_MAILBOX_JOBS {
-            if let Some((request_id, channel)) = reply {
-                self.metrics.refused(RefusalReason::Busy);
-                let busy = MailboxResponse::Refused(Refusal::RateLimited {
-                    retry_after_ms: BUSY_RETRY_AFTER_MS,
-                });
-                self.respond(request_id, channel, busy);
-            }
-            return;
-        }
-        self.jobs.spawn_blocking(move || (reply, job.run()));
-    }
-
     fn start_expiry(&mut self) {
-        if self.expiry_job.is_some() || self.jobs.len() >= MAX_MAILBOX_JOBS {
-            return;
-        }
         if let Some(job) = self.service.expire_job() {
-            let handle = self.jobs.spawn_blocking(move || (None, job.run()));
-            self.expiry_job = Some(handle.id());
+            self.jobs.spawn_expiry(move || job.run());
         }
     }
 
-    fn on_job_done(&mut self, done: Result<(tokio::task::Id, JobOutput), tokio::task::JoinError>) {
-        match done {
-            Ok((id, (reply, response))) => {
-                if self.expiry_job == Some(id) {
-                    self.expiry_job = None;
-                }
-                if let Some((request_id, channel)) = reply {
-                    self.respond(request_id, channel, response);
-                }
-            }
-            Err(e) => {
-                if self.expiry_job == Some(e.id()) {
-                    self.expiry_job = None;
-                }
-                // The request's channel went down with the job: the client sees the
-                // request fail and retries.
-                tracing::error!(error = %e, "mailbox job failed");
-            }
+    fn on_job_done(
+        &mut self,
+        done: Result<(tokio::task::Id, jobs::Output<MailboxResponse>), tokio::task::JoinError>,
+    ) {
+        if let Some((reply, response)) = self.jobs.finished(done) {
+            self.respond(reply, response);
         }
     }
 
     fn respond(
         &mut self,
-        request_id: InboundRequestId,
-        channel: ResponseChannel<MailboxResponse>,
+        (request_id, channel): Reply<MailboxResponse>,
         response: MailboxResponse,
     ) {
         if self
@@ -748,10 +779,107 @@ impl Relay {
             .send_response(channel, response)
             .is_ok()
         {
-            self.unsent.insert(request_id);
+            self.jobs.handed_over(request_id);
         } else {
             tracing::debug!("mailbox requester went away before the answer");
         }
+    }
+
+    fn on_grouplog_event(
+        &mut self,
+        event: request_response::Event<GroupLogRequest, GroupLogResponse>,
+    ) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    },
+                ..
+            } => {
+                if !self.accepting {
+                    tracing::debug!(%peer, "group log request dropped during shutdown");
+                    return;
+                }
+                match self.group_service.handle(&peer, request) {
+                    grouplog_service::Action::Respond(response) => {
+                        self.respond_group((request_id, channel), response);
+                    }
+                    grouplog_service::Action::Job(job) => {
+                        if let Err(reply) = self
+                            .group_jobs
+                            .spawn((request_id, channel), move || job.run())
+                        {
+                            self.metrics.grouplog_refused(RefusalReason::Busy);
+                            self.respond_group(reply, GroupLogResponse::Refused(busy()));
+                        }
+                    }
+                }
+            }
+            request_response::Event::Message { peer, .. } => {
+                tracing::debug!(%peer, "unexpected group log response ignored");
+            }
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.group_jobs.settled(&request_id);
+            }
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                // Includes requests the codec refused to decode (garbage, oversized
+                // frames): the stream is dropped, the relay goes on.
+                self.group_jobs.settled(&request_id);
+                tracing::debug!(%peer, %error, "group log request failed");
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "group log outbound failure");
+            }
+        }
+    }
+
+    fn start_group_expiry(&mut self) {
+        if let Some(job) = self.group_service.expire_job() {
+            self.group_jobs.spawn_expiry(move || job.run());
+        }
+    }
+
+    fn on_group_job_done(
+        &mut self,
+        done: Result<(tokio::task::Id, jobs::Output<GroupLogResponse>), tokio::task::JoinError>,
+    ) {
+        if let Some((reply, response)) = self.group_jobs.finished(done) {
+            self.respond_group(reply, response);
+        }
+    }
+
+    fn respond_group(
+        &mut self,
+        (request_id, channel): Reply<GroupLogResponse>,
+        response: GroupLogResponse,
+    ) {
+        if self
+            .swarm
+            .behaviour_mut()
+            .grouplog
+            .send_response(channel, response)
+            .is_ok()
+        {
+            self.group_jobs.handed_over(request_id);
+        } else {
+            tracing::debug!("group log requester went away before the answer");
+        }
+    }
+}
+
+/// The refusal sent when every job slot of a service is busy.
+fn busy() -> Refusal {
+    Refusal::RateLimited {
+        retry_after_ms: BUSY_RETRY_AFTER_MS,
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use kith_p2p::grouplog::{self, GroupLogRequest, GroupLogResponse};
 use kith_p2p::mailbox::{self, MailboxRequest, MailboxResponse};
 use kith_p2p::node::{IDENTIFY_VERSION, KAD_PROTOCOL};
 use libp2p::kad::store::MemoryStore;
@@ -229,11 +230,12 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// What an in-test kith-like peer speaks: the mailbox client, the kith DHT, identify,
-/// the relay client and ping.
+/// What an in-test kith-like peer speaks: the mailbox and group log clients, the kith
+/// DHT, identify, the relay client and ping.
 #[derive(NetworkBehaviour)]
 pub struct PeerBehaviour {
     pub mailbox: request_response::Behaviour<mailbox::Codec>,
+    pub grouplog: request_response::Behaviour<grouplog::Codec>,
     pub kad: kad::Behaviour<MemoryStore>,
     pub identify: identify::Behaviour,
     pub relay_client: relay::client::Behaviour,
@@ -270,6 +272,14 @@ impl TestPeer {
                         mailbox::Codec,
                         [(
                             mailbox::PROTOCOL,
+                            request_response::ProtocolSupport::Outbound,
+                        )],
+                        request_response::Config::default().with_request_timeout(DEADLINE),
+                    ),
+                    grouplog: request_response::Behaviour::with_codec(
+                        grouplog::Codec,
+                        [(
+                            grouplog::PROTOCOL,
                             request_response::ProtocolSupport::Outbound,
                         )],
                         request_response::Config::default().with_request_timeout(DEADLINE),
@@ -363,6 +373,40 @@ impl TestPeer {
                     request_id, error, ..
                 },
             )) if request_id == id => panic!("mailbox request failed: {error}"),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends a group log request to `relay` (at `addr`) and waits for the answer.
+    pub async fn group_request(
+        &mut self,
+        relay: PeerId,
+        addr: &Multiaddr,
+        request: GroupLogRequest,
+    ) -> GroupLogResponse {
+        self.swarm.add_peer_address(relay, addr.clone());
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .grouplog
+            .send_request(&relay, request);
+        self.wait_for("group log response", |event| match event {
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Grouplog(
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                },
+            )) if request_id == id => Some(response),
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Grouplog(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) if request_id == id => panic!("group log request failed: {error}"),
             _ => None,
         })
         .await

@@ -1,0 +1,151 @@
+//! The durable group log store: per group, an append-only log of sealed messages
+//! that members fetch with a cursor (`/kith/grouplog/1`).
+//!
+//! A log is named by a 32-byte id, a hash of a secret group id
+//! ([`kith_p2p::grouplog::log_id`]); the relay learns neither the group nor what the
+//! items say. Members [`append`](GroupLogStore::append) batches of items and anyone
+//! naming the log [`fetch`](GroupLogStore::fetch)es the items above a cursor, in
+//! order. Nothing is deleted on request (a log has many readers): items older than
+//! the TTL are removed by [`expire`](GroupLogStore::expire).
+//!
+//! Sequence numbers are per log, start at 1 and only grow. A log's record (its next
+//! sequence number) is kept even when expiry empties it, so a number is never reused
+//! and a member's cursor stays valid however long it was away; the price is a
+//! 57-byte record per log ever written, which the append rate limit bounds.
+//!
+//! An append is all or nothing: either every item is stored (or found already
+//! stored: identical bytes in the same log keep their first sequence number, so a
+//! retried append stores nothing twice), or the batch is refused as a whole
+//! ([`Refusal`], reused from the mailbox: size, per-log count and byte quotas, the
+//! store's total size).
+//!
+//! The store has the mailbox store's shape and reuses its parts: the key layout
+//! (`mailbox::keys`, the 32-byte log id in place of the mailbox id), the
+//! transaction steps (`mailbox::txn`), opening and schema checks, the
+//! in-memory totals. Its own sled database lives in `<data_dir>/grouplog`.
+//!
+//! | tree | key | value |
+//! | --- | --- | --- |
+//! | `items` | `P ‖ seq` | `appended_at_ms ‖ item` |
+//! | `hashes` | `P ‖ blake3(item)` | `seq` (de-duplication) |
+//! | `logs` | `P` | `next_seq ‖ count ‖ bytes` (kept when empty) |
+//! | `expiry` | `appended_at_ms ‖ P ‖ seq` | empty (index for [`GroupLogStore::expire`]) |
+//! | `meta` | `schema_version` | `u32` |
+//!
+//! Durability: `append` commits one transaction and flushes (fsync) before it
+//! returns, so its sequence numbers may be sent to the member as soon as it
+//! returns. All calls block on disk I/O: call them from `spawn_blocking`.
+
+mod store;
+
+use std::time::Duration;
+
+pub use crate::mailbox::Refusal;
+pub use store::GroupLogStore;
+
+use crate::mailbox::{DbError, MailboxError};
+
+/// The store's limits. [`GroupLogLimits::default`] matches the config defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupLogLimits {
+    /// Items older than this are removed by [`GroupLogStore::expire`].
+    pub ttl: Duration,
+    /// Items one log may hold.
+    pub max_items_per_log: u64,
+    /// Item bytes one log may hold.
+    pub max_bytes_per_log: u64,
+    /// Item bytes all logs together may hold. Checked against counters read outside
+    /// the transaction, so concurrent appends may overshoot it by at most their
+    /// batches.
+    pub max_total_bytes: u64,
+}
+
+impl Default for GroupLogLimits {
+    fn default() -> Self {
+        crate::config::GroupLogConfig::default().limits()
+    }
+}
+
+/// What [`GroupLogStore::append`] did with a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AppendOutcome {
+    /// Every item is durable; one entry per item, in order.
+    Appended(Vec<Appended>),
+    /// Nothing was stored, for this reason.
+    Refused(Refusal),
+}
+
+/// How one item of an accepted batch is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now under this sequence number.
+    Stored {
+        /// Its sequence number in the log.
+        seq: u64,
+    },
+    /// The log already held identical bytes (or the batch held them earlier) under
+    /// this sequence number; nothing was stored again.
+    Duplicate {
+        /// The sequence number of the item already held.
+        seq: u64,
+    },
+}
+
+impl Appended {
+    /// The item's sequence number, stored now or before.
+    pub fn seq(&self) -> u64 {
+        match *self {
+            Appended::Stored { seq } | Appended::Duplicate { seq } => seq,
+        }
+    }
+}
+
+/// An item held in a log, as returned by [`GroupLogStore::fetch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredItem {
+    /// Its sequence number in the log.
+    pub seq: u64,
+    /// The sealed item, as appended.
+    pub bytes: Vec<u8>,
+    /// When it was appended (ms since the Unix epoch, as given to `append`).
+    pub appended_at_ms: u64,
+}
+
+/// Totals over the whole store, from maintained counters (cheap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupLogStats {
+    /// Logs holding at least one item.
+    pub logs: u64,
+    /// Items held.
+    pub items: u64,
+    /// Item bytes held.
+    pub bytes: u64,
+}
+
+/// Why an operation on an open [`GroupLogStore`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupLogError {
+    /// A stored entry could not be decoded.
+    #[error("corrupt group log entry: {detail}")]
+    Corrupt {
+        /// What failed to decode.
+        detail: String,
+    },
+    /// The database engine failed (I/O error, …).
+    #[error("group log database error")]
+    Db(#[source] DbError),
+}
+
+impl From<MailboxError> for GroupLogError {
+    /// Errors of the shared key and transaction helpers.
+    fn from(e: MailboxError) -> Self {
+        match e {
+            MailboxError::Db(e) => GroupLogError::Db(e),
+            other => GroupLogError::Corrupt {
+                detail: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The disk jobs of one request-response service (mailbox, group log) on tokio's
+//! blocking pool, bounded and tracked for the event loop.
+//!
+//! A job runs a service's blocking store work and yields the response; the loop
+//! then sends it on the request's channel. At most `max` jobs run at once: beyond
+//! that [`Jobs::spawn`] gives the request back, and the service answers it at once
+//! (as rate limited), so a flood never queues unbounded work or tasks. One periodic
+//! expiry sweep per service runs at a time, as a job without a reply. Responses
+//! handed to the swarm but not yet written are remembered, so a graceful shutdown can
+//! wait for them ([`Jobs::is_settled`]).
+
+use std::collections::HashSet;
+
+use libp2p::request_response::{InboundRequestId, ResponseChannel};
+use tokio::task::{Id, JoinError, JoinSet};
+
+/// Where a request's answer goes.
+pub(crate) type Reply<R> = (InboundRequestId, ResponseChannel<R>);
+
+/// What a finished job yields: the answer and, for a request, where to send it.
+pub(crate) type Output<R> = (Option<Reply<R>>, R);
+
+/// The jobs of one service.
+pub(crate) struct Jobs<R> {
+    set: JoinSet<Output<R>>,
+    max: usize,
+    /// The expiry sweep in flight, if any.
+    expiry: Option<Id>,
+    /// Responses handed to the swarm and not yet written.
+    unsent: HashSet<InboundRequestId>,
+    /// The service's name, for logs.
+    service: &'static str,
+}
+
+impl<R: Send + 'static> Jobs<R> {
+    /// No jobs yet; at most `max` at once.
+    pub(crate) fn new(max: usize, service: &'static str) -> Jobs<R> {
+        Jobs {
+            set: JoinSet::new(),
+            max,
+            expiry: None,
+            unsent: HashSet::new(),
+            service,
+        }
+    }
+
+    /// Jobs in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether no job is in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Whether no job is in flight and every response has been written (or failed).
+    pub(crate) fn is_settled(&self) -> bool {
+        self.set.is_empty() && self.unsent.is_empty()
+    }
+
+    /// Responses handed to the swarm and not yet written.
+    pub(crate) fn unsent(&self) -> usize {
+        self.unsent.len()
+    }
+
+    /// Runs `job` on the blocking pool for the request `reply`; gives `reply` back
+    /// if `max` jobs are already running.
+    pub(crate) fn spawn(
+        &mut self,
+        reply: Reply<R>,
+        job: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<(), Reply<R>> {
+        if self.set.len() >= self.max {
+            return Err(reply);
+        }
+        self.set.spawn_blocking(move || (Some(reply), job()));
+        Ok(())
+    }
+
+    /// Runs the expiry sweep `job` unless one is running or `max` jobs are.
+    pub(crate) fn spawn_expiry(&mut self, job: impl FnOnce() -> R + Send + 'static) {
+        if self.expiry.is_some() || self.set.len() >= self.max {
+            return;
+        }
+        let handle = self.set.spawn_blocking(move || (None, job()));
+        self.expiry = Some(handle.id());
+    }
+
+    /// The next finished job. Cancel-safe (as [`JoinSet::join_next_with_id`]);
+    /// pending forever while none is in flight, so guard it with
+    /// [`Jobs::is_empty`] in a `select!`.
+    pub(crate) async fn join_next(&mut self) -> Option<Result<(Id, Output<R>), JoinError>> {
+        self.set.join_next_with_id().await
+    }
+
+    /// Settles a finished job; returns the answer to send and where, if any.
+    pub(crate) fn finished(
+        &mut self,
+        done: Result<(Id, Output<R>), JoinError>,
+    ) -> Option<(Reply<R>, R)> {
+        match done {
+            Ok((id, (reply, response))) => {
+                if self.expiry == Some(id) {
+                    self.expiry = None;
+                }
+                reply.map(|reply| (reply, response))
+            }
+            Err(e) => {
+                if self.expiry == Some(e.id()) {
+                    self.expiry = None;
+                }
+                // The request's channel went down with the job: the client sees the
+                // request fail and retries.
+                tracing::error!(error = %e, service = self.service, "job failed");
+                None
+            }
+        }
+    }
+
+    /// Notes a response handed to the swarm.
+    pub(crate) fn handed_over(&mut self, request: InboundRequestId) {
+        self.unsent.insert(request);
+    }
+
+    /// Notes a response written, or its request failed.
+    pub(crate) fn settled(&mut self, request: &InboundRequestId) {
+        self.unsent.remove(request);
+    }
+}
