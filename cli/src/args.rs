@@ -79,6 +79,10 @@ pub(crate) enum Command {
     /// Pin relays that hold your mail while you are offline (two or more recommended).
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// Group chats: create, manage members, list. Send, history, read and follow work
+    /// on groups by name as on contacts.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell to generate completions for.
@@ -125,6 +129,69 @@ pub(crate) enum RelayCommand {
     Remove(RelayArg),
     /// List pinned relays.
     List(JsonFlag),
+}
+
+/// `kith group ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// Create a group with you as owner (its log lives on your pinned relays).
+    Create(GroupNameArgs),
+    /// Add a contact to a group (owner and admins).
+    Add(GroupMemberArgs),
+    /// Remove a member (owner and admins); everyone's keys rotate.
+    Remove(GroupMemberArgs),
+    /// Leave a group.
+    Leave(GroupArg),
+    /// Make a member an admin.
+    Promote(GroupMemberArgs),
+    /// Make an admin a plain member.
+    Demote(GroupMemberArgs),
+    /// List a group's members and their roles.
+    Members(GroupArg),
+    /// List your groups.
+    List(JsonFlag),
+    /// Rename a group (owner and admins).
+    Rename(GroupRenameArgs),
+}
+
+/// A new group's name plus `--json`.
+#[derive(Debug, Args)]
+pub(crate) struct GroupNameArgs {
+    /// The group's name (1 to 64 characters).
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// A group plus `--json`.
+#[derive(Debug, Args)]
+pub(crate) struct GroupArg {
+    /// Group name, id, or a unique prefix of either.
+    pub(crate) group: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// A group and a member (or contact) plus `--json`.
+#[derive(Debug, Args)]
+pub(crate) struct GroupMemberArgs {
+    /// Group name, id, or a unique prefix of either.
+    pub(crate) group: String,
+    /// Contact alias, peer id, or a unique prefix of either.
+    pub(crate) member: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// A group and its new name plus `--json`.
+#[derive(Debug, Args)]
+pub(crate) struct GroupRenameArgs {
+    /// Group name, id, or a unique prefix of either.
+    pub(crate) group: String,
+    /// The new name.
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
 }
 
 /// A relay address plus `--json`.

@@ -75,6 +75,10 @@ pub enum RejectReason {
     /// The receiver could not store it (its disk); the sender should retry later.
     #[error("receiver storage failure")]
     Storage,
+    /// The receiver cannot take it yet (e.g. a group key before the group's
+    /// membership reached it); the sender keeps it and tries again later.
+    #[error("not yet: try again later")]
+    Unready,
 }
 
 const FRAME_VERSION: u32 = 1;

@@ -232,6 +232,9 @@ pub struct Opened {
     pub sender: PeerId,
     /// The sender's E2E key (the Noise static key, verified to be bound to `sender`).
     pub sender_e2e: [u8; 32],
+    /// The signature binding `sender_e2e` to `sender` (verified), so the receiver can
+    /// vouch for the pair to third parties (e.g. in a group member card).
+    pub sender_binding: [u8; 64],
     /// The message.
     pub plaintext: Vec<u8>,
     /// Session id: `blake3(hs)`. Together with `nonce` it identifies the envelope's
@@ -543,6 +546,7 @@ struct RecvSession {
     transport: StatelessTransportState,
     sender: PeerId,
     sender_e2e: [u8; 32],
+    sender_binding: [u8; 64],
 }
 
 impl fmt::Debug for Opener {
@@ -703,6 +707,7 @@ fn accept_session(local_secret: &[u8; 32], hs: &[u8]) -> Result<RecvSession, Ope
         transport,
         sender,
         sender_e2e,
+        sender_binding: claimed.binding,
     })
 }
 
@@ -739,6 +744,7 @@ fn decrypt(
     Ok(Opened {
         sender: session.sender,
         sender_e2e: session.sender_e2e,
+        sender_binding: session.sender_binding,
         plaintext,
         session: session_id,
         nonce: env.nonce,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_storage::{
-    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, Message,
+    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, Group, GroupId, Message,
     MessageId, MessageState, OutboxEntry, Store, StoreError,
 };
 use libp2p::PeerId;
@@ -41,6 +41,12 @@ pub enum OpError {
         /// What would have been needed.
         why: &'static str,
     },
+    /// No group matches.
+    #[error("no group matches {0:?}")]
+    UnknownGroup(String),
+    /// The group operation is not allowed (not an admin, not a member, the owner...).
+    #[error("{0}")]
+    NotAllowed(String),
     /// A message id given by the user is not known.
     #[error("no message {0}")]
     UnknownMessage(String),
@@ -100,7 +106,9 @@ pub fn resolve_contact(store: &Store, query: &str) -> Result<Contact, OpError> {
     if query.is_empty() {
         return Err(OpError::Invalid("empty contact name".into()));
     }
-    let contacts = store.contacts().list()?;
+    let mut contacts = store.contacts().list()?;
+    // Fellow group members we never added are not contacts.
+    contacts.retain(|c| c.state != ContactState::Member);
     let lower = query.to_lowercase();
     let alias_of = |c: &Contact| c.alias.as_ref().map(|a| a.to_lowercase());
     if let Some(c) = contacts.iter().find(|c| c.peer_id == query || alias_of(c) == Some(lower.clone())) {
@@ -155,12 +163,7 @@ pub fn compose_text(
     text: &str,
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<(Message, OutboxEntry), OpError> {
-    if text.is_empty() {
-        return Err(OpError::Invalid("empty message".into()));
-    }
-    if text.len() > MAX_TEXT_LEN {
-        return Err(OpError::TooLong { len: text.len(), max: MAX_TEXT_LEN });
-    }
+    check_text(text)?;
     match contact.state {
         ContactState::Accepted | ContactState::PendingOut => {}
         state => {
@@ -175,31 +178,9 @@ pub fn compose_text(
         .peer_id
         .parse()
         .map_err(|_| OpError::Invalid(format!("stored peer id {} is invalid", contact.peer_id)))?;
-    let conversation = direct_conversation(me, &peer);
-    let now = now_ms();
-    let lamport = match used_lamports.get(&conversation) {
-        Some(last) => last + 1,
-        None => {
-            let existing = store.conversations().get_or_create(
-                conversation,
-                ConversationKind::Direct { peer_id: contact.peer_id.clone() },
-                now,
-            )?;
-            existing.last_lamport + 1
-        }
-    };
-    used_lamports.insert(conversation, lamport);
-    let message = Message {
-        id: new_message_id(),
-        conversation,
-        author: me.to_string(),
-        lamport,
-        sent_at_ms: now,
-        received_at_ms: now,
-        text: text.to_owned(),
-        state: MessageState::Pending,
-        direction: Direction::Outgoing,
-    };
+    let kind = ConversationKind::Direct { peer_id: contact.peer_id.clone() };
+    let message = next_message(store, me, direct_conversation(me, &peer), kind, text, used_lamports)?;
+    let now = message.sent_at_ms;
     let payload = Payload::Text {
         id: message.id,
         lamport: message.lamport,
@@ -238,6 +219,13 @@ pub fn accept(store: &Store, contact: &Contact, my_name: Option<&str>) -> Result
                 peer: contact.peer_id.clone(),
                 state: contact.state,
                 why: "unblock the contact first",
+            });
+        }
+        ContactState::Member => {
+            return Err(OpError::WrongState {
+                peer: contact.peer_id.clone(),
+                state: contact.state,
+                why: "they did not ask; add them with their invite",
             });
         }
     }
@@ -306,6 +294,18 @@ pub fn history(
         .peer_id
         .parse()
         .map_err(|_| OpError::Invalid(format!("stored peer id {} is invalid", contact.peer_id)))?;
+    let page = page_of(store, direct_conversation(me, &peer), limit, before)?;
+    Ok(page.iter().map(|m| MessageView::new(m, Some(&contact.peer_id))).collect())
+}
+
+/// A page of a group's conversation, oldest first, ending before `before`. Its
+/// messages have no `peer`; their `conversation` is the group id.
+pub fn group_history(store: &Store, group: &Group, limit: usize, before: Option<&str>) -> Result<Vec<MessageView>, OpError> {
+    let page = page_of(store, crate::group::conversation(&group.id), limit, before)?;
+    Ok(page.iter().map(|m| MessageView::new(m, None)).collect())
+}
+
+fn page_of(store: &Store, conversation: ConversationId, limit: usize, before: Option<&str>) -> Result<Vec<Message>, OpError> {
     let before = before
         .map(|s| s.parse::<MessageId>().map_err(|_| OpError::Invalid(format!("bad message id {s:?}"))))
         .transpose()?;
@@ -314,8 +314,129 @@ pub fn history(
     {
         return Err(OpError::UnknownMessage(id.to_string()));
     }
-    let page = store.messages().page(direct_conversation(me, &peer), before, limit)?;
-    Ok(page.iter().map(|m| MessageView::new(m, Some(&contact.peer_id))).collect())
+    Ok(store.messages().page(conversation, before, limit)?)
+}
+
+/// Mark a group's conversation read (groups send no read receipts). Returns how many
+/// messages became read.
+pub fn mark_group_read(store: &Store, group: &Group) -> Result<usize, OpError> {
+    Ok(store.mark_read(crate::group::conversation(&group.id))?.len())
+}
+
+/// A group by id, unique id prefix, or name (case-insensitive; unique prefix too).
+pub fn resolve_group(store: &Store, query: &str) -> Result<Group, OpError> {
+    let query = query.trim();
+    if query.is_empty() {
+        return Err(OpError::Invalid("empty group name".into()));
+    }
+    let groups = store.groups().list()?;
+    let lower = query.to_lowercase();
+    if let Some(g) = groups.iter().find(|g| g.id.to_string() == lower || g.name.to_lowercase() == lower) {
+        return Ok(g.clone());
+    }
+    let matches: Vec<&Group> = groups
+        .iter()
+        .filter(|g| g.id.to_string().starts_with(&lower) || g.name.to_lowercase().starts_with(&lower))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(OpError::UnknownGroup(query.to_owned())),
+        many => Err(OpError::AmbiguousContact {
+            query: query.to_owned(),
+            candidates: many.iter().map(|g| format!("{} ({})", g.name, g.id)).collect(),
+        }),
+    }
+}
+
+/// What a user can write to or read: a contact or a group.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A 1:1 conversation.
+    Contact(Contact),
+    /// A group conversation.
+    Group(Group),
+}
+
+/// Resolve a name to a contact or, when no contact matches, a group. A name that
+/// matches neither is reported as an unknown contact.
+pub fn resolve_target(store: &Store, query: &str) -> Result<Target, OpError> {
+    match resolve_contact(store, query) {
+        Ok(c) => Ok(Target::Contact(c)),
+        Err(OpError::UnknownContact(q)) => match resolve_group(store, query) {
+            Ok(g) => Ok(Target::Group(g)),
+            Err(OpError::UnknownGroup(_)) => Err(OpError::UnknownContact(q)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Compose a text message to a group, without storing it (the caller seals it with
+/// its sender key and stores it with the batch; see [`compose_text`]).
+pub fn compose_group_text(
+    store: &Store,
+    me: &PeerId,
+    group: &Group,
+    text: &str,
+    used_lamports: &mut HashMap<ConversationId, u64>,
+) -> Result<Message, OpError> {
+    check_text(text)?;
+    if !group.active {
+        return Err(OpError::NotAllowed(format!("you are no longer a member of {}", group.name)));
+    }
+    let conversation = crate::group::conversation(&group.id);
+    let kind = ConversationKind::Group { group_id: group.id };
+    next_message(store, me, conversation, kind, text, used_lamports)
+}
+
+fn check_text(text: &str) -> Result<(), OpError> {
+    if text.is_empty() {
+        return Err(OpError::Invalid("empty message".into()));
+    }
+    if text.len() > MAX_TEXT_LEN {
+        return Err(OpError::TooLong { len: text.len(), max: MAX_TEXT_LEN });
+    }
+    Ok(())
+}
+
+/// The next outgoing message of a conversation (created if needed), with a Lamport
+/// counter above the stored one and any handed out in this batch.
+fn next_message(
+    store: &Store,
+    me: &PeerId,
+    conversation: ConversationId,
+    kind: ConversationKind,
+    text: &str,
+    used_lamports: &mut HashMap<ConversationId, u64>,
+) -> Result<Message, OpError> {
+    let now = now_ms();
+    let lamport = match used_lamports.get(&conversation) {
+        Some(last) => last + 1,
+        None => store.conversations().get_or_create(conversation, kind, now)?.last_lamport + 1,
+    };
+    used_lamports.insert(conversation, lamport);
+    Ok(Message {
+        id: new_message_id(),
+        conversation,
+        author: me.to_string(),
+        lamport,
+        sent_at_ms: now,
+        received_at_ms: now,
+        text: text.to_owned(),
+        state: MessageState::Pending,
+        direction: Direction::Outgoing,
+    })
+}
+
+/// The recipient string of a group's outbox entries (sealed messages waiting for
+/// their first durable hold).
+pub fn group_recipient(group: &GroupId) -> String {
+    format!("group:{group}")
+}
+
+/// The group of an outbox recipient string made by [`group_recipient`].
+pub fn recipient_group(recipient: &str) -> Option<GroupId> {
+    recipient.strip_prefix("group:")?.parse().ok()
 }
 
 /// Contacts in a listing order, optionally only those in `state`.
@@ -324,7 +445,7 @@ pub fn contacts(store: &Store, state: Option<ContactState>) -> Result<Vec<Contac
         .contacts()
         .list()?
         .iter()
-        .filter(|c| state.is_none_or(|s| c.state == s))
+        .filter(|c| state.map_or(c.state != ContactState::Member, |s| c.state == s))
         .map(ContactView::from)
         .collect())
 }

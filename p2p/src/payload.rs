@@ -5,7 +5,7 @@
 //! safe to apply twice (texts are de-duplicated by id, the rest are idempotent), so
 //! every delivery path may retry.
 
-use kith_storage::MessageId;
+use kith_storage::{GroupId, MessageId};
 use serde::{Deserialize, Serialize};
 
 use crate::wire::{self, WireError};
@@ -59,6 +59,43 @@ pub enum Payload {
         /// The accepter's display name.
         name: Option<String>,
     },
+    /// Signed membership operations of a group (see [`crate::group::membership`]):
+    /// the whole log for a new member, single operations for the others. Accepted
+    /// from non-contacts who are members.
+    GroupOps {
+        /// The group.
+        group: GroupId,
+        /// Encoded [`crate::group::membership::SignedOp`]s.
+        #[serde(with = "wire::bytes_seq")]
+        ops: Vec<Vec<u8>>,
+        /// How to reach members the recipient may not know.
+        #[serde(default)]
+        hints: Vec<PeerHint>,
+    },
+    /// The sender's sender key for a group (see [`crate::group::sender_key`]).
+    GroupKey {
+        /// The group.
+        group: GroupId,
+        /// The key's generation.
+        generation: u32,
+        /// The key.
+        #[serde(with = "wire::byte_array")]
+        key: [u8; 32],
+    },
+}
+
+/// Where a peer can be reached: what one member tells another about a third.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHint {
+    /// Peer id bytes.
+    #[serde(with = "wire::bytes")]
+    pub peer_id: Vec<u8>,
+    /// Multiaddr bytes.
+    #[serde(with = "wire::bytes_seq")]
+    pub addrs: Vec<Vec<u8>>,
+    /// Its relays' multiaddr bytes.
+    #[serde(with = "wire::bytes_seq")]
+    pub relays: Vec<Vec<u8>>,
 }
 
 /// Which delivery milestone a [`Payload::Receipt`] reports.

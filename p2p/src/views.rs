@@ -2,7 +2,7 @@
 //!
 //! Field names here are a public interface (docs/API.md); add fields, never rename.
 
-use kith_storage::{Contact, ContactState, Direction, Message, MessageState};
+use kith_storage::{Contact, ContactState, Direction, Group, Message, MessageState, Role, Store};
 use serde::{Deserialize, Serialize};
 
 /// A contact as users and scripts see it.
@@ -110,4 +110,61 @@ pub struct RequestView {
     pub held_messages: usize,
     /// The newest held message, as a preview.
     pub preview: Option<String>,
+}
+
+/// A group as users and scripts see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    /// The group id, 32 hex characters (also the id of its conversation).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Current members, owner first, then admins, then members.
+    pub members: Vec<MemberView>,
+    /// The membership epoch (grows with every applied change).
+    pub epoch: u64,
+    /// The relays keeping its log.
+    pub relays: Vec<String>,
+    /// Whether we are still a member.
+    pub active: bool,
+}
+
+/// A group member as users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Peer id.
+    pub peer_id: String,
+    /// `owner`, `admin` or `member`.
+    pub role: Role,
+    /// Our name for them: the contact's alias or display name, if they are a contact.
+    pub label: Option<String>,
+}
+
+impl GroupView {
+    /// The view of `group`, naming members who are contacts as `store` knows them.
+    pub fn new(store: &Store, group: &Group) -> GroupView {
+        let label = |peer: &str| {
+            let contact = store.contacts().get(peer).ok()??;
+            contact.alias.or(contact.display_name)
+        };
+        let rank = |r: Role| match r {
+            Role::Owner => 0,
+            Role::Admin => 1,
+            Role::Member => 2,
+        };
+        let mut members: Vec<MemberView> = group
+            .members
+            .iter()
+            .map(|m| MemberView { peer_id: m.peer_id.clone(), role: m.role, label: label(&m.peer_id) })
+            .collect();
+        members.sort_by(|a, b| rank(a.role).cmp(&rank(b.role)).then(a.peer_id.cmp(&b.peer_id)));
+        GroupView {
+            id: group.id.to_string(),
+            name: group.name.clone(),
+            members,
+            epoch: group.epoch,
+            relays: group.relays.clone(),
+            active: group.active,
+        }
+    }
 }

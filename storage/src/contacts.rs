@@ -21,6 +21,10 @@ pub enum ContactState {
     Accepted,
     /// Blocked: their messages never reach the conversation list.
     Blocked,
+    /// Not a contact: a fellow member of one of our groups, known only so that
+    /// group keys and membership changes reach them end to end. Hidden from
+    /// contact lists; a direct message from them is a contact request.
+    Member,
 }
 
 /// Someone we know (or who asked to know us).

@@ -1,4 +1,10 @@
-//! Groups and their member lists, keyed by group id.
+//! Groups: the cached state of each group (`groups`), the signed membership
+//! operations it is computed from (`group_ops`), members' sender keys
+//! (`group_keys`) and group messages waiting for a key (`group_pending`).
+//!
+//! The operations and messages are opaque bytes here; their meaning (and every
+//! check) lives in the node. Keys in the trees start with the group id, so a
+//! group's entries are one contiguous range.
 
 use std::sync::Arc;
 
@@ -6,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
 use crate::error::{StoreError, db};
-use crate::schema::GROUPS;
+use crate::schema::{GROUP_KEYS, GROUP_PENDING, GROUPS};
 use crate::store::Inner;
 use crate::types::GroupId;
 
@@ -44,6 +50,34 @@ pub struct Group {
     pub epoch: u64,
     /// Creation time, in ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// The group's relays (multiaddrs), which keep its log for offline members.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Whether we are still a member (false once we left or were removed; the
+    /// history stays).
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// Peer ids of former members (removed or left, not re-added).
+    #[serde(default)]
+    pub departed: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Length of the digests that key operations and pending messages.
+const DIGEST_LEN: usize = 32;
+
+/// A message waiting for its key: its digest and its bytes.
+pub type PendingMessage = ([u8; DIGEST_LEN], Vec<u8>);
+
+fn prefixed(group: GroupId, rest: &[&[u8]]) -> Vec<u8> {
+    let mut key = group.0.to_vec();
+    for part in rest {
+        key.extend_from_slice(part);
+    }
+    key
 }
 
 /// Handle to the groups table. Cheap to clone.
@@ -85,9 +119,81 @@ impl Groups {
         Ok(all)
     }
 
-    /// Deletes a group; returns whether it existed. Its conversation is not
-    /// touched. Not flushed.
+    /// Deletes a group with its operations, keys and pending messages; returns
+    /// whether it existed. Its conversation is not touched. Not flushed.
     pub fn remove(&self, id: GroupId) -> Result<bool, StoreError> {
+        let t = &self.inner.trees;
+        for tree in [&t.group_ops, &t.group_keys, &t.group_pending] {
+            for key in tree.scan_prefix(id.0).keys() {
+                tree.remove(key.map_err(db)?).map_err(db)?;
+            }
+        }
         Ok(self.tree().remove(id.0).map_err(db)?.is_some())
+    }
+
+    /// Keeps a membership operation (encoded and signed), under its epoch and
+    /// digest; returns whether it was new. Not flushed.
+    pub fn put_op(&self, group: GroupId, epoch: u64, digest: &[u8; DIGEST_LEN], op: &[u8]) -> Result<bool, StoreError> {
+        let key = prefixed(group, &[&epoch.to_be_bytes(), digest]);
+        Ok(self.inner.trees.group_ops.insert(key, op).map_err(db)?.is_none())
+    }
+
+    /// The group's operations, in (epoch, digest) order.
+    pub fn ops(&self, group: GroupId) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner
+            .trees
+            .group_ops
+            .scan_prefix(group.0)
+            .values()
+            .map(|v| v.map(|v| v.to_vec()).map_err(db))
+            .collect()
+    }
+
+    /// Keeps `author`'s sender key of `generation`. Not flushed.
+    pub fn put_key(&self, group: GroupId, author: &str, generation: u32, key: &[u8; 32]) -> Result<(), StoreError> {
+        let k = prefixed(group, &[&generation.to_be_bytes(), author.as_bytes()]);
+        self.inner.trees.group_keys.insert(k, &key[..]).map_err(db)?;
+        Ok(())
+    }
+
+    /// `author`'s sender key of `generation`, if we have it.
+    pub fn key(&self, group: GroupId, author: &str, generation: u32) -> Result<Option<[u8; 32]>, StoreError> {
+        let k = prefixed(group, &[&generation.to_be_bytes(), author.as_bytes()]);
+        match self.inner.trees.group_keys.get(k).map_err(db)? {
+            Some(v) => crate::codec::fixed::<32>(GROUP_KEYS, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Keeps a group message that cannot be read yet (its key or its author's
+    /// membership has not arrived), under its digest. Not flushed.
+    pub fn put_pending(&self, group: GroupId, digest: &[u8; DIGEST_LEN], message: &[u8]) -> Result<(), StoreError> {
+        self.inner.trees.group_pending.insert(prefixed(group, &[digest]), message).map_err(db)?;
+        Ok(())
+    }
+
+    /// The group's pending messages with their digests.
+    pub fn pending(&self, group: GroupId) -> Result<Vec<PendingMessage>, StoreError> {
+        self.inner
+            .trees
+            .group_pending
+            .scan_prefix(group.0)
+            .map(|kv| {
+                let (k, v) = kv.map_err(db)?;
+                let digest = crate::codec::fixed::<DIGEST_LEN>(GROUP_PENDING, &k[group.0.len()..])?;
+                Ok((digest, v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// How many messages of the group are pending.
+    pub fn pending_count(&self, group: GroupId) -> usize {
+        self.inner.trees.group_pending.scan_prefix(group.0).count()
+    }
+
+    /// Forgets a pending message. Not flushed.
+    pub fn remove_pending(&self, group: GroupId, digest: &[u8; DIGEST_LEN]) -> Result<(), StoreError> {
+        self.inner.trees.group_pending.remove(prefixed(group, &[digest])).map_err(db)?;
+        Ok(())
     }
 }

@@ -26,6 +26,9 @@ pub(crate) const UNREAD: &str = "unread";
 pub(crate) const OUTBOX: &str = "outbox";
 /// group id → `Group`.
 pub(crate) const GROUPS: &str = "groups";
+pub(crate) const GROUP_OPS: &str = "group_ops";
+pub(crate) const GROUP_KEYS: &str = "group_keys";
+pub(crate) const GROUP_PENDING: &str = "group_pending";
 /// setting name (UTF-8) → CBOR value.
 pub(crate) const SETTINGS: &str = "settings";
 /// invite token → expiry (u64 BE, ms).

@@ -18,8 +18,8 @@ use crate::invites::Invites;
 use crate::messages::{Direction, Inserted, KEY_LEN, Message, MessageState, Messages};
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::schema::{
-    self, CONTACTS, CONVERSATIONS, GROUPS, INVITES, MESSAGE_INDEX, MESSAGES, OUTBOX, SETTINGS,
-    UNREAD,
+    self, CONTACTS, CONVERSATIONS, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES,
+    MESSAGE_INDEX, MESSAGES, OUTBOX, SETTINGS, UNREAD,
 };
 use crate::settings::Settings;
 use crate::txn::{Tx, TxResult};
@@ -34,6 +34,9 @@ pub(crate) struct Trees {
     pub(crate) unread: sled::Tree,
     pub(crate) outbox: sled::Tree,
     pub(crate) groups: sled::Tree,
+    pub(crate) group_ops: sled::Tree,
+    pub(crate) group_keys: sled::Tree,
+    pub(crate) group_pending: sled::Tree,
     pub(crate) settings: sled::Tree,
     pub(crate) invites: sled::Tree,
 }
@@ -114,6 +117,9 @@ impl Store {
             unread: open(UNREAD)?,
             outbox: open(OUTBOX)?,
             groups: open(GROUPS)?,
+            group_ops: open(GROUP_OPS)?,
+            group_keys: open(GROUP_KEYS)?,
+            group_pending: open(GROUP_PENDING)?,
             settings: open(SETTINGS)?,
             invites: open(INVITES)?,
         };

@@ -138,6 +138,9 @@ fn groups() {
         ],
         epoch: 1,
         created_at_ms: 7,
+        relays: vec!["/ip4/127.0.0.1/tcp/1".into()],
+        active: true,
+        departed: vec!["gone".into()],
     };
     groups.put(&group(1, "zeta")).unwrap();
     groups.put(&group(2, "alpha")).unwrap();
@@ -149,6 +152,48 @@ fn groups() {
     assert_eq!(names, ["alpha", "zeta"]);
     assert!(groups.remove(GroupId([1; 16])).unwrap());
     assert_eq!(groups.get(GroupId([1; 16])).unwrap(), None);
+}
+
+#[test]
+fn group_ops_keys_and_pending() {
+    let (_dir, store) = temp_store();
+    let groups = store.groups();
+    let (g, other) = (GroupId([1; 16]), GroupId([2; 16]));
+    // Operations come back in (epoch, digest) order, whatever the insertion order.
+    assert!(groups.put_op(g, 3, &[0; 32], b"third").unwrap());
+    assert!(groups.put_op(g, 1, &[9; 32], b"first").unwrap());
+    assert!(groups.put_op(g, 2, &[5; 32], b"second").unwrap());
+    assert!(!groups.put_op(g, 2, &[5; 32], b"second").unwrap(), "a repeat is not new");
+    groups.put_op(other, 1, &[1; 32], b"elsewhere").unwrap();
+    assert_eq!(groups.ops(g).unwrap(), [b"first".to_vec(), b"second".to_vec(), b"third".to_vec()]);
+    // Keys by author and generation.
+    groups.put_key(g, "alice", 1, &[7; 32]).unwrap();
+    groups.put_key(g, "alice", 2, &[8; 32]).unwrap();
+    assert_eq!(groups.key(g, "alice", 2).unwrap(), Some([8; 32]));
+    assert_eq!(groups.key(g, "bob", 1).unwrap(), None);
+    assert_eq!(groups.key(other, "alice", 1).unwrap(), None);
+    // Pending messages by digest.
+    groups.put_pending(g, &[3; 32], b"later").unwrap();
+    assert_eq!(groups.pending_count(g), 1);
+    assert_eq!(groups.pending(g).unwrap(), [([3; 32], b"later".to_vec())]);
+    groups.remove_pending(g, &[3; 32]).unwrap();
+    assert_eq!(groups.pending_count(g), 0);
+    // Removing a group takes its operations and keys along, and nothing else.
+    groups.put(&Group {
+        id: g,
+        name: "g".into(),
+        members: Vec::new(),
+        epoch: 3,
+        created_at_ms: 0,
+        relays: Vec::new(),
+        active: true,
+        departed: Vec::new(),
+    })
+    .unwrap();
+    groups.remove(g).unwrap();
+    assert!(groups.ops(g).unwrap().is_empty());
+    assert_eq!(groups.key(g, "alice", 1).unwrap(), None);
+    assert_eq!(groups.ops(other).unwrap().len(), 1);
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod chat;
 mod config;
 mod daemon;
 mod demo;
+mod group;
 mod id;
 mod init;
 mod net;
@@ -47,6 +48,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Follow => chat::follow(g),
         Command::Status(out) => chat::status(g, out.json),
         Command::Relay(command) => relay::run(g, command),
+        Command::Group(command) => group::run(g, command),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kith", &mut std::io::stdout());
             Ok(())

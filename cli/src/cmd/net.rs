@@ -51,7 +51,8 @@ pub(crate) fn client_failure(e: ClientError) -> Failure {
 fn api_failure(e: ApiError) -> Failure {
     let code = match e.code.as_str() {
         "no_node" => Code::NoNode,
-        "unknown_contact" | "ambiguous_contact" | "invalid" | "bad_params" | "too_long" | "unknown_message" => Code::Usage,
+        "unknown_contact" | "ambiguous_contact" | "invalid" | "bad_params" | "too_long" | "unknown_message"
+        | "unknown_group" | "not_allowed" => Code::Usage,
         _ => Code::Error,
     };
     Failure::new(code, e)

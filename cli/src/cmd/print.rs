@@ -1,6 +1,6 @@
 //! Human-readable rendering of views (the `--json` forms are the views themselves).
 
-use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{ContactView, GroupView, InboxEntry, MessageView, RequestView};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -79,6 +79,23 @@ pub(crate) fn inbox(list: &[InboxEntry]) -> Result {
         let name = e.contact.as_ref().map_or(e.conversation.as_str(), |c| c.label());
         let last = e.last.as_ref().map(|m| m.text.lines().next().unwrap_or("").to_owned()).unwrap_or_default();
         output::line(format!("{name:<20} {:>4} unread  {last}", e.unread))?;
+    }
+    Ok(())
+}
+
+/// One line per group: name, member count, id, and whether we are still in it.
+pub(crate) fn group_line(g: &GroupView) -> Result {
+    let left = if g.active { "" } else { "  (left)" };
+    output::line(format!("{:<20} {:>3} members  {}{left}", g.name, g.members.len(), g.id))
+}
+
+/// A group with its members.
+pub(crate) fn group(g: &GroupView) -> Result {
+    group_line(g)?;
+    for m in &g.members {
+        let role = serde_json::to_value(m.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let name = m.label.clone().unwrap_or_else(|| short(&m.peer_id));
+        output::line(format!("  {name:<20} {role:<7} {}", m.peer_id))?;
     }
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! Method dispatch, shared by the socket server (a running node) and the offline CLI.
 
-use kith_storage::{ContactState, Store};
+use kith_storage::{ContactState, Role, Store};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::invite::Invite;
-use crate::node::{LocalContext, LocalOp, NodeError, NodeHandle};
+use crate::node::{GroupChange, LocalContext, LocalOp, NodeError, NodeHandle};
 use crate::ops::{self, OpError};
-use crate::views::{ContactView, MessageView};
+use crate::views::{ContactView, GroupView, MessageView};
 
 /// Where requests go: a running node, or the store directly when no node runs.
 #[derive(Clone)]
@@ -48,6 +48,8 @@ impl From<OpError> for ApiError {
             OpError::AmbiguousContact { .. } => "ambiguous_contact",
             OpError::WrongState { .. } => "wrong_state",
             OpError::UnknownMessage(_) => "unknown_message",
+            OpError::UnknownGroup(_) => "unknown_group",
+            OpError::NotAllowed(_) => "not_allowed",
             OpError::TooLong { .. } => "too_long",
             OpError::Invalid(_) => "invalid",
             _ => "storage",
@@ -104,6 +106,41 @@ struct HistoryParams {
     contact: String,
     limit: Option<usize>,
     before: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GroupParam {
+    group: String,
+}
+
+#[derive(Deserialize)]
+struct NameParam {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct GroupNameParams {
+    group: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct GroupAddParams {
+    group: String,
+    contact: String,
+}
+
+#[derive(Deserialize)]
+struct GroupMemberParams {
+    group: String,
+    member: String,
+}
+
+#[derive(Deserialize)]
+struct GroupRoleParams {
+    group: String,
+    member: String,
+    role: Role,
 }
 
 #[derive(Deserialize)]
@@ -171,9 +208,21 @@ pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Val
         "inbox" => to_value(ops::inbox(store)?),
         "history" => {
             let p: HistoryParams = params(raw)?;
-            let contact = ops::resolve_contact(store, &p.contact)?;
             let limit = p.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
-            to_value(ops::history(store, &me(backend), &contact, limit, p.before.as_deref())?)
+            match ops::resolve_target(store, &p.contact)? {
+                ops::Target::Contact(contact) => {
+                    to_value(ops::history(store, &me(backend), &contact, limit, p.before.as_deref())?)
+                }
+                ops::Target::Group(group) => to_value(ops::group_history(store, &group, limit, p.before.as_deref())?),
+            }
+        }
+        "groups" => {
+            let groups = store.groups().list().map_err(OpError::from)?;
+            to_value(groups.iter().map(|g| GroupView::new(store, g)).collect::<Vec<_>>())
+        }
+        "group" => {
+            let p: GroupParam = params(raw)?;
+            to_value(GroupView::new(store, &ops::resolve_group(store, &p.group)?))
         }
         "message" => {
             let p: MessageParams = params(raw)?;
@@ -206,7 +255,9 @@ pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Val
         _ => {
             let Some(node) = node else {
                 return Err(match method {
-                    "status" | "invite" | "add" | "send" | "dial" | "set_relays" | "shutdown" | "subscribe" => {
+                    "status" | "invite" | "add" | "send" | "dial" | "set_relays" | "shutdown" | "subscribe"
+                    | "group_create" | "group_add" | "group_remove" | "group_leave" | "group_role"
+                    | "group_rename" => {
                         no_node(method)
                     }
                     _ => ApiError::new("unknown_method", format!("no method {method:?}")),
@@ -259,6 +310,30 @@ async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, A
             node.dial(addr).await?;
             Ok(json!({}))
         }
+        "group_create" => {
+            let p: NameParam = params(raw)?;
+            to_value(node.group(GroupChange::Create { name: p.name }).await?)
+        }
+        "group_add" => {
+            let p: GroupAddParams = params(raw)?;
+            to_value(node.group(GroupChange::Add { group: p.group, contact: p.contact }).await?)
+        }
+        "group_remove" => {
+            let p: GroupMemberParams = params(raw)?;
+            to_value(node.group(GroupChange::Remove { group: p.group, member: p.member }).await?)
+        }
+        "group_role" => {
+            let p: GroupRoleParams = params(raw)?;
+            to_value(node.group(GroupChange::SetRole { group: p.group, member: p.member, role: p.role }).await?)
+        }
+        "group_rename" => {
+            let p: GroupNameParams = params(raw)?;
+            to_value(node.group(GroupChange::Rename { group: p.group, name: p.name }).await?)
+        }
+        "group_leave" => {
+            let p: GroupParam = params(raw)?;
+            to_value(node.group(GroupChange::Leave { group: p.group }).await?)
+        }
         "shutdown" => {
             node.shutdown().await;
             Ok(json!({}))
@@ -270,6 +345,14 @@ async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, A
 fn contact_op(store: &Store, ctx: &LocalContext, method: &str, query: &str) -> Result<Value, OpError> {
     let contact = match (ops::resolve_contact(store, query), method) {
         (Ok(c), _) => c,
+        // Marking read works on groups too.
+        (Err(OpError::UnknownContact(_)), "read") => {
+            let group = ops::resolve_target(store, query).and_then(|t| match t {
+                ops::Target::Group(g) => Ok(g),
+                ops::Target::Contact(_) => Err(OpError::UnknownContact(query.to_owned())),
+            })?;
+            return Ok(json!({ "marked": ops::mark_group_read(store, &group)? }));
+        }
         // Blocking someone who is not a contact yet (a stranger's peer id) is allowed.
         (Err(OpError::UnknownContact(_)), "block") => {
             return Ok(json!(ContactView::from(&ops::block_stranger(store, query)?)));

@@ -71,6 +71,9 @@ pub enum OpKind {
         name: String,
         /// The owner's card.
         owner: MemberCard,
+        /// The relays (multiaddr bytes) that keep the group's log.
+        #[serde(default, with = "wire::bytes_seq")]
+        relays: Vec<Vec<u8>>,
     },
     /// Add a member (role `Admin` or `Member`).
     Add {
@@ -195,6 +198,8 @@ pub struct GroupState {
     pub epoch: u64,
     /// Everyone ever removed or departed and not re-added (their sender keys are stale).
     pub departed: BTreeSet<PeerId>,
+    /// The relays that keep the group's log (multiaddr bytes, from `Create`).
+    pub relays: Vec<Vec<u8>>,
 }
 
 impl GroupState {
@@ -289,12 +294,13 @@ fn valid_name(name: &str) -> bool {
 /// One operation; returns whether it took effect.
 fn apply(state: &mut GroupState, created: &mut bool, author: PeerId, kind: &OpKind) -> bool {
     match kind {
-        OpKind::Create { name, owner } => {
+        OpKind::Create { name, owner, relays } => {
             if *created || peer(&owner.peer_id) != Some(author) || !valid_name(name) || owner.verify().is_err() {
                 return false;
             }
             *created = true;
             state.name = name.clone();
+            state.relays = relays.clone();
             state.members.insert(author, MemberState { role: Role::Owner, card: owner.clone() });
             true
         }
@@ -379,7 +385,7 @@ mod tests {
     const G: GroupId = GroupId([9; 16]);
 
     fn create(owner: &Identity) -> SignedOp {
-        SignedOp::sign(owner, G, 1, 0, OpKind::Create { name: "club".into(), owner: card(owner) }).unwrap()
+        SignedOp::sign(owner, G, 1, 0, OpKind::Create { name: "club".into(), owner: card(owner), relays: Vec::new() }).unwrap()
     }
 
     #[test]

@@ -1,12 +1,29 @@
-//! Groups (issue 5), the parts that need no network: membership as a set of signed
-//! operations that every member folds to the same state, and sender-key encryption
-//! of group messages.
+//! Groups: membership as a set of signed operations that every member folds to the
+//! same state ([`membership`]), sender-key encryption of group messages
+//! ([`sender_key`]) and what a group message carries ([`post`]).
 //!
-//! Not yet wired to the node: distribution of operations and sender keys over the 1:1
-//! channel, the gossipsub topic and the relays' group log come next.
+//! The node ([`crate::node`]) distributes operations and sender keys over the 1:1
+//! end-to-end channel, publishes messages on the group's gossipsub [`topic`] and
+//! appends them to the group's log on its relays ([`crate::grouplog`]).
 
 pub mod membership;
+pub mod post;
 pub mod sender_key;
+
+use kith_storage::{ConversationId, GroupId};
+
+/// The gossipsub topic of a group: named by the same one-way hash as its relay log,
+/// so neither reveals the group id.
+pub fn topic(group: &GroupId) -> libp2p::gossipsub::IdentTopic {
+    let id = crate::grouplog::log_id(group);
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    libp2p::gossipsub::IdentTopic::new(format!("/kith/group/1/{hex}"))
+}
+
+/// The conversation that holds a group's messages (the same id on every member).
+pub fn conversation(group: &GroupId) -> ConversationId {
+    ConversationId(group.0)
+}
 
 /// Why a group operation or message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -50,6 +50,7 @@ struct SendRequest {
     reply: tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>,
 }
 
+mod groups;
 mod relays;
 
 /// How often pinned relays are drained besides on (re)connecting to them.
@@ -80,6 +81,7 @@ pub(crate) struct Actor {
     reachability: String,
     /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
     redials: HashMap<PeerId, u8>,
+    groups: groups::GroupsState,
 }
 
 impl Actor {
@@ -184,13 +186,17 @@ impl Actor {
             failed_dials: HashMap::new(),
             reachability: "unknown".into(),
             redials: HashMap::new(),
+            groups: groups::GroupsState::default(),
             config,
         };
+        actor.load_groups();
         actor.bootstrap();
         actor.drain_all();
         actor.learn_contact_addresses();
         actor.dial_contacts();
         actor.reload_outbox();
+        actor.fetch_all_group_logs();
+        actor.dial_group_members();
         Ok((actor, listen_addrs))
     }
 
@@ -232,6 +238,7 @@ impl Actor {
 
     fn next_wakeup(&self) -> Instant {
         let timers = self.next_refresh.min(self.next_drain);
+        let timers = self.groups.next_wakeup().map_or(timers, |t| t.min(timers));
         self.queues.next_wakeup().map_or(timers, |t| t.min(timers))
     }
 
@@ -244,7 +251,10 @@ impl Actor {
         if now >= self.next_drain {
             self.next_drain = now + DRAIN_INTERVAL;
             self.drain_all();
+            self.fetch_all_group_logs();
+            self.dial_group_members();
         }
+        self.group_tick(now);
         for peer in self.queues.ready(now) {
             self.dispatch(peer);
         }
@@ -302,6 +312,9 @@ impl Actor {
                 self.publish_record();
                 self.drain_all();
                 let _ = reply.send(());
+            }
+            Command::Group(change, reply) => {
+                let _ = reply.send(self.group_change(change));
             }
             Command::Shutdown(_) => unreachable_shutdown(),
         }
@@ -465,14 +478,22 @@ impl Actor {
             .map_err(|e| e.to_string());
         let now = Instant::now();
         let mut peers = Vec::new();
+        let mut groups = Vec::new();
         for (result, reply) in composed {
             let answer = match (result, &stored) {
-                (Ok((message, entry, peer)), Ok(())) => {
+                (Ok((message, entry, groups::Dest::Peer(peer))), Ok(())) => {
                     self.queues.push(peer, entry, now);
                     if !peers.contains(&peer) {
                         peers.push(peer);
                     }
                     Ok(MessageView::new(&message, Some(&peer.to_string())))
+                }
+                (Ok((message, entry, groups::Dest::Group(group))), Ok(())) => {
+                    self.queue_group_message(group, entry);
+                    if !groups.contains(&group) {
+                        groups.push(group);
+                    }
+                    Ok(MessageView::new(&message, None))
                 }
                 (Ok(_), Err(e)) => Err(NodeError::Op(OpError::NotStored(e.clone()))),
                 (Err(e), _) => Err(e),
@@ -482,23 +503,33 @@ impl Actor {
         for peer in peers {
             self.dispatch(peer);
         }
+        for group in groups {
+            self.push_group(group);
+        }
         ended_by
     }
 
-    /// Compose one outgoing message (nothing written yet but its conversation).
+    /// Compose one outgoing message to a contact or a group (nothing written yet but
+    /// its conversation).
     fn compose_send(
         &mut self,
-        contact: &str,
+        target: &str,
         text: &str,
         lamports: &mut HashMap<ConversationId, u64>,
-    ) -> Result<(Message, OutboxEntry, PeerId), NodeError> {
-        let contact = ops::resolve_contact(&self.store, contact)?;
+    ) -> Result<(Message, OutboxEntry, groups::Dest), NodeError> {
+        let contact = match ops::resolve_target(&self.store, target)? {
+            ops::Target::Contact(contact) => contact,
+            ops::Target::Group(group) => {
+                let (message, entry) = self.compose_group(&group, text, lamports)?;
+                return Ok((message, entry, groups::Dest::Group(group.id)));
+            }
+        };
         let peer = contact
             .peer_id
             .parse::<PeerId>()
             .map_err(|_| NodeError::BadTarget(format!("stored peer id {} is invalid", contact.peer_id)))?;
         let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, lamports)?;
-        Ok((message, entry, peer))
+        Ok((message, entry, groups::Dest::Peer(peer)))
     }
 
     /// Pick up outbox entries written by local operations (or a previous run).
@@ -510,6 +541,9 @@ impl Actor {
                 return;
             }
         };
+        let (group_entries, entries): (Vec<OutboxEntry>, Vec<OutboxEntry>) =
+            entries.into_iter().partition(|e| ops::recipient_group(&e.recipient).is_some());
+        self.load_group_outbox(group_entries);
         for bad in self.queues.load(entries, Instant::now()) {
             tracing::warn!(recipient = %bad.recipient, "dropping outbox entry with an invalid recipient");
             let _ = self.store.outbox().remove(bad.id);
@@ -609,7 +643,7 @@ impl Actor {
             let state = match result {
                 DmResult::Stored => MessageState::Delivered,
                 DmResult::Accepted => MessageState::Sent,
-                DmResult::Rejected(RejectReason::Storage) => continue,
+                DmResult::Rejected(RejectReason::Storage | RejectReason::Unready) => continue,
                 DmResult::Rejected(reason) => {
                     tracing::warn!(%peer, %reason, "peer refused an item");
                     MessageState::Failed
@@ -709,7 +743,13 @@ impl Actor {
             my_name: self.config.display_name.as_deref(),
             opener: &mut self.opener,
         };
-        let (results, outcome) = inbound.apply(envelopes);
+        let (results, mut outcome) = inbound.apply(envelopes);
+        for delivery in std::mem::take(&mut outcome.group_ops) {
+            self.receive_group_ops(delivery.sender, delivery.group, &delivery.ops, &delivery.hints);
+        }
+        for group in std::mem::take(&mut outcome.group_keys) {
+            self.group_key_arrived(group);
+        }
         let queued = outcome.queued || (receipts && self.queue_delivery_receipts(&outcome.stored));
         if queued || !outcome.touched.is_empty() {
             self.flush();
@@ -886,6 +926,9 @@ impl Actor {
                 {
                     self.start_drain(peer_id, addr);
                 }
+                if num_established.get() == 1 {
+                    self.group_relay_connected(&peer_id);
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } if self.queues.has_pending(&peer) => {
                 // Reported before the failed requests, which `redial_untried` checks.
@@ -921,6 +964,8 @@ impl Actor {
                 tracing::debug!(%peer, %error, "inbound delivery failed");
             }
             BehaviourEvent::Mailbox(event) => self.mailbox_event(event),
+            BehaviourEvent::Grouplog(event) => self.grouplog_event(event),
+            BehaviourEvent::Gossipsub(event) => self.gossip_event(event),
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
                 self.kad_progress(id, result, step.last);
             }

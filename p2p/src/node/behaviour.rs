@@ -3,9 +3,9 @@
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, autonat, dcutr, identify, identity, kad, mdns, ping, relay, request_response};
+use libp2p::{StreamProtocol, autonat, dcutr, gossipsub, identify, identity, kad, mdns, ping, relay, request_response};
 
-use crate::{dm, mailbox};
+use crate::{dm, grouplog, mailbox};
 
 /// Kademlia under kith's own protocol name, so kith nodes form their own DHT instead
 /// of joining (and answering for) the IPFS one.
@@ -20,6 +20,10 @@ pub(crate) struct Behaviour {
     pub(crate) dm: request_response::Behaviour<dm::Codec>,
     /// Deposits to recipients' relays and drains of our own mailboxes (client side).
     pub(crate) mailbox: request_response::Behaviour<mailbox::Codec>,
+    /// Appends to and fetches from group logs on relays (client side).
+    pub(crate) grouplog: request_response::Behaviour<grouplog::Codec>,
+    /// Group messages to online members, on one topic per group.
+    pub(crate) gossipsub: gossipsub::Behaviour,
     /// Reservations and circuits through relays, for peers without a direct path.
     pub(crate) relay_client: relay::client::Behaviour,
     /// Upgrades relayed connections to direct ones by hole punching.
@@ -50,6 +54,16 @@ impl Behaviour {
             [(mailbox::PROTOCOL, request_response::ProtocolSupport::Outbound)],
             request_response::Config::default().with_request_timeout(request_timeout),
         );
+        let grouplog = request_response::Behaviour::with_codec(
+            grouplog::Codec,
+            [(grouplog::PROTOCOL, request_response::ProtocolSupport::Outbound)],
+            request_response::Config::default().with_request_timeout(request_timeout),
+        );
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config().map_err(std::io::Error::other)?,
+        )
+        .map_err(std::io::Error::other)?;
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_query_timeout(std::time::Duration::from_secs(30));
         let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
@@ -68,6 +82,8 @@ impl Behaviour {
         Ok(Behaviour {
             dm,
             mailbox,
+            grouplog,
+            gossipsub,
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
@@ -77,4 +93,21 @@ impl Behaviour {
             mdns: mdns.into(),
         })
     }
+}
+
+/// Gossipsub for group messages. Every message is checked by the node before it is
+/// forwarded (`validate_messages`: a non-member's or forged message goes no
+/// further); ids are content hashes, so a re-published message is a duplicate; the
+/// publisher sends to its mesh only (`flood_publish` off), so what a sender uploads
+/// per message does not grow with the group.
+fn gossip_config() -> Result<gossipsub::Config, String> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .flood_publish(false)
+        .max_transmit_size(crate::grouplog::MAX_ITEM_LEN + 4 * 1024)
+        .heartbeat_interval(std::time::Duration::from_millis(500))
+        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+        .build()
+        .map_err(|e| e.to_string())
 }

@@ -3,7 +3,7 @@
 use kith_storage::MessageState;
 use serde::{Deserialize, Serialize};
 
-use crate::views::{ContactView, MessageView};
+use crate::views::{ContactView, GroupView, MessageView};
 
 /// Something that happened on the node. Serialized as `{"type": "...", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +72,11 @@ pub enum Event {
         code: String,
         /// Human-readable reason.
         message: String,
+    },
+    /// A group was created, joined, changed, or we left it (or were removed).
+    GroupChanged {
+        /// The group now.
+        group: GroupView,
     },
     /// The subscriber fell behind and missed `missed` events: re-read state.
     Lagged {

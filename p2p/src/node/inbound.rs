@@ -4,14 +4,14 @@
 //! [`DmResult::Stored`] is written and flushed (one group commit per batch) before the
 //! answer is produced. Blocked senders are dropped before anything is stored.
 
-use kith_storage::{Contact, ContactState, ConversationKind, Direction, Inserted, Message, MessageId, MessageState, Store};
+use kith_storage::{Contact, ContactState, ConversationKind, Direction, GroupId, Inserted, Message, MessageId, MessageState, Store};
 use libp2p::PeerId;
 
 use super::Event;
 use crate::dm::{DmResult, RejectReason};
 use crate::envelope::{self, Opener};
 use crate::ops::{self, OpError};
-use crate::payload::{Payload, ReceiptKind};
+use crate::payload::{Payload, PeerHint, ReceiptKind};
 use crate::views::{ContactView, MessageView};
 use crate::wire::WireError;
 
@@ -27,6 +27,23 @@ pub(crate) struct Outcome {
     /// New messages from accepted contacts, by author: what a delivery receipt covers
     /// when they came through a relay (a direct sender learns it from the answer).
     pub(crate) stored: Vec<(String, MessageId)>,
+    /// Group operations to apply (the actor owns group state), in arrival order.
+    pub(crate) group_ops: Vec<GroupOpsDelivery>,
+    /// Groups for which a sender key arrived (stored already): their pending messages
+    /// may now open.
+    pub(crate) group_keys: Vec<GroupId>,
+}
+
+/// A [`Payload::GroupOps`] as it arrived.
+pub(crate) struct GroupOpsDelivery {
+    /// The authenticated sender.
+    pub(crate) sender: PeerId,
+    /// The group.
+    pub(crate) group: GroupId,
+    /// Encoded signed operations.
+    pub(crate) ops: Vec<Vec<u8>>,
+    /// Where other members can be reached.
+    pub(crate) hints: Vec<PeerHint>,
 }
 
 /// The receiving context: who we are and where things go.
@@ -118,7 +135,7 @@ impl Inbound<'_> {
             // telling it that the message reached anyone.
             return Ok(Step::Done(DmResult::Accepted));
         }
-        self.payload(sender, opened.sender_e2e, contact, payload, outcome)
+        self.payload(sender, (opened.sender_e2e, opened.sender_binding), contact, payload, outcome)
             .map_err(|e| {
                 tracing::warn!(error = %e, "applying payload failed");
                 RejectReason::Storage
@@ -128,7 +145,7 @@ impl Inbound<'_> {
     fn payload(
         &mut self,
         sender: PeerId,
-        sender_e2e: [u8; 32],
+        (sender_e2e, binding): ([u8; 32], [u8; 64]),
         contact: Option<Contact>,
         payload: Payload,
         outcome: &mut Outcome,
@@ -137,17 +154,25 @@ impl Inbound<'_> {
         match payload {
             Payload::Text { id, lamport, sent_at_ms, text } => {
                 let contact = match contact {
+                    Some(mut c) if c.state == ContactState::Member => {
+                        // A fellow group member writing 1:1 asks to become a contact.
+                        c.state = ContactState::PendingIn;
+                        let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
+                        outcome.events.push(Event::ContactRequest { contact: saved });
+                        c
+                    }
                     Some(mut c) => {
                         if c.state == ContactState::PendingOut {
                             // Writing to us after we asked them is as good as accepting.
                             c.state = ContactState::Accepted;
-                            let saved = self.put_contact(&c, sender_e2e, outcome)?;
+                            let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
                             outcome.events.push(Event::ContactChanged { contact: saved });
                         }
                         c
                     }
                     None => {
-                        let c = self.new_contact(sender, sender_e2e, ContactState::PendingIn, None);
+                        let mut c = self.new_contact(sender, sender_e2e, ContactState::PendingIn, None);
+                        c.binding = Some(binding.to_vec());
                         self.store.contacts().put(&c)?;
                         outcome.events.push(Event::ContactRequest { contact: ContactView::from(&c) });
                         c
@@ -211,12 +236,37 @@ impl Inbound<'_> {
                     )?;
                     outcome.queued = true;
                 }
-                let saved = self.put_contact(&c, sender_e2e, outcome)?;
+                let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
                 outcome.events.push(if answer {
                     Event::ContactChanged { contact: saved }
                 } else {
                     Event::ContactRequest { contact: saved }
                 });
+                Ok(Step::Done(DmResult::Stored))
+            }
+            Payload::GroupOps { group, ops, hints } => {
+                outcome.group_ops.push(GroupOpsDelivery { sender, group, ops, hints });
+                Ok(Step::Done(DmResult::Stored))
+            }
+            Payload::GroupKey { group, generation, key } => {
+                let Some(known) = self.store.groups().get(group)? else {
+                    // Its membership has not reached us yet (it comes from another peer).
+                    return Ok(Step::Done(DmResult::Rejected(RejectReason::Unready)));
+                };
+                let sender_id = sender.to_string();
+                if !known.members.iter().any(|m| m.peer_id == sender_id) {
+                    // Perhaps added by an operation still on its way to us; a departed
+                    // member's key is no use to anyone.
+                    return Ok(Step::Done(if known.departed.contains(&sender_id) {
+                        DmResult::Accepted
+                    } else {
+                        DmResult::Rejected(RejectReason::Unready)
+                    }));
+                }
+                self.store.groups().put_key(group, &sender_id, generation, &key)?;
+                if !outcome.group_keys.contains(&group) {
+                    outcome.group_keys.push(group);
+                }
                 Ok(Step::Done(DmResult::Stored))
             }
             Payload::ContactAccepted { name } => {
@@ -227,7 +277,7 @@ impl Inbound<'_> {
                     if c.state == ContactState::PendingOut {
                         c.state = ContactState::Accepted;
                     }
-                    let saved = self.put_contact(&c, sender_e2e, outcome)?;
+                    let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
                     outcome.events.push(Event::ContactChanged { contact: saved });
                 }
                 Ok(Step::Done(DmResult::Stored))
@@ -252,9 +302,10 @@ impl Inbound<'_> {
     }
 
     /// Save a contact with the sender's authenticated E2E key; the caller reports it.
-    fn put_contact(&self, c: &Contact, e2e: [u8; 32], outcome: &mut Outcome) -> Result<ContactView, OpError> {
+    fn put_contact(&self, c: &Contact, (e2e, binding): ([u8; 32], [u8; 64]), outcome: &mut Outcome) -> Result<ContactView, OpError> {
         let mut c = c.clone();
         c.e2e_public = Some(e2e);
+        c.binding = Some(binding.to_vec());
         c.updated_at_ms = ops::now_ms();
         self.store.contacts().put(&c)?;
         if let Ok(peer) = c.peer_id.parse() {

@@ -15,7 +15,7 @@ mod outbox;
 
 use std::time::Duration;
 
-use kith_storage::Store;
+use kith_storage::{Role, Store};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -26,7 +26,7 @@ pub use event::Event;
 use crate::identity::Identity;
 use crate::invite::Invite;
 use crate::ops::OpError;
-use crate::views::{ContactView, MessageView};
+use crate::views::{ContactView, GroupView, MessageView};
 
 /// Every timer of the node, so tests can shorten them. Defaults are for real use.
 #[derive(Debug, Clone)]
@@ -138,6 +138,52 @@ pub struct Status {
     pub reachability: String,
 }
 
+/// A change to a group, asked for by the user.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum GroupChange {
+    /// Create a group with us as owner (its relays: our pinned relays).
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Add a contact as a member.
+    Add {
+        /// The group (id, name or unique prefix).
+        group: String,
+        /// The contact (alias, peer id or unique prefix).
+        contact: String,
+    },
+    /// Remove a member.
+    Remove {
+        /// The group.
+        group: String,
+        /// The member (contact name or peer id prefix).
+        member: String,
+    },
+    /// Make a member an admin or a plain member.
+    SetRole {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+        /// `Admin` or `Member`.
+        role: Role,
+    },
+    /// Rename the group.
+    Rename {
+        /// The group.
+        group: String,
+        /// The new name.
+        name: String,
+    },
+    /// Leave the group.
+    Leave {
+        /// The group.
+        group: String,
+    },
+}
+
 /// A request to the actor. Every variant that needs an answer carries its oneshot.
 pub(crate) enum Command {
     Status(oneshot::Sender<Status>),
@@ -164,6 +210,7 @@ pub(crate) enum Command {
     },
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
     SetRelays(Vec<Multiaddr>, oneshot::Sender<()>),
+    Group(GroupChange, oneshot::Sender<Result<GroupView, NodeError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -279,6 +326,13 @@ impl NodeHandle {
     /// advertised from now on and drained at once.
     pub async fn set_relays(&self, relays: Vec<Multiaddr>) -> Result<(), NodeError> {
         self.ask(|reply| Command::SetRelays(relays, reply)).await
+    }
+
+    /// Create a group, or change one we are an admin of (or leave it); answers with
+    /// the group as it is afterwards. The change is stored and on its way to every
+    /// member when this returns.
+    pub async fn group(&self, change: GroupChange) -> Result<GroupView, NodeError> {
+        self.ask(|reply| Command::Group(change, reply)).await?
     }
 
     /// Stop the node: pending writes are flushed before this returns.

@@ -121,8 +121,8 @@ impl Queues {
         }
     }
 
-    /// The request finished with an answer: `done` ids leave the queue, the backoff
-    /// resets. Returns the ids that were in flight (in order), or None if unknown.
+    /// The request finished with an answer: `done` ids leave the queue and the backoff
+    /// resets, unless some ids were not done (then the queue backs off). Returns the ids that were in flight (in order), or None if unknown.
     pub(crate) fn complete(&mut self, peer: &PeerId, request: Flight, done: &[MessageId], now: Instant) -> Option<Vec<MessageId>> {
         let q = self.queues.get_mut(peer)?;
         let (id, ids) = q.in_flight.take()?;
@@ -134,8 +134,15 @@ impl Queues {
         for id in done {
             self.known.remove(id);
         }
-        q.backoff = self.retry_initial;
-        q.next_try = now;
+        if done.len() < ids.len() {
+            // The peer kept some ("not yet", or its disk failed): back off instead of
+            // resending them at once.
+            q.next_try = now + q.backoff;
+            q.backoff = (q.backoff * 2).min(self.retry_max);
+        } else {
+            q.backoff = self.retry_initial;
+            q.next_try = now;
+        }
         if q.entries.is_empty() {
             self.queues.remove(peer);
         }

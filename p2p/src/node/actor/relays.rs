@@ -299,7 +299,7 @@ impl Actor {
         let seqs: Vec<u64> = page
             .iter()
             .zip(&results)
-            .filter(|(_, r)| !matches!(r, DmResult::Rejected(RejectReason::Storage)))
+            .filter(|(_, r)| !matches!(r, DmResult::Rejected(RejectReason::Storage | RejectReason::Unready)))
             .map(|(seq, _)| *seq)
             .collect();
         tracing::debug!(%relay, items = page.len(), more, "drained a page");

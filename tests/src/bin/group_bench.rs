@@ -1,0 +1,148 @@
+//! Benchmark of group delivery (issue 5): `kith daemon`s on loopback in one group with
+//! one relay keeping its log. For groups of each size: the latency from the sender's
+//! clock at sending to each member's clock at storing (same machine, so one clock),
+//! per delivery and per message to *all* members, and the bytes the sender's process
+//! puts on its TCP sockets per message (from `ss`), which should stay flat as the
+//! group grows since the sender publishes to its gossip mesh and appends once.
+//!
+//! Run: `cargo run --release -p kith-tests --bin group-bench -- [--sizes 10,50]
+//! [--messages N]`. Numbers go to docs/PERFORMANCE.md; nothing here is pass/fail.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kith_p2p::control::Client;
+use kith_tests::bench::{ms, percentile};
+use kith_tests::{Peer, Relay, connect, wait_until};
+use serde_json::{Value, json};
+
+struct Args {
+    sizes: Vec<usize>,
+    messages: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { sizes: vec![10, 50], messages: 30 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sizes" => args.sizes = value.split(',').map(|v| v.trim().parse().unwrap()).collect(),
+            "--messages" => args.messages = value.parse().unwrap(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+/// Bytes sent so far on the established TCP sockets of process `pid` (`ss -tinp`).
+fn tcp_bytes_sent(pid: u32) -> u64 {
+    let out = Command::new("ss").args(["-tinpH"]).output().expect("ss (iproute2) is needed for the upload figure");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let owner = format!("pid={pid},");
+    let mut total = 0;
+    let mut ours = false;
+    for line in text.lines() {
+        if line.contains("users:((") {
+            ours = line.contains(&owner);
+        } else if ours && let Some(at) = line.find("bytes_sent:") {
+            let digits: String = line[at + 11..].chars().take_while(char::is_ascii_digit).collect();
+            total += digits.parse::<u64>().unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn history(peer: &Peer, group: &str) -> Vec<Value> {
+    peer.history(group)
+}
+
+fn run(size: usize, messages: usize) {
+    let mut relay = Relay::new("");
+    relay.start();
+    let setup = Instant::now();
+    let mut peers: Vec<Peer> = (0..size).map(|i| Peer::init(&format!("m{i:02}"))).collect();
+    for p in &mut peers {
+        p.ok(&["relay", "add", &relay.addr()]);
+        p.start(&[]);
+    }
+    for p in &peers[1..] {
+        connect(&peers[0], p);
+    }
+    let id = peers[0].json(&["group", "create", "bench", "--json"])["id"].as_str().unwrap().to_owned();
+    for p in &peers[1..] {
+        peers[0].ok(&["group", "add", &id, &p.peer_id]);
+    }
+    wait_until(Duration::from_secs(300), "every member sees the whole group", || {
+        peers.iter().all(|p| {
+            let g = p.json(&["group", "members", &id, "--json"]);
+            g["members"].as_array().is_some_and(|m| m.len() == size)
+        })
+    });
+    // Keys reach everyone: a first message from the sender is readable everywhere.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let socket = peers[0].home().join("kith.sock");
+    let send = |text: String| {
+        runtime.block_on(async {
+            let mut client = Client::connect(&socket).await.unwrap();
+            client.call("send", json!({ "contact": id, "text": text })).await.unwrap();
+        })
+    };
+    send("warm-up".into());
+    wait_until(Duration::from_secs(300), "the warm-up reaches every member", || {
+        peers[1..].iter().all(|p| history(p, &id).iter().any(|m| m["text"] == "warm-up"))
+    });
+    println!("group of {size}: set up in {:.1} s", setup.elapsed().as_secs_f64());
+
+    let pid = peers[0].daemon.as_ref().unwrap().id();
+    let before = tcp_bytes_sent(pid);
+    let text = "x".repeat(100);
+    for i in 0..messages {
+        send(format!("{i:04} {text}"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_until(Duration::from_secs(300), "every message reaches every member", || {
+        peers[1..].iter().all(|p| history(p, &id).len() > messages)
+    });
+    let uploaded = tcp_bytes_sent(pid).saturating_sub(before);
+
+    let mut deliveries = Vec::new();
+    let mut to_all: Vec<Duration> = Vec::new();
+    let mut worst: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for p in &peers[1..] {
+        for m in history(p, &id) {
+            if m["text"] == "warm-up" {
+                continue;
+            }
+            let lag = m["received_at"].as_u64().unwrap().saturating_sub(m["sent_at"].as_u64().unwrap());
+            deliveries.push(Duration::from_millis(lag));
+            let slot = worst.entry(m["id"].as_str().unwrap().to_owned()).or_default();
+            *slot = (*slot).max(lag);
+        }
+    }
+    to_all.extend(worst.values().map(|v| Duration::from_millis(*v)));
+    deliveries.sort();
+    to_all.sort();
+    println!(
+        "group of {size}: {} deliveries; per delivery p50 {} p99 {}; to all members p50 {} p99 {} max {}",
+        deliveries.len(),
+        ms(percentile(&deliveries, 0.5)),
+        ms(percentile(&deliveries, 0.99)),
+        ms(percentile(&to_all, 0.5)),
+        ms(percentile(&to_all, 0.99)),
+        ms(*to_all.last().unwrap()),
+    );
+    println!(
+        "group of {size}: sender uploaded {uploaded} bytes for {messages} messages = {} bytes/message (100-byte texts; includes its gossip heartbeats, pings and DHT traffic meanwhile)",
+        uploaded / messages as u64,
+    );
+}
+
+fn main() {
+    let args = parse_args();
+    for size in &args.sizes {
+        run(*size, args.messages);
+    }
+}

@@ -1,0 +1,320 @@
+//! Group chats with real daemons and a real relay on 127.0.0.1 (issue 5): five
+//! members and a relay, members offline during 50 messages catching up exactly once
+//! and in order, a removed member that can read nothing sent afterwards (checked on
+//! the bytes the relay holds, with the keys the removed member has), concurrent
+//! membership changes by two admins converging, and a stranger's posts refused.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kith_p2p::group::sender_key::{self, SenderKey};
+use kith_p2p::grouplog::{self, GroupLogRequest, GroupLogResponse, LogItem};
+use kith_p2p::kith_storage::{GroupId, Store};
+use kith_p2p::libp2p::request_response::{self, ProtocolSupport};
+use kith_p2p::libp2p::swarm::SwarmEvent;
+use kith_p2p::libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
+use kith_tests::{Peer, Relay, connect, wait_until};
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Started peers that pin `relay`, each a contact of the first.
+fn members(relay: &Relay, names: &[&str]) -> Vec<Peer> {
+    let mut peers: Vec<Peer> = names.iter().map(|n| Peer::init(n)).collect();
+    for p in &mut peers {
+        p.ok(&["relay", "add", &relay.addr()]);
+        p.start(&[]);
+    }
+    for p in &peers[1..] {
+        connect(&peers[0], p);
+    }
+    peers
+}
+
+fn group(peer: &Peer, name: &str) -> Option<Value> {
+    let out = peer.run(&["group", "members", name, "--json"]);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn member_ids(group: &Value) -> Vec<String> {
+    let mut ids: Vec<String> =
+        group["members"].as_array().unwrap().iter().map(|m| m["peer_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+fn texts(history: &[Value]) -> Vec<String> {
+    history.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Create `name` on `owner` and add every other peer; wait until all of them see all
+/// members. Returns the group id.
+fn make_group(peers: &[Peer], name: &str) -> String {
+    let owner = &peers[0];
+    let created = owner.json(&["group", "create", name, "--json"]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    for p in &peers[1..] {
+        owner.ok(&["group", "add", name, &p.name]);
+    }
+    let mut all: Vec<String> = peers.iter().map(|p| p.peer_id.clone()).collect();
+    all.sort();
+    wait_until(DEADLINE, "every member sees the whole group", || {
+        peers.iter().all(|p| group(p, &id).is_some_and(|g| member_ids(&g) == all))
+    });
+    id
+}
+
+/// Wait until `peer`'s history of the group holds `expected` texts (in any order), then
+/// return it.
+fn wait_for_texts(peer: &Peer, group: &str, expected: usize) -> Vec<Value> {
+    let mut last = Vec::new();
+    wait_until(DEADLINE, &format!("{} has {expected} group messages", peer.name), || {
+        last = peer.history(group);
+        last.len() >= expected
+    });
+    last
+}
+
+#[test]
+fn five_members_and_a_relay_with_two_members_catching_up() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let mut peers = members(&relay, &["Alice", "Bob", "Carol", "Dave", "Erin"]);
+    let id = make_group(&peers, "club");
+
+    // Every online member receives every member's message.
+    for p in &peers {
+        p.ok(&["send", "club", &format!("hello from {}", p.name)]);
+    }
+    for p in &peers {
+        let history = wait_for_texts(p, &id, 5);
+        let mut got = texts(&history);
+        got.sort();
+        let mut want: Vec<String> = peers.iter().map(|q| format!("hello from {}", q.name)).collect();
+        want.sort();
+        assert_eq!(got, want, "{} has exactly the five messages", p.name);
+    }
+
+    // Reading a group marks the four messages from others read.
+    assert_eq!(peers[1].ok(&["read", "club"]).trim(), "marked 4 message(s) read");
+
+    // Dave and Erin go offline; Alice writes 50 messages.
+    peers[3].stop();
+    peers[4].stop();
+    for i in 0..50 {
+        peers[0].ok(&["send", "club", &format!("while you were out {i:02}")]);
+    }
+    wait_until(DEADLINE, "the relay holds all 50 (sent)", || {
+        let h = peers[0].history(&id);
+        h.len() == 55 && h.iter().all(|m| m["direction"] == "incoming" || m["state"] == "sent")
+    });
+    for p in &peers[1..3] {
+        wait_for_texts(p, &id, 55);
+    }
+
+    // Back online: they catch up from the relay's log, exactly once, in order.
+    peers[3].start(&[]);
+    peers[4].start(&[]);
+    let expected: Vec<String> = (0..50).map(|i| format!("while you were out {i:02}")).collect();
+    for p in &peers[3..] {
+        let history = wait_for_texts(p, &id, 55);
+        let mut ids: Vec<&str> = history.iter().map(|m| m["id"].as_str().unwrap()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), history.len(), "{}: no message twice", p.name);
+        let from_alice: Vec<String> = history
+            .iter()
+            .filter(|m| m["author"] == peers[0].peer_id.as_str() && m["text"].as_str().unwrap().starts_with("while"))
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(from_alice, expected, "{}: Alice's messages in her order", p.name);
+    }
+    // Histories converge: everyone holds the same messages in the same order.
+    let reference: Vec<String> = peers[0].history(&id).iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    for p in &peers[1..] {
+        let ids: Vec<String> = p.history(&id).iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(ids, reference, "{}'s history matches Alice's", p.name);
+    }
+}
+
+/// A minimal client of a relay's group log: what anyone who knows a group id can fetch.
+fn fetch_log(relay: &Relay, group: &GroupId) -> Vec<LogItem> {
+    let addr: Multiaddr = relay.addr().parse().unwrap();
+    let Some(kith_p2p::libp2p::multiaddr::Protocol::P2p(relay_id)) = addr.iter().last() else { panic!("no peer id") };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut swarm = kith_p2p::libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    grouplog::Codec,
+                    [(grouplog::PROTOCOL, ProtocolSupport::Outbound)],
+                    request_response::Config::default(),
+                )
+            })
+            .unwrap()
+            .build();
+        let mut items = Vec::new();
+        let mut after = 0;
+        loop {
+            let request = GroupLogRequest::Fetch { log: grouplog::log_id(group), after, limit: 256 };
+            let id = swarm.behaviour_mut().send_request_with_addresses(&relay_id, request, vec![addr.clone()]);
+            let (page, more) = tokio::time::timeout(Duration::from_secs(20), async {
+                loop {
+                    if let SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response },
+                        ..
+                    }) = swarm.select_next_some().await
+                        && request_id == id
+                    {
+                        match response {
+                            GroupLogResponse::Page { items, more } => return (items, more),
+                            other => panic!("fetch refused: {other:?}"),
+                        }
+                    }
+                }
+            })
+            .await
+            .unwrap();
+            after = page.last().map_or(after, |i| i.seq);
+            items.extend(page);
+            if !more {
+                return items;
+            }
+        }
+    })
+}
+
+#[test]
+fn a_removed_member_cannot_read_what_follows() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let mut peers = members(&relay, &["Alice", "Bob", "Carol"]);
+    let id = make_group(&peers, "club");
+    peers[2].ok(&["send", "club", "carol was here"]);
+    peers[1].ok(&["send", "club", "before the removal"]);
+    wait_for_texts(&peers[2], &id, 2);
+
+    peers[0].ok(&["group", "remove", "club", &peers[2].peer_id]);
+    wait_until(DEADLINE, "Carol learns she was removed", || {
+        group(&peers[2], &id).is_some_and(|g| g["active"] == false)
+    });
+    wait_until(DEADLINE, "Bob sees two members", || {
+        group(&peers[1], &id).is_some_and(|g| g["members"].as_array().unwrap().len() == 2)
+    });
+    // Sent after the removal: each member seals with a new key generation.
+    peers[0].ok(&["send", "club", "secret from alice"]);
+    peers[1].ok(&["send", "club", "secret from bob"]);
+    wait_until(DEADLINE, "both secrets reach the relay and the other member", || {
+        let a = texts(&peers[0].history(&id));
+        let b = texts(&peers[1].history(&id));
+        let both = |t: &[String]| t.iter().any(|x| x == "secret from alice") && t.iter().any(|x| x == "secret from bob");
+        both(&a) && both(&b) && peers[0].history(&id).iter().chain(peers[1].history(&id).iter()).all(|m| m["state"] != "pending")
+    });
+    // Carol's node holds none of it.
+    let carol_texts = texts(&peers[2].history(&id));
+    assert!(!carol_texts.iter().any(|t| t.starts_with("secret")), "Carol stored: {carol_texts:?}");
+
+    // What reached (or could reach) Carol: everything the relay logged for the group.
+    // With every key Carol's node holds, the messages from before the removal open and
+    // none from after it does.
+    peers[2].stop();
+    let store = Store::open(&kith_p2p::home::Home::at(peers[2].home()).db_path()).unwrap();
+    let group_id: GroupId = id.parse().unwrap();
+    let members: Vec<PeerId> = peers.iter().map(|p| p.peer_id.parse().unwrap()).collect();
+    let items = fetch_log(&relay, &group_id);
+    let (mut readable, mut unreadable) = (0, 0);
+    for item in &items {
+        let opened = sender_key::open(
+            &item.bytes,
+            group_id,
+            |p| members.contains(p),
+            |p, generation| {
+                let key = store.groups().key(group_id, &p.to_string(), generation).unwrap()?;
+                Some(SenderKey { generation, key })
+            },
+        );
+        match opened {
+            Ok(_) => readable += 1,
+            Err(kith_p2p::group::GroupError::UnknownKey { generation, .. }) => {
+                assert!(generation >= 2, "an old-generation message Carol cannot open");
+                unreadable += 1;
+            }
+            Err(e) => panic!("unexpected failure: {e}"),
+        }
+    }
+    assert_eq!(readable, 2, "Carol can open the two messages from before the removal");
+    assert_eq!(unreadable, 2, "and neither secret sent after it ({} items logged)", items.len());
+}
+
+#[test]
+fn concurrent_changes_by_two_admins_converge() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let peers = members(&relay, &["Alice", "Bob", "Carol", "Dave", "Erin"]);
+    // Erin is Bob's contact too, so either admin could add her.
+    connect(&peers[1], &peers[4]);
+    let group_peers = &peers[..4];
+    let id = make_group(group_peers, "club");
+    peers[0].ok(&["group", "promote", "club", &peers[1].name]);
+    wait_until(DEADLINE, "everyone sees Bob as admin", || {
+        group_peers.iter().all(|p| {
+            group(p, &id).is_some_and(|g| {
+                g["members"].as_array().unwrap().iter().any(|m| m["peer_id"] == peers[1].peer_id.as_str() && m["role"] == "admin")
+            })
+        })
+    });
+    // At the same moment: Alice adds Erin, Bob removes Dave.
+    let add = peers[0].command(&["group", "add", "club", &peers[4].peer_id]).spawn().unwrap();
+    let remove = peers[1].command(&["group", "remove", "club", &peers[3].peer_id]).spawn().unwrap();
+    assert!(add.wait_with_output().unwrap().status.success());
+    assert!(remove.wait_with_output().unwrap().status.success());
+
+    let mut want: Vec<String> = [&peers[0], &peers[1], &peers[2], &peers[4]].iter().map(|p| p.peer_id.clone()).collect();
+    want.sort();
+    wait_until(DEADLINE, "Alice, Bob, Carol and Erin agree on the membership", || {
+        [&peers[0], &peers[1], &peers[2], &peers[4]].iter().all(|p| group(p, &id).is_some_and(|g| member_ids(&g) == want))
+    });
+    let epochs: Vec<u64> =
+        [&peers[0], &peers[1], &peers[2], &peers[4]].iter().map(|p| group(p, &id).unwrap()["epoch"].as_u64().unwrap()).collect();
+    assert!(epochs.windows(2).all(|w| w[0] == w[1]), "same epoch everywhere: {epochs:?}");
+    wait_until(DEADLINE, "Dave learns he was removed", || group(&peers[3], &id).is_some_and(|g| g["active"] == false));
+
+    // The converged group works: Erin, added concurrently, reads Bob's next message.
+    peers[1].ok(&["send", "club", "welcome Erin"]);
+    wait_until(DEADLINE, "Erin reads Bob's message", || {
+        texts(&peers[4].history(&id)).iter().any(|t| t == "welcome Erin")
+    });
+}
+
+#[test]
+fn non_members_cannot_post_and_groups_need_rights() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let peers = members(&relay, &["Alice", "Bob", "Mallory"]);
+    let id = make_group(&peers[..2], "club");
+    // Mallory knows no such group; naming it is an unknown contact (usage error).
+    let out = peers[2].run(&["send", "club", "let me in"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // Bob is a plain member: he cannot add or remove anyone.
+    let out = peers[1].run(&["group", "remove", "club", &peers[0].peer_id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("owner"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Alice cannot add a contact twice, and the group is still whole and working.
+    let out = peers[0].run(&["group", "add", "club", &peers[1].name]);
+    assert_eq!(out.status.code(), Some(2));
+    peers[1].ok(&["send", "club", "still here"]);
+    wait_until(DEADLINE, "Alice reads Bob", || texts(&peers[0].history(&id)).iter().any(|t| t == "still here"));
+    assert_eq!(member_ids(&group(&peers[0], &id).unwrap()).len(), 2);
+    // Leaving works and is seen by the others.
+    peers[1].ok(&["group", "leave", "club"]);
+    wait_until(DEADLINE, "Alice sees Bob leave", || {
+        group(&peers[0], &id).is_some_and(|g| g["members"].as_array().unwrap().len() == 1)
+    });
+    let out = peers[1].run(&["send", "club", "am I still in?"]);
+    assert_eq!(out.status.code(), Some(2), "a former member cannot post");
+}
