@@ -470,7 +470,8 @@ pub fn requests(store: &Store, me: &PeerId) -> Result<Vec<RequestView>, OpError>
     Ok(out)
 }
 
-/// Conversations with unread messages from accepted contacts, newest activity first.
+/// Conversations with unread messages from accepted contacts and from groups (the
+/// group id is the conversation id; `contact` is empty), newest activity first.
 pub fn inbox(store: &Store) -> Result<Vec<InboxEntry>, OpError> {
     let mut out = Vec::new();
     for conv in store.conversations().list()? {
@@ -485,8 +486,12 @@ pub fn inbox(store: &Store) -> Result<Vec<InboxEntry>, OpError> {
 }
 
 fn inbox_entry(store: &Store, conv: &Conversation) -> Result<Option<InboxEntry>, OpError> {
-    let ConversationKind::Direct { peer_id } = &conv.kind else {
-        return Ok(None);
+    let peer_id = match &conv.kind {
+        ConversationKind::Direct { peer_id } => peer_id,
+        ConversationKind::Group { .. } => {
+            let last = store.messages().latest(conv.id)?.map(|m| MessageView::new(&m, None));
+            return Ok(Some(InboxEntry { conversation: conv.id.to_string(), contact: None, unread: conv.unread, last }));
+        }
     };
     let Some(contact) = store.contacts().get(peer_id)? else {
         return Ok(None);

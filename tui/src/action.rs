@@ -7,7 +7,7 @@
 
 use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
 use kith_p2p::node::{Event, Status};
-use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{ContactView, GroupView, InboxEntry, MessageView, RequestView};
 
 /// An input to the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +84,15 @@ pub enum Response {
     },
     /// The node's status (our id, connected peers, outbox).
     Status(Status),
+    /// Every group we know, including those we left.
+    Groups(Vec<GroupView>),
+    /// A group request succeeded: the group now.
+    GroupUpdated {
+        /// What was asked.
+        op: GroupOp,
+        /// The group after the change.
+        group: GroupView,
+    },
     /// A page of a conversation's history, oldest first.
     History {
         /// The contact's peer id.
@@ -135,6 +144,10 @@ pub enum Effect {
     Refresh,
     /// Re-read the node status (`status`).
     LoadStatus,
+    /// Re-read the groups (`groups`).
+    LoadGroups,
+    /// Create or change a group (`group_create`, `group_add`, ...).
+    Group(GroupOp),
     /// Load a page of history (`history`).
     LoadHistory {
         /// The contact's peer id.
@@ -196,6 +209,36 @@ pub enum Effect {
     },
     /// Leave the interface.
     Quit,
+}
+
+/// A change to a group, as asked of the node. `group` is the group id (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupOp {
+    /// Create a group (`group_create`).
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Add a contact (`group_add`).
+    Add {
+        /// The group id.
+        group: String,
+        /// Peer id or name of the contact.
+        contact: String,
+    },
+    /// Remove a member (`group_remove`).
+    Remove {
+        /// The group id.
+        group: String,
+        /// Peer id or name of the member.
+        member: String,
+    },
+    /// Leave the group (`group_leave`).
+    Leave {
+        /// The group id.
+        group: String,
+    },
 }
 
 #[cfg(test)]

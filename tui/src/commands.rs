@@ -29,8 +29,24 @@ pub enum Command {
     Help,
     /// `/quit`: leave the interface (the node keeps running).
     Quit,
-    /// `/group ...`: groups are a later milestone.
-    Group,
+    /// `/group ...`: create a group, or manage the open one.
+    Group(GroupCommand),
+}
+
+/// The `/group` subcommands. All but `create` act on the open group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupCommand {
+    /// `/group create <name>`: create a group with us as its only member.
+    Create(String),
+    /// `/group add <contact>`: add a contact to the open group.
+    Add(String),
+    /// `/group remove <member>`: remove a member (peer id or name) from the open group.
+    Remove(String),
+    /// `/group leave`: leave the open group.
+    Leave,
+    /// `/group members`: list the open group's members.
+    Members,
 }
 
 /// Why a slash command could not be parsed.
@@ -53,6 +69,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/reject [contact]", "reject a contact request"),
     ("/block [contact]", "block a contact"),
     ("/read", "mark the conversation as read"),
+    ("/group create <name>", "create a group"),
+    ("/group add <contact>", "add a contact to the open group"),
+    ("/group remove <member>", "remove a member from the open group"),
+    ("/group leave", "leave the open group"),
+    ("/group members", "list the open group's members"),
     ("/help", "this help"),
     ("/quit", "leave (the node keeps running)"),
     ("//text", "send a message that starts with /"),
@@ -80,9 +101,30 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "read" => Ok(Command::Read),
         "help" | "h" | "?" => Ok(Command::Help),
         "quit" | "q" | "exit" => Ok(Command::Quit),
-        "group" | "groups" => Ok(Command::Group),
+        "group" | "groups" => parse_group(&rest).map(Command::Group),
         "" => Err(CommandError::Unknown(String::new())),
         other => Err(CommandError::Unknown(other.to_owned())),
+    }
+}
+
+/// The usage line of `/group`, shown when a subcommand or its argument is missing.
+const GROUP_USAGE: &str = "/group create <name> | add <contact> | remove <member> | leave | members";
+
+/// Parse the words after `/group`.
+fn parse_group(rest: &[&str]) -> Result<GroupCommand, CommandError> {
+    let Some((sub, args)) = rest.split_first() else {
+        return Err(CommandError::Usage(GROUP_USAGE));
+    };
+    // Group names may contain spaces, and so may a contact's alias: keep the rest whole.
+    let arg = args.join(" ");
+    let required = |usage: &'static str| if arg.is_empty() { Err(CommandError::Usage(usage)) } else { Ok(arg.clone()) };
+    match sub.to_lowercase().as_str() {
+        "create" | "new" => required("/group create <name>").map(GroupCommand::Create),
+        "add" | "invite" => required("/group add <contact>").map(GroupCommand::Add),
+        "remove" | "kick" => required("/group remove <member>").map(GroupCommand::Remove),
+        "leave" => Ok(GroupCommand::Leave),
+        "members" | "who" => Ok(GroupCommand::Members),
+        _ => Err(CommandError::Usage(GROUP_USAGE)),
     }
 }
 
@@ -100,7 +142,14 @@ mod tests {
         assert_eq!(parse("/add"), Err(CommandError::Usage("/add <invite|peer-id> [alias]")));
         assert_eq!(parse("/ACCEPT"), Ok(Command::Accept(None)));
         assert_eq!(parse("/block  mallory "), Ok(Command::Block(Some("mallory".into()))));
-        assert_eq!(parse("/group create x"), Ok(Command::Group));
+        assert_eq!(parse("/group create Book club"), Ok(Command::Group(GroupCommand::Create("Book club".into()))));
+        assert_eq!(parse("/group add bob"), Ok(Command::Group(GroupCommand::Add("bob".into()))));
+        assert_eq!(parse("/group remove bob"), Ok(Command::Group(GroupCommand::Remove("bob".into()))));
+        assert_eq!(parse("/group LEAVE"), Ok(Command::Group(GroupCommand::Leave)));
+        assert_eq!(parse("/group members"), Ok(Command::Group(GroupCommand::Members)));
+        assert_eq!(parse("/group create"), Err(CommandError::Usage("/group create <name>")));
+        assert_eq!(parse("/group"), Err(CommandError::Usage(GROUP_USAGE)));
+        assert_eq!(parse("/group frob"), Err(CommandError::Usage(GROUP_USAGE)));
         assert_eq!(parse("/frobnicate"), Err(CommandError::Unknown("frobnicate".into())));
         assert_eq!(parse("/"), Err(CommandError::Unknown(String::new())));
     }

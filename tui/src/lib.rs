@@ -31,7 +31,7 @@ mod text;
 
 use std::path::Path;
 
-pub use action::{Action, Effect, Response};
+pub use action::{Action, Effect, GroupOp, Response};
 pub use app::{App, Config, update};
 pub use runtime::{forward_events, local_utc_offset, perform};
 pub use ui::render;
@@ -43,8 +43,8 @@ pub struct TuiOptions {
     /// empty) has the same effect.
     pub no_color: bool,
     /// A shell command run (`sh -c`) when a message arrives in a conversation that
-    /// is not in view, with `KITH_FROM` (the sender's name) and `KITH_TEXT` (the
-    /// message) in its environment. Its output is discarded.
+    /// is not in view, with `KITH_FROM` (the sender's name; `NAME in #GROUP` for a
+    /// group) and `KITH_TEXT` (the message) in its environment. Its output is discarded.
     pub notify_command: Option<String>,
     /// Ring the terminal bell when a message arrives in a conversation not in view.
     pub bell: bool,

@@ -6,7 +6,7 @@
 //! Three control-socket connections keep the UI responsive: one subscribed to
 //! events, one for quick requests (reads, `send`, `read`), and one for requests that
 //! may wait on the network (`add` looks the peer up in the DHT; `invite` asks the
-//! node). Each connection is owned by one task; the loop itself never awaits the
+//! node; group changes go out to the other members). Each connection is owned by one task; the loop itself never awaits the
 //! node. Every queue is bounded and every task is aborted when the loop ends.
 
 use std::collections::VecDeque;
@@ -18,13 +18,13 @@ use std::time::Duration;
 use crossterm::event::EventStream;
 use futures::StreamExt;
 use kith_p2p::control::{Client, ClientError};
-use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{ContactView, GroupView, InboxEntry, MessageView, RequestView};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::action::{Action, Effect, Response};
+use crate::action::{Action, Effect, GroupOp, Response};
 use crate::app::{App, Config, update};
 use crate::terminal::{self, Tui};
 use crate::{TuiError, TuiOptions, text, ui};
@@ -162,7 +162,7 @@ impl Runtime {
             Effect::Quit => {}
             Effect::Bell => terminal::bell(),
             Effect::Notify { from, text } => self.notify(&from, &text),
-            Effect::Add { .. } | Effect::Invite => self.request(true, effect),
+            Effect::Add { .. } | Effect::Invite | Effect::Group(_) => self.request(true, effect),
             other => self.request(false, other),
         }
     }
@@ -254,6 +254,17 @@ pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, S
             Response::Snapshot { contacts, requests, inbox }
         }
         Effect::LoadStatus => Response::Status(call(client, "status", json!({})).await?),
+        Effect::LoadGroups => Response::Groups(call(client, "groups", json!({})).await?),
+        Effect::Group(op) => {
+            let (method, params) = match op {
+                GroupOp::Create { name } => ("group_create", json!({ "name": name })),
+                GroupOp::Add { group, contact } => ("group_add", json!({ "group": group, "contact": contact })),
+                GroupOp::Remove { group, member } => ("group_remove", json!({ "group": group, "member": member })),
+                GroupOp::Leave { group } => ("group_leave", json!({ "group": group })),
+            };
+            let group: GroupView = call(client, method, params).await?;
+            Response::GroupUpdated { op: op.clone(), group }
+        }
         Effect::LoadHistory { contact, before, limit } => {
             let params = json!({ "contact": contact, "limit": limit, "before": before });
             let messages: Vec<MessageView> = call(client, "history", params).await?;

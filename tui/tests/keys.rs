@@ -8,7 +8,7 @@ use crossterm::event::{KeyCode, KeyModifiers};
 use kith_p2p::kith_storage::{ContactState, MessageState};
 use kith_p2p::node::Event;
 use kith_tui::app::{InviteView, NodeState, Overlay, Scroll};
-use kith_tui::{Action, App, Config, Effect, Response, update};
+use kith_tui::{Action, App, Config, Effect, GroupOp, Response, update};
 
 fn send_effects(fx: &[Effect]) -> Vec<(String, String)> {
     fx.iter()
@@ -194,8 +194,8 @@ fn bad_commands_report_in_the_status_line() {
     assert!(status.as_ref().is_some_and(|s| s.error && s.text.contains("unknown command /frobnicate")), "{status:?}");
     assert!(command(&mut app, "/add").is_empty());
     assert!(status_text(&app).contains("usage: /add"));
-    assert!(command(&mut app, "/group create friends").is_empty());
-    assert_eq!(status_text(&app), "groups are not available yet");
+    assert!(command(&mut app, "/group").is_empty());
+    assert!(status_text(&app).starts_with("usage: /group create <name>"));
     assert!(!app.should_quit());
     // Status messages expire.
     for _ in 0..20 {
@@ -608,7 +608,7 @@ fn losing_the_node_is_reported() {
 #[test]
 fn startup_asks_for_the_list_and_status() {
     let app = App::new(config());
-    assert_eq!(app.start(), vec![Effect::Refresh, Effect::LoadStatus]);
+    assert_eq!(app.start(), vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups]);
     assert_eq!(app.node(), &NodeState::Connecting);
 }
 
@@ -667,4 +667,81 @@ fn random_input_never_panics() {
             draw(&app, w as u16, h as u16);
         }
     }
+}
+
+// ---- groups ------------------------------------------------------------------------------
+
+#[test]
+fn group_create_asks_the_node_and_opens_the_new_group() {
+    let mut app = scene(config());
+    let fx = command(&mut app, "/group create Book club");
+    assert_eq!(fx, vec![Effect::Group(GroupOp::Create { name: "Book club".into() })]);
+    assert!(status_text(&app).contains("creating #Book club"));
+    assert!(command(&mut app, "/group create").is_empty());
+    assert!(status_text(&app).contains("usage: /group create <name>"));
+    // The node answers with the group: it is listed and opened.
+    let op = GroupOp::Create { name: "Book club".into() };
+    let fx = update(&mut app, Action::Done(Response::GroupUpdated { op, group: book_club(true) }));
+    assert_eq!(app.focused_id(), Some(GROUP));
+    assert!(fx.contains(&Effect::LoadHistory { contact: GROUP.into(), before: None, limit: 50 }), "{fx:?}");
+    assert!(status_text(&app).contains("created #Book club"));
+    // A failure is reported like the other commands' failures.
+    let effect = Effect::Group(GroupOp::Create { name: "x".into() });
+    update(&mut app, Action::Failed { effect, error: "no relays configured".into() });
+    let status = app.status().cloned();
+    assert!(status.is_some_and(|s| s.error && s.text == "creating the group: no relays configured"));
+}
+
+#[test]
+fn group_commands_act_on_the_open_group() {
+    let mut app = group_scene(config());
+    // Алиса is open: not a group.
+    assert!(command(&mut app, "/group add Bob").is_empty());
+    assert!(status_text(&app).contains("not a group"));
+    update(&mut app, ctrl('k'));
+    type_text(&mut app, "book");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.focused_id(), Some(GROUP));
+    let group = GROUP.to_owned();
+    assert_eq!(
+        command(&mut app, "/group add Bob"),
+        vec![Effect::Group(GroupOp::Add { group: group.clone(), contact: "Bob".into() })]
+    );
+    assert_eq!(
+        command(&mut app, "/group remove Алиса"),
+        vec![Effect::Group(GroupOp::Remove { group: group.clone(), member: "Алиса".into() })]
+    );
+    assert_eq!(command(&mut app, "/group leave"), vec![Effect::Group(GroupOp::Leave { group: group.clone() })]);
+    assert!(command(&mut app, "/group members").is_empty());
+    assert_eq!(status_text(&app), "#Book club: 4 members: you (owner), Алиса (admin), Bob 🎸, …Caro0006");
+    // Typing sends to the group.
+    let fx = command(&mut app, "hello all");
+    assert_eq!(send_effects(&fx), vec![(group.clone(), "hello all".to_owned())]);
+    let sent = group_message(400, ME, "hello all", NOW);
+    update(&mut app, Action::Done(Response::Sent(sent)));
+    assert_eq!(app.conversation(GROUP).and_then(|c| c.last.as_ref()).map(|m| m.text.as_str()), Some("hello all"));
+    // Leaving: the node says we are out; the group stays, marked.
+    let op = GroupOp::Leave { group };
+    update(&mut app, Action::Done(Response::GroupUpdated { op, group: book_club(false) }));
+    assert_eq!(status_text(&app), "left #Book club");
+    assert!(app.conversation(GROUP).and_then(|c| c.group_view()).is_some_and(|g| !g.active));
+}
+
+#[test]
+fn group_messages_and_changes_arrive_as_events() {
+    let mut app = scene(config());
+    // A message in a group the list does not know yet: re-read the groups.
+    let fx = update(&mut app, event(Event::MessageReceived { message: group_message(1, CAROL, "hi", NOW) }));
+    assert_eq!(fx, vec![Effect::LoadGroups]);
+    let fx = update(&mut app, event(Event::GroupChanged { group: book_club(true) }));
+    assert!(app.conversation(GROUP).is_some());
+    assert!(fx.contains(&Effect::LoadPreview { contact: GROUP.into() }), "{fx:?}");
+    let fx = update(&mut app, event(Event::MessageReceived { message: group_message(2, CAROL, "hi", NOW + 1) }));
+    let conv = app.conversation(GROUP).expect("listed");
+    assert_eq!(conv.unread, 1);
+    assert_eq!(app.conversations()[0].peer_id(), GROUP, "the newest activity comes first");
+    assert!(fx.contains(&Effect::Notify { from: "…Caro0006 in #Book club".into(), text: "hi".into() }), "{fx:?}");
+    // Removed by an admin.
+    update(&mut app, event(Event::GroupChanged { group: book_club(false) }));
+    assert_eq!(status_text(&app), "you are no longer in #Book club");
 }

@@ -40,6 +40,23 @@ fn main_screen_styles_read_marks_apart_from_delivered() {
 }
 
 #[test]
+fn group_in_the_list() {
+    let app = group_scene(config());
+    insta::assert_snapshot!("group_in_list", screen(&app, 100, 30));
+}
+
+#[test]
+fn group_conversation_names_each_author() {
+    let mut app = group_scene(config());
+    update(&mut app, ctrl('k'));
+    type_text(&mut app, "book");
+    update(&mut app, key(KeyCode::Enter));
+    let messages = book_club_history();
+    update(&mut app, Action::Done(Response::History { contact: GROUP.to_owned(), before: None, limit: 50, messages }));
+    insta::assert_snapshot!("group_conversation", screen(&app, 100, 30));
+}
+
+#[test]
 fn help_overlay() {
     let mut app = scene(config());
     update(&mut app, key(KeyCode::F(1)));

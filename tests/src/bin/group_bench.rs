@@ -77,8 +77,11 @@ fn run(size: usize, messages: usize) {
     }
     wait_until(Duration::from_secs(300), "every member sees the whole group", || {
         peers.iter().all(|p| {
-            let g = p.json(&["group", "members", &id, "--json"]);
-            g["members"].as_array().is_some_and(|m| m.len() == size)
+            // Until the group reaches a member, it does not know the name (exit 2).
+            let out = p.run(&["group", "members", &id, "--json"]);
+            out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout)
+                    .is_ok_and(|g| g["members"].as_array().is_some_and(|m| m.len() == size))
         })
     });
     // Keys reach everyone: a first message from the sender is readable everywhere.

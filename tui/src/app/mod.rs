@@ -1,11 +1,11 @@
 //! The interface's state and the pure state machine that changes it.
 //!
-//! [`App`] holds everything the screen shows: the conversation list (contacts and
-//! pending requests), the focused conversation with a window of its messages paged
-//! from the node, unread counts, who is online, the editor, overlays and the status
-//! line. [`update`] applies one [`Action`](crate::action::Action) and returns the
-//! [`Effect`](crate::action::Effect)s to perform; it never does I/O, so tests drive
-//! it directly and the runtime stays a thin loop.
+//! [`App`] holds everything the screen shows: the conversation list (contacts,
+//! groups and pending requests), the focused conversation with a window of its
+//! messages paged from the node, unread counts, who is online, the editor, overlays
+//! and the status line. [`update`] applies one [`Action`](crate::action::Action)
+//! and returns the [`Effect`](crate::action::Effect)s to perform; it never does I/O,
+//! so tests drive it directly and the runtime stays a thin loop.
 
 mod keys;
 mod node;
@@ -16,7 +16,7 @@ mod window;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use kith_p2p::kith_storage::{ContactState, MessageState};
-use kith_p2p::views::{ContactView, MessageView};
+use kith_p2p::views::{ContactView, GroupView, MessageView};
 
 pub use keys::BINDINGS;
 pub use update::update;
@@ -59,12 +59,21 @@ pub enum NodeState {
     Disconnected(String),
 }
 
-/// One entry of the conversation list: a contact (or pending request) and what is
-/// loaded of its messages.
+/// Who a conversation is with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Party {
+    /// A contact (or pending request): a 1:1 conversation keyed by peer id.
+    Contact(ContactView),
+    /// A group: keyed by the group id, which is also its conversation id.
+    Group(GroupView),
+}
+
+/// One entry of the conversation list: a contact (or pending request) or a group,
+/// and what is loaded of its messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
-    /// The contact.
-    pub contact: ContactView,
+    /// The contact or group.
+    pub party: Party,
     /// The loaded window of messages, oldest first: a bounded stretch around the
     /// scroll anchor (see `window.rs`).
     pub messages: VecDeque<MessageView>,
@@ -99,10 +108,19 @@ pub struct Conversation {
 }
 
 impl Conversation {
-    /// A conversation with nothing loaded.
+    /// A conversation with a contact, nothing loaded.
     pub fn new(contact: ContactView) -> Conversation {
+        Conversation::with(Party::Contact(contact))
+    }
+
+    /// A group's conversation, nothing loaded.
+    pub fn group(group: GroupView) -> Conversation {
+        Conversation::with(Party::Group(group))
+    }
+
+    fn with(party: Party) -> Conversation {
         Conversation {
-            contact,
+            party,
             messages: VecDeque::new(),
             loaded: false,
             loading: None,
@@ -120,19 +138,53 @@ impl Conversation {
         }
     }
 
-    /// The contact's peer id.
+    /// The key of the conversation: the contact's peer id, or the group id. It is
+    /// what the node's `contact` parameters accept, so effects carry it as is.
     pub fn peer_id(&self) -> &str {
-        &self.contact.peer_id
+        match &self.party {
+            Party::Contact(c) => &c.peer_id,
+            Party::Group(g) => &g.id,
+        }
     }
 
-    /// The name to show.
+    /// The name to show (a group's name, without its `#` marker).
     pub fn label(&self) -> &str {
-        self.contact.label()
+        match &self.party {
+            Party::Contact(c) => c.label(),
+            Party::Group(g) => &g.name,
+        }
+    }
+
+    /// The contact, unless this is a group.
+    pub fn contact(&self) -> Option<&ContactView> {
+        match &self.party {
+            Party::Contact(c) => Some(c),
+            Party::Group(_) => None,
+        }
+    }
+
+    /// The group, if this is one.
+    pub fn group_view(&self) -> Option<&GroupView> {
+        match &self.party {
+            Party::Group(g) => Some(g),
+            Party::Contact(_) => None,
+        }
     }
 
     /// Whether this is a contact request waiting for our answer.
     pub fn is_request(&self) -> bool {
-        self.contact.state == ContactState::PendingIn
+        self.contact().is_some_and(|c| c.state == ContactState::PendingIn)
+    }
+
+    /// The name of `author` as this conversation shows it: in a group the member's
+    /// label, else the contact's (from `app`), else a short peer id; in a 1:1
+    /// conversation the contact's name.
+    pub fn author_label(&self, app: &App, author: &str) -> String {
+        let Party::Group(group) = &self.party else { return self.label().to_owned() };
+        let member = group.members.iter().find(|m| m.peer_id == author).and_then(|m| m.label.clone());
+        member
+            .or_else(|| app.conversation(author).filter(|c| c.contact().is_some()).map(|c| c.label().to_owned()))
+            .unwrap_or_else(|| crate::text::short_peer(author))
     }
 
     /// When something last happened here, for ordering the list.
@@ -260,7 +312,7 @@ impl App {
 
     /// The requests that load the initial state.
     pub fn start(&self) -> Vec<crate::action::Effect> {
-        vec![crate::action::Effect::Refresh, crate::action::Effect::LoadStatus]
+        vec![crate::action::Effect::Refresh, crate::action::Effect::LoadStatus, crate::action::Effect::LoadGroups]
     }
 
     /// The settings.
@@ -380,6 +432,12 @@ impl App {
 
     pub(crate) fn conversation_mut(&mut self, peer_id: &str) -> Option<&mut Conversation> {
         self.conversations.iter_mut().find(|c| c.peer_id() == peer_id)
+    }
+
+    /// The conversation a message belongs to, as a list key: its 1:1 peer, else
+    /// its group (a group message has no peer; its conversation is the group id).
+    pub(crate) fn key_of(message: &MessageView) -> &str {
+        message.peer.as_deref().unwrap_or(&message.conversation)
     }
 
     pub(crate) fn set_status(&mut self, text: impl Into<String>, error: bool) {

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use kith_p2p::kith_storage::{ContactState, Direction};
 use kith_p2p::node::Event;
-use kith_p2p::views::MessageView;
+use kith_p2p::views::{GroupView, MessageView};
 
 use super::update::{
     clamp_list_offset, focus, focus_default, mark_focused_read, pane, prefetch, remove_conversation, sent_or_failed,
-    upsert_contact,
+    upsert_contact, upsert_group,
 };
 use super::{App, Conversation, Fetch, InviteView, NodeState, Overlay, PAGE};
-use crate::action::{Effect, Response};
+use crate::action::{Effect, GroupOp, Response};
 
 // ---- node events -----------------------------------------------------------------------
 
@@ -32,13 +32,14 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             focus_default(app, fx);
         }
         Event::ContactChanged { contact } => {
-            let before = app.conversation(&contact.peer_id).map(|c| c.contact.state);
+            let before = app.conversation(&contact.peer_id).and_then(|c| c.contact()).map(|c| c.state);
             if before == Some(ContactState::PendingOut) && contact.state == ContactState::Accepted {
                 app.set_status(format!("{} accepted your request", contact.label()), false);
             }
             upsert_contact(app, contact);
             focus_default(app, fx);
         }
+        Event::GroupChanged { group } => on_group(app, group, fx),
         Event::PeerConnected { peer_id } => {
             app.online.insert(peer_id);
         }
@@ -64,6 +65,7 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             }
             fx.push(Effect::Refresh);
             fx.push(Effect::LoadStatus);
+            fx.push(Effect::LoadGroups);
         }
         _ => {}
     }
@@ -94,18 +96,46 @@ fn unseen_outgoing(app: &mut App, conversation: &str, fx: &mut Vec<Effect>) {
     }
 }
 
+/// A group was created, joined or changed: list it, and say so when we are out.
+fn on_group(app: &mut App, group: GroupView, fx: &mut Vec<Effect>) {
+    let was_active = app.conversation(&group.id).and_then(|c| c.group_view()).map(|g| g.active);
+    if was_active == Some(true) && !group.active {
+        app.set_status(format!("you are no longer in #{}", group.name), false);
+    }
+    let id = group.id.clone();
+    upsert_group(app, group);
+    request_preview(app, &id, fx);
+    focus_default(app, fx);
+}
+
+/// Ask once for the newest message of a conversation the list has no preview for.
+fn request_preview(app: &mut App, id: &str, fx: &mut Vec<Effect>) {
+    if let Some(conv) = app.conversation_mut(id)
+        && conv.last.is_none()
+        && !conv.preview_requested
+        && !conv.is_request()
+    {
+        conv.preview_requested = true;
+        fx.push(Effect::LoadPreview { contact: id.to_owned() });
+    }
+}
+
 fn on_message(app: &mut App, message: MessageView, fx: &mut Vec<Effect>) {
-    let peer = message.peer.clone().unwrap_or_else(|| message.author.clone());
+    let peer = App::key_of(&message).to_owned();
     if app.conversation(&peer).is_none() {
-        // Someone the list does not know yet: re-read it.
-        fx.push(Effect::Refresh);
+        // Someone (or a group) the list does not know yet: re-read it.
+        fx.push(if message.peer.is_some() { Effect::Refresh } else { Effect::LoadGroups });
         return;
     }
     let focused = app.focused.as_deref() == Some(peer.as_str());
     let seen = focused && app.terminal_focused;
     let incoming = message.direction == Direction::Incoming;
-    let (name, text) =
-        (app.conversation(&peer).map(|c| c.label().to_owned()).unwrap_or_default(), message.text.clone());
+    // In a group, say who wrote where: "Алиса in #team".
+    let name = app.conversation(&peer).map_or_else(String::new, |c| match c.group_view() {
+        Some(g) => format!("{} in #{}", c.author_label(app, &message.author), g.name),
+        None => c.label().to_owned(),
+    });
+    let text = message.text.clone();
     let (_, height) = pane(app);
     if let Some(conv) = app.conversation_mut(&peer) {
         // While the first page is on its way, keep the message: the page may predate it.
@@ -148,8 +178,11 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
     }
     match response {
         Response::Snapshot { contacts, requests, inbox } => {
-            let unread: HashMap<String, (u32, Option<MessageView>)> =
-                inbox.into_iter().filter_map(|e| e.contact.map(|c| (c.peer_id, (e.unread, e.last)))).collect();
+            // A 1:1 entry is keyed by its contact, a group's by its conversation (= group) id.
+            let unread: HashMap<String, (u32, Option<MessageView>)> = inbox
+                .into_iter()
+                .map(|e| (e.contact.map_or(e.conversation, |c| c.peer_id), (e.unread, e.last)))
+                .collect();
             let requests: HashMap<String, (usize, Option<String>)> =
                 requests.into_iter().map(|r| (r.contact.peer_id, (r.held_messages, r.preview))).collect();
             let known: Vec<String> = contacts.iter().map(|c| c.peer_id.clone()).collect();
@@ -171,8 +204,22 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
                     fx.push(Effect::LoadPreview { contact: peer });
                 }
             }
-            let gone: Vec<String> =
-                app.conversations.iter().map(|c| c.peer_id().to_owned()).filter(|p| !known.contains(p)).collect();
+            for conv in app.conversations.iter_mut().filter(|c| c.group_view().is_some()) {
+                if let Some((count, last)) = unread.get(conv.peer_id()).cloned() {
+                    conv.unread = count;
+                    if last.is_some() {
+                        conv.last = last;
+                    }
+                }
+            }
+            // Groups come with `groups`, not `contacts`.
+            let gone: Vec<String> = app
+                .conversations
+                .iter()
+                .filter(|c| c.contact().is_some())
+                .map(|c| c.peer_id().to_owned())
+                .filter(|p| !known.contains(p))
+                .collect();
             for peer in gone {
                 remove_conversation(app, &peer);
             }
@@ -180,6 +227,43 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             focus_default(app, fx);
             mark_focused_read(app, fx);
             clamp_list_offset(app);
+        }
+        Response::Groups(groups) => {
+            let known: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+            for group in groups {
+                let id = group.id.clone();
+                upsert_group(app, group);
+                request_preview(app, &id, fx);
+            }
+            let gone: Vec<String> = app
+                .conversations
+                .iter()
+                .filter(|c| c.group_view().is_some())
+                .map(|c| c.peer_id().to_owned())
+                .filter(|id| !known.contains(id))
+                .collect();
+            for id in gone {
+                remove_conversation(app, &id);
+            }
+            app.sort();
+            focus_default(app, fx);
+            clamp_list_offset(app);
+        }
+        Response::GroupUpdated { op, group } => {
+            let (id, name) = (group.id.clone(), group.name.clone());
+            upsert_group(app, group);
+            let text = match &op {
+                GroupOp::Create { .. } => format!("created #{name}: /group add <contact> adds members"),
+                GroupOp::Add { contact, .. } => format!("added {contact} to #{name}"),
+                GroupOp::Remove { member, .. } => format!("removed {member} from #{name}"),
+                GroupOp::Leave { .. } => format!("left #{name}"),
+            };
+            app.set_status(text, false);
+            if matches!(op, GroupOp::Create { .. }) {
+                focus(app, &id, fx);
+            } else {
+                request_preview(app, &id, fx);
+            }
         }
         Response::Status(status) => {
             app.me = Some(status.peer_id);
@@ -234,7 +318,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.sort();
         }
         Response::Sent(message) => {
-            let peer = message.peer.clone().unwrap_or_default();
+            let peer = App::key_of(&message).to_owned();
             sent_or_failed(app, &peer);
             let (_, height) = pane(app);
             if let Some(conv) = app.conversation_mut(&peer) {
@@ -305,6 +389,13 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         }
         Effect::Refresh => "loading contacts",
         Effect::LoadStatus => "loading the node status",
+        Effect::LoadGroups => "loading groups",
+        Effect::Group(op) => match op {
+            GroupOp::Create { .. } => "creating the group",
+            GroupOp::Add { .. } => "adding to the group",
+            GroupOp::Remove { .. } => "removing from the group",
+            GroupOp::Leave { .. } => "leaving the group",
+        },
         Effect::MarkRead { .. } => "marking as read",
         Effect::Add { .. } => "adding the contact",
         Effect::Accept { .. } => "accepting",

@@ -4,10 +4,10 @@
 //! list); `user.rs` handles keys, mouse and paste, `node.rs` node events and answers.
 
 use kith_p2p::kith_storage::ContactState;
-use kith_p2p::views::ContactView;
+use kith_p2p::views::{ContactView, GroupView};
 use ratatui::layout::Rect;
 
-use super::{App, Conversation, Fetch, NodeState, PAGE};
+use super::{App, Conversation, Fetch, NodeState, PAGE, Party};
 use crate::action::{Action, Effect};
 use crate::ui::theme::Theme;
 use crate::ui::timeline::Timeline;
@@ -219,8 +219,18 @@ pub(super) fn upsert_contact(app: &mut App, contact: ContactView) {
         return;
     }
     match app.conversation_mut(&contact.peer_id) {
-        Some(conv) => conv.contact = contact,
+        Some(conv) => conv.party = Party::Contact(contact),
         None => app.conversations.push(Conversation::new(contact)),
+    }
+    app.sort();
+}
+
+/// Insert or update a group. Groups we left stay listed (marked "left") so their
+/// history remains readable.
+pub(super) fn upsert_group(app: &mut App, group: GroupView) {
+    match app.conversation_mut(&group.id) {
+        Some(conv) => conv.party = Party::Group(group),
+        None => app.conversations.push(Conversation::group(group)),
     }
     app.sort();
 }

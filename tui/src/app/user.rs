@@ -1,12 +1,13 @@
 //! User input: keys (by overlay), mouse and paste, and the slash commands they run.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use kith_p2p::kith_storage::Role;
 use ratatui::layout::Position;
 
 use super::update::{clamp_list_offset, focus, jump_to_newest, page_rows, screen, scroll_messages, switch};
 use super::{App, InviteView, Overlay, Scroll, Switcher};
-use crate::action::Effect;
-use crate::commands::{self, Command};
+use crate::action::{Effect, GroupOp};
+use crate::commands::{self, Command, GroupCommand};
 use crate::ui::{layout::Areas, list, overlay};
 
 /// Rows the mouse wheel scrolls per notch.
@@ -174,7 +175,64 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
         },
         Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
         Command::Quit => quit(app, fx),
-        Command::Group => app.set_status("groups are not available yet", false),
+        Command::Group(group) => group_command(app, group, fx),
+    }
+}
+
+/// Run a `/group` command: `create` anywhere, the others on the open group.
+fn group_command(app: &mut App, command: GroupCommand, fx: &mut Vec<Effect>) {
+    if let GroupCommand::Create(name) = command {
+        app.set_status(format!("creating #{name}…"), false);
+        fx.push(Effect::Group(GroupOp::Create { name }));
+        return;
+    }
+    let Some(conv) = app.focused() else {
+        app.set_status("no group open: open one first (Tab, Ctrl+K)", true);
+        return;
+    };
+    let Some(group) = conv.group_view() else {
+        app.set_status(format!("{} is not a group: open one first (Tab, Ctrl+K)", conv.label()), true);
+        return;
+    };
+    let id = group.id.clone();
+    match command {
+        GroupCommand::Create(_) => {}
+        GroupCommand::Add(contact) => fx.push(Effect::Group(GroupOp::Add { group: id, contact })),
+        GroupCommand::Remove(member) => fx.push(Effect::Group(GroupOp::Remove { group: id, member })),
+        GroupCommand::Leave => fx.push(Effect::Group(GroupOp::Leave { group: id })),
+        GroupCommand::Members => {
+            // The status line holds one line; a long list is cut at the screen edge.
+            let members: Vec<String> = group
+                .members
+                .iter()
+                .map(|m| {
+                    let name = if app.me() == Some(m.peer_id.as_str()) {
+                        "you".to_owned()
+                    } else {
+                        conv.author_label(app, &m.peer_id)
+                    };
+                    match m.role {
+                        Role::Member => name,
+                        role => format!("{name} ({})", role_name(role)),
+                    }
+                })
+                .collect();
+            let text = if group.active {
+                format!("#{}: {} members: {}", group.name, members.len(), members.join(", "))
+            } else {
+                format!("#{}: you left this group", group.name)
+            };
+            app.set_status(text, false);
+        }
+    }
+}
+
+/// A role as `/group members` shows it.
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "owner",
+        Role::Admin => "admin",
+        Role::Member => "member",
     }
 }
 

@@ -1,5 +1,5 @@
 //! The conversation list: two rows per conversation (name line, preview line),
-//! conversations first, then a "Requests" section.
+//! conversations and groups (marked `#`) first, then a "Requests" section.
 
 use kith_p2p::kith_storage::{ContactState, Direction};
 use ratatui::Frame;
@@ -97,7 +97,7 @@ pub(crate) fn render(frame: &mut Frame, app: &App, area: Rect, inner: Rect, them
                 let line = if matches!(row, Row::Entry(_)) {
                     name_line(app, conv, selected, width, theme)
                 } else {
-                    preview_line(conv, selected, width, theme)
+                    preview_line(app, conv, selected, width, theme)
                 };
                 if selected { line.patch_style(theme.selected()) } else { line }
             }
@@ -111,21 +111,34 @@ fn bar(selected: bool, theme: &Theme) -> Span<'static> {
 }
 
 fn name_line(app: &App, conv: &Conversation, selected: bool, width: usize, theme: &Theme) -> Line<'static> {
-    let online = app.is_online(conv.peer_id());
-    let dot = if online { Span::styled("●", theme.online()) } else { Span::styled("○", theme.dim()) };
+    // A group has no presence: `#` marks it, and its size (or "left") follows the name.
+    let (marker, size) = match conv.group_view() {
+        Some(g) if g.active => (Span::styled("#", theme.accent()), format!(" ({})", g.members.len())),
+        Some(_) => (Span::styled("#", theme.dim()), " (left)".to_owned()),
+        None if app.is_online(conv.peer_id()) => (Span::styled("●", theme.online()), String::new()),
+        None => (Span::styled("○", theme.dim()), String::new()),
+    };
     let badge = if conv.unread > 0 { format!(" {} ", conv.unread.min(999)) } else { String::new() };
     let name_w = width.saturating_sub(3 + text::width(&badge));
     let name_style = if conv.unread > 0 || selected { theme.title() } else { ratatui::style::Style::new() };
-    let mut spans =
-        vec![bar(selected, theme), dot, Span::raw(" "), Span::styled(text::pad(conv.label(), name_w), name_style)];
+    let label = text::truncate(conv.label(), name_w.saturating_sub(text::width(&size)));
+    let size_w = name_w.saturating_sub(text::width(&label));
+    let mut spans = vec![
+        bar(selected, theme),
+        marker,
+        Span::raw(" "),
+        Span::styled(label, name_style),
+        Span::styled(text::pad(&size, size_w), theme.dim()),
+    ];
     if !badge.is_empty() {
         spans.push(Span::styled(badge, theme.badge()));
     }
     Line::from(spans)
 }
 
-fn preview_line(conv: &Conversation, selected: bool, width: usize, theme: &Theme) -> Line<'static> {
-    let preview = match conv.contact.state {
+fn preview_line(app: &App, conv: &Conversation, selected: bool, width: usize, theme: &Theme) -> Line<'static> {
+    let state = conv.contact().map_or(ContactState::Accepted, |c| c.state);
+    let preview = match state {
         ContactState::PendingIn => match (&conv.request_preview, conv.held) {
             (Some(p), _) => format!("“{}”", first_line(p)),
             (None, 0) => "wants to add you".to_owned(),
@@ -134,6 +147,10 @@ fn preview_line(conv: &Conversation, selected: bool, width: usize, theme: &Theme
         ContactState::PendingOut if conv.last.is_none() => "request sent".to_owned(),
         _ => match &conv.last {
             Some(m) if m.direction == Direction::Outgoing => format!("you: {}", first_line(&m.text)),
+            // In a group, who wrote it matters as much as what.
+            Some(m) if conv.group_view().is_some() => {
+                format!("{}: {}", conv.author_label(app, &m.author), first_line(&m.text))
+            }
             Some(m) => first_line(&m.text).to_owned(),
             None => "no messages yet".to_owned(),
         },

@@ -12,8 +12,17 @@ use super::timeline::{Timeline, notice};
 use crate::app::{App, Conversation, Scroll};
 use crate::text;
 
-/// The pane title: online dot, name, short peer id.
+/// The pane title: online dot, name, short peer id; for a group `#name` and its size.
 fn title(app: &App, conv: &Conversation, theme: &Theme) -> Line<'static> {
+    if let Some(group) = conv.group_view() {
+        let size = if group.active { format!(" {} members ", group.members.len()) } else { " left ".to_owned() };
+        return Line::from(vec![
+            Span::raw(" "),
+            Span::styled("#", theme.accent()),
+            Span::styled(text::sanitize_line(&group.name), theme.title()),
+            Span::styled(size, theme.dim()),
+        ]);
+    }
     let online = app.is_online(conv.peer_id());
     let (dot, dot_style) = if online { ("●", theme.online()) } else { ("○", theme.dim()) };
     Line::from(vec![

@@ -65,7 +65,9 @@ pub(super) fn notice(textual: &str, width: usize, style: Style) -> Vec<Line<'sta
 /// The rows of one message.
 fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, theme: &Theme) -> Vec<Line<'static>> {
     let outgoing = m.direction == Direction::Outgoing;
-    let author = if outgoing { "you".to_owned() } else { text::truncate(conv.label(), AUTHOR_MAX) };
+    // A group has many authors: each message names its own.
+    let author =
+        if outgoing { "you".to_owned() } else { text::truncate(&conv.author_label(app, &m.author), AUTHOR_MAX) };
     let author_style = if outgoing { theme.me() } else { theme.them() };
     let prefix_w = TIME_W + text::width(&author) + 2;
     let indent = if width >= INDENT_MIN_WIDTH { TIME_W } else { 0 };
@@ -135,7 +137,10 @@ impl<'a> Timeline<'a> {
     fn top_notice(&self) -> Vec<Line<'static>> {
         let conv = self.conv;
         let top = if !conv.has_older {
-            format!("beginning of your conversation with {}", conv.label())
+            match conv.group_view() {
+                Some(g) => format!("beginning of #{}", g.name),
+                None => format!("beginning of your conversation with {}", conv.label()),
+            }
         } else if matches!(conv.loading, Some(Fetch::Older { .. })) {
             "loading older messages…".to_owned()
         } else {
@@ -147,12 +152,19 @@ impl<'a> Timeline<'a> {
     /// The notice under the newest message: the state of a pending contact.
     fn footer(&self) -> Vec<Line<'static>> {
         let conv = self.conv;
-        match conv.contact.state {
-            ContactState::PendingIn => {
+        if let Some(group) = conv.group_view() {
+            return if group.active {
+                Vec::new()
+            } else {
+                notice("you left this group", self.width, self.theme.notice())
+            };
+        }
+        match conv.contact().map(|c| c.state) {
+            Some(ContactState::PendingIn) => {
                 let text = format!("{} wants to add you as a contact: /accept, /reject or /block", conv.label());
                 notice(&text, self.width, self.theme.notice())
             }
-            ContactState::PendingOut => {
+            Some(ContactState::PendingOut) => {
                 let text = format!("{} has not accepted your contact request yet", conv.label());
                 notice(&text, self.width, self.theme.notice())
             }

@@ -5,9 +5,9 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
+use kith_p2p::kith_storage::{ContactState, Direction, MessageState, Role};
 use kith_p2p::node::{Event, Status};
-use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{ContactView, GroupView, InboxEntry, MemberView, MessageView, RequestView};
 use kith_tui::{Action, App, Config, Effect, Response, update};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -22,6 +22,10 @@ pub const ALISA: &str = "12D3KooWAlisaAlisaAlisaAlisaAlisaAlisaAlisaAlisa0002";
 pub const WANG: &str = "12D3KooWWangWangWangWangWangWangWangWangWangWang0003";
 pub const BOB: &str = "12D3KooWBobBobBobBobBobBobBobBobBobBobBobBobBobB0004";
 pub const MALLORY: &str = "12D3KooWMalloryMalloryMalloryMalloryMalloryMall0005";
+/// A group member who is not one of our contacts.
+pub const CAROL: &str = "12D3KooWCarolCarolCarolCarolCarolCarolCarolCaro0006";
+/// The group "Book club" (its id is also its conversation id).
+pub const GROUP: &str = "6b6974682d67726f75702d626f6f6b73";
 
 pub fn contact(peer: &str, alias: &str, state: ContactState) -> ContactView {
     ContactView {
@@ -60,6 +64,67 @@ pub fn incoming(n: u64, peer: &str, text: &str, at: u64) -> MessageView {
 
 pub fn outgoing(n: u64, peer: &str, text: &str, at: u64, state: MessageState) -> MessageView {
     message(n, peer, Direction::Outgoing, text, at, state)
+}
+
+/// "Book club": us (owner), Алиса (admin, a contact), Carol (a stranger to us, so
+/// unnamed) and Bob (labelled by the node).
+pub fn book_club(active: bool) -> GroupView {
+    let member = |peer: &str, role, label: Option<&str>| MemberView {
+        peer_id: peer.to_owned(),
+        role,
+        label: label.map(str::to_owned),
+    };
+    GroupView {
+        id: GROUP.to_owned(),
+        name: "Book club".to_owned(),
+        members: vec![
+            member(ME, Role::Owner, None),
+            member(ALISA, Role::Admin, None),
+            member(BOB, Role::Member, Some("Bob 🎸")),
+            member(CAROL, Role::Member, None),
+        ],
+        epoch: 3,
+        relays: Vec::new(),
+        active,
+    }
+}
+
+/// Message `n` of the group, by `author` (`ME` for ours).
+pub fn group_message(n: u64, author: &str, text: &str, at: u64) -> MessageView {
+    let direction = if author == ME { Direction::Outgoing } else { Direction::Incoming };
+    MessageView {
+        id: format!("{n:032x}"),
+        conversation: GROUP.to_owned(),
+        peer: None,
+        author: author.to_owned(),
+        direction,
+        text: text.to_owned(),
+        sent_at: at,
+        received_at: at,
+        lamport: n,
+        state: if direction == Direction::Outgoing { MessageState::Delivered } else { MessageState::Read },
+    }
+}
+
+/// The Book club's conversation: three authors besides us.
+pub fn book_club_history() -> Vec<MessageView> {
+    vec![
+        group_message(301, ALISA, "Кто дочитал «Мастера и Маргариту»?", NOW - 40 * MINUTE),
+        group_message(302, BOB, "almost, 50 pages left", NOW - 35 * MINUTE),
+        group_message(303, CAROL, "Done! Meeting on Friday?", NOW - 30 * MINUTE),
+        group_message(304, ME, "Friday works for me", NOW - 25 * MINUTE),
+        group_message(305, ALISA, "Договорились 👍", NOW - 4 * MINUTE),
+    ]
+}
+
+/// The standard scene plus the Book club, listed with its newest message as preview.
+pub fn group_scene(config: Config) -> App {
+    let mut app = scene(config);
+    let fx = update(&mut app, Action::Done(Response::Groups(vec![book_club(true)])));
+    assert!(fx.contains(&Effect::LoadPreview { contact: GROUP.to_owned() }), "{fx:?}");
+    let last = book_club_history().pop();
+    update(&mut app, Action::Done(Response::Preview { contact: GROUP.to_owned(), message: last }));
+    app
 }
 
 pub fn key(code: KeyCode) -> Action {
