@@ -36,15 +36,12 @@
 //! bytes. The codec checks the frame length against [`MAX_REQUEST_LEN`] /
 //! [`MAX_RESPONSE_LEN`] before allocating and, after decoding, the counts
 //! ([`MAX_APPEND_BATCH`], [`MAX_FETCH_ITEMS`]); a violation is an
-//! [`io::ErrorKind::InvalidData`] error when reading and an
-//! [`io::ErrorKind::InvalidInput`] error when writing. The size of one item is *not*
+//! [`std::io::ErrorKind::InvalidData`] error when reading and an
+//! [`std::io::ErrorKind::InvalidInput`] error when writing. The size of one item is *not*
 //! a codec limit, so that a relay can answer an oversized item with a typed
 //! [`Refusal::TooLarge`] rather than a reset stream; relays accept items up to
 //! [`MAX_ITEM_LEN`].
 
-use std::io;
-
-use futures::{AsyncRead, AsyncWrite};
 use kith_storage::GroupId;
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
@@ -177,9 +174,14 @@ impl GroupLogRequest {
             limit,
         }
     }
+}
 
-    /// Checks the limits the codec enforces (counts; the log id length is enforced
-    /// by its type).
+/// The request-response codec for [`PROTOCOL`] (see [`wire::Codec`]).
+pub type Codec = wire::Codec<GroupLogRequest, GroupLogResponse>;
+
+impl wire::Message for GroupLogRequest {
+    const MAX_LEN: usize = MAX_REQUEST_LEN;
+
     fn check(&self) -> Result<(), &'static str> {
         match self {
             GroupLogRequest::Append { items, .. } if items.len() > MAX_APPEND_BATCH => {
@@ -190,8 +192,9 @@ impl GroupLogRequest {
     }
 }
 
-impl GroupLogResponse {
-    /// Checks the limits the codec enforces (counts).
+impl wire::Message for GroupLogResponse {
+    const MAX_LEN: usize = MAX_RESPONSE_LEN;
+
     fn check(&self) -> Result<(), &'static str> {
         match self {
             GroupLogResponse::Appended { seqs } if seqs.len() > MAX_APPEND_BATCH => {
@@ -205,80 +208,12 @@ impl GroupLogResponse {
     }
 }
 
-const FRAME_VERSION: u32 = 1;
-
-/// The request-response codec for [`PROTOCOL`].
-#[derive(Debug, Clone, Default)]
-pub struct Codec;
-
-impl libp2p::request_response::Codec for Codec {
-    type Protocol = StreamProtocol;
-    type Request = GroupLogRequest;
-    type Response = GroupLogResponse;
-
-    async fn read_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<GroupLogRequest>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let request: GroupLogRequest = wire::read_body(io, MAX_REQUEST_LEN, FRAME_VERSION).await?;
-        request
-            .check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(request)
-    }
-
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<GroupLogResponse>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let response: GroupLogResponse =
-            wire::read_body(io, MAX_RESPONSE_LEN, FRAME_VERSION).await?;
-        response
-            .check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(response)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: GroupLogRequest,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        req.check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        wire::write_body(io, req, MAX_REQUEST_LEN, FRAME_VERSION).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: GroupLogResponse,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        res.check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        wire::write_body(io, res, MAX_RESPONSE_LEN, FRAME_VERSION).await
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::io;
+
+    use crate::wire::Message as _;
     use futures::{executor::block_on, io::Cursor};
     use libp2p::request_response::Codec as _;
     use proptest::prelude::*;
@@ -355,11 +290,11 @@ mod tests {
     }
 
     async fn read_req(bytes: Vec<u8>) -> io::Result<GroupLogRequest> {
-        Codec.read_request(&PROTOCOL, &mut Cursor::new(bytes)).await
+        Codec::default().read_request(&PROTOCOL, &mut Cursor::new(bytes)).await
     }
 
     async fn read_res(bytes: Vec<u8>) -> io::Result<GroupLogResponse> {
-        Codec
+        Codec::default()
             .read_response(&PROTOCOL, &mut Cursor::new(bytes))
             .await
     }
@@ -399,7 +334,7 @@ mod tests {
     async fn every_request_round_trips() {
         for req in requests() {
             let mut buf = Cursor::new(Vec::new());
-            Codec
+            Codec::default()
                 .write_request(&PROTOCOL, &mut buf, req.clone())
                 .await
                 .unwrap();
@@ -411,7 +346,7 @@ mod tests {
     async fn every_response_round_trips() {
         for res in responses() {
             let mut buf = Cursor::new(Vec::new());
-            Codec
+            Codec::default()
                 .write_response(&PROTOCOL, &mut buf, res.clone())
                 .await
                 .unwrap();
@@ -439,7 +374,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_frames_are_errors() {
         let mut buf = Cursor::new(Vec::new());
-        Codec
+        Codec::default()
             .write_request(&PROTOCOL, &mut buf, requests().remove(0))
             .await
             .unwrap();
@@ -512,7 +447,7 @@ mod tests {
         assert!(read_req(raw_frame(&at_limit, 1)).await.is_ok());
         let over = GroupLogRequest::append(&group(1), vec![vec![0]; MAX_APPEND_BATCH + 1]);
         assert_invalid(read_req(raw_frame(&over, 1)).await);
-        let err = Codec
+        let err = Codec::default()
             .write_request(&PROTOCOL, &mut Cursor::new(Vec::new()), over)
             .await
             .unwrap_err();
@@ -538,7 +473,7 @@ mod tests {
             },
         ] {
             assert_invalid(read_res(raw_frame(&res, 1)).await);
-            let err = Codec
+            let err = Codec::default()
                 .write_response(&PROTOCOL, &mut Cursor::new(Vec::new()), res)
                 .await
                 .unwrap_err();
@@ -551,7 +486,7 @@ mod tests {
         // 9 items of 1 MiB exceed the 8 MiB request cap (the item size is the
         // relay's to refuse, the frame size the codec's).
         let req = GroupLogRequest::append(&group(1), vec![vec![0; 1 << 20]; 9]);
-        let err = Codec
+        let err = Codec::default()
             .write_request(&PROTOCOL, &mut Cursor::new(Vec::new()), req)
             .await
             .unwrap_err();
@@ -582,7 +517,7 @@ mod tests {
             more: true,
         };
         let len = wire::encode(&Frame {
-            v: FRAME_VERSION,
+            v: wire::PROTOCOL_FRAME_VERSION,
             body: &page,
         })
         .unwrap()

@@ -53,15 +53,12 @@
 //! [`MAX_REQUEST_LEN`] / [`MAX_RESPONSE_LEN`] before allocating and, after decoding,
 //! the count limits ([`MAX_DEPOSIT_BATCH`], [`MAX_ACK`], [`MAX_DRAIN_ITEMS`]), the
 //! mailbox id length ([`MAX_MAILBOX_ID_LEN`]) and the signature length
-//! ([`SIGNATURE_LEN`]); a violation is an [`io::ErrorKind::InvalidData`] error when
-//! reading and an [`io::ErrorKind::InvalidInput`] error when writing (so a sender
+//! ([`SIGNATURE_LEN`]); a violation is an [`std::io::ErrorKind::InvalidData`] error when
+//! reading and an [`std::io::ErrorKind::InvalidInput`] error when writing (so a sender
 //! learns locally rather than from a reset stream). The size of a single envelope is
 //! *not* a codec limit: the relay refuses oversized ones one by one
 //! ([`Refusal::TooLarge`]), and a node that drains one it cannot open simply acks it.
 
-use std::io;
-
-use futures::{AsyncRead, AsyncWrite};
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
@@ -454,8 +451,14 @@ impl MailboxRequest {
             seqs,
         }
     }
+}
 
-    /// Checks the limits the codec enforces (counts, id and signature lengths).
+/// The request-response codec for [`PROTOCOL`] (see [`wire::Codec`]).
+pub type Codec = wire::Codec<MailboxRequest, MailboxResponse>;
+
+impl wire::Message for MailboxRequest {
+    const MAX_LEN: usize = MAX_REQUEST_LEN;
+
     fn check(&self) -> Result<(), &'static str> {
         match self {
             MailboxRequest::Deposit { mailbox, envelopes } => {
@@ -487,8 +490,9 @@ impl MailboxRequest {
     }
 }
 
-impl MailboxResponse {
-    /// Checks the limits the codec enforces (counts).
+impl wire::Message for MailboxResponse {
+    const MAX_LEN: usize = MAX_RESPONSE_LEN;
+
     fn check(&self) -> Result<(), &'static str> {
         match self {
             MailboxResponse::Deposited { results } if results.len() > MAX_DEPOSIT_BATCH => {
@@ -502,79 +506,12 @@ impl MailboxResponse {
     }
 }
 
-const FRAME_VERSION: u32 = 1;
-
-/// The request-response codec for [`PROTOCOL`].
-#[derive(Debug, Clone, Default)]
-pub struct Codec;
-
-impl libp2p::request_response::Codec for Codec {
-    type Protocol = StreamProtocol;
-    type Request = MailboxRequest;
-    type Response = MailboxResponse;
-
-    async fn read_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<MailboxRequest>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let request: MailboxRequest = wire::read_body(io, MAX_REQUEST_LEN, FRAME_VERSION).await?;
-        request
-            .check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(request)
-    }
-
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<MailboxResponse>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let response: MailboxResponse = wire::read_body(io, MAX_RESPONSE_LEN, FRAME_VERSION).await?;
-        response
-            .check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(response)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: MailboxRequest,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        req.check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        wire::write_body(io, req, MAX_REQUEST_LEN, FRAME_VERSION).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: MailboxResponse,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        res.check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        wire::write_body(io, res, MAX_RESPONSE_LEN, FRAME_VERSION).await
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::io;
+
+    use crate::wire::Message as _;
     use futures::{executor::block_on, io::Cursor};
     use libp2p::request_response::Codec as _;
     use proptest::prelude::*;
@@ -671,11 +608,11 @@ mod tests {
     }
 
     async fn read_req(bytes: Vec<u8>) -> io::Result<MailboxRequest> {
-        Codec.read_request(&PROTOCOL, &mut Cursor::new(bytes)).await
+        Codec::default().read_request(&PROTOCOL, &mut Cursor::new(bytes)).await
     }
 
     async fn read_res(bytes: Vec<u8>) -> io::Result<MailboxResponse> {
-        Codec
+        Codec::default()
             .read_response(&PROTOCOL, &mut Cursor::new(bytes))
             .await
     }
@@ -689,7 +626,7 @@ mod tests {
     async fn every_request_round_trips() {
         for req in requests() {
             let mut buf = Cursor::new(Vec::new());
-            Codec
+            Codec::default()
                 .write_request(&PROTOCOL, &mut buf, req.clone())
                 .await
                 .unwrap();
@@ -701,7 +638,7 @@ mod tests {
     async fn every_response_round_trips() {
         for res in responses() {
             let mut buf = Cursor::new(Vec::new());
-            Codec
+            Codec::default()
                 .write_response(&PROTOCOL, &mut buf, res.clone())
                 .await
                 .unwrap();
@@ -712,7 +649,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_frames_are_errors() {
         let mut buf = Cursor::new(Vec::new());
-        Codec
+        Codec::default()
             .write_request(&PROTOCOL, &mut buf, requests().remove(0))
             .await
             .unwrap();
@@ -816,7 +753,7 @@ mod tests {
         for req in over_limit {
             assert_invalid(read_req(raw_frame(&req, 1)).await);
             // The writer refuses locally.
-            let err = Codec
+            let err = Codec::default()
                 .write_request(&PROTOCOL, &mut Cursor::new(Vec::new()), req)
                 .await
                 .unwrap_err();
@@ -839,7 +776,7 @@ mod tests {
         ];
         for res in over_limit {
             assert_invalid(read_res(raw_frame(&res, 1)).await);
-            let err = Codec
+            let err = Codec::default()
                 .write_response(&PROTOCOL, &mut Cursor::new(Vec::new()), res)
                 .await
                 .unwrap_err();
@@ -877,7 +814,7 @@ mod tests {
     async fn oversized_frames_fail_on_write() {
         // 9 envelopes of 1 MiB exceed the 8 MiB request cap.
         let req = MailboxRequest::deposit(&fixed(1).peer_id(), vec![vec![0; 1 << 20]; 9]);
-        let err = Codec
+        let err = Codec::default()
             .write_request(&PROTOCOL, &mut Cursor::new(Vec::new()), req)
             .await
             .unwrap_err();
@@ -908,7 +845,7 @@ mod tests {
             more: true,
         };
         let len = wire::encode(&Frame {
-            v: FRAME_VERSION,
+            v: wire::PROTOCOL_FRAME_VERSION,
             body: &page,
         })
         .unwrap()

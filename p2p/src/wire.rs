@@ -378,6 +378,97 @@ where
     write_frame(io, &bytes, max).await.map_err(into_io)
 }
 
+/// A request or response of a kith request-response protocol: one CBOR body in a
+/// length-prefixed [`Frame`] of version [`PROTOCOL_FRAME_VERSION`], at most
+/// [`Message::MAX_LEN`] bytes, with the protocol's own count limits.
+pub trait Message: Serialize + DeserializeOwned + Send + 'static {
+    /// Largest frame accepted or sent.
+    const MAX_LEN: usize;
+
+    /// Limits beyond the frame size (how many items a body may carry), checked on
+    /// every body read: a violation is an [`io::ErrorKind::InvalidData`] error.
+    fn check(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    /// The check made before sending: a violation is an
+    /// [`io::ErrorKind::InvalidInput`] error. By default the same as [`Message::check`].
+    fn check_outgoing(&self) -> Result<(), &'static str> {
+        self.check()
+    }
+}
+
+/// The frame version of every kith request-response protocol.
+pub const PROTOCOL_FRAME_VERSION: u32 = 1;
+
+/// The libp2p request-response codec of a kith protocol whose requests are `Req` and
+/// responses `Resp`: lengths are checked before anything is allocated, bodies after
+/// decoding (see [`Message`]).
+pub struct Codec<Req, Resp>(std::marker::PhantomData<fn() -> (Req, Resp)>);
+
+impl<Req, Resp> Default for Codec<Req, Resp> {
+    fn default() -> Self {
+        Codec(std::marker::PhantomData)
+    }
+}
+
+impl<Req, Resp> Clone for Codec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl<Req, Resp> std::fmt::Debug for Codec<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("wire::Codec")
+    }
+}
+
+async fn read_message<M: Message, R: AsyncRead + Unpin + Send>(io: &mut R) -> io::Result<M> {
+    let body: M = read_body(io, M::MAX_LEN, PROTOCOL_FRAME_VERSION).await?;
+    body.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(body)
+}
+
+async fn write_message<M: Message, W: AsyncWrite + Unpin + Send>(io: &mut W, body: M) -> io::Result<()> {
+    body.check_outgoing().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    write_body(io, body, M::MAX_LEN, PROTOCOL_FRAME_VERSION).await
+}
+
+impl<Req: Message, Resp: Message> libp2p::request_response::Codec for Codec<Req, Resp> {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Req;
+    type Response = Resp;
+
+    async fn read_request<T>(&mut self, _: &libp2p::StreamProtocol, io: &mut T) -> io::Result<Req>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_message(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &libp2p::StreamProtocol, io: &mut T) -> io::Result<Resp>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_message(io).await
+    }
+
+    async fn write_request<T>(&mut self, _: &libp2p::StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_message(io, req).await
+    }
+
+    async fn write_response<T>(&mut self, _: &libp2p::StreamProtocol, io: &mut T, res: Resp) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_message(io, res).await
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -151,7 +151,7 @@ fn fetch_log(relay: &Relay, group: &GroupId) -> Vec<LogItem> {
             .unwrap()
             .with_behaviour(|_| {
                 request_response::Behaviour::with_codec(
-                    grouplog::Codec,
+                    grouplog::Codec::default(),
                     [(grouplog::PROTOCOL, ProtocolSupport::Outbound)],
                     request_response::Config::default(),
                 )

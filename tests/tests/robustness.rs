@@ -41,7 +41,7 @@ impl request_response::Codec for RawCodec {
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<DmResponse> {
-        dm::Codec.read_response(p, io).await
+        dm::Codec::default().read_response(p, io).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, bytes: Vec<u8>) -> io::Result<()> {
@@ -115,7 +115,7 @@ impl Attacker {
 
 async fn frame(envelopes: Vec<Vec<u8>>) -> Vec<u8> {
     let mut buf = Cursor::new(Vec::new());
-    dm::Codec.write_request(&dm::PROTOCOL, &mut buf, DmRequest { envelopes }).await.unwrap();
+    dm::Codec::default().write_request(&dm::PROTOCOL, &mut buf, DmRequest { envelopes }).await.unwrap();
     buf.into_inner()
 }
 

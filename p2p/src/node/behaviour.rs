@@ -45,17 +45,17 @@ impl Behaviour {
     ) -> std::io::Result<Behaviour> {
         let peer_id = key.public().to_peer_id();
         let dm = request_response::Behaviour::with_codec(
-            dm::Codec,
+            dm::Codec::default(),
             [(dm::PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(request_timeout),
         );
         let mailbox = request_response::Behaviour::with_codec(
-            mailbox::Codec,
+            mailbox::Codec::default(),
             [(mailbox::PROTOCOL, request_response::ProtocolSupport::Outbound)],
             request_response::Config::default().with_request_timeout(request_timeout),
         );
         let grouplog = request_response::Behaviour::with_codec(
-            grouplog::Codec,
+            grouplog::Codec::default(),
             [(grouplog::PROTOCOL, request_response::ProtocolSupport::Outbound)],
             request_response::Config::default().with_request_timeout(request_timeout),
         );

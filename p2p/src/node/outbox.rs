@@ -301,7 +301,7 @@ mod tests {
     /// request-response ids cannot be constructed outside libp2p; get a real one.
     fn fake_request_id() -> OutboundRequestId {
         let mut b = libp2p::request_response::Behaviour::with_codec(
-            crate::dm::Codec,
+            crate::dm::Codec::default(),
             [(crate::dm::PROTOCOL, libp2p::request_response::ProtocolSupport::Full)],
             Default::default(),
         );

@@ -133,7 +133,7 @@ impl Behaviour {
         });
 
         let mailbox = request_response::Behaviour::with_codec(
-            mailbox::Codec,
+            mailbox::Codec::default(),
             [(
                 mailbox::PROTOCOL,
                 request_response::ProtocolSupport::Inbound,
@@ -145,7 +145,7 @@ impl Behaviour {
 
         // The same bounds as the mailbox: a group log page is as large as a drain page.
         let grouplog = request_response::Behaviour::with_codec(
-            grouplog::Codec,
+            grouplog::Codec::default(),
             [(
                 grouplog::PROTOCOL,
                 request_response::ProtocolSupport::Inbound,

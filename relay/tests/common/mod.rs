@@ -269,7 +269,7 @@ impl TestPeer {
                 kad.set_mode(Some(kad::Mode::Server));
                 PeerBehaviour {
                     mailbox: request_response::Behaviour::with_codec(
-                        mailbox::Codec,
+                        mailbox::Codec::default(),
                         [(
                             mailbox::PROTOCOL,
                             request_response::ProtocolSupport::Outbound,
@@ -277,7 +277,7 @@ impl TestPeer {
                         request_response::Config::default().with_request_timeout(DEADLINE),
                     ),
                     grouplog: request_response::Behaviour::with_codec(
-                        grouplog::Codec,
+                        grouplog::Codec::default(),
                         [(
                             grouplog::PROTOCOL,
                             request_response::ProtocolSupport::Outbound,

@@ -306,7 +306,7 @@ impl MailClient {
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
             .with_behaviour(|_| {
                 request_response::Behaviour::with_codec(
-                    mailbox::Codec,
+                    mailbox::Codec::default(),
                     [(mailbox::PROTOCOL, ProtocolSupport::Outbound)],
                     request_response::Config::default()
                         .with_request_timeout(REQUEST_TIMEOUT)
@@ -728,7 +728,7 @@ fn idle_swarm() -> anyhow::Result<Swarm<IdleBehaviour>> {
             ),
             ping: ping::Behaviour::default(),
             mailbox: request_response::Behaviour::with_codec(
-                mailbox::Codec,
+                mailbox::Codec::default(),
                 [(mailbox::PROTOCOL, ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
             ),
