@@ -508,25 +508,30 @@ fn inbox_entry(store: &Store, conv: &Conversation) -> Result<Option<InboxEntry>,
     }))
 }
 
-/// Block a peer that is not a contact yet, by its full peer id.
-pub fn block_stranger(store: &Store, peer_id: &str) -> Result<Contact, OpError> {
-    let peer: PeerId = peer_id
-        .trim()
-        .parse()
-        .map_err(|_| OpError::UnknownContact(peer_id.to_owned()))?;
+/// A contact record for `peer` in `state` that knows nothing else about it yet.
+pub fn new_contact(peer: &PeerId, state: ContactState) -> Contact {
     let now = now_ms();
-    let contact = Contact {
+    Contact {
         peer_id: peer.to_string(),
         alias: None,
         display_name: None,
-        state: ContactState::Blocked,
+        state,
         e2e_public: None,
         binding: None,
         addrs: Vec::new(),
         relays: Vec::new(),
         added_at_ms: now,
         updated_at_ms: now,
-    };
+    }
+}
+
+/// Block a peer that is not a contact yet, by its full peer id.
+pub fn block_stranger(store: &Store, peer_id: &str) -> Result<Contact, OpError> {
+    let peer: PeerId = peer_id
+        .trim()
+        .parse()
+        .map_err(|_| OpError::UnknownContact(peer_id.to_owned()))?;
+    let contact = new_contact(&peer, ContactState::Blocked);
     store.contacts().put(&contact)?;
     store.flush()?;
     Ok(contact)

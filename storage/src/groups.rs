@@ -57,9 +57,6 @@ pub struct Group {
     /// history stays).
     #[serde(default = "yes")]
     pub active: bool,
-    /// Peer ids of former members (removed or left, not re-added).
-    #[serde(default)]
-    pub departed: Vec<String>,
 }
 
 fn yes() -> bool {

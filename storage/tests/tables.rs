@@ -140,7 +140,6 @@ fn groups() {
         created_at_ms: 7,
         relays: vec!["/ip4/127.0.0.1/tcp/1".into()],
         active: true,
-        departed: vec!["gone".into()],
     };
     groups.put(&group(1, "zeta")).unwrap();
     groups.put(&group(2, "alpha")).unwrap();
@@ -187,7 +186,6 @@ fn group_ops_keys_and_pending() {
         created_at_ms: 0,
         relays: Vec::new(),
         active: true,
-        departed: Vec::new(),
     })
     .unwrap();
     groups.remove(g).unwrap();

@@ -346,11 +346,11 @@ fn contact_op(store: &Store, ctx: &LocalContext, method: &str, query: &str) -> R
     let contact = match (ops::resolve_contact(store, query), method) {
         (Ok(c), _) => c,
         // Marking read works on groups too.
-        (Err(OpError::UnknownContact(_)), "read") => {
-            let group = ops::resolve_target(store, query).and_then(|t| match t {
-                ops::Target::Group(g) => Ok(g),
-                ops::Target::Contact(_) => Err(OpError::UnknownContact(query.to_owned())),
-            })?;
+        (Err(OpError::UnknownContact(q)), "read") => {
+            let group = match ops::resolve_group(store, query) {
+                Err(OpError::UnknownGroup(_)) => return Err(OpError::UnknownContact(q)),
+                other => other?,
+            };
             return Ok(json!({ "marked": ops::mark_group_read(store, &group)? }));
         }
         // Blocking someone who is not a contact yet (a stranger's peer id) is allowed.

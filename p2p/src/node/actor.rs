@@ -743,13 +743,9 @@ impl Actor {
             my_name: self.config.display_name.as_deref(),
             opener: &mut self.opener,
         };
-        let (results, mut outcome) = inbound.apply(envelopes);
-        for delivery in std::mem::take(&mut outcome.group_ops) {
-            self.receive_group_ops(delivery.sender, delivery.group, &delivery.ops, &delivery.hints);
-        }
-        for group in std::mem::take(&mut outcome.group_keys) {
-            self.group_key_arrived(group);
-        }
+        let (mut results, mut outcome) = inbound.apply(envelopes);
+        let deliveries = std::mem::take(&mut outcome.group);
+        self.receive_group(deliveries, &mut results);
         let queued = outcome.queued || (receipts && self.queue_delivery_receipts(&outcome.stored));
         if queued || !outcome.touched.is_empty() {
             self.flush();

@@ -4,14 +4,14 @@
 //! [`DmResult::Stored`] is written and flushed (one group commit per batch) before the
 //! answer is produced. Blocked senders are dropped before anything is stored.
 
-use kith_storage::{Contact, ContactState, ConversationKind, Direction, GroupId, Inserted, Message, MessageId, MessageState, Store};
+use kith_storage::{Contact, ContactState, ConversationKind, Direction, Inserted, Message, MessageId, MessageState, Store};
 use libp2p::PeerId;
 
 use super::Event;
 use crate::dm::{DmResult, RejectReason};
 use crate::envelope::{self, Opener};
 use crate::ops::{self, OpError};
-use crate::payload::{Payload, PeerHint, ReceiptKind};
+use crate::payload::{self, Payload, ReceiptKind};
 use crate::views::{ContactView, MessageView};
 use crate::wire::WireError;
 
@@ -27,23 +27,19 @@ pub(crate) struct Outcome {
     /// New messages from accepted contacts, by author: what a delivery receipt covers
     /// when they came through a relay (a direct sender learns it from the answer).
     pub(crate) stored: Vec<(String, MessageId)>,
-    /// Group operations to apply (the actor owns group state), in arrival order.
-    pub(crate) group_ops: Vec<GroupOpsDelivery>,
-    /// Groups for which a sender key arrived (stored already): their pending messages
-    /// may now open.
-    pub(crate) group_keys: Vec<GroupId>,
+    /// Group payloads, for the actor (which owns group state) to apply in arrival
+    /// order and answer: their results here are provisional.
+    pub(crate) group: Vec<GroupDelivery>,
 }
 
-/// A [`Payload::GroupOps`] as it arrived.
-pub(crate) struct GroupOpsDelivery {
+/// A [`Payload::GroupOps`] or [`Payload::GroupKey`] as it arrived.
+pub(crate) struct GroupDelivery {
+    /// Its position in the batch (its result's index).
+    pub(crate) index: usize,
     /// The authenticated sender.
     pub(crate) sender: PeerId,
-    /// The group.
-    pub(crate) group: GroupId,
-    /// Encoded signed operations.
-    pub(crate) ops: Vec<Vec<u8>>,
-    /// Where other members can be reached.
-    pub(crate) hints: Vec<PeerHint>,
+    /// The payload.
+    pub(crate) payload: Payload,
 }
 
 /// The receiving context: who we are and where things go.
@@ -65,8 +61,8 @@ impl Inbound<'_> {
     pub(crate) fn apply(&mut self, envelopes: &[Vec<u8>]) -> (Vec<DmResult>, Outcome) {
         let mut outcome = Outcome::default();
         let mut steps = Vec::with_capacity(envelopes.len());
-        for bytes in envelopes {
-            let step = match self.one(bytes, &mut outcome) {
+        for (index, bytes) in envelopes.iter().enumerate() {
+            let step = match self.one(index, bytes, &mut outcome) {
                 Ok(step) => step,
                 Err(reason) => {
                     tracing::debug!(%reason, "rejected envelope");
@@ -115,7 +111,7 @@ impl Inbound<'_> {
         (results, outcome)
     }
 
-    fn one(&mut self, bytes: &[u8], outcome: &mut Outcome) -> Result<Step, RejectReason> {
+    fn one(&mut self, index: usize, bytes: &[u8], outcome: &mut Outcome) -> Result<Step, RejectReason> {
         let opened = self.opener.open(bytes).map_err(|e| match e {
             envelope::OpenError::TooLarge { .. } => RejectReason::TooLarge,
             envelope::OpenError::UnsupportedVersion(_) => RejectReason::Unsupported,
@@ -135,7 +131,7 @@ impl Inbound<'_> {
             // telling it that the message reached anyone.
             return Ok(Step::Done(DmResult::Accepted));
         }
-        self.payload(sender, (opened.sender_e2e, opened.sender_binding), contact, payload, outcome)
+        self.payload(index, sender, (opened.sender_e2e, opened.sender_binding), contact, payload, outcome)
             .map_err(|e| {
                 tracing::warn!(error = %e, "applying payload failed");
                 RejectReason::Storage
@@ -144,6 +140,7 @@ impl Inbound<'_> {
 
     fn payload(
         &mut self,
+        index: usize,
         sender: PeerId,
         (sender_e2e, binding): ([u8; 32], [u8; 64]),
         contact: Option<Contact>,
@@ -206,23 +203,14 @@ impl Inbound<'_> {
                     Some(t) => self.store.invites().redeem(&t, now)?,
                     None => false,
                 };
-                let addrs: Vec<String> = addrs
-                    .into_iter()
-                    .filter_map(|b| libp2p::Multiaddr::try_from(b).ok())
-                    .map(|a| a.to_string())
-                    .collect();
                 let mut c = contact.unwrap_or_else(|| self.new_contact(sender, sender_e2e, ContactState::PendingIn, None));
                 c.display_name = name.or(c.display_name);
-                for a in addrs {
+                for a in payload::addr_strings(&addrs) {
                     if !c.addrs.contains(&a) {
                         c.addrs.push(a);
                     }
                 }
-                let relays: Vec<String> = relays
-                    .into_iter()
-                    .filter_map(|b| libp2p::Multiaddr::try_from(b).ok())
-                    .map(|a| a.to_string())
-                    .collect();
+                let relays = payload::addr_strings(&relays);
                 if !relays.is_empty() {
                     c.relays = relays;
                 }
@@ -244,29 +232,8 @@ impl Inbound<'_> {
                 });
                 Ok(Step::Done(DmResult::Stored))
             }
-            Payload::GroupOps { group, ops, hints } => {
-                outcome.group_ops.push(GroupOpsDelivery { sender, group, ops, hints });
-                Ok(Step::Done(DmResult::Stored))
-            }
-            Payload::GroupKey { group, generation, key } => {
-                let Some(known) = self.store.groups().get(group)? else {
-                    // Its membership has not reached us yet (it comes from another peer).
-                    return Ok(Step::Done(DmResult::Rejected(RejectReason::Unready)));
-                };
-                let sender_id = sender.to_string();
-                if !known.members.iter().any(|m| m.peer_id == sender_id) {
-                    // Perhaps added by an operation still on its way to us; a departed
-                    // member's key is no use to anyone.
-                    return Ok(Step::Done(if known.departed.contains(&sender_id) {
-                        DmResult::Accepted
-                    } else {
-                        DmResult::Rejected(RejectReason::Unready)
-                    }));
-                }
-                self.store.groups().put_key(group, &sender_id, generation, &key)?;
-                if !outcome.group_keys.contains(&group) {
-                    outcome.group_keys.push(group);
-                }
+            payload @ (Payload::GroupOps { .. } | Payload::GroupKey { .. }) => {
+                outcome.group.push(GroupDelivery { index, sender, payload });
                 Ok(Step::Done(DmResult::Stored))
             }
             Payload::ContactAccepted { name } => {
@@ -286,19 +253,10 @@ impl Inbound<'_> {
     }
 
     fn new_contact(&self, peer: PeerId, e2e: [u8; 32], state: ContactState, name: Option<String>) -> Contact {
-        let now = ops::now_ms();
-        Contact {
-            peer_id: peer.to_string(),
-            alias: None,
-            display_name: name,
-            state,
-            e2e_public: Some(e2e),
-            binding: None,
-            addrs: Vec::new(),
-            relays: Vec::new(),
-            added_at_ms: now,
-            updated_at_ms: now,
-        }
+        let mut contact = ops::new_contact(&peer, state);
+        contact.e2e_public = Some(e2e);
+        contact.display_name = name;
+        contact
     }
 
     /// Save a contact with the sender's authenticated E2E key; the caller reports it.

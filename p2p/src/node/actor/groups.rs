@@ -39,9 +39,11 @@ use crate::group::post::GroupPost;
 use crate::group::sender_key::{self, SenderKey};
 use crate::group::{self as grp, GroupError};
 use crate::grouplog::{self, GroupLogRequest, GroupLogResponse};
+use crate::dm::{DmResult, RejectReason};
+use crate::node::inbound::GroupDelivery;
 use crate::node::{Event, GroupChange, NodeError};
 use crate::ops::{self, OpError};
-use crate::payload::{Payload, PeerHint};
+use crate::payload::{self, Payload, PeerHint};
 use crate::views::{GroupView, MessageView};
 
 /// How long a group message waits before it is published and appended again when no
@@ -267,13 +269,16 @@ impl Actor {
         if let Some(j) = self.groups.joined.get_mut(&group) {
             j.membership = trial;
         }
-        self.after_ops(group, before.clone(), std::slice::from_ref(&op), None);
+        // Queued before `after_ops` flushes and hands the outbox to the queues, and
+        // ahead of the keys it shares, so a new member gets the log first.
         self.send_authored(group, &before, &op);
+        self.after_ops(group, before, std::slice::from_ref(&op), None);
         self.group_view(group)
     }
 
-    /// Send an operation we authored: the whole log to a member it adds, the
-    /// operation to everyone else in the new state and to a member it removes.
+    /// Queue an operation we authored: the whole log to a member it adds, the
+    /// operation to everyone else in the new state and to a member it removes (the
+    /// caller flushes).
     fn send_authored(&mut self, group: GroupId, before: &GroupState, op: &SignedOp) {
         let Some(joined) = self.groups.joined.get(&group) else { return };
         let state = joined.membership.state().clone();
@@ -297,8 +302,6 @@ impl Actor {
             };
             self.send_one(&peer, &payload);
         }
-        self.flush();
-        self.reload_outbox();
     }
 
     fn resolve_member(&self, group: &Group, query: &str) -> Result<PeerId, NodeError> {
@@ -328,8 +331,65 @@ impl Actor {
 
     // ---- operations from others -------------------------------------------------
 
+    /// Apply the group payloads of a batch and set their results: operations first,
+    /// then keys, so a key finds the group its batch also brought (a sender's outbox
+    /// keeps no order between items queued in the same millisecond).
+    pub(super) fn receive_group(&mut self, mut deliveries: Vec<GroupDelivery>, results: &mut [DmResult]) {
+        deliveries.sort_by_key(|d| matches!(d.payload, Payload::GroupKey { .. }));
+        let mut keyed = BTreeSet::new();
+        for GroupDelivery { index, sender, payload } in deliveries {
+            let result = match payload {
+                Payload::GroupOps { group, ops, hints } => {
+                    self.receive_group_ops(sender, group, &ops, &hints);
+                    DmResult::Stored
+                }
+                Payload::GroupKey { group, generation, key } => {
+                    let result = self.receive_group_key(sender, group, generation, &key);
+                    if result == DmResult::Stored {
+                        keyed.insert(group);
+                    }
+                    result
+                }
+                _ => continue,
+            };
+            if let Some(slot) = results.get_mut(index) {
+                *slot = result;
+            }
+        }
+        if !keyed.is_empty() {
+            self.flush();
+        }
+        for group in keyed {
+            self.open_pending(group);
+        }
+    }
+
+    /// Keep a member's sender key (not flushed). A key from someone we do not know as
+    /// a member yet (its group's operations, or the `Add` of its sender, still on the
+    /// way) is `Unready`: the sender retries later. A departed member's is dropped.
+    fn receive_group_key(&mut self, sender: PeerId, group: GroupId, generation: u32, key: &[u8; 32]) -> DmResult {
+        let Some(joined) = self.groups.joined.get(&group) else {
+            return DmResult::Rejected(RejectReason::Unready);
+        };
+        let state = joined.membership.state();
+        if !state.members.contains_key(&sender) {
+            return if state.departed.contains(&sender) {
+                DmResult::Accepted
+            } else {
+                DmResult::Rejected(RejectReason::Unready)
+            };
+        }
+        match self.store.groups().put_key(group, &sender.to_string(), generation, key) {
+            Ok(()) => DmResult::Stored,
+            Err(e) => {
+                tracing::error!(error = %e, "storing a sender key failed");
+                DmResult::Rejected(RejectReason::Storage)
+            }
+        }
+    }
+
     /// Apply operations that came over the 1:1 channel from `sender`.
-    pub(super) fn receive_group_ops(&mut self, sender: PeerId, group: GroupId, encoded: &[Vec<u8>], hints: &[PeerHint]) {
+    fn receive_group_ops(&mut self, sender: PeerId, group: GroupId, encoded: &[Vec<u8>], hints: &[PeerHint]) {
         let ops: Vec<SignedOp> = encoded
             .iter()
             .filter_map(|b| SignedOp::decode(b).ok())
@@ -394,7 +454,6 @@ impl Actor {
             created_at_ms,
             relays: relays_of(&state).iter().map(|(_, a)| a.to_string()).collect(),
             active: state.members.contains_key(&self.me),
-            departed: state.departed.iter().map(ToString::to_string).collect(),
         };
         let conversation = grp::conversation(&group);
         let stored = self
@@ -463,38 +522,32 @@ impl Actor {
             OpKind::Add { member, .. } => PeerId::from_bytes(&member.peer_id).ok(),
             _ => None,
         };
-        let mut sends: Vec<(PeerId, Vec<u8>)> = Vec::new();
-        for op in fresh {
-            for other in &all {
-                if other.op.author == op.op.author {
-                    continue;
-                }
-                // `op` to the member `other` added concurrently (or later).
-                if other.op.epoch >= op.op.epoch
-                    && let Some(m) = added_by(other)
-                    && state.members.contains_key(&m)
-                    && m != self.me
-                    && m != from
-                    && let Ok(bytes) = op.encode()
-                {
-                    sends.push((m, bytes));
-                }
-                // `other` to the member `op` added, when `other` is concurrent or later.
-                if other.op.epoch >= op.op.epoch
-                    && let Some(m) = added_by(op)
-                    && state.members.contains_key(&m)
-                    && m != self.me
-                    && let Ok(bytes) = other.encode()
-                {
-                    sends.push((m, bytes));
+        let me = self.me;
+        let mut by_peer: HashMap<PeerId, Vec<Vec<u8>>> = HashMap::new();
+        let mut send = |peer: PeerId, op: &SignedOp| {
+            if peer == me || !state.members.contains_key(&peer) {
+                return;
+            }
+            if let Ok(bytes) = op.encode() {
+                let list = by_peer.entry(peer).or_default();
+                if !list.contains(&bytes) {
+                    list.push(bytes);
                 }
             }
-        }
-        let mut by_peer: HashMap<PeerId, Vec<Vec<u8>>> = HashMap::new();
-        for (peer, bytes) in sends {
-            let list = by_peer.entry(peer).or_default();
-            if !list.contains(&bytes) {
-                list.push(bytes);
+        };
+        for op in fresh {
+            // Operations by others made at the same epoch or later: concurrent with `op`
+            // or unaware of it.
+            for other in all.iter().filter(|o| o.op.author != op.op.author && o.op.epoch >= op.op.epoch) {
+                // `op` to the member `other` added; `other` to the member `op` added.
+                if let Some(m) = added_by(other)
+                    && m != from
+                {
+                    send(m, op);
+                }
+                if let Some(m) = added_by(op) {
+                    send(m, other);
+                }
             }
         }
         for (peer, ops) in by_peer {
@@ -511,31 +564,18 @@ impl Actor {
                 continue;
             }
             let id = peer.to_string();
-            match self.store.contacts().get(&id) {
+            let mut contact = match self.store.contacts().get(&id) {
                 Ok(Some(c)) if c.e2e_public.is_some() => continue,
-                Ok(Some(mut c)) => {
-                    c.e2e_public = Some(member.card.e2e_public);
-                    c.binding = Some(member.card.binding.to_vec());
-                    let _ = self.store.contacts().put(&c);
+                Ok(Some(c)) => c,
+                Ok(None) => ops::new_contact(peer, ContactState::Member),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a contact failed");
+                    continue;
                 }
-                Ok(None) => {
-                    let now = ops::now_ms();
-                    let c = Contact {
-                        peer_id: id,
-                        alias: None,
-                        display_name: None,
-                        state: ContactState::Member,
-                        e2e_public: Some(member.card.e2e_public),
-                        binding: Some(member.card.binding.to_vec()),
-                        addrs: Vec::new(),
-                        relays: Vec::new(),
-                        added_at_ms: now,
-                        updated_at_ms: now,
-                    };
-                    let _ = self.store.contacts().put(&c);
-                }
-                Err(e) => tracing::error!(error = %e, "reading a contact failed"),
-            }
+            };
+            contact.e2e_public = Some(member.card.e2e_public);
+            contact.binding = Some(member.card.binding.to_vec());
+            let _ = self.store.contacts().put(&contact);
         }
     }
 
@@ -548,8 +588,8 @@ impl Actor {
         }];
         for peer in state.members.keys().filter(|p| *p != recipient && **p != self.me) {
             if let Ok(Some(c)) = self.store.contacts().get(&peer.to_string()) {
-                let parse = |list: &[String]| list.iter().filter_map(|a| a.parse::<Multiaddr>().ok()).map(|a| a.to_vec()).collect();
-                hints.push(PeerHint { peer_id: peer.to_bytes(), addrs: parse(&c.addrs), relays: parse(&c.relays) });
+                let (addrs, relays) = (payload::addr_bytes(&c.addrs), payload::addr_bytes(&c.relays));
+                hints.push(PeerHint { peer_id: peer.to_bytes(), addrs, relays });
             }
         }
         hints
@@ -563,34 +603,17 @@ impl Actor {
             if peer == self.me {
                 continue;
             }
-            let to_strings = |list: &[Vec<u8>]| -> Vec<String> {
-                list.iter().filter_map(|b| Multiaddr::try_from(b.clone()).ok()).map(|a| a.to_string()).collect()
-            };
             let id = peer.to_string();
             let mut contact = match self.store.contacts().get(&id) {
                 Ok(Some(c)) => c,
-                Ok(None) => {
-                    let now = ops::now_ms();
-                    Contact {
-                        peer_id: id,
-                        alias: None,
-                        display_name: None,
-                        state: ContactState::Member,
-                        e2e_public: None,
-                        binding: None,
-                        addrs: Vec::new(),
-                        relays: Vec::new(),
-                        added_at_ms: now,
-                        updated_at_ms: now,
-                    }
-                }
+                Ok(None) => ops::new_contact(&peer, ContactState::Member),
                 Err(_) => continue,
             };
             if contact.addrs.is_empty() {
-                contact.addrs = to_strings(&hint.addrs);
+                contact.addrs = payload::addr_strings(&hint.addrs);
             }
             if contact.relays.is_empty() {
-                contact.relays = to_strings(&hint.relays);
+                contact.relays = payload::addr_strings(&hint.relays);
             }
             let _ = self.store.contacts().put(&contact);
         }
@@ -643,11 +666,6 @@ impl Actor {
         self.dial_members(&peers.into_iter().collect::<Vec<_>>());
     }
 
-    /// A key arrived for `group` (stored by the inbound path).
-    pub(super) fn group_key_arrived(&mut self, group: GroupId) {
-        self.open_pending(group);
-    }
-
     // ---- sending ------------------------------------------------------------------
 
     /// Compose and seal a text to a group (nothing stored yet; see `send_batch`).
@@ -657,10 +675,8 @@ impl Actor {
         text: &str,
         lamports: &mut HashMap<kith_storage::ConversationId, u64>,
     ) -> Result<(Message, OutboxEntry), NodeError> {
+        // Membership is checked by `compose_group_text` (on the stored `active`).
         let joined = self.groups.joined.get(&group.id).ok_or_else(|| not_allowed("unknown group"))?;
-        if !joined.membership.state().members.contains_key(&self.me) {
-            return Err(not_allowed(format!("you are no longer a member of {}", group.name)));
-        }
         let message = ops::compose_group_text(&self.store, &self.me, group, text, lamports)?;
         let post = GroupPost::Text {
             id: message.id,
@@ -841,21 +857,65 @@ impl Actor {
         }
     }
 
-    /// Check, open and store one group message (from gossip or a relay's log). The
-    /// verdict says whether gossip may forward it: a member's authentic message is
-    /// accepted even when we cannot read it yet (it is kept for later).
+    /// Check, open and store one group message from gossip. The verdict says whether
+    /// gossip may forward it: a member's authentic message is accepted even when we
+    /// cannot read it yet (it is kept for later).
     fn group_message(&mut self, group: GroupId, bytes: &[u8]) -> MessageAcceptance {
-        match self.open_group_message(group, bytes) {
-            Opened::Stored | Opened::Dropped => MessageAcceptance::Accept,
-            Opened::Later { member } => {
-                self.keep_pending(group, bytes);
-                if member { MessageAcceptance::Accept } else { MessageAcceptance::Reject }
-            }
-            Opened::Refused => MessageAcceptance::Reject,
-        }
+        // Unstored for a disk failure: still forwarded, others may store it.
+        self.sort_group_messages(group, std::iter::once(bytes)).unwrap_or(MessageAcceptance::Accept)
     }
 
-    fn open_group_message(&mut self, group: GroupId, bytes: &[u8]) -> Opened {
+    /// Open group messages: store the readable ones (one group commit), keep the ones
+    /// that cannot be read yet in `group_pending`. Returns gossip's verdict on the last
+    /// one, or None if storing failed (nothing was stored; the caller keeps its cursor).
+    fn sort_group_messages<'a>(
+        &mut self,
+        group: GroupId,
+        all: impl Iterator<Item = &'a [u8]>,
+    ) -> Option<MessageAcceptance> {
+        let mut readable = Vec::new();
+        let mut last = None;
+        for bytes in all {
+            let verdict = match self.open_group_message(group, bytes) {
+                Opened::Message(message) => {
+                    readable.push(*message);
+                    MessageAcceptance::Accept
+                }
+                Opened::Dropped => MessageAcceptance::Accept,
+                Opened::Later { member } => {
+                    self.keep_pending(group, bytes);
+                    if member { MessageAcceptance::Accept } else { MessageAcceptance::Reject }
+                }
+                Opened::Refused => MessageAcceptance::Reject,
+            };
+            last = Some(verdict);
+        }
+        if !self.store_group_messages(&readable) {
+            return None;
+        }
+        last
+    }
+
+    /// Store opened group messages in one group commit and announce the new ones.
+    /// Returns whether they are on disk.
+    fn store_group_messages(&mut self, messages: &[Message]) -> bool {
+        let inserted = match self.store.insert_incoming_batch(messages) {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                tracing::error!(error = %e, "storing group messages failed");
+                return false;
+            }
+        };
+        for (message, inserted) in messages.iter().zip(inserted) {
+            if inserted == Inserted::New {
+                self.emit(Event::MessageReceived { message: MessageView::new(message, None) });
+            }
+        }
+        true
+    }
+
+    /// Check and open one group message; nothing is written.
+    fn open_group_message(&self, group: GroupId, bytes: &[u8]) -> Opened {
         let Some(joined) = self.groups.joined.get(&group) else { return Opened::Refused };
         let state = joined.membership.state();
         if !state.members.contains_key(&self.me) {
@@ -891,7 +951,7 @@ impl Actor {
         if matches!(self.store.contacts().get(&author), Ok(Some(c)) if c.state == ContactState::Blocked) {
             return Opened::Dropped;
         }
-        let message = Message {
+        Opened::Message(Box::new(Message {
             id,
             conversation: grp::conversation(&group),
             author,
@@ -901,19 +961,7 @@ impl Actor {
             text,
             state: MessageState::Delivered,
             direction: Direction::Incoming,
-        };
-        match self.store.insert_incoming_batch(std::slice::from_ref(&message)) {
-            Ok(inserted) => {
-                if inserted.first() == Some(&Inserted::New) {
-                    self.emit(Event::MessageReceived { message: MessageView::new(&message, None) });
-                }
-                Opened::Stored
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "storing a group message failed");
-                Opened::Later { member: true }
-            }
-        }
+        }))
     }
 
     fn keep_pending(&mut self, group: GroupId, bytes: &[u8]) {
@@ -930,19 +978,23 @@ impl Actor {
     /// Try the group's pending messages again (a key or a member arrived).
     fn open_pending(&mut self, group: GroupId) {
         let pending = self.store.groups().pending(group).unwrap_or_default();
-        let mut done = false;
+        let mut readable = Vec::new();
+        let mut settled = Vec::new();
         for (digest, bytes) in pending {
             match self.open_group_message(group, &bytes) {
-                Opened::Later { .. } => {}
-                _ => {
-                    let _ = self.store.groups().remove_pending(group, &digest);
-                    done = true;
-                }
+                Opened::Later { .. } => continue,
+                Opened::Message(message) => readable.push(*message),
+                Opened::Dropped | Opened::Refused => {}
             }
+            settled.push(digest);
         }
-        if done {
-            self.flush();
+        if settled.is_empty() || !self.store_group_messages(&readable) {
+            return;
         }
+        for digest in settled {
+            let _ = self.store.groups().remove_pending(group, &digest);
+        }
+        self.flush();
     }
 
     /// Fetch what the group's relays logged since our cursor.
@@ -1002,8 +1054,10 @@ impl Actor {
             self.groups.fetching.remove(&(group, relay));
             return;
         };
-        for item in &items {
-            let _ = self.group_message(group, &item.bytes);
+        if self.sort_group_messages(group, items.iter().map(|i| i.bytes.as_slice())).is_none() {
+            // Not stored: the cursor stays, the next fetch brings the page again.
+            self.groups.fetching.remove(&(group, relay));
+            return;
         }
         if let Err(e) = self.store.settings().set(&cursor_key(&group, &relay), &last) {
             tracing::error!(error = %e, "storing a group log cursor failed");
@@ -1018,10 +1072,10 @@ impl Actor {
     }
 }
 
-/// What became of one group message.
+/// What opening one group message found.
 enum Opened {
-    /// Stored (new or a duplicate).
-    Stored,
+    /// A message to store (boxed: it is much larger than the other variants).
+    Message(Box<Message>),
     /// Authentic but not for display (ours, a blocked author, a group we left).
     Dropped,
     /// Cannot be read yet; `member` says whether its author is a member.
