@@ -6,7 +6,7 @@
 //! building actions by hand.
 
 use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
-use kith_p2p::node::{Event, Status};
+use kith_p2p::node::{Event, GroupChange, Status};
 use kith_p2p::views::{ContactView, GroupView, InboxEntry, MessageView, RequestView};
 
 /// An input to the state machine.
@@ -89,7 +89,7 @@ pub enum Response {
     /// A group request succeeded: the group now.
     GroupUpdated {
         /// What was asked.
-        op: GroupOp,
+        op: GroupChange,
         /// The group after the change.
         group: GroupView,
     },
@@ -147,7 +147,7 @@ pub enum Effect {
     /// Re-read the groups (`groups`).
     LoadGroups,
     /// Create or change a group (`group_create`, `group_add`, ...).
-    Group(GroupOp),
+    Group(GroupChange),
     /// Load a page of history (`history`).
     LoadHistory {
         /// The contact's peer id.
@@ -209,36 +209,6 @@ pub enum Effect {
     },
     /// Leave the interface.
     Quit,
-}
-
-/// A change to a group, as asked of the node. `group` is the group id (hex).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum GroupOp {
-    /// Create a group (`group_create`).
-    Create {
-        /// Its name.
-        name: String,
-    },
-    /// Add a contact (`group_add`).
-    Add {
-        /// The group id.
-        group: String,
-        /// Peer id or name of the contact.
-        contact: String,
-    },
-    /// Remove a member (`group_remove`).
-    Remove {
-        /// The group id.
-        group: String,
-        /// Peer id or name of the member.
-        member: String,
-    },
-    /// Leave the group (`group_leave`).
-    Leave {
-        /// The group id.
-        group: String,
-    },
 }
 
 #[cfg(test)]

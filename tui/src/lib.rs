@@ -31,7 +31,8 @@ mod text;
 
 use std::path::Path;
 
-pub use action::{Action, Effect, GroupOp, Response};
+pub use action::{Action, Effect, Response};
+pub use kith_p2p::node::GroupChange;
 pub use app::{App, Config, update};
 pub use runtime::{forward_events, local_utc_offset, perform};
 pub use ui::render;

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::action::{Action, Effect, GroupOp, Response};
+use crate::action::{Action, Effect, Response};
 use crate::app::{App, Config, update};
 use crate::terminal::{self, Tui};
 use crate::{TuiError, TuiOptions, text, ui};
@@ -256,13 +256,8 @@ pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, S
         Effect::LoadStatus => Response::Status(call(client, "status", json!({})).await?),
         Effect::LoadGroups => Response::Groups(call(client, "groups", json!({})).await?),
         Effect::Group(op) => {
-            let (method, params) = match op {
-                GroupOp::Create { name } => ("group_create", json!({ "name": name })),
-                GroupOp::Add { group, contact } => ("group_add", json!({ "group": group, "contact": contact })),
-                GroupOp::Remove { group, member } => ("group_remove", json!({ "group": group, "member": member })),
-                GroupOp::Leave { group } => ("group_leave", json!({ "group": group })),
-            };
-            let group: GroupView = call(client, method, params).await?;
+            let (method, params) = op.request();
+            let group: GroupView = call(client, &method, params).await?;
             Response::GroupUpdated { op: op.clone(), group }
         }
         Effect::LoadHistory { contact, before, limit } => {

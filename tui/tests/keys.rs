@@ -8,7 +8,7 @@ use crossterm::event::{KeyCode, KeyModifiers};
 use kith_p2p::kith_storage::{ContactState, MessageState};
 use kith_p2p::node::Event;
 use kith_tui::app::{InviteView, NodeState, Overlay, Scroll};
-use kith_tui::{Action, App, Config, Effect, GroupOp, Response, update};
+use kith_tui::{Action, App, Config, Effect, GroupChange, Response, update};
 
 fn send_effects(fx: &[Effect]) -> Vec<(String, String)> {
     fx.iter()
@@ -675,18 +675,18 @@ fn random_input_never_panics() {
 fn group_create_asks_the_node_and_opens_the_new_group() {
     let mut app = scene(config());
     let fx = command(&mut app, "/group create Book club");
-    assert_eq!(fx, vec![Effect::Group(GroupOp::Create { name: "Book club".into() })]);
+    assert_eq!(fx, vec![Effect::Group(GroupChange::Create { name: "Book club".into() })]);
     assert!(status_text(&app).contains("creating #Book club"));
     assert!(command(&mut app, "/group create").is_empty());
     assert!(status_text(&app).contains("usage: /group create <name>"));
     // The node answers with the group: it is listed and opened.
-    let op = GroupOp::Create { name: "Book club".into() };
+    let op = GroupChange::Create { name: "Book club".into() };
     let fx = update(&mut app, Action::Done(Response::GroupUpdated { op, group: book_club(true) }));
     assert_eq!(app.focused_id(), Some(GROUP));
     assert!(fx.contains(&Effect::LoadHistory { contact: GROUP.into(), before: None, limit: 50 }), "{fx:?}");
     assert!(status_text(&app).contains("created #Book club"));
     // A failure is reported like the other commands' failures.
-    let effect = Effect::Group(GroupOp::Create { name: "x".into() });
+    let effect = Effect::Group(GroupChange::Create { name: "x".into() });
     update(&mut app, Action::Failed { effect, error: "no relays configured".into() });
     let status = app.status().cloned();
     assert!(status.is_some_and(|s| s.error && s.text == "creating the group: no relays configured"));
@@ -705,13 +705,13 @@ fn group_commands_act_on_the_open_group() {
     let group = GROUP.to_owned();
     assert_eq!(
         command(&mut app, "/group add Bob"),
-        vec![Effect::Group(GroupOp::Add { group: group.clone(), contact: "Bob".into() })]
+        vec![Effect::Group(GroupChange::Add { group: group.clone(), contact: "Bob".into() })]
     );
     assert_eq!(
         command(&mut app, "/group remove Алиса"),
-        vec![Effect::Group(GroupOp::Remove { group: group.clone(), member: "Алиса".into() })]
+        vec![Effect::Group(GroupChange::Remove { group: group.clone(), member: "Алиса".into() })]
     );
-    assert_eq!(command(&mut app, "/group leave"), vec![Effect::Group(GroupOp::Leave { group: group.clone() })]);
+    assert_eq!(command(&mut app, "/group leave"), vec![Effect::Group(GroupChange::Leave { group: group.clone() })]);
     assert!(command(&mut app, "/group members").is_empty());
     assert_eq!(status_text(&app), "#Book club: 4 members: you (owner), Алиса (admin), Bob 🎸, …Caro0006");
     // Typing sends to the group.
@@ -721,7 +721,7 @@ fn group_commands_act_on_the_open_group() {
     update(&mut app, Action::Done(Response::Sent(sent)));
     assert_eq!(app.conversation(GROUP).and_then(|c| c.last.as_ref()).map(|m| m.text.as_str()), Some("hello all"));
     // Leaving: the node says we are out; the group stays, marked.
-    let op = GroupOp::Leave { group };
+    let op = GroupChange::Leave { group };
     update(&mut app, Action::Done(Response::GroupUpdated { op, group: book_club(false) }));
     assert_eq!(status_text(&app), "left #Book club");
     assert!(app.conversation(GROUP).and_then(|c| c.group_view()).is_some_and(|g| !g.active));

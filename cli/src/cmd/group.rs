@@ -3,6 +3,8 @@
 //! Changes need a running node (they are signed and sent to every member at once);
 //! listings read the store and work without one.
 
+use kith_p2p::kith_storage::Role;
+use kith_p2p::node::GroupChange;
 use kith_p2p::views::GroupView;
 use serde_json::{Value, json};
 
@@ -14,19 +16,22 @@ use crate::output;
 
 pub(crate) fn run(global: &Global, command: GroupCommand) -> Result {
     let home = super::home(global)?;
-    let (method, params, json_out) = match command {
-        GroupCommand::Create(a) => ("group_create", json!({ "name": a.name }), a.output.json),
-        GroupCommand::Add(a) => ("group_add", json!({ "group": a.group, "contact": a.member }), a.output.json),
-        GroupCommand::Remove(a) => ("group_remove", json!({ "group": a.group, "member": a.member }), a.output.json),
-        GroupCommand::Leave(a) => ("group_leave", json!({ "group": a.group }), a.output.json),
+    let (change, json_out) = match command {
+        GroupCommand::Create(a) => (GroupChange::Create { name: a.name }, a.output.json),
+        GroupCommand::Add(a) => (GroupChange::Add { group: a.group, contact: a.member }, a.output.json),
+        GroupCommand::Remove(a) => (GroupChange::Remove { group: a.group, member: a.member }, a.output.json),
+        GroupCommand::Leave(a) => (GroupChange::Leave { group: a.group }, a.output.json),
         GroupCommand::Promote(a) => {
-            ("group_role", json!({ "group": a.group, "member": a.member, "role": "admin" }), a.output.json)
+            (GroupChange::SetRole { group: a.group, member: a.member, role: Role::Admin }, a.output.json)
         }
         GroupCommand::Demote(a) => {
-            ("group_role", json!({ "group": a.group, "member": a.member, "role": "member" }), a.output.json)
+            (GroupChange::SetRole { group: a.group, member: a.member, role: Role::Member }, a.output.json)
         }
-        GroupCommand::Members(a) => ("group", json!({ "group": a.group }), a.output.json),
-        GroupCommand::Rename(a) => ("group_rename", json!({ "group": a.group, "name": a.name }), a.output.json),
+        GroupCommand::Rename(a) => (GroupChange::Rename { group: a.group, name: a.name }, a.output.json),
+        GroupCommand::Members(a) => {
+            let result = call(&home, "group", json!({ "group": a.group }))?;
+            return show(result, a.output.json);
+        }
         GroupCommand::List(out) => {
             let result = call(&home, "groups", Value::Null)?;
             if out.json {
@@ -42,7 +47,12 @@ pub(crate) fn run(global: &Global, command: GroupCommand) -> Result {
             return Ok(());
         }
     };
-    let result = call(&home, method, params)?;
+    let (method, params) = change.request();
+    show(call(&home, &method, params)?, json_out)
+}
+
+/// One group, as JSON or for people.
+fn show(result: Value, json_out: bool) -> Result {
     if json_out {
         return output::json(&result);
     }

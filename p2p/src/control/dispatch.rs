@@ -1,6 +1,6 @@
 //! Method dispatch, shared by the socket server (a running node) and the offline CLI.
 
-use kith_storage::{ContactState, Role, Store};
+use kith_storage::{ContactState, Store};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -111,36 +111,6 @@ struct HistoryParams {
 #[derive(Deserialize)]
 struct GroupParam {
     group: String,
-}
-
-#[derive(Deserialize)]
-struct NameParam {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct GroupNameParams {
-    group: String,
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct GroupAddParams {
-    group: String,
-    contact: String,
-}
-
-#[derive(Deserialize)]
-struct GroupMemberParams {
-    group: String,
-    member: String,
-}
-
-#[derive(Deserialize)]
-struct GroupRoleParams {
-    group: String,
-    member: String,
-    role: Role,
 }
 
 #[derive(Deserialize)]
@@ -255,11 +225,10 @@ pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Val
         _ => {
             let Some(node) = node else {
                 return Err(match method {
-                    "status" | "invite" | "add" | "send" | "dial" | "set_relays" | "shutdown" | "subscribe"
-                    | "group_create" | "group_add" | "group_remove" | "group_leave" | "group_role"
-                    | "group_rename" => {
+                    "status" | "invite" | "add" | "send" | "dial" | "set_relays" | "shutdown" | "subscribe" => {
                         no_node(method)
                     }
+                    m if GroupChange::METHODS.contains(&m) => no_node(method),
                     _ => ApiError::new("unknown_method", format!("no method {method:?}")),
                 });
             };
@@ -269,6 +238,11 @@ pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Val
 }
 
 async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, ApiError> {
+    let raw = if raw.is_null() { json!({}) } else { raw };
+    if let Some(change) = GroupChange::from_request(method, raw.clone()) {
+        let change = change.map_err(|e| ApiError::new("bad_params", e.to_string()))?;
+        return to_value(node.group(change).await?);
+    }
     match method {
         "status" => to_value(node.status().await?),
         "invite" => {
@@ -309,30 +283,6 @@ async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, A
             let addr = p.addr.parse().map_err(|_| ApiError::new("invalid", format!("bad multiaddr {:?}", p.addr)))?;
             node.dial(addr).await?;
             Ok(json!({}))
-        }
-        "group_create" => {
-            let p: NameParam = params(raw)?;
-            to_value(node.group(GroupChange::Create { name: p.name }).await?)
-        }
-        "group_add" => {
-            let p: GroupAddParams = params(raw)?;
-            to_value(node.group(GroupChange::Add { group: p.group, contact: p.contact }).await?)
-        }
-        "group_remove" => {
-            let p: GroupMemberParams = params(raw)?;
-            to_value(node.group(GroupChange::Remove { group: p.group, member: p.member }).await?)
-        }
-        "group_role" => {
-            let p: GroupRoleParams = params(raw)?;
-            to_value(node.group(GroupChange::SetRole { group: p.group, member: p.member, role: p.role }).await?)
-        }
-        "group_rename" => {
-            let p: GroupNameParams = params(raw)?;
-            to_value(node.group(GroupChange::Rename { group: p.group, name: p.name }).await?)
-        }
-        "group_leave" => {
-            let p: GroupParam = params(raw)?;
-            to_value(node.group(GroupChange::Leave { group: p.group }).await?)
         }
         "shutdown" => {
             node.shutdown().await;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use kith_p2p::kith_storage::{ContactState, Direction};
-use kith_p2p::node::Event;
+use kith_p2p::node::{Event, GroupChange};
 use kith_p2p::views::{GroupView, MessageView};
 
 use super::update::{
@@ -12,7 +12,7 @@ use super::update::{
     upsert_contact, upsert_group,
 };
 use super::{App, Conversation, Fetch, InviteView, NodeState, Overlay, PAGE};
-use crate::action::{Effect, GroupOp, Response};
+use crate::action::{Effect, Response};
 
 // ---- node events -----------------------------------------------------------------------
 
@@ -253,13 +253,14 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             let (id, name) = (group.id.clone(), group.name.clone());
             upsert_group(app, group);
             let text = match &op {
-                GroupOp::Create { .. } => format!("created #{name}: /group add <contact> adds members"),
-                GroupOp::Add { contact, .. } => format!("added {contact} to #{name}"),
-                GroupOp::Remove { member, .. } => format!("removed {member} from #{name}"),
-                GroupOp::Leave { .. } => format!("left #{name}"),
+                GroupChange::Create { .. } => format!("created #{name}: /group add <contact> adds members"),
+                GroupChange::Add { contact, .. } => format!("added {contact} to #{name}"),
+                GroupChange::Remove { member, .. } => format!("removed {member} from #{name}"),
+                GroupChange::Leave { .. } => format!("left #{name}"),
+                _ => format!("changed #{name}"),
             };
             app.set_status(text, false);
-            if matches!(op, GroupOp::Create { .. }) {
+            if matches!(op, GroupChange::Create { .. }) {
                 focus(app, &id, fx);
             } else {
                 request_preview(app, &id, fx);
@@ -391,10 +392,11 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         Effect::LoadStatus => "loading the node status",
         Effect::LoadGroups => "loading groups",
         Effect::Group(op) => match op {
-            GroupOp::Create { .. } => "creating the group",
-            GroupOp::Add { .. } => "adding to the group",
-            GroupOp::Remove { .. } => "removing from the group",
-            GroupOp::Leave { .. } => "leaving the group",
+            GroupChange::Create { .. } => "creating the group",
+            GroupChange::Add { .. } => "adding to the group",
+            GroupChange::Remove { .. } => "removing from the group",
+            GroupChange::Leave { .. } => "leaving the group",
+            _ => "changing the group",
         },
         Effect::MarkRead { .. } => "marking as read",
         Effect::Add { .. } => "adding the contact",

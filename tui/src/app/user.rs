@@ -6,7 +6,9 @@ use ratatui::layout::Position;
 
 use super::update::{clamp_list_offset, focus, jump_to_newest, page_rows, screen, scroll_messages, switch};
 use super::{App, InviteView, Overlay, Scroll, Switcher};
-use crate::action::{Effect, GroupOp};
+use kith_p2p::node::GroupChange;
+
+use crate::action::Effect;
 use crate::commands::{self, Command, GroupCommand};
 use crate::ui::{layout::Areas, list, overlay};
 
@@ -183,7 +185,7 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
 fn group_command(app: &mut App, command: GroupCommand, fx: &mut Vec<Effect>) {
     if let GroupCommand::Create(name) = command {
         app.set_status(format!("creating #{name}…"), false);
-        fx.push(Effect::Group(GroupOp::Create { name }));
+        fx.push(Effect::Group(GroupChange::Create { name }));
         return;
     }
     let Some(conv) = app.focused() else {
@@ -197,9 +199,9 @@ fn group_command(app: &mut App, command: GroupCommand, fx: &mut Vec<Effect>) {
     let id = group.id.clone();
     match command {
         GroupCommand::Create(_) => {}
-        GroupCommand::Add(contact) => fx.push(Effect::Group(GroupOp::Add { group: id, contact })),
-        GroupCommand::Remove(member) => fx.push(Effect::Group(GroupOp::Remove { group: id, member })),
-        GroupCommand::Leave => fx.push(Effect::Group(GroupOp::Leave { group: id })),
+        GroupCommand::Add(contact) => fx.push(Effect::Group(GroupChange::Add { group: id, contact })),
+        GroupCommand::Remove(member) => fx.push(Effect::Group(GroupChange::Remove { group: id, member })),
+        GroupCommand::Leave => fx.push(Effect::Group(GroupChange::Leave { group: id })),
         GroupCommand::Members => {
             // The status line holds one line; a long list is cut at the screen edge.
             let members: Vec<String> = group
