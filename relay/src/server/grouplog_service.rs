@@ -24,14 +24,7 @@ use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, RefusalReason};
 
 /// What to do with a request.
-#[derive(Debug)]
-pub(crate) enum Action {
-    /// Send this response now.
-    Respond(GroupLogResponse),
-    /// Run this job on the blocking pool and send its result (boxed: a job is
-    /// much larger than an answer).
-    Job(Box<Job>),
-}
+pub(crate) type Action = super::jobs::Action<GroupLogResponse, Job>;
 
 /// Disk work for one request (or the expiry sweep), with what it needs to run on any
 /// thread.
@@ -101,18 +94,6 @@ impl Service {
         self.store.as_ref()
     }
 
-    /// Decides what to do with `request` from the authenticated `peer`. Cheap and
-    /// non-blocking: safe on the event loop.
-    pub(crate) fn handle(&mut self, peer: &PeerId, request: GroupLogRequest) -> Action {
-        match self.decide(peer, request) {
-            Ok(action) => action,
-            Err(refusal) => {
-                tracing::debug!(%peer, refusal = refusal.as_str(), "group log request refused");
-                self.metrics.grouplog_refused(reason(&refusal));
-                Action::Respond(GroupLogResponse::Refused(refusal))
-            }
-        }
-    }
 
     fn decide(&mut self, peer: &PeerId, request: GroupLogRequest) -> Result<Action, Refusal> {
         let Some(store) = self.store.clone() else {
@@ -171,6 +152,33 @@ impl Service {
     /// Forgets idle senders in the rate limiter (memory only; no decision changes).
     pub(crate) fn prune(&mut self) {
         self.limiter.prune(std::time::Instant::now());
+    }
+}
+
+impl super::jobs::Service for Service {
+    type Request = GroupLogRequest;
+    type Response = GroupLogResponse;
+    type Job = Job;
+
+    /// Cheap and non-blocking: a refusal is answered at once, disk work becomes a job.
+    fn handle(&mut self, peer: &PeerId, request: GroupLogRequest) -> Action {
+        match self.decide(peer, request) {
+            Ok(action) => action,
+            Err(refusal) => {
+                tracing::debug!(%peer, refusal = refusal.as_str(), "group log request refused");
+                self.metrics.grouplog_refused(reason(&refusal));
+                Action::Respond(GroupLogResponse::Refused(refusal))
+            }
+        }
+    }
+
+    fn run(job: Job) -> GroupLogResponse {
+        job.run()
+    }
+
+    fn busy(&self) -> GroupLogResponse {
+        self.metrics.grouplog_refused(RefusalReason::Busy);
+        GroupLogResponse::Refused(super::jobs::busy())
     }
 }
 
@@ -297,6 +305,7 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     use super::*;
+    use crate::server::jobs::Service as _;
     use crate::grouplog::GroupLogLimits;
 
     struct Fixture {

@@ -11,8 +11,49 @@
 
 use std::collections::HashSet;
 
-use libp2p::request_response::{InboundRequestId, ResponseChannel};
+use libp2p::PeerId;
+use libp2p::request_response::{self, InboundRequestId, ResponseChannel};
 use tokio::task::{Id, JoinError, JoinSet};
+
+/// The retry hint sent with requests refused because every job slot is busy.
+const BUSY_RETRY_AFTER_MS: u64 = 250;
+
+/// The refusal sent when every job slot of a service is busy.
+pub(crate) fn busy() -> kith_p2p::mailbox::Refusal {
+    kith_p2p::mailbox::Refusal::RateLimited {
+        retry_after_ms: BUSY_RETRY_AFTER_MS,
+    }
+}
+
+/// What a service makes of a request.
+#[derive(Debug)]
+pub(crate) enum Action<R, J> {
+    /// Send this response now.
+    Respond(R),
+    /// Run this job on the blocking pool and send its result (boxed: a job is much
+    /// larger than an answer).
+    Job(Box<J>),
+}
+
+/// A request-response service of the relay as the event loop drives it: a cheap
+/// decision on the loop, disk work as a job.
+pub(crate) trait Service {
+    /// What it is asked.
+    type Request;
+    /// What it answers.
+    type Response: Send + 'static;
+    /// Its disk work.
+    type Job: Send + 'static;
+
+    /// Decides what to do with `request` from the authenticated `peer`; never blocks.
+    fn handle(&mut self, peer: &PeerId, request: Self::Request) -> Action<Self::Response, Self::Job>;
+
+    /// Runs a job (blocks on disk I/O: the blocking pool calls it).
+    fn run(job: Self::Job) -> Self::Response;
+
+    /// The answer when every job slot is taken (counted in the metrics).
+    fn busy(&self) -> Self::Response;
+}
 
 /// Where a request's answer goes.
 pub(crate) type Reply<R> = (InboundRequestId, ResponseChannel<R>);
@@ -126,5 +167,89 @@ impl<R: Send + 'static> Jobs<R> {
     /// Notes a response written, or its request failed.
     pub(crate) fn settled(&mut self, request: &InboundRequestId) {
         self.unsent.remove(request);
+    }
+
+    /// Handles one event of `service`'s request-response `behaviour`: answers a
+    /// request at once or as a job (or drops it while shutting down, when not
+    /// `accepting`: the client sees it fail and retries), and tracks answers until
+    /// they are written.
+    pub(crate) fn on_event<S, C>(
+        &mut self,
+        service: &mut S,
+        behaviour: &mut request_response::Behaviour<C>,
+        accepting: bool,
+        event: request_response::Event<S::Request, R>,
+    ) where
+        S: Service<Response = R>,
+        C: request_response::Codec<Request = S::Request, Response = R> + Clone + Send + 'static,
+    {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    },
+                ..
+            } => {
+                if !accepting {
+                    tracing::debug!(%peer, service = self.service, "request dropped during shutdown");
+                    return;
+                }
+                match service.handle(&peer, request) {
+                    Action::Respond(response) => self.respond(behaviour, (request_id, channel), response),
+                    Action::Job(job) => {
+                        if let Err(reply) = self.spawn((request_id, channel), move || S::run(*job)) {
+                            self.respond(behaviour, reply, service.busy());
+                        }
+                    }
+                }
+            }
+            request_response::Event::Message { peer, .. } => {
+                tracing::debug!(%peer, service = self.service, "unexpected response ignored");
+            }
+            request_response::Event::ResponseSent { request_id, .. } => self.settled(&request_id),
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                // Includes requests the codec refused to decode (garbage, oversized
+                // frames): the stream is dropped, the relay goes on.
+                self.settled(&request_id);
+                tracing::debug!(%peer, %error, service = self.service, "request failed");
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, service = self.service, "outbound failure");
+            }
+        }
+    }
+
+    /// Settles a finished job and sends its answer, if it has one.
+    pub(crate) fn on_done<C>(
+        &mut self,
+        behaviour: &mut request_response::Behaviour<C>,
+        done: Result<(Id, Output<R>), JoinError>,
+    ) where
+        C: request_response::Codec<Response = R> + Clone + Send + 'static,
+    {
+        if let Some((reply, response)) = self.finished(done) {
+            self.respond(behaviour, reply, response);
+        }
+    }
+
+    /// Hands `response` to the swarm for `reply`.
+    fn respond<C>(&mut self, behaviour: &mut request_response::Behaviour<C>, (request_id, channel): Reply<R>, response: R)
+    where
+        C: request_response::Codec<Response = R> + Clone + Send + 'static,
+    {
+        if behaviour.send_response(channel, response).is_ok() {
+            self.handed_over(request_id);
+        } else {
+            tracing::debug!(service = self.service, "requester went away before the answer");
+        }
     }
 }

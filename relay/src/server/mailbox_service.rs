@@ -30,14 +30,7 @@ use crate::mailbox::{self as store, DepositOutcome, MailboxStore, StoredEnvelope
 use crate::metrics::{Metrics, RefusalReason};
 
 /// What to do with a request.
-#[derive(Debug)]
-pub(crate) enum Action {
-    /// Send this response now.
-    Respond(MailboxResponse),
-    /// Run this job on the blocking pool and send its result (boxed: a job is
-    /// much larger than an answer).
-    Job(Box<Job>),
-}
+pub(crate) type Action = super::jobs::Action<MailboxResponse, Job>;
 
 /// Disk work for one request (or the expiry sweep), with what it needs to run on any
 /// thread.
@@ -136,18 +129,6 @@ impl Service {
         self.store.as_ref()
     }
 
-    /// Decides what to do with `request` from the authenticated `peer`. Cheap and
-    /// non-blocking: safe on the event loop.
-    pub(crate) fn handle(&mut self, peer: &PeerId, request: MailboxRequest) -> Action {
-        match self.decide(peer, request) {
-            Ok(action) => action,
-            Err(refusal) => {
-                tracing::debug!(%peer, refusal = refusal.as_str(), "mailbox request refused");
-                self.metrics.refused(reason(&refusal));
-                Action::Respond(MailboxResponse::Refused(refusal))
-            }
-        }
-    }
 
     fn decide(&mut self, peer: &PeerId, request: MailboxRequest) -> Result<Action, Refusal> {
         let Some(store) = self.store.clone() else {
@@ -257,6 +238,33 @@ impl Service {
     /// Forgets idle senders in the rate limiter (memory only; no decision changes).
     pub(crate) fn prune(&mut self) {
         self.limiter.prune(Instant::now());
+    }
+}
+
+impl super::jobs::Service for Service {
+    type Request = MailboxRequest;
+    type Response = MailboxResponse;
+    type Job = Job;
+
+    /// Cheap and non-blocking: a refusal is answered at once, disk work becomes a job.
+    fn handle(&mut self, peer: &PeerId, request: MailboxRequest) -> Action {
+        match self.decide(peer, request) {
+            Ok(action) => action,
+            Err(refusal) => {
+                tracing::debug!(%peer, refusal = refusal.as_str(), "mailbox request refused");
+                self.metrics.refused(reason(&refusal));
+                Action::Respond(MailboxResponse::Refused(refusal))
+            }
+        }
+    }
+
+    fn run(job: Job) -> MailboxResponse {
+        job.run()
+    }
+
+    fn busy(&self) -> MailboxResponse {
+        self.metrics.refused(RefusalReason::Busy);
+        MailboxResponse::Refused(super::jobs::busy())
     }
 }
 
@@ -472,6 +480,7 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     use super::*;
+    use crate::server::jobs::Service as _;
     use crate::mailbox::MailboxLimits;
 
     struct Fixture {

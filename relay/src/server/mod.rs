@@ -25,14 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kith_p2p::grouplog::{GroupLogRequest, GroupLogResponse};
-use kith_p2p::mailbox::{MailboxRequest, MailboxResponse, Refusal};
+use kith_p2p::grouplog::GroupLogResponse;
+use kith_p2p::mailbox::MailboxResponse;
 use kith_p2p::node::KAD_PROTOCOL;
 use libp2p::core::transport::ListenerId;
 use libp2p::kad::store::RecordStore;
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, noise, relay, tcp, yamux};
 use prometheus_client::registry::Registry;
@@ -42,10 +41,10 @@ use crate::config::{AccessPolicy, RelayConfig};
 use crate::grouplog::GroupLogStore;
 use crate::limits::RateLimiter;
 use crate::mailbox::{MailboxStore, OpenError};
-use crate::metrics::{Metrics, RefusalReason};
+use crate::metrics::Metrics;
 use behaviour::{Behaviour, BehaviourEvent};
-use jobs::{Jobs, Reply};
-use mailbox_service::{Access, Action, Service};
+use jobs::Jobs;
+use mailbox_service::{Access, Service};
 
 /// Mailbox jobs (disk work) in flight at once; beyond it requests are answered
 /// `RateLimited` at once, so a flood cannot queue unbounded work or tasks.
@@ -55,9 +54,6 @@ pub const MAX_MAILBOX_JOBS: usize = 64;
 /// `RateLimited` at once. Separate from [`MAX_MAILBOX_JOBS`], so a flood of one
 /// kind cannot starve the other.
 pub const MAX_GROUPLOG_JOBS: usize = 64;
-
-/// The retry hint sent with requests refused because every job slot is busy.
-const BUSY_RETRY_AFTER_MS: u64 = 250;
 
 /// How long [`Relay::start`] waits for every listener to report an address.
 const LISTEN_DEADLINE: Duration = Duration::from_secs(10);
@@ -413,10 +409,10 @@ impl Relay {
                 biased;
                 () = &mut shutdown => break,
                 Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
-                    self.on_job_done(done);
+                    self.jobs.on_done(&mut self.swarm.behaviour_mut().mailbox, done);
                 }
                 Some(done) = self.group_jobs.join_next(), if !self.group_jobs.is_empty() => {
-                    self.on_group_job_done(done);
+                    self.group_jobs.on_done(&mut self.swarm.behaviour_mut().grouplog, done);
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = expiry.tick() => self.start_expiry(),
@@ -457,10 +453,10 @@ impl Relay {
                     break;
                 }
                 Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
-                    self.on_job_done(done);
+                    self.jobs.on_done(&mut self.swarm.behaviour_mut().mailbox, done);
                 }
                 Some(done) = self.group_jobs.join_next(), if !self.group_jobs.is_empty() => {
-                    self.on_group_job_done(done);
+                    self.group_jobs.on_done(&mut self.swarm.behaviour_mut().grouplog, done);
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
             }
@@ -562,8 +558,14 @@ impl Relay {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event),
-            BehaviourEvent::Grouplog(event) => self.on_grouplog_event(event),
+            BehaviourEvent::Mailbox(event) => {
+                let mailbox = &mut self.swarm.behaviour_mut().mailbox;
+                self.jobs.on_event(&mut self.service, mailbox, self.accepting, event);
+            }
+            BehaviourEvent::Grouplog(event) => {
+                let grouplog = &mut self.swarm.behaviour_mut().grouplog;
+                self.group_jobs.on_event(&mut self.group_service, grouplog, self.accepting, event);
+            }
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
@@ -699,146 +701,9 @@ impl Relay {
         }
     }
 
-    fn on_mailbox_event(
-        &mut self,
-        event: request_response::Event<MailboxRequest, MailboxResponse>,
-    ) {
-        match event {
-            request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request_id,
-                        request,
-                        channel,
-                    },
-                ..
-            } => {
-                if !self.accepting {
-                    // Shutting down: the request fails on the client, which retries.
-                    tracing::debug!(%peer, "mailbox request dropped during shutdown");
-                    return;
-                }
-                match self.service.handle(&peer, request) {
-                    Action::Respond(response) => self.respond((request_id, channel), response),
-                    Action::Job(job) => {
-                        if let Err(reply) =
-                            self.jobs.spawn((request_id, channel), move || job.run())
-                        {
-                            self.metrics.refused(RefusalReason::Busy);
-                            self.respond(reply, MailboxResponse::Refused(busy()));
-                        }
-                    }
-                }
-            }
-            request_response::Event::Message { peer, .. } => {
-                tracing::debug!(%peer, "unexpected mailbox response ignored");
-            }
-            request_response::Event::ResponseSent { request_id, .. } => {
-                self.jobs.settled(&request_id);
-            }
-            request_response::Event::InboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                self.jobs.settled(&request_id);
-                tracing::debug!(%peer, %error, "mailbox request failed");
-            }
-            request_response::Event::OutboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "mailbox outbound failure");
-            }
-        }
-    }
-
     fn start_expiry(&mut self) {
         if let Some(job) = self.service.expire_job() {
             self.jobs.spawn_expiry(move || job.run());
-        }
-    }
-
-    fn on_job_done(
-        &mut self,
-        done: Result<(tokio::task::Id, jobs::Output<MailboxResponse>), tokio::task::JoinError>,
-    ) {
-        if let Some((reply, response)) = self.jobs.finished(done) {
-            self.respond(reply, response);
-        }
-    }
-
-    fn respond(
-        &mut self,
-        (request_id, channel): Reply<MailboxResponse>,
-        response: MailboxResponse,
-    ) {
-        if self
-            .swarm
-            .behaviour_mut()
-            .mailbox
-            .send_response(channel, response)
-            .is_ok()
-        {
-            self.jobs.handed_over(request_id);
-        } else {
-            tracing::debug!("mailbox requester went away before the answer");
-        }
-    }
-
-    fn on_grouplog_event(
-        &mut self,
-        event: request_response::Event<GroupLogRequest, GroupLogResponse>,
-    ) {
-        match event {
-            request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request_id,
-                        request,
-                        channel,
-                    },
-                ..
-            } => {
-                if !self.accepting {
-                    tracing::debug!(%peer, "group log request dropped during shutdown");
-                    return;
-                }
-                match self.group_service.handle(&peer, request) {
-                    grouplog_service::Action::Respond(response) => {
-                        self.respond_group((request_id, channel), response);
-                    }
-                    grouplog_service::Action::Job(job) => {
-                        if let Err(reply) = self
-                            .group_jobs
-                            .spawn((request_id, channel), move || job.run())
-                        {
-                            self.metrics.grouplog_refused(RefusalReason::Busy);
-                            self.respond_group(reply, GroupLogResponse::Refused(busy()));
-                        }
-                    }
-                }
-            }
-            request_response::Event::Message { peer, .. } => {
-                tracing::debug!(%peer, "unexpected group log response ignored");
-            }
-            request_response::Event::ResponseSent { request_id, .. } => {
-                self.group_jobs.settled(&request_id);
-            }
-            request_response::Event::InboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                // Includes requests the codec refused to decode (garbage, oversized
-                // frames): the stream is dropped, the relay goes on.
-                self.group_jobs.settled(&request_id);
-                tracing::debug!(%peer, %error, "group log request failed");
-            }
-            request_response::Event::OutboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "group log outbound failure");
-            }
         }
     }
 
@@ -846,40 +711,6 @@ impl Relay {
         if let Some(job) = self.group_service.expire_job() {
             self.group_jobs.spawn_expiry(move || job.run());
         }
-    }
-
-    fn on_group_job_done(
-        &mut self,
-        done: Result<(tokio::task::Id, jobs::Output<GroupLogResponse>), tokio::task::JoinError>,
-    ) {
-        if let Some((reply, response)) = self.group_jobs.finished(done) {
-            self.respond_group(reply, response);
-        }
-    }
-
-    fn respond_group(
-        &mut self,
-        (request_id, channel): Reply<GroupLogResponse>,
-        response: GroupLogResponse,
-    ) {
-        if self
-            .swarm
-            .behaviour_mut()
-            .grouplog
-            .send_response(channel, response)
-            .is_ok()
-        {
-            self.group_jobs.handed_over(request_id);
-        } else {
-            tracing::debug!("group log requester went away before the answer");
-        }
-    }
-}
-
-/// The refusal sent when every job slot of a service is busy.
-fn busy() -> Refusal {
-    Refusal::RateLimited {
-        retry_after_ms: BUSY_RETRY_AFTER_MS,
     }
 }
 
