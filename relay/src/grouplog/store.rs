@@ -1,7 +1,6 @@
 //! [`GroupLogStore`]: the opened database and its operations.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use crate::mailbox::OpenError;
 use crate::mailbox::error::db_error;
 use crate::mailbox::keys::{self, HASH_LEN, META, Record};
 use crate::mailbox::store::{EXPIRE_BATCH, Totals, check_schema, open_sled};
-use crate::mailbox::txn::{Delta, Tx, TxResult, abort};
+use crate::mailbox::txn::{Delta, EmptyRecords, Tx, TxResult, abort, sweep};
 
 /// The schema version this build writes.
 const SCHEMA_VERSION: u32 = 1;
@@ -262,56 +261,13 @@ impl GroupLogStore {
         let Some(cutoff) = now_ms.checked_sub(ttl_ms) else {
             return Ok(0);
         };
-        // Keys of items appended at or before `cutoff`.
-        let end = cutoff.saturating_add(1).to_be_bytes();
-        let mut total = 0;
-        loop {
-            let batch = self
-                .inner
-                .expiry
-                .range(..end.as_slice())
-                .keys()
-                .take(EXPIRE_BATCH)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_error)?;
-            if batch.is_empty() {
-                break;
-            }
-            let (removed, delta) = self.inner.transact(|tx| {
-                // Per log: its record as it goes, and whether it held items before.
-                let mut records: HashMap<&[u8], (Record, bool)> = HashMap::new();
-                let mut delta = Delta::default();
-                for key in &batch {
-                    let (prefix, seq) = keys::split_expiry_key(key).or_else(abort)?;
-                    let (record, _) = match records.entry(prefix) {
-                        Entry::Occupied(entry) => entry.into_mut(),
-                        Entry::Vacant(entry) => {
-                            let (record, _) = tx.record(prefix)?;
-                            entry.insert((record, record.count > 0))
-                        }
-                    };
-                    if let Some(len) = tx.remove_envelope(prefix, seq, record)? {
-                        delta.envelopes -= 1;
-                        delta.bytes -= len as i64;
-                    }
-                    tx.expiry.remove(key.as_ref())?;
-                }
-                for (prefix, (record, held)) in records {
-                    // Kept even when empty: it holds the next sequence number.
-                    tx.mailboxes.insert(prefix, &record.encode()[..])?;
-                    if held && record.count == 0 {
-                        delta.mailboxes -= 1;
-                    }
-                }
-                Ok((delta.envelopes.unsigned_abs() as usize, delta))
-            })?;
+        let total = sweep::<GroupLogError>(&self.inner.expiry, cutoff, EXPIRE_BATCH, |batch| {
+            let (removed, delta) = self.inner.transact(|tx| tx.expire_batch(batch, EmptyRecords::Keep))?;
             self.inner.totals.apply(delta);
-            total += removed;
-            if batch.len() < EXPIRE_BATCH {
-                break;
-            }
-        }
+            Ok(removed)
+        })?;
         if total > 0 {
+            // Not needed for safety (a lost expiry is redone), but frees the space.
             self.inner.flush()?;
             tracing::debug!(expired = total, "expired group log items");
         }

@@ -1,7 +1,5 @@
 //! [`MailboxStore`]: the opened database and its operations.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use sled::transaction::TransactionError;
 use super::challenge::{Challenges, NONCE_LEN};
 use super::error::{db_error, open_err};
 use super::keys::{self, ENVELOPES, EXPIRY, HASHES, MAILBOXES, META, Record, SCHEMA_VERSION_KEY};
-use super::txn::{Delta, Tx, TxResult, abort};
+use super::txn::{Delta, EmptyRecords, Tx, TxResult, abort, sweep};
 use super::{
     ChallengeError, DepositOutcome, MailboxError, MailboxLimits, MailboxStats, OpenError, Refusal,
     StoredEnvelope, Usage,
@@ -319,48 +317,11 @@ impl MailboxStore {
         let Some(cutoff) = now_ms.checked_sub(ttl_ms) else {
             return Ok(0);
         };
-        // Keys of envelopes deposited at or before `cutoff`.
-        let end = cutoff.saturating_add(1).to_be_bytes();
-        let mut total = 0;
-        loop {
-            let batch = self
-                .inner
-                .expiry
-                .range(..end.as_slice())
-                .keys()
-                .take(EXPIRE_BATCH)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_error)?;
-            if batch.is_empty() {
-                break;
-            }
-            let (removed, delta) = self.inner.transact(|tx| {
-                let mut records: HashMap<&[u8], (Record, bool)> = HashMap::new();
-                let mut delta = Delta::default();
-                for key in &batch {
-                    let (prefix, seq) = keys::split_expiry_key(key).or_else(abort)?;
-                    let (record, _) = match records.entry(prefix) {
-                        Entry::Occupied(entry) => entry.into_mut(),
-                        Entry::Vacant(entry) => entry.insert(tx.record(prefix)?),
-                    };
-                    if let Some(len) = tx.remove_envelope(prefix, seq, record)? {
-                        delta.envelopes -= 1;
-                        delta.bytes -= len as i64;
-                    }
-                    // Gone already (acked meanwhile) or not: the index entry goes.
-                    tx.expiry.remove(key.as_ref())?;
-                }
-                for (prefix, (record, existed)) in records {
-                    delta.mailboxes += tx.put_record(prefix, record, existed)?;
-                }
-                Ok((delta.envelopes.unsigned_abs() as usize, delta))
-            })?;
+        let total = sweep::<MailboxError>(&self.inner.expiry, cutoff, EXPIRE_BATCH, |batch| {
+            let (removed, delta) = self.inner.transact(|tx| tx.expire_batch(batch, EmptyRecords::Drop))?;
             self.inner.totals.apply(delta);
-            total += removed;
-            if batch.len() < EXPIRE_BATCH {
-                break;
-            }
-        }
+            Ok(removed)
+        })?;
         if total > 0 {
             // Not needed for safety (a lost expiry is redone), but frees the space.
             self.inner.flush()?;

@@ -2,6 +2,9 @@
 //! records and removing one envelope with its index entries, so every path keeps the
 //! counters and indexes consistent the same way.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::MailboxError;
@@ -107,3 +110,79 @@ impl Tx<'_> {
         }
     }
 }
+
+/// What happens to a record left empty by expiry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EmptyRecords {
+    /// Delete it (a mailbox; the sequence floor keeps numbering monotonic).
+    Drop,
+    /// Keep it: it holds the next sequence number (a group log has many readers,
+    /// whose cursors must stay valid).
+    Keep,
+}
+
+impl Tx<'_> {
+    /// Removes the items named by a batch of expiry-index keys with their index
+    /// entries and updates their records; returns how many items went and the change
+    /// to the totals.
+    pub(crate) fn expire_batch(&self, batch: &[sled::IVec], empty: EmptyRecords) -> TxResult<(usize, Delta)> {
+        // Per record: as it goes, and whether it held items before.
+        let mut records: HashMap<&[u8], (Record, bool)> = HashMap::new();
+        let mut delta = Delta::default();
+        for key in batch {
+            let (prefix, seq) = keys::split_expiry_key(key).or_else(abort)?;
+            let (record, _) = match records.entry(prefix) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let (record, existed) = self.record(prefix)?;
+                    entry.insert((record, existed && record.count > 0))
+                }
+            };
+            if let Some(len) = self.remove_envelope(prefix, seq, record)? {
+                delta.envelopes -= 1;
+                delta.bytes -= len as i64;
+            }
+            // Gone already (acked meanwhile) or not: the index entry goes.
+            self.expiry.remove(key.as_ref())?;
+        }
+        for (prefix, (record, held)) in records {
+            delta.mailboxes += match empty {
+                EmptyRecords::Drop => self.put_record(prefix, record, held)?,
+                EmptyRecords::Keep => {
+                    self.mailboxes.insert(prefix, &record.encode()[..])?;
+                    if held && record.count == 0 { -1 } else { 0 }
+                }
+            };
+        }
+        Ok((delta.envelopes.unsigned_abs() as usize, delta))
+    }
+}
+
+/// Expires everything the `expiry` index (`at_ms ‖ prefix ‖ seq` keys) holds from
+/// before `cutoff_ms`, in transactions of at most `batch` keys made by `expire`, so
+/// writes interleave with a long sweep; returns how many items went.
+pub(crate) fn sweep<E: From<MailboxError>>(
+    expiry: &sled::Tree,
+    cutoff_ms: u64,
+    batch: usize,
+    mut expire: impl FnMut(&[sled::IVec]) -> Result<usize, E>,
+) -> Result<usize, E> {
+    let end = cutoff_ms.saturating_add(1).to_be_bytes();
+    let mut total = 0;
+    loop {
+        let keys = expiry
+            .range(..end.as_slice())
+            .keys()
+            .take(batch)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| E::from(super::error::db_error(e)))?;
+        if keys.is_empty() {
+            return Ok(total);
+        }
+        total += expire(&keys)?;
+        if keys.len() < batch {
+            return Ok(total);
+        }
+    }
+}
+
