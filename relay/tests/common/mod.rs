@@ -358,21 +358,7 @@ impl TestPeer {
             .mailbox
             .send_request(&relay, request);
         self.wait_for("mailbox response", |event| match event {
-            SwarmEvent::Behaviour(PeerBehaviourEvent::Mailbox(
-                request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                },
-            )) if request_id == id => Some(response),
-            SwarmEvent::Behaviour(PeerBehaviourEvent::Mailbox(
-                request_response::Event::OutboundFailure {
-                    request_id, error, ..
-                },
-            )) if request_id == id => panic!("mailbox request failed: {error}"),
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Mailbox(event)) => answer(event, id, "mailbox"),
             _ => None,
         })
         .await
@@ -392,21 +378,7 @@ impl TestPeer {
             .grouplog
             .send_request(&relay, request);
         self.wait_for("group log response", |event| match event {
-            SwarmEvent::Behaviour(PeerBehaviourEvent::Grouplog(
-                request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                },
-            )) if request_id == id => Some(response),
-            SwarmEvent::Behaviour(PeerBehaviourEvent::Grouplog(
-                request_response::Event::OutboundFailure {
-                    request_id, error, ..
-                },
-            )) if request_id == id => panic!("group log request failed: {error}"),
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Grouplog(event)) => answer(event, id, "group log"),
             _ => None,
         })
         .await
@@ -420,3 +392,23 @@ impl TestPeer {
         }
     }
 }
+
+/// The answer to request `id` in a request-response event, if this is it; a failed
+/// request fails the test.
+fn answer<Req, Resp>(
+    event: request_response::Event<Req, Resp>,
+    id: request_response::OutboundRequestId,
+    what: &str,
+) -> Option<Resp> {
+    match event {
+        request_response::Event::Message {
+            message: request_response::Message::Response { request_id, response },
+            ..
+        } if request_id == id => Some(response),
+        request_response::Event::OutboundFailure { request_id, error, .. } if request_id == id => {
+            panic!("{what} request failed: {error}")
+        }
+        _ => None,
+    }
+}
+
