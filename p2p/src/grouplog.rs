@@ -4,8 +4,8 @@
 //! appends the sealed bytes once to the group's log on each of the group's relays,
 //! and members that were offline fetch what they missed with a cursor. The relay
 //! sees only opaque items and a 32-byte log id, [`log_id`]: a one-way hash of the
-//! secret group id, so the relay cannot tell which group a log belongs to, and a
-//! peer that does not know the group id cannot name its log. Every exchange is one
+//! group's secret, so the relay cannot tell which group a log belongs to, and a
+//! peer that does not hold the secret cannot name its log. Every exchange is one
 //! request and one response:
 //!
 //! 1. **Append.** A member sends [`GroupLogRequest::Append`] with up to
@@ -18,7 +18,7 @@
 //!    highest sequence number it has (`after`, 0 at first); the relay answers
 //!    [`GroupLogResponse::Page`]: up to `limit` items with greater sequence numbers,
 //!    ascending, and whether more follow. Fetching needs no proof of membership:
-//!    naming the log already proves knowledge of the group id, and the items are
+//!    naming the log already proves knowledge of the group secret, and the items are
 //!    end-to-end encrypted.
 //!
 //! Sequence numbers are per log, start at 1 and only grow: one is never reused, even
@@ -42,11 +42,11 @@
 //! [`Refusal::TooLarge`] rather than a reset stream; relays accept items up to
 //! [`MAX_ITEM_LEN`].
 
-use kith_storage::GroupId;
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
 pub use crate::mailbox::Refusal;
+use crate::group::GroupSecret;
 use crate::wire;
 
 /// The protocol name negotiated on the stream.
@@ -88,14 +88,15 @@ pub const MAX_ITEM_OVERHEAD: usize = 64;
 pub const MAX_PAGE_OVERHEAD: usize = 64;
 
 /// BLAKE3 key-derivation context of [`log_id`].
-const LOG_ID_CONTEXT: &str = "kith group log v1";
+const LOG_ID_CONTEXT: &str = "kith group log v2";
 
-/// The log id of `group`: `blake3::derive_key("kith group log v1", group id)`.
+/// The log id of a group: `blake3::derive_key("kith group log v2", group secret)`.
 ///
-/// One-way, so the relay never learns the group id; keyed by a kith-specific
-/// context, so it equals no other hash of the same id.
-pub fn log_id(group: &GroupId) -> [u8; LOG_ID_LEN] {
-    blake3::derive_key(LOG_ID_CONTEXT, &group.0)
+/// Derived from the secret only members hold (not from the group id, which members
+/// may show around), so the relay can neither tell which group a log belongs to nor
+/// link it to the group's gossip topic, and nobody outside the group can name it.
+pub fn log_id(secret: &GroupSecret) -> [u8; LOG_ID_LEN] {
+    secret.derive(LOG_ID_CONTEXT)
 }
 
 /// A request to a relay's group log service.
@@ -158,18 +159,18 @@ pub struct LogItem {
 }
 
 impl GroupLogRequest {
-    /// An append of `items` to `group`'s log.
-    pub fn append(group: &GroupId, items: Vec<Vec<u8>>) -> GroupLogRequest {
+    /// An append of `items` to the log of the group with `secret`.
+    pub fn append(secret: &GroupSecret, items: Vec<Vec<u8>>) -> GroupLogRequest {
         GroupLogRequest::Append {
-            log: log_id(group),
+            log: log_id(secret),
             items,
         }
     }
 
-    /// A fetch of `group`'s log after cursor `after`.
-    pub fn fetch(group: &GroupId, after: u64, limit: u32) -> GroupLogRequest {
+    /// A fetch of the log of the group with `secret` after cursor `after`.
+    pub fn fetch(secret: &GroupSecret, after: u64, limit: u32) -> GroupLogRequest {
         GroupLogRequest::Fetch {
-            log: log_id(group),
+            log: log_id(secret),
             after,
             limit,
         }
@@ -221,8 +222,12 @@ mod tests {
     use super::*;
     use crate::wire::{Frame, WireError};
 
-    fn group(n: u8) -> GroupId {
-        GroupId([n; kith_storage::ID_LEN])
+    fn group(n: u8) -> GroupSecret {
+        GroupSecret::from_bytes([n; 32])
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn requests() -> Vec<GroupLogRequest> {
@@ -307,10 +312,12 @@ mod tests {
     #[test]
     fn log_ids_are_derived_and_distinct() {
         let id = log_id(&group(1));
-        assert_eq!(id, blake3::derive_key("kith group log v1", &[1; 16]));
+        assert_eq!(id, blake3::derive_key("kith group log v2", &[1; 32]));
         assert_ne!(id, log_id(&group(2)));
-        // Not the plain hash of the id: the context separates it from other uses.
-        assert_ne!(&id, blake3::hash(&[1; 16]).as_bytes());
+        // Not the plain hash of the secret: the context separates it from other uses
+        // (the gossip topic among them).
+        assert_ne!(&id, blake3::hash(&[1; 32]).as_bytes());
+        assert!(!crate::group::topic(&group(1)).hash().as_str().contains(&hex(&id)));
         assert_eq!(
             GroupLogRequest::fetch(&group(1), 0, 1),
             GroupLogRequest::Fetch {

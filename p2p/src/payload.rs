@@ -16,6 +16,9 @@ pub const PAYLOAD_VERSION: u32 = 1;
 /// Largest text body a message may carry, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
 
+/// Addresses (and, separately, relays) taken from one [`PeerHint`] about a peer.
+pub const MAX_HINT_ADDRS: usize = 8;
+
 /// Upper bound on an encoded payload, checked before decoding.
 pub const MAX_PAYLOAD_LEN: usize = MAX_TEXT_LEN + 4 * 1024;
 
@@ -60,8 +63,10 @@ pub enum Payload {
         name: Option<String>,
     },
     /// Signed membership operations of a group (see [`crate::group::membership`]):
-    /// the whole log for a new member, single operations for the others. Accepted
-    /// from non-contacts who are members.
+    /// the whole history for a new member (in parts, parents first), single
+    /// operations for the others, what a member lacks in answer to a
+    /// [`Payload::GroupSync`]. Each operation carries its own signature and is
+    /// checked against its causal state, so who forwards it does not matter.
     GroupOps {
         /// The group.
         group: GroupId,
@@ -71,6 +76,15 @@ pub enum Payload {
         /// How to reach members the recipient may not know.
         #[serde(default)]
         hints: Vec<PeerHint>,
+    },
+    /// "Send me the operations of this group I lack": the sender holds operations
+    /// whose parents it has not seen, or an invitation it accepted. Answered with
+    /// [`Payload::GroupOps`] holding everything that is not an ancestor of `heads`.
+    GroupSync {
+        /// The group.
+        group: GroupId,
+        /// The sender's heads (at most [`crate::group::membership::MAX_PARENTS`]).
+        heads: Vec<crate::group::membership::OpId>,
     },
     /// The sender's sender key for a group (see [`crate::group::sender_key`]).
     GroupKey {

@@ -121,12 +121,18 @@ pub struct GroupView {
     pub name: String,
     /// Current members, owner first, then admins, then members.
     pub members: Vec<MemberView>,
-    /// The membership epoch (grows with every applied change).
-    pub epoch: u64,
+    /// The membership version: how many operations the group's history holds
+    /// (grows with every change; members holding the same history agree).
+    pub version: u64,
     /// The relays keeping its log.
     pub relays: Vec<String>,
-    /// Whether we are still a member.
+    /// Whether we take part (false once we left or were removed, and while this is an
+    /// invitation).
     pub active: bool,
+    /// Set while the group is an invitation we have not answered: the peer id of
+    /// whoever added us (not an accepted contact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_by: Option<String>,
 }
 
 /// A group member as users see it.
@@ -162,9 +168,10 @@ impl GroupView {
             id: group.id.to_string(),
             name: group.name.clone(),
             members,
-            epoch: group.epoch,
+            version: group.version,
             relays: group.relays.clone(),
             active: group.active,
+            invited_by: group.invited_by.clone(),
         }
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! The operations and messages are opaque bytes here; their meaning (and every
 //! check) lives in the node. Keys in the trees start with the group id, so a
-//! group's entries are one contiguous range.
+//! group's entries are one contiguous range; keys and pending messages then name
+//! their author by a digest of its peer id, so one author's entries are a range
+//! too and can be counted and capped ([`MAX_KEY_GENERATIONS`]).
 
 use std::sync::Arc;
 
@@ -46,8 +48,10 @@ pub struct Group {
     pub name: String,
     /// Current members.
     pub members: Vec<Member>,
-    /// Membership epoch; bumped by every membership change.
-    pub epoch: u64,
+    /// Membership version: how many operations its history holds (grows with every
+    /// change; members holding the same history agree on it).
+    #[serde(alias = "epoch")]
+    pub version: u64,
     /// Creation time, in ms since the Unix epoch.
     pub created_at_ms: u64,
     /// The group's relays (multiaddrs), which keep its log for offline members.
@@ -57,6 +61,10 @@ pub struct Group {
     /// history stays).
     #[serde(default = "yes")]
     pub active: bool,
+    /// Set while the group is an invitation we have not answered: who added us
+    /// (someone who is not an accepted contact). Such a group is not active.
+    #[serde(default)]
+    pub invited_by: Option<String>,
 }
 
 fn yes() -> bool {
@@ -65,9 +73,27 @@ fn yes() -> bool {
 
 /// Length of the digests that key operations and pending messages.
 const DIGEST_LEN: usize = 32;
+/// Length of the author digest in key and pending-message keys.
+const AUTHOR_LEN: usize = 16;
+/// Sender-key generations kept per group and author: the newest ones. A key
+/// generation changes only when someone leaves, and a member offline through more
+/// departures than this reads the older messages it missed no more.
+pub const MAX_KEY_GENERATIONS: usize = 8;
 
-/// A message waiting for its key: its digest and its bytes.
-pub type PendingMessage = ([u8; DIGEST_LEN], Vec<u8>);
+fn author_digest(author: &str) -> [u8; AUTHOR_LEN] {
+    let hash = blake3::hash(author.as_bytes());
+    let mut out = [0u8; AUTHOR_LEN];
+    out.copy_from_slice(&hash.as_bytes()[..AUTHOR_LEN]);
+    out
+}
+
+/// Where a pending message is kept (its author's digest and its own): what
+/// [`Groups::remove_pending`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingKey([u8; AUTHOR_LEN + DIGEST_LEN]);
+
+/// A message waiting for its key: where it is kept and its bytes.
+pub type PendingMessage = (PendingKey, Vec<u8>);
 
 fn prefixed(group: GroupId, rest: &[&[u8]]) -> Vec<u8> {
     let mut key = group.0.to_vec();
@@ -128,14 +154,25 @@ impl Groups {
         Ok(self.tree().remove(id.0).map_err(db)?.is_some())
     }
 
-    /// Keeps a membership operation (encoded and signed), under its epoch and
-    /// digest; returns whether it was new. Not flushed.
-    pub fn put_op(&self, group: GroupId, epoch: u64, digest: &[u8; DIGEST_LEN], op: &[u8]) -> Result<bool, StoreError> {
-        let key = prefixed(group, &[&epoch.to_be_bytes(), digest]);
+    /// Keeps a membership operation (encoded and signed), under its height in the
+    /// history (parents are lower) and digest; returns whether it was new. Not
+    /// flushed.
+    pub fn put_op(&self, group: GroupId, height: u64, digest: &[u8; DIGEST_LEN], op: &[u8]) -> Result<bool, StoreError> {
+        let key = prefixed(group, &[&height.to_be_bytes(), digest]);
         Ok(self.inner.trees.group_ops.insert(key, op).map_err(db)?.is_none())
     }
 
-    /// The group's operations, in (epoch, digest) order.
+    /// Forgets every operation of the group (kept: the record, keys, messages).
+    /// Not flushed.
+    pub fn clear_ops(&self, group: GroupId) -> Result<(), StoreError> {
+        let tree = &self.inner.trees.group_ops;
+        for key in tree.scan_prefix(group.0).keys() {
+            tree.remove(key.map_err(db)?).map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// The group's operations, in (height, digest) order: parents first.
     pub fn ops(&self, group: GroupId) -> Result<Vec<Vec<u8>>, StoreError> {
         self.inner
             .trees
@@ -146,27 +183,42 @@ impl Groups {
             .collect()
     }
 
-    /// Keeps `author`'s sender key of `generation`. Not flushed.
+    /// Keeps `author`'s sender key of `generation`; of an author's keys only the
+    /// [`MAX_KEY_GENERATIONS`] newest generations stay (a key older than all of
+    /// them is not kept). Not flushed.
     pub fn put_key(&self, group: GroupId, author: &str, generation: u32, key: &[u8; 32]) -> Result<(), StoreError> {
-        let k = prefixed(group, &[&generation.to_be_bytes(), author.as_bytes()]);
-        self.inner.trees.group_keys.insert(k, &key[..]).map_err(db)?;
+        let tree = &self.inner.trees.group_keys;
+        let prefix = prefixed(group, &[&author_digest(author)]);
+        let k = prefixed(group, &[&author_digest(author), &generation.to_be_bytes()]);
+        tree.insert(&k, &key[..]).map_err(db)?;
+        let kept: Vec<sled::IVec> = tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(db)?;
+        // Keys sort by generation (big-endian): the oldest come first.
+        for old in kept.iter().take(kept.len().saturating_sub(MAX_KEY_GENERATIONS)) {
+            tree.remove(old).map_err(db)?;
+        }
         Ok(())
     }
 
     /// `author`'s sender key of `generation`, if we have it.
     pub fn key(&self, group: GroupId, author: &str, generation: u32) -> Result<Option<[u8; 32]>, StoreError> {
-        let k = prefixed(group, &[&generation.to_be_bytes(), author.as_bytes()]);
+        let k = prefixed(group, &[&author_digest(author), &generation.to_be_bytes()]);
         match self.inner.trees.group_keys.get(k).map_err(db)? {
             Some(v) => crate::codec::fixed::<32>(GROUP_KEYS, &v).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Keeps a group message that cannot be read yet (its key or its author's
-    /// membership has not arrived), under its digest. Not flushed.
-    pub fn put_pending(&self, group: GroupId, digest: &[u8; DIGEST_LEN], message: &[u8]) -> Result<(), StoreError> {
-        self.inner.trees.group_pending.insert(prefixed(group, &[digest]), message).map_err(db)?;
+    /// Keeps a group message by `author` that cannot be read yet (its key or its
+    /// author's membership has not arrived), under its digest. Not flushed.
+    pub fn put_pending(&self, group: GroupId, author: &str, digest: &[u8; DIGEST_LEN], message: &[u8]) -> Result<(), StoreError> {
+        let key = prefixed(group, &[&author_digest(author), digest]);
+        self.inner.trees.group_pending.insert(key, message).map_err(db)?;
         Ok(())
+    }
+
+    /// How many messages by `author` of the group are pending.
+    pub fn pending_count_by(&self, group: GroupId, author: &str) -> usize {
+        self.inner.trees.group_pending.scan_prefix(prefixed(group, &[&author_digest(author)])).count()
     }
 
     /// The group's pending messages with their digests.
@@ -177,8 +229,8 @@ impl Groups {
             .scan_prefix(group.0)
             .map(|kv| {
                 let (k, v) = kv.map_err(db)?;
-                let digest = crate::codec::fixed::<DIGEST_LEN>(GROUP_PENDING, &k[group.0.len()..])?;
-                Ok((digest, v.to_vec()))
+                let key = crate::codec::fixed::<{ AUTHOR_LEN + DIGEST_LEN }>(GROUP_PENDING, &k[group.0.len()..])?;
+                Ok((PendingKey(key), v.to_vec()))
             })
             .collect()
     }
@@ -189,8 +241,8 @@ impl Groups {
     }
 
     /// Forgets a pending message. Not flushed.
-    pub fn remove_pending(&self, group: GroupId, digest: &[u8; DIGEST_LEN]) -> Result<(), StoreError> {
-        self.inner.trees.group_pending.remove(prefixed(group, &[digest])).map_err(db)?;
+    pub fn remove_pending(&self, group: GroupId, key: &PendingKey) -> Result<(), StoreError> {
+        self.inner.trees.group_pending.remove(prefixed(group, &[&key.0])).map_err(db)?;
         Ok(())
     }
 }

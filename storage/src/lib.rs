@@ -85,7 +85,7 @@ mod types;
 pub use contacts::{Contact, ContactState, Contacts};
 pub use conversations::{Conversation, ConversationKind, Conversations};
 pub use error::{DbError, OpenError, StoreError};
-pub use groups::{Group, Groups, Member, PendingMessage, Role};
+pub use groups::{Group, Groups, MAX_KEY_GENERATIONS, Member, PendingKey, PendingMessage, Role};
 pub use invites::Invites;
 pub use messages::{Direction, Inserted, Message, MessageState, Messages};
 pub use outbox::{Outbox, OutboxEntry};

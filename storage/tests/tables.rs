@@ -136,10 +136,11 @@ fn groups() {
                 role: Role::Member,
             },
         ],
-        epoch: 1,
+        version: 1,
         created_at_ms: 7,
         relays: vec!["/ip4/127.0.0.1/tcp/1".into()],
         active: true,
+        invited_by: None,
     };
     groups.put(&group(1, "zeta")).unwrap();
     groups.put(&group(2, "alpha")).unwrap();
@@ -158,7 +159,7 @@ fn group_ops_keys_and_pending() {
     let (_dir, store) = temp_store();
     let groups = store.groups();
     let (g, other) = (GroupId([1; 16]), GroupId([2; 16]));
-    // Operations come back in (epoch, digest) order, whatever the insertion order.
+    // Operations come back in (height, digest) order, whatever the insertion order.
     assert!(groups.put_op(g, 3, &[0; 32], b"third").unwrap());
     assert!(groups.put_op(g, 1, &[9; 32], b"first").unwrap());
     assert!(groups.put_op(g, 2, &[5; 32], b"second").unwrap());
@@ -171,27 +172,52 @@ fn group_ops_keys_and_pending() {
     assert_eq!(groups.key(g, "alice", 2).unwrap(), Some([8; 32]));
     assert_eq!(groups.key(g, "bob", 1).unwrap(), None);
     assert_eq!(groups.key(other, "alice", 1).unwrap(), None);
-    // Pending messages by digest.
-    groups.put_pending(g, &[3; 32], b"later").unwrap();
+    // Pending messages by author and digest.
+    groups.put_pending(g, "bob", &[3; 32], b"later").unwrap();
+    groups.put_pending(g, "carol", &[4; 32], b"also later").unwrap();
+    assert_eq!(groups.pending_count(g), 2);
+    assert_eq!(groups.pending_count_by(g, "bob"), 1);
+    let pending = groups.pending(g).unwrap();
+    let (key, _) = pending.iter().find(|(_, bytes)| bytes == b"later").unwrap();
+    groups.remove_pending(g, key).unwrap();
     assert_eq!(groups.pending_count(g), 1);
-    assert_eq!(groups.pending(g).unwrap(), [([3; 32], b"later".to_vec())]);
-    groups.remove_pending(g, &[3; 32]).unwrap();
-    assert_eq!(groups.pending_count(g), 0);
+    assert_eq!(groups.pending_count_by(g, "bob"), 0);
     // Removing a group takes its operations and keys along, and nothing else.
     groups.put(&Group {
         id: g,
         name: "g".into(),
         members: Vec::new(),
-        epoch: 3,
+        version: 3,
         created_at_ms: 0,
         relays: Vec::new(),
         active: true,
+        invited_by: None,
     })
     .unwrap();
     groups.remove(g).unwrap();
     assert!(groups.ops(g).unwrap().is_empty());
     assert_eq!(groups.key(g, "alice", 1).unwrap(), None);
     assert_eq!(groups.ops(other).unwrap().len(), 1);
+}
+
+#[test]
+fn sender_keys_keep_the_newest_generations_per_author() {
+    let (_dir, store) = temp_store();
+    let groups = store.groups();
+    let g = GroupId([1; 16]);
+    let generations = kith_storage::MAX_KEY_GENERATIONS as u32;
+    // A member sending a key for every generation it can name leaves at most
+    // MAX_KEY_GENERATIONS of them, the newest.
+    for generation in 1..=generations + 5 {
+        groups.put_key(g, "mallory", generation, &[generation as u8; 32]).unwrap();
+    }
+    groups.put_key(g, "alice", 1, &[1; 32]).unwrap();
+    let kept: Vec<u32> = (1..=generations + 5).filter(|n| groups.key(g, "mallory", *n).unwrap().is_some()).collect();
+    assert_eq!(kept, (6..=generations + 5).collect::<Vec<_>>());
+    assert_eq!(groups.key(g, "alice", 1).unwrap(), Some([1; 32]), "another author's keys are untouched");
+    // A key older than everything kept does not stay.
+    groups.put_key(g, "mallory", 1, &[1; 32]).unwrap();
+    assert_eq!(groups.key(g, "mallory", 1).unwrap(), None);
 }
 
 #[test]

@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use kith_p2p::group::GroupSecret;
+use kith_p2p::group::membership::{Membership, SignedOp};
 use kith_p2p::group::sender_key::{self, SenderKey};
 use kith_p2p::grouplog::{self, GroupLogRequest, GroupLogResponse, LogItem};
 use kith_p2p::kith_storage::{GroupId, Store};
@@ -139,8 +141,16 @@ fn five_members_and_a_relay_with_two_members_catching_up() {
     }
 }
 
-/// A minimal client of a relay's group log: what anyone who knows a group id can fetch.
-fn fetch_log(relay: &Relay, group: &GroupId) -> Vec<LogItem> {
+/// The secret of a group as a (stopped) member's store holds it, in its `Create`.
+fn group_secret(store: &Store, group: GroupId) -> GroupSecret {
+    let ops = store.groups().ops(group).unwrap().iter().map(|b| SignedOp::decode(b).unwrap()).collect();
+    let (membership, _) = Membership::from_ops(ops).unwrap();
+    membership.secret().clone()
+}
+
+/// A minimal client of a relay's group log: what anyone who knows a group's secret
+/// can fetch.
+fn fetch_log(relay: &Relay, secret: &GroupSecret) -> Vec<LogItem> {
     let addr: Multiaddr = relay.addr().parse().unwrap();
     let Some(kith_p2p::libp2p::multiaddr::Protocol::P2p(relay_id)) = addr.iter().last() else { panic!("no peer id") };
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -161,7 +171,7 @@ fn fetch_log(relay: &Relay, group: &GroupId) -> Vec<LogItem> {
         let mut items = Vec::new();
         let mut after = 0;
         loop {
-            let request = GroupLogRequest::Fetch { log: grouplog::log_id(group), after, limit: 256 };
+            let request = GroupLogRequest::Fetch { log: grouplog::log_id(secret), after, limit: 256 };
             let id = swarm.behaviour_mut().send_request_with_addresses(&relay_id, request, vec![addr.clone()]);
             let (page, more) = tokio::time::timeout(Duration::from_secs(20), async {
                 loop {
@@ -226,12 +236,14 @@ fn a_removed_member_cannot_read_what_follows() {
     let store = Store::open(&kith_p2p::home::Home::at(peers[2].home()).db_path()).unwrap();
     let group_id: GroupId = id.parse().unwrap();
     let members: Vec<PeerId> = peers.iter().map(|p| p.peer_id.parse().unwrap()).collect();
-    let items = fetch_log(&relay, &group_id);
+    let secret = group_secret(&store, group_id);
+    let items = fetch_log(&relay, &secret);
     let (mut readable, mut unreadable) = (0, 0);
     for item in &items {
         let opened = sender_key::open(
             &item.bytes,
             group_id,
+            &secret,
             |p| members.contains(p),
             |p, generation| {
                 let key = store.groups().key(group_id, &p.to_string(), generation).unwrap()?;
@@ -279,9 +291,9 @@ fn concurrent_changes_by_two_admins_converge() {
     wait_until(DEADLINE, "Alice, Bob, Carol and Erin agree on the membership", || {
         [&peers[0], &peers[1], &peers[2], &peers[4]].iter().all(|p| group(p, &id).is_some_and(|g| member_ids(&g) == want))
     });
-    let epochs: Vec<u64> =
-        [&peers[0], &peers[1], &peers[2], &peers[4]].iter().map(|p| group(p, &id).unwrap()["epoch"].as_u64().unwrap()).collect();
-    assert!(epochs.windows(2).all(|w| w[0] == w[1]), "same epoch everywhere: {epochs:?}");
+    let versions: Vec<u64> =
+        [&peers[0], &peers[1], &peers[2], &peers[4]].iter().map(|p| group(p, &id).unwrap()["version"].as_u64().unwrap()).collect();
+    assert!(versions.windows(2).all(|w| w[0] == w[1]), "the same history everywhere: {versions:?}");
     wait_until(DEADLINE, "Dave learns he was removed", || group(&peers[3], &id).is_some_and(|g| g["active"] == false));
 
     // The converged group works: Erin, added concurrently, reads Bob's next message.

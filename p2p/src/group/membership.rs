@@ -1,37 +1,100 @@
-//! Group membership: signed operations and their deterministic fold.
+//! Group membership: a causal history of signed operations that every member folds
+//! to the same state.
 //!
-//! A group's membership is not a mutable record but the set of operations its admins
-//! signed. Each operation names the epoch it was made at (the author's current epoch
-//! plus one). Every member keeps every operation it has seen and computes the state by
-//! applying them in `(epoch, operation hash)` order, checking each against the state
-//! reached so far (is the author an admin *then*?). Operations that fail the check are
-//! kept but have no effect. So two members that have seen the same operations compute
-//! the same membership, whatever order the operations arrived in: concurrent changes by
-//! two admins converge.
+//! A group is not a mutable record but the set of operations its members signed.
+//! The first is its `Create`, and the group's id is a hash of that `Create`
+//! ([`group_id_of`]), so no other `Create` can ever belong to the group. Every later
+//! operation names the operations it builds on (its *parents*: the heads of the
+//! history its author had seen), so the operations form a DAG rooted at the `Create`.
 //!
-//! Roles: the owner may do everything; admins add, remove and rename, and promote or
-//! demote non-owners; members may only leave. The owner cannot be removed; if the owner
-//! leaves, the admin (else the member) with the smallest peer id becomes owner.
+//! **Rights come from the causal past.** An operation is accepted only if its author
+//! had the right to make it in the state its parents reached (its *causal state*,
+//! the fold of its ancestors), never by a number the author chose. The causal state
+//! of an operation depends on nothing but its ancestors, so every member accepts or
+//! refuses it alike, whatever order operations arrive in. An operation whose author
+//! had no right is refused and never stored.
+//!
+//! **Revocations win over what they did not see.** Removing a member, demoting an
+//! admin and leaving are *revocations*. An operation by the revoked member that is
+//! concurrent with its revocation (neither an ancestor nor a descendant of it) has no
+//! effect — this is what stops a removed admin from back-dating operations by naming
+//! old parents. Revocations are considered in order of their author's seniority, so
+//! a senior admin's revocation of a junior one is settled before the junior's own
+//! revocations are looked at.
+//!
+//! **Roles and seniority.** The owner may do everything and cannot be removed. Admins
+//! add members and admins, remove and demote members and *junior* admins (appointed
+//! after them), promote members, and rename. Members may only leave. Seniority is the
+//! position in the history of the operation that gave someone their current role. If
+//! the owner leaves, the most senior admin (else the most senior member) becomes owner.
+//!
+//! **The fold.** Operations are ordered by (height, id) — height is the longest path
+//! from the `Create`, so parents come before children — and the effective ones are
+//! applied in that order. Two members holding the same operations compute the same
+//! state, whatever order the operations arrived in.
+//!
+//! Bounds: at most [`MAX_OPS`] operations per group, [`MAX_PARENTS`] parents per
+//! operation, and [`MAX_MEMBER_OPS`] operations by an author who is not an admin in
+//! the operation's causal state (a member can only leave, so a member cannot fill the
+//! history).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use kith_storage::{GroupId, Role};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use super::GroupError;
+use super::{GroupError, GroupSecret};
 use crate::identity::{Identity, PublicIdentity, verify_signature};
 use crate::wire;
 
 /// Domain separation for operation signatures.
-pub const OP_CONTEXT: &[u8] = b"kith/group-op/1\0";
-/// Largest encoded operation accepted.
+pub const OP_CONTEXT: &[u8] = b"kith/group-op/2\0";
+/// BLAKE3 key-derivation context of [`group_id_of`].
+const GROUP_ID_CONTEXT: &str = "kith group id v2";
+/// Largest encoded operation accepted, in bytes.
 pub const MAX_OP_LEN: usize = 16 * 1024;
 /// Longest group name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 /// Most members a group may have.
 pub const MAX_MEMBERS: usize = 1024;
-const OP_VERSION: u32 = 1;
+/// Most parents one operation may name: an honest author names its current heads,
+/// which are few unless many admins acted at once.
+pub const MAX_PARENTS: usize = 32;
+/// Most operations one group's history may hold: room for every member of a full
+/// group to be added, re-added, promoted and demoted several times.
+pub const MAX_OPS: usize = 8 * MAX_MEMBERS;
+/// Most operations by one author who is not an admin in the operation's causal state.
+/// A member can only leave; concurrent forks of a leave add nothing, so a handful
+/// covers being added, leaving and being added again.
+pub const MAX_MEMBER_OPS: usize = 4;
+/// Most relays a group's `Create` may name.
+pub const MAX_GROUP_RELAYS: usize = 8;
+/// Causal states kept for recent operations, so that a chain of operations (the
+/// usual case: one parent each) is checked without folding the history again.
+const STATE_CACHE: usize = 16;
+const OP_VERSION: u32 = 2;
+
+/// An operation's id: the BLAKE3 hash of its signed encoding.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpId(#[serde(with = "wire::byte_array")] pub [u8; 32]);
+
+impl std::fmt::Debug for OpId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex: String = self.0[..6].iter().map(|b| format!("{b:02x}")).collect();
+        write!(f, "OpId({hex}…)")
+    }
+}
+
+/// The id of the group that `create` starts: the first 16 bytes of
+/// `blake3::derive_key("kith group id v2", encoding of the signed Create)`.
+pub fn group_id_of(create: &SignedOp) -> Result<GroupId, GroupError> {
+    let bytes = create.encode()?;
+    let hash = blake3::derive_key(GROUP_ID_CONTEXT, &bytes);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hash[..16]);
+    Ok(GroupId(id))
+}
 
 /// How other members reach a member end to end: its identity and bound E2E key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +128,7 @@ impl MemberCard {
 /// What an operation does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpKind {
-    /// Start the group; its author is the owner. Only the first `Create` counts.
+    /// Start the group; its author is the owner. Its hash is the group's id.
     Create {
         /// The group's name.
         name: String,
@@ -74,6 +137,9 @@ pub enum OpKind {
         /// The relays (multiaddr bytes) that keep the group's log.
         #[serde(default, with = "wire::bytes_seq")]
         relays: Vec<Vec<u8>>,
+        /// The secret only members hold: names the group's relay log and gossip topic
+        /// and keys the outer layer of its messages (see [`GroupSecret`]).
+        secret: GroupSecret,
     },
     /// Add a member (role `Admin` or `Member`).
     Add {
@@ -109,14 +175,14 @@ pub enum OpKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
     v: u32,
-    /// The group.
-    pub group: GroupId,
+    /// The group; `None` in its `Create`, whose hash is the group id.
+    pub group: Option<GroupId>,
     /// Author's peer id bytes.
     #[serde(with = "wire::bytes")]
     pub author: Vec<u8>,
-    /// The author's epoch when writing plus one: orders operations.
-    pub epoch: u64,
-    /// Author's clock, ms since the Unix epoch (informational).
+    /// The operations this one builds on (the author's heads); empty only in `Create`.
+    pub parents: Vec<OpId>,
+    /// Author's clock, ms since the Unix epoch (informational: orders nothing).
     pub at_ms: u64,
     /// What it does.
     pub kind: OpKind,
@@ -132,33 +198,78 @@ pub struct SignedOp {
     pub sig: [u8; 64],
 }
 
+fn malformed(e: impl std::fmt::Display) -> GroupError {
+    GroupError::Malformed(e.to_string())
+}
+
 fn signed_bytes(op: &Op) -> Result<Vec<u8>, GroupError> {
-    let body = wire::encode(op).map_err(|e| GroupError::Malformed(e.to_string()))?;
+    let body = wire::encode(op).map_err(malformed)?;
     Ok([OP_CONTEXT, &body].concat())
 }
 
 impl SignedOp {
-    /// Sign `kind` for `group` at `epoch` as `identity`.
-    pub fn sign(identity: &Identity, group: GroupId, epoch: u64, at_ms: u64, kind: OpKind) -> Result<SignedOp, GroupError> {
-        let op = Op { v: OP_VERSION, group, author: identity.peer_id().to_bytes(), epoch, at_ms, kind };
+    /// Start a new group named `name` with us as owner and a fresh secret; returns the
+    /// group's id with its `Create`.
+    pub fn create(identity: &Identity, name: &str, relays: Vec<Vec<u8>>, at_ms: u64) -> Result<(GroupId, SignedOp), GroupError> {
+        let kind = OpKind::Create {
+            name: name.trim().to_owned(),
+            owner: MemberCard::of(&identity.public()),
+            relays,
+            secret: GroupSecret::generate(),
+        };
+        let create = SignedOp::sign_raw(identity, None, Vec::new(), at_ms, kind)?;
+        Ok((group_id_of(&create)?, create))
+    }
+
+    fn sign_raw(
+        identity: &Identity,
+        group: Option<GroupId>,
+        parents: Vec<OpId>,
+        at_ms: u64,
+        kind: OpKind,
+    ) -> Result<SignedOp, GroupError> {
+        let op = Op { v: OP_VERSION, group, author: identity.peer_id().to_bytes(), parents, at_ms, kind };
         let sig = identity.sign(&signed_bytes(&op)?);
         Ok(SignedOp { op, sig })
     }
 
     /// Encode for the wire or the store.
     pub fn encode(&self) -> Result<Vec<u8>, GroupError> {
-        wire::encode(self).map_err(|e| GroupError::Malformed(e.to_string()))
+        wire::encode(self).map_err(malformed)
     }
 
     /// Decode and check the signature and size caps (not yet the author's rights:
-    /// those depend on the state it is applied to).
+    /// those depend on the operation's causal state).
     pub fn decode(bytes: &[u8]) -> Result<SignedOp, GroupError> {
-        let op: SignedOp = wire::decode(bytes, MAX_OP_LEN).map_err(|e| GroupError::Malformed(e.to_string()))?;
+        let op: SignedOp = wire::decode(bytes, MAX_OP_LEN).map_err(malformed)?;
         if op.op.v != OP_VERSION {
             return Err(GroupError::Malformed(format!("unsupported operation version {}", op.op.v)));
         }
+        op.check_shape()?;
         op.check_signature()?;
         Ok(op)
+    }
+
+    /// Structure that holds whatever the history: a `Create` and only a `Create` has no
+    /// parents and no group, parents are few and distinct.
+    fn check_shape(&self) -> Result<(), GroupError> {
+        let create = matches!(self.op.kind, OpKind::Create { .. });
+        if create != self.op.parents.is_empty() || create != self.op.group.is_none() {
+            return Err(GroupError::Malformed("only a Create has no parents and no group".into()));
+        }
+        if self.op.parents.len() > MAX_PARENTS {
+            return Err(GroupError::Malformed(format!("{} parents, at most {MAX_PARENTS}", self.op.parents.len())));
+        }
+        let distinct: BTreeSet<&OpId> = self.op.parents.iter().collect();
+        if distinct.len() != self.op.parents.len() {
+            return Err(GroupError::Malformed("a parent named twice".into()));
+        }
+        if let OpKind::Create { relays, .. } = &self.op.kind
+            && relays.len() > MAX_GROUP_RELAYS
+        {
+            return Err(GroupError::Malformed(format!("{} relays, at most {MAX_GROUP_RELAYS}", relays.len())));
+        }
+        Ok(())
     }
 
     fn check_signature(&self) -> Result<(), GroupError> {
@@ -168,13 +279,29 @@ impl SignedOp {
 
     /// The author.
     pub fn author(&self) -> Result<PeerId, GroupError> {
-        PeerId::from_bytes(&self.op.author).map_err(|e| GroupError::Malformed(e.to_string()))
+        PeerId::from_bytes(&self.op.author).map_err(malformed)
     }
 
-    /// Content hash: the operation's identity and its tie-breaker within an epoch.
-    pub fn id(&self) -> [u8; 32] {
-        let bytes = self.encode().unwrap_or_default();
-        *blake3::hash(&bytes).as_bytes()
+    /// Content hash: the operation's identity, named by its children.
+    pub fn id(&self) -> Result<OpId, GroupError> {
+        Ok(OpId(*blake3::hash(&self.encode()?).as_bytes()))
+    }
+}
+
+/// How senior a member is: lower is more senior. The owner is above every admin;
+/// among admins (and members), whoever got the role earlier in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rank {
+    tier: u8,
+    height: u32,
+    op: OpId,
+}
+
+fn tier(role: Role) -> u8 {
+    match role {
+        Role::Owner => 0,
+        Role::Admin => 1,
+        Role::Member => 2,
     }
 }
 
@@ -185,6 +312,17 @@ pub struct MemberState {
     pub role: Role,
     /// How to reach them.
     pub card: MemberCard,
+    /// Who made them a member (for the owner: the owner).
+    pub added_by: PeerId,
+    /// Where in the history they got their current role: (height, operation).
+    since: (u32, OpId),
+}
+
+impl MemberState {
+    /// Their seniority.
+    pub fn rank(&self) -> Rank {
+        Rank { tier: tier(self.role), height: self.since.0, op: self.since.1 }
+    }
 }
 
 /// The membership every member computes from the same operations.
@@ -194,8 +332,9 @@ pub struct GroupState {
     pub name: String,
     /// Members by peer id.
     pub members: BTreeMap<PeerId, MemberState>,
-    /// The highest epoch of an applied operation.
-    pub epoch: u64,
+    /// How many operations the history holds (grows with every change; members that
+    /// hold the same history agree on it).
+    pub version: u64,
     /// Everyone ever removed or departed and not re-added (their sender keys are stale).
     pub departed: BTreeSet<PeerId>,
     /// The relays that keep the group's log (multiaddr bytes, from `Create`).
@@ -212,26 +351,126 @@ impl GroupState {
     pub fn is_admin(&self, peer: &PeerId) -> bool {
         matches!(self.role(peer), Some(Role::Owner | Role::Admin))
     }
+
+    fn rank(&self, peer: &PeerId) -> Option<Rank> {
+        self.members.get(peer).map(MemberState::rank)
+    }
+
+    /// Whether `author` may revoke `target`'s role: the owner may revoke anyone but
+    /// itself; an admin may revoke members and junior admins.
+    fn outranks(&self, author: &PeerId, target: &PeerId) -> bool {
+        match (self.rank(author), self.rank(target)) {
+            (Some(a), Some(t)) => a.tier <= 1 && t.tier > 0 && (t.tier == 2 || a < t),
+            _ => false,
+        }
+    }
+}
+
+/// Who an operation takes rights from, and which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Revokes {
+    /// Membership (remove, leave): every concurrent operation of the target is void.
+    Membership(PeerId),
+    /// Admin rights (demotion): the target's concurrent operations other than leaving
+    /// are void.
+    Admin(PeerId),
+}
+
+/// One accepted operation and what its causal state said about it.
+#[derive(Debug, Clone)]
+struct Node {
+    op: SignedOp,
+    author: PeerId,
+    height: u32,
+    parents: Vec<OpId>,
+    children: Vec<OpId>,
+    /// The author's seniority in the operation's causal state.
+    author_rank: Rank,
+    revokes: Option<Revokes>,
+}
+
+impl Node {
+    fn key(&self, id: OpId) -> (u32, OpId) {
+        (self.height, id)
+    }
+}
+
+/// What [`Membership::insert_many`] did with a batch.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Operations that were new and are now part of the history, in the order applied.
+    pub fresh: Vec<SignedOp>,
+    /// Operations whose parents are not known yet: keep them and ask for the rest.
+    pub waiting: Vec<SignedOp>,
+    /// Operations refused for good (no right, caps, malformed), with the reason.
+    pub refused: Vec<GroupError>,
 }
 
 /// All operations of one group and the state they fold to.
 #[derive(Debug, Clone)]
 pub struct Membership {
     group: GroupId,
-    ops: BTreeMap<(u64, [u8; 32]), SignedOp>,
+    secret: GroupSecret,
+    nodes: HashMap<OpId, Node>,
+    /// Every operation in fold order: (height, id).
+    order: BTreeSet<(u32, OpId)>,
+    heads: BTreeSet<OpId>,
+    /// Operations per author that were made without admin rights.
+    member_ops: HashMap<PeerId, usize>,
+    /// The state right after recent operations, in their own causal view.
+    after: VecDeque<(OpId, GroupState)>,
     state: GroupState,
 }
 
 impl Membership {
     /// A group from its `Create` operation (already verified by [`SignedOp::decode`] or
-    /// made by [`SignedOp::sign`]).
+    /// made by [`SignedOp::create`]).
     pub fn new(create: SignedOp) -> Result<Membership, GroupError> {
-        if !matches!(create.op.kind, OpKind::Create { .. }) {
+        let OpKind::Create { name, owner, relays, secret } = &create.op.kind else {
             return Err(GroupError::NoCreate);
+        };
+        create.check_shape()?;
+        create.check_signature()?;
+        let author = create.author()?;
+        if PeerId::from_bytes(&owner.peer_id).ok() != Some(author) || !valid_name(name) {
+            return Err(GroupError::Malformed("a Create names its author as owner and a valid name".into()));
         }
-        let mut m = Membership { group: create.op.group, ops: BTreeMap::new(), state: GroupState::default() };
-        m.insert(create)?;
-        Ok(m)
+        owner.verify()?;
+        let id = create.id()?;
+        let group = group_id_of(&create)?;
+        let mut state = GroupState { name: name.clone(), relays: relays.clone(), version: 1, ..GroupState::default() };
+        let since = (0, id);
+        state.members.insert(author, MemberState { role: Role::Owner, card: owner.clone(), added_by: author, since });
+        let node = Node {
+            author_rank: Rank { tier: 0, height: 0, op: id },
+            op: create.clone(),
+            author,
+            height: 0,
+            parents: Vec::new(),
+            children: Vec::new(),
+            revokes: None,
+        };
+        Ok(Membership {
+            group,
+            secret: secret.clone(),
+            nodes: HashMap::from([(id, node)]),
+            order: BTreeSet::from([(0, id)]),
+            heads: BTreeSet::from([id]),
+            member_ops: HashMap::new(),
+            after: VecDeque::from([(id, state.clone())]),
+            state,
+        })
+    }
+
+    /// A group from stored or received operations: the `Create` among them, then the
+    /// rest (see [`Membership::insert_many`]).
+    pub fn from_ops(ops: Vec<SignedOp>) -> Result<(Membership, Merged), GroupError> {
+        let (creates, rest): (Vec<SignedOp>, Vec<SignedOp>) =
+            ops.into_iter().partition(|o| matches!(o.op.kind, OpKind::Create { .. }));
+        let create = creates.into_iter().next().ok_or(GroupError::NoCreate)?;
+        let mut membership = Membership::new(create)?;
+        let merged = membership.insert_many(rest);
+        Ok((membership, merged))
     }
 
     /// The group id.
@@ -239,19 +478,9 @@ impl Membership {
         self.group
     }
 
-    /// Add an operation; returns whether it was new. The state is recomputed.
-    pub fn insert(&mut self, op: SignedOp) -> Result<bool, GroupError> {
-        if op.op.group != self.group {
-            return Err(GroupError::WrongGroup);
-        }
-        op.check_signature()?;
-        let key = (op.op.epoch, op.id());
-        if self.ops.contains_key(&key) {
-            return Ok(false);
-        }
-        self.ops.insert(key, op);
-        self.state = fold(&self.ops);
-        Ok(true)
+    /// The group's secret (from its `Create`).
+    pub fn secret(&self) -> &GroupSecret {
+        &self.secret
     }
 
     /// The current state.
@@ -259,28 +488,304 @@ impl Membership {
         &self.state
     }
 
-    /// The epoch a new operation by a member should carry.
-    pub fn next_epoch(&self) -> u64 {
-        self.state.epoch + 1
+    /// The operations nothing builds on yet, newest first, at most [`MAX_PARENTS`]:
+    /// what a new operation names as parents. (More heads than that only after a
+    /// storm of concurrent changes; the next operations merge the rest.)
+    pub fn heads(&self) -> Vec<OpId> {
+        let mut heads: Vec<(u32, OpId)> =
+            self.heads.iter().filter_map(|id| self.nodes.get(id).map(|n| n.key(*id))).collect();
+        heads.sort_unstable_by(|a, b| b.cmp(a));
+        heads.into_iter().take(MAX_PARENTS).map(|(_, id)| id).collect()
     }
 
-    /// Every operation, in application order (what a new member is sent).
+    /// The operations that are neither ancestors nor descendants of `id` (made
+    /// without knowledge of it, or it without knowledge of them), parents first.
+    pub fn concurrent_with(&self, id: &OpId) -> Vec<&SignedOp> {
+        let all: HashSet<OpId> = self.nodes.keys().copied().collect();
+        let mut related = self.ancestors_of(&[*id], true);
+        related.extend(self.descendants_of(*id, &all));
+        self.order
+            .iter()
+            .filter(|(_, other)| !related.contains(other))
+            .filter_map(|(_, other)| self.nodes.get(other))
+            .map(|n| &n.op)
+            .collect()
+    }
+
+    /// Whether the history holds this operation.
+    pub fn contains(&self, id: &OpId) -> bool {
+        self.nodes.contains_key(id)
+    }
+
+    /// How many operations the history holds.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the history is just the `Create` (never empty).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Every operation, parents before children (what a new member is sent).
     pub fn ops(&self) -> impl Iterator<Item = &SignedOp> {
-        self.ops.values()
+        self.order.iter().filter_map(|(_, id)| self.nodes.get(id)).map(|n| &n.op)
     }
-}
 
-/// Apply the operations in `(epoch, id)` order, each checked against the state so far.
-fn fold(ops: &BTreeMap<(u64, [u8; 32]), SignedOp>) -> GroupState {
-    let mut state = GroupState::default();
-    let mut created = false;
-    for op in ops.values() {
-        let Ok(author) = op.author() else { continue };
-        if apply(&mut state, &mut created, author, &op.op.kind) {
-            state.epoch = state.epoch.max(op.op.epoch);
-        }
+    /// The position of an operation in fold order (its height), if known.
+    pub fn height(&self, id: &OpId) -> Option<u32> {
+        self.nodes.get(id).map(|n| n.height)
     }
-    state
+
+    /// Operations a member whose heads are `theirs` lacks: everything that is not
+    /// an ancestor of (or one of) the heads we know, parents before children. Heads
+    /// we do not know are ignored (they are news for us, not for them).
+    pub fn missing_from(&self, theirs: &[OpId]) -> Vec<&SignedOp> {
+        let known: Vec<OpId> = theirs.iter().filter(|h| self.nodes.contains_key(h)).copied().collect();
+        let have = self.ancestors_of(&known, true);
+        self.order
+            .iter()
+            .filter(|(_, id)| !have.contains(id))
+            .filter_map(|(_, id)| self.nodes.get(id))
+            .map(|n| &n.op)
+            .collect()
+    }
+
+    /// Sign `kind` as `identity` on top of the current heads. The operation is not
+    /// inserted: see [`Membership::insert`].
+    pub fn sign(&self, identity: &Identity, at_ms: u64, kind: OpKind) -> Result<SignedOp, GroupError> {
+        if matches!(kind, OpKind::Create { .. }) {
+            return Err(GroupError::SecondCreate);
+        }
+        SignedOp::sign_raw(identity, Some(self.group), self.heads(), at_ms, kind)
+    }
+
+    /// Add one operation; returns whether it was new. Refused (and not kept) if its
+    /// parents are unknown ([`GroupError::MissingParents`]), if its author had no right
+    /// to it in its causal state ([`GroupError::NoRight`]) or past the caps.
+    pub fn insert(&mut self, op: SignedOp) -> Result<bool, GroupError> {
+        let fresh = self.admit(op)?;
+        if fresh.is_some() {
+            self.refold();
+        }
+        Ok(fresh.is_some())
+    }
+
+    /// Add a batch in any order: each operation is admitted once its parents are in.
+    /// The state is folded once at the end.
+    pub fn insert_many(&mut self, ops: Vec<SignedOp>) -> Merged {
+        let mut merged = Merged::default();
+        let mut queue = ops;
+        loop {
+            let mut progress = false;
+            let mut later = Vec::new();
+            for op in queue {
+                match self.admit(op.clone()) {
+                    Ok(Some(_)) => {
+                        merged.fresh.push(op);
+                        progress = true;
+                    }
+                    Ok(None) => {}
+                    Err(GroupError::MissingParents(_)) => later.push(op),
+                    Err(e) => merged.refused.push(e),
+                }
+            }
+            queue = later;
+            if !progress || queue.is_empty() {
+                break;
+            }
+        }
+        merged.waiting = queue;
+        if !merged.fresh.is_empty() {
+            self.refold();
+        }
+        merged
+    }
+
+    /// Check and keep one operation without refolding; `Some(id)` if it was new.
+    fn admit(&mut self, op: SignedOp) -> Result<Option<OpId>, GroupError> {
+        op.check_shape()?;
+        let id = op.id()?;
+        if self.nodes.contains_key(&id) {
+            return Ok(None);
+        }
+        if matches!(op.op.kind, OpKind::Create { .. }) {
+            return Err(GroupError::SecondCreate);
+        }
+        if op.op.group != Some(self.group) {
+            return Err(GroupError::WrongGroup);
+        }
+        op.check_signature()?;
+        let missing: Vec<OpId> = op.op.parents.iter().filter(|p| !self.nodes.contains_key(p)).copied().collect();
+        if !missing.is_empty() {
+            return Err(GroupError::MissingParents(missing));
+        }
+        if self.nodes.len() >= MAX_OPS {
+            return Err(GroupError::HistoryFull);
+        }
+        let author = op.author()?;
+        let causal = self.causal_state(&op.op.parents);
+        permitted(&causal, &author, &op.op.kind).map_err(GroupError::NoRight)?;
+        let admin = causal.is_admin(&author);
+        if !admin && self.member_ops.get(&author).copied().unwrap_or(0) >= MAX_MEMBER_OPS {
+            return Err(GroupError::NoRight(format!("{author} made {MAX_MEMBER_OPS} changes without admin rights")));
+        }
+        let height = op.op.parents.iter().filter_map(|p| self.nodes.get(p)).map(|n| n.height).max().unwrap_or(0) + 1;
+        let revokes = revocation(&causal, &author, &op.op.kind);
+        let author_rank = causal.rank(&author).unwrap_or(Rank { tier: u8::MAX, height, op: id });
+        let mut after = causal;
+        apply(&mut after, author, (height, id), &op.op.kind);
+        after.version = self.ancestors_of(&op.op.parents, true).len() as u64 + 1;
+        for parent in &op.op.parents {
+            if let Some(p) = self.nodes.get_mut(parent) {
+                p.children.push(id);
+            }
+            self.heads.remove(parent);
+        }
+        self.heads.insert(id);
+        self.order.insert((height, id));
+        if !admin {
+            *self.member_ops.entry(author).or_default() += 1;
+        }
+        let parents = op.op.parents.clone();
+        self.nodes.insert(id, Node { op, author, height, parents, children: Vec::new(), author_rank, revokes });
+        self.after.push_back((id, after));
+        if self.after.len() > STATE_CACHE {
+            self.after.pop_front();
+        }
+        Ok(Some(id))
+    }
+
+    /// The state the operations `parents` and their ancestors fold to.
+    fn causal_state(&self, parents: &[OpId]) -> GroupState {
+        if let [one] = parents
+            && let Some((_, state)) = self.after.iter().find(|(id, _)| id == one)
+        {
+            return state.clone();
+        }
+        let set = self.ancestors_of(parents, true);
+        self.fold(&set)
+    }
+
+    /// Recompute the current state from the whole history.
+    fn refold(&mut self) {
+        if let [head] = self.heads.iter().copied().collect::<Vec<_>>().as_slice()
+            && let Some((_, state)) = self.after.iter().find(|(id, _)| id == head)
+        {
+            // One head: everything is its ancestor, and its own view is the state.
+            self.state = state.clone();
+            return;
+        }
+        let all: HashSet<OpId> = self.nodes.keys().copied().collect();
+        self.state = self.fold(&all);
+    }
+
+    /// The ancestors of `from` (and, with `inclusive`, `from` themselves).
+    fn ancestors_of(&self, from: &[OpId], inclusive: bool) -> HashSet<OpId> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<OpId> = if inclusive {
+            from.to_vec()
+        } else {
+            from.iter().filter_map(|id| self.nodes.get(id)).flat_map(|n| n.parents.iter().copied()).collect()
+        };
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(node) = self.nodes.get(&id) {
+                stack.extend(node.parents.iter().copied());
+            }
+        }
+        seen
+    }
+
+    /// The descendants of `from` within `within` (not `from` itself).
+    fn descendants_of(&self, from: OpId, within: &HashSet<OpId>) -> HashSet<OpId> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<OpId> = self.nodes.get(&from).map(|n| n.children.clone()).unwrap_or_default();
+        while let Some(id) = stack.pop() {
+            if !within.contains(&id) || !seen.insert(id) {
+                continue;
+            }
+            if let Some(node) = self.nodes.get(&id) {
+                stack.extend(node.children.iter().copied());
+            }
+        }
+        seen
+    }
+
+    /// Fold an ancestor-closed set of operations: find the operations voided by a
+    /// concurrent revocation, then apply the rest in (height, id) order.
+    fn fold(&self, set: &HashSet<OpId>) -> GroupState {
+        let mut in_order: Vec<(u32, OpId)> =
+            set.iter().filter_map(|id| self.nodes.get(id).map(|n| n.key(*id))).collect();
+        in_order.sort_unstable();
+        let void = self.voided(set);
+        let mut state = GroupState::default();
+        for (_, id) in &in_order {
+            let Some(node) = self.nodes.get(id) else { continue };
+            if void.contains(id) {
+                continue;
+            }
+            if let OpKind::Create { name, owner, relays, .. } = &node.op.op.kind {
+                state.name = name.clone();
+                state.relays = relays.clone();
+                let owner_state = MemberState { role: Role::Owner, card: owner.clone(), added_by: node.author, since: (0, *id) };
+                state.members.insert(node.author, owner_state);
+                continue;
+            }
+            apply(&mut state, node.author, (node.height, *id), &node.op.op.kind);
+        }
+        state.version = set.len() as u64;
+        state
+    }
+
+    /// The operations in `set` that a revocation in `set` voids: those of the revoked
+    /// member concurrent with its revocation. Revocations are settled most senior
+    /// author first, and a voided revocation voids nothing.
+    fn voided(&self, set: &HashSet<OpId>) -> HashSet<OpId> {
+        let mut revocations: Vec<(Rank, u32, OpId, Revokes)> = set
+            .iter()
+            .filter_map(|id| {
+                let n = self.nodes.get(id)?;
+                Some((n.author_rank, n.height, *id, n.revokes?))
+            })
+            .collect();
+        if revocations.is_empty() {
+            return HashSet::new();
+        }
+        revocations.sort_unstable_by_key(|r| (r.0, r.1, r.2));
+        let mut by_author: HashMap<PeerId, Vec<OpId>> = HashMap::new();
+        for id in set {
+            if let Some(n) = self.nodes.get(id) {
+                by_author.entry(n.author).or_default().push(*id);
+            }
+        }
+        let mut void = HashSet::new();
+        for (_, _, id, revokes) in revocations {
+            if void.contains(&id) {
+                continue;
+            }
+            let (target, keep_leave) = match revokes {
+                Revokes::Membership(t) => (t, false),
+                Revokes::Admin(t) => (t, true),
+            };
+            let Some(theirs) = by_author.get(&target) else { continue };
+            let mut related = self.ancestors_of(&[id], true);
+            related.extend(self.descendants_of(id, set));
+            for op in theirs {
+                if related.contains(op) {
+                    continue;
+                }
+                let leaving = self.nodes.get(op).is_some_and(|n| matches!(n.op.op.kind, OpKind::Leave));
+                if keep_leave && leaving {
+                    continue;
+                }
+                void.insert(*op);
+            }
+        }
+        void
+    }
 }
 
 fn peer(bytes: &[u8]) -> Option<PeerId> {
@@ -291,78 +796,120 @@ fn valid_name(name: &str) -> bool {
     !name.trim().is_empty() && name.chars().count() <= MAX_NAME_CHARS
 }
 
-/// One operation; returns whether it took effect.
-fn apply(state: &mut GroupState, created: &mut bool, author: PeerId, kind: &OpKind) -> bool {
+/// Whether `author` may make `kind` in `state`; the reason if not.
+fn permitted(state: &GroupState, author: &PeerId, kind: &OpKind) -> Result<(), String> {
+    let admin = state.is_admin(author);
+    let need_admin = || if admin { Ok(()) } else { Err("only the group's owner and admins can do that".to_owned()) };
     match kind {
-        OpKind::Create { name, owner, relays } => {
-            if *created || peer(&owner.peer_id) != Some(author) || !valid_name(name) || owner.verify().is_err() {
-                return false;
-            }
-            *created = true;
-            state.name = name.clone();
-            state.relays = relays.clone();
-            state.members.insert(author, MemberState { role: Role::Owner, card: owner.clone() });
-            true
-        }
-        _ if !*created => false,
+        OpKind::Create { .. } => Err("a group has exactly one Create".into()),
         OpKind::Add { member, role } => {
-            let Some(who) = peer(&member.peer_id) else { return false };
-            let role_ok = matches!(role, Role::Admin | Role::Member);
-            if !state.is_admin(&author) || !role_ok || state.members.contains_key(&who) || state.members.len() >= MAX_MEMBERS {
-                return false;
+            need_admin()?;
+            let who = peer(&member.peer_id).ok_or("the card's peer id is malformed")?;
+            if !matches!(role, Role::Admin | Role::Member) {
+                return Err("members are added as admin or member".into());
             }
-            if member.verify().is_err() {
-                return false;
+            if state.members.contains_key(&who) {
+                return Err(format!("{who} is already a member"));
             }
-            state.departed.remove(&who);
-            state.members.insert(who, MemberState { role: *role, card: member.clone() });
-            true
+            if state.members.len() >= MAX_MEMBERS {
+                return Err(format!("the group has {MAX_MEMBERS} members"));
+            }
+            member.verify().map_err(|_| "the member's card does not verify".to_owned())?;
+            Ok(())
         }
-        OpKind::Remove { peer: target } => {
-            let Some(who) = peer(target) else { return false };
-            let removable = matches!(state.role(&who), Some(Role::Admin | Role::Member));
-            if !state.is_admin(&author) || !removable {
-                return false;
+        OpKind::Remove { peer: target } | OpKind::SetRole { peer: target, .. } => {
+            need_admin()?;
+            let who = peer(target).ok_or("malformed peer id")?;
+            let role = state.role(&who).ok_or_else(|| format!("{who} is not a member"))?;
+            if role == Role::Owner || who == *author {
+                return Err("the owner cannot be removed or demoted, nor can one remove oneself".into());
             }
-            state.members.remove(&who);
-            state.departed.insert(who);
-            true
-        }
-        OpKind::SetRole { peer: target, role } => {
-            let Some(who) = peer(target) else { return false };
-            let target_ok = matches!(state.role(&who), Some(Role::Admin | Role::Member));
-            let role_ok = matches!(role, Role::Admin | Role::Member);
-            if !state.is_admin(&author) || !target_ok || !role_ok {
-                return false;
+            if let OpKind::SetRole { role: new, .. } = kind
+                && (!matches!(new, Role::Admin | Role::Member) || *new == role)
+            {
+                return Err(format!("{who} already has that role"));
             }
-            if let Some(m) = state.members.get_mut(&who) {
-                m.role = *role;
+            let revoking = matches!(kind, OpKind::Remove { .. }) || matches!(kind, OpKind::SetRole { role: Role::Member, .. });
+            if revoking && role == Role::Admin && !state.outranks(author, &who) {
+                return Err(format!("{who} is an admin: only the owner or a more senior admin can remove or demote them"));
             }
-            true
+            Ok(())
         }
         OpKind::Rename { name } => {
-            if !state.is_admin(&author) || !valid_name(name) {
-                return false;
+            need_admin()?;
+            if !valid_name(name) {
+                return Err(format!("a group name is 1 to {MAX_NAME_CHARS} characters"));
             }
-            state.name = name.clone();
-            true
+            if *name == state.name {
+                return Err("the group already has that name".into());
+            }
+            Ok(())
         }
         OpKind::Leave => {
-            let Some(left) = state.members.remove(&author) else { return false };
+            if state.members.contains_key(author) {
+                Ok(())
+            } else {
+                Err(format!("{author} is not a member"))
+            }
+        }
+    }
+}
+
+/// Whom a permitted operation revokes, judged in its causal state.
+fn revocation(state: &GroupState, author: &PeerId, kind: &OpKind) -> Option<Revokes> {
+    match kind {
+        OpKind::Remove { peer: target } => peer(target).map(Revokes::Membership),
+        OpKind::SetRole { peer: target, role: Role::Member } => {
+            let who = peer(target)?;
+            (state.role(&who) == Some(Role::Admin)).then_some(Revokes::Admin(who))
+        }
+        OpKind::Leave => Some(Revokes::Membership(*author)),
+        _ => None,
+    }
+}
+
+/// Apply an effective operation's change; rights were settled before. Changes that
+/// no longer fit (adding a member twice, removing one who is gone) do nothing.
+fn apply(state: &mut GroupState, author: PeerId, at: (u32, OpId), kind: &OpKind) {
+    match kind {
+        OpKind::Create { .. } => {}
+        OpKind::Add { member, role } => {
+            let Some(who) = peer(&member.peer_id) else { return };
+            if state.members.contains_key(&who) || state.members.len() >= MAX_MEMBERS {
+                return;
+            }
+            state.departed.remove(&who);
+            state.members.insert(who, MemberState { role: *role, card: member.clone(), added_by: author, since: at });
+        }
+        OpKind::Remove { peer: target } => {
+            let Some(who) = peer(target) else { return };
+            if matches!(state.role(&who), Some(Role::Admin | Role::Member)) {
+                state.members.remove(&who);
+                state.departed.insert(who);
+            }
+        }
+        OpKind::SetRole { peer: target, role } => {
+            let Some(who) = peer(target) else { return };
+            if let Some(m) = state.members.get_mut(&who)
+                && m.role != Role::Owner
+                && m.role != *role
+            {
+                m.role = *role;
+                m.since = at;
+            }
+        }
+        OpKind::Rename { name } => state.name = name.clone(),
+        OpKind::Leave => {
+            let Some(left) = state.members.remove(&author) else { return };
             state.departed.insert(author);
             if left.role == Role::Owner {
-                // Deterministic succession: the smallest admin, else the smallest member.
-                let heir = state
-                    .members
-                    .iter()
-                    .find(|(_, m)| m.role == Role::Admin)
-                    .or_else(|| state.members.iter().next())
-                    .map(|(p, _)| *p);
+                // Succession by seniority: the most senior admin, else member.
+                let heir = state.members.iter().min_by_key(|(_, m)| m.rank()).map(|(p, _)| *p);
                 if let Some(heir) = heir.and_then(|p| state.members.get_mut(&p)) {
                     heir.role = Role::Owner;
+                    heir.since = at;
                 }
             }
-            true
         }
     }
 }
@@ -382,95 +929,287 @@ mod tests {
         MemberCard::of(&i.public())
     }
 
-    const G: GroupId = GroupId([9; 16]);
+    fn group(owner: &Identity) -> Membership {
+        let (_, create) = SignedOp::create(owner, "club", Vec::new(), 0).unwrap();
+        Membership::new(create).unwrap()
+    }
 
-    fn create(owner: &Identity) -> SignedOp {
-        SignedOp::sign(owner, G, 1, 0, OpKind::Create { name: "club".into(), owner: card(owner), relays: Vec::new() }).unwrap()
+    /// Sign `kind` by `by` on the current heads of `m` and insert it.
+    fn act(m: &mut Membership, by: &Identity, kind: OpKind) -> Result<SignedOp, GroupError> {
+        let op = m.sign(by, 0, kind)?;
+        m.insert(op.clone())?;
+        Ok(op)
+    }
+
+    fn add(who: &Identity, role: Role) -> OpKind {
+        OpKind::Add { member: card(who), role }
+    }
+
+    fn remove(who: &Identity) -> OpKind {
+        OpKind::Remove { peer: who.peer_id().to_bytes() }
+    }
+
+    #[test]
+    fn the_group_id_is_the_hash_of_its_create() {
+        let p = people(2);
+        let (id, create) = SignedOp::create(&p[0], "club", Vec::new(), 0).unwrap();
+        let m = Membership::new(create.clone()).unwrap();
+        assert_eq!(m.group(), id);
+        assert_eq!(group_id_of(&create).unwrap(), id);
+        // Another Create is another group, never this one.
+        let (other, _) = SignedOp::create(&p[0], "club", Vec::new(), 0).unwrap();
+        assert_ne!(other, id, "a fresh secret makes a fresh id");
     }
 
     #[test]
     fn admins_change_membership_members_cannot() {
         let p = people(4);
-        let mut m = Membership::new(create(&p[0])).unwrap();
-        let add = |by: &Identity, who: &Identity, role, epoch| {
-            SignedOp::sign(by, G, epoch, 0, OpKind::Add { member: card(who), role }).unwrap()
-        };
-        assert!(m.insert(add(&p[0], &p[1], Role::Admin, 2)).unwrap());
-        assert!(m.insert(add(&p[1], &p[2], Role::Member, 3)).unwrap());
-        // A plain member's add is kept but has no effect.
-        m.insert(add(&p[2], &p[3], Role::Member, 4)).unwrap();
+        let mut m = group(&p[0]);
+        act(&mut m, &p[0], add(&p[1], Role::Admin)).unwrap();
+        act(&mut m, &p[1], add(&p[2], Role::Member)).unwrap();
+        // A plain member's add is refused and not kept.
+        assert!(matches!(act(&mut m, &p[2], add(&p[3], Role::Member)), Err(GroupError::NoRight(_))));
         assert_eq!(m.state().members.len(), 3);
+        assert_eq!(m.len(), 3);
         assert_eq!(m.state().role(&p[0].peer_id()), Some(Role::Owner));
-        assert_eq!(m.state().epoch, 3);
-        // Nobody removes the owner.
-        let remove_owner = SignedOp::sign(&p[1], G, 4, 0, OpKind::Remove { peer: p[0].peer_id().to_bytes() }).unwrap();
-        m.insert(remove_owner).unwrap();
-        assert!(m.state().members.contains_key(&p[0].peer_id()));
+        // Nobody removes the owner; a junior admin cannot remove a senior one.
+        assert!(act(&mut m, &p[1], remove(&p[0])).is_err());
+        act(&mut m, &p[0], add(&p[3], Role::Admin)).unwrap();
+        assert!(matches!(act(&mut m, &p[3], remove(&p[1])), Err(GroupError::NoRight(_))));
+        act(&mut m, &p[1], remove(&p[3])).unwrap();
+        assert!(!m.state().members.contains_key(&p[3].peer_id()));
         // Duplicates are not new.
-        assert!(!m.insert(add(&p[0], &p[1], Role::Admin, 2)).unwrap());
+        let again = m.ops().nth(1).unwrap().clone();
+        assert!(!m.insert(again).unwrap());
     }
 
     #[test]
-    fn forged_and_foreign_operations_are_refused() {
+    fn a_strangers_create_and_forged_operations_are_refused() {
         let p = people(3);
-        let mut m = Membership::new(create(&p[0])).unwrap();
-        let mut op = SignedOp::sign(&p[0], G, 2, 0, OpKind::Rename { name: "x".into() }).unwrap();
+        let mut m = group(&p[0]);
+        // A second Create, even one that claims this group's parents, is refused.
+        let (_, theirs) = SignedOp::create(&p[2], "club", Vec::new(), 0).unwrap();
+        assert_eq!(m.insert(theirs), Err(GroupError::SecondCreate));
+        // A stranger's operation on our heads has no right.
+        let takeover = m.sign(&p[2], 0, add(&p[1], Role::Admin)).unwrap();
+        assert!(matches!(m.insert(takeover), Err(GroupError::NoRight(_))));
+        // Tampering breaks the signature; another group's operation is foreign.
+        let mut op = m.sign(&p[0], 0, OpKind::Rename { name: "x".into() }).unwrap();
         op.op.kind = OpKind::Rename { name: "hijacked".into() };
-        assert_eq!(m.insert(op.clone()), Err(GroupError::BadSignature));
-        let bytes = SignedOp::sign(&p[0], G, 2, 0, OpKind::Leave).unwrap().encode().unwrap();
+        assert_eq!(m.insert(op), Err(GroupError::BadSignature));
+        let other = group(&p[0]);
+        let foreign = other.sign(&p[0], 0, OpKind::Rename { name: "y".into() }).unwrap();
+        assert_eq!(m.insert(foreign), Err(GroupError::WrongGroup));
+        // Parents nobody has seen: held back, not guessed.
+        let mut orphan = m.sign(&p[0], 0, OpKind::Rename { name: "z".into() }).unwrap();
+        orphan.op.parents = vec![OpId([7; 32])];
+        let orphan = SignedOp::sign_raw(&p[0], orphan.op.group, orphan.op.parents, 0, orphan.op.kind).unwrap();
+        assert!(matches!(m.insert(orphan), Err(GroupError::MissingParents(_))));
+        assert_eq!(m.state().name, "club");
+        assert_eq!(m.state().members.len(), 1);
+    }
+
+    #[test]
+    fn decode_refuses_bad_shapes() {
+        let p = people(1);
+        let m = group(&p[0]);
+        let bytes = m.sign(&p[0], 0, OpKind::Leave).unwrap().encode().unwrap();
         assert!(SignedOp::decode(&bytes).is_ok());
         assert!(SignedOp::decode(&bytes[..bytes.len() - 3]).is_err());
-        let other = SignedOp::sign(&p[0], GroupId([1; 16]), 2, 0, OpKind::Leave).unwrap();
-        assert_eq!(m.insert(other), Err(GroupError::WrongGroup));
+        let parents = vec![OpId([1; 32]); 2];
+        let twice = SignedOp::sign_raw(&p[0], Some(m.group()), parents, 0, OpKind::Leave).unwrap();
+        assert!(matches!(SignedOp::decode(&twice.encode().unwrap()), Err(GroupError::Malformed(_))));
+        let many: Vec<OpId> = (0..=MAX_PARENTS).map(|i| OpId([i as u8; 32])).collect();
+        let too_many = SignedOp::sign_raw(&p[0], Some(m.group()), many, 0, OpKind::Leave).unwrap();
+        assert!(matches!(SignedOp::decode(&too_many.encode().unwrap()), Err(GroupError::Malformed(_))));
+        let at_limit: Vec<OpId> = (0..MAX_PARENTS).map(|i| OpId([i as u8; 32])).collect();
+        let fits = SignedOp::sign_raw(&p[0], Some(m.group()), at_limit, 0, OpKind::Leave).unwrap();
+        assert!(SignedOp::decode(&fits.encode().unwrap()).is_ok());
+        let orphan_create = SignedOp::sign_raw(&p[0], Some(m.group()), Vec::new(), 0, OpKind::Leave).unwrap();
+        assert!(SignedOp::decode(&orphan_create.encode().unwrap()).is_err());
     }
 
     #[test]
-    fn owner_leaving_passes_ownership_deterministically() {
-        let p = people(3);
-        let mut m = Membership::new(create(&p[0])).unwrap();
-        for (i, who) in p[1..].iter().enumerate() {
-            let op = SignedOp::sign(&p[0], G, 2 + i as u64, 0, OpKind::Add { member: card(who), role: Role::Member }).unwrap();
-            m.insert(op).unwrap();
+    fn a_removed_admin_cannot_back_date() {
+        let p = people(4);
+        let mut m = group(&p[0]);
+        act(&mut m, &p[0], add(&p[1], Role::Admin)).unwrap();
+        act(&mut m, &p[0], add(&p[2], Role::Member)).unwrap();
+        // Bob keeps the heads from when he was admin; then Alice removes him.
+        let old = m.clone();
+        act(&mut m, &p[0], remove(&p[1])).unwrap();
+        let state = m.state().clone();
+        // Bob signs operations on the old heads: valid in their causal past...
+        for kind in [add(&p[3], Role::Admin), remove(&p[2]), OpKind::Rename { name: "bob's now".into() }] {
+            let back_dated = old.sign(&p[1], 0, kind).unwrap();
+            assert!(m.insert(back_dated).unwrap(), "kept: it was within Bob's rights in its causal past");
         }
-        m.insert(SignedOp::sign(&p[0], G, 4, 0, OpKind::Leave).unwrap()).unwrap();
-        let owners: Vec<_> = m.state().members.iter().filter(|(_, s)| s.role == Role::Owner).collect();
-        assert_eq!(owners.len(), 1);
-        assert_eq!(*owners[0].0, *m.state().members.keys().next().unwrap());
+        // ...but void: concurrent with his removal.
+        assert_eq!(m.state().members, state.members);
+        assert_eq!(m.state().name, "club");
+        // After the removal Bob has no right at all.
+        assert!(matches!(act(&mut m, &p[1], add(&p[3], Role::Member)), Err(GroupError::NoRight(_))));
+    }
+
+    #[test]
+    fn a_demoted_admin_may_still_leave() {
+        let p = people(3);
+        let mut m = group(&p[0]);
+        act(&mut m, &p[0], add(&p[1], Role::Admin)).unwrap();
+        act(&mut m, &p[0], add(&p[2], Role::Member)).unwrap();
+        let before = m.clone();
+        act(&mut m, &p[0], OpKind::SetRole { peer: p[1].peer_id().to_bytes(), role: Role::Member }).unwrap();
+        // Concurrently Bob removed Carol and left: the removal is void, the leave stands.
+        let removal = before.sign(&p[1], 0, remove(&p[2])).unwrap();
+        m.insert(removal.clone()).unwrap();
+        let mut branch = before.clone();
+        branch.insert(removal).unwrap();
+        m.insert(branch.sign(&p[1], 0, OpKind::Leave).unwrap()).unwrap();
+        assert!(m.state().members.contains_key(&p[2].peer_id()));
+        assert!(!m.state().members.contains_key(&p[1].peer_id()));
+    }
+
+    #[test]
+    fn owner_leaving_passes_ownership_to_the_most_senior() {
+        let p = people(4);
+        let mut m = group(&p[0]);
+        act(&mut m, &p[0], add(&p[3], Role::Member)).unwrap();
+        act(&mut m, &p[0], add(&p[2], Role::Admin)).unwrap();
+        act(&mut m, &p[0], add(&p[1], Role::Admin)).unwrap();
+        act(&mut m, &p[0], OpKind::Leave).unwrap();
+        let owners: Vec<_> = m.state().members.iter().filter(|(_, s)| s.role == Role::Owner).map(|(p, _)| *p).collect();
+        assert_eq!(owners, vec![p[2].peer_id()], "Carol was made admin first");
         assert!(m.state().departed.contains(&p[0].peer_id()));
     }
 
+    #[test]
+    fn members_cannot_fill_the_history() {
+        let p = people(2);
+        let mut m = group(&p[0]);
+        act(&mut m, &p[0], add(&p[1], Role::Member)).unwrap();
+        let base = m.clone();
+        // Forks of a leave on the same heads: each is new, until the cap.
+        for i in 0..MAX_MEMBER_OPS {
+            let leave = base.sign(&p[1], i as u64, OpKind::Leave).unwrap();
+            assert!(m.insert(leave).unwrap());
+        }
+        let one_more = base.sign(&p[1], 99, OpKind::Leave).unwrap();
+        assert!(matches!(m.insert(one_more), Err(GroupError::NoRight(_))));
+    }
+
+    #[test]
+    fn missing_ops_are_what_the_other_side_lacks() {
+        let p = people(3);
+        let mut m = group(&p[0]);
+        act(&mut m, &p[0], add(&p[1], Role::Member)).unwrap();
+        let theirs = m.heads();
+        act(&mut m, &p[0], add(&p[2], Role::Member)).unwrap();
+        act(&mut m, &p[0], OpKind::Rename { name: "new".into() }).unwrap();
+        assert_eq!(m.missing_from(&theirs).len(), 2);
+        assert_eq!(m.missing_from(&[]).len(), 4);
+        assert!(m.missing_from(&m.heads()).is_empty());
+        // Sent in the wrong order, a batch still lands whole.
+        let mut all: Vec<SignedOp> = m.ops().cloned().collect();
+        all.reverse();
+        let (copy, merged) = Membership::from_ops(all).unwrap();
+        assert!(merged.waiting.is_empty() && merged.refused.is_empty());
+        assert_eq!(copy.state(), m.state());
+    }
+
+    /// Ops of a scenario: Alice owns; Bob and Carol are admins (Bob senior); Dave and
+    /// Erin are members. Then, concurrently on the same heads: Bob adds Frank, Carol
+    /// removes Dave, Bob removes Carol, Alice renames, Erin leaves, Carol demotes...
+    /// (refused: Bob is senior) — Carol adds Gus instead.
+    fn scenario() -> (Vec<SignedOp>, Vec<SignedOp>) {
+        let p = people(8);
+        let mut m = group(&p[0]);
+        let mut setup = vec![m.ops().next().unwrap().clone()];
+        for (who, role) in [(1, Role::Admin), (2, Role::Admin), (3, Role::Member), (4, Role::Member)] {
+            setup.push(act(&mut m, &p[0], add(&p[who], role)).unwrap());
+        }
+        let concurrent = vec![
+            m.sign(&p[1], 0, add(&p[5], Role::Member)).unwrap(),
+            m.sign(&p[2], 0, remove(&p[3])).unwrap(),
+            m.sign(&p[1], 0, remove(&p[2])).unwrap(),
+            m.sign(&p[0], 0, OpKind::Rename { name: "renamed".into() }).unwrap(),
+            m.sign(&p[4], 0, OpKind::Leave).unwrap(),
+            m.sign(&p[2], 0, add(&p[6], Role::Member)).unwrap(),
+        ];
+        (setup, concurrent)
+    }
+
+    #[test]
+    fn concurrent_changes_resolve_by_seniority() {
+        let (setup, concurrent) = scenario();
+        let p = people(8);
+        let (m, merged) = Membership::from_ops(setup.into_iter().chain(concurrent).collect()).unwrap();
+        assert!(merged.refused.is_empty(), "{:?}", merged.refused);
+        let members: BTreeSet<PeerId> = m.state().members.keys().copied().collect();
+        // Bob's removal of Carol voids Carol's concurrent removal of Dave and add of Gus.
+        let want: BTreeSet<PeerId> = [0, 1, 3, 5].iter().map(|i| p[*i].peer_id()).collect();
+        assert_eq!(members, want);
+        assert_eq!(m.state().name, "renamed");
+    }
+
     proptest! {
-        /// Concurrent operations by two admins, delivered in any order to any member,
-        /// fold to the same state.
+        /// Concurrent operations by several authors, delivered in any order to any
+        /// member, fold to the same state; a late-joining member that receives the
+        /// history in any order agrees too.
         #[test]
-        fn any_delivery_order_converges(order in Just((0..6usize).collect::<Vec<_>>()).prop_shuffle()) {
-            let p = people(5);
-            let create = create(&p[0]);
-            let mut base = Membership::new(create.clone()).unwrap();
-            let setup = [
-                SignedOp::sign(&p[0], G, 2, 0, OpKind::Add { member: card(&p[1]), role: Role::Admin }).unwrap(),
-                SignedOp::sign(&p[0], G, 3, 0, OpKind::Add { member: card(&p[2]), role: Role::Admin }).unwrap(),
-            ];
-            for op in &setup {
-                base.insert(op.clone()).unwrap();
+        fn any_delivery_order_converges(order in Just((0..6usize).collect::<Vec<_>>()).prop_shuffle(), reverse_setup in any::<bool>()) {
+            let (setup, concurrent) = scenario();
+            let mut reference = Membership::new(setup[0].clone()).unwrap();
+            let merged = reference.insert_many(setup[1..].iter().chain(concurrent.iter()).cloned().collect());
+            prop_assert!(merged.waiting.is_empty());
+            let mut history: Vec<SignedOp> = setup[1..].to_vec();
+            if reverse_setup {
+                history.reverse();
             }
-            // Both admins act at epoch 4 without seeing each other.
-            let concurrent = [
-                SignedOp::sign(&p[1], G, 4, 0, OpKind::Add { member: card(&p[3]), role: Role::Member }).unwrap(),
-                SignedOp::sign(&p[2], G, 4, 0, OpKind::Remove { peer: p[1].peer_id().to_bytes() }).unwrap(),
-                SignedOp::sign(&p[1], G, 4, 0, OpKind::Remove { peer: p[2].peer_id().to_bytes() }).unwrap(),
-                SignedOp::sign(&p[2], G, 4, 0, OpKind::Add { member: card(&p[4]), role: Role::Member }).unwrap(),
-            ];
-            let all: Vec<SignedOp> = setup.iter().chain(concurrent.iter()).cloned().collect();
-            let mut reference = Membership::new(create.clone()).unwrap();
-            for op in &all {
-                reference.insert(op.clone()).unwrap();
-            }
-            let mut shuffled = Membership::new(create).unwrap();
+            let mut shuffled = Membership::new(setup[0].clone()).unwrap();
+            shuffled.insert_many(history);
             for i in order {
-                shuffled.insert(all[i].clone()).unwrap();
+                shuffled.insert(concurrent[i].clone()).unwrap();
             }
             prop_assert_eq!(shuffled.state(), reference.state());
+        }
+
+        /// Random histories (random authors, kinds and parents, most of them refused)
+        /// converge whatever the delivery order.
+        #[test]
+        fn random_histories_converge(seed in any::<u64>(), shuffle in any::<u64>()) {
+            use rand::{Rng, SeedableRng, seq::SliceRandom};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let p = people(6);
+            let mut m = group(&p[0]);
+            let mut accepted = Vec::new();
+            for _ in 0..40 {
+                let by = &p[rng.gen_range(0..p.len())];
+                let target = &p[rng.gen_range(0..p.len())];
+                let kind = match rng.gen_range(0..5) {
+                    0 => add(target, if rng.gen_bool(0.5) { Role::Admin } else { Role::Member }),
+                    1 => remove(target),
+                    2 => OpKind::SetRole { peer: target.peer_id().to_bytes(), role: if rng.gen_bool(0.5) { Role::Admin } else { Role::Member } },
+                    3 => OpKind::Rename { name: format!("n{}", rng.gen_range(0..1000)) },
+                    _ => OpKind::Leave,
+                };
+                // Build on a random subset of the history's ops, not always the heads.
+                let all: Vec<OpId> = m.ops().map(|o| o.id().unwrap()).collect();
+                let parents: Vec<OpId> = if rng.gen_bool(0.6) { m.heads() } else {
+                    let mut pick: Vec<OpId> = all.choose_multiple(&mut rng, 2).copied().collect();
+                    pick.sort(); pick.dedup(); pick
+                };
+                let op = SignedOp::sign_raw(by, Some(m.group()), parents, 0, kind).unwrap();
+                if m.insert(op.clone()).is_ok() {
+                    accepted.push(op);
+                }
+            }
+            let create = m.ops().next().unwrap().clone();
+            let mut rng2 = rand::rngs::StdRng::seed_from_u64(shuffle);
+            accepted.shuffle(&mut rng2);
+            let mut copy = Membership::new(create).unwrap();
+            let merged = copy.insert_many(accepted);
+            prop_assert!(merged.waiting.is_empty() && merged.refused.is_empty());
+            prop_assert_eq!(copy.state(), m.state());
         }
     }
 }

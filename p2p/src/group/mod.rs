@@ -1,23 +1,60 @@
-//! Groups: membership as a set of signed operations that every member folds to the
-//! same state ([`membership`]), sender-key encryption of group messages
+//! Groups: membership as a causal history of signed operations that every member
+//! folds to the same state ([`membership`]), sender-key encryption of group messages
 //! ([`sender_key`]) and what a group message carries ([`post`]).
 //!
 //! The node ([`crate::node`]) distributes operations and sender keys over the 1:1
 //! end-to-end channel, publishes messages on the group's gossipsub [`topic`] and
-//! appends them to the group's log on its relays ([`crate::grouplog`]).
+//! appends them to the group's log on its relays ([`crate::grouplog`]). The topic,
+//! the log and the outer encryption of every message derive from the group's
+//! [`GroupSecret`], which only members hold: a relay or a gossip peer learns neither
+//! the group's id nor who wrote what.
 
 pub mod membership;
 pub mod post;
 pub mod sender_key;
 
 use kith_storage::{ConversationId, GroupId};
+use serde::{Deserialize, Serialize};
 
-/// The gossipsub topic of a group: named by the same one-way hash as its relay log,
-/// so neither reveals the group id.
-pub fn topic(group: &GroupId) -> libp2p::gossipsub::IdentTopic {
-    let id = crate::grouplog::log_id(group);
-    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    libp2p::gossipsub::IdentTopic::new(format!("/kith/group/1/{hex}"))
+use crate::wire;
+
+/// BLAKE3 key-derivation context of a group's gossipsub topic name.
+const TOPIC_CONTEXT: &str = "kith group topic v2";
+
+/// The secret a group's `Create` carries: known to every member (and to former
+/// members), to nobody else. Names the group's relay log and gossip topic and keys
+/// the outer layer of its messages.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSecret(#[serde(with = "wire::byte_array")] [u8; 32]);
+
+impl std::fmt::Debug for GroupSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupSecret(<secret>)")
+    }
+}
+
+impl GroupSecret {
+    /// A fresh random secret.
+    pub fn generate() -> GroupSecret {
+        GroupSecret(rand::random())
+    }
+
+    /// A secret from its bytes (tests, tools).
+    pub fn from_bytes(bytes: [u8; 32]) -> GroupSecret {
+        GroupSecret(bytes)
+    }
+
+    /// A key derived from the secret for one purpose (`context` names it).
+    pub(crate) fn derive(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.0)
+    }
+}
+
+/// The gossipsub topic of a group: a one-way hash of its secret, so a gossip peer
+/// can neither tell which group it is nor name the topic of a group it is not in.
+pub fn topic(secret: &GroupSecret) -> libp2p::gossipsub::IdentTopic {
+    let hex: String = secret.derive(TOPIC_CONTEXT).iter().map(|b| format!("{b:02x}")).collect();
+    libp2p::gossipsub::IdentTopic::new(format!("/kith/group/2/{hex}"))
 }
 
 /// The conversation that holds a group's messages (the same id on every member).
@@ -52,7 +89,19 @@ pub enum GroupError {
     /// Decryption failed: tampered, or sealed under another key.
     #[error("cannot decrypt")]
     Decrypt,
-    /// The log must start with a `Create` operation.
-    #[error("a group log starts with Create")]
+    /// The history must start with a `Create` operation.
+    #[error("a group's history starts with its Create")]
     NoCreate,
+    /// A group has exactly one `Create`, the one its id is the hash of.
+    #[error("a group has exactly one Create")]
+    SecondCreate,
+    /// The operation builds on operations we do not hold yet.
+    #[error("{} parent operation(s) not known yet", .0.len())]
+    MissingParents(Vec<membership::OpId>),
+    /// The author had no right to this operation in the state its parents reached.
+    #[error("not permitted: {0}")]
+    NoRight(String),
+    /// The group's history holds [`membership::MAX_OPS`] operations.
+    #[error("the group's history is full ({} operations)", membership::MAX_OPS)]
+    HistoryFull,
 }

@@ -1,13 +1,24 @@
 //! Sender keys: a group message is encrypted once by its author.
 //!
 //! Each member holds a symmetric sender key per group and generation, and gives it to
-//! every other current member over the pairwise end-to-end channel. A message is
-//! sealed with XChaCha20-Poly1305 under the author's current key (the header is the
-//! associated data) and signed with the author's identity key, because a symmetric key
-//! shared by all members would otherwise let any member forge messages from another.
-//! When someone leaves or is removed, every remaining member starts a new generation
-//! and shares it only with the remaining members, so the departed member cannot read
-//! anything sent afterwards.
+//! every other current member over the pairwise end-to-end channel. When someone
+//! leaves or is removed, every remaining member starts a new generation and shares it
+//! only with the remaining members, so the departed member cannot read anything sent
+//! afterwards.
+//!
+//! A sealed message has two layers:
+//! - **inside**, the body is sealed with XChaCha20-Poly1305 under the author's sender
+//!   key, and the header (group id, author, generation, sequence number, nonce) with
+//!   the body is signed with the author's identity key — a symmetric key shared by
+//!   all members would otherwise let any member forge messages from another;
+//! - **outside**, all of that (author included) is sealed again under a key derived
+//!   from the group's [`GroupSecret`]. What a relay or a gossip peer sees is a
+//!   version, a random nonce and ciphertext: no group id, no author, no generation.
+//!
+//! The receiver checks, in order: size and shape, the outer layer (only holders of
+//! the group secret made it), the author's signature (an unauthenticated byte is
+//! never kept), then membership and the sender key. [`authenticate`] does the first
+//! three, so a message whose key has not arrived yet can be kept knowing who wrote it.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -15,15 +26,19 @@ use kith_storage::GroupId;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use super::GroupError;
+use super::{GroupError, GroupSecret};
 use crate::identity::{Identity, verify_signature};
 use crate::wire;
 
-/// Domain separation for message signatures.
-pub const MESSAGE_CONTEXT: &[u8] = b"kith/group-msg/1\0";
-/// Largest encoded group message accepted.
+/// Domain separation for message signatures (and the inner layer's associated data).
+pub const MESSAGE_CONTEXT: &[u8] = b"kith/group-msg/2\0";
+/// Associated data of the outer layer: binds its version.
+const OUTER_AAD: &[u8] = b"kith/group-outer/2\0";
+/// BLAKE3 key-derivation context of the outer layer's key.
+const OUTER_KEY_CONTEXT: &str = "kith group envelope v2";
+/// Largest encoded group message accepted, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 96 * 1024;
-const MESSAGE_VERSION: u32 = 1;
+const MESSAGE_VERSION: u32 = 2;
 
 /// One generation of an author's sender key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,24 +63,40 @@ impl SenderKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Header {
-    v: u32,
+/// What the signature and the inner layer's associated data cover.
+#[derive(Serialize)]
+struct Header<'a> {
     group: GroupId,
     #[serde(with = "wire::bytes")]
-    author: Vec<u8>,
+    author: &'a [u8],
     generation: u32,
-    /// The author's per-group counter: orders its messages, names replays.
     seq: u64,
     #[serde(with = "wire::byte_array")]
     nonce: [u8; 24],
 }
 
+/// The outer layer: all a non-member sees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Sealed {
-    header: Header,
+struct Outer {
+    v: u32,
+    #[serde(with = "wire::byte_array")]
+    nonce: [u8; 24],
     #[serde(with = "wire::bytes")]
-    ciphertext: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+/// The inner layer, once the outer one is opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Inner {
+    #[serde(with = "wire::bytes")]
+    author: Vec<u8>,
+    generation: u32,
+    /// The author's per-group counter: orders its messages.
+    seq: u64,
+    #[serde(with = "wire::byte_array")]
+    nonce: [u8; 24],
+    #[serde(with = "wire::bytes")]
+    body: Vec<u8>,
     #[serde(with = "wire::byte_array")]
     sig: [u8; 64],
 }
@@ -83,73 +114,123 @@ pub struct OpenedGroupMessage {
     pub plaintext: Vec<u8>,
 }
 
+/// A message whose outer layer opened and whose signature verified: its author is
+/// known for certain; its body still needs the author's sender key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentic {
+    /// The author (its signature verified).
+    pub author: PeerId,
+    /// The key generation it was sealed with.
+    pub generation: u32,
+    /// The author's sequence number.
+    pub seq: u64,
+    group: GroupId,
+    inner: Inner,
+}
+
 fn malformed(e: impl std::fmt::Display) -> GroupError {
     GroupError::Malformed(e.to_string())
 }
 
-fn signed_bytes(header: &Header, ciphertext: &[u8]) -> Result<Vec<u8>, GroupError> {
-    let header = wire::encode(header).map_err(malformed)?;
-    Ok([MESSAGE_CONTEXT, &(header.len() as u64).to_be_bytes(), &header, ciphertext].concat())
+fn header_bytes(group: GroupId, author: &[u8], generation: u32, seq: u64, nonce: [u8; 24]) -> Result<Vec<u8>, GroupError> {
+    let header = wire::encode(&Header { group, author, generation, seq, nonce }).map_err(malformed)?;
+    Ok([MESSAGE_CONTEXT, &header].concat())
 }
 
-/// Seal `plaintext` for `group` under `key`, authored and signed by `author`.
-pub fn seal(author: &Identity, group: GroupId, key: &SenderKey, seq: u64, plaintext: &[u8]) -> Result<Vec<u8>, GroupError> {
-    let header = Header {
-        v: MESSAGE_VERSION,
-        group,
-        author: author.peer_id().to_bytes(),
-        generation: key.generation,
-        seq,
-        nonce: rand::random(),
-    };
-    let aad = wire::encode(&header).map_err(malformed)?;
-    let cipher = XChaCha20Poly1305::new((&key.key).into());
-    let ciphertext = cipher
-        .encrypt(&XNonce::from(header.nonce), Payload { msg: plaintext, aad: &aad })
+fn signed_bytes(header: &[u8], body: &[u8]) -> Vec<u8> {
+    [&(header.len() as u64).to_be_bytes()[..], header, body].concat()
+}
+
+fn outer_cipher(secret: &GroupSecret) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new((&secret.derive(OUTER_KEY_CONTEXT)).into())
+}
+
+/// Seal `plaintext` for `group` under `key`, authored and signed by `author`, hidden
+/// from non-members under the group's `secret`.
+pub fn seal(
+    author: &Identity,
+    group: GroupId,
+    secret: &GroupSecret,
+    key: &SenderKey,
+    seq: u64,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, GroupError> {
+    let author_bytes = author.peer_id().to_bytes();
+    let nonce: [u8; 24] = rand::random();
+    let header = header_bytes(group, &author_bytes, key.generation, seq, nonce)?;
+    let body = XChaCha20Poly1305::new((&key.key).into())
+        .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &header })
         .map_err(|_| GroupError::Malformed("encryption failed".into()))?;
-    let sig = author.sign(&signed_bytes(&header, &ciphertext)?);
-    let sealed = Sealed { header, ciphertext, sig };
-    let bytes = wire::encode(&sealed).map_err(malformed)?;
+    let sig = author.sign(&signed_bytes(&header, &body));
+    let inner = Inner { author: author_bytes, generation: key.generation, seq, nonce, body, sig };
+    let inner = wire::encode(&inner).map_err(malformed)?;
+    let outer_nonce: [u8; 24] = rand::random();
+    let sealed = outer_cipher(secret)
+        .encrypt(&XNonce::from(outer_nonce), Payload { msg: &inner, aad: OUTER_AAD })
+        .map_err(|_| GroupError::Malformed("encryption failed".into()))?;
+    let bytes = wire::encode(&Outer { v: MESSAGE_VERSION, nonce: outer_nonce, sealed }).map_err(malformed)?;
     if bytes.len() > MAX_MESSAGE_LEN {
         return Err(GroupError::Malformed(format!("message of {} bytes over {MAX_MESSAGE_LEN}", bytes.len())));
     }
     Ok(bytes)
 }
 
+/// Open the outer layer and check the author's signature: everything but the body.
+///
+/// Fails with [`GroupError::Decrypt`] if the outer layer was not sealed with this
+/// group's secret (another group's message, or a non-member's), with
+/// [`GroupError::BadSignature`] if the author did not sign it.
+pub fn authenticate(bytes: &[u8], group: GroupId, secret: &GroupSecret) -> Result<Authentic, GroupError> {
+    let outer: Outer = wire::decode(bytes, MAX_MESSAGE_LEN).map_err(malformed)?;
+    if outer.v != MESSAGE_VERSION {
+        return Err(GroupError::Malformed(format!("unsupported message version {}", outer.v)));
+    }
+    let inner = outer_cipher(secret)
+        .decrypt(&XNonce::from(outer.nonce), Payload { msg: &outer.sealed, aad: OUTER_AAD })
+        .map_err(|_| GroupError::Decrypt)?;
+    let inner: Inner = wire::decode(&inner, MAX_MESSAGE_LEN).map_err(malformed)?;
+    let author = PeerId::from_bytes(&inner.author).map_err(malformed)?;
+    let header = header_bytes(group, &inner.author, inner.generation, inner.seq, inner.nonce)?;
+    verify_signature(&author, &signed_bytes(&header, &inner.body), &inner.sig).map_err(|_| GroupError::BadSignature)?;
+    Ok(Authentic { author, generation: inner.generation, seq: inner.seq, group, inner })
+}
+
+impl Authentic {
+    /// Open the body with the author's sender key of this message's generation.
+    pub fn open(&self, key: &SenderKey) -> Result<OpenedGroupMessage, GroupError> {
+        if key.generation != self.generation {
+            return Err(GroupError::UnknownKey { author: self.author.to_string(), generation: self.generation });
+        }
+        let i = &self.inner;
+        let header = header_bytes(self.group, &i.author, i.generation, i.seq, i.nonce)?;
+        let plaintext = XChaCha20Poly1305::new((&key.key).into())
+            .decrypt(&XNonce::from(i.nonce), Payload { msg: &i.body, aad: &header })
+            .map_err(|_| GroupError::Decrypt)?;
+        Ok(OpenedGroupMessage { author: self.author, seq: self.seq, generation: self.generation, plaintext })
+    }
+}
+
 /// Open a group message of `group`. `is_member` says whether an author may post now;
 /// `key_of(author, generation)` finds the sender key we were given.
 ///
-/// Checks, in order: size and shape, group, membership of the author, the author's
-/// signature, then decryption. A non-member's message is refused before any key is
-/// looked up.
+/// Checks, in order: size and shape, the outer layer, the author's signature,
+/// membership of the author, then decryption with the author's key.
 pub fn open(
     bytes: &[u8],
     group: GroupId,
+    secret: &GroupSecret,
     is_member: impl Fn(&PeerId) -> bool,
     key_of: impl Fn(&PeerId, u32) -> Option<SenderKey>,
 ) -> Result<OpenedGroupMessage, GroupError> {
-    let sealed: Sealed = wire::decode(bytes, MAX_MESSAGE_LEN).map_err(malformed)?;
-    let header = &sealed.header;
-    if header.v != MESSAGE_VERSION {
-        return Err(GroupError::Malformed(format!("unsupported message version {}", header.v)));
+    let authentic = authenticate(bytes, group, secret)?;
+    if !is_member(&authentic.author) {
+        return Err(GroupError::NotMember(authentic.author.to_string()));
     }
-    if header.group != group {
-        return Err(GroupError::WrongGroup);
-    }
-    let author = PeerId::from_bytes(&header.author).map_err(malformed)?;
-    if !is_member(&author) {
-        return Err(GroupError::NotMember(author.to_string()));
-    }
-    verify_signature(&author, &signed_bytes(header, &sealed.ciphertext)?, &sealed.sig)
-        .map_err(|_| GroupError::BadSignature)?;
-    let key = key_of(&author, header.generation)
-        .ok_or_else(|| GroupError::UnknownKey { author: author.to_string(), generation: header.generation })?;
-    let aad = wire::encode(header).map_err(malformed)?;
-    let cipher = XChaCha20Poly1305::new((&key.key).into());
-    let plaintext = cipher
-        .decrypt(&XNonce::from(header.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
-        .map_err(|_| GroupError::Decrypt)?;
-    Ok(OpenedGroupMessage { author, seq: header.seq, generation: header.generation, plaintext })
+    let key = key_of(&authentic.author, authentic.generation).ok_or_else(|| GroupError::UnknownKey {
+        author: authentic.author.to_string(),
+        generation: authentic.generation,
+    })?;
+    authentic.open(&key)
 }
 
 #[cfg(test)]
@@ -163,42 +244,70 @@ mod tests {
 
     const G: GroupId = GroupId([3; 16]);
 
+    fn secret() -> GroupSecret {
+        GroupSecret::from_bytes([5; 32])
+    }
+
     #[test]
     fn members_read_outsiders_and_stale_keys_do_not() {
         let alice = Identity::generate();
         let mallory = Identity::generate();
         let gen1 = SenderKey::generate(1);
         let gen2 = SenderKey::generate(2);
-        let msg = seal(&alice, G, &gen1, 7, "привет, группа 👋".as_bytes()).unwrap();
+        let s = secret();
+        let msg = seal(&alice, G, &s, &gen1, 7, "привет, группа 👋".as_bytes()).unwrap();
 
         let keys: HashMap<(PeerId, u32), SenderKey> = [((alice.peer_id(), 1), gen1.clone())].into();
         let key_of = |p: &PeerId, g: u32| keys.get(&(*p, g)).cloned();
-        let opened = open(&msg, G, |p| *p == alice.peer_id(), key_of).unwrap();
+        let opened = open(&msg, G, &s, |p| *p == alice.peer_id(), key_of).unwrap();
         assert_eq!(opened.plaintext, "привет, группа 👋".as_bytes());
         assert_eq!((opened.author, opened.seq, opened.generation), (alice.peer_id(), 7, 1));
 
         // Removed from the group: the author is no longer a member → refused unread.
-        assert_eq!(open(&msg, G, |_| false, key_of), Err(GroupError::NotMember(alice.peer_id().to_string())));
+        assert_eq!(open(&msg, G, &s, |_| false, key_of), Err(GroupError::NotMember(alice.peer_id().to_string())));
         // After rotation a departed member holds only generation 1: generation 2 is closed to it.
-        let after = seal(&alice, G, &gen2, 8, b"after the removal").unwrap();
-        assert!(matches!(open(&after, G, |_| true, key_of), Err(GroupError::UnknownKey { generation: 2, .. })));
-        // Another group, a forged author, a tampered ciphertext.
-        assert_eq!(open(&msg, GroupId([4; 16]), |_| true, key_of), Err(GroupError::WrongGroup));
-        let forged = seal(&mallory, G, &gen1, 1, b"i am alice").unwrap();
-        let mut sealed: Sealed = wire::decode(&forged, MAX_MESSAGE_LEN).unwrap();
-        sealed.header.author = alice.peer_id().to_bytes();
-        let forged = wire::encode(&sealed).unwrap();
-        assert_eq!(open(&forged, G, |_| true, key_of), Err(GroupError::BadSignature));
+        let after = seal(&alice, G, &s, &gen2, 8, b"after the removal").unwrap();
+        assert!(matches!(open(&after, G, &s, |_| true, key_of), Err(GroupError::UnknownKey { generation: 2, .. })));
+        // Another group's secret cannot open the outer layer; another group id breaks
+        // the signature.
+        let other = GroupSecret::from_bytes([6; 32]);
+        assert_eq!(open(&msg, G, &other, |_| true, key_of), Err(GroupError::Decrypt));
+        assert_eq!(open(&msg, GroupId([4; 16]), &s, |_| true, key_of), Err(GroupError::BadSignature));
+        // A member claiming to be another member.
+        let forged = seal(&mallory, G, &s, &gen1, 1, b"i am alice").unwrap();
+        let outer: Outer = wire::decode(&forged, MAX_MESSAGE_LEN).unwrap();
+        let inner = outer_cipher(&s).decrypt(&XNonce::from(outer.nonce), Payload { msg: &outer.sealed, aad: OUTER_AAD }).unwrap();
+        let mut inner: Inner = wire::decode(&inner, MAX_MESSAGE_LEN).unwrap();
+        inner.author = alice.peer_id().to_bytes();
+        let resealed = outer_cipher(&s)
+            .encrypt(&XNonce::from(outer.nonce), Payload { msg: &wire::encode(&inner).unwrap(), aad: OUTER_AAD })
+            .unwrap();
+        let forged = wire::encode(&Outer { v: MESSAGE_VERSION, nonce: outer.nonce, sealed: resealed }).unwrap();
+        assert_eq!(open(&forged, G, &s, |_| true, key_of), Err(GroupError::BadSignature));
         let mut tampered = msg.clone();
         let at = tampered.len() - 70;
         tampered[at] ^= 1;
-        assert!(open(&tampered, G, |_| true, key_of).is_err());
+        assert!(open(&tampered, G, &s, |_| true, key_of).is_err());
+    }
+
+    #[test]
+    fn outsiders_see_neither_group_nor_author() {
+        let alice = Identity::generate();
+        let group = GroupId([0xab; 16]);
+        let msg = seal(&alice, group, &secret(), &SenderKey::generate(1), 1, b"hi").unwrap();
+        let author = alice.peer_id().to_bytes();
+        let contains = |needle: &[u8]| msg.windows(needle.len()).any(|w| w == needle);
+        assert!(!contains(&group.0), "the group id is not in the clear");
+        assert!(!contains(&author), "the author is not in the clear");
+        assert!(!contains(&author[author.len() - 16..]), "nor part of it");
+        let outer: Outer = wire::decode(&msg, MAX_MESSAGE_LEN).unwrap();
+        assert_eq!(outer.v, MESSAGE_VERSION);
     }
 
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = open(&bytes, G, |_| true, |_, _| Some(SenderKey { generation: 1, key: [0; 32] }));
+            let _ = open(&bytes, G, &secret(), |_| true, |_, _| Some(SenderKey { generation: 1, key: [0; 32] }));
         }
     }
 }

@@ -50,6 +50,7 @@ struct SendRequest {
     reply: tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>,
 }
 
+mod group_messages;
 mod groups;
 mod relays;
 
@@ -82,6 +83,7 @@ pub(crate) struct Actor {
     /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
     redials: HashMap<PeerId, u8>,
     groups: groups::GroupsState,
+    group_messages: group_messages::GroupMessages,
 }
 
 impl Actor {
@@ -187,6 +189,7 @@ impl Actor {
             reachability: "unknown".into(),
             redials: HashMap::new(),
             groups: groups::GroupsState::default(),
+            group_messages: group_messages::GroupMessages::default(),
             config,
         };
         actor.load_groups();
@@ -238,7 +241,7 @@ impl Actor {
 
     fn next_wakeup(&self) -> Instant {
         let timers = self.next_refresh.min(self.next_drain);
-        let timers = self.groups.next_wakeup().map_or(timers, |t| t.min(timers));
+        let timers = self.group_messages.next_wakeup().map_or(timers, |t| t.min(timers));
         self.queues.next_wakeup().map_or(timers, |t| t.min(timers))
     }
 
@@ -481,14 +484,14 @@ impl Actor {
         let mut groups = Vec::new();
         for (result, reply) in composed {
             let answer = match (result, &stored) {
-                (Ok((message, entry, groups::Dest::Peer(peer))), Ok(())) => {
+                (Ok((message, entry, group_messages::Dest::Peer(peer))), Ok(())) => {
                     self.queues.push(peer, entry, now);
                     if !peers.contains(&peer) {
                         peers.push(peer);
                     }
                     Ok(MessageView::new(&message, Some(&peer.to_string())))
                 }
-                (Ok((message, entry, groups::Dest::Group(group))), Ok(())) => {
+                (Ok((message, entry, group_messages::Dest::Group(group))), Ok(())) => {
                     self.queue_group_message(group, entry);
                     if !groups.contains(&group) {
                         groups.push(group);
@@ -516,12 +519,12 @@ impl Actor {
         target: &str,
         text: &str,
         lamports: &mut HashMap<ConversationId, u64>,
-    ) -> Result<(Message, OutboxEntry, groups::Dest), NodeError> {
+    ) -> Result<(Message, OutboxEntry, group_messages::Dest), NodeError> {
         let contact = match ops::resolve_target(&self.store, target)? {
             ops::Target::Contact(contact) => contact,
             ops::Target::Group(group) => {
                 let (message, entry) = self.compose_group(&group, text, lamports)?;
-                return Ok((message, entry, groups::Dest::Group(group.id)));
+                return Ok((message, entry, group_messages::Dest::Group(group.id)));
             }
         };
         let peer = contact
@@ -529,7 +532,7 @@ impl Actor {
             .parse::<PeerId>()
             .map_err(|_| NodeError::BadTarget(format!("stored peer id {} is invalid", contact.peer_id)))?;
         let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, lamports)?;
-        Ok((message, entry, groups::Dest::Peer(peer)))
+        Ok((message, entry, group_messages::Dest::Peer(peer)))
     }
 
     /// Pick up outbox entries written by local operations (or a previous run).

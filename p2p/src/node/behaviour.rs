@@ -59,8 +59,12 @@ impl Behaviour {
             [(grouplog::PROTOCOL, request_response::ProtocolSupport::Outbound)],
             request_response::Config::default().with_request_timeout(request_timeout),
         );
+        // Anonymous: a gossip message carries no author peer id, sequence number or
+        // transport signature. Group messages authenticate their authors inside their
+        // encryption (see `group::sender_key`), so a gossip peer that is not a member
+        // cannot tell who wrote what.
         let gossipsub = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossipsub::MessageAuthenticity::Anonymous,
             gossip_config().map_err(std::io::Error::other)?,
         )
         .map_err(std::io::Error::other)?;
@@ -95,14 +99,16 @@ impl Behaviour {
     }
 }
 
-/// Gossipsub for group messages. Every message is checked by the node before it is
-/// forwarded (`validate_messages`: a non-member's or forged message goes no
-/// further); ids are content hashes, so a re-published message is a duplicate; the
+/// Gossipsub for group messages. Messages are anonymous (`ValidationMode::Anonymous`
+/// refuses any that carry an author, sequence number or signature). Every message is
+/// checked by the node before it is forwarded (`validate_messages`: a non-member's or
+/// forged message goes no further); ids are content hashes, so a re-published
+/// message is a duplicate; the
 /// publisher sends to its mesh only (`flood_publish` off), so what a sender uploads
 /// per message does not grow with the group.
 fn gossip_config() -> Result<gossipsub::Config, String> {
     gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         .flood_publish(false)
         .max_transmit_size(crate::grouplog::MAX_ITEM_LEN + 4 * 1024)

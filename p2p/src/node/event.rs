@@ -78,6 +78,12 @@ pub enum Event {
         /// The group now.
         group: GroupView,
     },
+    /// Someone who is not an accepted contact added us to a group: an invitation to
+    /// accept (`group_accept`) or decline (`group_decline`). Until then we are not in it.
+    GroupInvitation {
+        /// The group, with `invited_by` set.
+        group: GroupView,
+    },
     /// The subscriber fell behind and missed `missed` events: re-read state.
     Lagged {
         /// How many events were dropped for this subscriber.

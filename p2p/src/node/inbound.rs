@@ -32,7 +32,7 @@ pub(crate) struct Outcome {
     pub(crate) group: Vec<GroupDelivery>,
 }
 
-/// A [`Payload::GroupOps`] or [`Payload::GroupKey`] as it arrived.
+/// A group payload ([`Payload::GroupOps`], [`Payload::GroupSync`], [`Payload::GroupKey`]) as it arrived.
 pub(crate) struct GroupDelivery {
     /// Its position in the batch (its result's index).
     pub(crate) index: usize,
@@ -232,7 +232,7 @@ impl Inbound<'_> {
                 });
                 Ok(Step::Done(DmResult::Stored))
             }
-            payload @ (Payload::GroupOps { .. } | Payload::GroupKey { .. }) => {
+            payload @ (Payload::GroupOps { .. } | Payload::GroupKey { .. } | Payload::GroupSync { .. }) => {
                 outcome.group.push(GroupDelivery { index, sender, payload });
                 Ok(Step::Done(DmResult::Stored))
             }

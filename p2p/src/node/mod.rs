@@ -191,6 +191,19 @@ pub enum GroupChange {
         /// The group.
         group: String,
     },
+    /// Join a group someone who is not an accepted contact added us to.
+    #[serde(rename = "group_accept")]
+    Accept {
+        /// The group.
+        group: String,
+    },
+    /// Turn down such an invitation: the group is forgotten locally and does not come
+    /// back; nothing is sent to its members.
+    #[serde(rename = "group_decline")]
+    Decline {
+        /// The group.
+        group: String,
+    },
 }
 
 impl GroupChange {
@@ -202,8 +215,16 @@ impl GroupChange {
     }
 
     /// The control-socket methods of group changes.
-    pub const METHODS: [&'static str; 6] =
-        ["group_create", "group_add", "group_remove", "group_role", "group_rename", "group_leave"];
+    pub const METHODS: [&'static str; 8] = [
+        "group_create",
+        "group_add",
+        "group_remove",
+        "group_role",
+        "group_rename",
+        "group_leave",
+        "group_accept",
+        "group_decline",
+    ];
 
     /// The change a control-socket request asks for, if `method` is one of
     /// [`GroupChange::METHODS`]: `None` for other methods, `Some(Err)` for bad params.
@@ -401,7 +422,9 @@ mod tests {
             GroupChange::Remove { group: g.clone(), member: m.clone() },
             GroupChange::SetRole { group: g.clone(), member: m.clone(), role: Role::Admin },
             GroupChange::Rename { group: g.clone(), name: "new".into() },
-            GroupChange::Leave { group: g },
+            GroupChange::Leave { group: g.clone() },
+            GroupChange::Accept { group: g.clone() },
+            GroupChange::Decline { group: g },
         ];
         let methods: Vec<String> = all.iter().map(|c| c.request().0).collect();
         assert_eq!(methods, GroupChange::METHODS);

@@ -83,9 +83,10 @@ pub fn book_club(active: bool) -> GroupView {
             member(BOB, Role::Member, Some("Bob 🎸")),
             member(CAROL, Role::Member, None),
         ],
-        epoch: 3,
+        version: 3,
         relays: Vec::new(),
         active,
+        invited_by: None,
     }
 }
 

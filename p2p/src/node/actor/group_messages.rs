@@ -1,0 +1,527 @@
+//! Group messages in the actor: sealing and publishing, the relays' group logs, and
+//! opening what arrives. (Membership: [`super::groups`].)
+//!
+//! - **Sending.** A message is sealed once with the author's current key (and the
+//!   group secret's outer layer), stored with an outbox entry (acknowledged to the
+//!   caller once on disk), published on the group's topic and appended to the group's
+//!   log on each of its relays. It is `sent` once a relay holds it (or, for a group
+//!   without relays, once it went out on gossip).
+//! - **Receiving.** Receivers validate before gossip forwards anything: a message
+//!   that does not open under the group secret, or whose signature fails, is
+//!   rejected and never stored. An authentic message whose key (or whose author's
+//!   `Add`) has not arrived yet is kept in `group_pending` — at most
+//!   [`MAX_PENDING`] per group and [`MAX_PENDING_PER_AUTHOR`] per author — and opened
+//!   when it does.
+//! - **Catch-up.** Members fetch each group log from their cursor at start, when they
+//!   join, when they connect to a group relay and every drain interval.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use kith_storage::{ContactState, Direction, Group, GroupId, Inserted, Message, MessageId, MessageState, OutboxEntry};
+use libp2p::gossipsub::{self, MessageAcceptance};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::{Multiaddr, PeerId};
+
+use super::Actor;
+use super::groups::relays_of;
+use crate::group::post::GroupPost;
+use crate::group::sender_key::{self, SenderKey};
+use crate::group as grp;
+use crate::grouplog::{self, GroupLogRequest, GroupLogResponse};
+use crate::node::{Event, NodeError};
+use crate::ops::{self, OpError};
+use crate::views::MessageView;
+
+/// How long a group message waits before it is published and appended again when no
+/// relay holds it yet.
+const GROUP_RETRY: Duration = Duration::from_secs(3);
+/// Authentic messages kept per group while their keys (or authors' `Add`s) are on the
+/// way; past it, new ones are dropped (a relay's log still has them).
+pub(super) const MAX_PENDING: usize = 10_000;
+/// Of those, at most this many by one author: a removed member who still holds the
+/// group secret cannot fill the rest.
+pub(super) const MAX_PENDING_PER_AUTHOR: usize = 1_000;
+
+/// An outgoing group message no relay holds yet.
+struct Unsent {
+    group: GroupId,
+    sealed: Vec<u8>,
+    published: bool,
+}
+
+/// Message state of the actor's groups.
+#[derive(Default)]
+pub(super) struct GroupMessages {
+    unsent: BTreeMap<MessageId, Unsent>,
+    appends: HashMap<OutboundRequestId, (GroupId, PeerId, Vec<MessageId>)>,
+    fetches: HashMap<OutboundRequestId, (GroupId, PeerId)>,
+    fetching: HashSet<(GroupId, PeerId)>,
+    next_retry: Option<Instant>,
+}
+
+impl GroupMessages {
+    /// When the group machinery next wants a tick.
+    pub(super) fn next_wakeup(&self) -> Option<Instant> {
+        self.next_retry
+    }
+}
+
+/// Where an outgoing message goes.
+pub(super) enum Dest {
+    Peer(PeerId),
+    Group(GroupId),
+}
+
+fn cursor_key(group: &GroupId, relay: &PeerId) -> String {
+    format!("grouplog_cursor/{group}/{relay}")
+}
+
+fn not_allowed(why: impl Into<String>) -> NodeError {
+    NodeError::Op(OpError::NotAllowed(why.into()))
+}
+
+/// What opening one group message found.
+enum Opened {
+    /// A message to store (boxed: it is much larger than the other variants).
+    Message(Box<Message>),
+    /// Authentic but not for display (ours, a blocked author, a group we left).
+    Dropped,
+    /// Authentic, but cannot be read yet; `member` says whether its author is a member.
+    Later { author: PeerId, member: bool },
+    /// Forged, tampered, malformed, from another group or from a former member.
+    Refused,
+}
+
+impl Actor {
+    /// Pick up outbox entries of group messages (from a previous run) as unsent.
+    pub(super) fn load_group_outbox(&mut self, entries: Vec<OutboxEntry>) {
+        let mut groups = BTreeSet::new();
+        for entry in entries {
+            let Some(group) = ops::recipient_group(&entry.recipient) else { continue };
+            if self.group_messages.unsent.contains_key(&entry.id) {
+                continue;
+            }
+            groups.insert(group);
+            self.group_messages.unsent.insert(entry.id, Unsent { group, sealed: entry.payload, published: false });
+        }
+        for group in groups {
+            self.push_group(group);
+        }
+    }
+
+    // ---- sending ------------------------------------------------------------------
+
+    /// Compose and seal a text to a group (nothing stored yet; see `send_batch`).
+    pub(super) fn compose_group(
+        &mut self,
+        group: &Group,
+        text: &str,
+        lamports: &mut HashMap<kith_storage::ConversationId, u64>,
+    ) -> Result<(Message, OutboxEntry), NodeError> {
+        // Membership is checked by `compose_group_text` (on the stored `active`).
+        let joined = self.groups.joined.get(&group.id).ok_or_else(|| not_allowed("unknown group"))?;
+        let message = ops::compose_group_text(&self.store, &self.me, group, text, lamports)?;
+        let post = GroupPost::Text {
+            id: message.id,
+            lamport: message.lamport,
+            sent_at_ms: message.sent_at_ms,
+            text: message.text.clone(),
+        };
+        let plaintext = post.encode().map_err(OpError::from)?;
+        let secret = joined.membership.secret();
+        let sealed = sender_key::seal(&self.config.identity, group.id, secret, &joined.key, message.lamport, &plaintext)
+            .map_err(|e| NodeError::Op(OpError::Invalid(e.to_string())))?;
+        let entry = OutboxEntry {
+            id: message.id,
+            recipient: ops::group_recipient(&group.id),
+            payload: sealed,
+            attempts: 0,
+            next_attempt_ms: message.sent_at_ms,
+            created_at_ms: message.sent_at_ms,
+        };
+        Ok((message, entry))
+    }
+
+    /// A stored group message: send it on its way.
+    pub(super) fn queue_group_message(&mut self, group: GroupId, entry: OutboxEntry) {
+        self.group_messages.unsent.insert(entry.id, Unsent { group, sealed: entry.payload, published: false });
+    }
+
+    /// Publish what is unpublished and append what no relay holds yet.
+    pub(super) fn push_group(&mut self, group: GroupId) {
+        let Some(joined) = self.groups.joined.get(&group) else { return };
+        let topic = joined.topic.clone();
+        let relays = relays_of(joined.membership.state());
+        let log = grouplog::log_id(joined.membership.secret());
+        let mut gone_out = Vec::new();
+        for (id, unsent) in self.group_messages.unsent.iter_mut().filter(|(_, u)| u.group == group) {
+            if unsent.published {
+                continue;
+            }
+            match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), unsent.sealed.clone()) {
+                Ok(_) | Err(gossipsub::PublishError::Duplicate) => {
+                    unsent.published = true;
+                    gone_out.push(*id);
+                }
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+                Err(e) => tracing::debug!(%group, error = %e, "publishing a group message failed"),
+            }
+        }
+        if relays.is_empty() {
+            // Nobody keeps a log: having gone out on gossip is as far as it gets.
+            self.group_held(&gone_out);
+        }
+        for (relay, addr) in relays {
+            if self.group_messages.appends.values().any(|(g, r, _)| *g == group && *r == relay) {
+                continue;
+            }
+            let batch: Vec<(MessageId, Vec<u8>)> = self
+                .group_messages
+                .unsent
+                .iter()
+                .filter(|(_, u)| u.group == group)
+                .take(grouplog::MAX_APPEND_BATCH)
+                .map(|(id, u)| (*id, u.sealed.clone()))
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            let (ids, items): (Vec<MessageId>, Vec<Vec<u8>>) = batch.into_iter().unzip();
+            let request = GroupLogRequest::Append { log, items };
+            let id = self.swarm.behaviour_mut().grouplog.send_request_with_addresses(&relay, request, vec![addr]);
+            self.group_messages.appends.insert(id, (group, relay, ids));
+        }
+        self.schedule_retry();
+    }
+
+    fn schedule_retry(&mut self) {
+        if self.group_messages.unsent.is_empty() {
+            self.group_messages.next_retry = None;
+        } else if self.group_messages.next_retry.is_none() {
+            self.group_messages.next_retry = Some(Instant::now() + GROUP_RETRY);
+        }
+    }
+
+    /// The retry timer fired: try every group with unsent messages again.
+    pub(super) fn group_tick(&mut self, now: Instant) {
+        if self.group_messages.next_retry.is_some_and(|t| t <= now) {
+            self.group_messages.next_retry = None;
+            let groups: BTreeSet<GroupId> = self.group_messages.unsent.values().map(|u| u.group).collect();
+            for group in groups {
+                self.push_group(group);
+            }
+        }
+    }
+
+    /// These messages are held (by a relay, or gone out where no relay keeps a log):
+    /// they are `sent` and leave the outbox.
+    fn group_held(&mut self, ids: &[MessageId]) {
+        let ids: Vec<MessageId> = ids.iter().filter(|id| self.group_messages.unsent.contains_key(id)).copied().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let updates: Vec<(MessageId, MessageState)> = ids.iter().map(|id| (*id, MessageState::Sent)).collect();
+        let moved = match self.store.set_message_states(&updates, true) {
+            Ok(moved) => moved,
+            Err(e) => {
+                tracing::error!(error = %e, "recording group message states failed; will retry");
+                return;
+            }
+        };
+        self.flush();
+        for ((id, _), new) in updates.iter().zip(moved) {
+            let Some(unsent) = self.group_messages.unsent.remove(id) else { continue };
+            if let Some(state) = new {
+                let conversation = grp::conversation(&unsent.group).to_string();
+                self.emit(Event::MessageStateChanged { id: id.to_string(), conversation, state });
+            }
+        }
+        self.schedule_retry();
+    }
+
+    /// An event of the group log protocol.
+    pub(super) fn grouplog_event(&mut self, event: request_response::Event<GroupLogRequest, GroupLogResponse>) {
+        match event {
+            request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            } => {
+                if let Some((group, relay, ids)) = self.group_messages.appends.remove(&request_id) {
+                    match response {
+                        GroupLogResponse::Appended { .. } => self.group_held(&ids),
+                        GroupLogResponse::Refused(refusal) => {
+                            tracing::warn!(%group, %relay, reason = refusal.as_str(), "relay refused a group append");
+                            self.emit(Event::RelayRefused {
+                                relay: relay.to_string(),
+                                recipient: group.to_string(),
+                                code: refusal.as_str().to_owned(),
+                                message: refusal.to_string(),
+                            });
+                        }
+                        other => tracing::debug!(?other, "unexpected answer to an append"),
+                    }
+                    self.schedule_retry();
+                } else if let Some((group, relay)) = self.group_messages.fetches.remove(&request_id) {
+                    match response {
+                        GroupLogResponse::Page { items, more } => self.fetched_page(group, relay, items, more),
+                        other => {
+                            tracing::debug!(%group, %relay, ?other, "group log fetch refused");
+                            self.group_messages.fetching.remove(&(group, relay));
+                        }
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some((group, relay, _)) = self.group_messages.appends.remove(&request_id) {
+                    tracing::debug!(%group, %relay, %error, "group append failed; will retry");
+                    self.schedule_retry();
+                } else if let Some(key) = self.group_messages.fetches.remove(&request_id) {
+                    tracing::debug!(group = %key.0, relay = %key.1, %error, "group log fetch failed");
+                    self.group_messages.fetching.remove(&key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- receiving ------------------------------------------------------------------
+
+    /// A gossipsub event.
+    pub(super) fn gossip_event(&mut self, event: gossipsub::Event) {
+        if let gossipsub::Event::Message { propagation_source, message_id, message } = event {
+            let verdict = match self.groups.by_topic.get(&message.topic).copied() {
+                Some(group) => self.group_message(group, &message.data),
+                None => MessageAcceptance::Ignore,
+            };
+            let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &message_id,
+                &propagation_source,
+                verdict,
+            );
+        }
+    }
+
+    /// Check, open and store one group message from gossip. The verdict says whether
+    /// gossip may forward it: a member's authentic message is accepted even when we
+    /// cannot read it yet (it is kept for later).
+    fn group_message(&mut self, group: GroupId, bytes: &[u8]) -> MessageAcceptance {
+        // Unstored for a disk failure: still forwarded, others may store it.
+        self.sort_group_messages(group, std::iter::once(bytes)).unwrap_or(MessageAcceptance::Accept)
+    }
+
+    /// Open group messages: store the readable ones (one group commit), keep the
+    /// authentic ones that cannot be read yet in `group_pending`. Returns gossip's
+    /// verdict on the last one, or None if storing failed (nothing was stored; the
+    /// caller keeps its cursor).
+    fn sort_group_messages<'a>(
+        &mut self,
+        group: GroupId,
+        all: impl Iterator<Item = &'a [u8]>,
+    ) -> Option<MessageAcceptance> {
+        let mut readable = Vec::new();
+        let mut last = None;
+        for bytes in all {
+            let verdict = match self.open_group_message(group, bytes) {
+                Opened::Message(message) => {
+                    readable.push(*message);
+                    MessageAcceptance::Accept
+                }
+                Opened::Dropped => MessageAcceptance::Accept,
+                Opened::Later { author, member } => {
+                    self.keep_pending(group, &author, bytes);
+                    if member { MessageAcceptance::Accept } else { MessageAcceptance::Reject }
+                }
+                Opened::Refused => MessageAcceptance::Reject,
+            };
+            last = Some(verdict);
+        }
+        if !self.store_group_messages(&readable) {
+            return None;
+        }
+        last
+    }
+
+    /// Store opened group messages in one group commit and announce the new ones.
+    /// Returns whether they are on disk.
+    fn store_group_messages(&mut self, messages: &[Message]) -> bool {
+        let inserted = match self.store.insert_incoming_batch(messages) {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                tracing::error!(error = %e, "storing group messages failed");
+                return false;
+            }
+        };
+        for (message, inserted) in messages.iter().zip(inserted) {
+            if inserted == Inserted::New {
+                self.emit(Event::MessageReceived { message: MessageView::new(message, None) });
+            }
+        }
+        true
+    }
+
+    /// Check and open one group message; nothing is written.
+    fn open_group_message(&self, group: GroupId, bytes: &[u8]) -> Opened {
+        let Some(joined) = self.groups.joined.get(&group) else { return Opened::Refused };
+        if !joined.active(&self.me) {
+            return Opened::Dropped;
+        }
+        let state = joined.membership.state();
+        let authentic = match sender_key::authenticate(bytes, group, joined.membership.secret()) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(%group, error = %e, "refused a group message");
+                return Opened::Refused;
+            }
+        };
+        let author = authentic.author;
+        if !state.members.contains_key(&author) {
+            if state.departed.contains(&author) {
+                return Opened::Refused;
+            }
+            // Perhaps added by an operation still on its way: kept, not forwarded.
+            return Opened::Later { author, member: false };
+        }
+        let key = self.store.groups().key(group, &author.to_string(), authentic.generation).ok().flatten();
+        let Some(key) = key else { return Opened::Later { author, member: true } };
+        let opened = match authentic.open(&SenderKey { generation: authentic.generation, key }) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(%group, error = %e, "refused a group message");
+                return Opened::Refused;
+            }
+        };
+        let Ok(GroupPost::Text { id, lamport, sent_at_ms, text }) = GroupPost::decode(&opened.plaintext) else {
+            return Opened::Refused;
+        };
+        if opened.author == self.me {
+            return Opened::Dropped;
+        }
+        let author = opened.author.to_string();
+        if matches!(self.store.contacts().get(&author), Ok(Some(c)) if c.state == ContactState::Blocked) {
+            return Opened::Dropped;
+        }
+        Opened::Message(Box::new(Message {
+            id,
+            conversation: grp::conversation(&group),
+            author,
+            lamport,
+            sent_at_ms,
+            received_at_ms: ops::now_ms(),
+            text,
+            state: MessageState::Delivered,
+            direction: Direction::Incoming,
+        }))
+    }
+
+    /// Keep an authentic message that cannot be read yet, within the bounds.
+    fn keep_pending(&mut self, group: GroupId, author: &PeerId, bytes: &[u8]) {
+        let groups = self.store.groups();
+        let author = author.to_string();
+        if groups.pending_count(group) >= MAX_PENDING || groups.pending_count_by(group, &author) >= MAX_PENDING_PER_AUTHOR {
+            tracing::warn!(%group, %author, "too many unreadable group messages; dropping one");
+            return;
+        }
+        let digest = *blake3::hash(bytes).as_bytes();
+        if let Err(e) = groups.put_pending(group, &author, &digest, bytes) {
+            tracing::error!(error = %e, "keeping a pending group message failed");
+        }
+    }
+
+    /// Try the group's pending messages again (a key or a member arrived).
+    pub(super) fn open_pending(&mut self, group: GroupId) {
+        let pending = self.store.groups().pending(group).unwrap_or_default();
+        let mut readable = Vec::new();
+        let mut settled = Vec::new();
+        for (key, bytes) in pending {
+            match self.open_group_message(group, &bytes) {
+                Opened::Later { .. } => continue,
+                Opened::Message(message) => readable.push(*message),
+                Opened::Dropped | Opened::Refused => {}
+            }
+            settled.push(key);
+        }
+        if settled.is_empty() || !self.store_group_messages(&readable) {
+            return;
+        }
+        for key in settled {
+            if let Err(e) = self.store.groups().remove_pending(group, &key) {
+                tracing::error!(error = %e, "forgetting a pending group message failed");
+            }
+        }
+        self.flush();
+    }
+
+    /// Fetch what the group's relays logged since our cursor.
+    pub(super) fn fetch_group_log(&mut self, group: GroupId) {
+        let Some(joined) = self.groups.joined.get(&group) else { return };
+        if !joined.active(&self.me) {
+            return;
+        }
+        let log = grouplog::log_id(joined.membership.secret());
+        for (relay, addr) in relays_of(joined.membership.state()) {
+            if !self.group_messages.fetching.insert((group, relay)) {
+                continue;
+            }
+            let after: u64 = self.store.settings().get(&cursor_key(&group, &relay)).ok().flatten().unwrap_or(0);
+            self.request_page(group, log, relay, Some(addr), after);
+        }
+    }
+
+    fn request_page(&mut self, group: GroupId, log: [u8; 32], relay: PeerId, addr: Option<Multiaddr>, after: u64) {
+        let request = GroupLogRequest::Fetch { log, after, limit: grouplog::MAX_FETCH_ITEMS as u32 };
+        let behaviour = &mut self.swarm.behaviour_mut().grouplog;
+        let id = match addr {
+            Some(addr) => behaviour.send_request_with_addresses(&relay, request, vec![addr]),
+            None => behaviour.send_request(&relay, request),
+        };
+        self.group_messages.fetches.insert(id, (group, relay));
+    }
+
+    /// Every active group's log.
+    pub(super) fn fetch_all_group_logs(&mut self) {
+        let groups: Vec<GroupId> = self.groups.joined.keys().copied().collect();
+        for group in groups {
+            self.fetch_group_log(group);
+        }
+    }
+
+    /// We connected to `peer`: if it keeps logs of our groups, catch up.
+    pub(super) fn group_relay_connected(&mut self, peer: &PeerId) {
+        let groups: Vec<GroupId> = self
+            .groups
+            .joined
+            .iter()
+            .filter(|(_, j)| relays_of(j.membership.state()).iter().any(|(r, _)| r == peer))
+            .map(|(g, _)| *g)
+            .collect();
+        for group in groups {
+            self.fetch_group_log(group);
+            self.push_group(group);
+        }
+    }
+
+    fn fetched_page(&mut self, group: GroupId, relay: PeerId, items: Vec<grouplog::LogItem>, more: bool) {
+        let Some(last) = items.last().map(|i| i.seq) else {
+            self.group_messages.fetching.remove(&(group, relay));
+            return;
+        };
+        if self.sort_group_messages(group, items.iter().map(|i| i.bytes.as_slice())).is_none() {
+            // Not stored: the cursor stays, the next fetch brings the page again.
+            self.group_messages.fetching.remove(&(group, relay));
+            return;
+        }
+        if let Err(e) = self.store.settings().set(&cursor_key(&group, &relay), &last) {
+            tracing::error!(error = %e, "storing a group log cursor failed");
+        }
+        self.flush();
+        tracing::debug!(%group, %relay, items = items.len(), more, "fetched group log page");
+        let log = self.groups.joined.get(&group).map(|j| grouplog::log_id(j.membership.secret()));
+        match log {
+            Some(log) if more => self.request_page(group, log, relay, None, last),
+            _ => {
+                self.group_messages.fetching.remove(&(group, relay));
+            }
+        }
+    }
+}
