@@ -152,6 +152,12 @@ pub(crate) enum GroupCommand {
     List(JsonFlag),
     /// Rename a group (owner and admins).
     Rename(GroupRenameArgs),
+    /// List invitations: groups someone who is not your contact added you to.
+    Invites(JsonFlag),
+    /// Join a group you were invited to.
+    Accept(GroupArg),
+    /// Turn an invitation down: the group is forgotten and does not come back.
+    Decline(GroupArg),
 }
 
 /// A new group's name plus `--json`.

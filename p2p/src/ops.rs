@@ -381,6 +381,9 @@ pub fn compose_group_text(
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<Message, OpError> {
     check_text(text)?;
+    if group.invited_by.is_some() {
+        return Err(OpError::NotAllowed(format!("{} is an invitation: accept it first (kith group accept)", group.name)));
+    }
     if !group.active {
         return Err(OpError::NotAllowed(format!("you are no longer a member of {}", group.name)));
     }
@@ -410,10 +413,14 @@ fn next_message(
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<Message, OpError> {
     let now = now_ms();
-    let lamport = match used_lamports.get(&conversation) {
-        Some(last) => last + 1,
-        None => store.conversations().get_or_create(conversation, kind, now)?.last_lamport + 1,
+    let last = match used_lamports.get(&conversation) {
+        Some(last) => *last,
+        None => store.conversations().get_or_create(conversation, kind, now)?.last_lamport,
     };
+    // Incoming counters are capped at MAX_LAMPORT when decoded. A peer that pushed a
+    // conversation to the cap leaves its counter there: later messages tie on it and
+    // are ordered by id, and nothing overflows.
+    let lamport = last.saturating_add(1).min(crate::payload::MAX_LAMPORT);
     used_lamports.insert(conversation, lamport);
     Ok(Message {
         id: new_message_id(),

@@ -16,6 +16,12 @@ pub const PAYLOAD_VERSION: u32 = 1;
 /// Largest text body a message may carry, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
 
+/// Largest Lamport counter a message may carry (2^53: exact in every JSON reader).
+/// A peer's counter moves ours forward, so without a cap one message at `u64::MAX`
+/// would overflow the next one we write; past the cap a message is refused as
+/// malformed, and our own counter stops at the cap (see [`crate::ops`]).
+pub const MAX_LAMPORT: u64 = 1 << 53;
+
 /// Addresses (and, separately, relays) taken from one [`PeerHint`] about a peer.
 pub const MAX_HINT_ADDRS: usize = 8;
 
@@ -139,10 +145,13 @@ impl Payload {
         if versioned.v != PAYLOAD_VERSION {
             return Err(WireError::UnsupportedVersion(versioned.v));
         }
-        if let Payload::Text { text, .. } = &versioned.p
-            && text.len() > MAX_TEXT_LEN
-        {
-            return Err(WireError::TooLarge { len: text.len(), max: MAX_TEXT_LEN });
+        if let Payload::Text { text, lamport, .. } = &versioned.p {
+            if text.len() > MAX_TEXT_LEN {
+                return Err(WireError::TooLarge { len: text.len(), max: MAX_TEXT_LEN });
+            }
+            if *lamport > MAX_LAMPORT {
+                return Err(WireError::Malformed(format!("Lamport counter {lamport} above {MAX_LAMPORT}")));
+            }
         }
         Ok(versioned.p)
     }
@@ -182,5 +191,13 @@ mod tests {
         let future = wire::encode(&VersionedRef { v: 9, p: &p }).unwrap();
         assert!(matches!(Payload::decode(&future), Err(WireError::UnsupportedVersion(9))));
         assert!(Payload::decode(b"\xff\x00garbage").is_err());
+    }
+
+    #[test]
+    fn lamport_counters_are_capped() {
+        let at = |lamport| Payload::Text { id: MessageId([7; 16]), lamport, sent_at_ms: 1, text: "x".into() };
+        assert!(Payload::decode(&at(MAX_LAMPORT).encode().unwrap()).is_ok());
+        assert!(matches!(Payload::decode(&at(MAX_LAMPORT + 1).encode().unwrap()), Err(WireError::Malformed(_))));
+        assert!(matches!(Payload::decode(&at(u64::MAX).encode().unwrap()), Err(WireError::Malformed(_))));
     }
 }

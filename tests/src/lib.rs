@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod bench;
+pub mod group;
+pub mod raw;
 
 /// How long a daemon may take to print `ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -412,6 +414,25 @@ pub fn connect(a: &Peer, b: &Peer) {
         };
         accepted(a, b) && accepted(b, a)
     });
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Poll `condition` until it holds, failing the test after `deadline`.

@@ -10,63 +10,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kith_p2p::group::GroupSecret;
-use kith_p2p::group::membership::{Membership, SignedOp};
 use kith_p2p::group::sender_key::{self, SenderKey};
 use kith_p2p::grouplog::{self, GroupLogRequest, GroupLogResponse, LogItem};
 use kith_p2p::kith_storage::{GroupId, Store};
 use kith_p2p::libp2p::request_response::{self, ProtocolSupport};
 use kith_p2p::libp2p::swarm::SwarmEvent;
 use kith_p2p::libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
+use kith_tests::group::{GROUP_DEADLINE, group, make_group, member_ids, members, texts};
 use kith_tests::{Peer, Relay, connect, wait_until};
 use serde_json::Value;
 
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Started peers that pin `relay`, each a contact of the first.
-fn members(relay: &Relay, names: &[&str]) -> Vec<Peer> {
-    let mut peers: Vec<Peer> = names.iter().map(|n| Peer::init(n)).collect();
-    for p in &mut peers {
-        p.ok(&["relay", "add", &relay.addr()]);
-        p.start(&[]);
-    }
-    for p in &peers[1..] {
-        connect(&peers[0], p);
-    }
-    peers
-}
-
-fn group(peer: &Peer, name: &str) -> Option<Value> {
-    let out = peer.run(&["group", "members", name, "--json"]);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-fn member_ids(group: &Value) -> Vec<String> {
-    let mut ids: Vec<String> =
-        group["members"].as_array().unwrap().iter().map(|m| m["peer_id"].as_str().unwrap().to_owned()).collect();
-    ids.sort();
-    ids
-}
-
-fn texts(history: &[Value]) -> Vec<String> {
-    history.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
-}
-
-/// Create `name` on `owner` and add every other peer; wait until all of them see all
-/// members. Returns the group id.
-fn make_group(peers: &[Peer], name: &str) -> String {
-    let owner = &peers[0];
-    let created = owner.json(&["group", "create", name, "--json"]);
-    let id = created["id"].as_str().unwrap().to_owned();
-    for p in &peers[1..] {
-        owner.ok(&["group", "add", name, &p.name]);
-    }
-    let mut all: Vec<String> = peers.iter().map(|p| p.peer_id.clone()).collect();
-    all.sort();
-    wait_until(DEADLINE, "every member sees the whole group", || {
-        peers.iter().all(|p| group(p, &id).is_some_and(|g| member_ids(&g) == all))
-    });
-    id
-}
+const DEADLINE: Duration = GROUP_DEADLINE;
 
 /// Wait until `peer`'s history of the group holds `expected` texts (in any order), then
 /// return it.
@@ -139,13 +93,6 @@ fn five_members_and_a_relay_with_two_members_catching_up() {
         let ids: Vec<String> = p.history(&id).iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
         assert_eq!(ids, reference, "{}'s history matches Alice's", p.name);
     }
-}
-
-/// The secret of a group as a (stopped) member's store holds it, in its `Create`.
-fn group_secret(store: &Store, group: GroupId) -> GroupSecret {
-    let ops = store.groups().ops(group).unwrap().iter().map(|b| SignedOp::decode(b).unwrap()).collect();
-    let (membership, _) = Membership::from_ops(ops).unwrap();
-    membership.secret().clone()
 }
 
 /// A minimal client of a relay's group log: what anyone who knows a group's secret
@@ -233,10 +180,10 @@ fn a_removed_member_cannot_read_what_follows() {
     // With every key Carol's node holds, the messages from before the removal open and
     // none from after it does.
     peers[2].stop();
-    let store = Store::open(&kith_p2p::home::Home::at(peers[2].home()).db_path()).unwrap();
     let group_id: GroupId = id.parse().unwrap();
+    let secret = kith_tests::group::stored_secret(&peers[2], group_id);
+    let store = Store::open(&kith_p2p::home::Home::at(peers[2].home()).db_path()).unwrap();
     let members: Vec<PeerId> = peers.iter().map(|p| p.peer_id.parse().unwrap()).collect();
-    let secret = group_secret(&store, group_id);
     let items = fetch_log(&relay, &secret);
     let (mut readable, mut unreadable) = (0, 0);
     for item in &items {

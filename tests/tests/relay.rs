@@ -5,10 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
-use kith_tests::{Peer, Relay, connect, wait_until};
+use kith_tests::{Peer, Relay, connect, contains_bytes, files_under, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -36,24 +35,6 @@ fn pair_pinning(relays: &[&Relay]) -> (Peer, Peer) {
     (alice, bob)
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[test]
 fn never_online_together_delivery_through_a_relay() {
     let mut relay = Relay::new("");
@@ -74,10 +55,10 @@ fn never_online_together_delivery_through_a_relay() {
 
     // At rest the relay holds only ciphertext.
     relay.stop();
-    for file in files(&relay.data_dir) {
+    for file in files_under(&relay.data_dir) {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!contains(&bytes, secret.as_bytes()), "plaintext found in {}", file.display());
-        assert!(!contains(&bytes, b"eagle"), "plaintext found in {}", file.display());
+        assert!(!contains_bytes(&bytes, secret.as_bytes()), "plaintext found in {}", file.display());
+        assert!(!contains_bytes(&bytes, b"eagle"), "plaintext found in {}", file.display());
     }
     relay.start();
 

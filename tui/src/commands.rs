@@ -65,8 +65,8 @@ pub enum CommandError {
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/add <invite|peer-id> [alias]", "add a contact by invite, or send a request by peer id"),
     ("/invite", "show your invite link and QR code"),
-    ("/accept [contact]", "accept a contact request"),
-    ("/reject [contact]", "reject a contact request"),
+    ("/accept [contact]", "accept a contact request or the open group invitation"),
+    ("/reject [contact]", "reject a contact request or decline the open group invitation"),
     ("/block [contact]", "block a contact"),
     ("/read", "mark the conversation as read"),
     ("/group create <name>", "create a group"),

@@ -745,3 +745,34 @@ fn group_messages_and_changes_arrive_as_events() {
     update(&mut app, event(Event::GroupChanged { group: book_club(false) }));
     assert_eq!(status_text(&app), "you are no longer in #Book club");
 }
+
+#[test]
+fn a_group_invitation_waits_for_accept_or_reject() {
+    let mut app = scene(config());
+    let mut invited = book_club(false);
+    invited.invited_by = Some(CAROL.to_owned());
+    let fx = update(&mut app, event(Event::GroupInvitation { group: invited.clone() }));
+    assert!(status_text(&app).contains("invitation to #Book club"), "{}", status_text(&app));
+    let conv = app.conversation(GROUP).expect("listed");
+    assert!(conv.is_invitation() && conv.is_request(), "listed with the requests");
+    assert!(!fx.iter().any(|f| matches!(f, Effect::LoadPreview { .. })), "nothing to preview yet: {fx:?}");
+    update(&mut app, ctrl('k'));
+    type_text(&mut app, "book");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.focused_id(), Some(GROUP));
+    let group = GROUP.to_owned();
+    assert_eq!(command(&mut app, "/accept"), vec![Effect::Group(GroupChange::Accept { group: group.clone() })]);
+    assert_eq!(command(&mut app, "/reject"), vec![Effect::Group(GroupChange::Decline { group })]);
+}
+
+#[test]
+fn a_declined_invitation_leaves_the_list() {
+    let mut app = scene(config());
+    let mut invited = book_club(false);
+    invited.invited_by = Some(CAROL.to_owned());
+    update(&mut app, event(Event::GroupInvitation { group: invited.clone() }));
+    let op = GroupChange::Decline { group: GROUP.to_owned() };
+    update(&mut app, Action::Done(Response::GroupUpdated { op, group: invited }));
+    assert!(app.conversation(GROUP).is_none());
+    assert_eq!(status_text(&app), "declined the invitation to #Book club");
+}

@@ -28,27 +28,38 @@ pub(crate) fn run(global: &Global, command: GroupCommand) -> Result {
             (GroupChange::SetRole { group: a.group, member: a.member, role: Role::Member }, a.output.json)
         }
         GroupCommand::Rename(a) => (GroupChange::Rename { group: a.group, name: a.name }, a.output.json),
+        GroupCommand::Accept(a) => (GroupChange::Accept { group: a.group }, a.output.json),
+        GroupCommand::Decline(a) => (GroupChange::Decline { group: a.group }, a.output.json),
         GroupCommand::Members(a) => {
             let result = call(&home, "group", json!({ "group": a.group }))?;
             return show(result, a.output.json);
         }
-        GroupCommand::List(out) => {
-            let result = call(&home, "groups", Value::Null)?;
-            if out.json {
-                return output::json(&result);
-            }
-            let groups = print::view::<Vec<GroupView>>(result)?;
-            if groups.is_empty() {
-                return output::line("no groups (create one with `kith group create NAME`)");
-            }
-            for g in &groups {
-                print::group_line(g)?;
-            }
-            return Ok(());
-        }
+        GroupCommand::List(out) => return list(&home, out.json, false),
+        GroupCommand::Invites(out) => return list(&home, out.json, true),
     };
     let (method, params) = change.request();
     show(call(&home, &method, params)?, json_out)
+}
+
+/// Groups (with `invites`, only invitations), as JSON or for people.
+fn list(home: &kith_p2p::home::Home, json_out: bool, invites: bool) -> Result {
+    let result = call(home, "groups", Value::Null)?;
+    let groups: Vec<GroupView> =
+        print::view::<Vec<GroupView>>(result)?.into_iter().filter(|g| !invites || g.invited_by.is_some()).collect();
+    if json_out {
+        return output::json(&serde_json::to_value(&groups).unwrap_or_default());
+    }
+    if groups.is_empty() {
+        return output::line(if invites {
+            "no invitations"
+        } else {
+            "no groups (create one with `kith group create NAME`)"
+        });
+    }
+    for g in &groups {
+        print::group_line(g)?;
+    }
+    Ok(())
 }
 
 /// One group, as JSON or for people.

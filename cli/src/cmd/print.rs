@@ -85,8 +85,12 @@ pub(crate) fn inbox(list: &[InboxEntry]) -> Result {
 
 /// One line per group: name, member count, id, and whether we are still in it.
 pub(crate) fn group_line(g: &GroupView) -> Result {
-    let left = if g.active { "" } else { "  (left)" };
-    output::line(format!("{:<20} {:>3} members  {}{left}", g.name, g.members.len(), g.id))
+    let state = match (&g.invited_by, g.active) {
+        (Some(by), _) => format!("  (invitation from {}: kith group accept|decline)", short(by)),
+        (None, true) => String::new(),
+        (None, false) => "  (left)".to_owned(),
+    };
+    output::line(format!("{:<20} {:>3} members  {}{state}", g.name, g.members.len(), g.id))
 }
 
 /// A group with its members.

@@ -3,7 +3,7 @@
 use kith_storage::MessageId;
 use serde::{Deserialize, Serialize};
 
-use crate::payload::MAX_TEXT_LEN;
+use crate::payload::{MAX_LAMPORT, MAX_TEXT_LEN};
 use crate::wire::{self, WireError};
 
 const POST_VERSION: u32 = 1;
@@ -43,9 +43,12 @@ impl GroupPost {
         if versioned.v != POST_VERSION {
             return Err(WireError::UnsupportedVersion(versioned.v));
         }
-        let GroupPost::Text { text, .. } = &versioned.p;
+        let GroupPost::Text { text, lamport, .. } = &versioned.p;
         if text.len() > MAX_TEXT_LEN {
             return Err(WireError::TooLarge { len: text.len(), max: MAX_TEXT_LEN });
+        }
+        if *lamport > MAX_LAMPORT {
+            return Err(WireError::Malformed(format!("Lamport counter {lamport} above {MAX_LAMPORT}")));
         }
         Ok(versioned.p)
     }
@@ -63,5 +66,10 @@ mod tests {
         assert!(GroupPost::decode(b"garbage").is_err());
         let long = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "x".repeat(MAX_TEXT_LEN + 1) };
         assert!(GroupPost::decode(&long.encode().unwrap()).is_err());
+        // Counters up to the cap pass; one past it (or at u64::MAX) is malformed.
+        let at = |lamport| GroupPost::Text { id: MessageId([1; 16]), lamport, sent_at_ms: 3, text: "x".into() };
+        assert!(GroupPost::decode(&at(MAX_LAMPORT).encode().unwrap()).is_ok());
+        assert!(matches!(GroupPost::decode(&at(MAX_LAMPORT + 1).encode().unwrap()), Err(WireError::Malformed(_))));
+        assert!(matches!(GroupPost::decode(&at(u64::MAX).encode().unwrap()), Err(WireError::Malformed(_))));
     }
 }

@@ -171,9 +171,15 @@ impl Conversation {
         }
     }
 
-    /// Whether this is a contact request waiting for our answer.
+    /// Whether this is a contact request or a group invitation waiting for our answer.
     pub fn is_request(&self) -> bool {
-        self.contact().is_some_and(|c| c.state == ContactState::PendingIn)
+        self.contact().is_some_and(|c| c.state == ContactState::PendingIn) || self.is_invitation()
+    }
+
+    /// Whether this is a group someone who is not a contact added us to, not yet
+    /// accepted or declined.
+    pub fn is_invitation(&self) -> bool {
+        self.group_view().is_some_and(|g| g.invited_by.is_some())
     }
 
     /// The name of `author` as this conversation shows it: in a group the member's

@@ -40,6 +40,12 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             focus_default(app, fx);
         }
         Event::GroupChanged { group } => on_group(app, group, fx),
+        Event::GroupInvitation { group } => {
+            let name = group.name.clone();
+            app.set_status(format!("invitation to #{name}: open it, then /accept or /reject"), false);
+            notify(app, &format!("#{name}"), "invites you to join", fx);
+            on_group(app, group, fx);
+        }
         Event::PeerConnected { peer_id } => {
             app.online.insert(peer_id);
         }
@@ -249,10 +255,20 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             focus_default(app, fx);
             clamp_list_offset(app);
         }
+        Response::GroupUpdated { op: GroupChange::Decline { .. }, group } => {
+            app.conversations.retain(|c| c.peer_id() != group.id);
+            if app.focused.as_deref() == Some(group.id.as_str()) {
+                app.focused = None;
+            }
+            app.set_status(format!("declined the invitation to #{}", group.name), false);
+            focus_default(app, fx);
+            clamp_list_offset(app);
+        }
         Response::GroupUpdated { op, group } => {
             let (id, name) = (group.id.clone(), group.name.clone());
             upsert_group(app, group);
             let text = match &op {
+                GroupChange::Accept { .. } => format!("joined #{name}"),
                 GroupChange::Create { .. } => format!("created #{name}: /group add <contact> adds members"),
                 GroupChange::Add { contact, .. } => format!("added {contact} to #{name}"),
                 GroupChange::Remove { member, .. } => format!("removed {member} from #{name}"),
@@ -396,6 +412,8 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
             GroupChange::Add { .. } => "adding to the group",
             GroupChange::Remove { .. } => "removing from the group",
             GroupChange::Leave { .. } => "leaving the group",
+            GroupChange::Accept { .. } => "joining the group",
+            GroupChange::Decline { .. } => "declining the invitation",
             _ => "changing the group",
         },
         Effect::MarkRead { .. } => "marking as read",

@@ -5,7 +5,7 @@ use kith_p2p::kith_storage::Role;
 use ratatui::layout::Position;
 
 use super::update::{clamp_list_offset, focus, jump_to_newest, page_rows, screen, scroll_messages, switch};
-use super::{App, InviteView, Overlay, Scroll, Switcher};
+use super::{App, Conversation, InviteView, Overlay, Scroll, Switcher};
 use kith_p2p::node::GroupChange;
 
 use crate::action::Effect;
@@ -163,6 +163,8 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
             app.overlay = Some(Overlay::Invite(InviteView::Loading));
             fx.push(Effect::Invite);
         }
+        Command::Accept(None) if app.focused().is_some_and(Conversation::is_invitation) => answer_invitation(app, true, fx),
+        Command::Reject(None) if app.focused().is_some_and(Conversation::is_invitation) => answer_invitation(app, false, fx),
         Command::Accept(who) => with_contact(app, who, "/accept", fx, |contact| Effect::Accept { contact }),
         Command::Reject(who) => with_contact(app, who, "/reject", fx, |contact| Effect::Reject { contact }),
         Command::Block(who) => with_contact(app, who, "/block", fx, |contact| Effect::Block { contact }),
@@ -239,6 +241,13 @@ fn role_name(role: Role) -> &'static str {
 }
 
 /// Run a contact command on `who`, or on the focused conversation.
+/// `/accept` or `/reject` on an open group invitation.
+fn answer_invitation(app: &mut App, accept: bool, fx: &mut Vec<Effect>) {
+    let Some(group) = app.focused().and_then(Conversation::group_view).map(|g| g.id.clone()) else { return };
+    app.set_status(if accept { "joining the group…" } else { "declining the invitation…" }, false);
+    fx.push(Effect::Group(if accept { GroupChange::Accept { group } } else { GroupChange::Decline { group } }));
+}
+
 fn with_contact(
     app: &mut App,
     who: Option<String>,

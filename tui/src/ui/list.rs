@@ -139,6 +139,7 @@ fn name_line(app: &App, conv: &Conversation, selected: bool, width: usize, theme
 fn preview_line(app: &App, conv: &Conversation, selected: bool, width: usize, theme: &Theme) -> Line<'static> {
     let state = conv.contact().map_or(ContactState::Accepted, |c| c.state);
     let preview = match state {
+        _ if conv.is_invitation() => "invites you to join".to_owned(),
         ContactState::PendingIn => match (&conv.request_preview, conv.held) {
             (Some(p), _) => format!("“{}”", first_line(p)),
             (None, 0) => "wants to add you".to_owned(),

@@ -153,6 +153,11 @@ impl<'a> Timeline<'a> {
     fn footer(&self) -> Vec<Line<'static>> {
         let conv = self.conv;
         if let Some(group) = conv.group_view() {
+            if let Some(by) = &group.invited_by {
+                let who = self.app.conversation(by).map_or_else(|| crate::text::short_peer(by), |c| c.label().to_owned());
+                let text = format!("{who} (not a contact) added you to this group: /accept to join, /reject to decline");
+                return notice(&text, self.width, self.theme.notice());
+            }
             return if group.active {
                 Vec::new()
             } else {

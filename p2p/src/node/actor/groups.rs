@@ -744,7 +744,7 @@ impl Actor {
             let departed = state.departed.difference(&before.departed).any(|p| *p != self.me);
             if departed {
                 // Whoever left must not read what we send from now on.
-                let next = self.groups.joined.get(&group).map_or(2, |j| j.key.generation + 1);
+                let next = self.groups.joined.get(&group).map_or(2, |j| j.key.generation.saturating_add(1));
                 let key = SenderKey::generate(next);
                 self.keep_my_key(group, &key);
                 if let Some(j) = self.groups.joined.get_mut(&group) {
