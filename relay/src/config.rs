@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kith_p2p::config::{line_of, span_contains};
+use kith_p2p::conn_limits::{ConnectionLimits, MemoryLimit};
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
@@ -121,6 +122,8 @@ pub struct RelayConfig {
     pub grouplog: GroupLogConfig,
     /// `[access]`: who may use the relay.
     pub access: AccessConfig,
+    /// `[connections]`: how many connections the relay accepts.
+    pub connections: ConnectionsConfig,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// `[log]`: log output.
@@ -143,6 +146,7 @@ impl Default for RelayConfig {
             mailbox: MailboxConfig::default(),
             grouplog: GroupLogConfig::default(),
             access: AccessConfig::default(),
+            connections: ConnectionsConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
@@ -291,6 +295,18 @@ pub struct MailboxConfig {
     /// `mailbox.max_pending_challenges`: drain challenges outstanding at once; beyond
     /// it the oldest is dropped. Default: `4096`.
     pub max_pending_challenges: u32,
+    /// `mailbox.max_challenges_per_peer`: drain challenges one peer may have
+    /// outstanding; beyond it that peer's own oldest is dropped, never another
+    /// peer's. A node asks for one at a time. At most `max_pending_challenges`.
+    /// Default: `4`.
+    pub max_challenges_per_peer: u32,
+    /// `mailbox.challenge_rate_per_sec`: drain challenges per second one peer may
+    /// ask for, sustained (every drain page and every ack needs one). Default: `10`.
+    pub challenge_rate_per_sec: u32,
+    /// `mailbox.challenge_burst`: drain challenges one peer may ask for at once after
+    /// being idle; enough to drain a full mailbox (40 pages of 256, each paged and
+    /// acked) without waiting. Default: `100`.
+    pub challenge_burst: u32,
 }
 
 impl Default for MailboxConfig {
@@ -308,6 +324,9 @@ impl Default for MailboxConfig {
             expire_interval_secs: 600,
             challenge_ttl_secs: 60,
             max_pending_challenges: 4096,
+            max_challenges_per_peer: 4,
+            challenge_rate_per_sec: 10,
+            challenge_burst: 100,
         }
     }
 }
@@ -333,6 +352,7 @@ impl MailboxConfig {
             max_envelope_bytes: self.max_envelope_bytes,
             challenge_ttl: Duration::from_secs(self.challenge_ttl_secs),
             max_pending_challenges: self.max_pending_challenges as usize,
+            max_challenges_per_mailbox: self.max_challenges_per_peer as usize,
         }
     }
 }
@@ -365,6 +385,13 @@ pub struct GroupLogConfig {
     /// `grouplog.expire_interval_secs`: how often expired items are deleted.
     /// Default: `600`.
     pub expire_interval_secs: u64,
+    /// `grouplog.fetch_rate_per_sec`: fetches (pages of up to 256 items, read from
+    /// disk) per second one peer may make, sustained. Default: `20`.
+    pub fetch_rate_per_sec: u32,
+    /// `grouplog.fetch_burst`: fetches one peer may make at once after being idle;
+    /// enough to catch up on a full log (100000 items in pages of 256) nearly at
+    /// once. Default: `400`.
+    pub fetch_burst: u32,
 }
 
 impl Default for GroupLogConfig {
@@ -378,6 +405,8 @@ impl Default for GroupLogConfig {
             sender_rate_per_sec: 200,
             sender_burst: 2000,
             expire_interval_secs: 600,
+            fetch_rate_per_sec: 20,
+            fetch_burst: 400,
         }
     }
 }
@@ -440,6 +469,74 @@ pub enum AccessPolicy {
     Open,
     /// Listed members and (optionally) token holders only.
     Members,
+}
+
+/// Smallest accepted `connections.max_memory_bytes`: below it even an idle relay is
+/// over the limit, and every connection would be refused.
+pub const MIN_MAX_MEMORY_BYTES: u64 = MIB;
+
+/// `[connections]`: how many connections the relay accepts, so no peer, address or
+/// flood can take all of them. A refused connection is closed at once (before the
+/// handshake when the limit allows it) and counted in
+/// `kith_relay_connections_refused_total{limit=…}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// `connections.max_established`: connections open at once, in total. Above
+    /// `circuit.max_reservations`, since each reservation holds one; at ~50 KiB per
+    /// idle connection (docs/PERFORMANCE.md) the default is ~200 MiB.
+    /// Default: `4096`.
+    pub max_established: u32,
+    /// `connections.max_pending_incoming`: incoming connections still in their
+    /// handshake (each costs Noise key agreement). Default: `256`.
+    pub max_pending_incoming: u32,
+    /// `connections.max_per_peer`: connections one peer may have open. A node uses
+    /// one or two (TCP, QUIC). Default: `8`.
+    pub max_per_peer: u32,
+    /// `connections.max_per_ip`: incoming connections, in their handshake or open,
+    /// from one IPv4 address or IPv6 /64. Peers behind one NAT share it: raise it for
+    /// a community behind one address. Default: `64`.
+    pub max_per_ip: u32,
+    /// `connections.max_memory_percent`: new connections are refused while the relay
+    /// process uses more than this percentage of the machine's physical memory. 1 to
+    /// 100; ignored when `max_memory_bytes` is set. Default: `80`.
+    pub max_memory_percent: u8,
+    /// `connections.max_memory_bytes`: new connections are refused while the relay
+    /// process uses more than this many bytes of physical memory; set it in a
+    /// container whose memory limit is below the machine's. At least
+    /// [`MIN_MAX_MEMORY_BYTES`]. Default: none (`max_memory_percent` applies).
+    pub max_memory_bytes: Option<u64>,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max_established: 4096,
+            max_pending_incoming: 256,
+            max_per_peer: 8,
+            max_per_ip: 64,
+            max_memory_percent: 80,
+            max_memory_bytes: None,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    /// The limits these settings describe. Incoming connections may take every slot:
+    /// a relay is there to be connected to.
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_established: self.max_established,
+            max_established_incoming: self.max_established,
+            max_pending_incoming: self.max_pending_incoming,
+            max_per_peer: self.max_per_peer,
+            max_per_ip: self.max_per_ip,
+            max_memory: match self.max_memory_bytes {
+                Some(bytes) => MemoryLimit::Bytes(bytes),
+                None => MemoryLimit::Percent(self.max_memory_percent),
+            },
+        }
+    }
 }
 
 /// `[metrics]`: the Prometheus scrape endpoint.
@@ -602,6 +699,24 @@ impl RelayConfig {
             "mailbox.max_pending_challenges",
             m.max_pending_challenges.into(),
         )?;
+        at_least_one(
+            "mailbox.max_challenges_per_peer",
+            m.max_challenges_per_peer.into(),
+        )?;
+        at_least_one(
+            "mailbox.challenge_rate_per_sec",
+            m.challenge_rate_per_sec.into(),
+        )?;
+        at_least_one("mailbox.challenge_burst", m.challenge_burst.into())?;
+        if m.max_challenges_per_peer > m.max_pending_challenges {
+            return Err(invalid(
+                "mailbox.max_challenges_per_peer".into(),
+                format!(
+                    "must be at most max_pending_challenges ({})",
+                    m.max_pending_challenges
+                ),
+            ));
+        }
         if m.max_envelope_bytes > MAX_ENVELOPE_BYTES_LIMIT {
             return Err(invalid(
                 "mailbox.max_envelope_bytes".into(),
@@ -638,6 +753,8 @@ impl RelayConfig {
         at_least_one("grouplog.sender_rate_per_sec", g.sender_rate_per_sec.into())?;
         at_least_one("grouplog.sender_burst", g.sender_burst.into())?;
         at_least_one("grouplog.expire_interval_secs", g.expire_interval_secs)?;
+        at_least_one("grouplog.fetch_rate_per_sec", g.fetch_rate_per_sec.into())?;
+        at_least_one("grouplog.fetch_burst", g.fetch_burst.into())?;
         // A log must hold at least one item of the largest size the protocol allows.
         let max_item = kith_p2p::grouplog::MAX_ITEM_LEN as u64;
         if g.max_bytes_per_log < max_item {
@@ -653,6 +770,27 @@ impl RelayConfig {
                     "must be at least max_bytes_per_log ({})",
                     g.max_bytes_per_log
                 ),
+            ));
+        }
+
+        let n = &self.connections;
+        at_least_one("connections.max_established", n.max_established.into())?;
+        at_least_one(
+            "connections.max_pending_incoming",
+            n.max_pending_incoming.into(),
+        )?;
+        at_least_one("connections.max_per_peer", n.max_per_peer.into())?;
+        at_least_one("connections.max_per_ip", n.max_per_ip.into())?;
+        if !(1..=100).contains(&n.max_memory_percent) {
+            return Err(invalid(
+                "connections.max_memory_percent".into(),
+                "must be between 1 and 100".into(),
+            ));
+        }
+        if n.max_memory_bytes.is_some_and(|b| b < MIN_MAX_MEMORY_BYTES) {
+            return Err(invalid(
+                "connections.max_memory_bytes".into(),
+                format!("must be at least {MIN_MAX_MEMORY_BYTES}"),
             ));
         }
 
@@ -837,13 +975,18 @@ mod tests {
                 "# listen = \"127.0.0.1:9090\"",
                 "listen = \"127.0.0.1:9090\"",
             )
-            .replace("# identity_file = ", "identity_file = ");
+            .replace("# identity_file = ", "identity_file = ")
+            .replace("# max_memory_bytes = ", "max_memory_bytes = ");
         let config = RelayConfig::from_toml_str(&uncommented).unwrap();
         assert_eq!(
             config.metrics.listen,
             Some("127.0.0.1:9090".parse().unwrap())
         );
         assert!(config.identity_file.is_some());
+        assert_eq!(
+            config.connections.limits().max_memory,
+            MemoryLimit::Bytes(GIB)
+        );
     }
 
     #[test]
@@ -1004,6 +1147,75 @@ format = "json"
         let ok =
             RelayConfig::from_toml_str("[access]\npolicy = \"members\"\noperator_tokens = true\n");
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn connection_and_request_limits_are_validated() {
+        let defaults = RelayConfig::default();
+        assert_eq!(
+            defaults.connections.limits(),
+            ConnectionLimits {
+                max_established: 4096,
+                max_established_incoming: 4096,
+                max_pending_incoming: 256,
+                max_per_peer: 8,
+                max_per_ip: 64,
+                max_memory: MemoryLimit::Percent(80),
+            }
+        );
+        assert_eq!(defaults.mailbox.limits().max_challenges_per_mailbox, 4);
+        for key in [
+            "max_established",
+            "max_pending_incoming",
+            "max_per_peer",
+            "max_per_ip",
+            "max_memory_percent",
+        ] {
+            let (found, line, message) = invalid(&format!("[connections]\n{key} = 0\n"));
+            assert_eq!(
+                (found.as_str(), line),
+                (format!("connections.{key}").as_str(), Some(2))
+            );
+            assert!(message.contains("1"), "{message}");
+        }
+        assert_eq!(
+            invalid("[connections]\nmax_memory_percent = 101\n").0,
+            "connections.max_memory_percent"
+        );
+        // At the limit and one below it.
+        let config =
+            RelayConfig::from_toml_str("[connections]\nmax_memory_bytes = 1048576\n").unwrap();
+        assert_eq!(
+            config.connections.limits().max_memory,
+            MemoryLimit::Bytes(MIN_MAX_MEMORY_BYTES)
+        );
+        let (key, _, message) = invalid("[connections]\nmax_memory_bytes = 1048575\n");
+        assert_eq!(key, "connections.max_memory_bytes");
+        assert!(message.contains("1048576"), "{message}");
+        for key in [
+            "max_challenges_per_peer",
+            "challenge_rate_per_sec",
+            "challenge_burst",
+        ] {
+            assert_eq!(
+                invalid(&format!("[mailbox]\n{key} = 0\n")).0,
+                format!("mailbox.{key}")
+            );
+        }
+        let (key, _, message) =
+            invalid("[mailbox]\nmax_pending_challenges = 8\nmax_challenges_per_peer = 9\n");
+        assert_eq!(key, "mailbox.max_challenges_per_peer");
+        assert!(message.contains("max_pending_challenges (8)"), "{message}");
+        RelayConfig::from_toml_str(
+            "[mailbox]\nmax_pending_challenges = 8\nmax_challenges_per_peer = 8\n",
+        )
+        .unwrap();
+        for key in ["fetch_rate_per_sec", "fetch_burst"] {
+            assert_eq!(
+                invalid(&format!("[grouplog]\n{key} = 0\n")).0,
+                format!("grouplog.{key}")
+            );
+        }
     }
 
     #[test]

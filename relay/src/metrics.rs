@@ -25,6 +25,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use kith_p2p::conn_limits::Limit;
+
 use crate::grouplog::GroupLogStats;
 use crate::mailbox::{MailboxStats, Refusal};
 
@@ -90,6 +92,78 @@ pub struct Metrics {
     pub grouplog_bytes: Gauge,
     /// Group log requests refused, by reason (the same reasons as [`Metrics::refusals`]).
     pub grouplog_refusals: Family<RefusalLabels, Counter>,
+    /// Incoming connections refused, by the limit that refused them.
+    pub connections_refused: Family<LimitLabels, Counter>,
+    /// Requests refused by a per-peer rate limit, by kind of request (also counted
+    /// as `rate_limited` in [`Metrics::refusals`] or [`Metrics::grouplog_refusals`]).
+    pub rate_limited: Family<RequestLabels, Counter>,
+}
+
+/// Labels of [`Metrics::connections_refused`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The limit that refused the connection.
+    pub limit: LimitLabel,
+}
+
+/// A connection limit as the `limit` label of `kith_relay_connections_refused_total`:
+/// `pending_incoming`, `incoming`, `total`, `per_peer`, `per_ip` or `memory`
+/// ([`Limit::as_str`]).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct LimitLabel(pub Limit);
+
+impl EncodeLabelValue for LimitLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        encoder.write_str(self.0.as_str())
+    }
+}
+
+/// Labels of [`Metrics::rate_limited`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The kind of request.
+    pub request: LimitedRequest,
+}
+
+/// A kind of request with its own per-peer rate limit, as the `request` label of
+/// `kith_relay_rate_limited_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitedRequest {
+    /// `deposit`: mailbox deposits (one token per envelope).
+    Deposit,
+    /// `challenge`: mailbox drain challenges (each drain page and ack needs one).
+    Challenge,
+    /// `append`: group log appends (one token per item).
+    Append,
+    /// `fetch`: group log fetches (one token per page asked for).
+    Fetch,
+}
+
+impl LimitedRequest {
+    /// Every kind, in label order.
+    pub const ALL: [LimitedRequest; 4] = [
+        LimitedRequest::Deposit,
+        LimitedRequest::Challenge,
+        LimitedRequest::Append,
+        LimitedRequest::Fetch,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitedRequest::Deposit => "deposit",
+            LimitedRequest::Challenge => "challenge",
+            LimitedRequest::Append => "append",
+            LimitedRequest::Fetch => "fetch",
+        }
+    }
+}
+
+impl EncodeLabelValue for LimitedRequest {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
 /// Labels of [`Metrics::refusals`].
@@ -211,6 +285,8 @@ impl Metrics {
             grouplog_items: Gauge::default(),
             grouplog_bytes: Gauge::default(),
             grouplog_refusals: Family::default(),
+            connections_refused: Family::default(),
+            rate_limited: Family::default(),
         };
         let r = registry.sub_registry_with_prefix(PREFIX);
         let m = metrics.clone();
@@ -337,8 +413,30 @@ impl Metrics {
             "Group log requests refused, by reason",
             m.grouplog_refusals,
         );
-        // Every reason is exported from the start (at 0), so rates and alerts work
+        r.register(
+            "connections_refused",
+            "Incoming connections refused, by the limit that refused them",
+            m.connections_refused,
+        );
+        r.register(
+            "rate_limited",
+            "Requests refused by a per-peer rate limit, by kind of request",
+            m.rate_limited,
+        );
+        // Every label is exported from the start (at 0), so rates and alerts work
         // before the first refusal.
+        for limit in Limit::ALL {
+            drop(metrics.connections_refused.get_or_create(&LimitLabels {
+                limit: LimitLabel(limit),
+            }));
+        }
+        for request in LimitedRequest::ALL {
+            drop(
+                metrics
+                    .rate_limited
+                    .get_or_create(&RequestLabels { request }),
+            );
+        }
         for reason in RefusalReason::ALL {
             drop(metrics.refusals.get_or_create(&RefusalLabels { reason }));
             drop(
@@ -356,6 +454,22 @@ impl Metrics {
             .get_or_create(&RefusalLabels {
                 reason: reason.into(),
             })
+            .inc();
+    }
+
+    /// Counts one incoming connection refused by `limit`.
+    pub fn connection_refused(&self, limit: Limit) {
+        self.connections_refused
+            .get_or_create(&LimitLabels {
+                limit: LimitLabel(limit),
+            })
+            .inc();
+    }
+
+    /// Counts one request of kind `request` refused by its rate limit.
+    pub fn rate_limited(&self, request: LimitedRequest) {
+        self.rate_limited
+            .get_or_create(&RequestLabels { request })
             .inc();
     }
 
@@ -420,6 +534,8 @@ mod tests {
             items: 4,
             bytes: 40,
         });
+        metrics.connection_refused(Limit::PerIp);
+        metrics.rate_limited(LimitedRequest::Challenge);
         let text = encode(&registry).unwrap();
         for line in [
             "# TYPE kith_relay_deposits counter",
@@ -441,6 +557,12 @@ mod tests {
             "kith_relay_grouplog_items 4",
             "kith_relay_grouplog_bytes 40",
             "kith_relay_grouplog_logs 1",
+            "# HELP kith_relay_connections_refused Incoming connections refused, by the limit that refused them.",
+            "kith_relay_connections_refused_total{limit=\"per_ip\"} 1",
+            "kith_relay_connections_refused_total{limit=\"memory\"} 0",
+            "# TYPE kith_relay_rate_limited counter",
+            "kith_relay_rate_limited_total{request=\"challenge\"} 1",
+            "kith_relay_rate_limited_total{request=\"fetch\"} 0",
             "# EOF",
         ] {
             assert!(
@@ -450,6 +572,6 @@ mod tests {
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!((types, helps), (27, 27));
+        assert_eq!((types, helps), (29, 29));
     }
 }

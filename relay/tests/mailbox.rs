@@ -19,6 +19,7 @@ fn limits() -> MailboxLimits {
         max_envelope_bytes: 60,
         challenge_ttl: Duration::from_secs(60),
         max_pending_challenges: 8,
+        max_challenges_per_mailbox: 4,
     }
 }
 

@@ -21,6 +21,7 @@ fn limits() -> MailboxLimits {
         max_envelope_bytes: 16,
         challenge_ttl: Duration::from_secs(1),
         max_pending_challenges: 4,
+        max_challenges_per_mailbox: 4,
     }
 }
 

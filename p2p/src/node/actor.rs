@@ -11,7 +11,7 @@ use kith_storage::{Contact, ContactState, ConversationId, Message, MessageId, Me
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::swarm::{DialError, ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, tcp, yamux};
 use tokio::sync::{broadcast, mpsc};
 
@@ -19,6 +19,7 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::inbound::Inbound;
 use super::outbox::{Flight, Queues};
 use super::{Command, Event, NodeConfig, NodeError, StartError, Status};
+use crate::conn_limits;
 use crate::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
 use crate::envelope::{Opener, Sealer, SealerConfig};
 use crate::invite::Invite;
@@ -105,7 +106,7 @@ impl Actor {
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| StartError::Build(e.to_string()))?
             .with_behaviour(|key, relay_client| {
-                Behaviour::new(key, relay_client, mdns_on, timers.request_timeout)
+                Behaviour::new(key, relay_client, mdns_on, timers.request_timeout, timers.connection_limits.clone())
                     .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
             })
             .map_err(|e| StartError::Build(e.to_string()))?
@@ -942,6 +943,11 @@ impl Actor {
                 self.emit(Event::PeerDisconnected { peer_id: peer_id.to_string() });
             }
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
+            SwarmEvent::IncomingConnectionError { send_back_addr, error: ListenError::Denied { cause }, .. } => {
+                if let Some(refusal) = conn_limits::refusal(&cause) {
+                    tracing::debug!(addr = %send_back_addr, limit = refusal.limit().as_str(), %refusal, "connection refused");
+                }
+            }
             _ => {}
         }
     }

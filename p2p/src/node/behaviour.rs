@@ -5,7 +5,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, autonat, dcutr, gossipsub, identify, identity, kad, mdns, ping, relay, request_response};
 
-use crate::{dm, grouplog, mailbox};
+use crate::{conn_limits, dm, grouplog, mailbox};
 
 /// Kademlia under kith's own protocol name, so kith nodes form their own DHT instead
 /// of joining (and answering for) the IPFS one.
@@ -17,6 +17,8 @@ pub const IDENTIFY_VERSION: &str = "/kith/1";
 /// Everything a kith node speaks.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Connection limits; first, so a refused connection reaches no other behaviour.
+    pub(crate) limits: conn_limits::Behaviour,
     pub(crate) dm: request_response::Behaviour<dm::Codec>,
     /// Deposits to recipients' relays and drains of our own mailboxes (client side).
     pub(crate) mailbox: request_response::Behaviour<mailbox::Codec>,
@@ -42,6 +44,7 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         mdns_on: bool,
         request_timeout: std::time::Duration,
+        limits: conn_limits::ConnectionLimits,
     ) -> std::io::Result<Behaviour> {
         let peer_id = key.public().to_peer_id();
         let dm = request_response::Behaviour::with_codec(
@@ -84,6 +87,7 @@ impl Behaviour {
             None
         };
         Ok(Behaviour {
+            limits: conn_limits::Behaviour::new(limits),
             dm,
             mailbox,
             grouplog,

@@ -23,12 +23,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use behaviour::{IDENTIFY_VERSION, KAD_PROTOCOL};
 pub use event::Event;
 
+use crate::conn_limits::ConnectionLimits;
 use crate::identity::Identity;
 use crate::invite::Invite;
 use crate::ops::OpError;
 use crate::views::{ContactView, GroupView, MessageView};
 
-/// Every timer of the node, so tests can shorten them. Defaults are for real use.
+/// Every timer and limit of the node, so tests can change them. Defaults are for real
+/// use.
 #[derive(Debug, Clone)]
 pub struct Timers {
     /// First retry delay after a failed delivery attempt (default 500 ms).
@@ -45,6 +47,9 @@ pub struct Timers {
     pub idle_connection: Duration,
     /// How long a one-time invite stays redeemable (default 7 days).
     pub invite_ttl: Duration,
+    /// Connections the node accepts: in total, per peer, per IP address, and a memory
+    /// ceiling (default [`ConnectionLimits::default`]; see docs/CONFIG.md).
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for Timers {
@@ -57,6 +62,7 @@ impl Default for Timers {
             record_ttl: Duration::from_secs(3600),
             idle_connection: Duration::from_secs(60),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }

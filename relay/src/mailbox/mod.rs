@@ -62,6 +62,9 @@ pub struct MailboxLimits {
     pub challenge_ttl: Duration,
     /// Challenges outstanding at once; issuing one more drops the oldest.
     pub max_pending_challenges: usize,
+    /// Challenges one mailbox may have outstanding; issuing one more drops that
+    /// mailbox's own oldest.
+    pub max_challenges_per_mailbox: usize,
 }
 
 impl Default for MailboxLimits {

@@ -123,6 +123,7 @@ impl MailboxStore {
             challenges: Mutex::new(Challenges::new(
                 limits.challenge_ttl,
                 limits.max_pending_challenges,
+                limits.max_challenges_per_mailbox,
             )),
             limits,
         };

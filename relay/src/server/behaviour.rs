@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kith_p2p::node::{IDENTIFY_VERSION, KAD_PROTOCOL};
-use kith_p2p::{grouplog, mailbox};
+use kith_p2p::{conn_limits, grouplog, mailbox};
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -39,6 +39,9 @@ const KAD_PACKET_HEADROOM: usize = 16 * 1024;
 /// Everything the relay speaks.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Connection limits (`[connections]`); first, so a refused connection reaches no
+    /// other role.
+    pub(crate) limits: conn_limits::Behaviour,
     /// The kith DHT, server mode (`[dht]`).
     pub(crate) kad: Toggle<kad::Behaviour<MemoryStore>>,
     /// Circuit relay v2 server (`[circuit]`).
@@ -162,6 +165,7 @@ impl Behaviour {
         );
 
         Behaviour {
+            limits: conn_limits::Behaviour::new(config.connections.limits()),
             kad: kad.into(),
             relay: relay.into(),
             autonat: autonat.into(),

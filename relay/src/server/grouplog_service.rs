@@ -6,9 +6,10 @@
 //!
 //! On the event loop ([`Service::handle`]): the access policy for appends (under
 //! `members` only listed peers append), the item size check and the per-peer rate
-//! limit, charged one token per item. Fetches are open to anyone who names the log:
-//! the id is a hash of a secret group id and the items are end-to-end encrypted, so
-//! naming it is proof enough. On the blocking pool ([`Job::run`]): the append with
+//! limits: appends charged one token per item, fetches one per request (each reads a
+//! page from disk). Fetches are open to anyone who names the log: the id is a hash of
+//! a secret group id and the items are end-to-end encrypted, so naming it is proof
+//! enough. On the blocking pool ([`Job::run`]): the append with
 //! its flush — its sequence numbers are sent only once the items are durable — the
 //! page read, and the expiry sweep.
 
@@ -18,10 +19,11 @@ use kith_p2p::grouplog::{
 };
 use libp2p::PeerId;
 
-use super::mailbox_service::{Access, now_ms, rate_limit, reason, wire_refusal};
+use super::mailbox_service::{Access, now_ms, reason, wire_refusal};
+use super::rate::PeerLimiter;
 use crate::grouplog::{AppendOutcome, Appended, GroupLogError, GroupLogStore, StoredItem};
 use crate::limits::RateLimiter;
-use crate::metrics::{Metrics, RefusalReason};
+use crate::metrics::{LimitedRequest, Metrics, RefusalReason};
 
 /// What to do with a request.
 pub(crate) type Action = super::jobs::Action<GroupLogResponse, Job>;
@@ -67,15 +69,21 @@ pub(crate) struct Service {
     /// `None` when the group log role is off: every request is refused as `Disabled`.
     store: Option<GroupLogStore>,
     access: Access,
-    limiter: RateLimiter,
+    /// Items appended per peer.
+    appends: PeerLimiter,
+    /// Fetches per peer.
+    fetches: PeerLimiter,
     metrics: Metrics,
 }
 
 impl Service {
+    /// A service limiting each peer's appends (per item) with `appends` and its
+    /// fetches (per request) with `fetches`.
     pub(crate) fn new(
         store: Option<GroupLogStore>,
         access: Access,
-        limiter: RateLimiter,
+        appends: RateLimiter,
+        fetches: RateLimiter,
         metrics: Metrics,
     ) -> Service {
         if let Some(store) = &store {
@@ -84,7 +92,8 @@ impl Service {
         Service {
             store,
             access,
-            limiter,
+            appends: PeerLimiter::new(LimitedRequest::Append, appends, metrics.clone()),
+            fetches: PeerLimiter::new(LimitedRequest::Fetch, fetches, metrics.clone()),
             metrics,
         }
     }
@@ -93,7 +102,6 @@ impl Service {
     pub(crate) fn store(&self) -> Option<&GroupLogStore> {
         self.store.as_ref()
     }
-
 
     fn decide(&mut self, peer: &PeerId, request: GroupLogRequest) -> Result<Action, Refusal> {
         let Some(store) = self.store.clone() else {
@@ -109,7 +117,7 @@ impl Service {
                     return Err(Refusal::TooLarge);
                 }
                 let cost = u32::try_from(items.len()).unwrap_or(u32::MAX);
-                rate_limit(&mut self.limiter, peer, cost)?;
+                self.appends.check(peer, cost)?;
                 if items.is_empty() {
                     return Ok(Action::Respond(GroupLogResponse::Appended {
                         seqs: Vec::new(),
@@ -123,6 +131,8 @@ impl Service {
                 }
             }
             GroupLogRequest::Fetch { log, after, limit } => {
+                // One token per page: a page is read from disk whatever it holds.
+                self.fetches.check(peer, 1)?;
                 tracing::debug!(%peer, after, limit, "group log fetch");
                 JobKind::Fetch {
                     log,
@@ -149,9 +159,10 @@ impl Service {
         })
     }
 
-    /// Forgets idle senders in the rate limiter (memory only; no decision changes).
+    /// Forgets idle peers in the rate limiters (memory only; no decision changes).
     pub(crate) fn prune(&mut self) {
-        self.limiter.prune(std::time::Instant::now());
+        self.appends.prune();
+        self.fetches.prune();
     }
 }
 
@@ -305,8 +316,8 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     use super::*;
-    use crate::server::jobs::Service as _;
     use crate::grouplog::GroupLogLimits;
+    use crate::server::jobs::Service as _;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -316,16 +327,25 @@ mod tests {
     }
 
     fn fixture(access: Access, limits: GroupLogLimits, rate: u32, burst: u32) -> Fixture {
+        fixture_with(
+            access,
+            limits,
+            RateLimiter::new(rate, burst),
+            RateLimiter::new(1000, 10_000),
+        )
+    }
+
+    fn fixture_with(
+        access: Access,
+        limits: GroupLogLimits,
+        appends: RateLimiter,
+        fetches: RateLimiter,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = GroupLogStore::open(dir.path(), limits).unwrap();
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
-        let service = Service::new(
-            Some(store),
-            access,
-            RateLimiter::new(rate, burst),
-            metrics.clone(),
-        );
+        let service = Service::new(Some(store), access, appends, fetches, metrics.clone());
         Fixture {
             _dir: dir,
             service,
@@ -506,6 +526,47 @@ mod tests {
     }
 
     #[test]
+    fn fetches_are_rate_limited_per_peer() {
+        let mut f = fixture_with(
+            Access::Open,
+            GroupLogLimits::default(),
+            RateLimiter::new(1000, 1000),
+            RateLimiter::new(1, 3),
+        );
+        append(&mut f, [5; 32], vec![b"x".to_vec()]);
+        let mallory = PeerId::random();
+        let request = GroupLogRequest::Fetch {
+            log: [5; 32],
+            after: 0,
+            limit: 256,
+        };
+        let answers: Vec<GroupLogResponse> = (0..10)
+            .map(|_| exec(&mut f.service, &mallory, request.clone()))
+            .collect();
+        assert!(
+            answers[..3]
+                .iter()
+                .all(|a| matches!(a, GroupLogResponse::Page { items, .. } if items.len() == 1))
+        );
+        assert!(answers[3..].iter().all(|a| matches!(
+            a,
+            GroupLogResponse::Refused(Refusal::RateLimited { retry_after_ms }) if *retry_after_ms > 0
+        )));
+        assert_eq!(f.metrics.grouplog_fetches.get(), 3);
+        let text = crate::metrics::encode(&f.registry).unwrap();
+        assert!(
+            text.contains("kith_relay_rate_limited_total{request=\"fetch\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kith_relay_grouplog_refusals_total{reason=\"rate_limited\"} 7"),
+            "{text}"
+        );
+        // Another peer has its own budget.
+        assert_eq!(fetch(&mut f, [5; 32], 0, 10).0.len(), 1);
+    }
+
+    #[test]
     fn pages_fit_the_response_cap() {
         let mut f = open();
         let log = [9; 32];
@@ -554,6 +615,7 @@ mod tests {
         let mut service = Service::new(
             None,
             Access::Open,
+            RateLimiter::new(1, 1),
             RateLimiter::new(1, 1),
             Metrics::new(&mut registry),
         );

@@ -4,8 +4,10 @@
 //! answer.
 //!
 //! Everything cheap and in memory happens in [`Service::handle`], on the event loop:
-//! the access policy, the per-sender rate limit, issuing and consuming drain
-//! challenges and checking the owner's signature. Everything that touches the disk
+//! the access policy, the per-peer rate limits (deposits per envelope, challenges per
+//! request: a drain or an ack needs a fresh challenge, so the challenge limit bounds
+//! them too), issuing and consuming drain challenges and checking the owner's
+//! signature. Everything that touches the disk
 //! (deposit with its flush, listing a page, deleting acked envelopes, expiry) is a
 //! [`Job`], because sled blocks. A deposit's answer is produced only after the store
 //! has flushed, so a `Stored` result is a promise that survives `kill -9`.
@@ -17,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_p2p::mailbox::{
     self as wire, DepositResult, MAX_DRAIN_ITEMS, MAX_ITEM_OVERHEAD, MAX_PAGE_OVERHEAD,
@@ -25,9 +27,10 @@ use kith_p2p::mailbox::{
 };
 use libp2p::PeerId;
 
+use super::rate::PeerLimiter;
 use crate::limits::RateLimiter;
 use crate::mailbox::{self as store, DepositOutcome, MailboxStore, StoredEnvelope};
-use crate::metrics::{Metrics, RefusalReason};
+use crate::metrics::{LimitedRequest, Metrics, RefusalReason};
 
 /// What to do with a request.
 pub(crate) type Action = super::jobs::Action<MailboxResponse, Job>;
@@ -100,16 +103,22 @@ pub(crate) struct Service {
     store: Option<MailboxStore>,
     relay: PeerId,
     access: Access,
-    limiter: RateLimiter,
+    /// Envelopes deposited per sending peer.
+    deposits: PeerLimiter,
+    /// Drain challenges asked for per peer.
+    challenges: PeerLimiter,
     metrics: Metrics,
 }
 
 impl Service {
+    /// A service limiting each peer's deposits (per envelope) with `deposits` and its
+    /// challenge requests with `challenges`.
     pub(crate) fn new(
         store: Option<MailboxStore>,
         relay: PeerId,
         access: Access,
-        limiter: RateLimiter,
+        deposits: RateLimiter,
+        challenges: RateLimiter,
         metrics: Metrics,
     ) -> Service {
         if let Some(store) = &store {
@@ -119,7 +128,8 @@ impl Service {
             store,
             relay,
             access,
-            limiter,
+            deposits: PeerLimiter::new(LimitedRequest::Deposit, deposits, metrics.clone()),
+            challenges: PeerLimiter::new(LimitedRequest::Challenge, challenges, metrics.clone()),
             metrics,
         }
     }
@@ -128,7 +138,6 @@ impl Service {
     pub(crate) fn store(&self) -> Option<&MailboxStore> {
         self.store.as_ref()
     }
-
 
     fn decide(&mut self, peer: &PeerId, request: MailboxRequest) -> Result<Action, Refusal> {
         let Some(store) = self.store.clone() else {
@@ -149,7 +158,7 @@ impl Service {
                     return Err(Refusal::NotMember);
                 }
                 let cost = u32::try_from(envelopes.len()).unwrap_or(u32::MAX);
-                rate_limit(&mut self.limiter, peer, cost)?;
+                self.deposits.check(peer, cost)?;
                 if envelopes.is_empty() {
                     return Ok(Action::Respond(MailboxResponse::Deposited {
                         results: Vec::new(),
@@ -169,6 +178,11 @@ impl Service {
                 if !self.access.admits(peer) {
                     return Err(Refusal::NotMember);
                 }
+                // Issuing costs a slot in the challenge table and, later, a signature
+                // check: limited per peer, and the table keeps at most
+                // `max_challenges_per_peer` of one peer's, so a flood replaces only
+                // the flooder's own.
+                self.challenges.check(peer, 1)?;
                 let nonce = store
                     .issue_challenge(&wire::mailbox_id(peer), now_ms())
                     .map_err(|_| Refusal::BadRequest)?;
@@ -235,9 +249,10 @@ impl Service {
         })
     }
 
-    /// Forgets idle senders in the rate limiter (memory only; no decision changes).
+    /// Forgets idle peers in the rate limiters (memory only; no decision changes).
     pub(crate) fn prune(&mut self) {
-        self.limiter.prune(Instant::now());
+        self.deposits.prune();
+        self.challenges.prune();
     }
 }
 
@@ -425,21 +440,6 @@ fn fitting_prefix(items: &[StoredEnvelope]) -> usize {
         .count()
 }
 
-/// Takes `cost` tokens from `peer`'s bucket, or says when to retry.
-pub(crate) fn rate_limit(
-    limiter: &mut RateLimiter,
-    peer: &PeerId,
-    cost: u32,
-) -> Result<(), Refusal> {
-    limiter
-        .check(&peer.to_bytes(), cost, Instant::now())
-        .map_err(|limited| Refusal::RateLimited {
-            retry_after_ms: u64::try_from(limited.retry_after.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        })
-}
-
 /// The wire form of a store refusal.
 pub(crate) fn wire_refusal(refusal: store::Refusal) -> Refusal {
     match refusal {
@@ -480,8 +480,8 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     use super::*;
-    use crate::server::jobs::Service as _;
     use crate::mailbox::MailboxLimits;
+    use crate::server::jobs::Service as _;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -492,6 +492,20 @@ mod tests {
     }
 
     fn fixture(access: Access, limits: MailboxLimits, rate: u32, burst: u32) -> Fixture {
+        fixture_with(
+            access,
+            limits,
+            RateLimiter::new(rate, burst),
+            RateLimiter::new(1000, 10_000),
+        )
+    }
+
+    fn fixture_with(
+        access: Access,
+        limits: MailboxLimits,
+        deposits: RateLimiter,
+        challenges: RateLimiter,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = MailboxStore::open(dir.path(), limits).unwrap();
         let mut registry = Registry::default();
@@ -501,7 +515,8 @@ mod tests {
             Some(store),
             relay,
             access,
-            RateLimiter::new(rate, burst),
+            deposits,
+            challenges,
             metrics.clone(),
         );
         Fixture {
@@ -725,6 +740,57 @@ mod tests {
     }
 
     #[test]
+    fn challenges_are_rate_limited_per_peer_and_a_flood_keeps_others_valid() {
+        let limits = MailboxLimits {
+            max_pending_challenges: 16,
+            max_challenges_per_mailbox: 2,
+            ..MailboxLimits::default()
+        };
+        let mut f = fixture_with(
+            Access::Open,
+            limits,
+            RateLimiter::new(1000, 1000),
+            RateLimiter::new(1, 5),
+        );
+        let owner = Identity::generate();
+        let mallory = PeerId::random();
+        exec(
+            &mut f.service,
+            &mallory,
+            MailboxRequest::deposit(&owner.peer_id(), vec![b"mail".to_vec()]),
+        );
+        let nonce = challenge(&mut f.service, &owner.peer_id());
+        // The burst, then typed refusals with a wait; counted by kind and reason.
+        let answers: Vec<MailboxResponse> = (0..20)
+            .map(|_| exec(&mut f.service, &mallory, MailboxRequest::Challenge))
+            .collect();
+        let issued = answers
+            .iter()
+            .filter(|a| matches!(a, MailboxResponse::Challenge { .. }))
+            .count();
+        assert_eq!(issued, 5);
+        assert!(answers[5..].iter().all(|a| matches!(
+            a,
+            MailboxResponse::Refused(Refusal::RateLimited { retry_after_ms }) if *retry_after_ms > 0
+        )));
+        let text = crate::metrics::encode(&f.registry).unwrap();
+        assert!(
+            text.contains("kith_relay_rate_limited_total{request=\"challenge\"} 15"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kith_relay_refusals_total{reason=\"rate_limited\"} 15"),
+            "{text}"
+        );
+        // The owner's challenge survived Mallory's five (she holds at most two).
+        let drain = MailboxRequest::drain(&owner, &f.relay, nonce, None, 10);
+        assert!(matches!(
+            exec(&mut f.service, &owner.peer_id(), drain),
+            MailboxResponse::Envelopes { items, .. } if items.len() == 1
+        ));
+    }
+
+    #[test]
     fn quotas_map_per_envelope() {
         let limits = MailboxLimits {
             max_messages_per_mailbox: 2,
@@ -782,6 +848,7 @@ mod tests {
             None,
             PeerId::random(),
             Access::Open,
+            RateLimiter::new(1, 1),
             RateLimiter::new(1, 1),
             Metrics::new(&mut registry),
         );

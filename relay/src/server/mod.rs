@@ -16,6 +16,7 @@ mod behaviour;
 mod grouplog_service;
 mod jobs;
 mod mailbox_service;
+mod rate;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use kith_p2p::conn_limits;
 use kith_p2p::grouplog::GroupLogResponse;
 use kith_p2p::mailbox::MailboxResponse;
 use kith_p2p::node::KAD_PROTOCOL;
@@ -32,7 +34,7 @@ use libp2p::core::transport::ListenerId;
 use libp2p::kad::store::RecordStore;
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, noise, relay, tcp, yamux};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
@@ -290,23 +292,27 @@ impl Relay {
             Some(members) => Access::Members(members),
             None => Access::Open,
         };
-        let limiter = RateLimiter::new(
-            config.mailbox.sender_rate_per_sec,
-            config.mailbox.sender_burst,
-        )
-        .with_max_senders(config.mailbox.max_tracked_senders as usize);
-        let group_limiter = RateLimiter::new(
-            config.grouplog.sender_rate_per_sec,
-            config.grouplog.sender_burst,
-        )
-        .with_max_senders(config.mailbox.max_tracked_senders as usize);
+        // Every limiter tracks at most `max_tracked_senders` peers.
+        let limiter = |rate, burst| {
+            RateLimiter::new(rate, burst)
+                .with_max_senders(config.mailbox.max_tracked_senders as usize)
+        };
+        let (m, g) = (&config.mailbox, &config.grouplog);
         let group_service = grouplog_service::Service::new(
             group_store,
             access.clone(),
-            group_limiter,
+            limiter(g.sender_rate_per_sec, g.sender_burst),
+            limiter(g.fetch_rate_per_sec, g.fetch_burst),
             metrics.clone(),
         );
-        let service = Service::new(store, peer_id, access, limiter, metrics.clone());
+        let service = Service::new(
+            store,
+            peer_id,
+            access,
+            limiter(m.sender_rate_per_sec, m.sender_burst),
+            limiter(m.challenge_rate_per_sec, m.challenge_burst),
+            metrics.clone(),
+        );
 
         let mut relay = Relay {
             swarm,
@@ -339,6 +345,8 @@ impl Relay {
             mailbox = config.mailbox.enabled,
             grouplog = config.grouplog.enabled,
             policy = ?config.access.policy,
+            max_connections = config.connections.max_established,
+            max_per_ip = config.connections.max_per_ip,
             "relay listening"
         );
         Ok(relay)
@@ -547,7 +555,23 @@ impl Relay {
                 send_back_addr,
                 ..
             } => {
-                tracing::debug!(%send_back_addr, %error, "incoming connection failed");
+                let refusal = match &error {
+                    ListenError::Denied { cause } => conn_limits::refusal(cause),
+                    _ => None,
+                };
+                match refusal {
+                    // Debug only: a flood of refusals must not become a flood of logs.
+                    Some(refusal) => {
+                        self.metrics.connection_refused(refusal.limit());
+                        tracing::debug!(
+                            %send_back_addr,
+                            limit = refusal.limit().as_str(),
+                            %refusal,
+                            "connection refused"
+                        );
+                    }
+                    None => tracing::debug!(%send_back_addr, %error, "incoming connection failed"),
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");

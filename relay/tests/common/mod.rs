@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kith_p2p::grouplog::{self, GroupLogRequest, GroupLogResponse};
+use kith_p2p::identity::Identity;
 use kith_p2p::mailbox::{self, MailboxRequest, MailboxResponse};
 use kith_p2p::node::{IDENTIFY_VERSION, KAD_PROTOCOL};
 use libp2p::kad::store::MemoryStore;
@@ -26,6 +27,9 @@ use libp2p::{
 
 /// Bound on every wait in these tests (debug builds on a busy 2-core machine).
 pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Pause between two scrapes of `/metrics` while waiting for a value.
+pub const METRICS_POLL: Duration = Duration::from_millis(50);
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_kith-relay");
 
@@ -213,6 +217,24 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Scrapes `/metrics` until sample `name` reads `value` (or panics after
+/// [`DEADLINE`]); returns the last scrape. The relay counts an event when its loop
+/// handles it, which can be just after a peer has seen the effect.
+pub async fn wait_metric(relay: &RelayProcess, name: &str, value: f64) -> String {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let text = relay.metrics().await;
+        if metric(&text, name) == Some(value) {
+            return text;
+        }
+        assert!(
+            Instant::now() < end,
+            "{name} never reached {value}; last scrape:\n{text}"
+        );
+        tokio::time::sleep(METRICS_POLL).await;
+    }
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -358,7 +380,9 @@ impl TestPeer {
             .mailbox
             .send_request(&relay, request);
         self.wait_for("mailbox response", |event| match event {
-            SwarmEvent::Behaviour(PeerBehaviourEvent::Mailbox(event)) => answer(event, id, "mailbox"),
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Mailbox(event)) => {
+                answer(event, id, "mailbox")
+            }
             _ => None,
         })
         .await
@@ -378,10 +402,38 @@ impl TestPeer {
             .grouplog
             .send_request(&relay, request);
         self.wait_for("group log response", |event| match event {
-            SwarmEvent::Behaviour(PeerBehaviourEvent::Grouplog(event)) => answer(event, id, "group log"),
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Grouplog(event)) => {
+                answer(event, id, "group log")
+            }
             _ => None,
         })
         .await
+    }
+
+    /// The relay works for this peer: it deposits `envelope` into its own mailbox
+    /// (as `owner`, whose key this peer holds), then drains it with a fresh challenge.
+    pub async fn deposit_and_drain(
+        &mut self,
+        owner: &Identity,
+        relay: PeerId,
+        addr: &Multiaddr,
+        envelope: &[u8],
+    ) {
+        let deposit = MailboxRequest::deposit(&owner.peer_id(), vec![envelope.to_vec()]);
+        match self.request(relay, addr, deposit).await {
+            MailboxResponse::Deposited { results } => {
+                assert_eq!(results, [mailbox::DepositResult::Stored]);
+            }
+            other => panic!("deposit refused: {other:?}"),
+        }
+        let nonce = self.challenge(relay, addr).await;
+        let drain = MailboxRequest::drain(owner, &relay, nonce, None, 256);
+        match self.request(relay, addr, drain).await {
+            MailboxResponse::Envelopes { items, .. } => {
+                assert!(items.iter().any(|i| i.envelope == envelope), "{items:?}");
+            }
+            other => panic!("drain refused: {other:?}"),
+        }
     }
 
     /// Challenge, then return the nonce.
@@ -402,13 +454,18 @@ fn answer<Req, Resp>(
 ) -> Option<Resp> {
     match event {
         request_response::Event::Message {
-            message: request_response::Message::Response { request_id, response },
+            message:
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                },
             ..
         } if request_id == id => Some(response),
-        request_response::Event::OutboundFailure { request_id, error, .. } if request_id == id => {
+        request_response::Event::OutboundFailure {
+            request_id, error, ..
+        } if request_id == id => {
             panic!("{what} request failed: {error}")
         }
         _ => None,
     }
 }
-

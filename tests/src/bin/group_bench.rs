@@ -60,7 +60,8 @@ fn history(peer: &Peer, group: &str) -> Vec<Value> {
 }
 
 fn run(size: usize, messages: usize) {
-    let mut relay = Relay::new("");
+    // Every member runs on 127.0.0.1: one address, so lift the relay's per-IP limit.
+    let mut relay = Relay::new("[connections]\nmax_per_ip = 100000\n");
     relay.start();
     let setup = Instant::now();
     let mut peers: Vec<Peer> = (0..size).map(|i| Peer::init(&format!("m{i:02}"))).collect();

@@ -262,7 +262,8 @@ async fn relay_metric(port: u16, name: &str) -> anyhow::Result<f64> {
 }
 
 /// A relay configured for the benchmark: mailbox limits far above what it deposits,
-/// so quotas and the per-sender rate limit never interfere; metrics on loopback.
+/// so quotas, the per-peer rate limits and the connection limits (every client is on
+/// 127.0.0.1) never interfere; metrics on loopback.
 fn start_relay(deposits: usize, bare: bool) -> (Relay, u16) {
     let metrics_port = free_port();
     let roles = if bare {
@@ -278,6 +279,12 @@ fn start_relay(deposits: usize, bare: bool) -> (Relay, u16) {
          max_total_bytes = {bytes}\n\
          sender_rate_per_sec = 1000000000\n\
          sender_burst = 1000000000\n\
+         challenge_rate_per_sec = 1000000000\n\
+         challenge_burst = 1000000000\n\
+         \n\
+         [connections]\n\
+         max_established = 1000000\n\
+         max_per_ip = 1000000\n\
          \n\
          [metrics]\n\
          listen = \"127.0.0.1:{metrics_port}\"\n",
