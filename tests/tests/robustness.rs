@@ -4,6 +4,9 @@
 //! refused at the codec. Throughout, the node keeps serving and stores exactly the
 //! genuine messages, once each.
 //!
+//! Hostile peers (issue 11): a reused message id suppresses nothing, and a replay
+//! after `kith remove` brings nothing back.
+//!
 //! The attacker is a raw libp2p client speaking the protocol with a codec that writes
 //! whatever bytes the test gives it; the node is the real one, on 127.0.0.1.
 
@@ -17,7 +20,7 @@ use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use kith_p2p::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
 use kith_p2p::envelope::{self, MAX_ENVELOPE_LEN, Sealer, SealerConfig};
 use kith_p2p::identity::Identity;
-use kith_p2p::kith_storage::{Contact, ContactState, Store};
+use kith_p2p::kith_storage::{Contact, ContactState, MessageId, Store};
 use kith_p2p::libp2p::request_response::{self, Codec as _, ProtocolSupport};
 use kith_p2p::libp2p::swarm::SwarmEvent;
 use kith_p2p::libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
@@ -261,4 +264,92 @@ async fn hostile_input_is_refused_while_the_node_keeps_serving() {
     // Nothing from Mallory leaked in as a contact (request) either.
     assert!(node.store().contacts().get(&mallory.peer_id().to_string()).unwrap().is_none());
     node.shutdown().await;
+}
+
+/// A text with a chosen id.
+fn text_with(id: MessageId, body: &str, lamport: u64) -> Vec<u8> {
+    Payload::Text { id, lamport, sent_at_ms: ops::now_ms(), text: body.into() }.encode().unwrap()
+}
+
+fn texts_from(node: &NodeHandle, who: &str) -> Vec<String> {
+    let store = node.store();
+    let contact = ops::resolve_contact(store, who).unwrap();
+    ops::history(store, &node.peer_id(), &contact, 1000, None).unwrap().into_iter().map(|m| m.text).collect()
+}
+
+/// Issue 11: receivers de-duplicated by message id alone, so a peer who learned the id
+/// of someone else's message (a fellow group member sees every id) could send its own
+/// message under that id first and suppress the real one. Now two senders' messages
+/// with the same id are two messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_message_id_does_not_suppress_another_senders_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, mallory) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.contacts().put(&contact_of(&alice)).unwrap();
+    store.contacts().put(&Contact { alias: Some("mallory".into()), ..contact_of(&mallory) }).unwrap();
+    let (node, addr) = start_bob(&bob, store).await;
+    let mut attacker = Attacker::new(bob.peer_id(), addr);
+    let bob_key = bob.e2e_public();
+    let id = ops::new_message_id();
+    let first = Sealer::new(&mallory, SealerConfig::default()).seal(&bob_key, &text_with(id, "mallory's", 1)).unwrap();
+    let real = Sealer::new(&alice, SealerConfig::default()).seal(&bob_key, &text_with(id, "alice's", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![first]).await), [DmResult::Stored]);
+    assert_eq!(results(attacker.send(vec![real.clone(), real]).await), [DmResult::Stored, DmResult::Stored]);
+    assert_eq!(texts_from(&node, "alice"), ["alice's"]);
+    assert_eq!(texts_from(&node, "mallory"), ["mallory's"]);
+    node.shutdown().await;
+}
+
+/// Issue 11: deleting a conversation forgot its message ids, so whoever kept an
+/// envelope (a relay, an observer) could replay it and bring the deleted message back,
+/// as a contact request from the removed contact. Here the real `kith` daemon receives
+/// a text, the user removes the contact and its conversation with `kith remove`, and
+/// the captured envelope comes again over `/kith/dm/1`: nothing reappears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_envelope_after_kith_remove_stores_nothing() {
+    let mut bob = kith_tests::Peer::init("bob");
+    bob.start(&[]);
+    let invite = kith_p2p::invite::Invite::parse(&bob.invite()).unwrap();
+    let alice = Identity::generate();
+    let alice_id = alice.peer_id().to_string();
+    let mut attacker = Attacker::new(invite.peer_id, bob.addrs[0].parse().unwrap());
+    let mut sealer = Sealer::new(&alice, SealerConfig::default());
+    let redeem = Payload::ContactRequest { name: Some("alice".into()), addrs: vec![], token: invite.token, relays: vec![] };
+    let redeem = sealer.seal(&invite.e2e_public, &redeem.encode().unwrap()).unwrap();
+    assert_eq!(results(attacker.send(vec![redeem]).await), [DmResult::Stored]);
+    let secret = sealer.seal(&invite.e2e_public, &text("deleted later", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![secret.clone()]).await), [DmResult::Stored]);
+    let texts = |peer: &kith_tests::Peer| -> Vec<String> {
+        peer.history(&alice_id).iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(texts(&bob), ["deleted later"]);
+
+    bob.ok(&["remove", &alice_id]);
+    let nothing_from_alice = |bob: &kith_tests::Peer| {
+        let contacts = bob.json(&["contacts", "--json"]);
+        let requests = bob.json(&["requests", "--json"]);
+        let inbox = bob.json(&["inbox", "--json"]);
+        let listed = |v: &serde_json::Value| v.to_string().contains(&alice_id);
+        assert!(!listed(&contacts) && !listed(&requests) && !listed(&inbox), "{contacts} {requests} {inbox}");
+        assert!(!bob.run(&["history", &alice_id, "--json"]).status.success(), "no conversation with alice");
+    };
+    nothing_from_alice(&bob);
+
+    // The replay is acknowledged (it was delivered once) and leaves no trace, neither
+    // alone nor twice in one batch, neither now nor after a restart.
+    assert_eq!(results(attacker.send(vec![secret.clone()]).await), [DmResult::Stored]);
+    assert_eq!(results(attacker.send(vec![secret.clone(), secret.clone()]).await), [DmResult::Stored; 2]);
+    nothing_from_alice(&bob);
+    bob.stop();
+    bob.start(&[]);
+    let mut attacker = Attacker::new(invite.peer_id, bob.addrs[0].parse().unwrap());
+    assert_eq!(results(attacker.send(vec![secret]).await), [DmResult::Stored]);
+    nothing_from_alice(&bob);
+
+    // A new message from alice is not a replay: it makes a contact request as usual.
+    let fresh = sealer.seal(&invite.e2e_public, &text("hello again", 2)).unwrap();
+    assert_eq!(results(attacker.send(vec![fresh]).await), [DmResult::Stored]);
+    let requests = bob.json(&["requests", "--json"]);
+    assert!(requests.to_string().contains(&alice_id), "{requests}");
 }

@@ -189,6 +189,11 @@ impl Actor {
             groups: groups::GroupsState::default(),
             config,
         };
+        match actor.store.prune_tombstones(ops::now_ms()) {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "forgot tombstones older than the replay window"),
+            Err(e) => tracing::warn!(error = %e, "pruning tombstones failed"),
+        }
         actor.load_groups();
         actor.bootstrap();
         actor.drain_all();

@@ -3,8 +3,14 @@
 //! The order matters for durability: everything that the answer reports as
 //! [`DmResult::Stored`] is written and flushed (one group commit per batch) before the
 //! answer is produced. Blocked senders are dropped before anything is stored.
+//!
+//! A text that storage will refuse — one deleted with its conversation, or one outside
+//! the replay window ([`kith_storage::Refusal`]) — is answered before it has any side
+//! effect, so a replayed envelope cannot bring back a deleted contact request either.
 
-use kith_storage::{Contact, ContactState, ConversationKind, Direction, Inserted, Message, MessageId, MessageState, Store};
+use kith_storage::{
+    Contact, ContactState, ConversationKind, Direction, Inserted, Message, MessageId, MessageState, Refusal, Store,
+};
 use libp2p::PeerId;
 
 use super::Event;
@@ -98,14 +104,18 @@ impl Inbound<'_> {
             .into_iter()
             .map(|s| match s {
                 Step::Done(r) => r,
-                Step::Insert(m, visible) => {
-                    if matches!(inserted.next(), Some(Inserted::New)) && visible {
-                        let peer = m.author.clone();
-                        outcome.events.push(Event::MessageReceived { message: MessageView::new(&m, Some(&peer)) });
-                        outcome.stored.push((peer, m.id));
+                Step::Insert(m, visible) => match inserted.next() {
+                    Some(Inserted::New) => {
+                        if visible {
+                            let peer = m.author.clone();
+                            outcome.events.push(Event::MessageReceived { message: MessageView::new(&m, Some(&peer)) });
+                            outcome.stored.push((peer, m.id));
+                        }
+                        DmResult::Stored
                     }
-                    DmResult::Stored
-                }
+                    Some(Inserted::Refused(refusal)) => refused(refusal),
+                    Some(Inserted::Duplicate) | None => DmResult::Stored,
+                },
             })
             .collect();
         (results, outcome)
@@ -150,6 +160,22 @@ impl Inbound<'_> {
         let now = ops::now_ms();
         match payload {
             Payload::Text { id, lamport, sent_at_ms, text } => {
+                let conversation = ops::direct_conversation(&self.me, &sender);
+                let message = Message {
+                    id,
+                    conversation,
+                    author: sender.to_string(),
+                    lamport,
+                    sent_at_ms,
+                    received_at_ms: now,
+                    text,
+                    state: MessageState::Delivered,
+                    direction: Direction::Incoming,
+                };
+                if let Some(refusal) = self.store.messages().refusal(&message)? {
+                    tracing::debug!(%sender, %refusal, "refused a text");
+                    return Ok(Step::Done(refused(refusal)));
+                }
                 let contact = match contact {
                     Some(mut c) if c.state == ContactState::Member => {
                         // A fellow group member writing 1:1 asks to become a contact.
@@ -175,23 +201,11 @@ impl Inbound<'_> {
                         c
                     }
                 };
-                let conversation = ops::direct_conversation(&self.me, &sender);
                 self.store.conversations().get_or_create(
                     conversation,
                     ConversationKind::Direct { peer_id: sender.to_string() },
                     now,
                 )?;
-                let message = Message {
-                    id,
-                    conversation,
-                    author: sender.to_string(),
-                    lamport,
-                    sent_at_ms,
-                    received_at_ms: now,
-                    text,
-                    state: MessageState::Delivered,
-                    direction: Direction::Incoming,
-                };
                 Ok(Step::Insert(message, contact.state == ContactState::Accepted))
             }
             Payload::Receipt { kind, ids } => {
@@ -281,7 +295,7 @@ impl Inbound<'_> {
             ReceiptKind::Read => MessageState::Read,
         };
         for id in ids {
-            let Some(m) = self.store.messages().get(*id)? else { continue };
+            let Some(m) = self.store.messages().get_from(&self.me.to_string(), *id)? else { continue };
             if m.conversation != conversation || m.direction != Direction::Outgoing {
                 continue;
             }
@@ -294,5 +308,14 @@ impl Inbound<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The answer for a text storage refuses: a deleted one was stored once, so it
+/// counts as stored (its sender stops); one outside the window never will be.
+fn refused(refusal: Refusal) -> DmResult {
+    match refusal {
+        Refusal::Deleted => DmResult::Stored,
+        _ => DmResult::Rejected(RejectReason::Stale),
     }
 }
