@@ -81,6 +81,11 @@ pub enum RejectReason {
     /// [`kith_storage::MAX_CLOCK_SKEW`] ahead of the receiver's clock).
     #[error("outside the replay window")]
     Stale,
+    /// The sender is not a contact and its contact request holds as much as
+    /// the receiver keeps from a stranger, or too many requests are waiting
+    /// (see [`crate::requests`]).
+    #[error("contact request quota reached")]
+    Quota,
 }
 
 /// The request-response codec for [`PROTOCOL`] (see [`wire::Codec`]).

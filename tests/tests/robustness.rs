@@ -4,8 +4,9 @@
 //! refused at the codec. Throughout, the node keeps serving and stores exactly the
 //! genuine messages, once each.
 //!
-//! Hostile peers (issue 11): a reused message id suppresses nothing, and a replay
-//! after `kith remove` brings nothing back.
+//! Hostile peers (issue 11): a reused message id suppresses nothing, a replay after
+//! `kith remove` brings nothing back, and strangers' contact requests are bounded in
+//! count, bytes and addresses.
 //!
 //! The attacker is a raw libp2p client speaking the protocol with a codec that writes
 //! whatever bytes the test gives it; the node is the real one, on 127.0.0.1.
@@ -352,4 +353,123 @@ async fn a_replayed_envelope_after_kith_remove_stores_nothing() {
     assert_eq!(results(attacker.send(vec![fresh]).await), [DmResult::Stored]);
     let requests = bob.json(&["requests", "--json"]);
     assert!(requests.to_string().contains(&alice_id), "{requests}");
+}
+
+/// Total size of the files under `dir`.
+fn disk_use(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() { disk_use(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
+/// Issue 11: a stranger's texts are held as a contact request, and nothing bounded
+/// them: 100,000 texts (in full dm batches) from one stranger leave at most
+/// `MAX_HELD_MESSAGES` of them on disk, the rest refused with `Quota`; a contact
+/// request cannot give a contact more than `MAX_CONTACT_ADDRS` addresses; and the node
+/// keeps serving its contacts throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_flooding_texts_leaves_disk_use_bounded() {
+    use kith_p2p::requests::{MAX_ADDR_LEN, MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS, MAX_HELD_BYTES, MAX_HELD_MESSAGES};
+    const FLOOD: usize = 100_000;
+    const BODY: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let (alice, bob, stranger) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let store = Store::open(&db).unwrap();
+    store.contacts().put(&contact_of(&alice)).unwrap();
+    store.flush().unwrap();
+    let (node, addr) = start_bob(&bob, store).await;
+    let bob_key = bob.e2e_public();
+    let mut attacker = Attacker::new(bob.peer_id(), addr);
+    let mut sealer = Sealer::new(&stranger, SealerConfig::default());
+    node.store().flush().unwrap();
+    let before = disk_use(&db);
+
+    // A contact request that would add a thousand addresses and relays.
+    let many: Vec<Vec<u8>> =
+        (0..1000u16).map(|p| format!("/ip4/10.0.0.1/tcp/{p}").parse::<Multiaddr>().unwrap().to_vec()).collect();
+    let request = Payload::ContactRequest { name: Some("s".into()), addrs: many.clone(), token: None, relays: many };
+    let request = sealer.seal(&bob_key, &request.encode().unwrap()).unwrap();
+    assert_eq!(results(attacker.send(vec![request]).await), [DmResult::Stored]);
+
+    let body = "x".repeat(BODY);
+    let mut stored = 0;
+    let mut sent = 0;
+    while sent < FLOOD {
+        let n = dm::MAX_BATCH.min(FLOOD - sent);
+        let batch = (0..n).map(|i| sealer.seal(&bob_key, &text(&body, (sent + i) as u64)).unwrap()).collect();
+        for result in results(attacker.send(batch).await) {
+            match result {
+                DmResult::Stored => stored += 1,
+                DmResult::Rejected(RejectReason::Quota) => {}
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        sent += n;
+    }
+    assert_eq!(stored, MAX_HELD_MESSAGES.min(MAX_HELD_BYTES / BODY));
+
+    // Still serving: a contact's message is stored and the node answers its handle.
+    let hello = Sealer::new(&alice, SealerConfig::default()).seal(&bob_key, &text("still here", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![hello]).await), [DmResult::Stored]);
+    node.status().await.unwrap();
+    assert_eq!(texts_from_alice(&node), ["still here"]);
+
+    let held = node.store().contacts().get(&stranger.peer_id().to_string()).unwrap().unwrap();
+    assert_eq!(held.state, ContactState::PendingIn);
+    assert_eq!((held.addrs.len(), held.relays.len()), (MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS));
+    let conversation = ops::direct_conversation(&bob.peer_id(), &stranger.peer_id());
+    let usage = node.store().messages().usage(conversation).unwrap();
+    assert_eq!(usage.messages, stored);
+    // On disk: what the bounds allow, whatever the flood's size. A held text costs its
+    // body plus its keys in three trees and its CBOR fields (under 1 KiB); the contact
+    // at most its bounded addresses and relays; sled logs every write and rewrites
+    // pages as it goes, so allow four times that.
+    const RECORD_OVERHEAD: usize = 1024;
+    const SLED_WRITE_FACTOR: usize = 4;
+    let held_bytes = MAX_HELD_MESSAGES * (BODY + RECORD_OVERHEAD);
+    let contact_bytes = (MAX_CONTACT_ADDRS + MAX_CONTACT_RELAYS) * MAX_ADDR_LEN + RECORD_OVERHEAD;
+    let bound = SLED_WRITE_FACTOR * (held_bytes + contact_bytes);
+    assert!(bound < FLOOD * BODY / 100, "the bound is not a loose one");
+    node.store().flush().unwrap();
+    let grown = disk_use(&db).saturating_sub(before);
+    assert!(grown <= bound as u64, "the database grew by {grown} bytes, more than {bound}");
+    node.shutdown().await;
+}
+
+/// Issue 11: many strangers (identities are free) are held to
+/// `MAX_PENDING_REQUESTS` requests at once; past that, new strangers are refused with
+/// `Quota` while the held ones, and contacts, carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_strangers_are_held_to_a_bounded_number_of_requests() {
+    use kith_p2p::requests::MAX_PENDING_REQUESTS;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.contacts().put(&contact_of(&alice)).unwrap();
+    let (node, addr) = start_bob(&bob, store).await;
+    let bob_key = bob.e2e_public();
+    let mut attacker = Attacker::new(bob.peer_id(), addr);
+    let strangers: Vec<Identity> = (0..MAX_PENDING_REQUESTS + 10).map(|_| Identity::generate()).collect();
+    let mut answers = Vec::new();
+    for chunk in strangers.chunks(dm::MAX_BATCH) {
+        let batch = chunk
+            .iter()
+            .map(|s| Sealer::new(s, SealerConfig::default()).seal(&bob_key, &text("hi", 1)).unwrap())
+            .collect();
+        answers.extend(results(attacker.send(batch).await));
+    }
+    let mut expected = vec![DmResult::Stored; MAX_PENDING_REQUESTS];
+    expected.extend([DmResult::Rejected(RejectReason::Quota); 10]);
+    assert_eq!(answers, expected);
+    assert_eq!(node.store().contacts().count(ContactState::PendingIn).unwrap(), MAX_PENDING_REQUESTS);
+    // A held stranger may still write; a contact is not affected.
+    let again = Sealer::new(&strangers[0], SealerConfig::default()).seal(&bob_key, &text("again", 2)).unwrap();
+    let hello = Sealer::new(&alice, SealerConfig::default()).seal(&bob_key, &text("hello", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![again, hello]).await), [DmResult::Stored, DmResult::Stored]);
+    node.shutdown().await;
 }

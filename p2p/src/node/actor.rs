@@ -25,6 +25,7 @@ use crate::invite::Invite;
 use crate::ops::{self, OpError};
 use crate::payload::Payload;
 use crate::peer_record::{self, PeerRecord, RecordCache};
+use crate::requests::Tally;
 use crate::views::{ContactView, MessageView};
 
 /// Sessions the opener remembers (each saves a handshake's DH work on later messages).
@@ -747,6 +748,7 @@ impl Actor {
             me: self.me,
             my_name: self.config.display_name.as_deref(),
             opener: &mut self.opener,
+            tally: Tally::default(),
         };
         let (mut results, mut outcome) = inbound.apply(envelopes);
         let deliveries = std::mem::take(&mut outcome.group);
