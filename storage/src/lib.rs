@@ -63,10 +63,13 @@
 //! Everything else — [`Store::stage_outgoing`], [`Store::set_message_state`], [`Messages::insert`],
 //! [`Conversations::get_or_create`]/[`remove`](Conversations::remove), and
 //! every `put`, `set`, `remove`, `create`, `redeem`, `set_state` and
-//! `purge_expired` of the table handles, and [`Store::prune_tombstones`] — is atomic but **not** flushed:
+//! `purge_expired` of the table handles — is atomic but **not** flushed:
 //! after a crash it may be lost (never half-applied). sled flushes in the
 //! background every 500 ms; call [`Store::flush`] where a write must be
-//! durable, e.g. after a batch of state changes.
+//! durable, e.g. after a batch of state changes. (A conversation's removal
+//! and its messages' tombstones are one transaction.
+//! [`Store::prune_tombstones`] deletes tombstones one at a time, none of them
+//! still needed, so a crash part-way is harmless.)
 //!
 //! # Errors
 //!

@@ -307,3 +307,46 @@ fn incoming_messages_outside_the_window_are_refused() {
     };
     assert_eq!(store.messages().insert(&mine).unwrap(), Inserted::New);
 }
+
+/// Issue 11: a group's conversation, once deleted, is not brought back when its log
+/// is fetched again from a relay: the group path hands the same messages, with their
+/// real authors, to `insert_incoming_batch`, which refuses every one of them — even
+/// with the conversation gone, where a new message would be `NotFound`.
+#[test]
+fn a_deleted_group_conversation_is_not_resurrected_by_a_refetch() {
+    use kith_storage::{ConversationKind, GroupId, StoreError};
+    let (_dir, store) = temp_store();
+    let group = ConversationKind::Group {
+        group_id: GroupId([3; 16]),
+    };
+    store
+        .conversations()
+        .get_or_create(cid(5), group, NOW)
+        .unwrap();
+    let page: Vec<Message> = ["alice", "bob", "carol"]
+        .iter()
+        .enumerate()
+        .map(|(n, author)| by(author, 5, 40 + n as u128, n as u64, DAY_MS))
+        .collect();
+    assert_eq!(
+        store.insert_incoming_batch(&page).unwrap(),
+        [Inserted::New; 3]
+    );
+    assert!(store.conversations().remove(cid(5), NOW).unwrap());
+    let refetched = Message {
+        received_at_ms: NOW + DAY_MS,
+        ..page[1].clone()
+    };
+    let again: Vec<Message> = page.iter().cloned().chain([refetched]).collect();
+    assert_eq!(
+        store.insert_incoming_batch(&again).unwrap(),
+        [Inserted::Refused(Refusal::Deleted); 4]
+    );
+    assert_eq!(store.conversations().get(cid(5)).unwrap(), None);
+    assert_eq!(store.messages().count(cid(5)).unwrap(), 0);
+    let new = by("alice", 5, 99, 9, 0);
+    assert!(matches!(
+        store.insert_incoming_batch(&[new]),
+        Err(StoreError::NotFound { .. })
+    ));
+}

@@ -44,7 +44,12 @@ pub fn raw_sled(path: &Path) -> sled::Db {
 
 /// The schema version recorded in a database opened with [`raw_sled`].
 pub fn schema_version(db: &sled::Db) -> u32 {
-    let v = db.open_tree("meta").unwrap().get("schema_version").unwrap().unwrap();
+    let v = db
+        .open_tree("meta")
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
     u32::from_be_bytes(v.as_ref().try_into().unwrap())
 }
 
