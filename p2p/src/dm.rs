@@ -76,6 +76,16 @@ pub enum RejectReason {
     /// membership reached it); the sender keeps it and tries again later.
     #[error("not yet: try again later")]
     Unready,
+    /// Its timestamp lies outside the receiver's replay window (written
+    /// longer ago than [`kith_storage::REPLAY_WINDOW`], or more than
+    /// [`kith_storage::MAX_CLOCK_SKEW`] ahead of the receiver's clock).
+    #[error("outside the replay window")]
+    Stale,
+    /// The sender is not a contact and its contact request holds as much as
+    /// the receiver keeps from a stranger, or too many requests are waiting
+    /// (see [`crate::requests`]).
+    #[error("contact request quota reached")]
+    Quota,
 }
 
 /// The request-response codec for [`PROTOCOL`] (see [`wire::Codec`]).

@@ -23,6 +23,7 @@ pub mod node;
 pub mod ops;
 pub mod payload;
 pub mod peer_record;
+pub mod requests;
 pub mod views;
 pub mod wire;
 

@@ -248,7 +248,7 @@ pub fn reject(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpErr
 /// Forget a contact and its conversation.
 pub fn remove(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpError> {
     if let Ok(peer) = contact.peer_id.parse::<PeerId>() {
-        store.conversations().remove(direct_conversation(me, &peer))?;
+        store.conversations().remove(direct_conversation(me, &peer), now_ms())?;
     }
     store.contacts().remove(&contact.peer_id)?;
     store.flush()?;

@@ -104,6 +104,17 @@ impl Contacts {
         Ok(all)
     }
 
+    /// How many contacts are in `state` (a scan: O(contacts)).
+    pub fn count(&self, state: ContactState) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for v in self.tree().iter().values() {
+            if decode::<Contact>(CONTACTS, &v.map_err(db)?)?.state == state {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Atomically changes a contact's state and returns the updated contact
     /// (`updated_at_ms` is left to callers, who know the time; use
     /// [`put`](Self::put) to change it). [`StoreError::NotFound`] if unknown.

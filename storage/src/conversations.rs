@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode, fixed};
 use crate::error::{StoreError, db, tx};
-use crate::messages::KEY_LEN;
+use crate::keys::KEY_LEN;
+use crate::replay;
 use crate::schema::{CONVERSATIONS, MESSAGES};
 use crate::store::Inner;
-use crate::types::{ConversationId, GroupId, ID_LEN};
+use crate::types::{ConversationId, GroupId};
 
 /// What a conversation is with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,7 +112,13 @@ impl Conversations {
     /// Deletes the conversation together with all its messages (and their
     /// index and unread entries) in one transaction; returns whether it
     /// existed. Outbox entries are left alone. Not flushed.
-    pub fn remove(&self, id: ConversationId) -> Result<bool, StoreError> {
+    ///
+    /// Deleted messages stay deleted: each one a replay could still bring
+    /// back at `now_ms` (one inside the replay window) leaves a tombstone
+    /// with its `sent_at_ms`, so inserting it again is
+    /// [`Refusal::Deleted`](crate::Refusal::Deleted), whichever conversation
+    /// it names. Tombstones no longer needed at `now_ms` are pruned.
+    pub fn remove(&self, id: ConversationId, now_ms: u64) -> Result<bool, StoreError> {
         let t = &self.inner.trees;
         let keys = t
             .messages
@@ -119,13 +126,13 @@ impl Conversations {
             .keys()
             .map(|k| fixed::<KEY_LEN>(MESSAGES, &k.map_err(db)?))
             .collect::<Result<Vec<_>, _>>()?;
-        self.inner.transact(|tx| {
+        let existed = self.inner.transact(|tx| {
             for key in &keys {
-                tx.messages.remove(&key[..])?;
-                tx.unread.remove(&key[..])?;
-                tx.index.remove(&key[KEY_LEN - ID_LEN..])?;
+                tx.delete_message(key, now_ms)?;
             }
             Ok(tx.conversations.remove(&id.0)?.is_some())
-        })
+        })?;
+        replay::prune(&t.tombstones, now_ms)?;
+        Ok(existed)
     }
 }

@@ -38,10 +38,15 @@
 //! # Layout
 //!
 //! Keys are big-endian so byte order is numeric order; values are CBOR.
-//! Messages are keyed `conversation ‖ lamport ‖ id`, so a conversation's
-//! history is one ordered range; an id index makes lookups by id O(log n).
-//! A `meta` tree records the schema version ([`SCHEMA_VERSION`]), checked on
-//! [`Store::open`].
+//! A message is identified by its author and its id (an id alone is chosen by
+//! an author, so another author could reuse it). Messages are keyed
+//! `conversation ‖ lamport ‖ id ‖ author digest`, so a conversation's history
+//! is one ordered range; an `id ‖ author digest` index makes lookups by
+//! (author, id), and by id alone, O(log n). Deleted messages leave
+//! tombstones for as long as a replay could bring them back (see
+//! [`REPLAY_WINDOW`]). A `meta` tree records the schema version
+//! ([`SCHEMA_VERSION`]), checked on [`Store::open`], which migrates older
+//! databases.
 //!
 //! # Durability
 //!
@@ -50,7 +55,8 @@
 //!
 //! - [`Store::append_outgoing`]
 //! - [`Store::insert_incoming_batch`] (one flush per batch: acknowledge the
-//!   batch to peers only after it returns)
+//!   batch to peers only after it returns; a refused message is never
+//!   stored, so it may be acknowledged as well)
 //! - [`Store::mark_read`]
 //! - [`Store::flush`] and [`Store::flush_async`]
 //!
@@ -60,7 +66,10 @@
 //! `purge_expired` of the table handles — is atomic but **not** flushed:
 //! after a crash it may be lost (never half-applied). sled flushes in the
 //! background every 500 ms; call [`Store::flush`] where a write must be
-//! durable, e.g. after a batch of state changes.
+//! durable, e.g. after a batch of state changes. (A conversation's removal
+//! and its messages' tombstones are one transaction.
+//! [`Store::prune_tombstones`] deletes tombstones one at a time, none of them
+//! still needed, so a crash part-way is harmless.)
 //!
 //! # Errors
 //!
@@ -74,8 +83,11 @@ mod conversations;
 mod error;
 mod groups;
 mod invites;
+mod keys;
 mod messages;
+mod migrate;
 mod outbox;
+mod replay;
 mod schema;
 mod settings;
 mod store;
@@ -87,8 +99,9 @@ pub use conversations::{Conversation, ConversationKind, Conversations};
 pub use error::{DbError, OpenError, StoreError};
 pub use groups::{Group, Groups, MAX_KEY_GENERATIONS, Member, PendingKey, PendingMessage, Role};
 pub use invites::Invites;
-pub use messages::{Direction, Inserted, Message, MessageState, Messages};
+pub use messages::{Direction, Inserted, Message, MessageState, Messages, Usage};
 pub use outbox::{Outbox, OutboxEntry};
+pub use replay::{MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};
 pub use schema::SCHEMA_VERSION;
 pub use settings::Settings;
 pub use store::{OpenOptions, Store};

@@ -8,7 +8,11 @@
 use crate::error::{OpenError, StoreError, db};
 
 /// The schema version written by this build.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 1. The first layout.
+/// 2. Messages are keyed by author and id (see [`crate::keys`]); deleted
+///    messages leave tombstones.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Tree holding database-wide metadata (the schema version).
 pub(crate) const META: &str = "meta";
@@ -16,10 +20,12 @@ pub(crate) const META: &str = "meta";
 pub(crate) const CONTACTS: &str = "contacts";
 /// conversation id → `Conversation`.
 pub(crate) const CONVERSATIONS: &str = "conversations";
-/// conversation id ‖ lamport (u64 BE) ‖ message id → `Message`.
+/// conversation id ‖ lamport (u64 BE) ‖ message id ‖ author digest → `Message`.
 pub(crate) const MESSAGES: &str = "messages";
-/// message id → its key in [`MESSAGES`].
+/// message id ‖ author digest → its key in [`MESSAGES`].
 pub(crate) const MESSAGE_INDEX: &str = "message_index";
+/// message id ‖ author digest of a deleted message → its `sent_at_ms` (u64 BE).
+pub(crate) const TOMBSTONES: &str = "tombstones";
 /// Keys (as in [`MESSAGES`]) of incoming messages not yet read → empty.
 pub(crate) const UNREAD: &str = "unread";
 /// item id → `OutboxEntry`.
@@ -94,10 +100,9 @@ pub(crate) fn check(db: &sled::Db) -> Result<(), OpenError> {
 type Step = fn(&sled::Db) -> Result<(), StoreError>;
 
 /// The step that upgrades from version `from`, if this build knows one.
-#[allow(clippy::match_single_binding)] // no steps yet; new arms go above `_`
 fn step(from: u32) -> Option<Step> {
     match from {
-        // 1 => Some(v1_to_v2),
+        1 => Some(crate::migrate::v1_to_v2),
         _ => None,
     }
 }

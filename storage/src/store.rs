@@ -15,11 +15,13 @@ use crate::conversations::Conversations;
 use crate::error::{OpenError, StoreError, db, open_err, tx};
 use crate::groups::Groups;
 use crate::invites::Invites;
-use crate::messages::{Direction, Inserted, KEY_LEN, Message, MessageState, Messages};
+use crate::keys::KEY_LEN;
+use crate::messages::{Direction, Inserted, Message, MessageState, Messages};
 use crate::outbox::{Outbox, OutboxEntry};
+use crate::replay;
 use crate::schema::{
     self, CONTACTS, CONVERSATIONS, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES,
-    MESSAGE_INDEX, MESSAGES, OUTBOX, SETTINGS, UNREAD,
+    MESSAGE_INDEX, MESSAGES, OUTBOX, SETTINGS, TOMBSTONES, UNREAD,
 };
 use crate::settings::Settings;
 use crate::txn::{Tx, TxResult};
@@ -39,6 +41,7 @@ pub(crate) struct Trees {
     pub(crate) group_pending: sled::Tree,
     pub(crate) settings: sled::Tree,
     pub(crate) invites: sled::Tree,
+    pub(crate) tombstones: sled::Tree,
 }
 
 /// State shared by a [`Store`] and all handles made from it.
@@ -58,7 +61,8 @@ impl fmt::Debug for Inner {
 
 impl Inner {
     /// Runs `f` in one transaction over messages, index, unread set,
-    /// conversations and outbox. `f` may run several times on conflict.
+    /// conversations, outbox and tombstones. `f` may run several times on
+    /// conflict.
     pub(crate) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
         let t = &self.trees;
         tx((
@@ -67,16 +71,20 @@ impl Inner {
             &t.unread,
             &t.conversations,
             &t.outbox,
+            &t.tombstones,
         )
-            .transaction(|(messages, index, unread, conversations, outbox)| {
-                f(&Tx {
-                    messages,
-                    index,
-                    unread,
-                    conversations,
-                    outbox,
-                })
-            }))
+            .transaction(
+                |(messages, index, unread, conversations, outbox, tombstones)| {
+                    f(&Tx {
+                        messages,
+                        index,
+                        unread,
+                        conversations,
+                        outbox,
+                        tombstones,
+                    })
+                },
+            ))
     }
 
     fn flush(&self) -> Result<usize, StoreError> {
@@ -122,6 +130,7 @@ impl Store {
             group_pending: open(GROUP_PENDING)?,
             settings: open(SETTINGS)?,
             invites: open(INVITES)?,
+            tombstones: open(TOMBSTONES)?,
         };
         tracing::debug!(path = %path.display(), "opened store");
         Ok(Store {
@@ -203,7 +212,8 @@ impl Store {
     /// Atomically stores an outgoing message (forced to `Pending` and
     /// `Outgoing`), its outbox entry, and the conversation's
     /// `last_activity_ms`/`last_lamport`; then flushes. If a message with
-    /// this id already exists nothing is written (idempotent retry).
+    /// this author and id already exists (or was deleted) nothing is written
+    /// (idempotent retry).
     /// Fails with [`StoreError::NotFound`] if the conversation does not exist.
     pub fn append_outgoing(&self, msg: &Message, entry: &OutboxEntry) -> Result<(), StoreError> {
         self.stage_outgoing(&[(msg.clone(), entry.clone())])?;
@@ -243,13 +253,17 @@ impl Store {
         Ok(())
     }
 
-    /// Stores many received messages in one transaction — idempotent by id,
-    /// one [`Inserted`] per input in order (a repeat within the batch is a
-    /// `Duplicate`) — updating each conversation as
+    /// Stores many received messages in one transaction — idempotent by
+    /// (author, id), one [`Inserted`] per input in order (a repeat within the
+    /// batch is a `Duplicate`) — updating each conversation as
     /// [`Messages::insert`] does, then flushes once (group commit): the
     /// network layer may acknowledge the messages when this returns `Ok`.
-    /// Every conversation must exist, otherwise [`StoreError::NotFound`] and
-    /// nothing is stored.
+    ///
+    /// A message that was deleted, or whose `sent_at_ms` lies outside the
+    /// replay window around its `received_at_ms`, is
+    /// [`Inserted::Refused`] and leaves no trace (see [`crate::Refusal`]).
+    /// Every conversation of a message that is not refused must exist,
+    /// otherwise [`StoreError::NotFound`] and nothing is stored.
     pub fn insert_incoming_batch(&self, msgs: &[Message]) -> Result<Vec<Inserted>, StoreError> {
         if msgs.is_empty() {
             return Ok(Vec::new());
@@ -271,10 +285,15 @@ impl Store {
         updates: &[(MessageId, MessageState)],
         remove_outbox: bool,
     ) -> Result<Vec<Option<MessageState>>, StoreError> {
+        let keys = updates
+            .iter()
+            .map(|(id, _)| self.inner.keys_with_id(*id))
+            .collect::<Result<Vec<_>, _>>()?;
         self.inner.transact(|tx| {
             updates
                 .iter()
-                .map(|&(id, state)| tx.set_state_if_message(id, state, remove_outbox))
+                .zip(&keys)
+                .map(|(&(id, state), keys)| tx.set_state_if_message(id, keys, state, remove_outbox))
                 .collect()
         })
     }
@@ -282,18 +301,33 @@ impl Store {
     /// Moves a message to `state` if that is a forward move (see
     /// [`MessageState::can_become`]): `Ok(Some(state))` if it changed,
     /// `Ok(None)` if not (same or stale state), [`StoreError::NotFound`] for
-    /// an unknown id. With `remove_outbox`, the outbox entry with the same id
-    /// is removed in the same transaction (also when the state did not move).
-    /// A message that stops being unread decrements its conversation's
-    /// `unread`. **Not flushed**: callers flush in batches.
+    /// an unknown id. The id is resolved as [`Messages::get`] does: our own
+    /// message if we wrote one with this id. With `remove_outbox`, the outbox
+    /// entry with the same id is removed in the same transaction (also when
+    /// the state did not move). A message that stops being unread decrements
+    /// its conversation's `unread`. **Not flushed**: callers flush in batches.
     pub fn set_message_state(
         &self,
         id: MessageId,
         state: MessageState,
         remove_outbox: bool,
     ) -> Result<Option<MessageState>, StoreError> {
+        let keys = self.inner.keys_with_id(id)?;
         self.inner
-            .transact(|tx| tx.set_state(id, state, remove_outbox))
+            .transact(|tx| tx.set_state(id, &keys, state, remove_outbox))
+    }
+
+    /// Deletes the tombstones of deleted messages that a replay received at
+    /// `now_ms` could no longer pass the replay window with; returns how
+    /// many. [`Conversations::remove`] prunes too; call this at start so
+    /// tombstones never outlive the window by long. Not flushed.
+    pub fn prune_tombstones(&self, now_ms: u64) -> Result<usize, StoreError> {
+        replay::prune(&self.inner.trees.tombstones, now_ms)
+    }
+
+    /// Number of tombstones kept (messages deleted within the replay window).
+    pub fn tombstone_count(&self) -> usize {
+        self.inner.trees.tombstones.len()
     }
 
     /// Marks every unread incoming message of `conv` `Read` and lowers its

@@ -2,21 +2,28 @@
 //!
 //! [`Inner::transact`](crate::store::Inner::transact) runs a closure over one
 //! sled transaction covering messages, their index, the unread set,
-//! conversations and the outbox, so every cross-tree invariant (a message and
-//! its index entry; `unread` matching the unread set; an outgoing message and
-//! its outbox entry) is kept atomically. The closure may be retried on
-//! conflict and must have no other side effects.
+//! conversations, the outbox and the tombstones, so every cross-tree
+//! invariant (a message and its index entry; `unread` matching the unread
+//! set; an outgoing message and its outbox entry; a deleted message and its
+//! tombstone) is kept atomically. The closure may be retried on conflict and
+//! must have no other side effects.
+//!
+//! sled transactions cannot scan, so operations that find messages by id
+//! alone look their keys up first ([`Inner::keys_with_id`](crate::store::Inner))
+//! and pass them in; a key whose message went away meanwhile is skipped.
 
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionalTree,
 };
 
-use crate::codec::{decode, encode, fixed};
+use crate::codec::{decode, encode};
 use crate::conversations::Conversation;
 use crate::error::StoreError;
-use crate::messages::{Inserted, Message, MessageKey, MessageState};
+use crate::keys::{self, MessageKey};
+use crate::messages::{Direction, Inserted, Message, MessageState};
 use crate::outbox::OutboxEntry;
-use crate::schema::{CONVERSATIONS, MESSAGE_INDEX, MESSAGES};
+use crate::replay::{self, Refusal};
+use crate::schema::{CONVERSATIONS, MESSAGES};
 use crate::types::{ConversationId, MessageId};
 
 /// Result of a step inside a transaction.
@@ -34,6 +41,7 @@ pub(crate) struct Tx<'a> {
     pub(crate) unread: &'a TransactionalTree,
     pub(crate) conversations: &'a TransactionalTree,
     pub(crate) outbox: &'a TransactionalTree,
+    pub(crate) tombstones: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -49,14 +57,6 @@ impl Tx<'_> {
         self.conversations
             .insert(&conv.id.0[..], abort(encode(conv))?)?;
         Ok(())
-    }
-
-    /// The key of the message with this id, if stored.
-    pub(crate) fn message_key(&self, id: MessageId) -> TxResult<Option<MessageKey>> {
-        match self.index.get(id.0)? {
-            Some(k) => abort(fixed(MESSAGE_INDEX, &k)).map(Some),
-            None => Ok(None),
-        }
     }
 
     /// The message stored under `key`; its absence is corruption (callers got
@@ -78,14 +78,23 @@ impl Tx<'_> {
 
     /// Idempotent insert of a message plus its index entry, unread entry and
     /// conversation counters (see [`Messages::insert`](crate::Messages::insert)).
+    /// A duplicate is told apart before a refusal, so a sender retrying a
+    /// message we hold hears that we hold it, however old it is.
     pub(crate) fn insert_message(&self, msg: &Message) -> TxResult<Inserted> {
-        if self.index.get(msg.id.0)?.is_some() {
+        let reference = msg.ref_key();
+        if self.index.get(reference)?.is_some() {
             return Ok(Inserted::Duplicate);
+        }
+        if self.tombstones.get(reference)?.is_some() {
+            return Ok(Inserted::Refused(Refusal::Deleted));
+        }
+        if let Some(refusal) = replay::window(msg) {
+            return Ok(Inserted::Refused(refusal));
         }
         let mut conv = self.conversation(msg.conversation)?;
         let key = msg.key();
         self.put_message(&key, msg)?;
-        self.index.insert(&msg.id.0[..], &key[..])?;
+        self.index.insert(&reference[..], &key[..])?;
         if msg.is_unread() {
             self.unread.insert(&key[..], &[][..])?;
             conv.unread = conv.unread.saturating_add(1);
@@ -96,19 +105,42 @@ impl Tx<'_> {
         Ok(Inserted::New)
     }
 
-    /// Moves a message to `state` if that is a forward move (see
-    /// [`MessageState::can_become`]), keeping the unread count in step;
-    /// removes its outbox entry if asked, whether or not the state moved.
+    /// Of the messages under `keys` (all with one id), ours (outgoing) if
+    /// there is one, else the first; keys whose message is gone are skipped.
+    fn resolve(&self, keys: &[MessageKey]) -> TxResult<Option<(MessageKey, Message)>> {
+        let mut first = None;
+        for key in keys {
+            let Some(v) = self.messages.get(key)? else {
+                continue;
+            };
+            let msg: Message = abort(decode(MESSAGES, &v))?;
+            if msg.direction == Direction::Outgoing {
+                return Ok(Some((*key, msg)));
+            }
+            first.get_or_insert((*key, msg));
+        }
+        Ok(first)
+    }
+
+    /// Moves the message with this id (found under `keys`, resolved as
+    /// [`Messages::get`](crate::Messages::get) does) to `state` if that is a
+    /// forward move (see [`MessageState::can_become`]), keeping the unread
+    /// count in step; removes its outbox entry if asked, whether or not the
+    /// state moved. Aborts with `NotFound` if there is no such message.
     pub(crate) fn set_state(
         &self,
         id: MessageId,
+        keys: &[MessageKey],
         state: MessageState,
         remove_outbox: bool,
     ) -> TxResult<Option<MessageState>> {
-        if self.message_key(id)?.is_none() {
-            return abort(Err(StoreError::not_found("message", id)));
+        if remove_outbox {
+            self.outbox.remove(&id.0[..])?;
         }
-        self.set_state_if_message(id, state, remove_outbox)
+        let Some((key, mut msg)) = self.resolve(keys)? else {
+            return abort(Err(StoreError::not_found("message", id)));
+        };
+        self.move_state(&key, &mut msg, state)
     }
 
     /// Like [`Tx::set_state`], but an id that is not a message is `None`
@@ -116,22 +148,31 @@ impl Tx<'_> {
     pub(crate) fn set_state_if_message(
         &self,
         id: MessageId,
+        keys: &[MessageKey],
         state: MessageState,
         remove_outbox: bool,
     ) -> TxResult<Option<MessageState>> {
         if remove_outbox {
             self.outbox.remove(&id.0[..])?;
         }
-        let Some(key) = self.message_key(id)? else {
-            return Ok(None);
-        };
-        let mut msg = self.message_at(&key)?;
+        match self.resolve(keys)? {
+            Some((key, mut msg)) => self.move_state(&key, &mut msg, state),
+            None => Ok(None),
+        }
+    }
+
+    fn move_state(
+        &self,
+        key: &MessageKey,
+        msg: &mut Message,
+        state: MessageState,
+    ) -> TxResult<Option<MessageState>> {
         if !msg.state.can_become(state) {
             return Ok(None);
         }
         let was_unread = msg.is_unread();
         msg.state = state;
-        self.put_message(&key, &msg)?;
+        self.put_message(key, msg)?;
         if was_unread && !msg.is_unread() {
             self.unread.remove(&key[..])?;
             let mut conv = self.conversation(msg.conversation)?;
@@ -139,6 +180,24 @@ impl Tx<'_> {
             self.put_conversation(&conv)?;
         }
         Ok(Some(state))
+    }
+
+    /// Deletes the message under `key` with its index and unread entries,
+    /// leaving a tombstone if a replay of it could pass the window at
+    /// `now_ms`. Does not touch its conversation.
+    pub(crate) fn delete_message(&self, key: &MessageKey, now_ms: u64) -> TxResult<()> {
+        let Some(v) = self.messages.remove(&key[..])? else {
+            return Ok(());
+        };
+        let msg: Message = abort(decode(MESSAGES, &v))?;
+        let reference = keys::ref_of(key);
+        self.unread.remove(&key[..])?;
+        self.index.remove(reference)?;
+        if replay::needs_tombstone(msg.sent_at_ms, now_ms) {
+            self.tombstones
+                .insert(reference, &msg.sent_at_ms.to_be_bytes()[..])?;
+        }
+        Ok(())
     }
 
     /// Marks the listed unread messages of `conv` read, skipping any that are

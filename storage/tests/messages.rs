@@ -6,8 +6,12 @@ mod common;
 
 use common::{cid, conversation, incoming, mid, outgoing, temp_store};
 use kith_storage::{
-    ConversationId, Inserted, Message, MessageId, MessageState, OutboxEntry, Store, StoreError,
+    ConversationId, Inserted, Message, MessageId, MessageState, OutboxEntry, Refusal, Store,
+    StoreError,
 };
+
+/// "Now" for deletions: the helpers' messages are received at 2 000 ms.
+const NOW: u64 = 2_000;
 
 /// Every message of `conv`, collected by paging backwards `limit` at a time.
 fn page_all(store: &Store, conv: ConversationId, limit: usize) -> Vec<Message> {
@@ -322,20 +326,28 @@ fn removing_a_conversation_removes_its_messages() {
     store
         .insert_incoming_batch(&[incoming(cid(1), mid(1), 1), incoming(cid(2), mid(2), 1)])
         .unwrap();
-    assert!(store.conversations().remove(cid(1)).unwrap());
-    assert!(!store.conversations().remove(cid(1)).unwrap());
+    assert!(store.conversations().remove(cid(1), NOW).unwrap());
+    assert!(!store.conversations().remove(cid(1), NOW).unwrap());
     assert_eq!(store.messages().get(mid(1)).unwrap(), None);
     assert_eq!(store.messages().count(cid(1)).unwrap(), 0);
     assert_eq!(
         store.messages().get(mid(2)).unwrap().unwrap().conversation,
         cid(2)
     );
-    // The id is free again once its conversation is gone.
+    // The id is not free again: a replay of the deleted message is refused
+    // (see tests/replay.rs), but another message in the new conversation is not.
     conversation(&store, 1);
     assert_eq!(
         store
             .messages()
             .insert(&incoming(cid(1), mid(1), 1))
+            .unwrap(),
+        Inserted::Refused(Refusal::Deleted)
+    );
+    assert_eq!(
+        store
+            .messages()
+            .insert(&incoming(cid(1), mid(3), 1))
             .unwrap(),
         Inserted::New
     );

@@ -117,14 +117,7 @@ fn current_version_reopens_and_is_recorded() {
     let path = dir.path().join("db");
     drop(open(&path).unwrap());
     drop(open(&path).unwrap());
-    let db = raw_sled(&path);
-    let v = db
-        .open_tree("meta")
-        .unwrap()
-        .get("schema_version")
-        .unwrap()
-        .unwrap();
-    assert_eq!(v.as_ref(), SCHEMA_VERSION.to_be_bytes());
+    assert_eq!(common::schema_version(&raw_sled(&path)), SCHEMA_VERSION);
 }
 
 #[test]

@@ -4,6 +4,10 @@
 //! refused at the codec. Throughout, the node keeps serving and stores exactly the
 //! genuine messages, once each.
 //!
+//! Hostile peers (issue 11): a reused message id suppresses nothing, a replay after
+//! `kith remove` brings nothing back, and strangers' contact requests are bounded in
+//! count, bytes and addresses.
+//!
 //! The attacker is a raw libp2p client speaking the protocol with a codec that writes
 //! whatever bytes the test gives it; the node is the real one, on 127.0.0.1.
 
@@ -17,7 +21,7 @@ use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use kith_p2p::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
 use kith_p2p::envelope::{self, MAX_ENVELOPE_LEN, Sealer, SealerConfig};
 use kith_p2p::identity::Identity;
-use kith_p2p::kith_storage::{Contact, ContactState, Store};
+use kith_p2p::kith_storage::{Contact, ContactState, MessageId, Store};
 use kith_p2p::libp2p::request_response::{self, Codec as _, ProtocolSupport};
 use kith_p2p::libp2p::swarm::SwarmEvent;
 use kith_p2p::libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
@@ -260,5 +264,212 @@ async fn hostile_input_is_refused_while_the_node_keeps_serving() {
     assert_eq!(texts_from_alice(&node), ["one", "two", "three"]);
     // Nothing from Mallory leaked in as a contact (request) either.
     assert!(node.store().contacts().get(&mallory.peer_id().to_string()).unwrap().is_none());
+    node.shutdown().await;
+}
+
+/// A text with a chosen id.
+fn text_with(id: MessageId, body: &str, lamport: u64) -> Vec<u8> {
+    Payload::Text { id, lamport, sent_at_ms: ops::now_ms(), text: body.into() }.encode().unwrap()
+}
+
+fn texts_from(node: &NodeHandle, who: &str) -> Vec<String> {
+    let store = node.store();
+    let contact = ops::resolve_contact(store, who).unwrap();
+    ops::history(store, &node.peer_id(), &contact, 1000, None).unwrap().into_iter().map(|m| m.text).collect()
+}
+
+/// Issue 11: receivers de-duplicated by message id alone, so a peer who learned the id
+/// of someone else's message (a fellow group member sees every id) could send its own
+/// message under that id first and suppress the real one. Now two senders' messages
+/// with the same id are two messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_message_id_does_not_suppress_another_senders_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, mallory) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.contacts().put(&contact_of(&alice)).unwrap();
+    store.contacts().put(&Contact { alias: Some("mallory".into()), ..contact_of(&mallory) }).unwrap();
+    let (node, addr) = start_bob(&bob, store).await;
+    let mut attacker = Attacker::new(bob.peer_id(), addr);
+    let bob_key = bob.e2e_public();
+    let id = ops::new_message_id();
+    let first = Sealer::new(&mallory, SealerConfig::default()).seal(&bob_key, &text_with(id, "mallory's", 1)).unwrap();
+    let real = Sealer::new(&alice, SealerConfig::default()).seal(&bob_key, &text_with(id, "alice's", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![first]).await), [DmResult::Stored]);
+    assert_eq!(results(attacker.send(vec![real.clone(), real]).await), [DmResult::Stored, DmResult::Stored]);
+    assert_eq!(texts_from(&node, "alice"), ["alice's"]);
+    assert_eq!(texts_from(&node, "mallory"), ["mallory's"]);
+    node.shutdown().await;
+}
+
+/// Issue 11: deleting a conversation forgot its message ids, so whoever kept an
+/// envelope (a relay, an observer) could replay it and bring the deleted message back,
+/// as a contact request from the removed contact. Here the real `kith` daemon receives
+/// a text, the user removes the contact and its conversation with `kith remove`, and
+/// the captured envelope comes again over `/kith/dm/1`: nothing reappears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_envelope_after_kith_remove_stores_nothing() {
+    let mut bob = kith_tests::Peer::init("bob");
+    bob.start(&[]);
+    let invite = kith_p2p::invite::Invite::parse(&bob.invite()).unwrap();
+    let alice = Identity::generate();
+    let alice_id = alice.peer_id().to_string();
+    let mut attacker = Attacker::new(invite.peer_id, bob.addrs[0].parse().unwrap());
+    let mut sealer = Sealer::new(&alice, SealerConfig::default());
+    let redeem = Payload::ContactRequest { name: Some("alice".into()), addrs: vec![], token: invite.token, relays: vec![] };
+    let redeem = sealer.seal(&invite.e2e_public, &redeem.encode().unwrap()).unwrap();
+    assert_eq!(results(attacker.send(vec![redeem]).await), [DmResult::Stored]);
+    let secret = sealer.seal(&invite.e2e_public, &text("deleted later", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![secret.clone()]).await), [DmResult::Stored]);
+    let texts = |peer: &kith_tests::Peer| -> Vec<String> {
+        peer.history(&alice_id).iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(texts(&bob), ["deleted later"]);
+
+    bob.ok(&["remove", &alice_id]);
+    let nothing_from_alice = |bob: &kith_tests::Peer| {
+        let contacts = bob.json(&["contacts", "--json"]);
+        let requests = bob.json(&["requests", "--json"]);
+        let inbox = bob.json(&["inbox", "--json"]);
+        let listed = |v: &serde_json::Value| v.to_string().contains(&alice_id);
+        assert!(!listed(&contacts) && !listed(&requests) && !listed(&inbox), "{contacts} {requests} {inbox}");
+        assert!(!bob.run(&["history", &alice_id, "--json"]).status.success(), "no conversation with alice");
+    };
+    nothing_from_alice(&bob);
+
+    // The replay is acknowledged (it was delivered once) and leaves no trace, neither
+    // alone nor twice in one batch, neither now nor after a restart.
+    assert_eq!(results(attacker.send(vec![secret.clone()]).await), [DmResult::Stored]);
+    assert_eq!(results(attacker.send(vec![secret.clone(), secret.clone()]).await), [DmResult::Stored; 2]);
+    nothing_from_alice(&bob);
+    bob.stop();
+    bob.start(&[]);
+    let mut attacker = Attacker::new(invite.peer_id, bob.addrs[0].parse().unwrap());
+    assert_eq!(results(attacker.send(vec![secret]).await), [DmResult::Stored]);
+    nothing_from_alice(&bob);
+
+    // A new message from alice is not a replay: it makes a contact request as usual.
+    let fresh = sealer.seal(&invite.e2e_public, &text("hello again", 2)).unwrap();
+    assert_eq!(results(attacker.send(vec![fresh]).await), [DmResult::Stored]);
+    let requests = bob.json(&["requests", "--json"]);
+    assert!(requests.to_string().contains(&alice_id), "{requests}");
+}
+
+/// Total size of the files under `dir`.
+fn disk_use(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() { disk_use(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
+/// Issue 11: a stranger's texts are held as a contact request, and nothing bounded
+/// them: 100,000 texts (in full dm batches) from one stranger leave at most
+/// `MAX_HELD_MESSAGES` of them on disk, the rest refused with `Quota`; a contact
+/// request cannot give a contact more than `MAX_CONTACT_ADDRS` addresses; and the node
+/// keeps serving its contacts throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_flooding_texts_leaves_disk_use_bounded() {
+    use kith_p2p::requests::{MAX_ADDR_LEN, MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS, MAX_HELD_BYTES, MAX_HELD_MESSAGES};
+    const FLOOD: usize = 100_000;
+    const BODY: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let (alice, bob, stranger) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let store = Store::open(&db).unwrap();
+    store.contacts().put(&contact_of(&alice)).unwrap();
+    store.flush().unwrap();
+    let (node, addr) = start_bob(&bob, store).await;
+    let bob_key = bob.e2e_public();
+    let mut attacker = Attacker::new(bob.peer_id(), addr);
+    let mut sealer = Sealer::new(&stranger, SealerConfig::default());
+    node.store().flush().unwrap();
+    let before = disk_use(&db);
+
+    // A contact request that would add a thousand addresses and relays.
+    let many: Vec<Vec<u8>> =
+        (0..1000u16).map(|p| format!("/ip4/10.0.0.1/tcp/{p}").parse::<Multiaddr>().unwrap().to_vec()).collect();
+    let request = Payload::ContactRequest { name: Some("s".into()), addrs: many.clone(), token: None, relays: many };
+    let request = sealer.seal(&bob_key, &request.encode().unwrap()).unwrap();
+    assert_eq!(results(attacker.send(vec![request]).await), [DmResult::Stored]);
+
+    let body = "x".repeat(BODY);
+    let mut stored = 0;
+    let mut sent = 0;
+    while sent < FLOOD {
+        let n = dm::MAX_BATCH.min(FLOOD - sent);
+        let batch = (0..n).map(|i| sealer.seal(&bob_key, &text(&body, (sent + i) as u64)).unwrap()).collect();
+        for result in results(attacker.send(batch).await) {
+            match result {
+                DmResult::Stored => stored += 1,
+                DmResult::Rejected(RejectReason::Quota) => {}
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        sent += n;
+    }
+    assert_eq!(stored, MAX_HELD_MESSAGES.min(MAX_HELD_BYTES / BODY));
+
+    // Still serving: a contact's message is stored and the node answers its handle.
+    let hello = Sealer::new(&alice, SealerConfig::default()).seal(&bob_key, &text("still here", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![hello]).await), [DmResult::Stored]);
+    node.status().await.unwrap();
+    assert_eq!(texts_from_alice(&node), ["still here"]);
+
+    let held = node.store().contacts().get(&stranger.peer_id().to_string()).unwrap().unwrap();
+    assert_eq!(held.state, ContactState::PendingIn);
+    assert_eq!((held.addrs.len(), held.relays.len()), (MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS));
+    let conversation = ops::direct_conversation(&bob.peer_id(), &stranger.peer_id());
+    let usage = node.store().messages().usage(conversation).unwrap();
+    assert_eq!(usage.messages, stored);
+    // On disk: what the bounds allow, whatever the flood's size. A held text costs its
+    // body plus its keys in three trees and its CBOR fields (under 1 KiB); the contact
+    // at most its bounded addresses and relays; sled logs every write and rewrites
+    // pages as it goes, so allow four times that.
+    const RECORD_OVERHEAD: usize = 1024;
+    const SLED_WRITE_FACTOR: usize = 4;
+    let held_bytes = MAX_HELD_MESSAGES * (BODY + RECORD_OVERHEAD);
+    let contact_bytes = (MAX_CONTACT_ADDRS + MAX_CONTACT_RELAYS) * MAX_ADDR_LEN + RECORD_OVERHEAD;
+    let bound = SLED_WRITE_FACTOR * (held_bytes + contact_bytes);
+    assert!(bound < FLOOD * BODY / 100, "the bound is not a loose one");
+    node.store().flush().unwrap();
+    let grown = disk_use(&db).saturating_sub(before);
+    assert!(grown <= bound as u64, "the database grew by {grown} bytes, more than {bound}");
+    node.shutdown().await;
+}
+
+/// Issue 11: many strangers (identities are free) are held to
+/// `MAX_PENDING_REQUESTS` requests at once; past that, new strangers are refused with
+/// `Quota` while the held ones, and contacts, carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_strangers_are_held_to_a_bounded_number_of_requests() {
+    use kith_p2p::requests::MAX_PENDING_REQUESTS;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.contacts().put(&contact_of(&alice)).unwrap();
+    let (node, addr) = start_bob(&bob, store).await;
+    let bob_key = bob.e2e_public();
+    let mut attacker = Attacker::new(bob.peer_id(), addr);
+    let strangers: Vec<Identity> = (0..MAX_PENDING_REQUESTS + 10).map(|_| Identity::generate()).collect();
+    let mut answers = Vec::new();
+    for chunk in strangers.chunks(dm::MAX_BATCH) {
+        let batch = chunk
+            .iter()
+            .map(|s| Sealer::new(s, SealerConfig::default()).seal(&bob_key, &text("hi", 1)).unwrap())
+            .collect();
+        answers.extend(results(attacker.send(batch).await));
+    }
+    let mut expected = vec![DmResult::Stored; MAX_PENDING_REQUESTS];
+    expected.extend([DmResult::Rejected(RejectReason::Quota); 10]);
+    assert_eq!(answers, expected);
+    assert_eq!(node.store().contacts().count(ContactState::PendingIn).unwrap(), MAX_PENDING_REQUESTS);
+    // A held stranger may still write; a contact is not affected.
+    let again = Sealer::new(&strangers[0], SealerConfig::default()).seal(&bob_key, &text("again", 2)).unwrap();
+    let hello = Sealer::new(&alice, SealerConfig::default()).seal(&bob_key, &text("hello", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![again, hello]).await), [DmResult::Stored, DmResult::Stored]);
     node.shutdown().await;
 }

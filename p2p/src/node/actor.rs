@@ -26,6 +26,7 @@ use crate::invite::Invite;
 use crate::ops::{self, OpError};
 use crate::payload::Payload;
 use crate::peer_record::{self, PeerRecord, RecordCache};
+use crate::requests::Tally;
 use crate::views::{ContactView, MessageView};
 
 /// Sessions the opener remembers (each saves a handshake's DH work on later messages).
@@ -193,6 +194,11 @@ impl Actor {
             group_messages: group_messages::GroupMessages::default(),
             config,
         };
+        match actor.store.prune_tombstones(ops::now_ms()) {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "forgot tombstones older than the replay window"),
+            Err(e) => tracing::warn!(error = %e, "pruning tombstones failed"),
+        }
         actor.load_groups();
         actor.bootstrap();
         actor.drain_all();
@@ -746,6 +752,7 @@ impl Actor {
             me: self.me,
             my_name: self.config.display_name.as_deref(),
             opener: &mut self.opener,
+            tally: Tally::default(),
         };
         let (mut results, mut outcome) = inbound.apply(envelopes);
         let deliveries = std::mem::take(&mut outcome.group);

@@ -3,15 +3,24 @@
 //! The order matters for durability: everything that the answer reports as
 //! [`DmResult::Stored`] is written and flushed (one group commit per batch) before the
 //! answer is produced. Blocked senders are dropped before anything is stored.
+//!
+//! A text that storage will refuse — one deleted with its conversation, or one outside
+//! the replay window ([`kith_storage::Refusal`]) — is answered before it has any side
+//! effect, so a replayed envelope cannot bring back a deleted contact request either.
+//! Strangers' requests are bounded by [`crate::requests`].
 
-use kith_storage::{Contact, ContactState, ConversationKind, Direction, Inserted, Message, MessageId, MessageState, Store};
+use kith_storage::{
+    Contact, ContactState, ConversationKind, Direction, Inserted, Message, MessageId, MessageState, Refusal, Store,
+};
 use libp2p::PeerId;
 
 use super::Event;
 use crate::dm::{DmResult, RejectReason};
 use crate::envelope::{self, Opener};
 use crate::ops::{self, OpError};
-use crate::payload::{self, Payload, ReceiptKind};
+use crate::config::check_display_name;
+use crate::payload::{Payload, ReceiptKind};
+use crate::requests::{self, MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS, QuotaError, Tally};
 use crate::views::{ContactView, MessageView};
 use crate::wire::WireError;
 
@@ -48,6 +57,8 @@ pub(crate) struct Inbound<'a> {
     pub(crate) me: PeerId,
     pub(crate) my_name: Option<&'a str>,
     pub(crate) opener: &'a mut Opener,
+    /// What this batch adds to strangers' held requests (start with the default).
+    pub(crate) tally: Tally,
 }
 
 enum Step {
@@ -98,14 +109,18 @@ impl Inbound<'_> {
             .into_iter()
             .map(|s| match s {
                 Step::Done(r) => r,
-                Step::Insert(m, visible) => {
-                    if matches!(inserted.next(), Some(Inserted::New)) && visible {
-                        let peer = m.author.clone();
-                        outcome.events.push(Event::MessageReceived { message: MessageView::new(&m, Some(&peer)) });
-                        outcome.stored.push((peer, m.id));
+                Step::Insert(m, visible) => match inserted.next() {
+                    Some(Inserted::New) => {
+                        if visible {
+                            let peer = m.author.clone();
+                            outcome.events.push(Event::MessageReceived { message: MessageView::new(&m, Some(&peer)) });
+                            outcome.stored.push((peer, m.id));
+                        }
+                        DmResult::Stored
                     }
-                    DmResult::Stored
-                }
+                    Some(Inserted::Refused(refusal)) => refused(refusal),
+                    Some(Inserted::Duplicate) | None => DmResult::Stored,
+                },
             })
             .collect();
         (results, outcome)
@@ -150,6 +165,33 @@ impl Inbound<'_> {
         let now = ops::now_ms();
         match payload {
             Payload::Text { id, lamport, sent_at_ms, text } => {
+                let conversation = ops::direct_conversation(&self.me, &sender);
+                let message = Message {
+                    id,
+                    conversation,
+                    author: sender.to_string(),
+                    lamport,
+                    sent_at_ms,
+                    received_at_ms: now,
+                    text,
+                    state: MessageState::Delivered,
+                    direction: Direction::Incoming,
+                };
+                if let Some(refusal) = self.store.messages().refusal(&message)? {
+                    tracing::debug!(%sender, %refusal, "refused a text");
+                    return Ok(Step::Done(refused(refusal)));
+                }
+                let held = !contact.as_ref().is_some_and(|c| {
+                    matches!(c.state, ContactState::Accepted | ContactState::PendingOut)
+                });
+                if held && self.store.messages().get_from(&message.author, id)?.is_none() {
+                    let new_request = contact.as_ref().is_none_or(|c| c.state != ContactState::PendingIn);
+                    let admitted =
+                        self.tally.admit_text(self.store, &message.author, conversation, new_request, message.text.len())?;
+                    if let Err(e) = admitted {
+                        return Ok(Step::Done(over_quota(sender, e)));
+                    }
+                }
                 let contact = match contact {
                     Some(mut c) if c.state == ContactState::Member => {
                         // A fellow group member writing 1:1 asks to become a contact.
@@ -175,23 +217,11 @@ impl Inbound<'_> {
                         c
                     }
                 };
-                let conversation = ops::direct_conversation(&self.me, &sender);
                 self.store.conversations().get_or_create(
                     conversation,
                     ConversationKind::Direct { peer_id: sender.to_string() },
                     now,
                 )?;
-                let message = Message {
-                    id,
-                    conversation,
-                    author: sender.to_string(),
-                    lamport,
-                    sent_at_ms,
-                    received_at_ms: now,
-                    text,
-                    state: MessageState::Delivered,
-                    direction: Direction::Incoming,
-                };
                 Ok(Step::Insert(message, contact.state == ContactState::Accepted))
             }
             Payload::Receipt { kind, ids } => {
@@ -203,18 +233,34 @@ impl Inbound<'_> {
                     Some(t) => self.store.invites().redeem(&t, now)?,
                     None => false,
                 };
-                let mut c = contact.unwrap_or_else(|| self.new_contact(sender, sender_e2e, ContactState::PendingIn, None));
-                c.display_name = name.or(c.display_name);
-                for a in payload::addr_strings(&addrs) {
-                    if !c.addrs.contains(&a) {
-                        c.addrs.push(a);
-                    }
+                if contact.is_none()
+                    && !redeemed
+                    && let Err(e) = self.tally.admit_request(self.store)?
+                {
+                    return Ok(Step::Done(over_quota(sender, e)));
                 }
-                let relays = payload::addr_strings(&relays);
+                let known = contact.clone();
+                let mut c = contact.unwrap_or_else(|| self.new_contact(sender, sender_e2e, ContactState::PendingIn, None));
+                c.display_name = valid_name(name).or(c.display_name);
+                c.addrs = requests::merge_addrs(&requests::bounded_addrs(&addrs, MAX_CONTACT_ADDRS), &c.addrs);
+                let relays = requests::bounded_addrs(&relays, MAX_CONTACT_RELAYS);
                 if !relays.is_empty() {
                     c.relays = relays;
                 }
                 let answer = redeemed || matches!(c.state, ContactState::Accepted | ContactState::PendingOut);
+                let unchanged = known.is_some_and(|old| {
+                    let new = Contact {
+                        e2e_public: Some(sender_e2e),
+                        binding: Some(binding.to_vec()),
+                        updated_at_ms: old.updated_at_ms,
+                        ..c.clone()
+                    };
+                    old == new
+                });
+                if !answer && unchanged {
+                    // A repeated request: nothing to write or tell (a flood costs no disk).
+                    return Ok(Step::Done(DmResult::Stored));
+                }
                 if answer {
                     c.state = ContactState::Accepted;
                     ops::enqueue(
@@ -238,8 +284,8 @@ impl Inbound<'_> {
             }
             Payload::ContactAccepted { name } => {
                 if let Some(mut c) = contact {
-                    if name.is_some() {
-                        c.display_name = name;
+                    if let Some(name) = valid_name(name) {
+                        c.display_name = Some(name);
                     }
                     if c.state == ContactState::PendingOut {
                         c.state = ContactState::Accepted;
@@ -281,7 +327,7 @@ impl Inbound<'_> {
             ReceiptKind::Read => MessageState::Read,
         };
         for id in ids {
-            let Some(m) = self.store.messages().get(*id)? else { continue };
+            let Some(m) = self.store.messages().get_from(&self.me.to_string(), *id)? else { continue };
             if m.conversation != conversation || m.direction != Direction::Outgoing {
                 continue;
             }
@@ -295,4 +341,25 @@ impl Inbound<'_> {
         }
         Ok(())
     }
+}
+
+/// The answer for a text storage refuses: a deleted one was stored once, so it
+/// counts as stored (its sender stops); one outside the window never will be.
+fn refused(refusal: Refusal) -> DmResult {
+    match refusal {
+        Refusal::Deleted => DmResult::Stored,
+        _ => DmResult::Rejected(RejectReason::Stale),
+    }
+}
+
+/// The answer for a stranger's item past a bound of [`crate::requests`].
+fn over_quota(sender: PeerId, e: QuotaError) -> DmResult {
+    tracing::debug!(%sender, reason = %e, "refused a stranger's item");
+    DmResult::Rejected(RejectReason::Quota)
+}
+
+/// A display name a peer announced, if it is one we keep (see
+/// [`check_display_name`]: bounded, no control characters).
+fn valid_name(name: Option<String>) -> Option<String> {
+    name.filter(|n| check_display_name(n).is_ok())
 }

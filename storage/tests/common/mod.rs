@@ -42,6 +42,17 @@ pub fn raw_sled(path: &Path) -> sled::Db {
     }
 }
 
+/// The schema version recorded in a database opened with [`raw_sled`].
+pub fn schema_version(db: &sled::Db) -> u32 {
+    let v = db
+        .open_tree("meta")
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
+    u32::from_be_bytes(v.as_ref().try_into().unwrap())
+}
+
 /// A deterministic id from a number.
 pub fn mid(n: u128) -> MessageId {
     MessageId::from_bytes(n.to_be_bytes())

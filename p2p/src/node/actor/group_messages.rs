@@ -345,6 +345,16 @@ impl Actor {
     /// Store opened group messages in one group commit and announce the new ones.
     /// Returns whether they are on disk.
     fn store_group_messages(&mut self, messages: &[Message]) -> bool {
+        // A conversation the user deleted comes back for new messages (the deleted
+        // ones stay deleted: storage refuses them by their tombstones).
+        let conversations: BTreeSet<kith_storage::ConversationId> = messages.iter().map(|m| m.conversation).collect();
+        for conversation in conversations {
+            let kind = kith_storage::ConversationKind::Group { group_id: GroupId(conversation.0) };
+            if let Err(e) = self.store.conversations().get_or_create(conversation, kind, ops::now_ms()) {
+                tracing::error!(error = %e, "recreating a group conversation failed");
+                return false;
+            }
+        }
         let inserted = match self.store.insert_incoming_batch(messages) {
             Ok(inserted) => inserted,
             Err(e) => {

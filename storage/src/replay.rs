@@ -1,0 +1,133 @@
+//! What keeps deleted and stale messages from coming back: the replay window
+//! and tombstones.
+//!
+//! Relays keep sealed mail and group logs for a while and may hand the same
+//! envelope out again (a retry, a second relay, or a hostile operator). An
+//! incoming message is refused when
+//!
+//! - its authenticated `sent_at_ms` is more than [`REPLAY_WINDOW`] before the
+//!   time it is received, or more than [`MAX_CLOCK_SKEW`] after it
+//!   ([`Refusal::Expired`], [`Refusal::Future`]); or
+//! - its (author, id) was deleted with its conversation ([`Refusal::Deleted`]).
+//!
+//! Deleting a conversation leaves a tombstone `id ‖ author digest → sent_at_ms`
+//! for each of its messages still inside the window; a tombstone whose message
+//! would now be refused by the window anyway is no longer needed and is pruned
+//! ([`Store::prune_tombstones`](crate::Store::prune_tombstones)). So the
+//! tombstones are bounded by the messages deleted within one window.
+
+use std::time::Duration;
+
+use crate::codec::be_u64;
+use crate::error::{StoreError, db};
+use crate::messages::{Direction, Message};
+use crate::schema::TOMBSTONES;
+
+/// How long after it was written (its `sent_at_ms`) an incoming message is
+/// still accepted: 35 days. Relays delete undelivered mail and group-log
+/// items after 30 days by default (`mailbox.ttl_days`, `grouplog.ttl_days` in
+/// kith-relay's config); the extra five days cover the relay's expiry sweep,
+/// a message that waited in its sender's outbox before reaching a relay, and
+/// clocks that disagree. Anything older could only be a replay.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(35 * 24 * 3600);
+
+/// How far an incoming message's `sent_at_ms` may lie ahead of the receiver's
+/// clock: one day, generous for badly set clocks. A later timestamp would keep
+/// a message (and its tombstone) inside the window for longer than the window.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(24 * 3600);
+
+/// Why an insert refused a message (see [`Inserted::Refused`](crate::Inserted::Refused)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// This author's message with this id was deleted (with its
+    /// conversation); it stays deleted.
+    #[error("the message was deleted")]
+    Deleted,
+    /// Its `sent_at_ms` is more than [`REPLAY_WINDOW`] before its
+    /// `received_at_ms`.
+    #[error("older than the replay window")]
+    Expired,
+    /// Its `sent_at_ms` is more than [`MAX_CLOCK_SKEW`] after its
+    /// `received_at_ms`.
+    #[error("dated in the future")]
+    Future,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether the window refuses `msg`: only incoming messages are checked, with
+/// their `received_at_ms` (set by the receiver) as "now".
+pub(crate) fn window(msg: &Message) -> Option<Refusal> {
+    if msg.direction != Direction::Incoming {
+        return None;
+    }
+    if msg.sent_at_ms.saturating_add(ms(REPLAY_WINDOW)) < msg.received_at_ms {
+        Some(Refusal::Expired)
+    } else if msg.sent_at_ms > msg.received_at_ms.saturating_add(ms(MAX_CLOCK_SKEW)) {
+        Some(Refusal::Future)
+    } else {
+        None
+    }
+}
+
+/// Whether a message written at `sent_at_ms` still needs a tombstone at
+/// `now_ms`: a replay of it received now would pass the window.
+pub(crate) fn needs_tombstone(sent_at_ms: u64, now_ms: u64) -> bool {
+    sent_at_ms.saturating_add(ms(REPLAY_WINDOW)) >= now_ms
+}
+
+/// Deletes the tombstones no longer needed at `now_ms`; returns how many.
+pub(crate) fn prune(tombstones: &sled::Tree, now_ms: u64) -> Result<usize, StoreError> {
+    let mut pruned = 0;
+    for kv in tombstones.iter() {
+        let (k, v) = kv.map_err(db)?;
+        if !needs_tombstone(be_u64(TOMBSTONES, &v)?, now_ms) {
+            tombstones.remove(k).map_err(db)?;
+            pruned += 1;
+        }
+    }
+    Ok(pruned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConversationId, MessageId, MessageState};
+
+    fn incoming(sent_at_ms: u64, received_at_ms: u64) -> Message {
+        Message {
+            id: MessageId([1; 16]),
+            conversation: ConversationId([2; 16]),
+            author: "a".into(),
+            lamport: 1,
+            sent_at_ms,
+            received_at_ms,
+            text: String::new(),
+            state: MessageState::Delivered,
+            direction: Direction::Incoming,
+        }
+    }
+
+    #[test]
+    fn window_edges() {
+        let w = ms(REPLAY_WINDOW);
+        let s = ms(MAX_CLOCK_SKEW);
+        let now = 10 * w;
+        assert_eq!(window(&incoming(now - w, now)), None, "at the edge");
+        assert_eq!(window(&incoming(now - w - 1, now)), Some(Refusal::Expired));
+        assert_eq!(window(&incoming(now + s, now)), None, "at the edge");
+        assert_eq!(window(&incoming(now + s + 1, now)), Some(Refusal::Future));
+        assert_eq!(window(&incoming(u64::MAX, u64::MAX)), None, "no overflow");
+        assert_eq!(window(&incoming(0, u64::MAX)), Some(Refusal::Expired));
+        let outgoing = Message {
+            direction: Direction::Outgoing,
+            ..incoming(0, now)
+        };
+        assert_eq!(window(&outgoing), None, "our own messages are not checked");
+        assert!(needs_tombstone(now - w, now));
+        assert!(!needs_tombstone(now - w - 1, now));
+    }
+}
