@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use kith_tests::{Peer, connect, wait_until};
@@ -19,6 +20,9 @@ fn sigterm_and_sigint_stop_cleanly_and_keep_everything() {
         alice.json(&["send", "Bob", &format!("before shutdown {i}"), "--json"]);
     }
     wait_until(DEADLINE, "Bob has all 20", || bob.history("Alice").len() == 20);
+    // Only the owner may talk to a running node.
+    let socket_mode = std::fs::metadata(bob.home().join("kith.sock")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(socket_mode, 0o600, "the control socket is the owner's only");
     // Changes made right before the signal, with no time for background flushes.
     bob.ok(&["rename", "Alice", "Ally"]);
     bob.ok(&["read", "Ally"]);
