@@ -68,11 +68,12 @@ pub enum OpKind {
     /// Start the group; its author is the owner. Only the first `Create` counts.
     Create {
         /// The group's name.
+        #[serde(deserialize_with = "wire::Max::<{ super::MAX_NAME_BYTES }>::text")]
         name: String,
         /// The owner's card.
         owner: MemberCard,
         /// The relays (multiaddr bytes) that keep the group's log.
-        #[serde(default, with = "wire::bytes_seq")]
+        #[serde(default, serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<{ crate::peer_record::MAX_ADDRS }>::bytes_seq")]
         relays: Vec<Vec<u8>>,
     },
     /// Add a member (role `Admin` or `Member`).
@@ -99,6 +100,7 @@ pub enum OpKind {
     /// Rename the group.
     Rename {
         /// The new name.
+        #[serde(deserialize_with = "wire::Max::<{ super::MAX_NAME_BYTES }>::text")]
         name: String,
     },
     /// The author leaves.
