@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use snow::{StatelessTransportState, params::NoiseParams};
 
 use crate::{
-    identity::{Identity, PublicIdentity},
+    identity::{Identity, PublicIdentity, wipe},
     wire::{self, WireError},
 };
 
@@ -763,13 +763,6 @@ fn noise_params() -> Result<NoiseParams, snow::Error> {
 /// or its twist); any fixed scalar works.
 fn is_low_order(point: &[u8; 32]) -> bool {
     x25519_dalek::x25519([0x5a; 32], *point) == [0u8; 32]
-}
-
-/// Best-effort wipe of a secret copy before its memory is released.
-fn wipe(secret: &mut [u8; 32]) {
-    *secret = [0u8; 32];
-    // Keeps the store from being optimised away as dead.
-    std::hint::black_box(secret);
 }
 
 /// Hex formatting for ids in logs and `Debug` output.
