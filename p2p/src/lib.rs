@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod data;
+pub mod display;
 pub mod dm;
 pub mod envelope;
 pub mod group;
