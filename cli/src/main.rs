@@ -25,7 +25,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) if failure.is_broken_pipe() => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("kith: {failure:#}");
+            // Errors can quote names a peer chose (an ambiguous contact, say).
+            eprintln!("kith: {}", output::sanitized(&format!("{failure:#}")));
             ExitCode::from(failure.code() as u8)
         }
     }

@@ -14,7 +14,11 @@ use crate::wire;
 /// The protocol name negotiated on the stream.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/dm/1");
 
-/// Most envelopes one request may carry; the sender batches up to this many.
+/// Most envelopes one request may carry (and so results one response may carry); the
+/// sender batches up to this many.
+///
+/// Enforced while decoding: 64 envelopes are one durable write on the receiver, and
+/// an 8 MiB request of empty byte strings must not become millions of `Vec`s.
 pub const MAX_BATCH: usize = 64;
 
 /// Cap on an encoded request (a full batch of large envelopes fits).
@@ -26,15 +30,17 @@ pub const MAX_RESPONSE_LEN: usize = 64 * 1024;
 /// A batch of sealed envelopes for the receiving node's user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DmRequest {
-    /// Encoded [`crate::envelope`] envelopes (CBOR byte strings on the wire).
-    #[serde(with = "wire::bytes_seq")]
+    /// Encoded [`crate::envelope`] envelopes (CBOR byte strings on the wire), at most
+    /// [`MAX_BATCH`].
+    #[serde(serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<MAX_BATCH>::bytes_seq")]
     pub envelopes: Vec<Vec<u8>>,
 }
 
 /// The receiver's verdict on each envelope of a request, in the same order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DmResponse {
-    /// One result per envelope.
+    /// One result per envelope, at most [`MAX_BATCH`].
+    #[serde(deserialize_with = "wire::Max::<MAX_BATCH>::seq")]
     pub results: Vec<DmResult>,
 }
 
@@ -144,5 +150,23 @@ mod tests {
         codec.write_request(&PROTOCOL, &mut buf, too_many).await.unwrap();
         let err = codec.read_request(&PROTOCOL, &mut Cursor::new(buf.into_inner())).await;
         assert!(err.is_err());
+    }
+
+    #[tokio::test]
+    async fn batch_limit_at_and_past_while_decoding() {
+        let mut codec = Codec::default();
+        let at = DmRequest { envelopes: vec![vec![]; MAX_BATCH] };
+        let got = codec.read_request(&PROTOCOL, &mut Cursor::new(wire::raw_frame(&at, 1))).await.unwrap();
+        assert_eq!(got, at);
+        let past = DmRequest { envelopes: vec![vec![]; MAX_BATCH + 1] };
+        let err = codec.read_request(&PROTOCOL, &mut Cursor::new(wire::raw_frame(&past, 1))).await.unwrap_err();
+        assert!(matches!(wire::wire_error(&err), Some(wire::WireError::TooMany { max: MAX_BATCH })), "{err:?}");
+
+        let at = DmResponse { results: vec![DmResult::Stored; MAX_BATCH] };
+        let got = codec.read_response(&PROTOCOL, &mut Cursor::new(wire::raw_frame(&at, 1))).await.unwrap();
+        assert_eq!(got, at);
+        let past = DmResponse { results: vec![DmResult::Accepted; MAX_BATCH + 1] };
+        let err = codec.read_response(&PROTOCOL, &mut Cursor::new(wire::raw_frame(&past, 1))).await.unwrap_err();
+        assert!(matches!(wire::wire_error(&err), Some(wire::WireError::TooMany { max: MAX_BATCH })), "{err:?}");
     }
 }

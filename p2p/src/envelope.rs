@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use snow::{StatelessTransportState, params::NoiseParams};
 
 use crate::{
-    identity::{Identity, PublicIdentity},
+    identity::{Identity, PublicIdentity, wipe},
     wire::{self, WireError},
 };
 
@@ -103,8 +103,9 @@ const FLAG_LAST: u8 = 0b10;
 /// Message bytes per chunk: one Noise transport message minus tag and flags byte.
 pub const CHUNK_PLAINTEXT_LEN: usize = NOISE_MAX_MESSAGE_LEN - TAG_LEN - FLAGS_LEN;
 
-/// Most chunks a valid envelope can have.
-const MAX_CHUNKS: usize = MAX_PLAINTEXT_LEN.div_ceil(CHUNK_PLAINTEXT_LEN);
+/// Most chunks a valid envelope can have: enough for [`MAX_PLAINTEXT_LEN`]. Enforced
+/// while decoding, so an envelope of empty byte strings costs nothing.
+pub const MAX_CHUNKS: usize = MAX_PLAINTEXT_LEN.div_ceil(CHUNK_PLAINTEXT_LEN);
 
 /// Largest handshake message accepted, in bytes.
 ///
@@ -263,7 +264,7 @@ struct Envelope {
     #[serde(with = "wire::bytes")]
     hs: Vec<u8>,
     nonce: u64,
-    #[serde(with = "wire::bytes_seq")]
+    #[serde(deserialize_with = "wire::Max::<MAX_CHUNKS>::bytes_seq")]
     chunks: Vec<Vec<u8>>,
 }
 
@@ -764,13 +765,6 @@ fn is_low_order(point: &[u8; 32]) -> bool {
     x25519_dalek::x25519([0x5a; 32], *point) == [0u8; 32]
 }
 
-/// Best-effort wipe of a secret copy before its memory is released.
-fn wipe(secret: &mut [u8; 32]) {
-    *secret = [0u8; 32];
-    // Keeps the store from being optimised away as dead.
-    std::hint::black_box(secret);
-}
-
 /// Hex formatting for ids in logs and `Debug` output.
 struct Hex<'a>(&'a [u8]);
 
@@ -811,6 +805,28 @@ mod tests {
             chunks: &env.chunks,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn chunk_count_at_and_past_while_decoding() {
+        let chunks = |n| encode_env(&Envelope { v: VERSION, hs: vec![0; 8], nonce: 0, chunks: vec![vec![]; n] });
+        assert_eq!(decode_env(&chunks(MAX_CHUNKS)).chunks.len(), MAX_CHUNKS);
+        let r = wire::decode::<Envelope>(&chunks(MAX_CHUNKS + 1), MAX_ENVELOPE_LEN);
+        assert!(matches!(r, Err(WireError::TooMany { max: MAX_CHUNKS })), "{:?}", r.err());
+        // A maximum-size envelope of empty byte strings: refused while decoding, as an
+        // opener error (malformed), not after building 256 K vectors.
+        let mut opener = Opener::new(&Identity::generate(), 4);
+        let mut evil = vec![0xa4, 0x61, b'v', 0x01, 0x62, b'h', b's', 0x40, 0x65];
+        evil.extend_from_slice(b"nonce");
+        evil.push(0x00);
+        evil.push(0x66);
+        evil.extend_from_slice(b"chunks");
+        evil.push(0x9f); // an array of indefinite length
+        evil.resize(MAX_ENVELOPE_LEN - 1, 0x40);
+        evil.push(0xff);
+        let r = opener.open(&evil);
+        assert!(matches!(r, Err(OpenError::Malformed(_))), "{r:?}");
+        assert!(r.unwrap_err().to_string().contains(&format!("more than {MAX_CHUNKS} items")));
     }
 
     #[test]

@@ -34,9 +34,11 @@
 //! Frames are length-prefixed CBOR `Frame { v: 1, body }` (see [`crate::wire`]), byte
 //! fields as CBOR byte strings, the log id a byte string of exactly [`LOG_ID_LEN`]
 //! bytes. The codec checks the frame length against [`MAX_REQUEST_LEN`] /
-//! [`MAX_RESPONSE_LEN`] before allocating and, after decoding, the counts
-//! ([`MAX_APPEND_BATCH`], [`MAX_FETCH_ITEMS`]); a violation is an
-//! [`std::io::ErrorKind::InvalidData`] error when reading and an
+//! [`MAX_RESPONSE_LEN`] before allocating and the counts ([`MAX_APPEND_BATCH`],
+//! [`MAX_FETCH_ITEMS`]) while decoding, refusing the item past a limit before it is
+//! allocated (see [`wire::Max`]); a violation is an
+//! [`std::io::ErrorKind::InvalidData`] error carrying the typed [`wire::WireError`]
+//! when reading and an
 //! [`std::io::ErrorKind::InvalidInput`] error when writing. The size of one item is *not*
 //! a codec limit, so that a relay can answer an oversized item with a typed
 //! [`Refusal::TooLarge`] rather than a reset stream; relays accept items up to
@@ -55,7 +57,9 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/grouplog/1");
 /// Length of a log id in bytes (a BLAKE3 output, see [`log_id`]).
 pub const LOG_ID_LEN: usize = 32;
 
-/// Most items one [`GroupLogRequest::Append`] may carry.
+/// Most items one [`GroupLogRequest::Append`] may carry (and sequence numbers one
+/// [`GroupLogResponse::Appended`] may carry): one durable write on the relay.
+/// Enforced while decoding, like every count limit here.
 pub const MAX_APPEND_BATCH: usize = 64;
 
 /// Most items one [`GroupLogResponse::Page`] may carry; a relay clamps a fetch's
@@ -110,7 +114,10 @@ pub enum GroupLogRequest {
         log: [u8; LOG_ID_LEN],
         /// Sealed group messages, opaque to the relay; at most [`MAX_APPEND_BATCH`],
         /// each at most [`MAX_ITEM_LEN`] bytes.
-        #[serde(with = "wire::bytes_seq")]
+        #[serde(
+            serialize_with = "wire::bytes_seq::serialize",
+            deserialize_with = "wire::Max::<MAX_APPEND_BATCH>::bytes_seq"
+        )]
         items: Vec<Vec<u8>>,
     },
     /// Read a page of a log. Open to anyone who names the log.
@@ -133,11 +140,13 @@ pub enum GroupLogResponse {
     Appended {
         /// One sequence number per appended item, in request order (an item the log
         /// already held keeps its earlier number).
+        #[serde(deserialize_with = "wire::Max::<MAX_APPEND_BATCH>::seq")]
         seqs: Vec<u64>,
     },
     /// The answer to a fetch: items in ascending sequence order.
     Page {
         /// At most [`MAX_FETCH_ITEMS`] items.
+        #[serde(deserialize_with = "wire::Max::<MAX_FETCH_ITEMS>::seq")]
         items: Vec<LogItem>,
         /// Whether more items follow the last one.
         more: bool,
@@ -220,7 +229,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wire::{Frame, WireError};
+    use crate::wire::{Frame, WireError, raw_frame, wire_error};
 
     fn group(n: u8) -> GroupSecret {
         GroupSecret::from_bytes([n; 32])
@@ -283,14 +292,6 @@ mod tests {
             ]
             .map(GroupLogResponse::Refused),
         );
-        out
-    }
-
-    /// Writes a frame bypassing the codec's own limit checks, as a hostile peer would.
-    fn raw_frame<T: Serialize>(body: T, v: u32) -> Vec<u8> {
-        let bytes = wire::encode(&Frame { v, body }).unwrap();
-        let mut out = u32::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
-        out.extend_from_slice(&bytes);
         out
     }
 
@@ -485,6 +486,28 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
+    }
+
+    #[tokio::test]
+    async fn count_limits_at_and_past_while_decoding() {
+        let too_many = |err: io::Error, limit: usize| {
+            assert!(matches!(wire_error(&err), Some(WireError::TooMany { max }) if *max == limit), "{err:?}");
+        };
+        let append = |n| GroupLogRequest::append(&group(1), vec![vec![]; n]);
+        let at = append(MAX_APPEND_BATCH);
+        assert_eq!(read_req(raw_frame(&at, 1)).await.unwrap(), at);
+        too_many(read_req(raw_frame(append(MAX_APPEND_BATCH + 1), 1)).await.unwrap_err(), MAX_APPEND_BATCH);
+
+        let appended = |n| GroupLogResponse::Appended { seqs: vec![0; n] };
+        let item = LogItem { seq: 0, bytes: vec![], appended_at_ms: 0 };
+        let page = |n| GroupLogResponse::Page { items: vec![item.clone(); n], more: false };
+        for (at, past, limit) in [
+            (appended(MAX_APPEND_BATCH), appended(MAX_APPEND_BATCH + 1), MAX_APPEND_BATCH),
+            (page(MAX_FETCH_ITEMS), page(MAX_FETCH_ITEMS + 1), MAX_FETCH_ITEMS),
+        ] {
+            assert_eq!(read_res(raw_frame(&at, 1)).await.unwrap(), at);
+            too_many(read_res(raw_frame(&past, 1)).await.unwrap_err(), limit);
         }
     }
 

@@ -310,11 +310,10 @@ pub fn safety_number(a: &PeerId, b: &PeerId) -> Result<String, IdentityError> {
         .join(" "))
 }
 
-/// Overwrites a secret buffer with zeros. Best effort (no `zeroize` dependency, no
-/// `unsafe`): `black_box` keeps the compiler from eliding the stores.
+/// Overwrites a secret buffer with zeros (`zeroize`: volatile writes the compiler
+/// cannot elide).
 pub(crate) fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(bytes);
+    zeroize::Zeroize::zeroize(bytes);
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 //!
 //! Writers emit keys in that order with minimal-length CBOR heads, so the same invite
 //! always gives the same URI. Readers ignore unknown keys (room to grow within v1)
-//! and reject any other version with [`InviteError::UnsupportedVersion`].
+//! and reject any other version with [`InviteError::UnsupportedVersion`]. Each address
+//! list holds at most [`MAX_ADDRS`] entries.
 //!
 //! [`Invite::parse`] checks the length before decoding anything and verifies the E2E
 //! key binding, so a parsed invite's key is known to belong to its peer id. The
@@ -32,6 +33,7 @@ use qrcode::{Color, EcLevel, QrCode};
 
 use crate::config::check_display_name;
 use crate::identity::PublicIdentity;
+use crate::peer_record::MAX_ADDRS;
 
 /// The URI scheme prefix (matched case-insensitively on parse).
 pub const SCHEME: &str = "kith:";
@@ -191,8 +193,11 @@ impl Invite {
         let bytes = bs58::decode(payload)
             .into_vec()
             .map_err(|e| InviteError::Encoding(format!("base58: {e}")))?;
+        // A generic CBOR value is fine here: the input is at most MAX_INVITE_LEN
+        // characters, so the whole tree is a few hundred KB at worst; nesting is capped
+        // like every kith decoder's.
         let mut reader = bytes.as_slice();
-        let value: Value = ciborium::from_reader(&mut reader)
+        let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut reader, crate::wire::RECURSION_LIMIT)
             .map_err(|e| InviteError::Encoding(format!("cbor: {e}")))?;
         if !reader.is_empty() {
             return Err(InviteError::Encoding(
@@ -377,6 +382,9 @@ fn multiaddrs(value: Option<Value>, what: &str) -> Result<Vec<Multiaddr>, Invite
         Some(Value::Array(items)) => items,
         Some(_) => return Err(InviteError::Encoding(format!("{what} is not an array"))),
     };
+    if items.len() > MAX_ADDRS {
+        return Err(InviteError::Encoding(format!("{what}: more than {MAX_ADDRS} addresses")));
+    }
     items
         .into_iter()
         .map(|item| match item {
@@ -627,6 +635,29 @@ mod tests {
             Invite::parse(&encode_value(&Value::Array(vec![]))),
             Err(InviteError::Encoding(_))
         ));
+    }
+
+    #[test]
+    fn address_count_and_nesting_at_and_past_the_limits() {
+        let addr: Multiaddr = "/ip4/192.0.2.1/tcp/4001".parse().unwrap();
+        for which in ["addrs", "relays"] {
+            let mut invite = sample();
+            let list = if which == "addrs" { &mut invite.addrs } else { &mut invite.relays };
+            *list = vec![addr.clone(); MAX_ADDRS];
+            assert_eq!(Invite::parse(&invite.to_uri()).unwrap(), invite);
+            let list = if which == "addrs" { &mut invite.addrs } else { &mut invite.relays };
+            list.push(addr.clone());
+            let r = Invite::parse(&invite.to_uri());
+            assert!(matches!(&r, Err(InviteError::Encoding(e)) if e.contains("more than")), "{r:?}");
+        }
+        // Deeply nested arrays under an unknown key: refused, not a stack overflow.
+        let mut deep = sample_value();
+        let mut value = Value::Integer(0.into());
+        for _ in 0..=crate::wire::RECURSION_LIMIT {
+            value = Value::Array(vec![value]);
+        }
+        deep.push((Value::Text("x".into()), value));
+        assert!(matches!(Invite::parse(&encode_value(&Value::Map(deep))), Err(InviteError::Encoding(_))));
     }
 
     #[test]

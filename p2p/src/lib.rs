@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn_limits;
 pub mod control;
 pub mod data;
+pub mod display;
 pub mod dm;
 pub mod envelope;
 pub mod group;

@@ -50,12 +50,15 @@
 //! # Encoding and limits
 //! Frames are length-prefixed CBOR `Frame { v: 1, body }` (see [`crate::wire`]), byte
 //! fields as CBOR byte strings. The codec checks the frame length against
-//! [`MAX_REQUEST_LEN`] / [`MAX_RESPONSE_LEN`] before allocating and, after decoding,
-//! the count limits ([`MAX_DEPOSIT_BATCH`], [`MAX_ACK`], [`MAX_DRAIN_ITEMS`]), the
-//! mailbox id length ([`MAX_MAILBOX_ID_LEN`]) and the signature length
+//! [`MAX_REQUEST_LEN`] / [`MAX_RESPONSE_LEN`] before allocating, the count limits
+//! ([`MAX_DEPOSIT_BATCH`], [`MAX_ACK`], [`MAX_DRAIN_ITEMS`]) while decoding (the item
+//! past a limit is refused before it is allocated, see [`wire::Max`]) and, after
+//! decoding, the mailbox id length ([`MAX_MAILBOX_ID_LEN`]) and the signature length
 //! ([`SIGNATURE_LEN`]); a violation is an [`std::io::ErrorKind::InvalidData`] error when
-//! reading and an [`std::io::ErrorKind::InvalidInput`] error when writing (so a sender
-//! learns locally rather than from a reset stream). The size of a single envelope is
+//! reading (carrying the typed [`wire::WireError`]) and an
+//! [`std::io::ErrorKind::InvalidInput`] error when writing (so a sender learns locally
+//! rather than from a reset stream). A [`Refusal`] is decoded without buffering its
+//! map, so unknown entries in it cost no memory either. The size of a single envelope is
 //! *not* a codec limit: the relay refuses oversized ones one by one
 //! ([`Refusal::TooLarge`]), and a node that drains one it cannot open simply acks it.
 
@@ -78,10 +81,13 @@ pub const MAX_REQUEST_LEN: usize = 8 * 1024 * 1024;
 /// The relay must fill a page by bytes as well as by count: see [`MAX_ITEM_OVERHEAD`].
 pub const MAX_RESPONSE_LEN: usize = 8 * 1024 * 1024;
 
-/// Most envelopes one [`MailboxRequest::Deposit`] may carry.
+/// Most envelopes one [`MailboxRequest::Deposit`] may carry (and results one
+/// [`MailboxResponse::Deposited`] may carry): one durable write on the relay.
+/// Enforced while decoding, like every count limit here.
 pub const MAX_DEPOSIT_BATCH: usize = 64;
 
-/// Most sequence numbers one [`MailboxRequest::Ack`] may carry.
+/// Most sequence numbers one [`MailboxRequest::Ack`] may carry: four full drain pages,
+/// so a node can ack what it stored in one request.
 pub const MAX_ACK: usize = 1024;
 
 /// Most items one [`MailboxResponse::Envelopes`] page may carry.
@@ -129,7 +135,10 @@ pub enum MailboxRequest {
         mailbox: Vec<u8>,
         /// Encoded [`crate::envelope`] envelopes, opaque to the relay; at most
         /// [`MAX_DEPOSIT_BATCH`].
-        #[serde(with = "wire::bytes_seq")]
+        #[serde(
+            serialize_with = "wire::bytes_seq::serialize",
+            deserialize_with = "wire::Max::<MAX_DEPOSIT_BATCH>::bytes_seq"
+        )]
         envelopes: Vec<Vec<u8>>,
     },
     /// Ask for a nonce to drain or ack the requester's own mailbox.
@@ -157,6 +166,7 @@ pub enum MailboxRequest {
         #[serde(with = "wire::bytes")]
         signature: Vec<u8>,
         /// Sequence numbers to delete, at most [`MAX_ACK`].
+        #[serde(deserialize_with = "wire::Max::<MAX_ACK>::seq")]
         seqs: Vec<u64>,
     },
 }
@@ -167,7 +177,8 @@ pub enum MailboxRequest {
 pub enum MailboxResponse {
     /// The answer to a deposit: one result per envelope, in request order.
     Deposited {
-        /// One entry per deposited envelope.
+        /// One entry per deposited envelope, at most [`MAX_DEPOSIT_BATCH`].
+        #[serde(deserialize_with = "wire::Max::<MAX_DEPOSIT_BATCH>::seq")]
         results: Vec<DepositResult>,
     },
     /// The answer to a challenge request.
@@ -179,6 +190,7 @@ pub enum MailboxResponse {
     /// The answer to a drain: envelopes in ascending sequence order.
     Envelopes {
         /// At most [`MAX_DRAIN_ITEMS`] items.
+        #[serde(deserialize_with = "wire::Max::<MAX_DRAIN_ITEMS>::seq")]
         items: Vec<MailItem>,
         /// Whether more envelopes follow the last item.
         more: bool,
@@ -231,7 +243,12 @@ pub struct MailItem {
 /// plus the variant's fields. A code this build does not know decodes as
 /// [`Refusal::Unrecognized`] instead of failing the whole response, so relays can add
 /// codes without breaking older nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+///
+/// Decoding is written by hand rather than derived: serde's internally tagged enums
+/// buffer the whole map before looking at the tag, so a hostile relay could make a
+/// node hold millions of unknown entries; this decoder keeps only `code` and
+/// `retry_after_ms` and skips everything else as it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, thiserror::Error)]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Refusal {
@@ -270,9 +287,83 @@ pub enum Refusal {
     #[error("relay storage failure; retry later")]
     Storage,
     /// A refusal code this build does not know (sent by a newer relay).
-    #[serde(other)]
     #[error("refused by the relay for an unrecognized reason")]
     Unrecognized,
+}
+
+/// Longest refusal code accepted, in bytes; known codes are at most 13 bytes, and an
+/// unknown one is only ever shown as [`Refusal::Unrecognized`].
+pub const MAX_REFUSAL_CODE_LEN: usize = 64;
+
+impl<'de> Deserialize<'de> for Refusal {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Refusal, D::Error> {
+        deserializer.deserialize_map(RefusalVisitor)
+    }
+}
+
+/// The fields of a refusal map this build reads; everything else is skipped.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum RefusalField {
+    Code,
+    RetryAfterMs,
+    #[serde(other)]
+    Other,
+}
+
+/// A refusal code, read as a bounded text.
+#[derive(Deserialize)]
+struct RefusalCode(#[serde(deserialize_with = "wire::Max::<MAX_REFUSAL_CODE_LEN>::text")] String);
+
+struct RefusalVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RefusalVisitor {
+    type Value = Refusal;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a refusal map with a `code`")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Refusal, A::Error> {
+        use serde::de::Error as _;
+        let mut code: Option<String> = None;
+        let mut retry_after_ms: Option<u64> = None;
+        while let Some(field) = map.next_key::<RefusalField>()? {
+            match field {
+                RefusalField::Code if code.is_some() => return Err(A::Error::duplicate_field("code")),
+                RefusalField::Code => code = Some(map.next_value::<RefusalCode>()?.0),
+                RefusalField::RetryAfterMs if retry_after_ms.is_some() => {
+                    return Err(A::Error::duplicate_field("retry_after_ms"));
+                }
+                RefusalField::RetryAfterMs => retry_after_ms = Some(map.next_value()?),
+                RefusalField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let code = code.ok_or_else(|| A::Error::missing_field("code"))?;
+        if code == (Refusal::RateLimited { retry_after_ms: 0 }).as_str() {
+            let retry_after_ms = retry_after_ms.ok_or_else(|| A::Error::missing_field("retry_after_ms"))?;
+            return Ok(Refusal::RateLimited { retry_after_ms });
+        }
+        // `as_str` is the one table of codes; serializing uses the same names.
+        Ok(Refusal::WITHOUT_FIELDS.into_iter().find(|r| r.as_str() == code).unwrap_or(Refusal::Unrecognized))
+    }
+}
+
+impl Refusal {
+    /// Every refusal that carries no fields, for decoding by code.
+    const WITHOUT_FIELDS: [Refusal; 9] = [
+        Refusal::QuotaCount,
+        Refusal::QuotaBytes,
+        Refusal::TooLarge,
+        Refusal::StoreFull,
+        Refusal::NotMember,
+        Refusal::BadChallenge,
+        Refusal::Disabled,
+        Refusal::BadRequest,
+        Refusal::Storage,
+    ];
 }
 
 impl Refusal {
@@ -517,7 +608,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wire::{Frame, WireError};
+    use crate::wire::{Frame, WireError, raw_frame, wire_error};
 
     fn fixed(n: u8) -> Identity {
         Identity::from_secrets([n; 32], [n.wrapping_add(100); 32])
@@ -597,14 +688,6 @@ mod tests {
             Refusal::Storage,
             Refusal::Unrecognized,
         ]
-    }
-
-    /// Writes a frame bypassing the codec's own limit checks, as a hostile peer would.
-    fn raw_frame<T: Serialize>(body: T, v: u32) -> Vec<u8> {
-        let bytes = wire::encode(&Frame { v, body }).unwrap();
-        let mut out = u32::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
-        out.extend_from_slice(&bytes);
-        out
     }
 
     async fn read_req(bytes: Vec<u8>) -> io::Result<MailboxRequest> {
@@ -808,6 +891,65 @@ mod tests {
             max_items: 1,
         };
         assert_invalid(read_req(raw_frame(short, 1)).await);
+    }
+
+    fn assert_too_many<T: std::fmt::Debug>(r: io::Result<T>, limit: usize) {
+        let err = r.unwrap_err();
+        assert!(matches!(wire_error(&err), Some(WireError::TooMany { max }) if *max == limit), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn count_limits_at_and_past_while_decoding() {
+        let owner = fixed(1).peer_id();
+        let deposit = |n| MailboxRequest::deposit(&owner, vec![vec![]; n]);
+        let ack = |n| MailboxRequest::Ack { nonce: [0; NONCE_LEN], signature: vec![0; SIGNATURE_LEN], seqs: vec![0; n] };
+        for (at, past, limit) in [
+            (deposit(MAX_DEPOSIT_BATCH), deposit(MAX_DEPOSIT_BATCH + 1), MAX_DEPOSIT_BATCH),
+            (ack(MAX_ACK), ack(MAX_ACK + 1), MAX_ACK),
+        ] {
+            assert_eq!(read_req(raw_frame(&at, 1)).await.unwrap(), at);
+            assert_too_many(read_req(raw_frame(&past, 1)).await, limit);
+        }
+        let deposited = |n| MailboxResponse::Deposited { results: vec![DepositResult::Duplicate; n] };
+        let item = MailItem { seq: 0, envelope: vec![], deposited_at_ms: 0 };
+        let page = |n| MailboxResponse::Envelopes { items: vec![item.clone(); n], more: false };
+        for (at, past, limit) in [
+            (deposited(MAX_DEPOSIT_BATCH), deposited(MAX_DEPOSIT_BATCH + 1), MAX_DEPOSIT_BATCH),
+            (page(MAX_DRAIN_ITEMS), page(MAX_DRAIN_ITEMS + 1), MAX_DRAIN_ITEMS),
+        ] {
+            assert_eq!(read_res(raw_frame(&at, 1)).await.unwrap(), at);
+            assert_too_many(read_res(raw_frame(&past, 1)).await, limit);
+        }
+    }
+
+    #[test]
+    fn refusals_are_decoded_without_buffering_and_bound_their_code() {
+        #[derive(Serialize)]
+        struct Raw<'a> {
+            code: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            retry_after_ms: Option<u64>,
+            junk: Vec<Vec<u64>>,
+        }
+        let raw = |code: &str, retry_after_ms, junk| wire::encode(&Raw { code, retry_after_ms, junk }).unwrap();
+        // Unknown entries are skipped, whatever they hold.
+        let r: Refusal = wire::decode(&raw("rate_limited", Some(9), vec![vec![1; 50]; 50]), 1 << 20).unwrap();
+        assert_eq!(r, Refusal::RateLimited { retry_after_ms: 9 });
+        // A code of MAX_REFUSAL_CODE_LEN bytes is merely unknown; one byte more is refused.
+        let at = "x".repeat(MAX_REFUSAL_CODE_LEN);
+        assert_eq!(wire::decode::<Refusal>(&raw(&at, None, vec![]), 1024).unwrap(), Refusal::Unrecognized);
+        let past = "x".repeat(MAX_REFUSAL_CODE_LEN + 1);
+        let r = wire::decode::<Refusal>(&raw(&past, None, vec![]), 1024);
+        assert!(
+            matches!(r, Err(WireError::TooLong { len, max: MAX_REFUSAL_CODE_LEN }) if len == MAX_REFUSAL_CODE_LEN + 1),
+            "{r:?}"
+        );
+        // A rate limit without its delay, a refusal without a code, a second code.
+        assert!(matches!(wire::decode::<Refusal>(&raw("rate_limited", None, vec![]), 1024), Err(WireError::Malformed(_))));
+        let no_code = wire::encode(&std::collections::BTreeMap::from([("retry_after_ms", 1u64)])).unwrap();
+        assert!(matches!(wire::decode::<Refusal>(&no_code, 1024), Err(WireError::Malformed(_))));
+        let twice = [0xa2, 0x64, b'c', b'o', b'd', b'e', 0x63, b'a', b'b', b'c', 0x64, b'c', b'o', b'd', b'e', 0x60];
+        assert!(matches!(wire::decode::<Refusal>(&twice, 1024), Err(WireError::Malformed(_))));
     }
 
     #[tokio::test]

@@ -8,12 +8,14 @@
 use kith_storage::{GroupId, MessageId};
 use serde::{Deserialize, Serialize};
 
+use crate::group::membership::MAX_MEMBERS;
+use crate::peer_record::{MAX_ADDRS, MAX_DISPLAY_NAME_BYTES};
 use crate::wire::{self, WireError};
 
 /// The encoding version of [`Payload`]; an unknown version is rejected, not guessed.
 pub const PAYLOAD_VERSION: u32 = 1;
 
-/// Largest text body a message may carry, in bytes of UTF-8.
+/// Largest text body a message may carry, in bytes of UTF-8. Enforced while decoding.
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
 
 /// Largest Lamport counter a message may carry (2^53: exact in every JSON reader).
@@ -28,6 +30,23 @@ pub const MAX_HINT_ADDRS: usize = 8;
 /// Upper bound on an encoded payload, checked before decoding.
 pub const MAX_PAYLOAD_LEN: usize = MAX_TEXT_LEN + 4 * 1024;
 
+/// Most message ids one [`Payload::Receipt`] may carry.
+///
+/// An id encodes to more than [`kith_storage::ID_LEN`] bytes, so no payload of
+/// [`MAX_PAYLOAD_LEN`] can hold more: the limit refuses nothing that could arrive, it
+/// only makes the bound explicit while decoding.
+pub const MAX_RECEIPT_IDS: usize = MAX_PAYLOAD_LEN / kith_storage::ID_LEN;
+
+/// Most operations one [`Payload::GroupOps`] may carry.
+///
+/// Every encoded operation holds a 64-byte signature, so no payload of
+/// [`MAX_PAYLOAD_LEN`] can hold more; enforced while decoding so that a payload of
+/// empty byte strings is refused before it becomes thousands of `Vec`s.
+pub const MAX_GROUP_OPS: usize = MAX_PAYLOAD_LEN / 64;
+
+/// Most [`PeerHint`]s one [`Payload::GroupOps`] may carry: one per member.
+pub const MAX_HINTS: usize = MAX_MEMBERS;
+
 /// One end-to-end item from one peer to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -40,32 +59,40 @@ pub enum Payload {
         lamport: u64,
         /// The sender's wall clock when written, ms since the Unix epoch.
         sent_at_ms: u64,
-        /// The message body.
+        /// The message body, at most [`MAX_TEXT_LEN`] bytes.
+        #[serde(deserialize_with = "wire::Max::<MAX_TEXT_LEN>::text")]
         text: String,
     },
     /// The recipient stored (`Delivered`) or read (`Read`) these messages of the sender.
     Receipt {
         /// Which milestone the messages reached.
         kind: ReceiptKind,
-        /// The messages, all authored by the receipt's recipient.
+        /// The messages, all authored by the receipt's recipient; at most
+        /// [`MAX_RECEIPT_IDS`].
+        #[serde(deserialize_with = "wire::Max::<MAX_RECEIPT_IDS>::seq")]
         ids: Vec<MessageId>,
     },
     /// "Add me": a contact request, or an invite redemption when it carries the token.
     ContactRequest {
-        /// The requester's display name.
+        /// The requester's display name, at most [`MAX_DISPLAY_NAME_BYTES`].
+        #[serde(default, deserialize_with = "wire::Max::<MAX_DISPLAY_NAME_BYTES>::opt_text")]
         name: Option<String>,
-        /// The requester's addresses (multiaddr bytes) so the answer can find it.
+        /// The requester's addresses (multiaddr bytes) so the answer can find it; at
+        /// most [`MAX_ADDRS`].
+        #[serde(deserialize_with = "wire::Max::<MAX_ADDRS>::seq")]
         addrs: Vec<Vec<u8>>,
         /// The one-time token of the recipient's invite, if redeeming one.
         token: Option<[u8; 16]>,
         /// The requester's pinned relays (multiaddr bytes), where mail for it can be
-        /// left while it is offline. Absent in payloads from older versions.
-        #[serde(default)]
+        /// left while it is offline. Absent in payloads from older versions. At most
+        /// [`MAX_ADDRS`].
+        #[serde(default, deserialize_with = "wire::Max::<MAX_ADDRS>::seq")]
         relays: Vec<Vec<u8>>,
     },
     /// The recipient of a contact request (or invite) accepts the sender as a contact.
     ContactAccepted {
-        /// The accepter's display name.
+        /// The accepter's display name, at most [`MAX_DISPLAY_NAME_BYTES`].
+        #[serde(default, deserialize_with = "wire::Max::<MAX_DISPLAY_NAME_BYTES>::opt_text")]
         name: Option<String>,
     },
     /// Signed membership operations of a group (see [`crate::group::membership`]):
@@ -77,10 +104,10 @@ pub enum Payload {
         /// The group.
         group: GroupId,
         /// Encoded [`crate::group::membership::SignedOp`]s.
-        #[serde(with = "wire::bytes_seq")]
+        #[serde(serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<MAX_GROUP_OPS>::bytes_seq")]
         ops: Vec<Vec<u8>>,
         /// How to reach members the recipient may not know.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "wire::Max::<MAX_HINTS>::seq")]
         hints: Vec<PeerHint>,
     },
     /// "Send me the operations of this group I lack": the sender holds operations
@@ -90,6 +117,7 @@ pub enum Payload {
         /// The group.
         group: GroupId,
         /// The sender's heads (at most [`crate::group::membership::MAX_PARENTS`]).
+        #[serde(deserialize_with = "wire::Max::<{ crate::group::membership::MAX_PARENTS }>::seq")]
         heads: Vec<crate::group::membership::OpId>,
     },
     /// The sender's sender key for a group (see [`crate::group::sender_key`]).
@@ -111,10 +139,10 @@ pub struct PeerHint {
     #[serde(with = "wire::bytes")]
     pub peer_id: Vec<u8>,
     /// Multiaddr bytes.
-    #[serde(with = "wire::bytes_seq")]
+    #[serde(serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<MAX_ADDRS>::bytes_seq")]
     pub addrs: Vec<Vec<u8>>,
     /// Its relays' multiaddr bytes.
-    #[serde(with = "wire::bytes_seq")]
+    #[serde(serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<MAX_ADDRS>::bytes_seq")]
     pub relays: Vec<Vec<u8>>,
 }
 
@@ -139,19 +167,18 @@ impl Payload {
         wire::encode(&VersionedRef { v: PAYLOAD_VERSION, p: self })
     }
 
-    /// Decode an opened envelope's plaintext, enforcing size and version.
+    /// Decode an opened envelope's plaintext, enforcing size, version and the limits
+    /// of every list and text (while decoding: [`WireError::TooMany`],
+    /// [`WireError::TooLong`]).
     pub fn decode(bytes: &[u8]) -> Result<Payload, WireError> {
         let versioned: Versioned = wire::decode(bytes, MAX_PAYLOAD_LEN)?;
         if versioned.v != PAYLOAD_VERSION {
             return Err(WireError::UnsupportedVersion(versioned.v));
         }
-        if let Payload::Text { text, lamport, .. } = &versioned.p {
-            if text.len() > MAX_TEXT_LEN {
-                return Err(WireError::TooLarge { len: text.len(), max: MAX_TEXT_LEN });
-            }
-            if *lamport > MAX_LAMPORT {
-                return Err(WireError::Malformed(format!("Lamport counter {lamport} above {MAX_LAMPORT}")));
-            }
+        if let Payload::Text { lamport, .. } = &versioned.p
+            && *lamport > MAX_LAMPORT
+        {
+            return Err(WireError::Malformed(format!("Lamport counter {lamport} above {MAX_LAMPORT}")));
         }
         Ok(versioned.p)
     }
@@ -199,5 +226,68 @@ mod tests {
         assert!(Payload::decode(&at(MAX_LAMPORT).encode().unwrap()).is_ok());
         assert!(matches!(Payload::decode(&at(MAX_LAMPORT + 1).encode().unwrap()), Err(WireError::Malformed(_))));
         assert!(matches!(Payload::decode(&at(u64::MAX).encode().unwrap()), Err(WireError::Malformed(_))));
+    }
+
+    /// Decodes `p` with no frame cap, so that limits beyond what fits in
+    /// [`MAX_PAYLOAD_LEN`] can be tested at their value.
+    fn decode_uncapped(p: &Payload) -> Result<Payload, WireError> {
+        let bytes = wire::encode(&VersionedRef { v: PAYLOAD_VERSION, p }).unwrap();
+        wire::decode::<Versioned>(&bytes, usize::MAX).map(|v| v.p)
+    }
+
+    fn assert_too_many(p: &Payload, limit: usize) {
+        let r = decode_uncapped(p);
+        assert!(matches!(r, Err(WireError::TooMany { max }) if max == limit), "{r:?}");
+    }
+
+    fn text(text: String) -> Payload {
+        Payload::Text { id: MessageId([1; 16]), lamport: 1, sent_at_ms: 1, text }
+    }
+
+    #[test]
+    fn text_and_name_lengths_at_and_past_while_decoding() {
+        let at = text("é".repeat(MAX_TEXT_LEN / 2));
+        assert_eq!(Payload::decode(&at.encode().unwrap()).unwrap(), at);
+        let r = Payload::decode(&text("x".repeat(MAX_TEXT_LEN + 1)).encode().unwrap());
+        assert!(matches!(r, Err(WireError::TooLong { len, max: MAX_TEXT_LEN }) if len == MAX_TEXT_LEN + 1), "{r:?}");
+
+        let request = |name: String| Payload::ContactRequest { name: Some(name), addrs: vec![], token: None, relays: vec![] };
+        let accepted = |name: String| Payload::ContactAccepted { name: Some(name) };
+        for make in [request, accepted] {
+            let at = make("x".repeat(MAX_DISPLAY_NAME_BYTES));
+            assert_eq!(Payload::decode(&at.encode().unwrap()).unwrap(), at);
+            let r = Payload::decode(&make("x".repeat(MAX_DISPLAY_NAME_BYTES + 1)).encode().unwrap());
+            assert!(matches!(r, Err(WireError::TooLong { max: MAX_DISPLAY_NAME_BYTES, .. })), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn list_lengths_at_and_past_while_decoding() {
+        let receipt = |n| Payload::Receipt { kind: ReceiptKind::Read, ids: vec![MessageId([2; 16]); n] };
+        let request = |addrs, relays| Payload::ContactRequest { name: None, addrs, token: Some([3; 16]), relays };
+        let ops = |n| Payload::GroupOps { group: GroupId([4; 16]), ops: vec![vec![]; n], hints: vec![] };
+        let hint = |addrs: usize, relays: usize| PeerHint {
+            peer_id: vec![5; 38],
+            addrs: vec![vec![6]; addrs],
+            relays: vec![vec![7]; relays],
+        };
+        let hints = |hints| Payload::GroupOps { group: GroupId([4; 16]), ops: vec![], hints };
+        let addrs = |n| vec![vec![8; 8]; n];
+        let cases = [
+            (receipt(MAX_RECEIPT_IDS), receipt(MAX_RECEIPT_IDS + 1), MAX_RECEIPT_IDS),
+            (request(addrs(MAX_ADDRS), vec![]), request(addrs(MAX_ADDRS + 1), vec![]), MAX_ADDRS),
+            (request(vec![], addrs(MAX_ADDRS)), request(vec![], addrs(MAX_ADDRS + 1)), MAX_ADDRS),
+            (ops(MAX_GROUP_OPS), ops(MAX_GROUP_OPS + 1), MAX_GROUP_OPS),
+            (hints(vec![hint(0, 0); MAX_HINTS]), hints(vec![hint(0, 0); MAX_HINTS + 1]), MAX_HINTS),
+            (hints(vec![hint(MAX_ADDRS, 0)]), hints(vec![hint(MAX_ADDRS + 1, 0)]), MAX_ADDRS),
+            (hints(vec![hint(0, MAX_ADDRS)]), hints(vec![hint(0, MAX_ADDRS + 1)]), MAX_ADDRS),
+        ];
+        for (at, past, limit) in cases {
+            assert_eq!(decode_uncapped(&at).unwrap(), at);
+            assert_too_many(&past, limit);
+        }
+        // The count limits never refuse a payload the length cap lets through.
+        const { assert!(MAX_RECEIPT_IDS * (kith_storage::ID_LEN + 1) > MAX_PAYLOAD_LEN) };
+        const { assert!(MAX_GROUP_OPS * (64 + 2) > MAX_PAYLOAD_LEN) };
     }
 }

@@ -33,15 +33,19 @@ use crate::{
 /// 8 KiB fits dozens of addresses and is cheap to verify.
 pub const MAX_RECORD_LEN: usize = 8 * 1024;
 
-/// Largest number of entries in each of `addrs` and `relays`.
+/// Largest number of entries in each of `addrs` and `relays`, here and wherever a
+/// peer's addresses or relays travel (contact requests, group hints, group relays).
 ///
 /// Bounds the work of dialing a record's addresses; a real node has a handful.
+/// Enforced while decoding.
 pub const MAX_ADDRS: usize = 32;
 
-/// Largest display name in bytes (UTF-8).
+/// Largest display name in bytes (UTF-8), here and wherever a display name travels.
 ///
-/// Long enough for any real name in any script, short enough to show in a list.
-pub const MAX_DISPLAY_NAME_BYTES: usize = 128;
+/// A name may have [`crate::config::MAX_DISPLAY_NAME_CHARS`] characters of up to 4
+/// bytes each, so any name a node accepts for itself fits (64 CJK characters are
+/// 192 bytes). Enforced while decoding.
+pub const MAX_DISPLAY_NAME_BYTES: usize = 4 * crate::config::MAX_DISPLAY_NAME_CHARS;
 
 /// Domain-separation prefix of the record signature.
 pub const RECORD_SIGNATURE_CONTEXT: &[u8] = b"kith/peer-record/v1";
@@ -153,10 +157,11 @@ struct RecordBody {
     e2e_public: [u8; 32],
     #[serde(with = "wire::byte_array")]
     binding: [u8; 64],
-    #[serde(with = "wire::bytes_seq")]
+    #[serde(serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<MAX_ADDRS>::bytes_seq")]
     addrs: Vec<Vec<u8>>,
-    #[serde(with = "wire::bytes_seq")]
+    #[serde(serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<MAX_ADDRS>::bytes_seq")]
     relays: Vec<Vec<u8>>,
+    #[serde(default, deserialize_with = "wire::Max::<MAX_DISPLAY_NAME_BYTES>::opt_text")]
     display_name: Option<String>,
     seq: u64,
     expires_at_secs: u64,
@@ -515,6 +520,40 @@ mod tests {
         let mut long = rec.clone();
         long.display_name = Some("x".repeat(MAX_DISPLAY_NAME_BYTES + 1));
         assert!(matches!(long.sign(&id), Err(RecordError::Malformed(_))));
+    }
+
+    #[test]
+    fn limits_at_and_past_while_decoding() {
+        let id = Identity::generate();
+        let rec = record_of(&id, 1);
+        let addr = rec.addrs[0].to_vec();
+        let mut at = body_of(&rec);
+        at.addrs = vec![addr.clone(); MAX_ADDRS];
+        at.relays = vec![addr.clone(); MAX_ADDRS];
+        at.display_name = Some("x".repeat(MAX_DISPLAY_NAME_BYTES));
+        let got = PeerRecord::verify(&sign_raw(&id, &at, 1), None, NOW).unwrap();
+        assert_eq!((got.addrs.len(), got.relays.len()), (MAX_ADDRS, MAX_ADDRS));
+
+        for past in [
+            RecordBody { addrs: vec![addr.clone(); MAX_ADDRS + 1], ..body_of(&rec) },
+            RecordBody { relays: vec![addr.clone(); MAX_ADDRS + 1], ..body_of(&rec) },
+        ] {
+            let r = wire::decode::<RecordBody>(&wire::encode(&past).unwrap(), MAX_RECORD_LEN);
+            assert!(matches!(r, Err(WireError::TooMany { max: MAX_ADDRS })), "{:?}", r.err());
+        }
+        let long = RecordBody { display_name: Some("x".repeat(MAX_DISPLAY_NAME_BYTES + 1)), ..body_of(&rec) };
+        let r = wire::decode::<RecordBody>(&wire::encode(&long).unwrap(), MAX_RECORD_LEN);
+        assert!(matches!(r, Err(WireError::TooLong { max: MAX_DISPLAY_NAME_BYTES, .. })), "{:?}", r.err());
+    }
+
+    #[test]
+    fn every_name_a_node_accepts_fits_a_record() {
+        // The longest name `config` allows, in a script of 3-byte characters.
+        let id = Identity::generate();
+        let mut rec = record_of(&id, 1);
+        rec.display_name = Some("漢".repeat(crate::config::MAX_DISPLAY_NAME_CHARS));
+        let got = PeerRecord::verify(&rec.sign(&id).unwrap(), None, NOW).unwrap();
+        assert_eq!(got.display_name, rec.display_name);
     }
 
     #[test]

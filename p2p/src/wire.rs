@@ -8,29 +8,66 @@
 //!
 //! Nothing in here may panic on input from the network:
 //! - [`decode`] checks the input length against the caller's cap *before* parsing, uses
-//!   a small recursion limit (our types nest a handful of levels; ciborium's default of
-//!   256 is deeper than we ever need), and rejects trailing bytes so that one body has
-//!   exactly one encoding-level meaning. ciborium may allocate according to lengths
-//!   declared inside the CBOR, but byte strings grow as they are actually read and serde
-//!   caps sequence pre-allocation, so memory stays proportional to the (bounded) input.
+//!   a small recursion limit ([`RECURSION_LIMIT`]; ciborium's default of 256 is deeper
+//!   than we ever need), and rejects trailing bytes so that one body has exactly one
+//!   encoding-level meaning.
 //! - [`read_frame`] reads a `u32` big-endian length prefix and refuses lengths above the
 //!   caller's cap before reading or allocating anything for the body.
+//!
+//! # Limits while decoding
+//! A length cap alone does not bound memory: one CBOR byte (an empty byte string, an
+//! empty array, a small integer) can become a 24-byte `Vec` or an 8-byte `u64`, so an
+//! 8 MiB frame of empty byte strings would expand to ~200 MB of `Vec<Vec<u8>>` before
+//! any check after decoding could run. So every variable-length sequence and every
+//! text field that comes from outside is decoded through a bounded helper of [`Max`]
+//! that refuses the item (or the text) past its limit *while decoding*, before it is
+//! allocated:
+//!
+//! ```ignore
+//! #[serde(deserialize_with = "wire::Max::<MAX_ACK>::seq")]
+//! seqs: Vec<u64>,
+//! #[serde(serialize_with = "wire::bytes_seq::serialize",
+//!         deserialize_with = "wire::Max::<MAX_BATCH>::bytes_seq")]
+//! envelopes: Vec<Vec<u8>>,
+//! #[serde(deserialize_with = "wire::Max::<MAX_TEXT_LEN>::text")]
+//! text: String,
+//! #[serde(default, deserialize_with = "wire::Max::<MAX_NAME_BYTES>::opt_text")]
+//! name: Option<String>,
+//! ```
+//!
+//! (A const argument that is a path of more than one segment needs braces:
+//! `wire::Max::<{ peer_record::MAX_ADDRS }>::seq`.) A violation surfaces from
+//! [`decode`] as the typed [`WireError::TooMany`] or [`WireError::TooLong`], nesting
+//! deeper than [`RECURSION_LIMIT`] as [`WireError::TooDeep`]. Unknown map entries are
+//! skipped without being stored, so they cost time proportional to the (capped) input
+//! and no memory. Byte strings grow only as their bytes are actually read, so they
+//! cost at most what the input holds.
 //!
 //! Byte strings: serde encodes `Vec<u8>` and `[u8; N]` as arrays of integers, which in
 //! CBOR costs up to two bytes per byte. The [`bytes`], [`byte_array`] and [`bytes_seq`]
 //! helpers (for `#[serde(with = "...")]`) encode them as CBOR byte strings instead.
 
+use std::cell::Cell;
 use std::io;
+use std::marker::PhantomData;
 
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Deserializer, Serialize, de, de::DeserializeOwned};
 
-/// How deeply nested a CBOR value may be.
+/// How deeply nested a CBOR value may be, in levels of arrays, maps and tags.
 ///
 /// Our bodies nest at most a few levels (struct → list → struct); 64 leaves ample room
 /// for evolution while keeping worst-case stack use of the recursive decoder small, which
-/// matters on tokio worker threads.
-const RECURSION_LIMIT: usize = 64;
+/// matters on tokio worker threads. Deeper input is [`WireError::TooDeep`].
+pub const RECURSION_LIMIT: usize = 64;
+
+/// Most items a sequence decoded with [`bytes_seq`] (`#[serde(with = "wire::bytes_seq")]`)
+/// may hold when its field names no tighter limit.
+///
+/// A safety net, not a protocol limit: as many as a group may have members
+/// ([`crate::group::membership::MAX_MEMBERS`]), the longest list kith sends. Fields
+/// with a known bound use [`Max::bytes_seq`] with their own constant instead.
+pub const DEFAULT_MAX_ITEMS: usize = 1024;
 
 /// Length of the frame length prefix in bytes (`u32`, big endian).
 const FRAME_PREFIX_LEN: usize = 4;
@@ -65,6 +102,27 @@ pub enum WireError {
     /// The bytes are not a valid encoding of the expected type.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// A sequence in the body holds more items than its limit; refused while decoding,
+    /// at the first item past the limit (or at a definite length that announces more).
+    #[error("a list in the message holds more than {max} items")]
+    TooMany {
+        /// The limit, in items.
+        max: usize,
+    },
+    /// A text field in the body is longer than its limit; refused while decoding.
+    #[error("a text field of {len} bytes exceeds its limit of {max} bytes")]
+    TooLong {
+        /// The field's length in bytes of UTF-8.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The body nests arrays, maps or tags deeper than [`RECURSION_LIMIT`].
+    #[error("message nested deeper than {max} levels")]
+    TooDeep {
+        /// The limit, in levels.
+        max: usize,
+    },
     /// The body declares a version this build does not understand.
     #[error("unsupported message version {0}")]
     UnsupportedVersion(u32),
@@ -92,6 +150,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
 ///
 /// # Errors
 /// - [`WireError::TooLarge`] if `bytes` is longer than `max_len` (checked first).
+/// - [`WireError::TooMany`], [`WireError::TooLong`] if a field decoded through [`Max`]
+///   is over its limit; [`WireError::TooDeep`] if the value nests too deeply.
 /// - [`WireError::Malformed`] if the bytes are not exactly one valid `T`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T, WireError> {
     if bytes.len() > max_len {
@@ -106,9 +166,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T, Wi
 /// Decodes a versioned body: like [`decode`], but tells an unknown version apart.
 ///
 /// `version_of` extracts the body's `v` field. If the body decodes but carries another
-/// version, or fails to decode as `T` while still being a map with an integer `v` that
-/// differs from `supported` (a newer layout), the result is
-/// [`WireError::UnsupportedVersion`].
+/// version, or fails to decode as `T` (malformed or over a limit) while still being a
+/// map with an integer `v` that differs from `supported` (a newer layout, which may
+/// have other limits), the result is [`WireError::UnsupportedVersion`].
 ///
 /// # Errors
 /// As [`decode`], plus [`WireError::UnsupportedVersion`].
@@ -127,12 +187,18 @@ pub fn decode_versioned<T: DeserializeOwned>(
                 Err(WireError::UnsupportedVersion(v))
             }
         }
-        Err(WireError::Malformed(reason)) => {
-            // Only on the failure path: probing costs a second parse, and a well-formed
-            // current-version body never pays it.
+        Err(
+            e @ (WireError::Malformed(_)
+            | WireError::TooMany { .. }
+            | WireError::TooLong { .. }
+            | WireError::TooDeep { .. }),
+        ) => {
+            // Only on the failure path: probing costs a second parse (skipping every
+            // field but `v`, so it allocates nothing), and a well-formed current-version
+            // body never pays it.
             match decode_unchecked::<VersionProbe>(bytes) {
                 Ok(probe) if probe.v != supported => Err(WireError::UnsupportedVersion(probe.v)),
-                _ => Err(WireError::Malformed(reason)),
+                _ => Err(e),
             }
         }
         Err(other) => Err(other),
@@ -147,8 +213,15 @@ struct VersionProbe {
 
 fn decode_unchecked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     let mut rest = bytes;
-    let value = ciborium::de::from_reader_with_recursion_limit(&mut rest, RECURSION_LIMIT)
-        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    VIOLATION.with(|v| v.set(None));
+    let decoded = ciborium::de::from_reader_with_recursion_limit(&mut rest, RECURSION_LIMIT);
+    let violation = VIOLATION.with(Cell::take);
+    let value = decoded.map_err(|e| match (e, violation) {
+        (_, Some(Violation::Count { max })) => WireError::TooMany { max },
+        (_, Some(Violation::Length { len, max })) => WireError::TooLong { len, max },
+        (ciborium::de::Error::RecursionLimitExceeded, None) => WireError::TooDeep { max: RECURSION_LIMIT },
+        (e, None) => WireError::Malformed(e.to_string()),
+    })?;
     if !rest.is_empty() {
         return Err(WireError::Malformed(format!(
             "{} trailing bytes",
@@ -190,11 +263,23 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > max_len {
         return Err(WireError::TooLarge { len, max: max_len });
     }
-    let mut body = Vec::with_capacity(len.min(FRAME_PREALLOC_MAX_BYTES));
-    // `len` fits in u64 because it came from a u32.
-    let read = io.take(len as u64).read_to_end(&mut body).await?;
-    if read != len {
-        return Err(WireError::Truncated);
+    // Grow the buffer as bytes arrive (doubling, but never past `len`): a stalled
+    // stream costs little, and a complete frame costs its length, not the next power
+    // of two that `read_to_end` would reserve while probing for the end.
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < len {
+        if body.len() == body.capacity() {
+            let target = len.min(body.capacity().saturating_mul(2).max(FRAME_PREALLOC_MAX_BYTES));
+            body.reserve_exact(target - body.len());
+        }
+        let start = body.len();
+        body.resize(body.capacity().min(len), 0);
+        match io.read(&mut body[start..]).await {
+            Ok(0) => return Err(WireError::Truncated),
+            Ok(n) => body.truncate(start + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => body.truncate(start),
+            Err(e) => return Err(WireError::Io(e)),
+        }
     }
     Ok(body)
 }
@@ -277,8 +362,12 @@ pub mod byte_array {
 }
 
 /// `#[serde(with = "wire::bytes_seq")]` for `Vec<Vec<u8>>`: a CBOR array of byte strings.
+///
+/// Decoding is bounded by [`DEFAULT_MAX_ITEMS`](super::DEFAULT_MAX_ITEMS); a field with
+/// a known limit pairs [`serialize`] with [`Max::bytes_seq`](super::Max::bytes_seq)
+/// instead.
 pub mod bytes_seq {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserializer, Serialize, Serializer};
 
     /// Serializes each element as a byte string.
     ///
@@ -288,15 +377,15 @@ pub mod bytes_seq {
         serializer.collect_seq(value.iter().map(|b| ByteStr(b)))
     }
 
-    /// Deserializes an array of byte strings.
+    /// Deserializes an array of at most [`DEFAULT_MAX_ITEMS`](super::DEFAULT_MAX_ITEMS)
+    /// byte strings.
     ///
     /// # Errors
-    /// If the value is not an array of byte strings.
+    /// If the value is not an array of byte strings, or holds too many.
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<Vec<u8>>, D::Error> {
-        let items = Vec::<ByteBuf>::deserialize(deserializer)?;
-        Ok(items.into_iter().map(|b| b.0).collect())
+        super::Max::<{ super::DEFAULT_MAX_ITEMS }>::bytes_seq(deserializer)
     }
 
     struct ByteStr<'a>(&'a [u8]);
@@ -306,15 +395,184 @@ pub mod bytes_seq {
             serializer.serialize_bytes(self.0)
         }
     }
+}
 
-    struct ByteBuf(Vec<u8>);
+/// One CBOR byte string, as an element of [`Max::bytes_seq`].
+struct ByteBuf(Vec<u8>);
 
-    impl<'de> Deserialize<'de> for ByteBuf {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer
-                .deserialize_byte_buf(super::ByteBufVisitor)
-                .map(ByteBuf)
+impl<'de> Deserialize<'de> for ByteBuf {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_byte_buf(ByteBufVisitor).map(ByteBuf)
+    }
+}
+
+/// Which limit a [`Max`] deserializer hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Violation {
+    /// A sequence had more than `max` items.
+    Count { max: usize },
+    /// A text was `len` bytes, more than `max`.
+    Length { len: usize, max: usize },
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::Count { max } => write!(f, "more than {max} items"),
+            Violation::Length { len, max } => write!(f, "text of {len} bytes, limit {max}"),
         }
+    }
+}
+
+thread_local! {
+    /// The limit the decode running on this thread hit, if any. serde's error type
+    /// carries only text; [`decode_unchecked`] clears this before and reads it after
+    /// a decode to turn a violation into [`WireError::TooMany`] / [`WireError::TooLong`]
+    /// without parsing messages. Decoding is synchronous, so one slot per thread is
+    /// exact.
+    static VIOLATION: Cell<Option<Violation>> = const { Cell::new(None) };
+}
+
+/// Records `violation` for [`decode`] and returns the serde error that stops decoding.
+fn refuse<E: de::Error>(violation: Violation) -> E {
+    VIOLATION.with(|v| v.set(Some(violation)));
+    E::custom(violation)
+}
+
+/// Bounded deserializers: `#[serde(deserialize_with = "wire::Max::<N>::seq")]` and
+/// friends (see the [module docs](self)). `N` counts items for sequences and bytes of
+/// UTF-8 for texts. Each refuses the first item or byte past `N` *while decoding*,
+/// before allocating for it, and [`decode`] reports that as [`WireError::TooMany`] or
+/// [`WireError::TooLong`]. Serializing needs no helper (except [`bytes_seq::serialize`]
+/// for arrays of byte strings): the limits guard what comes in.
+#[derive(Debug, Clone, Copy)]
+pub struct Max<const N: usize>;
+
+impl<const N: usize> Max<N> {
+    /// A sequence of at most `N` items of `T`.
+    ///
+    /// # Errors
+    /// If the value is not a sequence of `T`, or holds more than `N` items.
+    pub fn seq<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        deserializer.deserialize_seq(SeqVisitor::<T, N>(PhantomData))
+    }
+
+    /// An array of at most `N` CBOR byte strings (the encoding of
+    /// [`bytes_seq::serialize`]).
+    ///
+    /// # Errors
+    /// If the value is not an array of byte strings, or holds more than `N`.
+    pub fn bytes_seq<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Vec<u8>>, D::Error> {
+        let items = deserializer.deserialize_seq(SeqVisitor::<ByteBuf, N>(PhantomData))?;
+        Ok(items.into_iter().map(|b| b.0).collect())
+    }
+
+    /// A text of at most `N` bytes of UTF-8.
+    ///
+    /// # Errors
+    /// If the value is not a text string, or is longer than `N` bytes.
+    pub fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_string(TextVisitor::<N>)
+    }
+
+    /// An optional text of at most `N` bytes (`null` is `None`). Pair it with
+    /// `#[serde(default)]` so that an absent field stays `None`, as it is without a helper.
+    ///
+    /// # Errors
+    /// If the value is neither null nor a text string, or is longer than `N` bytes.
+    pub fn opt_text<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        deserializer.deserialize_option(OptTextVisitor::<N>)
+    }
+}
+
+/// Collects at most `N` items; item `N + 1` is only skipped over (never stored) to see
+/// that it exists, and a definite length above `N` is refused before the first item.
+struct SeqVisitor<T, const N: usize>(PhantomData<fn() -> T>);
+
+impl<'de, T: Deserialize<'de>, const N: usize> de::Visitor<'de> for SeqVisitor<T, N> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a sequence of at most {N} items")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let announced = seq.size_hint();
+        if announced.is_some_and(|n| n > N) {
+            return Err(refuse(Violation::Count { max: N }));
+        }
+        let mut out = Vec::with_capacity(announced.unwrap_or(0));
+        loop {
+            if out.len() == N {
+                return match seq.next_element::<de::IgnoredAny>()? {
+                    Some(_) => Err(refuse(Violation::Count { max: N })),
+                    None => Ok(out),
+                };
+            }
+            match seq.next_element()? {
+                Some(item) => out.push(item),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Accepts a text string of at most `N` bytes.
+struct TextVisitor<const N: usize>;
+
+impl<const N: usize> de::Visitor<'_> for TextVisitor<N> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a text of at most {N} bytes")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        check_len::<E, N>(v.len())?;
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        check_len::<E, N>(v.len())?;
+        Ok(v)
+    }
+}
+
+fn check_len<E: de::Error, const N: usize>(len: usize) -> Result<(), E> {
+    if len > N {
+        return Err(refuse(Violation::Length { len, max: N }));
+    }
+    Ok(())
+}
+
+/// `null` or a text string of at most `N` bytes.
+struct OptTextVisitor<const N: usize>;
+
+impl<'de, const N: usize> de::Visitor<'de> for OptTextVisitor<N> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "null or a text of at most {N} bytes")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<String>, D::Error> {
+        Max::<N>::text(deserializer).map(Some)
     }
 }
 
@@ -469,6 +727,23 @@ impl<Req: Message, Resp: Message> libp2p::request_response::Codec for Codec<Req,
     }
 }
 
+/// The typed [`WireError`] inside an error a codec returned, if any.
+#[cfg(test)]
+pub(crate) fn wire_error(e: &io::Error) -> Option<&WireError> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<WireError>())
+}
+
+/// `body` as a length-prefixed frame of version `v`, bypassing every check a codec
+/// makes before sending, as a hostile peer would.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn raw_frame<T: Serialize>(body: T, v: u32) -> Vec<u8> {
+    let bytes = encode(&Frame { v, body }).unwrap();
+    let mut out = u32::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+    out.extend_from_slice(&bytes);
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -560,13 +835,164 @@ mod tests {
         ));
     }
 
+    /// `depth` nested one-element arrays around a 0: 0x81 0x81 ... 0x00.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut out = vec![0x81u8; depth];
+        out.push(0);
+        out
+    }
+
     #[test]
     fn deep_nesting_is_rejected_not_a_stack_overflow() {
-        // 100_000 nested one-element arrays: 0x81 0x81 ... 0x00.
-        let mut evil = vec![0x81u8; 100_000];
-        evil.push(0);
-        let r = decode::<ciborium::Value>(&evil, 200_000);
-        assert!(matches!(r, Err(WireError::Malformed(_))));
+        let r = decode::<ciborium::Value>(&nested(100_000), 200_000);
+        assert!(matches!(r, Err(WireError::TooDeep { max: RECURSION_LIMIT })), "{r:?}");
+    }
+
+    #[test]
+    fn recursion_limit_at_and_past() {
+        // The outermost array is level 1: RECURSION_LIMIT arrays decode, one more is
+        // refused with the typed error.
+        assert!(decode::<ciborium::Value>(&nested(RECURSION_LIMIT), 1000).is_ok());
+        let r = decode::<ciborium::Value>(&nested(RECURSION_LIMIT + 1), 1000);
+        assert!(matches!(r, Err(WireError::TooDeep { max: RECURSION_LIMIT })), "{r:?}");
+        // Also inside a typed body, in a field the type ignores.
+        #[derive(Debug, Deserialize)]
+        struct Tiny {
+            #[allow(dead_code)]
+            v: u32,
+        }
+        let mut body = vec![0xa2, 0x61, b'v', 0x01, 0x61, b'x'];
+        body.extend(nested(RECURSION_LIMIT + 1));
+        let r = decode::<Tiny>(&body, 1000);
+        assert!(matches!(r, Err(WireError::TooDeep { .. })), "{r:?}");
+    }
+
+    const LIMIT: usize = 4;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Bounded {
+        #[serde(deserialize_with = "Max::<LIMIT>::seq")]
+        nums: Vec<u64>,
+        #[serde(serialize_with = "bytes_seq::serialize", deserialize_with = "Max::<LIMIT>::bytes_seq")]
+        blobs: Vec<Vec<u8>>,
+        #[serde(deserialize_with = "Max::<LIMIT>::text")]
+        text: String,
+        #[serde(default, deserialize_with = "Max::<LIMIT>::opt_text")]
+        name: Option<String>,
+    }
+
+    fn bounded(n: usize, text: &str, name: Option<&str>) -> Bounded {
+        Bounded {
+            nums: vec![7; n],
+            blobs: vec![vec![]; n],
+            text: text.into(),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn max_helpers_accept_at_the_limit() {
+        for b in [
+            bounded(LIMIT, "abcd", Some("wxyz")),
+            bounded(0, "", None),
+            bounded(1, "ж", Some("")),
+        ] {
+            assert_eq!(decode::<Bounded>(&encode(&b).unwrap(), 1000).unwrap(), b);
+        }
+        // An absent optional text is None, as without the helper.
+        #[derive(Serialize)]
+        struct NoName {
+            nums: Vec<u64>,
+            #[serde(with = "bytes_seq")]
+            blobs: Vec<Vec<u8>>,
+            text: String,
+        }
+        let enc = encode(&NoName { nums: vec![], blobs: vec![], text: "t".into() }).unwrap();
+        assert_eq!(decode::<Bounded>(&enc, 1000).unwrap().name, None);
+    }
+
+    #[test]
+    fn max_helpers_refuse_past_the_limit_with_typed_errors() {
+        let mut too_many_nums = bounded(LIMIT, "", None);
+        too_many_nums.nums.push(1);
+        let mut too_many_blobs = bounded(LIMIT, "", None);
+        too_many_blobs.blobs.push(vec![]);
+        for b in [too_many_nums, too_many_blobs] {
+            let r = decode::<Bounded>(&encode(&b).unwrap(), 1000);
+            assert!(matches!(r, Err(WireError::TooMany { max: LIMIT })), "{r:?}");
+        }
+        // Four bytes of UTF-8 are the limit, not four characters.
+        for (text, name) in [("abcde", None), ("", Some("abcde")), ("жж ", None)] {
+            let r = decode::<Bounded>(&encode(&bounded(0, text, name)).unwrap(), 1000);
+            assert!(matches!(r, Err(WireError::TooLong { len: 5, max: LIMIT })), "{r:?}");
+        }
+        // Not a typed limit error: a wrong type is still malformed, and the slot is
+        // cleared between decodes.
+        let r = decode::<Bounded>(&encode(&"text").unwrap(), 1000);
+        assert!(matches!(r, Err(WireError::Malformed(_))), "{r:?}");
+    }
+
+    #[test]
+    fn definite_lengths_over_the_limit_are_refused_before_any_item() {
+        // {"nums": [announcing 2^32 items, none present]}
+        let mut evil = vec![0xa1, 0x64];
+        evil.extend_from_slice(b"nums");
+        evil.extend_from_slice(&[0x9a, 0xff, 0xff, 0xff, 0xff]);
+        let r = decode::<Bounded>(&evil, 1000);
+        assert!(matches!(r, Err(WireError::TooMany { max: LIMIT })), "{r:?}");
+    }
+
+    #[test]
+    fn indefinite_lengths_are_refused_at_the_first_extra_item() {
+        // {"blobs": [_ h'', h'', ... ]} with LIMIT + 1 empty byte strings and no end:
+        // refused at item LIMIT + 1, before the missing "break" is noticed.
+        let mut evil = vec![0xa1, 0x65];
+        evil.extend_from_slice(b"blobs");
+        evil.push(0x9f);
+        evil.extend(std::iter::repeat_n(0x40, LIMIT + 1));
+        let r = decode::<Bounded>(&evil, 1000);
+        assert!(matches!(r, Err(WireError::TooMany { max: LIMIT })), "{r:?}");
+        // With exactly LIMIT and a break it is only missing the other fields.
+        evil.truncate(evil.len() - 1);
+        evil.push(0xff);
+        let r = decode::<Bounded>(&evil, 1000);
+        assert!(matches!(r, Err(WireError::Malformed(_))), "{r:?}");
+    }
+
+    #[test]
+    fn default_bytes_seq_is_bounded() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Loose {
+            #[serde(with = "bytes_seq")]
+            parts: Vec<Vec<u8>>,
+        }
+        let at = Loose { parts: vec![vec![]; DEFAULT_MAX_ITEMS] };
+        assert_eq!(decode::<Loose>(&encode(&at).unwrap(), 1 << 20).unwrap(), at);
+        let past = Loose { parts: vec![vec![]; DEFAULT_MAX_ITEMS + 1] };
+        let r = decode::<Loose>(&encode(&past).unwrap(), 1 << 20);
+        assert!(matches!(r, Err(WireError::TooMany { max: DEFAULT_MAX_ITEMS })), "{r:?}");
+    }
+
+    #[test]
+    fn a_newer_version_over_our_limits_is_unsupported_not_too_many() {
+        #[derive(Serialize)]
+        struct Future {
+            v: u32,
+            nums: Vec<u64>,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Current {
+            v: u32,
+            #[serde(deserialize_with = "Max::<LIMIT>::seq")]
+            #[allow(dead_code)]
+            nums: Vec<u64>,
+        }
+        let enc = encode(&Future { v: 2, nums: vec![0; LIMIT + 1] }).unwrap();
+        let r = decode_versioned::<Current>(&enc, 1000, 1, |c| c.v);
+        assert!(matches!(r, Err(WireError::UnsupportedVersion(2))), "{r:?}");
+        let enc = encode(&Future { v: 1, nums: vec![0; LIMIT + 1] }).unwrap();
+        let r = decode_versioned::<Current>(&enc, 1000, 1, |c| c.v);
+        assert!(matches!(r, Err(WireError::TooMany { max: LIMIT })), "{r:?}");
     }
 
     #[test]

@@ -5,33 +5,11 @@
 //! grapheme boundaries (`unicode-segmentation`), so wide CJK characters and emoji
 //! never get split or miscounted.
 
+use kith_p2p::display::is_unsafe;
+/// Shared with the CLI: see [`kith_p2p::display`].
+pub(crate) use kith_p2p::display::sanitize_line;
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
-
-/// What an unprintable character is shown as.
-const REPLACEMENT: &str = "\u{fffd}";
-
-/// Whether `c` must not reach the terminal as is.
-///
-/// Control characters would let a peer move the cursor or recolour the screen (escape
-/// sequences), and bidi overrides would let a peer disguise text.
-fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `s` made safe to print on one line: tabs become a space, newlines and other
-/// control characters become U+FFFD.
-pub(crate) fn sanitize_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\t' => out.push(' '),
-            c if is_unsafe(c) => out.push_str(REPLACEMENT),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// One grapheme as it is drawn: unsafe characters replaced, tabs as a space.
 pub(crate) fn display_grapheme(g: &str) -> std::borrow::Cow<'_, str> {

@@ -102,7 +102,7 @@ async fn chat(base: PathBuf, (you_home, you_id): (Home, Identity), (bot_home, bo
             },
             event = events.recv() => match event {
                 Ok(Event::MessageReceived { message }) if message.direction == Direction::Incoming => {
-                    println!("echo> {}", message.text);
+                    println!("echo> {}", crate::output::sanitized(&message.text));
                     let _ = std::io::stdout().flush();
                     outstanding = outstanding.saturating_sub(1);
                 }

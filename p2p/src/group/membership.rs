@@ -131,11 +131,12 @@ pub enum OpKind {
     /// Start the group; its author is the owner. Its hash is the group's id.
     Create {
         /// The group's name.
+        #[serde(deserialize_with = "wire::Max::<{ super::MAX_NAME_BYTES }>::text")]
         name: String,
         /// The owner's card.
         owner: MemberCard,
         /// The relays (multiaddr bytes) that keep the group's log.
-        #[serde(default, with = "wire::bytes_seq")]
+        #[serde(default, serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<{ crate::peer_record::MAX_ADDRS }>::bytes_seq")]
         relays: Vec<Vec<u8>>,
         /// The secret only members hold: names the group's relay log and gossip topic
         /// and keys the outer layer of its messages (see [`GroupSecret`]).
@@ -165,6 +166,7 @@ pub enum OpKind {
     /// Rename the group.
     Rename {
         /// The new name.
+        #[serde(deserialize_with = "wire::Max::<{ super::MAX_NAME_BYTES }>::text")]
         name: String,
     },
     /// The author leaves.
@@ -181,6 +183,7 @@ pub struct Op {
     #[serde(with = "wire::bytes")]
     pub author: Vec<u8>,
     /// The operations this one builds on (the author's heads); empty only in `Create`.
+    #[serde(deserialize_with = "wire::Max::<MAX_PARENTS>::seq")]
     pub parents: Vec<OpId>,
     /// Author's clock, ms since the Unix epoch (informational: orders nothing).
     pub at_ms: u64,

@@ -57,6 +57,11 @@ pub fn topic(secret: &GroupSecret) -> libp2p::gossipsub::IdentTopic {
     libp2p::gossipsub::IdentTopic::new(format!("/kith/group/2/{hex}"))
 }
 
+/// Longest group name accepted from the wire, in bytes of UTF-8: the
+/// [`membership::MAX_NAME_CHARS`] characters a name may have, at up to 4 bytes each.
+/// Enforced while decoding an operation.
+pub const MAX_NAME_BYTES: usize = 4 * membership::MAX_NAME_CHARS;
+
 /// The conversation that holds a group's messages (the same id on every member).
 pub fn conversation(group: &GroupId) -> ConversationId {
     ConversationId(group.0)
@@ -104,4 +109,50 @@ pub enum GroupError {
     /// The group's history holds [`membership::MAX_OPS`] operations.
     #[error("the group's history is full ({} operations)", membership::MAX_OPS)]
     HistoryFull,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kith_storage::MessageId;
+
+    use super::membership::{MemberCard, OpKind};
+    use super::post::GroupPost;
+    use super::*;
+    use crate::payload::MAX_TEXT_LEN;
+    use crate::peer_record::MAX_ADDRS;
+    use crate::wire::{self, WireError};
+
+    fn decode(kind: &OpKind) -> Result<OpKind, WireError> {
+        wire::decode(&wire::encode(kind).unwrap(), membership::MAX_OP_LEN)
+    }
+
+    fn create(name: String, relays: usize) -> OpKind {
+        let owner = MemberCard { peer_id: vec![1; 38], e2e_public: [2; 32], binding: [3; 64] };
+        OpKind::Create { name, owner, relays: vec![vec![4; 8]; relays], secret: GroupSecret::from_bytes([5; 32]) }
+    }
+
+    #[test]
+    fn operation_limits_at_and_past_while_decoding() {
+        let at = "ж".repeat(MAX_NAME_BYTES / 2);
+        for kind in [create(at.clone(), MAX_ADDRS), OpKind::Rename { name: at }] {
+            assert_eq!(decode(&kind).unwrap(), kind);
+        }
+        let past = "x".repeat(MAX_NAME_BYTES + 1);
+        for kind in [create(past.clone(), 0), OpKind::Rename { name: past }] {
+            let r = decode(&kind);
+            assert!(matches!(r, Err(WireError::TooLong { max: MAX_NAME_BYTES, .. })), "{r:?}");
+        }
+        let r = decode(&create("g".into(), MAX_ADDRS + 1));
+        assert!(matches!(r, Err(WireError::TooMany { max: MAX_ADDRS })), "{r:?}");
+    }
+
+    #[test]
+    fn post_text_at_and_past_while_decoding() {
+        let post = |text| GroupPost::Text { id: MessageId([1; 16]), lamport: 1, sent_at_ms: 1, text };
+        let at = post("x".repeat(MAX_TEXT_LEN));
+        assert_eq!(GroupPost::decode(&at.encode().unwrap()).unwrap(), at);
+        let r = GroupPost::decode(&post("x".repeat(MAX_TEXT_LEN + 1)).encode().unwrap());
+        assert!(matches!(r, Err(WireError::TooLong { max: MAX_TEXT_LEN, .. })), "{r:?}");
+    }
 }

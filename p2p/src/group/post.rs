@@ -21,6 +21,7 @@ pub enum GroupPost {
         /// The author's clock when sent, in ms since the Unix epoch.
         sent_at_ms: u64,
         /// The text.
+        #[serde(deserialize_with = "wire::Max::<MAX_TEXT_LEN>::text")]
         text: String,
     },
 }
