@@ -389,12 +389,17 @@ async fn a_stranger_flooding_texts_leaves_disk_use_bounded() {
     node.store().flush().unwrap();
     let before = disk_use(&db);
 
-    // A contact request that would add a thousand addresses and relays.
-    let many: Vec<Vec<u8>> =
-        (0..1000u16).map(|p| format!("/ip4/10.0.0.1/tcp/{p}").parse::<Multiaddr>().unwrap().to_vec()).collect();
-    let request = Payload::ContactRequest { name: Some("s".into()), addrs: many.clone(), token: None, relays: many };
-    let request = sealer.seal(&bob_key, &request.encode().unwrap()).unwrap();
-    assert_eq!(results(attacker.send(vec![request]).await), [DmResult::Stored]);
+    // A contact request with a thousand addresses does not even decode; one with as
+    // many as a payload may carry adds only the contact's bounded share.
+    let addrs = |n: usize| -> Vec<Vec<u8>> {
+        (0..n).map(|p| format!("/ip4/10.0.0.1/tcp/{p}").parse::<Multiaddr>().unwrap().to_vec()).collect()
+    };
+    let request = |n| Payload::ContactRequest { name: Some("s".into()), addrs: addrs(n), token: None, relays: addrs(n) };
+    let too_many = sealer.seal(&bob_key, &request(1000).encode().unwrap()).unwrap();
+    assert_eq!(results(attacker.send(vec![too_many]).await), [DmResult::Rejected(RejectReason::TooLarge)]);
+    let most = request(kith_p2p::peer_record::MAX_ADDRS);
+    let most = sealer.seal(&bob_key, &most.encode().unwrap()).unwrap();
+    assert_eq!(results(attacker.send(vec![most]).await), [DmResult::Stored]);
 
     let body = "x".repeat(BODY);
     let mut stored = 0;

@@ -136,7 +136,7 @@ impl Inbound<'_> {
         })?;
         let payload = Payload::decode(&opened.plaintext).map_err(|e| match e {
             WireError::UnsupportedVersion(_) => RejectReason::Unsupported,
-            WireError::TooLarge { .. } => RejectReason::TooLarge,
+            WireError::TooLarge { .. } | WireError::TooLong { .. } | WireError::TooMany { .. } => RejectReason::TooLarge,
             _ => RejectReason::Malformed,
         })?;
         let sender = opened.sender;
