@@ -73,6 +73,11 @@ pub const MAX_GROUP_RELAYS: usize = 8;
 /// Causal states kept for recent operations, so that a chain of operations (the
 /// usual case: one parent each) is checked without folding the history again.
 const STATE_CACHE: usize = 16;
+/// Cached states tried as the starting point of a fold (newest first).
+const CUT_CANDIDATES: usize = 4;
+/// Most operations folded on top of a cached state; past it, a full fold is cheaper
+/// than the search.
+const MAX_CUT_SPAN: usize = 1024;
 const OP_VERSION: u32 = 2;
 
 /// An operation's id: the BLAKE3 hash of its signed encoding.
@@ -557,10 +562,16 @@ impl Membership {
     /// Sign `kind` as `identity` on top of the current heads. The operation is not
     /// inserted: see [`Membership::insert`].
     pub fn sign(&self, identity: &Identity, at_ms: u64, kind: OpKind) -> Result<SignedOp, GroupError> {
+        self.sign_on(identity, &self.heads(), at_ms, kind)
+    }
+
+    /// Sign `kind` as `identity` on chosen `parents` (tools and tests: an honest
+    /// author always builds on its heads, see [`Membership::sign`]).
+    pub fn sign_on(&self, identity: &Identity, parents: &[OpId], at_ms: u64, kind: OpKind) -> Result<SignedOp, GroupError> {
         if matches!(kind, OpKind::Create { .. }) {
             return Err(GroupError::SecondCreate);
         }
-        SignedOp::sign_raw(identity, Some(self.group), self.heads(), at_ms, kind)
+        SignedOp::sign_raw(identity, Some(self.group), parents.to_vec(), at_ms, kind)
     }
 
     /// Add one operation; returns whether it was new. Refused (and not kept) if its
@@ -636,9 +647,10 @@ impl Membership {
         let height = op.op.parents.iter().filter_map(|p| self.nodes.get(p)).map(|n| n.height).max().unwrap_or(0) + 1;
         let revokes = revocation(&causal, &author, &op.op.kind);
         let author_rank = causal.rank(&author).unwrap_or(Rank { tier: u8::MAX, height, op: id });
+        // The causal state counts the operation's ancestors; with it, one more.
         let mut after = causal;
         apply(&mut after, author, (height, id), &op.op.kind);
-        after.version = self.ancestors_of(&op.op.parents, true).len() as u64 + 1;
+        after.version += 1;
         for parent in &op.op.parents {
             if let Some(p) = self.nodes.get_mut(parent) {
                 p.children.push(id);
@@ -666,21 +678,71 @@ impl Membership {
         {
             return state.clone();
         }
+        if let Some(state) = self.fold_from_cache(parents) {
+            return state;
+        }
         let set = self.ancestors_of(parents, true);
         self.fold(&set)
     }
 
     /// Recompute the current state from the whole history.
     fn refold(&mut self) {
-        if let [head] = self.heads.iter().copied().collect::<Vec<_>>().as_slice()
+        let heads: Vec<OpId> = self.heads.iter().copied().collect();
+        if let [head] = heads.as_slice()
             && let Some((_, state)) = self.after.iter().find(|(id, _)| id == head)
         {
             // One head: everything is its ancestor, and its own view is the state.
             self.state = state.clone();
             return;
         }
+        if let Some(state) = self.fold_from_cache(&heads) {
+            self.state = state;
+            return;
+        }
         let all: HashSet<OpId> = self.nodes.keys().copied().collect();
         self.state = self.fold(&all);
+    }
+
+    /// The fold of `from` and its ancestors, continued from the cached state of a
+    /// recent operation `c` that every path from `from` down to the `Create` passes
+    /// through (the last merge, typically). Then the ancestors are `c`'s closure plus
+    /// descendants of `c`: all of `c`'s closure comes first in fold order, and no
+    /// operation of one part is concurrent with one of the other, so no revocation in
+    /// one voids anything in the other. None if no cached operation is such a cut.
+    fn fold_from_cache(&self, from: &[OpId]) -> Option<GroupState> {
+        // A cut lies below every operation of `from` (heads are never ancestors of
+        // each other, so none of them is a cut for the others).
+        let lowest = from.iter().filter_map(|id| self.nodes.get(id)).map(|n| n.height).min()?;
+        let below = self.after.iter().rev().filter_map(|(cut, state)| {
+            let height = self.nodes.get(cut)?.height;
+            (height < lowest).then_some((cut, state, height))
+        });
+        for (cut, cut_state, cut_height) in below.take(CUT_CANDIDATES) {
+            let mut above = HashSet::new();
+            let mut stack = from.to_vec();
+            let mut is_cut = true;
+            while let Some(id) = stack.pop() {
+                if id == *cut || above.contains(&id) {
+                    continue;
+                }
+                let Some(node) = self.nodes.get(&id) else { return None };
+                // A path that reaches this low without meeting `cut` goes around it.
+                if node.height <= cut_height || above.len() >= MAX_CUT_SPAN {
+                    is_cut = false;
+                    break;
+                }
+                above.insert(id);
+                stack.extend(node.parents.iter().copied());
+            }
+            if !is_cut {
+                continue;
+            }
+            let mut state = cut_state.clone();
+            self.apply_set(&mut state, &above);
+            state.version += above.len() as u64;
+            return Some(state);
+        }
+        None
     }
 
     /// The ancestors of `from` (and, with `inclusive`, `from` themselves).
@@ -693,6 +755,22 @@ impl Membership {
         };
         while let Some(id) = stack.pop() {
             if !seen.insert(id) {
+                continue;
+            }
+            if let Some(node) = self.nodes.get(&id) {
+                stack.extend(node.parents.iter().copied());
+            }
+        }
+        seen
+    }
+
+    /// `from` and its ancestors within `within` (a set that holds every operation on a
+    /// path between two of its members).
+    fn ancestors_within(&self, from: OpId, within: &HashSet<OpId>) -> HashSet<OpId> {
+        let mut seen = HashSet::new();
+        let mut stack = vec![from];
+        while let Some(id) = stack.pop() {
+            if !within.contains(&id) || !seen.insert(id) {
                 continue;
             }
             if let Some(node) = self.nodes.get(&id) {
@@ -720,11 +798,19 @@ impl Membership {
     /// Fold an ancestor-closed set of operations: find the operations voided by a
     /// concurrent revocation, then apply the rest in (height, id) order.
     fn fold(&self, set: &HashSet<OpId>) -> GroupState {
+        let mut state = GroupState::default();
+        self.apply_set(&mut state, set);
+        state.version = set.len() as u64;
+        state
+    }
+
+    /// Apply the operations of `set` to `state` in fold order, leaving out those a
+    /// revocation in `set` voids.
+    fn apply_set(&self, state: &mut GroupState, set: &HashSet<OpId>) {
         let mut in_order: Vec<(u32, OpId)> =
             set.iter().filter_map(|id| self.nodes.get(id).map(|n| n.key(*id))).collect();
         in_order.sort_unstable();
         let void = self.voided(set);
-        let mut state = GroupState::default();
         for (_, id) in &in_order {
             let Some(node) = self.nodes.get(id) else { continue };
             if void.contains(id) {
@@ -737,10 +823,8 @@ impl Membership {
                 state.members.insert(node.author, owner_state);
                 continue;
             }
-            apply(&mut state, node.author, (node.height, *id), &node.op.op.kind);
+            apply(state, node.author, (node.height, *id), &node.op.op.kind);
         }
-        state.version = set.len() as u64;
-        state
     }
 
     /// The operations in `set` that a revocation in `set` voids: those of the revoked
@@ -774,7 +858,7 @@ impl Membership {
                 Revokes::Admin(t) => (t, true),
             };
             let Some(theirs) = by_author.get(&target) else { continue };
-            let mut related = self.ancestors_of(&[id], true);
+            let mut related = self.ancestors_within(id, set);
             related.extend(self.descendants_of(id, set));
             for op in theirs {
                 if related.contains(op) {
@@ -1205,6 +1289,20 @@ mod tests {
                 if m.insert(op.clone()).is_ok() {
                     accepted.push(op);
                 }
+            }
+            // Every shortcut agrees with folding the whole causal past.
+            let all: HashSet<OpId> = m.nodes.keys().copied().collect();
+            prop_assert_eq!(m.state(), &m.fold(&all));
+            for id in all.iter() {
+                let parents = m.nodes[id].parents.clone();
+                if parents.is_empty() {
+                    continue;
+                }
+                let full = m.fold(&m.ancestors_of(&parents, true));
+                if let Some(cached) = m.fold_from_cache(&parents) {
+                    prop_assert_eq!(&cached, &full);
+                }
+                prop_assert_eq!(&m.causal_state(&parents), &full);
             }
             let create = m.ops().next().unwrap().clone();
             let mut rng2 = rand::rngs::StdRng::seed_from_u64(shuffle);

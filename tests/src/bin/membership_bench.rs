@@ -10,6 +10,10 @@
 //!   the history holds `--ops` operations — a worst case for the fold, which must
 //!   settle every revocation against the operations concurrent with it.
 //!
+//! - **tangle**: what a hostile admin can make: `--ops` renames, each naming two random
+//!   earlier operations as parents, so that no recent state is a starting point and
+//!   every check folds the operation's whole causal past.
+//!
 //! For each: the time to load the whole history ([`Membership::from_ops`], what a node
 //! does at start for each group), and the time to insert one more operation on top
 //! (p50/p99 over `--samples` operations, each on a fresh copy).
@@ -22,7 +26,7 @@
 
 use std::time::{Duration, Instant};
 
-use kith_p2p::group::membership::{MemberCard, Membership, OpKind, SignedOp};
+use kith_p2p::group::membership::{MAX_OPS, MemberCard, Membership, OpKind, SignedOp};
 use kith_p2p::identity::Identity;
 use kith_p2p::kith_storage::Role;
 use kith_tests::bench::{ms, percentile};
@@ -120,6 +124,30 @@ fn storm(owner: &Identity, admins: &[Identity], pool: &[Identity], target: usize
     (m, ops)
 }
 
+/// Renames by the owner, each on two random earlier operations (seeded).
+fn tangle(owner: &Identity, target: usize) -> (Membership, Vec<SignedOp>) {
+    use rand::{SeedableRng, seq::SliceRandom};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (_, create) = SignedOp::create(owner, "bench", Vec::new(), 0).unwrap();
+    let mut m = Membership::new(create.clone()).unwrap();
+    let mut ops = vec![create];
+    let mut ids = vec![ops[0].id().unwrap()];
+    let mut n = 0u64;
+    while ops.len() < target {
+        n += 1;
+        let mut parents: Vec<_> = ids.choose_multiple(&mut rng, 2).copied().collect();
+        parents.sort();
+        parents.dedup();
+        let heads = parents.clone();
+        let op = m.sign_on(owner, &heads, n, OpKind::Rename { name: format!("t{n}") }).unwrap();
+        if m.insert(op.clone()).is_ok() {
+            ids.push(op.id().unwrap());
+            ops.push(op);
+        }
+    }
+    (m, ops)
+}
+
 fn report(name: &str, m: &Membership, ops: &[SignedOp], extra: impl Fn(&Membership, usize) -> SignedOp, samples: usize) {
     let started = Instant::now();
     let (loaded, merged) = Membership::from_ops(ops.to_vec()).unwrap();
@@ -140,8 +168,8 @@ fn report(name: &str, m: &Membership, ops: &[SignedOp], extra: impl Fn(&Membersh
         ops.len(),
         m.state().members.len(),
         ms(load),
-        ms(percentile(&inserts, 50.0)),
-        ms(percentile(&inserts, 99.0)),
+        ms(percentile(&inserts, 0.50)),
+        ms(percentile(&inserts, 0.99)),
     );
 }
 
@@ -161,9 +189,19 @@ fn main() {
 
     let admins: Vec<Identity> = (1..=args.admins).map(|i| person(20_000_000 + i)).collect();
     let pool: Vec<Identity> = (0..900).map(|i| person(30_000_000 + i)).collect();
-    let (m, ops) = storm(&owner, &admins, &pool, args.ops);
+    // Room for a round's overshoot and the sample inserted on top.
+    let (m, ops) = storm(&owner, &admins, &pool, args.ops.min(MAX_OPS - 2 * (args.admins + 1)));
     report(
         "storm",
+        &m,
+        &ops,
+        |m, i| m.sign(&owner, 0, OpKind::Rename { name: format!("sample {i}") }).unwrap(),
+        args.samples,
+    );
+
+    let (m, ops) = tangle(&owner, args.ops.min(MAX_OPS - 1));
+    report(
+        "tangle",
         &m,
         &ops,
         |m, i| m.sign(&owner, 0, OpKind::Rename { name: format!("sample {i}") }).unwrap(),

@@ -569,18 +569,26 @@ impl Actor {
         all.extend(ops);
         let has_create = all.iter().any(|o| o.op.group.is_none());
         let built = if has_create { Membership::from_ops(all.clone()).ok() } else { None };
+        // Only a contact is asked for missing parts: a stranger could otherwise make us
+        // queue a request for every group id it makes up.
+        let from_contact = matches!(
+            self.store.contacts().get(&sender.to_string()),
+            Ok(Some(c)) if c.state == ContactState::Accepted
+        );
         let Some((membership, merged)) = built else {
             // The parts with the `Create` are on the way, or we ask for them.
             self.keep_limbo(group, all);
-            self.ask_sync(group, sender, false);
-            self.flush_queued();
+            if from_contact {
+                self.ask_sync(group, sender, false);
+                self.flush_queued();
+            }
             return;
         };
         let state = membership.state();
         let Some(me) = state.members.get(&self.me) else {
             // Not (yet) a member: the part that adds us may follow.
             self.keep_limbo(group, all);
-            if !merged.waiting.is_empty() {
+            if from_contact && !merged.waiting.is_empty() {
                 self.ask_sync(group, sender, false);
                 self.flush_queued();
             }
@@ -760,7 +768,10 @@ impl Actor {
         } else if was_member {
             let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
         }
-        if let Some(from) = from {
+        // A member that just joined holds nothing others lack; the rest forward.
+        if let Some(from) = from
+            && was_member
+        {
             self.forward_concurrent(group, fresh, from);
         }
         self.groups.queued = false;
