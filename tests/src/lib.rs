@@ -244,6 +244,9 @@ impl Peer {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KITH_RETRY_MAX_MS", "500")
+            // Mail that went to a relay (a direct delivery that timed out under load)
+            // arrives within a second, not at the next minute's drain.
+            .env("KITH_DRAIN_INTERVAL_MS", "1000")
             .arg("--home")
             .arg(&self.home)
             .args(args)

@@ -15,6 +15,9 @@ use crate::failure::{Code, Failure, Result};
 
 /// Test and tuning knob: the retry backoff ceiling in ms (default 30 000).
 const RETRY_MAX_ENV: &str = "KITH_RETRY_MAX_MS";
+/// Test and tuning knob: how often relays are drained and group logs fetched, in ms
+/// (default 60 000).
+const DRAIN_INTERVAL_ENV: &str = "KITH_DRAIN_INTERVAL_MS";
 
 pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
     let home = super::home(global)?;
@@ -40,6 +43,9 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
     if let Some(ms) = std::env::var(RETRY_MAX_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
         timers.retry_max = Duration::from_millis(ms.max(1));
         timers.retry_initial = timers.retry_initial.min(timers.retry_max);
+    }
+    if let Some(ms) = std::env::var(DRAIN_INTERVAL_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        timers.drain_interval = Duration::from_millis(ms.max(100));
     }
     Ok(NodeConfig {
         identity,

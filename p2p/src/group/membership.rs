@@ -38,29 +38,18 @@
 //! the operation's causal state (a member can only leave, so a member cannot fill the
 //! history).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use kith_storage::{GroupId, Role};
 use libp2p::PeerId;
-use serde::{Deserialize, Serialize};
 
+use super::state::{Revokes, apply, permitted, revocation, valid_name};
+pub use super::op::{MAX_GROUP_RELAYS, MAX_OP_LEN, MAX_PARENTS, MemberCard, OP_CONTEXT, Op, OpId, OpKind, SignedOp, group_id_of};
+pub use super::state::{GroupState, MAX_MEMBERS, MAX_NAME_CHARS, MemberState, Rank};
 use super::{GroupError, GroupSecret};
-use crate::identity::{Identity, PublicIdentity, verify_signature};
-use crate::wire;
+use crate::identity::Identity;
 
-/// Domain separation for operation signatures.
-pub const OP_CONTEXT: &[u8] = b"kith/group-op/2\0";
-/// BLAKE3 key-derivation context of [`group_id_of`].
-const GROUP_ID_CONTEXT: &str = "kith group id v2";
-/// Largest encoded operation accepted, in bytes.
-pub const MAX_OP_LEN: usize = 16 * 1024;
-/// Longest group name, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
-/// Most members a group may have.
-pub const MAX_MEMBERS: usize = 1024;
-/// Most parents one operation may name: an honest author names its current heads,
-/// which are few unless many admins acted at once.
-pub const MAX_PARENTS: usize = 32;
 /// Most operations one group's history may hold: room for every member of a full
 /// group to be added, re-added, promoted and demoted several times.
 pub const MAX_OPS: usize = 8 * MAX_MEMBERS;
@@ -68,8 +57,6 @@ pub const MAX_OPS: usize = 8 * MAX_MEMBERS;
 /// A member can only leave; concurrent forks of a leave add nothing, so a handful
 /// covers being added, leaving and being added again.
 pub const MAX_MEMBER_OPS: usize = 4;
-/// Most relays a group's `Create` may name.
-pub const MAX_GROUP_RELAYS: usize = 8;
 /// Causal states kept for recent operations, so that a chain of operations (the
 /// usual case: one parent each) is checked without folding the history again.
 const STATE_CACHE: usize = 16;
@@ -78,311 +65,6 @@ const CUT_CANDIDATES: usize = 4;
 /// Most operations folded on top of a cached state; past it, a full fold is cheaper
 /// than the search.
 const MAX_CUT_SPAN: usize = 1024;
-const OP_VERSION: u32 = 2;
-
-/// An operation's id: the BLAKE3 hash of its signed encoding.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct OpId(#[serde(with = "wire::byte_array")] pub [u8; 32]);
-
-impl std::fmt::Debug for OpId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hex: String = self.0[..6].iter().map(|b| format!("{b:02x}")).collect();
-        write!(f, "OpId({hex}…)")
-    }
-}
-
-/// The id of the group that `create` starts: the first 16 bytes of
-/// `blake3::derive_key("kith group id v2", encoding of the signed Create)`.
-pub fn group_id_of(create: &SignedOp) -> Result<GroupId, GroupError> {
-    let bytes = create.encode()?;
-    let hash = blake3::derive_key(GROUP_ID_CONTEXT, &bytes);
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&hash[..16]);
-    Ok(GroupId(id))
-}
-
-/// How other members reach a member end to end: its identity and bound E2E key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberCard {
-    /// Peer id bytes.
-    #[serde(with = "wire::bytes")]
-    pub peer_id: Vec<u8>,
-    /// X25519 key for pairwise sealing.
-    #[serde(with = "wire::byte_array")]
-    pub e2e_public: [u8; 32],
-    /// Signature binding `e2e_public` to `peer_id`.
-    #[serde(with = "wire::byte_array")]
-    pub binding: [u8; 64],
-}
-
-impl MemberCard {
-    /// The card of a public identity.
-    pub fn of(public: &PublicIdentity) -> MemberCard {
-        MemberCard { peer_id: public.peer_id.to_bytes(), e2e_public: public.e2e_public, binding: public.binding }
-    }
-
-    /// The card as a verified public identity.
-    pub fn verify(&self) -> Result<PublicIdentity, GroupError> {
-        let peer_id = PeerId::from_bytes(&self.peer_id).map_err(|e| GroupError::Malformed(e.to_string()))?;
-        let public = PublicIdentity { peer_id, e2e_public: self.e2e_public, binding: self.binding };
-        public.verify().map_err(|_| GroupError::BadSignature)?;
-        Ok(public)
-    }
-}
-
-/// What an operation does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OpKind {
-    /// Start the group; its author is the owner. Its hash is the group's id.
-    Create {
-        /// The group's name.
-        #[serde(deserialize_with = "wire::Max::<{ super::MAX_NAME_BYTES }>::text")]
-        name: String,
-        /// The owner's card.
-        owner: MemberCard,
-        /// The relays (multiaddr bytes) that keep the group's log.
-        #[serde(default, serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<{ crate::peer_record::MAX_ADDRS }>::bytes_seq")]
-        relays: Vec<Vec<u8>>,
-        /// The secret only members hold: names the group's relay log and gossip topic
-        /// and keys the outer layer of its messages (see [`GroupSecret`]).
-        secret: GroupSecret,
-    },
-    /// Add a member (role `Admin` or `Member`).
-    Add {
-        /// Who.
-        member: MemberCard,
-        /// With which role.
-        role: Role,
-    },
-    /// Remove a member.
-    Remove {
-        /// Peer id bytes of the member.
-        #[serde(with = "wire::bytes")]
-        peer: Vec<u8>,
-    },
-    /// Change a non-owner's role (promote or demote).
-    SetRole {
-        /// Peer id bytes of the member.
-        #[serde(with = "wire::bytes")]
-        peer: Vec<u8>,
-        /// The new role (`Admin` or `Member`).
-        role: Role,
-    },
-    /// Rename the group.
-    Rename {
-        /// The new name.
-        #[serde(deserialize_with = "wire::Max::<{ super::MAX_NAME_BYTES }>::text")]
-        name: String,
-    },
-    /// The author leaves.
-    Leave,
-}
-
-/// An operation before signing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Op {
-    v: u32,
-    /// The group; `None` in its `Create`, whose hash is the group id.
-    pub group: Option<GroupId>,
-    /// Author's peer id bytes.
-    #[serde(with = "wire::bytes")]
-    pub author: Vec<u8>,
-    /// The operations this one builds on (the author's heads); empty only in `Create`.
-    #[serde(deserialize_with = "wire::Max::<MAX_PARENTS>::seq")]
-    pub parents: Vec<OpId>,
-    /// Author's clock, ms since the Unix epoch (informational: orders nothing).
-    pub at_ms: u64,
-    /// What it does.
-    pub kind: OpKind,
-}
-
-/// A signed operation as it travels and is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedOp {
-    /// The operation.
-    pub op: Op,
-    /// The author's Ed25519 signature over [`OP_CONTEXT`] ‖ CBOR(op).
-    #[serde(with = "wire::byte_array")]
-    pub sig: [u8; 64],
-}
-
-fn malformed(e: impl std::fmt::Display) -> GroupError {
-    GroupError::Malformed(e.to_string())
-}
-
-fn signed_bytes(op: &Op) -> Result<Vec<u8>, GroupError> {
-    let body = wire::encode(op).map_err(malformed)?;
-    Ok([OP_CONTEXT, &body].concat())
-}
-
-impl SignedOp {
-    /// Start a new group named `name` with us as owner and a fresh secret; returns the
-    /// group's id with its `Create`.
-    pub fn create(identity: &Identity, name: &str, relays: Vec<Vec<u8>>, at_ms: u64) -> Result<(GroupId, SignedOp), GroupError> {
-        let kind = OpKind::Create {
-            name: name.trim().to_owned(),
-            owner: MemberCard::of(&identity.public()),
-            relays,
-            secret: GroupSecret::generate(),
-        };
-        let create = SignedOp::sign_raw(identity, None, Vec::new(), at_ms, kind)?;
-        Ok((group_id_of(&create)?, create))
-    }
-
-    fn sign_raw(
-        identity: &Identity,
-        group: Option<GroupId>,
-        parents: Vec<OpId>,
-        at_ms: u64,
-        kind: OpKind,
-    ) -> Result<SignedOp, GroupError> {
-        let op = Op { v: OP_VERSION, group, author: identity.peer_id().to_bytes(), parents, at_ms, kind };
-        let sig = identity.sign(&signed_bytes(&op)?);
-        Ok(SignedOp { op, sig })
-    }
-
-    /// Encode for the wire or the store.
-    pub fn encode(&self) -> Result<Vec<u8>, GroupError> {
-        wire::encode(self).map_err(malformed)
-    }
-
-    /// Decode and check the signature and size caps (not yet the author's rights:
-    /// those depend on the operation's causal state).
-    pub fn decode(bytes: &[u8]) -> Result<SignedOp, GroupError> {
-        let op: SignedOp = wire::decode(bytes, MAX_OP_LEN).map_err(malformed)?;
-        if op.op.v != OP_VERSION {
-            return Err(GroupError::Malformed(format!("unsupported operation version {}", op.op.v)));
-        }
-        op.check_shape()?;
-        op.check_signature()?;
-        Ok(op)
-    }
-
-    /// Structure that holds whatever the history: a `Create` and only a `Create` has no
-    /// parents and no group, parents are few and distinct.
-    fn check_shape(&self) -> Result<(), GroupError> {
-        let create = matches!(self.op.kind, OpKind::Create { .. });
-        if create != self.op.parents.is_empty() || create != self.op.group.is_none() {
-            return Err(GroupError::Malformed("only a Create has no parents and no group".into()));
-        }
-        if self.op.parents.len() > MAX_PARENTS {
-            return Err(GroupError::Malformed(format!("{} parents, at most {MAX_PARENTS}", self.op.parents.len())));
-        }
-        let distinct: BTreeSet<&OpId> = self.op.parents.iter().collect();
-        if distinct.len() != self.op.parents.len() {
-            return Err(GroupError::Malformed("a parent named twice".into()));
-        }
-        if let OpKind::Create { relays, .. } = &self.op.kind
-            && relays.len() > MAX_GROUP_RELAYS
-        {
-            return Err(GroupError::Malformed(format!("{} relays, at most {MAX_GROUP_RELAYS}", relays.len())));
-        }
-        Ok(())
-    }
-
-    fn check_signature(&self) -> Result<(), GroupError> {
-        let author = self.author()?;
-        verify_signature(&author, &signed_bytes(&self.op)?, &self.sig).map_err(|_| GroupError::BadSignature)
-    }
-
-    /// The author.
-    pub fn author(&self) -> Result<PeerId, GroupError> {
-        PeerId::from_bytes(&self.op.author).map_err(malformed)
-    }
-
-    /// Content hash: the operation's identity, named by its children.
-    pub fn id(&self) -> Result<OpId, GroupError> {
-        Ok(OpId(*blake3::hash(&self.encode()?).as_bytes()))
-    }
-}
-
-/// How senior a member is: lower is more senior. The owner is above every admin;
-/// among admins (and members), whoever got the role earlier in the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Rank {
-    tier: u8,
-    height: u32,
-    op: OpId,
-}
-
-fn tier(role: Role) -> u8 {
-    match role {
-        Role::Owner => 0,
-        Role::Admin => 1,
-        Role::Member => 2,
-    }
-}
-
-/// A member as the fold sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberState {
-    /// Role now.
-    pub role: Role,
-    /// How to reach them.
-    pub card: MemberCard,
-    /// Who made them a member (for the owner: the owner).
-    pub added_by: PeerId,
-    /// Where in the history they got their current role: (height, operation).
-    since: (u32, OpId),
-}
-
-impl MemberState {
-    /// Their seniority.
-    pub fn rank(&self) -> Rank {
-        Rank { tier: tier(self.role), height: self.since.0, op: self.since.1 }
-    }
-}
-
-/// The membership every member computes from the same operations.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct GroupState {
-    /// The group's name.
-    pub name: String,
-    /// Members by peer id.
-    pub members: BTreeMap<PeerId, MemberState>,
-    /// How many operations the history holds (grows with every change; members that
-    /// hold the same history agree on it).
-    pub version: u64,
-    /// Everyone ever removed or departed and not re-added (their sender keys are stale).
-    pub departed: BTreeSet<PeerId>,
-    /// The relays that keep the group's log (multiaddr bytes, from `Create`).
-    pub relays: Vec<Vec<u8>>,
-}
-
-impl GroupState {
-    /// The role of `peer`, if a member.
-    pub fn role(&self, peer: &PeerId) -> Option<Role> {
-        self.members.get(peer).map(|m| m.role)
-    }
-
-    /// Whether `peer` may change membership.
-    pub fn is_admin(&self, peer: &PeerId) -> bool {
-        matches!(self.role(peer), Some(Role::Owner | Role::Admin))
-    }
-
-    fn rank(&self, peer: &PeerId) -> Option<Rank> {
-        self.members.get(peer).map(MemberState::rank)
-    }
-
-    /// Whether `author` may revoke `target`'s role: the owner may revoke anyone but
-    /// itself; an admin may revoke members and junior admins.
-    fn outranks(&self, author: &PeerId, target: &PeerId) -> bool {
-        match (self.rank(author), self.rank(target)) {
-            (Some(a), Some(t)) => a.tier <= 1 && t.tier > 0 && (t.tier == 2 || a < t),
-            _ => false,
-        }
-    }
-}
-
-/// Who an operation takes rights from, and which.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Revokes {
-    /// Membership (remove, leave): every concurrent operation of the target is void.
-    Membership(PeerId),
-    /// Admin rights (demotion): the target's concurrent operations other than leaving
-    /// are void.
-    Admin(PeerId),
-}
 
 /// One accepted operation and what its causal state said about it.
 #[derive(Debug, Clone)]
@@ -401,6 +83,13 @@ impl Node {
     fn key(&self, id: OpId) -> (u32, OpId) {
         (self.height, id)
     }
+}
+
+/// Which way [`Membership::reach`] walks the history.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Up,
+    Down,
 }
 
 /// What [`Membership::insert_many`] did with a batch.
@@ -725,7 +414,7 @@ impl Membership {
                 if id == *cut || above.contains(&id) {
                     continue;
                 }
-                let Some(node) = self.nodes.get(&id) else { return None };
+                let node = self.nodes.get(&id)?;
                 // A path that reaches this low without meeting `cut` goes around it.
                 if node.height <= cut_height || above.len() >= MAX_CUT_SPAN {
                     is_cut = false;
@@ -747,49 +436,41 @@ impl Membership {
 
     /// The ancestors of `from` (and, with `inclusive`, `from` themselves).
     fn ancestors_of(&self, from: &[OpId], inclusive: bool) -> HashSet<OpId> {
-        let mut seen = HashSet::new();
-        let mut stack: Vec<OpId> = if inclusive {
+        let start = if inclusive {
             from.to_vec()
         } else {
             from.iter().filter_map(|id| self.nodes.get(id)).flat_map(|n| n.parents.iter().copied()).collect()
         };
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
-            if let Some(node) = self.nodes.get(&id) {
-                stack.extend(node.parents.iter().copied());
-            }
-        }
-        seen
+        self.reach(start, Direction::Up, None)
     }
 
     /// `from` and its ancestors within `within` (a set that holds every operation on a
     /// path between two of its members).
     fn ancestors_within(&self, from: OpId, within: &HashSet<OpId>) -> HashSet<OpId> {
-        let mut seen = HashSet::new();
-        let mut stack = vec![from];
-        while let Some(id) = stack.pop() {
-            if !within.contains(&id) || !seen.insert(id) {
-                continue;
-            }
-            if let Some(node) = self.nodes.get(&id) {
-                stack.extend(node.parents.iter().copied());
-            }
-        }
-        seen
+        self.reach(vec![from], Direction::Up, Some(within))
     }
 
     /// The descendants of `from` within `within` (not `from` itself).
     fn descendants_of(&self, from: OpId, within: &HashSet<OpId>) -> HashSet<OpId> {
+        let start = self.nodes.get(&from).map(|n| n.children.clone()).unwrap_or_default();
+        self.reach(start, Direction::Down, Some(within))
+    }
+
+    /// Everything reachable from `start` (included) along parents (`Up`) or children
+    /// (`Down`), without leaving `within` if given.
+    fn reach(&self, start: Vec<OpId>, direction: Direction, within: Option<&HashSet<OpId>>) -> HashSet<OpId> {
         let mut seen = HashSet::new();
-        let mut stack: Vec<OpId> = self.nodes.get(&from).map(|n| n.children.clone()).unwrap_or_default();
+        let mut stack = start;
         while let Some(id) = stack.pop() {
-            if !within.contains(&id) || !seen.insert(id) {
+            if within.is_some_and(|w| !w.contains(&id)) || !seen.insert(id) {
                 continue;
             }
             if let Some(node) = self.nodes.get(&id) {
-                stack.extend(node.children.iter().copied());
+                let next = match direction {
+                    Direction::Up => &node.parents,
+                    Direction::Down => &node.children,
+                };
+                stack.extend(next.iter().copied());
             }
         }
         seen
@@ -872,132 +553,6 @@ impl Membership {
             }
         }
         void
-    }
-}
-
-fn peer(bytes: &[u8]) -> Option<PeerId> {
-    PeerId::from_bytes(bytes).ok()
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.trim().is_empty() && name.chars().count() <= MAX_NAME_CHARS
-}
-
-/// Whether `author` may make `kind` in `state`; the reason if not.
-fn permitted(state: &GroupState, author: &PeerId, kind: &OpKind) -> Result<(), String> {
-    let admin = state.is_admin(author);
-    let need_admin = || if admin { Ok(()) } else { Err("only the group's owner and admins can do that".to_owned()) };
-    match kind {
-        OpKind::Create { .. } => Err("a group has exactly one Create".into()),
-        OpKind::Add { member, role } => {
-            need_admin()?;
-            let who = peer(&member.peer_id).ok_or("the card's peer id is malformed")?;
-            if !matches!(role, Role::Admin | Role::Member) {
-                return Err("members are added as admin or member".into());
-            }
-            if state.members.contains_key(&who) {
-                return Err(format!("{who} is already a member"));
-            }
-            if state.members.len() >= MAX_MEMBERS {
-                return Err(format!("the group has {MAX_MEMBERS} members"));
-            }
-            member.verify().map_err(|_| "the member's card does not verify".to_owned())?;
-            Ok(())
-        }
-        OpKind::Remove { peer: target } | OpKind::SetRole { peer: target, .. } => {
-            need_admin()?;
-            let who = peer(target).ok_or("malformed peer id")?;
-            let role = state.role(&who).ok_or_else(|| format!("{who} is not a member"))?;
-            if role == Role::Owner || who == *author {
-                return Err("the owner cannot be removed or demoted, nor can one remove oneself".into());
-            }
-            if let OpKind::SetRole { role: new, .. } = kind
-                && (!matches!(new, Role::Admin | Role::Member) || *new == role)
-            {
-                return Err(format!("{who} already has that role"));
-            }
-            let revoking = matches!(kind, OpKind::Remove { .. }) || matches!(kind, OpKind::SetRole { role: Role::Member, .. });
-            if revoking && role == Role::Admin && !state.outranks(author, &who) {
-                return Err(format!("{who} is an admin: only the owner or a more senior admin can remove or demote them"));
-            }
-            Ok(())
-        }
-        OpKind::Rename { name } => {
-            need_admin()?;
-            if !valid_name(name) {
-                return Err(format!("a group name is 1 to {MAX_NAME_CHARS} characters"));
-            }
-            if *name == state.name {
-                return Err("the group already has that name".into());
-            }
-            Ok(())
-        }
-        OpKind::Leave => {
-            if state.members.contains_key(author) {
-                Ok(())
-            } else {
-                Err(format!("{author} is not a member"))
-            }
-        }
-    }
-}
-
-/// Whom a permitted operation revokes, judged in its causal state.
-fn revocation(state: &GroupState, author: &PeerId, kind: &OpKind) -> Option<Revokes> {
-    match kind {
-        OpKind::Remove { peer: target } => peer(target).map(Revokes::Membership),
-        OpKind::SetRole { peer: target, role: Role::Member } => {
-            let who = peer(target)?;
-            (state.role(&who) == Some(Role::Admin)).then_some(Revokes::Admin(who))
-        }
-        OpKind::Leave => Some(Revokes::Membership(*author)),
-        _ => None,
-    }
-}
-
-/// Apply an effective operation's change; rights were settled before. Changes that
-/// no longer fit (adding a member twice, removing one who is gone) do nothing.
-fn apply(state: &mut GroupState, author: PeerId, at: (u32, OpId), kind: &OpKind) {
-    match kind {
-        OpKind::Create { .. } => {}
-        OpKind::Add { member, role } => {
-            let Some(who) = peer(&member.peer_id) else { return };
-            if state.members.contains_key(&who) || state.members.len() >= MAX_MEMBERS {
-                return;
-            }
-            state.departed.remove(&who);
-            state.members.insert(who, MemberState { role: *role, card: member.clone(), added_by: author, since: at });
-        }
-        OpKind::Remove { peer: target } => {
-            let Some(who) = peer(target) else { return };
-            if matches!(state.role(&who), Some(Role::Admin | Role::Member)) {
-                state.members.remove(&who);
-                state.departed.insert(who);
-            }
-        }
-        OpKind::SetRole { peer: target, role } => {
-            let Some(who) = peer(target) else { return };
-            if let Some(m) = state.members.get_mut(&who)
-                && m.role != Role::Owner
-                && m.role != *role
-            {
-                m.role = *role;
-                m.since = at;
-            }
-        }
-        OpKind::Rename { name } => state.name = name.clone(),
-        OpKind::Leave => {
-            let Some(left) = state.members.remove(&author) else { return };
-            state.departed.insert(author);
-            if left.role == Role::Owner {
-                // Succession by seniority: the most senior admin, else member.
-                let heir = state.members.iter().min_by_key(|(_, m)| m.rank()).map(|(p, _)| *p);
-                if let Some(heir) = heir.and_then(|p| state.members.get_mut(&p)) {
-                    heir.role = Role::Owner;
-                    heir.since = at;
-                }
-            }
-        }
     }
 }
 
@@ -1314,3 +869,4 @@ mod tests {
         }
     }
 }
+

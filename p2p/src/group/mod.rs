@@ -10,6 +10,8 @@
 //! the group's id nor who wrote what.
 
 pub mod membership;
+pub mod op;
+pub mod state;
 pub mod post;
 pub mod sender_key;
 

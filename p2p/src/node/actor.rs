@@ -52,12 +52,11 @@ struct SendRequest {
     reply: tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>,
 }
 
+mod group_inbound;
 mod group_messages;
 mod groups;
 mod relays;
 
-/// How often pinned relays are drained besides on (re)connecting to them.
-const DRAIN_INTERVAL: Duration = Duration::from_secs(60);
 
 pub(crate) struct Actor {
     swarm: Swarm<Behaviour>,
@@ -186,7 +185,7 @@ impl Actor {
             last_publish: None,
             next_refresh: Instant::now() + timers.record_refresh,
             relays: relays::RelayState::default(),
-            next_drain: Instant::now() + DRAIN_INTERVAL,
+            next_drain: Instant::now() + config.timers.drain_interval,
             failed_dials: HashMap::new(),
             reachability: "unknown".into(),
             redials: HashMap::new(),
@@ -259,7 +258,7 @@ impl Actor {
             self.publish_record();
         }
         if now >= self.next_drain {
-            self.next_drain = now + DRAIN_INTERVAL;
+            self.next_drain = now + self.config.timers.drain_interval;
             self.drain_all();
             self.fetch_all_group_logs();
             self.dial_group_members();

@@ -47,6 +47,9 @@ pub struct Timers {
     pub idle_connection: Duration,
     /// How long a one-time invite stays redeemable (default 7 days).
     pub invite_ttl: Duration,
+    /// How often the node drains its relays' mailboxes, fetches its groups' logs and
+    /// redials group members (default 60 s; also at start and when relays change).
+    pub drain_interval: Duration,
     /// Connections the node accepts: in total, per peer, per IP address, and a memory
     /// ceiling (default [`ConnectionLimits::default`]; see docs/CONFIG.md).
     pub connection_limits: ConnectionLimits,
@@ -62,6 +65,7 @@ impl Default for Timers {
             record_ttl: Duration::from_secs(3600),
             idle_connection: Duration::from_secs(60),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
+            drain_interval: Duration::from_secs(60),
             connection_limits: ConnectionLimits::default(),
         }
     }

@@ -1,5 +1,6 @@
 //! Group membership in the actor: operations, invitations, sync and sender keys over
-//! the 1:1 end-to-end channel. (Group messages: [`super::group_messages`].)
+//! the 1:1 end-to-end channel. (Group messages: [`super::group_messages`]; payloads
+//! from others and answers to invitations: [`super::group_inbound`].)
 //!
 //! - **Operations.** An admin signs an operation on its current heads, applies it and
 //!   sends it end to end to every member of the resulting state (the whole history,
@@ -33,11 +34,9 @@ use libp2p::gossipsub::{self, TopicHash};
 use libp2p::{Multiaddr, PeerId};
 
 use super::Actor;
-use crate::dm::{DmResult, RejectReason};
 use crate::group::membership::{self, GroupState, MemberCard, Membership, OpId, OpKind, SignedOp};
 use crate::group::sender_key::SenderKey;
 use crate::group::{self as grp, GroupError};
-use crate::node::inbound::GroupDelivery;
 use crate::node::{Event, GroupChange, NodeError};
 use crate::ops::{self, OpError};
 use crate::payload::{self, MAX_PAYLOAD_LEN, Payload, PeerHint};
@@ -50,22 +49,22 @@ pub(super) const MAX_INVITATIONS_PER_INVITER: usize = 2;
 /// Declined group ids remembered (the newest), so a declined group stays away.
 pub(super) const MAX_DECLINED: usize = 256;
 /// Operations of a known group kept in memory while their parents are on the way.
-const MAX_WAITING_OPS: usize = 1024;
+pub(super) const MAX_WAITING_OPS: usize = 1024;
 /// Bytes of operations of groups we do not know yet (parts of a history whose
 /// `Create` has not arrived) kept in memory, oldest dropped first.
-const MAX_LIMBO_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const MAX_LIMBO_BYTES: usize = 4 * 1024 * 1024;
 /// Least time between two syncs of one group with one peer (asked or answered): a
 /// member cannot make us fill our outbox with answers.
-const SYNC_SPACING: Duration = Duration::from_secs(10);
+pub(super) const SYNC_SPACING: Duration = Duration::from_secs(10);
 /// (group, peer) pairs whose last sync is remembered; the oldest are forgotten.
-const MAX_SYNC_TRACKED: usize = 4096;
+pub(super) const MAX_SYNC_TRACKED: usize = 4096;
 /// Bytes of encoded operations per [`Payload::GroupOps`]: a payload's cap less room
 /// for its framing and hints.
 const OPS_PER_PAYLOAD_BYTES: usize = MAX_PAYLOAD_LEN - 12 * 1024;
 /// Hints one history carries (addresses of other members for a new member).
 const MAX_HINTS: usize = 32;
 /// Settings key of the declined group ids.
-const DECLINED_KEY: &str = "groups_declined";
+pub(super) const DECLINED_KEY: &str = "groups_declined";
 
 /// A group we know, in memory: one we are in, left, or are invited to.
 pub(super) struct Joined {
@@ -91,17 +90,17 @@ pub(super) struct GroupsState {
     pub(super) joined: HashMap<GroupId, Joined>,
     pub(super) by_topic: HashMap<TopicHash, GroupId>,
     /// Operations of known groups whose parents have not arrived.
-    waiting: HashMap<GroupId, Vec<SignedOp>>,
+    pub(super) waiting: HashMap<GroupId, Vec<SignedOp>>,
     /// Operations of groups we do not know yet, oldest first, with their total size.
-    limbo: VecDeque<(GroupId, SignedOp, usize)>,
-    limbo_bytes: usize,
+    pub(super) limbo: VecDeque<(GroupId, SignedOp, usize)>,
+    pub(super) limbo_bytes: usize,
     /// When each (group, peer) last synced.
-    synced: HashMap<(GroupId, PeerId), Instant>,
+    pub(super) synced: HashMap<(GroupId, PeerId), Instant>,
     /// Whether payloads were queued that the caller must flush and hand out.
-    queued: bool,
+    pub(super) queued: bool,
 }
 
-fn not_allowed(why: impl Into<String>) -> NodeError {
+pub(super) fn not_allowed(why: impl Into<String>) -> NodeError {
     NodeError::Op(OpError::NotAllowed(why.into()))
 }
 
@@ -112,7 +111,7 @@ fn op_failed(e: GroupError) -> NodeError {
     }
 }
 
-fn unknown_group(group: GroupId) -> NodeError {
+pub(super) fn unknown_group(group: GroupId) -> NodeError {
     NodeError::Op(OpError::UnknownGroup(group.to_string()))
 }
 
@@ -130,7 +129,7 @@ fn generation_key(group: &GroupId) -> String {
     format!("group_generation/{group}")
 }
 
-fn decode_ops(group: GroupId, encoded: &[Vec<u8>]) -> Vec<SignedOp> {
+pub(super) fn decode_ops(group: GroupId, encoded: &[Vec<u8>]) -> Vec<SignedOp> {
     encoded
         .iter()
         .filter_map(|b| SignedOp::decode(b).ok())
@@ -202,7 +201,7 @@ impl Actor {
         }
     }
 
-    fn install(&mut self, membership: Membership, key: SenderKey, created_at_ms: u64, invited_by: Option<PeerId>) {
+    pub(super) fn install(&mut self, membership: Membership, key: SenderKey, created_at_ms: u64, invited_by: Option<PeerId>) {
         let group = membership.group();
         let topic = grp::topic(membership.secret());
         self.groups.by_topic.insert(topic.hash(), group);
@@ -318,7 +317,7 @@ impl Actor {
     /// Queue for `peer` every operation that is not an ancestor of `their_heads`,
     /// parents first, in payloads that fit; the first carries hints on how to reach
     /// the other members.
-    fn send_history(&mut self, group: GroupId, peer: &PeerId, their_heads: &[OpId]) {
+    pub(super) fn send_history(&mut self, group: GroupId, peer: &PeerId, their_heads: &[OpId]) {
         let Some(joined) = self.groups.joined.get(&group) else { return };
         let mut parts: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
         let mut bytes = 0;
@@ -367,332 +366,12 @@ impl Actor {
         Ok(GroupView::new(&self.store, &stored))
     }
 
-    // ---- invitations --------------------------------------------------------------
-
-    /// Join a group we were invited to: from now on it is like one a contact put us in.
-    fn accept_invitation(&mut self, group: GroupId) -> Result<GroupView, NodeError> {
-        let joined = self.groups.joined.get_mut(&group).ok_or_else(|| unknown_group(group))?;
-        let Some(inviter) = joined.invited_by.take() else {
-            return Err(not_allowed("there is no invitation to this group to accept"));
-        };
-        if !joined.membership.state().members.contains_key(&self.me) {
-            return Err(not_allowed("you were removed from this group before accepting"));
-        }
-        let before = GroupState::default();
-        self.after_ops(group, before, &[], None);
-        // What the inviter learned since, with hints on how to reach everyone.
-        self.ask_sync(group, inviter, true);
-        self.flush_queued();
-        self.group_view(group)
-    }
-
-    /// Forget an invitation and remember not to take it again. Nothing is sent.
-    fn decline_invitation(&mut self, group: GroupId) -> Result<GroupView, NodeError> {
-        let joined = self.groups.joined.get(&group).ok_or_else(|| unknown_group(group))?;
-        if joined.invited_by.is_none() {
-            return Err(not_allowed("there is no invitation to this group to decline (leave it instead)"));
-        }
-        let mut view = self.group_view(group)?;
-        view.active = false;
-        let topic = joined.topic.hash();
-        self.groups.by_topic.remove(&topic);
-        self.groups.joined.remove(&group);
-        self.groups.waiting.remove(&group);
-        let mut declined: Vec<GroupId> = self.store.settings().get(DECLINED_KEY).ok().flatten().unwrap_or_default();
-        declined.retain(|g| *g != group);
-        declined.push(group);
-        let excess = declined.len().saturating_sub(MAX_DECLINED);
-        declined.drain(..excess);
-        let stored = self
-            .store
-            .groups()
-            .remove(group)
-            .and_then(|_| self.store.settings().set(DECLINED_KEY, &declined))
-            .and_then(|()| self.store.flush().map(drop));
-        stored.map_err(OpError::from)?;
-        self.emit(Event::GroupChanged { group: view.clone() });
-        Ok(view)
-    }
-
-    fn declined(&self, group: &GroupId) -> bool {
-        let declined: Vec<GroupId> = self.store.settings().get(DECLINED_KEY).ok().flatten().unwrap_or_default();
-        declined.contains(group)
-    }
-
-    /// Whether a new invitation from `inviter` fits the bounds.
-    fn invitation_fits(&self, inviter: &PeerId) -> bool {
-        let invited: Vec<&PeerId> = self.groups.joined.values().filter_map(|j| j.invited_by.as_ref()).collect();
-        invited.len() < MAX_INVITATIONS && invited.iter().filter(|p| **p == inviter).count() < MAX_INVITATIONS_PER_INVITER
-    }
-
-    // ---- payloads from others -------------------------------------------------------
-
-    /// Apply the group payloads of a batch and set their results: operations first,
-    /// then sync requests, then keys, so a key finds the group its batch also brought
-    /// (a sender's outbox keeps no order between items queued in the same millisecond).
-    pub(super) fn receive_group(&mut self, mut deliveries: Vec<GroupDelivery>, results: &mut [DmResult]) {
-        deliveries.sort_by_key(|d| match d.payload {
-            Payload::GroupOps { .. } => 0,
-            Payload::GroupSync { .. } => 1,
-            _ => 2,
-        });
-        let mut keyed = BTreeSet::new();
-        for GroupDelivery { index, sender, payload } in deliveries {
-            let result = match payload {
-                Payload::GroupOps { group, ops, hints } => {
-                    self.receive_group_ops(sender, group, &ops, &hints);
-                    DmResult::Stored
-                }
-                Payload::GroupSync { group, heads } => {
-                    self.answer_sync(sender, group, &heads);
-                    DmResult::Stored
-                }
-                Payload::GroupKey { group, generation, key } => {
-                    let result = self.receive_group_key(sender, group, generation, &key);
-                    if result == DmResult::Stored {
-                        keyed.insert(group);
-                    }
-                    result
-                }
-                _ => continue,
-            };
-            if let Some(slot) = results.get_mut(index) {
-                *slot = result;
-            }
-        }
-        if !keyed.is_empty() {
-            self.flush();
-        }
-        self.flush_queued();
-        for group in keyed {
-            self.open_pending(group);
-        }
-    }
-
-    /// Flush and hand out what group handling queued.
-    fn flush_queued(&mut self) {
-        if std::mem::take(&mut self.groups.queued) {
-            self.flush();
-            self.reload_outbox();
-        }
-    }
-
-    /// Keep a member's sender key (not flushed). A key from someone we do not know as
-    /// a member yet (its group's operations, or the `Add` of its sender, still on the
-    /// way) is `Unready`: the sender retries later. A departed member's, or one for a
-    /// group we declined, is dropped.
-    fn receive_group_key(&mut self, sender: PeerId, group: GroupId, generation: u32, key: &[u8; 32]) -> DmResult {
-        let Some(joined) = self.groups.joined.get(&group) else {
-            return if self.declined(&group) {
-                DmResult::Accepted
-            } else {
-                DmResult::Rejected(RejectReason::Unready)
-            };
-        };
-        let state = joined.membership.state();
-        if !state.members.contains_key(&sender) {
-            return if state.departed.contains(&sender) {
-                DmResult::Accepted
-            } else {
-                DmResult::Rejected(RejectReason::Unready)
-            };
-        }
-        match self.store.groups().put_key(group, &sender.to_string(), generation, key) {
-            Ok(()) => DmResult::Stored,
-            Err(e) => {
-                tracing::error!(error = %e, "storing a sender key failed");
-                DmResult::Rejected(RejectReason::Storage)
-            }
-        }
-    }
-
-    /// Apply operations that came over the 1:1 channel from `sender`.
-    fn receive_group_ops(&mut self, sender: PeerId, group: GroupId, encoded: &[Vec<u8>], hints: &[PeerHint]) {
-        let ops = decode_ops(group, encoded);
-        if self.groups.joined.contains_key(&group) {
-            self.merge_ops(sender, group, ops, hints);
-        } else if !self.declined(&group) {
-            self.receive_new_group(sender, group, ops, hints);
-        }
-    }
-
-    /// Operations of a group we know. Taken only from its members (and former
-    /// members): the operations prove themselves, but a stranger has no business
-    /// making us check them.
-    fn merge_ops(&mut self, sender: PeerId, group: GroupId, ops: Vec<SignedOp>, hints: &[PeerHint]) {
-        let waiting = self.groups.waiting.remove(&group).unwrap_or_default();
-        let Some(joined) = self.groups.joined.get_mut(&group) else { return };
-        let state = joined.membership.state();
-        if !state.members.contains_key(&sender) && !state.departed.contains(&sender) {
-            tracing::debug!(%group, %sender, "group operations from a non-member; ignored");
-            self.groups.waiting.insert(group, waiting);
-            return;
-        }
-        let before = state.clone();
-        let merged = joined.membership.insert_many(waiting.into_iter().chain(ops).collect());
-        if let Some(me) = joined.membership.state().members.get(&self.me)
-            && !before.members.contains_key(&self.me)
-            && joined.invited_by.is_none()
-        {
-            // Added back after we left: only a contact may do that without asking.
-            let adder = me.added_by;
-            let by_contact = matches!(
-                self.store.contacts().get(&adder.to_string()),
-                Ok(Some(c)) if c.state == ContactState::Accepted
-            );
-            if !by_contact {
-                joined.invited_by = Some(adder);
-            }
-        }
-        let active = joined.active(&self.me);
-        for refused in &merged.refused {
-            tracing::debug!(%group, %sender, error = %refused, "group operation refused");
-        }
-        if !merged.waiting.is_empty() {
-            let mut waiting = merged.waiting;
-            waiting.truncate(MAX_WAITING_OPS);
-            self.groups.waiting.insert(group, waiting);
-            self.ask_sync(group, sender, false);
-        }
-        if active {
-            self.learn_hints(group, hints);
-        }
-        if !merged.fresh.is_empty() {
-            self.after_ops(group, before, &merged.fresh, Some(sender));
-        }
-    }
-
-    /// Operations of a group we do not know: a group a contact put us in, an
-    /// invitation, or parts of one still arriving.
-    fn receive_new_group(&mut self, sender: PeerId, group: GroupId, ops: Vec<SignedOp>, hints: &[PeerHint]) {
-        let mut all = self.take_limbo(group);
-        all.extend(ops);
-        let has_create = all.iter().any(|o| o.op.group.is_none());
-        let built = if has_create { Membership::from_ops(all.clone()).ok() } else { None };
-        // Only a contact is asked for missing parts: a stranger could otherwise make us
-        // queue a request for every group id it makes up.
-        let from_contact = matches!(
-            self.store.contacts().get(&sender.to_string()),
-            Ok(Some(c)) if c.state == ContactState::Accepted
-        );
-        let Some((membership, merged)) = built else {
-            // The parts with the `Create` are on the way, or we ask for them.
-            self.keep_limbo(group, all);
-            if from_contact {
-                self.ask_sync(group, sender, false);
-                self.flush_queued();
-            }
-            return;
-        };
-        let state = membership.state();
-        let Some(me) = state.members.get(&self.me) else {
-            // Not (yet) a member: the part that adds us may follow.
-            self.keep_limbo(group, all);
-            if from_contact && !merged.waiting.is_empty() {
-                self.ask_sync(group, sender, false);
-                self.flush_queued();
-            }
-            return;
-        };
-        if !state.members.contains_key(&sender) {
-            tracing::debug!(%group, %sender, "a group that adds us, from a non-member; ignored");
-            return;
-        }
-        let adder = me.added_by;
-        let by_contact = matches!(
-            self.store.contacts().get(&adder.to_string()),
-            Ok(Some(c)) if c.state == ContactState::Accepted
-        );
-        if !by_contact && !self.invitation_fits(&adder) {
-            tracing::info!(%group, inviter = %adder, "too many open invitations; this one is dropped");
-            return;
-        }
-        if !merged.waiting.is_empty() {
-            let mut waiting = merged.waiting;
-            waiting.truncate(MAX_WAITING_OPS);
-            self.groups.waiting.insert(group, waiting);
-            self.ask_sync(group, sender, false);
-        }
-        let created_at_ms = all.iter().map(|o| o.op.at_ms).min().unwrap_or_else(ops::now_ms);
-        let invited_by = (!by_contact).then_some(adder);
-        let key = self.my_key(group);
-        let mut fresh: Vec<SignedOp> = membership.ops().cloned().collect();
-        fresh.truncate(membership::MAX_OPS);
-        self.install(membership, key, created_at_ms, invited_by);
-        if by_contact {
-            self.learn_hints(group, hints);
-        }
-        self.after_ops(group, GroupState::default(), &fresh, Some(sender));
-    }
-
-    fn take_limbo(&mut self, group: GroupId) -> Vec<SignedOp> {
-        let limbo = std::mem::take(&mut self.groups.limbo);
-        let (mine, rest): (VecDeque<_>, VecDeque<_>) = limbo.into_iter().partition(|(g, _, _)| *g == group);
-        self.groups.limbo = rest;
-        self.groups.limbo_bytes = self.groups.limbo.iter().map(|(_, _, n)| n).sum();
-        mine.into_iter().map(|(_, op, _)| op).collect()
-    }
-
-    fn keep_limbo(&mut self, group: GroupId, ops: Vec<SignedOp>) {
-        for op in ops {
-            let size = op.encode().map_or(membership::MAX_OP_LEN, |b| b.len());
-            self.groups.limbo.push_back((group, op, size));
-            self.groups.limbo_bytes += size;
-        }
-        while self.groups.limbo_bytes > MAX_LIMBO_BYTES {
-            let Some((_, _, size)) = self.groups.limbo.pop_front() else { break };
-            self.groups.limbo_bytes -= size;
-        }
-    }
-
-    /// Ask `peer` for the operations of `group` we lack (rate-limited unless `now`).
-    fn ask_sync(&mut self, group: GroupId, peer: PeerId, now: bool) {
-        if peer == self.me || (!now && !self.sync_due(group, peer)) {
-            return;
-        }
-        let heads = self.groups.joined.get(&group).map(|j| j.membership.heads()).unwrap_or_default();
-        self.send_one(&peer, &Payload::GroupSync { group, heads });
-    }
-
-    /// Whether a sync of `group` with `peer` may happen now; if so, it is recorded.
-    fn sync_due(&mut self, group: GroupId, peer: PeerId) -> bool {
-        let now = Instant::now();
-        let synced = &mut self.groups.synced;
-        if synced.get(&(group, peer)).is_some_and(|t| now.duration_since(*t) < SYNC_SPACING) {
-            return false;
-        }
-        if synced.len() >= MAX_SYNC_TRACKED {
-            synced.retain(|_, t| now.duration_since(*t) < SYNC_SPACING);
-            if synced.len() >= MAX_SYNC_TRACKED
-                && let Some(oldest) = synced.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
-            {
-                synced.remove(&oldest);
-            }
-        }
-        synced.insert((group, peer), now);
-        true
-    }
-
-    /// A member asks what it lacks: send it, if we take part and it is a member.
-    fn answer_sync(&mut self, sender: PeerId, group: GroupId, heads: &[OpId]) {
-        let Some(joined) = self.groups.joined.get(&group) else { return };
-        if !joined.active(&self.me) || !joined.membership.state().members.contains_key(&sender) {
-            return;
-        }
-        if !self.sync_due(group, sender) {
-            tracing::debug!(%group, %sender, "sync asked again too soon; ignored");
-            return;
-        }
-        let heads: Vec<OpId> = heads.iter().take(membership::MAX_PARENTS).copied().collect();
-        self.send_history(group, &sender, &heads);
-    }
-
     /// Everything that follows new operations (or an accepted invitation): persist
     /// them and the state, and — for a group we take part in — make sure every member
     /// can be reached, subscribe or unsubscribe, hand out keys (rotating ours when
     /// someone left), forward what others may have missed, retry pending messages
     /// and tell clients. `from` is the peer they came from (None: ours).
-    fn after_ops(&mut self, group: GroupId, before: GroupState, fresh: &[SignedOp], from: Option<PeerId>) {
+    pub(super) fn after_ops(&mut self, group: GroupId, before: GroupState, fresh: &[SignedOp], from: Option<PeerId>) {
         let Some(joined) = self.groups.joined.get(&group) else { return };
         let state = joined.membership.state().clone();
         let created_at_ms = joined.created_at_ms;
@@ -874,7 +553,7 @@ impl Actor {
 
     /// Remember where members of `group` can be reached (only members, only peers we
     /// have no addresses of: a contact's own word about itself wins).
-    fn learn_hints(&mut self, group: GroupId, hints: &[PeerHint]) {
+    pub(super) fn learn_hints(&mut self, group: GroupId, hints: &[PeerHint]) {
         let Some(joined) = self.groups.joined.get(&group) else { return };
         let members = &joined.membership.state().members;
         for hint in hints.iter().take(MAX_HINTS) {
@@ -909,7 +588,7 @@ impl Actor {
 
     /// Queue a payload for one peer over the 1:1 channel (durable once flushed; see
     /// [`Actor::flush_queued`]).
-    fn send_one(&mut self, peer: &PeerId, payload: &Payload) {
+    pub(super) fn send_one(&mut self, peer: &PeerId, payload: &Payload) {
         match ops::enqueue(&self.store, &peer.to_string(), payload) {
             Ok(_) => self.groups.queued = true,
             Err(e) => tracing::error!(error = %e, "queueing a group payload failed"),
