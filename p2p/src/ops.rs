@@ -275,8 +275,10 @@ pub fn mark_read(store: &Store, me: &PeerId, contact: &Contact, send_receipts: b
         .map_err(|_| OpError::Invalid(format!("stored peer id {} is invalid", contact.peer_id)))?;
     let newly_read = store.mark_read(direct_conversation(me, &peer))?;
     if send_receipts && !newly_read.is_empty() && contact.state == ContactState::Accepted {
-        let ids = newly_read.iter().map(|m| m.id).collect();
-        enqueue(store, &contact.peer_id, &Payload::Receipt { kind: ReceiptKind::Read, ids })?;
+        let ids: Vec<MessageId> = newly_read.iter().map(|m| m.id).collect();
+        for receipt in Payload::receipts(ReceiptKind::Read, &ids) {
+            enqueue(store, &contact.peer_id, &receipt)?;
+        }
         store.flush()?;
     }
     Ok(newly_read.len())

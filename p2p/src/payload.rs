@@ -184,6 +184,18 @@ impl Payload {
     }
 }
 
+/// Message ids one receipt carries at most when we send it: far below what a payload
+/// may hold ([`MAX_RECEIPT_IDS`], and the [`MAX_PAYLOAD_LEN`] that binds first), so a
+/// receipt for any number of messages is split into payloads every receiver decodes.
+pub const RECEIPT_IDS_PER_PAYLOAD: usize = 2048;
+
+impl Payload {
+    /// Receipts of `kind` for `ids`, as many payloads as they need.
+    pub fn receipts(kind: ReceiptKind, ids: &[MessageId]) -> Vec<Payload> {
+        ids.chunks(RECEIPT_IDS_PER_PAYLOAD).map(|part| Payload::Receipt { kind, ids: part.to_vec() }).collect()
+    }
+}
+
 #[derive(Serialize)]
 struct VersionedRef<'a> {
     v: u32,
@@ -218,6 +230,19 @@ mod tests {
         let future = wire::encode(&VersionedRef { v: 9, p: &p }).unwrap();
         assert!(matches!(Payload::decode(&future), Err(WireError::UnsupportedVersion(9))));
         assert!(Payload::decode(b"\xff\x00garbage").is_err());
+    }
+
+    #[test]
+    fn receipts_for_many_messages_split_into_payloads_that_decode() {
+        let ids: Vec<MessageId> = (0..10_000u32).map(|i| MessageId([i as u8; 16])).collect();
+        let parts = Payload::receipts(ReceiptKind::Read, &ids);
+        assert_eq!(parts.len(), 10_000usize.div_ceil(RECEIPT_IDS_PER_PAYLOAD));
+        let mut back = Vec::new();
+        for part in parts {
+            let Payload::Receipt { ids, .. } = Payload::decode(&part.encode().unwrap()).unwrap() else { panic!() };
+            back.extend(ids);
+        }
+        assert_eq!(back, ids);
     }
 
     #[test]

@@ -283,9 +283,11 @@ impl Actor {
         }
         let mut queued = false;
         for (author, ids) in by_author {
-            match ops::enqueue(&self.store, author, &Payload::Receipt { kind: ReceiptKind::Delivered, ids }) {
-                Ok(_) => queued = true,
-                Err(e) => tracing::warn!(error = %e, "cannot queue a delivery receipt"),
+            for receipt in Payload::receipts(ReceiptKind::Delivered, &ids) {
+                match ops::enqueue(&self.store, author, &receipt) {
+                    Ok(_) => queued = true,
+                    Err(e) => tracing::warn!(error = %e, "cannot queue a delivery receipt"),
+                }
             }
         }
         queued
