@@ -123,8 +123,8 @@ pub fn run(config: &Config) -> Result<Report, String> {
     let started = Instant::now();
     let per_sender = config.messages.div_ceil(3);
     let mut senders = Vec::new();
-    for from in 0..3 {
-        let (sent, socket, names) = (sent.clone(), sockets[from].clone(), names.clone());
+    for (from, socket) in sockets.iter().enumerate() {
+        let (sent, socket, names) = (sent.clone(), socket.clone(), names.clone());
         let seed = config.seed.wrapping_add(from as u64 + 1);
         let pace = config.pace;
         senders.push(std::thread::spawn(move || send_loop(from, per_sender, seed, pace, &socket, &names, &sent)));
@@ -214,7 +214,7 @@ fn send_loop(
     count: usize,
     seed: u64,
     pace: Duration,
-    socket: &PathBuf,
+    socket: &std::path::Path,
     names: &[String],
     sent: &Mutex<Vec<Sent>>,
 ) {
