@@ -14,6 +14,7 @@ use serde_json::Value;
 pub mod bench;
 pub mod chaos;
 pub mod group;
+pub mod netns;
 pub mod raw;
 
 /// How long a daemon may take to print `ready`.
@@ -22,6 +23,11 @@ pub const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// The `kith` binary of the same build profile as this executable.
 pub fn kith_bin() -> PathBuf {
     workspace_bin("kith", "kith")
+}
+
+/// The `slow-link` test forwarder of the same build profile as this executable.
+pub fn slow_link_bin() -> PathBuf {
+    workspace_bin("kith-tests", "slow-link")
 }
 
 /// The `kith-relay` binary of the same build profile as this executable.
@@ -50,7 +56,7 @@ fn workspace_bin(package: &str, name: &str) -> PathBuf {
 
 /// Spawn `cmd` with stdout piped, wait for its `ready <peer id> <addr>...` line and
 /// keep draining stdout afterwards. Returns the child, the peer id and the addresses.
-fn spawn_ready(mut cmd: Command, what: &str) -> (Child, String, Vec<String>) {
+pub(crate) fn spawn_ready(mut cmd: Command, what: &str) -> (Child, String, Vec<String>) {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -225,6 +231,9 @@ pub struct Peer {
     /// The network namespace the daemon runs in (`None`: the test's own). CLI commands
     /// run in the test's namespace: the control socket is a file, reachable from any.
     pub netns: Option<String>,
+    /// Environment for every `kith` command of this peer, on top of (and overriding)
+    /// the test defaults, e.g. a longer `KITH_RETRY_MAX_MS`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Peer {
@@ -233,7 +242,7 @@ impl Peer {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let mut peer =
-            Peer { _dir: dir, home, name: name.into(), daemon: None, peer_id: String::new(), addrs: vec![], netns: None };
+            Peer { _dir: dir, home, name: name.into(), daemon: None, peer_id: String::new(), addrs: vec![], netns: None, env: vec![] };
         let out = peer.json(&["init", "--no-passphrase", "--name", name, "--json"]);
         peer.peer_id = out["peer_id"].as_str().unwrap().to_owned();
         peer
@@ -248,6 +257,7 @@ impl Peer {
             // Mail that went to a relay (a direct delivery that timed out under load)
             // arrives within a second, not at the next minute's drain.
             .env("KITH_DRAIN_INTERVAL_MS", "1000")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--home")
             .arg(&self.home)
             .args(args)

@@ -207,6 +207,25 @@ pub(crate) fn status(global: &Global, json_out: bool) -> Result {
         ("relays", if s.relays.is_empty() { "none pinned".into() } else { s.relays.join(" ") }),
         ("outbox", format!("{} item(s) waiting", s.outbox)),
         ("reachability", s.reachability.clone()),
-    ])
+    ])?;
+    for q in &s.queues {
+        output::line(queue_line(q))?;
+    }
+    Ok(())
+}
+
+/// One recipient's queue for people: "waiting for …Xy12abcd: 3 item(s), next try in
+/// 4.0 s (through its relays)".
+fn queue_line(q: &kith_p2p::node::QueueStatus) -> String {
+    let when = if q.in_flight {
+        "sending now".to_owned()
+    } else if q.next_try_in_ms == 0 {
+        "trying now".to_owned()
+    } else {
+        format!("next try in {:.1} s", q.next_try_in_ms as f64 / 1000.0)
+    };
+    let path = if q.via_relays { " (through its relays)" } else { "" };
+    let tail: String = q.peer_id.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("  waiting for …{tail}: {} item(s), {when}{path}", q.waiting)
 }
 

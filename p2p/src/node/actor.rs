@@ -12,7 +12,7 @@ use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, ping, tcp, yamux};
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
@@ -338,6 +338,7 @@ impl Actor {
             routing_table_size,
             relays: self.config.relays.iter().map(ToString::to_string).collect(),
             outbox: self.queues.len(),
+            queues: self.queues.snapshot(Instant::now()),
             reachability: self.reachability.clone(),
         }
     }
@@ -1006,6 +1007,14 @@ impl Actor {
                 for (peer, addr) in found {
                     self.learned_address(peer, addr);
                 }
+            }
+            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) }) => {
+                // A partition drops packets without resetting anything: the connection
+                // would look alive for as long as TCP retransmits (many minutes). A
+                // failed ping closes it, so `status` and the queues see the peer gone
+                // and deliveries take the relays.
+                tracing::info!(%peer, %error, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
             }
             _ => {}
         }

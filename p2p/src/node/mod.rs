@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use behaviour::{IDENTIFY_VERSION, KAD_PROTOCOL};
 pub use event::Event;
+pub use outbox::QueueStatus;
 
 use crate::conn_limits::ConnectionLimits;
 use crate::identity::Identity;
@@ -142,6 +143,10 @@ pub struct Status {
     pub relays: Vec<String>,
     /// Items waiting in the outbox.
     pub outbox: usize,
+    /// Per recipient with items waiting: how many, and when and how the next attempt
+    /// goes (most waiting first).
+    #[serde(default)]
+    pub queues: Vec<QueueStatus>,
     /// What AutoNAT found: `unknown` (not probed yet, e.g. no peers to ask),
     /// `public <address>` (others can dial us there) or `private` (only through
     /// relays and hole punching).

@@ -242,6 +242,44 @@ impl Queues {
     pub(crate) fn len(&self) -> usize {
         self.known.len()
     }
+
+    /// What each recipient's queue is doing, for `status`: most entries first.
+    pub(crate) fn snapshot(&self, now: Instant) -> Vec<QueueStatus> {
+        let mut all: Vec<QueueStatus> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| !q.entries.is_empty())
+            .map(|(peer, q)| QueueStatus {
+                peer_id: peer.to_string(),
+                waiting: q.entries.len(),
+                in_flight: q.in_flight.is_some(),
+                next_try_in_ms: q.next_try.saturating_duration_since(now).as_millis() as u64,
+                backoff_ms: q.backoff.as_millis() as u64,
+                via_relays: q.via_relays,
+            })
+            .collect();
+        all.sort_by(|a, b| b.waiting.cmp(&a.waiting).then_with(|| a.peer_id.cmp(&b.peer_id)));
+        all
+    }
+}
+
+/// One recipient's queue as `kith status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueStatus {
+    /// The recipient.
+    pub peer_id: String,
+    /// Items waiting (messages, receipts, group payloads).
+    pub waiting: usize,
+    /// Whether a delivery attempt is under way.
+    pub in_flight: bool,
+    /// When the next attempt may start, in ms from now (0: now, or in flight).
+    pub next_try_in_ms: u64,
+    /// The delay after the next failure, in ms: doubles with every failure up to the
+    /// retry ceiling, and starts over when the peer is reachable again.
+    pub backoff_ms: u64,
+    /// Whether the queue currently goes to the recipient's relays (its direct path
+    /// failed).
+    pub via_relays: bool,
 }
 
 #[cfg(test)]

@@ -171,6 +171,7 @@ pub fn status(online: &[&str]) -> Status {
         routing_table_size: 3,
         relays: Vec::new(),
         outbox: 0,
+        queues: Vec::new(),
         reachability: "unknown".into(),
     }
 }

@@ -1,0 +1,236 @@
+//! Network namespaces for tests: a private LAN of hosts on one bridge, and faults
+//! injected with nftables — packet loss, partitions, blocked pairs — on a host's own
+//! traffic. Nothing leaves the machine: the namespaces have no link to the outside.
+//!
+//! Needs root, iproute2's `ip` and `nft`. [`Lan::new`] says why it cannot build the
+//! network when they are missing; callers skip with that reason outside CI and fail
+//! under CI (`CI` set), where the machine is expected to have them.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The `ip` binary, wherever this distribution keeps it.
+pub fn ip_bin() -> &'static str {
+    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("ip")
+}
+
+/// The `nft` binary, wherever this distribution keeps it.
+pub fn nft_bin() -> &'static str {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("nft")
+}
+
+/// Run `program args...` (with `stdin` piped in if given); Err with its output if it
+/// fails or cannot start.
+pub fn try_run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A program that exits early shows in its status; a broken pipe says nothing more.
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Whether this process runs as root (namespaces need it).
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    // "Uid: real effective saved fs"
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        .unwrap_or(false)
+}
+
+/// Whether the tests run under CI, where a missing prerequisite is a failure.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// The namespaces of one test run; deleted on drop, also when the test fails.
+pub struct Namespaces {
+    names: Vec<String>,
+}
+
+impl Namespaces {
+    /// None yet.
+    pub fn new() -> Namespaces {
+        remove_stale_namespaces();
+        Namespaces { names: Vec::new() }
+    }
+
+    /// Create a namespace named `kith<pid>-<n><suffix>` with loopback up (`n` tells
+    /// apart the namespaces of tests running at once in one process).
+    pub fn add(&mut self, suffix: &str) -> Result<String, String> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("kith{}-{n}{suffix}", std::process::id());
+        try_run(ip_bin(), &["netns", "add", &name], None)?;
+        self.names.push(name.clone());
+        try_run(ip_bin(), &["-n", &name, "link", "set", "lo", "up"], None)?;
+        Ok(name)
+    }
+}
+
+impl Default for Namespaces {
+    fn default() -> Namespaces {
+        Namespaces::new()
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in self.names.iter().rev() {
+            // Deleting the namespace also deletes the veth pairs in it.
+            if let Err(e) = try_run(ip_bin(), &["netns", "del", name], None) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+/// Delete namespaces left by test runs that were killed before their cleanup
+/// (`kith<pid>-...` whose process is gone).
+fn remove_stale_namespaces() {
+    let Ok(out) = Command::new(ip_bin()).args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else { continue };
+        let Some((pid, _)) = name.strip_prefix("kith").and_then(|rest| rest.split_once('-')) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = try_run(ip_bin(), &["netns", "del", name], None);
+        }
+    }
+}
+
+/// A host on a [`Lan`]: its namespace and address.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The network namespace the host's processes run in.
+    pub netns: String,
+    /// Its IPv4 address on the LAN.
+    pub ip: String,
+}
+
+/// The table every host gets, whose chains the fault helpers fill.
+const FAULT_TABLE: &str = "
+table inet faults {
+    chain input {
+        type filter hook input priority filter; policy accept;
+    }
+    chain output {
+        type filter hook output priority filter; policy accept;
+    }
+}
+";
+
+/// Hosts `10.9.0.1`, `10.9.0.2`, ... on one bridge, each in its own namespace with an
+/// empty nftables table for faults.
+pub struct Lan {
+    /// The hosts, in the order asked for.
+    pub hosts: Vec<Host>,
+    _namespaces: Namespaces,
+}
+
+impl Lan {
+    /// A LAN of `names.len()` hosts, or the reason this machine cannot build one.
+    pub fn new(names: &[&str]) -> Result<Lan, String> {
+        if !is_root() {
+            return Err("not running as root (network namespaces need it)".into());
+        }
+        try_run(ip_bin(), &["-V"], None).map_err(|e| format!("iproute2 `ip` unavailable: {e}"))?;
+        try_run(nft_bin(), &["--version"], None).map_err(|e| format!("`nft` unavailable: {e}"))?;
+        let mut namespaces = Namespaces::new();
+        let switch = namespaces.add("sw").map_err(|e| format!("`ip netns add` does not work here: {e}"))?;
+        let ip = ip_bin();
+        let link = |args: &[&str]| try_run(ip, args, None).map_err(|e| format!("cannot create virtual links: {e}"));
+        link(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
+        link(&["-n", &switch, "link", "set", "br0", "up"])?;
+        let mut hosts = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let netns = namespaces.add(name)?;
+            let host_ip = format!("10.9.0.{}", i + 1);
+            let port = format!("to-{name}");
+            link(&["-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &netns])?;
+            link(&["-n", &switch, "link", "set", &port, "master", "br0"])?;
+            link(&["-n", &switch, "link", "set", &port, "up"])?;
+            link(&["-n", &netns, "addr", "add", &format!("{host_ip}/24"), "dev", "eth0"])?;
+            link(&["-n", &netns, "link", "set", "eth0", "up"])?;
+            try_run(ip, &["netns", "exec", &netns, nft_bin(), "-f", "-"], Some(FAULT_TABLE))
+                .map_err(|e| format!("nftables unavailable in a network namespace: {e}"))?;
+            hosts.push(Host { netns, ip: host_ip });
+        }
+        Ok(Lan { hosts, _namespaces: namespaces })
+    }
+}
+
+impl Host {
+    fn nft(&self, rule: &str) {
+        let args: Vec<&str> = rule.split_whitespace().collect();
+        let mut all = vec!["netns", "exec", &self.netns, nft_bin()];
+        all.extend(args);
+        if let Err(e) = try_run(ip_bin(), &all, None) {
+            panic!("nft on {}: {e}", self.netns);
+        }
+    }
+
+    /// Drop `percent` % of the packets this host sends and of those it receives.
+    pub fn lose(&self, percent: u32) {
+        for chain in ["input", "output"] {
+            self.nft(&format!("add rule inet faults {chain} numgen random mod 100 < {percent} drop"));
+        }
+    }
+
+    /// Cut this host off the LAN (everything on `eth0` dropped, both ways).
+    pub fn partition(&self) {
+        self.nft("add rule inet faults input iifname eth0 drop");
+        self.nft("add rule inet faults output oifname eth0 drop");
+    }
+
+    /// Drop everything between this host and `other`, both ways.
+    pub fn block(&self, other: &Host) {
+        self.nft(&format!("add rule inet faults input ip saddr {} drop", other.ip));
+        self.nft(&format!("add rule inet faults output ip daddr {} drop", other.ip));
+    }
+
+    /// Remove every fault from this host.
+    pub fn heal(&self) {
+        self.nft("flush chain inet faults input");
+        self.nft("flush chain inet faults output");
+    }
+}
+
+/// A `slow-link` forwarder running in a host's namespace; killed on drop.
+pub struct SlowLink {
+    child: std::process::Child,
+}
+
+impl SlowLink {
+    /// Forward `listen` to `target` in `host`'s namespace, each chunk delayed by
+    /// `delay_ms ± jitter_ms`; returns once it listens.
+    pub fn start(host: &Host, listen: &str, target: &str, delay_ms: u64, jitter_ms: u64) -> SlowLink {
+        let mut cmd = Command::new(crate::slow_link_bin());
+        cmd.env_clear().args([listen, target, &delay_ms.to_string(), &jitter_ms.to_string()]);
+        let (child, _, _) = crate::spawn_ready(crate::in_netns(&host.netns, &cmd), "slow-link");
+        SlowLink { child }
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
