@@ -101,7 +101,7 @@ fn main() {
         peers[0].ok(&["send", "Bob", &format!("soak {sent} from Ann")]);
         if bob_up {
             peers[1].ok(&["send", "Ann", &format!("soak {sent} from Bob")]);
-            if sent % 10 == 0 {
+            if sent.is_multiple_of(10) {
                 peers[1].ok(&["send", "soak", &format!("soak {sent} to the group")]);
             }
         }
