@@ -145,9 +145,19 @@ fn garbage_and_oversized_requests_get_typed_errors_and_the_node_keeps_serving() 
 
 /// Events buffered per subscriber in this test (`KITH_EVENT_BUFFER`).
 const EVENT_BUFFER: usize = 16;
-/// Messages Bob sends while Alice's subscriber is not reading: with texts this long,
-/// a few fill the socket's buffers and the rest overflow the event buffer.
-const FLOOD: usize = 48;
+/// Characters of each flood message (two bytes each in UTF-8).
+const FILLER_CHARS: usize = 16 * 1024;
+
+/// Messages Bob sends while Alice's subscriber is not reading: enough to fill the
+/// socket's buffer (a Unix stream socket queues up to the sender's `wmem_default`
+/// bytes), then overflow the event buffer twice over.
+fn flood_size() -> usize {
+    let socket_buffer: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(212_992);
+    (socket_buffer / (2 * FILLER_CHARS) + 1 + 2 * EVENT_BUFFER).min(1000)
+}
 
 #[test]
 fn a_subscriber_that_stops_reading_is_told_it_lagged() {
@@ -163,14 +173,15 @@ fn a_subscriber_that_stops_reading_is_told_it_lagged() {
     // From here on `stalled` reads nothing until the flood is over.
 
     let mut bob_raw = Raw::connect(&bob);
-    let filler = "ж".repeat(16 * 1024);
-    for i in 0..FLOOD {
+    let filler = "ж".repeat(FILLER_CHARS);
+    let flood = flood_size();
+    for i in 0..flood {
         let sent = bob_raw.call(i as u64, "send", json!({ "contact": "Alice", "text": format!("{i} {filler}") }));
         assert_eq!(sent["result"]["state"], "pending", "{}", sent["error"]);
     }
     wait_until(DEADLINE, "Alice has stored the whole flood", || {
         let history = bob.history("Alice");
-        history.len() == FLOOD && history.iter().all(|m| m["state"] == "delivered")
+        history.len() == flood && history.iter().all(|m| m["state"] == "delivered")
     });
     // A stalled subscriber costs the node nothing: it answers others as usual.
     assert_eq!(alice.json(&["status", "--json"])["peer_id"], alice.peer_id.as_str());
@@ -179,14 +190,14 @@ fn a_subscriber_that_stops_reading_is_told_it_lagged() {
     // dropped, then live events again.
     let mut before = 0;
     let missed = loop {
-        assert!(before <= FLOOD, "no lagged event among the flood's");
+        assert!(before <= flood, "no lagged event among the flood's");
         let value = stalled.read();
         if value["event"]["type"] == "lagged" {
             break value["event"]["missed"].as_u64().unwrap();
         }
         before += 1;
     };
-    assert!(missed > 0 && before < FLOOD, "{before} events before the lag, {missed} missed");
+    assert!(missed > 0 && before < flood, "{before} events before the lag, {missed} missed");
     eprintln!("the stalled subscriber got {before} events, then lagged (missed {missed})");
     bob.ok(&["send", "Alice", "after the lag"]);
     // Bounded: whatever the buffer kept, then the new message (`read` has a deadline).
