@@ -30,7 +30,7 @@ pub fn under_ci() -> bool {
 }
 
 /// What a test does when this machine cannot build its namespaces: under CI it
-/// fails (panics with `reason`); elsewhere it prints `skipping: <reason>` on stderr
+/// fails (panics with `reason`); elsewhere it prints `skipping <test>: <reason>` on stderr
 /// and the caller returns.
 pub fn skip_or_fail(test: &str, reason: &str) {
     assert!(!under_ci(), "{test}: CI must run this test, but {reason}");

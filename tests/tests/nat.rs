@@ -31,7 +31,7 @@
 //! [`AUTONAT_KNOBS`].
 //!
 //! Needs root, `ip netns`, `nft` and kernel NAT, veth and bridge support. Where they
-//! are missing it fails under CI and elsewhere prints "skipping: <reason>" and passes
+//! are missing it fails under CI and elsewhere prints "skipping ...: <reason>" and passes
 //! (see `kith_tests::netns`). `KITH_NETNS_LOG=<RUST_LOG filter>` shows the daemons'
 //! and the relay's logs.
 
