@@ -57,9 +57,12 @@ struct Topology {
 
 /// Environment for the daemons: AutoNAT probes a second after start and every two
 /// seconds until it has a verdict, and asks (and answers) peers at private addresses.
-const AUTONAT_KNOBS: [(&str, &str); 3] = [
+/// A probe may take a minute: the relay dials a node behind NAT back at each of its
+/// addresses in turn, and each attempt waits out its 10 s connection timeout.
+const AUTONAT_KNOBS: [(&str, &str); 4] = [
     ("KITH_AUTONAT_BOOT_DELAY_MS", "1000"),
     ("KITH_AUTONAT_RETRY_MS", "2000"),
+    ("KITH_AUTONAT_TIMEOUT_MS", "60000"),
     ("KITH_AUTONAT_ONLY_GLOBAL_IPS", "0"),
 ];
 
@@ -256,7 +259,8 @@ fn peers_behind_two_nats_hole_punch_a_direct_connection() {
 fn assert_reachability(alice: &Peer, bob: &Peer, pat: &Peer) {
     let reachability = |peer: &Peer| peer.json(&["status", "--json"])["reachability"].as_str().unwrap().to_owned();
     for behind_nat in [alice, bob] {
-        wait_until(DEADLINE, &format!("AutoNAT finds {} private", behind_nat.name), || {
+        // Bounded by two probe timeouts (see AUTONAT_KNOBS).
+        wait_until(2 * DEADLINE, &format!("AutoNAT finds {} private", behind_nat.name), || {
             reachability(behind_nat) == "private"
         });
     }

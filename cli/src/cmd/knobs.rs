@@ -23,6 +23,9 @@ const AUTONAT_BOOT_DELAY: &str = "KITH_AUTONAT_BOOT_DELAY_MS";
 /// Delay between AutoNAT retries, and before a peer is asked again, in ms
 /// (default 90 000).
 const AUTONAT_RETRY: &str = "KITH_AUTONAT_RETRY_MS";
+/// How long an AutoNAT probe may take, the peer's dial-back included, in ms
+/// (default 30 000).
+const AUTONAT_TIMEOUT: &str = "KITH_AUTONAT_TIMEOUT_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
 
@@ -62,6 +65,9 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
         timers.autonat.retry_interval = retry;
         timers.autonat.server_throttle = retry;
     }
+    if let Some(timeout) = millis(AUTONAT_TIMEOUT, 100) {
+        timers.autonat.timeout = timeout;
+    }
     if let Some(only_global) = number(AUTONAT_ONLY_GLOBAL_IPS) {
         timers.autonat.only_global_ips = only_global != 0;
     }
@@ -98,6 +104,7 @@ mod tests {
                     EVENT_BUFFER => "0",
                     AUTONAT_BOOT_DELAY => "250",
                     AUTONAT_RETRY => "2000",
+                    AUTONAT_TIMEOUT => "60000",
                     AUTONAT_ONLY_GLOBAL_IPS => "0",
                     _ => return None,
                 }
@@ -113,6 +120,7 @@ mod tests {
         assert_eq!(timers.autonat.boot_delay, Duration::from_millis(250));
         assert_eq!(timers.autonat.retry_interval, Duration::from_secs(2));
         assert_eq!(timers.autonat.server_throttle, Duration::from_secs(2));
+        assert_eq!(timers.autonat.timeout, Duration::from_secs(60));
         assert!(!timers.autonat.only_global_ips);
     }
 }
