@@ -40,6 +40,15 @@ pub const MAX_ENVELOPE_BYTES_LIMIT: u64 = (kith_p2p::mailbox::MAX_RESPONSE_LEN
 /// Longest accepted `mailbox.ttl_days` (ten years); longer is surely a typo.
 pub const MAX_TTL_DAYS: u32 = 3650;
 
+/// Longest accepted `mailbox.ttl_secs` and `grouplog.ttl_secs`: [`MAX_TTL_DAYS`].
+pub const MAX_TTL_SECS: u64 = MAX_TTL_DAYS as u64 * SECS_PER_DAY;
+
+/// Most accepted `mailbox.max_jobs` and `grouplog.max_jobs`: tokio's default number of
+/// blocking threads, which run the jobs; more would only wait in tokio's queue.
+pub const MAX_JOBS_LIMIT: u32 = 512;
+
+const SECS_PER_DAY: u64 = 24 * 3600;
+
 /// A fully commented configuration listing every key with its default value.
 /// Parsing it gives exactly [`RelayConfig::default`].
 pub const EXAMPLE_CONFIG: &str = include_str!("../kith-relay.example.toml");
@@ -263,6 +272,16 @@ pub struct MailboxConfig {
     /// `mailbox.ttl_days`: envelopes not drained within this many days are deleted.
     /// 1 to [`MAX_TTL_DAYS`]. Default: `30`.
     pub ttl_days: u32,
+    /// `mailbox.ttl_secs`: the same lifetime in seconds, for one under a day (or a
+    /// test); when set it replaces `ttl_days`. 1 to [`MAX_TTL_SECS`].
+    /// Default: none (`ttl_days` applies).
+    pub ttl_secs: Option<u64>,
+    /// `mailbox.max_jobs`: mailbox requests doing disk work at once (deposits, drains,
+    /// acks; the expiry sweep takes a slot too). Beyond it a request is refused at
+    /// once as `rate_limited` (retry after 250 ms) and counted as
+    /// `refusals{reason="busy"}`, so a flood queues no work. 1 to [`MAX_JOBS_LIMIT`].
+    /// Default: `64`.
+    pub max_jobs: u32,
     /// `mailbox.max_messages_per_mailbox`: envelopes one mailbox may hold.
     /// Default: `10000`.
     pub max_messages_per_mailbox: u64,
@@ -314,6 +333,8 @@ impl Default for MailboxConfig {
         MailboxConfig {
             enabled: true,
             ttl_days: 30,
+            ttl_secs: None,
+            max_jobs: 64,
             max_messages_per_mailbox: 10_000,
             max_bytes_per_mailbox: 64 * MIB,
             max_total_bytes: 8 * GIB,
@@ -332,9 +353,9 @@ impl Default for MailboxConfig {
 }
 
 impl MailboxConfig {
-    /// `ttl_days` as a [`Duration`].
+    /// How long an envelope is held: `ttl_secs` if set, else `ttl_days`.
     pub fn ttl(&self) -> Duration {
-        Duration::from_secs(u64::from(self.ttl_days) * 24 * 3600)
+        ttl(self.ttl_secs, self.ttl_days)
     }
 
     /// `expire_interval_secs` as a [`Duration`].
@@ -366,6 +387,16 @@ pub struct GroupLogConfig {
     /// `grouplog.ttl_days`: items older than this many days are deleted, fetched or
     /// not. 1 to [`MAX_TTL_DAYS`]. Default: `30`.
     pub ttl_days: u32,
+    /// `grouplog.ttl_secs`: the same lifetime in seconds, for one under a day (or a
+    /// test); when set it replaces `ttl_days`. 1 to [`MAX_TTL_SECS`].
+    /// Default: none (`ttl_days` applies).
+    pub ttl_secs: Option<u64>,
+    /// `grouplog.max_jobs`: group log requests doing disk work at once (appends,
+    /// fetches; the expiry sweep takes a slot too), apart from the mailbox's. Beyond
+    /// it a request is refused at once as `rate_limited` (retry after 250 ms) and
+    /// counted as `grouplog_refusals{reason="busy"}`. 1 to [`MAX_JOBS_LIMIT`].
+    /// Default: `64`.
+    pub max_jobs: u32,
     /// `grouplog.max_items_per_log`: items one log may hold. Default: `100000`.
     pub max_items_per_log: u64,
     /// `grouplog.max_bytes_per_log`: total item bytes one log may hold; at least
@@ -399,6 +430,8 @@ impl Default for GroupLogConfig {
         GroupLogConfig {
             enabled: true,
             ttl_days: 30,
+            ttl_secs: None,
+            max_jobs: 64,
             max_items_per_log: 100_000,
             max_bytes_per_log: 256 * MIB,
             max_total_bytes: 8 * GIB,
@@ -412,9 +445,9 @@ impl Default for GroupLogConfig {
 }
 
 impl GroupLogConfig {
-    /// `ttl_days` as a [`Duration`].
+    /// How long an item is held: `ttl_secs` if set, else `ttl_days`.
     pub fn ttl(&self) -> Duration {
-        Duration::from_secs(u64::from(self.ttl_days) * 24 * 3600)
+        ttl(self.ttl_secs, self.ttl_days)
     }
 
     /// `expire_interval_secs` as a [`Duration`].
@@ -431,6 +464,11 @@ impl GroupLogConfig {
             max_total_bytes: self.max_total_bytes,
         }
     }
+}
+
+/// A lifetime given in seconds (if set) or else in days.
+fn ttl(secs: Option<u64>, days: u32) -> Duration {
+    Duration::from_secs(secs.unwrap_or(u64::from(days) * SECS_PER_DAY))
 }
 
 /// `[access]`: who may reserve circuits, drain a mailbox, have mail deposited and
@@ -685,6 +723,8 @@ impl RelayConfig {
                 format!("must be between 1 and {MAX_TTL_DAYS}"),
             ));
         }
+        check_ttl_secs("mailbox.ttl_secs", m.ttl_secs)?;
+        check_max_jobs("mailbox.max_jobs", m.max_jobs)?;
         at_least_one(
             "mailbox.max_messages_per_mailbox",
             m.max_messages_per_mailbox,
@@ -749,6 +789,8 @@ impl RelayConfig {
                 format!("must be between 1 and {MAX_TTL_DAYS}"),
             ));
         }
+        check_ttl_secs("grouplog.ttl_secs", g.ttl_secs)?;
+        check_max_jobs("grouplog.max_jobs", g.max_jobs)?;
         at_least_one("grouplog.max_items_per_log", g.max_items_per_log)?;
         at_least_one("grouplog.sender_rate_per_sec", g.sender_rate_per_sec.into())?;
         at_least_one("grouplog.sender_burst", g.sender_burst.into())?;
@@ -840,6 +882,30 @@ fn at_least_one(key: &str, value: u64) -> Result<(), ConfigError> {
         });
     }
     Ok(())
+}
+
+/// Checks an optional `ttl_secs`: 1 to [`MAX_TTL_SECS`] when set.
+fn check_ttl_secs(key: &str, value: Option<u64>) -> Result<(), ConfigError> {
+    match value {
+        Some(secs) if !(1..=MAX_TTL_SECS).contains(&secs) => Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            line: None,
+            message: format!("must be between 1 and {MAX_TTL_SECS}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a `max_jobs`: 1 to [`MAX_JOBS_LIMIT`].
+fn check_max_jobs(key: &str, value: u32) -> Result<(), ConfigError> {
+    if (1..=MAX_JOBS_LIMIT).contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        key: key.to_owned(),
+        line: None,
+        message: format!("must be between 1 and {MAX_JOBS_LIMIT}"),
+    })
 }
 
 /// Checks that `text` looks like a libp2p peer id: base58btc of a multihash that is
@@ -976,7 +1042,8 @@ mod tests {
                 "listen = \"127.0.0.1:9090\"",
             )
             .replace("# identity_file = ", "identity_file = ")
-            .replace("# max_memory_bytes = ", "max_memory_bytes = ");
+            .replace("# max_memory_bytes = ", "max_memory_bytes = ")
+            .replace("# ttl_secs = ", "ttl_secs = ");
         let config = RelayConfig::from_toml_str(&uncommented).unwrap();
         assert_eq!(
             config.metrics.listen,
@@ -987,6 +1054,32 @@ mod tests {
             config.connections.limits().max_memory,
             MemoryLimit::Bytes(GIB)
         );
+        assert_eq!(config.mailbox.ttl(), Duration::from_secs(3600));
+        assert_eq!(config.grouplog.ttl(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn ttl_secs_replaces_ttl_days_and_both_are_bounded() {
+        let config =
+            RelayConfig::from_toml_str("[mailbox]\nttl_secs = 2\n[grouplog]\nttl_secs = 3\n").unwrap();
+        assert_eq!(config.mailbox.ttl(), Duration::from_secs(2));
+        assert_eq!(config.mailbox.limits().ttl, Duration::from_secs(2));
+        assert_eq!(config.grouplog.ttl(), Duration::from_secs(3));
+        assert_eq!(config.grouplog.limits().ttl, Duration::from_secs(3));
+        let (key, line, _) = invalid("[mailbox]\nttl_days = 7\nttl_secs = 0\n");
+        assert_eq!((key.as_str(), line), ("mailbox.ttl_secs", Some(3)));
+        let too_long = format!("[grouplog]\nttl_secs = {}\n", MAX_TTL_SECS + 1);
+        assert_eq!(invalid(&too_long).0, "grouplog.ttl_secs");
+        RelayConfig::from_toml_str(&format!("[grouplog]\nttl_secs = {MAX_TTL_SECS}\n")).unwrap();
+    }
+
+    #[test]
+    fn max_jobs_is_bounded() {
+        let config = RelayConfig::from_toml_str("[mailbox]\nmax_jobs = 1\n[grouplog]\nmax_jobs = 512\n").unwrap();
+        assert_eq!((config.mailbox.max_jobs, config.grouplog.max_jobs), (1, 512));
+        let (key, line, _) = invalid("\n[mailbox]\nmax_jobs = 0\n");
+        assert_eq!((key.as_str(), line), ("mailbox.max_jobs", Some(3)));
+        assert_eq!(invalid("[grouplog]\nmax_jobs = 513\n").0, "grouplog.max_jobs");
     }
 
     #[test]

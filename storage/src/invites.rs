@@ -57,6 +57,17 @@ impl Invites {
         Ok(out)
     }
 
+    /// How many tokens are stored, expired or not (expired ones stay until
+    /// [`Invites::purge_expired`] or a redemption removes them).
+    pub fn len(&self) -> usize {
+        self.tree().len()
+    }
+
+    /// Whether no token is stored, expired or not.
+    pub fn is_empty(&self) -> bool {
+        self.tree().is_empty()
+    }
+
     /// Deletes tokens expired at `now_ms`; returns how many. Not flushed.
     pub fn purge_expired(&self, now_ms: u64) -> Result<usize, StoreError> {
         let mut n = 0;

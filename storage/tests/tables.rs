@@ -248,6 +248,7 @@ fn invites() {
     invites.create([1; 16], 1_000).unwrap();
     invites.create([2; 16], 500).unwrap();
     invites.create([3; 16], 2_000).unwrap();
+    assert_eq!(invites.len(), 3, "expired or not");
     assert_eq!(
         invites.list_active(600).unwrap(),
         [([1; 16], 1_000), ([3; 16], 2_000)]
@@ -262,6 +263,7 @@ fn invites() {
     assert_eq!(invites.list_active(0).unwrap(), [([3; 16], 2_000)]);
     assert_eq!(invites.purge_expired(2_000).unwrap(), 1);
     assert_eq!(invites.list_active(0).unwrap(), []);
+    assert!(invites.is_empty());
 }
 
 #[test]

@@ -231,8 +231,11 @@ pub struct Peer {
     /// The network namespace the daemon runs in (`None`: the test's own). CLI commands
     /// run in the test's namespace: the control socket is a file, reachable from any.
     pub netns: Option<String>,
-    /// Environment for every `kith` command of this peer, on top of (and overriding)
-    /// the test defaults, e.g. a longer `KITH_RETRY_MAX_MS`.
+    /// Whether the daemon discovers peers with mDNS (default `false`: tests on one
+    /// machine would find each other's nodes).
+    pub mdns: bool,
+    /// More environment for every `kith` command of this peer, after the defaults of
+    /// [`Peer::command`] (e.g. the daemon's `KITH_*` timer knobs, docs/CLI.md).
     pub env: Vec<(String, String)>,
 }
 
@@ -241,8 +244,17 @@ impl Peer {
     pub fn init(name: &str) -> Peer {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
-        let mut peer =
-            Peer { _dir: dir, home, name: name.into(), daemon: None, peer_id: String::new(), addrs: vec![], netns: None, env: vec![] };
+        let mut peer = Peer {
+            _dir: dir,
+            home,
+            name: name.into(),
+            daemon: None,
+            peer_id: String::new(),
+            addrs: vec![],
+            netns: None,
+            mdns: false,
+            env: Vec::new(),
+        };
         let out = peer.json(&["init", "--no-passphrase", "--name", name, "--json"]);
         peer.peer_id = out["peer_id"].as_str().unwrap().to_owned();
         peer
@@ -257,7 +269,7 @@ impl Peer {
             // Mail that went to a relay (a direct delivery that timed out under load)
             // arrives within a second, not at the next minute's drain.
             .env("KITH_DRAIN_INTERVAL_MS", "1000")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--home")
             .arg(&self.home)
             .args(args)
@@ -290,16 +302,19 @@ impl Peer {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
-    /// Start `kith daemon` on 127.0.0.1 (ephemeral port, no mDNS) plus `extra` flags,
-    /// and wait for its `ready` line.
+    /// Start `kith daemon` on 127.0.0.1 (ephemeral port; mDNS only if [`Peer::mdns`])
+    /// plus `extra` flags, and wait for its `ready` line.
     pub fn start(&mut self, extra: &[&str]) {
         self.start_on(&["/ip4/127.0.0.1/tcp/0"], extra);
     }
 
-    /// Start `kith daemon` listening on exactly `listen` (no mDNS) plus `extra` flags,
-    /// and wait for its `ready` line.
+    /// Start `kith daemon` listening on exactly `listen` (mDNS only if [`Peer::mdns`])
+    /// plus `extra` flags, and wait for its `ready` line.
     pub fn start_on(&mut self, listen: &[&str], extra: &[&str]) {
-        let mut args = vec!["daemon", "--no-mdns"];
+        let mut args = vec!["daemon"];
+        if !self.mdns {
+            args.push("--no-mdns");
+        }
         for addr in listen {
             args.extend_from_slice(&["--listen", addr]);
         }

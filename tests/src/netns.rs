@@ -1,10 +1,16 @@
-//! Network namespaces for tests: a private LAN of hosts on one bridge, and faults
-//! injected with nftables — packet loss, partitions, blocked pairs — on a host's own
-//! traffic. Nothing leaves the machine: the namespaces have no link to the outside.
+//! Network namespaces for tests that need more than loopback (NAT, LAN discovery,
+//! network faults): creating them, the `ip` and `nft` tools, what to do when this
+//! machine cannot, and faults injected with nftables on a host's own traffic — packet
+//! loss, partitions, blocked pairs ([`Network`]) — plus a slow link ([`SlowLink`]).
 //!
-//! Needs root, iproute2's `ip` and `nft`. [`Lan::new`] says why it cannot build the
-//! network when they are missing; callers skip with that reason outside CI and fail
-//! under CI (`CI` set), where the machine is expected to have them.
+//! Namespaces are named `kith<pid>-<n><suffix>` and deleted on drop, also when the test
+//! fails; ones left by a killed run are deleted by the next ([`Namespaces::new`]).
+//! Nothing leaves the machine: the namespaces have no link to the outside.
+//!
+//! Under CI (the `CI` environment variable set and not empty, as `.ci/run` does) a
+//! machine that cannot build them fails the test: CI runs as root with namespaces, so
+//! a skip there would hide a broken setup. Elsewhere the test skips, saying why on
+//! stderr ([`skip_or_fail`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -20,14 +26,29 @@ pub fn nft_bin() -> &'static str {
     ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("nft")
 }
 
-/// Run `program args...` (with `stdin` piped in if given); Err with its output if it
-/// fails or cannot start.
+/// Whether this run is under CI (`CI` set and not empty).
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// What a test does when this machine cannot build its namespaces: under CI it
+/// fails (panics with `reason`); elsewhere it prints `skipping <test>: <reason>` on stderr
+/// and the caller returns.
+pub fn skip_or_fail(test: &str, reason: &str) {
+    assert!(!under_ci(), "{test}: CI must run this test, but {reason}");
+    eprintln!("skipping {test}: {reason}");
+}
+
+/// Run `program args...` (with `stdin` written to its input); Err with its output if
+/// it fails or cannot start.
 pub fn try_run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     let mut cmd = Command::new(program);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+    if let Some(input) = stdin
+        && let Some(mut pipe) = child.stdin.take()
+    {
         // A program that exits early shows in its status; a broken pipe says nothing more.
         let _ = pipe.write_all(input.as_bytes());
     }
@@ -44,7 +65,15 @@ pub fn try_run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), 
     }
 }
 
-/// Whether this process runs as root (namespaces need it).
+/// Run `program args...`; panics if it fails (for steps after the machine has
+/// proven it can build namespaces).
+pub fn run(program: &str, args: &[&str]) {
+    if let Err(e) = try_run(program, args, None) {
+        panic!("{e}");
+    }
+}
+
+/// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     // "Uid: real effective saved fs"
@@ -55,30 +84,36 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether the tests run under CI, where a missing prerequisite is a failure.
-pub fn under_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+/// Checks that network namespaces can be made here (root, a working `ip`), or says
+/// why not.
+pub fn check_prerequisites() -> Result<(), String> {
+    if !is_root() {
+        return Err("not running as root (network namespaces need it)".into());
+    }
+    try_run(ip_bin(), &["-V"], None).map_err(|e| format!("iproute2 `ip` unavailable: {e}"))
 }
 
-/// The namespaces of one test run; deleted on drop, also when the test fails.
+/// The namespaces of one test; deleted on drop, also when the test fails.
 pub struct Namespaces {
     names: Vec<String>,
 }
 
 impl Namespaces {
-    /// None yet.
+    /// No namespaces yet; first deletes those left by runs that were killed before
+    /// their cleanup (`kith<pid>-...` whose process is gone).
     pub fn new() -> Namespaces {
         remove_stale_namespaces();
         Namespaces { names: Vec::new() }
     }
 
     /// Create a namespace named `kith<pid>-<n><suffix>` with loopback up (`n` tells
-    /// apart the namespaces of tests running at once in one process).
+    /// apart the namespaces of tests running at once in one test binary).
     pub fn add(&mut self, suffix: &str) -> Result<String, String> {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("kith{}-{n}{suffix}", std::process::id());
-        try_run(ip_bin(), &["netns", "add", &name], None)?;
+        try_run(ip_bin(), &["netns", "add", &name], None)
+            .map_err(|e| format!("`ip netns add` does not work here: {e}"))?;
         self.names.push(name.clone());
         try_run(ip_bin(), &["-n", &name, "link", "set", "lo", "up"], None)?;
         Ok(name)
@@ -102,8 +137,7 @@ impl Drop for Namespaces {
     }
 }
 
-/// Delete namespaces left by test runs that were killed before their cleanup
-/// (`kith<pid>-...` whose process is gone).
+/// Delete namespaces left by runs that were killed before their cleanup.
 fn remove_stale_namespaces() {
     let Ok(out) = Command::new(ip_bin()).args(["netns", "list"]).output() else { return };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -115,7 +149,37 @@ fn remove_stale_namespaces() {
     }
 }
 
-/// A host on a [`Lan`]: its namespace and address.
+/// Two namespaces on one Ethernet segment (a veth pair): a LAN of two hosts with
+/// multicast, and no route anywhere else.
+pub struct Lan {
+    /// The hosts' namespaces.
+    pub hosts: [String; 2],
+    /// Their addresses on the segment.
+    pub ips: [&'static str; 2],
+    _namespaces: Namespaces,
+}
+
+impl Lan {
+    /// Build the LAN (namespaces `<prefix>a` and `<prefix>b`, addresses 10.77.0.1 and
+    /// 10.77.0.2/24 on `eth0`), or say why this machine cannot.
+    pub fn new(prefix: &str) -> Result<Lan, String> {
+        check_prerequisites()?;
+        let mut namespaces = Namespaces::new();
+        let a = namespaces.add(&format!("{prefix}a"))?;
+        let b = namespaces.add(&format!("{prefix}b"))?;
+        let ips = ["10.77.0.1", "10.77.0.2"];
+        let ip = ip_bin();
+        try_run(ip, &["-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b], None)
+            .map_err(|e| format!("cannot create virtual links: {e}"))?;
+        for (host, addr) in [(&a, ips[0]), (&b, ips[1])] {
+            run(ip, &["-n", host, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+            run(ip, &["-n", host, "link", "set", "eth0", "up"]);
+        }
+        Ok(Lan { hosts: [a, b], ips, _namespaces: namespaces })
+    }
+}
+
+/// A host on a [`Network`]: its namespace and address.
 #[derive(Debug, Clone)]
 pub struct Host {
     /// The network namespace the host's processes run in.
@@ -138,19 +202,16 @@ table inet faults {
 
 /// Hosts `10.9.0.1`, `10.9.0.2`, ... on one bridge, each in its own namespace with an
 /// empty nftables table for faults.
-pub struct Lan {
+pub struct Network {
     /// The hosts, in the order asked for.
     pub hosts: Vec<Host>,
     _namespaces: Namespaces,
 }
 
-impl Lan {
-    /// A LAN of `names.len()` hosts, or the reason this machine cannot build one.
-    pub fn new(names: &[&str]) -> Result<Lan, String> {
-        if !is_root() {
-            return Err("not running as root (network namespaces need it)".into());
-        }
-        try_run(ip_bin(), &["-V"], None).map_err(|e| format!("iproute2 `ip` unavailable: {e}"))?;
+impl Network {
+    /// A network of `names.len()` hosts, or the reason this machine cannot build one.
+    pub fn new(names: &[&str]) -> Result<Network, String> {
+        check_prerequisites()?;
         try_run(nft_bin(), &["--version"], None).map_err(|e| format!("`nft` unavailable: {e}"))?;
         let mut namespaces = Namespaces::new();
         let switch = namespaces.add("sw").map_err(|e| format!("`ip netns add` does not work here: {e}"))?;
@@ -172,7 +233,7 @@ impl Lan {
                 .map_err(|e| format!("nftables unavailable in a network namespace: {e}"))?;
             hosts.push(Host { netns, ip: host_ip });
         }
-        Ok(Lan { hosts, _namespaces: namespaces })
+        Ok(Network { hosts, _namespaces: namespaces })
     }
 }
 

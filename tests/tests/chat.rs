@@ -169,3 +169,47 @@ fn chat_over_quic_only() {
     assert_eq!(texts(&alice.history("Bob")), ["over quic →", "← and back"]);
     assert_eq!(shape(&alice.history("Bob")), shape(&bob.history("Alice")));
 }
+
+/// Sets `read_receipts` in `peer`'s config.toml (read when its daemon starts).
+fn set_read_receipts(peer: &Peer, on: bool) {
+    let path = kith_p2p::home::Home::at(peer.home()).config_path();
+    let mut config = kith_p2p::config::Config::load(&path).unwrap();
+    config.read_receipts = on;
+    config.save(&path).unwrap();
+}
+
+/// The state of message `id` in `peer`'s history with `contact`.
+fn state_of(peer: &Peer, contact: &str, id: &Value) -> String {
+    let history = peer.history(contact);
+    let message = history.iter().find(|m| &m["id"] == id).unwrap_or_else(|| panic!("no message {id}"));
+    message["state"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn read_receipts_off_sends_no_read_receipt() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    set_read_receipts(&bob, false);
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+
+    let unseen = alice.json(&["send", "Bob", "read but never told", "--wait", "delivered", "--json"]);
+    assert_eq!(bob.ok(&["read", "Alice"]).trim(), "marked 1 message(s) read");
+    assert_eq!(bob.json(&["inbox", "--json"]), serde_json::json!([]), "Bob did read it");
+    // A barrier: Bob's next message to Alice travels the same queue, after anything
+    // marking it read would have been queued. Once Alice has it, a read receipt would
+    // have arrived too.
+    let barrier = bob.json(&["send", "Alice", "after reading", "--wait", "delivered", "--json"]);
+    assert!(alice.history("Bob").iter().any(|m| m["id"] == barrier["id"]));
+    assert_eq!(state_of(&alice, "Bob", &unseen["id"]), "delivered", "no read receipt reached Alice");
+
+    // The same two with receipts on: the next read is reported, the earlier one never.
+    bob.stop();
+    set_read_receipts(&bob, true);
+    bob.start(&[]);
+    let seen = alice.json(&["send", "Bob", "read and told", "--wait", "delivered", "--json"]);
+    bob.ok(&["read", "Alice"]);
+    wait_until(DEADLINE, "the read receipt reaches Alice", || state_of(&alice, "Bob", &seen["id"]) == "read");
+    assert_eq!(state_of(&alice, "Bob", &unseen["id"]), "delivered");
+}

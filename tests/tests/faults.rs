@@ -9,25 +9,25 @@
 //! kind is unknown"), so loss and partitions are nftables rules (`numgen random`,
 //! `drop`) and delay is a userspace forwarder (`slow-link`) on the relay path. The
 //! namespace tests need root, `ip` and `nft`: outside CI they skip, saying why; under
-//! CI (`CI` set) they fail instead.
+//! CI (`CI` set) they fail instead ([`kith_tests::netns::skip_or_fail`]).
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
-use kith_tests::netns::{Host, Lan, SlowLink, under_ci};
+use kith_tests::netns::{Host, Network, SlowLink, skip_or_fail};
 use kith_tests::{Peer, Relay, connect, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-/// The LAN, or `None` (after saying why) where this machine cannot build it outside CI.
-fn lan(names: &[&str]) -> Option<Lan> {
-    match Lan::new(names) {
-        Ok(lan) => Some(lan),
-        Err(reason) if under_ci() => panic!("network namespaces are required under CI: {reason}"),
+/// The network, or `None` (after saying why) where this machine cannot build it
+/// outside CI; under CI that fails the test.
+fn lan(test: &str, names: &[&str]) -> Option<Network> {
+    match Network::new(names) {
+        Ok(network) => Some(network),
         Err(reason) => {
-            eprintln!("skipping: {reason}");
+            skip_or_fail(test, &reason);
             None
         }
     }
@@ -86,7 +86,7 @@ fn queue_for(peer: &Peer, recipient: &Peer) -> Option<Value> {
 
 #[test]
 fn five_percent_loss_loses_nothing() {
-    let Some(lan) = lan(&["relay", "alice", "bob"]) else { return };
+    let Some(lan) = lan("five_percent_loss_loses_nothing", &["relay", "alice", "bob"]) else { return };
     let [relay_host, alice_host, bob_host] = [&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]];
     let mut relay = Relay::in_netns(&relay_host.netns, &relay_host.ip, "");
     relay.start();
@@ -106,7 +106,7 @@ fn five_percent_loss_loses_nothing() {
 
 #[test]
 fn a_partition_heals_after_30_s_and_retries_back_off() {
-    let Some(lan) = lan(&["relay", "alice", "bob"]) else { return };
+    let Some(lan) = lan("a_partition_heals_after_30_s_and_retries_back_off", &["relay", "alice", "bob"]) else { return };
     let [relay_host, alice_host, bob_host] = [&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]];
     let mut relay = Relay::in_netns(&relay_host.netns, &relay_host.ip, "");
     relay.start();
@@ -158,7 +158,10 @@ fn a_partition_heals_after_30_s_and_retries_back_off() {
 
 #[test]
 fn a_relay_path_with_200_ms_of_jittered_delay_delivers_everything() {
-    let Some(lan) = lan(&["relay", "alice", "bob"]) else { return };
+    let Some(lan) = lan("a_relay_path_with_200_ms_of_jittered_delay_delivers_everything", &["relay", "alice", "bob"])
+    else {
+        return;
+    };
     let [relay_host, alice_host, bob_host] = [&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]];
     let mut relay = Relay::in_netns(&relay_host.netns, &relay_host.ip, "");
     relay.start();

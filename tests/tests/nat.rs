@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!                       public segment 10.0.0.0/24 (bridge in ns `pub`)
-//!        kith-relay 10.0.0.1:4001 (tcp + quic)
+//!        kith-relay 10.0.0.1:4001 (tcp + quic)    host P 10.0.0.4: Pat's daemon
 //!          /                                     \
 //!   router A: wan 10.0.0.2                  router B: wan 10.0.0.3
 //!   masquerade, drops unsolicited inbound   masquerade, drops unsolicited inbound
@@ -23,115 +23,59 @@
 //! connection to the peer, then one with `relayed: false` from the other router's
 //! public address).
 //!
-//! Needs root, `ip netns`, `nft` and kernel NAT, veth and bridge support; otherwise it
-//! prints "skipping: <reason>" and passes. The namespaces are named after the test's
-//! pid and deleted on drop, also when the test fails. Nothing leaves the machine: the
-//! namespaces have no link to the outside. `KITH_NETNS_LOG=<RUST_LOG filter>` shows
-//! the daemons' and the relay's logs.
+//! AutoNAT gives its verdicts meanwhile: the relay dials each node back at its listen
+//! addresses, as seen from outside. Alice and Bob come out `private` (their routers
+//! drop the dial-back); Pat, on the public segment with no NAT, `public <address>`.
+//! The probes start after a second, not libp2p's 15 s, and the nodes and the relay
+//! accept probes over these private addresses (`only_global_ips` off); see
+//! [`AUTONAT_KNOBS`].
+//!
+//! Needs root, `ip netns`, `nft` and kernel NAT, veth and bridge support. Where they
+//! are missing it fails under CI and elsewhere prints "skipping ...: <reason>" and passes
+//! (see `kith_tests::netns`). `KITH_NETNS_LOG=<RUST_LOG filter>` shows the daemons'
+//! and the relay's logs.
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use kith_tests::netns::{self, Namespaces, ip_bin, nft_bin, run, try_run};
 use kith_tests::{Peer, Relay, connect, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The `ip` binary, wherever this distribution keeps it.
-fn ip_bin() -> &'static str {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("ip")
-}
-
-fn nft_bin() -> &'static str {
-    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("nft")
-}
-
-/// Run `program args...`; Err with its output if it fails or cannot start.
-fn try_run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    let mut cmd = Command::new(program);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
-    if let Some(input) = stdin {
-        // A program that exits early shows in its status; a broken pipe says nothing more.
-        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    }
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-fn run(program: &str, args: &[&str]) {
-    try_run(program, args, None).unwrap();
-}
-
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    // "Uid: real effective saved fs"
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
-        .unwrap_or(false)
-}
-
-/// The namespaces of one test run; deleted on drop, also when the test fails.
-struct Namespaces {
-    names: Vec<String>,
-}
-
-impl Namespaces {
-    /// Create a namespace named `kith<pid>-<suffix>` with loopback up.
-    fn add(&mut self, suffix: &str) -> Result<String, String> {
-        let name = format!("kith{}-{suffix}", std::process::id());
-        try_run(ip_bin(), &["netns", "add", &name], None)?;
-        self.names.push(name.clone());
-        try_run(ip_bin(), &["-n", &name, "link", "set", "lo", "up"], None)?;
-        Ok(name)
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in self.names.iter().rev() {
-            // Deleting the namespace also deletes the veth pairs in it.
-            if let Err(e) = try_run(ip_bin(), &["netns", "del", name], None) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-    }
-}
-
-/// Names of the five namespaces.
+/// Names of the six namespaces.
 struct Topology {
     public: String,
     host_a: String,
     host_b: String,
+    host_p: String,
     _namespaces: Namespaces,
 }
+
+/// Environment for the daemons: AutoNAT probes a second after start and every two
+/// seconds until it has a verdict, and asks (and answers) peers at private addresses.
+/// A probe may take a minute: the relay dials a node behind NAT back at each of its
+/// addresses in turn, and each attempt waits out its 10 s connection timeout.
+const AUTONAT_KNOBS: [(&str, &str); 4] = [
+    ("KITH_AUTONAT_BOOT_DELAY_MS", "1000"),
+    ("KITH_AUTONAT_RETRY_MS", "2000"),
+    ("KITH_AUTONAT_TIMEOUT_MS", "60000"),
+    ("KITH_AUTONAT_ONLY_GLOBAL_IPS", "0"),
+];
+
+/// The relay answers AutoNAT probes from these private addresses too.
+const RELAY_AUTONAT: &str = "[autonat]\nonly_global_ips = false\n";
 
 const RELAY_IP: &str = "10.0.0.1";
 const ROUTER_A_IP: &str = "10.0.0.2";
 const ROUTER_B_IP: &str = "10.0.0.3";
 const HOST_A_IP: &str = "192.168.1.2";
 const HOST_B_IP: &str = "192.168.2.2";
+/// A host on the public segment, reachable by anyone there.
+const HOST_P_IP: &str = "10.0.0.4";
 
 /// A home router: masquerade out of `wan`, forward LAN → WAN, let in only replies;
 /// everything unsolicited from the WAN side is dropped (not refused), as on a typical
@@ -157,29 +101,12 @@ table inet filter {
 }
 "#;
 
-/// Delete namespaces left by runs of this test that were killed before their cleanup
-/// (`kith<pid>-...` whose process is gone).
-fn remove_stale_namespaces() {
-    let Ok(out) = Command::new(ip_bin()).args(["netns", "list"]).output() else { return };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else { continue };
-        let Some((pid, _)) = name.strip_prefix("kith").and_then(|rest| rest.split_once('-')) else { continue };
-        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = try_run(ip_bin(), &["netns", "del", name], None);
-        }
-    }
-}
-
 /// Build the topology, or say why this machine cannot (the reason to skip).
 fn topology() -> Result<Topology, String> {
-    if !is_root() {
-        return Err("not running as root (network namespaces need it)".into());
-    }
-    try_run(ip_bin(), &["-V"], None).map_err(|e| format!("iproute2 `ip` unavailable: {e}"))?;
+    netns::check_prerequisites()?;
     try_run(nft_bin(), &["--version"], None).map_err(|e| format!("`nft` unavailable: {e}"))?;
-    remove_stale_namespaces();
-    let mut namespaces = Namespaces { names: Vec::new() };
-    let public = namespaces.add("pub").map_err(|e| format!("`ip netns add` does not work here: {e}"))?;
+    let mut namespaces = Namespaces::new();
+    let public = namespaces.add("pub")?;
     // Probe nftables NAT support in a namespace before relying on it.
     try_run(
         ip_bin(),
@@ -222,7 +149,14 @@ fn topology() -> Result<Topology, String> {
     }
     let host_b = hosts.pop().unwrap();
     let host_a = hosts.pop().unwrap();
-    Ok(Topology { public, host_a, host_b, _namespaces: namespaces })
+    // A host straight on the public segment, no NAT in front of it.
+    let host_p = namespaces.add("hp")?;
+    link_add(&["-n", &public, "link", "add", "to-hp", "type", "veth", "peer", "name", "eth0", "netns", &host_p])?;
+    run(ip, &["-n", &public, "link", "set", "to-hp", "master", "br0"]);
+    run(ip, &["-n", &public, "link", "set", "to-hp", "up"]);
+    run(ip, &["-n", &host_p, "addr", "add", &format!("{HOST_P_IP}/24"), "dev", "eth0"]);
+    run(ip, &["-n", &host_p, "link", "set", "eth0", "up"]);
+    Ok(Topology { public, host_a, host_b, host_p, _namespaces: namespaces })
 }
 
 /// The texts of a history, oldest first.
@@ -243,25 +177,30 @@ fn send_delivered(from: &Peer, to: &str, text: &str) {
 fn peers_behind_two_nats_hole_punch_a_direct_connection() {
     let net = match topology() {
         Ok(net) => net,
-        Err(reason) => {
-            eprintln!("skipping: {reason}");
-            return;
-        }
+        Err(reason) => return netns::skip_or_fail("peers_behind_two_nats_hole_punch_a_direct_connection", &reason),
     };
     // Declared after `net`, so dropped (processes killed) before the namespaces go.
-    let mut relay = Relay::in_netns(&net.public, RELAY_IP, "");
+    let mut relay = Relay::in_netns(&net.public, RELAY_IP, RELAY_AUTONAT);
     relay.start();
     let circuit = format!("{}/p2p-circuit", relay.addr());
 
     let mut alice = Peer::init("Alice");
     let mut bob = Peer::init("Bob");
-    for (peer, netns, ip) in [(&mut alice, &net.host_a, HOST_A_IP), (&mut bob, &net.host_b, HOST_B_IP)] {
+    let mut pat = Peer::init("Pat");
+    for (peer, netns, ip) in
+        [(&mut alice, &net.host_a, HOST_A_IP), (&mut bob, &net.host_b, HOST_B_IP), (&mut pat, &net.host_p, HOST_P_IP)]
+    {
         peer.ok(&["relay", "add", &relay.addr()]);
         peer.netns = Some(netns.clone());
+        peer.env.extend(AUTONAT_KNOBS.map(|(k, v)| (k.to_owned(), v.to_owned())));
         let tcp = format!("/ip4/{ip}/tcp/0");
         let quic = format!("/ip4/{ip}/udp/0/quic-v1");
-        peer.start_on(&[&tcp, &quic, &circuit], &[]);
-        assert!(peer.addrs.iter().any(|a| a.contains("/p2p-circuit")), "{:?}", peer.addrs);
+        if ip == HOST_P_IP {
+            peer.start_on(&[&tcp, &quic], &[]);
+        } else {
+            peer.start_on(&[&tcp, &quic, &circuit], &[]);
+            assert!(peer.addrs.iter().any(|a| a.contains("/p2p-circuit")), "{:?}", peer.addrs);
+        }
     }
     // Alice's private address really is unreachable from Bob's side (a refused, failed
     // or timed-out connect all count; so does a missing `bash`).
@@ -299,6 +238,7 @@ fn peers_behind_two_nats_hole_punch_a_direct_connection() {
 
     send_delivered(&alice, "Bob", "hello across two NATs");
     send_delivered(&bob, "Alice", "hello back");
+    assert_reachability(&alice, &bob, &pat);
 
     // Without the relay, only the punched hole connects them.
     relay.stop();
@@ -312,4 +252,23 @@ fn peers_behind_two_nats_hole_punch_a_direct_connection() {
         want.sort();
         assert_eq!(got, want, "{}'s history", peer.0.name);
     }
+}
+
+/// The AutoNAT verdicts `kith status` reports once the relay has dialed each node back.
+/// Runs while the relay is up: it is the one peer every node asks.
+fn assert_reachability(alice: &Peer, bob: &Peer, pat: &Peer) {
+    let reachability = |peer: &Peer| peer.json(&["status", "--json"])["reachability"].as_str().unwrap().to_owned();
+    for behind_nat in [alice, bob] {
+        // Bounded by two probe timeouts (see AUTONAT_KNOBS).
+        wait_until(2 * DEADLINE, &format!("AutoNAT finds {} private", behind_nat.name), || {
+            reachability(behind_nat) == "private"
+        });
+    }
+    let public = format!("public /ip4/{HOST_P_IP}/");
+    wait_until(DEADLINE, "AutoNAT finds Pat public", || reachability(pat).starts_with(&public));
+    // The address the relay dialed back: one Pat listens on.
+    let verdict = reachability(pat);
+    let addr = verdict.strip_prefix("public ").unwrap();
+    assert!(pat.addrs.iter().any(|a| addr.starts_with(a.as_str())), "{verdict} vs {:?}", pat.addrs);
+    eprintln!("AutoNAT: Alice and Bob private, Pat {verdict}");
 }

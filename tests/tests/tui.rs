@@ -88,6 +88,12 @@ fn tui_in_tmux_sends_and_receives() {
     tmux.wait_for_screen("the conversation list", |s| s.contains("Bob"));
     // Scripts keep working alongside the TUI: its node serves the control socket.
     wait_until(DEADLINE, "Alice's control socket", || alice.run(&["status", "--json"]).status.success());
+    // The help says that quitting stops this node (no daemon runs it).
+    tmux.keys(&["F1"]);
+    tmux.wait_for_screen("the help on quitting", |s| s.contains("quit and stop the node"));
+    assert!(!tmux.screen().contains("keeps running"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for_screen("the help closed", |s| !s.contains("Help · Esc closes"));
 
     // Open the conversation with the quick switcher and type a message.
     tmux.keys(&["C-k"]);

@@ -15,8 +15,13 @@ async fn main() -> ExitCode {
         eprintln!("usage: tui <control socket>");
         return ExitCode::from(2);
     };
-    let options =
-        kith_tui::TuiOptions { no_color: false, notify_command: std::env::var("KITH_NOTIFY").ok(), bell: true };
+    // A client of a running node: quitting leaves it running.
+    let options = kith_tui::TuiOptions {
+        no_color: false,
+        notify_command: std::env::var("KITH_NOTIFY").ok(),
+        bell: true,
+        runs_node: false,
+    };
     match kith_tui::run(&socket, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -27,7 +27,8 @@ pub enum Command {
     Read,
     /// `/help`: show the key bindings and commands.
     Help,
-    /// `/quit`: leave the interface (the node keeps running).
+    /// `/quit`: leave the interface; the node keeps running, unless the interface
+    /// runs it itself ([`Config::runs_node`](crate::Config::runs_node)).
     Quit,
     /// `/group ...`: create a group, or manage the open one.
     Group(GroupCommand),
@@ -61,7 +62,8 @@ pub enum CommandError {
     Usage(&'static str),
 }
 
-/// One line per command, for the help overlay.
+/// One line per command, for the help overlay, except `/quit` and `//text`, whose
+/// lines [`help`] adds.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/add <invite|peer-id> [alias]", "add a contact by invite, or send a request by peer id"),
     ("/invite", "show your invite link and QR code"),
@@ -75,9 +77,27 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/group leave", "leave the open group"),
     ("/group members", "list the open group's members"),
     ("/help", "this help"),
-    ("/quit", "leave (the node keeps running)"),
-    ("//text", "send a message that starts with /"),
 ];
+
+/// What quitting does, as the help says it (for `/quit` and its keys): the node keeps
+/// running, unless the interface runs it itself (`runs_node`: no daemon ran when it
+/// started), when quitting stops it.
+pub fn quit_help(runs_node: bool) -> &'static str {
+    if runs_node {
+        "quit and stop the node (it runs in here)"
+    } else {
+        "quit (the node keeps running)"
+    }
+}
+
+/// Every command's help line, in order, for an interface that does or does not run
+/// the node itself (see [`quit_help`]).
+pub fn help(runs_node: bool) -> Vec<(&'static str, &'static str)> {
+    let mut lines = COMMANDS.to_vec();
+    lines.push(("/quit", quit_help(runs_node)));
+    lines.push(("//text", "send a message that starts with /"));
+    lines
+}
 
 /// Parse `line`, which starts with `/`.
 pub fn parse(line: &str) -> Result<Command, CommandError> {
@@ -131,6 +151,19 @@ fn parse_group(rest: &[&str]) -> Result<GroupCommand, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quit_says_what_happens_to_the_node() {
+        let daemon = help(false);
+        let own = help(true);
+        assert_eq!(daemon.len(), own.len());
+        assert!(daemon.contains(&("/quit", "quit (the node keeps running)")));
+        let (_, quit) = own.iter().find(|(c, _)| *c == "/quit").copied().unwrap_or_default();
+        assert!(quit.contains("stop the node") && !quit.contains("keeps running"), "{quit}");
+        // Only `/quit`'s line differs.
+        let differ: Vec<_> = daemon.iter().zip(&own).filter(|(a, b)| a != b).map(|(a, _)| a.0).collect();
+        assert_eq!(differ, ["/quit"]);
+    }
 
     #[test]
     fn parses_commands() {

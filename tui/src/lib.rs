@@ -49,6 +49,9 @@ pub struct TuiOptions {
     pub notify_command: Option<String>,
     /// Ring the terminal bell when a message arrives in a conversation not in view.
     pub bell: bool,
+    /// The caller runs the node for this interface (no daemon was running), so it
+    /// stops when the user quits; the help says so instead of "the node keeps running".
+    pub runs_node: bool,
 }
 
 /// Why the interface stopped with an error.

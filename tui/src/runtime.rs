@@ -61,6 +61,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         bell: options.bell,
         notify: options.notify_command.is_some(),
         utc_offset_secs: local_utc_offset().await,
+        runs_node: options.runs_node,
     };
 
     let (action_tx, action_rx) = mpsc::channel(ACTION_QUEUE);

@@ -64,6 +64,40 @@ fn help_overlay() {
 }
 
 #[test]
+fn help_overlay_when_the_interface_runs_the_node() {
+    let mut app = scene(Config { runs_node: true, ..config() });
+    update(&mut app, key(KeyCode::F(1)));
+    insta::assert_snapshot!("help_overlay_runs_node", screen(&app, 100, 30));
+}
+
+/// The whole help text, scrolled through page by page, with runs of spaces squeezed
+/// to one (so "keys what" reads the same whatever the column width).
+fn help_text(config: Config) -> String {
+    let mut app = scene(config);
+    update(&mut app, key(KeyCode::F(1)));
+    let mut text = screen(&app, 100, 30);
+    for _ in 0..10 {
+        update(&mut app, key(KeyCode::PageDown));
+        text.push_str(&screen(&app, 100, 30));
+    }
+    text.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn help_says_what_quitting_does_to_the_node() {
+    // A client of a daemon: quitting leaves the node running.
+    let daemon = help_text(config());
+    assert!(daemon.contains("Ctrl+C, Ctrl+Q quit (the node keeps running)"), "{daemon}");
+    assert!(daemon.contains("/quit quit (the node keeps running)"), "{daemon}");
+    assert!(!daemon.contains("stop the node"), "{daemon}");
+    // The interface runs the node itself: quitting stops it, and the help says so.
+    let own = help_text(Config { runs_node: true, ..config() });
+    assert!(own.contains("Ctrl+C, Ctrl+Q quit and stop the node (it runs in here)"), "{own}");
+    assert!(own.contains("/quit quit and stop the node (it runs in here)"), "{own}");
+    assert!(!own.contains("keeps running"), "{own}");
+}
+
+#[test]
 fn quick_switcher_filters() {
     let mut app = scene(config());
     update(&mut app, ctrl('k'));

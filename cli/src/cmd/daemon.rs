@@ -8,16 +8,10 @@ use kith_p2p::control::{Server, ServeError};
 use kith_p2p::home::Home;
 use kith_p2p::identity::Identity;
 use kith_p2p::libp2p::Multiaddr;
-use kith_p2p::node::{self, NodeConfig, Timers};
+use kith_p2p::node::{self, NodeConfig};
 
 use crate::args::{DaemonArgs, Global};
 use crate::failure::{Code, Failure, Result};
-
-/// Test and tuning knob: the retry backoff ceiling in ms (default 30 000).
-const RETRY_MAX_ENV: &str = "KITH_RETRY_MAX_MS";
-/// Test and tuning knob: how often relays are drained and group logs fetched, in ms
-/// (default 60 000).
-const DRAIN_INTERVAL_ENV: &str = "KITH_DRAIN_INTERVAL_MS";
 
 pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
     let home = super::home(global)?;
@@ -39,14 +33,7 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
     let listen = if args.listen.is_empty() { config.listen.clone() } else { parse_addrs(&args.listen, "listen")? };
     let mut bootstrap = config.bootstrap.clone();
     bootstrap.extend(parse_addrs(&args.bootstrap, "bootstrap")?);
-    let mut timers = Timers::default();
-    if let Some(ms) = std::env::var(RETRY_MAX_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
-        timers.retry_max = Duration::from_millis(ms.max(1));
-        timers.retry_initial = timers.retry_initial.min(timers.retry_max);
-    }
-    if let Some(ms) = std::env::var(DRAIN_INTERVAL_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
-        timers.drain_interval = Duration::from_millis(ms.max(100));
-    }
+    let timers = super::knobs::timers();
     Ok(NodeConfig {
         identity,
         listen,

@@ -7,6 +7,7 @@ mod demo;
 mod group;
 mod id;
 mod init;
+mod knobs;
 mod net;
 mod print;
 mod relay;

@@ -17,7 +17,8 @@ use crate::failure::{Code, Failure, Result};
 pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
     let home = super::home(global)?;
     let config = super::load_config(&home)?;
-    let options = TuiOptions { no_color: false, notify_command: config.notify_command.clone(), bell: true };
+    let mut options =
+        TuiOptions { no_color: false, notify_command: config.notify_command.clone(), bell: true, runs_node: false };
     let socket = home.socket_path();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let daemon_runs = rt.block_on(async {
@@ -31,6 +32,8 @@ pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
         log_to_file(&home)?;
         return rt.block_on(kith_tui::run(&socket, options)).map_err(|e| Failure::new(Code::Error, e));
     }
+    // The node runs in this process and stops when the interface quits.
+    options.runs_node = true;
     // Unlock before the screen is taken over: the passphrase prompt needs the terminal.
     let identity = super::load_identity(&home)?;
     let node_config = super::daemon::node_config(identity, &config, &args)?;

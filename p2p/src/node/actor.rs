@@ -77,6 +77,8 @@ pub(crate) struct Actor {
     next_refresh: Instant,
     relays: relays::RelayState,
     next_drain: Instant,
+    /// When expired invite tokens are next deleted.
+    next_invite_purge: Instant,
     /// Addresses the last failed dial to a peer with queued mail tried.
     failed_dials: HashMap<PeerId, Vec<Multiaddr>>,
     /// The latest AutoNAT verdict, for `status`.
@@ -106,8 +108,15 @@ impl Actor {
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| StartError::Build(e.to_string()))?
             .with_behaviour(|key, relay_client| {
-                Behaviour::new(key, relay_client, mdns_on, timers.request_timeout, timers.connection_limits.clone())
-                    .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+                Behaviour::new(
+                    key,
+                    relay_client,
+                    mdns_on,
+                    timers.request_timeout,
+                    timers.connection_limits.clone(),
+                    timers.autonat.config(),
+                )
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
             })
             .map_err(|e| StartError::Build(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(timers.idle_connection))
@@ -186,6 +195,7 @@ impl Actor {
             next_refresh: Instant::now() + timers.record_refresh,
             relays: relays::RelayState::default(),
             next_drain: Instant::now() + config.timers.drain_interval,
+            next_invite_purge: Instant::now() + config.timers.invite_purge_interval,
             failed_dials: HashMap::new(),
             reachability: "unknown".into(),
             redials: HashMap::new(),
@@ -198,6 +208,7 @@ impl Actor {
             Ok(pruned) => tracing::debug!(pruned, "forgot tombstones older than the replay window"),
             Err(e) => tracing::warn!(error = %e, "pruning tombstones failed"),
         }
+        actor.purge_invites();
         actor.load_groups();
         actor.bootstrap();
         actor.drain_all();
@@ -246,7 +257,7 @@ impl Actor {
     }
 
     fn next_wakeup(&self) -> Instant {
-        let timers = self.next_refresh.min(self.next_drain);
+        let timers = self.next_refresh.min(self.next_drain).min(self.next_invite_purge);
         let timers = self.group_messages.next_wakeup().map_or(timers, |t| t.min(timers));
         self.queues.next_wakeup().map_or(timers, |t| t.min(timers))
     }
@@ -263,9 +274,23 @@ impl Actor {
             self.fetch_all_group_logs();
             self.dial_group_members();
         }
+        if now >= self.next_invite_purge {
+            self.next_invite_purge = now + self.config.timers.invite_purge_interval;
+            self.purge_invites();
+        }
         self.group_tick(now);
         for peer in self.queues.ready(now) {
             self.dispatch(peer);
+        }
+    }
+
+    /// Delete expired invite tokens (redeeming one fails anyway; this keeps them from
+    /// piling up). Not flushed: a purge lost in a crash is simply done again.
+    fn purge_invites(&self) {
+        match self.store.invites().purge_expired(ops::now_ms()) {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "deleted expired invites"),
+            Err(e) => tracing::warn!(error = %e, "deleting expired invites failed"),
         }
     }
 
@@ -990,11 +1015,7 @@ impl Actor {
                 }
             }
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
-                self.reachability = match new {
-                    autonat::NatStatus::Public(addr) => format!("public {addr}"),
-                    autonat::NatStatus::Private => "private".into(),
-                    autonat::NatStatus::Unknown => "unknown".into(),
-                };
+                self.reachability = super::reachability::verdict(&new);
                 tracing::info!(reachability = %self.reachability, "AutoNAT status changed");
             }
             BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => match result {

@@ -45,6 +45,7 @@ impl Behaviour {
         mdns_on: bool,
         request_timeout: std::time::Duration,
         limits: conn_limits::ConnectionLimits,
+        autonat: autonat::Config,
     ) -> std::io::Result<Behaviour> {
         let peer_id = key.public().to_peer_id();
         let dm = request_response::Behaviour::with_codec(
@@ -94,7 +95,7 @@ impl Behaviour {
             gossipsub,
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
-            autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+            autonat: autonat::Behaviour::new(peer_id, autonat),
             kad,
             identify,
             ping: ping::Behaviour::default(),

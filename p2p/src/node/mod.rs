@@ -12,6 +12,7 @@ mod behaviour;
 mod event;
 mod inbound;
 mod outbox;
+mod reachability;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use behaviour::{IDENTIFY_VERSION, KAD_PROTOCOL};
 pub use event::Event;
 pub use outbox::QueueStatus;
+pub use reachability::AutonatProbes;
 
 use crate::conn_limits::ConnectionLimits;
 use crate::identity::Identity;
@@ -48,12 +50,20 @@ pub struct Timers {
     pub idle_connection: Duration,
     /// How long a one-time invite stays redeemable (default 7 days).
     pub invite_ttl: Duration,
+    /// How often the node deletes expired invite tokens (default 1 h; also at start).
+    pub invite_purge_interval: Duration,
     /// How often the node drains its relays' mailboxes, fetches its groups' logs and
     /// redials group members (default 60 s; also at start and when relays change).
     pub drain_interval: Duration,
     /// Connections the node accepts: in total, per peer, per IP address, and a memory
     /// ceiling (default [`ConnectionLimits::default`]; see docs/CONFIG.md).
     pub connection_limits: ConnectionLimits,
+    /// Events buffered per subscriber (a control client, the TUI) before the slowest
+    /// is told it lagged and missed some (default 4096; at least 1).
+    pub event_buffer: usize,
+    /// How the node finds out whether others can dial it (AutoNAT; default
+    /// [`AutonatProbes::default`], libp2p's timers).
+    pub autonat: AutonatProbes,
 }
 
 impl Default for Timers {
@@ -66,8 +76,11 @@ impl Default for Timers {
             record_ttl: Duration::from_secs(3600),
             idle_connection: Duration::from_secs(60),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
+            invite_purge_interval: Duration::from_secs(3600),
             drain_interval: Duration::from_secs(60),
             connection_limits: ConnectionLimits::default(),
+            event_buffer: 4096,
+            autonat: AutonatProbes::default(),
         }
     }
 }
@@ -308,8 +321,6 @@ impl NodeConfig {
 
 /// Bound on queued commands: callers wait (backpressure) rather than grow memory.
 const COMMAND_QUEUE: usize = 256;
-/// Events buffered per subscriber before it is told it lagged.
-const EVENT_BUFFER: usize = 4096;
 
 /// A cheap, cloneable handle to a running node.
 #[derive(Clone)]
@@ -411,7 +422,8 @@ impl NodeHandle {
 /// Returns when every listen address is bound.
 pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartError> {
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
+    // A broadcast channel of capacity 0 would panic.
+    let (events_tx, _) = broadcast::channel(config.timers.event_buffer.max(1));
     let peer_id = config.identity.peer_id();
     let (actor, listen_addrs) =
         actor::Actor::build(config, store.clone(), commands_rx, events_tx.clone()).await?;

@@ -8,8 +8,8 @@
 //! listeners closed, jobs in flight finished and answered, the stores flushed.
 //!
 //! Disk I/O never runs on the loop: mailbox and group log requests that touch a store
-//! become jobs on tokio's blocking pool (at most [`MAX_MAILBOX_JOBS`] and
-//! [`MAX_GROUPLOG_JOBS`] at once, see `jobs`), and their answers come back to the
+//! become jobs on tokio's blocking pool (at most `mailbox.max_jobs` and
+//! `grouplog.max_jobs` at once, see `jobs`), and their answers come back to the
 //! loop, which sends them.
 
 mod behaviour;
@@ -47,15 +47,6 @@ use crate::metrics::Metrics;
 use behaviour::{Behaviour, BehaviourEvent};
 use jobs::Jobs;
 use mailbox_service::{Access, Service};
-
-/// Mailbox jobs (disk work) in flight at once; beyond it requests are answered
-/// `RateLimited` at once, so a flood cannot queue unbounded work or tasks.
-pub const MAX_MAILBOX_JOBS: usize = 64;
-
-/// Group log jobs (disk work) in flight at once; beyond it requests are answered
-/// `RateLimited` at once. Separate from [`MAX_MAILBOX_JOBS`], so a flood of one
-/// kind cannot starve the other.
-pub const MAX_GROUPLOG_JOBS: usize = 64;
 
 /// How long [`Relay::start`] waits for every listener to report an address.
 const LISTEN_DEADLINE: Duration = Duration::from_secs(10);
@@ -330,8 +321,9 @@ impl Relay {
             listeners: listeners.clone(),
             reported: HashSet::new(),
             accepting: true,
-            jobs: Jobs::new(MAX_MAILBOX_JOBS, "mailbox"),
-            group_jobs: Jobs::new(MAX_GROUPLOG_JOBS, "grouplog"),
+            // Separate bounds, so a flood of one kind cannot starve the other.
+            jobs: Jobs::new(config.mailbox.max_jobs as usize, "mailbox"),
+            group_jobs: Jobs::new(config.grouplog.max_jobs as usize, "grouplog"),
             reservations: HashMap::new(),
             listen_failure: None,
         };

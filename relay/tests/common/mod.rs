@@ -388,6 +388,48 @@ impl TestPeer {
         .await
     }
 
+    /// Sends every request of `requests` to `relay` (at `addr`) at once, each on its
+    /// own stream of one connection, and waits for all the answers (in request order).
+    pub async fn request_all(
+        &mut self,
+        relay: PeerId,
+        addr: &Multiaddr,
+        requests: Vec<MailboxRequest>,
+    ) -> Vec<MailboxResponse> {
+        self.swarm.add_peer_address(relay, addr.clone());
+        let ids: Vec<_> = requests
+            .into_iter()
+            .map(|r| self.swarm.behaviour_mut().mailbox.send_request(&relay, r))
+            .collect();
+        let mut answers: Vec<Option<MailboxResponse>> = ids.iter().map(|_| None).collect();
+        let mut left = ids.len();
+        while left > 0 {
+            let (i, response) = self
+                .wait_for("mailbox responses", |event| match event {
+                    SwarmEvent::Behaviour(PeerBehaviourEvent::Mailbox(
+                        request_response::Event::Message {
+                            message:
+                                request_response::Message::Response {
+                                    request_id,
+                                    response,
+                                },
+                            ..
+                        },
+                    )) => ids.iter().position(|id| *id == request_id).map(|i| (i, response)),
+                    SwarmEvent::Behaviour(PeerBehaviourEvent::Mailbox(
+                        request_response::Event::OutboundFailure {
+                            request_id, error, ..
+                        },
+                    )) if ids.contains(&request_id) => panic!("mailbox request failed: {error}"),
+                    _ => None,
+                })
+                .await;
+            answers[i] = Some(response);
+            left -= 1;
+        }
+        answers.into_iter().map(Option::unwrap).collect()
+    }
+
     /// Sends a group log request to `relay` (at `addr`) and waits for the answer.
     pub async fn group_request(
         &mut self,

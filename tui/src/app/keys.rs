@@ -1,7 +1,10 @@
 //! The key bindings, as the help overlay lists them. The matching code is in
 //! `update.rs`; keep the two in step.
 
-/// (keys, what they do), in the order the help overlay shows them.
+use crate::commands::quit_help;
+
+/// (keys, what they do), in the order the help overlay shows them, except quitting,
+/// whose line [`bindings`] adds.
 pub const BINDINGS: &[(&str, &str)] = &[
     ("Enter", "send the message or run the /command"),
     ("Alt+Enter, Shift+Enter, Ctrl+J", "new line"),
@@ -22,5 +25,12 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Mouse wheel", "scroll the pane under the pointer"),
     ("Click", "open a conversation"),
     ("F1, ? (on empty input)", "this help"),
-    ("Ctrl+C, Ctrl+Q", "quit (the node keeps running)"),
 ];
+
+/// Every binding's help line, in order, for an interface that does or does not run
+/// the node itself (quitting stops a node the interface runs).
+pub fn bindings(runs_node: bool) -> Vec<(&'static str, &'static str)> {
+    let mut lines = BINDINGS.to_vec();
+    lines.push(("Ctrl+C, Ctrl+Q", quit_help(runs_node)));
+    lines
+}

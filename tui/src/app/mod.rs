@@ -15,10 +15,10 @@ mod window;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use kith_p2p::kith_storage::{ContactState, MessageState};
+use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
 use kith_p2p::views::{ContactView, GroupView, MessageView};
 
-pub use keys::BINDINGS;
+pub use keys::{BINDINGS, bindings};
 pub use update::update;
 pub use window::{Fetch, Scroll};
 
@@ -46,6 +46,9 @@ pub struct Config {
     pub notify: bool,
     /// The local time zone as seconds east of UTC, for clock times and dates.
     pub utc_offset_secs: i32,
+    /// The interface runs the node itself (no daemon ran when it started), so
+    /// quitting stops the node; the help says so.
+    pub runs_node: bool,
 }
 
 /// The connection to the node, as the status bar shows it.
@@ -207,9 +210,21 @@ impl Conversation {
         }
         let unread = usize::try_from(self.pending_marker).unwrap_or(usize::MAX);
         self.pending_marker = 0;
-        let start = self.messages.len().saturating_sub(unread);
-        self.unread_marker = self.messages.get(start).map(|m| m.id.clone());
+        self.unread_marker = first_unread(&self.messages, unread).map(|m| m.id.clone());
     }
+}
+
+/// Where the "new messages" line goes in `messages` (oldest first) when the newest
+/// `unread` incoming messages are unread: above the oldest of them. Only incoming
+/// messages count (our own are never unread), so an unread message is never shown
+/// above the line among read ones. If fewer incoming messages are loaded, unread ones
+/// begin before the window: above its first message.
+fn first_unread(messages: &VecDeque<MessageView>, unread: usize) -> Option<&MessageView> {
+    if unread == 0 {
+        return None;
+    }
+    let mut incoming = messages.iter().rev().filter(|m| m.direction == Direction::Incoming);
+    incoming.nth(unread - 1).or(messages.front())
 }
 
 /// A transient message in the status bar.
@@ -495,5 +510,75 @@ impl App {
             self.orphan_states.pop_front();
         }
         self.orphan_states.push_back((id, state));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Message `n` of a 1:1 conversation, incoming or ours.
+    fn message(n: u64, direction: Direction) -> MessageView {
+        MessageView {
+            id: format!("{n}"),
+            conversation: "c".into(),
+            peer: Some("peer".into()),
+            author: if direction == Direction::Incoming { "peer".into() } else { "me".into() },
+            direction,
+            text: format!("message {n}"),
+            sent_at: n,
+            received_at: n,
+            lamport: n,
+            state: MessageState::Delivered,
+        }
+    }
+
+    fn window(directions: &[Direction]) -> VecDeque<MessageView> {
+        directions.iter().zip(1..).map(|(d, n)| message(n, *d)).collect()
+    }
+
+    use Direction::{Incoming as In, Outgoing as Out};
+
+    #[test]
+    fn the_new_messages_line_counts_only_incoming_messages() {
+        // Two unread incoming messages with one of ours after them: the line goes
+        // above message 3 (the older unread one), not above message 4.
+        let messages = window(&[In, Out, In, In, Out]);
+        assert_eq!(first_unread(&messages, 2).map(|m| m.id.as_str()), Some("3"));
+        // Our messages interleaved with the unread ones are skipped over, never counted.
+        let messages = window(&[In, In, Out, In, Out, Out]);
+        assert_eq!(first_unread(&messages, 2).map(|m| m.id.as_str()), Some("2"));
+        assert_eq!(first_unread(&messages, 1).map(|m| m.id.as_str()), Some("4"));
+        assert_eq!(first_unread(&messages, 0), None);
+    }
+
+    #[test]
+    fn unread_older_than_the_window_puts_the_line_at_its_top() {
+        let messages = window(&[Out, In, Out, In]);
+        assert_eq!(first_unread(&messages, 2).map(|m| m.id.as_str()), Some("2"));
+        assert_eq!(first_unread(&messages, 5).map(|m| m.id.as_str()), Some("1"));
+        assert_eq!(first_unread(&VecDeque::new(), 3), None);
+    }
+
+    #[test]
+    fn resolve_marker_puts_every_unread_message_below_the_line() {
+        let mut conv = Conversation::new(ContactView {
+            peer_id: "peer".into(),
+            alias: None,
+            display_name: None,
+            state: ContactState::Accepted,
+            addrs: Vec::new(),
+            relays: Vec::new(),
+        });
+        conv.messages = window(&[In, In, Out, In, Out]);
+        conv.loaded = true;
+        conv.pending_marker = 2;
+        conv.resolve_marker();
+        assert_eq!(conv.unread_marker.as_deref(), Some("2"));
+        assert_eq!(conv.pending_marker, 0);
+        let marker = conv.messages.iter().position(|m| Some(&m.id) == conv.unread_marker.as_ref()).unwrap();
+        let unread_below = conv.messages.iter().skip(marker).filter(|m| m.direction == In).count();
+        assert_eq!(unread_below, 2, "both unread messages are below the line");
     }
 }

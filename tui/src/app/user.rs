@@ -262,7 +262,7 @@ fn with_contact(
 }
 
 fn help_key(app: &mut App, key: KeyEvent) {
-    let max = overlay::help_line_count(app.size).saturating_sub(1);
+    let max = overlay::help_line_count(app.size, app.config.runs_node).saturating_sub(1);
     let page = page_rows(app);
     let Some(Overlay::Help { scroll }) = &mut app.overlay else { return };
     match key.code {
@@ -394,7 +394,7 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
     };
     match &mut app.overlay {
         Some(Overlay::Help { scroll }) => {
-            let max = overlay::help_line_count(app.size).saturating_sub(1);
+            let max = overlay::help_line_count(app.size, app.config.runs_node).saturating_sub(1);
             *scroll = if up { scroll.saturating_sub(WHEEL_ROWS) } else { (*scroll + WHEEL_ROWS).min(max) };
         }
         Some(Overlay::Invite(InviteView::Ready { scroll, .. })) => {

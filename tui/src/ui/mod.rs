@@ -36,7 +36,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     let cursor = match app.overlay() {
         None => input_cursor,
         Some(Overlay::Help { scroll }) => {
-            overlay::render_help(frame, area, *scroll, &theme);
+            overlay::render_help(frame, area, *scroll, app.config().runs_node, &theme);
             None
         }
         Some(Overlay::Switcher(switcher)) => overlay::render_switcher(frame, app, switcher, area, &theme),

@@ -7,8 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::theme::Theme;
-use crate::app::{App, BINDINGS, InviteView, Switcher};
-use crate::commands::COMMANDS;
+use crate::app::{App, InviteView, Switcher, bindings};
+use crate::commands;
 use crate::text;
 
 /// Widest the help window gets.
@@ -44,8 +44,9 @@ fn help_area(area: Rect) -> Rect {
     )
 }
 
-/// The help text laid out for `width` columns.
-fn help_lines(width: usize, theme: &Theme) -> Vec<Line<'static>> {
+/// The help text laid out for `width` columns, for an interface that does or does
+/// not run the node itself (what quitting does differs).
+fn help_lines(width: usize, runs_node: bool, theme: &Theme) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     let section = |lines: &mut Vec<Line<'static>>, title: &str| {
         if !lines.is_empty() {
@@ -71,9 +72,9 @@ fn help_lines(width: usize, theme: &Theme) -> Vec<Line<'static>> {
         }
     };
     section(&mut lines, "Keys");
-    pairs(&mut lines, BINDINGS);
+    pairs(&mut lines, &bindings(runs_node));
     section(&mut lines, "Commands");
-    pairs(&mut lines, COMMANDS);
+    pairs(&mut lines, &commands::help(runs_node));
     section(&mut lines, "Message marks");
     lines.push(Line::from(vec![
         Span::styled("◷", theme.mark()),
@@ -91,19 +92,19 @@ fn help_lines(width: usize, theme: &Theme) -> Vec<Line<'static>> {
 }
 
 /// How many rows the help has on a screen of `size` (to bound scrolling).
-pub(crate) fn help_line_count(size: (u16, u16)) -> usize {
+pub(crate) fn help_line_count(size: (u16, u16), runs_node: bool) -> usize {
     let area = help_area(Rect::new(0, 0, size.0, size.1));
-    help_lines(usize::from(area.width.saturating_sub(2)), &Theme::new(true)).len()
+    help_lines(usize::from(area.width.saturating_sub(2)), runs_node, &Theme::new(true)).len()
 }
 
-/// Draw the help window.
-pub(crate) fn render_help(frame: &mut Frame, area: Rect, scroll: usize, theme: &Theme) {
+/// Draw the help window (see [`help_lines`] for `runs_node`).
+pub(crate) fn render_help(frame: &mut Frame, area: Rect, scroll: usize, runs_node: bool, theme: &Theme) {
     let area = help_area(area);
     if area.is_empty() {
         return;
     }
     let inner = window(frame, area, " Help · Esc closes ", theme);
-    let lines = help_lines(usize::from(inner.width), theme);
+    let lines = help_lines(usize::from(inner.width), runs_node, theme);
     let scroll = scroll.min(lines.len().saturating_sub(usize::from(inner.height)));
     if scroll + usize::from(inner.height) < lines.len() && area.height > 2 {
         let hint = Line::styled(" ↓ more: Down, PageDown ", theme.dim()).right_aligned();

@@ -160,7 +160,7 @@ pub fn type_text(app: &mut App, text: &str) -> Vec<Effect> {
 }
 
 pub fn config() -> Config {
-    Config { no_color: false, bell: true, notify: true, utc_offset_secs: 0 }
+    Config { no_color: false, bell: true, notify: true, utc_offset_secs: 0, runs_node: false }
 }
 
 pub fn status(online: &[&str]) -> Status {

@@ -1,0 +1,126 @@
+//! Test and tuning knobs: environment variables that override the node's
+//! [`Timers`] for `kith daemon` and the node `kith tui` runs (docs/CLI.md lists them).
+//!
+//! Tests shorten timers this way instead of waiting for production values. A value
+//! that does not parse is ignored (the default stays), as an unset variable is.
+
+use std::time::Duration;
+
+use kith_p2p::node::Timers;
+
+/// The retry backoff ceiling in ms (default 30 000).
+const RETRY_MAX: &str = "KITH_RETRY_MAX_MS";
+/// How often relays are drained and group logs fetched, in ms (default 60 000).
+const DRAIN_INTERVAL: &str = "KITH_DRAIN_INTERVAL_MS";
+/// How long a new invite stays redeemable, in ms (default 7 days).
+const INVITE_TTL: &str = "KITH_INVITE_TTL_MS";
+/// How often expired invites are deleted, in ms (default 1 h).
+const INVITE_PURGE: &str = "KITH_INVITE_PURGE_MS";
+/// Events buffered per control subscriber before it is told it lagged (default 4096).
+const EVENT_BUFFER: &str = "KITH_EVENT_BUFFER";
+/// Delay before the first AutoNAT probe, in ms (default 15 000).
+const AUTONAT_BOOT_DELAY: &str = "KITH_AUTONAT_BOOT_DELAY_MS";
+/// Delay between AutoNAT retries, and before a peer is asked again, in ms
+/// (default 90 000).
+const AUTONAT_RETRY: &str = "KITH_AUTONAT_RETRY_MS";
+/// How long an AutoNAT probe may take, the peer's dial-back included, in ms
+/// (default 30 000).
+const AUTONAT_TIMEOUT: &str = "KITH_AUTONAT_TIMEOUT_MS";
+/// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
+const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
+
+/// The default timers with every knob set in the environment applied.
+pub(crate) fn timers() -> Timers {
+    timers_from(|name| std::env::var(name).ok())
+}
+
+/// The default timers with the knobs `var` knows applied (`var`: a variable's value
+/// by name, if set).
+fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
+    // A whole number, if set and valid.
+    let number = |name: &str| var(name)?.trim().parse::<u64>().ok();
+    // Milliseconds, at least `min_ms`.
+    let millis = |name: &str, min_ms: u64| number(name).map(|ms| Duration::from_millis(ms.max(min_ms)));
+    let mut timers = Timers::default();
+    if let Some(max) = millis(RETRY_MAX, 1) {
+        timers.retry_max = max;
+        timers.retry_initial = timers.retry_initial.min(max);
+    }
+    if let Some(interval) = millis(DRAIN_INTERVAL, 100) {
+        timers.drain_interval = interval;
+    }
+    if let Some(ttl) = millis(INVITE_TTL, 1) {
+        timers.invite_ttl = ttl;
+    }
+    if let Some(interval) = millis(INVITE_PURGE, 10) {
+        timers.invite_purge_interval = interval;
+    }
+    if let Some(events) = number(EVENT_BUFFER) {
+        timers.event_buffer = usize::try_from(events).unwrap_or(usize::MAX).max(1);
+    }
+    if let Some(delay) = millis(AUTONAT_BOOT_DELAY, 0) {
+        timers.autonat.boot_delay = delay;
+    }
+    if let Some(retry) = millis(AUTONAT_RETRY, 100) {
+        timers.autonat.retry_interval = retry;
+        timers.autonat.server_throttle = retry;
+    }
+    if let Some(timeout) = millis(AUTONAT_TIMEOUT, 100) {
+        timers.autonat.timeout = timeout;
+    }
+    if let Some(only_global) = number(AUTONAT_ONLY_GLOBAL_IPS) {
+        timers.autonat.only_global_ips = only_global != 0;
+    }
+    timers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_or_invalid_knobs_keep_the_defaults() {
+        let defaults = Timers::default();
+        let none = timers_from(|_| None);
+        let junk = timers_from(|_| Some("soon".into()));
+        for timers in [none, junk] {
+            assert_eq!(timers.retry_max, defaults.retry_max);
+            assert_eq!(timers.invite_ttl, defaults.invite_ttl);
+            assert_eq!(timers.invite_purge_interval, defaults.invite_purge_interval);
+            assert_eq!(timers.event_buffer, defaults.event_buffer);
+            assert_eq!(timers.autonat, defaults.autonat);
+        }
+    }
+
+    #[test]
+    fn every_knob_reaches_its_timer() {
+        let timers = timers_from(|name| {
+            Some(
+                match name {
+                    RETRY_MAX => "200",
+                    DRAIN_INTERVAL => "1000",
+                    INVITE_TTL => "1",
+                    INVITE_PURGE => "50",
+                    EVENT_BUFFER => "0",
+                    AUTONAT_BOOT_DELAY => "250",
+                    AUTONAT_RETRY => "2000",
+                    AUTONAT_TIMEOUT => "60000",
+                    AUTONAT_ONLY_GLOBAL_IPS => "0",
+                    _ => return None,
+                }
+                .into(),
+            )
+        });
+        assert_eq!(timers.retry_max, Duration::from_millis(200));
+        assert_eq!(timers.retry_initial, Duration::from_millis(200), "never above the ceiling");
+        assert_eq!(timers.drain_interval, Duration::from_secs(1));
+        assert_eq!(timers.invite_ttl, Duration::from_millis(1));
+        assert_eq!(timers.invite_purge_interval, Duration::from_millis(50));
+        assert_eq!(timers.event_buffer, 1, "at least one event");
+        assert_eq!(timers.autonat.boot_delay, Duration::from_millis(250));
+        assert_eq!(timers.autonat.retry_interval, Duration::from_secs(2));
+        assert_eq!(timers.autonat.server_throttle, Duration::from_secs(2));
+        assert_eq!(timers.autonat.timeout, Duration::from_secs(60));
+        assert!(!timers.autonat.only_global_ips);
+    }
+}

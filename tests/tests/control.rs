@@ -1,0 +1,213 @@
+//! The control socket under misuse: a second daemon on the same home, garbage and
+//! oversized request lines, and a subscriber that stops reading. The node answers
+//! each with a typed error or event and keeps serving everyone else.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use kith_p2p::control::MAX_LINE_LEN;
+use kith_tests::{Peer, connect, wait_until};
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A raw connection to a node's control socket: lines in, JSON values out.
+struct Raw {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Raw {
+    fn connect(peer: &Peer) -> Raw {
+        let stream = UnixStream::connect(peer.home().join("kith.sock")).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        Raw { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream) }
+    }
+
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// The next line as JSON (fails the test on a timeout or a closed socket).
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "the node closed the connection");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+
+    /// The next line that is not an event.
+    fn response(&mut self) -> Value {
+        loop {
+            let value = self.read();
+            if value.get("event").is_none() {
+                return value;
+            }
+        }
+    }
+
+    /// Send `line` (a newline is added) and return the response.
+    fn ask(&mut self, line: &[u8]) -> Value {
+        let mut bytes = line.to_vec();
+        bytes.push(b'\n');
+        self.send_bytes(&bytes);
+        self.response()
+    }
+
+    /// Call `method` with `params`; the response.
+    fn call(&mut self, id: u64, method: &str, params: Value) -> Value {
+        self.ask(json!({ "id": id, "method": method, "params": params }).to_string().as_bytes())
+    }
+}
+
+/// The error code of a response, asserting it is an error answering `id`.
+fn error_code(response: &Value, id: Value) -> String {
+    assert_eq!(response["id"], id, "{response}");
+    assert!(response.get("result").is_none(), "{response}");
+    response["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code: {response}")).to_owned()
+}
+
+#[test]
+fn a_second_daemon_on_the_same_home_is_refused() {
+    let mut alice = Peer::init("Alice");
+    alice.start(&[]);
+    let socket = alice.home().join("kith.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the control socket is the owner's only");
+
+    let second = alice.run(&["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "documented exit code (docs/CLI.md); stderr: {stderr}");
+    assert!(stderr.contains("a kith node is already running on"), "{stderr}");
+    assert!(stderr.contains(alice.home().to_str().unwrap()), "names the home: {stderr}");
+    assert!(second.stdout.is_empty(), "no `ready` line: {}", String::from_utf8_lossy(&second.stdout));
+
+    // The first is untouched: same socket, still serving.
+    assert!(socket.exists());
+    assert_eq!(alice.json(&["status", "--json"])["peer_id"], alice.peer_id.as_str());
+    assert!(alice.daemon.as_mut().unwrap().try_wait().unwrap().is_none(), "the first daemon still runs");
+}
+
+#[test]
+fn garbage_and_oversized_requests_get_typed_errors_and_the_node_keeps_serving() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    let mut raw = Raw::connect(&alice);
+
+    // Each bad line gets its own typed answer, and the connection goes on.
+    assert_eq!(error_code(&raw.ask(b"this is not json"), Value::Null), "bad_request");
+    assert_eq!(error_code(&raw.ask(b"\xff\xfe\x00 binary \x1b[2J"), Value::Null), "bad_request");
+    assert_eq!(error_code(&raw.ask(b"{\"id\": 1, \"method\": "), Value::Null), "bad_request");
+    assert_eq!(error_code(&raw.ask(b"[1, 2, 3]"), Value::Null), "bad_request");
+    assert_eq!(error_code(&raw.ask(br#"{"id": 2}"#), json!(2)), "bad_request");
+    assert_eq!(error_code(&raw.ask(br#"{"id": 3, "method": 7}"#), json!(3)), "bad_request");
+    assert_eq!(error_code(&raw.call(4, "frobnicate", Value::Null), json!(4)), "unknown_method");
+    assert_eq!(error_code(&raw.call(5, "send", json!({ "contact": 5 })), json!(5)), "bad_params");
+    assert_eq!(error_code(&raw.call(6, "send", json!({ "text": "no contact" })), json!(6)), "bad_params");
+    assert_eq!(error_code(&raw.call(7, "history", json!({ "contact": "nobody" })), json!(7)), "unknown_contact");
+    assert_eq!(error_code(&raw.call(8, "dial", json!({ "addr": "not an address" })), json!(8)), "invalid");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(error_code(&raw.ask(deep.as_bytes()), Value::Null), "bad_request");
+    let ok = raw.call(9, "status", Value::Null);
+    assert_eq!(ok["result"]["peer_id"], alice.peer_id.as_str(), "{ok}");
+
+    // A line over the limit is answered `too_large`; that connection then closes
+    // (nothing after it can be trusted to start a line).
+    // (No newline: the node answers as soon as it has read one byte too many, and
+    // closes; a byte written after that would fail to send.)
+    raw.send_bytes(&vec![b'x'; MAX_LINE_LEN + 1]);
+    assert_eq!(error_code(&raw.read(), Value::Null), "too_large");
+    let mut rest = Vec::new();
+    assert!(
+        matches!(raw.reader.read_to_end(&mut rest), Ok(0) | Err(_)) && rest.is_empty(),
+        "the connection closes after too_large"
+    );
+    // A line just under the limit is read whole (and is not JSON).
+    let mut raw = Raw::connect(&alice);
+    let mut big = vec![b'y'; MAX_LINE_LEN - 1];
+    big.push(b'\n');
+    raw.send_bytes(&big);
+    assert_eq!(error_code(&raw.response(), Value::Null), "bad_request");
+
+    // The node serves everyone as before: this connection, new ones, the network.
+    assert_eq!(raw.call(10, "status", Value::Null)["result"]["peer_id"], alice.peer_id.as_str());
+    let msg = alice.json(&["send", "Bob", "still serving", "--wait", "delivered", "--json"]);
+    assert_eq!(msg["state"], "delivered");
+    assert_eq!(bob.history("Alice").last().unwrap()["text"], "still serving");
+}
+
+/// Events buffered per subscriber in this test (`KITH_EVENT_BUFFER`).
+const EVENT_BUFFER: usize = 16;
+/// Characters of each flood message (two bytes each in UTF-8).
+const FILLER_CHARS: usize = 16 * 1024;
+
+/// Messages Bob sends while Alice's subscriber is not reading: enough to fill the
+/// socket's buffer (a Unix stream socket queues up to the sender's `wmem_default`
+/// bytes), then overflow the event buffer twice over.
+fn flood_size() -> usize {
+    let socket_buffer: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(212_992);
+    (socket_buffer / (2 * FILLER_CHARS) + 1 + 2 * EVENT_BUFFER).min(1000)
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_told_it_lagged() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.env.push(("KITH_EVENT_BUFFER".into(), EVENT_BUFFER.to_string()));
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+
+    let mut stalled = Raw::connect(&alice);
+    assert_eq!(stalled.call(1, "subscribe", Value::Null)["result"]["subscribed"], true);
+    // From here on `stalled` reads nothing until the flood is over.
+
+    let mut bob_raw = Raw::connect(&bob);
+    let filler = "ж".repeat(FILLER_CHARS);
+    let flood = flood_size();
+    for i in 0..flood {
+        let sent = bob_raw.call(i as u64, "send", json!({ "contact": "Alice", "text": format!("{i} {filler}") }));
+        assert_eq!(sent["result"]["state"], "pending", "{}", sent["error"]);
+    }
+    wait_until(DEADLINE, "Alice has stored the whole flood", || {
+        let history = bob.history("Alice");
+        history.len() == flood && history.iter().all(|m| m["state"] == "delivered")
+    });
+    // A stalled subscriber costs the node nothing: it answers others as usual.
+    assert_eq!(alice.json(&["status", "--json"])["peer_id"], alice.peer_id.as_str());
+
+    // Reading again: the events that still fitted, then `lagged` with how many were
+    // dropped, then live events again.
+    let mut before = 0;
+    let missed = loop {
+        assert!(before <= flood, "no lagged event among the flood's");
+        let value = stalled.read();
+        if value["event"]["type"] == "lagged" {
+            break value["event"]["missed"].as_u64().unwrap();
+        }
+        before += 1;
+    };
+    assert!(missed > 0 && before < flood, "{before} events before the lag, {missed} missed");
+    eprintln!("the stalled subscriber got {before} events, then lagged (missed {missed})");
+    bob.ok(&["send", "Alice", "after the lag"]);
+    // Bounded: whatever the buffer kept, then the new message (`read` has a deadline).
+    for seen in 0.. {
+        assert!(seen <= EVENT_BUFFER + 16, "no event for the message after the lag");
+        let value = stalled.read();
+        if value["event"]["type"] == "message_received" && value["event"]["message"]["text"] == "after the lag" {
+            break;
+        }
+    }
+    // And the subscriber can still make requests on the same connection.
+    assert_eq!(stalled.call(2, "status", Value::Null)["result"]["peer_id"], alice.peer_id.as_str());
+}

@@ -1,0 +1,89 @@
+//! One-time invites used twice or too late: the token no longer makes a contact, so
+//! the redeemer's "add me" arrives as an ordinary contact request that the inviter
+//! answers (docs/CLI.md, `kith add`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use kith_tests::{Peer, connect, wait_until};
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `peer`'s contact entry for `other`, if any.
+fn contact(peer: &Peer, other: &Peer) -> Option<Value> {
+    let contacts = peer.json(&["contacts", "--json"]);
+    contacts.as_array().unwrap().iter().find(|c| c["peer_id"] == other.peer_id.as_str()).cloned()
+}
+
+/// `peer`'s pending request from `other`, if any.
+fn request(peer: &Peer, other: &Peer) -> Option<Value> {
+    let requests = peer.json(&["requests", "--json"]);
+    requests.as_array().unwrap().iter().find(|r| r["contact"]["peer_id"] == other.peer_id.as_str()).cloned()
+}
+
+/// Waits until `inviter` holds `redeemer`'s contact request, then checks that it is
+/// only a request; accepting it makes them contacts on both sides.
+fn held_as_request_until_accepted(inviter: &Peer, redeemer: &Peer) {
+    wait_until(DEADLINE, &format!("{}'s request reaches {}", redeemer.name, inviter.name), || {
+        request(inviter, redeemer).is_some()
+    });
+    let pending = contact(inviter, redeemer);
+    assert!(
+        pending.as_ref().is_none_or(|c| c["state"] != "accepted"),
+        "the token made {} a contact: {pending:?}",
+        redeemer.name
+    );
+    inviter.ok(&["accept", &redeemer.peer_id]);
+    wait_until(DEADLINE, "the request is accepted on both sides", || {
+        contact(inviter, redeemer).is_some_and(|c| c["state"] == "accepted")
+            && contact(redeemer, inviter).is_some_and(|c| c["state"] == "accepted")
+    });
+    let msg = redeemer.json(&["send", &inviter.peer_id, "accepted at last", "--wait", "delivered", "--json"]);
+    assert_eq!(msg["state"], "delivered");
+}
+
+#[test]
+fn an_invite_redeemed_twice_makes_the_second_redeemer_a_contact_request() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    let mut carol = Peer::init("Carol");
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.start(&[]);
+    }
+    let invite = alice.invite();
+    bob.ok(&["add", &invite, "--name", "Alice"]);
+    wait_until(DEADLINE, "Bob is Alice's contact through the invite", || {
+        contact(&alice, &bob).is_some_and(|c| c["state"] == "accepted")
+            && contact(&bob, &alice).is_some_and(|c| c["state"] == "accepted")
+    });
+    assert!(request(&alice, &bob).is_none(), "the first redeemer needs no approval");
+
+    // The same invite again, from someone else: the token is spent.
+    carol.ok(&["add", &invite, "--name", "Alice"]);
+    held_as_request_until_accepted(&alice, &carol);
+    // Bob was never affected.
+    assert_eq!(contact(&alice, &bob).unwrap()["state"], "accepted");
+}
+
+#[test]
+fn an_expired_invite_makes_a_contact_request() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    // Alice's invites expire a millisecond after they are made.
+    alice.env.push(("KITH_INVITE_TTL_MS".into(), "1".into()));
+    alice.start(&[]);
+    bob.start(&[]);
+    let invite = alice.invite();
+    bob.ok(&["add", &invite, "--name", "Alice"]);
+    held_as_request_until_accepted(&alice, &bob);
+
+    // A fresh invite from a daemon with the default lifetime still works at once.
+    alice.stop();
+    alice.env.clear();
+    alice.start(&[]);
+    let mut carol = Peer::init("Carol");
+    carol.start(&[]);
+    connect(&alice, &carol);
+}
