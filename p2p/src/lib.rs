@@ -25,6 +25,7 @@ pub mod ops;
 pub mod payload;
 pub mod peer_record;
 pub mod requests;
+pub mod tcp;
 pub mod views;
 pub mod wire;
 

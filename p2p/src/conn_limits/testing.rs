@@ -5,7 +5,6 @@
 //! per-IP limit could not tell an attacker at 127.0.0.1 from a bystander otherwise.
 //! [`Flooder`] is such a peer playing an attacker that hoards connections.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -19,8 +18,8 @@ use libp2p::core::transport::{Boxed, DialOpts, ListenerId, TransportError, Trans
 use libp2p::core::{Transport, upgrade};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts as SwarmDialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent, dummy};
-use libp2p::{Multiaddr, PeerId, Swarm, identity, noise, tcp, yamux};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identity, noise, ping, tcp, yamux};
 
 /// A dial-only TCP transport whose connections leave from `source`.
 #[derive(Clone, Copy, Debug)]
@@ -113,10 +112,11 @@ pub enum FloodError {
 }
 
 /// An attacker that opens connection after connection to one target from a chosen
-/// address and keeps every accepted one open. It speaks no protocol: the connections
-/// exist only to take the target's slots.
+/// address and keeps every accepted one open. It speaks only ping, as a node does
+/// (a node closes connections whose pings fail): the connections exist only to take
+/// the target's slots.
 pub struct Flooder {
-    swarm: Swarm<dummy::Behaviour>,
+    swarm: Swarm<ping::Behaviour>,
     deadline: Duration,
 }
 
@@ -128,7 +128,7 @@ impl Flooder {
             .with_tokio()
             .with_other_transport(|key| transport(key, source))
             .map_err(|e| FloodError::Build(e.to_string()))?
-            .with_behaviour(|_| dummy::Behaviour)
+            .with_behaviour(|_| ping::Behaviour::default())
             .map_err(|e| FloodError::Build(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(deadline))
             .build();
@@ -176,7 +176,7 @@ impl Flooder {
     }
 
     /// Drives the swarm until `f` picks an event, for at most the deadline.
-    async fn next<T>(&mut self, mut f: impl FnMut(SwarmEvent<Infallible>) -> Option<T>) -> Result<T, FloodError> {
+    async fn next<T>(&mut self, mut f: impl FnMut(SwarmEvent<ping::Event>) -> Option<T>) -> Result<T, FloodError> {
         let wait = async {
             loop {
                 if let Some(out) = f(self.swarm.select_next_some().await) {

@@ -12,7 +12,7 @@ use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, ping, yamux};
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
@@ -102,9 +102,9 @@ impl Actor {
         let mdns_on = config.mdns;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
-            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-            .map_err(|e| StartError::Build(e.to_string()))?
             .with_quic()
+            .with_other_transport(crate::tcp::transport)
+            .map_err(|e| StartError::Build(e.to_string()))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| StartError::Build(e.to_string()))?
             .with_behaviour(|key, relay_client| {
@@ -963,6 +963,7 @@ impl Actor {
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } if self.queues.has_pending(&peer) => {
+                tracing::debug!(%peer, %error, "dial failed");
                 // Reported before the failed requests, which `redial_untried` checks.
                 let tried = match error {
                     DialError::Transport(attempts) => attempts.into_iter().map(|(addr, _)| addr).collect(),

@@ -35,7 +35,7 @@ use libp2p::kad::store::RecordStore;
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ListenError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, noise, relay, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, relay};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
@@ -235,13 +235,9 @@ impl Relay {
         let behaviour_members = members.clone();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| StartError::Build(e.to_string()))?
             .with_quic()
+            .with_other_transport(kith_p2p::tcp::transport)
+            .map_err(|e| StartError::Build(e.to_string()))?
             .with_bandwidth_metrics(&mut registry)
             .with_behaviour(|key| Behaviour::new(key, &behaviour_config, behaviour_members))
             .map_err(|e| StartError::Build(e.to_string()))?
