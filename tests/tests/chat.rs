@@ -135,8 +135,10 @@ fn stranger_lands_in_requests_and_blocked_peer_is_dropped() {
     let card = alice.json(&["id", "--json"])["invite"].as_str().unwrap().to_owned();
     mallory.ok(&["add", &card, "--name", "alice"]);
     mallory.json(&["send", "alice", "hi, remember me?", "--json"]);
-    wait_until(DEADLINE, "request at Alice", || {
-        alice.json(&["requests", "--json"]).as_array().unwrap().len() == 1
+    // The request and the message travel separately: wait for both.
+    wait_until(DEADLINE, "request with the held message at Alice", || {
+        let requests = alice.json(&["requests", "--json"]);
+        requests.as_array().unwrap().len() == 1 && requests[0]["held_messages"] == 1
     });
     let requests = alice.json(&["requests", "--json"]);
     assert_eq!(requests[0]["contact"]["peer_id"], mallory.peer_id.as_str());

@@ -776,3 +776,28 @@ fn a_declined_invitation_leaves_the_list() {
     assert!(app.conversation(GROUP).is_none());
     assert_eq!(status_text(&app), "declined the invitation to #Book club");
 }
+
+/// The node's status is reloaded on the tick, one request at a time: every 10 s when
+/// nothing waits, every 2 s while something does, and soon after a send.
+#[test]
+fn the_status_is_reloaded_while_messages_wait() {
+    let loads = |fx: &[Effect]| fx.iter().filter(|e| **e == Effect::LoadStatus).count();
+    let ticks = |app: &mut App, n: usize| (0..n).map(|_| loads(&update(app, Action::Tick))).sum::<usize>();
+    let mut app = scene(config());
+    assert_eq!(ticks(&mut app, 9), 0, "idle: not before 10 s");
+    assert_eq!(ticks(&mut app, 1), 1);
+    assert_eq!(ticks(&mut app, 30), 0, "never a second request while one is in flight");
+
+    let mut waiting = status(&[BOB]);
+    waiting.outbox = 1;
+    update(&mut app, Action::Done(Response::Status(waiting)));
+    assert_eq!(ticks(&mut app, 2), 1, "busy: every 2 s");
+    update(&mut app, Action::Done(Response::Status(status(&[ALISA, BOB]))));
+
+    // A send that is not through yet: the queue shows at the next tick.
+    update(&mut app, Action::Done(Response::Sent(outgoing(300, ALISA, "there?", NOW, MessageState::Pending))));
+    assert_eq!(ticks(&mut app, 1), 1);
+    // A failed reload does not stop the next ones.
+    update(&mut app, Action::Failed { effect: Effect::LoadStatus, error: "timed out".into() });
+    assert_eq!(ticks(&mut app, 10), 1);
+}

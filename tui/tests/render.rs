@@ -217,3 +217,31 @@ fn any_size_renders_without_panicking() {
         }
     }
 }
+
+/// What waits for an offline contact, as the node's status says: the pane title and
+/// the status bar show how many, when the next attempt goes, and that it goes
+/// through the contact's relays.
+#[test]
+fn waiting_messages_show_their_next_attempt() {
+    let mut app = scene(config());
+    let mut offline = status(&[BOB]);
+    offline.outbox = 2;
+    offline.queues = vec![kith_p2p::node::QueueStatus {
+        peer_id: ALISA.to_owned(),
+        waiting: 2,
+        in_flight: false,
+        next_try_in_ms: 7_400,
+        backoff_ms: 16_000,
+        via_relays: true,
+    }];
+    update(&mut app, Action::Done(Response::Status(offline)));
+    let text = screen(&app, 100, 30);
+    assert!(text.contains("offline · 2 waiting, retry in 8 s via relays"), "{text}");
+    assert!(text.contains("2 queued, retry in 8 s via relays"), "{text}");
+    insta::assert_snapshot!("waiting_for_delivery", text);
+
+    // Delivered: the next status has no queue, and both say nothing more.
+    update(&mut app, Action::Done(Response::Status(status(&[ALISA, BOB]))));
+    let text = screen(&app, 100, 30);
+    assert!(!text.contains("waiting") && !text.contains("queued"), "{text}");
+}

@@ -1030,11 +1030,14 @@ impl Actor {
                     self.learned_address(peer, addr);
                 }
             }
-            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) }) => {
+            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })
+                if !matches!(error, ping::Failure::Unsupported) =>
+            {
                 // A partition drops packets without resetting anything: the connection
                 // would look alive for as long as TCP retransmits (many minutes). A
                 // failed ping closes it, so `status` and the queues see the peer gone
-                // and deliveries take the relays.
+                // and deliveries take the relays. A peer that does not speak ping says
+                // nothing about the path, so its connection stays.
                 tracing::info!(%peer, %error, "ping failed; closing the connection");
                 self.swarm.close_connection(connection);
             }

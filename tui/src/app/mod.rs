@@ -16,6 +16,7 @@ mod window;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
+use kith_p2p::node::QueueStatus;
 use kith_p2p::views::{ContactView, GroupView, MessageView};
 
 pub use keys::{BINDINGS, bindings};
@@ -296,6 +297,11 @@ pub struct App {
     status: Option<StatusMessage>,
     online: HashSet<String>,
     outbox: usize,
+    /// The node's delivery queues, per recipient (as of the last status).
+    queues: Vec<QueueStatus>,
+    /// Whether a status request is in flight, and ticks since the last one answered.
+    status_loading: bool,
+    ticks_since_status: u32,
     /// First row of the conversation list shown.
     list_offset: usize,
     /// Whether the terminal window has focus (unknown terminals: assume yes).
@@ -323,6 +329,9 @@ impl App {
             status: None,
             online: HashSet::new(),
             outbox: 0,
+            queues: Vec::new(),
+            status_loading: true,
+            ticks_since_status: 0,
             list_offset: 0,
             terminal_focused: true,
             orphan_states: VecDeque::new(),
@@ -415,6 +424,16 @@ impl App {
     /// Messages waiting in the node's outbox (as of the last status).
     pub fn outbox(&self) -> usize {
         self.outbox
+    }
+
+    /// The node's delivery queues, most waiting first (as of the last status).
+    pub fn queues(&self) -> &[QueueStatus] {
+        &self.queues
+    }
+
+    /// The delivery queue to `peer_id`, if anything waits for it.
+    pub fn queue(&self, peer_id: &str) -> Option<&QueueStatus> {
+        self.queues.iter().find(|q| q.peer_id == peer_id)
     }
 
     /// First row of the conversation list shown.

@@ -70,6 +70,7 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
                 fx.push(Effect::LoadHistory { contact: id, before: None, limit: PAGE });
             }
             fx.push(Effect::Refresh);
+            app.status_loading = true;
             fx.push(Effect::LoadStatus);
             fx.push(Effect::LoadGroups);
         }
@@ -286,6 +287,9 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.me = Some(status.peer_id);
             app.online = status.connected_peers.into_iter().collect();
             app.outbox = status.outbox;
+            app.queues = status.queues;
+            app.status_loading = false;
+            app.ticks_since_status = 0;
         }
         Response::History { contact, before, limit, messages } => {
             let (_, height) = pane(app);
@@ -337,6 +341,8 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
         Response::Sent(message) => {
             let peer = App::key_of(&message).to_owned();
             sent_or_failed(app, &peer);
+            // A message that is not through yet sits in a queue: show it at the next tick.
+            app.ticks_since_status = app.ticks_since_status.max(super::update::STATUS_TICKS_IDLE);
             let (_, height) = pane(app);
             if let Some(conv) = app.conversation_mut(&peer) {
                 conv.arrive(message.clone());
@@ -405,7 +411,11 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
             "not sent"
         }
         Effect::Refresh => "loading contacts",
-        Effect::LoadStatus => "loading the node status",
+        Effect::LoadStatus => {
+            app.status_loading = false;
+            app.ticks_since_status = 0;
+            "loading the node status"
+        }
         Effect::LoadGroups => "loading groups",
         Effect::Group(op) => match op {
             GroupChange::Create { .. } => "creating the group",

@@ -41,6 +41,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                     app.status = None;
                 }
             }
+            refresh_status(app, &mut fx);
         }
         Action::Node(event) => super::node::on_event(app, event, &mut fx),
         Action::Done(response) => super::node::on_response(app, response, &mut fx),
@@ -51,6 +52,25 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         }
     }
     fx
+}
+
+/// Ticks between status reloads while something waits for delivery (the queues'
+/// retry countdowns and paths change) and while nothing does (new queues appear).
+pub(super) const STATUS_TICKS_BUSY: u32 = 2;
+pub(super) const STATUS_TICKS_IDLE: u32 = 10;
+
+/// Reloads the node's status now and then, one request at a time, so the queue
+/// counts and retry times on screen follow the node.
+fn refresh_status(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.node != NodeState::Connected || app.status_loading {
+        return;
+    }
+    app.ticks_since_status += 1;
+    let every = if app.queues.is_empty() && app.outbox == 0 { STATUS_TICKS_IDLE } else { STATUS_TICKS_BUSY };
+    if app.ticks_since_status >= every {
+        app.status_loading = true;
+        fx.push(Effect::LoadStatus);
+    }
 }
 
 // ---- conversations ---------------------------------------------------------------------

@@ -12,7 +12,8 @@ use super::timeline::{Timeline, notice};
 use crate::app::{App, Conversation, Scroll};
 use crate::text;
 
-/// The pane title: online dot, name, short peer id; for a group `#name` and its size.
+/// The pane title: online dot, name, short peer id and what waits for delivery to
+/// the contact; for a group `#name` and its size.
 fn title(app: &App, conv: &Conversation, theme: &Theme) -> Line<'static> {
     if let Some(group) = conv.group_view() {
         let size = if group.active { format!(" {} members ", group.members.len()) } else { " left ".to_owned() };
@@ -25,14 +26,18 @@ fn title(app: &App, conv: &Conversation, theme: &Theme) -> Line<'static> {
     }
     let online = app.is_online(conv.peer_id());
     let (dot, dot_style) = if online { ("●", theme.online()) } else { ("○", theme.dim()) };
-    Line::from(vec![
+    let mut spans = vec![
         Span::raw(" "),
         Span::styled(dot, dot_style),
         Span::raw(" "),
         Span::styled(text::sanitize_line(conv.label()), theme.title()),
         Span::styled(format!(" {} ", text::short_peer(conv.peer_id())), theme.dim()),
         Span::styled(if online { "online " } else { "offline " }, theme.dim()),
-    ])
+    ];
+    if let Some(queue) = app.queue(conv.peer_id()) {
+        spans.push(Span::styled(format!("· {} waiting, {} ", queue.waiting, super::status::attempt(queue)), theme.dim()));
+    }
+    Line::from(spans)
 }
 
 /// Draw the message pane.

@@ -1,14 +1,34 @@
-//! The status bar: node connection, who is online, queued messages, the latest
-//! notice or error, and a pointer to the help.
+//! The status bar: node connection, who is online, queued messages and their next
+//! delivery attempt, the latest notice or error, and a pointer to the help.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
+use kith_p2p::node::QueueStatus;
+
 use super::theme::Theme;
 use crate::app::{App, NodeState};
 use crate::text;
+
+/// When a queue's next delivery attempt goes and where: "sending", "trying now",
+/// "retry in 12 s", with " via relays" once its direct path failed.
+pub(crate) fn attempt(queue: &QueueStatus) -> String {
+    let when = if queue.in_flight {
+        "sending".to_owned()
+    } else if queue.next_try_in_ms == 0 {
+        "trying now".to_owned()
+    } else {
+        format!("retry in {} s", queue.next_try_in_ms.div_ceil(1000))
+    };
+    if queue.via_relays { format!("{when} via relays") } else { when }
+}
+
+/// The soonest of all queues' next attempts (one in flight first), for the status bar.
+fn next_attempt(queues: &[QueueStatus]) -> Option<String> {
+    queues.iter().min_by_key(|q| (!q.in_flight, q.next_try_in_ms)).map(attempt)
+}
 
 /// Draw the status bar into `area`.
 pub(crate) fn render(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
@@ -26,6 +46,9 @@ pub(crate) fn render(frame: &mut Frame, app: &App, area: Rect, theme: &Theme) {
         facts.push_str(&format!(" · {} online", app.online_count()));
         if app.outbox() > 0 {
             facts.push_str(&format!(" · {} queued", app.outbox()));
+            if let Some(next) = next_attempt(app.queues()) {
+                facts.push_str(&format!(", {next}"));
+            }
         }
     }
     let help = " F1 help ";
