@@ -13,6 +13,8 @@ pub mod data;
 pub mod display;
 pub mod dm;
 pub mod envelope;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fuzzing;
 pub mod group;
 pub mod grouplog;
 pub mod home;

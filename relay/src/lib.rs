@@ -29,6 +29,8 @@
 
 pub mod cli;
 pub mod config;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fuzzing;
 pub mod grouplog;
 pub mod http;
 pub mod identity;

@@ -13,6 +13,9 @@ mod server;
 pub use client::{Client, ClientError};
 pub use dispatch::{ApiError, Backend, DEFAULT_HISTORY_LIMIT, dispatch};
 pub use server::{ServeError, Server};
+/// For the fuzz target of request lines ([`crate::fuzzing::control`]).
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) use server::request;
 
 /// Longest request line a server accepts (a 64 KiB message JSON-escaped fits easily).
 pub const MAX_LINE_LEN: usize = 1024 * 1024;

@@ -134,7 +134,7 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
 }
 
 /// One request line → its response, and whether it subscribed.
-async fn request(line: &[u8], backend: &Backend) -> (Value, bool) {
+pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Value, bool) {
     let parsed: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {

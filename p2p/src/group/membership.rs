@@ -724,6 +724,27 @@ mod tests {
         assert!(m.state().departed.contains(&p[0].peer_id()));
     }
 
+    /// Found by the `group_op` fuzz target: the owner's leave, back-dated to the
+    /// `Create`, voids its own addition of an admin, but not that admin's addition of
+    /// a member; the member must not be left in a group without an owner.
+    #[test]
+    fn a_group_with_members_always_has_an_owner() {
+        let p = people(3);
+        let base = group(&p[0]);
+        let mut m = base.clone();
+        let made_admin = act(&mut m, &p[0], add(&p[1], Role::Admin)).unwrap();
+        let added = act(&mut m, &p[1], add(&p[2], Role::Member)).unwrap();
+        let left = base.sign(&p[0], 0, OpKind::Leave).unwrap();
+        let ops = [made_admin, added, left];
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+            let mut m = base.clone();
+            let merged = m.insert_many(order.iter().map(|&i| ops[i].clone()).collect());
+            assert_eq!(merged.fresh.len(), 3, "{:?}", merged.refused);
+            let members: Vec<_> = m.state().members.iter().map(|(p, s)| (*p, s.role)).collect();
+            assert_eq!(members, vec![(p[2].peer_id(), Role::Owner)], "order {order:?}");
+        }
+    }
+
     #[test]
     fn members_cannot_fill_the_history() {
         let p = people(2);

@@ -193,7 +193,13 @@ pub(crate) fn apply(state: &mut GroupState, author: PeerId, at: (u32, OpId), kin
                 return;
             }
             state.departed.remove(&who);
-            state.members.insert(who, MemberState { role: *role, card: member.clone(), added_by: author, since: at });
+            // An empty group lost its owner with nobody to succeed it (the owner left,
+            // voiding its own concurrent additions), and this addition, by someone
+            // whose rights came from the causal past, was concurrent with that. The
+            // newcomer succeeds as the most senior member would have: a group with
+            // members always has an owner.
+            let role = if state.members.is_empty() { Role::Owner } else { *role };
+            state.members.insert(who, MemberState { role, card: member.clone(), added_by: author, since: at });
         }
         OpKind::Remove { peer: target } => {
             let Some(who) = peer(target) else { return };

@@ -1,0 +1,8 @@
+//! AFL target `invite`: the body is `kith_p2p::fuzzing` (see docs/TESTING.md).
+
+fn main() {
+    kith_p2p::fuzzing::fixtures::warm();
+    afl::fuzz!(|data: &[u8]| {
+        kith_p2p::fuzzing::records::invite(data);
+    });
+}

@@ -1,0 +1,103 @@
+//! Target for the control socket's request lines: what the server does with one
+//! line, parsed and dispatched against an offline backend (a scratch store, no
+//! node), as `kith` does without a running daemon.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use futures::executor::block_on;
+use kith_storage::Store;
+use serde_json::Value;
+
+use crate::control::{Backend, request};
+use crate::node::LocalContext;
+
+use super::fixtures::peer_id;
+
+/// The error codes docs/API.md lists. `storage` is left out on purpose: the scratch
+/// store is healthy, so a storage error means a request broke it.
+const DOCUMENTED_CODES: [&str; 15] = [
+    "bad_request",
+    "bad_params",
+    "unknown_method",
+    "unknown_contact",
+    "ambiguous_contact",
+    "wrong_state",
+    "unknown_message",
+    "unknown_group",
+    "not_allowed",
+    "too_long",
+    "invalid",
+    "peer_not_found",
+    "no_node",
+    "stopped",
+    "too_large",
+];
+
+/// The scratch store of this process: opened on first use in a directory named
+/// after the process (a fuzzer's forked children each get their own).
+struct Scratch {
+    pid: u32,
+    dir: PathBuf,
+    backend: Backend,
+}
+
+static SCRATCH: Mutex<Option<Scratch>> = Mutex::new(None);
+
+/// Treat the bytes as one request line and answer it.
+///
+/// Invariants: the answer is one JSON object that echoes the request's `id` (null
+/// if the line has none) and holds exactly one of `result` and `error`; an error
+/// has a documented code and a message; the answer serializes to a single line;
+/// only `subscribe` subscribes.
+pub fn control(bytes: &[u8]) {
+    let mut guard = SCRATCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pid = std::process::id();
+    if guard.as_ref().is_none_or(|s| s.pid != pid) {
+        *guard = Some(open_scratch(pid));
+    }
+    let Some(scratch) = guard.as_ref() else { unreachable!("just opened") };
+    check_request(bytes, &scratch.backend);
+}
+
+/// Removes this process's scratch store, if it opened one. Call it when done
+/// (the fuzz binaries do after their loop).
+pub fn cleanup() {
+    let mut guard = SCRATCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(scratch) = guard.take() {
+        let Scratch { pid, dir, backend } = scratch;
+        drop(backend);
+        if pid == std::process::id() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+fn open_scratch(pid: u32) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("kith-fuzz-control-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir).unwrap_or_else(|e| panic!("open a scratch store in {}: {e}", dir.display()));
+    let context = LocalContext { me: peer_id(0), display_name: Some("fuzz".into()), read_receipts: true };
+    Scratch { pid, dir, backend: Backend::Offline { store, context } }
+}
+
+fn check_request(line: &[u8], backend: &Backend) {
+    let (reply, subscribed) = block_on(request(line, backend));
+    let parsed: Option<Value> = serde_json::from_slice(line).ok();
+    let want_id = parsed.as_ref().and_then(|v| v.get("id")).cloned().unwrap_or(Value::Null);
+    let method = parsed.as_ref().and_then(|v| v.get("method")).and_then(Value::as_str);
+    assert_eq!(subscribed, method == Some("subscribe"), "subscribed: {subscribed}, method {method:?}");
+    let Value::Object(reply) = reply else { panic!("the reply is not an object: {reply}") };
+    assert_eq!(reply.get("id"), Some(&want_id), "the reply does not echo the id");
+    match (reply.get("result"), reply.get("error")) {
+        (Some(_), None) => {}
+        (None, Some(error)) => {
+            let code = error.get("code").and_then(Value::as_str);
+            assert!(code.is_some_and(|c| DOCUMENTED_CODES.contains(&c)), "undocumented error code in {error}");
+            assert!(error.get("message").is_some_and(Value::is_string), "error without a message: {error}");
+        }
+        _ => panic!("a reply needs exactly one of result and error: {reply:?}"),
+    }
+    let line = serde_json::to_vec(&reply).unwrap_or_else(|e| panic!("serialize a reply: {e}"));
+    assert!(!line.contains(&b'\n'), "a reply spans more than one line");
+}
