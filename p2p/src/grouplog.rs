@@ -235,10 +235,6 @@ mod tests {
         GroupSecret::from_bytes([n; 32])
     }
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     fn requests() -> Vec<GroupLogRequest> {
         vec![
             GroupLogRequest::append(&group(1), vec![vec![1, 2, 3], vec![], vec![0xff; 300]]),
@@ -318,7 +314,7 @@ mod tests {
         // Not the plain hash of the secret: the context separates it from other uses
         // (the gossip topic among them).
         assert_ne!(&id, blake3::hash(&[1; 32]).as_bytes());
-        assert!(!crate::group::topic(&group(1)).hash().as_str().contains(&hex(&id)));
+        assert!(!crate::group::topic(&group(1)).hash().as_str().contains(&hex::encode(id)));
         assert_eq!(
             GroupLogRequest::fetch(&group(1), 0, 1),
             GroupLogRequest::Fetch {

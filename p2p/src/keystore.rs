@@ -395,7 +395,7 @@ fn encode_plain(
         secret: String::new(),
     };
     match protection {
-        Protection::Unencrypted => doc.secret = encode_hex(plain),
+        Protection::Unencrypted => doc.secret = hex::encode(plain),
         Protection::Passphrase(passphrase) => {
             if passphrase.is_empty() {
                 return Err(KeystoreError::EmptyPassphrase);
@@ -411,9 +411,9 @@ fn encode_plain(
             doc.encryption = ENCRYPTION_ARGON2_XCHACHA.to_owned();
             doc.kdf = Some(KdfDoc {
                 params,
-                salt: encode_hex(&salt),
+                salt: hex::encode(&salt),
             });
-            doc.nonce = Some(encode_hex(&nonce));
+            doc.nonce = Some(hex::encode(&nonce));
             let header = Header {
                 peer_id: identity.peer_id(),
                 sealing: Some(Sealing {
@@ -432,7 +432,7 @@ fn encode_plain(
                     },
                 )
                 .map_err(|_| KeystoreError::Corrupt("encryption failed".into()))?;
-            doc.secret = encode_hex(&sealed);
+            doc.secret = hex::encode(&sealed);
         }
     }
     // `doc` wipes its secret when dropped; the JSON copy is wiped by its owner.
@@ -530,37 +530,12 @@ fn read_document(path: &Path) -> Result<Document, KeystoreError> {
     serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Corrupt(e.to_string()))
 }
 
-fn encode_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
 /// The bytes of a hex field, in a buffer that is wiped when dropped (the field may be
 /// an unencrypted secret).
 fn decode_hex(text: &str, field: &str) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
-    let corrupt = || KeystoreError::Corrupt(format!("{field} is not valid hex"));
-    let text = text.as_bytes();
-    if !text.len().is_multiple_of(2) {
-        return Err(corrupt());
-    }
-    let nibble = |c: u8| -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    };
     // Allocated once at its final size: growing would leave copies behind.
-    let mut out = Zeroizing::new(Vec::with_capacity(text.len() / 2));
-    for pair in text.chunks_exact(2) {
-        out.push(nibble(pair[0]).zip(nibble(pair[1])).map(|(hi, lo)| hi << 4 | lo).ok_or_else(corrupt)?);
-    }
+    let mut out = Zeroizing::new(vec![0u8; text.len() / 2]);
+    hex::decode_to_slice(text, &mut out).map_err(|_| KeystoreError::Corrupt(format!("{field} is not valid hex")))?;
     Ok(out)
 }
 
@@ -595,7 +570,7 @@ mod tests {
         assert_eq!(peer_id(&path).unwrap(), id.peer_id());
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains(ENCRYPTION_ARGON2_XCHACHA));
-        assert!(!text.contains(&encode_hex(&id.ed25519_seed())));
+        assert!(!text.contains(&hex::encode(&id.ed25519_seed())));
         assert_same(&load(&path, Some("correct horse")).unwrap(), &id);
     }
 
@@ -812,7 +787,7 @@ mod tests {
     #[test]
     fn hex_round_trip() {
         let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(*decode_hex(&encode_hex(&bytes), "x").unwrap(), bytes);
+        assert_eq!(*decode_hex(&hex::encode(&bytes), "x").unwrap(), bytes);
         assert!(decode_hex("abc", "x").is_err());
     }
 }

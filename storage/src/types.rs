@@ -31,25 +31,15 @@ pub enum IdParseError {
 /// Length of every identifier, in bytes.
 pub const ID_LEN: usize = 16;
 
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 fn parse_hex(s: &str) -> Result<[u8; ID_LEN], IdParseError> {
-    let s = s.as_bytes();
     if s.len() != 2 * ID_LEN {
         return Err(IdParseError::InvalidLength { found: s.len() });
     }
     let mut out = [0u8; ID_LEN];
-    for (i, byte) in out.iter_mut().enumerate() {
-        let digit = |j: usize| hex_value(s[j]).ok_or(IdParseError::InvalidDigit { index: j });
-        *byte = (digit(2 * i)? << 4) | digit(2 * i + 1)?;
-    }
+    hex::decode_to_slice(s, &mut out).map_err(|e| match e {
+        hex::FromHexError::InvalidHexCharacter { index, .. } => IdParseError::InvalidDigit { index },
+        _ => IdParseError::InvalidLength { found: s.len() },
+    })?;
     Ok(out)
 }
 
@@ -80,7 +70,7 @@ macro_rules! define_id {
         impl fmt::Display for $name {
             /// 32 lowercase hex characters.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+                f.write_str(&hex::encode(self.0))
             }
         }
 

@@ -55,8 +55,7 @@ impl GroupSecret {
 /// The gossipsub topic of a group: a one-way hash of its secret, so a gossip peer
 /// can neither tell which group it is nor name the topic of a group it is not in.
 pub fn topic(secret: &GroupSecret) -> libp2p::gossipsub::IdentTopic {
-    let hex: String = secret.derive(TOPIC_CONTEXT).iter().map(|b| format!("{b:02x}")).collect();
-    libp2p::gossipsub::IdentTopic::new(format!("/kith/group/2/{hex}"))
+    libp2p::gossipsub::IdentTopic::new(format!("/kith/group/2/{}", hex::encode(secret.derive(TOPIC_CONTEXT))))
 }
 
 /// Longest group name accepted from the wire, in bytes of UTF-8: the

@@ -31,8 +31,7 @@ pub struct OpId(#[serde(with = "wire::byte_array")] pub [u8; 32]);
 
 impl std::fmt::Debug for OpId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hex: String = self.0[..6].iter().map(|b| format!("{b:02x}")).collect();
-        write!(f, "OpId({hex}…)")
+        write!(f, "OpId({}…)", hex::encode(&self.0[..6]))
     }
 }
 
