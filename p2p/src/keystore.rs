@@ -411,9 +411,9 @@ fn encode_plain(
             doc.encryption = ENCRYPTION_ARGON2_XCHACHA.to_owned();
             doc.kdf = Some(KdfDoc {
                 params,
-                salt: hex::encode(&salt),
+                salt: hex::encode(salt),
             });
-            doc.nonce = Some(hex::encode(&nonce));
+            doc.nonce = Some(hex::encode(nonce));
             let header = Header {
                 peer_id: identity.peer_id(),
                 sealing: Some(Sealing {
@@ -570,7 +570,7 @@ mod tests {
         assert_eq!(peer_id(&path).unwrap(), id.peer_id());
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains(ENCRYPTION_ARGON2_XCHACHA));
-        assert!(!text.contains(&hex::encode(&id.ed25519_seed())));
+        assert!(!text.contains(&hex::encode(id.ed25519_seed())));
         assert_same(&load(&path, Some("correct horse")).unwrap(), &id);
     }
 

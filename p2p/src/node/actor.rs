@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::inbound::Inbound;
 use super::outbox::{Flight, Queues};
+use super::or_log::OrLog;
 use super::{Command, Event, NodeConfig, NodeError, StartError, Status};
 use crate::conn_limits;
 use crate::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
@@ -581,7 +582,7 @@ impl Actor {
         self.load_group_outbox(group_entries);
         for bad in self.queues.load(entries, Instant::now()) {
             tracing::warn!(recipient = %bad.recipient, "dropping outbox entry with an invalid recipient");
-            let _ = self.store.outbox().remove(bad.id);
+            self.store.outbox().remove(bad.id).or_log("removing an outbox entry with an invalid recipient");
         }
         for peer in self.queues.ready(Instant::now()) {
             self.dispatch(peer);
@@ -609,8 +610,10 @@ impl Actor {
             Ok(None) => {
                 // Contact removed: its queued items have nowhere to go.
                 for id in self.queues.forget(&peer) {
-                    let _ = self.store.outbox().remove(id);
-                    let _ = self.store.set_message_state(id, MessageState::Failed, false);
+                    self.store.outbox().remove(id).or_log("removing the outbox entry of a removed contact");
+                    self.store
+                        .set_message_state(id, MessageState::Failed, false)
+                        .or_log("marking a removed contact's message failed");
                 }
                 return;
             }
@@ -642,8 +645,10 @@ impl Actor {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "sealing failed; dropping the item");
-                    let _ = self.store.set_message_state(entry.id, MessageState::Failed, true);
-                    let _ = self.store.outbox().remove(entry.id);
+                    self.store
+                        .set_message_state(entry.id, MessageState::Failed, true)
+                        .or_log("marking an unsealable message failed");
+                    self.store.outbox().remove(entry.id).or_log("removing an unsealable outbox entry");
                     self.queues.remove(&peer, entry.id);
                 }
             }

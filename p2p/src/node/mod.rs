@@ -11,6 +11,7 @@ mod actor;
 mod behaviour;
 mod event;
 mod inbound;
+mod or_log;
 mod outbox;
 mod reachability;
 

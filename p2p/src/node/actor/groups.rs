@@ -37,6 +37,7 @@ use super::Actor;
 use crate::group::membership::{self, GroupState, MemberCard, Membership, OpId, OpKind, SignedOp};
 use crate::group::sender_key::SenderKey;
 use crate::group::{self as grp, GroupError};
+use crate::node::or_log::OrLog;
 use crate::node::{Event, GroupChange, NodeError};
 use crate::ops::{self, OpError};
 use crate::payload::{self, MAX_PAYLOAD_LEN, Payload, PeerHint};
@@ -573,7 +574,7 @@ impl Actor {
             if contact.relays.is_empty() {
                 contact.relays = payload::addr_strings(&hint.relays).into_iter().take(payload::MAX_HINT_ADDRS).collect();
             }
-            let _ = self.store.contacts().put(&contact);
+            self.store.contacts().put(&contact).or_log("saving a member's address hints");
         }
     }
 
