@@ -4,7 +4,7 @@
 //! handle is gone.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use kith_storage::{Contact, ContactState, ConversationId, Message, MessageId, MessageState, OutboxEntry, Store};
@@ -34,12 +34,8 @@ use crate::views::{ContactView, MessageView};
 const OPENER_CACHE: usize = 4096;
 /// Peer records remembered for staleness checks.
 const RECORD_CACHE: usize = 4096;
-/// How long `start` waits for the listeners to report their addresses.
-const LISTEN_DEADLINE: Duration = Duration::from_secs(10);
 /// Contacts dialed at start-up; the rest connect when there is something to send.
 const STARTUP_DIALS: usize = 64;
-/// Minimum spacing of peer-record publications triggered by new DHT peers.
-const PUBLISH_SPACING: Duration = Duration::from_secs(2);
 /// Most sends sharing one flush; bounds how long the first caller waits.
 const MAX_SEND_BATCH: usize = 512;
 /// Immediate redials of a contact whose delivery failed on a dial that left some of
@@ -138,7 +134,7 @@ impl Actor {
             listeners.insert(id, (template.clone(), remembered.is_some()));
         }
         let mut listen_addrs = Vec::new();
-        let deadline = tokio::time::sleep(LISTEN_DEADLINE);
+        let deadline = tokio::time::sleep(config.timers.listen_deadline);
         tokio::pin!(deadline);
         while !listeners.is_empty() {
             tokio::select! {
@@ -865,7 +861,7 @@ impl Actor {
 
     fn publish_record(&mut self) {
         let now = Instant::now();
-        if self.last_publish.is_some_and(|t| now.duration_since(t) < PUBLISH_SPACING) {
+        if self.last_publish.is_some_and(|t| now.duration_since(t) < self.config.timers.publish_spacing) {
             return;
         }
         self.last_publish = Some(now);

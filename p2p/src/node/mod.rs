@@ -65,6 +65,17 @@ pub struct Timers {
     /// How the node finds out whether others can dial it (AutoNAT; default
     /// [`AutonatProbes::default`], libp2p's timers).
     pub autonat: AutonatProbes,
+    /// How long `start` waits for the listeners to report their addresses (default 10 s).
+    pub listen_deadline: Duration,
+    /// Least time between two peer-record publications triggered by new DHT peers
+    /// (default 2 s).
+    pub publish_spacing: Duration,
+    /// How long a group message waits before it is published and appended again while
+    /// no relay holds it yet (default 3 s).
+    pub group_retry: Duration,
+    /// Least time between two syncs of one group's history with one peer, asked or
+    /// answered (default 10 s): a member cannot make us fill our outbox with answers.
+    pub group_sync_spacing: Duration,
 }
 
 impl Default for Timers {
@@ -82,6 +93,10 @@ impl Default for Timers {
             connection_limits: ConnectionLimits::default(),
             event_buffer: 4096,
             autonat: AutonatProbes::default(),
+            listen_deadline: Duration::from_secs(10),
+            publish_spacing: Duration::from_secs(2),
+            group_retry: Duration::from_secs(3),
+            group_sync_spacing: Duration::from_secs(10),
         }
     }
 }

@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use super::Actor;
 use super::groups::{
     DECLINED_KEY, MAX_DECLINED, MAX_INVITATIONS, MAX_INVITATIONS_PER_INVITER, MAX_LIMBO_BYTES, MAX_SYNC_TRACKED,
-    MAX_WAITING_OPS, SYNC_SPACING, decode_ops, not_allowed, unknown_group,
+    MAX_WAITING_OPS, decode_ops, not_allowed, unknown_group,
 };
 use crate::dm::{DmResult, RejectReason};
 use crate::group::membership::{self, GroupState, Membership, OpId, SignedOp};
@@ -313,12 +313,13 @@ impl Actor {
     /// Whether a sync of `group` with `peer` may happen now; if so, it is recorded.
     fn sync_due(&mut self, group: GroupId, peer: PeerId) -> bool {
         let now = Instant::now();
+        let spacing = self.config.timers.group_sync_spacing;
         let synced = &mut self.groups.synced;
-        if synced.get(&(group, peer)).is_some_and(|t| now.duration_since(*t) < SYNC_SPACING) {
+        if synced.get(&(group, peer)).is_some_and(|t| now.duration_since(*t) < spacing) {
             return false;
         }
         if synced.len() >= MAX_SYNC_TRACKED {
-            synced.retain(|_, t| now.duration_since(*t) < SYNC_SPACING);
+            synced.retain(|_, t| now.duration_since(*t) < spacing);
             if synced.len() >= MAX_SYNC_TRACKED
                 && let Some(oldest) = synced.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
             {

@@ -16,7 +16,7 @@
 //!   join, when they connect to a group relay and every drain interval.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kith_storage::{ContactState, Direction, Group, GroupId, Inserted, Message, MessageId, MessageState, OutboxEntry};
 use libp2p::gossipsub::{self, MessageAcceptance};
@@ -33,9 +33,6 @@ use crate::node::{Event, NodeError};
 use crate::ops::{self, OpError};
 use crate::views::MessageView;
 
-/// How long a group message waits before it is published and appended again when no
-/// relay holds it yet.
-const GROUP_RETRY: Duration = Duration::from_secs(3);
 /// Authentic messages kept per group while their keys (or authors' `Add`s) are on the
 /// way; past it, new ones are dropped (a relay's log still has them).
 pub(super) const MAX_PENDING: usize = 10_000;
@@ -199,7 +196,7 @@ impl Actor {
         if self.group_messages.unsent.is_empty() {
             self.group_messages.next_retry = None;
         } else if self.group_messages.next_retry.is_none() {
-            self.group_messages.next_retry = Some(Instant::now() + GROUP_RETRY);
+            self.group_messages.next_retry = Some(Instant::now() + self.config.timers.group_retry);
         }
     }
 

@@ -10,7 +10,7 @@
 //!   forwards it does not matter, and concurrent changes converge.
 //! - **Sync.** An operation whose parents we lack waits (in memory, bounded) and we
 //!   ask the peer it came from for what we lack ([`Payload::GroupSync`], at most once
-//!   per [`SYNC_SPACING`] per group and peer); the answer is every operation that is
+//!   per `Timers::group_sync_spacing` per group and peer); the answer is every operation that is
 //!   not an ancestor of our heads. Operations made concurrently with an `Add` never
 //!   reach the added member from their authors, so whoever holds both forwards them
 //!   (see [`Actor::forward_concurrent`]).
@@ -27,7 +27,7 @@
 //!   current members, and only the newest generations of each are kept.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kith_storage::{Contact, ContactState, ConversationKind, Group, GroupId, Member, Role};
 use libp2p::gossipsub::{self, TopicHash};
@@ -54,9 +54,6 @@ pub(super) const MAX_WAITING_OPS: usize = 1024;
 /// Bytes of operations of groups we do not know yet (parts of a history whose
 /// `Create` has not arrived) kept in memory, oldest dropped first.
 pub(super) const MAX_LIMBO_BYTES: usize = 4 * 1024 * 1024;
-/// Least time between two syncs of one group with one peer (asked or answered): a
-/// member cannot make us fill our outbox with answers.
-pub(super) const SYNC_SPACING: Duration = Duration::from_secs(10);
 /// (group, peer) pairs whose last sync is remembered; the oldest are forgotten.
 pub(super) const MAX_SYNC_TRACKED: usize = 4096;
 /// Bytes of encoded operations per [`Payload::GroupOps`]: a payload's cap less room
