@@ -104,23 +104,15 @@ pub(crate) fn db(e: sled::Error) -> StoreError {
     StoreError::Db(DbError(e))
 }
 
-/// Classifies an engine error raised while opening the database.
-pub(crate) fn open_err(e: sled::Error) -> OpenError {
-    match e {
-        // sled reports a held file lock as a generic I/O error; its message is
-        // the only way to tell it apart.
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            OpenError::Locked {
-                detail: io.to_string(),
-            }
+impl From<crate::engine::EngineOpenError> for OpenError {
+    fn from(e: crate::engine::EngineOpenError) -> OpenError {
+        use crate::engine::EngineOpenError as E;
+        match e {
+            E::Locked(detail) => OpenError::Locked { detail },
+            E::Io(io) => OpenError::Io(io),
+            E::Corrupt(detail) => OpenError::Corrupt { detail },
+            E::Engine(e) => OpenError::Db(DbError(e)),
         }
-        sled::Error::Io(io) => OpenError::Io(io),
-        // At open time, "unsupported" means sled cannot read the files
-        // (e.g. a damaged `conf`), which for us is a damaged database.
-        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => OpenError::Corrupt {
-            detail: e.to_string(),
-        },
-        other => OpenError::Db(DbError(other)),
     }
 }
 

@@ -79,6 +79,7 @@
 
 mod codec;
 mod contacts;
+pub mod engine;
 mod conversations;
 mod error;
 mod groups;

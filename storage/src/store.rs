@@ -2,17 +2,16 @@
 //! span several tables.
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sled::Transactional;
 
 use crate::codec::fixed;
 use crate::contacts::Contacts;
 use crate::conversations::Conversations;
-use crate::error::{OpenError, StoreError, db, open_err, tx};
+use crate::error::{OpenError, StoreError, db, tx};
 use crate::groups::Groups;
 use crate::invites::Invites;
 use crate::keys::KEY_LEN;
@@ -350,45 +349,10 @@ impl Store {
     }
 }
 
-/// Opens sled, retrying while its lock is held (up to `options.lock_wait`)
-/// and turning its errors — and panics, which some damaged files provoke in
-/// sled 0.34 — into [`OpenError`].
+/// Opens sled for [`Store::open_with`] (see [`crate::engine::open_sled`]).
 fn open_sled(path: &Path, options: &OpenOptions) -> Result<sled::Db, OpenError> {
-    let deadline = Instant::now() + options.lock_wait;
-    let mut backoff = LOCK_RETRY_MIN;
-    loop {
-        let config = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_capacity_bytes);
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
-            Ok(r) => r.map_err(open_err),
-            Err(panic) => {
-                let detail = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("the database engine panicked");
-                return Err(OpenError::Corrupt {
-                    detail: format!("cannot read the database files: {detail}"),
-                });
-            }
-        };
-        match result {
-            Err(OpenError::Locked { .. }) if Instant::now() + backoff <= deadline => {
-                tracing::debug!(path = %path.display(), ?backoff, "database locked, retrying");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(LOCK_RETRY_MAX);
-            }
-            other => return other,
-        }
-    }
+    crate::engine::open_sled(path, options.cache_capacity_bytes, options.lock_wait).map_err(OpenError::from)
 }
-
-/// First pause between attempts to take a held lock; doubles up to
-/// [`LOCK_RETRY_MAX`] (short, because sled usually lets go within ~50 ms).
-const LOCK_RETRY_MIN: Duration = Duration::from_millis(5);
-/// Longest pause between attempts to take a held lock.
-const LOCK_RETRY_MAX: Duration = Duration::from_millis(100);
 
 /// How [`Store::open_with`] opens a database. Build with
 /// `OpenOptions::default()` and the `with_*` methods.

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use kith_p2p::kith_storage::engine::EngineOpenError;
+
 /// An error reported by the database engine (I/O failure, engine bug, …). Opaque on
 /// purpose; `Display` and `source()` carry the detail.
 #[derive(Debug, thiserror::Error)]
@@ -105,24 +107,13 @@ pub(crate) fn db_error(e: sled::Error) -> MailboxError {
     MailboxError::Db(DbError(e))
 }
 
-/// Classifies an engine error raised while opening.
-pub(crate) fn open_err(path: &std::path::Path, e: sled::Error) -> OpenError {
+/// An engine failure while opening the store at `path`, as this store's error.
+pub(crate) fn open_err(path: &std::path::Path, e: EngineOpenError) -> OpenError {
     match e {
-        // sled reports a held file lock as a plain I/O error; its message is the
-        // only way to tell it apart.
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            OpenError::Locked {
-                detail: io.to_string(),
-            }
-        }
-        sled::Error::Io(source) => OpenError::Io {
-            path: path.to_owned(),
-            source,
-        },
-        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => OpenError::Corrupt {
-            detail: e.to_string(),
-        },
-        other => OpenError::Db(DbError(other)),
+        EngineOpenError::Locked(detail) => OpenError::Locked { detail },
+        EngineOpenError::Io(source) => OpenError::Io { path: path.to_owned(), source },
+        EngineOpenError::Corrupt(detail) => OpenError::Corrupt { detail },
+        EngineOpenError::Engine(e) => OpenError::Db(DbError(e)),
     }
 }
 

@@ -1,16 +1,17 @@
 //! [`MailboxStore`]: the opened database and its operations.
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
 use super::challenge::{Challenges, NONCE_LEN};
+use kith_p2p::kith_storage::engine;
+
 use super::error::{db_error, open_err};
 use super::keys::{self, ENVELOPES, EXPIRY, HASHES, MAILBOXES, META, Record, SCHEMA_VERSION_KEY};
 use super::txn::{Delta, EmptyRecords, Tx, TxResult, abort, sweep};
@@ -424,32 +425,11 @@ impl Inner {
     }
 }
 
-/// Opens sled, retrying while its lock is held (up to [`LOCK_WAIT`]) and turning
-/// its errors — and panics, which some damaged files provoke in sled 0.34 — into
-/// [`OpenError`].
+/// Opens sled as every kith store does ([`kith_p2p::kith_storage::engine::open_sled`]:
+/// waiting up to [`LOCK_WAIT`] for a held lock, engine panics turned into
+/// [`OpenError::Corrupt`]).
 pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY_BYTES);
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
-            Ok(result) => result.map_err(|e| open_err(dir, e)),
-            Err(_) => {
-                return Err(OpenError::Corrupt {
-                    detail: "the database engine panicked reading the files".into(),
-                });
-            }
-        };
-        match result {
-            Err(OpenError::Locked { .. }) if Instant::now() + backoff <= deadline => {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_millis(100));
-            }
-            other => return other,
-        }
-    }
+    engine::open_sled(dir, CACHE_CAPACITY_BYTES, LOCK_WAIT).map_err(|e| open_err(dir, e))
 }
 
 /// Checks (and for a new database, stamps) the schema version `version`, kept in
