@@ -1,7 +1,7 @@
 //! Commands that talk to the node: over the control socket when a daemon runs, else
 //! (for methods that need no network) directly on the store.
 
-use kith_p2p::control::{ApiError, Backend, Client, ClientError, dispatch};
+use kith_p2p::control::{ApiError, Backend, Client, ClientError, ErrorCode, dispatch};
 use kith_p2p::home::Home;
 use kith_p2p::node::LocalContext;
 use serde_json::Value;
@@ -49,10 +49,16 @@ pub(crate) fn client_failure(e: ClientError) -> Failure {
 }
 
 fn api_failure(e: ApiError) -> Failure {
-    let code = match e.code.as_str() {
-        "no_node" => Code::NoNode,
-        "unknown_contact" | "ambiguous_contact" | "invalid" | "bad_params" | "too_long" | "unknown_message"
-        | "unknown_group" | "not_allowed" => Code::Usage,
+    let code = match e.code {
+        ErrorCode::NoNode => Code::NoNode,
+        ErrorCode::UnknownContact
+        | ErrorCode::AmbiguousContact
+        | ErrorCode::Invalid
+        | ErrorCode::BadParams
+        | ErrorCode::TooLong
+        | ErrorCode::UnknownMessage
+        | ErrorCode::UnknownGroup
+        | ErrorCode::NotAllowed => Code::Usage,
         _ => Code::Error,
     };
     Failure::new(code, e)

@@ -24,35 +24,113 @@ pub enum Backend {
     },
 }
 
+/// The machine-readable error codes of the control API: stable on the wire as the
+/// snake_case strings docs/API.md lists. Clients branch on them (the CLI maps them to
+/// exit codes in one place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The line is not a JSON request (or has no `method`).
+    BadRequest,
+    /// The params do not fit the method.
+    BadParams,
+    /// No such method.
+    UnknownMethod,
+    /// No contact matches.
+    UnknownContact,
+    /// Several contacts match.
+    AmbiguousContact,
+    /// The contact is in a state that does not allow this.
+    WrongState,
+    /// No such message.
+    UnknownMessage,
+    /// No such group.
+    UnknownGroup,
+    /// A group change the user has no right to make, or that would change nothing.
+    NotAllowed,
+    /// A text over its limit.
+    TooLong,
+    /// A malformed id, invite, address or target.
+    Invalid,
+    /// The node's database failed.
+    Storage,
+    /// The peer could not be found.
+    PeerNotFound,
+    /// The method needs a running node (only from the offline CLI path).
+    NoNode,
+    /// The node is shutting down.
+    Stopped,
+    /// The request line is over the size limit.
+    TooLarge,
+    /// The node failed to encode its own answer (a bug).
+    Internal,
+    /// A code this build does not know (from a newer node).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::BadParams => "bad_params",
+            ErrorCode::UnknownMethod => "unknown_method",
+            ErrorCode::UnknownContact => "unknown_contact",
+            ErrorCode::AmbiguousContact => "ambiguous_contact",
+            ErrorCode::WrongState => "wrong_state",
+            ErrorCode::UnknownMessage => "unknown_message",
+            ErrorCode::UnknownGroup => "unknown_group",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::TooLong => "too_long",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Storage => "storage",
+            ErrorCode::PeerNotFound => "peer_not_found",
+            ErrorCode::NoNode => "no_node",
+            ErrorCode::Stopped => "stopped",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A typed error on the wire: `code` is stable (docs/API.md), `message` is for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
-    /// Machine-readable code, e.g. `unknown_contact`, `no_node`.
-    pub code: String,
+    /// Machine-readable code.
+    pub code: ErrorCode,
     /// Human-readable explanation.
     pub message: String,
 }
 
 impl ApiError {
     /// An error with `code` and `message`.
-    pub fn new(code: &str, message: impl Into<String>) -> ApiError {
-        ApiError { code: code.to_owned(), message: message.into() }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into() }
     }
 }
 
 impl From<OpError> for ApiError {
     fn from(e: OpError) -> ApiError {
         let code = match &e {
-            OpError::UnknownContact(_) => "unknown_contact",
-            OpError::AmbiguousContact { .. } => "ambiguous_contact",
-            OpError::WrongState { .. } => "wrong_state",
-            OpError::UnknownMessage(_) => "unknown_message",
-            OpError::UnknownGroup(_) => "unknown_group",
-            OpError::NotAllowed(_) => "not_allowed",
-            OpError::TooLong { .. } => "too_long",
-            OpError::Invalid(_) => "invalid",
-            _ => "storage",
+            OpError::UnknownContact(_) => ErrorCode::UnknownContact,
+            OpError::AmbiguousContact { .. } => ErrorCode::AmbiguousContact,
+            OpError::WrongState { .. } => ErrorCode::WrongState,
+            OpError::UnknownMessage(_) => ErrorCode::UnknownMessage,
+            OpError::UnknownGroup(_) => ErrorCode::UnknownGroup,
+            OpError::NotAllowed(_) => ErrorCode::NotAllowed,
+            OpError::TooLong { .. } => ErrorCode::TooLong,
+            OpError::Invalid(_) => ErrorCode::Invalid,
+            _ => ErrorCode::Storage,
         };
         ApiError::new(code, e.to_string())
     }
@@ -62,20 +140,20 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> ApiError {
         match e {
             NodeError::Op(op) => op.into(),
-            NodeError::PeerNotFound(_) => ApiError::new("peer_not_found", e.to_string()),
-            NodeError::BadTarget(_) => ApiError::new("invalid", e.to_string()),
-            NodeError::Stopped => ApiError::new("stopped", e.to_string()),
+            NodeError::PeerNotFound(_) => ApiError::new(ErrorCode::PeerNotFound, e.to_string()),
+            NodeError::BadTarget(_) => ApiError::new(ErrorCode::Invalid, e.to_string()),
+            NodeError::Stopped => ApiError::new(ErrorCode::Stopped, e.to_string()),
         }
     }
 }
 
 fn params<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     let value = if value.is_null() { json!({}) } else { value };
-    serde_json::from_value(value).map_err(|e| ApiError::new("bad_params", e.to_string()))
+    serde_json::from_value(value).map_err(|e| ApiError::new(ErrorCode::BadParams, e.to_string()))
 }
 
 fn to_value<T: Serialize>(value: T) -> Result<Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::new("error", e.to_string()))
+    serde_json::to_value(value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -138,7 +216,7 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 
 fn no_node(method: &str) -> ApiError {
     ApiError::new(
-        "no_node",
+        ErrorCode::NoNode,
         format!("`{method}` needs a running node; start one with `kith daemon`"),
     )
 }
@@ -196,12 +274,12 @@ pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Val
         }
         "message" => {
             let p: MessageParams = params(raw)?;
-            let id = p.id.parse().map_err(|_| ApiError::new("invalid", format!("bad message id {:?}", p.id)))?;
+            let id = p.id.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad message id {:?}", p.id)))?;
             let message = store
                 .messages()
                 .get(id)
                 .map_err(OpError::from)?
-                .ok_or_else(|| ApiError::new("unknown_message", format!("no message {}", p.id)))?;
+                .ok_or_else(|| ApiError::new(ErrorCode::UnknownMessage, format!("no message {}", p.id)))?;
             to_value(MessageView::new(&message, None))
         }
         // ---- local writes: through the single writer ----------------------------
@@ -229,7 +307,7 @@ pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Val
                         no_node(method)
                     }
                     m if GroupChange::METHODS.contains(&m) => no_node(method),
-                    _ => ApiError::new("unknown_method", format!("no method {method:?}")),
+                    _ => ApiError::new(ErrorCode::UnknownMethod, format!("no method {method:?}")),
                 });
             };
             network(node, method, raw).await
@@ -240,7 +318,7 @@ pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Val
 async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, ApiError> {
     let raw = if raw.is_null() { json!({}) } else { raw };
     if let Some(change) = GroupChange::from_request(method, raw.clone()) {
-        let change = change.map_err(|e| ApiError::new("bad_params", e.to_string()))?;
+        let change = change.map_err(|e| ApiError::new(ErrorCode::BadParams, e.to_string()))?;
         return to_value(node.group(change).await?);
     }
     match method {
@@ -254,12 +332,12 @@ async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, A
             let p: AddParams = params(raw)?;
             let target = p.target.trim();
             let contact = if target.starts_with("kith:") {
-                let invite: Invite = target.parse().map_err(|e| ApiError::new("invalid", format!("bad invite: {e}")))?;
+                let invite: Invite = target.parse().map_err(|e| ApiError::new(ErrorCode::Invalid, format!("bad invite: {e}")))?;
                 node.add_invite(invite, p.alias).await?
             } else {
                 let peer = target
                     .parse()
-                    .map_err(|_| ApiError::new("invalid", format!("{target:?} is neither an invite nor a peer id")))?;
+                    .map_err(|_| ApiError::new(ErrorCode::Invalid, format!("{target:?} is neither an invite nor a peer id")))?;
                 node.add_peer(peer, p.alias).await?
             };
             to_value(contact)
@@ -273,14 +351,14 @@ async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, A
             let relays = p
                 .relays
                 .iter()
-                .map(|a| a.parse().map_err(|_| ApiError::new("invalid", format!("bad multiaddr {a:?}"))))
+                .map(|a| a.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad multiaddr {a:?}"))))
                 .collect::<Result<Vec<_>, _>>()?;
             node.set_relays(relays).await?;
             Ok(json!({}))
         }
         "dial" => {
             let p: DialParams = params(raw)?;
-            let addr = p.addr.parse().map_err(|_| ApiError::new("invalid", format!("bad multiaddr {:?}", p.addr)))?;
+            let addr = p.addr.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad multiaddr {:?}", p.addr)))?;
             node.dial(addr).await?;
             Ok(json!({}))
         }
@@ -288,7 +366,7 @@ async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, A
             node.shutdown().await;
             Ok(json!({}))
         }
-        other => Err(ApiError::new("unknown_method", format!("no method {other:?}"))),
+        other => Err(ApiError::new(ErrorCode::UnknownMethod, format!("no method {other:?}"))),
     }
 }
 
@@ -333,4 +411,42 @@ fn contact_op(store: &Store, ctx: &LocalContext, method: &str, query: &str) -> R
         _ => return Err(OpError::Invalid(format!("no contact operation {method:?}"))),
     };
     Ok(json!(view))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_their_snake_case_strings_on_the_wire() {
+        let all = [
+            ErrorCode::BadRequest,
+            ErrorCode::BadParams,
+            ErrorCode::UnknownMethod,
+            ErrorCode::UnknownContact,
+            ErrorCode::AmbiguousContact,
+            ErrorCode::WrongState,
+            ErrorCode::UnknownMessage,
+            ErrorCode::UnknownGroup,
+            ErrorCode::NotAllowed,
+            ErrorCode::TooLong,
+            ErrorCode::Invalid,
+            ErrorCode::Storage,
+            ErrorCode::PeerNotFound,
+            ErrorCode::NoNode,
+            ErrorCode::Stopped,
+            ErrorCode::TooLarge,
+            ErrorCode::Internal,
+        ];
+        for code in all {
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+            assert_eq!(serde_json::from_value::<ErrorCode>(json!(code.as_str())).unwrap(), code);
+        }
+        let error = ApiError::new(ErrorCode::NoNode, "start one");
+        assert_eq!(serde_json::to_value(&error).unwrap(), json!({"code": "no_node", "message": "start one"}));
+        // A newer node's code still reads, as `Unknown`.
+        let newer: ApiError = serde_json::from_value(json!({"code": "quota_exceeded", "message": "m"})).unwrap();
+        assert_eq!(newer.code, ErrorCode::Unknown);
+    }
 }

@@ -11,7 +11,7 @@ mod dispatch;
 mod server;
 
 pub use client::{Client, ClientError};
-pub use dispatch::{ApiError, Backend, DEFAULT_HISTORY_LIMIT, dispatch};
+pub use dispatch::{ApiError, Backend, DEFAULT_HISTORY_LIMIT, ErrorCode, dispatch};
 pub use server::{ServeError, Server};
 /// For the fuzz target of request lines ([`crate::fuzzing::control`]).
 #[cfg(any(test, feature = "test-support"))]

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, broadcast};
 
-use super::{ApiError, Backend, MAX_LINE_LEN, dispatch};
+use super::{ApiError, Backend, ErrorCode, MAX_LINE_LEN, dispatch};
 use crate::node::{Event, NodeHandle};
 
 /// Most simultaneous control clients; more wait for a free slot.
@@ -110,7 +110,7 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                     return Ok(());
                 }
                 if line.len() > MAX_LINE_LEN {
-                    let err = ApiError::new("too_large", format!("request line over {MAX_LINE_LEN} bytes"));
+                    let err = ApiError::new(ErrorCode::TooLarge, format!("request line over {MAX_LINE_LEN} bytes"));
                     write_line(&mut write, &json!({ "id": Value::Null, "error": err })).await?;
                     return Ok(());
                 }
@@ -138,13 +138,13 @@ pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Value, bool) {
     let parsed: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {
-            let err = ApiError::new("bad_request", format!("not JSON: {e}"));
+            let err = ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}"));
             return (json!({ "id": Value::Null, "error": err }), false);
         }
     };
     let id = parsed.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = parsed.get("method").and_then(Value::as_str) else {
-        let err = ApiError::new("bad_request", "missing \"method\"");
+        let err = ApiError::new(ErrorCode::BadRequest, "missing \"method\"");
         return (json!({ "id": id, "error": err }), false);
     };
     if method == "subscribe" {
