@@ -119,7 +119,7 @@ proptest! {
 /// Crashes AFL found in `group_op` (2026-12-03): a member left without an owner
 /// after the owner's back-dated leave voided its own addition of the admin who added
 /// that member. Fixed in `group::state::apply` (see the membership test
-/// `a_group_with_members_always_has_an_owner`).
+/// `a_change_whose_right_was_voided_does_nothing`).
 #[test]
 fn regression_group_op_members_without_owner() {
     let crashes: [&[u8]; 3] = [

@@ -725,10 +725,11 @@ mod tests {
     }
 
     /// Found by the `group_op` fuzz target: the owner's leave, back-dated to the
-    /// `Create`, voids its own addition of an admin, but not that admin's addition of
-    /// a member; the member must not be left in a group without an owner.
+    /// `Create`, voids its own promotion of an admin; that admin's addition of a
+    /// member then has no right behind it either. Nobody is left without an owner:
+    /// nobody is left.
     #[test]
-    fn a_group_with_members_always_has_an_owner() {
+    fn a_change_whose_right_was_voided_does_nothing() {
         let p = people(3);
         let base = group(&p[0]);
         let mut m = base.clone();
@@ -740,8 +741,31 @@ mod tests {
             let mut m = base.clone();
             let merged = m.insert_many(order.iter().map(|&i| ops[i].clone()).collect());
             assert_eq!(merged.fresh.len(), 3, "{:?}", merged.refused);
-            let members: Vec<_> = m.state().members.iter().map(|(p, s)| (*p, s.role)).collect();
-            assert_eq!(members, vec![(p[2].peer_id(), Role::Owner)], "order {order:?}");
+            assert!(m.state().members.is_empty(), "order {order:?}: {:?}", m.state().members);
+        }
+    }
+
+    /// A removed admin back-dates the promotion of an accomplice, who then adds a
+    /// third key on top: the promotion is voided by the removal, and the accomplice's
+    /// addition with it, in every delivery order.
+    #[test]
+    fn a_removed_admins_accomplice_gets_nobody_in() {
+        let p = people(5);
+        let (owner, rogue, accomplice, third, bystander) = (&p[0], &p[1], &p[2], &p[3], &p[4]);
+        let mut m = group(owner);
+        act(&mut m, owner, add(rogue, Role::Admin)).unwrap();
+        let before_removal = m.clone();
+        let removed = act(&mut m, owner, remove(rogue)).unwrap();
+        let honest = act(&mut m, owner, add(bystander, Role::Member)).unwrap();
+        let mut forged = before_removal.clone();
+        let promote = act(&mut forged, rogue, add(accomplice, Role::Admin)).unwrap();
+        let smuggle = act(&mut forged, accomplice, add(third, Role::Admin)).unwrap();
+        let ops = [removed, honest, promote, smuggle];
+        for order in [[0, 1, 2, 3], [2, 3, 0, 1], [3, 2, 1, 0], [2, 0, 3, 1]] {
+            let mut m = before_removal.clone();
+            m.insert_many(order.iter().map(|&i| ops[i].clone()).collect());
+            let members: BTreeSet<_> = m.state().members.keys().copied().collect();
+            assert_eq!(members, BTreeSet::from([owner.peer_id(), bystander.peer_id()]), "order {order:?}");
         }
     }
 

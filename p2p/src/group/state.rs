@@ -182,9 +182,22 @@ pub(crate) fn revocation(state: &GroupState, author: &PeerId, kind: &OpKind) -> 
     }
 }
 
-/// Apply an effective operation's change; rights were settled before. Changes that
-/// no longer fit (adding a member twice, removing one who is gone) do nothing.
+/// Apply an effective operation's change. Its author's right was checked in its
+/// causal state; here the author must still hold the role it needs in the state
+/// the fold has reached (an admin for every change but a leave, a member to leave).
+/// Otherwise the right came from an operation a revocation voided — a removed
+/// admin's back-dated promotion of an accomplice, say — and the change does
+/// nothing, as do changes that no longer fit (adding a member twice, removing one
+/// who is gone).
 pub(crate) fn apply(state: &mut GroupState, author: PeerId, at: (u32, OpId), kind: &OpKind) {
+    let still_entitled = match kind {
+        OpKind::Create { .. } => return,
+        OpKind::Leave => state.members.contains_key(&author),
+        _ => state.is_admin(&author),
+    };
+    if !still_entitled {
+        return;
+    }
     match kind {
         OpKind::Create { .. } => {}
         OpKind::Add { member, role } => {
@@ -193,13 +206,7 @@ pub(crate) fn apply(state: &mut GroupState, author: PeerId, at: (u32, OpId), kin
                 return;
             }
             state.departed.remove(&who);
-            // An empty group lost its owner with nobody to succeed it (the owner left,
-            // voiding its own concurrent additions), and this addition, by someone
-            // whose rights came from the causal past, was concurrent with that. The
-            // newcomer succeeds as the most senior member would have: a group with
-            // members always has an owner.
-            let role = if state.members.is_empty() { Role::Owner } else { *role };
-            state.members.insert(who, MemberState { role, card: member.clone(), added_by: author, since: at });
+            state.members.insert(who, MemberState { role: *role, card: member.clone(), added_by: author, since: at });
         }
         OpKind::Remove { peer: target } => {
             let Some(who) = peer(target) else { return };
