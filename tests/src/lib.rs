@@ -464,6 +464,19 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Whether this run is under CI (`CI` set and not empty).
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// What a test does when this machine lacks what it needs (namespaces, tmux): under CI it
+/// fails (panics with `reason`); elsewhere it prints `skipping <test>: <reason>` on stderr
+/// and the caller returns.
+pub fn skip_or_fail(test: &str, reason: &str) {
+    assert!(!under_ci(), "{test}: CI must run this test, but {reason}");
+    eprintln!("skipping {test}: {reason}");
+}
+
 /// Poll `condition` until it holds, failing the test after `deadline`.
 pub fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;

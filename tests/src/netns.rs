@@ -26,18 +26,7 @@ pub fn nft_bin() -> &'static str {
     ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("nft")
 }
 
-/// Whether this run is under CI (`CI` set and not empty).
-pub fn under_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
-
-/// What a test does when this machine cannot build its namespaces: under CI it
-/// fails (panics with `reason`); elsewhere it prints `skipping <test>: <reason>` on stderr
-/// and the caller returns.
-pub fn skip_or_fail(test: &str, reason: &str) {
-    assert!(!under_ci(), "{test}: CI must run this test, but {reason}");
-    eprintln!("skipping {test}: {reason}");
-}
+pub use crate::{skip_or_fail, under_ci};
 
 /// Run `program args...` (with `stdin` written to its input); Err with its output if
 /// it fails or cannot start.

@@ -65,8 +65,7 @@ impl Drop for Tmux {
 #[test]
 fn tui_in_tmux_sends_and_receives() {
     let Some(tmux) = Tmux::new() else {
-        eprintln!("skipping: tmux is not installed");
-        return;
+        return kith_tests::skip_or_fail("tui_in_tmux_sends_and_receives", "tmux is not installed");
     };
     let mut alice = Peer::init("Alice");
     let mut bob = Peer::init("Bob");
