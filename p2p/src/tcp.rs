@@ -20,8 +20,9 @@ use libp2p::core::transport::{Boxed, DialOpts, ListenerId, PortUse, TransportErr
 use libp2p::core::{Transport, upgrade};
 use libp2p::{Multiaddr, PeerId, identity, noise, tcp, yamux};
 
-/// libp2p's tokio TCP transport whose port-reusing dials fall back to a fresh port when
-/// the listening port cannot be bound for them. Listening and every other dial are libp2p's own.
+/// libp2p's tokio TCP transport whose port-reusing dials fall back to a fresh port
+/// when the listening port cannot be bound for them. Listening and every other dial
+/// are libp2p's own.
 pub struct PortReuseFallback {
     inner: tcp::tokio::Transport,
     config: tcp::Config,
@@ -80,12 +81,25 @@ impl Transport for PortReuseFallback {
 }
 
 /// The TCP transport of a node or relay with key `key`: [`PortReuseFallback`] with
-/// `TCP_NODELAY`, upgraded with Noise and yamux as `SwarmBuilder::with_tcp` would.
-/// Returned in the shape `SwarmBuilder::with_other_transport` takes.
+/// `TCP_NODELAY`, upgraded as [`secure`] does. Returned in the shape
+/// `SwarmBuilder::with_other_transport` takes.
 pub fn transport(
     key: &identity::Keypair,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(PortReuseFallback::new(tcp::Config::default().nodelay(true))
+    secure(PortReuseFallback::new(tcp::Config::default().nodelay(true)), key)
+}
+
+/// `tcp` upgraded with Noise and yamux as `SwarmBuilder::with_tcp` would, boxed.
+pub(crate) fn secure<T>(
+    tcp: T,
+    key: &identity::Keypair,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>>
+where
+    T: Transport<Output = tcp::tokio::TcpStream, Error = io::Error> + Send + Unpin + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
+    Ok(tcp
         .upgrade(upgrade::Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())

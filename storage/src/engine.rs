@@ -65,7 +65,7 @@ pub fn open_sled(path: &Path, cache_capacity_bytes: u64, lock_wait: Duration) ->
 }
 
 /// Classifies an engine error raised while opening.
-pub fn classify(e: sled::Error) -> EngineOpenError {
+fn classify(e: sled::Error) -> EngineOpenError {
     match e {
         // sled reports a held file lock as a generic I/O error; its message is the
         // only way to tell it apart.

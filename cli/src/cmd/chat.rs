@@ -225,7 +225,6 @@ fn queue_line(q: &kith_p2p::node::QueueStatus) -> String {
         format!("next try in {:.1} s", q.next_try_in_ms as f64 / 1000.0)
     };
     let path = if q.via_relays { " (through its relays)" } else { "" };
-    let tail: String = q.peer_id.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-    format!("  waiting for …{tail}: {} item(s), {when}{path}", q.waiting)
+    format!("  waiting for {}: {} item(s), {when}{path}", print::short(&q.peer_id), q.waiting)
 }
 

@@ -18,7 +18,8 @@ pub(crate) fn view<T: DeserializeOwned>(value: Value) -> Result<T> {
     Ok(serde_json::from_value(value).map_err(anyhow::Error::from)?)
 }
 
-fn short(peer: &str) -> String {
+/// `…` and the last 8 characters of a peer id.
+pub(crate) fn short(peer: &str) -> String {
     let tail: String = peer.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
     format!("…{tail}")
 }

@@ -15,11 +15,11 @@ use futures::future::{BoxFuture, Pending};
 use futures::{FutureExt, StreamExt};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, DialOpts, ListenerId, TransportError, TransportEvent};
-use libp2p::core::{Transport, upgrade};
+use libp2p::core::Transport;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts as SwarmDialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identity, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, identity, ping, tcp};
 
 /// A dial-only TCP transport whose connections leave from `source`.
 #[derive(Clone, Copy, Debug)]
@@ -82,18 +82,14 @@ impl Transport for SourceBoundTcp {
     }
 }
 
-/// [`SourceBoundTcp`] with Noise and yamux, as a kith node speaks: return it from the
-/// closure of `SwarmBuilder::with_other_transport` (hence its error type).
+/// [`SourceBoundTcp`] with Noise and yamux, as a kith node speaks
+/// ([`crate::tcp::secure`]): return it from the closure of
+/// `SwarmBuilder::with_other_transport` (hence its error type).
 pub fn transport(
     key: &identity::Keypair,
     source: IpAddr,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(SourceBoundTcp::new(source)
-        .upgrade(upgrade::Version::V1)
-        .authenticate(noise::Config::new(key)?)
-        .multiplex(yamux::Config::default())
-        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-        .boxed())
+    crate::tcp::secure(SourceBoundTcp::new(source), key)
 }
 
 /// Why a [`Flooder`] step failed.
