@@ -79,7 +79,13 @@ for target in "${targets[@]}"; do
     crashes="$(stat "$stats" saved_crashes)"
     hangs="$(stat "$stats" saved_hangs)"
     printf '%-14s %12s %9s %8s %6s\n' "$target" "$execs" "$speed" "$crashes" "$hangs"
-    if [ "${crashes:-0}" != 0 ] || [ "${hangs:-0}" != 0 ]; then status=1; fi
+    # A field AFL no longer writes is a failure, not "no crash".
+    if [ -z "$crashes" ] || [ -z "$hangs" ]; then
+        echo "run.sh: $stats lacks saved_crashes or saved_hangs" >&2
+        status=1
+    elif [ "$crashes" != 0 ] || [ "$hangs" != 0 ]; then
+        status=1
+    fi
 done
 if [ "$status" != 0 ]; then
     echo "findings (if any) are in $out/<target>/default/{crashes,hangs}" >&2

@@ -56,7 +56,6 @@ fn decode_any(frame: &[u8]) {
     let decoded = wire::decode_versioned::<wire::Frame<ciborium::Value>>(frame, FRAME_MAX, 1, |f| f.v);
     match decoded {
         Ok(value) => {
-            assert_eq!(value.v, 1);
             let encoded = wire::encode(&value).unwrap_or_else(|e| panic!("encode a decoded frame: {e}"));
             let again: wire::Frame<ciborium::Value> =
                 wire::decode(&encoded, usize::MAX).unwrap_or_else(|e| panic!("decode a re-encoded frame: {e}"));

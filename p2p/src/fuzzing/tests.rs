@@ -103,6 +103,8 @@ proptest! {
     ) {
         let t = TARGETS[which.index(TARGETS.len())];
         (t.run)(&bytes);
+        // The control target's scratch store would outlive the test otherwise.
+        super::control::cleanup();
     }
 
     #[test]
@@ -113,6 +115,7 @@ proptest! {
         let seeds = all_seeds();
         let (t, seed) = &seeds[which.index(seeds.len())];
         (t.run)(&apply(seed.clone(), &edits));
+        super::control::cleanup();
     }
 }
 

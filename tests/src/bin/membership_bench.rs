@@ -132,9 +132,11 @@ fn tangle(owner: &Identity, target: usize) -> (Membership, Vec<SignedOp>) {
     let mut m = Membership::new(create.clone()).unwrap();
     let mut ops = vec![create];
     let mut ids = vec![ops[0].id().unwrap()];
-    let mut n = 0u64;
-    while ops.len() < target {
-        n += 1;
+    // Bounded: every insert should succeed; the count is checked below.
+    for n in 1..=4 * target as u64 {
+        if ops.len() >= target {
+            break;
+        }
         let mut parents: Vec<_> = ids.choose_multiple(&mut rng, 2).copied().collect();
         parents.sort();
         parents.dedup();
@@ -145,6 +147,7 @@ fn tangle(owner: &Identity, target: usize) -> (Membership, Vec<SignedOp>) {
             ops.push(op);
         }
     }
+    assert_eq!(ops.len(), target, "the tangle stopped growing (a limit refused its inserts)");
     (m, ops)
 }
 
