@@ -4,8 +4,9 @@
 //! `kith_relay_connections_refused_total{limit=…}` — while another peer keeps
 //! depositing and draining.
 //!
-//! The attacker is a raw libp2p swarm with no protocols of its own
-//! (`kith_p2p::conn_limits::testing::Flooder`); where the test needs it to come from
+//! The attacker is a raw libp2p swarm that speaks only ping
+//! (`kith_p2p::conn_limits::testing::Flooder`); it counts a connection as held once a
+//! ping has crossed it, so the relay has counted it too. Where the test needs it to come from
 //! another address than the bystander it dials from 127.0.0.2 (every 127/8 address
 //! is loopback).
 #![allow(clippy::unwrap_used)]
@@ -15,7 +16,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::{DEADLINE, RelayProcess, TestPeer, loopback_config, metric, wait_metric};
-use kith_p2p::conn_limits::testing::Flooder;
+use kith_p2p::conn_limits::testing::{Flooder, Opened};
 use kith_p2p::identity::Identity;
 
 /// Where the attacker's connections come from: not the bystander's 127.0.0.1.
@@ -26,20 +27,9 @@ fn flooder(source: IpAddr) -> Flooder {
     Flooder::new(source, DEADLINE).unwrap()
 }
 
-/// Opens a connection; whether it was established (a refusal before the handshake
-/// — per IP, memory — fails the dial).
-async fn open(mallory: &mut Flooder, relay: &RelayProcess) -> bool {
-    let (_, established) = mallory.open(relay.peer_id, &relay.addr()).await.unwrap();
-    established
-}
-
-/// Opens a connection the relay accepts only to close it at once (refused after the
-/// handshake), and waits for the close if it was established at all.
-async fn open_refused_after_handshake(mallory: &mut Flooder, relay: &RelayProcess) {
-    let (id, established) = mallory.open(relay.peer_id, &relay.addr()).await.unwrap();
-    if established {
-        mallory.wait_closed(id).await.unwrap();
-    }
+/// Opens a connection and waits for the relay's decision on it.
+async fn open(mallory: &mut Flooder, relay: &RelayProcess) -> Opened {
+    mallory.open(relay.peer_id, &relay.addr()).await.unwrap().1
 }
 
 /// A relay with `[connections]` set to `table`.
@@ -69,17 +59,17 @@ async fn one_address_past_its_limit_is_refused_while_another_keeps_working() {
     // At the limit: three connections from 127.0.0.2 are accepted and stay open.
     let mut accepted = Vec::new();
     for _ in 0..3 {
-        let (id, established) = mallory.open(relay.peer_id, &addr).await.unwrap();
-        assert!(established, "refused within the per-IP limit");
+        let (id, opened) = mallory.open(relay.peer_id, &addr).await.unwrap();
+        assert_eq!(opened, Opened::Served, "refused within the per-IP limit");
         accepted.push(id);
     }
     // Past it: refused before the handshake, so the dial itself fails. A fresh
     // identity from the same address fares no better.
     for _ in 0..2 {
-        assert!(!open(&mut mallory, &relay).await);
+        assert_eq!(open(&mut mallory, &relay).await, Opened::Refused);
     }
     let mut sybil = flooder(ATTACKER_IP);
-    assert!(!open(&mut sybil, &relay).await);
+    assert_eq!(open(&mut sybil, &relay).await, Opened::Refused);
     wait_metric(
         &relay,
         "kith_relay_connections_refused_total{limit=\"per_ip\"}",
@@ -97,7 +87,7 @@ async fn one_address_past_its_limit_is_refused_while_another_keeps_working() {
     assert!(mallory.close(accepted[0]));
     mallory.wait_closed(accepted[0]).await.unwrap();
     wait_metric(&relay, "kith_relay_connections", 3.0).await;
-    assert!(open(&mut mallory, &relay).await);
+    assert_eq!(open(&mut mallory, &relay).await, Opened::Served);
     let text = relay.metrics().await;
     assert_eq!(
         metric(
@@ -124,11 +114,11 @@ async fn one_peer_past_its_limit_is_refused_while_another_keeps_working() {
     // Same address as the bystander: only the per-peer limit is at play.
     let mut mallory = flooder(IpAddr::V4(Ipv4Addr::LOCALHOST));
     for _ in 0..2 {
-        assert!(open(&mut mallory, &relay).await);
+        assert_eq!(open(&mut mallory, &relay).await, Opened::Served);
     }
     // Past it: the relay learns who it is from the handshake, then closes it.
     for expected in 1..=2 {
-        open_refused_after_handshake(&mut mallory, &relay).await;
+        assert_eq!(open(&mut mallory, &relay).await, Opened::Closed);
         wait_metric(
             &relay,
             "kith_relay_connections_refused_total{limit=\"per_peer\"}",
@@ -154,10 +144,10 @@ async fn a_full_relay_refuses_newcomers_and_keeps_serving_its_peers() {
     let (carol, mut peer) = bystander(&relay).await;
     let mut mallory = flooder(ATTACKER_IP);
     for _ in 0..2 {
-        assert!(open(&mut mallory, &relay).await);
+        assert_eq!(open(&mut mallory, &relay).await, Opened::Served);
     }
     // Full: one more (from anyone) is refused after its handshake.
-    open_refused_after_handshake(&mut mallory, &relay).await;
+    assert_eq!(open(&mut mallory, &relay).await, Opened::Closed);
     let text = wait_metric(
         &relay,
         "kith_relay_connections_refused_total{limit=\"total\"}",
@@ -177,7 +167,7 @@ async fn over_its_memory_limit_the_relay_refuses_new_connections() {
     // 1 MiB: less than the relay process uses idle, so the limit is already exceeded.
     let relay = relay_with(&dir, "max_memory_bytes = 1048576");
     let mut mallory = flooder(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    assert!(!open(&mut mallory, &relay).await);
+    assert_eq!(open(&mut mallory, &relay).await, Opened::Refused);
     let text = wait_metric(
         &relay,
         "kith_relay_connections_refused_total{limit=\"memory\"}",

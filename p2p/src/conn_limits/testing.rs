@@ -92,6 +92,17 @@ pub fn transport(
     crate::tcp::secure(SourceBoundTcp::new(source), key)
 }
 
+/// What became of a connection a [`Flooder`] opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// Refused before the handshake: the dial failed.
+    Refused,
+    /// Established, then closed by the target before it served anything.
+    Closed,
+    /// Established and served: a ping crossed it.
+    Served,
+}
+
 /// Why a [`Flooder`] step failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -136,17 +147,22 @@ impl Flooder {
         *self.swarm.local_peer_id()
     }
 
-    /// Opens one more connection to `target` at `addr`; returns its id and whether it
-    /// was established. A refusal before the handshake fails the dial; one after it
-    /// (the target must first learn who we are) closes the established connection at
-    /// once — wait for that with [`Flooder::wait_closed`].
-    pub async fn open(&mut self, target: PeerId, addr: &Multiaddr) -> Result<(ConnectionId, bool), FloodError> {
+    /// Opens one more connection to `target` at `addr` and waits until the target
+    /// has decided on it: refused before the handshake (the dial fails), closed right
+    /// after it (the target must first learn who we are), or served — a ping has
+    /// crossed it, so the target has taken it in. Waiting for the ping keeps the
+    /// target's view in step with ours: a connection we count as open is one the
+    /// target counts too, so the next one is the newcomer.
+    pub async fn open(&mut self, target: PeerId, addr: &Multiaddr) -> Result<(ConnectionId, Opened), FloodError> {
         let opts = SwarmDialOpts::peer_id(target).addresses(vec![addr.clone()]).condition(PeerCondition::Always).build();
         let id = opts.connection_id();
         self.swarm.dial(opts)?;
         let outcome = self.next(|event| match event {
-            SwarmEvent::ConnectionEstablished { connection_id, .. } if connection_id == id => Some(true),
-            SwarmEvent::OutgoingConnectionError { connection_id, .. } if connection_id == id => Some(false),
+            SwarmEvent::OutgoingConnectionError { connection_id, .. } if connection_id == id => Some(Opened::Refused),
+            SwarmEvent::ConnectionClosed { connection_id, .. } if connection_id == id => Some(Opened::Closed),
+            SwarmEvent::Behaviour(ping::Event { connection, result: Ok(_), .. }) if connection == id => {
+                Some(Opened::Served)
+            }
             _ => None,
         });
         Ok((id, outcome.await?))
