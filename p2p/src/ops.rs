@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_storage::{
-    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, Group, GroupId, Message,
-    MessageId, MessageState, OutboxEntry, Store, StoreError,
+    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, Group, Message,
+    MessageId, MessageState, OutboxEntry, Recipient, Store, StoreError,
 };
 use libp2p::PeerId;
 
@@ -132,7 +132,7 @@ pub fn resolve_contact(store: &Store, query: &str) -> Result<Contact, OpError> {
     }
 }
 
-/// Queue `payload` for `recipient` in the outbox (not flushed: callers flush or batch).
+/// Queue `payload` for the peer `recipient` in the outbox (not flushed: callers flush or batch).
 pub fn enqueue(store: &Store, recipient: &str, payload: &Payload) -> Result<MessageId, OpError> {
     let id = match payload {
         Payload::Text { id, .. } => *id,
@@ -141,7 +141,7 @@ pub fn enqueue(store: &Store, recipient: &str, payload: &Payload) -> Result<Mess
     let now = now_ms();
     store.outbox().put(&OutboxEntry {
         id,
-        recipient: recipient.to_owned(),
+        recipient: Recipient::Peer(recipient.to_owned()),
         payload: payload.encode()?,
         attempts: 0,
         next_attempt_ms: now,
@@ -189,7 +189,7 @@ pub fn compose_text(
     };
     let entry = OutboxEntry {
         id: message.id,
-        recipient: contact.peer_id.clone(),
+        recipient: Recipient::Peer(contact.peer_id.clone()),
         payload: payload.encode()?,
         attempts: 0,
         next_attempt_ms: now,
@@ -435,17 +435,6 @@ fn next_message(
         state: MessageState::Pending,
         direction: Direction::Outgoing,
     })
-}
-
-/// The recipient string of a group's outbox entries (sealed messages waiting for
-/// their first durable hold).
-pub fn group_recipient(group: &GroupId) -> String {
-    format!("group:{group}")
-}
-
-/// The group of an outbox recipient string made by [`group_recipient`].
-pub fn recipient_group(recipient: &str) -> Option<GroupId> {
-    recipient.strip_prefix("group:")?.parse().ok()
 }
 
 /// Contacts in a listing order, optionally only those in `state`.

@@ -60,7 +60,7 @@
 //! - [`Store::mark_read`]
 //! - [`Store::flush`] and [`Store::flush_async`]
 //!
-//! Everything else — [`Store::stage_outgoing`], [`Store::set_message_state`], [`Messages::insert`],
+//! Everything else — [`Store::stage_outgoing`], [`Store::stage_incoming`], [`Store::set_message_state`], [`Messages::insert`],
 //! [`Conversations::get_or_create`]/[`remove`](Conversations::remove), and
 //! every `put`, `set`, `remove`, `create`, `redeem`, `set_state` and
 //! `purge_expired` of the table handles — is atomic but **not** flushed:
@@ -101,7 +101,7 @@ pub use error::{DbError, OpenError, StoreError};
 pub use groups::{Group, Groups, MAX_KEY_GENERATIONS, Member, PendingKey, PendingMessage, Role};
 pub use invites::Invites;
 pub use messages::{Direction, Inserted, Message, MessageState, Messages, Usage};
-pub use outbox::{Outbox, OutboxEntry};
+pub use outbox::{Outbox, OutboxEntry, Recipient};
 pub use replay::{MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};
 pub use schema::SCHEMA_VERSION;
 pub use settings::Settings;

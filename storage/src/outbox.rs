@@ -11,15 +11,57 @@ use crate::codec::{decode, encode};
 use crate::error::{StoreError, db};
 use crate::schema::OUTBOX;
 use crate::store::Inner;
-use crate::types::MessageId;
+use crate::types::{GroupId, MessageId};
+
+/// Who an outbox item goes to.
+///
+/// Stored as text — a peer id, or `group:` followed by the group id — the layout
+/// databases already have, so the type changes nothing on disk. Text that is not a
+/// group's is a peer's: a peer id the network layer cannot parse is its to refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Recipient {
+    /// One peer, by its peer id (storage does not parse peer ids).
+    Peer(String),
+    /// The members of a group: a sealed group message waiting for its first
+    /// durable hold.
+    Group(GroupId),
+}
+
+/// The prefix of a group recipient's stored text.
+const GROUP_PREFIX: &str = "group:";
+
+impl From<String> for Recipient {
+    fn from(text: String) -> Recipient {
+        match text.strip_prefix(GROUP_PREFIX).and_then(|g| g.parse().ok()) {
+            Some(group) => Recipient::Group(group),
+            None => Recipient::Peer(text),
+        }
+    }
+}
+
+impl From<Recipient> for String {
+    fn from(recipient: Recipient) -> String {
+        recipient.to_string()
+    }
+}
+
+impl std::fmt::Display for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recipient::Peer(peer) => f.write_str(peer),
+            Recipient::Group(group) => write!(f, "{GROUP_PREFIX}{group}"),
+        }
+    }
+}
 
 /// One item waiting to be sent, with its retry schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// The item's id: a message id, or a receipt's own id.
     pub id: MessageId,
-    /// The recipient's peer id.
-    pub recipient: String,
+    /// Who it goes to.
+    pub recipient: Recipient,
     /// Opaque bytes (the network layer's encoded inner message).
     pub payload: Vec<u8>,
     /// Delivery attempts so far.
@@ -90,5 +132,25 @@ impl Outbox {
     /// Whether the outbox is empty.
     pub fn is_empty(&self) -> bool {
         self.tree().is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_keep_their_stored_text() {
+        let group = GroupId::from_bytes([7; 16]);
+        for recipient in [Recipient::Peer("12D3KooWexample".into()), Recipient::Group(group)] {
+            let text = String::from(recipient.clone());
+            assert_eq!(Recipient::from(text.clone()), recipient);
+            let stored = crate::codec::encode(&text).unwrap();
+            assert_eq!(crate::codec::decode::<Recipient>(OUTBOX, &stored).unwrap(), recipient, "read as before");
+        }
+        assert_eq!(String::from(Recipient::Group(group)), format!("group:{group}"));
+        // Not a group id after the prefix: a peer's text, for the network layer to refuse.
+        assert_eq!(Recipient::from("group:nonsense".to_owned()), Recipient::Peer("group:nonsense".into()));
     }
 }

@@ -264,14 +264,23 @@ impl Store {
     /// Every conversation of a message that is not refused must exist,
     /// otherwise [`StoreError::NotFound`] and nothing is stored.
     pub fn insert_incoming_batch(&self, msgs: &[Message]) -> Result<Vec<Inserted>, StoreError> {
+        let inserted = self.stage_incoming(msgs)?;
+        if !msgs.is_empty() {
+            self.flush()?;
+        }
+        Ok(inserted)
+    }
+
+    /// [`Store::insert_incoming_batch`] without the flush, for group commit: the
+    /// messages are stored atomically and visible at once, but durable only after
+    /// the caller's next [`Store::flush`], which must come before anyone is told
+    /// they were stored.
+    pub fn stage_incoming(&self, msgs: &[Message]) -> Result<Vec<Inserted>, StoreError> {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
-        let inserted = self
-            .inner
-            .transact(|tx| msgs.iter().map(|m| tx.insert_message(m)).collect())?;
-        self.flush()?;
-        Ok(inserted)
+        self.inner
+            .transact(|tx| msgs.iter().map(|m| tx.insert_message(m)).collect())
     }
 
     /// [`Store::set_message_state`] for many messages in one transaction

@@ -6,6 +6,7 @@ mod common;
 
 use common::{cid, conversation, incoming, mid, outgoing, temp_store};
 use kith_storage::{
+    Recipient,
     ConversationId, Inserted, Message, MessageId, MessageState, OutboxEntry, Refusal, Store,
     StoreError,
 };
@@ -38,7 +39,7 @@ fn page_all(store: &Store, conv: ConversationId, limit: usize) -> Vec<Message> {
 fn entry(id: MessageId) -> OutboxEntry {
     OutboxEntry {
         id,
-        recipient: "peer".into(),
+        recipient: Recipient::Peer("peer".into()),
         payload: vec![1, 2, 3],
         attempts: 0,
         next_attempt_ms: 0,

@@ -8,6 +8,7 @@ mod common;
 
 use common::{cid, mid, open, raw_sled};
 use kith_storage::{
+    Recipient,
     Conversation, ConversationId, ConversationKind, Direction, Inserted, Message, MessageState,
     OutboxEntry, SCHEMA_VERSION,
 };
@@ -68,7 +69,7 @@ fn unread(m: &Message) -> bool {
 fn entry(m: &Message) -> OutboxEntry {
     OutboxEntry {
         id: m.id,
-        recipient: "peer-1".into(),
+        recipient: Recipient::Peer("peer-1".into()),
         payload: m.text.as_bytes().to_vec(),
         attempts: 2,
         next_attempt_ms: 5_000,

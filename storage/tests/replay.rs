@@ -7,6 +7,7 @@ mod common;
 
 use common::{cid, conversation, incoming, mid, outgoing, temp_store};
 use kith_storage::{
+    Recipient,
     Inserted, MAX_CLOCK_SKEW, Message, MessageState, REPLAY_WINDOW, Refusal, Usage,
 };
 
@@ -85,7 +86,7 @@ fn id_alone_resolves_to_our_own_message() {
             &mine,
             &kith_storage::OutboxEntry {
                 id: mid(5),
-                recipient: "peer".into(),
+                recipient: Recipient::Peer("peer".into()),
                 payload: vec![],
                 attempts: 0,
                 next_attempt_ms: 0,

@@ -6,6 +6,7 @@ mod common;
 
 use common::{cid, mid, temp_store};
 use kith_storage::{
+    Recipient,
     Contact, ContactState, ConversationKind, Group, GroupId, Member, OutboxEntry, Role, StoreError,
 };
 
@@ -91,7 +92,7 @@ fn outbox() {
     let outbox = store.outbox();
     let entry = |n, next| OutboxEntry {
         id: mid(n),
-        recipient: "peer".into(),
+        recipient: Recipient::Peer("peer".into()),
         payload: vec![n as u8],
         attempts: 0,
         next_attempt_ms: next,

@@ -162,7 +162,7 @@ pub fn run(config: &Config) -> Result<Report, String> {
     let settling = Instant::now();
     let expected = expected_deliveries(&sent);
     let deadline = Instant::now() + config.settle;
-    while let Some(lacking) = missing(&expected, &histories(&peers, &names, &group)) {
+    while let Some(lacking) = missing(&expected, &histories(&peers, &names, &group, Taken::Incoming)) {
         if Instant::now() > deadline {
             return Err(format!("not delivered within {:?}: {lacking}", config.settle));
         }
@@ -171,7 +171,8 @@ pub fn run(config: &Config) -> Result<Report, String> {
     let settle_phase = settling.elapsed();
 
     // Exactly once and in order, acknowledged or not.
-    let histories = histories(&peers, &names, &group);
+    check_same_order(&histories(&peers, &names, &group, Taken::All))?;
+    let histories = histories(&peers, &names, &group, Taken::Incoming);
     check_once_and_in_order(&histories)?;
     let unanswered: Vec<&Sent> = sent.iter().filter(|s| !s.acknowledged).collect();
     let unanswered_delivered = unanswered
@@ -283,9 +284,26 @@ struct Seen {
     text: String,
 }
 
-/// Histories keyed by (recipient index, conversation: `Some(peer)` or `None` for the
-/// group), incoming messages only.
-fn histories(peers: &[Peer], names: &[String], group: &str) -> BTreeMap<(usize, Option<usize>), Vec<Seen>> {
+/// A node's view of a conversation: (node index, `Some(peer)` or `None` for the group).
+type View = (usize, Option<usize>);
+
+/// Which messages of a history to take.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// What the node received.
+    Incoming,
+    /// Everything, its own messages too.
+    All,
+}
+
+/// Histories keyed by (node index, conversation: `Some(peer)` or `None` for the
+/// group), in the order the node shows them.
+fn histories(
+    peers: &[Peer],
+    names: &[String],
+    group: &str,
+    taken: Taken,
+) -> BTreeMap<(usize, Option<usize>), Vec<Seen>> {
     let mut out = BTreeMap::new();
     for (i, p) in peers.iter().enumerate() {
         let mut conversations: Vec<(Option<usize>, String)> =
@@ -295,7 +313,7 @@ fn histories(peers: &[Peer], names: &[String], group: &str) -> BTreeMap<(usize, 
             let seen = p
                 .history(&name)
                 .iter()
-                .filter(|m| m["direction"] == "incoming")
+                .filter(|m| taken == Taken::All || m["direction"] == "incoming")
                 .map(|m| Seen {
                     id: m["id"].as_str().unwrap_or_default().to_owned(),
                     author: m["author"].as_str().unwrap_or_default().to_owned(),
@@ -366,6 +384,36 @@ fn check_once_and_in_order(histories: &BTreeMap<(usize, Option<usize>), Vec<Seen
     Ok(())
 }
 
+/// Every conversation reads in the same order on every side: the messages two nodes
+/// both hold (1:1: the two ends; group: each member and the first) come in the same
+/// sequence.
+fn check_same_order(histories: &BTreeMap<View, Vec<Seen>>) -> Result<(), String> {
+    let sides: Vec<(View, View)> = histories
+        .keys()
+        .filter_map(|&(node, with)| match with {
+            Some(peer) if node < peer => Some(((node, with), (peer, Some(node)))),
+            None if node > 0 => Some(((0, None), (node, None))),
+            _ => None,
+        })
+        .collect();
+    for (a, b) in sides {
+        let (Some(left), Some(right)) = (histories.get(&a), histories.get(&b)) else { continue };
+        let key = |m: &Seen| (m.author.clone(), m.id.clone());
+        let in_right: std::collections::HashSet<_> = right.iter().map(key).collect();
+        let in_left: std::collections::HashSet<_> = left.iter().map(key).collect();
+        let left_order: Vec<_> = left.iter().map(key).filter(|k| in_right.contains(k)).collect();
+        let right_order: Vec<_> = right.iter().map(key).filter(|k| in_left.contains(k)).collect();
+        if left_order != right_order {
+            let at = left_order.iter().zip(&right_order).position(|(l, r)| l != r).unwrap_or(0);
+            return Err(format!(
+                "nodes {} and {} show conversation {:?} in different orders from message {at} on",
+                a.0, b.0, a.1
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A stopped node's store opens and every conversation reads to its start.
 fn check_store(peer: &Peer) -> Result<(), String> {
     let path = kith_p2p::home::Home::at(peer.home()).db_path();
@@ -405,6 +453,15 @@ mod tests {
         assert!(check_once_and_in_order(&twice).unwrap_err().contains("twice"));
         let swapped = BTreeMap::from([(key, vec![seen("a", "2", &text(0, Some(1), 2)), seen("a", "1", &text(0, Some(1), 1))])]);
         assert!(check_once_and_in_order(&swapped).unwrap_err().contains("after"));
+        // Both ends of a conversation: the same order passes (a message only one side
+        // holds does not count), another order fails.
+        let (m1, m2, only) = (seen("a", "1", "x"), seen("b", "2", "y"), seen("a", "3", "z"));
+        let same = BTreeMap::from([((0, Some(1)), vec![m1.clone(), only, m2.clone()]), ((1, Some(0)), vec![m1.clone(), m2.clone()])]);
+        assert!(check_same_order(&same).is_ok());
+        let crossed = BTreeMap::from([((0, Some(1)), vec![m1.clone(), m2.clone()]), ((1, Some(0)), vec![m2.clone(), m1.clone()])]);
+        assert!(check_same_order(&crossed).unwrap_err().contains("different orders"));
+        let group = BTreeMap::from([((0, None), vec![m1.clone(), m2.clone()]), ((2, None), vec![m2, m1])]);
+        assert!(check_same_order(&group).unwrap_err().contains("different orders"));
         let sent = [
             Sent { from: 0, to: Some(1), seq: 1, acknowledged: true },
             Sent { from: 0, to: Some(1), seq: 3, acknowledged: true },

@@ -1,13 +1,19 @@
 //! The node actor: the one task that owns the swarm, the sealer/opener and the store's
 //! write path. It `select!`s (biased: commands first, so shutdown is prompt) over
-//! commands, swarm events and the retry timer, and ends on shutdown or when every
-//! handle is gone.
+//! commands, completed flushes, swarm events and the retry timer, and ends on shutdown
+//! or when every handle is gone.
+//!
+//! The hot paths — staging sends, storing a peer's delivery, recording delivery
+//! states — write without flushing and hand what must wait for durability to the
+//! [`Flusher`] (see [`AfterFlush`]), so the swarm keeps running while the disk works.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use futures::StreamExt;
-use kith_storage::{Contact, ContactState, ConversationId, Message, MessageId, MessageState, OutboxEntry, Store};
+use kith_storage::{
+    Contact, ContactState, ConversationId, Message, MessageId, MessageState, OutboxEntry, Recipient, Store,
+};
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
@@ -16,6 +22,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, pi
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::flusher::{FlushFailed, Flusher};
 use super::inbound::Inbound;
 use super::outbox::{Flight, Queues};
 use super::or_log::OrLog;
@@ -42,11 +49,41 @@ const MAX_SEND_BATCH: usize = 512;
 /// its addresses untried (see [`Actor::redial_untried`]), until a connection opens.
 const MAX_REDIALS: u8 = 3;
 
+/// Where the answer to a `Command::Send` goes.
+type SendReply = tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>;
+
 /// A `Command::Send`, unpacked.
 struct SendRequest {
     contact: String,
     text: String,
-    reply: tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>,
+    reply: SendReply,
+}
+
+/// An outgoing message composed for a `send`, with where it goes.
+type Composed = Result<(Message, OutboxEntry, group_messages::Dest), NodeError>;
+
+/// What waits for the flush that makes the writes before it durable.
+enum AfterFlush {
+    /// Staged sends: answer their callers, then send them.
+    Sends(Vec<(Composed, SendReply)>),
+    /// A peer's delivery request, stored: answer it, then act on what it brought.
+    Answer {
+        channel: request_response::ResponseChannel<DmResponse>,
+        results: Vec<DmResult>,
+        accepted: Accepted,
+    },
+    /// Events about recorded writes (delivery states that moved).
+    Events(Vec<Event>),
+}
+
+/// What stored envelopes brought besides their results, acted on once they are
+/// durable (see [`Actor::accept`]).
+struct Accepted {
+    events: Vec<Event>,
+    /// Whether new outbox entries were queued (answers, receipts).
+    queued: bool,
+    /// Contacts whose keys or addresses changed.
+    touched: Vec<PeerId>,
 }
 
 mod group_inbound;
@@ -84,6 +121,7 @@ pub(crate) struct Actor {
     redials: HashMap<PeerId, u8>,
     groups: groups::GroupsState,
     group_messages: group_messages::GroupMessages,
+    flusher: Flusher<AfterFlush>,
 }
 
 impl Actor {
@@ -174,6 +212,8 @@ impl Actor {
 
         let identity = config.identity.clone();
         let timers = config.timers.clone();
+        let flusher = Flusher::start(store.clone())
+            .map_err(|e| StartError::Build(format!("cannot start the flushing thread: {e}")))?;
         let mut actor = Actor {
             swarm,
             store,
@@ -198,6 +238,7 @@ impl Actor {
             redials: HashMap::new(),
             groups: groups::GroupsState::default(),
             group_messages: group_messages::GroupMessages::default(),
+            flusher,
             config,
         };
         match actor.store.prune_tombstones(ops::now_ms()) {
@@ -227,7 +268,7 @@ impl Actor {
                 command = self.commands.recv() => {
                     let Some(command) = command else {
                         // Every handle is gone.
-                        self.flush();
+                        self.flush_held();
                         break;
                     };
                     // Sends queued behind this one share its flush (group commit);
@@ -238,7 +279,7 @@ impl Actor {
                     }
                     match next {
                         Some(Command::Shutdown(reply)) => {
-                            self.flush();
+                            self.flush_held();
                             let _ = reply.send(());
                             break;
                         }
@@ -246,6 +287,9 @@ impl Actor {
                         None => {}
                     }
                 },
+                (actions, result) = self.flusher.flushed(), if self.flusher.is_holding() => {
+                    self.after_flush(actions, &result);
+                }
                 event = self.swarm.select_next_some() => self.swarm_event(event),
                 _ = tokio::time::sleep_until(wake.into()) => self.tick(),
             }
@@ -294,6 +338,36 @@ impl Actor {
     fn flush(&self) {
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "flushing the store failed");
+        }
+    }
+
+    /// Flushes here and now and carries out everything held for a flush (shutdown).
+    fn flush_held(&mut self) {
+        let (actions, result) = self.flusher.flush_now(&self.store);
+        self.after_flush(actions, &result);
+    }
+
+    /// Carries out what a flush has made durable, oldest first. After a failed flush
+    /// nothing is reported as stored: callers hear the error, peers are asked to retry.
+    fn after_flush(&mut self, actions: Vec<AfterFlush>, result: &Result<(), FlushFailed>) {
+        for action in actions {
+            match action {
+                AfterFlush::Sends(composed) => self.finish_sends(composed, result),
+                AfterFlush::Answer { channel, mut results, accepted } => {
+                    if result.is_err() {
+                        unstored(&mut results);
+                    }
+                    if self.swarm.behaviour_mut().dm.send_response(channel, DmResponse { results }).is_err() {
+                        tracing::debug!("requester went away before the answer");
+                    }
+                    self.after_accept(accepted);
+                }
+                AfterFlush::Events(events) => {
+                    for event in events {
+                        self.emit(event);
+                    }
+                }
+            }
         }
     }
 
@@ -480,9 +554,12 @@ impl Actor {
     }
 
     /// Compose `first` and every send already waiting behind it (up to
-    /// [`MAX_SEND_BATCH`]), store them in one transaction, flush once, then answer
-    /// them all: each caller hears `Ok` only once its message is on disk. Returns the
-    /// command that ended the batch.
+    /// [`MAX_SEND_BATCH`]) and store them in one transaction; the flusher makes them
+    /// durable, then [`Actor::finish_sends`] answers and sends them: each caller hears
+    /// `Ok`, and a recipient sees a message, only once it is on disk here. (Sending
+    /// before the flush would overlap the two sides' disk writes, but a crash could
+    /// then leave at a recipient a message whose Lamport time the sender reuses,
+    /// breaking its order there.) Returns the command that ended the batch.
     fn send_batch(&mut self, first: SendRequest) -> Option<Command> {
         let mut composed = Vec::new();
         let mut lamports = HashMap::new();
@@ -503,16 +580,26 @@ impl Actor {
             .iter()
             .filter_map(|(result, _)| result.as_ref().ok().map(|(m, e, _)| (m.clone(), e.clone())))
             .collect();
-        let stored = self
-            .store
-            .stage_outgoing(&items)
-            .and_then(|()| self.store.flush().map(drop))
-            .map_err(|e| e.to_string());
+        match self.store.stage_outgoing(&items) {
+            Ok(()) => self.flusher.after_flush(AfterFlush::Sends(composed)),
+            Err(e) => {
+                tracing::error!(error = %e, "staging outgoing messages failed");
+                for (result, reply) in composed {
+                    let _ = reply.send(result.and(Err(NodeError::Op(OpError::NotStored(e.to_string())))));
+                }
+            }
+        }
+        ended_by
+    }
+
+    /// Staged sends are durable (or their flush failed): answer the callers, then
+    /// queue and send the messages.
+    fn finish_sends(&mut self, composed: Vec<(Composed, SendReply)>, flushed: &Result<(), FlushFailed>) {
         let now = Instant::now();
         let mut peers = Vec::new();
         let mut groups = Vec::new();
         for (result, reply) in composed {
-            let answer = match (result, &stored) {
+            let answer = match (result, flushed) {
                 (Ok((message, entry, group_messages::Dest::Peer(peer))), Ok(())) => {
                     self.queues.push(peer, entry, now);
                     if !peers.contains(&peer) {
@@ -527,7 +614,7 @@ impl Actor {
                     }
                     Ok(MessageView::new(&message, None))
                 }
-                (Ok(_), Err(e)) => Err(NodeError::Op(OpError::NotStored(e.clone()))),
+                (Ok(_), Err(e)) => Err(NodeError::Op(OpError::NotStored(e.to_string()))),
                 (Err(e), _) => Err(e),
             };
             let _ = reply.send(answer);
@@ -538,7 +625,6 @@ impl Actor {
         for group in groups {
             self.push_group(group);
         }
-        ended_by
     }
 
     /// Compose one outgoing message to a contact or a group (nothing written yet but
@@ -574,7 +660,7 @@ impl Actor {
             }
         };
         let (group_entries, entries): (Vec<OutboxEntry>, Vec<OutboxEntry>) =
-            entries.into_iter().partition(|e| ops::recipient_group(&e.recipient).is_some());
+            entries.into_iter().partition(|e| matches!(e.recipient, Recipient::Group(_)));
         self.load_group_outbox(group_entries);
         for bad in self.queues.load(entries, Instant::now()) {
             tracing::warn!(recipient = %bad.recipient, "dropping outbox entry with an invalid recipient");
@@ -691,10 +777,10 @@ impl Actor {
     }
 
     /// Record how a delivery attempt ended: `updates` move their messages in one
-    /// transaction (ids that are not messages, like receipts, just leave the outbox),
-    /// are flushed, leave the queue and are announced; then the queue moves on. If the
-    /// store fails, nothing leaves the queue and the batch goes again (receivers
-    /// de-duplicate).
+    /// transaction (ids that are not messages, like receipts, just leave the outbox)
+    /// and leave the queue, which moves on; the moves are announced once flushed. If
+    /// the store fails, nothing leaves the queue and the batch goes again (receivers
+    /// de-duplicate); a crash before the flush does the same.
     fn settle(&mut self, peer: PeerId, flight: Flight, updates: &[(MessageId, MessageState)]) {
         let (done, moved) = match self.store.set_message_states(updates, true) {
             Ok(moved) => (updates.iter().map(|(id, _)| *id).collect(), moved),
@@ -703,13 +789,18 @@ impl Actor {
                 (Vec::new(), Vec::new())
             }
         };
-        self.flush();
         self.queues.complete(&peer, flight, &done, Instant::now());
         let conversation = ops::direct_conversation(&self.me, &peer).to_string();
-        for ((id, _), new) in updates.iter().zip(moved) {
-            if let Some(state) = new {
-                self.emit(Event::MessageStateChanged { id: id.to_string(), conversation: conversation.clone(), state });
-            }
+        let events: Vec<Event> = updates
+            .iter()
+            .zip(moved)
+            .filter_map(|((id, _), new)| {
+                let state = new?;
+                Some(Event::MessageStateChanged { id: id.to_string(), conversation: conversation.clone(), state })
+            })
+            .collect();
+        if !events.is_empty() {
+            self.flusher.after_flush(AfterFlush::Events(events));
         }
         self.dispatch(peer);
     }
@@ -760,19 +851,19 @@ impl Actor {
         true
     }
 
+    /// A peer's delivery: stored now, answered once durable.
     fn on_request(&mut self, request: DmRequest, channel: request_response::ResponseChannel<DmResponse>) {
-        let results = self.accept(&request.envelopes, false);
-        if self.swarm.behaviour_mut().dm.send_response(channel, DmResponse { results }).is_err() {
-            tracing::debug!("requester went away before the answer");
-        }
+        let (results, accepted) = self.accept(&request.envelopes, false);
+        self.flusher.after_flush(AfterFlush::Answer { channel, results, accepted });
     }
 
-    /// Take envelopes from a peer or from one of our mailboxes: store them (one group
-    /// commit), make contact changes and queued answers durable too, then publish the
-    /// events and move the affected queues. With `receipts`, each new message also gets
-    /// a `delivered` receipt to its author, who cannot learn it from our answer when
-    /// the mail came through a relay. One result per envelope, in order.
-    fn accept(&mut self, envelopes: &[Vec<u8>], receipts: bool) -> Vec<DmResult> {
+    /// Take envelopes from a peer or from one of our mailboxes: store them with their
+    /// contact changes and queued answers, **not flushed**: the caller flushes, then
+    /// answers and hands the rest to [`Actor::after_accept`]. With `receipts`, each new
+    /// message also gets a `delivered` receipt to its author, who cannot learn it from
+    /// our answer when the mail came through a relay. One result per envelope, in
+    /// order.
+    fn accept(&mut self, envelopes: &[Vec<u8>], receipts: bool) -> (Vec<DmResult>, Accepted) {
         let mut inbound = Inbound {
             store: &self.store,
             me: self.me,
@@ -784,23 +875,26 @@ impl Actor {
         let deliveries = std::mem::take(&mut outcome.group);
         self.receive_group(deliveries, &mut results);
         let queued = outcome.queued || (receipts && self.queue_delivery_receipts(&outcome.stored));
-        if queued || !outcome.touched.is_empty() {
-            self.flush();
-        }
-        for event in outcome.events {
+        (results, Accepted { events: outcome.events, queued, touched: outcome.touched })
+    }
+
+    /// Stored envelopes are durable: publish their events and move the affected
+    /// queues.
+    fn after_accept(&mut self, accepted: Accepted) {
+        let Accepted { events, queued, touched } = accepted;
+        for event in events {
             self.emit(event);
         }
         let now = Instant::now();
-        for peer in &outcome.touched {
+        for peer in &touched {
             self.queues.wake(peer, now);
         }
         if queued {
             self.reload_outbox();
         }
-        for peer in outcome.touched {
+        for peer in touched {
             self.dispatch(peer);
         }
-        results
     }
 
     // ---- discovery ------------------------------------------------------------
@@ -1063,6 +1157,16 @@ impl Actor {
 }
 
 /// The settings key remembering which concrete address a listen template got.
+/// After a failed flush: nothing in `results` may be reported as stored or taken,
+/// so the sender keeps it and tries again.
+fn unstored(results: &mut [DmResult]) {
+    for r in results {
+        if !matches!(r, DmResult::Rejected(_)) {
+            *r = DmResult::Rejected(RejectReason::Storage);
+        }
+    }
+}
+
 fn listen_setting(template: &Multiaddr) -> String {
     format!("listen:{template}")
 }

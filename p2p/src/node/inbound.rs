@@ -1,8 +1,10 @@
 //! Handling a batch of incoming envelopes: open, authenticate, apply, store, answer.
 //!
 //! The order matters for durability: everything that the answer reports as
-//! [`DmResult::Stored`] is written and flushed (one group commit per batch) before the
-//! answer is produced. Blocked senders are dropped before anything is stored.
+//! [`DmResult::Stored`] is written here and must be flushed before the answer leaves:
+//! the caller holds the answer for the flush (one group commit covers the batch and
+//! whatever else was written meanwhile). Blocked senders are dropped before anything
+//! is stored.
 //!
 //! A text that storage will refuse — one deleted with its conversation, or one outside
 //! the replay window ([`kith_storage::Refusal`]) — is answered before it has any side
@@ -89,8 +91,9 @@ impl Inbound<'_> {
                 Step::Done(_) => None,
             })
             .collect();
-        // One durable write for the batch: messages and any contact changes above.
-        let inserted = match self.store.insert_incoming_batch(&to_insert) {
+        // One write for the batch; the caller's flush makes it durable with any
+        // contact changes above.
+        let inserted = match self.store.stage_incoming(&to_insert) {
             Ok(inserted) => inserted,
             Err(e) => {
                 tracing::error!(error = %e, "storing incoming messages failed");

@@ -10,6 +10,7 @@
 mod actor;
 mod behaviour;
 mod event;
+mod flusher;
 mod inbound;
 mod or_log;
 mod outbox;

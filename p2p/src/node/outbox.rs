@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use kith_storage::{MessageId, OutboxEntry};
+use kith_storage::{MessageId, OutboxEntry, Recipient};
 use libp2p::PeerId;
 use libp2p::request_response::OutboundRequestId;
 
@@ -54,7 +54,11 @@ impl Queues {
             if self.known.contains(&entry.id) {
                 continue;
             }
-            let Ok(peer) = entry.recipient.parse::<PeerId>() else {
+            let Recipient::Peer(peer) = &entry.recipient else {
+                invalid.push(entry);
+                continue;
+            };
+            let Ok(peer) = peer.parse::<PeerId>() else {
                 invalid.push(entry);
                 continue;
             };
@@ -290,7 +294,7 @@ mod tests {
     fn entry(n: u8, peer: &PeerId, created: u64) -> OutboxEntry {
         OutboxEntry {
             id: MessageId([n; 16]),
-            recipient: peer.to_string(),
+            recipient: Recipient::Peer(peer.to_string()),
             payload: vec![n],
             attempts: 0,
             next_attempt_ms: 0,

@@ -18,7 +18,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use kith_storage::{ContactState, Direction, Group, GroupId, Inserted, Message, MessageId, MessageState, OutboxEntry};
+use kith_storage::{
+    ContactState, Direction, Group, GroupId, Inserted, Message, MessageId, MessageState, OutboxEntry, Recipient,
+};
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{Multiaddr, PeerId};
@@ -95,7 +97,7 @@ impl Actor {
     pub(super) fn load_group_outbox(&mut self, entries: Vec<OutboxEntry>) {
         let mut groups = BTreeSet::new();
         for entry in entries {
-            let Some(group) = ops::recipient_group(&entry.recipient) else { continue };
+            let Recipient::Group(group) = entry.recipient else { continue };
             if self.group_messages.unsent.contains_key(&entry.id) {
                 continue;
             }
@@ -131,7 +133,7 @@ impl Actor {
             .map_err(|e| NodeError::Op(OpError::Invalid(e.to_string())))?;
         let entry = OutboxEntry {
             id: message.id,
-            recipient: ops::group_recipient(&group.id),
+            recipient: Recipient::Group(group.id),
             payload: sealed,
             attempts: 0,
             next_attempt_ms: message.sent_at_ms,
@@ -226,13 +228,17 @@ impl Actor {
                 return;
             }
         };
-        self.flush();
+        let mut events = Vec::new();
         for ((id, _), new) in updates.iter().zip(moved) {
             let Some(unsent) = self.group_messages.unsent.remove(id) else { continue };
             if let Some(state) = new {
                 let conversation = grp::conversation(&unsent.group).to_string();
-                self.emit(Event::MessageStateChanged { id: id.to_string(), conversation, state });
+                events.push(Event::MessageStateChanged { id: id.to_string(), conversation, state });
             }
+        }
+        // Announced once durable; a crash before that sends them again.
+        if !events.is_empty() {
+            self.flusher.after_flush(super::AfterFlush::Events(events));
         }
         self.schedule_retry();
     }

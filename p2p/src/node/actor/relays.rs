@@ -296,7 +296,14 @@ impl Actor {
     /// A page of our mail: store it like a direct delivery, receipt it, then ack it.
     fn drained_page(&mut self, relay: PeerId, items: Vec<mailbox::MailItem>, more: bool) {
         let (page, envelopes): (Vec<u64>, Vec<Vec<u8>>) = items.into_iter().map(|i| (i.seq, i.envelope)).unzip();
-        let results = self.accept(&envelopes, true);
+        let (mut results, accepted) = self.accept(&envelopes, true);
+        // The relay deletes what we ack: flush first (here, not on the flushing
+        // thread: draining is not the hot path).
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "flushing drained mail failed; the relay keeps it");
+            super::unstored(&mut results);
+        }
+        self.after_accept(accepted);
         // Everything but what our disk failed to store can go from the relay.
         let seqs: Vec<u64> = page
             .iter()

@@ -1,0 +1,185 @@
+//! Durability off the event loop.
+//!
+//! The actor writes to the store — visible at once, durable only once flushed — and
+//! hands whatever must wait for durability (an answer to a local caller, an
+//! acknowledgement to a peer, an event) to the [`Flusher`]. Its thread flushes
+//! everything written before the newest request it has seen, so one fsync covers
+//! every write queued while the previous one ran (group commit), and reports which
+//! requests it covered; the actor then takes the held actions back, oldest first. The
+//! swarm keeps running while the disk works.
+//!
+//! The rule of the storage crate's docs holds unchanged: nothing is acknowledged
+//! before the flush that made it durable. A request is sent after its writes, and
+//! the thread starts its flush after receiving the request, so the flush covers them.
+
+use std::collections::VecDeque;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+
+use kith_storage::Store;
+use tokio::sync::mpsc;
+
+/// A flush failed: what was written may or may not be durable.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("flushing the store failed: {0}")]
+pub(crate) struct FlushFailed(pub(crate) String);
+
+/// How a flush ended: the newest request it covered, and whether it succeeded.
+struct Flushed {
+    upto: u64,
+    result: Result<(), FlushFailed>,
+}
+
+/// Holds actions until the writes made before them are durable (see the module docs).
+pub(crate) struct Flusher<A> {
+    /// Requests made so far (the newest request's number).
+    asked: u64,
+    requests: Option<std_mpsc::Sender<u64>>,
+    done: mpsc::UnboundedReceiver<Flushed>,
+    held: VecDeque<(u64, A)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<A> Flusher<A> {
+    /// Starts the flushing thread for `store`.
+    pub(crate) fn start(store: Store) -> std::io::Result<Flusher<A>> {
+        let (requests, incoming) = std_mpsc::channel::<u64>();
+        let (report, done) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("kith-flusher".into())
+            .spawn(move || flush_loop(&store, &incoming, &report))?;
+        Ok(Flusher { asked: 0, requests: Some(requests), done, held: VecDeque::new(), thread: Some(thread) })
+    }
+
+    /// Holds `action` until every write made before this call is durable.
+    pub(crate) fn after_flush(&mut self, action: A) {
+        self.asked += 1;
+        self.held.push_back((self.asked, action));
+        if let Some(requests) = &self.requests {
+            // A send fails only once the thread is gone; then `flushed` says so.
+            let _ = requests.send(self.asked);
+        }
+    }
+
+    /// Whether actions are waiting for a flush.
+    pub(crate) fn is_holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Waits for the next flush, then returns the actions it made durable (oldest
+    /// first) with its outcome. Cancel-safe. Never resolves while nothing is held.
+    pub(crate) async fn flushed(&mut self) -> (Vec<A>, Result<(), FlushFailed>) {
+        if self.held.is_empty() {
+            return std::future::pending().await;
+        }
+        let Some(Flushed { upto, result }) = self.done.recv().await else {
+            // The thread died: nothing more will be made durable by it.
+            let held = self.held.drain(..).map(|(_, a)| a).collect();
+            return (held, Err(FlushFailed("the flushing thread stopped".into())));
+        };
+        let mut ready = Vec::new();
+        while self.held.front().is_some_and(|(n, _)| *n <= upto) {
+            if let Some((_, action)) = self.held.pop_front() {
+                ready.push(action);
+            }
+        }
+        (ready, result)
+    }
+
+    /// Flushes on the calling thread and returns every held action (for shutdown).
+    pub(crate) fn flush_now(&mut self, store: &Store) -> (Vec<A>, Result<(), FlushFailed>) {
+        let result = store.flush().map(drop).map_err(|e| FlushFailed(e.to_string()));
+        (self.held.drain(..).map(|(_, a)| a).collect(), result)
+    }
+}
+
+impl<A> Drop for Flusher<A> {
+    fn drop(&mut self) {
+        // Closing the request channel ends the thread after its current flush.
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The thread: wait for a request, take every other one already queued, flush once,
+/// report the newest covered.
+fn flush_loop(store: &Store, incoming: &std_mpsc::Receiver<u64>, report: &mpsc::UnboundedSender<Flushed>) {
+    while let Ok(mut upto) = incoming.recv() {
+        while let Ok(newer) = incoming.try_recv() {
+            upto = upto.max(newer);
+        }
+        let result = store.flush().map(drop).map_err(|e| FlushFailed(e.to_string()));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "background flush failed");
+        }
+        if report.send(Flushed { upto, result }).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use kith_storage::{Contact, ContactState};
+
+    fn contact(n: u8) -> Contact {
+        Contact {
+            peer_id: format!("peer-{n}"),
+            alias: None,
+            display_name: None,
+            state: ContactState::Accepted,
+            e2e_public: None,
+            binding: None,
+            addrs: Vec::new(),
+            relays: Vec::new(),
+            added_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn held_actions_come_back_in_order_once_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let mut flusher = Flusher::start(store.clone()).unwrap();
+        assert!(!flusher.is_holding());
+        for n in 0..50u8 {
+            store.contacts().put(&contact(n)).unwrap();
+            flusher.after_flush(n);
+        }
+        let mut returned = Vec::new();
+        while flusher.is_holding() {
+            let (actions, result) = flusher.flushed().await;
+            result.unwrap();
+            assert!(!actions.is_empty(), "a flush returns what it covered");
+            returned.extend(actions);
+        }
+        assert_eq!(returned, (0..50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn nothing_held_means_nothing_to_wait_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let mut flusher: Flusher<()> = Flusher::start(store).unwrap();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), flusher.flushed()).await;
+        assert!(waited.is_err(), "an idle flusher never resolves");
+    }
+
+    #[tokio::test]
+    async fn flush_now_hands_back_everything_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let mut flusher = Flusher::start(store.clone()).unwrap();
+        flusher.after_flush(1);
+        flusher.after_flush(2);
+        let (actions, result) = flusher.flush_now(&store);
+        result.unwrap();
+        assert_eq!(actions, [1, 2]);
+        assert!(!flusher.is_holding());
+    }
+}
