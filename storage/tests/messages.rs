@@ -6,9 +6,8 @@ mod common;
 
 use common::{cid, conversation, incoming, mid, outgoing, temp_store};
 use kith_storage::{
-    Recipient,
-    ConversationId, Inserted, Message, MessageId, MessageState, OutboxEntry, Refusal, Store,
-    StoreError,
+    ConversationId, Inserted, Message, MessageId, MessageState, OutboxEntry, Recipient, Refusal,
+    Store, StoreError,
 };
 
 /// "Now" for deletions: the helpers' messages are received at 2 000 ms.

@@ -8,9 +8,8 @@ mod common;
 
 use common::{cid, mid, open, raw_sled};
 use kith_storage::{
-    Recipient,
     Conversation, ConversationId, ConversationKind, Direction, Inserted, Message, MessageState,
-    OutboxEntry, SCHEMA_VERSION,
+    OutboxEntry, Recipient, SCHEMA_VERSION,
 };
 
 fn cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -7,8 +7,7 @@ mod common;
 
 use common::{cid, conversation, incoming, mid, outgoing, temp_store};
 use kith_storage::{
-    Recipient,
-    Inserted, MAX_CLOCK_SKEW, Message, MessageState, REPLAY_WINDOW, Refusal, Usage,
+    Inserted, MAX_CLOCK_SKEW, Message, MessageState, REPLAY_WINDOW, Recipient, Refusal, Usage,
 };
 
 const DAY_MS: u64 = 24 * 3600 * 1000;

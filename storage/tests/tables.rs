@@ -6,8 +6,8 @@ mod common;
 
 use common::{cid, mid, temp_store};
 use kith_storage::{
-    Recipient,
-    Contact, ContactState, ConversationKind, Group, GroupId, Member, OutboxEntry, Role, StoreError,
+    Contact, ContactState, ConversationKind, Group, GroupId, Member, OutboxEntry, Recipient, Role,
+    StoreError,
 };
 
 fn contact(peer: &str, alias: Option<&str>) -> Contact {

@@ -1,0 +1,217 @@
+//! What the storage layer alone can do per message (issue 13): the node's store as it
+//! is (the multi-tree transactions of a send, its delivery state and a receipt), an
+//! append-only layout on the same sled (one log tree written with atomic single-tree
+//! batches, state changes as small records beside it), and the disk's floor (append to
+//! a plain file and `fdatasync` it). Every variant writes batches of `--batch`
+//! messages and makes each batch durable before the next, as group commit does.
+//!
+//! Run: `cargo run --release -p kith-tests --bin storage-bench -- [--messages N]
+//! [--batch N]`. Numbers go to docs/PERFORMANCE.md; nothing here is a pass/fail test.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use kith_storage::{
+    ConversationId, ConversationKind, Direction, Message, MessageId, MessageState, OutboxEntry, Recipient, Store,
+};
+
+struct Args {
+    messages: usize,
+    batch: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { messages: 50_000, batch: 32 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value: usize = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{flag} needs a number"));
+        match flag.as_str() {
+            "--messages" => args.messages = value.max(1),
+            "--batch" => args.batch = value.max(1),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+const CONVERSATION: ConversationId = ConversationId::from_bytes([1; 16]);
+const TEXT_BYTES: usize = 100;
+
+fn message(n: usize, direction: Direction) -> Message {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    id[8] = 0xa5;
+    Message {
+        id: MessageId::from_bytes(id),
+        conversation: CONVERSATION,
+        author: "12D3KooWBenchAuthorBenchAuthorBenchAuthorBenchAuthor".into(),
+        lamport: n as u64 + 1,
+        sent_at_ms: 1_800_000_000_000 + n as u64,
+        received_at_ms: 1_800_000_000_000 + n as u64,
+        text: "x".repeat(TEXT_BYTES),
+        state: if direction == Direction::Outgoing { MessageState::Pending } else { MessageState::Delivered },
+        direction,
+    }
+}
+
+fn entry(m: &Message) -> OutboxEntry {
+    OutboxEntry {
+        id: m.id,
+        recipient: Recipient::Peer("12D3KooWBenchPeerBenchPeerBenchPeerBenchPeerBench".into()),
+        // What the node queues: the text again, inside the encoded payload.
+        payload: vec![7; TEXT_BYTES + 40],
+        attempts: 0,
+        next_attempt_ms: 0,
+        created_at_ms: m.sent_at_ms,
+    }
+}
+
+fn fresh_store(dir: &tempfile::TempDir) -> Store {
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let kind = ConversationKind::Direct { peer_id: "12D3KooWBenchPeer".into() };
+    store.conversations().get_or_create(CONVERSATION, kind, 0).unwrap();
+    store
+}
+
+fn report(what: &str, messages: usize, took: Duration) {
+    let per = took.as_secs_f64() * 1e6 / messages as f64;
+    println!("{what:<58} {:>9.0} msg/s  {per:>6.1} µs/msg", messages as f64 / took.as_secs_f64());
+}
+
+/// The sender today: stage a batch (message, index, conversation, outbox entry in one
+/// transaction), flush, then record the answer (message rewritten, entry removed), flush.
+fn store_sender(args: &Args) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(&dir);
+    let started = Instant::now();
+    for first in (0..args.messages).step_by(args.batch) {
+        let batch: Vec<(Message, OutboxEntry)> = (first..(first + args.batch).min(args.messages))
+            .map(|n| {
+                let m = message(n, Direction::Outgoing);
+                let e = entry(&m);
+                (m, e)
+            })
+            .collect();
+        store.stage_outgoing(&batch).unwrap();
+        store.flush().unwrap();
+        let answers: Vec<(MessageId, MessageState)> = batch.iter().map(|(m, _)| (m.id, MessageState::Delivered)).collect();
+        store.set_message_states(&answers, true).unwrap();
+        store.flush().unwrap();
+    }
+    report("store today, sender (stage + answer, 2 flushes/batch)", args.messages, started.elapsed());
+}
+
+/// The receiver today: one transaction per batch (duplicate check, message, index,
+/// unread, conversation), flush.
+fn store_receiver(args: &Args) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(&dir);
+    let started = Instant::now();
+    for first in (0..args.messages).step_by(args.batch) {
+        let batch: Vec<Message> =
+            (first..(first + args.batch).min(args.messages)).map(|n| message(n, Direction::Incoming)).collect();
+        store.insert_incoming_batch(&batch).unwrap();
+    }
+    report("store today, receiver (insert batch, 1 flush/batch)", args.messages, started.elapsed());
+}
+
+fn cbor(m: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    ciborium::into_writer(m, &mut out).unwrap();
+    out
+}
+
+fn log_key(seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(CONVERSATION.as_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Append-only on sled, sender: the message (which is also its outbox entry while its
+/// state is pending) is one log record; the answer is a one-byte state record.
+fn append_only_sender(args: &Args) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let log = db.open_tree("log").unwrap();
+    let states = db.open_tree("states").unwrap();
+    let started = Instant::now();
+    for first in (0..args.messages).step_by(args.batch) {
+        let range = first..(first + args.batch).min(args.messages);
+        let mut records = sled::Batch::default();
+        for n in range.clone() {
+            records.insert(&log_key(n as u64)[..], cbor(&message(n, Direction::Outgoing)));
+        }
+        log.apply_batch(records).unwrap();
+        db.flush().unwrap();
+        let mut answers = sled::Batch::default();
+        for n in range {
+            answers.insert(&log_key(n as u64)[..], &[MessageState::Delivered as u8][..]);
+        }
+        states.apply_batch(answers).unwrap();
+        db.flush().unwrap();
+    }
+    report("append-only on sled, sender (log + state record, 2 flushes)", args.messages, started.elapsed());
+}
+
+/// Append-only on sled, receiver: a duplicate check against an (author, id) index,
+/// then the log record and its index entry (two single-tree batches; the index can be
+/// rebuilt from the log at open, so they need not be one transaction).
+fn append_only_receiver(args: &Args) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let log = db.open_tree("log").unwrap();
+    let index = db.open_tree("index").unwrap();
+    let started = Instant::now();
+    for first in (0..args.messages).step_by(args.batch) {
+        let mut records = sled::Batch::default();
+        let mut refs = sled::Batch::default();
+        for n in first..(first + args.batch).min(args.messages) {
+            let m = message(n, Direction::Incoming);
+            if index.contains_key(m.id.as_bytes()).unwrap() {
+                continue;
+            }
+            let key = log_key(n as u64);
+            records.insert(&key[..], cbor(&m));
+            refs.insert(&m.id.as_bytes()[..], &key[..]);
+        }
+        log.apply_batch(records).unwrap();
+        index.apply_batch(refs).unwrap();
+        db.flush().unwrap();
+    }
+    report("append-only on sled, receiver (dedup + log + index, 1 flush)", args.messages, started.elapsed());
+}
+
+/// The floor: the same records appended to a plain file, `fdatasync` per batch.
+fn file_floor(args: &Args) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = std::fs::File::create(dir.path().join("log")).unwrap();
+    let started = Instant::now();
+    let mut syncs = 0u32;
+    for first in (0..args.messages).step_by(args.batch) {
+        let mut buf = Vec::with_capacity(args.batch * 256);
+        for n in first..(first + args.batch).min(args.messages) {
+            let record = cbor(&message(n, Direction::Outgoing));
+            buf.extend_from_slice(&(record.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&record);
+        }
+        file.write_all(&buf).unwrap();
+        file.sync_data().unwrap();
+        syncs += 1;
+    }
+    let took = started.elapsed();
+    report("plain file, append + fdatasync per batch", args.messages, took);
+    println!("  one fdatasync here: {:.3} ms on average", took.as_secs_f64() * 1e3 / f64::from(syncs));
+}
+
+fn main() {
+    let args = parse_args();
+    println!("{} messages of {TEXT_BYTES} bytes of text, {} per durable batch", args.messages, args.batch);
+    store_sender(&args);
+    store_receiver(&args);
+    append_only_sender(&args);
+    append_only_receiver(&args);
+    file_floor(&args);
+}
