@@ -1,6 +1,7 @@
 //! One-time invites used twice or too late: the token no longer makes a contact, so
 //! the redeemer's "add me" arrives as an ordinary contact request that the inviter
-//! answers (docs/CLI.md, `kith add`).
+//! answers (docs/CLI.md, `kith add`). An invite handed out is durable: it survives
+//! `kill -9` of the inviter right after `kith invite` answered.
 
 #![allow(clippy::unwrap_used)]
 
@@ -86,4 +87,22 @@ fn an_expired_invite_makes_a_contact_request() {
     let mut carol = Peer::init("Carol");
     carol.start(&[]);
     connect(&alice, &carol);
+}
+
+#[test]
+fn an_invite_survives_kill_9_right_after_it_is_handed_out() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    bob.start(&[]);
+    // `kith invite` answered: the token is on disk, whatever happens next.
+    let invite = alice.invite();
+    alice.kill9();
+    alice.start(&[]);
+    bob.ok(&["add", &invite, "--name", "Alice"]);
+    wait_until(DEADLINE, "Bob is Alice's contact through the invite", || {
+        contact(&alice, &bob).is_some_and(|c| c["state"] == "accepted")
+            && contact(&bob, &alice).is_some_and(|c| c["state"] == "accepted")
+    });
+    assert!(request(&alice, &bob).is_none(), "the token made Bob a contact, not a request");
 }

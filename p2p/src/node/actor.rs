@@ -62,6 +62,9 @@ struct SendRequest {
 /// An outgoing message composed for a `send`, with where it goes.
 type Composed = Result<(Message, OutboxEntry, group_messages::Dest), NodeError>;
 
+/// Sends a command's answer, given how the flush of its writes went.
+type DurableReply = Box<dyn FnOnce(&Result<(), FlushFailed>) + Send>;
+
 /// What waits for the flush that makes the writes before it durable.
 enum AfterFlush {
     /// Staged sends: answer their callers, then send them.
@@ -74,6 +77,8 @@ enum AfterFlush {
     },
     /// Events about recorded writes (delivery states that moved).
     Events(Vec<Event>),
+    /// The answer to a command whose writes are waiting for the flush.
+    Reply(DurableReply),
 }
 
 /// What stored envelopes brought besides their results, acted on once they are
@@ -367,6 +372,7 @@ impl Actor {
                         self.emit(event);
                     }
                 }
+                AfterFlush::Reply(answer) => answer(result),
             }
         }
     }
@@ -384,13 +390,16 @@ impl Actor {
                 let _ = reply.send(self.status());
             }
             Command::Invite(reply) => {
-                let _ = reply.send(self.invite());
+                let result = self.invite();
+                self.reply_when_durable(reply, result);
             }
             Command::AddInvite { invite, alias, reply } => {
-                let _ = reply.send(self.add_invite(*invite, alias));
+                let result = self.add_invite(*invite, alias);
+                self.reply_when_durable(reply, result);
             }
             Command::AddPeer { peer, alias, reply } => {
-                let _ = reply.send(self.add_peer(peer, alias));
+                let result = self.add_peer(peer, alias);
+                self.reply_when_durable(reply, result);
             }
             // `run` batches sends before they get here; this arm is for completeness.
             Command::Send { contact, text, reply } => {
@@ -448,11 +457,31 @@ impl Actor {
             .collect()
     }
 
+    /// Answers a command once what it wrote is durable (at once if it failed).
+    fn reply_when_durable<T: Send + 'static>(
+        &mut self,
+        reply: tokio::sync::oneshot::Sender<Result<T, NodeError>>,
+        result: Result<T, NodeError>,
+    ) {
+        if result.is_err() {
+            let _ = reply.send(result);
+            return;
+        }
+        self.flusher.after_flush(AfterFlush::Reply(Box::new(move |flushed| {
+            let answer = match flushed {
+                Ok(()) => result,
+                Err(e) => Err(NodeError::Op(OpError::NotStored(e.to_string()))),
+            };
+            let _ = reply.send(answer);
+        })));
+    }
+
+    /// A new invite; its token is written, durable once the caller's answer goes out
+    /// ([`Actor::reply_when_durable`]).
     fn invite(&mut self) -> Result<Invite, NodeError> {
         let token: [u8; 16] = rand::random();
         let expires = ops::now_ms() + self.config.timers.invite_ttl.as_millis() as u64;
         self.store.invites().create(token, expires).map_err(OpError::from)?;
-        self.store.flush().map_err(OpError::from)?;
         let public = self.config.identity.public();
         Ok(Invite {
             peer_id: public.peer_id,
@@ -501,7 +530,6 @@ impl Actor {
         self.store.contacts().put(&contact).map_err(OpError::from)?;
         let request = self.contact_request(invite.token);
         ops::enqueue(&self.store, &contact.peer_id, &request)?;
-        self.store.flush().map_err(OpError::from)?;
         for addr in &invite.addrs {
             self.swarm.add_peer_address(invite.peer_id, addr.clone());
         }
@@ -543,7 +571,6 @@ impl Actor {
             let request = self.contact_request(None);
             ops::enqueue(&self.store, &contact.peer_id, &request)?;
         }
-        self.store.flush().map_err(OpError::from)?;
         if contact.e2e_public.is_none() {
             self.lookup(peer);
         }
@@ -1005,10 +1032,10 @@ impl Actor {
         contact.addrs = record.addrs.iter().map(ToString::to_string).collect();
         contact.relays = record.relays.iter().map(ToString::to_string).collect();
         contact.updated_at_ms = ops::now_ms();
+        // Not flushed: a record lost in a crash is looked up again.
         if self.store.contacts().put(&contact).is_err() {
             return;
         }
-        self.flush();
         for addr in &record.addrs {
             self.swarm.add_peer_address(peer, addr.clone());
         }
