@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use crossterm::event::EventStream;
 use futures::StreamExt;
-use kith_p2p::control::{Client, ClientError};
+use kith_p2p::control::{Client, ClientError, Request};
 use kith_p2p::views::{ContactView, GroupView, InboxEntry, MessageView, RequestView};
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -239,9 +239,9 @@ async fn worker(mut client: Client, mut requests: mpsc::Receiver<Effect>, action
     }
 }
 
-async fn call<T: DeserializeOwned>(client: &mut Client, method: &str, params: Value) -> Result<T, String> {
-    let value = client.call(method, params).await.map_err(|e| e.to_string())?;
-    serde_json::from_value(value).map_err(|e| format!("unexpected answer to `{method}`: {e}"))
+async fn call<T: DeserializeOwned>(client: &mut Client, request: Request) -> Result<T, String> {
+    let value = client.request(&request).await.map_err(|e| e.to_string())?;
+    serde_json::from_value(value).map_err(|e| format!("unexpected answer to `{}`: {e}", request.method()))
 }
 
 /// Carry out one node request of `update` on `client` and return its answer as the
@@ -249,50 +249,50 @@ async fn call<T: DeserializeOwned>(client: &mut Client, method: &str, params: Va
 pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, String> {
     Ok(match effect {
         Effect::Refresh => {
-            let contacts: Vec<ContactView> = call(client, "contacts", json!({})).await?;
-            let requests: Vec<RequestView> = call(client, "requests", json!({})).await?;
-            let inbox: Vec<InboxEntry> = call(client, "inbox", json!({})).await?;
+            let contacts: Vec<ContactView> = call(client, Request::Contacts { state: None }).await?;
+            let requests: Vec<RequestView> = call(client, Request::Requests {}).await?;
+            let inbox: Vec<InboxEntry> = call(client, Request::Inbox {}).await?;
             Response::Snapshot { contacts, requests, inbox }
         }
-        Effect::LoadStatus => Response::Status(call(client, "status", json!({})).await?),
-        Effect::LoadGroups => Response::Groups(call(client, "groups", json!({})).await?),
+        Effect::LoadStatus => Response::Status(call(client, Request::Status {}).await?),
+        Effect::LoadGroups => Response::Groups(call(client, Request::Groups {}).await?),
         Effect::Group(op) => {
-            let (method, params) = op.request();
-            let group: GroupView = call(client, &method, params).await?;
+            let group: GroupView = call(client, Request::ChangeGroup(op.clone())).await?;
             Response::GroupUpdated { op: op.clone(), group }
         }
         Effect::LoadHistory { contact, before, limit } => {
-            let params = json!({ "contact": contact, "limit": limit, "before": before });
-            let messages: Vec<MessageView> = call(client, "history", params).await?;
+            let request = Request::History { contact: contact.clone(), limit: Some(*limit), before: before.clone() };
+            let messages: Vec<MessageView> = call(client, request).await?;
             Response::History { contact: contact.clone(), before: before.clone(), limit: *limit, messages }
         }
         Effect::LoadPreview { contact } => {
-            let messages: Vec<MessageView> = call(client, "history", json!({ "contact": contact, "limit": 1 })).await?;
+            let request = Request::History { contact: contact.clone(), limit: Some(1), before: None };
+            let messages: Vec<MessageView> = call(client, request).await?;
             Response::Preview { contact: contact.clone(), message: messages.into_iter().next_back() }
         }
         Effect::Send { contact, text } => {
-            Response::Sent(call(client, "send", json!({ "contact": contact, "text": text })).await?)
+            Response::Sent(call(client, Request::Send { contact: contact.clone(), text: text.clone() }).await?)
         }
         Effect::MarkRead { contact } => {
-            let _: Value = call(client, "read", json!({ "contact": contact })).await?;
+            let _: Value = call(client, Request::Read { contact: contact.clone() }).await?;
             Response::Marked { contact: contact.clone() }
         }
         Effect::Invite => {
-            let value: Value = call(client, "invite", json!({})).await?;
+            let value: Value = call(client, Request::Invite {}).await?;
             let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
             Response::Invite { invite: field("invite"), qr: field("qr") }
         }
         Effect::Add { target, alias } => {
-            Response::Added(call(client, "add", json!({ "target": target, "alias": alias })).await?)
+            Response::Added(call(client, Request::Add { target: target.clone(), alias: alias.clone() }).await?)
         }
         Effect::Accept { contact } => {
-            Response::ContactUpdated(call(client, "accept", json!({ "contact": contact })).await?)
+            Response::ContactUpdated(call(client, Request::Accept { contact: contact.clone() }).await?)
         }
         Effect::Block { contact } => {
-            Response::ContactUpdated(call(client, "block", json!({ "contact": contact })).await?)
+            Response::ContactUpdated(call(client, Request::Block { contact: contact.clone() }).await?)
         }
         Effect::Reject { contact } => {
-            let value: Value = call(client, "reject", json!({ "contact": contact })).await?;
+            let value: Value = call(client, Request::Reject { contact: contact.clone() }).await?;
             let peer_id = value.get("removed").and_then(Value::as_str).unwrap_or(contact).to_owned();
             Response::Removed { peer_id }
         }

@@ -4,11 +4,11 @@
 use std::io::Read as _;
 use std::time::Duration;
 
-use kith_p2p::control::Client;
+use kith_p2p::control::{Client, Request};
 use kith_p2p::kith_storage::MessageState;
 use kith_p2p::node::{Event, Status};
 use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::net::{call, client_failure, runtime};
 use super::print;
@@ -18,7 +18,7 @@ use crate::output;
 
 pub(crate) fn invite(global: &Global, args: InviteArgs) -> Result {
     let home = super::home(global)?;
-    let result = call(&home, "invite", Value::Null)?;
+    let result = call(&home, Request::Invite {})?;
     if args.output.json {
         return output::json(&result);
     }
@@ -31,7 +31,7 @@ pub(crate) fn invite(global: &Global, args: InviteArgs) -> Result {
 
 pub(crate) fn add(global: &Global, args: AddArgs) -> Result {
     let home = super::home(global)?;
-    let result = call(&home, "add", json!({ "target": args.target, "alias": args.name }))?;
+    let result = call(&home, Request::Add { target: args.target, alias: args.name })?;
     if args.output.json {
         return output::json(&result);
     }
@@ -39,9 +39,9 @@ pub(crate) fn add(global: &Global, args: AddArgs) -> Result {
 }
 
 /// A parameterless listing: JSON as the node sent it, or decoded and printed for people.
-fn listing<T: serde::de::DeserializeOwned>(global: &Global, method: &str, json_out: bool, show: fn(&[T]) -> Result) -> Result {
+fn listing<T: serde::de::DeserializeOwned>(global: &Global, request: Request, json_out: bool, show: fn(&[T]) -> Result) -> Result {
     let home = super::home(global)?;
-    let result = call(&home, method, Value::Null)?;
+    let result = call(&home, request)?;
     if json_out {
         return output::json(&result);
     }
@@ -49,17 +49,18 @@ fn listing<T: serde::de::DeserializeOwned>(global: &Global, method: &str, json_o
 }
 
 pub(crate) fn contacts(global: &Global, json_out: bool) -> Result {
-    listing::<ContactView>(global, "contacts", json_out, print::contacts)
+    listing::<ContactView>(global, Request::Contacts { state: None }, json_out, print::contacts)
 }
 
 pub(crate) fn requests(global: &Global, json_out: bool) -> Result {
-    listing::<RequestView>(global, "requests", json_out, print::requests)
+    listing::<RequestView>(global, Request::Requests {}, json_out, print::requests)
 }
 
-/// `accept`, `reject`, `block`, `unblock`, `remove`, `read`: one contact, one method.
-pub(crate) fn contact_op(global: &Global, method: &str, args: ContactArg) -> Result {
+/// `accept`, `reject`, `block`, `unblock`, `remove`, `read`: one contact, one request
+/// (`request` makes it from the contact).
+pub(crate) fn contact_op(global: &Global, request: fn(String) -> Request, args: ContactArg) -> Result {
     let home = super::home(global)?;
-    let result = call(&home, method, json!({ "contact": args.contact }))?;
+    let result = call(&home, request(args.contact))?;
     if args.output.json {
         return output::json(&result);
     }
@@ -74,7 +75,7 @@ pub(crate) fn contact_op(global: &Global, method: &str, args: ContactArg) -> Res
 
 pub(crate) fn rename(global: &Global, args: RenameArgs) -> Result {
     let home = super::home(global)?;
-    let result = call(&home, "rename", json!({ "contact": args.contact, "alias": args.alias }))?;
+    let result = call(&home, Request::Rename { contact: args.contact, alias: args.alias })?;
     if args.output.json {
         return output::json(&result);
     }
@@ -97,7 +98,7 @@ pub(crate) fn send(global: &Global, args: SendArgs) -> Result {
             client.subscribe().await.map_err(client_failure)?;
         }
         let result = client
-            .call("send", json!({ "contact": args.contact, "text": text }))
+            .request(&Request::Send { contact: args.contact, text })
             .await
             .map_err(client_failure)?;
         let mut message: MessageView = print::view(result)?;
@@ -152,7 +153,8 @@ async fn wait_for_state(client: &mut Client, id: &str, target: MessageState, tim
 }
 
 async fn current_state(client: &mut Client, id: &str) -> Result<MessageState> {
-    let message: MessageView = print::view(client.call("message", json!({ "id": id })).await.map_err(client_failure)?)?;
+    let request = Request::Message { id: id.to_owned() };
+    let message: MessageView = print::view(client.request(&request).await.map_err(client_failure)?)?;
     Ok(message.state)
 }
 
@@ -162,11 +164,7 @@ fn reached(state: MessageState, target: MessageState) -> bool {
 
 pub(crate) fn history(global: &Global, args: HistoryArgs) -> Result {
     let home = super::home(global)?;
-    let result = call(
-        &home,
-        "history",
-        json!({ "contact": args.contact, "limit": args.limit, "before": args.before }),
-    )?;
+    let result = call(&home, Request::History { contact: args.contact, limit: Some(args.limit), before: args.before })?;
     if args.output.json {
         return output::json(&result);
     }
@@ -174,7 +172,7 @@ pub(crate) fn history(global: &Global, args: HistoryArgs) -> Result {
 }
 
 pub(crate) fn inbox(global: &Global, json_out: bool) -> Result {
-    listing::<InboxEntry>(global, "inbox", json_out, print::inbox)
+    listing::<InboxEntry>(global, Request::Inbox {}, json_out, print::inbox)
 }
 
 pub(crate) fn follow(global: &Global) -> Result {
@@ -194,7 +192,7 @@ pub(crate) fn follow(global: &Global) -> Result {
 
 pub(crate) fn status(global: &Global, json_out: bool) -> Result {
     let home = super::home(global)?;
-    let result = call(&home, "status", Value::Null)?;
+    let result = call(&home, Request::Status {})?;
     if json_out {
         return output::json(&result);
     }

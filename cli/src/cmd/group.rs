@@ -4,9 +4,10 @@
 //! listings read the store and work without one.
 
 use kith_p2p::kith_storage::Role;
+use kith_p2p::control::Request;
 use kith_p2p::node::GroupChange;
 use kith_p2p::views::GroupView;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::net::call;
 use super::print;
@@ -31,19 +32,18 @@ pub(crate) fn run(global: &Global, command: GroupCommand) -> Result {
         GroupCommand::Accept(a) => (GroupChange::Accept { group: a.group }, a.output.json),
         GroupCommand::Decline(a) => (GroupChange::Decline { group: a.group }, a.output.json),
         GroupCommand::Members(a) => {
-            let result = call(&home, "group", json!({ "group": a.group }))?;
+            let result = call(&home, Request::Group { group: a.group })?;
             return show(result, a.output.json);
         }
         GroupCommand::List(out) => return list(&home, out.json, false),
         GroupCommand::Invites(out) => return list(&home, out.json, true),
     };
-    let (method, params) = change.request();
-    show(call(&home, &method, params)?, json_out)
+    show(call(&home, Request::ChangeGroup(change))?, json_out)
 }
 
 /// Groups (with `invites`, only invitations), as JSON or for people.
 fn list(home: &kith_p2p::home::Home, json_out: bool, invites: bool) -> Result {
-    let result = call(home, "groups", Value::Null)?;
+    let result = call(home, Request::Groups {})?;
     let groups: Vec<GroupView> =
         print::view::<Vec<GroupView>>(result)?.into_iter().filter(|g| !invites || g.invited_by.is_some()).collect();
     if json_out {

@@ -14,6 +14,7 @@ mod relay;
 mod tui;
 
 use clap::CommandFactory;
+use kith_p2p::control::Request;
 use kith_p2p::home::Home;
 
 use crate::args::{Cli, Command, Global};
@@ -36,12 +37,12 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Add(args) => chat::add(g, args),
         Command::Contacts(out) => chat::contacts(g, out.json),
         Command::Requests(out) => chat::requests(g, out.json),
-        Command::Accept(args) => chat::contact_op(g, "accept", args),
-        Command::Reject(args) => chat::contact_op(g, "reject", args),
-        Command::Block(args) => chat::contact_op(g, "block", args),
-        Command::Unblock(args) => chat::contact_op(g, "unblock", args),
-        Command::Remove(args) => chat::contact_op(g, "remove", args),
-        Command::Read(args) => chat::contact_op(g, "read", args),
+        Command::Accept(args) => chat::contact_op(g, |contact| Request::Accept { contact }, args),
+        Command::Reject(args) => chat::contact_op(g, |contact| Request::Reject { contact }, args),
+        Command::Block(args) => chat::contact_op(g, |contact| Request::Block { contact }, args),
+        Command::Unblock(args) => chat::contact_op(g, |contact| Request::Unblock { contact }, args),
+        Command::Remove(args) => chat::contact_op(g, |contact| Request::Remove { contact }, args),
+        Command::Read(args) => chat::contact_op(g, |contact| Request::Read { contact }, args),
         Command::Rename(args) => chat::rename(g, args),
         Command::Send(args) => chat::send(g, args),
         Command::History(args) => chat::history(g, args),

@@ -1,7 +1,7 @@
 //! Commands that talk to the node: over the control socket when a daemon runs, else
 //! (for methods that need no network) directly on the store.
 
-use kith_p2p::control::{ApiError, Backend, Client, ClientError, ErrorCode, dispatch};
+use kith_p2p::control::{ApiError, Backend, Client, ClientError, ErrorCode, Request, dispatch};
 use kith_p2p::home::Home;
 use kith_p2p::node::LocalContext;
 use serde_json::Value;
@@ -15,19 +15,19 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Call `method` on the home's node, or offline when no node runs and the method
 /// allows it. Errors carry the documented exit codes.
-pub(crate) fn call(home: &Home, method: &str, params: Value) -> Result<Value> {
-    runtime()?.block_on(call_async(home, method, params))
+pub(crate) fn call(home: &Home, request: Request) -> Result<Value> {
+    runtime()?.block_on(call_async(home, request))
 }
 
-pub(crate) async fn call_async(home: &Home, method: &str, params: Value) -> Result<Value> {
+pub(crate) async fn call_async(home: &Home, request: Request) -> Result<Value> {
     match Client::connect(&home.socket_path()).await {
-        Ok(mut client) => client.call(method, params).await.map_err(client_failure),
-        Err(ClientError::NoNode) => offline(home, method, params).await,
+        Ok(mut client) => client.request(&request).await.map_err(client_failure),
+        Err(ClientError::NoNode) => offline(home, request).await,
         Err(e) => Err(client_failure(e)),
     }
 }
 
-async fn offline(home: &Home, method: &str, params: Value) -> Result<Value> {
+async fn offline(home: &Home, request: Request) -> Result<Value> {
     let store = kith_p2p::data::open_store(home).map_err(|e| {
         Failure::new(Code::Error, anyhow::anyhow!("{e} (is a kith node starting or stopping?)"))
     })?;
@@ -36,7 +36,7 @@ async fn offline(home: &Home, method: &str, params: Value) -> Result<Value> {
     })?;
     let config = super::load_config(home)?;
     let context = LocalContext { me, display_name: config.display_name, read_receipts: config.read_receipts };
-    dispatch(&Backend::Offline { store, context }, method, params).await.map_err(api_failure)
+    dispatch(&Backend::Offline { store, context }, request).await.map_err(api_failure)
 }
 
 /// Map a control error to the CLI's exit codes.

@@ -3,7 +3,7 @@
 //! Pinned relays hold our mail while we are offline and are advertised in invites and
 //! peer records. The list lives in config.toml; a running daemon is told at once.
 
-use kith_p2p::control::{Client, ClientError};
+use kith_p2p::control::{Client, ClientError, Request};
 use kith_p2p::libp2p::Multiaddr;
 use kith_p2p::libp2p::multiaddr::Protocol;
 use serde_json::json;
@@ -65,7 +65,7 @@ fn tell_daemon(home: &kith_p2p::home::Home, relays: &[Multiaddr]) -> Result {
     super::net::runtime()?.block_on(async {
         match Client::connect(&home.socket_path()).await {
             Ok(mut client) => {
-                client.call("set_relays", json!({ "relays": relays })).await.map_err(super::net::client_failure)?;
+                client.request(&Request::SetRelays { relays }).await.map_err(super::net::client_failure)?;
                 Ok(())
             }
             Err(ClientError::NoNode) => Ok(()),

@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::ApiError;
+use super::{ApiError, Request};
 use crate::node::Event;
 
 /// Why a control call failed.
@@ -75,9 +75,15 @@ impl Client {
         }
     }
 
+    /// Send `request`; returns its `result`.
+    pub async fn request(&mut self, request: &Request) -> Result<Value, ClientError> {
+        let (method, params) = request.to_parts();
+        self.call(&method, params).await
+    }
+
     /// Subscribe this connection to the node's events.
     pub async fn subscribe(&mut self) -> Result<(), ClientError> {
-        self.call("subscribe", Value::Null).await.map(drop)
+        self.request(&Request::Subscribe {}).await.map(drop)
     }
 
     /// The next event (after [`Client::subscribe`]). Cancel-safe only between lines.

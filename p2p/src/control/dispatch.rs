@@ -1,12 +1,12 @@
 //! Method dispatch, shared by the socket server (a running node) and the offline CLI.
 
 use kith_storage::{ContactState, Store};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::request::Request;
 use crate::invite::Invite;
-use crate::node::{GroupChange, LocalContext, LocalOp, NodeError, NodeHandle};
+use crate::node::{LocalContext, LocalOp, NodeError, NodeHandle};
 use crate::ops::{self, OpError};
 use crate::views::{ContactView, GroupView, MessageView};
 
@@ -147,68 +147,8 @@ impl From<NodeError> for ApiError {
     }
 }
 
-fn params<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    let value = if value.is_null() { json!({}) } else { value };
-    serde_json::from_value(value).map_err(|e| ApiError::new(ErrorCode::BadParams, e.to_string()))
-}
-
 fn to_value<T: Serialize>(value: T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
-}
-
-#[derive(Deserialize)]
-struct ContactParam {
-    contact: String,
-}
-
-#[derive(Deserialize)]
-struct RenameParams {
-    contact: String,
-    alias: String,
-}
-
-#[derive(Deserialize)]
-struct SendParams {
-    contact: String,
-    text: String,
-}
-
-#[derive(Deserialize)]
-struct AddParams {
-    target: String,
-    alias: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct HistoryParams {
-    contact: String,
-    limit: Option<usize>,
-    before: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct GroupParam {
-    group: String,
-}
-
-#[derive(Deserialize)]
-struct ContactsParams {
-    state: Option<ContactState>,
-}
-
-#[derive(Deserialize)]
-struct MessageParams {
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct DialParams {
-    addr: String,
-}
-
-#[derive(Deserialize)]
-struct RelaysParams {
-    relays: Vec<String>,
 }
 
 /// Default page size of `history`.
@@ -243,138 +183,127 @@ fn me(backend: &Backend) -> libp2p::PeerId {
     }
 }
 
-/// Answer one request. `subscribe` is the server's business and not handled here.
-pub async fn dispatch(backend: &Backend, method: &str, raw: Value) -> Result<Value, ApiError> {
+/// What a contact operation does (the local writes on one contact).
+#[derive(Clone, Copy)]
+enum ContactOp {
+    Accept,
+    Reject,
+    Block,
+    Unblock,
+    Remove,
+    Read,
+}
+
+/// Answer one request. [`Request::Subscribe`] is the server's business: here it only
+/// says that it needs a node.
+pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiError> {
     let (store, node) = store_of(backend);
-    match method {
+    let contact_op = |op: ContactOp, contact: String| {
+        local(backend, Box::new(move |store, ctx| contact_op(store, ctx, op, &contact)))
+    };
+    match request {
         // ---- reads: straight from the store --------------------------------------
-        "contacts" => {
-            let p: ContactsParams = params(raw)?;
-            to_value(ops::contacts(store, p.state)?)
-        }
-        "requests" => to_value(ops::requests(store, &me(backend))?),
-        "inbox" => to_value(ops::inbox(store)?),
-        "history" => {
-            let p: HistoryParams = params(raw)?;
-            let limit = p.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
-            match ops::resolve_target(store, &p.contact)? {
+        Request::Contacts { state } => to_value(ops::contacts(store, state)?),
+        Request::Requests {} => to_value(ops::requests(store, &me(backend))?),
+        Request::Inbox {} => to_value(ops::inbox(store)?),
+        Request::History { contact, limit, before } => {
+            let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+            match ops::resolve_target(store, &contact)? {
                 ops::Target::Contact(contact) => {
-                    to_value(ops::history(store, &me(backend), &contact, limit, p.before.as_deref())?)
+                    to_value(ops::history(store, &me(backend), &contact, limit, before.as_deref())?)
                 }
-                ops::Target::Group(group) => to_value(ops::group_history(store, &group, limit, p.before.as_deref())?),
+                ops::Target::Group(group) => to_value(ops::group_history(store, &group, limit, before.as_deref())?),
             }
         }
-        "groups" => {
+        Request::Groups {} => {
             let groups = store.groups().list().map_err(OpError::from)?;
             to_value(groups.iter().map(|g| GroupView::new(store, g)).collect::<Vec<_>>())
         }
-        "group" => {
-            let p: GroupParam = params(raw)?;
-            to_value(GroupView::new(store, &ops::resolve_group(store, &p.group)?))
-        }
-        "message" => {
-            let p: MessageParams = params(raw)?;
-            let id = p.id.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad message id {:?}", p.id)))?;
+        Request::Group { group } => to_value(GroupView::new(store, &ops::resolve_group(store, &group)?)),
+        Request::Message { id: text } => {
+            let id = text.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad message id {text:?}")))?;
             let message = store
                 .messages()
                 .get(id)
                 .map_err(OpError::from)?
-                .ok_or_else(|| ApiError::new(ErrorCode::UnknownMessage, format!("no message {}", p.id)))?;
+                .ok_or_else(|| ApiError::new(ErrorCode::UnknownMessage, format!("no message {text}")))?;
             to_value(MessageView::new(&message, None))
         }
         // ---- local writes: through the single writer ----------------------------
-        "accept" | "reject" | "block" | "unblock" | "remove" | "read" => {
-            let p: ContactParam = params(raw)?;
-            let method = method.to_owned();
-            local(backend, Box::new(move |store, ctx| contact_op(store, ctx, &method, &p.contact))).await
-        }
-        "rename" => {
-            let p: RenameParams = params(raw)?;
+        Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
+        Request::Reject { contact } => contact_op(ContactOp::Reject, contact).await,
+        Request::Block { contact } => contact_op(ContactOp::Block, contact).await,
+        Request::Unblock { contact } => contact_op(ContactOp::Unblock, contact).await,
+        Request::Remove { contact } => contact_op(ContactOp::Remove, contact).await,
+        Request::Read { contact } => contact_op(ContactOp::Read, contact).await,
+        Request::Rename { contact, alias } => {
             local(
                 backend,
                 Box::new(move |store, _| {
-                    let contact = ops::resolve_contact(store, &p.contact)?;
-                    Ok(json!(ContactView::from(&ops::rename(store, &contact, &p.alias)?)))
+                    let contact = ops::resolve_contact(store, &contact)?;
+                    Ok(json!(ContactView::from(&ops::rename(store, &contact, &alias)?)))
                 }),
             )
             .await
         }
         // ---- network: a running node only ---------------------------------------
-        _ => {
-            let Some(node) = node else {
-                return Err(match method {
-                    "status" | "invite" | "add" | "send" | "dial" | "set_relays" | "shutdown" | "subscribe" => {
-                        no_node(method)
-                    }
-                    m if GroupChange::METHODS.contains(&m) => no_node(method),
-                    _ => ApiError::new(ErrorCode::UnknownMethod, format!("no method {method:?}")),
-                });
-            };
-            network(node, method, raw).await
-        }
+        request => match node {
+            Some(node) => network(node, request).await,
+            None => Err(no_node(&request.method())),
+        },
     }
 }
 
-async fn network(node: &NodeHandle, method: &str, raw: Value) -> Result<Value, ApiError> {
-    let raw = if raw.is_null() { json!({}) } else { raw };
-    if let Some(change) = GroupChange::from_request(method, raw.clone()) {
-        let change = change.map_err(|e| ApiError::new(ErrorCode::BadParams, e.to_string()))?;
-        return to_value(node.group(change).await?);
-    }
-    match method {
-        "status" => to_value(node.status().await?),
-        "invite" => {
+async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError> {
+    match request {
+        Request::ChangeGroup(change) => to_value(node.group(change).await?),
+        Request::Status {} => to_value(node.status().await?),
+        Request::Invite {} => {
             let invite = node.invite().await?;
             let qr = invite.to_qr().unwrap_or_default();
             Ok(json!({ "invite": invite.to_uri(), "qr": qr }))
         }
-        "add" => {
-            let p: AddParams = params(raw)?;
-            let target = p.target.trim();
+        Request::Add { target, alias } => {
+            let target = target.trim();
             let contact = if target.starts_with("kith:") {
                 let invite: Invite = target.parse().map_err(|e| ApiError::new(ErrorCode::Invalid, format!("bad invite: {e}")))?;
-                node.add_invite(invite, p.alias).await?
+                node.add_invite(invite, alias).await?
             } else {
                 let peer = target
                     .parse()
                     .map_err(|_| ApiError::new(ErrorCode::Invalid, format!("{target:?} is neither an invite nor a peer id")))?;
-                node.add_peer(peer, p.alias).await?
+                node.add_peer(peer, alias).await?
             };
             to_value(contact)
         }
-        "send" => {
-            let p: SendParams = params(raw)?;
-            to_value(node.send(&p.contact, &p.text).await?)
-        }
-        "set_relays" => {
-            let p: RelaysParams = params(raw)?;
-            let relays = p
-                .relays
+        Request::Send { contact, text } => to_value(node.send(&contact, &text).await?),
+        Request::SetRelays { relays } => {
+            let relays = relays
                 .iter()
                 .map(|a| a.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad multiaddr {a:?}"))))
                 .collect::<Result<Vec<_>, _>>()?;
             node.set_relays(relays).await?;
             Ok(json!({}))
         }
-        "dial" => {
-            let p: DialParams = params(raw)?;
-            let addr = p.addr.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad multiaddr {:?}", p.addr)))?;
+        Request::Dial { addr } => {
+            let addr = addr.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad multiaddr {addr:?}")))?;
             node.dial(addr).await?;
             Ok(json!({}))
         }
-        "shutdown" => {
+        Request::Shutdown {} => {
             node.shutdown().await;
             Ok(json!({}))
         }
-        other => Err(ApiError::new(ErrorCode::UnknownMethod, format!("no method {other:?}"))),
+        Request::Subscribe {} => Ok(json!({ "subscribed": true })),
+        other => Err(ApiError::new(ErrorCode::Internal, format!("`{}` is not a network method", other.method()))),
     }
 }
 
-fn contact_op(store: &Store, ctx: &LocalContext, method: &str, query: &str) -> Result<Value, OpError> {
-    let contact = match (ops::resolve_contact(store, query), method) {
+fn contact_op(store: &Store, ctx: &LocalContext, op: ContactOp, query: &str) -> Result<Value, OpError> {
+    let contact = match (ops::resolve_contact(store, query), op) {
         (Ok(c), _) => c,
         // Marking read works on groups too.
-        (Err(OpError::UnknownContact(q)), "read") => {
+        (Err(OpError::UnknownContact(q)), ContactOp::Read) => {
             let group = match ops::resolve_group(store, query) {
                 Err(OpError::UnknownGroup(_)) => return Err(OpError::UnknownContact(q)),
                 other => other?,
@@ -382,33 +311,32 @@ fn contact_op(store: &Store, ctx: &LocalContext, method: &str, query: &str) -> R
             return Ok(json!({ "marked": ops::mark_group_read(store, &group)? }));
         }
         // Blocking someone who is not a contact yet (a stranger's peer id) is allowed.
-        (Err(OpError::UnknownContact(_)), "block") => {
+        (Err(OpError::UnknownContact(_)), ContactOp::Block) => {
             return Ok(json!(ContactView::from(&ops::block_stranger(store, query)?)));
         }
         (Err(e), _) => return Err(e),
     };
-    let view = match method {
-        "accept" => ContactView::from(&ops::accept(store, &contact, ctx.display_name.as_deref())?),
-        "reject" => {
+    let view = match op {
+        ContactOp::Accept => ContactView::from(&ops::accept(store, &contact, ctx.display_name.as_deref())?),
+        ContactOp::Reject => {
             ops::reject(store, &ctx.me, &contact)?;
             return Ok(json!({ "removed": contact.peer_id }));
         }
-        "remove" => {
+        ContactOp::Remove => {
             ops::remove(store, &ctx.me, &contact)?;
             return Ok(json!({ "removed": contact.peer_id }));
         }
-        "block" => ContactView::from(&ops::set_state(store, &contact, ContactState::Blocked)?),
-        "unblock" => {
+        ContactOp::Block => ContactView::from(&ops::set_state(store, &contact, ContactState::Blocked)?),
+        ContactOp::Unblock => {
             if contact.state != ContactState::Blocked {
                 return Err(OpError::WrongState { peer: contact.peer_id, state: contact.state, why: "not blocked" });
             }
             ContactView::from(&ops::set_state(store, &contact, ContactState::Accepted)?)
         }
-        "read" => {
+        ContactOp::Read => {
             let marked = ops::mark_read(store, &ctx.me, &contact, ctx.read_receipts)?;
             return Ok(json!({ "marked": marked }));
         }
-        _ => return Err(OpError::Invalid(format!("no contact operation {method:?}"))),
     };
     Ok(json!(view))
 }

@@ -8,10 +8,12 @@
 
 mod client;
 mod dispatch;
+mod request;
 mod server;
 
 pub use client::{Client, ClientError};
 pub use dispatch::{ApiError, Backend, DEFAULT_HISTORY_LIMIT, ErrorCode, dispatch};
+pub use request::Request;
 pub use server::{ServeError, Server};
 /// For the fuzz target of request lines ([`crate::fuzzing::control`]).
 #[cfg(any(test, feature = "test-support"))]

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, broadcast};
 
-use super::{ApiError, Backend, ErrorCode, MAX_LINE_LEN, dispatch};
+use super::{ApiError, Backend, ErrorCode, MAX_LINE_LEN, Request, dispatch};
 use crate::node::{Event, NodeHandle};
 
 /// Most simultaneous control clients; more wait for a free slot.
@@ -147,11 +147,15 @@ pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Value, bool) {
         let err = ApiError::new(ErrorCode::BadRequest, "missing \"method\"");
         return (json!({ "id": id, "error": err }), false);
     };
-    if method == "subscribe" {
+    let params = parsed.get("params").cloned().unwrap_or(Value::Null);
+    let request = match Request::parse(method, params) {
+        Ok(request) => request,
+        Err(err) => return (json!({ "id": id, "error": err }), false),
+    };
+    if request == (Request::Subscribe {}) {
         return (json!({ "id": id, "result": { "subscribed": true } }), true);
     }
-    let params = parsed.get("params").cloned().unwrap_or(Value::Null);
-    match dispatch(backend, method, params).await {
+    match dispatch(backend, request).await {
         Ok(result) => (json!({ "id": id, "result": result }), false),
         Err(err) => (json!({ "id": id, "error": err }), false),
     }

@@ -1,0 +1,276 @@
+//! The control API's requests as one typed value, shared by the dispatcher (a running
+//! node or the offline CLI), the CLI and the TUI: method names are matched in one
+//! place, [`Request::parse`].
+//!
+//! On the wire a request is `{"method": "...", "params": {...}}` (docs/API.md): serde
+//! tags each variant with its snake_case method name. Params may be left out for
+//! methods that take none. Group changes keep their own type, [`GroupChange`], and
+//! travel the same way.
+
+use kith_storage::ContactState;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::dispatch::{ApiError, ErrorCode};
+use crate::node::GroupChange;
+
+/// One request to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    // ---- reads --------------------------------------------------------------------
+    /// Contacts in listing order, optionally only those in `state`.
+    Contacts {
+        /// Only contacts in this state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<ContactState>,
+    },
+    /// Strangers' pending contact requests.
+    Requests {},
+    /// Conversations with their unread counts and last messages.
+    Inbox {},
+    /// A page of a conversation (contact or group), oldest first.
+    History {
+        /// Contact or group, as the user names it.
+        contact: String,
+        /// At most this many messages ([`super::DEFAULT_HISTORY_LIMIT`] if absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+        /// Only messages before this message id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
+    },
+    /// Every group (and invitation).
+    Groups {},
+    /// One group with its members.
+    Group {
+        /// The group, as the user names it.
+        group: String,
+    },
+    /// One message by id.
+    Message {
+        /// The message id (hex).
+        id: String,
+    },
+    // ---- local writes -------------------------------------------------------------
+    /// Accept a contact request.
+    Accept {
+        /// The contact, as the user names it.
+        contact: String,
+    },
+    /// Reject a contact request (forgets the stranger).
+    Reject {
+        /// The contact.
+        contact: String,
+    },
+    /// Block a contact or a stranger's peer id.
+    Block {
+        /// The contact, or a peer id.
+        contact: String,
+    },
+    /// Unblock a blocked contact.
+    Unblock {
+        /// The contact.
+        contact: String,
+    },
+    /// Remove a contact and its conversation.
+    Remove {
+        /// The contact.
+        contact: String,
+    },
+    /// Mark a conversation (contact or group) read.
+    Read {
+        /// The contact or group.
+        contact: String,
+    },
+    /// Set a contact's alias.
+    Rename {
+        /// The contact.
+        contact: String,
+        /// The new alias.
+        alias: String,
+    },
+    // ---- network: a running node only -----------------------------------------------
+    /// The node's status.
+    Status {},
+    /// A new one-time invite.
+    Invite {},
+    /// Add a contact by invite (`kith:…`) or peer id.
+    Add {
+        /// The invite or peer id.
+        target: String,
+        /// The alias to give the contact.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alias: Option<String>,
+    },
+    /// Send a text to a contact or group.
+    Send {
+        /// The contact or group.
+        contact: String,
+        /// The text.
+        text: String,
+    },
+    /// Replace the pinned relays (multiaddrs).
+    SetRelays {
+        /// The relays' multiaddrs.
+        relays: Vec<String>,
+    },
+    /// Dial a multiaddr.
+    Dial {
+        /// The address.
+        addr: String,
+    },
+    /// Stop the node once everything is flushed.
+    Shutdown {},
+    /// Turn the connection into an event stream as well (the server's business).
+    Subscribe {},
+    /// A change to a group ([`GroupChange`], methods `group_*`).
+    #[serde(skip)]
+    ChangeGroup(GroupChange),
+}
+
+impl Request {
+    /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
+    /// are [`GroupChange::METHODS`].
+    pub const METHODS: [&'static str; 22] = [
+        "contacts",
+        "requests",
+        "inbox",
+        "history",
+        "groups",
+        "group",
+        "message",
+        "accept",
+        "reject",
+        "block",
+        "unblock",
+        "remove",
+        "read",
+        "rename",
+        "status",
+        "invite",
+        "add",
+        "send",
+        "set_relays",
+        "dial",
+        "shutdown",
+        "subscribe",
+    ];
+
+    /// The request a `method` with `params` (absent or `null` for none) asks for: an
+    /// unknown method is [`ErrorCode::UnknownMethod`], params that do not fit it are
+    /// [`ErrorCode::BadParams`].
+    pub fn parse(method: &str, params: Value) -> Result<Request, ApiError> {
+        let params = if params.is_null() { json!({}) } else { params };
+        let bad_params = |e: serde_json::Error| ApiError::new(ErrorCode::BadParams, format!("{method}: {e}"));
+        if let Some(change) = GroupChange::from_request(method, params.clone()) {
+            return change.map(Request::ChangeGroup).map_err(bad_params);
+        }
+        if !Request::METHODS.contains(&method) {
+            return Err(ApiError::new(ErrorCode::UnknownMethod, format!("no method {method:?}")));
+        }
+        serde_json::from_value(json!({ "method": method, "params": params })).map_err(bad_params)
+    }
+
+    /// The method and params that carry this request on the wire.
+    pub fn to_parts(&self) -> (String, Value) {
+        if let Request::ChangeGroup(change) = self {
+            return change.request();
+        }
+        let mut tagged = serde_json::to_value(self).unwrap_or_default();
+        let method = tagged["method"].as_str().unwrap_or_default().to_owned();
+        (method, tagged["params"].take())
+    }
+
+    /// Its method name.
+    pub fn method(&self) -> String {
+        self.to_parts().0
+    }
+
+    /// Whether it needs a running node (the offline CLI answers the others itself).
+    pub fn needs_node(&self) -> bool {
+        matches!(
+            self,
+            Request::Status {}
+                | Request::Invite {}
+                | Request::Add { .. }
+                | Request::Send { .. }
+                | Request::SetRelays { .. }
+                | Request::Dial { .. }
+                | Request::Shutdown {}
+                | Request::Subscribe {}
+                | Request::ChangeGroup(_)
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// One request of every method, with every optional param set where there is one.
+    fn one_of_each() -> Vec<Request> {
+        let c = || "alice".to_owned();
+        vec![
+            Request::Contacts { state: Some(ContactState::Blocked) },
+            Request::Requests {},
+            Request::Inbox {},
+            Request::History { contact: c(), limit: Some(5), before: Some("00".repeat(16)) },
+            Request::Groups {},
+            Request::Group { group: "friends".into() },
+            Request::Message { id: "00".repeat(16) },
+            Request::Accept { contact: c() },
+            Request::Reject { contact: c() },
+            Request::Block { contact: c() },
+            Request::Unblock { contact: c() },
+            Request::Remove { contact: c() },
+            Request::Read { contact: c() },
+            Request::Rename { contact: c(), alias: "al".into() },
+            Request::Status {},
+            Request::Invite {},
+            Request::Add { target: "kith:x".into(), alias: Some("al".into()) },
+            Request::Send { contact: c(), text: "hi".into() },
+            Request::SetRelays { relays: vec!["/ip4/127.0.0.1/tcp/1".into()] },
+            Request::Dial { addr: "/ip4/127.0.0.1/tcp/1".into() },
+            Request::Shutdown {},
+            Request::Subscribe {},
+        ]
+    }
+
+    #[test]
+    fn every_method_goes_over_the_wire_and_back() {
+        let requests = one_of_each();
+        let methods: Vec<String> = requests.iter().map(Request::method).collect();
+        assert_eq!(methods, Request::METHODS, "METHODS lists every variant, in order");
+        for request in requests {
+            let (method, params) = request.to_parts();
+            assert_eq!(Request::parse(&method, params).unwrap(), request);
+        }
+        let change = Request::ChangeGroup(GroupChange::Rename { group: "g".into(), name: "n".into() });
+        let (method, params) = change.to_parts();
+        assert_eq!(method, "group_rename");
+        assert_eq!(Request::parse(&method, params).unwrap(), change);
+    }
+
+    #[test]
+    fn params_may_be_left_out_where_none_are_needed() {
+        assert_eq!(Request::parse("status", Value::Null).unwrap(), Request::Status {});
+        assert_eq!(Request::parse("contacts", json!({})).unwrap(), Request::Contacts { state: None });
+        assert_eq!(
+            Request::parse("history", json!({ "contact": "bob" })).unwrap(),
+            Request::History { contact: "bob".into(), limit: None, before: None }
+        );
+    }
+
+    #[test]
+    fn unknown_methods_and_bad_params_are_told_apart() {
+        assert_eq!(Request::parse("launch", Value::Null).unwrap_err().code, ErrorCode::UnknownMethod);
+        let missing = Request::parse("send", json!({ "contact": "bob" })).unwrap_err();
+        assert_eq!(missing.code, ErrorCode::BadParams);
+        assert!(missing.message.contains("text"), "{missing:?}");
+        assert_eq!(Request::parse("history", json!({ "contact": 5 })).unwrap_err().code, ErrorCode::BadParams);
+        assert_eq!(Request::parse("group_add", json!({})).unwrap_err().code, ErrorCode::BadParams);
+    }
+}
