@@ -1,6 +1,7 @@
 //! The node actor: the one task that owns the swarm, the sealer/opener and the store's
-//! write path. It `select!`s (biased: commands first, so shutdown is prompt) over
-//! commands, completed flushes, swarm events and the retry timer, and ends on shutdown
+//! write path. It `select!`s over completed flushes, commands, swarm events and the
+//! retry timer — biased in that order: what a flush made durable is answered at once,
+//! and commands come before network work so shutdown is prompt — and ends on shutdown
 //! or when every handle is gone.
 //!
 //! The hot paths — staging sends, storing a peer's delivery, recording delivery
@@ -270,6 +271,9 @@ impl Actor {
             let wake = self.next_wakeup();
             tokio::select! {
                 biased;
+                (actions, result) = self.flusher.flushed(), if self.flusher.is_holding() => {
+                    self.after_flush(actions, &result);
+                }
                 command = self.commands.recv() => {
                     let Some(command) = command else {
                         // Every handle is gone.
@@ -292,9 +296,6 @@ impl Actor {
                         None => {}
                     }
                 },
-                (actions, result) = self.flusher.flushed(), if self.flusher.is_holding() => {
-                    self.after_flush(actions, &result);
-                }
                 event = self.swarm.select_next_some() => self.swarm_event(event),
                 _ = tokio::time::sleep_until(wake.into()) => self.tick(),
             }
