@@ -345,8 +345,11 @@ impl Actor {
         last
     }
 
-    /// Store opened group messages in one group commit and announce the new ones.
-    /// Returns whether they are on disk.
+    /// Store opened group messages in one transaction and announce the new ones once
+    /// the flushing thread has made them durable. Returns whether they were stored.
+    /// (Nothing waits on them but the announcement: no one is told we hold them, and a
+    /// message lost in a crash comes back from the group's relay logs, whose cursor
+    /// moves only after a flush.)
     fn store_group_messages(&mut self, messages: &[Message]) -> bool {
         // A conversation the user deleted comes back for new messages (the deleted
         // ones stay deleted: storage refuses them by their tombstones).
@@ -358,17 +361,21 @@ impl Actor {
                 return false;
             }
         }
-        let inserted = match self.store.insert_incoming_batch(messages) {
+        let inserted = match self.store.stage_incoming(messages) {
             Ok(inserted) => inserted,
             Err(e) => {
                 tracing::error!(error = %e, "storing group messages failed");
                 return false;
             }
         };
-        for (message, inserted) in messages.iter().zip(inserted) {
-            if inserted == Inserted::New {
-                self.emit(Event::MessageReceived { message: MessageView::new(message, None) });
-            }
+        let events: Vec<Event> = messages
+            .iter()
+            .zip(inserted)
+            .filter(|(_, inserted)| *inserted == Inserted::New)
+            .map(|(message, _)| Event::MessageReceived { message: MessageView::new(message, None) })
+            .collect();
+        if !events.is_empty() {
+            self.flusher.after_flush(super::AfterFlush::Events(events));
         }
         true
     }
