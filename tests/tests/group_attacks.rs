@@ -7,6 +7,8 @@
 //!   heads, and a removed admin's back-dated operations, change nothing on any member;
 //! - a stranger who adds us to its groups makes invitations (bounded per inviter)
 //!   that wait for acceptance, and a declined one does not come back;
+//! - a stranger's stream of operations for a made-up group that does not have us in it
+//!   costs each arrival only its own work, and the node keeps chatting;
 //! - Lamport counters at or past their cap are refused as malformed, without a panic;
 //! - what a relay stores and what a gossip peer captures holds neither the group id
 //!   nor any author's peer id.
@@ -155,6 +157,51 @@ fn a_strangers_groups_are_invitations_until_answered() {
     assert!(joined.get("invited_by").is_none_or(|v| v.is_null()));
     assert!(invites(&bob).is_empty());
     bob.ok(&["send", "free prizes", "hello"]);
+}
+
+/// Operations a stranger sends, one per payload, for a group it made up and that does
+/// not have us in it.
+const LIMBO_FLOOD_OPS: usize = 1_500;
+/// How long Bob may take to answer one request of that flood.
+const LIMBO_ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+
+#[test]
+fn a_strangers_stream_of_operations_for_a_made_up_group_leaves_the_node_chatting() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    // Mallory makes a group without Bob and renames it again and again, each change in
+    // its own payload: all of it waits in Bob's limbo (a group that might add him
+    // later). Folding the whole limbo again on every arrival made this quadratic:
+    // minutes of one core for a few hundred kilobytes.
+    let mallory = Identity::generate();
+    let (group, create) = SignedOp::create(&mallory, "noise", Vec::new(), ops::now_ms()).unwrap();
+    let mut membership = kith_p2p::group::membership::Membership::new(create.clone()).unwrap();
+    let mut payloads = vec![group_ops(group, &[create])];
+    for n in 0..LIMBO_FLOOD_OPS {
+        let rename = membership.sign(&mallory, ops::now_ms(), OpKind::Rename { name: format!("noise {n}") }).unwrap();
+        membership.insert(rename.clone()).unwrap();
+        payloads.push(group_ops(group, &[rename]));
+    }
+    let mut as_mallory = RawPeer::new(mallory);
+    for (n, batch) in payloads.chunks(kith_p2p::dm::MAX_BATCH).enumerate() {
+        let asked = std::time::Instant::now();
+        let results = as_mallory.send(&bob, batch);
+        assert!(results.iter().all(|r| *r == DmResult::Stored), "{results:?}");
+        // A liveness bound, not a benchmark: a request takes milliseconds when each
+        // arrival costs its own work, and grew past it request by request when each
+        // arrival folded everything held (≈ 5 ms per operation held, per request).
+        let took = asked.elapsed();
+        assert!(took < LIMBO_ANSWER_DEADLINE, "request {n} of the flood took {took:?}");
+    }
+    // Bob's node keeps up: his contact's message arrives, and nothing of the made-up
+    // group became a group or an invitation.
+    let msg = alice.json(&["send", "Bob", "still there?", "--wait", "delivered", "--json"]);
+    assert_eq!(msg["state"], "delivered");
+    assert!(texts(&bob.history("Alice")).iter().any(|t| t == "still there?"));
+    assert_eq!(bob.json(&["group", "list", "--json"]), serde_json::json!([]));
 }
 
 #[test]

@@ -318,11 +318,13 @@ impl Membership {
         if op.op.group != Some(self.group) {
             return Err(GroupError::WrongGroup);
         }
-        op.check_signature()?;
+        // Parents first: an operation that waits for them is checked (signature
+        // included) once, when they are in, not on every attempt before.
         let missing: Vec<OpId> = op.op.parents.iter().filter(|p| !self.nodes.contains_key(p)).copied().collect();
         if !missing.is_empty() {
             return Err(GroupError::MissingParents(missing));
         }
+        op.check_signature()?;
         if self.nodes.len() >= MAX_OPS {
             return Err(GroupError::HistoryFull);
         }

@@ -95,6 +95,7 @@ struct Accepted {
 mod group_inbound;
 mod group_messages;
 mod groups;
+mod limbo;
 mod relays;
 
 

@@ -3,19 +3,20 @@
 //! sender keys, and the user's answers to invitations. What follows new operations
 //! (persisting, keys, forwarding) is [`super::groups`]'s.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use kith_storage::{ContactState, GroupId};
 use libp2p::PeerId;
 
 use super::Actor;
+use super::limbo::Arrival;
 use super::groups::{
-    DECLINED_KEY, MAX_DECLINED, MAX_INVITATIONS, MAX_INVITATIONS_PER_INVITER, MAX_LIMBO_BYTES, MAX_SYNC_TRACKED,
+    DECLINED_KEY, MAX_DECLINED, MAX_INVITATIONS, MAX_INVITATIONS_PER_INVITER, MAX_SYNC_TRACKED,
     MAX_WAITING_OPS, decode_ops, not_allowed, unknown_group,
 };
 use crate::dm::{DmResult, RejectReason};
-use crate::group::membership::{self, GroupState, Membership, OpId, SignedOp};
+use crate::group::membership::{self, GroupState, OpId, SignedOp};
 use crate::node::inbound::GroupDelivery;
 use crate::node::{Event, NodeError};
 use crate::ops::{self, OpError};
@@ -221,35 +222,27 @@ impl Actor {
     /// Operations of a group we do not know: a group a contact put us in, an
     /// invitation, or parts of one still arriving.
     fn receive_new_group(&mut self, sender: PeerId, group: GroupId, ops: Vec<SignedOp>, hints: &[PeerHint]) {
-        let mut all = self.take_limbo(group);
-        all.extend(ops);
-        let has_create = all.iter().any(|o| o.op.group.is_none());
-        let built = if has_create { Membership::from_ops(all.clone()).ok() } else { None };
+        let arrival = self.groups.limbo.arrive(group, ops, &self.me);
         // Only a contact is asked for missing parts: a stranger could otherwise make us
         // queue a request for every group id it makes up.
         let from_contact = matches!(
             self.store.contacts().get(&sender.to_string()),
             Ok(Some(c)) if c.state == ContactState::Accepted
         );
-        let Some((membership, merged)) = built else {
-            // The parts with the `Create` are on the way, or we ask for them.
-            self.keep_limbo(group, all);
-            if from_contact {
-                self.ask_sync(group, sender, false);
-                self.flush_queued();
+        let (membership, waiting) = match arrival {
+            Arrival::HasUs { membership, waiting } => (*membership, waiting),
+            Arrival::Held { incomplete } => {
+                // Not (yet) a group with us in it: the parts with the `Create`, or the
+                // one that adds us, may follow; a contact is asked for what is missing.
+                if from_contact && incomplete {
+                    self.ask_sync(group, sender, false);
+                    self.flush_queued();
+                }
+                return;
             }
-            return;
         };
         let state = membership.state();
-        let Some(me) = state.members.get(&self.me) else {
-            // Not (yet) a member: the part that adds us may follow.
-            self.keep_limbo(group, all);
-            if from_contact && !merged.waiting.is_empty() {
-                self.ask_sync(group, sender, false);
-                self.flush_queued();
-            }
-            return;
-        };
+        let Some(me) = state.members.get(&self.me) else { return };
         if !state.members.contains_key(&sender) {
             tracing::debug!(%group, %sender, "a group that adds us, from a non-member; ignored");
             return;
@@ -263,13 +256,11 @@ impl Actor {
             tracing::info!(%group, inviter = %adder, "too many open invitations; this one is dropped");
             return;
         }
-        if !merged.waiting.is_empty() {
-            let mut waiting = merged.waiting;
-            waiting.truncate(MAX_WAITING_OPS);
+        if !waiting.is_empty() {
             self.groups.waiting.insert(group, waiting);
             self.ask_sync(group, sender, false);
         }
-        let created_at_ms = all.iter().map(|o| o.op.at_ms).min().unwrap_or_else(ops::now_ms);
+        let created_at_ms = membership.ops().map(|o| o.op.at_ms).min().unwrap_or_else(ops::now_ms);
         let invited_by = (!by_contact).then_some(adder);
         let key = self.my_key(group);
         let mut fresh: Vec<SignedOp> = membership.ops().cloned().collect();
@@ -279,26 +270,6 @@ impl Actor {
             self.learn_hints(group, hints);
         }
         self.after_ops(group, GroupState::default(), &fresh, Some(sender));
-    }
-
-    fn take_limbo(&mut self, group: GroupId) -> Vec<SignedOp> {
-        let limbo = std::mem::take(&mut self.groups.limbo);
-        let (mine, rest): (VecDeque<_>, VecDeque<_>) = limbo.into_iter().partition(|(g, _, _)| *g == group);
-        self.groups.limbo = rest;
-        self.groups.limbo_bytes = self.groups.limbo.iter().map(|(_, _, n)| n).sum();
-        mine.into_iter().map(|(_, op, _)| op).collect()
-    }
-
-    fn keep_limbo(&mut self, group: GroupId, ops: Vec<SignedOp>) {
-        for op in ops {
-            let size = op.encode().map_or(membership::MAX_OP_LEN, |b| b.len());
-            self.groups.limbo.push_back((group, op, size));
-            self.groups.limbo_bytes += size;
-        }
-        while self.groups.limbo_bytes > MAX_LIMBO_BYTES {
-            let Some((_, _, size)) = self.groups.limbo.pop_front() else { break };
-            self.groups.limbo_bytes -= size;
-        }
     }
 
     /// Ask `peer` for the operations of `group` we lack (rate-limited unless `now`).

@@ -26,7 +26,7 @@
 //!   generation and gives it to the remaining members only. Keys are taken only from
 //!   current members, and only the newest generations of each are kept.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use kith_storage::{Contact, ContactState, ConversationKind, Group, GroupId, Member, Role};
@@ -89,9 +89,8 @@ pub(super) struct GroupsState {
     pub(super) by_topic: HashMap<TopicHash, GroupId>,
     /// Operations of known groups whose parents have not arrived.
     pub(super) waiting: HashMap<GroupId, Vec<SignedOp>>,
-    /// Operations of groups we do not know yet, oldest first, with their total size.
-    pub(super) limbo: VecDeque<(GroupId, SignedOp, usize)>,
-    pub(super) limbo_bytes: usize,
+    /// Groups we do not know yet (see [`super::limbo`]).
+    pub(super) limbo: super::limbo::Limbo,
     /// When each (group, peer) last synced.
     pub(super) synced: HashMap<(GroupId, PeerId), Instant>,
     /// Whether payloads were queued that the caller must flush and hand out.
