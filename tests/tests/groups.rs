@@ -2,7 +2,8 @@
 //! members and a relay, members offline during 50 messages catching up exactly once
 //! and in order, a removed member that can read nothing sent afterwards (checked on
 //! the bytes the relay holds, with the keys the removed member has), concurrent
-//! membership changes by two admins converging, and a stranger's posts refused.
+//! membership changes by two admins converging, a stranger's posts refused, and a
+//! group change durable once answered.
 
 #![allow(clippy::unwrap_used)]
 
@@ -277,3 +278,17 @@ fn non_members_cannot_post_and_groups_need_rights() {
     let out = peers[1].run(&["send", "club", "am I still in?"]);
     assert_eq!(out.status.code(), Some(2), "a former member cannot post");
 }
+
+#[test]
+fn a_group_change_survives_kill_9_right_after_it_is_answered() {
+    let mut alice = Peer::init("Alice");
+    alice.start(&[]);
+    // `kith group create` answered: the group is on disk, whatever happens next.
+    alice.ok(&["group", "create", "club"]);
+    alice.kill9();
+    alice.start(&[]);
+    let groups = alice.json(&["group", "list", "--json"]);
+    let names: Vec<&str> = groups.as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
+    assert_eq!(names, ["club"]);
+}
+

@@ -80,6 +80,8 @@ enum AfterFlush {
     Events(Vec<Event>),
     /// The answer to a command whose writes are waiting for the flush.
     Reply(DurableReply),
+    /// Outbox entries were queued (group keys, histories, syncs): send them.
+    ReloadOutbox,
 }
 
 /// What stored envelopes brought besides their results, acted on once they are
@@ -375,6 +377,7 @@ impl Actor {
                     }
                 }
                 AfterFlush::Reply(answer) => answer(result),
+                AfterFlush::ReloadOutbox => self.reload_outbox(),
             }
         }
     }
@@ -430,7 +433,8 @@ impl Actor {
                 let _ = reply.send(());
             }
             Command::Group(change, reply) => {
-                let _ = reply.send(self.group_change(change));
+                let result = self.group_change(change);
+                self.reply_when_durable(reply, result);
             }
             Command::Shutdown(_) => unreachable_shutdown(),
         }

@@ -64,8 +64,7 @@ impl Actor {
             .store
             .groups()
             .remove(group)
-            .and_then(|_| self.store.settings().set(DECLINED_KEY, &declined))
-            .and_then(|()| self.store.flush().map(drop));
+            .and_then(|_| self.store.settings().set(DECLINED_KEY, &declined));
         stored.map_err(OpError::from)?;
         self.emit(Event::GroupChanged { group: view.clone() });
         Ok(view)
@@ -117,20 +116,19 @@ impl Actor {
                 *slot = result;
             }
         }
-        if !keyed.is_empty() {
-            self.flush();
-        }
+        // Keys and answers are made durable by the caller's flush (before the sender
+        // hears back, or before a relay's mail is acked).
         self.flush_queued();
         for group in keyed {
             self.open_pending(group);
         }
     }
 
-    /// Flush and hand out what group handling queued.
+    /// Hand out what group handling queued, once the flushing thread has made it
+    /// durable.
     fn flush_queued(&mut self) {
         if std::mem::take(&mut self.groups.queued) {
-            self.flush();
-            self.reload_outbox();
+            self.flusher.after_flush(super::AfterFlush::ReloadOutbox);
         }
     }
 

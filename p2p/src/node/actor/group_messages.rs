@@ -464,12 +464,13 @@ impl Actor {
         if settled.is_empty() || !self.store_group_messages(&readable) {
             return;
         }
+        // Not flushed: a removal lost in a crash opens the message again, and storage
+        // answers it as a duplicate.
         for key in settled {
             if let Err(e) = self.store.groups().remove_pending(group, &key) {
                 tracing::error!(error = %e, "forgetting a pending group message failed");
             }
         }
-        self.flush();
     }
 
     /// Fetch what the group's relays logged since our cursor.

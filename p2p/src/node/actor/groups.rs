@@ -401,12 +401,13 @@ impl Actor {
             tracing::error!(error = %e, "storing a group failed");
         }
         if invited_by.is_some() {
-            self.flush();
             if let Ok(view) = self.group_view(group) {
+                let mut events = Vec::new();
                 if !before.members.contains_key(&self.me) {
-                    self.emit(Event::GroupInvitation { group: view.clone() });
+                    events.push(Event::GroupInvitation { group: view.clone() });
                 }
-                self.emit(Event::GroupChanged { group: view });
+                events.push(Event::GroupChanged { group: view });
+                self.flusher.after_flush(super::AfterFlush::Events(events));
             }
             return;
         }
@@ -450,12 +451,12 @@ impl Actor {
         {
             self.forward_concurrent(group, fresh, from);
         }
+        // What this queued goes out, and clients hear of the change, once durable.
         self.groups.queued = false;
-        self.flush();
-        self.reload_outbox();
+        self.flusher.after_flush(super::AfterFlush::ReloadOutbox);
         self.open_pending(group);
         if let Ok(view) = self.group_view(group) {
-            self.emit(Event::GroupChanged { group: view });
+            self.flusher.after_flush(super::AfterFlush::Events(vec![Event::GroupChanged { group: view }]));
         }
     }
 
