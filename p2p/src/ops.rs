@@ -204,7 +204,6 @@ pub fn set_state(store: &Store, contact: &Contact, state: ContactState) -> Resul
     updated.state = state;
     updated.updated_at_ms = now_ms();
     store.contacts().put(&updated)?;
-    store.flush()?;
     Ok(updated)
 }
 
@@ -251,7 +250,6 @@ pub fn remove(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpErr
         store.conversations().remove(direct_conversation(me, &peer), now_ms())?;
     }
     store.contacts().remove(&contact.peer_id)?;
-    store.flush()?;
     Ok(())
 }
 
@@ -262,7 +260,6 @@ pub fn rename(store: &Store, contact: &Contact, alias: &str) -> Result<Contact, 
     updated.alias = (!alias.is_empty()).then(|| alias.to_owned());
     updated.updated_at_ms = now_ms();
     store.contacts().put(&updated)?;
-    store.flush()?;
     Ok(updated)
 }
 
@@ -273,13 +270,12 @@ pub fn mark_read(store: &Store, me: &PeerId, contact: &Contact, send_receipts: b
         .peer_id
         .parse()
         .map_err(|_| OpError::Invalid(format!("stored peer id {} is invalid", contact.peer_id)))?;
-    let newly_read = store.mark_read(direct_conversation(me, &peer))?;
+    let newly_read = store.stage_read(direct_conversation(me, &peer))?;
     if send_receipts && !newly_read.is_empty() && contact.state == ContactState::Accepted {
         let ids: Vec<MessageId> = newly_read.iter().map(|m| m.id).collect();
         for receipt in Payload::receipts(ReceiptKind::Read, &ids) {
             enqueue(store, &contact.peer_id, &receipt)?;
         }
-        store.flush()?;
     }
     Ok(newly_read.len())
 }
@@ -322,7 +318,7 @@ fn page_of(store: &Store, conversation: ConversationId, limit: usize, before: Op
 /// Mark a group's conversation read (groups send no read receipts). Returns how many
 /// messages became read.
 pub fn mark_group_read(store: &Store, group: &Group) -> Result<usize, OpError> {
-    Ok(store.mark_read(crate::group::conversation(&group.id))?.len())
+    Ok(store.stage_read(crate::group::conversation(&group.id))?.len())
 }
 
 /// A group by id, unique id prefix, or name (case-insensitive; unique prefix too).
@@ -531,6 +527,5 @@ pub fn block_stranger(store: &Store, peer_id: &str) -> Result<Contact, OpError> 
         .map_err(|_| OpError::UnknownContact(peer_id.to_owned()))?;
     let contact = new_contact(&peer, ContactState::Blocked);
     store.contacts().put(&contact)?;
-    store.flush()?;
     Ok(contact)
 }

@@ -60,7 +60,7 @@
 //! - [`Store::mark_read`]
 //! - [`Store::flush`] and [`Store::flush_async`]
 //!
-//! Everything else — [`Store::stage_outgoing`], [`Store::stage_incoming`], [`Store::set_message_state`], [`Messages::insert`],
+//! Everything else — [`Store::stage_outgoing`], [`Store::stage_incoming`], [`Store::stage_read`], [`Store::set_message_state`], [`Messages::insert`],
 //! [`Conversations::get_or_create`]/[`remove`](Conversations::remove), and
 //! every `put`, `set`, `remove`, `create`, `redeem`, `set_state` and
 //! `purge_expired` of the table handles — is atomic but **not** flushed:

@@ -344,6 +344,14 @@ impl Store {
     /// to send read receipts. Flushed. [`StoreError::NotFound`] if the
     /// conversation does not exist.
     pub fn mark_read(&self, conv: ConversationId) -> Result<Vec<Message>, StoreError> {
+        let read = self.stage_read(conv)?;
+        self.flush()?;
+        Ok(read)
+    }
+
+    /// [`Store::mark_read`] without the flush: atomic and visible at once,
+    /// durable after the caller's next [`Store::flush`].
+    pub fn stage_read(&self, conv: ConversationId) -> Result<Vec<Message>, StoreError> {
         let keys = self
             .inner
             .trees
@@ -352,9 +360,7 @@ impl Store {
             .keys()
             .map(|k| fixed::<KEY_LEN>(UNREAD, &k.map_err(db)?))
             .collect::<Result<Vec<_>, _>>()?;
-        let read = self.inner.transact(|tx| tx.mark_read(conv, &keys))?;
-        self.flush()?;
-        Ok(read)
+        self.inner.transact(|tx| tx.mark_read(conv, &keys))
     }
 }
 

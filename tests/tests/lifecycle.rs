@@ -1,4 +1,5 @@
-//! Daemon lifecycle: SIGTERM and SIGINT stop it cleanly with everything kept.
+//! Daemon lifecycle: SIGTERM and SIGINT stop it cleanly with everything kept, and what
+//! a command was answered for survives `kill -9` right after the answer.
 
 #![allow(clippy::unwrap_used)]
 
@@ -47,3 +48,30 @@ fn sigterm_and_sigint_stop_cleanly_and_keep_everything() {
     assert_eq!(last["state"], "delivered");
     assert_eq!(alice.json(&["status", "--json"])["outbox"], 0);
 }
+
+#[test]
+fn contact_changes_survive_kill_9_right_after_they_are_answered() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    let mut carol = Peer::init("Carol");
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.start(&[]);
+    }
+    connect(&alice, &bob);
+    connect(&alice, &carol);
+    let state = |alice: &Peer, who: &Peer| -> String {
+        let contacts = alice.json(&["contacts", "--json"]);
+        let contact = contacts.as_array().unwrap().iter().find(|c| c["peer_id"] == who.peer_id.as_str()).cloned();
+        contact.map_or_else(|| "gone".to_owned(), |c| c["state"].as_str().unwrap().to_owned())
+    };
+    // Each answered change is on disk at once, not when the store next flushes.
+    alice.ok(&["block", "Bob"]);
+    alice.kill9();
+    alice.start(&[]);
+    assert_eq!(state(&alice, &bob), "blocked");
+    alice.ok(&["remove", "Carol"]);
+    alice.kill9();
+    alice.start(&[]);
+    assert_eq!(state(&alice, &carol), "gone");
+}
+

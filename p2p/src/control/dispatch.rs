@@ -165,7 +165,11 @@ fn no_node(method: &str) -> ApiError {
 async fn local(backend: &Backend, op: LocalOp) -> Result<Value, ApiError> {
     match backend {
         Backend::Node(handle) => Ok(handle.local(op).await?),
-        Backend::Offline { store, context } => Ok(op(store, context)?),
+        Backend::Offline { store, context } => {
+            let value = op(store, context)?;
+            store.flush().map_err(OpError::from)?;
+            Ok(value)
+        }
     }
 }
 

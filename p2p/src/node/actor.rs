@@ -414,9 +414,11 @@ impl Actor {
             }
             Command::Local { op, reply } => {
                 let result = op(&self.store, &self.config.local_context()).map_err(NodeError::from);
-                self.reload_outbox();
+                // Blocking takes effect at once; what the op queued goes out, and the
+                // caller hears back, once it is durable.
                 self.drop_queues_of_blocked();
-                let _ = reply.send(result);
+                self.flusher.after_flush(AfterFlush::ReloadOutbox);
+                self.reply_when_durable(reply, result);
             }
             Command::Dial(addr, reply) => {
                 let result = self

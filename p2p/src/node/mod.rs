@@ -311,7 +311,9 @@ pub(crate) enum Command {
 }
 
 /// A storage operation run as the single writer: inside the actor when a node runs,
-/// directly on the store when none does.
+/// directly on the store when none does. It writes without flushing; its caller makes
+/// the writes durable before answering (the node's flushing thread, or a flush in
+/// place when no node runs).
 pub type LocalOp = Box<dyn FnOnce(&Store, &LocalContext) -> Result<serde_json::Value, OpError> + Send>;
 
 /// What local operations need to know about the user.
