@@ -163,22 +163,25 @@ impl Request {
     /// [`ErrorCode::BadParams`].
     pub fn parse(method: &str, params: Value) -> Result<Request, ApiError> {
         let params = if params.is_null() { json!({}) } else { params };
+        let tagged = json!({ "method": method, "params": params });
         let bad_params = |e: serde_json::Error| ApiError::new(ErrorCode::BadParams, format!("{method}: {e}"));
-        if let Some(change) = GroupChange::from_request(method, params.clone()) {
-            return change.map(Request::ChangeGroup).map_err(bad_params);
+        if GroupChange::METHODS.contains(&method) {
+            return serde_json::from_value(tagged).map(Request::ChangeGroup).map_err(bad_params);
         }
         if !Request::METHODS.contains(&method) {
             return Err(ApiError::new(ErrorCode::UnknownMethod, format!("no method {method:?}")));
         }
-        serde_json::from_value(json!({ "method": method, "params": params })).map_err(bad_params)
+        serde_json::from_value(tagged).map_err(bad_params)
     }
 
     /// The method and params that carry this request on the wire.
     pub fn to_parts(&self) -> (String, Value) {
-        if let Request::ChangeGroup(change) = self {
-            return change.request();
-        }
-        let mut tagged = serde_json::to_value(self).unwrap_or_default();
+        // Both are serde-tagged as `{"method", "params"}`.
+        let tagged = match self {
+            Request::ChangeGroup(change) => serde_json::to_value(change),
+            request => serde_json::to_value(request),
+        };
+        let mut tagged = tagged.unwrap_or_default();
         let method = tagged["method"].as_str().unwrap_or_default().to_owned();
         (method, tagged["params"].take())
     }
@@ -187,28 +190,13 @@ impl Request {
     pub fn method(&self) -> String {
         self.to_parts().0
     }
-
-    /// Whether it needs a running node (the offline CLI answers the others itself).
-    pub fn needs_node(&self) -> bool {
-        matches!(
-            self,
-            Request::Status {}
-                | Request::Invite {}
-                | Request::Add { .. }
-                | Request::Send { .. }
-                | Request::SetRelays { .. }
-                | Request::Dial { .. }
-                | Request::Shutdown {}
-                | Request::Subscribe {}
-                | Request::ChangeGroup(_)
-        )
-    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use kith_storage::Role;
 
     /// One request of every method, with every optional param set where there is one.
     fn one_of_each() -> Vec<Request> {
@@ -252,6 +240,33 @@ mod tests {
         let (method, params) = change.to_parts();
         assert_eq!(method, "group_rename");
         assert_eq!(Request::parse(&method, params).unwrap(), change);
+    }
+
+    #[test]
+    fn group_changes_round_trip_through_their_control_requests() {
+        let (g, m) = (String::from("club"), String::from("bob"));
+        let all = [
+            GroupChange::Create { name: "club".into() },
+            GroupChange::Add { group: g.clone(), contact: m.clone() },
+            GroupChange::Remove { group: g.clone(), member: m.clone() },
+            GroupChange::SetRole { group: g.clone(), member: m.clone(), role: Role::Admin },
+            GroupChange::Rename { group: g.clone(), name: "new".into() },
+            GroupChange::Leave { group: g.clone() },
+            GroupChange::Accept { group: g.clone() },
+            GroupChange::Decline { group: g },
+        ];
+        let requests: Vec<Request> = all.into_iter().map(Request::ChangeGroup).collect();
+        let methods: Vec<String> = requests.iter().map(Request::method).collect();
+        assert_eq!(methods, GroupChange::METHODS);
+        for request in requests {
+            let (method, params) = request.to_parts();
+            assert_eq!(Request::parse(&method, params).unwrap(), request);
+        }
+        let set_role = GroupChange::SetRole { group: "g".into(), member: "m".into(), role: Role::Member };
+        let (_, params) = Request::ChangeGroup(set_role).to_parts();
+        assert_eq!(params, json!({ "group": "g", "member": "m", "role": "member" }));
+        assert!(!matches!(Request::parse("group", json!({ "group": "g" })).unwrap(), Request::ChangeGroup(_)));
+        assert_eq!(Request::parse("group_add", json!({ "group": "g" })).unwrap_err().code, ErrorCode::BadParams);
     }
 
     #[test]

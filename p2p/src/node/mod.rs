@@ -185,7 +185,7 @@ pub struct Status {
 
 /// A change to a group, asked for by the user. On the control socket each variant is
 /// one method (`group_create`, `group_add`, ...) whose params are its fields; see
-/// [`GroupChange::request`] and [`GroupChange::from_request`].
+/// [`crate::control::Request::ChangeGroup`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", content = "params")]
 #[non_exhaustive]
@@ -252,13 +252,6 @@ pub enum GroupChange {
 }
 
 impl GroupChange {
-    /// The control-socket method and params that ask a node for this change.
-    pub fn request(&self) -> (String, serde_json::Value) {
-        let mut tagged = serde_json::to_value(self).unwrap_or_default();
-        let method = tagged["method"].as_str().unwrap_or_default().to_owned();
-        (method, tagged["params"].take())
-    }
-
     /// The control-socket methods of group changes.
     pub const METHODS: [&'static str; 8] = [
         "group_create",
@@ -271,13 +264,6 @@ impl GroupChange {
         "group_decline",
     ];
 
-    /// The change a control-socket request asks for, if `method` is one of
-    /// [`GroupChange::METHODS`]: `None` for other methods, `Some(Err)` for bad params.
-    pub fn from_request(method: &str, params: serde_json::Value) -> Option<Result<GroupChange, serde_json::Error>> {
-        GroupChange::METHODS.contains(&method).then(|| {
-            serde_json::from_value(serde_json::json!({ "method": method, "params": params }))
-        })
-    }
 }
 
 /// A request to the actor. Every variant that needs an answer carries its oneshot.
@@ -452,35 +438,4 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
         listen_addrs,
         stopped,
     })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn group_changes_round_trip_through_their_control_requests() {
-        let (g, m) = (String::from("club"), String::from("bob"));
-        let all = [
-            GroupChange::Create { name: "club".into() },
-            GroupChange::Add { group: g.clone(), contact: m.clone() },
-            GroupChange::Remove { group: g.clone(), member: m.clone() },
-            GroupChange::SetRole { group: g.clone(), member: m.clone(), role: Role::Admin },
-            GroupChange::Rename { group: g.clone(), name: "new".into() },
-            GroupChange::Leave { group: g.clone() },
-            GroupChange::Accept { group: g.clone() },
-            GroupChange::Decline { group: g },
-        ];
-        let methods: Vec<String> = all.iter().map(|c| c.request().0).collect();
-        assert_eq!(methods, GroupChange::METHODS);
-        for change in all {
-            let (method, params) = change.request();
-            assert_eq!(GroupChange::from_request(&method, params).unwrap().unwrap(), change);
-        }
-        let (_, params) = GroupChange::SetRole { group: "g".into(), member: "m".into(), role: Role::Member }.request();
-        assert_eq!(params, serde_json::json!({ "group": "g", "member": "m", "role": "member" }));
-        assert!(GroupChange::from_request("group", serde_json::json!({})).is_none());
-        assert!(GroupChange::from_request("group_add", serde_json::json!({ "group": "g" })).unwrap().is_err());
-    }
 }
