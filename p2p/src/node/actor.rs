@@ -131,6 +131,9 @@ pub(crate) struct Actor {
     groups: groups::GroupsState,
     group_messages: group_messages::GroupMessages,
     flusher: Flusher<AfterFlush>,
+    /// Sends staged but not yet durable: [`Actor::reload_outbox`] leaves them to
+    /// [`Actor::finish_sends`], so none goes out before its flush.
+    unflushed_sends: HashSet<MessageId>,
 }
 
 impl Actor {
@@ -248,6 +251,7 @@ impl Actor {
             groups: groups::GroupsState::default(),
             group_messages: group_messages::GroupMessages::default(),
             flusher,
+            unflushed_sends: HashSet::new(),
             config,
         };
         match actor.store.prune_tombstones(ops::now_ms()) {
@@ -357,7 +361,8 @@ impl Actor {
     }
 
     /// Carries out what a flush has made durable, oldest first. After a failed flush
-    /// nothing is reported as stored: callers hear the error, peers are asked to retry.
+    /// nothing is reported as stored: callers hear the error, peers are asked to retry,
+    /// and nothing that depended on it is announced or sent.
     fn after_flush(&mut self, actions: Vec<AfterFlush>, result: &Result<(), FlushFailed>) {
         for action in actions {
             match action {
@@ -369,15 +374,20 @@ impl Actor {
                     if self.swarm.behaviour_mut().dm.send_response(channel, DmResponse { results }).is_err() {
                         tracing::debug!("requester went away before the answer");
                     }
-                    self.after_accept(accepted);
+                    if result.is_ok() {
+                        self.after_accept(accepted);
+                    }
                 }
-                AfterFlush::Events(events) => {
+                AfterFlush::Events(events) if result.is_ok() => {
                     for event in events {
                         self.emit(event);
                     }
                 }
                 AfterFlush::Reply(answer) => answer(result),
-                AfterFlush::ReloadOutbox => self.reload_outbox(),
+                AfterFlush::ReloadOutbox if result.is_ok() => self.reload_outbox(),
+                // Not durable: not announced, not sent now (a later reload sends what
+                // stayed in the outbox).
+                AfterFlush::Events(_) | AfterFlush::ReloadOutbox => {}
             }
         }
     }
@@ -465,6 +475,12 @@ impl Actor {
             .collect()
     }
 
+    /// Announces a contact change, and sends what it queued, once durable.
+    fn contact_changed_when_durable(&mut self, view: &ContactView) {
+        self.flusher.after_flush(AfterFlush::Events(vec![Event::ContactChanged { contact: view.clone() }]));
+        self.flusher.after_flush(AfterFlush::ReloadOutbox);
+    }
+
     /// Answers a command once what it wrote is durable (at once if it failed).
     fn reply_when_durable<T: Send + 'static>(
         &mut self,
@@ -542,8 +558,7 @@ impl Actor {
             self.swarm.add_peer_address(invite.peer_id, addr.clone());
         }
         let view = ContactView::from(&contact);
-        self.emit(Event::ContactChanged { contact: view.clone() });
-        self.reload_outbox();
+        self.contact_changed_when_durable(&view);
         Ok(view)
     }
 
@@ -583,8 +598,7 @@ impl Actor {
             self.lookup(peer);
         }
         let view = ContactView::from(&contact);
-        self.emit(Event::ContactChanged { contact: view.clone() });
-        self.reload_outbox();
+        self.contact_changed_when_durable(&view);
         Ok(view)
     }
 
@@ -616,7 +630,10 @@ impl Actor {
             .filter_map(|(result, _)| result.as_ref().ok().map(|(m, e, _)| (m.clone(), e.clone())))
             .collect();
         match self.store.stage_outgoing(&items) {
-            Ok(()) => self.flusher.after_flush(AfterFlush::Sends(composed)),
+            Ok(()) => {
+                self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));
+                self.flusher.after_flush(AfterFlush::Sends(composed));
+            }
             Err(e) => {
                 tracing::error!(error = %e, "staging outgoing messages failed");
                 for (result, reply) in composed {
@@ -634,6 +651,9 @@ impl Actor {
         let mut peers = Vec::new();
         let mut groups = Vec::new();
         for (result, reply) in composed {
+            if let Ok((message, ..)) = &result {
+                self.unflushed_sends.remove(&message.id);
+            }
             let answer = match (result, flushed) {
                 (Ok((message, entry, group_messages::Dest::Peer(peer))), Ok(())) => {
                     self.queues.push(peer, entry, now);
@@ -687,13 +707,14 @@ impl Actor {
 
     /// Pick up outbox entries written by local operations (or a previous run).
     fn reload_outbox(&mut self) {
-        let entries = match self.store.outbox().list() {
+        let mut entries = match self.store.outbox().list() {
             Ok(entries) => entries,
             Err(e) => {
                 tracing::error!(error = %e, "reading the outbox failed");
                 return;
             }
         };
+        entries.retain(|e| !self.unflushed_sends.contains(&e.id));
         let (group_entries, entries): (Vec<OutboxEntry>, Vec<OutboxEntry>) =
             entries.into_iter().partition(|e| matches!(e.recipient, Recipient::Group(_)));
         self.load_group_outbox(group_entries);

@@ -143,15 +143,19 @@ impl Limbo {
 /// Loose operations with a `Create` among them become a built history; without one
 /// (or with one that cannot start a history) they stay loose.
 fn build(loose: Vec<SignedOp>) -> Parts {
-    if !loose.iter().any(|o| matches!(o.op.kind, OpKind::Create { .. })) {
-        return Parts::Loose(loose);
+    let is_create = |o: &SignedOp| matches!(o.op.kind, OpKind::Create { .. });
+    let Some(create) = loose.iter().find(|o| is_create(o)) else { return Parts::Loose(loose) };
+    // A `Create` that cannot start a history never will: drop it rather than retry
+    // (and copy everything held) on every later arrival.
+    if Membership::new(create.clone()).is_err() {
+        return Parts::Loose(loose.into_iter().filter(|o| !is_create(o)).collect());
     }
-    match Membership::from_ops(loose.clone()) {
+    match Membership::from_ops(loose) {
         Ok((membership, mut merged)) => {
             merged.waiting.truncate(MAX_WAITING_OPS);
             Parts::Built { membership: Box::new(membership), waiting: merged.waiting }
         }
-        Err(_) => Parts::Loose(loose),
+        Err(_) => Parts::Loose(Vec::new()),
     }
 }
 
