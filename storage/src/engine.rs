@@ -79,3 +79,9 @@ fn classify(e: sled::Error) -> EngineOpenError {
         other => EngineOpenError::Engine(other),
     }
 }
+
+/// Wraps an engine error as the opaque [`DbError`](crate::DbError), for stores built
+/// on sled directly (the relay's).
+pub fn db_error(e: sled::Error) -> crate::DbError {
+    crate::DbError::new(e)
+}

@@ -99,6 +99,13 @@ impl StoreError {
     }
 }
 
+impl DbError {
+    /// Wraps an engine error (for [`crate::engine::db_error`]).
+    pub(crate) fn new(e: sled::Error) -> DbError {
+        DbError(e)
+    }
+}
+
 /// Wraps an engine error for [`StoreError`].
 pub(crate) fn db(e: sled::Error) -> StoreError {
     StoreError::Db(DbError(e))

@@ -90,6 +90,7 @@ mod migrate;
 mod outbox;
 mod replay;
 mod schema;
+pub mod seqlog;
 mod settings;
 mod store;
 mod txn;

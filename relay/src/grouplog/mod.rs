@@ -19,22 +19,15 @@
 //! ([`Refusal`], reused from the mailbox: size, per-log count and byte quotas, the
 //! store's total size).
 //!
-//! The store has the mailbox store's shape and reuses its parts: the key layout
-//! (`mailbox::keys`, the 32-byte log id in place of the mailbox id), the
-//! transaction steps (`mailbox::txn`), opening and schema checks, the
-//! in-memory totals. Its own sled database lives in `<data_dir>/grouplog`.
+//! The store has the mailbox store's shape and shares its parts: each log is one
+//! log of [`kith_p2p::kith_storage::seqlog::SeqLogs`] (tree `grouplog`, records
+//! kept when a log empties), opened, checked and migrated from the earlier layout as
+//! the mailbox store is (`mailbox::db`). Its own sled database lives in
+//! `<data_dir>/grouplog`.
 //!
-//! | tree | key | value |
-//! | --- | --- | --- |
-//! | `items` | `P ‖ seq` | `appended_at_ms ‖ item` |
-//! | `hashes` | `P ‖ blake3(item)` | `seq` (de-duplication) |
-//! | `logs` | `P` | `next_seq ‖ count ‖ bytes` (kept when empty) |
-//! | `expiry` | `appended_at_ms ‖ P ‖ seq` | empty (index for [`GroupLogStore::expire`]) |
-//! | `meta` | `schema_version` | `u32` |
-//!
-//! Durability: `append` commits one transaction and flushes (fsync) before it
-//! returns, so its sequence numbers may be sent to the member as soon as it
-//! returns. All calls block on disk I/O: call them from `spawn_blocking`.
+//! Durability: `append` writes one atomic batch and flushes (fsync) before it
+//! returns, so its sequence numbers may be sent to the member as soon as it returns.
+//! All calls block on disk I/O: call them from `spawn_blocking`.
 
 mod store;
 
@@ -54,9 +47,8 @@ pub struct GroupLogLimits {
     pub max_items_per_log: u64,
     /// Item bytes one log may hold.
     pub max_bytes_per_log: u64,
-    /// Item bytes all logs together may hold. Checked against counters read outside
-    /// the transaction, so concurrent appends may overshoot it by at most their
-    /// batches.
+    /// Item bytes all logs together may hold (checked under the store's write lock,
+    /// so concurrent appends never overshoot it).
     pub max_total_bytes: u64,
 }
 
@@ -102,15 +94,7 @@ impl Appended {
 }
 
 /// An item held in a log, as returned by [`GroupLogStore::fetch`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredItem {
-    /// Its sequence number in the log.
-    pub seq: u64,
-    /// The sealed item, as appended.
-    pub bytes: Vec<u8>,
-    /// When it was appended (ms since the Unix epoch, as given to `append`).
-    pub appended_at_ms: u64,
-}
+pub use kith_p2p::kith_storage::seqlog::StoredItem;
 
 /// Totals over the whole store, from maintained counters (cheap).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -5,13 +5,12 @@
 
 use std::path::PathBuf;
 
-use kith_p2p::kith_storage::engine::EngineOpenError;
+use kith_p2p::kith_storage::StoreError;
+use kith_p2p::kith_storage::engine::{EngineOpenError, db_error};
 
-/// An error reported by the database engine (I/O failure, engine bug, …). Opaque on
-/// purpose; `Display` and `source()` carry the detail.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct DbError(sled::Error);
+/// An error reported by the database engine (I/O failure, engine bug, …): the node
+/// store's opaque wrapper, shared.
+pub use kith_p2p::kith_storage::DbError;
 
 /// Why [`MailboxStore::open`](super::MailboxStore::open) (or the group log store's
 /// `open`) failed.
@@ -102,9 +101,13 @@ impl MailboxError {
     }
 }
 
-/// Wraps an engine error for [`MailboxError`].
-pub(crate) fn db_error(e: sled::Error) -> MailboxError {
-    MailboxError::Db(DbError(e))
+/// An error of the shared log layer ([`kith_p2p::kith_storage::seqlog`]) as this
+/// store's error.
+pub(crate) fn store_error(e: StoreError) -> MailboxError {
+    match e {
+        StoreError::Db(e) => MailboxError::Db(e),
+        other => MailboxError::corrupt(other.to_string()),
+    }
 }
 
 /// An engine failure while opening the store at `path`, as this store's error.
@@ -113,7 +116,7 @@ pub(crate) fn open_err(path: &std::path::Path, e: EngineOpenError) -> OpenError 
         EngineOpenError::Locked(detail) => OpenError::Locked { detail },
         EngineOpenError::Io(source) => OpenError::Io { path: path.to_owned(), source },
         EngineOpenError::Corrupt(detail) => OpenError::Corrupt { detail },
-        EngineOpenError::Engine(e) => OpenError::Db(DbError(e)),
+        EngineOpenError::Engine(e) => OpenError::Db(db_error(e)),
     }
 }
 

@@ -8,34 +8,27 @@
 //! guarded by single-use, expiring challenges ([`Challenges`]); checking the owner's
 //! signature over one is the caller's job.
 //!
-//! Durability: `deposit` and `ack` commit one sled transaction per call and flush
-//! (fsync) before returning, so a deposit may be acknowledged to its sender as soon
-//! as `deposit` returns; a `kill -9` afterwards loses nothing. All calls block on
-//! disk I/O: call them from `spawn_blocking` in async code.
+//! Durability: `deposit` and `ack` write one atomic batch per call and flush (fsync)
+//! before returning, so a deposit may be acknowledged to its sender as soon as
+//! `deposit` returns; a `kill -9` afterwards loses nothing. Concurrent calls share
+//! flushes. All calls block on disk I/O: call them from `spawn_blocking` in async
+//! code.
 //!
-//! Layout (sled trees, big-endian integers so byte order is numeric order; `P` is the
-//! mailbox id prefixed by its length, so no id is a prefix of another):
-//!
-//! | tree | key | value |
-//! | --- | --- | --- |
-//! | `envelopes` | `P ‖ seq` | `deposited_at_ms ‖ envelope` |
-//! | `hashes` | `P ‖ blake3(envelope)` | `seq` (de-duplication) |
-//! | `mailboxes` | `P` | `next_seq ‖ count ‖ bytes` (only while non-empty) |
-//! | `expiry` | `deposited_at_ms ‖ P ‖ seq` | empty (index for [`MailboxStore::expire`]) |
-//! | `meta` | `schema_version`, `seq_floor` | `u32`, `u64` |
-//!
-//! A mailbox's record is deleted when it empties; `seq_floor` then remembers its next
-//! sequence number, and new mailboxes start numbering there, so a sequence number is
-//! never reused for a mailbox, across restarts too.
+//! Layout: each mailbox is one log of [`kith_p2p::kith_storage::seqlog::SeqLogs`]
+//! (tree `mail`), which de-duplicates envelopes by their BLAKE3 hash, indexes them by
+//! deposit time for expiry and keeps every mailbox's counters in memory. A mailbox's
+//! record is deleted when it empties; the store's sequence floor then remembers its
+//! next sequence number, and new mailboxes start numbering there, so a sequence
+//! number is never reused for a mailbox, across restarts too. Databases of the
+//! earlier layout (one tree per index) are migrated when opened (`db`).
 
 mod challenge;
-// The key layout, transaction steps, error mapping and database opening are shared
-// with the group log store (`crate::grouplog`), which has the same shape.
+// Opening, schema checks, migration and error mapping are shared with the group
+// log store (`crate::grouplog`), which has the same shape.
+pub(crate) mod db;
 pub(crate) mod error;
 pub(crate) mod keys;
 pub(crate) mod store;
-pub(crate) mod txn;
-
 use std::time::Duration;
 
 pub use challenge::{Challenges, NONCE_LEN};
@@ -52,9 +45,8 @@ pub struct MailboxLimits {
     pub max_messages_per_mailbox: u64,
     /// Envelope bytes one mailbox may hold.
     pub max_bytes_per_mailbox: u64,
-    /// Envelope bytes all mailboxes together may hold. Checked against counters read
-    /// outside the transaction, so concurrent deposits may overshoot it by at most
-    /// their batches.
+    /// Envelope bytes all mailboxes together may hold (checked under the store's
+    /// write lock, so concurrent deposits never overshoot it).
     pub max_total_bytes: u64,
     /// Largest accepted envelope, in bytes.
     pub max_envelope_bytes: u64,

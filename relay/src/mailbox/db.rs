@@ -1,0 +1,166 @@
+//! Opening a relay store's database: sled opened as every kith store opens it, the
+//! schema version checked, and a database of the earlier layout migrated. Shared by
+//! the mailbox and group log stores, which are both [`SeqLogs`] in one tree.
+//!
+//! Schema versions: 1 kept each key space in a tree of its own (items, hashes,
+//! records, expiry index; the mailbox's sequence floor in `meta`); 2 keeps them in
+//! one tree, written in atomic batches (see [`kith_p2p::kith_storage::seqlog`]).
+
+use std::path::Path;
+use std::time::Duration;
+
+use kith_p2p::kith_storage::engine::{self, db_error};
+use kith_p2p::kith_storage::seqlog::{EmptyLogs, LegacyTrees, SeqLogs};
+
+use super::MailboxError;
+use super::error::{open_err, store_error};
+use super::OpenError;
+
+/// The schema version this build writes.
+const SCHEMA_VERSION: u32 = 2;
+
+/// Tree of store-wide values.
+const META: &str = "meta";
+/// `meta` key of the schema version (`u32`).
+const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+/// `meta` key of a version-1 mailbox store's sequence floor (`u64`).
+const LEGACY_SEQ_FLOOR_KEY: &[u8] = b"seq_floor";
+/// The tree sled always creates; it is not ours and stays empty.
+const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
+
+/// How long `open` keeps retrying while the database lock is held: sled lets go of it
+/// a moment after its last handle is dropped, so even a reopen in the same process
+/// may have to wait; another process holding it fails after this.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// sled's page cache bound. sled's default (1 GiB) is more than a volunteer relay
+/// should spend; items are read once, so caching buys little.
+const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Which store a database holds, and where.
+pub(crate) struct Kind {
+    /// The tree its logs live in (distinct per kind, so one kind's database is
+    /// refused as foreign by the other).
+    pub(crate) tree: &'static str,
+    /// What happens to an emptied log's record.
+    pub(crate) empty: EmptyLogs,
+    /// The version-1 tree names: items, hashes, records, expiry index.
+    pub(crate) legacy: [&'static str; 4],
+}
+
+/// Opens the store of `kind` in directory `dir` (made 0700, its files 0600), checks
+/// or stamps its schema version, migrates a version-1 database, and loads its logs.
+pub(crate) fn open_logs(dir: &Path, kind: &Kind) -> Result<(sled::Db, SeqLogs), OpenError> {
+    kith_p2p::home::create_private_dir(dir).map_err(|source| OpenError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let db = engine::open_sled(dir, CACHE_CAPACITY_BYTES, LOCK_WAIT).map_err(|e| open_err(dir, e))?;
+    let logs = check_schema(&db, kind)?;
+    kith_p2p::home::restrict_tree(dir).map_err(|source| OpenError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    Ok((db, logs))
+}
+
+fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
+    let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
+    let meta = db.open_tree(META).map_err(err)?;
+    let found = match meta.get(SCHEMA_VERSION_KEY).map_err(err)? {
+        Some(value) => Some(
+            <[u8; 4]>::try_from(value.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| OpenError::Corrupt {
+                    detail: "malformed schema version".into(),
+                })?,
+        ),
+        None => None,
+    };
+    let ours = |name: &[u8]| {
+        name == kind.tree.as_bytes()
+            || name == META.as_bytes()
+            || name == SLED_DEFAULT_TREE
+            || kind.legacy.iter().any(|l| l.as_bytes() == name)
+    };
+    // Data in a tree that is not ours means another kind of store (the mailbox and
+    // group log stores share the version key); empty strays are harmless.
+    for name in db.tree_names() {
+        let empty = db.open_tree(&name).map_err(err)?.is_empty();
+        if !ours(&name) && !empty {
+            return Err(OpenError::Foreign {
+                detail: format!(
+                    "tree {:?} holds data this store does not know",
+                    String::from_utf8_lossy(&name)
+                ),
+            });
+        }
+        if found.is_none() && !empty && name.as_ref() != META.as_bytes() {
+            // Acceptable only for a database holding nothing yet (possibly our own
+            // trees left empty by a crash during creation).
+            return Err(OpenError::Foreign {
+                detail: format!(
+                    "no schema version, but tree {:?} holds data",
+                    String::from_utf8_lossy(&name)
+                ),
+            });
+        }
+    }
+    let logs = SeqLogs::open(db, kind.tree, kind.empty).map_err(|e| OpenError::from(store_error(e)))?;
+    match found {
+        None => set_version(db, &meta)?,
+        Some(1) => migrate_v1(db, &meta, &logs, kind)?,
+        Some(SCHEMA_VERSION) => {}
+        Some(found) => {
+            return Err(OpenError::UnsupportedVersion {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    // A migration interrupted after it was recorded leaves the old trees behind.
+    for name in kind.legacy {
+        if db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()) {
+            db.drop_tree(name).map_err(err)?;
+        }
+    }
+    Ok(logs)
+}
+
+/// Copies a version-1 database into the logs' tree, records version 2, and only
+/// then (in the caller) drops the old trees: a crash at any point leaves either the
+/// old layout whole (the copy runs again) or the new one recorded.
+fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> Result<(), OpenError> {
+    let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
+    tracing::info!(store = kind.tree, "migrating relay store from schema version 1 to 2");
+    let [items, hashes, records, expiry] = kind.legacy.map(|name| db.open_tree(name));
+    let floor = match meta.get(LEGACY_SEQ_FLOOR_KEY).map_err(err)? {
+        Some(value) => Some(
+            <[u8; 8]>::try_from(value.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| OpenError::Corrupt {
+                    detail: "malformed sequence floor".into(),
+                })?,
+        ),
+        None => None,
+    };
+    let legacy = LegacyTrees {
+        items: &items.map_err(err)?,
+        hashes: &hashes.map_err(err)?,
+        records: &records.map_err(err)?,
+        expiry: &expiry.map_err(err)?,
+        floor,
+    };
+    logs.import(&legacy).map_err(|e| OpenError::from(store_error(e)))?;
+    db.flush().map_err(err)?;
+    set_version(db, meta)?;
+    meta.remove(LEGACY_SEQ_FLOOR_KEY).map_err(err)?;
+    Ok(())
+}
+
+fn set_version(db: &sled::Db, meta: &sled::Tree) -> Result<(), OpenError> {
+    let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
+    meta.insert(SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes()).map_err(err)?;
+    db.flush().map_err(err)?;
+    Ok(())
+}

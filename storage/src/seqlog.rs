@@ -1,0 +1,706 @@
+//! [`SeqLogs`]: many append-only logs of opaque items in one sled tree, written in
+//! atomic single-tree batches, with their counters kept in memory.
+//!
+//! This is the engine-level layer the relay's mailbox and group-log stores are built
+//! on (it exposes sled, unlike [`Store`](crate::Store)). A log is named by an id of
+//! 1 to 255 bytes; its items get sequence numbers that only grow, are de-duplicated
+//! by the BLAKE3 hash of their bytes, carry the time they were appended, and leave by
+//! [`Writer::remove`] or by age ([`SeqLogs::expire`]).
+//!
+//! Why one tree: sled serialises multi-tree transactions and copies every tree node
+//! they touch, which cost ~70 µs per relay envelope. A [`sled::Batch`] on one tree is
+//! atomic too (all or nothing across a crash), so every key space lives in one tree
+//! and a writer holds a mutex instead of a transaction: the in-memory records are
+//! the truth the checks read, and a batch applies whole or not at all.
+//!
+//! Layout (`P` is the log id prefixed by its length, so no id is a prefix of
+//! another; integers big-endian, so byte order is numeric order):
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `i ‖ P ‖ seq` | `appended_at_ms ‖ item` |
+//! | `h ‖ P ‖ blake3(item)` | `seq` (de-duplication) |
+//! | `x ‖ appended_at_ms ‖ P ‖ seq` | empty (index for [`SeqLogs::expire`]) |
+//! | `r ‖ P` | `next_seq ‖ count ‖ bytes` |
+//! | `f` | the sequence floor (`u64`, see [`EmptyLogs::Drop`]) |
+//!
+//! Durability: a committed [`Writer`] is atomic but not flushed; call
+//! [`SeqLogs::flush`] (one fsync for everything committed so far, by any thread)
+//! before acknowledging what it wrote.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::error::{StoreError, db};
+
+/// Length of an item's hash.
+pub const HASH_LEN: usize = 32;
+
+/// Name used in [`StoreError::Corrupt`] for this layer's entries.
+const TREE: &str = "seqlog";
+
+const ITEM: u8 = b'i';
+const HASH: u8 = b'h';
+const EXPIRY: u8 = b'x';
+const RECORD: u8 = b'r';
+const FLOOR: u8 = b'f';
+
+/// The first sequence number of the first log.
+pub const FIRST_SEQ: u64 = 1;
+
+/// What happens to a log's record when its last item goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmptyLogs {
+    /// Delete the record (a mailbox). The store-wide sequence floor is raised to its
+    /// next sequence number and new logs start numbering there, so a sequence
+    /// number is never reused for a log.
+    Drop,
+    /// Keep the record (a group log): readers hold cursors into it, which must stay
+    /// valid however long they were away.
+    Keep,
+}
+
+/// A log's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Record {
+    /// The sequence number the next appended item gets.
+    pub next_seq: u64,
+    /// Items held.
+    pub count: u64,
+    /// Item bytes held.
+    pub bytes: u64,
+}
+
+impl Record {
+    fn encode(&self) -> [u8; 24] {
+        let mut out = [0; 24];
+        out[..8].copy_from_slice(&self.next_seq.to_be_bytes());
+        out[8..16].copy_from_slice(&self.count.to_be_bytes());
+        out[16..].copy_from_slice(&self.bytes.to_be_bytes());
+        out
+    }
+
+    fn decode(value: &[u8]) -> Result<Record, StoreError> {
+        match (value.len(), u64_at(value, 0), u64_at(value, 8), u64_at(value, 16)) {
+            (24, Some(next_seq), Some(count), Some(bytes)) => Ok(Record { next_seq, count, bytes }),
+            _ => Err(StoreError::corrupt(TREE, "malformed log record")),
+        }
+    }
+}
+
+/// Totals over every log, kept in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Logs holding at least one item.
+    pub logs: u64,
+    /// Items held.
+    pub items: u64,
+    /// Item bytes held.
+    pub bytes: u64,
+}
+
+/// One stored item, as [`SeqLogs::list`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredItem {
+    /// Its sequence number in its log.
+    pub seq: u64,
+    /// The bytes, as appended.
+    pub bytes: Vec<u8>,
+    /// When it was appended (ms since the Unix epoch, as given to [`Writer::append`]).
+    pub appended_at_ms: u64,
+}
+
+/// The opened logs. `Send + Sync`; every method blocks on disk I/O.
+pub struct SeqLogs {
+    db: sled::Db,
+    tree: sled::Tree,
+    empty: EmptyLogs,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for SeqLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeqLogs").field("empty", &self.empty).finish_non_exhaustive()
+    }
+}
+
+/// What the writers read and move: every log's record (by prefix), the floor and
+/// the totals. Only a committed batch changes it.
+struct State {
+    records: HashMap<Vec<u8>, Record>,
+    floor: u64,
+    totals: Totals,
+}
+
+impl State {
+    /// Reads the floor and every record from `tree`.
+    fn load(tree: &sled::Tree) -> Result<State, StoreError> {
+        let mut state = State {
+            records: HashMap::new(),
+            floor: FIRST_SEQ,
+            totals: Totals::default(),
+        };
+        if let Some(value) = tree.get([FLOOR]).map_err(db)? {
+            state.floor = decode_u64(&value)?;
+        }
+        for entry in tree.scan_prefix([RECORD]) {
+            let (key, value) = entry.map_err(db)?;
+            let record = Record::decode(&value)?;
+            state.totals.add(&record);
+            state.records.insert(key[1..].to_vec(), record);
+        }
+        Ok(state)
+    }
+}
+
+impl SeqLogs {
+    /// Opens the logs kept in tree `tree` of `database`, loading every log's record.
+    pub fn open(database: &sled::Db, tree: &str, empty: EmptyLogs) -> Result<SeqLogs, StoreError> {
+        let tree = database.open_tree(tree).map_err(db)?;
+        Ok(SeqLogs {
+            state: Mutex::new(State::load(&tree)?),
+            db: database.clone(),
+            tree,
+            empty,
+        })
+    }
+
+    /// Starts a batch of changes. Holds the store's write lock until the writer is
+    /// committed or dropped (dropping discards it), so keep it short.
+    pub fn writer(&self) -> Writer<'_> {
+        Writer {
+            logs: self,
+            state: self.state.lock().unwrap_or_else(PoisonError::into_inner),
+            batch: sled::Batch::default(),
+            staged: HashMap::new(),
+            staged_hashes: HashMap::new(),
+            removed: HashSet::new(),
+            floor: None,
+        }
+    }
+
+    /// Items of `log` with a sequence number of at least `first_seq`, in order: at
+    /// most `max_items`, and no more than `max_bytes` of item bytes, except that the
+    /// first item is returned whatever its size, so a reader always makes progress.
+    pub fn list(
+        &self,
+        log: &[u8],
+        first_seq: u64,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let prefix = prefix(log)?;
+        let range = item_key(&prefix, first_seq)..=item_key(&prefix, u64::MAX);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for entry in self.tree.range(range) {
+            if out.len() >= max_items {
+                break;
+            }
+            let (key, value) = entry.map_err(db)?;
+            let (appended_at_ms, item) = split_item_value(&value)?;
+            bytes = bytes.saturating_add(item.len());
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            let seq = key
+                .len()
+                .checked_sub(8)
+                .and_then(|at| u64_at(&key, at))
+                .ok_or_else(|| StoreError::corrupt(TREE, "short item key"))?;
+            out.push(StoredItem {
+                seq,
+                bytes: item.to_vec(),
+                appended_at_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The record of `log`, if it has one (from memory).
+    pub fn record(&self, log: &[u8]) -> Option<Record> {
+        let prefix = prefix(log).ok()?;
+        self.lock().records.get(&prefix).copied()
+    }
+
+    /// Totals over every log (from memory).
+    pub fn totals(&self) -> Totals {
+        self.lock().totals
+    }
+
+    /// Deletes every item appended before or at `cutoff_ms`, in batches of at most
+    /// `batch` items so writers interleave with a long sweep; returns how many went.
+    /// Not flushed (a lost expiry is simply redone).
+    pub fn expire(&self, cutoff_ms: u64, batch: usize) -> Result<usize, StoreError> {
+        let end = expiry_bound(cutoff_ms.saturating_add(1));
+        let mut total = 0;
+        loop {
+            let keys = self
+                .tree
+                .range([EXPIRY].as_slice()..end.as_slice())
+                .keys()
+                .take(batch.max(1))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            if keys.is_empty() {
+                return Ok(total);
+            }
+            let mut writer = self.writer();
+            for key in &keys {
+                let (prefix, seq) = split_expiry_key(key)?;
+                if writer.remove_prefixed(prefix, seq)?.is_some() {
+                    total += 1;
+                } else {
+                    // An index entry whose item is gone: drop it too.
+                    writer.batch.remove(key.as_ref());
+                }
+            }
+            writer.commit()?;
+            if keys.len() < batch.max(1) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Flushes (fsyncs) everything committed so far, by any writer.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(db)?;
+        Ok(())
+    }
+
+    /// Copies a database of the earlier layout (one tree per key space, the same
+    /// keys without the space tag) into this tree, in batches, then reloads the
+    /// records. Run it on an empty tree (it clears this tree first, so an
+    /// interrupted copy can simply run again); the caller records that it finished
+    /// and drops the old trees after.
+    pub fn import(&self, old: &LegacyTrees<'_>) -> Result<(), StoreError> {
+        self.tree.clear().map_err(db)?;
+        for (tree, tag) in [
+            (old.items, ITEM),
+            (old.hashes, HASH),
+            (old.expiry, EXPIRY),
+            (old.records, RECORD),
+        ] {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for entry in tree.iter() {
+                let (key, value) = entry.map_err(db)?;
+                batch.insert([&[tag], key.as_ref()].concat(), value);
+                n += 1;
+                if n % 4096 == 0 {
+                    self.tree.apply_batch(std::mem::take(&mut batch)).map_err(db)?;
+                }
+            }
+            self.tree.apply_batch(batch).map_err(db)?;
+        }
+        if let Some(floor) = old.floor {
+            self.tree.insert([FLOOR], &floor.to_be_bytes()[..]).map_err(db)?;
+        }
+        *self.lock() = State::load(&self.tree)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state as it was before the
+        // writer (it changes only after a batch applied), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The trees of the layout before [`SeqLogs`] (relay schema version 1): the same
+/// keys and values, one tree per key space, and the floor as a plain number.
+#[derive(Clone, Copy)]
+pub struct LegacyTrees<'a> {
+    /// `P ‖ seq` → `appended_at_ms ‖ item`.
+    pub items: &'a sled::Tree,
+    /// `P ‖ hash` → `seq`.
+    pub hashes: &'a sled::Tree,
+    /// `appended_at_ms ‖ P ‖ seq` → empty.
+    pub expiry: &'a sled::Tree,
+    /// `P` → record.
+    pub records: &'a sled::Tree,
+    /// The sequence floor, if one was recorded.
+    pub floor: Option<u64>,
+}
+
+/// A batch of changes under the store's write lock. Reads see the batch's own
+/// changes; nothing reaches the tree (or the in-memory records) until
+/// [`commit`](Writer::commit).
+pub struct Writer<'a> {
+    logs: &'a SeqLogs,
+    state: MutexGuard<'a, State>,
+    batch: sled::Batch,
+    /// Records changed by this batch.
+    staged: HashMap<Vec<u8>, Record>,
+    /// Hash keys written by this batch, with their sequence numbers.
+    staged_hashes: HashMap<Vec<u8>, u64>,
+    /// Item keys removed by this batch.
+    removed: HashSet<Vec<u8>>,
+    /// The floor, if this batch raised it.
+    floor: Option<u64>,
+}
+
+impl Writer<'_> {
+    /// The record of `log` as this batch leaves it; a log without one is empty and
+    /// numbers from the floor.
+    pub fn record(&self, log: &[u8]) -> Result<Record, StoreError> {
+        Ok(self.record_of(&prefix(log)?))
+    }
+
+    /// Totals as this batch leaves them.
+    pub fn totals(&self) -> Totals {
+        let mut totals = self.state.totals;
+        for (prefix, record) in &self.staged {
+            if let Some(old) = self.state.records.get(prefix) {
+                totals.remove(old);
+            }
+            totals.add(record);
+        }
+        totals
+    }
+
+    /// The sequence number of the item of `log` with these exact bytes, if the log
+    /// holds one (or this batch appended one).
+    pub fn find(&self, log: &[u8], item: &[u8]) -> Result<Option<u64>, StoreError> {
+        let key = hash_key(&prefix(log)?, &hash(item));
+        self.find_key(&key)
+    }
+
+    /// Appends `item` to `log` at time `at_ms` and returns its sequence number. No
+    /// check for a duplicate (see [`find`](Self::find)) or a quota: those are the
+    /// caller's policy.
+    pub fn append(&mut self, log: &[u8], at_ms: u64, item: &[u8]) -> Result<u64, StoreError> {
+        let prefix = prefix(log)?;
+        let mut record = self.record_of(&prefix);
+        let seq = record.next_seq;
+        record.next_seq = seq
+            .checked_add(1)
+            .ok_or_else(|| StoreError::corrupt(TREE, "sequence numbers exhausted"))?;
+        record.count += 1;
+        record.bytes += item.len() as u64;
+        let hash_key = hash_key(&prefix, &hash(item));
+        self.batch.insert(item_key(&prefix, seq), [&at_ms.to_be_bytes()[..], item].concat());
+        self.batch.insert(hash_key.clone(), &seq.to_be_bytes()[..]);
+        self.batch.insert(expiry_key(at_ms, &prefix, seq), &[][..]);
+        self.staged_hashes.insert(hash_key, seq);
+        self.put_record(prefix, record);
+        Ok(seq)
+    }
+
+    /// Removes item `seq` of `log` with its index entries; returns its length, or
+    /// `None` if the log does not hold it.
+    pub fn remove(&mut self, log: &[u8], seq: u64) -> Result<Option<u64>, StoreError> {
+        let prefix = prefix(log)?;
+        self.remove_prefixed(&prefix, seq)
+    }
+
+    /// Applies the batch atomically and moves the in-memory records to match. Not
+    /// flushed: see [`SeqLogs::flush`].
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.logs.tree.apply_batch(std::mem::take(&mut self.batch)).map_err(db)?;
+        let state = &mut *self.state;
+        for (prefix, record) in self.staged.drain() {
+            if let Some(old) = state.records.get(&prefix) {
+                state.totals.remove(old);
+            }
+            if record.count == 0 && self.logs.empty == EmptyLogs::Drop {
+                state.records.remove(&prefix);
+            } else {
+                state.totals.add(&record);
+                state.records.insert(prefix, record);
+            }
+        }
+        if let Some(floor) = self.floor {
+            state.floor = floor;
+        }
+        Ok(())
+    }
+
+    fn record_of(&self, prefix: &[u8]) -> Record {
+        self.staged
+            .get(prefix)
+            .or_else(|| self.state.records.get(prefix))
+            .copied()
+            .unwrap_or(Record {
+                next_seq: self.floor.unwrap_or(self.state.floor),
+                count: 0,
+                bytes: 0,
+            })
+    }
+
+    fn find_key(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        if let Some(seq) = self.staged_hashes.get(key) {
+            return Ok(Some(*seq));
+        }
+        match self.logs.tree.get(key).map_err(db)? {
+            Some(value) => {
+                let seq = decode_u64(&value)?;
+                let prefix_len = key.len() - HASH_LEN;
+                if self.removed.contains(&item_key(&key[1..prefix_len], seq)) {
+                    return Ok(None);
+                }
+                Ok(Some(seq))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn remove_prefixed(&mut self, prefix: &[u8], seq: u64) -> Result<Option<u64>, StoreError> {
+        let key = item_key(prefix, seq);
+        if self.removed.contains(&key) {
+            return Ok(None);
+        }
+        let Some(value) = self.logs.tree.get(&key).map_err(db)? else {
+            return Ok(None);
+        };
+        let (at_ms, item) = split_item_value(&value)?;
+        let len = item.len() as u64;
+        let mut record = self.record_of(prefix);
+        match (record.count.checked_sub(1), record.bytes.checked_sub(len)) {
+            (Some(count), Some(bytes)) => {
+                record.count = count;
+                record.bytes = bytes;
+            }
+            _ => return Err(StoreError::corrupt(TREE, "log counters below its contents")),
+        }
+        let hash_key = hash_key(prefix, &hash(item));
+        self.batch.remove(hash_key.clone());
+        self.staged_hashes.remove(&hash_key);
+        self.batch.remove(expiry_key(at_ms, prefix, seq));
+        self.batch.remove(key.clone());
+        self.removed.insert(key);
+        self.put_record(prefix.to_vec(), record);
+        Ok(Some(len))
+    }
+
+    fn put_record(&mut self, prefix: Vec<u8>, record: Record) {
+        let key = [&[RECORD], prefix.as_slice()].concat();
+        if record.count == 0 && self.logs.empty == EmptyLogs::Drop {
+            self.batch.remove(key);
+            let floor = self.floor.unwrap_or(self.state.floor);
+            if record.next_seq > floor {
+                self.floor = Some(record.next_seq);
+                self.batch.insert(&[FLOOR][..], &record.next_seq.to_be_bytes()[..]);
+            }
+        } else {
+            self.batch.insert(key, &record.encode()[..]);
+        }
+        self.staged.insert(prefix, record);
+    }
+}
+
+impl Totals {
+    fn add(&mut self, record: &Record) {
+        if record.count > 0 {
+            self.logs += 1;
+        }
+        self.items += record.count;
+        self.bytes += record.bytes;
+    }
+
+    fn remove(&mut self, record: &Record) {
+        if record.count > 0 {
+            self.logs = self.logs.saturating_sub(1);
+        }
+        self.items = self.items.saturating_sub(record.count);
+        self.bytes = self.bytes.saturating_sub(record.bytes);
+    }
+}
+
+/// `len ‖ id`: the key prefix of a log.
+fn prefix(log: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let len = u8::try_from(log.len())
+        .ok()
+        .filter(|len| *len > 0)
+        .ok_or_else(|| StoreError::corrupt(TREE, format!("log id of {} bytes", log.len())))?;
+    Ok([&[len], log].concat())
+}
+
+fn hash(item: &[u8]) -> [u8; HASH_LEN] {
+    *blake3::hash(item).as_bytes()
+}
+
+fn item_key(prefix: &[u8], seq: u64) -> Vec<u8> {
+    [&[ITEM], prefix, &seq.to_be_bytes()].concat()
+}
+
+fn hash_key(prefix: &[u8], hash: &[u8; HASH_LEN]) -> Vec<u8> {
+    [&[HASH], prefix, hash].concat()
+}
+
+fn expiry_key(at_ms: u64, prefix: &[u8], seq: u64) -> Vec<u8> {
+    [&[EXPIRY], &at_ms.to_be_bytes()[..], prefix, &seq.to_be_bytes()].concat()
+}
+
+/// The smallest expiry key of time `at_ms`.
+fn expiry_bound(at_ms: u64) -> Vec<u8> {
+    [&[EXPIRY], &at_ms.to_be_bytes()[..]].concat()
+}
+
+/// Splits an expiry key into the log prefix and sequence number.
+fn split_expiry_key(key: &[u8]) -> Result<(&[u8], u64), StoreError> {
+    let bad = || StoreError::corrupt(TREE, "malformed expiry key");
+    let rest = key.get(9..).ok_or_else(bad)?;
+    let len = usize::from(*rest.first().ok_or_else(bad)?);
+    let prefix = rest.get(..1 + len).ok_or_else(bad)?;
+    let seq = rest.get(1 + len..).filter(|s| s.len() == 8).ok_or_else(bad)?;
+    Ok((prefix, u64_at(seq, 0).ok_or_else(bad)?))
+}
+
+fn split_item_value(value: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    match (u64_at(value, 0), value.get(8..)) {
+        (Some(at), Some(item)) => Ok((at, item)),
+        _ => Err(StoreError::corrupt(TREE, "short item value")),
+    }
+}
+
+fn decode_u64(value: &[u8]) -> Result<u64, StoreError> {
+    u64_at(value, 0)
+        .filter(|_| value.len() == 8)
+        .ok_or_else(|| StoreError::corrupt(TREE, "expected an 8-byte integer"))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let raw = bytes.get(at..at.checked_add(8)?)?;
+    Some(u64::from_be_bytes(raw.try_into().ok()?))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &std::path::Path, empty: EmptyLogs) -> (sled::Db, SeqLogs) {
+        let db = sled::open(dir).unwrap();
+        let logs = SeqLogs::open(&db, "log", empty).unwrap();
+        (db, logs)
+    }
+
+    fn append(logs: &SeqLogs, log: &[u8], at: u64, items: &[&[u8]]) -> Vec<u64> {
+        let mut w = logs.writer();
+        let seqs = items.iter().map(|i| w.append(log, at, i).unwrap()).collect();
+        w.commit().unwrap();
+        seqs
+    }
+
+    #[test]
+    fn appended_items_list_in_order_and_are_found_by_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        assert_eq!(append(&logs, b"a", 5, &[b"one", b"two"]), [1, 2]);
+        assert_eq!(append(&logs, b"b", 6, &[b"x"]), [1]);
+        let listed = logs.list(b"a", 0, 10, 1 << 20).unwrap();
+        assert_eq!(listed.iter().map(|i| (i.seq, i.bytes.as_slice(), i.appended_at_ms)).collect::<Vec<_>>(),
+            [(1, &b"one"[..], 5), (2, &b"two"[..], 5)]);
+        assert_eq!(logs.list(b"a", 2, 10, 1 << 20).unwrap().len(), 1);
+        // The byte bound stops a page, except for its first item.
+        assert_eq!(logs.list(b"a", 0, 10, 1).unwrap().len(), 1);
+        let w = logs.writer();
+        assert_eq!(w.find(b"a", b"two").unwrap(), Some(2));
+        assert_eq!(w.find(b"b", b"two").unwrap(), None);
+        drop(w);
+        assert_eq!(logs.totals(), Totals { logs: 2, items: 3, bytes: 7 });
+    }
+
+    #[test]
+    fn a_dropped_writer_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let mut w = logs.writer();
+        w.append(b"a", 1, b"lost").unwrap();
+        assert_eq!(w.find(b"a", b"lost").unwrap(), Some(1), "a batch sees its own writes");
+        drop(w);
+        assert!(logs.list(b"a", 0, 10, 100).unwrap().is_empty());
+        assert_eq!(logs.totals(), Totals::default());
+        assert_eq!(logs.record(b"a"), None);
+    }
+
+    #[test]
+    fn removal_is_idempotent_and_an_emptied_mailbox_never_reuses_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+            append(&logs, b"a", 1, &[b"one", b"two"]);
+            let mut w = logs.writer();
+            assert_eq!(w.remove(b"a", 1).unwrap(), Some(3));
+            assert_eq!(w.remove(b"a", 1).unwrap(), None, "removed twice in one batch");
+            assert_eq!(w.find(b"a", b"one").unwrap(), None);
+            assert_eq!(w.remove(b"a", 2).unwrap(), Some(3));
+            assert_eq!(w.remove(b"a", 9).unwrap(), None);
+            w.commit().unwrap();
+            assert_eq!(logs.record(b"a"), None, "an empty mailbox has no record");
+            assert_eq!(logs.totals(), Totals::default());
+            logs.flush().unwrap();
+        }
+        // Across a reopen, a new log (and the emptied one) number above the floor.
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        assert_eq!(append(&logs, b"a", 2, &[b"one"]), [3]);
+        assert_eq!(append(&logs, b"c", 2, &[b"z"]), [3]);
+    }
+
+    #[test]
+    fn a_kept_log_keeps_numbering_when_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path(), EmptyLogs::Keep);
+        append(&logs, b"g", 1, &[b"one"]);
+        assert_eq!(logs.expire(1, 16).unwrap(), 1);
+        assert_eq!(logs.record(b"g"), Some(Record { next_seq: 2, count: 0, bytes: 0 }));
+        assert_eq!(logs.totals(), Totals::default());
+        // Expired items are forgotten: the same bytes are stored anew.
+        assert_eq!(append(&logs, b"g", 3, &[b"one"]), [2]);
+        assert_eq!(append(&logs, b"other", 3, &[b"one"]), [1], "a kept log's number is its own");
+    }
+
+    #[test]
+    fn expiry_takes_what_is_old_enough_in_bounded_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        for at in 0..50u64 {
+            append(&logs, &[1 + (at % 3) as u8], at, &[&at.to_be_bytes()]);
+        }
+        assert_eq!(logs.expire(29, 7).unwrap(), 30);
+        assert_eq!(logs.totals().items, 20);
+        let left: u64 = (1..=3u8).map(|l| logs.list(&[l], 0, 100, 1 << 20).unwrap().len() as u64).sum();
+        assert_eq!(left, 20);
+        assert_eq!(logs.expire(29, 7).unwrap(), 0);
+    }
+
+    #[test]
+    fn records_and_totals_are_rebuilt_when_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = {
+            let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+            append(&logs, b"a", 1, &[b"one", b"two"]);
+            append(&logs, b"b", 1, &[b"three"]);
+            logs.flush().unwrap();
+            (logs.totals(), logs.record(b"a"))
+        };
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        assert_eq!((logs.totals(), logs.record(b"a")), before);
+        assert_eq!(append(&logs, b"a", 2, &[b"four"]), [3]);
+    }
+
+    #[test]
+    fn a_legacy_layout_is_imported_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let t = |n: &str| db.open_tree(n).unwrap();
+        let (items, hashes, expiry, records) = (t("envelopes"), t("hashes"), t("mailboxes_old"), t("mailboxes"));
+        let p = prefix(b"a").unwrap();
+        items.insert([&p[..], &7u64.to_be_bytes()].concat(), [&5u64.to_be_bytes()[..], b"old"].concat()).unwrap();
+        hashes.insert([&p[..], &hash(b"old")].concat(), &7u64.to_be_bytes()[..]).unwrap();
+        expiry.insert([&5u64.to_be_bytes()[..], &p, &7u64.to_be_bytes()].concat(), &[][..]).unwrap();
+        records.insert(&p, &Record { next_seq: 8, count: 1, bytes: 3 }.encode()[..]).unwrap();
+        let logs = SeqLogs::open(&db, "log", EmptyLogs::Drop).unwrap();
+        let old = LegacyTrees { items: &items, hashes: &hashes, expiry: &expiry, records: &records, floor: Some(4) };
+        logs.import(&old).unwrap();
+        logs.import(&old).unwrap(); // an interrupted import runs again
+        assert_eq!(logs.totals(), Totals { logs: 1, items: 1, bytes: 3 });
+        let listed = logs.list(b"a", 0, 10, 100).unwrap();
+        assert_eq!((listed[0].seq, listed[0].bytes.as_slice(), listed[0].appended_at_ms), (7, &b"old"[..], 5));
+        assert_eq!(logs.writer().find(b"a", b"old").unwrap(), Some(7));
+        assert_eq!(append(&logs, b"new", 6, &[b"x"]), [4], "the floor came along");
+        assert_eq!(logs.expire(5, 10).unwrap(), 1, "the expiry index came along");
+        assert_eq!(logs.totals().items, 1);
+    }
+}
