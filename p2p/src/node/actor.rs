@@ -118,7 +118,7 @@ pub(crate) struct Actor {
     records: RecordCache,
     last_publish: Option<Instant>,
     next_refresh: Instant,
-    relays: relays::RelayState,
+    relays: crate::node::mailbox_client::MailboxClient,
     next_drain: Instant,
     /// When expired invite tokens are next deleted.
     next_invite_purge: Instant,
@@ -242,7 +242,7 @@ impl Actor {
             records: RecordCache::new(RECORD_CACHE),
             last_publish: None,
             next_refresh: Instant::now() + timers.record_refresh,
-            relays: relays::RelayState::default(),
+            relays: Default::default(),
             next_drain: Instant::now() + config.timers.drain_interval,
             next_invite_purge: Instant::now() + config.timers.invite_purge_interval,
             failed_dials: HashMap::new(),

@@ -12,6 +12,7 @@ mod behaviour;
 mod event;
 mod flusher;
 mod inbound;
+mod mailbox_client;
 mod or_log;
 mod outbox;
 mod reachability;

@@ -1,78 +1,26 @@
-//! The node's side of relays: depositing sealed mail in a recipient's mailboxes when
-//! no direct path works, and draining our own mailboxes at our pinned relays.
+//! The actor's side of relays' mailboxes: it sends what the [`MailboxClient`] state
+//! machine asks (signing drains and acks), feeds it the answers, and carries out its
+//! effects on the outbox queues, the store and the event stream. The protocol logic
+//! (attempts, drain steps) and its tests live in `node::mailbox_client`.
 //!
-//! Deposits: one attempt sends the batch to every relay the recipient pinned; the
-//! first relay that holds it durably makes the messages `sent` (the receiver's
-//! de-duplication makes the other copies harmless). If no relay holds it, the batch
-//! stays queued and is retried with backoff. Refusals are reported as
-//! [`Event::RelayRefused`].
-//!
-//! Drains, per pinned relay, on connecting to it and periodically: challenge → signed
-//! drain of a page → apply the envelopes exactly as direct deliveries (stored and
-//! flushed first) → challenge → signed ack of what is stored → next page while there is
-//! more. Messages that arrived this way get a `delivered` receipt to their author.
+//! Messages that arrived through a drain get a `delivered` receipt to their author.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use kith_storage::{Contact, MessageId, MessageState};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response;
 use libp2p::{Multiaddr, PeerId};
 
 use super::Actor;
 use crate::dm::{DmResult, RejectReason};
-use crate::mailbox::{self, MailboxRequest, MailboxResponse, Refusal};
+use crate::mailbox::{self, MailboxRequest, MailboxResponse};
 use crate::node::Event;
+use crate::node::mailbox_client::{Ask, Effect, Request};
 use crate::node::outbox::Flight;
 use crate::ops;
 use crate::payload::{Payload, ReceiptKind};
-
-/// Relay bookkeeping owned by the actor.
-#[derive(Default)]
-pub(super) struct RelayState {
-    next_attempt: u64,
-    /// Deposit attempts in flight, by attempt number.
-    attempts: HashMap<u64, Attempt>,
-    /// Mailbox requests in flight.
-    requests: HashMap<OutboundRequestId, Pending>,
-    /// Drain sessions, by pinned relay.
-    drains: HashMap<PeerId, Drain>,
-}
-
-struct Attempt {
-    recipient: PeerId,
-    outstanding: usize,
-    settled: bool,
-}
-
-enum Pending {
-    Deposit { attempt: u64, relay: PeerId },
-    DrainChallenge { relay: PeerId },
-    Page { relay: PeerId },
-    AckChallenge { relay: PeerId, seqs: Vec<u64> },
-    Ack { relay: PeerId },
-}
-
-impl Pending {
-    /// The relay the request went to.
-    fn relay(&self) -> PeerId {
-        match self {
-            Pending::Deposit { relay, .. }
-            | Pending::DrainChallenge { relay }
-            | Pending::Page { relay }
-            | Pending::AckChallenge { relay, .. }
-            | Pending::Ack { relay } => *relay,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Drain {
-    busy: bool,
-    cursor: Option<u64>,
-    more: bool,
-}
 
 /// The relay's peer id: the last `/p2p/` of its address.
 pub(crate) fn relay_peer(addr: &Multiaddr) -> Option<PeerId> {
@@ -99,19 +47,10 @@ impl Actor {
     /// [`Actor::has_relays`]) as one attempt.
     pub(super) fn deposit(&mut self, recipient: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
         let relays = relays_of(contact);
-        if relays.is_empty() {
-            return;
-        }
-        let attempt = self.relays.next_attempt;
-        self.relays.next_attempt += 1;
-        for (relay, addr) in &relays {
-            let request = MailboxRequest::deposit(&recipient, envelopes.clone());
-            let id = self.swarm.behaviour_mut().mailbox.send_request_with_addresses(relay, request, vec![addr.clone()]);
-            self.relays.requests.insert(id, Pending::Deposit { attempt, relay: *relay });
-        }
-        self.relays.attempts.insert(attempt, Attempt { recipient, outstanding: relays.len(), settled: false });
+        let Some((attempt, effects)) = self.relays.deposit(recipient, &relays, envelopes) else { return };
         self.queues.mark_in_flight(&recipient, Flight::Relays(attempt), ids);
         tracing::debug!(%recipient, relays = relays.len(), "deposited to relays");
+        self.mailbox_effects(effects);
     }
 
     /// Drain every pinned relay that is not already being drained.
@@ -129,149 +68,82 @@ impl Actor {
     }
 
     pub(super) fn start_drain(&mut self, relay: PeerId, addr: Multiaddr) {
-        let drain = self.relays.drains.entry(relay).or_default();
-        if drain.busy {
-            return;
-        }
-        drain.busy = true;
-        drain.cursor = None;
-        let id = self.swarm.behaviour_mut().mailbox.send_request_with_addresses(&relay, MailboxRequest::Challenge, vec![addr]);
-        self.relays.requests.insert(id, Pending::DrainChallenge { relay });
-    }
-
-    fn drain_done(&mut self, relay: &PeerId) {
-        if let Some(d) = self.relays.drains.get_mut(relay) {
-            d.busy = false;
-        }
-    }
-
-    fn mailbox_request(&mut self, relay: &PeerId, request: MailboxRequest, pending: Pending) {
-        let id = self.swarm.behaviour_mut().mailbox.send_request(relay, request);
-        self.relays.requests.insert(id, pending);
+        let effects = self.relays.drain(relay, addr);
+        self.mailbox_effects(effects);
     }
 
     /// An event of the mailbox protocol.
     pub(super) fn mailbox_event(&mut self, event: request_response::Event<MailboxRequest, MailboxResponse>) {
-        match event {
+        let effects = match event {
             request_response::Event::Message {
                 message: request_response::Message::Response { request_id, response },
                 ..
-            } => {
-                if let Some(pending) = self.relays.requests.remove(&request_id) {
-                    self.mailbox_response(pending, response);
-                }
-            }
+            } => self.relays.answered(request_id, response),
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
                 tracing::debug!(relay = %peer, %error, "mailbox request failed");
-                match self.relays.requests.remove(&request_id) {
-                    Some(Pending::Deposit { attempt, .. }) => self.attempt_answered(attempt),
-                    Some(step) => self.drain_done(&step.relay()),
-                    None => {}
+                self.relays.failed(request_id)
+            }
+            _ => Vec::new(),
+        };
+        self.mailbox_effects(effects);
+    }
+
+    /// Carries out what the mailbox client asked, and what that leads to.
+    fn mailbox_effects(&mut self, effects: Vec<Effect>) {
+        let mut queue = std::collections::VecDeque::from(effects);
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Send(request) => self.send_mailbox_request(request),
+                Effect::Held { recipient, attempt, held } => {
+                    let Some(ids) = self.queues.in_flight(&recipient, Flight::Relays(attempt)) else { continue };
+                    let held: Vec<(MessageId, MessageState)> = ids
+                        .iter()
+                        .zip(held)
+                        .filter(|(_, held)| *held)
+                        .map(|(id, _)| (*id, MessageState::Sent))
+                        .collect();
+                    if !held.is_empty() {
+                        self.settle(recipient, Flight::Relays(attempt), &held);
+                    }
+                }
+                Effect::Unheld { recipient, attempt } => {
+                    if let Some(delay) = self.queues.fail(&recipient, Flight::Relays(attempt), Instant::now()) {
+                        tracing::debug!(%recipient, ?delay, "no relay holds the batch; will retry");
+                    }
+                }
+                Effect::Refused { relay, recipient, refusal } => {
+                    tracing::warn!(%relay, %recipient, %refusal, "relay refused mail");
+                    self.emit(Event::RelayRefused {
+                        relay: relay.to_string(),
+                        recipient: recipient.to_string(),
+                        code: refusal.as_str().to_owned(),
+                        message: refusal.to_string(),
+                    });
+                }
+                Effect::Store { relay, items } => {
+                    let stored = self.store_drained(relay, items);
+                    queue.extend(self.relays.page_stored(relay, stored));
                 }
             }
-            _ => {}
         }
     }
 
-    fn mailbox_response(&mut self, pending: Pending, response: MailboxResponse) {
-        match (pending, response) {
-            (Pending::Deposit { attempt, relay }, MailboxResponse::Deposited { results }) => {
-                self.deposited(attempt, relay, &results);
-                self.attempt_answered(attempt);
+    fn send_mailbox_request(&mut self, request: Request) {
+        let Request { relay, addr, ask, step } = request;
+        let message = match ask {
+            Ask::Deposit { recipient, envelopes } => MailboxRequest::deposit(&recipient, envelopes),
+            Ask::Challenge => MailboxRequest::Challenge,
+            Ask::Drain { nonce, after } => {
+                MailboxRequest::drain(&self.config.identity, &relay, nonce, after, mailbox::MAX_DRAIN_ITEMS as u32)
             }
-            (Pending::Deposit { attempt, relay }, MailboxResponse::Refused(refusal)) => {
-                if let Some(a) = self.relays.attempts.get(&attempt) {
-                    let recipient = a.recipient;
-                    self.refused(relay, recipient, refusal);
-                }
-                self.attempt_answered(attempt);
-            }
-            (Pending::DrainChallenge { relay }, MailboxResponse::Challenge { nonce }) => {
-                let after = self.relays.drains.get(&relay).and_then(|d| d.cursor);
-                let max = mailbox::MAX_DRAIN_ITEMS as u32;
-                let request = MailboxRequest::drain(&self.config.identity, &relay, nonce, after, max);
-                self.mailbox_request(&relay, request, Pending::Page { relay });
-            }
-            (Pending::Page { relay }, MailboxResponse::Envelopes { items, more }) => {
-                self.drained_page(relay, items, more);
-            }
-            (Pending::AckChallenge { relay, seqs }, MailboxResponse::Challenge { nonce }) => {
-                let request = MailboxRequest::ack(&self.config.identity, &relay, nonce, seqs);
-                self.mailbox_request(&relay, request, Pending::Ack { relay });
-            }
-            (Pending::Ack { relay }, MailboxResponse::Acked { .. }) => {
-                let more = self.relays.drains.get(&relay).is_some_and(|d| d.more);
-                if more {
-                    self.mailbox_request(&relay, MailboxRequest::Challenge, Pending::DrainChallenge { relay });
-                } else {
-                    self.drain_done(&relay);
-                }
-            }
-            (Pending::Deposit { attempt, relay }, response) => {
-                tracing::warn!(%relay, ?response, "unexpected answer to a deposit");
-                self.attempt_answered(attempt);
-            }
-            (step, response) => {
-                let relay = step.relay();
-                tracing::warn!(%relay, ?response, "relay refused to let us drain our mailbox");
-                self.drain_done(&relay);
-            }
-        }
-    }
-
-    /// A relay answered a deposit: what it holds is `sent`; the first such answer
-    /// settles the attempt.
-    fn deposited(&mut self, attempt: u64, relay: PeerId, results: &[mailbox::DepositResult]) {
-        let Some(a) = self.relays.attempts.get(&attempt) else { return };
-        let (recipient, settled) = (a.recipient, a.settled);
-        for result in results {
-            if let mailbox::DepositResult::Refused(refusal) = result {
-                self.refused(relay, recipient, *refusal);
-            }
-        }
-        if settled {
-            return;
-        }
-        let Some(ids) = self.queues.in_flight(&recipient, Flight::Relays(attempt)) else { return };
-        let held: Vec<(MessageId, MessageState)> = ids
-            .iter()
-            .zip(results)
-            .filter(|(_, r)| r.is_held())
-            .map(|(id, _)| (*id, MessageState::Sent))
-            .collect();
-        if held.is_empty() {
-            return;
-        }
-        if let Some(a) = self.relays.attempts.get_mut(&attempt) {
-            a.settled = true;
-        }
-        self.settle(recipient, Flight::Relays(attempt), &held);
-    }
-
-    /// One request of a deposit attempt is over; when all are and none held the
-    /// batch, it is retried after a backoff.
-    fn attempt_answered(&mut self, attempt: u64) {
-        let Some(a) = self.relays.attempts.get_mut(&attempt) else { return };
-        a.outstanding = a.outstanding.saturating_sub(1);
-        if a.outstanding > 0 {
-            return;
-        }
-        let (recipient, settled) = (a.recipient, a.settled);
-        self.relays.attempts.remove(&attempt);
-        let retry = if settled { None } else { self.queues.fail(&recipient, Flight::Relays(attempt), Instant::now()) };
-        if let Some(delay) = retry {
-            tracing::debug!(%recipient, ?delay, "no relay holds the batch; will retry");
-        }
-    }
-
-    fn refused(&mut self, relay: PeerId, recipient: PeerId, refusal: Refusal) {
-        tracing::warn!(%relay, %recipient, %refusal, "relay refused mail");
-        self.emit(Event::RelayRefused {
-            relay: relay.to_string(),
-            recipient: recipient.to_string(),
-            code: refusal.as_str().to_owned(),
-            message: refusal.to_string(),
-        });
+            Ask::Ack { nonce, seqs } => MailboxRequest::ack(&self.config.identity, &relay, nonce, seqs),
+        };
+        let behaviour = &mut self.swarm.behaviour_mut().mailbox;
+        let id = match addr {
+            Some(addr) => behaviour.send_request_with_addresses(&relay, message, vec![addr]),
+            None => behaviour.send_request(&relay, message),
+        };
+        self.relays.sent(id, relay, step);
     }
 
     /// Queue a `delivered` receipt to the author of each of `stored` (not flushed).
@@ -293,8 +165,10 @@ impl Actor {
         queued
     }
 
-    /// A page of our mail: store it like a direct delivery, receipt it, then ack it.
-    fn drained_page(&mut self, relay: PeerId, items: Vec<mailbox::MailItem>, more: bool) {
+    /// A page of our mail: store it like a direct delivery and receipt it; returns
+    /// the sequence numbers the relay may delete (all but what our disk failed to
+    /// store).
+    fn store_drained(&mut self, relay: PeerId, items: Vec<mailbox::MailItem>) -> Vec<u64> {
         let (page, envelopes): (Vec<u64>, Vec<Vec<u8>>) = items.into_iter().map(|i| (i.seq, i.envelope)).unzip();
         let (mut results, accepted) = self.accept(&envelopes, true);
         // The relay deletes what we ack: flush first (here, not on the flushing
@@ -304,21 +178,11 @@ impl Actor {
             super::unstored(&mut results);
         }
         self.after_accept(accepted);
-        // Everything but what our disk failed to store can go from the relay.
-        let seqs: Vec<u64> = page
-            .iter()
+        tracing::debug!(%relay, items = page.len(), "drained a page");
+        page.iter()
             .zip(&results)
             .filter(|(_, r)| !matches!(r, DmResult::Rejected(RejectReason::Storage | RejectReason::Unready)))
             .map(|(seq, _)| *seq)
-            .collect();
-        tracing::debug!(%relay, items = page.len(), more, "drained a page");
-        let Some(drain) = self.relays.drains.get_mut(&relay) else { return };
-        drain.cursor = page.last().copied().or(drain.cursor);
-        drain.more = more;
-        if seqs.is_empty() {
-            drain.busy = false;
-            return;
-        }
-        self.mailbox_request(&relay, MailboxRequest::Challenge, Pending::AckChallenge { relay, seqs });
+            .collect()
     }
 }

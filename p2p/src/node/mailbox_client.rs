@@ -1,0 +1,497 @@
+//! [`MailboxClient`]: the node's side of relays' mailboxes as a state machine that
+//! takes answers and returns what to do, without a network or a store.
+//!
+//! Deposits: one attempt sends a sealed batch to every relay the recipient pinned;
+//! the first relay that holds it durably settles the attempt ([`Effect::Held`]: those
+//! messages are `sent`; the receiver's de-duplication makes the other copies
+//! harmless). When every relay has answered or failed and none held the batch, the
+//! attempt ends unheld ([`Effect::Unheld`]: retry with backoff). Refusals are reported
+//! per relay ([`Effect::Refused`]).
+//!
+//! Drains, per pinned relay, one at a time: challenge → signed drain of a page →
+//! the caller stores the page ([`Effect::Store`]) and reports what it stored
+//! ([`MailboxClient::page_stored`]) → challenge → signed ack of that → the next page
+//! while the relay says there is more. A failure or refusal at any step ends the
+//! drain; the next [`drain`](MailboxClient::drain) starts over from the relay's
+//! oldest envelope (what was acked is gone, what was not comes again and is
+//! de-duplicated).
+//!
+//! The actor sends each [`Request`] (signing drains and acks with the identity, which
+//! stays out of this module), reports the request id with
+//! [`sent`](MailboxClient::sent), and feeds answers and failures back.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use libp2p::request_response::OutboundRequestId;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::mailbox::{DepositResult, MailItem, MailboxResponse, NONCE_LEN, Refusal};
+
+/// A request for the actor to send to `relay` (at `addr` if given, else on the
+/// connection it has), then to report with [`MailboxClient::sent`].
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// The relay it goes to.
+    pub(crate) relay: PeerId,
+    /// Where to dial the relay, when not connected.
+    pub(crate) addr: Option<Multiaddr>,
+    /// What to ask.
+    pub(crate) ask: Ask,
+    /// What the answer continues (opaque to the actor).
+    pub(crate) step: Step,
+}
+
+/// What a [`Request`] asks of the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// Hold these envelopes for `recipient`.
+    Deposit {
+        /// Whose mailbox.
+        recipient: PeerId,
+        /// The sealed envelopes.
+        envelopes: Vec<Vec<u8>>,
+    },
+    /// A fresh challenge nonce (before a drain or an ack).
+    Challenge,
+    /// A page of our mailbox after `after` (signed over the nonce).
+    Drain {
+        /// The relay's challenge.
+        nonce: [u8; NONCE_LEN],
+        /// The last sequence number already seen in this drain.
+        after: Option<u64>,
+    },
+    /// Delete `seqs` from our mailbox (signed over the nonce).
+    Ack {
+        /// The relay's challenge.
+        nonce: [u8; NONCE_LEN],
+        /// What we stored.
+        seqs: Vec<u64>,
+    },
+}
+
+/// What an answer to a request continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Step(Pending);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    Deposit { attempt: u64 },
+    DrainChallenge,
+    Page,
+    AckChallenge { seqs: Vec<u64> },
+    Ack,
+}
+
+/// What the actor does after an input.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Send this request.
+    Send(Request),
+    /// The first relay to answer held these envelopes of the attempt's batch (one
+    /// flag per envelope, in order): their messages are `sent`.
+    Held {
+        /// Whose batch.
+        recipient: PeerId,
+        /// The attempt, as [`MailboxClient::deposit`] returned it.
+        attempt: u64,
+        /// Per envelope, whether the relay holds it.
+        held: Vec<bool>,
+    },
+    /// Every relay of the attempt answered or failed, and none held the batch.
+    Unheld {
+        /// Whose batch.
+        recipient: PeerId,
+        /// The attempt.
+        attempt: u64,
+    },
+    /// A relay refused mail for `recipient`.
+    Refused {
+        /// Which relay.
+        relay: PeerId,
+        /// Whose mail.
+        recipient: PeerId,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// A page of our own mail: store it durably, then report with
+    /// [`MailboxClient::page_stored`].
+    Store {
+        /// The relay it came from.
+        relay: PeerId,
+        /// The envelopes, in sequence order.
+        items: Vec<MailItem>,
+    },
+}
+
+impl PartialEq for Request {
+    fn eq(&self, other: &Self) -> bool {
+        (self.relay, &self.addr, &self.ask, &self.step) == (other.relay, &other.addr, &other.ask, &other.step)
+    }
+}
+
+impl Eq for Request {}
+
+struct Attempt {
+    recipient: PeerId,
+    outstanding: usize,
+    settled: bool,
+}
+
+#[derive(Default)]
+struct Drain {
+    busy: bool,
+    cursor: Option<u64>,
+    more: bool,
+}
+
+/// Deposit attempts and drains in progress, and the requests they wait on (by the
+/// swarm's request id; any id type in tests).
+pub(crate) struct MailboxClient<Id = OutboundRequestId> {
+    next_attempt: u64,
+    attempts: HashMap<u64, Attempt>,
+    requests: HashMap<Id, (PeerId, Pending)>,
+    drains: HashMap<PeerId, Drain>,
+}
+
+impl<Id> Default for MailboxClient<Id> {
+    fn default() -> Self {
+        MailboxClient {
+            next_attempt: 0,
+            attempts: HashMap::new(),
+            requests: HashMap::new(),
+            drains: HashMap::new(),
+        }
+    }
+}
+
+impl<Id: Hash + Eq> MailboxClient<Id> {
+    /// Starts a deposit attempt of `envelopes` for `recipient` at each of `relays`;
+    /// returns its number (`None` without relays) and the requests to send.
+    pub(crate) fn deposit(
+        &mut self,
+        recipient: PeerId,
+        relays: &[(PeerId, Multiaddr)],
+        envelopes: Vec<Vec<u8>>,
+    ) -> Option<(u64, Vec<Effect>)> {
+        if relays.is_empty() {
+            return None;
+        }
+        let attempt = self.next_attempt;
+        self.next_attempt += 1;
+        self.attempts.insert(attempt, Attempt { recipient, outstanding: relays.len(), settled: false });
+        let sends = relays
+            .iter()
+            .map(|(relay, addr)| {
+                Effect::Send(Request {
+                    relay: *relay,
+                    addr: Some(addr.clone()),
+                    ask: Ask::Deposit { recipient, envelopes: envelopes.clone() },
+                    step: Step(Pending::Deposit { attempt }),
+                })
+            })
+            .collect();
+        Some((attempt, sends))
+    }
+
+    /// Starts draining our mailbox at `relay` unless a drain there is under way.
+    pub(crate) fn drain(&mut self, relay: PeerId, addr: Multiaddr) -> Vec<Effect> {
+        let drain = self.drains.entry(relay).or_default();
+        if drain.busy {
+            return Vec::new();
+        }
+        *drain = Drain { busy: true, cursor: None, more: false };
+        vec![Effect::Send(Request { relay, addr: Some(addr), ask: Ask::Challenge, step: Step(Pending::DrainChallenge) })]
+    }
+
+    /// Whether a drain at `relay` is under way.
+    #[cfg(test)]
+    pub(crate) fn draining(&self, relay: &PeerId) -> bool {
+        self.drains.get(relay).is_some_and(|d| d.busy)
+    }
+
+    /// The actor sent `request` as `id`.
+    pub(crate) fn sent(&mut self, id: Id, relay: PeerId, step: Step) {
+        self.requests.insert(id, (relay, step.0));
+    }
+
+    /// `id` could not be sent or was not answered.
+    pub(crate) fn failed(&mut self, id: Id) -> Vec<Effect> {
+        match self.requests.remove(&id) {
+            Some((_, Pending::Deposit { attempt })) => self.attempt_answered(attempt),
+            Some((relay, _)) => {
+                self.drain_done(&relay);
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The relay answered `id`.
+    pub(crate) fn answered(&mut self, id: Id, response: MailboxResponse) -> Vec<Effect> {
+        let Some((relay, pending)) = self.requests.remove(&id) else {
+            return Vec::new();
+        };
+        let send = |ask, step| vec![Effect::Send(Request { relay, addr: None, ask, step: Step(step) })];
+        match (pending, response) {
+            (Pending::Deposit { attempt }, MailboxResponse::Deposited { results }) => {
+                let mut effects = self.deposited(attempt, relay, &results);
+                effects.extend(self.attempt_answered(attempt));
+                effects
+            }
+            (Pending::Deposit { attempt }, MailboxResponse::Refused(refusal)) => {
+                let mut effects = Vec::new();
+                if let Some(a) = self.attempts.get(&attempt) {
+                    effects.push(Effect::Refused { relay, recipient: a.recipient, refusal });
+                }
+                effects.extend(self.attempt_answered(attempt));
+                effects
+            }
+            (Pending::Deposit { attempt }, response) => {
+                tracing::warn!(%relay, ?response, "unexpected answer to a deposit");
+                self.attempt_answered(attempt)
+            }
+            (Pending::DrainChallenge, MailboxResponse::Challenge { nonce }) => {
+                let after = self.drains.get(&relay).and_then(|d| d.cursor);
+                send(Ask::Drain { nonce, after }, Pending::Page)
+            }
+            (Pending::Page, MailboxResponse::Envelopes { items, more }) => {
+                let drain = self.drains.entry(relay).or_default();
+                drain.cursor = items.last().map(|i| i.seq).or(drain.cursor);
+                drain.more = more;
+                vec![Effect::Store { relay, items }]
+            }
+            (Pending::AckChallenge { seqs }, MailboxResponse::Challenge { nonce }) => {
+                send(Ask::Ack { nonce, seqs }, Pending::Ack)
+            }
+            (Pending::Ack, MailboxResponse::Acked { .. }) => {
+                if self.drains.get(&relay).is_some_and(|d| d.more) {
+                    send(Ask::Challenge, Pending::DrainChallenge)
+                } else {
+                    self.drain_done(&relay);
+                    Vec::new()
+                }
+            }
+            (_, response) => {
+                tracing::warn!(%relay, ?response, "relay refused to let us drain our mailbox");
+                self.drain_done(&relay);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The page last drained from `relay` is stored, except what our disk failed to
+    /// store: `stored` are the sequence numbers the relay may delete.
+    pub(crate) fn page_stored(&mut self, relay: PeerId, stored: Vec<u64>) -> Vec<Effect> {
+        if stored.is_empty() {
+            self.drain_done(&relay);
+            return Vec::new();
+        }
+        vec![Effect::Send(Request {
+            relay,
+            addr: None,
+            ask: Ask::Challenge,
+            step: Step(Pending::AckChallenge { seqs: stored }),
+        })]
+    }
+
+    /// A relay answered a deposit: the first answer holding anything settles the
+    /// attempt; refusals of single envelopes are reported.
+    fn deposited(&mut self, attempt: u64, relay: PeerId, results: &[DepositResult]) -> Vec<Effect> {
+        let Some(a) = self.attempts.get_mut(&attempt) else { return Vec::new() };
+        let recipient = a.recipient;
+        let mut effects: Vec<Effect> = results
+            .iter()
+            .filter_map(|r| match r {
+                DepositResult::Refused(refusal) => Some(Effect::Refused { relay, recipient, refusal: *refusal }),
+                _ => None,
+            })
+            .collect();
+        let held: Vec<bool> = results.iter().map(DepositResult::is_held).collect();
+        if !a.settled && held.contains(&true) {
+            a.settled = true;
+            effects.push(Effect::Held { recipient, attempt, held });
+        }
+        effects
+    }
+
+    /// One request of a deposit attempt is over; when all are and none held the
+    /// batch, the attempt ends unheld.
+    fn attempt_answered(&mut self, attempt: u64) -> Vec<Effect> {
+        let Some(a) = self.attempts.get_mut(&attempt) else { return Vec::new() };
+        a.outstanding = a.outstanding.saturating_sub(1);
+        if a.outstanding > 0 {
+            return Vec::new();
+        }
+        let (recipient, settled) = (a.recipient, a.settled);
+        self.attempts.remove(&attempt);
+        if settled { Vec::new() } else { vec![Effect::Unheld { recipient, attempt }] }
+    }
+
+    fn drain_done(&mut self, relay: &PeerId) {
+        if let Some(d) = self.drains.get_mut(relay) {
+            d.busy = false;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerId {
+        PeerId::random()
+    }
+
+    fn addr(relay: &PeerId) -> Multiaddr {
+        format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}").parse().unwrap()
+    }
+
+    /// A client whose requests the test "sends" under counted ids.
+    #[derive(Default)]
+    struct Harness {
+        client: MailboxClient<u32>,
+        next: u32,
+    }
+
+    /// Requests sent (id, relay, what they ask) and the other effects.
+    type Outcome = (Vec<(u32, PeerId, Ask)>, Vec<Effect>);
+
+    impl Harness {
+        /// Sends every request among `effects` under fresh ids.
+        fn send(&mut self, effects: Vec<Effect>) -> Outcome {
+            let (mut sent, mut rest) = (Vec::new(), Vec::new());
+            for effect in effects {
+                match effect {
+                    Effect::Send(Request { relay, ask, step, .. }) => {
+                        self.next += 1;
+                        self.client.sent(self.next, relay, step);
+                        sent.push((self.next, relay, ask));
+                    }
+                    other => rest.push(other),
+                }
+            }
+            (sent, rest)
+        }
+
+        fn drain(&mut self, relay: PeerId) -> Outcome {
+            let effects = self.client.drain(relay, addr(&relay));
+            self.send(effects)
+        }
+
+        fn answer(&mut self, id: u32, response: MailboxResponse) -> Outcome {
+            let effects = self.client.answered(id, response);
+            self.send(effects)
+        }
+
+        fn stored(&mut self, relay: PeerId, seqs: Vec<u64>) -> Outcome {
+            let effects = self.client.page_stored(relay, seqs);
+            self.send(effects)
+        }
+    }
+
+    fn item(seq: u64) -> MailItem {
+        MailItem { seq, envelope: vec![seq as u8], deposited_at_ms: 0 }
+    }
+
+    #[test]
+    fn the_first_relay_to_hold_a_deposit_settles_it_and_later_answers_change_nothing() {
+        let mut h = Harness::default();
+        let (bob, r1, r2) = (peer(), peer(), peer());
+        let (attempt, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1], vec![2]]).unwrap();
+        let (sent, rest) = h.send(effects);
+        assert!(rest.is_empty());
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|(_, _, ask)| *ask == Ask::Deposit { recipient: bob, envelopes: vec![vec![1], vec![2]] }));
+        let results = vec![DepositResult::Stored, DepositResult::Refused(Refusal::QuotaCount)];
+        let effects = h.client.answered(sent[0].0, MailboxResponse::Deposited { results });
+        assert_eq!(
+            effects,
+            [
+                Effect::Refused { relay: sent[0].1, recipient: bob, refusal: Refusal::QuotaCount },
+                Effect::Held { recipient: bob, attempt, held: vec![true, false] },
+            ]
+        );
+        // The second relay holds it too: already settled, and the attempt ends quietly.
+        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: vec![DepositResult::Duplicate; 2] });
+        assert!(effects.is_empty(), "{effects:?}");
+        // A late failure of an id already answered is ignored.
+        assert!(h.client.failed(sent[1].0).is_empty());
+    }
+
+    #[test]
+    fn a_deposit_no_relay_holds_ends_unheld_once_every_relay_is_done() {
+        let mut h = Harness::default();
+        let (bob, r1, r2) = (peer(), peer(), peer());
+        let (attempt, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1]]).unwrap();
+        let (sent, _) = h.send(effects);
+        assert!(h.client.failed(sent[0].0).is_empty(), "one relay is still out");
+        let effects = h.client.answered(sent[1].0, MailboxResponse::Refused(Refusal::NotMember));
+        assert_eq!(
+            effects,
+            [
+                Effect::Refused { relay: r2, recipient: bob, refusal: Refusal::NotMember },
+                Effect::Unheld { recipient: bob, attempt },
+            ]
+        );
+        assert!(h.client.deposit(bob, &[], vec![vec![1]]).is_none(), "no relays, no attempt");
+    }
+
+    #[test]
+    fn a_drain_walks_challenge_page_ack_and_goes_on_while_there_is_more() {
+        let mut h = Harness::default();
+        let relay = peer();
+        let (sent, _) = h.drain(relay);
+        assert_eq!(sent[0].2, Ask::Challenge);
+        assert!(h.client.drain(relay, addr(&relay)).is_empty(), "one drain per relay at a time");
+
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
+        assert_eq!(sent[0].2, Ask::Drain { nonce: [1; NONCE_LEN], after: None });
+        let effects = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(4), item(5)], more: true });
+        assert_eq!(effects, [Effect::Store { relay, items: vec![item(4), item(5)] }]);
+        // Seq 5 failed to store: only 4 is acked.
+        let (sent, _) = h.stored(relay, vec![4]);
+        assert_eq!(sent[0].2, Ask::Challenge);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [2; NONCE_LEN] });
+        assert_eq!(sent[0].2, Ask::Ack { nonce: [2; NONCE_LEN], seqs: vec![4] });
+        // More to come: the next page starts after the last one seen.
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Acked { removed: 1 });
+        assert_eq!(sent[0].2, Ask::Challenge);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [3; NONCE_LEN] });
+        assert_eq!(sent[0].2, Ask::Drain { nonce: [3; NONCE_LEN], after: Some(5) });
+        let effects = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(6)], more: false });
+        assert_eq!(effects.len(), 1);
+        let (sent, _) = h.stored(relay, vec![6]);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [4; NONCE_LEN] });
+        assert!(h.client.answered(sent[0].0, MailboxResponse::Acked { removed: 1 }).is_empty());
+        assert!(!h.client.draining(&relay), "done: the next drain may start");
+        // It starts over from the relay's oldest envelope.
+        let (sent, _) = h.drain(relay);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [5; NONCE_LEN] });
+        assert_eq!(sent[0].2, Ask::Drain { nonce: [5; NONCE_LEN], after: None });
+    }
+
+    #[test]
+    fn a_failure_or_refusal_at_any_drain_step_ends_the_drain() {
+        let mut h = Harness::default();
+        let relay = peer();
+        // The challenge fails.
+        let (sent, _) = h.drain(relay);
+        assert!(h.client.failed(sent[0].0).is_empty());
+        assert!(!h.client.draining(&relay));
+        // The relay refuses the drain.
+        let (sent, _) = h.drain(relay);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
+        assert!(h.client.answered(sent[0].0, MailboxResponse::Refused(Refusal::BadChallenge)).is_empty());
+        assert!(!h.client.draining(&relay));
+        // Nothing of a page could be stored: nothing is acked, the drain ends.
+        let (sent, _) = h.drain(relay);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [2; NONCE_LEN] });
+        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(1)], more: true });
+        assert!(h.client.page_stored(relay, Vec::new()).is_empty());
+        assert!(!h.client.draining(&relay));
+        // An answer to an id never sent is ignored.
+        assert!(h.client.answered(999, MailboxResponse::Acked { removed: 0 }).is_empty());
+    }
+}
