@@ -82,6 +82,17 @@ enum AfterFlush {
     Reply(DurableReply),
     /// Outbox entries were queued (group keys, histories, syncs): send them.
     ReloadOutbox,
+    /// A page of our mail drained from a relay, stored: ack what is durable there,
+    /// then act on what it brought.
+    Drained {
+        relay: PeerId,
+        /// The page's sequence numbers, in order, one per result.
+        seqs: Vec<u64>,
+        results: Vec<DmResult>,
+        accepted: Accepted,
+    },
+    /// A fetched group log page is stored: record how far this relay's log was read.
+    GroupLogCursor { group: kith_storage::GroupId, relay: PeerId, seq: u64 },
 }
 
 /// What stored envelopes brought besides their results, acted on once they are
@@ -348,12 +359,6 @@ impl Actor {
         }
     }
 
-    fn flush(&self) {
-        if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "flushing the store failed");
-        }
-    }
-
     /// Flushes here and now and carries out everything held for a flush (shutdown).
     fn flush_held(&mut self) {
         let (actions, result) = self.flusher.flush_now(&self.store);
@@ -385,9 +390,24 @@ impl Actor {
                 }
                 AfterFlush::Reply(answer) => answer(result),
                 AfterFlush::ReloadOutbox if result.is_ok() => self.reload_outbox(),
+                AfterFlush::Drained { relay, seqs, mut results, accepted } => {
+                    if result.is_err() {
+                        unstored(&mut results);
+                    } else {
+                        self.after_accept(accepted);
+                    }
+                    self.drained_stored(relay, &seqs, &results);
+                }
+                AfterFlush::GroupLogCursor { group, relay, seq } if result.is_ok() => {
+                    // Not flushed itself: a lost cursor only means fetching the page again.
+                    let key = group_messages::cursor_key(&group, &relay);
+                    if let Err(e) = self.store.settings().set(&key, &seq) {
+                        tracing::error!(error = %e, "storing a group log cursor failed");
+                    }
+                }
                 // Not durable: not announced, not sent now (a later reload sends what
                 // stayed in the outbox).
-                AfterFlush::Events(_) | AfterFlush::ReloadOutbox => {}
+                AfterFlush::Events(_) | AfterFlush::ReloadOutbox | AfterFlush::GroupLogCursor { .. } => {}
             }
         }
     }
@@ -1212,7 +1232,6 @@ impl Actor {
     }
 }
 
-/// The settings key remembering which concrete address a listen template got.
 /// After a failed flush: nothing in `results` may be reported as stored or taken,
 /// so the sender keeps it and tries again.
 fn unstored(results: &mut [DmResult]) {
@@ -1223,6 +1242,7 @@ fn unstored(results: &mut [DmResult]) {
     }
 }
 
+/// The settings key remembering which concrete address a listen template got.
 fn listen_setting(template: &Multiaddr) -> String {
     format!("listen:{template}")
 }

@@ -72,7 +72,7 @@ pub(super) enum Dest {
     Group(GroupId),
 }
 
-fn cursor_key(group: &GroupId, relay: &PeerId) -> String {
+pub(super) fn cursor_key(group: &GroupId, relay: &PeerId) -> String {
     format!("grouplog_cursor/{group}/{relay}")
 }
 
@@ -532,10 +532,9 @@ impl Actor {
             self.group_messages.fetching.remove(&(group, relay));
             return;
         }
-        if let Err(e) = self.store.settings().set(&cursor_key(&group, &relay), &last) {
-            tracing::error!(error = %e, "storing a group log cursor failed");
-        }
-        self.flush();
+        // The cursor moves once the page's messages are durable, so it never runs
+        // ahead of them; if it is lost, the page comes again and is de-duplicated.
+        self.flusher.after_flush(super::AfterFlush::GroupLogCursor { group, relay, seq: last });
         tracing::debug!(%group, %relay, items = items.len(), more, "fetched group log page");
         let log = self.groups.joined.get(&group).map(|j| grouplog::log_id(j.membership.secret()));
         match log {

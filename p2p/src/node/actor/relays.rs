@@ -88,10 +88,9 @@ impl Actor {
         self.mailbox_effects(effects);
     }
 
-    /// Carries out what the mailbox client asked, and what that leads to.
+    /// Carries out what the mailbox client asked.
     fn mailbox_effects(&mut self, effects: Vec<Effect>) {
-        let mut queue = std::collections::VecDeque::from(effects);
-        while let Some(effect) = queue.pop_front() {
+        for effect in effects {
             match effect {
                 Effect::Send(request) => self.send_mailbox_request(request),
                 Effect::Held { recipient, attempt, held } => {
@@ -120,10 +119,7 @@ impl Actor {
                         message: refusal.to_string(),
                     });
                 }
-                Effect::Store { relay, items } => {
-                    let stored = self.store_drained(relay, items);
-                    queue.extend(self.relays.page_stored(relay, stored));
-                }
+                Effect::Store { relay, items } => self.store_drained(relay, items),
             }
         }
     }
@@ -165,24 +161,26 @@ impl Actor {
         queued
     }
 
-    /// A page of our mail: store it like a direct delivery and receipt it; returns
-    /// the sequence numbers the relay may delete (all but what our disk failed to
-    /// store).
-    fn store_drained(&mut self, relay: PeerId, items: Vec<mailbox::MailItem>) -> Vec<u64> {
-        let (page, envelopes): (Vec<u64>, Vec<Vec<u8>>) = items.into_iter().map(|i| (i.seq, i.envelope)).unzip();
-        let (mut results, accepted) = self.accept(&envelopes, true);
-        // The relay deletes what we ack: flush first (here, not on the flushing
-        // thread: draining is not the hot path).
-        if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "flushing drained mail failed; the relay keeps it");
-            super::unstored(&mut results);
-        }
-        self.after_accept(accepted);
-        tracing::debug!(%relay, items = page.len(), "drained a page");
-        page.iter()
-            .zip(&results)
+    /// A page of our mail: store it like a direct delivery and receipt it; the relay
+    /// is asked to delete it once the flushing thread has made it durable
+    /// ([`Actor::drained_stored`]).
+    fn store_drained(&mut self, relay: PeerId, items: Vec<mailbox::MailItem>) {
+        let (seqs, envelopes): (Vec<u64>, Vec<Vec<u8>>) = items.into_iter().map(|i| (i.seq, i.envelope)).unzip();
+        let (results, accepted) = self.accept(&envelopes, true);
+        tracing::debug!(%relay, items = seqs.len(), "drained a page");
+        self.flusher.after_flush(super::AfterFlush::Drained { relay, seqs, results, accepted });
+    }
+
+    /// A drained page is as durable as it will get: everything but what our disk
+    /// failed to store may go from the relay.
+    pub(super) fn drained_stored(&mut self, relay: PeerId, seqs: &[u64], results: &[DmResult]) {
+        let stored = seqs
+            .iter()
+            .zip(results)
             .filter(|(_, r)| !matches!(r, DmResult::Rejected(RejectReason::Storage | RejectReason::Unready)))
             .map(|(seq, _)| *seq)
-            .collect()
+            .collect();
+        let effects = self.relays.page_stored(relay, stored);
+        self.mailbox_effects(effects);
     }
 }
