@@ -34,14 +34,13 @@ use crate::envelope::{Opener, Sealer, SealerConfig};
 use crate::invite::Invite;
 use crate::ops::{self, OpError};
 use crate::payload::Payload;
-use crate::peer_record::{self, PeerRecord, RecordCache};
+use crate::node::directory::{self, Directory};
+use crate::peer_record::{self, PeerRecord};
 use crate::requests::Tally;
 use crate::views::{ContactView, MessageView};
 
 /// Sessions the opener remembers (each saves a handshake's DH work on later messages).
 const OPENER_CACHE: usize = 4096;
-/// Peer records remembered for staleness checks.
-const RECORD_CACHE: usize = 4096;
 /// Contacts dialed at start-up; the rest connect when there is something to send.
 const STARTUP_DIALS: usize = 64;
 /// Most sends sharing one flush; bounds how long the first caller waits.
@@ -124,10 +123,7 @@ pub(crate) struct Actor {
     events: broadcast::Sender<Event>,
     listen_addrs: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
-    lookups: HashMap<QueryId, PeerId>,
-    looking_up: HashSet<PeerId>,
-    records: RecordCache,
-    last_publish: Option<Instant>,
+    directory: Directory,
     next_refresh: Instant,
     relays: crate::node::mailbox_client::MailboxClient,
     next_drain: Instant,
@@ -248,10 +244,7 @@ impl Actor {
             events,
             listen_addrs: listen_addrs.clone(),
             connected: HashSet::new(),
-            lookups: HashMap::new(),
-            looking_up: HashSet::new(),
-            records: RecordCache::new(RECORD_CACHE),
-            last_publish: None,
+            directory: Directory::new(config.timers.publish_spacing),
             next_refresh: Instant::now() + timers.record_refresh,
             relays: Default::default(),
             next_drain: Instant::now() + config.timers.drain_interval,
@@ -369,6 +362,9 @@ impl Actor {
     /// nothing is reported as stored: callers hear the error, peers are asked to retry,
     /// and nothing that depended on it is announced or sent.
     fn after_flush(&mut self, actions: Vec<AfterFlush>, result: &Result<(), FlushFailed>) {
+        // One outbox reload however many actions asked for one: it reads the whole
+        // outbox.
+        let mut reload = false;
         for action in actions {
             match action {
                 AfterFlush::Sends(composed) => self.finish_sends(composed, result),
@@ -389,7 +385,7 @@ impl Actor {
                     }
                 }
                 AfterFlush::Reply(answer) => answer(result),
-                AfterFlush::ReloadOutbox if result.is_ok() => self.reload_outbox(),
+                AfterFlush::ReloadOutbox => reload |= result.is_ok(),
                 AfterFlush::Drained { relay, seqs, mut results, accepted } => {
                     if result.is_err() {
                         unstored(&mut results);
@@ -405,10 +401,13 @@ impl Actor {
                         tracing::error!(error = %e, "storing a group log cursor failed");
                     }
                 }
-                // Not durable: not announced, not sent now (a later reload sends what
-                // stayed in the outbox).
-                AfterFlush::Events(_) | AfterFlush::ReloadOutbox | AfterFlush::GroupLogCursor { .. } => {}
+                // Not durable: not announced, and no cursor moves past it (queued
+                // outbox entries stay for a later reload to send).
+                AfterFlush::Events(_) | AfterFlush::GroupLogCursor { .. } => {}
             }
+        }
+        if reload {
+            self.reload_outbox();
         }
     }
 
@@ -459,7 +458,7 @@ impl Actor {
             }
             Command::SetRelays(relays, reply) => {
                 self.config.relays = relays;
-                self.last_publish = None;
+                self.directory.record_changed();
                 self.publish_record();
                 self.drain_all();
                 let _ = reply.send(());
@@ -1021,20 +1020,18 @@ impl Actor {
     }
 
     fn lookup(&mut self, peer: PeerId) {
-        if !self.looking_up.insert(peer) {
+        if !self.directory.should_look_up(peer) {
             return;
         }
         let key = RecordKey::new(&peer_record::dht_key(&peer));
         let query = self.swarm.behaviour_mut().kad.get_record(key);
-        self.lookups.insert(query, peer);
+        self.directory.looking_up(query, peer);
     }
 
     fn publish_record(&mut self) {
-        let now = Instant::now();
-        if self.last_publish.is_some_and(|t| now.duration_since(t) < self.config.timers.publish_spacing) {
+        if !self.directory.should_publish(Instant::now()) {
             return;
         }
-        self.last_publish = Some(now);
         let public = self.config.identity.public();
         let now_secs = ops::now_ms() / 1000;
         let record = PeerRecord {
@@ -1060,27 +1057,11 @@ impl Actor {
         }
     }
 
-    fn on_record(&mut self, peer: PeerId, value: &[u8]) {
-        let record = match PeerRecord::verify(value, Some(&peer), ops::now_ms() / 1000) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "ignoring invalid peer record");
-                return;
-            }
-        };
-        match self.records.accept(record.clone()) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return,
-        }
+    /// A believed record of `peer` (see [`Directory::found`]): its contact follows it,
+    /// and mail waiting for the peer tries the addresses it names.
+    fn on_record(&mut self, peer: PeerId, record: &PeerRecord) {
         let Ok(Some(mut contact)) = self.store.contacts().get(&peer.to_string()) else { return };
-        contact.e2e_public = Some(record.e2e_public);
-        contact.binding = Some(record.binding.to_vec());
-        if contact.display_name.is_none() {
-            contact.display_name = record.display_name.clone();
-        }
-        contact.addrs = record.addrs.iter().map(ToString::to_string).collect();
-        contact.relays = record.relays.iter().map(ToString::to_string).collect();
-        contact.updated_at_ms = ops::now_ms();
+        directory::apply_record(&mut contact, record, ops::now_ms());
         // Not flushed: a record lost in a crash is looked up again.
         if self.store.contacts().put(&contact).is_err() {
             return;
@@ -1218,16 +1199,15 @@ impl Actor {
 
     fn kad_progress(&mut self, id: QueryId, result: QueryResult, last: bool) {
         if let QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) = &result
-            && let Some(peer) = self.lookups.get(&id).copied()
+            && let Some(record) = self.directory.found(&id, &found.record.value, ops::now_ms() / 1000)
         {
-            let value = found.record.value.clone();
-            self.on_record(peer, &value);
+            self.on_record(record.peer_id, &record);
         }
         if let QueryResult::PutRecord(Err(e)) = &result {
             tracing::debug!(error = %e, "peer record publication incomplete");
         }
-        if last && let Some(peer) = self.lookups.remove(&id) {
-            self.looking_up.remove(&peer);
+        if last {
+            self.directory.query_done(&id);
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod actor;
 mod behaviour;
+mod directory;
 mod event;
 mod flusher;
 mod inbound;
