@@ -388,13 +388,15 @@ fn check_once_and_in_order(histories: &BTreeMap<(usize, Option<usize>), Vec<Seen
 /// both hold (1:1: the two ends; group: each member and the first) come in the same
 /// sequence.
 fn check_same_order(histories: &BTreeMap<View, Vec<Seen>>) -> Result<(), String> {
+    // Both ends of every 1:1 chat, and every pair of the group's members.
+    let group: Vec<usize> = histories.keys().filter(|(_, with)| with.is_none()).map(|&(node, _)| node).collect();
     let sides: Vec<(View, View)> = histories
         .keys()
         .filter_map(|&(node, with)| match with {
             Some(peer) if node < peer => Some(((node, with), (peer, Some(node)))),
-            None if node > 0 => Some(((0, None), (node, None))),
             _ => None,
         })
+        .chain(group.iter().flat_map(|&a| group.iter().filter(move |&&b| a < b).map(move |&b| ((a, None), (b, None)))))
         .collect();
     for (a, b) in sides {
         let (Some(left), Some(right)) = (histories.get(&a), histories.get(&b)) else { continue };
@@ -460,8 +462,16 @@ mod tests {
         assert!(check_same_order(&same).is_ok());
         let crossed = BTreeMap::from([((0, Some(1)), vec![m1.clone(), m2.clone()]), ((1, Some(0)), vec![m2.clone(), m1.clone()])]);
         assert!(check_same_order(&crossed).unwrap_err().contains("different orders"));
-        let group = BTreeMap::from([((0, None), vec![m1.clone(), m2.clone()]), ((2, None), vec![m2, m1])]);
+        let group = BTreeMap::from([((0, None), vec![m1.clone(), m2.clone()]), ((2, None), vec![m2.clone(), m1.clone()])]);
         assert!(check_same_order(&group).unwrap_err().contains("different orders"));
+        // Members 1 and 2 disagree on messages member 0 does not hold.
+        let (m3, m4) = (seen("c", "4", "u"), seen("c", "5", "v"));
+        let apart = BTreeMap::from([
+            ((0, None), vec![m1.clone()]),
+            ((1, None), vec![m1.clone(), m3.clone(), m4.clone()]),
+            ((2, None), vec![m1, m4, m3]),
+        ]);
+        assert!(check_same_order(&apart).unwrap_err().contains("nodes 1 and 2"));
         let sent = [
             Sent { from: 0, to: Some(1), seq: 1, acknowledged: true },
             Sent { from: 0, to: Some(1), seq: 3, acknowledged: true },

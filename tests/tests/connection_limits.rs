@@ -24,19 +24,22 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// The attacker's address: not the contacts' 127.0.0.1.
 const ATTACKER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
-/// Opens connections to `target` from a fresh identity until one is refused (at most
-/// one more than a peer's limit); returns the flooder, holding the accepted ones.
-async fn flood_from_one_identity(target: PeerId, addr: &Multiaddr) -> (Flooder, u32) {
+/// Opens connections to `target` from a fresh identity until one is not served (at
+/// most one more than a peer's limit); returns the flooder, holding the accepted ones,
+/// their number, and how the last attempt ended.
+async fn flood_from_one_identity(target: PeerId, addr: &Multiaddr) -> (Flooder, u32, Opened) {
     let mut mallory = Flooder::new(ATTACKER_IP, DEADLINE).unwrap();
+    let mut last = Opened::Served;
     for _ in 0..=DEFAULT_MAX_PER_PEER {
         // Over the per-peer limit the node closes a connection right after the
         // handshake; over the per-IP limit it refuses the dial.
-        if mallory.open(target, addr).await.unwrap().1 != Opened::Served {
+        last = mallory.open(target, addr).await.unwrap().1;
+        if last != Opened::Served {
             break;
         }
     }
     let accepted = mallory.open_connections();
-    (mallory, accepted)
+    (mallory, accepted, last)
 }
 
 #[test]
@@ -54,15 +57,18 @@ fn a_flood_of_connections_from_one_address_leaves_the_node_chatting() {
     let mut flooders = Vec::new();
     runtime.block_on(async {
         // One identity: exactly the per-peer limit.
-        let (first, accepted) = flood_from_one_identity(target, &addr).await;
+        let (first, accepted, stopped) = flood_from_one_identity(target, &addr).await;
         assert_eq!(accepted, DEFAULT_MAX_PER_PEER);
+        assert_eq!(stopped, Opened::Closed, "the per-peer limit closes after the handshake");
         flooders.push(first);
         // More identities from the same address: together exactly the per-IP limit;
         // past it even a fresh identity is refused before its handshake.
         let mut total = accepted;
+        let mut stopped = Opened::Served;
         for _ in 0..DEFAULT_MAX_PER_IP / DEFAULT_MAX_PER_PEER + 1 {
-            let (sybil, accepted) = flood_from_one_identity(target, &addr).await;
+            let (sybil, accepted, how) = flood_from_one_identity(target, &addr).await;
             total += accepted;
+            stopped = how;
             flooders.push(sybil);
             if accepted == 0 {
                 break;
@@ -70,6 +76,7 @@ fn a_flood_of_connections_from_one_address_leaves_the_node_chatting() {
         }
         assert_eq!(total, DEFAULT_MAX_PER_IP);
         assert_eq!(flooders.last().map(Flooder::open_connections), Some(0));
+        assert_eq!(stopped, Opened::Refused, "past the per-IP limit the dial itself is refused");
     });
 
     // The existing contact still chats...
