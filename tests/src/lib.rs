@@ -135,6 +135,8 @@ pub struct Relay {
     ip: String,
     /// The network namespace it runs in, if not the test's own.
     netns: Option<String>,
+    /// What it listens on (kept for [`Relay::reconfigure`]).
+    listen: Vec<String>,
 }
 
 impl Relay {
@@ -156,9 +158,7 @@ impl Relay {
     fn configured(listen: &[String], ip: &str, port: u16, netns: Option<&str>, extra: &str) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
-        let config = format!("listen = {listen:?}\ndata_dir = {:?}\n{extra}\n", data_dir.to_str().unwrap());
-        std::fs::write(dir.path().join("relay.toml"), config).unwrap();
-        Relay {
+        let relay = Relay {
             dir,
             data_dir,
             process: None,
@@ -167,7 +167,17 @@ impl Relay {
             port,
             ip: ip.into(),
             netns: netns.map(str::to_owned),
-        }
+            listen: listen.to_vec(),
+        };
+        relay.reconfigure(extra);
+        relay
+    }
+
+    /// Rewrite its config: the same listen addresses and data dir, then `extra`. Takes
+    /// effect at the next [`start`](Relay::start).
+    pub fn reconfigure(&self, extra: &str) {
+        let config = format!("listen = {:?}\ndata_dir = {:?}\n{extra}\n", self.listen, self.data_dir.to_str().unwrap());
+        std::fs::write(self.dir.path().join("relay.toml"), config).unwrap();
     }
 
     /// Start it and wait for `ready`.

@@ -189,7 +189,11 @@ fn a_relay_path_with_200_ms_of_jittered_delay_delivers_everything() {
 #[test]
 fn a_relay_that_disappears_mid_drain_loses_nothing() {
     let metrics_port = kith_tests::free_port();
-    let mut relays = [Relay::new(&format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")), Relay::new("")];
+    let metrics = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    // The first relay lets Bob drain one page and ack it, then refuses his next
+    // challenge for a second: it is certain to die holding the rest.
+    let throttled = format!("{metrics}[mailbox]\nchallenge_rate_per_sec = 1\nchallenge_burst = 2\n");
+    let mut relays = [Relay::new(&throttled), Relay::new("")];
     for r in &mut relays {
         r.start();
     }
@@ -209,13 +213,17 @@ fn a_relay_that_disappears_mid_drain_loses_nothing() {
     });
     // Bob comes back and drains; the first relay dies part-way.
     bob.start(&[]);
-    wait_until(DEADLINE, "Bob has started draining", || !received(&bob, &alice).is_empty());
+    wait_until(DEADLINE, "Bob has drained a page of the first relay", || {
+        mailbox_envelopes(metrics_port).is_some_and(|n| n < expected.len() as f64)
+    });
+    let held = mailbox_envelopes(metrics_port).unwrap_or(0.0);
     relays[0].kill9();
-    let drained = received(&bob, &alice).len();
-    assert!(drained < expected.len(), "the relay died mid-drain ({drained} of {} in)", expected.len());
+    assert!(held > 0.0, "the relay died mid-drain (it held {held} of {})", expected.len());
     assert_delivered_once_in_order(&alice, &bob, &expected);
-    // It comes back with the rest of its mailbox — copies of what Bob already has from
-    // the other relay. Bob drains it to the end, and nothing shows up twice.
+    // It comes back (unthrottled) with the rest of its mailbox — copies of what Bob
+    // already has from the other relay. Bob drains it to the end, and nothing shows up
+    // twice.
+    relays[0].reconfigure(&metrics);
     relays[0].start();
     wait_until(DEADLINE, "Bob drains the returning relay", || {
         mailbox_envelopes(metrics_port).is_some_and(|n| n == 0.0)
@@ -223,7 +231,6 @@ fn a_relay_that_disappears_mid_drain_loses_nothing() {
     assert_eq!(received(&bob, &alice), expected, "nothing twice after the relay's return");
 }
 
-/// The `kith_relay_mailbox_envelopes` gauge of the relay whose metrics listen on `port`.
 fn mailbox_envelopes(port: u16) -> Option<f64> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
