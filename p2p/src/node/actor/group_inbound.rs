@@ -220,7 +220,7 @@ impl Actor {
     /// Operations of a group we do not know: a group a contact put us in, an
     /// invitation, or parts of one still arriving.
     fn receive_new_group(&mut self, sender: PeerId, group: GroupId, ops: Vec<SignedOp>, hints: &[PeerHint]) {
-        let arrival = self.groups.limbo.arrive(group, ops, &self.me);
+        let arrival = self.groups.limbo.arrive(group, ops, &self.me, &sender);
         // Only a contact is asked for missing parts: a stranger could otherwise make us
         // queue a request for every group id it makes up.
         let from_contact = matches!(
@@ -240,11 +240,8 @@ impl Actor {
             }
         };
         let state = membership.state();
+        // Limbo lets a group out only with us and the sender in it.
         let Some(me) = state.members.get(&self.me) else { return };
-        if !state.members.contains_key(&sender) {
-            tracing::debug!(%group, %sender, "a group that adds us, from a non-member; ignored");
-            return;
-        }
         let adder = me.added_by;
         let by_contact = matches!(
             self.store.contacts().get(&adder.to_string()),

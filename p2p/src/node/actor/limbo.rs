@@ -32,7 +32,8 @@ struct Held {
 
 /// What became of a group after an arrival ([`Limbo::arrive`]).
 pub(super) enum Arrival {
-    /// Still held: no `Create` yet, or the group does not have us in it.
+    /// Still held: no `Create` yet, the group does not have us in it, or the last part
+    /// came from someone not in it.
     Held {
         /// Whether parts are missing: the `Create`, or parents some operations wait
         /// for (worth asking the sender for them).
@@ -79,9 +80,11 @@ impl Limbo {
         self.groups.contains_key(group)
     }
 
-    /// Operations of `group` arrived: add them to what is held and say whether the
-    /// group has `me` in it now.
-    pub(super) fn arrive(&mut self, group: GroupId, ops: Vec<SignedOp>, me: &PeerId) -> Arrival {
+    /// Operations of `group` arrived from `sender`: add them to what is held and say
+    /// whether the group has `me` in it now. A group that has us leaves limbo only when
+    /// a member of it sent the last part: from anyone else (a removed member replaying
+    /// operations) it stays held for a member's next message.
+    pub(super) fn arrive(&mut self, group: GroupId, ops: Vec<SignedOp>, me: &PeerId, sender: &PeerId) -> Arrival {
         let added: usize = ops.iter().map(encoded_len).sum();
         let (parts, bytes) = match self.groups.remove(&group) {
             Some(held) => {
@@ -106,7 +109,9 @@ impl Limbo {
             }
         };
         match parts {
-            Parts::Built { membership, waiting } if membership.state().members.contains_key(me) => {
+            Parts::Built { membership, waiting }
+                if membership.state().members.contains_key(me) && membership.state().members.contains_key(sender) =>
+            {
                 self.order.retain(|g| *g != group);
                 Arrival::HasUs { membership, waiting }
             }
@@ -192,6 +197,23 @@ mod tests {
     }
 
     #[test]
+    fn a_group_that_has_us_leaves_limbo_only_through_one_of_its_members() {
+        let (owner, me, outsider) = (Identity::generate(), Identity::generate(), Identity::generate());
+        let (group, mut membership, mut ops) = history(&owner, 1);
+        ops.push(add(&mut membership, &owner, &me));
+        let mut limbo = Limbo::default();
+        let from_outsider = limbo.arrive(group, ops, &me.peer_id(), &outsider.peer_id());
+        assert!(matches!(from_outsider, Arrival::Held { incomplete: false }), "kept, not taken nor dropped");
+        assert!(limbo.holds(&group));
+        // The owner's next message (nothing new in it) brings it out.
+        match limbo.arrive(group, Vec::new(), &me.peer_id(), &owner.peer_id()) {
+            Arrival::HasUs { membership, .. } => assert!(membership.state().members.contains_key(&me.peer_id())),
+            Arrival::Held { .. } => panic!("a member sent it"),
+        }
+        assert!(!limbo.holds(&group));
+    }
+
+    #[test]
     fn parts_in_any_order_become_a_group_once_it_has_us() {
         let (owner, me) = (Identity::generate(), Identity::generate());
         let (group, mut membership, mut ops) = history(&owner, 3);
@@ -199,11 +221,11 @@ mod tests {
         let mut limbo = Limbo::default();
         // The addition first (its parents missing, and no Create yet), then the rest.
         let last = ops.pop().unwrap();
-        assert!(matches!(limbo.arrive(group, vec![last], &me.peer_id()), Arrival::Held { .. }));
+        assert!(matches!(limbo.arrive(group, vec![last], &me.peer_id(), &owner.peer_id()), Arrival::Held { .. }));
         let create = ops.remove(0);
-        assert!(matches!(limbo.arrive(group, ops, &me.peer_id()), Arrival::Held { .. }));
+        assert!(matches!(limbo.arrive(group, ops, &me.peer_id(), &owner.peer_id()), Arrival::Held { .. }));
         assert!(limbo.holds(&group));
-        match limbo.arrive(group, vec![create], &me.peer_id()) {
+        match limbo.arrive(group, vec![create], &me.peer_id(), &owner.peer_id()) {
             Arrival::HasUs { membership, waiting } => {
                 assert!(waiting.is_empty());
                 assert_eq!(membership.len(), 5);
@@ -220,14 +242,14 @@ mod tests {
         let (owner, me) = (Identity::generate(), Identity::generate());
         let (group, mut membership, ops) = history(&owner, 0);
         let mut limbo = Limbo::default();
-        assert!(matches!(limbo.arrive(group, ops, &me.peer_id()), Arrival::Held { incomplete: false }));
+        assert!(matches!(limbo.arrive(group, ops, &me.peer_id(), &owner.peer_id()), Arrival::Held { incomplete: false }));
         for n in 0..20 {
             let op = membership.sign(&owner, 2, OpKind::Rename { name: format!("r{n}") }).unwrap();
             membership.insert(op.clone()).unwrap();
-            assert!(matches!(limbo.arrive(group, vec![op], &me.peer_id()), Arrival::Held { incomplete: false }));
+            assert!(matches!(limbo.arrive(group, vec![op], &me.peer_id(), &owner.peer_id()), Arrival::Held { incomplete: false }));
         }
         let op = add(&mut membership, &owner, &me);
-        match limbo.arrive(group, vec![op], &me.peer_id()) {
+        match limbo.arrive(group, vec![op], &me.peer_id(), &owner.peer_id()) {
             Arrival::HasUs { membership: held, .. } => assert_eq!(held.state(), membership.state()),
             Arrival::Held { .. } => panic!("the group has us"),
         }
@@ -240,8 +262,8 @@ mod tests {
         let (second, _, second_ops) = history(&Identity::generate(), 2);
         let one_group: usize = first_ops.iter().map(encoded_len).sum();
         let mut limbo = Limbo::with_max_bytes(one_group + one_group / 2);
-        limbo.arrive(first, first_ops, &me.peer_id());
-        limbo.arrive(second, second_ops, &me.peer_id());
+        limbo.arrive(first, first_ops, &me.peer_id(), &me.peer_id());
+        limbo.arrive(second, second_ops, &me.peer_id(), &me.peer_id());
         assert!(!limbo.holds(&first), "the first group made room");
         assert!(limbo.holds(&second));
         assert!(limbo.bytes() <= one_group + one_group / 2);
