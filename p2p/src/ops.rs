@@ -111,13 +111,13 @@ pub fn resolve_contact(store: &Store, query: &str) -> Result<Contact, OpError> {
     contacts.retain(|c| c.state != ContactState::Member);
     let lower = query.to_lowercase();
     let alias_of = |c: &Contact| c.alias.as_ref().map(|a| a.to_lowercase());
-    if let Some(c) = contacts.iter().find(|c| c.peer_id == query || alias_of(c) == Some(lower.clone())) {
+    if let Some(c) = contacts.iter().find(|c| c.peer_id.to_base58() == query || alias_of(c) == Some(lower.clone())) {
         return Ok(c.clone());
     }
     let matches: Vec<&Contact> = contacts
         .iter()
         .filter(|c| {
-            c.peer_id.starts_with(query)
+            c.peer_id.to_base58().starts_with(query)
                 || alias_of(c).is_some_and(|a| a.starts_with(&lower))
                 || c.display_name.as_ref().is_some_and(|n| n.to_lowercase() == lower)
         })
@@ -133,7 +133,7 @@ pub fn resolve_contact(store: &Store, query: &str) -> Result<Contact, OpError> {
 }
 
 /// Queue `payload` for the peer `recipient` in the outbox (not flushed: callers flush or batch).
-pub fn enqueue(store: &Store, recipient: &str, payload: &Payload) -> Result<MessageId, OpError> {
+pub fn enqueue(store: &Store, recipient: &PeerId, payload: &Payload) -> Result<MessageId, OpError> {
     let id = match payload {
         Payload::Text { id, .. } => *id,
         _ => new_message_id(),
@@ -141,7 +141,7 @@ pub fn enqueue(store: &Store, recipient: &str, payload: &Payload) -> Result<Mess
     let now = now_ms();
     store.outbox().put(&OutboxEntry {
         id,
-        recipient: Recipient::Peer(recipient.to_owned()),
+        recipient: Recipient::Peer(recipient.to_base58()),
         payload: payload.encode()?,
         attempts: 0,
         next_attempt_ms: now,
@@ -168,17 +168,14 @@ pub fn compose_text(
         ContactState::Accepted | ContactState::PendingOut => {}
         state => {
             return Err(OpError::WrongState {
-                peer: contact.peer_id.clone(),
+                peer: contact.peer_id.to_string(),
                 state,
                 why: "messages go only to contacts you added or accepted",
             });
         }
     }
-    let peer: PeerId = contact
-        .peer_id
-        .parse()
-        .map_err(|_| OpError::Invalid(format!("stored peer id {} is invalid", contact.peer_id)))?;
-    let kind = ConversationKind::Direct { peer_id: contact.peer_id.clone() };
+    let peer = contact.peer_id;
+    let kind = ConversationKind::Direct { peer_id: peer.to_base58() };
     let message = next_message(store, me, direct_conversation(me, &peer), kind, text, used_lamports)?;
     let now = message.sent_at_ms;
     let payload = Payload::Text {
@@ -189,7 +186,7 @@ pub fn compose_text(
     };
     let entry = OutboxEntry {
         id: message.id,
-        recipient: Recipient::Peer(contact.peer_id.clone()),
+        recipient: Recipient::Peer(peer.to_base58()),
         payload: payload.encode()?,
         attempts: 0,
         next_attempt_ms: now,
@@ -215,14 +212,14 @@ pub fn accept(store: &Store, contact: &Contact, my_name: Option<&str>) -> Result
         ContactState::PendingIn | ContactState::PendingOut => {}
         ContactState::Blocked => {
             return Err(OpError::WrongState {
-                peer: contact.peer_id.clone(),
+                peer: contact.peer_id.to_string(),
                 state: contact.state,
                 why: "unblock the contact first",
             });
         }
         ContactState::Member => {
             return Err(OpError::WrongState {
-                peer: contact.peer_id.clone(),
+                peer: contact.peer_id.to_string(),
                 state: contact.state,
                 why: "they did not ask; add them with their invite",
             });
@@ -236,7 +233,7 @@ pub fn accept(store: &Store, contact: &Contact, my_name: Option<&str>) -> Result
 pub fn reject(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpError> {
     if contact.state != ContactState::PendingIn {
         return Err(OpError::WrongState {
-            peer: contact.peer_id.clone(),
+            peer: contact.peer_id.to_string(),
             state: contact.state,
             why: "only incoming requests can be rejected (use remove or block)",
         });
@@ -246,9 +243,7 @@ pub fn reject(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpErr
 
 /// Forget a contact and its conversation.
 pub fn remove(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpError> {
-    if let Ok(peer) = contact.peer_id.parse::<PeerId>() {
-        store.conversations().remove(direct_conversation(me, &peer), now_ms())?;
-    }
+    store.conversations().remove(direct_conversation(me, &contact.peer_id), now_ms())?;
     store.contacts().remove(&contact.peer_id)?;
     Ok(())
 }
@@ -266,10 +261,7 @@ pub fn rename(store: &Store, contact: &Contact, alias: &str) -> Result<Contact, 
 /// Mark a 1:1 conversation read; queues a read receipt unless `send_receipts` is off.
 /// Returns how many messages became read.
 pub fn mark_read(store: &Store, me: &PeerId, contact: &Contact, send_receipts: bool) -> Result<usize, OpError> {
-    let peer: PeerId = contact
-        .peer_id
-        .parse()
-        .map_err(|_| OpError::Invalid(format!("stored peer id {} is invalid", contact.peer_id)))?;
+    let peer = contact.peer_id;
     let newly_read = store.stage_read(direct_conversation(me, &peer))?;
     if send_receipts && !newly_read.is_empty() && contact.state == ContactState::Accepted {
         let ids: Vec<MessageId> = newly_read.iter().map(|m| m.id).collect();
@@ -288,12 +280,10 @@ pub fn history(
     limit: usize,
     before: Option<&str>,
 ) -> Result<Vec<MessageView>, OpError> {
-    let peer: PeerId = contact
-        .peer_id
-        .parse()
-        .map_err(|_| OpError::Invalid(format!("stored peer id {} is invalid", contact.peer_id)))?;
+    let peer = contact.peer_id;
     let page = page_of(store, direct_conversation(me, &peer), limit, before)?;
-    Ok(page.iter().map(|m| MessageView::new(m, Some(&contact.peer_id))).collect())
+    let peer = peer.to_base58();
+    Ok(page.iter().map(|m| MessageView::new(m, Some(&peer))).collect())
 }
 
 /// A page of a group's conversation, oldest first, ending before `before`. Its
@@ -451,14 +441,9 @@ pub fn requests(store: &Store, me: &PeerId) -> Result<Vec<RequestView>, OpError>
         if contact.state != ContactState::PendingIn {
             continue;
         }
-        let (held_messages, preview) = match contact.peer_id.parse::<PeerId>() {
-            Ok(peer) => {
-                let conv = direct_conversation(me, &peer);
-                let latest = store.messages().latest(conv)?;
-                (store.messages().count(conv)?, latest.map(|m| m.text))
-            }
-            Err(_) => (0, None),
-        };
+        let conv = direct_conversation(me, &contact.peer_id);
+        let latest = store.messages().latest(conv)?;
+        let (held_messages, preview) = (store.messages().count(conv)?, latest.map(|m| m.text));
         out.push(RequestView { contact: ContactView::from(&contact), held_messages, preview });
     }
     Ok(out)
@@ -487,7 +472,10 @@ fn inbox_entry(store: &Store, conv: &Conversation) -> Result<Option<InboxEntry>,
             return Ok(Some(InboxEntry { conversation: conv.id.to_string(), contact: None, unread: conv.unread, last }));
         }
     };
-    let Some(contact) = store.contacts().get(peer_id)? else {
+    let Ok(peer) = peer_id.parse::<PeerId>() else {
+        return Ok(None);
+    };
+    let Some(contact) = store.contacts().get(&peer)? else {
         return Ok(None);
     };
     if contact.state != ContactState::Accepted {
@@ -506,7 +494,7 @@ fn inbox_entry(store: &Store, conv: &Conversation) -> Result<Option<InboxEntry>,
 pub fn new_contact(peer: &PeerId, state: ContactState) -> Contact {
     let now = now_ms();
     Contact {
-        peer_id: peer.to_string(),
+        peer_id: *peer,
         alias: None,
         display_name: None,
         state,

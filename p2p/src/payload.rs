@@ -202,15 +202,14 @@ struct VersionedRef<'a> {
     p: &'a Payload,
 }
 
-/// Multiaddrs stored as text, as the byte strings payloads carry; text that is not a
-/// multiaddr is left out.
-pub fn addr_bytes(addrs: &[String]) -> Vec<Vec<u8>> {
-    addrs.iter().filter_map(|a| a.parse::<libp2p::Multiaddr>().ok()).map(|a| a.to_vec()).collect()
+/// Addresses as the byte strings payloads carry.
+pub fn addr_bytes(addrs: &[libp2p::Multiaddr]) -> Vec<Vec<u8>> {
+    addrs.iter().map(|a| a.to_vec()).collect()
 }
 
-/// Multiaddr byte strings from a payload as text; malformed ones are left out.
-pub fn addr_strings(bytes: &[Vec<u8>]) -> Vec<String> {
-    bytes.iter().filter_map(|b| libp2p::Multiaddr::try_from(b.clone()).ok()).map(|a| a.to_string()).collect()
+/// Multiaddr byte strings from a payload; malformed ones are left out.
+pub fn addrs_of(bytes: &[Vec<u8>]) -> Vec<libp2p::Multiaddr> {
+    bytes.iter().filter_map(|b| libp2p::Multiaddr::try_from(b.clone()).ok()).collect()
 }
 
 #[cfg(test)]

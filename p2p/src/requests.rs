@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use kith_storage::{ContactState, ConversationId, Store, StoreError, Usage};
+use kith_storage::{ContactState, ConversationId, Multiaddr, Store, StoreError, Usage};
 
 use crate::payload::{self, MAX_TEXT_LEN};
 
@@ -137,13 +137,13 @@ impl Tally {
 
 /// Multiaddr byte strings from a payload, bounded: at most `max` that parse
 /// and are at most [`MAX_ADDR_LEN`] bytes as text, in the order given.
-pub(crate) fn bounded_addrs(bytes: &[Vec<u8>], max: usize) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for addr in payload::addr_strings(bytes) {
+pub(crate) fn bounded_addrs(bytes: &[Vec<u8>], max: usize) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = Vec::new();
+    for addr in payload::addrs_of(bytes) {
         if out.len() == max {
             break;
         }
-        if addr.len() <= MAX_ADDR_LEN && !out.contains(&addr) {
+        if addr.to_string().len() <= MAX_ADDR_LEN && !out.contains(&addr) {
             out.push(addr);
         }
     }
@@ -152,8 +152,8 @@ pub(crate) fn bounded_addrs(bytes: &[Vec<u8>], max: usize) -> Vec<String> {
 
 /// A contact's addresses after it announced `fresh` ones: those first, then
 /// the ones it had, without repeats, at most [`MAX_CONTACT_ADDRS`].
-pub(crate) fn merge_addrs(fresh: &[String], known: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(MAX_CONTACT_ADDRS);
+pub(crate) fn merge_addrs(fresh: &[Multiaddr], known: &[Multiaddr]) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = Vec::with_capacity(MAX_CONTACT_ADDRS);
     for addr in fresh.iter().chain(known) {
         if out.len() == MAX_CONTACT_ADDRS {
             break;
@@ -181,15 +181,15 @@ mod tests {
         let many: Vec<Vec<u8>> = (0..100).map(|p| tcp(p).to_vec()).collect();
         let fresh = bounded_addrs(&many, MAX_CONTACT_ADDRS);
         assert_eq!(fresh.len(), MAX_CONTACT_ADDRS);
-        assert_eq!(fresh[0], tcp(0).to_string());
+        assert_eq!(fresh[0], tcp(0));
         // An over-long address (a long DNS name) is left out; garbage too.
         let long: libp2p::Multiaddr = format!("/dns4/{}/tcp/1", "a".repeat(MAX_ADDR_LEN)).parse().unwrap();
         let kept = bounded_addrs(&[long.to_vec(), b"garbage".to_vec(), tcp(7).to_vec(), tcp(7).to_vec()], 4);
-        assert_eq!(kept, [tcp(7).to_string()]);
-        let known: Vec<String> = (200..220).map(|p| tcp(p).to_string()).collect();
-        let merged = merge_addrs(&[tcp(1).to_string(), tcp(200).to_string()], &known);
+        assert_eq!(kept, [tcp(7)]);
+        let known: Vec<libp2p::Multiaddr> = (200..220).map(tcp).collect();
+        let merged = merge_addrs(&[tcp(1), tcp(200)], &known);
         assert_eq!(merged.len(), MAX_CONTACT_ADDRS);
-        assert_eq!(&merged[..3], [tcp(1).to_string(), tcp(200).to_string(), tcp(201).to_string()]);
+        assert_eq!(&merged[..3], [tcp(1), tcp(200), tcp(201)]);
     }
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -235,10 +235,9 @@ mod tests {
     #[test]
     fn requests_are_bounded_in_number() {
         let (_dir, store) = store();
-        let peer = |n: usize| format!("peer-{n}");
-        for n in 0..MAX_PENDING_REQUESTS - 1 {
+        for _ in 0..MAX_PENDING_REQUESTS - 1 {
             let contact = Contact {
-                peer_id: peer(n),
+                peer_id: libp2p::PeerId::random(),
                 alias: None,
                 display_name: None,
                 state: ContactState::PendingIn,

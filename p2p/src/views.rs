@@ -35,12 +35,12 @@ impl ContactView {
 impl From<&Contact> for ContactView {
     fn from(c: &Contact) -> ContactView {
         ContactView {
-            peer_id: c.peer_id.clone(),
+            peer_id: c.peer_id.to_base58(),
             alias: c.alias.clone(),
             display_name: c.display_name.clone(),
             state: c.state,
-            addrs: c.addrs.clone(),
-            relays: c.relays.clone(),
+            addrs: c.addrs.iter().map(ToString::to_string).collect(),
+            relays: c.relays.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -150,7 +150,7 @@ impl GroupView {
     /// The view of `group`, naming members who are contacts as `store` knows them.
     pub fn new(store: &Store, group: &Group) -> GroupView {
         let label = |peer: &str| {
-            let contact = store.contacts().get(peer).ok()??;
+            let contact = store.contacts().get(&peer.parse().ok()?).ok()??;
             contact.alias.or(contact.display_name)
         };
         let rank = |r: Role| match r {

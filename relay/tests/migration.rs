@@ -86,7 +86,8 @@ fn a_version_1_mailbox_store_opens_with_everything_it_held() {
     drop(store);
 
     // Migrated once: the old trees are gone, and a reopen finds the same.
-    let db = sled::open(dir.path()).unwrap();
+    // sled lets go of its lock a moment after the store is dropped: wait for it.
+    let db = kith_p2p::kith_storage::engine::open_sled(dir.path(), 16 << 20, Duration::from_secs(10)).unwrap();
     let names: Vec<String> = db.tree_names().iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
     for old in ["envelopes", "hashes", "mailboxes", "expiry"] {
         assert!(!names.iter().any(|n| n == old), "{old} left behind: {names:?}");

@@ -1,7 +1,9 @@
-//! Contacts, keyed by peer id (an opaque string to this crate).
+//! Contacts, keyed by peer id (its base58 text).
 
 use std::sync::Arc;
 
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
@@ -30,8 +32,9 @@ pub enum ContactState {
 /// Someone we know (or who asked to know us).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
-    /// libp2p peer id in base58; the key of the table.
-    pub peer_id: String,
+    /// Their peer id; its base58 text is the key of the table.
+    #[serde(with = "crate::peer::peer_text")]
+    pub peer_id: PeerId,
     /// Our local name for them.
     pub alias: Option<String>,
     /// The name they announced.
@@ -42,10 +45,12 @@ pub struct Contact {
     pub e2e_public: Option<[u8; 32]>,
     /// Signature binding `e2e_public` to their identity (opaque here).
     pub binding: Option<Vec<u8>>,
-    /// Known multiaddrs.
-    pub addrs: Vec<String>,
-    /// Their pinned relays (multiaddrs).
-    pub relays: Vec<String>,
+    /// Known addresses.
+    #[serde(with = "crate::peer::addr_texts")]
+    pub addrs: Vec<Multiaddr>,
+    /// Their pinned relays' addresses.
+    #[serde(with = "crate::peer::addr_texts")]
+    pub relays: Vec<Multiaddr>,
     /// When the contact was added, in ms since the Unix epoch.
     pub added_at_ms: u64,
     /// When the contact last changed, in ms.
@@ -54,8 +59,8 @@ pub struct Contact {
 
 impl Contact {
     /// The name to show and sort by: the alias, else the peer id.
-    pub fn sort_name(&self) -> &str {
-        self.alias.as_deref().unwrap_or(&self.peer_id)
+    pub fn sort_name(&self) -> String {
+        self.alias.clone().unwrap_or_else(|| self.peer_id.to_base58())
     }
 }
 
@@ -71,8 +76,8 @@ impl Contacts {
     }
 
     /// The contact with this peer id, if any.
-    pub fn get(&self, peer_id: &str) -> Result<Option<Contact>, StoreError> {
-        match self.tree().get(peer_id).map_err(db)? {
+    pub fn get(&self, peer_id: &PeerId) -> Result<Option<Contact>, StoreError> {
+        match self.tree().get(peer_id.to_base58()).map_err(db)? {
             Some(v) => decode(CONTACTS, &v).map(Some),
             None => Ok(None),
         }
@@ -81,14 +86,14 @@ impl Contacts {
     /// Inserts or replaces the contact keyed by its `peer_id`. Not flushed.
     pub fn put(&self, contact: &Contact) -> Result<(), StoreError> {
         self.tree()
-            .insert(contact.peer_id.as_str(), encode(contact)?)
+            .insert(contact.peer_id.to_base58(), encode(contact)?)
             .map_err(db)?;
         Ok(())
     }
 
     /// Deletes a contact; returns whether it existed. Not flushed.
-    pub fn remove(&self, peer_id: &str) -> Result<bool, StoreError> {
-        Ok(self.tree().remove(peer_id).map_err(db)?.is_some())
+    pub fn remove(&self, peer_id: &PeerId) -> Result<bool, StoreError> {
+        Ok(self.tree().remove(peer_id.to_base58()).map_err(db)?.is_some())
     }
 
     /// All contacts sorted by [`Contact::sort_name`] (case-insensitively,
@@ -100,7 +105,7 @@ impl Contacts {
             .values()
             .map(|v| decode::<Contact>(CONTACTS, &v.map_err(db)?))
             .collect::<Result<Vec<_>, _>>()?;
-        all.sort_by_cached_key(|c| (c.sort_name().to_lowercase(), c.peer_id.clone()));
+        all.sort_by_cached_key(|c| (c.sort_name().to_lowercase(), c.peer_id.to_base58()));
         Ok(all)
     }
 
@@ -119,15 +124,16 @@ impl Contacts {
     /// (`updated_at_ms` is left to callers, who know the time; use
     /// [`put`](Self::put) to change it). [`StoreError::NotFound`] if unknown.
     /// Not flushed.
-    pub fn set_state(&self, peer_id: &str, state: ContactState) -> Result<Contact, StoreError> {
+    pub fn set_state(&self, peer_id: &PeerId, state: ContactState) -> Result<Contact, StoreError> {
         use sled::transaction::ConflictableTransactionError::Abort;
+        let key = peer_id.to_base58();
         tx(self.tree().transaction(|t| {
-            let Some(v) = t.get(peer_id)? else {
-                return Err(Abort(StoreError::not_found("contact", peer_id)));
+            let Some(v) = t.get(&key)? else {
+                return Err(Abort(StoreError::not_found("contact", &key)));
             };
             let mut contact: Contact = decode(CONTACTS, &v).map_err(Abort)?;
             contact.state = state;
-            t.insert(peer_id, encode(&contact).map_err(Abort)?)?;
+            t.insert(key.as_str(), encode(&contact).map_err(Abort)?)?;
             Ok(contact)
         }))
     }

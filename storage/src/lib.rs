@@ -88,6 +88,7 @@ mod keys;
 mod messages;
 mod migrate;
 mod outbox;
+mod peer;
 mod replay;
 mod schema;
 pub mod seqlog;
@@ -97,6 +98,9 @@ mod txn;
 mod types;
 
 pub use contacts::{Contact, ContactState, Contacts};
+/// The peer id and address types contacts are stored with (libp2p's own).
+pub use libp2p_identity::PeerId;
+pub use multiaddr::Multiaddr;
 pub use conversations::{Conversation, ConversationKind, Conversations};
 pub use error::{DbError, OpenError, StoreError};
 pub use groups::{Group, Groups, MAX_KEY_GENERATIONS, Member, PendingKey, PendingMessage, Role};

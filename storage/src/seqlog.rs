@@ -571,7 +571,8 @@ mod tests {
     use super::*;
 
     fn open(dir: &std::path::Path, empty: EmptyLogs) -> (sled::Db, SeqLogs) {
-        let db = sled::open(dir).unwrap();
+        // sled lets go of its lock a moment after the last handle is dropped: wait.
+        let db = crate::engine::open_sled(dir, 16 << 20, std::time::Duration::from_secs(10)).unwrap();
         let logs = SeqLogs::open(&db, "log", empty).unwrap();
         (db, logs)
     }

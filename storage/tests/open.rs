@@ -11,15 +11,15 @@ use std::time::Duration;
 use common::{cid, conversation, incoming, mid, open, raw_sled};
 use kith_storage::{Contact, ContactState, OpenError, OpenOptions, SCHEMA_VERSION, Store};
 
-fn contact(peer: &str) -> Contact {
+fn contact(n: u8) -> Contact {
     Contact {
-        peer_id: peer.into(),
+        peer_id: common::peer(n),
         alias: Some("Ann".into()),
         display_name: None,
         state: ContactState::Accepted,
         e2e_public: Some([9; 32]),
         binding: Some(vec![1; 64]),
-        addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+        addrs: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
         relays: vec![],
         added_at_ms: 1,
         updated_at_ms: 2,
@@ -33,7 +33,7 @@ fn data_survives_reopen() {
     {
         let store = open(&path).unwrap();
         conversation(&store, 1);
-        store.contacts().put(&contact("ann")).unwrap();
+        store.contacts().put(&contact(1)).unwrap();
         store
             .insert_incoming_batch(&[incoming(cid(1), mid(1), 1), incoming(cid(1), mid(2), 2)])
             .unwrap();
@@ -45,7 +45,7 @@ fn data_survives_reopen() {
         drop(clone);
     }
     let store = open(&path).unwrap();
-    assert_eq!(store.contacts().get("ann").unwrap(), Some(contact("ann")));
+    assert_eq!(store.contacts().get(&common::peer(1)).unwrap(), Some(contact(1)));
     assert_eq!(store.messages().count(cid(1)).unwrap(), 2);
     assert_eq!(
         store.messages().get(mid(2)).unwrap(),
@@ -214,7 +214,7 @@ fn corrupt_values_are_typed_errors() {
             .unwrap();
         db.open_tree("contacts")
             .unwrap()
-            .insert("ann", garbage)
+            .insert(common::peer(1).to_base58(), garbage)
             .unwrap();
         db.open_tree("message_index")
             .unwrap()
@@ -230,7 +230,7 @@ fn corrupt_values_are_typed_errors() {
     let corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt { .. }));
     assert!(corrupt(store.conversations().get(cid(1)).map(drop)));
     assert!(corrupt(store.conversations().list().map(drop)));
-    assert!(corrupt(store.contacts().get("ann").map(drop)));
+    assert!(corrupt(store.contacts().get(&common::peer(1)).map(drop)));
     assert!(corrupt(store.contacts().list().map(drop)));
     assert!(corrupt(
         store

@@ -4,22 +4,22 @@
 
 mod common;
 
-use common::{cid, mid, temp_store};
+use common::{cid, mid, peer, temp_store};
 use kith_storage::{
     Contact, ContactState, ConversationKind, Group, GroupId, Member, OutboxEntry, Recipient, Role,
     StoreError,
 };
 
-fn contact(peer: &str, alias: Option<&str>) -> Contact {
+fn contact(n: u8, alias: Option<&str>) -> Contact {
     Contact {
-        peer_id: peer.into(),
+        peer_id: peer(n),
         alias: alias.map(Into::into),
         display_name: Some("announced".into()),
         state: ContactState::PendingOut,
         e2e_public: None,
         binding: None,
         addrs: vec![],
-        relays: vec!["/dns4/relay.example/tcp/4001".into()],
+        relays: vec!["/dns4/relay.example/tcp/4001".parse().unwrap()],
         added_at_ms: 5,
         updated_at_ms: 5,
     }
@@ -29,34 +29,35 @@ fn contact(peer: &str, alias: Option<&str>) -> Contact {
 fn contacts() {
     let (_dir, store) = temp_store();
     let contacts = store.contacts();
-    contacts.put(&contact("12D3zz", Some("bob"))).unwrap();
-    contacts.put(&contact("12D3aa", Some("Carol"))).unwrap();
-    contacts.put(&contact("12D3bb", None)).unwrap();
-    contacts.put(&contact("12D3cc", Some("alice"))).unwrap();
+    contacts.put(&contact(26, Some("bob"))).unwrap();
+    contacts.put(&contact(1, Some("Carol"))).unwrap();
+    contacts.put(&contact(2, None)).unwrap();
+    contacts.put(&contact(3, Some("alice"))).unwrap();
     let order: Vec<_> = contacts
         .list()
         .unwrap()
         .into_iter()
         .map(|c| c.peer_id)
         .collect();
+    // Peer 2 has no alias: it sorts by its peer id's text, "Qm…".
     assert_eq!(
         order,
-        ["12D3bb", "12D3cc", "12D3zz", "12D3aa"],
+        [peer(3), peer(26), peer(1), peer(2)],
         "by alias or peer id, ignoring case"
     );
 
     let updated = contacts
-        .set_state("12D3zz", ContactState::Accepted)
+        .set_state(&peer(26), ContactState::Accepted)
         .unwrap();
     assert_eq!(updated.state, ContactState::Accepted);
-    assert_eq!(contacts.get("12D3zz").unwrap(), Some(updated));
+    assert_eq!(contacts.get(&peer(26)).unwrap(), Some(updated));
     assert!(matches!(
-        contacts.set_state("nobody", ContactState::Blocked),
+        contacts.set_state(&peer(99), ContactState::Blocked),
         Err(StoreError::NotFound { .. })
     ));
-    assert!(contacts.remove("12D3zz").unwrap());
-    assert!(!contacts.remove("12D3zz").unwrap());
-    assert_eq!(contacts.get("12D3zz").unwrap(), None);
+    assert!(contacts.remove(&peer(26)).unwrap());
+    assert!(!contacts.remove(&peer(26)).unwrap());
+    assert_eq!(contacts.get(&peer(26)).unwrap(), None);
 }
 
 #[test]

@@ -132,7 +132,7 @@ fn text(body: &str, lamport: u64) -> Vec<u8> {
 fn contact_of(identity: &Identity) -> Contact {
     let public = identity.public();
     Contact {
-        peer_id: public.peer_id.to_string(),
+        peer_id: public.peer_id,
         alias: Some("alice".into()),
         display_name: None,
         state: ContactState::Accepted,
@@ -263,7 +263,7 @@ async fn hostile_input_is_refused_while_the_node_keeps_serving() {
     // Exactly the genuine messages, once each, in order.
     assert_eq!(texts_from_alice(&node), ["one", "two", "three"]);
     // Nothing from Mallory leaked in as a contact (request) either.
-    assert!(node.store().contacts().get(&mallory.peer_id().to_string()).unwrap().is_none());
+    assert!(node.store().contacts().get(&mallory.peer_id()).unwrap().is_none());
     node.shutdown().await;
 }
 
@@ -424,7 +424,7 @@ async fn a_stranger_flooding_texts_leaves_disk_use_bounded() {
     node.status().await.unwrap();
     assert_eq!(texts_from_alice(&node), ["still here"]);
 
-    let held = node.store().contacts().get(&stranger.peer_id().to_string()).unwrap().unwrap();
+    let held = node.store().contacts().get(&stranger.peer_id()).unwrap().unwrap();
     assert_eq!(held.state, ContactState::PendingIn);
     assert_eq!((held.addrs.len(), held.relays.len()), (MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS));
     let conversation = ops::direct_conversation(&bob.peer_id(), &stranger.peer_id());

@@ -324,16 +324,16 @@ fn contact_op(store: &Store, ctx: &LocalContext, op: ContactOp, query: &str) -> 
         ContactOp::Accept => ContactView::from(&ops::accept(store, &contact, ctx.display_name.as_deref())?),
         ContactOp::Reject => {
             ops::reject(store, &ctx.me, &contact)?;
-            return Ok(json!({ "removed": contact.peer_id }));
+            return Ok(json!({ "removed": contact.peer_id.to_base58() }));
         }
         ContactOp::Remove => {
             ops::remove(store, &ctx.me, &contact)?;
-            return Ok(json!({ "removed": contact.peer_id }));
+            return Ok(json!({ "removed": contact.peer_id.to_base58() }));
         }
         ContactOp::Block => ContactView::from(&ops::set_state(store, &contact, ContactState::Blocked)?),
         ContactOp::Unblock => {
             if contact.state != ContactState::Blocked {
-                return Err(OpError::WrongState { peer: contact.peer_id, state: contact.state, why: "not blocked" });
+                return Err(OpError::WrongState { peer: contact.peer_id.to_base58(), state: contact.state, why: "not blocked" });
             }
             ContactView::from(&ops::set_state(store, &contact, ContactState::Accepted)?)
         }

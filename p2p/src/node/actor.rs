@@ -552,21 +552,21 @@ impl Actor {
             return Err(NodeError::BadTarget("that invite is your own".into()));
         }
         let now = ops::now_ms();
-        let existing = self.store.contacts().get(&invite.peer_id.to_string()).map_err(OpError::from)?;
+        let existing = self.store.contacts().get(&invite.peer_id).map_err(OpError::from)?;
         let state = match (&existing, invite.token) {
             (Some(c), _) if c.state == ContactState::Accepted => ContactState::Accepted,
             (_, Some(_)) => ContactState::Accepted,
             (_, None) => ContactState::PendingOut,
         };
         let contact = Contact {
-            peer_id: invite.peer_id.to_string(),
+            peer_id: invite.peer_id,
             alias: alias.or_else(|| existing.as_ref().and_then(|c| c.alias.clone())),
             display_name: invite.name.clone(),
             state,
             e2e_public: Some(invite.e2e_public),
             binding: Some(invite.binding.to_vec()),
-            addrs: invite.addrs.iter().map(ToString::to_string).collect(),
-            relays: invite.relays.iter().map(ToString::to_string).collect(),
+            addrs: invite.addrs.clone(),
+            relays: invite.relays.clone(),
             added_at_ms: existing.as_ref().map_or(now, |c| c.added_at_ms),
             updated_at_ms: now,
         };
@@ -586,9 +586,9 @@ impl Actor {
             return Err(NodeError::BadTarget("that is your own peer id".into()));
         }
         let now = ops::now_ms();
-        let existing = self.store.contacts().get(&peer.to_string()).map_err(OpError::from)?;
+        let existing = self.store.contacts().get(&peer).map_err(OpError::from)?;
         let mut contact = existing.clone().unwrap_or(Contact {
-            peer_id: peer.to_string(),
+            peer_id: peer,
             alias: None,
             display_name: None,
             state: ContactState::PendingOut,
@@ -716,10 +716,7 @@ impl Actor {
                 return Ok((message, entry, group_messages::Dest::Group(group.id)));
             }
         };
-        let peer = contact
-            .peer_id
-            .parse::<PeerId>()
-            .map_err(|_| NodeError::BadTarget(format!("stored peer id {} is invalid", contact.peer_id)))?;
+        let peer = contact.peer_id;
         let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, lamports)?;
         Ok((message, entry, group_messages::Dest::Peer(peer)))
     }
@@ -749,11 +746,9 @@ impl Actor {
     fn drop_queues_of_blocked(&mut self) {
         let Ok(contacts) = self.store.contacts().list() else { return };
         for c in contacts.iter().filter(|c| c.state == ContactState::Blocked) {
-            if let Ok(peer) = c.peer_id.parse::<PeerId>()
-                && self.queues.has_pending(&peer)
-            {
+            if self.queues.has_pending(&c.peer_id) {
                 // Kept in the outbox; they go out if the contact is unblocked.
-                self.queues.forget(&peer);
+                self.queues.forget(&c.peer_id);
             }
         }
     }
@@ -762,7 +757,7 @@ impl Actor {
 
     fn dispatch(&mut self, peer: PeerId) {
         let now = Instant::now();
-        let contact = match self.store.contacts().get(&peer.to_string()) {
+        let contact = match self.store.contacts().get(&peer) {
             Ok(Some(c)) => c,
             Ok(None) => {
                 // Contact removed: its queued items have nowhere to go.
@@ -821,7 +816,7 @@ impl Actor {
     }
 
     fn send_direct(&mut self, peer: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
-        let addrs: Vec<Multiaddr> = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let addrs = contact.addrs.clone();
         let request_id = self
             .swarm
             .behaviour_mut()
@@ -889,7 +884,7 @@ impl Actor {
                     return;
                 }
             }
-            let has_relays = matches!(self.store.contacts().get(&peer.to_string()), Ok(Some(c)) if Self::has_relays(&c));
+            let has_relays = matches!(self.store.contacts().get(&peer), Ok(Some(c)) if Self::has_relays(&c));
             if has_relays {
                 // No direct path: the recipient's relays hold the mail until it is back.
                 tracing::debug!(%peer, %error, "direct delivery failed; depositing to relays");
@@ -909,11 +904,11 @@ impl Actor {
     /// connection opens). Returns whether it did.
     fn redial_untried(&mut self, peer: PeerId) -> bool {
         let tried = self.failed_dials.remove(&peer).unwrap_or_default();
-        let Ok(Some(contact)) = self.store.contacts().get(&peer.to_string()) else { return false };
+        let Ok(Some(contact)) = self.store.contacts().get(&peer) else { return false };
         let untried = contact
             .addrs
             .iter()
-            .filter_map(|a| a.parse::<Multiaddr>().ok()?.with_p2p(peer).ok())
+            .filter_map(|a| a.clone().with_p2p(peer).ok())
             .any(|a| !tried.contains(&a));
         let redials = self.redials.entry(peer).or_default();
         if !untried || *redials >= MAX_REDIALS {
@@ -997,9 +992,8 @@ impl Actor {
     fn learn_contact_addresses(&mut self) {
         let Ok(contacts) = self.store.contacts().list() else { return };
         for c in contacts {
-            let Ok(peer) = c.peer_id.parse::<PeerId>() else { continue };
-            for addr in c.addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
-                self.swarm.add_peer_address(peer, addr);
+            for addr in c.addrs {
+                self.swarm.add_peer_address(c.peer_id, addr);
             }
         }
     }
@@ -1009,12 +1003,10 @@ impl Actor {
     fn dial_contacts(&mut self) {
         let Ok(contacts) = self.store.contacts().list() else { return };
         for c in contacts.iter().filter(|c| c.state == ContactState::Accepted).take(STARTUP_DIALS) {
-            let Ok(peer) = c.peer_id.parse::<PeerId>() else { continue };
-            let addrs: Vec<Multiaddr> = c.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-            if addrs.is_empty() {
+            if c.addrs.is_empty() {
                 continue;
             }
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(c.peer_id).addresses(c.addrs.clone()).build();
             let _ = self.swarm.dial(opts);
         }
     }
@@ -1060,7 +1052,7 @@ impl Actor {
     /// A believed record of `peer` (see [`Directory::found`]): its contact follows it,
     /// and mail waiting for the peer tries the addresses it names.
     fn on_record(&mut self, peer: PeerId, record: &PeerRecord) {
-        let Ok(Some(mut contact)) = self.store.contacts().get(&peer.to_string()) else { return };
+        let Ok(Some(mut contact)) = self.store.contacts().get(&peer) else { return };
         directory::apply_record(&mut contact, record, ops::now_ms());
         // Not flushed: a record lost in a crash is looked up again.
         if self.store.contacts().put(&contact).is_err() {

@@ -107,8 +107,8 @@ pub(crate) fn apply_record(contact: &mut Contact, record: &PeerRecord, now_ms: u
     if contact.display_name.is_none() {
         contact.display_name = record.display_name.clone();
     }
-    contact.addrs = record.addrs.iter().map(ToString::to_string).collect();
-    contact.relays = record.relays.iter().map(ToString::to_string).collect();
+    contact.addrs = record.addrs.clone();
+    contact.relays = record.relays.clone();
     contact.updated_at_ms = now_ms;
 }
 
@@ -187,21 +187,21 @@ mod tests {
     fn a_record_updates_keys_and_addresses_but_not_a_name_already_known() {
         let ann = Identity::generate();
         let mut contact = Contact {
-            peer_id: ann.peer_id().to_string(),
+            peer_id: ann.peer_id(),
             alias: Some("my sister".into()),
             display_name: None,
             state: ContactState::Accepted,
             e2e_public: None,
             binding: None,
-            addrs: vec!["/ip4/10.0.0.1/tcp/1".into()],
-            relays: vec!["/ip4/10.0.0.5/tcp/1".into()],
+            addrs: vec!["/ip4/10.0.0.1/tcp/1".parse().unwrap()],
+            relays: vec!["/ip4/10.0.0.5/tcp/1".parse().unwrap()],
             added_at_ms: 1,
             updated_at_ms: 1,
         };
         let rec = record(&ann, 3, "/ip4/10.0.0.2/tcp/2");
         apply_record(&mut contact, &rec, 99);
         assert_eq!(contact.e2e_public, Some(ann.e2e_public()));
-        assert_eq!(contact.addrs, ["/ip4/10.0.0.2/tcp/2"]);
+        assert_eq!(contact.addrs, ["/ip4/10.0.0.2/tcp/2".parse::<libp2p::Multiaddr>().unwrap()]);
         assert!(contact.relays.is_empty());
         assert_eq!((contact.alias.as_deref(), contact.display_name.as_deref()), (Some("my sister"), Some("Ann")));
         assert_eq!(contact.updated_at_ms, 99);

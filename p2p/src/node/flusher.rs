@@ -128,7 +128,7 @@ mod tests {
 
     fn contact(n: u8) -> Contact {
         Contact {
-            peer_id: format!("peer-{n}"),
+            peer_id: kith_storage::PeerId::from_bytes(&[&[0x12, 0x20][..], &[n; 32]].concat()).unwrap(),
             alias: None,
             display_name: None,
             state: ContactState::Accepted,

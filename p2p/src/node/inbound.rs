@@ -143,7 +143,7 @@ impl Inbound<'_> {
             _ => RejectReason::Malformed,
         })?;
         let sender = opened.sender;
-        let contact = self.store.contacts().get(&sender.to_string()).map_err(|_| RejectReason::Storage)?;
+        let contact = self.store.contacts().get(&sender).map_err(|_| RejectReason::Storage)?;
         if contact.as_ref().is_some_and(|c| c.state == ContactState::Blocked) {
             // Dropped before storage. "Accepted" stops the sender's retries without
             // telling it that the message reached anyone.
@@ -315,9 +315,7 @@ impl Inbound<'_> {
         c.binding = Some(binding.to_vec());
         c.updated_at_ms = ops::now_ms();
         self.store.contacts().put(&c)?;
-        if let Ok(peer) = c.peer_id.parse() {
-            outcome.touched.push(peer);
-        }
+        outcome.touched.push(c.peer_id);
         Ok(ContactView::from(&c))
     }
 

@@ -9,6 +9,11 @@ use kith_storage::{
     OpenError, OpenOptions, Store,
 };
 
+/// A valid peer id made from `n` (a SHA-256 multihash of 32 bytes of `n`).
+pub fn peer(n: u8) -> kith_storage::PeerId {
+    kith_storage::PeerId::from_bytes(&[&[0x12, 0x20][..], &[n; 32]].concat()).unwrap()
+}
+
 /// How long tests wait for sled to release a database lock after a drop
 /// (generous: a loaded CI machine can be slow to reap sled's threads).
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);

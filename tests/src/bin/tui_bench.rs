@@ -354,7 +354,7 @@ fn seed(job: &SeedJob) -> (Duration, usize) {
     store
         .contacts()
         .put(&Contact {
-            peer_id: job.contact.clone(),
+            peer_id: their_id,
             alias: None,
             display_name: Some(job.contact_name.clone()),
             state: ContactState::Accepted,

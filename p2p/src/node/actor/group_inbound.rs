@@ -192,7 +192,7 @@ impl Actor {
             // Added back after we left: only a contact may do that without asking.
             let adder = me.added_by;
             let by_contact = matches!(
-                self.store.contacts().get(&adder.to_string()),
+                self.store.contacts().get(&adder),
                 Ok(Some(c)) if c.state == ContactState::Accepted
             );
             if !by_contact {
@@ -224,7 +224,7 @@ impl Actor {
         // Only a contact is asked for missing parts: a stranger could otherwise make us
         // queue a request for every group id it makes up.
         let from_contact = matches!(
-            self.store.contacts().get(&sender.to_string()),
+            self.store.contacts().get(&sender),
             Ok(Some(c)) if c.state == ContactState::Accepted
         );
         let (membership, waiting) = match arrival {
@@ -244,7 +244,7 @@ impl Actor {
         let Some(me) = state.members.get(&self.me) else { return };
         let adder = me.added_by;
         let by_contact = matches!(
-            self.store.contacts().get(&adder.to_string()),
+            self.store.contacts().get(&adder),
             Ok(Some(c)) if c.state == ContactState::Accepted
         );
         if !by_contact && !self.invitation_fits(&adder) {

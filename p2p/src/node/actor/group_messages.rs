@@ -417,14 +417,13 @@ impl Actor {
         if opened.author == self.me {
             return Opened::Dropped;
         }
-        let author = opened.author.to_string();
-        if matches!(self.store.contacts().get(&author), Ok(Some(c)) if c.state == ContactState::Blocked) {
+        if matches!(self.store.contacts().get(&opened.author), Ok(Some(c)) if c.state == ContactState::Blocked) {
             return Opened::Dropped;
         }
         Opened::Message(Box::new(Message {
             id,
             conversation: grp::conversation(&group),
-            author,
+            author: opened.author.to_base58(),
             lamport,
             sent_at_ms,
             received_at_ms: ops::now_ms(),

@@ -340,7 +340,7 @@ impl Actor {
 
     fn resolve_member(&self, group: &Group, query: &str) -> Result<PeerId, NodeError> {
         let query = query.trim();
-        let by_contact = ops::resolve_contact(&self.store, query).ok().map(|c| c.peer_id);
+        let by_contact = ops::resolve_contact(&self.store, query).ok().map(|c| c.peer_id.to_base58());
         let matches: Vec<&Member> = group
             .members
             .iter()
@@ -511,8 +511,7 @@ impl Actor {
             if *peer == self.me {
                 continue;
             }
-            let id = peer.to_string();
-            let mut contact = match self.store.contacts().get(&id) {
+            let mut contact = match self.store.contacts().get(peer) {
                 Ok(Some(c)) if c.e2e_public.is_some() => continue,
                 Ok(Some(c)) => c,
                 Ok(None) => ops::new_contact(peer, ContactState::Member),
@@ -541,7 +540,7 @@ impl Actor {
             if hints.len() >= MAX_HINTS {
                 break;
             }
-            if let Ok(Some(c)) = self.store.contacts().get(&peer.to_string()) {
+            if let Ok(Some(c)) = self.store.contacts().get(peer) {
                 let (addrs, relays) = (payload::addr_bytes(&c.addrs), payload::addr_bytes(&c.relays));
                 hints.push(PeerHint { peer_id: peer.to_bytes(), addrs, relays });
             }
@@ -559,17 +558,16 @@ impl Actor {
             if peer == self.me || !members.contains_key(&peer) {
                 continue;
             }
-            let id = peer.to_string();
-            let mut contact = match self.store.contacts().get(&id) {
+            let mut contact = match self.store.contacts().get(&peer) {
                 Ok(Some(c)) => c,
                 Ok(None) => ops::new_contact(&peer, ContactState::Member),
                 Err(_) => continue,
             };
             if contact.addrs.is_empty() {
-                contact.addrs = payload::addr_strings(&hint.addrs).into_iter().take(payload::MAX_HINT_ADDRS).collect();
+                contact.addrs = payload::addrs_of(&hint.addrs).into_iter().take(payload::MAX_HINT_ADDRS).collect();
             }
             if contact.relays.is_empty() {
-                contact.relays = payload::addr_strings(&hint.relays).into_iter().take(payload::MAX_HINT_ADDRS).collect();
+                contact.relays = payload::addrs_of(&hint.relays).into_iter().take(payload::MAX_HINT_ADDRS).collect();
             }
             self.store.contacts().put(&contact).or_log("saving a member's address hints");
         }
@@ -587,7 +585,7 @@ impl Actor {
     /// Queue a payload for one peer over the 1:1 channel (durable once flushed; see
     /// [`Actor::flush_queued`]).
     pub(super) fn send_one(&mut self, peer: &PeerId, payload: &Payload) {
-        match ops::enqueue(&self.store, &peer.to_string(), payload) {
+        match ops::enqueue(&self.store, peer, payload) {
             Ok(_) => self.groups.queued = true,
             Err(e) => tracing::error!(error = %e, "queueing a group payload failed"),
         }
@@ -599,8 +597,8 @@ impl Actor {
             if self.connected.contains(peer) {
                 continue;
             }
-            let addrs: Vec<Multiaddr> = match self.store.contacts().get(&peer.to_string()) {
-                Ok(Some(c)) => c.addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+            let addrs: Vec<Multiaddr> = match self.store.contacts().get(peer) {
+                Ok(Some(c)) => c.addrs,
                 _ => Vec::new(),
             };
             let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer).addresses(addrs).build();
@@ -626,7 +624,7 @@ impl Actor {
 
 /// A contact's member card, if we hold its verified binding.
 fn card_of(contact: &Contact) -> Option<MemberCard> {
-    let peer: PeerId = contact.peer_id.parse().ok()?;
+    let peer = contact.peer_id;
     let binding: [u8; 64] = contact.binding.as_deref()?.try_into().ok()?;
     let card = MemberCard { peer_id: peer.to_bytes(), e2e_public: contact.e2e_public?, binding };
     card.verify().ok()?;

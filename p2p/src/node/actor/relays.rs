@@ -32,8 +32,7 @@ fn relays_of(contact: &Contact) -> Vec<(PeerId, Multiaddr)> {
     contact
         .relays
         .iter()
-        .filter_map(|a| a.parse::<Multiaddr>().ok())
-        .filter_map(|a| Some((relay_peer(&a)?, a)))
+        .filter_map(|a| Some((relay_peer(a)?, a.clone())))
         .collect()
 }
 
@@ -151,8 +150,9 @@ impl Actor {
         }
         let mut queued = false;
         for (author, ids) in by_author {
+            let Ok(author) = author.parse::<PeerId>() else { continue };
             for receipt in Payload::receipts(ReceiptKind::Delivered, &ids) {
-                match ops::enqueue(&self.store, author, &receipt) {
+                match ops::enqueue(&self.store, &author, &receipt) {
                     Ok(_) => queued = true,
                     Err(e) => tracing::warn!(error = %e, "cannot queue a delivery receipt"),
                 }
