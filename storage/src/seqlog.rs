@@ -175,6 +175,7 @@ impl SeqLogs {
             staged: HashMap::new(),
             staged_hashes: HashMap::new(),
             removed: HashSet::new(),
+            appended: HashMap::new(),
             floor: None,
         }
     }
@@ -336,6 +337,8 @@ pub struct Writer<'a> {
     staged_hashes: HashMap<Vec<u8>, u64>,
     /// Item keys removed by this batch.
     removed: HashSet<Vec<u8>>,
+    /// Items appended by this batch: key → (appended at, bytes).
+    appended: HashMap<Vec<u8>, (u64, Vec<u8>)>,
     /// The floor, if this batch raised it.
     floor: Option<u64>,
 }
@@ -379,7 +382,9 @@ impl Writer<'_> {
         record.count += 1;
         record.bytes += item.len() as u64;
         let hash_key = hash_key(&prefix, &hash(item));
-        self.batch.insert(item_key(&prefix, seq), [&at_ms.to_be_bytes()[..], item].concat());
+        let key = item_key(&prefix, seq);
+        self.batch.insert(key.clone(), [&at_ms.to_be_bytes()[..], item].concat());
+        self.appended.insert(key, (at_ms, item.to_vec()));
         self.batch.insert(hash_key.clone(), &seq.to_be_bytes()[..]);
         self.batch.insert(expiry_key(at_ms, &prefix, seq), &[][..]);
         self.staged_hashes.insert(hash_key, seq);
@@ -450,10 +455,20 @@ impl Writer<'_> {
         if self.removed.contains(&key) {
             return Ok(None);
         }
-        let Some(value) = self.logs.tree.get(&key).map_err(db)? else {
-            return Ok(None);
+        let stored;
+        let (at_ms, item) = match self.appended.remove(&key) {
+            Some((at_ms, item)) => {
+                stored = item;
+                (at_ms, stored.as_slice())
+            }
+            None => {
+                let Some(value) = self.logs.tree.get(&key).map_err(db)? else {
+                    return Ok(None);
+                };
+                stored = value.to_vec();
+                split_item_value(&stored)?
+            }
         };
-        let (at_ms, item) = split_item_value(&value)?;
         let len = item.len() as u64;
         let mut record = self.record_of(prefix);
         match (record.count.checked_sub(1), record.bytes.checked_sub(len)) {
@@ -637,6 +652,21 @@ mod tests {
         let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
         assert_eq!(append(&logs, b"a", 2, &[b"one"]), [3]);
         assert_eq!(append(&logs, b"c", 2, &[b"z"]), [3]);
+    }
+
+    #[test]
+    fn an_item_appended_and_removed_in_one_batch_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path(), EmptyLogs::Keep);
+        let mut w = logs.writer();
+        let seq = w.append(b"a", 1, b"brief").unwrap();
+        assert_eq!(w.remove(b"a", seq).unwrap(), Some(5));
+        assert_eq!(w.find(b"a", b"brief").unwrap(), None);
+        w.commit().unwrap();
+        assert!(logs.list(b"a", 0, 10, 100).unwrap().is_empty());
+        assert_eq!(logs.totals(), Totals::default());
+        assert_eq!(logs.expire(u64::MAX - 1, 10).unwrap(), 0, "no index entry left behind");
+        assert_eq!(append(&logs, b"a", 2, &[b"next"]), [seq + 1], "its number is not reused");
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Actor {
                         tracing::debug!("requester went away before the answer");
                     }
                     if result.is_ok() {
-                        self.after_accept(accepted);
+                        reload |= self.after_accept(accepted);
                     }
                 }
                 AfterFlush::Events(events) if result.is_ok() => {
@@ -390,7 +390,7 @@ impl Actor {
                     if result.is_err() {
                         unstored(&mut results);
                     } else {
-                        self.after_accept(accepted);
+                        reload |= self.after_accept(accepted);
                     }
                     self.drained_stored(relay, &seqs, &results);
                 }
@@ -950,7 +950,10 @@ impl Actor {
 
     /// Stored envelopes are durable: publish their events and move the affected
     /// queues.
-    fn after_accept(&mut self, accepted: Accepted) {
+    /// Acts on what durable deliveries brought; returns whether they queued outbox
+    /// entries (the caller reloads the outbox once for all of them).
+    #[must_use]
+    fn after_accept(&mut self, accepted: Accepted) -> bool {
         let Accepted { events, queued, touched } = accepted;
         for event in events {
             self.emit(event);
@@ -959,12 +962,10 @@ impl Actor {
         for peer in &touched {
             self.queues.wake(peer, now);
         }
-        if queued {
-            self.reload_outbox();
-        }
         for peer in touched {
             self.dispatch(peer);
         }
+        queued
     }
 
     // ---- discovery ------------------------------------------------------------

@@ -134,6 +134,8 @@ impl Eq for Request {}
 
 struct Attempt {
     recipient: PeerId,
+    /// Envelopes in the batch: an answer must have one result per envelope.
+    envelopes: usize,
     outstanding: usize,
     settled: bool,
 }
@@ -179,7 +181,7 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
         }
         let attempt = self.next_attempt;
         self.next_attempt += 1;
-        self.attempts.insert(attempt, Attempt { recipient, outstanding: relays.len(), settled: false });
+        self.attempts.insert(attempt, Attempt { recipient, envelopes: envelopes.len(), outstanding: relays.len(), settled: false });
         let sends = relays
             .iter()
             .map(|(relay, addr)| {
@@ -296,10 +298,16 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
     }
 
     /// A relay answered a deposit: the first answer holding anything settles the
-    /// attempt; refusals of single envelopes are reported.
+    /// attempt; refusals of single envelopes are reported. An answer without exactly
+    /// one result per envelope settles nothing (the relay is broken or lying; the
+    /// others, or a retry, decide).
     fn deposited(&mut self, attempt: u64, relay: PeerId, results: &[DepositResult]) -> Vec<Effect> {
         let Some(a) = self.attempts.get_mut(&attempt) else { return Vec::new() };
         let recipient = a.recipient;
+        if results.len() != a.envelopes {
+            tracing::warn!(%relay, results = results.len(), envelopes = a.envelopes, "a deposit answer of the wrong length; ignored");
+            return Vec::new();
+        }
         let mut effects: Vec<Effect> = results
             .iter()
             .filter_map(|r| match r {
@@ -418,6 +426,20 @@ mod tests {
         assert!(effects.is_empty(), "{effects:?}");
         // A late failure of an id already answered is ignored.
         assert!(h.client.failed(sent[1].0).is_empty());
+    }
+
+    #[test]
+    fn an_answer_of_the_wrong_length_settles_nothing() {
+        let mut h = Harness::default();
+        let (bob, r1, r2) = (peer(), peer(), peer());
+        let (attempt, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1], vec![2]]).unwrap();
+        let (sent, _) = h.send(effects);
+        // One result too many: ignored, not taken as holding the batch.
+        let liar = vec![DepositResult::Refused(Refusal::QuotaCount); 2].into_iter().chain([DepositResult::Stored]).collect();
+        assert!(h.client.answered(sent[0].0, MailboxResponse::Deposited { results: liar }).is_empty());
+        // The honest relay still settles it.
+        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored; 2] });
+        assert_eq!(effects, [Effect::Held { recipient: bob, attempt, held: vec![true, true] }]);
     }
 
     #[test]

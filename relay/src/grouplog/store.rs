@@ -20,6 +20,7 @@ use crate::mailbox::store::EXPIRE_BATCH;
 const KIND: Kind = Kind {
     tree: "grouplog",
     empty: EmptyLogs::Keep,
+    legacy_floor: false,
     legacy: ["items", "hashes", "logs", "expiry"],
 };
 

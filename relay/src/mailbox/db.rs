@@ -46,6 +46,8 @@ pub(crate) struct Kind {
     pub(crate) empty: EmptyLogs,
     /// The version-1 tree names: items, hashes, records, expiry index.
     pub(crate) legacy: [&'static str; 4],
+    /// Whether version 1 kept a sequence floor in `meta` (the mailbox store did).
+    pub(crate) legacy_floor: bool,
 }
 
 /// Opens the store of `kind` in directory `dir` (made 0700, its files 0600), checks
@@ -134,7 +136,7 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> 
     let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
     tracing::info!(store = kind.tree, "migrating relay store from schema version 1 to 2");
     let [items, hashes, records, expiry] = kind.legacy.map(|name| db.open_tree(name));
-    let floor = match meta.get(LEGACY_SEQ_FLOOR_KEY).map_err(err)? {
+    let floor = match meta.get(LEGACY_SEQ_FLOOR_KEY).map_err(err)?.filter(|_| kind.legacy_floor) {
         Some(value) => Some(
             <[u8; 8]>::try_from(value.as_ref())
                 .map(u64::from_be_bytes)
@@ -154,7 +156,9 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> 
     logs.import(&legacy).map_err(|e| OpenError::from(store_error(e)))?;
     db.flush().map_err(err)?;
     set_version(db, meta)?;
-    meta.remove(LEGACY_SEQ_FLOOR_KEY).map_err(err)?;
+    if kind.legacy_floor {
+        meta.remove(LEGACY_SEQ_FLOOR_KEY).map_err(err)?;
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub(crate) const EXPIRE_BATCH: usize = 512;
 const KIND: Kind = Kind {
     tree: "mail",
     empty: EmptyLogs::Drop,
+    legacy_floor: true,
     legacy: ["envelopes", "hashes", "mailboxes", "expiry"],
 };
 
