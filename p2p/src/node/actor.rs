@@ -136,7 +136,7 @@ pub(crate) struct Actor {
     /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
     redials: HashMap<PeerId, u8>,
     groups: groups::GroupsState,
-    group_messages: group_messages::GroupMessages,
+    group_messages: crate::node::grouplog_client::GroupLogClient,
     flusher: Flusher<AfterFlush>,
     /// Sends staged but not yet durable: [`Actor::reload_outbox`] leaves them to
     /// [`Actor::finish_sends`], so none goes out before its flush.
@@ -253,7 +253,7 @@ impl Actor {
             reachability: "unknown".into(),
             redials: HashMap::new(),
             groups: groups::GroupsState::default(),
-            group_messages: group_messages::GroupMessages::default(),
+            group_messages: crate::node::grouplog_client::GroupLogClient::new(config.timers.group_retry),
             flusher,
             unflushed_sends: HashSet::new(),
             config,

@@ -12,6 +12,7 @@ mod behaviour;
 mod directory;
 mod event;
 mod flusher;
+mod grouplog_client;
 mod inbound;
 mod mailbox_client;
 mod or_log;

@@ -15,14 +15,14 @@
 //! - **Catch-up.** Members fetch each group log from their cursor at start, when they
 //!   join, when they connect to a group relay and every drain interval.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use kith_storage::{
     ContactState, Direction, Group, GroupId, Inserted, Message, MessageId, MessageState, OutboxEntry, Recipient,
 };
 use libp2p::gossipsub::{self, MessageAcceptance};
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response;
 use libp2p::{Multiaddr, PeerId};
 
 use super::Actor;
@@ -31,6 +31,7 @@ use crate::group::post::GroupPost;
 use crate::group::sender_key::{self, SenderKey};
 use crate::group as grp;
 use crate::grouplog::{self, GroupLogRequest, GroupLogResponse};
+use crate::node::grouplog_client::Answer;
 use crate::node::{Event, NodeError};
 use crate::ops::{self, OpError};
 use crate::views::MessageView;
@@ -41,30 +42,6 @@ pub(super) const MAX_PENDING: usize = 10_000;
 /// Of those, at most this many by one author: a removed member who still holds the
 /// group secret cannot fill the rest.
 pub(super) const MAX_PENDING_PER_AUTHOR: usize = 1_000;
-
-/// An outgoing group message no relay holds yet.
-struct Unsent {
-    group: GroupId,
-    sealed: Vec<u8>,
-    published: bool,
-}
-
-/// Message state of the actor's groups.
-#[derive(Default)]
-pub(super) struct GroupMessages {
-    unsent: BTreeMap<MessageId, Unsent>,
-    appends: HashMap<OutboundRequestId, (GroupId, PeerId, Vec<MessageId>)>,
-    fetches: HashMap<OutboundRequestId, (GroupId, PeerId)>,
-    fetching: HashSet<(GroupId, PeerId)>,
-    next_retry: Option<Instant>,
-}
-
-impl GroupMessages {
-    /// When the group machinery next wants a tick.
-    pub(super) fn next_wakeup(&self) -> Option<Instant> {
-        self.next_retry
-    }
-}
 
 /// Where an outgoing message goes.
 pub(super) enum Dest {
@@ -98,11 +75,9 @@ impl Actor {
         let mut groups = BTreeSet::new();
         for entry in entries {
             let Recipient::Group(group) = entry.recipient else { continue };
-            if self.group_messages.unsent.contains_key(&entry.id) {
-                continue;
+            if self.group_messages.queue(group, entry.id, entry.payload) {
+                groups.insert(group);
             }
-            groups.insert(group);
-            self.group_messages.unsent.insert(entry.id, Unsent { group, sealed: entry.payload, published: false });
         }
         for group in groups {
             self.push_group(group);
@@ -144,7 +119,7 @@ impl Actor {
 
     /// A stored group message: send it on its way.
     pub(super) fn queue_group_message(&mut self, group: GroupId, entry: OutboxEntry) {
-        self.group_messages.unsent.insert(entry.id, Unsent { group, sealed: entry.payload, published: false });
+        self.group_messages.queue(group, entry.id, entry.payload);
     }
 
     /// Publish what is unpublished and append what no relay holds yet.
@@ -154,14 +129,11 @@ impl Actor {
         let relays = relays_of(joined.membership.state());
         let log = grouplog::log_id(joined.membership.secret());
         let mut gone_out = Vec::new();
-        for (id, unsent) in self.group_messages.unsent.iter_mut().filter(|(_, u)| u.group == group) {
-            if unsent.published {
-                continue;
-            }
-            match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), unsent.sealed.clone()) {
+        for (id, sealed) in self.group_messages.unpublished(group) {
+            match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), sealed) {
                 Ok(_) | Err(gossipsub::PublishError::Duplicate) => {
-                    unsent.published = true;
-                    gone_out.push(*id);
+                    self.group_messages.published(id);
+                    gone_out.push(id);
                 }
                 Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
                 Err(e) => tracing::debug!(%group, error = %e, "publishing a group message failed"),
@@ -171,52 +143,24 @@ impl Actor {
             // Nobody keeps a log: having gone out on gossip is as far as it gets.
             self.group_held(&gone_out);
         }
-        for (relay, addr) in relays {
-            if self.group_messages.appends.values().any(|(g, r, _)| *g == group && *r == relay) {
-                continue;
-            }
-            let batch: Vec<(MessageId, Vec<u8>)> = self
-                .group_messages
-                .unsent
-                .iter()
-                .filter(|(_, u)| u.group == group)
-                .take(grouplog::MAX_APPEND_BATCH)
-                .map(|(id, u)| (*id, u.sealed.clone()))
-                .collect();
-            if batch.is_empty() {
-                break;
-            }
-            let (ids, items): (Vec<MessageId>, Vec<Vec<u8>>) = batch.into_iter().unzip();
-            let request = GroupLogRequest::Append { log, items };
-            let id = self.swarm.behaviour_mut().grouplog.send_request_with_addresses(&relay, request, vec![addr]);
-            self.group_messages.appends.insert(id, (group, relay, ids));
-        }
-        self.schedule_retry();
-    }
-
-    fn schedule_retry(&mut self) {
-        if self.group_messages.unsent.is_empty() {
-            self.group_messages.next_retry = None;
-        } else if self.group_messages.next_retry.is_none() {
-            self.group_messages.next_retry = Some(Instant::now() + self.config.timers.group_retry);
+        for append in self.group_messages.appends(group, log, relays, Instant::now()) {
+            let (relay, addr) = (append.relay, append.addr.clone());
+            let id = self.swarm.behaviour_mut().grouplog.send_request_with_addresses(&relay, append.request.clone(), vec![addr]);
+            self.group_messages.append_sent(id, group, append);
         }
     }
 
     /// The retry timer fired: try every group with unsent messages again.
     pub(super) fn group_tick(&mut self, now: Instant) {
-        if self.group_messages.next_retry.is_some_and(|t| t <= now) {
-            self.group_messages.next_retry = None;
-            let groups: BTreeSet<GroupId> = self.group_messages.unsent.values().map(|u| u.group).collect();
-            for group in groups {
-                self.push_group(group);
-            }
+        for group in self.group_messages.tick(now) {
+            self.push_group(group);
         }
     }
 
     /// These messages are held (by a relay, or gone out where no relay keeps a log):
     /// they are `sent` and leave the outbox.
     fn group_held(&mut self, ids: &[MessageId]) {
-        let ids: Vec<MessageId> = ids.iter().filter(|id| self.group_messages.unsent.contains_key(id)).copied().collect();
+        let ids = self.group_messages.still_unsent(ids);
         if ids.is_empty() {
             return;
         }
@@ -228,11 +172,11 @@ impl Actor {
                 return;
             }
         };
+        let groups: HashMap<MessageId, GroupId> = self.group_messages.held(&ids, Instant::now()).into_iter().collect();
         let mut events = Vec::new();
         for ((id, _), new) in updates.iter().zip(moved) {
-            let Some(unsent) = self.group_messages.unsent.remove(id) else { continue };
-            if let Some(state) = new {
-                let conversation = grp::conversation(&unsent.group).to_string();
+            if let (Some(group), Some(state)) = (groups.get(id), new) {
+                let conversation = grp::conversation(group).to_string();
                 events.push(Event::MessageStateChanged { id: id.to_string(), conversation, state });
             }
         }
@@ -240,49 +184,32 @@ impl Actor {
         if !events.is_empty() {
             self.flusher.after_flush(super::AfterFlush::Events(events));
         }
-        self.schedule_retry();
     }
 
     /// An event of the group log protocol.
     pub(super) fn grouplog_event(&mut self, event: request_response::Event<GroupLogRequest, GroupLogResponse>) {
+        let now = Instant::now();
         match event {
             request_response::Event::Message {
                 message: request_response::Message::Response { request_id, response },
                 ..
-            } => {
-                if let Some((group, relay, ids)) = self.group_messages.appends.remove(&request_id) {
-                    match response {
-                        GroupLogResponse::Appended { .. } => self.group_held(&ids),
-                        GroupLogResponse::Refused(refusal) => {
-                            tracing::warn!(%group, %relay, reason = refusal.as_str(), "relay refused a group append");
-                            self.emit(Event::RelayRefused {
-                                relay: relay.to_string(),
-                                recipient: group.to_string(),
-                                code: refusal.as_str().to_owned(),
-                                message: refusal.to_string(),
-                            });
-                        }
-                        other => tracing::debug!(?other, "unexpected answer to an append"),
-                    }
-                    self.schedule_retry();
-                } else if let Some((group, relay)) = self.group_messages.fetches.remove(&request_id) {
-                    match response {
-                        GroupLogResponse::Page { items, more } => self.fetched_page(group, relay, items, more),
-                        other => {
-                            tracing::debug!(%group, %relay, ?other, "group log fetch refused");
-                            self.group_messages.fetching.remove(&(group, relay));
-                        }
-                    }
+            } => match self.group_messages.answered(request_id, response, now) {
+                Answer::Held(ids) => self.group_held(&ids),
+                Answer::Refused { group, relay, refusal } => {
+                    tracing::warn!(%group, %relay, reason = refusal.as_str(), "relay refused a group append");
+                    self.emit(Event::RelayRefused {
+                        relay: relay.to_string(),
+                        recipient: group.to_string(),
+                        code: refusal.as_str().to_owned(),
+                        message: refusal.to_string(),
+                    });
                 }
-            }
+                Answer::Page { group, relay, items, more } => self.fetched_page(group, relay, items, more),
+                Answer::Nothing => {}
+            },
             request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some((group, relay, _)) = self.group_messages.appends.remove(&request_id) {
-                    tracing::debug!(%group, %relay, %error, "group append failed; will retry");
-                    self.schedule_retry();
-                } else if let Some(key) = self.group_messages.fetches.remove(&request_id) {
-                    tracing::debug!(group = %key.0, relay = %key.1, %error, "group log fetch failed");
-                    self.group_messages.fetching.remove(&key);
-                }
+                tracing::debug!(%error, "group log request failed");
+                self.group_messages.failed(request_id, now);
             }
             _ => {}
         }
@@ -480,7 +407,7 @@ impl Actor {
         }
         let log = grouplog::log_id(joined.membership.secret());
         for (relay, addr) in relays_of(joined.membership.state()) {
-            if !self.group_messages.fetching.insert((group, relay)) {
+            if !self.group_messages.start_fetch(group, relay) {
                 continue;
             }
             let after: u64 = self.store.settings().get(&cursor_key(&group, &relay)).ok().flatten().unwrap_or(0);
@@ -495,7 +422,7 @@ impl Actor {
             Some(addr) => behaviour.send_request_with_addresses(&relay, request, vec![addr]),
             None => behaviour.send_request(&relay, request),
         };
-        self.group_messages.fetches.insert(id, (group, relay));
+        self.group_messages.fetch_sent(id, group, relay);
     }
 
     /// Every active group's log.
@@ -523,12 +450,12 @@ impl Actor {
 
     fn fetched_page(&mut self, group: GroupId, relay: PeerId, items: Vec<grouplog::LogItem>, more: bool) {
         let Some(last) = items.last().map(|i| i.seq) else {
-            self.group_messages.fetching.remove(&(group, relay));
+            self.group_messages.page_done(group, relay);
             return;
         };
         if self.sort_group_messages(group, items.iter().map(|i| i.bytes.as_slice())).is_none() {
             // Not stored: the cursor stays, the next fetch brings the page again.
-            self.group_messages.fetching.remove(&(group, relay));
+            self.group_messages.page_done(group, relay);
             return;
         }
         // The cursor moves once the page's messages are durable, so it never runs
@@ -539,7 +466,7 @@ impl Actor {
         match log {
             Some(log) if more => self.request_page(group, log, relay, None, last),
             _ => {
-                self.group_messages.fetching.remove(&(group, relay));
+                self.group_messages.page_done(group, relay);
             }
         }
     }
