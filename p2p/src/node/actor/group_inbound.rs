@@ -229,11 +229,19 @@ impl Actor {
         );
         let (membership, waiting) = match arrival {
             Arrival::HasUs { membership, waiting } => (*membership, waiting),
-            Arrival::Held { incomplete } => {
+            Arrival::Held { incomplete, adder } => {
                 // Not (yet) a group with us in it: the parts with the `Create`, or the
                 // one that adds us, may follow; a contact is asked for what is missing.
                 if from_contact && incomplete {
                     self.ask_sync(group, sender, false);
+                    self.flush_queued();
+                }
+                // It has us but came from outside it: ask the member who added us, if
+                // that is a contact.
+                if let Some(adder) = adder
+                    && matches!(self.store.contacts().get(&adder), Ok(Some(c)) if c.state == ContactState::Accepted)
+                {
+                    self.ask_sync(group, adder, false);
                     self.flush_queued();
                 }
                 return;

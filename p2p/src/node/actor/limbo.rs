@@ -38,6 +38,9 @@ pub(super) enum Arrival {
         /// Whether parts are missing: the `Create`, or parents some operations wait
         /// for (worth asking the sender for them).
         incomplete: bool,
+        /// For a group that has us but came from someone not in it: the member who
+        /// added us (worth asking for the group, if a contact).
+        adder: Option<PeerId>,
     },
     /// The group has us in it now: out of limbo, for the caller to take or offer.
     HasUs {
@@ -120,10 +123,16 @@ impl Limbo {
                     Parts::Loose(_) => true,
                     Parts::Built { waiting, .. } => !waiting.is_empty(),
                 };
+                // Has us, but came from outside: the member who added us can confirm.
+                let adder = match &parts {
+                    Parts::Built { membership, .. } => membership.state().members.get(me).map(|m| m.added_by),
+                    Parts::Loose(_) => None,
+                };
                 self.bytes += bytes;
                 self.groups.insert(group, Held { parts, bytes });
                 self.evict();
-                Arrival::Held { incomplete: incomplete && self.holds(&group) }
+                let held = self.holds(&group);
+                Arrival::Held { incomplete: incomplete && held, adder: adder.filter(|_| held) }
             }
         }
     }
@@ -203,7 +212,10 @@ mod tests {
         ops.push(add(&mut membership, &owner, &me));
         let mut limbo = Limbo::default();
         let from_outsider = limbo.arrive(group, ops, &me.peer_id(), &outsider.peer_id());
-        assert!(matches!(from_outsider, Arrival::Held { incomplete: false }), "kept, not taken nor dropped");
+        assert!(
+            matches!(from_outsider, Arrival::Held { incomplete: false, adder: Some(a) } if a == owner.peer_id()),
+            "kept, not taken nor dropped, and the member who added us named"
+        );
         assert!(limbo.holds(&group));
         // The owner's next message (nothing new in it) brings it out.
         match limbo.arrive(group, Vec::new(), &me.peer_id(), &owner.peer_id()) {
@@ -242,11 +254,11 @@ mod tests {
         let (owner, me) = (Identity::generate(), Identity::generate());
         let (group, mut membership, ops) = history(&owner, 0);
         let mut limbo = Limbo::default();
-        assert!(matches!(limbo.arrive(group, ops, &me.peer_id(), &owner.peer_id()), Arrival::Held { incomplete: false }));
+        assert!(matches!(limbo.arrive(group, ops, &me.peer_id(), &owner.peer_id()), Arrival::Held { incomplete: false, .. }));
         for n in 0..20 {
             let op = membership.sign(&owner, 2, OpKind::Rename { name: format!("r{n}") }).unwrap();
             membership.insert(op.clone()).unwrap();
-            assert!(matches!(limbo.arrive(group, vec![op], &me.peer_id(), &owner.peer_id()), Arrival::Held { incomplete: false }));
+            assert!(matches!(limbo.arrive(group, vec![op], &me.peer_id(), &owner.peer_id()), Arrival::Held { incomplete: false, .. }));
         }
         let op = add(&mut membership, &owner, &me);
         match limbo.arrive(group, vec![op], &me.peer_id(), &owner.peer_id()) {
