@@ -141,7 +141,7 @@ pub fn enqueue(store: &Store, recipient: &PeerId, payload: &Payload) -> Result<M
     let now = now_ms();
     store.outbox().put(&OutboxEntry {
         id,
-        recipient: Recipient::Peer(recipient.to_base58()),
+        recipient: Recipient::Peer(*recipient),
         payload: payload.encode()?,
         attempts: 0,
         next_attempt_ms: now,
@@ -186,7 +186,7 @@ pub fn compose_text(
     };
     let entry = OutboxEntry {
         id: message.id,
-        recipient: Recipient::Peer(peer.to_base58()),
+        recipient: Recipient::Peer(peer),
         payload: payload.encode()?,
         attempts: 0,
         next_attempt_ms: now,

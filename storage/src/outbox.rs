@@ -12,20 +12,24 @@ use crate::error::{StoreError, db};
 use crate::schema::OUTBOX;
 use crate::store::Inner;
 use crate::types::{GroupId, MessageId};
+use libp2p_identity::PeerId;
 
 /// Who an outbox item goes to.
 ///
 /// Stored as text — a peer id, or `group:` followed by the group id — the layout
-/// databases already have, so the type changes nothing on disk. Text that is not a
-/// group's is a peer's: a peer id the network layer cannot parse is its to refuse.
+/// databases already have, so the type changes nothing on disk. Text that is
+/// neither is kept as [`Recipient::Unreadable`] rather than making the outbox
+/// unreadable: the node drops such an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
 pub enum Recipient {
-    /// One peer, by its peer id (storage does not parse peer ids).
-    Peer(String),
+    /// One peer.
+    Peer(PeerId),
     /// The members of a group: a sealed group message waiting for its first
     /// durable hold.
     Group(GroupId),
+    /// Stored text that names neither (from a broken or newer build), as it was.
+    Unreadable(String),
 }
 
 /// The prefix of a group recipient's stored text.
@@ -33,9 +37,12 @@ const GROUP_PREFIX: &str = "group:";
 
 impl From<String> for Recipient {
     fn from(text: String) -> Recipient {
-        match text.strip_prefix(GROUP_PREFIX).and_then(|g| g.parse().ok()) {
-            Some(group) => Recipient::Group(group),
-            None => Recipient::Peer(text),
+        if let Some(group) = text.strip_prefix(GROUP_PREFIX).and_then(|g| g.parse().ok()) {
+            return Recipient::Group(group);
+        }
+        match text.parse() {
+            Ok(peer) => Recipient::Peer(peer),
+            Err(_) => Recipient::Unreadable(text),
         }
     }
 }
@@ -49,8 +56,9 @@ impl From<Recipient> for String {
 impl std::fmt::Display for Recipient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Recipient::Peer(peer) => f.write_str(peer),
+            Recipient::Peer(peer) => f.write_str(&peer.to_base58()),
             Recipient::Group(group) => write!(f, "{GROUP_PREFIX}{group}"),
+            Recipient::Unreadable(text) => f.write_str(text),
         }
     }
 }
@@ -143,14 +151,15 @@ mod tests {
     #[test]
     fn recipients_keep_their_stored_text() {
         let group = GroupId::from_bytes([7; 16]);
-        for recipient in [Recipient::Peer("12D3KooWexample".into()), Recipient::Group(group)] {
+        let peer: PeerId = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".parse().unwrap();
+        for recipient in [Recipient::Peer(peer), Recipient::Group(group), Recipient::Unreadable("12D3KooWbroken".into())] {
             let text = String::from(recipient.clone());
             assert_eq!(Recipient::from(text.clone()), recipient);
             let stored = crate::codec::encode(&text).unwrap();
             assert_eq!(crate::codec::decode::<Recipient>(OUTBOX, &stored).unwrap(), recipient, "read as before");
         }
         assert_eq!(String::from(Recipient::Group(group)), format!("group:{group}"));
-        // Not a group id after the prefix: a peer's text, for the network layer to refuse.
-        assert_eq!(Recipient::from("group:nonsense".to_owned()), Recipient::Peer("group:nonsense".into()));
+        // Neither a group id after the prefix nor a peer id: kept as it was.
+        assert_eq!(Recipient::from("group:nonsense".to_owned()), Recipient::Unreadable("group:nonsense".into()));
     }
 }

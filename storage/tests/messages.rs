@@ -38,7 +38,7 @@ fn page_all(store: &Store, conv: ConversationId, limit: usize) -> Vec<Message> {
 fn entry(id: MessageId) -> OutboxEntry {
     OutboxEntry {
         id,
-        recipient: Recipient::Peer("peer".into()),
+        recipient: Recipient::Peer(common::peer(1)),
         payload: vec![1, 2, 3],
         attempts: 0,
         next_attempt_ms: 0,

@@ -68,7 +68,7 @@ fn unread(m: &Message) -> bool {
 fn entry(m: &Message) -> OutboxEntry {
     OutboxEntry {
         id: m.id,
-        recipient: Recipient::Peer("peer-1".into()),
+        recipient: Recipient::Peer(common::peer(1)),
         payload: m.text.as_bytes().to_vec(),
         attempts: 2,
         next_attempt_ms: 5_000,

@@ -85,7 +85,7 @@ fn id_alone_resolves_to_our_own_message() {
             &mine,
             &kith_storage::OutboxEntry {
                 id: mid(5),
-                recipient: Recipient::Peer("peer".into()),
+                recipient: Recipient::Peer(common::peer(1)),
                 payload: vec![],
                 attempts: 0,
                 next_attempt_ms: 0,

@@ -93,7 +93,7 @@ fn outbox() {
     let outbox = store.outbox();
     let entry = |n, next| OutboxEntry {
         id: mid(n),
-        recipient: Recipient::Peer("peer".into()),
+        recipient: Recipient::Peer(common::peer(1)),
         payload: vec![n as u8],
         attempts: 0,
         next_attempt_ms: next,

@@ -54,11 +54,7 @@ impl Queues {
             if self.known.contains(&entry.id) {
                 continue;
             }
-            let Recipient::Peer(peer) = &entry.recipient else {
-                invalid.push(entry);
-                continue;
-            };
-            let Ok(peer) = peer.parse::<PeerId>() else {
+            let Recipient::Peer(peer) = entry.recipient else {
                 invalid.push(entry);
                 continue;
             };
@@ -294,7 +290,7 @@ mod tests {
     fn entry(n: u8, peer: &PeerId, created: u64) -> OutboxEntry {
         OutboxEntry {
             id: MessageId([n; 16]),
-            recipient: Recipient::Peer(peer.to_string()),
+            recipient: Recipient::Peer(*peer),
             payload: vec![n],
             attempts: 0,
             next_attempt_ms: 0,

@@ -59,7 +59,7 @@ fn message(n: usize, direction: Direction) -> Message {
 fn entry(m: &Message) -> OutboxEntry {
     OutboxEntry {
         id: m.id,
-        recipient: Recipient::Peer("12D3KooWBenchPeerBenchPeerBenchPeerBenchPeerBench".into()),
+        recipient: Recipient::Peer(kith_storage::PeerId::from_bytes(&[&[0x12, 0x20][..], &[7; 32]].concat()).unwrap()),
         // What the node queues: the text again, inside the encoded payload.
         payload: vec![7; TEXT_BYTES + 40],
         attempts: 0,
