@@ -5,7 +5,8 @@
 //! on (it exposes sled, unlike [`Store`](crate::Store)). A log is named by an id of
 //! 1 to 255 bytes; its items get sequence numbers that only grow, are de-duplicated
 //! by the BLAKE3 hash of their bytes, carry the time they were appended, and leave by
-//! [`Writer::remove`] or by age ([`SeqLogs::expire`]).
+//! [`Writer::remove`] or by age ([`SeqLogs::expire`], which walks each log from its
+//! oldest item, so no time index is written: two keys per item, not three).
 //!
 //! Why one tree: sled serialises multi-tree transactions and copies every tree node
 //! they touch, which cost ~70 µs per relay envelope. A [`sled::Batch`] on one tree is
@@ -20,7 +21,6 @@
 //! | --- | --- |
 //! | `i ‖ P ‖ seq` | `appended_at_ms ‖ item` |
 //! | `h ‖ P ‖ blake3(item)` | `seq` (de-duplication) |
-//! | `x ‖ appended_at_ms ‖ P ‖ seq` | empty (index for [`SeqLogs::expire`]) |
 //! | `r ‖ P` | `next_seq ‖ count ‖ bytes` |
 //! | `f` | the sequence floor (`u64`, see [`EmptyLogs::Drop`]) |
 //!
@@ -41,7 +41,6 @@ const TREE: &str = "seqlog";
 
 const ITEM: u8 = b'i';
 const HASH: u8 = b'h';
-const EXPIRY: u8 = b'x';
 const RECORD: u8 = b'r';
 const FLOOR: u8 = b'f';
 
@@ -204,13 +203,8 @@ impl SeqLogs {
             if !out.is_empty() && bytes > max_bytes {
                 break;
             }
-            let seq = key
-                .len()
-                .checked_sub(8)
-                .and_then(|at| u64_at(&key, at))
-                .ok_or_else(|| StoreError::corrupt(TREE, "short item key"))?;
             out.push(StoredItem {
-                seq,
+                seq: seq_of(&key)?,
                 bytes: item.to_vec(),
                 appended_at_ms,
             });
@@ -231,36 +225,43 @@ impl SeqLogs {
 
     /// Deletes every item appended before or at `cutoff_ms`, in batches of at most
     /// `batch` items so writers interleave with a long sweep; returns how many went.
-    /// Not flushed (a lost expiry is simply redone).
+    /// Each log is walked from its oldest item while items are old enough: items are
+    /// appended in time order, so the old ones are at the front (an item appended
+    /// after the clock was set back waits for the ones before it). Costs a seek per
+    /// log holding items plus the items that go. Not flushed (a lost expiry is simply
+    /// redone).
     pub fn expire(&self, cutoff_ms: u64, batch: usize) -> Result<usize, StoreError> {
-        let end = expiry_bound(cutoff_ms.saturating_add(1));
+        let batch = batch.max(1);
+        let logs: Vec<Vec<u8>> =
+            self.lock().records.iter().filter(|(_, r)| r.count > 0).map(|(p, _)| p.clone()).collect();
         let mut total = 0;
-        loop {
-            let keys = self
-                .tree
-                .range([EXPIRY].as_slice()..end.as_slice())
-                .keys()
-                .take(batch.max(1))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            if keys.is_empty() {
-                return Ok(total);
-            }
-            let mut writer = self.writer();
-            for key in &keys {
-                let (prefix, seq) = split_expiry_key(key)?;
-                if writer.remove_prefixed(prefix, seq)?.is_some() {
-                    total += 1;
-                } else {
-                    // An index entry whose item is gone: drop it too.
-                    writer.batch.remove(key.as_ref());
+        for prefix in logs {
+            loop {
+                let mut due = Vec::new();
+                for entry in self.tree.range(item_key(&prefix, 0)..=item_key(&prefix, u64::MAX)).take(batch) {
+                    let (key, value) = entry.map_err(db)?;
+                    let (at_ms, _) = split_item_value(&value)?;
+                    if at_ms > cutoff_ms {
+                        break;
+                    }
+                    due.push(seq_of(&key)?);
+                }
+                if due.is_empty() {
+                    break;
+                }
+                let mut writer = self.writer();
+                for seq in &due {
+                    if writer.remove_prefixed(&prefix, *seq)?.is_some() {
+                        total += 1;
+                    }
+                }
+                writer.commit()?;
+                if due.len() < batch {
+                    break;
                 }
             }
-            writer.commit()?;
-            if keys.len() < batch.max(1) {
-                return Ok(total);
-            }
         }
+        Ok(total)
     }
 
     /// Flushes (fsyncs) everything committed so far, by any writer.
@@ -279,7 +280,6 @@ impl SeqLogs {
         for (tree, tag) in [
             (old.items, ITEM),
             (old.hashes, HASH),
-            (old.expiry, EXPIRY),
             (old.records, RECORD),
         ] {
             let mut batch = sled::Batch::default();
@@ -309,15 +309,14 @@ impl SeqLogs {
 }
 
 /// The trees of the layout before [`SeqLogs`] (relay schema version 1): the same
-/// keys and values, one tree per key space, and the floor as a plain number.
+/// keys and values, one tree per key space, and the floor as a plain number. (Its
+/// expiry index is not carried over: expiry walks the logs.)
 #[derive(Clone, Copy)]
 pub struct LegacyTrees<'a> {
     /// `P ‖ seq` → `appended_at_ms ‖ item`.
     pub items: &'a sled::Tree,
     /// `P ‖ hash` → `seq`.
     pub hashes: &'a sled::Tree,
-    /// `appended_at_ms ‖ P ‖ seq` → empty.
-    pub expiry: &'a sled::Tree,
     /// `P` → record.
     pub records: &'a sled::Tree,
     /// The sequence floor, if one was recorded.
@@ -337,8 +336,8 @@ pub struct Writer<'a> {
     staged_hashes: HashMap<Vec<u8>, u64>,
     /// Item keys removed by this batch.
     removed: HashSet<Vec<u8>>,
-    /// Items appended by this batch: key → (appended at, bytes).
-    appended: HashMap<Vec<u8>, (u64, Vec<u8>)>,
+    /// Items appended by this batch: key → bytes.
+    appended: HashMap<Vec<u8>, Vec<u8>>,
     /// The floor, if this batch raised it.
     floor: Option<u64>,
 }
@@ -384,9 +383,8 @@ impl Writer<'_> {
         let hash_key = hash_key(&prefix, &hash(item));
         let key = item_key(&prefix, seq);
         self.batch.insert(key.clone(), [&at_ms.to_be_bytes()[..], item].concat());
-        self.appended.insert(key, (at_ms, item.to_vec()));
+        self.appended.insert(key, item.to_vec());
         self.batch.insert(hash_key.clone(), &seq.to_be_bytes()[..]);
-        self.batch.insert(expiry_key(at_ms, &prefix, seq), &[][..]);
         self.staged_hashes.insert(hash_key, seq);
         self.put_record(prefix, record);
         Ok(seq)
@@ -456,17 +454,17 @@ impl Writer<'_> {
             return Ok(None);
         }
         let stored;
-        let (at_ms, item) = match self.appended.remove(&key) {
-            Some((at_ms, item)) => {
+        let item = match self.appended.remove(&key) {
+            Some(item) => {
                 stored = item;
-                (at_ms, stored.as_slice())
+                stored.as_slice()
             }
             None => {
                 let Some(value) = self.logs.tree.get(&key).map_err(db)? else {
                     return Ok(None);
                 };
                 stored = value.to_vec();
-                split_item_value(&stored)?
+                split_item_value(&stored)?.1
             }
         };
         let len = item.len() as u64;
@@ -481,7 +479,6 @@ impl Writer<'_> {
         let hash_key = hash_key(prefix, &hash(item));
         self.batch.remove(hash_key.clone());
         self.staged_hashes.remove(&hash_key);
-        self.batch.remove(expiry_key(at_ms, prefix, seq));
         self.batch.remove(key.clone());
         self.removed.insert(key);
         self.put_record(prefix.to_vec(), record);
@@ -539,27 +536,16 @@ fn item_key(prefix: &[u8], seq: u64) -> Vec<u8> {
     [&[ITEM], prefix, &seq.to_be_bytes()].concat()
 }
 
+/// The sequence number at the end of an item key.
+fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| u64_at(key, at))
+        .ok_or_else(|| StoreError::corrupt(TREE, "short item key"))
+}
+
 fn hash_key(prefix: &[u8], hash: &[u8; HASH_LEN]) -> Vec<u8> {
     [&[HASH], prefix, hash].concat()
-}
-
-fn expiry_key(at_ms: u64, prefix: &[u8], seq: u64) -> Vec<u8> {
-    [&[EXPIRY], &at_ms.to_be_bytes()[..], prefix, &seq.to_be_bytes()].concat()
-}
-
-/// The smallest expiry key of time `at_ms`.
-fn expiry_bound(at_ms: u64) -> Vec<u8> {
-    [&[EXPIRY], &at_ms.to_be_bytes()[..]].concat()
-}
-
-/// Splits an expiry key into the log prefix and sequence number.
-fn split_expiry_key(key: &[u8]) -> Result<(&[u8], u64), StoreError> {
-    let bad = || StoreError::corrupt(TREE, "malformed expiry key");
-    let rest = key.get(9..).ok_or_else(bad)?;
-    let len = usize::from(*rest.first().ok_or_else(bad)?);
-    let prefix = rest.get(..1 + len).ok_or_else(bad)?;
-    let seq = rest.get(1 + len..).filter(|s| s.len() == 8).ok_or_else(bad)?;
-    Ok((prefix, u64_at(seq, 0).ok_or_else(bad)?))
 }
 
 fn split_item_value(value: &[u8]) -> Result<(u64, &[u8]), StoreError> {
@@ -697,6 +683,16 @@ mod tests {
     }
 
     #[test]
+    fn an_item_appended_after_the_clock_went_back_waits_for_the_ones_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        append(&logs, b"a", 100, &[b"first"]);
+        append(&logs, b"a", 50, &[b"second, clock set back"]);
+        assert_eq!(logs.expire(60, 16).unwrap(), 0, "the older item in front is not due");
+        assert_eq!(logs.expire(100, 16).unwrap(), 2);
+    }
+
+    #[test]
     fn records_and_totals_are_rebuilt_when_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let before = {
@@ -716,14 +712,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let t = |n: &str| db.open_tree(n).unwrap();
-        let (items, hashes, expiry, records) = (t("envelopes"), t("hashes"), t("mailboxes_old"), t("mailboxes"));
+        let (items, hashes, records) = (t("envelopes"), t("hashes"), t("mailboxes"));
         let p = prefix(b"a").unwrap();
         items.insert([&p[..], &7u64.to_be_bytes()].concat(), [&5u64.to_be_bytes()[..], b"old"].concat()).unwrap();
         hashes.insert([&p[..], &hash(b"old")].concat(), &7u64.to_be_bytes()[..]).unwrap();
-        expiry.insert([&5u64.to_be_bytes()[..], &p, &7u64.to_be_bytes()].concat(), &[][..]).unwrap();
         records.insert(&p, &Record { next_seq: 8, count: 1, bytes: 3 }.encode()[..]).unwrap();
         let logs = SeqLogs::open(&db, "log", EmptyLogs::Drop).unwrap();
-        let old = LegacyTrees { items: &items, hashes: &hashes, expiry: &expiry, records: &records, floor: Some(4) };
+        let old = LegacyTrees { items: &items, hashes: &hashes, records: &records, floor: Some(4) };
         logs.import(&old).unwrap();
         logs.import(&old).unwrap(); // an interrupted import runs again
         assert_eq!(logs.totals(), Totals { logs: 1, items: 1, bytes: 3 });
@@ -731,7 +726,7 @@ mod tests {
         assert_eq!((listed[0].seq, listed[0].bytes.as_slice(), listed[0].appended_at_ms), (7, &b"old"[..], 5));
         assert_eq!(logs.writer().find(b"a", b"old").unwrap(), Some(7));
         assert_eq!(append(&logs, b"new", 6, &[b"x"]), [4], "the floor came along");
-        assert_eq!(logs.expire(5, 10).unwrap(), 1, "the expiry index came along");
+        assert_eq!(logs.expire(5, 10).unwrap(), 1, "its time came along");
         assert_eq!(logs.totals().items, 1);
     }
 }

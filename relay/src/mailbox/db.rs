@@ -3,8 +3,9 @@
 //! the mailbox and group log stores, which are both [`SeqLogs`] in one tree.
 //!
 //! Schema versions: 1 kept each key space in a tree of its own (items, hashes,
-//! records, expiry index; the mailbox's sequence floor in `meta`); 2 keeps them in
-//! one tree, written in atomic batches (see [`kith_p2p::kith_storage::seqlog`]).
+//! records, expiry index; the mailbox's sequence floor in `meta`); 2 keeps items,
+//! hashes and records in one tree, written in atomic batches, and expires by walking
+//! each log (see [`kith_p2p::kith_storage::seqlog`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -135,7 +136,9 @@ fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
 fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> Result<(), OpenError> {
     let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
     tracing::info!(store = kind.tree, "migrating relay store from schema version 1 to 2");
-    let [items, hashes, records, expiry] = kind.legacy.map(|name| db.open_tree(name));
+    // The old expiry index is not carried over (expiry walks the logs); it is dropped
+    // with the other old trees.
+    let [items, hashes, records, _expiry] = kind.legacy.map(|name| db.open_tree(name));
     let floor = match meta.get(LEGACY_SEQ_FLOOR_KEY).map_err(err)?.filter(|_| kind.legacy_floor) {
         Some(value) => Some(
             <[u8; 8]>::try_from(value.as_ref())
@@ -150,7 +153,6 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> 
         items: &items.map_err(err)?,
         hashes: &hashes.map_err(err)?,
         records: &records.map_err(err)?,
-        expiry: &expiry.map_err(err)?,
         floor,
     };
     logs.import(&legacy).map_err(|e| OpenError::from(store_error(e)))?;
