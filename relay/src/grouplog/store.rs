@@ -159,8 +159,8 @@ impl GroupLogStore {
     }
 
     /// Deletes every item appended at least the TTL before `now_ms`; returns how
-    /// many. Works through the time index in bounded batches (as the mailbox store
-    /// does), so appends interleave with a long sweep. Logs keep their records, so
+    /// many. Walks each log from its oldest item in bounded batches (as the mailbox
+    /// store does), so appends interleave with a long sweep. Logs keep their records, so
     /// their numbering goes on where it was.
     pub fn expire(&self, now_ms: u64) -> Result<usize, GroupLogError> {
         let ttl_ms = u64::try_from(self.inner.limits.ttl.as_millis()).unwrap_or(u64::MAX);

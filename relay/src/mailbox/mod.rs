@@ -15,8 +15,8 @@
 //! code.
 //!
 //! Layout: each mailbox is one log of [`kith_p2p::kith_storage::seqlog::SeqLogs`]
-//! (tree `mail`), which de-duplicates envelopes by their BLAKE3 hash, indexes them by
-//! deposit time for expiry and keeps every mailbox's counters in memory. A mailbox's
+//! (tree `mail`), which de-duplicates envelopes by their BLAKE3 hash, expires them by
+//! walking each mailbox from its oldest and keeps every mailbox's counters in memory. A mailbox's
 //! record is deleted when it empties; the store's sequence floor then remembers its
 //! next sequence number, and new mailboxes start numbering there, so a sequence
 //! number is never reused for a mailbox, across restarts too. Databases of the

@@ -185,8 +185,9 @@ impl MailboxStore {
     }
 
     /// Deletes every envelope deposited at least the TTL before `now_ms`; returns how
-    /// many. Works through the time index in bounded batches, so it costs time in
-    /// proportion to what expired, and deposits interleave with a long sweep.
+    /// many. Walks each mailbox from its oldest envelope in bounded batches, so it
+    /// costs a seek per non-empty mailbox plus what expired, and deposits interleave
+    /// with a long sweep.
     pub fn expire(&self, now_ms: u64) -> Result<usize, MailboxError> {
         let ttl_ms = u64::try_from(self.inner.limits.ttl.as_millis()).unwrap_or(u64::MAX);
         let Some(cutoff) = now_ms.checked_sub(ttl_ms) else {
