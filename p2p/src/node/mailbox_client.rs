@@ -397,6 +397,14 @@ mod tests {
             let effects = self.client.page_stored(relay, seqs);
             self.send(effects)
         }
+
+        /// Deposits `envelopes` for a new recipient at two new relays and sends the
+        /// requests: the recipient, the attempt, and what was sent (in relay order).
+        fn deposit_at_two(&mut self, envelopes: Vec<Vec<u8>>) -> (PeerId, u64, Outcome) {
+            let (bob, r1, r2) = (peer(), peer(), peer());
+            let (attempt, effects) = self.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], envelopes).unwrap();
+            (bob, attempt, self.send(effects))
+        }
     }
 
     fn item(seq: u64) -> MailItem {
@@ -406,9 +414,7 @@ mod tests {
     #[test]
     fn the_first_relay_to_hold_a_deposit_settles_it_and_later_answers_change_nothing() {
         let mut h = Harness::default();
-        let (bob, r1, r2) = (peer(), peer(), peer());
-        let (attempt, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1], vec![2]]).unwrap();
-        let (sent, rest) = h.send(effects);
+        let (bob, attempt, (sent, rest)) = h.deposit_at_two(vec![vec![1], vec![2]]);
         assert!(rest.is_empty());
         assert_eq!(sent.len(), 2);
         assert!(sent.iter().all(|(_, _, ask)| *ask == Ask::Deposit { recipient: bob, envelopes: vec![vec![1], vec![2]] }));
@@ -431,9 +437,7 @@ mod tests {
     #[test]
     fn an_answer_of_the_wrong_length_settles_nothing() {
         let mut h = Harness::default();
-        let (bob, r1, r2) = (peer(), peer(), peer());
-        let (attempt, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1], vec![2]]).unwrap();
-        let (sent, _) = h.send(effects);
+        let (bob, attempt, (sent, _)) = h.deposit_at_two(vec![vec![1], vec![2]]);
         // One result too many: ignored, not taken as holding the batch.
         let liar = vec![DepositResult::Refused(Refusal::QuotaCount); 2].into_iter().chain([DepositResult::Stored]).collect();
         assert!(h.client.answered(sent[0].0, MailboxResponse::Deposited { results: liar }).is_empty());
@@ -445,15 +449,13 @@ mod tests {
     #[test]
     fn a_deposit_no_relay_holds_ends_unheld_once_every_relay_is_done() {
         let mut h = Harness::default();
-        let (bob, r1, r2) = (peer(), peer(), peer());
-        let (attempt, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1]]).unwrap();
-        let (sent, _) = h.send(effects);
+        let (bob, attempt, (sent, _)) = h.deposit_at_two(vec![vec![1]]);
         assert!(h.client.failed(sent[0].0).is_empty(), "one relay is still out");
         let effects = h.client.answered(sent[1].0, MailboxResponse::Refused(Refusal::NotMember));
         assert_eq!(
             effects,
             [
-                Effect::Refused { relay: r2, recipient: bob, refusal: Refusal::NotMember },
+                Effect::Refused { relay: sent[1].1, recipient: bob, refusal: Refusal::NotMember },
                 Effect::Unheld { recipient: bob, attempt },
             ]
         );

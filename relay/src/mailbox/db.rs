@@ -71,13 +71,7 @@ fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
     let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
     let meta = db.open_tree(META).map_err(err)?;
     let found = match meta.get(SCHEMA_VERSION_KEY).map_err(err)? {
-        Some(value) => Some(
-            <[u8; 4]>::try_from(value.as_ref())
-                .map(u32::from_be_bytes)
-                .map_err(|_| OpenError::Corrupt {
-                    detail: "malformed schema version".into(),
-                })?,
-        ),
+        Some(value) => Some(u32::from_be_bytes(fixed(&value, "schema version")?)),
         None => None,
     };
     let ours = |name: &[u8]| {
@@ -140,13 +134,7 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> 
     // with the other old trees.
     let [items, hashes, records, _expiry] = kind.legacy.map(|name| db.open_tree(name));
     let floor = match meta.get(LEGACY_SEQ_FLOOR_KEY).map_err(err)?.filter(|_| kind.legacy_floor) {
-        Some(value) => Some(
-            <[u8; 8]>::try_from(value.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| OpenError::Corrupt {
-                    detail: "malformed sequence floor".into(),
-                })?,
-        ),
+        Some(value) => Some(u64::from_be_bytes(fixed(&value, "sequence floor")?)),
         None => None,
     };
     let legacy = LegacyTrees {
@@ -162,6 +150,13 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> 
         meta.remove(LEGACY_SEQ_FLOOR_KEY).map_err(err)?;
     }
     Ok(())
+}
+
+/// A `meta` value of exactly `N` bytes; anything else is a damaged database.
+fn fixed<const N: usize>(value: &[u8], what: &str) -> Result<[u8; N], OpenError> {
+    value.try_into().map_err(|_| OpenError::Corrupt {
+        detail: format!("malformed {what}"),
+    })
 }
 
 fn set_version(db: &sled::Db, meta: &sled::Tree) -> Result<(), OpenError> {
