@@ -106,12 +106,18 @@ pub fn resolve_contact(store: &Store, query: &str) -> Result<Contact, OpError> {
     if query.is_empty() {
         return Err(OpError::Invalid("empty contact name".into()));
     }
+    // A whole peer id: one lookup, no scan (scripts and the node's own paths use these).
+    if let Ok(peer) = query.parse::<PeerId>()
+        && let Some(c) = store.contacts().get(&peer)?.filter(|c| c.state != ContactState::Member)
+    {
+        return Ok(c);
+    }
     let mut contacts = store.contacts().list()?;
     // Fellow group members we never added are not contacts.
     contacts.retain(|c| c.state != ContactState::Member);
     let lower = query.to_lowercase();
     let alias_of = |c: &Contact| c.alias.as_ref().map(|a| a.to_lowercase());
-    if let Some(c) = contacts.iter().find(|c| c.peer_id.to_base58() == query || alias_of(c) == Some(lower.clone())) {
+    if let Some(c) = contacts.iter().find(|c| alias_of(c) == Some(lower.clone())) {
         return Ok(c.clone());
     }
     let matches: Vec<&Contact> = contacts

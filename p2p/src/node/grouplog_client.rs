@@ -75,7 +75,8 @@ struct Unsent {
 pub(crate) struct GroupLogClient<Id = OutboundRequestId> {
     unsent: BTreeMap<MessageId, Unsent>,
     appends: HashMap<Id, (GroupId, PeerId, Vec<MessageId>)>,
-    fetches: HashMap<Id, (GroupId, PeerId)>,
+    /// Fetches in flight, with the sequence number each asked to read after.
+    fetches: HashMap<Id, (GroupId, PeerId, u64)>,
     fetching: HashSet<(GroupId, PeerId)>,
     next_retry: Option<Instant>,
     retry: Duration,
@@ -147,9 +148,9 @@ impl<Id: Hash + Eq> GroupLogClient<Id> {
         out
     }
 
-    /// The actor sent `append` as `id`.
-    pub(crate) fn append_sent(&mut self, id: Id, group: GroupId, append: Append) {
-        self.appends.insert(id, (group, append.relay, append.ids));
+    /// The actor sent the append to `relay` carrying `ids` as `id`.
+    pub(crate) fn append_sent(&mut self, id: Id, group: GroupId, relay: PeerId, ids: Vec<MessageId>) {
+        self.appends.insert(id, (group, relay, ids));
     }
 
     /// Of `ids`, those still queued.
@@ -170,9 +171,10 @@ impl<Id: Hash + Eq> GroupLogClient<Id> {
         self.fetching.insert((group, relay))
     }
 
-    /// The actor sent a fetch of `group`'s log at `relay` as `id`.
-    pub(crate) fn fetch_sent(&mut self, id: Id, group: GroupId, relay: PeerId) {
-        self.fetches.insert(id, (group, relay));
+    /// The actor sent a fetch of `group`'s log at `relay`, for items after `after`, as
+    /// `id`.
+    pub(crate) fn fetch_sent(&mut self, id: Id, group: GroupId, relay: PeerId, after: u64) {
+        self.fetches.insert(id, (group, relay, after));
     }
 
     /// The fetch walk of `group` at `relay` is over (last page stored, or it failed).
@@ -185,7 +187,7 @@ impl<Id: Hash + Eq> GroupLogClient<Id> {
         if let Some((group, relay, ids)) = self.appends.remove(&id) {
             self.schedule_retry(now);
             return match response {
-                GroupLogResponse::Appended { .. } => Answer::Held(ids),
+                GroupLogResponse::Appended { seqs } if seqs.len() == ids.len() => Answer::Held(ids),
                 GroupLogResponse::Refused(refusal) => Answer::Refused { group, relay, refusal },
                 other => {
                     tracing::debug!(?other, "unexpected answer to an append");
@@ -193,9 +195,13 @@ impl<Id: Hash + Eq> GroupLogClient<Id> {
                 }
             };
         }
-        if let Some((group, relay)) = self.fetches.remove(&id) {
+        if let Some((group, relay, after)) = self.fetches.remove(&id) {
             return match response {
-                GroupLogResponse::Page { items, more } => Answer::Page { group, relay, items, more },
+                GroupLogResponse::Page { items, more }
+                    if crate::node::mailbox_client::rises_after(Some(after), items.iter().map(|i| i.seq)) =>
+                {
+                    Answer::Page { group, relay, items, more }
+                }
                 other => {
                     tracing::debug!(%group, %relay, ?other, "group log fetch refused");
                     self.page_done(group, relay);
@@ -211,7 +217,7 @@ impl<Id: Hash + Eq> GroupLogClient<Id> {
         if let Some((group, relay, _)) = self.appends.remove(&id) {
             tracing::debug!(%group, %relay, "group append failed; will retry");
             self.schedule_retry(now);
-        } else if let Some((group, relay)) = self.fetches.remove(&id) {
+        } else if let Some((group, relay, _)) = self.fetches.remove(&id) {
             tracing::debug!(%group, %relay, "group log fetch failed");
             self.page_done(group, relay);
         }
@@ -277,17 +283,18 @@ mod tests {
         assert!(appends.iter().all(|a| items(a) == grouplog::MAX_APPEND_BATCH), "bounded, oldest first");
         assert_eq!(appends[0].ids[0], id(0));
         for (n, append) in appends.into_iter().enumerate() {
-            client.append_sent(n as u32, G, append);
+            client.append_sent(n as u32, G, append.relay, append.ids);
         }
         assert!(client.appends(G, [7; 32], vec![r1, r2], now).is_empty(), "both still in flight");
         // The first relay holds the batch: those leave the queue; the last one stays.
-        let Answer::Held(ids) = client.answered(0, GroupLogResponse::Appended { seqs: Vec::new() }, now) else { panic!() };
+        let seqs = (1..=grouplog::MAX_APPEND_BATCH as u64).collect::<Vec<_>>();
+        let Answer::Held(ids) = client.answered(0, GroupLogResponse::Appended { seqs: seqs.clone() }, now) else { panic!() };
         assert_eq!(client.still_unsent(&ids).len(), ids.len());
         let gone = client.held(&ids, now);
         assert_eq!(gone.len(), grouplog::MAX_APPEND_BATCH);
         assert!(gone.iter().all(|(_, g)| *g == G));
         // The second relay's copy of the same batch: nothing left to move.
-        let Answer::Held(again) = client.answered(1, GroupLogResponse::Appended { seqs: Vec::new() }, now) else { panic!() };
+        let Answer::Held(again) = client.answered(1, GroupLogResponse::Appended { seqs }, now) else { panic!() };
         assert!(client.still_unsent(&again).is_empty());
     }
 
@@ -299,7 +306,7 @@ mod tests {
         client.queue(G, id(1), vec![1]);
         let r = relay();
         let append = client.appends(G, [7; 32], vec![r.clone()], now).pop().unwrap();
-        client.append_sent(9, G, append);
+        client.append_sent(9, G, append.relay, append.ids);
         assert_eq!(client.next_wakeup(), Some(now + RETRY));
         let refusal = Refusal::QuotaCount;
         assert_eq!(
@@ -333,18 +340,28 @@ mod tests {
         let (r, _) = relay();
         assert!(client.start_fetch(G, r));
         assert!(!client.start_fetch(G, r), "a walk is under way");
-        client.fetch_sent(5, G, r);
+        client.fetch_sent(5, G, r, 0);
         let page = client.answered(5, GroupLogResponse::Page { items: Vec::new(), more: false }, now);
         assert_eq!(page, Answer::Page { group: G, relay: r, items: Vec::new(), more: false });
         assert!(!client.start_fetch(G, r), "still under way until the page is stored");
         client.page_done(G, r);
         assert!(client.start_fetch(G, r));
         // A failed or refused fetch ends the walk.
-        client.fetch_sent(6, G, r);
+        client.fetch_sent(6, G, r, 0);
         client.failed(6, now);
         assert!(client.start_fetch(G, r));
-        client.fetch_sent(7, G, r);
+        client.fetch_sent(7, G, r, 0);
         assert_eq!(client.answered(7, GroupLogResponse::Refused(Refusal::NotMember), now), Answer::Nothing);
         assert!(client.start_fetch(G, r));
+        // A page that does not move past the cursor ends the walk instead of looping.
+        client.fetch_sent(8, G, r, 40);
+        let stale = vec![LogItem { seq: 40, bytes: vec![1], appended_at_ms: 0 }];
+        assert_eq!(client.answered(8, GroupLogResponse::Page { items: stale, more: true }, now), Answer::Nothing);
+        assert!(client.start_fetch(G, r));
+        // An append answer without one sequence number per item holds nothing.
+        client.queue(G, id(1), vec![1]);
+        let append = client.appends(G, [7; 32], vec![relay()], now).pop().unwrap();
+        client.append_sent(9, G, append.relay, append.ids);
+        assert_eq!(client.answered(9, GroupLogResponse::Appended { seqs: vec![1, 2] }, now), Answer::Nothing);
     }
 }

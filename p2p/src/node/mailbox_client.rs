@@ -30,7 +30,7 @@ use crate::mailbox::{DepositResult, MailItem, MailboxResponse, NONCE_LEN, Refusa
 
 /// A request for the actor to send to `relay` (at `addr` if given, else on the
 /// connection it has), then to report with [`MailboxClient::sent`].
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Request {
     /// The relay it goes to.
     pub(crate) relay: PeerId,
@@ -123,14 +123,6 @@ pub(crate) enum Effect {
         items: Vec<MailItem>,
     },
 }
-
-impl PartialEq for Request {
-    fn eq(&self, other: &Self) -> bool {
-        (self.relay, &self.addr, &self.ask, &self.step) == (other.relay, &other.addr, &other.ask, &other.step)
-    }
-}
-
-impl Eq for Request {}
 
 struct Attempt {
     recipient: PeerId,
@@ -259,6 +251,12 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
             }
             (Pending::Page, MailboxResponse::Envelopes { items, more }) => {
                 let drain = self.drains.entry(relay).or_default();
+                if !rises_after(drain.cursor, items.iter().map(|i| i.seq)) {
+                    // A relay that pages backwards (or in place) would keep us walking.
+                    tracing::warn!(%relay, "drain page out of sequence order; drain ended");
+                    drain.busy = false;
+                    return Vec::new();
+                }
                 drain.cursor = items.last().map(|i| i.seq).or(drain.cursor);
                 drain.more = more;
                 vec![Effect::Store { relay, items }]
@@ -341,6 +339,19 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
             d.busy = false;
         }
     }
+}
+
+/// Whether `seqs` rise strictly, all above `after` (a page that does not cannot be
+/// the next part of a walk: following it could loop forever).
+pub(crate) fn rises_after(after: Option<u64>, seqs: impl IntoIterator<Item = u64>) -> bool {
+    let mut last = after;
+    for seq in seqs {
+        if last.is_some_and(|l| seq <= l) {
+            return false;
+        }
+        last = Some(seq);
+    }
+    true
 }
 
 #[cfg(test)]
@@ -494,6 +505,26 @@ mod tests {
         let (sent, _) = h.drain(relay);
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [5; NONCE_LEN] });
         assert_eq!(sent[0].2, Ask::Drain { nonce: [5; NONCE_LEN], after: None });
+    }
+
+    #[test]
+    fn a_page_that_does_not_move_forward_ends_the_drain() {
+        let mut h = Harness::default();
+        let relay = peer();
+        let (sent, _) = h.drain(relay);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
+        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(4), item(5)], more: true });
+        let (sent, _) = h.stored(relay, vec![4, 5]);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [2; NONCE_LEN] });
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Acked { removed: 2 });
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [3; NONCE_LEN] });
+        // The relay answers the next page with what it already gave: refused.
+        let again = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(5), item(6)], more: true });
+        assert!(again.is_empty(), "{again:?}");
+        assert!(!h.client.draining(&relay));
+        assert!(!rises_after(None, [3, 3]));
+        assert!(rises_after(Some(2), [3, 9]));
+        assert!(rises_after(Some(2), []));
     }
 
     #[test]

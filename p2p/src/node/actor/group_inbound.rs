@@ -126,7 +126,7 @@ impl Actor {
 
     /// Hand out what group handling queued, once the flushing thread has made it
     /// durable.
-    fn flush_queued(&mut self) {
+    pub(super) fn flush_queued(&mut self) {
         if std::mem::take(&mut self.groups.queued) {
             self.flusher.after_flush(super::AfterFlush::ReloadOutbox);
         }

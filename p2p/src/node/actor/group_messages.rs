@@ -31,7 +31,7 @@ use crate::group::post::GroupPost;
 use crate::group::sender_key::{self, SenderKey};
 use crate::group as grp;
 use crate::grouplog::{self, GroupLogRequest, GroupLogResponse};
-use crate::node::grouplog_client::Answer;
+use crate::node::grouplog_client::{Answer, Append};
 use crate::node::{Event, NodeError};
 use crate::ops::{self, OpError};
 use crate::views::MessageView;
@@ -144,9 +144,9 @@ impl Actor {
             self.group_held(&gone_out);
         }
         for append in self.group_messages.appends(group, log, relays, Instant::now()) {
-            let (relay, addr) = (append.relay, append.addr.clone());
-            let id = self.swarm.behaviour_mut().grouplog.send_request_with_addresses(&relay, append.request.clone(), vec![addr]);
-            self.group_messages.append_sent(id, group, append);
+            let Append { relay, addr, request, ids } = append;
+            let id = self.swarm.behaviour_mut().grouplog.send_request_with_addresses(&relay, request, vec![addr]);
+            self.group_messages.append_sent(id, group, relay, ids);
         }
     }
 
@@ -422,7 +422,7 @@ impl Actor {
             Some(addr) => behaviour.send_request_with_addresses(&relay, request, vec![addr]),
             None => behaviour.send_request(&relay, request),
         };
-        self.group_messages.fetch_sent(id, group, relay);
+        self.group_messages.fetch_sent(id, group, relay, after);
     }
 
     /// Every active group's log.

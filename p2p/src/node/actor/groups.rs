@@ -452,8 +452,7 @@ impl Actor {
             self.forward_concurrent(group, fresh, from);
         }
         // What this queued goes out, and clients hear of the change, once durable.
-        self.groups.queued = false;
-        self.flusher.after_flush(super::AfterFlush::ReloadOutbox);
+        self.flush_queued();
         self.open_pending(group);
         if let Ok(view) = self.group_view(group) {
             self.flusher.after_flush(super::AfterFlush::Events(vec![Event::GroupChanged { group: view }]));

@@ -54,7 +54,7 @@ pub(super) enum Arrival {
 /// The groups held (see the module docs).
 pub(super) struct Limbo {
     groups: HashMap<GroupId, Held>,
-    /// Group ids by first arrival, oldest first (ids already gone are skipped).
+    /// The ids of the groups held, by first arrival, oldest first.
     order: VecDeque<GroupId>,
     bytes: usize,
     max_bytes: usize,
@@ -145,31 +145,24 @@ impl Limbo {
                 self.bytes -= held.bytes;
             }
         }
-        // Ids of groups that left limbo otherwise (taken) are skipped lazily; keep
-        // the queue from growing without bound when many pass through.
-        if self.order.len() > 2 * self.groups.len() + 64 {
-            let groups = &self.groups;
-            self.order.retain(|g| groups.contains_key(g));
-        }
     }
 }
 
 /// Loose operations with a `Create` among them become a built history; without one
 /// (or with one that cannot start a history) they stay loose.
 fn build(loose: Vec<SignedOp>) -> Parts {
-    let is_create = |o: &SignedOp| matches!(o.op.kind, OpKind::Create { .. });
-    let Some(create) = loose.iter().find(|o| is_create(o)) else { return Parts::Loose(loose) };
-    // A `Create` that cannot start a history never will: drop it rather than retry
-    // (and copy everything held) on every later arrival.
-    if Membership::new(create.clone()).is_err() {
-        return Parts::Loose(loose.into_iter().filter(|o| !is_create(o)).collect());
-    }
-    match Membership::from_ops(loose) {
-        Ok((membership, mut merged)) => {
+    let (creates, rest): (Vec<SignedOp>, Vec<SignedOp>) =
+        loose.into_iter().partition(|o| matches!(o.op.kind, OpKind::Create { .. }));
+    let Some(create) = creates.into_iter().next() else { return Parts::Loose(rest) };
+    match Membership::new(create) {
+        Ok(mut membership) => {
+            let mut merged = membership.insert_many(rest);
             merged.waiting.truncate(MAX_WAITING_OPS);
             Parts::Built { membership: Box::new(membership), waiting: merged.waiting }
         }
-        Err(_) => Parts::Loose(Vec::new()),
+        // A `Create` that cannot start a history never will: drop it rather than retry
+        // (and copy everything held) on every later arrival.
+        Err(_) => Parts::Loose(rest),
     }
 }
 
