@@ -1,7 +1,7 @@
 //! Databases written in the relay's first layout (schema version 1: one sled tree per
 //! index) open in this build with everything they held: envelopes and items in order
-//! under their sequence numbers, de-duplication, counters, the sequence floor and the
-//! expiry index. The version-1 files are written here byte for byte as version 1
+//! under their sequence numbers, de-duplication, counters, the sequence floor and each
+//! item's time (for expiry). The version-1 files are written here byte for byte as version 1
 //! wrote them (the layout documented in its `mailbox/keys.rs`).
 #![allow(clippy::unwrap_used)]
 
@@ -79,7 +79,7 @@ fn a_version_1_mailbox_store_opens_with_everything_it_held() {
     );
     // A new mailbox starts at the floor version 1 recorded.
     assert_eq!(store.deposit(b"carol", &[b"x"], 4_000).unwrap(), [DepositOutcome::Stored { seq: 50 }]);
-    // The expiry index came along: the two oldest go after a day.
+    // Each envelope's deposit time came along: the two oldest go after a day.
     assert_eq!(store.expire(2_000 + DAY_MS).unwrap(), 2);
     assert_eq!(store.ack(b"bob", &[40]).unwrap(), 1);
     assert_eq!(store.stats(), MailboxStats { mailboxes: 2, envelopes: 2, bytes: 6 });

@@ -36,7 +36,7 @@ use std::time::Duration;
 pub use crate::mailbox::Refusal;
 pub use store::GroupLogStore;
 
-use crate::mailbox::{DbError, MailboxError};
+use crate::mailbox::DbError;
 
 /// The store's limits. [`GroupLogLimits::default`] matches the config defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,11 +122,11 @@ pub enum GroupLogError {
     Db(#[source] DbError),
 }
 
-impl From<MailboxError> for GroupLogError {
-    /// Errors of the shared key and transaction helpers.
-    fn from(e: MailboxError) -> Self {
+impl From<kith_p2p::kith_storage::StoreError> for GroupLogError {
+    /// Errors of the shared log layer (`kith_storage::seqlog`).
+    fn from(e: kith_p2p::kith_storage::StoreError) -> Self {
         match e {
-            MailboxError::Db(e) => GroupLogError::Db(e),
+            kith_p2p::kith_storage::StoreError::Db(e) => GroupLogError::Db(e),
             other => GroupLogError::Corrupt {
                 detail: other.to_string(),
             },

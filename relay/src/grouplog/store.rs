@@ -13,7 +13,6 @@ use super::{
 };
 use crate::mailbox::OpenError;
 use crate::mailbox::db::{Kind, open_logs};
-use crate::mailbox::error::store_error;
 use crate::mailbox::store::EXPIRE_BATCH;
 
 /// Where the logs live, and what they were before.
@@ -94,14 +93,14 @@ impl GroupLogStore {
         }
         let limits = &self.inner.limits;
         let mut writer = self.inner.logs.writer();
-        let record = writer.record(log).map_err(store_error)?;
+        let record = writer.record(log)?;
         let totals = writer.totals();
         // Decide everything before writing anything: a refused batch leaves no trace.
         let mut in_batch: HashMap<&[u8], ()> = HashMap::new();
         let (mut new_items, mut new_bytes) = (0u64, 0u64);
         for item in items {
             let item = item.as_ref();
-            if writer.find(log, item).map_err(store_error)?.is_none() && in_batch.insert(item, ()).is_none() {
+            if writer.find(log, item)?.is_none() && in_batch.insert(item, ()).is_none() {
                 new_items += 1;
                 new_bytes += item.len() as u64;
             }
@@ -123,14 +122,14 @@ impl GroupLogStore {
         let mut plan = Vec::with_capacity(items.len());
         for item in items {
             let item = item.as_ref();
-            plan.push(match writer.find(log, item).map_err(store_error)? {
+            plan.push(match writer.find(log, item)? {
                 Some(seq) => Appended::Duplicate { seq },
                 None => Appended::Stored {
-                    seq: writer.append(log, now_ms, item).map_err(store_error)?,
+                    seq: writer.append(log, now_ms, item)?,
                 },
             });
         }
-        writer.commit().map_err(store_error)?;
+        writer.commit()?;
         // Also when every item was a duplicate: it may have been committed by a
         // concurrent call that has not flushed yet.
         self.flush()?;
@@ -155,7 +154,7 @@ impl GroupLogStore {
             .inner
             .logs
             .list(log, first, max_items, max_bytes)
-            .map_err(store_error)?)
+            ?)
     }
 
     /// Deletes every item appended at least the TTL before `now_ms`; returns how
@@ -167,7 +166,7 @@ impl GroupLogStore {
         let Some(cutoff) = now_ms.checked_sub(ttl_ms) else {
             return Ok(0);
         };
-        let total = self.inner.logs.expire(cutoff, EXPIRE_BATCH).map_err(store_error)?;
+        let total = self.inner.logs.expire(cutoff, EXPIRE_BATCH)?;
         if total > 0 {
             // Not needed for safety (a lost expiry is redone), but frees the space.
             self.flush()?;
@@ -188,6 +187,6 @@ impl GroupLogStore {
 
     /// Flushes everything written so far to disk.
     pub fn flush(&self) -> Result<(), GroupLogError> {
-        Ok(self.inner.logs.flush().map_err(store_error)?)
+        Ok(self.inner.logs.flush()?)
     }
 }

@@ -103,23 +103,23 @@ fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
             });
         }
     }
+    if let Some(found) = found.filter(|v| *v != 1 && *v != SCHEMA_VERSION) {
+        // Refused before anything is written into a newer build's database.
+        return Err(OpenError::UnsupportedVersion {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
     let logs = SeqLogs::open(db, kind.tree, kind.empty).map_err(|e| OpenError::from(store_error(e)))?;
     match found {
         None => set_version(db, &meta)?,
         Some(1) => migrate_v1(db, &meta, &logs, kind)?,
-        Some(SCHEMA_VERSION) => {}
-        Some(found) => {
-            return Err(OpenError::UnsupportedVersion {
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        Some(_) => {}
     }
-    // A migration interrupted after it was recorded leaves the old trees behind.
+    // A migration interrupted after it was recorded leaves the old trees behind
+    // (dropping a tree that is not there does nothing).
     for name in kind.legacy {
-        if db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()) {
-            db.drop_tree(name).map_err(err)?;
-        }
+        db.drop_tree(name).map_err(err)?;
     }
     Ok(logs)
 }
