@@ -385,7 +385,7 @@ fn check_once_and_in_order(histories: &BTreeMap<(usize, Option<usize>), Vec<Seen
 }
 
 /// Every conversation reads in the same order on every side: the messages two nodes
-/// both hold (1:1: the two ends; group: each member and the first) come in the same
+/// both hold (1:1: the two ends; group: every pair of members) come in the same
 /// sequence.
 fn check_same_order(histories: &BTreeMap<View, Vec<Seen>>) -> Result<(), String> {
     // Both ends of every 1:1 chat, and every pair of the group's members.

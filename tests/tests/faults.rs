@@ -211,6 +211,10 @@ fn a_relay_that_disappears_mid_drain_loses_nothing() {
     wait_until(DEADLINE, "both relays hold Alice's mail", || {
         alice.history(&bob.name).iter().filter(|m| m["direction"] == "outgoing").all(|m| m["state"] == "sent")
     });
+    // `sent` needs only one relay: make sure the first one holds all of it too.
+    wait_until(DEADLINE, "the first relay holds all of Alice's mail", || {
+        mailbox_envelopes(metrics_port) == Some(expected.len() as f64)
+    });
     // Bob comes back and drains; the first relay dies part-way.
     bob.start(&[]);
     wait_until(DEADLINE, "Bob has drained a page of the first relay", || {
@@ -231,6 +235,7 @@ fn a_relay_that_disappears_mid_drain_loses_nothing() {
     assert_eq!(received(&bob, &alice), expected, "nothing twice after the relay's return");
 }
 
+/// The `kith_relay_mailbox_envelopes` gauge of the relay whose metrics listen on `port`.
 fn mailbox_envelopes(port: u16) -> Option<f64> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -458,6 +458,17 @@ mod tests {
     }
 
     #[test]
+    fn when_every_relay_answers_with_the_wrong_length_the_batch_is_retried() {
+        let mut h = Harness::default();
+        let (bob, attempt, (sent, _)) = h.deposit_at_two(vec![vec![1], vec![2]]);
+        // One result short, then one too many: neither holds the batch.
+        assert!(h.client.answered(sent[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored] }).is_empty());
+        let long = vec![DepositResult::Stored; 3];
+        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: long });
+        assert_eq!(effects, [Effect::Unheld { recipient: bob, attempt }]);
+    }
+
+    #[test]
     fn a_deposit_no_relay_holds_ends_unheld_once_every_relay_is_done() {
         let mut h = Harness::default();
         let (bob, attempt, (sent, _)) = h.deposit_at_two(vec![vec![1]]);
