@@ -395,6 +395,13 @@ impl Peer {
         }
     }
 
+    /// The delivery queue this running node keeps for `recipient` (from `status`),
+    /// if anything waits for it.
+    pub fn queue_for(&self, recipient: &Peer) -> Option<Value> {
+        let status = self.json(&["status", "--json"]);
+        status["queues"].as_array().unwrap().iter().find(|q| q["peer_id"] == recipient.peer_id.as_str()).cloned()
+    }
+
     /// The home's path.
     pub fn home(&self) -> &Path {
         &self.home
@@ -452,6 +459,11 @@ pub fn connect(a: &Peer, b: &Peer) {
                 .any(|c| c["peer_id"] == other.peer_id.as_str() && c["state"] == "accepted")
         };
         accepted(a, b) && accepted(b, a)
+    });
+    // The acceptance is settled only once its sender has the answer: a test that stops
+    // a peer now must not leave it queued for a relay, where it would take a slot.
+    wait_until(Duration::from_secs(30), "contact handshake settled on both sides", || {
+        a.queue_for(b).is_none() && b.queue_for(a).is_none()
     });
 }
 

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use kith_tests::netns::{Host, Network, SlowLink, skip_or_fail};
 use kith_tests::{Peer, Relay, connect, wait_until};
-use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -75,15 +74,6 @@ fn send_all(from: &Peer, to: &Peer, prefix: &str, n: usize) -> Vec<String> {
     texts
 }
 
-fn status(peer: &Peer) -> Value {
-    peer.json(&["status", "--json"])
-}
-
-/// The queue `peer` keeps for `recipient`, if anything waits for it.
-fn queue_for(peer: &Peer, recipient: &Peer) -> Option<Value> {
-    status(peer)["queues"].as_array().unwrap().iter().find(|q| q["peer_id"] == recipient.peer_id.as_str()).cloned()
-}
-
 #[test]
 fn five_percent_loss_loses_nothing() {
     let Some(lan) = lan("five_percent_loss_loses_nothing", &["relay", "alice", "bob"]) else { return };
@@ -125,7 +115,7 @@ fn a_partition_heals_after_30_s_and_retries_back_off() {
     bob_host.partition();
     let cut = Instant::now();
     wait_until(DEADLINE, "Alice notices Bob is gone", || {
-        !status(&alice)["connected_peers"].as_array().unwrap().iter().any(|p| p == bob.peer_id.as_str())
+        !alice.json(&["status", "--json"])["connected_peers"].as_array().unwrap().iter().any(|p| p == bob.peer_id.as_str())
     });
     expected.extend(send_all(&alice, &bob, "while cut off", 10));
     wait_until(DEADLINE, "the relay holds them", || {
@@ -136,7 +126,7 @@ fn a_partition_heals_after_30_s_and_retries_back_off() {
     expected.extend(send_all(&alice, &bob, "nowhere to go", 5));
     let mut backoffs = Vec::new();
     wait_until(DEADLINE, "Alice's queue for Bob backs off", || {
-        if let Some(q) = queue_for(&alice, &bob) {
+        if let Some(q) = alice.queue_for(&bob) {
             assert_eq!(q["waiting"], 5, "{q}");
             let backoff = q["backoff_ms"].as_u64().unwrap();
             if backoffs.last() != Some(&backoff) {
@@ -153,7 +143,7 @@ fn a_partition_heals_after_30_s_and_retries_back_off() {
     std::thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
     bob_host.heal();
     assert_delivered_once_in_order(&alice, &bob, &expected);
-    wait_until(DEADLINE, "Alice's queue is empty", || queue_for(&alice, &bob).is_none());
+    wait_until(DEADLINE, "Alice's queue is empty", || alice.queue_for(&bob).is_none());
 }
 
 #[test]
