@@ -17,8 +17,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    // The terminal interface owns the screen: it logs to a file (see cmd::tui).
-    if !matches!(cli.command, None | Some(args::Command::Tui(_))) {
+    // The terminal interface owns the screen: it logs to a file (see cmd::tui); the
+    // demo picks its own logging (it may open the interface).
+    if !matches!(cli.command, None | Some(args::Command::Tui(_) | args::Command::Demo)) {
         init_logging(cli.verbose);
     }
     match cmd::run(cli) {
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr, off unless `RUST_LOG` or `-v` asks: stdout belongs to the data.
-fn init_logging(verbose: u8) {
+pub(crate) fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn,libp2p_kad=error",

@@ -16,6 +16,7 @@ pub mod chaos;
 pub mod group;
 pub mod netns;
 pub mod raw;
+pub mod tmux;
 
 /// How long a daemon may take to print `ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(30);

@@ -1,37 +1,117 @@
 //! `kith demo`: a working chat with nothing else running.
 //!
-//! Starts two real nodes on loopback in this process — yours and an echo bot — makes
-//! them contacts through a one-time invite, and turns stdin into a chat: every line is
-//! an end-to-end encrypted message to the bot, which answers it. Your node also serves
-//! its control socket, so `kith --home <dir>/you history echo` works alongside.
+//! Starts real nodes on loopback in this process — yours, an echo bot and two group
+//! bots — makes the bots your contacts through one-time invites, and puts all of you
+//! in a group. In a terminal it then opens kith's interface; with stdin or stdout not
+//! a terminal (a pipe, a script) every stdin line becomes an end-to-end encrypted
+//! message to the echo bot and its answers are printed. Your node serves its control
+//! socket, so `kith --home <dir>/you history echo` works alongside.
+//!
+//! Without `--home` everything lives in a temporary directory that is removed when
+//! the demo ends; with `--home DIR` the demo keeps its identities and history there.
 
-use std::io::Write as _;
-use std::path::PathBuf;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kith_p2p::control::Server;
 use kith_p2p::home::Home;
 use kith_p2p::identity::Identity;
 use kith_p2p::keystore::{self, Protection};
-use kith_p2p::kith_storage::Direction;
-use kith_p2p::node::{self, Event, NodeConfig, NodeHandle, Timers};
+use kith_p2p::kith_storage::{ContactState, Direction, PeerId};
+use kith_p2p::node::{self, Event, GroupChange, NodeConfig, NodeHandle, Timers};
+use kith_p2p::views::MessageView;
+use kith_tui::TuiOptions;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::args::Global;
-use crate::failure::Result;
+use crate::failure::{Code, Failure, Result};
 
-/// How long the demo waits for outstanding replies after stdin closes.
+/// How long the line mode waits for outstanding replies after stdin closes.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long setting up the bots may take before the demo gives up.
+const SETUP_DEADLINE: Duration = Duration::from_secs(20);
+/// The demo group's name.
+const GROUP: &str = "kith demo";
 
-pub(crate) fn run(global: &Global) -> Result {
-    let base = global
-        .home
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("kith-demo-{}", std::process::id())));
+/// A bot of the demo: its name (also your alias for it) and how it answers you.
+struct Bot {
+    name: &'static str,
+    answer: fn(&str) -> String,
+}
+
+/// Answers 1:1 messages.
+const ECHO: Bot = Bot { name: "echo", answer: |text| format!("echo: {text}") };
+/// The two members of the demo group besides you.
+const GROUP_BOTS: [Bot; 2] = [
+    Bot { name: "ada", answer: |text| format!("backwards that is «{}»", text.chars().rev().collect::<String>()) },
+    Bot { name: "grace", answer: |text| format!("{} characters, {} words", text.chars().count(), text.split_whitespace().count()) },
+];
+
+pub(crate) fn run(global: &Global, verbose: u8) -> Result {
+    let (base, temporary) = match &global.home {
+        Some(home) => (home.clone(), false),
+        None => (std::env::temp_dir().join(format!("kith-demo-{}", std::process::id())), true),
+    };
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let result = run_in(&base, interactive, verbose);
+    if temporary && let Err(e) = std::fs::remove_dir_all(&base) {
+        eprintln!("kith demo: could not remove {}: {e}", base.display());
+    }
+    result
+}
+
+fn run_in(base: &Path, interactive: bool, verbose: u8) -> Result {
     let you = prepare(base.join("you"), "you")?;
-    let bot = prepare(base.join("echo-bot"), "echo bot")?;
+    if interactive {
+        // The interface owns the screen: logs go to a file in the demo's home.
+        super::tui::log_to_file(&you.0)?;
+        eprintln!("kith demo: starting your node and three bots on 127.0.0.1 …");
+    } else {
+        crate::init_logging(verbose);
+    }
+    let bots = [&ECHO, &GROUP_BOTS[0], &GROUP_BOTS[1]]
+        .into_iter()
+        .map(|bot| Ok((bot, prepare(base.join(bot.name), bot.name)?)))
+        .collect::<Result<Vec<_>>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(chat(base, you, bot))
+    rt.block_on(async {
+        let you_home = you.0.clone();
+        let you = start(&you.0, you.1, "you").await?;
+        let mut cast = Vec::new();
+        for (bot, (home, identity)) in bots {
+            cast.push((bot, start(&home, identity, bot.name).await?));
+        }
+        let server = Server::bind(&you_home.socket_path()).await.map_err(anyhow::Error::from)?;
+        let serving = tokio::spawn(server.serve(you.handle.clone()));
+        let setup = tokio::time::timeout(SETUP_DEADLINE, introduce(&you.handle, &cast)).await;
+        let result = match setup {
+            Err(_) => Err(Failure::new(Code::Error, anyhow::anyhow!("the demo's bots did not answer in time"))),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => {
+                let me = you.handle.peer_id();
+                for (bot, node) in &cast {
+                    tokio::spawn(answer(node.handle.clone(), me, bot.answer));
+                }
+                if interactive {
+                    greet(&you.handle, &cast).await;
+                    let options = TuiOptions { runs_node: true, bell: true, ..TuiOptions::default() };
+                    kith_tui::run(&you_home.socket_path(), options).await.map_err(|e| Failure::new(Code::Error, e))
+                } else {
+                    chat(&you.handle, &you_home).await
+                }
+            }
+        };
+        you.handle.shutdown().await;
+        for (_, node) in &cast {
+            node.handle.shutdown().await;
+        }
+        serving.abort();
+        for node in std::iter::once(you).chain(cast.into_iter().map(|(_, node)| node)) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), node.stopped).await;
+        }
+        result
+    })
 }
 
 /// An unencrypted identity in `root` (created once; reused on later runs).
@@ -65,20 +145,83 @@ async fn start(home: &Home, identity: Identity, name: &str) -> Result<node::Star
     Ok(node::start(config, store).await.map_err(anyhow::Error::from)?)
 }
 
-async fn chat(base: PathBuf, (you_home, you_id): (Home, Identity), (bot_home, bot_id): (Home, Identity)) -> Result {
-    let bot = start(&bot_home, bot_id, "echo bot").await?;
-    let you = start(&you_home, you_id, "you").await?;
-    let server = Server::bind(&you_home.socket_path()).await.map_err(anyhow::Error::from)?;
-    tokio::spawn(server.serve(you.handle.clone()));
+/// Make every bot your contact (each through its own invite) and put the group bots
+/// in the demo group with you. Idempotent, so a demo with `--home` can run again.
+async fn introduce(you: &NodeHandle, cast: &[(&Bot, node::Started)]) -> Result {
+    let me = you.peer_id();
+    for (bot, node) in cast {
+        let known = you.store().contacts().get(&node.handle.peer_id()).map_err(anyhow::Error::from)?;
+        if !known.is_some_and(|c| c.state == ContactState::Accepted) {
+            let invite = node.handle.invite().await.map_err(anyhow::Error::from)?;
+            you.add_invite(invite, Some(bot.name.to_owned())).await.map_err(anyhow::Error::from)?;
+        }
+    }
+    for (_, node) in cast {
+        let bot = node.handle.peer_id();
+        settled(|| {
+            let accepted = |store: &kith_p2p::kith_storage::Store, peer: &PeerId| {
+                store.contacts().get(peer).ok().flatten().is_some_and(|c| c.state == ContactState::Accepted)
+            };
+            accepted(you.store(), &bot) && accepted(node.handle.store(), &me)
+        })
+        .await;
+    }
+    let groups = you.store().groups().list().map_err(anyhow::Error::from)?;
+    if !groups.iter().any(|g| g.name == GROUP) {
+        you.group(GroupChange::Create { name: GROUP.to_owned() }).await.map_err(anyhow::Error::from)?;
+        for bot in &GROUP_BOTS {
+            let change = GroupChange::Add { group: GROUP.to_owned(), contact: bot.name.to_owned() };
+            you.group(change).await.map_err(anyhow::Error::from)?;
+        }
+    }
+    for (_, node) in cast.iter().filter(|(bot, _)| bot.name != ECHO.name) {
+        settled(|| node.handle.store().groups().list().is_ok_and(|groups| groups.iter().any(|g| g.name == GROUP))).await;
+    }
+    Ok(())
+}
 
-    let invite = bot.handle.invite().await.map_err(anyhow::Error::from)?;
-    you.handle.add_invite(invite, Some("echo".into())).await.map_err(anyhow::Error::from)?;
-    tokio::spawn(echo(bot.handle.clone()));
+/// On the first run, the group bots and then the echo bot say hello, so the
+/// interface opens on a conversation that tells a newcomer what to do.
+async fn greet(you: &NodeHandle, cast: &[(&Bot, node::Started)]) {
+    if !is_first_run(you) {
+        return;
+    }
+    let greetings = [
+        (GROUP_BOTS[0].name, GROUP, "Welcome to the demo group! ada turns what you write around, grace counts it."),
+        (
+            ECHO.name,
+            "you",
+            "Hi! I am the echo bot: I send back whatever you write, end-to-end encrypted. \
+             Ctrl+N / Ctrl+P switch chats (the group has two more bots), F1 lists every key, Ctrl+C quits.",
+        ),
+    ];
+    for (name, target, text) in greetings {
+        let Some((_, node)) = cast.iter().find(|(bot, _)| bot.name == name) else { continue };
+        let target = if target == "you" { you.peer_id().to_string() } else { target.to_owned() };
+        if let Err(e) = node.handle.send(&target, text).await {
+            tracing::warn!(error = %e, "a demo bot could not say hello");
+        }
+    }
+}
 
-    println!("kith demo: you are {}", you.handle.peer_id());
+/// Whether this home has no messages yet (a `--home` demo run again keeps its history).
+fn is_first_run(you: &NodeHandle) -> bool {
+    you.store().conversations().list().is_ok_and(|all| all.iter().all(|c| c.last_lamport == 0))
+}
+
+/// Returns once `done` holds, checking every 20 ms (the caller bounds the wait).
+async fn settled(done: impl Fn() -> bool) {
+    while !done() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The line mode: stdin lines to the echo bot, its answers to stdout.
+async fn chat(you: &NodeHandle, home: &Home) -> Result {
+    println!("kith demo: you are {}", you.peer_id());
     println!("chatting end-to-end encrypted with a local echo bot. Type and press Enter; Ctrl-D quits.");
-    println!("(in another terminal: kith --home {} history echo)", you_home.root().display());
-    let mut events = you.handle.subscribe();
+    println!("(in another terminal: kith --home {} history echo)", home.root().display());
+    let mut events = you.subscribe();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut outstanding = 0usize;
     let mut stdin_open = true;
@@ -91,7 +234,7 @@ async fn chat(base: PathBuf, (you_home, you_id): (Home, Identity), (bot_home, bo
         tokio::select! {
             line = lines.next_line(), if stdin_open => match line {
                 Ok(Some(text)) if text.trim().is_empty() => {}
-                Ok(Some(text)) => match you.handle.send("echo", &text).await {
+                Ok(Some(text)) => match you.send(ECHO.name, &text).await {
                     Ok(_) => outstanding += 1,
                     Err(e) => eprintln!("not sent: {e}"),
                 },
@@ -100,35 +243,43 @@ async fn chat(base: PathBuf, (you_home, you_id): (Home, Identity), (bot_home, bo
                     drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_DEADLINE);
                 }
             },
-            event = events.recv() => match event {
-                Ok(Event::MessageReceived { message }) if message.direction == Direction::Incoming => {
+            event = events.recv() => {
+                if let Ok(Event::MessageReceived { message }) = event
+                    && message.direction == Direction::Incoming
+                    && message.peer.is_some()
+                {
                     println!("echo> {}", crate::output::sanitized(&message.text));
                     let _ = std::io::stdout().flush();
                     outstanding = outstanding.saturating_sub(1);
                 }
-                Ok(Event::MessageStateChanged { state, .. }) => {
-                    tracing::debug!(?state, "message state");
-                }
-                Ok(_) => {}
-                Err(_) => {}
             },
+            _ = tokio::signal::ctrl_c() => break,
             _ = &mut drain => break,
         }
     }
-    you.handle.shutdown().await;
-    bot.handle.shutdown().await;
-    println!("bye (demo data kept in {})", base.display());
+    println!("bye");
     Ok(())
 }
 
-/// The bot: answer every incoming text with "echo: <text>".
-async fn echo(bot: NodeHandle) {
+/// A bot: answers each of your messages where you wrote it (1:1 or the group), and
+/// nobody else's, so bots never talk to each other forever.
+async fn answer(bot: NodeHandle, you: PeerId, reply: fn(&str) -> String) {
     let mut events = bot.subscribe();
+    let you = you.to_string();
     while let Ok(event) = events.recv().await {
         if let Event::MessageReceived { message } = event
             && message.direction == Direction::Incoming
+            && message.author == you
         {
-            let _ = bot.send(&message.author, &format!("echo: {}", message.text)).await;
+            let target = where_to_answer(&message);
+            if let Err(e) = bot.send(&target, &reply(&message.text)).await {
+                tracing::warn!(error = %e, "a demo bot could not answer");
+            }
         }
     }
+}
+
+/// The conversation to answer `message` in: its 1:1 peer, else its group.
+fn where_to_answer(message: &MessageView) -> String {
+    message.peer.clone().unwrap_or_else(|| message.conversation.clone())
 }

@@ -23,6 +23,7 @@ use crate::failure::{Failure, Result};
 /// Run the parsed command line.
 pub(crate) fn run(cli: Cli) -> Result {
     let g = &cli.global;
+    let verbose = cli.verbose;
     let Some(command) = cli.command else {
         return tui::run(g, crate::args::DaemonArgs::default());
     };
@@ -32,7 +33,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Id(out) => id::run(g, out.json),
         Command::Config(command) => config::run(g, command),
         Command::Daemon(args) => daemon::run(g, args),
-        Command::Demo => demo::run(g),
+        Command::Demo => demo::run(g, verbose),
         Command::Invite(args) => chat::invite(g, args),
         Command::Add(args) => chat::add(g, args),
         Command::Contacts(out) => chat::contacts(g, out.json),

@@ -53,7 +53,7 @@ pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
 }
 
 /// Send logs to `<home>/kith.log` (mode 0600): the screen belongs to the interface.
-fn log_to_file(home: &Home) -> Result {
+pub(crate) fn log_to_file(home: &Home) -> Result {
     use std::os::unix::fs::OpenOptionsExt;
     use tracing_subscriber::EnvFilter;
     let file = std::fs::OpenOptions::new()
