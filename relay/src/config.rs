@@ -8,8 +8,11 @@
 //! 1-based line. Lines are found in a second, span-keeping parse of the document
 //! (`toml::de::DeTable`), so the public types stay plain data.
 //!
-//! Listen addresses are kept as strings here (this module does not depend on libp2p);
-//! only their shape is checked. The networking layer parses them as multiaddrs.
+//! Listen and external addresses are kept as strings but parsed as multiaddrs when
+//! validated, and listen addresses checked against the transports the relay has
+//! (TCP, QUIC), so `kith-relay check-config` finds every mistake a start would.
+//! An error names the key, its line and the bad value once each
+//! (``relay config line 3: `listen[1]` = "ip4/x": not a multiaddr: …``).
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,6 +22,8 @@ use std::time::Duration;
 
 use kith_p2p::config::{line_of, span_contains};
 use kith_p2p::conn_limits::{ConnectionLimits, MemoryLimit};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
@@ -58,13 +63,20 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../kith-relay.example.toml");
 #[non_exhaustive]
 pub enum ConfigError {
     /// A key has an invalid value or type, or is not a known key.
-    #[error("relay config{}: `{key}`: {message}", at_line(*.line))]
+    ///
+    /// Displayed as ``relay config line 2: `mailbox.ttl_days` = 0: must be between 1
+    /// and 3650``: the key, the line and the value each once, the message naming
+    /// neither again.
+    #[error("relay config{}: `{key}`{}: {message}", at_line(*.line), shown_value(.value.as_deref()))]
     Invalid {
         /// The dotted path of the offending key, e.g. `mailbox.ttl_days`.
         key: String,
         /// 1-based line of the offending key or value, when it is in the text
         /// (`None` for a key left at its default, or a config built in code).
         line: Option<usize>,
+        /// The offending value as TOML (`0`, `"ip4/x"`), followed by ` (default)`
+        /// when the file does not set the key; `None` for a whole table.
+        value: Option<String>,
         /// What is wrong.
         message: String,
     },
@@ -89,6 +101,24 @@ pub enum ConfigError {
 
 fn at_line(line: Option<usize>) -> String {
     line.map(|l| format!(" line {l}")).unwrap_or_default()
+}
+
+fn shown_value(value: Option<&str>) -> String {
+    value.map(|v| format!(" = {v}")).unwrap_or_default()
+}
+
+/// Longest value shown in an error; a long array is cut, so one line stays one line.
+const MAX_SHOWN_VALUE_CHARS: usize = 80;
+
+/// `text` on one line (runs of whitespace, newlines included, become one space) and
+/// at most [`MAX_SHOWN_VALUE_CHARS`] long.
+fn one_line(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= MAX_SHOWN_VALUE_CHARS {
+        return flat;
+    }
+    let cut: String = flat.chars().take(MAX_SHOWN_VALUE_CHARS - 1).collect();
+    format!("{cut}…")
 }
 
 /// The whole relay configuration. `RelayConfig::default()` is what an empty file gives.
@@ -626,37 +656,67 @@ impl RelayConfig {
             message: e.message().to_owned(),
         })?;
         let document = document.get_ref();
+        let written = |key: &str| value_span(document, key).map(|span| one_line(&text[span]));
         let config: RelayConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let mut path = Vec::new();
             key_path_at(document, span.start, &mut path);
+            let key = path.join(".");
             ConfigError::Invalid {
-                key: path.join("."),
+                value: written(&key),
+                key,
                 line: Some(line_of(text, span.start)),
-                message: e.message().to_owned(),
+                message: serde_message(e.message()),
             }
         })?;
         config.validate().map_err(|e| match e {
             ConfigError::Invalid {
                 key,
                 line: None,
+                value,
                 message,
             } => {
                 let line = locate(document, &key).map(|span| line_of(text, span.start));
-                ConfigError::Invalid { key, line, message }
+                // What the operator wrote, or else the default the key was left at.
+                let value = written(&key).or_else(|| value.map(|v| format!("{v} (default)")));
+                ConfigError::Invalid {
+                    key,
+                    line,
+                    value,
+                    message,
+                }
             }
             other => other,
         })?;
         Ok(config)
     }
 
-    /// Checks the values serde cannot: ranges, non-empty strings, peer id syntax and
-    /// relations between keys. Errors are [`ConfigError::Invalid`] without a line
-    /// (`from_toml_str` adds it).
+    /// Checks the values serde cannot: ranges, non-empty strings, multiaddr and peer
+    /// id syntax and relations between keys. Errors are [`ConfigError::Invalid`]
+    /// with the offending value but without a line (`from_toml_str` adds it).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|e| match e {
+            ConfigError::Invalid {
+                key,
+                line,
+                value: None,
+                message,
+            } => ConfigError::Invalid {
+                value: value_of(self, &key),
+                key,
+                line,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// The checks of [`RelayConfig::validate`], before the offending value is added.
+    fn check(&self) -> Result<(), ConfigError> {
         let invalid = |key: String, message: String| ConfigError::Invalid {
             key,
             line: None,
+            value: None,
             message,
         };
         if self.listen.is_empty() {
@@ -666,20 +726,11 @@ impl RelayConfig {
             ));
         }
         for (i, addr) in self.listen.iter().enumerate() {
-            if !addr.starts_with('/') || addr.trim() != addr {
-                return Err(invalid(
-                    format!("listen[{i}]"),
-                    format!("{addr:?} is not a multiaddr (must start with `/`, no spaces)"),
-                ));
-            }
+            check_listen_addr(addr).map_err(|message| invalid(format!("listen[{i}]"), message))?;
         }
         for (i, addr) in self.external_addresses.iter().enumerate() {
-            if !addr.starts_with('/') || addr.trim() != addr {
-                return Err(invalid(
-                    format!("external_addresses[{i}]"),
-                    format!("{addr:?} is not a multiaddr (must start with `/`, no spaces)"),
-                ));
-            }
+            parse_multiaddr(addr)
+                .map_err(|message| invalid(format!("external_addresses[{i}]"), message))?;
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir".into(), "must not be empty".into()));
@@ -878,6 +929,7 @@ fn at_least_one(key: &str, value: u64) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid {
             key: key.to_owned(),
             line: None,
+            value: None,
             message: "must be at least 1".into(),
         });
     }
@@ -890,6 +942,7 @@ fn check_ttl_secs(key: &str, value: Option<u64>) -> Result<(), ConfigError> {
         Some(secs) if !(1..=MAX_TTL_SECS).contains(&secs) => Err(ConfigError::Invalid {
             key: key.to_owned(),
             line: None,
+            value: None,
             message: format!("must be between 1 and {MAX_TTL_SECS}"),
         }),
         _ => Ok(()),
@@ -904,6 +957,7 @@ fn check_max_jobs(key: &str, value: u32) -> Result<(), ConfigError> {
     Err(ConfigError::Invalid {
         key: key.to_owned(),
         line: None,
+        value: None,
         message: format!("must be between 1 and {MAX_JOBS_LIMIT}"),
     })
 }
@@ -917,7 +971,7 @@ fn check_peer_id(text: &str) -> Result<(), String> {
     const MAX_INLINE_KEY: usize = 42;
     let bytes = bs58::decode(text)
         .into_vec()
-        .map_err(|e| format!("{text:?} is not a peer id (not base58: {e})"))?;
+        .map_err(|e| format!("not a peer id (not base58: {e})"))?;
     let ok = match bytes.as_slice() {
         [IDENTITY, len, rest @ ..] => {
             usize::from(*len) == rest.len() && rest.len() <= MAX_INLINE_KEY
@@ -928,8 +982,124 @@ fn check_peer_id(text: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{text:?} is not a peer id (not a multihash)"))
+        Err("not a peer id (not a multihash)".to_owned())
     }
+}
+
+/// Parses a multiaddr, saying why not in words for the operator.
+fn parse_multiaddr(text: &str) -> Result<Multiaddr, String> {
+    if !text.starts_with('/') {
+        return Err("not a multiaddr: must start with `/`, e.g. /ip4/0.0.0.0/tcp/4001".into());
+    }
+    text.parse::<Multiaddr>()
+        .map_err(|e| format!("not a multiaddr ({e})"))
+}
+
+/// Checks that `text` is an address the relay's transports can listen on: an IP
+/// address then TCP, or UDP with QUIC v1. Anything else (DNS names, WebSocket, a
+/// `/p2p` suffix) would parse yet fail only when the relay starts.
+fn check_listen_addr(text: &str) -> Result<(), String> {
+    let addr = parse_multiaddr(text)?;
+    let mut parts = addr.iter();
+    let ip = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
+    let transport = match (parts.next(), parts.next(), parts.next()) {
+        (Some(Protocol::Tcp(_)), None, None) => true,
+        (Some(Protocol::Udp(_)), Some(Protocol::QuicV1), None) => true,
+        _ => false,
+    };
+    if ip && transport {
+        Ok(())
+    } else {
+        Err("not an address the relay can listen on: use /ip4/ADDR/tcp/PORT or \
+             /ip4/ADDR/udp/PORT/quic-v1 (or /ip6/...)"
+            .into())
+    }
+}
+
+/// A serde error message without the value it quotes (the error shows it once,
+/// beside the key) and in the operator's words rather than Rust's type names.
+fn serde_message(message: &str) -> String {
+    let expected = message
+        .split_once(", expected ")
+        .map(|(_, rest)| rest.trim_end_matches('.'));
+    let plain = |expected: &str| {
+        let range = match expected {
+            "u8" => Some(u64::from(u8::MAX)),
+            "u16" => Some(u64::from(u16::MAX)),
+            "u32" => Some(u64::from(u32::MAX)),
+            "u64" => Some(u64::MAX),
+            _ => None,
+        };
+        match range {
+            Some(max) => format!("a whole number from 0 to {max}"),
+            None => expected.to_owned(),
+        }
+    };
+    if message.starts_with("unknown field") {
+        return match expected {
+            Some(expected) => format!("unknown key, expected {expected}"),
+            None => "unknown key".to_owned(),
+        };
+    }
+    let quotes_value = ["unknown variant", "invalid type", "invalid value"]
+        .iter()
+        .any(|p| message.starts_with(p));
+    match expected {
+        Some(expected) if quotes_value => format!("expected {}", plain(expected)),
+        _ => message.trim_end_matches('.').to_owned(),
+    }
+}
+
+/// The TOML text of the value at dotted `key` in `config` (defaults included).
+fn value_of(config: &RelayConfig, key: &str) -> Option<String> {
+    let table = toml::Table::try_from(config).ok()?;
+    let mut value: Option<&toml::Value> = None;
+    let mut current = &table;
+    for segment in key.split('.') {
+        let (name, index) = split_index(segment);
+        let found = current.get(name)?;
+        let found = match (found, index) {
+            (toml::Value::Array(items), Some(i)) => items.get(i)?,
+            (other, _) => other,
+        };
+        value = Some(found);
+        if let toml::Value::Table(inner) = found {
+            current = inner;
+        }
+    }
+    match value? {
+        toml::Value::Table(_) => None,
+        other => Some(one_line(&other.to_string())),
+    }
+}
+
+/// `name[3]` as (`name`, `Some(3)`); `name` as (`name`, `None`).
+fn split_index(segment: &str) -> (&str, Option<usize>) {
+    match segment.split_once('[') {
+        Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+        None => (segment, None),
+    }
+}
+
+/// The span of the value at dotted `key` if the document sets exactly that key to
+/// something other than a table.
+fn value_span(document: &DeTable<'_>, key: &str) -> Option<Range<usize>> {
+    let mut table = document;
+    let mut segments = key.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        let (name, index) = split_index(segment);
+        let (_, v) = table.iter().find(|(k, _)| k.get_ref() == name)?;
+        match (v.get_ref(), index) {
+            (DeValue::Table(inner), None) if segments.peek().is_some() => table = inner,
+            (DeValue::Table(_), _) => return None,
+            (DeValue::Array(items), Some(i)) if segments.peek().is_none() => {
+                return items.get(i).map(|item| item.span());
+            }
+            (_, None) if segments.peek().is_none() => return Some(v.span()),
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// The span of the value at dotted `key` (an index suffix `[i]` selects an array
@@ -984,7 +1154,9 @@ mod tests {
 
     fn invalid(text: &str) -> (String, Option<usize>, String) {
         match RelayConfig::from_toml_str(text) {
-            Err(ConfigError::Invalid { key, line, message }) => (key, line, message),
+            Err(ConfigError::Invalid {
+                key, line, message, ..
+            }) => (key, line, message),
             other => panic!("expected Invalid, got {other:?}"),
         }
     }
@@ -1140,7 +1312,7 @@ format = "json"
     fn unknown_keys_name_key_and_line() {
         let (key, line, message) = invalid("data_dir = \"x\"\nlisten_on = []\n");
         assert_eq!((key.as_str(), line), ("listen_on", Some(2)));
-        assert!(message.contains("unknown field"), "{message}");
+        assert!(message.starts_with("unknown key, expected one of"), "{message}");
         let (key, line, _) = invalid("[mailbox]\nttl_days = 3\n\nttl_dayz = 4\n");
         assert_eq!((key.as_str(), line), ("mailbox.ttl_dayz", Some(4)));
         let (key, line, _) = invalid("\n[extra]\nx = 1\n");
@@ -1357,7 +1529,95 @@ format = "json"
         let e = RelayConfig::from_toml_str("[mailbox]\nttl_days = 0\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "relay config line 2: `mailbox.ttl_days`: must be between 1 and 3650"
+            "relay config line 2: `mailbox.ttl_days` = 0: must be between 1 and 3650"
+        );
+    }
+
+    /// The operator reads the key, the line and the bad value, each exactly once.
+    #[test]
+    fn errors_show_the_bad_value_once() {
+        let shown = |text: &str| RelayConfig::from_toml_str(text).unwrap_err().to_string();
+        let once = |message: &str, needle: &str| {
+            assert_eq!(message.matches(needle).count(), 1, "{needle:?} in {message:?}");
+        };
+        // Serde errors: the value beside the key, not again inside the message.
+        let e = shown("[dht]\nenabled = \"yes\"\n");
+        assert_eq!(
+            e,
+            "relay config line 2: `dht.enabled` = \"yes\": expected a boolean"
+        );
+        let e = shown("[mailbox]\nttl_days = -1\n");
+        assert_eq!(
+            e,
+            "relay config line 2: `mailbox.ttl_days` = -1: expected a whole number from 0 to 4294967295"
+        );
+        let e = shown("[access]\npolicy = \"closed\"\n");
+        once(&e, "closed");
+        assert!(e.contains("line 2") && e.contains("`open`"), "{e}");
+        let e = shown("listen_on = []\n");
+        once(&e, "listen_on");
+        assert!(e.contains("`listen_on` = []: unknown key, expected"), "{e}");
+        let e = shown("[metrics]\nlisten = \"localhost\"\n");
+        once(&e, "localhost");
+        // Validation errors: the value as written.
+        let e = shown("listen = [\n  \"/ip4/0.0.0.0/tcp/1\",\n  \"ip4/x\",\n]\n");
+        assert!(
+            e.starts_with("relay config line 3: `listen[1]` = \"ip4/x\": not a multiaddr"),
+            "{e}"
+        );
+        once(&e, "ip4/x");
+        let e = shown(&format!("[access]\nmembers = [\"{PEER}\", \"12D3KooWnotapeerid\"]\n"));
+        once(&e, "12D3KooWnotapeerid");
+        assert!(e.contains("`access.members[1]` = \"12D3KooWnotapeerid\""), "{e}");
+        // A key left at its default is shown with its default value.
+        let e = shown("\n[mailbox]\nmax_bytes_per_mailbox = 17179869184\n");
+        assert_eq!(
+            e,
+            "relay config line 2: `mailbox.max_total_bytes` = 8589934592 (default): \
+             must be at least max_bytes_per_mailbox (17179869184)"
+        );
+        // A value spread over lines is shown on one.
+        let e = shown("[access]\npolicy = \"members\"\nmembers = [\n]\n");
+        assert!(e.contains("`access.members` = [ ]:"), "{e}");
+        // `validate` alone (a config built in code) still names the value.
+        let mut config = RelayConfig::default();
+        config.circuit.max_circuits = 0;
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "relay config: `circuit.max_circuits` = 0: must be at least 1"
+        );
+    }
+
+    /// Every listen address is checked as the relay would use it, so check-config
+    /// catches what would otherwise fail only at start.
+    #[test]
+    fn listen_addresses_must_be_listenable() {
+        for good in [
+            "/ip4/0.0.0.0/tcp/4001",
+            "/ip6/::/tcp/0",
+            "/ip4/127.0.0.1/udp/4001/quic-v1",
+        ] {
+            RelayConfig::from_toml_str(&format!("listen = [\"{good}\"]\n")).unwrap();
+        }
+        for bad in [
+            "/ip4/0.0.0.0/tcp/x",
+            "/ip4/300.0.0.1/tcp/1",
+            "/dns4/example.com/tcp/4001",
+            "/ip4/0.0.0.0/udp/4001",
+            "/ip4/0.0.0.0/tcp/4001/ws",
+            "/ip4/0.0.0.0",
+            " /ip4/0.0.0.0/tcp/1",
+        ] {
+            let (key, line, message) = invalid(&format!("\nlisten = [\"{bad}\"]\n"));
+            assert_eq!((key.as_str(), line), ("listen[0]", Some(2)), "{bad}");
+            assert!(!message.contains(bad.trim()), "{message}");
+        }
+        // External addresses may be DNS names, but must be multiaddrs.
+        RelayConfig::from_toml_str("external_addresses = [\"/dns4/relay.example/tcp/4001\"]\n")
+            .unwrap();
+        assert_eq!(
+            invalid("external_addresses = [\"/ip4/1.2.3.4/tcp/nope\"]\n").0,
+            "external_addresses[0]"
         );
     }
 }
