@@ -14,9 +14,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use prometheus_client::registry::Registry;
-
-use crate::metrics::encode;
+use crate::metrics::Exposition;
 
 /// The content type of `/metrics` responses.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -30,7 +28,7 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// accepted finish on their own tasks.
 pub async fn serve_metrics(
     addr: SocketAddr,
-    registry: Arc<Registry>,
+    exposition: Arc<Exposition>,
 ) -> io::Result<(
     SocketAddr,
     impl Future<Output = io::Result<()>> + Send + 'static,
@@ -40,13 +38,13 @@ pub async fn serve_metrics(
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
-        .with_state(registry);
+        .with_state(exposition);
     tracing::info!(%bound, "serving metrics");
     Ok((bound, axum::serve(listener, app).into_future()))
 }
 
-async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
-    match encode(&registry) {
+async fn metrics(State(exposition): State<Arc<Exposition>>) -> Response {
+    match exposition.encode() {
         Ok(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "encoding metrics failed");

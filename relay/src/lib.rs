@@ -8,7 +8,8 @@
 //!   `/kith/mailbox/1` and `/kith/grouplog/1` services (disk work on the blocking
 //!   pool), metrics recording and graceful shutdown.
 //! - [`identity`]: the relay's host key, created on first start.
-//! - [`cli`]: the `kith-relay` command line (`run`, `init-config`, `id`).
+//! - [`cli`]: the `kith-relay` command line (`run`, `check-config`, `init-config`,
+//!   `id`) and its exit codes.
 //!
 //! The parts that do not touch the network:
 //!
@@ -21,8 +22,9 @@
 //!   de-duplication, cursor fetches, TTL expiry, quotas), built from the mailbox
 //!   store's parts.
 //! - [`limits`]: per-sender token-bucket rate limiting with bounded memory.
-//! - [`metrics`]: the typed Prometheus metrics group, and [`http`]: the `/metrics`
-//!   and `/health` endpoint.
+//! - [`metrics`]: the typed Prometheus metrics group, [`process`]: the process
+//!   metrics read from `/proc/self`, and [`http`]: the `/metrics` and `/health`
+//!   endpoint.
 //!
 //! The relay sees only ciphertext: envelopes and group log items are opaque bytes,
 //! mailbox ids opaque owner ids, log ids hashes of group ids it never learns.
@@ -37,6 +39,7 @@ pub mod identity;
 pub mod limits;
 pub mod mailbox;
 pub mod metrics;
+pub mod process;
 pub mod server;
 
 pub use config::{ConfigError, RelayConfig};

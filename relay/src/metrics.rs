@@ -27,8 +27,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 use kith_p2p::conn_limits::Limit;
 
+use crate::config::RelayConfig;
 use crate::grouplog::GroupLogStats;
 use crate::mailbox::{MailboxStats, Refusal};
+use crate::process::ProcessCollector;
 
 /// The prefix of every relay metric name.
 pub const PREFIX: &str = "kith_relay";
@@ -97,6 +99,13 @@ pub struct Metrics {
     /// Requests refused by a per-peer rate limit, by kind of request (also counted
     /// as `rate_limited` in [`Metrics::refusals`] or [`Metrics::grouplog_refusals`]).
     pub rate_limited: Family<RequestLabels, Counter>,
+}
+
+/// Labels of `kith_relay_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    /// The crate version the relay was built from.
+    version: &'static str,
 }
 
 /// Labels of [`Metrics::connections_refused`].
@@ -255,8 +264,20 @@ impl From<Refusal> for RefusalReason {
 }
 
 impl Metrics {
-    /// Creates the metrics and registers them in `registry` under [`PREFIX`].
+    /// Creates the metrics and registers them in `registry` under [`PREFIX`], as
+    /// for a relay with every role on and the default limits
+    /// ([`Metrics::for_config`] of [`RelayConfig::default`]).
     pub fn new(registry: &mut Registry) -> Metrics {
+        Metrics::for_config(registry, &RelayConfig::default())
+    }
+
+    /// Creates the metrics for a relay run with `config` and registers them in
+    /// `registry`: `kith_relay_build_info`, the process metrics, and for each role
+    /// that is on its families and the gauges of its configured capacities (each
+    /// named after the usage it bounds, with `_limit`: `kith_relay_circuits_limit`
+    /// next to `kith_relay_circuits_active`). A role that is off has no families at
+    /// all, so a dashboard shows it as absent rather than idle.
+    pub fn for_config(registry: &mut Registry, config: &RelayConfig) -> Metrics {
         let metrics = Metrics {
             connections: Gauge::default(),
             reservations_active: Gauge::default(),
@@ -288,140 +309,40 @@ impl Metrics {
             connections_refused: Family::default(),
             rate_limited: Family::default(),
         };
+        registry.register_collector(Box::new(ProcessCollector::new(
+            config.connections.limits().max_memory,
+        )));
         let r = registry.sub_registry_with_prefix(PREFIX);
         let m = metrics.clone();
+        // A capacity is set once: the config does not change while the relay runs.
+        let limit = |value: u64| {
+            let gauge: Gauge = Gauge::default();
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge
+        };
+
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register(
+            "build_info",
+            "The relay's version, as a label; the value is always 1",
+            build_info,
+        );
+
         r.register("connections", "Open connections", m.connections);
         r.register(
-            "reservations_active",
-            "Circuit relay reservations currently held",
-            m.reservations_active,
-        );
-        r.register(
-            "reservations_accepted",
-            "Circuit relay reservations accepted",
-            m.reservations_accepted,
-        );
-        r.register("circuits", "Circuits relayed", m.circuits);
-        r.register("circuits_active", "Circuits open now", m.circuits_active);
-        r.register("deposits", "Envelopes stored in mailboxes", m.deposits);
-        r.register_with_unit(
-            "deposited",
-            "Bytes of envelopes stored in mailboxes",
-            Unit::Bytes,
-            m.deposited_bytes,
-        );
-        r.register(
-            "deposit_duplicates",
-            "Deposited envelopes already held, not stored again",
-            m.deposit_duplicates,
-        );
-        r.register(
-            "drains",
-            "Mailbox drains started after a valid challenge",
-            m.drains,
-        );
-        r.register(
-            "drained_envelopes",
-            "Envelopes handed to mailbox owners",
-            m.drained_envelopes,
-        );
-        r.register(
-            "acks",
-            "Envelopes acknowledged and deleted by mailbox owners",
-            m.acks,
-        );
-        r.register(
-            "expired",
-            "Envelopes deleted unread after the mailbox TTL",
-            m.expired,
-        );
-        r.register(
-            "mailboxes",
-            "Mailboxes holding at least one envelope",
-            m.mailboxes,
-        );
-        r.register(
-            "mailbox_envelopes",
-            "Envelopes held in all mailboxes (queue depth)",
-            m.mailbox_envelopes,
-        );
-        r.register_with_unit(
-            "mailbox",
-            "Bytes of envelopes held in all mailboxes",
-            Unit::Bytes,
-            m.mailbox_bytes,
-        );
-        r.register(
-            "dht_records",
-            "Records held in the DHT record store",
-            m.dht_records,
-        );
-        r.register(
-            "refusals",
-            "Mailbox requests refused, by reason",
-            m.refusals,
-        );
-        r.register(
-            "grouplog_appends",
-            "Items stored in group logs",
-            m.grouplog_appends,
-        );
-        r.register_with_unit(
-            "grouplog_appended",
-            "Bytes of items stored in group logs",
-            Unit::Bytes,
-            m.grouplog_appended_bytes,
-        );
-        r.register(
-            "grouplog_duplicates",
-            "Appended group log items already held, not stored again",
-            m.grouplog_duplicates,
-        );
-        r.register(
-            "grouplog_fetches",
-            "Group log fetches answered with a page",
-            m.grouplog_fetches,
-        );
-        r.register(
-            "grouplog_fetched_items",
-            "Items handed out by group log fetches",
-            m.grouplog_fetched_items,
-        );
-        r.register(
-            "grouplog_expired",
-            "Group log items deleted after the TTL",
-            m.grouplog_expired,
-        );
-        r.register(
-            "grouplog_logs",
-            "Group logs holding at least one item",
-            m.grouplog_logs,
-        );
-        r.register(
-            "grouplog_items",
-            "Items held in all group logs",
-            m.grouplog_items,
-        );
-        r.register_with_unit(
-            "grouplog",
-            "Bytes of items held in all group logs",
-            Unit::Bytes,
-            m.grouplog_bytes,
-        );
-        r.register(
-            "grouplog_refusals",
-            "Group log requests refused, by reason",
-            m.grouplog_refusals,
+            "connections_limit",
+            "Connections the relay holds at most (connections.max_established)",
+            limit(config.connections.max_established.into()),
         );
         r.register(
             "connections_refused",
             "Incoming connections refused, by the limit that refused them",
             m.connections_refused,
-        );
-        r.register(
-            "rate_limited",
-            "Requests refused by a per-peer rate limit, by kind of request",
-            m.rate_limited,
         );
         // Every label is exported from the start (at 0), so rates and alerts work
         // before the first refusal.
@@ -430,20 +351,200 @@ impl Metrics {
                 limit: LimitLabel(limit),
             }));
         }
-        for request in LimitedRequest::ALL {
-            drop(
-                metrics
-                    .rate_limited
-                    .get_or_create(&RequestLabels { request }),
+
+        if config.circuit.enabled {
+            let c = &config.circuit;
+            r.register(
+                "reservations_active",
+                "Circuit relay reservations currently held",
+                m.reservations_active,
+            );
+            r.register(
+                "reservations_limit",
+                "Circuit relay reservations held at most (circuit.max_reservations)",
+                limit(c.max_reservations.into()),
+            );
+            r.register(
+                "reservations_accepted",
+                "Circuit relay reservations accepted",
+                m.reservations_accepted,
+            );
+            r.register("circuits", "Circuits relayed", m.circuits);
+            r.register("circuits_active", "Circuits open now", m.circuits_active);
+            r.register(
+                "circuits_limit",
+                "Circuits relayed at once at most (circuit.max_circuits)",
+                limit(c.max_circuits.into()),
             );
         }
-        for reason in RefusalReason::ALL {
-            drop(metrics.refusals.get_or_create(&RefusalLabels { reason }));
-            drop(
-                metrics
-                    .grouplog_refusals
-                    .get_or_create(&RefusalLabels { reason }),
+
+        if config.dht.enabled {
+            r.register(
+                "dht_records",
+                "Records held in the DHT record store",
+                m.dht_records,
             );
+            r.register(
+                "dht_records_limit",
+                "DHT records held at most (dht.max_records)",
+                limit(config.dht.max_records.into()),
+            );
+        }
+
+        if config.mailbox.enabled {
+            r.register("deposits", "Envelopes stored in mailboxes", m.deposits);
+            r.register_with_unit(
+                "deposited",
+                "Bytes of envelopes stored in mailboxes",
+                Unit::Bytes,
+                m.deposited_bytes,
+            );
+            r.register(
+                "deposit_duplicates",
+                "Deposited envelopes already held, not stored again",
+                m.deposit_duplicates,
+            );
+            r.register(
+                "drains",
+                "Mailbox drains started after a valid challenge",
+                m.drains,
+            );
+            r.register(
+                "drained_envelopes",
+                "Envelopes handed to mailbox owners",
+                m.drained_envelopes,
+            );
+            r.register(
+                "acks",
+                "Envelopes acknowledged and deleted by mailbox owners",
+                m.acks,
+            );
+            r.register(
+                "expired",
+                "Envelopes deleted unread after the mailbox TTL",
+                m.expired,
+            );
+            r.register(
+                "mailboxes",
+                "Mailboxes holding at least one envelope",
+                m.mailboxes,
+            );
+            r.register(
+                "mailbox_envelopes",
+                "Envelopes held in all mailboxes (queue depth)",
+                m.mailbox_envelopes,
+            );
+            r.register_with_unit(
+                "mailbox",
+                "Bytes of envelopes held in all mailboxes",
+                Unit::Bytes,
+                m.mailbox_bytes,
+            );
+            r.register_with_unit(
+                "mailbox_limit",
+                "Bytes of envelopes all mailboxes hold at most (mailbox.max_total_bytes)",
+                Unit::Bytes,
+                limit(config.mailbox.max_total_bytes),
+            );
+            r.register(
+                "refusals",
+                "Mailbox requests refused, by reason",
+                m.refusals,
+            );
+            for reason in RefusalReason::ALL {
+                drop(metrics.refusals.get_or_create(&RefusalLabels { reason }));
+            }
+        }
+
+        if config.grouplog.enabled {
+            r.register(
+                "grouplog_appends",
+                "Items stored in group logs",
+                m.grouplog_appends,
+            );
+            r.register_with_unit(
+                "grouplog_appended",
+                "Bytes of items stored in group logs",
+                Unit::Bytes,
+                m.grouplog_appended_bytes,
+            );
+            r.register(
+                "grouplog_duplicates",
+                "Appended group log items already held, not stored again",
+                m.grouplog_duplicates,
+            );
+            r.register(
+                "grouplog_fetches",
+                "Group log fetches answered with a page",
+                m.grouplog_fetches,
+            );
+            r.register(
+                "grouplog_fetched_items",
+                "Items handed out by group log fetches",
+                m.grouplog_fetched_items,
+            );
+            r.register(
+                "grouplog_expired",
+                "Group log items deleted after the TTL",
+                m.grouplog_expired,
+            );
+            r.register(
+                "grouplog_logs",
+                "Group logs holding at least one item",
+                m.grouplog_logs,
+            );
+            r.register(
+                "grouplog_items",
+                "Items held in all group logs",
+                m.grouplog_items,
+            );
+            r.register_with_unit(
+                "grouplog",
+                "Bytes of items held in all group logs",
+                Unit::Bytes,
+                m.grouplog_bytes,
+            );
+            r.register_with_unit(
+                "grouplog_limit",
+                "Bytes of items all group logs hold at most (grouplog.max_total_bytes)",
+                Unit::Bytes,
+                limit(config.grouplog.max_total_bytes),
+            );
+            r.register(
+                "grouplog_refusals",
+                "Group log requests refused, by reason",
+                m.grouplog_refusals,
+            );
+            for reason in RefusalReason::ALL {
+                drop(
+                    metrics
+                        .grouplog_refusals
+                        .get_or_create(&RefusalLabels { reason }),
+                );
+            }
+        }
+
+        // Only the kinds of request of the roles that are on.
+        let limited: Vec<LimitedRequest> = LimitedRequest::ALL
+            .into_iter()
+            .filter(|request| match request {
+                LimitedRequest::Deposit | LimitedRequest::Challenge => config.mailbox.enabled,
+                LimitedRequest::Append | LimitedRequest::Fetch => config.grouplog.enabled,
+            })
+            .collect();
+        if !limited.is_empty() {
+            r.register(
+                "rate_limited",
+                "Requests refused by a per-peer rate limit, by kind of request",
+                m.rate_limited,
+            );
+            for request in limited {
+                drop(
+                    metrics
+                        .rate_limited
+                        .get_or_create(&RequestLabels { request }),
+                );
+            }
         }
         metrics
     }
@@ -505,6 +606,145 @@ pub fn encode(registry: &Registry) -> Result<String, fmt::Error> {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
+}
+
+/// Everything `/metrics` answers: the relay's registry, and libp2p's tidied up.
+///
+/// libp2p's metrics crate registers the families of every protocol it knows
+/// (gossipsub and DCUtR too, which a relay never runs) and writes label values as
+/// Rust names (`role="Dialer"`). They live in a registry of their own, and at each
+/// scrape the families of protocols that are off are left out and label values
+/// written in snake case (`role="dialer"`), like the relay's own.
+#[derive(Debug)]
+pub struct Exposition {
+    relay: Registry,
+    libp2p: Option<Registry>,
+    /// Name prefixes of the libp2p families left out.
+    dropped: Vec<&'static str>,
+}
+
+impl Exposition {
+    /// Serves `relay` alone.
+    pub fn new(relay: Registry) -> Exposition {
+        Exposition {
+            relay,
+            libp2p: None,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// Adds libp2p's registry, keeping the families of the roles on in `config`.
+    pub fn with_libp2p(mut self, libp2p: Registry, config: &RelayConfig) -> Exposition {
+        let mut dropped = vec!["libp2p_gossipsub_", "libp2p_dcutr_"];
+        if !config.dht.enabled {
+            dropped.push("libp2p_kad_");
+        }
+        if !config.circuit.enabled {
+            dropped.push("libp2p_relay_");
+        }
+        self.libp2p = Some(libp2p);
+        self.dropped = dropped;
+        self
+    }
+
+    /// Renders both registries as one OpenMetrics text document.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let mut out = String::new();
+        encode_registry(&mut out, &self.relay)?;
+        if let Some(libp2p) = &self.libp2p {
+            let mut raw = String::new();
+            encode_registry(&mut raw, libp2p)?;
+            for line in raw.lines() {
+                if self.dropped.iter().any(|p| family_of(line).starts_with(p)) {
+                    continue;
+                }
+                out.push_str(&snake_case_label_values(line));
+                out.push('\n');
+            }
+        }
+        encode_eof(&mut out)?;
+        Ok(out)
+    }
+}
+
+impl From<Registry> for Exposition {
+    fn from(relay: Registry) -> Exposition {
+        Exposition::new(relay)
+    }
+}
+
+/// The metric name a line of OpenMetrics text is about: the third word of a
+/// `# TYPE`/`# HELP`/`# UNIT` line, or a sample's name.
+fn family_of(line: &str) -> &str {
+    match line.strip_prefix("# ") {
+        Some(rest) => rest.split(' ').nth(1).unwrap_or(""),
+        None => line.split(['{', ' ']).next().unwrap_or(""),
+    }
+}
+
+/// A sample line with each label value that is a Rust-style name (`KeepAliveTimeout`)
+/// in snake case (`keep_alive_timeout`); other values (`/ip4/tcp`) and other lines
+/// are returned as they are.
+fn snake_case_label_values(line: &str) -> String {
+    if line.starts_with('#') {
+        return line.to_owned();
+    }
+    let Some(open) = line.find('{') else {
+        return line.to_owned();
+    };
+    let mut out = String::with_capacity(line.len() + 8);
+    out.push_str(&line[..=open]);
+    let mut rest = &line[open + 1..];
+    // Label pairs: `key="value"`, separated by commas, up to `}`.
+    while let Some(start) = rest.find("=\"") {
+        out.push_str(&rest[..start + 2]);
+        let value_and_after = &rest[start + 2..];
+        // The closing quote is the first one not escaped by a backslash.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in value_and_after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(end) = end else {
+            out.push_str(value_and_after);
+            return out;
+        };
+        out.push_str(&snake_case(&value_and_after[..end]));
+        rest = &value_and_after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `KeepAliveTimeout` as `keep_alive_timeout`, `IO` as `io`; anything but a plain
+/// ASCII name starting with a capital is returned as is.
+fn snake_case(value: &str) -> String {
+    let is_name = value.starts_with(|c: char| c.is_ascii_uppercase())
+        && value.chars().all(|c| c.is_ascii_alphanumeric());
+    if !is_name {
+        return value.to_owned();
+    }
+    let chars: Vec<char> = value.chars().collect();
+    let mut out = String::with_capacity(value.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if prev.is_ascii_lowercase() || prev.is_ascii_digit() || (prev.is_ascii_uppercase() && next_lower) {
+                out.push('_');
+            }
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -572,6 +812,205 @@ mod tests {
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!((types, helps), (29, 29));
+        assert_eq!(types, helps);
+        let relay_types = text
+            .lines()
+            .filter(|l| l.starts_with("# TYPE kith_relay_"))
+            .count();
+        // 29 counters and gauges of use, build_info, 6 capacities, the memory limit.
+        assert_eq!(relay_types, 37, "{text}");
+    }
+
+    /// Families of every role that is on, none of one that is off.
+    fn families(config: &RelayConfig) -> Vec<String> {
+        let mut registry = Registry::default();
+        let _metrics = Metrics::for_config(&mut registry, config);
+        encode(&registry)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_role_that_is_off_has_no_families() {
+        let all = families(&RelayConfig::default());
+        for name in [
+            "kith_relay_circuits_active",
+            "kith_relay_reservations_limit",
+            "kith_relay_dht_records",
+            "kith_relay_deposits",
+            "kith_relay_refusals",
+            "kith_relay_grouplog_items",
+            "kith_relay_grouplog_refusals",
+            "kith_relay_rate_limited",
+        ] {
+            assert!(all.iter().any(|f| f == name), "{name} missing in {all:?}");
+        }
+        let mut config = RelayConfig::default();
+        config.circuit.enabled = false;
+        config.dht.enabled = false;
+        config.mailbox.enabled = false;
+        config.grouplog.enabled = false;
+        let none = families(&config);
+        for prefix in [
+            "kith_relay_circuit",
+            "kith_relay_reservations",
+            "kith_relay_dht",
+            "kith_relay_deposit",
+            "kith_relay_drain",
+            "kith_relay_mailbox",
+            "kith_relay_refusals",
+            "kith_relay_grouplog",
+            "kith_relay_rate_limited",
+            "kith_relay_acks",
+            "kith_relay_expired",
+        ] {
+            assert!(
+                !none.iter().any(|f| f.starts_with(prefix)),
+                "{prefix} present in {none:?}"
+            );
+        }
+        // What every relay has.
+        for name in [
+            "kith_relay_build_info",
+            "kith_relay_connections",
+            "kith_relay_connections_limit",
+            "kith_relay_connections_refused",
+        ] {
+            assert!(none.iter().any(|f| f == name), "{name} missing in {none:?}");
+        }
+        // One role off, its rate-limit labels go with it.
+        let mut config = RelayConfig::default();
+        config.grouplog.enabled = false;
+        let mut registry = Registry::default();
+        let _metrics = Metrics::for_config(&mut registry, &config);
+        let text = encode(&registry).unwrap();
+        assert!(text.contains("kith_relay_rate_limited_total{request=\"deposit\"} 0"));
+        assert!(!text.contains("request=\"append\""), "{text}");
+        assert!(!text.contains("kith_relay_grouplog"), "{text}");
+    }
+
+    #[test]
+    fn build_info_and_capacities_come_from_the_build_and_config() {
+        let mut config = RelayConfig::default();
+        config.connections.max_established = 77;
+        config.circuit.max_reservations = 12;
+        config.circuit.max_circuits = 34;
+        config.dht.max_records = 56;
+        config.mailbox.max_total_bytes = 1 << 30;
+        config.grouplog.max_total_bytes = 1 << 31;
+        config.connections.max_memory_bytes = Some(512 << 20);
+        let mut registry = Registry::default();
+        let _metrics = Metrics::for_config(&mut registry, &config);
+        let text = encode(&registry).unwrap();
+        for line in [
+            format!(
+                "kith_relay_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "kith_relay_connections_limit 77".into(),
+            "kith_relay_reservations_limit 12".into(),
+            "kith_relay_circuits_limit 34".into(),
+            "kith_relay_dht_records_limit 56".into(),
+            "kith_relay_mailbox_limit_bytes 1073741824".into(),
+            "kith_relay_grouplog_limit_bytes 2147483648".into(),
+            "# UNIT kith_relay_mailbox_limit_bytes bytes".into(),
+            "kith_relay_memory_limit_bytes 536870912.0".into(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_are_exported() {
+        let mut registry = Registry::default();
+        let _metrics = Metrics::new(&mut registry);
+        let text = encode(&registry).unwrap();
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+            let value: f64 = value.parse().unwrap();
+            assert!(value >= 0.0, "{name} {value}");
+        }
+        // The default memory limit is a share of the machine's memory.
+        assert!(text.contains("kith_relay_memory_limit_bytes "), "{text}");
+    }
+
+    #[test]
+    fn libp2p_families_follow_roles_and_label_values_are_snake_case() {
+        let libp2p = || {
+            let mut registry = Registry::default();
+            let sub = registry.sub_registry_with_prefix("libp2p");
+            let closed: Family<Vec<(String, String)>, Counter> = Family::default();
+            closed
+                .get_or_create(&vec![
+                    ("role".into(), "Dialer".into()),
+                    ("cause".into(), "KeepAliveTimeout".into()),
+                    ("protocols".into(), "/ip4/tcp".into()),
+                    ("error".into(), "IO".into()),
+                ])
+                .inc();
+            sub.register("swarm_connections_closed", "Closed", closed);
+            for name in ["kad_queries", "relay_events", "gossipsub_messages", "dcutr_events"] {
+                sub.register(name, "A protocol's counter", Counter::<u64>::default());
+            }
+            registry
+        };
+        let names = |exposition: &Exposition| -> String { exposition.encode().unwrap() };
+        let all = names(&Exposition::new(Registry::default()).with_libp2p(libp2p(), &RelayConfig::default()));
+        assert!(all.contains("libp2p_kad_queries_total 0"), "{all}");
+        assert!(all.contains("libp2p_relay_events_total 0"), "{all}");
+        // A relay never runs gossipsub or DCUtR.
+        assert!(!all.contains("gossipsub") && !all.contains("dcutr"), "{all}");
+        assert!(
+            all.lines().any(|l| l
+                == "libp2p_swarm_connections_closed_total{role=\"dialer\",cause=\"keep_alive_timeout\",protocols=\"/ip4/tcp\",error=\"io\"} 1"),
+            "{all}"
+        );
+        assert!(all.ends_with("# EOF\n"), "{all}");
+        assert_eq!(all.matches("# EOF").count(), 1);
+
+        let mut config = RelayConfig::default();
+        config.dht.enabled = false;
+        config.circuit.enabled = false;
+        let trimmed = names(&Exposition::new(Registry::default()).with_libp2p(libp2p(), &config));
+        assert!(!trimmed.contains("libp2p_kad_") && !trimmed.contains("libp2p_relay_"), "{trimmed}");
+        assert!(trimmed.contains("libp2p_swarm_connections_closed"), "{trimmed}");
+    }
+
+    #[test]
+    fn snake_case_leaves_non_names_alone() {
+        for (from, to) in [
+            ("Dialer", "dialer"),
+            ("KeepAliveTimeout", "keep_alive_timeout"),
+            ("TransportErrorMultiaddrNotSupported", "transport_error_multiaddr_not_supported"),
+            ("IO", "io"),
+            ("IOError", "io_error"),
+            ("Ipv4Addr", "ipv4_addr"),
+            ("already_lower", "already_lower"),
+            ("/ip4/tcp", "/ip4/tcp"),
+            ("Has Space", "Has Space"),
+            ("", ""),
+        ] {
+            assert_eq!(snake_case(from), to);
+        }
+        // An escaped quote inside a value does not end it.
+        assert_eq!(
+            snake_case_label_values(r#"m_total{a="x\"Y",b="CamelCase"} 1"#),
+            r#"m_total{a="x\"Y",b="camel_case"} 1"#
+        );
+        assert_eq!(snake_case_label_values("# HELP m Some Text."), "# HELP m Some Text.");
+        assert_eq!(snake_case_label_values("m_total 3"), "m_total 3");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kith_relay::http::{OPENMETRICS_CONTENT_TYPE, serve_metrics};
-use kith_relay::metrics::{Metrics, RefusalReason};
+use kith_relay::metrics::{Exposition, Metrics, RefusalReason};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,7 +31,10 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String, String) {
 async fn serves_metrics_and_health() {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
-    let (addr, server) = serve_metrics("127.0.0.1:0".parse().unwrap(), Arc::new(registry))
+    let (addr, server) = serve_metrics(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Exposition::from(registry)),
+    )
         .await
         .unwrap();
     assert_ne!(addr.port(), 0);
@@ -80,7 +83,7 @@ async fn bind_errors_are_reported_before_serving() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     assert!(
-        serve_metrics(addr, Arc::new(Registry::default()))
+        serve_metrics(addr, Arc::new(Exposition::from(Registry::default())))
             .await
             .is_err()
     );

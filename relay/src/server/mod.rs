@@ -43,7 +43,7 @@ use crate::config::{AccessPolicy, RelayConfig};
 use crate::grouplog::GroupLogStore;
 use crate::limits::RateLimiter;
 use crate::mailbox::{MailboxStore, OpenError};
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics};
 use behaviour::{Behaviour, BehaviourEvent};
 use jobs::Jobs;
 use mailbox_service::{Access, Service};
@@ -229,7 +229,9 @@ impl Relay {
         };
 
         let mut registry = Registry::default();
-        let metrics = Metrics::new(&mut registry);
+        let metrics = Metrics::for_config(&mut registry, &config);
+        // libp2p's own metrics, tidied at each scrape (see `Exposition`).
+        let mut libp2p_registry = Registry::default();
         let peer_id = keypair.public().to_peer_id();
         let behaviour_config = config.clone();
         let behaviour_members = members.clone();
@@ -238,12 +240,12 @@ impl Relay {
             .with_quic()
             .with_other_transport(kith_p2p::tcp::transport)
             .map_err(|e| StartError::Build(e.to_string()))?
-            .with_bandwidth_metrics(&mut registry)
+            .with_bandwidth_metrics(&mut libp2p_registry)
             .with_behaviour(|key| Behaviour::new(key, &behaviour_config, behaviour_members))
             .map_err(|e| StartError::Build(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
             .build();
-        let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+        let libp2p_metrics = libp2p::metrics::Metrics::new(&mut libp2p_registry);
 
         let mut listeners = HashSet::new();
         for addr in listen {
@@ -259,10 +261,10 @@ impl Relay {
             swarm.add_external_address(addr.clone());
         }
 
-        let registry = Arc::new(registry);
+        let exposition = Arc::new(Exposition::new(registry).with_libp2p(libp2p_registry, &config));
         let (metrics_addr, metrics_server) = match config.metrics.listen {
             Some(addr) => {
-                let (bound, server) = crate::http::serve_metrics(addr, registry)
+                let (bound, server) = crate::http::serve_metrics(addr, exposition)
                     .await
                     .map_err(|source| StartError::Metrics { addr, source })?;
                 let task = tokio::spawn(async move {
