@@ -9,12 +9,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::metrics::Exposition;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use crate::metrics::Exposition;
 
 /// The content type of `/metrics` responses.
 pub const OPENMETRICS_CONTENT_TYPE: &str =

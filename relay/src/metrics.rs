@@ -738,7 +738,10 @@ fn snake_case(value: &str) -> String {
         if c.is_ascii_uppercase() && i > 0 {
             let prev = chars[i - 1];
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
-            if prev.is_ascii_lowercase() || prev.is_ascii_digit() || (prev.is_ascii_uppercase() && next_lower) {
+            if prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_lower)
+            {
                 out.push('_');
             }
         }
@@ -919,7 +922,10 @@ mod tests {
             "# UNIT kith_relay_mailbox_limit_bytes bytes".into(),
             "kith_relay_memory_limit_bytes 536870912.0".into(),
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
     }
 
@@ -962,17 +968,27 @@ mod tests {
                 ])
                 .inc();
             sub.register("swarm_connections_closed", "Closed", closed);
-            for name in ["kad_queries", "relay_events", "gossipsub_messages", "dcutr_events"] {
+            for name in [
+                "kad_queries",
+                "relay_events",
+                "gossipsub_messages",
+                "dcutr_events",
+            ] {
                 sub.register(name, "A protocol's counter", Counter::<u64>::default());
             }
             registry
         };
         let names = |exposition: &Exposition| -> String { exposition.encode().unwrap() };
-        let all = names(&Exposition::new(Registry::default()).with_libp2p(libp2p(), &RelayConfig::default()));
+        let all = names(
+            &Exposition::new(Registry::default()).with_libp2p(libp2p(), &RelayConfig::default()),
+        );
         assert!(all.contains("libp2p_kad_queries_total 0"), "{all}");
         assert!(all.contains("libp2p_relay_events_total 0"), "{all}");
         // A relay never runs gossipsub or DCUtR.
-        assert!(!all.contains("gossipsub") && !all.contains("dcutr"), "{all}");
+        assert!(
+            !all.contains("gossipsub") && !all.contains("dcutr"),
+            "{all}"
+        );
         assert!(
             all.lines().any(|l| l
                 == "libp2p_swarm_connections_closed_total{role=\"dialer\",cause=\"keep_alive_timeout\",protocols=\"/ip4/tcp\",error=\"io\"} 1"),
@@ -985,8 +1001,14 @@ mod tests {
         config.dht.enabled = false;
         config.circuit.enabled = false;
         let trimmed = names(&Exposition::new(Registry::default()).with_libp2p(libp2p(), &config));
-        assert!(!trimmed.contains("libp2p_kad_") && !trimmed.contains("libp2p_relay_"), "{trimmed}");
-        assert!(trimmed.contains("libp2p_swarm_connections_closed"), "{trimmed}");
+        assert!(
+            !trimmed.contains("libp2p_kad_") && !trimmed.contains("libp2p_relay_"),
+            "{trimmed}"
+        );
+        assert!(
+            trimmed.contains("libp2p_swarm_connections_closed"),
+            "{trimmed}"
+        );
     }
 
     #[test]
@@ -994,7 +1016,10 @@ mod tests {
         for (from, to) in [
             ("Dialer", "dialer"),
             ("KeepAliveTimeout", "keep_alive_timeout"),
-            ("TransportErrorMultiaddrNotSupported", "transport_error_multiaddr_not_supported"),
+            (
+                "TransportErrorMultiaddrNotSupported",
+                "transport_error_multiaddr_not_supported",
+            ),
             ("IO", "io"),
             ("IOError", "io_error"),
             ("Ipv4Addr", "ipv4_addr"),
@@ -1010,7 +1035,10 @@ mod tests {
             snake_case_label_values(r#"m_total{a="x\"Y",b="CamelCase"} 1"#),
             r#"m_total{a="x\"Y",b="camel_case"} 1"#
         );
-        assert_eq!(snake_case_label_values("# HELP m Some Text."), "# HELP m Some Text.");
+        assert_eq!(
+            snake_case_label_values("# HELP m Some Text."),
+            "# HELP m Some Text."
+        );
         assert_eq!(snake_case_label_values("m_total 3"), "m_total 3");
     }
 }

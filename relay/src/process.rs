@@ -231,7 +231,9 @@ mod tests {
                       Max open files            65536                524288               files\n";
         assert_eq!(parse_max_fds(limits), Some(65536));
         assert_eq!(
-            parse_max_fds("Max open files            unlimited            unlimited            files\n"),
+            parse_max_fds(
+                "Max open files            unlimited            unlimited            files\n"
+            ),
             None
         );
         assert_eq!(
@@ -250,14 +252,20 @@ mod tests {
         assert!(open >= 1, "{stats:?}");
         drop(held);
         assert!(stats.cpu_seconds.is_some(), "{stats:?}");
-        assert!(stats.resident_memory_bytes.unwrap() > 1024 * 1024, "{stats:?}");
+        assert!(
+            stats.resident_memory_bytes.unwrap() > 1024 * 1024,
+            "{stats:?}"
+        );
         assert!(stats.max_fds.is_none_or(|max| max >= open), "{stats:?}");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
         let started = stats.start_time_seconds.unwrap();
-        assert!(started <= now + 1.0 && started > now - 86_400.0, "{stats:?}");
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0,
+            "{stats:?}"
+        );
         assert!(stats.total_memory_bytes.unwrap() >= stats.resident_memory_bytes.unwrap());
     }
 

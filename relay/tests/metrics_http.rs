@@ -35,8 +35,8 @@ async fn serves_metrics_and_health() {
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Exposition::from(registry)),
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     assert_ne!(addr.port(), 0);
     let server = tokio::spawn(server);
 
