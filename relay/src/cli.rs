@@ -2,9 +2,15 @@
 //!
 //! ```text
 //! kith-relay --config FILE            run the relay (same as `kith-relay run --config FILE`)
+//! kith-relay check-config --config FILE
+//!                                     validate the config; create and open nothing
 //! kith-relay init-config [PATH]       write the example config (default ./kith-relay.toml)
 //! kith-relay id --config FILE         print the peer id and the addresses to pin
 //! ```
+//!
+//! Exit codes ([`exit_code`]): 0 success, 1 error, 2 usage, 78 (`EX_CONFIG` of
+//! sysexits.h) for a config that is missing or wrong, which no restart can mend —
+//! the systemd unit's `RestartPreventExitStatus=78` stops retrying on it.
 //!
 //! `run` prints exactly one line to stdout once it listens:
 //! `ready <peer id> <multiaddr> [<multiaddr>...]`, the concrete listen addresses (real
@@ -19,9 +25,9 @@ use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
-use crate::config::{EXAMPLE_CONFIG, LogFormat, RelayConfig};
+use crate::config::{ConfigError, EXAMPLE_CONFIG, LogFormat, RelayConfig};
 use crate::identity::{self, Origin};
-use crate::server::Relay;
+use crate::server::{Relay, StartError};
 
 /// Where `init-config` writes when no path is given.
 pub const DEFAULT_CONFIG_PATH: &str = "kith-relay.toml";
@@ -53,6 +59,45 @@ pub enum Command {
     /// Print the relay's peer id, then its listen (and external) addresses with
     /// `/p2p/<peer id>`, creating the identity key if it does not exist yet.
     Id,
+    /// Check the config file (every key, listen addresses included) and an existing
+    /// identity key, without creating a key or opening the stores; exit 78 if wrong.
+    CheckConfig,
+}
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an error other than the ones below (a store, a port in use...).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: the command line is wrong.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the config file is missing, unreadable or invalid (`EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// No `--config` was given to a command that needs one.
+#[derive(Debug, thiserror::Error)]
+#[error("no config file given: pass --config FILE (create one with `kith-relay init-config`)")]
+#[non_exhaustive]
+pub struct NoConfigGiven;
+
+/// The exit code for an error [`run`] returned: [`EXIT_CONFIG`] when the config is
+/// at fault, [`EXIT_USAGE`] for a missing `--config`, else [`EXIT_FAILURE`].
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.is::<NoConfigGiven>() {
+            return EXIT_USAGE;
+        }
+        if cause.is::<ConfigError>() {
+            return EXIT_CONFIG;
+        }
+        // A validated config never gets these from `Relay::start`; a config built
+        // in code could.
+        if let Some(StartError::BadAddress { .. } | StartError::BadMember { .. }) =
+            cause.downcast_ref::<StartError>()
+        {
+            return EXIT_CONFIG;
+        }
+    }
+    EXIT_FAILURE
 }
 
 /// Runs the parsed command line. Errors carry context for the operator.
@@ -63,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(cli.config.as_deref())?;
             print_id(&config)
         }
+        Command::CheckConfig => check_config(cli.config.as_deref()),
         Command::Run => {
             let config = load_config(cli.config.as_deref())?;
             init_logging(config.log.format);
@@ -75,13 +121,38 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Loads and validates the config at `path`. An error names the file once: a read
+/// error already does, a parse error gets it in front.
 fn load_config(path: Option<&Path>) -> anyhow::Result<RelayConfig> {
     let Some(path) = path else {
-        bail!(
-            "no config file given: pass --config FILE (create one with `kith-relay init-config`)"
-        );
+        return Err(NoConfigGiven.into());
     };
-    Ok(RelayConfig::load(path)?)
+    match RelayConfig::load(path) {
+        Ok(config) => Ok(config),
+        Err(e @ ConfigError::Io { .. }) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context(path.display().to_string())),
+    }
+}
+
+/// `check-config`: everything `run` would find wrong in the config, without its
+/// side effects. An existing identity key is read (a copied or damaged key would
+/// stop the start); a missing one is only mentioned, since `run` creates it.
+fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
+    let config = load_config(path)?;
+    let identity_path = config.identity_path();
+    match identity::load_existing(&identity_path)? {
+        Some(_) => {}
+        None => eprintln!(
+            "note: no identity key at {} yet; `kith-relay run` or `id` creates it",
+            identity_path.display()
+        ),
+    }
+    let mut out = io::stdout().lock();
+    // `load_config` returned a config, so there is a path.
+    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+    writeln!(out, "{shown}: ok")?;
+    out.flush()?;
+    Ok(())
 }
 
 fn init_config(path: &Path) -> anyhow::Result<()> {
@@ -113,6 +184,19 @@ fn print_id(config: &RelayConfig) -> anyhow::Result<()> {
         );
     }
     let peer_id = keypair.public().to_peer_id();
+    for (key, addrs) in [
+        ("listen", &config.listen),
+        ("external_addresses", &config.external_addresses),
+    ] {
+        for (i, text) in addrs.iter().enumerate() {
+            if has_port_zero(text) {
+                eprintln!(
+                    "warning: `{key}[{i}]` = {text:?} has port 0: the system picks a new port \
+                     at each start, so peers cannot dial it; set a fixed port to pin this address"
+                );
+            }
+        }
+    }
     let mut out = io::stdout().lock();
     writeln!(out, "{peer_id}")?;
     for (key, addrs) in [
@@ -128,6 +212,14 @@ fn print_id(config: &RelayConfig) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Whether a multiaddr text has a TCP or UDP port 0 (a port picked at each start).
+fn has_port_zero(text: &str) -> bool {
+    text.parse::<Multiaddr>().is_ok_and(|addr| {
+        addr.iter()
+            .any(|p| matches!(p, Protocol::Tcp(0) | Protocol::Udp(0)))
+    })
 }
 
 /// Logs to stderr: `RUST_LOG` sets the filter (default `info`), `format` the shape.

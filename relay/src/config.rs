@@ -88,8 +88,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// The file could not be read.
-    #[error("relay config {}: {source}", path.display())]
+    /// The file could not be read. The reason is the source, not repeated in the
+    /// message (`{:#}` would print it twice).
+    #[error("cannot read the relay config {}", path.display())]
     Io {
         /// The config file.
         path: PathBuf,
@@ -1002,11 +1003,11 @@ fn check_listen_addr(text: &str) -> Result<(), String> {
     let addr = parse_multiaddr(text)?;
     let mut parts = addr.iter();
     let ip = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
-    let transport = match (parts.next(), parts.next(), parts.next()) {
-        (Some(Protocol::Tcp(_)), None, None) => true,
-        (Some(Protocol::Udp(_)), Some(Protocol::QuicV1), None) => true,
-        _ => false,
-    };
+    let transport = matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(Protocol::Tcp(_)), None, None)
+            | (Some(Protocol::Udp(_)), Some(Protocol::QuicV1), None)
+    );
     if ip && transport {
         Ok(())
     } else {

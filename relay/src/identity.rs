@@ -21,8 +21,9 @@ use libp2p::identity::Keypair;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityError {
-    /// The key file or its directory could not be read, created or secured.
-    #[error("relay identity {}: {source}", path.display())]
+    /// The key file or its directory could not be read, created or secured. The
+    /// reason is the source, not repeated in the message.
+    #[error("relay identity {}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -91,6 +92,22 @@ pub fn load_or_create(path: &Path) -> Result<(Keypair, Origin), IdentityError> {
         Err(e) => Err(IdentityError::Io {
             path: path.to_owned(),
             source: e,
+        }),
+    }
+}
+
+/// Reads the keypair at `path` if the file exists, creating nothing: `None` when
+/// there is no file yet. For checks that must leave no trace (`check-config`).
+pub fn load_existing(path: &Path) -> Result<Option<Keypair>, IdentityError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            warn_if_exposed(path);
+            decode(path, &bytes).map(Some)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(IdentityError::Io {
+            path: path.to_owned(),
+            source,
         }),
     }
 }

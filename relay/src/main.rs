@@ -1,5 +1,6 @@
 //! The `kith-relay` binary: parses the command line and maps the outcome to an exit
-//! code (0 success, 1 error, 2 usage). The work is in [`kith_relay::cli`].
+//! code (0 success, 1 error, 2 usage, 78 config; [`cli::exit_code`]). The work is in
+//! [`kith_relay::cli`].
 
 use std::process::ExitCode;
 
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("kith-relay: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The `kith-relay` command line as a process: `init-config`, `id`, config errors.
+//! The `kith-relay` command line as a process: `init-config`, `id`, `check-config`,
+//! config errors and their exit codes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -99,6 +100,14 @@ fn id_prints_peer_id_and_addresses() {
     for line in &lines[1..] {
         line.parse::<Multiaddr>().unwrap();
     }
+    // The listen address has port 0, which nobody can dial: said once, on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("warning: `listen[0]` = \"/ip4/127.0.0.1/tcp/0\" has port 0").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("external_addresses"), "{stderr}");
     // Stable: the same identity next time, and the relay uses it.
     let again = kith_relay(dir.path(), &["id", "--config", "r.toml"]);
     assert_eq!(String::from_utf8(again.stdout).unwrap(), stdout);
@@ -112,24 +121,122 @@ fn id_prints_peer_id_and_addresses() {
     }
 }
 
+/// The exit code of `out`, which must have exited (not been killed by a signal).
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
 #[test]
 fn bad_or_missing_configs_fail_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
+    // No --config at all: a usage error.
     let out = kith_relay(dir.path(), &[]);
-    assert!(!out.status.success());
+    assert_eq!(code(&out), 2, "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 
+    // A missing file is a config error naming the file, once.
     let out = kith_relay(dir.path(), &["--config", "missing.toml"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    assert_eq!(code(&out), 78, "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("missing.toml").count(), 1, "{stderr}");
 
     std::fs::write(dir.path().join("bad.toml"), "[mailbox]\nttl_days = 0\n").unwrap();
     let out = kith_relay(dir.path(), &["run", "--config", "bad.toml"]);
-    assert!(!out.status.success());
+    assert_eq!(code(&out), 78, "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("mailbox.ttl_days") && stderr.contains("line 2"),
-        "{stderr}"
+    assert_eq!(
+        stderr.trim_end(),
+        "kith-relay: bad.toml: relay config line 2: `mailbox.ttl_days` = 0: must be between 1 and 3650"
     );
     assert!(out.stdout.is_empty(), "no ready line on failure");
+    // Nothing was created for a config that was refused.
+    assert!(!dir.path().join("kith-relay-data").exists());
+}
+
+#[test]
+fn check_config_accepts_a_good_config_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(dir.path().join("r.toml"), loopback_config(&data, "")).unwrap();
+    let out = kith_relay(dir.path(), &["check-config", "--config", "r.toml"]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "r.toml: ok\n");
+    // No key, no data directory, no stores.
+    assert!(!data.exists(), "check-config created {data:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no identity key"), "{stderr}");
+
+    // With a key in place (made by `id`), it is read and accepted, and left as it was.
+    assert!(kith_relay(dir.path(), &["id", "--config", "r.toml"]).status.success());
+    let key = std::fs::read(data.join("identity.key")).unwrap();
+    let out = kith_relay(dir.path(), &["check-config", "--config", "r.toml"]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert_eq!(std::fs::read(data.join("identity.key")).unwrap(), key);
+    assert!(!data.join("mailbox").exists() && !data.join("grouplog").exists());
+}
+
+#[test]
+fn check_config_exits_78_naming_key_line_and_value_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cases = [
+        // A listen address the relay could not listen on: caught before any start.
+        (
+            "listen = [\"/ip4/127.0.0.1/tcp/0\", \"/dns4/relay.example/tcp/4001\"]\n",
+            "listen[1]",
+            "line 1",
+            "\"/dns4/relay.example/tcp/4001\"",
+        ),
+        (
+            "listen = [\"/ip4/127.0.0.1/tcp/0\"]\n\n[circuit]\nmax_circuits = -3\n",
+            "circuit.max_circuits",
+            "line 4",
+            "-3",
+        ),
+        (
+            "listen = [\"/ip4/127.0.0.1/tcp/0\"]\n[log]\nformat = \"xml\"\n",
+            "log.format",
+            "line 3",
+            "\"xml\"",
+        ),
+        (
+            "listen = [\"/ip4/127.0.0.1/tcp/0\"]\n[mailbox]\nttl_dayz = 3\n",
+            "mailbox.ttl_dayz",
+            "line 3",
+            "3",
+        ),
+    ];
+    for (text, key, line, value) in cases {
+        let text = format!("data_dir = \"{}\"\n{text}", data.display());
+        std::fs::write(dir.path().join("bad.toml"), &text).unwrap();
+        let out = kith_relay(dir.path(), &["check-config", "--config", "bad.toml"]);
+        assert_eq!(code(&out), 78, "{text}: {out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Line numbers count the data_dir line put in front.
+        let line = format!("line {}", line[5..].parse::<usize>().unwrap() + 1);
+        for (what, needle) in [("file", "bad.toml"), ("key", key), ("line", &line)] {
+            assert_eq!(stderr.matches(needle).count(), 1, "{what} {needle:?} once in {stderr}");
+        }
+        assert!(stderr.contains(&format!("`{key}` = {value}: ")), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!data.exists());
+    }
+
+    // `run` refuses the same config with the same exit code, before creating anything.
+    let out = kith_relay(dir.path(), &["run", "--config", "bad.toml"]);
+    assert_eq!(code(&out), 78, "{out:?}");
+    assert!(!data.exists());
+
+    // A missing file: 78 and the file's name.
+    let out = kith_relay(dir.path(), &["check-config", "--config", "nope.toml"]);
+    assert_eq!(code(&out), 78, "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("kith-relay: cannot read the relay config nope.toml: "),
+        "{stderr}"
+    );
+    // The reason once, not once per layer of the error.
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
 }
