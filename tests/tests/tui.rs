@@ -1,9 +1,10 @@
-//! The terminal interface as a person runs it (issue 6): `kith tui` in tmux, driven
-//! with send-keys and read with capture-pane, against a second real daemon.
+//! The terminal interface as a person runs it (issues 6 and 14): `kith tui` in tmux,
+//! driven with send-keys and read with capture-pane, against real daemons.
 
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kith_tests::{Peer, connect, kith_bin, wait_until};
@@ -18,7 +19,10 @@ struct Tmux {
 impl Tmux {
     fn new() -> Option<Tmux> {
         let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
-        ok.then(|| Tmux { server: format!("kith-test-{}", std::process::id()) })
+        // One server per test: tests run in parallel, and each kills its own server.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        ok.then(|| Tmux { server: format!("kith-test-{}-{n}", std::process::id()) })
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -49,6 +53,16 @@ impl Tmux {
             assert!(Instant::now() < end, "timed out waiting for {what}; screen:\n{screen}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Start `kith tui` for `peer` in a `width`×`height` window.
+    fn open(&self, peer: &Peer, width: u16, height: u16, extra: &str) {
+        let command = format!("{} --home {} tui {extra}", kith_bin().display(), peer.home().display());
+        let (width, height) = (width.to_string(), height.to_string());
+        let started = self.run(&[
+            "new-session", "-d", "-s", "kith", "-x", &width, "-y", &height, "-e", "KITH_RETRY_MAX_MS=500", &command,
+        ]);
+        assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
     }
 
     fn session_alive(&self) -> bool {
@@ -115,4 +129,66 @@ fn tui_in_tmux_sends_and_receives() {
     wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
     wait_until(DEADLINE, "the control socket is gone", || !alice.home().join("kith.sock").exists());
     assert_eq!(alice.history("Bob").len(), 2, "both messages kept in Alice's store");
+}
+
+#[test]
+fn tui_reconnects_when_the_daemon_restarts() {
+    let Some(tmux) = Tmux::new() else {
+        return kith_tests::skip_or_fail("tui_reconnects_when_the_daemon_restarts", "tmux is not installed");
+    };
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    // A daemon runs: the TUI is one more client of it.
+    tmux.open(&alice, 110, 32, "");
+    tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
+
+    // The daemon restarts (on the same address, so Bob finds it again).
+    let addr = alice.addrs[0].clone();
+    alice.stop();
+    tmux.wait_for_screen("the countdown to reconnecting", |s| s.contains("✗ disconnected · reconnecting"));
+    assert!(tmux.session_alive(), "the TUI keeps running without its node");
+    alice.start_on(&[&addr], &[]);
+    tmux.wait_for_screen("connected again", |s| s.contains("● connected") && !s.contains("✗ disconnected"));
+
+    // Subscribed again: a new message shows without reopening the TUI.
+    bob.json(&["send", "Alice", "written after the restart", "--json"]);
+    tmux.wait_for_screen("the message sent after the restart", |s| s.contains("written after the restart"));
+    tmux.keys(&["C-q"]);
+    wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
+    assert!(alice.run(&["status", "--json"]).status.success(), "quitting the TUI left the daemon running");
+}
+
+#[test]
+fn tui_opens_a_conversation_at_its_first_unread_message() {
+    let Some(tmux) = Tmux::new() else {
+        return kith_tests::skip_or_fail("tui_opens_a_conversation_at_its_first_unread_message", "tmux is not installed");
+    };
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    // One of ours, then more unread messages from Bob than the pane has rows.
+    alice.ok(&["send", "Bob", "ours, before the unread ones"]);
+    for n in 1..=30 {
+        bob.ok(&["send", "Alice", &format!("unread {n:02}")]);
+    }
+    wait_until(DEADLINE, "Alice holds all of Bob's messages", || alice.history("Bob").len() == 31);
+
+    tmux.open(&alice, 110, 32, "");
+    tmux.wait_for_screen("the new-messages line", |s| s.contains("new messages") && s.contains("unread 01"));
+    let screen = tmux.screen();
+    let rows: Vec<&str> = screen.lines().collect();
+    let line = rows.iter().position(|r| r.contains("new messages")).unwrap();
+    assert!(rows[line + 1].contains("Bob: unread 01"), "the first unread message is right below the line:\n{screen}");
+    assert!(rows[..line].iter().all(|r| !r.contains("Bob: unread")), "no unread message above the line:\n{screen}");
+    // The newest is below the view (only the list's preview shows it).
+    assert_eq!(screen.matches("unread 30").count(), 1, "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for_screen("the newest message after Esc", |s| s.contains("Bob: unread 30"));
+    tmux.keys(&["C-q"]);
+    wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
 }

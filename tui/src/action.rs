@@ -43,11 +43,16 @@ pub enum Action {
         /// Why it failed, for the status line.
         error: String,
     },
-    /// The connection to the node is gone.
+    /// The connection to the node is gone (or an attempt to get it back failed).
     Disconnected {
         /// Why.
         error: String,
+        /// When the runtime tries again; `None` if it does not.
+        retry_in: Option<std::time::Duration>,
     },
+    /// The connection to the node is back after [`Action::Disconnected`], subscribed
+    /// to events again: what is shown must be reloaded.
+    Reconnected,
 }
 
 impl Action {
@@ -134,6 +139,17 @@ pub enum Response {
         /// Its peer id.
         peer_id: String,
     },
+    /// `/remove` succeeded: the contact and its conversation are gone.
+    ContactRemoved {
+        /// Its peer id.
+        peer_id: String,
+    },
+    /// `/unblock` succeeded: the contact now.
+    Unblocked(ContactView),
+    /// `/rename` succeeded: the contact now.
+    Renamed(ContactView),
+    /// The node's status, asked for by `/status` (to be shown, not only used).
+    StatusReport(Status),
 }
 
 /// Work the state machine asks the runtime to do.
@@ -197,6 +213,31 @@ pub enum Effect {
     Block {
         /// Peer id or name of the contact.
         contact: String,
+    },
+    /// Unblock a contact (`unblock`).
+    Unblock {
+        /// Peer id or name of the contact.
+        contact: String,
+    },
+    /// Remove a contact and its conversation (`remove`).
+    Remove {
+        /// Peer id or name of the contact.
+        contact: String,
+    },
+    /// Set a contact's alias (`rename`).
+    Rename {
+        /// Peer id of the contact.
+        contact: String,
+        /// The new name.
+        alias: String,
+    },
+    /// Read the node's status to show it (`status`, for `/status`).
+    ShowStatus,
+    /// Put `text` on the system clipboard (OSC 52: the terminal does it, so it
+    /// works over SSH too).
+    Copy {
+        /// What to copy.
+        text: String,
     },
     /// Ring the terminal bell.
     Bell,

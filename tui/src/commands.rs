@@ -23,6 +23,17 @@ pub enum Command {
     Reject(Option<String>),
     /// `/block [contact]`: block a contact (default: the open one).
     Block(Option<String>),
+    /// `/unblock <contact>`: unblock a blocked contact (blocked ones are not listed,
+    /// so it must be named).
+    Unblock(String),
+    /// `/remove [contact]`: remove a contact and its conversation (default: the open one).
+    Remove(Option<String>),
+    /// `/rename <name>`: give the open contact a local name.
+    Rename(String),
+    /// `/status`: the node's status (peer id, addresses, peers, queues) in the log.
+    Status,
+    /// `/log`: show the log of notices and errors.
+    Log,
     /// `/read`: mark the open conversation as read.
     Read,
     /// `/help`: show the key bindings and commands.
@@ -70,6 +81,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/accept [contact]", "accept a contact request or the open group invitation"),
     ("/reject [contact]", "reject a contact request or decline the open group invitation"),
     ("/block [contact]", "block a contact"),
+    ("/unblock <contact>", "unblock a blocked contact"),
+    ("/remove [contact]", "remove a contact and your conversation with them"),
+    ("/rename <name>", "give the open contact a name of your choice"),
+    ("/status", "the node's status (peer id, addresses, peers, queues), in the log"),
+    ("/log", "the log of notices and errors (also F2)"),
     ("/read", "mark the conversation as read"),
     ("/group create <name>", "create a group"),
     ("/group add <contact>", "add a contact to the open group"),
@@ -109,6 +125,10 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
     let optional = |rest: &[&str]| (!rest.is_empty()).then(|| rest.join(" "));
     match name.as_str() {
         "add" => {
+            // An invite copied from a terminal may come broken over lines (with the
+            // rows' trailing spaces): the lines are one invite.
+            let joined: String = body.lines().map(str::trim).collect();
+            let rest: Vec<&str> = joined.split_whitespace().skip(1).collect();
             let Some((target, alias)) = rest.split_first() else {
                 return Err(CommandError::Usage("/add <invite|peer-id> [alias]"));
             };
@@ -118,6 +138,11 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "accept" => Ok(Command::Accept(optional(&rest))),
         "reject" => Ok(Command::Reject(optional(&rest))),
         "block" => Ok(Command::Block(optional(&rest))),
+        "unblock" => optional(&rest).map(Command::Unblock).ok_or(CommandError::Usage("/unblock <contact>")),
+        "remove" | "delete" => Ok(Command::Remove(optional(&rest))),
+        "rename" | "alias" => optional(&rest).map(Command::Rename).ok_or(CommandError::Usage("/rename <name>")),
+        "status" => Ok(Command::Status),
+        "log" => Ok(Command::Log),
         "read" => Ok(Command::Read),
         "help" | "h" | "?" => Ok(Command::Help),
         "quit" | "q" | "exit" => Ok(Command::Quit),
@@ -126,6 +151,15 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         other => Err(CommandError::Unknown(other.to_owned())),
     }
 }
+
+/// Every command's name, for Tab completion (aliases left out).
+pub const NAMES: &[&str] = &[
+    "accept", "add", "block", "group", "help", "invite", "log", "quit", "read", "reject", "remove", "rename", "status",
+    "unblock",
+];
+
+/// The `/group` subcommands, for Tab completion.
+pub const GROUP_NAMES: &[&str] = &["add", "create", "leave", "members", "remove"];
 
 /// The usage line of `/group`, shown when a subcommand or its argument is missing.
 const GROUP_USAGE: &str = "/group create <name> | add <contact> | remove <member> | leave | members";
@@ -172,9 +206,21 @@ mod tests {
             Ok(Command::Add { target: "kith:abc".into(), alias: Some("Bob Smith".into()) })
         );
         assert_eq!(parse("/add 12D3x"), Ok(Command::Add { target: "12D3x".into(), alias: None }));
+        assert_eq!(
+            parse("/add kith:abc   \r\ndef\nghi Bob"),
+            Ok(Command::Add { target: "kith:abcdefghi".into(), alias: Some("Bob".into()) }),
+            "an invite copied over several rows is one invite"
+        );
         assert_eq!(parse("/add"), Err(CommandError::Usage("/add <invite|peer-id> [alias]")));
         assert_eq!(parse("/ACCEPT"), Ok(Command::Accept(None)));
         assert_eq!(parse("/block  mallory "), Ok(Command::Block(Some("mallory".into()))));
+        assert_eq!(parse("/unblock mallory"), Ok(Command::Unblock("mallory".into())));
+        assert_eq!(parse("/unblock"), Err(CommandError::Usage("/unblock <contact>")));
+        assert_eq!(parse("/remove"), Ok(Command::Remove(None)));
+        assert_eq!(parse("/rename Алиса Петровна"), Ok(Command::Rename("Алиса Петровна".into())));
+        assert_eq!(parse("/rename"), Err(CommandError::Usage("/rename <name>")));
+        assert_eq!(parse("/status"), Ok(Command::Status));
+        assert_eq!(parse("/log"), Ok(Command::Log));
         assert_eq!(parse("/group create Book club"), Ok(Command::Group(GroupCommand::Create("Book club".into()))));
         assert_eq!(parse("/group add bob"), Ok(Command::Group(GroupCommand::Add("bob".into()))));
         assert_eq!(parse("/group remove bob"), Ok(Command::Group(GroupCommand::Remove("bob".into()))));

@@ -6,11 +6,15 @@
 //! Three control-socket connections keep the UI responsive: one subscribed to
 //! events, one for quick requests (reads, `send`, `read`), and one for requests that
 //! may wait on the network (`add` looks the peer up in the DHT; `invite` asks the
-//! node; group changes go out to the other members). Each connection is owned by one task; the loop itself never awaits the
-//! node. Every queue is bounded and every task is aborted when the loop ends.
+//! node; group changes go out to the other members). One task owns all three
+//! ([`connection`]); the loop itself never awaits the node. When the node goes away
+//! (a daemon restart) that task says so, fails what was in flight, and reconnects
+//! with backoff ([`RECONNECT_MIN`] doubling to [`RECONNECT_MAX`]), subscribing again;
+//! the state machine then reloads what it shows. Every queue is bounded and every
+//! task is aborted when the loop ends.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,14 +50,19 @@ const MAX_NOTIFICATIONS: usize = 4;
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for `date +%z` when looking up the time zone.
 const TZ_TIMEOUT: Duration = Duration::from_secs(2);
+/// The first wait before reconnecting to a node that went away (a daemon restart is
+/// usually back within a second); doubled after every failed attempt.
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+/// The longest wait between two reconnection attempts, so a node that comes back
+/// after minutes is found within seconds.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Why a request fails while there is no connection.
+const NOT_CONNECTED: &str = "not connected to the node (reconnecting)";
 
 /// Connect to the node at `socket` and run the interface until the user quits.
 pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiError> {
     // Connect first: without a node, fail before touching the terminal.
-    let quick = Client::connect(socket).await?;
-    let slow = Client::connect(socket).await?;
-    let mut events = Client::connect(socket).await?;
-    events.subscribe().await?;
+    let connected = Connection::open(socket).await?;
 
     let no_color = options.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let config = Config {
@@ -69,9 +78,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
     let (slow_tx, slow_rx) = mpsc::channel(SLOW_QUEUE);
     // Dropped (aborting every task) when this function returns.
     let mut tasks = JoinSet::new();
-    tasks.spawn(forward_events(events, action_tx.clone()));
-    tasks.spawn(worker(quick, quick_rx, action_tx.clone()));
-    tasks.spawn(worker(slow, slow_rx, action_tx));
+    tasks.spawn(connection(socket.to_path_buf(), connected, quick_rx, slow_rx, action_tx));
 
     let (mut tui, guard) = terminal::enter().map_err(TuiError::Terminal)?;
     let mut runtime = Runtime {
@@ -152,16 +159,20 @@ impl Runtime {
     fn apply(&mut self, action: Action) -> bool {
         let tick = action == Action::Tick;
         let had_status = self.app.status().is_some();
+        // A tick changes the screen only by expiring the status or counting down to
+        // the next reconnection attempt.
+        let node = self.app.node().clone();
         for effect in update(&mut self.app, action) {
             self.execute(effect);
         }
-        !tick || self.app.status().is_some() != had_status
+        !tick || self.app.status().is_some() != had_status || *self.app.node() != node
     }
 
     fn execute(&mut self, effect: Effect) {
         match effect {
             Effect::Quit => {}
             Effect::Bell => terminal::bell(),
+            Effect::Copy { text } => terminal::copy(&text),
             Effect::Notify { from, text } => self.notify(&from, &text),
             Effect::Add { .. } | Effect::Invite | Effect::Group(_) => self.request(true, effect),
             other => self.request(false, other),
@@ -212,12 +223,13 @@ impl Runtime {
 }
 
 /// Forward node events (from a subscribed connection) to the loop as actions until
-/// either side goes away; a lost connection becomes [`Action::Disconnected`].
+/// either side goes away; a lost connection becomes [`Action::Disconnected`] (with
+/// no retry: the interface's own loop reconnects through its connection task).
 pub async fn forward_events(mut client: Client, actions: mpsc::Sender<Action>) {
     loop {
         let action = match client.next_event().await {
             Ok(event) => Action::Node(event),
-            Err(e) => Action::Disconnected { error: e.to_string() },
+            Err(e) => Action::Disconnected { error: e.to_string(), retry_in: None },
         };
         let last = matches!(action, Action::Disconnected { .. });
         if actions.send(action).await.is_err() || last {
@@ -226,17 +238,131 @@ pub async fn forward_events(mut client: Client, actions: mpsc::Sender<Action>) {
     }
 }
 
-/// Perform requests one at a time on `client`, sending each result back.
-async fn worker(mut client: Client, mut requests: mpsc::Receiver<Effect>, actions: mpsc::Sender<Action>) {
-    while let Some(effect) = requests.recv().await {
-        let action = match perform(&mut client, &effect).await {
-            Ok(response) => Action::Done(response),
-            Err(error) => Action::Failed { effect, error },
+/// The three connections to the node (see the module header).
+struct Connection {
+    quick: Client,
+    slow: Client,
+    events: Client,
+}
+
+impl Connection {
+    /// Connect all three and subscribe the events connection.
+    async fn open(socket: &Path) -> Result<Connection, ClientError> {
+        let quick = Client::connect(socket).await?;
+        let slow = Client::connect(socket).await?;
+        let mut events = Client::connect(socket).await?;
+        events.subscribe().await?;
+        Ok(Connection { quick, slow, events })
+    }
+}
+
+/// Own the node connections for the life of the interface: serve requests and
+/// forward events over `first`; when the node goes away, report
+/// [`Action::Disconnected`] with the wait before the next attempt, fail requests
+/// meanwhile, and reconnect with backoff, reporting [`Action::Reconnected`] when it
+/// is back. Ends when the loop is gone (its queues closed).
+async fn connection(
+    socket: PathBuf,
+    first: Connection,
+    mut quick: mpsc::Receiver<Effect>,
+    mut slow: mpsc::Receiver<Effect>,
+    actions: mpsc::Sender<Action>,
+) {
+    let mut connected = Some(first);
+    let mut delay = RECONNECT_MIN;
+    loop {
+        if let Some(connection) = connected.take() {
+            let Some(error) = session(connection, &mut quick, &mut slow, &actions, delay).await else { return };
+            tracing::warn!(%error, "lost the node's control connection; reconnecting");
+        }
+        // Wait, answering requests at once rather than letting them queue up.
+        let wait = tokio::time::sleep(delay);
+        tokio::pin!(wait);
+        loop {
+            let effect = tokio::select! {
+                () = &mut wait => break,
+                Some(effect) = quick.recv() => effect,
+                Some(effect) = slow.recv() => effect,
+                else => return,
+            };
+            if actions.send(Action::Failed { effect, error: NOT_CONNECTED.to_owned() }).await.is_err() {
+                return;
+            }
+        }
+        let action = match Connection::open(&socket).await {
+            Ok(connection) => {
+                delay = RECONNECT_MIN;
+                connected = Some(connection);
+                Action::Reconnected
+            }
+            Err(e) => {
+                delay = (delay * 2).min(RECONNECT_MAX);
+                Action::Disconnected { error: e.to_string(), retry_in: Some(delay) }
+            }
         };
         if actions.send(action).await.is_err() {
             return;
         }
     }
+}
+
+/// Serve requests and forward events over one [`Connection`] until it breaks:
+/// reports [`Action::Disconnected`] (next attempt after `retry_in`), fails the
+/// requests that were in flight and returns the error. `None` when the loop is gone.
+async fn session(
+    connection: Connection,
+    quick: &mut mpsc::Receiver<Effect>,
+    slow: &mut mpsc::Receiver<Effect>,
+    actions: &mpsc::Sender<Action>,
+    retry_in: Duration,
+) -> Option<String> {
+    let Connection { quick: quick_client, slow: slow_client, events } = connection;
+    let (mut quick_flight, mut slow_flight) = (None, None);
+    let lost = tokio::select! {
+        lost = forward_until_lost(events, actions) => lost,
+        lost = serve(quick_client, quick, actions, &mut quick_flight) => lost,
+        lost = serve(slow_client, slow, actions, &mut slow_flight) => lost,
+    };
+    let error = lost?;
+    actions.send(Action::Disconnected { error: error.clone(), retry_in: Some(retry_in) }).await.ok()?;
+    for effect in [quick_flight, slow_flight].into_iter().flatten() {
+        let error = format!("lost the connection to the node: {error}");
+        actions.send(Action::Failed { effect, error }).await.ok()?;
+    }
+    Some(error)
+}
+
+/// Forward events as actions until the connection fails (its error) or the loop is
+/// gone (`None`).
+async fn forward_until_lost(mut client: Client, actions: &mpsc::Sender<Action>) -> Option<String> {
+    loop {
+        match client.next_event().await {
+            Ok(event) => actions.send(Action::Node(event)).await.ok()?,
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+}
+
+/// Perform requests one at a time on `client`, sending each result back; the request
+/// being performed is kept in `in_flight`, so whoever cancels this can fail it.
+/// Returns `None` when the loop is gone; it never returns otherwise (a broken
+/// connection shows on the events connection, which ends the session).
+async fn serve(
+    mut client: Client,
+    requests: &mut mpsc::Receiver<Effect>,
+    actions: &mpsc::Sender<Action>,
+    in_flight: &mut Option<Effect>,
+) -> Option<String> {
+    while let Some(effect) = requests.recv().await {
+        let effect = in_flight.insert(effect);
+        let action = match perform(&mut client, effect).await {
+            Ok(response) => Action::Done(response),
+            Err(error) => Action::Failed { effect: effect.clone(), error },
+        };
+        *in_flight = None;
+        actions.send(action).await.ok()?;
+    }
+    None
 }
 
 async fn call<T: DeserializeOwned>(client: &mut Client, request: Request) -> Result<T, String> {
@@ -255,6 +381,7 @@ pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, S
             Response::Snapshot { contacts, requests, inbox }
         }
         Effect::LoadStatus => Response::Status(call(client, Request::Status {}).await?),
+        Effect::ShowStatus => Response::StatusReport(call(client, Request::Status {}).await?),
         Effect::LoadGroups => Response::Groups(call(client, Request::Groups {}).await?),
         Effect::Group(op) => {
             let group: GroupView = call(client, Request::ChangeGroup(op.clone())).await?;
@@ -296,7 +423,18 @@ pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, S
             let peer_id = value.get("removed").and_then(Value::as_str).unwrap_or(contact).to_owned();
             Response::Removed { peer_id }
         }
-        Effect::Bell | Effect::Notify { .. } | Effect::Quit => {
+        Effect::Unblock { contact } => {
+            Response::Unblocked(call(client, Request::Unblock { contact: contact.clone() }).await?)
+        }
+        Effect::Rename { contact, alias } => Response::Renamed(
+            call(client, Request::Rename { contact: contact.clone(), alias: alias.clone() }).await?,
+        ),
+        Effect::Remove { contact } => {
+            let value: Value = call(client, Request::Remove { contact: contact.clone() }).await?;
+            let peer_id = value.get("removed").and_then(Value::as_str).unwrap_or(contact).to_owned();
+            Response::ContactRemoved { peer_id }
+        }
+        Effect::Bell | Effect::Notify { .. } | Effect::Copy { .. } | Effect::Quit => {
             return Err("not a node request".to_owned());
         }
     })

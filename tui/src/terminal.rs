@@ -100,9 +100,31 @@ impl Drop for Guard {
     }
 }
 
+/// Ask the terminal to put `text` on the system clipboard (OSC 52, base64). Terminals
+/// that do not support it ignore the sequence; tmux passes it on with `set-clipboard`.
+pub(crate) fn copy(text: &str) {
+    let mut stdout = io::stdout();
+    let _ = stdout.write_all(osc52(text).as_bytes());
+    let _ = stdout.flush();
+}
+
+/// The OSC 52 sequence that sets the clipboard (`c`) to `text`.
+pub(crate) fn osc52(text: &str) -> String {
+    use base64::Engine;
+    format!("\x1b]52;c;{}\x07", base64::engine::general_purpose::STANDARD.encode(text))
+}
+
 /// Ring the terminal bell.
 pub(crate) fn bell() {
     let mut stdout = io::stdout();
     let _ = stdout.write_all(b"\x07");
     let _ = stdout.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn osc52_carries_the_text_in_base64() {
+        assert_eq!(super::osc52("kith:abc"), "\x1b]52;c;a2l0aDphYmM=\x07");
+    }
 }

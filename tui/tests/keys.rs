@@ -600,8 +600,8 @@ fn contact_events_update_the_list() {
 fn losing_the_node_is_reported() {
     let mut app = scene(config());
     assert_eq!(app.node(), &NodeState::Connected);
-    update(&mut app, Action::Disconnected { error: "the node closed the connection".into() });
-    assert!(matches!(app.node(), NodeState::Disconnected(_)));
+    update(&mut app, Action::Disconnected { error: "the node closed the connection".into(), retry_in: None });
+    assert!(matches!(app.node(), NodeState::Disconnected { .. }));
     assert!(app.status().is_some_and(|s| s.error));
 }
 

@@ -9,9 +9,9 @@ mod common;
 
 use common::*;
 use crossterm::event::KeyCode;
-use kith_p2p::kith_storage::ContactState;
+use kith_p2p::kith_storage::{ContactState, Direction};
 use kith_p2p::node::Event;
-use kith_p2p::views::MessageView;
+use kith_p2p::views::{InboxEntry, MessageView};
 use kith_tui::app::{PAGE, Scroll};
 use kith_tui::{Action, App, Effect, Response, update};
 
@@ -231,4 +231,71 @@ fn a_message_arriving_while_scrolled_up_keeps_the_view_still() {
     }
     assert_eq!(pane(&app, WIDTH, HEIGHT), full[full.len() - PANE..]);
     assert!(app.focused().is_some_and(|c| !c.detached() && c.messages.len() <= window_bound()));
+}
+
+#[test]
+fn opening_a_conversation_with_unread_messages_lands_at_the_first_one() {
+    let node = Node { messages: (1..=2_000).map(long_message).collect() };
+    // The 40 newest incoming messages are unread; ours are among them.
+    let unread = 40;
+    let first_unread = node.messages.iter().rev().filter(|m| m.direction == Direction::Incoming).nth(unread - 1);
+    let first_unread = first_unread.expect("enough incoming messages").clone();
+    let mut app = App::new(config());
+    update(&mut app, Action::Resize { width: WIDTH, height: HEIGHT });
+    let inbox = vec![InboxEntry {
+        conversation: "a".repeat(32),
+        contact: Some(contact(ALISA, "Алиса", ContactState::Accepted)),
+        unread: u32::try_from(unread).unwrap_or(u32::MAX),
+        last: node.messages.last().cloned(),
+    }];
+    let contacts = vec![contact(ALISA, "Алиса", ContactState::Accepted)];
+    let fx = update(&mut app, Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox }));
+    // The first page holds every unread message.
+    let asked = fx.iter().find_map(|e| match e {
+        Effect::LoadHistory { before: None, limit, .. } => Some(*limit),
+        _ => None,
+    });
+    assert!(asked.is_some_and(|limit| limit >= unread), "{fx:?}");
+    settle(&mut app, &node, fx);
+
+    let rows = pane(&app, WIDTH, HEIGHT);
+    let line = rows.iter().position(|r| r.contains("new messages")).expect("the new-messages line is on screen");
+    assert!(line <= 1, "the line is at the top of the pane (under a day separator at most): {rows:#?}");
+    let text = first_unread.text.split_whitespace().next().unwrap_or_default().to_owned();
+    assert!(rows[line + 1].contains(&format!(" Алиса: {text}")), "the first unread message right below: {rows:#?}");
+    assert!(matches!(app.focused().map(|c| &c.scroll), Some(Scroll::At { .. })), "not at the newest message");
+    // Every unread message is below the line, none above it.
+    let conv = app.focused().expect("focused");
+    let at = conv.messages.iter().position(|m| Some(&m.id) == conv.unread_marker.as_ref()).expect("marker loaded");
+    let below = conv.messages.iter().skip(at).filter(|m| m.direction == Direction::Incoming).count();
+    assert_eq!(below, unread);
+    // Scrolling down from there reaches the newest message.
+    let mut presses = 0;
+    while app.focused().is_some_and(|c| c.scroll != Scroll::Bottom) {
+        let fx = update(&mut app, key(KeyCode::PageDown));
+        settle(&mut app, &node, fx);
+        presses += 1;
+        assert!(presses < 100);
+    }
+    let full = full_layout(&node);
+    assert_eq!(pane(&app, WIDTH, HEIGHT), full[full.len() - PANE..]);
+}
+
+#[test]
+fn a_few_unread_messages_that_fit_open_at_the_newest() {
+    let node = Node { messages: (1..=200).map(long_message).collect() };
+    let mut app = App::new(config());
+    update(&mut app, Action::Resize { width: WIDTH, height: HEIGHT });
+    let inbox = vec![InboxEntry {
+        conversation: "a".repeat(32),
+        contact: Some(contact(ALISA, "Алиса", ContactState::Accepted)),
+        unread: 2,
+        last: node.messages.last().cloned(),
+    }];
+    let contacts = vec![contact(ALISA, "Алиса", ContactState::Accepted)];
+    let fx = update(&mut app, Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox }));
+    settle(&mut app, &node, fx);
+    assert_eq!(app.focused().map(|c| c.scroll.clone()), Some(Scroll::Bottom));
+    let rows = pane(&app, WIDTH, HEIGHT);
+    assert!(rows.iter().any(|r| r.contains("new messages")), "{rows:#?}");
 }

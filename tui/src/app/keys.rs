@@ -25,6 +25,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Mouse wheel", "scroll the pane under the pointer"),
     ("Click", "open a conversation"),
     ("F1, ? (on empty input)", "this help"),
+    ("F2", "the log of notices and errors"),
 ];
 
 /// Every binding's help line, in order, for an interface that does or does not run

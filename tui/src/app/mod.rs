@@ -32,6 +32,11 @@ pub const PAGE: usize = 50;
 /// How many ticks (about a second each) a status message stays.
 pub(crate) const STATUS_TICKS: u8 = 8;
 
+/// How many lines the log of notices and errors keeps; older ones are dropped. It is
+/// for reading back what the status line said (whole, not cut at the screen edge),
+/// not an archive: the file log keeps everything.
+pub const LOG_CAPACITY: usize = 500;
+
 /// How many message-state changes for not-yet-seen messages are remembered (a
 /// `message_state_changed` event can overtake the answer to `send`).
 const ORPHAN_STATES: usize = 64;
@@ -60,7 +65,13 @@ pub enum NodeState {
     /// Connected.
     Connected,
     /// The connection was lost.
-    Disconnected(String),
+    Disconnected {
+        /// Why (the last attempt's error).
+        error: String,
+        /// Seconds until the next attempt to reconnect, as of the last tick; `None`
+        /// when nothing tries.
+        retry_in_secs: Option<u64>,
+    },
 }
 
 /// Who a conversation is with.
@@ -239,6 +250,15 @@ pub struct StatusMessage {
     pub(crate) ticks_left: u8,
 }
 
+/// One line of the log of notices and errors (what the status line showed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The text, whole.
+    pub text: String,
+    /// Whether it reports a failure.
+    pub error: bool,
+}
+
 /// The quick switcher's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Switcher {
@@ -276,6 +296,11 @@ pub enum Overlay {
     Switcher(Switcher),
     /// Our invite and its QR code.
     Invite(InviteView),
+    /// The log of notices and errors, newest at the bottom.
+    Log {
+        /// Rows scrolled up from the newest.
+        scroll: usize,
+    },
 }
 
 /// The whole interface state.
@@ -295,6 +320,8 @@ pub struct App {
     history: History,
     overlay: Option<Overlay>,
     status: Option<StatusMessage>,
+    /// Every notice and error shown in the status line, oldest first (bounded).
+    log: VecDeque<LogEntry>,
     online: HashSet<String>,
     outbox: usize,
     /// The node's delivery queues, per recipient (as of the last status).
@@ -327,6 +354,7 @@ impl App {
             history: History::new(),
             overlay: None,
             status: None,
+            log: VecDeque::new(),
             online: HashSet::new(),
             outbox: 0,
             queues: Vec::new(),
@@ -411,6 +439,11 @@ impl App {
         self.status.as_ref()
     }
 
+    /// The log of notices and errors, oldest first.
+    pub fn log(&self) -> &VecDeque<LogEntry> {
+        &self.log
+    }
+
     /// Whether a peer has an open connection.
     pub fn is_online(&self, peer_id: &str) -> bool {
         self.online.contains(peer_id)
@@ -480,8 +513,19 @@ impl App {
         message.peer.as_deref().unwrap_or(&message.conversation)
     }
 
+    /// Show `text` in the status line for a while, and keep it in the log.
     pub(crate) fn set_status(&mut self, text: impl Into<String>, error: bool) {
-        self.status = Some(StatusMessage { text: text.into(), error, ticks_left: STATUS_TICKS });
+        let text = text.into();
+        self.note(text.clone(), error);
+        self.status = Some(StatusMessage { text, error, ticks_left: STATUS_TICKS });
+    }
+
+    /// Keep `text` in the log only (something not worth interrupting for).
+    pub(crate) fn note(&mut self, text: impl Into<String>, error: bool) {
+        if self.log.len() >= LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        self.log.push_back(LogEntry { text: text.into(), error });
     }
 
     /// Re-sort the list (activity, then name; requests last).

@@ -8,8 +8,8 @@ use kith_p2p::node::{Event, GroupChange};
 use kith_p2p::views::{GroupView, MessageView};
 
 use super::update::{
-    clamp_list_offset, focus, focus_default, mark_focused_read, pane, prefetch, remove_conversation, sent_or_failed,
-    upsert_contact, upsert_group,
+    clamp_list_offset, focus, focus_default, land_on_marker, mark_focused_read, pane, prefetch, remove_conversation,
+    sent_or_failed, upsert_contact, upsert_group,
 };
 use super::{App, Conversation, Fetch, InviteView, NodeState, Overlay, PAGE};
 use crate::action::{Effect, Response};
@@ -56,26 +56,30 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             let name = app.conversation(&recipient).map_or_else(|| recipient.clone(), |c| c.label().to_owned());
             app.set_status(format!("a relay refused mail for {name}: {message} (will retry)"), true);
         }
-        Event::Lagged { .. } => {
-            // Missed events: re-read everything, reload the open conversation.
-            for conv in &mut app.conversations {
-                conv.loaded = false;
-                conv.loading = None;
-                conv.preview_requested = false;
-            }
-            if let Some(id) = app.focused.clone()
-                && let Some(conv) = app.conversation_mut(&id)
-            {
-                conv.loading = Some(Fetch::Newest);
-                fx.push(Effect::LoadHistory { contact: id, before: None, limit: PAGE });
-            }
-            fx.push(Effect::Refresh);
-            app.status_loading = true;
-            fx.push(Effect::LoadStatus);
-            fx.push(Effect::LoadGroups);
-        }
+        // Missed events: re-read everything, reload the open conversation.
+        Event::Lagged { .. } => reload(app, fx),
         _ => {}
     }
+}
+
+/// Re-read everything the interface shows (after missed events or a reconnection):
+/// the list, the status, the groups, and the open conversation's newest page.
+pub(super) fn reload(app: &mut App, fx: &mut Vec<Effect>) {
+    for conv in &mut app.conversations {
+        conv.loaded = false;
+        conv.loading = None;
+        conv.preview_requested = false;
+    }
+    if let Some(id) = app.focused.clone()
+        && let Some(conv) = app.conversation_mut(&id)
+    {
+        conv.loading = Some(Fetch::Newest);
+        fx.push(Effect::LoadHistory { contact: id, before: None, limit: PAGE });
+    }
+    fx.push(Effect::Refresh);
+    app.status_loading = true;
+    fx.push(Effect::LoadStatus);
+    fx.push(Effect::LoadGroups);
 }
 
 /// A message of ours we have not seen changed state: unless a `send` from here is
@@ -299,6 +303,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             // Which request this answers; anything else is stale (the window moved on).
             let asked_newer = matches!(&conv.loading, Some(Fetch::Newer { before: b }) if *b == before);
             let front = conv.messages.front().map(|m| m.id.clone());
+            let mut land = false;
             if asked_newer {
                 conv.loading = None;
                 if conv.load_newer(messages, limit) {
@@ -311,6 +316,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             } else if before.is_none() {
                 conv.loading = None;
                 conv.load_newest(messages, full);
+                land = focused && conv.pending_marker > 0;
                 conv.resolve_marker();
             } else if before.is_some() && before == front {
                 conv.loading = None;
@@ -318,6 +324,12 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             } else {
                 return;
             }
+            // Opening a conversation with unread messages lands at the first of them
+            // (before evicting, which keeps what is around the view).
+            if land {
+                land_on_marker(app);
+            }
+            let Some(conv) = app.conversation_mut(&contact) else { return };
             conv.evict(height);
             if let Some(newest) = conv.messages.back()
                 && conv.last.as_ref().is_none_or(|l| l.lamport <= newest.lamport)
@@ -378,6 +390,28 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.set_status(text, false);
             focus_default(app, fx);
         }
+        Response::ContactRemoved { peer_id } => {
+            let name = app.conversation(&peer_id).map_or_else(|| peer_id.clone(), |c| c.label().to_owned());
+            remove_conversation(app, &peer_id);
+            app.set_status(format!("removed {name} and your conversation"), false);
+            focus_default(app, fx);
+        }
+        Response::Unblocked(contact) => {
+            app.set_status(format!("unblocked {}", contact.label()), false);
+            upsert_contact(app, contact);
+            focus_default(app, fx);
+        }
+        Response::Renamed(contact) => {
+            app.set_status(format!("renamed to {}", contact.label()), false);
+            upsert_contact(app, contact);
+        }
+        Response::StatusReport(status) => {
+            for line in status_report(app, &status) {
+                app.note(line, false);
+            }
+            app.overlay = Some(Overlay::Log { scroll: 0 });
+            on_response(app, Response::Status(status), fx);
+        }
         Response::Removed { peer_id } => {
             let name = app.conversation(&peer_id).map_or_else(|| peer_id.clone(), |c| c.label().to_owned());
             remove_conversation(app, &peer_id);
@@ -387,7 +421,39 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
     }
 }
 
+/// `/status` as log lines: who we are, where we listen, who is connected, and what
+/// waits for delivery.
+fn status_report(app: &App, status: &kith_p2p::node::Status) -> Vec<String> {
+    let name = |peer: &str| app.conversation(peer).map_or_else(|| crate::text::short_peer(peer), |c| c.label().to_owned());
+    let list = |items: &[String]| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+    let peers: Vec<String> = status.connected_peers.iter().map(|p| name(p)).collect();
+    let mut lines = vec![
+        format!("status: you are {}", status.peer_id),
+        format!("listening on: {}", list(&status.listen_addrs)),
+        format!("reachability: {}", status.reachability),
+        format!("relays: {}", list(&status.relays)),
+        format!("connected: {} ({} in the routing table)", list(&peers), status.routing_table_size),
+        format!("queued: {}", status.outbox),
+    ];
+    for queue in &status.queues {
+        lines.push(format!(
+            "  for {}: {} waiting, {}",
+            name(&queue.peer_id),
+            queue.waiting,
+            crate::ui::status::attempt(queue)
+        ));
+    }
+    lines
+}
+
 pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
+    // Without a node, reads fail by the dozen and the status line already says why:
+    // only what the user asked for is worth saying there.
+    let background = matches!(
+        effect,
+        Effect::Refresh | Effect::LoadStatus | Effect::LoadGroups | Effect::LoadHistory { .. } | Effect::MarkRead { .. }
+    );
+    let offline = matches!(app.node, NodeState::Disconnected { .. });
     let what = match effect {
         Effect::LoadHistory { contact, .. } => {
             if let Some(conv) = app.conversation_mut(&contact) {
@@ -431,7 +497,15 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         Effect::Accept { .. } => "accepting",
         Effect::Reject { .. } => "rejecting",
         Effect::Block { .. } => "blocking",
+        Effect::Unblock { .. } => "unblocking",
+        Effect::Remove { .. } => "removing the contact",
+        Effect::Rename { .. } => "renaming",
+        Effect::ShowStatus => "reading the node status",
         _ => "request",
     };
-    app.set_status(format!("{what}: {error}"), true);
+    if background && offline {
+        app.note(format!("{what}: {error}"), true);
+    } else {
+        app.set_status(format!("{what}: {error}"), true);
+    }
 }

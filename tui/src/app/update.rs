@@ -10,7 +10,7 @@ use ratatui::layout::Rect;
 use super::{App, Conversation, Fetch, NodeState, PAGE, Party};
 use crate::action::{Action, Effect};
 use crate::ui::theme::Theme;
-use crate::ui::timeline::Timeline;
+use crate::ui::timeline::{Cursor, Timeline};
 use crate::ui::{layout::Areas, list};
 
 /// Apply `action` to `app`; returns what the runtime should do.
@@ -41,17 +41,43 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                     app.status = None;
                 }
             }
+            if let NodeState::Disconnected { retry_in_secs: Some(secs), .. } = &mut app.node {
+                *secs = secs.saturating_sub(1);
+            }
             refresh_status(app, &mut fx);
         }
         Action::Node(event) => super::node::on_event(app, event, &mut fx),
         Action::Done(response) => super::node::on_response(app, response, &mut fx),
         Action::Failed { effect, error } => super::node::on_failure(app, effect, error),
-        Action::Disconnected { error } => {
-            app.set_status(format!("lost the connection to the node: {error} (Ctrl+Q quits)"), true);
-            app.node = NodeState::Disconnected(error);
+        Action::Disconnected { error, retry_in } => disconnected(app, error, retry_in),
+        Action::Reconnected => {
+            app.node = NodeState::Connected;
+            app.set_status("connected to the node again", false);
+            super::node::reload(app, &mut fx);
         }
     }
     fx
+}
+
+/// The node is gone, or another attempt to reach it failed. Said once in the status
+/// line and the log per distinct error, so retries every few seconds do not flood
+/// the log; the status bar counts down to the next attempt.
+fn disconnected(app: &mut App, error: String, retry_in: Option<std::time::Duration>) {
+    let (first, same) = match &app.node {
+        NodeState::Disconnected { error: previous, .. } => (false, *previous == error),
+        _ => (true, false),
+    };
+    if first {
+        let next = if retry_in.is_some() { "reconnecting" } else { "Ctrl+Q quits" };
+        app.set_status(format!("lost the connection to the node: {error} ({next})"), true);
+    } else if !same {
+        app.set_status(format!("reconnecting: {error}"), true);
+    }
+    // Nothing the node said before holds any more.
+    app.online.clear();
+    app.status_loading = false;
+    let retry_in_secs = retry_in.map(|d| d.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX));
+    app.node = NodeState::Disconnected { error, retry_in_secs };
 }
 
 /// Ticks between status reloads while something waits for delivery (the queues'
@@ -111,18 +137,53 @@ pub(super) fn focus(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
         conv.trim();
     }
     app.focused = Some(peer.to_owned());
+    let mut land = false;
     if let Some(conv) = app.conversation_mut(peer) {
         if !conv.loaded && conv.loading.is_none() {
             conv.loading = Some(Fetch::Newest);
-            fx.push(Effect::LoadHistory { contact: peer.to_owned(), before: None, limit: PAGE });
+            // Enough to hold every unread message, within reason, so the view can
+            // land on the first of them.
+            let unread = usize::try_from(conv.unread).unwrap_or(usize::MAX);
+            let limit = unread.saturating_add(PAGE / 2).clamp(PAGE, FIRST_PAGE_MAX);
+            fx.push(Effect::LoadHistory { contact: peer.to_owned(), before: None, limit });
         }
         if conv.unread > 0 {
             conv.pending_marker = conv.unread;
+            land = conv.loaded;
             conv.resolve_marker();
         }
     }
+    if land {
+        land_on_marker(app);
+    }
     mark_focused_read(app, fx);
     ensure_focus_visible(app);
+}
+
+/// The longest first page asked for when opening a conversation with many unread
+/// messages; with more unread than this, the view lands at the oldest loaded one.
+const FIRST_PAGE_MAX: usize = 500;
+
+/// Put the focused conversation's view at its "new messages" line: the first unread
+/// message's block (the line right above it) at the top of the pane, or following
+/// the newest message when everything from there on fits.
+pub(super) fn land_on_marker(app: &mut App) {
+    let (width, height) = pane(app);
+    let Some(id) = app.focused.clone() else { return };
+    let Some(conv) = app.conversation(&id) else { return };
+    let Some(marker) = conv.unread_marker.as_deref() else { return };
+    let Some(index) = conv.messages.iter().position(|m| m.id == marker) else { return };
+    let theme = Theme::new(true);
+    let timeline = Timeline::new(app, conv, width, &theme);
+    if timeline.cursor().is_none() || height == 0 {
+        return;
+    }
+    // The pane's bottom row on the block's top row, then a pane's height lower.
+    let top = Cursor { index, below: timeline.height(index) - 1 };
+    let scroll = timeline.anchor(timeline.settle(timeline.down(top, height - 1), height));
+    if let Some(conv) = app.conversation_mut(&id) {
+        conv.scroll = scroll;
+    }
 }
 
 /// If the focused conversation has unread messages and the user can see it, mark it read.

@@ -35,12 +35,20 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             };
             return;
         }
+        KeyCode::F(2) => {
+            app.overlay = match app.overlay {
+                Some(Overlay::Log { .. }) => None,
+                _ => Some(Overlay::Log { scroll: 0 }),
+            };
+            return;
+        }
         _ => {}
     }
     match app.overlay {
         Some(Overlay::Help { .. }) => help_key(app, key),
         Some(Overlay::Switcher(_)) => switcher_key(app, key, fx),
         Some(Overlay::Invite(_)) => invite_key(app, key),
+        Some(Overlay::Log { .. }) => log_key(app, key),
         None => main_key(app, key, fx),
     }
 }
@@ -168,6 +176,14 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
         Command::Accept(who) => with_contact(app, who, "/accept", fx, |contact| Effect::Accept { contact }),
         Command::Reject(who) => with_contact(app, who, "/reject", fx, |contact| Effect::Reject { contact }),
         Command::Block(who) => with_contact(app, who, "/block", fx, |contact| Effect::Block { contact }),
+        Command::Unblock(who) => fx.push(Effect::Unblock { contact: who }),
+        Command::Remove(who) => with_contact(app, who, "/remove", fx, |contact| Effect::Remove { contact }),
+        Command::Rename(alias) => match app.focused().and_then(Conversation::contact) {
+            Some(contact) => fx.push(Effect::Rename { contact: contact.peer_id.clone(), alias }),
+            None => app.set_status("/rename names the open contact: open one first (Ctrl+K)", true),
+        },
+        Command::Status => fx.push(Effect::ShowStatus),
+        Command::Log => app.overlay = Some(Overlay::Log { scroll: 0 }),
         Command::Read => match app.focused.clone() {
             Some(contact) => {
                 if let Some(conv) = app.conversation_mut(&contact) {
@@ -273,6 +289,23 @@ fn help_key(app: &mut App, key: KeyEvent) {
         KeyCode::PageDown => *scroll = (*scroll + page).min(max),
         KeyCode::Home => *scroll = 0,
         KeyCode::End => *scroll = max,
+        _ => {}
+    }
+}
+
+fn log_key(app: &mut App, key: KeyEvent) {
+    let max = overlay::log_line_count(app).saturating_sub(1);
+    let page = page_rows(app);
+    let Some(Overlay::Log { scroll }) = &mut app.overlay else { return };
+    // `scroll` counts rows up from the newest line.
+    match key.code {
+        KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => app.overlay = None,
+        KeyCode::Up => *scroll = (*scroll + 1).min(max),
+        KeyCode::Down => *scroll = scroll.saturating_sub(1),
+        KeyCode::PageUp => *scroll = (*scroll + page).min(max),
+        KeyCode::PageDown => *scroll = scroll.saturating_sub(page),
+        KeyCode::Home => *scroll = max,
+        KeyCode::End => *scroll = 0,
         _ => {}
     }
 }
@@ -405,6 +438,11 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
             switcher_key(app, KeyEvent::new(code, KeyModifiers::NONE), fx);
         }
         Some(Overlay::Invite(InviteView::Loading)) => {}
+        Some(Overlay::Log { .. }) => {
+            let max = overlay::log_line_count(app).saturating_sub(1);
+            let Some(Overlay::Log { scroll }) = &mut app.overlay else { return };
+            *scroll = if up { (*scroll + WHEEL_ROWS).min(max) } else { scroll.saturating_sub(WHEEL_ROWS) };
+        }
         None if areas.list.contains(at) => {
             app.list_offset =
                 if up { app.list_offset.saturating_sub(WHEEL_ROWS) } else { app.list_offset + WHEEL_ROWS };

@@ -12,7 +12,7 @@ pub(crate) mod overlay;
 pub(crate) mod timeline;
 
 mod input;
-mod status;
+pub(crate) mod status;
 pub(crate) mod theme;
 
 use ratatui::Frame;
@@ -42,6 +42,10 @@ pub fn render(frame: &mut Frame, app: &App) {
         Some(Overlay::Switcher(switcher)) => overlay::render_switcher(frame, app, switcher, area, &theme),
         Some(Overlay::Invite(view)) => {
             overlay::render_invite(frame, view, area, &theme);
+            None
+        }
+        Some(Overlay::Log { scroll }) => {
+            overlay::render_log(frame, app, area, *scroll, &theme);
             None
         }
     };

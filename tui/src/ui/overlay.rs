@@ -1,4 +1,5 @@
-//! Windows over the main screen: help, quick switcher, invite with QR code.
+//! Windows over the main screen: help, quick switcher, invite with QR code, and the
+//! log of notices and errors.
 
 use ratatui::Frame;
 use ratatui::layout::{Margin, Position, Rect};
@@ -7,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::theme::Theme;
-use crate::app::{App, InviteView, Switcher, bindings};
+use crate::app::{App, InviteView, LogEntry, Switcher, bindings};
 use crate::commands;
 use crate::text;
 
@@ -247,5 +248,51 @@ pub(crate) fn render_invite(frame: &mut Frame, view: &InviteView, area: Rect, th
         );
     }
     let shown: Vec<Line> = lines.into_iter().skip(scroll).take(usize::from(inner.height)).collect();
+    frame.render_widget(Paragraph::new(shown), inner);
+}
+
+/// The log's rows for `width` columns, oldest first: every entry wrapped whole, errors
+/// marked `✗` (and coloured) so they stand out without colours too.
+fn log_lines<'a>(log: impl Iterator<Item = &'a LogEntry>, width: usize, theme: &Theme) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    for entry in log {
+        let (mark, style) = if entry.error { ("✗ ", theme.error()) } else { ("· ", Style::new()) };
+        let rows = text::wrap(&entry.text, width.saturating_sub(2), width.saturating_sub(2));
+        for (i, row) in rows.into_iter().enumerate() {
+            let lead = if i == 0 { mark } else { "  " };
+            lines.push(Line::from(vec![Span::styled(lead, style), Span::styled(row, style)]));
+        }
+    }
+    lines
+}
+
+/// How many rows the log has on a screen of `size` (to bound scrolling).
+pub(crate) fn log_line_count(app: &App) -> usize {
+    let area = help_area(Rect::new(0, 0, app.size().0, app.size().1));
+    log_lines(app.log().iter(), usize::from(area.width.saturating_sub(2)), &Theme::new(true)).len()
+}
+
+/// Draw the log window, `scroll` rows up from its newest line.
+pub(crate) fn render_log(frame: &mut Frame, app: &App, area: Rect, scroll: usize, theme: &Theme) {
+    let area = help_area(area);
+    if area.is_empty() {
+        return;
+    }
+    let inner = window(frame, area, " Log · Esc closes ", theme);
+    let height = usize::from(inner.height);
+    let mut lines = log_lines(app.log().iter(), usize::from(inner.width), theme);
+    if lines.is_empty() {
+        lines.push(Line::styled("Notices and errors will show here.", theme.dim()));
+    }
+    let scroll = scroll.min(lines.len().saturating_sub(height));
+    let end = lines.len() - scroll;
+    if scroll > 0 && area.height > 2 {
+        let hint = Line::styled(" ↓ newer: Down, PageDown, End ", theme.dim()).right_aligned();
+        frame.render_widget(
+            Paragraph::new(hint),
+            Rect { y: area.y + area.height - 1, height: 1, ..area.inner(Margin::new(1, 0)) },
+        );
+    }
+    let shown: Vec<Line> = lines.into_iter().take(end).skip(end.saturating_sub(height)).collect();
     frame.render_widget(Paragraph::new(shown), inner);
 }

@@ -223,7 +223,8 @@ impl<'a> Timeline<'a> {
         rows
     }
 
-    fn height(&self, i: usize) -> usize {
+    /// Rows of block `i` (at least one).
+    pub(crate) fn height(&self, i: usize) -> usize {
         self.block(i).len().max(1)
     }
 

@@ -1,0 +1,157 @@
+//! The interface over a session's ups and downs (issue 14): losing the node and
+//! getting it back, the log of notices and errors, and the contact commands that
+//! complete the CLI's set. Driven like `keys.rs`: actions in, state and effects out.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use crossterm::event::KeyCode;
+use kith_p2p::kith_storage::ContactState;
+use kith_tui::app::{NodeState, Overlay, PAGE};
+use kith_tui::{Action, App, Effect, Response, update};
+
+fn status_text(app: &App) -> String {
+    app.status().map(|s| s.text.clone()).unwrap_or_default()
+}
+
+fn command(app: &mut App, line: &str) -> Vec<Effect> {
+    type_text(app, line);
+    update(app, key(KeyCode::Enter))
+}
+
+/// The status bar: the screen's last row.
+fn status_bar(app: &App) -> String {
+    text_of(&draw(app, 100, 30)).lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_lost_node_is_retried_and_everything_reloaded_when_it_is_back() {
+    let mut app = scene(config());
+    assert!(app.is_online(ALISA));
+    let logged = app.log().len();
+    let lost = |error: &str, ms| Action::Disconnected { error: error.into(), retry_in: Some(Duration::from_millis(ms)) };
+    update(&mut app, lost("Broken pipe (os error 32)", 250));
+    assert_eq!(
+        app.node(),
+        &NodeState::Disconnected { error: "Broken pipe (os error 32)".into(), retry_in_secs: Some(1) }
+    );
+    assert!(!app.is_online(ALISA), "without the node nobody is known to be online");
+    assert!(status_bar(&app).contains("✗ disconnected · reconnecting in 1 s…"), "{}", status_bar(&app));
+    assert!(status_text(&app).contains("lost the connection to the node: Broken pipe"));
+    update(&mut app, Action::Tick);
+    assert!(status_bar(&app).contains("✗ disconnected · reconnecting…"), "{}", status_bar(&app));
+
+    // Failed attempts: a new reason is said once, the same one again is not.
+    let no_node = "no kith node is running (start one with `kith daemon`)";
+    update(&mut app, lost(no_node, 2_000));
+    update(&mut app, lost(no_node, 4_000));
+    assert!(status_bar(&app).contains("reconnecting in 4 s…"), "{}", status_bar(&app));
+    assert_eq!(app.log().len(), logged + 2, "{:?}", app.log());
+    // Reads failing meanwhile go to the log only; the status line keeps saying why.
+    let said = status_text(&app);
+    update(&mut app, Action::Failed { effect: Effect::LoadStatus, error: "not connected".into() });
+    assert_eq!(status_text(&app), said);
+    assert_eq!(app.log().len(), logged + 3);
+    // What the user asked for still says it failed.
+    update(&mut app, Action::Failed { effect: Effect::Invite, error: "not connected".into() });
+    assert!(status_text(&app).starts_with("creating an invite"), "{}", status_text(&app));
+
+    // Back: connected, and the list, the status, the groups and the open
+    // conversation are read again.
+    let fx = update(&mut app, Action::Reconnected);
+    assert_eq!(app.node(), &NodeState::Connected);
+    for wanted in [
+        Effect::Refresh,
+        Effect::LoadStatus,
+        Effect::LoadGroups,
+        Effect::LoadHistory { contact: ALISA.into(), before: None, limit: PAGE },
+    ] {
+        assert!(fx.contains(&wanted), "{wanted:?} not in {fx:?}");
+    }
+    assert!(status_text(&app).contains("connected to the node again"));
+    assert!(status_bar(&app).starts_with(" ● connected"), "{}", status_bar(&app));
+    update(&mut app, Action::Done(Response::Status(status(&[ALISA]))));
+    assert!(app.is_online(ALISA));
+}
+
+#[test]
+fn nobody_online_is_not_shown_as_zero() {
+    let mut app = scene(config());
+    assert!(status_bar(&app).contains("● connected · 2 online"), "{}", status_bar(&app));
+    update(&mut app, Action::Done(Response::Status(status(&[]))));
+    let bar = status_bar(&app);
+    assert!(bar.starts_with(" ● connected ") && !bar.contains("online"), "{bar}");
+}
+
+#[test]
+fn a_long_error_is_kept_whole_in_the_log() {
+    let mut app = scene(config());
+    let error = format!("relay said: {} the end", "a very long explanation, ".repeat(8));
+    update(&mut app, Action::Failed { effect: Effect::Invite, error: error.clone() });
+    let bar = status_bar(&app);
+    assert!(!bar.contains("the end") && bar.trim_end().ends_with("F2 log"), "cut, pointing at the log: {bar}");
+    update(&mut app, key(KeyCode::F(2)));
+    assert_eq!(app.overlay(), Some(&Overlay::Log { scroll: 0 }));
+    let screen = text_of(&draw(&app, 100, 30));
+    assert!(screen.contains("the end"), "the whole error is in the log:\n{screen}");
+    insta::assert_snapshot!("log_overlay", screen);
+    update(&mut app, key(KeyCode::Esc));
+    assert_eq!(app.overlay(), None);
+    // `/log` opens it too.
+    command(&mut app, "/log");
+    assert_eq!(app.overlay(), Some(&Overlay::Log { scroll: 0 }));
+}
+
+#[test]
+fn the_log_scrolls_and_stays_bounded() {
+    let mut app = scene(config());
+    for n in 0..kith_tui::app::LOG_CAPACITY + 10 {
+        update(&mut app, Action::Failed { effect: Effect::Invite, error: format!("failure {n}") });
+    }
+    assert_eq!(app.log().len(), kith_tui::app::LOG_CAPACITY);
+    assert!(app.log().back().is_some_and(|e| e.text.ends_with("failure 509") && e.error));
+    update(&mut app, key(KeyCode::F(2)));
+    assert!(text_of(&draw(&app, 100, 30)).contains("failure 509"));
+    update(&mut app, key(KeyCode::PageUp));
+    // Without the status bar, which says the latest.
+    let screen = text_of(&draw(&app, 100, 30)).lines().take(29).collect::<Vec<_>>().join("\n");
+    assert!(!screen.contains("failure 509") && screen.contains("failure 470"), "{screen}");
+    update(&mut app, key(KeyCode::End));
+    assert!(text_of(&draw(&app, 100, 30)).contains("failure 509"));
+    update(&mut app, key(KeyCode::F(2)));
+    assert_eq!(app.overlay(), None, "F2 closes it again");
+}
+
+#[test]
+fn contact_commands_rename_unblock_remove_and_status() {
+    let mut app = scene(config());
+    // `/rename` names the open contact.
+    let fx = command(&mut app, "/rename Алиса Петровна");
+    assert_eq!(fx, vec![Effect::Rename { contact: ALISA.into(), alias: "Алиса Петровна".into() }]);
+    update(&mut app, Action::Done(Response::Renamed(contact(ALISA, "Алиса Петровна", ContactState::Accepted))));
+    assert_eq!(app.conversation(ALISA).map(|c| c.label().to_owned()), Some("Алиса Петровна".into()));
+    assert_eq!(status_text(&app), "renamed to Алиса Петровна");
+    // `/unblock` needs a name: blocked contacts are not listed.
+    assert!(command(&mut app, "/unblock").is_empty());
+    assert!(status_text(&app).starts_with("usage: /unblock"));
+    let eve = "12D3KooWEveEveEveEveEveEveEveEveEveEveEveEveEveEveE0006";
+    assert_eq!(command(&mut app, "/unblock eve"), vec![Effect::Unblock { contact: "eve".into() }]);
+    update(&mut app, Action::Done(Response::Unblocked(contact(eve, "eve", ContactState::Accepted))));
+    assert!(app.conversation(eve).is_some());
+    assert_eq!(status_text(&app), "unblocked eve");
+    // `/remove` removes the open contact (or the named one).
+    assert_eq!(command(&mut app, "/remove eve"), vec![Effect::Remove { contact: "eve".into() }]);
+    update(&mut app, Action::Done(Response::ContactRemoved { peer_id: eve.into() }));
+    assert!(app.conversation(eve).is_none());
+    assert_eq!(status_text(&app), "removed eve and your conversation");
+    assert_eq!(command(&mut app, "/remove"), vec![Effect::Remove { contact: ALISA.into() }]);
+    // `/status` reads the node's status and shows it in the log.
+    assert_eq!(command(&mut app, "/status"), vec![Effect::ShowStatus]);
+    update(&mut app, Action::Done(Response::StatusReport(status(&[BOB]))));
+    assert_eq!(app.overlay(), Some(&Overlay::Log { scroll: 0 }));
+    let screen = text_of(&draw(&app, 100, 30));
+    assert!(screen.contains(&format!("status: you are {ME}")), "{screen}");
+    assert!(screen.contains("connected: Bob 🎸 (3 in the routing table)"), "{screen}");
+}
