@@ -540,6 +540,16 @@ pub enum AccessPolicy {
     Members,
 }
 
+impl AccessPolicy {
+    /// The policy as written in the config (`open`, `members`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessPolicy::Open => "open",
+            AccessPolicy::Members => "members",
+        }
+    }
+}
+
 /// Smallest accepted `connections.max_memory_bytes`: below it even an idle relay is
 /// over the limit, and every connection would be refused.
 pub const MIN_MAX_MEMORY_BYTES: u64 = MIB;

@@ -58,7 +58,14 @@ impl GroupLogStore {
                 limits,
             }),
         };
-        tracing::debug!(path = %dir.display(), stats = ?store.stats(), "opened group log store");
+        let stats = store.stats();
+        tracing::debug!(
+            path = %dir.display(),
+            logs = stats.logs,
+            items = stats.items,
+            bytes = stats.bytes,
+            "opened group log store"
+        );
         Ok(store)
     }
 

@@ -68,7 +68,14 @@ impl MailboxStore {
                 limits,
             }),
         };
-        tracing::debug!(path = %dir.display(), stats = ?store.stats(), "opened mailbox store");
+        let stats = store.stats();
+        tracing::debug!(
+            path = %dir.display(),
+            mailboxes = stats.mailboxes,
+            envelopes = stats.envelopes,
+            bytes = stats.bytes,
+            "opened mailbox store"
+        );
         Ok(store)
     }
 

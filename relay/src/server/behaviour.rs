@@ -19,6 +19,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{PeerId, autonat, identify, identity, kad, ping, relay, request_response};
 
+use super::dht::Dht;
 use crate::config::RelayConfig;
 
 /// How long a mailbox request may take, from reading it to writing the response.
@@ -42,8 +43,8 @@ pub(crate) struct Behaviour {
     /// Connection limits (`[connections]`); first, so a refused connection reaches no
     /// other role.
     pub(crate) limits: conn_limits::Behaviour,
-    /// The kith DHT, server mode (`[dht]`).
-    pub(crate) kad: Toggle<kad::Behaviour<MemoryStore>>,
+    /// The kith DHT, server mode (`[dht]`), bootstrapping only from known peers.
+    pub(crate) kad: Toggle<Dht>,
     /// Circuit relay v2 server (`[circuit]`).
     pub(crate) relay: Toggle<relay::Behaviour>,
     /// AutoNAT v1, answering dial-back probes (`[autonat]`).
@@ -79,6 +80,9 @@ impl Behaviour {
             );
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
+            // The server refreshes the routing table itself, and only when it holds
+            // a peer (`Dht::refresh`): periodic bootstrap with an empty table warns.
+            kad_config.set_periodic_bootstrap_interval(None);
             // A Kademlia message carries at most one record, plus peer lists.
             kad_config.set_max_packet_size(
                 (config.dht.max_record_bytes as usize).saturating_add(KAD_PACKET_HEADROOM),
@@ -89,7 +93,7 @@ impl Behaviour {
             // Always a server: a relay exists to be queried, whatever kad's automatic
             // mode would conclude from (un)confirmed external addresses.
             kad.set_mode(Some(kad::Mode::Server));
-            kad
+            Dht::new(kad)
         });
 
         let relay = config.circuit.enabled.then(|| {

@@ -197,7 +197,7 @@ impl Service {
                 let mailbox = self.authorize(&store, peer, &nonce)?;
                 wire::verify_drain(peer, &self.relay, &nonce, &signature)?;
                 self.metrics.drains.inc();
-                tracing::debug!(%peer, ?after, max_items, "drain");
+                tracing::debug!(%peer, after, max_items, "drain");
                 job(
                     store,
                     JobKind::Drain {

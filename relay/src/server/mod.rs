@@ -13,6 +13,7 @@
 //! loop, which sends them.
 
 mod behaviour;
+mod dht;
 mod grouplog_service;
 mod jobs;
 mod mailbox_service;
@@ -61,6 +62,10 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often the DHT record gauge is refreshed and idle rate-limiter state dropped.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How often the DHT routing table is refreshed by a bootstrap query (when it holds
+/// a peer): libp2p's default period, which the relay now runs itself (see `dht`).
+const DHT_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// On shutdown, how long to wait for mailbox jobs in flight to finish and their
 /// answers to be written before giving up on them. A deposit not answered by then
@@ -210,7 +215,14 @@ impl Relay {
             let store = tokio::task::spawn_blocking(move || MailboxStore::open(&dir, limits))
                 .await
                 .map_err(|e| StartError::Internal(e.to_string()))??;
-            tracing::info!(path = %store.path().display(), stats = ?store.stats(), "opened mailbox store");
+            let stats = store.stats();
+            tracing::info!(
+                path = %store.path().display(),
+                mailboxes = stats.mailboxes,
+                envelopes = stats.envelopes,
+                bytes = stats.bytes,
+                "opened mailbox store"
+            );
             Some(store)
         } else {
             None
@@ -222,7 +234,14 @@ impl Relay {
                 .await
                 .map_err(|e| StartError::Internal(e.to_string()))?
                 .map_err(StartError::GroupLogStore)?;
-            tracing::info!(path = %store.path().display(), stats = ?store.stats(), "opened group log store");
+            let stats = store.stats();
+            tracing::info!(
+                path = %store.path().display(),
+                logs = stats.logs,
+                items = stats.items,
+                bytes = stats.bytes,
+                "opened group log store"
+            );
             Some(store)
         } else {
             None
@@ -328,13 +347,13 @@ impl Relay {
         relay.await_listen_addrs(listeners).await?;
         tracing::info!(
             peer_id = %relay.peer_id,
-            addrs = ?relay.listen_addrs,
+            addrs = %joined(&relay.listen_addrs),
             dht = config.dht.enabled,
             circuit = config.circuit.enabled,
             autonat = config.autonat.enabled,
             mailbox = config.mailbox.enabled,
             grouplog = config.grouplog.enabled,
-            policy = ?config.access.policy,
+            policy = config.access.policy.as_str(),
             max_connections = config.connections.max_established,
             max_per_ip = config.connections.max_per_ip,
             "relay listening"
@@ -402,6 +421,12 @@ impl Relay {
         group_expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is one period away: at start the table is empty anyway.
+        let mut dht_refresh = tokio::time::interval_at(
+            tokio::time::Instant::now() + DHT_REFRESH_INTERVAL,
+            DHT_REFRESH_INTERVAL,
+        );
+        dht_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -420,6 +445,7 @@ impl Relay {
                     self.service.prune();
                     self.group_service.prune();
                 }
+                _ = dht_refresh.tick() => self.refresh_dht(),
             }
         }
         self.shutdown().await
@@ -507,20 +533,21 @@ impl Relay {
             } => {
                 self.listen_addrs.retain(|a| !addresses.contains(a));
                 if self.listeners.remove(&listener_id) {
-                    tracing::warn!(?addresses, ?reason, "listener closed");
+                    let reason = match reason {
+                        Ok(()) => "closed".to_owned(),
+                        Err(e) => error_chain(&e),
+                    };
+                    tracing::warn!(addresses = %joined(&addresses), %reason, "listener closed");
                     if !self.reported.contains(&listener_id) {
                         self.listen_failure = Some(StartError::Listen {
                             addr: addresses.first().cloned().unwrap_or_else(Multiaddr::empty),
-                            reason: match reason {
-                                Ok(()) => "closed".into(),
-                                Err(e) => error_chain(&e),
-                            },
+                            reason,
                         });
                     }
                 }
             }
-            SwarmEvent::ListenerError { listener_id, error } => {
-                tracing::warn!(?listener_id, %error, "listener error");
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(error = %error_chain(&error), "listener error");
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
@@ -535,7 +562,11 @@ impl Relay {
                 ..
             } => {
                 self.metrics.connections.dec();
-                tracing::debug!(%peer_id, ?cause, "connection closed");
+                tracing::debug!(
+                    %peer_id,
+                    cause = cause.as_ref().map(tracing::field::display),
+                    "connection closed"
+                );
                 if num_established == 0 && self.reservations.remove(&peer_id).is_some() {
                     self.update_reservations();
                 }
@@ -564,7 +595,11 @@ impl Relay {
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                tracing::debug!(
+                    peer_id = peer_id.map(tracing::field::display),
+                    %error,
+                    "outgoing connection failed"
+                );
             }
             _ => {}
         }
@@ -605,9 +640,7 @@ impl Relay {
                 self.libp2p_metrics.record(&event);
                 self.on_relay_event(event);
             }
-            BehaviourEvent::Autonat(event) => {
-                tracing::debug!(?event, "autonat");
-            }
+            BehaviourEvent::Autonat(event) => log_autonat(event),
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
             }
@@ -652,7 +685,7 @@ impl Relay {
                 src_peer_id,
                 status,
             } => {
-                tracing::debug!(peer = %src_peer_id, ?status, "reservation denied");
+                tracing::debug!(peer = %src_peer_id, status = status_name(status), "reservation denied");
             }
             relay::Event::ReservationTimedOut { src_peer_id } => {
                 if let Some(count) = self.reservations.get_mut(&src_peer_id) {
@@ -687,16 +720,26 @@ impl Relay {
                 error,
             } => {
                 self.metrics.circuits_active.dec();
-                tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, ?error, "circuit closed");
+                tracing::debug!(
+                    src = %src_peer_id,
+                    dst = %dst_peer_id,
+                    error = error.as_ref().map(tracing::field::display),
+                    "circuit closed"
+                );
             }
             relay::Event::CircuitReqDenied {
                 src_peer_id,
                 dst_peer_id,
                 status,
             } => {
-                tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit denied");
+                tracing::debug!(
+                    src = %src_peer_id,
+                    dst = %dst_peer_id,
+                    status = status_name(status),
+                    "circuit denied"
+                );
             }
-            other => tracing::debug!(event = ?other, "relay"),
+            other => tracing::debug!(event = %variant_name(&other), "relay"),
         }
     }
 
@@ -704,6 +747,13 @@ impl Relay {
         self.metrics
             .reservations_active
             .set(self.reservations.values().sum());
+    }
+
+    fn refresh_dht(&mut self) {
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            let outcome = kad.refresh();
+            tracing::debug!(started = outcome == dht::Refresh::Started, "DHT refresh");
+        }
     }
 
     fn update_dht_records(&mut self) {
@@ -760,6 +810,54 @@ fn parse_members(members: &[String]) -> Result<HashSet<PeerId>, StartError> {
                 .map_err(|_| StartError::BadMember { member: m.clone() })
         })
         .collect()
+}
+
+/// Addresses as one space-separated field value (not the debug text of a `Vec`).
+fn joined(addrs: &[Multiaddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The name of an enum value's variant, from its debug text (`CircuitReqAcceptFailed
+/// { .. }` gives `CircuitReqAcceptFailed`): for events and codes of libp2p types
+/// that have no `Display`, so a log field holds a word, not a dump.
+fn variant_name(value: &impl std::fmt::Debug) -> String {
+    let text = format!("{value:?}");
+    let end = text.find([' ', '{', '(']).unwrap_or(text.len());
+    text[..end].to_owned()
+}
+
+/// A circuit relay status code (`RESOURCE_LIMIT_EXCEEDED`) in lower case.
+fn status_name(status: impl std::fmt::Debug) -> String {
+    variant_name(&status).to_ascii_lowercase()
+}
+
+/// AutoNAT server events, as fields. The relay only answers probes.
+fn log_autonat(event: libp2p::autonat::Event) {
+    use libp2p::autonat::{Event, InboundProbeError, InboundProbeEvent};
+    match event {
+        Event::InboundProbe(InboundProbeEvent::Request {
+            peer, addresses, ..
+        }) => {
+            tracing::debug!(%peer, addresses = %joined(&addresses), "autonat probe requested");
+        }
+        Event::InboundProbe(InboundProbeEvent::Response { peer, address, .. }) => {
+            tracing::debug!(%peer, %address, "autonat probe reached the peer");
+        }
+        Event::InboundProbe(InboundProbeEvent::Error { peer, error, .. }) => {
+            let error = match error {
+                InboundProbeError::InboundRequest(failure) => failure.to_string(),
+                InboundProbeError::Response(response) => {
+                    variant_name(&response).to_ascii_lowercase()
+                }
+            };
+            tracing::debug!(%peer, %error, "autonat probe failed");
+        }
+        other => tracing::debug!(event = %variant_name(&other), "autonat"),
+    }
 }
 
 /// An error and its sources as one line (some libp2p errors display as nothing and

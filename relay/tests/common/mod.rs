@@ -94,11 +94,16 @@ impl RelayProcess {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[relay] {line}");
+                // `bound=ADDR` in text logs, `"bound":"ADDR"` in JSON logs.
                 let bound = line
                     .contains("serving metrics")
                     .then(|| {
                         line.split_whitespace()
                             .find_map(|w| w.strip_prefix("bound="))
+                            .or_else(|| {
+                                let rest = line.split_once("\"bound\":\"")?.1;
+                                rest.split('"').next()
+                            })
                     })
                     .flatten();
                 if let Some(addr) = bound {
@@ -164,6 +169,22 @@ impl RelayProcess {
     /// stderr lines so far.
     pub fn log(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (up to [`DEADLINE`]) for a stderr line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < end,
+                "no log line with {needle:?} in {:#?}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `GET /metrics`.
