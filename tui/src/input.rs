@@ -78,6 +78,16 @@ impl Input {
         std::mem::take(&mut self.text)
     }
 
+    /// Replace the bytes `range` of the text with `with` and put the cursor after it.
+    /// `range` must lie on character boundaries (completion takes it from the text).
+    pub fn replace(&mut self, range: std::ops::Range<usize>, with: &str) {
+        if self.text.get(range.clone()).is_none() {
+            return;
+        }
+        self.text.replace_range(range.clone(), with);
+        self.cursor = self.boundary_at_or_after(range.start + with.len());
+    }
+
     /// Insert one character at the cursor.
     pub fn insert_char(&mut self, c: char) {
         let mut buf = [0; 4];

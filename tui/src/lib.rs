@@ -7,8 +7,8 @@
 //!   the [`Effect`]s the state machine asks for;
 //! - [`app`]: the state ([`App`]) and the pure [`update`] function (keys, mouse,
 //!   paste, node events, answers), which tests drive directly;
-//! - [`input`] and [`commands`]: the multi-line editor with its history, and the
-//!   slash commands;
+//! - [`input`], [`commands`] and [`complete`]: the multi-line editor with its
+//!   history, the slash commands, and Tab completion;
 //! - [`ui`]: [`render`], a pure function of the state (tested with ratatui's
 //!   `TestBackend` and insta snapshots);
 //! - `runtime` and `terminal` (private): the tokio loop that owns the control-socket
@@ -21,6 +21,7 @@
 pub mod action;
 pub mod app;
 pub mod commands;
+pub mod complete;
 pub mod fuzzy;
 pub mod input;
 pub mod ui;

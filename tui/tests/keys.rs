@@ -173,8 +173,8 @@ fn slash_commands_produce_effects() {
 #[test]
 fn accept_defaults_to_the_open_request() {
     let mut app = scene(config());
-    // Requests come last in the list: Shift+Tab from the first wraps to it.
-    update(&mut app, key(KeyCode::BackTab));
+    // Requests come last in the list: Ctrl+P from the first wraps to it.
+    update(&mut app, ctrl('p'));
     assert_eq!(app.focused_id(), Some(MALLORY));
     assert_eq!(command(&mut app, "/accept"), vec![Effect::Accept { contact: MALLORY.into() }]);
     update(&mut app, Action::Done(Response::ContactUpdated(contact(MALLORY, "", ContactState::Accepted))));
@@ -240,7 +240,7 @@ fn switching_conversations_loads_and_marks_read() {
     let mut app = scene(config());
     let order: Vec<&str> = app.conversations().iter().map(|c| c.peer_id()).collect();
     assert_eq!(order, [ALISA, WANG, BOB, MALLORY], "recent first, requests last");
-    let fx = update(&mut app, key(KeyCode::Tab));
+    let fx = update(&mut app, ctrl('n'));
     assert_eq!(app.focused_id(), Some(WANG));
     assert_eq!(
         fx,
@@ -254,17 +254,17 @@ fn switching_conversations_loads_and_marks_read() {
     assert_eq!(app.focused_id(), Some(BOB));
     update(&mut app, ctrl('n'));
     assert_eq!(app.focused_id(), Some(MALLORY));
-    update(&mut app, key(KeyCode::Tab));
+    update(&mut app, ctrl('n'));
     assert_eq!(app.focused_id(), Some(ALISA), "wraps around");
     assert!(update(&mut app, ctrl('p')).iter().all(|e| !matches!(e, Effect::MarkRead { .. })));
     assert_eq!(app.focused_id(), Some(MALLORY));
     update(&mut app, with(KeyCode::Up, KeyModifiers::ALT));
     assert_eq!(app.focused_id(), Some(BOB));
-    update(&mut app, key(KeyCode::BackTab));
+    update(&mut app, ctrl('p'));
     assert_eq!(app.focused_id(), Some(WANG));
     // Already loading: switching back does not ask again.
-    update(&mut app, key(KeyCode::BackTab));
-    assert!(update(&mut app, key(KeyCode::Tab)).is_empty());
+    update(&mut app, ctrl('p'));
+    assert!(update(&mut app, ctrl('n')).is_empty());
 }
 
 #[test]
@@ -367,7 +367,7 @@ fn page_up_scrolls_and_loads_older_pages_at_the_top() {
     update(&mut app, key(KeyCode::Esc));
     assert_eq!(app.conversation(ALISA).map(|c| c.scroll.clone()), Some(Scroll::Bottom));
     // Leaving the conversation trims it back to one page.
-    update(&mut app, key(KeyCode::Tab));
+    update(&mut app, ctrl('n'));
     let conv = app.conversation(ALISA).cloned().expect("alisa");
     assert_eq!(conv.messages.len(), 50);
     assert!(conv.has_older);
@@ -456,7 +456,7 @@ fn message_in_another_conversation_rings_and_notifies() {
     assert_eq!(app.conversations()[0].peer_id(), BOB, "the newest conversation moves to the top");
     assert_eq!(app.focused_id(), Some(ALISA), "focus stays");
     // Opening it marks it read and shows the "new messages" line above the message.
-    let fx = update(&mut app, key(KeyCode::BackTab));
+    let fx = update(&mut app, ctrl('p'));
     assert_eq!(app.focused_id(), Some(BOB));
     assert!(fx.contains(&Effect::MarkRead { contact: BOB.into() }));
 }

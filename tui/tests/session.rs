@@ -155,3 +155,72 @@ fn contact_commands_rename_unblock_remove_and_status() {
     assert!(screen.contains(&format!("status: you are {ME}")), "{screen}");
     assert!(screen.contains("connected: Bob 🎸 (3 in the routing table)"), "{screen}");
 }
+
+#[test]
+fn tab_completes_commands_and_names_and_cycles() {
+    let mut app = scene(config());
+    type_text(&mut app, "/unb");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/unblock ");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/unblock ", "one candidate: Tab again keeps it");
+    update(&mut app, ctrl('u'));
+    // Names: contacts in list order; Tab again cycles, Shift+Tab goes back.
+    type_text(&mut app, "/block b");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/block Bob 🎸 ");
+    update(&mut app, ctrl('u'));
+    type_text(&mut app, "/accept ");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/accept ", "no word: nothing to complete");
+    update(&mut app, ctrl('u'));
+    // A name that starts a message addresses its person.
+    type_text(&mut app, "ал");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "Алиса: ");
+    // Tab no longer switches conversations.
+    assert_eq!(app.focused_id(), Some(ALISA));
+}
+
+#[test]
+fn tab_completes_a_groups_members() {
+    let mut app = group_scene(config());
+    update(&mut app, ctrl('k'));
+    type_text(&mut app, "book");
+    update(&mut app, key(KeyCode::Enter));
+    type_text(&mut app, "/group r");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/group remove ");
+    // Members complete too: Bob by the node's label, Carol (not a contact) by her short id.
+    type_text(&mut app, "b");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/group remove Bob 🎸 ");
+    update(&mut app, ctrl('u'));
+    type_text(&mut app, "/group remove …");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/group remove …Caro0006 ");
+}
+
+#[test]
+fn each_conversation_keeps_its_own_draft() {
+    let mut app = scene(config());
+    type_text(&mut app, "half a thought for Алиса");
+    update(&mut app, ctrl('n'));
+    assert_eq!(app.focused_id(), Some(WANG));
+    assert!(app.input().is_empty(), "王小明's input is empty");
+    assert_eq!(app.draft(ALISA).map(|d| d.text().to_owned()), Some("half a thought for Алиса".into()));
+    type_text(&mut app, "你好");
+    update(&mut app, ctrl('p'));
+    assert_eq!(app.input().text(), "half a thought for Алиса");
+    update(&mut app, with(KeyCode::Down, crossterm::event::KeyModifiers::ALT));
+    assert_eq!(app.input().text(), "你好");
+    // A message that fails to send while another conversation is open goes back to
+    // its own conversation's draft.
+    update(&mut app, ctrl('u'));
+    let fx = command(&mut app, "to 王小明");
+    let effect = fx.into_iter().next().expect("send");
+    update(&mut app, ctrl('p'));
+    update(&mut app, Action::Failed { effect, error: "too long".into() });
+    assert_eq!(app.input().text(), "half a thought for Алиса");
+    assert_eq!(app.draft(WANG).map(|d| d.text().to_owned()), Some("to 王小明".into()));
+}

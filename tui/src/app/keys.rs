@@ -8,8 +8,9 @@ use crate::commands::quit_help;
 pub const BINDINGS: &[(&str, &str)] = &[
     ("Enter", "send the message or run the /command"),
     ("Alt+Enter, Shift+Enter, Ctrl+J", "new line"),
-    ("Tab, Alt+Down, Ctrl+N", "next conversation"),
-    ("Shift+Tab, Alt+Up, Ctrl+P", "previous conversation"),
+    ("Tab, Shift+Tab", "complete a /command or a name; again: the next/previous candidate"),
+    ("Ctrl+N, Alt+Down", "next conversation (each keeps its draft)"),
+    ("Ctrl+P, Alt+Up", "previous conversation"),
     ("Ctrl+K", "quick switcher (type to filter, Enter opens)"),
     ("PageUp, PageDown", "scroll messages; PageUp at the top loads older ones"),
     ("Esc", "close the overlay, else jump to the newest message"),

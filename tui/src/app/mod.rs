@@ -23,6 +23,7 @@ pub use keys::{BINDINGS, bindings};
 pub use update::update;
 pub use window::{Fetch, Scroll};
 
+use crate::complete::Completion;
 use crate::fuzzy::{self, Match};
 use crate::input::{History, Input};
 
@@ -317,6 +318,10 @@ pub struct App {
     /// The focused conversation's peer id.
     focused: Option<String>,
     input: Input,
+    /// What was typed in conversations not in view, by peer id.
+    drafts: HashMap<String, Input>,
+    /// The Tab completion in progress, if the last key was Tab.
+    completion: Option<Completion>,
     history: History,
     overlay: Option<Overlay>,
     status: Option<StatusMessage>,
@@ -351,6 +356,8 @@ impl App {
             conversations: Vec::new(),
             focused: None,
             input: Input::new(),
+            drafts: HashMap::new(),
+            completion: None,
             history: History::new(),
             overlay: None,
             status: None,
@@ -422,6 +429,26 @@ impl App {
     /// The editor.
     pub fn input(&self) -> &Input {
         &self.input
+    }
+
+    /// What was typed and not sent in the conversation with `peer_id` while another
+    /// one is in view (the focused one's is [`App::input`]).
+    pub fn draft(&self, peer_id: &str) -> Option<&Input> {
+        self.drafts.get(peer_id)
+    }
+
+    /// The names Tab completes to: the open group's members, then every contact, in
+    /// list order (ours left out).
+    pub fn completion_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if let Some(conv) = self.focused()
+            && let Some(group) = conv.group_view()
+        {
+            let others = group.members.iter().filter(|m| self.me.as_deref() != Some(m.peer_id.as_str()));
+            names.extend(others.map(|m| conv.author_label(self, &m.peer_id)));
+        }
+        names.extend(self.conversations.iter().filter(|c| c.contact().is_some()).map(|c| c.label().to_owned()));
+        names
     }
 
     /// The input history.

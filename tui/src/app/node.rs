@@ -13,6 +13,7 @@ use super::update::{
 };
 use super::{App, Conversation, Fetch, InviteView, NodeState, Overlay, PAGE};
 use crate::action::{Effect, Response};
+use crate::input::Input;
 
 // ---- node events -----------------------------------------------------------------------
 
@@ -470,9 +471,16 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         }
         Effect::Send { text, contact } => {
             sent_or_failed(app, &contact);
-            // Give the text back rather than lose it.
-            if app.input.is_empty() {
-                app.input.set_text(text);
+            // Give the text back rather than lose it: into the input if its
+            // conversation is open, else into that conversation's draft.
+            if app.focused.as_deref() == Some(contact.as_str()) {
+                if app.input.is_empty() {
+                    app.input.set_text(text);
+                }
+            } else if app.drafts.get(&contact).is_none_or(Input::is_empty) {
+                let mut draft = Input::new();
+                draft.set_text(text);
+                app.drafts.insert(contact, draft);
             }
             "not sent"
         }

@@ -136,6 +136,24 @@ pub(super) fn focus(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
     {
         conv.trim();
     }
+    // Each conversation keeps its own draft. Text typed with none open stays.
+    let draft = app.drafts.remove(peer).unwrap_or_default();
+    match app.focused.take() {
+        Some(old) => {
+            let typed = std::mem::replace(&mut app.input, draft);
+            if !typed.is_empty() {
+                app.drafts.insert(old, typed);
+            }
+        }
+        None if app.input.is_empty() => app.input = draft,
+        None => {
+            if !draft.is_empty() {
+                app.drafts.insert(peer.to_owned(), draft);
+            }
+        }
+    }
+    app.completion = None;
+    app.history.stop_browsing();
     app.focused = Some(peer.to_owned());
     let mut land = false;
     if let Some(conv) = app.conversation_mut(peer) {

@@ -10,6 +10,7 @@ use kith_p2p::node::GroupChange;
 
 use crate::action::Effect;
 use crate::commands::{self, Command, GroupCommand};
+use crate::complete::Completion;
 use crate::ui::{layout::Areas, list, overlay};
 
 /// Rows the mouse wheel scrolls per notch.
@@ -23,6 +24,8 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     }
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     let alt = key.modifiers.contains(KeyModifiers::ALT);
+    // Any key but Tab ends a completion (Tab and Shift+Tab cycle it).
+    let completing = app.completion.take().filter(|_| matches!(key.code, KeyCode::Tab | KeyCode::BackTab));
     match key.code {
         KeyCode::Char('c' | 'q') if ctrl && !alt => {
             quit(app, fx);
@@ -43,6 +46,10 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             return;
         }
         _ => {}
+    }
+    if app.overlay.is_none() && matches!(key.code, KeyCode::Tab | KeyCode::BackTab) && !ctrl && !alt {
+        complete(app, completing, key.code == KeyCode::BackTab);
+        return;
     }
     match app.overlay {
         Some(Overlay::Help { .. }) => help_key(app, key),
@@ -65,8 +72,6 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     let page = page_rows(app);
     match key.code {
         // ---- conversations and scrolling ----
-        KeyCode::Tab if !ctrl && !alt => switch(app, 1, fx),
-        KeyCode::BackTab => switch(app, -1, fx),
         KeyCode::Down if alt => switch(app, 1, fx),
         KeyCode::Up if alt => switch(app, -1, fx),
         KeyCode::Char('n') if ctrl => switch(app, 1, fx),
@@ -126,6 +131,19 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Char(c) if ctrl == alt => edit(app, |i| i.insert_char(c)),
         _ => {}
     }
+}
+
+/// Tab (Shift+Tab: `backwards`): cycle the completion in progress if the input is
+/// as it left it, else complete the word before the cursor.
+fn complete(app: &mut App, completing: Option<Completion>, backwards: bool) {
+    if let Some(mut completion) = completing.filter(|c| c.continues(&app.input)) {
+        completion.cycle(&mut app.input, backwards);
+        app.completion = Some(completion);
+        return;
+    }
+    let names = app.completion_names();
+    app.completion = Completion::start(&mut app.input, &names, backwards);
+    app.history.stop_browsing();
 }
 
 /// An edit of the message text: stops history browsing.
