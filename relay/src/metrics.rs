@@ -1,10 +1,15 @@
 //! The relay's Prometheus metrics: a typed group registered under the `kith_relay_`
 //! prefix, every metric with help text.
 //!
-//! [`Metrics::new`] registers into a caller's [`Registry`], so the same registry can
-//! also carry libp2p's metrics; [`encode`] renders a registry in the OpenMetrics text
-//! format served at `/metrics` (see [`crate::http`]). Counters get the `_total`
-//! suffix (and byte metrics a `_bytes` unit) from prometheus-client.
+//! [`Metrics::for_config`] registers into a caller's [`Registry`] what a relay run
+//! with that config has: `kith_relay_build_info`, the process metrics
+//! ([`crate::process`]), and for each role that is on its families and a `_limit`
+//! gauge for each configured capacity beside the usage it bounds (a role that is
+//! off has no families, so it shows as absent, not idle). [`Exposition`] is what
+//! `/metrics` serves (see [`crate::http`]): that registry plus libp2p's, trimmed to
+//! the roles that are on and with its label values in snake case like ours.
+//! [`encode`] renders one registry in the OpenMetrics text format. Counters get the
+//! `_total` suffix (and byte metrics a `_bytes` unit) from prometheus-client.
 //!
 //! ```
 //! use prometheus_client::registry::Registry;
