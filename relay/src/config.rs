@@ -80,11 +80,16 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// The file is not valid TOML.
-    #[error("relay config line {line}: {message}")]
+    /// The file is not valid TOML. Displayed with the text of the line, which
+    /// holds the key and the value that could not be read:
+    /// ``relay config line 2: duplicate key: `enabled = false` ``.
+    #[error("relay config line {line}: {message}{}", quoted_line(.text))]
     Syntax {
         /// 1-based line of the error.
         line: usize,
+        /// That line of the file, trimmed and cut to one short line (empty if the
+        /// line is blank).
+        text: String,
         /// What is wrong.
         message: String,
     },
@@ -102,6 +107,14 @@ pub enum ConfigError {
 
 fn at_line(line: Option<usize>) -> String {
     line.map(|l| format!(" line {l}")).unwrap_or_default()
+}
+
+fn quoted_line(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": `{text}`")
+    }
 }
 
 fn shown_value(value: Option<&str>) -> String {
@@ -662,9 +675,17 @@ impl RelayConfig {
     /// Parses and validates the text of a config file; missing keys take their
     /// defaults.
     pub fn from_toml_str(text: &str) -> Result<RelayConfig, ConfigError> {
-        let document = DeTable::parse(text).map_err(|e| ConfigError::Syntax {
-            line: e.span().map_or(1, |span| line_of(text, span.start)),
-            message: e.message().to_owned(),
+        let document = DeTable::parse(text).map_err(|e| {
+            let line = e.span().map_or(1, |span| line_of(text, span.start));
+            ConfigError::Syntax {
+                line,
+                text: line
+                    .checked_sub(1)
+                    .and_then(|i| text.lines().nth(i))
+                    .map(|l| one_line(l.trim()))
+                    .unwrap_or_default(),
+                message: e.message().trim_end_matches('.').to_owned(),
+            }
         })?;
         let document = document.get_ref();
         let written = |key: &str| value_span(document, key).map(|span| one_line(&text[span]));
@@ -1506,6 +1527,18 @@ format = "json"
         );
         assert!(check_peer_id(PEER).is_ok());
         assert!(check_peer_id(&PEER[..PEER.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_show_their_line() {
+        let e = RelayConfig::from_toml_str("[dht]\nenabled = true\nenabled = false\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "relay config line 3: duplicate key: `enabled = false`"
+        );
+        let e = RelayConfig::from_toml_str("[mailbox]\n  ttl_days = 3x  \n").unwrap_err();
+        assert!(e.to_string().starts_with("relay config line 2: "), "{e}");
+        assert!(e.to_string().ends_with(": `ttl_days = 3x`"), "{e}");
     }
 
     #[test]

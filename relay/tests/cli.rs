@@ -224,6 +224,14 @@ fn check_config_exits_78_naming_key_line_and_value_once() {
         assert!(!data.exists());
     }
 
+    // Not TOML at all: 78 too, with the line as written (its key and value, once).
+    std::fs::write(dir.path().join("syntax.toml"), "[mailbox]\nttl_days = 3x\n").unwrap();
+    let out = kith_relay(dir.path(), &["check-config", "--config", "syntax.toml"]);
+    assert_eq!(code(&out), 78, "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("kith-relay: syntax.toml: relay config line 2: "), "{stderr}");
+    assert_eq!(stderr.matches("ttl_days = 3x").count(), 1, "{stderr}");
+
     // `run` refuses the same config with the same exit code, before creating anything.
     let out = kith_relay(dir.path(), &["run", "--config", "bad.toml"]);
     assert_eq!(code(&out), 78, "{out:?}");
