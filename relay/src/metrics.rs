@@ -104,6 +104,10 @@ pub struct Metrics {
     /// Requests refused by a per-peer rate limit, by kind of request (also counted
     /// as `rate_limited` in [`Metrics::refusals`] or [`Metrics::grouplog_refusals`]).
     pub rate_limited: Family<RequestLabels, Counter>,
+    /// Mailbox jobs (disk work) in flight, beside `mailbox.max_jobs`.
+    pub mailbox_jobs: Gauge,
+    /// Group log jobs (disk work) in flight, beside `grouplog.max_jobs`.
+    pub grouplog_jobs: Gauge,
 }
 
 /// Labels of `kith_relay_build_info`.
@@ -313,6 +317,8 @@ impl Metrics {
             grouplog_refusals: Family::default(),
             connections_refused: Family::default(),
             rate_limited: Family::default(),
+            mailbox_jobs: Gauge::default(),
+            grouplog_jobs: Gauge::default(),
         };
         registry.register_collector(Box::new(ProcessCollector::new(
             config.connections.limits().max_memory,
@@ -452,6 +458,16 @@ impl Metrics {
                 limit(config.mailbox.max_total_bytes),
             );
             r.register(
+                "mailbox_jobs",
+                "Mailbox requests (and expiry sweeps) doing disk work now",
+                m.mailbox_jobs,
+            );
+            r.register(
+                "mailbox_jobs_limit",
+                "Mailbox jobs run at once at most; more are refused as busy (mailbox.max_jobs)",
+                limit(config.mailbox.max_jobs.into()),
+            );
+            r.register(
                 "refusals",
                 "Mailbox requests refused, by reason",
                 m.refusals,
@@ -514,6 +530,16 @@ impl Metrics {
                 "Bytes of items all group logs hold at most (grouplog.max_total_bytes)",
                 Unit::Bytes,
                 limit(config.grouplog.max_total_bytes),
+            );
+            r.register(
+                "grouplog_jobs",
+                "Group log requests (and expiry sweeps) doing disk work now",
+                m.grouplog_jobs,
+            );
+            r.register(
+                "grouplog_jobs_limit",
+                "Group log jobs run at once at most; more are refused as busy (grouplog.max_jobs)",
+                limit(config.grouplog.max_jobs.into()),
             );
             r.register(
                 "grouplog_refusals",
@@ -825,8 +851,8 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("# TYPE kith_relay_"))
             .count();
-        // 29 counters and gauges of use, build_info, 6 capacities, the memory limit.
-        assert_eq!(relay_types, 37, "{text}");
+        // 31 counters and gauges of use, build_info, 8 capacities, the memory limit.
+        assert_eq!(relay_types, 41, "{text}");
     }
 
     /// Families of every role that is on, none of one that is off.
@@ -924,6 +950,8 @@ mod tests {
             "kith_relay_dht_records_limit 56".into(),
             "kith_relay_mailbox_limit_bytes 1073741824".into(),
             "kith_relay_grouplog_limit_bytes 2147483648".into(),
+            "kith_relay_mailbox_jobs_limit 64".into(),
+            "kith_relay_grouplog_jobs 0".into(),
             "# UNIT kith_relay_mailbox_limit_bytes bytes".into(),
             "kith_relay_memory_limit_bytes 536870912.0".into(),
         ] {

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 
 use libp2p::PeerId;
 use libp2p::request_response::{self, InboundRequestId, ResponseChannel};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::{Id, JoinError, JoinSet};
 
 /// The retry hint sent with requests refused because every job slot is busy.
@@ -71,18 +72,26 @@ pub(crate) struct Jobs<R> {
     unsent: HashSet<InboundRequestId>,
     /// The service's name, for logs.
     service: &'static str,
+    /// Jobs in flight, as exported (beside the `max_jobs` limit).
+    in_flight: Gauge,
 }
 
 impl<R: Send + 'static> Jobs<R> {
-    /// No jobs yet; at most `max` at once.
-    pub(crate) fn new(max: usize, service: &'static str) -> Jobs<R> {
+    /// No jobs yet; at most `max` at once, their number kept in `in_flight`.
+    pub(crate) fn new(max: usize, service: &'static str, in_flight: Gauge) -> Jobs<R> {
         Jobs {
             set: JoinSet::new(),
             max,
             expiry: None,
             unsent: HashSet::new(),
             service,
+            in_flight,
         }
+    }
+
+    fn count(&self) {
+        self.in_flight
+            .set(i64::try_from(self.set.len()).unwrap_or(i64::MAX));
     }
 
     /// Jobs in flight.
@@ -116,6 +125,7 @@ impl<R: Send + 'static> Jobs<R> {
             return Err(reply);
         }
         self.set.spawn_blocking(move || (Some(reply), job()));
+        self.count();
         Ok(())
     }
 
@@ -126,6 +136,7 @@ impl<R: Send + 'static> Jobs<R> {
         }
         let handle = self.set.spawn_blocking(move || (None, job()));
         self.expiry = Some(handle.id());
+        self.count();
     }
 
     /// The next finished job. Cancel-safe (as [`JoinSet::join_next_with_id`]);
@@ -140,6 +151,8 @@ impl<R: Send + 'static> Jobs<R> {
         &mut self,
         done: Result<(Id, Output<R>), JoinError>,
     ) -> Option<(Reply<R>, R)> {
+        // `join_next` took the job out of the set.
+        self.count();
         match done {
             Ok((id, (reply, response))) => {
                 if self.expiry == Some(id) {
@@ -251,5 +264,36 @@ impl<R: Send + 'static> Jobs<R> {
         } else {
             tracing::debug!(service = self.service, "requester went away before the answer");
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The exported number of jobs in flight rises when one starts and falls when
+    /// the loop takes its result, so `kith_relay_mailbox_jobs` can be read against
+    /// its limit.
+    #[tokio::test]
+    async fn the_in_flight_gauge_follows_the_jobs() {
+        let gauge = Gauge::default();
+        let mut jobs: Jobs<u8> = Jobs::new(1, "test", gauge.clone());
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        jobs.spawn_expiry(move || {
+            let _ = wait.recv();
+            7
+        });
+        assert_eq!((jobs.len(), gauge.get()), (1, 1));
+        release.send(()).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(30), jobs.join_next())
+            .await
+            .unwrap()
+            .unwrap();
+        // An expiry sweep has nobody to answer.
+        assert!(jobs.finished(done).is_none());
+        assert_eq!((jobs.len(), gauge.get()), (0, 0));
     }
 }

@@ -321,6 +321,7 @@ impl Relay {
             limiter(m.challenge_rate_per_sec, m.challenge_burst),
             metrics.clone(),
         );
+        let relay_metrics = metrics.clone();
 
         let mut relay = Relay {
             swarm,
@@ -339,8 +340,16 @@ impl Relay {
             reported: HashSet::new(),
             accepting: true,
             // Separate bounds, so a flood of one kind cannot starve the other.
-            jobs: Jobs::new(config.mailbox.max_jobs as usize, "mailbox"),
-            group_jobs: Jobs::new(config.grouplog.max_jobs as usize, "grouplog"),
+            jobs: Jobs::new(
+                config.mailbox.max_jobs as usize,
+                "mailbox",
+                relay_metrics.mailbox_jobs.clone(),
+            ),
+            group_jobs: Jobs::new(
+                config.grouplog.max_jobs as usize,
+                "grouplog",
+                relay_metrics.grouplog_jobs.clone(),
+            ),
             reservations: HashMap::new(),
             listen_failure: None,
         };
