@@ -26,6 +26,7 @@ pub mod fuzzy;
 pub mod input;
 pub mod ui;
 
+mod qr;
 mod runtime;
 mod terminal;
 mod text;

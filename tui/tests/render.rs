@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use crossterm::event::{KeyCode, KeyModifiers};
-use kith_tui::{Action, App, Config, Response, update};
+use kith_tui::{Action, App, Config, Effect, Response, update};
 use ratatui::style::Color;
 
 fn screen(app: &App, width: u16, height: u16) -> String {
@@ -122,6 +122,15 @@ fn fake_qr() -> String {
     qr
 }
 
+/// A real invite and its QR code as the node sends them (a 57-module code: an invite
+/// with one listen address).
+fn real_invite() -> (String, String) {
+    let value: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/invite.json")).expect("fixture is JSON");
+    let field = |name: &str| value[name].as_str().expect("fixture field").to_owned();
+    (field("invite"), field("qr"))
+}
+
 #[test]
 fn invite_overlay_with_qr() {
     let mut app = scene(config());
@@ -133,6 +142,44 @@ fn invite_overlay_with_qr() {
     insta::assert_snapshot!("invite_overlay", screen(&app, 100, 30));
     // Too small for the QR code: the URI is still there.
     insta::assert_snapshot!("invite_overlay_small", screen(&app, 50, 9));
+}
+
+#[test]
+fn a_real_invite_fits_a_100_by_30_terminal() {
+    let mut app = scene(config());
+    type_text(&mut app, "/invite");
+    update(&mut app, key(KeyCode::Enter));
+    let (invite, qr) = real_invite();
+    assert_eq!(qr.lines().count(), 31, "as the node draws it, the code is one row too tall");
+    update(&mut app, Action::Done(Response::Invite { invite: invite.clone(), qr }));
+    let shown = screen(&app, 100, 30);
+    insta::assert_snapshot!("invite_real_100x30", shown);
+    // The whole code on 30 rows: 59 modules wide (57 and a quiet module on each
+    // side, inked on a dark terminal), the last row the bottom quiet zone.
+    let rows: Vec<&str> = shown.lines().collect();
+    assert_eq!(rows.len(), 30);
+    let code: Vec<String> = rows.iter().map(|r| r.chars().take(59).collect()).collect();
+    assert!(code.iter().all(|r| r.chars().count() == 59 && r.chars().all(|c| "█▀▄ ".contains(c))), "{shown}");
+    assert!(code[..29].iter().all(|r| r.starts_with('█') && r.ends_with('█')), "quiet columns: {shown}");
+    assert_eq!(code[29], "▀".repeat(59));
+    assert!(rows[0].contains("Your invite"), "what to do is beside the code: {shown}");
+
+    // Below it (End), the invite as one line from the first column, broken only at
+    // the screen's edge: the rows put together are the invite, nothing else.
+    update(&mut app, key(KeyCode::End));
+    let shown = screen(&app, 100, 30);
+    let rows: Vec<&str> = shown.lines().collect();
+    let first = rows.iter().position(|r| r.starts_with("kith:")).expect("the invite is shown");
+    let joined: String = rows[first..].concat();
+    assert_eq!(joined.trim_end(), invite);
+    // On a terminal wide enough, it is one row.
+    update(&mut app, Action::Resize { width: 300, height: 40 });
+    assert!(screen(&app, 300, 40).lines().any(|r| r == invite), "one row on a wide terminal");
+
+    // `c` copies it through the terminal (OSC 52).
+    let fx = update(&mut app, key(KeyCode::Char('c')));
+    assert_eq!(fx, vec![Effect::Copy { text: invite }]);
+    assert!(screen(&app, 300, 40).contains("copied to the clipboard ✓"));
 }
 
 #[test]

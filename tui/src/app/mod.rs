@@ -282,6 +282,8 @@ pub enum InviteView {
         qr: String,
         /// Rows scrolled (when the terminal is too small).
         scroll: usize,
+        /// Whether it was copied to the clipboard (`c`).
+        copied: bool,
     },
 }
 

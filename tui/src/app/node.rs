@@ -368,7 +368,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
         Response::Marked { .. } => {}
         Response::Invite { invite, qr } => {
             if let Some(Overlay::Invite(view)) = &mut app.overlay {
-                *view = InviteView::Ready { invite, qr, scroll: 0 };
+                *view = InviteView::Ready { invite, qr, scroll: 0, copied: false };
             }
         }
         Response::Added(contact) => {

@@ -54,7 +54,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     match app.overlay {
         Some(Overlay::Help { .. }) => help_key(app, key),
         Some(Overlay::Switcher(_)) => switcher_key(app, key, fx),
-        Some(Overlay::Invite(_)) => invite_key(app, key),
+        Some(Overlay::Invite(_)) => invite_key(app, key, fx),
         Some(Overlay::Log { .. }) => log_key(app, key),
         None => main_key(app, key, fx),
     }
@@ -328,9 +328,19 @@ fn log_key(app: &mut App, key: KeyEvent) {
     }
 }
 
-fn invite_key(app: &mut App, key: KeyEvent) {
+fn invite_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     let page = page_rows(app);
+    let max = match &app.overlay {
+        Some(Overlay::Invite(view)) => overlay::invite_scroll_max(view, app.size),
+        _ => 0,
+    };
     let Some(Overlay::Invite(view)) = &mut app.overlay else { return };
+    if let (KeyCode::Char('c'), InviteView::Ready { invite, copied, .. }) = (key.code, &mut *view) {
+        fx.push(Effect::Copy { text: invite.clone() });
+        *copied = true;
+        app.note("copied your invite to the clipboard (OSC 52: the terminal must allow it)", false);
+        return;
+    }
     let scroll = match view {
         InviteView::Ready { scroll, .. } => Some(scroll),
         InviteView::Loading => None,
@@ -338,9 +348,11 @@ fn invite_key(app: &mut App, key: KeyEvent) {
     match (key.code, scroll) {
         (KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q'), _) => app.overlay = None,
         (KeyCode::Up, Some(s)) => *s = s.saturating_sub(1),
-        (KeyCode::Down, Some(s)) => *s = s.saturating_add(1).min(200),
+        (KeyCode::Down, Some(s)) => *s = s.saturating_add(1).min(max),
         (KeyCode::PageUp, Some(s)) => *s = s.saturating_sub(page),
-        (KeyCode::PageDown, Some(s)) => *s = s.saturating_add(page).min(200),
+        (KeyCode::PageDown, Some(s)) => *s = s.saturating_add(page).min(max),
+        (KeyCode::Home, Some(s)) => *s = 0,
+        (KeyCode::End, Some(s)) => *s = max,
         _ => {}
     }
 }
@@ -448,8 +460,11 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
             let max = overlay::help_line_count(app.size, app.config.runs_node).saturating_sub(1);
             *scroll = if up { scroll.saturating_sub(WHEEL_ROWS) } else { (*scroll + WHEEL_ROWS).min(max) };
         }
-        Some(Overlay::Invite(InviteView::Ready { scroll, .. })) => {
-            *scroll = if up { scroll.saturating_sub(WHEEL_ROWS) } else { scroll.saturating_add(WHEEL_ROWS).min(200) };
+        Some(Overlay::Invite(view @ InviteView::Ready { .. })) => {
+            let max = overlay::invite_scroll_max(view, app.size);
+            if let InviteView::Ready { scroll, .. } = view {
+                *scroll = if up { scroll.saturating_sub(WHEEL_ROWS) } else { scroll.saturating_add(WHEEL_ROWS).min(max) };
+            }
         }
         Some(Overlay::Switcher(_)) => {
             let code = if up { KeyCode::Up } else { KeyCode::Down };

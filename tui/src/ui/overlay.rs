@@ -198,9 +198,66 @@ pub(crate) fn render_switcher(
     Some(cursor)
 }
 
-/// Draw the invite window.
+/// Narrowest side panel next to the QR code; narrower screens put the text below it.
+const INVITE_SIDE_MIN: usize = 28;
+/// Rows kept below a QR code with the text under it, so what to do stays in view.
+const INVITE_SIDE_ROWS: usize = 8;
+
+/// The invite screen's rows for `area`: the QR code (redrawn to fit, see
+/// [`crate::qr`]) with what to do beside or below it, then the invite as one line
+/// from the first column, broken only at the screen's edge (no border or indent, so
+/// a terminal selection copies exactly the invite, and `/add` or `kith add` take it
+/// back even over several rows).
+fn invite_lines(invite: &str, qr: &str, copied: bool, area: Rect, theme: &Theme) -> Vec<Line<'static>> {
+    let width = usize::from(area.width);
+    let code = crate::qr::compact(qr).unwrap_or_else(|| qr.lines().map(str::to_owned).collect());
+    let code_w = code.iter().map(|r| text::width(r)).max().unwrap_or(0);
+    // The code is only useful whole: shown when it fits, beside what to do or above
+    // it (then with room for that too), else say so.
+    let height = usize::from(area.height);
+    let beside = code_w + 1 + INVITE_SIDE_MIN <= width && code.len() <= height;
+    let side_w = if beside { width - code_w - 1 } else { width };
+    let fits = !code.is_empty() && (beside || (code_w <= width && code.len() + INVITE_SIDE_ROWS <= height));
+    let mut side: Vec<Line<'static>> = vec![Line::styled("Your invite", theme.title()), Line::default()];
+    let explain = "Scan the code, or share the text: they add you with /add <invite>.";
+    side.extend(text::wrap(explain, side_w, side_w).into_iter().map(Line::raw));
+    if !fits && !code.is_empty() {
+        let need = format!("(the QR code needs {code_w}×{} cells: enlarge the terminal)", code.len());
+        side.extend(text::wrap(&need, side_w, side_w).into_iter().map(|r| Line::styled(r, theme.dim())));
+    }
+    side.push(Line::default());
+    let copy = if copied { "copied to the clipboard ✓" } else { "copy it to the clipboard" };
+    for (key, what) in [("c", copy), ("↓", "the invite as text"), ("Esc", "close")] {
+        let rows = text::wrap(what, side_w.saturating_sub(5), side_w.saturating_sub(5));
+        for (i, row) in rows.into_iter().enumerate() {
+            let left = if i == 0 { text::pad(key, 5) } else { " ".repeat(5) };
+            side.push(Line::from(vec![Span::styled(left, theme.key()), Span::raw(row)]));
+        }
+    }
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    if beside && fits {
+        for i in 0..code.len().max(side.len()) {
+            let row = code.get(i).map_or(String::new(), |r| r.clone());
+            let mut spans = vec![Span::styled(text::pad(&row, code_w), theme.qr()), Span::raw(" ")];
+            if let Some(line) = side.get(i) {
+                spans.extend(line.spans.iter().cloned());
+            }
+            lines.push(Line::from(spans));
+        }
+    } else {
+        if fits {
+            lines.extend(code.iter().map(|r| Line::styled(r.clone(), theme.qr()).centered()));
+        }
+        lines.extend(side);
+    }
+    lines.push(Line::default());
+    lines.extend(text::hard_wrap(invite, width.max(1)).into_iter().map(|r| Line::styled(r, theme.accent())));
+    lines
+}
+
+/// Draw the invite: a small window while it is made, then a screen of its own.
 pub(crate) fn render_invite(frame: &mut Frame, view: &InviteView, area: Rect, theme: &Theme) {
-    let (invite, qr, scroll) = match view {
+    let (invite, qr, scroll, copied) = match view {
         InviteView::Loading => {
             let area = centered(area, 34, 3);
             if area.is_empty() {
@@ -210,45 +267,24 @@ pub(crate) fn render_invite(frame: &mut Frame, view: &InviteView, area: Rect, th
             frame.render_widget(Paragraph::new(Line::styled("creating your invite…", theme.dim())), inner);
             return;
         }
-        InviteView::Ready { invite, qr, scroll } => (invite, qr, *scroll),
+        InviteView::Ready { invite, qr, scroll, copied } => (invite, qr, *scroll, *copied),
     };
-    let qr_rows: Vec<&str> = qr.lines().collect();
-    let qr_w = qr_rows.iter().map(|r| text::width(r)).max().unwrap_or(0);
-    let width = u16::try_from(qr_w.max(60) + 2).unwrap_or(u16::MAX).min(area.width);
-    let inner_w = usize::from(width.saturating_sub(2));
-    let uri_rows = text::hard_wrap(invite, inner_w);
-    let mut lines: Vec<Line> = Vec::new();
-    // The QR code is only useful whole: show it first when it fits on the screen
-    // (the link is then below it, reached by scrolling), else say so.
-    let fits = qr_w <= inner_w && qr_rows.len() + 2 <= usize::from(area.height);
-    if fits {
-        lines.extend(qr_rows.iter().map(|r| Line::styled((*r).to_owned(), theme.qr()).centered()));
-        lines.push(Line::raw(""));
-    }
-    lines.extend(
-        text::wrap("Share this invite; they add you with /add <invite>", inner_w, inner_w).into_iter().map(Line::raw),
-    );
-    if !fits && !qr_rows.is_empty() {
-        lines.push(Line::styled("(enlarge the terminal to see the QR code)", theme.dim()));
-    }
-    lines.push(Line::raw(""));
-    lines.extend(uri_rows.into_iter().map(|r| Line::styled(r, theme.accent())));
-    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-    let area = centered(area, width, height);
     if area.is_empty() {
         return;
     }
-    let inner = window(frame, area, " Your invite · Esc closes ", theme);
-    let scroll = scroll.min(lines.len().saturating_sub(usize::from(inner.height)));
-    if scroll + usize::from(inner.height) < lines.len() && area.height > 2 {
-        let hint = Line::styled(" ↓ the link is below: Down, PageDown ", theme.dim()).right_aligned();
-        frame.render_widget(
-            Paragraph::new(hint),
-            Rect { y: area.y + area.height - 1, height: 1, ..area.inner(Margin::new(1, 0)) },
-        );
-    }
-    let shown: Vec<Line> = lines.into_iter().skip(scroll).take(usize::from(inner.height)).collect();
-    frame.render_widget(Paragraph::new(shown), inner);
+    frame.render_widget(Clear, area);
+    let lines = invite_lines(invite, qr, copied, area, theme);
+    let height = usize::from(area.height);
+    let scroll = scroll.min(lines.len().saturating_sub(height));
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).take(height).collect();
+    frame.render_widget(Paragraph::new(shown), area);
+}
+
+/// How far the invite screen scrolls on a screen of `size` (to bound scrolling).
+pub(crate) fn invite_scroll_max(view: &InviteView, size: (u16, u16)) -> usize {
+    let InviteView::Ready { invite, qr, copied, .. } = view else { return 0 };
+    let area = Rect::new(0, 0, size.0, size.1);
+    invite_lines(invite, qr, *copied, area, &Theme::new(true)).len().saturating_sub(usize::from(size.1))
 }
 
 /// The log's rows for `width` columns, oldest first: every entry wrapped whole, errors
