@@ -194,6 +194,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `1 member`, `3 members`.
+pub(crate) fn members(n: usize) -> String {
+    if n == 1 { "1 member".to_owned() } else { format!("{n} members") }
+}
+
 /// The last eight characters of a peer id after `…`, enough to tell peers apart.
 pub(crate) fn short_peer(peer: &str) -> String {
     let chars: Vec<char> = peer.chars().collect();

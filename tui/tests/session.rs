@@ -224,3 +224,60 @@ fn each_conversation_keeps_its_own_draft() {
     assert_eq!(app.input().text(), "half a thought for Алиса");
     assert_eq!(app.draft(WANG).map(|d| d.text().to_owned()), Some("to 王小明".into()));
 }
+
+/// The group scene with the Book club open and its history loaded.
+fn book_club_open() -> App {
+    let mut app = group_scene(config());
+    update(&mut app, ctrl('k'));
+    type_text(&mut app, "book");
+    update(&mut app, key(KeyCode::Enter));
+    let messages = book_club_history();
+    update(&mut app, Action::Done(Response::History { contact: GROUP.into(), before: None, limit: 50, messages }));
+    assert_eq!(app.focused_id(), Some(GROUP));
+    app
+}
+
+#[test]
+fn membership_changes_show_in_the_timeline() {
+    let mut app = book_club_open();
+    let dave = "12D3KooWDaveDaveDaveDaveDaveDaveDaveDaveDaveDaveDave0007";
+    let mut group = book_club(true);
+    group.members.retain(|m| m.peer_id != CAROL);
+    group.members.push(kith_p2p::views::MemberView {
+        peer_id: dave.into(),
+        role: kith_p2p::kith_storage::Role::Member,
+        label: Some("Dave".into()),
+    });
+    group.version += 1;
+    update(&mut app, event(kith_p2p::node::Event::GroupChanged { group: group.clone() }));
+    // Our own change comes back as an answer too: said once.
+    let op = kith_tui::GroupChange::Add { group: GROUP.into(), contact: dave.into() };
+    update(&mut app, Action::Done(Response::GroupUpdated { op, group }));
+    let screen = text_of(&draw(&app, 100, 30));
+    let rows: Vec<&str> = screen.lines().collect();
+    let newest = rows.iter().position(|r| r.contains("Алиса: Договорились 👍")).expect("newest message shown");
+    assert!(rows[newest + 1].contains("Dave joined #Book club"), "{screen}");
+    assert!(rows[newest + 2].contains("…Caro0006 is no longer in #Book club"), "{screen}");
+    assert_eq!(screen.matches("Dave joined").count(), 1, "{screen}");
+    // A message after them goes below.
+    let message = group_message(306, dave, "hi all", NOW);
+    update(&mut app, event(kith_p2p::node::Event::MessageReceived { message }));
+    let screen = text_of(&draw(&app, 100, 30));
+    let joined = screen.find("Dave joined").expect("notice");
+    assert!(screen.rfind("Dave: hi all").is_some_and(|at| at > joined), "{screen}");
+}
+
+#[test]
+fn groups_are_marked_alike_and_counted_in_the_singular() {
+    let mut app = group_scene(config());
+    update(&mut app, ctrl('k'));
+    type_text(&mut app, "book");
+    let screen = text_of(&draw(&app, 100, 30));
+    assert!(screen.contains("▌# Book club"), "the switcher marks the group as the list does:\n{screen}");
+    update(&mut app, key(KeyCode::Enter));
+    let mut group = book_club(true);
+    group.members.truncate(1);
+    update(&mut app, Action::Done(Response::Groups(vec![group])));
+    let screen = text_of(&draw(&app, 100, 30));
+    assert!(screen.contains("#Book club 1 member ") && !screen.contains("1 members"), "{screen}");
+}

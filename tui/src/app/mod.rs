@@ -38,6 +38,9 @@ pub(crate) const STATUS_TICKS: u8 = 8;
 /// not an archive: the file log keeps everything.
 pub const LOG_CAPACITY: usize = 500;
 
+/// How many notices (membership changes) a conversation keeps.
+const NOTICES: usize = 64;
+
 /// How many message-state changes for not-yet-seen messages are remembered (a
 /// `message_state_changed` event can overtake the answer to `send`).
 const ORPHAN_STATES: usize = 64;
@@ -121,6 +124,19 @@ pub struct Conversation {
     pub(crate) preview_requested: bool,
     /// Where the message pane is scrolled to.
     pub scroll: Scroll,
+    /// Things that happened here besides messages (a group's members joining or
+    /// leaving), each shown below the message that was newest when it happened.
+    /// Seen while the interface runs; the node does not keep them (bounded).
+    pub notices: VecDeque<Notice>,
+}
+
+/// Something shown in a conversation's timeline that is not a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The message it follows, as (Lamport counter, id); `None`: before any message.
+    pub after: Option<(u64, String)>,
+    /// What happened.
+    pub text: String,
 }
 
 impl Conversation {
@@ -151,7 +167,18 @@ impl Conversation {
             request_preview: None,
             preview_requested: false,
             scroll: Scroll::Bottom,
+            notices: VecDeque::new(),
         }
+    }
+
+    /// Note `text` in the timeline, after the newest message known.
+    pub(crate) fn add_notice(&mut self, text: String) {
+        let newest = [self.messages.back(), self.last.as_ref()].into_iter().flatten().max_by_key(|m| window::key(m));
+        let after = newest.map(|m| (m.lamport, m.id.clone()));
+        if self.notices.len() >= NOTICES {
+            self.notices.pop_front();
+        }
+        self.notices.push_back(Notice { after, text });
     }
 
     /// The key of the conversation: the contact's peer id, or the group id. It is

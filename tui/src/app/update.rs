@@ -327,11 +327,39 @@ pub(super) fn upsert_contact(app: &mut App, contact: ContactView) {
 /// Insert or update a group. Groups we left stay listed (marked "left") so their
 /// history remains readable.
 pub(super) fn upsert_group(app: &mut App, group: GroupView) {
+    let changes = membership_changes(app, &group);
     match app.conversation_mut(&group.id) {
-        Some(conv) => conv.party = Party::Group(group),
+        Some(conv) => {
+            conv.party = Party::Group(group);
+            for text in changes {
+                conv.add_notice(text);
+            }
+        }
         None => app.conversations.push(Conversation::group(group)),
     }
     app.sort();
+}
+
+/// Who joined or left a group we are in, as timeline notices, from the group as we
+/// knew it and as it is now (the node's events carry whole groups, not changes).
+fn membership_changes(app: &App, group: &GroupView) -> Vec<String> {
+    let Some(conv) = app.conversation(&group.id) else { return Vec::new() };
+    let Some(old) = conv.group_view().filter(|old| old.active && group.active) else { return Vec::new() };
+    let me = app.me();
+    let has = |g: &GroupView, peer: &str| g.members.iter().any(|m| m.peer_id == peer);
+    let mut changes = Vec::new();
+    for member in group.members.iter().filter(|m| !has(old, &m.peer_id) && me != Some(m.peer_id.as_str())) {
+        let name = member
+            .label
+            .clone()
+            .or_else(|| app.conversation(&member.peer_id).filter(|c| c.contact().is_some()).map(|c| c.label().to_owned()))
+            .unwrap_or_else(|| crate::text::short_peer(&member.peer_id));
+        changes.push(format!("{name} joined #{}", group.name));
+    }
+    for member in old.members.iter().filter(|m| !has(group, &m.peer_id) && me != Some(m.peer_id.as_str())) {
+        changes.push(format!("{} is no longer in #{}", conv.author_label(app, &member.peer_id), group.name));
+    }
+    changes
 }
 
 pub(super) fn remove_conversation(app: &mut App, peer: &str) {

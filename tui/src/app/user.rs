@@ -256,7 +256,7 @@ fn group_command(app: &mut App, command: GroupCommand, fx: &mut Vec<Effect>) {
                 })
                 .collect();
             let text = if group.active {
-                format!("#{}: {} members: {}", group.name, members.len(), members.join(", "))
+                format!("#{}: {}: {}", group.name, crate::text::members(members.len()), members.join(", "))
             } else {
                 format!("#{}: you left this group", group.name)
             };

@@ -16,7 +16,7 @@ use crate::text;
 /// the contact; for a group `#name` and its size.
 fn title(app: &App, conv: &Conversation, theme: &Theme) -> Line<'static> {
     if let Some(group) = conv.group_view() {
-        let size = if group.active { format!(" {} members ", group.members.len()) } else { " left ".to_owned() };
+        let size = if group.active { format!(" {} ", crate::text::members(group.members.len())) } else { " left ".to_owned() };
         return Line::from(vec![
             Span::raw(" "),
             Span::styled("#", theme.accent()),

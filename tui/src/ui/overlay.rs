@@ -167,10 +167,16 @@ pub(crate) fn render_switcher(
         .take(height)
         .filter_map(|(n, (i, m))| {
             let conv = app.conversations().get(*i)?;
-            let online = app.is_online(conv.peer_id());
+            // Marked as in the list: `#` for a group, presence for a contact.
+            let marker = match conv.group_view() {
+                Some(g) if g.active => Span::styled("#", theme.accent()),
+                Some(_) => Span::styled("#", theme.dim()),
+                None if app.is_online(conv.peer_id()) => Span::styled("●", theme.online()),
+                None => Span::styled("○", theme.dim()),
+            };
             let mut spans = vec![
                 if n == selected { Span::styled("▌", theme.accent()) } else { Span::raw(" ") },
-                if online { Span::styled("●", theme.online()) } else { Span::styled("○", theme.dim()) },
+                marker,
                 Span::raw(" "),
             ];
             let mut used = 3;

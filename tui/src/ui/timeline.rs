@@ -177,6 +177,13 @@ impl<'a> Timeline<'a> {
         }
     }
 
+    /// The rows of the notices that follow the message `after` (`None`: those from
+    /// before any message).
+    fn notices(&self, after: Option<(u64, &str)>) -> Vec<Line<'static>> {
+        let follows = |n: &&crate::app::Notice| n.after.as_ref().map(|(l, id)| (*l, id.as_str())) == after;
+        self.conv.notices.iter().filter(follows).flat_map(|n| notice(&n.text, self.width, self.theme.dim())).collect()
+    }
+
     /// The rows when there are no blocks: notices only.
     pub(crate) fn empty_rows(&self) -> Vec<Line<'static>> {
         let (conv, width, theme) = (self.conv, self.width, self.theme);
@@ -190,6 +197,7 @@ impl<'a> Timeline<'a> {
             }
         } else {
             rows.extend(self.top_notice());
+            rows.extend(self.notices(None));
             if !conv.has_older && !conv.is_request() {
                 rows.extend(notice("no messages yet: say hello", width, theme.dim()));
             }
@@ -216,7 +224,11 @@ impl<'a> Timeline<'a> {
         if conv.unread_marker.as_deref() == Some(m.id.as_str()) {
             rows.push(rule("new messages", width, theme.new_marker()));
         }
+        if i == 0 {
+            rows.extend(self.notices(None));
+        }
         rows.extend(message_rows(app, conv, m, width, theme));
+        rows.extend(self.notices(Some((m.lamport, m.id.as_str()))));
         if i + 1 == conv.messages.len() && !conv.detached() {
             rows.extend(self.footer());
         }
