@@ -150,6 +150,13 @@ pub enum Response {
     Renamed(ContactView),
     /// The node's status, asked for by `/status` (to be shown, not only used).
     StatusReport(Status),
+    /// The files a path being completed can become ([`Effect::ListPaths`]).
+    Paths {
+        /// The path as typed.
+        word: String,
+        /// Its completions, in cycling order.
+        candidates: Vec<String>,
+    },
 }
 
 /// Work the state machine asks the runtime to do.
@@ -233,6 +240,12 @@ pub enum Effect {
     },
     /// Read the node's status to show it (`status`, for `/status`).
     ShowStatus,
+    /// List the files a typed path can complete to (Tab on a path), answered with
+    /// [`Response::Paths`]. Local, but off the loop: a slow disk must not stall it.
+    ListPaths {
+        /// The path as typed (`~/` for the home directory).
+        word: String,
+    },
     /// Put `text` on the system clipboard (OSC 52: the terminal does it, so it
     /// works over SSH too).
     Copy {

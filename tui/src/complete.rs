@@ -7,8 +7,14 @@
 //! subcommands, any other word to names (contacts, and the open group's members).
 //! [`Completion`] remembers the candidates of the word being completed, so cycling
 //! goes through the same list whatever the inserted text now looks like.
+//!
+//! A word that looks like a path (`~/`, `./`, `../`, or `/` past the first word)
+//! completes to files: [`path_word`] spots it, the runtime lists the directory off
+//! the loop with [`list_paths`] and the state machine completes with the answer
+//! ([`Completion::with`]), so `update` itself never touches the file system.
 
 use std::ops::Range;
+use std::path::Path;
 
 use crate::commands::{GROUP_NAMES, NAMES};
 use crate::input::Input;
@@ -32,6 +38,18 @@ impl Completion {
     /// nothing matches.
     pub fn start(input: &mut Input, names: &[String], backwards: bool) -> Option<Completion> {
         let (range, candidates) = candidates(input.text(), input.cursor(), names)?;
+        let index = if backwards { candidates.len() - 1 } else { 0 };
+        let mut completion = Completion { range, candidates, index, after: String::new() };
+        completion.show(input);
+        Some(completion)
+    }
+
+    /// Start completing the bytes `range` of `input` with `candidates` (from
+    /// [`list_paths`]); `None` when there are none or the input no longer has `range`.
+    pub fn with(input: &mut Input, range: Range<usize>, candidates: Vec<String>, backwards: bool) -> Option<Completion> {
+        if candidates.is_empty() || input.text().get(range.clone()).is_none() {
+            return None;
+        }
         let index = if backwards { candidates.len() - 1 } else { 0 };
         let mut completion = Completion { range, candidates, index, after: String::new() };
         completion.show(input);
@@ -91,6 +109,51 @@ pub fn candidates(text: &str, cursor: usize, names: &[String]) -> Option<(Range<
     (!found.is_empty()).then_some((start..cursor, found))
 }
 
+/// Most files a path completes to (a huge directory is cut, in name order).
+const PATHS_MAX: usize = 200;
+
+/// The word before `cursor` if it looks like a path: `~/`, `./`, `../` anywhere, or
+/// `/` past the first word (a first word with `/` is a command).
+pub fn path_word(text: &str, cursor: usize) -> Option<Range<usize>> {
+    let before = text.get(..cursor)?;
+    let start = before.char_indices().rev().find(|(_, c)| c.is_whitespace()).map_or(0, |(i, c)| i + c.len_utf8());
+    let word = &before[start..];
+    let path = ["~/", "./", "../"].iter().any(|p| word.starts_with(p)) || (word.starts_with('/') && start > 0);
+    path.then_some(start..cursor)
+}
+
+/// The files `word` (a path as typed, `~/` for `home`) can complete to, in name
+/// order: directories with a `/` after them, files with a space. Hidden files only
+/// when the typed name starts with a dot. Reads the file system: call it off the
+/// interface's loop.
+pub fn list_paths(word: &str, home: Option<&Path>) -> Vec<String> {
+    let (dir, prefix) = match word.rfind('/') {
+        Some(i) => (&word[..=i], &word[i + 1..]),
+        None => ("", word),
+    };
+    let on_disk = match (dir.strip_prefix("~/"), home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        (Some(_), None) => return Vec::new(),
+        (None, _) => Path::new(dir).to_path_buf(),
+    };
+    let Ok(entries) = std::fs::read_dir(&on_disk) else { return Vec::new() };
+    let mut found: Vec<(String, bool)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+                return None;
+            }
+            // Following a symbolic link to a directory too.
+            let is_dir = entry.file_type().ok()?.is_dir() || entry.path().is_dir();
+            Some((name, is_dir))
+        })
+        .collect();
+    found.sort();
+    found.truncate(PATHS_MAX);
+    found.into_iter().map(|(name, is_dir)| format!("{dir}{name}{}", if is_dir { "/" } else { " " })).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +193,30 @@ mod tests {
         assert_eq!(input.text(), "/block alice ");
         input.insert_char('x');
         assert!(!completion.continues(&input), "an edit ends it");
+    }
+
+    #[test]
+    fn spots_paths_and_lists_them() {
+        assert_eq!(path_word("see ~/Do", 8), Some(4..8));
+        assert_eq!(path_word("/add ./inv", 10), Some(5..10));
+        assert_eq!(path_word("look at /tmp", 12), Some(8..12));
+        assert_eq!(path_word("/gro", 4), None, "a first word with / is a command");
+        assert_eq!(path_word("hello", 5), None);
+
+        let dir = std::env::temp_dir().join(format!("kith-complete-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("notes")).expect("temp dir");
+        for file in ["notes.txt", "nope", ".hidden"] {
+            std::fs::write(dir.join(file), b"").expect("temp file");
+        }
+        let typed = format!("{}/no", dir.display());
+        let found = list_paths(&typed, None);
+        let base = dir.display();
+        assert_eq!(found, vec![format!("{base}/nope "), format!("{base}/notes/"), format!("{base}/notes.txt ")]);
+        assert_eq!(list_paths(&format!("{base}/."), None), vec![format!("{base}/.hidden ")]);
+        assert_eq!(list_paths("~/notes", Some(&dir)), vec!["~/notes/".to_owned(), "~/notes.txt ".to_owned()]);
+        assert!(list_paths(&format!("{base}/missing/x"), None).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
     let (slow_tx, slow_rx) = mpsc::channel(SLOW_QUEUE);
     // Dropped (aborting every task) when this function returns.
     let mut tasks = JoinSet::new();
-    tasks.spawn(connection(socket.to_path_buf(), connected, quick_rx, slow_rx, action_tx));
+    tasks.spawn(connection(socket.to_path_buf(), connected, quick_rx, slow_rx, action_tx.clone()));
 
     let (mut tui, guard) = terminal::enter().map_err(TuiError::Terminal)?;
     let mut runtime = Runtime {
@@ -87,6 +87,8 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         slow: slow_tx,
         notify_command: options.notify_command,
         notifications: JoinSet::new(),
+        listing: JoinSet::new(),
+        actions: action_tx,
         notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
         queue: VecDeque::new(),
     };
@@ -103,6 +105,10 @@ struct Runtime {
     slow: mpsc::Sender<Effect>,
     notify_command: Option<String>,
     notifications: JoinSet<()>,
+    /// The path listing in flight for Tab completion (at most one).
+    listing: JoinSet<()>,
+    /// For answers produced off the loop (path listings).
+    actions: mpsc::Sender<Action>,
     notify_permits: Arc<Semaphore>,
     /// Actions produced locally (e.g. a request that could not be queued).
     queue: VecDeque<Action>,
@@ -149,6 +155,7 @@ impl Runtime {
                 dirty |= self.apply(action);
             }
             while self.notifications.try_join_next().is_some() {}
+            while self.listing.try_join_next().is_some() {}
             if self.app.should_quit() {
                 return Ok(());
             }
@@ -173,6 +180,7 @@ impl Runtime {
             Effect::Quit => {}
             Effect::Bell => terminal::bell(),
             Effect::Copy { text } => terminal::copy(&text),
+            Effect::ListPaths { word } => self.list_paths(word),
             Effect::Notify { from, text } => self.notify(&from, &text),
             Effect::Add { .. } | Effect::Invite | Effect::Group(_) => self.request(true, effect),
             other => self.request(false, other),
@@ -188,6 +196,22 @@ impl Runtime {
             };
             self.queue.push_back(Action::Failed { effect, error: error.to_owned() });
         }
+    }
+
+    /// List the files `word` can complete to on the blocking pool, one listing at a
+    /// time (a Tab pressed meanwhile is dropped), and answer with the result.
+    fn list_paths(&mut self, word: String) {
+        if !self.listing.is_empty() {
+            return;
+        }
+        let actions = self.actions.clone();
+        self.listing.spawn(async move {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let typed = word.clone();
+            let listed = tokio::task::spawn_blocking(move || crate::complete::list_paths(&typed, home.as_deref()));
+            let candidates = listed.await.unwrap_or_default();
+            let _ = actions.send(Action::Done(Response::Paths { word, candidates })).await;
+        });
     }
 
     /// Run the notification command with `KITH_FROM` and `KITH_TEXT` set.
@@ -434,7 +458,7 @@ pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, S
             let peer_id = value.get("removed").and_then(Value::as_str).unwrap_or(contact).to_owned();
             Response::ContactRemoved { peer_id }
         }
-        Effect::Bell | Effect::Notify { .. } | Effect::Copy { .. } | Effect::Quit => {
+        Effect::Bell | Effect::Notify { .. } | Effect::Copy { .. } | Effect::ListPaths { .. } | Effect::Quit => {
             return Err("not a node request".to_owned());
         }
     })

@@ -281,3 +281,23 @@ fn groups_are_marked_alike_and_counted_in_the_singular() {
     let screen = text_of(&draw(&app, 100, 30));
     assert!(screen.contains("#Book club 1 member ") && !screen.contains("1 members"), "{screen}");
 }
+
+#[test]
+fn tab_completes_paths_from_a_listing_made_off_the_loop() {
+    let mut app = scene(config());
+    type_text(&mut app, "it is in ~/no");
+    let fx = update(&mut app, key(KeyCode::Tab));
+    assert_eq!(fx, vec![Effect::ListPaths { word: "~/no".into() }], "update never reads the disk itself");
+    let candidates = vec!["~/notes/".to_owned(), "~/notes.txt ".to_owned()];
+    update(&mut app, Action::Done(Response::Paths { word: "~/no".into(), candidates: candidates.clone() }));
+    assert_eq!(app.input().text(), "it is in ~/notes/");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "it is in ~/notes.txt ", "Tab again cycles, without listing again");
+    // An answer that comes after more typing is dropped.
+    update(&mut app, ctrl('u'));
+    type_text(&mut app, "cat ./x");
+    update(&mut app, key(KeyCode::Tab));
+    type_text(&mut app, "y");
+    update(&mut app, Action::Done(Response::Paths { word: "./x".into(), candidates: vec!["./xz ".into()] }));
+    assert_eq!(app.input().text(), "cat ./xy");
+}

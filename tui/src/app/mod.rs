@@ -351,6 +351,9 @@ pub struct App {
     drafts: HashMap<String, Input>,
     /// The Tab completion in progress, if the last key was Tab.
     completion: Option<Completion>,
+    /// A path completion waiting for its file list: the word's bytes, the input's
+    /// text then, and whether it goes backwards (Shift+Tab).
+    pending_paths: Option<(std::ops::Range<usize>, String, bool)>,
     history: History,
     overlay: Option<Overlay>,
     status: Option<StatusMessage>,
@@ -387,6 +390,7 @@ impl App {
             input: Input::new(),
             drafts: HashMap::new(),
             completion: None,
+            pending_paths: None,
             history: History::new(),
             overlay: None,
             status: None,

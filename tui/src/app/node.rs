@@ -406,6 +406,14 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.set_status(format!("renamed to {}", contact.label()), false);
             upsert_contact(app, contact);
         }
+        Response::Paths { word, candidates } => {
+            // Only if the input is still as it was when Tab was pressed.
+            let Some((range, text, backwards)) = app.pending_paths.take() else { return };
+            if app.input.text() != text || text.get(range.clone()) != Some(word.as_str()) {
+                return;
+            }
+            app.completion = crate::complete::Completion::with(&mut app.input, range, candidates, backwards);
+        }
         Response::StatusReport(status) => {
             for line in status_report(app, &status) {
                 app.note(line, false);
@@ -509,6 +517,10 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         Effect::Remove { .. } => "removing the contact",
         Effect::Rename { .. } => "renaming",
         Effect::ShowStatus => "reading the node status",
+        Effect::ListPaths { .. } => {
+            app.pending_paths = None;
+            "completing the path"
+        }
         _ => "request",
     };
     if background && offline {

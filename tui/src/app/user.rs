@@ -10,7 +10,7 @@ use kith_p2p::node::GroupChange;
 
 use crate::action::Effect;
 use crate::commands::{self, Command, GroupCommand};
-use crate::complete::Completion;
+use crate::complete::{self, Completion};
 use crate::ui::{layout::Areas, list, overlay};
 
 /// Rows the mouse wheel scrolls per notch.
@@ -26,6 +26,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     let alt = key.modifiers.contains(KeyModifiers::ALT);
     // Any key but Tab ends a completion (Tab and Shift+Tab cycle it).
     let completing = app.completion.take().filter(|_| matches!(key.code, KeyCode::Tab | KeyCode::BackTab));
+    app.pending_paths = None;
     match key.code {
         KeyCode::Char('c' | 'q') if ctrl && !alt => {
             quit(app, fx);
@@ -48,7 +49,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         _ => {}
     }
     if app.overlay.is_none() && matches!(key.code, KeyCode::Tab | KeyCode::BackTab) && !ctrl && !alt {
-        complete(app, completing, key.code == KeyCode::BackTab);
+        complete(app, completing, key.code == KeyCode::BackTab, fx);
         return;
     }
     match app.overlay {
@@ -135,15 +136,21 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
 
 /// Tab (Shift+Tab: `backwards`): cycle the completion in progress if the input is
 /// as it left it, else complete the word before the cursor.
-fn complete(app: &mut App, completing: Option<Completion>, backwards: bool) {
+fn complete(app: &mut App, completing: Option<Completion>, backwards: bool, fx: &mut Vec<Effect>) {
     if let Some(mut completion) = completing.filter(|c| c.continues(&app.input)) {
         completion.cycle(&mut app.input, backwards);
         app.completion = Some(completion);
         return;
     }
+    app.history.stop_browsing();
+    if let Some(range) = complete::path_word(app.input.text(), app.input.cursor()) {
+        let word = app.input.text()[range.clone()].to_owned();
+        app.pending_paths = Some((range, app.input.text().to_owned(), backwards));
+        fx.push(Effect::ListPaths { word });
+        return;
+    }
     let names = app.completion_names();
     app.completion = Completion::start(&mut app.input, &names, backwards);
-    app.history.stop_browsing();
 }
 
 /// An edit of the message text: stops history browsing.
