@@ -56,6 +56,9 @@ const RECONNECT_MIN: Duration = Duration::from_millis(250);
 /// The longest wait between two reconnection attempts, so a node that comes back
 /// after minutes is found within seconds.
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How long an attempt to reconnect (connect and subscribe) may take: a node that
+/// accepts but does not answer is tried again like one that is not there.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a request fails while there is no connection.
 const NOT_CONNECTED: &str = "not connected to the node (reconnecting)";
 
@@ -313,7 +316,9 @@ async fn connection(
                 return;
             }
         }
-        let action = match Connection::open(&socket).await {
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&socket)).await;
+        let opened = opened.unwrap_or_else(|_| Err(ClientError::Io(std::io::ErrorKind::TimedOut.into())));
+        let action = match opened {
             Ok(connection) => {
                 delay = RECONNECT_MIN;
                 connected = Some(connection);
