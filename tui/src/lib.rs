@@ -11,8 +11,9 @@
 //!   history, the slash commands, and Tab completion;
 //! - [`ui`]: [`render`], a pure function of the state (tested with ratatui's
 //!   `TestBackend` and insta snapshots);
-//! - `runtime` and `terminal` (private): the tokio loop that owns the control-socket
-//!   connections and the real terminal.
+//! - `runtime` and `terminal` (private): the tokio loop, the task that owns the
+//!   control-socket connections (and gets them back after the node restarts), and
+//!   the real terminal (including the OSC 52 clipboard).
 //!
 //! The interface never blocks on the network: requests run in their own tasks and
 //! come back as actions. Logs go wherever the caller's `tracing` subscriber sends
@@ -83,8 +84,8 @@ pub enum TuiError {
 /// [`TuiError::Node`] when the control socket cannot be reached
 /// ([`ClientError::NoNode`](kith_p2p::control::ClientError::NoNode) if no node
 /// runs); [`TuiError::Terminal`] when the terminal fails. Losing the node while
-/// running is not an error: the interface says so and keeps running until the
-/// user quits.
+/// running is not an error: the interface says so, keeps running, and reconnects
+/// (with backoff) when the node is back, e.g. after a daemon restart.
 pub async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiError> {
     runtime::run(socket, options).await
 }

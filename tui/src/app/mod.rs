@@ -2,8 +2,10 @@
 //!
 //! [`App`] holds everything the screen shows: the conversation list (contacts,
 //! groups and pending requests), the focused conversation with a window of its
-//! messages paged from the node, unread counts, who is online, the editor, overlays
-//! and the status line. [`update`] applies one [`Action`](crate::action::Action)
+//! messages paged from the node, unread counts, who is online, the editor (with a
+//! draft per conversation and the Tab completion in progress), overlays, the status
+//! line and the log of what it said, and the state of the node connection.
+//! [`update`] applies one [`Action`](crate::action::Action)
 //! and returns the [`Effect`](crate::action::Effect)s to perform; it never does I/O,
 //! so tests drive it directly and the runtime stays a thin loop.
 
