@@ -32,6 +32,12 @@ pub enum Action {
     FocusLost,
     /// Time passed (about a second); expires transient status messages.
     Tick,
+    /// The wall clock now, in Unix milliseconds, for the times in the log (`update`
+    /// reads no clock itself); the runtime sends it at start and with every tick.
+    Clock {
+        /// Milliseconds since the Unix epoch.
+        unix_ms: u64,
+    },
     /// The node reported an event.
     Node(Event),
     /// A request finished.

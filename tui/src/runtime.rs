@@ -122,6 +122,7 @@ impl Runtime {
         let mut input = EventStream::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        self.apply(Action::Clock { unix_ms: unix_ms() });
         let size = tui.size().map_err(TuiError::Terminal)?;
         self.apply(Action::Resize { width: size.width, height: size.height });
         for effect in self.app.start() {
@@ -148,7 +149,10 @@ impl Runtime {
                         None => return Ok(()),
                     },
                     Some(action) = actions.recv() => action,
-                    _ = tick.tick() => Action::Tick,
+                    _ = tick.tick() => {
+                        self.apply(Action::Clock { unix_ms: unix_ms() });
+                        Action::Tick
+                    }
                 },
             };
             dirty |= self.apply(action);
@@ -167,7 +171,7 @@ impl Runtime {
 
     /// Apply one action and run its effects; returns whether the screen changed.
     fn apply(&mut self, action: Action) -> bool {
-        let tick = action == Action::Tick;
+        let tick = matches!(action, Action::Tick | Action::Clock { .. });
         let had_status = self.app.status().is_some();
         // A tick changes the screen only by expiring the status or counting down to
         // the next reconnection attempt.
@@ -467,6 +471,12 @@ pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, S
             return Err("not a node request".to_owned());
         }
     })
+}
+
+/// The wall clock in Unix milliseconds (0 if the clock is before 1970).
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The local time zone's offset from UTC in seconds, from `date +%z` (the standard

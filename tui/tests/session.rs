@@ -99,6 +99,13 @@ fn a_long_error_is_kept_whole_in_the_log() {
     insta::assert_snapshot!("log_overlay", screen);
     update(&mut app, key(KeyCode::Esc));
     assert_eq!(app.overlay(), None);
+    // Once the runtime told the time, entries carry it (the scene's zone is UTC).
+    update(&mut app, Action::Clock { unix_ms: NOW });
+    update(&mut app, Action::Failed { effect: Effect::Invite, error: "later".into() });
+    assert_eq!(app.log().back().and_then(|e| e.at), Some(NOW));
+    update(&mut app, key(KeyCode::F(2)));
+    assert!(text_of(&draw(&app, 100, 30)).contains("10:42 ✗ creating an invite: later"));
+    update(&mut app, key(KeyCode::Esc));
     // `/log` opens it too.
     command(&mut app, "/log");
     assert_eq!(app.overlay(), Some(&Overlay::Log { scroll: 0 }));

@@ -287,6 +287,8 @@ pub struct LogEntry {
     pub text: String,
     /// Whether it reports a failure.
     pub error: bool,
+    /// When, in Unix milliseconds, if the runtime had told the time yet.
+    pub at: Option<u64>,
 }
 
 /// The quick switcher's state.
@@ -361,6 +363,8 @@ pub struct App {
     status: Option<StatusMessage>,
     /// Every notice and error shown in the status line, oldest first (bounded).
     log: VecDeque<LogEntry>,
+    /// The wall clock as of the last [`Action::Clock`](crate::action::Action::Clock).
+    now_ms: Option<u64>,
     online: HashSet<String>,
     outbox: usize,
     /// The node's delivery queues, per recipient (as of the last status).
@@ -397,6 +401,7 @@ impl App {
             overlay: None,
             status: None,
             log: VecDeque::new(),
+            now_ms: None,
             online: HashSet::new(),
             outbox: 0,
             queues: Vec::new(),
@@ -587,7 +592,7 @@ impl App {
         if self.log.len() >= LOG_CAPACITY {
             self.log.pop_front();
         }
-        self.log.push_back(LogEntry { text: text.into(), error });
+        self.log.push_back(LogEntry { text: text.into(), error, at: self.now_ms });
     }
 
     /// Re-sort the list (activity, then name; requests last).

@@ -34,6 +34,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             mark_focused_read(app, &mut fx);
         }
         Action::FocusLost => app.terminal_focused = false,
+        Action::Clock { unix_ms } => app.now_ms = Some(unix_ms),
         Action::Tick => {
             if let Some(status) = &mut app.status {
                 status.ticks_left = status.ticks_left.saturating_sub(1);

@@ -293,16 +293,30 @@ pub(crate) fn invite_scroll_max(view: &InviteView, size: (u16, u16)) -> usize {
     invite_lines(invite, qr, *copied, area, &Theme::new(true)).len().saturating_sub(usize::from(size.1))
 }
 
-/// The log's rows for `width` columns, oldest first: every entry wrapped whole, errors
-/// marked `✗` (and coloured) so they stand out without colours too.
-fn log_lines<'a>(log: impl Iterator<Item = &'a LogEntry>, width: usize, theme: &Theme) -> Vec<Line<'static>> {
+/// The log's rows for `width` columns, oldest first: every entry wrapped whole,
+/// after its time (`HH:MM`, in the zone `utc_offset_secs`) when known, errors marked
+/// `✗` (and coloured) so they stand out without colours too.
+fn log_lines<'a>(
+    log: impl Iterator<Item = &'a LogEntry>,
+    width: usize,
+    utc_offset_secs: i32,
+    theme: &Theme,
+) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     for entry in log {
         let (mark, style) = if entry.error { ("✗ ", theme.error()) } else { ("· ", Style::new()) };
-        let rows = text::wrap(&entry.text, width.saturating_sub(2), width.saturating_sub(2));
+        let time = entry.at.map_or(String::new(), |at| format!("{} ", text::clock(at, utc_offset_secs)));
+        let lead_w = text::width(&time) + 2;
+        let rows = text::wrap(&entry.text, width.saturating_sub(lead_w), width.saturating_sub(lead_w));
         for (i, row) in rows.into_iter().enumerate() {
-            let lead = if i == 0 { mark } else { "  " };
-            lines.push(Line::from(vec![Span::styled(lead, style), Span::styled(row, style)]));
+            let lead = if i == 0 {
+                vec![Span::styled(time.clone(), theme.dim()), Span::styled(mark, style)]
+            } else {
+                vec![Span::raw(" ".repeat(lead_w))]
+            };
+            let mut spans = lead;
+            spans.push(Span::styled(row, style));
+            lines.push(Line::from(spans));
         }
     }
     lines
@@ -311,7 +325,8 @@ fn log_lines<'a>(log: impl Iterator<Item = &'a LogEntry>, width: usize, theme: &
 /// How many rows the log has on a screen of `size` (to bound scrolling).
 pub(crate) fn log_line_count(app: &App) -> usize {
     let area = help_area(Rect::new(0, 0, app.size().0, app.size().1));
-    log_lines(app.log().iter(), usize::from(area.width.saturating_sub(2)), &Theme::new(true)).len()
+    let width = usize::from(area.width.saturating_sub(2));
+    log_lines(app.log().iter(), width, app.config().utc_offset_secs, &Theme::new(true)).len()
 }
 
 /// Draw the log window, `scroll` rows up from its newest line.
@@ -322,7 +337,7 @@ pub(crate) fn render_log(frame: &mut Frame, app: &App, area: Rect, scroll: usize
     }
     let inner = window(frame, area, " Log · Esc closes ", theme);
     let height = usize::from(inner.height);
-    let mut lines = log_lines(app.log().iter(), usize::from(inner.width), theme);
+    let mut lines = log_lines(app.log().iter(), usize::from(inner.width), app.config().utc_offset_secs, theme);
     if lines.is_empty() {
         lines.push(Line::styled("Notices and errors will show here.", theme.dim()));
     }
