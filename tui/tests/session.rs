@@ -127,6 +127,13 @@ fn the_log_scrolls_and_stays_bounded() {
     assert!(!screen.contains("failure 509") && screen.contains("failure 470"), "{screen}");
     update(&mut app, key(KeyCode::End));
     assert!(text_of(&draw(&app, 100, 30)).contains("failure 509"));
+    // Home shows the oldest kept; one Down from there shows one newer line.
+    update(&mut app, key(KeyCode::Home));
+    let top = text_of(&draw(&app, 100, 30));
+    assert!(top.contains("failure 10\n") || top.contains("failure 10 "), "{top}");
+    update(&mut app, key(KeyCode::Down));
+    let screen = text_of(&draw(&app, 100, 30));
+    assert!(!screen.contains("failure 10 ") && screen.contains("failure 11 "), "{screen}");
     update(&mut app, key(KeyCode::F(2)));
     assert_eq!(app.overlay(), None, "F2 closes it again");
 }

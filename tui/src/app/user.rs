@@ -319,7 +319,7 @@ fn help_key(app: &mut App, key: KeyEvent) {
 }
 
 fn log_key(app: &mut App, key: KeyEvent) {
-    let max = overlay::log_line_count(app).saturating_sub(1);
+    let max = overlay::log_scroll_max(app);
     let page = page_rows(app);
     let Some(Overlay::Log { scroll }) = &mut app.overlay else { return };
     // `scroll` counts rows up from the newest line.
@@ -479,7 +479,7 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
         }
         Some(Overlay::Invite(InviteView::Loading)) => {}
         Some(Overlay::Log { .. }) => {
-            let max = overlay::log_line_count(app).saturating_sub(1);
+            let max = overlay::log_scroll_max(app);
             let Some(Overlay::Log { scroll }) = &mut app.overlay else { return };
             *scroll = if up { (*scroll + WHEEL_ROWS).min(max) } else { scroll.saturating_sub(WHEEL_ROWS) };
         }

@@ -322,11 +322,12 @@ fn log_lines<'a>(
     lines
 }
 
-/// How many rows the log has on a screen of `size` (to bound scrolling).
-pub(crate) fn log_line_count(app: &App) -> usize {
+/// How far the log scrolls up on the app's screen: its rows less the window's.
+pub(crate) fn log_scroll_max(app: &App) -> usize {
     let area = help_area(Rect::new(0, 0, app.size().0, app.size().1));
     let width = usize::from(area.width.saturating_sub(2));
-    log_lines(app.log().iter(), width, app.config().utc_offset_secs, &Theme::new(true)).len()
+    let rows = log_lines(app.log().iter(), width, app.config().utc_offset_secs, &Theme::new(true)).len();
+    rows.saturating_sub(usize::from(area.height.saturating_sub(2)))
 }
 
 /// Draw the log window, `scroll` rows up from its newest line.
