@@ -28,6 +28,9 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 /// OS-chosen port, over TCP and QUIC.
 const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
 
+/// The keys of `config.toml`, in the order the file lists them.
+pub const KEYS: [&str; 7] = ["listen", "bootstrap", "relays", "mdns", "display_name", "read_receipts", "notify_command"];
+
 /// Errors loading, parsing or saving the configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -47,6 +50,20 @@ pub enum ConfigError {
     Syntax {
         /// 1-based line of the error.
         line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// `kith config get|set` named a key config.toml does not have.
+    #[error("no setting `{key}` (the settings: {})", KEYS.join(", "))]
+    UnknownKey {
+        /// The name given.
+        key: String,
+    },
+    /// `kith config set` was given a value the key cannot take.
+    #[error("`{key}`: {message}")]
+    BadValue {
+        /// The key being set.
+        key: String,
         /// What is wrong.
         message: String,
     },
@@ -272,6 +289,54 @@ impl Config {
         out
     }
 
+    /// One setting's effective value: lists as arrays of strings, flags as booleans,
+    /// an unset optional setting as `null`.
+    pub fn get(&self, key: &str) -> Result<serde_json::Value, ConfigError> {
+        let strings = |addrs: &[Multiaddr]| serde_json::json!(addrs.iter().map(ToString::to_string).collect::<Vec<_>>());
+        Ok(match key {
+            "listen" => strings(&self.listen),
+            "bootstrap" => strings(&self.bootstrap),
+            "relays" => strings(&self.relays),
+            "mdns" => self.mdns.into(),
+            "display_name" => self.display_name.clone().into(),
+            "read_receipts" => self.read_receipts.into(),
+            "notify_command" => self.notify_command.clone().into(),
+            _ => return Err(ConfigError::UnknownKey { key: key.to_owned() }),
+        })
+    }
+
+    /// This configuration with `key` set from `value` as a person types it, checked
+    /// exactly as the file is: lists (`listen`, `bootstrap`, `relays`) take items
+    /// separated by commas or spaces (none: empty list); flags take
+    /// `true|false|yes|no|on|off|1|0`; an empty value unsets `display_name` or
+    /// `notify_command`.
+    pub fn with(&self, key: &str, value: &str) -> Result<Config, ConfigError> {
+        let bad = |message: String| ConfigError::BadValue { key: key.to_owned(), message };
+        let mut table: toml::Table = toml::from_str(&self.to_toml()).map_err(|e| bad(e.to_string()))?;
+        let value = match key {
+            "listen" | "bootstrap" | "relays" => Some(toml::Value::Array(
+                value.split([',', ' ']).filter(|item| !item.is_empty()).map(|item| item.into()).collect(),
+            )),
+            "mdns" | "read_receipts" => Some(toml::Value::Boolean(match value.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => true,
+                "false" | "no" | "off" | "0" => false,
+                other => return Err(bad(format!("{other:?} is not true or false"))),
+            })),
+            "display_name" | "notify_command" if value.is_empty() => None,
+            "display_name" | "notify_command" => Some(value.into()),
+            _ => return Err(ConfigError::UnknownKey { key: key.to_owned() }),
+        };
+        match value {
+            Some(value) => table.insert(key.to_owned(), value),
+            None => table.remove(key),
+        };
+        let text = toml::to_string(&table).map_err(|e| bad(e.to_string()))?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Invalid { message, .. } | ConfigError::Syntax { message, .. } => bad(message),
+            other => other,
+        })
+    }
+
     /// Writes [`Config::to_toml`] to `path` atomically with mode 0600, replacing any
     /// existing file.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
@@ -492,5 +557,35 @@ notify_command = "notify-send kith 'new message'"
         assert_eq!(line_of("a\nb\nc", 0), 1);
         assert_eq!(line_of("a\nb\nc", 2), 2);
         assert_eq!(line_of("a\nb\nc", 100), 3);
+    }
+
+    #[test]
+    fn get_and_set_one_key_validated_like_the_file() {
+        let config = Config::default();
+        assert_eq!(config.get("mdns").unwrap(), serde_json::json!(true));
+        assert_eq!(config.get("display_name").unwrap(), serde_json::Value::Null);
+        assert!(matches!(config.get("colour"), Err(ConfigError::UnknownKey { .. })));
+
+        let named = config.with("display_name", "Alice").unwrap();
+        assert_eq!(named.display_name.as_deref(), Some("Alice"));
+        assert_eq!(named.with("display_name", "").unwrap().display_name, None);
+        let quiet = config.with("mdns", "off").unwrap().with("read_receipts", "no").unwrap();
+        assert!(!quiet.mdns && !quiet.read_receipts);
+        let relays = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let pinned = config.with("relays", &format!("{relays}, {relays}")).unwrap();
+        assert_eq!(pinned.get("relays").unwrap(), serde_json::json!([relays, relays]));
+        assert!(config.with("relays", "").unwrap().relays.is_empty());
+
+        // Refused with the key and the reason, and nothing half-applied.
+        let error = config.with("listen", "/ip4/nope").unwrap_err();
+        assert!(matches!(&error, ConfigError::BadValue { key, .. } if key == "listen"), "{error}");
+        assert!(error.to_string().contains("/ip4/nope"), "{error}");
+        assert!(matches!(config.with("mdns", "maybe"), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(config.with("display_name", "   "), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(config.with("colour", "red"), Err(ConfigError::UnknownKey { .. })));
+        // Every key the file has can be read.
+        for key in KEYS {
+            config.get(key).unwrap();
+        }
     }
 }

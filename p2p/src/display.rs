@@ -41,6 +41,22 @@ pub fn sanitize_line(s: &str) -> String {
     out
 }
 
+/// The proleptic Gregorian (year, month, day) of a day number counted from
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`): dates for people without a
+/// timezone database.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +81,13 @@ mod tests {
         for text in ["hello", "Привет, как дела? 👋🏽🇺🇦 漢字", "שלום عربى", "a\u{200d}b e\u{301}"] {
             assert_eq!(sanitize_line(text), text);
         }
+    }
+
+    #[test]
+    fn civil_dates_of_day_numbers() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_790), (2026, 12, 3));
     }
 }

@@ -38,7 +38,7 @@ use crate::peer_record::MAX_ADDRS;
 /// The URI scheme prefix (matched case-insensitively on parse).
 pub const SCHEME: &str = "kith:";
 
-/// Longest accepted invite, in characters (after trimming surrounding whitespace).
+/// Longest accepted invite, in characters (after removing whitespace).
 /// Checked before decoding so a hostile paste cannot make the base58 decoder (which
 /// is quadratic) or the CBOR decoder do much work; it also keeps invites small enough
 /// for a QR code a phone can read off a terminal.
@@ -46,6 +46,10 @@ pub const MAX_INVITE_LEN: usize = 4096;
 
 /// The invite format version this build writes and reads.
 const VERSION: u64 = 1;
+/// Fewer base58 characters than any complete invite's payload (a bare one: version,
+/// peer id, key and binding; the test `a_cut_off_invite_says_it_is_truncated` checks
+/// the margin).
+const MIN_PAYLOAD_CHARS: usize = 190;
 
 /// Light modules added around the code on every side. The QR spec asks for 4; 2 is
 /// what `qrencode` uses for terminal output and keeps a typical invite within 80
@@ -62,8 +66,13 @@ pub enum InviteError {
     /// The text is longer than [`MAX_INVITE_LEN`].
     #[error("invite is too long (more than {MAX_INVITE_LEN} characters)")]
     TooLong,
+    /// The payload does not decode and is shorter than the smallest invite: it was
+    /// cut when copied. (base58 keeps no prefix of the bytes, so a longer cut shows
+    /// as [`InviteError::Encoding`].)
+    #[error("the invite is truncated: copy all of it (it is one long line starting with \"kith:\")")]
+    Truncated,
     /// The payload is not valid base58, CBOR, or invite fields.
-    #[error("invalid invite: {0}")]
+    #[error("invalid invite (cut off or mistyped? copy all of it in one piece): {0}")]
     Encoding(String),
     /// The invite was made by a newer version of kith.
     #[error("invite format version {0} is not supported; upgrade kith")]
@@ -177,12 +186,19 @@ impl Invite {
 
     /// Parses and verifies a `kith:` URI.
     ///
-    /// Surrounding whitespace is ignored and the scheme is case-insensitive. The
+    /// Whitespace anywhere (a copy wrapped over lines) is ignored and the scheme is
+    /// case-insensitive; a cut-off payload is [`InviteError::Truncated`]. The
     /// length is checked first ([`InviteError::TooLong`]); then the payload is
     /// decoded, the version checked ([`InviteError::UnsupportedVersion`]) and the
     /// E2E key binding verified ([`InviteError::BadBinding`]).
     pub fn parse(uri: &str) -> Result<Invite, InviteError> {
-        let uri = uri.trim();
+        if uri.len() > MAX_INVITE_LEN * 2 {
+            return Err(InviteError::TooLong);
+        }
+        // Copied from a terminal, a long invite arrives wrapped over lines or indented:
+        // base58 has no whitespace, so all of it can go.
+        let uri: String = uri.chars().filter(|c| !c.is_whitespace()).collect();
+        let uri = uri.as_str();
         if uri.len() > MAX_INVITE_LEN {
             return Err(InviteError::TooLong);
         }
@@ -190,19 +206,19 @@ impl Invite {
             Some(scheme) if scheme.eq_ignore_ascii_case(SCHEME) => &uri[SCHEME.len()..],
             _ => return Err(InviteError::NotKith),
         };
-        let bytes = bs58::decode(payload)
-            .into_vec()
-            .map_err(|e| InviteError::Encoding(format!("base58: {e}")))?;
+        // A short payload that does not even decode is a copy cut off (base58 keeps
+        // no prefix of the bytes, so this is the one sign of it we have).
+        let short = payload.len() < MIN_PAYLOAD_CHARS;
+        let undecodable = |detail: String| if short { InviteError::Truncated } else { InviteError::Encoding(detail) };
+        let bytes = bs58::decode(payload).into_vec().map_err(|e| undecodable(format!("base58: {e}")))?;
         // A generic CBOR value is fine here: the input is at most MAX_INVITE_LEN
         // characters, so the whole tree is a few hundred KB at worst; nesting is capped
         // like every kith decoder's.
         let mut reader = bytes.as_slice();
         let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut reader, crate::wire::RECURSION_LIMIT)
-            .map_err(|e| InviteError::Encoding(format!("cbor: {e}")))?;
+            .map_err(|e| undecodable(format!("cbor: {e}")))?;
         if !reader.is_empty() {
-            return Err(InviteError::Encoding(
-                "trailing bytes after the invite".into(),
-            ));
+            return Err(undecodable("trailing bytes after the invite".into()));
         }
         let invite = Invite::from_value(value)?;
         invite
@@ -503,6 +519,31 @@ mod tests {
     }
 
     #[test]
+    fn an_invite_wrapped_over_lines_parses() {
+        let invite = sample();
+        let uri = invite.to_uri();
+        let (head, tail) = uri.split_at(uri.len() / 2);
+        assert_eq!(Invite::parse(&format!("  {head}\r\n    {tail}\n")).unwrap(), invite);
+    }
+
+    #[test]
+    fn a_cut_off_invite_says_it_is_truncated() {
+        let shortest = (0..50)
+            .map(|_| Invite::new(Identity::generate().public()).to_uri().len() - SCHEME.len())
+            .min()
+            .unwrap();
+        assert!(shortest >= MIN_PAYLOAD_CHARS + 5, "a bare invite has {shortest} characters");
+        let uri = sample().to_uri();
+        // Cut where a terminal wraps (80 columns), or right after the scheme.
+        for cut in [80, SCHEME.len(), SCHEME.len() + MIN_PAYLOAD_CHARS - 1] {
+            assert!(matches!(Invite::parse(&uri[..cut]), Err(InviteError::Truncated)), "cut at {cut}");
+        }
+        // Longer cuts are still refused, and the message says what to check.
+        let error = Invite::parse(&uri[..uri.len() - 3]).unwrap_err();
+        assert!(error.to_string().contains("cut off or mistyped"), "{error}");
+    }
+
+    #[test]
     fn minimal_invite_round_trips() {
         let invite = Invite::new(Identity::generate().public());
         assert_eq!(Invite::parse(&invite.to_uri()).unwrap(), invite);
@@ -538,18 +579,10 @@ mod tests {
             Err(InviteError::NotKith)
         ));
         assert!(matches!(Invite::parse(""), Err(InviteError::NotKith)));
-        assert!(matches!(
-            Invite::parse("kith:0OIl"),
-            Err(InviteError::Encoding(_))
-        ));
-        assert!(matches!(
-            Invite::parse("kith:"),
-            Err(InviteError::Encoding(_))
-        ));
-        assert!(matches!(
-            Invite::parse("kith:3mJr7AoUXx2Wqd"),
-            Err(InviteError::Encoding(_))
-        ));
+        let padded = |payload: &str| format!("kith:{payload}{}", "1".repeat(MIN_PAYLOAD_CHARS));
+        assert!(matches!(Invite::parse(&padded("0OIl")), Err(InviteError::Encoding(_))));
+        assert!(matches!(Invite::parse("kith:"), Err(InviteError::Truncated)));
+        assert!(matches!(Invite::parse(&padded("3mJr7AoUXx2Wqd")), Err(InviteError::Encoding(_))));
         let long = format!("kith:{}", "1".repeat(MAX_INVITE_LEN));
         assert!(matches!(Invite::parse(&long), Err(InviteError::TooLong)));
         // Multi-byte input near the limit does not panic on slicing.

@@ -299,6 +299,44 @@ pub fn group_history(store: &Store, group: &Group, limit: usize, before: Option<
     Ok(page.iter().map(|m| MessageView::new(m, None)).collect())
 }
 
+/// The view of one stored message, with `peer` set when it is in a 1:1 conversation.
+pub fn message_view(store: &Store, message: &Message) -> Result<MessageView, OpError> {
+    let peer = match store.conversations().get(message.conversation)? {
+        Some(Conversation { kind: ConversationKind::Direct { peer_id }, .. }) => Some(peer_id),
+        _ => None,
+    };
+    Ok(MessageView::new(message, peer.as_deref()))
+}
+
+/// Our messages still `pending` or `failed`, oldest first (by when we wrote them).
+/// Reads every conversation's messages, a page at a time.
+pub fn unsent(store: &Store) -> Result<Vec<MessageView>, OpError> {
+    const PAGE: usize = 512;
+    let mut unsent = Vec::new();
+    for conversation in store.conversations().list()? {
+        let peer = match &conversation.kind {
+            ConversationKind::Direct { peer_id } => Some(peer_id.as_str()),
+            ConversationKind::Group { .. } => None,
+        };
+        let mut before = None;
+        loop {
+            let page = store.messages().page(conversation.id, before, PAGE)?;
+            unsent.extend(
+                page.iter()
+                    .filter(|m| m.direction == Direction::Outgoing)
+                    .filter(|m| matches!(m.state, MessageState::Pending | MessageState::Failed))
+                    .map(|m| MessageView::new(m, peer)),
+            );
+            match page.first() {
+                Some(oldest) if page.len() >= PAGE => before = Some(oldest.id),
+                _ => break,
+            }
+        }
+    }
+    unsent.sort_by_key(|m| (m.sent_at, m.lamport));
+    Ok(unsent)
+}
+
 fn page_of(store: &Store, conversation: ConversationId, limit: usize, before: Option<&str>) -> Result<Vec<Message>, OpError> {
     let before = before
         .map(|s| s.parse::<MessageId>().map_err(|_| OpError::Invalid(format!("bad message id {s:?}"))))

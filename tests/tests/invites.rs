@@ -54,15 +54,19 @@ fn an_invite_redeemed_twice_makes_the_second_redeemer_a_contact_request() {
         p.start(&[]);
     }
     let invite = alice.invite();
-    bob.ok(&["add", &invite, "--name", "Alice"]);
+    let said = bob.ok(&["add", &invite, "--name", "Alice"]);
+    assert!(said.contains("Alice is now a contact"), "{said}");
     wait_until(DEADLINE, "Bob is Alice's contact through the invite", || {
         contact(&alice, &bob).is_some_and(|c| c["state"] == "accepted")
             && contact(&bob, &alice).is_some_and(|c| c["state"] == "accepted")
     });
     assert!(request(&alice, &bob).is_none(), "the first redeemer needs no approval");
 
-    // The same invite again, from someone else: the token is spent.
-    carol.ok(&["add", &invite, "--name", "Alice"]);
+    // The same invite again, from someone else: the token is spent, and Carol is told
+    // that she sent a request rather than that she is a contact.
+    let said = carol.ok(&["add", &invite, "--name", "Alice", "--timeout", "2"]);
+    assert!(said.contains("contact request sent to Alice"), "{said}");
+    assert_eq!(contact(&carol, &alice).unwrap()["state"], "pending_out", "not a contact until Alice accepts");
     held_as_request_until_accepted(&alice, &carol);
     // Bob was never affected.
     assert_eq!(contact(&alice, &bob).unwrap()["state"], "accepted");

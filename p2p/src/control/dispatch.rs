@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::request::Request;
-use crate::invite::Invite;
+use crate::invite::{Invite, SCHEME};
 use crate::node::{LocalContext, LocalOp, NodeError, NodeHandle};
 use crate::ops::{self, OpError};
-use crate::views::{ContactView, GroupView, MessageView};
+use crate::views::{ContactView, GroupView};
 
 /// Where requests go: a running node, or the store directly when no node runs.
 #[derive(Clone)]
@@ -154,11 +154,9 @@ fn to_value<T: Serialize>(value: T) -> Result<Value, ApiError> {
 /// Default page size of `history`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 
-fn no_node(method: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::NoNode,
-        format!("`{method}` needs a running node; start one with `kith daemon`"),
-    )
+/// Said to people running a command offline, so it names no internal method.
+fn no_node() -> ApiError {
+    ApiError::new(ErrorCode::NoNode, "this command needs a running node; start one with `kith daemon` (or open `kith`)")
 }
 
 /// Run a storage operation as the single writer on either backend.
@@ -231,8 +229,13 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
                 .get(id)
                 .map_err(OpError::from)?
                 .ok_or_else(|| ApiError::new(ErrorCode::UnknownMessage, format!("no message {text}")))?;
-            to_value(MessageView::new(&message, None))
+            to_value(ops::message_view(store, &message)?)
         }
+        Request::Resolve { target } => match ops::resolve_target(store, &target)? {
+            ops::Target::Contact(contact) => Ok(json!({ "kind": "contact", "contact": ContactView::from(&contact) })),
+            ops::Target::Group(group) => Ok(json!({ "kind": "group", "group": GroupView::new(store, &group) })),
+        },
+        Request::Unsent {} => to_value(ops::unsent(store)?),
         // ---- local writes: through the single writer ----------------------------
         Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
         Request::Reject { contact } => contact_op(ContactOp::Reject, contact).await,
@@ -253,7 +256,7 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
         // ---- network: a running node only ---------------------------------------
         request => match node {
             Some(node) => network(node, request).await,
-            None => Err(no_node(&request.method())),
+            None => Err(no_node()),
         },
     }
 }
@@ -269,7 +272,7 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
         }
         Request::Add { target, alias } => {
             let target = target.trim();
-            let contact = if target.starts_with("kith:") {
+            let contact = if target.get(..SCHEME.len()).is_some_and(|s| s.eq_ignore_ascii_case(SCHEME)) {
                 let invite: Invite = target.parse().map_err(|e| ApiError::new(ErrorCode::Invalid, format!("bad invite: {e}")))?;
                 node.add_invite(invite, alias).await?
             } else {

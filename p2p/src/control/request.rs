@@ -53,6 +53,15 @@ pub enum Request {
         /// The message id (hex).
         id: String,
     },
+    /// What a name means: the contact or the group it resolves to, by the rules
+    /// every other request uses (contacts first).
+    Resolve {
+        /// A contact or group, as the user names it.
+        target: String,
+    },
+    /// Our messages that are not sent yet (`pending`) or were given up (`failed`),
+    /// oldest first, in every conversation.
+    Unsent {},
     // ---- local writes -------------------------------------------------------------
     /// Accept a contact request.
     Accept {
@@ -133,7 +142,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 22] = [
+    pub const METHODS: [&'static str; 24] = [
         "contacts",
         "requests",
         "inbox",
@@ -141,6 +150,8 @@ impl Request {
         "groups",
         "group",
         "message",
+        "resolve",
+        "unsent",
         "accept",
         "reject",
         "block",
@@ -209,6 +220,8 @@ mod tests {
             Request::Groups {},
             Request::Group { group: "friends".into() },
             Request::Message { id: "00".repeat(16) },
+            Request::Resolve { target: c() },
+            Request::Unsent {},
             Request::Accept { contact: c() },
             Request::Reject { contact: c() },
             Request::Block { contact: c() },

@@ -553,10 +553,11 @@ impl Actor {
         }
         let now = ops::now_ms();
         let existing = self.store.contacts().get(&invite.peer_id).map_err(OpError::from)?;
-        let state = match (&existing, invite.token) {
-            (Some(c), _) if c.state == ContactState::Accepted => ContactState::Accepted,
-            (_, Some(_)) => ContactState::Accepted,
-            (_, None) => ContactState::PendingOut,
+        // Accepted only when the invite's maker says so (its `ContactAccepted`): the
+        // token may be spent or expired, and then this is a request they must accept.
+        let state = match &existing {
+            Some(c) if c.state == ContactState::Accepted => ContactState::Accepted,
+            _ => ContactState::PendingOut,
         };
         let contact = Contact {
             peer_id: invite.peer_id,
