@@ -2,7 +2,50 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+
+/// Parses the command line, and says whether the command asked for `--json` (then
+/// errors are printed as JSON too). A usage error is printed here (as JSON when the
+/// arguments hold `--json`) and becomes the exit code to return; `--help` and
+/// `--version` print as usual and exit 0.
+pub(crate) fn parse() -> Result<(Cli, bool), std::process::ExitCode> {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) if e.use_stderr() && std::env::args_os().any(|a| a == "--json") => {
+            // clap's text up to its usage block, on one line: "the following required
+            // arguments were not provided: <CONTACT> <TEXT>".
+            let rendered = e.render().to_string();
+            let message = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            let error = serde_json::json!({"error": {"code": "usage", "message": message, "exit": 2}});
+            eprintln!("{error}");
+            return Err(std::process::ExitCode::from(2));
+        }
+        Err(e) => e.exit(),
+    };
+    let json = wants_json(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok((cli, json))
+}
+
+/// Whether the innermost subcommand was given `--json`.
+fn wants_json(matches: &ArgMatches) -> bool {
+    let mut m = matches;
+    loop {
+        if let Ok(Some(true)) = m.try_get_one::<bool>("json") {
+            return true;
+        }
+        match m.subcommand() {
+            Some((_, sub)) => m = sub,
+            None => return false,
+        }
+    }
+}
 
 /// kith: a terminal-first peer-to-peer messenger.
 #[derive(Debug, Parser)]
@@ -68,6 +111,10 @@ pub(crate) enum Command {
     Send(SendArgs),
     /// Show a conversation, oldest first.
     History(HistoryArgs),
+    /// Show one message: conversation, author, text, state.
+    Message(MessageArgs),
+    /// Your messages not sent yet (pending) or given up (failed), oldest first.
+    Unsent(JsonFlag),
     /// Conversations with unread messages.
     Inbox(JsonFlag),
     /// Mark a conversation read (sends read receipts unless disabled).
@@ -83,11 +130,20 @@ pub(crate) enum Command {
     /// on groups by name as on contacts.
     #[command(subcommand)]
     Group(GroupCommand),
-    /// Print a shell completion script.
+    /// Print a shell completion script (contact and group names complete too).
     Completions {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+    /// Write kith's man pages (kith.1, kith-send.1, …) into a directory.
+    Manpages {
+        /// Where to write them, e.g. ~/.local/share/man/man1.
+        dir: PathBuf,
+    },
+    /// Print the names completion offers for CONTACT and GROUP arguments, one per
+    /// line (used by the completion scripts).
+    #[command(hide = true)]
+    CompleteNames,
 }
 
 /// `--json`: machine-readable output.
@@ -118,6 +174,30 @@ pub(crate) enum ConfigCommand {
     Show(JsonFlag),
     /// Print where config.toml lives.
     Path,
+    /// Print one setting's effective value (e.g. `display_name`, `relays`).
+    Get(ConfigKeyArg),
+    /// Change one setting in config.toml, validated like the file; takes effect when
+    /// the node next starts. Lists (`listen`, `bootstrap`, `relays`) take their items
+    /// separated by commas or spaces; an empty VALUE clears an optional setting.
+    Set(ConfigSetArgs),
+}
+
+/// A setting's name plus `--json`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigKeyArg {
+    /// The setting, as in config.toml.
+    pub(crate) key: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith config set`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigSetArgs {
+    /// The setting, as in config.toml.
+    pub(crate) key: String,
+    /// Its new value.
+    pub(crate) value: String,
 }
 
 /// `kith relay ...`
@@ -239,6 +319,8 @@ pub(crate) enum WaitFor {
     Sent,
     /// Stored by the recipient's node.
     Delivered,
+    /// Read by the recipient (if they send read receipts).
+    Read,
 }
 
 /// Arguments of `kith send`.
@@ -246,14 +328,25 @@ pub(crate) enum WaitFor {
 pub(crate) struct SendArgs {
     /// Alias, peer id, or a unique prefix of either.
     pub(crate) contact: String,
-    /// The message; `-` reads it from stdin.
+    /// The message; `-` reads it from stdin (one trailing newline dropped).
     pub(crate) text: String,
-    /// Wait until the message is sent or delivered.
+    /// Wait until the message is sent, delivered or read (delivered and read: 1:1
+    /// conversations only).
     #[arg(long, value_enum)]
     pub(crate) wait: Option<WaitFor>,
-    /// Give up waiting after this many seconds (exit 1; the message stays queued).
+    /// Give up waiting after this many seconds (exit 1, the message id still printed;
+    /// the message stays queued).
     #[arg(long, default_value_t = 30)]
     pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith message`.
+#[derive(Debug, Args)]
+pub(crate) struct MessageArgs {
+    /// The message id (as `send` printed it).
+    pub(crate) id: String,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }
@@ -281,6 +374,9 @@ pub(crate) struct AddArgs {
     /// A local alias for the contact.
     #[arg(long)]
     pub(crate) name: Option<String>,
+    /// How long to wait, in seconds, for the invite's maker to accept (0: do not wait).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) timeout: u64,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }

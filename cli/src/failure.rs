@@ -13,24 +13,48 @@ pub(crate) enum Code {
     NoNode = 3,
 }
 
-/// A failed command: what to tell the user and which exit code to use.
+impl Code {
+    /// The name `--json` errors carry when nothing more specific is known.
+    fn name(self) -> &'static str {
+        match self {
+            Code::Error => "error",
+            Code::Usage => "usage",
+            Code::NoNode => "no_node",
+        }
+    }
+}
+
+/// A failed command: what to tell the user, which exit code to use, and the stable
+/// name `--json` prints (docs/CLI.md).
 #[derive(Debug)]
 pub(crate) struct Failure {
     code: Code,
+    name: &'static str,
     error: anyhow::Error,
 }
 
 impl Failure {
     pub(crate) fn new(code: Code, error: impl Into<anyhow::Error>) -> Failure {
-        Failure { code, error: error.into() }
+        Failure { code, name: code.name(), error: error.into() }
     }
 
     pub(crate) fn usage(message: impl fmt::Display) -> Failure {
         Failure::new(Code::Usage, anyhow::anyhow!("{message}"))
     }
 
+    /// The same failure under a more specific name (a node's error code, `timeout`).
+    pub(crate) fn named(self, name: &'static str) -> Failure {
+        Failure { name, ..self }
+    }
+
     pub(crate) fn code(&self) -> i32 {
         self.code as i32
+    }
+
+    /// The failure as `--json` prints it on stderr:
+    /// `{"error":{"code":NAME,"message":TEXT,"exit":N}}`.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": self.name, "message": format!("{:#}", self.error), "exit": self.code()}})
     }
 
     /// A write to a closed stdout: the reader went away, which is not our failure.

@@ -13,10 +13,12 @@ mod secret;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let (cli, json_errors) = match args::parse() {
+        Ok(parsed) => parsed,
+        Err(exit) => return exit,
+    };
     // The terminal interface owns the screen: it logs to a file (see cmd::tui); the
     // demo picks its own logging (it may open the interface).
     if !matches!(cli.command, None | Some(args::Command::Tui(_) | args::Command::Demo)) {
@@ -26,8 +28,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) if failure.is_broken_pipe() => ExitCode::SUCCESS,
         Err(failure) => {
-            // Errors can quote names a peer chose (an ambiguous contact, say).
-            eprintln!("kith: {}", output::sanitized(&format!("{failure:#}")));
+            if json_errors {
+                // serde_json escapes control characters: nothing reaches the terminal raw.
+                eprintln!("{}", failure.to_json());
+            } else {
+                // Errors can quote names a peer chose (an ambiguous contact, say).
+                eprintln!("kith: {}", output::sanitized(&format!("{failure:#}")));
+            }
             ExitCode::from(failure.code() as u8)
         }
     }

@@ -5,14 +5,14 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use kith_p2p::control::{Client, Request};
-use kith_p2p::kith_storage::MessageState;
+use kith_p2p::kith_storage::{ContactState, MessageState};
 use kith_p2p::node::{Event, Status};
 use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
 use serde_json::Value;
 
 use super::net::{call, client_failure, runtime};
 use super::print;
-use crate::args::{AddArgs, ContactArg, Global, HistoryArgs, InviteArgs, RenameArgs, SendArgs, WaitFor};
+use crate::args::{AddArgs, ContactArg, Global, HistoryArgs, InviteArgs, MessageArgs, RenameArgs, SendArgs, WaitFor};
 use crate::failure::{Code, Failure, Result};
 use crate::output;
 
@@ -31,11 +31,41 @@ pub(crate) fn invite(global: &Global, args: InviteArgs) -> Result {
 
 pub(crate) fn add(global: &Global, args: AddArgs) -> Result {
     let home = super::home(global)?;
-    let result = call(&home, Request::Add { target: args.target, alias: args.name })?;
+    let wait = Duration::from_secs(args.timeout);
+    let contact = runtime()?.block_on(async {
+        let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        if !wait.is_zero() {
+            // Subscribed first, so the maker's acceptance cannot slip by unseen.
+            client.subscribe().await.map_err(client_failure)?;
+        }
+        let result = client.request(&Request::Add { target: args.target, alias: args.name }).await.map_err(client_failure)?;
+        let contact: ContactView = print::view(result)?;
+        if wait.is_zero() || contact.state == ContactState::Accepted {
+            return Ok::<_, Failure>(contact);
+        }
+        let accepted = async {
+            loop {
+                if let Event::ContactChanged { contact: changed } = client.next_event().await.map_err(client_failure)?
+                    && changed.peer_id == contact.peer_id
+                    && changed.state == ContactState::Accepted
+                {
+                    return Ok::<_, Failure>(changed);
+                }
+            }
+        };
+        tokio::time::timeout(wait, accepted).await.unwrap_or(Ok(contact))
+    })?;
     if args.output.json {
-        return output::json(&result);
+        return output::json(&contact);
     }
-    print::contact(&print::view::<ContactView>(result)?)
+    if contact.state == ContactState::Accepted {
+        return output::line(format!("{} is now a contact", print::safe(contact.label())));
+    }
+    output::line(format!(
+        "contact request sent to {}; it becomes a contact once they accept \
+         (an invite that was already used or has expired arrives as a request)",
+        print::safe(contact.label())
+    ))
 }
 
 /// A parameterless listing: JSON as the node sent it, or decoded and printed for people.
@@ -87,13 +117,22 @@ pub(crate) fn send(global: &Global, args: SendArgs) -> Result {
     let text = if args.text == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        text
+        without_final_newline(text)
     } else {
         args.text.clone()
     };
     runtime()?.block_on(async {
         let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
-        if args.wait.is_some() {
+        let target = match args.wait {
+            None => None,
+            Some(WaitFor::Sent) => Some(MessageState::Sent),
+            Some(WaitFor::Delivered) => Some(MessageState::Delivered),
+            Some(WaitFor::Read) => Some(MessageState::Read),
+        };
+        if let Some(state) = target.filter(|s| *s > MessageState::Sent) {
+            refuse_group_wait(&mut client, &args.contact, state).await?;
+        }
+        if target.is_some() {
             // Subscribed before sending so no state change can slip by unseen.
             client.subscribe().await.map_err(client_failure)?;
         }
@@ -102,19 +141,49 @@ pub(crate) fn send(global: &Global, args: SendArgs) -> Result {
             .await
             .map_err(client_failure)?;
         let mut message: MessageView = print::view(result)?;
-        if let Some(wait) = args.wait {
-            let target = match wait {
-                WaitFor::Sent => MessageState::Sent,
-                WaitFor::Delivered => MessageState::Delivered,
-            };
-            message.state = wait_for_state(&mut client, &message.id, target, Duration::from_secs(args.timeout)).await?;
-        }
+        let waited = match target {
+            Some(target) => match wait_for_state(&mut client, &message.id, target, Duration::from_secs(args.timeout)).await {
+                Ok(state) => {
+                    message.state = state;
+                    Ok(())
+                }
+                Err(failure) => Err(failure),
+            },
+            None => Ok(()),
+        };
+        // Printed whatever the wait did: a script that timed out still learns the id.
         if args.output.json {
-            output::json(&message)
+            output::json(&message)?;
         } else {
-            output::line(&message.id)
+            output::line(&message.id)?;
         }
+        waited
     })
+}
+
+/// Text read from stdin without its one final line break (`echo text | kith send`).
+fn without_final_newline(mut text: String) -> String {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
+}
+
+/// Group messages stop at `sent` (held by the group's relays or members): waiting for
+/// more would only time out, so the command refuses before sending anything.
+async fn refuse_group_wait(client: &mut Client, target: &str, state: MessageState) -> Result {
+    let resolved = client.request(&Request::Resolve { target: target.to_owned() }).await.map_err(client_failure)?;
+    if resolved["kind"] == "group" {
+        let state = serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        return Err(Failure::usage(format!(
+            "--wait {state} works for contacts only: a group message's state ends at `sent` \
+             (held by the group's relays or members); use --wait sent"
+        )));
+    }
+    Ok(())
 }
 
 async fn wait_for_state(client: &mut Client, id: &str, target: MessageState, timeout: Duration) -> Result<MessageState> {
@@ -128,7 +197,7 @@ async fn wait_for_state(client: &mut Client, id: &str, target: MessageState, tim
             match client.next_event().await.map_err(client_failure)? {
                 Event::MessageStateChanged { id: changed, state, .. } if changed == id => {
                     if state == MessageState::Failed {
-                        return Err(Failure::new(Code::Error, anyhow::anyhow!("message {id} failed")));
+                        return Err(Failure::new(Code::Error, anyhow::anyhow!("message {id} failed")).named("failed"));
                     }
                     if reached(state, target) {
                         return Ok(state);
@@ -148,7 +217,8 @@ async fn wait_for_state(client: &mut Client, id: &str, target: MessageState, tim
         Err(Failure::new(
             Code::Error,
             anyhow::anyhow!("timed out waiting for {id}; it stays queued and will be retried"),
-        ))
+        )
+        .named("timeout"))
     })
 }
 
@@ -168,7 +238,8 @@ pub(crate) fn history(global: &Global, args: HistoryArgs) -> Result {
     if args.output.json {
         return output::json(&result);
     }
-    print::history(&print::view::<Vec<MessageView>>(result)?)
+    let list: Vec<MessageView> = print::view(result)?;
+    print::history(&list, &print::Names::load(&home)?)
 }
 
 pub(crate) fn inbox(global: &Global, json_out: bool) -> Result {
@@ -183,11 +254,49 @@ pub(crate) fn follow(global: &Global) -> Result {
         loop {
             match client.next_event_json().await {
                 Ok(event) => output::json(&event)?,
-                Err(kith_p2p::control::ClientError::Closed) => return Ok(()),
+                // A script following events must learn that they stopped coming.
+                Err(kith_p2p::control::ClientError::Closed) => {
+                    return Err(Failure::new(Code::Error, anyhow::anyhow!("the node stopped")).named("stopped"));
+                }
                 Err(e) => return Err(client_failure(e)),
             }
         }
     })
+}
+
+/// `kith message ID`: one message and where it belongs.
+pub(crate) fn message(global: &Global, args: MessageArgs) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, Request::Message { id: args.id })?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    let m: MessageView = print::view(result)?;
+    let names = print::Names::load(&home)?;
+    let state = serde_json::to_value(m.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    output::rows(&[
+        ("id", m.id.clone()),
+        ("conversation", names.conversation(&m)),
+        ("from", names.author(&m)),
+        ("sent", print::date_time(m.sent_at)),
+        ("state", state),
+    ])?;
+    output::line(&m.text)
+}
+
+/// `kith unsent`: what has not left yet, and what was given up.
+pub(crate) fn unsent(global: &Global, json_out: bool) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, Request::Unsent {})?;
+    if json_out {
+        return output::json(&result);
+    }
+    let list: Vec<MessageView> = print::view(result)?;
+    if list.is_empty() {
+        return output::line("nothing unsent: every message has left");
+    }
+    let names = print::Names::load(&home)?;
+    print::unsent(&list, &names)
 }
 
 pub(crate) fn status(global: &Global, json_out: bool) -> Result {

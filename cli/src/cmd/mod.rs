@@ -1,6 +1,7 @@
 //! One function per command. Each resolves the home, calls the libraries, prints.
 
 mod chat;
+mod completions;
 mod config;
 mod daemon;
 mod demo;
@@ -8,12 +9,12 @@ mod group;
 mod id;
 mod init;
 mod knobs;
+mod manpages;
 mod net;
 mod print;
 mod relay;
 mod tui;
 
-use clap::CommandFactory;
 use kith_p2p::control::Request;
 use kith_p2p::home::Home;
 
@@ -47,15 +48,16 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Rename(args) => chat::rename(g, args),
         Command::Send(args) => chat::send(g, args),
         Command::History(args) => chat::history(g, args),
+        Command::Message(args) => chat::message(g, args),
+        Command::Unsent(out) => chat::unsent(g, out.json),
         Command::Inbox(out) => chat::inbox(g, out.json),
         Command::Follow => chat::follow(g),
         Command::Status(out) => chat::status(g, out.json),
         Command::Relay(command) => relay::run(g, command),
         Command::Group(command) => group::run(g, command),
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "kith", &mut std::io::stdout());
-            Ok(())
-        }
+        Command::Completions { shell } => completions::print(shell),
+        Command::CompleteNames => completions::names(g),
+        Command::Manpages { dir } => manpages::write(&dir),
     }
 }
 

@@ -61,5 +61,6 @@ fn api_failure(e: ApiError) -> Failure {
         | ErrorCode::NotAllowed => Code::Usage,
         _ => Code::Error,
     };
-    Failure::new(code, e)
+    let name = e.code.as_str();
+    Failure::new(code, e).named(name)
 }

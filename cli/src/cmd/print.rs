@@ -5,7 +5,12 @@
 //! escape sequence; message texts keep their lines, each sanitised and indented under
 //! the first. (`output` sanitises every line once more as a backstop.)
 
-use kith_p2p::display::sanitize_line as safe;
+pub(crate) use kith_p2p::display::sanitize_line as safe;
+use std::collections::HashMap;
+
+use kith_p2p::control::Request;
+use kith_p2p::home::Home;
+use kith_p2p::kith_storage::Direction;
 use kith_p2p::views::{ContactView, GroupView, InboxEntry, MessageView, RequestView};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -28,6 +33,66 @@ pub(crate) fn short(peer: &str) -> String {
 fn clock(ms: u64) -> String {
     let secs = ms / 1000;
     format!("{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60)
+}
+
+/// `YYYY-MM-DD HH:MM UTC` of a Unix-ms timestamp.
+pub(crate) fn date_time(ms: u64) -> String {
+    let (y, m, d) = kith_p2p::display::civil_from_days((ms / 86_400_000) as i64);
+    format!("{y:04}-{m:02}-{d:02} {} UTC", clock(ms))
+}
+
+/// Who is who, for people: contacts' aliases or names, group members' names and the
+/// groups' names, so human output never shows a peer id where a name is known.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    peers: HashMap<String, String>,
+    groups: HashMap<String, String>,
+}
+
+impl Names {
+    /// The node's contacts and groups (through the daemon, or the store when none runs).
+    pub(crate) fn load(home: &Home) -> Result<Names> {
+        let contacts: Vec<ContactView> = view(super::net::call(home, Request::Contacts { state: None })?)?;
+        let groups: Vec<GroupView> = view(super::net::call(home, Request::Groups {})?)?;
+        Ok(Names::new(&contacts, &groups))
+    }
+
+    fn new(contacts: &[ContactView], groups: &[GroupView]) -> Names {
+        let mut names = Names::default();
+        for g in groups {
+            names.groups.insert(g.id.clone(), g.name.clone());
+            for m in g.members.iter().filter(|m| m.label.is_some()) {
+                names.peers.insert(m.peer_id.clone(), m.label.clone().unwrap_or_default());
+            }
+        }
+        for c in contacts {
+            names.peers.insert(c.peer_id.clone(), c.label().to_owned());
+        }
+        names
+    }
+
+    /// A peer's name, else its shortened peer id.
+    pub(crate) fn peer(&self, peer: &str) -> String {
+        self.peers.get(peer).map_or_else(|| short(peer), |name| safe(name))
+    }
+
+    /// Who wrote `m`: `you` for our own messages.
+    pub(crate) fn author(&self, m: &MessageView) -> String {
+        if m.direction == Direction::Outgoing { "you".to_owned() } else { self.peer(&m.author) }
+    }
+
+    /// Where `m` belongs: the contact's name, or `#group`.
+    pub(crate) fn conversation(&self, m: &MessageView) -> String {
+        match &m.peer {
+            Some(peer) => self.peer(peer),
+            None => format!("#{}", self.groups.get(&m.conversation).map_or_else(|| short(&m.conversation), |n| safe(n))),
+        }
+    }
+}
+
+/// The width that lines `labels` up: the longest, at most `max` characters.
+fn column(labels: impl Iterator<Item = usize>, max: usize) -> usize {
+    labels.max().unwrap_or(0).min(max)
 }
 
 pub(crate) fn contact(c: &ContactView) -> Result {
@@ -70,18 +135,10 @@ fn mark(m: &MessageView) -> &'static str {
     }
 }
 
-pub(crate) fn message(m: &MessageView, me: Option<&str>) -> Result {
-    output::line(message_lines(m, me))
-}
-
-/// `HH:MM who text mark`; a text of several lines continues under its first line.
-fn message_lines(m: &MessageView, me: Option<&str>) -> String {
-    let who = if Some(m.author.as_str()) == me || m.direction == kith_p2p::kith_storage::Direction::Outgoing {
-        "me".to_owned()
-    } else {
-        short(&safe(&m.author))
-    };
-    let prefix = format!("{} {:<10} ", clock(m.sent_at), who);
+/// `HH:MM who text mark`, `who` padded to `width`; a text of several lines continues
+/// under its first line.
+fn message_lines(m: &MessageView, who: &str, width: usize) -> String {
+    let prefix = format!("{} {who:<width$} ", clock(m.sent_at));
     let indent = " ".repeat(prefix.chars().count());
     let mut out = prefix;
     for (n, line) in m.text.split('\n').enumerate() {
@@ -96,8 +153,22 @@ fn message_lines(m: &MessageView, me: Option<&str>) -> String {
     out
 }
 
-pub(crate) fn history(list: &[MessageView]) -> Result {
-    list.iter().try_for_each(|m| message(m, None))
+/// A conversation's messages, authors by name in one column.
+pub(crate) fn history(list: &[MessageView], names: &Names) -> Result {
+    let authors: Vec<String> = list.iter().map(|m| names.author(m)).collect();
+    let width = column(authors.iter().map(|a| a.chars().count()), 20);
+    list.iter().zip(&authors).try_for_each(|(m, who)| output::line(message_lines(m, who, width)))
+}
+
+/// Unsent messages: where each was going, when, its state and text.
+pub(crate) fn unsent(list: &[MessageView], names: &Names) -> Result {
+    let places: Vec<String> = list.iter().map(|m| names.conversation(m)).collect();
+    let width = column(places.iter().map(|p| p.chars().count()), 20);
+    list.iter().zip(&places).try_for_each(|(m, to)| {
+        let state = serde_json::to_value(m.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let text = safe(m.text.lines().next().unwrap_or(""));
+        output::line(format!("{}  {to:<width$}  {state:<7}  {}  {text}", date_time(m.sent_at), m.id))
+    })
 }
 
 pub(crate) fn inbox(list: &[InboxEntry]) -> Result {
@@ -207,8 +278,45 @@ mod tests {
     }
 
     #[test]
+    fn names_replace_peer_ids_wherever_known() {
+        let mut alice = contact_view("Alice");
+        alice.peer_id = "12D3KooWAlice0000".into();
+        alice.alias = Some("al".into());
+        let group = GroupView {
+            id: "g1".into(),
+            name: "club".into(),
+            members: vec![
+                MemberView { peer_id: "12D3KooWAlice0000".into(), role: Role::Owner, label: Some("al".into()) },
+                MemberView { peer_id: "12D3KooWCarol0000".into(), role: Role::Member, label: Some("Carol".into()) },
+                MemberView { peer_id: "12D3KooWStranger1".into(), role: Role::Member, label: None },
+            ],
+            version: 1,
+            relays: vec![],
+            active: true,
+            invited_by: None,
+        };
+        let names = Names::new(&[alice], &[group]);
+        let mut m = message_view("hi");
+        m.author = "12D3KooWCarol0000".into();
+        assert_eq!(names.author(&m), "Carol");
+        m.author = "12D3KooWStranger1".into();
+        assert_eq!(names.author(&m), "…tranger1");
+        m.direction = Direction::Outgoing;
+        assert_eq!(names.author(&m), "you");
+        m.conversation = "g1".into();
+        assert_eq!(names.conversation(&m), "#club");
+        m.peer = Some("12D3KooWAlice0000".into());
+        assert_eq!(names.conversation(&m), "al");
+    }
+
+    #[test]
+    fn dates_for_people() {
+        assert_eq!(date_time(1_796_320_800_000), "2026-12-03 18:00 UTC");
+    }
+
+    #[test]
     fn message_texts_keep_their_lines_indented_and_clean() {
-        let out = message_lines(&message_view(HOSTILE), None);
+        let out = message_lines(&message_view(HOSTILE), "…Abcdefgh", 10);
         assert!(is_clean(&out), "{out:?}");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out:?}");
@@ -216,7 +324,7 @@ mod tests {
         // The second line starts under the first line's text (after "HH:MM who ").
         assert_eq!(lines[1], format!("{}second  ", " ".repeat("00:00 ".len() + 10 + 1)));
         // Ordinary text is untouched.
-        let plain = message_lines(&message_view("Привет 👋\n\tok"), None);
+        let plain = message_lines(&message_view("Привет 👋\n\tok"), "x", 10);
         assert!(plain.contains("Привет 👋") && plain.ends_with("  ok  "), "{plain:?}");
     }
 }
