@@ -137,7 +137,7 @@ fn a_partition_heals_after_30_s_and_retries_back_off() {
     });
     assert!(backoffs.windows(2).all(|w| w[1] > w[0]), "each failure waits longer: {backoffs:?}");
     let human = alice.ok(&["status"]);
-    assert!(human.contains("waiting for") && human.contains("5 item(s)"), "{human}");
+    assert!(human.contains("waiting for Bob: 5 item(s)"), "the queue by its contact's name: {human}");
     relay_host.heal();
     // The partition heals 30 s after it began.
     std::thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));

@@ -315,15 +315,18 @@ pub(crate) fn status(global: &Global, json_out: bool) -> Result {
         ("outbox", format!("{} item(s) waiting", s.outbox)),
         ("reachability", s.reachability.clone()),
     ])?;
-    for q in &s.queues {
-        output::line(queue_line(q))?;
+    if !s.queues.is_empty() {
+        let names = print::Names::load(&home)?;
+        for q in &s.queues {
+            output::line(queue_line(q, &names))?;
+        }
     }
     Ok(())
 }
 
-/// One recipient's queue for people: "waiting for …Xy12abcd: 3 item(s), next try in
-/// 4.0 s (through its relays)".
-fn queue_line(q: &kith_p2p::node::QueueStatus) -> String {
+/// One recipient's queue for people: "waiting for Bob: 3 item(s), next try in 4.0 s
+/// (through its relays)".
+fn queue_line(q: &kith_p2p::node::QueueStatus, names: &print::Names) -> String {
     let when = if q.in_flight {
         "sending now".to_owned()
     } else if q.next_try_in_ms == 0 {
@@ -332,6 +335,6 @@ fn queue_line(q: &kith_p2p::node::QueueStatus) -> String {
         format!("next try in {:.1} s", q.next_try_in_ms as f64 / 1000.0)
     };
     let path = if q.via_relays { " (through its relays)" } else { "" };
-    format!("  waiting for {}: {} item(s), {when}{path}", print::short(&q.peer_id), q.waiting)
+    format!("  waiting for {}: {} item(s), {when}{path}", names.peer(&q.peer_id), q.waiting)
 }
 
