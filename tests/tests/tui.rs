@@ -3,77 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use kith_tests::tmux::Tmux;
 use kith_tests::{Peer, connect, kith_bin, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A private tmux server (its own socket), killed on drop.
-struct Tmux {
-    server: String,
-}
-
-impl Tmux {
-    fn new() -> Option<Tmux> {
-        let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
-        // One server per test: tests run in parallel, and each kills its own server.
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        ok.then(|| Tmux { server: format!("kith-test-{}-{n}", std::process::id()) })
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux").args(["-L", &self.server]).args(args).output().unwrap()
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "kith"]).stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "kith"];
-        args.extend_from_slice(keys);
-        assert!(self.run(&args).status.success());
-    }
-
-    fn type_text(&self, text: &str) {
-        assert!(self.run(&["send-keys", "-t", "kith", "-l", text]).status.success());
-    }
-
-    fn wait_for_screen(&self, what: &str, condition: impl Fn(&str) -> bool) {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let screen = self.screen();
-            if condition(&screen) {
-                return;
-            }
-            assert!(Instant::now() < end, "timed out waiting for {what}; screen:\n{screen}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Start `kith tui` for `peer` in a `width`×`height` window.
-    fn open(&self, peer: &Peer, width: u16, height: u16, extra: &str) {
-        let command = format!("{} --home {} tui {extra}", kith_bin().display(), peer.home().display());
-        let (width, height) = (width.to_string(), height.to_string());
-        let started = self.run(&[
-            "new-session", "-d", "-s", "kith", "-x", &width, "-y", &height, "-e", "KITH_RETRY_MAX_MS=500", &command,
-        ]);
-        assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
-    }
-
-    fn session_alive(&self) -> bool {
-        self.run(&["has-session", "-t", "kith"]).status.success()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
+/// Start `kith tui` for `peer` in a `width`×`height` window.
+fn open(tmux: &Tmux, peer: &Peer, width: u16, height: u16, extra: &str) {
+    let command = format!("{} --home {} tui {extra}", kith_bin().display(), peer.home().display());
+    tmux.start(width, height, &["KITH_RETRY_MAX_MS=500"], &command);
 }
 
 #[test]
@@ -89,15 +29,7 @@ fn tui_in_tmux_sends_and_receives() {
     // Alice closes her daemon: the TUI runs her node itself.
     alice.stop();
 
-    let command = format!(
-        "{} --home {} tui --no-mdns --listen /ip4/127.0.0.1/tcp/0",
-        kith_bin().display(),
-        alice.home().display()
-    );
-    let started = tmux.run(&[
-        "new-session", "-d", "-s", "kith", "-x", "110", "-y", "32", "-e", "KITH_RETRY_MAX_MS=500", &command,
-    ]);
-    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    open(&tmux, &alice, 110, 32, "--no-mdns --listen /ip4/127.0.0.1/tcp/0");
     tmux.wait_for_screen("the conversation list", |s| s.contains("Bob"));
     // Scripts keep working alongside the TUI: its node serves the control socket.
     wait_until(DEADLINE, "Alice's control socket", || alice.run(&["status", "--json"]).status.success());
@@ -142,7 +74,7 @@ fn tui_reconnects_when_the_daemon_restarts() {
     bob.start(&[]);
     connect(&alice, &bob);
     // A daemon runs: the TUI is one more client of it.
-    tmux.open(&alice, 110, 32, "");
+    open(&tmux, &alice, 110, 32, "");
     tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
 
     // The daemon restarts (on the same address, so Bob finds it again).
@@ -178,7 +110,7 @@ fn tui_opens_a_conversation_at_its_first_unread_message() {
     }
     wait_until(DEADLINE, "Alice holds all of Bob's messages", || alice.history("Bob").len() == 31);
 
-    tmux.open(&alice, 110, 32, "");
+    open(&tmux, &alice, 110, 32, "");
     tmux.wait_for_screen("the new-messages line", |s| s.contains("new messages") && s.contains("unread 01"));
     let screen = tmux.screen();
     let rows: Vec<&str> = screen.lines().collect();

@@ -195,7 +195,9 @@ fn group_summary(g: &GroupView) -> String {
         (None, true) => String::new(),
         (None, false) => "  (left)".to_owned(),
     };
-    format!("{:<20} {:>3} members  {}{state}", safe(&g.name), g.members.len(), safe(&g.id))
+    let n = g.members.len();
+    let members = if n == 1 { "member " } else { "members" };
+    format!("{:<20} {n:>3} {members}  {}{state}", safe(&g.name), safe(&g.id))
 }
 
 /// A group with its members.
