@@ -82,7 +82,10 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     /// Run the node: listen, deliver, serve the control socket (prints `ready ...`).
     Daemon(DaemonArgs),
-    /// A self-contained chat with a local echo bot: try kith with nothing else running.
+    /// Try kith with nothing else running: your node, an echo bot and a group of two
+    /// bots on 127.0.0.1. In a terminal it opens the interface; through a pipe, each
+    /// stdin line goes to the echo bot and its answers are printed. Without --home
+    /// everything is removed at the end; with --home DIR it is kept and reused.
     Demo,
     /// The terminal interface (also plain `kith`): uses the running daemon, or runs
     /// the node itself and serves the control socket while it is open.

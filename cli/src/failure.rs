@@ -51,10 +51,16 @@ impl Failure {
         self.code as i32
     }
 
-    /// The failure as `--json` prints it on stderr:
-    /// `{"error":{"code":NAME,"message":TEXT,"exit":N}}`.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.name, "message": format!("{:#}", self.error), "exit": self.code()}})
+    /// The failure as `--json` prints it on stderr, one line:
+    /// `{"error":{"code":NAME,"message":TEXT,"exit":N}}`. Messages can quote names a
+    /// peer chose, and stderr is usually a terminal: every character
+    /// [`is_unsafe`](kith_p2p::display::is_unsafe) there is written as a `\uXXXX`
+    /// escape (serde_json escapes only C0 controls), so the JSON keeps the exact text
+    /// and the terminal sees none of it.
+    pub(crate) fn to_json_line(&self) -> String {
+        let value =
+            serde_json::json!({"error": {"code": self.name, "message": format!("{:#}", self.error), "exit": self.code()}});
+        json_escaped(&value.to_string())
     }
 
     /// A write to a closed stdout: the reader went away, which is not our failure.
@@ -86,3 +92,39 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 /// Shorthand for command results.
 pub(crate) type Result<T = ()> = std::result::Result<T, Failure>;
+
+/// `json` (serialised JSON) with every remaining terminal-unsafe character written as
+/// a `\u` escape: such characters can only occur inside strings, where an escape
+/// means the same character.
+fn json_escaped(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if kith_p2p::display::is_unsafe(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_keep_the_text_and_show_the_terminal_none_of_its_controls() {
+        let hostile = "\u{1b}[2J\u{9b}1m\u{202e}evil\u{2066}\u{7f}\nnext";
+        let failure = Failure::usage(format!("several contacts match: {hostile}"));
+        let line = failure.to_json_line();
+        assert!(!line.chars().any(kith_p2p::display::is_unsafe), "{line:?}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["error"]["message"], format!("several contacts match: {hostile}"));
+        assert_eq!(value["error"]["code"], "usage");
+        assert_eq!(value["error"]["exit"], 2);
+    }
+}

@@ -29,8 +29,7 @@ fn main() -> ExitCode {
         Err(failure) if failure.is_broken_pipe() => ExitCode::SUCCESS,
         Err(failure) => {
             if json_errors {
-                // serde_json escapes control characters: nothing reaches the terminal raw.
-                eprintln!("{}", failure.to_json());
+                eprintln!("{}", failure.to_json_line());
             } else {
                 // Errors can quote names a peer chose (an ambiguous contact, say).
                 eprintln!("kith: {}", output::sanitized(&format!("{failure:#}")));

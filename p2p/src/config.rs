@@ -583,9 +583,16 @@ notify_command = "notify-send kith 'new message'"
         assert!(matches!(config.with("mdns", "maybe"), Err(ConfigError::BadValue { .. })));
         assert!(matches!(config.with("display_name", "   "), Err(ConfigError::BadValue { .. })));
         assert!(matches!(config.with("colour", "red"), Err(ConfigError::UnknownKey { .. })));
-        // Every key the file has can be read.
+        // Every key the file has can be read, and set back to what it reads.
         for key in KEYS {
-            config.get(key).unwrap();
+            let value = config.get(key).unwrap();
+            let typed = match &value {
+                serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(","),
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            assert_eq!(config.with(key, &typed).unwrap().get(key).unwrap(), value, "{key}");
         }
     }
 }

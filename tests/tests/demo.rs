@@ -19,14 +19,20 @@ fn is_empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).unwrap().next().is_none()
 }
 
-/// `kith demo` with stdin and stdout pipes, its temp dir in `tmp`; returns its stdout.
-fn piped_demo(tmp: &Path, home: Option<&Path>, input: &str) -> String {
+/// `kith demo` (with `--home` if given) with piped stdin and stdout, its temporary
+/// home under `tmp`.
+fn spawn_demo(tmp: &Path, home: Option<&Path>) -> std::process::Child {
     let mut command = Command::new(kith_bin());
     command.env("TMPDIR", tmp).env_remove("KITH_HOME").stdin(Stdio::piped()).stdout(Stdio::piped());
     if let Some(home) = home {
         command.arg("--home").arg(home);
     }
-    let mut child = command.arg("demo").spawn().unwrap();
+    command.arg("demo").spawn().unwrap()
+}
+
+/// `kith demo` with stdin and stdout pipes, its temp dir in `tmp`; returns its stdout.
+fn piped_demo(tmp: &Path, home: Option<&Path>, input: &str) -> String {
+    let mut child = spawn_demo(tmp, home);
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let mut exited = None;
     wait_until(DEADLINE, "the demo to exit once the bot answered", || {
@@ -83,4 +89,44 @@ fn demo_in_a_terminal_opens_the_interface_with_bots_that_answer() {
     tmux.keys(&["C-c"]);
     wait_until(DEADLINE, "the demo exits", || !tmux.session_alive());
     assert!(is_empty(tmp.path()), "the demo left files behind: {:?}", std::fs::read_dir(tmp.path()).unwrap().collect::<Vec<_>>());
+}
+
+
+/// Sends `signal` (e.g. `-TERM`) to `child`.
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_demo_stopped_by_a_signal_still_removes_its_temp_home() {
+    // Mid-chat: a SIGTERM (a closed terminal sends SIGHUP, which the demo treats alike).
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn_demo(tmp.path(), None);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"still there?\n").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    wait_until(DEADLINE, "the echo", || rx.try_iter().any(|line| line.contains("echo: still there?")));
+    signal(&child, "-TERM");
+    let mut exited = None;
+    wait_until(DEADLINE, "the demo to stop on SIGTERM", || {
+        exited = child.try_wait().unwrap();
+        exited.is_some()
+    });
+    drop(stdin);
+    assert!(is_empty(tmp.path()), "left behind: {:?}", std::fs::read_dir(tmp.path()).unwrap().collect::<Vec<_>>());
+
+    // During start-up: SIGINT as soon as it runs.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn_demo(tmp.path(), None);
+    signal(&child, "-INT");
+    wait_until(DEADLINE, "the demo to stop on SIGINT", || child.try_wait().unwrap().is_some());
+    assert!(is_empty(tmp.path()), "left behind: {:?}", std::fs::read_dir(tmp.path()).unwrap().collect::<Vec<_>>());
 }

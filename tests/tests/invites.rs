@@ -54,7 +54,7 @@ fn an_invite_redeemed_twice_makes_the_second_redeemer_a_contact_request() {
         p.start(&[]);
     }
     let invite = alice.invite();
-    let said = bob.ok(&["add", &invite, "--name", "Alice"]);
+    let said = bob.ok(&["add", &invite, "--name", "Alice", "--timeout", "60"]);
     assert!(said.contains("Alice is now a contact"), "{said}");
     wait_until(DEADLINE, "Bob is Alice's contact through the invite", || {
         contact(&alice, &bob).is_some_and(|c| c["state"] == "accepted")

@@ -79,7 +79,7 @@ fn an_invite_pasted_over_several_lines_works_and_a_cut_one_says_so() {
 
     // As a terminal wraps it, indented, with a trailing newline.
     let wrapped: String = invite.as_bytes().chunks(60).map(|c| format!("  {}\n", std::str::from_utf8(c).unwrap())).collect();
-    let out = bob.ok(&["add", &wrapped, "--name", "Alice"]);
+    let out = bob.ok(&["add", &wrapped, "--name", "Alice", "--timeout", "60"]);
     assert!(out.contains("Alice is now a contact"), "{out}");
 }
 
@@ -144,7 +144,10 @@ fn a_timed_out_wait_still_prints_the_message_and_unsent_lists_it() {
     assert_eq!(one["peer"], bob.peer_id.as_str());
     assert_eq!(one["state"], "pending");
     let shown = alice.ok(&["message", id]);
-    assert!(shown.contains("Bob") && shown.contains("you") && !shown.contains(&bob.peer_id), "{shown}");
+    let row = |key: &str| shown.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_default().to_owned();
+    assert!(row("conversation").ends_with(" Bob"), "{shown}");
+    assert!(row("from").ends_with(" you"), "{shown}");
+    assert!(!shown.contains(&bob.peer_id[bob.peer_id.len() - 8..]), "no peer id where a name is known: {shown}");
 
     // Listed as unsent until it leaves.
     let unsent = alice.json(&["unsent", "--json"]);
@@ -168,8 +171,12 @@ fn follow_exits_non_zero_when_the_node_stops() {
             let _ = tx.send(std::mem::take(&mut line));
         }
     });
-    bob.ok(&["send", "Alice", "are you following?"]);
-    rx.recv_timeout(DEADLINE).expect("an event on follow");
+    // `follow` may not have subscribed yet when the first message lands: write until
+    // one shows up on it.
+    wait_until(DEADLINE, "an event on follow", || {
+        bob.ok(&["send", "Alice", "are you following?"]);
+        rx.recv_timeout(Duration::from_millis(200)).is_ok()
+    });
     alice.stop();
     let out = follow.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -179,11 +186,14 @@ fn follow_exits_non_zero_when_the_node_stops() {
 #[test]
 fn human_history_shows_names_and_you_never_peer_ids() {
     let (alice, bob) = pair();
-    bob.ok(&["send", "Alice", "hello from Bob"]);
-    alice.ok(&["send", "Bob", "hello back"]);
-    wait_until(DEADLINE, "both in Alice's history", || alice.history("Bob").len() == 2);
+    bob.ok(&["send", "Alice", "first"]);
+    wait_until(DEADLINE, "Bob's in Alice's history", || alice.history("Bob").len() == 1);
+    alice.ok(&["send", "Bob", "second"]);
     let out = alice.ok(&["history", "Bob"]);
-    assert!(out.contains(" Bob ") && out.contains(" you "), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    // `HH:MM who text mark`, authors in one column.
+    assert!(lines[0][6..].starts_with("Bob first"), "{out}");
+    assert!(lines[1][6..].starts_with("you second"), "{out}");
     assert!(!out.contains(&bob.peer_id[bob.peer_id.len() - 8..]), "{out}");
 }
 
@@ -219,7 +229,7 @@ fn man_pages_and_name_completion() {
     let names = alice.ok(&["complete-names"]);
     assert_eq!(names.lines().collect::<Vec<_>>(), ["Bob", "book club"], "{names}");
     let script = alice.ok(&["completions", "bash"]);
-    assert!(script.contains("kith complete-names"), "bash completes names");
+    assert!(script.contains("complete-names") && script.contains("complete -F _kith_with_names"), "bash completes names");
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use kith_p2p::control::{Client, Request};
+use kith_p2p::invite::SCHEME;
 use kith_p2p::kith_storage::{ContactState, MessageState};
 use kith_p2p::node::{Event, Status};
 use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
@@ -31,7 +32,10 @@ pub(crate) fn invite(global: &Global, args: InviteArgs) -> Result {
 
 pub(crate) fn add(global: &Global, args: AddArgs) -> Result {
     let home = super::home(global)?;
-    let wait = Duration::from_secs(args.timeout);
+    // Only an invite's maker accepts by itself; a request to a bare peer id waits for
+    // a person, so there is nothing to wait for.
+    let is_invite = args.target.trim_start().get(..SCHEME.len()).is_some_and(|s| s.eq_ignore_ascii_case(SCHEME));
+    let wait = if is_invite { Duration::from_secs(args.timeout) } else { Duration::ZERO };
     let contact = runtime()?.block_on(async {
         let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
         if !wait.is_zero() {
@@ -43,17 +47,28 @@ pub(crate) fn add(global: &Global, args: AddArgs) -> Result {
         if wait.is_zero() || contact.state == ContactState::Accepted {
             return Ok::<_, Failure>(contact);
         }
+        let peer = contact.peer_id.clone();
         let accepted = async {
             loop {
-                if let Event::ContactChanged { contact: changed } = client.next_event().await.map_err(client_failure)?
-                    && changed.peer_id == contact.peer_id
-                    && changed.state == ContactState::Accepted
-                {
-                    return Ok::<_, Failure>(changed);
+                match client.next_event().await.map_err(client_failure)? {
+                    Event::ContactChanged { contact } if contact.peer_id == peer && contact.state == ContactState::Accepted => {
+                        return Ok::<_, Failure>(contact);
+                    }
+                    // Events were dropped: the acceptance may be among them.
+                    Event::Lagged { .. } => {
+                        let now = current_contact(&mut client, &peer).await?;
+                        if now.state == ContactState::Accepted {
+                            return Ok(now);
+                        }
+                    }
+                    _ => {}
                 }
             }
         };
-        tokio::time::timeout(wait, accepted).await.unwrap_or(Ok(contact))
+        match tokio::time::timeout(wait, accepted).await {
+            Ok(result) => result,
+            Err(_) => current_contact(&mut client, &peer).await,
+        }
     })?;
     if args.output.json {
         return output::json(&contact);
@@ -66,6 +81,12 @@ pub(crate) fn add(global: &Global, args: AddArgs) -> Result {
          (an invite that was already used or has expired arrives as a request)",
         print::safe(contact.label())
     ))
+}
+
+/// The contact with this peer id as the node has it now.
+async fn current_contact(client: &mut Client, peer: &str) -> Result<ContactView> {
+    let resolved = client.request(&Request::Resolve { target: peer.to_owned() }).await.map_err(client_failure)?;
+    print::view(resolved["contact"].clone())
 }
 
 /// A parameterless listing: JSON as the node sent it, or decoded and printed for people.
@@ -177,7 +198,7 @@ fn without_final_newline(mut text: String) -> String {
 async fn refuse_group_wait(client: &mut Client, target: &str, state: MessageState) -> Result {
     let resolved = client.request(&Request::Resolve { target: target.to_owned() }).await.map_err(client_failure)?;
     if resolved["kind"] == "group" {
-        let state = serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let state = print::wire_name(&state);
         return Err(Failure::usage(format!(
             "--wait {state} works for contacts only: a group message's state ends at `sent` \
              (held by the group's relays or members); use --wait sent"
@@ -273,7 +294,7 @@ pub(crate) fn message(global: &Global, args: MessageArgs) -> Result {
     }
     let m: MessageView = print::view(result)?;
     let names = print::Names::load(&home)?;
-    let state = serde_json::to_value(m.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let state = print::wire_name(&m.state);
     output::rows(&[
         ("id", m.id.clone()),
         ("conversation", names.conversation(&m)),

@@ -5,8 +5,6 @@
 
 use clap::CommandFactory as _;
 use clap_complete::Shell;
-use kith_p2p::control::Request;
-use kith_p2p::views::{ContactView, GroupView};
 
 use super::print;
 use crate::args::{Cli, Global};
@@ -17,29 +15,46 @@ use crate::output;
 /// two, the group and the member).
 const TAKES_A_NAME: &str = "send history read accept reject block unblock remove rename";
 
-/// bash: after clap's completion, a word in a name's position completes to names.
+/// bash: after clap's completion, a word in a name's position completes to names
+/// (asking the home a `--home` on the line names).
 const BASH_NAMES: &str = r#"
 _kith_with_names() {
     _kith "$@"
     local cur="${COMP_WORDS[COMP_CWORD]}"
     [[ "$cur" == -* ]] && return 0
+    # The words before the cursor without options, and the --home to ask.
+    local -a words=() home=()
+    local i w
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w="${COMP_WORDS[i]}"
+        case "$w" in
+            --home) home=(--home "${COMP_WORDS[i+1]}"); ((i++)) ;;
+            --home=*) home=(--home "${w#--home=}") ;;
+            --wait|--timeout|--limit|--before|--name) ((i++)) ;;
+            -*) ;;
+            *) words+=("$w") ;;
+        esac
+    done
     local takes=0
-    if [[ $COMP_CWORD -eq 2 && " __TAKES__ " == *" ${COMP_WORDS[1]} "* ]]; then
+    if [[ ${#words[@]} -eq 1 && " __TAKES__ " == *" ${words[0]} "* ]]; then
         takes=1
-    elif [[ "${COMP_WORDS[1]}" == group && ( $COMP_CWORD -eq 3 || $COMP_CWORD -eq 4 ) ]]; then
+    elif [[ "${words[0]}" == group && ( ${#words[@]} -eq 2 || ${#words[@]} -eq 3 ) \
+            && " create list invites help " != *" ${words[1]} "* ]]; then
         takes=1
     fi
     if [[ $takes -eq 1 ]]; then
         local IFS=$'\n'
-        COMPREPLY=( $(compgen -W "$(kith complete-names 2>/dev/null)" -- "$cur") )
+        COMPREPLY=( $(compgen -W "$(kith "${home[@]}" complete-names 2>/dev/null)" -- "$cur") )
     fi
 }
 complete -F _kith_with_names -o bashdefault -o default kith
 "#;
 
-/// fish: names after the commands that take one.
+/// fish: names right after the commands that take one, and in a `group` command's
+/// group and member places (global options on the line are not looked at).
 const FISH_NAMES: &str = r#"
-complete -c kith -n "__fish_seen_subcommand_from __TAKES__ group" -f -a "(kith complete-names 2>/dev/null)"
+complete -c kith -n "__fish_seen_subcommand_from __TAKES__; and test (count (commandline -opc)) -eq 2" -f -a "(kith complete-names 2>/dev/null)"
+complete -c kith -n "__fish_seen_subcommand_from group; and test (count (commandline -opc)) -ge 3 -a (count (commandline -opc)) -le 4" -f -a "(kith complete-names 2>/dev/null)"
 "#;
 
 /// Prints the script for `shell`.
@@ -56,12 +71,8 @@ pub(crate) fn print(shell: Shell) -> Result {
 /// Contact aliases (or names) and group names, one per line; nothing when the home
 /// cannot be read (completion must never print errors into a prompt).
 pub(crate) fn names(global: &Global) -> Result {
-    let Ok(home) = super::home(global) else { return Ok(()) };
-    let contacts: Vec<ContactView> =
-        super::net::call(&home, Request::Contacts { state: None }).and_then(print::view).unwrap_or_default();
-    let groups: Vec<GroupView> = super::net::call(&home, Request::Groups {}).and_then(print::view).unwrap_or_default();
-    let names = contacts.iter().map(|c| c.label().to_owned()).chain(groups.into_iter().map(|g| g.name));
-    for name in names.filter(|n| !n.contains('\n')) {
+    let Ok(names) = super::home(global).and_then(|home| print::Names::load(&home)) else { return Ok(()) };
+    for name in names.all().filter(|n| !n.contains('\n')) {
         output::line(name)?;
     }
     Ok(())

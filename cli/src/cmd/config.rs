@@ -28,18 +28,11 @@ pub(crate) fn run(global: &Global, command: ConfigCommand) -> Result {
         ConfigCommand::Show(out) => {
             let config = super::load_config(&home)?;
             if out.json {
-                let strings = |addrs: &[kith_p2p::libp2p::Multiaddr]| {
-                    addrs.iter().map(ToString::to_string).collect::<Vec<_>>()
-                };
-                output::json(&serde_json::json!({
-                    "listen": strings(&config.listen),
-                    "bootstrap": strings(&config.bootstrap),
-                    "relays": strings(&config.relays),
-                    "mdns": config.mdns,
-                    "display_name": config.display_name,
-                    "read_receipts": config.read_receipts,
-                    "notify_command": config.notify_command,
-                }))
+                let mut all = serde_json::Map::new();
+                for key in kith_p2p::config::KEYS {
+                    all.insert(key.to_owned(), config.get(key).map_err(Failure::usage)?);
+                }
+                output::json(&all)
             } else {
                 output::line(config.to_toml().trim_end())
             }

@@ -7,8 +7,9 @@
 //! message to the echo bot and its answers are printed. Your node serves its control
 //! socket, so `kith --home <dir>/you history echo` works alongside.
 //!
-//! Without `--home` everything lives in a temporary directory that is removed when
-//! the demo ends; with `--home DIR` the demo keeps its identities and history there.
+//! Without `--home` everything lives in a fresh private temporary directory that is
+//! removed when the demo ends, also when it ends by SIGINT, SIGTERM or SIGHUP; with
+//! `--home DIR` the demo keeps its identities and history there.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -18,11 +19,12 @@ use kith_p2p::control::Server;
 use kith_p2p::home::Home;
 use kith_p2p::identity::Identity;
 use kith_p2p::keystore::{self, Protection};
-use kith_p2p::kith_storage::{ContactState, Direction, PeerId};
+use kith_p2p::kith_storage::{ContactState, Direction, PeerId, Store};
 use kith_p2p::node::{self, Event, GroupChange, NodeConfig, NodeHandle, Timers};
 use kith_p2p::views::MessageView;
 use kith_tui::TuiOptions;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{broadcast, watch};
 
 use crate::args::Global;
 use crate::failure::{Code, Failure, Result};
@@ -49,19 +51,51 @@ const GROUP_BOTS: [Bot; 2] = [
 ];
 
 pub(crate) fn run(global: &Global, verbose: u8) -> Result {
-    let (base, temporary) = match &global.home {
-        Some(home) => (home.clone(), false),
-        None => (std::env::temp_dir().join(format!("kith-demo-{}", std::process::id())), true),
-    };
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let result = run_in(&base, interactive, verbose);
-    if temporary && let Err(e) = std::fs::remove_dir_all(&base) {
-        eprintln!("kith demo: could not remove {}: {e}", base.display());
-    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = rt.block_on(async {
+        // Before anything is created: no Ctrl-C, closed terminal or `kill` may end the
+        // demo without it cleaning up after itself.
+        let stop = stop_on_signals()?;
+        let temporary = match &global.home {
+            Some(_) => None,
+            // mkdtemp: a fresh, private (0700) directory, removed when dropped.
+            None => Some(tempfile::Builder::new().prefix("kith-demo-").tempdir()?),
+        };
+        let base = match (&temporary, &global.home) {
+            (Some(dir), _) => dir.path().to_path_buf(),
+            (None, Some(home)) => home.clone(),
+            (None, None) => unreachable!("a demo without --home gets a temporary one"),
+        };
+        demo(&base, interactive, verbose, stop).await
+    });
+    // A read of stdin may still be blocked (a signal ended the chat): do not wait for it.
+    rt.shutdown_background();
     result
 }
 
-fn run_in(base: &Path, interactive: bool, verbose: u8) -> Result {
+/// Resolves (to `true`) on the first SIGINT, SIGTERM or SIGHUP.
+fn stop_on_signals() -> Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut signals = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()]
+        .into_iter()
+        .map(signal)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let any = futures::future::select_all(signals.iter_mut().map(|s| Box::pin(s.recv())));
+        any.await;
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// Waits until `stop` says to stop.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn demo(base: &Path, interactive: bool, verbose: u8, stop: watch::Receiver<bool>) -> Result {
     let you = prepare(base.join("you"), "you")?;
     if interactive {
         // The interface owns the screen: logs go to a file in the demo's home.
@@ -74,44 +108,45 @@ fn run_in(base: &Path, interactive: bool, verbose: u8) -> Result {
         .into_iter()
         .map(|bot| Ok((bot, prepare(base.join(bot.name), bot.name)?)))
         .collect::<Result<Vec<_>>>()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(async {
-        let you_home = you.0.clone();
-        let you = start(&you.0, you.1, "you").await?;
-        let mut cast = Vec::new();
-        for (bot, (home, identity)) in bots {
-            cast.push((bot, start(&home, identity, bot.name).await?));
+    let you_home = you.0.clone();
+    let you = start(&you.0, you.1, "you").await?;
+    let mut cast = Vec::new();
+    for (bot, (home, identity)) in bots {
+        cast.push((bot, start(&home, identity, bot.name).await?));
+    }
+    let server = Server::bind(&you_home.socket_path()).await.map_err(anyhow::Error::from)?;
+    let serving = tokio::spawn(server.serve(you.handle.clone()));
+    let session = async {
+        tokio::time::timeout(SETUP_DEADLINE, introduce(&you.handle, &cast))
+            .await
+            .map_err(|_| Failure::new(Code::Error, anyhow::anyhow!("the demo's bots did not answer in time")))??;
+        let me = you.handle.peer_id();
+        for (bot, node) in &cast {
+            tokio::spawn(answer(node.handle.clone(), me, bot.answer));
         }
-        let server = Server::bind(&you_home.socket_path()).await.map_err(anyhow::Error::from)?;
-        let serving = tokio::spawn(server.serve(you.handle.clone()));
-        let setup = tokio::time::timeout(SETUP_DEADLINE, introduce(&you.handle, &cast)).await;
-        let result = match setup {
-            Err(_) => Err(Failure::new(Code::Error, anyhow::anyhow!("the demo's bots did not answer in time"))),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => {
-                let me = you.handle.peer_id();
-                for (bot, node) in &cast {
-                    tokio::spawn(answer(node.handle.clone(), me, bot.answer));
-                }
-                if interactive {
-                    greet(&you.handle, &cast).await;
-                    let options = TuiOptions { runs_node: true, bell: true, ..TuiOptions::default() };
-                    kith_tui::run(&you_home.socket_path(), options).await.map_err(|e| Failure::new(Code::Error, e))
-                } else {
-                    chat(&you.handle, &you_home).await
-                }
-            }
-        };
-        you.handle.shutdown().await;
-        for (_, node) in &cast {
-            node.handle.shutdown().await;
+        if interactive {
+            greet(&you.handle, &cast).await;
+            let options = TuiOptions { runs_node: true, bell: true, ..TuiOptions::default() };
+            kith_tui::run(&you_home.socket_path(), options).await.map_err(|e| Failure::new(Code::Error, e))
+        } else {
+            chat(&you.handle, &you_home).await
         }
-        serving.abort();
-        for node in std::iter::once(you).chain(cast.into_iter().map(|(_, node)| node)) {
-            let _ = tokio::time::timeout(Duration::from_secs(10), node.stopped).await;
-        }
-        result
-    })
+    };
+    // A signal ends the session wherever it is (the interface restores the terminal
+    // as it is dropped); the nodes then stop as after a normal end.
+    let result = tokio::select! {
+        result = session => result,
+        () = stopped(stop) => Ok(()),
+    };
+    you.handle.shutdown().await;
+    for (_, node) in &cast {
+        node.handle.shutdown().await;
+    }
+    serving.abort();
+    for node in std::iter::once(you).chain(cast.into_iter().map(|(_, node)| node)) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), node.stopped).await;
+    }
+    result
 }
 
 /// An unencrypted identity in `root` (created once; reused on later runs).
@@ -150,21 +185,14 @@ async fn start(home: &Home, identity: Identity, name: &str) -> Result<node::Star
 async fn introduce(you: &NodeHandle, cast: &[(&Bot, node::Started)]) -> Result {
     let me = you.peer_id();
     for (bot, node) in cast {
-        let known = you.store().contacts().get(&node.handle.peer_id()).map_err(anyhow::Error::from)?;
-        if !known.is_some_and(|c| c.state == ContactState::Accepted) {
+        if !is_accepted(you.store(), &node.handle.peer_id()) {
             let invite = node.handle.invite().await.map_err(anyhow::Error::from)?;
             you.add_invite(invite, Some(bot.name.to_owned())).await.map_err(anyhow::Error::from)?;
         }
     }
     for (_, node) in cast {
         let bot = node.handle.peer_id();
-        settled(|| {
-            let accepted = |store: &kith_p2p::kith_storage::Store, peer: &PeerId| {
-                store.contacts().get(peer).ok().flatten().is_some_and(|c| c.state == ContactState::Accepted)
-            };
-            accepted(you.store(), &bot) && accepted(node.handle.store(), &me)
-        })
-        .await;
+        settled(|| is_accepted(you.store(), &bot) && is_accepted(node.handle.store(), &me)).await;
     }
     let groups = you.store().groups().list().map_err(anyhow::Error::from)?;
     if !groups.iter().any(|g| g.name == GROUP) {
@@ -209,6 +237,11 @@ fn is_first_run(you: &NodeHandle) -> bool {
     you.store().conversations().list().is_ok_and(|all| all.iter().all(|c| c.last_lamport == 0))
 }
 
+/// Whether `store` holds `peer` as an accepted contact.
+fn is_accepted(store: &Store, peer: &PeerId) -> bool {
+    store.contacts().get(peer).ok().flatten().is_some_and(|c| c.state == ContactState::Accepted)
+}
+
 /// Returns once `done` holds, checking every 20 ms (the caller bounds the wait).
 async fn settled(done: impl Fn() -> bool) {
     while !done() {
@@ -243,17 +276,15 @@ async fn chat(you: &NodeHandle, home: &Home) -> Result {
                     drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_DEADLINE);
                 }
             },
-            event = events.recv() => {
-                if let Ok(Event::MessageReceived { message }) = event
-                    && message.direction == Direction::Incoming
-                    && message.peer.is_some()
-                {
+            event = events.recv() => match event {
+                Ok(Event::MessageReceived { message }) if message.direction == Direction::Incoming && message.peer.is_some() => {
                     println!("echo> {}", crate::output::sanitized(&message.text));
                     let _ = std::io::stdout().flush();
                     outstanding = outstanding.saturating_sub(1);
                 }
+                Err(broadcast::error::RecvError::Closed) => break,
+                _ => {}
             },
-            _ = tokio::signal::ctrl_c() => break,
             _ = &mut drain => break,
         }
     }

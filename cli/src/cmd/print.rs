@@ -18,6 +18,12 @@ use serde_json::Value;
 use crate::failure::Result;
 use crate::output;
 
+/// The name a value has on the wire (`pending_out`, `delivered`, `admin`): how
+/// states and roles are shown to people too.
+pub(crate) fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
 /// Decode a result into a view type.
 pub(crate) fn view<T: DeserializeOwned>(value: Value) -> Result<T> {
     Ok(serde_json::from_value(value).map_err(anyhow::Error::from)?)
@@ -47,6 +53,8 @@ pub(crate) fn date_time(ms: u64) -> String {
 pub(crate) struct Names {
     peers: HashMap<String, String>,
     groups: HashMap<String, String>,
+    /// Contacts' names, as the user calls them.
+    contacts: Vec<String>,
 }
 
 impl Names {
@@ -67,8 +75,18 @@ impl Names {
         }
         for c in contacts {
             names.peers.insert(c.peer_id.clone(), c.label().to_owned());
+            names.contacts.push(c.label().to_owned());
         }
         names
+    }
+
+    /// Every contact's name, then every group's name (what completion offers).
+    pub(crate) fn all(&self) -> impl Iterator<Item = &str> {
+        let mut contacts: Vec<&str> = self.contacts.iter().map(String::as_str).collect();
+        contacts.sort_unstable();
+        let mut groups: Vec<&str> = self.groups.values().map(String::as_str).collect();
+        groups.sort_unstable();
+        contacts.into_iter().chain(groups)
     }
 
     /// A peer's name, else its shortened peer id.
@@ -100,7 +118,7 @@ pub(crate) fn contact(c: &ContactView) -> Result {
 }
 
 fn contact_line(c: &ContactView) -> String {
-    let state = serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let state = wire_name(&c.state);
     format!("{:<20} {:<12} {}", safe(c.label()), state, safe(&c.peer_id))
 }
 
@@ -165,7 +183,7 @@ pub(crate) fn unsent(list: &[MessageView], names: &Names) -> Result {
     let places: Vec<String> = list.iter().map(|m| names.conversation(m)).collect();
     let width = column(places.iter().map(|p| p.chars().count()), 20);
     list.iter().zip(&places).try_for_each(|(m, to)| {
-        let state = serde_json::to_value(m.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let state = wire_name(&m.state);
         let text = safe(m.text.lines().next().unwrap_or(""));
         output::line(format!("{}  {to:<width$}  {state:<7}  {}  {text}", date_time(m.sent_at), m.id))
     })
@@ -204,7 +222,7 @@ fn group_summary(g: &GroupView) -> String {
 pub(crate) fn group(g: &GroupView) -> Result {
     group_line(g)?;
     g.members.iter().try_for_each(|m| {
-        let role = serde_json::to_value(m.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let role = wire_name(&m.role);
         let name = safe(&m.label.clone().unwrap_or_else(|| short(&m.peer_id)));
         output::line(format!("  {name:<20} {role:<7} {}", safe(&m.peer_id)))
     })

@@ -235,7 +235,14 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             ops::Target::Contact(contact) => Ok(json!({ "kind": "contact", "contact": ContactView::from(&contact) })),
             ops::Target::Group(group) => Ok(json!({ "kind": "group", "group": GroupView::new(store, &group) })),
         },
-        Request::Unsent {} => to_value(ops::unsent(store)?),
+        Request::Unsent {} => {
+            // It reads every message: off the connection's async worker.
+            let store = store.clone();
+            let unsent = tokio::task::spawn_blocking(move || ops::unsent(&store))
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
+            to_value(unsent)
+        }
         // ---- local writes: through the single writer ----------------------------
         Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
         Request::Reject { contact } => contact_op(ContactOp::Reject, contact).await,
