@@ -6,6 +6,7 @@
 //! codecs of the kith protocols, the [`node`] actor that owns the libp2p swarm and the
 //! store, and the local control socket through which the CLI and the TUI drive it.
 
+pub mod blob;
 pub mod config;
 pub mod conn_limits;
 pub mod control;
