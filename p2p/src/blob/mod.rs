@@ -25,6 +25,10 @@
 //! message; a media node only ever sees the id, the outboard and sealed chunks.
 //! Sealing and opening stream: memory is one chunk, never the file.
 
+mod store;
+
+pub use store::BlobStore;
+
 use std::fmt;
 use std::io::{self, Read, Write};
 
