@@ -26,6 +26,7 @@
 //! Sealing and opening stream: memory is one chunk, never the file.
 
 mod store;
+pub mod transfer;
 
 pub use store::BlobStore;
 
