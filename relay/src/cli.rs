@@ -89,6 +89,12 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         if cause.is::<ConfigError>() {
             return EXIT_CONFIG;
         }
+        // A key file that is not a usable key: no restart mends it.
+        if let Some(crate::identity::IdentityError::Malformed { .. } | crate::identity::IdentityError::NotEd25519 { .. }) =
+            cause.downcast_ref::<crate::identity::IdentityError>()
+        {
+            return EXIT_CONFIG;
+        }
         // A validated config never gets these from `Relay::start`; a config built
         // in code could.
         if let Some(StartError::BadAddress { .. } | StartError::BadMember { .. }) =

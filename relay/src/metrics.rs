@@ -757,7 +757,7 @@ fn snake_case_label_values(line: &str) -> String {
 
 /// `KeepAliveTimeout` as `keep_alive_timeout`, `IO` as `io`; anything but a plain
 /// ASCII name starting with a capital is returned as is.
-fn snake_case(value: &str) -> String {
+pub(crate) fn snake_case(value: &str) -> String {
     let is_name = value.starts_with(|c: char| c.is_ascii_uppercase())
         && value.chars().all(|c| c.is_ascii_alphanumeric());
     if !is_name {

@@ -177,6 +177,21 @@ fn check_config_accepts_a_good_config_and_creates_nothing() {
 }
 
 #[test]
+fn a_damaged_identity_key_is_a_config_error_that_no_restart_mends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(dir.path().join("r.toml"), loopback_config(&data, "")).unwrap();
+    assert!(kith_relay(dir.path(), &["id", "--config", "r.toml"]).status.success());
+    std::fs::write(data.join("identity.key"), b"not a key at all").unwrap();
+    for command in ["check-config", "run"] {
+        let out = kith_relay(dir.path(), &[command, "--config", "r.toml"]);
+        assert_eq!(code(&out), 78, "{command}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("identity.key") && stderr.contains("not a libp2p keypair"), "{command}: {stderr}");
+    }
+}
+
+#[test]
 fn check_config_exits_78_naming_key_line_and_value_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -839,9 +839,10 @@ fn variant_name(value: &impl std::fmt::Debug) -> String {
     text[..end].to_owned()
 }
 
-/// A circuit relay status code (`RESOURCE_LIMIT_EXCEEDED`) in lower case.
+/// A circuit relay status code (`ResourceLimitExceeded`) as a log word
+/// (`resource_limit_exceeded`), as the metrics' label values are.
 fn status_name(status: impl std::fmt::Debug) -> String {
-    variant_name(&status).to_ascii_lowercase()
+    crate::metrics::snake_case(&variant_name(&status))
 }
 
 /// AutoNAT server events, as fields. The relay only answers probes.
@@ -859,9 +860,7 @@ fn log_autonat(event: libp2p::autonat::Event) {
         Event::InboundProbe(InboundProbeEvent::Error { peer, error, .. }) => {
             let error = match error {
                 InboundProbeError::InboundRequest(failure) => failure.to_string(),
-                InboundProbeError::Response(response) => {
-                    variant_name(&response).to_ascii_lowercase()
-                }
+                InboundProbeError::Response(response) => status_name(response),
             };
             tracing::debug!(%peer, %error, "autonat probe failed");
         }
@@ -881,4 +880,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.retain(|p| !p.is_empty());
     parts.dedup();
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_words_for_statuses_are_snake_case() {
+        assert_eq!(status_name(libp2p::relay::StatusCode::ResourceLimitExceeded), "resource_limit_exceeded");
+        assert_eq!(status_name(libp2p::relay::StatusCode::OK), "ok");
+        assert_eq!(status_name(libp2p::autonat::ResponseError::DialError), "dial_error");
+    }
 }
