@@ -109,8 +109,13 @@ pub fn candidates(text: &str, cursor: usize, names: &[String]) -> Option<(Range<
     (!found.is_empty()).then_some((start..cursor, found))
 }
 
-/// Most files a path completes to (a huge directory is cut, in name order).
+/// Most files a path completes to: the first in name order of those read.
 const PATHS_MAX: usize = 200;
+
+/// Most directory entries read for one completion: a huge directory is cut here
+/// (completing in it offers the best of what was read) so a Tab costs a bounded
+/// amount of work.
+const ENTRIES_MAX: usize = 20_000;
 
 /// The word before `cursor` if it looks like a path: `~/`, `./`, `../` anywhere, or
 /// `/` past the first word (a first word with `/` is a command).
@@ -124,9 +129,15 @@ pub fn path_word(text: &str, cursor: usize) -> Option<Range<usize>> {
 
 /// The files `word` (a path as typed, `~/` for `home`) can complete to, in name
 /// order: directories with a `/` after them, files with a space. Hidden files only
-/// when the typed name starts with a dot. Reads the file system: call it off the
-/// interface's loop.
+/// when the typed name starts with a dot. Reads at most [`ENTRIES_MAX`] entries and
+/// asks the file system about an entry only when it is a symbolic link (whether it
+/// leads to a directory). Reads the file system: call it off the interface's loop.
 pub fn list_paths(word: &str, home: Option<&Path>) -> Vec<String> {
+    list_paths_within(word, home, ENTRIES_MAX)
+}
+
+/// [`list_paths`], reading at most `entries_max` directory entries.
+fn list_paths_within(word: &str, home: Option<&Path>, entries_max: usize) -> Vec<String> {
     let (dir, prefix) = match word.rfind('/') {
         Some(i) => (&word[..=i], &word[i + 1..]),
         None => ("", word),
@@ -137,18 +148,23 @@ pub fn list_paths(word: &str, home: Option<&Path>) -> Vec<String> {
         (None, _) => Path::new(dir).to_path_buf(),
     };
     let Ok(entries) = std::fs::read_dir(&on_disk) else { return Vec::new() };
-    let mut found: Vec<(String, bool)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
-                return None;
-            }
-            // Following a symbolic link to a directory too.
-            let is_dir = entry.file_type().ok()?.is_dir() || entry.path().is_dir();
-            Some((name, is_dir))
-        })
-        .collect();
+    let mut found: Vec<(String, bool)> = Vec::new();
+    for entry in entries.take(entries_max).filter_map(Result::ok) {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+            continue;
+        }
+        // The type comes with the entry on most systems; only a symbolic link needs
+        // a look at what it leads to.
+        let Ok(kind) = entry.file_type() else { continue };
+        let is_dir = kind.is_dir() || (kind.is_symlink() && entry.path().is_dir());
+        found.push((name, is_dir));
+        // Keep the best PATHS_MAX, sorting now and then rather than holding them all.
+        if found.len() >= 2 * PATHS_MAX {
+            found.sort();
+            found.truncate(PATHS_MAX);
+        }
+    }
     found.sort();
     found.truncate(PATHS_MAX);
     found.into_iter().map(|(name, is_dir)| format!("{dir}{name}{}", if is_dir { "/" } else { " " })).collect()
@@ -216,6 +232,28 @@ mod tests {
         assert_eq!(list_paths(&format!("{base}/."), None), vec![format!("{base}/.hidden ")]);
         assert_eq!(list_paths("~/notes", Some(&dir)), vec!["~/notes/".to_owned(), "~/notes.txt ".to_owned()]);
         assert!(list_paths(&format!("{base}/missing/x"), None).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_big_directory_is_read_only_so_far_and_cut_to_the_first_names() {
+        let dir = std::env::temp_dir().join(format!("kith-complete-big-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // Created in reverse so the cut cannot rely on the directory's own order.
+        for n in (0..PATHS_MAX * 3).rev() {
+            std::fs::write(dir.join(format!("f{n:04}")), b"").expect("temp file");
+        }
+        std::os::unix::fs::symlink(&dir, dir.join("link")).expect("symlink");
+        let base = dir.display();
+        let found = list_paths(&format!("{base}/f"), None);
+        assert_eq!(found.len(), PATHS_MAX);
+        let expected: Vec<String> = (0..PATHS_MAX).map(|n| format!("{base}/f{n:04} ")).collect();
+        assert_eq!(found, expected, "the first names of all, not of the first read");
+        // A symbolic link to a directory completes as one.
+        assert_eq!(list_paths(&format!("{base}/li"), None), vec![format!("{base}/link/")]);
+        // Reading stops after the bound: at most that many entries are considered.
+        assert!(list_paths_within(&format!("{base}/f"), None, 10).len() <= 10);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
