@@ -42,11 +42,20 @@ pub enum Action {
     Node(Event),
     /// A request finished.
     Done(Response),
-    /// A request failed.
+    /// A request failed: the node refused it, or it never reached the node.
     Failed {
         /// What was asked.
         effect: Effect,
         /// Why it failed, for the status line.
+        error: String,
+    },
+    /// A request was sent but its outcome is unknown: the connection broke before
+    /// its answer came, so the node may have carried it out (a message may be
+    /// stored and on its way) or not.
+    Interrupted {
+        /// What was asked.
+        effect: Effect,
+        /// How the connection broke.
         error: String,
     },
     /// The connection to the node is gone (or an attempt to get it back failed).

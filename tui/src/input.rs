@@ -103,6 +103,18 @@ impl Input {
         self.cursor = self.boundary_at_or_after(self.cursor);
     }
 
+    /// Add `text` after what is there, on a line of its own, and leave the cursor
+    /// where it was (at the end if the editor was empty): text given back (a send
+    /// that failed) must not move or overwrite what is being typed.
+    pub fn append(&mut self, text: &str) {
+        if self.text.is_empty() {
+            self.set_text(normalize_newlines(text));
+            return;
+        }
+        self.text.push('\n');
+        self.text.push_str(&normalize_newlines(text));
+    }
+
     /// Insert a line break at the cursor.
     pub fn newline(&mut self) {
         self.insert_char('\n');

@@ -8,8 +8,10 @@
 //! may wait on the network (`add` looks the peer up in the DHT; `invite` asks the
 //! node; group changes go out to the other members). One task owns all three
 //! ([`connection`]); the loop itself never awaits the node. When the node goes away
-//! (a daemon restart) that task says so, fails what was in flight, and reconnects
-//! with backoff ([`RECONNECT_MIN`] doubling to [`RECONNECT_MAX`]), subscribing again;
+//! (a daemon restart) — its events connection ends, or a request finds its own
+//! connection dead — that task says so, reports what was in flight as of unknown
+//! outcome, fails what is asked meanwhile, and reconnects with backoff ([`Timers`]:
+//! 0.25 s doubling to 5 s; only a session that lasted resets it), subscribing again;
 //! the state machine then reloads what it shows. Every queue is bounded and every
 //! task is aborted when the loop ends.
 
@@ -17,7 +19,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossterm::event::EventStream;
 use futures::StreamExt;
@@ -50,17 +52,44 @@ const MAX_NOTIFICATIONS: usize = 4;
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for `date +%z` when looking up the time zone.
 const TZ_TIMEOUT: Duration = Duration::from_secs(2);
-/// The first wait before reconnecting to a node that went away (a daemon restart is
-/// usually back within a second); doubled after every failed attempt.
+/// Default of [`Timers::reconnect_min`].
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
-/// The longest wait between two reconnection attempts, so a node that comes back
-/// after minutes is found within seconds.
+/// Default of [`Timers::reconnect_max`].
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
-/// How long an attempt to reconnect (connect and subscribe) may take: a node that
-/// accepts but does not answer is tried again like one that is not there.
+/// Default of [`Timers::connect_timeout`].
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a directory listing for Tab may take before the completion is given up
+/// (a hung network mount must not leave Tab dead).
+const LIST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Listings that may be running on the blocking pool at once, counting those given
+/// up on (a hung file system keeps its thread): more Tabs on paths are refused.
+const MAX_LISTINGS: usize = 4;
 /// Why a request fails while there is no connection.
 const NOT_CONNECTED: &str = "not connected to the node (reconnecting)";
+
+/// The connection task's timers, as fields so tests can shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timers {
+    /// The first wait before reconnecting to a node that went away (a daemon restart
+    /// is usually back within a second); doubled after every failed attempt and
+    /// every session shorter than `reconnect_max`. Default 0.25 s.
+    reconnect_min: Duration,
+    /// The longest wait between two attempts, so a node that comes back after
+    /// minutes is found within seconds; also how long a session must last before
+    /// the wait starts again from `reconnect_min` (a node that accepts and closes at
+    /// once is not hammered). Default 5 s.
+    reconnect_max: Duration,
+    /// How long an attempt to reconnect (connect and subscribe) may take: a node
+    /// that accepts but does not answer is tried again like one that is not there.
+    /// Default 5 s.
+    connect_timeout: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers { reconnect_min: RECONNECT_MIN, reconnect_max: RECONNECT_MAX, connect_timeout: CONNECT_TIMEOUT }
+    }
+}
 
 /// Connect to the node at `socket` and run the interface until the user quits.
 pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiError> {
@@ -81,7 +110,8 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
     let (slow_tx, slow_rx) = mpsc::channel(SLOW_QUEUE);
     // Dropped (aborting every task) when this function returns.
     let mut tasks = JoinSet::new();
-    tasks.spawn(connection(socket.to_path_buf(), connected, quick_rx, slow_rx, action_tx.clone()));
+    let queues = Queues { quick: quick_rx, slow: slow_rx, actions: action_tx.clone() };
+    tasks.spawn(connection(socket.to_path_buf(), connected, queues, Timers::default()));
 
     let (mut tui, guard) = terminal::enter().map_err(TuiError::Terminal)?;
     let mut runtime = Runtime {
@@ -91,6 +121,9 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         notify_command: options.notify_command,
         notifications: JoinSet::new(),
         listing: JoinSet::new(),
+        listing_permits: Arc::new(Semaphore::new(MAX_LISTINGS)),
+        list_timeout: LIST_TIMEOUT,
+        lister: crate::complete::list_paths,
         actions: action_tx,
         notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
         queue: VecDeque::new(),
@@ -108,8 +141,15 @@ struct Runtime {
     slow: mpsc::Sender<Effect>,
     notify_command: Option<String>,
     notifications: JoinSet<()>,
-    /// The path listing in flight for Tab completion (at most one).
+    /// The path listing in flight for Tab completion (at most one: a newer Tab
+    /// replaces it).
     listing: JoinSet<()>,
+    /// Listings running on the blocking pool, including those given up on.
+    listing_permits: Arc<Semaphore>,
+    /// How long a listing may take ([`LIST_TIMEOUT`]).
+    list_timeout: Duration,
+    /// What lists a directory ([`crate::complete::list_paths`]; tests hang it).
+    lister: fn(&str, Option<&Path>) -> Vec<String>,
     /// For answers produced off the loop (path listings).
     actions: mpsc::Sender<Action>,
     notify_permits: Arc<Semaphore>,
@@ -205,19 +245,34 @@ impl Runtime {
         }
     }
 
-    /// List the files `word` can complete to on the blocking pool, one listing at a
-    /// time (a Tab pressed meanwhile is dropped), and answer with the result.
+    /// List the files `word` can complete to on the blocking pool and answer with
+    /// the result, or with a failure (which ends the pending completion) when it
+    /// takes longer than [`LIST_TIMEOUT`] or too many listings hang already. A newer
+    /// Tab replaces the listing waited for; a hung one keeps its thread (and permit)
+    /// until the file system answers.
     fn list_paths(&mut self, word: String) {
-        if !self.listing.is_empty() {
+        self.listing.abort_all();
+        let Ok(permit) = Arc::clone(&self.listing_permits).try_acquire_owned() else {
+            let error = "the file system is not answering (earlier listings still hang)".to_owned();
+            self.queue.push_back(Action::Failed { effect: Effect::ListPaths { word }, error });
             return;
-        }
-        let actions = self.actions.clone();
+        };
+        let (actions, timeout, lister) = (self.actions.clone(), self.list_timeout, self.lister);
         self.listing.spawn(async move {
             let home = std::env::var_os("HOME").map(PathBuf::from);
             let typed = word.clone();
-            let listed = tokio::task::spawn_blocking(move || crate::complete::list_paths(&typed, home.as_deref()));
-            let candidates = listed.await.unwrap_or_default();
-            let _ = actions.send(Action::Done(Response::Paths { word, candidates })).await;
+            let listed = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                lister(&typed, home.as_deref())
+            });
+            let action = match tokio::time::timeout(timeout, listed).await {
+                Ok(listed) => Action::Done(Response::Paths { word, candidates: listed.unwrap_or_default() }),
+                Err(_) => Action::Failed {
+                    effect: Effect::ListPaths { word },
+                    error: format!("the directory did not list within {} s", timeout.as_secs_f32()),
+                },
+            };
+            let _ = actions.send(action).await;
         });
     }
 
@@ -256,16 +311,9 @@ impl Runtime {
 /// Forward node events (from a subscribed connection) to the loop as actions until
 /// either side goes away; a lost connection becomes [`Action::Disconnected`] (with
 /// no retry: the interface's own loop reconnects through its connection task).
-pub async fn forward_events(mut client: Client, actions: mpsc::Sender<Action>) {
-    loop {
-        let action = match client.next_event().await {
-            Ok(event) => Action::Node(event),
-            Err(e) => Action::Disconnected { error: e.to_string(), retry_in: None },
-        };
-        let last = matches!(action, Action::Disconnected { .. });
-        if actions.send(action).await.is_err() || last {
-            return;
-        }
+pub async fn forward_events(client: Client, actions: mpsc::Sender<Action>) {
+    if let Some(error) = forward_until_lost(client, &actions).await {
+        let _ = actions.send(Action::Disconnected { error, retry_in: None }).await;
     }
 }
 
@@ -287,24 +335,46 @@ impl Connection {
     }
 }
 
+/// The connection task's ends of the loop's queues.
+struct Queues {
+    /// Quick requests from the loop.
+    quick: mpsc::Receiver<Effect>,
+    /// Requests that may wait on the network.
+    slow: mpsc::Receiver<Effect>,
+    /// Results and events to the loop.
+    actions: mpsc::Sender<Action>,
+}
+
 /// Own the node connections for the life of the interface: serve requests and
 /// forward events over `first`; when the node goes away, report
-/// [`Action::Disconnected`] with the wait before the next attempt, fail requests
-/// meanwhile, and reconnect with backoff, reporting [`Action::Reconnected`] when it
-/// is back. Ends when the loop is gone (its queues closed).
-async fn connection(
-    socket: PathBuf,
-    first: Connection,
-    mut quick: mpsc::Receiver<Effect>,
-    mut slow: mpsc::Receiver<Effect>,
-    actions: mpsc::Sender<Action>,
-) {
+/// [`Action::Disconnected`] with the wait before the next attempt and
+/// [`Action::Interrupted`] for what was in flight, fail requests meanwhile, and
+/// reconnect with backoff, reporting [`Action::Reconnected`] when it is back. Ends
+/// when the loop is gone (its queues closed).
+async fn connection(socket: PathBuf, first: Connection, mut queues: Queues, timers: Timers) {
     let mut connected = Some(first);
-    let mut delay = RECONNECT_MIN;
+    let mut delay = timers.reconnect_min;
     loop {
         if let Some(connection) = connected.take() {
-            let Some(error) = session(connection, &mut quick, &mut slow, &actions, delay).await else { return };
-            tracing::warn!(%error, "lost the node's control connection; reconnecting");
+            let began = Instant::now();
+            let Some(lost) = session(connection, &mut queues).await else { return };
+            tracing::warn!(error = %lost.error, "lost the node's control connection; reconnecting");
+            // Only a session that lasted starts the backoff again: a node that
+            // accepts and closes at once is tried ever more slowly.
+            if began.elapsed() >= timers.reconnect_max {
+                delay = timers.reconnect_min;
+            }
+            let lost_error = lost.error.clone();
+            let disconnected = Action::Disconnected { error: lost.error, retry_in: Some(delay) };
+            if queues.actions.send(disconnected).await.is_err() {
+                return;
+            }
+            for effect in lost.in_flight {
+                let error = format!("lost the connection to the node: {lost_error}");
+                if queues.actions.send(Action::Interrupted { effect, error }).await.is_err() {
+                    return;
+                }
+            }
         }
         // Wait, answering requests at once rather than letting them queue up.
         let wait = tokio::time::sleep(delay);
@@ -312,57 +382,51 @@ async fn connection(
         loop {
             let effect = tokio::select! {
                 () = &mut wait => break,
-                Some(effect) = quick.recv() => effect,
-                Some(effect) = slow.recv() => effect,
+                Some(effect) = queues.quick.recv() => effect,
+                Some(effect) = queues.slow.recv() => effect,
                 else => return,
             };
-            if actions.send(Action::Failed { effect, error: NOT_CONNECTED.to_owned() }).await.is_err() {
+            if queues.actions.send(Action::Failed { effect, error: NOT_CONNECTED.to_owned() }).await.is_err() {
                 return;
             }
         }
-        let opened = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&socket)).await;
+        let opened = tokio::time::timeout(timers.connect_timeout, Connection::open(&socket)).await;
         let opened = opened.unwrap_or_else(|_| Err(ClientError::Io(std::io::ErrorKind::TimedOut.into())));
+        // The next wait is longer whether this attempt fails or the session it opens
+        // turns out short.
+        delay = (delay * 2).min(timers.reconnect_max);
         let action = match opened {
             Ok(connection) => {
-                delay = RECONNECT_MIN;
                 connected = Some(connection);
                 Action::Reconnected
             }
-            Err(e) => {
-                delay = (delay * 2).min(RECONNECT_MAX);
-                Action::Disconnected { error: e.to_string(), retry_in: Some(delay) }
-            }
+            Err(e) => Action::Disconnected { error: e.to_string(), retry_in: Some(delay) },
         };
-        if actions.send(action).await.is_err() {
+        if queues.actions.send(action).await.is_err() {
             return;
         }
     }
 }
 
-/// Serve requests and forward events over one [`Connection`] until it breaks:
-/// reports [`Action::Disconnected`] (next attempt after `retry_in`), fails the
-/// requests that were in flight and returns the error. `None` when the loop is gone.
-async fn session(
-    connection: Connection,
-    quick: &mut mpsc::Receiver<Effect>,
-    slow: &mut mpsc::Receiver<Effect>,
-    actions: &mpsc::Sender<Action>,
-    retry_in: Duration,
-) -> Option<String> {
+/// How a session ended: why, and the requests that were sent but not answered.
+struct Lost {
+    error: String,
+    in_flight: Vec<Effect>,
+}
+
+/// Serve requests and forward events over one [`Connection`] until one of its
+/// connections breaks; returns why and what was in flight (`None` when the loop is
+/// gone).
+async fn session(connection: Connection, queues: &mut Queues) -> Option<Lost> {
     let Connection { quick: quick_client, slow: slow_client, events } = connection;
+    let Queues { quick, slow, actions } = queues;
     let (mut quick_flight, mut slow_flight) = (None, None);
-    let lost = tokio::select! {
+    let error = tokio::select! {
         lost = forward_until_lost(events, actions) => lost,
         lost = serve(quick_client, quick, actions, &mut quick_flight) => lost,
         lost = serve(slow_client, slow, actions, &mut slow_flight) => lost,
-    };
-    let error = lost?;
-    actions.send(Action::Disconnected { error: error.clone(), retry_in: Some(retry_in) }).await.ok()?;
-    for effect in [quick_flight, slow_flight].into_iter().flatten() {
-        let error = format!("lost the connection to the node: {error}");
-        actions.send(Action::Failed { effect, error }).await.ok()?;
-    }
-    Some(error)
+    }?;
+    Some(Lost { error, in_flight: [quick_flight, slow_flight].into_iter().flatten().collect() })
 }
 
 /// Forward events as actions until the connection fails (its error) or the loop is
@@ -376,10 +440,11 @@ async fn forward_until_lost(mut client: Client, actions: &mpsc::Sender<Action>) 
     }
 }
 
-/// Perform requests one at a time on `client`, sending each result back; the request
-/// being performed is kept in `in_flight`, so whoever cancels this can fail it.
-/// Returns `None` when the loop is gone; it never returns otherwise (a broken
-/// connection shows on the events connection, which ends the session).
+/// Perform requests one at a time on `client`, sending each result back, until the
+/// connection breaks (its error) or the loop is gone (`None`). The request being
+/// performed stays in `in_flight` until its result is delivered, so whoever cancels
+/// this — or this itself, when the connection breaks under a request — reports it
+/// as of unknown outcome.
 async fn serve(
     mut client: Client,
     requests: &mut mpsc::Receiver<Effect>,
@@ -388,24 +453,72 @@ async fn serve(
 ) -> Option<String> {
     while let Some(effect) = requests.recv().await {
         let effect = in_flight.insert(effect);
-        let action = match perform(&mut client, effect).await {
+        let action = match request(&mut client, effect).await {
             Ok(response) => Action::Done(response),
-            Err(error) => Action::Failed { effect: effect.clone(), error },
+            Err(e) if e.connection_lost() => return Some(e.to_string()),
+            Err(e) if e.outcome_unknown() => Action::Interrupted { effect: effect.clone(), error: e.to_string() },
+            Err(e) => Action::Failed { effect: effect.clone(), error: e.to_string() },
         };
-        *in_flight = None;
         actions.send(action).await.ok()?;
+        *in_flight = None;
     }
     None
 }
 
-async fn call<T: DeserializeOwned>(client: &mut Client, request: Request) -> Result<T, String> {
-    let value = client.request(&request).await.map_err(|e| e.to_string())?;
-    serde_json::from_value(value).map_err(|e| format!("unexpected answer to `{}`: {e}", request.method()))
+/// Why a node request of [`request`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The control connection failed ([`ClientError::Closed`], [`ClientError::Io`]:
+    /// whether the node carried the request out is unknown) or the node answered
+    /// with an error ([`ClientError::Api`]: it did not).
+    #[error(transparent)]
+    Node(#[from] ClientError),
+    /// The node answered, but not with what the request expects.
+    #[error("unexpected answer to `{method}`: {source}")]
+    Unexpected {
+        /// The control method.
+        method: String,
+        /// Why the answer did not fit.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The effect is not a node request (the bell, a notification, ...).
+    #[error("not a node request")]
+    NotARequest,
+}
+
+impl RequestError {
+    /// Whether the connection the request went over is dead: no later request on it
+    /// can succeed, so the session must end.
+    pub fn connection_lost(&self) -> bool {
+        matches!(self, RequestError::Node(ClientError::Closed | ClientError::Io(_)))
+    }
+
+    /// Whether the node may have carried the request out although no answer says
+    /// so: the connection broke after it was sent, or the answer was unreadable.
+    pub fn outcome_unknown(&self) -> bool {
+        self.connection_lost() || matches!(self, RequestError::Unexpected { .. })
+    }
+}
+
+async fn call<T: DeserializeOwned>(client: &mut Client, request: Request) -> Result<T, RequestError> {
+    let value = client.request(&request).await?;
+    serde_json::from_value(value)
+        .map_err(|source| RequestError::Unexpected { method: request.method().to_string(), source })
+}
+
+/// [`request`] with its error as text, for tools that only show it (the TUI
+/// benchmark). The runtime itself branches on [`RequestError`].
+pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, String> {
+    request(client, effect).await.map_err(|e| e.to_string())
 }
 
 /// Carry out one node request of `update` on `client` and return its answer as the
-/// [`Response`] `update` expects; effects that are not node requests are errors.
-pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, String> {
+/// [`Response`] `update` expects; effects that are not node requests are
+/// [`RequestError::NotARequest`]. Not cancel-safe: a request cancelled after it was
+/// written leaves its answer on the connection.
+pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, RequestError> {
     Ok(match effect {
         Effect::Refresh => {
             let contacts: Vec<ContactView> = call(client, Request::Contacts { state: None }).await?;
@@ -468,7 +581,7 @@ pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, S
             Response::ContactRemoved { peer_id }
         }
         Effect::Bell | Effect::Notify { .. } | Effect::Copy { .. } | Effect::ListPaths { .. } | Effect::Quit => {
-            return Err("not a node request".to_owned());
+            return Err(RequestError::NotARequest);
         }
     })
 }
@@ -501,5 +614,346 @@ pub async fn local_utc_offset() -> i32 {
 impl From<ClientError> for TuiError {
     fn from(e: ClientError) -> TuiError {
         TuiError::Node(e)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    //! The connection task against a real `UnixListener` in a temp dir speaking the
+    //! control protocol's line format, with millisecond timers.
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use serde_json::json;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{UnixListener, UnixStream};
+
+    use super::*;
+
+    /// How long a test waits for anything before failing.
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// What the fake node does with a request, by method.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Reply {
+        /// Answers `{}`.
+        Ok,
+        /// Answers with an error (`unknown_contact`).
+        Refuse,
+        /// Never answers.
+        Never,
+        /// Closes that connection without answering (as the node does after a
+        /// request line over its limit).
+        Close,
+        /// Answers, then closes that connection.
+        OkThenClose,
+    }
+
+    /// A node on a Unix socket in its own temp dir, answering by `policy`. `stop`
+    /// (or drop) closes every connection and removes the socket.
+    struct FakeNode {
+        dir: PathBuf,
+        socket: PathBuf,
+        policy: fn(&str) -> Reply,
+        server: Option<tokio::task::JoinHandle<()>>,
+        /// The methods asked for, in order.
+        methods: mpsc::Receiver<String>,
+        methods_tx: mpsc::Sender<String>,
+    }
+
+    impl FakeNode {
+        fn start(policy: fn(&str) -> Reply) -> FakeNode {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("kith-tui-runtime-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let (methods_tx, methods) = mpsc::channel(256);
+            let mut node = FakeNode { socket: dir.join("kith.sock"), dir, policy, server: None, methods, methods_tx };
+            node.resume();
+            node
+        }
+
+        /// Listen (again) on the socket.
+        fn resume(&mut self) {
+            let listener = UnixListener::bind(&self.socket).unwrap();
+            let (policy, methods) = (self.policy, self.methods_tx.clone());
+            self.server = Some(tokio::spawn(async move {
+                // Dropped with this task: every connection closes.
+                let mut connections = JoinSet::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    connections.spawn(answer(stream, policy, methods.clone()));
+                }
+            }));
+        }
+
+        /// Close every connection and stop listening.
+        async fn stop(&mut self) {
+            if let Some(server) = self.server.take() {
+                server.abort();
+                let _ = server.await;
+            }
+            let _ = std::fs::remove_file(&self.socket);
+        }
+
+        /// Wait until the node was asked `method`.
+        async fn asked(&mut self, method: &str) {
+            loop {
+                let asked = tokio::time::timeout(DEADLINE, self.methods.recv()).await.expect("a request in time");
+                if asked.as_deref() == Some(method) {
+                    return;
+                }
+            }
+        }
+    }
+
+    impl Drop for FakeNode {
+        fn drop(&mut self) {
+            if let Some(server) = self.server.take() {
+                server.abort();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    async fn answer(stream: UnixStream, policy: fn(&str) -> Reply, methods: mpsc::Sender<String>) {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let request: Value = serde_json::from_str(&line).unwrap();
+            let method = request["method"].as_str().unwrap_or_default().to_owned();
+            let _ = methods.try_send(method.clone());
+            let id = request["id"].clone();
+            let ok = format!("{}\n", json!({ "id": id, "result": {} }));
+            let refused = json!({ "id": id, "error": { "code": "unknown_contact", "message": "no such contact" } });
+            match policy(&method) {
+                Reply::Ok => write.write_all(ok.as_bytes()).await.unwrap(),
+                Reply::Refuse => write.write_all(format!("{refused}\n").as_bytes()).await.unwrap(),
+                Reply::Never => std::future::pending().await,
+                Reply::Close => return,
+                Reply::OkThenClose => {
+                    write.write_all(ok.as_bytes()).await.unwrap();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn always_ok(_: &str) -> Reply {
+        Reply::Ok
+    }
+
+    const fn timers(min_ms: u64, max_ms: u64) -> Timers {
+        Timers {
+            reconnect_min: Duration::from_millis(min_ms),
+            reconnect_max: Duration::from_millis(max_ms),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The connection task on `node`'s socket: its request queues and its actions.
+    struct Task {
+        quick: mpsc::Sender<Effect>,
+        slow: mpsc::Sender<Effect>,
+        actions: mpsc::Receiver<Action>,
+        _task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Task {
+        async fn start(node: &FakeNode, timers: Timers) -> Task {
+            let first = Connection::open(&node.socket).await.unwrap();
+            let (quick, quick_rx) = mpsc::channel(REQUEST_QUEUE);
+            let (slow, slow_rx) = mpsc::channel(SLOW_QUEUE);
+            let (actions_tx, actions) = mpsc::channel(ACTION_QUEUE);
+            let queues = Queues { quick: quick_rx, slow: slow_rx, actions: actions_tx };
+            let task = tokio::spawn(connection(node.socket.clone(), first, queues, timers));
+            Task { quick, slow, actions, _task: task }
+        }
+
+        async fn next(&mut self) -> Action {
+            tokio::time::timeout(DEADLINE, self.actions.recv()).await.expect("an action in time").expect("task alive")
+        }
+
+        /// The waits announced by the next `n` [`Action::Disconnected`], in ms
+        /// (other actions are skipped).
+        async fn waits(&mut self, n: usize) -> Vec<u128> {
+            let mut waits = Vec::new();
+            while waits.len() < n {
+                if let Action::Disconnected { retry_in, .. } = self.next().await {
+                    waits.push(retry_in.expect("retried").as_millis());
+                }
+            }
+            waits
+        }
+    }
+
+    fn mark_read() -> Effect {
+        Effect::MarkRead { contact: "alice".into() }
+    }
+
+    #[tokio::test]
+    async fn the_wait_doubles_to_its_max_while_the_node_is_away_and_requests_fail_at_once() {
+        let mut node = FakeNode::start(always_ok);
+        let mut task = Task::start(&node, timers(10, 160)).await;
+        node.stop().await;
+        match task.next().await {
+            Action::Disconnected { error, retry_in } => {
+                assert_eq!(error, "the node closed the connection");
+                assert_eq!(retry_in, Some(Duration::from_millis(10)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(task.waits(5).await, [20, 40, 80, 160, 160]);
+        // Meanwhile requests fail at once, never reaching a node.
+        task.quick.send(mark_read()).await.unwrap();
+        task.slow.send(Effect::Invite).await.unwrap();
+        let mut failed = Vec::new();
+        while failed.len() < 2 {
+            if let Action::Failed { effect, error } = task.next().await {
+                assert_eq!(error, NOT_CONNECTED);
+                failed.push(effect);
+            }
+        }
+        assert!(failed.contains(&mark_read()) && failed.contains(&Effect::Invite), "{failed:?}");
+        // Back: reconnected, and requests are answered again.
+        node.resume();
+        while task.next().await != Action::Reconnected {}
+        task.quick.send(mark_read()).await.unwrap();
+        assert_eq!(task.next().await, Action::Done(Response::Marked { contact: "alice".into() }));
+    }
+
+    #[tokio::test]
+    async fn a_node_that_accepts_and_closes_is_retried_ever_more_slowly() {
+        fn flapping(method: &str) -> Reply {
+            if method == "subscribe" { Reply::OkThenClose } else { Reply::Ok }
+        }
+        let node = FakeNode::start(flapping);
+        let mut task = Task::start(&node, timers(10, 2_000)).await;
+        let mut seen = Vec::new();
+        while seen.len() < 9 {
+            seen.push(match task.next().await {
+                Action::Disconnected { retry_in, .. } => format!("lost, retry in {}", retry_in.unwrap().as_millis()),
+                Action::Reconnected => "back".to_owned(),
+                other => panic!("{other:?}"),
+            });
+        }
+        let lost = |ms| format!("lost, retry in {ms}");
+        let expected = [lost(10), "back".into(), lost(20), "back".into(), lost(40), "back".into(), lost(80)];
+        assert_eq!(seen[..7], expected, "each short session counts as a failed attempt");
+    }
+
+    #[tokio::test]
+    async fn a_session_that_lasted_starts_the_wait_again() {
+        let mut node = FakeNode::start(always_ok);
+        let timers = timers(10, 100);
+        let mut task = Task::start(&node, timers).await;
+        node.stop().await;
+        assert_eq!(task.waits(3).await, [10, 20, 40]);
+        node.resume();
+        while task.next().await != Action::Reconnected {}
+        // The session must last the longest wait; that time passing is what is tested.
+        tokio::time::sleep(timers.reconnect_max).await;
+        node.stop().await;
+        assert_eq!(task.waits(1).await, [10]);
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_dead_connection_ends_the_session() {
+        // The node closes a connection after one request (as after a request line
+        // over its limit); the events connection stays up.
+        fn closes_on_read(method: &str) -> Reply {
+            match method {
+                "read" => Reply::Close,
+                "contacts" => Reply::Refuse,
+                _ => Reply::Ok,
+            }
+        }
+        let node = FakeNode::start(closes_on_read);
+        let mut task = Task::start(&node, timers(10, 1_000)).await;
+        // An error answer is a failure; the connection is fine.
+        task.quick.send(Effect::Refresh).await.unwrap();
+        match task.next().await {
+            Action::Failed { effect: Effect::Refresh, error } => assert!(error.contains("no such contact"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        task.quick.send(mark_read()).await.unwrap();
+        assert!(matches!(task.next().await, Action::Disconnected { .. }));
+        match task.next().await {
+            Action::Interrupted { effect, error } => {
+                assert_eq!(effect, mark_read());
+                assert!(error.starts_with("lost the connection to the node"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(task.next().await, Action::Reconnected);
+    }
+
+    #[tokio::test]
+    async fn what_was_in_flight_when_the_node_went_away_is_of_unknown_outcome() {
+        fn never_sends(method: &str) -> Reply {
+            if method == "send" { Reply::Never } else { Reply::Ok }
+        }
+        let mut node = FakeNode::start(never_sends);
+        let mut task = Task::start(&node, timers(10, 1_000)).await;
+        let send = Effect::Send { contact: "alice".into(), text: "hello".into() };
+        task.quick.send(send.clone()).await.unwrap();
+        node.asked("send").await;
+        // Queued behind the send: never sent, so it fails like any request made
+        // while the node is away.
+        task.quick.send(mark_read()).await.unwrap();
+        node.stop().await;
+        assert!(matches!(task.next().await, Action::Disconnected { .. }));
+        assert!(matches!(task.next().await, Action::Interrupted { effect, .. } if effect == send));
+        loop {
+            match task.next().await {
+                Action::Failed { effect, error } if effect == mark_read() => break assert_eq!(error, NOT_CONNECTED),
+                Action::Disconnected { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    fn hung_lister(_: &str, _: Option<&Path>) -> Vec<String> {
+        // A file system that does not answer (for longer than the test's timeout).
+        std::thread::sleep(Duration::from_millis(300));
+        vec!["./late ".to_owned()]
+    }
+
+    #[tokio::test]
+    async fn a_path_listing_that_hangs_is_given_up_and_bounded() {
+        let (actions, mut rx) = mpsc::channel(ACTION_QUEUE);
+        let (quick, _quick_rx) = mpsc::channel(1);
+        let (slow, _slow_rx) = mpsc::channel(1);
+        let mut runtime = Runtime {
+            app: App::new(Config::default()),
+            quick,
+            slow,
+            notify_command: None,
+            notifications: JoinSet::new(),
+            listing: JoinSet::new(),
+            listing_permits: Arc::new(Semaphore::new(MAX_LISTINGS)),
+            list_timeout: Duration::from_millis(20),
+            lister: hung_lister,
+            actions,
+            notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
+            queue: VecDeque::new(),
+        };
+        runtime.list_paths("./x".into());
+        let action = tokio::time::timeout(DEADLINE, rx.recv()).await.unwrap().unwrap();
+        assert!(
+            matches!(&action, Action::Failed { effect: Effect::ListPaths { word }, .. } if word == "./x"),
+            "{action:?}"
+        );
+        // The hung thread keeps its permit: after MAX_LISTINGS of them, Tab is
+        // refused at once instead of piling up threads.
+        for _ in 1..MAX_LISTINGS {
+            runtime.list_paths("./y".into());
+        }
+        assert!(runtime.queue.is_empty());
+        runtime.list_paths("./z".into());
+        assert!(
+            matches!(runtime.queue.pop_front(), Some(Action::Failed { effect: Effect::ListPaths { word }, .. }) if word == "./z")
+        );
     }
 }

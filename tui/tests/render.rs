@@ -179,7 +179,7 @@ fn a_real_invite_fits_a_100_by_30_terminal() {
     // `c` copies it through the terminal (OSC 52).
     let fx = update(&mut app, key(KeyCode::Char('c')));
     assert_eq!(fx, vec![Effect::Copy { text: invite }]);
-    assert!(screen(&app, 300, 40).contains("copied to the clipboard ✓"));
+    assert!(screen(&app, 300, 40).contains("sent to the terminal's clipboard (OSC 52)"));
 }
 
 #[test]

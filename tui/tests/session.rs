@@ -179,10 +179,24 @@ fn tab_completes_commands_and_names_and_cycles() {
     update(&mut app, key(KeyCode::Tab));
     assert_eq!(app.input().text(), "/unblock ", "one candidate: Tab again keeps it");
     update(&mut app, ctrl('u'));
-    // Names: contacts in list order; Tab again cycles, Shift+Tab goes back.
+    // Commands: Tab again cycles, Shift+Tab goes back, both wrapping around.
+    type_text(&mut app, "/re");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/read ");
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.input().text(), "/reject ");
+    update(&mut app, key(KeyCode::BackTab));
+    update(&mut app, key(KeyCode::BackTab));
+    assert_eq!(app.input().text(), "/rename ", "Shift+Tab before the first wraps to the last");
+    update(&mut app, ctrl('u'));
+    // Names: contacts in list order, cycled the same way.
     type_text(&mut app, "/block b");
     update(&mut app, key(KeyCode::Tab));
     assert_eq!(app.input().text(), "/block Bob 🎸 ");
+    update(&mut app, ctrl('u'));
+    type_text(&mut app, "/block ");
+    update(&mut app, key(KeyCode::BackTab));
+    assert_eq!(app.input().text(), "/block ", "no word: nothing to complete");
     update(&mut app, ctrl('u'));
     type_text(&mut app, "/accept ");
     update(&mut app, key(KeyCode::Tab));
@@ -314,4 +328,181 @@ fn tab_completes_paths_from_a_listing_made_off_the_loop() {
     type_text(&mut app, "y");
     update(&mut app, Action::Done(Response::Paths { word: "./x".into(), candidates: vec!["./xz ".into()] }));
     assert_eq!(app.input().text(), "cat ./xy");
+    // A listing given up on (a hung file system) ends its completion and says so;
+    // a failure for an older word leaves the newer completion waiting.
+    update(&mut app, key(KeyCode::Tab));
+    let gave_up = |word: &str| Action::Failed {
+        effect: Effect::ListPaths { word: word.into() },
+        error: "the directory did not list within 3 s".into(),
+    };
+    update(&mut app, gave_up("./x"));
+    update(&mut app, Action::Done(Response::Paths { word: "./xy".into(), candidates: vec!["./xyz ".into()] }));
+    assert_eq!(app.input().text(), "cat ./xyz ");
+    update(&mut app, key(KeyCode::Backspace));
+    update(&mut app, key(KeyCode::Char('/')));
+    assert_eq!(update(&mut app, key(KeyCode::Tab)), vec![Effect::ListPaths { word: "./xyz/".into() }]);
+    update(&mut app, gave_up("./xyz/"));
+    assert!(status_text(&app).contains("did not list within 3 s"), "{}", status_text(&app));
+    update(&mut app, Action::Done(Response::Paths { word: "./xyz/".into(), candidates: vec!["./xyz/a ".into()] }));
+    assert_eq!(app.input().text(), "cat ./xyz/", "the completion ended");
+}
+
+/// What `/…` or a message typed in `app` asks for, with Enter.
+fn send(app: &mut App, text: &str) -> Effect {
+    let fx = command(app, text);
+    fx.into_iter().find(|e| matches!(e, Effect::Send { .. })).expect("a send")
+}
+
+#[test]
+fn a_failed_message_is_added_to_what_was_typed_since() {
+    let mut app = scene(config());
+    let first = send(&mut app, "first");
+    let second = send(&mut app, "second");
+    // The failures come late: more was typed meanwhile.
+    type_text(&mut app, "typing on");
+    update(&mut app, Action::Failed { effect: first, error: "refused".into() });
+    update(&mut app, Action::Failed { effect: second, error: "refused".into() });
+    assert_eq!(app.input().text(), "typing on\nfirst\nsecond", "nothing typed or failed is lost");
+    // The cursor stays where the user was typing.
+    assert_eq!(app.input().cursor(), "typing on".len());
+    // The same for a conversation not in view: its draft keeps them all.
+    update(&mut app, ctrl('n'));
+    for text in ["third", "fourth"] {
+        let effect = Effect::Send { contact: ALISA.into(), text: text.into() };
+        update(&mut app, Action::Failed { effect, error: "refused".into() });
+    }
+    let draft = app.draft(ALISA).map(|d| d.text().to_owned());
+    assert_eq!(draft.as_deref(), Some("typing on\nfirst\nsecond\nthird\nfourth"));
+    assert!(app.input().is_empty(), "王小明's input is not touched");
+}
+
+#[test]
+fn a_message_in_flight_when_the_connection_broke_is_not_given_back() {
+    let mut app = scene(config());
+    let effect = send(&mut app, "maybe sent");
+    update(&mut app, Action::Disconnected { error: "Broken pipe".into(), retry_in: Some(Duration::from_millis(250)) });
+    update(&mut app, Action::Interrupted { effect, error: "lost the connection to the node: Broken pipe".into() });
+    assert!(app.input().is_empty(), "giving it back could send it twice: {:?}", app.input().text());
+    assert!(status_text(&app).contains("may have been sent"), "{}", status_text(&app));
+    // The input history has it.
+    update(&mut app, key(KeyCode::Up));
+    assert_eq!(app.input().text(), "maybe sent");
+    // The reload after reconnecting shows whether the node has it.
+    let fx = update(&mut app, Action::Reconnected);
+    assert!(fx.contains(&Effect::LoadHistory { contact: ALISA.into(), before: None, limit: PAGE }), "{fx:?}");
+}
+
+#[test]
+fn a_message_too_long_for_the_node_stays_in_the_input() {
+    let mut app = scene(config());
+    let long = "я".repeat(kith_p2p::payload::MAX_TEXT_LEN / 2 + 1);
+    update(&mut app, Action::Paste(long.clone()));
+    let fx = update(&mut app, key(KeyCode::Enter));
+    assert!(fx.is_empty(), "{:?}", fx.len());
+    assert_eq!(app.input().text(), long);
+    assert!(status_text(&app).starts_with("too long to send: 65 KiB"), "{}", status_text(&app));
+    // At the limit it goes.
+    update(&mut app, ctrl('u'));
+    update(&mut app, Action::Paste("a".repeat(kith_p2p::payload::MAX_TEXT_LEN)));
+    assert!(matches!(update(&mut app, key(KeyCode::Enter)).as_slice(), [Effect::Send { .. }]));
+}
+
+#[test]
+fn what_was_typed_for_a_removed_conversation_does_not_move_to_the_next() {
+    // Every way a conversation leaves the list.
+    let without_alisa = |app: &mut App| {
+        let contacts =
+            vec![contact(WANG, "王小明", ContactState::Accepted), contact(BOB, "Bob 🎸", ContactState::Accepted)];
+        update(app, Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox: Vec::new() }));
+    };
+    let blocked = |app: &mut App| {
+        let contact = contact(ALISA, "Алиса", ContactState::Blocked);
+        update(app, event(kith_p2p::node::Event::ContactChanged { contact }));
+    };
+    let rejected = |app: &mut App| {
+        update(app, Action::Done(Response::Removed { peer_id: ALISA.into() }));
+    };
+    let removed = |app: &mut App| {
+        update(app, Action::Done(Response::ContactRemoved { peer_id: ALISA.into() }));
+    };
+    type Remove = fn(&mut App);
+    let ways: [(&str, Remove); 4] =
+        [("snapshot", without_alisa), ("blocked", blocked), ("rejected", rejected), ("removed", removed)];
+    for (how, remove) in ways {
+        let mut app = scene(config());
+        type_text(&mut app, "for Алиса only");
+        remove(&mut app);
+        assert!(app.conversation(ALISA).is_none(), "{how}");
+        assert_ne!(app.focused_id(), Some(ALISA), "{how}");
+        assert!(app.input().is_empty(), "{how}: {:?} moved to {:?}", app.input().text(), app.focused_id());
+        // Kept in the input history.
+        update(&mut app, key(KeyCode::Up));
+        assert_eq!(app.input().text(), "for Алиса only", "{how}");
+    }
+    // A draft of a conversation not in view goes too (and does not come back if
+    // the contact is added again).
+    let mut app = scene(config());
+    type_text(&mut app, "later");
+    update(&mut app, ctrl('n'));
+    assert!(app.draft(ALISA).is_some());
+    removed(&mut app);
+    assert!(app.draft(ALISA).is_none());
+    assert_eq!(app.focused_id(), Some(WANG));
+}
+
+#[test]
+fn a_declined_group_takes_what_was_typed_for_it_along() {
+    let mut app = book_club_open();
+    type_text(&mut app, "for the club");
+    let op = kith_tui::GroupChange::Decline { group: GROUP.into() };
+    update(&mut app, Action::Done(Response::GroupUpdated { op, group: book_club(false) }));
+    assert!(app.conversation(GROUP).is_none());
+    assert!(app.input().is_empty(), "{:?} moved to {:?}", app.input().text(), app.focused_id());
+    // A groups reload without it clears it the same way.
+    let mut app = book_club_open();
+    type_text(&mut app, "for the club");
+    update(&mut app, Action::Done(Response::Groups(Vec::new())));
+    assert!(app.input().is_empty(), "{:?} moved to {:?}", app.input().text(), app.focused_id());
+}
+
+#[test]
+fn an_answer_does_not_switch_away_from_a_message_being_typed() {
+    let mut app = scene(config());
+    let eve = "12D3KooWEveEveEveEveEveEveEveEveEveEveEveEveEveEveE0006";
+    command(&mut app, "/add kith:xyz Eve");
+    type_text(&mut app, "half a message to Алиса");
+    update(&mut app, Action::Done(Response::Added(contact(eve, "Eve", ContactState::PendingOut))));
+    assert_eq!(app.focused_id(), Some(ALISA));
+    assert_eq!(app.input().text(), "half a message to Алиса");
+    assert!(app.conversation(eve).is_some());
+    // The same for a group just created.
+    let op = kith_tui::GroupChange::Create { name: "Book club".into() };
+    update(&mut app, Action::Done(Response::GroupUpdated { op: op.clone(), group: book_club(true) }));
+    assert_eq!(app.focused_id(), Some(ALISA));
+    assert_eq!(app.input().text(), "half a message to Алиса");
+    // With nothing typed, the answer opens what was added or created.
+    update(&mut app, ctrl('u'));
+    update(&mut app, Action::Done(Response::GroupUpdated { op, group: book_club(true) }));
+    assert_eq!(app.focused_id(), Some(GROUP));
+}
+
+#[test]
+fn an_older_view_of_a_group_is_ignored() {
+    let mut app = book_club_open();
+    let mut newer = book_club(true);
+    newer.members.retain(|m| m.peer_id != CAROL);
+    newer.version += 1;
+    update(&mut app, event(kith_p2p::node::Event::GroupChanged { group: newer }));
+    // The answer to an earlier request arrives after the event.
+    let op = kith_tui::GroupChange::Add { group: GROUP.into(), contact: CAROL.into() };
+    update(&mut app, Action::Done(Response::GroupUpdated { op, group: book_club(true) }));
+    let members: Vec<&str> = app
+        .conversation(GROUP)
+        .and_then(|c| c.group_view())
+        .map(|g| g.members.iter().map(|m| m.peer_id.as_str()).collect())
+        .unwrap_or_default();
+    assert!(!members.contains(&CAROL), "{members:?}");
+    let screen = text_of(&draw(&app, 100, 30));
+    assert_eq!(screen.matches("is no longer in").count(), 1, "{screen}");
+    assert!(!screen.contains("joined"), "{screen}");
 }

@@ -8,7 +8,7 @@ use crate::commands::quit_help;
 pub const BINDINGS: &[(&str, &str)] = &[
     ("Enter", "send the message or run the /command"),
     ("Alt+Enter, Shift+Enter, Ctrl+J", "new line"),
-    ("Tab, Shift+Tab", "complete a /command or a name; again: the next/previous candidate"),
+    ("Tab, Shift+Tab", "complete a /command, a name or a path (~/…); again: the next/previous candidate"),
     ("Ctrl+N, Alt+Down", "next conversation (each keeps its draft)"),
     ("Ctrl+P, Alt+Up", "previous conversation"),
     ("Ctrl+K", "quick switcher (type to filter, Enter opens)"),

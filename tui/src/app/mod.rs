@@ -89,6 +89,15 @@ pub enum Party {
     Group(GroupView),
 }
 
+/// A group member's name: the node's label for them, else a contact's alias or
+/// name, else a short peer id.
+pub(crate) fn member_label(app: &App, group: &GroupView, peer: &str) -> String {
+    let member = group.members.iter().find(|m| m.peer_id == peer).and_then(|m| m.label.clone());
+    member
+        .or_else(|| app.conversation(peer).filter(|c| c.contact().is_some()).map(|c| c.label().to_owned()))
+        .unwrap_or_else(|| crate::text::short_peer(peer))
+}
+
 /// One entry of the conversation list: a contact (or pending request) or a group,
 /// and what is loaded of its messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,11 +240,10 @@ impl Conversation {
     /// label, else the contact's (from `app`), else a short peer id; in a 1:1
     /// conversation the contact's name.
     pub fn author_label(&self, app: &App, author: &str) -> String {
-        let Party::Group(group) = &self.party else { return self.label().to_owned() };
-        let member = group.members.iter().find(|m| m.peer_id == author).and_then(|m| m.label.clone());
-        member
-            .or_else(|| app.conversation(author).filter(|c| c.contact().is_some()).map(|c| c.label().to_owned()))
-            .unwrap_or_else(|| crate::text::short_peer(author))
+        match &self.party {
+            Party::Group(group) => member_label(app, group, author),
+            Party::Contact(_) => self.label().to_owned(),
+        }
     }
 
     /// When something last happened here, for ordering the list.
@@ -313,7 +321,7 @@ pub enum InviteView {
         qr: String,
         /// Rows scrolled (when the terminal is too small).
         scroll: usize,
-        /// Whether it was copied to the clipboard (`c`).
+        /// Whether it was sent to the terminal's clipboard (`c`, OSC 52).
         copied: bool,
     },
 }
@@ -689,6 +697,17 @@ mod tests {
         assert_eq!(first_unread(&messages, 2).map(|m| m.id.as_str()), Some("2"));
         assert_eq!(first_unread(&messages, 5).map(|m| m.id.as_str()), Some("1"));
         assert_eq!(first_unread(&VecDeque::new(), 3), None);
+    }
+
+    #[test]
+    fn reconnecting_forgets_sends_whose_answers_were_lost() {
+        // A send's answer can be lost with the connection (delivered to nobody):
+        // after reconnecting nothing is in flight, or unseen messages of ours would
+        // never be re-read (`unseen_outgoing` waits while a send is in flight).
+        let mut app = App::new(Config::default());
+        app.sending.insert("peer".into(), 2);
+        update(&mut app, crate::action::Action::Reconnected);
+        assert!(app.sending.is_empty());
     }
 
     #[test]

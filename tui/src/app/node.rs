@@ -13,7 +13,6 @@ use super::update::{
 };
 use super::{App, Conversation, Fetch, InviteView, NodeState, Overlay, PAGE};
 use crate::action::{Effect, Response};
-use crate::input::Input;
 
 // ---- node events -----------------------------------------------------------------------
 
@@ -262,10 +261,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             clamp_list_offset(app);
         }
         Response::GroupUpdated { op: GroupChange::Decline { .. }, group } => {
-            app.conversations.retain(|c| c.peer_id() != group.id);
-            if app.focused.as_deref() == Some(group.id.as_str()) {
-                app.focused = None;
-            }
+            remove_conversation(app, &group.id);
             app.set_status(format!("declined the invitation to #{}", group.name), false);
             focus_default(app, fx);
             clamp_list_offset(app);
@@ -282,7 +278,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
                 _ => format!("changed #{name}"),
             };
             app.set_status(text, false);
-            if matches!(op, GroupChange::Create { .. }) {
+            if matches!(op, GroupChange::Create { .. }) && app.input.is_empty() {
                 focus(app, &id, fx);
             } else {
                 request_preview(app, &id, fx);
@@ -379,7 +375,12 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             };
             upsert_contact(app, contact);
             app.set_status(text, false);
-            focus(app, &peer, fx);
+            // Answers come late: do not split a message being typed.
+            if app.input.is_empty() {
+                focus(app, &peer, fx);
+            } else {
+                focus_default(app, fx);
+            }
         }
         Response::ContactUpdated(contact) => {
             let text = match contact.state {
@@ -455,6 +456,39 @@ fn status_report(app: &App, status: &kith_p2p::node::Status) -> Vec<String> {
     lines
 }
 
+/// Give the text of a message that was not sent back rather than lose it: into the
+/// input if its conversation is open, else into that conversation's draft, after
+/// whatever is there already (failures arrive late, often after more was typed, and
+/// several sends to one conversation can fail).
+fn give_back(app: &mut App, contact: &str, text: &str) {
+    if app.focused.as_deref() == Some(contact) {
+        app.input.append(text);
+    } else if app.conversation(contact).is_some() {
+        app.drafts.entry(contact.to_owned()).or_default().append(text);
+    } else {
+        // The conversation is gone: Up in the input brings the text back.
+        app.history.push(text.to_owned());
+    }
+}
+
+/// A request was sent but its outcome is unknown: the connection broke before the
+/// answer came. A message may be stored and on its way, so its text is not given
+/// back (that could send it twice); the reload after reconnecting shows it if the
+/// node has it, and the input history has the text. Anything else is told like a
+/// failure.
+pub(super) fn on_interrupted(app: &mut App, effect: Effect, error: String) {
+    let Effect::Send { contact, .. } = &effect else { return on_failure(app, effect, error) };
+    sent_or_failed(app, contact);
+    let name = app.conversation(contact).map_or_else(|| contact.clone(), |c| c.label().to_owned());
+    app.set_status(
+        format!(
+            "the connection broke while sending to {name}: the message may have been sent \
+             (it shows once the node is back; Up brings the text back): {error}"
+        ),
+        true,
+    );
+}
+
 pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
     // Without a node, reads fail by the dozen and the status line already says why:
     // only what the user asked for is worth saying there.
@@ -479,17 +513,7 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         }
         Effect::Send { text, contact } => {
             sent_or_failed(app, &contact);
-            // Give the text back rather than lose it: into the input if its
-            // conversation is open, else into that conversation's draft.
-            if app.focused.as_deref() == Some(contact.as_str()) {
-                if app.input.is_empty() {
-                    app.input.set_text(text);
-                }
-            } else if app.drafts.get(&contact).is_none_or(Input::is_empty) {
-                let mut draft = Input::new();
-                draft.set_text(text);
-                app.drafts.insert(contact, draft);
-            }
+            give_back(app, &contact, &text);
             "not sent"
         }
         Effect::Refresh => "loading contacts",
@@ -517,8 +541,12 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         Effect::Remove { .. } => "removing the contact",
         Effect::Rename { .. } => "renaming",
         Effect::ShowStatus => "reading the node status",
-        Effect::ListPaths { .. } => {
-            app.pending_paths = None;
+        Effect::ListPaths { word } => {
+            // Only the completion it was for (a newer Tab may wait already).
+            let pending = app.pending_paths.as_ref().and_then(|(range, text, _)| text.get(range.clone()));
+            if pending == Some(word.as_str()) {
+                app.pending_paths = None;
+            }
             "completing the path"
         }
         _ => "request",

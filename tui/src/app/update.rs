@@ -7,7 +7,7 @@ use kith_p2p::kith_storage::ContactState;
 use kith_p2p::views::{ContactView, GroupView};
 use ratatui::layout::Rect;
 
-use super::{App, Conversation, Fetch, NodeState, PAGE, Party};
+use super::{App, Conversation, Fetch, NodeState, PAGE, Party, member_label};
 use crate::action::{Action, Effect};
 use crate::ui::theme::Theme;
 use crate::ui::timeline::{Cursor, Timeline};
@@ -50,9 +50,13 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Node(event) => super::node::on_event(app, event, &mut fx),
         Action::Done(response) => super::node::on_response(app, response, &mut fx),
         Action::Failed { effect, error } => super::node::on_failure(app, effect, error),
+        Action::Interrupted { effect, error } => super::node::on_interrupted(app, effect, error),
         Action::Disconnected { error, retry_in } => disconnected(app, error, retry_in),
         Action::Reconnected => {
             app.node = NodeState::Connected;
+            // Every request of the old connection was answered or failed by now
+            // (answers lost with it included): nothing is in flight.
+            app.sending.clear();
             app.set_status("connected to the node again", false);
             super::node::reload(app, &mut fx);
         }
@@ -328,6 +332,11 @@ pub(super) fn upsert_contact(app: &mut App, contact: ContactView) {
 /// Insert or update a group. Groups we left stay listed (marked "left") so their
 /// history remains readable.
 pub(super) fn upsert_group(app: &mut App, group: GroupView) {
+    // Answers and events race: an older view must not undo a newer one.
+    let known = app.conversation(&group.id).and_then(|c| c.group_view()).map(|g| g.version);
+    if known.is_some_and(|v| group.version < v) {
+        return;
+    }
     let changes = membership_changes(app, &group);
     match app.conversation_mut(&group.id) {
         Some(conv) => {
@@ -350,23 +359,29 @@ fn membership_changes(app: &App, group: &GroupView) -> Vec<String> {
     let has = |g: &GroupView, peer: &str| g.members.iter().any(|m| m.peer_id == peer);
     let mut changes = Vec::new();
     for member in group.members.iter().filter(|m| !has(old, &m.peer_id) && me != Some(m.peer_id.as_str())) {
-        let name = member
-            .label
-            .clone()
-            .or_else(|| app.conversation(&member.peer_id).filter(|c| c.contact().is_some()).map(|c| c.label().to_owned()))
-            .unwrap_or_else(|| crate::text::short_peer(&member.peer_id));
-        changes.push(format!("{name} joined #{}", group.name));
+        changes.push(format!("{} joined #{}", member_label(app, group, &member.peer_id), group.name));
     }
     for member in old.members.iter().filter(|m| !has(group, &m.peer_id) && me != Some(m.peer_id.as_str())) {
-        changes.push(format!("{} is no longer in #{}", conv.author_label(app, &member.peer_id), group.name));
+        changes.push(format!("{} is no longer in #{}", member_label(app, old, &member.peer_id), group.name));
     }
     changes
 }
 
+/// Take a conversation off the list with what was typed for it: its draft is
+/// dropped, and if it was open, the input (its text) is emptied, so nothing typed
+/// for it moves to the conversation focused next; the text stays in the input
+/// history (Up brings it back).
 pub(super) fn remove_conversation(app: &mut App, peer: &str) {
     app.conversations.retain(|c| c.peer_id() != peer);
+    if let Some(draft) = app.drafts.remove(peer) {
+        app.history.push(draft.text().to_owned());
+    }
     if app.focused.as_deref() == Some(peer) {
         app.focused = None;
+        let typed = app.input.take();
+        app.history.push(typed);
+        app.completion = None;
+        app.pending_paths = None;
     }
     clamp_list_offset(app);
 }

@@ -2,6 +2,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use kith_p2p::kith_storage::Role;
+use kith_p2p::payload::MAX_TEXT_LEN;
 use ratatui::layout::Position;
 
 use super::update::{clamp_list_offset, focus, jump_to_newest, page_rows, screen, scroll_messages, switch};
@@ -177,10 +178,24 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
         app.set_status("no conversation open: add a contact with /add or /invite", true);
         return;
     };
-    app.history.push(raw.clone());
-    app.input.take();
     // `//text` sends `/text`.
-    let text = if raw.starts_with("//") { raw[1..].to_owned() } else { raw };
+    let text = if raw.starts_with("//") { &raw[1..] } else { raw.as_str() };
+    if text.len() > MAX_TEXT_LEN {
+        // The node would refuse it (and a request line over the control socket's
+        // limit costs the connection): keep it to be shortened.
+        app.set_status(
+            format!(
+                "too long to send: {} KiB, a message holds at most {} KiB (it stays in the input)",
+                text.len().div_ceil(1024),
+                MAX_TEXT_LEN / 1024
+            ),
+            true,
+        );
+        return;
+    }
+    let text = text.to_owned();
+    app.history.push(raw);
+    app.input.take();
     jump_to_newest(app, fx);
     *app.sending.entry(contact.clone()).or_default() += 1;
     fx.push(Effect::Send { contact, text });
@@ -345,7 +360,7 @@ fn invite_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     if let (KeyCode::Char('c'), InviteView::Ready { invite, copied, .. }) = (key.code, &mut *view) {
         fx.push(Effect::Copy { text: invite.clone() });
         *copied = true;
-        app.note("copied your invite to the clipboard (OSC 52: the terminal must allow it)", false);
+        app.note("sent your invite to the terminal's clipboard (OSC 52: it lands only if the terminal allows it)", false);
         return;
     }
     let scroll = match view {

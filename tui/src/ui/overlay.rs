@@ -232,7 +232,8 @@ fn invite_lines(invite: &str, qr: &str, copied: bool, area: Rect, theme: &Theme)
         side.extend(text::wrap(&need, side_w, side_w).into_iter().map(|r| Line::styled(r, theme.dim())));
     }
     side.push(Line::default());
-    let copy = if copied { "copied to the clipboard ✓" } else { "copy it to the clipboard" };
+    // OSC 52 has no answer: say what was done, not that it worked.
+    let copy = if copied { "sent to the terminal's clipboard (OSC 52)" } else { "copy it to the clipboard" };
     for (key, what) in [("c", copy), ("↓", "the invite as text"), ("Esc", "close")] {
         let rows = text::wrap(what, side_w.saturating_sub(5), side_w.saturating_sub(5));
         for (i, row) in rows.into_iter().enumerate() {
