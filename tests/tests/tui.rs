@@ -124,3 +124,43 @@ fn tui_opens_a_conversation_at_its_first_unread_message() {
     tmux.keys(&["C-q"]);
     wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
 }
+
+#[test]
+fn tui_keeps_a_paste_too_long_to_send_and_stays_connected() {
+    let Some(tmux) = Tmux::new() else {
+        return kith_tests::skip_or_fail("tui_keeps_a_paste_too_long_to_send_and_stays_connected", "tmux is not installed");
+    };
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    open(&tmux, &alice, 110, 32, "");
+    tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
+    tmux.keys(&["C-k"]);
+    tmux.type_text("Bob");
+    tmux.keys(&["Enter"]);
+
+    // A paste over what a message holds (64 KiB), as one bracketed paste.
+    let paste = alice.home().join("paste.txt");
+    std::fs::write(&paste, "x".repeat(70 * 1024)).unwrap();
+    assert!(tmux.run(&["load-buffer", &paste.display().to_string()]).status.success());
+    assert!(tmux.run(&["paste-buffer", "-p", "-t", "kith"]).status.success());
+    tmux.wait_for_screen("the paste in the input", |s| s.contains("xxxxxxxxxxxxxxxxxxxx"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_screen("the refusal", |s| s.contains("too long to send: 70 KiB"));
+    assert!(tmux.screen().contains("xxxxxxxxxxxxxxxxxxxx"), "the text stays in the input");
+
+    // Still connected: the next message goes through.
+    tmux.keys(&["C-u"]);
+    tmux.wait_for_screen("the input emptied", |s| !s.contains("xxxxxxxxxxxxxxxxxxxx"));
+    tmux.type_text("a short one");
+    tmux.keys(&["Enter"]);
+    wait_until(DEADLINE, "Bob receives the short message", || {
+        bob.history("Alice").iter().any(|m| m["text"] == "a short one")
+    });
+    assert!(tmux.screen().contains("● connected"), "{}", tmux.screen());
+    assert!(bob.history("Alice").iter().all(|m| m["text"] != "x".repeat(70 * 1024)));
+    tmux.keys(&["C-q"]);
+    wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
+}
