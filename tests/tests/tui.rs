@@ -63,19 +63,28 @@ fn tui_in_tmux_sends_and_receives() {
     assert_eq!(alice.history("Bob").len(), 2, "both messages kept in Alice's store");
 }
 
-#[test]
-fn tui_reconnects_when_the_daemon_restarts() {
+/// Alice and Bob, contacts, each with a daemon, and Alice's TUI open on hers (one
+/// more client of it) showing the list; `None` (after saying so) without tmux.
+fn alice_in_tmux_with_bob(test: &str) -> Option<(Tmux, Peer, Peer)> {
     let Some(tmux) = Tmux::new() else {
-        return kith_tests::skip_or_fail("tui_reconnects_when_the_daemon_restarts", "tmux is not installed");
+        kith_tests::skip_or_fail(test, "tmux is not installed");
+        return None;
     };
     let mut alice = Peer::init("Alice");
     let mut bob = Peer::init("Bob");
     alice.start(&[]);
     bob.start(&[]);
     connect(&alice, &bob);
-    // A daemon runs: the TUI is one more client of it.
     open(&tmux, &alice, 110, 32, "");
     tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
+    Some((tmux, alice, bob))
+}
+
+#[test]
+fn tui_reconnects_when_the_daemon_restarts() {
+    let Some((tmux, mut alice, bob)) = alice_in_tmux_with_bob("tui_reconnects_when_the_daemon_restarts") else {
+        return;
+    };
 
     // The daemon restarts (on the same address, so Bob finds it again).
     let addr = alice.addrs[0].clone();
@@ -127,16 +136,8 @@ fn tui_opens_a_conversation_at_its_first_unread_message() {
 
 #[test]
 fn tui_keeps_a_paste_too_long_to_send_and_stays_connected() {
-    let Some(tmux) = Tmux::new() else {
-        return kith_tests::skip_or_fail("tui_keeps_a_paste_too_long_to_send_and_stays_connected", "tmux is not installed");
-    };
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
-    open(&tmux, &alice, 110, 32, "");
-    tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
+    let test = "tui_keeps_a_paste_too_long_to_send_and_stays_connected";
+    let Some((tmux, alice, bob)) = alice_in_tmux_with_bob(test) else { return };
     tmux.keys(&["C-k"]);
     tmux.type_text("Bob");
     tmux.keys(&["Enter"]);
