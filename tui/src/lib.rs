@@ -37,7 +37,7 @@ use std::path::Path;
 pub use action::{Action, Effect, Response};
 pub use kith_p2p::node::GroupChange;
 pub use app::{App, Config, update};
-pub use runtime::{RequestError, forward_events, local_utc_offset, perform, request};
+pub use runtime::{RequestError, forward_events, local_utc_offset, request};
 pub use ui::render;
 
 /// How the interface behaves; the caller fills it from flags and config.

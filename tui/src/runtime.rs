@@ -508,12 +508,6 @@ async fn call<T: DeserializeOwned>(client: &mut Client, request: Request) -> Res
         .map_err(|source| RequestError::Unexpected { method: request.method().to_string(), source })
 }
 
-/// [`request`] with its error as text, for tools that only show it (the TUI
-/// benchmark). The runtime itself branches on [`RequestError`].
-pub async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, String> {
-    request(client, effect).await.map_err(|e| e.to_string())
-}
-
 /// Carry out one node request of `update` on `client` and return its answer as the
 /// [`Response`] `update` expects; effects that are not node requests are
 /// [`RequestError::NotARequest`]. Not cancel-safe: a request cancelled after it was

@@ -17,7 +17,7 @@
 //! Measurement: the real state machine ([`kith_tui::update`]) and renderer
 //! ([`kith_tui::render`]) on a ratatui `TestBackend`; the effects `update` asks for
 //! are performed on the control socket with the same requests as the TUI's runtime
-//! (which is private, so its `perform` is replicated here for the effects that occur).
+//! (its `request` is used here, bounded by a deadline).
 //! Requests run one at a time on one connection, as the runtime's quick worker does;
 //! the screen is drawn after every key and every answer, as the runtime does when
 //! answers arrive one by one.
@@ -387,9 +387,10 @@ fn seed(job: &SeedJob) -> (Duration, usize) {
 
 /// The runtime's own request code, bounded by [`REQUEST_DEADLINE`].
 async fn perform(client: &mut Client, effect: &Effect) -> Result<Response, String> {
-    tokio::time::timeout(REQUEST_DEADLINE, kith_tui::perform(client, effect))
+    tokio::time::timeout(REQUEST_DEADLINE, kith_tui::request(client, effect))
         .await
         .map_err(|_| format!("{} took longer than {REQUEST_DEADLINE:?}", effect_name(effect)))?
+        .map_err(|e| e.to_string())
 }
 
 fn effect_name(effect: &Effect) -> &'static str {
