@@ -64,12 +64,16 @@ impl Failure {
     }
 
     /// A write to a closed stdout: the reader went away, which is not our failure.
+    /// (A broken control connection is a [`ClientError`](kith_p2p::control::ClientError)
+    /// and does not count.)
     pub(crate) fn is_broken_pipe(&self) -> bool {
-        self.error.chain().any(|cause| {
-            cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-        })
+        let from_the_node = self.error.chain().any(|cause| cause.is::<kith_p2p::control::ClientError>());
+        !from_the_node
+            && self.error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            })
     }
 }
 

@@ -67,6 +67,17 @@ fn json_errors_are_one_object_on_stderr_with_the_exit_codes() {
 }
 
 #[test]
+fn a_message_too_large_for_the_control_socket_says_so() {
+    let mut alice = Peer::init("Alice");
+    alice.start(&[]);
+    let mut child = alice.command(&["send", "Bob", "-", "--json"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&vec![b'x'; 2 << 20]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(json_error(&out)["error"]["code"], "too_large", "not just a closed connection");
+}
+
+#[test]
 fn an_invite_pasted_over_several_lines_works_and_a_cut_one_says_so() {
     let mut alice = Peer::init("Alice");
     let mut bob = Peer::init("Bob");

@@ -56,6 +56,7 @@ fn api_failure(e: ApiError) -> Failure {
         | ErrorCode::Invalid
         | ErrorCode::BadParams
         | ErrorCode::TooLong
+        | ErrorCode::TooLarge
         | ErrorCode::UnknownMessage
         | ErrorCode::UnknownGroup
         | ErrorCode::NotAllowed => Code::Usage,

@@ -55,7 +55,14 @@ impl Client {
         let mut line = serde_json::to_vec(&json!({ "id": id, "method": method, "params": params }))
             .map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.writer.write_all(&line).await?;
+        if let Err(e) = self.writer.write_all(&line).await {
+            // The node may have refused the line part-way (over the size limit) and
+            // closed: its answer can still be waiting to be read. Otherwise the
+            // connection is gone.
+            if !matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) {
+                return Err(e.into());
+            }
+        }
         loop {
             let value = self.read_value().await?;
             if let Some(event) = value.get("event") {
@@ -64,7 +71,14 @@ impl Client {
                 }
                 continue;
             }
-            if value.get("id") != Some(&json!(id)) {
+            // An error with no id is about a line the node could not read as a
+            // request: with one request in flight on this connection, ours (a line
+            // over the size limit, say; the node closes the connection after it).
+            let about_ours = match value.get("id") {
+                Some(Value::Null) | None => value.get("error").is_some(),
+                Some(answered) => *answered == json!(id),
+            };
+            if !about_ours {
                 continue;
             }
             if let Some(error) = value.get("error") {
