@@ -111,6 +111,11 @@ impl Home {
     pub fn log_path(&self) -> PathBuf {
         self.root.join("kith.log")
     }
+
+    /// The node's files, sealed (see `kith_p2p::blob`): `blobs`.
+    pub fn blobs_path(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
 }
 
 /// [`Home::resolve`] with its inputs passed in, so the precedence is testable

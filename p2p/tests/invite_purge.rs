@@ -6,9 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use kith_p2p::identity::Identity;
 use kith_p2p::kith_storage::Store;
 use kith_p2p::node::{self, NodeConfig, Timers};
 
@@ -16,16 +17,7 @@ use kith_p2p::node::{self, NodeConfig, Timers};
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn config(timers: Timers) -> NodeConfig {
-    NodeConfig {
-        identity: Identity::generate(),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap: Vec::new(),
-        relays: Vec::new(),
-        mdns: false,
-        display_name: None,
-        read_receipts: true,
-        timers,
-    }
+    common::loopback_config(timers, None)
 }
 
 /// Polls `condition` every 20 ms until it holds; fails after [`DEADLINE`].

@@ -17,7 +17,7 @@ pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
     let home = super::home(global)?;
     let identity = super::load_identity(&home)?;
     let config = super::load_config(&home)?;
-    let node_config = node_config(identity, &config, &args)?;
+    let node_config = node_config(identity, &config, &args, &home)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(serve(home, node_config))
 }
@@ -29,7 +29,7 @@ fn parse_addrs(list: &[String], flag: &str) -> Result<Vec<Multiaddr>> {
 }
 
 /// The node's settings: config.toml, overridden or extended by flags.
-pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs) -> Result<NodeConfig> {
+pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs, home: &Home) -> Result<NodeConfig> {
     let listen = if args.listen.is_empty() { config.listen.clone() } else { parse_addrs(&args.listen, "listen")? };
     let mut bootstrap = config.bootstrap.clone();
     bootstrap.extend(parse_addrs(&args.bootstrap, "bootstrap")?);
@@ -43,6 +43,7 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
         display_name: config.display_name.clone(),
         read_receipts: config.read_receipts,
         timers,
+        blob_dir: Some(home.blobs_path()),
     })
 }
 

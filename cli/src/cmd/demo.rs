@@ -176,6 +176,7 @@ async fn start(home: &Home, identity: Identity, name: &str) -> Result<node::Star
         display_name: Some(name.to_owned()),
         read_receipts: true,
         timers: Timers::default(),
+        blob_dir: Some(home.blobs_path()),
     };
     Ok(node::start(config, store).await.map_err(anyhow::Error::from)?)
 }

@@ -36,7 +36,7 @@ pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
     options.runs_node = true;
     // Unlock before the screen is taken over: the passphrase prompt needs the terminal.
     let identity = super::load_identity(&home)?;
-    let node_config = super::daemon::node_config(identity, &config, &args)?;
+    let node_config = super::daemon::node_config(identity, &config, &args, &home)?;
     log_to_file(&home)?;
     rt.block_on(async {
         let (server, started) = super::daemon::start(&home, node_config).await?;

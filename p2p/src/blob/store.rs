@@ -92,14 +92,55 @@ impl BlobStore {
         data.sync_all()?;
         let have = vec![0u8; outboard.chunks().div_ceil(8) as usize];
         write_private_file(&self.path(&id, "have"), &have, Overwrite::Allowed)?;
+        self.write_outboard(outboard)?;
+        open.insert(id, Held { outboard: outboard.clone(), data, have, unsynced: Vec::new() });
+        Ok(())
+    }
+
+    /// Takes `sealed`, a file [`super::seal`] wrote (its chunks in order, which is
+    /// this store's data layout), as the whole blob `outboard` describes, moving it
+    /// into the store: the blob is then complete and durable. `sealed` must be on
+    /// the store's file system. A blob already held is left as it is (and `sealed`
+    /// removed).
+    pub fn import(&self, outboard: &Outboard, sealed: &Path) -> Result<(), BlobError> {
+        let id = outboard.id();
+        let mut open = self.lock();
+        if open.contains_key(&id) || self.path(&id, "outboard").exists() {
+            std::fs::remove_file(sealed)?;
+            return Ok(());
+        }
+        let file = File::open(sealed)?;
+        if file.metadata()?.len() != outboard.sealed_size() {
+            return Err(BlobError::WrongLength("sealed blob"));
+        }
+        file.sync_all()?;
+        std::fs::rename(sealed, self.path(&id, "data"))?;
+        let mut have = vec![0xffu8; outboard.chunks().div_ceil(8) as usize];
+        if !outboard.chunks().is_multiple_of(8)
+            && let Some(last) = have.last_mut()
+        {
+            *last = (1u8 << (outboard.chunks() % 8)) - 1;
+        }
+        write_private_file(&self.path(&id, "have"), &have, Overwrite::Allowed)?;
+        self.write_outboard(outboard)?;
+        let data = self.data_file(&id)?;
+        open.insert(id, Held { outboard: outboard.clone(), data, have, unsynced: Vec::new() });
+        Ok(())
+    }
+
+    /// The outboard file, written last: a blob counts as held once it is there.
+    fn write_outboard(&self, outboard: &Outboard) -> Result<(), BlobError> {
         let mut record = outboard.len().to_be_bytes().to_vec();
         for hash in outboard.hashes() {
             record.extend_from_slice(hash);
         }
-        // Last: a blob counts as held once its outboard is there.
-        write_private_file(&self.path(&id, "outboard"), &record, Overwrite::Allowed)?;
-        open.insert(id, Held { outboard: outboard.clone(), data, have, unsynced: Vec::new() });
+        write_private_file(&self.path(&outboard.id(), "outboard"), &record, Overwrite::Allowed)?;
         Ok(())
+    }
+
+    /// A temporary file in the store's directory (so it can be moved into the store).
+    pub fn temp_file(&self) -> io::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new().prefix(".incoming-").tempfile_in(&self.dir)
     }
 
     fn data_file(&self, id: &BlobId) -> io::Result<File> {
@@ -299,6 +340,26 @@ mod tests {
         let mut out = Vec::new();
         open(&key, &outboard, &mut store.reader(&id).unwrap().unwrap(), &mut out).unwrap();
         assert_eq!(out, plain);
+    }
+
+    #[test]
+    fn a_sealed_file_is_imported_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        for len in [0, 10, 9 * CHUNK_SIZE + 3] {
+            let key = BlobKey::generate();
+            let plain: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
+            let mut temp = store.temp_file().unwrap();
+            let outboard = seal(&key, len as u64, &mut plain.as_slice(), temp.as_file_mut()).unwrap();
+            let (_, path) = temp.keep().unwrap();
+            store.import(&outboard, &path).unwrap();
+            let id = outboard.id();
+            assert_eq!(store.missing(&id).unwrap(), Some(vec![]), "{len}");
+            let reopened = BlobStore::open(dir.path()).unwrap();
+            let mut out = Vec::new();
+            open(&key, &outboard, &mut reopened.reader(&id).unwrap().unwrap(), &mut out).unwrap();
+            assert_eq!(out, plain);
+        }
     }
 
     #[test]

@@ -144,6 +144,11 @@ pub(crate) struct Actor {
 }
 
 impl Actor {
+    /// A control for raw streams on this node's swarm (`/kith/blob/1`).
+    pub(super) fn blob_control(&self) -> libp2p_stream::Control {
+        self.swarm.behaviour().blobs.new_control()
+    }
+
     pub(crate) async fn build(
         config: NodeConfig,
         store: Store,

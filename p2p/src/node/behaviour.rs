@@ -36,6 +36,8 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Raw streams: `/kith/blob/1`, files fetched from and served to peers.
+    pub(crate) blobs: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
@@ -100,6 +102,7 @@ impl Behaviour {
             identify,
             ping: ping::Behaviour::default(),
             mdns: mdns.into(),
+            blobs: libp2p_stream::Behaviour::new(),
         })
     }
 }

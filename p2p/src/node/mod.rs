@@ -19,6 +19,8 @@ mod or_log;
 mod outbox;
 mod reachability;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kith_storage::{Role, Store};
@@ -31,6 +33,8 @@ pub use event::Event;
 pub use outbox::QueueStatus;
 pub use reachability::AutonatProbes;
 
+use crate::blob::transfer::{self, FetchError};
+use crate::blob::{self, BlobError, BlobId, BlobKey, BlobStore};
 use crate::conn_limits::ConnectionLimits;
 use crate::identity::Identity;
 use crate::invite::Invite;
@@ -124,6 +128,9 @@ pub struct NodeConfig {
     pub read_receipts: bool,
     /// Timers and deadlines.
     pub timers: Timers,
+    /// Where files (blobs) live; `None` turns files off: the node neither serves nor
+    /// fetches them.
+    pub blob_dir: Option<PathBuf>,
 }
 
 /// Why the node could not start.
@@ -159,6 +166,34 @@ pub enum NodeError {
     /// The node has shut down.
     #[error("the node has stopped")]
     Stopped,
+    /// This node runs without a blob store ([`NodeConfig::blob_dir`] is `None`).
+    #[error("files are off on this node")]
+    FilesOff,
+    /// Reading, sealing, storing or opening a file failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// Fetching a file from a peer failed; what arrived and was checked is kept.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+/// A file sealed into this node's blob store: what a recipient needs to fetch it
+/// (`id`) and read it (`key`), and its size.
+#[derive(Debug, Clone)]
+pub struct SharedFile {
+    /// The blob's content address.
+    pub id: BlobId,
+    /// The file's own key.
+    pub key: BlobKey,
+    /// The plaintext size in bytes.
+    pub size: u64,
+}
+
+/// The node's blob store and the stream control its transfers use.
+#[derive(Clone)]
+struct Blobs {
+    store: Arc<BlobStore>,
+    control: libp2p_stream::Control,
 }
 
 /// A snapshot of the node for `kith status`.
@@ -337,6 +372,7 @@ pub struct NodeHandle {
     events: broadcast::Sender<Event>,
     store: Store,
     peer_id: PeerId,
+    blobs: Option<Blobs>,
 }
 
 /// The node's listening addresses once it is up, plus the handle.
@@ -420,6 +456,65 @@ impl NodeHandle {
         self.ask(|reply| Command::Group(change, reply)).await?
     }
 
+    fn blobs(&self) -> Result<&Blobs, NodeError> {
+        self.blobs.as_ref().ok_or(NodeError::FilesOff)
+    }
+
+    /// Seals the file at `path` under a new key into this node's blob store, where
+    /// peers who are given its id can fetch it. The file is read once, a chunk at a
+    /// time, off the async workers.
+    pub async fn share_file(&self, path: &Path) -> Result<SharedFile, NodeError> {
+        let store = self.blobs()?.store.clone();
+        let path = path.to_path_buf();
+        let shared = tokio::task::spawn_blocking(move || -> Result<SharedFile, BlobError> {
+            let mut file = std::fs::File::open(&path)?;
+            let size = file.metadata()?.len();
+            let key = BlobKey::generate();
+            let mut sealed = store.temp_file()?;
+            let outboard = blob::seal(&key, size, &mut std::io::BufReader::new(&mut file), &mut std::io::BufWriter::new(sealed.as_file_mut()))?;
+            let (_, sealed_path) = sealed.keep().map_err(|e| BlobError::Io(e.error))?;
+            store.import(&outboard, &sealed_path)?;
+            Ok(SharedFile { id: outboard.id(), key, size })
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
+        Ok(shared)
+    }
+
+    /// Fetches blob `id` from `peer` into this node's blob store, resuming what an
+    /// earlier fetch left; `progress` hears chunks held and chunks in all.
+    pub async fn fetch_blob(&self, peer: PeerId, id: BlobId, progress: impl FnMut(u64, u64)) -> Result<(), NodeError> {
+        let blobs = self.blobs()?;
+        transfer::fetch(&blobs.control, peer, id, &blobs.store, progress).await?;
+        Ok(())
+    }
+
+    /// Decrypts the complete blob `id` with `key` into a new file at `out` (written
+    /// next to it under a temporary name and renamed when whole and checked, so `out`
+    /// never holds half a file).
+    pub async fn save_blob(&self, id: BlobId, key: BlobKey, out: &Path) -> Result<(), NodeError> {
+        let store = self.blobs()?.store.clone();
+        let out = out.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
+            let outboard = store.outboard(&id)?.ok_or(BlobError::WrongLength("blob (not held)"))?;
+            let reader = store.reader(&id)?.ok_or(BlobError::WrongLength("blob (not complete)"))?;
+            let dir = match out.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let mut temp = tempfile::Builder::new().prefix(".kith-").tempfile_in(dir)?;
+            let mut writer = std::io::BufWriter::new(temp.as_file_mut());
+            blob::open(&key, &outboard, &mut std::io::BufReader::new(reader), &mut writer)?;
+            writer.into_inner().map_err(|e| BlobError::Io(e.into_error()))?.sync_all()?;
+            temp.persist(&out).map_err(|e| BlobError::Io(e.error))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+
+
     /// Stop the node: pending writes are flushed before this returns.
     pub async fn shutdown(&self) {
         let _ = self.ask(Command::Shutdown).await;
@@ -433,11 +528,23 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
     // A broadcast channel of capacity 0 would panic.
     let (events_tx, _) = broadcast::channel(config.timers.event_buffer.max(1));
     let peer_id = config.identity.peer_id();
+    let blob_dir = config.blob_dir.clone();
     let (actor, listen_addrs) =
         actor::Actor::build(config, store.clone(), commands_rx, events_tx.clone()).await?;
+    let blobs = match blob_dir {
+        None => None,
+        Some(dir) => {
+            let store = Arc::new(BlobStore::open(&dir).map_err(|e| StartError::Build(format!("blob store {}: {e}", dir.display())))?);
+            let mut control = actor.blob_control();
+            let incoming = control.accept(transfer::PROTOCOL).map_err(|e| StartError::Build(e.to_string()))?;
+            // Ends with the swarm, when the actor stops.
+            tokio::spawn(transfer::serve(store.clone(), incoming));
+            Some(Blobs { store, control })
+        }
+    };
     let stopped = tokio::spawn(actor.run());
     Ok(Started {
-        handle: NodeHandle { commands: commands_tx, events: events_tx, store, peer_id },
+        handle: NodeHandle { commands: commands_tx, events: events_tx, store, peer_id, blobs },
         listen_addrs,
         stopped,
     })
