@@ -244,6 +244,33 @@ fn man_pages_and_name_completion() {
 }
 
 #[test]
+fn zsh_completes_contact_and_group_names() {
+    if std::process::Command::new("zsh").arg("--version").output().is_err() {
+        return kith_tests::skip_or_fail("zsh_completes_contact_and_group_names", "zsh is not installed");
+    }
+    let (alice, _bob) = pair();
+    alice.ok(&["group", "create", "book: club"]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("_kith");
+    std::fs::write(&script, alice.ok(&["completions", "zsh"])).unwrap();
+    assert!(alice.ok(&["completions", "zsh"]).contains(":contact -- Alias, peer id, or a unique prefix of either:_kith_names"));
+    // The names completer as zsh runs it, with `_describe` standing in for the
+    // completion system: it must hand over the contact and the group, colons escaped.
+    let driver = format!(
+        "autoload -U compinit && compinit -u -d {dump}\nsource {script}\n\
+         _describe() {{ print -rl -- \"${{(@P)4}}\" }}\ntypeset -A opt_args\nopt_args[--home]={home}\n_kith_names\n",
+        dump = dir.path().join("zcompdump").display(),
+        script = script.display(),
+        home = alice.home().display(),
+    );
+    let bin = kith_bin();
+    let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("zsh").arg("-f").arg("-c").arg(&driver).env("PATH", path).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), ["Bob", "book\\: club"], "{}", stderr(&out));
+}
+
+#[test]
 fn the_systemd_user_unit_matches_the_binary() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../cli/kith.service")).unwrap();
     let value = |key: &str| {

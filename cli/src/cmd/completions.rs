@@ -1,5 +1,5 @@
 //! `kith completions SHELL`: clap's completion script for the commands and flags,
-//! plus (bash and fish) contact and group names where a command takes one. The
+//! plus (bash, zsh and fish) contact and group names where a command takes one. The
 //! names come from `kith complete-names` at the moment of completion, so they follow
 //! the contact list without regenerating the script.
 
@@ -57,15 +57,53 @@ complete -c kith -n "__fish_seen_subcommand_from __TAKES__; and test (count (com
 complete -c kith -n "__fish_seen_subcommand_from group; and test (count (commandline -opc)) -ge 3 -a (count (commandline -opc)) -le 4" -f -a "(kith complete-names 2>/dev/null)"
 "#;
 
+/// zsh: the completer of contact and group names, defined before clap's script
+/// registers `_kith` (asking the home a `--home` on the line names).
+const ZSH_NAMES: &str = r#"
+_kith_names() {
+    local -a names home
+    [[ -n ${opt_args[--home]} ]] && home=(--home ${opt_args[--home]})
+    names=("${(@f)$(kith $home complete-names 2>/dev/null)}")
+    names=("${(@)names//:/\\:}")
+    _describe -t names 'contact or group' names
+}
+"#;
+
 /// Prints the script for `shell`.
 pub(crate) fn print(shell: Shell) -> Result {
-    clap_complete::generate(shell, &mut Cli::command(), "kith", &mut std::io::stdout());
-    let extra = match shell {
-        Shell::Bash => BASH_NAMES,
-        Shell::Fish => FISH_NAMES,
-        _ => return Ok(()),
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kith", &mut script);
+    let script = String::from_utf8_lossy(&script);
+    let script = match shell {
+        Shell::Bash => format!("{script}{}", BASH_NAMES.replace("__TAKES__", TAKES_A_NAME)),
+        Shell::Fish => format!("{script}{}", FISH_NAMES.replace("__TAKES__", TAKES_A_NAME)),
+        Shell::Zsh => zsh_with_names(&script),
+        _ => script.into_owned(),
     };
-    output::line(extra.replace("__TAKES__", TAKES_A_NAME).trim_end())
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, script.trim_end().as_bytes())?;
+    std::io::Write::write_all(&mut out, b"\n")?;
+    Ok(())
+}
+
+/// clap's zsh script with the CONTACT, GROUP and MEMBER arguments completed by
+/// `_kith_names` instead of file names.
+fn zsh_with_names(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + ZSH_NAMES.len());
+    for line in script.lines() {
+        let takes_a_name = [":contact -- ", ":group -- ", ":member -- "].iter().any(|arg| line.starts_with(&format!("'{arg}")));
+        if takes_a_name && line.ends_with(":_default' \\") {
+            out.push_str(&line.replacen(":_default' \\", ":_kith_names' \\", 1));
+        } else {
+            if line.starts_with("if [ \"$funcstack[1]\" = \"_kith\" ]") {
+                out.push_str(ZSH_NAMES.trim_start());
+                out.push('\n');
+            }
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Contact aliases (or names) and group names, one per line; nothing when the home
