@@ -124,13 +124,25 @@ fn parse_max_fds(text: &str) -> Option<u64> {
 /// refused (`[connections]`), next to `process_resident_memory_bytes`.
 #[derive(Debug)]
 pub struct ProcessCollector {
-    memory_limit: MemoryLimit,
+    /// The limit in bytes, resolved once, as the connection limiter resolves it.
+    memory_limit: Option<u64>,
 }
 
 impl ProcessCollector {
     /// A collector for this process; `memory_limit` is the configured connection
-    /// memory limit.
+    /// memory limit. A percentage is turned into bytes now, against the machine's
+    /// memory, the way the connection limiter does when the relay starts, so the
+    /// gauge shows the limit in force even if the machine's memory changes later.
     pub fn new(memory_limit: MemoryLimit) -> ProcessCollector {
+        let memory_limit = match memory_limit {
+            MemoryLimit::Bytes(bytes) => Some(bytes),
+            MemoryLimit::Percent(percent) => ProcessStats::read()
+                .total_memory_bytes
+                .map(|total| (total as f64 * (f64::from(percent.clamp(1, 100)) / 100.0)) as u64),
+            // A kind of limit this version does not know: leave the gauge out rather
+            // than export a wrong number.
+            _ => None,
+        };
         ProcessCollector { memory_limit }
     }
 }
@@ -181,15 +193,7 @@ impl Collector for ProcessCollector {
             Some(&Unit::Seconds),
             stats.start_time_seconds,
         )?;
-        let memory_limit = match self.memory_limit {
-            MemoryLimit::Bytes(bytes) => Some(bytes),
-            MemoryLimit::Percent(percent) => stats
-                .total_memory_bytes
-                .map(|total| total / 100 * u64::from(percent)),
-            // A kind of limit this version does not know: leave the gauge out
-            // rather than export a wrong number.
-            _ => None,
-        };
+        let memory_limit = self.memory_limit;
         gauge(
             "kith_relay_memory_limit",
             "Resident memory above which new connections are refused (connections.max_memory_*)",
