@@ -13,6 +13,7 @@
 //! is a capability: ids travel only inside sealed messages, and whoever names one may
 //! fetch its sealed chunks, which are useless without the key.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,11 @@ const SYNC_EVERY: u64 = 64;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Streams served at once; more wait their turn.
 const MAX_SERVING: usize = 64;
+/// Streams one peer may have in service at once (a fetch uses [`IN_FLIGHT`]); more
+/// are dropped, so a stranger holding streams open cannot take every slot.
+const MAX_SERVING_PER_PEER: usize = 8;
+/// How long a peer has to send its request (a few dozen bytes).
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a fetch stopped. What was received and checked before stays in the store.
 #[derive(Debug, thiserror::Error)]
@@ -93,23 +99,53 @@ impl From<BlobError> for FetchError {
 /// once.
 pub async fn serve(store: Arc<BlobStore>, mut incoming: IncomingStreams) {
     let permits = Arc::new(Semaphore::new(MAX_SERVING));
+    let per_peer: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
+        // One peer cannot take every slot: past its share its streams are dropped.
+        if !take_share(&per_peer, peer) {
+            tracing::debug!(%peer, "too many blob requests from one peer; dropping a stream");
+            continue;
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let store = store.clone();
+        let per_peer = per_peer.clone();
         tokio::spawn(async move {
             let served = tokio::time::timeout(REQUEST_TIMEOUT, answer(&store, stream)).await;
             if let Ok(Err(e)) | Err(e) = served.map_err(std::io::Error::from) {
                 tracing::debug!(%peer, error = %e, "serving a blob request failed");
             }
+            give_share_back(&per_peer, peer);
             drop(permit);
         });
+    }
+}
+
+/// Counts a stream against `peer`'s share; false when it already has
+/// [`MAX_SERVING_PER_PEER`] in service.
+fn take_share(shares: &std::sync::Mutex<HashMap<PeerId, usize>>, peer: PeerId) -> bool {
+    let mut shares = shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let count = shares.entry(peer).or_default();
+    if *count >= MAX_SERVING_PER_PEER {
+        return false;
+    }
+    *count += 1;
+    true
+}
+
+fn give_share_back(shares: &std::sync::Mutex<HashMap<PeerId, usize>>, peer: PeerId) {
+    let mut shares = shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(count) = shares.get_mut(&peer) {
+        *count -= 1;
+        if *count == 0 {
+            shares.remove(&peer);
+        }
     }
 }
 
 /// Reads one request from `stream` and answers it.
 async fn answer(store: &BlobStore, mut stream: libp2p::Stream) -> std::io::Result<()> {
     let mut head = [0u8; 34];
-    stream.read_exact(&mut head).await?;
+    tokio::time::timeout(ASK_TIMEOUT, stream.read_exact(&mut head)).await??;
     let id = BlobId(head[2..].try_into().unwrap_or([0; 32]));
     let outboard = match head[..2] {
         [VERSION, KIND_OUTBOARD | KIND_CHUNKS] => store.outboard(&id).map_err(std::io::Error::other)?,
@@ -127,13 +163,13 @@ async fn answer(store: &BlobStore, mut stream: libp2p::Stream) -> std::io::Resul
         return stream.close().await;
     }
     let mut count = [0u8; 2];
-    stream.read_exact(&mut count).await?;
+    tokio::time::timeout(ASK_TIMEOUT, stream.read_exact(&mut count)).await??;
     let count = u16::from_be_bytes(count) as usize;
     if count == 0 || count > MAX_BATCH {
         return stream.write_all(&[BAD_REQUEST]).await;
     }
     let mut indexes = vec![0u8; count * 8];
-    stream.read_exact(&mut indexes).await?;
+    tokio::time::timeout(ASK_TIMEOUT, stream.read_exact(&mut indexes)).await??;
     for index in indexes.chunks_exact(8) {
         let index = u64::from_be_bytes(index.try_into().unwrap_or([0xff; 8]));
         match store.get(&id, index) {
@@ -281,4 +317,27 @@ async fn fetch_chunks(
         Ok(batch.len() as u64)
     };
     tokio::time::timeout(REQUEST_TIMEOUT, fetching).await.map_err(|_| FetchError::Network("timed out".into()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_peer_gets_a_bounded_share_of_the_serving_slots() {
+        let shares = std::sync::Mutex::new(HashMap::new());
+        let (greedy, other) = (PeerId::random(), PeerId::random());
+        for _ in 0..MAX_SERVING_PER_PEER {
+            assert!(take_share(&shares, greedy));
+        }
+        assert!(!take_share(&shares, greedy), "past its share");
+        assert!(take_share(&shares, other), "others are still served");
+        give_share_back(&shares, greedy);
+        assert!(take_share(&shares, greedy), "a finished stream frees a place");
+        for _ in 0..MAX_SERVING_PER_PEER {
+            give_share_back(&shares, greedy);
+        }
+        give_share_back(&shares, other);
+        assert!(shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty(), "nothing left behind");
+    }
 }
