@@ -446,6 +446,16 @@ impl Drop for Follow {
     }
 }
 
+/// Alice and Bob, both running, mutual contacts (Bob redeemed Alice's invite).
+pub fn connected_pair() -> (Peer, Peer) {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    (alice, bob)
+}
+
 /// Make `a` and `b` (both running) mutual contacts through `a`'s invite; `b` calls
 /// `a` by `a.name` and `a` calls `b` by `b.name` (the announced display names).
 pub fn connect(a: &Peer, b: &Peer) {

@@ -30,11 +30,7 @@ fn shape(history: &[Value]) -> Vec<(String, String, String)> {
 
 #[test]
 fn invite_add_and_chat_both_ways_byte_exact() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (mut alice, mut bob) = kith_tests::connected_pair();
 
     let big: String = "абв😀xyz\n".repeat(60 * 1024 / 14);
     assert!(big.len() >= 60 * 1024 - 16 && big.len() <= 64 * 1024);
@@ -72,11 +68,7 @@ fn invite_add_and_chat_both_ways_byte_exact() {
 
 #[test]
 fn receiver_sigkilled_during_200_messages_gets_each_once_in_order() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (alice, mut bob) = kith_tests::connected_pair();
 
     let mut ids = Vec::new();
     for i in 0..200 {
@@ -101,11 +93,7 @@ fn receiver_sigkilled_during_200_messages_gets_each_once_in_order() {
 
 #[test]
 fn sender_sigkilled_mid_send_finishes_its_outbox_after_restart() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (mut alice, mut bob) = kith_tests::connected_pair();
     // Bob goes away so Alice's messages pile up in her outbox, then Alice is killed.
     bob.stop();
     let mut ids = Vec::new();

@@ -44,11 +44,7 @@ async fn flood_from_one_identity(target: PeerId, addr: &Multiaddr) -> (Flooder, 
 
 #[test]
 fn a_flood_of_connections_from_one_address_leaves_the_node_chatting() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (alice, bob) = kith_tests::connected_pair();
     let target: PeerId = bob.peer_id.parse().unwrap();
     let addr: Multiaddr = bob.addrs[0].parse().unwrap();
 

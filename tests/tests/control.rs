@@ -94,11 +94,7 @@ fn a_second_daemon_on_the_same_home_is_refused() {
 
 #[test]
 fn garbage_and_oversized_requests_get_typed_errors_and_the_node_keeps_serving() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (alice, bob) = kith_tests::connected_pair();
     let mut raw = Raw::connect(&alice);
 
     // Each bad line gets its own typed answer, and the connection goes on.

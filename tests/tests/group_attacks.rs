@@ -30,7 +30,7 @@ use kith_p2p::ops;
 use kith_p2p::payload::{MAX_LAMPORT, Payload};
 use kith_tests::group::{GROUP_DEADLINE, group, make_group, member_ids, members, stored_history, stored_secret, texts};
 use kith_tests::raw::{RawPeer, identity_of};
-use kith_tests::{Peer, Relay, connect, contains_bytes, files_under, wait_until};
+use kith_tests::{Peer, Relay, contains_bytes, files_under, wait_until};
 
 fn encoded(ops: &[SignedOp]) -> Vec<Vec<u8>> {
     ops.iter().map(|o| o.encode().unwrap()).collect()
@@ -167,11 +167,7 @@ const LIMBO_ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 
 #[test]
 fn a_strangers_stream_of_operations_for_a_made_up_group_leaves_the_node_chatting() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (alice, bob) = kith_tests::connected_pair();
     // Mallory makes a group without Bob and renames it again and again, each change in
     // its own payload: all of it waits in Bob's limbo (a group that might add him
     // later). Folding the whole limbo again on every arrival made this quadratic:
@@ -206,11 +202,7 @@ fn a_strangers_stream_of_operations_for_a_made_up_group_leaves_the_node_chatting
 
 #[test]
 fn counters_at_their_cap_are_refused_without_panic() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (alice, mut bob) = kith_tests::connected_pair();
     bob.stop();
     let mut as_bob = RawPeer::new(identity_of(&bob));
     let text = |lamport| Payload::Text { id: MessageId(rand_id()), lamport, sent_at_ms: ops::now_ms(), text: "overflow".into() };

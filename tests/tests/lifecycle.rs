@@ -12,11 +12,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn sigterm_and_sigint_stop_cleanly_and_keep_everything() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (mut alice, mut bob) = kith_tests::connected_pair();
     for i in 0..20 {
         alice.json(&["send", "Bob", &format!("before shutdown {i}"), "--json"]);
     }

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use kith_tests::{Peer, connect, kith_bin, wait_until};
+use kith_tests::{Peer, kith_bin, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -28,16 +28,6 @@ fn stdout(out: &Output) -> String {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Two running peers, mutual contacts.
-fn pair() -> (Peer, Peer) {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
-    (alice, bob)
 }
 
 #[test]
@@ -96,7 +86,7 @@ fn an_invite_pasted_over_several_lines_works_and_a_cut_one_says_so() {
 
 #[test]
 fn send_from_stdin_drops_one_final_newline() {
-    let (alice, bob) = pair();
+    let (alice, bob) = kith_tests::connected_pair();
     for (input, expected) in [("from echo\n", "from echo"), ("two lines\n\n", "two lines\n"), ("no newline", "no newline")] {
         let mut child = alice.command(&["send", "Bob", "-", "--json"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
@@ -110,7 +100,7 @@ fn send_from_stdin_drops_one_final_newline() {
 
 #[test]
 fn waits_beyond_sent_are_refused_for_groups_at_once() {
-    let (alice, bob) = pair();
+    let (alice, bob) = kith_tests::connected_pair();
     alice.ok(&["group", "create", "club"]);
     alice.ok(&["group", "add", "club", "Bob"]);
     wait_until(DEADLINE, "Bob in the club", || bob.json(&["group", "list", "--json"]).as_array().unwrap().len() == 1);
@@ -125,7 +115,7 @@ fn waits_beyond_sent_are_refused_for_groups_at_once() {
 
 #[test]
 fn wait_read_returns_once_the_contact_reads() {
-    let (alice, bob) = pair();
+    let (alice, bob) = kith_tests::connected_pair();
     let waiting = alice
         .command(&["send", "Bob", "read me", "--wait", "read", "--json"])
         .stdout(Stdio::piped())
@@ -141,7 +131,7 @@ fn wait_read_returns_once_the_contact_reads() {
 
 #[test]
 fn a_timed_out_wait_still_prints_the_message_and_unsent_lists_it() {
-    let (alice, mut bob) = pair();
+    let (alice, mut bob) = kith_tests::connected_pair();
     bob.stop();
     let out = alice.run(&["send", "Bob", "while you were out", "--wait", "delivered", "--timeout", "1", "--json"]);
     assert_eq!(out.status.code(), Some(1));
@@ -171,7 +161,7 @@ fn a_timed_out_wait_still_prints_the_message_and_unsent_lists_it() {
 
 #[test]
 fn follow_exits_non_zero_when_the_node_stops() {
-    let (mut alice, bob) = pair();
+    let (mut alice, bob) = kith_tests::connected_pair();
     let mut follow = alice.command(&["follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Subscribed once an event comes through.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -196,7 +186,7 @@ fn follow_exits_non_zero_when_the_node_stops() {
 
 #[test]
 fn human_history_shows_names_and_you_never_peer_ids() {
-    let (alice, bob) = pair();
+    let (alice, bob) = kith_tests::connected_pair();
     bob.ok(&["send", "Alice", "first"]);
     wait_until(DEADLINE, "Bob's in Alice's history", || alice.history("Bob").len() == 1);
     alice.ok(&["send", "Bob", "second"]);
@@ -235,7 +225,7 @@ fn man_pages_and_name_completion() {
         assert!(text.contains(".TH"), "{page} is not a man page");
     }
 
-    let (alice, _bob) = pair();
+    let (alice, _bob) = kith_tests::connected_pair();
     alice.ok(&["group", "create", "book club"]);
     let names = alice.ok(&["complete-names"]);
     assert_eq!(names.lines().collect::<Vec<_>>(), ["Bob", "book club"], "{names}");
@@ -248,7 +238,7 @@ fn zsh_completes_contact_and_group_names() {
     if std::process::Command::new("zsh").arg("--version").output().is_err() {
         return kith_tests::skip_or_fail("zsh_completes_contact_and_group_names", "zsh is not installed");
     }
-    let (alice, _bob) = pair();
+    let (alice, _bob) = kith_tests::connected_pair();
     alice.ok(&["group", "create", "book: club"]);
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("_kith");

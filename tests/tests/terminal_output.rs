@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kith_tests::{Peer, connect, wait_until};
+use kith_tests::wait_until;
 
 /// ESC sequences (colour, clear screen, cursor home, window title ended by BEL), other
 /// C0 controls (CR, backspace, DEL), C1 controls (CSI, OSC, ST), bidi overrides and
@@ -20,11 +20,7 @@ fn unsafe_chars(s: &str) -> Vec<char> {
 
 #[test]
 fn peer_text_prints_without_control_sequences_and_intact_in_json() {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (mut alice, mut bob) = kith_tests::connected_pair();
 
     let sent = alice.json(&["send", "Bob", HOSTILE, "--wait", "delivered", "--json"]);
     assert_eq!(sent["state"], "delivered");

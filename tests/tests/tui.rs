@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kith_tests::tmux::Tmux;
-use kith_tests::{Peer, connect, kith_bin, wait_until};
+use kith_tests::{Peer, kith_bin, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -21,11 +21,7 @@ fn tui_in_tmux_sends_and_receives() {
     let Some(tmux) = Tmux::new() else {
         return kith_tests::skip_or_fail("tui_in_tmux_sends_and_receives", "tmux is not installed");
     };
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (mut alice, bob) = kith_tests::connected_pair();
     // Alice closes her daemon: the TUI runs her node itself.
     alice.stop();
 
@@ -70,11 +66,7 @@ fn alice_in_tmux_with_bob(test: &str) -> Option<(Tmux, Peer, Peer)> {
         kith_tests::skip_or_fail(test, "tmux is not installed");
         return None;
     };
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (alice, bob) = kith_tests::connected_pair();
     open(&tmux, &alice, 110, 32, "");
     tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
     Some((tmux, alice, bob))
@@ -107,11 +99,7 @@ fn tui_opens_a_conversation_at_its_first_unread_message() {
     let Some(tmux) = Tmux::new() else {
         return kith_tests::skip_or_fail("tui_opens_a_conversation_at_its_first_unread_message", "tmux is not installed");
     };
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
+    let (alice, bob) = kith_tests::connected_pair();
     // One of ours, then more unread messages from Bob than the pane has rows.
     alice.ok(&["send", "Bob", "ours, before the unread ones"]);
     for n in 1..=30 {

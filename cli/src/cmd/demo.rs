@@ -57,16 +57,12 @@ pub(crate) fn run(global: &Global, verbose: u8) -> Result {
         // Before anything is created: no Ctrl-C, closed terminal or `kill` may end the
         // demo without it cleaning up after itself.
         let stop = stop_on_signals()?;
+        // mkdtemp: a fresh, private (0700) directory, removed when dropped.
         let temporary = match &global.home {
             Some(_) => None,
-            // mkdtemp: a fresh, private (0700) directory, removed when dropped.
             None => Some(tempfile::Builder::new().prefix("kith-demo-").tempdir()?),
         };
-        let base = match (&temporary, &global.home) {
-            (Some(dir), _) => dir.path().to_path_buf(),
-            (None, Some(home)) => home.clone(),
-            (None, None) => unreachable!("a demo without --home gets a temporary one"),
-        };
+        let base = temporary.as_ref().map_or_else(|| global.home.clone().unwrap_or_default(), |dir| dir.path().to_path_buf());
         demo(&base, interactive, verbose, stop).await
     });
     // A read of stdin may still be blocked (a signal ended the chat): do not wait for it.

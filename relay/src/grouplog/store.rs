@@ -58,14 +58,6 @@ impl GroupLogStore {
                 limits,
             }),
         };
-        let stats = store.stats();
-        tracing::debug!(
-            path = %dir.display(),
-            logs = stats.logs,
-            items = stats.items,
-            bytes = stats.bytes,
-            "opened group log store"
-        );
         Ok(store)
     }
 

@@ -68,14 +68,6 @@ impl MailboxStore {
                 limits,
             }),
         };
-        let stats = store.stats();
-        tracing::debug!(
-            path = %dir.display(),
-            mailboxes = stats.mailboxes,
-            envelopes = stats.envelopes,
-            bytes = stats.bytes,
-            "opened mailbox store"
-        );
         Ok(store)
     }
 
