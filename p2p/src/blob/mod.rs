@@ -25,6 +25,7 @@
 //! message; a media node only ever sees the id, the outboard and sealed chunks.
 //! Sealing and opening stream: memory is one chunk, never the file.
 
+pub mod media;
 mod store;
 pub mod transfer;
 

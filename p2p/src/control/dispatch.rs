@@ -143,7 +143,7 @@ impl From<NodeError> for ApiError {
             NodeError::PeerNotFound(_) => ApiError::new(ErrorCode::PeerNotFound, e.to_string()),
             NodeError::BadTarget(_) => ApiError::new(ErrorCode::Invalid, e.to_string()),
             NodeError::Stopped => ApiError::new(ErrorCode::Stopped, e.to_string()),
-            NodeError::FilesOff | NodeError::Blob(_) | NodeError::Fetch(_) => {
+            NodeError::FilesOff | NodeError::Blob(_) | NodeError::Fetch(_) | NodeError::Upload(_) => {
                 ApiError::new(ErrorCode::Internal, e.to_string())
             }
         }

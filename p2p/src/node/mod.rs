@@ -175,6 +175,9 @@ pub enum NodeError {
     /// Fetching a file from a peer failed; what arrived and was checked is kept.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// A media node did not take a blob.
+    #[error(transparent)]
+    Upload(#[from] crate::blob::media::UploadError),
 }
 
 /// A file sealed into this node's blob store: what a recipient needs to fetch it
@@ -486,6 +489,14 @@ impl NodeHandle {
     pub async fn fetch_blob(&self, peer: PeerId, id: BlobId, progress: impl FnMut(u64, u64)) -> Result<(), NodeError> {
         let blobs = self.blobs()?;
         transfer::fetch(&blobs.control, peer, id, &blobs.store, progress).await?;
+        Ok(())
+    }
+
+    /// Asks the media node `media` to hold blob `id` (complete in this node's store);
+    /// returns once the media node holds it durably.
+    pub async fn upload_blob(&self, media: PeerId, id: BlobId) -> Result<(), NodeError> {
+        let blobs = self.blobs()?;
+        crate::blob::media::upload(&blobs.control, media, id).await?;
         Ok(())
     }
 
