@@ -14,6 +14,7 @@ pub mod data;
 pub mod display;
 pub mod dm;
 pub mod envelope;
+pub mod files;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fuzzing;
 pub mod group;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_storage::{
-    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, Group, Message,
+    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, FileRef, Group, Message,
     MessageId, MessageState, OutboxEntry, Recipient, Store, StoreError,
 };
 use libp2p::PeerId;
@@ -167,9 +167,10 @@ pub fn compose_text(
     me: &PeerId,
     contact: &Contact,
     text: &str,
+    file: Option<&FileRef>,
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<(Message, OutboxEntry), OpError> {
-    check_text(text)?;
+    check_text(text, file)?;
     match contact.state {
         ContactState::Accepted | ContactState::PendingOut => {}
         state => {
@@ -182,13 +183,14 @@ pub fn compose_text(
     }
     let peer = contact.peer_id;
     let kind = ConversationKind::Direct { peer_id: peer.to_base58() };
-    let message = next_message(store, me, direct_conversation(me, &peer), kind, text, used_lamports)?;
+    let message = next_message(store, me, direct_conversation(me, &peer), kind, text, file, used_lamports)?;
     let now = message.sent_at_ms;
     let payload = Payload::Text {
         id: message.id,
         lamport: message.lamport,
         sent_at_ms: message.sent_at_ms,
         text: message.text.clone(),
+        file: file.map(crate::files::offer_of),
     };
     let entry = OutboxEntry {
         id: message.id,
@@ -410,9 +412,10 @@ pub fn compose_group_text(
     me: &PeerId,
     group: &Group,
     text: &str,
+    file: Option<&FileRef>,
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<Message, OpError> {
-    check_text(text)?;
+    check_text(text, file)?;
     if group.invited_by.is_some() {
         return Err(OpError::NotAllowed(format!("{} is an invitation: accept it first (kith group accept)", group.name)));
     }
@@ -421,11 +424,12 @@ pub fn compose_group_text(
     }
     let conversation = crate::group::conversation(&group.id);
     let kind = ConversationKind::Group { group_id: group.id };
-    next_message(store, me, conversation, kind, text, used_lamports)
+    next_message(store, me, conversation, kind, text, file, used_lamports)
 }
 
-fn check_text(text: &str) -> Result<(), OpError> {
-    if text.is_empty() {
+/// A text is refused when empty, unless it is a file's caption.
+fn check_text(text: &str, file: Option<&FileRef>) -> Result<(), OpError> {
+    if text.is_empty() && file.is_none() {
         return Err(OpError::Invalid("empty message".into()));
     }
     if text.len() > MAX_TEXT_LEN {
@@ -442,6 +446,7 @@ fn next_message(
     conversation: ConversationId,
     kind: ConversationKind,
     text: &str,
+    file: Option<&FileRef>,
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<Message, OpError> {
     let now = now_ms();
@@ -464,6 +469,7 @@ fn next_message(
         text: text.to_owned(),
         state: MessageState::Pending,
         direction: Direction::Outgoing,
+        file: file.map(|f| Box::new(f.clone())),
     })
 }
 

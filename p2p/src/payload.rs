@@ -59,9 +59,14 @@ pub enum Payload {
         lamport: u64,
         /// The sender's wall clock when written, ms since the Unix epoch.
         sent_at_ms: u64,
-        /// The message body, at most [`MAX_TEXT_LEN`] bytes.
+        /// The message body, at most [`MAX_TEXT_LEN`] bytes; a file's caption (maybe
+        /// empty) when `file` is set.
         #[serde(deserialize_with = "wire::Max::<MAX_TEXT_LEN>::text")]
         text: String,
+        /// The file the message carries. Absent in plain texts and from older
+        /// versions (which ignore it and show the caption).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<FileOffer>,
     },
     /// The recipient stored (`Delivered`) or read (`Read`) these messages of the sender.
     Receipt {
@@ -146,6 +151,50 @@ pub struct PeerHint {
     pub relays: Vec<Vec<u8>>,
 }
 
+/// Longest file name a [`FileOffer`] may carry, in bytes of UTF-8.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+/// Longest media type a [`FileOffer`] may carry.
+pub const MAX_MEDIA_TYPE_BYTES: usize = 127;
+/// Most media nodes one [`FileOffer`] may name.
+pub const MAX_FILE_SOURCES: usize = 4;
+
+/// A file inside a message: how to fetch it, check it and read it. Only the
+/// message's recipients see it (it travels sealed); see [`crate::blob`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOffer {
+    /// The blob's content address.
+    #[serde(with = "wire::byte_array")]
+    pub blob: [u8; 32],
+    /// The file's own key.
+    #[serde(with = "wire::byte_array")]
+    pub key: [u8; 32],
+    /// The file name, at most [`MAX_FILE_NAME_BYTES`] (receivers keep only its last
+    /// path component, see [`crate::files::safe_file_name`]).
+    #[serde(deserialize_with = "wire::Max::<MAX_FILE_NAME_BYTES>::text")]
+    pub name: String,
+    /// The plaintext size in bytes.
+    pub size: u64,
+    /// The media type, at most [`MAX_MEDIA_TYPE_BYTES`].
+    #[serde(deserialize_with = "wire::Max::<MAX_MEDIA_TYPE_BYTES>::text")]
+    pub media_type: String,
+    /// Media nodes holding the blob besides the author; at most [`MAX_FILE_SOURCES`].
+    #[serde(default, deserialize_with = "wire::Max::<MAX_FILE_SOURCES>::seq")]
+    pub sources: Vec<PeerHint>,
+}
+
+impl std::fmt::Debug for FileOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileOffer")
+            .field("blob", &hex::encode(self.blob))
+            .field("key", &"<secret>")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("media_type", &self.media_type)
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
 /// Which delivery milestone a [`Payload::Receipt`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReceiptKind {
@@ -224,6 +273,7 @@ mod tests {
             lamport: 3,
             sent_at_ms: 1,
             text: "привет 👋\nworld".into(),
+            file: None,
         };
         assert_eq!(Payload::decode(&p.encode().unwrap()).unwrap(), p);
         let future = wire::encode(&VersionedRef { v: 9, p: &p }).unwrap();
@@ -246,7 +296,7 @@ mod tests {
 
     #[test]
     fn lamport_counters_are_capped() {
-        let at = |lamport| Payload::Text { id: MessageId([7; 16]), lamport, sent_at_ms: 1, text: "x".into() };
+        let at = |lamport| Payload::Text { id: MessageId([7; 16]), lamport, sent_at_ms: 1, text: "x".into(), file: None };
         assert!(Payload::decode(&at(MAX_LAMPORT).encode().unwrap()).is_ok());
         assert!(matches!(Payload::decode(&at(MAX_LAMPORT + 1).encode().unwrap()), Err(WireError::Malformed(_))));
         assert!(matches!(Payload::decode(&at(u64::MAX).encode().unwrap()), Err(WireError::Malformed(_))));
@@ -265,7 +315,7 @@ mod tests {
     }
 
     fn text(text: String) -> Payload {
-        Payload::Text { id: MessageId([1; 16]), lamport: 1, sent_at_ms: 1, text }
+        Payload::Text { id: MessageId([1; 16]), lamport: 1, sent_at_ms: 1, text, file: None }
     }
 
     #[test]

@@ -225,6 +225,7 @@ mod tests {
                 text: "x".into(),
                 state: MessageState::Delivered,
                 direction: Direction::Incoming,
+                file: None,
             })
             .collect();
         store.insert_incoming_batch(&held).unwrap();

@@ -2,7 +2,9 @@
 //!
 //! Field names here are a public interface (docs/API.md); add fields, never rename.
 
-use kith_storage::{Contact, ContactState, Direction, Group, Message, MessageState, Role, Store};
+use kith_storage::{
+    Contact, ContactState, Direction, FileRecord, FileRef, FileState, Group, Message, MessageState, Role, Store,
+};
 use serde::{Deserialize, Serialize};
 
 /// A contact as users and scripts see it.
@@ -68,6 +70,77 @@ pub struct MessageView {
     pub lamport: u64,
     /// `pending`, `sent`, `delivered`, `read` or `failed`.
     pub state: MessageState,
+    /// The file it carries (then `text` is its caption, maybe empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
+}
+
+/// A file in a message, as users and scripts see it (never its key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileView {
+    /// The file's id: its blob's content address, 64 hex characters (`kith get`
+    /// takes any unique prefix).
+    pub id: String,
+    /// The file name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: String,
+}
+
+impl From<&FileRef> for FileView {
+    fn from(f: &FileRef) -> FileView {
+        FileView { id: hex::encode(f.blob), name: f.name.clone(), size: f.size, media_type: f.media_type.clone() }
+    }
+}
+
+/// A file this node sent or received and where it stands (`kith files`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntryView {
+    /// The file's id (64 hex characters).
+    pub id: String,
+    /// The file name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: String,
+    /// `shared`, `uploaded`, `offered`, `downloading`, `complete` or `failed`.
+    pub state: FileState,
+    /// Where it is on this machine (the path it was sent from, or where it was saved).
+    pub path: Option<String>,
+    /// Why the last fetch failed.
+    pub error: Option<String>,
+    /// The message that carries it.
+    pub message: String,
+    /// That message's author.
+    pub author: String,
+    /// That message's conversation.
+    pub conversation: String,
+    /// `outgoing` or `incoming`.
+    pub direction: Direction,
+    /// When this node first stored it, ms since the Unix epoch.
+    pub created_at: u64,
+}
+
+impl From<&FileRecord> for FileEntryView {
+    fn from(r: &FileRecord) -> FileEntryView {
+        FileEntryView {
+            id: hex::encode(r.blob),
+            name: r.name.clone(),
+            size: r.size,
+            media_type: r.media_type.clone(),
+            state: r.state,
+            path: r.path.clone(),
+            error: r.error.clone(),
+            message: r.message.to_string(),
+            author: r.author.to_base58(),
+            conversation: r.conversation.to_string(),
+            direction: r.direction,
+            created_at: r.created_at_ms,
+        }
+    }
 }
 
 impl MessageView {
@@ -84,6 +157,7 @@ impl MessageView {
             received_at: m.received_at_ms,
             lamport: m.lamport,
             state: m.state,
+            file: m.file.as_deref().map(FileView::from),
         }
     }
 }

@@ -86,6 +86,9 @@ pub struct Message {
     pub state: MessageState,
     /// Outgoing or incoming.
     pub direction: Direction,
+    /// The file it carries (then `text` is its caption, possibly empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<Box<crate::files::FileRef>>,
 }
 
 impl Message {

@@ -108,6 +108,7 @@ mod tests {
             text: String::new(),
             state: MessageState::Delivered,
             direction: Direction::Incoming,
+            file: None,
         }
     }
 

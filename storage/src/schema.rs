@@ -39,6 +39,8 @@ pub(crate) const GROUP_PENDING: &str = "group_pending";
 pub(crate) const SETTINGS: &str = "settings";
 /// invite token → expiry (u64 BE, ms).
 pub(crate) const INVITES: &str = "invites";
+/// blob id (32 bytes) → `FileRecord`.
+pub(crate) const FILES: &str = "files";
 
 const VERSION_KEY: &[u8] = b"schema_version";
 /// The tree sled always creates; it is not ours and must stay empty.

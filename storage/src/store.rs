@@ -13,13 +13,14 @@ use crate::contacts::Contacts;
 use crate::conversations::Conversations;
 use crate::error::{OpenError, StoreError, db, tx};
 use crate::groups::Groups;
+use crate::files::Files;
 use crate::invites::Invites;
 use crate::keys::KEY_LEN;
 use crate::messages::{Direction, Inserted, Message, MessageState, Messages};
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::replay;
 use crate::schema::{
-    self, CONTACTS, CONVERSATIONS, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES,
+    self, CONTACTS, CONVERSATIONS, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, FILES,
     MESSAGE_INDEX, MESSAGES, OUTBOX, SETTINGS, TOMBSTONES, UNREAD,
 };
 use crate::settings::Settings;
@@ -41,6 +42,7 @@ pub(crate) struct Trees {
     pub(crate) settings: sled::Tree,
     pub(crate) invites: sled::Tree,
     pub(crate) tombstones: sled::Tree,
+    pub(crate) files: sled::Tree,
 }
 
 /// State shared by a [`Store`] and all handles made from it.
@@ -130,6 +132,7 @@ impl Store {
             settings: open(SETTINGS)?,
             invites: open(INVITES)?,
             tombstones: open(TOMBSTONES)?,
+            files: open(FILES)?,
         };
         tracing::debug!(path = %path.display(), "opened store");
         Ok(Store {
@@ -195,6 +198,13 @@ impl Store {
         }
     }
 
+    /// Files sent and received, and where each stands.
+    pub fn files(&self) -> Files {
+        Files {
+            inner: self.inner.clone(),
+        }
+    }
+
     /// Durability point: every write made before this call survives a crash
     /// once it returns `Ok`. Returns the number of bytes written. Blocks.
     pub fn flush(&self) -> Result<usize, StoreError> {
@@ -241,14 +251,36 @@ impl Store {
                 (msg, entry)
             })
             .collect();
-        self.inner.transact(|tx| {
+        let inserted = self.inner.transact(|tx| {
+            let mut inserted = Vec::with_capacity(items.len());
             for (msg, entry) in &items {
-                if tx.insert_message(msg)? == Inserted::New {
+                let result = tx.insert_message(msg)?;
+                if result == Inserted::New {
                     tx.put_outbox(entry)?;
                 }
+                inserted.push(result);
             }
-            Ok(())
+            Ok(inserted)
         })?;
+        self.record_files(items.iter().map(|(m, _)| m), &inserted)
+    }
+
+    /// Starts a [`FileRecord`](crate::FileRecord) for every newly stored message
+    /// that carries a file, unless its blob has one. Outside the messages'
+    /// transaction (files are rare; the hot path keeps its trees) but before the
+    /// caller's flush, so both become durable together.
+    fn record_files<'a>(
+        &self,
+        msgs: impl Iterator<Item = &'a Message>,
+        inserted: &[Inserted],
+    ) -> Result<(), StoreError> {
+        for (msg, result) in msgs.zip(inserted) {
+            if *result == Inserted::New
+                && let Some(record) = crate::files::FileRecord::of(msg)
+            {
+                self.files().put_new(&record)?;
+            }
+        }
         Ok(())
     }
 
@@ -279,8 +311,11 @@ impl Store {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner
-            .transact(|tx| msgs.iter().map(|m| tx.insert_message(m)).collect())
+        let inserted: Vec<Inserted> = self
+            .inner
+            .transact(|tx| msgs.iter().map(|m| tx.insert_message(m)).collect())?;
+        self.record_files(msgs.iter(), &inserted)?;
+        Ok(inserted)
     }
 
     /// [`Store::set_message_state`] for many messages in one transaction

@@ -56,6 +56,7 @@ fn old_messages() -> Vec<Message> {
                 } else {
                     Direction::Outgoing
                 },
+                file: None,
             }
         })
         .collect()

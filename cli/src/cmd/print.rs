@@ -267,6 +267,7 @@ mod tests {
             received_at: 0,
             lamport: 1,
             state: MessageState::Delivered,
+            file: None,
         }
     }
 

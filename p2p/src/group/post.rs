@@ -20,9 +20,12 @@ pub enum GroupPost {
         lamport: u64,
         /// The author's clock when sent, in ms since the Unix epoch.
         sent_at_ms: u64,
-        /// The text.
+        /// The text; a file's caption (maybe empty) when `file` is set.
         #[serde(deserialize_with = "wire::Max::<MAX_TEXT_LEN>::text")]
         text: String,
+        /// The file the message carries (absent in plain texts).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<crate::payload::FileOffer>,
     },
 }
 
@@ -62,13 +65,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_refusals() {
-        let post = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "всем привет 🎉".into() };
+        let post = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "всем привет 🎉".into(), file: None };
         assert_eq!(GroupPost::decode(&post.encode().unwrap()).unwrap(), post);
         assert!(GroupPost::decode(b"garbage").is_err());
-        let long = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "x".repeat(MAX_TEXT_LEN + 1) };
+        let long = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "x".repeat(MAX_TEXT_LEN + 1), file: None };
         assert!(GroupPost::decode(&long.encode().unwrap()).is_err());
         // Counters up to the cap pass; one past it (or at u64::MAX) is malformed.
-        let at = |lamport| GroupPost::Text { id: MessageId([1; 16]), lamport, sent_at_ms: 3, text: "x".into() };
+        let at = |lamport| GroupPost::Text { id: MessageId([1; 16]), lamport, sent_at_ms: 3, text: "x".into(), file: None };
         assert!(GroupPost::decode(&at(MAX_LAMPORT).encode().unwrap()).is_ok());
         assert!(matches!(GroupPost::decode(&at(MAX_LAMPORT + 1).encode().unwrap()), Err(WireError::Malformed(_))));
         assert!(matches!(GroupPost::decode(&at(u64::MAX).encode().unwrap()), Err(WireError::Malformed(_))));

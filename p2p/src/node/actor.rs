@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use kith_storage::{
-    Contact, ContactState, ConversationId, Message, MessageId, MessageState, OutboxEntry, Recipient, Store,
+    Contact, ContactState, ConversationId, FileRef, FileState, Message, MessageId, MessageState, OutboxEntry,
+    Recipient, Store, StoreError,
 };
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
@@ -27,7 +28,7 @@ use super::flusher::{FlushFailed, Flusher};
 use super::inbound::Inbound;
 use super::outbox::{Flight, Queues};
 use super::or_log::OrLog;
-use super::{Command, Event, NodeConfig, NodeError, StartError, Status};
+use super::{Command, Event, NodeConfig, NodeError, SendRequest, StartError, Status};
 use crate::conn_limits;
 use crate::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
 use crate::envelope::{Opener, Sealer, SealerConfig};
@@ -51,13 +52,6 @@ const MAX_REDIALS: u8 = 3;
 
 /// Where the answer to a `Command::Send` goes.
 type SendReply = tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>;
-
-/// A `Command::Send`, unpacked.
-struct SendRequest {
-    contact: String,
-    text: String,
-    reply: SendReply,
-}
 
 /// An outgoing message composed for a `send`, with where it goes.
 type Composed = Result<(Message, OutboxEntry, group_messages::Dest), NodeError>;
@@ -299,8 +293,8 @@ impl Actor {
                     // Sends queued behind this one share its flush (group commit);
                     // the first other command ends the batch and runs after it.
                     let mut next = Some(command);
-                    while let Some(Command::Send { contact, text, reply }) = next {
-                        next = self.send_batch(SendRequest { contact, text, reply });
+                    while let Some(Command::Send(request)) = next {
+                        next = self.send_batch(request);
                     }
                     match next {
                         Some(Command::Shutdown(reply)) => {
@@ -441,8 +435,8 @@ impl Actor {
                 self.reply_when_durable(reply, result);
             }
             // `run` batches sends before they get here; this arm is for completeness.
-            Command::Send { contact, text, reply } => {
-                if let Some(next) = self.send_batch(SendRequest { contact, text, reply }) {
+            Command::Send(request) => {
+                if let Some(next) = self.send_batch(request) {
                     self.command(next);
                 }
             }
@@ -636,16 +630,21 @@ impl Actor {
     /// breaking its order there.) Returns the command that ended the batch.
     fn send_batch(&mut self, first: SendRequest) -> Option<Command> {
         let mut composed = Vec::new();
+        let mut attachments = Vec::new();
         let mut lamports = HashMap::new();
         let mut request = first;
         let ended_by = loop {
-            let result = self.compose_send(&request.contact, &request.text, &mut lamports);
+            let file = request.attachment.as_deref().map(|a| &a.file);
+            let result = self.compose_send(&request.contact, &request.text, file, &mut lamports);
+            if let (Ok(_), Some(a)) = (&result, request.attachment) {
+                attachments.push((a.file.blob, a.state, a.path));
+            }
             composed.push((result, request.reply));
             if composed.len() >= MAX_SEND_BATCH {
                 break None;
             }
             match self.commands.try_recv() {
-                Ok(Command::Send { contact, text, reply }) => request = SendRequest { contact, text, reply },
+                Ok(Command::Send(next)) => request = next,
                 Ok(other) => break Some(other),
                 Err(_) => break None,
             }
@@ -654,7 +653,7 @@ impl Actor {
             .iter()
             .filter_map(|(result, _)| result.as_ref().ok().map(|(m, e, _)| (m.clone(), e.clone())))
             .collect();
-        match self.store.stage_outgoing(&items) {
+        match self.store.stage_outgoing(&items).and_then(|()| self.note_attachments(&attachments)) {
             Ok(()) => {
                 self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));
                 self.flusher.after_flush(AfterFlush::Sends(composed));
@@ -667,6 +666,15 @@ impl Actor {
             }
         }
         ended_by
+    }
+
+    /// Say where the files of staged messages are (their records were started with
+    /// the messages); flushed with them.
+    fn note_attachments(&self, attachments: &[([u8; 32], FileState, Option<String>)]) -> Result<(), StoreError> {
+        for (blob, state, path) in attachments {
+            self.store.files().set_state(blob, *state, path.clone(), None)?;
+        }
+        Ok(())
     }
 
     /// Staged sends are durable (or their flush failed): answer the callers, then
@@ -713,17 +721,18 @@ impl Actor {
         &mut self,
         target: &str,
         text: &str,
+        file: Option<&FileRef>,
         lamports: &mut HashMap<ConversationId, u64>,
     ) -> Result<(Message, OutboxEntry, group_messages::Dest), NodeError> {
         let contact = match ops::resolve_target(&self.store, target)? {
             ops::Target::Contact(contact) => contact,
             ops::Target::Group(group) => {
-                let (message, entry) = self.compose_group(&group, text, lamports)?;
+                let (message, entry) = self.compose_group(&group, text, file, lamports)?;
                 return Ok((message, entry, group_messages::Dest::Group(group.id)));
             }
         };
         let peer = contact.peer_id;
-        let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, lamports)?;
+        let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, file, lamports)?;
         Ok((message, entry, group_messages::Dest::Peer(peer)))
     }
 

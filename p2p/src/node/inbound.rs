@@ -167,7 +167,7 @@ impl Inbound<'_> {
     ) -> Result<Step, OpError> {
         let now = ops::now_ms();
         match payload {
-            Payload::Text { id, lamport, sent_at_ms, text } => {
+            Payload::Text { id, lamport, sent_at_ms, text, file } => {
                 let conversation = ops::direct_conversation(&self.me, &sender);
                 let message = Message {
                     id,
@@ -179,6 +179,7 @@ impl Inbound<'_> {
                     text,
                     state: MessageState::Delivered,
                     direction: Direction::Incoming,
+                    file: file.map(|f| Box::new(crate::files::file_of(f))),
                 };
                 if let Some(refusal) = self.store.messages().refusal(&message)? {
                     tracing::debug!(%sender, %refusal, "refused a text");

@@ -321,11 +321,7 @@ pub(crate) enum Command {
         alias: Option<String>,
         reply: oneshot::Sender<Result<ContactView, NodeError>>,
     },
-    Send {
-        contact: String,
-        text: String,
-        reply: oneshot::Sender<Result<MessageView, NodeError>>,
-    },
+    Send(SendRequest),
     /// Run a storage operation as the single writer, then pick up whatever it queued.
     Local {
         op: LocalOp,
@@ -335,6 +331,28 @@ pub(crate) enum Command {
     SetRelays(Vec<Multiaddr>, oneshot::Sender<()>),
     Group(GroupChange, oneshot::Sender<Result<GroupView, NodeError>>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// A message to send: text, or a file with its caption.
+pub(crate) struct SendRequest {
+    /// The contact or group, as the user names it.
+    pub(crate) contact: String,
+    /// The text (a file's caption, maybe empty).
+    pub(crate) text: String,
+    /// The file, already sealed into the blob store.
+    pub(crate) attachment: Option<Box<Attachment>>,
+    /// Where the answer goes.
+    pub(crate) reply: oneshot::Sender<Result<MessageView, NodeError>>,
+}
+
+/// A file a message carries, as its sender knows it.
+pub(crate) struct Attachment {
+    /// What the message says about it.
+    pub(crate) file: kith_storage::FileRef,
+    /// Where it stands ([`FileState::Shared`] or, once on media nodes, `Uploaded`).
+    pub(crate) state: kith_storage::FileState,
+    /// The path it was sent from.
+    pub(crate) path: Option<String>,
 }
 
 /// A storage operation run as the single writer: inside the actor when a node runs,
@@ -432,7 +450,9 @@ impl NodeHandle {
 
     /// Send a text; returns once it is durably in the outbox (state `pending`).
     pub async fn send(&self, contact: &str, text: &str) -> Result<MessageView, NodeError> {
-        self.ask(|reply| Command::Send { contact: contact.to_owned(), text: text.to_owned(), reply })
+        self.ask(|reply| {
+            Command::Send(SendRequest { contact: contact.to_owned(), text: text.to_owned(), attachment: None, reply })
+        })
             .await?
     }
 

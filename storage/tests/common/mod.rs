@@ -94,6 +94,7 @@ pub fn incoming(conv: ConversationId, id: MessageId, lamport: u64) -> Message {
         text: format!("message {id}"),
         state: MessageState::Delivered,
         direction: Direction::Incoming,
+        file: None,
     }
 }
 

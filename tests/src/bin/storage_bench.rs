@@ -53,6 +53,7 @@ fn message(n: usize, direction: Direction) -> Message {
         text: "x".repeat(TEXT_BYTES),
         state: if direction == Direction::Outgoing { MessageState::Pending } else { MessageState::Delivered },
         direction,
+        file: None,
     }
 }
 

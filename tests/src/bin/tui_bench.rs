@@ -291,6 +291,7 @@ fn generate(n: usize, days: u64, me: &str, them: &str, conversation: kith_p2p::k
             text: text_for(i, n, &mut rng),
             state,
             direction: if dir_out { Direction::Outgoing } else { Direction::Incoming },
+            file: None,
         });
     }
     messages

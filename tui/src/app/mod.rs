@@ -669,6 +669,7 @@ mod tests {
             received_at: n,
             lamport: n,
             state: MessageState::Delivered,
+            file: None,
         }
     }
 

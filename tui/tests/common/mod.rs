@@ -55,6 +55,7 @@ pub fn message(n: u64, peer: &str, direction: Direction, text: &str, at: u64, st
         received_at: at,
         lamport: n,
         state,
+        file: None,
     }
 }
 
@@ -104,6 +105,7 @@ pub fn group_message(n: u64, author: &str, text: &str, at: u64) -> MessageView {
         received_at: at,
         lamport: n,
         state: if direction == Direction::Outgoing { MessageState::Delivered } else { MessageState::Read },
+        file: None,
     }
 }
 

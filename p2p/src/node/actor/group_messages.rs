@@ -91,16 +91,18 @@ impl Actor {
         &mut self,
         group: &Group,
         text: &str,
+        file: Option<&kith_storage::FileRef>,
         lamports: &mut HashMap<kith_storage::ConversationId, u64>,
     ) -> Result<(Message, OutboxEntry), NodeError> {
         // Membership is checked by `compose_group_text` (on the stored `active`).
         let joined = self.groups.joined.get(&group.id).ok_or_else(|| not_allowed("unknown group"))?;
-        let message = ops::compose_group_text(&self.store, &self.me, group, text, lamports)?;
+        let message = ops::compose_group_text(&self.store, &self.me, group, text, file, lamports)?;
         let post = GroupPost::Text {
             id: message.id,
             lamport: message.lamport,
             sent_at_ms: message.sent_at_ms,
             text: message.text.clone(),
+            file: file.map(crate::files::offer_of),
         };
         let plaintext = post.encode().map_err(OpError::from)?;
         let secret = joined.membership.secret();
@@ -338,7 +340,7 @@ impl Actor {
                 return Opened::Refused;
             }
         };
-        let Ok(GroupPost::Text { id, lamport, sent_at_ms, text }) = GroupPost::decode(&opened.plaintext) else {
+        let Ok(GroupPost::Text { id, lamport, sent_at_ms, text, file }) = GroupPost::decode(&opened.plaintext) else {
             return Opened::Refused;
         };
         if opened.author == self.me {
@@ -357,6 +359,7 @@ impl Actor {
             text,
             state: MessageState::Delivered,
             direction: Direction::Incoming,
+            file: file.map(|f| Box::new(crate::files::file_of(f))),
         }))
     }
 

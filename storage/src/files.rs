@@ -1,0 +1,244 @@
+//! Files attached to messages: what a message says about its file ([`FileRef`]) and
+//! what this node has done with it ([`FileRecord`], one per blob).
+//!
+//! The blob itself (sealed chunks) lives outside the database, in the node's blob
+//! store; this table only tracks where each file stands, so `kith files` lists them
+//! without scanning every message and downloads resume after a restart.
+
+use std::sync::Arc;
+
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::error::{StoreError, db};
+use crate::messages::Direction;
+use crate::schema::FILES;
+use crate::store::Inner;
+use crate::types::{ConversationId, MessageId};
+
+/// Length of a blob id and of a file key, in bytes.
+pub const BLOB_ID_LEN: usize = 32;
+
+/// A media node that holds a file's blob, as its message names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSource {
+    /// The media node's peer id.
+    #[serde(with = "crate::peer::peer_text")]
+    pub peer_id: PeerId,
+    /// Where to reach it.
+    #[serde(with = "crate::peer::addr_texts")]
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// What a message says about its file: enough to fetch it (the blob id and where it
+/// is held), check it (the id is a hash of the sealed chunks) and read it (the key).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The blob's content address.
+    pub blob: [u8; BLOB_ID_LEN],
+    /// The file's own key; whoever has it can read the file.
+    pub key: [u8; 32],
+    /// The file name the sender gave (a bare name, no directories).
+    pub name: String,
+    /// The plaintext size in bytes.
+    pub size: u64,
+    /// The media type (`image/png`, `application/octet-stream`, ...).
+    pub media_type: String,
+    /// Media nodes holding the blob, besides the author (empty when sent directly).
+    #[serde(default)]
+    pub sources: Vec<FileSource>,
+}
+
+impl std::fmt::Debug for FileRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRef")
+            .field("blob", &hex::encode(self.blob))
+            .field("key", &"<secret>")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("media_type", &self.media_type)
+            .field("sources", &self.sources)
+            .finish()
+    }
+}
+
+/// Where a file stands on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// Ours: sealed into the blob store, served to recipients.
+    Shared,
+    /// Ours, and also held by the media nodes its message names.
+    Uploaded,
+    /// Someone else's, not fetched (over the automatic size, or not asked for yet).
+    Offered,
+    /// Wanted: waiting for a source to answer, or fetching now.
+    Downloading,
+    /// Fetched, verified and saved ([`FileRecord::path`]).
+    Complete,
+    /// Given up: the blob arrived but does not open with its key (a hostile sender).
+    Failed,
+}
+
+impl FileState {
+    /// The state as shown to people and scripts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Shared => "shared",
+            FileState::Uploaded => "uploaded",
+            FileState::Offered => "offered",
+            FileState::Downloading => "downloading",
+            FileState::Complete => "complete",
+            FileState::Failed => "failed",
+        }
+    }
+}
+
+/// One file this node sent or received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The blob's content address (the file's id).
+    pub blob: [u8; BLOB_ID_LEN],
+    /// The message that carries it.
+    pub message: MessageId,
+    /// That message's author.
+    #[serde(with = "crate::peer::peer_text")]
+    pub author: PeerId,
+    /// That message's conversation.
+    pub conversation: ConversationId,
+    /// Sent or received.
+    pub direction: Direction,
+    /// The file name.
+    pub name: String,
+    /// The plaintext size in bytes.
+    pub size: u64,
+    /// The media type.
+    pub media_type: String,
+    /// Where it stands.
+    pub state: FileState,
+    /// The file on this machine: for ours, the path it was sent from; for others',
+    /// where it was saved once complete.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Why the last attempt to fetch it failed, for people.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When this record was written first, ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+impl FileRecord {
+    /// The first record of the file `msg` carries (`None` for a plain text, or an
+    /// author that is not a peer id): ours are [`FileState::Shared`], others'
+    /// [`FileState::Offered`].
+    pub fn of(msg: &crate::Message) -> Option<FileRecord> {
+        let file = msg.file.as_ref()?;
+        let state = match msg.direction {
+            Direction::Outgoing => FileState::Shared,
+            Direction::Incoming => FileState::Offered,
+        };
+        Some(FileRecord {
+            blob: file.blob,
+            message: msg.id,
+            author: msg.author.parse().ok()?,
+            conversation: msg.conversation,
+            direction: msg.direction,
+            name: file.name.clone(),
+            size: file.size,
+            media_type: file.media_type.clone(),
+            state,
+            path: None,
+            error: None,
+            created_at_ms: msg.received_at_ms,
+        })
+    }
+}
+
+/// Handle to the files table. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Files {
+    fn tree(&self) -> &sled::Tree {
+        &self.inner.trees.files
+    }
+
+    /// Stores `record` under its blob id, replacing any earlier record. Not flushed.
+    pub fn put(&self, record: &FileRecord) -> Result<(), StoreError> {
+        self.tree().insert(record.blob, encode(record)?).map_err(db)?;
+        Ok(())
+    }
+
+    /// Stores `record` unless a record for its blob exists (a message delivered
+    /// twice must not reset a download). Returns whether it was stored. Not flushed.
+    pub fn put_new(&self, record: &FileRecord) -> Result<bool, StoreError> {
+        let stored = self
+            .tree()
+            .compare_and_swap(record.blob, None::<&[u8]>, Some(encode(record)?))
+            .map_err(db)?;
+        Ok(stored.is_ok())
+    }
+
+    /// The record of blob `blob`.
+    pub fn get(&self, blob: &[u8; BLOB_ID_LEN]) -> Result<Option<FileRecord>, StoreError> {
+        match self.tree().get(blob).map_err(db)? {
+            Some(v) => decode(FILES, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The records whose blob id, in lowercase hex, starts with `prefix` (the table
+    /// holds one record per file, so a scan is cheap).
+    pub fn find(&self, prefix: &str) -> Result<Vec<FileRecord>, StoreError> {
+        let prefix = prefix.to_ascii_lowercase();
+        let mut out = Vec::new();
+        for kv in self.tree().iter() {
+            let (k, v) = kv.map_err(db)?;
+            if hex::encode(&k).starts_with(&prefix) {
+                out.push(decode(FILES, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record, oldest first.
+    pub fn list(&self) -> Result<Vec<FileRecord>, StoreError> {
+        let mut out = self
+            .tree()
+            .iter()
+            .map(|kv| kv.map_err(db).and_then(|(_, v)| decode::<FileRecord>(FILES, &v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|r| (r.created_at_ms, r.blob));
+        Ok(out)
+    }
+
+    /// Moves the record of `blob` to `state` (with `path` and `error` when given;
+    /// `error` is cleared otherwise). Returns the record as stored now, or `None` when
+    /// there is none. Not flushed.
+    pub fn set_state(
+        &self,
+        blob: &[u8; BLOB_ID_LEN],
+        state: FileState,
+        path: Option<String>,
+        error: Option<String>,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        let Some(mut record) = self.get(blob)? else { return Ok(None) };
+        record.state = state;
+        if path.is_some() {
+            record.path = path;
+        }
+        record.error = error;
+        self.put(&record)?;
+        Ok(Some(record))
+    }
+
+    /// Forgets the record of `blob`. Not flushed.
+    pub fn remove(&self, blob: &[u8; BLOB_ID_LEN]) -> Result<(), StoreError> {
+        self.tree().remove(blob).map_err(db)?;
+        Ok(())
+    }
+}
