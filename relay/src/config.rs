@@ -29,6 +29,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::grouplog::GroupLogLimits;
 use crate::mailbox::MailboxLimits;
+use crate::media::MediaLimits;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -173,6 +174,8 @@ pub struct RelayConfig {
     pub mailbox: MailboxConfig,
     /// `[grouplog]`: the group log role (`/kith/grouplog/1`).
     pub grouplog: GroupLogConfig,
+    /// `[media]`: the media role (`/kith/media/1` uploads, `/kith/blob/1` downloads).
+    pub media: MediaConfig,
     /// `[access]`: who may use the relay.
     pub access: AccessConfig,
     /// `[connections]`: how many connections the relay accepts.
@@ -198,6 +201,7 @@ impl Default for RelayConfig {
             autonat: AutonatConfig::default(),
             mailbox: MailboxConfig::default(),
             grouplog: GroupLogConfig::default(),
+            media: MediaConfig::default(),
             access: AccessConfig::default(),
             connections: ConnectionsConfig::default(),
             metrics: MetricsConfig::default(),
@@ -506,6 +510,81 @@ impl GroupLogConfig {
             max_items_per_log: self.max_items_per_log,
             max_bytes_per_log: self.max_bytes_per_log,
             max_total_bytes: self.max_total_bytes,
+        }
+    }
+}
+
+/// `[media]`: hold encrypted files (blobs) that members upload once, for recipients
+/// to download while the sender is offline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// `media.enabled`: take uploads (`/kith/media/1`) and serve the blobs held
+    /// (`/kith/blob/1`). Off by default: files take disk space an operator chooses to
+    /// give. Default: `false`.
+    pub enabled: bool,
+    /// `media.dir`: directory of the blobs (files) and their records, created with
+    /// mode 0700; a relative path is relative to `data_dir`. See
+    /// [`RelayConfig::media_dir`]. Default: none, meaning `<data_dir>/media`.
+    pub dir: Option<PathBuf>,
+    /// `media.ttl_days`: a blob is deleted this many days after its last upload,
+    /// downloaded or not. 1 to [`MAX_TTL_DAYS`]. Default: `7`.
+    pub ttl_days: u32,
+    /// `media.ttl_secs`: the same lifetime in seconds, for one under a day (or a
+    /// test); when set it replaces `ttl_days`. 1 to [`MAX_TTL_SECS`].
+    /// Default: none (`ttl_days` applies).
+    pub ttl_secs: Option<u64>,
+    /// `media.max_total_bytes`: sealed bytes all blobs together may hold; at least
+    /// `max_bytes_per_uploader`. Default: `34359738368` (32 GiB).
+    pub max_total_bytes: u64,
+    /// `media.max_bytes_per_uploader`: sealed bytes of the blobs one peer uploaded
+    /// first may hold; at least `max_blob_bytes`. Default: `8589934592` (8 GiB).
+    pub max_bytes_per_uploader: u64,
+    /// `media.max_blob_bytes`: the largest sealed blob taken (a file plus 16 bytes
+    /// per 256 KiB chunk). Default: `4311744512` (4 GiB + 16 MiB: a 4 GiB file, sealed, with room).
+    pub max_blob_bytes: u64,
+    /// `media.max_uploads`: uploads pulled at once; beyond it an upload is refused
+    /// as busy. 1 to [`MAX_JOBS_LIMIT`]. Default: `16`.
+    pub max_uploads: u32,
+    /// `media.expire_interval_secs`: how often expired blobs are deleted.
+    /// Default: `600`.
+    pub expire_interval_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            enabled: false,
+            dir: None,
+            ttl_days: 7,
+            ttl_secs: None,
+            max_total_bytes: 32 * GIB,
+            max_bytes_per_uploader: 8 * GIB,
+            max_blob_bytes: 4 * GIB + 16 * MIB,
+            max_uploads: 16,
+            expire_interval_secs: 600,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// How long a blob is held: `ttl_secs` if set, else `ttl_days`.
+    pub fn ttl(&self) -> Duration {
+        ttl(self.ttl_secs, self.ttl_days)
+    }
+
+    /// `expire_interval_secs` as a [`Duration`].
+    pub fn expire_interval(&self) -> Duration {
+        Duration::from_secs(self.expire_interval_secs)
+    }
+
+    /// The store limits these settings describe.
+    pub fn limits(&self) -> MediaLimits {
+        MediaLimits {
+            ttl: self.ttl(),
+            max_total_bytes: self.max_total_bytes,
+            max_bytes_per_uploader: self.max_bytes_per_uploader,
+            max_blob_bytes: self.max_blob_bytes,
         }
     }
 }
@@ -898,6 +977,36 @@ impl RelayConfig {
             ));
         }
 
+        let d = &self.media;
+        if d.dir.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(invalid("media.dir".into(), "must not be empty".into()));
+        }
+        if !(1..=MAX_TTL_DAYS).contains(&d.ttl_days) {
+            return Err(invalid(
+                "media.ttl_days".into(),
+                format!("must be between 1 and {MAX_TTL_DAYS}"),
+            ));
+        }
+        check_ttl_secs("media.ttl_secs", d.ttl_secs)?;
+        check_max_jobs("media.max_uploads", d.max_uploads)?;
+        at_least_one("media.max_blob_bytes", d.max_blob_bytes)?;
+        at_least_one("media.expire_interval_secs", d.expire_interval_secs)?;
+        if d.max_bytes_per_uploader < d.max_blob_bytes {
+            return Err(invalid(
+                "media.max_bytes_per_uploader".into(),
+                format!("must be at least max_blob_bytes ({})", d.max_blob_bytes),
+            ));
+        }
+        if d.max_total_bytes < d.max_bytes_per_uploader {
+            return Err(invalid(
+                "media.max_total_bytes".into(),
+                format!(
+                    "must be at least max_bytes_per_uploader ({})",
+                    d.max_bytes_per_uploader
+                ),
+            ));
+        }
+
         let n = &self.connections;
         at_least_one("connections.max_established", n.max_established.into())?;
         at_least_one(
@@ -953,6 +1062,15 @@ impl RelayConfig {
     /// The group log database directory: `<data_dir>/grouplog`.
     pub fn grouplog_dir(&self) -> PathBuf {
         self.data_dir.join("grouplog")
+    }
+
+    /// The media role's directory: `media.dir` (relative to `data_dir` unless
+    /// absolute), or `<data_dir>/media`.
+    pub fn media_dir(&self) -> PathBuf {
+        match &self.media.dir {
+            Some(dir) => self.data_dir.join(dir),
+            None => self.data_dir.join("media"),
+        }
     }
 }
 

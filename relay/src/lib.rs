@@ -2,11 +2,13 @@
 //!
 //! A relay is a volunteer node that helps kith peers: it serves the DHT, relays
 //! circuits for peers behind NAT, answers AutoNAT probes, holds sealed mail for
-//! offline users and keeps groups' logs of sealed messages. The network side:
+//! offline users, keeps groups' logs of sealed messages and (as a media node) holds
+//! encrypted files. The network side:
 //!
 //! - [`server`]: the running relay — the libp2p swarm with every role, the
 //!   `/kith/mailbox/1` and `/kith/grouplog/1` services (disk work on the blocking
-//!   pool), metrics recording and graceful shutdown.
+//!   pool), the media role's `/kith/media/1` uploads and `/kith/blob/1` downloads,
+//!   metrics recording and graceful shutdown.
 //! - [`identity`]: the relay's host key, created on first start.
 //! - [`cli`]: the `kith-relay` command line (`run`, `check-config`, `init-config`,
 //!   `id`) and its exit codes.
@@ -21,13 +23,16 @@
 //! - [`grouplog`]: the durable group log store (all-or-nothing appends with
 //!   de-duplication, cursor fetches, TTL expiry, quotas), built from the mailbox
 //!   store's parts.
+//! - [`media`]: the media role's store: sealed blobs as files, a durable record per
+//!   blob (uploader, size, expiry), quotas per uploader and in total.
 //! - [`limits`]: per-sender token-bucket rate limiting with bounded memory.
 //! - [`metrics`]: the typed Prometheus metrics group, [`process`]: the process
 //!   metrics read from `/proc/self`, and [`http`]: the `/metrics` and `/health`
 //!   endpoint.
 //!
 //! The relay sees only ciphertext: envelopes and group log items are opaque bytes,
-//! mailbox ids opaque owner ids, log ids hashes of group ids it never learns.
+//! mailbox ids opaque owner ids, log ids hashes of group ids it never learns, blobs
+//! sealed chunks under keys it never has.
 
 pub mod cli;
 pub mod config;
@@ -38,6 +43,7 @@ pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod mailbox;
+pub mod media;
 pub mod metrics;
 pub mod process;
 pub mod server;

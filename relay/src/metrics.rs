@@ -35,6 +35,7 @@ use kith_p2p::conn_limits::Limit;
 use crate::config::RelayConfig;
 use crate::grouplog::GroupLogStats;
 use crate::mailbox::{MailboxStats, Refusal};
+use crate::media::MediaStats;
 use crate::process::ProcessCollector;
 
 /// The prefix of every relay metric name.
@@ -108,6 +109,89 @@ pub struct Metrics {
     pub mailbox_jobs: Gauge,
     /// Group log jobs (disk work) in flight, beside `grouplog.max_jobs`.
     pub grouplog_jobs: Gauge,
+    /// Blobs the media role holds.
+    pub media_blobs: Gauge,
+    /// Sealed bytes the media role holds.
+    pub media_bytes: Gauge,
+    /// Uploads pulled and stored.
+    pub media_uploads: Counter,
+    /// Sealed bytes stored by uploads.
+    pub media_uploaded_bytes: Counter,
+    /// Uploads of blobs already held (lifetime renewed, nothing stored).
+    pub media_upload_duplicates: Counter,
+    /// Uploads being pulled now, beside `media.max_uploads`.
+    pub media_uploads_active: Gauge,
+    /// Uploads refused, by reason.
+    pub media_refusals: Family<MediaRefusalLabels, Counter>,
+    /// Sealed bytes served over `/kith/blob/1`.
+    pub media_served_bytes: Counter,
+    /// Blobs deleted after the TTL.
+    pub media_expired: Counter,
+}
+
+/// Labels of [`Metrics::media_refusals`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MediaRefusalLabels {
+    /// Why the upload was refused.
+    pub reason: MediaRefusalReason,
+}
+
+/// Why an upload was refused, as the `reason` label of
+/// `kith_relay_media_refusals_total` (the mailbox's words where they mean the same).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaRefusalReason {
+    /// `not_member`: the access policy does not admit the uploader.
+    NotMember,
+    /// `too_large`: the blob exceeds `media.max_blob_bytes`.
+    TooLarge,
+    /// `quota_bytes`: the uploader's quota (`media.max_bytes_per_uploader`) is full.
+    QuotaBytes,
+    /// `store_full`: `media.max_total_bytes` is used up.
+    StoreFull,
+    /// `fetch_failed`: the blob could not be pulled from the uploader (or did not
+    /// match what it declared).
+    FetchFailed,
+    /// `busy`: `media.max_uploads` uploads in progress, or this blob is.
+    Busy,
+    /// `bad_request`: a malformed request or an unknown version.
+    BadRequest,
+    /// `storage`: the store failed.
+    Storage,
+}
+
+impl MediaRefusalReason {
+    /// Every reason, in label order.
+    pub const ALL: [MediaRefusalReason; 8] = [
+        MediaRefusalReason::NotMember,
+        MediaRefusalReason::TooLarge,
+        MediaRefusalReason::QuotaBytes,
+        MediaRefusalReason::StoreFull,
+        MediaRefusalReason::FetchFailed,
+        MediaRefusalReason::Busy,
+        MediaRefusalReason::BadRequest,
+        MediaRefusalReason::Storage,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaRefusalReason::NotMember => "not_member",
+            MediaRefusalReason::TooLarge => "too_large",
+            MediaRefusalReason::QuotaBytes => "quota_bytes",
+            MediaRefusalReason::StoreFull => "store_full",
+            MediaRefusalReason::FetchFailed => "fetch_failed",
+            MediaRefusalReason::Busy => "busy",
+            MediaRefusalReason::BadRequest => "bad_request",
+            MediaRefusalReason::Storage => "storage",
+        }
+    }
+}
+
+impl EncodeLabelValue for MediaRefusalReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
 /// Labels of `kith_relay_build_info`.
@@ -319,6 +403,15 @@ impl Metrics {
             rate_limited: Family::default(),
             mailbox_jobs: Gauge::default(),
             grouplog_jobs: Gauge::default(),
+            media_blobs: Gauge::default(),
+            media_bytes: Gauge::default(),
+            media_uploads: Counter::default(),
+            media_uploaded_bytes: Counter::default(),
+            media_upload_duplicates: Counter::default(),
+            media_uploads_active: Gauge::default(),
+            media_refusals: Family::default(),
+            media_served_bytes: Counter::default(),
+            media_expired: Counter::default(),
         };
         registry.register_collector(Box::new(ProcessCollector::new(
             config.connections.limits().max_memory,
@@ -555,6 +648,72 @@ impl Metrics {
             }
         }
 
+        if config.media.enabled {
+            let d = &config.media;
+            r.register("media_blobs", "Blobs the media role holds", m.media_blobs);
+            r.register_with_unit(
+                "media",
+                "Sealed bytes the media role holds",
+                Unit::Bytes,
+                m.media_bytes,
+            );
+            r.register_with_unit(
+                "media_limit",
+                "Sealed bytes the media role holds at most (media.max_total_bytes)",
+                Unit::Bytes,
+                limit(d.max_total_bytes),
+            );
+            r.register(
+                "media_uploads",
+                "Uploads pulled, checked and stored by the media role",
+                m.media_uploads,
+            );
+            r.register_with_unit(
+                "media_uploaded",
+                "Sealed bytes stored by media uploads",
+                Unit::Bytes,
+                m.media_uploaded_bytes,
+            );
+            r.register(
+                "media_upload_duplicates",
+                "Uploads of blobs already held: lifetime renewed, nothing stored",
+                m.media_upload_duplicates,
+            );
+            r.register(
+                "media_uploads_active",
+                "Media uploads being pulled now",
+                m.media_uploads_active,
+            );
+            r.register(
+                "media_uploads_limit",
+                "Media uploads pulled at once at most; more are refused as busy (media.max_uploads)",
+                limit(d.max_uploads.into()),
+            );
+            r.register(
+                "media_refusals",
+                "Media uploads refused, by reason",
+                m.media_refusals,
+            );
+            for reason in MediaRefusalReason::ALL {
+                drop(
+                    metrics
+                        .media_refusals
+                        .get_or_create(&MediaRefusalLabels { reason }),
+                );
+            }
+            r.register_with_unit(
+                "media_served",
+                "Sealed bytes of blobs served over /kith/blob/1",
+                Unit::Bytes,
+                m.media_served_bytes,
+            );
+            r.register(
+                "media_expired",
+                "Media blobs deleted after the TTL",
+                m.media_expired,
+            );
+        }
+
         // Only the kinds of request of the roles that are on.
         let limited: Vec<LimitedRequest> = LimitedRequest::ALL
             .into_iter()
@@ -620,6 +779,20 @@ impl Metrics {
         self.grouplog_logs.set(gauge(stats.logs));
         self.grouplog_items.set(gauge(stats.items));
         self.grouplog_bytes.set(gauge(stats.bytes));
+    }
+
+    /// Counts one refused upload.
+    pub fn media_refused(&self, reason: MediaRefusalReason) {
+        self.media_refusals
+            .get_or_create(&MediaRefusalLabels { reason })
+            .inc();
+    }
+
+    /// Sets the media gauges from the store's totals.
+    pub fn set_media_stats(&self, stats: MediaStats) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.media_blobs.set(gauge(stats.blobs));
+        self.media_bytes.set(gauge(stats.bytes));
     }
 
     /// Sets the mailbox gauges from the store's totals.
@@ -924,6 +1097,50 @@ mod tests {
         assert!(text.contains("kith_relay_rate_limited_total{request=\"deposit\"} 0"));
         assert!(!text.contains("request=\"append\""), "{text}");
         assert!(!text.contains("kith_relay_grouplog"), "{text}");
+    }
+
+    #[test]
+    fn the_media_role_has_families_only_when_on() {
+        assert!(
+            !families(&RelayConfig::default())
+                .iter()
+                .any(|f| f.starts_with("kith_relay_media")),
+            "off by default"
+        );
+        let mut config = RelayConfig::default();
+        config.media.enabled = true;
+        config.media.max_total_bytes = 1 << 40;
+        let mut registry = Registry::default();
+        let metrics = Metrics::for_config(&mut registry, &config);
+        metrics.set_media_stats(MediaStats {
+            blobs: 3,
+            bytes: 3000,
+        });
+        metrics.media_uploads.inc();
+        metrics.media_uploaded_bytes.inc_by(1000);
+        metrics.media_served_bytes.inc_by(2000);
+        metrics.media_refused(MediaRefusalReason::QuotaBytes);
+        let text = encode(&registry).unwrap();
+        for line in [
+            "kith_relay_media_blobs 3",
+            "kith_relay_media_bytes 3000",
+            "kith_relay_media_limit_bytes 1099511627776",
+            "kith_relay_media_uploads_total 1",
+            "kith_relay_media_uploaded_bytes_total 1000",
+            "kith_relay_media_upload_duplicates_total 0",
+            "kith_relay_media_uploads_active 0",
+            "kith_relay_media_uploads_limit 16",
+            "kith_relay_media_refusals_total{reason=\"quota_bytes\"} 1",
+            "kith_relay_media_refusals_total{reason=\"fetch_failed\"} 0",
+            "kith_relay_media_served_bytes_total 2000",
+            "kith_relay_media_expired_total 0",
+            "# HELP kith_relay_media_refusals Media uploads refused, by reason.",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 
     #[test]

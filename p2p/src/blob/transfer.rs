@@ -97,7 +97,13 @@ impl From<BlobError> for FetchError {
 /// Serves the blobs of `store` to every peer that asks, until `incoming` ends (the
 /// swarm is gone). Each stream is served in its own task; at most [`MAX_SERVING`] at
 /// once.
-pub async fn serve(store: Arc<BlobStore>, mut incoming: IncomingStreams) {
+pub async fn serve(store: Arc<BlobStore>, incoming: IncomingStreams) {
+    serve_counted(store, incoming, Arc::new(|_| {})).await;
+}
+
+/// [`serve`], telling `served` the size of every sealed chunk written to a peer (a
+/// media node counts the bytes it serves).
+pub async fn serve_counted(store: Arc<BlobStore>, mut incoming: IncomingStreams, served: Arc<dyn Fn(u64) + Send + Sync>) {
     let permits = Arc::new(Semaphore::new(MAX_SERVING));
     let per_peer: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
@@ -109,8 +115,9 @@ pub async fn serve(store: Arc<BlobStore>, mut incoming: IncomingStreams) {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let store = store.clone();
         let per_peer = per_peer.clone();
+        let counter = served.clone();
         tokio::spawn(async move {
-            let served = tokio::time::timeout(REQUEST_TIMEOUT, answer(&store, stream)).await;
+            let served = tokio::time::timeout(REQUEST_TIMEOUT, answer(&store, stream, &*counter)).await;
             if let Ok(Err(e)) | Err(e) = served.map_err(std::io::Error::from) {
                 tracing::debug!(%peer, error = %e, "serving a blob request failed");
             }
@@ -142,8 +149,8 @@ fn give_share_back(shares: &std::sync::Mutex<HashMap<PeerId, usize>>, peer: Peer
     }
 }
 
-/// Reads one request from `stream` and answers it.
-async fn answer(store: &BlobStore, mut stream: libp2p::Stream) -> std::io::Result<()> {
+/// Reads one request from `stream` and answers it, telling `served` each chunk's size.
+async fn answer(store: &BlobStore, mut stream: libp2p::Stream, served: &(dyn Fn(u64) + Send + Sync)) -> std::io::Result<()> {
     let mut head = [0u8; 34];
     tokio::time::timeout(ASK_TIMEOUT, stream.read_exact(&mut head)).await??;
     let id = BlobId(head[2..].try_into().unwrap_or([0; 32]));
@@ -176,6 +183,7 @@ async fn answer(store: &BlobStore, mut stream: libp2p::Stream) -> std::io::Resul
             Ok(Some(sealed)) => {
                 stream.write_all(&[OK]).await?;
                 stream.write_all(&sealed).await?;
+                served(sealed.len() as u64);
             }
             Ok(None) => stream.write_all(&[NOT_HELD]).await?,
             Err(e) => {
@@ -270,7 +278,9 @@ async fn status(stream: &mut libp2p::Stream, what: impl FnOnce() -> String) -> R
     }
 }
 
-async fn fetch_outboard(control: Control, peer: PeerId, id: BlobId) -> Result<Outboard, FetchError> {
+/// Fetches the outboard of `id` from `peer`, checked against the id (a media node
+/// reads the blob's size from it before pulling any chunk).
+pub async fn fetch_outboard(control: Control, peer: PeerId, id: BlobId) -> Result<Outboard, FetchError> {
     let fetching = async {
         let mut stream = ask(control, peer, &head(KIND_OUTBOARD, &id)).await?;
         status(&mut stream, || "the blob".into()).await?;

@@ -516,7 +516,7 @@ impl NodeHandle {
     /// returns once the media node holds it durably.
     pub async fn upload_blob(&self, media: PeerId, id: BlobId) -> Result<(), NodeError> {
         let blobs = self.blobs()?;
-        crate::blob::media::upload(&blobs.control, media, id).await?;
+        crate::blob::media::upload(&blobs.control, &blobs.store, media, id).await?;
         Ok(())
     }
 

@@ -57,6 +57,10 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     /// Always on: keeps idle connections alive and measures round trips.
     pub(crate) ping: ping::Behaviour,
+    /// Raw streams for the media role (`[media]`): `/kith/media/1` uploads and
+    /// `/kith/blob/1` downloads, served by `media_service`. Off, the relay offers
+    /// neither protocol.
+    pub(crate) streams: Toggle<libp2p_stream::Behaviour>,
 }
 
 impl Behaviour {
@@ -177,6 +181,11 @@ impl Behaviour {
             grouplog,
             identify,
             ping: ping::Behaviour::default(),
+            streams: config
+                .media
+                .enabled
+                .then(libp2p_stream::Behaviour::new)
+                .into(),
         }
     }
 }

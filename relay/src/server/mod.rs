@@ -17,6 +17,7 @@ mod dht;
 mod grouplog_service;
 mod jobs;
 mod mailbox_service;
+mod media_service;
 mod rate;
 
 use std::collections::{HashMap, HashSet};
@@ -44,6 +45,7 @@ use crate::config::{AccessPolicy, RelayConfig};
 use crate::grouplog::GroupLogStore;
 use crate::limits::RateLimiter;
 use crate::mailbox::{MailboxStore, OpenError};
+use crate::media::{MediaError, MediaStore};
 use crate::metrics::{Exposition, Metrics};
 use behaviour::{Behaviour, BehaviourEvent};
 use jobs::Jobs;
@@ -107,6 +109,9 @@ pub enum StartError {
     /// The group log store could not be opened.
     #[error("cannot open the group log store")]
     GroupLogStore(#[source] OpenError),
+    /// The media store could not be opened.
+    #[error("cannot open the media store")]
+    MediaStore(#[source] MediaError),
     /// The libp2p swarm could not be built.
     #[error("cannot build the network stack: {0}")]
     Build(String),
@@ -169,6 +174,9 @@ pub struct Relay {
     reservations: HashMap<PeerId, i64>,
     /// Set when a listener that had not reported an address yet failed.
     listen_failure: Option<StartError>,
+    /// The media role's upload and download tasks (empty when it is off), aborted
+    /// with the relay.
+    media_tasks: Vec<AbortOnDrop>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -246,6 +254,24 @@ impl Relay {
         } else {
             None
         };
+        let media_store = if config.media.enabled {
+            let dir = config.media_dir();
+            let limits = config.media.limits();
+            let store = tokio::task::spawn_blocking(move || MediaStore::open(&dir, limits))
+                .await
+                .map_err(|e| StartError::Internal(e.to_string()))?
+                .map_err(StartError::MediaStore)?;
+            let stats = store.stats();
+            tracing::info!(
+                path = %store.path().display(),
+                blobs = stats.blobs,
+                bytes = stats.bytes,
+                "opened media store"
+            );
+            Some(store)
+        } else {
+            None
+        };
 
         let mut registry = Registry::default();
         let metrics = Metrics::for_config(&mut registry, &config);
@@ -300,6 +326,7 @@ impl Relay {
             Some(members) => Access::Members(members),
             None => Access::Open,
         };
+        let access_for_media = access.clone();
         // Every limiter tracks at most `max_tracked_senders` peers.
         let limiter = |rate, burst| {
             RateLimiter::new(rate, burst)
@@ -322,6 +349,10 @@ impl Relay {
             metrics.clone(),
         );
         let relay_metrics = metrics.clone();
+        let media_tasks = match media_store {
+            Some(store) => start_media(&swarm, store, access_for_media, &config, metrics.clone())?,
+            None => Vec::new(),
+        };
 
         let mut relay = Relay {
             swarm,
@@ -352,6 +383,7 @@ impl Relay {
             ),
             reservations: HashMap::new(),
             listen_failure: None,
+            media_tasks,
         };
         relay.await_listen_addrs(listeners).await?;
         tracing::info!(
@@ -362,6 +394,7 @@ impl Relay {
             autonat = config.autonat.enabled,
             mailbox = config.mailbox.enabled,
             grouplog = config.grouplog.enabled,
+            media = config.media.enabled,
             policy = config.access.policy.as_str(),
             max_connections = config.connections.max_established,
             max_per_ip = config.connections.max_per_ip,
@@ -506,6 +539,9 @@ impl Relay {
                 .map_err(|e| RunError::Flush("group log", e.to_string()))?
                 .map_err(|e| RunError::Flush("group log", e.to_string()))?;
         }
+        // Uploads still being pulled were never answered `held`: their uploaders
+        // retry, and what they pulled is swept at the next start.
+        self.media_tasks.clear();
         drop(self.metrics_server.take());
         tracing::info!("relay stopped");
         Ok(())
@@ -653,6 +689,8 @@ impl Relay {
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
             }
+            // Raw streams report nothing; `media_service` serves them.
+            BehaviourEvent::Streams(()) => {}
         }
     }
 
@@ -785,6 +823,42 @@ impl Relay {
             self.group_jobs.spawn_expiry(move || job.run());
         }
     }
+}
+
+/// Starts the media role on `swarm`: `/kith/media/1` uploads and `/kith/blob/1`
+/// downloads from `store`, each in a task aborted with the relay.
+fn start_media(
+    swarm: &Swarm<Behaviour>,
+    store: MediaStore,
+    access: Access,
+    config: &RelayConfig,
+    metrics: Metrics,
+) -> Result<Vec<AbortOnDrop>, StartError> {
+    let Some(streams) = swarm.behaviour().streams.as_ref() else {
+        return Err(StartError::Internal("the media role has no stream behaviour".into()));
+    };
+    let mut control = streams.new_control();
+    let registered = |e: libp2p_stream::AlreadyRegistered| StartError::Internal(e.to_string());
+    let uploads = control
+        .accept(kith_p2p::blob::media::PROTOCOL)
+        .map_err(registered)?;
+    let downloads = control
+        .accept(kith_p2p::blob::transfer::PROTOCOL)
+        .map_err(registered)?;
+    let service = Arc::new(media_service::MediaService::new(
+        store,
+        access,
+        metrics,
+        config.media.max_uploads as usize,
+        config.media.expire_interval(),
+    ));
+    let serving = service.clone();
+    Ok(vec![
+        AbortOnDrop(tokio::spawn(async move {
+            serving.serve_downloads(downloads).await;
+        })),
+        AbortOnDrop(tokio::spawn(service.serve_uploads(control, uploads))),
+    ])
 }
 
 /// A task aborted when this is dropped.

@@ -1,0 +1,706 @@
+//! The media role's durable store: sealed blobs as files, and a record per blob of
+//! who uploaded it, its size and when it expires, with the quotas checked against
+//! them. No networking (`server::media_service` pulls and serves).
+//!
+//! Layout under the media directory (`media.dir`, default `<data_dir>/media`):
+//! - `blobs/`: a [`BlobStore`] (per blob `<id>.outboard`, `.data`, `.have`), served
+//!   as is over `/kith/blob/1`;
+//! - `held/<id>`: the blob's record, written atomically (temporary file, fsync,
+//!   rename, directory fsync) only after the blob is complete and synced: version
+//!   `1` (1 byte), sealed size, stored at and expires at (Unix milliseconds; 8 bytes
+//!   each, big-endian), then the uploader's peer id bytes.
+//!
+//! A blob counts as held exactly when its record exists. On [`MediaStore::open`]
+//! anything else is swept away: blob files without a record (a pull cut short by a
+//! crash: it was never acknowledged), records whose blob files are gone, and
+//! temporary files. So after `kill -9` every blob that was answered `held` is still
+//! held, and nothing unaccounted stays on disk.
+//!
+//! Quotas count sealed bytes, per uploader and in total, including uploads in
+//! progress ([`Reservation`]s), so concurrent uploads never overshoot a limit. A
+//! blob is charged to its first uploader only; uploading a held blob again renews its
+//! lifetime ([`MediaStore::renew`]) and charges nobody.
+//!
+//! The index is in memory behind a mutex that is never held across disk I/O; calls
+//! that touch the disk are marked and belong on the blocking pool.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use kith_p2p::blob::{BlobError, BlobId, BlobStore};
+use kith_p2p::home::{Overwrite, write_private_file};
+use libp2p::PeerId;
+
+/// The record format's version.
+const RECORD_VERSION: u8 = 1;
+/// Length of a record before the uploader's peer id.
+const RECORD_HEAD: usize = 1 + 8 + 8 + 8;
+/// Longest peer id accepted in a record (an inlined Ed25519 key is 38 bytes).
+const MAX_PEER_ID_LEN: usize = 64;
+
+/// The store's limits. [`MediaLimits::default`] matches the config defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaLimits {
+    /// How long a blob is held after its (last) upload.
+    pub ttl: Duration,
+    /// Sealed bytes all blobs together may hold.
+    pub max_total_bytes: u64,
+    /// Sealed bytes the blobs first uploaded by one peer may hold.
+    pub max_bytes_per_uploader: u64,
+    /// The largest sealed blob taken.
+    pub max_blob_bytes: u64,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        crate::config::MediaConfig::default().limits()
+    }
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// Reading or writing a file failed.
+    #[error("media store I/O on {}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The blob store failed.
+    #[error("media blob store")]
+    Blob(#[from] BlobError),
+    /// A committed upload's blob is not complete, or not of the reserved size.
+    #[error("blob {0} is not complete at the size reserved")]
+    Incomplete(BlobId),
+}
+
+/// Why an upload is refused before anything is pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Larger than `max_blob_bytes`.
+    TooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// The uploader would hold more than `max_bytes_per_uploader`.
+    QuotaExceeded {
+        /// The limit.
+        limit: u64,
+        /// What the uploader holds and is uploading now.
+        used: u64,
+    },
+    /// All blobs together would exceed `max_total_bytes`.
+    StoreFull,
+    /// The blob is being uploaded (or expired) right now: retry.
+    Busy,
+}
+
+/// What [`MediaStore::admit`] decides.
+#[derive(Debug)]
+pub enum Admission {
+    /// The blob is held already: [`MediaStore::renew`] it.
+    Held,
+    /// Room is reserved: pull the blob into [`MediaStore::blobs`], then
+    /// [`MediaStore::commit`] or [`MediaStore::discard`].
+    Reserved(Reservation),
+}
+
+/// Room reserved for one upload in progress. Dropping it (an upload abandoned, a
+/// task aborted) gives the room back; the blob's files, if any, are swept at the
+/// next [`MediaStore::open`] or by [`MediaStore::discard`].
+#[derive(Debug)]
+pub struct Reservation {
+    index: Arc<Mutex<Index>>,
+    id: BlobId,
+    uploader: PeerId,
+    size: u64,
+    released: bool,
+}
+
+impl Reservation {
+    /// The blob being uploaded.
+    pub fn id(&self) -> BlobId {
+        self.id
+    }
+
+    /// Its sealed size, as declared.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.released {
+            lock(&self.index).unreserve(&self.id, self.uploader, self.size);
+        }
+    }
+}
+
+/// What the store holds (gauges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// Blobs held.
+    pub blobs: u64,
+    /// Their sealed bytes.
+    pub bytes: u64,
+}
+
+/// What one expiry sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Blobs deleted.
+    pub blobs: u64,
+    /// Their sealed bytes.
+    pub bytes: u64,
+}
+
+/// A held blob's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    uploader: PeerId,
+    size: u64,
+    stored_at_ms: u64,
+    expires_at_ms: u64,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(RECORD_HEAD + MAX_PEER_ID_LEN);
+        out.push(RECORD_VERSION);
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.extend_from_slice(&self.stored_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.uploader.to_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Record> {
+        if bytes.len() > RECORD_HEAD + MAX_PEER_ID_LEN || bytes.first() != Some(&RECORD_VERSION) {
+            return None;
+        }
+        let number = |at: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        };
+        Some(Record {
+            size: number(1)?,
+            stored_at_ms: number(9)?,
+            expires_at_ms: number(17)?,
+            uploader: PeerId::from_bytes(bytes.get(RECORD_HEAD..)?).ok()?,
+        })
+    }
+}
+
+/// The in-memory index: held records, reservations and the sums the quotas use.
+#[derive(Debug, Default)]
+struct Index {
+    held: HashMap<BlobId, Record>,
+    /// Uploads in progress and blobs being expired: no second upload may start.
+    busy: HashMap<BlobId, u64>,
+    /// Bytes per uploader, held and reserved.
+    per_uploader: HashMap<PeerId, u64>,
+    /// Bytes held and reserved, in all.
+    total: u64,
+    /// Bytes held.
+    held_bytes: u64,
+}
+
+impl Index {
+    fn charge(&mut self, uploader: PeerId, size: u64) {
+        *self.per_uploader.entry(uploader).or_default() += size;
+        self.total += size;
+    }
+
+    fn uncharge(&mut self, uploader: PeerId, size: u64) {
+        if let Some(used) = self.per_uploader.get_mut(&uploader) {
+            *used = used.saturating_sub(size);
+            if *used == 0 {
+                self.per_uploader.remove(&uploader);
+            }
+        }
+        self.total = self.total.saturating_sub(size);
+    }
+
+    fn unreserve(&mut self, id: &BlobId, uploader: PeerId, size: u64) {
+        if self.busy.remove(id).is_some() {
+            self.uncharge(uploader, size);
+        }
+    }
+
+    fn hold(&mut self, id: BlobId, record: Record) {
+        self.held_bytes += record.size;
+        self.held.insert(id, record);
+    }
+}
+
+fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    // Every update leaves the index consistent before it can panic.
+    index.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The media store (see the module docs). Cheap to clone; shared between tasks.
+#[derive(Clone, Debug)]
+pub struct MediaStore {
+    dir: PathBuf,
+    records: PathBuf,
+    blobs: Arc<BlobStore>,
+    limits: MediaLimits,
+    index: Arc<Mutex<Index>>,
+}
+
+impl MediaStore {
+    /// Opens (creating, mode 0700) the store in `dir`, loads the records and sweeps
+    /// what no record accounts for. Blocks on disk I/O.
+    pub fn open(dir: &Path, limits: MediaLimits) -> Result<MediaStore, MediaError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| MediaError::Io { path, source }
+        };
+        kith_p2p::home::create_private_dir(dir).map_err(io(dir))?;
+        let records = dir.join("held");
+        kith_p2p::home::create_private_dir(&records).map_err(io(&records))?;
+        let blob_dir = dir.join("blobs");
+        let blobs = Arc::new(BlobStore::open(&blob_dir).map_err(io(&blob_dir))?);
+        let store = MediaStore {
+            dir: dir.to_path_buf(),
+            records,
+            blobs,
+            limits,
+            index: Arc::default(),
+        };
+        store.load()?;
+        Ok(store)
+    }
+
+    /// Loads every record whose blob is there and deletes every other file.
+    fn load(&self) -> Result<(), MediaError> {
+        let mut index = Index::default();
+        for (name, path) in entries(&self.records)? {
+            let record = parse_id(&name).and_then(|id| {
+                let bytes = std::fs::read(&path).ok()?;
+                Some((id, Record::decode(&bytes)?))
+            });
+            match record {
+                Some((id, record)) if self.blob_file(&id, "outboard").exists() => {
+                    index.charge(record.uploader, record.size);
+                    index.hold(id, record);
+                }
+                _ => {
+                    if !name.starts_with('.') {
+                        tracing::warn!(file = %path.display(), "dropping a media record without its blob");
+                    }
+                    remove_file(&path)?;
+                }
+            }
+        }
+        let mut orphans = Vec::new();
+        for (name, path) in entries(&self.blobs_dir())? {
+            match name.split_once('.').and_then(|(id, _)| parse_id(id)) {
+                Some(id) if index.held.contains_key(&id) => {}
+                Some(id) => orphans.push(id),
+                // Temporary files (`.incoming-…`, `.<id>.have.tmp-…`).
+                None => remove_file(&path)?,
+            }
+        }
+        orphans.sort();
+        orphans.dedup();
+        for id in &orphans {
+            self.blobs.remove(id)?;
+        }
+        if !orphans.is_empty() {
+            tracing::info!(blobs = orphans.len(), "removed blobs of uploads never completed");
+        }
+        *lock(&self.index) = index;
+        Ok(())
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.dir.join("blobs")
+    }
+
+    fn blob_file(&self, id: &BlobId, ext: &str) -> PathBuf {
+        self.blobs_dir().join(format!("{id}.{ext}"))
+    }
+
+    fn record_path(&self, id: &BlobId) -> PathBuf {
+        self.records.join(id.to_string())
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The blob store the blobs are pulled into and served from.
+    pub fn blobs(&self) -> Arc<BlobStore> {
+        self.blobs.clone()
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &MediaLimits {
+        &self.limits
+    }
+
+    /// What is held now.
+    pub fn stats(&self) -> MediaStats {
+        let index = lock(&self.index);
+        MediaStats {
+            blobs: index.held.len() as u64,
+            bytes: index.held_bytes,
+        }
+    }
+
+    /// Whether blob `id` is held (recorded).
+    pub fn holds(&self, id: &BlobId) -> bool {
+        lock(&self.index).held.contains_key(id)
+    }
+
+    /// Decides whether `uploader` may upload blob `id` of `size` sealed bytes, and if
+    /// so reserves the room. Memory only: never blocks on disk.
+    pub fn admit(&self, uploader: PeerId, id: BlobId, size: u64) -> Result<Admission, Refusal> {
+        let mut index = lock(&self.index);
+        if index.held.contains_key(&id) {
+            return Ok(Admission::Held);
+        }
+        if index.busy.contains_key(&id) {
+            return Err(Refusal::Busy);
+        }
+        let limits = &self.limits;
+        if size > limits.max_blob_bytes {
+            return Err(Refusal::TooLarge {
+                max: limits.max_blob_bytes,
+            });
+        }
+        let used = index.per_uploader.get(&uploader).copied().unwrap_or(0);
+        if used.saturating_add(size) > limits.max_bytes_per_uploader {
+            return Err(Refusal::QuotaExceeded {
+                limit: limits.max_bytes_per_uploader,
+                used,
+            });
+        }
+        if index.total.saturating_add(size) > limits.max_total_bytes {
+            return Err(Refusal::StoreFull);
+        }
+        index.busy.insert(id, size);
+        index.charge(uploader, size);
+        Ok(Admission::Reserved(Reservation {
+            index: self.index.clone(),
+            id,
+            uploader,
+            size,
+            released: false,
+        }))
+    }
+
+    /// Records the pulled blob of `reservation` as held until `now_ms` plus the TTL
+    /// and returns that expiry (Unix ms). The blob must be complete and synced in
+    /// [`MediaStore::blobs`] at the reserved size ([`MediaError::Incomplete`]
+    /// otherwise; the reservation is then still to be discarded). Durable when it
+    /// returns. Blocks on disk I/O.
+    pub fn commit(&self, reservation: &mut Reservation, now_ms: u64) -> Result<u64, MediaError> {
+        let id = reservation.id;
+        let complete = self.blobs.is_complete(&id)?
+            && self
+                .blobs
+                .outboard(&id)?
+                .is_some_and(|o| o.sealed_size() == reservation.size);
+        if !complete {
+            return Err(MediaError::Incomplete(id));
+        }
+        let record = Record {
+            uploader: reservation.uploader,
+            size: reservation.size,
+            stored_at_ms: now_ms,
+            expires_at_ms: self.expiry(now_ms),
+        };
+        self.write_record(&id, &record)?;
+        let mut index = lock(&self.index);
+        // The bytes stay charged to the uploader: from reserved to held.
+        index.busy.remove(&id);
+        index.hold(id, record);
+        reservation.released = true;
+        Ok(record.expires_at_ms)
+    }
+
+    /// Gives up the upload of `reservation`: deletes what was pulled and frees the
+    /// room. Blocks on disk I/O.
+    pub fn discard(&self, reservation: Reservation) -> Result<(), MediaError> {
+        // Files first, while the id is still busy, so no new upload races them.
+        let removed = self.blobs.remove(&reservation.id);
+        drop(reservation);
+        removed.map_err(MediaError::from)
+    }
+
+    /// Renews held blob `id` to expire at `now_ms` plus the TTL (never earlier than
+    /// it would have); returns the new expiry, or `None` if the blob is not held
+    /// (expired meanwhile). Durable when it returns. Blocks on disk I/O.
+    pub fn renew(&self, id: &BlobId, now_ms: u64) -> Result<Option<u64>, MediaError> {
+        let record = {
+            let mut index = lock(&self.index);
+            let Some(record) = index.held.get_mut(id) else {
+                return Ok(None);
+            };
+            record.expires_at_ms = record.expires_at_ms.max(self.expiry(now_ms));
+            *record
+        };
+        self.write_record(id, &record)?;
+        Ok(Some(record.expires_at_ms))
+    }
+
+    /// Deletes every blob whose expiry is at or before `now_ms`, record first (from
+    /// then on it is not held), then its files. Blocks on disk I/O.
+    pub fn expire(&self, now_ms: u64) -> Result<Expired, MediaError> {
+        let due: Vec<(BlobId, Record)> = {
+            let mut index = lock(&self.index);
+            let due: Vec<(BlobId, Record)> = index
+                .held
+                .iter()
+                .filter(|(_, r)| r.expires_at_ms <= now_ms)
+                .map(|(id, r)| (*id, *r))
+                .collect();
+            for (id, record) in &due {
+                // Busy while its files go, so no new upload of it starts meanwhile.
+                index.held.remove(id);
+                index.held_bytes = index.held_bytes.saturating_sub(record.size);
+                index.busy.insert(*id, record.size);
+            }
+            due
+        };
+        let mut expired = Expired::default();
+        let mut failure = None;
+        for (id, record) in due {
+            let removed = remove_file(&self.record_path(&id))
+                .and_then(|()| self.blobs.remove(&id).map_err(MediaError::from));
+            lock(&self.index).unreserve(&id, record.uploader, record.size);
+            match removed {
+                Ok(()) => {
+                    expired.blobs += 1;
+                    expired.bytes += record.size;
+                }
+                // Its files are swept at the next start.
+                Err(e) => failure = Some(e),
+            }
+        }
+        match failure {
+            Some(e) if expired.blobs == 0 => Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "some expired media blobs could not be deleted");
+                Ok(expired)
+            }
+            None => Ok(expired),
+        }
+    }
+
+    fn expiry(&self, now_ms: u64) -> u64 {
+        let ttl_ms = u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX);
+        now_ms.saturating_add(ttl_ms)
+    }
+
+    fn write_record(&self, id: &BlobId, record: &Record) -> Result<(), MediaError> {
+        let path = self.record_path(id);
+        write_private_file(&path, &record.encode(), Overwrite::Allowed)
+            .map_err(|source| MediaError::Io { path, source })
+    }
+}
+
+/// The files of `dir`: name and path.
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, MediaError> {
+    let io = |source| MediaError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+    }
+    Ok(out)
+}
+
+fn remove_file(path: &Path) -> Result<(), MediaError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(MediaError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A blob id from its 64 lowercase hex digits (its `Display`).
+fn parse_id(text: &str) -> Option<BlobId> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut id = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        id[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(BlobId(id))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kith_p2p::blob::{BlobKey, seal};
+
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn limits() -> MediaLimits {
+        MediaLimits {
+            ttl: Duration::from_secs(60),
+            max_total_bytes: 10 * MIB,
+            max_bytes_per_uploader: 4 * MIB,
+            max_blob_bytes: 4 * MIB,
+        }
+    }
+
+    /// Seals `len` bytes into `store`'s blob store as a pull would leave them.
+    fn pulled(store: &MediaStore, len: usize) -> (BlobId, u64) {
+        let plain = vec![7u8; len];
+        let mut temp = store.blobs().temp_file().unwrap();
+        let outboard = seal(&BlobKey::generate(), len as u64, &mut plain.as_slice(), temp.as_file_mut()).unwrap();
+        let (_, path) = temp.keep().unwrap();
+        store.blobs().import(&outboard, &path).unwrap();
+        (outboard.id(), outboard.sealed_size())
+    }
+
+    fn reserve(store: &MediaStore, uploader: PeerId, id: BlobId, size: u64) -> Reservation {
+        match store.admit(uploader, id, size) {
+            Ok(Admission::Reserved(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_garbage_is_refused() {
+        let record = Record {
+            uploader: PeerId::random(),
+            size: 1234,
+            stored_at_ms: 5,
+            expires_at_ms: 6,
+        };
+        assert_eq!(Record::decode(&record.encode()), Some(record));
+        assert_eq!(Record::decode(&[]), None);
+        assert_eq!(Record::decode(&record.encode()[..20]), None);
+        let mut newer = record.encode();
+        newer[0] = 2;
+        assert_eq!(Record::decode(&newer), None);
+        assert_eq!(Record::decode(&vec![1; 4096]), None);
+        let id = BlobId([0xa5; 32]);
+        assert_eq!(parse_id(&id.to_string()), Some(id));
+        assert_eq!(parse_id("zz"), None);
+        assert_eq!(parse_id(&"G".repeat(64)), None);
+    }
+
+    #[test]
+    fn quotas_count_uploads_in_progress_and_a_blob_is_charged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::open(dir.path(), limits()).unwrap();
+        let (alice, bob) = (PeerId::random(), PeerId::random());
+        assert_eq!(
+            store.admit(alice, BlobId([1; 32]), 4 * MIB + 1).unwrap_err(),
+            Refusal::TooLarge { max: 4 * MIB }
+        );
+        let first = reserve(&store, alice, BlobId([1; 32]), 3 * MIB);
+        // The same blob again while it is pulled: busy, not a second reservation.
+        assert_eq!(store.admit(bob, BlobId([1; 32]), 3 * MIB).unwrap_err(), Refusal::Busy);
+        assert_eq!(
+            store.admit(alice, BlobId([2; 32]), 2 * MIB).unwrap_err(),
+            Refusal::QuotaExceeded { limit: 4 * MIB, used: 3 * MIB }
+        );
+        let _second = reserve(&store, bob, BlobId([2; 32]), 3 * MIB);
+        let _third = reserve(&store, PeerId::random(), BlobId([3; 32]), 3 * MIB);
+        assert_eq!(store.admit(PeerId::random(), BlobId([4; 32]), 2 * MIB).unwrap_err(), Refusal::StoreFull);
+        // An abandoned upload gives its room back.
+        drop(first);
+        assert!(matches!(store.admit(alice, BlobId([5; 32]), MIB), Ok(Admission::Reserved(_))));
+    }
+
+    #[test]
+    fn a_committed_blob_survives_a_restart_and_an_unfinished_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = PeerId::random();
+        let (held, unfinished) = {
+            let store = MediaStore::open(dir.path(), limits()).unwrap();
+            let (id, size) = pulled(&store, 300_000);
+            let mut reservation = reserve(&store, alice, id, size);
+            let expires = store.commit(&mut reservation, 1_000).unwrap();
+            assert_eq!(expires, 61_000);
+            assert!(store.holds(&id));
+            // Pulled but never committed: as if the relay died mid-upload.
+            let (other, other_size) = pulled(&store, 10);
+            std::mem::forget(reserve(&store, alice, other, other_size));
+            (id, other)
+        };
+        let store = MediaStore::open(dir.path(), limits()).unwrap();
+        assert!(store.holds(&held));
+        assert!(!store.holds(&unfinished));
+        assert!(store.blobs().is_complete(&held).unwrap());
+        assert_eq!(store.blobs().outboard(&unfinished).unwrap(), None, "its files are gone");
+        assert_eq!(store.stats(), MediaStats { blobs: 1, bytes: 300_000 + 2 * 16 });
+        // Still charged to its uploader after the restart.
+        assert!(matches!(store.admit(alice, BlobId([9; 32]), 4 * MIB), Err(Refusal::QuotaExceeded { .. })));
+    }
+
+    #[test]
+    fn a_commit_of_a_blob_not_pulled_or_of_another_size_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::open(dir.path(), limits()).unwrap();
+        let mut missing = reserve(&store, PeerId::random(), BlobId([1; 32]), 100);
+        assert!(matches!(store.commit(&mut missing, 0), Err(MediaError::Incomplete(_))));
+        store.discard(missing).unwrap();
+        let (id, size) = pulled(&store, 1000);
+        let mut wrong = reserve(&store, PeerId::random(), id, size - 1);
+        assert!(matches!(store.commit(&mut wrong, 0), Err(MediaError::Incomplete(_))));
+        store.discard(wrong).unwrap();
+        assert_eq!(store.blobs().outboard(&id).unwrap(), None);
+        assert_eq!(store.stats(), MediaStats::default());
+    }
+
+    #[test]
+    fn renewal_extends_the_lifetime_and_expiry_deletes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::open(dir.path(), limits()).unwrap();
+        let alice = PeerId::random();
+        let (id, size) = pulled(&store, 5000);
+        let mut reservation = reserve(&store, alice, id, size);
+        store.commit(&mut reservation, 0).unwrap();
+        assert!(matches!(store.admit(PeerId::random(), id, size), Ok(Admission::Held)));
+        assert_eq!(store.renew(&id, 30_000).unwrap(), Some(90_000));
+        assert_eq!(store.expire(60_000).unwrap(), Expired::default());
+        assert_eq!(store.expire(90_000).unwrap(), Expired { blobs: 1, bytes: size });
+        assert_eq!(store.renew(&id, 90_000).unwrap(), None);
+        assert_eq!(store.stats(), MediaStats::default());
+        assert!(kith_files(dir.path()).is_empty(), "{:?}", kith_files(dir.path()));
+        // Its quota is free again.
+        assert!(matches!(store.admit(alice, BlobId([3; 32]), 4 * MIB), Ok(Admission::Reserved(_))));
+    }
+
+    /// Every file under `dir`.
+    fn kith_files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for sub in ["held", "blobs"] {
+            for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+                out.push(entry.unwrap().path());
+            }
+        }
+        out
+    }
+}
