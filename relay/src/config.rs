@@ -1527,6 +1527,41 @@ format = "json"
     }
 
     #[test]
+    fn the_media_section_is_validated_and_its_dir_is_under_data_dir() {
+        let (key, line, message) = invalid("[media]\nenabled = true\nmax_blob_bytes = 9000000000\n");
+        assert_eq!(
+            (key.as_str(), line),
+            ("media.max_bytes_per_uploader", Some(1))
+        );
+        assert!(message.contains("max_blob_bytes (9000000000)"), "{message}");
+        assert_eq!(
+            invalid("[media]\nmax_bytes_per_uploader = 40000000000\n").0,
+            "media.max_total_bytes"
+        );
+        assert_eq!(invalid("[media]\nmax_blob_bytes = 0\n").0, "media.max_blob_bytes");
+        assert_eq!(invalid("[media]\nttl_days = 0\n").0, "media.ttl_days");
+        assert_eq!(invalid("[media]\nttl_secs = 0\n").0, "media.ttl_secs");
+        assert_eq!(invalid("[media]\nmax_uploads = 513\n").0, "media.max_uploads");
+        assert_eq!(
+            invalid("[media]\nexpire_interval_secs = 0\n").0,
+            "media.expire_interval_secs"
+        );
+        assert_eq!(invalid("[media]\ndir = \"\"\n").0, "media.dir");
+        assert_eq!(invalid("[media]\nsize = 1\n").0, "media.size");
+
+        let config = RelayConfig::from_toml_str(
+            "data_dir = \"/srv/kith\"\n[media]\nenabled = true\nttl_secs = 60\n",
+        )
+        .unwrap();
+        assert!(!RelayConfig::default().media.enabled, "off unless asked for");
+        assert_eq!(config.media_dir(), PathBuf::from("/srv/kith/media"));
+        assert_eq!(config.media.ttl(), Duration::from_secs(60));
+        let moved = RelayConfig::from_toml_str("data_dir = \"/srv/kith\"\n[media]\ndir = \"/big/disk\"\n")
+            .unwrap();
+        assert_eq!(moved.media_dir(), PathBuf::from("/big/disk"));
+    }
+
+    #[test]
     fn relations_between_keys_are_checked() {
         // The key at fault is absent: the line is that of its table.
         let (key, line, message) = invalid("\n[mailbox]\nmax_bytes_per_mailbox = 17179869184\n");

@@ -316,7 +316,10 @@ impl MediaStore {
             self.blobs.remove(id)?;
         }
         if !orphans.is_empty() {
-            tracing::info!(blobs = orphans.len(), "removed blobs of uploads never completed");
+            tracing::info!(
+                blobs = orphans.len(),
+                "removed blobs of uploads never completed"
+            );
         }
         *lock(&self.index) = index;
         Ok(())
@@ -520,7 +523,10 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, MediaError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
-        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
     }
     Ok(out)
 }
@@ -575,7 +581,13 @@ mod tests {
     fn pulled(store: &MediaStore, len: usize) -> (BlobId, u64) {
         let plain = vec![7u8; len];
         let mut temp = store.blobs().temp_file().unwrap();
-        let outboard = seal(&BlobKey::generate(), len as u64, &mut plain.as_slice(), temp.as_file_mut()).unwrap();
+        let outboard = seal(
+            &BlobKey::generate(),
+            len as u64,
+            &mut plain.as_slice(),
+            temp.as_file_mut(),
+        )
+        .unwrap();
         let (_, path) = temp.keep().unwrap();
         store.blobs().import(&outboard, &path).unwrap();
         (outboard.id(), outboard.sealed_size())
@@ -615,22 +627,38 @@ mod tests {
         let store = MediaStore::open(dir.path(), limits()).unwrap();
         let (alice, bob) = (PeerId::random(), PeerId::random());
         assert_eq!(
-            store.admit(alice, BlobId([1; 32]), 4 * MIB + 1).unwrap_err(),
+            store
+                .admit(alice, BlobId([1; 32]), 4 * MIB + 1)
+                .unwrap_err(),
             Refusal::TooLarge { max: 4 * MIB }
         );
         let first = reserve(&store, alice, BlobId([1; 32]), 3 * MIB);
         // The same blob again while it is pulled: busy, not a second reservation.
-        assert_eq!(store.admit(bob, BlobId([1; 32]), 3 * MIB).unwrap_err(), Refusal::Busy);
+        assert_eq!(
+            store.admit(bob, BlobId([1; 32]), 3 * MIB).unwrap_err(),
+            Refusal::Busy
+        );
         assert_eq!(
             store.admit(alice, BlobId([2; 32]), 2 * MIB).unwrap_err(),
-            Refusal::QuotaExceeded { limit: 4 * MIB, used: 3 * MIB }
+            Refusal::QuotaExceeded {
+                limit: 4 * MIB,
+                used: 3 * MIB
+            }
         );
         let _second = reserve(&store, bob, BlobId([2; 32]), 3 * MIB);
         let _third = reserve(&store, PeerId::random(), BlobId([3; 32]), 3 * MIB);
-        assert_eq!(store.admit(PeerId::random(), BlobId([4; 32]), 2 * MIB).unwrap_err(), Refusal::StoreFull);
+        assert_eq!(
+            store
+                .admit(PeerId::random(), BlobId([4; 32]), 2 * MIB)
+                .unwrap_err(),
+            Refusal::StoreFull
+        );
         // An abandoned upload gives its room back.
         drop(first);
-        assert!(matches!(store.admit(alice, BlobId([5; 32]), MIB), Ok(Admission::Reserved(_))));
+        assert!(matches!(
+            store.admit(alice, BlobId([5; 32]), MIB),
+            Ok(Admission::Reserved(_))
+        ));
     }
 
     #[test]
@@ -653,10 +681,23 @@ mod tests {
         assert!(store.holds(&held));
         assert!(!store.holds(&unfinished));
         assert!(store.blobs().is_complete(&held).unwrap());
-        assert_eq!(store.blobs().outboard(&unfinished).unwrap(), None, "its files are gone");
-        assert_eq!(store.stats(), MediaStats { blobs: 1, bytes: 300_000 + 2 * 16 });
+        assert_eq!(
+            store.blobs().outboard(&unfinished).unwrap(),
+            None,
+            "its files are gone"
+        );
+        assert_eq!(
+            store.stats(),
+            MediaStats {
+                blobs: 1,
+                bytes: 300_000 + 2 * 16
+            }
+        );
         // Still charged to its uploader after the restart.
-        assert!(matches!(store.admit(alice, BlobId([9; 32]), 4 * MIB), Err(Refusal::QuotaExceeded { .. })));
+        assert!(matches!(
+            store.admit(alice, BlobId([9; 32]), 4 * MIB),
+            Err(Refusal::QuotaExceeded { .. })
+        ));
     }
 
     #[test]
@@ -664,11 +705,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = MediaStore::open(dir.path(), limits()).unwrap();
         let mut missing = reserve(&store, PeerId::random(), BlobId([1; 32]), 100);
-        assert!(matches!(store.commit(&mut missing, 0), Err(MediaError::Incomplete(_))));
+        assert!(matches!(
+            store.commit(&mut missing, 0),
+            Err(MediaError::Incomplete(_))
+        ));
         store.discard(missing).unwrap();
         let (id, size) = pulled(&store, 1000);
         let mut wrong = reserve(&store, PeerId::random(), id, size - 1);
-        assert!(matches!(store.commit(&mut wrong, 0), Err(MediaError::Incomplete(_))));
+        assert!(matches!(
+            store.commit(&mut wrong, 0),
+            Err(MediaError::Incomplete(_))
+        ));
         store.discard(wrong).unwrap();
         assert_eq!(store.blobs().outboard(&id).unwrap(), None);
         assert_eq!(store.stats(), MediaStats::default());
@@ -682,15 +729,31 @@ mod tests {
         let (id, size) = pulled(&store, 5000);
         let mut reservation = reserve(&store, alice, id, size);
         store.commit(&mut reservation, 0).unwrap();
-        assert!(matches!(store.admit(PeerId::random(), id, size), Ok(Admission::Held)));
+        assert!(matches!(
+            store.admit(PeerId::random(), id, size),
+            Ok(Admission::Held)
+        ));
         assert_eq!(store.renew(&id, 30_000).unwrap(), Some(90_000));
         assert_eq!(store.expire(60_000).unwrap(), Expired::default());
-        assert_eq!(store.expire(90_000).unwrap(), Expired { blobs: 1, bytes: size });
+        assert_eq!(
+            store.expire(90_000).unwrap(),
+            Expired {
+                blobs: 1,
+                bytes: size
+            }
+        );
         assert_eq!(store.renew(&id, 90_000).unwrap(), None);
         assert_eq!(store.stats(), MediaStats::default());
-        assert!(kith_files(dir.path()).is_empty(), "{:?}", kith_files(dir.path()));
+        assert!(
+            kith_files(dir.path()).is_empty(),
+            "{:?}",
+            kith_files(dir.path())
+        );
         // Its quota is free again.
-        assert!(matches!(store.admit(alice, BlobId([3; 32]), 4 * MIB), Ok(Admission::Reserved(_))));
+        assert!(matches!(
+            store.admit(alice, BlobId([3; 32]), 4 * MIB),
+            Ok(Admission::Reserved(_))
+        ));
     }
 
     /// Every file under `dir`.

@@ -95,7 +95,11 @@ impl MediaService {
 
     /// Serves uploads arriving on `incoming`, pulling with `control`, and runs the
     /// expiry sweep, until `incoming` ends. Aborting it aborts every upload task.
-    pub(crate) async fn serve_uploads(self: Arc<Self>, control: Control, mut incoming: IncomingStreams) {
+    pub(crate) async fn serve_uploads(
+        self: Arc<Self>,
+        control: Control,
+        mut incoming: IncomingStreams,
+    ) {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut owners: HashMap<Id, PeerId> = HashMap::new();
         let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
@@ -153,7 +157,11 @@ impl MediaService {
         match self.store.expire(now_ms()) {
             Ok(expired) => {
                 if expired.blobs > 0 {
-                    tracing::info!(blobs = expired.blobs, bytes = expired.bytes, "expired media blobs");
+                    tracing::info!(
+                        blobs = expired.blobs,
+                        bytes = expired.bytes,
+                        "expired media blobs"
+                    );
                 }
                 self.metrics.media_expired.inc_by(expired.blobs);
             }
@@ -219,9 +227,12 @@ impl MediaService {
         self.metrics.media_uploads_active.inc();
         tracing::debug!(%peer, blob = %id, bytes = sealed_size, "pulling an upload");
         let deadline = media::upload_deadline(sealed_size);
-        let pulled = tokio::time::timeout(deadline, pull(&control, peer, id, sealed_size, self.store.blobs()))
-            .await
-            .unwrap_or(Err(Pull::Failed("timed out".into())));
+        let pulled = tokio::time::timeout(
+            deadline,
+            pull(&control, peer, id, sealed_size, self.store.blobs()),
+        )
+        .await
+        .unwrap_or(Err(Pull::Failed("timed out".into())));
         self.metrics.media_uploads_active.dec();
         let answer = match pulled {
             Ok(()) => {
@@ -308,7 +319,13 @@ enum Pull {
 /// Pulls blob `id` from `peer` into `blobs`: its outboard first, checked against the
 /// declared `size`, then every chunk, each checked against its hash. Complete and
 /// synced when it returns `Ok`.
-async fn pull(control: &Control, peer: PeerId, id: BlobId, size: u64, blobs: Arc<BlobStore>) -> Result<(), Pull> {
+async fn pull(
+    control: &Control,
+    peer: PeerId,
+    id: BlobId,
+    size: u64,
+    blobs: Arc<BlobStore>,
+) -> Result<(), Pull> {
     let outboard = transfer::fetch_outboard(control.clone(), peer, id)
         .await
         .map_err(pull_error)?;
