@@ -112,6 +112,12 @@ pub(crate) enum Command {
     Rename(RenameArgs),
     /// Send a message (prints its id).
     Send(SendArgs),
+    /// Send a file to a contact or group (prints the message id and the file id).
+    SendFile(SendFileArgs),
+    /// List files sent and received, with id, name, size, state and local path.
+    Files(FilesArgs),
+    /// Download a received file (any size) and optionally save a copy.
+    Get(GetArgs),
     /// Show a conversation, oldest first.
     History(HistoryArgs),
     /// Show one message: conversation, author, text, state.
@@ -326,13 +332,21 @@ pub(crate) enum WaitFor {
     Read,
 }
 
-/// Arguments of `kith send`.
+impl WaitFor {
+    /// The message state it waits for.
+    pub(crate) fn state(self) -> kith_p2p::kith_storage::MessageState {
+        use kith_p2p::kith_storage::MessageState;
+        match self {
+            WaitFor::Sent => MessageState::Sent,
+            WaitFor::Delivered => MessageState::Delivered,
+            WaitFor::Read => MessageState::Read,
+        }
+    }
+}
+
+/// `--wait` and `--timeout` of the commands that send a message.
 #[derive(Debug, Args)]
-pub(crate) struct SendArgs {
-    /// Alias, peer id, or a unique prefix of either.
-    pub(crate) contact: String,
-    /// The message; `-` reads it from stdin (one trailing newline dropped).
-    pub(crate) text: String,
+pub(crate) struct WaitArgs {
     /// Wait until the message is sent, delivered or read (delivered and read: 1:1
     /// conversations only).
     #[arg(long, value_enum)]
@@ -341,6 +355,59 @@ pub(crate) struct SendArgs {
     /// the message stays queued).
     #[arg(long, default_value_t = 30)]
     pub(crate) timeout: u64,
+}
+
+/// Arguments of `kith send`.
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// Alias, peer id, or a unique prefix of either.
+    pub(crate) contact: String,
+    /// The message; `-` reads it from stdin (one trailing newline dropped).
+    pub(crate) text: String,
+    #[command(flatten)]
+    pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith send-file`.
+#[derive(Debug, Args)]
+pub(crate) struct SendFileArgs {
+    /// A contact or group: alias, name, peer id, or a unique prefix.
+    pub(crate) target: String,
+    /// The file to send.
+    pub(crate) path: PathBuf,
+    /// Text sent with the file.
+    #[arg(long)]
+    pub(crate) caption: Option<String>,
+    #[command(flatten)]
+    pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith files`.
+#[derive(Debug, Args)]
+pub(crate) struct FilesArgs {
+    /// Only the files of this contact's or group's conversation.
+    pub(crate) target: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith get`.
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The file id (from `kith files` or `kith history`), or a unique prefix of at
+    /// least 8 characters.
+    pub(crate) id: String,
+    /// Also save the file here.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) out: Option<PathBuf>,
+    /// Wait until the file is downloaded and saved (progress on stderr when it is a
+    /// terminal).
+    #[arg(long)]
+    pub(crate) wait: bool,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }

@@ -29,7 +29,16 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
 
 /// The keys of `config.toml`, in the order the file lists them.
-pub const KEYS: [&str; 7] = ["listen", "bootstrap", "relays", "mdns", "display_name", "read_receipts", "notify_command"];
+pub const KEYS: [&str; 8] = [
+    "listen",
+    "bootstrap",
+    "relays",
+    "mdns",
+    "display_name",
+    "read_receipts",
+    "notify_command",
+    "files.auto_download_max",
+];
 
 /// Errors loading, parsing or saving the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +125,12 @@ pub struct Config {
     ///
     /// Default: none (no notifications).
     pub notify_command: Option<String>,
+    /// `[files] auto_download_max`: received files up to this many bytes (from
+    /// contacts and groups) are fetched without being asked for; larger ones on
+    /// request (`kith get`). 0 fetches nothing by itself.
+    ///
+    /// Default: 26214400 (25 MiB).
+    pub auto_download_max: u64,
 }
 
 impl Default for Config {
@@ -131,8 +146,16 @@ impl Default for Config {
             display_name: None,
             read_receipts: true,
             notify_command: None,
+            auto_download_max: crate::files::DEFAULT_AUTO_DOWNLOAD_MAX,
         }
     }
+}
+
+/// The `[files]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFiles {
+    auto_download_max: Option<u64>,
 }
 
 /// The file as written: every key optional, values with their spans.
@@ -146,6 +169,7 @@ struct Raw {
     display_name: Option<Spanned<String>>,
     read_receipts: Option<bool>,
     notify_command: Option<Spanned<String>>,
+    files: Option<RawFiles>,
 }
 
 impl Config {
@@ -227,6 +251,7 @@ impl Config {
             display_name,
             read_receipts: raw.read_receipts.unwrap_or(defaults.read_receipts),
             notify_command,
+            auto_download_max: raw.files.and_then(|f| f.auto_download_max).unwrap_or(defaults.auto_download_max),
         })
     }
 
@@ -286,6 +311,10 @@ impl Config {
             Some(command) => out.push_str(&format!("notify_command = {}\n", quote(command))),
             None => out.push_str("# notify_command = \"notify-send kith 'new message'\"\n"),
         }
+        out.push_str(&format!(
+            "\n[files]\n# Received files up to this many bytes download by themselves.\nauto_download_max = {}\n",
+            self.auto_download_max
+        ));
         out
     }
 
@@ -301,6 +330,7 @@ impl Config {
             "display_name" => self.display_name.clone().into(),
             "read_receipts" => self.read_receipts.into(),
             "notify_command" => self.notify_command.clone().into(),
+            "files.auto_download_max" => self.auto_download_max.into(),
             _ => return Err(ConfigError::UnknownKey { key: key.to_owned() }),
         })
     }
@@ -324,10 +354,22 @@ impl Config {
             })),
             "display_name" | "notify_command" if value.is_empty() => None,
             "display_name" | "notify_command" => Some(value.into()),
+            "files.auto_download_max" => {
+                let bytes: i64 = value.parse().map_err(|_| bad(format!("{value:?} is not a number of bytes")))?;
+                if bytes < 0 {
+                    return Err(bad(format!("{value:?} is not a number of bytes")));
+                }
+                let files = table.entry("files").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(files) = files {
+                    files.insert("auto_download_max".into(), toml::Value::Integer(bytes));
+                }
+                None
+            }
             _ => return Err(ConfigError::UnknownKey { key: key.to_owned() }),
         };
         match value {
             Some(value) => table.insert(key.to_owned(), value),
+            None if key.contains('.') => None,
             None => table.remove(key),
         };
         let text = toml::to_string(&table).map_err(|e| bad(e.to_string()))?;

@@ -116,6 +116,21 @@ impl Home {
     pub fn blobs_path(&self) -> PathBuf {
         self.root.join("blobs")
     }
+
+    /// Where received files are saved: `files`.
+    pub fn files_path(&self) -> PathBuf {
+        self.root.join("files")
+    }
+
+    /// The node's file settings: blobs and downloads under this home, automatic
+    /// downloads up to `auto_download_max` bytes.
+    pub fn files_config(&self, auto_download_max: u64) -> crate::node::FilesConfig {
+        crate::node::FilesConfig {
+            blob_dir: self.blobs_path(),
+            download_dir: self.files_path(),
+            auto_download_max,
+        }
+    }
 }
 
 /// [`Home::resolve`] with its inputs passed in, so the precedence is testable

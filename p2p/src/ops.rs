@@ -50,6 +50,9 @@ pub enum OpError {
     /// A message id given by the user is not known.
     #[error("no message {0}")]
     UnknownMessage(String),
+    /// No file has an id starting with what the user gave.
+    #[error("no file {0}")]
+    UnknownFile(String),
     /// The text is longer than a message may be.
     #[error("message is {len} bytes; the limit is {max}")]
     TooLong {
@@ -471,6 +474,24 @@ fn next_message(
         direction: Direction::Outgoing,
         file: file.map(|f| Box::new(f.clone())),
     })
+}
+
+/// Files this node sent and received, oldest first; only those of `target`'s
+/// conversation (a contact or group) when given.
+pub fn files(store: &Store, me: &PeerId, target: Option<&str>) -> Result<Vec<crate::views::FileEntryView>, OpError> {
+    let conversation = match target {
+        None => None,
+        Some(target) => Some(match resolve_target(store, target)? {
+            Target::Contact(c) => direct_conversation(me, &c.peer_id),
+            Target::Group(g) => crate::group::conversation(&g.id),
+        }),
+    };
+    let records = store.files().list()?;
+    Ok(records
+        .iter()
+        .filter(|r| conversation.is_none_or(|c| r.conversation == c))
+        .map(crate::views::FileEntryView::from)
+        .collect())
 }
 
 /// Contacts in a listing order, optionally only those in `state`.

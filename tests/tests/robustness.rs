@@ -155,7 +155,7 @@ async fn start_bob(bob: &Identity, store: Store) -> (NodeHandle, Multiaddr) {
         display_name: Some("bob".into()),
         read_receipts: true,
         timers: Timers::default(),
-        blob_dir: None,
+        files: None,
     };
     let started = node::start(config, store).await.unwrap();
     let addr = started.listen_addrs[0].clone();

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::net::{call, client_failure, runtime};
 use super::print;
-use crate::args::{AddArgs, ContactArg, Global, HistoryArgs, InviteArgs, MessageArgs, RenameArgs, SendArgs, WaitFor};
+use crate::args::{AddArgs, ContactArg, Global, HistoryArgs, InviteArgs, MessageArgs, RenameArgs, SendArgs, WaitArgs, WaitFor};
 use crate::failure::{Code, Failure, Result};
 use crate::output;
 
@@ -144,34 +144,8 @@ pub(crate) fn send(global: &Global, args: SendArgs) -> Result {
     };
     runtime()?.block_on(async {
         let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
-        let target = match args.wait {
-            None => None,
-            Some(WaitFor::Sent) => Some(MessageState::Sent),
-            Some(WaitFor::Delivered) => Some(MessageState::Delivered),
-            Some(WaitFor::Read) => Some(MessageState::Read),
-        };
-        if let Some(state) = target.filter(|s| *s > MessageState::Sent) {
-            refuse_group_wait(&mut client, &args.contact, state).await?;
-        }
-        if target.is_some() {
-            // Subscribed before sending so no state change can slip by unseen.
-            client.subscribe().await.map_err(client_failure)?;
-        }
-        let result = client
-            .request(&Request::Send { contact: args.contact, text })
-            .await
-            .map_err(client_failure)?;
-        let mut message: MessageView = print::view(result)?;
-        let waited = match target {
-            Some(target) => match wait_for_state(&mut client, &message.id, target, Duration::from_secs(args.timeout)).await {
-                Ok(state) => {
-                    message.state = state;
-                    Ok(())
-                }
-                Err(failure) => Err(failure),
-            },
-            None => Ok(()),
-        };
+        let request = Request::Send { contact: args.contact.clone(), text };
+        let (message, waited) = send_waiting(&mut client, &request, &args.contact, &args.wait).await?;
         // Printed whatever the wait did: a script that timed out still learns the id.
         if args.output.json {
             output::json(&message)?;
@@ -180,6 +154,38 @@ pub(crate) fn send(global: &Global, args: SendArgs) -> Result {
         }
         waited
     })
+}
+
+/// Sends `request` (a message to `target`) and waits as `wait` asks; returns the
+/// message (with the state reached) and how the wait went, so the caller prints the
+/// message even when the wait timed out.
+pub(crate) async fn send_waiting(
+    client: &mut Client,
+    request: &Request,
+    target: &str,
+    wait: &WaitArgs,
+) -> Result<(MessageView, Result)> {
+    let target_state = wait.wait.map(WaitFor::state);
+    if let Some(state) = target_state.filter(|s| *s > MessageState::Sent) {
+        refuse_group_wait(client, target, state).await?;
+    }
+    if target_state.is_some() {
+        // Subscribed before sending so no state change can slip by unseen.
+        client.subscribe().await.map_err(client_failure)?;
+    }
+    let result = client.request(request).await.map_err(client_failure)?;
+    let mut message: MessageView = print::view(result)?;
+    let waited = match target_state {
+        Some(state) => match wait_for_state(client, &message.id, state, Duration::from_secs(wait.timeout)).await {
+            Ok(state) => {
+                message.state = state;
+                Ok(())
+            }
+            Err(failure) => Err(failure),
+        },
+        None => Ok(()),
+    };
+    Ok((message, waited))
 }
 
 /// Text read from stdin without its one final line break (`echo text | kith send`).

@@ -43,7 +43,7 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
         display_name: config.display_name.clone(),
         read_receipts: config.read_receipts,
         timers,
-        blob_dir: Some(home.blobs_path()),
+        files: Some(home.files_config(config.auto_download_max)),
     })
 }
 

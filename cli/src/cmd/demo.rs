@@ -172,7 +172,7 @@ async fn start(home: &Home, identity: Identity, name: &str) -> Result<node::Star
         display_name: Some(name.to_owned()),
         read_receipts: true,
         timers: Timers::default(),
-        blob_dir: Some(home.blobs_path()),
+        files: Some(home.files_config(kith_p2p::files::DEFAULT_AUTO_DOWNLOAD_MAX)),
     };
     Ok(node::start(config, store).await.map_err(anyhow::Error::from)?)
 }

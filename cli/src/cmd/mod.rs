@@ -5,6 +5,7 @@ mod completions;
 mod config;
 mod daemon;
 mod demo;
+mod files;
 mod group;
 mod id;
 mod init;
@@ -47,6 +48,9 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Read(args) => chat::contact_op(g, |contact| Request::Read { contact }, args),
         Command::Rename(args) => chat::rename(g, args),
         Command::Send(args) => chat::send(g, args),
+        Command::SendFile(args) => files::send_file(g, args),
+        Command::Files(args) => files::files(g, args),
+        Command::Get(args) => files::get(g, args),
         Command::History(args) => chat::history(g, args),
         Command::Message(args) => chat::message(g, args),
         Command::Unsent(out) => chat::unsent(g, out.json),

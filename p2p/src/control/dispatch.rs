@@ -47,6 +47,8 @@ pub enum ErrorCode {
     UnknownMessage,
     /// No such group.
     UnknownGroup,
+    /// No such file.
+    UnknownFile,
     /// A group change the user has no right to make, or that would change nothing.
     NotAllowed,
     /// A text over its limit.
@@ -82,6 +84,7 @@ impl ErrorCode {
             ErrorCode::WrongState => "wrong_state",
             ErrorCode::UnknownMessage => "unknown_message",
             ErrorCode::UnknownGroup => "unknown_group",
+            ErrorCode::UnknownFile => "unknown_file",
             ErrorCode::NotAllowed => "not_allowed",
             ErrorCode::TooLong => "too_long",
             ErrorCode::Invalid => "invalid",
@@ -126,6 +129,7 @@ impl From<OpError> for ApiError {
             OpError::AmbiguousContact { .. } => ErrorCode::AmbiguousContact,
             OpError::WrongState { .. } => ErrorCode::WrongState,
             OpError::UnknownMessage(_) => ErrorCode::UnknownMessage,
+            OpError::UnknownFile(_) => ErrorCode::UnknownFile,
             OpError::UnknownGroup(_) => ErrorCode::UnknownGroup,
             OpError::NotAllowed(_) => ErrorCode::NotAllowed,
             OpError::TooLong { .. } => ErrorCode::TooLong,
@@ -246,6 +250,7 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
                 .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
             to_value(unsent)
         }
+        Request::Files { contact } => to_value(ops::files(store, &me(backend), contact.as_deref())?),
         // ---- local writes: through the single writer ----------------------------
         Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
         Request::Reject { contact } => contact_op(ContactOp::Reject, contact).await,
@@ -294,6 +299,14 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
             to_value(contact)
         }
         Request::Send { contact, text } => to_value(node.send(&contact, &text).await?),
+        Request::SendFile { contact, path, caption } => {
+            let path = absolute(&path)?;
+            to_value(node.send_file(&contact, &path, caption.as_deref().unwrap_or_default()).await?)
+        }
+        Request::GetFile { id, out, wait } => {
+            let out = out.as_deref().map(absolute).transpose()?;
+            to_value(node.get_file(&id, out, wait).await?)
+        }
         Request::SetRelays { relays } => {
             let relays = relays
                 .iter()
@@ -314,6 +327,16 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
         Request::Subscribe {} => Ok(json!({ "subscribed": true })),
         other => Err(ApiError::new(ErrorCode::Internal, format!("`{}` is not a network method", other.method()))),
     }
+}
+
+/// A path from a client: absolute, since the node's working directory is not the
+/// client's.
+fn absolute(path: &str) -> Result<std::path::PathBuf, ApiError> {
+    let path = std::path::PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(ApiError::new(ErrorCode::Invalid, format!("{} is not an absolute path", path.display())));
+    }
+    Ok(path)
 }
 
 fn contact_op(store: &Store, ctx: &LocalContext, op: ContactOp, query: &str) -> Result<Value, OpError> {

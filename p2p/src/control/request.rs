@@ -62,6 +62,13 @@ pub enum Request {
     /// Our messages that are not sent yet (`pending`) or were given up (`failed`),
     /// oldest first, in every conversation.
     Unsent {},
+    /// Files sent and received, oldest first, only those of one conversation when
+    /// `contact` is given.
+    Files {
+        /// A contact or group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<String>,
+    },
     // ---- local writes -------------------------------------------------------------
     /// Accept a contact request.
     Accept {
@@ -120,6 +127,27 @@ pub enum Request {
         /// The text.
         text: String,
     },
+    /// Send a file (an absolute path on the node's machine) to a contact or group.
+    SendFile {
+        /// The contact or group.
+        contact: String,
+        /// The file, an absolute path.
+        path: String,
+        /// A caption sent with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+    /// Fetch a received file (whatever its size) and optionally save a copy.
+    GetFile {
+        /// The file id, or a unique prefix of it (at least 8 hex characters).
+        id: String,
+        /// Also save it here (an absolute path on the node's machine).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        out: Option<String>,
+        /// Answer once it is complete and saved, rather than at once.
+        #[serde(default)]
+        wait: bool,
+    },
     /// Replace the pinned relays (multiaddrs).
     SetRelays {
         /// The relays' multiaddrs.
@@ -142,7 +170,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 24] = [
+    pub const METHODS: [&'static str; 27] = [
         "contacts",
         "requests",
         "inbox",
@@ -152,6 +180,7 @@ impl Request {
         "message",
         "resolve",
         "unsent",
+        "files",
         "accept",
         "reject",
         "block",
@@ -163,6 +192,8 @@ impl Request {
         "invite",
         "add",
         "send",
+        "send_file",
+        "get_file",
         "set_relays",
         "dial",
         "shutdown",
@@ -222,6 +253,7 @@ mod tests {
             Request::Message { id: "00".repeat(16) },
             Request::Resolve { target: c() },
             Request::Unsent {},
+            Request::Files { contact: Some(c()) },
             Request::Accept { contact: c() },
             Request::Reject { contact: c() },
             Request::Block { contact: c() },
@@ -233,6 +265,8 @@ mod tests {
             Request::Invite {},
             Request::Add { target: "kith:x".into(), alias: Some("al".into()) },
             Request::Send { contact: c(), text: "hi".into() },
+            Request::SendFile { contact: c(), path: "/tmp/a.png".into(), caption: Some("look".into()) },
+            Request::GetFile { id: "ab".repeat(8), out: Some("/tmp/b.png".into()), wait: true },
             Request::SetRelays { relays: vec!["/ip4/127.0.0.1/tcp/1".into()] },
             Request::Dial { addr: "/ip4/127.0.0.1/tcp/1".into() },
             Request::Shutdown {},

@@ -286,6 +286,7 @@ fn node_config() -> Vec<Vec<u8>> {
         display_name: Some("Alice \u{1F600}".into()),
         read_receipts: false,
         notify_command: Some("notify-send kith 'new message'".into()),
+        auto_download_max: 1 << 20,
     };
     vec![
         Config::default().to_toml().into_bytes(),

@@ -455,6 +455,10 @@ impl Actor {
                     .map_err(|e| NodeError::BadTarget(format!("cannot dial: {e}")));
                 let _ = reply.send(result);
             }
+            Command::Reach(peer, addrs, reply) => {
+                self.reach(peer, addrs);
+                let _ = reply.send(());
+            }
             Command::SetRelays(relays, reply) => {
                 self.config.relays = relays;
                 self.directory.record_changed();
@@ -480,6 +484,8 @@ impl Actor {
             relays: self.config.relays.iter().map(ToString::to_string).collect(),
             outbox: self.queues.len(),
             queues: self.queues.snapshot(Instant::now()),
+            files_served_bytes: 0,
+            files_fetched_bytes: 0,
             reachability: self.reachability.clone(),
         }
     }
@@ -765,6 +771,29 @@ impl Actor {
                 // Kept in the outbox; they go out if the contact is unblocked.
                 self.queues.forget(&c.peer_id);
             }
+        }
+    }
+
+    /// Dial `peer` unless connected: with `addrs`, its stored addresses if it is a
+    /// contact, and whatever the behaviours know (a file fetch then opens its stream
+    /// on the connection).
+    fn reach(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>) {
+        if self.connected.contains(&peer) || peer == self.me {
+            return;
+        }
+        if let Ok(Some(contact)) = self.store.contacts().get(&peer) {
+            if contact.state == ContactState::Blocked {
+                return;
+            }
+            addrs.extend(contact.addrs);
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, error = %e, "cannot dial a file source");
         }
     }
 

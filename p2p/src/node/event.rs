@@ -3,7 +3,7 @@
 use kith_storage::MessageState;
 use serde::{Deserialize, Serialize};
 
-use crate::views::{ContactView, GroupView, MessageView};
+use crate::views::{ContactView, FileEntryView, GroupView, MessageView};
 
 /// Something that happened on the node. Serialized as `{"type": "...", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +83,24 @@ pub enum Event {
     GroupInvitation {
         /// The group, with `invited_by` set.
         group: GroupView,
+    },
+    /// A file is being fetched: `have` of `size` bytes are here and verified.
+    /// Reported at most a few times a second per file.
+    FileProgress {
+        /// The file's id (64 hex characters).
+        id: String,
+        /// The file name.
+        name: String,
+        /// Bytes held and verified so far.
+        have: u64,
+        /// The file's size in bytes.
+        size: u64,
+    },
+    /// A file was fetched, verified and saved (or an attempt failed and will be
+    /// retried: then `file.error` says why and `file.state` is `downloading`).
+    FileChanged {
+        /// The file now.
+        file: FileEntryView,
     },
     /// The subscriber fell behind and missed `missed` events: re-read state.
     Lagged {

@@ -10,6 +10,7 @@
 mod actor;
 mod behaviour;
 mod directory;
+mod downloads;
 mod event;
 mod flusher;
 mod grouplog_client;
@@ -23,12 +24,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kith_storage::{Role, Store};
+use kith_storage::{FileState, Role, Store};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use behaviour::{IDENTIFY_VERSION, KAD_PROTOCOL};
+pub use downloads::FilesConfig;
 pub use event::Event;
 pub use outbox::QueueStatus;
 pub use reachability::AutonatProbes;
@@ -39,7 +41,7 @@ use crate::conn_limits::ConnectionLimits;
 use crate::identity::Identity;
 use crate::invite::Invite;
 use crate::ops::OpError;
-use crate::views::{ContactView, GroupView, MessageView};
+use crate::views::{ContactView, FileEntryView, GroupView, MessageView};
 
 /// Every timer and limit of the node, so tests can change them. Defaults are for real
 /// use.
@@ -128,9 +130,9 @@ pub struct NodeConfig {
     pub read_receipts: bool,
     /// Timers and deadlines.
     pub timers: Timers,
-    /// Where files (blobs) live; `None` turns files off: the node neither serves nor
-    /// fetches them.
-    pub blob_dir: Option<PathBuf>,
+    /// Files: where they live and which download by themselves; `None` turns files
+    /// off: the node neither serves nor fetches them.
+    pub files: Option<FilesConfig>,
 }
 
 /// Why the node could not start.
@@ -192,11 +194,14 @@ pub struct SharedFile {
     pub size: u64,
 }
 
-/// The node's blob store and the stream control its transfers use.
+/// The node's blob store, the stream control its transfers use, and its downloads.
 #[derive(Clone)]
 struct Blobs {
     store: Arc<BlobStore>,
     control: libp2p_stream::Control,
+    downloads: downloads::Downloads,
+    /// Bytes served and fetched (see [`Status`]).
+    counters: Arc<downloads::Counters>,
 }
 
 /// A snapshot of the node for `kith status`.
@@ -218,6 +223,12 @@ pub struct Status {
     /// goes (most waiting first).
     #[serde(default)]
     pub queues: Vec<QueueStatus>,
+    /// Sealed file bytes this node served to peers since it started.
+    #[serde(default)]
+    pub files_served_bytes: u64,
+    /// Sealed file bytes this node fetched, verified and stored since it started.
+    #[serde(default)]
+    pub files_fetched_bytes: u64,
     /// What AutoNAT found: `unknown` (not probed yet, e.g. no peers to ask),
     /// `public <address>` (others can dial us there) or `private` (only through
     /// relays and hole punching).
@@ -328,6 +339,9 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<serde_json::Value, NodeError>>,
     },
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
+    /// Connect to a peer unless connected (with these addresses and any known ones);
+    /// answered once the dial is under way, not when it succeeds.
+    Reach(PeerId, Vec<Multiaddr>, oneshot::Sender<()>),
     SetRelays(Vec<Multiaddr>, oneshot::Sender<()>),
     Group(GroupChange, oneshot::Sender<Result<GroupView, NodeError>>),
     Shutdown(oneshot::Sender<()>),
@@ -430,7 +444,12 @@ impl NodeHandle {
 
     /// Current status.
     pub async fn status(&self) -> Result<Status, NodeError> {
-        self.ask(Command::Status).await
+        let mut status = self.ask(Command::Status).await?;
+        if let Some(blobs) = &self.blobs {
+            status.files_served_bytes = blobs.counters.served.load(std::sync::atomic::Ordering::Relaxed);
+            status.files_fetched_bytes = blobs.counters.fetched.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(status)
     }
 
     /// Create a one-time invite (mutual contact on redemption, no approval needed).
@@ -524,27 +543,127 @@ impl NodeHandle {
     /// next to it under a temporary name and renamed when whole and checked, so `out`
     /// never holds half a file).
     pub async fn save_blob(&self, id: BlobId, key: BlobKey, out: &Path) -> Result<(), NodeError> {
-        let store = self.blobs()?.store.clone();
-        let out = out.to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
-            let outboard = store.outboard(&id)?.ok_or(BlobError::WrongLength("blob (not held)"))?;
-            let reader = store.reader(&id)?.ok_or(BlobError::WrongLength("blob (not complete)"))?;
-            let dir = match out.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            let mut temp = tempfile::Builder::new().prefix(".kith-").tempfile_in(dir)?;
-            let mut writer = std::io::BufWriter::new(temp.as_file_mut());
-            blob::open(&key, &outboard, &mut std::io::BufReader::new(reader), &mut writer)?;
-            writer.into_inner().map_err(|e| BlobError::Io(e.into_error()))?.sync_all()?;
-            temp.persist(&out).map_err(|e| BlobError::Io(e.error))?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
+        downloads::save(self.blobs()?.store.clone(), id, key, out.to_path_buf()).await?;
         Ok(())
     }
 
+    /// Sends the file at `path` to a contact or group, with `caption` (maybe empty):
+    /// seals it into the blob store, where recipients fetch it; for a group, or a
+    /// contact that is not connected, first uploads it to every pinned relay that
+    /// takes it as a media node, and the message names them. Answers like
+    /// [`NodeHandle::send`], once the message is stored.
+    pub async fn send_file(&self, target: &str, path: &Path, caption: &str) -> Result<MessageView, NodeError> {
+        let name = path
+            .file_name()
+            .map(|n| crate::files::safe_file_name(&n.to_string_lossy()))
+            .ok_or_else(|| NodeError::Op(OpError::Invalid(format!("{} is not a file", path.display()))))?;
+        if !std::fs::metadata(path).map_err(BlobError::Io)?.is_file() {
+            return Err(NodeError::Op(OpError::Invalid(format!("{} is not a file", path.display()))));
+        }
+        // Refuse an unknown target before sealing gigabytes for it.
+        let resolved = self.resolve_for_file(target)?;
+        let shared = self.share_file(path).await?;
+        let mut file = kith_storage::FileRef {
+            blob: shared.id.0,
+            key: shared.key.0,
+            media_type: crate::files::media_type_of(&name).to_owned(),
+            name,
+            size: shared.size,
+            sources: Vec::new(),
+        };
+        let offline = match resolved {
+            None => true,
+            Some(peer) => !self.status().await?.connected_peers.contains(&peer.to_string()),
+        };
+        let mut state = FileState::Shared;
+        if offline {
+            file.sources = self.upload_to_media_nodes(shared.id).await?;
+            if !file.sources.is_empty() {
+                state = FileState::Uploaded;
+            }
+        }
+        let attachment = Attachment { file, state, path: Some(path.display().to_string()) };
+        self.ask(|reply| {
+            Command::Send(SendRequest {
+                contact: target.to_owned(),
+                text: caption.to_owned(),
+                attachment: Some(Box::new(attachment)),
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// The peer a file for `target` goes to, `None` for a group.
+    fn resolve_for_file(&self, target: &str) -> Result<Option<PeerId>, NodeError> {
+        match crate::ops::resolve_target(&self.store, target)? {
+            crate::ops::Target::Contact(contact) => Ok(Some(contact.peer_id)),
+            crate::ops::Target::Group(_) => Ok(None),
+        }
+    }
+
+    /// Uploads blob `id` to each pinned relay that takes it as a media node; returns
+    /// those that hold it. A relay without the media role refuses, and is left out.
+    async fn upload_to_media_nodes(&self, id: BlobId) -> Result<Vec<kith_storage::FileSource>, NodeError> {
+        let relays = self.status().await?.relays;
+        let mut held = Vec::new();
+        for relay in relays {
+            let Ok(addr) = relay.parse::<Multiaddr>() else { continue };
+            let Some(peer) = addr.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let (tx, rx) = oneshot::channel();
+            self.commands.send(Command::Reach(peer, vec![addr.clone()], tx)).await.map_err(|_| NodeError::Stopped)?;
+            let _ = rx.await;
+            match self.upload_blob(peer, id).await {
+                Ok(()) => held.push(kith_storage::FileSource { peer_id: peer, addrs: vec![addr] }),
+                Err(e) => tracing::info!(relay = %peer, error = %e, "a pinned relay did not take a file"),
+            }
+        }
+        Ok(held)
+    }
+
+    /// Files this node sent and received, oldest first; only those of `target`'s
+    /// conversation when given.
+    pub fn files(&self, target: Option<&str>) -> Result<Vec<FileEntryView>, NodeError> {
+        Ok(crate::ops::files(&self.store, &self.peer_id, target)?)
+    }
+
+    /// The file whose id starts with `prefix` (at least 8 hex characters).
+    pub fn file(&self, prefix: &str) -> Result<kith_storage::FileRecord, NodeError> {
+        let invalid = |m: String| NodeError::Op(OpError::Invalid(m));
+        if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(invalid(format!("{prefix:?} is not a file id (8 to 64 hex characters)")));
+        }
+        let mut found = self.store.files().find(prefix).map_err(OpError::from)?;
+        match found.len() {
+            0 => Err(NodeError::Op(OpError::UnknownFile(prefix.to_owned()))),
+            1 => Ok(found.remove(0)),
+            n => Err(invalid(format!("{n} files have ids starting with {prefix}; give more of it"))),
+        }
+    }
+
+    /// Fetches the file whose id starts with `prefix` (whatever its size), and
+    /// saves a copy at `out` when given. With `wait`, answers once it is complete
+    /// and saved; otherwise at once, with the file as it stands.
+    pub async fn get_file(&self, prefix: &str, out: Option<PathBuf>, wait: bool) -> Result<FileEntryView, NodeError> {
+        let record = self.file(prefix)?;
+        let blobs = self.blobs()?;
+        let (tx, rx) = oneshot::channel();
+        let waiter = wait.then_some(tx);
+        let held = matches!(record.state, FileState::Complete | FileState::Shared | FileState::Uploaded);
+        blobs.downloads.want(downloads::Want { blob: record.blob, save_to: out, waiter }).await?;
+        if wait || held {
+            if !wait {
+                return Ok(FileEntryView::from(&record));
+            }
+            return rx.await.map_err(|_| NodeError::Stopped)?;
+        }
+        Ok(FileEntryView::from(&self.file(prefix)?))
+    }
 
     /// Stop the node: pending writes are flushed before this returns.
     pub async fn shutdown(&self) {
@@ -559,18 +678,36 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
     // A broadcast channel of capacity 0 would panic.
     let (events_tx, _) = broadcast::channel(config.timers.event_buffer.max(1));
     let peer_id = config.identity.peer_id();
-    let blob_dir = config.blob_dir.clone();
+    let files = config.files.clone();
+    let me = config.identity.peer_id();
     let (actor, listen_addrs) =
         actor::Actor::build(config, store.clone(), commands_rx, events_tx.clone()).await?;
-    let blobs = match blob_dir {
+    let blobs = match files {
         None => None,
-        Some(dir) => {
-            let store = Arc::new(BlobStore::open(&dir).map_err(|e| StartError::Build(format!("blob store {}: {e}", dir.display())))?);
+        Some(files) => {
+            let dir = &files.blob_dir;
+            let blob_store =
+                Arc::new(BlobStore::open(dir).map_err(|e| StartError::Build(format!("blob store {}: {e}", dir.display())))?);
             let mut control = actor.blob_control();
             let incoming = control.accept(transfer::PROTOCOL).map_err(|e| StartError::Build(e.to_string()))?;
+            let counters = Arc::new(downloads::Counters::default());
+            let served = counters.clone();
+            let count = Arc::new(move |n: u64| {
+                served.served.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            });
             // Ends with the swarm, when the actor stops.
-            tokio::spawn(transfer::serve(store.clone(), incoming));
-            Some(Blobs { store, control })
+            tokio::spawn(transfer::serve_counted(blob_store.clone(), incoming, count));
+            let downloads = downloads::start(downloads::Context {
+                store: store.clone(),
+                blobs: blob_store.clone(),
+                control: control.clone(),
+                commands: commands_tx.clone(),
+                events: events_tx.clone(),
+                config: files,
+                me,
+                counters: counters.clone(),
+            });
+            Some(Blobs { store: blob_store, control, downloads, counters })
         }
     };
     let stopped = tokio::spawn(actor.run());

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use kith_p2p::identity::Identity;
-use kith_p2p::node::{NodeConfig, Timers};
+use kith_p2p::node::{FilesConfig, NodeConfig, Timers};
 
 /// A node with a new identity on 127.0.0.1 (an ephemeral port), no DHT, relays or
 /// mDNS: only what a test gives it.
@@ -17,6 +17,10 @@ pub(crate) fn loopback_config(timers: Timers, blob_dir: Option<PathBuf>) -> Node
         display_name: None,
         read_receipts: true,
         timers,
-        blob_dir,
+        files: blob_dir.map(|dir| FilesConfig {
+            download_dir: dir.with_extension("saved"),
+            blob_dir: dir,
+            auto_download_max: kith_p2p::files::DEFAULT_AUTO_DOWNLOAD_MAX,
+        }),
     }
 }

@@ -174,6 +174,8 @@ pub fn status(online: &[&str]) -> Status {
         relays: Vec::new(),
         outbox: 0,
         queues: Vec::new(),
+        files_served_bytes: 0,
+        files_fetched_bytes: 0,
         reachability: "unknown".into(),
     }
 }

@@ -1,0 +1,512 @@
+//! Fetching the files of received messages: automatically up to a size, on request
+//! above it, from the author, the media nodes the message names, or (in a group) any
+//! member; resumed after any interruption, retried with backoff until it completes.
+//!
+//! One task owns the queue. It learns of new files from the node's events, of
+//! requests from [`Downloads::want`], and of sources coming back from
+//! `PeerConnected`; each download runs in a task of its own, at most
+//! [`PARALLEL`] at once. What a download has fetched and verified stays in the blob
+//! store, so the next attempt (after a failure, a restart or `kill -9`) asks only for
+//! the chunks still missing.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kith_storage::{ContactState, Direction, FileRecord, FileRef, FileState, Store};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{Command, Event, NodeError};
+use crate::blob::transfer::{self, FetchError};
+use crate::blob::{self, BlobError, BlobId, BlobKey, BlobStore, CHUNK_SIZE};
+use crate::views::FileEntryView;
+
+/// Downloads running at once.
+const PARALLEL: usize = 2;
+/// First wait before a failed download is tried again; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Least time between two progress events of one file.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// How a node treats the files it receives.
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    /// Where blobs (sealed files) live.
+    pub blob_dir: PathBuf,
+    /// Where received files are saved.
+    pub download_dir: PathBuf,
+    /// Files up to this size (bytes) from contacts and groups are fetched without
+    /// being asked for.
+    pub auto_download_max: u64,
+}
+
+/// Bytes moved by this node's file transfers since it started.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Sealed bytes served to peers.
+    pub(crate) served: std::sync::atomic::AtomicU64,
+    /// Sealed bytes fetched, verified and stored.
+    pub(crate) fetched: std::sync::atomic::AtomicU64,
+}
+
+/// Someone waiting for a file to be complete.
+type Waiter = oneshot::Sender<Result<FileEntryView, NodeError>>;
+
+/// A request to the download task.
+pub(crate) struct Want {
+    /// The file.
+    pub(crate) blob: [u8; 32],
+    /// Also save it here once complete.
+    pub(crate) save_to: Option<PathBuf>,
+    /// Told when it is complete (or cannot be).
+    pub(crate) waiter: Option<Waiter>,
+}
+
+/// The handle of the download task.
+#[derive(Clone)]
+pub(crate) struct Downloads {
+    wants: mpsc::Sender<Want>,
+}
+
+impl Downloads {
+    /// Asks for `want.blob` to be fetched (now, whatever its size).
+    pub(crate) async fn want(&self, want: Want) -> Result<(), NodeError> {
+        self.wants.send(want).await.map_err(|_| NodeError::Stopped)
+    }
+}
+
+/// What a download needs, shared by the task and each download.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub(crate) store: Store,
+    pub(crate) blobs: Arc<BlobStore>,
+    pub(crate) control: libp2p_stream::Control,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) config: FilesConfig,
+    pub(crate) me: PeerId,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// Starts the download task; it ends when the node's events end.
+pub(crate) fn start(context: Context) -> Downloads {
+    let (wants, wants_rx) = mpsc::channel(64);
+    let events = context.events.subscribe();
+    tokio::spawn(Task::new(context).run(wants_rx, events));
+    Downloads { wants }
+}
+
+/// One file the task is working on.
+#[derive(Default)]
+struct Job {
+    /// Where to save it besides the download directory.
+    save_to: Vec<PathBuf>,
+    /// Who waits for it.
+    waiters: Vec<Waiter>,
+    /// Failed attempts so far.
+    failures: u32,
+    /// Not before this instant (after a failure).
+    not_before: Option<Instant>,
+}
+
+struct Task {
+    context: Context,
+    jobs: HashMap<[u8; 32], Job>,
+    running: HashSet<[u8; 32]>,
+    done: mpsc::Sender<([u8; 32], Result<FileRecord, String>)>,
+    done_rx: mpsc::Receiver<([u8; 32], Result<FileRecord, String>)>,
+}
+
+impl Task {
+    fn new(context: Context) -> Task {
+        let (done, done_rx) = mpsc::channel(PARALLEL * 2);
+        Task { context, jobs: HashMap::new(), running: HashSet::new(), done, done_rx }
+    }
+
+    async fn run(mut self, mut wants: mpsc::Receiver<Want>, mut events: broadcast::Receiver<Event>) {
+        // Downloads a previous run left unfinished (also after kill -9).
+        self.resume_unfinished();
+        loop {
+            self.start_ready();
+            let wake = self.next_wakeup();
+            tokio::select! {
+                want = wants.recv() => match want {
+                    Some(want) => self.want(want),
+                    None => break,
+                },
+                event = events.recv() => match event {
+                    Ok(event) => self.event(&event),
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.resume_unfinished(),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some((blob, result)) = self.done_rx.recv() => self.finished(blob, result),
+                _ = sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn resume_unfinished(&mut self) {
+        match self.context.store.files().list() {
+            Ok(records) => {
+                for r in records.into_iter().filter(|r| r.state == FileState::Downloading) {
+                    self.jobs.entry(r.blob).or_default();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reading the files table failed"),
+        }
+    }
+
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::MessageReceived { message } => {
+                let Some(file) = &message.file else { return };
+                let Ok(blob) = parse_blob(&file.id) else { return };
+                if self.wanted_by_itself(&blob) {
+                    self.jobs.entry(blob).or_default();
+                }
+            }
+            // A source came back: what waits for one may go now.
+            Event::PeerConnected { .. } => {
+                for job in self.jobs.values_mut() {
+                    job.not_before = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a newly received file is fetched without being asked for: it is small
+    /// enough and comes from an accepted contact or in a group.
+    fn wanted_by_itself(&self, blob: &[u8; 32]) -> bool {
+        let files = self.context.store.files();
+        let Ok(Some(record)) = files.get(blob) else { return false };
+        if record.state != FileState::Offered || record.size > self.context.config.auto_download_max {
+            return false;
+        }
+        let from_contact = matches!(
+            self.context.store.contacts().get(&record.author),
+            Ok(Some(c)) if c.state == ContactState::Accepted
+        );
+        let in_group = matches!(
+            self.context.store.conversations().get(record.conversation),
+            Ok(Some(c)) if matches!(c.kind, kith_storage::ConversationKind::Group { .. })
+        );
+        let blocked = matches!(
+            self.context.store.contacts().get(&record.author),
+            Ok(Some(c)) if c.state == ContactState::Blocked
+        );
+        (from_contact || in_group) && !blocked
+    }
+
+    fn want(&mut self, want: Want) {
+        let record = match self.context.store.files().get(&want.blob) {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                if let Some(w) = want.waiter {
+                    let _ = w.send(Err(NodeError::Op(crate::ops::OpError::Invalid("no such file".into()))));
+                }
+                return;
+            }
+            Err(e) => {
+                if let Some(w) = want.waiter {
+                    let _ = w.send(Err(NodeError::Op(e.into())));
+                }
+                return;
+            }
+        };
+        if matches!(record.state, FileState::Complete | FileState::Shared | FileState::Uploaded) {
+            // Held already: only a copy is wanted.
+            let context = self.context.clone();
+            tokio::spawn(async move {
+                let result = copy_out(&context, &record, want.save_to.as_deref()).await;
+                if let Some(w) = want.waiter {
+                    let _ = w.send(result);
+                }
+            });
+            return;
+        }
+        let job = self.jobs.entry(want.blob).or_default();
+        job.save_to.extend(want.save_to);
+        job.waiters.extend(want.waiter);
+        job.not_before = None;
+    }
+
+    fn start_ready(&mut self) {
+        let now = Instant::now();
+        let ready: Vec<[u8; 32]> = self
+            .jobs
+            .iter()
+            .filter(|(blob, job)| !self.running.contains(*blob) && job.not_before.is_none_or(|t| t <= now))
+            .map(|(blob, _)| *blob)
+            .take(PARALLEL.saturating_sub(self.running.len()))
+            .collect();
+        for blob in ready {
+            self.running.insert(blob);
+            let context = self.context.clone();
+            let done = self.done.clone();
+            tokio::spawn(async move {
+                let result = download(&context, blob).await;
+                let _ = done.send((blob, result)).await;
+            });
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        self.jobs
+            .iter()
+            .filter(|(blob, _)| !self.running.contains(*blob))
+            .filter_map(|(_, job)| job.not_before)
+            .min()
+    }
+
+    fn finished(&mut self, blob: [u8; 32], result: Result<FileRecord, String>) {
+        self.running.remove(&blob);
+        match result {
+            Ok(record) => {
+                let Some(job) = self.jobs.remove(&blob) else { return };
+                let context = self.context.clone();
+                tokio::spawn(async move {
+                    let mut last = Ok(FileEntryView::from(&record));
+                    for path in &job.save_to {
+                        last = copy_out(&context, &record, Some(path)).await;
+                    }
+                    for w in job.waiters {
+                        let _ = w.send(clone_result(&last));
+                    }
+                });
+            }
+            Err(error) => {
+                let Some(job) = self.jobs.get_mut(&blob) else { return };
+                job.failures += 1;
+                let backoff = FIRST_BACKOFF.saturating_mul(1 << job.failures.min(6)).min(MAX_BACKOFF);
+                job.not_before = Some(Instant::now() + backoff);
+                tracing::debug!(blob = %hex::encode(blob), %error, ?backoff, "file download failed; will retry");
+                if error.starts_with(FAILED_FOR_GOOD) {
+                    // The blob does not open with its key: it is not what was sent.
+                    if let Some(job) = self.jobs.remove(&blob) {
+                        for w in job.waiters {
+                            let _ = w.send(Err(NodeError::Op(crate::ops::OpError::Invalid(error.clone()))));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Prefix of a download error that no retry can fix.
+const FAILED_FOR_GOOD: &str = "the file does not open";
+
+fn clone_result(r: &Result<FileEntryView, NodeError>) -> Result<FileEntryView, NodeError> {
+    match r {
+        Ok(v) => Ok(v.clone()),
+        Err(e) => Err(NodeError::Op(crate::ops::OpError::Invalid(e.to_string()))),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The 32 bytes of a file id in hex.
+pub(crate) fn parse_blob(id: &str) -> Result<[u8; 32], hex::FromHexError> {
+    let mut out = [0; 32];
+    hex::decode_to_slice(id, &mut out)?;
+    Ok(out)
+}
+
+/// One attempt at a file: fetch what is missing from its sources in turn, then save
+/// it. Returns the record as it stands after, or why the attempt failed (the record
+/// then says so too).
+async fn download(context: &Context, blob: [u8; 32]) -> Result<FileRecord, String> {
+    let files = context.store.files();
+    let record = files.get(&blob).map_err(|e| e.to_string())?.ok_or("the file's record is gone")?;
+    let message = context
+        .store
+        .messages()
+        .get_from(&record.author.to_base58(), record.message)
+        .map_err(|e| e.to_string())?
+        .ok_or("the file's message is gone")?;
+    let file = message.file.ok_or("the message carries no file")?;
+    if record.state != FileState::Downloading {
+        update(context, &blob, FileState::Downloading, None, None).await;
+    }
+    let result = fetch_from_sources(context, &record, &file).await;
+    let result = match result {
+        Ok(()) => save_received(context, &record, &file).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(path) => {
+            let record = update(context, &blob, FileState::Complete, Some(path), None).await;
+            record.ok_or_else(|| "the file's record is gone".to_owned())
+        }
+        Err(error) => {
+            let state = if error.starts_with(FAILED_FOR_GOOD) { FileState::Failed } else { FileState::Downloading };
+            update(context, &blob, state, None, Some(error.clone())).await;
+            Err(error)
+        }
+    }
+}
+
+/// Writes the record's new state durably (off the async workers) and tells the
+/// node's clients.
+async fn update(
+    context: &Context,
+    blob: &[u8; 32],
+    state: FileState,
+    path: Option<String>,
+    error: Option<String>,
+) -> Option<FileRecord> {
+    let store = context.store.clone();
+    let blob = *blob;
+    let written = tokio::task::spawn_blocking(move || {
+        let record = store.files().set_state(&blob, state, path, error)?;
+        store.flush()?;
+        Ok::<_, kith_storage::StoreError>(record)
+    })
+    .await;
+    match written {
+        Ok(Ok(Some(record))) => {
+            let _ = context.events.send(Event::FileChanged { file: FileEntryView::from(&record) });
+            Some(record)
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "recording a file's state failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a file's state panicked");
+            None
+        }
+    }
+}
+
+/// Where a file can be fetched from, best first: its author, the media nodes its
+/// message names, then (in a group) the other members, who may have fetched it.
+fn sources(context: &Context, record: &FileRecord, file: &FileRef) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    let mut out: Vec<(PeerId, Vec<Multiaddr>)> = vec![(record.author, Vec::new())];
+    out.extend(file.sources.iter().map(|s| (s.peer_id, s.addrs.clone())));
+    if let Ok(Some(conversation)) = context.store.conversations().get(record.conversation)
+        && let kith_storage::ConversationKind::Group { group_id } = conversation.kind
+        && let Ok(Some(group)) = context.store.groups().get(group_id)
+    {
+        for member in &group.members {
+            if let Ok(peer) = member.peer_id.parse::<PeerId>() {
+                out.push((peer, Vec::new()));
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    out.retain(|(peer, _)| *peer != context.me && seen.insert(*peer));
+    out
+}
+
+async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileRef) -> Result<(), String> {
+    let id = BlobId(file.blob);
+    if context.blobs.is_complete(&id).map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let mut errors = Vec::new();
+    for (peer, addrs) in sources(context, record, file) {
+        let (tx, rx) = oneshot::channel();
+        if context.commands.send(Command::Reach(peer, addrs, tx)).await.is_err() {
+            return Err("the node has stopped".into());
+        }
+        let _ = rx.await;
+        let events = context.events.clone();
+        let (size, name, hex_id) = (file.size, file.name.clone(), hex::encode(file.blob));
+        let mut last = None::<Instant>;
+        let mut held_before = None::<u64>;
+        let counters = context.counters.clone();
+        let progress = move |held: u64, total: u64| {
+            // The first call reports what was held already; later ones what arrived.
+            if let Some(before) = held_before {
+                let sealed = (held - before) * (CHUNK_SIZE + blob::TAG_SIZE) as u64;
+                counters.fetched.fetch_add(sealed, std::sync::atomic::Ordering::Relaxed);
+            }
+            held_before = Some(held);
+            let now = Instant::now();
+            if held < total && last.is_some_and(|t| now.duration_since(t) < PROGRESS_EVERY) {
+                return;
+            }
+            last = Some(now);
+            let have = (held * CHUNK_SIZE as u64).min(size);
+            let _ = events.send(Event::FileProgress { id: hex_id.clone(), name: name.clone(), have, size });
+        };
+        match transfer::fetch(&context.control, peer, id, &context.blobs, progress).await {
+            Ok(()) => return Ok(()),
+            Err(e @ FetchError::Store(_)) => return Err(e.to_string()),
+            Err(e) => errors.push(format!("{peer}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        return Err("no source to fetch it from".into());
+    }
+    Err(errors.join("; "))
+}
+
+/// Saves a complete received file into the download directory; returns its path.
+async fn save_received(context: &Context, record: &FileRecord, file: &FileRef) -> Result<String, String> {
+    if let Some(path) = &record.path
+        && Path::new(path).exists()
+    {
+        return Ok(path.clone());
+    }
+    let dir = context.config.download_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let out = crate::files::free_path(&dir, &file.name);
+    save(context.blobs.clone(), BlobId(file.blob), BlobKey(file.key), out.clone()).await.map_err(|e| match e {
+        BlobError::Io(e) => format!("saving {}: {e}", out.display()),
+        e => format!("{FAILED_FOR_GOOD} with its key: {e}"),
+    })?;
+    Ok(out.display().to_string())
+}
+
+/// Copies a held file to `path` (a received file from the blob store; ours likewise).
+async fn copy_out(context: &Context, record: &FileRecord, path: Option<&Path>) -> Result<FileEntryView, NodeError> {
+    let Some(path) = path else { return Ok(FileEntryView::from(record)) };
+    let message = context
+        .store
+        .messages()
+        .get_from(&record.author.to_base58(), record.message)
+        .map_err(|e| NodeError::Op(e.into()))?
+        .and_then(|m| m.file)
+        .ok_or_else(|| NodeError::Op(crate::ops::OpError::Invalid("the file's message is gone".into())))?;
+    save(context.blobs.clone(), BlobId(message.blob), BlobKey(message.key), path.to_path_buf()).await?;
+    let mut view = FileEntryView::from(record);
+    if record.direction == Direction::Incoming {
+        view.path = Some(path.display().to_string());
+    }
+    Ok(view)
+}
+
+/// Decrypts the complete blob `id` with `key` into a new file at `out` (written
+/// next to it under a temporary name and renamed when whole and checked, so `out`
+/// never holds half a file). Runs off the async workers.
+pub(crate) async fn save(store: Arc<BlobStore>, id: BlobId, key: BlobKey, out: PathBuf) -> Result<(), BlobError> {
+    tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
+        let outboard = store.outboard(&id)?.ok_or(BlobError::WrongLength("blob (not held)"))?;
+        let reader = store.reader(&id)?.ok_or(BlobError::WrongLength("blob (not complete)"))?;
+        let dir = match out.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let mut temp = tempfile::Builder::new().prefix(".kith-").tempfile_in(dir)?;
+        let mut writer = std::io::BufWriter::new(temp.as_file_mut());
+        blob::open(&key, &outboard, &mut std::io::BufReader::new(reader), &mut writer)?;
+        writer.into_inner().map_err(|e| BlobError::Io(e.into_error()))?.sync_all()?;
+        temp.persist(&out).map_err(|e| BlobError::Io(e.error))?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+}
