@@ -33,7 +33,12 @@ async fn start_node(dir: &Path) -> node::Started {
         display_name: None,
         read_receipts: true,
         timers: Timers::default(),
-        blob_dir: Some(dir.join("blobs")),
+        files: Some(kith_p2p::node::FilesConfig {
+            blob_dir: dir.join("blobs"),
+            download_dir: dir.join("files"),
+            // Nothing downloads by itself: each test fetches what it means to.
+            auto_download_max: 0,
+        }),
     };
     node::start(config, Store::open(&dir.join("db")).unwrap())
         .await
