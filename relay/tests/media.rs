@@ -9,6 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{DEADLINE, RelayProcess, files_under, loopback_config, metric, wait_metric};
 use kith_p2p::blob::media::UploadError;
@@ -554,4 +555,38 @@ async fn hostile_uploaders_are_answered_and_nothing_they_send_is_kept() {
     assert_eq!(metric(&text, "kith_relay_media_blobs"), Some(0.0));
     assert!(blob_files(&data).is_empty(), "{:?}", blob_files(&data));
     task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_holding_upload_streams_open_cannot_take_the_slots() {
+    use futures::io::AsyncReadExt as _;
+    use kith_p2p::blob::media::{Answer, PROTOCOL};
+    let relay_dir = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(
+        relay_dir.path(),
+        &media_config(&relay_dir.path().join("data"), ""),
+    );
+    let (mut greedy, greedy_task) = raw_peer(&relay).await;
+    // Four streams that never send their request: the peer's share.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(greedy.open_stream(relay.peer_id, PROTOCOL).await.unwrap());
+    }
+    // A fifth is dropped unread, at once (not after the request timeout).
+    let mut fifth = greedy.open_stream(relay.peer_id, PROTOCOL).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(3), fifth.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the fifth stream is closed: {read:?}"
+    );
+    // Another peer is answered meanwhile.
+    let (mut other, other_task) = raw_peer(&relay).await;
+    assert_eq!(
+        ask(&mut other, &relay, &[9; 42]).await,
+        Some(Answer::UnsupportedVersion)
+    );
+    drop(held);
+    greedy_task.abort();
+    other_task.abort();
 }
