@@ -7,7 +7,9 @@
 
 use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
 use kith_p2p::node::{Event, GroupChange, Status};
-use kith_p2p::views::{ContactView, GroupView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
+
+use crate::picture::Picture;
 
 /// An input to the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,11 @@ pub enum Action {
     Mouse(MouseEvent),
     /// Text was pasted (bracketed paste); inserted verbatim.
     Paste(String),
+    /// A path to a file that exists was pasted (the runtime looked: a bracketed
+    /// paste of one line that is an absolute or `~/` path of a regular file). Into
+    /// an empty input it becomes `/file <path>`, to be confirmed with Enter; else it
+    /// is inserted like any paste.
+    PastedFile(String),
     /// The terminal now has this size.
     Resize {
         /// Columns.
@@ -165,6 +172,27 @@ pub enum Response {
     Renamed(ContactView),
     /// The node's status, asked for by `/status` (to be shown, not only used).
     StatusReport(Status),
+    /// A conversation's files and where each stands ([`Effect::LoadFiles`]).
+    Files {
+        /// The contact's peer id, or the group id.
+        contact: String,
+        /// Its files.
+        files: Vec<FileEntryView>,
+    },
+    /// A file asked for with [`Effect::GetFile`]: where it stands now.
+    File(FileEntryView),
+    /// A file was handed to the system's opener ([`Effect::OpenFile`]).
+    Opened {
+        /// The file.
+        path: String,
+    },
+    /// A picture decoded for its preview ([`Effect::DecodePicture`]).
+    Picture {
+        /// The file's id.
+        id: String,
+        /// The picture, shrunk for previews.
+        picture: Picture,
+    },
     /// The files a path being completed can become ([`Effect::ListPaths`]).
     Paths {
         /// The path as typed.
@@ -206,6 +234,39 @@ pub enum Effect {
         contact: String,
         /// The exact text typed.
         text: String,
+    },
+    /// Send a file (`send_file`), answered with [`Response::Sent`].
+    SendFile {
+        /// The contact's peer id, or the group id.
+        contact: String,
+        /// The path as typed; the runtime makes it absolute against the
+        /// interface's working directory (and `~/` against the home directory).
+        path: String,
+        /// Text sent with it.
+        caption: Option<String>,
+    },
+    /// Read a conversation's files (`files`).
+    LoadFiles {
+        /// The contact's peer id, or the group id.
+        contact: String,
+    },
+    /// Start fetching a received file (`get_file`, not waiting for it).
+    GetFile {
+        /// The file's id.
+        id: String,
+    },
+    /// Open a file with the system's opener (`xdg-open`, else `open`), detached;
+    /// fails (telling where the file is) when there is none.
+    OpenFile {
+        /// The file.
+        path: String,
+    },
+    /// Decode a picture for its preview, off the loop; failures are quiet.
+    DecodePicture {
+        /// The file's id.
+        id: String,
+        /// Where it is.
+        path: String,
     },
     /// Mark a conversation read (`read`).
     MarkRead {

@@ -43,6 +43,15 @@ pub enum Command {
     Quit,
     /// `/group ...`: create a group, or manage the open one.
     Group(GroupCommand),
+    /// `/file <path> [caption]`: send a file to the open conversation. The path is
+    /// as typed (relative, `~/`, or in quotes when it has spaces); the runtime
+    /// makes it absolute ([`absolute_path`]).
+    File {
+        /// The path as typed, without its quotes.
+        path: String,
+        /// Text sent with the file.
+        caption: Option<String>,
+    },
 }
 
 /// The `/group` subcommands. All but `create` act on the open group.
@@ -87,6 +96,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/status", "the node's status (peer id, addresses, peers, queues), in the log"),
     ("/log", "the log of notices and errors (also F2)"),
     ("/read", "mark the conversation as read"),
+    ("/file <path> [caption]", "send a file (Tab completes the path; \"quotes\" around one with spaces)"),
     ("/group create <name>", "create a group"),
     ("/group add <contact>", "add a contact to the open group"),
     ("/group remove <member>", "remove a member from the open group"),
@@ -147,6 +157,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "help" | "h" | "?" => Ok(Command::Help),
         "quit" | "q" | "exit" => Ok(Command::Quit),
         "group" | "groups" => parse_group(&rest).map(Command::Group),
+        "file" | "send-file" => parse_file(body),
         "" => Err(CommandError::Unknown(String::new())),
         other => Err(CommandError::Unknown(other.to_owned())),
     }
@@ -154,7 +165,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 
 /// Every command's name, for Tab completion (aliases left out).
 pub const NAMES: &[&str] = &[
-    "accept", "add", "block", "group", "help", "invite", "log", "quit", "read", "reject", "remove", "rename", "status",
+    "accept", "add", "block", "file", "group", "help", "invite", "log", "quit", "read", "reject", "remove", "rename", "status",
     "unblock",
 ];
 
@@ -163,6 +174,53 @@ pub const GROUP_NAMES: &[&str] = &["add", "create", "leave", "members", "remove"
 
 /// The usage line of `/group`, shown when a subcommand or its argument is missing.
 const GROUP_USAGE: &str = "/group create <name> | add <contact> | remove <member> | leave | members";
+
+/// The usage line of `/file`.
+const FILE_USAGE: &str = "/file <path> [caption]";
+
+/// Parse `/file`'s arguments from the command's `body` (after the `/`): a path,
+/// whole in `"…"` or `'…'` if it has spaces, else up to the first space; then the
+/// caption, kept as typed (new lines included).
+fn parse_file(body: &str) -> Result<Command, CommandError> {
+    let rest = body.trim_start().split_once(char::is_whitespace).map_or("", |(_, rest)| rest).trim_start();
+    let (path, caption) = match rest.chars().next() {
+        Some(quote @ ('"' | '\'')) => match rest[1..].split_once(quote) {
+            Some((path, caption)) => (path, caption),
+            None => return Err(CommandError::Usage(FILE_USAGE)),
+        },
+        _ => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
+    };
+    if path.is_empty() {
+        return Err(CommandError::Usage(FILE_USAGE));
+    }
+    let caption = caption.trim();
+    Ok(Command::File { path: path.to_owned(), caption: (!caption.is_empty()).then(|| caption.to_owned()) })
+}
+
+/// `path` as `/file` takes it back: in quotes when it has spaces or starts with one.
+pub fn quote_path(path: &str) -> String {
+    if !path.contains(char::is_whitespace) && !path.starts_with(['"', '\'']) {
+        path.to_owned()
+    } else if path.contains('"') {
+        format!("'{path}'")
+    } else {
+        format!("\"{path}\"")
+    }
+}
+
+/// A path typed in the interface made absolute: `~/` is the `home` directory, a
+/// relative path is taken from `cwd` (the interface's working directory, which may
+/// differ from the node's). `None` for `~/` without a home directory.
+pub fn absolute_path(typed: &str, cwd: &std::path::Path, home: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    if let Some(rest) = typed.strip_prefix("~/") {
+        return home.map(|h| h.join(rest));
+    }
+    if typed == "~" {
+        return home.map(std::path::Path::to_path_buf);
+    }
+    let path = std::path::Path::new(typed);
+    Some(if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) })
+}
 
 /// Parse the words after `/group`.
 fn parse_group(rest: &[&str]) -> Result<GroupCommand, CommandError> {
@@ -184,7 +242,19 @@ fn parse_group(rest: &[&str]) -> Result<GroupCommand, CommandError> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
     use super::*;
+
+    #[test]
+    fn typed_paths_become_absolute() {
+        let (cwd, home) = (Path::new("/work/here"), Some(Path::new("/home/me")));
+        assert_eq!(absolute_path("cat.png", cwd, home), Some(PathBuf::from("/work/here/cat.png")));
+        assert_eq!(absolute_path("../x/cat.png", cwd, home), Some(PathBuf::from("/work/here/../x/cat.png")));
+        assert_eq!(absolute_path("/tmp/cat.png", cwd, home), Some(PathBuf::from("/tmp/cat.png")));
+        assert_eq!(absolute_path("~/cat.png", cwd, home), Some(PathBuf::from("/home/me/cat.png")));
+        assert_eq!(absolute_path("~/cat.png", cwd, None), None);
+    }
 
     #[test]
     fn quit_says_what_happens_to_the_node() {
@@ -229,6 +299,22 @@ mod tests {
         assert_eq!(parse("/group create"), Err(CommandError::Usage("/group create <name>")));
         assert_eq!(parse("/group"), Err(CommandError::Usage(GROUP_USAGE)));
         assert_eq!(parse("/group frob"), Err(CommandError::Usage(GROUP_USAGE)));
+        assert_eq!(
+            parse("/file ./cat.png look at this"),
+            Ok(Command::File { path: "./cat.png".into(), caption: Some("look at this".into()) })
+        );
+        assert_eq!(parse("/file /tmp/a.txt"), Ok(Command::File { path: "/tmp/a.txt".into(), caption: None }));
+        assert_eq!(
+            parse("/file \"My Photos/cat 1.png\"  мяу"),
+            Ok(Command::File { path: "My Photos/cat 1.png".into(), caption: Some("мяу".into()) })
+        );
+        assert_eq!(parse("/file 'it\"s.txt'"), Ok(Command::File { path: "it\"s.txt".into(), caption: None }));
+        assert_eq!(parse("/file"), Err(CommandError::Usage(FILE_USAGE)));
+        assert_eq!(parse("/file \"unclosed"), Err(CommandError::Usage(FILE_USAGE)));
+        for path in ["/tmp/a b.png", "/tmp/plain.png", "/tmp/say \"hi\".txt"] {
+            let line = format!("/file {}", quote_path(path));
+            assert_eq!(parse(&line), Ok(Command::File { path: path.into(), caption: None }), "{line}");
+        }
         assert_eq!(parse("/frobnicate"), Err(CommandError::Unknown("frobnicate".into())));
         assert_eq!(parse("/"), Err(CommandError::Unknown(String::new())));
     }

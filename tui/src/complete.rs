@@ -117,14 +117,17 @@ const PATHS_MAX: usize = 200;
 /// amount of work.
 const ENTRIES_MAX: usize = 20_000;
 
-/// The word before `cursor` if it looks like a path: `~/`, `./`, `../` anywhere, or
-/// `/` past the first word (a first word with `/` is a command).
+/// The word before `cursor` if it looks like a path: `~/`, `./`, `../` anywhere,
+/// `/` past the first word (a first word with `/` is a command), or any word right
+/// after `/file` (whose argument is a path, relative ones included).
 pub fn path_word(text: &str, cursor: usize) -> Option<Range<usize>> {
     let before = text.get(..cursor)?;
     let start = before.char_indices().rev().find(|(_, c)| c.is_whitespace()).map_or(0, |(i, c)| i + c.len_utf8());
     let word = &before[start..];
+    let mut words_before = before[..start].split_whitespace();
+    let file_argument = words_before.next().is_some_and(|w| w.eq_ignore_ascii_case("/file")) && words_before.next().is_none();
     let path = ["~/", "./", "../"].iter().any(|p| word.starts_with(p)) || (word.starts_with('/') && start > 0);
-    path.then_some(start..cursor)
+    (path || file_argument).then_some(start..cursor)
 }
 
 /// The files `word` (a path as typed, `~/` for `home`) can complete to, in name
@@ -145,6 +148,8 @@ fn list_paths_within(word: &str, home: Option<&Path>, entries_max: usize) -> Vec
     let on_disk = match (dir.strip_prefix("~/"), home) {
         (Some(rest), Some(home)) => home.join(rest),
         (Some(_), None) => return Vec::new(),
+        // A bare name is in the working directory.
+        (None, _) if dir.is_empty() => Path::new(".").to_path_buf(),
         (None, _) => Path::new(dir).to_path_buf(),
     };
     let Ok(entries) = std::fs::read_dir(&on_disk) else { return Vec::new() };
@@ -218,6 +223,9 @@ mod tests {
         assert_eq!(path_word("look at /tmp", 12), Some(8..12));
         assert_eq!(path_word("/gro", 4), None, "a first word with / is a command");
         assert_eq!(path_word("hello", 5), None);
+        assert_eq!(path_word("/file ca", 8), Some(6..8), "/file takes a path, relative too");
+        assert_eq!(path_word("/file ", 6), Some(6..6));
+        assert_eq!(path_word("/file cat.png capt", 18), None, "the caption is not a path");
 
         let dir = std::env::temp_dir().join(format!("kith-complete-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

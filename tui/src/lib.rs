@@ -11,6 +11,7 @@
 //!   history, the slash commands, and Tab completion;
 //! - [`ui`]: [`render`], a pure function of the state (tested with ratatui's
 //!   `TestBackend` and insta snapshots);
+//! - [`picture`]: pictures decoded for inline previews and drawn in half-blocks;
 //! - `runtime` and `terminal` (private): the tokio loop, the task that owns the
 //!   control-socket connections (and gets them back after the node restarts), and
 //!   the real terminal (including the OSC 52 clipboard).
@@ -25,6 +26,7 @@ pub mod commands;
 pub mod complete;
 pub mod fuzzy;
 pub mod input;
+pub mod picture;
 pub mod ui;
 
 mod qr;

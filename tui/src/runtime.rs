@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::EventStream;
 use futures::StreamExt;
 use kith_p2p::control::{Client, ClientError, Request};
-use kith_p2p::views::{ContactView, GroupView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
@@ -64,6 +64,8 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Listings that may be running on the blocking pool at once, counting those given
 /// up on (a hung file system keeps its thread): more Tabs on paths are refused.
 const MAX_LISTINGS: usize = 4;
+/// Pictures decoded at once for previews (each takes a blocking thread).
+const MAX_DECODES: usize = 2;
 /// Why a request fails while there is no connection.
 const NOT_CONNECTED: &str = "not connected to the node (reconnecting)";
 
@@ -115,7 +117,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
 
     let (mut tui, guard) = terminal::enter().map_err(TuiError::Terminal)?;
     let mut runtime = Runtime {
-        app: App::new(config),
+        app: App::new(config).with_home_dir(std::env::var("HOME").ok()),
         quick: quick_tx,
         slow: slow_tx,
         notify_command: options.notify_command,
@@ -126,6 +128,8 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         lister: crate::complete::list_paths,
         actions: action_tx,
         notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
+        decoding: JoinSet::new(),
+        decode_permits: Arc::new(Semaphore::new(MAX_DECODES)),
         queue: VecDeque::new(),
     };
     let result = runtime.run(&mut tui, action_rx).await;
@@ -153,6 +157,10 @@ struct Runtime {
     /// For answers produced off the loop (path listings).
     actions: mpsc::Sender<Action>,
     notify_permits: Arc<Semaphore>,
+    /// Pictures being decoded for previews (each waits for a permit first).
+    decoding: JoinSet<()>,
+    /// Decodes running at once ([`MAX_DECODES`]).
+    decode_permits: Arc<Semaphore>,
     /// Actions produced locally (e.g. a request that could not be queued).
     queue: VecDeque<Action>,
 }
@@ -182,6 +190,10 @@ impl Runtime {
                 None => tokio::select! {
                     event = input.next() => match event {
                         Some(Ok(event)) => match Action::from_terminal(event) {
+                            Some(Action::Paste(text)) => match pasted_file(&text) {
+                                Some(path) => Action::PastedFile(path),
+                                None => Action::Paste(text),
+                            },
                             Some(action) => action,
                             None => continue,
                         },
@@ -203,6 +215,7 @@ impl Runtime {
             }
             while self.notifications.try_join_next().is_some() {}
             while self.listing.try_join_next().is_some() {}
+            while self.decoding.try_join_next().is_some() {}
             if self.app.should_quit() {
                 return Ok(());
             }
@@ -228,6 +241,8 @@ impl Runtime {
             Effect::Bell => terminal::bell(),
             Effect::Copy { text } => terminal::copy(&text),
             Effect::ListPaths { word } => self.list_paths(word),
+            Effect::OpenFile { path } => self.open_file(path),
+            Effect::DecodePicture { id, path } => self.decode_picture(id, path),
             Effect::Notify { from, text } => self.notify(&from, &text),
             Effect::Add { .. } | Effect::Invite | Effect::Group(_) => self.request(true, effect),
             other => self.request(false, other),
@@ -276,6 +291,70 @@ impl Runtime {
         });
     }
 
+    /// Hand `path` to the system's opener (`xdg-open`, else `open`) and answer
+    /// [`Response::Opened`]; without one, fail with where the file is. The opener
+    /// runs detached from the terminal (no input, output discarded), waited for
+    /// among the notifications (bounded by the same permits and timeout).
+    fn open_file(&mut self, path: String) {
+        let effect = Effect::OpenFile { path: path.clone() };
+        let Some(opener) = opener() else {
+            let error = "nothing here opens files: no xdg-open or open".to_owned();
+            self.queue.push_back(Action::Failed { effect, error });
+            return;
+        };
+        let Ok(permit) = Arc::clone(&self.notify_permits).try_acquire_owned() else {
+            let error = "too many openers still running".to_owned();
+            self.queue.push_back(Action::Failed { effect, error });
+            return;
+        };
+        let mut command = tokio::process::Command::new(&opener);
+        match self.spawn_quiet(command.arg(&path), permit) {
+            Ok(()) => self.queue.push_back(Action::Done(Response::Opened { path })),
+            Err(e) => self.queue.push_back(Action::Failed { effect, error: format!("{}: {e}", opener.display()) }),
+        }
+    }
+
+    /// Start `command` detached from the terminal (no input, output discarded) and
+    /// wait for it among the notifications, holding `permit` meanwhile; one still
+    /// running after [`NOTIFY_TIMEOUT`] is killed.
+    fn spawn_quiet(
+        &mut self,
+        command: &mut tokio::process::Command,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> std::io::Result<()> {
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true).spawn()?;
+        self.notifications.spawn(async move {
+            if tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await.is_err() {
+                tracing::warn!("a notification or opener command timed out; killing it");
+                let _ = child.kill().await;
+            }
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    /// Decode a picture for its preview on the blocking pool, at most
+    /// [`MAX_DECODES`] at once (the others wait their turn), and answer with
+    /// [`Response::Picture`] or a failure.
+    fn decode_picture(&mut self, id: String, path: String) {
+        let (actions, permits) = (self.actions.clone(), Arc::clone(&self.decode_permits));
+        self.decoding.spawn(async move {
+            let Ok(permit) = permits.acquire_owned().await else { return };
+            let file = PathBuf::from(&path);
+            let decoded = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                crate::picture::decode(&file)
+            });
+            let action = match decoded.await {
+                Ok(Ok(picture)) => Action::Done(Response::Picture { id, picture }),
+                Ok(Err(e)) => Action::Failed { effect: Effect::DecodePicture { id, path }, error: e.to_string() },
+                Err(e) => Action::Failed { effect: Effect::DecodePicture { id, path }, error: e.to_string() },
+            };
+            let _ = actions.send(action).await;
+        });
+    }
+
     /// Run the notification command with `KITH_FROM` and `KITH_TEXT` set.
     fn notify(&mut self, from: &str, text: &str) {
         let Some(command) = &self.notify_command else { return };
@@ -283,27 +362,10 @@ impl Runtime {
             tracing::warn!("notification skipped: {MAX_NOTIFICATIONS} still running");
             return;
         };
-        let child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .env("KITH_FROM", from)
-            .env("KITH_TEXT", text)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        match child {
-            Ok(mut child) => {
-                self.notifications.spawn(async move {
-                    if tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await.is_err() {
-                        tracing::warn!("notification command timed out; killing it");
-                        let _ = child.kill().await;
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) => tracing::warn!(error = %e, "notification command failed to start"),
+        let mut sh = tokio::process::Command::new("sh");
+        sh.arg("-c").arg(command).env("KITH_FROM", from).env("KITH_TEXT", text);
+        if let Err(e) = self.spawn_quiet(&mut sh, permit) {
+            tracing::warn!(error = %e, "notification command failed to start");
         }
     }
 }
@@ -486,6 +548,9 @@ pub enum RequestError {
     /// The effect is not a node request (the bell, a notification, ...).
     #[error("not a node request")]
     NotARequest,
+    /// A path typed for `/file` cannot be made absolute.
+    #[error("{0}")]
+    Path(String),
 }
 
 impl RequestError {
@@ -574,10 +639,61 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
             let peer_id = value.get("removed").and_then(Value::as_str).unwrap_or(contact).to_owned();
             Response::ContactRemoved { peer_id }
         }
-        Effect::Bell | Effect::Notify { .. } | Effect::Copy { .. } | Effect::ListPaths { .. } | Effect::Quit => {
+        Effect::SendFile { contact, path, caption } => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let Some(absolute) = crate::commands::absolute_path(path, &cwd, home.as_deref()) else {
+                return Err(RequestError::Path(format!("{path}: no home directory to find ~ in")));
+            };
+            let path = absolute.to_string_lossy().into_owned();
+            Response::Sent(call(client, Request::SendFile { contact: contact.clone(), path, caption: caption.clone() }).await?)
+        }
+        Effect::LoadFiles { contact } => {
+            let files: Vec<FileEntryView> = call(client, Request::Files { contact: Some(contact.clone()) }).await?;
+            Response::Files { contact: contact.clone(), files }
+        }
+        Effect::GetFile { id } => {
+            Response::File(call(client, Request::GetFile { id: id.clone(), out: None, wait: false }).await?)
+        }
+        Effect::Bell
+        | Effect::Notify { .. }
+        | Effect::Copy { .. }
+        | Effect::ListPaths { .. }
+        | Effect::OpenFile { .. }
+        | Effect::DecodePicture { .. }
+        | Effect::Quit => {
             return Err(RequestError::NotARequest);
         }
     })
+}
+
+/// The system's program that opens a file with its default application: the first
+/// of `xdg-open` (freedesktop) and `open` (macOS) found on `PATH`.
+fn opener() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["xdg-open", "open"]
+        .iter()
+        .find_map(|name| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()))
+}
+
+/// A bracketed paste that names an existing regular file: one line, an absolute
+/// or `~/` path (or a `file://` URL of one, as file managers copy them), at most
+/// 4 KiB. Looks at the file system (one `stat`), for pastes that look like paths only.
+fn pasted_file(text: &str) -> Option<String> {
+    let line = text.trim_matches(|c: char| c == '\n' || c == '\r' || c == ' ');
+    if line.len() > 4096 || line.contains('\n') {
+        return None;
+    }
+    let line = line.strip_prefix("file://").unwrap_or(line);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let path = if line.starts_with('/') {
+        PathBuf::from(line)
+    } else if line.starts_with("~/") {
+        crate::commands::absolute_path(line, Path::new("/"), home.as_deref())?
+    } else {
+        return None;
+    };
+    path.is_file().then(|| path.to_string_lossy().into_owned())
 }
 
 /// The wall clock in Unix milliseconds (0 if the clock is before 1970).
@@ -914,6 +1030,23 @@ mod tests {
         vec!["./late ".to_owned()]
     }
 
+    #[test]
+    fn a_pasted_path_counts_only_when_it_names_a_file() {
+        let dir = std::env::temp_dir().join(format!("kith-paste-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cat 1.png");
+        std::fs::write(&file, b"x").unwrap();
+        let shown = file.display().to_string();
+        assert_eq!(pasted_file(&shown), Some(shown.clone()));
+        assert_eq!(pasted_file(&format!("{shown}\n")), Some(shown.clone()), "a trailing newline is not part of it");
+        assert_eq!(pasted_file(&format!("file://{shown}")), Some(shown.clone()));
+        assert_eq!(pasted_file(&dir.display().to_string()), None, "a directory is not a file");
+        assert_eq!(pasted_file(&format!("{shown}\nmore")), None, "several lines are text");
+        assert_eq!(pasted_file("cat 1.png"), None, "a relative path is text");
+        assert_eq!(pasted_file(&format!("{}/missing.png", dir.display())), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn a_path_listing_that_hangs_is_given_up_and_bounded() {
         let (actions, mut rx) = mpsc::channel(ACTION_QUEUE);
@@ -931,6 +1064,8 @@ mod tests {
             lister: hung_lister,
             actions,
             notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
+            decoding: JoinSet::new(),
+            decode_permits: Arc::new(Semaphore::new(MAX_DECODES)),
             queue: VecDeque::new(),
         };
         runtime.list_paths("./x".into());

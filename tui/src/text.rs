@@ -180,6 +180,45 @@ pub(crate) fn date_label(day: i64) -> String {
     format!("{weekday}, {d} {month} {y}")
 }
 
+/// A size in bytes for people: `512 B`, `1.5 KiB`, `42 MiB`, `3.2 GiB` (one decimal
+/// under 10 units).
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 { format!("{value:.1} {}", UNITS[unit]) } else { format!("{value:.0} {}", UNITS[unit]) }
+}
+
+/// What a message says, in one line for previews: its text, or for a file message
+/// `[file] name` (and the caption).
+pub(crate) fn summary(m: &kith_p2p::views::MessageView) -> String {
+    let first = m.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    match &m.file {
+        Some(file) if first.is_empty() => format!("[file] {}", kith_p2p::files::safe_file_name(&file.name)),
+        Some(file) => format!("[file] {} · {first}", kith_p2p::files::safe_file_name(&file.name)),
+        None => first.to_owned(),
+    }
+}
+
+/// `path` with the `home` directory written `~`.
+pub(crate) fn tilde(path: &str, home: Option<&str>) -> String {
+    match home.map(|h| h.trim_end_matches('/')).filter(|h| !h.is_empty()) {
+        Some(home) if path == home => "~".to_owned(),
+        Some(home) => match path.strip_prefix(home).filter(|rest| rest.starts_with('/')) {
+            Some(rest) => format!("~{rest}"),
+            None => path.to_owned(),
+        },
+        None => path.to_owned(),
+    }
+}
+
 /// `1 member`, `3 members`.
 pub(crate) fn members(n: usize) -> String {
     if n == 1 { "1 member".to_owned() } else { format!("{n} members") }
@@ -217,6 +256,18 @@ pub(crate) fn parse_utc_offset(s: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_home_paths_read_well() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(42 * 1024 * 1024), "42 MiB");
+        assert_eq!(human_size(3_435_973_837), "3.2 GiB");
+        assert_eq!(tilde("/home/me/Downloads/a.png", Some("/home/me")), "~/Downloads/a.png");
+        assert_eq!(tilde("/home/meow/a.png", Some("/home/me")), "/home/meow/a.png");
+        assert_eq!(tilde("/tmp/a.png", None), "/tmp/a.png");
+    }
 
     #[test]
     fn wraps_by_words_and_width() {

@@ -12,6 +12,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Ctrl+N, Alt+Down", "next conversation (each keeps its draft)"),
     ("Ctrl+P, Alt+Up", "previous conversation"),
     ("Ctrl+K", "quick switcher (type to filter, Enter opens)"),
+    ("Ctrl+O", "download the file in view, or open it if here"),
     ("PageUp, PageDown", "scroll messages; PageUp at the top loads older ones"),
     ("Esc", "close the overlay, else jump to the newest message"),
     ("Up, Down", "previous/next line; on the first/last line: input history"),

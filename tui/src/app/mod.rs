@@ -9,6 +9,7 @@
 //! and returns the [`Effect`](crate::action::Effect)s to perform; it never does I/O,
 //! so tests drive it directly and the runtime stays a thin loop.
 
+mod files;
 mod keys;
 mod node;
 mod update;
@@ -19,8 +20,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
 use kith_p2p::node::QueueStatus;
-use kith_p2p::views::{ContactView, GroupView, MessageView};
+use kith_p2p::views::{ContactView, FileEntryView, GroupView, MessageView};
 
+pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
 pub use update::update;
 pub use window::{Fetch, Scroll};
@@ -388,6 +390,15 @@ pub struct App {
     orphan_states: VecDeque<(String, MessageState)>,
     /// `send` requests in flight, per contact.
     pub(crate) sending: HashMap<String, usize>,
+    /// Where the files of the conversations looked at stand, by file id (bounded,
+    /// see `files.rs`), from `files` answers and `file_changed` events.
+    files: HashMap<String, FileEntryView>,
+    /// Bytes held of files being fetched, by file id (from `file_progress` events).
+    progress: HashMap<String, u64>,
+    /// Picture previews, by file id (bounded).
+    previews: HashMap<String, Preview>,
+    /// The user's home directory, to show saved paths as `~/…`.
+    home_dir: Option<String>,
     quit: bool,
 }
 
@@ -419,8 +430,39 @@ impl App {
             terminal_focused: true,
             orphan_states: VecDeque::new(),
             sending: HashMap::new(),
+            files: HashMap::new(),
+            progress: HashMap::new(),
+            previews: HashMap::new(),
+            home_dir: None,
             quit: false,
         }
+    }
+
+    /// This state with `home` as the user's home directory: saved files under it
+    /// are shown as `~/…`.
+    pub fn with_home_dir(mut self, home: Option<String>) -> App {
+        self.home_dir = home.filter(|h| !h.is_empty());
+        self
+    }
+
+    /// The user's home directory, if known.
+    pub fn home_dir(&self) -> Option<&str> {
+        self.home_dir.as_deref()
+    }
+
+    /// Where file `id` stands, if the node said.
+    pub fn file(&self, id: &str) -> Option<&FileEntryView> {
+        self.files.get(id)
+    }
+
+    /// Bytes held of file `id` while it is fetched, if the node said.
+    pub fn file_progress(&self, id: &str) -> Option<u64> {
+        self.progress.get(id).copied()
+    }
+
+    /// The preview of picture `id`, if one was asked for.
+    pub fn preview(&self, id: &str) -> Option<&Preview> {
+        self.previews.get(id)
     }
 
     /// The requests that load the initial state.

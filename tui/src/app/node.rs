@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use kith_p2p::kith_storage::{ContactState, Direction};
+use kith_p2p::kith_storage::{ContactState, Direction, FileState};
 use kith_p2p::node::{Event, GroupChange};
 use kith_p2p::views::{GroupView, MessageView};
 
@@ -56,6 +56,8 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             let name = app.conversation(&recipient).map_or_else(|| recipient.clone(), |c| c.label().to_owned());
             app.set_status(format!("a relay refused mail for {name}: {message} (will retry)"), true);
         }
+        Event::FileProgress { id, have, .. } => super::files::on_progress(app, id, have),
+        Event::FileChanged { file } => super::files::on_file_changed(app, file, fx),
         // Missed events: re-read everything, reload the open conversation.
         Event::Lagged { .. } => reload(app, fx),
         _ => {}
@@ -146,7 +148,7 @@ fn on_message(app: &mut App, message: MessageView, fx: &mut Vec<Effect>) {
         Some(g) => format!("{} in #{}", c.author_label(app, &message.author), g.name),
         None => c.label().to_owned(),
     });
-    let text = message.text.clone();
+    let text = crate::text::summary(&message);
     let (_, height) = pane(app);
     if let Some(conv) = app.conversation_mut(&peer) {
         // While the first page is on its way, keep the message: the page may predate it.
@@ -313,6 +315,8 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             } else if before.is_none() {
                 conv.loading = None;
                 conv.load_newest(messages, full);
+                // Where its files stand (and so which pictures to preview).
+                fx.push(Effect::LoadFiles { contact: contact.clone() });
                 land = focused && conv.pending_marker > 0;
                 conv.resolve_marker();
             } else if before.is_some() && before == front {
@@ -337,6 +341,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.sort();
             if focused {
                 prefetch(app, fx);
+                super::files::want_previews(app, fx);
             }
         }
         Response::Preview { contact, message } => {
@@ -362,6 +367,20 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.sort();
         }
         Response::Marked { .. } => {}
+        Response::Files { files, .. } => super::files::on_files(app, files, fx),
+        Response::File(entry) => {
+            let name = crate::text::sanitize_line(&kith_p2p::files::safe_file_name(&entry.name));
+            match entry.state {
+                FileState::Downloading => app.set_status(format!("downloading {name}…"), false),
+                FileState::Complete => app.set_status(format!("{name} is here: Ctrl+O opens it"), false),
+                _ => {}
+            }
+            super::files::on_file_changed(app, entry, fx);
+        }
+        Response::Opened { path } => {
+            app.set_status(format!("opened {}", crate::text::tilde(&path, app.home_dir())), false);
+        }
+        Response::Picture { id, picture } => super::files::on_picture(app, id, Some(picture)),
         Response::Invite { invite, qr } => {
             if let Some(Overlay::Invite(view)) = &mut app.overlay {
                 *view = InviteView::Ready { invite, qr, scroll: 0, copied: false };
@@ -477,7 +496,9 @@ fn give_back(app: &mut App, contact: &str, text: &str) {
 /// node has it, and the input history has the text. Anything else is told like a
 /// failure.
 pub(super) fn on_interrupted(app: &mut App, effect: Effect, error: String) {
-    let Effect::Send { contact, .. } = &effect else { return on_failure(app, effect, error) };
+    let (Effect::Send { contact, .. } | Effect::SendFile { contact, .. }) = &effect else {
+        return on_failure(app, effect, error);
+    };
     sent_or_failed(app, contact);
     let name = app.conversation(contact).map_or_else(|| contact.clone(), |c| c.label().to_owned());
     app.set_status(
@@ -494,7 +515,12 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
     // only what the user asked for is worth saying there.
     let background = matches!(
         effect,
-        Effect::Refresh | Effect::LoadStatus | Effect::LoadGroups | Effect::LoadHistory { .. } | Effect::MarkRead { .. }
+        Effect::Refresh
+            | Effect::LoadStatus
+            | Effect::LoadGroups
+            | Effect::LoadHistory { .. }
+            | Effect::MarkRead { .. }
+            | Effect::LoadFiles { .. }
     );
     let offline = matches!(app.node, NodeState::Disconnected { .. });
     let what = match effect {
@@ -515,6 +541,23 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
             sent_or_failed(app, &contact);
             give_back(app, &contact, &text);
             "not sent"
+        }
+        Effect::SendFile { contact, path, caption } => {
+            sent_or_failed(app, &contact);
+            give_back(app, &contact, &super::files::file_command(&path, caption.as_deref()));
+            "file not sent"
+        }
+        Effect::LoadFiles { .. } => "loading the files",
+        Effect::GetFile { .. } => "fetching the file",
+        Effect::OpenFile { path } => {
+            // Not a failure of the file: it is there, only nothing here opens it.
+            let path = crate::text::tilde(&path, app.home_dir());
+            app.set_status(format!("saved at {path} ({error})"), false);
+            return;
+        }
+        Effect::DecodePicture { id, .. } => {
+            super::files::on_picture(app, id, None);
+            return;
         }
         Effect::Refresh => "loading contacts",
         Effect::LoadStatus => {

@@ -17,7 +17,9 @@ use crate::ui::{layout::Areas, list};
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
     // Input means someone is looking, whatever the last focus report said.
-    if matches!(action, Action::Key(_) | Action::Mouse(_) | Action::Paste(_)) && !app.terminal_focused {
+    if matches!(action, Action::Key(_) | Action::Mouse(_) | Action::Paste(_) | Action::PastedFile(_))
+        && !app.terminal_focused
+    {
         app.terminal_focused = true;
         mark_focused_read(app, &mut fx);
     }
@@ -25,6 +27,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Key(key) => super::user::on_key(app, key, &mut fx),
         Action::Mouse(mouse) => super::user::on_mouse(app, mouse, &mut fx),
         Action::Paste(text) => super::user::on_paste(app, &text),
+        Action::PastedFile(path) => super::files::on_pasted_file(app, &path),
         Action::Resize { width, height } => {
             app.size = (width, height);
             clamp_list_offset(app);

@@ -79,6 +79,7 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Char('n') if ctrl => switch(app, 1, fx),
         KeyCode::Char('p') if ctrl => switch(app, -1, fx),
         KeyCode::Char('k') if ctrl => app.overlay = Some(Overlay::Switcher(Switcher::default())),
+        KeyCode::Char('o') if ctrl && !alt => super::files::open_or_fetch(app, fx),
         KeyCode::PageUp => scroll_messages(app, true, page, fx),
         KeyCode::PageDown => scroll_messages(app, false, page, fx),
         KeyCode::Esc => match app.focused() {
@@ -236,6 +237,7 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
         Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
         Command::Quit => quit(app, fx),
         Command::Group(group) => group_command(app, group, fx),
+        Command::File { path, caption } => super::files::send_file(app, path, caption, fx),
     }
 }
 

@@ -147,12 +147,12 @@ fn preview_line(app: &App, conv: &Conversation, selected: bool, width: usize, th
         },
         ContactState::PendingOut if conv.last.is_none() => "request sent".to_owned(),
         _ => match &conv.last {
-            Some(m) if m.direction == Direction::Outgoing => format!("you: {}", first_line(&m.text)),
+            Some(m) if m.direction == Direction::Outgoing => format!("you: {}", text::summary(m)),
             // In a group, who wrote it matters as much as what.
             Some(m) if conv.group_view().is_some() => {
-                format!("{}: {}", conv.author_label(app, &m.author), first_line(&m.text))
+                format!("{}: {}", conv.author_label(app, &m.author), text::summary(m))
             }
-            Some(m) => first_line(&m.text).to_owned(),
+            Some(m) => text::summary(m),
             None => "no messages yet".to_owned(),
         },
     };

@@ -13,15 +13,16 @@
 //! layout however deep in the history the view is. The state machine (scrolling,
 //! prefetching) and the renderer use the same walk, so they always agree.
 
-use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
-use kith_p2p::views::MessageView;
+use kith_p2p::files::{is_image, safe_file_name};
+use kith_p2p::kith_storage::{ContactState, Direction, FileState, MessageState};
+use kith_p2p::views::{FileView, MessageView};
 use ratatui::layout::Alignment;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
 use super::theme::Theme;
-use crate::app::{App, Conversation, Fetch, Scroll};
-use crate::text;
+use crate::app::{App, Conversation, Fetch, Preview, Scroll};
+use crate::{picture, text};
 
 /// Columns of `HH:MM `; continuation rows are indented by this much.
 const TIME_W: usize = 6;
@@ -62,6 +63,94 @@ pub(super) fn notice(textual: &str, width: usize, style: Style) -> Vec<Line<'sta
     text::wrap(textual, width, width).into_iter().map(|r| Line::styled(r, style).alignment(Alignment::Center)).collect()
 }
 
+/// Most rows a picture preview takes.
+pub(crate) const PREVIEW_ROWS: u16 = 12;
+
+/// Where a file stands, as its line says it, and whether that is a failure.
+pub(crate) fn file_state(app: &App, m: &MessageView, file: &FileView) -> (String, bool) {
+    let Some(entry) = app.file(&file.id) else {
+        // Not heard of yet (the `files` answer is on its way): nothing to say.
+        return (String::new(), false);
+    };
+    let retrying = |e: &str| format!("downloading, retrying ({})", text::sanitize_line(e));
+    let incoming = m.direction == Direction::Incoming;
+    match entry.state {
+        // Only ours are shared from here; nothing to tell the reader of theirs.
+        FileState::Shared | FileState::Uploaded if incoming => (String::new(), false),
+        FileState::Shared => ("shared".to_owned(), false),
+        FileState::Uploaded => ("shared, on a media node".to_owned(), false),
+        FileState::Offered => ("offered — Ctrl+O downloads".to_owned(), false),
+        FileState::Downloading => match (&entry.error, app.file_progress(&file.id)) {
+            (Some(e), _) => (retrying(e), true),
+            (None, Some(have)) => (format!("downloading {}%", crate::app::percent(have, file.size)), false),
+            (None, None) => ("downloading…".to_owned(), false),
+        },
+        FileState::Complete => match &entry.path {
+            Some(path) => (format!("saved {}", text::sanitize_line(&text::tilde(path, app.home_dir()))), false),
+            None => ("complete".to_owned(), false),
+        },
+        FileState::Failed => {
+            let why = entry.error.as_deref().map_or_else(|| "does not open".to_owned(), text::sanitize_line);
+            (format!("failed: {why}"), true)
+        }
+    }
+}
+
+/// The rows of a file message: `[file] name · size · state` (wrapped), the
+/// caption under it, and a preview for a picture that is here and decoded.
+fn file_rows(
+    app: &App,
+    m: &MessageView,
+    file: &FileView,
+    (prefix, indent): (Vec<Span<'static>>, usize),
+    width: usize,
+    theme: &Theme,
+) -> Vec<Line<'static>> {
+    let prefix_w: usize = prefix.iter().map(Span::width).sum();
+    let rest_w = width.saturating_sub(indent);
+    let label = if is_image(&file.media_type) { "[image]" } else { "[file]" };
+    let name = text::sanitize_line(&safe_file_name(&file.name));
+    let (state, failed) = file_state(app, m, file);
+    let mut line = format!("{label} {name} · {}", text::human_size(file.size));
+    if !state.is_empty() {
+        line.push_str(" · ");
+        line.push_str(&state);
+    }
+    let state_style = if failed { theme.mark_failed() } else { theme.accent() };
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    for (i, row) in text::wrap(&line, width.saturating_sub(prefix_w), rest_w).into_iter().enumerate() {
+        let mut spans = if i == 0 { prefix.clone() } else { vec![Span::raw(" ".repeat(indent))] };
+        spans.push(Span::styled(row, state_style));
+        lines.push(Line::from(spans));
+    }
+    if let Some((glyph, style)) = mark(m, theme)
+        && let Some(last) = lines.last_mut()
+    {
+        if last.width() + 1 + text::width(glyph) <= width {
+            last.spans.push(Span::raw(" "));
+            last.spans.push(Span::styled(glyph, style));
+        } else {
+            lines.push(Line::from(vec![Span::raw(" ".repeat(indent)), Span::styled(glyph, style)]));
+        }
+    }
+    if !m.text.trim().is_empty() {
+        for row in text::wrap(&m.text, rest_w, rest_w) {
+            lines.push(Line::from(vec![Span::raw(" ".repeat(indent)), Span::raw(row)]));
+        }
+    }
+    if let Some(Preview::Ready(picture)) = app.preview(&file.id)
+        && !app.config().no_color
+    {
+        let columns = u16::try_from(rest_w).unwrap_or(u16::MAX);
+        for row in picture::half_blocks(picture, columns, PREVIEW_ROWS) {
+            let mut spans = vec![Span::raw(" ".repeat(indent))];
+            spans.extend(row.spans);
+            lines.push(Line::from(spans));
+        }
+    }
+    lines
+}
+
 /// The rows of one message.
 fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, theme: &Theme) -> Vec<Line<'static>> {
     let outgoing = m.direction == Direction::Outgoing;
@@ -72,6 +161,15 @@ fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, t
     let prefix_w = TIME_W + text::width(&author) + 2;
     let indent = if width >= INDENT_MIN_WIDTH { TIME_W } else { 0 };
     let rest_w = width.saturating_sub(indent);
+    if let Some(file) = &m.file {
+        let prefix = vec![
+            Span::styled(text::clock(m.sent_at, app.config().utc_offset_secs), theme.dim()),
+            Span::raw(" "),
+            Span::styled(author, author_style),
+            Span::raw(": "),
+        ];
+        return file_rows(app, m, file, (prefix, indent), width, theme);
+    }
     let rows = text::wrap(&m.text, width.saturating_sub(prefix_w), rest_w);
     let last = rows.len().saturating_sub(1);
     let mut lines: Vec<Line<'static>> = Vec::with_capacity(rows.len() + 1);

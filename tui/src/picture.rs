@@ -1,0 +1,218 @@
+//! Inline previews of pictures: decoding (off the loop) and drawing with half-blocks.
+//!
+//! [`decode`] reads a PNG or JPEG file and shrinks it to a [`Picture`] of at most
+//! [`MAX_WIDTH`]×[`MAX_HEIGHT`] pixels, the most a preview ever shows, so what the
+//! state keeps per picture is small whatever the file's size. It reads the disk and
+//! decodes: the runtime calls it on the blocking pool.
+//!
+//! [`half_blocks`] draws a picture into at most `columns`×`rows` cells as rows of
+//! `▀`, each cell two pixels: the upper in the foreground colour, the lower in the
+//! background colour. A terminal cell is about twice as tall as it is wide, so the
+//! two halves are about square and the picture keeps its proportions. It is a pure
+//! function of the picture and the area (snapshot-tested). Every terminal that shows
+//! 24-bit colour shows these; the graphics protocols (kitty, sixel, iTerm) would
+//! show more detail but draw outside ratatui's cells, which the message pane's
+//! row-by-row layout and scrolling are made of.
+
+use std::path::Path;
+
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+
+/// The widest picture kept, in pixels (= columns of a preview).
+pub const MAX_WIDTH: u32 = 256;
+/// The tallest picture kept, in pixels (= 2 × the rows of the tallest preview).
+pub const MAX_HEIGHT: u32 = 64;
+/// Files larger than this are not decoded for a preview (a picture this big is
+/// not one to decode on a whim, and a hostile "image" should cost little).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Pictures wider or taller than this many pixels are refused before decoding.
+const MAX_SIDE: u32 = 16_384;
+/// The most a decode may allocate, in bytes.
+const MAX_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// A small RGB picture, row by row.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Picture {
+    width: u32,
+    height: u32,
+    pixels: Vec<[u8; 3]>,
+}
+
+impl std::fmt::Debug for Picture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Picture({}×{})", self.width, self.height)
+    }
+}
+
+impl Picture {
+    /// A picture of `width`×`height` pixels, row by row; `None` if `pixels` does not
+    /// hold exactly that many or a side is 0.
+    pub fn new(width: u32, height: u32, pixels: Vec<[u8; 3]>) -> Option<Picture> {
+        let count = u64::from(width) * u64::from(height);
+        (width > 0 && height > 0 && pixels.len() as u64 == count).then_some(Picture { width, height, pixels })
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y.min(self.height - 1) * self.width + x.min(self.width - 1)) as usize;
+        self.pixels.get(i).copied().unwrap_or_default()
+    }
+
+    /// The average colour of pixels `x0..x1` × `y0..y1` (at least one pixel).
+    fn average(&self, x0: u32, x1: u32, y0: u32, y1: u32) -> [u8; 3] {
+        let (x1, y1) = (x1.max(x0 + 1), y1.max(y0 + 1));
+        let mut sum = [0u64; 3];
+        let mut n = 0u64;
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let p = self.pixel(x, y);
+                for (s, c) in sum.iter_mut().zip(p) {
+                    *s += u64::from(c);
+                }
+                n += 1;
+            }
+        }
+        sum.map(|s| u8::try_from(s / n).unwrap_or(u8::MAX))
+    }
+}
+
+/// Why a picture could not be previewed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The file could not be read.
+    #[error("reading the picture: {0}")]
+    Io(#[from] std::io::Error),
+    /// Too large to decode for a preview (over [`MAX_FILE_BYTES`]).
+    #[error("too large to preview")]
+    TooLarge,
+    /// Not a PNG or JPEG this can decode.
+    #[error("not a picture this can show: {0}")]
+    Format(#[from] image::ImageError),
+}
+
+/// Read the picture at `path` (PNG or JPEG, told by its content) and shrink it to
+/// fit [`MAX_WIDTH`]×[`MAX_HEIGHT`], keeping its proportions; transparent parts
+/// are drawn on black. Reads the disk and decodes: not on the interface's loop.
+pub fn decode(path: &Path) -> Result<Picture, DecodeError> {
+    if std::fs::metadata(path)?.len() > MAX_FILE_BYTES {
+        return Err(DecodeError::TooLarge);
+    }
+    let mut reader = image::ImageReader::open(path)?.with_guessed_format()?;
+    // Checked against the header before any pixel buffer is allocated.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let decoded = reader.decode()?;
+    let small = if decoded.width() > MAX_WIDTH || decoded.height() > MAX_HEIGHT {
+        decoded.resize(MAX_WIDTH, MAX_HEIGHT, image::imageops::FilterType::Triangle)
+    } else {
+        decoded
+    };
+    let rgba = small.to_rgba8();
+    let pixels = rgba
+        .pixels()
+        .map(|p| {
+            let [r, g, b, a] = p.0;
+            let on_black = |c: u8| u8::try_from(u16::from(c) * u16::from(a) / 255).unwrap_or(u8::MAX);
+            [on_black(r), on_black(g), on_black(b)]
+        })
+        .collect();
+    Picture::new(rgba.width(), rgba.height(), pixels).ok_or(DecodeError::TooLarge)
+}
+
+/// The size, in cells, `picture` is drawn at within `columns`×`rows`: as large as
+/// fits with its proportions (a cell is one pixel wide and two tall), never larger
+/// than the picture itself, at least 1×1.
+pub fn cells(picture: &Picture, columns: u16, rows: u16) -> (u16, u16) {
+    if columns == 0 || rows == 0 {
+        return (0, 0);
+    }
+    let (w, h) = (f64::from(picture.width), f64::from(picture.height));
+    let scale = (f64::from(columns) / w).min(f64::from(rows) * 2.0 / h).min(1.0);
+    let width = (w * scale).round().clamp(1.0, f64::from(columns));
+    let pixel_rows = (h * scale).round().max(1.0);
+    let height = (pixel_rows / 2.0).ceil().clamp(1.0, f64::from(rows));
+    // Both are within u16 bounds by the clamps above.
+    (width as u16, height as u16)
+}
+
+/// `picture` drawn in half-blocks into at most `columns`×`rows` cells (see
+/// [`cells`] for the size), one [`Line`] per row. A pure function of its inputs.
+pub fn half_blocks(picture: &Picture, columns: u16, rows: u16) -> Vec<Line<'static>> {
+    let (width, height) = cells(picture, columns, rows);
+    if width == 0 || height == 0 {
+        return Vec::new();
+    }
+    let pixel_rows = u32::from(height) * 2;
+    let span_x = |x: u32| (x * picture.width / u32::from(width), (x + 1) * picture.width / u32::from(width));
+    let span_y = |y: u32| (y * picture.height / pixel_rows, (y + 1) * picture.height / pixel_rows);
+    let rgb = |[r, g, b]: [u8; 3]| Color::Rgb(r, g, b);
+    (0..u32::from(height))
+        .map(|row| {
+            let spans: Vec<Span<'static>> = (0..u32::from(width))
+                .map(|col| {
+                    let (x0, x1) = span_x(col);
+                    let (t0, t1) = span_y(row * 2);
+                    let (b0, b1) = span_y(row * 2 + 1);
+                    let top = picture.average(x0, x1, t0, t1);
+                    let bottom = picture.average(x0, x1, b0, b1);
+                    Span::styled("▀", Style::new().fg(rgb(top)).bg(rgb(bottom)))
+                })
+                .collect();
+            Line::from(spans)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn solid(width: u32, height: u32, colour: [u8; 3]) -> Picture {
+        Picture::new(width, height, vec![colour; (width * height) as usize]).unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn keeps_proportions_within_the_area_and_never_enlarges() {
+        // 200×100 pixels into 40 columns × 20 rows: width-bound, 40×20 pixels = 40×10 cells.
+        assert_eq!(cells(&solid(200, 100, [0; 3]), 40, 20), (40, 10));
+        // Height-bound: 100×200 into 80×10 → 10 rows = 20 pixels tall, 10 wide.
+        assert_eq!(cells(&solid(100, 200, [0; 3]), 80, 10), (10, 10));
+        // Small pictures stay their size: 6×4 pixels = 6×2 cells.
+        assert_eq!(cells(&solid(6, 4, [0; 3]), 80, 10), (6, 2));
+        assert_eq!(cells(&solid(1, 1000, [0; 3]), 80, 3), (1, 3));
+        assert_eq!(cells(&solid(6, 4, [0; 3]), 0, 10), (0, 0));
+        assert!(half_blocks(&solid(6, 4, [0; 3]), 10, 0).is_empty());
+    }
+
+    #[test]
+    fn upper_and_lower_pixels_are_foreground_and_background() {
+        let (red, blue) = ([255, 0, 0], [0, 0, 255]);
+        let picture = Picture::new(1, 2, vec![red, blue]).unwrap_or_else(|| unreachable!());
+        let lines = half_blocks(&picture, 5, 5);
+        assert_eq!(lines.len(), 1);
+        let span = &lines[0].spans[0];
+        assert_eq!(span.content, "▀");
+        assert_eq!(span.style.fg, Some(Color::Rgb(255, 0, 0)));
+        assert_eq!(span.style.bg, Some(Color::Rgb(0, 0, 255)));
+    }
+
+    #[test]
+    fn rejects_inconsistent_pixels() {
+        assert!(Picture::new(2, 2, vec![[0; 3]; 3]).is_none());
+        assert!(Picture::new(0, 0, Vec::new()).is_none());
+    }
+}
