@@ -1,0 +1,139 @@
+//! Files between real daemons on 127.0.0.1: sent with `kith send-file`, fetched by
+//! themselves up to the automatic size or with `kith get` above it, byte for byte the
+//! same (SHA-256), and resumed after `kill -9` of either side without sending the
+//! file again.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kith_tests::{Peer, connected_pair, wait_until};
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+/// Each sealed chunk carries a 16-byte tag over 256 KiB of file.
+const SEALED_PER_BYTE: f64 = (262_144.0 + 16.0) / 262_144.0;
+
+/// A file of `size` random bytes named `name` in `dir`.
+fn random_file(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let path = dir.join(name);
+    // The kernel's generator: a debug build's own would take longer than the test.
+    let mut random = std::fs::File::open("/dev/urandom").unwrap();
+    let mut file = std::fs::File::create(&path).unwrap();
+    let copied = std::io::copy(&mut std::io::Read::take(&mut random, size), &mut file).unwrap();
+    assert_eq!(copied, size);
+    path
+}
+
+/// The SHA-256 of a file, by `sha256sum` (coreutils).
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum runs");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+}
+
+/// `peer`'s record of file `id` (from `kith files --json`), if it has one.
+fn file_of(peer: &Peer, id: &str) -> Option<Value> {
+    peer.json(&["files", "--json"]).as_array().unwrap().iter().find(|f| f["id"] == id).cloned()
+}
+
+/// Waits until `peer` holds file `id` in `state`; returns its record.
+fn wait_for_file(peer: &Peer, id: &str, state: &str, deadline: Duration) -> Value {
+    let mut found = None;
+    wait_until(deadline, &format!("{} holds file {id} {state}", peer.name), || {
+        found = file_of(peer, id).filter(|f| f["state"] == state);
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Sends `path` from `from` to `to_name`; returns the file id.
+fn send_file(from: &Peer, to_name: &str, path: &Path, caption: &str) -> String {
+    let message = from.json(&["send-file", to_name, path.to_str().unwrap(), "--caption", caption, "--json"]);
+    assert_eq!(message["text"], caption);
+    message["file"]["id"].as_str().unwrap().to_owned()
+}
+
+/// The `files_*_bytes` counter `which` of a running peer.
+fn counter(peer: &Peer, which: &str) -> u64 {
+    peer.json(&["status", "--json"])[which].as_u64().unwrap()
+}
+
+#[test]
+fn small_files_arrive_by_themselves_and_big_ones_on_request_byte_for_byte() {
+    let (alice, bob) = connected_pair();
+    let dir = tempfile::tempdir().unwrap();
+
+    let small = random_file(dir.path(), "notes 1.bin", 3 * MIB + 17);
+    let id = send_file(&alice, "Bob", &small, "the notes");
+    let received = wait_for_file(&bob, &id, "complete", Duration::from_secs(60));
+    assert_eq!(received["name"], "notes 1.bin");
+    assert_eq!(received["size"], 3 * MIB + 17);
+    let saved = PathBuf::from(received["path"].as_str().unwrap());
+    assert!(saved.starts_with(bob.home()), "saved under Bob's home: {}", saved.display());
+    assert_eq!(sha256(&saved), sha256(&small));
+    let history = bob.history("Alice");
+    let last = history.last().unwrap();
+    assert_eq!(last["file"]["id"], id.as_str());
+    assert_eq!(last["text"], "the notes");
+    assert_eq!(file_of(&alice, &id).unwrap()["state"], "shared");
+
+    // Above the automatic size (25 MiB): offered, then fetched when asked for.
+    let big = random_file(dir.path(), "big.bin", 256 * MIB);
+    let id = send_file(&alice, "Bob", &big, "");
+    wait_for_file(&bob, &id, "offered", Duration::from_secs(30));
+    let copy = dir.path().join("copy.bin");
+    let got = bob.json(&["get", &id[..12], "--wait", "--out", copy.to_str().unwrap(), "--json"]);
+    assert_eq!(got["state"], "complete");
+    assert_eq!(sha256(&copy), sha256(&big), "Bob's copy of the 256 MiB file is Alice's file");
+    let kept = PathBuf::from(file_of(&bob, &id).unwrap()["path"].as_str().unwrap());
+    assert_eq!(sha256(&kept), sha256(&big));
+
+    // A prefix that names no file is a typed error.
+    let out = bob.run(&["get", "ffffffffffff", "--json"]);
+    assert!(!out.status.success());
+    let error: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(error["error"]["code"], "unknown_file");
+}
+
+#[test]
+fn a_transfer_resumes_after_kill_9_of_the_receiver_and_of_the_sender() {
+    let (mut alice, mut bob) = connected_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let size = 64 * MIB;
+    let sealed = size as f64 * SEALED_PER_BYTE;
+
+    // The receiver dies half-way.
+    let first = random_file(dir.path(), "first.bin", size);
+    let id = send_file(&alice, "Bob", &first, "");
+    wait_for_file(&bob, &id, "offered", Duration::from_secs(30));
+    let events = bob.follow();
+    bob.ok(&["get", &id]);
+    events.wait_for(Duration::from_secs(120), "Bob has half of the first file", |e| {
+        e["type"] == "file_progress" && e["id"] == id.as_str() && e["have"].as_u64().unwrap() >= size / 2
+    });
+    bob.kill9();
+    drop(events);
+    bob.start(&[]);
+    let done = wait_for_file(&bob, &id, "complete", Duration::from_secs(180));
+    assert_eq!(sha256(Path::new(done["path"].as_str().unwrap())), sha256(&first));
+    let served = counter(&alice, "files_served_bytes") as f64;
+    assert!(served < 1.3 * sealed, "Alice served {served} bytes for a file of {sealed} sealed bytes");
+
+    // The sender dies half-way.
+    let second = random_file(dir.path(), "second.bin", size);
+    let id = send_file(&alice, "Bob", &second, "");
+    wait_for_file(&bob, &id, "offered", Duration::from_secs(30));
+    let fetched_before = counter(&bob, "files_fetched_bytes");
+    let events = bob.follow();
+    bob.ok(&["get", &id]);
+    events.wait_for(Duration::from_secs(120), "Bob has half of the second file", |e| {
+        e["type"] == "file_progress" && e["id"] == id.as_str() && e["have"].as_u64().unwrap() >= size / 2
+    });
+    alice.kill9();
+    alice.start(&[]);
+    let done = wait_for_file(&bob, &id, "complete", Duration::from_secs(180));
+    assert_eq!(sha256(Path::new(done["path"].as_str().unwrap())), sha256(&second));
+    let fetched = (counter(&bob, "files_fetched_bytes") - fetched_before) as f64;
+    assert!(fetched < 1.3 * sealed, "Bob fetched {fetched} bytes for a file of {sealed} sealed bytes");
+}
