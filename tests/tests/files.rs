@@ -1,13 +1,17 @@
 //! Files between real daemons on 127.0.0.1: sent with `kith send-file`, fetched by
 //! themselves up to the automatic size or with `kith get` above it, byte for byte the
 //! same (SHA-256), and resumed after `kill -9` of either side without sending the
-//! file again.
+//! file again; through a media node while each side is offline in turn; a group
+//! file uploaded once.
+
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kith_tests::{Peer, connected_pair, wait_until};
+use kith_tests::group::{group, make_group, members};
+use kith_tests::{Peer, Relay, connect, connected_pair, contains_bytes, files_under, wait_until};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -136,4 +140,87 @@ fn a_transfer_resumes_after_kill_9_of_the_receiver_and_of_the_sender() {
     assert_eq!(sha256(Path::new(done["path"].as_str().unwrap())), sha256(&second));
     let fetched = (counter(&bob, "files_fetched_bytes") - fetched_before) as f64;
     assert!(fetched < 1.3 * sealed, "Bob fetched {fetched} bytes for a file of {sealed} sealed bytes");
+}
+
+/// A relay with the media role, running.
+fn media_relay() -> Relay {
+    let mut relay = Relay::new("[media]\nenabled = true\n");
+    relay.start();
+    relay
+}
+
+#[test]
+fn through_a_media_node_while_each_side_is_offline_in_turn() {
+    let relay = media_relay();
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    for p in [&mut alice, &mut bob] {
+        p.ok(&["relay", "add", &relay.addr()]);
+        p.start(&[]);
+    }
+    connect(&alice, &bob);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Bob is offline: Alice's files go to the media node, her messages to his mailbox.
+    bob.stop();
+    let marker = b"kith-plaintext-marker-5e1f0c";
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, [&marker[..], b" and the rest of the notes\n"].concat()).unwrap();
+    let small = send_file(&alice, "Bob", &notes, "for when you are back");
+    let big_file = random_file(dir.path(), "big.bin", 256 * MIB);
+    let big = send_file(&alice, "Bob", &big_file, "");
+    for id in [&small, &big] {
+        assert_eq!(file_of(&alice, id).unwrap()["state"], "uploaded", "Alice's file {id} is on the media node");
+    }
+    wait_until(Duration::from_secs(60), "the relay holds both messages for Bob", || {
+        alice.history("Bob").iter().filter(|m| m["file"].is_object()).all(|m| m["state"] == "sent")
+    });
+    // What the media node keeps is sealed: no plaintext anywhere in its data directory.
+    for path in files_under(&relay.data_dir) {
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!contains_bytes(&bytes, marker), "plaintext in {}", path.display());
+    }
+
+    // Alice goes offline; Bob comes back and fetches both from the media node.
+    alice.stop();
+    bob.start(&[]);
+    let notes_at_bob = wait_for_file(&bob, &small, "complete", Duration::from_secs(60));
+    assert_eq!(std::fs::read(notes_at_bob["path"].as_str().unwrap()).unwrap(), std::fs::read(&notes).unwrap());
+    wait_for_file(&bob, &big, "offered", Duration::from_secs(30));
+    let copy = dir.path().join("copy.bin");
+    let got = bob.json(&["get", &big, "--wait", "--out", copy.to_str().unwrap(), "--json"]);
+    assert_eq!(got["state"], "complete");
+    assert_eq!(sha256(&copy), sha256(&big_file), "Bob's copy from the media node is Alice's file");
+}
+
+#[test]
+fn a_group_file_is_uploaded_once_and_reaches_every_member_but_a_removed_one() {
+    let relay = media_relay();
+    let mut peers = members(&relay, &["Alice", "Bob", "Carol", "Dave", "Erin", "Frank"]);
+    let id = make_group(&peers, "club");
+    // Frank is removed before the file is sent: he never gets its key.
+    peers[0].ok(&["group", "remove", "club", &peers[5].peer_id]);
+    wait_until(Duration::from_secs(60), "Frank learns he was removed", || {
+        group(&peers[5], &id).is_some_and(|g| g["active"] == false)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let photo = random_file(dir.path(), "photo.jpg", 4 * MIB + 1);
+    let file = send_file(&peers[0], "club", &photo, "from the trip");
+    assert_eq!(file_of(&peers[0], &file).unwrap()["state"], "uploaded");
+    for p in &peers[1..5] {
+        let got = wait_for_file(p, &file, "complete", Duration::from_secs(60));
+        assert_eq!(sha256(Path::new(got["path"].as_str().unwrap())), sha256(&photo), "{}'s copy", p.name);
+        assert_eq!(got["media_type"], "image/jpeg");
+    }
+    // Uploaded once: the media node holds one blob, whatever the group's size.
+    let blobs: Vec<PathBuf> = files_under(&relay.data_dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "data"))
+        .collect();
+    assert_eq!(blobs.len(), 1, "one blob on the media node: {blobs:?}");
+    // Frank's node has no record of the file and nothing in its blob store.
+    assert!(file_of(&peers[5], &file).is_none(), "Frank knows of the file");
+    peers[5].stop();
+    let frank_blobs = files_under(&peers[5].home().join("blobs"));
+    assert!(frank_blobs.iter().all(|p| !p.to_string_lossy().contains(&file[..16])), "{frank_blobs:?}");
 }

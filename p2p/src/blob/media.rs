@@ -302,6 +302,14 @@ pub enum UploadError {
     Network(String),
 }
 
+impl UploadError {
+    /// Whether trying again soon may succeed: the network, a busy node, a pull that
+    /// failed, or a protocol not offered yet on a connection still being set up.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, UploadError::Network(_) | UploadError::Busy | UploadError::FetchFailed | UploadError::NotOffered)
+    }
+}
+
 /// A blob a media node holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {

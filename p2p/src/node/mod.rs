@@ -397,6 +397,9 @@ impl NodeConfig {
     }
 }
 
+/// Wait before a media upload that failed in passing is tried once more.
+const UPLOAD_RETRY: Duration = Duration::from_millis(500);
+
 /// Bound on queued commands: callers wait (backpressure) rather than grow memory.
 const COMMAND_QUEUE: usize = 256;
 
@@ -618,9 +621,18 @@ impl NodeHandle {
             let (tx, rx) = oneshot::channel();
             self.commands.send(Command::Reach(peer, vec![addr.clone()], tx)).await.map_err(|_| NodeError::Stopped)?;
             let _ = rx.await;
-            match self.upload_blob(peer, id).await {
+            // One more try after a moment for what passes (a connection being
+            // replaced, a busy node); refusals stand.
+            let mut result = self.upload_blob(peer, id).await;
+            if let Err(NodeError::Upload(e)) = &result
+                && e.is_transient()
+            {
+                tokio::time::sleep(UPLOAD_RETRY).await;
+                result = self.upload_blob(peer, id).await;
+            }
+            match result {
                 Ok(()) => held.push(kith_storage::FileSource { peer_id: peer, addrs: vec![addr] }),
-                Err(e) => tracing::info!(relay = %peer, error = %e, "a pinned relay did not take a file"),
+                Err(e) => tracing::warn!(relay = %peer, error = %e, "a pinned relay did not take a file"),
             }
         }
         Ok(held)
