@@ -162,10 +162,11 @@ async fn a_peer_without_the_blob_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_sends_wrong_chunks_gets_nothing_stored() {
+async fn a_peer_that_sends_wrong_chunks_gets_nothing_stored_and_an_honest_one_is_asked_next() {
     let mut server = Node::start().await;
     let mut client = Node::start().await;
-    let (_dir, held, _key, outboard, _) = stored_blob(2 * CHUNK_SIZE);
+    let (held_dir, held, key, outboard, data) = stored_blob(2 * CHUNK_SIZE);
+    let held_copy = held.clone();
     let id = outboard.id();
     // A liar: the right outboard, then garbage of the right size for every chunk.
     let mut incoming = server.control.accept(PROTOCOL).unwrap();
@@ -206,4 +207,16 @@ async fn a_peer_that_sends_wrong_chunks_gets_nothing_stored() {
     assert!(matches!(result, Err(FetchError::BadAnswer(_))), "{result:?}");
     assert!(asked.load(Ordering::SeqCst) >= 1);
     assert_eq!(store.missing(&id).unwrap(), Some(vec![0, 1]), "nothing from the liar was kept");
+
+    // Fetched again from an honest peer, into the same store: whole and readable.
+    let mut honest = Node::start().await;
+    let (_held_dir, honest_store, honest_key, honest_outboard, original) = (held_dir, held_copy, key, outboard, data);
+    let incoming = honest.control.accept(PROTOCOL).unwrap();
+    tokio::spawn(transfer::serve(honest_store, incoming));
+    client.connect(&honest).await;
+    tokio::time::timeout(DEADLINE, transfer::fetch(&client.control, honest.peer, id, &store, |_, _| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plaintext(&store, &honest_key, &honest_outboard), original);
 }

@@ -26,6 +26,7 @@
 //!     text: "hi".into(),
 //!     state: MessageState::Delivered,
 //!     direction: Direction::Incoming,
+//!     file: None, // or the file it carries
 //! };
 //! // Durable when it returns: now the sender may be acknowledged.
 //! assert_eq!(store.insert_incoming_batch(&[msg.clone()])?, [Inserted::New]);

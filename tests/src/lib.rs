@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod chaos;
+pub mod files;
 pub mod group;
 pub mod netns;
 pub mod raw;

@@ -11,23 +11,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use kith_tests::group::{group, make_group, members};
-use kith_tests::{Peer, Relay, connect, connected_pair, contains_bytes, files_under, wait_until};
+use kith_tests::files::{counter, file_of, pair_on, random_file, wait_for_file};
+use kith_tests::{Peer, Relay, connected_pair, contains_bytes, files_under, wait_until};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 /// Each sealed chunk carries a 16-byte tag over 256 KiB of file.
 const SEALED_PER_BYTE: f64 = (262_144.0 + 16.0) / 262_144.0;
-
-/// A file of `size` random bytes named `name` in `dir`.
-fn random_file(dir: &Path, name: &str, size: u64) -> PathBuf {
-    let path = dir.join(name);
-    // The kernel's generator: a debug build's own would take longer than the test.
-    let mut random = std::fs::File::open("/dev/urandom").unwrap();
-    let mut file = std::fs::File::create(&path).unwrap();
-    let copied = std::io::copy(&mut std::io::Read::take(&mut random, size), &mut file).unwrap();
-    assert_eq!(copied, size);
-    path
-}
 
 /// The SHA-256 of a file, by `sha256sum` (coreutils).
 fn sha256(path: &Path) -> String {
@@ -36,31 +26,11 @@ fn sha256(path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
 }
 
-/// `peer`'s record of file `id` (from `kith files --json`), if it has one.
-fn file_of(peer: &Peer, id: &str) -> Option<Value> {
-    peer.json(&["files", "--json"]).as_array().unwrap().iter().find(|f| f["id"] == id).cloned()
-}
-
-/// Waits until `peer` holds file `id` in `state`; returns its record.
-fn wait_for_file(peer: &Peer, id: &str, state: &str, deadline: Duration) -> Value {
-    let mut found = None;
-    wait_until(deadline, &format!("{} holds file {id} {state}", peer.name), || {
-        found = file_of(peer, id).filter(|f| f["state"] == state);
-        found.is_some()
-    });
-    found.unwrap()
-}
-
 /// Sends `path` from `from` to `to_name`; returns the file id.
 fn send_file(from: &Peer, to_name: &str, path: &Path, caption: &str) -> String {
     let message = from.json(&["send-file", to_name, path.to_str().unwrap(), "--caption", caption, "--json"]);
     assert_eq!(message["text"], caption);
     message["file"]["id"].as_str().unwrap().to_owned()
-}
-
-/// The `files_*_bytes` counter `which` of a running peer.
-fn counter(peer: &Peer, which: &str) -> u64 {
-    peer.json(&["status", "--json"])[which].as_u64().unwrap()
 }
 
 #[test]
@@ -152,13 +122,7 @@ fn media_relay() -> Relay {
 #[test]
 fn through_a_media_node_while_each_side_is_offline_in_turn() {
     let relay = media_relay();
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    for p in [&mut alice, &mut bob] {
-        p.ok(&["relay", "add", &relay.addr()]);
-        p.start(&[]);
-    }
-    connect(&alice, &bob);
+    let (mut alice, mut bob) = pair_on(&relay);
     let dir = tempfile::tempdir().unwrap();
 
     // Bob is offline: Alice's files go to the media node, her messages to his mailbox.
@@ -223,4 +187,23 @@ fn a_group_file_is_uploaded_once_and_reaches_every_member_but_a_removed_one() {
     peers[5].stop();
     let frank_blobs = files_under(&peers[5].home().join("blobs"));
     assert!(frank_blobs.iter().all(|p| !p.to_string_lossy().contains(&file[..16])), "{frank_blobs:?}");
+}
+
+#[test]
+fn a_media_node_refusal_is_kept_with_the_file_and_the_file_still_goes_directly() {
+    let mut relay = Relay::new("[media]\nenabled = true\nmax_blob_bytes = 1048576\n");
+    relay.start();
+    let (alice, mut bob) = pair_on(&relay);
+    bob.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let file = random_file(dir.path(), "two.bin", 2 * MIB);
+    let id = send_file(&alice, "Bob", &file, "");
+    let record = file_of(&alice, &id).unwrap();
+    assert_eq!(record["state"], "shared", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("too large"), "the refusal says why: {error}");
+    // Bob, back while Alice is online, fetches it from her.
+    bob.start(&[]);
+    let got = wait_for_file(&bob, &id, "complete", Duration::from_secs(60));
+    assert_eq!(sha256(Path::new(got["path"].as_str().unwrap())), sha256(&file));
 }

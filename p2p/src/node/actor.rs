@@ -53,6 +53,10 @@ const MAX_REDIALS: u8 = 3;
 /// Where the answer to a `Command::Send` goes.
 type SendReply = tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>;
 
+/// What the files table records of a sent file: blob, state, path, why no media node
+/// took it.
+type NotedAttachment = ([u8; 32], FileState, Option<String>, Option<String>);
+
 /// An outgoing message composed for a `send`, with where it goes.
 type Composed = Result<(Message, OutboxEntry, group_messages::Dest), NodeError>;
 
@@ -643,7 +647,7 @@ impl Actor {
             let file = request.attachment.as_deref().map(|a| &a.file);
             let result = self.compose_send(&request.contact, &request.text, file, &mut lamports);
             if let (Ok(_), Some(a)) = (&result, request.attachment) {
-                attachments.push((a.file.blob, a.state, a.path));
+                attachments.push((a.file.blob, a.state, a.path, a.error));
             }
             composed.push((result, request.reply));
             if composed.len() >= MAX_SEND_BATCH {
@@ -676,9 +680,9 @@ impl Actor {
 
     /// Say where the files of staged messages are (their records were started with
     /// the messages); flushed with them.
-    fn note_attachments(&self, attachments: &[([u8; 32], FileState, Option<String>)]) -> Result<(), StoreError> {
-        for (blob, state, path) in attachments {
-            self.store.files().set_state(blob, *state, path.clone(), None)?;
+    fn note_attachments(&self, attachments: &[NotedAttachment]) -> Result<(), StoreError> {
+        for (blob, state, path, error) in attachments {
+            self.store.files().set_state(blob, *state, path.clone(), error.clone())?;
         }
         Ok(())
     }

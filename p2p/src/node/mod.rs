@@ -367,6 +367,8 @@ pub(crate) struct Attachment {
     pub(crate) state: kith_storage::FileState,
     /// The path it was sent from.
     pub(crate) path: Option<String>,
+    /// Why no media node took it, when one should have.
+    pub(crate) error: Option<String>,
 }
 
 /// A storage operation run as the single writer: inside the actor when a node runs,
@@ -579,13 +581,19 @@ impl NodeHandle {
             Some(peer) => !self.status().await?.connected_peers.contains(&peer.to_string()),
         };
         let mut state = FileState::Shared;
+        let mut error = None;
         if offline {
-            file.sources = self.upload_to_media_nodes(shared.id).await?;
+            let (held, refusals) = self.upload_to_media_nodes(shared.id).await?;
+            file.sources = held;
             if !file.sources.is_empty() {
                 state = FileState::Uploaded;
+            } else if !refusals.is_empty() {
+                // Kept with the file for `kith files`: the recipient can still fetch
+                // it from us once both are online.
+                error = Some(refusals.join("; "));
             }
         }
-        let attachment = Attachment { file, state, path: Some(path.display().to_string()) };
+        let attachment = Attachment { file, state, path: Some(path.display().to_string()), error };
         self.ask(|reply| {
             Command::Send(SendRequest {
                 contact: target.to_owned(),
@@ -606,10 +614,15 @@ impl NodeHandle {
     }
 
     /// Uploads blob `id` to each pinned relay that takes it as a media node; returns
-    /// those that hold it. A relay without the media role refuses, and is left out.
-    async fn upload_to_media_nodes(&self, id: BlobId) -> Result<Vec<kith_storage::FileSource>, NodeError> {
+    /// those that hold it, and why each other media node refused (a relay without the
+    /// media role is left out silently).
+    async fn upload_to_media_nodes(
+        &self,
+        id: BlobId,
+    ) -> Result<(Vec<kith_storage::FileSource>, Vec<String>), NodeError> {
         let relays = self.status().await?.relays;
         let mut held = Vec::new();
+        let mut refusals = Vec::new();
         for relay in relays {
             let Ok(addr) = relay.parse::<Multiaddr>() else { continue };
             let Some(peer) = addr.iter().find_map(|p| match p {
@@ -632,10 +645,14 @@ impl NodeHandle {
             }
             match result {
                 Ok(()) => held.push(kith_storage::FileSource { peer_id: peer, addrs: vec![addr] }),
-                Err(e) => tracing::warn!(relay = %peer, error = %e, "a pinned relay did not take a file"),
+                Err(NodeError::Upload(crate::blob::media::UploadError::NotOffered)) => {}
+                Err(e) => {
+                    tracing::warn!(relay = %peer, error = %e, "a media node did not take a file");
+                    refusals.push(format!("media node {peer}: {e}"));
+                }
             }
         }
-        Ok(held)
+        Ok((held, refusals))
     }
 
     /// Files this node sent and received, oldest first; only those of `target`'s
