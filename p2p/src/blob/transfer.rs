@@ -46,6 +46,10 @@ const IN_FLIGHT: usize = 4;
 /// A fetch makes what it received durable at least every this many chunks (16 MiB),
 /// so an interrupted transfer resumes close to where it stopped.
 const SYNC_EVERY: u64 = 64;
+/// How often one batch is asked for when its stream fails in passing.
+const BATCH_TRIES: u32 = 3;
+/// Pause before a batch is asked for again.
+const BATCH_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How long one request may take, answer included, before it is abandoned.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Streams served at once; more wait their turn.
@@ -117,11 +121,16 @@ pub async fn serve_counted(store: Arc<BlobStore>, mut incoming: IncomingStreams,
         let per_peer = per_peer.clone();
         let counter = served.clone();
         tokio::spawn(async move {
-            let served = tokio::time::timeout(REQUEST_TIMEOUT, answer(&store, stream, &*counter)).await;
+            let mut stream = stream;
+            let served = tokio::time::timeout(REQUEST_TIMEOUT, answer(&store, &mut stream, &*counter)).await;
             if let Ok(Err(e)) | Err(e) = served.map_err(std::io::Error::from) {
                 tracing::debug!(%peer, error = %e, "serving a blob request failed");
             }
+            // Answered: the peer may ask again at once, while this stream still
+            // closes (which waits on the peer), so the close no longer counts
+            // against its share.
             give_share_back(&per_peer, peer);
+            let _ = tokio::time::timeout(ASK_TIMEOUT, stream.close()).await;
             drop(permit);
         });
     }
@@ -150,7 +159,7 @@ fn give_share_back(shares: &std::sync::Mutex<HashMap<PeerId, usize>>, peer: Peer
 }
 
 /// Reads one request from `stream` and answers it, telling `served` each chunk's size.
-async fn answer(store: &BlobStore, mut stream: libp2p::Stream, served: &(dyn Fn(u64) + Send + Sync)) -> std::io::Result<()> {
+async fn answer(store: &BlobStore, stream: &mut libp2p::Stream, served: &(dyn Fn(u64) + Send + Sync)) -> std::io::Result<()> {
     let mut head = [0u8; 34];
     tokio::time::timeout(ASK_TIMEOUT, stream.read_exact(&mut head)).await??;
     let id = BlobId(head[2..].try_into().unwrap_or([0; 32]));
@@ -166,8 +175,7 @@ async fn answer(store: &BlobStore, mut stream: libp2p::Stream, served: &(dyn Fn(
         for hash in outboard.hashes() {
             out.extend_from_slice(hash);
         }
-        stream.write_all(&out).await?;
-        return stream.close().await;
+        return stream.write_all(&out).await;
     }
     let mut count = [0u8; 2];
     tokio::time::timeout(ASK_TIMEOUT, stream.read_exact(&mut count)).await??;
@@ -192,7 +200,7 @@ async fn answer(store: &BlobStore, mut stream: libp2p::Stream, served: &(dyn Fn(
             }
         }
     }
-    stream.close().await
+    stream.flush().await
 }
 
 /// Fetches blob `id` from `peer` into `store`: its outboard first (unless held), then
@@ -221,7 +229,7 @@ pub async fn fetch(
     progress(held, total);
     let batches: Vec<Vec<u64>> = missing.chunks(MAX_BATCH).map(<[u64]>::to_vec).collect();
     let mut results = stream::iter(batches)
-        .map(|batch| fetch_chunks(control.clone(), peer, id, &outboard, store, batch))
+        .map(|batch| fetch_batch(control, peer, id, &outboard, store, batch))
         .buffer_unordered(IN_FLIGHT);
     let mut since_sync = 0;
     while let Some(result) = results.next().await {
@@ -297,6 +305,38 @@ pub async fn fetch_outboard(control: Control, peer: PeerId, id: BlobId) -> Resul
         Ok(Outboard::new(&id, len, hashes)?)
     };
     tokio::time::timeout(REQUEST_TIMEOUT, fetching).await.map_err(|_| FetchError::Network("timed out".into()))?
+}
+
+/// [`fetch_chunks`], asked again (for what is still missing) when the stream failed
+/// in passing, up to [`BATCH_TRIES`] times: one reset stream does not end a transfer
+/// of thousands. A wrong answer ends it at once (the caller tries another source).
+async fn fetch_batch(
+    control: &Control,
+    peer: PeerId,
+    id: BlobId,
+    outboard: &Outboard,
+    store: &BlobStore,
+    batch: Vec<u64>,
+) -> Result<u64, FetchError> {
+    let all = batch.len() as u64;
+    let mut asking = batch;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match fetch_chunks(control.clone(), peer, id, outboard, store, asking.clone()).await {
+            Ok(_) => return Ok(all),
+            Err(FetchError::Network(e)) if attempt < BATCH_TRIES => {
+                tracing::debug!(%peer, error = %e, attempt, "a blob request failed in passing; asking again");
+                tokio::time::sleep(BATCH_RETRY_PAUSE).await;
+                let missing = store.missing(&id)?.unwrap_or_default();
+                asking.retain(|index| missing.binary_search(index).is_ok());
+                if asking.is_empty() {
+                    return Ok(all);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Fetches `batch` (chunk indexes) of `id` and stores each as it arrives; returns how

@@ -42,14 +42,32 @@ fn main() {
     relay.start();
     let (mut alice, mut bob) = pair_on(&relay);
     println!("file-bench: {mib} MiB, daemons and a media node on 127.0.0.1");
+    // The disk's own pace for scale: the receiver writes the file twice (sealed, then
+    // opened), the sender reads it while sealing and serving.
+    let (_, floor) = timed(|| write_zeros(&dir.path().join("floor.bin"), size));
+    report("disk floor (write + fsync of the same size)", size, floor);
 
     // Direct.
     let file = random_file(dir.path(), "direct.bin", size);
     let (id, seal) = timed(|| send_file(&alice, &file));
     report("seal (send-file, connected)", size, seal);
     wait_for_state(&bob, &id, "offered");
-    let (_, direct) = timed(|| bob.ok(&["get", &id, "--wait"]));
+    let events = bob.follow();
+    let start = Instant::now();
+    // The last progress event marks the end of the fetch; the rest is the save.
+    let (fetch, direct) = std::thread::scope(|scope| {
+        let getting = scope.spawn(|| bob.ok(&["get", &id, "--wait"]));
+        events.wait_for(Duration::from_secs(600), "the whole file fetched", |e| {
+            e["type"] == "file_progress" && e["id"] == id.as_str() && e["have"] == size
+        });
+        let fetch = start.elapsed();
+        getting.join().unwrap();
+        (fetch, start.elapsed())
+    });
+    drop(events);
     report("direct (get --wait)", size, direct);
+    report("  of which fetch (network, chunks checked and stored)", size, fetch);
+    report("  of which save (decrypt, write, fsync)", size, direct.saturating_sub(fetch));
     println!("  peak RSS: sender {} MiB, receiver {} MiB", peak_rss_mib(&alice), peak_rss_mib(&bob));
     check_same(&bob, &id, &file);
 
@@ -102,6 +120,13 @@ fn main() {
         served as f64 / size as f64
     );
     check_same(&bob, &id, &file);
+}
+
+fn write_zeros(path: &Path, size: u64) {
+    let mut file = std::fs::File::create(path).unwrap();
+    std::io::copy(&mut std::io::Read::take(std::io::repeat(0), size), &mut file).unwrap();
+    file.sync_all().unwrap();
+    std::fs::remove_file(path).unwrap();
 }
 
 fn send_file(from: &Peer, path: &Path) -> String {
