@@ -408,6 +408,10 @@ pub(crate) struct GetArgs {
     /// terminal).
     #[arg(long)]
     pub(crate) wait: bool,
+    /// With --wait, give up waiting after this many seconds (exit 1, code `timeout`;
+    /// the download goes on in the node).
+    #[arg(long, value_name = "S", requires = "wait")]
+    pub(crate) timeout: Option<u64>,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }

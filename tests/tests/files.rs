@@ -193,7 +193,7 @@ fn a_group_file_is_uploaded_once_and_reaches_every_member_but_a_removed_one() {
 fn a_media_node_refusal_is_kept_with_the_file_and_the_file_still_goes_directly() {
     let mut relay = Relay::new("[media]\nenabled = true\nmax_blob_bytes = 1048576\n");
     relay.start();
-    let (alice, mut bob) = pair_on(&relay);
+    let (mut alice, mut bob) = pair_on(&relay);
     bob.stop();
     let dir = tempfile::tempdir().unwrap();
     let file = random_file(dir.path(), "two.bin", 2 * MIB);
@@ -202,8 +202,16 @@ fn a_media_node_refusal_is_kept_with_the_file_and_the_file_still_goes_directly()
     assert_eq!(record["state"], "shared", "{record}");
     let error = record["error"].as_str().unwrap();
     assert!(error.contains("too large"), "the refusal says why: {error}");
-    // Bob, back while Alice is online, fetches it from her.
+    // Bob comes back while Alice is away: no source, so waiting gives up when told.
+    alice.stop();
     bob.start(&[]);
+    wait_for_file(&bob, &id, "downloading", Duration::from_secs(30));
+    let out = bob.run(&["get", &id, "--wait", "--timeout", "2", "--json"]);
+    assert!(!out.status.success());
+    let error: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(error["error"]["code"], "timeout", "{error}");
+    // Alice back: the download goes on by itself and completes.
+    alice.start(&[]);
     let got = wait_for_file(&bob, &id, "complete", Duration::from_secs(60));
     assert_eq!(sha256(Path::new(got["path"].as_str().unwrap())), sha256(&file));
 }

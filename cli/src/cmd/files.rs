@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal as _;
 use std::path::Path;
+use std::time::Duration;
 
 use kith_p2p::control::{Client, Request};
 use kith_p2p::node::Event;
@@ -53,31 +54,43 @@ pub(crate) fn get(global: &Global, args: GetArgs) -> Result {
         let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
         let bar = (args.wait && std::io::stderr().is_terminal() && !args.output.json).then(progress_bar);
         let request = Request::GetFile { id: args.id.clone(), out, wait: args.wait };
-        let result = match &bar {
-            None => client.request(&request).await.map_err(client_failure)?,
-            Some(bar) => {
-                // Progress arrives as events on a second connection while the first
-                // waits for the answer.
-                let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
-                events.subscribe().await.map_err(client_failure)?;
-                let answer = client.request(&request);
-                tokio::pin!(answer);
-                let mut events_open = true;
-                loop {
-                    tokio::select! {
-                        result = &mut answer => break result.map_err(client_failure)?,
-                        event = events.next_event(), if events_open => match event {
-                            Ok(Event::FileProgress { id, have, size, name }) if id.starts_with(&args.id) => {
-                                bar.set_length(size);
-                                bar.set_position(have);
-                                bar.set_message(output::sanitized(&name));
-                            }
-                            Ok(_) => {}
-                            Err(_) => events_open = false,
-                        },
+        let fetching = async {
+            Ok::<_, Failure>(match &bar {
+                None => client.request(&request).await.map_err(client_failure)?,
+                Some(bar) => {
+                    // Progress arrives as events on a second connection while the first
+                    // waits for the answer.
+                    let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+                    events.subscribe().await.map_err(client_failure)?;
+                    let answer = client.request(&request);
+                    tokio::pin!(answer);
+                    let mut events_open = true;
+                    loop {
+                        tokio::select! {
+                            result = &mut answer => break result.map_err(client_failure)?,
+                            event = events.next_event(), if events_open => match event {
+                                Ok(Event::FileProgress { id, have, size, name }) if id.starts_with(&args.id) => {
+                                    bar.set_length(size);
+                                    bar.set_position(have);
+                                    bar.set_message(output::sanitized(&name));
+                                }
+                                Ok(_) => {}
+                                Err(_) => events_open = false,
+                            },
+                        }
                     }
                 }
-            }
+            })
+        };
+        let result = match args.timeout {
+            None => fetching.await?,
+            Some(secs) => tokio::time::timeout(Duration::from_secs(secs), fetching).await.unwrap_or_else(|_| {
+                Err(Failure::new(
+                    Code::Error,
+                    anyhow::anyhow!("timed out waiting for {}; the download goes on in the node", args.id),
+                )
+                .named("timeout"))
+            })?,
         };
         if let Some(bar) = bar {
             bar.finish_and_clear();

@@ -149,11 +149,16 @@ impl Task {
         }
     }
 
+    /// Picks up downloads a previous run (or a missed event) left: those under way,
+    /// and small files that would have downloaded by themselves had the node not
+    /// stopped (or this task not fallen behind) first.
     fn resume_unfinished(&mut self) {
         match self.context.store.files().list() {
             Ok(records) => {
-                for r in records.into_iter().filter(|r| r.state == FileState::Downloading) {
-                    self.jobs.entry(r.blob).or_default();
+                for r in records {
+                    if r.state == FileState::Downloading || self.wanted_by_itself(&r.blob) {
+                        self.jobs.entry(r.blob).or_default();
+                    }
                 }
             }
             Err(e) => tracing::error!(error = %e, "reading the files table failed"),
