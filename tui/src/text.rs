@@ -180,21 +180,6 @@ pub(crate) fn date_label(day: i64) -> String {
     format!("{weekday}, {d} {month} {y}")
 }
 
-/// A size in bytes for people: `512 B`, `1.5 KiB`, `42 MiB`, `3.2 GiB` (one decimal
-/// under 10 units).
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value < 10.0 { format!("{value:.1} {}", UNITS[unit]) } else { format!("{value:.0} {}", UNITS[unit]) }
-}
 
 /// What a message says, in one line for previews: its text, or for a file message
 /// `[file] name` (and the caption).
@@ -256,6 +241,7 @@ pub(crate) fn parse_utc_offset(s: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kith_p2p::display::human_size;
 
     #[test]
     fn sizes_and_home_paths_read_well() {

@@ -161,7 +161,7 @@ fn message_lines(m: &MessageView, who: &str, width: usize) -> String {
     let mut out = prefix;
     let mut lines: Vec<String> = Vec::new();
     if let Some(file) = &m.file {
-        lines.push(format!("[file {} {} {}]", safe(&file.name), size(file.size), &file.id[..file.id.len().min(12)]));
+        lines.push(format!("[file {} {} {}]", safe(&file.name), kith_p2p::display::human_size(file.size), &file.id[..file.id.len().min(12)]));
     }
     lines.extend(m.text.split('\n').filter(|l| m.file.is_none() || !l.is_empty()).map(str::to_owned));
     for (n, line) in lines.iter().enumerate() {
@@ -176,20 +176,6 @@ fn message_lines(m: &MessageView, who: &str, width: usize) -> String {
     out
 }
 
-/// A byte count as people read it: `512 B`, `1.5 KiB`, `256.0 MiB`.
-pub(crate) fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
 
 /// Files: id (first 12 characters), state, size, name and where it is.
 pub(crate) fn files(list: &[FileEntryView]) -> Result {
@@ -197,7 +183,7 @@ pub(crate) fn files(list: &[FileEntryView]) -> Result {
         let state = wire_name(&f.state);
         let place = f.path.as_deref().map(safe).unwrap_or_default();
         let error = f.error.as_deref().map(|e| format!("  ({})", safe(e))).unwrap_or_default();
-        output::line(format!("{}  {state:<11}  {:>10}  {}  {place}{error}", &f.id[..f.id.len().min(12)], size(f.size), safe(&f.name)))
+        output::line(format!("{}  {state:<11}  {:>10}  {}  {place}{error}", &f.id[..f.id.len().min(12)], kith_p2p::display::human_size(f.size), safe(&f.name)))
     })
 }
 

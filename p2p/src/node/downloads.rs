@@ -306,9 +306,14 @@ impl Task {
 /// Prefix of a download error that no retry can fix.
 const FAILED_FOR_GOOD: &str = "the file does not open";
 
+/// A copy of one result for each waiter (errors are not `Clone`): local I/O stays a
+/// storage failure, the rest keeps its text.
 fn clone_result(r: &Result<FileEntryView, NodeError>) -> Result<FileEntryView, NodeError> {
     match r {
         Ok(v) => Ok(v.clone()),
+        Err(e @ (NodeError::Blob(_) | NodeError::Op(crate::ops::OpError::NotStored(_)))) => {
+            Err(NodeError::Op(crate::ops::OpError::NotStored(e.to_string())))
+        }
         Err(e) => Err(NodeError::Op(crate::ops::OpError::Invalid(e.to_string()))),
     }
 }
@@ -447,6 +452,17 @@ async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileR
             let have = (held * CHUNK_SIZE as u64).min(size);
             let _ = events.send(Event::FileProgress { id: hex_id.clone(), name: name.clone(), have, size });
         };
+        // The id fixes the blob's length, so any source's outboard says the same; one
+        // that disagrees with the message means its sender lied about the size (and
+        // would have us fetch more than the automatic limit allows).
+        match held_outboard(context, peer, id, file.size).await {
+            Ok(()) => {}
+            Err(Source::Skip(e)) => {
+                errors.push(format!("{peer}: {e}"));
+                continue;
+            }
+            Err(Source::Fatal(e)) => return Err(e),
+        }
         match transfer::fetch(&context.control, peer, id, &context.blobs, progress).await {
             Ok(()) => return Ok(()),
             Err(e @ FetchError::Store(_)) => return Err(e.to_string()),
@@ -457,6 +473,30 @@ async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileR
         return Err("no source to fetch it from".into());
     }
     Err(errors.join("; "))
+}
+
+/// Why a source's outboard was not taken.
+enum Source {
+    /// This source failed; try the next.
+    Skip(FetchError),
+    /// No source can help: the message lied about the size, or storing failed.
+    Fatal(String),
+}
+
+/// Makes sure the blob's outboard is held, fetching it from `peer` if not, and that
+/// its length is the `size` the message gave, before any chunk is asked for.
+async fn held_outboard(context: &Context, peer: PeerId, id: BlobId, size: u64) -> Result<(), Source> {
+    let outboard = match context.blobs.outboard(&id).map_err(|e| Source::Fatal(e.to_string()))? {
+        Some(outboard) => outboard,
+        None => transfer::fetch_outboard(context.control.clone(), peer, id).await.map_err(Source::Skip)?,
+    };
+    if outboard.len() != size {
+        return Err(Source::Fatal(format!(
+            "{FAILED_FOR_GOOD}: the blob holds {} bytes, its message said {size}",
+            outboard.len()
+        )));
+    }
+    context.blobs.add(&outboard).map_err(|e| Source::Fatal(e.to_string()))
 }
 
 /// Saves a complete received file into the download directory; returns its path.

@@ -111,7 +111,7 @@ fn file_rows(
     let label = if is_image(&file.media_type) { "[image]" } else { "[file]" };
     let name = text::sanitize_line(&safe_file_name(&file.name));
     let (state, failed) = file_state(app, m, file);
-    let mut line = format!("{label} {name} · {}", text::human_size(file.size));
+    let mut line = format!("{label} {name} · {}", kith_p2p::display::human_size(file.size));
     if !state.is_empty() {
         line.push_str(" · ");
         line.push_str(&state);
