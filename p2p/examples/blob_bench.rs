@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::time::Instant;
 
-use kith_p2p::blob::{BlobKey, BlobStore, CHUNK_SIZE, TAG_SIZE, open, seal};
+use kith_p2p::blob::{BlobKey, BlobStore, CHUNK_SIZE, TAG_SIZE, seal};
 
 /// File size unless given on the command line.
 const DEFAULT_MIB: u64 = 256;
@@ -82,8 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Open: the stored blob → plaintext (discarded).
     let started = Instant::now();
-    let mut reader = BufReader::new(store.reader(&id)?.ok_or("the blob is not complete")?);
-    open(&key, &outboard, &mut reader, &mut std::io::sink())?;
+    store.open_into(&id, &key, &mut std::io::sink())?;
     let open_secs = started.elapsed().as_secs_f64();
 
     let mut out = std::io::stdout().lock();

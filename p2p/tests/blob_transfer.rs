@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use kith_p2p::blob::transfer::{self, FetchError, PROTOCOL};
-use kith_p2p::blob::{BlobId, BlobKey, BlobStore, CHUNK_SIZE, Outboard, TAG_SIZE, open, seal};
+use kith_p2p::blob::{BlobId, BlobKey, BlobStore, CHUNK_SIZE, Outboard, TAG_SIZE, seal};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
 use libp2p_stream::Control;
@@ -100,7 +100,7 @@ fn stored_blob(len: usize) -> (tempfile::TempDir, Arc<BlobStore>, BlobKey, Outbo
 
 fn plaintext(store: &BlobStore, key: &BlobKey, outboard: &Outboard) -> Vec<u8> {
     let mut out = Vec::new();
-    open(key, outboard, &mut store.reader(&outboard.id()).unwrap().unwrap(), &mut out).unwrap();
+    store.open_into(&outboard.id(), key, &mut out).unwrap();
     out
 }
 

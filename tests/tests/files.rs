@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -46,6 +47,16 @@ fn small_files_arrive_by_themselves_and_big_ones_on_request_byte_for_byte() {
     let saved = PathBuf::from(received["path"].as_str().unwrap());
     assert!(saved.starts_with(bob.home()), "saved under Bob's home: {}", saved.display());
     assert_eq!(sha256(&saved), sha256(&small));
+    // Written to Bob's disk once: the saved file and the blob he serves it from are
+    // one file (a hard link), and no sealed copy of it is kept beside.
+    assert_eq!(std::fs::metadata(&saved).unwrap().nlink(), 2, "the saved file is the blob's data file");
+    let held: u64 = std::fs::read_dir(bob.home().join("blobs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap())
+        .filter(|meta| meta.nlink() == 1)
+        .map(|meta| meta.len())
+        .sum();
+    assert!(held < MIB, "beside the saved file the blob store holds only small records: {held} bytes");
     let history = bob.history("Alice");
     let last = history.last().unwrap();
     assert_eq!(last["file"]["id"], id.as_str());

@@ -34,7 +34,7 @@ pub use store::BlobStore;
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use zeroize::Zeroize;
 
@@ -257,10 +257,7 @@ pub fn seal(key: &BlobKey, len: u64, plaintext: &mut impl Read, sealed: &mut imp
     for index in 0..count {
         let plain = &mut chunk[..plain_len(len, index)];
         read_exact(plaintext, plain, "file")?;
-        let last = index + 1 == count;
-        let out = cipher
-            .encrypt(&nonce(index, last), Payload { msg: plain, aad: &aad })
-            .map_err(|_| io::Error::other("chunk encryption failed"))?;
+        let out = seal_with(&cipher, &aad, count, index, plain)?;
         hashes.push(chunk_hash(index, &out));
         sealed.write_all(&out)?;
     }
@@ -271,14 +268,58 @@ pub fn seal(key: &BlobKey, len: u64, plaintext: &mut impl Read, sealed: &mut imp
     Ok(Outboard { len, hashes })
 }
 
+/// Seals plaintext chunk `index` of a file of `count` chunks.
+fn seal_with(cipher: &ChaCha20Poly1305, aad: &[u8], count: u64, index: u64, plain: &[u8]) -> Result<Vec<u8>, BlobError> {
+    let last = index + 1 == count;
+    Ok(cipher
+        .encrypt(&nonce(index, last), Payload { msg: plain, aad })
+        .map_err(|_| io::Error::other("chunk encryption failed"))?)
+}
+
+/// Seals plaintext chunk `index` of the blob `outboard` describes again and checks
+/// the result against its hash: sealing is deterministic (the nonce is the index),
+/// so a node that keeps a received file as plaintext can serve the very chunks it
+/// was sent, and a plaintext changed since (an edited file) is caught
+/// ([`BlobError::BadChunk`]).
+pub fn reseal_chunk(key: &BlobKey, outboard: &Outboard, index: u64, plain: &[u8]) -> Result<Vec<u8>, BlobError> {
+    if outboard.sealed_len(index) != Some(plain.len() + TAG_SIZE) {
+        return Err(BlobError::BadChunk { index });
+    }
+    let cipher = ChaCha20Poly1305::new(&key.0.into());
+    let sealed = seal_with(&cipher, &aad(outboard.len), outboard.chunks(), index, plain)?;
+    outboard.check(index, &sealed)?;
+    Ok(sealed)
+}
+
+/// The plaintext length of chunk `index` of the blob `outboard` describes (0 past
+/// the end).
+pub fn plain_chunk_len(outboard: &Outboard, index: u64) -> usize {
+    plain_len(outboard.len, index)
+}
+
 /// Decrypts sealed chunk `index` of the blob `outboard` describes, after checking it
 /// against its hash.
 pub fn open_chunk(key: &BlobKey, outboard: &Outboard, index: u64, sealed: &[u8]) -> Result<Vec<u8>, BlobError> {
+    let mut plain = vec![0u8; sealed.len().saturating_sub(TAG_SIZE)];
+    open_chunk_into(key, outboard, index, sealed, &mut plain)?;
+    Ok(plain)
+}
+
+/// [`open_chunk`] into the start of `out` (at least the plaintext's length, which it
+/// returns), so a caller can reuse one buffer, e.g. one aligned for direct writes.
+/// What `out` holds after a failure is unspecified.
+pub fn open_chunk_into(key: &BlobKey, outboard: &Outboard, index: u64, sealed: &[u8], out: &mut [u8]) -> Result<usize, BlobError> {
     outboard.check(index, sealed)?;
+    // Checked: `sealed` is exactly this chunk's sealed length, tag included.
+    let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_SIZE);
+    let plain = out.get_mut(..ciphertext.len()).ok_or(BlobError::WrongLength("chunk buffer"))?;
+    plain.copy_from_slice(ciphertext);
+    let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| BlobError::BadChunk { index })?;
     let last = index + 1 == outboard.chunks();
     ChaCha20Poly1305::new(&key.0.into())
-        .decrypt(&nonce(index, last), Payload { msg: sealed, aad: &aad(outboard.len) })
-        .map_err(|_| BlobError::WrongKey { index })
+        .decrypt_inout_detached(&nonce(index, last), &aad(outboard.len), plain.into(), &tag)
+        .map_err(|_| BlobError::WrongKey { index })?;
+    Ok(ciphertext.len())
 }
 
 /// Checks and decrypts the whole blob from `sealed` (its chunks in order) into

@@ -3,50 +3,232 @@
 //!
 //! Per blob, in the store's directory (all files mode 0600):
 //! - `<id>.outboard`: the plaintext length (8 bytes) and the chunk hashes, written
-//!   atomically when the blob is added;
-//! - `<id>.data`: the sealed chunks, each at its fixed offset (`index` × the sealed
-//!   chunk size), so chunks can arrive in any order and a missing one is a hole;
+//!   atomically, last, when the blob is added (a blob is held once it is there);
+//! - `<id>.data`: its chunks, each at a fixed offset, so they can arrive in any
+//!   order and a missing one is a hole. Either sealed chunks back to back (a file
+//!   this node sealed, [`BlobStore::seal_file`], or fetched to hold sealed,
+//!   [`BlobStore::add`], as a media node does), or, with `<id>.key` beside it, the
+//!   plaintext itself at [`CHUNK_SIZE`] strides: a file this node received
+//!   ([`BlobStore::add_opened`]), written once and saved as a hard link. The key
+//!   seals a chunk again when a peer asks for it, and the resealed chunk is
+//!   checked against its hash, so a plaintext edited since is never served;
 //! - `<id>.have`: one bit per chunk, set only for chunks that were checked against
 //!   their hash and made durable.
+//!
+//! A received file's full chunks go to the disk with `O_DIRECT` where the file
+//! system takes it: on this project's machines a fresh page-cache page costs more
+//! CPU than anything else in a fast transfer (docs/PERFORMANCE.md, "Files between
+//! daemons"). Sealed blobs go through the page cache: they are read again soon (a
+//! sender serves its file at once), and a direct write would only move that cost
+//! to the reads.
 //!
 //! Durability: [`BlobStore::put`] writes a checked chunk but does not sync;
 //! [`BlobStore::sync`] syncs the data file first and only then replaces the bitmap,
 //! so after a crash (`kill -9`) a chunk marked as held is on disk; chunks written
 //! after the last sync are fetched again. A transfer resumes from
 //! [`BlobStore::missing`].
+//!
+//! Concurrency: the store's lock is held only to find a blob. Checking, sealing,
+//! opening, reading and syncing run outside it (a chunk's place in the file is fixed),
+//! so transfers use both cores and a sync never stops chunks from being stored.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{BlobError, BlobId, CHUNK_SIZE, Outboard, TAG_SIZE};
+use zeroize::Zeroize;
+
+use super::{BlobError, BlobId, BlobKey, CHUNK_SIZE, Outboard, TAG_SIZE, open_chunk, open_chunk_into, plain_chunk_len, reseal_chunk, seal};
 use crate::home::{Overwrite, write_private_file};
 
-/// Where sealed chunk `index` starts in a blob's data file.
-fn offset(index: u64) -> u64 {
-    index * (CHUNK_SIZE + TAG_SIZE) as u64
+/// Alignment of buffers, offsets and lengths for `O_DIRECT` writes (the largest
+/// logical block size in use).
+const DIRECT_ALIGN: usize = 4096;
+
+/// Locks `mutex`; a panic while it was held leaves no half-made state worth refusing.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A buffer whose start is aligned for `O_DIRECT` (found inside a larger
+/// allocation, so no unsafe code is needed).
+struct Aligned {
+    bytes: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        let bytes = vec![0u8; len + DIRECT_ALIGN];
+        let start = bytes.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        Aligned { bytes, start, len }
+    }
+
+    fn buf(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + self.len]
+    }
+}
+
+thread_local! {
+    /// Each storing thread's buffer for a chunk on its way to a direct write.
+    static ALIGNED: std::cell::RefCell<Aligned> = std::cell::RefCell::new(Aligned::new(CHUNK_SIZE));
+}
+
+/// `path` opened for `O_DIRECT` writes, where the file system takes them (not
+/// tmpfs, for one).
+fn direct_file(path: &Path) -> Option<File> {
+    #[cfg(target_os = "linux")]
+    {
+        OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Writes `bytes` at `offset` with `direct` when there is one and it takes the
+/// write, else with `buffered`. `bytes`, `offset` and the length must be aligned for
+/// a direct write to be tried.
+fn write_at(direct: Option<&File>, buffered: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    let aligned = bytes.as_ptr().align_offset(DIRECT_ALIGN) == 0
+        && bytes.len().is_multiple_of(DIRECT_ALIGN)
+        && offset.is_multiple_of(DIRECT_ALIGN as u64);
+    if let Some(direct) = direct
+        && aligned
+    {
+        match direct.write_all_at(bytes, offset) {
+            Ok(()) => return Ok(()),
+            // Refused for this write (alignment rules vary): the page cache takes it.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buffered.write_all_at(bytes, offset)
+}
+
+/// How a blob's chunks lie in its data file (see the module docs).
+enum Layout {
+    /// Sealed chunks back to back.
+    Sealed,
+    /// The plaintext, opened with this key.
+    Opened(BlobKey),
+}
+
+impl Layout {
+    /// Where chunk `index` starts in the data file.
+    fn offset(&self, index: u64) -> u64 {
+        index
+            * match self {
+                Layout::Sealed => (CHUNK_SIZE + TAG_SIZE) as u64,
+                Layout::Opened(_) => CHUNK_SIZE as u64,
+            }
+    }
+
+    /// The data file's length for `outboard`.
+    fn data_len(&self, outboard: &Outboard) -> u64 {
+        match self {
+            Layout::Sealed => outboard.sealed_size(),
+            Layout::Opened(_) => outboard.len(),
+        }
+    }
+}
+
+/// Which chunks a blob has, and how many were written since the last sync.
+struct Have {
+    bits: Vec<u8>,
+    unsynced: usize,
+}
+
+impl Have {
+    fn has(&self, index: u64) -> bool {
+        self.bits.get((index / 8) as usize).is_some_and(|byte| byte & (1 << (index % 8)) != 0)
+    }
+
+    fn mark(&mut self, index: u64) {
+        if let Some(byte) = self.bits.get_mut((index / 8) as usize) {
+            *byte |= 1 << (index % 8);
+        }
+    }
 }
 
 /// One blob being held: its outboard, open data file and which chunks it has.
 struct Held {
     outboard: Outboard,
+    layout: Layout,
     data: File,
-    have: Vec<u8>,
-    /// Chunks written since the last sync (not yet in the bitmap on disk).
-    unsynced: Vec<u64>,
+    /// The data file again, for direct writes.
+    direct: Option<File>,
+    have: Mutex<Have>,
+    /// Serialises syncs, so an older bitmap never replaces a newer one.
+    syncing: Mutex<()>,
+    /// Serialises writes: a file system takes one writer per file at a time anyway,
+    /// and writers spinning on its lock cost more than waiting here.
+    writing: Mutex<()>,
 }
 
 impl Held {
-    fn has(&self, index: u64) -> bool {
-        self.have.get((index / 8) as usize).is_some_and(|byte| byte & (1 << (index % 8)) != 0)
+    fn new(outboard: Outboard, layout: Layout, data: File, direct: Option<File>, bits: Vec<u8>) -> Held {
+        Held {
+            outboard,
+            layout,
+            data,
+            direct,
+            have: Mutex::new(Have { bits, unsynced: 0 }),
+            syncing: Mutex::new(()),
+            writing: Mutex::new(()),
+        }
     }
 
-    fn mark(&mut self, index: u64) {
-        if let Some(byte) = self.have.get_mut((index / 8) as usize) {
-            *byte |= 1 << (index % 8);
+    fn has(&self, index: u64) -> bool {
+        lock(&self.have).has(index)
+    }
+
+    /// Checks sealed chunk `index` and writes it as this blob keeps it (a
+    /// plaintext one opened into this thread's aligned buffer first).
+    fn store(&self, index: u64, sealed: &[u8]) -> Result<(), BlobError> {
+        let offset = self.layout.offset(index);
+        match &self.layout {
+            Layout::Sealed => {
+                self.outboard.check(index, sealed)?;
+                let _writing = lock(&self.writing);
+                Ok(self.data.write_all_at(sealed, offset)?)
+            }
+            Layout::Opened(key) => ALIGNED.with(|aligned| {
+                let mut aligned = aligned.borrow_mut();
+                let buffer = aligned.buf();
+                let result = open_chunk_into(key, &self.outboard, index, sealed, buffer).and_then(|len| {
+                    let _writing = lock(&self.writing);
+                    Ok(write_at(self.direct.as_ref(), &self.data, &buffer[..len], offset)?)
+                });
+                buffer.zeroize();
+                result
+            }),
+        }
+    }
+
+    /// Sealed chunk `index` as read back (a plaintext one sealed again), checked.
+    fn read(&self, index: u64) -> Result<Vec<u8>, BlobError> {
+        let offset = self.layout.offset(index);
+        match &self.layout {
+            Layout::Sealed => {
+                let mut sealed = vec![0u8; self.outboard.sealed_len(index).unwrap_or(0)];
+                self.data.read_exact_at(&mut sealed, offset)?;
+                self.outboard.check(index, &sealed)?;
+                Ok(sealed)
+            }
+            Layout::Opened(key) => {
+                let mut plain = vec![0u8; plain_chunk_len(&self.outboard, index)];
+                self.data.read_exact_at(&mut plain, offset)?;
+                let sealed = reseal_chunk(key, &self.outboard, index, &plain);
+                plain.zeroize();
+                sealed
+            }
         }
     }
 }
@@ -54,7 +236,7 @@ impl Held {
 /// A directory of blobs (see the module docs). Safe to share between threads.
 pub struct BlobStore {
     dir: PathBuf,
-    open: Mutex<HashMap<BlobId, Held>>,
+    open: Mutex<HashMap<BlobId, Arc<Held>>>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -74,37 +256,63 @@ impl BlobStore {
         self.dir.join(format!("{id}.{ext}"))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, Held>> {
-        // A panic while holding the lock leaves no half-made state worth refusing.
-        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Starts holding the blob `outboard` describes, as sealed chunks (nothing if it
+    /// is held already). The outboard is written durably before this returns.
+    pub fn add(&self, outboard: &Outboard) -> Result<(), BlobError> {
+        self.add_as(outboard, Layout::Sealed)
     }
 
-    /// Starts holding the blob `outboard` describes (nothing if it is held already).
-    /// The outboard is written durably before this returns.
-    pub fn add(&self, outboard: &Outboard) -> Result<(), BlobError> {
+    /// Starts holding the blob `outboard` describes as plaintext opened with `key`
+    /// (a file this node receives): each chunk is checked, then opened as it is
+    /// stored ([`BlobError::WrongKey`] if it does not open), and served sealed again.
+    /// A blob held already is left as it is, whichever way it is kept.
+    pub fn add_opened(&self, outboard: &Outboard, key: &BlobKey) -> Result<(), BlobError> {
+        self.add_as(outboard, Layout::Opened(key.clone()))
+    }
+
+    fn add_as(&self, outboard: &Outboard, layout: Layout) -> Result<(), BlobError> {
         let id = outboard.id();
-        let mut open = self.lock();
+        let mut open = lock(&self.open);
         if open.contains_key(&id) || self.path(&id, "outboard").exists() {
             return Ok(());
         }
-        let data = self.data_file(&id)?;
-        data.set_len(outboard.sealed_size())?;
+        let path = self.path(&id, "data");
+        let data = data_file(&path)?;
+        data.set_len(layout.data_len(outboard))?;
         data.sync_all()?;
-        let have = vec![0u8; outboard.chunks().div_ceil(8) as usize];
-        write_private_file(&self.path(&id, "have"), &have, Overwrite::Allowed)?;
+        if let Layout::Opened(key) = &layout {
+            write_private_file(&self.path(&id, "key"), &key.0, Overwrite::Allowed)?;
+        }
+        let bits = vec![0u8; outboard.chunks().div_ceil(8) as usize];
+        write_private_file(&self.path(&id, "have"), &bits, Overwrite::Allowed)?;
         self.write_outboard(outboard)?;
-        open.insert(id, Held { outboard: outboard.clone(), data, have, unsynced: Vec::new() });
+        let direct = opened_direct(&layout, &path);
+        open.insert(id, Arc::new(Held::new(outboard.clone(), layout, data, direct, bits)));
         Ok(())
     }
 
+    /// Seals the `len` bytes `plaintext` yields under `key` into the store as a
+    /// complete, durable blob ([`super::seal`], written under a temporary name and
+    /// moved in when whole) and returns its outboard. A blob already held is left as
+    /// it is.
+    pub fn seal_file(&self, key: &BlobKey, len: u64, plaintext: &mut impl Read) -> Result<Outboard, BlobError> {
+        let mut temp = self.temp_file()?;
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+        let outboard = seal(key, len, plaintext, &mut writer)?;
+        writer.flush()?;
+        drop(writer);
+        let (_, path) = temp.keep().map_err(|e| BlobError::Io(e.error))?;
+        self.import(&outboard, &path)?;
+        Ok(outboard)
+    }
+
     /// Takes `sealed`, a file [`super::seal`] wrote (its chunks in order, which is
-    /// this store's data layout), as the whole blob `outboard` describes, moving it
-    /// into the store: the blob is then complete and durable. `sealed` must be on
-    /// the store's file system. A blob already held is left as it is (and `sealed`
-    /// removed).
+    /// this store's sealed layout), as the whole blob `outboard` describes, moving it into the store:
+    /// the blob is then complete and durable. `sealed` must be on the store's file
+    /// system. A blob already held is left as it is (and `sealed` removed).
     pub fn import(&self, outboard: &Outboard, sealed: &Path) -> Result<(), BlobError> {
         let id = outboard.id();
-        let mut open = self.lock();
+        let mut open = lock(&self.open);
         if open.contains_key(&id) || self.path(&id, "outboard").exists() {
             std::fs::remove_file(sealed)?;
             return Ok(());
@@ -114,17 +322,18 @@ impl BlobStore {
             return Err(BlobError::WrongLength("sealed blob"));
         }
         file.sync_all()?;
-        std::fs::rename(sealed, self.path(&id, "data"))?;
-        let mut have = vec![0xffu8; outboard.chunks().div_ceil(8) as usize];
+        let path = self.path(&id, "data");
+        std::fs::rename(sealed, &path)?;
+        let mut bits = vec![0xffu8; outboard.chunks().div_ceil(8) as usize];
         if !outboard.chunks().is_multiple_of(8)
-            && let Some(last) = have.last_mut()
+            && let Some(last) = bits.last_mut()
         {
             *last = (1u8 << (outboard.chunks() % 8)) - 1;
         }
-        write_private_file(&self.path(&id, "have"), &have, Overwrite::Allowed)?;
+        write_private_file(&self.path(&id, "have"), &bits, Overwrite::Allowed)?;
         self.write_outboard(outboard)?;
-        let data = self.data_file(&id)?;
-        open.insert(id, Held { outboard: outboard.clone(), data, have, unsynced: Vec::new() });
+        let data = data_file(&path)?;
+        open.insert(id, Arc::new(Held::new(outboard.clone(), Layout::Sealed, data, None, bits)));
         Ok(())
     }
 
@@ -143,21 +352,17 @@ impl BlobStore {
         tempfile::Builder::new().prefix(".incoming-").tempfile_in(&self.dir)
     }
 
-    fn data_file(&self, id: &BlobId) -> io::Result<File> {
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(self.path(id, "data"))
-    }
-
-    /// Runs `f` on the held blob `id`, loading it from disk first if needed.
-    fn with<T>(&self, id: &BlobId, f: impl FnOnce(&mut Held) -> Result<T, BlobError>) -> Result<Option<T>, BlobError> {
-        let mut open = self.lock();
-        if !open.contains_key(id) {
-            let Some(held) = self.load(id)? else { return Ok(None) };
-            open.insert(*id, held);
+    /// The held blob `id`, loaded from disk first if needed; the store's lock is
+    /// held only while it is looked up.
+    fn held(&self, id: &BlobId) -> Result<Option<Arc<Held>>, BlobError> {
+        let mut open = lock(&self.open);
+        if let Some(held) = open.get(id) {
+            return Ok(Some(held.clone()));
         }
-        match open.get_mut(id) {
-            Some(held) => f(held).map(Some),
-            None => Ok(None),
-        }
+        let Some(held) = self.load(id)? else { return Ok(None) };
+        let held = Arc::new(held);
+        open.insert(*id, held.clone());
+        Ok(Some(held))
     }
 
     /// A blob's files as written by [`BlobStore::add`] and [`BlobStore::sync`].
@@ -174,67 +379,85 @@ impl BlobStore {
         }
         let hashes = hashes.chunks_exact(32).filter_map(|h| <[u8; 32]>::try_from(h).ok()).collect();
         let outboard = Outboard::new(id, u64::from_be_bytes(*len), hashes)?;
-        let mut have = std::fs::read(self.path(id, "have"))?;
-        have.resize(outboard.chunks().div_ceil(8) as usize, 0);
-        let data = self.data_file(id)?;
-        Ok(Some(Held { outboard, data, have, unsynced: Vec::new() }))
+        let layout = match std::fs::read(self.path(id, "key")) {
+            Ok(mut bytes) => {
+                let key = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| BlobError::BadOutboard);
+                bytes.zeroize();
+                Layout::Opened(BlobKey(key?))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Layout::Sealed,
+            Err(e) => return Err(e.into()),
+        };
+        let mut bits = std::fs::read(self.path(id, "have"))?;
+        bits.resize(outboard.chunks().div_ceil(8) as usize, 0);
+        let path = self.path(id, "data");
+        let data = data_file(&path)?;
+        let direct = opened_direct(&layout, &path);
+        Ok(Some(Held::new(outboard, layout, data, direct, bits)))
     }
 
     /// The outboard of a held blob.
     pub fn outboard(&self, id: &BlobId) -> Result<Option<Outboard>, BlobError> {
-        self.with(id, |held| Ok(held.outboard.clone()))
+        Ok(self.held(id)?.map(|held| held.outboard.clone()))
     }
 
     /// Stores sealed chunk `index` of blob `id` after checking it against its hash
-    /// ([`BlobError::BadChunk`] otherwise; nothing is written then). Not durable until
-    /// [`BlobStore::sync`]. `Ok(false)` if the blob is not held.
+    /// ([`BlobError::BadChunk`] otherwise; nothing is written then), opened first
+    /// for a blob kept as plaintext ([`BlobError::WrongKey`] if it does not open).
+    /// Not durable until [`BlobStore::sync`]. `Ok(false)` if the blob is not held.
     pub fn put(&self, id: &BlobId, index: u64, sealed: &[u8]) -> Result<bool, BlobError> {
-        let stored = self.with(id, |held| {
+        let Some(held) = self.held(id)? else { return Ok(false) };
+        if held.has(index) {
             held.outboard.check(index, sealed)?;
-            if !held.has(index) {
-                held.data.write_all_at(sealed, offset(index))?;
-                held.mark(index);
-                held.unsynced.push(index);
-            }
-            Ok(())
-        })?;
-        Ok(stored.is_some())
+            return Ok(true);
+        }
+        held.store(index, sealed)?;
+        let mut have = lock(&held.have);
+        if !have.has(index) {
+            have.mark(index);
+            have.unsynced += 1;
+        }
+        Ok(true)
     }
 
-    /// Makes every chunk stored so far durable and records it as held.
+    /// Makes every chunk stored so far durable and records it as held. Chunks keep
+    /// being stored while it runs; those stored after it began wait for the next.
     pub fn sync(&self, id: &BlobId) -> Result<(), BlobError> {
-        self.with(id, |held| {
-            if held.unsynced.is_empty() {
+        let Some(held) = self.held(id)? else { return Ok(()) };
+        let _one_at_a_time = lock(&held.syncing);
+        let (bits, covered) = {
+            let have = lock(&held.have);
+            if have.unsynced == 0 {
                 return Ok(());
             }
-            held.data.sync_data()?;
-            write_private_file(&self.path(id, "have"), &held.have, Overwrite::Allowed)?;
-            held.unsynced.clear();
-            Ok(())
-        })?;
+            (have.bits.clone(), have.unsynced)
+        };
+        // Every chunk marked in `bits` was written before it was marked, so this
+        // sync covers it (direct writes included: they are the same file).
+        held.data.sync_data()?;
+        write_private_file(&self.path(id, "have"), &bits, Overwrite::Allowed)?;
+        lock(&held.have).unsynced -= covered;
         Ok(())
     }
 
     /// Sealed chunk `index` of blob `id`, if held (read back and checked again, so a
-    /// chunk damaged on disk is never served).
+    /// chunk damaged or edited on disk is never served; a plaintext one is sealed
+    /// again first).
     pub fn get(&self, id: &BlobId, index: u64) -> Result<Option<Vec<u8>>, BlobError> {
-        let chunk = self.with(id, |held| {
-            if !held.has(index) {
-                return Ok(None);
-            }
-            let size = held.outboard.sealed_len(index).unwrap_or(0);
-            let mut sealed = vec![0u8; size];
-            held.data.read_exact_at(&mut sealed, offset(index))?;
-            held.outboard.check(index, &sealed)?;
-            Ok(Some(sealed))
-        })?;
-        Ok(chunk.flatten())
+        let Some(held) = self.held(id)? else { return Ok(None) };
+        if !held.has(index) {
+            return Ok(None);
+        }
+        held.read(index).map(Some)
     }
 
     /// The chunks of blob `id` not held yet, in order (all of them for a blob that
     /// is not held: `None`).
     pub fn missing(&self, id: &BlobId) -> Result<Option<Vec<u64>>, BlobError> {
-        self.with(id, |held| Ok((0..held.outboard.chunks()).filter(|i| !held.has(*i)).collect()))
+        Ok(self.held(id)?.map(|held| {
+            let have = lock(&held.have);
+            (0..held.outboard.chunks()).filter(|i| !have.has(*i)).collect()
+        }))
     }
 
     /// Whether every chunk of blob `id` is held.
@@ -242,20 +465,38 @@ impl BlobStore {
         Ok(self.missing(id)?.is_some_and(|missing| missing.is_empty()))
     }
 
-    /// Reads the whole sealed blob `id` in order (for [`super::open`]), or `None` if
-    /// it is not complete.
-    pub fn reader(&self, id: &BlobId) -> Result<Option<File>, BlobError> {
-        if !self.is_complete(id)? {
+    /// The file holding blob `id` as plaintext, if it is complete and kept that
+    /// way: saving it is a hard link to this file, as long as nothing edited it
+    /// since it was checked (the caller's to know: right after the download).
+    pub fn opened_path(&self, id: &BlobId) -> Result<Option<PathBuf>, BlobError> {
+        let Some(held) = self.held(id)? else { return Ok(None) };
+        if !matches!(held.layout, Layout::Opened(_)) || !self.is_complete(id)? {
             return Ok(None);
         }
-        Ok(Some(File::open(self.path(id, "data"))?))
+        Ok(Some(self.path(id, "data")))
+    }
+
+    /// Writes the complete blob `id`, opened with `key`, to `out` in order, one chunk
+    /// in memory at a time: every chunk is checked against its hash (a plaintext one
+    /// by sealing it again) and must open with `key`. What was written before a
+    /// failure stays written, so callers write to a temporary file.
+    pub fn open_into(&self, id: &BlobId, key: &BlobKey, out: &mut impl Write) -> Result<(), BlobError> {
+        let held = self.held(id)?.ok_or(BlobError::WrongLength("blob (not held)"))?;
+        for index in 0..held.outboard.chunks() {
+            let sealed = self.get(id, index)?.ok_or(BlobError::WrongLength("blob (not complete)"))?;
+            let mut plain = open_chunk(key, &held.outboard, index, &sealed)?;
+            let written = out.write_all(&plain);
+            plain.zeroize();
+            written?;
+        }
+        Ok(())
     }
 
     /// Forgets blob `id` and deletes its files.
     pub fn remove(&self, id: &BlobId) -> Result<(), BlobError> {
-        let mut open = self.lock();
+        let mut open = lock(&self.open);
         open.remove(id);
-        for ext in ["outboard", "have", "data"] {
+        for ext in ["outboard", "have", "key", "data"] {
             match std::fs::remove_file(self.path(id, ext)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
@@ -265,10 +506,22 @@ impl BlobStore {
     }
 }
 
+/// The data file of a plaintext blob opened again for direct writes.
+fn opened_direct(layout: &Layout, path: &Path) -> Option<File> {
+    match layout {
+        Layout::Sealed => None,
+        Layout::Opened(_) => direct_file(path),
+    }
+}
+
+fn data_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::{BlobKey, open, seal};
+    use super::super::{BlobKey, seal};
     use super::*;
 
     /// A sealed file of `len` bytes: its key, outboard, plaintext and sealed chunks.
@@ -296,7 +549,7 @@ mod tests {
         assert!(store.is_complete(&id).unwrap());
         assert_eq!(store.get(&id, 1).unwrap().unwrap(), chunks[1]);
         let mut out = Vec::new();
-        open(&key, &outboard, &mut store.reader(&id).unwrap().unwrap(), &mut out).unwrap();
+        store.open_into(&id, &key, &mut out).unwrap();
         assert_eq!(out, plain);
     }
 
@@ -338,7 +591,7 @@ mod tests {
         store.put(&id, 2, &chunks[2]).unwrap();
         store.sync(&id).unwrap();
         let mut out = Vec::new();
-        open(&key, &outboard, &mut store.reader(&id).unwrap().unwrap(), &mut out).unwrap();
+        store.open_into(&id, &key, &mut out).unwrap();
         assert_eq!(out, plain);
     }
 
@@ -357,9 +610,31 @@ mod tests {
             assert_eq!(store.missing(&id).unwrap(), Some(vec![]), "{len}");
             let reopened = BlobStore::open(dir.path()).unwrap();
             let mut out = Vec::new();
-            open(&key, &outboard, &mut reopened.reader(&id).unwrap().unwrap(), &mut out).unwrap();
+            reopened.open_into(&id, &key, &mut out).unwrap();
             assert_eq!(out, plain);
         }
+    }
+
+    #[test]
+    fn sealing_into_the_store_writes_what_seal_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        for len in [0, 1, CHUNK_SIZE, 9 * CHUNK_SIZE + 3] {
+            let key = BlobKey::generate();
+            let plain: Vec<u8> = (0..len).map(|i| (i % 239) as u8).collect();
+            let outboard = store.seal_file(&key, len as u64, &mut plain.as_slice()).unwrap();
+            let mut expected = Vec::new();
+            assert_eq!(seal(&key, len as u64, &mut plain.as_slice(), &mut expected).unwrap(), outboard, "{len}");
+            let id = outboard.id();
+            assert_eq!(std::fs::read(dir.path().join(format!("{id}.data"))).unwrap(), expected, "{len}");
+            let reopened = BlobStore::open(dir.path()).unwrap();
+            assert_eq!(reopened.missing(&id).unwrap(), Some(vec![]), "{len}");
+            let mut out = Vec::new();
+            reopened.open_into(&id, &key, &mut out).unwrap();
+            assert_eq!(out, plain, "{len}");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).map(|e| e.file_name()).collect();
+        assert!(left.iter().all(|name| !name.to_string_lossy().starts_with(".incoming")), "no temporary file left: {left:?}");
     }
 
     #[test]
@@ -379,5 +654,93 @@ mod tests {
         store.remove(&id).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert_eq!(store.outboard(&id).unwrap(), None);
+    }
+
+    #[test]
+    fn a_received_file_is_kept_as_its_plaintext_and_served_sealed_as_it_was_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (key, outboard, plain, chunks) = blob(3 * CHUNK_SIZE + 17);
+        let id = outboard.id();
+        store.add_opened(&outboard, &key).unwrap();
+        for index in [3u64, 1, 0, 2] {
+            assert!(store.put(&id, index, &chunks[index as usize]).unwrap());
+        }
+        store.sync(&id).unwrap();
+        assert!(store.is_complete(&id).unwrap());
+        let opened = store.opened_path(&id).unwrap().expect("kept opened");
+        assert_eq!(std::fs::read(&opened).unwrap(), plain, "the data file is the file itself");
+        for (index, chunk) in chunks.iter().enumerate() {
+            assert_eq!(&store.get(&id, index as u64).unwrap().unwrap(), chunk, "chunk {index} sealed again");
+        }
+        let mut out = Vec::new();
+        store.open_into(&id, &key, &mut out).unwrap();
+        assert_eq!(out, plain);
+        // After a restart the blob is still kept opened, with its key.
+        let reopened = BlobStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.get(&id, 2).unwrap().unwrap(), chunks[2]);
+        assert_eq!(reopened.opened_path(&id).unwrap(), Some(opened));
+    }
+
+    #[test]
+    fn chunks_that_match_their_hashes_but_not_the_key_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (_, outboard, _, chunks) = blob(CHUNK_SIZE + 1);
+        let id = outboard.id();
+        store.add_opened(&outboard, &BlobKey::generate()).unwrap();
+        assert!(matches!(store.put(&id, 1, &chunks[1]), Err(BlobError::WrongKey { index: 1 })));
+        assert_eq!(store.missing(&id).unwrap(), Some(vec![0, 1]), "nothing counts as held");
+    }
+
+    #[test]
+    fn an_edited_plaintext_is_neither_served_nor_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (key, outboard, _, chunks) = blob(2 * CHUNK_SIZE);
+        let id = outboard.id();
+        store.add_opened(&outboard, &key).unwrap();
+        for (index, chunk) in chunks.iter().enumerate() {
+            store.put(&id, index as u64, chunk).unwrap();
+        }
+        store.sync(&id).unwrap();
+        // The user edits the saved file (a hard link to the data file) in place.
+        let data = store.opened_path(&id).unwrap().unwrap();
+        let file = OpenOptions::new().write(true).open(&data).unwrap();
+        file.write_all_at(b"edited", CHUNK_SIZE as u64 + 10).unwrap();
+        assert_eq!(store.get(&id, 0).unwrap().unwrap(), chunks[0], "untouched chunks still serve");
+        assert!(matches!(store.get(&id, 1), Err(BlobError::BadChunk { index: 1 })));
+        assert!(matches!(store.open_into(&id, &key, &mut Vec::new()), Err(BlobError::BadChunk { index: 1 })));
+    }
+
+    #[test]
+    fn chunks_stored_from_many_threads_while_syncing_all_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlobStore::open(dir.path()).unwrap());
+        let (key, outboard, plain, chunks) = blob(24 * CHUNK_SIZE + 3);
+        let id = outboard.id();
+        store.add_opened(&outboard, &key).unwrap();
+        let chunks = Arc::new(chunks);
+        let writers: Vec<_> = (0..3u64)
+            .map(|lane| {
+                let (store, chunks) = (store.clone(), chunks.clone());
+                std::thread::spawn(move || {
+                    for index in (lane..chunks.len() as u64).step_by(3) {
+                        store.put(&id, index, &chunks[index as usize]).unwrap();
+                        store.sync(&id).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        store.sync(&id).unwrap();
+        // What the bitmap on disk says after a restart is what was synced: all of it.
+        let reopened = BlobStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.missing(&id).unwrap(), Some(vec![]));
+        let mut out = Vec::new();
+        reopened.open_into(&id, &key, &mut out).unwrap();
+        assert_eq!(out, plain);
     }
 }

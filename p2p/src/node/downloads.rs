@@ -455,7 +455,7 @@ async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileR
         // The id fixes the blob's length, so any source's outboard says the same; one
         // that disagrees with the message means its sender lied about the size (and
         // would have us fetch more than the automatic limit allows).
-        match held_outboard(context, peer, id, file.size).await {
+        match held_outboard(context, peer, id, file.size, &BlobKey(file.key)).await {
             Ok(()) => {}
             Err(Source::Skip(e)) => {
                 errors.push(format!("{peer}: {e}"));
@@ -465,6 +465,8 @@ async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileR
         }
         match transfer::fetch(&context.control, peer, id, &context.blobs, progress).await {
             Ok(()) => return Ok(()),
+            // Its chunks match the blob but do not open: the message's key is wrong.
+            Err(FetchError::Store(e @ BlobError::WrongKey { .. })) => return Err(format!("{FAILED_FOR_GOOD} with its key: {e}")),
             Err(e @ FetchError::Store(_)) => return Err(e.to_string()),
             Err(e) => errors.push(format!("{peer}: {e}")),
         }
@@ -484,8 +486,9 @@ enum Source {
 }
 
 /// Makes sure the blob's outboard is held, fetching it from `peer` if not, and that
-/// its length is the `size` the message gave, before any chunk is asked for.
-async fn held_outboard(context: &Context, peer: PeerId, id: BlobId, size: u64) -> Result<(), Source> {
+/// its length is the `size` the message gave, before any chunk is asked for. A blob
+/// new here is kept opened with `key`: written once, as the file it will be saved as.
+async fn held_outboard(context: &Context, peer: PeerId, id: BlobId, size: u64, key: &BlobKey) -> Result<(), Source> {
     let outboard = match context.blobs.outboard(&id).map_err(|e| Source::Fatal(e.to_string()))? {
         Some(outboard) => outboard,
         None => transfer::fetch_outboard(context.control.clone(), peer, id).await.map_err(Source::Skip)?,
@@ -496,7 +499,7 @@ async fn held_outboard(context: &Context, peer: PeerId, id: BlobId, size: u64) -
             outboard.len()
         )));
     }
-    context.blobs.add(&outboard).map_err(|e| Source::Fatal(e.to_string()))
+    context.blobs.add_opened(&outboard, key).map_err(|e| Source::Fatal(e.to_string()))
 }
 
 /// Saves a complete received file into the download directory; returns its path.
@@ -509,7 +512,10 @@ async fn save_received(context: &Context, record: &FileRecord, file: &FileRef) -
     let dir = context.config.download_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let out = crate::files::free_path(&dir, &file.name);
-    save(context.blobs.clone(), BlobId(file.blob), BlobKey(file.key), out.clone()).await.map_err(|e| match e {
+    // Linked only right after the download, whose every chunk was just checked; a
+    // file saved again later (its first copy deleted) is checked as it is copied.
+    let saving = if record.path.is_none() { Saving::LinkIfOpened } else { Saving::Copy };
+    save(context.blobs.clone(), BlobId(file.blob), BlobKey(file.key), out.clone(), saving).await.map_err(|e| match e {
         BlobError::Io(e) => format!("saving {}: {e}", out.display()),
         e => format!("{FAILED_FOR_GOOD} with its key: {e}"),
     })?;
@@ -526,7 +532,7 @@ async fn copy_out(context: &Context, record: &FileRecord, path: Option<&Path>) -
         .map_err(|e| NodeError::Op(e.into()))?
         .and_then(|m| m.file)
         .ok_or_else(|| NodeError::Op(crate::ops::OpError::Invalid("the file's message is gone".into())))?;
-    save(context.blobs.clone(), BlobId(message.blob), BlobKey(message.key), path.to_path_buf()).await?;
+    save(context.blobs.clone(), BlobId(message.blob), BlobKey(message.key), path.to_path_buf(), Saving::Copy).await?;
     let mut view = FileEntryView::from(record);
     if record.direction == Direction::Incoming {
         view.path = Some(path.display().to_string());
@@ -534,20 +540,38 @@ async fn copy_out(context: &Context, record: &FileRecord, path: Option<&Path>) -
     Ok(view)
 }
 
-/// Decrypts the complete blob `id` with `key` into a new file at `out` (written
-/// next to it under a temporary name and renamed when whole and checked, so `out`
-/// never holds half a file). Runs off the async workers.
-pub(crate) async fn save(store: Arc<BlobStore>, id: BlobId, key: BlobKey, out: PathBuf) -> Result<(), BlobError> {
+/// How [`save`] makes the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Saving {
+    /// A hard link to the blob when it is kept opened and on the same file system
+    /// (no second copy of the bytes); a checked copy otherwise.
+    LinkIfOpened,
+    /// A copy, every chunk checked and opened as it is written.
+    Copy,
+}
+
+/// Writes the complete blob `id`, opened with `key`, as a new file at `out` (a copy
+/// is written next to it under a temporary name and renamed when whole and checked,
+/// so `out` never holds half a file; a link appears whole). Runs off the async
+/// workers.
+pub(crate) async fn save(store: Arc<BlobStore>, id: BlobId, key: BlobKey, out: PathBuf, saving: Saving) -> Result<(), BlobError> {
     tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
-        let outboard = store.outboard(&id)?.ok_or(BlobError::WrongLength("blob (not held)"))?;
-        let reader = store.reader(&id)?.ok_or(BlobError::WrongLength("blob (not complete)"))?;
+        if saving == Saving::LinkIfOpened
+            && let Some(opened) = store.opened_path(&id)?
+        {
+            match std::fs::hard_link(&opened, &out) {
+                Ok(()) => return Ok(()),
+                // Another file system, or one without links: copy instead.
+                Err(e) => tracing::debug!(error = %e, "linking a received file failed; copying it"),
+            }
+        }
         let dir = match out.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
         let mut temp = tempfile::Builder::new().prefix(".kith-").tempfile_in(dir)?;
         let mut writer = std::io::BufWriter::new(temp.as_file_mut());
-        blob::open(&key, &outboard, &mut std::io::BufReader::new(reader), &mut writer)?;
+        store.open_into(&id, &key, &mut writer)?;
         writer.into_inner().map_err(|e| BlobError::Io(e.into_error()))?.sync_all()?;
         temp.persist(&out).map_err(|e| BlobError::Io(e.error))?;
         Ok(())

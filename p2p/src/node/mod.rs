@@ -36,7 +36,7 @@ pub use outbox::QueueStatus;
 pub use reachability::AutonatProbes;
 
 use crate::blob::transfer::{self, FetchError};
-use crate::blob::{self, BlobError, BlobId, BlobKey, BlobStore};
+use crate::blob::{BlobError, BlobId, BlobKey, BlobStore};
 use crate::conn_limits::ConnectionLimits;
 use crate::identity::Identity;
 use crate::invite::Invite;
@@ -517,10 +517,7 @@ impl NodeHandle {
             let mut file = std::fs::File::open(&path)?;
             let size = file.metadata()?.len();
             let key = BlobKey::generate();
-            let mut sealed = store.temp_file()?;
-            let outboard = blob::seal(&key, size, &mut std::io::BufReader::new(&mut file), &mut std::io::BufWriter::new(sealed.as_file_mut()))?;
-            let (_, sealed_path) = sealed.keep().map_err(|e| BlobError::Io(e.error))?;
-            store.import(&outboard, &sealed_path)?;
+            let outboard = store.seal_file(&key, size, &mut std::io::BufReader::with_capacity(1 << 20, &mut file))?;
             Ok(SharedFile { id: outboard.id(), key, size })
         })
         .await
@@ -548,7 +545,7 @@ impl NodeHandle {
     /// next to it under a temporary name and renamed when whole and checked, so `out`
     /// never holds half a file).
     pub async fn save_blob(&self, id: BlobId, key: BlobKey, out: &Path) -> Result<(), NodeError> {
-        downloads::save(self.blobs()?.store.clone(), id, key, out.to_path_buf()).await?;
+        downloads::save(self.blobs()?.store.clone(), id, key, out.to_path_buf(), downloads::Saving::Copy).await?;
         Ok(())
     }
 

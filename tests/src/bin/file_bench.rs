@@ -8,7 +8,7 @@
 //! - seal: `kith send-file` to a connected contact (read, encrypt, hash, write the
 //!   sealed blob; the message stored);
 //! - direct: `kith get ID --wait` at the receiver (fetch over `/kith/blob/1`, check
-//!   every chunk, store, decrypt and write the file, fsynced);
+//!   and open every chunk, write it into the file, fsynced; the save is a link);
 //! - upload: `kith send-file` to a contact who is offline (seal, then the media node
 //!   pulls and stores every chunk);
 //! - from media: `kith get ID --wait` with the sender offline (from the media node);
@@ -42,8 +42,8 @@ fn main() {
     relay.start();
     let (mut alice, mut bob) = pair_on(&relay);
     println!("file-bench: {mib} MiB, daemons and a media node on 127.0.0.1");
-    // The disk's own pace for scale: the receiver writes the file twice (sealed, then
-    // opened), the sender reads it while sealing and serving.
+    // The disk's own pace for scale: the receiver writes the file once, the sender
+    // writes its sealed copy and reads it again while serving.
     let (_, floor) = timed(|| write_zeros(&dir.path().join("floor.bin"), size));
     report("disk floor (write + fsync of the same size)", size, floor);
 
@@ -67,7 +67,7 @@ fn main() {
     drop(events);
     report("direct (get --wait)", size, direct);
     report("  of which fetch (network, chunks checked and stored)", size, fetch);
-    report("  of which save (decrypt, write, fsync)", size, direct.saturating_sub(fetch));
+    report("  of which save (a link to the received file, or a checked copy)", size, direct.saturating_sub(fetch));
     println!("  peak RSS: sender {} MiB, receiver {} MiB", peak_rss_mib(&alice), peak_rss_mib(&bob));
     check_same(&bob, &id, &file);
 
