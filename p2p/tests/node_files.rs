@@ -1,6 +1,7 @@
 //! Files between two real nodes on 127.0.0.1: one seals a file into its blob store,
-//! the other fetches it over `/kith/blob/1` and saves it, byte for byte. (The file
-//! messages that will carry ids and keys between users are not built yet.)
+//! the other fetches it over `/kith/blob/1` and saves it, byte for byte; and an offer
+//! that lies about a file's size fetches nothing. (File messages between users, end
+//! to end, are tested with daemons in the tests crate, `files.rs`.)
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,9 @@ mod common;
 use std::time::Duration;
 
 use kith_p2p::blob::{BlobId, CHUNK_SIZE};
-use kith_p2p::kith_storage::Store;
+use kith_p2p::kith_storage::{
+    ConversationKind, Direction, FileRef, FileState, Message, MessageId, MessageState, Store,
+};
 use kith_p2p::node::{self, NodeError, Timers};
 
 /// Bound on every wait.
@@ -62,4 +65,60 @@ async fn a_node_without_a_blob_store_says_files_are_off() {
     let file = dir.path().join("f");
     std::fs::write(&file, b"x").unwrap();
     assert!(matches!(node.handle.share_file(&file).await, Err(NodeError::FilesOff)));
+}
+
+/// A sender that lies about a file's size in its offer ("1 KiB", for a blob of 1 MiB)
+/// gets nothing fetched: the blob's outboard, which its id fixes, gives the real size,
+/// and a size other than the offer's marks the file `failed` before any chunk is asked
+/// for, so a contact cannot have a huge file downloaded under the automatic limit.
+/// Our nodes cannot be made to lie, so the offer is written into Bob's store as his
+/// inbound path stores a received message; everything after is the real node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_that_lies_about_the_size_fetches_no_chunk() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = start(a_dir.path(), true).await;
+    let bob = start(b_dir.path(), true).await;
+    let addr = alice.listen_addrs[0].clone().with(libp2p::multiaddr::Protocol::P2p(alice.handle.peer_id()));
+    bob.handle.dial(addr).await.unwrap();
+    let original = a_dir.path().join("big.bin");
+    std::fs::write(&original, vec![7u8; 4 * CHUNK_SIZE]).unwrap();
+    let shared = alice.handle.share_file(&original).await.unwrap();
+
+    let author = alice.handle.peer_id();
+    let conversation = kith_p2p::ops::direct_conversation(&bob.handle.peer_id(), &author);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let store = bob.handle.store();
+    store.conversations().get_or_create(conversation, ConversationKind::Direct { peer_id: author.to_base58() }, now).unwrap();
+    let offer = FileRef {
+        blob: shared.id.0,
+        key: shared.key.0,
+        name: "small.txt".into(),
+        size: 1024,
+        media_type: "text/plain".into(),
+        sources: Vec::new(),
+    };
+    let message = Message {
+        id: MessageId::from_bytes([7; 16]),
+        conversation,
+        author: author.to_base58(),
+        lamport: 1,
+        sent_at_ms: now,
+        received_at_ms: now,
+        text: String::new(),
+        state: MessageState::Delivered,
+        direction: Direction::Incoming,
+        file: Some(Box::new(offer)),
+    };
+    store.insert_incoming_batch(&[message]).unwrap();
+
+    let prefix = &hex::encode(shared.id.0)[..16];
+    let got = tokio::time::timeout(DEADLINE, bob.handle.get_file(prefix, None, true)).await.unwrap();
+    let error = got.expect_err("a lying offer is refused").to_string();
+    assert!(error.contains(&format!("the blob holds {} bytes, its message said 1024", 4 * CHUNK_SIZE)), "{error}");
+    let record = bob.handle.file(prefix).unwrap();
+    assert_eq!(record.state, FileState::Failed);
+    assert_eq!(bob.handle.status().await.unwrap().files_fetched_bytes, 0, "no chunk fetched");
+    assert_eq!(alice.handle.status().await.unwrap().files_served_bytes, 0, "no chunk served");
+    let kept: u64 = std::fs::read_dir(b_dir.path().join("blobs")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert_eq!(kept, 0, "nothing of the blob is kept, not even room for it");
 }
