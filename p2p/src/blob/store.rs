@@ -48,6 +48,11 @@ use crate::home::{Overwrite, write_private_file};
 /// logical block size in use).
 const DIRECT_ALIGN: usize = 4096;
 
+/// Blobs kept open at most: past this, blobs nobody is using and with nothing
+/// waiting for a sync are closed (and opened again when asked for), so a media node
+/// holding many thousands of blobs needs only a few hundred file descriptors.
+const MAX_OPEN: usize = 256;
+
 /// Locks `mutex`; a panic while it was held leaves no half-made state worth refusing.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -287,7 +292,7 @@ impl BlobStore {
         write_private_file(&self.path(&id, "have"), &bits, Overwrite::Allowed)?;
         self.write_outboard(outboard)?;
         let direct = opened_direct(&layout, &path);
-        open.insert(id, Arc::new(Held::new(outboard.clone(), layout, data, direct, bits)));
+        keep(&mut open, id, Arc::new(Held::new(outboard.clone(), layout, data, direct, bits)));
         Ok(())
     }
 
@@ -333,7 +338,7 @@ impl BlobStore {
         write_private_file(&self.path(&id, "have"), &bits, Overwrite::Allowed)?;
         self.write_outboard(outboard)?;
         let data = data_file(&path)?;
-        open.insert(id, Arc::new(Held::new(outboard.clone(), Layout::Sealed, data, None, bits)));
+        keep(&mut open, id, Arc::new(Held::new(outboard.clone(), Layout::Sealed, data, None, bits)));
         Ok(())
     }
 
@@ -361,7 +366,7 @@ impl BlobStore {
         }
         let Some(held) = self.load(id)? else { return Ok(None) };
         let held = Arc::new(held);
-        open.insert(*id, held.clone());
+        keep(&mut open, *id, held.clone());
         Ok(Some(held))
     }
 
@@ -504,6 +509,26 @@ impl BlobStore {
         }
         Ok(())
     }
+}
+
+/// Adds `held` to the open blobs, first closing idle ones when there are
+/// [`MAX_OPEN`] (down to three quarters of it). A blob in use (someone holds it) or
+/// with chunks not yet synced stays open: closing it would let a second copy of its
+/// state replace the first's bitmap.
+fn keep(open: &mut HashMap<BlobId, Arc<Held>>, id: BlobId, held: Arc<Held>) {
+    if open.len() >= MAX_OPEN {
+        let surplus = open.len() - MAX_OPEN * 3 / 4;
+        let idle: Vec<BlobId> = open
+            .iter()
+            .filter(|(_, held)| Arc::strong_count(held) == 1 && lock(&held.have).unsynced == 0)
+            .map(|(id, _)| *id)
+            .take(surplus)
+            .collect();
+        for id in idle {
+            open.remove(&id);
+        }
+    }
+    open.insert(id, held);
 }
 
 /// The data file of a plaintext blob opened again for direct writes.
@@ -742,5 +767,33 @@ mod tests {
         let mut out = Vec::new();
         reopened.open_into(&id, &key, &mut out).unwrap();
         assert_eq!(out, plain);
+    }
+
+    #[test]
+    fn idle_blobs_are_closed_past_the_limit_and_unsynced_ones_stay_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        // One blob with a chunk written and not yet synced.
+        let (_, pending, _, pending_chunks) = blob(2 * CHUNK_SIZE);
+        store.add(&pending).unwrap();
+        store.put(&pending.id(), 0, &pending_chunks[0]).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..MAX_OPEN + 40 {
+            let key = BlobKey::generate();
+            let plain = n.to_be_bytes();
+            let outboard = store.seal_file(&key, plain.len() as u64, &mut plain.as_slice()).unwrap();
+            ids.push((outboard.id(), key, plain));
+        }
+        assert!(lock(&store.open).len() <= MAX_OPEN, "{} blobs open", lock(&store.open).len());
+        assert!(lock(&store.open).contains_key(&pending.id()), "a blob with unsynced chunks stays open");
+        // Every blob still reads, closed or not.
+        for (id, key, plain) in &ids {
+            let mut out = Vec::new();
+            store.open_into(id, key, &mut out).unwrap();
+            assert_eq!(&out, plain);
+        }
+        // The unsynced chunk is still the one that gets synced.
+        store.sync(&pending.id()).unwrap();
+        assert_eq!(BlobStore::open(dir.path()).unwrap().missing(&pending.id()).unwrap(), Some(vec![1]));
     }
 }
