@@ -9,7 +9,7 @@ use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, M
 use kith_p2p::node::{Event, GroupChange, Status};
 use kith_p2p::views::{ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
 
-use crate::picture::Picture;
+use crate::picture::{Encoded, Picture};
 
 /// An input to the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +193,17 @@ pub enum Response {
         /// The picture, shrunk for previews.
         picture: Picture,
     },
+    /// A picture encoded for the terminal's graphics protocol
+    /// ([`Effect::EncodePicture`]).
+    Encoded {
+        /// The file's id.
+        id: String,
+        /// The room it was encoded for, in cells (columns, rows); the picture itself
+        /// may be smaller ([`Encoded::size`]).
+        room: (u16, u16),
+        /// The encoding.
+        picture: Encoded,
+    },
     /// The files a path being completed can become ([`Effect::ListPaths`]).
     Paths {
         /// The path as typed.
@@ -267,6 +278,16 @@ pub enum Effect {
         id: String,
         /// Where it is.
         path: String,
+    },
+    /// Encode a picture for the terminal's graphics protocol to fit `room`, off the
+    /// loop, answered with [`Response::Encoded`] (for the picture viewer).
+    EncodePicture {
+        /// The file's id.
+        id: String,
+        /// Where it is.
+        path: String,
+        /// The room for it, in cells (columns, rows).
+        room: (u16, u16),
     },
     /// Mark a conversation read (`read`).
     MarkRead {

@@ -11,7 +11,9 @@
 //!   history, the slash commands, and Tab completion;
 //! - [`ui`]: [`render`], a pure function of the state (tested with ratatui's
 //!   `TestBackend` and insta snapshots);
-//! - [`picture`]: pictures decoded for inline previews and drawn in half-blocks;
+//! - [`picture`]: pictures decoded for inline previews and drawn in half-blocks, or
+//!   encoded for the picture viewer when the terminal has a graphics protocol;
+//! - [`graphics`]: which protocol that is, decided once at start-up (`KITH_IMAGES`);
 //! - `runtime` and `terminal` (private): the tokio loop, the task that owns the
 //!   control-socket connections (and gets them back after the node restarts), and
 //!   the real terminal (including the OSC 52 clipboard).
@@ -25,6 +27,7 @@ pub mod app;
 pub mod commands;
 pub mod complete;
 pub mod fuzzy;
+pub mod graphics;
 pub mod input;
 pub mod picture;
 pub mod ui;

@@ -1,4 +1,5 @@
-//! Inline previews of pictures: decoding (off the loop) and drawing with half-blocks.
+//! Pictures: decoding (off the loop), drawing with half-blocks, and encoding for a
+//! terminal graphics protocol.
 //!
 //! [`decode`] reads a PNG or JPEG file and shrinks it to a [`Picture`] of at most
 //! [`MAX_WIDTH`]×[`MAX_HEIGHT`] pixels, the most a preview ever shows, so what the
@@ -10,14 +11,28 @@
 //! background colour. A terminal cell is about twice as tall as it is wide, so the
 //! two halves are about square and the picture keeps its proportions. It is a pure
 //! function of the picture and the area (snapshot-tested). Every terminal that shows
-//! 24-bit colour shows these; the graphics protocols (kitty, sixel, iTerm) would
-//! show more detail but draw outside ratatui's cells, which the message pane's
-//! row-by-row layout and scrolling are made of.
+//! 24-bit colour shows these, and they are what the message pane shows inline: they
+//! are ordinary cells, so they scroll with the rows of text around them.
+//!
+//! [`encode`] prepares a picture for the picture viewer when the terminal has a
+//! graphics protocol (kitty, sixel, iTerm2; see [`crate::graphics`]): decoded at full
+//! size, fitted to the viewer's cells at the terminal's cell size in pixels, and
+//! turned into the protocol's escape sequences by ratatui-image. That costs up to
+//! seconds for a big photo, so it too runs on the blocking pool, and the result
+//! ([`Encoded`]) is drawn as is into a rectangle of exactly its size.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use image::DynamicImage;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Rect, Size};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+use ratatui_image::picker::Picker;
+use ratatui_image::protocol::Protocol;
+use ratatui_image::{FilterType, Resize};
 
 /// The widest picture kept, in pixels (= columns of a preview).
 pub const MAX_WIDTH: u32 = 256;
@@ -99,23 +114,16 @@ pub enum DecodeError {
     /// Not a PNG or JPEG this can decode.
     #[error("not a picture this can show: {0}")]
     Format(#[from] image::ImageError),
+    /// Decoded, but the graphics protocol's encoder failed.
+    #[error("encoding the picture for the terminal: {0}")]
+    Encode(String),
 }
 
 /// Read the picture at `path` (PNG or JPEG, told by its content) and shrink it to
 /// fit [`MAX_WIDTH`]×[`MAX_HEIGHT`], keeping its proportions; transparent parts
 /// are drawn on black. Reads the disk and decodes: not on the interface's loop.
 pub fn decode(path: &Path) -> Result<Picture, DecodeError> {
-    if std::fs::metadata(path)?.len() > MAX_FILE_BYTES {
-        return Err(DecodeError::TooLarge);
-    }
-    let mut reader = image::ImageReader::open(path)?.with_guessed_format()?;
-    // Checked against the header before any pixel buffer is allocated.
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_ALLOC);
-    reader.limits(limits);
-    let decoded = reader.decode()?;
+    let decoded = read(path)?;
     let small = if decoded.width() > MAX_WIDTH || decoded.height() > MAX_HEIGHT {
         decoded.resize(MAX_WIDTH, MAX_HEIGHT, image::imageops::FilterType::Triangle)
     } else {
@@ -131,6 +139,86 @@ pub fn decode(path: &Path) -> Result<Picture, DecodeError> {
         })
         .collect();
     Picture::new(rgba.width(), rgba.height(), pixels).ok_or(DecodeError::TooLarge)
+}
+
+/// The picture at `path` (PNG or JPEG, told by its content), whole, within the
+/// limits that keep a hostile or huge file cheap: [`MAX_FILE_BYTES`] on disk,
+/// [`MAX_SIDE`] pixels a side and [`MAX_ALLOC`] bytes, checked before decoding.
+fn read(path: &Path) -> Result<DynamicImage, DecodeError> {
+    if std::fs::metadata(path)?.len() > MAX_FILE_BYTES {
+        return Err(DecodeError::TooLarge);
+    }
+    let mut reader = image::ImageReader::open(path)?.with_guessed_format()?;
+    // Checked against the header before any pixel buffer is allocated.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    Ok(reader.decode()?)
+}
+
+/// A picture encoded for the terminal's graphics protocol, at a fixed size in cells.
+///
+/// Cheap to clone (shared). Two are equal only if they are the same encoding: the
+/// escape sequences are not compared, and an answer to an older request for the same
+/// picture is a different encoding.
+#[derive(Clone)]
+pub struct Encoded {
+    protocol: Arc<Protocol>,
+}
+
+impl Encoded {
+    /// Wrap an encoding made by ratatui-image (tests build one from its half-blocks,
+    /// which need no terminal).
+    pub fn new(protocol: Protocol) -> Encoded {
+        Encoded { protocol: Arc::new(protocol) }
+    }
+
+    /// The size it is drawn at, in cells (columns, rows).
+    pub fn size(&self) -> (u16, u16) {
+        let Size { width, height } = self.protocol.size();
+        (width, height)
+    }
+
+    /// Draw it with its top-left corner at `area`'s; nothing if it does not fit whole
+    /// (a part of a sixel or iTerm2 picture cannot be drawn).
+    pub(crate) fn render(&self, area: Rect, buf: &mut Buffer) {
+        ratatui_image::Image::new(&self.protocol).render(area, buf);
+    }
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (columns, rows) = self.size();
+        write!(f, "Encoded({columns}×{rows} cells)")
+    }
+}
+
+impl PartialEq for Encoded {
+    fn eq(&self, other: &Encoded) -> bool {
+        Arc::ptr_eq(&self.protocol, &other.protocol)
+    }
+}
+
+impl Eq for Encoded {}
+
+/// Read the picture at `path` and encode it with `picker` (which knows the protocol
+/// and the cell size in pixels) to fit `columns`×`rows` cells, keeping its
+/// proportions and never enlarging it. Reads the disk, decodes, resizes and encodes,
+/// all slow for a big photo: not on the interface's loop.
+pub(crate) fn encode(path: &Path, picker: &Picker, columns: u16, rows: u16) -> Result<Encoded, DecodeError> {
+    if columns == 0 || rows == 0 {
+        return Err(DecodeError::Encode("no room to show it".to_owned()));
+    }
+    let image = read(path)?;
+    // Triangle, not ratatui-image's default (nearest): photos are shrunk a lot here,
+    // and nearest-neighbour makes them grainy.
+    let resize = Resize::Fit(Some(FilterType::Triangle));
+    let protocol = picker
+        .new_protocol(image, Size::new(columns, rows), resize)
+        .map_err(|e| DecodeError::Encode(e.to_string()))?;
+    Ok(Encoded::new(protocol))
 }
 
 /// The size, in cells, `picture` is drawn at within `columns`×`rows`: as large as
@@ -208,6 +296,23 @@ mod tests {
         assert_eq!(span.content, "▀");
         assert_eq!(span.style.fg, Some(Color::Rgb(255, 0, 0)));
         assert_eq!(span.style.bg, Some(Color::Rgb(0, 0, 255)));
+    }
+
+    #[test]
+    fn corrupt_and_oversized_files_are_refused_before_decoding() {
+        let dir = std::env::temp_dir().join(format!("kith-picture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        // A PNG signature and then garbage.
+        let corrupt = dir.join("corrupt.png");
+        std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRgarbage").unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(read(&corrupt), Err(DecodeError::Format(_))));
+        // One pixel wider than `MAX_SIDE`: refused from its header (cheap to make: one row).
+        let wide = dir.join("wide.png");
+        image::RgbImage::new(MAX_SIDE + 1, 1).save(&wide).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(read(&wide), Err(DecodeError::Format(image::ImageError::Limits(_)))));
+        assert!(decode(&wide).is_err());
+        assert!(matches!(read(&dir.join("missing.png")), Err(DecodeError::Io(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

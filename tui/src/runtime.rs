@@ -25,6 +25,7 @@ use crossterm::event::EventStream;
 use futures::StreamExt;
 use kith_p2p::control::{Client, ClientError, Request};
 use kith_p2p::views::{ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
+use ratatui_image::picker::Picker;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
@@ -32,6 +33,8 @@ use tokio::task::JoinSet;
 
 use crate::action::{Action, Effect, Response};
 use crate::app::{App, Config, update};
+use crate::graphics::{self, Choice};
+use crate::picture::Encoded;
 use crate::terminal::{self, Tui};
 use crate::{TuiError, TuiOptions, text, ui};
 
@@ -99,6 +102,12 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
     let connected = Connection::open(socket).await?;
 
     let no_color = options.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let choice = std::env::var(graphics::ENV).ok();
+    let choice = Choice::parse(choice.as_deref()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignored; asking the terminal");
+        Choice::Auto
+    });
+    let plan = graphics::plan(choice, &graphics::Terminal::current());
     let config = Config {
         no_color,
         bell: options.bell,
@@ -115,9 +124,10 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
     let queues = Queues { quick: quick_rx, slow: slow_rx, actions: action_tx.clone() };
     tasks.spawn(connection(socket.to_path_buf(), connected, queues, Timers::default()));
 
-    let (mut tui, guard) = terminal::enter().map_err(TuiError::Terminal)?;
+    let (mut tui, guard, detected) =
+        terminal::enter(|| graphics::detect(plan, graphics::QUERY_TIMEOUT)).map_err(TuiError::Terminal)?;
     let mut runtime = Runtime {
-        app: App::new(config).with_home_dir(std::env::var("HOME").ok()),
+        app: App::new(config).with_home_dir(std::env::var("HOME").ok()).with_graphics(detected.graphics),
         quick: quick_tx,
         slow: slow_tx,
         notify_command: options.notify_command,
@@ -130,6 +140,8 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
         decoding: JoinSet::new(),
         decode_permits: Arc::new(Semaphore::new(MAX_DECODES)),
+        picker: detected.picker,
+        graphic: None,
         queue: VecDeque::new(),
     };
     let result = runtime.run(&mut tui, action_rx).await;
@@ -157,10 +169,15 @@ struct Runtime {
     /// For answers produced off the loop (path listings).
     actions: mpsc::Sender<Action>,
     notify_permits: Arc<Semaphore>,
-    /// Pictures being decoded for previews (each waits for a permit first).
+    /// Pictures being decoded for previews or encoded for the viewer (each waits
+    /// for a permit first).
     decoding: JoinSet<()>,
-    /// Decodes running at once ([`MAX_DECODES`]).
+    /// Decodes and encodes running at once ([`MAX_DECODES`]).
     decode_permits: Arc<Semaphore>,
+    /// The encoder for the terminal's graphics protocol; `None`: half-blocks only.
+    picker: Option<Picker>,
+    /// The protocol-drawn picture on screen as of the last frame ([`App::graphic`]).
+    graphic: Option<Encoded>,
     /// Actions produced locally (e.g. a request that could not be queued).
     queue: VecDeque<Action>,
 }
@@ -182,6 +199,13 @@ impl Runtime {
                 return Err(TuiError::Terminal(std::io::Error::other("a task panicked; the terminal was restored")));
             }
             if dirty {
+                // A sixel or iTerm2 picture stays on the terminal, under whatever
+                // cells are not rewritten, until the screen is cleared.
+                let graphic = self.app.graphic().cloned();
+                if self.graphic.is_some() && graphic != self.graphic {
+                    tui.clear().map_err(TuiError::Terminal)?;
+                }
+                self.graphic = graphic;
                 tui.draw(|frame| ui::render(frame, &self.app)).map_err(TuiError::Terminal)?;
                 dirty = false;
             }
@@ -243,6 +267,7 @@ impl Runtime {
             Effect::ListPaths { word } => self.list_paths(word),
             Effect::OpenFile { path } => self.open_file(path),
             Effect::DecodePicture { id, path } => self.decode_picture(id, path),
+            Effect::EncodePicture { id, path, room } => self.encode_picture(id, path, room),
             Effect::Notify { from, text } => self.notify(&from, &text),
             Effect::Add { .. } | Effect::Invite | Effect::Group(_) => self.request(true, effect),
             other => self.request(false, other),
@@ -334,22 +359,50 @@ impl Runtime {
         Ok(())
     }
 
-    /// Decode a picture for its preview on the blocking pool, at most
-    /// [`MAX_DECODES`] at once (the others wait their turn), and answer with
-    /// [`Response::Picture`] or a failure.
+    /// Decode a picture for its preview off the loop ([`Runtime::off_loop`]) and
+    /// answer with [`Response::Picture`] or a failure.
     fn decode_picture(&mut self, id: String, path: String) {
+        let effect = Effect::DecodePicture { id: id.clone(), path: path.clone() };
+        self.off_loop(effect, move || {
+            let picture = crate::picture::decode(Path::new(&path))?;
+            Ok(Response::Picture { id, picture })
+        });
+    }
+
+    /// Encode a picture for the terminal's graphics protocol to fit `room` off the
+    /// loop ([`Runtime::off_loop`]) and answer with [`Response::Encoded`] or a
+    /// failure (also when there is no protocol to encode for).
+    fn encode_picture(&mut self, id: String, path: String, room: (u16, u16)) {
+        let effect = Effect::EncodePicture { id: id.clone(), path: path.clone(), room };
+        let Some(picker) = self.picker.clone() else {
+            let error = "the terminal shows no graphics".to_owned();
+            self.queue.push_back(Action::Failed { effect, error });
+            return;
+        };
+        self.off_loop(effect, move || {
+            let picture = crate::picture::encode(Path::new(&path), &picker, room.0, room.1)?;
+            Ok(Response::Encoded { id, room, picture })
+        });
+    }
+
+    /// Run `work` (reading and decoding a picture) on the blocking pool, at most
+    /// [`MAX_DECODES`] at once (the others wait their turn), and answer with its
+    /// response, or with `effect` failed.
+    fn off_loop<F>(&mut self, effect: Effect, work: F)
+    where
+        F: FnOnce() -> Result<Response, crate::picture::DecodeError> + Send + 'static,
+    {
         let (actions, permits) = (self.actions.clone(), Arc::clone(&self.decode_permits));
         self.decoding.spawn(async move {
             let Ok(permit) = permits.acquire_owned().await else { return };
-            let file = PathBuf::from(&path);
-            let decoded = tokio::task::spawn_blocking(move || {
+            let done = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                crate::picture::decode(&file)
+                work()
             });
-            let action = match decoded.await {
-                Ok(Ok(picture)) => Action::Done(Response::Picture { id, picture }),
-                Ok(Err(e)) => Action::Failed { effect: Effect::DecodePicture { id, path }, error: e.to_string() },
-                Err(e) => Action::Failed { effect: Effect::DecodePicture { id, path }, error: e.to_string() },
+            let action = match done.await {
+                Ok(Ok(response)) => Action::Done(response),
+                Ok(Err(e)) => Action::Failed { effect, error: e.to_string() },
+                Err(e) => Action::Failed { effect, error: e.to_string() },
             };
             let _ = actions.send(action).await;
         });
@@ -661,6 +714,7 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
         | Effect::ListPaths { .. }
         | Effect::OpenFile { .. }
         | Effect::DecodePicture { .. }
+        | Effect::EncodePicture { .. }
         | Effect::Quit => {
             return Err(RequestError::NotARequest);
         }
@@ -1047,27 +1101,58 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[tokio::test]
-    async fn a_path_listing_that_hangs_is_given_up_and_bounded() {
-        let (actions, mut rx) = mpsc::channel(ACTION_QUEUE);
-        let (quick, _quick_rx) = mpsc::channel(1);
-        let (slow, _slow_rx) = mpsc::channel(1);
-        let mut runtime = Runtime {
+    /// A runtime with no node (its request queues closed) and no graphics protocol,
+    /// and the receiving end of what it answers.
+    fn offline_runtime() -> (Runtime, mpsc::Receiver<Action>) {
+        let (actions, rx) = mpsc::channel(ACTION_QUEUE);
+        let runtime = Runtime {
             app: App::new(Config::default()),
-            quick,
-            slow,
+            quick: mpsc::channel(1).0,
+            slow: mpsc::channel(1).0,
             notify_command: None,
             notifications: JoinSet::new(),
             listing: JoinSet::new(),
             listing_permits: Arc::new(Semaphore::new(MAX_LISTINGS)),
-            list_timeout: Duration::from_millis(20),
-            lister: hung_lister,
+            list_timeout: LIST_TIMEOUT,
+            lister: crate::complete::list_paths,
             actions,
             notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
             decoding: JoinSet::new(),
             decode_permits: Arc::new(Semaphore::new(MAX_DECODES)),
+            picker: None,
+            graphic: None,
             queue: VecDeque::new(),
         };
+        (runtime, rx)
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_picture_or_no_graphics_fails_the_effect_without_blocking_the_loop() {
+        let (mut runtime, mut rx) = offline_runtime();
+        let dir = std::env::temp_dir().join(format!("kith-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("photo.png");
+        std::fs::write(&file, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        let path = file.display().to_string();
+        // Decoded off the loop: `execute` returns at once, the failure comes back later.
+        let decode = Effect::DecodePicture { id: "f".into(), path: path.clone() };
+        runtime.execute(decode.clone());
+        let answer = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        assert!(matches!(answer, Action::Failed { effect, .. } if effect == decode));
+        while runtime.decoding.join_next().await.is_some() {}
+        // No graphics protocol: an encoding fails at once, nothing is spawned.
+        let encode = Effect::EncodePicture { id: "f".into(), path, room: (10, 5) };
+        runtime.execute(encode.clone());
+        assert!(matches!(runtime.queue.pop_front(), Some(Action::Failed { effect, .. }) if effect == encode));
+        assert!(runtime.decoding.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_path_listing_that_hangs_is_given_up_and_bounded() {
+        let (mut runtime, mut rx) = offline_runtime();
+        runtime.list_timeout = Duration::from_millis(20);
+        runtime.lister = hung_lister;
         runtime.list_paths("./x".into());
         let action = tokio::time::timeout(DEADLINE, rx.recv()).await.unwrap().unwrap();
         assert!(

@@ -1,6 +1,8 @@
 //! Putting the real terminal into TUI mode and back.
 //!
-//! [`enter`] switches to raw mode and the alternate screen and turns on mouse
+//! [`enter`] switches to raw mode and the alternate screen, runs the caller's probe
+//! of the terminal (the graphics query, which reads the terminal's answers from
+//! stdin and so must come before anything else reads input), and turns on mouse
 //! capture, bracketed paste, focus reports and (where the terminal supports it)
 //! unambiguous key codes, so Shift+Enter and Esc can be told apart. The returned
 //! guard undoes all of it when dropped, and a panic hook does the same before the
@@ -35,8 +37,16 @@ pub(crate) struct Guard {
     previous_hook: Arc<Mutex<Option<Hook>>>,
 }
 
-/// Enter TUI mode; the guard leaves it.
-pub(crate) fn enter() -> io::Result<(Tui, Guard)> {
+/// Enter TUI mode, running `probe` once the terminal is in raw mode on the
+/// alternate screen and before mouse reports or anything else can arrive on stdin;
+/// the guard leaves TUI mode.
+///
+/// Raw mode first, because the probe (ratatui-image's query) sets its own terminal
+/// modes and does not put them back when the terminal does not answer in time: the
+/// modes it would leave are then raw mode's, which the guard undoes. The alternate
+/// screen first, because a terminal that does not understand a question may print
+/// it, and the screen is cleared before the first frame.
+pub(crate) fn enter<T>(probe: impl FnOnce() -> T) -> io::Result<(Tui, Guard, T)> {
     let previous_hook = Arc::new(Mutex::new(Some(std::panic::take_hook())));
     let for_hook = Arc::clone(&previous_hook);
     std::panic::set_hook(Box::new(move |info| {
@@ -51,14 +61,16 @@ pub(crate) fn enter() -> io::Result<(Tui, Guard)> {
     ACTIVE.store(true, Ordering::SeqCst);
     enable_raw_mode()?;
     let mut stdout = io::stdout();
-    execute!(stdout, EnterAlternateScreen, EnableMouseCapture, EnableBracketedPaste, EnableFocusChange)?;
+    execute!(stdout, EnterAlternateScreen)?;
+    let probed = probe();
+    execute!(stdout, EnableMouseCapture, EnableBracketedPaste, EnableFocusChange)?;
     if crossterm::terminal::supports_keyboard_enhancement().unwrap_or(false) {
         execute!(stdout, PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES))?;
         ENHANCED.store(true, Ordering::SeqCst);
     }
     let mut terminal = Terminal::new(CrosstermBackend::new(stdout))?;
     terminal.clear()?;
-    Ok((terminal, guard))
+    Ok((terminal, guard, probed))
 }
 
 /// Whether the terminal is still in TUI mode (false after the panic hook restored it

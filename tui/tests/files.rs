@@ -1,6 +1,7 @@
 //! Files in the interface (issue 15): file messages in each state, picture previews
-//! in half-blocks, `/file`, a pasted path and Ctrl+O, driven through `update` and
-//! drawn into ratatui's `TestBackend` like the other snapshot tests.
+//! in half-blocks, the picture viewer (Ctrl+G) with half-blocks and with a graphics
+//! protocol, `/file`, a pasted path and Ctrl+O, driven through `update` and drawn
+//! into ratatui's `TestBackend` like the other snapshot tests.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,10 +12,13 @@ use crossterm::event::KeyCode;
 use kith_p2p::kith_storage::{ContactState, Direction, FileState, MessageState};
 use kith_p2p::node::Event;
 use kith_p2p::views::{FileEntryView, FileView, MessageView};
-use kith_tui::picture::{self, Picture};
-use kith_tui::{Action, App, Effect, Response, update};
+use kith_tui::app::Overlay;
+use kith_tui::graphics::Graphics;
+use kith_tui::picture::{self, Encoded, Picture};
+use kith_tui::{Action, App, Config, Effect, Response, update};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::layout::{Rect, Size};
 use ratatui::style::Color;
 use ratatui::widgets::Paragraph;
 
@@ -59,7 +63,12 @@ fn bob_with(messages: Vec<MessageView>, files: Vec<FileEntryView>) -> (App, Vec<
 
 /// [`bob_with`] for a user whose home directory is `home`.
 fn bob_at_home(home: &str, messages: Vec<MessageView>, files: Vec<FileEntryView>) -> (App, Vec<Effect>) {
-    let mut app = App::new(config()).with_home_dir(Some(home.to_owned()));
+    bob_configured(App::new(config()), home, messages, files)
+}
+
+/// [`bob_at_home`] starting from `app`.
+fn bob_configured(app: App, home: &str, messages: Vec<MessageView>, files: Vec<FileEntryView>) -> (App, Vec<Effect>) {
+    let mut app = app.with_home_dir(Some(home.to_owned()));
     update(&mut app, Action::Resize { width: 100, height: 30 });
     update(&mut app, Action::Done(Response::Status(status(&[BOB]))));
     let contacts = vec![contact(BOB, "Bob", ContactState::Accepted)];
@@ -271,4 +280,156 @@ fn slash_file_sends_and_a_pasted_path_becomes_the_command() {
     type_text(&mut app, "see ");
     update(&mut app, Action::PastedFile("/tmp/cat.png".into()));
     assert_eq!(app.input().text(), "see /tmp/cat.png");
+}
+
+/// A 300×180 PNG, larger than any preview: a left half of `left`, a right half of
+/// `right`.
+fn halves_png(dir: &std::path::Path, left: [u8; 3], right: [u8; 3]) -> std::path::PathBuf {
+    let picture = image::RgbImage::from_fn(300, 180, |x, _| image::Rgb(if x < 150 { left } else { right }));
+    let path = dir.join("halves.png");
+    picture.save(&path).unwrap();
+    path
+}
+
+/// The smallest rectangle holding every cell of `terminal` whose foreground or
+/// background is `colour`.
+fn cells_coloured(terminal: &Terminal<TestBackend>, colour: Color) -> Option<Rect> {
+    let buffer = terminal.backend().buffer();
+    let mut found: Option<Rect> = None;
+    for y in 0..buffer.area.height {
+        for x in 0..buffer.area.width {
+            let style = buffer[(x, y)].style();
+            if style.fg == Some(colour) || style.bg == Some(colour) {
+                found = Some(found.map_or(Rect::new(x, y, 1, 1), |r| r.union(Rect::new(x, y, 1, 1))));
+            }
+        }
+    }
+    found
+}
+
+/// A picture message from Bob, saved here at `path` (file 1), its conversation open.
+fn bob_sent_a_picture(app: App, dir: &std::path::Path, path: &std::path::Path) -> (App, Vec<Effect>) {
+    let photo = file_message(1, Direction::Incoming, "halves.png", 4096, "image/png", "");
+    let files = vec![entry(&photo, FileState::Complete, Some(&path.display().to_string()), None)];
+    bob_configured(app, &dir.display().to_string(), vec![photo], files)
+}
+
+/// The message pane of a 100×30 screen (a 25-column list beside it, a 3-row input
+/// and the status bar below): 73×24 cells inside its border, from (26, 1).
+const PANE: Rect = Rect { x: 26, y: 1, width: 73, height: 24 };
+
+/// Without a graphics protocol, Ctrl+G shows the half-block preview over the message
+/// pane, as large as the pane and the kept preview allow, centred; nothing is
+/// encoded. Esc closes it.
+#[test]
+fn ctrl_g_shows_the_picture_in_half_blocks_sized_to_the_pane() {
+    let dir = temp_dir("viewer-blocks");
+    let (red, blue) = ([255, 0, 0], [0, 0, 255]);
+    let path = halves_png(&dir, red, blue);
+    let (mut app, fx) = bob_sent_a_picture(App::new(config()), &dir, &path);
+    let decoded = picture::decode(&path).unwrap();
+    assert!(fx.iter().any(|e| matches!(e, Effect::DecodePicture { .. })), "{fx:?}");
+    update(&mut app, Action::Done(Response::Picture { id: file_id(1), picture: decoded.clone() }));
+
+    let fx = update(&mut app, ctrl('g'));
+    assert!(fx.is_empty(), "half-blocks need no encoding: {fx:?}");
+    assert!(matches!(app.overlay(), Some(Overlay::Picture(v)) if v.id == file_id(1)));
+    assert!(app.graphic().is_none(), "nothing is drawn outside the cells");
+    let terminal = draw(&app, 100, 30);
+    assert!(text_of(&terminal).contains("halves.png · Esc closes"), "{}", text_of(&terminal));
+    // Both halves, together exactly the size the pane allows, centred in the pane.
+    let (width, height) = picture::cells(&decoded, PANE.width, PANE.height);
+    let left = cells_coloured(&terminal, Color::Rgb(255, 0, 0)).unwrap();
+    let right = cells_coloured(&terminal, Color::Rgb(0, 0, 255)).unwrap();
+    let shown = left.union(right);
+    assert_eq!((shown.width, shown.height), (width, height));
+    // 300×180 pixels, kept at 107×64: as wide as the pane (73 columns, 22 rows).
+    assert_eq!((shown.width, shown.height), (PANE.width, 22), "as large as the pane allows");
+    assert_eq!(shown.x, PANE.x + (PANE.width - width) / 2);
+    assert_eq!(shown.y, PANE.y + (PANE.height - height) / 2);
+
+    update(&mut app, key(KeyCode::Esc));
+    assert!(app.overlay().is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With a graphics protocol, Ctrl+G asks for the picture encoded for exactly the
+/// pane's room, off the loop, and draws the encoding, centred, in a rectangle of its
+/// size. A `TestBackend` cannot show kitty, sixel or iTerm2 output (escape sequences
+/// the terminal turns into pixels), so this checks the state and the area: the room
+/// asked for, the placeholder while it is encoded, where the encoding lands (the
+/// test's encoding is ratatui-image's half-blocks, which need no terminal), and a
+/// new encoding when the pane's size changes.
+#[test]
+fn ctrl_g_with_a_graphics_protocol_reserves_the_pane_for_the_encoding() {
+    let dir = temp_dir("viewer-kitty");
+    let path = halves_png(&dir, [255, 0, 0], [0, 0, 255]);
+    let (mut app, _) = bob_sent_a_picture(App::new(config()).with_graphics(Graphics::Kitty), &dir, &path);
+    let fx = update(&mut app, ctrl('g'));
+    let room = (PANE.width, PANE.height);
+    let shown_path = path.display().to_string();
+    assert_eq!(fx, vec![Effect::EncodePicture { id: file_id(1), path: shown_path.clone(), room }]);
+    // While it is encoded, the pane says so and shows no preview.
+    let terminal = draw(&app, 100, 30);
+    assert!(text_of(&terminal).contains("preparing the picture…"), "{}", text_of(&terminal));
+    assert!(app.graphic().is_none());
+
+    // The encoding: 40×20 cells of magenta.
+    let magenta = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(400, 400, image::Rgb([255, 0, 255])));
+    let protocol = ratatui_image::protocol::Protocol::Halfblocks(
+        ratatui_image::protocol::halfblocks::Halfblocks::new(magenta, Size::new(40, 20)).unwrap(),
+    );
+    let encoded = Encoded::new(protocol);
+    // An answer for another room (an older request) is not shown.
+    let stale = Response::Encoded { id: file_id(1), room: (10, 5), picture: encoded.clone() };
+    update(&mut app, Action::Done(stale));
+    assert!(app.graphic().is_none());
+    update(&mut app, Action::Done(Response::Encoded { id: file_id(1), room, picture: encoded.clone() }));
+    assert_eq!(app.graphic(), Some(&encoded));
+    let terminal = draw(&app, 100, 30);
+    let area = cells_coloured(&terminal, Color::Rgb(255, 0, 255)).unwrap();
+    assert_eq!(area, Rect::new(PANE.x + (73 - 40) / 2, PANE.y + (24 - 20) / 2, 40, 20), "centred in the pane");
+    assert!(!text_of(&terminal).contains("preparing"));
+
+    // A smaller terminal: encoded again for the new room, asked once.
+    let fx = update(&mut app, Action::Resize { width: 80, height: 24 });
+    let Some(Effect::EncodePicture { room: smaller, .. }) = fx.first() else { panic!("{fx:?}") };
+    assert!(smaller.0 < room.0 && smaller.1 < room.1, "{smaller:?}");
+    assert!(update(&mut app, Action::Resize { width: 80, height: 24 }).is_empty(), "asked for once");
+    // The old encoding no longer fits: the pane waits for the new one.
+    assert!(text_of(&draw(&app, 80, 24)).contains("preparing the picture…"));
+    // A failed encoding says why.
+    let failed = Effect::EncodePicture { id: file_id(1), path: shown_path, room: *smaller };
+    update(&mut app, Action::Failed { effect: failed, error: "not a picture this can show".into() });
+    assert!(text_of(&draw(&app, 80, 24)).contains("cannot show it: not a picture this can show"));
+
+    update(&mut app, key(KeyCode::Esc));
+    assert!(app.graphic().is_none(), "closed: the runtime clears the screen");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctrl_g_says_why_there_is_nothing_to_show() {
+    // No picture in view.
+    let (mut app, _) = bob_with(vec![incoming(1, BOB, "hello", NOW - MINUTE)], Vec::new());
+    assert!(update(&mut app, ctrl('g')).is_empty());
+    assert!(app.overlay().is_none());
+    assert!(app.status().unwrap().text.contains("no picture in view"));
+
+    // A picture not downloaded yet.
+    let offered = file_message(1, Direction::Incoming, "cat.png", 4096, "image/png", "");
+    let files = vec![entry(&offered, FileState::Offered, None, None)];
+    let (mut app, _) = bob_with(vec![offered], files);
+    assert!(update(&mut app, ctrl('g')).is_empty());
+    assert!(app.overlay().is_none());
+    assert!(app.status().unwrap().text.contains("cat.png is not here: Ctrl+O downloads it"));
+
+    // Half-blocks without colour draw nothing.
+    let dir = temp_dir("viewer-no-color");
+    let path = halves_png(&dir, [255, 0, 0], [0, 0, 255]);
+    let (mut app, _) = bob_sent_a_picture(App::new(Config { no_color: true, ..config() }), &dir, &path);
+    assert!(update(&mut app, ctrl('g')).is_empty());
+    assert!(app.overlay().is_none());
+    assert!(app.status().unwrap().text.contains("NO_COLOR"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

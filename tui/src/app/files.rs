@@ -11,7 +11,7 @@
 use kith_p2p::files::is_image;
 use kith_p2p::kith_storage::{Direction, FileState};
 use kith_p2p::payload::MAX_TEXT_LEN;
-use kith_p2p::views::{FileEntryView, MessageView};
+use kith_p2p::views::{FileEntryView, FileView, MessageView};
 
 use super::App;
 use super::update::{jump_to_newest, pane};
@@ -40,7 +40,7 @@ pub enum Preview {
 }
 
 /// Whether `entry` is on this machine, whole: ours, or fetched.
-fn local_path(entry: &FileEntryView) -> Option<&str> {
+pub(super) fn local_path(entry: &FileEntryView) -> Option<&str> {
     match entry.state {
         FileState::Complete | FileState::Shared | FileState::Uploaded => entry.path.as_deref(),
         _ => None,
@@ -182,21 +182,22 @@ pub(super) fn on_pasted_file(app: &mut App, path: &str) {
     }
 }
 
-/// The file message Ctrl+O acts on: the newest one at or above the pane's bottom
-/// row (the last one in view, or the last one scrolled past).
-fn target(app: &App) -> Option<&MessageView> {
+/// The file message Ctrl+O (any file) and Ctrl+G (a picture) act on: the newest
+/// one whose file is `wanted` at or above the pane's bottom row (the last one in
+/// view, or the last one scrolled past).
+pub(super) fn target(app: &App, wanted: impl Fn(&FileView) -> bool) -> Option<&MessageView> {
     let conv = app.focused()?;
     let (width, height) = pane(app);
     let theme = Theme::new(true);
     let timeline = Timeline::new(app, conv, width, &theme);
     let bottom = timeline.cursor().map(|c| timeline.settle(c, height))?;
-    conv.messages.iter().take(bottom.index + 1).rev().find(|m| m.file.is_some())
+    conv.messages.iter().take(bottom.index + 1).rev().find(|m| m.file.as_ref().is_some_and(&wanted))
 }
 
 /// Ctrl+O: fetch the file message in view, or open it when it is here (or say
 /// where it is when nothing here opens files).
 pub(super) fn open_or_fetch(app: &mut App, fx: &mut Vec<Effect>) {
-    let Some((message_id, file)) = target(app).and_then(|m| Some((m.id.clone(), m.file.clone()?))) else {
+    let Some((message_id, file)) = target(app, |_| true).and_then(|m| Some((m.id.clone(), m.file.clone()?))) else {
         app.set_status("no file message in view (scroll to one, then Ctrl+O)", true);
         return;
     };

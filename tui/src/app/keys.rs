@@ -13,6 +13,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Ctrl+P, Alt+Up", "previous conversation"),
     ("Ctrl+K", "quick switcher (type to filter, Enter opens)"),
     ("Ctrl+O", "download the file in view, or open it if here"),
+    ("Ctrl+G", "view the picture in view, sized to the pane"),
     ("PageUp, PageDown", "scroll messages; PageUp at the top loads older ones"),
     ("Esc", "close the overlay, else jump to the newest message"),
     ("Up, Down", "previous/next line; on the first/last line: input history"),

@@ -14,6 +14,7 @@ mod keys;
 mod node;
 mod update;
 mod user;
+mod viewer;
 mod window;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,10 +26,12 @@ use kith_p2p::views::{ContactView, FileEntryView, GroupView, MessageView};
 pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
 pub use update::update;
+pub use viewer::Viewer;
 pub use window::{Fetch, Scroll};
 
 use crate::complete::Completion;
 use crate::fuzzy::{self, Match};
+use crate::graphics::Graphics;
 use crate::input::{History, Input};
 
 /// Messages per history page.
@@ -345,6 +348,8 @@ pub enum Overlay {
         /// Rows scrolled up from the newest.
         scroll: usize,
     },
+    /// A picture over the message pane (Ctrl+G).
+    Picture(Viewer),
 }
 
 /// The whole interface state.
@@ -399,6 +404,9 @@ pub struct App {
     previews: HashMap<String, Preview>,
     /// The user's home directory, to show saved paths as `~/…`.
     home_dir: Option<String>,
+    /// How the picture viewer draws (found at start-up; not in [`Config`], whose
+    /// fields callers fill by name).
+    graphics: Graphics,
     quit: bool,
 }
 
@@ -434,6 +442,7 @@ impl App {
             progress: HashMap::new(),
             previews: HashMap::new(),
             home_dir: None,
+            graphics: Graphics::HalfBlocks,
             quit: false,
         }
     }
@@ -443,6 +452,19 @@ impl App {
     pub fn with_home_dir(mut self, home: Option<String>) -> App {
         self.home_dir = home.filter(|h| !h.is_empty());
         self
+    }
+
+    /// This state with pictures in the viewer drawn through `graphics`, the
+    /// terminal's protocol (half-blocks unless told).
+    pub fn with_graphics(mut self, graphics: Graphics) -> App {
+        self.graphics = graphics;
+        self
+    }
+
+    /// How the picture viewer draws: through the terminal's graphics protocol, or
+    /// half-blocks (as the previews in the timeline always are).
+    pub fn graphics(&self) -> Graphics {
+        self.graphics
     }
 
     /// The user's home directory, if known.
@@ -463,6 +485,16 @@ impl App {
     /// The preview of picture `id`, if one was asked for.
     pub fn preview(&self, id: &str) -> Option<&Preview> {
         self.previews.get(id)
+    }
+
+    /// The picture the viewer draws through the terminal's graphics protocol, if
+    /// one is open and encoded. The runtime clears the screen when this changes:
+    /// a sixel or iTerm2 picture stays on the terminal until its cells are written.
+    pub fn graphic(&self) -> Option<&crate::picture::Encoded> {
+        match &self.overlay {
+            Some(Overlay::Picture(viewer)) if self.graphics.is_protocol() => viewer.encoded.as_ref(),
+            _ => None,
+        }
     }
 
     /// The requests that load the initial state.

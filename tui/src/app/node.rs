@@ -381,6 +381,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.set_status(format!("opened {}", crate::text::tilde(&path, app.home_dir())), false);
         }
         Response::Picture { id, picture } => super::files::on_picture(app, id, Some(picture)),
+        Response::Encoded { id, room, picture } => super::viewer::on_encoded(app, &id, room, picture),
         Response::Invite { invite, qr } => {
             if let Some(Overlay::Invite(view)) = &mut app.overlay {
                 *view = InviteView::Ready { invite, qr, scroll: 0, copied: false };
@@ -557,6 +558,10 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         }
         Effect::DecodePicture { id, .. } => {
             super::files::on_picture(app, id, None);
+            return;
+        }
+        Effect::EncodePicture { id, .. } => {
+            super::viewer::on_failed(app, &id, error);
             return;
         }
         Effect::Refresh => "loading contacts",

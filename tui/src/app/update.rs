@@ -31,6 +31,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Resize { width, height } => {
             app.size = (width, height);
             clamp_list_offset(app);
+            super::viewer::want_encoding(app, &mut fx);
         }
         Action::FocusGained => {
             app.terminal_focused = true;

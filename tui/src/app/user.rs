@@ -58,6 +58,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         Some(Overlay::Switcher(_)) => switcher_key(app, key, fx),
         Some(Overlay::Invite(_)) => invite_key(app, key, fx),
         Some(Overlay::Log { .. }) => log_key(app, key),
+        Some(Overlay::Picture(_)) => super::viewer::key(app, key, fx),
         None => main_key(app, key, fx),
     }
 }
@@ -80,6 +81,7 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Char('p') if ctrl => switch(app, -1, fx),
         KeyCode::Char('k') if ctrl => app.overlay = Some(Overlay::Switcher(Switcher::default())),
         KeyCode::Char('o') if ctrl && !alt => super::files::open_or_fetch(app, fx),
+        KeyCode::Char('g') if ctrl && !alt => super::viewer::open(app, fx),
         KeyCode::PageUp => scroll_messages(app, true, page, fx),
         KeyCode::PageDown => scroll_messages(app, false, page, fx),
         KeyCode::Esc => match app.focused() {
@@ -494,7 +496,8 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
             let code = if up { KeyCode::Up } else { KeyCode::Down };
             switcher_key(app, KeyEvent::new(code, KeyModifiers::NONE), fx);
         }
-        Some(Overlay::Invite(InviteView::Loading)) => {}
+        // The picture is fitted to the pane: nothing to scroll.
+        Some(Overlay::Invite(InviteView::Loading) | Overlay::Picture(_)) => {}
         Some(Overlay::Log { .. }) => {
             let max = overlay::log_scroll_max(app);
             let Some(Overlay::Log { scroll }) = &mut app.overlay else { return };

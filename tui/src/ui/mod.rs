@@ -48,6 +48,10 @@ pub fn render(frame: &mut Frame, app: &App) {
             overlay::render_log(frame, app, area, *scroll, &theme);
             None
         }
+        Some(Overlay::Picture(viewer)) => {
+            overlay::render_picture(frame, app, viewer, area, &theme);
+            None
+        }
     };
     if let Some(position) = cursor
         && area.contains(position)

@@ -1,5 +1,5 @@
-//! Windows over the main screen: help, quick switcher, invite with QR code, and the
-//! log of notices and errors.
+//! Windows over the main screen: help, quick switcher, invite with QR code, the
+//! log of notices and errors, and the picture viewer.
 
 use ratatui::Frame;
 use ratatui::layout::{Margin, Position, Rect};
@@ -7,10 +7,10 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
+use super::layout::Areas;
 use super::theme::Theme;
-use crate::app::{App, InviteView, LogEntry, Switcher, bindings};
-use crate::commands;
-use crate::text;
+use crate::app::{App, InviteView, LogEntry, Preview, Switcher, Viewer, bindings};
+use crate::{commands, picture, text};
 
 /// Widest the help window gets.
 const HELP_WIDTH: u16 = 80;
@@ -354,4 +354,59 @@ pub(crate) fn render_log(frame: &mut Frame, app: &App, area: Rect, scroll: usize
     }
     let shown: Vec<Line> = lines.into_iter().take(end).skip(end.saturating_sub(height)).collect();
     frame.render_widget(Paragraph::new(shown), inner);
+}
+
+/// Where the picture viewer goes on a screen `area`: the message pane (its frame,
+/// and inside it the room for the picture). The state machine asks for the picture
+/// encoded for exactly this room, so both use this.
+pub(crate) fn picture_area(area: Rect, app: &App) -> (Rect, Rect) {
+    let areas = Areas::compute(area, app);
+    let outer = areas.messages;
+    let inner = if areas.bordered { outer.inner(Margin::new(1, 1)) } else { outer };
+    (outer, inner)
+}
+
+/// Draw the picture viewer over the message pane: the picture encoded for the
+/// terminal's graphics protocol when there is one, else the half-block preview at
+/// the pane's size; centred, or a line saying why not yet.
+pub(crate) fn render_picture(frame: &mut Frame, app: &App, viewer: &Viewer, area: Rect, theme: &Theme) {
+    let (outer, inner) = picture_area(area, app);
+    if outer.is_empty() {
+        return;
+    }
+    let inner = if outer == inner {
+        frame.render_widget(Clear, outer);
+        outer
+    } else {
+        window(frame, outer, &format!(" {} · Esc closes, Ctrl+O opens ", viewer.name), theme)
+    };
+    if inner.is_empty() {
+        return;
+    }
+    let say = |frame: &mut Frame, what: &str| {
+        let rows = super::timeline::notice(what, usize::from(inner.width), theme.dim());
+        let height = u16::try_from(rows.len()).unwrap_or(u16::MAX);
+        frame.render_widget(Paragraph::new(rows), centered(inner, inner.width, height));
+    };
+    if app.graphics().is_protocol() {
+        match (&viewer.encoded, &viewer.error) {
+            (Some(encoded), _) if encoded.size().0 <= inner.width && encoded.size().1 <= inner.height => {
+                let (width, height) = encoded.size();
+                encoded.render(centered(inner, width, height), frame.buffer_mut());
+            }
+            (_, Some(error)) => say(frame, &format!("cannot show it: {}", text::sanitize_line(error))),
+            // The encoding for this size is on its way (the pane just shrank, or opened).
+            _ => say(frame, "preparing the picture…"),
+        }
+        return;
+    }
+    match app.preview(&viewer.id) {
+        Some(Preview::Ready(p)) => {
+            let (width, height) = picture::cells(p, inner.width, inner.height);
+            let rows = picture::half_blocks(p, inner.width, inner.height);
+            frame.render_widget(Paragraph::new(rows), centered(inner, width, height));
+        }
+        Some(Preview::Failed) => say(frame, "this picture cannot be shown"),
+        _ => say(frame, "decoding the picture…"),
+    }
 }
