@@ -9,6 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{DEADLINE, RelayProcess, files_under, loopback_config, metric, wait_metric};
@@ -321,10 +322,8 @@ async fn without_the_role_or_outside_the_policy_uploads_are_refused() {
     );
     let alice = connected_node(a_dir.path(), &off).await;
     let (shared, _) = share(&alice, a_dir.path(), "f", 1000).await;
-    assert!(matches!(
-        refusal(&alice, &off, shared.id).await,
-        UploadError::NotOffered
-    ));
+    let refused = refusal(&alice, &off, shared.id).await;
+    assert!(matches!(refused, UploadError::NotOffered), "{refused:?}");
     let fetched = alice
         .handle
         .fetch_blob(off.peer_id, BlobId([3; 32]), |_, _| {})
@@ -598,4 +597,58 @@ async fn a_peer_holding_upload_streams_open_cannot_take_the_slots() {
     drop(streams);
     greedy_task.abort();
     other_task.abort();
+}
+
+/// An upload cut short keeps what was pulled: when the uploader tries again (here it
+/// held only the first half of the blob the first time), the media node asks only
+/// for the chunks still missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_short_resumes_with_only_the_missing_chunks() {
+    use kith_p2p::blob::media::{Answer, Request};
+    use kith_p2p::blob::{BlobKey, BlobStore, seal};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let relay_dir = tempfile::tempdir().unwrap();
+    let data = relay_dir.path().join("data");
+    let relay = RelayProcess::start(relay_dir.path(), &media_config(&data, ""));
+    let (mut control, _task) = raw_peer(&relay).await;
+
+    // The uploader holds the outboard and the first half of the chunks.
+    let plain: Vec<u8> = (0..8 * CHUNK_SIZE).map(|i| (i % 251) as u8).collect();
+    let mut sealed = Vec::new();
+    let outboard = seal(&BlobKey::generate(), plain.len() as u64, &mut plain.as_slice(), &mut sealed).unwrap();
+    let chunks: Vec<&[u8]> = sealed.chunks(CHUNK_SIZE + TAG_SIZE).collect();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BlobStore::open(store_dir.path()).unwrap());
+    store.add(&outboard).unwrap();
+    let id = outboard.id();
+    for (index, chunk) in chunks.iter().enumerate().take(4) {
+        store.put(&id, index as u64, chunk).unwrap();
+    }
+    store.sync(&id).unwrap();
+    let served = Arc::new(AtomicU64::new(0));
+    let counting = served.clone();
+    let incoming = control.accept(kith_p2p::blob::transfer::PROTOCOL).unwrap();
+    tokio::spawn(kith_p2p::blob::transfer::serve_counted(
+        store.clone(),
+        incoming,
+        Arc::new(move |_, bytes| {
+            counting.fetch_add(bytes, Ordering::Relaxed);
+        }),
+    ));
+    let request = Request { id, sealed_size: outboard.sealed_size() }.encode();
+    assert_eq!(ask(&mut control, &relay, &request).await, Some(Answer::FetchFailed));
+    let first = served.load(Ordering::Relaxed);
+    assert!(first > 0, "the media node pulled what the uploader had");
+
+    // The uploader has it all now and tries again.
+    for (index, chunk) in chunks.iter().enumerate().skip(4) {
+        store.put(&id, index as u64, chunk).unwrap();
+    }
+    store.sync(&id).unwrap();
+    let held = ask(&mut control, &relay, &request).await;
+    assert!(matches!(held, Some(Answer::Held { .. })), "{held:?}");
+    let second = served.load(Ordering::Relaxed) - first;
+    let half = 4 * (CHUNK_SIZE + TAG_SIZE) as u64;
+    assert!(second <= half, "the second pull took {second} bytes; the missing half is {half}");
+    assert!(first + second < outboard.sealed_size() * 13 / 10, "{first} + {second} bytes for {}", outboard.sealed_size());
 }

@@ -143,7 +143,16 @@ fn through_a_media_node_while_each_side_is_offline_in_turn() {
     std::fs::write(&notes, [&marker[..], b" and the rest of the notes\n"].concat()).unwrap();
     let small = send_file(&alice, "Bob", &notes, "for when you are back");
     let big_file = random_file(dir.path(), "big.bin", 256 * MIB);
+    let events = alice.follow();
     let big = send_file(&alice, "Bob", &big_file, "");
+    // `kith follow` (and `send-file`'s bar) saw the file sealed, then pulled whole.
+    let path = big_file.to_str().unwrap();
+    for phase in ["sealing", "uploading"] {
+        events.wait_for(Duration::from_secs(30), &format!("{phase} reported to the end"), |e| {
+            e["type"] == "file_sending" && e["path"] == path && e["phase"] == phase && e["have"] == 256 * MIB
+        });
+    }
+    drop(events);
     for id in [&small, &big] {
         assert_eq!(file_of(&alice, id).unwrap()["state"], "uploaded", "Alice's file {id} is on the media node");
     }

@@ -1,11 +1,13 @@
 //! Files: `send-file`, `files`, `get`.
 
+use std::future::Future;
 use std::io::IsTerminal as _;
 use std::path::Path;
 use std::time::Duration;
 
 use kith_p2p::control::{Client, Request};
-use kith_p2p::node::Event;
+use kith_p2p::home::Home;
+use kith_p2p::node::{Event, SendingPhase};
 use kith_p2p::views::FileEntryView;
 
 use super::net::{call, client_failure, runtime};
@@ -25,8 +27,25 @@ pub(crate) fn send_file(global: &Global, args: SendFileArgs) -> Result {
     let path = absolute(&args.path)?;
     runtime()?.block_on(async {
         let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
-        let request = Request::SendFile { contact: args.target.clone(), path, caption: args.caption };
-        let (message, waited) = super::chat::send_waiting(&mut client, &request, &args.target, &args.wait).await?;
+        let bar = (std::io::stderr().is_terminal() && !args.output.json).then(progress_bar);
+        let request = Request::SendFile { contact: args.target.clone(), path: path.clone(), caption: args.caption };
+        let sending = super::chat::send_waiting(&mut client, &request, &args.target, &args.wait);
+        let (message, waited) = with_progress(&home, bar.as_ref(), sending, |bar, event| {
+            if let Event::FileSending { path: sent, phase, have, size } = event
+                && sent == path
+            {
+                bar.set_length(size);
+                bar.set_position(have);
+                bar.set_message(match phase {
+                    SendingPhase::Sealing => "sealing",
+                    SendingPhase::Uploading => "uploading to a media node",
+                });
+            }
+        })
+        .await?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
         if args.output.json {
             output::json(&message)?;
         } else {
@@ -54,34 +73,16 @@ pub(crate) fn get(global: &Global, args: GetArgs) -> Result {
         let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
         let bar = (args.wait && std::io::stderr().is_terminal() && !args.output.json).then(progress_bar);
         let request = Request::GetFile { id: args.id.clone(), out, wait: args.wait };
-        let fetching = async {
-            Ok::<_, Failure>(match &bar {
-                None => client.request(&request).await.map_err(client_failure)?,
-                Some(bar) => {
-                    // Progress arrives as events on a second connection while the first
-                    // waits for the answer.
-                    let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
-                    events.subscribe().await.map_err(client_failure)?;
-                    let answer = client.request(&request);
-                    tokio::pin!(answer);
-                    let mut events_open = true;
-                    loop {
-                        tokio::select! {
-                            result = &mut answer => break result.map_err(client_failure)?,
-                            event = events.next_event(), if events_open => match event {
-                                Ok(Event::FileProgress { id, have, size, name }) if id.starts_with(&args.id) => {
-                                    bar.set_length(size);
-                                    bar.set_position(have);
-                                    bar.set_message(output::sanitized(&name));
-                                }
-                                Ok(_) => {}
-                                Err(_) => events_open = false,
-                            },
-                        }
-                    }
-                }
-            })
-        };
+        let answer = async { client.request(&request).await.map_err(client_failure) };
+        let fetching = with_progress(&home, bar.as_ref(), answer, |bar, event| {
+            if let Event::FileProgress { id, have, size, name } = event
+                && id.starts_with(&args.id)
+            {
+                bar.set_length(size);
+                bar.set_position(have);
+                bar.set_message(output::sanitized(&name));
+            }
+        });
         let result = match args.timeout {
             None => fetching.await?,
             Some(secs) => tokio::time::timeout(Duration::from_secs(secs), fetching).await.unwrap_or_else(|_| {
@@ -104,6 +105,30 @@ pub(crate) fn get(global: &Global, args: GetArgs) -> Result {
         }
         print::files(std::slice::from_ref(&file))
     })
+}
+
+/// Runs `answer` (a request on its own connection) while, with a `bar`, the node's
+/// events arrive on a second connection and `show` moves the bar.
+async fn with_progress<T>(
+    home: &Home,
+    bar: Option<&indicatif::ProgressBar>,
+    answer: impl Future<Output = Result<T>>,
+    mut show: impl FnMut(&indicatif::ProgressBar, Event),
+) -> Result<T> {
+    let Some(bar) = bar else { return answer.await };
+    let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+    events.subscribe().await.map_err(client_failure)?;
+    tokio::pin!(answer);
+    let mut events_open = true;
+    loop {
+        tokio::select! {
+            result = &mut answer => return result,
+            event = events.next_event(), if events_open => match event {
+                Ok(event) => show(bar, event),
+                Err(_) => events_open = false,
+            },
+        }
+    }
 }
 
 fn progress_bar() -> indicatif::ProgressBar {

@@ -102,12 +102,15 @@ impl From<BlobError> for FetchError {
 /// swarm is gone). Each stream is served in its own task; at most [`MAX_SERVING`] at
 /// once.
 pub async fn serve(store: Arc<BlobStore>, incoming: IncomingStreams) {
-    serve_counted(store, incoming, Arc::new(|_| {})).await;
+    serve_counted(store, incoming, Arc::new(|_, _| {})).await;
 }
 
-/// [`serve`], telling `served` the size of every sealed chunk written to a peer (a
-/// media node counts the bytes it serves).
-pub async fn serve_counted(store: Arc<BlobStore>, mut incoming: IncomingStreams, served: Arc<dyn Fn(u64) + Send + Sync>) {
+/// A callback told the blob and size of every sealed chunk written to a peer.
+pub type Served = Arc<dyn Fn(&BlobId, u64) + Send + Sync>;
+
+/// [`serve`], telling `served` of every sealed chunk written to a peer (a media node
+/// counts the bytes it serves; a node, what an upload to a media node has taken).
+pub async fn serve_counted(store: Arc<BlobStore>, mut incoming: IncomingStreams, served: Served) {
     let permits = Arc::new(Semaphore::new(MAX_SERVING));
     let per_peer: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
@@ -159,7 +162,7 @@ fn give_share_back(shares: &std::sync::Mutex<HashMap<PeerId, usize>>, peer: Peer
 }
 
 /// Reads one request from `stream` and answers it, telling `served` each chunk's size.
-async fn answer(store: &Arc<BlobStore>, stream: &mut libp2p::Stream, served: &(dyn Fn(u64) + Send + Sync)) -> std::io::Result<()> {
+async fn answer(store: &Arc<BlobStore>, stream: &mut libp2p::Stream, served: &(dyn Fn(&BlobId, u64) + Send + Sync)) -> std::io::Result<()> {
     let mut head = [0u8; 34];
     tokio::time::timeout(ASK_TIMEOUT, stream.read_exact(&mut head)).await??;
     let id = BlobId(head[2..].try_into().unwrap_or([0; 32]));
@@ -197,7 +200,7 @@ async fn answer(store: &Arc<BlobStore>, stream: &mut libp2p::Stream, served: &(d
             Ok(Some(sealed)) => {
                 stream.write_all(&[OK]).await?;
                 stream.write_all(&sealed).await?;
-                served(sealed.len() as u64);
+                served(&id, sealed.len() as u64);
             }
             Ok(None) => stream.write_all(&[NOT_HELD]).await?,
             Err(e) => {

@@ -30,7 +30,7 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Least time between two progress events of one file.
-const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// How a node treats the files it receives.
 #[derive(Debug, Clone)]

@@ -96,6 +96,18 @@ pub enum Event {
         /// The file's size in bytes.
         size: u64,
     },
+    /// A file we send is being sealed, or taken by a media node: `have` of `size`
+    /// bytes done in this phase. Reported at most a few times a second.
+    FileSending {
+        /// The file's path on the node's machine, as given to `send_file`.
+        path: String,
+        /// What is being done.
+        phase: SendingPhase,
+        /// Bytes done so far in this phase.
+        have: u64,
+        /// The file's size in bytes.
+        size: u64,
+    },
     /// A file was fetched, verified and saved (or an attempt failed and will be
     /// retried: then `file.error` says why and `file.state` is `downloading`).
     FileChanged {
@@ -107,4 +119,14 @@ pub enum Event {
         /// How many events were dropped for this subscriber.
         missed: u64,
     },
+}
+
+/// What sending a file is doing ([`Event::FileSending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendingPhase {
+    /// Reading, encrypting and storing it in the blob store.
+    Sealing,
+    /// A media node pulling it (once per media node).
+    Uploading,
 }

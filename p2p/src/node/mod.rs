@@ -19,6 +19,7 @@ mod mailbox_client;
 mod or_log;
 mod outbox;
 mod reachability;
+mod sending;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use behaviour::{IDENTIFY_VERSION, KAD_PROTOCOL};
 pub use downloads::FilesConfig;
-pub use event::Event;
+pub use event::{Event, SendingPhase};
 pub use outbox::QueueStatus;
 pub use reachability::AutonatProbes;
 
@@ -202,6 +203,8 @@ struct Blobs {
     downloads: downloads::Downloads,
     /// Bytes served and fetched (see [`Status`]).
     counters: Arc<downloads::Counters>,
+    /// Uploads to media nodes being watched for their progress.
+    uploads: sending::Uploads,
 }
 
 /// A snapshot of the node for `kith status`.
@@ -509,15 +512,18 @@ impl NodeHandle {
 
     /// Seals the file at `path` under a new key into this node's blob store, where
     /// peers who are given its id can fetch it. The file is read once, a chunk at a
-    /// time, off the async workers.
+    /// time, off the async workers; [`Event::FileSending`] reports the sealing.
     pub async fn share_file(&self, path: &Path) -> Result<SharedFile, NodeError> {
         let store = self.blobs()?.store.clone();
+        let events = self.events.clone();
         let path = path.to_path_buf();
         let shared = tokio::task::spawn_blocking(move || -> Result<SharedFile, BlobError> {
             let mut file = std::fs::File::open(&path)?;
             let size = file.metadata()?.len();
             let key = BlobKey::generate();
-            let outboard = store.seal_file(&key, size, &mut std::io::BufReader::with_capacity(1 << 20, &mut file))?;
+            let progress = sending::Progress::new(events, path.display().to_string(), size, SendingPhase::Sealing);
+            let mut reading = sending::Counting { inner: std::io::BufReader::with_capacity(1 << 20, &mut file), read: 0, progress };
+            let outboard = store.seal_file(&key, size, &mut reading)?;
             Ok(SharedFile { id: outboard.id(), key, size })
         })
         .await
@@ -580,7 +586,13 @@ impl NodeHandle {
         let mut state = FileState::Shared;
         let mut error = None;
         if offline {
-            let (held, refusals) = self.upload_to_media_nodes(shared.id).await?;
+            let progress = sending::Progress::new(
+                self.events.clone(),
+                path.display().to_string(),
+                shared.size,
+                SendingPhase::Uploading,
+            );
+            let (held, refusals) = self.upload_to_media_nodes(shared.id, progress).await?;
             file.sources = held;
             if !file.sources.is_empty() {
                 state = FileState::Uploaded;
@@ -612,10 +624,11 @@ impl NodeHandle {
 
     /// Uploads blob `id` to each pinned relay that takes it as a media node; returns
     /// those that hold it, and why each other media node refused (a relay without the
-    /// media role is left out silently).
+    /// media role is left out silently). `progress` hears how much each has pulled.
     async fn upload_to_media_nodes(
         &self,
         id: BlobId,
+        progress: sending::Progress,
     ) -> Result<(Vec<kith_storage::FileSource>, Vec<String>), NodeError> {
         let relays = self.status().await?.relays;
         let mut held = Vec::new();
@@ -633,12 +646,12 @@ impl NodeHandle {
             let _ = rx.await;
             // One more try after a moment for what passes (a connection being
             // replaced, a busy node); refusals stand.
-            let mut result = self.upload_blob(peer, id).await;
+            let mut result = self.upload_watched(peer, id, progress.next(SendingPhase::Uploading)).await;
             if let Err(NodeError::Upload(e)) = &result
                 && e.is_transient()
             {
                 tokio::time::sleep(UPLOAD_RETRY).await;
-                result = self.upload_blob(peer, id).await;
+                result = self.upload_watched(peer, id, progress.next(SendingPhase::Uploading)).await;
             }
             match result {
                 Ok(()) => held.push(kith_storage::FileSource { peer_id: peer, addrs: vec![addr] }),
@@ -650,6 +663,27 @@ impl NodeHandle {
             }
         }
         Ok((held, refusals))
+    }
+
+    /// [`NodeHandle::upload_blob`], telling `progress` how much of the file the media
+    /// node has pulled so far (counted where this node serves it).
+    async fn upload_watched(&self, media: PeerId, id: BlobId, mut progress: sending::Progress) -> Result<(), NodeError> {
+        let size = self.blobs()?.store.outboard(&id)?.map_or(0, |outboard| outboard.len());
+        let watch = self.blobs()?.uploads.watch(id);
+        progress.report(0);
+        let upload = self.upload_blob(media, id);
+        tokio::pin!(upload);
+        let mut ticks = tokio::time::interval(downloads::PROGRESS_EVERY);
+        let result = loop {
+            tokio::select! {
+                result = &mut upload => break result,
+                _ = ticks.tick() => progress.report(watch.plain_served(size)),
+            }
+        };
+        if result.is_ok() {
+            progress.report(size);
+        }
+        result
     }
 
     /// Files this node sent and received, oldest first; only those of `target`'s
@@ -717,9 +751,11 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
             let mut control = actor.blob_control();
             let incoming = control.accept(transfer::PROTOCOL).map_err(|e| StartError::Build(e.to_string()))?;
             let counters = Arc::new(downloads::Counters::default());
-            let served = counters.clone();
-            let count = Arc::new(move |n: u64| {
+            let uploads = sending::Uploads::default();
+            let (served, watched) = (counters.clone(), uploads.clone());
+            let count = Arc::new(move |id: &BlobId, n: u64| {
                 served.served.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                watched.served(id, n);
             });
             // Ends with the swarm, when the actor stops.
             tokio::spawn(transfer::serve_counted(blob_store.clone(), incoming, count));
@@ -733,7 +769,7 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
                 me,
                 counters: counters.clone(),
             });
-            Some(Blobs { store: blob_store, control, downloads, counters })
+            Some(Blobs { store: blob_store, control, downloads, counters, uploads })
         }
     };
     let stopped = tokio::spawn(actor.run());

@@ -199,12 +199,28 @@ impl Record {
     }
 }
 
+/// A pull cut short whose chunks are kept for its uploader to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parked {
+    uploader: PeerId,
+    size: u64,
+    until_ms: u64,
+}
+
+/// How long a pull cut short is kept for its uploader to try again: long enough
+/// for a connection to come back, short enough that abandoned parts do not hold
+/// disk (they stay charged to the uploader meanwhile).
+pub const PARKED_FOR: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// The in-memory index: held records, reservations and the sums the quotas use.
 #[derive(Debug, Default)]
 struct Index {
     held: HashMap<BlobId, Record>,
     /// Uploads in progress and blobs being expired: no second upload may start.
     busy: HashMap<BlobId, u64>,
+    /// Pulls cut short, kept until `until_ms` for their uploader to resume; their
+    /// bytes stay charged.
+    parked: HashMap<BlobId, Parked>,
     /// Bytes per uploader, held and reserved.
     per_uploader: HashMap<PeerId, u64>,
     /// Bytes held and reserved, in all.
@@ -376,6 +392,22 @@ impl MediaStore {
         if index.busy.contains_key(&id) {
             return Err(Refusal::Busy);
         }
+        if let Some(parked) = index.parked.get(&id).copied() {
+            // Its own uploader resumes it, the room still charged; anyone else waits
+            // until it is resumed or swept.
+            if parked.uploader != uploader || parked.size != size {
+                return Err(Refusal::Busy);
+            }
+            index.parked.remove(&id);
+            index.busy.insert(id, size);
+            return Ok(Admission::Reserved(Reservation {
+                index: self.index.clone(),
+                id,
+                uploader,
+                size,
+                released: false,
+            }));
+        }
         let limits = &self.limits;
         if size > limits.max_blob_bytes {
             return Err(Refusal::TooLarge {
@@ -433,6 +465,25 @@ impl MediaStore {
         Ok(record.expires_at_ms)
     }
 
+    /// Keeps what the upload of `reservation` pulled so far, its room still charged,
+    /// for the same uploader to resume (its next [`MediaStore::admit`] of the blob)
+    /// until [`PARKED_FOR`] from `now_ms`; [`MediaStore::expire`] deletes it after.
+    /// Memory only (a restart sweeps it, having no record).
+    pub fn park(&self, mut reservation: Reservation, now_ms: u64) {
+        let until_ms = now_ms.saturating_add(u64::try_from(PARKED_FOR.as_millis()).unwrap_or(u64::MAX));
+        let mut index = lock(&self.index);
+        index.busy.remove(&reservation.id);
+        index.parked.insert(
+            reservation.id,
+            Parked {
+                uploader: reservation.uploader,
+                size: reservation.size,
+                until_ms,
+            },
+        );
+        reservation.released = true;
+    }
+
     /// Gives up the upload of `reservation`: deletes what was pulled and frees the
     /// room. Blocks on disk I/O.
     pub fn discard(&self, reservation: Reservation) -> Result<(), MediaError> {
@@ -459,8 +510,25 @@ impl MediaStore {
     }
 
     /// Deletes every blob whose expiry is at or before `now_ms`, record first (from
-    /// then on it is not held), then its files. Blocks on disk I/O.
+    /// then on it is not held), then its files; and every parked pull past its time
+    /// ([`MediaStore::park`]). Blocks on disk I/O.
     pub fn expire(&self, now_ms: u64) -> Result<Expired, MediaError> {
+        let abandoned: Vec<(BlobId, Parked)> = {
+            let mut index = lock(&self.index);
+            let abandoned: Vec<(BlobId, Parked)> =
+                index.parked.iter().filter(|(_, p)| p.until_ms <= now_ms).map(|(id, p)| (*id, *p)).collect();
+            for (id, parked) in &abandoned {
+                index.parked.remove(id);
+                index.busy.insert(*id, parked.size);
+            }
+            abandoned
+        };
+        for (id, parked) in abandoned {
+            if let Err(e) = self.blobs.remove(&id) {
+                tracing::warn!(blob = %id, error = %e, "deleting an abandoned upload failed");
+            }
+            lock(&self.index).unreserve(&id, parked.uploader, parked.size);
+        }
         let due: Vec<(BlobId, Record)> = {
             let mut index = lock(&self.index);
             let due: Vec<(BlobId, Record)> = index
@@ -765,5 +833,34 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_parked_pull_is_resumed_by_its_uploader_only_and_swept_when_its_time_is_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::open(dir.path(), limits()).unwrap();
+        let (alice, mallory) = (PeerId::random(), PeerId::random());
+        let (id, size) = pulled(&store, MIB as usize);
+        store.park(reserve(&store, alice, id, size), 1_000);
+        assert!(!store.holds(&id));
+        assert!(matches!(store.admit(mallory, id, size), Err(Refusal::Busy)), "another uploader waits");
+        // Still charged to Alice: her quota (4 MiB) has room for less than 3 more MiB.
+        assert!(matches!(store.admit(alice, BlobId([9; 32]), 3 * MIB + 1), Err(Refusal::QuotaExceeded { .. })));
+        // Alice resumes it; the room is not charged twice.
+        let mut resumed = reserve(&store, alice, id, size);
+        store.commit(&mut resumed, 1 << 40).unwrap();
+        assert!(store.holds(&id));
+        assert_eq!(lock(&store.index).per_uploader.get(&alice).copied(), Some(size));
+
+        // A part left alone is deleted once its time is up, and its room freed.
+        let (other, other_size) = pulled(&store, MIB as usize);
+        store.park(reserve(&store, alice, other, other_size), 1_000);
+        let parked_ms = u64::try_from(PARKED_FOR.as_millis()).unwrap();
+        store.expire(1_000 + parked_ms - 1).unwrap();
+        assert!(store.blobs().outboard(&other).unwrap().is_some(), "kept until its time");
+        store.expire(1_000 + parked_ms).unwrap();
+        assert!(store.blobs().outboard(&other).unwrap().is_none(), "deleted after");
+        assert_eq!(lock(&store.index).per_uploader.get(&alice).copied(), Some(size), "only the held blob is charged");
+        assert!(matches!(store.admit(mallory, other, other_size), Ok(Admission::Reserved(_))));
     }
 }

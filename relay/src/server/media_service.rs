@@ -86,7 +86,7 @@ impl MediaService {
         transfer::serve_counted(
             self.store.blobs(),
             incoming,
-            Arc::new(move |bytes| {
+            Arc::new(move |_, bytes| {
                 served.inc_by(bytes);
             }),
         )
@@ -232,7 +232,7 @@ impl MediaService {
             pull(&control, peer, id, sealed_size, self.store.blobs()),
         )
         .await
-        .unwrap_or(Err(Pull::Failed("timed out".into())));
+        .unwrap_or(Err(Pull::Interrupted("timed out".into())));
         self.metrics.media_uploads_active.dec();
         let answer = match pulled {
             Ok(()) => {
@@ -268,6 +268,13 @@ impl MediaService {
             Err(Pull::Failed(why)) => {
                 tracing::debug!(%peer, blob = %id, %why, "pulling an upload failed");
                 Answer::FetchFailed
+            }
+            Err(Pull::Interrupted(why)) => {
+                // What was pulled is checked and kept: the uploader's next try
+                // resumes with the chunks still missing.
+                tracing::debug!(%peer, blob = %id, %why, "an upload was cut short; keeping it to resume");
+                self.store.park(reservation, now_ms());
+                return Answer::FetchFailed;
             }
         };
         self.discard(reservation).await;
@@ -310,8 +317,11 @@ impl MediaService {
 enum Pull {
     /// The blob's outboard does not match the size the uploader declared.
     SizeMismatch,
-    /// The uploader did not serve it (or served something else, or went away).
+    /// The uploader served something else than the blob.
     Failed(String),
+    /// The uploader went away, or did not serve all of it: what came is kept to
+    /// resume.
+    Interrupted(String),
     /// Storing it here failed.
     Storage(String),
 }
@@ -326,9 +336,13 @@ async fn pull(
     size: u64,
     blobs: Arc<BlobStore>,
 ) -> Result<(), Pull> {
+    // Nothing is kept yet, so nothing to resume: any failure here is final.
     let outboard = transfer::fetch_outboard(control.clone(), peer, id)
         .await
-        .map_err(pull_error)?;
+        .map_err(|e| match e {
+            FetchError::Store(e) => Pull::Storage(e.to_string()),
+            e => Pull::Failed(e.to_string()),
+        })?;
     if outboard.sealed_size() != size {
         return Err(Pull::SizeMismatch);
     }
@@ -345,7 +359,8 @@ async fn pull(
 fn pull_error(e: FetchError) -> Pull {
     match e {
         FetchError::Store(e) => Pull::Storage(e.to_string()),
-        e => Pull::Failed(e.to_string()),
+        e @ FetchError::BadAnswer(_) => Pull::Failed(e.to_string()),
+        e => Pull::Interrupted(e.to_string()),
     }
 }
 

@@ -1,0 +1,144 @@
+//! Progress of files being sent, for [`Event::FileSending`]: sealing (bytes read from
+//! the file) and uploads to media nodes (sealed bytes the media node has pulled, as
+//! counted where this node serves them).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::broadcast;
+
+use super::downloads::PROGRESS_EVERY;
+use super::event::{Event, SendingPhase};
+use crate::blob::{BlobId, TAG_SIZE, chunk_count};
+
+/// Reports one phase of one file's sending, at most every [`PROGRESS_EVERY`] (the
+/// first report and the one that reaches the size always go out).
+pub(crate) struct Progress {
+    events: broadcast::Sender<Event>,
+    path: String,
+    size: u64,
+    phase: SendingPhase,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    pub(crate) fn new(events: broadcast::Sender<Event>, path: String, size: u64, phase: SendingPhase) -> Progress {
+        Progress { events, path, size, phase, last: None }
+    }
+
+    /// Says `have` bytes of the file are done in this phase.
+    pub(crate) fn report(&mut self, have: u64) {
+        let now = Instant::now();
+        if have < self.size && self.last.is_some_and(|last| now.duration_since(last) < PROGRESS_EVERY) {
+            return;
+        }
+        self.last = Some(now);
+        let (path, phase, size) = (self.path.clone(), self.phase, self.size);
+        // Nobody listening is fine.
+        let _ = self.events.send(Event::FileSending { path, phase, have: have.min(size), size });
+    }
+
+    /// The same file's next phase.
+    pub(crate) fn next(&self, phase: SendingPhase) -> Progress {
+        Progress::new(self.events.clone(), self.path.clone(), self.size, phase)
+    }
+}
+
+/// A reader that reports how much of the file was read (sealing reads it once).
+pub(crate) struct Counting<R> {
+    pub(crate) inner: R,
+    pub(crate) read: u64,
+    pub(crate) progress: Progress,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.progress.report(self.read);
+        Ok(n)
+    }
+}
+
+/// Blobs whose uploads are being watched, and the sealed bytes of each served since.
+#[derive(Clone, Default)]
+pub(crate) struct Uploads(Arc<Mutex<HashMap<BlobId, Arc<AtomicU64>>>>);
+
+impl Uploads {
+    /// Counts `bytes` of blob `id` served to a peer (a no-op unless it is watched).
+    pub(crate) fn served(&self, id: &BlobId, bytes: u64) {
+        if let Some(count) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
+            count.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts counting what is served of blob `id`, from zero, until the watch drops.
+    pub(crate) fn watch(&self, id: BlobId) -> Watch {
+        let served = Arc::new(AtomicU64::new(0));
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(id, served.clone());
+        Watch { uploads: self.clone(), id, served }
+    }
+}
+
+/// One upload being watched ([`Uploads::watch`]).
+pub(crate) struct Watch {
+    uploads: Uploads,
+    id: BlobId,
+    served: Arc<AtomicU64>,
+}
+
+impl Watch {
+    /// The plaintext bytes of a file of `size` bytes served so far (sealing adds a
+    /// tag per chunk; served counts sealed bytes, and may count a chunk twice when
+    /// it is asked for again).
+    pub(crate) fn plain_served(&self, size: u64) -> u64 {
+        let sealed = size + chunk_count(size) * TAG_SIZE as u64;
+        let served = u128::from(self.served.load(Ordering::Relaxed));
+        u64::try_from(served * u128::from(size) / u128::from(sealed.max(1))).unwrap_or(size).min(size)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.uploads.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_throttled_but_the_first_and_the_end_always_go_out() {
+        let (events, mut rx) = broadcast::channel(16);
+        let mut progress = Progress::new(events, "/f".into(), 100, SendingPhase::Sealing);
+        for have in [1, 2, 3, 100] {
+            progress.report(have);
+        }
+        let haves: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| match e {
+                Event::FileSending { have, .. } => have,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(haves, vec![1, 100]);
+    }
+
+    #[test]
+    fn only_watched_uploads_count_and_a_dropped_watch_stops_counting() {
+        let uploads = Uploads::default();
+        let (a, b) = (BlobId([1; 32]), BlobId([2; 32]));
+        let size = 3 * crate::blob::CHUNK_SIZE as u64;
+        let watch = uploads.watch(a);
+        uploads.served(&a, size / 3 + TAG_SIZE as u64);
+        uploads.served(&b, 1 << 20);
+        assert_eq!(watch.plain_served(size), size / 3);
+        drop(watch);
+        uploads.served(&a, 1);
+        assert!(uploads.0.lock().unwrap().is_empty());
+    }
+}
