@@ -31,6 +31,9 @@ fn tui_in_tmux_sends_and_receives() {
     wait_until(DEADLINE, "Alice's control socket", || alice.run(&["status", "--json"]).status.success());
     // The help says that quitting stops this node (no daemon runs it).
     tmux.keys(&["F1"]);
+    tmux.wait_for_screen("the help", |s| s.contains("Help · Esc closes"));
+    // The keys run past 32 rows: the quitting line is further down.
+    tmux.keys(&["PageDown"]);
     tmux.wait_for_screen("the help on quitting", |s| s.contains("quit and stop the node"));
     assert!(!tmux.screen().contains("keeps running"));
     tmux.keys(&["Escape"]);
