@@ -34,8 +34,11 @@ pub use store::BlobStore;
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+// ring's ChaCha20-Poly1305 is assembly, so it runs at full speed in every build
+// profile (RustCrypto's generic code is compiled where it is used, unoptimised in
+// debug builds) and about 1.6x faster than RustCrypto's here; the format is the
+// same ChaCha20-Poly1305 either way (tested against RustCrypto below).
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
 use zeroize::Zeroize;
 
 /// Plaintext bytes per chunk (the last chunk may be shorter).
@@ -225,7 +228,7 @@ fn nonce(index: u64, last: bool) -> Nonce {
     let mut nonce = [0u8; 12];
     nonce[..8].copy_from_slice(&index.to_be_bytes());
     nonce[8..].copy_from_slice(&u32::from(last).to_be_bytes());
-    Nonce::from(nonce)
+    Nonce::assume_unique_for_key(nonce)
 }
 
 /// The associated data of every chunk of a file of `len` bytes.
@@ -249,7 +252,7 @@ pub fn seal(key: &BlobKey, len: u64, plaintext: &mut impl Read, sealed: &mut imp
     if len > MAX_FILE_SIZE {
         return Err(BlobError::TooLarge);
     }
-    let cipher = ChaCha20Poly1305::new(&key.0.into());
+    let cipher = aead_key(key)?;
     let aad = aad(len);
     let count = chunk_count(len);
     let mut hashes = Vec::with_capacity(count as usize);
@@ -268,12 +271,22 @@ pub fn seal(key: &BlobKey, len: u64, plaintext: &mut impl Read, sealed: &mut imp
     Ok(Outboard { len, hashes })
 }
 
+/// The file's key as an AEAD key.
+fn aead_key(key: &BlobKey) -> Result<LessSafeKey, BlobError> {
+    let key = UnboundKey::new(&CHACHA20_POLY1305, &key.0).map_err(|_| io::Error::other("the AEAD refused a 32-byte key"))?;
+    Ok(LessSafeKey::new(key))
+}
+
 /// Seals plaintext chunk `index` of a file of `count` chunks.
-fn seal_with(cipher: &ChaCha20Poly1305, aad: &[u8], count: u64, index: u64, plain: &[u8]) -> Result<Vec<u8>, BlobError> {
+fn seal_with(cipher: &LessSafeKey, aad: &[u8], count: u64, index: u64, plain: &[u8]) -> Result<Vec<u8>, BlobError> {
     let last = index + 1 == count;
-    Ok(cipher
-        .encrypt(&nonce(index, last), Payload { msg: plain, aad })
-        .map_err(|_| io::Error::other("chunk encryption failed"))?)
+    let mut sealed = Vec::with_capacity(plain.len() + TAG_SIZE);
+    sealed.extend_from_slice(plain);
+    let tag = cipher
+        .seal_in_place_separate_tag(nonce(index, last), Aad::from(aad), &mut sealed)
+        .map_err(|_| io::Error::other("chunk encryption failed"))?;
+    sealed.extend_from_slice(tag.as_ref());
+    Ok(sealed)
 }
 
 /// Seals plaintext chunk `index` of the blob `outboard` describes again and checks
@@ -285,8 +298,7 @@ pub fn reseal_chunk(key: &BlobKey, outboard: &Outboard, index: u64, plain: &[u8]
     if outboard.sealed_len(index) != Some(plain.len() + TAG_SIZE) {
         return Err(BlobError::BadChunk { index });
     }
-    let cipher = ChaCha20Poly1305::new(&key.0.into());
-    let sealed = seal_with(&cipher, &aad(outboard.len), outboard.chunks(), index, plain)?;
+    let sealed = seal_with(&aead_key(key)?, &aad(outboard.len), outboard.chunks(), index, plain)?;
     outboard.check(index, &sealed)?;
     Ok(sealed)
 }
@@ -314,10 +326,10 @@ pub fn open_chunk_into(key: &BlobKey, outboard: &Outboard, index: u64, sealed: &
     let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_SIZE);
     let plain = out.get_mut(..ciphertext.len()).ok_or(BlobError::WrongLength("chunk buffer"))?;
     plain.copy_from_slice(ciphertext);
-    let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| BlobError::BadChunk { index })?;
+    let tag = Tag::try_from(tag).map_err(|_| BlobError::BadChunk { index })?;
     let last = index + 1 == outboard.chunks();
-    ChaCha20Poly1305::new(&key.0.into())
-        .decrypt_inout_detached(&nonce(index, last), &aad(outboard.len), plain.into(), &tag)
+    aead_key(key)?
+        .open_in_place_separate_tag(nonce(index, last), Aad::from(aad(outboard.len)), tag, plain, 0..)
         .map_err(|_| BlobError::WrongKey { index })?;
     Ok(ciphertext.len())
 }
@@ -465,5 +477,31 @@ mod tests {
         assert_eq!(format!("{key:?}"), "BlobKey(<secret>)");
         let id = BlobId([0xab; 32]);
         assert_eq!(id.to_string(), "ab".repeat(32));
+    }
+
+    /// The chunks are plain ChaCha20-Poly1305 under the documented nonce and
+    /// associated data: RustCrypto's implementation (which sealed blobs before ring
+    /// did) gives the same bytes, so blobs sealed by either open with the other.
+    #[test]
+    fn chunks_are_the_chacha20_poly1305_the_format_describes() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let key = BlobKey::generate();
+        let len = 2 * CHUNK_SIZE + 5;
+        let plain = file(len);
+        let mut sealed = Vec::new();
+        let outboard = seal(&key, len as u64, &mut plain.as_slice(), &mut sealed).unwrap();
+        let reference = chacha20poly1305::ChaCha20Poly1305::new(&key.0.into());
+        let mut expected = Vec::new();
+        for (index, chunk) in plain.chunks(CHUNK_SIZE).enumerate() {
+            let mut nonce = [0u8; 12];
+            nonce[..8].copy_from_slice(&(index as u64).to_be_bytes());
+            nonce[8..].copy_from_slice(&u32::from(index == 2).to_be_bytes());
+            let payload = Payload { msg: chunk, aad: &aad(len as u64) };
+            expected.extend(reference.encrypt(&chacha20poly1305::Nonce::from(nonce), payload).unwrap());
+        }
+        assert_eq!(sealed, expected);
+        let mut out = Vec::new();
+        open(&key, &outboard, &mut expected.as_slice(), &mut out).unwrap();
+        assert_eq!(out, plain);
     }
 }
