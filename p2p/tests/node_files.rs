@@ -24,13 +24,19 @@ async fn start(dir: &std::path::Path, files: bool) -> node::Started {
     node::start(config, Store::open(&dir.join("db")).unwrap()).await.unwrap()
 }
 
+/// Alice and Bob with files on, Bob connected to Alice.
+async fn connected_pair(a_dir: &std::path::Path, b_dir: &std::path::Path) -> (node::Started, node::Started) {
+    let alice = start(a_dir, true).await;
+    let bob = start(b_dir, true).await;
+    let addr = alice.listen_addrs[0].clone().with(libp2p::multiaddr::Protocol::P2p(alice.handle.peer_id()));
+    bob.handle.dial(addr).await.unwrap();
+    (alice, bob)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_file_is_fetched_and_saved_byte_for_byte() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let alice = start(a_dir.path(), true).await;
-    let bob = start(b_dir.path(), true).await;
-    let addr = alice.listen_addrs[0].clone().with(libp2p::multiaddr::Protocol::P2p(alice.handle.peer_id()));
-    bob.handle.dial(addr).await.unwrap();
+    let (alice, bob) = connected_pair(a_dir.path(), b_dir.path()).await;
 
     let original = a_dir.path().join("holiday.jpg");
     let bytes: Vec<u8> = (0..3 * CHUNK_SIZE + 999).map(|i| (i * 13 % 256) as u8).collect();
@@ -76,10 +82,7 @@ async fn a_node_without_a_blob_store_says_files_are_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_that_lies_about_the_size_fetches_no_chunk() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let alice = start(a_dir.path(), true).await;
-    let bob = start(b_dir.path(), true).await;
-    let addr = alice.listen_addrs[0].clone().with(libp2p::multiaddr::Protocol::P2p(alice.handle.peer_id()));
-    bob.handle.dial(addr).await.unwrap();
+    let (alice, bob) = connected_pair(a_dir.path(), b_dir.path()).await;
     let original = a_dir.path().join("big.bin");
     std::fs::write(&original, vec![7u8; 4 * CHUNK_SIZE]).unwrap();
     let shared = alice.handle.share_file(&original).await.unwrap();

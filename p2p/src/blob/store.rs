@@ -559,6 +559,13 @@ mod tests {
         (key, outboard, plain, chunks)
     }
 
+    /// Blob `id` opened with `key`, every chunk checked.
+    fn opened(store: &BlobStore, id: &BlobId, key: &BlobKey) -> Vec<u8> {
+        let mut out = Vec::new();
+        store.open_into(id, key, &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn chunks_arrive_in_any_order_and_the_whole_file_opens() {
         let dir = tempfile::tempdir().unwrap();
@@ -573,9 +580,7 @@ mod tests {
         store.sync(&id).unwrap();
         assert!(store.is_complete(&id).unwrap());
         assert_eq!(store.get(&id, 1).unwrap().unwrap(), chunks[1]);
-        let mut out = Vec::new();
-        store.open_into(&id, &key, &mut out).unwrap();
-        assert_eq!(out, plain);
+        assert_eq!(opened(&store, &id, &key), plain);
     }
 
     #[test]
@@ -615,9 +620,7 @@ mod tests {
         store.put(&id, 1, &chunks[1]).unwrap();
         store.put(&id, 2, &chunks[2]).unwrap();
         store.sync(&id).unwrap();
-        let mut out = Vec::new();
-        store.open_into(&id, &key, &mut out).unwrap();
-        assert_eq!(out, plain);
+        assert_eq!(opened(&store, &id, &key), plain);
     }
 
     #[test]
@@ -634,9 +637,7 @@ mod tests {
             let id = outboard.id();
             assert_eq!(store.missing(&id).unwrap(), Some(vec![]), "{len}");
             let reopened = BlobStore::open(dir.path()).unwrap();
-            let mut out = Vec::new();
-            reopened.open_into(&id, &key, &mut out).unwrap();
-            assert_eq!(out, plain);
+            assert_eq!(opened(&reopened, &id, &key), plain);
         }
     }
 
@@ -654,9 +655,7 @@ mod tests {
             assert_eq!(std::fs::read(dir.path().join(format!("{id}.data"))).unwrap(), expected, "{len}");
             let reopened = BlobStore::open(dir.path()).unwrap();
             assert_eq!(reopened.missing(&id).unwrap(), Some(vec![]), "{len}");
-            let mut out = Vec::new();
-            reopened.open_into(&id, &key, &mut out).unwrap();
-            assert_eq!(out, plain, "{len}");
+            assert_eq!(opened(&reopened, &id, &key), plain, "{len}");
         }
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).map(|e| e.file_name()).collect();
         assert!(left.iter().all(|name| !name.to_string_lossy().starts_with(".incoming")), "no temporary file left: {left:?}");
@@ -693,18 +692,16 @@ mod tests {
         }
         store.sync(&id).unwrap();
         assert!(store.is_complete(&id).unwrap());
-        let opened = store.opened_path(&id).unwrap().expect("kept opened");
-        assert_eq!(std::fs::read(&opened).unwrap(), plain, "the data file is the file itself");
+        let data = store.opened_path(&id).unwrap().expect("kept opened");
+        assert_eq!(std::fs::read(&data).unwrap(), plain, "the data file is the file itself");
         for (index, chunk) in chunks.iter().enumerate() {
             assert_eq!(&store.get(&id, index as u64).unwrap().unwrap(), chunk, "chunk {index} sealed again");
         }
-        let mut out = Vec::new();
-        store.open_into(&id, &key, &mut out).unwrap();
-        assert_eq!(out, plain);
+        assert_eq!(opened(&store, &id, &key), plain);
         // After a restart the blob is still kept opened, with its key.
         let reopened = BlobStore::open(dir.path()).unwrap();
         assert_eq!(reopened.get(&id, 2).unwrap().unwrap(), chunks[2]);
-        assert_eq!(reopened.opened_path(&id).unwrap(), Some(opened));
+        assert_eq!(reopened.opened_path(&id).unwrap(), Some(data));
     }
 
     #[test]
@@ -764,9 +761,7 @@ mod tests {
         // What the bitmap on disk says after a restart is what was synced: all of it.
         let reopened = BlobStore::open(dir.path()).unwrap();
         assert_eq!(reopened.missing(&id).unwrap(), Some(vec![]));
-        let mut out = Vec::new();
-        reopened.open_into(&id, &key, &mut out).unwrap();
-        assert_eq!(out, plain);
+        assert_eq!(opened(&reopened, &id, &key), plain);
     }
 
     #[test]

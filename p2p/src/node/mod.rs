@@ -522,7 +522,7 @@ impl NodeHandle {
             let size = file.metadata()?.len();
             let key = BlobKey::generate();
             let progress = sending::Progress::new(events, path.display().to_string(), size, SendingPhase::Sealing);
-            let mut reading = sending::Counting { inner: std::io::BufReader::with_capacity(1 << 20, &mut file), read: 0, progress };
+            let mut reading = sending::Counting::new(std::io::BufReader::with_capacity(1 << 20, &mut file), progress);
             let outboard = store.seal_file(&key, size, &mut reading)?;
             Ok(SharedFile { id: outboard.id(), key, size })
         })
@@ -592,7 +592,7 @@ impl NodeHandle {
                 shared.size,
                 SendingPhase::Uploading,
             );
-            let (held, refusals) = self.upload_to_media_nodes(shared.id, progress).await?;
+            let (held, refusals) = self.upload_to_media_nodes(shared.id, &progress).await?;
             file.sources = held;
             if !file.sources.is_empty() {
                 state = FileState::Uploaded;
@@ -628,7 +628,7 @@ impl NodeHandle {
     async fn upload_to_media_nodes(
         &self,
         id: BlobId,
-        progress: sending::Progress,
+        progress: &sending::Progress,
     ) -> Result<(Vec<kith_storage::FileSource>, Vec<String>), NodeError> {
         let relays = self.status().await?.relays;
         let mut held = Vec::new();
@@ -646,12 +646,12 @@ impl NodeHandle {
             let _ = rx.await;
             // One more try after a moment for what passes (a connection being
             // replaced, a busy node); refusals stand.
-            let mut result = self.upload_watched(peer, id, progress.next(SendingPhase::Uploading)).await;
+            let mut result = self.upload_watched(peer, id, progress.fresh()).await;
             if let Err(NodeError::Upload(e)) = &result
                 && e.is_transient()
             {
                 tokio::time::sleep(UPLOAD_RETRY).await;
-                result = self.upload_watched(peer, id, progress.next(SendingPhase::Uploading)).await;
+                result = self.upload_watched(peer, id, progress.fresh()).await;
             }
             match result {
                 Ok(()) => held.push(kith_storage::FileSource { peer_id: peer, addrs: vec![addr] }),
@@ -668,7 +668,7 @@ impl NodeHandle {
     /// [`NodeHandle::upload_blob`], telling `progress` how much of the file the media
     /// node has pulled so far (counted where this node serves it).
     async fn upload_watched(&self, media: PeerId, id: BlobId, mut progress: sending::Progress) -> Result<(), NodeError> {
-        let size = self.blobs()?.store.outboard(&id)?.map_or(0, |outboard| outboard.len());
+        let size = progress.size();
         let watch = self.blobs()?.uploads.watch(id);
         progress.report(0);
         let upload = self.upload_blob(media, id);
