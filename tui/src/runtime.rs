@@ -139,6 +139,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         actions: action_tx,
         notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
         decoding: JoinSet::new(),
+        encoding: None,
         decode_permits: Arc::new(Semaphore::new(MAX_DECODES)),
         picker: detected.picker,
         graphic: None,
@@ -172,6 +173,9 @@ struct Runtime {
     /// Pictures being decoded for previews or encoded for the viewer (each waits
     /// for a permit first).
     decoding: JoinSet<()>,
+    /// The viewer's encoding in progress: a newer one (the pane resized) cancels it,
+    /// so a burst of resizes leaves one decode, not one per event.
+    encoding: Option<tokio::task::AbortHandle>,
     /// Decodes and encodes running at once ([`MAX_DECODES`]).
     decode_permits: Arc<Semaphore>,
     /// The encoder for the terminal's graphics protocol; `None`: half-blocks only.
@@ -379,16 +383,20 @@ impl Runtime {
             self.queue.push_back(Action::Failed { effect, error });
             return;
         };
-        self.off_loop(effect, move || {
+        let encoding = self.off_loop(effect, move || {
             let picture = crate::picture::encode(Path::new(&path), &picker, room.0, room.1)?;
             Ok(Response::Encoded { id, room, picture })
         });
+        if let Some(superseded) = self.encoding.replace(encoding) {
+            superseded.abort();
+        }
     }
 
     /// Run `work` (reading and decoding a picture) on the blocking pool, at most
     /// [`MAX_DECODES`] at once (the others wait their turn), and answer with its
-    /// response, or with `effect` failed.
-    fn off_loop<F>(&mut self, effect: Effect, work: F)
+    /// response, or with `effect` failed. Aborting the returned handle drops a job
+    /// still waiting for its turn, and the answer of one already running.
+    fn off_loop<F>(&mut self, effect: Effect, work: F) -> tokio::task::AbortHandle
     where
         F: FnOnce() -> Result<Response, crate::picture::DecodeError> + Send + 'static,
     {
@@ -405,7 +413,7 @@ impl Runtime {
                 Err(e) => Action::Failed { effect, error: e.to_string() },
             };
             let _ = actions.send(action).await;
-        });
+        })
     }
 
     /// Run the notification command with `KITH_FROM` and `KITH_TEXT` set.
@@ -1118,6 +1126,7 @@ mod tests {
             actions,
             notify_permits: Arc::new(Semaphore::new(MAX_NOTIFICATIONS)),
             decoding: JoinSet::new(),
+            encoding: None,
             decode_permits: Arc::new(Semaphore::new(MAX_DECODES)),
             picker: None,
             graphic: None,

@@ -398,6 +398,10 @@ fn ctrl_g_with_a_graphics_protocol_reserves_the_pane_for_the_encoding() {
     assert!(update(&mut app, Action::Resize { width: 80, height: 24 }).is_empty(), "asked for once");
     // The old encoding no longer fits: the pane waits for the new one.
     assert!(text_of(&draw(&app, 80, 24)).contains("preparing the picture…"));
+    // A failure of the encoding asked for before the resize is not this one's.
+    let stale = Effect::EncodePicture { id: file_id(1), path: shown_path.clone(), room };
+    update(&mut app, Action::Failed { effect: stale, error: "gone".into() });
+    assert!(text_of(&draw(&app, 80, 24)).contains("preparing the picture…"), "still waiting for the new size");
     // A failed encoding says why.
     let failed = Effect::EncodePicture { id: file_id(1), path: shown_path, room: *smaller };
     update(&mut app, Action::Failed { effect: failed, error: "not a picture this can show".into() });

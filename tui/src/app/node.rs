@@ -560,8 +560,8 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
             super::files::on_picture(app, id, None);
             return;
         }
-        Effect::EncodePicture { id, .. } => {
-            super::viewer::on_failed(app, &id, error);
+        Effect::EncodePicture { id, room, .. } => {
+            super::viewer::on_failed(app, &id, room, error);
             return;
         }
         Effect::Refresh => "loading contacts",

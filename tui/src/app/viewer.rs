@@ -95,13 +95,16 @@ pub(super) fn on_encoded(app: &mut App, id: &str, room: (u16, u16), picture: Enc
         && viewer.asked == Some(room)
     {
         viewer.encoded = Some(picture);
+        viewer.error = None;
     }
 }
 
-/// An encoding failed: the viewer says why (if it still waits for that picture).
-pub(super) fn on_failed(app: &mut App, id: &str, error: String) {
+/// An encoding failed: the viewer says why, if it still waits for that picture at
+/// that size (a failure of one asked for before a resize is not this one's).
+pub(super) fn on_failed(app: &mut App, id: &str, room: (u16, u16), error: String) {
     if let Some(Overlay::Picture(viewer)) = &mut app.overlay
         && viewer.id == id
+        && viewer.asked == Some(room)
     {
         viewer.error = Some(error);
     }
