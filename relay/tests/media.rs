@@ -451,36 +451,41 @@ async fn serve_tampered(
 ) {
     use futures::StreamExt as _;
     use futures::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // Each stream on its own task, as a node serves them: a fetcher has several
+    // requests in flight and may abandon some once a chunk fails its hash.
     while let Some((_, mut stream)) = incoming.next().await {
-        let mut head = [0u8; 34];
-        if stream.read_exact(&mut head).await.is_err() {
-            continue;
-        }
-        let mut out = vec![0u8];
-        if head[1] == 1 {
-            out.extend_from_slice(&outboard.len().to_be_bytes());
-            outboard
-                .hashes()
-                .iter()
-                .for_each(|h| out.extend_from_slice(h));
-        } else {
-            let mut count = [0u8; 2];
-            let _ = stream.read_exact(&mut count).await;
-            let mut indexes = vec![0u8; usize::from(u16::from_be_bytes(count)) * 8];
-            let _ = stream.read_exact(&mut indexes).await;
-            out.clear();
-            for index in indexes.chunks_exact(8) {
-                let index = u64::from_be_bytes(index.try_into().unwrap()) as usize;
-                let start = index * (CHUNK_SIZE + TAG_SIZE);
-                let end = (start + CHUNK_SIZE + TAG_SIZE).min(sealed.len());
-                let mut chunk = sealed[start..end].to_vec();
-                chunk[0] ^= 1;
-                out.push(0);
-                out.extend_from_slice(&chunk);
+        let (outboard, sealed) = (outboard.clone(), sealed.clone());
+        tokio::spawn(async move {
+            let mut head = [0u8; 34];
+            if stream.read_exact(&mut head).await.is_err() {
+                return;
             }
-        }
-        let _ = stream.write_all(&out).await;
-        let _ = stream.close().await;
+            let mut out = vec![0u8];
+            if head[1] == 1 {
+                out.extend_from_slice(&outboard.len().to_be_bytes());
+                outboard
+                    .hashes()
+                    .iter()
+                    .for_each(|h| out.extend_from_slice(h));
+            } else {
+                let mut count = [0u8; 2];
+                let _ = stream.read_exact(&mut count).await;
+                let mut indexes = vec![0u8; usize::from(u16::from_be_bytes(count)) * 8];
+                let _ = stream.read_exact(&mut indexes).await;
+                out.clear();
+                for index in indexes.chunks_exact(8) {
+                    let index = u64::from_be_bytes(index.try_into().unwrap()) as usize;
+                    let start = index * (CHUNK_SIZE + TAG_SIZE);
+                    let end = (start + CHUNK_SIZE + TAG_SIZE).min(sealed.len());
+                    let mut chunk = sealed[start..end].to_vec();
+                    chunk[0] ^= 1;
+                    out.push(0);
+                    out.extend_from_slice(&chunk);
+                }
+            }
+            let _ = stream.write_all(&out).await;
+            let _ = stream.close().await;
+        });
     }
 }
 

@@ -1,18 +1,20 @@
 //! Conversations: one per direct peer or group, keyed by id.
 //!
 //! A conversation carries the counters the conversation list needs (last
-//! activity, unread count, highest Lamport value), which the message
-//! operations keep up to date in the same transaction as the messages.
+//! activity, unread count, highest Lamport value). sled keeps the record as
+//! created; the counters come from the message log's index, which every
+//! message operation keeps up to date.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode, fixed};
+use sled::Transactional;
+
+use crate::codec::encode;
 use crate::error::{StoreError, db, tx};
-use crate::keys::KEY_LEN;
+use crate::keys::REF_LEN;
 use crate::replay;
-use crate::schema::{CONVERSATIONS, MESSAGES};
 use crate::store::Inner;
 use crate::types::{ConversationId, GroupId};
 
@@ -57,7 +59,7 @@ impl Conversations {
     /// The conversation with this id, if any.
     pub fn get(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
         match self.inner.trees.conversations.get(id.0).map_err(db)? {
-            Some(v) => decode(CONVERSATIONS, &v).map(Some),
+            Some(v) => Conversation::read(&v, &self.inner.log).map(Some),
             None => Ok(None),
         }
     }
@@ -79,16 +81,17 @@ impl Conversations {
             last_lamport: 0,
         };
         let encoded = encode(&fresh)?;
-        tx(self.inner.trees.conversations.transaction(|t| {
+        let conv = tx(self.inner.trees.conversations.transaction(|t| {
             use sled::transaction::ConflictableTransactionError::Abort;
             match t.get(id.0)? {
-                Some(v) => decode(CONVERSATIONS, &v).map_err(Abort),
+                Some(v) => crate::codec::decode(crate::schema::CONVERSATIONS, &v).map_err(Abort),
                 None => {
                     t.insert(&id.0[..], encoded.as_slice())?;
                     Ok(fresh.clone())
                 }
             }
-        }))
+        }))?;
+        Ok(conv.with_counters(&self.inner.log))
     }
 
     /// All conversations, most recently active first (ties by id).
@@ -99,7 +102,7 @@ impl Conversations {
             .conversations
             .iter()
             .values()
-            .map(|v| decode::<Conversation>(CONVERSATIONS, &v.map_err(db)?))
+            .map(|v| Conversation::read(&v.map_err(db)?, &self.inner.log))
             .collect::<Result<Vec<_>, _>>()?;
         all.sort_by(|a, b| {
             b.last_activity_ms
@@ -109,29 +112,40 @@ impl Conversations {
         Ok(all)
     }
 
-    /// Deletes the conversation together with all its messages (and their
-    /// index and unread entries) in one transaction; returns whether it
-    /// existed. Outbox entries are left alone. Not flushed.
+    /// Removes a conversation and all its messages; returns whether it
+    /// existed. Each message leaves a tombstone while a replay of it could
+    /// still pass the replay window (see [`crate::REPLAY_WINDOW`]), so a peer
+    /// replaying it cannot bring it back; expired tombstones are pruned.
     ///
-    /// Deleted messages stay deleted: each one a replay could still bring
-    /// back at `now_ms` (one inside the replay window) leaves a tombstone
-    /// with its `sent_at_ms`, so inserting it again is
-    /// [`Refusal::Deleted`](crate::Refusal::Deleted), whichever conversation
-    /// it names. Tombstones no longer needed at `now_ms` are pruned.
+    /// The record and the tombstones go first and are flushed, then the
+    /// messages leave the log (not synced: the caller's flush makes that
+    /// durable). A crash in between leaves messages of a conversation that no
+    /// longer exists in the log, and opening forgets them.
     pub fn remove(&self, id: ConversationId, now_ms: u64) -> Result<bool, StoreError> {
         let t = &self.inner.trees;
-        let keys = t
-            .messages
-            .scan_prefix(id.0)
-            .keys()
-            .map(|k| fixed::<KEY_LEN>(MESSAGES, &k.map_err(db)?))
-            .collect::<Result<Vec<_>, _>>()?;
-        let existed = self.inner.transact(|tx| {
-            for key in &keys {
-                tx.delete_message(key, now_ms)?;
+        let mut batch = self.inner.log.batch();
+        let slots: Vec<([u8; REF_LEN], crate::msglog::index::Slot)> = match batch.index().conversation(id) {
+            Some(c) => c.messages.iter().map(|(key, slot)| (key.1, *slot)).collect(),
+            None => Vec::new(),
+        };
+        let mut tombstones = Vec::new();
+        for (reference, slot) in &slots {
+            let msg = self.inner.log.read(slot)?;
+            if replay::needs_tombstone(msg.sent_at_ms, now_ms) {
+                tombstones.push((*reference, msg.sent_at_ms));
             }
-            Ok(tx.conversations.remove(&id.0)?.is_some())
-        })?;
+        }
+        let existed = tx((&t.conversations, &t.tombstones).transaction(|(conversations, stones)| {
+            for (reference, sent_at_ms) in &tombstones {
+                stones.insert(&reference[..], &sent_at_ms.to_be_bytes()[..])?;
+            }
+            Ok(conversations.remove(&id.0)?.is_some())
+        }))?;
+        if !slots.is_empty() {
+            self.inner.flush_sled()?;
+            batch.forget(id)?;
+        }
+        batch.commit()?;
         replay::prune(&t.tombstones, now_ms)?;
         Ok(existed)
     }

@@ -74,6 +74,10 @@ pub enum StoreError {
         /// The encoder's message.
         detail: String,
     },
+    /// The message log could not be read or written (a full disk, for one).
+    /// After a failed write the log refuses further writes until reopened.
+    #[error("cannot read or write the message log")]
+    Io(#[source] std::io::Error),
     /// The operation needs an entry that does not exist.
     #[error("not found: {what}")]
     NotFound {

@@ -66,10 +66,6 @@ pub(crate) fn message_key(
     key
 }
 
-/// The `id ‖ author digest` suffix of a message key.
-pub(crate) fn ref_of(key: &MessageKey) -> &[u8] {
-    &key[REF_AT..]
-}
 
 #[cfg(test)]
 mod tests {
@@ -80,7 +76,7 @@ mod tests {
         let key = message_key(ConversationId([1; 16]), 0x0203, MessageId([4; 16]), "ann");
         assert_eq!(&key[..16], &[1; 16]);
         assert_eq!(&key[16..24], &0x0203u64.to_be_bytes());
-        assert_eq!(ref_of(&key), &ref_key(MessageId([4; 16]), "ann")[..]);
+        assert_eq!(&key[REF_AT..], &ref_key(MessageId([4; 16]), "ann")[..]);
         assert_eq!(&key[24..40], &[4; 16]);
         assert_ne!(author_digest("ann"), author_digest("bob"));
         assert_eq!(author_digest("ann"), author_digest("ann"));

@@ -89,6 +89,7 @@ mod invites;
 mod keys;
 mod messages;
 mod migrate;
+mod msglog;
 mod outbox;
 mod peer;
 mod replay;
@@ -96,7 +97,6 @@ mod schema;
 pub mod seqlog;
 mod settings;
 mod store;
-mod txn;
 mod types;
 
 pub use contacts::{Contact, ContactState, Contacts};

@@ -1,24 +1,21 @@
-//! Messages: the `messages` tree ordered per conversation, and its index.
+//! Messages, kept in the message log (see [`crate::msglog`]).
 //!
-//! A message is identified by (author, id); see [`crate::keys`] for the key
-//! layout. A conversation is one contiguous key range in
-//! (lamport, id, author digest) order, so paging is a reverse range scan.
-//! `message_index` maps `id ‖ author digest` to the message's key, making
-//! lookup by (author, id), idempotent insert and lookups by id alone (a
-//! prefix scan) O(log n). Inserting also updates the conversation in the same
-//! transaction (see [`Messages::insert`]).
+//! A message is identified by (author, id). A conversation's messages are
+//! ordered by (lamport, id, author digest), so paging is a reverse range walk
+//! of its in-memory index; lookups by (author, id) and by id alone are
+//! O(log n); the text is read from the log file only for the messages
+//! returned.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, fixed};
 use crate::error::{StoreError, db};
-use crate::keys::{self, KEY_LEN, MessageKey, REF_LEN, RefKey};
+use crate::keys::{self, MessageKey, RefKey};
+use crate::msglog::index::{OrderKey, Slot};
 use crate::replay::{self, Refusal};
-use crate::schema::{MESSAGE_INDEX, MESSAGES};
 use crate::store::Inner;
-use crate::types::{ConversationId, MessageId};
+use crate::types::{ConversationId, ID_LEN, MessageId};
 
 /// Delivery state of a message.
 ///
@@ -102,10 +99,6 @@ impl Message {
         }
     }
 
-    /// Whether it counts towards its conversation's unread count.
-    pub(crate) fn is_unread(&self) -> bool {
-        self.direction == Direction::Incoming && self.state != MessageState::Read
-    }
 
     /// Its key in the `messages` tree.
     pub(crate) fn key(&self) -> MessageKey {
@@ -148,53 +141,32 @@ pub struct Messages {
 impl Messages {
     /// The message with this id. Ids are chosen by their authors, so several
     /// authors may have used one: then our own (outgoing) message is returned
-    /// if there is one, else the one whose author sorts first in key order.
-    /// Use [`get_from`](Self::get_from) where the author is known.
+    /// if there is one, else the first in (conversation, lamport, id, author
+    /// digest) order. Use [`get_from`](Self::get_from) where the author is known.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        let keys = self.inner.keys_with_id(id)?;
-        let mut first = None;
-        for key in &keys {
-            let msg = self.at(key)?;
-            if msg.direction == Direction::Outgoing {
-                return Ok(Some(msg));
-            }
-            first.get_or_insert(msg);
-        }
-        Ok(first)
+        let found = self.inner.log.lock().index.resolve(id);
+        found.map(|f| self.inner.log.read(&f.slot)).transpose()
     }
 
     /// The message `author` wrote with this id, if stored.
     pub fn get_from(&self, author: &str, id: MessageId) -> Result<Option<Message>, StoreError> {
-        let t = &self.inner.trees;
-        match t.message_index.get(keys::ref_key(id, author)).map_err(db)? {
-            Some(key) => self.at(&fixed(MESSAGE_INDEX, &key)?).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The message under `key` (taken from an index: its absence is corruption).
-    fn at(&self, key: &MessageKey) -> Result<Message, StoreError> {
-        match self.inner.trees.messages.get(key).map_err(db)? {
-            Some(v) => decode(MESSAGES, &v),
-            None => Err(StoreError::corrupt(
-                MESSAGES,
-                "an index entry points nowhere",
-            )),
-        }
+        let found = self.inner.log.lock().index.find(&keys::ref_key(id, author));
+        found.map(|f| self.inner.log.read(&f.slot)).transpose()
     }
 
     /// Stores a message unless one with the same author and id exists (then
     /// nothing changes, even if the contents differ) or it is refused (a
     /// deleted message, or an incoming one outside the replay window: see
-    /// [`Refusal`]). In the same transaction the conversation's
-    /// `last_activity_ms` and `last_lamport` move up to the message's, and an
-    /// unread incoming message increments `unread`.
+    /// [`Refusal`]). The conversation's `last_activity_ms` and `last_lamport`
+    /// move up to the message's, and an unread incoming message counts in
+    /// `unread`.
     ///
     /// Fails with [`StoreError::NotFound`] if the conversation does not exist
     /// (create it first with [`Conversations::get_or_create`](crate::Conversations::get_or_create)).
     /// Not flushed.
     pub fn insert(&self, msg: &Message) -> Result<Inserted, StoreError> {
-        self.inner.transact(|tx| tx.insert_message(msg))
+        let inserted = self.inner.stage_messages(&[(msg.clone(), None)])?;
+        Ok(inserted.first().copied().unwrap_or(Inserted::Duplicate))
     }
 
     /// Why [`insert`](Self::insert) would refuse `msg`, without writing
@@ -202,12 +174,11 @@ impl Messages {
     /// caller skip the side effects of a message that will not be stored
     /// (e.g. creating a contact request for a replayed, deleted message).
     pub fn refusal(&self, msg: &Message) -> Result<Option<Refusal>, StoreError> {
-        let t = &self.inner.trees;
         let key = msg.ref_key();
-        if t.message_index.contains_key(key).map_err(db)? {
+        if self.inner.log.lock().index.contains(&key) {
             return Ok(None);
         }
-        if t.tombstones.contains_key(key).map_err(db)? {
+        if self.inner.trees.tombstones.contains_key(key).map_err(db)? {
             return Ok(Some(Refusal::Deleted));
         }
         Ok(replay::window(msg))
@@ -230,76 +201,60 @@ impl Messages {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let t = &self.inner.trees;
-        let iter = match before {
-            None => t.messages.scan_prefix(conv.0),
-            Some(id) => match self.oldest_in(conv, id)? {
-                Some(key) => t.messages.range(conv.0.as_slice()..key.as_slice()),
-                None => {
-                    return Err(StoreError::not_found(
-                        "message",
-                        format_args!("{id} in conversation {conv}"),
-                    ));
-                }
-            },
-        };
-        let mut page = Vec::new();
-        for kv in iter.rev() {
-            if page.len() >= limit {
-                match page.last() {
-                    Some((key, msg)) if !self.is_oldest_in(conv, msg, key)? => {}
-                    _ => break,
+        let slots = {
+            let state = self.inner.log.lock();
+            let index = &state.index;
+            let oldest_in = |id: MessageId| index.with_id(id).into_iter().filter(|f| f.conversation == conv).map(|f| f.key).min();
+            let bound = match before {
+                None => None,
+                Some(id) => match oldest_in(id) {
+                    Some(key) => Some(key),
+                    None => {
+                        return Err(StoreError::not_found(
+                            "message",
+                            format_args!("{id} in conversation {conv}"),
+                        ));
+                    }
+                },
+            };
+            let mut page: Vec<(OrderKey, Slot)> = Vec::new();
+            if let Some(c) = index.conversation(conv) {
+                let newest_first: Box<dyn Iterator<Item = (&OrderKey, &Slot)>> = match bound {
+                    None => Box::new(c.messages.iter().rev()),
+                    Some(key) => Box::new(c.messages.range(..key).rev()),
+                };
+                for (key, slot) in newest_first {
+                    if page.len() >= limit {
+                        // Extend the page until its first message is the oldest with its id.
+                        let id = page.last().map(|(k, _)| MessageId(id_of(&k.1)));
+                        match (id.and_then(oldest_in), page.last()) {
+                            (Some(oldest), Some((last, _))) if oldest < *last => {}
+                            _ => break,
+                        }
+                    }
+                    page.push((*key, *slot));
                 }
             }
-            let (key, value) = kv.map_err(db)?;
-            let key: MessageKey = fixed(MESSAGES, &key)?;
-            page.push((key, decode::<Message>(MESSAGES, &value)?));
-        }
-        Ok(page.into_iter().rev().map(|(_, msg)| msg).collect())
+            page
+        };
+        slots.iter().rev().map(|(_, slot)| self.inner.log.read(slot)).collect()
     }
 
-    /// The key of the oldest message of `conv` with this id.
-    fn oldest_in(
-        &self,
-        conv: ConversationId,
-        id: MessageId,
-    ) -> Result<Option<MessageKey>, StoreError> {
-        Ok(self
-            .inner
-            .keys_with_id(id)?
-            .into_iter()
-            .filter(|k| k.starts_with(&conv.0))
-            .min())
-    }
-
-    /// Whether `msg` (under `key`) is the oldest message of `conv` with its id.
-    fn is_oldest_in(
-        &self,
-        conv: ConversationId,
-        msg: &Message,
-        key: &MessageKey,
-    ) -> Result<bool, StoreError> {
-        Ok(self
-            .oldest_in(conv, msg.id)?
-            .is_none_or(|oldest| oldest >= *key))
-    }
-
-    /// Number of messages stored in `conv` (a scan: O(messages)).
+    /// Number of messages stored in `conv`.
     pub fn count(&self, conv: ConversationId) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for k in self.inner.trees.messages.scan_prefix(conv.0).keys() {
-            k.map_err(db)?;
-            n += 1;
-        }
-        Ok(n)
+        Ok(self.inner.log.lock().index.conversation(conv).map_or(0, |c| c.messages.len()))
     }
 
-    /// How many messages `conv` holds and how many bytes of text (a scan
-    /// that decodes every message: O(messages)).
+    /// How many messages `conv` holds and how many bytes of text (reads every
+    /// message: O(messages)).
     pub fn usage(&self, conv: ConversationId) -> Result<Usage, StoreError> {
+        let slots: Vec<Slot> = match self.inner.log.lock().index.conversation(conv) {
+            Some(c) => c.messages.values().copied().collect(),
+            None => Vec::new(),
+        };
         let mut usage = Usage::default();
-        for v in self.inner.trees.messages.scan_prefix(conv.0).values() {
-            let msg: Message = decode(MESSAGES, &v.map_err(db)?)?;
+        for slot in &slots {
+            let msg = self.inner.log.read(slot)?;
             usage.messages += 1;
             usage.text_bytes = usage.text_bytes.saturating_add(msg.text.len());
         }
@@ -308,32 +263,22 @@ impl Messages {
 
     /// The newest message of `conv` in (lamport, id, author digest) order, if any.
     pub fn latest(&self, conv: ConversationId) -> Result<Option<Message>, StoreError> {
-        match self.inner.trees.messages.scan_prefix(conv.0).next_back() {
-            Some(kv) => decode(MESSAGES, &kv.map_err(db)?.1).map(Some),
-            None => Ok(None),
-        }
+        let slot = self
+            .inner
+            .log
+            .lock()
+            .index
+            .conversation(conv)
+            .and_then(|c| c.messages.values().next_back().copied());
+        slot.map(|s| self.inner.log.read(&s)).transpose()
     }
 }
 
-impl Inner {
-    /// The keys of every message with this id, whatever its author (a prefix
-    /// scan of the index; usually one key).
-    pub(crate) fn keys_with_id(&self, id: MessageId) -> Result<Vec<MessageKey>, StoreError> {
-        self.trees
-            .message_index
-            .scan_prefix(id.0)
-            .map(|kv| {
-                let (k, v) = kv.map_err(db)?;
-                if k.len() != REF_LEN {
-                    return Err(StoreError::corrupt(
-                        MESSAGE_INDEX,
-                        format!("key of {} bytes", k.len()),
-                    ));
-                }
-                fixed::<KEY_LEN>(MESSAGE_INDEX, &v)
-            })
-            .collect()
-    }
+/// The message id at the front of a reference.
+fn id_of(reference: &RefKey) -> [u8; ID_LEN] {
+    let mut id = [0; ID_LEN];
+    id.copy_from_slice(&reference[..ID_LEN]);
+    id
 }
 
 #[cfg(test)]

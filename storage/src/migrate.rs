@@ -4,6 +4,7 @@
 //! correctly when it runs again: the version is recorded only after it.
 
 use std::ops::Bound;
+use std::path::Path;
 
 use sled::Transactional;
 
@@ -11,7 +12,8 @@ use crate::codec::{decode, fixed};
 use crate::error::{StoreError, db, tx};
 use crate::keys::MessageKey;
 use crate::messages::Message;
-use crate::schema::{MESSAGE_INDEX, MESSAGES, UNREAD};
+use crate::outbox::OutboxEntry;
+use crate::schema::{MESSAGE_INDEX, MESSAGES, OUTBOX, UNREAD};
 use crate::types::ID_LEN;
 
 /// Length of a message key in schema version 1: `conversation ‖ lamport ‖ id`.
@@ -92,4 +94,31 @@ fn remove_where(tree: &sled::Tree, old: impl Fn(&[u8]) -> bool) -> Result<usize,
         }
     }
     Ok(removed)
+}
+
+/// Version 2 → 3: messages, their states and the outbox move into the
+/// message log.
+///
+/// The log is written under a temporary name, synced and renamed into place;
+/// the old trees stay until the version is recorded (they are dropped when
+/// the log is next opened), so a migration interrupted anywhere runs again
+/// from the same trees and writes the same log.
+pub(crate) fn v2_to_v3(handle: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+    let messages = handle.open_tree(MESSAGES).map_err(db)?;
+    let outbox = handle.open_tree(OUTBOX).map_err(db)?;
+    let tmp = dir.join(format!("{}.migrating", crate::msglog::FILE_NAME));
+    let moved = std::cell::Cell::new(0usize);
+    crate::msglog::write_log(
+        &tmp,
+        messages.iter().values().map(|v| {
+            moved.set(moved.get() + 1);
+            decode::<Message>(MESSAGES, &v.map_err(db)?)
+        }),
+        outbox.iter().values().map(|v| decode::<OutboxEntry>(OUTBOX, &v.map_err(db)?)),
+    )?;
+    let target = dir.join(crate::msglog::FILE_NAME);
+    std::fs::rename(&tmp, &target).map_err(StoreError::Io)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::Io)?;
+    tracing::info!(messages = moved.get(), outbox = outbox.len(), "messages moved to the message log");
+    Ok(())
 }

@@ -1,15 +1,14 @@
 //! The persistent outbox: items waiting to be sent, keyed by item id.
 //!
-//! The outbox is small (what has not been acknowledged yet), so ordering by
-//! due time is done in memory rather than with a second index.
+//! Entries are records of the message log (see [`crate::msglog`]), so an
+//! outgoing message and its entry are written in one frame; the queue itself
+//! is held in memory, as it is small (what has not been acknowledged yet).
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
-use crate::error::{StoreError, db};
-use crate::schema::OUTBOX;
+use crate::error::StoreError;
 use crate::store::Inner;
 use crate::types::{GroupId, MessageId};
 use libp2p_identity::PeerId;
@@ -87,59 +86,50 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    fn tree(&self) -> &sled::Tree {
-        &self.inner.trees.outbox
-    }
-
     /// Inserts or replaces the entry with this id (e.g. to reschedule it).
     /// Not flushed.
     pub fn put(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        self.tree()
-            .insert(&entry.id.0[..], encode(entry)?)
-            .map_err(db)?;
-        Ok(())
+        let mut batch = self.inner.log.batch();
+        batch.put_outbox(entry)?;
+        batch.commit()
     }
 
     /// The entry with this id, if queued.
     pub fn get(&self, id: MessageId) -> Result<Option<OutboxEntry>, StoreError> {
-        match self.tree().get(id.0).map_err(db)? {
-            Some(v) => decode(OUTBOX, &v).map(Some),
-            None => Ok(None),
-        }
+        Ok(self.inner.log.lock().index.outbox().get(&id).cloned())
     }
 
     /// Removes an entry; returns whether it was queued. Not flushed.
     pub fn remove(&self, id: MessageId) -> Result<bool, StoreError> {
-        Ok(self.tree().remove(id.0).map_err(db)?.is_some())
+        let mut batch = self.inner.log.batch();
+        let was = batch.drop_outbox(id)?;
+        batch.commit()?;
+        Ok(was)
     }
 
     /// All entries, soonest `next_attempt_ms` first (ties by id).
     pub fn list(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut all = self
-            .tree()
-            .iter()
-            .values()
-            .map(|v| decode::<OutboxEntry>(OUTBOX, &v.map_err(db)?))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut all: Vec<OutboxEntry> = self.inner.log.lock().index.outbox().values().cloned().collect();
         all.sort_by_key(|e| (e.next_attempt_ms, e.id));
         Ok(all)
     }
 
     /// The entries due at `now_ms` (`next_attempt_ms <= now_ms`), soonest first.
     pub fn due(&self, now_ms: u64) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut all = self.list()?;
-        all.retain(|e| e.next_attempt_ms <= now_ms);
-        Ok(all)
+        let mut due: Vec<OutboxEntry> =
+            self.inner.log.lock().index.outbox().values().filter(|e| e.next_attempt_ms <= now_ms).cloned().collect();
+        due.sort_by_key(|e| (e.next_attempt_ms, e.id));
+        Ok(due)
     }
 
     /// Number of queued entries.
     pub fn len(&self) -> usize {
-        self.tree().len()
+        self.inner.log.lock().index.outbox().len()
     }
 
     /// Whether the outbox is empty.
     pub fn is_empty(&self) -> bool {
-        self.tree().is_empty()
+        self.len() == 0
     }
 }
 
@@ -156,7 +146,7 @@ mod tests {
             let text = String::from(recipient.clone());
             assert_eq!(Recipient::from(text.clone()), recipient);
             let stored = crate::codec::encode(&text).unwrap();
-            assert_eq!(crate::codec::decode::<Recipient>(OUTBOX, &stored).unwrap(), recipient, "read as before");
+            assert_eq!(crate::codec::decode::<Recipient>(crate::schema::OUTBOX, &stored).unwrap(), recipient, "read as before");
         }
         assert_eq!(String::from(Recipient::Group(group)), format!("group:{group}"));
         // Neither a group id after the prefix nor a peer id: kept as it was.

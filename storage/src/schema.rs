@@ -5,14 +5,21 @@
 //! [`migrate`] one step at a time; a newer one, or a database that holds data
 //! but no version, is refused.
 
+use std::collections::HashSet;
+use std::path::Path;
+
 use crate::error::{OpenError, StoreError, db};
+use crate::msglog::MessageLog;
+use crate::types::ConversationId;
 
 /// The schema version written by this build.
 ///
 /// 1. The first layout.
 /// 2. Messages are keyed by author and id (see [`crate::keys`]); deleted
 ///    messages leave tombstones.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3. Messages, their states and the outbox move from sled trees to the
+///    message log (see [`crate::msglog`]).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Tree holding database-wide metadata (the schema version).
 pub(crate) const META: &str = "meta";
@@ -20,15 +27,15 @@ pub(crate) const META: &str = "meta";
 pub(crate) const CONTACTS: &str = "contacts";
 /// conversation id → `Conversation`.
 pub(crate) const CONVERSATIONS: &str = "conversations";
-/// conversation id ‖ lamport (u64 BE) ‖ message id ‖ author digest → `Message`.
+/// Up to version 2: conversation id ‖ lamport (u64 BE) ‖ message id ‖ author digest → `Message`.
 pub(crate) const MESSAGES: &str = "messages";
-/// message id ‖ author digest → its key in [`MESSAGES`].
+/// Up to version 2: message id ‖ author digest → its key in [`MESSAGES`].
 pub(crate) const MESSAGE_INDEX: &str = "message_index";
 /// message id ‖ author digest of a deleted message → its `sent_at_ms` (u64 BE).
 pub(crate) const TOMBSTONES: &str = "tombstones";
-/// Keys (as in [`MESSAGES`]) of incoming messages not yet read → empty.
+/// Up to version 2: keys (as in [`MESSAGES`]) of incoming messages not yet read → empty.
 pub(crate) const UNREAD: &str = "unread";
-/// item id → `OutboxEntry`.
+/// Up to version 2: item id → `OutboxEntry`.
 pub(crate) const OUTBOX: &str = "outbox";
 /// group id → `Group`.
 pub(crate) const GROUPS: &str = "groups";
@@ -43,12 +50,16 @@ pub(crate) const INVITES: &str = "invites";
 pub(crate) const FILES: &str = "files";
 
 const VERSION_KEY: &[u8] = b"schema_version";
+/// Present once the message log was created: from then on its absence is damage.
+const LOG_KEY: &[u8] = b"message_log";
+/// The trees version 3 moved into the message log, dropped once it exists.
+const MOVED_TO_LOG: [&str; 4] = [MESSAGES, MESSAGE_INDEX, UNREAD, OUTBOX];
 /// The tree sled always creates; it is not ours and must stay empty.
 const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 
 /// Checks (and for a new database, stamps) the schema version, running
 /// migrations if the database is older than this build.
-pub(crate) fn check(db: &sled::Db) -> Result<(), OpenError> {
+pub(crate) fn check(db: &sled::Db, dir: &Path) -> Result<(), OpenError> {
     let names = db.tree_names();
     let meta = if names.iter().any(|n| n == META.as_bytes()) {
         Some(db.open_tree(META).map_err(db_err)?)
@@ -92,19 +103,21 @@ pub(crate) fn check(db: &sled::Db) -> Result<(), OpenError> {
         }),
         std::cmp::Ordering::Less => {
             let meta = db.open_tree(META).map_err(db_err)?;
-            migrate(db, &meta, found)
+            migrate(db, dir, &meta, found)
         }
         std::cmp::Ordering::Equal => Ok(()),
     }
 }
 
-/// One migration step: upgrades the database from version `v` to `v + 1`.
-type Step = fn(&sled::Db) -> Result<(), StoreError>;
+/// One migration step: upgrades the database in directory `dir` from version
+/// `v` to `v + 1`.
+type Step = fn(&sled::Db, &Path) -> Result<(), StoreError>;
 
 /// The step that upgrades from version `from`, if this build knows one.
 fn step(from: u32) -> Option<Step> {
     match from {
-        1 => Some(crate::migrate::v1_to_v2),
+        1 => Some(|db, _| crate::migrate::v1_to_v2(db)),
+        2 => Some(crate::migrate::v2_to_v3),
         _ => None,
     }
 }
@@ -112,16 +125,39 @@ fn step(from: u32) -> Option<Step> {
 /// Upgrades the database from schema version `from` to [`SCHEMA_VERSION`],
 /// recording (and flushing) the version after each step so an interrupted
 /// migration resumes where it stopped.
-fn migrate(db: &sled::Db, meta: &sled::Tree, from: u32) -> Result<(), OpenError> {
+fn migrate(db: &sled::Db, dir: &Path, meta: &sled::Tree, from: u32) -> Result<(), OpenError> {
     for version in from..SCHEMA_VERSION {
         let step = step(version).ok_or_else(|| OpenError::Corrupt {
             detail: format!("unknown schema version {version}"),
         })?;
         tracing::info!(from = version, to = version + 1, "migrating database");
-        step(db)?;
+        step(db, dir)?;
         set_version(db, meta, version + 1)?;
     }
     Ok(())
+}
+
+/// Opens the message log of a checked database (creating it for a new one),
+/// then drops the sled trees an upgrade moved into it.
+pub(crate) fn open_log(
+    db: &sled::Db,
+    dir: &Path,
+    conversations: &HashSet<ConversationId>,
+) -> Result<MessageLog, OpenError> {
+    let meta = db.open_tree(META).map_err(db_err)?;
+    let created = meta.get(LOG_KEY).map_err(db_err)?.is_some();
+    let log = MessageLog::open(dir, conversations, !created)?;
+    if !created {
+        meta.insert(LOG_KEY, &[1][..]).map_err(db_err)?;
+        db.flush().map_err(db_err)?;
+    }
+    let names = db.tree_names();
+    for tree in MOVED_TO_LOG {
+        if names.iter().any(|n| n == tree.as_bytes()) {
+            db.drop_tree(tree).map_err(db_err)?;
+        }
+    }
+    Ok(log)
 }
 
 fn set_version(db: &sled::Db, meta: &sled::Tree, version: u32) -> Result<(), OpenError> {

@@ -1,40 +1,35 @@
 //! [`Store`]: the opened database, its table handles and the operations that
 //! span several tables.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sled::Transactional;
-
-use crate::codec::fixed;
+use crate::codec::decode;
 use crate::contacts::Contacts;
-use crate::conversations::Conversations;
-use crate::error::{OpenError, StoreError, db, tx};
-use crate::groups::Groups;
+use crate::conversations::{Conversation, Conversations};
+use crate::error::{OpenError, StoreError, db};
 use crate::files::Files;
+use crate::groups::Groups;
 use crate::invites::Invites;
-use crate::keys::KEY_LEN;
 use crate::messages::{Direction, Inserted, Message, MessageState, Messages};
+use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
-use crate::replay;
+use crate::replay::{self, Refusal};
 use crate::schema::{
-    self, CONTACTS, CONVERSATIONS, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, FILES,
-    MESSAGE_INDEX, MESSAGES, OUTBOX, SETTINGS, TOMBSTONES, UNREAD,
+    self, CONTACTS, CONVERSATIONS, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, SETTINGS,
+    TOMBSTONES,
 };
 use crate::settings::Settings;
-use crate::txn::{Tx, TxResult};
 use crate::types::{ConversationId, MessageId};
 
-/// The opened trees, one per logical table.
+/// The opened sled trees, one per small table. Messages, their states and the
+/// outbox live in the message log instead (see [`crate::msglog`]).
 pub(crate) struct Trees {
     pub(crate) contacts: sled::Tree,
     pub(crate) conversations: sled::Tree,
-    pub(crate) messages: sled::Tree,
-    pub(crate) message_index: sled::Tree,
-    pub(crate) unread: sled::Tree,
-    pub(crate) outbox: sled::Tree,
     pub(crate) groups: sled::Tree,
     pub(crate) group_ops: sled::Tree,
     pub(crate) group_keys: sled::Tree,
@@ -50,6 +45,7 @@ pub(crate) struct Inner {
     db: sled::Db,
     path: PathBuf,
     pub(crate) trees: Trees,
+    pub(crate) log: MessageLog,
 }
 
 impl fmt::Debug for Inner {
@@ -61,35 +57,79 @@ impl fmt::Debug for Inner {
 }
 
 impl Inner {
-    /// Runs `f` in one transaction over messages, index, unread set,
-    /// conversations, outbox and tombstones. `f` may run several times on
-    /// conflict.
-    pub(crate) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
-        let t = &self.trees;
-        tx((
-            &t.messages,
-            &t.message_index,
-            &t.unread,
-            &t.conversations,
-            &t.outbox,
-            &t.tombstones,
-        )
-            .transaction(
-                |(messages, index, unread, conversations, outbox, tombstones)| {
-                    f(&Tx {
-                        messages,
-                        index,
-                        unread,
-                        conversations,
-                        outbox,
-                        tombstones,
-                    })
-                },
-            ))
+    /// Durability point for both sled and the message log. sled goes first, so
+    /// a conversation is on disk before messages that need it; the log's
+    /// messages of a conversation that did not make it are forgotten at open
+    /// (none of them was acknowledged, as that happens only after this).
+    pub(crate) fn flush(&self) -> Result<usize, StoreError> {
+        let n = self.db.flush().map_err(db)?;
+        self.log.sync()?;
+        Ok(n)
     }
 
-    fn flush(&self) -> Result<usize, StoreError> {
-        self.db.flush().map_err(db)
+    /// Flushes sled alone (for operations whose sled half must be durable
+    /// before their log half is written).
+    pub(crate) fn flush_sled(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(db).map(drop)
+    }
+
+    /// Whether the conversation exists (in sled).
+    pub(crate) fn conversation_exists(&self, id: ConversationId) -> Result<bool, StoreError> {
+        self.trees.conversations.contains_key(id.0).map_err(db)
+    }
+
+    /// Why a new message would be refused: deleted (a tombstone) or outside
+    /// the replay window.
+    fn refusal_of(&self, msg: &Message) -> Result<Option<Refusal>, StoreError> {
+        if self.trees.tombstones.contains_key(msg.ref_key()).map_err(db)? {
+            return Ok(Some(Refusal::Deleted));
+        }
+        Ok(replay::window(msg))
+    }
+
+    /// Stores messages (each with the outbox entry to queue beside it, if
+    /// any) in one frame of the log: idempotent by (author, id), one
+    /// [`Inserted`] per input in order. A duplicate is told apart before a
+    /// refusal, so a sender retrying a message we hold hears that we hold it,
+    /// however old it is. Every conversation of a message to store must exist,
+    /// else [`StoreError::NotFound`] and nothing is stored. Not synced.
+    pub(crate) fn stage_messages(&self, items: &[(Message, Option<&OutboxEntry>)]) -> Result<Vec<Inserted>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut batch = self.log.batch();
+        let mut seen = HashSet::with_capacity(items.len());
+        let mut exists: HashMap<ConversationId, bool> = HashMap::new();
+        let mut verdicts = Vec::with_capacity(items.len());
+        for (msg, _) in items {
+            let reference = msg.ref_key();
+            let verdict = if batch.index().contains(&reference) || seen.contains(&reference) {
+                Inserted::Duplicate
+            } else if let Some(refusal) = self.refusal_of(msg)? {
+                Inserted::Refused(refusal)
+            } else {
+                let known = match exists.get(&msg.conversation) {
+                    Some(&known) => known,
+                    None => *exists.entry(msg.conversation).or_insert(self.conversation_exists(msg.conversation)?),
+                };
+                if !known {
+                    return Err(StoreError::not_found("conversation", msg.conversation));
+                }
+                seen.insert(reference);
+                Inserted::New
+            };
+            verdicts.push(verdict);
+        }
+        for ((msg, entry), verdict) in items.iter().zip(&verdicts) {
+            if *verdict == Inserted::New {
+                batch.add_message(msg)?;
+                if let Some(entry) = entry {
+                    batch.put_outbox(entry)?;
+                }
+            }
+        }
+        batch.commit()?;
+        Ok(verdicts)
     }
 }
 
@@ -116,15 +156,11 @@ impl Store {
     /// [`open`](Self::open) with explicit options.
     pub fn open_with(path: &Path, options: &OpenOptions) -> Result<Store, OpenError> {
         let handle = open_sled(path, options)?;
-        schema::check(&handle)?;
+        schema::check(&handle, path)?;
         let open = |name: &str| handle.open_tree(name).map_err(|e| OpenError::from(db(e)));
         let trees = Trees {
             contacts: open(CONTACTS)?,
             conversations: open(CONVERSATIONS)?,
-            messages: open(MESSAGES)?,
-            message_index: open(MESSAGE_INDEX)?,
-            unread: open(UNREAD)?,
-            outbox: open(OUTBOX)?,
             groups: open(GROUPS)?,
             group_ops: open(GROUP_OPS)?,
             group_keys: open(GROUP_KEYS)?,
@@ -134,12 +170,20 @@ impl Store {
             tombstones: open(TOMBSTONES)?,
             files: open(FILES)?,
         };
+        let conversations = trees
+            .conversations
+            .iter()
+            .keys()
+            .map(|k| crate::codec::fixed(CONVERSATIONS, &k.map_err(db)?).map(ConversationId))
+            .collect::<Result<HashSet<_>, _>>()?;
+        let log = schema::open_log(&handle, path, &conversations)?;
         tracing::debug!(path = %path.display(), "opened store");
         Ok(Store {
             inner: Arc::new(Inner {
                 db: handle,
                 path: path.to_owned(),
                 trees,
+                log,
             }),
         })
     }
@@ -206,21 +250,21 @@ impl Store {
     }
 
     /// Durability point: every write made before this call survives a crash
-    /// once it returns `Ok`. Returns the number of bytes written. Blocks.
+    /// once it returns `Ok`. Returns the number of bytes sled wrote. Blocks.
     pub fn flush(&self) -> Result<usize, StoreError> {
         self.inner.flush()
     }
 
-    /// [`flush`](Self::flush) without blocking the calling task (the fsync
-    /// runs on sled's thread pool). Cancel-safe: dropping the future does not
-    /// stop the flush, it only loses the result.
+    /// [`flush`](Self::flush) for async callers: sled's part runs on its
+    /// thread pool; the message log's `fdatasync` runs on the caller's thread.
     pub async fn flush_async(&self) -> Result<usize, StoreError> {
-        self.inner.db.flush_async().await.map_err(db)
+        let n = self.inner.db.flush_async().await.map_err(db)?;
+        self.inner.log.sync()?;
+        Ok(n)
     }
 
     /// Atomically stores an outgoing message (forced to `Pending` and
-    /// `Outgoing`), its outbox entry, and the conversation's
-    /// `last_activity_ms`/`last_lamport`; then flushes. If a message with
+    /// `Outgoing`) and its outbox entry; then flushes. If a message with
     /// this author and id already exists (or was deleted) nothing is written
     /// (idempotent retry).
     /// Fails with [`StoreError::NotFound`] if the conversation does not exist.
@@ -230,17 +274,13 @@ impl Store {
         Ok(())
     }
 
-    /// [`Store::append_outgoing`] for a batch, in one transaction and without
-    /// the flush, for group commit: the writes are atomic and visible at once,
-    /// but durable only after the caller's next [`Store::flush`], which must
-    /// come before any of the messages is reported to anyone as stored.
-    /// (One transaction per batch matters: each sled transaction costs a log
-    /// write of its own.)
+    /// [`Store::append_outgoing`] for a batch, in one frame of the message log
+    /// and without the flush, for group commit: the writes are atomic and
+    /// visible at once, but durable only after the caller's next
+    /// [`Store::flush`], which must come before any of the messages is
+    /// reported to anyone as stored.
     pub fn stage_outgoing(&self, items: &[(Message, OutboxEntry)]) -> Result<(), StoreError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let items: Vec<(Message, &OutboxEntry)> = items
+        let items: Vec<(Message, Option<&OutboxEntry>)> = items
             .iter()
             .map(|(msg, entry)| {
                 let msg = Message {
@@ -248,26 +288,15 @@ impl Store {
                     direction: Direction::Outgoing,
                     ..msg.clone()
                 };
-                (msg, entry)
+                (msg, Some(entry))
             })
             .collect();
-        let inserted = self.inner.transact(|tx| {
-            let mut inserted = Vec::with_capacity(items.len());
-            for (msg, entry) in &items {
-                let result = tx.insert_message(msg)?;
-                if result == Inserted::New {
-                    tx.put_outbox(entry)?;
-                }
-                inserted.push(result);
-            }
-            Ok(inserted)
-        })?;
+        let inserted = self.inner.stage_messages(&items)?;
         self.record_files(items.iter().map(|(m, _)| m), &inserted)
     }
 
     /// Starts a [`FileRecord`](crate::FileRecord) for every newly stored message
-    /// that carries a file, unless its blob has one. Outside the messages'
-    /// transaction (files are rare; the hot path keeps its trees) but before the
+    /// that carries a file, unless its blob has one. In sled, before the
     /// caller's flush, so both become durable together.
     fn record_files<'a>(
         &self,
@@ -284,11 +313,11 @@ impl Store {
         Ok(())
     }
 
-    /// Stores many received messages in one transaction — idempotent by
-    /// (author, id), one [`Inserted`] per input in order (a repeat within the
-    /// batch is a `Duplicate`) — updating each conversation as
-    /// [`Messages::insert`] does, then flushes once (group commit): the
-    /// network layer may acknowledge the messages when this returns `Ok`.
+    /// Stores many received messages in one frame of the message log —
+    /// idempotent by (author, id), one [`Inserted`] per input in order (a
+    /// repeat within the batch is a `Duplicate`) — then flushes once (group
+    /// commit): the network layer may acknowledge the messages when this
+    /// returns `Ok`.
     ///
     /// A message that was deleted, or whose `sent_at_ms` lies outside the
     /// replay window around its `received_at_ms`, is
@@ -308,56 +337,63 @@ impl Store {
     /// the caller's next [`Store::flush`], which must come before anyone is told
     /// they were stored.
     pub fn stage_incoming(&self, msgs: &[Message]) -> Result<Vec<Inserted>, StoreError> {
-        if msgs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let inserted: Vec<Inserted> = self
-            .inner
-            .transact(|tx| msgs.iter().map(|m| tx.insert_message(m)).collect())?;
+        let items: Vec<(Message, Option<&OutboxEntry>)> = msgs.iter().map(|m| (m.clone(), None)).collect();
+        let inserted = self.inner.stage_messages(&items)?;
         self.record_files(msgs.iter(), &inserted)?;
         Ok(inserted)
     }
 
-    /// [`Store::set_message_state`] for many messages in one transaction
-    /// (one answer from a peer covers a batch). Per item, `Some(state)` if it
-    /// moved; `None` if it did not or if the id is not a message (an outbox
-    /// item such as a receipt). With `remove_outbox`, every id's outbox entry
-    /// goes. **Not flushed.**
+    /// [`Store::set_message_state`] for many messages in one frame (one answer
+    /// from a peer covers a batch). Per item, `Some(state)` if it moved; `None`
+    /// if it did not or if the id is not a message (an outbox item such as a
+    /// receipt). With `remove_outbox`, every id's outbox entry goes. **Not
+    /// flushed.**
     pub fn set_message_states(
         &self,
         updates: &[(MessageId, MessageState)],
         remove_outbox: bool,
     ) -> Result<Vec<Option<MessageState>>, StoreError> {
-        let keys = updates
-            .iter()
-            .map(|(id, _)| self.inner.keys_with_id(*id))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.inner.transact(|tx| {
-            updates
-                .iter()
-                .zip(&keys)
-                .map(|(&(id, state), keys)| tx.set_state_if_message(id, keys, state, remove_outbox))
-                .collect()
-        })
+        let mut batch = self.inner.log.batch();
+        let mut moved = Vec::with_capacity(updates.len());
+        for &(id, state) in updates {
+            if remove_outbox {
+                batch.drop_outbox(id)?;
+            }
+            let found = batch.index().resolve(id);
+            moved.push(match found {
+                Some(found) if batch.set_state(&found.key.1, state)? => Some(state),
+                _ => None,
+            });
+        }
+        batch.commit()?;
+        Ok(moved)
     }
 
     /// Moves a message to `state` if that is a forward move (see
     /// [`MessageState::can_become`]): `Ok(Some(state))` if it changed,
     /// `Ok(None)` if not (same or stale state), [`StoreError::NotFound`] for
-    /// an unknown id. The id is resolved as [`Messages::get`] does: our own
-    /// message if we wrote one with this id. With `remove_outbox`, the outbox
-    /// entry with the same id is removed in the same transaction (also when
-    /// the state did not move). A message that stops being unread decrements
-    /// its conversation's `unread`. **Not flushed**: callers flush in batches.
+    /// an unknown id (and then nothing changes). The id is resolved as
+    /// [`Messages::get`] does: our own message if we wrote one with this id.
+    /// With `remove_outbox`, the outbox entry with the same id is removed in
+    /// the same frame (also when the state did not move). A message that stops
+    /// being unread leaves its conversation's `unread` count. **Not flushed**:
+    /// callers flush in batches.
     pub fn set_message_state(
         &self,
         id: MessageId,
         state: MessageState,
         remove_outbox: bool,
     ) -> Result<Option<MessageState>, StoreError> {
-        let keys = self.inner.keys_with_id(id)?;
-        self.inner
-            .transact(|tx| tx.set_state(id, &keys, state, remove_outbox))
+        let mut batch = self.inner.log.batch();
+        let Some(found) = batch.index().resolve(id) else {
+            return Err(StoreError::not_found("message", id));
+        };
+        if remove_outbox {
+            batch.drop_outbox(id)?;
+        }
+        let moved = batch.set_state(&found.key.1, state)?;
+        batch.commit()?;
+        Ok(moved.then_some(state))
     }
 
     /// Deletes the tombstones of deleted messages that a replay received at
@@ -374,9 +410,8 @@ impl Store {
     }
 
     /// Marks every unread incoming message of `conv` `Read` and lowers its
-    /// `unread` count accordingly (to 0 unless a message arrives
-    /// concurrently); returns the messages newly marked, oldest first, e.g.
-    /// to send read receipts. Flushed. [`StoreError::NotFound`] if the
+    /// `unread` count to 0; returns the messages newly marked, oldest first,
+    /// e.g. to send read receipts. Flushed. [`StoreError::NotFound`] if the
     /// conversation does not exist.
     pub fn mark_read(&self, conv: ConversationId) -> Result<Vec<Message>, StoreError> {
         let read = self.stage_read(conv)?;
@@ -387,15 +422,48 @@ impl Store {
     /// [`Store::mark_read`] without the flush: atomic and visible at once,
     /// durable after the caller's next [`Store::flush`].
     pub fn stage_read(&self, conv: ConversationId) -> Result<Vec<Message>, StoreError> {
-        let keys = self
-            .inner
-            .trees
-            .unread
-            .scan_prefix(conv.0)
-            .keys()
-            .map(|k| fixed::<KEY_LEN>(UNREAD, &k.map_err(db)?))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.inner.transact(|tx| tx.mark_read(conv, &keys))
+        if !self.inner.conversation_exists(conv)? {
+            return Err(StoreError::not_found("conversation", conv));
+        }
+        let mut batch = self.inner.log.batch();
+        let unread: Vec<_> = match batch.index().conversation(conv) {
+            Some(c) => c.unread.iter().map(|&key| (key, c.messages[&key])).collect(),
+            None => Vec::new(),
+        };
+        for (key, _) in &unread {
+            batch.set_state(&key.1, MessageState::Read)?;
+        }
+        batch.commit()?;
+        unread
+            .into_iter()
+            .map(|(_, slot)| {
+                let mut msg = self.inner.log.read(&slot)?;
+                msg.state = MessageState::Read;
+                Ok(msg)
+            })
+            .collect()
+    }
+}
+
+impl Conversation {
+    /// Fills in the counters the message log keeps (the stored record holds
+    /// only what its creation, or an older layout, wrote).
+    pub(crate) fn with_counters(mut self, log: &MessageLog) -> Conversation {
+        let state = log.lock();
+        match state.index.conversation(self.id) {
+            Some(c) => {
+                self.unread = u32::try_from(c.unread.len()).unwrap_or(u32::MAX);
+                self.last_activity_ms = self.last_activity_ms.max(c.last_activity_ms);
+                self.last_lamport = self.last_lamport.max(c.last_lamport);
+            }
+            None => self.unread = 0,
+        }
+        self
+    }
+
+    /// Decodes a stored record and fills in its counters.
+    pub(crate) fn read(bytes: &[u8], log: &MessageLog) -> Result<Conversation, StoreError> {
+        decode::<Conversation>(CONVERSATIONS, bytes).map(|c| c.with_counters(log))
     }
 }
 

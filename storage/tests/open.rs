@@ -216,14 +216,6 @@ fn corrupt_values_are_typed_errors() {
             .unwrap()
             .insert(common::peer(1).to_base58(), garbage)
             .unwrap();
-        db.open_tree("message_index")
-            .unwrap()
-            .insert(mid(2).0, &b"short"[..])
-            .unwrap();
-        db.open_tree("unread")
-            .unwrap()
-            .insert(&b"bad key"[..], &b""[..])
-            .unwrap();
         db.flush().unwrap();
     }
     let store = open(&path).unwrap();
@@ -232,22 +224,13 @@ fn corrupt_values_are_typed_errors() {
     assert!(corrupt(store.conversations().list().map(drop)));
     assert!(corrupt(store.contacts().get(&common::peer(1)).map(drop)));
     assert!(corrupt(store.contacts().list().map(drop)));
-    assert!(corrupt(
-        store
-            .messages()
-            .insert(&incoming(cid(1), mid(3), 3))
-            .map(drop)
-    ));
-    assert!(corrupt(store.messages().get(mid(2)).map(drop)));
-    assert!(corrupt(
-        store
-            .set_message_state(mid(2), kith_storage::MessageState::Read, false)
-            .map(drop)
-    ));
-    assert!(corrupt(store.mark_read(cid(1)).map(drop)));
+    // Messages live in the message log (its damaged records are tested beside
+    // it, in msglog's unit tests): a damaged conversation record does not stop them.
     // Intact entries are still readable.
     assert_eq!(
         store.messages().get(mid(1)).unwrap(),
         Some(incoming(cid(1), mid(1), 1))
     );
+    store.messages().insert(&incoming(cid(1), mid(3), 3)).unwrap();
+    assert_eq!(store.mark_read(cid(1)).unwrap().len(), 2);
 }

@@ -217,7 +217,10 @@ fn a_media_node_refusal_is_kept_with_the_file_and_the_file_still_goes_directly()
     bob.stop();
     let dir = tempfile::tempdir().unwrap();
     let file = random_file(dir.path(), "two.bin", 2 * MIB);
-    let id = send_file(&alice, "Bob", &file, "");
+    // Waits until the message is with the relay: Alice leaves right after.
+    let sent = alice.json(&["send-file", "Bob", file.to_str().unwrap(), "--wait", "sent", "--json"]);
+    assert_eq!(sent["state"], "sent", "{sent}");
+    let id = sent["file"]["id"].as_str().unwrap().to_owned();
     let record = file_of(&alice, &id).unwrap();
     assert_eq!(record["state"], "shared", "{record}");
     let error = record["error"].as_str().unwrap();

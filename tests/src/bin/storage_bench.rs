@@ -1,6 +1,6 @@
-//! What the storage layer alone can do per message (issue 13): the node's store as it
-//! is (the multi-tree transactions of a send, its delivery state and a receipt), an
-//! append-only layout on the same sled (one log tree written with atomic single-tree
+//! What the storage layer alone can do per message (issue 13): the node's store (since
+//! schema 3 its message log: one frame per batch, indexes in memory) for a send, its
+//! delivery state and a receipt; an append-only layout on sled (one log tree written with atomic single-tree
 //! batches, state changes as small records beside it), and the disk's floor (append to
 //! a plain file and `fdatasync` it). Every variant writes batches of `--batch`
 //! messages and makes each batch durable before the next, as group commit does.
@@ -81,8 +81,8 @@ fn report(what: &str, messages: usize, took: Duration) {
     println!("{what:<58} {:>9.0} msg/s  {per:>6.1} µs/msg", messages as f64 / took.as_secs_f64());
 }
 
-/// The sender today: stage a batch (message, index, conversation, outbox entry in one
-/// transaction), flush, then record the answer (message rewritten, entry removed), flush.
+/// The sender: stage a batch (messages and their outbox entries in one frame), flush,
+/// then record the answer (state records, entries dropped), flush.
 fn store_sender(args: &Args) {
     let dir = tempfile::tempdir().unwrap();
     let store = fresh_store(&dir);
@@ -101,11 +101,10 @@ fn store_sender(args: &Args) {
         store.set_message_states(&answers, true).unwrap();
         store.flush().unwrap();
     }
-    report("store today, sender (stage + answer, 2 flushes/batch)", args.messages, started.elapsed());
+    report("store (message log), sender (stage + answer, 2 flushes/batch)", args.messages, started.elapsed());
 }
 
-/// The receiver today: one transaction per batch (duplicate check, message, index,
-/// unread, conversation), flush.
+/// The receiver: one frame per batch (after the duplicate and tombstone checks), flush.
 fn store_receiver(args: &Args) {
     let dir = tempfile::tempdir().unwrap();
     let store = fresh_store(&dir);
@@ -115,7 +114,7 @@ fn store_receiver(args: &Args) {
             (first..(first + args.batch).min(args.messages)).map(|n| message(n, Direction::Incoming)).collect();
         store.insert_incoming_batch(&batch).unwrap();
     }
-    report("store today, receiver (insert batch, 1 flush/batch)", args.messages, started.elapsed());
+    report("store (message log), receiver (insert batch, 1 flush/batch)", args.messages, started.elapsed());
 }
 
 fn cbor(m: &Message) -> Vec<u8> {

@@ -1,0 +1,211 @@
+//! The message log against its file: reopening rebuilds the same index, a
+//! crash's torn tail is cut off, orphans are forgotten, compaction keeps what
+//! is live, and damage is a typed error.
+
+use std::collections::HashSet;
+use std::fs;
+
+use super::*;
+use crate::messages::Direction;
+use crate::outbox::Recipient;
+
+const CONV: ConversationId = ConversationId([1; 16]);
+
+fn message(n: u8, direction: Direction, state: MessageState) -> Message {
+    Message {
+        id: MessageId([n; 16]),
+        conversation: CONV,
+        author: format!("author-{}", n % 3),
+        lamport: u64::from(n),
+        sent_at_ms: 1_000 + u64::from(n),
+        received_at_ms: 2_000 + u64::from(n),
+        text: format!("message number {n}"),
+        state,
+        direction,
+        file: None,
+    }
+}
+
+fn entry(n: u8, payload: usize) -> OutboxEntry {
+    OutboxEntry {
+        id: MessageId([n; 16]),
+        recipient: Recipient::Unreadable("someone".into()),
+        payload: vec![n; payload],
+        attempts: 1,
+        next_attempt_ms: u64::from(n),
+        created_at_ms: 0,
+    }
+}
+
+fn open(dir: &Path) -> MessageLog {
+    MessageLog::open(dir, &HashSet::from([CONV]), true).unwrap()
+}
+
+/// Everything a reader can see: messages in order with their states, the unread
+/// set, and the outbox.
+fn contents(log: &MessageLog) -> (Vec<Message>, usize, Vec<OutboxEntry>) {
+    let state = log.lock();
+    let (slots, unread) = match state.index.conversation(CONV) {
+        Some(c) => (c.messages.values().copied().collect::<Vec<_>>(), c.unread.len()),
+        None => (Vec::new(), 0),
+    };
+    let mut outbox: Vec<OutboxEntry> = state.index.outbox().values().cloned().collect();
+    outbox.sort_by_key(|e| e.id);
+    drop(state);
+    (slots.iter().map(|s| log.read(s).unwrap()).collect(), unread, outbox)
+}
+
+fn write_some(log: &MessageLog) {
+    let mut batch = log.batch();
+    for n in 0..10 {
+        let direction = if n % 2 == 0 { Direction::Incoming } else { Direction::Outgoing };
+        let state = if direction == Direction::Incoming { MessageState::Delivered } else { MessageState::Pending };
+        assert!(batch.add_message(&message(n, direction, state)).unwrap());
+        if direction == Direction::Outgoing {
+            batch.put_outbox(&entry(n, 50)).unwrap();
+        }
+    }
+    assert!(!batch.add_message(&message(3, Direction::Outgoing, MessageState::Pending)).unwrap(), "held");
+    batch.commit().unwrap();
+    let mut batch = log.batch();
+    let r1 = message(1, Direction::Outgoing, MessageState::Pending).ref_key();
+    assert!(batch.set_state(&r1, MessageState::Delivered).unwrap());
+    assert!(batch.drop_outbox(MessageId([1; 16])).unwrap());
+    let r2 = message(2, Direction::Incoming, MessageState::Delivered).ref_key();
+    assert!(batch.set_state(&r2, MessageState::Read).unwrap());
+    assert!(!batch.set_state(&r2, MessageState::Delivered).unwrap(), "backwards");
+    batch.commit().unwrap();
+}
+
+#[test]
+fn reopening_rebuilds_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    log.sync().unwrap();
+    let before = contents(&log);
+    assert_eq!(before.0.len(), 10);
+    assert_eq!(before.1, 4, "five incoming, one read");
+    assert_eq!(before.2.len(), 4);
+    assert_eq!(before.0[1].state, MessageState::Delivered);
+    drop(log);
+    assert_eq!(contents(&open(dir.path())), before);
+}
+
+#[test]
+fn a_torn_last_frame_is_dropped_whole_and_writing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    let kept = contents(&log);
+    let mut batch = log.batch();
+    batch.add_message(&message(50, Direction::Incoming, MessageState::Delivered)).unwrap();
+    batch.add_message(&message(51, Direction::Incoming, MessageState::Delivered)).unwrap();
+    batch.commit().unwrap();
+    drop(log);
+    let path = dir.path().join(FILE_NAME);
+    let len = fs::metadata(&path).unwrap().len();
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len - 7).unwrap();
+    drop(file);
+
+    let log = open(dir.path());
+    assert_eq!(contents(&log), kept, "both messages of the torn frame are gone, nothing else");
+    let mut batch = log.batch();
+    batch.add_message(&message(60, Direction::Incoming, MessageState::Delivered)).unwrap();
+    batch.commit().unwrap();
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(contents(&log).0.len(), kept.0.len() + 1, "a frame written after the cut reads back");
+}
+
+#[test]
+fn messages_of_a_conversation_that_does_not_exist_are_forgotten_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    write_some(&open(dir.path()));
+    let log = MessageLog::open(dir.path(), &HashSet::new(), true).unwrap();
+    assert!(log.lock().index.conversation(CONV).is_none());
+    drop(log);
+    // Made again later, the conversation starts empty.
+    assert!(contents(&open(dir.path())).0.is_empty());
+}
+
+#[test]
+fn compaction_keeps_every_live_record_and_drops_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    // Garbage: outbox entries queued and dropped, 12 MiB in all.
+    for round in 0..12u8 {
+        let mut batch = log.batch();
+        batch.put_outbox(&entry(100 + round, 1 << 20)).unwrap();
+        batch.commit().unwrap();
+        let mut batch = log.batch();
+        batch.drop_outbox(MessageId([100 + round; 16])).unwrap();
+        batch.commit().unwrap();
+    }
+    let before = contents(&log);
+    drop(log);
+    let path = dir.path().join(FILE_NAME);
+    let big = fs::metadata(&path).unwrap().len();
+    assert!(big > COMPACT_MIN);
+    let log = open(dir.path());
+    let small = fs::metadata(&path).unwrap().len();
+    assert!(small < 64 << 10, "{big} bytes compacted to {small}");
+    assert_eq!(contents(&log), before);
+    drop(log);
+    assert_eq!(contents(&open(dir.path())), before, "and it stays so");
+}
+
+#[test]
+fn a_damaged_record_inside_a_whole_frame_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    // A frame that passes its checksum but whose message CBOR is not a message.
+    let mut frame = Frame::new();
+    let msg = message(1, Direction::Incoming, MessageState::Delivered);
+    push_message(&mut frame, &MessageHeader::of(&msg), b"\xff\xff not cbor").unwrap();
+    let end = log.lock().end;
+    log.file.write_all_at(&frame.finish().unwrap(), end).unwrap();
+    drop(log);
+    let log = open(dir.path());
+    let slot = log.lock().index.find(&msg.ref_key()).unwrap().slot;
+    assert!(matches!(log.read(&slot), Err(StoreError::Corrupt { .. })));
+
+    // And a frame whose record lengths run past it refuses to open, typed.
+    let mut payload = vec![record::STATE, 0xff, 0xff, 0, 0];
+    payload.extend_from_slice(&[0; 8]);
+    let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&blake3::hash(&payload).as_bytes()[..8]);
+    bytes.extend_from_slice(&payload);
+    let end = log.lock().end;
+    log.file.write_all_at(&bytes, end).unwrap();
+    drop(log);
+    let reopened = MessageLog::open(dir.path(), &HashSet::from([CONV]), true);
+    assert!(matches!(reopened, Err(StoreError::Io(_))), "{reopened:?}");
+}
+
+#[test]
+fn a_batch_abandoned_half_way_stops_all_writes_but_not_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    {
+        let mut batch = log.batch();
+        batch.add_message(&message(70, Direction::Incoming, MessageState::Delivered)).unwrap();
+    }
+    let mut batch = log.batch();
+    assert!(matches!(batch.put_outbox(&entry(71, 1)), Err(StoreError::Io(_))));
+    drop(batch);
+    let written = message(0, Direction::Incoming, MessageState::Delivered);
+    let slot = log.lock().index.find(&written.ref_key()).unwrap().slot;
+    assert_eq!(log.read(&slot).unwrap(), written, "reads of what was written go on");
+}
+
+#[test]
+fn a_missing_log_is_damage_once_it_was_created() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(MessageLog::open(dir.path(), &HashSet::new(), false), Err(StoreError::Corrupt { .. })));
+    fs::write(dir.path().join(FILE_NAME), b"something else").unwrap();
+    assert!(matches!(MessageLog::open(dir.path(), &HashSet::new(), true), Err(StoreError::Corrupt { .. })));
+}
