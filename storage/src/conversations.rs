@@ -80,6 +80,11 @@ impl Conversations {
             unread: 0,
             last_lamport: 0,
         };
+        // Nearly always it exists (every received message asks): a plain read
+        // first, as a sled transaction writes to sled's log even when it only reads.
+        if let Some(v) = self.inner.trees.conversations.get(id.0).map_err(db)? {
+            return Conversation::read(&v, &self.inner.log);
+        }
         let encoded = encode(&fresh)?;
         let conv = tx(self.inner.trees.conversations.transaction(|t| {
             use sled::transaction::ConflictableTransactionError::Abort;

@@ -1,11 +1,13 @@
-//! kith's local data model and its persistence in [sled].
+//! kith's local data model and its persistence: messages, their delivery
+//! states and the outbox in an append-only message log of our own, the small
+//! tables in [sled].
 //!
 //! A [`Store`] is one open database. Its handles — [`Contacts`],
 //! [`Conversations`], [`Messages`], [`Outbox`], [`Groups`], [`Settings`],
-//! [`Invites`] — each cover one logical table (one sled tree); operations
-//! whose invariants span tables are methods of [`Store`] and run as one
-//! multi-tree transaction. No sled type appears in the API: sled 0.34 is beta
-//! and its on-disk format will change, so the crate stays replaceable.
+//! [`Invites`], [`Files`] — each cover one logical table; operations whose
+//! invariants span tables are methods of [`Store`]. No sled type appears in
+//! the API: sled 0.34 is beta and its on-disk format will change, so the crate
+//! stays replaceable.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,16 +40,21 @@
 //!
 //! # Layout
 //!
-//! Keys are big-endian so byte order is numeric order; values are CBOR.
 //! A message is identified by its author and its id (an id alone is chosen by
-//! an author, so another author could reuse it). Messages are keyed
-//! `conversation ‖ lamport ‖ id ‖ author digest`, so a conversation's history
-//! is one ordered range; an `id ‖ author digest` index makes lookups by
-//! (author, id), and by id alone, O(log n). Deleted messages leave
-//! tombstones for as long as a replay could bring them back (see
-//! [`REPLAY_WINDOW`]). A `meta` tree records the schema version
-//! ([`SCHEMA_VERSION`]), checked on [`Store::open`], which migrates older
-//! databases.
+//! an author, so another author could reuse it). Messages live in the message
+//! log (`messages.log` in the database directory): one checksummed frame per
+//! write call, all or nothing across a crash, with every index — each
+//! conversation in `(lamport, id, author digest)` order, lookups by (author,
+//! id) and by id alone, the unread set, the conversation counters, the outbox
+//! — held in memory and rebuilt at open from fixed-size record headers. Texts
+//! are read from the file only when asked for. docs/PROTOCOL.md ("The local
+//! store") describes the format and what a crash at each point does.
+//!
+//! The sled trees use big-endian keys, so byte order is numeric order; values
+//! are CBOR. Deleted messages leave tombstones there for as long as a replay
+//! could bring them back (see [`REPLAY_WINDOW`]). A `meta` tree records the
+//! schema version ([`SCHEMA_VERSION`]), checked on [`Store::open`], which
+//! migrates older databases.
 //!
 //! # Durability
 //!
@@ -65,10 +72,13 @@
 //! [`Conversations::get_or_create`]/[`remove`](Conversations::remove), and
 //! every `put`, `set`, `remove`, `create`, `redeem`, `set_state` and
 //! `purge_expired` of the table handles — is atomic but **not** flushed:
-//! after a crash it may be lost (never half-applied). sled flushes in the
-//! background every 500 ms; call [`Store::flush`] where a write must be
+//! after an operating-system crash it may be lost (never half-applied; a
+//! `kill -9` of the process alone loses nothing written). sled flushes its
+//! trees in the background every 500 ms, the kernel writes the message log
+//! back within its own interval; call [`Store::flush`] where a write must be
 //! durable, e.g. after a batch of state changes. (A conversation's removal
-//! and its messages' tombstones are one transaction.
+//! and its messages' tombstones are one sled transaction, flushed before the
+//! log forgets the messages.
 //! [`Store::prune_tombstones`] deletes tombstones one at a time, none of them
 //! still needed, so a crash part-way is harmless.)
 //!
@@ -76,7 +86,8 @@
 //!
 //! [`OpenError`] says why a database cannot be opened (I/O, locked, corrupt,
 //! foreign, too new); [`StoreError`] covers operations. A value that fails to
-//! decode is [`StoreError::Corrupt`], never a panic.
+//! decode is [`StoreError::Corrupt`], never a panic; a message log that cannot
+//! be read or written is [`StoreError::Io`].
 
 mod codec;
 mod contacts;

@@ -5,8 +5,12 @@
 //! a plain file and `fdatasync` it). Every variant writes batches of `--batch`
 //! messages and makes each batch durable before the next, as group commit does.
 //!
+//! With `--history N` it measures instead what a history of N messages costs when the
+//! store opens: the time to open it and the memory its indexes take (in a fresh
+//! process, so nothing of the writing is counted).
+//!
 //! Run: `cargo run --release -p kith-tests --bin storage-bench -- [--messages N]
-//! [--batch N]`. Numbers go to docs/PERFORMANCE.md; nothing here is a pass/fail test.
+//! [--batch N]` or `-- --history N`. Numbers go to docs/PERFORMANCE.md; nothing here is a pass/fail test.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,20 +24,92 @@ use kith_storage::{
 struct Args {
     messages: usize,
     batch: usize,
+    history: Option<usize>,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { messages: 50_000, batch: 32 };
+    let mut args = Args { messages: 50_000, batch: 32, history: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--reopen" {
+            // The child process of `--history`: open the store at this path and report.
+            reopen(std::path::Path::new(&it.next().expect("--reopen needs a path")));
+            std::process::exit(0);
+        }
         let value: usize = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{flag} needs a number"));
         match flag.as_str() {
             "--messages" => args.messages = value.max(1),
             "--batch" => args.batch = value.max(1),
+            "--history" => args.history = Some(value.max(1)),
             other => panic!("unknown flag {other}"),
         }
     }
     args
+}
+
+/// Conversations a `--history` is spread over.
+const HISTORY_CONVERSATIONS: usize = 50;
+
+/// Writes a history of `n` messages (half incoming, half outgoing and delivered, over
+/// [`HISTORY_CONVERSATIONS`] conversations), then measures opening it in a fresh process.
+fn history(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path).unwrap();
+        let convs: Vec<ConversationId> = (0..HISTORY_CONVERSATIONS)
+            .map(|c| {
+                let id = ConversationId::from_bytes([c as u8 + 1; 16]);
+                let kind = ConversationKind::Direct { peer_id: format!("12D3KooWBenchPeer{c}") };
+                store.conversations().get_or_create(id, kind, 0).unwrap();
+                id
+            })
+            .collect();
+        for first in (0..n).step_by(1000) {
+            let batch: Vec<Message> = (first..(first + 1000).min(n))
+                .map(|i| {
+                    let direction = if i % 2 == 0 { Direction::Incoming } else { Direction::Outgoing };
+                    Message { conversation: convs[i % HISTORY_CONVERSATIONS], ..message(i, direction) }
+                })
+                .collect();
+            store.stage_incoming(&batch).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let size = std::fs::metadata(path.join("messages.log")).unwrap().len();
+    println!("history of {n} messages over {HISTORY_CONVERSATIONS} conversations: log {:.1} MiB", size as f64 / 1048576.0);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--reopen")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Opens the store at `path`, reporting the time and the resident memory it took.
+fn reopen(path: &std::path::Path) {
+    let before = rss_kib();
+    let started = Instant::now();
+    let store = Store::open(path).unwrap();
+    let took = started.elapsed();
+    let after = rss_kib();
+    let convs = store.conversations().list().unwrap();
+    let messages: usize = convs.iter().map(|c| store.messages().count(c.id).unwrap()).sum();
+    println!(
+        "  open: {:.1} ms; resident memory {} -> {} KiB (+{} KiB, {:.0} bytes per message); {} messages indexed",
+        took.as_secs_f64() * 1e3,
+        before,
+        after,
+        after - before,
+        (after - before) as f64 * 1024.0 / messages.max(1) as f64,
+        messages
+    );
+}
+
+fn rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 const CONVERSATION: ConversationId = ConversationId::from_bytes([1; 16]);
@@ -206,8 +282,33 @@ fn file_floor(args: &Args) {
     println!("  one fdatasync here: {:.3} ms on average", took.as_secs_f64() * 1e3 / f64::from(syncs));
 }
 
+/// What a flush costs when nothing was written since the last one, and when one
+/// message was: the floor under every durable answer.
+fn flush_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(&dir);
+    store.flush().unwrap();
+    let started = Instant::now();
+    for _ in 0..1000 {
+        store.flush().unwrap();
+    }
+    let idle = started.elapsed() / 1000;
+    let started = Instant::now();
+    for n in 0..1000 {
+        store.stage_incoming(&[message(n, Direction::Incoming)]).unwrap();
+        store.flush().unwrap();
+    }
+    let one = started.elapsed() / 1000;
+    println!("flush with nothing written: {:.3} ms; one message stored and flushed: {:.3} ms", idle.as_secs_f64() * 1e3, one.as_secs_f64() * 1e3);
+}
+
 fn main() {
     let args = parse_args();
+    flush_floor();
+    if let Some(n) = args.history {
+        history(n);
+        return;
+    }
     println!("{} messages of {TEXT_BYTES} bytes of text, {} per durable batch", args.messages, args.batch);
     store_sender(&args);
     store_receiver(&args);
