@@ -165,14 +165,7 @@ impl Actor {
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| StartError::Build(e.to_string()))?
             .with_behaviour(|key, relay_client| {
-                Behaviour::new(
-                    key,
-                    relay_client,
-                    mdns_on,
-                    timers.request_timeout,
-                    timers.connection_limits.clone(),
-                    timers.autonat.config(),
-                )
+                Behaviour::new(key, relay_client, mdns_on, &timers)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
             })
             .map_err(|e| StartError::Build(e.to_string()))?

@@ -45,10 +45,9 @@ impl Behaviour {
         key: &identity::Keypair,
         relay_client: relay::client::Behaviour,
         mdns_on: bool,
-        request_timeout: std::time::Duration,
-        limits: conn_limits::ConnectionLimits,
-        autonat: autonat::Config,
+        timers: &super::Timers,
     ) -> std::io::Result<Behaviour> {
+        let request_timeout = timers.request_timeout;
         let peer_id = key.public().to_peer_id();
         let dm = request_response::Behaviour::with_codec(
             dm::Codec::default(),
@@ -71,11 +70,11 @@ impl Behaviour {
         // cannot tell who wrote what.
         let gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Anonymous,
-            gossip_config().map_err(std::io::Error::other)?,
+            gossip_config(timers.gossip_heartbeat).map_err(std::io::Error::other)?,
         )
         .map_err(std::io::Error::other)?;
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-        kad_config.set_query_timeout(std::time::Duration::from_secs(30));
+        kad_config.set_query_timeout(timers.dht_query_timeout);
         let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
         // Every kith node serves the DHT: peers on one LAN or loopback have no
         // "confirmed external address" for kad's automatic mode to go by.
@@ -90,14 +89,14 @@ impl Behaviour {
             None
         };
         Ok(Behaviour {
-            limits: conn_limits::Behaviour::new(limits),
+            limits: conn_limits::Behaviour::new(timers.connection_limits.clone()),
             dm,
             mailbox,
             grouplog,
             gossipsub,
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
-            autonat: autonat::Behaviour::new(peer_id, autonat),
+            autonat: autonat::Behaviour::new(peer_id, timers.autonat.config()),
             kad,
             identify,
             ping: ping::Behaviour::default(),
@@ -114,13 +113,13 @@ impl Behaviour {
 /// message is a duplicate; the
 /// publisher sends to its mesh only (`flood_publish` off), so what a sender uploads
 /// per message does not grow with the group.
-fn gossip_config() -> Result<gossipsub::Config, String> {
+fn gossip_config(heartbeat: std::time::Duration) -> Result<gossipsub::Config, String> {
     gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         .flood_publish(false)
         .max_transmit_size(crate::grouplog::MAX_ITEM_LEN + 4 * 1024)
-        .heartbeat_interval(std::time::Duration::from_millis(500))
+        .heartbeat_interval(heartbeat)
         .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
         .build()
         .map_err(|e| e.to_string())

@@ -25,10 +25,6 @@ use crate::views::FileEntryView;
 
 /// Downloads running at once.
 const PARALLEL: usize = 2;
-/// First wait before a failed download is tried again; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(5);
-/// Longest wait between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Least time between two progress events of one file.
 pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -88,6 +84,9 @@ pub(crate) struct Context {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) config: FilesConfig,
+    /// The first and the longest wait before a failed download is tried again
+    /// (`Timers::download_retry_initial` and `download_retry_max`).
+    pub(crate) retry: (Duration, Duration),
     pub(crate) me: PeerId,
     pub(crate) counters: Arc<Counters>,
 }
@@ -287,7 +286,8 @@ impl Task {
             Err(error) => {
                 let Some(job) = self.jobs.get_mut(&blob) else { return };
                 job.failures += 1;
-                let backoff = FIRST_BACKOFF.saturating_mul(1 << job.failures.min(6)).min(MAX_BACKOFF);
+                let (first, max) = self.context.retry;
+                let backoff = first.saturating_mul(1 << job.failures.min(6)).min(max);
                 job.not_before = Some(Instant::now() + backoff);
                 tracing::debug!(blob = %hex::encode(blob), %error, ?backoff, "file download failed; will retry");
                 if error.starts_with(FAILED_FOR_GOOD) {

@@ -87,6 +87,17 @@ pub struct Timers {
     /// Least time between two syncs of one group's history with one peer, asked or
     /// answered (default 10 s): a member cannot make us fill our outbox with answers.
     pub group_sync_spacing: Duration,
+    /// How long a DHT query (a peer record lookup or publication) may run (default 30 s).
+    pub dht_query_timeout: Duration,
+    /// The gossip mesh's heartbeat, which repairs the mesh and gossips what was
+    /// published (default 500 ms).
+    pub gossip_heartbeat: Duration,
+    /// First wait before a failed file download is tried again; it doubles per failure
+    /// up to `download_retry_max` (defaults 5 s and 5 min; any peer connecting retries
+    /// at once).
+    pub download_retry_initial: Duration,
+    /// Ceiling of the download retry backoff (default 5 min).
+    pub download_retry_max: Duration,
 }
 
 impl Default for Timers {
@@ -108,6 +119,10 @@ impl Default for Timers {
             publish_spacing: Duration::from_secs(2),
             group_retry: Duration::from_secs(3),
             group_sync_spacing: Duration::from_secs(10),
+            dht_query_timeout: Duration::from_secs(30),
+            gossip_heartbeat: Duration::from_millis(500),
+            download_retry_initial: Duration::from_secs(5),
+            download_retry_max: Duration::from_secs(300),
         }
     }
 }
@@ -739,6 +754,7 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
     let (events_tx, _) = broadcast::channel(config.timers.event_buffer.max(1));
     let peer_id = config.identity.peer_id();
     let files = config.files.clone();
+    let download_retry = (config.timers.download_retry_initial, config.timers.download_retry_max);
     let me = config.identity.peer_id();
     let (actor, listen_addrs) =
         actor::Actor::build(config, store.clone(), commands_rx, events_tx.clone()).await?;
@@ -766,6 +782,7 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
                 commands: commands_tx.clone(),
                 events: events_tx.clone(),
                 config: files,
+                retry: download_retry,
                 me,
                 counters: counters.clone(),
             });
