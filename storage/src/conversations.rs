@@ -130,7 +130,7 @@ impl Conversations {
         let t = &self.inner.trees;
         let mut batch = self.inner.log.batch();
         let slots: Vec<([u8; REF_LEN], crate::msglog::index::Slot)> = match batch.index().conversation(id) {
-            Some(c) => c.messages.iter().map(|(key, slot)| (key.1, *slot)).collect(),
+            Some(c) => c.entries().iter().map(|e| (e.key.1, e.slot)).collect(),
             None => Vec::new(),
         };
         let mut tombstones = Vec::new();

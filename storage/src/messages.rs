@@ -219,11 +219,11 @@ impl Messages {
             };
             let mut page: Vec<(OrderKey, Slot)> = Vec::new();
             if let Some(c) = index.conversation(conv) {
-                let newest_first: Box<dyn Iterator<Item = (&OrderKey, &Slot)>> = match bound {
-                    None => Box::new(c.messages.iter().rev()),
-                    Some(key) => Box::new(c.messages.range(..key).rev()),
+                let older = match bound {
+                    None => c.entries(),
+                    Some(key) => c.before(&key),
                 };
-                for (key, slot) in newest_first {
+                for entry in older.iter().rev() {
                     if page.len() >= limit {
                         // Extend the page until its first message is the oldest with its id.
                         let id = page.last().map(|(k, _)| MessageId(id_of(&k.1)));
@@ -232,7 +232,7 @@ impl Messages {
                             _ => break,
                         }
                     }
-                    page.push((*key, *slot));
+                    page.push((entry.key, entry.slot));
                 }
             }
             page
@@ -242,14 +242,14 @@ impl Messages {
 
     /// Number of messages stored in `conv`.
     pub fn count(&self, conv: ConversationId) -> Result<usize, StoreError> {
-        Ok(self.inner.log.lock().index.conversation(conv).map_or(0, |c| c.messages.len()))
+        Ok(self.inner.log.lock().index.conversation(conv).map_or(0, |c| c.len()))
     }
 
     /// How many messages `conv` holds and how many bytes of text (reads every
     /// message: O(messages)).
     pub fn usage(&self, conv: ConversationId) -> Result<Usage, StoreError> {
         let slots: Vec<Slot> = match self.inner.log.lock().index.conversation(conv) {
-            Some(c) => c.messages.values().copied().collect(),
+            Some(c) => c.entries().iter().map(|e| e.slot).collect(),
             None => Vec::new(),
         };
         let mut usage = Usage::default();
@@ -269,7 +269,7 @@ impl Messages {
             .lock()
             .index
             .conversation(conv)
-            .and_then(|c| c.messages.values().next_back().copied());
+            .and_then(|c| c.entries().last().map(|e| e.slot));
         slot.map(|s| self.inner.log.read(&s)).transpose()
     }
 }

@@ -427,7 +427,7 @@ impl Store {
         }
         let mut batch = self.inner.log.batch();
         let unread: Vec<_> = match batch.index().conversation(conv) {
-            Some(c) => c.unread.iter().map(|&key| (key, c.messages[&key])).collect(),
+            Some(c) => c.unread.iter().filter_map(|key| c.get(key).map(|e| (*key, e.slot))).collect(),
             None => Vec::new(),
         };
         for (key, _) in &unread {

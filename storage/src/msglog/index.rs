@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::keys::{REF_LEN, RefKey};
+use crate::keys::{DIGEST_LEN, REF_LEN, RefKey};
 use crate::messages::{Direction, MessageState};
 use crate::outbox::OutboxEntry;
 use crate::types::{ConversationId, ID_LEN, MessageId};
@@ -35,14 +35,57 @@ impl Slot {
     }
 }
 
+/// One message of a conversation's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) key: OrderKey,
+    pub(crate) slot: Slot,
+}
+
 /// One conversation's messages and counters.
+///
+/// The messages are a vector sorted by [`OrderKey`] (56 bytes a message, no tree
+/// nodes): messages nearly always arrive in order, so an insert is an append or
+/// a short move near the end.
 #[derive(Debug, Default)]
 pub(crate) struct ConvIndex {
-    pub(crate) messages: BTreeMap<OrderKey, Slot>,
+    entries: Vec<Entry>,
     pub(crate) unread: BTreeSet<OrderKey>,
     /// The latest activity of any message (see `Message::activity_ms`).
     pub(crate) last_activity_ms: u64,
     pub(crate) last_lamport: u64,
+}
+
+impl ConvIndex {
+    /// The messages, oldest first.
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The messages ordered before `key`, oldest first.
+    pub(crate) fn before(&self, key: &OrderKey) -> &[Entry] {
+        &self.entries[..self.entries.partition_point(|e| e.key < *key)]
+    }
+
+    /// The message under `key`.
+    pub(crate) fn get(&self, key: &OrderKey) -> Option<&Entry> {
+        self.entries.binary_search_by(|e| e.key.cmp(key)).ok().map(|i| &self.entries[i])
+    }
+
+    /// Number of messages.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        match self.entries.last() {
+            Some(last) if last.key > entry.key => {
+                let at = self.entries.partition_point(|e| e.key < entry.key);
+                self.entries.insert(at, entry);
+            }
+            _ => self.entries.push(entry),
+        }
+    }
 }
 
 /// A located message: its conversation, order key and slot.
@@ -53,13 +96,25 @@ pub(crate) struct Found {
     pub(crate) slot: Slot,
 }
 
+/// Where the first author of an id put it.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    digest: [u8; DIGEST_LEN],
+    conversation: ConversationId,
+    lamport: u64,
+}
+
 /// The whole index.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     convs: HashMap<ConversationId, ConvIndex>,
-    /// Reference → conversation and lamport; ordered so that every author's
-    /// use of one id is a range.
-    refs: BTreeMap<RefKey, (ConversationId, u64)>,
+    /// Message id → where its first author's message is. Keyed by the id alone
+    /// (16 bytes, not the 32 of a reference) because a second author of one id
+    /// is rare: it goes to `more`.
+    places: HashMap<MessageId, Place>,
+    /// Reference → conversation and lamport, for every author of an id after
+    /// the first; ordered so that an id's authors are a range.
+    more: BTreeMap<RefKey, (ConversationId, u64)>,
     outbox: HashMap<MessageId, OutboxEntry>,
     /// Bytes of the file that current records need (message records and
     /// current outbox entries); the rest is garbage a compaction drops.
@@ -67,10 +122,28 @@ pub(crate) struct Index {
     outbox_bytes: HashMap<MessageId, u64>,
 }
 
+fn split(reference: &RefKey) -> (MessageId, [u8; DIGEST_LEN]) {
+    let mut id = [0; ID_LEN];
+    id.copy_from_slice(&reference[..ID_LEN]);
+    let mut digest = [0; DIGEST_LEN];
+    digest.copy_from_slice(&reference[ID_LEN..]);
+    (MessageId(id), digest)
+}
+
 impl Index {
+    /// Where the message with this reference is: conversation and lamport.
+    fn place(&self, reference: &RefKey) -> Option<(ConversationId, u64)> {
+        let (id, digest) = split(reference);
+        match self.places.get(&id) {
+            Some(p) if p.digest == digest => Some((p.conversation, p.lamport)),
+            Some(_) => self.more.get(reference).copied(),
+            None => None,
+        }
+    }
+
     /// Whether a message with this reference is held.
     pub(crate) fn contains(&self, reference: &RefKey) -> bool {
-        self.refs.contains_key(reference)
+        self.place(reference).is_some()
     }
 
     /// Adds a message; `false` (and nothing changes) if its reference is held.
@@ -83,12 +156,20 @@ impl Index {
         activity_ms: u64,
         record_len: u64,
     ) -> bool {
-        if self.refs.contains_key(&key.1) {
+        if self.contains(&key.1) {
             return false;
         }
-        self.refs.insert(key.1, (conversation, key.0));
+        let (id, digest) = split(&key.1);
+        match self.places.entry(id) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Place { digest, conversation, lamport: key.0 });
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.insert(key.1, (conversation, key.0));
+            }
+        }
         let conv = self.convs.entry(conversation).or_default();
-        conv.messages.insert(key, slot);
+        conv.insert(Entry { key, slot });
         if slot.is_unread() {
             conv.unread.insert(key);
         }
@@ -100,19 +181,26 @@ impl Index {
 
     /// The message with this reference.
     pub(crate) fn find(&self, reference: &RefKey) -> Option<Found> {
-        let &(conversation, lamport) = self.refs.get(reference)?;
+        let (conversation, lamport) = self.place(reference)?;
         let key = (lamport, *reference);
-        let slot = *self.convs.get(&conversation)?.messages.get(&key)?;
+        let slot = self.convs.get(&conversation)?.get(&key)?.slot;
         Some(Found { conversation, key, slot })
     }
 
     /// Every message with this id, whoever wrote it, in (conversation, order key) order.
     pub(crate) fn with_id(&self, id: MessageId) -> Vec<Found> {
+        let Some(first) = self.places.get(&id) else {
+            return Vec::new();
+        };
+        let mut reference = [0u8; REF_LEN];
+        reference[..ID_LEN].copy_from_slice(&id.0);
+        reference[ID_LEN..].copy_from_slice(&first.digest);
+        let mut found: Vec<Found> = self.find(&reference).into_iter().collect();
         let mut low = [0u8; REF_LEN];
         low[..ID_LEN].copy_from_slice(&id.0);
         let mut high = [0xffu8; REF_LEN];
         high[..ID_LEN].copy_from_slice(&id.0);
-        let mut found: Vec<Found> = self.refs.range(low..=high).filter_map(|(r, _)| self.find(r)).collect();
+        found.extend(self.more.range(low..=high).filter_map(|(r, _)| self.find(r)));
         found.sort_by_key(|f| (f.conversation, f.key));
         found
     }
@@ -137,7 +225,8 @@ impl Index {
         let Some(conv) = self.convs.get_mut(&found.conversation) else {
             return false;
         };
-        if let Some(slot) = conv.messages.get_mut(&found.key) {
+        if let Ok(i) = conv.entries.binary_search_by(|e| e.key.cmp(&found.key)) {
+            let slot = &mut conv.entries[i].slot;
             slot.state = state;
             if !slot.is_unread() {
                 conv.unread.remove(&found.key);
@@ -149,9 +238,28 @@ impl Index {
     /// Drops a conversation's messages; returns them.
     pub(crate) fn forget(&mut self, conversation: ConversationId) -> Option<ConvIndex> {
         let conv = self.convs.remove(&conversation)?;
-        for ((_, reference), slot) in &conv.messages {
-            self.refs.remove(reference);
-            self.live_bytes = self.live_bytes.saturating_sub(record_len_of(slot));
+        for entry in &conv.entries {
+            let (id, digest) = split(&entry.key.1);
+            match self.places.get(&id) {
+                Some(p) if p.digest == digest && p.conversation == conversation => {
+                    self.places.remove(&id);
+                    // Another author's message with this id becomes the first.
+                    let mut low = [0u8; REF_LEN];
+                    low[..ID_LEN].copy_from_slice(&id.0);
+                    let mut high = [0xffu8; REF_LEN];
+                    high[..ID_LEN].copy_from_slice(&id.0);
+                    let next = self.more.range(low..=high).next().map(|(r, place)| (*r, *place));
+                    if let Some((reference, (conversation, lamport))) = next {
+                        self.more.remove(&reference);
+                        let (_, digest) = split(&reference);
+                        self.places.insert(id, Place { digest, conversation, lamport });
+                    }
+                }
+                _ => {
+                    self.more.remove(&entry.key.1);
+                }
+            }
+            self.live_bytes = self.live_bytes.saturating_sub(record_len_of(&entry.slot));
         }
         Some(conv)
     }
@@ -187,6 +295,17 @@ impl Index {
     /// The outbox.
     pub(crate) fn outbox(&self) -> &HashMap<MessageId, OutboxEntry> {
         &self.outbox
+    }
+
+    /// Gives back the room vectors and maps grew into while the log was read
+    /// (a vector that doubled to hold its last message is up to half empty).
+    pub(crate) fn shrink(&mut self) {
+        for conv in self.convs.values_mut() {
+            conv.entries.shrink_to_fit();
+        }
+        self.places.shrink_to_fit();
+        self.outbox.shrink_to_fit();
+        self.outbox_bytes.shrink_to_fit();
     }
 
     /// Bytes of the file current records need.
@@ -226,7 +345,7 @@ mod tests {
         assert!(index.add(CONV, (5, r), slot(Direction::Incoming, Delivered), 1_000, 10));
         assert!(!index.add(CONV, (9, r), slot(Direction::Incoming, Delivered), 9_000, 10), "same reference");
         let c = index.conversation(CONV).unwrap();
-        assert_eq!((c.messages.len(), c.unread.len(), c.last_lamport, c.last_activity_ms), (1, 1, 5, 1_000));
+        assert_eq!((c.len(), c.unread.len(), c.last_lamport, c.last_activity_ms), (1, 1, 5, 1_000));
         assert!(index.add(CONV, (3, reference(2, 1)), slot(Direction::Outgoing, Pending), 500, 10));
         let c = index.conversation(CONV).unwrap();
         assert_eq!((c.unread.len(), c.last_lamport, c.last_activity_ms), (1, 5, 1_000), "ours are never unread; maxima kept");
@@ -267,10 +386,42 @@ mod tests {
         index.add(CONV, (1, r), s, 1, record_len_of(&s));
         index.put_outbox(entry(3), 40);
         assert_eq!(index.live_bytes(), record_len_of(&s) + 40);
-        assert_eq!(index.forget(CONV).unwrap().messages.len(), 1);
+        assert_eq!(index.forget(CONV).unwrap().len(), 1);
         assert!(!index.contains(&r) && index.conversation(CONV).is_none());
         assert_eq!(index.live_bytes(), 40);
         assert!(index.add(CONV, (1, r), s, 1, 1), "a forgotten reference may come back");
+    }
+
+    #[test]
+    fn messages_arriving_out_of_order_are_kept_in_order() {
+        let mut index = Index::default();
+        for lamport in [5u64, 1, 9, 3, 7, 2] {
+            assert!(index.add(CONV, (lamport, reference(lamport as u8, 1)), slot(Direction::Incoming, Read), 1, 1));
+        }
+        let c = index.conversation(CONV).unwrap();
+        let order: Vec<u64> = c.entries().iter().map(|e| e.key.0).collect();
+        assert_eq!(order, [1, 2, 3, 5, 7, 9]);
+        assert_eq!(c.before(&(5, reference(5, 1))).len(), 3);
+        assert_eq!(c.get(&(7, reference(7, 1))).unwrap().key.0, 7);
+        assert!(c.get(&(7, reference(7, 2))).is_none(), "another author's reference");
+    }
+
+    #[test]
+    fn a_second_author_of_an_id_survives_the_first_ones_conversation_going() {
+        let mut index = Index::default();
+        let other = ConversationId([2; 16]);
+        let (first, second) = (reference(7, 1), reference(7, 2));
+        index.add(CONV, (1, first), slot(Direction::Incoming, Read), 1, 1);
+        index.add(other, (4, second), slot(Direction::Incoming, Read), 1, 1);
+        assert!(index.contains(&first) && index.contains(&second));
+        index.forget(CONV);
+        assert!(!index.contains(&first));
+        assert_eq!(index.find(&second).unwrap().conversation, other);
+        assert_eq!(index.with_id(MessageId([7; 16])).len(), 1);
+        assert!(index.add(CONV, (1, first), slot(Direction::Incoming, Read), 1, 1), "back once forgotten");
+        assert_eq!(index.with_id(MessageId([7; 16])).len(), 2);
+        index.forget(other);
+        assert_eq!(index.resolve(MessageId([7; 16])).unwrap().key.1, first);
     }
 
     fn entry(id: u8) -> OutboxEntry {

@@ -122,6 +122,7 @@ impl MessageLog {
         }
         let mut index = Index::default();
         let scanned = frame::scan(BufReader::with_capacity(1 << 20, &file), io_error, |r| replay(&mut index, &r))?;
+        index.shrink();
         let len = file.seek(SeekFrom::End(0)).map_err(io_error)?;
         if scanned.damaged_tail || len != scanned.valid_end {
             tracing::warn!(
@@ -171,7 +172,8 @@ impl MessageLog {
             let mut frame = Frame::new();
             for conv in state.index.conversations() {
                 let Some(c) = state.index.conversation(conv) else { continue };
-                for (&(lamport, reference), slot) in &c.messages {
+                for entry in c.entries() {
+                    let ((lamport, reference), slot) = (entry.key, &entry.slot);
                     let mut cbor = vec![0; slot.len as usize];
                     self.file.read_exact_at(&mut cbor, slot.at).map_err(io_error)?;
                     let header = MessageHeader {

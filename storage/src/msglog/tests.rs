@@ -46,7 +46,7 @@ fn open(dir: &Path) -> MessageLog {
 fn contents(log: &MessageLog) -> (Vec<Message>, usize, Vec<OutboxEntry>) {
     let state = log.lock();
     let (slots, unread) = match state.index.conversation(CONV) {
-        Some(c) => (c.messages.values().copied().collect::<Vec<_>>(), c.unread.len()),
+        Some(c) => (c.entries().iter().map(|e| e.slot).collect::<Vec<_>>(), c.unread.len()),
         None => (Vec::new(), 0),
     };
     let mut outbox: Vec<OutboxEntry> = state.index.outbox().values().cloned().collect();
