@@ -141,8 +141,8 @@ pub struct Messages {
 impl Messages {
     /// The message with this id. Ids are chosen by their authors, so several
     /// authors may have used one: then our own (outgoing) message is returned
-    /// if there is one, else the first in (conversation, lamport, id, author
-    /// digest) order. Use [`get_from`](Self::get_from) where the author is known.
+    /// if there is one, else the one whose author digest sorts first. Use
+    /// [`get_from`](Self::get_from) where the author is known.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
         let found = self.inner.log.lock().index.resolve(id);
         found.map(|f| self.inner.log.read(&f.slot)).transpose()

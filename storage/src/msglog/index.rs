@@ -187,7 +187,7 @@ impl Index {
         Some(Found { conversation, key, slot })
     }
 
-    /// Every message with this id, whoever wrote it, in (conversation, order key) order.
+    /// Every message with this id, whoever wrote it, in author digest order.
     pub(crate) fn with_id(&self, id: MessageId) -> Vec<Found> {
         let Some(first) = self.places.get(&id) else {
             return Vec::new();
@@ -201,12 +201,12 @@ impl Index {
         let mut high = [0xffu8; REF_LEN];
         high[..ID_LEN].copy_from_slice(&id.0);
         found.extend(self.more.range(low..=high).filter_map(|(r, _)| self.find(r)));
-        found.sort_by_key(|f| (f.conversation, f.key));
+        found.sort_by_key(|f| f.key.1);
         found
     }
 
     /// The message an id alone means: ours (outgoing) if we wrote one, else the
-    /// first in (conversation, order key) order.
+    /// one whose author digest sorts first.
     pub(crate) fn resolve(&self, id: MessageId) -> Option<Found> {
         let all = self.with_id(id);
         all.iter().find(|f| f.slot.direction == Direction::Outgoing).or(all.first()).copied()
@@ -366,12 +366,12 @@ mod tests {
     }
 
     #[test]
-    fn an_id_alone_means_ours_first_then_the_first_in_order() {
+    fn an_id_alone_means_ours_first_then_the_lowest_author_digest() {
         let mut index = Index::default();
         let (theirs, other, ours) = (reference(7, 1), reference(7, 2), reference(7, 3));
         index.add(CONV, (4, other), slot(Direction::Incoming, Delivered), 1, 10);
-        index.add(CONV, (2, theirs), slot(Direction::Incoming, Delivered), 1, 10);
-        assert_eq!(index.resolve(MessageId([7; 16])).unwrap().key.1, theirs, "lowest lamport first");
+        index.add(CONV, (9, theirs), slot(Direction::Incoming, Delivered), 1, 10);
+        assert_eq!(index.resolve(MessageId([7; 16])).unwrap().key.1, theirs, "lowest author digest first");
         index.add(ConversationId([9; 16]), (8, ours), slot(Direction::Outgoing, Sent), 1, 10);
         assert_eq!(index.resolve(MessageId([7; 16])).unwrap().key.1, ours);
         assert_eq!(index.with_id(MessageId([7; 16])).len(), 3);

@@ -27,7 +27,7 @@ pub(crate) mod record;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -263,7 +263,8 @@ pub(crate) fn write_new_file(
     fill: impl FnOnce(&mut io::BufWriter<File>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use std::io::Write;
-    let file = OpenOptions::new().write(true).create(true).truncate(true).open(path).map_err(io_error)?;
+    // Owner-only from the first byte: the log holds message history.
+    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io_error)?;
     let mut out = io::BufWriter::with_capacity(1 << 20, file);
     out.write_all(MAGIC).map_err(io_error)?;
     fill(&mut out)?;

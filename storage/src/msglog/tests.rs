@@ -90,6 +90,9 @@ fn reopening_rebuilds_what_was_written() {
     assert_eq!(before.0[1].state, MessageState::Delivered);
     drop(log);
     assert_eq!(contents(&open(dir.path())), before);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "message history is the owner's only");
 }
 
 #[test]
