@@ -46,6 +46,11 @@ impl Frame {
         Frame { bytes: vec![0; FRAME_HEADER] }
     }
 
+    /// Its size so far, header included.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Whether no record was added.
     pub(crate) fn is_empty(&self) -> bool {
         self.bytes.len() == FRAME_HEADER

@@ -53,6 +53,17 @@ pub(crate) const COMPACT_MIN: u64 = 8 << 20;
 /// Payload bytes per frame when copying records (compaction, migration).
 const COPY_FRAME_BYTES: usize = 4 << 20;
 
+/// A batch closes its frame and starts another, before its next message or
+/// state, once the frame holds this much: a batch has no size limit of its own
+/// (a group history sync can be large), a frame must stay under
+/// [`frame::MAX_PAYLOAD`]. Each frame is whole or absent after a crash; a
+/// message and its outbox entry are never split.
+const FRAME_SOFT_LIMIT: usize = 16 << 20;
+
+/// The largest record a batch takes: with a frame closed at
+/// [`FRAME_SOFT_LIMIT`], the frame it goes into stays under the maximum.
+const MAX_RECORD: usize = frame::MAX_PAYLOAD - FRAME_SOFT_LIMIT - 1024;
+
 /// The open log.
 #[derive(Debug)]
 pub(crate) struct MessageLog {
@@ -146,7 +157,7 @@ impl MessageLog {
 
     /// Starts a batch of records written as one frame.
     pub(crate) fn batch(&self) -> Batch<'_> {
-        Batch { log: self, state: self.lock(), frame: Frame::new(), dirty: false }
+        Batch { log: self, state: self.lock(), closed: Vec::new(), frame: Frame::new(), dirty: false }
     }
 
     /// Reads the message in `slot`, with its current state.
@@ -308,13 +319,16 @@ fn replay(index: &mut Index, r: &frame::RecordRef<'_>) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Records written together as one frame, applied to the index as they are
-/// added. [`Batch::commit`] writes them; a batch dropped with records
-/// unwritten leaves the log refusing writes, because its index moved ahead of
-/// the file (callers check everything that can fail before adding records).
+/// Records written together, applied to the index as they are added: one
+/// frame, or several for a batch past [`FRAME_SOFT_LIMIT`]. [`Batch::commit`]
+/// writes them with one `pwrite`; a batch dropped with records unwritten leaves
+/// the log refusing writes, because its index moved ahead of the file (callers
+/// check everything that can fail before adding records).
 pub(crate) struct Batch<'a> {
     log: &'a MessageLog,
     state: MutexGuard<'a, LogState>,
+    /// Frames already closed, to be written before `frame`.
+    closed: Vec<u8>,
     frame: Frame,
     dirty: bool,
 }
@@ -325,8 +339,18 @@ impl Batch<'_> {
         &self.state.index
     }
 
+    /// Where the current frame will start in the file.
     fn base(&self) -> u64 {
-        self.state.end
+        self.state.end + self.closed.len() as u64
+    }
+
+    /// Closes the current frame if it is past [`FRAME_SOFT_LIMIT`].
+    fn close_if_full(&mut self) -> Result<(), StoreError> {
+        if self.frame.len() >= FRAME_SOFT_LIMIT {
+            let full = std::mem::replace(&mut self.frame, Frame::new());
+            self.closed.extend_from_slice(&full.finish().map_err(io_error)?);
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -345,7 +369,11 @@ impl Batch<'_> {
             return Ok(false);
         }
         let cbor = encode(msg)?;
+        if cbor.len() + MESSAGE_HEADER_LEN > MAX_RECORD {
+            return Err(StoreError::Encode { detail: format!("a message of {} bytes is too large to store", cbor.len()) });
+        }
         let len = u32::try_from(cbor.len()).map_err(|_| StoreError::Encode { detail: "message too large".into() })?;
+        self.close_if_full()?;
         let at = push_message(&mut self.frame, &header, &cbor)?;
         self.dirty = true;
         let slot = Slot { at: self.base() + at as u64, len, state: msg.state, direction: msg.direction };
@@ -357,6 +385,7 @@ impl Batch<'_> {
     /// Moves a message to `state` if that is a forward move; returns whether it moved.
     pub(crate) fn set_state(&mut self, reference: &RefKey, state: MessageState) -> Result<bool, StoreError> {
         self.check()?;
+        self.close_if_full()?;
         if !self.state.index.set_state(reference, state) {
             return Ok(false);
         }
@@ -369,6 +398,9 @@ impl Batch<'_> {
     pub(crate) fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
         self.check()?;
         let body = encode(entry)?;
+        if body.len() > MAX_RECORD {
+            return Err(StoreError::Encode { detail: format!("an outbox entry of {} bytes is too large to store", body.len()) });
+        }
         self.dirty = true;
         self.frame.record(record::OUTBOX_PUT, &body).map_err(io_error)?;
         self.state.index.put_outbox(entry.clone(), (RECORD_HEADER + body.len()) as u64);
@@ -399,22 +431,27 @@ impl Batch<'_> {
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {
         self.dirty = false;
         let frame = std::mem::replace(&mut self.frame, Frame::new());
-        if frame.is_empty() {
+        let mut bytes = std::mem::take(&mut self.closed);
+        if !frame.is_empty() {
+            match frame.finish() {
+                Ok(last) => bytes.extend_from_slice(&last),
+                Err(e) => {
+                    self.state.broken = Some(e.to_string());
+                    return Err(io_error(e));
+                }
+            }
+        }
+        if bytes.is_empty() {
             return Ok(());
         }
-        let bytes = frame.finish().map_err(io_error);
-        let written = bytes.and_then(|bytes| {
-            self.log.file.write_all_at(&bytes, self.state.end).map_err(io_error)?;
-            Ok(bytes.len() as u64)
-        });
-        match written {
-            Ok(n) => {
-                self.state.end += n;
+        match self.log.file.write_all_at(&bytes, self.state.end) {
+            Ok(()) => {
+                self.state.end += bytes.len() as u64;
                 Ok(())
             }
             Err(e) => {
                 self.state.broken = Some(e.to_string());
-                Err(e)
+                Err(io_error(e))
             }
         }
     }

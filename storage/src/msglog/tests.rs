@@ -212,3 +212,27 @@ fn a_missing_log_is_damage_once_it_was_created() {
     fs::write(dir.path().join(FILE_NAME), b"something else").unwrap();
     assert!(matches!(MessageLog::open(dir.path(), &HashSet::new(), true), Err(StoreError::Corrupt { .. })));
 }
+
+#[test]
+fn a_batch_past_the_frame_limit_is_written_as_several_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let big = |n: u8| Message { text: "x".repeat(1 << 20), ..message(n, Direction::Incoming, MessageState::Delivered) };
+    let mut batch = log.batch();
+    for n in 0..40 {
+        assert!(batch.add_message(&big(n)).unwrap());
+    }
+    batch.commit().unwrap();
+    let written = contents(&log).0;
+    assert_eq!(written.len(), 40);
+    drop(log);
+    assert_eq!(contents(&open(dir.path())).0, written, "every frame reads back");
+
+    // Cut inside the last frame: the frames before it are whole and stay.
+    let path = dir.path().join(FILE_NAME);
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 100).unwrap();
+    let kept = contents(&open(dir.path())).0;
+    assert!(kept.len() >= 16 && kept.len() < 40, "{} messages kept", kept.len());
+    assert_eq!(kept, written[..kept.len()], "a prefix of the batch");
+}
