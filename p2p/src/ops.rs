@@ -115,22 +115,29 @@ pub fn resolve_contact(store: &Store, query: &str) -> Result<Contact, OpError> {
     {
         return Ok(c);
     }
-    let mut contacts = store.contacts().list()?;
+    // Unsorted: every send by name comes here, and sorting encodes every peer id in
+    // base58. Only the (few) matches are sorted, into the order `list` gives.
+    let mut contacts = store.contacts().unsorted()?;
     // Fellow group members we never added are not contacts.
     contacts.retain(|c| c.state != ContactState::Member);
     let lower = query.to_lowercase();
     let alias_of = |c: &Contact| c.alias.as_ref().map(|a| a.to_lowercase());
-    if let Some(c) = contacts.iter().find(|c| alias_of(c) == Some(lower.clone())) {
+    let by_alias = contacts.iter().filter(|c| alias_of(c) == Some(lower.clone()));
+    if let Some(c) = by_alias.min_by_key(|c| c.list_order()) {
         return Ok(c.clone());
     }
-    let matches: Vec<&Contact> = contacts
+    // A peer id in base58 starts with `1` (identity multihash, as every Ed25519 key)
+    // or `Q` (SHA-256); any other query cannot be a prefix of one.
+    let may_be_peer_id = query.starts_with('1') || query.starts_with('Q');
+    let mut matches: Vec<&Contact> = contacts
         .iter()
         .filter(|c| {
-            c.peer_id.to_base58().starts_with(query)
+            (may_be_peer_id && c.peer_id.to_base58().starts_with(query))
                 || alias_of(c).is_some_and(|a| a.starts_with(&lower))
                 || c.display_name.as_ref().is_some_and(|n| n.to_lowercase() == lower)
         })
         .collect();
+    matches.sort_by_cached_key(|c| c.list_order());
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(OpError::UnknownContact(query.to_owned())),
@@ -587,4 +594,57 @@ pub fn block_stranger(store: &Store, peer_id: &str) -> Result<Contact, OpError> 
     let contact = new_contact(&peer, ContactState::Blocked);
     store.contacts().put(&contact)?;
     Ok(contact)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_peer_id_in_base58_starts_with_1_or_q() {
+        for _ in 0..50 {
+            let ed25519 = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id().to_base58();
+            assert!(ed25519.starts_with('1'), "{ed25519}");
+        }
+        // A key too long to inline is hashed with SHA-256: `Qm…`.
+        let sha256 = PeerId::from_bytes(&[&[0x12, 0x20][..], &[9; 32]].concat()).unwrap().to_base58();
+        assert!(sha256.starts_with('Q'), "{sha256}");
+        assert!(PeerId::random().to_base58().starts_with('1'));
+    }
+
+    #[test]
+    fn contacts_resolve_by_alias_peer_id_prefix_and_name_and_ambiguity_lists_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let add = |alias: Option<&str>, name: Option<&str>, state: ContactState| {
+            let peer = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+            let contact = Contact {
+                alias: alias.map(str::to_owned),
+                display_name: name.map(str::to_owned),
+                ..new_contact(&peer, state)
+            };
+            store.contacts().put(&contact).unwrap();
+            contact
+        };
+        let bob = add(Some("Bob"), None, ContactState::Accepted);
+        let bobby = add(Some("bobby"), None, ContactState::Accepted);
+        let ann = add(None, Some("Ann"), ContactState::Accepted);
+        add(Some("zed"), None, ContactState::Member);
+        let found = |q: &str| resolve_contact(&store, q).map(|c| c.peer_id);
+
+        assert_eq!(found("bob").unwrap(), bob.peer_id, "an exact alias wins over a prefix of another");
+        assert_eq!(found("bobb").unwrap(), bobby.peer_id);
+        assert_eq!(found("ann").unwrap(), ann.peer_id, "a display name, whole");
+        assert_eq!(found(&ann.peer_id.to_base58()[..20]).unwrap(), ann.peer_id, "a peer id prefix");
+        assert!(matches!(found("zed"), Err(OpError::UnknownContact(_))), "group members are not contacts");
+        match resolve_contact(&store, "b") {
+            Err(OpError::AmbiguousContact { candidates, .. }) => assert_eq!(candidates, ["Bob", "bobby"]),
+            other => panic!("{other:?}"),
+        }
+        match resolve_contact(&store, "12D3KooW") {
+            Err(OpError::AmbiguousContact { candidates, .. }) => assert_eq!(candidates.len(), 3),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -62,6 +62,12 @@ impl Contact {
     pub fn sort_name(&self) -> String {
         self.alias.clone().unwrap_or_else(|| self.peer_id.to_base58())
     }
+
+    /// The key [`Contacts::list`] sorts by: the sort name case-insensitively,
+    /// then the peer id.
+    pub fn list_order(&self) -> (String, String) {
+        (self.sort_name().to_lowercase(), self.peer_id.to_base58())
+    }
 }
 
 /// Handle to the contacts table. Cheap to clone.
@@ -99,14 +105,15 @@ impl Contacts {
     /// All contacts sorted by [`Contact::sort_name`] (case-insensitively,
     /// then by peer id).
     pub fn list(&self) -> Result<Vec<Contact>, StoreError> {
-        let mut all = self
-            .tree()
-            .iter()
-            .values()
-            .map(|v| decode::<Contact>(CONTACTS, &v.map_err(db)?))
-            .collect::<Result<Vec<_>, _>>()?;
-        all.sort_by_cached_key(|c| (c.sort_name().to_lowercase(), c.peer_id.to_base58()));
+        let mut all = self.unsorted()?;
+        all.sort_by_cached_key(Contact::list_order);
         Ok(all)
+    }
+
+    /// All contacts in no particular order: [`list`](Self::list) without its
+    /// sort, which encodes every peer id in base58 (for lookups that need no order).
+    pub fn unsorted(&self) -> Result<Vec<Contact>, StoreError> {
+        self.tree().iter().values().map(|v| decode::<Contact>(CONTACTS, &v.map_err(db)?)).collect()
     }
 
     /// How many contacts are in `state` (a scan: O(contacts)).
