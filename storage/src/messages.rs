@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{StoreError, db};
+use crate::error::StoreError;
 use crate::keys::{self, MessageKey, RefKey};
 use crate::msglog::index::{OrderKey, Slot};
-use crate::replay::{self, Refusal};
+use crate::replay::Refusal;
 use crate::store::Inner;
 use crate::types::{ConversationId, ID_LEN, MessageId};
 
@@ -165,7 +165,7 @@ impl Messages {
     /// (create it first with [`Conversations::get_or_create`](crate::Conversations::get_or_create)).
     /// Not flushed.
     pub fn insert(&self, msg: &Message) -> Result<Inserted, StoreError> {
-        let inserted = self.inner.stage_messages(&[(msg.clone(), None)])?;
+        let inserted = self.inner.stage_messages(std::iter::once((msg, None)))?;
         Ok(inserted.first().copied().unwrap_or(Inserted::Duplicate))
     }
 
@@ -174,14 +174,10 @@ impl Messages {
     /// caller skip the side effects of a message that will not be stored
     /// (e.g. creating a contact request for a replayed, deleted message).
     pub fn refusal(&self, msg: &Message) -> Result<Option<Refusal>, StoreError> {
-        let key = msg.ref_key();
-        if self.inner.log.lock().index.contains(&key) {
+        if self.inner.log.lock().index.contains(&msg.ref_key()) {
             return Ok(None);
         }
-        if self.inner.trees.tombstones.contains_key(key).map_err(db)? {
-            return Ok(Some(Refusal::Deleted));
-        }
-        Ok(replay::window(msg))
+        self.inner.refusal_of(msg)
     }
 
     /// Pages backwards from the newest message: the messages of `conv`

@@ -1,6 +1,7 @@
 //! [`Store`]: the opened database, its table handles and the operations that
 //! span several tables.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -78,9 +79,9 @@ impl Inner {
         self.trees.conversations.contains_key(id.0).map_err(db)
     }
 
-    /// Why a new message would be refused: deleted (a tombstone) or outside
-    /// the replay window.
-    fn refusal_of(&self, msg: &Message) -> Result<Option<Refusal>, StoreError> {
+    /// Why a message not held would be refused: deleted (a tombstone) or
+    /// outside the replay window.
+    pub(crate) fn refusal_of(&self, msg: &Message) -> Result<Option<Refusal>, StoreError> {
         if self.trees.tombstones.contains_key(msg.ref_key()).map_err(db)? {
             return Ok(Some(Refusal::Deleted));
         }
@@ -93,24 +94,24 @@ impl Inner {
     /// refusal, so a sender retrying a message we hold hears that we hold it,
     /// however old it is. Every conversation of a message to store must exist,
     /// else [`StoreError::NotFound`] and nothing is stored. Not synced.
-    pub(crate) fn stage_messages(&self, items: &[(Message, Option<&OutboxEntry>)]) -> Result<Vec<Inserted>, StoreError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
+    pub(crate) fn stage_messages<'a>(
+        &self,
+        items: impl Iterator<Item = (&'a Message, Option<&'a OutboxEntry>)> + Clone,
+    ) -> Result<Vec<Inserted>, StoreError> {
         let mut batch = self.log.batch();
-        let mut seen = HashSet::with_capacity(items.len());
+        let mut seen = HashSet::new();
         let mut exists: HashMap<ConversationId, bool> = HashMap::new();
-        let mut verdicts = Vec::with_capacity(items.len());
-        for (msg, _) in items {
+        let mut verdicts = Vec::new();
+        for (msg, _) in items.clone() {
             let reference = msg.ref_key();
             let verdict = if batch.index().contains(&reference) || seen.contains(&reference) {
                 Inserted::Duplicate
             } else if let Some(refusal) = self.refusal_of(msg)? {
                 Inserted::Refused(refusal)
             } else {
-                let known = match exists.get(&msg.conversation) {
-                    Some(&known) => known,
-                    None => *exists.entry(msg.conversation).or_insert(self.conversation_exists(msg.conversation)?),
+                let known = match exists.entry(msg.conversation) {
+                    Entry::Occupied(known) => *known.get(),
+                    Entry::Vacant(slot) => *slot.insert(self.conversation_exists(msg.conversation)?),
                 };
                 if !known {
                     return Err(StoreError::not_found("conversation", msg.conversation));
@@ -120,7 +121,7 @@ impl Inner {
             };
             verdicts.push(verdict);
         }
-        for ((msg, entry), verdict) in items.iter().zip(&verdicts) {
+        for ((msg, entry), verdict) in items.zip(&verdicts) {
             if *verdict == Inserted::New {
                 batch.add_message(msg)?;
                 if let Some(entry) = entry {
@@ -291,7 +292,7 @@ impl Store {
                 (msg, Some(entry))
             })
             .collect();
-        let inserted = self.inner.stage_messages(&items)?;
+        let inserted = self.inner.stage_messages(items.iter().map(|(m, e)| (m, *e)))?;
         self.record_files(items.iter().map(|(m, _)| m), &inserted)
     }
 
@@ -337,8 +338,7 @@ impl Store {
     /// the caller's next [`Store::flush`], which must come before anyone is told
     /// they were stored.
     pub fn stage_incoming(&self, msgs: &[Message]) -> Result<Vec<Inserted>, StoreError> {
-        let items: Vec<(Message, Option<&OutboxEntry>)> = msgs.iter().map(|m| (m.clone(), None)).collect();
-        let inserted = self.inner.stage_messages(&items)?;
+        let inserted = self.inner.stage_messages(msgs.iter().map(|m| (m, None)))?;
         self.record_files(msgs.iter(), &inserted)?;
         Ok(inserted)
     }
