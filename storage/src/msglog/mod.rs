@@ -45,7 +45,7 @@ use record::{MESSAGE_HEADER_LEN, MessageHeader};
 pub(crate) const FILE_NAME: &str = "messages.log";
 
 /// Name used in [`StoreError::Corrupt`] for the log's records.
-pub(crate) const LOG: &str = "messages.log";
+pub(crate) const LOG: &str = FILE_NAME;
 
 /// Garbage below this many bytes is never worth a compaction.
 pub(crate) const COMPACT_MIN: u64 = 8 << 20;

@@ -304,11 +304,11 @@ fn flush_floor() {
 
 fn main() {
     let args = parse_args();
-    flush_floor();
     if let Some(n) = args.history {
         history(n);
         return;
     }
+    flush_floor();
     println!("{} messages of {TEXT_BYTES} bytes of text, {} per durable batch", args.messages, args.batch);
     store_sender(&args);
     store_receiver(&args);
