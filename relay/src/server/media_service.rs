@@ -86,7 +86,7 @@ impl MediaService {
         transfer::serve_counted(
             self.store.blobs(),
             incoming,
-            Arc::new(move |_, bytes| {
+            Arc::new(move |_, _, bytes| {
                 served.inc_by(bytes);
             }),
         )
@@ -211,6 +211,12 @@ impl MediaService {
         if !self.access.admits(&peer) {
             return Answer::NotAllowed;
         }
+        // The pull slot first: a reservation may be a parked upload with files on
+        // disk, and dropping one (as a busy answer would) frees its quota but not
+        // its files.
+        let Ok(_slot) = self.pulls.clone().try_acquire_owned() else {
+            return Answer::Busy;
+        };
         let mut reservation = match self.store.admit(peer, id, sealed_size) {
             Ok(Admission::Held) => return self.renew(peer, id).await,
             Ok(Admission::Reserved(reservation)) => reservation,
@@ -220,9 +226,6 @@ impl MediaService {
             }
             Err(Refusal::StoreFull) => return Answer::StoreFull,
             Err(Refusal::Busy) => return Answer::Busy,
-        };
-        let Ok(_slot) = self.pulls.clone().try_acquire_owned() else {
-            return Answer::Busy;
         };
         self.metrics.media_uploads_active.inc();
         tracing::debug!(%peer, blob = %id, bytes = sealed_size, "pulling an upload");
