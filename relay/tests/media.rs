@@ -636,7 +636,7 @@ async fn an_upload_cut_short_resumes_with_only_the_missing_chunks() {
     tokio::spawn(kith_p2p::blob::transfer::serve_counted(
         store.clone(),
         incoming,
-        Arc::new(move |_, bytes| {
+        Arc::new(move |_, _, bytes| {
             counting.fetch_add(bytes, Ordering::Relaxed);
         }),
     ));

@@ -102,11 +102,11 @@ impl From<BlobError> for FetchError {
 /// swarm is gone). Each stream is served in its own task; at most [`MAX_SERVING`] at
 /// once.
 pub async fn serve(store: Arc<BlobStore>, incoming: IncomingStreams) {
-    serve_counted(store, incoming, Arc::new(|_, _| {})).await;
+    serve_counted(store, incoming, Arc::new(|_, _, _| {})).await;
 }
 
-/// A callback told the blob and size of every sealed chunk written to a peer.
-pub type Served = Arc<dyn Fn(&BlobId, u64) + Send + Sync>;
+/// A callback told the peer, the blob and the size of every sealed chunk written to a peer.
+pub type Served = Arc<dyn Fn(&PeerId, &BlobId, u64) + Send + Sync>;
 
 /// [`serve`], telling `served` of every sealed chunk written to a peer (a media node
 /// counts the bytes it serves; a node, what an upload to a media node has taken).
@@ -125,7 +125,7 @@ pub async fn serve_counted(store: Arc<BlobStore>, mut incoming: IncomingStreams,
         let counter = served.clone();
         tokio::spawn(async move {
             let mut stream = stream;
-            let served = tokio::time::timeout(REQUEST_TIMEOUT, answer(&store, &mut stream, &*counter)).await;
+            let served = tokio::time::timeout(REQUEST_TIMEOUT, answer(&store, &mut stream, &|id: &BlobId, n: u64| counter(&peer, id, n))).await;
             if let Ok(Err(e)) | Err(e) = served.map_err(std::io::Error::from) {
                 tracing::debug!(%peer, error = %e, "serving a blob request failed");
             }

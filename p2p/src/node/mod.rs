@@ -684,7 +684,7 @@ impl NodeHandle {
     /// node has pulled so far (counted where this node serves it).
     async fn upload_watched(&self, media: PeerId, id: BlobId, mut progress: sending::Progress) -> Result<(), NodeError> {
         let size = progress.size();
-        let watch = self.blobs()?.uploads.watch(id);
+        let watch = self.blobs()?.uploads.watch(media, id);
         progress.report(0);
         let upload = self.upload_blob(media, id);
         tokio::pin!(upload);
@@ -769,9 +769,9 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
             let counters = Arc::new(downloads::Counters::default());
             let uploads = sending::Uploads::default();
             let (served, watched) = (counters.clone(), uploads.clone());
-            let count = Arc::new(move |id: &BlobId, n: u64| {
+            let count = Arc::new(move |peer: &PeerId, id: &BlobId, n: u64| {
                 served.served.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                watched.served(id, n);
+                watched.served(peer, id, n);
             });
             // Ends with the swarm, when the actor stops.
             tokio::spawn(transfer::serve_counted(blob_store.clone(), incoming, count));

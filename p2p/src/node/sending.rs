@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use libp2p::PeerId;
 use tokio::sync::broadcast;
 
 use super::downloads::PROGRESS_EVERY;
@@ -74,30 +75,33 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Blobs whose uploads are being watched, and the sealed bytes of each served since.
+/// Uploads being watched (a blob and the media node pulling it), and the sealed
+/// bytes of each served to that node since. Bytes of the blob served to anyone
+/// else (a group member fetching it directly) are not the upload's.
 #[derive(Clone, Default)]
-pub(crate) struct Uploads(Arc<Mutex<HashMap<BlobId, Arc<AtomicU64>>>>);
+pub(crate) struct Uploads(Arc<Mutex<HashMap<(PeerId, BlobId), Arc<AtomicU64>>>>);
 
 impl Uploads {
-    /// Counts `bytes` of blob `id` served to a peer (a no-op unless it is watched).
-    pub(crate) fn served(&self, id: &BlobId, bytes: u64) {
-        if let Some(count) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
+    /// Counts `bytes` of blob `id` served to `peer` (a no-op unless that upload is watched).
+    pub(crate) fn served(&self, peer: &PeerId, id: &BlobId, bytes: u64) {
+        if let Some(count) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&(*peer, *id)) {
             count.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
-    /// Starts counting what is served of blob `id`, from zero, until the watch drops.
-    pub(crate) fn watch(&self, id: BlobId) -> Watch {
+    /// Starts counting what is served of blob `id` to `media`, from zero, until the
+    /// watch drops.
+    pub(crate) fn watch(&self, media: PeerId, id: BlobId) -> Watch {
         let served = Arc::new(AtomicU64::new(0));
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(id, served.clone());
-        Watch { uploads: self.clone(), id, served }
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert((media, id), served.clone());
+        Watch { uploads: self.clone(), key: (media, id), served }
     }
 }
 
 /// One upload being watched ([`Uploads::watch`]).
 pub(crate) struct Watch {
     uploads: Uploads,
-    id: BlobId,
+    key: (PeerId, BlobId),
     served: Arc<AtomicU64>,
 }
 
@@ -114,7 +118,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.uploads.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+        self.uploads.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
     }
 }
 
@@ -149,12 +153,14 @@ mod tests {
         let uploads = Uploads::default();
         let (a, b) = (BlobId([1; 32]), BlobId([2; 32]));
         let size = 3 * crate::blob::CHUNK_SIZE as u64;
-        let watch = uploads.watch(a);
-        uploads.served(&a, size / 3 + TAG_SIZE as u64);
-        uploads.served(&b, 1 << 20);
-        assert_eq!(watch.plain_served(size), size / 3);
+        let (media, member) = (PeerId::random(), PeerId::random());
+        let watch = uploads.watch(media, a);
+        uploads.served(&media, &a, size / 3 + TAG_SIZE as u64);
+        uploads.served(&media, &b, 1 << 20);
+        uploads.served(&member, &a, 1 << 20);
+        assert_eq!(watch.plain_served(size), size / 3, "only what the media node took of this blob");
         drop(watch);
-        uploads.served(&a, 1);
+        uploads.served(&media, &a, 1);
         assert!(uploads.0.lock().unwrap().is_empty());
     }
 }
