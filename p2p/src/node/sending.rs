@@ -79,7 +79,10 @@ impl<R: Read> Read for Counting<R> {
 /// bytes of each served to that node since. Bytes of the blob served to anyone
 /// else (a group member fetching it directly) are not the upload's.
 #[derive(Clone, Default)]
-pub(crate) struct Uploads(Arc<Mutex<HashMap<(PeerId, BlobId), Arc<AtomicU64>>>>);
+pub(crate) struct Uploads(Arc<Mutex<HashMap<UploadKey, Arc<AtomicU64>>>>);
+
+/// An upload: the media node pulling it, and the blob.
+type UploadKey = (PeerId, BlobId);
 
 impl Uploads {
     /// Counts `bytes` of blob `id` served to `peer` (a no-op unless that upload is watched).
@@ -101,7 +104,7 @@ impl Uploads {
 /// One upload being watched ([`Uploads::watch`]).
 pub(crate) struct Watch {
     uploads: Uploads,
-    key: (PeerId, BlobId),
+    key: UploadKey,
     served: Arc<AtomicU64>,
 }
 

@@ -31,7 +31,6 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Resize { width, height } => {
             app.size = (width, height);
             clamp_list_offset(app);
-            super::viewer::want_encoding(app, &mut fx);
         }
         Action::FocusGained => {
             app.terminal_focused = true;
@@ -65,6 +64,10 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             super::node::reload(app, &mut fx);
         }
     }
+    // The picture's room depends on more than the screen (the input box grows when
+    // a failed send's text comes back, say): after any action, an open viewer asks
+    // for an encoding if its room changed (nothing when it did not).
+    super::viewer::want_encoding(app, &mut fx);
     fx
 }
 
