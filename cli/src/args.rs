@@ -118,6 +118,14 @@ pub(crate) enum Command {
     Files(FilesArgs),
     /// Download a received file (any size) and optionally save a copy.
     Get(GetArgs),
+    /// Call a contact (voice); stays until the call ends (Ctrl+C hangs up).
+    Call(CallArgs),
+    /// Answer a ringing call.
+    Answer(AnswerArgs),
+    /// Hang up a call, or decline one that rings.
+    Hangup(HangupArgs),
+    /// Calls in progress and the call history: who, when, how long, missed.
+    Calls(CallsArgs),
     /// Show a conversation, oldest first.
     History(HistoryArgs),
     /// Show one message: conversation, author, text, state.
@@ -382,6 +390,61 @@ pub(crate) struct SendFileArgs {
     pub(crate) caption: Option<String>,
     #[command(flatten)]
     pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// A call's audio: files instead of sound devices.
+#[derive(Debug, Args)]
+pub(crate) struct CallAudio {
+    /// Send this 48 kHz 16-bit WAV file (mono or stereo) instead of silence.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) input: Option<PathBuf>,
+    /// Record what the other side sends into this WAV file (48 kHz mono).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+/// Arguments of `kith call`.
+#[derive(Debug, Args)]
+pub(crate) struct CallArgs {
+    /// The contact: alias, name, peer id, or a unique prefix.
+    pub(crate) contact: String,
+    #[command(flatten)]
+    pub(crate) audio: CallAudio,
+    /// Hang up after this many seconds of media.
+    #[arg(long, value_name = "S")]
+    pub(crate) duration: Option<f64>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith answer`.
+#[derive(Debug, Args)]
+pub(crate) struct AnswerArgs {
+    /// The call id (or a unique prefix); the only ringing call if left out.
+    pub(crate) call: Option<String>,
+    #[command(flatten)]
+    pub(crate) audio: CallAudio,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith hangup`.
+#[derive(Debug, Args)]
+pub(crate) struct HangupArgs {
+    /// The call id (or a unique prefix); the only call if left out.
+    pub(crate) call: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith calls`.
+#[derive(Debug, Args)]
+pub(crate) struct CallsArgs {
+    /// Show at most this many ended calls (the newest).
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<usize>,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }

@@ -43,7 +43,9 @@ fn main() -> ExitCode {
 pub(crate) fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn,libp2p_kad=error",
+        // webrtc's layers warn about routine steps of every call (a DTLS server name,
+        // ICE checks before the answer is in): only their errors are worth showing.
+        0 => "warn,libp2p_kad=error,rtc=error,rtc_dtls=error,rtc_ice=error,webrtc=error",
         1 => "info,kith=debug,kith_p2p=debug",
         _ => "debug",
     };

@@ -7,6 +7,7 @@
 //! store, and the local control socket through which the CLI and the TUI drive it.
 
 pub mod blob;
+pub mod call;
 pub mod config;
 pub mod conn_limits;
 pub mod control;

@@ -143,6 +143,46 @@ impl From<&FileRecord> for FileEntryView {
     }
 }
 
+/// An ended call in the history (`kith calls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecordView {
+    /// The call's id (hex).
+    pub id: String,
+    /// The other side's peer id.
+    pub peer: String,
+    /// Whether we placed it.
+    pub outgoing: bool,
+    /// When it was placed or rang here (ms since the Unix epoch).
+    pub started_at: u64,
+    /// When it was answered, if it was.
+    pub answered_at: Option<u64>,
+    /// When it ended.
+    pub ended_at: u64,
+    /// How long it was answered, in ms.
+    pub duration_ms: u64,
+    /// An incoming call nobody answered.
+    pub missed: bool,
+    /// Why it ended (`hung_up`, `remote_hung_up`, `declined`, `no_answer`,
+    /// `unreachable`, `refused`, `busy`, `failed`).
+    pub reason: String,
+}
+
+impl From<&kith_storage::CallRecord> for CallRecordView {
+    fn from(r: &kith_storage::CallRecord) -> CallRecordView {
+        CallRecordView {
+            id: hex::encode(r.id),
+            peer: r.peer.to_base58(),
+            outgoing: r.outgoing,
+            started_at: r.started_at_ms,
+            answered_at: r.answered_at_ms,
+            ended_at: r.ended_at_ms,
+            duration_ms: r.duration_ms(),
+            missed: r.missed(),
+            reason: r.reason.clone(),
+        }
+    }
+}
+
 impl MessageView {
     /// The view of `m`; `peer` names the other party of a 1:1 conversation.
     pub fn new(m: &Message, peer: Option<&str>) -> MessageView {

@@ -89,6 +89,7 @@
 //! decode is [`StoreError::Corrupt`], never a panic; a message log that cannot
 //! be read or written is [`StoreError::Io`].
 
+mod calls;
 mod codec;
 mod contacts;
 pub mod engine;
@@ -110,6 +111,7 @@ mod settings;
 mod store;
 mod types;
 
+pub use calls::{CallRecord, Calls, MAX_CALL_RECORDS};
 pub use contacts::{Contact, ContactState, Contacts};
 /// The peer id and address types contacts are stored with (libp2p's own).
 pub use libp2p_identity::PeerId;

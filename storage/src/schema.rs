@@ -48,6 +48,8 @@ pub(crate) const SETTINGS: &str = "settings";
 pub(crate) const INVITES: &str = "invites";
 /// blob id (32 bytes) → `FileRecord`.
 pub(crate) const FILES: &str = "files";
+/// start time (u64 BE, ms) ‖ call id → `CallRecord`.
+pub(crate) const CALLS: &str = "calls";
 
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Present once the message log was created: from then on its absence is damage.

@@ -12,6 +12,7 @@ use crate::codec::decode;
 use crate::contacts::Contacts;
 use crate::conversations::{Conversation, Conversations};
 use crate::error::{OpenError, StoreError, db};
+use crate::calls::Calls;
 use crate::files::Files;
 use crate::groups::Groups;
 use crate::invites::Invites;
@@ -20,7 +21,7 @@ use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::replay::{self, Refusal};
 use crate::schema::{
-    self, CONTACTS, CONVERSATIONS, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, SETTINGS,
+    self, CALLS, CONTACTS, CONVERSATIONS, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, SETTINGS,
     TOMBSTONES,
 };
 use crate::settings::Settings;
@@ -39,6 +40,7 @@ pub(crate) struct Trees {
     pub(crate) invites: sled::Tree,
     pub(crate) tombstones: sled::Tree,
     pub(crate) files: sled::Tree,
+    pub(crate) calls: sled::Tree,
 }
 
 /// State shared by a [`Store`] and all handles made from it.
@@ -170,6 +172,7 @@ impl Store {
             invites: open(INVITES)?,
             tombstones: open(TOMBSTONES)?,
             files: open(FILES)?,
+            calls: open(CALLS)?,
         };
         let conversations = trees
             .conversations
@@ -239,6 +242,13 @@ impl Store {
     /// One-time invite tokens.
     pub fn invites(&self) -> Invites {
         Invites {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The call history.
+    pub fn calls(&self) -> Calls {
+        Calls {
             inner: self.inner.clone(),
         }
     }

@@ -17,6 +17,7 @@ pub mod files;
 pub mod group;
 pub mod netns;
 pub mod raw;
+pub mod raw_call;
 pub mod tmux;
 
 /// How long a daemon may take to print `ready`.

@@ -1,5 +1,6 @@
 //! One function per command. Each resolves the home, calls the libraries, prints.
 
+mod calls;
 mod chat;
 mod completions;
 mod config;
@@ -51,6 +52,10 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::SendFile(args) => files::send_file(g, args),
         Command::Files(args) => files::files(g, args),
         Command::Get(args) => files::get(g, args),
+        Command::Call(args) => calls::place(g, args),
+        Command::Answer(args) => calls::answer(g, args),
+        Command::Hangup(args) => calls::hangup(g, args),
+        Command::Calls(args) => calls::list(g, args),
         Command::History(args) => chat::history(g, args),
         Command::Message(args) => chat::message(g, args),
         Command::Unsent(out) => chat::unsent(g, out.json),

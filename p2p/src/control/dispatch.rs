@@ -49,6 +49,11 @@ pub enum ErrorCode {
     UnknownGroup,
     /// No such file.
     UnknownFile,
+    /// No call matches.
+    UnknownCall,
+    /// The call ended before the request was through (the message says why:
+    /// `unreachable`, `refused`, `busy`, `declined`, ...).
+    CallEnded,
     /// A group change the user has no right to make, or that would change nothing.
     NotAllowed,
     /// A text over its limit.
@@ -85,6 +90,8 @@ impl ErrorCode {
             ErrorCode::UnknownMessage => "unknown_message",
             ErrorCode::UnknownGroup => "unknown_group",
             ErrorCode::UnknownFile => "unknown_file",
+            ErrorCode::UnknownCall => "unknown_call",
+            ErrorCode::CallEnded => "call_ended",
             ErrorCode::NotAllowed => "not_allowed",
             ErrorCode::TooLong => "too_long",
             ErrorCode::Invalid => "invalid",
@@ -150,7 +157,24 @@ impl From<NodeError> for ApiError {
             NodeError::FilesOff | NodeError::Blob(_) | NodeError::Fetch(_) | NodeError::Upload(_) => {
                 ApiError::new(ErrorCode::Internal, e.to_string())
             }
+            NodeError::Call(call) => call.into(),
         }
+    }
+}
+
+impl From<crate::call::CallError> for ApiError {
+    fn from(e: crate::call::CallError) -> ApiError {
+        use crate::call::CallError;
+        let code = match &e {
+            CallError::NotContact(_) | CallError::InCall => ErrorCode::WrongState,
+            CallError::NoSuchCall(_) => ErrorCode::UnknownCall,
+            CallError::Ambiguous | CallError::Audio(_) => ErrorCode::Invalid,
+            CallError::Ended(_) => ErrorCode::CallEnded,
+            CallError::Storage(_) => ErrorCode::Storage,
+            CallError::Stopped => ErrorCode::Stopped,
+            _ => ErrorCode::Internal,
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 
@@ -251,6 +275,15 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             to_value(unsent)
         }
         Request::Files { contact } => to_value(ops::files(store, &me(backend), contact.as_deref())?),
+        Request::Calls { limit } => {
+            let history = store.calls().recent(limit.unwrap_or(DEFAULT_HISTORY_LIMIT)).map_err(OpError::from)?;
+            let active = match node {
+                Some(node) => node.active_calls().await?,
+                None => Vec::new(),
+            };
+            let history: Vec<crate::views::CallRecordView> = history.iter().map(crate::views::CallRecordView::from).collect();
+            Ok(json!({ "active": to_value(active)?, "history": to_value(history)? }))
+        }
         // ---- local writes: through the single writer ----------------------------
         Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
         Request::Reject { contact } => contact_op(ContactOp::Reject, contact).await,
@@ -307,6 +340,16 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
             let out = out.as_deref().map(absolute).transpose()?;
             to_value(node.get_file(&id, out, wait).await?)
         }
+        Request::Call { contact, input, output } => {
+            let audio = audio_choice(input, output)?;
+            to_value(node.call(&contact, audio).await?)
+        }
+        Request::Answer { call, input, output } => {
+            let audio = audio_choice(input, output)?;
+            to_value(node.answer(call, audio).await?)
+        }
+        Request::Hangup { call } => to_value(node.hangup(call).await?),
+        Request::Mute { call, muted } => to_value(node.mute(call, muted).await?),
         Request::SetRelays { relays } => {
             let relays = relays
                 .iter()
@@ -327,6 +370,14 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
         Request::Subscribe {} => Ok(json!({ "subscribed": true })),
         other => Err(ApiError::new(ErrorCode::Internal, format!("`{}` is not a network method", other.method()))),
     }
+}
+
+/// A call's audio files, both absolute paths.
+fn audio_choice(input: Option<String>, output: Option<String>) -> Result<crate::call::AudioChoice, ApiError> {
+    Ok(crate::call::AudioChoice {
+        input: input.as_deref().map(absolute).transpose()?,
+        output: output.as_deref().map(absolute).transpose()?,
+    })
 }
 
 /// A path from a client: absolute, since the node's working directory is not the

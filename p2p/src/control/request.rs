@@ -148,6 +148,49 @@ pub enum Request {
         #[serde(default)]
         wait: bool,
     },
+    /// The calls in progress and the call history (newest last).
+    Calls {
+        /// At most this many ended calls ([`super::DEFAULT_HISTORY_LIMIT`] if absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Call a contact; answered once the callee's node rings.
+    Call {
+        /// The contact.
+        contact: String,
+        /// A 48 kHz 16-bit WAV file to send (an absolute path); silence if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<String>,
+        /// Record what the contact sends into this WAV file (an absolute path).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
+    /// Answer a ringing call; answered once the caller has the answer.
+    Answer {
+        /// The call id or a unique prefix; the only ringing call if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<String>,
+        /// As for [`Request::Call`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<String>,
+        /// As for [`Request::Call`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
+    /// Hang up a call (decline it while it rings).
+    Hangup {
+        /// The call id or a unique prefix; the only call if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<String>,
+    },
+    /// Mute or unmute our side of a call.
+    Mute {
+        /// The call id or a unique prefix; the only call with media if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<String>,
+        /// Mute (true) or unmute (false).
+        muted: bool,
+    },
     /// Replace the pinned relays (multiaddrs).
     SetRelays {
         /// The relays' multiaddrs.
@@ -170,7 +213,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 27] = [
+    pub const METHODS: [&'static str; 32] = [
         "contacts",
         "requests",
         "inbox",
@@ -194,6 +237,11 @@ impl Request {
         "send",
         "send_file",
         "get_file",
+        "calls",
+        "call",
+        "answer",
+        "hangup",
+        "mute",
         "set_relays",
         "dial",
         "shutdown",
@@ -267,6 +315,11 @@ mod tests {
             Request::Send { contact: c(), text: "hi".into() },
             Request::SendFile { contact: c(), path: "/tmp/a.png".into(), caption: Some("look".into()) },
             Request::GetFile { id: "ab".repeat(8), out: Some("/tmp/b.png".into()), wait: true },
+            Request::Calls { limit: Some(5) },
+            Request::Call { contact: c(), input: Some("/tmp/in.wav".into()), output: None },
+            Request::Answer { call: Some("ab".into()), input: None, output: Some("/tmp/out.wav".into()) },
+            Request::Hangup { call: None },
+            Request::Mute { call: None, muted: true },
             Request::SetRelays { relays: vec!["/ip4/127.0.0.1/tcp/1".into()] },
             Request::Dial { addr: "/ip4/127.0.0.1/tcp/1".into() },
             Request::Shutdown {},

@@ -114,6 +114,41 @@ pub enum Event {
         /// The file now.
         file: FileEntryView,
     },
+    /// A call rings: at the callee (`outgoing` false: answer or hang up), or at the
+    /// caller once the callee's node rings (`outgoing` true).
+    CallRinging {
+        /// The call's id (hex).
+        call: String,
+        /// The other side.
+        peer: String,
+        /// Whether we placed it.
+        outgoing: bool,
+    },
+    /// The callee picked up.
+    CallAnswered {
+        /// The call's id.
+        call: String,
+        /// The other side.
+        peer: String,
+    },
+    /// The call's media is through (ICE and DTLS up): audio flows.
+    CallConnected {
+        /// The call's id.
+        call: String,
+        /// The other side.
+        peer: String,
+    },
+    /// A call ended; it is in the history (`calls`).
+    CallEnded {
+        /// The call's id.
+        call: String,
+        /// The other side.
+        peer: String,
+        /// Why.
+        reason: crate::call::EndReason,
+        /// How long it was answered, in ms (0 if never).
+        duration_ms: u64,
+    },
     /// The subscriber fell behind and missed `missed` events: re-read state.
     Lagged {
         /// How many events were dropped for this subscriber.

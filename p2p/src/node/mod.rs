@@ -98,6 +98,8 @@ pub struct Timers {
     pub download_retry_initial: Duration,
     /// Ceiling of the download retry backoff (default 5 min).
     pub download_retry_max: Duration,
+    /// Call signalling and ringing (defaults 10 s to reach the peer, 45 s of ringing).
+    pub calls: crate::call::CallTimers,
 }
 
 impl Default for Timers {
@@ -123,6 +125,7 @@ impl Default for Timers {
             gossip_heartbeat: Duration::from_millis(500),
             download_retry_initial: Duration::from_secs(5),
             download_retry_max: Duration::from_secs(300),
+            calls: crate::call::CallTimers::default(),
         }
     }
 }
@@ -196,6 +199,9 @@ pub enum NodeError {
     /// A media node did not take a blob.
     #[error(transparent)]
     Upload(#[from] crate::blob::media::UploadError),
+    /// A call request failed.
+    #[error(transparent)]
+    Call(#[from] crate::call::CallError),
 }
 
 /// A file sealed into this node's blob store: what a recipient needs to fetch it
@@ -431,6 +437,7 @@ pub struct NodeHandle {
     store: Store,
     peer_id: PeerId,
     blobs: Option<Blobs>,
+    calls: crate::call::manager::Calls,
 }
 
 /// The node's listening addresses once it is up, plus the handle.
@@ -501,6 +508,35 @@ impl NodeHandle {
     /// Run a storage operation through the actor (the single writer).
     pub async fn local(&self, op: LocalOp) -> Result<serde_json::Value, NodeError> {
         self.ask(|reply| Command::Local { op, reply }).await?
+    }
+
+    /// Calls a contact (`target` as the user names it): returns once the callee's node
+    /// rings, or fails (`unreachable`, `refused`, `busy` as [`CallError::Ended`]).
+    pub async fn call(&self, target: &str, audio: crate::call::AudioChoice) -> Result<crate::call::CallView, NodeError> {
+        let contact = crate::ops::resolve_contact(&self.store, target)?;
+        let peer = contact.peer_id;
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::Place { peer, audio, reply }).await??)
+    }
+
+    /// Answers the ringing call `call` (a hex prefix; the only one when `None`):
+    /// returns once the caller has the answer.
+    pub async fn answer(&self, call: Option<String>, audio: crate::call::AudioChoice) -> Result<crate::call::CallView, NodeError> {
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::Answer { call, audio, reply }).await??)
+    }
+
+    /// Hangs up (or declines, while it rings) call `call`, or the only one.
+    pub async fn hangup(&self, call: Option<String>) -> Result<crate::call::CallView, NodeError> {
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::Hangup { call, reply }).await??)
+    }
+
+    /// Mutes or unmutes our side of call `call`, or of the only one with media.
+    pub async fn mute(&self, call: Option<String>, muted: bool) -> Result<crate::call::CallView, NodeError> {
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::Mute { call, muted, reply }).await??)
+    }
+
+    /// The calls in progress.
+    pub async fn active_calls(&self) -> Result<Vec<crate::call::CallView>, NodeError> {
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::List { reply }).await?)
     }
 
     /// Dial an address (e.g. a peer on the same machine).
@@ -746,6 +782,27 @@ impl NodeHandle {
     }
 }
 
+/// The IP addresses calls offer media on: those the node listens on (libp2p reports
+/// concrete interface addresses for a wildcard listener), loopback when it has none.
+fn media_addrs(listen_addrs: &[Multiaddr]) -> Vec<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut ips: Vec<std::net::IpAddr> = listen_addrs
+        .iter()
+        .filter_map(|a| match a.iter().next() {
+            Some(Protocol::Ip4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(Protocol::Ip6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        })
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    if ips.is_empty() {
+        ips.push(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    ips
+}
+
 /// Start a node: build the swarm, listen, and run the actor on the current runtime.
 /// Returns when every listen address is bound.
 pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartError> {
@@ -755,6 +812,7 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
     let peer_id = config.identity.peer_id();
     let files = config.files.clone();
     let download_retry = (config.timers.download_retry_initial, config.timers.download_retry_max);
+    let call_timers = config.timers.calls.clone();
     let me = config.identity.peer_id();
     let (actor, listen_addrs) =
         actor::Actor::build(config, store.clone(), commands_rx, events_tx.clone()).await?;
@@ -789,9 +847,25 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
             Some(Blobs { store: blob_store, control, downloads, counters, uploads })
         }
     };
+    let calls = {
+        let mut control = actor.blob_control();
+        let incoming = control.accept(crate::call::signal::PROTOCOL).map_err(|e| StartError::Build(e.to_string()))?;
+        crate::call::manager::start(
+            crate::call::manager::Context {
+                store: store.clone(),
+                control,
+                commands: commands_tx.clone(),
+                events: events_tx.clone(),
+                media: kith_call::MediaConfig { bind: media_addrs(&listen_addrs), ..Default::default() },
+                timers: call_timers,
+                me,
+            },
+            incoming,
+        )
+    };
     let stopped = tokio::spawn(actor.run());
     Ok(Started {
-        handle: NodeHandle { commands: commands_tx, events: events_tx, store, peer_id, blobs },
+        handle: NodeHandle { commands: commands_tx, events: events_tx, store, peer_id, blobs, calls },
         listen_addrs,
         stopped,
     })

@@ -1,0 +1,499 @@
+//! One WebRTC media session carrying one Opus audio stream each way.
+//!
+//! Signalling is the caller's business: [`Session::offer`] and [`Session::answer`]
+//! return a complete SDP (ICE gathering finished, no trickle), which the caller carries
+//! to the peer in an authenticated channel, and [`Session::accept_answer`] takes the
+//! peer's answer. The SDP holds the DTLS certificate's fingerprint and webrtc refuses a
+//! DTLS peer whose certificate does not match it, so media is authenticated to whoever
+//! authenticated the SDP.
+//!
+//! Once connected, a sender task takes a frame from the [`Source`] every 20 ms,
+//! encodes it and sends it; received packets go into a [`JitterBuffer`], and a playout
+//! task takes one frame from it every 20 ms, decodes (or rebuilds or conceals) it and
+//! hands it to the [`Sink`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+
+use crate::audio::{FRAME, Frame, Sink, Source, level};
+use crate::codec::{CodecError, VoiceDecoder, VoiceEncoder};
+use crate::jitter::{JitterBuffer, JitterStats, Playout};
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Local addresses to offer as host candidates: one UDP socket on an ephemeral port
+    /// each. Concrete addresses only; an unspecified one (0.0.0.0) gathers nothing.
+    pub bind: Vec<IpAddr>,
+    /// Frames held before playout starts (3 = 60 ms).
+    pub jitter_depth: usize,
+    /// Longest wait for ICE gathering before an offer or answer is given up.
+    pub gather_timeout: Duration,
+    /// Silence on the path before the connection counts as disconnected.
+    pub ice_disconnected: Duration,
+    /// Disconnected this long more and it has failed.
+    pub ice_failed: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> MediaConfig {
+        MediaConfig {
+            bind: vec![IpAddr::from([127, 0, 0, 1])],
+            jitter_depth: 3,
+            gather_timeout: Duration::from_secs(5),
+            ice_disconnected: Duration::from_secs(3),
+            ice_failed: Duration::from_secs(7),
+        }
+    }
+}
+
+/// What can go wrong setting a session up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// webrtc refused something (a malformed SDP, no common codec, sockets).
+    #[error("webrtc: {0}")]
+    WebRtc(String),
+    /// ICE gathering did not finish in time.
+    #[error("ICE gathering did not finish within {0:?}")]
+    GatherTimeout(Duration),
+    /// No address to gather candidates on.
+    #[error("no local address to offer media on")]
+    NoAddress,
+    /// The codec could not be set up.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+fn webrtc_error(e: impl std::fmt::Display) -> MediaError {
+    MediaError::WebRtc(e.to_string())
+}
+
+/// A change in the session's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// ICE and DTLS are up: media flows.
+    Connected,
+    /// The path went quiet; it may come back.
+    Disconnected,
+    /// The path is gone (ICE or DTLS failed, or it stayed disconnected).
+    Failed,
+}
+
+/// Counters of one session, for `kith calls`, meters and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MediaStats {
+    /// Frames encoded and sent.
+    pub frames_sent: u64,
+    /// Frames handed to the sink (decoded, rebuilt or concealed).
+    pub frames_played: u64,
+    /// Of those, frames rebuilt from FEC or concealed.
+    pub frames_concealed: u64,
+    /// Outgoing level of the last frame, 0.0–1.0 (0 while muted).
+    pub input_level: f32,
+    /// Incoming level of the last frame played, 0.0–1.0.
+    pub output_level: f32,
+    /// The jitter buffer's counters.
+    pub jitter: JitterStats,
+}
+
+#[derive(Default)]
+struct Shared {
+    muted: AtomicBool,
+    frames_sent: AtomicU64,
+    frames_played: AtomicU64,
+    frames_concealed: AtomicU64,
+    input_level: AtomicU32,
+    output_level: AtomicU32,
+}
+
+/// A media session: create with [`Session::offer`] or [`Session::answer`], end with
+/// [`Session::close`] (dropping it stops the tasks but leaves the sink unfinished).
+pub struct Session {
+    pc: Arc<dyn PeerConnection>,
+    events: Option<mpsc::UnboundedReceiver<SessionEvent>>,
+    shared: Arc<Shared>,
+    jitter: Arc<Mutex<JitterBuffer>>,
+    stop: watch::Sender<bool>,
+    sender: JoinHandle<()>,
+    playout: Option<JoinHandle<Result<(), crate::audio::AudioError>>>,
+}
+
+struct Handler {
+    events: mpsc::UnboundedSender<SessionEvent>,
+    gathered: watch::Sender<bool>,
+    connected: watch::Sender<bool>,
+    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let event = match state {
+            RTCPeerConnectionState::Connected => {
+                let _ = self.connected.send(true);
+                SessionEvent::Connected
+            }
+            RTCPeerConnectionState::Disconnected => SessionEvent::Disconnected,
+            RTCPeerConnectionState::Failed => SessionEvent::Failed,
+            _ => return,
+        };
+        let _ = self.events.send(event);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tracks.send(track);
+    }
+}
+
+impl Session {
+    /// Starts a session as the caller: returns it with the offer to send.
+    pub async fn offer(
+        config: &MediaConfig,
+        source: Box<dyn Source>,
+        sink: Box<dyn Sink>,
+    ) -> Result<(Session, String), MediaError> {
+        let (session, mut gathered) = Session::build(config, source, sink).await?;
+        let offer = session.pc.create_offer(None).await.map_err(webrtc_error)?;
+        session.pc.set_local_description(offer).await.map_err(webrtc_error)?;
+        let sdp = session.gathered_sdp(&mut gathered, config.gather_timeout).await?;
+        Ok((session, sdp))
+    }
+
+    /// Starts a session as the callee from the caller's offer: returns it with the
+    /// answer to send back.
+    pub async fn answer(
+        config: &MediaConfig,
+        offer: &str,
+        source: Box<dyn Source>,
+        sink: Box<dyn Sink>,
+    ) -> Result<(Session, String), MediaError> {
+        let (session, mut gathered) = Session::build(config, source, sink).await?;
+        let offer = RTCSessionDescription::offer(offer.to_owned()).map_err(webrtc_error)?;
+        session.pc.set_remote_description(offer).await.map_err(webrtc_error)?;
+        let answer = session.pc.create_answer(None).await.map_err(webrtc_error)?;
+        session.pc.set_local_description(answer).await.map_err(webrtc_error)?;
+        let sdp = session.gathered_sdp(&mut gathered, config.gather_timeout).await?;
+        Ok((session, sdp))
+    }
+
+    /// Takes the callee's answer (the caller's side); media starts once ICE and DTLS
+    /// are through ([`SessionEvent::Connected`]).
+    pub async fn accept_answer(&self, answer: &str) -> Result<(), MediaError> {
+        let answer = RTCSessionDescription::answer(answer.to_owned()).map_err(webrtc_error)?;
+        self.pc.set_remote_description(answer).await.map_err(webrtc_error)
+    }
+
+    /// The connection's changes, once (later calls get `None`).
+    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<SessionEvent>> {
+        self.events.take()
+    }
+
+    /// Mutes or unmutes the outgoing audio (silence is sent while muted, so the
+    /// peer's playout keeps its timing).
+    pub fn set_muted(&self, muted: bool) {
+        self.shared.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Whether the outgoing audio is muted.
+    pub fn muted(&self) -> bool {
+        self.shared.muted.load(Ordering::Relaxed)
+    }
+
+    /// The session's counters now.
+    pub fn stats(&self) -> MediaStats {
+        let s = &self.shared;
+        MediaStats {
+            frames_sent: s.frames_sent.load(Ordering::Relaxed),
+            frames_played: s.frames_played.load(Ordering::Relaxed),
+            frames_concealed: s.frames_concealed.load(Ordering::Relaxed),
+            input_level: f32::from_bits(s.input_level.load(Ordering::Relaxed)),
+            output_level: f32::from_bits(s.output_level.load(Ordering::Relaxed)),
+            jitter: self.jitter.lock().map(|j| j.stats()).unwrap_or_default(),
+        }
+    }
+
+    /// Ends the session: stops sending and playing, finishes the sink (a file's header
+    /// is written) and closes the connection. Returns the final counters.
+    pub async fn close(mut self) -> Result<MediaStats, crate::audio::AudioError> {
+        let _ = self.stop.send(true);
+        self.sender.abort();
+        let finished = match self.playout.take() {
+            Some(playout) => playout.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        };
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!("closing a media session: {e}");
+        }
+        let stats = self.stats();
+        finished.map(|()| stats)
+    }
+
+    async fn build(
+        config: &MediaConfig,
+        source: Box<dyn Source>,
+        sink: Box<dyn Sink>,
+    ) -> Result<(Session, watch::Receiver<bool>), MediaError> {
+        let bind: Vec<SocketAddr> =
+            config.bind.iter().filter(|ip| !ip.is_unspecified()).map(|ip| SocketAddr::new(*ip, 0)).collect();
+        if bind.is_empty() {
+            return Err(MediaError::NoAddress);
+        }
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().map_err(webrtc_error)?;
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_ice_timeouts(Some(config.ice_disconnected), Some(config.ice_failed), Some(Duration::from_secs(1)))
+            .build();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (gathered_tx, gathered_rx) = watch::channel(false);
+        let (connected_tx, connected_rx) = watch::channel(false);
+        let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
+        let handler = Arc::new(Handler { events: events_tx, gathered: gathered_tx, connected: connected_tx, tracks: tracks_tx });
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_setting_engine(settings)
+            .with_handler(handler)
+            .with_udp_addrs(bind)
+            .build()
+            .await
+            .map_err(webrtc_error)?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(
+            TrackLocalStaticSample::new(
+                Instant::now(),
+                MediaStreamTrack::new(
+                    "kith-call".to_owned(),
+                    "kith-voice".to_owned(),
+                    "voice".to_owned(),
+                    RtpCodecKind::Audio,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                        codec: RTCRtpCodec {
+                            mime_type: MIME_TYPE_OPUS.to_owned(),
+                            clock_rate: crate::audio::SAMPLE_RATE,
+                            // Opus in SDP is always "opus/48000/2" (RFC 7587); the
+                            // stream itself is mono.
+                            channels: 2,
+                            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                            rtcp_feedback: vec![],
+                        },
+                        ..Default::default()
+                    }],
+                ),
+            )
+            .map_err(webrtc_error)?,
+        );
+        let rtp_sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(webrtc_error)?;
+
+        let shared = Arc::new(Shared::default());
+        let jitter = Arc::new(Mutex::new(JitterBuffer::new(config.jitter_depth.max(1), 50)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let encoder = VoiceEncoder::new(5)?;
+        let decoder = VoiceDecoder::new()?;
+        let sender = tokio::spawn(send_loop(SendLoop {
+            track,
+            sender: rtp_sender,
+            ssrc,
+            source,
+            encoder,
+            shared: shared.clone(),
+            connected: connected_rx,
+        }));
+        tokio::spawn(receive_tracks(tracks_rx, jitter.clone(), stop_rx.clone()));
+        let playout = tokio::spawn(playout_loop(jitter.clone(), decoder, sink, shared.clone(), stop_rx));
+        let session = Session {
+            pc,
+            events: Some(events_rx),
+            shared,
+            jitter,
+            stop: stop_tx,
+            sender,
+            playout: Some(playout),
+        };
+        Ok((session, gathered_rx))
+    }
+
+    async fn gathered_sdp(&self, gathered: &mut watch::Receiver<bool>, timeout: Duration) -> Result<String, MediaError> {
+        match tokio::time::timeout(timeout, gathered.wait_for(|done| *done)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return Err(MediaError::GatherTimeout(timeout)),
+        }
+        let local = self.pc.local_description().await.ok_or_else(|| webrtc_error("no local description"))?;
+        Ok(local.sdp)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.sender.abort();
+        if let Some(playout) = self.playout.take() {
+            playout.abort();
+        }
+    }
+}
+
+struct SendLoop {
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+    ssrc: u32,
+    source: Box<dyn Source>,
+    encoder: VoiceEncoder,
+    shared: Arc<Shared>,
+    connected: watch::Receiver<bool>,
+}
+
+/// Every 20 ms once connected: a frame from the source, encoded and sent.
+async fn send_loop(mut s: SendLoop) {
+    if s.connected.wait_for(|up| *up).await.is_err() {
+        return;
+    }
+    let payload_type = match s.sender.get_parameters().await {
+        Ok(params) => match params.rtp_parameters.codecs.first() {
+            Some(codec) => codec.payload_type,
+            None => {
+                tracing::warn!("call: no codec negotiated for sending");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::warn!("call: no send parameters: {e}");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(FRAME);
+    // After a stall, send at the normal pace rather than in a burst the peer's
+    // jitter buffer would have to trim.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut frame: Frame = s.source.next_frame();
+        if s.shared.muted.load(Ordering::Relaxed) {
+            frame = [0; crate::audio::FRAME_SAMPLES];
+        }
+        s.shared.input_level.store(level(&frame).to_bits(), Ordering::Relaxed);
+        let packet = match s.encoder.encode(&frame) {
+            Ok(packet) => Bytes::copy_from_slice(packet),
+            Err(e) => {
+                tracing::warn!("call: encoding a frame: {e}");
+                continue;
+            }
+        };
+        let sample = Sample { data: packet, duration: FRAME, ..Sample::new(Instant::now()) };
+        if let Err(e) = s.track.write_sample(s.ssrc, payload_type, &sample, &[]).await {
+            tracing::debug!("call: sending a frame: {e}");
+            continue;
+        }
+        s.shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads every track the peer sends into the jitter buffer.
+async fn receive_tracks(
+    mut tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+    jitter: Arc<Mutex<JitterBuffer>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let track = tokio::select! {
+            track = tracks.recv() => match track { Some(track) => track, None => return },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (jitter, mut stop) = (jitter.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    event = track.poll() => event,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match event {
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                        if let Ok(mut jitter) = jitter.lock() {
+                            jitter.push(packet.header.sequence_number, packet.payload);
+                        }
+                    }
+                    Some(TrackRemoteEvent::OnEnded) | None => return,
+                    Some(_) => {}
+                }
+            }
+        });
+    }
+}
+
+/// Every 20 ms: one frame out of the jitter buffer into the sink, until stopped;
+/// then the sink is finished.
+async fn playout_loop(
+    jitter: Arc<Mutex<JitterBuffer>>,
+    mut decoder: VoiceDecoder,
+    mut sink: Box<dyn Sink>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), crate::audio::AudioError> {
+    let mut tick = tokio::time::interval(FRAME);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let next = match jitter.lock() {
+            Ok(mut jitter) => jitter.pop(),
+            Err(_) => break,
+        };
+        let frame = match next {
+            Playout::Waiting => continue,
+            Playout::Frame(packet) => match decoder.decode(&packet) {
+                Ok(frame) => frame,
+                Err(_) => {
+                    shared.frames_concealed.fetch_add(1, Ordering::Relaxed);
+                    decoder.recover(None)
+                }
+            },
+            Playout::Lost { next } => {
+                shared.frames_concealed.fetch_add(1, Ordering::Relaxed);
+                decoder.recover(next.as_deref())
+            }
+        };
+        shared.output_level.store(level(&frame).to_bits(), Ordering::Relaxed);
+        shared.frames_played.fetch_add(1, Ordering::Relaxed);
+        if failed.is_none()
+            && let Err(e) = sink.write(&frame)
+        {
+            // Keep playing (the call goes on); report once at the end.
+            tracing::warn!("call: writing received audio: {e}");
+            failed = Some(e);
+        }
+    }
+    let finished = sink.finish();
+    match failed {
+        Some(e) => Err(e),
+        None => finished,
+    }
+}

@@ -1,0 +1,173 @@
+//! Voice calls: `call`, `answer`, `hangup`, `calls`.
+//!
+//! The node runs the media (it reads and writes the WAV files); these commands only
+//! steer it. `kith call` stays until the call ends, hanging up after `--duration`
+//! seconds of media or on Ctrl+C.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kith_p2p::call::{CallView, EndReason};
+use kith_p2p::control::{Client, Request};
+use kith_p2p::node::Event;
+use kith_p2p::views::CallRecordView;
+use serde_json::json;
+
+use super::net::{call, client_failure, runtime};
+use super::print;
+use crate::args::{AnswerArgs, CallArgs, CallsArgs, Global, HangupArgs};
+use crate::failure::{Code, Failure, Result};
+use crate::output;
+
+/// `path` made absolute against this process's directory: the node runs elsewhere.
+fn absolute(path: Option<&Path>) -> Result<Option<String>> {
+    path.map(|p| {
+        std::path::absolute(p)
+            .map(|p| p.display().to_string())
+            .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))
+    })
+    .transpose()
+}
+
+pub(crate) fn place(global: &Global, args: CallArgs) -> Result {
+    let home = super::home(global)?;
+    let (input, output) = (absolute(args.audio.input.as_deref())?, absolute(args.audio.output.as_deref())?);
+    runtime()?.block_on(async {
+        // Subscribed before calling, so no event of this call slips by unseen.
+        let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        events.subscribe().await.map_err(client_failure)?;
+        let mut requests = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        let request = Request::Call { contact: args.contact.clone(), input, output };
+        let placed: CallView = print::view(requests.request(&request).await.map_err(client_failure)?)?;
+        if !args.output.json {
+            eprintln!("ringing {} (call {})", args.contact, placed.id);
+        }
+        let duration = args.duration.map(Duration::from_secs_f64);
+        let mut hang_up_at: Option<tokio::time::Instant> = None;
+        let mut hung_up = false;
+        loop {
+            let sleep = async {
+                match hang_up_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let event = tokio::select! {
+                event = events.next_event() => event.map_err(client_failure)?,
+                () = sleep => {
+                    hang_up_at = None;
+                    hang_up(&mut requests, &placed.id, &mut hung_up).await?;
+                    continue;
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    hang_up(&mut requests, &placed.id, &mut hung_up).await?;
+                    continue;
+                }
+            };
+            match event {
+                Event::CallAnswered { call, .. } if call == placed.id && !args.output.json => eprintln!("answered"),
+                Event::CallConnected { call, .. } if call == placed.id => {
+                    if !args.output.json {
+                        eprintln!("connected");
+                    }
+                    if let Some(duration) = duration {
+                        hang_up_at = Some(tokio::time::Instant::now() + duration);
+                    }
+                }
+                Event::CallEnded { call, reason, duration_ms, .. } if call == placed.id => {
+                    return ended(&placed.id, reason, duration_ms, args.output.json);
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+async fn hang_up(requests: &mut Client, id: &str, done: &mut bool) -> Result {
+    if *done {
+        return Ok(());
+    }
+    *done = true;
+    match requests.request(&Request::Hangup { call: Some(id.to_owned()) }).await {
+        Ok(_) => Ok(()),
+        // Ended meanwhile: its end event is on its way.
+        Err(kith_p2p::control::ClientError::Api(e)) if e.code == kith_p2p::control::ErrorCode::UnknownCall => Ok(()),
+        Err(e) => Err(client_failure(e)),
+    }
+}
+
+/// Prints how the call ended; a call that never connected is a failure (exit 1,
+/// named after the reason).
+fn ended(id: &str, reason: EndReason, duration_ms: u64, json: bool) -> Result {
+    if json {
+        output::json(&json!({ "call": id, "reason": reason, "duration_ms": duration_ms }))?;
+    } else {
+        output::line(format!("ended: {reason} after {}", duration(duration_ms)))?;
+    }
+    match reason {
+        EndReason::HungUp | EndReason::RemoteHungUp => Ok(()),
+        other => Err(Failure::new(Code::Error, anyhow::anyhow!("the call ended: {other}")).named(other.as_str())),
+    }
+}
+
+pub(crate) fn answer(global: &Global, args: AnswerArgs) -> Result {
+    let home = super::home(global)?;
+    let (input, output) = (absolute(args.audio.input.as_deref())?, absolute(args.audio.output.as_deref())?);
+    let result = call(&home, Request::Answer { call: args.call, input, output })?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    let view: CallView = print::view(result)?;
+    output::line(format!("answered {}", view.id))
+}
+
+pub(crate) fn hangup(global: &Global, args: HangupArgs) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, Request::Hangup { call: args.call })?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    let view: CallView = print::view(result)?;
+    output::line(format!("hung up {}", view.id))
+}
+
+pub(crate) fn list(global: &Global, args: CallsArgs) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, Request::Calls { limit: args.limit })?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    let names = print::Names::load(&home)?;
+    let active: Vec<CallView> = print::view(result["active"].clone())?;
+    let history: Vec<CallRecordView> = print::view(result["history"].clone())?;
+    for c in &history {
+        let arrow = if c.outgoing { "→" } else { "←" };
+        let what = if c.missed { format!("missed ({})", c.reason) } else { c.reason.clone() };
+        output::line(format!(
+            "{}  {arrow} {}  {}  {what}",
+            print::date_time(c.started_at),
+            output::sanitized(&names.peer(&c.peer)),
+            duration(c.duration_ms)
+        ))?;
+    }
+    for c in &active {
+        let arrow = if c.outgoing { "→" } else { "←" };
+        output::line(format!(
+            "now  {arrow} {}  {}  {}{}",
+            output::sanitized(&names.peer(&c.peer)),
+            print::wire_name(&c.state),
+            c.id,
+            if c.muted { "  (muted)" } else { "" }
+        ))?;
+    }
+    if history.is_empty() && active.is_empty() {
+        output::line("no calls yet")?;
+    }
+    Ok(())
+}
+
+/// `1m05s`, `12s`.
+fn duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    if secs >= 60 { format!("{}m{:02}s", secs / 60, secs % 60) } else { format!("{secs}s") }
+}

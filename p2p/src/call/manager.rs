@@ -1,0 +1,573 @@
+//! The calls task: every call's state, driven by the user's requests, the peer's
+//! signals, the media sessions' events and the ring timers. It owns the media
+//! sessions; it never blocks the node's actor (it asks the actor only to dial a peer
+//! and to write a finished call into the history).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kith_call::{Discard, MediaConfig, Session, SessionEvent, Silence, Sink, Source};
+use kith_storage::{CallRecord, ContactState, Store};
+use libp2p::PeerId;
+use libp2p_stream::Control;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::signal::{self, CallId, HangupReason, Reply, Signal};
+use super::{CallError, CallState, CallView, EndReason};
+use crate::node::{Command, Event};
+
+/// Bound on queued inputs.
+const INPUT_QUEUE: usize = 64;
+
+/// The audio a call plays and records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudioChoice {
+    /// A 48 kHz 16-bit WAV file to send (silence when absent).
+    pub input: Option<PathBuf>,
+    /// A WAV file to record what the peer sends into (dropped when absent).
+    pub output: Option<PathBuf>,
+}
+
+/// The call timers (fields of the node's `Timers`).
+#[derive(Debug, Clone)]
+pub struct CallTimers {
+    /// Longest wait to reach the peer and hear its reply to a signal.
+    pub signal_deadline: Duration,
+    /// How long a call rings before it ends as not answered.
+    pub ring_timeout: Duration,
+}
+
+impl Default for CallTimers {
+    fn default() -> CallTimers {
+        CallTimers { signal_deadline: Duration::from_secs(10), ring_timeout: Duration::from_secs(45) }
+    }
+}
+
+/// What the calls task needs from the node.
+pub(crate) struct Context {
+    pub(crate) store: Store,
+    pub(crate) control: Control,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) media: MediaConfig,
+    pub(crate) timers: CallTimers,
+    pub(crate) me: PeerId,
+}
+
+type Answer = oneshot::Sender<Result<CallView, CallError>>;
+
+/// An input to the calls task.
+pub(crate) enum Input {
+    Place { peer: PeerId, audio: AudioChoice, reply: Answer },
+    Answer { call: Option<String>, audio: AudioChoice, reply: Answer },
+    Hangup { call: Option<String>, reply: Answer },
+    Mute { call: Option<String>, muted: bool, reply: Answer },
+    List { reply: oneshot::Sender<Vec<CallView>> },
+    Incoming { peer: PeerId, signal: Signal, reply: oneshot::Sender<Reply> },
+    Delivered { call: CallId, answer: bool, result: Result<Reply, String> },
+    Media { call: CallId, event: SessionEvent },
+    RingTimeout { call: CallId },
+}
+
+/// A handle on the calls task.
+#[derive(Clone)]
+pub(crate) struct Calls {
+    inputs: mpsc::Sender<Input>,
+}
+
+impl Calls {
+    /// Sends an input and waits for its answer.
+    pub(crate) async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.inputs.send(make(tx)).await.map_err(|_| CallError::Stopped)?;
+        rx.await.map_err(|_| CallError::Stopped)
+    }
+}
+
+struct Call {
+    id: CallId,
+    peer: PeerId,
+    outgoing: bool,
+    state: CallState,
+    started_at_ms: u64,
+    answered_at_ms: Option<u64>,
+    session: Option<Session>,
+    /// An incoming call's offer, until it is answered.
+    offer: Option<String>,
+    /// Who waits for the offer or answer to be delivered.
+    waiter: Option<Answer>,
+}
+
+impl Call {
+    fn view(&self) -> CallView {
+        let stats = self.session.as_ref().map(Session::stats).unwrap_or_default();
+        CallView {
+            id: hex::encode(self.id),
+            peer: self.peer.to_string(),
+            outgoing: self.outgoing,
+            state: self.state,
+            started_at_ms: self.started_at_ms,
+            answered_at_ms: self.answered_at_ms,
+            muted: self.session.as_ref().is_some_and(Session::muted),
+            frames_sent: stats.frames_sent,
+            frames_played: stats.frames_played,
+            frames_concealed: stats.frames_concealed,
+            input_level: stats.input_level,
+            output_level: stats.output_level,
+        }
+    }
+}
+
+/// Starts the calls task and the server of incoming `/kith/call/1` streams.
+pub(crate) fn start(context: Context, incoming: libp2p_stream::IncomingStreams) -> Calls {
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    tokio::spawn(serve(incoming, tx.clone()));
+    let task = Task { context, calls: HashMap::new(), inputs: tx.clone() };
+    tokio::spawn(task.run(rx));
+    Calls { inputs: tx }
+}
+
+/// Reads each incoming stream's signal, hands it to the task and writes its reply.
+async fn serve(mut incoming: libp2p_stream::IncomingStreams, inputs: mpsc::Sender<Input>) {
+    use futures::StreamExt;
+    while let Some((peer, mut stream)) = incoming.next().await {
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            let signal = match signal::read(&mut stream, Duration::from_secs(5)).await {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::debug!(%peer, "call signal: {e}");
+                    return;
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            if inputs.send(Input::Incoming { peer, signal, reply: tx }).await.is_err() {
+                return;
+            }
+            if let Ok(answer) = rx.await
+                && let Err(e) = signal::reply(&mut stream, answer).await
+            {
+                tracing::debug!(%peer, "call signal reply: {e}");
+            }
+        });
+    }
+}
+
+struct Task {
+    context: Context,
+    calls: HashMap<CallId, Call>,
+    inputs: mpsc::Sender<Input>,
+}
+
+impl Task {
+    async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        while let Some(input) = inputs.recv().await {
+            self.input(input).await;
+        }
+        for id in self.calls.keys().copied().collect::<Vec<_>>() {
+            self.end(id, EndReason::HungUp, Some(HangupReason::HungUp));
+        }
+    }
+
+    async fn input(&mut self, input: Input) {
+        match input {
+            Input::Place { peer, audio, reply } => {
+                if let Err(e) = self.place(peer, audio, reply).await {
+                    tracing::debug!("placing a call: {e}");
+                }
+            }
+            Input::Answer { call, audio, reply } => {
+                let result = self.answer(call.as_deref(), audio).await;
+                if let Err(e) = result {
+                    let _ = reply.send(Err(e));
+                } else if let Ok(id) = result
+                    && let Some(call) = self.calls.get_mut(&id)
+                {
+                    call.waiter = Some(reply);
+                }
+            }
+            Input::Hangup { call, reply } => {
+                let result = self.find(call.as_deref(), |_| true).map(|id| {
+                    let call = &self.calls[&id];
+                    let mut view = call.view();
+                    let (ours, theirs) = match (call.outgoing, call.state) {
+                        (false, CallState::Ringing) => (EndReason::Declined, HangupReason::Declined),
+                        _ => (EndReason::HungUp, HangupReason::HungUp),
+                    };
+                    view.state = CallState::Ended;
+                    self.end(id, ours, Some(theirs));
+                    view
+                });
+                let _ = reply.send(result);
+            }
+            Input::Mute { call, muted, reply } => {
+                let result = self.find(call.as_deref(), |c| c.session.is_some()).map(|id| {
+                    let call = &self.calls[&id];
+                    if let Some(session) = &call.session {
+                        session.set_muted(muted);
+                    }
+                    call.view()
+                });
+                let _ = reply.send(result);
+            }
+            Input::List { reply } => {
+                let mut views: Vec<CallView> = self.calls.values().map(Call::view).collect();
+                views.sort_by_key(|v| v.started_at_ms);
+                let _ = reply.send(views);
+            }
+            Input::Incoming { peer, signal, reply } => {
+                let answer = self.incoming(peer, signal).await;
+                let _ = reply.send(answer);
+            }
+            Input::Delivered { call, answer, result } => self.delivered(call, answer, result),
+            Input::Media { call, event } => self.media(call, event),
+            Input::RingTimeout { call } => {
+                if let Some(c) = self.calls.get(&call)
+                    && matches!(c.state, CallState::Calling | CallState::Ringing)
+                {
+                    self.end(call, EndReason::NoAnswer, Some(HangupReason::NoAnswer));
+                }
+            }
+        }
+    }
+
+    /// The call a user means: `prefix` (hex, any unique prefix) among those `fits`
+    /// accepts, or the only one when `prefix` is absent.
+    fn find(&self, prefix: Option<&str>, fits: impl Fn(&Call) -> bool) -> Result<CallId, CallError> {
+        let wanted = prefix.map(str::to_ascii_lowercase);
+        let matches: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| fits(c))
+            .filter(|c| wanted.as_deref().is_none_or(|w| hex::encode(c.id).starts_with(w)))
+            .map(|c| c.id)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(CallError::NoSuchCall(prefix.unwrap_or("").to_owned())),
+            _ => Err(CallError::Ambiguous),
+        }
+    }
+
+    async fn place(&mut self, peer: PeerId, audio: AudioChoice, reply: Answer) -> Result<(), CallError> {
+        let checked = self.check_callable(peer);
+        let (source, sink) = match checked.and_then(|()| open_audio(&audio)) {
+            Ok(io) => io,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return Ok(());
+            }
+        };
+        let (mut session, sdp) = match Session::offer(&self.context.media, source, sink).await {
+            Ok(made) => made,
+            Err(e) => {
+                let _ = reply.send(Err(CallError::Media(e.to_string())));
+                return Ok(());
+            }
+        };
+        let id: CallId = rand::random();
+        self.watch_media(id, &mut session);
+        self.calls.insert(
+            id,
+            Call {
+                id,
+                peer,
+                outgoing: true,
+                state: CallState::Calling,
+                started_at_ms: now_ms(),
+                answered_at_ms: None,
+                session: Some(session),
+                offer: None,
+                waiter: Some(reply),
+            },
+        );
+        self.deliver(id, peer, Signal::Offer { call: id, sdp }, false);
+        // The caller gives up a little after the callee would have.
+        self.ring_timer(id, self.context.timers.ring_timeout + self.context.timers.signal_deadline);
+        Ok(())
+    }
+
+    fn check_callable(&self, peer: PeerId) -> Result<(), CallError> {
+        if peer == self.context.me {
+            return Err(CallError::NotContact(peer.to_string()));
+        }
+        if self.calls.values().any(|c| c.session.is_some()) {
+            return Err(CallError::InCall);
+        }
+        match self.context.store.contacts().get(&peer) {
+            Ok(Some(c)) if c.state == ContactState::Accepted => Ok(()),
+            Ok(_) => Err(CallError::NotContact(peer.to_string())),
+            Err(e) => Err(CallError::Storage(e.to_string())),
+        }
+    }
+
+    async fn answer(&mut self, prefix: Option<&str>, audio: AudioChoice) -> Result<CallId, CallError> {
+        let id = self.find(prefix, |c| !c.outgoing && c.state == CallState::Ringing)?;
+        let (source, sink) = open_audio(&audio)?;
+        let call = self.calls.get_mut(&id).ok_or(CallError::NoSuchCall(hex::encode(id)))?;
+        let offer = call.offer.take().unwrap_or_default();
+        let (mut session, sdp) = match Session::answer(&self.context.media, &offer, source, sink).await {
+            Ok(made) => made,
+            Err(e) => {
+                self.end(id, EndReason::Failed, Some(HangupReason::Failed));
+                return Err(CallError::Media(e.to_string()));
+            }
+        };
+        let peer = call.peer;
+        call.state = CallState::Connecting;
+        self.watch_media(id, &mut session);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.session = Some(session);
+        }
+        self.deliver(id, peer, Signal::Answer { call: id, sdp }, true);
+        Ok(id)
+    }
+
+    async fn incoming(&mut self, peer: PeerId, signal: Signal) -> Reply {
+        let id = signal.call();
+        match signal {
+            Signal::Offer { sdp, .. } => {
+                match self.context.store.contacts().get(&peer) {
+                    Ok(Some(c)) if c.state == ContactState::Accepted => {}
+                    // A stranger's or a blocked contact's call never rings.
+                    _ => return Reply::Refused,
+                }
+                if let Some(existing) = self.calls.get(&id) {
+                    return if existing.peer == peer { Reply::Ringing } else { Reply::Refused };
+                }
+                if !self.calls.is_empty() {
+                    self.record_missed(id, peer);
+                    return Reply::Busy;
+                }
+                self.calls.insert(
+                    id,
+                    Call {
+                        id,
+                        peer,
+                        outgoing: false,
+                        state: CallState::Ringing,
+                        started_at_ms: now_ms(),
+                        answered_at_ms: None,
+                        session: None,
+                        offer: Some(sdp),
+                        waiter: None,
+                    },
+                );
+                self.emit(Event::CallRinging { call: hex::encode(id), peer: peer.to_string(), outgoing: false });
+                self.ring_timer(id, self.context.timers.ring_timeout);
+                Reply::Ringing
+            }
+            Signal::Answer { sdp, .. } => {
+                let Some(call) = self.calls.get_mut(&id) else { return Reply::Refused };
+                if call.peer != peer || !call.outgoing || call.answered_at_ms.is_some() {
+                    return Reply::Refused;
+                }
+                let Some(session) = &call.session else { return Reply::Refused };
+                if let Err(e) = session.accept_answer(&sdp).await {
+                    tracing::debug!(%peer, "a call's answer: {e}");
+                    self.end(id, EndReason::Failed, Some(HangupReason::Failed));
+                    return Reply::Ok;
+                }
+                call.state = CallState::Connecting;
+                call.answered_at_ms = Some(now_ms());
+                self.emit(Event::CallAnswered { call: hex::encode(id), peer: peer.to_string() });
+                Reply::Ok
+            }
+            Signal::Hangup { reason, .. } => {
+                match self.calls.get(&id) {
+                    Some(call) if call.peer == peer => {}
+                    _ => return Reply::Refused,
+                }
+                let ours = match reason {
+                    HangupReason::HungUp => EndReason::RemoteHungUp,
+                    HangupReason::Declined => EndReason::Declined,
+                    HangupReason::NoAnswer => EndReason::NoAnswer,
+                    HangupReason::Failed => EndReason::Failed,
+                };
+                self.end(id, ours, None);
+                Reply::Ok
+            }
+        }
+    }
+
+    fn delivered(&mut self, id: CallId, answer: bool, result: Result<Reply, String>) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        match (answer, result) {
+            (false, Ok(Reply::Ringing)) => {
+                if call.state == CallState::Calling {
+                    call.state = CallState::Ringing;
+                }
+                let view = call.view();
+                if let Some(waiter) = call.waiter.take() {
+                    let _ = waiter.send(Ok(view));
+                }
+                let peer = call.peer.to_string();
+                self.emit(Event::CallRinging { call: hex::encode(id), peer, outgoing: true });
+            }
+            (true, Ok(Reply::Ok)) => {
+                call.answered_at_ms.get_or_insert_with(now_ms);
+                let view = call.view();
+                if let Some(waiter) = call.waiter.take() {
+                    let _ = waiter.send(Ok(view));
+                }
+                let peer = call.peer.to_string();
+                self.emit(Event::CallAnswered { call: hex::encode(id), peer });
+            }
+            (false, Ok(Reply::Busy)) => self.end(id, EndReason::Busy, None),
+            (false, Ok(_)) => self.end(id, EndReason::Refused, None),
+            // The caller gave up while we picked up.
+            (true, Ok(_)) => self.end(id, EndReason::RemoteHungUp, None),
+            (false, Err(e)) => {
+                tracing::debug!("a call's offer was not delivered: {e}");
+                self.end(id, EndReason::Unreachable, None);
+            }
+            (true, Err(e)) => {
+                tracing::debug!("a call's answer was not delivered: {e}");
+                self.end(id, EndReason::Failed, None);
+            }
+        }
+    }
+
+    fn media(&mut self, id: CallId, event: SessionEvent) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        match event {
+            SessionEvent::Connected => {
+                call.state = CallState::Active;
+                let peer = call.peer.to_string();
+                self.emit(Event::CallConnected { call: hex::encode(id), peer });
+            }
+            SessionEvent::Disconnected => tracing::debug!(call = %hex::encode(id), "call media went quiet"),
+            SessionEvent::Failed => self.end(id, EndReason::Failed, Some(HangupReason::Failed)),
+        }
+    }
+
+    /// Ends a call: tells the peer (when `tell` is set), closes its media (the output
+    /// file is finished), writes it into the history, then announces it.
+    fn end(&mut self, id: CallId, reason: EndReason, tell: Option<HangupReason>) {
+        let Some(mut call) = self.calls.remove(&id) else { return };
+        if let Some(waiter) = call.waiter.take() {
+            let _ = waiter.send(Err(CallError::Ended(reason)));
+        }
+        if let Some(reason) = tell {
+            let (control, peer, deadline) = (self.context.control.clone(), call.peer, self.context.timers.signal_deadline);
+            tokio::spawn(async move {
+                if let Err(e) = signal::send(control, peer, &Signal::Hangup { call: id, reason }, deadline).await {
+                    tracing::debug!(%peer, "telling a peer the call ended: {e}");
+                }
+            });
+        }
+        let record = CallRecord {
+            id,
+            peer: call.peer,
+            outgoing: call.outgoing,
+            started_at_ms: call.started_at_ms,
+            answered_at_ms: call.answered_at_ms,
+            ended_at_ms: now_ms(),
+            reason: reason.as_str().to_owned(),
+        };
+        let (commands, events) = (self.context.commands.clone(), self.context.events.clone());
+        let session = call.session.take();
+        tokio::spawn(async move {
+            if let Some(session) = session
+                && let Err(e) = session.close().await
+            {
+                tracing::warn!("finishing a call's recording: {e}");
+            }
+            let duration_ms = record.duration_ms();
+            let (call, peer) = (hex::encode(record.id), record.peer.to_string());
+            write_record(&commands, record).await;
+            let _ = events.send(Event::CallEnded { call, peer, reason, duration_ms });
+        });
+    }
+
+    fn record_missed(&self, id: CallId, peer: PeerId) {
+        let now = now_ms();
+        let record = CallRecord {
+            id,
+            peer,
+            outgoing: false,
+            started_at_ms: now,
+            answered_at_ms: None,
+            ended_at_ms: now,
+            reason: EndReason::Busy.as_str().to_owned(),
+        };
+        let commands = self.context.commands.clone();
+        tokio::spawn(async move { write_record(&commands, record).await });
+    }
+
+    /// Sends an offer or answer in its own task; the outcome comes back as
+    /// [`Input::Delivered`].
+    fn deliver(&self, id: CallId, peer: PeerId, signal: Signal, answer: bool) {
+        let (control, commands, inputs) =
+            (self.context.control.clone(), self.context.commands.clone(), self.inputs.clone());
+        let deadline = self.context.timers.signal_deadline;
+        tokio::spawn(async move {
+            let (tx, rx) = oneshot::channel();
+            if commands.send(Command::Reach(peer, Vec::new(), tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+            let result = signal::send(control, peer, &signal, deadline).await.map_err(|e| e.to_string());
+            let _ = inputs.send(Input::Delivered { call: id, answer, result }).await;
+        });
+    }
+
+    fn watch_media(&self, id: CallId, session: &mut Session) {
+        let Some(mut events) = session.take_events() else { return };
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if inputs.send(Input::Media { call: id, event }).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn ring_timer(&self, id: CallId, after: Duration) {
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = inputs.send(Input::RingTimeout { call: id }).await;
+        });
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.context.events.send(event);
+    }
+}
+
+/// Writes a finished call into the history through the node's writer, and waits
+/// until it is durable (so `kith calls` shows it once the end is announced).
+async fn write_record(commands: &mpsc::Sender<Command>, record: CallRecord) {
+    let (tx, rx) = oneshot::channel();
+    let op: crate::node::LocalOp = Box::new(move |store, _| {
+        store.calls().record(&record).map_err(crate::ops::OpError::from)?;
+        Ok(serde_json::Value::Null)
+    });
+    if commands.send(Command::Local { op, reply: tx }).await.is_err() {
+        return;
+    }
+    if let Ok(Err(e)) = rx.await {
+        tracing::warn!("recording a call in the history: {e}");
+    }
+}
+
+/// A call's source and sink.
+type AudioIo = (Box<dyn Source>, Box<dyn Sink>);
+
+fn open_audio(audio: &AudioChoice) -> Result<AudioIo, CallError> {
+    let source: Box<dyn Source> = match &audio.input {
+        Some(path) => Box::new(kith_call::wav::WavSource::open(path).map_err(|e| CallError::Audio(e.to_string()))?),
+        None => Box::new(Silence),
+    };
+    let sink: Box<dyn Sink> = match &audio.output {
+        Some(path) => Box::new(kith_call::wav::WavSink::create(path).map_err(|e| CallError::Audio(e.to_string()))?),
+        None => Box::new(Discard),
+    };
+    Ok((source, sink))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

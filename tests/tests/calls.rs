@@ -1,0 +1,156 @@
+//! Voice calls between real daemons on 127.0.0.1: each side sends a tone from a WAV
+//! file and records what it hears; the recordings say which tone crossed and for how
+//! long.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kith_call::{tone, wav};
+use kith_p2p::call::signal::{Reply, Signal};
+use kith_tests::{Peer, connected_pair, raw, raw_call, wait_until};
+use serde_json::Value;
+
+/// Seconds of media each test call carries.
+const CALL_SECONDS: f64 = 3.0;
+
+/// Waits for a child with a deadline (a hung call must fail the test, not hang it).
+fn wait_output(mut child: std::process::Child, deadline: Duration, what: &str) -> Output {
+    let end = Instant::now() + deadline;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn history(peer: &Peer) -> Vec<Value> {
+    peer.json(&["calls", "--json"])["history"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_call_carries_each_sides_tone_and_a_hang_up_ends_both() {
+    let (alice, bob) = connected_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_in, b_in) = (dir.path().join("a440.wav"), dir.path().join("b660.wav"));
+    let (a_out, b_out) = (dir.path().join("alice-heard.wav"), dir.path().join("bob-heard.wav"));
+    // Longer than the call: the tone is sent for the whole call.
+    wav::write_mono(&a_in, &tone::sine(440.0, CALL_SECONDS + 2.0, 8000)).unwrap();
+    wav::write_mono(&b_in, &tone::sine(660.0, CALL_SECONDS + 2.0, 8000)).unwrap();
+
+    let bob_events = bob.follow();
+    let caller = alice
+        .command(&[
+            "call",
+            "Bob",
+            "--input",
+            a_in.to_str().unwrap(),
+            "--output",
+            a_out.to_str().unwrap(),
+            "--duration",
+            &CALL_SECONDS.to_string(),
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ringing = bob_events.wait_for(Duration::from_secs(20), "the call rings at Bob", |e| {
+        e["type"] == "call_ringing" && e["outgoing"] == false
+    });
+    assert_eq!(ringing["peer"], alice.peer_id.as_str());
+    let call = ringing["call"].as_str().unwrap().to_owned();
+    let listed = bob.json(&["calls", "--json"]);
+    assert_eq!(listed["active"][0]["state"], "ringing", "{listed}");
+    bob.ok(&["answer", &call[..8], "--input", b_in.to_str().unwrap(), "--output", b_out.to_str().unwrap()]);
+
+    let out = wait_output(caller, Duration::from_secs(40), "alice's call to end");
+    assert!(out.status.success(), "kith call failed: {}", String::from_utf8_lossy(&out.stderr));
+    let ended: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ended["reason"], "hung_up");
+    let at_bob = bob_events.wait_for(Duration::from_secs(20), "the call ends at Bob", |e| e["type"] == "call_ended");
+    assert_eq!(at_bob["reason"], "remote_hung_up", "Alice's hang-up ended Bob's side");
+
+    // Both histories have it, with the reason and a duration.
+    let (a_hist, b_hist) = (history(&alice), history(&bob));
+    assert_eq!(a_hist.len(), 1);
+    assert_eq!(a_hist[0]["reason"], "hung_up");
+    assert_eq!(a_hist[0]["outgoing"], true);
+    assert!(a_hist[0]["duration_ms"].as_u64().unwrap() >= 2_500, "{a_hist:?}");
+    assert_eq!(b_hist[0]["reason"], "remote_hung_up");
+    assert_eq!(b_hist[0]["missed"], false);
+    assert!(alice.json(&["calls", "--json"])["active"].as_array().unwrap().is_empty());
+
+    // Each side heard the other's tone, for at least 90 % of the call.
+    for (heard, sent_hz, name) in [(&b_out, 440.0, "Bob"), (&a_out, 660.0, "Alice")] {
+        let samples = wav::read_mono(heard).unwrap();
+        let dominant = tone::dominant_frequency(&samples).unwrap_or_else(|| panic!("{name} recorded silence"));
+        assert!((dominant - sent_hz).abs() <= 5.0, "{name} heard {dominant:.1} Hz, expected {sent_hz}");
+        let seconds = tone::tone_seconds(&samples, sent_hz);
+        assert!(seconds >= 0.9 * CALL_SECONDS, "{name} heard {seconds:.2} s of the {sent_hz} Hz tone");
+        let own = if sent_hz == 440.0 { 660.0 } else { 440.0 };
+        assert!(tone::tone_seconds(&samples, own) < 0.2, "{name} heard its own tone");
+    }
+}
+
+#[test]
+fn a_declined_call_ends_both_sides_as_declined() {
+    let (alice, bob) = connected_pair();
+    let bob_events = bob.follow();
+    let caller = alice.command(&["call", "Bob", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    bob_events.wait_for(Duration::from_secs(20), "the call rings at Bob", |e| e["type"] == "call_ringing");
+    bob.ok(&["hangup"]);
+    let out = wait_output(caller, Duration::from_secs(20), "alice's call to end");
+    assert!(!out.status.success(), "a declined call is not a success");
+    let ended: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ended["reason"], "declined");
+    wait_until(Duration::from_secs(10), "Bob's history has the declined call", || {
+        history(&bob).first().is_some_and(|c| c["reason"] == "declined" && c["missed"] == true)
+    });
+}
+
+#[test]
+fn strangers_and_blocked_contacts_never_ring_and_an_offline_contact_is_unreachable() {
+    let (alice, mut bob) = connected_pair();
+    let bob_events = bob.follow();
+
+    // A stranger speaks the protocol directly (the real client would not call a
+    // non-contact): refused, and nothing rings or is recorded.
+    let stranger = Peer::init("Mallory");
+    let offer = Signal::Offer { call: [9; 16], sdp: "v=0\r\n".into() };
+    let reply = raw_call::send_signal(&raw::identity_of(&stranger), &bob, &offer).unwrap();
+    assert_eq!(reply, Reply::Refused);
+    assert!(bob.json(&["calls", "--json"])["active"].as_array().unwrap().is_empty());
+
+    // A blocked contact: Alice's call is refused by Bob's node.
+    bob.ok(&["block", "Alice"]);
+    let out = alice.run(&["call", "Bob", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused"), "{}", String::from_utf8_lossy(&out.stderr));
+    bob.ok(&["unblock", "Alice"]);
+
+    // The first call that rings at Bob is Alice's next one: neither the stranger's nor
+    // the blocked one rang.
+    let caller = alice.command(&["call", "Bob"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let rang = bob_events.wait_for(Duration::from_secs(20), "a call rings", |e| e["type"] == "call_ringing");
+    assert_eq!(rang["peer"], alice.peer_id.as_str());
+    bob.ok(&["hangup"]);
+    wait_output(caller, Duration::from_secs(20), "the declined call to end");
+    assert!(history(&bob).iter().all(|c| c["peer"] == alice.peer_id.as_str()), "nothing of the stranger's");
+
+    // Bob offline: the call ends as unreachable within the signalling deadline.
+    bob.stop();
+    let started = Instant::now();
+    let out = alice.run(&["call", "Bob", "--json"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "gave up after {:?}", started.elapsed());
+    assert_eq!(history(&alice).last().unwrap()["reason"], "unreachable");
+}
