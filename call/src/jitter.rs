@@ -6,7 +6,7 @@
 //! carrying the packet after it when that one is here (for Opus in-band FEC). Packets
 //! for frames already played are late and dropped. When more than `depth` plus
 //! [`SLACK`] frames pile up (a burst, or a sender whose clock runs fast), the oldest are
-//! dropped so that latency stays bounded; after [`GAP_RESET`] lost frames in a row with
+//! dropped down to `depth` so that latency stays bounded; after [`GAP_RESET`] lost frames in a row with
 //! nothing held (the sender stopped), playout waits and primes again.
 
 use std::collections::BTreeMap;
@@ -132,12 +132,15 @@ impl JitterBuffer {
             }
         };
         let mut next = next;
-        // Too much piled up: skip ahead to keep at most depth + SLACK after this tick.
-        while self.held.len() > self.depth + SLACK {
-            if let Some((&oldest, _)) = self.held.iter().next() {
-                self.held.remove(&oldest);
-                self.stats.dropped_for_latency += 1;
-                next = next.max(oldest + 1);
+        // Too much piled up: drop the oldest down to the depth, so a burst costs a
+        // moment's audio once rather than latency for the rest of the call.
+        if self.held.len() > self.depth + SLACK {
+            while self.held.len() > self.depth {
+                if let Some((&oldest, _)) = self.held.iter().next() {
+                    self.held.remove(&oldest);
+                    self.stats.dropped_for_latency += 1;
+                    next = next.max(oldest + 1);
+                }
             }
         }
         self.next = Some(next + 1);
@@ -150,9 +153,18 @@ impl JitterBuffer {
             None => {
                 self.stats.lost += 1;
                 self.lost_in_a_row += 1;
+                let first_held = self.held.keys().next().copied();
                 if self.lost_in_a_row >= GAP_RESET && self.held.is_empty() {
                     // The sender stopped: wait for it and prime again.
                     self.next = None;
+                    self.lost_in_a_row = 0;
+                } else if let Some(first) = first_held
+                    && first > next + u64::from(GAP_RESET)
+                {
+                    // The stream jumped ahead (a sender that started its numbering
+                    // again): play from where it is rather than mark every number
+                    // in between lost.
+                    self.next = Some(first);
                     self.lost_in_a_row = 0;
                 }
                 Playout::Lost { next: self.held.get(&(next + 1)).cloned() }
@@ -284,10 +296,22 @@ mod tests {
         for n in 0..20 {
             j.push(n, p(n));
         }
-        // 0..=13 go; 14 plays; 15..=19 stay (fewer than depth + slack).
-        assert_eq!(j.pop(), frame(14));
-        assert_eq!(j.len(), 5);
+        // 0..=16 go; 17 plays; 18 and 19 stay (back below the depth).
+        assert_eq!(j.pop(), frame(17));
+        assert_eq!(j.len(), 2);
         assert!(j.stats().dropped_for_latency > 0);
+    }
+
+    #[test]
+    fn a_stream_that_jumps_ahead_is_followed_at_once() {
+        let mut j = JitterBuffer::new(1, 50);
+        j.push(100, p(100));
+        assert_eq!(j.pop(), frame(100));
+        j.push(30_000, p(30_000));
+        j.push(30_001, p(30_001));
+        assert_eq!(j.pop(), Playout::Lost { next: None });
+        assert_eq!(j.pop(), frame(30_000));
+        assert_eq!(j.pop(), frame(30_001));
     }
 
     #[test]

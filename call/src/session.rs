@@ -102,6 +102,8 @@ pub enum SessionEvent {
 pub struct MediaStats {
     /// Frames encoded and sent.
     pub frames_sent: u64,
+    /// Opus bytes in those frames (RTP, SRTP, UDP and IP headers not counted).
+    pub payload_bytes_sent: u64,
     /// Frames handed to the sink (decoded, rebuilt or concealed).
     pub frames_played: u64,
     /// Of those, frames rebuilt from FEC or concealed.
@@ -118,6 +120,7 @@ pub struct MediaStats {
 struct Shared {
     muted: AtomicBool,
     frames_sent: AtomicU64,
+    payload_bytes_sent: AtomicU64,
     frames_played: AtomicU64,
     frames_concealed: AtomicU64,
     input_level: AtomicU32,
@@ -228,6 +231,7 @@ impl Session {
         let s = &self.shared;
         MediaStats {
             frames_sent: s.frames_sent.load(Ordering::Relaxed),
+            payload_bytes_sent: s.payload_bytes_sent.load(Ordering::Relaxed),
             frames_played: s.frames_played.load(Ordering::Relaxed),
             frames_concealed: s.frames_concealed.load(Ordering::Relaxed),
             input_level: f32::from_bits(s.input_level.load(Ordering::Relaxed)),
@@ -387,10 +391,10 @@ async fn send_loop(mut s: SendLoop) {
             return;
         }
     };
+    // After a stall the missed frames go out at once (tokio's default, `Burst`): the
+    // source is a clock, and a sender that fell behind it would add its stall to the
+    // call's latency for good.
     let mut tick = tokio::time::interval(FRAME);
-    // After a stall, send at the normal pace rather than in a burst the peer's
-    // jitter buffer would have to trim.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let mut frame: Frame = s.source.next_frame();
@@ -405,12 +409,14 @@ async fn send_loop(mut s: SendLoop) {
                 continue;
             }
         };
+        let size = packet.len() as u64;
         let sample = Sample { data: packet, duration: FRAME, ..Sample::new(Instant::now()) };
         if let Err(e) = s.track.write_sample(s.ssrc, payload_type, &sample, &[]).await {
             tracing::debug!("call: sending a frame: {e}");
             continue;
         }
         s.shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+        s.shared.payload_bytes_sent.fetch_add(size, Ordering::Relaxed);
     }
 }
 
@@ -455,8 +461,9 @@ async fn playout_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), crate::audio::AudioError> {
+    // Playout keeps to the clock like a sound card: after a stall it plays the frames
+    // it owes at once (`Burst`), so the jitter buffer does not keep the stall as latency.
     let mut tick = tokio::time::interval(FRAME);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failed = None;
     loop {
         tokio::select! {

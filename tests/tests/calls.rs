@@ -154,3 +154,36 @@ fn strangers_and_blocked_contacts_never_ring_and_an_offline_contact_is_unreachab
     assert!(started.elapsed() < Duration::from_secs(15), "gave up after {:?}", started.elapsed());
     assert_eq!(history(&alice).last().unwrap()["reason"], "unreachable");
 }
+
+#[test]
+fn a_call_whose_peer_dies_ends_as_failed_and_the_recording_is_whole() {
+    let (alice, mut bob) = connected_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let a_out = dir.path().join("alice-heard.wav");
+    let b_in = dir.path().join("b660.wav");
+    wav::write_mono(&b_in, &tone::sine(660.0, 30.0, 8000)).unwrap();
+    let (alice_events, bob_events) = (alice.follow(), bob.follow());
+    let caller = alice
+        .command(&["call", "Bob", "--output", a_out.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    bob_events.wait_for(Duration::from_secs(20), "the call rings at Bob", |e| e["type"] == "call_ringing");
+    bob.ok(&["answer", "--input", b_in.to_str().unwrap()]);
+    alice_events.wait_for(Duration::from_secs(20), "media flows", |e| e["type"] == "call_connected");
+    // A second of Bob's tone, then Bob's node dies without a word.
+    wait_until(Duration::from_secs(20), "Alice plays a second of audio", || {
+        let calls = alice.json(&["calls", "--json"]);
+        calls["active"][0]["frames_played"].as_u64().unwrap_or(0) >= 50
+    });
+    bob.kill9();
+    let out = wait_output(caller, Duration::from_secs(40), "alice's call to end after Bob died");
+    assert!(!out.status.success());
+    let ended: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ended["reason"], "failed", "the lost media path ends the call");
+    assert_eq!(history(&alice).last().unwrap()["reason"], "failed");
+    // What Alice recorded until then is a whole file with Bob's tone in it.
+    let heard = wav::read_mono(&a_out).unwrap();
+    assert!(tone::tone_seconds(&heard, 660.0) >= 0.8, "{} s", tone::tone_seconds(&heard, 660.0));
+}

@@ -7,8 +7,9 @@
 
 use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
 use kith_p2p::node::{Event, GroupChange, Status};
-use kith_p2p::views::{ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{CallRecordView, ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
 
+use crate::app::CallInfo;
 use crate::picture::{Encoded, Picture};
 
 /// An input to the state machine.
@@ -39,6 +40,9 @@ pub enum Action {
     FocusLost,
     /// Time passed (about a second); expires transient status messages.
     Tick,
+    /// A fraction of a second passed while a call is in progress: time to ask the
+    /// node where it stands (its levels move). The runtime sends it only then.
+    CallTick,
     /// The wall clock now, in Unix milliseconds, for the times in the log (`update`
     /// reads no clock itself); the runtime sends it at start and with every tick.
     Clock {
@@ -204,6 +208,21 @@ pub enum Response {
         /// The encoding.
         picture: Encoded,
     },
+    /// A call request succeeded ([`Effect::Call`], [`Effect::Answer`],
+    /// [`Effect::Hangup`], [`Effect::Mute`]): the call now.
+    Call {
+        /// What was asked.
+        op: CallOp,
+        /// The call after it (ended, after a hang-up).
+        call: CallInfo,
+    },
+    /// The calls in progress and the newest ended ones ([`Effect::LoadCalls`]).
+    Calls {
+        /// The calls in progress, oldest first.
+        active: Vec<CallInfo>,
+        /// Ended calls, newest last.
+        history: Vec<CallRecordView>,
+    },
     /// The files a path being completed can become ([`Effect::ListPaths`]).
     Paths {
         /// The path as typed.
@@ -211,6 +230,20 @@ pub enum Response {
         /// Its completions, in cycling order.
         candidates: Vec<String>,
     },
+}
+
+/// Which call request a [`Response::Call`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallOp {
+    /// [`Effect::Call`].
+    Call,
+    /// [`Effect::Answer`].
+    Answer,
+    /// [`Effect::Hangup`].
+    Hangup,
+    /// [`Effect::Mute`].
+    Mute,
 }
 
 /// Work the state machine asks the runtime to do.
@@ -349,6 +382,31 @@ pub enum Effect {
         /// What to copy.
         text: String,
     },
+    /// Call a contact (`call`, with no sound files: the node sends silence), answered
+    /// once the callee's node rings.
+    Call {
+        /// The contact's peer id or name.
+        contact: String,
+    },
+    /// Answer a ringing call (`answer`), answered once the caller has the answer.
+    Answer {
+        /// The call's id; the only ringing call if absent.
+        call: Option<String>,
+    },
+    /// Hang up a call, or decline it while it rings (`hangup`).
+    Hangup {
+        /// The call's id; the only call if absent.
+        call: Option<String>,
+    },
+    /// Mute or unmute our side of a call (`mute`).
+    Mute {
+        /// The call's id; the only call with media if absent.
+        call: Option<String>,
+        /// Mute (true) or unmute (false).
+        muted: bool,
+    },
+    /// Read the calls in progress and the newest ended ones (`calls`).
+    LoadCalls,
     /// Ring the terminal bell.
     Bell,
     /// Run the configured notification command.

@@ -43,6 +43,14 @@ pub enum Command {
     Quit,
     /// `/group ...`: create a group, or manage the open one.
     Group(GroupCommand),
+    /// `/call [contact]`: call a contact (default: the open conversation's).
+    Call(Option<String>),
+    /// `/answer`: answer the ringing call.
+    Answer,
+    /// `/hangup`: hang up the call in progress, or decline the ringing one.
+    Hangup,
+    /// `/mute`: mute our side of the call, or unmute it.
+    Mute,
     /// `/file <path> [caption]`: send a file to the open conversation. The path is
     /// as typed (relative, `~/`, or in quotes when it has spaces); the runtime
     /// makes it absolute ([`absolute_path`]).
@@ -97,6 +105,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/log", "the log of notices and errors (also F2)"),
     ("/read", "mark the conversation as read"),
     ("/file <path> [caption]", "send a file (Tab completes the path; \"quotes\" around one with spaces)"),
+    ("/call [contact]", "call the open contact (or the one named) by voice"),
+    ("/answer", "answer the incoming call (also Enter on the call window)"),
+    ("/hangup", "hang up the call, or decline the incoming one (also Esc on the call window)"),
+    ("/mute", "mute your side of the call; again: unmute"),
     ("/group create <name>", "create a group"),
     ("/group add <contact>", "add a contact to the open group"),
     ("/group remove <member>", "remove a member from the open group"),
@@ -158,6 +170,10 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "quit" | "q" | "exit" => Ok(Command::Quit),
         "group" | "groups" => parse_group(&rest).map(Command::Group),
         "file" | "send-file" => parse_file(body),
+        "call" => Ok(Command::Call(optional(&rest))),
+        "answer" | "pickup" => Ok(Command::Answer),
+        "hangup" | "decline" => Ok(Command::Hangup),
+        "mute" => Ok(Command::Mute),
         "" => Err(CommandError::Unknown(String::new())),
         other => Err(CommandError::Unknown(other.to_owned())),
     }
@@ -165,8 +181,8 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 
 /// Every command's name, for Tab completion (aliases left out).
 pub const NAMES: &[&str] = &[
-    "accept", "add", "block", "file", "group", "help", "invite", "log", "quit", "read", "reject", "remove", "rename", "status",
-    "unblock",
+    "accept", "add", "answer", "block", "call", "file", "group", "hangup", "help", "invite", "log", "mute", "quit",
+    "read", "reject", "remove", "rename", "status", "unblock",
 ];
 
 /// The `/group` subcommands, for Tab completion.
@@ -315,6 +331,12 @@ mod tests {
             let line = format!("/file {}", quote_path(path));
             assert_eq!(parse(&line), Ok(Command::File { path: path.into(), caption: None }), "{line}");
         }
+        assert_eq!(parse("/call"), Ok(Command::Call(None)));
+        assert_eq!(parse("/call Алиса Петровна"), Ok(Command::Call(Some("Алиса Петровна".into()))));
+        assert_eq!(parse("/ANSWER"), Ok(Command::Answer));
+        assert_eq!(parse("/hangup"), Ok(Command::Hangup));
+        assert_eq!(parse("/decline"), Ok(Command::Hangup));
+        assert_eq!(parse("/mute"), Ok(Command::Mute));
         assert_eq!(parse("/frobnicate"), Err(CommandError::Unknown("frobnicate".into())));
         assert_eq!(parse("/"), Err(CommandError::Unknown(String::new())));
     }

@@ -23,16 +23,17 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::EventStream;
 use futures::StreamExt;
+use kith_p2p::call::CallView;
 use kith_p2p::control::{Client, ClientError, Request};
-use kith_p2p::views::{ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{CallRecordView, ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
 use ratatui_image::picker::Picker;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::action::{Action, Effect, Response};
-use crate::app::{App, Config, update};
+use crate::action::{Action, CallOp, Effect, Response};
+use crate::app::{App, CallInfo, Config, update};
 use crate::graphics::{self, Choice};
 use crate::picture::Encoded;
 use crate::terminal::{self, Tui};
@@ -49,6 +50,10 @@ const SLOW_QUEUE: usize = 16;
 const ACTIONS_PER_FRAME: usize = 64;
 /// How often [`Action::Tick`] fires (status messages expire in ticks).
 const TICK: Duration = Duration::from_secs(1);
+/// How often [`Action::CallTick`] fires while a call is in progress: the call bar's
+/// level meters and duration follow the node this closely (one `calls` request at
+/// a time). No timer runs without a call.
+const CALL_TICK: Duration = Duration::from_millis(400);
 /// Notification commands running at once; more are skipped.
 const MAX_NOTIFICATIONS: usize = 4;
 /// A notification command still running after this is killed.
@@ -191,6 +196,8 @@ impl Runtime {
         let mut input = EventStream::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut call_tick = tokio::time::interval(CALL_TICK);
+        call_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         self.apply(Action::Clock { unix_ms: unix_ms() });
         let size = tui.size().map_err(TuiError::Terminal)?;
         self.apply(Action::Resize { width: size.width, height: size.height });
@@ -233,6 +240,11 @@ impl Runtime {
                         self.apply(Action::Clock { unix_ms: unix_ms() });
                         Action::Tick
                     }
+                    // Only while a call is in progress (the branch is off otherwise).
+                    _ = call_tick.tick(), if self.app.call().is_some() => {
+                        self.apply(Action::Clock { unix_ms: unix_ms() });
+                        Action::CallTick
+                    }
                 },
             };
             dirty |= self.apply(action);
@@ -273,7 +285,11 @@ impl Runtime {
             Effect::DecodePicture { id, path } => self.decode_picture(id, path),
             Effect::EncodePicture { id, path, room } => self.encode_picture(id, path, room),
             Effect::Notify { from, text } => self.notify(&from, &text),
-            Effect::Add { .. } | Effect::Invite | Effect::Group(_) => self.request(true, effect),
+            // `call` waits for the callee's node to ring, `answer` for the caller to
+            // have the answer; `hangup` and `mute` stay quick, to cancel a call on its way.
+            Effect::Add { .. } | Effect::Invite | Effect::Group(_) | Effect::Call { .. } | Effect::Answer { .. } => {
+                self.request(true, effect)
+            }
             other => self.request(false, other),
         }
     }
@@ -715,6 +731,33 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
         }
         Effect::GetFile { id } => {
             Response::File(call(client, Request::GetFile { id: id.clone(), out: None, wait: false }).await?)
+        }
+        // No sound devices are wired: the node sends silence and drops what it hears.
+        Effect::Call { contact } => {
+            let request = Request::Call { contact: contact.clone(), input: None, output: None };
+            let view: CallView = call(client, request).await?;
+            Response::Call { op: CallOp::Call, call: CallInfo::from(&view) }
+        }
+        Effect::Answer { call: id } => {
+            let view: CallView = call(client, Request::Answer { call: id.clone(), input: None, output: None }).await?;
+            Response::Call { op: CallOp::Answer, call: CallInfo::from(&view) }
+        }
+        Effect::Hangup { call: id } => {
+            let view: CallView = call(client, Request::Hangup { call: id.clone() }).await?;
+            Response::Call { op: CallOp::Hangup, call: CallInfo::from(&view) }
+        }
+        Effect::Mute { call: id, muted } => {
+            let view: CallView = call(client, Request::Mute { call: id.clone(), muted: *muted }).await?;
+            Response::Call { op: CallOp::Mute, call: CallInfo::from(&view) }
+        }
+        Effect::LoadCalls => {
+            #[derive(serde::Deserialize)]
+            struct Calls {
+                active: Vec<CallView>,
+                history: Vec<CallRecordView>,
+            }
+            let calls: Calls = call(client, Request::Calls { limit: Some(crate::app::CALLS_HISTORY) }).await?;
+            Response::Calls { active: calls.active.iter().map(CallInfo::from).collect(), history: calls.history }
         }
         Effect::Bell
         | Effect::Notify { .. }

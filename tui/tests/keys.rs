@@ -608,7 +608,7 @@ fn losing_the_node_is_reported() {
 #[test]
 fn startup_asks_for_the_list_and_status() {
     let app = App::new(config());
-    assert_eq!(app.start(), vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups]);
+    assert_eq!(app.start(), vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups, Effect::LoadCalls]);
     assert_eq!(app.node(), &NodeState::Connecting);
 }
 

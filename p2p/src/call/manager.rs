@@ -481,6 +481,8 @@ impl Task {
         });
     }
 
+    /// A call that came while we were in another: it goes into the history as missed
+    /// and is announced as ended `busy`, without ever ringing.
     fn record_missed(&self, id: CallId, peer: PeerId) {
         let now = now_ms();
         let record = CallRecord {
@@ -492,8 +494,12 @@ impl Task {
             ended_at_ms: now,
             reason: EndReason::Busy.as_str().to_owned(),
         };
-        let commands = self.context.commands.clone();
-        tokio::spawn(async move { write_record(&commands, record).await });
+        let (commands, events) = (self.context.commands.clone(), self.context.events.clone());
+        tokio::spawn(async move {
+            let (call, peer) = (hex::encode(record.id), record.peer.to_string());
+            write_record(&commands, record).await;
+            let _ = events.send(Event::CallEnded { call, peer, reason: EndReason::Busy, duration_ms: 0 });
+        });
     }
 
     /// Sends an offer or answer in its own task; the outcome comes back as

@@ -16,6 +16,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Ctrl+G", "view the picture in view, sized to the pane"),
     ("PageUp, PageDown", "scroll messages; PageUp at the top loads older ones"),
     ("Esc", "close the overlay, else jump to the newest message"),
+    ("Enter or A, Esc or D", "on an incoming call: answer, decline"),
     ("Up, Down", "previous/next line; on the first/last line: input history"),
     ("Left, Right", "move by character"),
     ("Ctrl+Left/Right, Alt+B/F", "move by word"),

@@ -4,11 +4,13 @@
 //! groups and pending requests), the focused conversation with a window of its
 //! messages paged from the node, unread counts, who is online, the editor (with a
 //! draft per conversation and the Tab completion in progress), overlays, the status
-//! line and the log of what it said, and the state of the node connection.
+//! line and the log of what it said, the call in progress (`call.rs`), and the state
+//! of the node connection.
 //! [`update`] applies one [`Action`](crate::action::Action)
 //! and returns the [`Effect`](crate::action::Effect)s to perform; it never does I/O,
 //! so tests drive it directly and the runtime stays a thin loop.
 
+mod call;
 mod files;
 mod keys;
 mod node;
@@ -23,6 +25,8 @@ use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
 use kith_p2p::node::QueueStatus;
 use kith_p2p::views::{ContactView, FileEntryView, GroupView, MessageView};
 
+pub use call::{CallInfo, duration, level};
+pub(crate) use call::{HISTORY_ASKED as CALLS_HISTORY, name as call_name};
 pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
 pub use update::update;
@@ -350,6 +354,13 @@ pub enum Overlay {
     },
     /// A picture over the message pane (Ctrl+G).
     Picture(Viewer),
+    /// Someone calls: Enter or `a` answers, Esc or `d` declines.
+    IncomingCall {
+        /// The call's id.
+        call: String,
+        /// The caller's peer id.
+        peer: String,
+    },
 }
 
 /// The whole interface state.
@@ -407,6 +418,14 @@ pub struct App {
     /// How the picture viewer draws (found at start-up; not in [`Config`], whose
     /// fields callers fill by name).
     graphics: Graphics,
+    /// The call in progress or ringing, if any (see `call.rs`).
+    call: Option<CallInfo>,
+    /// Whether a `calls` request is in flight.
+    calls_loading: bool,
+    /// Polls in a row that found the kept call nowhere.
+    call_misses: u8,
+    /// The ids of calls that ended lately (bounded), so late news cannot revive them.
+    ended_calls: VecDeque<String>,
     quit: bool,
 }
 
@@ -443,6 +462,10 @@ impl App {
             previews: HashMap::new(),
             home_dir: None,
             graphics: Graphics::HalfBlocks,
+            call: None,
+            calls_loading: false,
+            call_misses: 0,
+            ended_calls: VecDeque::new(),
             quit: false,
         }
     }
@@ -497,9 +520,20 @@ impl App {
         }
     }
 
-    /// The requests that load the initial state.
+    /// The requests that load the initial state (with the calls: one may be ringing).
     pub fn start(&self) -> Vec<crate::action::Effect> {
-        vec![crate::action::Effect::Refresh, crate::action::Effect::LoadStatus, crate::action::Effect::LoadGroups]
+        use crate::action::Effect;
+        vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups, Effect::LoadCalls]
+    }
+
+    /// The call in progress or ringing, if any.
+    pub fn call(&self) -> Option<&CallInfo> {
+        self.call.as_ref()
+    }
+
+    /// The wall clock as of the last [`Action::Clock`](crate::action::Action::Clock).
+    pub fn now_ms(&self) -> Option<u64> {
+        self.now_ms
     }
 
     /// The settings.

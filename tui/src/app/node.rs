@@ -56,6 +56,12 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             let name = app.conversation(&recipient).map_or_else(|| recipient.clone(), |c| c.label().to_owned());
             app.set_status(format!("a relay refused mail for {name}: {message} (will retry)"), true);
         }
+        Event::CallRinging { call, peer, outgoing } => super::call::on_ringing(app, call, peer, outgoing, fx),
+        Event::CallAnswered { call, peer } => super::call::on_progress(app, call, peer, false, fx),
+        Event::CallConnected { call, peer } => super::call::on_progress(app, call, peer, true, fx),
+        Event::CallEnded { call, peer, reason, duration_ms } => {
+            super::call::on_ended(app, call, peer, reason, duration_ms);
+        }
         Event::FileProgress { id, have, .. } => super::files::on_progress(app, id, have),
         Event::FileChanged { file } => super::files::on_file_changed(app, file, fx),
         // Missed events: re-read everything, reload the open conversation.
@@ -82,6 +88,7 @@ pub(super) fn reload(app: &mut App, fx: &mut Vec<Effect>) {
     app.status_loading = true;
     fx.push(Effect::LoadStatus);
     fx.push(Effect::LoadGroups);
+    super::call::sync(app, fx);
 }
 
 /// A message of ours we have not seen changed state: unless a `send` from here is
@@ -174,7 +181,7 @@ fn on_message(app: &mut App, message: MessageView, fx: &mut Vec<Effect>) {
     }
 }
 
-fn notify(app: &App, from: &str, text: &str, fx: &mut Vec<Effect>) {
+pub(super) fn notify(app: &App, from: &str, text: &str, fx: &mut Vec<Effect>) {
     if app.config.bell {
         fx.push(Effect::Bell);
     }
@@ -368,6 +375,8 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
         }
         Response::Marked { .. } => {}
         Response::Files { files, .. } => super::files::on_files(app, files, fx),
+        Response::Call { op, call } => super::call::on_response(app, op, call),
+        Response::Calls { active, history } => super::call::on_calls(app, active, history),
         Response::File(entry) => {
             let name = crate::text::sanitize_line(&kith_p2p::files::safe_file_name(&entry.name));
             match entry.state {
@@ -512,6 +521,9 @@ pub(super) fn on_interrupted(app: &mut App, effect: Effect, error: String) {
 }
 
 pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
+    if super::call::on_failure(app, &effect, &error) {
+        return;
+    }
     // Without a node, reads fail by the dozen and the status line already says why:
     // only what the user asked for is worth saying there.
     let background = matches!(

@@ -59,6 +59,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         Some(Overlay::Invite(_)) => invite_key(app, key, fx),
         Some(Overlay::Log { .. }) => log_key(app, key),
         Some(Overlay::Picture(_)) => super::viewer::key(app, key, fx),
+        Some(Overlay::IncomingCall { .. }) => super::call::key(app, key, fx),
         None => main_key(app, key, fx),
     }
 }
@@ -240,6 +241,9 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
         Command::Quit => quit(app, fx),
         Command::Group(group) => group_command(app, group, fx),
         Command::File { path, caption } => super::files::send_file(app, path, caption, fx),
+        call @ (Command::Call(_) | Command::Answer | Command::Hangup | Command::Mute) => {
+            super::call::command(app, call, fx)
+        }
     }
 }
 
@@ -497,7 +501,7 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
             switcher_key(app, KeyEvent::new(code, KeyModifiers::NONE), fx);
         }
         // The picture is fitted to the pane: nothing to scroll.
-        Some(Overlay::Invite(InviteView::Loading) | Overlay::Picture(_)) => {}
+        Some(Overlay::Invite(InviteView::Loading) | Overlay::Picture(_) | Overlay::IncomingCall { .. }) => {}
         Some(Overlay::Log { .. }) => {
             let max = overlay::log_scroll_max(app);
             let Some(Overlay::Log { scroll }) = &mut app.overlay else { return };

@@ -12,6 +12,8 @@ use crate::app::App;
 const MAX_INPUT_ROWS: usize = 6;
 /// Narrowest screen that still shows the conversation list next to the messages.
 const LIST_MIN_SCREEN_WIDTH: u16 = 56;
+/// Fewest rows left to the messages for the call bar to be shown.
+const CALL_MIN_MAIN: u16 = 3;
 /// Smallest screen that gets borders around panes.
 const BORDER_MIN: (u16, u16) = (20, 10);
 
@@ -38,6 +40,8 @@ pub(crate) struct Areas {
     pub(crate) prompt: Rect,
     /// The status bar.
     pub(crate) status: Rect,
+    /// The call bar above the input box, while a call is in progress (else empty).
+    pub(crate) call: Rect,
 }
 
 impl Areas {
@@ -60,11 +64,14 @@ impl Areas {
         let allowed = usize::from((room / 3).max(1));
         let rows = u16::try_from(wanted.min(allowed)).unwrap_or(1);
         let input_h = (rows + 2 * border).min(room);
-        let main_h = room - input_h;
+        // A call takes a row above the input, if the messages keep a few.
+        let call_h = u16::from(app.call().is_some() && room > input_h + CALL_MIN_MAIN);
+        let main_h = room - input_h - call_h;
 
         let main = Rect { height: main_h, ..area };
-        a.input = Rect { y: area.y + main_h, height: input_h, ..area };
-        a.status = Rect { y: area.y + main_h + input_h, height: status_h, ..area };
+        a.call = Rect { y: area.y + main_h, height: call_h, ..area };
+        a.input = Rect { y: area.y + main_h + call_h, height: input_h, ..area };
+        a.status = Rect { y: area.y + main_h + call_h + input_h, height: status_h, ..area };
         if a.bordered {
             a.input_inner = a.input.inner(Margin::new(1, 1));
         } else {

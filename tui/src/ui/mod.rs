@@ -1,10 +1,12 @@
 //! Rendering: a pure function of [`App`] into a ratatui [`Frame`].
 //!
-//! [`render`] draws the conversation list, the message pane, the input box, the
-//! status bar and any overlay, and places the cursor. It reads the state and never
-//! changes it, so the same state always draws the same screen (the snapshot tests
-//! rely on this). Every size works, down to 0×0: panes shrink, then disappear.
+//! [`render`] draws the conversation list, the message pane, the call bar (during
+//! a call), the input box, the status bar and any overlay, and places the cursor. It
+//! reads the state and never changes it, so the same state always draws the same
+//! screen (the snapshot tests rely on this). Every size works, down to 0×0: panes
+//! shrink, then disappear.
 
+mod call;
 pub(crate) mod layout;
 pub(crate) mod list;
 pub(crate) mod messages;
@@ -33,6 +35,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     messages::render(frame, app, &areas, &theme);
     let input_cursor = input::render(frame, app, &areas, &theme);
     status::render(frame, app, areas.status, &theme);
+    call::render_bar(frame, app, areas.call, &theme);
     let cursor = match app.overlay() {
         None => input_cursor,
         Some(Overlay::Help { scroll }) => {
@@ -50,6 +53,10 @@ pub fn render(frame: &mut Frame, app: &App) {
         }
         Some(Overlay::Picture(viewer)) => {
             overlay::render_picture(frame, app, viewer, area, &theme);
+            None
+        }
+        Some(Overlay::IncomingCall { peer, .. }) => {
+            call::render_incoming(frame, app, peer, area, &theme);
             None
         }
     };

@@ -20,14 +20,14 @@ const SWITCHER_WIDTH: u16 = 60;
 const SWITCHER_ROWS: u16 = 12;
 
 /// A `width`×`height` rectangle centred in `area`, shrunk to fit.
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
+pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);
     let height = height.min(area.height);
     Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height }
 }
 
 /// Clear `area`, draw a bordered window titled `title`, return its inside.
-fn window(frame: &mut Frame, area: Rect, title: &str, theme: &Theme) -> Rect {
+pub(crate) fn window(frame: &mut Frame, area: Rect, title: &str, theme: &Theme) -> Rect {
     frame.render_widget(Clear, area);
     let block =
         Block::bordered().border_style(theme.border_focus()).title(Span::styled(title.to_owned(), theme.title()));

@@ -145,4 +145,27 @@ impl Theme {
     pub(crate) fn key(&self) -> Style {
         self.paint(Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD))
     }
+
+    /// The call bar: set apart from the status bar below it.
+    pub(crate) fn call_bar(&self) -> Style {
+        if self.no_color {
+            Style::new().add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().fg(Color::White).bg(Color::Indexed(22))
+        }
+    }
+
+    /// "muted" in the call bar.
+    pub(crate) fn muted(&self) -> Style {
+        if self.no_color {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)
+        } else {
+            Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD)
+        }
+    }
+
+    /// The lit cells of a level meter (the unlit ones use another glyph).
+    pub(crate) fn meter(&self) -> Style {
+        self.paint(Style::new().fg(Color::LightGreen))
+    }
 }
