@@ -6,7 +6,10 @@
 
 pub mod audio;
 pub mod codec;
+#[cfg(feature = "devices")]
+pub mod device;
 pub mod jitter;
+pub mod resample;
 pub mod session;
 pub mod tone;
 pub mod wav;

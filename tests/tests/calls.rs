@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use kith_call::{tone, wav};
 use kith_p2p::call::signal::{Reply, Signal};
-use kith_tests::{Peer, connected_pair, raw, raw_call, wait_until};
+use kith_tests::netns::Network;
+use kith_tests::{Peer, connect, connected_pair, raw, raw_call, skip_or_fail, wait_until};
 use serde_json::Value;
 
 /// Seconds of media each test call carries.
@@ -186,4 +187,59 @@ fn a_call_whose_peer_dies_ends_as_failed_and_the_recording_is_whole() {
     // What Alice recorded until then is a whole file with Bob's tone in it.
     let heard = wav::read_mono(&a_out).unwrap();
     assert!(tone::tone_seconds(&heard, 660.0) >= 0.8, "{} s", tone::tone_seconds(&heard, 660.0));
+}
+
+#[test]
+fn a_call_over_a_link_losing_a_tenth_of_its_packets_still_carries_both_tones() {
+    let test = "a_call_over_a_link_losing_a_tenth_of_its_packets_still_carries_both_tones";
+    let network = match Network::new(&["alice", "bob"]) {
+        Ok(network) => network,
+        Err(reason) => return skip_or_fail(test, &reason),
+    };
+    let on = |name: &str, host: &kith_tests::netns::Host| {
+        let mut peer = Peer::init(name);
+        peer.netns = Some(host.netns.clone());
+        peer.start_on(&[&format!("/ip4/{}/tcp/0", host.ip)], &[]);
+        peer
+    };
+    let (alice, bob) = (on("Alice", &network.hosts[0]), on("Bob", &network.hosts[1]));
+    connect(&alice, &bob);
+    // From now on Bob's host drops one packet in ten, both ways: signalling, ICE, DTLS
+    // and every media packet.
+    network.hosts[1].lose(10);
+    let dir = tempfile::tempdir().unwrap();
+    let (a_in, b_in) = (dir.path().join("a440.wav"), dir.path().join("b660.wav"));
+    let (a_out, b_out) = (dir.path().join("alice-heard.wav"), dir.path().join("bob-heard.wav"));
+    wav::write_mono(&a_in, &tone::sine(440.0, 30.0, 8000)).unwrap();
+    wav::write_mono(&b_in, &tone::sine(660.0, 30.0, 8000)).unwrap();
+    let bob_events = bob.follow();
+    let caller = alice
+        .command(&["call", "Bob", "--input", a_in.to_str().unwrap(), "--output", a_out.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    bob_events.wait_for(Duration::from_secs(60), "the call rings at Bob", |e| e["type"] == "call_ringing");
+    bob.ok(&["answer", "--input", b_in.to_str().unwrap(), "--output", b_out.to_str().unwrap()]);
+    bob_events.wait_for(Duration::from_secs(60), "media flows", |e| e["type"] == "call_connected");
+    // Four seconds of audio at Bob's end, then the losses it concealed.
+    let mut concealed = 0;
+    wait_until(Duration::from_secs(60), "Bob plays 4 s of the call", || {
+        let call = &bob.json(&["calls", "--json"])["active"][0];
+        concealed = call["frames_concealed"].as_u64().unwrap_or(0);
+        call["frames_played"].as_u64().unwrap_or(0) >= 200
+    });
+    bob.ok(&["hangup"]);
+    let out = wait_output(caller, Duration::from_secs(60), "alice's call to end");
+    let ended: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ended["reason"], "remote_hung_up");
+    assert!(concealed > 0, "a lossy link made Bob's node rebuild or conceal frames");
+    for (heard, hz, name) in [(&b_out, 440.0, "Bob"), (&a_out, 660.0, "Alice")] {
+        let samples = wav::read_mono(heard).unwrap();
+        let dominant = tone::dominant_frequency(&samples).unwrap();
+        assert!((dominant - hz).abs() <= 5.0, "{name} heard {dominant:.1} Hz");
+        let carried = tone::tone_seconds(&samples, hz);
+        let recorded = samples.len() as f64 / 48_000.0;
+        assert!(carried >= 0.8 * recorded, "{name}: {carried:.2} s of {hz} Hz in {recorded:.2} s recorded");
+    }
 }

@@ -732,7 +732,7 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
         Effect::GetFile { id } => {
             Response::File(call(client, Request::GetFile { id: id.clone(), out: None, wait: false }).await?)
         }
-        // No sound devices are wired: the node sends silence and drops what it hears.
+        // No files: the node's microphone and speaker (with `audio-devices`), else silence.
         Effect::Call { contact } => {
             let request = Request::Call { contact: contact.clone(), input: None, output: None };
             let view: CallView = call(client, request).await?;

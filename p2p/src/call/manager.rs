@@ -562,16 +562,51 @@ async fn write_record(commands: &mpsc::Sender<Command>, record: CallRecord) {
 /// A call's source and sink.
 type AudioIo = (Box<dyn Source>, Box<dyn Sink>);
 
+/// A call's audio: the files chosen, else the default microphone and speaker (built
+/// with the `audio-devices` feature, and when the machine has them), else silence
+/// out and nothing kept of what comes in.
 fn open_audio(audio: &AudioChoice) -> Result<AudioIo, CallError> {
     let source: Box<dyn Source> = match &audio.input {
         Some(path) => Box::new(kith_call::wav::WavSource::open(path).map_err(|e| CallError::Audio(e.to_string()))?),
-        None => Box::new(Silence),
+        None => default_source(),
     };
     let sink: Box<dyn Sink> = match &audio.output {
         Some(path) => Box::new(kith_call::wav::WavSink::create(path).map_err(|e| CallError::Audio(e.to_string()))?),
-        None => Box::new(Discard),
+        None => default_sink(),
     };
     Ok((source, sink))
+}
+
+#[cfg(feature = "audio-devices")]
+fn default_source() -> Box<dyn Source> {
+    match kith_call::device::microphone() {
+        Ok(mic) => Box::new(mic),
+        Err(e) => {
+            tracing::warn!("no microphone, sending silence: {e}");
+            Box::new(Silence)
+        }
+    }
+}
+
+#[cfg(not(feature = "audio-devices"))]
+fn default_source() -> Box<dyn Source> {
+    Box::new(Silence)
+}
+
+#[cfg(feature = "audio-devices")]
+fn default_sink() -> Box<dyn Sink> {
+    match kith_call::device::speaker() {
+        Ok(speaker) => Box::new(speaker),
+        Err(e) => {
+            tracing::warn!("no speaker, dropping what the call brings: {e}");
+            Box::new(Discard)
+        }
+    }
+}
+
+#[cfg(not(feature = "audio-devices"))]
+fn default_sink() -> Box<dyn Sink> {
+    Box::new(Discard)
 }
 
 fn now_ms() -> u64 {

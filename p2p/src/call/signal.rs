@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(got, offer);
         assert_eq!(got.call(), [7; 16]);
 
-        let huge = Signal::Answer { call: [1; 16], sdp: "a".repeat(MAX_SIGNAL_LEN) };
+        let huge = Signal::Answer { call: [1; 16], sdp: "a".repeat(MAX_SIGNAL_LEN + 1) };
         let mut buf = Cursor::new(Vec::new());
         assert!(wire::write_body(&mut buf, &huge, MAX_SIGNAL_LEN, VERSION).await.is_err(), "never sent");
         let raw = wire::raw_frame(&huge, VERSION);

@@ -12,8 +12,8 @@
 //! are remembered for a while, so a poll answer overtaken by the end cannot bring
 //! a call back.
 //!
-//! Sound devices are not wired: calls are placed and answered without audio files,
-//! so the node sends silence and drops what it hears.
+//! Calls are placed and answered without audio files: the node uses the default
+//! microphone and speaker when built with `audio-devices`, else silence.
 
 use crossterm::event::{KeyCode, KeyEvent};
 use kith_p2p::call::{CallState, CallView, EndReason};
