@@ -9,10 +9,16 @@ pub mod codec;
 #[cfg(feature = "devices")]
 pub mod device;
 pub mod jitter;
+pub mod mixer;
+mod peer;
 pub mod resample;
 pub mod session;
+pub mod sfu;
 pub mod tone;
 pub mod wav;
 
 pub use audio::{Discard, Frame, Silence, Sink, Source};
 pub use session::{MediaConfig, MediaError, MediaStats, Session, SessionEvent};
+
+/// Most streams a participant receives from a room's forwarder (speakers at once).
+pub const MAX_ROOM_SLOTS: usize = 8;

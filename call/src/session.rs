@@ -12,29 +12,27 @@
 //! task takes one frame from it every 20 ms, decodes (or rebuilds or conceals) it and
 //! hands it to the [`Sink`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rtc::media::Sample;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
-};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 use crate::audio::{FRAME, Frame, Sink, Source, level};
-use crate::codec::{CodecError, VoiceDecoder, VoiceEncoder};
-use crate::jitter::{JitterBuffer, JitterStats, Playout};
+use crate::codec::{CodecError, VoiceEncoder};
+use crate::jitter::JitterStats;
+use crate::mixer::Mixer;
+use crate::peer::{self, Handler};
 
 /// How a session is set up.
 #[derive(Debug, Clone)]
@@ -82,7 +80,7 @@ pub enum MediaError {
     Codec(#[from] CodecError),
 }
 
-fn webrtc_error(e: impl std::fmt::Display) -> MediaError {
+pub(crate) fn webrtc_error(e: impl std::fmt::Display) -> MediaError {
     MediaError::WebRtc(e.to_string())
 }
 
@@ -133,43 +131,10 @@ pub struct Session {
     pc: Arc<dyn PeerConnection>,
     events: Option<mpsc::UnboundedReceiver<SessionEvent>>,
     shared: Arc<Shared>,
-    jitter: Arc<Mutex<JitterBuffer>>,
+    mixer: Arc<Mutex<Mixer>>,
     stop: watch::Sender<bool>,
     sender: JoinHandle<()>,
     playout: Option<JoinHandle<Result<(), crate::audio::AudioError>>>,
-}
-
-struct Handler {
-    events: mpsc::UnboundedSender<SessionEvent>,
-    gathered: watch::Sender<bool>,
-    connected: watch::Sender<bool>,
-    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(true);
-        }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let event = match state {
-            RTCPeerConnectionState::Connected => {
-                let _ = self.connected.send(true);
-                SessionEvent::Connected
-            }
-            RTCPeerConnectionState::Disconnected => SessionEvent::Disconnected,
-            RTCPeerConnectionState::Failed => SessionEvent::Failed,
-            _ => return,
-        };
-        let _ = self.events.send(event);
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.tracks.send(track);
-    }
 }
 
 impl Session {
@@ -179,7 +144,28 @@ impl Session {
         source: Box<dyn Source>,
         sink: Box<dyn Sink>,
     ) -> Result<(Session, String), MediaError> {
-        let (session, mut gathered) = Session::build(config, source, sink).await?;
+        Session::offer_receiving(config, source, sink, 0).await
+    }
+
+    /// Starts a session with a room's forwarder (an SFU): like [`Session::offer`], with
+    /// `slots` more incoming streams offered, so that the forwarder can send up to
+    /// `slots + 1` speakers without renegotiating; they are mixed at playout.
+    pub async fn offer_to_room(
+        config: &MediaConfig,
+        source: Box<dyn Source>,
+        sink: Box<dyn Sink>,
+        slots: usize,
+    ) -> Result<(Session, String), MediaError> {
+        Session::offer_receiving(config, source, sink, slots).await
+    }
+
+    async fn offer_receiving(
+        config: &MediaConfig,
+        source: Box<dyn Source>,
+        sink: Box<dyn Sink>,
+        receive_slots: usize,
+    ) -> Result<(Session, String), MediaError> {
+        let (session, mut gathered) = Session::build(config, source, sink, receive_slots).await?;
         let offer = session.pc.create_offer(None).await.map_err(webrtc_error)?;
         session.pc.set_local_description(offer).await.map_err(webrtc_error)?;
         let sdp = session.gathered_sdp(&mut gathered, config.gather_timeout).await?;
@@ -194,7 +180,7 @@ impl Session {
         source: Box<dyn Source>,
         sink: Box<dyn Sink>,
     ) -> Result<(Session, String), MediaError> {
-        let (session, mut gathered) = Session::build(config, source, sink).await?;
+        let (session, mut gathered) = Session::build(config, source, sink, 0).await?;
         let offer = RTCSessionDescription::offer(offer.to_owned()).map_err(webrtc_error)?;
         session.pc.set_remote_description(offer).await.map_err(webrtc_error)?;
         let answer = session.pc.create_answer(None).await.map_err(webrtc_error)?;
@@ -236,7 +222,7 @@ impl Session {
             frames_concealed: s.frames_concealed.load(Ordering::Relaxed),
             input_level: f32::from_bits(s.input_level.load(Ordering::Relaxed)),
             output_level: f32::from_bits(s.output_level.load(Ordering::Relaxed)),
-            jitter: self.jitter.lock().map(|j| j.stats()).unwrap_or_default(),
+            jitter: self.mixer.lock().map(|m| m.stats()).unwrap_or_default(),
         }
     }
 
@@ -260,66 +246,27 @@ impl Session {
         config: &MediaConfig,
         source: Box<dyn Source>,
         sink: Box<dyn Sink>,
+        receive_slots: usize,
     ) -> Result<(Session, watch::Receiver<bool>), MediaError> {
-        let bind: Vec<SocketAddr> =
-            config.bind.iter().filter(|ip| !ip.is_unspecified()).map(|ip| SocketAddr::new(*ip, 0)).collect();
-        if bind.is_empty() {
-            return Err(MediaError::NoAddress);
-        }
-        let mut media = MediaEngine::default();
-        media.register_default_codecs().map_err(webrtc_error)?;
-        let settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .with_ice_timeouts(Some(config.ice_disconnected), Some(config.ice_failed), Some(Duration::from_secs(1)))
-            .build();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (gathered_tx, gathered_rx) = watch::channel(false);
         let (connected_tx, connected_rx) = watch::channel(false);
         let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
-        let handler = Arc::new(Handler { events: events_tx, gathered: gathered_tx, connected: connected_tx, tracks: tracks_tx });
-        let pc = PeerConnectionBuilder::new()
-            .with_media_engine(media)
-            .with_setting_engine(settings)
-            .with_handler(handler)
-            .with_udp_addrs(bind)
-            .build()
-            .await
-            .map_err(webrtc_error)?;
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let handler = Handler { events: events_tx, gathered: gathered_tx, connected: connected_tx, tracks: tracks_tx };
+        let pc = peer::connection(config, handler).await?;
+        for _ in 0..receive_slots {
+            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+            pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(init)).await.map_err(webrtc_error)?;
+        }
 
         let ssrc = rand::random::<u32>();
-        let track = Arc::new(
-            TrackLocalStaticSample::new(
-                Instant::now(),
-                MediaStreamTrack::new(
-                    "kith-call".to_owned(),
-                    "kith-voice".to_owned(),
-                    "voice".to_owned(),
-                    RtpCodecKind::Audio,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                        codec: RTCRtpCodec {
-                            mime_type: MIME_TYPE_OPUS.to_owned(),
-                            clock_rate: crate::audio::SAMPLE_RATE,
-                            // Opus in SDP is always "opus/48000/2" (RFC 7587); the
-                            // stream itself is mono.
-                            channels: 2,
-                            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                            rtcp_feedback: vec![],
-                        },
-                        ..Default::default()
-                    }],
-                ),
-            )
-            .map_err(webrtc_error)?,
-        );
+        let track = Arc::new(TrackLocalStaticSample::new(Instant::now(), peer::opus_track(ssrc)).map_err(webrtc_error)?);
         let rtp_sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(webrtc_error)?;
 
         let shared = Arc::new(Shared::default());
-        let jitter = Arc::new(Mutex::new(JitterBuffer::new(config.jitter_depth.max(1), 50)));
+        let mixer = Arc::new(Mutex::new(Mixer::new(config.jitter_depth)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let encoder = VoiceEncoder::new(5)?;
-        let decoder = VoiceDecoder::new()?;
         let sender = tokio::spawn(send_loop(SendLoop {
             track,
             sender: rtp_sender,
@@ -329,13 +276,13 @@ impl Session {
             shared: shared.clone(),
             connected: connected_rx,
         }));
-        tokio::spawn(receive_tracks(tracks_rx, jitter.clone(), stop_rx.clone()));
-        let playout = tokio::spawn(playout_loop(jitter.clone(), decoder, sink, shared.clone(), stop_rx));
+        tokio::spawn(receive_tracks(tracks_rx, mixer.clone(), stop_rx.clone()));
+        let playout = tokio::spawn(playout_loop(mixer.clone(), sink, shared.clone(), stop_rx));
         let session = Session {
             pc,
             events: Some(events_rx),
             shared,
-            jitter,
+            mixer,
             stop: stop_tx,
             sender,
             playout: Some(playout),
@@ -344,12 +291,7 @@ impl Session {
     }
 
     async fn gathered_sdp(&self, gathered: &mut watch::Receiver<bool>, timeout: Duration) -> Result<String, MediaError> {
-        match tokio::time::timeout(timeout, gathered.wait_for(|done| *done)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => return Err(MediaError::GatherTimeout(timeout)),
-        }
-        let local = self.pc.local_description().await.ok_or_else(|| webrtc_error("no local description"))?;
-        Ok(local.sdp)
+        peer::gathered_sdp(&*self.pc, gathered, timeout).await
     }
 }
 
@@ -420,10 +362,10 @@ async fn send_loop(mut s: SendLoop) {
     }
 }
 
-/// Reads every track the peer sends into the jitter buffer.
+/// Reads every track the peer sends into a stream of its own in the mixer.
 async fn receive_tracks(
     mut tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
-    jitter: Arc<Mutex<JitterBuffer>>,
+    mixer: Arc<Mutex<Mixer>>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -431,7 +373,9 @@ async fn receive_tracks(
             track = tracks.recv() => match track { Some(track) => track, None => return },
             _ = stop.wait_for(|s| *s) => return,
         };
-        let (jitter, mut stop) = (jitter.clone(), stop.clone());
+        let added = mixer.lock().map_err(|_| ()).and_then(|mut m| m.add_stream().map_err(|_| ()));
+        let Ok(stream) = added else { return };
+        let (mixer, mut stop) = (mixer.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
                 let event = tokio::select! {
@@ -440,8 +384,8 @@ async fn receive_tracks(
                 };
                 match event {
                     Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
-                        if let Ok(mut jitter) = jitter.lock() {
-                            jitter.push(packet.header.sequence_number, packet.payload);
+                        if let Ok(mut mixer) = mixer.lock() {
+                            mixer.push(stream, packet.header.sequence_number, packet.payload);
                         }
                     }
                     Some(TrackRemoteEvent::OnEnded) | None => return,
@@ -452,17 +396,16 @@ async fn receive_tracks(
     }
 }
 
-/// Every 20 ms: one frame out of the jitter buffer into the sink, until stopped;
+/// Every 20 ms: one mixed frame of the incoming streams into the sink, until stopped;
 /// then the sink is finished.
 async fn playout_loop(
-    jitter: Arc<Mutex<JitterBuffer>>,
-    mut decoder: VoiceDecoder,
+    mixer: Arc<Mutex<Mixer>>,
     mut sink: Box<dyn Sink>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), crate::audio::AudioError> {
     // Playout keeps to the clock like a sound card: after a stall it plays the frames
-    // it owes at once (`Burst`), so the jitter buffer does not keep the stall as latency.
+    // it owes at once (`Burst`), so the jitter buffers do not keep the stall as latency.
     let mut tick = tokio::time::interval(FRAME);
     let mut failed = None;
     loop {
@@ -470,28 +413,16 @@ async fn playout_loop(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        let next = match jitter.lock() {
-            Ok(mut jitter) => jitter.pop(),
+        let mixed = match mixer.lock() {
+            Ok(mut mixer) => mixer.tick(),
             Err(_) => break,
         };
-        let frame = match next {
-            Playout::Waiting => continue,
-            Playout::Frame(packet) => match decoder.decode(&packet) {
-                Ok(frame) => frame,
-                Err(_) => {
-                    shared.frames_concealed.fetch_add(1, Ordering::Relaxed);
-                    decoder.recover(None)
-                }
-            },
-            Playout::Lost { next } => {
-                shared.frames_concealed.fetch_add(1, Ordering::Relaxed);
-                decoder.recover(next.as_deref())
-            }
-        };
-        shared.output_level.store(level(&frame).to_bits(), Ordering::Relaxed);
+        let Some(mixed) = mixed else { continue };
+        shared.frames_concealed.fetch_add(mixed.concealed, Ordering::Relaxed);
+        shared.output_level.store(level(&mixed.frame).to_bits(), Ordering::Relaxed);
         shared.frames_played.fetch_add(1, Ordering::Relaxed);
         if failed.is_none()
-            && let Err(e) = sink.write(&frame)
+            && let Err(e) = sink.write(&mixed.frame)
         {
             // Keep playing (the call goes on); report once at the end.
             tracing::warn!("call: writing received audio: {e}");

@@ -3,26 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
-use kith_call::audio::{AudioError, Frame, Sink, Source};
+use common::Capture;
+use kith_call::audio::Source;
 use kith_call::wav::WavSource;
 use kith_call::{MediaConfig, Session, SessionEvent, tone};
-
-/// A sink that keeps what it is given.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<i16>>>);
-
-impl Sink for Capture {
-    fn write(&mut self, frame: &Frame) -> Result<(), AudioError> {
-        self.0.lock().unwrap().extend_from_slice(frame);
-        Ok(())
-    }
-    fn finish(self: Box<Self>) -> Result<(), AudioError> {
-        Ok(())
-    }
-}
 
 fn tone_source(hz: f64) -> Box<dyn Source> {
     Box::new(WavSource::from_samples(tone::sine(hz, 10.0, 8000)))
