@@ -18,7 +18,7 @@ pub mod tone;
 pub mod wav;
 
 pub use audio::{Discard, Frame, Silence, Sink, Source};
-pub use session::{MediaConfig, MediaError, MediaStats, Session, SessionEvent};
+pub use session::{MediaConfig, MediaError, MediaStats, Session, SessionControls, SessionEvent};
 
 /// Most streams a participant receives from a room's forwarder (speakers at once).
 pub const MAX_ROOM_SLOTS: usize = 8;

@@ -11,9 +11,15 @@ use crate::jitter::{JitterBuffer, JitterStats, Playout};
 /// Frames a stream's jitter buffer may hold.
 const CAPACITY: usize = 50;
 
+/// Missing frames in a row that are concealed (100 ms); past them the stream is
+/// silent until packets come again: concealment stretched further only rings on (a
+/// speaker who left a room would echo for half a second).
+const MAX_CONCEALED_RUN: u32 = 5;
+
 struct Incoming {
     jitter: JitterBuffer,
     decoder: VoiceDecoder,
+    lost_run: u32,
 }
 
 /// The incoming streams of a session.
@@ -39,7 +45,11 @@ impl Mixer {
 
     /// A new incoming stream; its index for [`Mixer::push`].
     pub fn add_stream(&mut self) -> Result<usize, CodecError> {
-        self.streams.push(Incoming { jitter: JitterBuffer::new(self.depth, CAPACITY), decoder: VoiceDecoder::new()? });
+        self.streams.push(Incoming {
+            jitter: JitterBuffer::new(self.depth, CAPACITY),
+            decoder: VoiceDecoder::new()?,
+            lost_run: 0,
+        });
         Ok(self.streams.len() - 1)
     }
 
@@ -58,14 +68,21 @@ impl Mixer {
         for incoming in &mut self.streams {
             let frame = match incoming.jitter.pop() {
                 Playout::Waiting => continue,
-                Playout::Frame(packet) => match incoming.decoder.decode(&packet) {
-                    Ok(frame) => frame,
-                    Err(_) => {
-                        concealed += 1;
-                        incoming.decoder.recover(None)
+                Playout::Frame(packet) => {
+                    incoming.lost_run = 0;
+                    match incoming.decoder.decode(&packet) {
+                        Ok(frame) => frame,
+                        Err(_) => {
+                            concealed += 1;
+                            incoming.decoder.recover(None)
+                        }
                     }
-                },
+                }
                 Playout::Lost { next } => {
+                    incoming.lost_run += 1;
+                    if incoming.lost_run > MAX_CONCEALED_RUN && next.is_none() {
+                        continue;
+                    }
                     concealed += 1;
                     incoming.decoder.recover(next.as_deref())
                 }

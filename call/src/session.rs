@@ -125,6 +125,39 @@ struct Shared {
     output_level: AtomicU32,
 }
 
+/// Mute and counters of a session, shareable (see [`Session::controls`]).
+#[derive(Clone)]
+pub struct SessionControls {
+    shared: Arc<Shared>,
+    mixer: Arc<Mutex<Mixer>>,
+}
+
+impl SessionControls {
+    /// Mutes or unmutes the outgoing audio (silence is sent while muted).
+    pub fn set_muted(&self, muted: bool) {
+        self.shared.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Whether the outgoing audio is muted.
+    pub fn muted(&self) -> bool {
+        self.shared.muted.load(Ordering::Relaxed)
+    }
+
+    /// The session's counters now.
+    pub fn stats(&self) -> MediaStats {
+        let s = &self.shared;
+        MediaStats {
+            frames_sent: s.frames_sent.load(Ordering::Relaxed),
+            payload_bytes_sent: s.payload_bytes_sent.load(Ordering::Relaxed),
+            frames_played: s.frames_played.load(Ordering::Relaxed),
+            frames_concealed: s.frames_concealed.load(Ordering::Relaxed),
+            input_level: f32::from_bits(s.input_level.load(Ordering::Relaxed)),
+            output_level: f32::from_bits(s.output_level.load(Ordering::Relaxed)),
+            jitter: self.mixer.lock().map(|m| m.stats()).unwrap_or_default(),
+        }
+    }
+}
+
 /// A media session: create with [`Session::offer`] or [`Session::answer`], end with
 /// [`Session::close`] (dropping it stops the tasks but leaves the sink unfinished).
 pub struct Session {
@@ -166,10 +199,13 @@ impl Session {
         receive_slots: usize,
     ) -> Result<(Session, String), MediaError> {
         let (session, mut gathered) = Session::build(config, source, sink, receive_slots).await?;
-        let offer = session.pc.create_offer(None).await.map_err(webrtc_error)?;
-        session.pc.set_local_description(offer).await.map_err(webrtc_error)?;
-        let sdp = session.gathered_sdp(&mut gathered, config.gather_timeout).await?;
-        Ok((session, sdp))
+        let made = async {
+            let offer = session.pc.create_offer(None).await.map_err(webrtc_error)?;
+            session.pc.set_local_description(offer).await.map_err(webrtc_error)?;
+            session.gathered_sdp(&mut gathered, config.gather_timeout).await
+        }
+        .await;
+        session.or_close(made).await
     }
 
     /// Starts a session as the callee from the caller's offer: returns it with the
@@ -181,12 +217,27 @@ impl Session {
         sink: Box<dyn Sink>,
     ) -> Result<(Session, String), MediaError> {
         let (session, mut gathered) = Session::build(config, source, sink, 0).await?;
-        let offer = RTCSessionDescription::offer(offer.to_owned()).map_err(webrtc_error)?;
-        session.pc.set_remote_description(offer).await.map_err(webrtc_error)?;
-        let answer = session.pc.create_answer(None).await.map_err(webrtc_error)?;
-        session.pc.set_local_description(answer).await.map_err(webrtc_error)?;
-        let sdp = session.gathered_sdp(&mut gathered, config.gather_timeout).await?;
-        Ok((session, sdp))
+        let made = async {
+            let offer = RTCSessionDescription::offer(offer.to_owned()).map_err(webrtc_error)?;
+            session.pc.set_remote_description(offer).await.map_err(webrtc_error)?;
+            let answer = session.pc.create_answer(None).await.map_err(webrtc_error)?;
+            session.pc.set_local_description(answer).await.map_err(webrtc_error)?;
+            session.gathered_sdp(&mut gathered, config.gather_timeout).await
+        }
+        .await;
+        session.or_close(made).await
+    }
+
+    /// The session with its SDP, or, when making the SDP failed, the error once the
+    /// connection is closed (dropping it would leave its sockets and driver behind).
+    async fn or_close(self, made: Result<String, MediaError>) -> Result<(Session, String), MediaError> {
+        match made {
+            Ok(sdp) => Ok((self, sdp)),
+            Err(e) => {
+                let _ = self.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// Takes the callee's answer (the caller's side); media starts once ICE and DTLS
@@ -204,26 +255,23 @@ impl Session {
     /// Mutes or unmutes the outgoing audio (silence is sent while muted, so the
     /// peer's playout keeps its timing).
     pub fn set_muted(&self, muted: bool) {
-        self.shared.muted.store(muted, Ordering::Relaxed);
+        self.controls().set_muted(muted);
     }
 
     /// Whether the outgoing audio is muted.
     pub fn muted(&self) -> bool {
-        self.shared.muted.load(Ordering::Relaxed)
+        self.controls().muted()
     }
 
     /// The session's counters now.
     pub fn stats(&self) -> MediaStats {
-        let s = &self.shared;
-        MediaStats {
-            frames_sent: s.frames_sent.load(Ordering::Relaxed),
-            payload_bytes_sent: s.payload_bytes_sent.load(Ordering::Relaxed),
-            frames_played: s.frames_played.load(Ordering::Relaxed),
-            frames_concealed: s.frames_concealed.load(Ordering::Relaxed),
-            input_level: f32::from_bits(s.input_level.load(Ordering::Relaxed)),
-            output_level: f32::from_bits(s.output_level.load(Ordering::Relaxed)),
-            jitter: self.mixer.lock().map(|m| m.stats()).unwrap_or_default(),
-        }
+        self.controls().stats()
+    }
+
+    /// A handle on the session's mute switch and counters, for whoever does not own
+    /// the session.
+    pub fn controls(&self) -> SessionControls {
+        SessionControls { shared: self.shared.clone(), mixer: self.mixer.clone() }
     }
 
     /// Ends the session: stops sending and playing, finishes the sink (a file's header
@@ -254,19 +302,30 @@ impl Session {
         let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
         let handler = Handler { events: events_tx, gathered: gathered_tx, connected: connected_tx, tracks: tracks_tx };
         let pc = peer::connection(config, handler).await?;
-        for _ in 0..receive_slots {
-            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
-            pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(init)).await.map_err(webrtc_error)?;
+        let tracks = async {
+            for _ in 0..receive_slots {
+                let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+                pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(init)).await.map_err(webrtc_error)?;
+            }
+            let ssrc = rand::random::<u32>();
+            let track =
+                Arc::new(TrackLocalStaticSample::new(Instant::now(), peer::opus_track(ssrc)).map_err(webrtc_error)?);
+            let rtp_sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(webrtc_error)?;
+            Ok::<_, MediaError>((ssrc, track, rtp_sender, VoiceEncoder::new(5)?))
         }
-
-        let ssrc = rand::random::<u32>();
-        let track = Arc::new(TrackLocalStaticSample::new(Instant::now(), peer::opus_track(ssrc)).map_err(webrtc_error)?);
-        let rtp_sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(webrtc_error)?;
+        .await;
+        let (ssrc, track, rtp_sender, encoder) = match tracks {
+            Ok(made) => made,
+            Err(e) => {
+                // Not dropped: a dropped connection leaves its sockets and driver behind.
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
 
         let shared = Arc::new(Shared::default());
         let mixer = Arc::new(Mutex::new(Mixer::new(config.jitter_depth)));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let encoder = VoiceEncoder::new(5)?;
         let sender = tokio::spawn(send_loop(SendLoop {
             track,
             sender: rtp_sender,
@@ -276,7 +335,7 @@ impl Session {
             shared: shared.clone(),
             connected: connected_rx,
         }));
-        tokio::spawn(receive_tracks(tracks_rx, mixer.clone(), stop_rx.clone()));
+        tokio::spawn(receive_tracks(tracks_rx, mixer.clone(), stop_rx.clone(), receive_slots + 1));
         let playout = tokio::spawn(playout_loop(mixer.clone(), sink, shared.clone(), stop_rx));
         let session = Session {
             pc,
@@ -362,19 +421,26 @@ async fn send_loop(mut s: SendLoop) {
     }
 }
 
-/// Reads every track the peer sends into a stream of its own in the mixer.
+/// Reads every track the peer sends (up to `max_streams`) into a stream of its own in
+/// the mixer.
 async fn receive_tracks(
     mut tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
     mixer: Arc<Mutex<Mixer>>,
     mut stop: watch::Receiver<bool>,
+    max_streams: usize,
 ) {
     loop {
         let track = tokio::select! {
             track = tracks.recv() => match track { Some(track) => track, None => return },
             _ = stop.wait_for(|s| *s) => return,
         };
-        let added = mixer.lock().map_err(|_| ()).and_then(|mut m| m.add_stream().map_err(|_| ()));
-        let Ok(stream) = added else { return };
+        // No more streams than we offered to receive: a peer cannot make us decode
+        // and mix a stream for every line of its SDP.
+        let added = mixer
+            .lock()
+            .map_err(|_| ())
+            .and_then(|mut m| if m.streams() < max_streams { m.add_stream().map_err(|_| ()) } else { Err(()) });
+        let Ok(stream) = added else { continue };
         let (mixer, mut stop) = (mixer.clone(), stop.clone());
         tokio::spawn(async move {
             loop {

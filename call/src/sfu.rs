@@ -52,6 +52,8 @@ struct Participant {
     pc: Arc<dyn PeerConnection>,
     slots: Vec<Slot>,
     stop: watch::Sender<bool>,
+    /// Whether its connection is up (nothing is forwarded to it before).
+    connected: watch::Receiver<bool>,
 }
 
 #[derive(Default)]
@@ -84,7 +86,7 @@ impl Room {
         self.leave(id).await;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (gathered_tx, mut gathered_rx) = watch::channel(false);
-        let (connected_tx, _) = watch::channel(false);
+        let (connected_tx, connected) = watch::channel(false);
         let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel::<Arc<dyn TrackRemote>>();
         let handler = Handler { events: events_tx, gathered: gathered_tx, connected: connected_tx, tracks: tracks_tx };
         let pc = peer::connection(&self.config, handler).await?;
@@ -104,7 +106,7 @@ impl Room {
         let sdp = peer::gathered_sdp(&*pc, &mut gathered_rx, self.config.gather_timeout).await?;
         let (stop_tx, mut stop_rx) = watch::channel(false);
         if let Ok(mut state) = self.state.lock() {
-            state.participants.insert(id, Participant { pc, slots, stop: stop_tx });
+            state.participants.insert(id, Participant { pc, slots, stop: stop_tx, connected });
         }
         // What the participant says goes to everyone else.
         let room = self.clone();
@@ -194,7 +196,7 @@ impl Room {
             Ok(state) => state
                 .participants
                 .iter()
-                .filter(|(id, _)| **id != speaker)
+                .filter(|(id, p)| **id != speaker && *p.connected.borrow())
                 .flat_map(|(id, p)| {
                     p.slots
                         .iter()
@@ -223,7 +225,7 @@ impl Room {
         let mut routes = Vec::new();
         let mut dropped = 0;
         for (id, p) in state.participants.iter_mut() {
-            if *id == speaker {
+            if *id == speaker || !*p.connected.borrow() {
                 continue;
             }
             let slot = match p.slots.iter().position(|s| s.speaker == Some(speaker)) {

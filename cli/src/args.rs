@@ -147,6 +147,9 @@ pub(crate) enum Command {
     /// on groups by name as on contacts.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Group voice rooms: join, leave, list.
+    #[command(subcommand)]
+    Room(RoomCommand),
     /// Print a shell completion script (contact and group names complete too).
     Completions {
         /// The shell to generate completions for.
@@ -390,6 +393,50 @@ pub(crate) struct SendFileArgs {
     pub(crate) caption: Option<String>,
     #[command(flatten)]
     pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// `kith room ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RoomCommand {
+    /// Join a group's voice room and stay until Ctrl+C (or --duration); prints who
+    /// comes and goes on stderr.
+    Join(RoomJoinArgs),
+    /// Leave a group's voice room (one a `kith room join` elsewhere keeps open).
+    Leave(RoomGroupArg),
+    /// The voice rooms you are in, and who is in each (only GROUP's when given).
+    List(RoomListArgs),
+}
+
+/// Arguments of `kith room join`.
+#[derive(Debug, Args)]
+pub(crate) struct RoomJoinArgs {
+    /// The group: name, id, or a unique prefix.
+    pub(crate) group: String,
+    #[command(flatten)]
+    pub(crate) audio: CallAudio,
+    /// Leave after this many seconds.
+    #[arg(long, value_name = "S")]
+    pub(crate) duration: Option<f64>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// A group's voice room.
+#[derive(Debug, Args)]
+pub(crate) struct RoomGroupArg {
+    /// The group: name, id, or a unique prefix.
+    pub(crate) group: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith room list`.
+#[derive(Debug, Args)]
+pub(crate) struct RoomListArgs {
+    /// Only this group's room.
+    pub(crate) group: Option<String>,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }

@@ -233,7 +233,10 @@ fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // webrtc's layers warn about routine steps of every forwarded connection (ICE
+    // checks before the answer, SRTP before DTLS is through): only their errors count.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rtc=error,rtc_dtls=error,rtc_ice=error,webrtc=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr);

@@ -10,12 +10,13 @@ use std::time::Duration;
 use kith_p2p::call::{CallView, EndReason};
 use kith_p2p::control::{Client, Request};
 use kith_p2p::node::Event;
+use kith_p2p::call::voice_room::RoomView;
 use kith_p2p::views::CallRecordView;
 use serde_json::json;
 
 use super::net::{call, client_failure, runtime};
 use super::print;
-use crate::args::{AnswerArgs, CallArgs, CallsArgs, Global, HangupArgs};
+use crate::args::{AnswerArgs, CallArgs, CallsArgs, Global, HangupArgs, RoomCommand, RoomJoinArgs};
 use crate::failure::{Code, Failure, Result};
 use crate::output;
 
@@ -170,4 +171,96 @@ pub(crate) fn list(global: &Global, args: CallsArgs) -> Result {
 fn duration(ms: u64) -> String {
     let secs = ms / 1000;
     if secs >= 60 { format!("{}m{:02}s", secs / 60, secs % 60) } else { format!("{secs}s") }
+}
+
+pub(crate) fn room(global: &Global, command: RoomCommand) -> Result {
+    let home = super::home(global)?;
+    match command {
+        RoomCommand::Join(args) => join_room(&home, args),
+        RoomCommand::Leave(args) => {
+            let left: RoomView = print::view(call(&home, Request::RoomLeave { group: args.group })?)?;
+            if args.output.json {
+                return output::json(&left);
+            }
+            output::line(format!("left the voice room of {}", output::sanitized(&left.name)))
+        }
+        RoomCommand::List(args) => {
+            let rooms: Vec<RoomView> = print::view(call(&home, Request::Rooms {})?)?;
+            let wanted = match &args.group {
+                Some(group) => {
+                    let resolved = call(&home, Request::Group { group: group.clone() })?;
+                    Some(resolved["id"].as_str().unwrap_or_default().to_owned())
+                }
+                None => None,
+            };
+            let rooms: Vec<RoomView> = rooms.into_iter().filter(|r| wanted.as_ref().is_none_or(|g| &r.group == g)).collect();
+            if args.output.json {
+                return output::json(&rooms);
+            }
+            let names = print::Names::load(&home)?;
+            for r in &rooms {
+                let who: Vec<String> = r.participants.iter().map(|p| output::sanitized(&names.peer(p))).collect();
+                output::line(format!("{}: {}", output::sanitized(&r.name), who.join(", ")))?;
+            }
+            if rooms.is_empty() {
+                output::line("not in any voice room")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `kith room join`: in the room until Ctrl+C, `--duration`, or the room ends.
+fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
+    let (input, output) = (absolute(args.audio.input.as_deref())?, absolute(args.audio.output.as_deref())?);
+    // Loaded before the runtime starts: it asks the node on a runtime of its own.
+    let names = print::Names::load(home)?;
+    runtime()?.block_on(async {
+        let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        events.subscribe().await.map_err(client_failure)?;
+        let mut requests = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        let request = Request::RoomJoin { group: args.group.clone(), input, output };
+        let joined: RoomView = print::view(requests.request(&request).await.map_err(client_failure)?)?;
+        if !args.output.json {
+            let who: Vec<String> = joined.participants.iter().map(|p| output::sanitized(&names.peer(p))).collect();
+            eprintln!("in the voice room of {} ({})", output::sanitized(&joined.name), who.join(", "));
+        }
+        let until = async {
+            match args.duration {
+                Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(until);
+        loop {
+            let event = tokio::select! {
+                event = events.next_event() => event.map_err(client_failure)?,
+                () = &mut until => break,
+                _ = tokio::signal::ctrl_c() => break,
+            };
+            match event {
+                Event::RoomParticipantJoined { group, peer } if group == joined.group && !args.output.json => {
+                    eprintln!("{} joined", output::sanitized(&names.peer(&peer)));
+                }
+                Event::RoomParticipantLeft { group, peer } if group == joined.group && !args.output.json => {
+                    eprintln!("{} left", output::sanitized(&names.peer(&peer)));
+                }
+                Event::RoomLeft { group, reason } if group == joined.group => {
+                    if args.output.json {
+                        output::json(&json!({ "group": group, "reason": reason }))?;
+                    } else {
+                        output::line(format!("out of the room: {}", print::wire_name(&reason)))?;
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        let left: RoomView = print::view(requests.request(&Request::RoomLeave { group: args.group.clone() }).await.map_err(client_failure)?)?;
+        if args.output.json {
+            output::json(&json!({ "group": left.group, "reason": "left" }))
+        } else {
+            output::line("left the room")
+        }
+    })
 }

@@ -64,6 +64,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Status(out) => chat::status(g, out.json),
         Command::Relay(command) => relay::run(g, command),
         Command::Group(command) => group::run(g, command),
+        Command::Room(command) => calls::room(g, command),
         Command::Completions { shell } => completions::print(shell),
         Command::CompleteNames => completions::names(g),
         Command::Manpages { dir } => manpages::write(&dir),

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kith_call::{Discard, MediaConfig, Session, SessionEvent, Silence, Sink, Source};
 use kith_storage::{CallRecord, ContactState, Store};
@@ -14,6 +15,7 @@ use libp2p_stream::Control;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::signal::{self, CallId, HangupReason, Reply, Signal};
+use super::voice_room::{self, RoomHandle, RoomView};
 use super::{CallError, CallState, CallView, EndReason};
 use crate::node::{Command, Event};
 
@@ -68,6 +70,11 @@ pub(crate) enum Input {
     Delivered { call: CallId, answer: bool, result: Result<Reply, String> },
     Media { call: CallId, event: SessionEvent },
     RingTimeout { call: CallId },
+    RoomJoin { group: String, audio: AudioChoice, reply: oneshot::Sender<Result<RoomView, CallError>> },
+    RoomLeave { group: String, reply: oneshot::Sender<Result<RoomView, CallError>> },
+    RoomList { reply: oneshot::Sender<Vec<RoomView>> },
+    /// The node stops: end every call (telling the peers) and leave every room.
+    Shutdown { reply: oneshot::Sender<()> },
 }
 
 /// A handle on the calls task.
@@ -122,18 +129,35 @@ impl Call {
 /// Starts the calls task and the server of incoming `/kith/call/1` streams.
 pub(crate) fn start(context: Context, incoming: libp2p_stream::IncomingStreams) -> Calls {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-    tokio::spawn(serve(incoming, tx.clone()));
-    let task = Task { context, calls: HashMap::new(), inputs: tx.clone() };
+    tokio::spawn(serve(incoming, tx.clone(), context.store.clone()));
+    let task = Task { context, calls: HashMap::new(), rooms: HashMap::new(), busy_noted: HashMap::new(), inputs: tx.clone() };
     tokio::spawn(task.run(rx));
     Calls { inputs: tx }
 }
 
+/// Incoming signal streams handled at once; more are dropped unread.
+const MAX_INCOMING: usize = 32;
+
 /// Reads each incoming stream's signal, hands it to the task and writes its reply.
-async fn serve(mut incoming: libp2p_stream::IncomingStreams, inputs: mpsc::Sender<Input>) {
+/// A stranger's or a blocked contact's stream is answered `refused` before its signal
+/// is read; at most [`MAX_INCOMING`] streams are handled at once, and a signal that
+/// finds the task's queue full is dropped (the sender's deadline tells it).
+async fn serve(mut incoming: libp2p_stream::IncomingStreams, inputs: mpsc::Sender<Input>, store: Store) {
     use futures::StreamExt;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INCOMING));
     while let Some((peer, mut stream)) = incoming.next().await {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many call signals at once: one dropped");
+            continue;
+        };
+        let accepted = matches!(store.contacts().get(&peer), Ok(Some(c)) if c.state == ContactState::Accepted);
         let inputs = inputs.clone();
         tokio::spawn(async move {
+            let _permit = permit;
+            if !accepted {
+                let _ = signal::reply(&mut stream, Reply::Refused).await;
+                return;
+            }
             let signal = match signal::read(&mut stream, Duration::from_secs(5)).await {
                 Ok(signal) => signal,
                 Err(e) => {
@@ -142,7 +166,7 @@ async fn serve(mut incoming: libp2p_stream::IncomingStreams, inputs: mpsc::Sende
                 }
             };
             let (tx, rx) = oneshot::channel();
-            if inputs.send(Input::Incoming { peer, signal, reply: tx }).await.is_err() {
+            if inputs.try_send(Input::Incoming { peer, signal, reply: tx }).is_err() {
                 return;
             }
             if let Ok(answer) = rx.await
@@ -157,16 +181,27 @@ async fn serve(mut incoming: libp2p_stream::IncomingStreams, inputs: mpsc::Sende
 struct Task {
     context: Context,
     calls: HashMap<CallId, Call>,
+    /// Voice rooms we are in, by group id.
+    rooms: HashMap<kith_storage::GroupId, RoomHandle>,
+    /// When each peer's last busy call went into the history (one a minute per peer).
+    busy_noted: HashMap<PeerId, Instant>,
     inputs: mpsc::Sender<Input>,
 }
 
 impl Task {
     async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         while let Some(input) = inputs.recv().await {
+            if let Input::Shutdown { reply } = input {
+                for id in self.calls.keys().copied().collect::<Vec<_>>() {
+                    self.end(id, EndReason::HungUp, Some(HangupReason::HungUp));
+                }
+                for (_, room) in self.rooms.drain() {
+                    room.leave().await;
+                }
+                let _ = reply.send(());
+                return;
+            }
             self.input(input).await;
-        }
-        for id in self.calls.keys().copied().collect::<Vec<_>>() {
-            self.end(id, EndReason::HungUp, Some(HangupReason::HungUp));
         }
     }
 
@@ -222,6 +257,22 @@ impl Task {
             }
             Input::Delivered { call, answer, result } => self.delivered(call, answer, result),
             Input::Media { call, event } => self.media(call, event),
+            Input::RoomJoin { group, audio, reply } => {
+                let result = self.join_room(&group, audio).await;
+                let _ = reply.send(result);
+            }
+            Input::RoomLeave { group, reply } => {
+                let result = self.leave_room(&group).await;
+                let _ = reply.send(result);
+            }
+            Input::RoomList { reply } => {
+                self.rooms.retain(|_, room| !room.ended());
+                let _ = reply.send(self.rooms.values().map(RoomHandle::view).collect());
+            }
+            // Handled by `run`.
+            Input::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
             Input::RingTimeout { call } => {
                 if let Some(c) = self.calls.get(&call)
                     && matches!(c.state, CallState::Calling | CallState::Ringing)
@@ -230,6 +281,39 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Joins a group's voice room (answered once the forwarder took us in). The
+    /// calls task waits meanwhile: joining takes one exchange with a relay.
+    async fn join_room(&mut self, group: &str, audio: AudioChoice) -> Result<RoomView, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.context.commands.send(Command::RoomTicket(group.to_owned(), tx)).await.map_err(|_| CallError::Stopped)?;
+        let ticket = rx.await.map_err(|_| CallError::Stopped)?.map_err(|e| CallError::Room(e.to_string()))?;
+        self.rooms.retain(|_, room| !room.ended());
+        if let Some(room) = self.rooms.get(&ticket.group) {
+            return Ok(room.view());
+        }
+        let (source, sink) = open_audio(&audio)?;
+        let ctx = voice_room::RoomContext {
+            control: self.context.control.clone(),
+            commands: self.context.commands.clone(),
+            events: self.context.events.clone(),
+            media: self.context.media.clone(),
+            me: self.context.me,
+        };
+        let id = ticket.group;
+        let room = voice_room::join(ctx, ticket, source, sink).await?;
+        let view = room.view();
+        self.rooms.insert(id, room);
+        Ok(view)
+    }
+
+    async fn leave_room(&mut self, group: &str) -> Result<RoomView, CallError> {
+        let id = crate::ops::resolve_group(&self.context.store, group).map_err(|e| CallError::NotInRoom(e.to_string()))?.id;
+        let room = self.rooms.remove(&id).ok_or_else(|| CallError::NotInRoom(group.to_owned()))?;
+        let view = room.view();
+        room.leave().await;
+        Ok(view)
     }
 
     /// The call a user means: `prefix` (hex, any unique prefix) among those `fits`
@@ -292,7 +376,9 @@ impl Task {
         if peer == self.context.me {
             return Err(CallError::NotContact(peer.to_string()));
         }
-        if self.calls.values().any(|c| c.session.is_some()) {
+        // One call at a time, ringing ones included: a second session would open the
+        // microphone twice.
+        if !self.calls.is_empty() {
             return Err(CallError::InCall);
         }
         match self.context.store.contacts().get(&peer) {
@@ -304,6 +390,9 @@ impl Task {
 
     async fn answer(&mut self, prefix: Option<&str>, audio: AudioChoice) -> Result<CallId, CallError> {
         let id = self.find(prefix, |c| !c.outgoing && c.state == CallState::Ringing)?;
+        if self.calls.values().any(|c| c.id != id && c.session.is_some()) {
+            return Err(CallError::InCall);
+        }
         let (source, sink) = open_audio(&audio)?;
         let call = self.calls.get_mut(&id).ok_or(CallError::NoSuchCall(hex::encode(id)))?;
         let offer = call.offer.take().unwrap_or_default();
@@ -337,7 +426,14 @@ impl Task {
                     return if existing.peer == peer { Reply::Ringing } else { Reply::Refused };
                 }
                 if !self.calls.is_empty() {
-                    self.record_missed(id, peer);
+                    // At most one busy call a minute per peer reaches the history: a
+                    // contact calling in a loop cannot push out the rest of it.
+                    let now = Instant::now();
+                    self.busy_noted.retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+                    if let std::collections::hash_map::Entry::Vacant(slot) = self.busy_noted.entry(peer) {
+                        slot.insert(now);
+                        self.record_missed(id, peer);
+                    }
                     return Reply::Busy;
                 }
                 self.calls.insert(

@@ -9,12 +9,47 @@
 //! write the call into their history with the reason it ended.
 
 pub mod manager;
+pub mod room;
 pub mod signal;
+pub mod voice_room;
 
 use serde::{Deserialize, Serialize};
 
 pub use manager::{AudioChoice, CallTimers};
 pub use signal::{CallId, HangupReason};
+
+/// The concrete IP addresses among `addrs` (their first component), sorted, without
+/// duplicates: where a node or a media node gathers its ICE host candidates.
+pub fn media_ips(addrs: &[libp2p::Multiaddr]) -> Vec<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut ips: Vec<std::net::IpAddr> = addrs
+        .iter()
+        .filter_map(|a| match a.iter().next() {
+            Some(Protocol::Ip4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(Protocol::Ip6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        })
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// What joining a group's voice room takes, from the node's view of the group.
+#[derive(Debug, Clone)]
+pub struct RoomTicket {
+    /// The group.
+    pub group: kith_storage::GroupId,
+    /// Its name.
+    pub name: String,
+    /// The room's id at the media node (derived from the group's secret).
+    pub room: room::RoomId,
+    /// The group's relays, in order: the room is on the first that serves rooms.
+    pub relays: Vec<libp2p::Multiaddr>,
+    /// Its members now.
+    pub members: Vec<libp2p::PeerId>,
+}
 
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +165,12 @@ pub enum CallError {
     /// The call ended before the request was through.
     #[error("the call ended: {0}")]
     Ended(EndReason),
+    /// No relay of the group took us into its voice room (each relay's reason).
+    #[error("no relay of the group took us into its voice room: {0}")]
+    Room(String),
+    /// Not in that group's voice room.
+    #[error("not in the voice room of {0}")]
+    NotInRoom(String),
     /// The history could not be read.
     #[error("storage: {0}")]
     Storage(String),

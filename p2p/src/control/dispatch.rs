@@ -167,7 +167,7 @@ impl From<crate::call::CallError> for ApiError {
         use crate::call::CallError;
         let code = match &e {
             CallError::NotContact(_) | CallError::InCall => ErrorCode::WrongState,
-            CallError::NoSuchCall(_) => ErrorCode::UnknownCall,
+            CallError::NoSuchCall(_) | CallError::NotInRoom(_) => ErrorCode::UnknownCall,
             CallError::Ambiguous | CallError::Audio(_) => ErrorCode::Invalid,
             CallError::Ended(_) => ErrorCode::CallEnded,
             CallError::Storage(_) => ErrorCode::Storage,
@@ -350,6 +350,12 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
         }
         Request::Hangup { call } => to_value(node.hangup(call).await?),
         Request::Mute { call, muted } => to_value(node.mute(call, muted).await?),
+        Request::RoomJoin { group, input, output } => {
+            let audio = audio_choice(input, output)?;
+            to_value(node.join_room(&group, audio).await?)
+        }
+        Request::RoomLeave { group } => to_value(node.leave_room(&group).await?),
+        Request::Rooms {} => to_value(node.rooms().await?),
         Request::SetRelays { relays } => {
             let relays = relays
                 .iter()

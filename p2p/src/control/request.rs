@@ -191,6 +191,24 @@ pub enum Request {
         /// Mute (true) or unmute (false).
         muted: bool,
     },
+    /// Join a group's voice room on the first of the group's relays that serves rooms.
+    RoomJoin {
+        /// The group.
+        group: String,
+        /// As for [`Request::Call`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<String>,
+        /// As for [`Request::Call`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
+    /// Leave a group's voice room.
+    RoomLeave {
+        /// The group.
+        group: String,
+    },
+    /// The voice rooms we are in, with who is in each.
+    Rooms {},
     /// Replace the pinned relays (multiaddrs).
     SetRelays {
         /// The relays' multiaddrs.
@@ -213,7 +231,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 32] = [
+    pub const METHODS: [&'static str; 35] = [
         "contacts",
         "requests",
         "inbox",
@@ -242,6 +260,9 @@ impl Request {
         "answer",
         "hangup",
         "mute",
+        "room_join",
+        "room_leave",
+        "rooms",
         "set_relays",
         "dial",
         "shutdown",
@@ -320,6 +341,9 @@ mod tests {
             Request::Answer { call: Some("ab".into()), input: None, output: Some("/tmp/out.wav".into()) },
             Request::Hangup { call: None },
             Request::Mute { call: None, muted: true },
+            Request::RoomJoin { group: "club".into(), input: None, output: None },
+            Request::RoomLeave { group: "club".into() },
+            Request::Rooms {},
             Request::SetRelays { relays: vec!["/ip4/127.0.0.1/tcp/1".into()] },
             Request::Dial { addr: "/ip4/127.0.0.1/tcp/1".into() },
             Request::Shutdown {},

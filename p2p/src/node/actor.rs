@@ -467,6 +467,9 @@ impl Actor {
                 let result = self.group_change(change);
                 self.reply_when_durable(reply, result);
             }
+            Command::RoomTicket(group, reply) => {
+                let _ = reply.send(self.room_ticket(&group));
+            }
             Command::Shutdown(_) => unreachable_shutdown(),
         }
     }

@@ -149,6 +149,32 @@ pub enum Event {
         /// How long it was answered, in ms (0 if never).
         duration_ms: u64,
     },
+    /// We are in a group's voice room: media flows to and from its forwarder.
+    RoomJoined {
+        /// The group's id.
+        group: String,
+    },
+    /// Someone came into a voice room we are in.
+    RoomParticipantJoined {
+        /// The group's id.
+        group: String,
+        /// Who.
+        peer: String,
+    },
+    /// Someone left a voice room we are in (or was ejected).
+    RoomParticipantLeft {
+        /// The group's id.
+        group: String,
+        /// Who.
+        peer: String,
+    },
+    /// We are out of a group's voice room.
+    RoomLeft {
+        /// The group's id.
+        group: String,
+        /// Why.
+        reason: crate::call::voice_room::LeftReason,
+    },
     /// The subscriber fell behind and missed `missed` events: re-read state.
     Lagged {
         /// How many events were dropped for this subscriber.

@@ -368,6 +368,8 @@ pub(crate) enum Command {
     Reach(PeerId, Vec<Multiaddr>, oneshot::Sender<()>),
     SetRelays(Vec<Multiaddr>, oneshot::Sender<()>),
     Group(GroupChange, oneshot::Sender<Result<GroupView, NodeError>>),
+    /// What joining a group's voice room takes (the group as the user names it).
+    RoomTicket(String, oneshot::Sender<Result<crate::call::RoomTicket, NodeError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -532,6 +534,24 @@ impl NodeHandle {
     /// Mutes or unmutes our side of call `call`, or of the only one with media.
     pub async fn mute(&self, call: Option<String>, muted: bool) -> Result<crate::call::CallView, NodeError> {
         Ok(self.calls.ask(|reply| crate::call::manager::Input::Mute { call, muted, reply }).await??)
+    }
+
+    /// Joins a group's voice room (`group` as the user names it): returns once a
+    /// relay of the group took us in. Already in it: the room as it is.
+    pub async fn join_room(&self, group: &str, audio: crate::call::AudioChoice) -> Result<crate::call::voice_room::RoomView, NodeError> {
+        let group = group.to_owned();
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::RoomJoin { group, audio, reply }).await??)
+    }
+
+    /// Leaves a group's voice room.
+    pub async fn leave_room(&self, group: &str) -> Result<crate::call::voice_room::RoomView, NodeError> {
+        let group = group.to_owned();
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::RoomLeave { group, reply }).await??)
+    }
+
+    /// The voice rooms we are in.
+    pub async fn rooms(&self) -> Result<Vec<crate::call::voice_room::RoomView>, NodeError> {
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::RoomList { reply }).await?)
     }
 
     /// The calls in progress.
@@ -778,6 +798,8 @@ impl NodeHandle {
 
     /// Stop the node: pending writes are flushed before this returns.
     pub async fn shutdown(&self) {
+        // Calls first: they tell their peers and write their history through the actor.
+        let _ = self.calls.ask(|reply| crate::call::manager::Input::Shutdown { reply }).await;
         let _ = self.ask(Command::Shutdown).await;
     }
 }
@@ -785,18 +807,7 @@ impl NodeHandle {
 /// The IP addresses calls offer media on: those the node listens on (libp2p reports
 /// concrete interface addresses for a wildcard listener), loopback when it has none.
 fn media_addrs(listen_addrs: &[Multiaddr]) -> Vec<std::net::IpAddr> {
-    use libp2p::multiaddr::Protocol;
-    let mut ips: Vec<std::net::IpAddr> = listen_addrs
-        .iter()
-        .filter_map(|a| match a.iter().next() {
-            Some(Protocol::Ip4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(Protocol::Ip6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        })
-        .filter(|ip| !ip.is_unspecified())
-        .collect();
-    ips.sort();
-    ips.dedup();
+    let mut ips = crate::call::media_ips(listen_addrs);
     if ips.is_empty() {
         ips.push(std::net::IpAddr::from([127, 0, 0, 1]));
     }

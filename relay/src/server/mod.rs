@@ -19,6 +19,7 @@ mod jobs;
 mod mailbox_service;
 mod media_service;
 mod rate;
+mod room_service;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -845,6 +846,19 @@ fn start_media(
     let downloads = control
         .accept(kith_p2p::blob::transfer::PROTOCOL)
         .map_err(registered)?;
+    // Voice rooms: forwarding connections gather host candidates on the relay's own
+    // addresses (concrete listen addresses and external ones).
+    let rooms = control
+        .accept(kith_p2p::call::room::PROTOCOL)
+        .map_err(registered)?;
+    let media_ips = media_ips(config);
+    let room_tasks = if media_ips.is_empty() {
+        tracing::warn!("voice rooms are off: no concrete listen or external address to forward media on");
+        None
+    } else {
+        let media = kith_call::MediaConfig { bind: media_ips, ..Default::default() };
+        Some(room_service::Rooms::new(access.clone(), media))
+    };
     let service = Arc::new(media_service::MediaService::new(
         store,
         access,
@@ -853,12 +867,27 @@ fn start_media(
         config.media.expire_interval(),
     ));
     let serving = service.clone();
-    Ok(vec![
+    let mut tasks = vec![
         AbortOnDrop(tokio::spawn(async move {
             serving.serve_downloads(downloads).await;
         })),
         AbortOnDrop(tokio::spawn(service.serve_uploads(control, uploads))),
-    ])
+    ];
+    if let Some(room_service) = room_tasks {
+        tasks.push(AbortOnDrop(tokio::spawn(room_service.serve(rooms))));
+    }
+    Ok(tasks)
+}
+
+/// The IP addresses of the relay's concrete listen and external addresses.
+fn media_ips(config: &RelayConfig) -> Vec<std::net::IpAddr> {
+    let addrs: Vec<Multiaddr> = config
+        .listen
+        .iter()
+        .chain(&config.external_addresses)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    kith_p2p::call::media_ips(&addrs)
 }
 
 /// A task aborted when this is dropped.

@@ -214,6 +214,23 @@ impl Actor {
     // ---- user changes -----------------------------------------------------------
 
     /// Apply a change asked for by the user; answers with the group as it is now.
+    /// What joining `query`'s voice room takes: its room id (from the group's secret),
+    /// its relays and its members now. Only for a group we are in.
+    pub(super) fn room_ticket(&self, query: &str) -> Result<crate::call::RoomTicket, NodeError> {
+        let group = ops::resolve_group(&self.store, query)?;
+        let joined = self.groups.joined.get(&group.id).filter(|j| j.active(&self.me));
+        let Some(joined) = joined else {
+            return Err(not_allowed(format!("not a member of {}", group.name)));
+        };
+        Ok(crate::call::RoomTicket {
+            group: group.id,
+            name: group.name.clone(),
+            room: joined.membership.secret().derive(crate::call::room::ROOM_ID_CONTEXT),
+            relays: group.relays.iter().filter_map(|r| r.parse().ok()).collect(),
+            members: joined.membership.state().members.keys().copied().collect(),
+        })
+    }
+
     pub(super) fn group_change(&mut self, change: GroupChange) -> Result<GroupView, NodeError> {
         let (group, kind) = match change {
             GroupChange::Create { name } => return self.create_group(&name),

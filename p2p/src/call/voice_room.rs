@@ -1,0 +1,279 @@
+//! A member's side of a group's voice room: one media session with the room's
+//! forwarder on the first of the group's relays that serves rooms, kept until the
+//! member leaves, is removed from the group, or the path fails. The member's node
+//! watches who is in the room and asks the forwarder to eject anyone who is not a
+//! member by the group's signed membership as this node holds it.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::AsyncReadExt;
+use kith_call::{MediaConfig, Session, SessionControls, SessionEvent, Sink, Source};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use libp2p_stream::Control;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::room::{self, Join, RoomFrame, RoomRequest};
+use super::{CallError, RoomTicket};
+use crate::node::{Command, Event};
+
+/// Longest wait for a relay to answer a join.
+const JOIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A voice room we are in, as the control API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomView {
+    /// The group's id.
+    pub group: String,
+    /// The group's name.
+    pub name: String,
+    /// The media node forwarding the room.
+    pub relay: String,
+    /// Who is in the room (peer ids), us included.
+    pub participants: Vec<String>,
+    /// Frames played (the others, mixed) so far.
+    pub frames_played: u64,
+    /// The mixed level now, 0.0–1.0.
+    pub output_level: f32,
+    /// Whether our side is muted.
+    pub muted: bool,
+}
+
+/// Why we left a room ([`Event::RoomLeft`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// We left.
+    Left,
+    /// We are no longer a member of the group.
+    Removed,
+    /// The media node ejected us or closed the room.
+    Closed,
+    /// The media path failed.
+    Failed,
+}
+
+/// What a room needs from the node.
+#[derive(Clone)]
+pub(crate) struct RoomContext {
+    pub(crate) control: Control,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) media: MediaConfig,
+    pub(crate) me: PeerId,
+}
+
+/// A room we are in: its view and the switch that leaves it.
+pub(crate) struct RoomHandle {
+    view: Arc<Mutex<RoomView>>,
+    session: SessionControls,
+    leave: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl RoomHandle {
+    /// The room now.
+    pub(crate) fn view(&self) -> RoomView {
+        let mut view = self.view.lock().map(|v| v.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        let stats = self.session.stats();
+        view.frames_played = stats.frames_played;
+        view.output_level = stats.output_level;
+        view.muted = self.session.muted();
+        view
+    }
+
+    /// Whether the room ended by itself.
+    pub(crate) fn ended(&self) -> bool {
+        self.done.is_finished()
+    }
+
+    /// Leaves the room; returns once its media is closed.
+    pub(crate) async fn leave(mut self) {
+        if let Some(leave) = self.leave.take() {
+            let _ = leave.send(());
+        }
+        let _ = self.done.await;
+    }
+}
+
+/// Joins `ticket`'s room with `source` and `sink`: returns once the forwarder
+/// answered (media starts right after).
+pub(crate) async fn join(
+    ctx: RoomContext,
+    ticket: RoomTicket,
+    source: Box<dyn Source>,
+    sink: Box<dyn Sink>,
+) -> Result<RoomHandle, CallError> {
+    let slots = kith_call::MAX_ROOM_SLOTS - 1;
+    let (mut session, offer) = Session::offer_to_room(&ctx.media, source, sink, slots)
+        .await
+        .map_err(|e| CallError::Media(e.to_string()))?;
+    let mut errors = Vec::new();
+    for addr in &ticket.relays {
+        let Some(relay) = peer_of(addr) else { continue };
+        match ask(&ctx, relay, addr, &ticket, &offer).await {
+            Ok((stream, sdp, participants)) => {
+                session.accept_answer(&sdp).await.map_err(|e| CallError::Media(e.to_string()))?;
+                let events = session.take_events();
+                let controls = session.controls();
+                let view = Arc::new(Mutex::new(RoomView {
+                    group: ticket.group.to_string(),
+                    name: ticket.name.clone(),
+                    relay: relay.to_string(),
+                    participants: participants
+                        .iter()
+                        .filter_map(|p| PeerId::from_bytes(p).ok())
+                        .map(|p| p.to_string())
+                        .collect(),
+                    frames_played: 0,
+                    output_level: 0.0,
+                    muted: false,
+                }));
+                let (leave_tx, leave_rx) = oneshot::channel();
+                let running = Running { ctx, ticket, view: view.clone(), session };
+                let done = tokio::spawn(running.run(stream, participants, events, leave_rx));
+                return Ok(RoomHandle { view, session: controls, leave: Some(leave_tx), done });
+            }
+            Err(e) => errors.push(format!("{relay}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        errors.push("the group has no relay".into());
+    }
+    Err(CallError::Room(errors.join("; ")))
+}
+
+/// The peer id a multiaddr ends with.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+/// Asks one relay to take us into the room.
+async fn ask(
+    ctx: &RoomContext,
+    relay: PeerId,
+    addr: &Multiaddr,
+    ticket: &RoomTicket,
+    offer: &str,
+) -> Result<(libp2p::Stream, String, Vec<Vec<u8>>), String> {
+    let (tx, rx) = oneshot::channel();
+    if ctx.commands.send(Command::Reach(relay, vec![addr.clone()], tx)).await.is_ok() {
+        let _ = rx.await;
+    }
+    let exchange = async {
+        let mut control = ctx.control.clone();
+        let mut stream = control.open_stream(relay, room::PROTOCOL).await.map_err(|e| e.to_string())?;
+        room::write(&mut stream, &Join { room: ticket.room, sdp: offer.to_owned() }).await.map_err(|e| e.to_string())?;
+        match room::read::<RoomFrame, _>(&mut stream).await.map_err(|e| e.to_string())? {
+            RoomFrame::Joined { sdp, participants } => Ok((stream, sdp, participants)),
+            RoomFrame::Refused { reason } => Err(reason.to_string()),
+            RoomFrame::Participants { .. } => Err("an answer out of order".to_owned()),
+        }
+    };
+    tokio::time::timeout(JOIN_DEADLINE, exchange).await.map_err(|_| "no answer in time".to_owned())?
+}
+
+struct Running {
+    ctx: RoomContext,
+    ticket: RoomTicket,
+    view: Arc<Mutex<RoomView>>,
+    session: Session,
+}
+
+impl Running {
+    async fn run(
+        mut self,
+        stream: libp2p::Stream,
+        first: Vec<Vec<u8>>,
+        media: Option<mpsc::UnboundedReceiver<SessionEvent>>,
+        mut leave: oneshot::Receiver<()>,
+    ) {
+        let group = self.ticket.group.to_string();
+        self.emit(Event::RoomJoined { group: group.clone() });
+        let (mut reader, mut writer) = stream.split();
+        let (frames_tx, mut frames) = mpsc::channel::<RoomFrame>(8);
+        let reading = tokio::spawn(async move {
+            while let Ok(frame) = room::read::<RoomFrame, _>(&mut reader).await {
+                if frames_tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut media = media.unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let mut group_events = self.ctx.events.subscribe();
+        let mut present: BTreeSet<PeerId> = BTreeSet::new();
+        self.seen(&mut present, &first, &mut writer).await;
+        let reason = loop {
+            tokio::select! {
+                _ = &mut leave => break LeftReason::Left,
+                frame = frames.recv() => match frame {
+                    Some(RoomFrame::Participants { participants }) => self.seen(&mut present, &participants, &mut writer).await,
+                    Some(_) => {}
+                    None => break LeftReason::Closed,
+                },
+                event = media.recv() => match event {
+                    Some(SessionEvent::Failed) => break LeftReason::Failed,
+                    Some(_) => {}
+                    None => break LeftReason::Failed,
+                },
+                event = group_events.recv() => match event {
+                    Ok(Event::GroupChanged { group: view }) if view.id == group => {
+                        if !view.active {
+                            break LeftReason::Removed;
+                        }
+                        self.ticket.members = view.members.iter().filter_map(|m| m.peer_id.parse().ok()).collect();
+                        let now: Vec<Vec<u8>> = present.iter().map(|p| p.to_bytes()).collect();
+                        self.seen(&mut present, &now, &mut writer).await;
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break LeftReason::Left,
+                },
+            }
+        };
+        reading.abort();
+        drop(writer);
+        if let Err(e) = self.session.close().await {
+            tracing::warn!("finishing a room's recording: {e}");
+        }
+        let _ = self.ctx.events.send(Event::RoomLeft { group, reason });
+    }
+
+    /// Takes in who is in the room: announces who came and went, and asks the
+    /// forwarder to eject whoever is not a member.
+    async fn seen<W: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        present: &mut BTreeSet<PeerId>,
+        participants: &[Vec<u8>],
+        writer: &mut W,
+    ) {
+        let now: BTreeSet<PeerId> = participants.iter().filter_map(|p| PeerId::from_bytes(p).ok()).collect();
+        let group = self.ticket.group.to_string();
+        let me = self.ctx.me;
+        for peer in now.difference(present).filter(|p| **p != me) {
+            self.emit(Event::RoomParticipantJoined { group: group.clone(), peer: peer.to_string() });
+        }
+        for peer in present.difference(&now).filter(|p| **p != me) {
+            self.emit(Event::RoomParticipantLeft { group: group.clone(), peer: peer.to_string() });
+        }
+        for stranger in now.iter().filter(|p| **p != self.ctx.me && !self.ticket.members.contains(p)) {
+            tracing::info!(peer = %stranger, "not a member of the group: asking the media node to eject it");
+            if let Err(e) = room::write(writer, &RoomRequest::Eject { peer: stranger.to_bytes() }).await {
+                tracing::debug!("asking for an ejection: {e}");
+            }
+        }
+        if let Ok(mut view) = self.view.lock() {
+            view.participants = now.iter().map(PeerId::to_string).collect();
+        }
+        *present = now;
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.ctx.events.send(event);
+    }
+}
