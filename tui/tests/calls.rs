@@ -196,7 +196,7 @@ fn call_commands() {
     update(&mut app, key(KeyCode::Enter));
     assert_eq!(app.focused_id(), Some(GROUP));
     assert!(command(&mut app, "/call").is_empty());
-    assert!(status_text(&app).starts_with("group voice rooms are not built yet"), "{}", status_text(&app));
+    assert!(status_text(&app).contains("kith room join"), "{}", status_text(&app));
     assert!(app.status().unwrap().error);
     assert!(app.call().is_none());
     // Nothing to answer, hang up or mute.

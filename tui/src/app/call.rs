@@ -480,7 +480,7 @@ fn place(app: &mut App, who: Option<String>, fx: &mut Vec<Effect>) {
         },
     };
     let Some(contact) = conv.contact() else {
-        app.set_status("group voice rooms are not built yet: /call calls one contact", true);
+        app.set_status("/call calls one contact: join the group's voice room with `kith room join` (no room view here yet)", true);
         return;
     };
     let who = text::sanitize_line(contact.label());
