@@ -56,10 +56,15 @@ struct Participant {
     connected: watch::Receiver<bool>,
 }
 
+/// Forwarding delays kept for [`Room::take_delays`] (the oldest go first).
+const MAX_DELAY_SAMPLES: usize = 100_000;
+
 #[derive(Default)]
 struct State {
     participants: HashMap<ParticipantId, Participant>,
     stats: RoomStats,
+    /// How long each packet took from its arrival to its last copy handed on.
+    delays: std::collections::VecDeque<std::time::Duration>,
 }
 
 /// One room: its participants' connections and the forwarding between them.
@@ -159,6 +164,13 @@ impl Room {
         self.state.lock().map(|s| s.stats).unwrap_or_default()
     }
 
+    /// The forwarding delays measured since the last call: for each packet, from its
+    /// arrival (decrypted) to the moment its last copy was handed to its listener's
+    /// connection (to be encrypted and sent). At most the newest 100,000.
+    pub fn take_delays(&self) -> Vec<std::time::Duration> {
+        self.state.lock().map(|mut s| s.delays.drain(..).collect()).unwrap_or_default()
+    }
+
     /// Forwards every packet of `speaker`'s track until it ends or the speaker leaves.
     async fn forward_from(&self, speaker: ParticipantId, track: Arc<dyn TrackRemote>, mut stop: watch::Receiver<bool>) {
         loop {
@@ -183,7 +195,12 @@ impl Room {
                     }
                 }
             }
-            tracing::trace!(elapsed = ?received.elapsed(), "forwarded a packet");
+            if let Ok(mut state) = self.state.lock() {
+                if state.delays.len() >= MAX_DELAY_SAMPLES {
+                    state.delays.pop_front();
+                }
+                state.delays.push_back(received.elapsed());
+            }
         }
     }
 
