@@ -473,7 +473,7 @@ async fn playout_loop(
     // Playout keeps to the clock like a sound card: after a stall it plays the frames
     // it owes at once (`Burst`), so the jitter buffers do not keep the stall as latency.
     let mut tick = tokio::time::interval(FRAME);
-    let mut failed = None;
+    let (mut failed, mut started) = (None, false);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -483,7 +483,19 @@ async fn playout_loop(
             Ok(mut mixer) => mixer.tick(),
             Err(_) => break,
         };
-        let Some(mixed) = mixed else { continue };
+        let Some(mixed) = mixed else {
+            // Once playout has started, a recording keeps the call's timing: the
+            // moments with nothing to play are silence, not cut out.
+            if started && failed.is_none() {
+                if let Err(e) = sink.write(&[0; crate::audio::FRAME_SAMPLES]) {
+                    tracing::warn!("call: writing received audio: {e}");
+                    failed = Some(e);
+                }
+                shared.output_level.store(0f32.to_bits(), Ordering::Relaxed);
+            }
+            continue;
+        };
+        started = true;
         shared.frames_concealed.fetch_add(mixed.concealed, Ordering::Relaxed);
         shared.output_level.store(level(&mixed.frame).to_bits(), Ordering::Relaxed);
         shared.frames_played.fetch_add(1, Ordering::Relaxed);

@@ -243,3 +243,19 @@ fn a_call_over_a_link_losing_a_tenth_of_its_packets_still_carries_both_tones() {
         assert!(carried >= 0.8 * recorded, "{name}: {carried:.2} s of {hz} Hz in {recorded:.2} s recorded");
     }
 }
+
+#[test]
+fn a_hang_up_that_overtakes_its_offer_keeps_the_offer_from_ringing() {
+    let (alice, bob) = connected_pair();
+    // As Alice's node would send them, in the wrong order: the hang-up first.
+    let as_alice = raw::identity_of(&alice);
+    let call = [7; 16];
+    let hangup = Signal::Hangup { call, reason: kith_p2p::call::HangupReason::HungUp };
+    assert_eq!(raw_call::send_signal(&as_alice, &bob, &hangup).unwrap(), Reply::Refused, "no such call yet");
+    let offer = Signal::Offer { call, sdp: "v=0\r\n".into() };
+    assert_eq!(raw_call::send_signal(&as_alice, &bob, &offer).unwrap(), Reply::Refused, "its hang-up came first");
+    assert!(bob.json(&["calls", "--json"])["active"].as_array().unwrap().is_empty(), "nothing rings");
+    // A new call from Alice still rings.
+    let fresh = Signal::Offer { call: [8; 16], sdp: "v=0\r\n".into() };
+    assert_eq!(raw_call::send_signal(&as_alice, &bob, &fresh).unwrap(), Reply::Ringing);
+}

@@ -22,6 +22,12 @@ use crate::node::{Command, Event};
 /// Bound on queued inputs.
 const INPUT_QUEUE: usize = 64;
 
+/// How long an ended call's id is remembered (longer than any signal takes).
+const ENDED_MEMORY: Duration = Duration::from_secs(60);
+
+/// Most ended call ids remembered at once.
+const MAX_ENDED_REMEMBERED: usize = 1024;
+
 /// The audio a call plays and records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AudioChoice {
@@ -67,7 +73,7 @@ pub(crate) enum Input {
     Mute { call: Option<String>, muted: bool, reply: Answer },
     List { reply: oneshot::Sender<Vec<CallView>> },
     Incoming { peer: PeerId, signal: Signal, reply: oneshot::Sender<Reply> },
-    Delivered { call: CallId, answer: bool, result: Result<Reply, String> },
+    Delivered { call: CallId, peer: PeerId, answer: bool, result: Result<Reply, String> },
     Media { call: CallId, event: SessionEvent },
     RingTimeout { call: CallId },
     RoomJoin { group: String, audio: AudioChoice, reply: oneshot::Sender<Result<RoomView, CallError>> },
@@ -130,7 +136,7 @@ impl Call {
 pub(crate) fn start(context: Context, incoming: libp2p_stream::IncomingStreams) -> Calls {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     tokio::spawn(serve(incoming, tx.clone(), context.store.clone()));
-    let task = Task { context, calls: HashMap::new(), rooms: HashMap::new(), busy_noted: HashMap::new(), inputs: tx.clone() };
+    let task = Task { context, calls: HashMap::new(), rooms: HashMap::new(), busy_noted: HashMap::new(), ended: HashMap::new(), inputs: tx.clone() };
     tokio::spawn(task.run(rx));
     Calls { inputs: tx }
 }
@@ -185,6 +191,8 @@ struct Task {
     rooms: HashMap<kith_storage::GroupId, RoomHandle>,
     /// When each peer's last busy call went into the history (one a minute per peer).
     busy_noted: HashMap<PeerId, Instant>,
+    /// Calls that ended lately (see [`Task::note_ended`]).
+    ended: HashMap<CallId, Instant>,
     inputs: mpsc::Sender<Input>,
 }
 
@@ -255,7 +263,7 @@ impl Task {
                 let answer = self.incoming(peer, signal).await;
                 let _ = reply.send(answer);
             }
-            Input::Delivered { call, answer, result } => self.delivered(call, answer, result),
+            Input::Delivered { call, peer, answer, result } => self.delivered(call, peer, answer, result),
             Input::Media { call, event } => self.media(call, event),
             Input::RoomJoin { group, audio, reply } => {
                 let result = self.join_room(&group, audio).await;
@@ -425,6 +433,10 @@ impl Task {
                 if let Some(existing) = self.calls.get(&id) {
                     return if existing.peer == peer { Reply::Ringing } else { Reply::Refused };
                 }
+                if self.ended.contains_key(&id) {
+                    // Its hang-up came first.
+                    return Reply::Refused;
+                }
                 if !self.calls.is_empty() {
                     // At most one busy call a minute per peer reaches the history: a
                     // contact calling in a loop cannot push out the rest of it.
@@ -473,7 +485,12 @@ impl Task {
             Signal::Hangup { reason, .. } => {
                 match self.calls.get(&id) {
                     Some(call) if call.peer == peer => {}
-                    _ => return Reply::Refused,
+                    Some(_) => return Reply::Refused,
+                    None => {
+                        // Perhaps ahead of its offer: that offer must not ring.
+                        self.note_ended(id);
+                        return Reply::Refused;
+                    }
                 }
                 let ours = match reason {
                     HangupReason::HungUp => EndReason::RemoteHungUp,
@@ -487,8 +504,15 @@ impl Task {
         }
     }
 
-    fn delivered(&mut self, id: CallId, answer: bool, result: Result<Reply, String>) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+    fn delivered(&mut self, id: CallId, peer: PeerId, answer: bool, result: Result<Reply, String>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            // Ended while its offer or answer was on the way, which the peer took: it
+            // would ring (or wait) for nothing.
+            if matches!(result, Ok(Reply::Ringing | Reply::Ok)) {
+                self.tell_ended(id, peer, HangupReason::HungUp);
+            }
+            return;
+        };
         match (answer, result) {
             (false, Ok(Reply::Ringing)) => {
                 if call.state == CallState::Calling {
@@ -514,13 +538,15 @@ impl Task {
             (false, Ok(_)) => self.end(id, EndReason::Refused, None),
             // The caller gave up while we picked up.
             (true, Ok(_)) => self.end(id, EndReason::RemoteHungUp, None),
+            // The signal may have arrived with only its reply lost: the peer is told
+            // the call is over, in case.
             (false, Err(e)) => {
                 tracing::debug!("a call's offer was not delivered: {e}");
-                self.end(id, EndReason::Unreachable, None);
+                self.end(id, EndReason::Unreachable, Some(HangupReason::HungUp));
             }
             (true, Err(e)) => {
                 tracing::debug!("a call's answer was not delivered: {e}");
-                self.end(id, EndReason::Failed, None);
+                self.end(id, EndReason::Failed, Some(HangupReason::Failed));
             }
         }
     }
@@ -545,13 +571,9 @@ impl Task {
         if let Some(waiter) = call.waiter.take() {
             let _ = waiter.send(Err(CallError::Ended(reason)));
         }
+        self.note_ended(id);
         if let Some(reason) = tell {
-            let (control, peer, deadline) = (self.context.control.clone(), call.peer, self.context.timers.signal_deadline);
-            tokio::spawn(async move {
-                if let Err(e) = signal::send(control, peer, &Signal::Hangup { call: id, reason }, deadline).await {
-                    tracing::debug!(%peer, "telling a peer the call ended: {e}");
-                }
-            });
+            self.tell_ended(id, call.peer, reason);
         }
         let record = CallRecord {
             id,
@@ -579,6 +601,26 @@ impl Task {
 
     /// A call that came while we were in another: it goes into the history as missed
     /// and is announced as ended `busy`, without ever ringing.
+    /// Tells `peer` that call `id` is over (in its own task, best effort).
+    fn tell_ended(&self, id: CallId, peer: PeerId, reason: HangupReason) {
+        let (control, deadline) = (self.context.control.clone(), self.context.timers.signal_deadline);
+        tokio::spawn(async move {
+            if let Err(e) = signal::send(control, peer, &Signal::Hangup { call: id, reason }, deadline).await {
+                tracing::debug!(%peer, "telling a peer the call ended: {e}");
+            }
+        });
+    }
+
+    /// Remembers for a while that call `id` is over, so that its offer arriving late
+    /// (overtaken by its hang-up) does not ring.
+    fn note_ended(&mut self, id: CallId) {
+        let now = Instant::now();
+        self.ended.retain(|_, at| now.duration_since(*at) < ENDED_MEMORY);
+        if self.ended.len() < MAX_ENDED_REMEMBERED {
+            self.ended.insert(id, now);
+        }
+    }
+
     fn record_missed(&self, id: CallId, peer: PeerId) {
         let now = now_ms();
         let record = CallRecord {
@@ -610,7 +652,7 @@ impl Task {
                 let _ = rx.await;
             }
             let result = signal::send(control, peer, &signal, deadline).await.map_err(|e| e.to_string());
-            let _ = inputs.send(Input::Delivered { call: id, answer, result }).await;
+            let _ = inputs.send(Input::Delivered { call: id, peer, answer, result }).await;
         });
     }
 
