@@ -77,6 +77,12 @@ pub(crate) enum Input {
     Media { call: CallId, event: SessionEvent },
     RingTimeout { call: CallId },
     RoomJoin { group: String, audio: AudioChoice, reply: oneshot::Sender<Result<RoomView, CallError>> },
+    /// A join run in its own task is through (or failed).
+    RoomJoined {
+        group: kith_storage::GroupId,
+        result: Result<RoomHandle, CallError>,
+        reply: oneshot::Sender<Result<RoomView, CallError>>,
+    },
     RoomLeave { group: String, reply: oneshot::Sender<Result<RoomView, CallError>> },
     RoomList { reply: oneshot::Sender<Vec<RoomView>> },
     /// The node stops: end every call (telling the peers) and leave every room.
@@ -136,7 +142,7 @@ impl Call {
 pub(crate) fn start(context: Context, incoming: libp2p_stream::IncomingStreams) -> Calls {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     tokio::spawn(serve(incoming, tx.clone(), context.store.clone()));
-    let task = Task { context, calls: HashMap::new(), rooms: HashMap::new(), busy_noted: HashMap::new(), ended: HashMap::new(), inputs: tx.clone() };
+    let task = Task { context, calls: HashMap::new(), rooms: HashMap::new(), busy_noted: HashMap::new(), ended: HashMap::new(), joining: Default::default(), inputs: tx.clone() };
     tokio::spawn(task.run(rx));
     Calls { inputs: tx }
 }
@@ -193,6 +199,8 @@ struct Task {
     busy_noted: HashMap<PeerId, Instant>,
     /// Calls that ended lately (see [`Task::note_ended`]).
     ended: HashMap<CallId, Instant>,
+    /// Groups whose voice room is being joined.
+    joining: std::collections::HashSet<kith_storage::GroupId>,
     inputs: mpsc::Sender<Input>,
 }
 
@@ -266,8 +274,22 @@ impl Task {
             Input::Delivered { call, peer, answer, result } => self.delivered(call, peer, answer, result),
             Input::Media { call, event } => self.media(call, event),
             Input::RoomJoin { group, audio, reply } => {
-                let result = self.join_room(&group, audio).await;
-                let _ = reply.send(result);
+                if let Err(e) = self.join_room(&group, audio, reply).await {
+                    tracing::debug!("joining a voice room: {e}");
+                }
+            }
+            Input::RoomJoined { group, result, reply } => {
+                self.joining.remove(&group);
+                let answer = result.map(|room| {
+                    let view = room.view();
+                    if let Some(earlier) = self.rooms.insert(group, room) {
+                        // Not expected (joins of one group are one at a time); the
+                        // newer room wins and the earlier one is left.
+                        tokio::spawn(earlier.leave());
+                    }
+                    view
+                });
+                let _ = reply.send(answer);
             }
             Input::RoomLeave { group, reply } => {
                 let result = self.leave_room(&group).await;
@@ -291,17 +313,40 @@ impl Task {
         }
     }
 
-    /// Joins a group's voice room (answered once the forwarder took us in). The
-    /// calls task waits meanwhile: joining takes one exchange with a relay.
-    async fn join_room(&mut self, group: &str, audio: AudioChoice) -> Result<RoomView, CallError> {
+    /// Joins a group's voice room: the exchange with the group's relays runs in a task
+    /// of its own (up to 10 s per relay that does not answer), which reports back with
+    /// [`Input::RoomJoined`]; `reply` hears once the forwarder took us in.
+    async fn join_room(
+        &mut self,
+        group: &str,
+        audio: AudioChoice,
+        reply: oneshot::Sender<Result<RoomView, CallError>>,
+    ) -> Result<(), CallError> {
         let (tx, rx) = oneshot::channel();
         self.context.commands.send(Command::RoomTicket(group.to_owned(), tx)).await.map_err(|_| CallError::Stopped)?;
-        let ticket = rx.await.map_err(|_| CallError::Stopped)?.map_err(|e| CallError::Room(e.to_string()))?;
+        let ticket = match rx.await.map_err(|_| CallError::Stopped)? {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                let _ = reply.send(Err(CallError::Room(e.to_string())));
+                return Ok(());
+            }
+        };
         self.rooms.retain(|_, room| !room.ended());
         if let Some(room) = self.rooms.get(&ticket.group) {
-            return Ok(room.view());
+            let _ = reply.send(Ok(room.view()));
+            return Ok(());
         }
-        let (source, sink) = open_audio(&audio)?;
+        if self.joining.contains(&ticket.group) {
+            let _ = reply.send(Err(CallError::Room("already joining this group's voice room".into())));
+            return Ok(());
+        }
+        let (source, sink) = match open_audio(&audio) {
+            Ok(io) => io,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return Ok(());
+            }
+        };
         let ctx = voice_room::RoomContext {
             control: self.context.control.clone(),
             commands: self.context.commands.clone(),
@@ -309,11 +354,19 @@ impl Task {
             media: self.context.media.clone(),
             me: self.context.me,
         };
-        let id = ticket.group;
-        let room = voice_room::join(ctx, ticket, source, sink).await?;
-        let view = room.view();
-        self.rooms.insert(id, room);
-        Ok(view)
+        let group = ticket.group;
+        self.joining.insert(group);
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let result = voice_room::join(ctx, ticket, source, sink).await;
+            if let Err(tokio::sync::mpsc::error::SendError(Input::RoomJoined { result: Ok(room), .. })) =
+                inputs.send(Input::RoomJoined { group, result, reply }).await
+            {
+                // The calls task is gone (the node stopped): leave at once.
+                room.leave().await;
+            }
+        });
+        Ok(())
     }
 
     async fn leave_room(&mut self, group: &str) -> Result<RoomView, CallError> {
