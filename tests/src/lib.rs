@@ -512,6 +512,22 @@ pub fn skip_or_fail(test: &str, reason: &str) {
     eprintln!("skipping {test}: {reason}");
 }
 
+/// Waits for `child` to exit and returns its output; kills it and fails the test
+/// after `deadline` (a hung command must fail the test, not hang it).
+pub fn wait_output(mut child: std::process::Child, deadline: Duration, what: &str) -> Output {
+    let end = Instant::now() + deadline;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Poll `condition` until it holds, failing the test after `deadline`.
 pub fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;

@@ -4,32 +4,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kith_call::{tone, wav};
 use kith_p2p::call::signal::{Reply, Signal};
 use kith_tests::netns::Network;
-use kith_tests::{Peer, connect, connected_pair, raw, raw_call, skip_or_fail, wait_until};
+use kith_tests::{Peer, connect, connected_pair, raw, raw_call, skip_or_fail, wait_output, wait_until};
 use serde_json::Value;
 
 /// Seconds of media each test call carries.
 const CALL_SECONDS: f64 = 3.0;
-
-/// Waits for a child with a deadline (a hung call must fail the test, not hang it).
-fn wait_output(mut child: std::process::Child, deadline: Duration, what: &str) -> Output {
-    let end = Instant::now() + deadline;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn history(peer: &Peer) -> Vec<Value> {
     peer.json(&["calls", "--json"])["history"].as_array().unwrap().clone()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kith_call::{tone, wav};
 use kith_tests::group::{GROUP_DEADLINE, group, make_group, members};
-use kith_tests::{Peer, Relay, wait_until};
+use kith_tests::{Peer, Relay, wait_output, wait_until};
 use serde_json::Value;
 
 const TONES: [f64; 3] = [440.0, 660.0, 990.0];
@@ -26,12 +26,15 @@ fn participants(peer: &Peer) -> usize {
     rooms.as_array().unwrap().first().map_or(0, |r: &Value| r["participants"].as_array().unwrap().len())
 }
 
-struct Killed(Child);
+/// A child killed when the test ends, however it ends.
+struct Killed(Option<Child>);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -54,7 +57,7 @@ fn a_voice_room_of_three_forwards_each_to_the_others_and_a_removed_member_is_out
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        joins.push(Killed(child));
+        joins.push(Killed(Some(child)));
         heard.push(output);
     }
     wait_until(Duration::from_secs(60), "everyone sees three in the room", || peers.iter().all(|p| participants(p) == 3));
@@ -83,11 +86,11 @@ fn a_voice_room_of_three_forwards_each_to_the_others_and_a_removed_member_is_out
     wait_until(Duration::from_secs(30), "the room is down to Alice and Bob", || {
         participants(&peers[0]) == 2 && participants(&peers[1]) == 2
     });
-    let carol = joins.pop().unwrap();
-    let mut carol = carol;
+    let carol = joins.pop().unwrap().0.take().unwrap();
     // Out either way: her node left when it learned of the removal, or the members'
     // nodes had the media node eject her first.
-    let out = wait_exit(&mut carol.0, Duration::from_secs(30));
+    let out = wait_output(carol, Duration::from_secs(30), "Carol's `kith room join` to end");
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.contains("removed") || out.contains("closed"), "Carol's `kith room join` says why it ended: {out:?}");
     let from: Vec<usize> = heard[..2].iter().map(|h| recorded(h)).collect();
     wait_until(Duration::from_secs(30), "three more seconds for Alice and Bob", || {
@@ -101,19 +104,4 @@ fn a_voice_room_of_three_forwards_each_to_the_others_and_a_removed_member_is_out
         assert!(tone::tone_seconds(&samples, 990.0) < 0.2, "{} still hears Carol", peers[i].name);
         assert!(tone::tone_seconds(&samples, TONES[1 - i]) >= 1.2, "{} hears the other", peers[i].name);
     }
-}
-
-/// Waits for a child to exit (failing the test after `deadline`); its stdout.
-fn wait_exit(child: &mut Child, deadline: Duration) -> String {
-    let end = std::time::Instant::now() + deadline;
-    while child.try_wait().unwrap().is_none() {
-        assert!(std::time::Instant::now() < end, "the process did not exit in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut out);
-    }
-    out
 }

@@ -20,14 +20,9 @@ use crate::args::{AnswerArgs, CallArgs, CallsArgs, Global, HangupArgs, RoomComma
 use crate::failure::{Code, Failure, Result};
 use crate::output;
 
-/// `path` made absolute against this process's directory: the node runs elsewhere.
+/// An optional path made absolute (the node runs elsewhere).
 fn absolute(path: Option<&Path>) -> Result<Option<String>> {
-    path.map(|p| {
-        std::path::absolute(p)
-            .map(|p| p.display().to_string())
-            .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))
-    })
-    .transpose()
+    path.map(super::files::absolute).transpose()
 }
 
 pub(crate) fn place(global: &Global, args: CallArgs) -> Result {

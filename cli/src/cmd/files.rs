@@ -17,7 +17,7 @@ use crate::failure::{Code, Failure, Result};
 use crate::output;
 
 /// `path` made absolute against this process's directory: the node runs elsewhere.
-fn absolute(path: &Path) -> Result<String> {
+pub(crate) fn absolute(path: &Path) -> Result<String> {
     let path = std::path::absolute(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
     Ok(path.display().to_string())
 }

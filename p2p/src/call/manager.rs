@@ -18,6 +18,7 @@ use super::signal::{self, CallId, HangupReason, Reply, Signal};
 use super::voice_room::{self, RoomHandle, RoomView};
 use super::{CallError, CallState, CallView, EndReason};
 use crate::node::{Command, Event};
+use crate::ops::now_ms;
 
 /// Bound on queued inputs.
 const INPUT_QUEUE: usize = 64;
@@ -798,8 +799,4 @@ fn default_sink() -> Box<dyn Sink> {
 #[cfg(not(feature = "audio-devices"))]
 fn default_sink() -> Box<dyn Sink> {
     Box::new(Discard)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

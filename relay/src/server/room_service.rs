@@ -2,7 +2,8 @@
 //! participant's Opus stream to the others (`kith_call::sfu`), never decoding or
 //! mixing. A room is named by an id derived from its group's secret; the relay knows
 //! only which peers are connected to which id. Admission follows the access policy,
-//! at most [`MAX_ROOMS`] rooms and [`room::MAX_PARTICIPANTS`] participants each.
+//! at most [`MAX_ROOMS`] rooms, [`room::MAX_PARTICIPANTS`] participants each and
+//! [`MAX_ROOMS_PER_PEER`] rooms per peer.
 //! Members eject whoever is not a member by their signed membership
 //! ([`RoomRequest::Eject`]).
 
@@ -22,6 +23,9 @@ use super::mailbox_service::Access;
 
 /// Rooms held at once.
 pub(crate) const MAX_ROOMS: usize = 64;
+
+/// Rooms one peer may be in at once.
+pub(crate) const MAX_ROOMS_PER_PEER: usize = 2;
 
 /// How long a joining member has to send its offer.
 const JOIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -56,15 +60,16 @@ impl Rooms {
 
     async fn session(self: Arc<Self>, peer: PeerId, stream: libp2p::Stream) {
         let (mut reader, mut writer) = stream.split();
-        let join: Join = match tokio::time::timeout(JOIN_DEADLINE, room::read(&mut reader)).await {
-            Ok(Ok(join)) => join,
-            _ => return,
-        };
         let refuse = |reason| RoomFrame::Refused { reason };
+        // Before its offer is read: a peer the policy does not admit costs nothing more.
         if !self.access.admits(&peer) {
             let _ = room::write(&mut writer, &refuse(RoomRefusal::NotAllowed)).await;
             return;
         }
+        let join: Join = match tokio::time::timeout(JOIN_DEADLINE, room::read(&mut reader)).await {
+            Ok(Ok(join)) => join,
+            _ => return,
+        };
         let id = participant_id(&peer);
         let admitted = self.admit(join.room, peer);
         let (token, forwarder, mut changed, mut ejected) = match admitted {
@@ -131,6 +136,11 @@ impl Rooms {
     fn admit(&self, id: RoomId, peer: PeerId) -> Result<Admitted, RoomRefusal> {
         let mut rooms = self.rooms.lock().map_err(|_| RoomRefusal::Busy)?;
         if !rooms.contains_key(&id) && rooms.len() >= MAX_ROOMS {
+            return Err(RoomRefusal::Busy);
+        }
+        // One peer cannot hold many rooms (each one a connection and sockets here).
+        let elsewhere = rooms.iter().filter(|(room, e)| **room != id && e.members.contains_key(&peer)).count();
+        if elsewhere >= MAX_ROOMS_PER_PEER {
             return Err(RoomRefusal::Busy);
         }
         let entry = rooms.entry(id).or_insert_with(|| Entry {
