@@ -52,8 +52,9 @@ struct Participant {
     pc: Arc<dyn PeerConnection>,
     slots: Vec<Slot>,
     stop: watch::Sender<bool>,
-    /// Whether its connection is up (nothing is forwarded to it before).
-    connected: watch::Receiver<bool>,
+    /// Whether its connection is up and its slots' payload types are known (nothing
+    /// is forwarded to it before).
+    ready: bool,
 }
 
 /// Forwarding delays kept for [`Room::take_delays`] (the oldest go first).
@@ -91,7 +92,7 @@ impl Room {
         self.leave(id).await;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (gathered_tx, mut gathered_rx) = watch::channel(false);
-        let (connected_tx, connected) = watch::channel(false);
+        let (connected_tx, mut connected) = watch::channel(false);
         let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel::<Arc<dyn TrackRemote>>();
         let handler = Handler { events: events_tx, gathered: gathered_tx, connected: connected_tx, tracks: tracks_tx };
         let pc = peer::connection(&self.config, handler).await?;
@@ -111,8 +112,19 @@ impl Room {
         let sdp = peer::gathered_sdp(&*pc, &mut gathered_rx, self.config.gather_timeout).await?;
         let (stop_tx, mut stop_rx) = watch::channel(false);
         if let Ok(mut state) = self.state.lock() {
-            state.participants.insert(id, Participant { pc, slots, stop: stop_tx, connected });
+            state.participants.insert(id, Participant { pc, slots, stop: stop_tx, ready: false });
         }
+        // Once its connection is up, the payload type each slot negotiated is read
+        // once, and the participant starts receiving.
+        let room = self.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                up = connected.wait_for(|c| *c) => if up.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            room.resolve_payload_types(id).await;
+        });
         // What the participant says goes to everyone else.
         let room = self.clone();
         tokio::spawn(async move {
@@ -184,7 +196,7 @@ impl Room {
                 Some(_) => continue,
             };
             let received = Instant::now();
-            for (track, mut out) in self.routes(speaker, &packet).await {
+            for (track, mut out) in self.routes(speaker, &packet) {
                 out.header.extension = false;
                 out.header.extensions.clear();
                 let result = track.write_rtp(out).await;
@@ -204,45 +216,43 @@ impl Room {
         }
     }
 
+    /// Reads the payload type each of participant `id`'s slots negotiated, then marks
+    /// it ready to receive.
+    async fn resolve_payload_types(&self, id: ParticipantId) {
+        let senders: Vec<Arc<dyn RtpSender>> = match self.state.lock() {
+            Ok(state) => match state.participants.get(&id) {
+                Some(p) => p.slots.iter().map(|s| s.sender.clone()).collect(),
+                None => return,
+            },
+            Err(_) => return,
+        };
+        let mut types = Vec::with_capacity(senders.len());
+        for sender in senders {
+            let pt = match sender.get_parameters().await {
+                Ok(params) => params.rtp_parameters.codecs.first().map(|c| c.payload_type),
+                Err(_) => None,
+            };
+            types.push(pt);
+        }
+        if let Ok(mut state) = self.state.lock()
+            && let Some(p) = state.participants.get_mut(&id)
+        {
+            for (slot, pt) in p.slots.iter_mut().zip(types) {
+                slot.payload_type = pt;
+            }
+            p.ready = true;
+        }
+    }
+
     /// The slot tracks `speaker`'s packet goes to, each with the packet as that slot
     /// sends it (its SSRC and payload type).
-    async fn routes(&self, speaker: ParticipantId, packet: &rtc::rtp::Packet) -> Vec<(Arc<TrackLocalStaticRTP>, rtc::rtp::Packet)> {
-        // Payload types are known once a listener's connection negotiated them: look
-        // them up outside the lock for the slots that do not have theirs yet.
-        let unknown: Vec<(ParticipantId, usize, Arc<dyn RtpSender>)> = match self.state.lock() {
-            Ok(state) => state
-                .participants
-                .iter()
-                .filter(|(id, p)| **id != speaker && *p.connected.borrow())
-                .flat_map(|(id, p)| {
-                    p.slots
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, s)| s.payload_type.is_none())
-                        .map(move |(i, s)| (*id, i, s.sender.clone()))
-                })
-                .collect(),
-            Err(_) => return Vec::new(),
-        };
-        let mut found = Vec::new();
-        for (id, i, sender) in unknown {
-            if let Ok(params) = sender.get_parameters().await
-                && let Some(codec) = params.rtp_parameters.codecs.first()
-            {
-                found.push((id, i, codec.payload_type));
-            }
-        }
+    fn routes(&self, speaker: ParticipantId, packet: &rtc::rtp::Packet) -> Vec<(Arc<TrackLocalStaticRTP>, rtc::rtp::Packet)> {
         let Ok(mut state) = self.state.lock() else { return Vec::new() };
-        for (id, i, pt) in found {
-            if let Some(slot) = state.participants.get_mut(&id).and_then(|p| p.slots.get_mut(i)) {
-                slot.payload_type = Some(pt);
-            }
-        }
         state.stats.received += 1;
         let mut routes = Vec::new();
         let mut dropped = 0;
         for (id, p) in state.participants.iter_mut() {
-            if *id == speaker || !*p.connected.borrow() {
+            if *id == speaker || !p.ready {
                 continue;
             }
             let slot = match p.slots.iter().position(|s| s.speaker == Some(speaker)) {
