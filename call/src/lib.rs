@@ -15,6 +15,7 @@ pub mod resample;
 pub mod session;
 pub mod sfu;
 pub mod tone;
+pub mod turn;
 pub mod wav;
 
 pub use audio::{Discard, Frame, Silence, Sink, Source};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::{RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy};
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use tokio::sync::{mpsc, watch};
@@ -66,7 +67,20 @@ pub(crate) async fn connection(config: &MediaConfig, handler: Handler) -> Result
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .with_ice_timeouts(Some(config.ice_disconnected), Some(config.ice_failed), Some(Duration::from_secs(1)))
         .build();
+    let ice_servers = config
+        .relays
+        .iter()
+        .map(|grant| RTCIceServer {
+            urls: vec![format!("turn:{}?transport=udp", grant.addr)],
+            username: grant.username.clone(),
+            credential: grant.password.clone(),
+        })
+        .collect();
+    let policy = if config.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
+    let configuration =
+        RTCConfigurationBuilder::new().with_ice_servers(ice_servers).with_ice_transport_policy(policy).build();
     let pc = PeerConnectionBuilder::new()
+        .with_configuration(configuration)
         .with_media_engine(media)
         .with_setting_engine(settings)
         .with_handler(Arc::new(handler))
@@ -99,16 +113,18 @@ pub(crate) fn opus_track(ssrc: u32) -> MediaStreamTrack {
     )
 }
 
-/// The local SDP once ICE gathering is complete (within `timeout`).
+/// The local SDP once ICE gathering is complete, or after `timeout` with the
+/// candidates gathered by then (a media relay that does not answer costs its
+/// relayed candidate, not the call); an error only if there are none.
 pub(crate) async fn gathered_sdp(
     pc: &dyn PeerConnection,
     gathered: &mut watch::Receiver<bool>,
     timeout: Duration,
 ) -> Result<String, MediaError> {
-    match tokio::time::timeout(timeout, gathered.wait_for(|done| *done)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) | Err(_) => return Err(MediaError::GatherTimeout(timeout)),
-    }
+    let complete = matches!(tokio::time::timeout(timeout, gathered.wait_for(|done| *done)).await, Ok(Ok(_)));
     let local = pc.local_description().await.ok_or_else(|| webrtc_error("no local description"))?;
+    if !complete && !local.sdp.contains("a=candidate:") {
+        return Err(MediaError::GatherTimeout(timeout));
+    }
     Ok(local.sdp)
 }

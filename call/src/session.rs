@@ -48,6 +48,12 @@ pub struct MediaConfig {
     pub ice_disconnected: Duration,
     /// Disconnected this long more and it has failed.
     pub ice_failed: Duration,
+    /// TURN servers (media nodes) to gather relayed candidates from, for when no
+    /// direct path works; DTLS still runs end to end through them.
+    pub relays: Vec<crate::turn::TurnGrant>,
+    /// Offer relayed candidates only (the peer never learns our addresses); for
+    /// privacy and for tests of the relayed path.
+    pub relay_only: bool,
 }
 
 impl Default for MediaConfig {
@@ -58,6 +64,8 @@ impl Default for MediaConfig {
             gather_timeout: Duration::from_secs(5),
             ice_disconnected: Duration::from_secs(3),
             ice_failed: Duration::from_secs(7),
+            relays: Vec::new(),
+            relay_only: false,
         }
     }
 }

@@ -549,6 +549,21 @@ pub struct MediaConfig {
     /// `media.expire_interval_secs`: how often expired blobs are deleted.
     /// Default: `600`.
     pub expire_interval_secs: u64,
+    /// `media.turn_port`: UDP port of the TURN server that carries calls whose two
+    /// ends cannot reach each other (on the relay's first concrete listen or external
+    /// IP; relayed addresses take ephemeral ports there). 0 takes any free port: nodes
+    /// learn it with their grant. Default: `0`.
+    pub turn_port: u16,
+    /// `media.turn_max_allocations`: TURN allocations (one per call end) held at
+    /// once. Default: `128`.
+    pub turn_max_allocations: u32,
+    /// `media.turn_max_allocations_per_peer`: TURN allocations one peer may hold.
+    /// Default: `4`.
+    pub turn_max_allocations_per_peer: u32,
+    /// `media.turn_max_bytes_per_second`: bytes one allocation may relay per second,
+    /// both ways together; beyond it packets are dropped. Default: `262144` (an
+    /// Opus call takes about 16 KiB/s).
+    pub turn_max_bytes_per_second: u64,
 }
 
 impl Default for MediaConfig {
@@ -563,6 +578,10 @@ impl Default for MediaConfig {
             max_blob_bytes: 4 * GIB + 16 * MIB,
             max_uploads: 16,
             expire_interval_secs: 600,
+            turn_port: 0,
+            turn_max_allocations: 128,
+            turn_max_allocations_per_peer: 4,
+            turn_max_bytes_per_second: 256 * 1024,
         }
     }
 }
@@ -991,6 +1010,9 @@ impl RelayConfig {
         check_max_jobs("media.max_uploads", d.max_uploads)?;
         at_least_one("media.max_blob_bytes", d.max_blob_bytes)?;
         at_least_one("media.expire_interval_secs", d.expire_interval_secs)?;
+        at_least_one("media.turn_max_allocations", d.turn_max_allocations.into())?;
+        at_least_one("media.turn_max_allocations_per_peer", d.turn_max_allocations_per_peer.into())?;
+        at_least_one("media.turn_max_bytes_per_second", d.turn_max_bytes_per_second)?;
         if d.max_bytes_per_uploader < d.max_blob_bytes {
             return Err(invalid(
                 "media.max_bytes_per_uploader".into(),

@@ -127,6 +127,18 @@ pub struct Metrics {
     pub media_served_bytes: Counter,
     /// Blobs deleted after the TTL.
     pub media_expired: Counter,
+    /// TURN allocations held now (one per call end relayed).
+    pub turn_allocations: Gauge,
+    /// Payload bytes the TURN server relayed, both ways.
+    pub turn_relayed_bytes: Counter,
+    /// Packets the TURN server dropped: over an allocation's rate, or without permission.
+    pub turn_dropped_packets: Counter,
+    /// TURN allocations refused for a quota.
+    pub turn_refused_allocations: Counter,
+    /// Voice rooms held now.
+    pub rooms: Gauge,
+    /// Participants in all voice rooms now.
+    pub room_participants: Gauge,
 }
 
 /// Labels of [`Metrics::media_refusals`].
@@ -412,6 +424,12 @@ impl Metrics {
             media_refusals: Family::default(),
             media_served_bytes: Counter::default(),
             media_expired: Counter::default(),
+            turn_allocations: Gauge::default(),
+            turn_relayed_bytes: Counter::default(),
+            turn_dropped_packets: Counter::default(),
+            turn_refused_allocations: Counter::default(),
+            rooms: Gauge::default(),
+            room_participants: Gauge::default(),
         };
         registry.register_collector(Box::new(ProcessCollector::new(
             config.connections.limits().max_memory,
@@ -711,6 +729,38 @@ impl Metrics {
                 "media_expired",
                 "Media blobs deleted after the TTL",
                 m.media_expired,
+            );
+            r.register(
+                "turn_allocations",
+                "TURN allocations held now (one per call end relayed)",
+                m.turn_allocations,
+            );
+            r.register(
+                "turn_allocations_limit",
+                "TURN allocations held at once at most (media.turn_max_allocations)",
+                limit(d.turn_max_allocations.into()),
+            );
+            r.register_with_unit(
+                "turn_relayed",
+                "Payload bytes relayed by the TURN server, both ways",
+                Unit::Bytes,
+                m.turn_relayed_bytes,
+            );
+            r.register(
+                "turn_dropped_packets",
+                "Packets the TURN server dropped: over an allocation's rate or without permission",
+                m.turn_dropped_packets,
+            );
+            r.register(
+                "turn_refused_allocations",
+                "TURN allocations refused for a quota",
+                m.turn_refused_allocations,
+            );
+            r.register("rooms", "Voice rooms held now", m.rooms);
+            r.register(
+                "room_participants",
+                "Participants in all voice rooms now",
+                m.room_participants,
             );
         }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kith_call::{tone, wav};
 use kith_p2p::call::signal::{Reply, Signal};
 use kith_tests::netns::Network;
-use kith_tests::{Peer, connect, connected_pair, raw, raw_call, skip_or_fail, wait_output, wait_until};
+use kith_tests::{Peer, Relay, connect, connected_pair, raw, raw_call, skip_or_fail, wait_output, wait_until};
 use serde_json::Value;
 
 /// Seconds of media each test call carries.
@@ -20,33 +20,70 @@ fn history(peer: &Peer) -> Vec<Value> {
     peer.json(&["calls", "--json"])["history"].as_array().unwrap().clone()
 }
 
+/// A call of [`CALL_SECONDS`] with a tone each way: Alice sends 440 Hz, Bob 660 Hz,
+/// each records what it hears.
+struct ToneCall {
+    _dir: tempfile::TempDir,
+    a_in: std::path::PathBuf,
+    b_in: std::path::PathBuf,
+    a_out: std::path::PathBuf,
+    b_out: std::path::PathBuf,
+}
+
+impl ToneCall {
+    fn new() -> ToneCall {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let call = ToneCall {
+            a_in: path("a440.wav"),
+            b_in: path("b660.wav"),
+            a_out: path("alice-heard.wav"),
+            b_out: path("bob-heard.wav"),
+            _dir: dir,
+        };
+        // Longer than the call: the tone is sent for the whole call.
+        wav::write_mono(&call.a_in, &tone::sine(440.0, CALL_SECONDS + 2.0, 8000)).unwrap();
+        wav::write_mono(&call.b_in, &tone::sine(660.0, CALL_SECONDS + 2.0, 8000)).unwrap();
+        call
+    }
+
+    /// `alice` calls Bob for [`CALL_SECONDS`] (`kith call --json`, running).
+    fn place(&self, alice: &Peer) -> std::process::Child {
+        let (input, output) = (self.a_in.to_str().unwrap(), self.a_out.to_str().unwrap());
+        let duration = CALL_SECONDS.to_string();
+        let args = ["call", "Bob", "--input", input, "--output", output, "--duration", &duration, "--json"];
+        alice.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    /// `bob` answers with his tone (the call `prefix`, or the only one ringing).
+    fn answer(&self, bob: &Peer, prefix: Option<&str>) {
+        let mut args = vec!["answer"];
+        args.extend(prefix);
+        args.extend(["--input", self.b_in.to_str().unwrap(), "--output", self.b_out.to_str().unwrap()]);
+        bob.ok(&args);
+    }
+
+    /// Each side heard the other's tone, within 5 Hz, for at least 90 % of the call,
+    /// and not its own.
+    fn assert_each_heard_the_other(&self) {
+        for (heard, sent_hz, name) in [(&self.b_out, 440.0, "Bob"), (&self.a_out, 660.0, "Alice")] {
+            let samples = wav::read_mono(heard).unwrap();
+            let dominant = tone::dominant_frequency(&samples).unwrap_or_else(|| panic!("{name} recorded silence"));
+            assert!((dominant - sent_hz).abs() <= 5.0, "{name} heard {dominant:.1} Hz, expected {sent_hz}");
+            let seconds = tone::tone_seconds(&samples, sent_hz);
+            assert!(seconds >= 0.9 * CALL_SECONDS, "{name} heard {seconds:.2} s of the {sent_hz} Hz tone");
+            let own = if sent_hz == 440.0 { 660.0 } else { 440.0 };
+            assert!(tone::tone_seconds(&samples, own) < 0.2, "{name} heard its own tone");
+        }
+    }
+}
+
 #[test]
 fn a_call_carries_each_sides_tone_and_a_hang_up_ends_both() {
     let (alice, bob) = connected_pair();
-    let dir = tempfile::tempdir().unwrap();
-    let (a_in, b_in) = (dir.path().join("a440.wav"), dir.path().join("b660.wav"));
-    let (a_out, b_out) = (dir.path().join("alice-heard.wav"), dir.path().join("bob-heard.wav"));
-    // Longer than the call: the tone is sent for the whole call.
-    wav::write_mono(&a_in, &tone::sine(440.0, CALL_SECONDS + 2.0, 8000)).unwrap();
-    wav::write_mono(&b_in, &tone::sine(660.0, CALL_SECONDS + 2.0, 8000)).unwrap();
-
+    let tones = ToneCall::new();
     let bob_events = bob.follow();
-    let caller = alice
-        .command(&[
-            "call",
-            "Bob",
-            "--input",
-            a_in.to_str().unwrap(),
-            "--output",
-            a_out.to_str().unwrap(),
-            "--duration",
-            &CALL_SECONDS.to_string(),
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let caller = tones.place(&alice);
     let ringing = bob_events.wait_for(Duration::from_secs(20), "the call rings at Bob", |e| {
         e["type"] == "call_ringing" && e["outgoing"] == false
     });
@@ -54,7 +91,7 @@ fn a_call_carries_each_sides_tone_and_a_hang_up_ends_both() {
     let call = ringing["call"].as_str().unwrap().to_owned();
     let listed = bob.json(&["calls", "--json"]);
     assert_eq!(listed["active"][0]["state"], "ringing", "{listed}");
-    bob.ok(&["answer", &call[..8], "--input", b_in.to_str().unwrap(), "--output", b_out.to_str().unwrap()]);
+    tones.answer(&bob, Some(&call[..8]));
 
     let out = wait_output(caller, Duration::from_secs(40), "alice's call to end");
     assert!(out.status.success(), "kith call failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -73,16 +110,7 @@ fn a_call_carries_each_sides_tone_and_a_hang_up_ends_both() {
     assert_eq!(b_hist[0]["missed"], false);
     assert!(alice.json(&["calls", "--json"])["active"].as_array().unwrap().is_empty());
 
-    // Each side heard the other's tone, for at least 90 % of the call.
-    for (heard, sent_hz, name) in [(&b_out, 440.0, "Bob"), (&a_out, 660.0, "Alice")] {
-        let samples = wav::read_mono(heard).unwrap();
-        let dominant = tone::dominant_frequency(&samples).unwrap_or_else(|| panic!("{name} recorded silence"));
-        assert!((dominant - sent_hz).abs() <= 5.0, "{name} heard {dominant:.1} Hz, expected {sent_hz}");
-        let seconds = tone::tone_seconds(&samples, sent_hz);
-        assert!(seconds >= 0.9 * CALL_SECONDS, "{name} heard {seconds:.2} s of the {sent_hz} Hz tone");
-        let own = if sent_hz == 440.0 { 660.0 } else { 440.0 };
-        assert!(tone::tone_seconds(&samples, own) < 0.2, "{name} heard its own tone");
-    }
+    tones.assert_each_heard_the_other();
 }
 
 #[test]
@@ -243,4 +271,59 @@ fn a_hang_up_that_overtakes_its_offer_keeps_the_offer_from_ringing() {
     // A new call from Alice still rings.
     let fresh = Signal::Offer { call: [8; 16], sdp: "v=0\r\n".into() };
     assert_eq!(raw_call::send_signal(&as_alice, &bob, &fresh).unwrap(), Reply::Ringing);
+}
+
+/// A counter or gauge of the relay whose metrics listen on `addr` inside `netns`,
+/// read through bash's /dev/tcp there.
+fn relay_metric(netns: &str, addr: &str, name: &str) -> Option<f64> {
+    let (ip, port) = addr.split_once(':').unwrap();
+    let script = format!("exec 3<>/dev/tcp/{ip}/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+    let out = std::process::Command::new(kith_tests::netns::ip_bin())
+        .args(["netns", "exec", netns, "timeout", "5", "bash", "-c", &script])
+        .output()
+        .ok()?;
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    body.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_call_whose_direct_path_is_blocked_flows_through_the_media_node() {
+    let test = "a_call_whose_direct_path_is_blocked_flows_through_the_media_node";
+    let network = match Network::new(&["alice", "bob", "relay"]) {
+        Ok(network) => network,
+        Err(reason) => return skip_or_fail(test, &reason),
+    };
+    let (a_host, b_host, r_host) = (&network.hosts[0], &network.hosts[1], &network.hosts[2]);
+    let metrics = format!("{}:9100", r_host.ip);
+    let mut relay = Relay::in_netns(&r_host.netns, &r_host.ip, &format!("[media]\nenabled = true\n[metrics]\nlisten = \"{metrics}\"\n"));
+    relay.start();
+    // Nothing passes between Alice's and Bob's hosts, either way: each reaches only
+    // the relay. Signalling goes through its circuit, media through its TURN server.
+    a_host.block(b_host);
+    let circuit = format!("{}/p2p-circuit", relay.addr());
+    let on = |name: &str, host: &kith_tests::netns::Host| {
+        let mut peer = Peer::init(name);
+        peer.ok(&["relay", "add", &relay.addr()]);
+        peer.netns = Some(host.netns.clone());
+        peer.start_on(&[&format!("/ip4/{}/tcp/0", host.ip), &circuit], &[]);
+        peer
+    };
+    let (alice, bob) = (on("Alice", a_host), on("Bob", b_host));
+    connect(&alice, &bob);
+
+    let tones = ToneCall::new();
+    let bob_events = bob.follow();
+    let caller = tones.place(&alice);
+    bob_events.wait_for(Duration::from_secs(60), "the call rings at Bob", |e| e["type"] == "call_ringing");
+    tones.answer(&bob, None);
+    bob_events.wait_for(Duration::from_secs(60), "media flows", |e| e["type"] == "call_connected");
+    let out = wait_output(caller, Duration::from_secs(60), "alice's call to end");
+    assert!(out.status.success(), "kith call failed: {}", String::from_utf8_lossy(&out.stderr));
+    let ended: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ended["reason"], "hung_up");
+
+    tones.assert_each_heard_the_other();
+    // The relay's TURN server carried it: at least the seconds of Opus both ways.
+    let relayed = relay_metric(&r_host.netns, &metrics, "kith_relay_turn_relayed_bytes_total");
+    assert!(relayed.is_some_and(|b| b >= 2.0 * CALL_SECONDS * 2_000.0), "TURN relayed {relayed:?} bytes");
 }

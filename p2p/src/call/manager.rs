@@ -26,6 +26,9 @@ const INPUT_QUEUE: usize = 64;
 /// How long an ended call's id is remembered (longer than any signal takes).
 const ENDED_MEMORY: Duration = Duration::from_secs(60);
 
+/// Longest wait for TURN grants when a call starts and none are held yet.
+const GRANT_WAIT: Duration = Duration::from_secs(3);
+
 /// Most ended call ids remembered at once.
 const MAX_ENDED_REMEMBERED: usize = 1024;
 
@@ -60,6 +63,8 @@ pub(crate) struct Context {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) media: MediaConfig,
+    /// TURN grants from the pinned media relays, for calls no direct path carries.
+    pub(crate) grants: super::turn::Keeper,
     pub(crate) timers: CallTimers,
     pub(crate) me: PeerId,
 }
@@ -370,6 +375,12 @@ impl Task {
         Ok(())
     }
 
+    /// The media settings of a new call: the node's, with the TURN grants of its
+    /// media relays (waiting up to [`GRANT_WAIT`] when none are held yet).
+    async fn media_config(&self) -> MediaConfig {
+        MediaConfig { relays: self.context.grants.current(GRANT_WAIT).await, ..self.context.media.clone() }
+    }
+
     async fn leave_room(&mut self, group: &str) -> Result<RoomView, CallError> {
         let id = crate::ops::resolve_group(&self.context.store, group).map_err(|e| CallError::NotInRoom(e.to_string()))?.id;
         let room = self.rooms.remove(&id).ok_or_else(|| CallError::NotInRoom(group.to_owned()))?;
@@ -405,7 +416,7 @@ impl Task {
                 return Ok(());
             }
         };
-        let (mut session, sdp) = match Session::offer(&self.context.media, source, sink).await {
+        let (mut session, sdp) = match Session::offer(&self.media_config().await, source, sink).await {
             Ok(made) => made,
             Err(e) => {
                 let _ = reply.send(Err(CallError::Media(e.to_string())));
@@ -456,9 +467,10 @@ impl Task {
             return Err(CallError::InCall);
         }
         let (source, sink) = open_audio(&audio)?;
+        let media = self.media_config().await;
         let call = self.calls.get_mut(&id).ok_or(CallError::NoSuchCall(hex::encode(id)))?;
         let offer = call.offer.take().unwrap_or_default();
-        let (mut session, sdp) = match Session::answer(&self.context.media, &offer, source, sink).await {
+        let (mut session, sdp) = match Session::answer(&media, &offer, source, sink).await {
             Ok(made) => made,
             Err(e) => {
                 self.end(id, EndReason::Failed, Some(HangupReason::Failed));

@@ -11,6 +11,7 @@
 pub mod manager;
 pub mod room;
 pub mod signal;
+pub mod turn;
 pub mod voice_room;
 
 use serde::{Deserialize, Serialize};
@@ -19,11 +20,13 @@ pub use manager::{AudioChoice, CallTimers};
 pub use signal::{CallId, HangupReason};
 
 /// The concrete IP addresses among `addrs` (their first component), sorted, without
-/// duplicates: where a node or a media node gathers its ICE host candidates.
+/// duplicates: where a node or a media node gathers its ICE host candidates. A relay
+/// circuit's address is the relay's, not ours, and is left out.
 pub fn media_ips(addrs: &[libp2p::Multiaddr]) -> Vec<std::net::IpAddr> {
     use libp2p::multiaddr::Protocol;
     let mut ips: Vec<std::net::IpAddr> = addrs
         .iter()
+        .filter(|a| !a.iter().any(|p| p == Protocol::P2pCircuit))
         .filter_map(|a| match a.iter().next() {
             Some(Protocol::Ip4(ip)) => Some(std::net::IpAddr::V4(ip)),
             Some(Protocol::Ip6(ip)) => Some(std::net::IpAddr::V6(ip)),
@@ -177,4 +180,25 @@ pub enum CallError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_ips_are_our_concrete_addresses_not_a_relays_circuit() {
+        let addrs: Vec<libp2p::Multiaddr> = [
+            "/ip4/10.9.0.1/tcp/4001",
+            "/ip4/0.0.0.0/tcp/4002",
+            "/ip4/10.9.0.1/udp/4001/quic-v1",
+            "/ip4/10.9.0.3/tcp/4001/p2p/12D3KooWAcyfJ5CkB2JSPGbRsaMW2SrnEMxmW8XbRyiPMUXcJ3wq/p2p-circuit",
+            "/dns4/example.org/tcp/1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert_eq!(media_ips(&addrs), vec![std::net::IpAddr::from([10, 9, 0, 1])]);
+    }
 }

@@ -467,6 +467,9 @@ impl Actor {
                 let result = self.group_change(change);
                 self.reply_when_durable(reply, result);
             }
+            Command::PinnedRelays(reply) => {
+                let _ = reply.send(self.config.relays.clone());
+            }
             Command::RoomTicket(group, reply) => {
                 let _ = reply.send(self.room_ticket(&group));
             }

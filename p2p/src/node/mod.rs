@@ -366,6 +366,8 @@ pub(crate) enum Command {
     /// Connect to a peer unless connected (with these addresses and any known ones);
     /// answered once the dial is under way, not when it succeeds.
     Reach(PeerId, Vec<Multiaddr>, oneshot::Sender<()>),
+    /// The pinned relays' addresses (where the calls task asks for TURN grants).
+    PinnedRelays(oneshot::Sender<Vec<Multiaddr>>),
     SetRelays(Vec<Multiaddr>, oneshot::Sender<()>),
     Group(GroupChange, oneshot::Sender<Result<GroupView, NodeError>>),
     /// What joining a group's voice room takes (the group as the user names it).
@@ -864,6 +866,7 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
         crate::call::manager::start(
             crate::call::manager::Context {
                 store: store.clone(),
+                grants: crate::call::turn::Keeper::start(control.clone(), commands_tx.clone()),
                 control,
                 commands: commands_tx.clone(),
                 events: events_tx.clone(),

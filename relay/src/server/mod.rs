@@ -20,6 +20,7 @@ mod mailbox_service;
 mod media_service;
 mod rate;
 mod room_service;
+mod turn_service;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -351,7 +352,7 @@ impl Relay {
         );
         let relay_metrics = metrics.clone();
         let media_tasks = match media_store {
-            Some(store) => start_media(&swarm, store, access_for_media, &config, metrics.clone())?,
+            Some(store) => start_media(&swarm, store, access_for_media, &config, metrics.clone()).await?,
             None => Vec::new(),
         };
 
@@ -827,8 +828,9 @@ impl Relay {
 }
 
 /// Starts the media role on `swarm`: `/kith/media/1` uploads and `/kith/blob/1`
-/// downloads from `store`, each in a task aborted with the relay.
-fn start_media(
+/// downloads from `store`, voice rooms (`/kith/room/1`) and TURN grants
+/// (`/kith/turn/1`) with the TURN server, each in a task aborted with the relay.
+async fn start_media(
     swarm: &Swarm<Behaviour>,
     store: MediaStore,
     access: Access,
@@ -851,14 +853,25 @@ fn start_media(
     let rooms = control
         .accept(kith_p2p::call::room::PROTOCOL)
         .map_err(registered)?;
+    let grants = control
+        .accept(kith_p2p::call::turn::PROTOCOL)
+        .map_err(registered)?;
     let media_ips = media_ips(config);
     let room_tasks = if media_ips.is_empty() {
         tracing::warn!("voice rooms are off: no concrete listen or external address to forward media on");
         None
     } else {
-        let media = kith_call::MediaConfig { bind: media_ips, ..Default::default() };
+        let media = kith_call::MediaConfig { bind: media_ips.clone(), ..Default::default() };
         Some(room_service::Rooms::new(access.clone(), media))
     };
+    let turn = match media_ips.first() {
+        Some(ip) => Some(turn_server(*ip, config).await?),
+        None => {
+            tracing::warn!("the TURN server is off: no concrete listen or external address to relay calls on");
+            None
+        }
+    };
+    let (access_for_turn, metrics_for_turn) = (access.clone(), metrics.clone());
     let service = Arc::new(media_service::MediaService::new(
         store,
         access,
@@ -873,10 +886,40 @@ fn start_media(
         })),
         AbortOnDrop(tokio::spawn(service.serve_uploads(control, uploads))),
     ];
-    if let Some(room_service) = room_tasks {
-        tasks.push(AbortOnDrop(tokio::spawn(room_service.serve(rooms))));
+    if let Some(room_service) = &room_tasks {
+        tasks.push(AbortOnDrop(tokio::spawn(room_service.clone().serve(rooms))));
+    }
+    if let Some(server) = turn {
+        let grants_service = turn_service::Grants::new(server, access_for_turn);
+        tasks.push(AbortOnDrop(tokio::spawn(grants_service.clone().serve(grants))));
+        tasks.push(AbortOnDrop(tokio::spawn(grants_service.report(room_tasks, metrics_for_turn))));
     }
     Ok(tasks)
+}
+
+/// The media role's TURN server on `ip` (`media.turn_port`): bound to `ip` where it
+/// is one of this host's, else (an external address behind a port forward) to every
+/// interface, telling clients `ip`.
+async fn turn_server(ip: std::net::IpAddr, config: &RelayConfig) -> Result<kith_call::turn::TurnServer, StartError> {
+    let m = &config.media;
+    let turn = |listen: std::net::IpAddr, public_ip| kith_call::turn::TurnConfig {
+        listen: SocketAddr::new(listen, m.turn_port),
+        public_ip,
+        max_allocations: m.turn_max_allocations as usize,
+        max_allocations_per_peer: m.turn_max_allocations_per_peer as usize,
+        bytes_per_second: m.turn_max_bytes_per_second,
+        ..Default::default()
+    };
+    match kith_call::turn::TurnServer::bind(turn(ip, None)).await {
+        Ok(server) => Ok(server),
+        Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+            let any = if ip.is_ipv4() { std::net::Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() };
+            kith_call::turn::TurnServer::bind(turn(any, Some(ip)))
+                .await
+                .map_err(|e| StartError::Internal(format!("the TURN server (media.turn_port {}): {e}", m.turn_port)))
+        }
+        Err(e) => Err(StartError::Internal(format!("the TURN server on {ip} (media.turn_port {}): {e}", m.turn_port))),
+    }
 }
 
 /// The IP addresses of the relay's concrete listen and external addresses.

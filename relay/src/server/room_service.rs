@@ -193,6 +193,14 @@ impl Rooms {
         }
     }
 
+    /// Rooms held and participants in them, for metrics.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        self.rooms
+            .lock()
+            .map(|rooms| (rooms.len(), rooms.values().map(|e| e.members.len()).sum()))
+            .unwrap_or_default()
+    }
+
     fn list(&self, id: &RoomId) -> Vec<Vec<u8>> {
         self.rooms
             .lock()
