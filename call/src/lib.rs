@@ -14,6 +14,7 @@ mod peer;
 pub mod resample;
 pub mod session;
 pub mod sfu;
+pub mod speech;
 pub mod tone;
 pub mod turn;
 pub mod wav;

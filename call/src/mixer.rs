@@ -4,9 +4,10 @@
 
 use bytes::Bytes;
 
-use crate::audio::{FRAME_SAMPLES, Frame};
+use crate::audio::{FRAME_SAMPLES, Frame, level};
 use crate::codec::{CodecError, VoiceDecoder};
 use crate::jitter::{JitterBuffer, JitterStats, Playout};
+use crate::speech::SpeechDetector;
 
 /// Frames a stream's jitter buffer may hold.
 const CAPACITY: usize = 50;
@@ -20,12 +21,17 @@ struct Incoming {
     jitter: JitterBuffer,
     decoder: VoiceDecoder,
     lost_run: u32,
+    /// The SSRC of its latest packet (a room's forwarder names its slots by SSRC).
+    ssrc: Option<u32>,
+    speech: SpeechDetector,
 }
 
 /// The incoming streams of a session.
 pub struct Mixer {
     depth: usize,
     streams: Vec<Incoming>,
+    /// Streams that started or stopped speaking since [`Mixer::take_speaking`].
+    speaking: Vec<(u32, bool)>,
 }
 
 /// One playout tick's outcome.
@@ -40,7 +46,7 @@ pub struct Mixed {
 impl Mixer {
     /// No streams yet; each stream's buffer will start playout at `depth` frames.
     pub fn new(depth: usize) -> Mixer {
-        Mixer { depth: depth.max(1), streams: Vec::new() }
+        Mixer { depth: depth.max(1), streams: Vec::new(), speaking: Vec::new() }
     }
 
     /// A new incoming stream; its index for [`Mixer::push`].
@@ -49,15 +55,24 @@ impl Mixer {
             jitter: JitterBuffer::new(self.depth, CAPACITY),
             decoder: VoiceDecoder::new()?,
             lost_run: 0,
+            ssrc: None,
+            speech: SpeechDetector::default(),
         });
         Ok(self.streams.len() - 1)
     }
 
-    /// A packet of stream `stream` (an unknown index is ignored).
-    pub fn push(&mut self, stream: usize, seq: u16, payload: Bytes) {
+    /// A packet of stream `stream`, sent as `ssrc` (an unknown index is ignored).
+    pub fn push(&mut self, stream: usize, ssrc: u32, seq: u16, payload: Bytes) {
         if let Some(incoming) = self.streams.get_mut(stream) {
+            incoming.ssrc = Some(ssrc);
             incoming.jitter.push(seq, payload);
         }
+    }
+
+    /// The streams (by SSRC) that started (`true`) or stopped speaking since the last
+    /// call, in order.
+    pub fn take_speaking(&mut self) -> Vec<(u32, bool)> {
+        std::mem::take(&mut self.speaking)
     }
 
     /// One tick: every stream's next frame, decoded, rebuilt or concealed, mixed;
@@ -67,7 +82,10 @@ impl Mixer {
         let (mut playing, mut concealed) = (false, 0);
         for incoming in &mut self.streams {
             let frame = match incoming.jitter.pop() {
-                Playout::Waiting => continue,
+                Playout::Waiting => {
+                    note_speech(incoming, 0.0, &mut self.speaking);
+                    continue;
+                }
                 Playout::Frame(packet) => {
                     incoming.lost_run = 0;
                     match incoming.decoder.decode(&packet) {
@@ -81,6 +99,7 @@ impl Mixer {
                 Playout::Lost { next } => {
                     incoming.lost_run += 1;
                     if incoming.lost_run > MAX_CONCEALED_RUN && next.is_none() {
+                        note_speech(incoming, 0.0, &mut self.speaking);
                         continue;
                     }
                     concealed += 1;
@@ -88,6 +107,7 @@ impl Mixer {
                 }
             };
             playing = true;
+            note_speech(incoming, level(&frame), &mut self.speaking);
             for (acc, s) in sum.iter_mut().zip(frame) {
                 *acc += i32::from(s);
             }
@@ -120,6 +140,13 @@ impl Mixer {
     }
 }
 
+/// Feeds a stream's frame level to its speech detector, noting a change.
+fn note_speech(incoming: &mut Incoming, level: f32, changes: &mut Vec<(u32, bool)>) {
+    if let (Some(change), Some(ssrc)) = (incoming.speech.update(level), incoming.ssrc) {
+        changes.push((ssrc, change));
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -146,9 +173,9 @@ mod tests {
         for (i, packet) in pa.iter().enumerate() {
             // Stream b's numbering starts elsewhere and its packets come in pairs,
             // swapped: the buffers sort each stream on its own.
-            mixer.push(a, i as u16, packet.clone());
+            mixer.push(a, 0xA, i as u16, packet.clone());
             let j = if i % 2 == 0 { i + 1 } else { i - 1 };
-            mixer.push(b, 40_000 + j as u16, pb[j].clone());
+            mixer.push(b, 0xB, 40_000 + j as u16, pb[j].clone());
             if let Some(mixed) = mixer.tick() {
                 out.extend_from_slice(&mixed.frame);
             }
@@ -157,6 +184,16 @@ mod tests {
         assert!(tone::tone_seconds(&out, 660.0) >= 1.5, "{}", tone::tone_seconds(&out, 660.0));
         assert_eq!(mixer.streams(), 2);
         assert_eq!(mixer.stats().received, 200);
-        mixer.push(7, 0, Bytes::new());
+        let mut started = mixer.take_speaking();
+        started.sort_unstable();
+        assert_eq!(started, vec![(0xA, true), (0xB, true)], "both tones are speech");
+        // The packets stop: both streams fall silent, then stop speaking.
+        for _ in 0..30 {
+            mixer.tick();
+        }
+        let mut stopped = mixer.take_speaking();
+        stopped.sort_unstable();
+        assert_eq!(stopped, vec![(0xA, false), (0xB, false)]);
+        mixer.push(7, 0, 0, Bytes::new());
     }
 }

@@ -101,6 +101,14 @@ pub enum SessionEvent {
     Disconnected,
     /// The path is gone (ICE or DTLS failed, or it stayed disconnected).
     Failed,
+    /// An incoming stream started or stopped carrying speech (see
+    /// [`crate::speech`]); `ssrc` names the stream (a room's forwarder says whose it is).
+    Speaking {
+        /// The stream.
+        ssrc: u32,
+        /// Whether it speaks now.
+        speaking: bool,
+    },
 }
 
 /// Counters of one session, for `kith calls`, meters and benchmarks.
@@ -308,6 +316,7 @@ impl Session {
         let (gathered_tx, gathered_rx) = watch::channel(false);
         let (connected_tx, connected_rx) = watch::channel(false);
         let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
+        let speaking = events_tx.clone();
         let handler = Handler { events: events_tx, gathered: gathered_tx, connected: connected_tx, tracks: tracks_tx };
         let pc = peer::connection(config, handler).await?;
         let tracks = async {
@@ -344,7 +353,7 @@ impl Session {
             connected: connected_rx,
         }));
         tokio::spawn(receive_tracks(tracks_rx, mixer.clone(), stop_rx.clone(), receive_slots + 1));
-        let playout = tokio::spawn(playout_loop(mixer.clone(), sink, shared.clone(), stop_rx));
+        let playout = tokio::spawn(playout_loop(mixer.clone(), sink, shared.clone(), speaking, stop_rx));
         let session = Session {
             pc,
             events: Some(events_rx),
@@ -459,7 +468,7 @@ async fn receive_tracks(
                 match event {
                     Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                         if let Ok(mut mixer) = mixer.lock() {
-                            mixer.push(stream, packet.header.sequence_number, packet.payload);
+                            mixer.push(stream, packet.header.ssrc, packet.header.sequence_number, packet.payload);
                         }
                     }
                     Some(TrackRemoteEvent::OnEnded) | None => return,
@@ -476,6 +485,7 @@ async fn playout_loop(
     mixer: Arc<Mutex<Mixer>>,
     mut sink: Box<dyn Sink>,
     shared: Arc<Shared>,
+    speaking: mpsc::UnboundedSender<SessionEvent>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), crate::audio::AudioError> {
     // Playout keeps to the clock like a sound card: after a stall it plays the frames
@@ -487,10 +497,13 @@ async fn playout_loop(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        let mixed = match mixer.lock() {
-            Ok(mut mixer) => mixer.tick(),
+        let (mixed, changes) = match mixer.lock() {
+            Ok(mut mixer) => (mixer.tick(), mixer.take_speaking()),
             Err(_) => break,
         };
+        for (ssrc, now) in changes {
+            let _ = speaking.send(SessionEvent::Speaking { ssrc, speaking: now });
+        }
         let Some(mixed) = mixed else {
             // Once playout has started, a recording keeps the call's timing: the
             // moments with nothing to play are silence, not cut out.

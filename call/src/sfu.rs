@@ -171,6 +171,18 @@ impl Room {
         ids
     }
 
+    /// Whose audio each of `listener`'s streams carries now: the stream's SSRC (as the
+    /// listener receives it) and the speaker. A speaker keeps its stream while both
+    /// are in the room.
+    pub fn slots(&self, listener: ParticipantId) -> Vec<(u32, ParticipantId)> {
+        let Ok(state) = self.state.lock() else { return Vec::new() };
+        state
+            .participants
+            .get(&listener)
+            .map(|p| p.slots.iter().filter_map(|s| s.speaker.map(|speaker| (s.ssrc, speaker))).collect())
+            .unwrap_or_default()
+    }
+
     /// The room's counters.
     pub fn stats(&self) -> RoomStats {
         self.state.lock().map(|s| s.stats).unwrap_or_default()

@@ -45,7 +45,7 @@ async fn each_side_hears_the_others_tone_and_mute_silences_it() {
         Session::answer(&config, &offer, tone_source(660.0), Box::new(heard_by_b.clone())).await.unwrap();
     a.accept_answer(&answer).await.unwrap();
     let _a_events = connected(&mut a).await;
-    let _b_events = connected(&mut b).await;
+    let mut b_events = connected(&mut b).await;
 
     recorded(&heard_by_b, 1.5).await;
     recorded(&heard_by_a, 1.5).await;
@@ -62,6 +62,14 @@ async fn each_side_hears_the_others_tone_and_mute_silences_it() {
     recorded(&heard_by_b, muted_from as f64 / 48_000.0 + 1.0).await;
     let after = heard_by_b.0.lock().unwrap()[muted_from..].to_vec();
     assert!(tone::rms(&after) < 50.0, "muted audio is silent, rms {}", tone::rms(&after));
+    // B saw A start speaking (the tone) and stop (muted, past the 400 ms hangover).
+    let mut speaking = Vec::new();
+    while let Ok(event) = b_events.try_recv() {
+        if let SessionEvent::Speaking { speaking: now, .. } = event {
+            speaking.push(now);
+        }
+    }
+    assert_eq!(speaking, vec![true, false], "B's speaking events");
 
     let stats = b.stats();
     assert!(stats.frames_played >= 100, "{stats:?}");
@@ -86,7 +94,7 @@ async fn a_peer_whose_certificate_is_not_the_one_signalled_never_connects() {
             match events.recv().await {
                 Some(SessionEvent::Connected) => return "connected",
                 Some(SessionEvent::Failed) | None => return "failed",
-                Some(SessionEvent::Disconnected) => {}
+                Some(_) => {}
             }
         }
     })

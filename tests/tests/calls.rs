@@ -92,6 +92,10 @@ fn a_call_carries_each_sides_tone_and_a_hang_up_ends_both() {
     let listed = bob.json(&["calls", "--json"]);
     assert_eq!(listed["active"][0]["state"], "ringing", "{listed}");
     tones.answer(&bob, Some(&call[..8]));
+    // Alice's tone is speech at Bob's end.
+    bob_events.wait_for(Duration::from_secs(20), "Alice speaks, at Bob's", |e| {
+        e["type"] == "call_speaking" && e["speaking"] == true && e["peer"] == alice.peer_id.as_str()
+    });
 
     let out = wait_output(caller, Duration::from_secs(40), "alice's call to end");
     assert!(out.status.success(), "kith call failed: {}", String::from_utf8_lossy(&out.stderr));

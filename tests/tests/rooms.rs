@@ -21,6 +21,15 @@ fn recorded(path: &Path) -> usize {
     wav::read_mono(path).map(|s| s.len()).unwrap_or(0)
 }
 
+/// Who `peer` hears speaking in its (only) room, sorted.
+fn speaking(peer: &Peer) -> Vec<String> {
+    let rooms = peer.json(&["room", "list", "--json"]);
+    let list = rooms.as_array().unwrap().first().map(|r: &Value| r["speaking"].as_array().unwrap().clone());
+    let mut names: Vec<String> = list.unwrap_or_default().iter().map(|p| p.as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names
+}
+
 fn participants(peer: &Peer) -> usize {
     let rooms = peer.json(&["room", "list", "--json"]);
     rooms.as_array().unwrap().first().map_or(0, |r: &Value| r["participants"].as_array().unwrap().len())
@@ -61,6 +70,14 @@ fn a_voice_room_of_three_forwards_each_to_the_others_and_a_removed_member_is_out
         heard.push(output);
     }
     wait_until(Duration::from_secs(60), "everyone sees three in the room", || peers.iter().all(|p| participants(p) == 3));
+    // Everyone's tone is speech: each member hears the other two speaking, by name.
+    wait_until(Duration::from_secs(30), "each hears the other two speaking", || {
+        peers.iter().all(|p| {
+            let mut others: Vec<String> = peers.iter().filter(|o| o.peer_id != p.peer_id).map(|o| o.peer_id.clone()).collect();
+            others.sort();
+            speaking(p) == others
+        })
+    });
 
     // Two seconds of everyone, from now.
     let from: Vec<usize> = heard.iter().map(|h| recorded(h)).collect();

@@ -120,6 +120,8 @@ struct Call {
     session: Option<Session>,
     /// An incoming call's offer, until it is answered.
     offer: Option<String>,
+    /// Whether the peer is speaking now.
+    peer_speaking: bool,
     /// Who waits for the offer or answer to be delivered.
     waiter: Option<Answer>,
 }
@@ -140,6 +142,7 @@ impl Call {
             frames_concealed: stats.frames_concealed,
             input_level: stats.input_level,
             output_level: stats.output_level,
+            peer_speaking: self.peer_speaking,
         }
     }
 }
@@ -436,6 +439,7 @@ impl Task {
                 answered_at_ms: None,
                 session: Some(session),
                 offer: None,
+                peer_speaking: false,
                 waiter: Some(reply),
             },
         );
@@ -525,6 +529,7 @@ impl Task {
                         answered_at_ms: None,
                         session: None,
                         offer: Some(sdp),
+                        peer_speaking: false,
                         waiter: None,
                     },
                 );
@@ -627,6 +632,11 @@ impl Task {
             }
             SessionEvent::Disconnected => tracing::debug!(call = %hex::encode(id), "call media went quiet"),
             SessionEvent::Failed => self.end(id, EndReason::Failed, Some(HangupReason::Failed)),
+            SessionEvent::Speaking { speaking, .. } => {
+                call.peer_speaking = speaking;
+                let peer = call.peer.to_string();
+                self.emit(Event::CallSpeaking { call: hex::encode(id), peer, speaking });
+            }
         }
     }
 

@@ -141,6 +141,9 @@ pub struct CallView {
     pub input_level: f32,
     /// The peer's level now, 0.0–1.0.
     pub output_level: f32,
+    /// Whether the peer is speaking now (see [`crate::node::Event::CallSpeaking`]).
+    #[serde(default)]
+    pub peer_speaking: bool,
 }
 
 /// Why a call request failed.

@@ -4,7 +4,8 @@
 //! writes a [`Join`] frame (the room's id and its SDP offer); the media node answers
 //! [`RoomFrame::Joined`] (its SDP answer and who is in the room) or
 //! [`RoomFrame::Refused`], then writes [`RoomFrame::Participants`] whenever someone
-//! comes or goes. The member may write [`RoomRequest::Eject`] frames; closing the
+//! comes or goes and [`RoomFrame::Streams`] whenever a speaker takes one of the
+//! member's incoming streams. The member may write [`RoomRequest::Eject`] frames; closing the
 //! stream leaves the room.
 //!
 //! The room id is derived from the group's secret (`blake3::derive_key("kith voice
@@ -66,6 +67,16 @@ pub enum RoomRefusal {
     BadOffer,
 }
 
+/// Whose audio one of a member's incoming streams carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOwner {
+    /// The stream's SSRC, as the member receives it.
+    pub ssrc: u32,
+    /// The speaker's peer id, as bytes.
+    #[serde(with = "wire::bytes")]
+    pub peer: Vec<u8>,
+}
+
 /// A frame from the media node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -89,6 +100,13 @@ pub enum RoomFrame {
         /// Everyone in the room, us included.
         #[serde(serialize_with = "wire::bytes_seq::serialize", deserialize_with = "wire::Max::<MAX_PARTICIPANTS>::bytes_seq")]
         participants: Vec<Vec<u8>>,
+    },
+    /// Whose audio each of our incoming streams carries now (sent when it changes),
+    /// so that the member can tell who is speaking.
+    Streams {
+        /// The streams with a speaker.
+        #[serde(deserialize_with = "wire::Max::<MAX_PARTICIPANTS>::seq")]
+        streams: Vec<StreamOwner>,
     },
 }
 
@@ -131,6 +149,7 @@ mod tests {
             RoomFrame::Joined { sdp: "v=0".into(), participants: vec![vec![1; 38]; 3] },
             RoomFrame::Refused { reason: RoomRefusal::Full },
             RoomFrame::Participants { participants: vec![] },
+            RoomFrame::Streams { streams: vec![StreamOwner { ssrc: 7, peer: vec![1; 38] }] },
         ] {
             let mut buf = Cursor::new(Vec::new());
             write(&mut buf, &frame).await.unwrap();

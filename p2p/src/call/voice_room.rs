@@ -4,7 +4,7 @@
 //! watches who is in the room and asks the forwarder to eject anyone who is not a
 //! member by the group's signed membership as this node holds it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ pub struct RoomView {
     pub output_level: f32,
     /// Whether our side is muted.
     pub muted: bool,
+    /// Who is speaking now (peer ids, sorted; never us).
+    #[serde(default)]
+    pub speaking: Vec<String>,
 }
 
 /// Why we left a room ([`Event::RoomLeft`]).
@@ -131,6 +134,7 @@ pub(crate) async fn join(
                     frames_played: 0,
                     output_level: 0.0,
                     muted: false,
+                    speaking: Vec::new(),
                 }));
                 let (leave_tx, leave_rx) = oneshot::channel();
                 let running = Running { ctx, ticket, view: view.clone(), session };
@@ -173,7 +177,7 @@ async fn ask(
         match room::read::<RoomFrame, _>(&mut stream).await.map_err(|e| e.to_string())? {
             RoomFrame::Joined { sdp, participants } => Ok((stream, sdp, participants)),
             RoomFrame::Refused { reason } => Err(reason.to_string()),
-            RoomFrame::Participants { .. } => Err("an answer out of order".to_owned()),
+            RoomFrame::Participants { .. } | RoomFrame::Streams { .. } => Err("an answer out of order".to_owned()),
         }
     };
     tokio::time::timeout(JOIN_DEADLINE, exchange).await.map_err(|_| "no answer in time".to_owned())?
@@ -208,17 +212,27 @@ impl Running {
         let mut media = media.unwrap_or_else(|| mpsc::unbounded_channel().1);
         let mut group_events = self.ctx.events.subscribe();
         let mut present: BTreeSet<PeerId> = BTreeSet::new();
+        let mut speakers = Speakers::default();
         self.seen(&mut present, &first, &mut writer).await;
         let reason = loop {
             tokio::select! {
                 _ = &mut leave => break LeftReason::Left,
                 frame = frames.recv() => match frame {
                     Some(RoomFrame::Participants { participants }) => self.seen(&mut present, &participants, &mut writer).await,
+                    Some(RoomFrame::Streams { streams }) => {
+                        let owners = streams.iter().filter_map(|s| Some((s.ssrc, PeerId::from_bytes(&s.peer).ok()?)));
+                        let changes = speakers.owners(owners.collect());
+                        self.announce_speaking(changes);
+                    }
                     Some(_) => {}
                     None => break LeftReason::Closed,
                 },
                 event = media.recv() => match event {
                     Some(SessionEvent::Failed) => break LeftReason::Failed,
+                    Some(SessionEvent::Speaking { ssrc, speaking }) => {
+                        let changes = speakers.voiced(ssrc, speaking);
+                        self.announce_speaking(changes);
+                    }
                     Some(_) => {}
                     None => break LeftReason::Failed,
                 },
@@ -273,7 +287,83 @@ impl Running {
         *present = now;
     }
 
+    /// Announces who started or stopped speaking, and keeps the view's list.
+    fn announce_speaking(&self, changes: Vec<(PeerId, bool)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let group = self.ticket.group.to_string();
+        if let Ok(mut view) = self.view.lock() {
+            for (peer, speaking) in &changes {
+                let peer = peer.to_string();
+                view.speaking.retain(|p| *p != peer);
+                if *speaking {
+                    view.speaking.push(peer);
+                }
+            }
+            view.speaking.sort();
+        }
+        for (peer, speaking) in changes {
+            self.emit(Event::RoomSpeaking { group: group.clone(), peer: peer.to_string(), speaking });
+        }
+    }
+
     fn emit(&self, event: Event) {
         let _ = self.ctx.events.send(event);
+    }
+}
+
+/// Who is speaking in a room: our incoming streams that carry speech, by SSRC, and
+/// whose audio each stream carries (the forwarder says so in
+/// [`RoomFrame::Streams`]); either may come first.
+#[derive(Debug, Default)]
+struct Speakers {
+    owners: HashMap<u32, PeerId>,
+    voiced: HashSet<u32>,
+    speaking: BTreeSet<PeerId>,
+}
+
+impl Speakers {
+    /// Streams changed hands: who started or stopped speaking because of it.
+    fn owners(&mut self, owners: HashMap<u32, PeerId>) -> Vec<(PeerId, bool)> {
+        self.owners = owners;
+        self.changes()
+    }
+
+    /// A stream started or stopped carrying speech.
+    fn voiced(&mut self, ssrc: u32, speaking: bool) -> Vec<(PeerId, bool)> {
+        if speaking {
+            self.voiced.insert(ssrc);
+        } else {
+            self.voiced.remove(&ssrc);
+        }
+        self.changes()
+    }
+
+    fn changes(&mut self) -> Vec<(PeerId, bool)> {
+        let now: BTreeSet<PeerId> = self.voiced.iter().filter_map(|ssrc| self.owners.get(ssrc).copied()).collect();
+        let started = now.difference(&self.speaking).map(|p| (*p, true));
+        let stopped = self.speaking.difference(&now).map(|p| (*p, false));
+        let changes = started.chain(stopped).collect();
+        self.speaking = now;
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_speaker_is_named_once_its_stream_and_its_voice_are_both_known() {
+        let (alice, bob) = (PeerId::random(), PeerId::random());
+        let mut speakers = Speakers::default();
+        assert!(speakers.voiced(7, true).is_empty(), "whose stream 7 is, is not known yet");
+        assert_eq!(speakers.owners(HashMap::from([(7, alice), (8, bob)])), vec![(alice, true)]);
+        assert_eq!(speakers.voiced(8, true), vec![(bob, true)]);
+        assert_eq!(speakers.voiced(7, false), vec![(alice, false)]);
+        // Bob's stream goes to someone else (he left, Carol took it): he stops.
+        let carol = PeerId::random();
+        assert_eq!(speakers.owners(HashMap::from([(8, carol)])), vec![(carol, true), (bob, false)]);
     }
 }

@@ -149,6 +149,16 @@ pub enum Event {
         /// How long it was answered, in ms (0 if never).
         duration_ms: u64,
     },
+    /// The other side of a call started or stopped speaking (voice activity in
+    /// what we receive, with a 400 ms hangover).
+    CallSpeaking {
+        /// The call's id.
+        call: String,
+        /// The other side.
+        peer: String,
+        /// Whether they speak now.
+        speaking: bool,
+    },
     /// We are in a group's voice room: media flows to and from its forwarder.
     RoomJoined {
         /// The group's id.
@@ -167,6 +177,15 @@ pub enum Event {
         group: String,
         /// Who.
         peer: String,
+    },
+    /// Someone in a voice room we are in started or stopped speaking.
+    RoomSpeaking {
+        /// The group's id.
+        group: String,
+        /// Who.
+        peer: String,
+        /// Whether they speak now.
+        speaking: bool,
     },
     /// We are out of a group's voice room.
     RoomLeft {

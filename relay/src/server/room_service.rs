@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::{AsyncReadExt, StreamExt};
 use kith_call::sfu::{ParticipantId, Room};
 use kith_call::{MediaConfig, SessionEvent};
-use kith_p2p::call::room::{self, Join, RoomFrame, RoomId, RoomRefusal, RoomRequest};
+use kith_p2p::call::room::{self, Join, RoomFrame, RoomId, RoomRefusal, RoomRequest, StreamOwner};
 use libp2p::PeerId;
 use libp2p_stream::IncomingStreams;
 use tokio::sync::{mpsc, watch};
@@ -26,6 +26,9 @@ pub(crate) const MAX_ROOMS: usize = 64;
 
 /// Rooms one peer may be in at once.
 pub(crate) const MAX_ROOMS_PER_PEER: usize = 2;
+
+/// How often a participant is told whose audio its streams carry (when it changed).
+const STREAMS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long a joining member has to send its offer.
 const JOIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -101,8 +104,19 @@ impl Rooms {
                 }
             });
             changed.borrow_and_update();
+            let mut streams_tick = tokio::time::interval(STREAMS_INTERVAL);
+            let mut streams_sent: Vec<StreamOwner> = Vec::new();
             loop {
                 tokio::select! {
+                    _ = streams_tick.tick() => {
+                        let now = self.streams_of(&join.room, &forwarder, id);
+                        if now != streams_sent {
+                            if room::write(&mut writer, &RoomFrame::Streams { streams: now.clone() }).await.is_err() {
+                                break;
+                            }
+                            streams_sent = now;
+                        }
+                    }
                     request = requests.recv() => match request {
                         Some(RoomRequest::Eject { peer: target }) => {
                             if let Ok(target) = PeerId::from_bytes(&target)
@@ -191,6 +205,22 @@ impl Rooms {
         if current {
             forwarder.leave(participant).await;
         }
+    }
+
+    /// Whose audio each of `listener`'s streams carries, by peer id, sorted.
+    fn streams_of(&self, id: &RoomId, forwarder: &Room, listener: ParticipantId) -> Vec<StreamOwner> {
+        let slots = forwarder.slots(listener);
+        let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
+        let Some(entry) = rooms.get(id) else { return Vec::new() };
+        let mut streams: Vec<StreamOwner> = slots
+            .into_iter()
+            .filter_map(|(ssrc, speaker)| {
+                let peer = entry.members.keys().find(|p| participant_id(p) == speaker)?;
+                Some(StreamOwner { ssrc, peer: peer.to_bytes() })
+            })
+            .collect();
+        streams.sort_by_key(|s| s.ssrc);
+        streams
     }
 
     /// Rooms held and participants in them, for metrics.
