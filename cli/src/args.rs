@@ -124,6 +124,8 @@ pub(crate) enum Command {
     Answer(AnswerArgs),
     /// Hang up a call, or decline one that rings.
     Hangup(HangupArgs),
+    /// Mute your side of a call (the other side hears silence); --off unmutes.
+    Mute(MuteArgs),
     /// Calls in progress and the call history: who, when, how long, missed.
     Calls(CallsArgs),
     /// Show a conversation, oldest first.
@@ -405,8 +407,22 @@ pub(crate) enum RoomCommand {
     Join(RoomJoinArgs),
     /// Leave a group's voice room (one a `kith room join` elsewhere keeps open).
     Leave(RoomGroupArg),
-    /// The voice rooms you are in, and who is in each (only GROUP's when given).
+    /// The voice rooms you are in, who is in each and who speaks (only GROUP's when given).
     List(RoomListArgs),
+    /// Mute your side in a group's voice room; --off unmutes.
+    Mute(RoomMuteArgs),
+}
+
+/// Arguments of `kith room mute`.
+#[derive(Debug, Args)]
+pub(crate) struct RoomMuteArgs {
+    /// The group: name, id, or a unique prefix.
+    pub(crate) group: String,
+    /// Unmute instead.
+    #[arg(long)]
+    pub(crate) off: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
 }
 
 /// Arguments of `kith room join`.
@@ -482,6 +498,18 @@ pub(crate) struct AnswerArgs {
 pub(crate) struct HangupArgs {
     /// The call id (or a unique prefix); the only call if left out.
     pub(crate) call: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith mute`.
+#[derive(Debug, Args)]
+pub(crate) struct MuteArgs {
+    /// The call id (or a unique prefix); the only call with media if left out.
+    pub(crate) call: Option<String>,
+    /// Unmute instead.
+    #[arg(long)]
+    pub(crate) off: bool,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }

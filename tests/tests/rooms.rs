@@ -121,4 +121,11 @@ fn a_voice_room_of_three_forwards_each_to_the_others_and_a_removed_member_is_out
         assert!(tone::tone_seconds(&samples, 990.0) < 0.2, "{} still hears Carol", peers[i].name);
         assert!(tone::tone_seconds(&samples, TONES[1 - i]) >= 1.2, "{} hears the other", peers[i].name);
     }
+
+    // Alice mutes herself: Bob no longer hears her speak; unmuted, he does again.
+    let muted = peers[0].json(&["room", "mute", "club", "--json"]);
+    assert_eq!(muted["muted"], true, "{muted}");
+    wait_until(Duration::from_secs(10), "Alice falls silent at Bob's", || speaking(&peers[1]).is_empty());
+    peers[0].ok(&["room", "mute", "club", "--off"]);
+    wait_until(Duration::from_secs(10), "Alice speaks again at Bob's", || speaking(&peers[1]) == vec![peers[0].peer_id.clone()]);
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::net::{call, client_failure, runtime};
 use super::print;
-use crate::args::{AnswerArgs, CallArgs, CallsArgs, Global, HangupArgs, RoomCommand, RoomJoinArgs};
+use crate::args::{AnswerArgs, CallArgs, CallsArgs, Global, HangupArgs, MuteArgs, RoomCommand, RoomJoinArgs};
 use crate::failure::{Code, Failure, Result};
 use crate::output;
 
@@ -127,6 +127,16 @@ pub(crate) fn hangup(global: &Global, args: HangupArgs) -> Result {
     output::line(format!("hung up {}", view.id))
 }
 
+pub(crate) fn mute(global: &Global, args: MuteArgs) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, Request::Mute { call: args.call, muted: !args.off })?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    let view: CallView = print::view(result)?;
+    output::line(format!("{} {}", if view.muted { "muted" } else { "unmuted" }, view.id))
+}
+
 pub(crate) fn list(global: &Global, args: CallsArgs) -> Result {
     let home = super::home(global)?;
     let result = call(&home, Request::Calls { limit: args.limit })?;
@@ -179,6 +189,14 @@ pub(crate) fn room(global: &Global, command: RoomCommand) -> Result {
             }
             output::line(format!("left the voice room of {}", output::sanitized(&left.name)))
         }
+        RoomCommand::Mute(args) => {
+            let room: RoomView = print::view(call(&home, Request::RoomMute { group: args.group, muted: !args.off })?)?;
+            if args.output.json {
+                return output::json(&room);
+            }
+            let what = if room.muted { "muted" } else { "unmuted" };
+            output::line(format!("{what} in the voice room of {}", output::sanitized(&room.name)))
+        }
         RoomCommand::List(args) => {
             let rooms: Vec<RoomView> = print::view(call(&home, Request::Rooms {})?)?;
             let wanted = match &args.group {
@@ -194,8 +212,16 @@ pub(crate) fn room(global: &Global, command: RoomCommand) -> Result {
             }
             let names = print::Names::load(&home)?;
             for r in &rooms {
-                let who: Vec<String> = r.participants.iter().map(|p| output::sanitized(&names.peer(p))).collect();
-                output::line(format!("{}: {}", output::sanitized(&r.name), who.join(", ")))?;
+                let who: Vec<String> = r
+                    .participants
+                    .iter()
+                    .map(|p| {
+                        let name = output::sanitized(&names.peer(p));
+                        if r.speaking.contains(p) { format!("{name} (speaking)") } else { name }
+                    })
+                    .collect();
+                let muted = if r.muted { "  (you are muted)" } else { "" };
+                output::line(format!("{}: {}{muted}", output::sanitized(&r.name), who.join(", ")))?;
             }
             if rooms.is_empty() {
                 output::line("not in any voice room")?;

@@ -55,6 +55,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Call(args) => calls::place(g, args),
         Command::Answer(args) => calls::answer(g, args),
         Command::Hangup(args) => calls::hangup(g, args),
+        Command::Mute(args) => calls::mute(g, args),
         Command::Calls(args) => calls::list(g, args),
         Command::History(args) => chat::history(g, args),
         Command::Message(args) => chat::message(g, args),

@@ -90,6 +90,7 @@ pub(crate) enum Input {
         reply: oneshot::Sender<Result<RoomView, CallError>>,
     },
     RoomLeave { group: String, reply: oneshot::Sender<Result<RoomView, CallError>> },
+    RoomMute { group: String, muted: bool, reply: oneshot::Sender<Result<RoomView, CallError>> },
     RoomList { reply: oneshot::Sender<Vec<RoomView>> },
     /// The node stops: end every call (telling the peers) and leave every room.
     Shutdown { reply: oneshot::Sender<()> },
@@ -304,6 +305,13 @@ impl Task {
                 let result = self.leave_room(&group).await;
                 let _ = reply.send(result);
             }
+            Input::RoomMute { group, muted, reply } => {
+                let result = self.room_of(&group).map(|room| {
+                    room.set_muted(muted);
+                    room.view()
+                });
+                let _ = reply.send(result);
+            }
             Input::RoomList { reply } => {
                 self.rooms.retain(|_, room| !room.ended());
                 let _ = reply.send(self.rooms.values().map(RoomHandle::view).collect());
@@ -384,8 +392,22 @@ impl Task {
         MediaConfig { relays: self.context.grants.current(GRANT_WAIT).await, ..self.context.media.clone() }
     }
 
-    async fn leave_room(&mut self, group: &str) -> Result<RoomView, CallError> {
+    /// The group's id, as the user names it, if we are in its room.
+    fn room_id(&self, group: &str) -> Result<kith_storage::GroupId, CallError> {
         let id = crate::ops::resolve_group(&self.context.store, group).map_err(|e| CallError::NotInRoom(e.to_string()))?.id;
+        match self.rooms.get(&id) {
+            Some(room) if !room.ended() => Ok(id),
+            _ => Err(CallError::NotInRoom(group.to_owned())),
+        }
+    }
+
+    fn room_of(&self, group: &str) -> Result<&RoomHandle, CallError> {
+        let id = self.room_id(group)?;
+        self.rooms.get(&id).ok_or_else(|| CallError::NotInRoom(group.to_owned()))
+    }
+
+    async fn leave_room(&mut self, group: &str) -> Result<RoomView, CallError> {
+        let id = self.room_id(group)?;
         let room = self.rooms.remove(&id).ok_or_else(|| CallError::NotInRoom(group.to_owned()))?;
         let view = room.view();
         room.leave().await;

@@ -88,6 +88,11 @@ impl RoomHandle {
         view
     }
 
+    /// Mutes or unmutes our side (silence is sent while muted).
+    pub(crate) fn set_muted(&self, muted: bool) {
+        self.session.set_muted(muted);
+    }
+
     /// Whether the room ended by itself.
     pub(crate) fn ended(&self) -> bool {
         self.done.is_finished()

@@ -355,6 +355,7 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
             to_value(node.join_room(&group, audio).await?)
         }
         Request::RoomLeave { group } => to_value(node.leave_room(&group).await?),
+        Request::RoomMute { group, muted } => to_value(node.mute_room(&group, muted).await?),
         Request::Rooms {} => to_value(node.rooms().await?),
         Request::SetRelays { relays } => {
             let relays = relays

@@ -207,6 +207,13 @@ pub enum Request {
         /// The group.
         group: String,
     },
+    /// Mute or unmute our side in a group's voice room.
+    RoomMute {
+        /// The group.
+        group: String,
+        /// Mute (true) or unmute (false).
+        muted: bool,
+    },
     /// The voice rooms we are in, with who is in each.
     Rooms {},
     /// Replace the pinned relays (multiaddrs).
@@ -231,7 +238,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 35] = [
+    pub const METHODS: [&'static str; 36] = [
         "contacts",
         "requests",
         "inbox",
@@ -262,6 +269,7 @@ impl Request {
         "mute",
         "room_join",
         "room_leave",
+        "room_mute",
         "rooms",
         "set_relays",
         "dial",
@@ -343,6 +351,7 @@ mod tests {
             Request::Mute { call: None, muted: true },
             Request::RoomJoin { group: "club".into(), input: None, output: None },
             Request::RoomLeave { group: "club".into() },
+            Request::RoomMute { group: "club".into(), muted: true },
             Request::Rooms {},
             Request::SetRelays { relays: vec!["/ip4/127.0.0.1/tcp/1".into()] },
             Request::Dial { addr: "/ip4/127.0.0.1/tcp/1".into() },

@@ -551,6 +551,12 @@ impl NodeHandle {
         Ok(self.calls.ask(|reply| crate::call::manager::Input::RoomLeave { group, reply }).await??)
     }
 
+    /// Mutes or unmutes our side in a group's voice room.
+    pub async fn mute_room(&self, group: &str, muted: bool) -> Result<crate::call::voice_room::RoomView, NodeError> {
+        let group = group.to_owned();
+        Ok(self.calls.ask(|reply| crate::call::manager::Input::RoomMute { group, muted, reply }).await??)
+    }
+
     /// The voice rooms we are in.
     pub async fn rooms(&self) -> Result<Vec<crate::call::voice_room::RoomView>, NodeError> {
         Ok(self.calls.ask(|reply| crate::call::manager::Input::RoomList { reply }).await?)
