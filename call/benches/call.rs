@@ -17,6 +17,8 @@
 //!   each sending and receiving) per end; bandwidth per direction is the Opus payload
 //!   counted by the sender plus 50 bytes of RTP (12), SRTP tag (10), UDP (8) and IPv4
 //!   (20) headers per packet.
+//! - the latency again with both ends offering only relayed candidates of kith's TURN
+//!   server (in this process): every packet goes to the server and out again.
 //!
 //! - a room's forwarder (SFU): rooms of 5 speakers, each sending a tone, all in this
 //!   process; the forwarding delay is from a packet's arrival at the forwarder
@@ -33,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kith_call::audio::{AudioError, FRAME_SAMPLES, Frame, Sink, Source};
+use kith_call::turn::{TurnConfig, TurnServer};
 use kith_call::{MediaConfig, Session, SessionEvent, Silence, tone};
 
 /// Frames between bursts (400 ms): more than any latency, so each onset pairs with
@@ -115,44 +118,20 @@ fn main() {
 
 async fn run(seconds: u64) {
     let config = MediaConfig::default();
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let played = Arc::new(Mutex::new(Vec::new()));
-    let mut burst = [0i16; FRAME_SAMPLES];
-    burst.copy_from_slice(&tone::sine(1000.0, 0.02, 12_000)[..FRAME_SAMPLES]);
-    let source = Bursts { frame: 0, burst, sent: sent.clone() };
-    let sink = Onsets { loud: false, played: played.clone() };
-    let (mut caller, offer) = Session::offer(&config, Box::new(source), Box::new(kith_call::Discard)).await.unwrap();
-    let (mut callee, answer) = Session::answer(&config, &offer, Box::new(Silence), Box::new(sink)).await.unwrap();
-    let set_up = Instant::now();
-    caller.accept_answer(&answer).await.unwrap();
-    let mut events = caller.take_events().unwrap();
-    while events.recv().await != Some(SessionEvent::Connected) {}
-    let connect = set_up.elapsed();
-    let _callee_events = callee.take_events();
     println!("call bench: {seconds} s of a 1:1 call's media, both ends in this process, 127.0.0.1");
-    println!("  connect (answer in → ICE + DTLS up):  {connect:?}");
-
-    let load = measure(&caller, seconds).await;
-
-    let sent = sent.lock().unwrap().clone();
-    let played = played.lock().unwrap().clone();
-    let latencies: Vec<Duration> = played
-        .iter()
-        .filter_map(|p| sent.iter().rev().find(|s| *s <= p).map(|s| *p - *s))
-        .filter(|d| *d < Duration::from_millis(BURST_EVERY * 20))
-        .collect();
-    println!("  bursts sent {} / heard {}", sent.len(), played.len());
-    println!("  latency, pipeline in → playout out:    {}", summary(&latencies));
-    println!("  mostly silent call:                     {load}");
-    let b = callee.stats();
-    println!(
-        "  receiver: played {} frames, {} concealed; jitter buffer: late {}, dropped for latency {}",
-        b.frames_played, b.frames_concealed, b.jitter.late, b.jitter.dropped_for_latency
-    );
-    caller.close().await.unwrap();
-    callee.close().await.unwrap();
+    bursts(&config, seconds, "direct").await;
+    // The same through kith's TURN server (in this process too): each end offers
+    // only a relayed candidate, so every packet crosses it twice (in, then out).
+    let turn = TurnServer::bind(TurnConfig::default()).await.unwrap();
+    let relayed = |who: &[u8]| MediaConfig { relays: vec![turn.grant(who).unwrap()], relay_only: true, ..MediaConfig::default() };
+    let (a, b) = (relayed(b"a"), relayed(b"b"));
+    bursts_between(&a, &b, seconds, "through the TURN server").await;
+    let t = turn.stats();
+    println!("  TURN server: {} bytes relayed, {} packets dropped", t.bytes_relayed, t.packets_dropped);
+    drop(turn);
 
     // A tone both ways, all the time.
+    let config = MediaConfig::default();
     let tone_source = |hz| Box::new(kith_call::wav::WavSource::from_samples(tone::sine(hz, seconds as f64 + 5.0, 8000)));
     let (mut a, offer) = Session::offer(&config, tone_source(440.0), Box::new(kith_call::Discard)).await.unwrap();
     let (b, answer) = Session::answer(&config, &offer, tone_source(660.0), Box::new(kith_call::Discard)).await.unwrap();
@@ -167,6 +146,52 @@ async fn run(seconds: u64) {
     for rooms in [1, 4, 8, 12, 16] {
         forwarding(&config, rooms, seconds.min(20)).await;
     }
+}
+
+/// A call sending a 20 ms burst every [`BURST_EVERY`] frames: how long from the
+/// burst entering the sender's pipeline to its onset at the receiver's playout.
+async fn bursts(config: &MediaConfig, seconds: u64, label: &str) {
+    bursts_between(config, config, seconds, label).await;
+}
+
+async fn bursts_between(caller_config: &MediaConfig, callee_config: &MediaConfig, seconds: u64, label: &str) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let played = Arc::new(Mutex::new(Vec::new()));
+    let mut burst = [0i16; FRAME_SAMPLES];
+    burst.copy_from_slice(&tone::sine(1000.0, 0.02, 12_000)[..FRAME_SAMPLES]);
+    let source = Bursts { frame: 0, burst, sent: sent.clone() };
+    let sink = Onsets { loud: false, played: played.clone() };
+    let (mut caller, offer) =
+        Session::offer(caller_config, Box::new(source), Box::new(kith_call::Discard)).await.unwrap();
+    let (mut callee, answer) = Session::answer(callee_config, &offer, Box::new(Silence), Box::new(sink)).await.unwrap();
+    let set_up = Instant::now();
+    caller.accept_answer(&answer).await.unwrap();
+    let mut events = caller.take_events().unwrap();
+    while events.recv().await != Some(SessionEvent::Connected) {}
+    let connect = set_up.elapsed();
+    let _callee_events = callee.take_events();
+    println!("  {label}:");
+    println!("    connect (answer in → ICE + DTLS up):  {connect:?}");
+
+    let load = measure(&caller, seconds).await;
+
+    let sent = sent.lock().unwrap().clone();
+    let played = played.lock().unwrap().clone();
+    let latencies: Vec<Duration> = played
+        .iter()
+        .filter_map(|p| sent.iter().rev().find(|s| *s <= p).map(|s| *p - *s))
+        .filter(|d| *d < Duration::from_millis(BURST_EVERY * 20))
+        .collect();
+    println!("    bursts sent {} / heard {}", sent.len(), played.len());
+    println!("    latency, pipeline in → playout out:    {}", summary(&latencies));
+    println!("    mostly silent call:                     {load}");
+    let b = callee.stats();
+    println!(
+        "    receiver: played {} frames, {} concealed; jitter buffer: late {}, dropped for latency {}",
+        b.frames_played, b.frames_concealed, b.jitter.late, b.jitter.dropped_for_latency
+    );
+    caller.close().await.unwrap();
+    callee.close().await.unwrap();
 }
 
 /// `rooms` rooms of 5 speakers each through one forwarder per room, for `seconds`.

@@ -15,6 +15,7 @@ pub mod resample;
 pub mod session;
 pub mod sfu;
 pub mod speech;
+pub mod stream;
 pub mod tone;
 pub mod turn;
 pub mod wav;

@@ -49,6 +49,24 @@ fn error(path: &Path, e: hound::Error) -> AudioError {
     }
 }
 
+/// Whether a call can use audio of this format (16-bit integer PCM at 48 kHz, mono
+/// or stereo); if not, what is wrong with it.
+pub fn check_spec(spec: &hound::WavSpec) -> Result<(), String> {
+    if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
+        return Err(format!(
+            "{}-bit {:?} samples; calls need 16-bit integer PCM",
+            spec.bits_per_sample, spec.sample_format
+        ));
+    }
+    if spec.sample_rate != SAMPLE_RATE {
+        return Err(format!("{} Hz; calls need {SAMPLE_RATE} Hz", spec.sample_rate));
+    }
+    if !(1..=2).contains(&spec.channels) {
+        return Err(format!("{} channels; calls take mono or stereo", spec.channels));
+    }
+    Ok(())
+}
+
 /// A WAV file's audio as a source of 20 ms frames.
 #[derive(Debug, Clone)]
 pub struct WavSource {
@@ -61,20 +79,8 @@ impl WavSource {
     /// [`MAX_SOURCE_SECONDS`] long.
     pub fn open(path: &Path) -> Result<WavSource, AudioError> {
         let reader = hound::WavReader::open(path).map_err(|e| error(path, e))?;
-        let spec = reader.spec();
         let bad = |reason: String| AudioError::Format { path: path.to_owned(), reason };
-        if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
-            return Err(bad(format!(
-                "{}-bit {:?} samples; calls need 16-bit integer PCM",
-                spec.bits_per_sample, spec.sample_format
-            )));
-        }
-        if spec.sample_rate != SAMPLE_RATE {
-            return Err(bad(format!("{} Hz; calls need {SAMPLE_RATE} Hz", spec.sample_rate)));
-        }
-        if !(1..=2).contains(&spec.channels) {
-            return Err(bad(format!("{} channels; calls take mono or stereo", spec.channels)));
-        }
+        check_spec(&reader.spec()).map_err(bad)?;
         if reader.duration() > MAX_SOURCE_SECONDS * SAMPLE_RATE {
             return Err(bad(format!("longer than {} minutes", MAX_SOURCE_SECONDS / 60)));
         }

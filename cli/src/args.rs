@@ -457,14 +457,17 @@ pub(crate) struct RoomListArgs {
     pub(crate) output: JsonFlag,
 }
 
-/// A call's audio: files instead of sound devices.
+/// A call's audio: files or pipes instead of sound devices.
 #[derive(Debug, Args)]
 pub(crate) struct CallAudio {
-    /// Send this 48 kHz 16-bit WAV file (mono or stereo) instead of silence.
-    #[arg(long, value_name = "FILE")]
+    /// Send this 48 kHz 16-bit WAV file (mono or stereo) instead of the microphone;
+    /// `-` reads a WAV stream from standard input, as fast as the call takes it.
+    #[arg(long, value_name = "FILE|-")]
     pub(crate) input: Option<PathBuf>,
-    /// Record what the other side sends into this WAV file (48 kHz mono).
-    #[arg(long, value_name = "FILE")]
+    /// Record what the other side sends into this WAV file (48 kHz mono) instead of
+    /// playing it; `-` writes a WAV stream to standard output (and everything else to
+    /// stderr).
+    #[arg(long, value_name = "FILE|-")]
     pub(crate) output: Option<PathBuf>,
 }
 

@@ -331,3 +331,64 @@ fn a_call_whose_direct_path_is_blocked_flows_through_the_media_node() {
     let relayed = relay_metric(&r_host.netns, &metrics, "kith_relay_turn_relayed_bytes_total");
     assert!(relayed.is_some_and(|b| b >= 2.0 * CALL_SECONDS * 2_000.0), "TURN relayed {relayed:?} bytes");
 }
+
+/// What a `--output -` wrote: a WAV stream, read to its end.
+fn streamed(path: &std::path::Path) -> Vec<i16> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut stream = kith_call::stream::WavStream::new(std::io::BufReader::new(file), path).unwrap();
+    std::iter::from_fn(|| stream.next_frame()).flatten().collect()
+}
+
+#[test]
+fn a_call_through_standard_input_and_output_carries_both_tones() {
+    let (alice, bob) = connected_pair();
+    let tones = ToneCall::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_out, b_out) = (dir.path().join("alice-stdout.wav"), dir.path().join("bob-stdout.wav"));
+    let piped = |peer: &Peer, args: &[&str], input: &std::path::Path, output: &std::path::Path| {
+        peer.command(args)
+            .stdin(std::fs::File::open(input).unwrap())
+            .stdout(std::fs::File::create(output).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let bob_events = bob.follow();
+    let duration = CALL_SECONDS.to_string();
+    let caller = piped(&alice, &["call", "Bob", "--input", "-", "--output", "-", "--duration", &duration, "--json"], &tones.a_in, &a_out);
+    bob_events.wait_for(Duration::from_secs(20), "the call rings at Bob", |e| e["type"] == "call_ringing");
+    // With a `-`, `kith answer` stays until the call ends.
+    let callee = piped(&bob, &["answer", "--input", "-", "--output", "-", "--json"], &tones.b_in, &b_out);
+
+    for (child, reason, name) in [(caller, "hung_up", "Alice"), (callee, "remote_hung_up", "Bob")] {
+        let out = wait_output(child, Duration::from_secs(40), &format!("{name}'s command to end"));
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        // Standard output is the audio: the result went to stderr, as its last line.
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let ended: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        assert_eq!(ended["reason"], reason, "{name}: {stderr}");
+    }
+    for (heard, sent_hz, name) in [(&b_out, 440.0, "Bob"), (&a_out, 660.0, "Alice")] {
+        let samples = streamed(heard);
+        let seconds = tone::tone_seconds(&samples, sent_hz);
+        assert!(seconds >= 0.9 * CALL_SECONDS, "{name} heard {seconds:.2} s of the {sent_hz} Hz tone on stdout");
+    }
+}
+
+#[test]
+fn a_wrong_format_on_standard_input_is_refused_before_anything_rings() {
+    let (alice, bob) = connected_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("44k.wav");
+    // A mono 16-bit stream at 44.1 kHz: its header, then a tenth of a second.
+    let mut wav = b"RIFF\xff\xff\xff\xffWAVEfmt \x10\0\0\0\x01\0\x01\0".to_vec();
+    wav.extend_from_slice(&44_100u32.to_le_bytes());
+    wav.extend_from_slice(&88_200u32.to_le_bytes());
+    wav.extend_from_slice(b"\x02\0\x10\0data\xff\xff\xff\xff");
+    wav.extend_from_slice(&[0; 8820]);
+    std::fs::write(&slow, wav).unwrap();
+    let out = alice.command(&["call", "Bob", "--input", "-"]).stdin(std::fs::File::open(&slow).unwrap()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("44100 Hz"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(history(&bob).is_empty() && bob.json(&["calls", "--json"])["active"].as_array().unwrap().is_empty());
+}

@@ -9,7 +9,7 @@ use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, M
 use kith_p2p::node::{Event, GroupChange, Status};
 use kith_p2p::views::{CallRecordView, ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
 
-use crate::app::CallInfo;
+use crate::app::{CallInfo, RoomInfo};
 use crate::picture::{Encoded, Picture};
 
 /// An input to the state machine.
@@ -40,8 +40,9 @@ pub enum Action {
     FocusLost,
     /// Time passed (about a second); expires transient status messages.
     Tick,
-    /// A fraction of a second passed while a call is in progress: time to ask the
-    /// node where it stands (its levels move). The runtime sends it only then.
+    /// A fraction of a second passed while a call or a voice room is in progress:
+    /// time to ask the node where they stand (their levels move). The runtime sends
+    /// it only then ([`App::wants_call_ticks`](crate::App::wants_call_ticks)).
     CallTick,
     /// The wall clock now, in Unix milliseconds, for the times in the log (`update`
     /// reads no clock itself); the runtime sends it at start and with every tick.
@@ -223,6 +224,16 @@ pub enum Response {
         /// Ended calls, newest last.
         history: Vec<CallRecordView>,
     },
+    /// A voice-room request succeeded ([`Effect::JoinRoom`], [`Effect::LeaveRoom`],
+    /// [`Effect::MuteRoom`]): the room now (as it was, after leaving).
+    Room {
+        /// What was asked.
+        op: RoomOp,
+        /// The room after it.
+        room: RoomInfo,
+    },
+    /// The voice rooms we are in ([`Effect::LoadRooms`]).
+    Rooms(Vec<RoomInfo>),
     /// The files a path being completed can become ([`Effect::ListPaths`]).
     Paths {
         /// The path as typed.
@@ -243,6 +254,18 @@ pub enum CallOp {
     /// [`Effect::Hangup`].
     Hangup,
     /// [`Effect::Mute`].
+    Mute,
+}
+
+/// Which voice-room request a [`Response::Room`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RoomOp {
+    /// [`Effect::JoinRoom`].
+    Join,
+    /// [`Effect::LeaveRoom`].
+    Leave,
+    /// [`Effect::MuteRoom`].
     Mute,
 }
 
@@ -407,6 +430,26 @@ pub enum Effect {
     },
     /// Read the calls in progress and the newest ended ones (`calls`).
     LoadCalls,
+    /// Join a group's voice room (`room_join`, with no sound files: the node sends
+    /// silence), answered once a relay of the group took us in (seconds).
+    JoinRoom {
+        /// The group's id.
+        group: String,
+    },
+    /// Leave a group's voice room (`room_leave`).
+    LeaveRoom {
+        /// The group's id.
+        group: String,
+    },
+    /// Mute or unmute our side in a group's voice room (`room_mute`).
+    MuteRoom {
+        /// The group's id.
+        group: String,
+        /// Mute (true) or unmute (false).
+        muted: bool,
+    },
+    /// Read the voice rooms we are in (`rooms`).
+    LoadRooms,
     /// Ring the terminal bell.
     Bell,
     /// Run the configured notification command.

@@ -49,8 +49,11 @@ pub enum Command {
     Answer,
     /// `/hangup`: hang up the call in progress, or decline the ringing one.
     Hangup,
-    /// `/mute`: mute our side of the call, or unmute it.
+    /// `/mute`: mute our side of the call, or unmute it (with no call, our side in
+    /// the voice room the room bar shows).
     Mute,
+    /// `/room [join|leave|mute]`: the open group's voice room.
+    Room(RoomCommand),
     /// `/file <path> [caption]`: send a file to the open conversation. The path is
     /// as typed (relative, `~/`, or in quotes when it has spaces); the runtime
     /// makes it absolute ([`absolute_path`]).
@@ -76,6 +79,20 @@ pub enum GroupCommand {
     Leave,
     /// `/group members`: list the open group's members.
     Members,
+}
+
+/// The `/room` subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RoomCommand {
+    /// `/room`: join the open group's voice room, or leave it when in.
+    Toggle,
+    /// `/room join`: join the open group's voice room.
+    Join,
+    /// `/room leave`: leave the open group's voice room, else the one the room bar shows.
+    Leave,
+    /// `/room mute`: mute our side in the room the room bar shows, or unmute it.
+    Mute,
 }
 
 /// Why a slash command could not be parsed.
@@ -108,7 +125,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/call [contact]", "call the open contact (or the one named) by voice"),
     ("/answer", "answer the incoming call (also Enter on the call window)"),
     ("/hangup", "hang up the call, or decline the incoming one (also Esc on the call window)"),
-    ("/mute", "mute your side of the call; again: unmute"),
+    ("/mute", "mute your side of the call (no call: of the voice room); again: unmute"),
+    ("/room", "join the open group's voice room; again: leave it"),
+    ("/room join | leave | mute", "join, leave, or mute (again: unmute) the group's voice room"),
     ("/group create <name>", "create a group"),
     ("/group add <contact>", "add a contact to the open group"),
     ("/group remove <member>", "remove a member from the open group"),
@@ -174,6 +193,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "answer" | "pickup" => Ok(Command::Answer),
         "hangup" | "decline" => Ok(Command::Hangup),
         "mute" => Ok(Command::Mute),
+        "room" | "voice" => parse_room(&rest).map(Command::Room),
         "" => Err(CommandError::Unknown(String::new())),
         other => Err(CommandError::Unknown(other.to_owned())),
     }
@@ -182,11 +202,17 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 /// Every command's name, for Tab completion (aliases left out).
 pub const NAMES: &[&str] = &[
     "accept", "add", "answer", "block", "call", "file", "group", "hangup", "help", "invite", "log", "mute", "quit",
-    "read", "reject", "remove", "rename", "status", "unblock",
+    "read", "reject", "remove", "rename", "room", "status", "unblock",
 ];
 
 /// The `/group` subcommands, for Tab completion.
 pub const GROUP_NAMES: &[&str] = &["add", "create", "leave", "members", "remove"];
+
+/// The `/room` subcommands, for Tab completion.
+pub const ROOM_NAMES: &[&str] = &["join", "leave", "mute"];
+
+/// The usage line of `/room`.
+const ROOM_USAGE: &str = "/room [join | leave | mute]";
 
 /// The usage line of `/group`, shown when a subcommand or its argument is missing.
 const GROUP_USAGE: &str = "/group create <name> | add <contact> | remove <member> | leave | members";
@@ -236,6 +262,20 @@ pub fn absolute_path(typed: &str, cwd: &std::path::Path, home: Option<&std::path
     }
     let path = std::path::Path::new(typed);
     Some(if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) })
+}
+
+/// Parse the words after `/room`.
+fn parse_room(rest: &[&str]) -> Result<RoomCommand, CommandError> {
+    match rest {
+        [] => Ok(RoomCommand::Toggle),
+        [sub] => match sub.to_lowercase().as_str() {
+            "join" => Ok(RoomCommand::Join),
+            "leave" | "part" => Ok(RoomCommand::Leave),
+            "mute" | "unmute" => Ok(RoomCommand::Mute),
+            _ => Err(CommandError::Usage(ROOM_USAGE)),
+        },
+        _ => Err(CommandError::Usage(ROOM_USAGE)),
+    }
 }
 
 /// Parse the words after `/group`.
@@ -337,6 +377,12 @@ mod tests {
         assert_eq!(parse("/hangup"), Ok(Command::Hangup));
         assert_eq!(parse("/decline"), Ok(Command::Hangup));
         assert_eq!(parse("/mute"), Ok(Command::Mute));
+        assert_eq!(parse("/room"), Ok(Command::Room(RoomCommand::Toggle)));
+        assert_eq!(parse("/Room JOIN"), Ok(Command::Room(RoomCommand::Join)));
+        assert_eq!(parse("/room leave"), Ok(Command::Room(RoomCommand::Leave)));
+        assert_eq!(parse("/room unmute"), Ok(Command::Room(RoomCommand::Mute)));
+        assert_eq!(parse("/room dance"), Err(CommandError::Usage(ROOM_USAGE)));
+        assert_eq!(parse("/room leave now"), Err(CommandError::Usage(ROOM_USAGE)));
         assert_eq!(parse("/frobnicate"), Err(CommandError::Unknown("frobnicate".into())));
         assert_eq!(parse("/"), Err(CommandError::Unknown(String::new())));
     }

@@ -3,8 +3,9 @@
 //! cycles back).
 //!
 //! [`candidates`] decides what the word can become from where it stands: the first
-//! word of a `/command` completes to command names, the word after `/group` to its
-//! subcommands, any other word to names (contacts, and the open group's members).
+//! word of a `/command` completes to command names, the word after `/group` or
+//! `/room` to its subcommands, any other word to names (contacts, and the open
+//! group's members).
 //! [`Completion`] remembers the candidates of the word being completed, so cycling
 //! goes through the same list whatever the inserted text now looks like.
 //!
@@ -16,7 +17,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use crate::commands::{GROUP_NAMES, NAMES};
+use crate::commands::{GROUP_NAMES, NAMES, ROOM_NAMES};
 use crate::input::Input;
 
 /// A completion in progress: where the completed word is and what it cycles through.
@@ -101,6 +102,7 @@ pub fn candidates(text: &str, cursor: usize, names: &[String]) -> Option<(Range<
             matching(&mut commands.iter().map(String::as_str), word, " ")
         }
         (true, [group]) if group.eq_ignore_ascii_case("/group") => matching(&mut GROUP_NAMES.iter().copied(), word, " "),
+        (true, [room]) if room.eq_ignore_ascii_case("/room") => matching(&mut ROOM_NAMES.iter().copied(), word, " "),
         // A name at the start of a message addresses its person, as in IRC.
         (false, []) if !word.is_empty() => matching(&mut names.iter().map(String::as_str), word, ": "),
         _ if !word.is_empty() => matching(&mut names.iter().map(String::as_str), word, " "),
@@ -191,6 +193,9 @@ mod tests {
     fn completes_commands_subcommands_and_names() {
         assert_eq!(complete("/re"), Some(vec!["/read ".into(), "/reject ".into(), "/remove ".into(), "/rename ".into()]));
         assert_eq!(complete("/group m"), Some(vec!["members ".into()]));
+        assert_eq!(complete("/ro"), Some(vec!["/room ".into()]));
+        assert_eq!(complete("/room l"), Some(vec!["leave ".into()]));
+        assert_eq!(complete("/ROOM "), Some(vec!["join ".into(), "leave ".into(), "mute ".into()]));
         assert_eq!(complete("/block al"), Some(vec!["Alan Kay ".into(), "alice ".into()]));
         assert_eq!(complete("ал"), Some(vec!["Алиса: ".into()]), "case-insensitive, any script");
         assert_eq!(complete("see you, b"), Some(vec!["Bob 🎸 ".into()]));

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::EventStream;
 use futures::StreamExt;
 use kith_p2p::call::CallView;
+use kith_p2p::call::voice_room::RoomView;
 use kith_p2p::control::{Client, ClientError, Request};
 use kith_p2p::views::{CallRecordView, ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
 use ratatui_image::picker::Picker;
@@ -32,8 +33,8 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::action::{Action, CallOp, Effect, Response};
-use crate::app::{App, CallInfo, Config, update};
+use crate::action::{Action, CallOp, Effect, Response, RoomOp};
+use crate::app::{App, CallInfo, Config, RoomInfo, update};
 use crate::graphics::{self, Choice};
 use crate::picture::Encoded;
 use crate::terminal::{self, Tui};
@@ -50,9 +51,10 @@ const SLOW_QUEUE: usize = 16;
 const ACTIONS_PER_FRAME: usize = 64;
 /// How often [`Action::Tick`] fires (status messages expire in ticks).
 const TICK: Duration = Duration::from_secs(1);
-/// How often [`Action::CallTick`] fires while a call is in progress: the call bar's
-/// level meters and duration follow the node this closely (one `calls` request at
-/// a time). No timer runs without a call.
+/// How often [`Action::CallTick`] fires while a call or a voice room is in
+/// progress: the call and room bars' level meters and durations follow the node
+/// this closely (one `calls` and one `rooms` request at a time). No timer runs
+/// without either.
 const CALL_TICK: Duration = Duration::from_millis(400);
 /// Notification commands running at once; more are skipped.
 const MAX_NOTIFICATIONS: usize = 4;
@@ -240,8 +242,8 @@ impl Runtime {
                         self.apply(Action::Clock { unix_ms: unix_ms() });
                         Action::Tick
                     }
-                    // Only while a call is in progress (the branch is off otherwise).
-                    _ = call_tick.tick(), if self.app.call().is_some() => {
+                    // Only while a call or a room is in progress (the branch is off otherwise).
+                    _ = call_tick.tick(), if self.app.wants_call_ticks() => {
                         self.apply(Action::Clock { unix_ms: unix_ms() });
                         Action::CallTick
                     }
@@ -286,10 +288,14 @@ impl Runtime {
             Effect::EncodePicture { id, path, room } => self.encode_picture(id, path, room),
             Effect::Notify { from, text } => self.notify(&from, &text),
             // `call` waits for the callee's node to ring, `answer` for the caller to
-            // have the answer; `hangup` and `mute` stay quick, to cancel a call on its way.
-            Effect::Add { .. } | Effect::Invite | Effect::Group(_) | Effect::Call { .. } | Effect::Answer { .. } => {
-                self.request(true, effect)
-            }
+            // have the answer, `room_join` for a relay of the group; `hangup` and
+            // `mute` stay quick, to cancel a call on its way.
+            Effect::Add { .. }
+            | Effect::Invite
+            | Effect::Group(_)
+            | Effect::Call { .. }
+            | Effect::Answer { .. }
+            | Effect::JoinRoom { .. } => self.request(true, effect),
             other => self.request(false, other),
         }
     }
@@ -758,6 +764,24 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
             }
             let calls: Calls = call(client, Request::Calls { limit: Some(crate::app::CALLS_HISTORY) }).await?;
             Response::Calls { active: calls.active.iter().map(CallInfo::from).collect(), history: calls.history }
+        }
+        // No files here either, as for calls.
+        Effect::JoinRoom { group } => {
+            let request = Request::RoomJoin { group: group.clone(), input: None, output: None };
+            let view: RoomView = call(client, request).await?;
+            Response::Room { op: RoomOp::Join, room: RoomInfo::from(&view) }
+        }
+        Effect::LeaveRoom { group } => {
+            let view: RoomView = call(client, Request::RoomLeave { group: group.clone() }).await?;
+            Response::Room { op: RoomOp::Leave, room: RoomInfo::from(&view) }
+        }
+        Effect::MuteRoom { group, muted } => {
+            let view: RoomView = call(client, Request::RoomMute { group: group.clone(), muted: *muted }).await?;
+            Response::Room { op: RoomOp::Mute, room: RoomInfo::from(&view) }
+        }
+        Effect::LoadRooms => {
+            let rooms: Vec<RoomView> = call(client, Request::Rooms {}).await?;
+            Response::Rooms(rooms.iter().map(RoomInfo::from).collect())
         }
         Effect::Bell
         | Effect::Notify { .. }

@@ -1,8 +1,8 @@
 //! Voice calls in the interface: the incoming-call window, the call bar (state,
-//! duration, "muted", level meters) kept current by polling `calls`, `/call`,
-//! `/answer`, `/hangup` and `/mute`, and what is said when a call ends (a missed
-//! one also in its conversation). Driven through `update` and drawn into ratatui's
-//! `TestBackend` like the other snapshot tests.
+//! duration, "muted", level meters, the peer marked while speaking) kept current
+//! by polling `calls`, `/call`, `/answer`, `/hangup` and `/mute`, and what is said
+//! when a call ends (a missed one also in its conversation). Driven through
+//! `update` and drawn into ratatui's `TestBackend` like the other snapshot tests.
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,22 +19,9 @@ use kith_tui::{Action, App, Effect, Response, update};
 
 const CALL: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
 
-fn status_text(app: &App) -> String {
-    app.status().map(|s| s.text.clone()).unwrap_or_default()
-}
-
-fn command(app: &mut App, line: &str) -> Vec<Effect> {
-    type_text(app, line);
-    update(app, key(KeyCode::Enter))
-}
-
-fn screen(app: &App) -> String {
-    text_of(&draw(app, 100, 30))
-}
-
 /// The call bar's row, if one is drawn.
 fn call_bar(app: &App) -> Option<String> {
-    screen(app).lines().find(|l| l.contains('☎')).map(str::to_owned)
+    row_with(app, '☎')
 }
 
 /// The standard scene with the clock at [`NOW`].
@@ -64,6 +51,7 @@ fn view(state: CallState, answered_at_ms: Option<u64>, muted: bool, levels: (u8,
         muted,
         input_level: levels.0,
         output_level: levels.1,
+        peer_speaking: false,
     }
 }
 
@@ -88,7 +76,7 @@ fn an_incoming_call_rings_in_a_window_and_enter_answers_it() {
     assert!(fx.contains(&Effect::Bell), "{fx:?}");
     assert!(fx.contains(&Effect::Notify { from: "Алиса".into(), text: "is calling you".into() }), "{fx:?}");
     assert_eq!(app.overlay(), Some(&Overlay::IncomingCall { call: CALL.into(), peer: ALISA.into() }));
-    let shown = screen(&app);
+    let shown = screen_text(&app);
     insta::assert_snapshot!("incoming_call", shown);
     assert!(shown.contains("☎  Алиса is calling you"), "{shown}");
     assert!(shown.contains("Enter, a") && shown.contains("Esc, d"), "{shown}");
@@ -126,7 +114,7 @@ fn esc_declines_and_the_end_says_so() {
     update(&mut app, ended(ALISA, EndReason::Declined, 0));
     assert_eq!(status_text(&app), "declined the call from Алиса");
     assert!(app.call().is_none() && call_bar(&app).is_none());
-    assert!(!screen(&app).contains("missed call"), "declined is not missed");
+    assert!(!screen_text(&app).contains("missed call"), "declined is not missed");
 }
 
 #[test]
@@ -156,7 +144,7 @@ fn the_call_bar_shows_state_duration_muted_and_levels() {
     assert!(update(&mut app, Action::CallTick).is_empty(), "one poll at a time");
     let answered = Some(NOW - 83_000);
     update(&mut app, polled(vec![view(CallState::Active, answered, true, (60, 20))], Vec::new()));
-    let shown = screen(&app);
+    let shown = screen_text(&app);
     insta::assert_snapshot!("call_bar_active_muted", shown);
     let bar = call_bar(&app).unwrap();
     assert!(bar.contains("☎ Алиса · active 01:23 · muted · mic ▮▮▮▯▯ spk ▮▯▯▯▯"), "{bar}");
@@ -170,35 +158,55 @@ fn the_call_bar_shows_state_duration_muted_and_levels() {
     let bar = call_bar(&app).unwrap();
     assert!(bar.contains("mic ▮▮▮▮▮ spk ▯▯▯▯▯") && !bar.contains("muted"), "{bar}");
     // The messages gave the bar a row: everything still fits.
-    assert!(screen(&app).lines().last().unwrap().contains("connected"));
+    assert!(screen_text(&app).lines().last().unwrap().contains("connected"));
+}
+
+#[test]
+fn the_call_bar_marks_the_peer_while_they_speak() {
+    let mut app = in_a_call();
+    let quiet = call_bar(&app).unwrap();
+    assert!(quiet.starts_with(" ☎ Алиса · active 01:23"), "{quiet}");
+    let speaks = |speaking| event(Event::CallSpeaking { call: CALL.into(), peer: ALISA.into(), speaking });
+    update(&mut app, speaks(true));
+    assert!(app.call().unwrap().peer_speaking);
+    let speaking = call_bar(&app).unwrap();
+    assert!(speaking.starts_with(" ☎●Алиса · active 01:23"), "{speaking}");
+    assert_eq!(speaking.chars().count(), quiet.chars().count(), "nothing moves");
+    // Another call's news is not this one's.
+    update(&mut app, event(Event::CallSpeaking { call: "0ther".into(), peer: BOB.into(), speaking: false }));
+    assert!(app.call().unwrap().peer_speaking);
+    update(&mut app, speaks(false));
+    assert_eq!(call_bar(&app).unwrap(), quiet);
+    // A poll carries it too.
+    let mut polled_view = view(CallState::Active, Some(NOW - 83_000), false, (0, 0));
+    polled_view.peer_speaking = true;
+    update(&mut app, Action::CallTick);
+    update(&mut app, polled(vec![polled_view], Vec::new()));
+    assert!(call_bar(&app).unwrap().starts_with(" ☎●Алиса"), "{:?}", call_bar(&app));
 }
 
 #[test]
 fn the_call_bar_fits_a_narrow_screen_and_is_dropped_on_a_tiny_one() {
     let app = in_a_call();
-    let narrow = text_of(&draw(&app, 40, 16));
-    let bar = narrow.lines().find(|l| l.contains('☎')).unwrap();
+    let bar = narrow_bar(&app, '☎');
     assert!(bar.starts_with(" ☎ Алиса · active 01:23"), "{bar}");
-    let tiny = text_of(&draw(&app, 16, 5));
-    assert!(!tiny.contains('☎'), "{tiny}");
-    // Nothing panics at any size.
-    for (w, h) in [(0, 0), (1, 1), (8, 2), (20, 6), (30, 8)] {
-        draw(&app, w, h);
-    }
 }
 
 #[test]
 fn call_commands() {
-    // `/call` in a group is refused politely.
+    // `/call` in a group joins its voice room (see `rooms.rs`); naming a group
+    // from elsewhere points there.
     let mut app = group_scene(config());
+    assert!(command(&mut app, "/call book club").is_empty());
+    assert_eq!(status_text(&app), "/call calls one contact: open #Book club, then /room joins its voice room");
+    assert!(app.status().unwrap().error);
     update(&mut app, ctrl('k'));
     type_text(&mut app, "book");
     update(&mut app, key(KeyCode::Enter));
     assert_eq!(app.focused_id(), Some(GROUP));
-    assert!(command(&mut app, "/call").is_empty());
-    assert!(status_text(&app).contains("kith room join"), "{}", status_text(&app));
-    assert!(app.status().unwrap().error);
+    assert_eq!(command(&mut app, "/call"), vec![Effect::JoinRoom { group: GROUP.into() }]);
     assert!(app.call().is_none());
+    let mut app = group_scene(config());
     // Nothing to answer, hang up or mute.
     assert!(command(&mut app, "/answer").is_empty());
     assert_eq!(status_text(&app), "no call is ringing");
@@ -240,7 +248,7 @@ fn an_ended_call_says_how_and_how_long() {
     update(&mut app, ended(ALISA, EndReason::RemoteHungUp, 65_000));
     assert_eq!(status_text(&app), "call with Алиса ended: Алиса hung up · 01:05");
     assert!(app.call().is_none());
-    let shown = screen(&app);
+    let shown = screen_text(&app);
     assert!(!shown.contains('☎'), "{shown}");
     insta::assert_snapshot!("call_ended_notice", shown.lines().last().unwrap());
     // No more polling.
@@ -280,7 +288,7 @@ fn a_missed_call_shows_in_its_conversation() {
     update(&mut app, ended(ALISA, EndReason::NoAnswer, 0));
     assert_eq!(app.overlay(), None, "the window goes with the call");
     assert_eq!(status_text(&app), "missed call from Алиса");
-    let shown = screen(&app);
+    let shown = screen_text(&app);
     insta::assert_snapshot!("missed_call", shown);
     assert!(shown.contains("missed call from Алиса at 10:42"), "{shown}");
 
@@ -288,7 +296,7 @@ fn a_missed_call_shows_in_its_conversation() {
     let mut app = scene_now();
     update(&mut app, ringing(ALISA, false));
     update(&mut app, ended(ALISA, EndReason::RemoteHungUp, 0));
-    assert!(screen(&app).contains("missed call from Алиса at 10:42"));
+    assert!(screen_text(&app).contains("missed call from Алиса at 10:42"));
 }
 
 #[test]

@@ -19,10 +19,6 @@ fn send_effects(fx: &[Effect]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn status_text(app: &App) -> String {
-    app.status().map(|s| s.text.clone()).unwrap_or_default()
-}
-
 // ---- typing and editing ----------------------------------------------------------------
 
 #[test]
@@ -144,11 +140,6 @@ fn paste_inserts_verbatim() {
 }
 
 // ---- slash commands --------------------------------------------------------------------
-
-fn command(app: &mut App, line: &str) -> Vec<Effect> {
-    type_text(app, line);
-    update(app, key(KeyCode::Enter))
-}
 
 #[test]
 fn slash_commands_produce_effects() {
@@ -608,7 +599,10 @@ fn losing_the_node_is_reported() {
 #[test]
 fn startup_asks_for_the_list_and_status() {
     let app = App::new(config());
-    assert_eq!(app.start(), vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups, Effect::LoadCalls]);
+    assert_eq!(
+        app.start(),
+        vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups, Effect::LoadCalls, Effect::LoadRooms]
+    );
     assert_eq!(app.node(), &NodeState::Connecting);
 }
 

@@ -12,15 +12,6 @@ use kith_p2p::kith_storage::ContactState;
 use kith_tui::app::{NodeState, Overlay, PAGE};
 use kith_tui::{Action, App, Effect, Response, update};
 
-fn status_text(app: &App) -> String {
-    app.status().map(|s| s.text.clone()).unwrap_or_default()
-}
-
-fn command(app: &mut App, line: &str) -> Vec<Effect> {
-    type_text(app, line);
-    update(app, key(KeyCode::Enter))
-}
-
 /// The status bar: the screen's last row.
 fn status_bar(app: &App) -> String {
     text_of(&draw(app, 100, 30)).lines().last().unwrap_or_default().to_owned()

@@ -4,7 +4,6 @@
 //! steer it. `kith call` stays until the call ends, hanging up after `--duration`
 //! seconds of media or on Ctrl+C.
 
-use std::path::Path;
 use std::time::Duration;
 
 use kith_p2p::call::{CallView, EndReason};
@@ -14,69 +13,122 @@ use kith_p2p::call::voice_room::RoomView;
 use kith_p2p::views::CallRecordView;
 use serde_json::json;
 
+use super::audio_pipe::CallIo;
 use super::net::{call, client_failure, runtime};
 use super::print;
 use crate::args::{AnswerArgs, CallArgs, CallsArgs, Global, HangupArgs, MuteArgs, RoomCommand, RoomJoinArgs};
 use crate::failure::{Code, Failure, Result};
 use crate::output;
 
-/// An optional path made absolute (the node runs elsewhere).
-fn absolute(path: Option<&Path>) -> Result<Option<String>> {
-    path.map(super::files::absolute).transpose()
-}
-
 pub(crate) fn place(global: &Global, args: CallArgs) -> Result {
     let home = super::home(global)?;
-    let (input, output) = (absolute(args.audio.input.as_deref())?, absolute(args.audio.output.as_deref())?);
+    let io = CallIo::open(&args.audio)?;
+    let report = Report { json: args.output.json, stderr: io.stdout_taken() };
     runtime()?.block_on(async {
         // Subscribed before calling, so no event of this call slips by unseen.
         let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
         events.subscribe().await.map_err(client_failure)?;
         let mut requests = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
-        let request = Request::Call { contact: args.contact.clone(), input, output };
+        let request = Request::Call { contact: args.contact.clone(), input: io.input.clone(), output: io.output.clone() };
         let placed: CallView = print::view(requests.request(&request).await.map_err(client_failure)?)?;
         if !args.output.json {
             eprintln!("ringing {} (call {})", args.contact, placed.id);
         }
         let duration = args.duration.map(Duration::from_secs_f64);
-        let mut hang_up_at: Option<tokio::time::Instant> = None;
-        let mut hung_up = false;
-        loop {
-            let sleep = async {
-                match hang_up_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let event = tokio::select! {
-                event = events.next_event() => event.map_err(client_failure)?,
-                () = sleep => {
-                    hang_up_at = None;
-                    hang_up(&mut requests, &placed.id, &mut hung_up).await?;
-                    continue;
-                }
-                _ = tokio::signal::ctrl_c() => {
-                    hang_up(&mut requests, &placed.id, &mut hung_up).await?;
-                    continue;
-                }
-            };
-            match event {
-                Event::CallAnswered { call, .. } if call == placed.id && !args.output.json => eprintln!("answered"),
-                Event::CallConnected { call, .. } if call == placed.id => {
-                    if !args.output.json {
-                        eprintln!("connected");
-                    }
-                    if let Some(duration) = duration {
-                        hang_up_at = Some(tokio::time::Instant::now() + duration);
-                    }
-                }
-                Event::CallEnded { call, reason, duration_ms, .. } if call == placed.id => {
-                    return ended(&placed.id, reason, duration_ms, args.output.json);
-                }
-                _ => {}
-            }
-        }
+        let (reason, duration_ms) = until_ended(&mut events, &mut requests, &placed.id, duration, !args.output.json).await?;
+        io.finish(AUDIO_DRAIN);
+        report.ended(&placed.id, reason, duration_ms)
     })
+}
+
+/// How long a command waits for the rest of a call's audio to reach standard output.
+const AUDIO_DRAIN: Duration = Duration::from_secs(3);
+
+/// Follows call `id` until it ends: hangs up after `duration` of media (counted from
+/// when it connects) or on Ctrl+C; tells of its progress on stderr when `chatty`.
+async fn until_ended(
+    events: &mut Client,
+    requests: &mut Client,
+    id: &str,
+    duration: Option<Duration>,
+    chatty: bool,
+) -> Result<(EndReason, u64)> {
+    let mut hang_up_at: Option<tokio::time::Instant> = None;
+    let mut hung_up = false;
+    loop {
+        let sleep = async {
+            match hang_up_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            event = events.next_event() => event.map_err(client_failure)?,
+            () = sleep => {
+                hang_up_at = None;
+                hang_up(requests, id, &mut hung_up).await?;
+                continue;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                hang_up(requests, id, &mut hung_up).await?;
+                continue;
+            }
+        };
+        match event {
+            Event::CallAnswered { call, .. } if call == id && chatty => eprintln!("answered"),
+            Event::CallConnected { call, .. } if call == id => {
+                if chatty {
+                    eprintln!("connected");
+                }
+                if let Some(duration) = duration {
+                    hang_up_at = Some(tokio::time::Instant::now() + duration);
+                }
+            }
+            Event::CallEnded { call, reason, duration_ms, .. } if call == id => return Ok((reason, duration_ms)),
+            _ => {}
+        }
+    }
+}
+
+/// Where a call command's results go: stdout, or stderr when stdout carries the
+/// call's audio (`--output -`).
+struct Report {
+    json: bool,
+    stderr: bool,
+}
+
+impl Report {
+    fn json<T: serde::Serialize>(&self, value: &T) -> Result {
+        if self.stderr {
+            eprintln!("{}", serde_json::to_string(value).map_err(|e| Failure::new(Code::Error, anyhow::Error::from(e)))?);
+            Ok(())
+        } else {
+            output::json(value)
+        }
+    }
+
+    fn line(&self, line: String) -> Result {
+        if self.stderr {
+            eprintln!("{line}");
+            Ok(())
+        } else {
+            output::line(line)
+        }
+    }
+
+    /// Prints how the call ended; a call that never connected is a failure (exit 1,
+    /// named after the reason).
+    fn ended(&self, id: &str, reason: EndReason, duration_ms: u64) -> Result {
+        if self.json {
+            self.json(&json!({ "call": id, "reason": reason, "duration_ms": duration_ms }))?;
+        } else {
+            self.line(format!("ended: {reason} after {}", duration(duration_ms)))?;
+        }
+        match reason {
+            EndReason::HungUp | EndReason::RemoteHungUp => Ok(()),
+            other => Err(Failure::new(Code::Error, anyhow::anyhow!("the call ended: {other}")).named(other.as_str())),
+        }
+    }
 }
 
 async fn hang_up(requests: &mut Client, id: &str, done: &mut bool) -> Result {
@@ -92,29 +144,33 @@ async fn hang_up(requests: &mut Client, id: &str, done: &mut bool) -> Result {
     }
 }
 
-/// Prints how the call ended; a call that never connected is a failure (exit 1,
-/// named after the reason).
-fn ended(id: &str, reason: EndReason, duration_ms: u64, json: bool) -> Result {
-    if json {
-        output::json(&json!({ "call": id, "reason": reason, "duration_ms": duration_ms }))?;
-    } else {
-        output::line(format!("ended: {reason} after {}", duration(duration_ms)))?;
-    }
-    match reason {
-        EndReason::HungUp | EndReason::RemoteHungUp => Ok(()),
-        other => Err(Failure::new(Code::Error, anyhow::anyhow!("the call ended: {other}")).named(other.as_str())),
-    }
-}
-
 pub(crate) fn answer(global: &Global, args: AnswerArgs) -> Result {
     let home = super::home(global)?;
-    let (input, output) = (absolute(args.audio.input.as_deref())?, absolute(args.audio.output.as_deref())?);
-    let result = call(&home, Request::Answer { call: args.call, input, output })?;
-    if args.output.json {
-        return output::json(&result);
+    let io = CallIo::open(&args.audio)?;
+    let report = Report { json: args.output.json, stderr: io.stdout_taken() };
+    if !io.piped() {
+        let result = call(&home, Request::Answer { call: args.call, input: io.input.clone(), output: io.output.clone() })?;
+        if args.output.json {
+            return output::json(&result);
+        }
+        let view: CallView = print::view(result)?;
+        return output::line(format!("answered {}", view.id));
     }
-    let view: CallView = print::view(result)?;
-    output::line(format!("answered {}", view.id))
+    // Standard input or output is the call's audio, which only this process pumps:
+    // it stays until the call ends, like `kith call`.
+    runtime()?.block_on(async {
+        let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        events.subscribe().await.map_err(client_failure)?;
+        let mut requests = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
+        let request = Request::Answer { call: args.call, input: io.input.clone(), output: io.output.clone() };
+        let answered: CallView = print::view(requests.request(&request).await.map_err(client_failure)?)?;
+        if !args.output.json {
+            eprintln!("answered {}", answered.id);
+        }
+        let (reason, duration_ms) = until_ended(&mut events, &mut requests, &answered.id, None, !args.output.json).await?;
+        io.finish(AUDIO_DRAIN);
+        report.ended(&answered.id, reason, duration_ms)
+    })
 }
 
 pub(crate) fn hangup(global: &Global, args: HangupArgs) -> Result {
@@ -233,7 +289,9 @@ pub(crate) fn room(global: &Global, command: RoomCommand) -> Result {
 
 /// `kith room join`: in the room until Ctrl+C, `--duration`, or the room ends.
 fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
-    let (input, output) = (absolute(args.audio.input.as_deref())?, absolute(args.audio.output.as_deref())?);
+    let io = CallIo::open(&args.audio)?;
+    let report = Report { json: args.output.json, stderr: io.stdout_taken() };
+    let (input, output) = (io.input.clone(), io.output.clone());
     // Loaded before the runtime starts: it asks the node on a runtime of its own.
     let names = print::Names::load(home)?;
     runtime()?.block_on(async {
@@ -267,10 +325,11 @@ fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
                     eprintln!("{} left", output::sanitized(&names.peer(&peer)));
                 }
                 Event::RoomLeft { group, reason } if group == joined.group => {
+                    io.finish(AUDIO_DRAIN);
                     if args.output.json {
-                        output::json(&json!({ "group": group, "reason": reason }))?;
+                        report.json(&json!({ "group": group, "reason": reason }))?;
                     } else {
-                        output::line(format!("out of the room: {}", print::wire_name(&reason)))?;
+                        report.line(format!("out of the room: {}", print::wire_name(&reason)))?;
                     }
                     return Ok(());
                 }
@@ -278,10 +337,11 @@ fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
             }
         }
         let left: RoomView = print::view(requests.request(&Request::RoomLeave { group: args.group.clone() }).await.map_err(client_failure)?)?;
+        io.finish(AUDIO_DRAIN);
         if args.output.json {
-            output::json(&json!({ "group": left.group, "reason": "left" }))
+            report.json(&json!({ "group": left.group, "reason": "left" }))
         } else {
-            output::line("left the room")
+            report.line("left the room".to_owned())
         }
     })
 }

@@ -1,5 +1,6 @@
 //! One function per command. Each resolves the home, calls the libraries, prints.
 
+mod audio_pipe;
 mod calls;
 mod chat;
 mod completions;

@@ -802,15 +802,25 @@ type AudioIo = (Box<dyn Source>, Box<dyn Sink>);
 /// with the `audio-devices` feature, and when the machine has them), else silence
 /// out and nothing kept of what comes in.
 fn open_audio(audio: &AudioChoice) -> Result<AudioIo, CallError> {
+    use kith_call::stream::{StreamSink, StreamSource};
     let source: Box<dyn Source> = match &audio.input {
+        // A named pipe (`kith call --input -`): a stream read as the call goes.
+        Some(path) if is_pipe(path) => Box::new(StreamSource::spawn(path)),
         Some(path) => Box::new(kith_call::wav::WavSource::open(path).map_err(|e| CallError::Audio(e.to_string()))?),
         None => default_source(),
     };
     let sink: Box<dyn Sink> = match &audio.output {
+        Some(path) if is_pipe(path) => Box::new(StreamSink::spawn(path)),
         Some(path) => Box::new(kith_call::wav::WavSink::create(path).map_err(|e| CallError::Audio(e.to_string()))?),
         None => default_sink(),
     };
     Ok((source, sink))
+}
+
+/// Whether `path` is a named pipe (FIFO).
+fn is_pipe(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
 }
 
 #[cfg(feature = "audio-devices")]

@@ -1,6 +1,8 @@
 //! Voice calls: the call in progress (what the call bar shows), the incoming-call
 //! window, `/call`, `/answer`, `/hangup` and `/mute`, the node's call events, and
-//! the polling that keeps levels and the duration current.
+//! the polling that keeps levels and the duration current. `/call` in a group joins
+//! its voice room, and `/mute` and `/hangup` with no call act on the room
+//! (`room.rs`).
 //!
 //! The node runs one call at a time (a second caller hears "busy"), so the state
 //! holds at most one [`CallInfo`]. It is filled by `/call` at once (before the node
@@ -57,6 +59,8 @@ pub struct CallInfo {
     pub input_level: u8,
     /// The peer's level, 0–100.
     pub output_level: u8,
+    /// Whether the peer is speaking now.
+    pub peer_speaking: bool,
 }
 
 impl From<&CallView> for CallInfo {
@@ -71,6 +75,7 @@ impl From<&CallView> for CallInfo {
             muted: view.muted,
             input_level: level(view.input_level),
             output_level: level(view.output_level),
+            peer_speaking: view.peer_speaking,
         }
     }
 }
@@ -225,6 +230,7 @@ fn ringing(call: String, peer: String, outgoing: bool, now: Option<u64>) -> Call
         muted: false,
         input_level: 0,
         output_level: 0,
+        peer_speaking: false,
     }
 }
 
@@ -252,6 +258,15 @@ pub(super) fn on_progress(app: &mut App, call: String, peer: String, active: boo
     if outgoing && !active {
         let who = name(app, &peer);
         app.set_status(format!("{who} answered"), false);
+    }
+}
+
+/// `call_speaking`: the peer started or stopped speaking.
+pub(super) fn on_speaking(app: &mut App, call: &str, peer: &str, speaking: bool) {
+    if is_ours(app, call, peer)
+        && let Some(kept) = &mut app.call
+    {
+        kept.peer_speaking = speaking;
     }
 }
 
@@ -480,7 +495,13 @@ fn place(app: &mut App, who: Option<String>, fx: &mut Vec<Effect>) {
         },
     };
     let Some(contact) = conv.contact() else {
-        app.set_status("/call calls one contact: join the group's voice room with `kith room join` (no room view here yet)", true);
+        // A group's call is its voice room.
+        if who.is_none() {
+            super::room::join_open(app, fx);
+        } else {
+            let name = text::sanitize_line(conv.label());
+            app.set_status(format!("/call calls one contact: open #{name}, then /room joins its voice room"), true);
+        }
         return;
     };
     let who = text::sanitize_line(contact.label());
@@ -504,6 +525,7 @@ fn place(app: &mut App, who: Option<String>, fx: &mut Vec<Effect>) {
         muted: false,
         input_level: 0,
         output_level: 0,
+        peer_speaking: false,
     });
     app.call_misses = 0;
     app.set_status(format!("calling {who}…"), false);
@@ -535,7 +557,9 @@ fn answer(app: &mut App, fx: &mut Vec<Effect>) {
 fn hangup(app: &mut App, fx: &mut Vec<Effect>) {
     let Some(kept) = &app.call else {
         close_window(app);
-        app.set_status("no call to hang up", true);
+        if !super::room::hang_up(app, fx) {
+            app.set_status("no call to hang up", true);
+        }
         return;
     };
     let (id, who) = (kept.id.clone(), name(app, &kept.peer));
@@ -545,10 +569,14 @@ fn hangup(app: &mut App, fx: &mut Vec<Effect>) {
     fx.push(Effect::Hangup { call: id });
 }
 
-/// `/mute`: mute our side, or unmute it.
+/// `/mute`: mute our side, or unmute it; with no call, in the room the bar shows.
 fn mute(app: &mut App, fx: &mut Vec<Effect>) {
     let Some(kept) = &app.call else {
-        app.set_status("no call to mute", true);
+        if app.room().is_some() {
+            super::room::mute(app, fx);
+        } else {
+            app.set_status("no call to mute", true);
+        }
         return;
     };
     if !kept.outgoing && kept.state == CallState::Ringing {

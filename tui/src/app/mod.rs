@@ -4,8 +4,8 @@
 //! groups and pending requests), the focused conversation with a window of its
 //! messages paged from the node, unread counts, who is online, the editor (with a
 //! draft per conversation and the Tab completion in progress), overlays, the status
-//! line and the log of what it said, the call in progress (`call.rs`), and the state
-//! of the node connection.
+//! line and the log of what it said, the call in progress (`call.rs`), the voice
+//! rooms we are in (`room.rs`), and the state of the node connection.
 //! [`update`] applies one [`Action`](crate::action::Action)
 //! and returns the [`Effect`](crate::action::Effect)s to perform; it never does I/O,
 //! so tests drive it directly and the runtime stays a thin loop.
@@ -14,6 +14,7 @@ mod call;
 mod files;
 mod keys;
 mod node;
+mod room;
 mod update;
 mod user;
 mod viewer;
@@ -29,6 +30,8 @@ pub use call::{CallInfo, duration, level};
 pub(crate) use call::{HISTORY_ASKED as CALLS_HISTORY, name as call_name};
 pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
+pub use room::{RoomInfo, RoomState};
+pub(crate) use room::{group_name as room_group_name, participant_name as room_participant_name};
 pub use update::update;
 pub use viewer::Viewer;
 pub use window::{Fetch, Scroll};
@@ -426,6 +429,12 @@ pub struct App {
     call_misses: u8,
     /// The ids of calls that ended lately (bounded), so late news cannot revive them.
     ended_calls: VecDeque<String>,
+    /// The voice rooms we are in or joining, in the order joined (see `room.rs`).
+    rooms: Vec<RoomInfo>,
+    /// Whether a `rooms` request is in flight.
+    rooms_loading: bool,
+    /// Groups whose room we left lately (bounded), so a late poll cannot revive it.
+    left_rooms: VecDeque<String>,
     quit: bool,
 }
 
@@ -466,6 +475,9 @@ impl App {
             calls_loading: false,
             call_misses: 0,
             ended_calls: VecDeque::new(),
+            rooms: Vec::new(),
+            rooms_loading: false,
+            left_rooms: VecDeque::new(),
             quit: false,
         }
     }
@@ -520,15 +532,32 @@ impl App {
         }
     }
 
-    /// The requests that load the initial state (with the calls: one may be ringing).
+    /// The requests that load the initial state (with the calls, as one may be
+    /// ringing, and the voice rooms the node is in).
     pub fn start(&self) -> Vec<crate::action::Effect> {
         use crate::action::Effect;
-        vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups, Effect::LoadCalls]
+        vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups, Effect::LoadCalls, Effect::LoadRooms]
     }
 
     /// The call in progress or ringing, if any.
     pub fn call(&self) -> Option<&CallInfo> {
         self.call.as_ref()
+    }
+
+    /// The voice rooms we are in or joining, in the order joined.
+    pub fn rooms(&self) -> &[RoomInfo] {
+        &self.rooms
+    }
+
+    /// The voice room the room bar shows: the open group's, else the one joined last.
+    pub fn room(&self) -> Option<&RoomInfo> {
+        room::shown(self)
+    }
+
+    /// Whether a call or a voice room is going on, so the runtime should send
+    /// [`Action::CallTick`](crate::action::Action::CallTick)s.
+    pub fn wants_call_ticks(&self) -> bool {
+        self.call.is_some() || !self.rooms.is_empty()
     }
 
     /// The wall clock as of the last [`Action::Clock`](crate::action::Action::Clock).

@@ -62,6 +62,12 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
         Event::CallEnded { call, peer, reason, duration_ms } => {
             super::call::on_ended(app, call, peer, reason, duration_ms);
         }
+        Event::CallSpeaking { call, peer, speaking } => super::call::on_speaking(app, &call, &peer, speaking),
+        Event::RoomJoined { group } => super::room::on_joined(app, group, fx),
+        Event::RoomParticipantJoined { group, peer } => super::room::on_participant(app, group, peer, true),
+        Event::RoomParticipantLeft { group, peer } => super::room::on_participant(app, group, peer, false),
+        Event::RoomSpeaking { group, peer, speaking } => super::room::on_speaking(app, group, peer, speaking),
+        Event::RoomLeft { group, reason } => super::room::on_left(app, group, reason),
         Event::FileProgress { id, have, .. } => super::files::on_progress(app, id, have),
         Event::FileChanged { file } => super::files::on_file_changed(app, file, fx),
         // Missed events: re-read everything, reload the open conversation.
@@ -89,6 +95,7 @@ pub(super) fn reload(app: &mut App, fx: &mut Vec<Effect>) {
     fx.push(Effect::LoadStatus);
     fx.push(Effect::LoadGroups);
     super::call::sync(app, fx);
+    super::room::sync(app, fx);
 }
 
 /// A message of ours we have not seen changed state: unless a `send` from here is
@@ -377,6 +384,8 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
         Response::Files { files, .. } => super::files::on_files(app, files, fx),
         Response::Call { op, call } => super::call::on_response(app, op, call),
         Response::Calls { active, history } => super::call::on_calls(app, active, history),
+        Response::Room { op, room } => super::room::on_response(app, op, room),
+        Response::Rooms(rooms) => super::room::on_rooms(app, rooms),
         Response::File(entry) => {
             let name = crate::text::sanitize_line(&kith_p2p::files::safe_file_name(&entry.name));
             match entry.state {
@@ -521,7 +530,7 @@ pub(super) fn on_interrupted(app: &mut App, effect: Effect, error: String) {
 }
 
 pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
-    if super::call::on_failure(app, &effect, &error) {
+    if super::call::on_failure(app, &effect, &error) || super::room::on_failure(app, &effect, &error) {
         return;
     }
     // Without a node, reads fail by the dozen and the status line already says why:

@@ -50,7 +50,10 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
             refresh_status(app, &mut fx);
         }
-        Action::CallTick => super::call::poll(app, &mut fx),
+        Action::CallTick => {
+            super::call::poll(app, &mut fx);
+            super::room::poll(app, &mut fx);
+        }
         Action::Node(event) => super::node::on_event(app, event, &mut fx),
         Action::Done(response) => super::node::on_response(app, response, &mut fx),
         Action::Failed { effect, error } => super::node::on_failure(app, effect, error),
@@ -89,6 +92,7 @@ fn disconnected(app: &mut App, error: String, retry_in: Option<std::time::Durati
     // Nothing the node said before holds any more.
     app.online.clear();
     super::call::forget(app);
+    super::room::forget(app);
     app.status_loading = false;
     let retry_in_secs = retry_in.map(|d| d.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX));
     app.node = NodeState::Disconnected { error, retry_in_secs };

@@ -244,6 +244,7 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
         call @ (Command::Call(_) | Command::Answer | Command::Hangup | Command::Mute) => {
             super::call::command(app, call, fx)
         }
+        Command::Room(room) => super::room::command(app, room, fx),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The call bar (one row above the input box while a call is in progress: who,
-//! where it stands, how long it has lasted, "muted", and level meters for our
-//! side and theirs) and the incoming-call window.
+//! marked `●` while they speak, where it stands, how long it has lasted, "muted",
+//! and level meters for our side and theirs) and the incoming-call window; and
+//! what the room bar (`room.rs`) draws the same way.
 
 use kith_p2p::call::CallState;
 use ratatui::Frame;
@@ -20,7 +21,7 @@ const INCOMING_WIDTH: u16 = 46;
 
 /// A level (0–100) as [`METER_CELLS`] cells: lit `▮`, unlit `▯` (told apart without
 /// colours too). Any sound at all lights one cell.
-fn meter(level: u8, theme: &Theme) -> Vec<Span<'static>> {
+pub(super) fn meter(level: u8, theme: &Theme) -> Vec<Span<'static>> {
     let lit = (usize::from(level) * METER_CELLS).div_ceil(100).min(METER_CELLS);
     vec![Span::styled("▮".repeat(lit), theme.meter()), Span::raw("▯".repeat(METER_CELLS - lit))]
 }
@@ -37,13 +38,26 @@ fn state_label(call: &CallInfo) -> &'static str {
     }
 }
 
+/// A name in a bar after the one-cell slot before it: `●` there, and the name
+/// highlighted, while they speak; a space otherwise (so nothing moves when they
+/// start or stop).
+pub(super) fn speaker(name: String, speaking: bool, theme: &Theme) -> [Span<'static>; 2] {
+    if speaking {
+        [Span::styled("●", theme.speaking()), Span::styled(name, theme.speaking())]
+    } else {
+        [Span::raw(" "), Span::raw(name)]
+    }
+}
+
 /// The call bar's text, in spans, for `call` with `who` as of `now_ms`.
 fn bar_spans(call: &CallInfo, who: &str, now_ms: Option<u64>, theme: &Theme) -> (Vec<Span<'static>>, &'static str) {
-    let mut spans = vec![Span::raw(format!(" ☎ {who} · {}", state_label(call)))];
+    let media = matches!(call.state, CallState::Connecting | CallState::Active);
+    let mut spans = vec![Span::raw(" ☎")];
+    spans.extend(speaker(who.to_owned(), media && call.peer_speaking, theme));
+    spans.push(Span::raw(format!(" · {}", state_label(call))));
     if let (Some(answered), Some(now)) = (call.answered_at_ms, now_ms) {
         spans.push(Span::raw(format!(" {}", duration(now.saturating_sub(answered)))));
     }
-    let media = matches!(call.state, CallState::Connecting | CallState::Active);
     if call.muted {
         spans.push(Span::raw(" · "));
         spans.push(Span::styled("muted", theme.muted()));
@@ -68,10 +82,15 @@ pub(crate) fn render_bar(frame: &mut Frame, app: &App, area: Rect, theme: &Theme
     if area.is_empty() {
         return;
     }
-    let width = usize::from(area.width);
     let who = crate::app::call_name(app, &call.peer);
     let (spans, hint) = bar_spans(call, &text::truncate(&who, 24), app.now_ms(), theme);
-    // Cut at the right edge, span by span; the hint only where it fits whole.
+    let line = fit(spans, hint, usize::from(area.width), theme);
+    frame.render_widget(Paragraph::new(line).style(theme.call_bar()), area);
+}
+
+/// A bar's `spans` cut at `width` (the right edge), span by span, and `hint` after
+/// them at the right only where it fits whole.
+pub(super) fn fit(spans: Vec<Span<'static>>, hint: &'static str, width: usize, theme: &Theme) -> Line<'static> {
     let mut shown = Vec::new();
     let mut used = 0;
     for span in spans {
@@ -87,7 +106,7 @@ pub(crate) fn render_bar(frame: &mut Frame, app: &App, area: Rect, theme: &Theme
         shown.push(Span::raw(" ".repeat(room - hint.len())));
         shown.push(Span::styled(hint, theme.call_bar()));
     }
-    frame.render_widget(Paragraph::new(Line::from(shown)).style(theme.call_bar()), area);
+    Line::from(shown)
 }
 
 /// Draw the incoming-call window for a call from `peer`.

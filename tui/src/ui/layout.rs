@@ -12,7 +12,7 @@ use crate::app::App;
 const MAX_INPUT_ROWS: usize = 6;
 /// Narrowest screen that still shows the conversation list next to the messages.
 const LIST_MIN_SCREEN_WIDTH: u16 = 56;
-/// Fewest rows left to the messages for the call bar to be shown.
+/// Fewest rows left to the messages for the call bar (or the room bar) to be shown.
 const CALL_MIN_MAIN: u16 = 3;
 /// Smallest screen that gets borders around panes.
 const BORDER_MIN: (u16, u16) = (20, 10);
@@ -42,6 +42,8 @@ pub(crate) struct Areas {
     pub(crate) status: Rect,
     /// The call bar above the input box, while a call is in progress (else empty).
     pub(crate) call: Rect,
+    /// The room bar above the call bar, while we are in a voice room (else empty).
+    pub(crate) room: Rect,
 }
 
 impl Areas {
@@ -64,14 +66,17 @@ impl Areas {
         let allowed = usize::from((room / 3).max(1));
         let rows = u16::try_from(wanted.min(allowed)).unwrap_or(1);
         let input_h = (rows + 2 * border).min(room);
-        // A call takes a row above the input, if the messages keep a few.
+        // A call takes a row above the input, and a voice room one above that, if
+        // the messages keep a few.
         let call_h = u16::from(app.call().is_some() && room > input_h + CALL_MIN_MAIN);
-        let main_h = room - input_h - call_h;
+        let room_h = u16::from(app.room().is_some() && room > input_h + call_h + CALL_MIN_MAIN);
+        let main_h = room - input_h - call_h - room_h;
 
         let main = Rect { height: main_h, ..area };
-        a.call = Rect { y: area.y + main_h, height: call_h, ..area };
-        a.input = Rect { y: area.y + main_h + call_h, height: input_h, ..area };
-        a.status = Rect { y: area.y + main_h + call_h + input_h, height: status_h, ..area };
+        a.room = Rect { y: area.y + main_h, height: room_h, ..area };
+        a.call = Rect { y: area.y + main_h + room_h, height: call_h, ..area };
+        a.input = Rect { y: a.call.y + call_h, height: input_h, ..area };
+        a.status = Rect { y: a.input.y + input_h, height: status_h, ..area };
         if a.bordered {
             a.input_inner = a.input.inner(Margin::new(1, 1));
         } else {

@@ -1,7 +1,7 @@
 //! Rendering: a pure function of [`App`] into a ratatui [`Frame`].
 //!
-//! [`render`] draws the conversation list, the message pane, the call bar (during
-//! a call), the input box, the status bar and any overlay, and places the cursor. It
+//! [`render`] draws the conversation list, the message pane, the room bar (in a
+//! voice room), the call bar (during a call), the input box, the status bar and any overlay, and places the cursor. It
 //! reads the state and never changes it, so the same state always draws the same
 //! screen (the snapshot tests rely on this). Every size works, down to 0×0: panes
 //! shrink, then disappear.
@@ -14,6 +14,7 @@ pub(crate) mod overlay;
 pub(crate) mod timeline;
 
 mod input;
+mod room;
 pub(crate) mod status;
 pub(crate) mod theme;
 
@@ -35,6 +36,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     messages::render(frame, app, &areas, &theme);
     let input_cursor = input::render(frame, app, &areas, &theme);
     status::render(frame, app, areas.status, &theme);
+    room::render_bar(frame, app, areas.room, &theme);
     call::render_bar(frame, app, areas.call, &theme);
     let cursor = match app.overlay() {
         None => input_cursor,

@@ -164,6 +164,15 @@ impl Theme {
         }
     }
 
+    /// Someone speaking in the call or room bar: their marker and name.
+    pub(crate) fn speaking(&self) -> Style {
+        if self.no_color {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            Style::new().fg(Color::LightYellow).add_modifier(Modifier::BOLD)
+        }
+    }
+
     /// The lit cells of a level meter (the unlit ones use another glyph).
     pub(crate) fn meter(&self) -> Style {
         self.paint(Style::new().fg(Color::LightGreen))

@@ -161,6 +161,17 @@ pub fn type_text(app: &mut App, text: &str) -> Vec<Effect> {
     text.chars().flat_map(|c| update(app, key(KeyCode::Char(c)))).collect()
 }
 
+/// Type `line` and press Enter; returns Enter's effects.
+pub fn command(app: &mut App, line: &str) -> Vec<Effect> {
+    type_text(app, line);
+    update(app, key(KeyCode::Enter))
+}
+
+/// What the status line says now (empty when nothing).
+pub fn status_text(app: &App) -> String {
+    app.status().map(|s| s.text.clone()).unwrap_or_default()
+}
+
 pub fn config() -> Config {
     Config { no_color: false, bell: true, notify: true, utc_offset_secs: 0, runs_node: false }
 }
@@ -280,6 +291,28 @@ pub fn text_of(terminal: &Terminal<TestBackend>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The 100×30 screen as text ([`text_of`]).
+pub fn screen_text(app: &App) -> String {
+    text_of(&draw(app, 100, 30))
+}
+
+/// The row of the 100×30 screen that holds `marker` (a bar's symbol), if any.
+pub fn row_with(app: &App, marker: char) -> Option<String> {
+    screen_text(app).lines().find(|l| l.contains(marker)).map(str::to_owned)
+}
+
+/// The row holding `marker` (a bar's symbol) on a narrow 40×16 screen, after
+/// checking that a tiny 16×5 one drops the bar and that no size down to 0×0 panics.
+pub fn narrow_bar(app: &App, marker: char) -> String {
+    let tiny = text_of(&draw(app, 16, 5));
+    assert!(!tiny.contains(marker), "{tiny}");
+    for (w, h) in [(0, 0), (1, 1), (8, 2), (20, 6), (30, 8)] {
+        draw(app, w, h);
+    }
+    let narrow = text_of(&draw(app, 40, 16));
+    narrow.lines().find(|l| l.contains(marker)).map(str::to_owned).unwrap_or_else(|| panic!("no bar:\n{narrow}"))
 }
 
 /// A node event as an action.
