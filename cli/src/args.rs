@@ -149,7 +149,7 @@ pub(crate) enum Command {
     /// on groups by name as on contacts.
     #[command(subcommand)]
     Group(GroupCommand),
-    /// Group voice rooms: join, leave, list.
+    /// Group voice rooms: join, leave, list, mute.
     #[command(subcommand)]
     Room(RoomCommand),
     /// Print a shell completion script (contact and group names complete too).

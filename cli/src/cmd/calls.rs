@@ -267,17 +267,10 @@ pub(crate) fn room(global: &Global, command: RoomCommand) -> Result {
                 return output::json(&rooms);
             }
             let names = print::Names::load(&home)?;
+            let me = own_id(&home)?;
             for r in &rooms {
-                let who: Vec<String> = r
-                    .participants
-                    .iter()
-                    .map(|p| {
-                        let name = output::sanitized(&names.peer(p));
-                        if r.speaking.contains(p) { format!("{name} (speaking)") } else { name }
-                    })
-                    .collect();
                 let muted = if r.muted { "  (you are muted)" } else { "" };
-                output::line(format!("{}: {}{muted}", output::sanitized(&r.name), who.join(", ")))?;
+                output::line(format!("{}: {}{muted}", output::sanitized(&r.name), who(&names, &me, r)))?;
             }
             if rooms.is_empty() {
                 output::line("not in any voice room")?;
@@ -287,13 +280,32 @@ pub(crate) fn room(global: &Global, command: RoomCommand) -> Result {
     }
 }
 
+/// Our own peer id (the node's).
+fn own_id(home: &kith_p2p::home::Home) -> Result<String> {
+    Ok(call(home, Request::Status {})?["peer_id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Who is in `room`, by name (`you` for us), those speaking marked.
+fn who(names: &print::Names, me: &str, room: &RoomView) -> String {
+    let named: Vec<String> = room
+        .participants
+        .iter()
+        .map(|p| {
+            let name = if p == me { "you".to_owned() } else { output::sanitized(&names.peer(p)) };
+            if room.speaking.contains(p) { format!("{name} (speaking)") } else { name }
+        })
+        .collect();
+    named.join(", ")
+}
+
 /// `kith room join`: in the room until Ctrl+C, `--duration`, or the room ends.
 fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
     let io = CallIo::open(&args.audio)?;
     let report = Report { json: args.output.json, stderr: io.stdout_taken() };
     let (input, output) = (io.input.clone(), io.output.clone());
-    // Loaded before the runtime starts: it asks the node on a runtime of its own.
+    // Loaded before the runtime starts: they ask the node on a runtime of their own.
     let names = print::Names::load(home)?;
+    let me = own_id(home)?;
     runtime()?.block_on(async {
         let mut events = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
         events.subscribe().await.map_err(client_failure)?;
@@ -301,8 +313,7 @@ fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
         let request = Request::RoomJoin { group: args.group.clone(), input, output };
         let joined: RoomView = print::view(requests.request(&request).await.map_err(client_failure)?)?;
         if !args.output.json {
-            let who: Vec<String> = joined.participants.iter().map(|p| output::sanitized(&names.peer(p))).collect();
-            eprintln!("in the voice room of {} ({})", output::sanitized(&joined.name), who.join(", "));
+            eprintln!("in the voice room of {} ({})", output::sanitized(&joined.name), who(&names, &me, &joined));
         }
         let until = async {
             match args.duration {
@@ -311,6 +322,7 @@ fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
             }
         };
         tokio::pin!(until);
+        let mut present: std::collections::HashSet<String> = joined.participants.iter().cloned().collect();
         loop {
             let event = tokio::select! {
                 event = events.next_event() => event.map_err(client_failure)?,
@@ -318,10 +330,14 @@ fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
                 _ = tokio::signal::ctrl_c() => break,
             };
             match event {
+                // Those already named above are announced by the node as it joins.
                 Event::RoomParticipantJoined { group, peer } if group == joined.group && !args.output.json => {
-                    eprintln!("{} joined", output::sanitized(&names.peer(&peer)));
+                    if present.insert(peer.clone()) {
+                        eprintln!("{} joined", output::sanitized(&names.peer(&peer)));
+                    }
                 }
                 Event::RoomParticipantLeft { group, peer } if group == joined.group && !args.output.json => {
+                    present.remove(&peer);
                     eprintln!("{} left", output::sanitized(&names.peer(&peer)));
                 }
                 Event::RoomLeft { group, reason } if group == joined.group => {
