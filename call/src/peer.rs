@@ -53,6 +53,9 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// How long a call waits for a direct path before it takes a relayed one.
+const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_millis(1000);
+
 /// A peer connection with host candidates on `config.bind` (one UDP socket each, on
 /// an ephemeral port), no mDNS, and `config`'s ICE timeouts.
 pub(crate) async fn connection(config: &MediaConfig, handler: Handler) -> Result<Arc<dyn PeerConnection>, MediaError> {
@@ -63,9 +66,14 @@ pub(crate) async fn connection(config: &MediaConfig, handler: Handler) -> Result
     }
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(webrtc_error)?;
+    // A relayed pair is taken only after this long without a direct one (webrtc's
+    // default is 2 s, which each side waits in turn): direct paths on a LAN answer in
+    // well under a second; with relayed candidates only there is nothing to wait for.
+    let relay_wait = if config.relay_only { Duration::ZERO } else { RELAY_ACCEPTANCE_WAIT };
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .with_ice_timeouts(Some(config.ice_disconnected), Some(config.ice_failed), Some(Duration::from_secs(1)))
+        .with_relay_acceptance_min_wait(Some(relay_wait))
         .build();
     let ice_servers = config
         .relays
