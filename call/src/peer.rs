@@ -75,13 +75,21 @@ pub(crate) async fn connection(config: &MediaConfig, handler: Handler) -> Result
         .with_ice_timeouts(Some(config.ice_disconnected), Some(config.ice_failed), Some(Duration::from_secs(1)))
         .with_relay_acceptance_min_wait(Some(relay_wait))
         .build();
+    // Each media relay serves twice: as a STUN server, which tells us the address a
+    // NAT maps our socket to (a server-reflexive candidate, for a direct path through
+    // two NATs), and as a TURN server, for when no direct path works.
     let ice_servers = config
         .relays
         .iter()
-        .map(|grant| RTCIceServer {
-            urls: vec![format!("turn:{}?transport=udp", grant.addr)],
-            username: grant.username.clone(),
-            credential: grant.password.clone(),
+        .flat_map(|grant| {
+            [
+                RTCIceServer { urls: vec![format!("stun:{}", grant.addr)], ..Default::default() },
+                RTCIceServer {
+                    urls: vec![format!("turn:{}?transport=udp", grant.addr)],
+                    username: grant.username.clone(),
+                    credential: grant.password.clone(),
+                },
+            ]
         })
         .collect();
     let policy = if config.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };

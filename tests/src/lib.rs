@@ -19,6 +19,7 @@ pub mod netns;
 pub mod raw;
 pub mod raw_call;
 pub mod tmux;
+pub mod tones;
 
 /// How long a daemon may take to print `ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(30);

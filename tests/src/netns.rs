@@ -284,3 +284,17 @@ impl Drop for SlowLink {
         let _ = self.child.wait();
     }
 }
+
+/// A counter or gauge of the relay whose metrics listen on `addr` (`ip:port`) inside
+/// `netns`, read through bash's /dev/tcp there.
+pub fn metric(netns: &str, addr: &str, name: &str) -> Option<f64> {
+    let (ip, port) = addr.split_once(':').unwrap();
+    let script = format!("exec 3<>/dev/tcp/{ip}/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+    let out = std::process::Command::new(ip_bin())
+        .args(["netns", "exec", netns, "timeout", "5", "bash", "-c", &script])
+        .output()
+        .ok()?;
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    body.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse().ok())
+}
+

@@ -10,72 +10,13 @@ use std::time::{Duration, Instant};
 use kith_call::{tone, wav};
 use kith_p2p::call::signal::{Reply, Signal};
 use kith_tests::netns::Network;
+use kith_tests::tones::{CALL_SECONDS, ToneCall};
 use kith_tests::{Peer, Relay, connect, connected_pair, raw, raw_call, skip_or_fail, wait_output, wait_until};
 use serde_json::Value;
 
-/// Seconds of media each test call carries.
-const CALL_SECONDS: f64 = 3.0;
 
 fn history(peer: &Peer) -> Vec<Value> {
     peer.json(&["calls", "--json"])["history"].as_array().unwrap().clone()
-}
-
-/// A call of [`CALL_SECONDS`] with a tone each way: Alice sends 440 Hz, Bob 660 Hz,
-/// each records what it hears.
-struct ToneCall {
-    _dir: tempfile::TempDir,
-    a_in: std::path::PathBuf,
-    b_in: std::path::PathBuf,
-    a_out: std::path::PathBuf,
-    b_out: std::path::PathBuf,
-}
-
-impl ToneCall {
-    fn new() -> ToneCall {
-        let dir = tempfile::tempdir().unwrap();
-        let path = |name: &str| dir.path().join(name);
-        let call = ToneCall {
-            a_in: path("a440.wav"),
-            b_in: path("b660.wav"),
-            a_out: path("alice-heard.wav"),
-            b_out: path("bob-heard.wav"),
-            _dir: dir,
-        };
-        // Longer than the call: the tone is sent for the whole call.
-        wav::write_mono(&call.a_in, &tone::sine(440.0, CALL_SECONDS + 2.0, 8000)).unwrap();
-        wav::write_mono(&call.b_in, &tone::sine(660.0, CALL_SECONDS + 2.0, 8000)).unwrap();
-        call
-    }
-
-    /// `alice` calls Bob for [`CALL_SECONDS`] (`kith call --json`, running).
-    fn place(&self, alice: &Peer) -> std::process::Child {
-        let (input, output) = (self.a_in.to_str().unwrap(), self.a_out.to_str().unwrap());
-        let duration = CALL_SECONDS.to_string();
-        let args = ["call", "Bob", "--input", input, "--output", output, "--duration", &duration, "--json"];
-        alice.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-    }
-
-    /// `bob` answers with his tone (the call `prefix`, or the only one ringing).
-    fn answer(&self, bob: &Peer, prefix: Option<&str>) {
-        let mut args = vec!["answer"];
-        args.extend(prefix);
-        args.extend(["--input", self.b_in.to_str().unwrap(), "--output", self.b_out.to_str().unwrap()]);
-        bob.ok(&args);
-    }
-
-    /// Each side heard the other's tone, within 5 Hz, for at least 90 % of the call,
-    /// and not its own.
-    fn assert_each_heard_the_other(&self) {
-        for (heard, sent_hz, name) in [(&self.b_out, 440.0, "Bob"), (&self.a_out, 660.0, "Alice")] {
-            let samples = wav::read_mono(heard).unwrap();
-            let dominant = tone::dominant_frequency(&samples).unwrap_or_else(|| panic!("{name} recorded silence"));
-            assert!((dominant - sent_hz).abs() <= 5.0, "{name} heard {dominant:.1} Hz, expected {sent_hz}");
-            let seconds = tone::tone_seconds(&samples, sent_hz);
-            assert!(seconds >= 0.9 * CALL_SECONDS, "{name} heard {seconds:.2} s of the {sent_hz} Hz tone");
-            let own = if sent_hz == 440.0 { 660.0 } else { 440.0 };
-            assert!(tone::tone_seconds(&samples, own) < 0.2, "{name} heard its own tone");
-        }
-    }
 }
 
 #[test]
@@ -277,19 +218,6 @@ fn a_hang_up_that_overtakes_its_offer_keeps_the_offer_from_ringing() {
     assert_eq!(raw_call::send_signal(&as_alice, &bob, &fresh).unwrap(), Reply::Ringing);
 }
 
-/// A counter or gauge of the relay whose metrics listen on `addr` inside `netns`,
-/// read through bash's /dev/tcp there.
-fn relay_metric(netns: &str, addr: &str, name: &str) -> Option<f64> {
-    let (ip, port) = addr.split_once(':').unwrap();
-    let script = format!("exec 3<>/dev/tcp/{ip}/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
-    let out = std::process::Command::new(kith_tests::netns::ip_bin())
-        .args(["netns", "exec", netns, "timeout", "5", "bash", "-c", &script])
-        .output()
-        .ok()?;
-    let body = String::from_utf8_lossy(&out.stdout).into_owned();
-    body.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn a_call_whose_direct_path_is_blocked_flows_through_the_media_node() {
     let test = "a_call_whose_direct_path_is_blocked_flows_through_the_media_node";
@@ -328,7 +256,7 @@ fn a_call_whose_direct_path_is_blocked_flows_through_the_media_node() {
 
     tones.assert_each_heard_the_other();
     // The relay's TURN server carried it: at least the seconds of Opus both ways.
-    let relayed = relay_metric(&r_host.netns, &metrics, "kith_relay_turn_relayed_bytes_total");
+    let relayed = kith_tests::netns::metric(&r_host.netns, &metrics, "kith_relay_turn_relayed_bytes_total");
     assert!(relayed.is_some_and(|b| b >= 2.0 * CALL_SECONDS * 2_000.0), "TURN relayed {relayed:?} bytes");
 }
 

@@ -41,7 +41,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kith_tests::netns::{self, Namespaces, ip_bin, nft_bin, run, try_run};
-use kith_tests::{Peer, Relay, connect, wait_until};
+use kith_tests::tones::{CALL_SECONDS, ToneCall};
+use kith_tests::{Peer, Relay, connect, wait_output, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -271,4 +272,45 @@ fn assert_reachability(alice: &Peer, bob: &Peer, pat: &Peer) {
     let addr = verdict.strip_prefix("public ").unwrap();
     assert!(pat.addrs.iter().any(|a| addr.starts_with(a.as_str())), "{verdict} vs {:?}", pat.addrs);
     eprintln!("AutoNAT: Alice and Bob private, Pat {verdict}");
+}
+
+/// A call between the two hosts behind NATs: each node learns its NAT's mapping from
+/// the relay's STUN answer (a server-reflexive candidate), ICE's checks from both sides
+/// open the holes, and media runs directly between the routers' public addresses;
+/// the relay's TURN server, offered too, carries next to nothing.
+#[test]
+fn a_call_between_two_nats_runs_direct_through_the_holes_ice_punches() {
+    let net = match topology() {
+        Ok(net) => net,
+        Err(reason) => return netns::skip_or_fail("a_call_between_two_nats_runs_direct_through_the_holes_ice_punches", &reason),
+    };
+    let metrics = format!("{RELAY_IP}:9100");
+    let config = format!("{RELAY_AUTONAT}[media]\nenabled = true\n[metrics]\nlisten = \"{metrics}\"\n");
+    let mut relay = Relay::in_netns(&net.public, RELAY_IP, &config);
+    relay.start();
+    let circuit = format!("{}/p2p-circuit", relay.addr());
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    for (peer, netns, ip) in [(&mut alice, &net.host_a, HOST_A_IP), (&mut bob, &net.host_b, HOST_B_IP)] {
+        peer.ok(&["relay", "add", &relay.addr()]);
+        peer.netns = Some(netns.clone());
+        peer.start_on(&[&format!("/ip4/{ip}/tcp/0"), &circuit], &[]);
+    }
+    connect(&alice, &bob);
+
+    let tones = ToneCall::new();
+    let bob_events = bob.follow();
+    let caller = tones.place(&alice);
+    bob_events.wait_for(DEADLINE, "the call rings at Bob", |e| e["type"] == "call_ringing");
+    tones.answer(&bob, None);
+    bob_events.wait_for(DEADLINE, "media flows", |e| e["type"] == "call_connected");
+    let out = wait_output(caller, DEADLINE, "alice's call to end");
+    assert!(out.status.success(), "kith call failed: {}", String::from_utf8_lossy(&out.stderr));
+    tones.assert_each_heard_the_other();
+    // Through the relay, the call's Opus alone would be over 30 kB (a tone both ways
+    // for the whole call); ICE's checks on the relayed pairs are a few hundred bytes
+    // a second.
+    let relayed = netns::metric(&net.public, &metrics, "kith_relay_turn_relayed_bytes_total").unwrap();
+    eprintln!("the TURN server relayed {relayed} bytes of a {CALL_SECONDS} s call");
+    assert!(relayed < 12_000.0, "the media went through the relay: {relayed} bytes");
 }
