@@ -110,6 +110,11 @@ pub(crate) enum Command {
     Remove(ContactArg),
     /// Set a contact's local alias.
     Rename(RenameArgs),
+    /// Mute a conversation (contact or group): no bell, no notification; a mention of
+    /// you in a group still notifies. Forever unless --for.
+    Mute(MuteConversationArgs),
+    /// Unmute a conversation.
+    Unmute(ContactArg),
     /// Send a message (prints its id).
     Send(SendArgs),
     /// Send a file to a contact or group (prints the message id and the file id).
@@ -125,7 +130,7 @@ pub(crate) enum Command {
     /// Hang up a call, or decline one that rings.
     Hangup(HangupArgs),
     /// Mute your side of a call (the other side hears silence); --off unmutes.
-    Mute(MuteArgs),
+    MuteCall(MuteArgs),
     /// Calls in progress and the call history: who, when, how long, missed.
     Calls(CallsArgs),
     /// Show a conversation, oldest first.
@@ -505,7 +510,7 @@ pub(crate) struct HangupArgs {
     pub(crate) output: JsonFlag,
 }
 
-/// Arguments of `kith mute`.
+/// Arguments of `kith mute-call`.
 #[derive(Debug, Args)]
 pub(crate) struct MuteArgs {
     /// The call id (or a unique prefix); the only call with media if left out.
@@ -605,6 +610,22 @@ pub(crate) struct RenameArgs {
     pub(crate) alias: String,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith mute`.
+#[derive(Debug, Args)]
+pub(crate) struct MuteConversationArgs {
+    /// A contact or group: alias, name, id, or a unique prefix.
+    pub(crate) contact: String,
+    /// How long, e.g. `30m`, `8h`, `2d`, `1h30m` (units s, m, h, d, w); forever if left out.
+    #[arg(long = "for", value_name = "DURATION", value_parser = duration)]
+    pub(crate) duration: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    kith_p2p::ops::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 30m, 8h or 2d"))
 }
 
 /// Arguments of `kith invite`.

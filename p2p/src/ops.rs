@@ -9,12 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_storage::{
     Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, FileRef, Group, Message,
-    MessageId, MessageState, OutboxEntry, Recipient, Store, StoreError,
+    MAX_DRAFT_LEN, MessageId, MessageState, Mute, OutboxEntry, Recipient, Store, StoreError,
 };
 use libp2p::PeerId;
 
 use crate::payload::{MAX_TEXT_LEN, Payload, ReceiptKind};
-use crate::views::{ContactView, InboxEntry, MessageView, RequestView};
+use crate::views::{ContactView, ConversationView, InboxEntry, MessageView, RequestView};
 
 /// Why a local operation failed. Variants map to control-socket error codes.
 #[derive(Debug, thiserror::Error)]
@@ -547,7 +547,15 @@ fn inbox_entry(store: &Store, conv: &Conversation) -> Result<Option<InboxEntry>,
         ConversationKind::Direct { peer_id } => peer_id,
         ConversationKind::Group { .. } => {
             let last = store.messages().latest(conv.id)?.map(|m| MessageView::new(&m, None));
-            return Ok(Some(InboxEntry { conversation: conv.id.to_string(), contact: None, unread: conv.unread, last }));
+            let (muted, muted_until) = muted(store, conv.id)?;
+            return Ok(Some(InboxEntry {
+                conversation: conv.id.to_string(),
+                contact: None,
+                unread: conv.unread,
+                last,
+                muted,
+                muted_until,
+            }));
         }
     };
     let Ok(peer) = peer_id.parse::<PeerId>() else {
@@ -560,12 +568,98 @@ fn inbox_entry(store: &Store, conv: &Conversation) -> Result<Option<InboxEntry>,
         return Ok(None);
     }
     let last = store.messages().latest(conv.id)?.map(|m| MessageView::new(&m, Some(peer_id)));
+    let (muted, muted_until) = muted(store, conv.id)?;
     Ok(Some(InboxEntry {
         conversation: conv.id.to_string(),
         contact: Some(ContactView::from(&contact)),
         unread: conv.unread,
         last,
+        muted,
+        muted_until,
     }))
+}
+
+/// Whether `conversation` is muted now, and until when (`None`: forever or not muted).
+fn muted(store: &Store, conversation: ConversationId) -> Result<(bool, Option<u64>), OpError> {
+    let mute = store.mutes().get(conversation, now_ms())?;
+    Ok((mute.is_some(), mute.and_then(Mute::until_ms)))
+}
+
+/// The conversation `target` (a contact or group) names, created empty if it has
+/// none yet, so its preferences show in [`conversations`].
+fn target_conversation(store: &Store, me: &PeerId, target: &str, now: u64) -> Result<Conversation, OpError> {
+    let (id, kind) = match resolve_target(store, target)? {
+        Target::Contact(c) => (direct_conversation(me, &c.peer_id), ConversationKind::Direct { peer_id: c.peer_id.to_base58() }),
+        Target::Group(g) => (crate::group::conversation(&g.id), ConversationKind::Group { group_id: g.id }),
+    };
+    Ok(store.conversations().get_or_create(id, kind, now)?)
+}
+
+fn conversation_view(store: &Store, conv: &Conversation, now: u64) -> Result<ConversationView, OpError> {
+    let mute = store.mutes().get(conv.id, now)?;
+    Ok(ConversationView::new(conv, mute, store.drafts().get(conv.id)?))
+}
+
+/// Mutes the conversation with `target` (`mute`), or unmutes it (`None`). A mute
+/// that would already be over at `now` is [`OpError::Invalid`].
+pub fn set_mute(store: &Store, me: &PeerId, target: &str, mute: Option<Mute>, now: u64) -> Result<ConversationView, OpError> {
+    let conv = target_conversation(store, me, target, now)?;
+    match mute {
+        Some(mute) if !mute.holds(now) => return Err(OpError::Invalid("the mute would end in the past".into())),
+        Some(mute) => store.mutes().set(conv.id, mute)?,
+        None => drop(store.mutes().remove(conv.id, now)?),
+    }
+    conversation_view(store, &conv, now)
+}
+
+/// Keeps `text` as the draft of the conversation with `target` (empty: none). At
+/// most [`MAX_DRAFT_LEN`] bytes.
+pub fn set_draft(store: &Store, me: &PeerId, target: &str, text: &str, now: u64) -> Result<ConversationView, OpError> {
+    if text.len() > MAX_DRAFT_LEN {
+        return Err(OpError::TooLong { len: text.len(), max: MAX_DRAFT_LEN });
+    }
+    let conv = target_conversation(store, me, target, now)?;
+    store.drafts().set(conv.id, text)?;
+    conversation_view(store, &conv, now)
+}
+
+/// Every conversation with its mute (as of `now`) and draft, most recently active first.
+pub fn conversations(store: &Store, now: u64) -> Result<Vec<ConversationView>, OpError> {
+    let mutes: HashMap<ConversationId, Mute> = store.mutes().list(now)?.into_iter().collect();
+    let mut drafts: HashMap<ConversationId, String> = store.drafts().list()?.into_iter().collect();
+    Ok(store
+        .conversations()
+        .list()?
+        .iter()
+        .map(|c| ConversationView::new(c, mutes.get(&c.id).copied(), drafts.remove(&c.id)))
+        .collect())
+}
+
+/// A duration as people type it: a number and a unit, `s`, `m`, `h`, `d` or `w`
+/// (`90s`, `30m`, `8h`, `2d`), or several in a row (`1h30m`). `None` for anything
+/// else, and for zero.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let mut total: u64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().ok()?;
+        let unit = rest[digits..].chars().next()?;
+        let secs = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(secs)?)?;
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    (total > 0).then(|| std::time::Duration::from_secs(total))
 }
 
 /// A contact record for `peer` in `state` that knows nothing else about it yet.
@@ -600,6 +694,19 @@ pub fn block_stranger(store: &Store, peer_id: &str) -> Result<Contact, OpError> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_type_them() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.as_secs());
+        assert_eq!(secs("30m"), Some(1_800));
+        assert_eq!(secs("8h"), Some(28_800));
+        assert_eq!(secs("2d"), Some(172_800));
+        assert_eq!(secs("1h30m"), Some(5_400));
+        assert_eq!(secs(" 2s "), Some(2));
+        for bad in ["", "0m", "10", "m", "5x", "-1h", "1.5h", "99999999999999999999d"] {
+            assert_eq!(secs(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn every_peer_id_in_base58_starts_with_1_or_q() {

@@ -3,7 +3,7 @@
 //! Field names here are a public interface (docs/API.md); add fields, never rename.
 
 use kith_storage::{
-    Contact, ContactState, Direction, FileRecord, FileRef, FileState, Group, Message, MessageState, Role, Store,
+    Contact, ContactState, ConversationKind, Direction, FileRecord, FileRef, FileState, Group, Message, MessageState, Mute, Role, Store,
 };
 use serde::{Deserialize, Serialize};
 
@@ -213,6 +213,64 @@ pub struct InboxEntry {
     pub unread: u32,
     /// The newest message.
     pub last: Option<MessageView>,
+    /// Whether the conversation is muted now (see [`ConversationView::muted`]).
+    #[serde(default)]
+    pub muted: bool,
+    /// When its mute lapses (ms since the Unix epoch); `null` when muted forever or
+    /// not muted.
+    #[serde(default)]
+    pub muted_until: Option<u64>,
+}
+
+/// A conversation with this device's preferences for it: what `conversations`,
+/// `mute_conversation`, `unmute_conversation` and `set_draft` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationView {
+    /// The conversation id.
+    pub conversation: String,
+    /// The other peer's id, for a 1:1 conversation.
+    pub peer: Option<String>,
+    /// The group id, for a group's conversation (equal to `conversation`).
+    pub group: Option<String>,
+    /// How many incoming messages are unread.
+    pub unread: u32,
+    /// Whether it is muted now: no bell and no notification for its messages (a
+    /// mention of us in a group still notifies).
+    pub muted: bool,
+    /// When the mute lapses (ms since the Unix epoch); `null` when muted forever or
+    /// not muted.
+    pub muted_until: Option<u64>,
+    /// The text typed and not sent here, if any.
+    pub draft: Option<String>,
+}
+
+impl ConversationView {
+    /// The view of `conversation` with its mute (holding now, if any) and draft.
+    pub fn new(conversation: &kith_storage::Conversation, mute: Option<Mute>, draft: Option<String>) -> ConversationView {
+        let (peer, group) = match &conversation.kind {
+            ConversationKind::Direct { peer_id } => (Some(peer_id.clone()), None),
+            ConversationKind::Group { group_id } => (None, Some(group_id.to_string())),
+        };
+        ConversationView {
+            conversation: conversation.id.to_string(),
+            peer,
+            group,
+            unread: conversation.unread,
+            muted: mute.is_some(),
+            muted_until: mute.and_then(Mute::until_ms),
+            draft,
+        }
+    }
+
+    /// Its mute as the store has it, if muted.
+    pub fn mute(&self) -> Option<Mute> {
+        self.muted.then(|| self.muted_until.map_or(Mute::Forever, Mute::Until))
+    }
+
+    /// The key clients name it by: the peer id, or the group id.
+    pub fn key(&self) -> &str {
+        self.peer.as_deref().or(self.group.as_deref()).unwrap_or(&self.conversation)
+    }
 }
 
 /// A pending incoming contact request with the messages the stranger already sent.

@@ -146,6 +146,9 @@ impl Conversations {
             }
             Ok(conversations.remove(&id.0)?.is_some())
         }))?;
+        // Its mute and draft go with it (a re-added contact starts afresh).
+        t.mutes.remove(id.0).map_err(db)?;
+        t.drafts.remove(id.0).map_err(db)?;
         if !slots.is_empty() {
             self.inner.flush_sled()?;
             batch.forget(id)?;

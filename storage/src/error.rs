@@ -78,6 +78,15 @@ pub enum StoreError {
     /// After a failed write the log refuses further writes until reopened.
     #[error("cannot read or write the message log")]
     Io(#[source] std::io::Error),
+    /// A value is larger than its table takes (a draft over
+    /// [`MAX_DRAFT_LEN`](crate::MAX_DRAFT_LEN)).
+    #[error("{len} bytes; the limit is {max}")]
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The operation needs an entry that does not exist.
     #[error("not found: {what}")]
     NotFound {

@@ -4,7 +4,7 @@
 //!
 //! A [`Store`] is one open database. Its handles — [`Contacts`],
 //! [`Conversations`], [`Messages`], [`Outbox`], [`Groups`], [`Settings`],
-//! [`Invites`], [`Files`] — each cover one logical table; operations whose
+//! [`Invites`], [`Files`], [`Mutes`], [`Drafts`] — each cover one logical table; operations whose
 //! invariants span tables are methods of [`Store`]. No sled type appears in
 //! the API: sled 0.34 is beta and its on-disk format will change, so the crate
 //! stays replaceable.
@@ -104,6 +104,7 @@ mod migrate;
 mod msglog;
 mod outbox;
 mod peer;
+mod prefs;
 mod replay;
 mod schema;
 pub mod seqlog;
@@ -123,6 +124,7 @@ pub use files::{BLOB_ID_LEN, FileRecord, FileRef, FileSource, FileState, Files};
 pub use invites::Invites;
 pub use messages::{Direction, Inserted, Message, MessageState, Messages, Usage};
 pub use outbox::{Outbox, OutboxEntry, Recipient};
+pub use prefs::{Drafts, MAX_DRAFT_LEN, Mute, Mutes};
 pub use replay::{MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};
 pub use schema::SCHEMA_VERSION;
 pub use settings::Settings;

@@ -50,6 +50,10 @@ pub(crate) const INVITES: &str = "invites";
 pub(crate) const FILES: &str = "files";
 /// start time (u64 BE, ms) ‖ call id → `CallRecord`.
 pub(crate) const CALLS: &str = "calls";
+/// conversation id → end of its mute (u64 BE, ms; `u64::MAX`: forever).
+pub(crate) const MUTES: &str = "mutes";
+/// conversation id → its unsent draft (UTF-8).
+pub(crate) const DRAFTS: &str = "drafts";
 
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Present once the message log was created: from then on its absence is damage.

@@ -21,9 +21,10 @@ use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::replay::{self, Refusal};
 use crate::schema::{
-    self, CALLS, CONTACTS, CONVERSATIONS, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, SETTINGS,
-    TOMBSTONES,
+    self, CALLS, CONTACTS, CONVERSATIONS, DRAFTS, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
+    SETTINGS, TOMBSTONES,
 };
+use crate::prefs::{Drafts, Mutes};
 use crate::settings::Settings;
 use crate::types::{ConversationId, MessageId};
 
@@ -41,6 +42,8 @@ pub(crate) struct Trees {
     pub(crate) tombstones: sled::Tree,
     pub(crate) files: sled::Tree,
     pub(crate) calls: sled::Tree,
+    pub(crate) mutes: sled::Tree,
+    pub(crate) drafts: sled::Tree,
 }
 
 /// State shared by a [`Store`] and all handles made from it.
@@ -173,6 +176,8 @@ impl Store {
             tombstones: open(TOMBSTONES)?,
             files: open(FILES)?,
             calls: open(CALLS)?,
+            mutes: open(MUTES)?,
+            drafts: open(DRAFTS)?,
         };
         let conversations = trees
             .conversations
@@ -249,6 +254,20 @@ impl Store {
     /// The call history.
     pub fn calls(&self) -> Calls {
         Calls {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Conversation mutes.
+    pub fn mutes(&self) -> Mutes {
+        Mutes {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Unsent drafts, per conversation.
+    pub fn drafts(&self) -> Drafts {
+        Drafts {
             inner: self.inner.clone(),
         }
     }

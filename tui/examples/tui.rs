@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
         notify_command: std::env::var("KITH_NOTIFY").ok(),
         bell: true,
         runs_node: false,
+        display_name: std::env::var("KITH_NAME").ok(),
     };
     match kith_tui::run(&socket, options).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,9 @@
 
 use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
 use kith_p2p::node::{Event, GroupChange, Status};
-use kith_p2p::views::{CallRecordView, ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{
+    CallRecordView, ContactView, ConversationView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView,
+};
 
 use crate::app::{CallInfo, RoomInfo};
 use crate::picture::{Encoded, Picture};
@@ -175,6 +177,17 @@ pub enum Response {
     Unblocked(ContactView),
     /// `/rename` succeeded: the contact now.
     Renamed(ContactView),
+    /// Every conversation's mute and draft ([`Effect::LoadConversations`]).
+    Conversations(Vec<ConversationView>),
+    /// `/mute-chat` or `/unmute-chat` succeeded: the conversation now.
+    MuteChanged(ConversationView),
+    /// A draft was saved ([`Effect::SaveDraft`]).
+    DraftSaved {
+        /// The contact's peer id, or the group id.
+        contact: String,
+        /// The text saved.
+        text: String,
+    },
     /// The node's status, asked for by `/status` (to be shown, not only used).
     StatusReport(Status),
     /// A conversation's files and where each stands ([`Effect::LoadFiles`]).
@@ -393,6 +406,28 @@ pub enum Effect {
     },
     /// Read the node's status to show it (`status`, for `/status`).
     ShowStatus,
+    /// Read every conversation's mute and draft (`conversations`).
+    LoadConversations,
+    /// Mute a conversation (`mute_conversation`).
+    MuteConversation {
+        /// The contact's peer id, or the group id.
+        contact: String,
+        /// When the mute lapses (ms since the Unix epoch); forever if `None`.
+        until_ms: Option<u64>,
+    },
+    /// Unmute a conversation (`unmute_conversation`).
+    UnmuteConversation {
+        /// The contact's peer id, or the group id.
+        contact: String,
+    },
+    /// Keep what was typed and not sent in a conversation on the node (`set_draft`;
+    /// empty: none), so it is back after a restart.
+    SaveDraft {
+        /// The contact's peer id, or the group id.
+        contact: String,
+        /// The draft.
+        text: String,
+    },
     /// List the files a typed path can complete to (Tab on a path), answered with
     /// [`Response::Paths`]. Local, but off the loop: a slow disk must not stall it.
     ListPaths {

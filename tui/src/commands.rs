@@ -52,6 +52,12 @@ pub enum Command {
     /// `/mute`: mute our side of the call, or unmute it (with no call, our side in
     /// the voice room the room bar shows).
     Mute,
+    /// `/mute-chat [DURATION]`: mute the open conversation (no bell, no notification;
+    /// a mention of us in a group still notifies), forever or for DURATION (`30m`,
+    /// `8h`, `2d`).
+    MuteChat(Option<String>),
+    /// `/unmute-chat`: unmute the open conversation.
+    UnmuteChat,
     /// `/room [join|leave|mute]`: the open group's voice room.
     Room(RoomCommand),
     /// `/file <path> [caption]`: send a file to the open conversation. The path is
@@ -193,6 +199,12 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "answer" | "pickup" => Ok(Command::Answer),
         "hangup" | "decline" => Ok(Command::Hangup),
         "mute" => Ok(Command::Mute),
+        "mute-chat" => match rest.as_slice() {
+            [] => Ok(Command::MuteChat(None)),
+            [duration] => Ok(Command::MuteChat(Some((*duration).to_owned()))),
+            _ => Err(CommandError::Usage("/mute-chat [30m | 8h | 2d]")),
+        },
+        "unmute-chat" => Ok(Command::UnmuteChat),
         "room" | "voice" => parse_room(&rest).map(Command::Room),
         "" => Err(CommandError::Unknown(String::new())),
         other => Err(CommandError::Unknown(other.to_owned())),
@@ -201,8 +213,8 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 
 /// Every command's name, for Tab completion (aliases left out).
 pub const NAMES: &[&str] = &[
-    "accept", "add", "answer", "block", "call", "file", "group", "hangup", "help", "invite", "log", "mute", "quit",
-    "read", "reject", "remove", "rename", "room", "status", "unblock",
+    "accept", "add", "answer", "block", "call", "file", "group", "hangup", "help", "invite", "log", "mute", "mute-chat",
+    "quit", "read", "reject", "remove", "rename", "room", "status", "unblock", "unmute-chat",
 ];
 
 /// The `/group` subcommands, for Tab completion.

@@ -32,6 +32,7 @@ pub mod input;
 pub mod picture;
 pub mod ui;
 
+pub mod mention;
 mod qr;
 mod runtime;
 mod terminal;
@@ -60,6 +61,8 @@ pub struct TuiOptions {
     /// The caller runs the node for this interface (no daemon was running), so it
     /// stops when the user quits; the help says so instead of "the node keeps running".
     pub runs_node: bool,
+    /// Our display name, for `@name` mentions of us in groups.
+    pub display_name: Option<String>,
 }
 
 /// Why the interface stopped with an error.

@@ -68,6 +68,9 @@ const RECONNECT_MIN: Duration = Duration::from_millis(250);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Default of [`Timers::connect_timeout`].
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long quitting waits for drafts to reach the node: a local socket answers in
+/// milliseconds; a node that does not is not waited for.
+const QUIT_DRAFTS_WAIT: Duration = Duration::from_secs(2);
 /// How long a directory listing for Tab may take before the completion is given up
 /// (a hung network mount must not leave Tab dead).
 const LIST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -121,6 +124,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         notify: options.notify_command.is_some(),
         utc_offset_secs: local_utc_offset().await,
         runs_node: options.runs_node,
+        display_name: options.display_name,
     };
 
     let (action_tx, action_rx) = mpsc::channel(ACTION_QUEUE);
@@ -259,7 +263,22 @@ impl Runtime {
             while self.listing.try_join_next().is_some() {}
             while self.decoding.try_join_next().is_some() {}
             if self.app.should_quit() {
+                self.finish_drafts(&mut actions).await;
                 return Ok(());
+            }
+        }
+    }
+
+    /// On quitting: wait (at most [`QUIT_DRAFTS_WAIT`]) for the drafts sent to the
+    /// node to be answered, so what was typed is there after a restart.
+    async fn finish_drafts(&mut self, actions: &mut mpsc::Receiver<Action>) {
+        let deadline = tokio::time::Instant::now() + QUIT_DRAFTS_WAIT;
+        while self.app.saving_drafts() {
+            match tokio::time::timeout_at(deadline, actions.recv()).await {
+                Ok(Some(action)) => {
+                    self.apply(action);
+                }
+                Ok(None) | Err(_) => break,
             }
         }
     }
@@ -669,6 +688,18 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
             Response::Snapshot { contacts, requests, inbox }
         }
         Effect::LoadStatus => Response::Status(call(client, Request::Status {}).await?),
+        Effect::LoadConversations => Response::Conversations(call(client, Request::Conversations {}).await?),
+        Effect::MuteConversation { contact, until_ms } => {
+            let request = Request::MuteConversation { contact: contact.clone(), until_ms: *until_ms };
+            Response::MuteChanged(call(client, request).await?)
+        }
+        Effect::UnmuteConversation { contact } => {
+            Response::MuteChanged(call(client, Request::UnmuteConversation { contact: contact.clone() }).await?)
+        }
+        Effect::SaveDraft { contact, text } => {
+            let _: Value = call(client, Request::SetDraft { contact: contact.clone(), text: text.clone() }).await?;
+            Response::DraftSaved { contact: contact.clone(), text: text.clone() }
+        }
         Effect::ShowStatus => Response::StatusReport(call(client, Request::Status {}).await?),
         Effect::LoadGroups => Response::Groups(call(client, Request::Groups {}).await?),
         Effect::Group(op) => {

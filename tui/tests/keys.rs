@@ -601,7 +601,14 @@ fn startup_asks_for_the_list_and_status() {
     let app = App::new(config());
     assert_eq!(
         app.start(),
-        vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups, Effect::LoadCalls, Effect::LoadRooms]
+        vec![
+            Effect::Refresh,
+            Effect::LoadStatus,
+            Effect::LoadGroups,
+            Effect::LoadConversations,
+            Effect::LoadCalls,
+            Effect::LoadRooms
+        ]
     );
     assert_eq!(app.node(), &NodeState::Connecting);
 }

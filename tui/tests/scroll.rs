@@ -247,6 +247,8 @@ fn opening_a_conversation_with_unread_messages_lands_at_the_first_one() {
         contact: Some(contact(ALISA, "Алиса", ContactState::Accepted)),
         unread: u32::try_from(unread).unwrap_or(u32::MAX),
         last: node.messages.last().cloned(),
+        muted: false,
+        muted_until: None,
     }];
     let contacts = vec![contact(ALISA, "Алиса", ContactState::Accepted)];
     let fx = update(&mut app, Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox }));
@@ -291,6 +293,8 @@ fn a_few_unread_messages_that_fit_open_at_the_newest() {
         contact: Some(contact(ALISA, "Алиса", ContactState::Accepted)),
         unread: 2,
         last: node.messages.last().cloned(),
+        muted: false,
+        muted_until: None,
     }];
     let contacts = vec![contact(ALISA, "Алиса", ContactState::Accepted)];
     let fx = update(&mut app, Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox }));

@@ -331,10 +331,10 @@ fn join_room(home: &kith_p2p::home::Home, args: RoomJoinArgs) -> Result {
             };
             match event {
                 // Those already named above are announced by the node as it joins.
-                Event::RoomParticipantJoined { group, peer } if group == joined.group && !args.output.json => {
-                    if present.insert(peer.clone()) {
-                        eprintln!("{} joined", output::sanitized(&names.peer(&peer)));
-                    }
+                Event::RoomParticipantJoined { group, peer }
+                    if group == joined.group && !args.output.json && present.insert(peer.clone()) =>
+                {
+                    eprintln!("{} joined", output::sanitized(&names.peer(&peer)));
                 }
                 Event::RoomParticipantLeft { group, peer } if group == joined.group && !args.output.json => {
                     present.remove(&peer);

@@ -8,12 +8,15 @@ use kith_p2p::control::{Client, Request};
 use kith_p2p::invite::SCHEME;
 use kith_p2p::kith_storage::{ContactState, MessageState};
 use kith_p2p::node::{Event, Status};
-use kith_p2p::views::{ContactView, InboxEntry, MessageView, RequestView};
+use kith_p2p::views::{ContactView, ConversationView, InboxEntry, MessageView, RequestView};
 use serde_json::Value;
 
 use super::net::{call, client_failure, runtime};
 use super::print;
-use crate::args::{AddArgs, ContactArg, Global, HistoryArgs, InviteArgs, MessageArgs, RenameArgs, SendArgs, WaitArgs, WaitFor};
+use crate::args::{
+    AddArgs, ContactArg, Global, HistoryArgs, InviteArgs, MessageArgs, MuteConversationArgs, RenameArgs, SendArgs, WaitArgs,
+    WaitFor,
+};
 use crate::failure::{Code, Failure, Result};
 use crate::output;
 
@@ -122,6 +125,36 @@ pub(crate) fn contact_op(global: &Global, request: fn(String) -> Request, args: 
         return output::line(format!("marked {n} message(s) read"));
     }
     print::contact(&print::view::<ContactView>(result)?)
+}
+
+pub(crate) fn mute(global: &Global, args: MuteConversationArgs) -> Result {
+    let home = super::home(global)?;
+    let until_ms = args.duration.map(|d| {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        kith_p2p::ops::now_ms().saturating_add(ms)
+    });
+    let result = call(&home, Request::MuteConversation { contact: args.contact.clone(), until_ms })?;
+    muted(&args.contact, result, args.output.json)
+}
+
+pub(crate) fn unmute(global: &Global, args: ContactArg) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, Request::UnmuteConversation { contact: args.contact.clone() })?;
+    muted(&args.contact, result, args.output.json)
+}
+
+/// The answer to `kith mute` or `kith unmute`: the conversation as it is now.
+fn muted(name: &str, result: Value, json_out: bool) -> Result {
+    if json_out {
+        return output::json(&result);
+    }
+    let view = print::view::<ConversationView>(result)?;
+    let name = kith_p2p::display::sanitize_line(name);
+    output::line(match (view.muted, view.muted_until) {
+        (false, _) => format!("{name}: not muted"),
+        (true, None) => format!("{name}: muted"),
+        (true, Some(until)) => format!("{name}: muted until {}", print::date_time(until)),
+    })
 }
 
 pub(crate) fn rename(global: &Global, args: RenameArgs) -> Result {

@@ -215,7 +215,8 @@ pub(crate) fn inbox(list: &[InboxEntry]) -> Result {
 fn inbox_line(e: &InboxEntry) -> String {
     let name = safe(e.contact.as_ref().map_or(e.conversation.as_str(), |c| c.label()));
     let last = e.last.as_ref().map(|m| safe(m.text.lines().next().unwrap_or(""))).unwrap_or_default();
-    format!("{name:<20} {:>4} unread  {last}", e.unread)
+    let muted = if e.muted { "  (muted)" } else { "" };
+    format!("{name:<20} {:>4} unread  {last}{muted}", e.unread)
 }
 
 /// One line per group: name, member count, id, and whether we are still in it.
@@ -297,6 +298,8 @@ mod tests {
                 contact: Some(contact_view(HOSTILE)),
                 unread: 1,
                 last: Some(message_view(HOSTILE)),
+                muted: false,
+                muted_until: None,
             }),
             group_summary(&GroupView {
                 id: "g".into(),

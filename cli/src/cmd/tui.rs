@@ -18,7 +18,13 @@ pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
     let home = super::home(global)?;
     let config = super::load_config(&home)?;
     let mut options =
-        TuiOptions { no_color: false, notify_command: config.notify_command.clone(), bell: true, runs_node: false };
+        TuiOptions {
+            no_color: false,
+            notify_command: config.notify_command.clone(),
+            bell: true,
+            runs_node: false,
+            display_name: config.display_name.clone(),
+        };
     let socket = home.socket_path();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let daemon_runs = rt.block_on(async {

@@ -1,6 +1,6 @@
 //! Method dispatch, shared by the socket server (a running node) and the offline CLI.
 
-use kith_storage::{ContactState, Store};
+use kith_storage::{ContactState, Mute, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -284,6 +284,7 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             let history: Vec<crate::views::CallRecordView> = history.iter().map(crate::views::CallRecordView::from).collect();
             Ok(json!({ "active": to_value(active)?, "history": to_value(history)? }))
         }
+        Request::Conversations {} => to_value(ops::conversations(store, ops::now_ms())?),
         // ---- local writes: through the single writer ----------------------------
         Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
         Request::Reject { contact } => contact_op(ContactOp::Reject, contact).await,
@@ -298,6 +299,18 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
                     let contact = ops::resolve_contact(store, &contact)?;
                     Ok(json!(ContactView::from(&ops::rename(store, &contact, &alias)?)))
                 }),
+            )
+            .await
+        }
+        Request::MuteConversation { contact, until_ms } => {
+            let mute = until_ms.map_or(Mute::Forever, Mute::Until);
+            set_mute(backend, contact, Some(mute)).await
+        }
+        Request::UnmuteConversation { contact } => set_mute(backend, contact, None).await,
+        Request::SetDraft { contact, text } => {
+            local(
+                backend,
+                Box::new(move |store, ctx| Ok(json!(ops::set_draft(store, &ctx.me, &contact, &text, ops::now_ms())?))),
             )
             .await
         }
@@ -377,6 +390,15 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
         Request::Subscribe {} => Ok(json!({ "subscribed": true })),
         other => Err(ApiError::new(ErrorCode::Internal, format!("`{}` is not a network method", other.method()))),
     }
+}
+
+/// Mute (`Some`) or unmute (`None`) the conversation with `contact`.
+async fn set_mute(backend: &Backend, contact: String, mute: Option<Mute>) -> Result<Value, ApiError> {
+    local(
+        backend,
+        Box::new(move |store, ctx| Ok(json!(ops::set_mute(store, &ctx.me, &contact, mute, ops::now_ms())?))),
+    )
+    .await
 }
 
 /// A call's audio files, both absolute paths.

@@ -69,6 +69,8 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contact: Option<String>,
     },
+    /// Every conversation with its mute and draft.
+    Conversations {},
     // ---- local writes -------------------------------------------------------------
     /// Accept a contact request.
     Accept {
@@ -106,6 +108,26 @@ pub enum Request {
         contact: String,
         /// The new alias.
         alias: String,
+    },
+    /// Mute a conversation (contact or group): no bell and no notification for it.
+    MuteConversation {
+        /// The contact or group.
+        contact: String,
+        /// When the mute lapses (ms since the Unix epoch); forever if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
+    /// Unmute a conversation.
+    UnmuteConversation {
+        /// The contact or group.
+        contact: String,
+    },
+    /// Keep the text typed and not sent in a conversation (empty: none).
+    SetDraft {
+        /// The contact or group.
+        contact: String,
+        /// The draft, at most [`kith_storage::MAX_DRAFT_LEN`] bytes.
+        text: String,
     },
     // ---- network: a running node only -----------------------------------------------
     /// The node's status.
@@ -238,7 +260,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 36] = [
+    pub const METHODS: [&'static str; 40] = [
         "contacts",
         "requests",
         "inbox",
@@ -249,6 +271,7 @@ impl Request {
         "resolve",
         "unsent",
         "files",
+        "conversations",
         "accept",
         "reject",
         "block",
@@ -256,6 +279,9 @@ impl Request {
         "remove",
         "read",
         "rename",
+        "mute_conversation",
+        "unmute_conversation",
+        "set_draft",
         "status",
         "invite",
         "add",
@@ -331,6 +357,7 @@ mod tests {
             Request::Resolve { target: c() },
             Request::Unsent {},
             Request::Files { contact: Some(c()) },
+            Request::Conversations {},
             Request::Accept { contact: c() },
             Request::Reject { contact: c() },
             Request::Block { contact: c() },
@@ -338,6 +365,9 @@ mod tests {
             Request::Remove { contact: c() },
             Request::Read { contact: c() },
             Request::Rename { contact: c(), alias: "al".into() },
+            Request::MuteConversation { contact: c(), until_ms: Some(1_700_000_000_000) },
+            Request::UnmuteConversation { contact: c() },
+            Request::SetDraft { contact: c(), text: "half a thought".into() },
             Request::Status {},
             Request::Invite {},
             Request::Add { target: "kith:x".into(), alias: Some("al".into()) },

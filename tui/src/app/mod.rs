@@ -14,6 +14,7 @@ mod call;
 mod files;
 mod keys;
 mod node;
+mod prefs;
 mod room;
 mod update;
 mod user;
@@ -22,7 +23,7 @@ mod window;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use kith_p2p::kith_storage::{ContactState, Direction, MessageState};
+use kith_p2p::kith_storage::{ContactState, Direction, MessageState, Mute};
 use kith_p2p::node::QueueStatus;
 use kith_p2p::views::{ContactView, FileEntryView, GroupView, MessageView};
 
@@ -73,6 +74,8 @@ pub struct Config {
     /// The interface runs the node itself (no daemon ran when it started), so
     /// quitting stops the node; the help says so.
     pub runs_node: bool,
+    /// Our display name, for `@name` mentions of us (see [`crate::mention`]).
+    pub display_name: Option<String>,
 }
 
 /// The connection to the node, as the status bar shows it.
@@ -99,6 +102,11 @@ pub enum Party {
     Contact(ContactView),
     /// A group: keyed by the group id, which is also its conversation id.
     Group(GroupView),
+}
+
+/// Who we are, for `@name` mentions of us.
+pub(crate) fn mention_me(app: &App) -> crate::mention::Me<'_> {
+    prefs::me(app)
 }
 
 /// A group member's name: the node's label for them, else a contact's alias or
@@ -151,6 +159,9 @@ pub struct Conversation {
     /// leaving), each shown below the message that was newest when it happened.
     /// Seen while the interface runs; the node does not keep them (bounded).
     pub notices: VecDeque<Notice>,
+    /// Its mute, as the node keeps it (it may have lapsed since: see
+    /// [`Conversation::muted`]).
+    pub mute: Option<Mute>,
 }
 
 /// Something shown in a conversation's timeline that is not a message.
@@ -191,7 +202,14 @@ impl Conversation {
             preview_requested: false,
             scroll: Scroll::Bottom,
             notices: VecDeque::new(),
+            mute: None,
         }
+    }
+
+    /// Whether it is muted at `now_ms` (unknown time: as if now were the epoch, so
+    /// a mute with an end holds).
+    pub fn muted(&self, now_ms: Option<u64>) -> bool {
+        self.mute.is_some_and(|m| m.holds(now_ms.unwrap_or(0)))
     }
 
     /// Note `text` in the timeline, after the newest message known.
@@ -382,6 +400,12 @@ pub struct App {
     input: Input,
     /// What was typed in conversations not in view, by peer id.
     drafts: HashMap<String, Input>,
+    /// The drafts as last given to the node, by peer id, so only changes are saved.
+    saved_drafts: HashMap<String, String>,
+    /// Whether the node's drafts were taken in (once, on the first answer).
+    drafts_restored: bool,
+    /// `set_draft` requests not answered yet.
+    drafts_in_flight: usize,
     /// The Tab completion in progress, if the last key was Tab.
     completion: Option<Completion>,
     /// A path completion waiting for its file list: the word's bytes, the input's
@@ -450,6 +474,9 @@ impl App {
             focused: None,
             input: Input::new(),
             drafts: HashMap::new(),
+            saved_drafts: HashMap::new(),
+            drafts_restored: false,
+            drafts_in_flight: 0,
             completion: None,
             pending_paths: None,
             history: History::new(),
@@ -536,7 +563,14 @@ impl App {
     /// ringing, and the voice rooms the node is in).
     pub fn start(&self) -> Vec<crate::action::Effect> {
         use crate::action::Effect;
-        vec![Effect::Refresh, Effect::LoadStatus, Effect::LoadGroups, Effect::LoadCalls, Effect::LoadRooms]
+        vec![
+            Effect::Refresh,
+            Effect::LoadStatus,
+            Effect::LoadGroups,
+            Effect::LoadConversations,
+            Effect::LoadCalls,
+            Effect::LoadRooms,
+        ]
     }
 
     /// The call in progress or ringing, if any.
@@ -684,6 +718,11 @@ impl App {
     /// First row of the conversation list shown.
     pub fn list_offset(&self) -> usize {
         self.list_offset
+    }
+
+    /// Whether drafts are on their way to the node (quitting waits a moment for them).
+    pub fn saving_drafts(&self) -> bool {
+        self.drafts_in_flight > 0
     }
 
     /// Whether the user asked to quit.

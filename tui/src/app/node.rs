@@ -91,6 +91,7 @@ pub(super) fn reload(app: &mut App, fx: &mut Vec<Effect>) {
         fx.push(Effect::LoadHistory { contact: id, before: None, limit: PAGE });
     }
     fx.push(Effect::Refresh);
+    fx.push(Effect::LoadConversations);
     app.status_loading = true;
     fx.push(Effect::LoadStatus);
     fx.push(Effect::LoadGroups);
@@ -183,7 +184,7 @@ fn on_message(app: &mut App, message: MessageView, fx: &mut Vec<Effect>) {
     }
     if seen {
         fx.push(Effect::MarkRead { contact: peer });
-    } else {
+    } else if super::prefs::should_notify(app, &peer, &message) {
         notify(app, &name, &text, fx);
     }
 }
@@ -441,6 +442,9 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             upsert_contact(app, contact);
             focus_default(app, fx);
         }
+        Response::Conversations(list) => super::prefs::on_conversations(app, list),
+        Response::MuteChanged(view) => super::prefs::on_mute_changed(app, view),
+        Response::DraftSaved { .. } => super::prefs::on_draft_saved(app),
         Response::Renamed(contact) => {
             app.set_status(format!("renamed to {}", contact.label()), false);
             upsert_contact(app, contact);
@@ -610,6 +614,12 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         Effect::Remove { .. } => "removing the contact",
         Effect::Rename { .. } => "renaming",
         Effect::ShowStatus => "reading the node status",
+        Effect::LoadConversations => "loading mutes and drafts",
+        Effect::MuteConversation { .. } | Effect::UnmuteConversation { .. } => "muting",
+        Effect::SaveDraft { contact, text } => {
+            super::prefs::on_draft_failed(app, &contact, &text);
+            "saving the draft"
+        }
         Effect::ListPaths { word } => {
             // Only the completion it was for (a newer Tab may wait already).
             let pending = app.pending_paths.as_ref().and_then(|(range, text, _)| text.get(range.clone()));

@@ -49,6 +49,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 *secs = secs.saturating_sub(1);
             }
             refresh_status(app, &mut fx);
+            super::prefs::sync_drafts(app, &mut fx);
         }
         Action::CallTick => {
             super::call::poll(app, &mut fx);
@@ -173,6 +174,7 @@ pub(super) fn focus(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
     app.completion = None;
     app.history.stop_browsing();
     app.focused = Some(peer.to_owned());
+    super::prefs::sync_drafts(app, fx);
     let mut land = false;
     if let Some(conv) = app.conversation_mut(peer) {
         if !conv.loaded && conv.loading.is_none() {

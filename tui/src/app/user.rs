@@ -64,7 +64,25 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     }
 }
 
+/// `/mute-chat [DURATION]`: mute the open conversation, forever or for that long.
+fn mute_chat(app: &mut App, duration: Option<&str>, fx: &mut Vec<Effect>) {
+    let Some(contact) = app.focused.clone() else {
+        return app.set_status("/mute-chat acts on the open conversation: open one first (Ctrl+K)", true);
+    };
+    let until_ms = match duration {
+        None => None,
+        Some(text) => match (kith_p2p::ops::parse_duration(text), app.now_ms) {
+            (Some(d), Some(now)) => Some(now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+            (Some(_), None) => return app.set_status("the clock is not known yet: try again in a second", true),
+            (None, _) => return app.set_status(format!("{text:?} is not a duration like 30m, 8h or 2d"), true),
+        },
+    };
+    fx.push(Effect::MuteConversation { contact, until_ms });
+}
+
 fn quit(app: &mut App, fx: &mut Vec<Effect>) {
+    // The drafts go to the node first; the runtime waits a moment for them.
+    super::prefs::sync_drafts(app, fx);
     app.quit = true;
     fx.push(Effect::Quit);
 }
@@ -225,6 +243,11 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
         Command::Rename(alias) => match app.focused().and_then(Conversation::contact) {
             Some(contact) => fx.push(Effect::Rename { contact: contact.peer_id.clone(), alias }),
             None => app.set_status("/rename names the open contact: open one first (Ctrl+K)", true),
+        },
+        Command::MuteChat(duration) => mute_chat(app, duration.as_deref(), fx),
+        Command::UnmuteChat => match app.focused.clone() {
+            Some(contact) => fx.push(Effect::UnmuteConversation { contact }),
+            None => app.set_status("/unmute-chat acts on the open conversation: open one first (Ctrl+K)", true),
         },
         Command::Status => fx.push(Effect::ShowStatus),
         Command::Log => app.overlay = Some(Overlay::Log { scroll: 0 }),

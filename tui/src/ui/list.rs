@@ -118,6 +118,9 @@ fn name_line(app: &App, conv: &Conversation, selected: bool, width: usize, theme
         None if app.is_online(conv.peer_id()) => (Span::styled("●", theme.online()), String::new()),
         None => (Span::styled("○", theme.dim()), String::new()),
     };
+    // A muted conversation says so after its name, and its unread count is quiet.
+    let muted = conv.muted(app.now_ms());
+    let size = if muted { format!("{size} muted") } else { size };
     let badge = if conv.unread > 0 { format!(" {} ", conv.unread.min(999)) } else { String::new() };
     let name_w = width.saturating_sub(3 + text::width(&badge));
     let name_style = if conv.unread > 0 || selected { theme.title() } else { ratatui::style::Style::new() };
@@ -131,7 +134,7 @@ fn name_line(app: &App, conv: &Conversation, selected: bool, width: usize, theme
         Span::styled(text::pad(&size, size_w), theme.dim()),
     ];
     if !badge.is_empty() {
-        spans.push(Span::styled(badge, theme.badge()));
+        spans.push(Span::styled(badge, if muted { theme.dim() } else { theme.badge() }));
     }
     Line::from(spans)
 }

@@ -141,6 +141,16 @@ impl Theme {
         self.paint(Style::new().fg(Color::White).bg(Color::Black))
     }
 
+    /// A mention of us in a message (`@name`): stands out even without colours.
+    pub(crate) fn mention_me(&self) -> Style {
+        self.paint(Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD | Modifier::UNDERLINED))
+    }
+
+    /// A mention of someone else: marked lightly.
+    pub(crate) fn mention(&self) -> Style {
+        self.paint(Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD))
+    }
+
     /// Key names in the help.
     pub(crate) fn key(&self) -> Style {
         self.paint(Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD))

@@ -172,6 +172,12 @@ fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, t
     }
     let rows = text::wrap(&m.text, width.saturating_sub(prefix_w), rest_w);
     let last = rows.len().saturating_sub(1);
+    // Only a group's messages mention anyone: its members other than us.
+    let names: Option<Vec<String>> = conv.group_view().map(|g| {
+        let others = g.members.iter().filter(|mb| app.me() != Some(mb.peer_id.as_str()));
+        others.map(|mb| crate::app::member_label(app, g, &mb.peer_id)).collect()
+    });
+    let names = names.map(|others| (crate::app::mention_me(app), others));
     let mut lines: Vec<Line<'static>> = Vec::with_capacity(rows.len() + 1);
     for (i, row) in rows.into_iter().enumerate() {
         let mut spans = if i == 0 {
@@ -184,7 +190,7 @@ fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, t
         } else {
             vec![Span::raw(" ".repeat(indent))]
         };
-        spans.push(Span::raw(row));
+        spans.extend(mentions(row, &names, theme));
         if i == last
             && let Some((glyph, style)) = mark(m, theme)
         {
@@ -200,6 +206,34 @@ fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, t
         lines.push(Line::from(spans));
     }
     lines
+}
+
+/// A row of a message's text, its mentions styled (see [`crate::mention`]; a mention
+/// that a wrap cuts in two is not found). `names`: who we are and the other
+/// members' names, `None` outside groups.
+fn mentions(row: String, names: &Option<(crate::mention::Me<'_>, Vec<String>)>, theme: &Theme) -> Vec<Span<'static>> {
+    let Some((me, others)) = names else { return vec![Span::raw(row)] };
+    let found = crate::mention::find(&row, *me, others);
+    if found.is_empty() {
+        return vec![Span::raw(row)];
+    }
+    let mut spans = Vec::with_capacity(found.len() * 2 + 1);
+    let mut at = 0;
+    for (range, whom) in found {
+        if range.start > at {
+            spans.push(Span::raw(row[at..range.start].to_owned()));
+        }
+        let style = match whom {
+            crate::mention::Whom::Me => theme.mention_me(),
+            crate::mention::Whom::Other => theme.mention(),
+        };
+        spans.push(Span::styled(row[range.clone()].to_owned(), style));
+        at = range.end;
+    }
+    if at < row.len() {
+        spans.push(Span::raw(row[at..].to_owned()));
+    }
+    spans
 }
 
 /// A place in the window: the pane's bottom row is `below` rows above the bottom of

@@ -173,7 +173,7 @@ pub fn status_text(app: &App) -> String {
 }
 
 pub fn config() -> Config {
-    Config { no_color: false, bell: true, notify: true, utc_offset_secs: 0, runs_node: false }
+    Config { no_color: false, bell: true, notify: true, utc_offset_secs: 0, runs_node: false, display_name: None }
 }
 
 pub fn status(online: &[&str]) -> Status {
@@ -230,12 +230,16 @@ pub fn scene(config: Config) -> App {
             contact: Some(contact(ALISA, "Алиса", ContactState::Accepted)),
             unread: 2,
             last: history.last().cloned(),
+            muted: false,
+            muted_until: None,
         },
         InboxEntry {
             conversation: "b".repeat(32),
             contact: Some(contact(WANG, "王小明", ContactState::Accepted)),
             unread: 3,
             last: Some(incoming(100, WANG, "你好！明天见面吗？我们可以一起吃饭。", NOW - 3 * MINUTE)),
+            muted: false,
+            muted_until: None,
         },
     ];
     let requests = vec![RequestView {
