@@ -24,6 +24,7 @@ use rtc::stun::message::{
 use rtc::stun::textattrs::TextAttribute;
 use rtc::turn::proto::PROTO_UDP;
 use rtc::turn::proto::peeraddr::PeerAddress;
+use rtc::turn::proto::relayaddr::RelayedAddress;
 use rtc::turn::proto::reqtrans::RequestedTransport;
 use tokio::net::UdpSocket;
 
@@ -157,8 +158,9 @@ async fn the_server_refuses_wrong_passwords_forbidden_peers_and_allocations_over
     let probe = Probe::new(server.addr()).await;
     let allocated = probe.allocate(&grant).await.unwrap();
     let realm = TextAttribute::get_from_as(&allocated, ATTR_REALM).map(|t| t.text).unwrap_or_else(|_| "kith".into());
-    // A permission for a multicast or unspecified address, or for the server itself, is
-    // forbidden: the relay is no way into anything but a peer's media port.
+    // A permission for a multicast, unspecified or link-local address, or for the
+    // server's own address other than a relayed port, is forbidden: the relay is no
+    // way into anything but a peer's media port.
     let challenge = probe
         .ask(vec![
             Box::new(TransactionId::new()),
@@ -168,7 +170,22 @@ async fn the_server_refuses_wrong_passwords_forbidden_peers_and_allocations_over
         .await;
     let nonce = TextAttribute::get_from_as(&challenge, ATTR_NONCE).unwrap().text;
     let server_itself = server.addr().to_string();
-    let cases = [("224.0.0.251:5353", Some(403)), ("0.0.0.0:9", Some(403)), (&server_itself, Some(403)), ("127.0.0.1:40000", None)];
+    let relayed = {
+        let mut addr = RelayedAddress::default();
+        addr.get_from(&allocated).unwrap();
+        SocketAddr::new(addr.ip, addr.port).to_string()
+    };
+    let cases = [
+        ("224.0.0.251:5353", Some(403)),
+        ("0.0.0.0:9", Some(403)),
+        // Link-local: cloud metadata services live there.
+        ("169.254.169.254:80", Some(403)),
+        (&server_itself, Some(403)),
+        // Another port of the server's own address that no allocation relays on.
+        ("127.0.0.1:9", Some(403)),
+        // An allocation's relayed address: the other end of a call relayed here too.
+        (&relayed, None),
+    ];
     for (peer, want) in cases {
         let peer: SocketAddr = peer.parse().unwrap();
         let reply = probe
@@ -192,4 +209,8 @@ async fn the_server_refuses_wrong_passwords_forbidden_peers_and_allocations_over
     assert_eq!(third.unwrap_err(), 486, "over the peer's allocation quota");
     assert_eq!(server.stats().allocations, 2);
     assert_eq!(server.stats().allocations_refused, 1);
+
+    // Asking for grants again and again keeps two: the oldest stops working.
+    let (first, _, _) = (server.grant(b"eve").unwrap(), server.grant(b"eve").unwrap(), server.grant(b"eve").unwrap());
+    assert_eq!(Probe::new(server.addr()).await.allocate(&first).await.unwrap_err(), 401, "a replaced grant");
 }

@@ -107,6 +107,12 @@ pub struct TurnStats {
     pub allocations_refused: u64,
 }
 
+/// Where a client's packet goes: a peer it names, or the one bound to a channel.
+enum Target {
+    Peer(SocketAddr),
+    Channel(u16),
+}
+
 /// The realm of every allocation (RFC 5389 long-term credentials).
 const REALM: &str = "kith";
 
@@ -119,6 +125,9 @@ const NONCE_ROTATION: Duration = Duration::from_secs(3600);
 
 /// How often expired allocations, permissions and grants are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Live grants one peer may hold.
+const GRANTS_PER_PEER: usize = 2;
 
 /// Largest UDP payload read.
 const MAX_DATAGRAM: usize = 2048;
@@ -219,6 +228,16 @@ impl TurnServer {
         )
         .map_err(|_| TurnRefusal::Full)?;
         let ttl = inner.config.grant_ttl;
+        // A peer holds at most a few grants (a node renews one before it runs out):
+        // asking again and again replaces the oldest rather than piling up.
+        let mut held: Vec<(Instant, String)> =
+            state.grants.iter().filter(|(_, g)| g.peer == peer).map(|(u, g)| (g.expires, u.clone())).collect();
+        if held.len() >= GRANTS_PER_PEER {
+            held.sort();
+            for (_, oldest) in &held[..=held.len() - GRANTS_PER_PEER] {
+                state.grants.remove(oldest);
+            }
+        }
         state.grants.insert(username.clone(), Grant { peer: peer.to_vec(), key, expires: Instant::now() + ttl });
         Ok(TurnGrant { addr: inner.advertised, username, password, ttl })
     }
@@ -246,13 +265,22 @@ impl Inner {
             };
             let packet = &buf[..len];
             if let Some((channel, data)) = stun::parse_channel_data(packet) {
-                self.channel_data_from_client(from, channel, data);
+                self.to_peer(from, Target::Channel(channel), data);
             } else if rtc::stun::message::is_stun_message(packet)
+                && !self.unallocated_send(from, packet)
                 && let Some(reply) = self.stun(from, packet)
             {
                 let _ = self.socket.try_send_to(&reply, from);
             }
         }
+    }
+
+    /// Whether `packet` is a Send indication from a client without an allocation:
+    /// dropped on its first two bytes, before anything is decoded.
+    fn unallocated_send(&self, from: SocketAddr, packet: &[u8]) -> bool {
+        const SEND_INDICATION: [u8; 2] = [0x00, 0x16];
+        packet.get(..2) == Some(&SEND_INDICATION[..])
+            && self.state.lock().map_or(true, |s| !s.allocations.contains_key(&from))
     }
 
     async fn sweeper(self: Arc<Self>) {
@@ -394,14 +422,17 @@ impl Inner {
     }
 
     fn create_permission(&self, state: &mut State, msg: &Message, from: SocketAddr) -> Result<stun::Attrs, u16> {
-        let allocation = state.allocations.get_mut(&from).ok_or(437u16)?;
+        if !state.allocations.contains_key(&from) {
+            return Err(437);
+        }
         let peers = stun::peer_addresses(msg).ok_or(400u16)?;
         if peers.is_empty() {
             return Err(400);
         }
-        if !peers.iter().all(|p| self.may_reach(*p)) {
+        if !peers.iter().all(|p| self.may_reach(state, *p)) {
             return Err(403);
         }
+        let allocation = state.allocations.get_mut(&from).ok_or(437u16)?;
         for peer in peers {
             allocation.permit(peer.ip());
         }
@@ -409,7 +440,9 @@ impl Inner {
     }
 
     fn channel_bind(&self, state: &mut State, msg: &Message, from: SocketAddr) -> Result<stun::Attrs, u16> {
-        let allocation = state.allocations.get_mut(&from).ok_or(437u16)?;
+        if !state.allocations.contains_key(&from) {
+            return Err(437);
+        }
         let mut channel = ChannelNumber::default();
         channel.get_from(msg).map_err(|_| 400u16)?;
         let peer = match stun::peer_addresses(msg).as_deref() {
@@ -419,9 +452,10 @@ impl Inner {
         if !(0x4000..=0x7FFE).contains(&channel.0) {
             return Err(400);
         }
-        if !self.may_reach(peer) {
+        if !self.may_reach(state, peer) {
             return Err(403);
         }
+        let allocation = state.allocations.get_mut(&from).ok_or(437u16)?;
         allocation.bind(channel.0, peer).map_err(|()| 400u16)?;
         Ok(vec![])
     }
@@ -433,26 +467,28 @@ impl Inner {
         }) else {
             return;
         };
-        self.to_peer(from, peer, &data.0);
+        self.to_peer(from, Target::Peer(peer), &data.0);
     }
 
-    fn channel_data_from_client(&self, from: SocketAddr, channel: u16, data: &[u8]) {
-        let peer = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|s| s.allocations.get(&from).and_then(|a| a.channels.get(&channel).copied()));
-        if let Some(peer) = peer {
-            self.to_peer(from, peer, data);
-        }
-    }
-
-    /// Relays `data` from the client at `from` to `peer`, if its allocation has
-    /// permission and rate for it.
-    fn to_peer(&self, from: SocketAddr, peer: SocketAddr, data: &[u8]) {
+    /// Relays `data` from the client at `from` to a peer (by address, or by the
+    /// channel it bound), if its allocation has permission and rate for it; all under
+    /// one lock.
+    fn to_peer(&self, from: SocketAddr, target: Target, data: &[u8]) {
         let Ok(mut state) = self.state.lock() else { return };
+        let Some(allocation) = state.allocations.get(&from) else { return };
+        let peer = match target {
+            Target::Peer(peer) => peer,
+            Target::Channel(channel) => match allocation.channels.get(&channel) {
+                Some(peer) => *peer,
+                None => return,
+            },
+        };
+        let now = Instant::now();
+        // A permission is per IP: on our own IP it must still be a relayed port.
+        let own = peer.ip().to_canonical() == self.advertised.ip() || peer.ip().to_canonical() == self.config.listen.ip();
+        let allowed = allocation.permitted(peer.ip(), now) && (!own || self.may_reach(&state, peer));
         let Some(allocation) = state.allocations.get_mut(&from) else { return };
-        if !allocation.permitted(peer.ip(), Instant::now()) || !allocation.bucket.take(data.len(), Instant::now()) {
+        if !allowed || !allocation.bucket.take(data.len(), now) {
             self.packets_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -491,15 +527,23 @@ impl Inner {
     }
 
     /// Whether clients may send to `peer` through us.
-    fn may_reach(&self, peer: SocketAddr) -> bool {
-        let ip = peer.ip();
+    fn may_reach(&self, state: &State, peer: SocketAddr) -> bool {
+        // `::ffff:127.0.0.1` is 127.0.0.1 to a dual-stack socket.
+        let ip = peer.ip().to_canonical();
         let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-        if ip.is_unspecified() || ip.is_multicast() || broadcast || peer.port() == 0 {
+        let link_local = match ip {
+            // 169.254.0.0/16 holds cloud metadata services.
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        };
+        if ip.is_unspecified() || ip.is_multicast() || broadcast || link_local || peer.port() == 0 {
             return false;
         }
-        // Our own listening socket is no peer: it would loop.
-        if peer == self.advertised || peer == self.config.listen {
-            return false;
+        // On our own addresses only relayed ports of live allocations are peers (two
+        // ends of a call both relayed here): nothing else of this host is reachable,
+        // least of all our listening socket, which would loop.
+        if ip == self.advertised.ip() || ip == self.config.listen.ip() {
+            return state.allocations.values().any(|a| a.relayed.port() == peer.port());
         }
         !ip.is_loopback() || self.config.listen.ip().is_loopback()
     }

@@ -114,16 +114,19 @@ pub(crate) fn sync_drafts(app: &mut App, fx: &mut Vec<Effect>) {
     let gone: Vec<String> = app.saved_drafts.keys().filter(|k| !now.iter().any(|(n, _)| n == *k)).cloned().collect();
     now.extend(gone.into_iter().map(|k| (k, String::new())));
     for (key, text) in now {
-        let saved = app.saved_drafts.get(&key).map_or("", String::as_str);
-        if saved == text || app.conversation(&key).is_none() {
-            continue;
-        }
-        // Over the node's limit: keep its head (at a character boundary) rather than nothing.
+        // Over the node's limit: keep its head (at a character boundary) rather than
+        // nothing. Cut before comparing, so that a long draft, once saved, is not sent
+        // again on every tick.
         let mut end = text.len().min(MAX_DRAFT_LEN);
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        let text = text[..end].to_owned();
+        let text = &text[..end];
+        let saved = app.saved_drafts.get(&key).map_or("", String::as_str);
+        if saved == text || app.conversation(&key).is_none() {
+            continue;
+        }
+        let text = text.to_owned();
         if text.is_empty() {
             app.saved_drafts.remove(&key);
         } else {
