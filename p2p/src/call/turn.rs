@@ -105,6 +105,15 @@ const MAX_RELAYS: usize = 3;
 struct Round {
     number: u64,
     grants: Vec<TurnGrant>,
+    /// When the first of them runs out.
+    expires: Option<Instant>,
+}
+
+impl Round {
+    /// Its grants, if they have not run out.
+    fn live(&self) -> Vec<TurnGrant> {
+        if self.expires.is_some_and(|at| at <= Instant::now()) { Vec::new() } else { self.grants.clone() }
+    }
 }
 
 /// The node's current TURN grants, kept fresh by a task of its own.
@@ -128,13 +137,14 @@ impl Keeper {
     /// A node without relays finishes its round at once.
     pub(crate) async fn current(&self, wait: Duration) -> Vec<TurnGrant> {
         let now = self.rounds.borrow().clone();
-        if !now.grants.is_empty() {
-            return now.grants;
+        let live = now.live();
+        if !live.is_empty() {
+            return live;
         }
         let _ = self.wake.try_send(());
         let mut rounds = self.rounds.clone();
-        let _ = tokio::time::timeout(wait, rounds.wait_for(|r| r.number > now.number || !r.grants.is_empty())).await;
-        rounds.borrow().grants.clone()
+        let _ = tokio::time::timeout(wait, rounds.wait_for(|r| r.number > now.number)).await;
+        rounds.borrow().live()
     }
 }
 
@@ -152,10 +162,7 @@ async fn keep(
         }
         let relays = rx.await.unwrap_or_default();
         let asks = relays.iter().take(MAX_RELAYS).filter_map(|addr| {
-            let relay = addr.iter().find_map(|p| match p {
-                Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            })?;
+            let relay = crate::node::relay_peer(addr)?;
             Some(ask(control.clone(), commands.clone(), relay, addr.clone()))
         });
         let started = Instant::now();
@@ -171,7 +178,8 @@ async fn keep(
                 wait
             }
         };
-        if rounds.send(Round { number, grants: fresh }).is_err() {
+        let expires = fresh.iter().map(|g| started + g.ttl).min();
+        if rounds.send(Round { number, grants: fresh, expires }).is_err() {
             return;
         }
         tokio::select! {
@@ -181,19 +189,55 @@ async fn keep(
     }
 }
 
+/// Shortest and longest lifetime taken from a relay's grant: a relay cannot make us
+/// ask every few seconds, nor keep credentials in use for ever.
+const MIN_GRANT_TTL: Duration = Duration::from_secs(60);
+const MAX_GRANT_TTL: Duration = Duration::from_secs(3600);
+
+/// Whether `turn` may be the TURN server of the relay we reach at `relay`: at the
+/// relay's own IP when we know it, and never an address that would make our node
+/// send to itself, its link or a broadcast (a relay operator cannot aim our calls'
+/// packets at our own machine or LAN).
+fn plausible_turn_addr(relay: &Multiaddr, turn: SocketAddr) -> bool {
+    let ip = turn.ip().to_canonical();
+    let relay_ip = relay.iter().next().and_then(|p| match p {
+        Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    });
+    if turn.port() == 0 || ip.is_unspecified() || ip.is_multicast() {
+        return false;
+    }
+    match relay_ip {
+        Some(relay_ip) => ip == relay_ip.to_canonical(),
+        // A relay reached by name: any unicast address not on this machine or link.
+        None => {
+            let link_local = match ip {
+                std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_broadcast(),
+                std::net::IpAddr::V6(v6) => v6.is_unicast_link_local(),
+            };
+            !ip.is_loopback() && !link_local
+        }
+    }
+}
+
 /// One relay's grant, if it gives one in time.
 async fn ask(mut control: Control, commands: mpsc::Sender<Command>, relay: PeerId, addr: Multiaddr) -> Option<TurnGrant> {
     let exchange = async {
         let (tx, rx) = oneshot::channel();
-        if commands.send(Command::Reach(relay, vec![addr], tx)).await.is_ok() {
+        if commands.send(Command::Reach(relay, vec![addr.clone()], tx)).await.is_ok() {
             let _ = rx.await;
         }
         let mut stream = control.open_stream(relay, PROTOCOL).await.map_err(|e| e.to_string())?;
         write(&mut stream, &GrantRequest {}).await.map_err(|e| e.to_string())?;
         match read::<GrantReply, _>(&mut stream).await.map_err(|e| e.to_string())? {
-            GrantReply::Granted { addr, username, password, ttl_secs } => {
-                let addr: SocketAddr = addr.parse().map_err(|_| format!("a malformed TURN address {addr:?}"))?;
-                Ok(TurnGrant { addr, username, password, ttl: Duration::from_secs(ttl_secs) })
+            GrantReply::Granted { addr: turn, username, password, ttl_secs } => {
+                let turn: SocketAddr = turn.parse().map_err(|_| format!("a malformed TURN address {turn:?}"))?;
+                if !plausible_turn_addr(&addr, turn) {
+                    return Err(format!("a TURN address {turn} that is not the relay's"));
+                }
+                let ttl = Duration::from_secs(ttl_secs).clamp(MIN_GRANT_TTL, MAX_GRANT_TTL);
+                Ok(TurnGrant { addr: turn, username, password, ttl })
             }
             GrantReply::Refused { reason } => Err(reason.to_string()),
         }
@@ -216,6 +260,20 @@ async fn ask(mut control: Control, commands: mpsc::Sender<Command>, relay: PeerI
 mod tests {
     use super::*;
     use futures::io::Cursor;
+
+    #[test]
+    fn a_grant_must_point_at_the_relay_itself() {
+        let at = |a: &str| a.parse::<Multiaddr>().unwrap();
+        let relay = at("/ip4/10.0.0.1/tcp/4001");
+        assert!(plausible_turn_addr(&relay, "10.0.0.1:3478".parse().unwrap()));
+        assert!(!plausible_turn_addr(&relay, "10.0.0.2:3478".parse().unwrap()), "another host");
+        assert!(!plausible_turn_addr(&relay, "10.0.0.1:0".parse().unwrap()), "port 0");
+        let named = at("/dns4/relay.example.org/tcp/4001");
+        assert!(plausible_turn_addr(&named, "203.0.113.7:3478".parse().unwrap()));
+        for bad in ["127.0.0.1:3478", "169.254.169.254:80", "255.255.255.255:9", "224.0.0.1:9", "[::ffff:127.0.0.1]:9"] {
+            assert!(!plausible_turn_addr(&named, bad.parse().unwrap()), "{bad}");
+        }
+    }
 
     #[tokio::test]
     async fn frames_round_trip_and_long_fields_are_refused() {

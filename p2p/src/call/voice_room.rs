@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use futures::AsyncReadExt;
 use kith_call::{MediaConfig, Session, SessionControls, SessionEvent, Sink, Source};
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use libp2p_stream::Control;
 use serde::{Deserialize, Serialize};
@@ -19,6 +18,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::room::{self, Join, RoomFrame, RoomRequest};
 use super::{CallError, RoomTicket};
 use crate::node::{Command, Event};
+
+/// Longest wait for the media node to take a request.
+const WRITE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Longest wait for a relay to answer a join.
 const JOIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -121,7 +123,7 @@ pub(crate) async fn join(
         .map_err(|e| CallError::Media(e.to_string()))?;
     let mut errors = Vec::new();
     for addr in &ticket.relays {
-        let Some(relay) = peer_of(addr) else { continue };
+        let Some(relay) = crate::node::relay_peer(addr) else { continue };
         match ask(&ctx, relay, addr, &ticket, &offer).await {
             Ok((stream, sdp, participants)) => {
                 session.accept_answer(&sdp).await.map_err(|e| CallError::Media(e.to_string()))?;
@@ -153,14 +155,6 @@ pub(crate) async fn join(
         errors.push("the group has no relay".into());
     }
     Err(CallError::Room(errors.join("; ")))
-}
-
-/// The peer id a multiaddr ends with.
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
 }
 
 /// Asks one relay to take us into the room.
@@ -281,9 +275,16 @@ impl Running {
             self.emit(Event::RoomParticipantLeft { group: group.clone(), peer: peer.to_string() });
         }
         for stranger in now.iter().filter(|p| **p != self.ctx.me && !self.ticket.members.contains(p)) {
-            tracing::info!(peer = %stranger, "not a member of the group: asking the media node to eject it");
-            if let Err(e) = room::write(writer, &RoomRequest::Eject { peer: stranger.to_bytes() }).await {
-                tracing::debug!("asking for an ejection: {e}");
+            if !present.contains(stranger) {
+                tracing::info!(peer = %stranger, "not a member of the group: asking the media node to eject it");
+            }
+            // Bounded: a media node that stops reading must not hold the room (and a
+            // leave waiting on it) for good.
+            let eject = RoomRequest::Eject { peer: stranger.to_bytes() };
+            match tokio::time::timeout(WRITE_DEADLINE, room::write(writer, &eject)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!("asking for an ejection: {e}"),
+                Err(_) => tracing::debug!("asking for an ejection: the media node does not read"),
             }
         }
         if let Ok(mut view) = self.view.lock() {

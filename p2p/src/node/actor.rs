@@ -106,7 +106,7 @@ mod group_inbound;
 mod group_messages;
 mod groups;
 mod limbo;
-mod relays;
+pub(super) mod relays;
 
 
 pub(crate) struct Actor {

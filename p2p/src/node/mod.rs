@@ -8,6 +8,8 @@
 //! through the actor, which is the single writer.
 
 mod actor;
+
+pub(crate) use actor::relays::relay_peer;
 mod behaviour;
 mod directory;
 mod downloads;
@@ -714,12 +716,7 @@ impl NodeHandle {
         let mut refusals = Vec::new();
         for relay in relays {
             let Ok(addr) = relay.parse::<Multiaddr>() else { continue };
-            let Some(peer) = addr.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            }) else {
-                continue;
-            };
+            let Some(peer) = relay_peer(&addr) else { continue };
             let (tx, rx) = oneshot::channel();
             self.commands.send(Command::Reach(peer, vec![addr.clone()], tx)).await.map_err(|_| NodeError::Stopped)?;
             let _ = rx.await;
