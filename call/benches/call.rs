@@ -199,7 +199,7 @@ async fn forwarding(config: &MediaConfig, rooms: usize, seconds: u64) {
     let mut forwarders = Vec::new();
     let mut sessions = Vec::new();
     for _ in 0..rooms {
-        let room = kith_call::sfu::Room::new(config.clone());
+        let room = kith_call::sfu::Room::measured(config.clone());
         for id in 0..5u64 {
             let source = Box::new(kith_call::wav::WavSource::from_samples(tone::sine(
                 300.0 + 100.0 * id as f64,

@@ -64,8 +64,9 @@ const MAX_DELAY_SAMPLES: usize = 100_000;
 struct State {
     participants: HashMap<ParticipantId, Participant>,
     stats: RoomStats,
-    /// How long each packet took from its arrival to its last copy handed on.
-    delays: std::collections::VecDeque<std::time::Duration>,
+    /// How long each packet took from its arrival to its last copy handed on, kept
+    /// only for a room made by [`Room::measured`] (a benchmark's).
+    delays: Option<std::collections::VecDeque<std::time::Duration>>,
 }
 
 /// One room: its participants' connections and the forwarding between them.
@@ -83,6 +84,13 @@ impl Room {
     /// forwarder's host candidates).
     pub fn new(config: MediaConfig) -> Room {
         Room { config, state: Arc::new(Mutex::new(State::default())) }
+    }
+
+    /// Like [`Room::new`], also keeping each packet's forwarding delay for
+    /// [`Room::take_delays`] (benchmarks; a relay's rooms keep none).
+    pub fn measured(config: MediaConfig) -> Room {
+        let state = State { delays: Some(Default::default()), ..State::default() };
+        Room { config, state: Arc::new(Mutex::new(state)) }
     }
 
     /// Takes a participant in from its offer; returns the answer to send back and the
@@ -188,11 +196,12 @@ impl Room {
         self.state.lock().map(|s| s.stats).unwrap_or_default()
     }
 
-    /// The forwarding delays measured since the last call: for each packet, from its
-    /// arrival (decrypted) to the moment its last copy was handed to its listener's
+    /// The forwarding delays measured since the last call (a room made by
+    /// [`Room::measured`]; none otherwise): for each packet, from its arrival
+    /// (decrypted) to the moment its last copy was handed to its listener's
     /// connection (to be encrypted and sent). At most the newest 100,000.
     pub fn take_delays(&self) -> Vec<std::time::Duration> {
-        self.state.lock().map(|mut s| s.delays.drain(..).collect()).unwrap_or_default()
+        self.state.lock().ok().and_then(|mut s| s.delays.as_mut().map(|d| d.drain(..).collect())).unwrap_or_default()
     }
 
     /// Forwards every packet of `speaker`'s track until it ends or the speaker leaves.
@@ -208,22 +217,26 @@ impl Room {
                 Some(_) => continue,
             };
             let received = Instant::now();
+            let (mut forwarded, mut dropped) = (0, 0);
             for (track, mut out) in self.routes(speaker, &packet) {
                 out.header.extension = false;
                 out.header.extensions.clear();
-                let result = track.write_rtp(out).await;
-                if let Ok(mut state) = self.state.lock() {
-                    match result {
-                        Ok(()) => state.stats.forwarded += 1,
-                        Err(_) => state.stats.dropped += 1,
-                    }
+                match track.write_rtp(out).await {
+                    Ok(()) => forwarded += 1,
+                    Err(_) => dropped += 1,
                 }
             }
+            let delay = received.elapsed();
+            // One lock per packet for its counters, not one per copy.
             if let Ok(mut state) = self.state.lock() {
-                if state.delays.len() >= MAX_DELAY_SAMPLES {
-                    state.delays.pop_front();
+                state.stats.forwarded += forwarded;
+                state.stats.dropped += dropped;
+                if let Some(delays) = &mut state.delays {
+                    if delays.len() >= MAX_DELAY_SAMPLES {
+                        delays.pop_front();
+                    }
+                    delays.push_back(delay);
                 }
-                state.delays.push_back(received.elapsed());
             }
         }
     }

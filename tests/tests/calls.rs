@@ -318,5 +318,9 @@ fn a_wrong_format_on_standard_input_is_refused_before_anything_rings() {
     let out = alice.command(&["call", "Bob", "--input", "-"]).stdin(std::fs::File::open(&slow).unwrap()).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("44100 Hz"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Refused before the call was placed: Alice's node never had it (a call placed
+    // would be in her active calls, or in her history once it ended).
+    let calls = alice.json(&["calls", "--json"]);
+    assert!(calls["active"].as_array().unwrap().is_empty() && calls["history"].as_array().unwrap().is_empty(), "{calls}");
     assert!(history(&bob).is_empty() && bob.json(&["calls", "--json"])["active"].as_array().unwrap().is_empty());
 }

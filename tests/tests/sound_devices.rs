@@ -25,15 +25,19 @@ fn the_sound_device_build_compiles_and_opens_devices_or_says_why_not() {
     }
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The build's log goes to a file: through a pipe nobody reads while waiting, a
+    // long one would fill it and stall the build.
+    let log = tempfile::NamedTempFile::new().unwrap();
     let child = Command::new(cargo)
         .current_dir(workspace)
         .args(["test", "--locked", "-p", "kith-call", "--features", "devices", "--test", "devices", "--", "--nocapture"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let out = wait_output(child, Duration::from_secs(900), "the sound-device build and its test");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = std::fs::read_to_string(log.path()).unwrap_or_default();
     assert!(out.status.success(), "the device build or its test failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("test devices_open_and_run_or_say_why_not ... ok"), "{stdout}");
     // What this machine has, for the log: devices, or the typed reason there are none.

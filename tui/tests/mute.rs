@@ -203,3 +203,23 @@ fn a_failed_draft_save_is_tried_again() {
 fn command_quit(app: &mut App) -> Vec<Effect> {
     update(app, ctrl('q'))
 }
+
+#[test]
+fn a_draft_over_the_nodes_limit_is_saved_cut_once_not_on_every_tick() {
+    let mut app = scene(config());
+    update(&mut app, Action::Done(Response::Conversations(Vec::new())));
+    let long = "ж".repeat(kith_p2p::kith_storage::MAX_DRAFT_LEN / 2 + 10);
+    update(&mut app, Action::Paste(long.clone()));
+    let saves = |fx: &[Effect]| -> Vec<String> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::SaveDraft { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = saves(&update(&mut app, Action::Tick));
+    assert_eq!(first.len(), 1, "saved once");
+    assert!(first[0].len() <= kith_p2p::kith_storage::MAX_DRAFT_LEN && long.starts_with(&first[0]), "cut at a character");
+    assert!(saves(&update(&mut app, Action::Tick)).is_empty(), "and not again while it is unchanged");
+}
