@@ -133,6 +133,9 @@ pub(crate) enum Command {
     MuteCall(MuteArgs),
     /// Calls in progress and the call history: who, when, how long, missed.
     Calls(CallsArgs),
+    /// Search every conversation's messages (words match by stem and prefix, any case
+    /// and accents); best hits first, with the words found marked.
+    Search(SearchArgs),
     /// Show a conversation, oldest first.
     History(HistoryArgs),
     /// Show one message: conversation, author, text, state.
@@ -626,6 +629,28 @@ pub(crate) struct MuteConversationArgs {
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     kith_p2p::ops::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 30m, 8h or 2d"))
+}
+
+/// Arguments of `kith search`.
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// The words to look for (every one must match).
+    #[arg(required_unless_present = "rebuild")]
+    pub(crate) query: Vec<String>,
+    /// Only in this conversation: a contact or group (alias, name, id, or a unique prefix).
+    #[arg(long = "in", value_name = "TARGET")]
+    pub(crate) within: Option<String>,
+    /// Only messages written by this contact, or by you with `me`.
+    #[arg(long, value_name = "CONTACT")]
+    pub(crate) from: Option<String>,
+    /// At most this many hits (1 to 1000).
+    #[arg(long, default_value_t = kith_p2p::search::DEFAULT_LIMIT)]
+    pub(crate) limit: usize,
+    /// Build the search index again from every stored message (no query needed).
+    #[arg(long, conflicts_with_all = ["query", "within", "from"])]
+    pub(crate) rebuild: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
 }
 
 /// Arguments of `kith invite`.

@@ -42,3 +42,23 @@ pub(crate) fn line(text: impl std::fmt::Display) -> Result {
 pub(crate) fn sanitized(text: &str) -> String {
     text.split('\n').map(sanitize_line).collect::<Vec<_>>().join("\n")
 }
+
+/// Print one line whose `(text, marked)` parts are each sanitised, the marked ones
+/// highlighted: bold and underlined on a terminal (unless `NO_COLOR` is set),
+/// between `[` and `]` otherwise, so the marks survive a pipe.
+pub(crate) fn marked_line(parts: &[(&str, bool)]) -> Result {
+    use std::io::IsTerminal;
+    let styled = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let (open, close) = if styled { ("\x1b[1;4m", "\x1b[0m") } else { ("[", "]") };
+    let mut out = std::io::stdout().lock();
+    for (text, marked) in parts {
+        let text = sanitize_line(&text.replace('\n', " "));
+        if *marked {
+            write!(out, "{open}{text}{close}")?;
+        } else {
+            write!(out, "{text}")?;
+        }
+    }
+    writeln!(out)?;
+    Ok(())
+}

@@ -30,6 +30,7 @@ pub mod ops;
 pub mod payload;
 pub mod peer_record;
 pub mod requests;
+pub mod search;
 pub mod tcp;
 pub mod views;
 pub mod wire;

@@ -70,6 +70,9 @@ pub enum OpError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The search index failed (it can be rebuilt from the store).
+    #[error("search index: {0}")]
+    Search(String),
     /// The store failed a write shared by several requests (a group commit); each
     /// gets the failure as text.
     #[error("not stored: {0}")]

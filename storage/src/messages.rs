@@ -148,6 +148,12 @@ impl Messages {
         found.map(|f| self.inner.log.read(&f.slot)).transpose()
     }
 
+    /// The message stored at `place` (see [`MessagePlace`](crate::MessagePlace)),
+    /// if it is still there.
+    pub fn at(&self, place: crate::MessagePlace) -> Result<Option<Message>, StoreError> {
+        self.inner.log.message_at(place)
+    }
+
     /// The message `author` wrote with this id, if stored.
     pub fn get_from(&self, author: &str, id: MessageId) -> Result<Option<Message>, StoreError> {
         let found = self.inner.log.lock().index.find(&keys::ref_key(id, author));

@@ -279,6 +279,22 @@ impl Store {
         }
     }
 
+    /// Hands `each` every message stored and every conversation removed since
+    /// `from` (`None`: since the log began), in the order they were written,
+    /// and returns the cursor to go on from next time. If `from` was taken from
+    /// a log that has since been rewritten (a compaction or migration at open,
+    /// or an operating-system crash that lost its tail), the first event is
+    /// [`LogEvent`](crate::LogEvent)`::Reset` and the rest replay the whole
+    /// log. Messages are read back from the file; writers are not held up. An
+    /// error from `each` stops the walk and is returned.
+    pub fn follow_log(
+        &self,
+        from: Option<&crate::LogCursor>,
+        each: impl FnMut(crate::LogEvent) -> Result<(), StoreError>,
+    ) -> Result<crate::LogCursor, StoreError> {
+        self.inner.log.follow(from, each)
+    }
+
     /// Durability point: every write made before this call survives a crash
     /// once it returns `Ok`. Returns the number of bytes sled wrote. Blocks.
     pub fn flush(&self) -> Result<usize, StoreError> {

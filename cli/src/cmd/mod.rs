@@ -16,6 +16,7 @@ mod manpages;
 mod net;
 mod print;
 mod relay;
+mod search;
 mod tui;
 
 use kith_p2p::control::Request;
@@ -50,6 +51,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Read(args) => chat::contact_op(g, |contact| Request::Read { contact }, args),
         Command::Rename(args) => chat::rename(g, args),
         Command::Mute(args) => chat::mute(g, args),
+        Command::Search(args) => search::search(g, args),
         Command::Unmute(args) => chat::unmute(g, args),
         Command::Send(args) => chat::send(g, args),
         Command::SendFile(args) => files::send_file(g, args),

@@ -109,7 +109,7 @@ impl Names {
 }
 
 /// The width that lines `labels` up: the longest, at most `max` characters.
-fn column(labels: impl Iterator<Item = usize>, max: usize) -> usize {
+pub(crate) fn column(labels: impl Iterator<Item = usize>, max: usize) -> usize {
     labels.max().unwrap_or(0).min(max)
 }
 

@@ -209,6 +209,14 @@ fn store_of(backend: &Backend) -> (&Store, Option<&NodeHandle>) {
     }
 }
 
+/// The node's search index, or without a node the database's, opened for this request.
+fn search_index(backend: &Backend) -> Result<std::sync::Arc<kith_search::SearchIndex>, ApiError> {
+    match backend {
+        Backend::Node(handle) => Ok(handle.search_index()?.clone()),
+        Backend::Offline { store, .. } => Ok(std::sync::Arc::new(crate::search::open_index(store)?)),
+    }
+}
+
 fn me(backend: &Backend) -> libp2p::PeerId {
     match backend {
         Backend::Node(handle) => handle.peer_id(),
@@ -285,6 +293,25 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             Ok(json!({ "active": to_value(active)?, "history": to_value(history)? }))
         }
         Request::Conversations {} => to_value(ops::conversations(store, ops::now_ms())?),
+        Request::Search { query, within, from, limit } => {
+            let (store, me) = (store.clone(), me(backend));
+            let index = search_index(backend)?;
+            let hits = tokio::task::spawn_blocking(move || {
+                let params = crate::search::SearchParams { query: &query, within: within.as_deref(), from: from.as_deref(), limit };
+                crate::search::search(&store, &index, &me, &params)
+            })
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
+            to_value(hits)
+        }
+        Request::SearchRebuild {} => {
+            let store = store.clone();
+            let index = search_index(backend)?;
+            let held = tokio::task::spawn_blocking(move || crate::search::rebuild(&store, &index))
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
+            Ok(json!({ "messages": held }))
+        }
         // ---- local writes: through the single writer ----------------------------
         Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
         Request::Reject { contact } => contact_op(ContactOp::Reject, contact).await,

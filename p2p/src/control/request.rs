@@ -71,6 +71,22 @@ pub enum Request {
     },
     /// Every conversation with its mute and draft.
     Conversations {},
+    /// Full-text search over every conversation: hits best first.
+    Search {
+        /// The words (see docs/CLI.md, "Search", for how they match).
+        query: String,
+        /// Only this conversation: a contact or group, as the user names it.
+        #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+        within: Option<String>,
+        /// Only messages by this contact, or `me`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// At most this many hits (default 20, at most 1000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Build the search index again from every stored message.
+    SearchRebuild {},
     // ---- local writes -------------------------------------------------------------
     /// Accept a contact request.
     Accept {
@@ -260,7 +276,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 40] = [
+    pub const METHODS: [&'static str; 42] = [
         "contacts",
         "requests",
         "inbox",
@@ -272,6 +288,8 @@ impl Request {
         "unsent",
         "files",
         "conversations",
+        "search",
+        "search_rebuild",
         "accept",
         "reject",
         "block",
@@ -358,6 +376,8 @@ mod tests {
             Request::Unsent {},
             Request::Files { contact: Some(c()) },
             Request::Conversations {},
+            Request::Search { query: "café".into(), within: Some(c()), from: Some("me".into()), limit: Some(5) },
+            Request::SearchRebuild {},
             Request::Accept { contact: c() },
             Request::Reject { contact: c() },
             Request::Block { contact: c() },

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kith_search::SearchIndex;
 use kith_storage::{FileState, Role, Store};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,10 @@ pub struct Timers {
     pub download_retry_initial: Duration,
     /// Ceiling of the download retry backoff (default 5 min).
     pub download_retry_max: Duration,
+    /// How often the full-text index takes in new messages in the background
+    /// (default 2 s; a search also catches up first, so this only spares searches
+    /// the wait).
+    pub search_catch_up: Duration,
     /// Call signalling and ringing (defaults 10 s to reach the peer, 45 s of ringing).
     pub calls: crate::call::CallTimers,
 }
@@ -127,6 +132,7 @@ impl Default for Timers {
             gossip_heartbeat: Duration::from_millis(500),
             download_retry_initial: Duration::from_secs(5),
             download_retry_max: Duration::from_secs(300),
+            search_catch_up: Duration::from_secs(2),
             calls: crate::call::CallTimers::default(),
         }
     }
@@ -444,6 +450,9 @@ pub struct NodeHandle {
     peer_id: PeerId,
     blobs: Option<Blobs>,
     calls: crate::call::manager::Calls,
+    /// The full-text index; `None` when it could not be opened (searches then fail
+    /// with the reason, everything else works).
+    search: Result<Arc<SearchIndex>, String>,
 }
 
 /// The node's listening addresses once it is up, plus the handle.
@@ -465,6 +474,12 @@ impl NodeHandle {
     /// The store, for reads. Writes go through the handle's methods.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The full-text index of this node's messages, kept up to date in the
+    /// background (see [`crate::search`]).
+    pub fn search_index(&self) -> Result<&Arc<SearchIndex>, OpError> {
+        self.search.as_ref().map_err(|why| OpError::Search(why.clone()))
     }
 
     /// A stream of events from now on.
@@ -829,6 +844,7 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
     let files = config.files.clone();
     let download_retry = (config.timers.download_retry_initial, config.timers.download_retry_max);
     let call_timers = config.timers.calls.clone();
+    let search_every = config.timers.search_catch_up;
     let me = config.identity.peer_id();
     let (actor, listen_addrs) =
         actor::Actor::build(config, store.clone(), commands_rx, events_tx.clone()).await?;
@@ -880,9 +896,21 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
             incoming,
         )
     };
+    let search = match crate::search::open_index(&store) {
+        Ok(index) => {
+            let index = Arc::new(index);
+            let commands = commands_tx.clone();
+            crate::search::keep_up(index.clone(), store.clone(), search_every, move || commands.is_closed());
+            Ok(index)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "full-text search is off: its index does not open");
+            Err(e.to_string())
+        }
+    };
     let stopped = tokio::spawn(actor.run());
     Ok(Started {
-        handle: NodeHandle { commands: commands_tx, events: events_tx, store, peer_id, blobs, calls },
+        handle: NodeHandle { commands: commands_tx, events: events_tx, store, peer_id, blobs, calls, search },
         listen_addrs,
         stopped,
     })

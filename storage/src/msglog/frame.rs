@@ -124,11 +124,21 @@ pub(crate) struct Scanned {
 /// Stops at the end of the file or at the first damaged frame. An error from
 /// `each` stops the scan and is returned.
 pub(crate) fn scan<R: Read, E>(
+    reader: R,
+    io_error: impl Fn(io::Error) -> E,
+    each: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+) -> Result<Scanned, E> {
+    scan_from(reader, MAGIC.len() as u64, io_error, each)
+}
+
+/// [`scan`] from the frame at file offset `start`, where `reader` is positioned.
+pub(crate) fn scan_from<R: Read, E>(
     mut reader: R,
+    start: u64,
     io_error: impl Fn(io::Error) -> E,
     mut each: impl FnMut(RecordRef<'_>) -> Result<(), E>,
 ) -> Result<Scanned, E> {
-    let mut at = MAGIC.len() as u64;
+    let mut at = start;
     let mut payload = Vec::new();
     loop {
         let mut header = [0u8; FRAME_HEADER];

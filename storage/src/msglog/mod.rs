@@ -33,6 +33,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::codec::{decode, encode};
 use crate::error::StoreError;
+use crate::follow::{CHECK_LEN, LogCursor, LogEvent, MessagePlace};
 use crate::keys::RefKey;
 use crate::messages::{Message, MessageState};
 use crate::outbox::OutboxEntry;
@@ -169,6 +170,77 @@ impl MessageLog {
         Ok(msg)
     }
 
+    /// Hands `each` every message added and every conversation forgotten after
+    /// `from` (from the start when `None`), in the order they were written, up
+    /// to the end of what is written now; returns the cursor to go on from.
+    /// When `from` does not fit this file (see [`LogCursor`]), the first event
+    /// is [`LogEvent::Reset`] and the rest start from the beginning. Reads
+    /// without holding the log's lock, so writers go on meanwhile.
+    pub(crate) fn follow(
+        &self,
+        from: Option<&LogCursor>,
+        mut each: impl FnMut(LogEvent) -> Result<(), StoreError>,
+    ) -> Result<LogCursor, StoreError> {
+        let end = self.lock().end;
+        let start = MAGIC.len() as u64;
+        let from = match from {
+            Some(cursor) if cursor.offset >= start && cursor.offset <= end && self.check_at(cursor.offset)? == cursor.check => {
+                cursor.offset
+            }
+            Some(_) => {
+                each(LogEvent::Reset)?;
+                start
+            }
+            None => start,
+        };
+        let reader = BufReader::with_capacity(1 << 20, Positioned { file: &self.file, at: from, end });
+        let scanned = frame::scan_from(reader, from, io_error, |r| match r.kind {
+            record::MESSAGE => {
+                let h = MessageHeader::decode(r.body).ok_or_else(|| StoreError::corrupt(LOG, "a message record that does not read"))?;
+                let mut message: Message = decode(LOG, &r.body[MESSAGE_HEADER_LEN..])?;
+                message.state = h.state;
+                each(LogEvent::Added { message, place: MessagePlace(r.at + MESSAGE_HEADER_LEN as u64) })
+            }
+            record::FORGET => {
+                let id = record::decode_id(r.body).ok_or_else(|| StoreError::corrupt(LOG, "a forget record that does not read"))?;
+                each(LogEvent::Forgotten(ConversationId(id)))
+            }
+            _ => Ok(()),
+        })?;
+        Ok(LogCursor { offset: scanned.valid_end, check: self.check_at(scanned.valid_end)? })
+    }
+
+    /// The message at `place` (as [`follow`](Self::follow) gave it), with its
+    /// current state, if it is still stored there. Any other number — past the
+    /// end, inside a record, a message since forgotten — is `None`.
+    pub(crate) fn message_at(&self, place: MessagePlace) -> Result<Option<Message>, StoreError> {
+        let Some(header_at) = place.0.checked_sub(MESSAGE_HEADER_LEN as u64) else { return Ok(None) };
+        let slot = {
+            let state = self.lock();
+            if place.0 >= state.end {
+                return Ok(None);
+            }
+            let mut header = [0; MESSAGE_HEADER_LEN];
+            if self.file.read_exact_at(&mut header, header_at).is_err() {
+                return Ok(None);
+            }
+            let Some(h) = MessageHeader::decode(&header) else { return Ok(None) };
+            match state.index.find(&h.reference) {
+                Some(found) if found.slot.at == place.0 => found.slot,
+                _ => return Ok(None),
+            }
+        };
+        self.read(&slot).map(Some)
+    }
+
+    /// The [`CHECK_LEN`] bytes before `offset`, zero-padded at the start.
+    fn check_at(&self, offset: u64) -> Result<[u8; CHECK_LEN], StoreError> {
+        let mut check = [0; CHECK_LEN];
+        let len = offset.min(CHECK_LEN as u64) as usize;
+        self.file.read_exact_at(&mut check[..len], offset - len as u64).map_err(io_error)?;
+        Ok(check)
+    }
+
     /// Makes everything written so far durable (one `fdatasync`). Does not hold
     /// the lock while the disk works, so writers go on meanwhile.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
@@ -207,6 +279,27 @@ impl MessageLog {
         })?;
         fs::rename(&tmp, &self.path).map_err(io_error)?;
         sync_dir(&self.path)
+    }
+}
+
+/// Reads the file from `at` up to `end` by positioned reads, leaving the
+/// file's own position (and its writers) alone.
+struct Positioned<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Positioned<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end - self.at).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 

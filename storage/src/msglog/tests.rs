@@ -77,6 +77,19 @@ fn write_some(log: &MessageLog) {
     batch.commit().unwrap();
 }
 
+/// Garbage enough for a compaction at the next open: outbox entries queued and
+/// dropped, 12 MiB in all.
+fn write_garbage(log: &MessageLog) {
+    for round in 0..12u8 {
+        let mut batch = log.batch();
+        batch.put_outbox(&entry(100 + round, 1 << 20)).unwrap();
+        batch.commit().unwrap();
+        let mut batch = log.batch();
+        batch.drop_outbox(MessageId([100 + round; 16])).unwrap();
+        batch.commit().unwrap();
+    }
+}
+
 #[test]
 fn reopening_rebuilds_what_was_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,15 +151,7 @@ fn compaction_keeps_every_live_record_and_drops_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     write_some(&log);
-    // Garbage: outbox entries queued and dropped, 12 MiB in all.
-    for round in 0..12u8 {
-        let mut batch = log.batch();
-        batch.put_outbox(&entry(100 + round, 1 << 20)).unwrap();
-        batch.commit().unwrap();
-        let mut batch = log.batch();
-        batch.drop_outbox(MessageId([100 + round; 16])).unwrap();
-        batch.commit().unwrap();
-    }
+    write_garbage(&log);
     let before = contents(&log);
     drop(log);
     let path = dir.path().join(FILE_NAME);
@@ -235,4 +240,84 @@ fn a_batch_past_the_frame_limit_is_written_as_several_frames() {
     let kept = contents(&open(dir.path())).0;
     assert!(kept.len() >= 16 && kept.len() < 40, "{} messages kept", kept.len());
     assert_eq!(kept, written[..kept.len()], "a prefix of the batch");
+}
+
+/// What following from `from` yields: (reset seen, texts added, conversations forgotten, cursor).
+fn follow_all(log: &MessageLog, from: Option<&LogCursor>) -> (bool, Vec<String>, usize, LogCursor) {
+    let (mut reset, mut added, mut forgotten) = (false, Vec::new(), 0);
+    let cursor = log
+        .follow(from, |event| {
+            match event {
+                LogEvent::Reset => reset = true,
+                LogEvent::Added { message, place } => {
+                    let held = log.message_at(place).unwrap();
+                    assert!(held.is_none_or(|m| m.id == message.id), "read back at its place");
+                    added.push(message.text);
+                }
+                LogEvent::Forgotten(conv) => {
+                    assert_eq!(conv, CONV);
+                    forgotten += 1;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    (reset, added, forgotten, cursor)
+}
+
+#[test]
+fn a_follower_sees_each_message_once_in_order_across_reopening_and_starts_again_after_a_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    let (reset, added, _, cursor) = follow_all(&log, None);
+    assert!(!reset);
+    let places: Vec<u64> = log.lock().index.conversation(CONV).unwrap().entries().iter().map(|e| e.slot.at).collect();
+    assert!(places.iter().all(|&at| log.message_at(MessagePlace(at)).unwrap().is_some()));
+    assert_eq!(added, (0..10).map(|n| format!("message number {n}")).collect::<Vec<_>>());
+    let (_, none, _, same) = follow_all(&log, Some(&cursor));
+    assert!(none.is_empty(), "nothing new: {none:?}");
+    assert_eq!(same, cursor);
+
+    let mut batch = log.batch();
+    batch.add_message(&message(40, Direction::Incoming, MessageState::Delivered)).unwrap();
+    batch.commit().unwrap();
+    drop(log);
+    let log = open(dir.path());
+    let (reset, added, _, cursor) = follow_all(&log, Some(&cursor));
+    assert!(!reset, "the same file after reopening");
+    assert_eq!(added, ["message number 40"]);
+
+    let place_of_first = {
+        let state = log.lock();
+        state.index.conversation(CONV).unwrap().entries()[0].slot.at
+    };
+    assert!(log.message_at(MessagePlace(place_of_first)).unwrap().is_some());
+    assert!(log.message_at(MessagePlace(place_of_first + 1)).unwrap().is_none(), "inside a record");
+    assert!(log.message_at(MessagePlace(3)).unwrap().is_none());
+    assert!(log.message_at(MessagePlace(u64::MAX)).unwrap().is_none());
+    let mut batch = log.batch();
+    batch.forget(CONV).unwrap();
+    batch.commit().unwrap();
+    assert!(log.message_at(MessagePlace(place_of_first)).unwrap().is_none(), "forgotten");
+    let (_, added, forgotten, cursor) = follow_all(&log, Some(&cursor));
+    assert_eq!((added.len(), forgotten), (0, 1));
+
+    // A cursor that does not fit the file (here: bytes changed under it) starts over.
+    let forged = LogCursor { offset: cursor.offset, check: [7; CHECK_LEN] };
+    let (reset, added, forgotten, _) = follow_all(&log, Some(&forged));
+    assert!(reset);
+    assert_eq!((added.len(), forgotten), (11, 1), "the whole log again");
+    let beyond = LogCursor { offset: cursor.offset + 1, check: cursor.check };
+    assert!(follow_all(&log, Some(&beyond)).0, "past the end");
+
+    // A compaction rewrites the file: the old cursor no longer fits.
+    write_garbage(&log);
+    let (_, _, _, cursor) = follow_all(&log, Some(&cursor));
+    drop(log);
+    let log = open(dir.path());
+    let (reset, added, forgotten, _) = follow_all(&log, Some(&cursor));
+    assert!(reset, "compacted");
+    assert_eq!((added.len(), forgotten), (0, 0), "the conversation was forgotten, so the compacted log holds none of it");
+    assert_eq!(LogCursor::from_bytes(&cursor.to_bytes()), Some(cursor));
 }

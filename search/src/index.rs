@@ -1,0 +1,383 @@
+//! The index on disk: one tantivy document per message, kept up to date by
+//! following the store's message log.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use kith_storage::{ConversationId, LogCursor, LogEvent, Message, MessagePlace, Store};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery, TermSetQuery};
+use tantivy::schema::{BytesOptions, FAST, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentReader, TantivyDocument, Term};
+
+use crate::SearchError;
+use crate::query::{Need, needs};
+use crate::snippet::{Snippet, snippet};
+use crate::tokens::{KithTokenizer, TOKENIZER};
+
+/// What the index's commits are marked with, before the log cursor: a change
+/// to the schema or the tokenizer changes it, and an index marked otherwise is
+/// rebuilt.
+const FORMAT: &str = "kith-search 2";
+
+/// Indexing threads (tantivy's), and the memory they share before a segment
+/// is written out.
+const WRITER_THREADS: usize = 2;
+const WRITER_BUDGET: usize = 64 << 20;
+
+/// Most index terms a word's prefix expands to. Only prefixes of one or two
+/// letters reach it; the terms kept are the first in alphabetical order.
+pub const MAX_PREFIX_TERMS: usize = 1024;
+
+/// Most hits one search returns.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The schema's fields. Nothing is stored: a hit is the message's place in the
+/// log (a fast field, which compresses to a byte or two a message because
+/// places grow with every message), and the store reads the message there.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    /// The text and a file's name, tokenized (term frequencies, no positions).
+    text: Field,
+    /// The conversation id, raw: filters and conversation removal.
+    conversation: Field,
+    /// The author's peer id, raw: filters.
+    author: Field,
+    /// The message's [`MessagePlace`]: finds it, and orders equal scores newest first.
+    place: Field,
+}
+
+/// The fast field of [`Fields::place`].
+const PLACE: &str = "place";
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let indexing = TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs);
+    let raw = || TextFieldIndexing::default().set_tokenizer("raw").set_index_option(IndexRecordOption::Basic).set_fieldnorms(false);
+    let fields = Fields {
+        text: builder.add_text_field("text", TextOptions::default().set_indexing_options(indexing)),
+        conversation: builder.add_bytes_field("conversation", BytesOptions::default().set_indexed()),
+        author: builder.add_text_field("author", TextOptions::default().set_indexing_options(raw())),
+        place: builder.add_u64_field(PLACE, FAST),
+    };
+    (builder.build(), fields)
+}
+
+/// A query: words, and optionally where and from whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// What to look for (see the crate docs for how words match).
+    pub text: String,
+    /// Only this conversation.
+    pub conversation: Option<ConversationId>,
+    /// Only messages by this author (a peer id).
+    pub author: Option<String>,
+    /// Most hits to return (at most [`MAX_LIMIT`]).
+    pub limit: usize,
+}
+
+/// One message found.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The message as the store holds it now.
+    pub message: Message,
+    /// Its relevance (higher is better; only comparable within one search).
+    pub score: f32,
+    /// Its text around the match, with the matching words marked.
+    pub snippet: Snippet,
+}
+
+/// What one catch-up did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Messages indexed.
+    pub added: usize,
+    /// Conversations whose messages were dropped from the index.
+    pub forgotten: usize,
+    /// Whether the index was cleared first (its log was rewritten, or a rebuild).
+    pub reset: bool,
+}
+
+/// The writer and how far it has read the log.
+struct Writing {
+    writer: IndexWriter,
+    /// Where the next catch-up reads from (`None`: the start).
+    cursor: Option<LogCursor>,
+}
+
+/// A node's full-text index of its messages (see the crate docs).
+///
+/// `Send + Sync`: searches run in parallel; catching up takes a lock.
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    writing: Mutex<Writing>,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex").field("documents", &self.len()).finish_non_exhaustive()
+    }
+}
+
+impl SearchIndex {
+    /// Opens the index in directory `dir` (made owner-only), creating it if
+    /// missing. An index of another format, or one that does not open, is
+    /// deleted and started again empty: it holds nothing the message log does
+    /// not, and the next catch-up fills it.
+    pub fn open(dir: &Path) -> Result<SearchIndex, SearchError> {
+        make_private_dir(dir)?;
+        let (schema, fields) = schema();
+        let index = match open_existing(dir, &schema) {
+            Ok(Some(index)) => index,
+            Ok(None) => Index::create_in_dir(dir, schema.clone())?,
+            Err(why) => {
+                tracing::warn!(%why, "the search index does not fit this version; building it again");
+                std::fs::remove_dir_all(dir)?;
+                make_private_dir(dir)?;
+                Index::create_in_dir(dir, schema.clone())?
+            }
+        };
+        index.tokenizers().register(TOKENIZER, TextAnalyzer::from(KithTokenizer));
+        let cursor = index.load_metas()?.payload.as_deref().and_then(cursor_of);
+        let writer = index.writer_with_num_threads(WRITER_THREADS, WRITER_BUDGET)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(SearchIndex { index, reader, fields, writing: Mutex::new(Writing { writer, cursor }) })
+    }
+
+    /// Number of messages indexed (as of the last catch-up).
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Whether no message is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Indexes what the store's message log gained since the last catch-up
+    /// (everything, the first time) and commits it, with the log cursor, as
+    /// one tantivy commit: after a crash the index is as of a commit and the
+    /// next catch-up goes on from that commit's cursor, so no message is
+    /// indexed twice or skipped.
+    pub fn catch_up(&self, store: &Store) -> Result<Progress, SearchError> {
+        let mut writing = self.lock();
+        self.follow(&mut writing, store, false)
+    }
+
+    /// Drops everything and indexes the whole message log again, then merges
+    /// what it wrote into one segment (the smallest and fastest form; later
+    /// catch-ups add small segments that tantivy merges as they pile up).
+    pub fn rebuild(&self, store: &Store) -> Result<Progress, SearchError> {
+        let mut writing = self.lock();
+        let progress = self.follow(&mut writing, store, true)?;
+        let segments = self.index.searchable_segment_ids()?;
+        if segments.len() > 1 {
+            // A background merge may hold some of them already; the index is whole
+            // either way, only less compact until tantivy merges it.
+            match writing.writer.merge(&segments).wait() {
+                Ok(_) => self.reader.reload()?,
+                Err(e) => tracing::debug!(error = %e, "the rebuilt index stays in several segments"),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Finds messages: catches up first, so a message stored before the call is
+    /// found. Hits come best first (the latest stored first among equal scores); a
+    /// message the index holds but the store no longer does is left out.
+    pub fn search(&self, store: &Store, query: &SearchQuery) -> Result<Vec<Hit>, SearchError> {
+        let needs = needs(&query.text);
+        if needs.is_empty() {
+            return Err(SearchError::EmptyQuery);
+        }
+        self.catch_up(store)?;
+        let searcher = self.reader.searcher();
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for need in &needs {
+            clauses.push((Occur::Must, self.need_query(&searcher, need)?));
+        }
+        if let Some(conversation) = query.conversation {
+            let term = Term::from_field_bytes(self.fields.conversation, &conversation.0);
+            clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        }
+        if let Some(author) = &query.author {
+            let term = Term::from_field_text(self.fields.author, author);
+            clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        }
+        let limit = query.limit.clamp(1, MAX_LIMIT);
+        // A few more than asked, for documents whose message is gone.
+        let collector = TopDocs::with_limit(limit + limit / 4 + 4).tweak_score(move |segment: &SegmentReader| {
+            let place = segment.fast_fields().u64(PLACE).ok().map(|c| c.first_or_default_col(0));
+            move |doc: DocId, score: Score| (score, place.as_ref().map_or(0, |c| c.get_val(doc)))
+        });
+        let top = searcher.search(&BooleanQuery::new(clauses), &collector)?;
+        let mut hits = Vec::new();
+        for ((score, place), _) in top {
+            let Some(message) = store.messages().at(MessagePlace(place))? else { continue };
+            let text = match &message.file {
+                Some(file) if message.text.is_empty() => file.name.clone(),
+                _ => message.text.clone(),
+            };
+            hits.push(Hit { snippet: snippet(&text, &needs), message, score });
+            if hits.len() == limit {
+                break;
+            }
+        }
+        Ok(hits)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writing> {
+        self.writing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows the log into the writer and commits; `reset` starts from scratch.
+    fn follow(&self, writing: &mut Writing, store: &Store, reset: bool) -> Result<Progress, SearchError> {
+        let mut progress = Progress::default();
+        if reset {
+            writing.writer.delete_all_documents()?;
+            writing.cursor = None;
+            progress.reset = true;
+        }
+        let mut failed: Option<tantivy::TantivyError> = None;
+        let writer = &writing.writer;
+        let cursor = store.follow_log(writing.cursor.as_ref(), |event| {
+            if failed.is_some() {
+                return Ok(());
+            }
+            let done = match event {
+                LogEvent::Reset => {
+                    progress.reset = true;
+                    writer.delete_all_documents().map(drop)
+                }
+                LogEvent::Added { message, place } => {
+                    progress.added += 1;
+                    writer.add_document(self.document(&message, place)).map(drop)
+                }
+                LogEvent::Forgotten(conversation) => {
+                    progress.forgotten += 1;
+                    writer.delete_term(Term::from_field_bytes(self.fields.conversation, &conversation.0));
+                    Ok(())
+                }
+            };
+            failed = done.err();
+            Ok(())
+        });
+        let cursor = match (cursor, failed) {
+            (Ok(cursor), None) => cursor,
+            (Err(e), _) => {
+                writing.writer.rollback()?;
+                return Err(e.into());
+            }
+            (_, Some(e)) => {
+                writing.writer.rollback()?;
+                return Err(e.into());
+            }
+        };
+        if progress != Progress::default() {
+            let mut commit = writing.writer.prepare_commit()?;
+            commit.set_payload(&payload_of(&cursor));
+            commit.commit()?;
+            self.reader.reload()?;
+        }
+        writing.cursor = Some(cursor);
+        Ok(progress)
+    }
+
+    /// The document of a message.
+    fn document(&self, message: &Message, place: MessagePlace) -> TantivyDocument {
+        let mut doc = TantivyDocument::default();
+        doc.add_text(self.fields.text, &message.text);
+        if let Some(file) = &message.file {
+            doc.add_text(self.fields.text, &file.name);
+        }
+        doc.add_bytes(self.fields.conversation, &message.conversation.0);
+        doc.add_text(self.fields.author, &message.author);
+        doc.add_u64(self.fields.place, place.0);
+        doc
+    }
+
+    /// The query for one need: its exact term, or for a word the whole word
+    /// (ranked higher) or any term its prefix begins.
+    fn need_query(&self, searcher: &Searcher, need: &Need) -> Result<Box<dyn Query>, SearchError> {
+        let text = self.fields.text;
+        let exact = |t: &str| Box::new(TermQuery::new(Term::from_field_text(text, t), IndexRecordOption::WithFreqs));
+        Ok(match need {
+            Need::Term(t) => exact(t),
+            Need::Word { whole, prefix } => {
+                let mut terms = Vec::new();
+                for segment in searcher.segment_readers() {
+                    let inverted = segment.inverted_index(text)?;
+                    let mut stream = inverted.terms().range().ge(prefix.as_bytes()).into_stream()?;
+                    while terms.len() < MAX_PREFIX_TERMS && stream.advance() {
+                        let key = stream.key();
+                        if !key.starts_with(prefix.as_bytes()) {
+                            break;
+                        }
+                        if let Ok(key) = std::str::from_utf8(key) {
+                            terms.push(Term::from_field_text(text, key));
+                        }
+                    }
+                }
+                terms.sort();
+                terms.dedup();
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Should, Box::new(BoostQuery::new(exact(whole), 2.0)) as Box<dyn Query>),
+                    (Occur::Should, Box::new(TermSetQuery::new(terms))),
+                ]))
+            }
+        })
+    }
+
+    /// Closes the index, waiting for tantivy's background merges of segments to
+    /// finish (dropping it abandons them; they start again later).
+    pub fn close(self) -> Result<(), SearchError> {
+        let writing = self.writing.into_inner().unwrap_or_else(PoisonError::into_inner);
+        writing.writer.wait_merging_threads()?;
+        Ok(())
+    }
+
+    /// The directory's tantivy index, for tests and benchmarks that measure it.
+    #[doc(hidden)]
+    pub fn tantivy(&self) -> &Index {
+        &self.index
+    }
+}
+
+/// The existing index in `dir` if it has our format; `Ok(None)` if there is
+/// none; `Err` (why) if there is one we cannot use.
+fn open_existing(dir: &Path, schema: &Schema) -> Result<Option<Index>, String> {
+    let directory = MmapDirectory::open(dir).map_err(|e| e.to_string())?;
+    if !Index::exists(&directory).map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
+    let index = Index::open(directory).map_err(|e| e.to_string())?;
+    if index.schema() != *schema {
+        return Err("another schema".into());
+    }
+    let metas = index.load_metas().map_err(|e| e.to_string())?;
+    match metas.payload.as_deref() {
+        None => Ok(Some(index)),
+        Some(p) if cursor_of(p).is_some() => Ok(Some(index)),
+        Some(_) => Err("another format".into()),
+    }
+}
+
+fn payload_of(cursor: &LogCursor) -> String {
+    format!("{FORMAT} {}", hex::encode(cursor.to_bytes()))
+}
+
+fn cursor_of(payload: &str) -> Option<LogCursor> {
+    let bytes = hex::decode(payload.strip_prefix(FORMAT)?.strip_prefix(' ')?).ok()?;
+    LogCursor::from_bytes(&bytes)
+}
+
+fn make_private_dir(dir: &Path) -> Result<(), SearchError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The index against a real store in a temporary directory: what is found in
+//! several scripts, ranking, filters, following the log across reopening,
+//! conversation removal and an index that does not open.
+
+#![allow(clippy::unwrap_used)]
+
+use kith_search::{SearchError, SearchIndex, SearchQuery};
+use kith_storage::{ConversationId, ConversationKind, Direction, Message, MessageId, MessageState, Store};
+
+const ALICE: &str = "12D3KooWAlice";
+const BOB: &str = "12D3KooWBob";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    index: SearchIndex,
+    index_dir: std::path::PathBuf,
+    next: u8,
+}
+
+fn conv(n: u8) -> ConversationId {
+    ConversationId::from_bytes([n; 16])
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        for (n, peer) in [(1, ALICE), (2, BOB)] {
+            store.conversations().get_or_create(conv(n), ConversationKind::Direct { peer_id: peer.into() }, 1).unwrap();
+        }
+        let index_dir = dir.path().join("db").join("search");
+        let index = SearchIndex::open(&index_dir).unwrap();
+        Fixture { _dir: dir, store, index, index_dir, next: 0 }
+    }
+
+    /// Stores a message from `author` in conversation `n`; returns its id.
+    fn say(&mut self, n: u8, author: &str, text: &str) -> MessageId {
+        self.next += 1;
+        let id = MessageId::from_bytes([self.next; 16]);
+        let at = 1_700_000_000_000 + u64::from(self.next) * 1000;
+        let msg = Message {
+            id,
+            conversation: conv(n),
+            author: author.into(),
+            lamport: u64::from(self.next),
+            sent_at_ms: at,
+            received_at_ms: at,
+            text: text.into(),
+            state: MessageState::Delivered,
+            direction: Direction::Incoming,
+            file: None,
+        };
+        self.store.insert_incoming_batch(&[msg]).unwrap();
+        id
+    }
+
+    fn find(&self, text: &str) -> Vec<String> {
+        self.find_with(SearchQuery { text: text.into(), conversation: None, author: None, limit: 20 })
+    }
+
+    fn find_with(&self, query: SearchQuery) -> Vec<String> {
+        self.index.search(&self.store, &query).unwrap().into_iter().map(|h| h.message.text).collect()
+    }
+}
+
+#[test]
+fn words_in_russian_english_japanese_and_emoji_are_found_folded_and_by_stem() {
+    let mut f = Fixture::new();
+    f.say(1, ALICE, "Встреча в пятницу");
+    f.say(1, ALICE, "Let's meet at the café");
+    f.say(2, BOB, "明日の会議は金曜日です");
+    f.say(2, BOB, "Party tonight 🎉");
+    f.say(2, BOB, "nothing to see here");
+
+    assert_eq!(f.find("встреча"), ["Встреча в пятницу"]);
+    assert_eq!(f.find("ВСТРЕЧИ"), ["Встреча в пятницу"], "by the stem встреч");
+    assert_eq!(f.find("пятница"), ["Встреча в пятницу"]);
+    assert_eq!(f.find("café"), ["Let's meet at the café"]);
+    assert_eq!(f.find("cafe"), ["Let's meet at the café"]);
+    assert_eq!(f.find("CAF"), ["Let's meet at the café"], "a word typed half-way");
+    assert_eq!(f.find("会議"), ["明日の会議は金曜日です"]);
+    assert_eq!(f.find("金曜日"), ["明日の会議は金曜日です"]);
+    assert_eq!(f.find("曜"), ["明日の会議は金曜日です"], "one character, inside a run");
+    assert!(f.find("金日").is_empty(), "pairs must be neighbours");
+    assert_eq!(f.find("🎉"), ["Party tonight 🎉"]);
+    assert_eq!(f.find("party 🎉"), ["Party tonight 🎉"]);
+    assert!(f.find("party café").is_empty(), "every word must match");
+    assert!(f.find("zebra").is_empty());
+    assert!(matches!(
+        f.index.search(&f.store, &SearchQuery { text: " ?! ".into(), conversation: None, author: None, limit: 5 }),
+        Err(SearchError::EmptyQuery)
+    ));
+}
+
+#[test]
+fn hits_rank_whole_words_first_then_newest_and_carry_a_marked_snippet() {
+    let mut f = Fixture::new();
+    f.say(1, ALICE, "the meetings are long");
+    f.say(1, ALICE, "meet me there");
+    f.say(1, ALICE, "meet me later");
+    let hits = f.index.search(&f.store, &SearchQuery { text: "meet".into(), conversation: None, author: None, limit: 10 }).unwrap();
+    let texts: Vec<&str> = hits.iter().map(|h| h.message.text.as_str()).collect();
+    assert_eq!(texts, ["meet me later", "meet me there", "the meetings are long"]);
+    let s = &hits[2].snippet;
+    assert_eq!(&s.text[s.marks[0].clone()], "meetings");
+}
+
+#[test]
+fn filters_by_conversation_and_author_and_limits() {
+    let mut f = Fixture::new();
+    for _ in 0..5 {
+        f.say(1, ALICE, "lunch?");
+        f.say(2, BOB, "lunch!");
+    }
+    let q = |conversation, author: Option<&str>, limit| SearchQuery {
+        text: "lunch".into(),
+        conversation,
+        author: author.map(str::to_owned),
+        limit,
+    };
+    assert_eq!(f.find_with(q(None, None, 20)).len(), 10);
+    assert_eq!(f.find_with(q(None, None, 3)).len(), 3);
+    assert!(f.find_with(q(Some(conv(1)), None, 20)).iter().all(|t| t == "lunch?"));
+    assert_eq!(f.find_with(q(Some(conv(1)), None, 20)).len(), 5);
+    assert!(f.find_with(q(None, Some(BOB), 20)).iter().all(|t| t == "lunch!"));
+    assert!(f.find_with(q(Some(conv(1)), Some(BOB), 20)).is_empty());
+}
+
+#[test]
+fn a_message_is_found_as_soon_as_it_is_stored_and_the_index_goes_on_after_reopening() {
+    let mut f = Fixture::new();
+    f.say(1, ALICE, "first words");
+    assert_eq!(f.find("words"), ["first words"]);
+    f.say(1, ALICE, "more words");
+    assert_eq!(f.find("words").len(), 2, "no catch-up called in between");
+
+    drop(f.index);
+    f.index = SearchIndex::open(&f.index_dir).unwrap();
+    assert_eq!(f.index.len(), 2, "the committed documents");
+    assert_eq!(f.index.catch_up(&f.store).unwrap().added, 0, "the commit's cursor: nothing indexed twice");
+    f.say(2, BOB, "words after reopening");
+    assert_eq!(f.index.catch_up(&f.store).unwrap().added, 1);
+    assert_eq!(f.find("words").len(), 3);
+
+    let progress = f.index.rebuild(&f.store).unwrap();
+    assert!(progress.reset);
+    assert_eq!(progress.added, 3);
+    assert_eq!(f.find("words").len(), 3, "a rebuild holds the same");
+}
+
+#[test]
+fn a_removed_conversations_messages_are_not_found() {
+    let mut f = Fixture::new();
+    f.say(1, ALICE, "secret plan");
+    f.say(2, BOB, "public plan");
+    assert_eq!(f.find("plan").len(), 2);
+    assert!(f.store.conversations().remove(conv(1), 2).unwrap());
+    assert_eq!(f.find("plan"), ["public plan"]);
+    assert_eq!(f.index.len(), 1, "dropped from the index, not only hidden");
+}
+
+#[test]
+fn an_index_that_does_not_open_is_built_again_from_the_log() {
+    let mut f = Fixture::new();
+    f.say(1, ALICE, "remember this");
+    assert_eq!(f.find("remember").len(), 1);
+    drop(f.index);
+    std::fs::write(f.index_dir.join("meta.json"), b"{ not json").unwrap();
+    f.index = SearchIndex::open(&f.index_dir).unwrap();
+    assert!(f.index.is_empty());
+    assert_eq!(f.find("remember"), ["remember this"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&f.index_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the index holds the words of every message");
+}
