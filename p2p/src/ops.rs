@@ -483,6 +483,7 @@ fn next_message(
         state: MessageState::Pending,
         direction: Direction::Outgoing,
         file: file.map(|f| Box::new(f.clone())),
+        link: None,
     })
 }
 

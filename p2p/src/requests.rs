@@ -226,6 +226,7 @@ mod tests {
                 state: MessageState::Delivered,
                 direction: Direction::Incoming,
                 file: None,
+                link: None,
             })
             .collect();
         store.insert_incoming_batch(&held).unwrap();

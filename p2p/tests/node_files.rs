@@ -111,6 +111,7 @@ async fn an_offer_that_lies_about_the_size_fetches_no_chunk() {
         state: MessageState::Delivered,
         direction: Direction::Incoming,
         file: Some(Box::new(offer)),
+        link: None,
     };
     store.insert_incoming_batch(&[message]).unwrap();
 

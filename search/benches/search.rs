@@ -236,5 +236,6 @@ fn message(n: usize, text: String) -> Message {
         state: MessageState::Delivered,
         direction: Direction::Incoming,
         file: None,
+        link: None,
     }
 }

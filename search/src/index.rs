@@ -179,7 +179,11 @@ impl SearchIndex {
             // A background merge may hold some of them already; the index is whole
             // either way, only less compact until tantivy merges it.
             match writing.writer.merge(&segments).wait() {
-                Ok(_) => self.reader.reload()?,
+                Ok(_) => {
+                    self.reader.reload()?;
+                    // The merged segments' files go now, not at some later commit.
+                    writing.writer.garbage_collect_files().wait()?;
+                }
                 Err(e) => tracing::debug!(error = %e, "the rebuilt index stays in several segments"),
             }
         }

@@ -50,6 +50,7 @@ impl Fixture {
             state: MessageState::Delivered,
             direction: Direction::Incoming,
             file: None,
+            link: None,
         };
         self.store.insert_incoming_batch(&[msg]).unwrap();
         id

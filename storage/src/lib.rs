@@ -29,6 +29,7 @@
 //!     state: MessageState::Delivered,
 //!     direction: Direction::Incoming,
 //!     file: None, // or the file it carries
+//!     link: None, // or the message it answers or changes
 //! };
 //! // Durable when it returns: now the sender may be acknowledged.
 //! assert_eq!(store.insert_incoming_batch(&[msg.clone()])?, [Inserted::New]);
@@ -124,7 +125,7 @@ pub use groups::{Group, Groups, MAX_KEY_GENERATIONS, Member, PendingKey, Pending
 pub use files::{BLOB_ID_LEN, FileRecord, FileRef, FileSource, FileState, Files};
 pub use follow::{CHECK_LEN, LogCursor, LogEvent, MessagePlace};
 pub use invites::Invites;
-pub use messages::{Direction, Inserted, Message, MessageState, Messages, Usage};
+pub use messages::{Annotations, Direction, Inserted, Link, MAX_EMOJI_LEN, Message, MessageState, Messages, Reaction, Usage, Version};
 pub use outbox::{Outbox, OutboxEntry, Recipient};
 pub use prefs::{Drafts, MAX_DRAFT_LEN, Mute, Mutes};
 pub use replay::{MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};

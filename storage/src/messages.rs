@@ -86,6 +86,126 @@ pub struct Message {
     /// The file it carries (then `text` is its caption, possibly empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<Box<crate::files::FileRef>>,
+    /// The message this one answers, or changes (see [`Link`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+}
+
+/// How a message relates to an earlier one of its conversation (named by id).
+///
+/// A reply is a message of its own that quotes another. An edit, a delete and a
+/// reaction are *changes*: messages that travel, are stored and acknowledged like
+/// any other, but are not shown as messages; they change how their target is
+/// shown (see [`Messages::annotations`]). Who may make which change is decided
+/// when they are read, so that a change arriving before its target (through
+/// another relay, say) still counts once the target is there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// Answers this message (shown quoted above the text).
+    ReplyTo(MessageId),
+    /// Replaces this message's text with this message's `text` (only its author's
+    /// edits count; every version is kept).
+    Edit(MessageId),
+    /// Deletes this message for everyone (only its author's delete counts).
+    Delete(MessageId),
+    /// Adds (`on`) or takes back this author's `emoji` reaction to the message.
+    React {
+        /// The message reacted to.
+        target: MessageId,
+        /// The reaction, one emoji (at most [`MAX_EMOJI_LEN`] bytes).
+        emoji: String,
+        /// Whether it is added (`true`) or taken back.
+        on: bool,
+    },
+}
+
+/// Longest reaction, in bytes (an emoji with modifiers and joiners).
+pub const MAX_EMOJI_LEN: usize = 64;
+
+impl Link {
+    /// The message a change changes; `None` for a reply (which is a message of its own).
+    pub fn changed(&self) -> Option<MessageId> {
+        match self {
+            Link::ReplyTo(_) => None,
+            Link::Edit(target) | Link::Delete(target) | Link::React { target, .. } => Some(*target),
+        }
+    }
+}
+
+/// How a message is shown once its changes are applied (see [`Messages::annotations`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Annotations {
+    /// Its author's edits, oldest first: each later text with the author's time.
+    /// The current text is the last one's (or the message's own when empty).
+    pub edits: Vec<Version>,
+    /// Deleted for everyone by its author (then its text and file are not shown).
+    pub deleted: bool,
+    /// Reactions held now, one entry per emoji in the order first given, with
+    /// who gave each (author peer ids, in the order they reacted).
+    pub reactions: Vec<Reaction>,
+}
+
+/// One earlier or later text of an edited message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// The text.
+    pub text: String,
+    /// The author's clock when it was written (ms since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// The emoji.
+    pub emoji: String,
+    /// The peer ids that reacted with it.
+    pub by: Vec<String>,
+}
+
+impl Annotations {
+    /// What `changes` (the change messages aimed at `message`, in conversation
+    /// order) make of it: only its author's edits and deletes count; each
+    /// author's latest word on an emoji counts.
+    pub fn of(message: &Message, changes: &[Message]) -> Annotations {
+        let mut out = Annotations::default();
+        for change in changes {
+            match &change.link {
+                Some(Link::Edit(target)) if *target == message.id && change.author == message.author && !out.deleted => {
+                    out.edits.push(Version { text: change.text.clone(), at_ms: change.sent_at_ms });
+                }
+                Some(Link::Delete(target)) if *target == message.id && change.author == message.author => {
+                    out.deleted = true;
+                }
+                Some(Link::React { target, emoji, on }) if *target == message.id => {
+                    let at = out.reactions.iter().position(|r| r.emoji == *emoji);
+                    match (at, on) {
+                        (Some(i), true) if !out.reactions[i].by.contains(&change.author) => {
+                            out.reactions[i].by.push(change.author.clone());
+                        }
+                        (None, true) => out.reactions.push(Reaction { emoji: emoji.clone(), by: vec![change.author.clone()] }),
+                        (Some(i), false) => out.reactions[i].by.retain(|a| *a != change.author),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.reactions.retain(|r| !r.by.is_empty());
+        if out.deleted {
+            out.edits.clear();
+        }
+        out
+    }
+
+    /// The text to show: the latest edit's, else the message's own; empty once deleted.
+    pub fn text<'a>(&'a self, message: &'a Message) -> &'a str {
+        if self.deleted {
+            return "";
+        }
+        self.edits.last().map_or(message.text.as_str(), |v| v.text.as_str())
+    }
 }
 
 impl Message {
@@ -152,6 +272,21 @@ impl Messages {
     /// if it is still there.
     pub fn at(&self, place: crate::MessagePlace) -> Result<Option<Message>, StoreError> {
         self.inner.log.message_at(place)
+    }
+
+    /// The changes (edits, deletes, reactions: see [`Link`]) stored in `conv`
+    /// that name `target`, whoever wrote them, in conversation order.
+    pub fn changes_to(&self, conv: ConversationId, target: MessageId) -> Result<Vec<Message>, StoreError> {
+        let slots: Vec<Slot> = match self.inner.log.lock().index.conversation(conv) {
+            Some(c) => c.changes_to(target).map(|e| e.slot).collect(),
+            None => Vec::new(),
+        };
+        slots.iter().map(|slot| self.inner.log.read(slot)).collect()
+    }
+
+    /// How `message` is shown once the changes to it are applied.
+    pub fn annotations(&self, message: &Message) -> Result<Annotations, StoreError> {
+        Ok(Annotations::of(message, &self.changes_to(message.conversation, message.id)?))
     }
 
     /// The message `author` wrote with this id, if stored.

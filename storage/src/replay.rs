@@ -109,6 +109,7 @@ mod tests {
             state: MessageState::Delivered,
             direction: Direction::Incoming,
             file: None,
+            link: None,
         }
     }
 

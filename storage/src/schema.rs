@@ -19,7 +19,11 @@ use crate::types::ConversationId;
 ///    messages leave tombstones.
 /// 3. Messages, their states and the outbox move from sled trees to the
 ///    message log (see [`crate::msglog`]).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4. The message log may hold change records (edits, deletes, reactions); a
+///    version-3 log is a version-4 log without them, so the step writes
+///    nothing. An older build refuses a version-4 database instead of reading
+///    change records as damage.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Tree holding database-wide metadata (the schema version).
 pub(crate) const META: &str = "meta";
@@ -124,6 +128,7 @@ fn step(from: u32) -> Option<Step> {
     match from {
         1 => Some(|db, _| crate::migrate::v1_to_v2(db)),
         2 => Some(crate::migrate::v2_to_v3),
+        3 => Some(|_, _| Ok(())),
         _ => None,
     }
 }

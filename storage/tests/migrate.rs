@@ -57,6 +57,7 @@ fn old_messages() -> Vec<Message> {
                     Direction::Outgoing
                 },
                 file: None,
+                link: None,
             }
         })
         .collect()

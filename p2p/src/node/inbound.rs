@@ -180,6 +180,7 @@ impl Inbound<'_> {
                     state: MessageState::Delivered,
                     direction: Direction::Incoming,
                     file: file.map(|f| Box::new(crate::files::file_of(f))),
+                    link: None,
                 };
                 if let Some(refusal) = self.store.messages().refusal(&message)? {
                     tracing::debug!(%sender, %refusal, "refused a text");

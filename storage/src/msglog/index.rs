@@ -50,6 +50,9 @@ pub(crate) struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct ConvIndex {
     entries: Vec<Entry>,
+    /// The changes (edits, deletes, reactions; see `Link`), apart from the
+    /// messages shown: sorted by key, never unread, not counted as activity.
+    changes: Vec<ChangeEntry>,
     pub(crate) unread: BTreeSet<OrderKey>,
     /// The latest activity of any message (see `Message::activity_ms`).
     pub(crate) last_activity_ms: u64,
@@ -67,9 +70,38 @@ impl ConvIndex {
         &self.entries[..self.entries.partition_point(|e| e.key < *key)]
     }
 
-    /// The message under `key`.
+    /// The message or change under `key`.
     pub(crate) fn get(&self, key: &OrderKey) -> Option<&Entry> {
-        self.entries.binary_search_by(|e| e.key.cmp(key)).ok().map(|i| &self.entries[i])
+        match self.entries.binary_search_by(|e| e.key.cmp(key)) {
+            Ok(i) => Some(&self.entries[i]),
+            Err(_) => self.changes.binary_search_by(|c| c.entry.key.cmp(key)).ok().map(|i| &self.changes[i].entry),
+        }
+    }
+
+    /// The slot under `key`, to change its state.
+    fn slot_mut(&mut self, key: &OrderKey) -> Option<&mut Slot> {
+        match self.entries.binary_search_by(|e| e.key.cmp(key)) {
+            Ok(i) => Some(&mut self.entries[i].slot),
+            Err(_) => {
+                let i = self.changes.binary_search_by(|c| c.entry.key.cmp(key)).ok()?;
+                Some(&mut self.changes[i].entry.slot)
+            }
+        }
+    }
+
+    /// The changes, oldest first.
+    pub(crate) fn changes(&self) -> &[ChangeEntry] {
+        &self.changes
+    }
+
+    /// The changes that name `target`, oldest first.
+    pub(crate) fn changes_to(&self, target: MessageId) -> impl Iterator<Item = &Entry> + '_ {
+        self.changes.iter().filter(move |c| c.target == target).map(|c| &c.entry)
+    }
+
+    fn insert_change(&mut self, change: ChangeEntry) {
+        let at = self.changes.partition_point(|c| c.entry.key < change.entry.key);
+        self.changes.insert(at, change);
     }
 
     /// Number of messages.
@@ -86,6 +118,13 @@ impl ConvIndex {
             _ => self.entries.push(entry),
         }
     }
+}
+
+/// One change of a conversation's index, with the message it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChangeEntry {
+    pub(crate) entry: Entry,
+    pub(crate) target: MessageId,
 }
 
 /// A located message: its conversation, order key and slot.
@@ -146,8 +185,9 @@ impl Index {
         self.place(reference).is_some()
     }
 
-    /// Adds a message; `false` (and nothing changes) if its reference is held.
-    /// `record_len` is its whole record's size, for the live-byte count.
+    /// Adds a message — a change when it names a `target` — and `false` (and
+    /// nothing changes) if its reference is held. `record_len` is its whole
+    /// record's size, for the live-byte count.
     pub(crate) fn add(
         &mut self,
         conversation: ConversationId,
@@ -155,6 +195,7 @@ impl Index {
         slot: Slot,
         activity_ms: u64,
         record_len: u64,
+        target: Option<MessageId>,
     ) -> bool {
         if self.contains(&key.1) {
             return false;
@@ -169,13 +210,17 @@ impl Index {
             }
         }
         let conv = self.convs.entry(conversation).or_default();
+        conv.last_lamport = conv.last_lamport.max(key.0);
+        self.live_bytes += record_len;
+        if let Some(target) = target {
+            conv.insert_change(ChangeEntry { entry: Entry { key, slot }, target });
+            return true;
+        }
         conv.insert(Entry { key, slot });
         if slot.is_unread() {
             conv.unread.insert(key);
         }
         conv.last_activity_ms = conv.last_activity_ms.max(activity_ms);
-        conv.last_lamport = conv.last_lamport.max(key.0);
-        self.live_bytes += record_len;
         true
     }
 
@@ -225,8 +270,7 @@ impl Index {
         let Some(conv) = self.convs.get_mut(&found.conversation) else {
             return false;
         };
-        if let Ok(i) = conv.entries.binary_search_by(|e| e.key.cmp(&found.key)) {
-            let slot = &mut conv.entries[i].slot;
+        if let Some(slot) = conv.slot_mut(&found.key) {
             slot.state = state;
             if !slot.is_unread() {
                 conv.unread.remove(&found.key);
@@ -238,7 +282,7 @@ impl Index {
     /// Drops a conversation's messages; returns them.
     pub(crate) fn forget(&mut self, conversation: ConversationId) -> Option<ConvIndex> {
         let conv = self.convs.remove(&conversation)?;
-        for entry in &conv.entries {
+        for entry in conv.entries.iter().chain(conv.changes.iter().map(|c| &c.entry)) {
             let (id, digest) = split(&entry.key.1);
             match self.places.get(&id) {
                 Some(p) if p.digest == digest && p.conversation == conversation => {
@@ -302,6 +346,7 @@ impl Index {
     pub(crate) fn shrink(&mut self) {
         for conv in self.convs.values_mut() {
             conv.entries.shrink_to_fit();
+            conv.changes.shrink_to_fit();
         }
         self.places.shrink_to_fit();
         self.outbox.shrink_to_fit();
@@ -342,11 +387,11 @@ mod tests {
     fn a_reference_is_added_once_and_counters_follow() {
         let mut index = Index::default();
         let r = reference(1, 1);
-        assert!(index.add(CONV, (5, r), slot(Direction::Incoming, Delivered), 1_000, 10));
-        assert!(!index.add(CONV, (9, r), slot(Direction::Incoming, Delivered), 9_000, 10), "same reference");
+        assert!(index.add(CONV, (5, r), slot(Direction::Incoming, Delivered), 1_000, 10, None));
+        assert!(!index.add(CONV, (9, r), slot(Direction::Incoming, Delivered), 9_000, 10, None), "same reference");
         let c = index.conversation(CONV).unwrap();
         assert_eq!((c.len(), c.unread.len(), c.last_lamport, c.last_activity_ms), (1, 1, 5, 1_000));
-        assert!(index.add(CONV, (3, reference(2, 1)), slot(Direction::Outgoing, Pending), 500, 10));
+        assert!(index.add(CONV, (3, reference(2, 1)), slot(Direction::Outgoing, Pending), 500, 10, None));
         let c = index.conversation(CONV).unwrap();
         assert_eq!((c.unread.len(), c.last_lamport, c.last_activity_ms), (1, 5, 1_000), "ours are never unread; maxima kept");
     }
@@ -355,7 +400,7 @@ mod tests {
     fn states_only_move_forward_and_reading_leaves_the_unread_set() {
         let mut index = Index::default();
         let r = reference(1, 1);
-        index.add(CONV, (1, r), slot(Direction::Incoming, Delivered), 1, 10);
+        index.add(CONV, (1, r), slot(Direction::Incoming, Delivered), 1, 10, None);
         assert!(!index.set_state(&r, Sent), "backwards");
         assert!(!index.set_state(&r, Delivered), "same");
         assert_eq!(index.conversation(CONV).unwrap().unread.len(), 1);
@@ -369,10 +414,10 @@ mod tests {
     fn an_id_alone_means_ours_first_then_the_lowest_author_digest() {
         let mut index = Index::default();
         let (theirs, other, ours) = (reference(7, 1), reference(7, 2), reference(7, 3));
-        index.add(CONV, (4, other), slot(Direction::Incoming, Delivered), 1, 10);
-        index.add(CONV, (9, theirs), slot(Direction::Incoming, Delivered), 1, 10);
+        index.add(CONV, (4, other), slot(Direction::Incoming, Delivered), 1, 10, None);
+        index.add(CONV, (9, theirs), slot(Direction::Incoming, Delivered), 1, 10, None);
         assert_eq!(index.resolve(MessageId([7; 16])).unwrap().key.1, theirs, "lowest author digest first");
-        index.add(ConversationId([9; 16]), (8, ours), slot(Direction::Outgoing, Sent), 1, 10);
+        index.add(ConversationId([9; 16]), (8, ours), slot(Direction::Outgoing, Sent), 1, 10, None);
         assert_eq!(index.resolve(MessageId([7; 16])).unwrap().key.1, ours);
         assert_eq!(index.with_id(MessageId([7; 16])).len(), 3);
         assert!(index.with_id(MessageId([8; 16])).is_empty());
@@ -383,20 +428,20 @@ mod tests {
         let mut index = Index::default();
         let r = reference(1, 1);
         let s = slot(Direction::Incoming, Delivered);
-        index.add(CONV, (1, r), s, 1, record_len_of(&s));
+        index.add(CONV, (1, r), s, 1, record_len_of(&s), None);
         index.put_outbox(entry(3), 40);
         assert_eq!(index.live_bytes(), record_len_of(&s) + 40);
         assert_eq!(index.forget(CONV).unwrap().len(), 1);
         assert!(!index.contains(&r) && index.conversation(CONV).is_none());
         assert_eq!(index.live_bytes(), 40);
-        assert!(index.add(CONV, (1, r), s, 1, 1), "a forgotten reference may come back");
+        assert!(index.add(CONV, (1, r), s, 1, 1, None), "a forgotten reference may come back");
     }
 
     #[test]
     fn messages_arriving_out_of_order_are_kept_in_order() {
         let mut index = Index::default();
         for lamport in [5u64, 1, 9, 3, 7, 2] {
-            assert!(index.add(CONV, (lamport, reference(lamport as u8, 1)), slot(Direction::Incoming, Read), 1, 1));
+            assert!(index.add(CONV, (lamport, reference(lamport as u8, 1)), slot(Direction::Incoming, Read), 1, 1, None));
         }
         let c = index.conversation(CONV).unwrap();
         let order: Vec<u64> = c.entries().iter().map(|e| e.key.0).collect();
@@ -411,14 +456,14 @@ mod tests {
         let mut index = Index::default();
         let other = ConversationId([2; 16]);
         let (first, second) = (reference(7, 1), reference(7, 2));
-        index.add(CONV, (1, first), slot(Direction::Incoming, Read), 1, 1);
-        index.add(other, (4, second), slot(Direction::Incoming, Read), 1, 1);
+        index.add(CONV, (1, first), slot(Direction::Incoming, Read), 1, 1, None);
+        index.add(other, (4, second), slot(Direction::Incoming, Read), 1, 1, None);
         assert!(index.contains(&first) && index.contains(&second));
         index.forget(CONV);
         assert!(!index.contains(&first));
         assert_eq!(index.find(&second).unwrap().conversation, other);
         assert_eq!(index.with_id(MessageId([7; 16])).len(), 1);
-        assert!(index.add(CONV, (1, first), slot(Direction::Incoming, Read), 1, 1), "back once forgotten");
+        assert!(index.add(CONV, (1, first), slot(Direction::Incoming, Read), 1, 1, None), "back once forgotten");
         assert_eq!(index.with_id(MessageId([7; 16])).len(), 2);
         index.forget(other);
         assert_eq!(index.resolve(MessageId([7; 16])).unwrap().key.1, first);

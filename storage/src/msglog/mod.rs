@@ -35,7 +35,7 @@ use crate::codec::{decode, encode};
 use crate::error::StoreError;
 use crate::follow::{CHECK_LEN, LogCursor, LogEvent, MessagePlace};
 use crate::keys::RefKey;
-use crate::messages::{Message, MessageState};
+use crate::messages::{Link, Message, MessageState};
 use crate::outbox::OutboxEntry;
 use crate::types::{ConversationId, MessageId};
 use frame::{Frame, MAGIC, RECORD_HEADER};
@@ -195,7 +195,7 @@ impl MessageLog {
         };
         let reader = BufReader::with_capacity(1 << 20, Positioned { file: &self.file, at: from, end });
         let scanned = frame::scan_from(reader, from, io_error, |r| match r.kind {
-            record::MESSAGE => {
+            record::MESSAGE | record::CHANGE => {
                 let h = MessageHeader::decode(r.body).ok_or_else(|| StoreError::corrupt(LOG, "a message record that does not read"))?;
                 let mut message: Message = decode(LOG, &r.body[MESSAGE_HEADER_LEN..])?;
                 message.state = h.state;
@@ -255,7 +255,9 @@ impl MessageLog {
             let mut frame = Frame::new();
             for conv in state.index.conversations() {
                 let Some(c) = state.index.conversation(conv) else { continue };
-                for entry in c.entries() {
+                let messages = c.entries().iter().map(|e| (record::MESSAGE, e));
+                let changes = c.changes().iter().map(|c| (record::CHANGE, &c.entry));
+                for (kind, entry) in messages.chain(changes) {
                     let ((lamport, reference), slot) = (entry.key, &entry.slot);
                     let mut cbor = vec![0; slot.len as usize];
                     self.file.read_exact_at(&mut cbor, slot.at).map_err(io_error)?;
@@ -267,7 +269,7 @@ impl MessageLog {
                         state: slot.state,
                         activity_ms: activity_of(&cbor)?,
                     };
-                    push_message(&mut frame, &header, &cbor)?;
+                    push_message(&mut frame, kind, &header, &cbor)?;
                     frame = flush_full(out, frame)?;
                 }
             }
@@ -339,7 +341,7 @@ pub(crate) fn write_log(
         let mut frame = Frame::new();
         for msg in messages {
             let msg = msg?;
-            push_message(&mut frame, &MessageHeader::of(&msg), &encode(&msg)?)?;
+            push_message(&mut frame, record::MESSAGE, &MessageHeader::of(&msg), &encode(&msg)?)?;
             frame = flush_full(out, frame)?;
         }
         for entry in outbox {
@@ -352,8 +354,8 @@ pub(crate) fn write_log(
 
 /// Adds a message record (header, then CBOR) to `frame`; returns the CBOR's
 /// offset from the frame's start.
-fn push_message(frame: &mut Frame, header: &MessageHeader, cbor: &[u8]) -> Result<usize, StoreError> {
-    let at = frame.begin_record(record::MESSAGE);
+fn push_message(frame: &mut Frame, kind: u8, header: &MessageHeader, cbor: &[u8]) -> Result<usize, StoreError> {
+    let at = frame.begin_record(kind);
     header.encode_into(frame.body());
     frame.body().extend_from_slice(cbor);
     frame.end_record(at).map_err(io_error)?;
@@ -387,11 +389,19 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
 fn replay(index: &mut Index, r: &frame::RecordRef<'_>) -> Result<(), StoreError> {
     let bad = |what: &str| StoreError::corrupt(LOG, format!("a {what} record that does not read"));
     match r.kind {
-        record::MESSAGE => {
+        record::MESSAGE | record::CHANGE => {
             let h = MessageHeader::decode(r.body).ok_or_else(|| bad("message"))?;
             let len = u32::try_from(r.body.len() - MESSAGE_HEADER_LEN).map_err(|_| bad("message"))?;
             let slot = Slot { at: r.at + MESSAGE_HEADER_LEN as u64, len, state: h.state, direction: h.direction };
-            index.add(h.conversation, (h.lamport, h.reference), slot, h.activity_ms, (RECORD_HEADER + r.body.len()) as u64);
+            let target = match r.kind {
+                record::CHANGE => {
+                    let msg: Message = decode(LOG, &r.body[MESSAGE_HEADER_LEN..])?;
+                    Some(msg.link.as_ref().and_then(Link::changed).ok_or_else(|| bad("change"))?)
+                }
+                _ => None,
+            };
+            let record_len = (RECORD_HEADER + r.body.len()) as u64;
+            index.add(h.conversation, (h.lamport, h.reference), slot, h.activity_ms, record_len, target);
         }
         record::STATE => {
             let (reference, state) = record::decode_state(r.body).ok_or_else(|| bad("state"))?;
@@ -467,11 +477,13 @@ impl Batch<'_> {
         }
         let len = u32::try_from(cbor.len()).map_err(|_| StoreError::Encode { detail: "message too large".into() })?;
         self.close_if_full()?;
-        let at = push_message(&mut self.frame, &header, &cbor)?;
+        let target = msg.link.as_ref().and_then(Link::changed);
+        let kind = if target.is_some() { record::CHANGE } else { record::MESSAGE };
+        let at = push_message(&mut self.frame, kind, &header, &cbor)?;
         self.dirty = true;
         let slot = Slot { at: self.base() + at as u64, len, state: msg.state, direction: msg.direction };
         let record_len = (RECORD_HEADER + MESSAGE_HEADER_LEN) as u64 + u64::from(len);
-        self.state.index.add(msg.conversation, (msg.lamport, header.reference), slot, header.activity_ms, record_len);
+        self.state.index.add(msg.conversation, (msg.lamport, header.reference), slot, header.activity_ms, record_len, target);
         Ok(true)
     }
 

@@ -7,6 +7,7 @@
 //! | [`OUTBOX_PUT`] | the outbox entry as CBOR |
 //! | [`OUTBOX_DROP`] | the entry's id (16 bytes) |
 //! | [`FORGET`] | a conversation id (16 bytes): its earlier messages are gone |
+//! | [`CHANGE`] | as [`MESSAGE`], for a message that changes another (an edit, a delete, a reaction) |
 //!
 //! A message's header repeats what the in-memory index needs, so opening the
 //! log decodes no CBOR for messages. Integers are little-endian here (the
@@ -26,6 +27,9 @@ pub(crate) const OUTBOX_PUT: u8 = 3;
 pub(crate) const OUTBOX_DROP: u8 = 4;
 /// A conversation was removed with its messages.
 pub(crate) const FORGET: u8 = 5;
+/// A change to another message: laid out as [`MESSAGE`]; opening decodes its
+/// CBOR (changes only) to learn the message it names.
+pub(crate) const CHANGE: u8 = 6;
 
 /// Length of [`MessageHeader`]'s encoding.
 pub(crate) const MESSAGE_HEADER_LEN: usize = ID_LEN + 8 + REF_LEN + 2 + 8;

@@ -23,6 +23,7 @@ fn message(n: u8, direction: Direction, state: MessageState) -> Message {
         state,
         direction,
         file: None,
+        link: None,
     }
 }
 
@@ -172,7 +173,7 @@ fn a_damaged_record_inside_a_whole_frame_is_a_typed_error() {
     // A frame that passes its checksum but whose message CBOR is not a message.
     let mut frame = Frame::new();
     let msg = message(1, Direction::Incoming, MessageState::Delivered);
-    push_message(&mut frame, &MessageHeader::of(&msg), b"\xff\xff not cbor").unwrap();
+    push_message(&mut frame, record::MESSAGE, &MessageHeader::of(&msg), b"\xff\xff not cbor").unwrap();
     let end = log.lock().end;
     log.file.write_all_at(&frame.finish().unwrap(), end).unwrap();
     drop(log);
@@ -320,4 +321,29 @@ fn a_follower_sees_each_message_once_in_order_across_reopening_and_starts_again_
     assert!(reset, "compacted");
     assert_eq!((added.len(), forgotten), (0, 0), "the conversation was forgotten, so the compacted log holds none of it");
     assert_eq!(LogCursor::from_bytes(&cursor.to_bytes()), Some(cursor));
+}
+
+#[test]
+fn compaction_keeps_changes_as_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let target = message(1, Direction::Incoming, MessageState::Delivered);
+    let mut edit = message(2, Direction::Incoming, MessageState::Delivered);
+    edit.link = Some(crate::messages::Link::Edit(target.id));
+    let mut batch = log.batch();
+    batch.add_message(&target).unwrap();
+    batch.add_message(&edit).unwrap();
+    batch.commit().unwrap();
+    write_garbage(&log);
+    drop(log);
+    let log = open(dir.path());
+    assert!(fs::metadata(dir.path().join(FILE_NAME)).unwrap().len() < 64 << 10, "compacted");
+    let state = log.lock();
+    let conv = state.index.conversation(CONV).unwrap();
+    assert_eq!(conv.len(), 1, "the edit is not a message shown");
+    let changes: Vec<_> = conv.changes_to(target.id).collect();
+    assert_eq!(changes.len(), 1);
+    let slot = changes[0].slot;
+    drop(state);
+    assert_eq!(log.read(&slot).unwrap().link, edit.link);
 }

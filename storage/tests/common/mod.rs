@@ -95,6 +95,7 @@ pub fn incoming(conv: ConversationId, id: MessageId, lamport: u64) -> Message {
         state: MessageState::Delivered,
         direction: Direction::Incoming,
         file: None,
+        link: None,
     }
 }
 

@@ -130,6 +130,7 @@ fn message(n: usize, direction: Direction) -> Message {
         state: if direction == Direction::Outgoing { MessageState::Pending } else { MessageState::Delivered },
         direction,
         file: None,
+        link: None,
     }
 }
 

@@ -292,6 +292,7 @@ fn generate(n: usize, days: u64, me: &str, them: &str, conversation: kith_p2p::k
             state,
             direction: if dir_out { Direction::Outgoing } else { Direction::Incoming },
             file: None,
+            link: None,
         });
     }
     messages

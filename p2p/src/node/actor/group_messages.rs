@@ -360,6 +360,7 @@ impl Actor {
             state: MessageState::Delivered,
             direction: Direction::Incoming,
             file: file.map(|f| Box::new(crate::files::file_of(f))),
+            link: None,
         }))
     }
 
