@@ -115,8 +115,14 @@ pub(crate) enum Command {
     Mute(MuteConversationArgs),
     /// Unmute a conversation.
     Unmute(ContactArg),
-    /// Send a message (prints its id).
+    /// Send a message (prints its id); --reply-to answers another.
     Send(SendArgs),
+    /// Edit one of your messages for everyone who got it (every version is kept).
+    Edit(EditArgs),
+    /// Delete a message here, or one of yours for everyone (--for-everyone).
+    Delete(DeleteArgs),
+    /// React to a message with an emoji; again with the same emoji takes it back.
+    React(ReactArgs),
     /// Send a file to a contact or group (prints the message id and the file id).
     SendFile(SendFileArgs),
     /// List files sent and received, with id, name, size, state and local path.
@@ -385,8 +391,46 @@ pub(crate) struct SendArgs {
     pub(crate) contact: String,
     /// The message; `-` reads it from stdin (one trailing newline dropped).
     pub(crate) text: String,
+    /// Answer this message (its id, from `history` or `search`): shown quoted above the text.
+    #[arg(long, value_name = "MSG_ID")]
+    pub(crate) reply_to: Option<String>,
     #[command(flatten)]
     pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith edit`.
+#[derive(Debug, Args)]
+pub(crate) struct EditArgs {
+    /// One of your messages (its id).
+    pub(crate) id: String,
+    /// The new text; `-` reads it from stdin (one trailing newline dropped).
+    pub(crate) text: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The message (its id).
+    pub(crate) id: String,
+    /// Delete it for everyone who got it (only your own messages; needs the node).
+    /// Without it, the message is hidden here only.
+    #[arg(long)]
+    pub(crate) for_everyone: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith react`.
+#[derive(Debug, Args)]
+pub(crate) struct ReactArgs {
+    /// The message (its id).
+    pub(crate) id: String,
+    /// One emoji; reacting again with the same one takes it back.
+    pub(crate) emoji: String,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }

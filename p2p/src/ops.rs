@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_storage::{
-    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, FileRef, Group, Message,
+    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, FileRef, Group, Link, Message,
     MAX_DRAFT_LEN, MessageId, MessageState, Mute, OutboxEntry, Recipient, Store, StoreError,
 };
 use libp2p::PeerId;
@@ -181,9 +181,10 @@ pub fn compose_text(
     contact: &Contact,
     text: &str,
     file: Option<&FileRef>,
+    link: Option<&Link>,
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<(Message, OutboxEntry), OpError> {
-    check_text(text, file)?;
+    check_text(text, file, link)?;
     match contact.state {
         ContactState::Accepted | ContactState::PendingOut => {}
         state => {
@@ -196,7 +197,7 @@ pub fn compose_text(
     }
     let peer = contact.peer_id;
     let kind = ConversationKind::Direct { peer_id: peer.to_base58() };
-    let message = next_message(store, me, direct_conversation(me, &peer), kind, text, file, used_lamports)?;
+    let message = next_message(store, me, (direct_conversation(me, &peer), kind), (text, file, link), used_lamports)?;
     let now = message.sent_at_ms;
     let payload = Payload::Text {
         id: message.id,
@@ -204,6 +205,7 @@ pub fn compose_text(
         sent_at_ms: message.sent_at_ms,
         text: message.text.clone(),
         file: file.map(crate::files::offer_of),
+        link: message.link.clone(),
     };
     let entry = OutboxEntry {
         id: message.id,
@@ -303,24 +305,104 @@ pub fn history(
 ) -> Result<Vec<MessageView>, OpError> {
     let peer = contact.peer_id;
     let page = page_of(store, direct_conversation(me, &peer), limit, before)?;
-    let peer = peer.to_base58();
-    Ok(page.iter().map(|m| MessageView::new(m, Some(&peer))).collect())
+    shown_page(store, &page, Some(&peer.to_base58()))
 }
 
 /// A page of a group's conversation, oldest first, ending before `before`. Its
 /// messages have no `peer`; their `conversation` is the group id.
 pub fn group_history(store: &Store, group: &Group, limit: usize, before: Option<&str>) -> Result<Vec<MessageView>, OpError> {
     let page = page_of(store, crate::group::conversation(&group.id), limit, before)?;
-    Ok(page.iter().map(|m| MessageView::new(m, None)).collect())
+    shown_page(store, &page, None)
 }
 
-/// The view of one stored message, with `peer` set when it is in a 1:1 conversation.
+/// A page's messages as shown: changes applied, quotes filled in, those the user
+/// hid left out.
+fn shown_page(store: &Store, page: &[Message], peer: Option<&str>) -> Result<Vec<MessageView>, OpError> {
+    let mut out = Vec::with_capacity(page.len());
+    for m in page {
+        if !store.messages().annotations(m)?.hidden {
+            out.push(MessageView::annotated(store, m, peer)?);
+        }
+    }
+    Ok(out)
+}
+
+/// One stored message as it is shown now (changes applied, its quote filled in),
+/// with `peer` set when it is in a 1:1 conversation.
 pub fn message_view(store: &Store, message: &Message) -> Result<MessageView, OpError> {
     let peer = match store.conversations().get(message.conversation)? {
         Some(Conversation { kind: ConversationKind::Direct { peer_id }, .. }) => Some(peer_id),
         _ => None,
     };
-    Ok(MessageView::new(message, peer.as_deref()))
+    Ok(MessageView::annotated(store, message, peer.as_deref())?)
+}
+
+/// The message whose id is `id` (hex), which must be a message shown, not a change.
+pub fn message_by_id(store: &Store, id: &str) -> Result<Message, OpError> {
+    let parsed: MessageId = id.parse().map_err(|_| OpError::Invalid(format!("bad message id {id:?}")))?;
+    let message = store.messages().get(parsed)?.ok_or_else(|| OpError::UnknownMessage(id.to_owned()))?;
+    if message.link.as_ref().and_then(Link::changed).is_some() {
+        return Err(OpError::Invalid(format!("{id} is an edit, a delete or a reaction, not a message")));
+    }
+    Ok(message)
+}
+
+/// The conversation messages to `target` (a contact or group, as the user names
+/// it) go to.
+pub fn conversation_of(store: &Store, me: &PeerId, target: &str) -> Result<ConversationId, OpError> {
+    Ok(match resolve_target(store, target)? {
+        Target::Contact(contact) => direct_conversation(me, &contact.peer_id),
+        Target::Group(group) => crate::group::conversation(&group.id),
+    })
+}
+
+/// How to name `message`'s conversation when sending to it: the peer id of a 1:1
+/// conversation's contact, the id of a group.
+pub fn target_of(store: &Store, message: &Message) -> Result<String, OpError> {
+    match store.conversations().get(message.conversation)? {
+        Some(Conversation { kind: ConversationKind::Direct { peer_id }, .. }) => Ok(peer_id),
+        Some(Conversation { kind: ConversationKind::Group { group_id }, .. }) => Ok(group_id.to_string()),
+        None => Err(OpError::UnknownMessage(message.id.to_string())),
+    }
+}
+
+/// Hides message `id` on this node only ("delete for me"): stores a hide that is
+/// never sent. Returns the hidden message's id. Not flushed.
+pub fn hide(store: &Store, me: &PeerId, id: &str) -> Result<String, OpError> {
+    let message = message_by_id(store, id)?;
+    let conversation = store
+        .conversations()
+        .get(message.conversation)?
+        .ok_or_else(|| OpError::UnknownMessage(id.to_owned()))?;
+    let link = Link::Hide(message.id);
+    let place = (conversation.id, conversation.kind);
+    let mut hide = next_message(store, me, place, ("", None, Some(&link)), &mut HashMap::new())?;
+    // Nothing sends it, so nothing may wait for it either.
+    hide.state = MessageState::Read;
+    store.messages().insert(&hide)?;
+    Ok(message.id.to_string())
+}
+
+/// What clients hear when `message` was just stored (by a peer, or for a change
+/// also by us): a message received (shown with its quote), or the message a
+/// change changed, as it is now. Nothing for a change whose message is not
+/// here (yet) or is hidden, nor for a hide. `peer` names the other party of a 1:1
+/// conversation.
+pub fn stored_event(store: &Store, message: &Message, peer: Option<&str>) -> Result<Option<crate::node::Event>, OpError> {
+    use crate::node::Event;
+    let Some(target) = message.link.as_ref().and_then(Link::changed) else {
+        return Ok(Some(Event::MessageReceived { message: MessageView::annotated(store, message, peer)? }));
+    };
+    if matches!(message.link, Some(Link::Hide(_))) {
+        return Ok(None);
+    }
+    let changed = store.messages().get(target)?.filter(|t| t.conversation == message.conversation);
+    match changed {
+        Some(t) if !store.messages().annotations(&t)?.hidden => {
+            Ok(Some(Event::MessageChanged { message: MessageView::annotated(store, &t, peer)? }))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Our messages still `pending` or `failed`, oldest first (by when we wrote them).
@@ -426,9 +508,10 @@ pub fn compose_group_text(
     group: &Group,
     text: &str,
     file: Option<&FileRef>,
+    link: Option<&Link>,
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<Message, OpError> {
-    check_text(text, file)?;
+    check_text(text, file, link)?;
     if group.invited_by.is_some() {
         return Err(OpError::NotAllowed(format!("{} is an invitation: accept it first (kith group accept)", group.name)));
     }
@@ -437,12 +520,14 @@ pub fn compose_group_text(
     }
     let conversation = crate::group::conversation(&group.id);
     let kind = ConversationKind::Group { group_id: group.id };
-    next_message(store, me, conversation, kind, text, file, used_lamports)
+    next_message(store, me, (conversation, kind), (text, file, link), used_lamports)
 }
 
-/// A text is refused when empty, unless it is a file's caption.
-fn check_text(text: &str, file: Option<&FileRef>) -> Result<(), OpError> {
-    if text.is_empty() && file.is_none() {
+/// A text is refused when empty, unless it is a file's caption or the message is a
+/// delete, a hide or a reaction (which carry none).
+fn check_text(text: &str, file: Option<&FileRef>, link: Option<&Link>) -> Result<(), OpError> {
+    let textless = matches!(link, Some(Link::Delete(_) | Link::Hide(_) | Link::React { .. }));
+    if text.is_empty() && file.is_none() && !textless {
         return Err(OpError::Invalid("empty message".into()));
     }
     if text.len() > MAX_TEXT_LEN {
@@ -452,14 +537,13 @@ fn check_text(text: &str, file: Option<&FileRef>) -> Result<(), OpError> {
 }
 
 /// The next outgoing message of a conversation (created if needed), with a Lamport
-/// counter above the stored one and any handed out in this batch.
+/// counter above the stored one and any handed out in this batch, carrying
+/// `text`, `file` and `link`.
 fn next_message(
     store: &Store,
     me: &PeerId,
-    conversation: ConversationId,
-    kind: ConversationKind,
-    text: &str,
-    file: Option<&FileRef>,
+    (conversation, kind): (ConversationId, ConversationKind),
+    (text, file, link): (&str, Option<&FileRef>, Option<&Link>),
     used_lamports: &mut HashMap<ConversationId, u64>,
 ) -> Result<Message, OpError> {
     let now = now_ms();
@@ -483,7 +567,7 @@ fn next_message(
         state: MessageState::Pending,
         direction: Direction::Outgoing,
         file: file.map(|f| Box::new(f.clone())),
-        link: None,
+        link: link.cloned(),
     })
 }
 

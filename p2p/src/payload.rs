@@ -5,7 +5,7 @@
 //! safe to apply twice (texts are de-duplicated by id, the rest are idempotent), so
 //! every delivery path may retry.
 
-use kith_storage::{GroupId, MessageId};
+use kith_storage::{GroupId, Link, MAX_EMOJI_LEN, MessageId};
 use serde::{Deserialize, Serialize};
 
 use crate::group::membership::MAX_MEMBERS;
@@ -67,6 +67,10 @@ pub enum Payload {
         /// versions (which ignore it and show the caption).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<FileOffer>,
+        /// The message it answers, or changes (an edit, a delete, a reaction).
+        /// Absent in plain texts; checked by [`check_link`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<Link>,
     },
     /// The recipient stored (`Delivered`) or read (`Read`) these messages of the sender.
     Receipt {
@@ -224,12 +228,25 @@ impl Payload {
         if versioned.v != PAYLOAD_VERSION {
             return Err(WireError::UnsupportedVersion(versioned.v));
         }
-        if let Payload::Text { lamport, .. } = &versioned.p
-            && *lamport > MAX_LAMPORT
-        {
-            return Err(WireError::Malformed(format!("Lamport counter {lamport} above {MAX_LAMPORT}")));
+        if let Payload::Text { lamport, link, .. } = &versioned.p {
+            if *lamport > MAX_LAMPORT {
+                return Err(WireError::Malformed(format!("Lamport counter {lamport} above {MAX_LAMPORT}")));
+            }
+            check_link(link.as_ref())?;
         }
         Ok(versioned.p)
+    }
+}
+
+/// Refuses a link no peer may send: a local-only [`Link::Hide`], or a reaction that
+/// is empty or over [`MAX_EMOJI_LEN`] bytes. Shared by 1:1 payloads and group posts.
+pub fn check_link(link: Option<&Link>) -> Result<(), WireError> {
+    match link {
+        Some(Link::Hide(_)) => Err(WireError::Malformed("a hide is never sent".into())),
+        Some(Link::React { emoji, .. }) if emoji.is_empty() || emoji.len() > MAX_EMOJI_LEN => {
+            Err(WireError::Malformed(format!("a reaction of {} bytes", emoji.len())))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -274,6 +291,7 @@ mod tests {
             sent_at_ms: 1,
             text: "привет 👋\nworld".into(),
             file: None,
+            link: None,
         };
         assert_eq!(Payload::decode(&p.encode().unwrap()).unwrap(), p);
         let future = wire::encode(&VersionedRef { v: 9, p: &p }).unwrap();
@@ -296,7 +314,7 @@ mod tests {
 
     #[test]
     fn lamport_counters_are_capped() {
-        let at = |lamport| Payload::Text { id: MessageId([7; 16]), lamport, sent_at_ms: 1, text: "x".into(), file: None };
+        let at = |lamport| Payload::Text { id: MessageId([7; 16]), lamport, sent_at_ms: 1, text: "x".into(), file: None, link: None };
         assert!(Payload::decode(&at(MAX_LAMPORT).encode().unwrap()).is_ok());
         assert!(matches!(Payload::decode(&at(MAX_LAMPORT + 1).encode().unwrap()), Err(WireError::Malformed(_))));
         assert!(matches!(Payload::decode(&at(u64::MAX).encode().unwrap()), Err(WireError::Malformed(_))));
@@ -315,7 +333,7 @@ mod tests {
     }
 
     fn text(text: String) -> Payload {
-        Payload::Text { id: MessageId([1; 16]), lamport: 1, sent_at_ms: 1, text, file: None }
+        Payload::Text { id: MessageId([1; 16]), lamport: 1, sent_at_ms: 1, text, file: None, link: None }
     }
 
     #[test]

@@ -73,6 +73,60 @@ pub struct MessageView {
     /// The file it carries (then `text` is its caption, maybe empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileView>,
+    /// The message this one answers, quoted (absent when it is no reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<QuoteView>,
+    /// Edited by its author: `text` is the latest version and `versions` holds every
+    /// one, the original first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited: bool,
+    /// Every version of an edited message, oldest (the original) first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionView>,
+    /// Deleted for everyone by its author: `text` is empty and `file` absent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Reactions, one entry per emoji in the order first given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionView>,
+}
+
+/// The message a reply answers, as the reply shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteView {
+    /// Its id.
+    pub id: String,
+    /// Its author's peer id; absent when this node does not hold it (yet).
+    pub author: Option<String>,
+    /// Its current text, cut to [`QUOTE_CHARS`] characters; empty when deleted,
+    /// absent when not held.
+    pub text: Option<String>,
+    /// Whether it was deleted for everyone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// Characters of a quoted message a reply carries in its view.
+pub const QUOTE_CHARS: usize = 200;
+
+/// One version of an edited message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionView {
+    /// The text.
+    pub text: String,
+    /// The author's clock when written, ms since the Unix epoch.
+    pub at: u64,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionView {
+    /// The emoji.
+    pub emoji: String,
+    /// How many reacted with it.
+    pub count: usize,
+    /// Who (peer ids), in the order they reacted.
+    pub by: Vec<String>,
 }
 
 /// A file in a message, as users and scripts see it (never its key).
@@ -198,7 +252,50 @@ impl MessageView {
             lamport: m.lamport,
             state: m.state,
             file: m.file.as_deref().map(FileView::from),
+            reply_to: None,
+            edited: false,
+            versions: Vec::new(),
+            deleted: false,
+            reactions: Vec::new(),
         }
+    }
+
+    /// The view of `m` as it is shown now: its changes applied (see
+    /// [`kith_storage::Annotations`]) and the message it answers quoted.
+    pub fn annotated(store: &Store, m: &Message, peer: Option<&str>) -> Result<MessageView, kith_storage::StoreError> {
+        let annotations = store.messages().annotations(m)?;
+        let mut view = MessageView::new(m, peer);
+        view.text = annotations.text(m).to_owned();
+        if !annotations.edits.is_empty() {
+            view.edited = true;
+            view.versions = std::iter::once(VersionView { text: m.text.clone(), at: m.sent_at_ms })
+                .chain(annotations.edits.iter().map(|v| VersionView { text: v.text.clone(), at: v.at_ms }))
+                .collect();
+        }
+        if annotations.deleted {
+            view.deleted = true;
+            view.file = None;
+        }
+        view.reactions = annotations
+            .reactions
+            .iter()
+            .map(|r| ReactionView { emoji: r.emoji.clone(), count: r.by.len(), by: r.by.clone() })
+            .collect();
+        if let Some(kith_storage::Link::ReplyTo(id)) = &m.link {
+            view.reply_to = Some(match store.messages().get(*id)?.filter(|q| q.conversation == m.conversation) {
+                Some(quoted) => {
+                    let a = store.messages().annotations(&quoted)?;
+                    QuoteView {
+                        id: id.to_string(),
+                        author: Some(quoted.author.clone()),
+                        text: Some(a.text(&quoted).chars().take(QUOTE_CHARS).collect()),
+                        deleted: a.deleted,
+                    }
+                }
+                None => QuoteView { id: id.to_string(), author: None, text: None, deleted: false },
+            });
+        }
+        Ok(view)
     }
 }
 

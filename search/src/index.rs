@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use kith_storage::{ConversationId, LogCursor, LogEvent, Message, MessagePlace, Store};
+use kith_storage::{ConversationId, Link, LogCursor, LogEvent, Message, MessagePlace, Store};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery, TermSetQuery};
@@ -219,14 +219,23 @@ impl SearchIndex {
             move |doc: DocId, score: Score| (score, place.as_ref().map_or(0, |c| c.get_val(doc)))
         });
         let top = searcher.search(&BooleanQuery::new(clauses), &collector)?;
-        let mut hits = Vec::new();
+        let mut hits: Vec<Hit> = Vec::new();
         for ((score, place), _) in top {
-            let Some(message) = store.messages().at(MessagePlace(place))? else { continue };
-            let text = match &message.file {
-                Some(file) if message.text.is_empty() => file.name.clone(),
-                _ => message.text.clone(),
+            let Some(message) = shown_message(store, MessagePlace(place))? else { continue };
+            if hits.iter().any(|h| h.message.id == message.id && h.message.author == message.author) {
+                continue; // found again through one of its edits
+            }
+            let annotations = store.messages().annotations(&message)?;
+            if annotations.deleted || annotations.hidden {
+                continue;
+            }
+            // The words must be in what the message says now, not only in an
+            // earlier version; a file message is also found by its file's name.
+            let texts = [Some(annotations.text(&message)), message.file.as_ref().map(|f| f.name.as_str())];
+            let Some(snippet) = texts.into_iter().flatten().map(|t| snippet(t, &needs)).find(|s| !s.marks.is_empty()) else {
+                continue;
             };
-            hits.push(Hit { snippet: snippet(&text, &needs), message, score });
+            hits.push(Hit { snippet, message, score });
             if hits.len() == limit {
                 break;
             }
@@ -349,6 +358,20 @@ impl SearchIndex {
     pub fn tantivy(&self) -> &Index {
         &self.index
     }
+}
+
+/// The message shown for a document at `place`: the message itself, or for an
+/// edit the message it edits (the same author's, in the same conversation).
+/// `None` when it is gone, or is a change without text of its own.
+fn shown_message(store: &Store, place: MessagePlace) -> Result<Option<Message>, SearchError> {
+    let Some(found) = store.messages().at(place)? else { return Ok(None) };
+    Ok(match &found.link {
+        Some(Link::Edit(target)) => {
+            store.messages().get_from(&found.author, *target)?.filter(|t| t.conversation == found.conversation)
+        }
+        Some(link) if link.changed().is_some() => None,
+        _ => Some(found),
+    })
 }
 
 /// The existing index in `dir` if it has our format; `Ok(None)` if there is

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use kith_search::{SearchError, SearchIndex, SearchQuery};
-use kith_storage::{ConversationId, ConversationKind, Direction, Message, MessageId, MessageState, Store};
+use kith_storage::{ConversationId, ConversationKind, Direction, Link, Message, MessageId, MessageState, Store};
 
 const ALICE: &str = "12D3KooWAlice";
 const BOB: &str = "12D3KooWBob";
@@ -36,6 +36,11 @@ impl Fixture {
 
     /// Stores a message from `author` in conversation `n`; returns its id.
     fn say(&mut self, n: u8, author: &str, text: &str) -> MessageId {
+        self.say_linked(n, author, text, None, Direction::Incoming)
+    }
+
+    /// Stores a message with `link` (a change or a reply); returns its id.
+    fn say_linked(&mut self, n: u8, author: &str, text: &str, link: Option<Link>, direction: Direction) -> MessageId {
         self.next += 1;
         let id = MessageId::from_bytes([self.next; 16]);
         let at = 1_700_000_000_000 + u64::from(self.next) * 1000;
@@ -48,9 +53,9 @@ impl Fixture {
             received_at_ms: at,
             text: text.into(),
             state: MessageState::Delivered,
-            direction: Direction::Incoming,
+            direction,
             file: None,
-            link: None,
+            link,
         };
         self.store.insert_incoming_batch(&[msg]).unwrap();
         id
@@ -174,4 +179,25 @@ fn an_index_that_does_not_open_is_built_again_from_the_log() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&f.index_dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the index holds the words of every message");
+}
+
+#[test]
+fn an_edited_message_is_found_by_what_it_says_now_and_a_deleted_or_hidden_one_not_at_all() {
+    let mut f = Fixture::new();
+    let id = f.say(1, ALICE, "see you at noon");
+    f.say_linked(1, ALICE, "see you at dusk", Some(Link::Edit(id)), Direction::Incoming);
+    f.say_linked(1, BOB, "forged by bob", Some(Link::Edit(id)), Direction::Incoming);
+    assert_eq!(f.find("dusk"), ["see you at noon"], "the message (its stored text is the original)");
+    let hits = f.index.search(&f.store, &SearchQuery { text: "dusk".into(), conversation: None, author: None, limit: 5 }).unwrap();
+    assert_eq!(hits[0].snippet.text, "see you at dusk", "shown as it reads now");
+    assert!(f.find("noon").is_empty(), "an earlier version does not match");
+    assert!(f.find("forged").is_empty(), "another author's edit is no version");
+    assert_eq!(f.find("see").len(), 1, "found once, not once per version");
+
+    let gone = f.say(2, BOB, "delete this later");
+    f.say_linked(2, BOB, "", Some(Link::Delete(gone)), Direction::Incoming);
+    assert!(f.find("delete").is_empty(), "deleted for everyone");
+    let hidden = f.say(2, BOB, "hide this one");
+    f.say_linked(2, "me", "", Some(Link::Hide(hidden)), Direction::Outgoing);
+    assert!(f.find("hide").is_empty(), "hidden here");
 }

@@ -109,6 +109,9 @@ pub enum Link {
     Edit(MessageId),
     /// Deletes this message for everyone (only its author's delete counts).
     Delete(MessageId),
+    /// Hides this message on this node only ("delete for me"): written by the
+    /// user's own node and never sent; one that came from a peer counts for nothing.
+    Hide(MessageId),
     /// Adds (`on`) or takes back this author's `emoji` reaction to the message.
     React {
         /// The message reacted to.
@@ -128,7 +131,7 @@ impl Link {
     pub fn changed(&self) -> Option<MessageId> {
         match self {
             Link::ReplyTo(_) => None,
-            Link::Edit(target) | Link::Delete(target) | Link::React { target, .. } => Some(*target),
+            Link::Edit(target) | Link::Delete(target) | Link::Hide(target) | Link::React { target, .. } => Some(*target),
         }
     }
 }
@@ -141,6 +144,8 @@ pub struct Annotations {
     pub edits: Vec<Version>,
     /// Deleted for everyone by its author (then its text and file are not shown).
     pub deleted: bool,
+    /// Hidden on this node by its user ("delete for me"): not shown at all.
+    pub hidden: bool,
     /// Reactions held now, one entry per emoji in the order first given, with
     /// who gave each (author peer ids, in the order they reacted).
     pub reactions: Vec<Reaction>,
@@ -177,6 +182,9 @@ impl Annotations {
                 }
                 Some(Link::Delete(target)) if *target == message.id && change.author == message.author => {
                     out.deleted = true;
+                }
+                Some(Link::Hide(target)) if *target == message.id && change.direction == Direction::Outgoing => {
+                    out.hidden = true;
                 }
                 Some(Link::React { target, emoji, on }) if *target == message.id => {
                     let at = out.reactions.iter().position(|r| r.emoji == *emoji);

@@ -3,6 +3,8 @@
 //! deletes; each reactor's latest word counts), across reopening, and whatever
 //! order they arrive in.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
@@ -63,7 +65,7 @@ fn edits_deletes_and_reactions_apply_by_their_rules_and_survive_reopening() {
     // A receipt reaches a change like any message (our own changes are acknowledged).
     let mine = Message { direction: kith_storage::Direction::Outgoing, state: MessageState::Pending, author: "me".into(),
         ..change(&other, 19, 12, "me", Link::React { target: mid(2), emoji: "❤".into(), on: true }, "") };
-    store.insert_incoming_batch(&[mine.clone()]).unwrap();
+    store.insert_incoming_batch(std::slice::from_ref(&mine)).unwrap();
     store.set_message_state(mine.id, MessageState::Delivered, false).unwrap();
     assert_eq!(store.messages().get(mine.id).unwrap().unwrap().state, MessageState::Delivered);
 
@@ -73,4 +75,18 @@ fn edits_deletes_and_reactions_apply_by_their_rules_and_survive_reopening() {
     assert!(store.messages().annotations(&original).unwrap().deleted, "after reopening");
     assert_eq!(store.messages().changes_to(conv, mid(1)).unwrap().len(), 8);
     assert_eq!(store.messages().get(mine.id).unwrap().unwrap().state, MessageState::Delivered);
+}
+
+#[test]
+fn only_this_nodes_own_hide_hides() {
+    let (_dir, store) = temp_store();
+    let conv = conversation(&store, 1).id;
+    let target = incoming(conv, mid(1), 1);
+    store.insert_incoming_batch(std::slice::from_ref(&target)).unwrap();
+    let from_peer = change(&target, 2, 2, "peer", Link::Hide(mid(1)), "");
+    store.insert_incoming_batch(&[from_peer]).unwrap();
+    assert!(!store.messages().annotations(&target).unwrap().hidden, "a peer cannot hide our messages");
+    let mine = Message { direction: kith_storage::Direction::Outgoing, ..change(&target, 3, 3, "me", Link::Hide(mid(1)), "") };
+    store.insert_incoming_batch(&[mine]).unwrap();
+    assert!(store.messages().annotations(&target).unwrap().hidden);
 }

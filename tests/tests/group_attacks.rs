@@ -205,7 +205,7 @@ fn counters_at_their_cap_are_refused_without_panic() {
     let (alice, mut bob) = kith_tests::connected_pair();
     bob.stop();
     let mut as_bob = RawPeer::new(identity_of(&bob));
-    let text = |lamport| Payload::Text { id: MessageId(rand_id()), lamport, sent_at_ms: ops::now_ms(), text: "overflow".into(), file: None };
+    let text = |lamport| Payload::Text { id: MessageId(rand_id()), lamport, sent_at_ms: ops::now_ms(), text: "overflow".into(), file: None, link: None };
     let answers = as_bob.send(&alice, &[text(u64::MAX), text(MAX_LAMPORT + 1), text(MAX_LAMPORT)]);
     assert_eq!(
         answers,

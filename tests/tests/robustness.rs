@@ -124,7 +124,7 @@ async fn frame(envelopes: Vec<Vec<u8>>) -> Vec<u8> {
 }
 
 fn text(body: &str, lamport: u64) -> Vec<u8> {
-    Payload::Text { id: ops::new_message_id(), lamport, sent_at_ms: ops::now_ms(), text: body.into(), file: None }
+    Payload::Text { id: ops::new_message_id(), lamport, sent_at_ms: ops::now_ms(), text: body.into(), file: None, link: None }
         .encode()
         .unwrap()
 }
@@ -270,7 +270,7 @@ async fn hostile_input_is_refused_while_the_node_keeps_serving() {
 
 /// A text with a chosen id.
 fn text_with(id: MessageId, body: &str, lamport: u64) -> Vec<u8> {
-    Payload::Text { id, lamport, sent_at_ms: ops::now_ms(), text: body.into(), file: None }.encode().unwrap()
+    Payload::Text { id, lamport, sent_at_ms: ops::now_ms(), text: body.into(), file: None, link: None }.encode().unwrap()
 }
 
 fn texts_from(node: &NodeHandle, who: &str) -> Vec<String> {

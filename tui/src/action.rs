@@ -11,7 +11,7 @@ use kith_p2p::views::{
     CallRecordView, ContactView, ConversationView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView,
 };
 
-use crate::app::{CallInfo, RoomInfo};
+use crate::app::{CallInfo, RoomInfo, SearchHit, SearchQuery};
 use crate::picture::{Encoded, Picture};
 
 /// An input to the state machine.
@@ -46,6 +46,12 @@ pub enum Action {
     /// time to ask the node where they stand (their levels move). The runtime sends
     /// it only then ([`App::wants_call_ticks`](crate::App::wants_call_ticks)).
     CallTick,
+    /// The wait the search overlay asked for after an edit of its query ended
+    /// ([`Effect::SearchAfter`]): time to search, unless the query changed since.
+    SearchDue {
+        /// The edit the wait followed.
+        edit: u64,
+    },
     /// The wall clock now, in Unix milliseconds, for the times in the log (`update`
     /// reads no clock itself); the runtime sends it at start and with every tick.
     Clock {
@@ -247,6 +253,13 @@ pub enum Response {
     },
     /// The voice rooms we are in ([`Effect::LoadRooms`]).
     Rooms(Vec<RoomInfo>),
+    /// The messages a search found ([`Effect::Search`]), best first.
+    Search {
+        /// What was asked.
+        query: SearchQuery,
+        /// The hits.
+        hits: Vec<SearchHit>,
+    },
     /// The files a path being completed can become ([`Effect::ListPaths`]).
     Paths {
         /// The path as typed.
@@ -433,6 +446,24 @@ pub enum Effect {
     ListPaths {
         /// The path as typed (`~/` for the home directory).
         word: String,
+    },
+    /// Search the messages (`search`), answered with [`Response::Search`]. It has a
+    /// connection of its own: a long search never holds up sending or paging.
+    Search {
+        /// The words.
+        text: String,
+        /// Only this conversation (a contact's peer id or a group id).
+        within: Option<String>,
+        /// At most this many hits.
+        limit: usize,
+    },
+    /// Answer with [`Action::SearchDue`] for `edit` once `after` has passed; a newer
+    /// one replaces a wait still running (the search overlay's debounce).
+    SearchAfter {
+        /// How long to wait.
+        after: std::time::Duration,
+        /// The edit of the query it follows.
+        edit: u64,
     },
     /// Put `text` on the system clipboard (OSC 52: the terminal does it, so it
     /// works over SSH too).

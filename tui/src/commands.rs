@@ -38,6 +38,9 @@ pub enum Command {
     Read,
     /// `/help`: show the key bindings and commands.
     Help,
+    /// `/search [words]`: the search overlay (also Ctrl+F), searching for the words
+    /// at once if given.
+    Search(Option<String>),
     /// `/quit`: leave the interface; the node keeps running, unless the interface
     /// runs it itself ([`Config::runs_node`](crate::Config::runs_node)).
     Quit,
@@ -127,6 +130,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/status", "the node's status (peer id, addresses, peers, queues), in the log"),
     ("/log", "the log of notices and errors (also F2)"),
     ("/read", "mark the conversation as read"),
+    ("/search [words]", "search your messages (also Ctrl+F): Enter opens the one chosen in its conversation"),
     ("/file <path> [caption]", "send a file (Tab completes the path; \"quotes\" around one with spaces)"),
     ("/call [contact]", "call the open contact (or the one named) by voice"),
     ("/answer", "answer the incoming call (also Enter on the call window)"),
@@ -192,6 +196,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "log" => Ok(Command::Log),
         "read" => Ok(Command::Read),
         "help" | "h" | "?" => Ok(Command::Help),
+        "search" | "find" => Ok(Command::Search(optional(&rest))),
         "quit" | "q" | "exit" => Ok(Command::Quit),
         "group" | "groups" => parse_group(&rest).map(Command::Group),
         "file" | "send-file" => parse_file(body),
@@ -214,7 +219,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 /// Every command's name, for Tab completion (aliases left out).
 pub const NAMES: &[&str] = &[
     "accept", "add", "answer", "block", "call", "file", "group", "hangup", "help", "invite", "log", "mute", "mute-chat",
-    "quit", "read", "reject", "remove", "rename", "room", "status", "unblock", "unmute-chat",
+    "quit", "read", "reject", "remove", "rename", "room", "search", "status", "unblock", "unmute-chat",
 ];
 
 /// The `/group` subcommands, for Tab completion.
@@ -359,6 +364,9 @@ mod tests {
         assert_eq!(parse("/rename"), Err(CommandError::Usage("/rename <name>")));
         assert_eq!(parse("/status"), Ok(Command::Status));
         assert_eq!(parse("/log"), Ok(Command::Log));
+        assert_eq!(parse("/search"), Ok(Command::Search(None)));
+        assert_eq!(parse("/search  встреча   в пятницу "), Ok(Command::Search(Some("встреча в пятницу".into()))));
+        assert_eq!(parse("/find café"), Ok(Command::Search(Some("café".into()))));
         assert_eq!(parse("/group create Book club"), Ok(Command::Group(GroupCommand::Create("Book club".into()))));
         assert_eq!(parse("/group add bob"), Ok(Command::Group(GroupCommand::Add("bob".into()))));
         assert_eq!(parse("/group remove bob"), Ok(Command::Group(GroupCommand::Remove("bob".into()))));

@@ -3,17 +3,18 @@
 //! request workers, the bell or the notification command; the screen is redrawn
 //! when something changed.
 //!
-//! Three control-socket connections keep the UI responsive: one subscribed to
-//! events, one for quick requests (reads, `send`, `read`), and one for requests that
+//! Four control-socket connections keep the UI responsive: one subscribed to
+//! events, one for quick requests (reads, `send`, `read`), one for requests that
 //! may wait on the network (`add` looks the peer up in the DHT; `invite` asks the
-//! node; group changes go out to the other members). One task owns all three
-//! ([`connection`]); the loop itself never awaits the node. When the node goes away
-//! (a daemon restart) — its events connection ends, or a request finds its own
-//! connection dead — that task says so, reports what was in flight as of unknown
-//! outcome, fails what is asked meanwhile, and reconnects with backoff ([`Timers`]:
-//! 0.25 s doubling to 5 s; only a session that lasted resets it), subscribing again;
-//! the state machine then reloads what it shows. Every queue is bounded and every
-//! task is aborted when the loop ends.
+//! node; group changes go out to the other members), and one for searches (which
+//! may take a while over a long history, and must not wait behind a call being
+//! placed either). One task owns them all ([`connection`]); the loop itself never
+//! awaits the node. When the node goes away (a daemon restart) — its events
+//! connection ends, or a request finds its own connection dead — that task says so,
+//! reports what was in flight as of unknown outcome, fails what is asked meanwhile,
+//! and reconnects with backoff ([`Timers`]: 0.25 s doubling to 5 s; only a session
+//! that lasted resets it), subscribing again; the state machine then reloads what it
+//! shows. Every queue is bounded and every task is aborted when the loop ends.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use futures::StreamExt;
 use kith_p2p::call::CallView;
 use kith_p2p::call::voice_room::RoomView;
 use kith_p2p::control::{Client, ClientError, Request};
+use kith_p2p::search::SearchHitView;
 use kith_p2p::views::{CallRecordView, ContactView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView};
 use ratatui_image::picker::Picker;
 use serde::de::DeserializeOwned;
@@ -34,7 +36,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::action::{Action, CallOp, Effect, Response, RoomOp};
-use crate::app::{App, CallInfo, Config, RoomInfo, update};
+use crate::app::{App, CallInfo, Config, RoomInfo, SearchHit, SearchQuery, update};
 use crate::graphics::{self, Choice};
 use crate::picture::Encoded;
 use crate::terminal::{self, Tui};
@@ -46,6 +48,8 @@ const ACTION_QUEUE: usize = 256;
 const REQUEST_QUEUE: usize = 256;
 /// Slow requests waiting for their connection.
 const SLOW_QUEUE: usize = 16;
+/// Searches waiting for their connection (the state machine keeps one in flight).
+const SEARCH_QUEUE: usize = 4;
 /// At most this many actions are applied between two redraws, so a flood of events
 /// cannot starve the screen.
 const ACTIONS_PER_FRAME: usize = 64;
@@ -130,9 +134,10 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
     let (action_tx, action_rx) = mpsc::channel(ACTION_QUEUE);
     let (quick_tx, quick_rx) = mpsc::channel(REQUEST_QUEUE);
     let (slow_tx, slow_rx) = mpsc::channel(SLOW_QUEUE);
+    let (search_tx, search_rx) = mpsc::channel(SEARCH_QUEUE);
     // Dropped (aborting every task) when this function returns.
     let mut tasks = JoinSet::new();
-    let queues = Queues { quick: quick_rx, slow: slow_rx, actions: action_tx.clone() };
+    let queues = Queues { quick: quick_rx, slow: slow_rx, search: search_rx, actions: action_tx.clone() };
     tasks.spawn(connection(socket.to_path_buf(), connected, queues, Timers::default()));
 
     let (mut tui, guard, detected) =
@@ -141,6 +146,8 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         app: App::new(config).with_home_dir(std::env::var("HOME").ok()).with_graphics(detected.graphics),
         quick: quick_tx,
         slow: slow_tx,
+        search: search_tx,
+        search_wait: JoinSet::new(),
         notify_command: options.notify_command,
         notifications: JoinSet::new(),
         listing: JoinSet::new(),
@@ -167,6 +174,10 @@ struct Runtime {
     app: App,
     quick: mpsc::Sender<Effect>,
     slow: mpsc::Sender<Effect>,
+    search: mpsc::Sender<Effect>,
+    /// The search overlay's debounce ([`Effect::SearchAfter`]): at most one wait, a
+    /// newer one replaces it.
+    search_wait: JoinSet<()>,
     notify_command: Option<String>,
     notifications: JoinSet<()>,
     /// The path listing in flight for Tab completion (at most one: a newer Tab
@@ -261,6 +272,7 @@ impl Runtime {
             }
             while self.notifications.try_join_next().is_some() {}
             while self.listing.try_join_next().is_some() {}
+            while self.search_wait.try_join_next().is_some() {}
             while self.decoding.try_join_next().is_some() {}
             if self.app.should_quit() {
                 self.finish_drafts(&mut actions).await;
@@ -306,6 +318,8 @@ impl Runtime {
             Effect::DecodePicture { id, path } => self.decode_picture(id, path),
             Effect::EncodePicture { id, path, room } => self.encode_picture(id, path, room),
             Effect::Notify { from, text } => self.notify(&from, &text),
+            Effect::SearchAfter { after, edit } => self.search_after(after, edit),
+            Effect::Search { .. } => self.request(Lane::Search, effect),
             // `call` waits for the callee's node to ring, `answer` for the caller to
             // have the answer, `room_join` for a relay of the group; `hangup` and
             // `mute` stay quick, to cancel a call on its way.
@@ -314,13 +328,17 @@ impl Runtime {
             | Effect::Group(_)
             | Effect::Call { .. }
             | Effect::Answer { .. }
-            | Effect::JoinRoom { .. } => self.request(true, effect),
-            other => self.request(false, other),
+            | Effect::JoinRoom { .. } => self.request(Lane::Slow, effect),
+            other => self.request(Lane::Quick, other),
         }
     }
 
-    fn request(&mut self, slow: bool, effect: Effect) {
-        let queue = if slow { &self.slow } else { &self.quick };
+    fn request(&mut self, lane: Lane, effect: Effect) {
+        let queue = match lane {
+            Lane::Quick => &self.quick,
+            Lane::Slow => &self.slow,
+            Lane::Search => &self.search,
+        };
         if let Err(e) = queue.try_send(effect) {
             let (effect, error) = match e {
                 mpsc::error::TrySendError::Full(effect) => (effect, "too many requests in flight; try again"),
@@ -328,6 +346,17 @@ impl Runtime {
             };
             self.queue.push_back(Action::Failed { effect, error: error.to_owned() });
         }
+    }
+
+    /// Answer [`Action::SearchDue`] for `edit` after `after`, replacing the wait
+    /// still running (so a search goes that long after the last edit).
+    fn search_after(&mut self, after: Duration, edit: u64) {
+        self.search_wait.abort_all();
+        let actions = self.actions.clone();
+        self.search_wait.spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = actions.send(Action::SearchDue { edit }).await;
+        });
     }
 
     /// List the files `word` can complete to on the blocking pool and answer with
@@ -481,21 +510,31 @@ pub async fn forward_events(client: Client, actions: mpsc::Sender<Action>) {
     }
 }
 
-/// The three connections to the node (see the module header).
+/// Which connection a request goes over (see the module header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Quick,
+    Slow,
+    Search,
+}
+
+/// The connections to the node (see the module header).
 struct Connection {
     quick: Client,
     slow: Client,
+    search: Client,
     events: Client,
 }
 
 impl Connection {
-    /// Connect all three and subscribe the events connection.
+    /// Connect them all and subscribe the events connection.
     async fn open(socket: &Path) -> Result<Connection, ClientError> {
         let quick = Client::connect(socket).await?;
         let slow = Client::connect(socket).await?;
+        let search = Client::connect(socket).await?;
         let mut events = Client::connect(socket).await?;
         events.subscribe().await?;
-        Ok(Connection { quick, slow, events })
+        Ok(Connection { quick, slow, search, events })
     }
 }
 
@@ -505,6 +544,8 @@ struct Queues {
     quick: mpsc::Receiver<Effect>,
     /// Requests that may wait on the network.
     slow: mpsc::Receiver<Effect>,
+    /// Searches.
+    search: mpsc::Receiver<Effect>,
     /// Results and events to the loop.
     actions: mpsc::Sender<Action>,
 }
@@ -548,6 +589,7 @@ async fn connection(socket: PathBuf, first: Connection, mut queues: Queues, time
                 () = &mut wait => break,
                 Some(effect) = queues.quick.recv() => effect,
                 Some(effect) = queues.slow.recv() => effect,
+                Some(effect) = queues.search.recv() => effect,
                 else => return,
             };
             if queues.actions.send(Action::Failed { effect, error: NOT_CONNECTED.to_owned() }).await.is_err() {
@@ -582,15 +624,16 @@ struct Lost {
 /// connections breaks; returns why and what was in flight (`None` when the loop is
 /// gone).
 async fn session(connection: Connection, queues: &mut Queues) -> Option<Lost> {
-    let Connection { quick: quick_client, slow: slow_client, events } = connection;
-    let Queues { quick, slow, actions } = queues;
-    let (mut quick_flight, mut slow_flight) = (None, None);
+    let Connection { quick: quick_client, slow: slow_client, search: search_client, events } = connection;
+    let Queues { quick, slow, search, actions } = queues;
+    let (mut quick_flight, mut slow_flight, mut search_flight) = (None, None, None);
     let error = tokio::select! {
         lost = forward_until_lost(events, actions) => lost,
         lost = serve(quick_client, quick, actions, &mut quick_flight) => lost,
         lost = serve(slow_client, slow, actions, &mut slow_flight) => lost,
+        lost = serve(search_client, search, actions, &mut search_flight) => lost,
     }?;
-    Some(Lost { error, in_flight: [quick_flight, slow_flight].into_iter().flatten().collect() })
+    Some(Lost { error, in_flight: [quick_flight, slow_flight, search_flight].into_iter().flatten().collect() })
 }
 
 /// Forward events as actions until the connection fails (its error) or the loop is
@@ -702,6 +745,13 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
         }
         Effect::ShowStatus => Response::StatusReport(call(client, Request::Status {}).await?),
         Effect::LoadGroups => Response::Groups(call(client, Request::Groups {}).await?),
+        Effect::Search { text, within, limit } => {
+            let request =
+                Request::Search { query: text.clone(), within: within.clone(), from: None, limit: Some(*limit) };
+            let hits: Vec<SearchHitView> = call(client, request).await?;
+            let query = SearchQuery { text: text.clone(), within: within.clone() };
+            Response::Search { query, hits: hits.into_iter().take(*limit).map(SearchHit::from).collect() }
+        }
         Effect::Group(op) => {
             let group: GroupView = call(client, Request::ChangeGroup(op.clone())).await?;
             Response::GroupUpdated { op: op.clone(), group }
@@ -717,7 +767,7 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
             Response::Preview { contact: contact.clone(), message: messages.into_iter().next_back() }
         }
         Effect::Send { contact, text } => {
-            Response::Sent(call(client, Request::Send { contact: contact.clone(), text: text.clone() }).await?)
+            Response::Sent(call(client, Request::Send { contact: contact.clone(), text: text.clone(), reply_to: None }).await?)
         }
         Effect::MarkRead { contact } => {
             let _: Value = call(client, Request::Read { contact: contact.clone() }).await?;
@@ -821,6 +871,7 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
         | Effect::OpenFile { .. }
         | Effect::DecodePicture { .. }
         | Effect::EncodePicture { .. }
+        | Effect::SearchAfter { .. }
         | Effect::Quit => {
             return Err(RequestError::NotARequest);
         }
@@ -918,6 +969,9 @@ mod tests {
         Close,
         /// Answers, then closes that connection.
         OkThenClose,
+        /// Answers one search hit (`search`'s answer): a message of Алиса's with a
+        /// mark on its first word.
+        Hit,
     }
 
     /// A node on a Unix socket in its own temp dir, answering by `policy`. `stop`
@@ -1001,6 +1055,17 @@ mod tests {
                 Reply::Ok => write.write_all(ok.as_bytes()).await.unwrap(),
                 Reply::Refuse => write.write_all(format!("{refused}\n").as_bytes()).await.unwrap(),
                 Reply::Never => std::future::pending().await,
+                Reply::Hit => {
+                    let hit = json!({ "id": id, "result": [{
+                        "message": {
+                            "id": "01".repeat(16), "conversation": "c".repeat(32), "peer": "alisa",
+                            "author": "alisa", "direction": "incoming", "text": "café at noon",
+                            "sent_at": 1, "received_at": 1, "lamport": 1, "state": "read"
+                        },
+                        "score": 1.5, "snippet": "café at noon", "marks": [[0, 5]]
+                    }] });
+                    write.write_all(format!("{hit}\n").as_bytes()).await.unwrap();
+                }
                 Reply::Close => return,
                 Reply::OkThenClose => {
                     write.write_all(ok.as_bytes()).await.unwrap();
@@ -1026,6 +1091,7 @@ mod tests {
     struct Task {
         quick: mpsc::Sender<Effect>,
         slow: mpsc::Sender<Effect>,
+        search: mpsc::Sender<Effect>,
         actions: mpsc::Receiver<Action>,
         _task: tokio::task::JoinHandle<()>,
     }
@@ -1035,10 +1101,11 @@ mod tests {
             let first = Connection::open(&node.socket).await.unwrap();
             let (quick, quick_rx) = mpsc::channel(REQUEST_QUEUE);
             let (slow, slow_rx) = mpsc::channel(SLOW_QUEUE);
+            let (search, search_rx) = mpsc::channel(SEARCH_QUEUE);
             let (actions_tx, actions) = mpsc::channel(ACTION_QUEUE);
-            let queues = Queues { quick: quick_rx, slow: slow_rx, actions: actions_tx };
+            let queues = Queues { quick: quick_rx, slow: slow_rx, search: search_rx, actions: actions_tx };
             let task = tokio::spawn(connection(node.socket.clone(), first, queues, timers));
-            Task { quick, slow, actions, _task: task }
+            Task { quick, slow, search, actions, _task: task }
         }
 
         async fn next(&mut self) -> Action {
@@ -1184,6 +1251,43 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_search_has_its_own_connection_and_waits_behind_nothing() {
+        fn sends_hang(method: &str) -> Reply {
+            match method {
+                "send" | "add" => Reply::Never,
+                "search" => Reply::Hit,
+                _ => Reply::Ok,
+            }
+        }
+        let node = FakeNode::start(sends_hang);
+        let mut task = Task::start(&node, timers(10, 1_000)).await;
+        // A send and an `add` that never end hold the quick and slow connections.
+        task.quick.send(Effect::Send { contact: "alisa".into(), text: "hi".into() }).await.unwrap();
+        task.slow.send(Effect::Add { target: "kith:x".into(), alias: None }).await.unwrap();
+        let search = Effect::Search { text: "cafe".into(), within: Some("alisa".into()), limit: 50 };
+        task.search.send(search).await.unwrap();
+        match task.next().await {
+            Action::Done(Response::Search { query, hits }) => {
+                assert_eq!(query, SearchQuery { text: "cafe".into(), within: Some("alisa".into()) });
+                assert_eq!(hits.len(), 1);
+                assert_eq!((hits[0].snippet.as_str(), hits[0].marks.as_slice()), ("café at noon", &[[0, 5]][..]));
+                assert_eq!(hits[0].message.text, "café at noon");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_search_wait_replaces_the_one_running() {
+        let (mut runtime, mut rx) = offline_runtime();
+        runtime.execute(Effect::SearchAfter { after: Duration::from_millis(20), edit: 1 });
+        runtime.execute(Effect::SearchAfter { after: Duration::from_millis(20), edit: 2 });
+        // Had the first wait kept running it would have ended first.
+        let action = tokio::time::timeout(DEADLINE, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(action, Action::SearchDue { edit: 2 });
+    }
+
     fn hung_lister(_: &str, _: Option<&Path>) -> Vec<String> {
         // A file system that does not answer (for longer than the test's timeout).
         std::thread::sleep(Duration::from_millis(300));
@@ -1215,6 +1319,8 @@ mod tests {
             app: App::new(Config::default()),
             quick: mpsc::channel(1).0,
             slow: mpsc::channel(1).0,
+            search: mpsc::channel(1).0,
+            search_wait: JoinSet::new(),
             notify_command: None,
             notifications: JoinSet::new(),
             listing: JoinSet::new(),

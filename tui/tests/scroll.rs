@@ -303,3 +303,46 @@ fn a_few_unread_messages_that_fit_open_at_the_newest() {
     let rows = pane(&app, WIDTH, HEIGHT);
     assert!(rows.iter().any(|r| r.contains("new messages")), "{rows:#?}");
 }
+
+#[test]
+fn a_search_hit_deep_in_the_history_opens_at_it_and_scrolls_on_both_ways_like_the_full_layout() {
+    let node = Node { messages: (1..=2_000).map(long_message).collect() };
+    let full = full_layout(&node);
+    let mut app = open(&node, WIDTH, HEIGHT);
+    let target = node.messages[499].clone();
+    search_for(&mut app, "m500");
+    update(&mut app, found("m500", None, vec![hit(target.clone(), &target.text, &["m500"])]));
+    let fx = update(&mut app, key(KeyCode::Enter));
+    settle(&mut app, &node, fx);
+    // The hit's row is the pane's bottom row, as in the whole conversation laid out.
+    let row = full.iter().position(|r| r.contains(" Алиса: m500 ")).expect("m500 in the full layout");
+    let mut end = row + 1;
+    assert_eq!(pane(&app, WIDTH, HEIGHT), full[end - PANE..end]);
+    let conv = app.focused().expect("focused");
+    assert_eq!(conv.selected.as_deref(), Some(target.id.as_str()));
+    assert!(conv.messages.len() <= window_bound(), "{} loaded", conv.messages.len());
+    // Far up (the messages after the hit, still unpaged-in at first, are evicted
+    // and paged back in on the way down)…
+    let page = PANE - 1;
+    for up in 0..40 {
+        let fx = update(&mut app, key(KeyCode::PageUp));
+        settle(&mut app, &node, fx);
+        end -= page.min(end - PANE);
+        assert_eq!(pane(&app, WIDTH, HEIGHT), full[end - PANE..end], "after {up} PageUps");
+        assert!(loaded(&app) <= window_bound(), "{} loaded", loaded(&app));
+    }
+    // …then down to the newest message, every page where the full layout has it.
+    let mut down = 0;
+    while end < full.len() {
+        let fx = update(&mut app, key(KeyCode::PageDown));
+        settle(&mut app, &node, fx);
+        end = (end + page).min(full.len());
+        assert_eq!(pane(&app, WIDTH, HEIGHT), full[end - PANE..end], "after {down} PageDowns");
+        assert!(loaded(&app) <= window_bound(), "{} loaded", loaded(&app));
+        down += 1;
+        assert!(down < 2_000);
+    }
+    let conv = app.focused().expect("focused");
+    assert_eq!(conv.scroll, Scroll::Bottom);
+    assert!(!conv.detached());
+}

@@ -166,18 +166,23 @@ pub(crate) fn rename(global: &Global, args: RenameArgs) -> Result {
     print::contact(&print::view::<ContactView>(result)?)
 }
 
+/// A message text given on the command line: `-` reads it from stdin, one final
+/// line break dropped.
+pub(crate) fn text_arg(text: &str) -> Result<String> {
+    if text != "-" {
+        return Ok(text.to_owned());
+    }
+    let mut read = String::new();
+    std::io::stdin().read_to_string(&mut read)?;
+    Ok(without_final_newline(read))
+}
+
 pub(crate) fn send(global: &Global, args: SendArgs) -> Result {
     let home = super::home(global)?;
-    let text = if args.text == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        without_final_newline(text)
-    } else {
-        args.text.clone()
-    };
+    let text = text_arg(&args.text)?;
     runtime()?.block_on(async {
         let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
-        let request = Request::Send { contact: args.contact.clone(), text };
+        let request = Request::Send { contact: args.contact.clone(), text, reply_to: args.reply_to.clone() };
         let (message, waited) = send_waiting(&mut client, &request, &args.contact, &args.wait).await?;
         // Printed whatever the wait did: a script that timed out still learns the id.
         if args.output.json {

@@ -2,6 +2,7 @@
 
 mod audio_pipe;
 mod calls;
+mod changes;
 mod chat;
 mod completions;
 mod config;
@@ -54,6 +55,9 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Search(args) => search::search(g, args),
         Command::Unmute(args) => chat::unmute(g, args),
         Command::Send(args) => chat::send(g, args),
+        Command::Edit(args) => changes::edit(g, args),
+        Command::Delete(args) => changes::delete(g, args),
+        Command::React(args) => changes::react(g, args),
         Command::SendFile(args) => files::send_file(g, args),
         Command::Files(args) => files::files(g, args),
         Command::Get(args) => files::get(g, args),

@@ -99,6 +99,23 @@ impl Names {
         if m.direction == Direction::Outgoing { "you".to_owned() } else { self.peer(&m.author) }
     }
 
+    /// What a reply quotes, for its first line: `NAME: TEXT` (the first line of the
+    /// text, cut to 60 characters), `NAME: (deleted)`, or `a message not here`.
+    pub(crate) fn quote(&self, m: &MessageView) -> Option<String> {
+        let q = m.reply_to.as_ref()?;
+        Some(match (&q.author, &q.text) {
+            (Some(author), Some(text)) => {
+                // In a 1:1 conversation whoever is not the contact is us.
+                let ours = (m.direction == Direction::Outgoing && *author == m.author)
+                    || m.peer.as_deref().is_some_and(|peer| peer != author);
+                let who = if ours { "you".to_owned() } else { self.peer(author) };
+                let first: String = text.lines().next().unwrap_or("").chars().take(60).collect();
+                if q.deleted { format!("{who}: (deleted)") } else { format!("{who}: {}", safe(&first)) }
+            }
+            _ => "a message not here".to_owned(),
+        })
+    }
+
     /// Where `m` belongs: the contact's name, or `#group`.
     pub(crate) fn conversation(&self, m: &MessageView) -> String {
         match &m.peer {
@@ -153,17 +170,34 @@ fn mark(m: &MessageView) -> &'static str {
     }
 }
 
+/// A message's reactions on one line: `👍 2 · 🎉 1`.
+pub(crate) fn reactions(m: &MessageView) -> String {
+    m.reactions.iter().map(|r| format!("{} {}", safe(&r.emoji), r.count)).collect::<Vec<_>>().join(" · ")
+}
+
 /// `HH:MM who text mark`, `who` padded to `width`; a text of several lines continues
-/// under its first line.
-fn message_lines(m: &MessageView, who: &str, width: usize) -> String {
+/// under its first line. A reply starts with `↪ ` and the first line of what it
+/// answers (`quote`: its author's name and text); an edited text ends with
+/// `(edited)`, a deleted one reads `(deleted)`; reactions follow on a line of their own.
+fn message_lines(m: &MessageView, who: &str, quote: Option<String>, width: usize) -> String {
     let prefix = format!("{} {who:<width$} ", clock(m.sent_at));
     let indent = " ".repeat(prefix.chars().count());
     let mut out = prefix;
     let mut lines: Vec<String> = Vec::new();
+    lines.extend(quote.map(|q| format!("↪ {q}")));
     if let Some(file) = &m.file {
         lines.push(format!("[file {} {} {}]", safe(&file.name), kith_p2p::display::human_size(file.size), &file.id[..file.id.len().min(12)]));
     }
-    lines.extend(m.text.split('\n').filter(|l| m.file.is_none() || !l.is_empty()).map(str::to_owned));
+    if m.deleted {
+        lines.push("(deleted)".into());
+    }
+    lines.extend(m.text.split('\n').filter(|l| !(m.deleted || m.file.is_some() && l.is_empty())).map(str::to_owned));
+    if m.edited && let Some(last) = lines.last_mut() {
+        last.push_str(" (edited)");
+    }
+    if !m.reactions.is_empty() {
+        lines.push(reactions(m));
+    }
     for (n, line) in lines.iter().enumerate() {
         if n > 0 {
             out.push('\n');
@@ -191,7 +225,7 @@ pub(crate) fn files(list: &[FileEntryView]) -> Result {
 pub(crate) fn history(list: &[MessageView], names: &Names) -> Result {
     let authors: Vec<String> = list.iter().map(|m| names.author(m)).collect();
     let width = column(authors.iter().map(|a| a.chars().count()), 20);
-    list.iter().zip(&authors).try_for_each(|(m, who)| output::line(message_lines(m, who, width)))
+    list.iter().zip(&authors).try_for_each(|(m, who)| output::line(message_lines(m, who, names.quote(m), width)))
 }
 
 /// Unsent messages: where each was going, when, its state and text.
@@ -285,7 +319,27 @@ mod tests {
             lamport: 1,
             state: MessageState::Delivered,
             file: None,
+            reply_to: None,
+            edited: false,
+            versions: Vec::new(),
+            deleted: false,
+            reactions: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_reply_an_edit_a_deletion_and_reactions_show_in_the_history_line() {
+        use kith_p2p::views::{QuoteView, ReactionView};
+        let mut m = message_view("see you at dusk");
+        m.edited = true;
+        m.reply_to = Some(QuoteView { id: "01".into(), author: Some("12D3KooWAbcdefgh".into()), text: Some("when?\nlater".into()), deleted: false });
+        m.reactions = vec![ReactionView { emoji: "👍".into(), count: 2, by: vec!["a".into(), "b".into()] }];
+        let names = Names::default();
+        let out = message_lines(&m, "x", names.quote(&m), 2);
+        assert_eq!(out, "00:00 x  ↪ …Abcdefgh: when?\n         see you at dusk (edited)\n         👍 2  ");
+        let mut gone = message_view("");
+        gone.deleted = true;
+        assert!(message_lines(&gone, "x", None, 2).contains("(deleted)"));
     }
 
     #[test]
@@ -356,7 +410,7 @@ mod tests {
 
     #[test]
     fn message_texts_keep_their_lines_indented_and_clean() {
-        let out = message_lines(&message_view(HOSTILE), "…Abcdefgh", 10);
+        let out = message_lines(&message_view(HOSTILE), "…Abcdefgh", None, 10);
         assert!(is_clean(&out), "{out:?}");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out:?}");
@@ -364,7 +418,7 @@ mod tests {
         // The second line starts under the first line's text (after "HH:MM who ").
         assert_eq!(lines[1], format!("{}second  ", " ".repeat("00:00 ".len() + 10 + 1)));
         // Ordinary text is untouched.
-        let plain = message_lines(&message_view("Привет 👋\n\tok"), "x", 10);
+        let plain = message_lines(&message_view("Привет 👋\n\tok"), "x", None, 10);
         assert!(plain.contains("Привет 👋") && plain.ends_with("  ok  "), "{plain:?}");
     }
 }

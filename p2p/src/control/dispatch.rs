@@ -334,6 +334,9 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             set_mute(backend, contact, Some(mute)).await
         }
         Request::UnmuteConversation { contact } => set_mute(backend, contact, None).await,
+        Request::Delete { id, for_everyone: false } => {
+            local(backend, Box::new(move |store, ctx| Ok(json!({ "hidden": ops::hide(store, &ctx.me, &id)? })))).await
+        }
         Request::SetDraft { contact, text } => {
             local(
                 backend,
@@ -371,7 +374,11 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
             };
             to_value(contact)
         }
-        Request::Send { contact, text } => to_value(node.send(&contact, &text).await?),
+        Request::Send { contact, text, reply_to: None } => to_value(node.send(&contact, &text).await?),
+        Request::Send { contact, text, reply_to: Some(id) } => to_value(node.reply(&contact, &text, &id).await?),
+        Request::Edit { id, text } => to_value(node.edit(&id, &text).await?),
+        Request::Delete { id, for_everyone: true } => to_value(node.delete_for_everyone(&id).await?),
+        Request::React { id, emoji } => to_value(node.react(&id, &emoji).await?),
         Request::SendFile { contact, path, caption } => {
             let path = absolute(&path)?;
             to_value(node.send_file(&contact, &path, caption.as_deref().unwrap_or_default()).await?)

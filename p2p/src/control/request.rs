@@ -164,6 +164,32 @@ pub enum Request {
         contact: String,
         /// The text.
         text: String,
+        /// The message (id) this one answers; it must be in the same conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    /// Replace the text of one of our messages, for everyone who got it.
+    Edit {
+        /// The message id.
+        id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message: here only ("delete for me"), or, for one of our own
+    /// messages, for everyone who got it (`for_everyone`, needs a running node).
+    Delete {
+        /// The message id.
+        id: String,
+        /// Delete it for everyone (only its author may).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        for_everyone: bool,
+    },
+    /// React to a message with an emoji, or take that reaction back if we gave it.
+    React {
+        /// The message id.
+        id: String,
+        /// One emoji.
+        emoji: String,
     },
     /// Send a file (an absolute path on the node's machine) to a contact or group.
     SendFile {
@@ -276,7 +302,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 42] = [
+    pub const METHODS: [&'static str; 45] = [
         "contacts",
         "requests",
         "inbox",
@@ -304,6 +330,9 @@ impl Request {
         "invite",
         "add",
         "send",
+        "edit",
+        "delete",
+        "react",
         "send_file",
         "get_file",
         "calls",
@@ -391,7 +420,10 @@ mod tests {
             Request::Status {},
             Request::Invite {},
             Request::Add { target: "kith:x".into(), alias: Some("al".into()) },
-            Request::Send { contact: c(), text: "hi".into() },
+            Request::Send { contact: c(), text: "hi".into(), reply_to: Some("00".repeat(16)) },
+            Request::Edit { id: "00".repeat(16), text: "hi again".into() },
+            Request::Delete { id: "00".repeat(16), for_everyone: true },
+            Request::React { id: "00".repeat(16), emoji: "👍".into() },
             Request::SendFile { contact: c(), path: "/tmp/a.png".into(), caption: Some("look".into()) },
             Request::GetFile { id: "ab".repeat(8), out: Some("/tmp/b.png".into()), wait: true },
             Request::Calls { limit: Some(5) },

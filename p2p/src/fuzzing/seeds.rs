@@ -168,8 +168,16 @@ fn group_op() -> Vec<Vec<u8>> {
 
 fn posts() -> Vec<GroupPost> {
     vec![
-        GroupPost::Text { id: MessageId([1; 16]), lamport: 3, sent_at_ms: 1_700_000_000_000, text: "hello group".into(), file: None },
-        GroupPost::Text { id: MessageId([2; 16]), lamport: 0, sent_at_ms: 0, text: String::new(), file: None },
+        GroupPost::Text { id: MessageId([1; 16]), lamport: 3, sent_at_ms: 1_700_000_000_000, text: "hello group".into(), file: None, link: None },
+        GroupPost::Text { id: MessageId([2; 16]), lamport: 0, sent_at_ms: 0, text: String::new(), file: None, link: None },
+        GroupPost::Text {
+            id: MessageId([3; 16]),
+            lamport: 4,
+            sent_at_ms: 1_700_000_000_000,
+            text: String::new(),
+            file: None,
+            link: Some(kith_storage::Link::React { target: MessageId([1; 16]), emoji: "👍".into(), on: true }),
+        },
     ]
 }
 
@@ -181,7 +189,15 @@ fn payloads() -> Vec<Payload> {
     let group = GroupId([7; 16]);
     let op = fixtures::create().encode().unwrap_or_else(|e| panic!("encode a seed: {e}"));
     vec![
-        Payload::Text { id: MessageId([1; 16]), lamport: 4, sent_at_ms: 1_700_000_000_000, text: "hi there".into(), file: None },
+        Payload::Text { id: MessageId([1; 16]), lamport: 4, sent_at_ms: 1_700_000_000_000, text: "hi there".into(), file: None, link: None },
+        Payload::Text {
+            id: MessageId([2; 16]),
+            lamport: 5,
+            sent_at_ms: 1_700_000_000_000,
+            text: "hi there, fixed".into(),
+            file: None,
+            link: Some(kith_storage::Link::Edit(MessageId([1; 16]))),
+        },
         Payload::ContactRequest {
             name: Some("Alice".into()),
             addrs: vec![addr("/ip4/127.0.0.1/tcp/4001").to_vec()],

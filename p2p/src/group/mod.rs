@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn post_text_at_and_past_while_decoding() {
-        let post = |text| GroupPost::Text { id: MessageId([1; 16]), lamport: 1, sent_at_ms: 1, text, file: None };
+        let post = |text| GroupPost::Text { id: MessageId([1; 16]), lamport: 1, sent_at_ms: 1, text, file: None, link: None };
         let at = post("x".repeat(MAX_TEXT_LEN));
         assert_eq!(GroupPost::decode(&at.encode().unwrap()).unwrap(), at);
         let r = GroupPost::decode(&post("x".repeat(MAX_TEXT_LEN + 1)).encode().unwrap());

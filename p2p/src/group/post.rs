@@ -26,6 +26,9 @@ pub enum GroupPost {
         /// The file the message carries (absent in plain texts).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<crate::payload::FileOffer>,
+        /// The message it answers or changes (see [`kith_storage::Link`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<kith_storage::Link>,
     },
 }
 
@@ -47,7 +50,8 @@ impl GroupPost {
         if versioned.v != POST_VERSION {
             return Err(WireError::UnsupportedVersion(versioned.v));
         }
-        let GroupPost::Text { text, lamport, .. } = &versioned.p;
+        let GroupPost::Text { text, lamport, link, .. } = &versioned.p;
+        crate::payload::check_link(link.as_ref())?;
         if text.len() > MAX_TEXT_LEN {
             return Err(WireError::TooLarge { len: text.len(), max: MAX_TEXT_LEN });
         }
@@ -65,13 +69,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_refusals() {
-        let post = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "всем привет 🎉".into(), file: None };
+        let post = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "всем привет 🎉".into(), file: None, link: None };
         assert_eq!(GroupPost::decode(&post.encode().unwrap()).unwrap(), post);
         assert!(GroupPost::decode(b"garbage").is_err());
-        let long = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "x".repeat(MAX_TEXT_LEN + 1), file: None };
+        let long = GroupPost::Text { id: MessageId([1; 16]), lamport: 2, sent_at_ms: 3, text: "x".repeat(MAX_TEXT_LEN + 1), file: None, link: None };
         assert!(GroupPost::decode(&long.encode().unwrap()).is_err());
         // Counters up to the cap pass; one past it (or at u64::MAX) is malformed.
-        let at = |lamport| GroupPost::Text { id: MessageId([1; 16]), lamport, sent_at_ms: 3, text: "x".into(), file: None };
+        let at = |lamport| GroupPost::Text { id: MessageId([1; 16]), lamport, sent_at_ms: 3, text: "x".into(), file: None, link: None };
         assert!(GroupPost::decode(&at(MAX_LAMPORT).encode().unwrap()).is_ok());
         assert!(matches!(GroupPost::decode(&at(MAX_LAMPORT + 1).encode().unwrap()), Err(WireError::Malformed(_))));
         assert!(matches!(GroupPost::decode(&at(u64::MAX).encode().unwrap()), Err(WireError::Malformed(_))));

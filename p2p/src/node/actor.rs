@@ -644,7 +644,7 @@ impl Actor {
         let mut request = first;
         let ended_by = loop {
             let file = request.attachment.as_deref().map(|a| &a.file);
-            let result = self.compose_send(&request.contact, &request.text, file, &mut lamports);
+            let result = self.compose_send(&request.contact, &request.text, file, request.link.as_ref(), &mut lamports);
             if let (Ok(_), Some(a)) = (&result, request.attachment) {
                 attachments.push((a.file.blob, a.state, a.path, a.error));
             }
@@ -695,6 +695,18 @@ impl Actor {
         for (result, reply) in composed {
             if let Ok((message, ..)) = &result {
                 self.unflushed_sends.remove(&message.id);
+                if flushed.is_ok() && message.link.as_ref().and_then(kith_storage::Link::changed).is_some() {
+                    // Every client sees our edit, delete or reaction, not only the one that asked.
+                    let peer = match &result {
+                        Ok((_, _, group_messages::Dest::Peer(peer))) => Some(peer.to_string()),
+                        _ => None,
+                    };
+                    match ops::stored_event(&self.store, message, peer.as_deref()) {
+                        Ok(Some(event)) => self.emit(event),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "reading a changed message back failed"),
+                    }
+                }
             }
             let answer = match (result, flushed) {
                 (Ok((message, entry, group_messages::Dest::Peer(peer))), Ok(())) => {
@@ -731,17 +743,18 @@ impl Actor {
         target: &str,
         text: &str,
         file: Option<&FileRef>,
+        link: Option<&kith_storage::Link>,
         lamports: &mut HashMap<ConversationId, u64>,
     ) -> Result<(Message, OutboxEntry, group_messages::Dest), NodeError> {
         let contact = match ops::resolve_target(&self.store, target)? {
             ops::Target::Contact(contact) => contact,
             ops::Target::Group(group) => {
-                let (message, entry) = self.compose_group(&group, text, file, lamports)?;
+                let (message, entry) = self.compose_group(&group, text, file, link, lamports)?;
                 return Ok((message, entry, group_messages::Dest::Group(group.id)));
             }
         };
         let peer = contact.peer_id;
-        let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, file, lamports)?;
+        let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, file, link, lamports)?;
         Ok((message, entry, group_messages::Dest::Peer(peer)))
     }
 

@@ -20,6 +20,12 @@ pub enum Event {
         /// The message.
         message: MessageView,
     },
+    /// A message was edited, deleted for everyone or reacted to (by anyone, us
+    /// included): `message` is how it is shown now.
+    MessageChanged {
+        /// The changed message, its changes applied.
+        message: MessageView,
+    },
     /// One of our messages moved to a new delivery state.
     MessageStateChanged {
         /// The message id.

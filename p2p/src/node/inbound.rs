@@ -23,7 +23,7 @@ use crate::ops::{self, OpError};
 use crate::config::check_display_name;
 use crate::payload::{Payload, ReceiptKind};
 use crate::requests::{self, MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS, QuotaError, Tally};
-use crate::views::{ContactView, MessageView};
+use crate::views::ContactView;
 use crate::wire::WireError;
 
 /// What a batch did besides its answer.
@@ -116,7 +116,11 @@ impl Inbound<'_> {
                     Some(Inserted::New) => {
                         if visible {
                             let peer = m.author.clone();
-                            outcome.events.push(Event::MessageReceived { message: MessageView::new(&m, Some(&peer)) });
+                            match ops::stored_event(self.store, &m, Some(&peer)) {
+                                Ok(Some(event)) => outcome.events.push(event),
+                                Ok(None) => {}
+                                Err(e) => tracing::warn!(error = %e, "reading a stored message back for its event failed"),
+                            }
                             outcome.stored.push((peer, m.id));
                         }
                         DmResult::Stored
@@ -167,7 +171,7 @@ impl Inbound<'_> {
     ) -> Result<Step, OpError> {
         let now = ops::now_ms();
         match payload {
-            Payload::Text { id, lamport, sent_at_ms, text, file } => {
+            Payload::Text { id, lamport, sent_at_ms, text, file, link } => {
                 let conversation = ops::direct_conversation(&self.me, &sender);
                 let message = Message {
                     id,
@@ -180,7 +184,7 @@ impl Inbound<'_> {
                     state: MessageState::Delivered,
                     direction: Direction::Incoming,
                     file: file.map(|f| Box::new(crate::files::file_of(f))),
-                    link: None,
+                    link,
                 };
                 if let Some(refusal) = self.store.messages().refusal(&message)? {
                     tracing::debug!(%sender, %refusal, "refused a text");

@@ -11,6 +11,7 @@ mod actor;
 
 pub(crate) use actor::relays::relay_peer;
 mod behaviour;
+mod changes;
 mod directory;
 mod downloads;
 mod event;
@@ -391,6 +392,8 @@ pub(crate) struct SendRequest {
     pub(crate) text: String,
     /// The file, already sealed into the blob store.
     pub(crate) attachment: Option<Box<Attachment>>,
+    /// The message it answers or changes.
+    pub(crate) link: Option<kith_storage::Link>,
     /// Where the answer goes.
     pub(crate) reply: oneshot::Sender<Result<MessageView, NodeError>>,
 }
@@ -521,7 +524,7 @@ impl NodeHandle {
     /// Send a text; returns once it is durably in the outbox (state `pending`).
     pub async fn send(&self, contact: &str, text: &str) -> Result<MessageView, NodeError> {
         self.ask(|reply| {
-            Command::Send(SendRequest { contact: contact.to_owned(), text: text.to_owned(), attachment: None, reply })
+            Command::Send(SendRequest { contact: contact.to_owned(), text: text.to_owned(), attachment: None, link: None, reply })
         })
             .await?
     }
@@ -704,6 +707,7 @@ impl NodeHandle {
                 contact: target.to_owned(),
                 text: caption.to_owned(),
                 attachment: Some(Box::new(attachment)),
+                link: None,
                 reply,
             })
         })

@@ -414,7 +414,7 @@ struct Mail {
 /// A 100-byte text message as a node encodes it before sealing.
 fn message(sender: usize, index: usize) -> Vec<u8> {
     let text = format!("{sender:>3}:{index:0>width$}", width = MESSAGE_LEN - 4);
-    Payload::Text { id: ops::new_message_id(), lamport: index as u64 + 1, sent_at_ms: ops::now_ms(), text, file: None }
+    Payload::Text { id: ops::new_message_id(), lamport: index as u64 + 1, sent_at_ms: ops::now_ms(), text, file: None, link: None }
         .encode()
         .unwrap()
 }

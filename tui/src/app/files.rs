@@ -173,12 +173,12 @@ pub(super) fn file_command(path: &str, caption: Option<&str>) -> String {
 
 /// A pasted path to a file: into an empty input it becomes `/file <path>`, which
 /// Enter sends; anywhere else it is text like any paste.
-pub(super) fn on_pasted_file(app: &mut App, path: &str) {
+pub(super) fn on_pasted_file(app: &mut App, path: &str, fx: &mut Vec<Effect>) {
     if app.overlay.is_none() && app.input.is_empty() && app.focused.is_some() {
         app.input.set_text(format!("/file {} ", quote_path(path)));
         app.set_status("Enter sends this file (type a caption after it first, if you like)", false);
     } else {
-        super::user::on_paste(app, path);
+        super::user::on_paste(app, path, fx);
     }
 }
 

@@ -12,6 +12,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Ctrl+N, Alt+Down", "next conversation (each keeps its draft)"),
     ("Ctrl+P, Alt+Up", "previous conversation"),
     ("Ctrl+K", "quick switcher (type to filter, Enter opens)"),
+    ("Ctrl+F", "search messages; Enter opens the one chosen"),
     ("Ctrl+O", "download the file in view, or open it if here"),
     ("Ctrl+G", "view the picture in view, sized to the pane"),
     ("PageUp, PageDown", "scroll messages; PageUp at the top loads older ones"),

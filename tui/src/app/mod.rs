@@ -5,7 +5,8 @@
 //! messages paged from the node, unread counts, who is online, the editor (with a
 //! draft per conversation and the Tab completion in progress), overlays, the status
 //! line and the log of what it said, the call in progress (`call.rs`), the voice
-//! rooms we are in (`room.rs`), and the state of the node connection.
+//! rooms we are in (`room.rs`), the search overlay (`search.rs`), and the state of
+//! the node connection.
 //! [`update`] applies one [`Action`](crate::action::Action)
 //! and returns the [`Effect`](crate::action::Effect)s to perform; it never does I/O,
 //! so tests drive it directly and the runtime stays a thin loop.
@@ -16,6 +17,7 @@ mod keys;
 mod node;
 mod prefs;
 mod room;
+mod search;
 mod update;
 mod user;
 mod viewer;
@@ -33,6 +35,7 @@ pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
 pub use room::{RoomInfo, RoomState};
 pub(crate) use room::{group_name as room_group_name, participant_name as room_participant_name};
+pub use search::{DEBOUNCE as SEARCH_DEBOUNCE, LIMIT as SEARCH_LIMIT, Search, SearchHit, SearchQuery, SearchResults};
 pub use update::update;
 pub use viewer::Viewer;
 pub use window::{Fetch, Scroll};
@@ -162,6 +165,9 @@ pub struct Conversation {
     /// Its mute, as the node keeps it (it may have lapsed since: see
     /// [`Conversation::muted`]).
     pub mute: Option<Mute>,
+    /// The message a search opened here (Ctrl+F, Enter): marked in the timeline
+    /// until the view goes back to the newest message or the conversation is left.
+    pub selected: Option<String>,
 }
 
 /// Something shown in a conversation's timeline that is not a message.
@@ -203,6 +209,7 @@ impl Conversation {
             scroll: Scroll::Bottom,
             notices: VecDeque::new(),
             mute: None,
+            selected: None,
         }
     }
 
@@ -375,6 +382,8 @@ pub enum Overlay {
     },
     /// A picture over the message pane (Ctrl+G).
     Picture(Viewer),
+    /// Full-text search over the messages (Ctrl+F, `/search`).
+    Search(Search),
     /// Someone calls: Enter or `a` answers, Esc or `d` declines.
     IncomingCall {
         /// The call's id.
@@ -459,6 +468,8 @@ pub struct App {
     rooms_loading: bool,
     /// Groups whose room we left lately (bounded), so a late poll cannot revive it.
     left_rooms: VecDeque<String>,
+    /// The search asked of the node and not answered yet (one at a time).
+    search_in_flight: Option<SearchQuery>,
     quit: bool,
 }
 
@@ -505,6 +516,7 @@ impl App {
             rooms: Vec::new(),
             rooms_loading: false,
             left_rooms: VecDeque::new(),
+            search_in_flight: None,
             quit: false,
         }
     }
@@ -827,6 +839,19 @@ impl App {
     }
 }
 
+/// Message `n` of a 1:1 conversation with `peer`, incoming or ours, for unit tests:
+/// read from JSON as the control API writes it, so the fields views gain later take
+/// their defaults here.
+#[cfg(test)]
+pub(crate) fn test_message(n: u64, direction: Direction) -> MessageView {
+    let author = if direction == Direction::Incoming { "peer" } else { "me" };
+    let view = serde_json::json!({
+        "id": format!("{n}"), "conversation": "c", "peer": "peer", "author": author, "direction": direction,
+        "text": format!("message {n}"), "sent_at": n, "received_at": n, "lamport": n, "state": MessageState::Delivered,
+    });
+    serde_json::from_value(view).expect("a message view")
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -834,19 +859,7 @@ mod tests {
 
     /// Message `n` of a 1:1 conversation, incoming or ours.
     fn message(n: u64, direction: Direction) -> MessageView {
-        MessageView {
-            id: format!("{n}"),
-            conversation: "c".into(),
-            peer: Some("peer".into()),
-            author: if direction == Direction::Incoming { "peer".into() } else { "me".into() },
-            direction,
-            text: format!("message {n}"),
-            sent_at: n,
-            received_at: n,
-            lamport: n,
-            state: MessageState::Delivered,
-            file: None,
-        }
+        test_message(n, direction)
     }
 
     fn window(directions: &[Direction]) -> VecDeque<MessageView> {

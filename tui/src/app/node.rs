@@ -327,7 +327,9 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
                         fx.push(Effect::LoadHistory { contact: contact.clone(), before, limit });
                     }
                 }
-            } else if before.is_none() {
+            } else if before.is_none() && conv.loading == Some(Fetch::Newest) {
+                // (A newest page asked for before the window moved on — a search
+                // jumped deep into the history meanwhile — is stale like the others.)
                 conv.loading = None;
                 conv.load_newest(messages, full);
                 // Where its files stand (and so which pictures to preview).
@@ -387,6 +389,9 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
         Response::Calls { active, history } => super::call::on_calls(app, active, history),
         Response::Room { op, room } => super::room::on_response(app, op, room),
         Response::Rooms(rooms) => super::room::on_rooms(app, rooms),
+        Response::Search { query, hits } => {
+            super::search::on_results(app, query, super::SearchResults::Hits(hits), fx);
+        }
         Response::File(entry) => {
             let name = crate::text::sanitize_line(&kith_p2p::files::safe_file_name(&entry.name));
             match entry.state {

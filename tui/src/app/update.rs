@@ -4,7 +4,7 @@
 //! list); `user.rs` handles keys, mouse and paste, `node.rs` node events and answers.
 
 use kith_p2p::kith_storage::ContactState;
-use kith_p2p::views::{ContactView, GroupView};
+use kith_p2p::views::{ContactView, GroupView, MessageView};
 use ratatui::layout::Rect;
 
 use super::{App, Conversation, Fetch, NodeState, PAGE, Party, member_label};
@@ -26,8 +26,8 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
         Action::Key(key) => super::user::on_key(app, key, &mut fx),
         Action::Mouse(mouse) => super::user::on_mouse(app, mouse, &mut fx),
-        Action::Paste(text) => super::user::on_paste(app, &text),
-        Action::PastedFile(path) => super::files::on_pasted_file(app, &path),
+        Action::Paste(text) => super::user::on_paste(app, &text, &mut fx),
+        Action::PastedFile(path) => super::files::on_pasted_file(app, &path, &mut fx),
         Action::Resize { width, height } => {
             app.size = (width, height);
             clamp_list_offset(app);
@@ -55,8 +55,15 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             super::call::poll(app, &mut fx);
             super::room::poll(app, &mut fx);
         }
+        Action::SearchDue { edit } => super::search::on_due(app, edit, &mut fx),
         Action::Node(event) => super::node::on_event(app, event, &mut fx),
         Action::Done(response) => super::node::on_response(app, response, &mut fx),
+        // Said in the search overlay, where it was asked (a query with no words, say).
+        Action::Failed { effect: Effect::Search { text, within, .. }, error }
+        | Action::Interrupted { effect: Effect::Search { text, within, .. }, error } => {
+            let results = super::SearchResults::Failed(error);
+            super::search::on_results(app, super::SearchQuery { text, within }, results, &mut fx);
+        }
         Action::Failed { effect, error } => super::node::on_failure(app, effect, error),
         Action::Interrupted { effect, error } => super::node::on_interrupted(app, effect, error),
         Action::Disconnected { error, retry_in } => disconnected(app, error, retry_in),
@@ -65,8 +72,11 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             // Every request of the old connection was answered or failed by now
             // (answers lost with it included): nothing is in flight.
             app.sending.clear();
+            app.search_in_flight = None;
             app.set_status("connected to the node again", false);
             super::node::reload(app, &mut fx);
+            // A search that failed for want of the node goes again.
+            super::search::retry(app, &mut fx);
         }
     }
     // The picture's room depends on more than the screen (the input box grows when
@@ -150,6 +160,33 @@ pub(super) fn focus(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
     if app.focused.as_deref() == Some(peer) || app.conversation(peer).is_none() {
         return;
     }
+    switch_to(app, peer, fx);
+    let mut land = false;
+    if let Some(conv) = app.conversation_mut(peer) {
+        if !conv.loaded && conv.loading.is_none() {
+            conv.loading = Some(Fetch::Newest);
+            // Enough to hold every unread message, within reason, so the view can
+            // land on the first of them.
+            let unread = usize::try_from(conv.unread).unwrap_or(usize::MAX);
+            let limit = unread.saturating_add(PAGE / 2).clamp(PAGE, FIRST_PAGE_MAX);
+            fx.push(Effect::LoadHistory { contact: peer.to_owned(), before: None, limit });
+        }
+        if conv.unread > 0 {
+            conv.pending_marker = conv.unread;
+            land = conv.loaded;
+            conv.resolve_marker();
+        }
+    }
+    if land {
+        land_on_marker(app);
+    }
+    mark_focused_read(app, fx);
+    ensure_focus_visible(app);
+}
+
+/// Make `peer` the focused conversation (it is listed, and not focused yet): the
+/// one left keeps its draft and gives up its window beyond the newest page.
+fn switch_to(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
     if let Some(old) = app.focused.clone()
         && let Some(conv) = app.conversation_mut(&old)
     {
@@ -175,27 +212,32 @@ pub(super) fn focus(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
     app.history.stop_browsing();
     app.focused = Some(peer.to_owned());
     super::prefs::sync_drafts(app, fx);
-    let mut land = false;
-    if let Some(conv) = app.conversation_mut(peer) {
-        if !conv.loaded && conv.loading.is_none() {
-            conv.loading = Some(Fetch::Newest);
-            // Enough to hold every unread message, within reason, so the view can
-            // land on the first of them.
-            let unread = usize::try_from(conv.unread).unwrap_or(usize::MAX);
-            let limit = unread.saturating_add(PAGE / 2).clamp(PAGE, FIRST_PAGE_MAX);
-            fx.push(Effect::LoadHistory { contact: peer.to_owned(), before: None, limit });
-        }
-        if conv.unread > 0 {
-            conv.pending_marker = conv.unread;
-            land = conv.loaded;
-            conv.resolve_marker();
-        }
+}
+
+/// Open `message`'s conversation with the view on it (a search hit): selected, at
+/// the pane's bottom row, its neighbours paged in around it however deep in the
+/// history it is. Neither the newest page nor the "new messages" line is landed on.
+pub(super) fn show_message(app: &mut App, message: MessageView, fx: &mut Vec<Effect>) {
+    let peer = App::key_of(&message).to_owned();
+    if app.conversation(&peer).is_none() {
+        app.set_status("that message's conversation is no longer in the list", true);
+        return;
     }
-    if land {
-        land_on_marker(app);
+    if app.focused.as_deref() != Some(peer.as_str()) {
+        switch_to(app, &peer, fx);
+    }
+    let Some(conv) = app.conversation_mut(&peer) else { return };
+    let id = message.id.clone();
+    if conv.jump_to(message) {
+        fx.push(Effect::LoadHistory { contact: peer.clone(), before: Some(id), limit: PAGE });
+    } else if conv.unread > 0 {
+        // The window stays: the line goes above the unread messages in it.
+        conv.pending_marker = conv.unread;
+        conv.resolve_marker();
     }
     mark_focused_read(app, fx);
     ensure_focus_visible(app);
+    prefetch(app, fx);
 }
 
 /// The longest first page asked for when opening a conversation with many unread

@@ -59,6 +59,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         Some(Overlay::Invite(_)) => invite_key(app, key, fx),
         Some(Overlay::Log { .. }) => log_key(app, key),
         Some(Overlay::Picture(_)) => super::viewer::key(app, key, fx),
+        Some(Overlay::Search(_)) => super::search::key(app, key, fx),
         Some(Overlay::IncomingCall { .. }) => super::call::key(app, key, fx),
         None => main_key(app, key, fx),
     }
@@ -99,6 +100,7 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Char('n') if ctrl => switch(app, 1, fx),
         KeyCode::Char('p') if ctrl => switch(app, -1, fx),
         KeyCode::Char('k') if ctrl => app.overlay = Some(Overlay::Switcher(Switcher::default())),
+        KeyCode::Char('f') if ctrl && !alt => super::search::open(app, None, fx),
         KeyCode::Char('o') if ctrl && !alt => super::files::open_or_fetch(app, fx),
         KeyCode::Char('g') if ctrl && !alt => super::viewer::open(app, fx),
         KeyCode::PageUp => scroll_messages(app, true, page, fx),
@@ -261,6 +263,7 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
             None => app.set_status("no conversation open", true),
         },
         Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
+        Command::Search(words) => super::search::open(app, words, fx),
         Command::Quit => quit(app, fx),
         Command::Group(group) => group_command(app, group, fx),
         Command::File { path, caption } => super::files::send_file(app, path, caption, fx),
@@ -524,6 +527,7 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
             let code = if up { KeyCode::Up } else { KeyCode::Down };
             switcher_key(app, KeyEvent::new(code, KeyModifiers::NONE), fx);
         }
+        Some(Overlay::Search(_)) => super::search::wheel(app, up),
         // The picture is fitted to the pane: nothing to scroll.
         Some(Overlay::Invite(InviteView::Loading) | Overlay::Picture(_) | Overlay::IncomingCall { .. }) => {}
         Some(Overlay::Log { .. }) => {
@@ -541,7 +545,7 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
     }
 }
 
-pub(super) fn on_paste(app: &mut App, text: &str) {
+pub(super) fn on_paste(app: &mut App, text: &str, fx: &mut Vec<Effect>) {
     match &mut app.overlay {
         None => edit(app, |i| i.insert_str(text)),
         Some(Overlay::Switcher(switcher)) => {
@@ -549,6 +553,7 @@ pub(super) fn on_paste(app: &mut App, text: &str) {
             switcher.query.insert_str(&line);
             switcher.selected = 0;
         }
+        Some(Overlay::Search(_)) => super::search::paste(app, text, fx),
         Some(_) => {}
     }
 }

@@ -12,10 +12,17 @@
 //! were inserted into that stretch of history than the slack covers) is asked again,
 //! twice as long.
 //!
+//! Jumping to a message found by a search ([`Conversation::jump_to`]) makes the window
+//! that message alone, pages older ones in as usual, and counts everything newer as
+//! one run whose first id is not known (the node cannot page forwards): it is fetched
+//! from the newest end, its length estimated from the Lamport counters, and pages
+//! evicted in front of it join it rather than needing its first id.
+//!
 //! Merging a page costs a binary search per message and a push at either end of a
 //! `VecDeque`, so it is proportional to the page, not to the window or the history.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 
 use kith_p2p::views::MessageView;
 
@@ -24,6 +31,11 @@ use super::{Conversation, PAGE};
 /// Extra messages asked for when paging a newer run back in, so the page overlaps
 /// the window even if a few messages were inserted into that stretch meanwhile.
 const NEWER_SLACK: usize = 8;
+
+/// The longest first guess of how many messages follow one jumped to: the guess
+/// comes from Lamport counters, which a peer can inflate, so a hostile counter costs
+/// at most a page this long (a longer stretch is then found by doubling, as usual).
+const JUMP_RUN_MAX: usize = 2_000;
 
 /// Where the message pane is scrolled to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,8 +78,10 @@ pub enum Fetch {
 /// A stretch of messages newer than the window that is not loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Run {
-    /// The oldest message's id.
-    pub(crate) first: String,
+    /// The oldest message's id; `None` for the messages after one jumped to, which
+    /// are only ever fetched from the newest end (this run is then the only one, or
+    /// the front one: see [`Conversation::evict`]).
+    pub(crate) first: Option<String>,
     /// How many messages (an estimate: arrivals and inserts can make it short).
     pub(crate) len: usize,
 }
@@ -147,7 +161,7 @@ impl Conversation {
             let fetching_newest = self.loading == Some(Fetch::Newer { before: None }) && self.newer.len() == 1;
             match self.newer.back_mut() {
                 Some(run) if run.len < PAGE && !fetching_newest => run.len += 1,
-                _ => self.newer.push_back(Run { first: m.id, len: 1 }),
+                _ => self.newer.push_back(Run { first: Some(m.id), len: 1 }),
             }
             return;
         }
@@ -222,7 +236,7 @@ impl Conversation {
     /// The request that pages the run just newer than the window back in.
     pub(crate) fn newer_request(&self) -> Option<(Option<String>, usize)> {
         let run = self.newer.front()?;
-        let before = self.newer.get(1).map(|next| next.first.clone());
+        let before = self.newer.get(1).and_then(|next| next.first.clone());
         Some((before, run.len + NEWER_SLACK))
     }
 
@@ -244,9 +258,17 @@ impl Conversation {
         // The newer end: what is below the anchor and its margin.
         while self.messages.len() - 1 - self.anchor_index() >= keep + PAGE {
             let from = self.messages.len() - PAGE;
-            let first = self.messages[from].id.clone();
+            let first = Some(self.messages[from].id.clone());
             self.messages.truncate(from);
-            self.newer.push_front(Run { first, len: PAGE });
+            match self.newer.front_mut() {
+                // The run after a jumped-to message has no known first id to page this
+                // one in with: they become one run, fetched from the newest end.
+                Some(run) if run.first.is_none() => {
+                    run.first = first;
+                    run.len += PAGE;
+                }
+                _ => self.newer.push_front(Run { first, len: PAGE }),
+            }
         }
     }
 
@@ -270,12 +292,14 @@ impl Conversation {
         }
         self.scroll = Scroll::Bottom;
         self.unread_marker = None;
+        self.selected = None;
     }
 
     /// Go back to the newest message. If the window is far from it, drop the window
     /// and return `true`: the newest page must be loaded.
     pub(crate) fn jump_to_newest(&mut self) -> bool {
         self.scroll = Scroll::Bottom;
+        self.selected = None;
         if !self.detached() {
             return false;
         }
@@ -285,5 +309,115 @@ impl Conversation {
         self.has_older = true;
         self.before_window = None;
         true
+    }
+
+    /// Show message `m` (found by a search), selected, at the pane's bottom row.
+    /// If the window holds it, only the view moves; otherwise the window becomes
+    /// `m` alone, with the messages after it one run of unknown start (none if it
+    /// is the newest known), and `true` is returned: the page older than `m` must
+    /// be asked for ([`Fetch::Older`], set as the fetch in flight).
+    pub(crate) fn jump_to(&mut self, m: MessageView) -> bool {
+        self.selected = Some(m.id.clone());
+        self.scroll = Scroll::At { lamport: m.lamport, id: m.id.clone(), below: 0 };
+        if self.loaded && self.messages.binary_search_by(|x| key(x).cmp(&key(&m))).is_ok() {
+            return false;
+        }
+        self.newer.clear();
+        match &self.last {
+            Some(last) if key(last) <= key(&m) => {}
+            last => {
+                let last = last.as_ref();
+                // In a conversation each message's counter is above every one its
+                // author saw, so the gap counts the messages after `m`, give or take
+                // those written at once (a quarter more covers them).
+                let gap = last.map_or(PAGE as u64, |l| l.lamport.saturating_sub(m.lamport));
+                let len = usize::try_from(gap.saturating_add(gap / 4)).unwrap_or(JUMP_RUN_MAX);
+                self.newer.push_back(Run { first: None, len: len.clamp(1, JUMP_RUN_MAX) });
+            }
+        }
+        self.loading = Some(Fetch::Older { before: m.id.clone() });
+        self.messages = VecDeque::from([m]);
+        self.loaded = true;
+        self.has_older = true;
+        self.before_window = None;
+        // Where unread messages start is not known around `m`: no landing there.
+        self.pending_marker = 0;
+        true
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kith_p2p::kith_storage::{ContactState, Direction};
+    use kith_p2p::views::ContactView;
+
+    use super::*;
+
+    fn message(n: u64) -> MessageView {
+        crate::app::test_message(n, Direction::Incoming)
+    }
+
+    fn conversation(last: u64) -> Conversation {
+        let contact = ContactView {
+            peer_id: "peer".into(),
+            alias: None,
+            display_name: None,
+            state: ContactState::Accepted,
+            addrs: Vec::new(),
+            relays: Vec::new(),
+        };
+        let mut conv = Conversation::new(contact);
+        conv.last = Some(message(last));
+        conv
+    }
+
+    #[test]
+    fn a_jump_guesses_the_messages_after_it_from_the_counters_within_bounds() {
+        let mut conv = conversation(1_000);
+        assert!(conv.jump_to(message(500)));
+        assert_eq!(conv.loading, Some(Fetch::Older { before: message(500).id }));
+        assert_eq!(conv.newer_request(), Some((None, 625 + NEWER_SLACK)), "500 after it, a quarter more");
+        // The newest message: nothing after it.
+        let mut conv = conversation(1_000);
+        assert!(conv.jump_to(message(1_000)));
+        assert!(!conv.detached());
+        // A counter inflated by a hostile peer costs one page of at most JUMP_RUN_MAX.
+        let mut conv = conversation(u64::MAX);
+        assert!(conv.jump_to(message(3)));
+        assert_eq!(conv.newer_request(), Some((None, JUMP_RUN_MAX + NEWER_SLACK)));
+    }
+
+    #[test]
+    fn pages_evicted_after_a_jump_join_the_run_of_unknown_start() {
+        let mut conv = conversation(1_000);
+        conv.jump_to(message(500));
+        conv.load_older((300..500).map(message).collect(), true);
+        // Scrolled far up before the messages after 500 were paged in: the newer
+        // end of the window is evicted, into the run after 500, whose first id
+        // it now knows.
+        conv.scroll = Scroll::At { lamport: 310, id: message(310).id, below: 0 };
+        conv.evict(20);
+        assert_eq!(conv.newer.len(), 1, "{:?}", conv.newer);
+        assert_eq!(conv.newer[0], Run { first: Some(message(451).id), len: 625 + PAGE });
+        assert_eq!(conv.messages.back().map(|m| m.lamport), Some(450));
+        // Further evictions go in front of it as usual, fetched before its first id.
+        conv.scroll = Scroll::At { lamport: 300, id: message(300).id, below: 0 };
+        conv.load_older((150..300).map(message).collect(), true);
+        conv.evict(20);
+        assert_eq!(conv.newer.len(), 2);
+        assert_eq!(conv.newer_request(), Some((Some(message(451).id), PAGE + NEWER_SLACK)));
+        let (_, limit) = conv.newer_request().unwrap();
+        let page: Vec<MessageView> = (451 - limit as u64..451).map(message).collect();
+        assert!(!conv.load_newer(page, limit));
+        // The rest, from the newest end, reaches back to the window.
+        let (before, limit) = conv.newer_request().unwrap();
+        assert_eq!(before, None);
+        let page: Vec<MessageView> = (1_001 - limit as u64..=1_000).map(message).collect();
+        assert!(!conv.load_newer(page, limit));
+        assert!(!conv.detached());
+        let keys: Vec<u64> = conv.messages.iter().map(|m| m.lamport).collect();
+        assert!(keys.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat");
+        assert_eq!(keys.last(), Some(&1_000));
     }
 }

@@ -1,7 +1,8 @@
 //! Rendering: a pure function of [`App`] into a ratatui [`Frame`].
 //!
 //! [`render`] draws the conversation list, the message pane, the room bar (in a
-//! voice room), the call bar (during a call), the input box, the status bar and any overlay, and places the cursor. It
+//! voice room), the call bar (during a call), the input box, the status bar and any
+//! overlay (the search's in `search.rs`), and places the cursor. It
 //! reads the state and never changes it, so the same state always draws the same
 //! screen (the snapshot tests rely on this). Every size works, down to 0×0: panes
 //! shrink, then disappear.
@@ -15,6 +16,7 @@ pub(crate) mod timeline;
 
 mod input;
 mod room;
+pub(crate) mod search;
 pub(crate) mod status;
 pub(crate) mod theme;
 
@@ -45,6 +47,7 @@ pub fn render(frame: &mut Frame, app: &App) {
             None
         }
         Some(Overlay::Switcher(switcher)) => overlay::render_switcher(frame, app, switcher, area, &theme),
+        Some(Overlay::Search(search)) => search::render(frame, app, search, area, &theme),
         Some(Overlay::Invite(view)) => {
             overlay::render_invite(frame, view, area, &theme);
             None

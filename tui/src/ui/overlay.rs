@@ -36,8 +36,8 @@ pub(crate) fn window(frame: &mut Frame, area: Rect, title: &str, theme: &Theme) 
     inner
 }
 
-/// The help window's area on a screen of `size`.
-fn help_area(area: Rect) -> Rect {
+/// The help window's area on a screen `area` (the log and the search use it too).
+pub(crate) fn help_area(area: Rect) -> Rect {
     centered(
         area,
         HELP_WIDTH.min(area.width.saturating_sub(2)).max(area.width.min(20)),

@@ -136,6 +136,16 @@ impl Theme {
         self.paint(Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD | Modifier::UNDERLINED))
     }
 
+    /// The words a search matched, in its results: a highlighter's mark, bold and
+    /// underlined without colours (so also on a selected, reversed row).
+    pub(crate) fn found(&self) -> Style {
+        if self.no_color {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD)
+        }
+    }
+
     /// The QR code: forced light-on-dark so it scans whatever the terminal's theme.
     pub(crate) fn qr(&self) -> Style {
         self.paint(Style::new().fg(Color::White).bg(Color::Black))

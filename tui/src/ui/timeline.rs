@@ -359,7 +359,13 @@ impl<'a> Timeline<'a> {
         if i == 0 {
             rows.extend(self.notices(None));
         }
-        rows.extend(message_rows(app, conv, m, width, theme));
+        let message = message_rows(app, conv, m, width, theme);
+        if conv.selected.as_deref() == Some(m.id.as_str()) {
+            // The message a search opened: marked like the list's open entry.
+            rows.extend(message.into_iter().map(|row| row.patch_style(theme.selected())));
+        } else {
+            rows.extend(message);
+        }
         rows.extend(self.notices(Some((m.lamport, m.id.as_str()))));
         if i + 1 == conv.messages.len() && !conv.detached() {
             rows.extend(self.footer());

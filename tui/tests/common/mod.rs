@@ -44,19 +44,28 @@ pub fn message(n: u64, peer: &str, direction: Direction, text: &str, at: u64, st
         Direction::Outgoing => ME,
         Direction::Incoming => peer,
     };
-    MessageView {
-        id: format!("{n:032x}"),
-        conversation: format!("{:032x}", peer.len() as u64 * 7919 + peer.bytes().map(u64::from).sum::<u64>()),
-        peer: Some(peer.to_owned()),
-        author: author.to_owned(),
-        direction,
-        text: text.to_owned(),
-        sent_at: at,
-        received_at: at,
-        lamport: n,
-        state,
-        file: None,
-    }
+    let conversation = format!("{:032x}", peer.len() as u64 * 7919 + peer.bytes().map(u64::from).sum::<u64>());
+    view(n, &conversation, Some(peer), author, direction, text, at, state)
+}
+
+/// A message view as the control API writes it, read back: the fields views gain
+/// later (with their serde defaults) need no change here.
+#[allow(clippy::too_many_arguments)]
+fn view(
+    n: u64,
+    conversation: &str,
+    peer: Option<&str>,
+    author: &str,
+    direction: Direction,
+    text: &str,
+    at: u64,
+    state: MessageState,
+) -> MessageView {
+    let view = serde_json::json!({
+        "id": format!("{n:032x}"), "conversation": conversation, "peer": peer, "author": author,
+        "direction": direction, "text": text, "sent_at": at, "received_at": at, "lamport": n, "state": state,
+    });
+    serde_json::from_value(view).expect("a message view")
 }
 
 pub fn incoming(n: u64, peer: &str, text: &str, at: u64) -> MessageView {
@@ -94,19 +103,8 @@ pub fn book_club(active: bool) -> GroupView {
 /// Message `n` of the group, by `author` (`ME` for ours).
 pub fn group_message(n: u64, author: &str, text: &str, at: u64) -> MessageView {
     let direction = if author == ME { Direction::Outgoing } else { Direction::Incoming };
-    MessageView {
-        id: format!("{n:032x}"),
-        conversation: GROUP.to_owned(),
-        peer: None,
-        author: author.to_owned(),
-        direction,
-        text: text.to_owned(),
-        sent_at: at,
-        received_at: at,
-        lamport: n,
-        state: if direction == Direction::Outgoing { MessageState::Delivered } else { MessageState::Read },
-        file: None,
-    }
+    let state = if direction == Direction::Outgoing { MessageState::Delivered } else { MessageState::Read };
+    view(n, GROUP, None, author, direction, text, at, state)
 }
 
 /// The Book club's conversation: three authors besides us.
@@ -322,4 +320,40 @@ pub fn narrow_bar(app: &App, marker: char) -> String {
 /// A node event as an action.
 pub fn event(event: Event) -> Action {
     Action::Node(event)
+}
+
+/// Open the search overlay (Ctrl+F), type `words` and let the wait after typing
+/// pass: returns the effects of its end (the search asked of the node).
+pub fn search_for(app: &mut App, words: &str) -> Vec<Effect> {
+    update(app, ctrl('f'));
+    let fx = type_text(app, words);
+    update(app, Action::SearchDue { edit: last_edit(&fx) })
+}
+
+/// The edit the last [`Effect::SearchAfter`] in `fx` waits after.
+pub fn last_edit(fx: &[Effect]) -> u64 {
+    let edit = fx.iter().rev().find_map(|e| match e {
+        Effect::SearchAfter { edit, .. } => Some(*edit),
+        _ => None,
+    });
+    edit.expect("a wait after an edit of the query")
+}
+
+/// A search hit: `message`, its snippet `snippet`, and a mark on the first place
+/// each of `marked` appears in it.
+pub fn hit(message: MessageView, snippet: &str, marked: &[&str]) -> kith_tui::app::SearchHit {
+    let marks = marked
+        .iter()
+        .map(|word| {
+            let at = snippet.find(word).unwrap_or_else(|| panic!("{word:?} not in {snippet:?}"));
+            [at, at + word.len()]
+        })
+        .collect();
+    kith_tui::app::SearchHit { message, snippet: snippet.to_owned(), marks }
+}
+
+/// The node's answer to a search for `text` (in `within`): `hits`.
+pub fn found(text: &str, within: Option<&str>, hits: Vec<kith_tui::app::SearchHit>) -> Action {
+    let query = kith_tui::app::SearchQuery { text: text.to_owned(), within: within.map(str::to_owned) };
+    Action::Done(Response::Search { query, hits })
 }

@@ -34,7 +34,6 @@ use crate::grouplog::{self, GroupLogRequest, GroupLogResponse};
 use crate::node::grouplog_client::{Answer, Append};
 use crate::node::{Event, NodeError};
 use crate::ops::{self, OpError};
-use crate::views::MessageView;
 
 /// Authentic messages kept per group while their keys (or authors' `Add`s) are on the
 /// way; past it, new ones are dropped (a relay's log still has them).
@@ -92,17 +91,19 @@ impl Actor {
         group: &Group,
         text: &str,
         file: Option<&kith_storage::FileRef>,
+        link: Option<&kith_storage::Link>,
         lamports: &mut HashMap<kith_storage::ConversationId, u64>,
     ) -> Result<(Message, OutboxEntry), NodeError> {
         // Membership is checked by `compose_group_text` (on the stored `active`).
         let joined = self.groups.joined.get(&group.id).ok_or_else(|| not_allowed("unknown group"))?;
-        let message = ops::compose_group_text(&self.store, &self.me, group, text, file, lamports)?;
+        let message = ops::compose_group_text(&self.store, &self.me, group, text, file, link, lamports)?;
         let post = GroupPost::Text {
             id: message.id,
             lamport: message.lamport,
             sent_at_ms: message.sent_at_ms,
             text: message.text.clone(),
             file: file.map(crate::files::offer_of),
+            link: message.link.clone(),
         };
         let plaintext = post.encode().map_err(OpError::from)?;
         let secret = joined.membership.secret();
@@ -301,7 +302,13 @@ impl Actor {
             .iter()
             .zip(inserted)
             .filter(|(_, inserted)| *inserted == Inserted::New)
-            .map(|(message, _)| Event::MessageReceived { message: MessageView::new(message, None) })
+            .filter_map(|(message, _)| match ops::stored_event(&self.store, message, None) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a stored group message back for its event failed");
+                    None
+                }
+            })
             .collect();
         if !events.is_empty() {
             self.flusher.after_flush(super::AfterFlush::Events(events));
@@ -340,7 +347,7 @@ impl Actor {
                 return Opened::Refused;
             }
         };
-        let Ok(GroupPost::Text { id, lamport, sent_at_ms, text, file }) = GroupPost::decode(&opened.plaintext) else {
+        let Ok(GroupPost::Text { id, lamport, sent_at_ms, text, file, link }) = GroupPost::decode(&opened.plaintext) else {
             return Opened::Refused;
         };
         if opened.author == self.me {
@@ -360,7 +367,7 @@ impl Actor {
             state: MessageState::Delivered,
             direction: Direction::Incoming,
             file: file.map(|f| Box::new(crate::files::file_of(f))),
-            link: None,
+            link,
         }))
     }
 
