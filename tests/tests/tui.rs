@@ -156,3 +156,36 @@ fn tui_keeps_a_paste_too_long_to_send_and_stays_connected() {
     tmux.keys(&["C-q"]);
     wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
 }
+
+#[test]
+fn tui_search_finds_an_old_message_and_enter_opens_it_in_its_conversation() {
+    let Some(tmux) = Tmux::new() else {
+        return kith_tests::skip_or_fail("tui_search_finds_an_old_message_and_enter_opens_it_in_its_conversation", "tmux is not installed");
+    };
+    let (alice, bob) = kith_tests::connected_pair();
+    bob.ok(&["send", "Alice", "Встреча в пятницу"]);
+    for n in 1..=60 {
+        bob.ok(&["send", "Alice", &format!("filler {n:02}")]);
+    }
+    wait_until(DEADLINE, "Alice holds all of Bob's messages", || alice.history("Bob").len() == 61);
+    open(&tmux, &alice, 110, 32, "");
+    tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
+
+    // Ctrl+F, a form of the word in capitals: found as she types, no Enter needed.
+    tmux.keys(&["C-f"]);
+    tmux.type_text("ВСТРЕЧИ");
+    tmux.wait_for_screen("the hit", |s| s.contains("Встреча в пятницу") && s.contains("1 message"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_screen("the hit in its conversation", |s| {
+        !s.contains("Search all conversations") && s.contains("Bob: Встреча в пятницу") && !s.contains("Bob: filler 60")
+    });
+
+    // A query with no words says so; Esc closes the overlay.
+    tmux.type_text("/search ?!");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_screen("the refusal", |s| s.contains("the query has no words to look for"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for_screen("the overlay closed", |s| !s.contains("the query has no words to look for"));
+    tmux.keys(&["C-q"]);
+    wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
+}
