@@ -171,15 +171,30 @@ fn a_call_over_a_link_losing_a_tenth_of_its_packets_still_carries_both_tones() {
     wav::write_mono(&a_in, &tone::sine(440.0, 30.0, 8000)).unwrap();
     wav::write_mono(&b_in, &tone::sine(660.0, 30.0, 8000)).unwrap();
     let bob_events = bob.follow();
-    let caller = alice
-        .command(&["call", "Bob", "--input", a_in.to_str().unwrap(), "--output", a_out.to_str().unwrap(), "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    bob_events.wait_for(Duration::from_secs(60), "the call rings at Bob", |e| e["type"] == "call_ringing");
-    bob.ok(&["answer", "--input", b_in.to_str().unwrap(), "--output", b_out.to_str().unwrap()]);
-    bob_events.wait_for(Duration::from_secs(60), "media flows", |e| e["type"] == "call_connected");
+    // Setting a call up through 10 % loss (offer, ICE checks, the DTLS handshake's
+    // flights) fails now and then, as it would for a person, who calls again: so
+    // does the test, at most three times. What it checks is the call that connects.
+    let mut attempts = 0;
+    let caller = loop {
+        attempts += 1;
+        let caller = alice
+            .command(&["call", "Bob", "--input", a_in.to_str().unwrap(), "--output", a_out.to_str().unwrap(), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        bob_events.wait_for(Duration::from_secs(60), "the call rings at Bob", |e| e["type"] == "call_ringing");
+        bob.ok(&["answer", "--input", b_in.to_str().unwrap(), "--output", b_out.to_str().unwrap()]);
+        let outcome = bob_events.wait_for(Duration::from_secs(60), "media flows, or the call ends", |e| {
+            e["type"] == "call_connected" || e["type"] == "call_ended"
+        });
+        if outcome["type"] == "call_connected" {
+            break caller;
+        }
+        let out = wait_output(caller, Duration::from_secs(60), "the failed call to end at Alice");
+        assert!(attempts < 3, "three calls through 10 % loss failed to connect; the last: {outcome}, {out:?}");
+        eprintln!("attempt {attempts}: the call ended before it connected ({outcome}); calling again");
+    };
     // Four seconds of audio at Bob's end, then the losses it concealed.
     let mut concealed = 0;
     wait_until(Duration::from_secs(60), "Bob plays 4 s of the call", || {
