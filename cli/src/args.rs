@@ -156,6 +156,8 @@ pub(crate) enum Command {
     Follow,
     /// Show the running node: addresses, peers, DHT, relays.
     Status(JsonFlag),
+    /// Which contacts are online, and when the others were last seen (config `presence`).
+    Presence(JsonFlag),
     /// Pin relays that hold your mail while you are offline (two or more recommended).
     #[command(subcommand)]
     Relay(RelayCommand),

@@ -29,13 +29,14 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
 
 /// The keys of `config.toml`, in the order the file lists them.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "listen",
     "bootstrap",
     "relays",
     "mdns",
     "display_name",
     "read_receipts",
+    "presence",
     "notify_command",
     "files.auto_download_max",
 ];
@@ -120,6 +121,11 @@ pub struct Config {
     ///
     /// Default: `true`.
     pub read_receipts: bool,
+    /// `presence`: tell contacts when you are online, and see when they are. Off,
+    /// nothing is sent and nothing is shown.
+    ///
+    /// Default: `true`.
+    pub presence: bool,
     /// `notify_command`: a shell command run (with `sh -c`) when a message arrives
     /// in a conversation that is not focused. Must not be blank.
     ///
@@ -145,6 +151,7 @@ impl Default for Config {
             mdns: true,
             display_name: None,
             read_receipts: true,
+            presence: true,
             notify_command: None,
             auto_download_max: crate::files::DEFAULT_AUTO_DOWNLOAD_MAX,
         }
@@ -168,6 +175,7 @@ struct Raw {
     mdns: Option<bool>,
     display_name: Option<Spanned<String>>,
     read_receipts: Option<bool>,
+    presence: Option<bool>,
     notify_command: Option<Spanned<String>>,
     files: Option<RawFiles>,
 }
@@ -250,6 +258,7 @@ impl Config {
             mdns: raw.mdns.unwrap_or(defaults.mdns),
             display_name,
             read_receipts: raw.read_receipts.unwrap_or(defaults.read_receipts),
+            presence: raw.presence.unwrap_or(defaults.presence),
             notify_command,
             auto_download_max: raw.files.and_then(|f| f.auto_download_max).unwrap_or(defaults.auto_download_max),
         })
@@ -306,6 +315,10 @@ impl Config {
             "# Tell senders when their messages have been read.\nread_receipts = {}\n\n",
             self.read_receipts
         ));
+        out.push_str(&format!(
+            "# Tell contacts when you are online, and see when they are (off: neither).\npresence = {}\n\n",
+            self.presence
+        ));
         out.push_str("# Shell command run when a message arrives in an unfocused conversation.\n");
         match &self.notify_command {
             Some(command) => out.push_str(&format!("notify_command = {}\n", quote(command))),
@@ -329,6 +342,7 @@ impl Config {
             "mdns" => self.mdns.into(),
             "display_name" => self.display_name.clone().into(),
             "read_receipts" => self.read_receipts.into(),
+            "presence" => self.presence.into(),
             "notify_command" => self.notify_command.clone().into(),
             "files.auto_download_max" => self.auto_download_max.into(),
             _ => return Err(ConfigError::UnknownKey { key: key.to_owned() }),
@@ -347,7 +361,7 @@ impl Config {
             "listen" | "bootstrap" | "relays" => Some(toml::Value::Array(
                 value.split([',', ' ']).filter(|item| !item.is_empty()).map(|item| item.into()).collect(),
             )),
-            "mdns" | "read_receipts" => Some(toml::Value::Boolean(match value.to_ascii_lowercase().as_str() {
+            "mdns" | "read_receipts" | "presence" => Some(toml::Value::Boolean(match value.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "on" | "1" => true,
                 "false" | "no" | "off" | "0" => false,
                 other => return Err(bad(format!("{other:?} is not true or false"))),

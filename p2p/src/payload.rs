@@ -98,6 +98,15 @@ pub enum Payload {
         #[serde(default, deserialize_with = "wire::Max::<MAX_ADDRS>::seq")]
         relays: Vec<Vec<u8>>,
     },
+    /// The sender is online for the next `ttl_s` seconds (renewed before then), or
+    /// offline (`online: false`). Never stored, never queued: sent on connections
+    /// as they open and every half `ttl_s` (see `crate::node::presence`).
+    Presence {
+        /// Online, or going offline.
+        online: bool,
+        /// How long the announcement holds, in seconds (at most an hour is taken).
+        ttl_s: u32,
+    },
     /// The recipient of a contact request (or invite) accepts the sender as a contact.
     ContactAccepted {
         /// The accepter's display name, at most [`MAX_DISPLAY_NAME_BYTES`].

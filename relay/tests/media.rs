@@ -34,6 +34,7 @@ async fn start_node(dir: &Path) -> node::Started {
         mdns: false,
         display_name: None,
         read_receipts: true,
+        presence: true,
         timers: Timers::default(),
         files: Some(kith_p2p::node::FilesConfig {
             blob_dir: dir.join("blobs"),

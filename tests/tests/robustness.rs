@@ -154,6 +154,7 @@ async fn start_bob(bob: &Identity, store: Store) -> (NodeHandle, Multiaddr) {
         mdns: false,
         display_name: Some("bob".into()),
         read_receipts: true,
+        presence: true,
         timers: Timers::default(),
         files: None,
     };

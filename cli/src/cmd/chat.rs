@@ -403,3 +403,32 @@ fn queue_line(q: &kith_p2p::node::QueueStatus, names: &print::Names) -> String {
     format!("  waiting for {}: {} item(s), {when}{path}", names.peer(&q.peer_id), q.waiting)
 }
 
+
+/// `kith presence`: one line per contact heard from since the node started, online
+/// first: its name and `online`, or when it was last seen.
+pub(crate) fn presence(global: &Global, json_out: bool) -> Result {
+    let home = super::home(global)?;
+    let result = call(&home, Request::Presence {})?;
+    if json_out {
+        return output::json(&result);
+    }
+    let list: Vec<kith_p2p::node::presence::PresenceView> = print::view(result)?;
+    if list.is_empty() {
+        let why = if super::load_config(&home)?.presence {
+            "no contact has been online since the node started"
+        } else {
+            "presence is off (config presence = false): nothing is sent or shown"
+        };
+        return output::line(why);
+    }
+    let names = print::Names::load(&home)?;
+    for p in &list {
+        let state = match (p.online, p.last_seen) {
+            (true, _) => "online".to_owned(),
+            (false, Some(at)) => format!("last seen {}", print::date_time(at)),
+            (false, None) => "offline".to_owned(),
+        };
+        output::line(format!("{:<20} {state}", names.peer(&p.peer_id)))?;
+    }
+    Ok(())
+}

@@ -42,6 +42,7 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
         mdns: config.mdns && !args.no_mdns,
         display_name: config.display_name.clone(),
         read_receipts: config.read_receipts,
+        presence: config.presence,
         timers,
         files: Some(home.files_config(config.auto_download_max)),
     })

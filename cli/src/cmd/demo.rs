@@ -171,6 +171,7 @@ async fn start(home: &Home, identity: Identity, name: &str) -> Result<node::Star
         mdns: false,
         display_name: Some(name.to_owned()),
         read_receipts: true,
+        presence: true,
         timers: Timers::default(),
         files: Some(home.files_config(kith_p2p::files::DEFAULT_AUTO_DOWNLOAD_MAX)),
     };

@@ -72,6 +72,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Inbox(out) => chat::inbox(g, out.json),
         Command::Follow => chat::follow(g),
         Command::Status(out) => chat::status(g, out.json),
+        Command::Presence(out) => chat::presence(g, out.json),
         Command::Relay(command) => relay::run(g, command),
         Command::Group(command) => group::run(g, command),
         Command::Room(command) => calls::room(g, command),

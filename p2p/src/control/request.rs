@@ -148,6 +148,8 @@ pub enum Request {
     // ---- network: a running node only -----------------------------------------------
     /// The node's status.
     Status {},
+    /// Contacts' presence: online or not, and when last seen (empty with presence off).
+    Presence {},
     /// A new one-time invite.
     Invite {},
     /// Add a contact by invite (`kith:…`) or peer id.
@@ -302,7 +304,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 45] = [
+    pub const METHODS: [&'static str; 46] = [
         "contacts",
         "requests",
         "inbox",
@@ -327,6 +329,7 @@ impl Request {
         "unmute_conversation",
         "set_draft",
         "status",
+        "presence",
         "invite",
         "add",
         "send",
@@ -418,6 +421,7 @@ mod tests {
             Request::UnmuteConversation { contact: c() },
             Request::SetDraft { contact: c(), text: "half a thought".into() },
             Request::Status {},
+            Request::Presence {},
             Request::Invite {},
             Request::Add { target: "kith:x".into(), alias: Some("al".into()) },
             Request::Send { contact: c(), text: "hi".into(), reply_to: Some("00".repeat(16)) },

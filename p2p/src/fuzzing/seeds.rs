@@ -301,6 +301,7 @@ fn node_config() -> Vec<Vec<u8>> {
         mdns: false,
         display_name: Some("Alice \u{1F600}".into()),
         read_receipts: false,
+        presence: false,
         notify_command: Some("notify-send kith 'new message'".into()),
         auto_download_max: 1 << 20,
     };

@@ -50,6 +50,9 @@ const MAX_SEND_BATCH: usize = 512;
 /// its addresses untried (see [`Actor::redial_untried`]), until a connection opens.
 const MAX_REDIALS: u8 = 3;
 
+/// How long a stopping node waits for its contacts to take its "offline".
+const PRESENCE_GOODBYE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Where the answer to a `Command::Send` goes.
 type SendReply = tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>;
 
@@ -131,6 +134,8 @@ pub(crate) struct Actor {
     failed_dials: HashMap<PeerId, Vec<Multiaddr>>,
     /// The latest AutoNAT verdict, for `status`.
     reachability: String,
+    /// Which contacts are online, and what we told whom.
+    presence: super::presence::Presence,
     /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
     redials: HashMap<PeerId, u8>,
     groups: groups::GroupsState,
@@ -247,6 +252,7 @@ impl Actor {
             next_invite_purge: Instant::now() + config.timers.invite_purge_interval,
             failed_dials: HashMap::new(),
             reachability: "unknown".into(),
+            presence: super::presence::Presence::new(config.presence, config.timers.presence_ttl),
             redials: HashMap::new(),
             groups: groups::GroupsState::default(),
             group_messages: crate::node::grouplog_client::GroupLogClient::new(config.timers.group_retry),
@@ -295,6 +301,7 @@ impl Actor {
                     }
                     match next {
                         Some(Command::Shutdown(reply)) => {
+                            self.say_goodbye().await;
                             self.flush_held();
                             let _ = reply.send(());
                             break;
@@ -313,6 +320,7 @@ impl Actor {
     fn next_wakeup(&self) -> Instant {
         let timers = self.next_refresh.min(self.next_drain).min(self.next_invite_purge);
         let timers = self.group_messages.next_wakeup().map_or(timers, |t| t.min(timers));
+        let timers = self.presence.next_deadline().map_or(timers, |t| t.min(timers));
         self.queues.next_wakeup().map_or(timers, |t| t.min(timers))
     }
 
@@ -333,8 +341,70 @@ impl Actor {
             self.purge_invites();
         }
         self.group_tick(now);
+        self.presence_tick(now);
         for peer in self.queues.ready(now) {
             self.dispatch(peer);
+        }
+    }
+
+    /// Contacts whose presence lapsed go offline; those online to us hear again
+    /// that we are.
+    fn presence_tick(&mut self, now: Instant) {
+        let (lapsed, renew) = self.presence.tick(now);
+        for change in lapsed {
+            self.emit(presence_event(change));
+        }
+        for peer in renew {
+            self.send_presence(peer, true);
+        }
+    }
+
+    /// Tells `peer` we are online, unless presence is off, it is not an accepted
+    /// contact, or we did a moment ago.
+    fn announce(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self.presence.should_tell(&peer, now) && self.send_presence(peer, true).is_some() {
+            self.presence.told(peer, now);
+        }
+    }
+
+    /// Sends `peer` (an accepted contact) our presence, sealed, straight over a
+    /// connection (dialled if needed): never queued, never retried. Returns the
+    /// request, if one went out.
+    fn send_presence(&mut self, peer: PeerId, online: bool) -> Option<OutboundRequestId> {
+        let contact = match self.store.contacts().get(&peer) {
+            Ok(Some(c)) if c.state == ContactState::Accepted => c,
+            _ => return None,
+        };
+        let e2e = contact.e2e_public?;
+        let ttl_s = if online { u32::try_from(self.presence.ttl().as_secs()).unwrap_or(u32::MAX) } else { 0 };
+        let payload = Payload::Presence { online, ttl_s }.encode().ok()?;
+        let envelope = match self.sealer.seal(&e2e, &payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(error = %e, "sealing a presence announcement failed");
+                return None;
+            }
+        };
+        let request = DmRequest { envelopes: vec![envelope] };
+        Some(self.swarm.behaviour_mut().dm.send_request_with_addresses(&peer, request, contact.addrs.clone()))
+    }
+
+    /// Stopping: tell the contacts we told we were online that we are not, and give
+    /// the swarm a moment (at most `PRESENCE_GOODBYE`) to get the words out.
+    async fn say_goodbye(&mut self) {
+        let peers: Vec<PeerId> = self.presence.stopping().into_iter().filter(|p| self.connected.contains(p)).collect();
+        let mut waiting: HashSet<OutboundRequestId> = peers.into_iter().filter_map(|p| self.send_presence(p, false)).collect();
+        let deadline = tokio::time::Instant::now() + PRESENCE_GOODBYE;
+        while !waiting.is_empty() {
+            let Ok(event) = tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await else { break };
+            if let SwarmEvent::Behaviour(BehaviourEvent::Dm(
+                request_response::Event::Message { message: request_response::Message::Response { request_id, .. }, .. }
+                | request_response::Event::OutboundFailure { request_id, .. },
+            )) = &event
+            {
+                waiting.remove(request_id);
+            }
         }
     }
 
@@ -418,6 +488,9 @@ impl Actor {
         match command {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Command::Presence(reply) => {
+                let _ = reply.send(self.presence.views(Instant::now()));
             }
             Command::Invite(reply) => {
                 let result = self.invite();
@@ -1002,6 +1075,22 @@ impl Actor {
             tally: Tally::default(),
         };
         let (mut results, mut outcome) = inbound.apply(envelopes);
+        let now = Instant::now();
+        for (peer, online, ttl) in std::mem::take(&mut outcome.presence) {
+            if let Some(change) = self.presence.heard(peer, online, ttl, now, ops::now_ms()) {
+                outcome.events.push(presence_event(change));
+            }
+            if online {
+                // Heard from a contact we have not told lately: tell it back.
+                self.announce(peer);
+            }
+        }
+        for peer in outcome.touched.clone() {
+            // A contact just accepted (or changed) while connected hears we are online.
+            if self.connected.contains(&peer) {
+                self.announce(peer);
+            }
+        }
         let deliveries = std::mem::take(&mut outcome.group);
         self.receive_group(deliveries, &mut results);
         let queued = outcome.queued || (receipts && self.queue_delivery_receipts(&outcome.stored));
@@ -1165,6 +1254,7 @@ impl Actor {
                 }
                 if num_established.get() == 1 {
                     self.group_relay_connected(&peer_id);
+                    self.announce(peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } if self.queues.has_pending(&peer) => {
@@ -1315,4 +1405,9 @@ fn remember_listen_addr(store: &Store, template: &Multiaddr, address: &Multiaddr
 /// Shutdown is handled in the loop before dispatching to `command`.
 fn unreachable_shutdown() {
     tracing::error!("shutdown reached the command handler");
+}
+
+/// The event of a contact's presence change.
+fn presence_event(change: super::presence::Change) -> Event {
+    Event::Presence { peer_id: change.peer_id, online: change.online, last_seen: change.last_seen }
 }

@@ -26,6 +26,15 @@ pub enum Event {
         /// The changed message, its changes applied.
         message: MessageView,
     },
+    /// A contact came online or went offline (only with presence on).
+    Presence {
+        /// The contact's peer id.
+        peer_id: String,
+        /// Online now.
+        online: bool,
+        /// When it was last seen online (ms since the Unix epoch).
+        last_seen: Option<u64>,
+    },
     /// One of our messages moved to a new delivery state.
     MessageStateChanged {
         /// The message id.

@@ -41,6 +41,8 @@ pub(crate) struct Outcome {
     /// Group payloads, for the actor (which owns group state) to apply in arrival
     /// order and answer: their results here are provisional.
     pub(crate) group: Vec<GroupDelivery>,
+    /// Presence announcements of accepted contacts: (who, online, for how long).
+    pub(crate) presence: Vec<(PeerId, bool, std::time::Duration)>,
 }
 
 /// A group payload ([`Payload::GroupOps`], [`Payload::GroupSync`], [`Payload::GroupKey`]) as it arrived.
@@ -232,6 +234,13 @@ impl Inbound<'_> {
                     now,
                 )?;
                 Ok(Step::Insert(message, contact.state == ContactState::Accepted))
+            }
+            Payload::Presence { online, ttl_s } => {
+                // Only from accepted contacts; nothing is stored.
+                if contact.is_some_and(|c| c.state == ContactState::Accepted) {
+                    outcome.presence.push((sender, online, std::time::Duration::from_secs(u64::from(ttl_s))));
+                }
+                Ok(Step::Done(DmResult::Stored))
             }
             Payload::Receipt { kind, ids } => {
                 self.receipt(sender, kind, &ids, outcome)?;

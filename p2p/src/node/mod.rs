@@ -21,6 +21,7 @@ mod inbound;
 mod mailbox_client;
 mod or_log;
 mod outbox;
+pub mod presence;
 mod reachability;
 mod sending;
 
@@ -102,6 +103,9 @@ pub struct Timers {
     pub download_retry_initial: Duration,
     /// Ceiling of the download retry backoff (default 5 min).
     pub download_retry_max: Duration,
+    /// How long our presence announcements hold; they are renewed every half of it
+    /// (default 10 min: a node that vanishes without a word shows offline within it).
+    pub presence_ttl: Duration,
     /// How often the full-text index takes in new messages in the background
     /// (default 2 s; a search also catches up first, so this only spares searches
     /// the wait).
@@ -134,6 +138,7 @@ impl Default for Timers {
             download_retry_initial: Duration::from_secs(5),
             download_retry_max: Duration::from_secs(300),
             search_catch_up: Duration::from_secs(2),
+            presence_ttl: Duration::from_secs(600),
             calls: crate::call::CallTimers::default(),
         }
     }
@@ -156,6 +161,8 @@ pub struct NodeConfig {
     pub display_name: Option<String>,
     /// Send read receipts when the user marks a conversation read.
     pub read_receipts: bool,
+    /// Tell contacts when we are online, and see when they are (both or neither).
+    pub presence: bool,
     /// Timers and deadlines.
     pub timers: Timers,
     /// Files: where they live and which download by themselves; `None` turns files
@@ -354,6 +361,8 @@ impl GroupChange {
 /// A request to the actor. Every variant that needs an answer carries its oneshot.
 pub(crate) enum Command {
     Status(oneshot::Sender<Status>),
+    /// Contacts' presence as this node knows it.
+    Presence(oneshot::Sender<Vec<presence::PresenceView>>),
     Invite(oneshot::Sender<Result<Invite, NodeError>>),
     AddInvite {
         invite: Box<Invite>,
@@ -504,6 +513,12 @@ impl NodeHandle {
             status.files_fetched_bytes = blobs.counters.fetched.load(std::sync::atomic::Ordering::Relaxed);
         }
         Ok(status)
+    }
+
+    /// Contacts' presence: everyone heard from since the node started, online
+    /// first. Empty with presence off.
+    pub async fn presence(&self) -> Result<Vec<presence::PresenceView>, NodeError> {
+        self.ask(Command::Presence).await
     }
 
     /// Create a one-time invite (mutual contact on redemption, no approval needed).

@@ -16,6 +16,7 @@ pub(crate) fn loopback_config(timers: Timers, blob_dir: Option<PathBuf>) -> Node
         mdns: false,
         display_name: None,
         read_receipts: true,
+        presence: true,
         timers,
         files: blob_dir.map(|dir| FilesConfig {
             download_dir: dir.with_extension("saved"),
