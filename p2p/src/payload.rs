@@ -107,6 +107,14 @@ pub enum Payload {
         /// How long the announcement holds, in seconds (at most an hour is taken).
         ttl_s: u32,
     },
+    /// The sender is typing in the 1:1 conversation with the recipient, or in
+    /// `group`. Never stored or queued; sent at most every few seconds while typing,
+    /// only to peers connected now, and only with presence on.
+    Typing {
+        /// The group it types in; absent for the 1:1 conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<GroupId>,
+    },
     /// The recipient of a contact request (or invite) accepts the sender as a contact.
     ContactAccepted {
         /// The accepter's display name, at most [`MAX_DISPLAY_NAME_BYTES`].

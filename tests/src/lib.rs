@@ -430,13 +430,20 @@ pub struct Follow {
 impl Follow {
     /// The first event (from now on) matching `what`; fails the test after `deadline`.
     pub fn wait_for(&self, deadline: Duration, description: &str, what: impl Fn(&Value) -> bool) -> Value {
+        self.try_wait_for(deadline, what).unwrap_or_else(|| panic!("timed out waiting for event: {description}"))
+    }
+
+    /// The first event (from now) that satisfies `what`, or `None` after `deadline`.
+    /// `kith follow` subscribes a moment after it starts, so a test whose event may
+    /// come before that repeats its action until this sees it.
+    pub fn try_wait_for(&self, deadline: Duration, what: impl Fn(&Value) -> bool) -> Option<Value> {
         let end = Instant::now() + deadline;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(event) if what(&event) => return event,
+                Ok(event) if what(&event) => return Some(event),
                 Ok(_) => {}
-                Err(_) => panic!("timed out waiting for event: {description}"),
+                Err(_) => return None,
             }
         }
     }

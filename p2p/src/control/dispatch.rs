@@ -378,6 +378,7 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
         Request::Send { contact, text, reply_to: Some(id) } => to_value(node.reply(&contact, &text, &id).await?),
         Request::Edit { id, text } => to_value(node.edit(&id, &text).await?),
         Request::Presence {} => to_value(node.presence().await?),
+        Request::Typing { contact } => Ok(json!({ "told": node.typing(&contact).await? })),
         Request::Delete { id, for_everyone: true } => to_value(node.delete_for_everyone(&id).await?),
         Request::React { id, emoji } => to_value(node.react(&id, &emoji).await?),
         Request::SendFile { contact, path, caption } => {

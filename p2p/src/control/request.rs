@@ -150,6 +150,11 @@ pub enum Request {
     Status {},
     /// Contacts' presence: online or not, and when last seen (empty with presence off).
     Presence {},
+    /// Tell a conversation's peers (connected now) that we are typing in it.
+    Typing {
+        /// The contact or group.
+        contact: String,
+    },
     /// A new one-time invite.
     Invite {},
     /// Add a contact by invite (`kith:…`) or peer id.
@@ -304,7 +309,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 46] = [
+    pub const METHODS: [&'static str; 47] = [
         "contacts",
         "requests",
         "inbox",
@@ -330,6 +335,7 @@ impl Request {
         "set_draft",
         "status",
         "presence",
+        "typing",
         "invite",
         "add",
         "send",
@@ -422,6 +428,7 @@ mod tests {
             Request::SetDraft { contact: c(), text: "half a thought".into() },
             Request::Status {},
             Request::Presence {},
+            Request::Typing { contact: c() },
             Request::Invite {},
             Request::Add { target: "kith:x".into(), alias: Some("al".into()) },
             Request::Send { contact: c(), text: "hi".into(), reply_to: Some("00".repeat(16)) },

@@ -60,7 +60,7 @@ fn check_payload_limits(decoded: &Payload) {
             }
         }
         Payload::GroupSync { heads, .. } => assert!(heads.len() <= MAX_PARENTS),
-        Payload::GroupKey { .. } | Payload::Presence { .. } => {}
+        Payload::GroupKey { .. } | Payload::Presence { .. } | Payload::Typing { .. } => {}
     }
 }
 

@@ -50,8 +50,11 @@ const MAX_SEND_BATCH: usize = 512;
 /// its addresses untried (see [`Actor::redial_untried`]), until a connection opens.
 const MAX_REDIALS: u8 = 3;
 
+/// Least time between two typing notices to one conversation.
+const TYPING_SPACING: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How long a stopping node waits for its contacts to take its "offline".
-const PRESENCE_GOODBYE: std::time::Duration = std::time::Duration::from_millis(500);
+const PRESENCE_GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where the answer to a `Command::Send` goes.
 type SendReply = tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>;
@@ -136,6 +139,8 @@ pub(crate) struct Actor {
     reachability: String,
     /// Which contacts are online, and what we told whom.
     presence: super::presence::Presence,
+    /// When we last said we type in each conversation.
+    typing_sent: HashMap<ConversationId, Instant>,
     /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
     redials: HashMap<PeerId, u8>,
     groups: groups::GroupsState,
@@ -253,6 +258,7 @@ impl Actor {
             failed_dials: HashMap::new(),
             reachability: "unknown".into(),
             presence: super::presence::Presence::new(config.presence, config.timers.presence_ttl),
+            typing_sent: HashMap::new(),
             redials: HashMap::new(),
             groups: groups::GroupsState::default(),
             group_messages: crate::node::grouplog_client::GroupLogClient::new(config.timers.group_retry),
@@ -359,6 +365,31 @@ impl Actor {
         }
     }
 
+    /// Tells the peers of `target` (a contact, or a group's members) connected now
+    /// that we are typing there, at most once per [`TYPING_SPACING`] per
+    /// conversation; nothing with presence off. Returns how many were told.
+    fn typing(&mut self, target: &str) -> Result<usize, NodeError> {
+        if !self.config.presence {
+            return Ok(0);
+        }
+        let (conversation, peers, group) = match ops::resolve_target(&self.store, target)? {
+            ops::Target::Contact(c) => (ops::direct_conversation(&self.me, &c.peer_id), vec![c.peer_id], None),
+            ops::Target::Group(g) => {
+                let peers = g.members.iter().filter_map(|m| m.peer_id.parse::<PeerId>().ok()).filter(|p| *p != self.me).collect();
+                (crate::group::conversation(&g.id), peers, Some(g.id))
+            }
+        };
+        let now = Instant::now();
+        if self.typing_sent.get(&conversation).is_some_and(|at| now.duration_since(*at) < TYPING_SPACING) {
+            return Ok(0);
+        }
+        self.typing_sent.insert(conversation, now);
+        self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_SPACING);
+        let payload = Payload::Typing { group };
+        let connected: Vec<PeerId> = peers.into_iter().filter(|p| self.connected.contains(p)).collect();
+        Ok(connected.into_iter().filter(|p| self.send_ephemeral(*p, &payload).is_some()).count())
+    }
+
     /// Tells `peer` we are online, unless presence is off, it is not an accepted
     /// contact, or we did a moment ago.
     fn announce(&mut self, peer: PeerId) {
@@ -372,17 +403,27 @@ impl Actor {
     /// connection (dialled if needed): never queued, never retried. Returns the
     /// request, if one went out.
     fn send_presence(&mut self, peer: PeerId, online: bool) -> Option<OutboundRequestId> {
+        match self.store.contacts().get(&peer) {
+            Ok(Some(c)) if c.state == ContactState::Accepted => {}
+            _ => return None,
+        }
+        let ttl_s = if online { u32::try_from(self.presence.ttl().as_secs()).unwrap_or(u32::MAX) } else { 0 };
+        self.send_ephemeral(peer, &Payload::Presence { online, ttl_s })
+    }
+
+    /// Sends `payload` to `peer` (a contact or group member whose key we hold),
+    /// sealed, straight over a connection: never queued, never retried.
+    fn send_ephemeral(&mut self, peer: PeerId, payload: &Payload) -> Option<OutboundRequestId> {
         let contact = match self.store.contacts().get(&peer) {
-            Ok(Some(c)) if c.state == ContactState::Accepted => c,
+            Ok(Some(c)) if matches!(c.state, ContactState::Accepted | ContactState::Member) => c,
             _ => return None,
         };
         let e2e = contact.e2e_public?;
-        let ttl_s = if online { u32::try_from(self.presence.ttl().as_secs()).unwrap_or(u32::MAX) } else { 0 };
-        let payload = Payload::Presence { online, ttl_s }.encode().ok()?;
+        let payload = payload.encode().ok()?;
         let envelope = match self.sealer.seal(&e2e, &payload) {
             Ok(envelope) => envelope,
             Err(e) => {
-                tracing::warn!(error = %e, "sealing a presence announcement failed");
+                tracing::warn!(error = %e, "sealing a presence or typing notice failed");
                 return None;
             }
         };
@@ -491,6 +532,9 @@ impl Actor {
             }
             Command::Presence(reply) => {
                 let _ = reply.send(self.presence.views(Instant::now()));
+            }
+            Command::Typing { target, reply } => {
+                let _ = reply.send(self.typing(&target));
             }
             Command::Invite(reply) => {
                 let result = self.invite();
@@ -1084,6 +1128,9 @@ impl Actor {
                 // Heard from a contact we have not told lately: tell it back.
                 self.announce(peer);
             }
+        }
+        if self.config.presence {
+            outcome.events.append(&mut outcome.typing);
         }
         for peer in outcome.touched.clone() {
             // A contact just accepted (or changed) while connected hears we are online.

@@ -26,6 +26,16 @@ pub enum Event {
         /// The changed message, its changes applied.
         message: MessageView,
     },
+    /// A contact or group member is typing in a conversation (only with presence on;
+    /// it stops showing a few seconds after the last of these).
+    Typing {
+        /// The conversation: the 1:1 conversation's id, or the group's.
+        conversation: String,
+        /// The group, when it types in one.
+        group: Option<String>,
+        /// Who types.
+        peer_id: String,
+    },
     /// A contact came online or went offline (only with presence on).
     Presence {
         /// The contact's peer id.

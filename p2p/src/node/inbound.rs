@@ -41,6 +41,8 @@ pub(crate) struct Outcome {
     /// Group payloads, for the actor (which owns group state) to apply in arrival
     /// order and answer: their results here are provisional.
     pub(crate) group: Vec<GroupDelivery>,
+    /// Typing events, published only with presence on.
+    pub(crate) typing: Vec<Event>,
     /// Presence announcements of accepted contacts: (who, online, for how long).
     pub(crate) presence: Vec<(PeerId, bool, std::time::Duration)>,
 }
@@ -234,6 +236,30 @@ impl Inbound<'_> {
                     now,
                 )?;
                 Ok(Step::Insert(message, contact.state == ContactState::Accepted))
+            }
+            Payload::Typing { group } => {
+                // From an accepted contact (1:1) or an active member of a group we are
+                // in; nothing is stored. The actor drops these with presence off.
+                let conversation = match group {
+                    None if contact.as_ref().is_some_and(|c| c.state == ContactState::Accepted) => {
+                        Some(ops::direct_conversation(&self.me, &sender))
+                    }
+                    Some(id) => match self.store.groups().get(id)? {
+                        Some(g) if g.active && g.members.iter().any(|m| m.peer_id == sender.to_base58()) => {
+                            Some(crate::group::conversation(&g.id))
+                        }
+                        _ => None,
+                    },
+                    None => None,
+                };
+                if let Some(conversation) = conversation {
+                    outcome.typing.push(Event::Typing {
+                        conversation: conversation.to_string(),
+                        group: group.map(|g| g.to_string()),
+                        peer_id: sender.to_base58(),
+                    });
+                }
+                Ok(Step::Done(DmResult::Stored))
             }
             Payload::Presence { online, ttl_s } => {
                 // Only from accepted contacts; nothing is stored.

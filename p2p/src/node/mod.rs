@@ -363,6 +363,8 @@ pub(crate) enum Command {
     Status(oneshot::Sender<Status>),
     /// Contacts' presence as this node knows it.
     Presence(oneshot::Sender<Vec<presence::PresenceView>>),
+    /// Tell a conversation's peers we are typing.
+    Typing { target: String, reply: oneshot::Sender<Result<usize, NodeError>> },
     Invite(oneshot::Sender<Result<Invite, NodeError>>),
     AddInvite {
         invite: Box<Invite>,
@@ -519,6 +521,14 @@ impl NodeHandle {
     /// first. Empty with presence off.
     pub async fn presence(&self) -> Result<Vec<presence::PresenceView>, NodeError> {
         self.ask(Command::Presence).await
+    }
+
+    /// Tells `target`'s peers (a contact, or a group's members) connected now that
+    /// we are typing there: at most once per 3 s per conversation, nothing with
+    /// presence off. Returns how many were told.
+    pub async fn typing(&self, target: &str) -> Result<usize, NodeError> {
+        let target = target.to_owned();
+        self.ask(|reply| Command::Typing { target, reply }).await?
     }
 
     /// Create a one-time invite (mutual contact on redemption, no approval needed).
