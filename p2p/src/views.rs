@@ -80,7 +80,8 @@ pub struct MessageView {
     /// one, the original first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub edited: bool,
-    /// Every version of an edited message, oldest (the original) first.
+    /// Versions of an edited message, oldest (the original) first: the original and
+    /// the latest edits, [`MAX_VERSIONS`] at most.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<VersionView>,
     /// Deleted for everyone by its author: `text` is empty and `file` absent.
@@ -105,6 +106,10 @@ pub struct QuoteView {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
 }
+
+/// Versions an edited message's view carries at most: the original and the latest
+/// edits (the store keeps them all).
+pub const MAX_VERSIONS: usize = 20;
 
 /// Characters of a quoted message a reply carries in its view.
 pub const QUOTE_CHARS: usize = 200;
@@ -268,8 +273,11 @@ impl MessageView {
         view.text = annotations.text(m).to_owned();
         if !annotations.edits.is_empty() {
             view.edited = true;
+            // The original and the latest edits: an author who edits without end
+            // cannot make every view of the message grow without end.
+            let latest = annotations.edits.len().saturating_sub(MAX_VERSIONS - 1);
             view.versions = std::iter::once(VersionView { text: m.text.clone(), at: m.sent_at_ms })
-                .chain(annotations.edits.iter().map(|v| VersionView { text: v.text.clone(), at: v.at_ms }))
+                .chain(annotations.edits[latest..].iter().map(|v| VersionView { text: v.text.clone(), at: v.at_ms }))
                 .collect();
         }
         if annotations.deleted {

@@ -153,6 +153,16 @@ pub enum Response {
     },
     /// A message was queued for sending.
     Sent(MessageView),
+    /// A message was edited, deleted for everyone or reacted to from here
+    /// ([`Effect::Edit`], [`Effect::Delete`], [`Effect::React`]): the message as it
+    /// shows now.
+    Changed(MessageView),
+    /// A message was deleted for us only ([`Effect::Delete`] not for everyone): the
+    /// node no longer shows it.
+    Hidden {
+        /// Its id.
+        id: String,
+    },
     /// A conversation was marked read.
     Marked {
         /// The contact's peer id.
@@ -327,6 +337,35 @@ pub enum Effect {
         contact: String,
         /// The exact text typed.
         text: String,
+        /// The message (id) this one answers, in the same conversation.
+        reply_to: Option<String>,
+    },
+    /// Replace the text of one of our messages (`edit`), answered with
+    /// [`Response::Changed`].
+    Edit {
+        /// The conversation (a contact's peer id or a group id), to give the text
+        /// back to if the edit fails.
+        contact: String,
+        /// The message's id.
+        id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message (`delete`): for us only (answered with
+    /// [`Response::Hidden`]), or, one of ours, for everyone ([`Response::Changed`]).
+    Delete {
+        /// The message's id.
+        id: String,
+        /// For everyone who got it, not only here.
+        for_everyone: bool,
+    },
+    /// React to a message with an emoji, or take that reaction back (`react`),
+    /// answered with [`Response::Changed`].
+    React {
+        /// The message's id.
+        id: String,
+        /// The emoji.
+        emoji: String,
     },
     /// Send a file (`send_file`), answered with [`Response::Sent`].
     SendFile {

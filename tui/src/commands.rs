@@ -63,6 +63,23 @@ pub enum Command {
     UnmuteChat,
     /// `/room [join|leave|mute]`: the open group's voice room.
     Room(RoomCommand),
+    /// `/reply [text]`: answer the selected message (else the newest one in view):
+    /// the input shows what it answers and Enter sends the reply; with `text`, that
+    /// is sent as the reply at once.
+    Reply(Option<String>),
+    /// `/edit [text]`: put the text of our selected message (else our newest one in
+    /// view) into the input to be edited, Enter sending the edit; with `text`, that
+    /// replaces it at once.
+    Edit(Option<String>),
+    /// `/delete`: delete the selected message (else the newest one in view) for us
+    /// only.
+    Delete,
+    /// `/delete-all`: delete our selected message (else our newest one in view) for
+    /// everyone who got it, once confirmed.
+    DeleteAll,
+    /// `/react <emoji>`: react to the selected message (else the newest one in
+    /// view), or take that reaction back.
+    React(String),
     /// `/file <path> [caption]`: send a file to the open conversation. The path is
     /// as typed (relative, `~/`, or in quotes when it has spaces); the runtime
     /// makes it absolute ([`absolute_path`]).
@@ -132,6 +149,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/read", "mark the conversation as read"),
     ("/search [words]", "search your messages (also Ctrl+F): Enter opens the one chosen in its conversation"),
     ("/file <path> [caption]", "send a file (Tab completes the path; \"quotes\" around one with spaces)"),
+    ("/reply [text]", "reply to the selected message (Ctrl+Up selects; none: the newest in view)"),
+    ("/edit [text]", "edit your selected message (none: your newest in view); Enter saves, Esc cancels"),
+    ("/delete", "delete the selected message (none: the newest in view) for you only"),
+    ("/delete-all", "delete your selected message (none: your newest in view) for everyone; asks first"),
+    ("/react <emoji>", "react to the selected message (none: the newest in view); again: take it back"),
     ("/call [contact]", "call the open contact (or the one named) by voice"),
     ("/answer", "answer the incoming call (also Enter on the call window)"),
     ("/hangup", "hang up the call, or decline the incoming one (also Esc on the call window)"),
@@ -190,7 +212,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "reject" => Ok(Command::Reject(optional(&rest))),
         "block" => Ok(Command::Block(optional(&rest))),
         "unblock" => optional(&rest).map(Command::Unblock).ok_or(CommandError::Usage("/unblock <contact>")),
-        "remove" | "delete" => Ok(Command::Remove(optional(&rest))),
+        "remove" => Ok(Command::Remove(optional(&rest))),
         "rename" | "alias" => optional(&rest).map(Command::Rename).ok_or(CommandError::Usage("/rename <name>")),
         "status" => Ok(Command::Status),
         "log" => Ok(Command::Log),
@@ -200,6 +222,20 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "quit" | "q" | "exit" => Ok(Command::Quit),
         "group" | "groups" => parse_group(&rest).map(Command::Group),
         "file" | "send-file" => parse_file(body),
+        "reply" => Ok(Command::Reply(text_after(body))),
+        "edit" => Ok(Command::Edit(text_after(body))),
+        "delete" => match rest.as_slice() {
+            [] => Ok(Command::Delete),
+            _ => Err(CommandError::Usage("/delete (acts on the selected message)")),
+        },
+        "delete-all" | "unsend" => match rest.as_slice() {
+            [] => Ok(Command::DeleteAll),
+            _ => Err(CommandError::Usage("/delete-all (acts on your selected message)")),
+        },
+        "react" => match rest.as_slice() {
+            [emoji] => Ok(Command::React((*emoji).to_owned())),
+            _ => Err(CommandError::Usage("/react <emoji>")),
+        },
         "call" => Ok(Command::Call(optional(&rest))),
         "answer" | "pickup" => Ok(Command::Answer),
         "hangup" | "decline" => Ok(Command::Hangup),
@@ -218,8 +254,9 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 
 /// Every command's name, for Tab completion (aliases left out).
 pub const NAMES: &[&str] = &[
-    "accept", "add", "answer", "block", "call", "file", "group", "hangup", "help", "invite", "log", "mute", "mute-chat",
-    "quit", "read", "reject", "remove", "rename", "room", "search", "status", "unblock", "unmute-chat",
+    "accept", "add", "answer", "block", "call", "delete", "delete-all", "edit", "file", "group", "hangup", "help",
+    "invite", "log", "mute", "mute-chat", "quit", "react", "read", "reject", "remove", "rename", "reply", "room",
+    "search", "status", "unblock", "unmute-chat",
 ];
 
 /// The `/group` subcommands, for Tab completion.
@@ -241,7 +278,7 @@ const FILE_USAGE: &str = "/file <path> [caption]";
 /// whole in `"…"` or `'…'` if it has spaces, else up to the first space; then the
 /// caption, kept as typed (new lines included).
 fn parse_file(body: &str) -> Result<Command, CommandError> {
-    let rest = body.trim_start().split_once(char::is_whitespace).map_or("", |(_, rest)| rest).trim_start();
+    let rest = after_name(body);
     let (path, caption) = match rest.chars().next() {
         Some(quote @ ('"' | '\'')) => match rest[1..].split_once(quote) {
             Some((path, caption)) => (path, caption),
@@ -254,6 +291,18 @@ fn parse_file(body: &str) -> Result<Command, CommandError> {
     }
     let caption = caption.trim();
     Ok(Command::File { path: path.to_owned(), caption: (!caption.is_empty()).then(|| caption.to_owned()) })
+}
+
+/// What follows the command's name in its `body` (after the `/`), as typed (new
+/// lines included), without the spaces around it.
+fn after_name(body: &str) -> &str {
+    body.trim_start().split_once(char::is_whitespace).map_or("", |(_, rest)| rest).trim_start()
+}
+
+/// The text after the command's name, if any (`/reply text`, `/edit text`).
+fn text_after(body: &str) -> Option<String> {
+    let text = after_name(body).trim_end();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// `path` as `/file` takes it back: in quotes when it has spaces or starts with one.
@@ -403,6 +452,17 @@ mod tests {
         assert_eq!(parse("/room unmute"), Ok(Command::Room(RoomCommand::Mute)));
         assert_eq!(parse("/room dance"), Err(CommandError::Usage(ROOM_USAGE)));
         assert_eq!(parse("/room leave now"), Err(CommandError::Usage(ROOM_USAGE)));
+        assert_eq!(parse("/reply"), Ok(Command::Reply(None)));
+        assert_eq!(parse("/reply  where?\n  at 8 "), Ok(Command::Reply(Some("where?\n  at 8".into()))), "as typed");
+        assert_eq!(parse("/edit"), Ok(Command::Edit(None)));
+        assert_eq!(parse("/EDIT fixed  text"), Ok(Command::Edit(Some("fixed  text".into()))));
+        assert_eq!(parse("/delete"), Ok(Command::Delete), "a message, no longer the contact (/remove)");
+        assert!(matches!(parse("/delete bob"), Err(CommandError::Usage(_))));
+        assert_eq!(parse("/delete-all"), Ok(Command::DeleteAll));
+        assert_eq!(parse("/unsend"), Ok(Command::DeleteAll));
+        assert_eq!(parse("/react 👍"), Ok(Command::React("👍".into())));
+        assert_eq!(parse("/react"), Err(CommandError::Usage("/react <emoji>")));
+        assert_eq!(parse("/react 👍 🎉"), Err(CommandError::Usage("/react <emoji>")));
         assert_eq!(parse("/frobnicate"), Err(CommandError::Unknown("frobnicate".into())));
         assert_eq!(parse("/"), Err(CommandError::Unknown(String::new())));
     }

@@ -191,7 +191,9 @@ mod tests {
 
     #[test]
     fn completes_commands_subcommands_and_names() {
-        assert_eq!(complete("/re"), Some(vec!["/read ".into(), "/reject ".into(), "/remove ".into(), "/rename ".into()]));
+        let re = ["/react ", "/read ", "/reject ", "/remove ", "/rename ", "/reply "];
+        assert_eq!(complete("/re"), Some(re.iter().map(|c| (*c).to_owned()).collect()));
+        assert_eq!(complete("/del"), Some(vec!["/delete ".into(), "/delete-all ".into()]));
         assert_eq!(complete("/group m"), Some(vec!["members ".into()]));
         assert_eq!(complete("/ro"), Some(vec!["/room ".into()]));
         assert_eq!(complete("/room l"), Some(vec!["leave ".into()]));

@@ -766,8 +766,24 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
             let messages: Vec<MessageView> = call(client, request).await?;
             Response::Preview { contact: contact.clone(), message: messages.into_iter().next_back() }
         }
-        Effect::Send { contact, text } => {
-            Response::Sent(call(client, Request::Send { contact: contact.clone(), text: text.clone(), reply_to: None }).await?)
+        Effect::Send { contact, text, reply_to } => {
+            let request = Request::Send { contact: contact.clone(), text: text.clone(), reply_to: reply_to.clone() };
+            Response::Sent(call(client, request).await?)
+        }
+        Effect::Edit { id, text, .. } => {
+            Response::Changed(call(client, Request::Edit { id: id.clone(), text: text.clone() }).await?)
+        }
+        Effect::Delete { id, for_everyone: true } => {
+            Response::Changed(call(client, Request::Delete { id: id.clone(), for_everyone: true }).await?)
+        }
+        Effect::Delete { id, for_everyone: false } => {
+            // Answered `{"hidden": id}`.
+            let value: Value = call(client, Request::Delete { id: id.clone(), for_everyone: false }).await?;
+            let hidden = value.get("hidden").and_then(Value::as_str).unwrap_or(id);
+            Response::Hidden { id: hidden.to_owned() }
+        }
+        Effect::React { id, emoji } => {
+            Response::Changed(call(client, Request::React { id: id.clone(), emoji: emoji.clone() }).await?)
         }
         Effect::MarkRead { contact } => {
             let _: Value = call(client, Request::Read { contact: contact.clone() }).await?;
@@ -972,6 +988,9 @@ mod tests {
         /// Answers one search hit (`search`'s answer): a message of Алиса's with a
         /// mark on its first word.
         Hit,
+        /// Answers a message change as the node does: `{"hidden": id}` for a delete
+        /// for us, else the message (`id`, else a new one) with the change applied.
+        Changed,
     }
 
     /// A node on a Unix socket in its own temp dir, answering by `policy`. `stop`
@@ -981,9 +1000,9 @@ mod tests {
         socket: PathBuf,
         policy: fn(&str) -> Reply,
         server: Option<tokio::task::JoinHandle<()>>,
-        /// The methods asked for, in order.
-        methods: mpsc::Receiver<String>,
-        methods_tx: mpsc::Sender<String>,
+        /// The requests asked (`{"method", "params", "id"}`), in order.
+        requests: mpsc::Receiver<Value>,
+        requests_tx: mpsc::Sender<Value>,
     }
 
     impl FakeNode {
@@ -993,8 +1012,8 @@ mod tests {
             let dir = std::env::temp_dir().join(format!("kith-tui-runtime-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
-            let (methods_tx, methods) = mpsc::channel(256);
-            let mut node = FakeNode { socket: dir.join("kith.sock"), dir, policy, server: None, methods, methods_tx };
+            let (requests_tx, requests) = mpsc::channel(256);
+            let mut node = FakeNode { socket: dir.join("kith.sock"), dir, policy, server: None, requests, requests_tx };
             node.resume();
             node
         }
@@ -1002,12 +1021,12 @@ mod tests {
         /// Listen (again) on the socket.
         fn resume(&mut self) {
             let listener = UnixListener::bind(&self.socket).unwrap();
-            let (policy, methods) = (self.policy, self.methods_tx.clone());
+            let (policy, requests) = (self.policy, self.requests_tx.clone());
             self.server = Some(tokio::spawn(async move {
                 // Dropped with this task: every connection closes.
                 let mut connections = JoinSet::new();
                 while let Ok((stream, _)) = listener.accept().await {
-                    connections.spawn(answer(stream, policy, methods.clone()));
+                    connections.spawn(answer(stream, policy, requests.clone()));
                 }
             }));
         }
@@ -1023,12 +1042,13 @@ mod tests {
 
         /// Wait until the node was asked `method`.
         async fn asked(&mut self, method: &str) {
-            loop {
-                let asked = tokio::time::timeout(DEADLINE, self.methods.recv()).await.expect("a request in time");
-                if asked.as_deref() == Some(method) {
-                    return;
-                }
-            }
+            while self.request().await["method"] != method {}
+        }
+
+        /// The next request the node was asked.
+        async fn request(&mut self) -> Value {
+            let asked = tokio::time::timeout(DEADLINE, self.requests.recv()).await.expect("a request in time");
+            asked.expect("the node is listening")
         }
     }
 
@@ -1041,13 +1061,13 @@ mod tests {
         }
     }
 
-    async fn answer(stream: UnixStream, policy: fn(&str) -> Reply, methods: mpsc::Sender<String>) {
+    async fn answer(stream: UnixStream, policy: fn(&str) -> Reply, requests: mpsc::Sender<Value>) {
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let request: Value = serde_json::from_str(&line).unwrap();
             let method = request["method"].as_str().unwrap_or_default().to_owned();
-            let _ = methods.try_send(method.clone());
+            let _ = requests.try_send(request.clone());
             let id = request["id"].clone();
             let ok = format!("{}\n", json!({ "id": id, "result": {} }));
             let refused = json!({ "id": id, "error": { "code": "unknown_contact", "message": "no such contact" } });
@@ -1066,6 +1086,10 @@ mod tests {
                     }] });
                     write.write_all(format!("{hit}\n").as_bytes()).await.unwrap();
                 }
+                Reply::Changed => {
+                    let answer = json!({ "id": id, "result": changed(&method, &request["params"]) });
+                    write.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+                }
                 Reply::Close => return,
                 Reply::OkThenClose => {
                     write.write_all(ok.as_bytes()).await.unwrap();
@@ -1073,6 +1097,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The node's answer to a change `method` with `params` ([`Reply::Changed`]).
+    fn changed(method: &str, params: &Value) -> Value {
+        let for_everyone = params["for_everyone"].as_bool().unwrap_or(false);
+        if method == "delete" && !for_everyone {
+            return json!({ "hidden": params["id"] });
+        }
+        let id = params["id"].as_str().map_or_else(|| "02".repeat(16), str::to_owned);
+        let mut view = json!({
+            "id": id, "conversation": "c".repeat(32), "peer": "alisa", "author": "me", "direction": "outgoing",
+            "text": params["text"].as_str().unwrap_or_default(), "sent_at": 1, "received_at": 1, "lamport": 1,
+            "state": "sent", "edited": method == "edit", "deleted": method == "delete",
+        });
+        if method == "react" {
+            view["reactions"] = json!([{ "emoji": params["emoji"], "count": 1, "by": ["me"] }]);
+        }
+        if let Some(quoted) = params["reply_to"].as_str() {
+            view["reply_to"] = json!({ "id": quoted, "author": "alisa", "text": "where?" });
+        }
+        view
     }
 
     fn always_ok(_: &str) -> Reply {
@@ -1233,7 +1278,7 @@ mod tests {
         }
         let mut node = FakeNode::start(never_sends);
         let mut task = Task::start(&node, timers(10, 1_000)).await;
-        let send = Effect::Send { contact: "alice".into(), text: "hello".into() };
+        let send = Effect::Send { contact: "alice".into(), text: "hello".into(), reply_to: None };
         task.quick.send(send.clone()).await.unwrap();
         node.asked("send").await;
         // Queued behind the send: never sent, so it fails like any request made
@@ -1263,7 +1308,7 @@ mod tests {
         let node = FakeNode::start(sends_hang);
         let mut task = Task::start(&node, timers(10, 1_000)).await;
         // A send and an `add` that never end hold the quick and slow connections.
-        task.quick.send(Effect::Send { contact: "alisa".into(), text: "hi".into() }).await.unwrap();
+        task.quick.send(Effect::Send { contact: "alisa".into(), text: "hi".into(), reply_to: None }).await.unwrap();
         task.slow.send(Effect::Add { target: "kith:x".into(), alias: None }).await.unwrap();
         let search = Effect::Search { text: "cafe".into(), within: Some("alisa".into()), limit: 50 };
         task.search.send(search).await.unwrap();
@@ -1275,6 +1320,57 @@ mod tests {
                 assert_eq!(hits[0].message.text, "café at noon");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_edits_deletes_and_reactions_go_out_as_the_control_api_has_them() {
+        let mut node = FakeNode::start(|_| Reply::Changed);
+        let mut task = Task::start(&node, timers(10, 1_000)).await;
+        let id = || "ab".repeat(16);
+        let cases = [
+            (
+                Effect::Send { contact: "alisa".into(), text: "at 8".into(), reply_to: Some(id()) },
+                Request::Send { contact: "alisa".into(), text: "at 8".into(), reply_to: Some(id()) },
+            ),
+            (
+                Effect::Send { contact: "alisa".into(), text: "hi".into(), reply_to: None },
+                Request::Send { contact: "alisa".into(), text: "hi".into(), reply_to: None },
+            ),
+            (
+                Effect::Edit { contact: "alisa".into(), id: id(), text: "at 9".into() },
+                Request::Edit { id: id(), text: "at 9".into() },
+            ),
+            (Effect::Delete { id: id(), for_everyone: false }, Request::Delete { id: id(), for_everyone: false }),
+            (Effect::Delete { id: id(), for_everyone: true }, Request::Delete { id: id(), for_everyone: true }),
+            (Effect::React { id: id(), emoji: "👍".into() }, Request::React { id: id(), emoji: "👍".into() }),
+        ];
+        for (effect, expected) in cases {
+            task.quick.send(effect.clone()).await.unwrap();
+            // (Skipping the connections' own: `subscribe`.)
+            let mut asked = node.request().await;
+            while asked["method"] == "subscribe" {
+                asked = node.request().await;
+            }
+            let (method, params) = expected.to_parts();
+            assert_eq!((&asked["method"], &asked["params"]), (&json!(method), &params), "{effect:?}");
+            let answer = match task.next().await {
+                Action::Done(response) => response,
+                other => panic!("{effect:?}: {other:?}"),
+            };
+            match (&effect, answer) {
+                (Effect::Send { reply_to: Some(quoted), .. }, Response::Sent(view)) => {
+                    assert_eq!(view.reply_to.map(|q| q.id), Some(quoted.clone()));
+                }
+                (Effect::Send { reply_to: None, .. }, Response::Sent(view)) => assert_eq!(view.reply_to, None),
+                (Effect::Edit { .. }, Response::Changed(view)) => assert!(view.edited && view.text == "at 9"),
+                (Effect::Delete { for_everyone: false, .. }, Response::Hidden { id: hidden }) => {
+                    assert_eq!(hidden, id())
+                }
+                (Effect::Delete { for_everyone: true, .. }, Response::Changed(view)) => assert!(view.deleted),
+                (Effect::React { .. }, Response::Changed(view)) => assert_eq!(view.reactions[0].emoji, "👍"),
+                (effect, answer) => panic!("{effect:?} answered {answer:?}"),
+            }
         }
     }
 

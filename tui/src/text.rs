@@ -182,8 +182,11 @@ pub(crate) fn date_label(day: i64) -> String {
 
 
 /// What a message says, in one line for previews: its text, or for a file message
-/// `[file] name` (and the caption).
+/// `[file] name` (and the caption); `deleted` once its author deleted it.
 pub(crate) fn summary(m: &kith_p2p::views::MessageView) -> String {
+    if m.deleted {
+        return "deleted".to_owned();
+    }
     let first = m.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     match &m.file {
         Some(file) if first.is_empty() => format!("[file] {}", kith_p2p::files::safe_file_name(&file.name)),

@@ -13,7 +13,7 @@ use kith_tui::{Action, App, Config, Effect, GroupChange, Response, update};
 fn send_effects(fx: &[Effect]) -> Vec<(String, String)> {
     fx.iter()
         .filter_map(|e| match e {
-            Effect::Send { contact, text } => Some((contact.clone(), text.clone())),
+            Effect::Send { contact, text, .. } => Some((contact.clone(), text.clone())),
             _ => None,
         })
         .collect()
@@ -153,7 +153,10 @@ fn slash_commands_produce_effects() {
     assert_eq!(command(&mut app, "/block"), vec![Effect::Block { contact: ALISA.into() }]);
     assert_eq!(command(&mut app, "/reject mallory"), vec![Effect::Reject { contact: "mallory".into() }]);
     assert_eq!(command(&mut app, "/accept Mallory Two"), vec![Effect::Accept { contact: "Mallory Two".into() }]);
-    assert_eq!(command(&mut app, "//slash"), vec![Effect::Send { contact: ALISA.into(), text: "/slash".into() }]);
+    assert_eq!(
+        command(&mut app, "//slash"),
+        vec![Effect::Send { contact: ALISA.into(), text: "/slash".into(), reply_to: None }]
+    );
     assert!(command(&mut app, "/help").is_empty());
     assert_eq!(app.overlay(), Some(&Overlay::Help { scroll: 0 }));
     update(&mut app, key(KeyCode::Esc));

@@ -98,14 +98,9 @@ fn a_mention_of_us_in_a_muted_group_still_notifies() {
 const LIST_WIDTH: usize = 25;
 
 fn mention_scene(no_color: bool) -> App {
-    let mut app = group_scene(Config { display_name: Some("Nina".into()), no_color, ..config() });
-    update(&mut app, ctrl('k'));
-    type_text(&mut app, "book");
-    update(&mut app, key(KeyCode::Enter));
     let mut messages = book_club_history();
     messages.push(group_message(306, CAROL, "@Nina can you bring @bob 🎸 too?", NOW - MINUTE));
-    update(&mut app, Action::Done(Response::History { contact: GROUP.to_owned(), before: None, limit: 50, messages }));
-    app
+    group_open(Config { display_name: Some("Nina".into()), no_color, ..config() }, messages)
 }
 
 /// The cells of the first row showing `needle` in the message pane (right of the

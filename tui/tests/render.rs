@@ -47,12 +47,7 @@ fn group_in_the_list() {
 
 #[test]
 fn group_conversation_names_each_author() {
-    let mut app = group_scene(config());
-    update(&mut app, ctrl('k'));
-    type_text(&mut app, "book");
-    update(&mut app, key(KeyCode::Enter));
-    let messages = book_club_history();
-    update(&mut app, Action::Done(Response::History { contact: GROUP.to_owned(), before: None, limit: 50, messages }));
+    let app = group_open(config(), book_club_history());
     insta::assert_snapshot!("group_conversation", screen(&app, 100, 30));
 }
 

@@ -11,7 +11,7 @@ use common::*;
 use crossterm::event::KeyCode;
 use kith_p2p::kith_storage::{ContactState, Direction};
 use kith_p2p::node::Event;
-use kith_p2p::views::{InboxEntry, MessageView};
+use kith_p2p::views::{InboxEntry, MessageView, QuoteView, ReactionView};
 use kith_tui::app::{PAGE, Scroll};
 use kith_tui::{Action, App, Effect, Response, update};
 
@@ -122,8 +122,88 @@ fn loaded(app: &App) -> usize {
 #[test]
 fn scrolling_to_the_top_and_back_matches_the_full_layout() {
     let node = Node { messages: (1..=2_000).map(long_message).collect() };
-    let full = full_layout(&node);
+    page_through(&node);
+}
+
+/// Message `n` of the long conversation with what issue 17 adds to a message's
+/// rows: replies quoting the one before, reactions (on several rows at this width
+/// now and then), edits, and deletes.
+fn decorated_message(n: u64) -> MessageView {
+    let mut m = long_message(n);
+    if n.is_multiple_of(5) {
+        let quoted = long_message(n - 1);
+        let author = Some(quoted.author.clone());
+        m.reply_to = Some(QuoteView { id: quoted.id, author, text: Some(quoted.text), deleted: false });
+    }
+    if n.is_multiple_of(4) {
+        let emoji = ["👍", "🎉", "😂", "❤️", "🙏", "🔥", "👀", "🤔"];
+        let shown = if n.is_multiple_of(8) { 8 } else { 2 };
+        m.reactions = emoji[..shown]
+            .iter()
+            .map(|e| ReactionView { emoji: (*e).to_owned(), count: 1, by: vec![ALISA.to_owned()] })
+            .collect();
+    }
+    if n.is_multiple_of(6) {
+        m.edited = true;
+    }
+    if n.is_multiple_of(11) {
+        m.deleted = true;
+        m.text = String::new();
+    }
+    m
+}
+
+#[test]
+fn quotes_reactions_edits_and_deletes_scroll_like_the_full_layout() {
+    let node = Node { messages: (1..=600).map(decorated_message).collect() };
+    let full = full_layout(&node).join("\n");
+    // Eight reactions take two rows at this width.
+    let decorations = ["↪ Алиса: m4", "(edited)", "Алиса: deleted", "👍 1  🎉 1", "🔥 1  👀 1\n      🤔 1\n"];
+    for decoration in decorations {
+        assert!(full.contains(decoration), "{decoration}");
+    }
+    page_through(&node);
+}
+
+#[test]
+fn ctrl_up_walks_the_selection_up_a_long_history_keeping_it_in_view() {
+    let node = Node { messages: (1..=600).map(decorated_message).collect() };
     let mut app = open(&node, WIDTH, HEIGHT);
+    for steps in 1..=400 {
+        let fx = update(&mut app, with(KeyCode::Up, crossterm::event::KeyModifiers::CONTROL));
+        settle(&mut app, &node, fx);
+        let conv = app.focused().expect("focused");
+        let selected = &node.messages[node.messages.len() - steps];
+        assert_eq!(conv.selected.as_deref(), Some(selected.id.as_str()), "after {steps}");
+        // Its first row (the author's) is on screen.
+        let head = if selected.direction == Direction::Outgoing { " you: " } else { " Алиса: " };
+        let time = &pane(&app, WIDTH, HEIGHT);
+        let row = time.iter().position(|r| r.contains(head) && r.starts_with(&kith_time(selected)));
+        assert!(row.is_some(), "message {} in view after {steps}: {time:#?}", selected.lamport);
+        assert!(loaded(&app) <= window_bound(), "{} loaded", loaded(&app));
+    }
+    // And back down: past the newest it follows the newest again.
+    for _ in 0..400 {
+        let fx = update(&mut app, with(KeyCode::Down, crossterm::event::KeyModifiers::CONTROL));
+        settle(&mut app, &node, fx);
+    }
+    let conv = app.focused().expect("focused");
+    assert_eq!((conv.selected.clone(), conv.scroll.clone()), (None, Scroll::Bottom));
+    assert!(!conv.detached());
+}
+
+/// `HH:MM` of `m` as the pane shows it (the tests' zone is UTC).
+fn kith_time(m: &MessageView) -> String {
+    let secs = (m.sent_at / 1000) % 86_400;
+    format!("{:02}:{:02}", secs / 3600, (secs / 60) % 60)
+}
+
+/// PageUp from the newest message to the top of the conversation kept by `node`,
+/// and PageDown back, each page where the whole conversation laid out has it, with
+/// the window bounded throughout.
+fn page_through(node: &Node) {
+    let full = full_layout(node);
+    let mut app = open(node, WIDTH, HEIGHT);
     let page = PANE - 1;
     // From the bottom, each PageUp moves exactly one page of the full layout up.
     let mut offset = 0; // rows of the full layout below the pane
@@ -137,19 +217,19 @@ fn scrolling_to_the_top_and_back_matches_the_full_layout() {
             break;
         }
         let fx = update(&mut app, key(KeyCode::PageUp));
-        settle(&mut app, &node, fx);
+        settle(&mut app, node, fx);
         offset = (offset + page).min(full.len() - PANE);
         up += 1;
         assert!(up < 10_000);
     }
     assert!(full[0].contains("beginning of your conversation"), "{:?}", &full[..3]);
-    assert_eq!(depth(&app), 2_000, "the whole history was paged through");
+    assert_eq!(depth(&app), node.messages.len(), "the whole history was paged through");
     assert!(max_loaded <= window_bound(), "window grew to {max_loaded}");
     // And back down to the newest message: the evicted pages come back in.
     let mut down = 0;
     while offset > 0 {
         let fx = update(&mut app, key(KeyCode::PageDown));
-        settle(&mut app, &node, fx);
+        settle(&mut app, node, fx);
         offset = offset.saturating_sub(page);
         down += 1;
         let end = full.len() - offset;

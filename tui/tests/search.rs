@@ -64,28 +64,6 @@ fn meet_scene(config: Config) -> App {
     app
 }
 
-/// The styles of the cells showing the `nth` (from 0) occurrence of `needle`.
-fn cells(app: &App, needle: &str, nth: usize) -> Vec<(Color, Color, Modifier)> {
-    let terminal = draw(app, 100, 30);
-    let buffer = terminal.backend().buffer();
-    let width = usize::from(buffer.area.width);
-    let mut seen = 0;
-    for row in buffer.content().chunks(width) {
-        let symbols: Vec<&str> = row.iter().map(|c| c.symbol()).collect();
-        for start in 0..row.len() {
-            if symbols[start..].concat().starts_with(needle) {
-                if seen == nth {
-                    let n = needle.chars().count();
-                    return row[start..start + n].iter().map(|c| (c.fg, c.bg, c.modifier)).collect();
-                }
-                seen += 1;
-                break;
-            }
-        }
-    }
-    panic!("{needle:?} #{nth} not on screen:\n{}", text_of(&terminal));
-}
-
 #[test]
 fn results_show_when_where_who_and_the_matched_words_marked() {
     let app = meet_scene(config());

@@ -173,12 +173,12 @@ fn tab_completes_commands_and_names_and_cycles() {
     // Commands: Tab again cycles, Shift+Tab goes back, both wrapping around.
     type_text(&mut app, "/re");
     update(&mut app, key(KeyCode::Tab));
-    assert_eq!(app.input().text(), "/read ");
+    assert_eq!(app.input().text(), "/react ");
     update(&mut app, key(KeyCode::Tab));
-    assert_eq!(app.input().text(), "/reject ");
+    assert_eq!(app.input().text(), "/read ");
     update(&mut app, key(KeyCode::BackTab));
     update(&mut app, key(KeyCode::BackTab));
-    assert_eq!(app.input().text(), "/rename ", "Shift+Tab before the first wraps to the last");
+    assert_eq!(app.input().text(), "/reply ", "Shift+Tab before the first wraps to the last");
     update(&mut app, ctrl('u'));
     // Names: contacts in list order, cycled the same way.
     type_text(&mut app, "/block b");
@@ -359,7 +359,7 @@ fn a_failed_message_is_added_to_what_was_typed_since() {
     // The same for a conversation not in view: its draft keeps them all.
     update(&mut app, ctrl('n'));
     for text in ["third", "fourth"] {
-        let effect = Effect::Send { contact: ALISA.into(), text: text.into() };
+        let effect = Effect::Send { contact: ALISA.into(), text: text.into(), reply_to: None };
         update(&mut app, Action::Failed { effect, error: "refused".into() });
     }
     let draft = app.draft(ALISA).map(|d| d.text().to_owned());

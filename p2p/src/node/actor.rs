@@ -53,6 +53,9 @@ const MAX_REDIALS: u8 = 3;
 /// Least time between two typing notices to one conversation.
 const TYPING_SPACING: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Least time between two typing events of one peer in one conversation passed to clients.
+const TYPING_SHOWN_SPACING: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long a stopping node waits for its contacts to take its "offline".
 const PRESENCE_GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -141,6 +144,8 @@ pub(crate) struct Actor {
     presence: super::presence::Presence,
     /// When we last said we type in each conversation.
     typing_sent: HashMap<ConversationId, Instant>,
+    /// When we last passed on each (conversation, peer)'s typing.
+    typing_heard: HashMap<(String, String), Instant>,
     /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
     redials: HashMap<PeerId, u8>,
     groups: groups::GroupsState,
@@ -259,6 +264,7 @@ impl Actor {
             reachability: "unknown".into(),
             presence: super::presence::Presence::new(config.presence, config.timers.presence_ttl),
             typing_sent: HashMap::new(),
+            typing_heard: HashMap::new(),
             redials: HashMap::new(),
             groups: groups::GroupsState::default(),
             group_messages: crate::node::grouplog_client::GroupLogClient::new(config.timers.group_retry),
@@ -1130,7 +1136,19 @@ impl Actor {
             }
         }
         if self.config.presence {
-            outcome.events.append(&mut outcome.typing);
+            // One typing event per peer and conversation per second reaches clients,
+            // however fast a peer sends them.
+            for event in std::mem::take(&mut outcome.typing) {
+                if let Event::Typing { conversation, peer_id, .. } = &event {
+                    let key = (conversation.clone(), peer_id.clone());
+                    if self.typing_heard.get(&key).is_some_and(|at| now.duration_since(*at) < TYPING_SHOWN_SPACING) {
+                        continue;
+                    }
+                    self.typing_heard.retain(|_, at| now.duration_since(*at) < TYPING_SHOWN_SPACING);
+                    self.typing_heard.insert(key, now);
+                }
+                outcome.events.push(event);
+            }
         }
         for peer in outcome.touched.clone() {
             // A contact just accepted (or changed) while connected hears we are online.

@@ -14,13 +14,11 @@ use kith_p2p::payload::MAX_TEXT_LEN;
 use kith_p2p::views::{FileEntryView, FileView, MessageView};
 
 use super::App;
-use super::update::{jump_to_newest, pane};
+use super::update::{bottom_message, jump_to_newest};
 use crate::action::Effect;
 use crate::commands::quote_path;
 use crate::picture::Picture;
 use crate::text;
-use crate::ui::theme::Theme;
-use crate::ui::timeline::Timeline;
 
 /// Most file entries kept (a few hundred conversations' worth of files is plenty).
 const FILES_MAX: usize = 4096;
@@ -174,7 +172,7 @@ pub(super) fn file_command(path: &str, caption: Option<&str>) -> String {
 /// A pasted path to a file: into an empty input it becomes `/file <path>`, which
 /// Enter sends; anywhere else it is text like any paste.
 pub(super) fn on_pasted_file(app: &mut App, path: &str, fx: &mut Vec<Effect>) {
-    if app.overlay.is_none() && app.input.is_empty() && app.focused.is_some() {
+    if app.overlay.is_none() && app.input.is_empty() && app.focused.is_some() && !super::changes::editing(app) {
         app.input.set_text(format!("/file {} ", quote_path(path)));
         app.set_status("Enter sends this file (type a caption after it first, if you like)", false);
     } else {
@@ -182,16 +180,18 @@ pub(super) fn on_pasted_file(app: &mut App, path: &str, fx: &mut Vec<Effect>) {
     }
 }
 
-/// The file message Ctrl+O (any file) and Ctrl+G (a picture) act on: the newest
-/// one whose file is `wanted` at or above the pane's bottom row (the last one in
-/// view, or the last one scrolled past).
+/// The file message Ctrl+O (any file) and Ctrl+G (a picture) act on: the selected
+/// message if its file is `wanted`, else the newest one whose file is at or above
+/// the pane's bottom row (the last one in view, or the last one scrolled past).
 pub(super) fn target(app: &App, wanted: impl Fn(&FileView) -> bool) -> Option<&MessageView> {
     let conv = app.focused()?;
-    let (width, height) = pane(app);
-    let theme = Theme::new(true);
-    let timeline = Timeline::new(app, conv, width, &theme);
-    let bottom = timeline.cursor().map(|c| timeline.settle(c, height))?;
-    conv.messages.iter().take(bottom.index + 1).rev().find(|m| m.file.as_ref().is_some_and(&wanted))
+    let is_wanted = |m: &&MessageView| m.file.as_ref().is_some_and(&wanted);
+    let selected = conv.selected.as_ref().and_then(|id| conv.messages.iter().find(|m| m.id == *id));
+    if let Some(m) = selected.filter(is_wanted) {
+        return Some(m);
+    }
+    let bottom = bottom_message(app)?;
+    conv.messages.iter().take(bottom + 1).rev().find(is_wanted)
 }
 
 /// Ctrl+O: fetch the file message in view, or open it when it is here (or say

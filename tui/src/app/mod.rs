@@ -5,15 +5,18 @@
 //! messages paged from the node, unread counts, who is online, the editor (with a
 //! draft per conversation and the Tab completion in progress), overlays, the status
 //! line and the log of what it said, the call in progress (`call.rs`), the voice
-//! rooms we are in (`room.rs`), the search overlay (`search.rs`), and the state of
-//! the node connection.
+//! rooms we are in (`room.rs`), the search overlay (`search.rs`), the selected
+//! message with the reply or edit being written and the node's changes to messages
+//! (`changes.rs`), and the state of the node connection.
 //! [`update`] applies one [`Action`](crate::action::Action)
 //! and returns the [`Effect`](crate::action::Effect)s to perform; it never does I/O,
 //! so tests drive it directly and the runtime stays a thin loop.
 
 mod call;
+mod changes;
 mod files;
 mod keys;
+mod line;
 mod node;
 mod prefs;
 mod room;
@@ -31,6 +34,8 @@ use kith_p2p::views::{ContactView, FileEntryView, GroupView, MessageView};
 
 pub use call::{CallInfo, duration, level};
 pub(crate) use call::{HISTORY_ASKED as CALLS_HISTORY, name as call_name};
+pub(crate) use changes::one_line;
+pub use changes::{Compose, Confirm, Quote};
 pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
 pub use room::{RoomInfo, RoomState};
@@ -165,9 +170,13 @@ pub struct Conversation {
     /// Its mute, as the node keeps it (it may have lapsed since: see
     /// [`Conversation::muted`]).
     pub mute: Option<Mute>,
-    /// The message a search opened here (Ctrl+F, Enter): marked in the timeline
-    /// until the view goes back to the newest message or the conversation is left.
+    /// The selected message: the one a search opened here (Ctrl+F, Enter) or
+    /// Ctrl+Up/Ctrl+Down chose, which the message commands act on (`changes.rs`).
+    /// Marked in the timeline until the view goes back to the newest message or the
+    /// conversation is left.
     pub selected: Option<String>,
+    /// A reply or an edit being written in the input (the bar above it says which).
+    pub compose: Option<Compose>,
 }
 
 /// Something shown in a conversation's timeline that is not a message.
@@ -210,6 +219,7 @@ impl Conversation {
             notices: VecDeque::new(),
             mute: None,
             selected: None,
+            compose: None,
         }
     }
 
@@ -281,6 +291,16 @@ impl Conversation {
             Party::Group(group) => member_label(app, group, author),
             Party::Contact(_) => self.label().to_owned(),
         }
+    }
+
+    /// The name of `author` as this conversation shows it, `you` for us (when our
+    /// peer id is not known yet, in a 1:1 conversation anyone but the contact is us).
+    pub fn name_of(&self, app: &App, author: &str) -> String {
+        let ours = match app.me() {
+            Some(me) => me == author,
+            None => self.contact().is_some_and(|c| c.peer_id != author),
+        };
+        if ours { "you".to_owned() } else { self.author_label(app, author) }
     }
 
     /// When something last happened here, for ordering the list.
@@ -391,6 +411,9 @@ pub enum Overlay {
         /// The caller's peer id.
         peer: String,
     },
+    /// A question before something that cannot be undone (`/delete-all`): `y` does
+    /// it, `n` or Esc does not.
+    Confirm(Confirm),
 }
 
 /// The whole interface state.
@@ -852,6 +875,19 @@ pub(crate) fn test_message(n: u64, direction: Direction) -> MessageView {
     serde_json::from_value(view).expect("a message view")
 }
 
+/// An accepted contact with peer id `peer` and no names, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_contact(peer: &str) -> ContactView {
+    ContactView {
+        peer_id: peer.into(),
+        alias: None,
+        display_name: None,
+        state: ContactState::Accepted,
+        addrs: Vec::new(),
+        relays: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -902,14 +938,7 @@ mod tests {
 
     #[test]
     fn resolve_marker_puts_every_unread_message_below_the_line() {
-        let mut conv = Conversation::new(ContactView {
-            peer_id: "peer".into(),
-            alias: None,
-            display_name: None,
-            state: ContactState::Accepted,
-            addrs: Vec::new(),
-            relays: Vec::new(),
-        });
+        let mut conv = Conversation::new(test_contact("peer"));
         conv.messages = window(&[In, In, Out, In, Out]);
         conv.loaded = true;
         conv.pending_marker = 2;

@@ -19,6 +19,7 @@ use crate::action::{Effect, Response};
 pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
     match event {
         Event::MessageReceived { message } => on_message(app, message, fx),
+        Event::MessageChanged { message } => super::changes::on_changed(app, message),
         Event::MessageStateChanged { id, conversation, state } if !app.set_message_state(&id, state) => {
             app.remember_orphan_state(id, state);
             unseen_outgoing(app, &conversation, fx);
@@ -383,6 +384,13 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.apply_orphan_states();
             app.sort();
         }
+        Response::Changed(message) => {
+            if message.deleted {
+                app.set_status("deleted for everyone", false);
+            }
+            super::changes::on_changed(app, message);
+        }
+        Response::Hidden { id } => super::changes::on_hidden(app, &id, fx),
         Response::Marked { .. } => {}
         Response::Files { files, .. } => super::files::on_files(app, files, fx),
         Response::Call { op, call } => super::call::on_response(app, op, call),
@@ -509,7 +517,13 @@ fn status_report(app: &App, status: &kith_p2p::node::Status) -> Vec<String> {
 /// several sends to one conversation can fail).
 fn give_back(app: &mut App, contact: &str, text: &str) {
     if app.focused.as_deref() == Some(contact) {
-        app.input.append(text);
+        // During an edit the input is the edit: the text goes to what comes back after it.
+        let editing = app.conversation_mut(contact).and_then(|c| c.compose.as_mut());
+        if let Some(super::Compose::Edit { stash, .. }) = editing {
+            stash.append(text);
+        } else {
+            app.input.append(text);
+        }
     } else if app.conversation(contact).is_some() {
         app.drafts.entry(contact.to_owned()).or_default().append(text);
     } else {
@@ -568,10 +582,16 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
             }
             "creating an invite"
         }
-        Effect::Send { text, contact } => {
+        Effect::Send { text, contact, reply_to } => {
             sent_or_failed(app, &contact);
             give_back(app, &contact, &text);
+            if let Some(id) = reply_to {
+                super::changes::reply_failed(app, &contact, &id);
+            }
             "not sent"
+        }
+        change @ (Effect::Edit { .. } | Effect::Delete { .. } | Effect::React { .. }) => {
+            return super::changes::on_failure(app, change, &error);
         }
         Effect::SendFile { contact, path, caption } => {
             sent_or_failed(app, &contact);

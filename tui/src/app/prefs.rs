@@ -109,7 +109,7 @@ pub(crate) fn sync_drafts(app: &mut App, fx: &mut Vec<Effect>) {
     }
     let mut now: Vec<(String, String)> = app.drafts.iter().map(|(k, v)| (k.clone(), v.text().to_owned())).collect();
     if let Some(focused) = &app.focused {
-        now.push((focused.clone(), app.input.text().to_owned()));
+        now.push((focused.clone(), super::changes::draft(app).to_owned()));
     }
     let gone: Vec<String> = app.saved_drafts.keys().filter(|k| !now.iter().any(|(n, _)| n == *k)).cloned().collect();
     now.extend(gone.into_iter().map(|k| (k, String::new())));

@@ -134,7 +134,6 @@ pub(super) fn key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     let page = crate::ui::search::hits_per_page(app.size);
     let Some(Overlay::Search(search)) = &mut app.overlay else { return };
     let last = search.hits().len().saturating_sub(1);
-    let query = &mut search.query;
     let edited = match key.code {
         KeyCode::Esc => {
             app.overlay = None;
@@ -176,42 +175,7 @@ pub(super) fn key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             search.selected = (search.selected + page).min(last);
             false
         }
-        KeyCode::Backspace if ctrl || alt => query.delete_word_back(),
-        KeyCode::Backspace => query.backspace(),
-        KeyCode::Char('h') if ctrl => query.backspace(),
-        KeyCode::Delete => query.delete(),
-        KeyCode::Char('w') if ctrl => query.delete_word_back(),
-        KeyCode::Char('u') if ctrl => query.delete_to_line_start(),
-        KeyCode::Left if ctrl || alt => {
-            query.word_left();
-            false
-        }
-        KeyCode::Right if ctrl || alt => {
-            query.word_right();
-            false
-        }
-        KeyCode::Left => {
-            query.move_left();
-            false
-        }
-        KeyCode::Right => {
-            query.move_right();
-            false
-        }
-        KeyCode::Home => {
-            query.line_start();
-            false
-        }
-        KeyCode::End => {
-            query.line_end();
-            false
-        }
-        // Ctrl+Alt is AltGr on some systems.
-        KeyCode::Char(c) if ctrl == alt => {
-            query.insert_char(c);
-            true
-        }
-        _ => false,
+        _ => super::line::edit(&mut search.query, key).unwrap_or(false),
     };
     if edited {
         edit(app, fx);

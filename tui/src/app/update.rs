@@ -187,6 +187,9 @@ pub(super) fn focus(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
 /// Make `peer` the focused conversation (it is listed, and not focused yet): the
 /// one left keeps its draft and gives up its window beyond the newest page.
 fn switch_to(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
+    // An edit ends with leaving (the input it took over becomes the draft again);
+    // a reply stays with its conversation.
+    super::changes::end_edit(app);
     if let Some(old) = app.focused.clone()
         && let Some(conv) = app.conversation_mut(&old)
     {
@@ -284,6 +287,17 @@ pub(super) fn mark_focused_read(app: &mut App, fx: &mut Vec<Effect>) {
 pub(super) fn pane(app: &App) -> (usize, usize) {
     let inner = Areas::compute(screen(app), app).messages_inner;
     (usize::from(inner.width), usize::from(inner.height))
+}
+
+/// Index in the focused conversation's window of the message on the pane's bottom
+/// row (the newest one while the view follows it), if any is loaded: the message "in
+/// view" that Ctrl+O and the message commands fall back on.
+pub(super) fn bottom_message(app: &App) -> Option<usize> {
+    let (width, height) = pane(app);
+    let conv = app.focused()?;
+    let theme = Theme::new(true);
+    let timeline = Timeline::new(app, conv, width, &theme);
+    timeline.cursor().map(|c| timeline.settle(c, height).index)
 }
 
 /// Scroll the focused conversation `rows` up or down: the anchor moves over the

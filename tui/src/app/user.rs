@@ -2,7 +2,6 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use kith_p2p::kith_storage::Role;
-use kith_p2p::payload::MAX_TEXT_LEN;
 use ratatui::layout::Position;
 
 use super::update::{clamp_list_offset, focus, jump_to_newest, page_rows, screen, scroll_messages, switch};
@@ -61,6 +60,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         Some(Overlay::Picture(_)) => super::viewer::key(app, key, fx),
         Some(Overlay::Search(_)) => super::search::key(app, key, fx),
         Some(Overlay::IncomingCall { .. }) => super::call::key(app, key, fx),
+        Some(Overlay::Confirm(_)) => super::changes::confirm_key(app, key, fx),
         None => main_key(app, key, fx),
     }
 }
@@ -97,6 +97,10 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         // ---- conversations and scrolling ----
         KeyCode::Down if alt => switch(app, 1, fx),
         KeyCode::Up if alt => switch(app, -1, fx),
+        // ---- the selected message ----
+        KeyCode::Up if ctrl => super::changes::select(app, true, fx),
+        KeyCode::Down if ctrl => super::changes::select(app, false, fx),
+        KeyCode::Char('r') if ctrl && !alt => super::changes::reply(app, None, fx),
         KeyCode::Char('n') if ctrl => switch(app, 1, fx),
         KeyCode::Char('p') if ctrl => switch(app, -1, fx),
         KeyCode::Char('k') if ctrl => app.overlay = Some(Overlay::Switcher(Switcher::default())),
@@ -105,10 +109,7 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Char('g') if ctrl && !alt => super::viewer::open(app, fx),
         KeyCode::PageUp => scroll_messages(app, true, page, fx),
         KeyCode::PageDown => scroll_messages(app, false, page, fx),
-        KeyCode::Esc => match app.focused() {
-            Some(conv) if conv.scroll != Scroll::Bottom || conv.detached() => jump_to_newest(app, fx),
-            _ => app.status = None,
-        },
+        KeyCode::Esc => escape(app, fx),
         // ---- submitting ----
         KeyCode::Enter if alt || shift => edit(app, |i| i.newline()),
         KeyCode::Char('j') if ctrl => edit(app, |i| i.newline()),
@@ -159,6 +160,20 @@ fn main_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     }
 }
 
+/// Esc with no overlay: end the reply or edit being written; else unselect and go
+/// back to the newest message; else clear the status line.
+fn escape(app: &mut App, fx: &mut Vec<Effect>) {
+    if super::changes::cancel(app) {
+        return;
+    }
+    match app.focused() {
+        Some(conv) if conv.scroll != Scroll::Bottom || conv.detached() || conv.selected.is_some() => {
+            jump_to_newest(app, fx);
+        }
+        _ => app.status = None,
+    }
+}
+
 /// Tab (Shift+Tab: `backwards`): cycle the completion in progress if the input is
 /// as it left it, else complete the word before the cursor.
 fn complete(app: &mut App, completing: Option<Completion>, backwards: bool, fx: &mut Vec<Effect>) {
@@ -185,6 +200,9 @@ fn edit<R>(app: &mut App, f: impl FnOnce(&mut crate::input::Input) -> R) {
 }
 
 fn submit(app: &mut App, fx: &mut Vec<Effect>) {
+    if super::changes::editing(app) {
+        return super::changes::submit_edit(app, fx);
+    }
     let raw = app.input.text().to_owned();
     if raw.trim().is_empty() {
         return;
@@ -204,25 +222,23 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
     };
     // `//text` sends `/text`.
     let text = if raw.starts_with("//") { &raw[1..] } else { raw.as_str() };
-    if text.len() > MAX_TEXT_LEN {
-        // The node would refuse it (and a request line over the control socket's
-        // limit costs the connection): keep it to be shortened.
-        app.set_status(
-            format!(
-                "too long to send: {} KiB, a message holds at most {} KiB (it stays in the input)",
-                text.len().div_ceil(1024),
-                MAX_TEXT_LEN / 1024
-            ),
-            true,
-        );
+    // Kept to be shortened if the node would refuse it.
+    if super::changes::too_long(app, text, " (it stays in the input)") {
         return;
     }
     let text = text.to_owned();
     app.history.push(raw);
     app.input.take();
+    let reply_to = super::changes::take_reply(app, &contact);
+    send(app, contact, text, reply_to, fx);
+}
+
+/// Send `text` to `contact` (as a reply to message `reply_to`), following the
+/// newest message again.
+pub(super) fn send(app: &mut App, contact: String, text: String, reply_to: Option<String>, fx: &mut Vec<Effect>) {
     jump_to_newest(app, fx);
     *app.sending.entry(contact.clone()).or_default() += 1;
-    fx.push(Effect::Send { contact, text });
+    fx.push(Effect::Send { contact, text, reply_to });
 }
 
 fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
@@ -271,6 +287,9 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
             super::call::command(app, call, fx)
         }
         Command::Room(room) => super::room::command(app, room, fx),
+        change @ (Command::Reply(_) | Command::Edit(_) | Command::Delete | Command::DeleteAll | Command::React(_)) => {
+            super::changes::command(app, change, fx)
+        }
     }
 }
 
@@ -416,7 +435,6 @@ fn invite_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
 
 fn switcher_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    let alt = key.modifiers.contains(KeyModifiers::ALT);
     let Some(Overlay::Switcher(switcher)) = &app.overlay else { return };
     let matches = app.switcher_matches(switcher.query.text());
     let chosen =
@@ -441,7 +459,6 @@ fn switcher_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         _ => {}
     }
     let Some(Overlay::Switcher(switcher)) = &mut app.overlay else { return };
-    let query = &mut switcher.query;
     let edited = match key.code {
         KeyCode::Up | KeyCode::BackTab => {
             switcher.selected = switcher.selected.saturating_sub(1);
@@ -459,31 +476,7 @@ fn switcher_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
             switcher.selected = (switcher.selected + 1).min(last);
             false
         }
-        KeyCode::Backspace => query.backspace(),
-        KeyCode::Delete => query.delete(),
-        KeyCode::Char('w') if ctrl => query.delete_word_back(),
-        KeyCode::Char('u') if ctrl => query.delete_to_line_start(),
-        KeyCode::Left => {
-            query.move_left();
-            false
-        }
-        KeyCode::Right => {
-            query.move_right();
-            false
-        }
-        KeyCode::Home => {
-            query.line_start();
-            false
-        }
-        KeyCode::End => {
-            query.line_end();
-            false
-        }
-        KeyCode::Char(c) if ctrl == alt => {
-            query.insert_char(c);
-            true
-        }
-        _ => false,
+        _ => super::line::edit(&mut switcher.query, key).unwrap_or(false),
     };
     if edited {
         switcher.selected = 0;
@@ -529,7 +522,12 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
         }
         Some(Overlay::Search(_)) => super::search::wheel(app, up),
         // The picture is fitted to the pane: nothing to scroll.
-        Some(Overlay::Invite(InviteView::Loading) | Overlay::Picture(_) | Overlay::IncomingCall { .. }) => {}
+        Some(
+            Overlay::Invite(InviteView::Loading)
+            | Overlay::Picture(_)
+            | Overlay::IncomingCall { .. }
+            | Overlay::Confirm(_),
+        ) => {}
         Some(Overlay::Log { .. }) => {
             let max = overlay::log_scroll_max(app);
             let Some(Overlay::Log { scroll }) = &mut app.overlay else { return };

@@ -349,8 +349,7 @@ impl Conversation {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use kith_p2p::kith_storage::{ContactState, Direction};
-    use kith_p2p::views::ContactView;
+    use kith_p2p::kith_storage::Direction;
 
     use super::*;
 
@@ -359,15 +358,7 @@ mod tests {
     }
 
     fn conversation(last: u64) -> Conversation {
-        let contact = ContactView {
-            peer_id: "peer".into(),
-            alias: None,
-            display_name: None,
-            state: ContactState::Accepted,
-            addrs: Vec::new(),
-            relays: Vec::new(),
-        };
-        let mut conv = Conversation::new(contact);
+        let mut conv = Conversation::new(crate::app::test_contact("peer"));
         conv.last = Some(message(last));
         conv
     }

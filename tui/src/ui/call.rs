@@ -6,6 +6,7 @@
 use kith_p2p::call::CallState;
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
@@ -84,13 +85,13 @@ pub(crate) fn render_bar(frame: &mut Frame, app: &App, area: Rect, theme: &Theme
     }
     let who = crate::app::call_name(app, &call.peer);
     let (spans, hint) = bar_spans(call, &text::truncate(&who, 24), app.now_ms(), theme);
-    let line = fit(spans, hint, usize::from(area.width), theme);
+    let line = fit(spans, hint, theme.call_bar(), usize::from(area.width));
     frame.render_widget(Paragraph::new(line).style(theme.call_bar()), area);
 }
 
-/// A bar's `spans` cut at `width` (the right edge), span by span, and `hint` after
-/// them at the right only where it fits whole.
-pub(super) fn fit(spans: Vec<Span<'static>>, hint: &'static str, width: usize, theme: &Theme) -> Line<'static> {
+/// A bar's `spans` cut at `width` (the right edge), span by span, and `hint` (in
+/// `hint_style`) after them at the right only where it fits whole.
+pub(super) fn fit(spans: Vec<Span<'static>>, hint: &'static str, hint_style: Style, width: usize) -> Line<'static> {
     let mut shown = Vec::new();
     let mut used = 0;
     for span in spans {
@@ -104,7 +105,7 @@ pub(super) fn fit(spans: Vec<Span<'static>>, hint: &'static str, width: usize, t
     let room = width.saturating_sub(used);
     if room > hint.len() {
         shown.push(Span::raw(" ".repeat(room - hint.len())));
-        shown.push(Span::styled(hint, theme.call_bar()));
+        shown.push(Span::styled(hint, hint_style));
     }
     Line::from(shown)
 }

@@ -12,7 +12,8 @@ use crate::app::App;
 const MAX_INPUT_ROWS: usize = 6;
 /// Narrowest screen that still shows the conversation list next to the messages.
 const LIST_MIN_SCREEN_WIDTH: u16 = 56;
-/// Fewest rows left to the messages for the call bar (or the room bar) to be shown.
+/// Fewest rows left to the messages for the call bar (or the room bar, or the bar
+/// above the input saying what it replies to or edits) to be shown.
 const CALL_MIN_MAIN: u16 = 3;
 /// Smallest screen that gets borders around panes.
 const BORDER_MIN: (u16, u16) = (20, 10);
@@ -44,6 +45,9 @@ pub(crate) struct Areas {
     pub(crate) call: Rect,
     /// The room bar above the call bar, while we are in a voice room (else empty).
     pub(crate) room: Rect,
+    /// The bar right above the input box saying what it replies to or edits, while
+    /// it does (else empty).
+    pub(crate) compose: Rect,
 }
 
 impl Areas {
@@ -66,16 +70,20 @@ impl Areas {
         let allowed = usize::from((room / 3).max(1));
         let rows = u16::try_from(wanted.min(allowed)).unwrap_or(1);
         let input_h = (rows + 2 * border).min(room);
-        // A call takes a row above the input, and a voice room one above that, if
-        // the messages keep a few.
-        let call_h = u16::from(app.call().is_some() && room > input_h + CALL_MIN_MAIN);
-        let room_h = u16::from(app.room().is_some() && room > input_h + call_h + CALL_MIN_MAIN);
-        let main_h = room - input_h - call_h - room_h;
+        // What the input replies to or edits takes a row right above it (first: it
+        // says what Enter does), a call one above that, and a voice room one above
+        // that, if the messages keep a few.
+        let composing = app.focused().is_some_and(|c| c.compose.is_some());
+        let compose_h = u16::from(composing && room > input_h + CALL_MIN_MAIN);
+        let call_h = u16::from(app.call().is_some() && room > input_h + compose_h + CALL_MIN_MAIN);
+        let room_h = u16::from(app.room().is_some() && room > input_h + compose_h + call_h + CALL_MIN_MAIN);
+        let main_h = room - input_h - compose_h - call_h - room_h;
 
         let main = Rect { height: main_h, ..area };
         a.room = Rect { y: area.y + main_h, height: room_h, ..area };
         a.call = Rect { y: area.y + main_h + room_h, height: call_h, ..area };
-        a.input = Rect { y: a.call.y + call_h, height: input_h, ..area };
+        a.compose = Rect { y: a.call.y + call_h, height: compose_h, ..area };
+        a.input = Rect { y: a.compose.y + compose_h, height: input_h, ..area };
         a.status = Rect { y: a.input.y + input_h, height: status_h, ..area };
         if a.bordered {
             a.input_inner = a.input.inner(Margin::new(1, 1));

@@ -1,7 +1,8 @@
 //! Rendering: a pure function of [`App`] into a ratatui [`Frame`].
 //!
 //! [`render`] draws the conversation list, the message pane, the room bar (in a
-//! voice room), the call bar (during a call), the input box, the status bar and any
+//! voice room), the call bar (during a call), the bar saying what the input
+//! replies to or edits, the input box, the status bar and any
 //! overlay (the search's in `search.rs`), and places the cursor. It
 //! reads the state and never changes it, so the same state always draws the same
 //! screen (the snapshot tests rely on this). Every size works, down to 0×0: panes
@@ -40,6 +41,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     status::render(frame, app, areas.status, &theme);
     room::render_bar(frame, app, areas.room, &theme);
     call::render_bar(frame, app, areas.call, &theme);
+    input::render_bar(frame, app, areas.compose, &theme);
     let cursor = match app.overlay() {
         None => input_cursor,
         Some(Overlay::Help { scroll }) => {
@@ -62,6 +64,10 @@ pub fn render(frame: &mut Frame, app: &App) {
         }
         Some(Overlay::IncomingCall { peer, .. }) => {
             call::render_incoming(frame, app, peer, area, &theme);
+            None
+        }
+        Some(Overlay::Confirm(confirm)) => {
+            overlay::render_confirm(frame, confirm, area, &theme);
             None
         }
     };

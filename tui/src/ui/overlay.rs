@@ -1,5 +1,6 @@
 //! Windows over the main screen: help, quick switcher, invite with QR code, the
-//! log of notices and errors, and the picture viewer.
+//! log of notices and errors, the picture viewer, and questions asked before
+//! something that cannot be undone.
 
 use ratatui::Frame;
 use ratatui::layout::{Margin, Position, Rect};
@@ -9,7 +10,7 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::layout::Areas;
 use super::theme::Theme;
-use crate::app::{App, InviteView, LogEntry, Preview, Switcher, Viewer, bindings};
+use crate::app::{App, Confirm, InviteView, LogEntry, Preview, Switcher, Viewer, bindings};
 use crate::{commands, picture, text};
 
 /// Widest the help window gets.
@@ -18,6 +19,10 @@ const HELP_WIDTH: u16 = 80;
 const SWITCHER_WIDTH: u16 = 60;
 /// Most matches the switcher lists at once.
 const SWITCHER_ROWS: u16 = 12;
+/// Widest a question (`/delete-all`) gets.
+const CONFIRM_WIDTH: u16 = 60;
+/// Most rows of a question shown (it quotes a message, which can be long).
+const CONFIRM_ROWS: usize = 4;
 
 /// A `width`×`height` rectangle centred in `area`, shrunk to fit.
 pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
@@ -409,4 +414,35 @@ pub(crate) fn render_picture(frame: &mut Frame, app: &App, viewer: &Viewer, area
         Some(Preview::Failed) => say(frame, "this picture cannot be shown"),
         _ => say(frame, "decoding the picture…"),
     }
+}
+
+/// Draw a question that `y` answers yes and `n` or Esc no. Its text (which quotes a
+/// message) is wrapped, at most [`CONFIRM_ROWS`] rows, the last one cut with `…`.
+pub(crate) fn render_confirm(frame: &mut Frame, confirm: &Confirm, area: Rect, theme: &Theme) {
+    let width = CONFIRM_WIDTH.min(area.width);
+    let room = usize::from(width.saturating_sub(6));
+    let mut rows = text::wrap(&confirm.question, room, room);
+    if rows.len() > CONFIRM_ROWS {
+        rows.truncate(CONFIRM_ROWS);
+        if let Some(last) = rows.last_mut() {
+            *last = text::truncate(&format!("{last} …"), room);
+        }
+    }
+    let height = u16::try_from(rows.len()).unwrap_or(0).saturating_add(5);
+    let area = centered(area, width, height);
+    if area.is_empty() {
+        return;
+    }
+    let inner = window(frame, area, " Are you sure? ", theme);
+    let mut lines = vec![Line::default()];
+    lines.extend(rows.into_iter().map(|row| Line::styled(format!("  {row}"), theme.title())));
+    lines.push(Line::default());
+    lines.push(Line::from(vec![
+        Span::raw("  "),
+        Span::styled("y", theme.key()),
+        Span::raw(" yes   "),
+        Span::styled("n, Esc", theme.key()),
+        Span::raw(" no"),
+    ]));
+    frame.render_widget(Paragraph::new(lines), inner);
 }

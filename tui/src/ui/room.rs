@@ -74,6 +74,6 @@ pub(crate) fn render_bar(frame: &mut Frame, app: &App, area: Rect, theme: &Theme
         return;
     }
     let (spans, hint) = bar_spans(app, room, theme);
-    let line = fit(spans, hint, usize::from(area.width), theme);
+    let line = fit(spans, hint, theme.call_bar(), usize::from(area.width));
     frame.render_widget(Paragraph::new(line).style(theme.call_bar()), area);
 }

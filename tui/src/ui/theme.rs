@@ -102,6 +102,21 @@ impl Theme {
         self.paint(Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
     }
 
+    /// A message its author deleted for everyone: `deleted` in place of its text.
+    pub(crate) fn deleted(&self) -> Style {
+        self.dim().add_modifier(Modifier::ITALIC)
+    }
+
+    /// Our own reactions under a message, set apart from the others' (which are
+    /// plain): also without colours, by weight and underline.
+    pub(crate) fn reaction_ours(&self) -> Style {
+        if self.no_color {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            Style::new().fg(Color::White).bg(Color::Indexed(24)).add_modifier(Modifier::BOLD)
+        }
+    }
+
     /// Day separators.
     pub(crate) fn separator(&self) -> Style {
         self.dim()

@@ -15,7 +15,7 @@
 
 use kith_p2p::files::{is_image, safe_file_name};
 use kith_p2p::kith_storage::{ContactState, Direction, FileState, MessageState};
-use kith_p2p::views::{FileView, MessageView};
+use kith_p2p::views::{FileView, MessageView, QuoteView};
 use ratatui::layout::Alignment;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -28,6 +28,11 @@ use crate::{picture, text};
 const TIME_W: usize = 6;
 /// Widest author name shown.
 const AUTHOR_MAX: usize = 16;
+/// Most emoji of a message's reactions shown (the rest are counted): in a group,
+/// every member can react with any number of them.
+const REACTIONS_SHOWN: usize = 12;
+/// Widest a reaction's emoji is shown: a peer's "emoji" can be any short text.
+const EMOJI_MAX: usize = 8;
 /// Narrower panes do not indent continuation rows.
 const INDENT_MIN_WIDTH: usize = 24;
 
@@ -96,18 +101,53 @@ pub(crate) fn file_state(app: &App, m: &MessageView, file: &FileView) -> (String
     }
 }
 
+/// One message being laid out at a width: what the rows of its parts share.
+struct Parts<'a> {
+    app: &'a App,
+    m: &'a MessageView,
+    /// The time and the author, which start its first row.
+    head: Vec<Span<'static>>,
+    /// Columns its other rows are indented by.
+    indent: usize,
+    width: usize,
+    theme: &'a Theme,
+}
+
+impl Parts<'_> {
+    /// Columns of a row after the indent.
+    fn rest_w(&self) -> usize {
+        self.width.saturating_sub(self.indent)
+    }
+
+    /// The indent, as a span.
+    fn indent(&self) -> Span<'static> {
+        Span::raw(" ".repeat(self.indent))
+    }
+
+    /// `text` wrapped after the head, then indented, each row's text drawn by `draw`.
+    fn wrapped(&self, text: &str, draw: impl Fn(String) -> Vec<Span<'static>>) -> Vec<Line<'static>> {
+        let head_w: usize = self.head.iter().map(Span::width).sum();
+        let rows = text::wrap(text, self.width.saturating_sub(head_w), self.rest_w());
+        let line = |(i, row): (usize, String)| {
+            let mut spans = if i == 0 { self.head.clone() } else { vec![self.indent()] };
+            spans.extend(draw(row));
+            Line::from(spans)
+        };
+        rows.into_iter().enumerate().map(line).collect()
+    }
+
+    /// What follows the text: the `(edited)` marker if `edited`, and the delivery mark.
+    fn tail(&self, edited: bool) -> Vec<Span<'static>> {
+        let edited = edited.then(|| Span::styled("(edited)", self.theme.dim()));
+        let mark = mark(self.m, self.theme).map(|(glyph, style)| Span::styled(glyph, style));
+        edited.into_iter().chain(mark).collect()
+    }
+}
+
 /// The rows of a file message: `[file] name · size · state` (wrapped), the
 /// caption under it, and a preview for a picture that is here and decoded.
-fn file_rows(
-    app: &App,
-    m: &MessageView,
-    file: &FileView,
-    (prefix, indent): (Vec<Span<'static>>, usize),
-    width: usize,
-    theme: &Theme,
-) -> Vec<Line<'static>> {
-    let prefix_w: usize = prefix.iter().map(Span::width).sum();
-    let rest_w = width.saturating_sub(indent);
+fn file_rows(parts: &Parts<'_>, file: &FileView) -> Vec<Line<'static>> {
+    let Parts { app, m, indent, width, theme, .. } = *parts;
     let label = if is_image(&file.media_type) { "[image]" } else { "[file]" };
     let name = text::sanitize_line(&safe_file_name(&file.name));
     let (state, failed) = file_state(app, m, file);
@@ -117,33 +157,25 @@ fn file_rows(
         line.push_str(&state);
     }
     let state_style = if failed { theme.mark_failed() } else { theme.accent() };
-    let mut lines: Vec<Line<'static>> = Vec::new();
-    for (i, row) in text::wrap(&line, width.saturating_sub(prefix_w), rest_w).into_iter().enumerate() {
-        let mut spans = if i == 0 { prefix.clone() } else { vec![Span::raw(" ".repeat(indent))] };
-        spans.push(Span::styled(row, state_style));
-        lines.push(Line::from(spans));
-    }
-    if let Some((glyph, style)) = mark(m, theme)
-        && let Some(last) = lines.last_mut()
-    {
-        if last.width() + 1 + text::width(glyph) <= width {
-            last.spans.push(Span::raw(" "));
-            last.spans.push(Span::styled(glyph, style));
-        } else {
-            lines.push(Line::from(vec![Span::raw(" ".repeat(indent)), Span::styled(glyph, style)]));
-        }
-    }
-    if !m.text.trim().is_empty() {
+    let mut lines = parts.wrapped(&line, |row| vec![Span::styled(row, state_style)]);
+    // An edited file message had its caption edited: the marker goes after it.
+    let captioned = !m.text.trim().is_empty();
+    append_tail(&mut lines, parts.tail(m.edited && !captioned), indent, width);
+    if captioned {
+        let rest_w = parts.rest_w();
         for row in text::wrap(&m.text, rest_w, rest_w) {
-            lines.push(Line::from(vec![Span::raw(" ".repeat(indent)), Span::raw(row)]));
+            lines.push(Line::from(vec![parts.indent(), Span::raw(row)]));
+        }
+        if m.edited {
+            append_tail(&mut lines, vec![Span::styled("(edited)", theme.dim())], indent, width);
         }
     }
     if let Some(Preview::Ready(picture)) = app.preview(&file.id)
         && !app.config().no_color
     {
-        let columns = u16::try_from(rest_w).unwrap_or(u16::MAX);
+        let columns = u16::try_from(parts.rest_w()).unwrap_or(u16::MAX);
         for row in picture::half_blocks(picture, columns, PREVIEW_ROWS) {
-            let mut spans = vec![Span::raw(" ".repeat(indent))];
+            let mut spans = vec![parts.indent()];
             spans.extend(row.spans);
             lines.push(Line::from(spans));
         }
@@ -151,58 +183,151 @@ fn file_rows(
     lines
 }
 
-/// The rows of one message.
+/// The rows of one message: the quote of the message it answers (a reply), its
+/// text (or file, or `deleted`) with the `(edited)` marker and the delivery mark
+/// after it, and its reactions under it.
 fn message_rows(app: &App, conv: &Conversation, m: &MessageView, width: usize, theme: &Theme) -> Vec<Line<'static>> {
     let outgoing = m.direction == Direction::Outgoing;
     // A group has many authors: each message names its own.
     let author =
         if outgoing { "you".to_owned() } else { text::truncate(&conv.author_label(app, &m.author), AUTHOR_MAX) };
     let author_style = if outgoing { theme.me() } else { theme.them() };
-    let prefix_w = TIME_W + text::width(&author) + 2;
     let indent = if width >= INDENT_MIN_WIDTH { TIME_W } else { 0 };
-    let rest_w = width.saturating_sub(indent);
-    if let Some(file) = &m.file {
-        let prefix = vec![
-            Span::styled(text::clock(m.sent_at, app.config().utc_offset_secs), theme.dim()),
-            Span::raw(" "),
-            Span::styled(author, author_style),
-            Span::raw(": "),
-        ];
-        return file_rows(app, m, file, (prefix, indent), width, theme);
+    let head = vec![
+        Span::styled(text::clock(m.sent_at, app.config().utc_offset_secs), theme.dim()),
+        Span::raw(" "),
+        Span::styled(author, author_style),
+        Span::raw(": "),
+    ];
+    let parts = Parts { app, m, head, indent, width, theme };
+    let mut lines = Vec::new();
+    if let Some(quote) = &m.reply_to {
+        lines.push(quote_row(app, conv, quote, indent, width, theme));
     }
-    let rows = text::wrap(&m.text, width.saturating_sub(prefix_w), rest_w);
-    let last = rows.len().saturating_sub(1);
+    match &m.file {
+        Some(file) => lines.extend(file_rows(&parts, file)),
+        None => lines.extend(text_rows(&parts, conv)),
+    }
+    lines.extend(reaction_rows(app, m, indent, width, theme));
+    lines
+}
+
+/// The rows of a text message: the head (time and author) and the wrapped text, or
+/// `deleted` once its author deleted it, then the `(edited)` marker and the
+/// delivery mark.
+fn text_rows(parts: &Parts<'_>, conv: &Conversation) -> Vec<Line<'static>> {
+    let Parts { app, m, indent, width, theme, .. } = *parts;
+    let tail = parts.tail(m.edited && !m.deleted);
+    if m.deleted {
+        let mut spans = parts.head.clone();
+        spans.push(Span::styled("deleted", theme.deleted()));
+        let mut lines = vec![Line::from(spans)];
+        append_tail(&mut lines, tail, indent, width);
+        return lines;
+    }
     // Only a group's messages mention anyone: its members other than us.
     let names: Option<Vec<String>> = conv.group_view().map(|g| {
         let others = g.members.iter().filter(|mb| app.me() != Some(mb.peer_id.as_str()));
         others.map(|mb| crate::app::member_label(app, g, &mb.peer_id)).collect()
     });
     let names = names.map(|others| (crate::app::mention_me(app), others));
-    let mut lines: Vec<Line<'static>> = Vec::with_capacity(rows.len() + 1);
-    for (i, row) in rows.into_iter().enumerate() {
-        let mut spans = if i == 0 {
-            vec![
-                Span::styled(text::clock(m.sent_at, app.config().utc_offset_secs), theme.dim()),
-                Span::raw(" "),
-                Span::styled(author.clone(), author_style),
-                Span::raw(": "),
-            ]
-        } else {
-            vec![Span::raw(" ".repeat(indent))]
-        };
-        spans.extend(mentions(row, &names, theme));
-        if i == last
-            && let Some((glyph, style)) = mark(m, theme)
-        {
-            let used: usize = spans.iter().map(|s| s.width()).sum();
-            if used + 1 + text::width(glyph) <= width {
-                spans.push(Span::raw(" "));
-                spans.push(Span::styled(glyph, style));
-            } else {
-                lines.push(Line::from(spans));
-                spans = vec![Span::raw(" ".repeat(indent)), Span::styled(glyph, style)];
+    let mut lines = parts.wrapped(&m.text, |row| mentions(row, &names, theme));
+    append_tail(&mut lines, tail, indent, width);
+    lines
+}
+
+/// `tail` (the `(edited)` marker, the delivery mark) after the last of `lines`, a
+/// space before each of its spans, or where that does not fit, on a row of its own
+/// under them, indented.
+fn append_tail(lines: &mut Vec<Line<'static>>, tail: Vec<Span<'static>>, indent: usize, width: usize) {
+    if tail.is_empty() {
+        return;
+    }
+    let tail_w: usize = tail.iter().map(|span| 1 + span.width()).sum();
+    match lines.last_mut() {
+        Some(last) if last.width() + tail_w <= width => {
+            for span in tail {
+                last.spans.push(Span::raw(" "));
+                last.spans.push(span);
             }
         }
+        _ => {
+            let mut spans = vec![Span::raw(" ".repeat(indent))];
+            for (i, span) in tail.into_iter().enumerate() {
+                if i > 0 {
+                    spans.push(Span::raw(" "));
+                }
+                spans.push(span);
+            }
+            lines.push(Line::from(spans));
+        }
+    }
+}
+
+/// The one-line quote above a reply: `↪ Bob: where?`, `↪ Bob: (deleted)`, or
+/// `↪ a message not here` when this node does not hold the message answered; cut
+/// at the pane's edge.
+fn quote_row(
+    app: &App,
+    conv: &Conversation,
+    quote: &QuoteView,
+    indent: usize,
+    width: usize,
+    theme: &Theme,
+) -> Line<'static> {
+    let said = match (&quote.author, &quote.text) {
+        (Some(author), Some(said)) => {
+            let name = text::truncate(&conv.name_of(app, author), AUTHOR_MAX);
+            let what = if quote.deleted {
+                "(deleted)".to_owned()
+            } else if said.trim().is_empty() {
+                // Only a file message has no text.
+                "[file]".to_owned()
+            } else {
+                crate::app::one_line(said)
+            };
+            format!("↪ {name}: {what}")
+        }
+        _ => "↪ a message not here".to_owned(),
+    };
+    let said = text::truncate(&said, width.saturating_sub(indent));
+    Line::from(vec![Span::raw(" ".repeat(indent)), Span::styled(said, theme.dim())])
+}
+
+/// The reactions under a message, `👍 2  🎉 1`, ours highlighted, wrapped at the
+/// pane's edge; past [`REACTIONS_SHOWN`] emoji the rest are counted (`+3`).
+fn reaction_rows(app: &App, m: &MessageView, indent: usize, width: usize, theme: &Theme) -> Vec<Line<'static>> {
+    let room = width.saturating_sub(indent);
+    let mut chips: Vec<Span<'static>> = Vec::new();
+    let shown = m.reactions.iter().filter(|r| r.count > 0);
+    for r in shown.clone().take(REACTIONS_SHOWN) {
+        let ours = app.me().is_some_and(|me| r.by.iter().any(|by| by == me));
+        let chip = format!("{} {}", text::truncate(&r.emoji, EMOJI_MAX), r.count);
+        chips.push(Span::styled(chip, if ours { theme.reaction_ours() } else { Style::new() }));
+    }
+    let more = shown.count().saturating_sub(REACTIONS_SHOWN);
+    if more > 0 {
+        chips.push(Span::styled(format!("+{more}"), theme.dim()));
+    }
+    let mut lines = Vec::new();
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for chip in chips {
+        let w = chip.width();
+        if used > 0 && used + 2 + w > room {
+            lines.push(Line::from(std::mem::take(&mut spans)));
+            used = 0;
+        }
+        if used == 0 {
+            spans.push(Span::raw(" ".repeat(indent)));
+        } else {
+            spans.push(Span::raw("  "));
+            used += 2;
+        }
+        spans.push(chip);
+        used += w;
+    }
+    if !spans.is_empty() {
         lines.push(Line::from(spans));
     }
     lines

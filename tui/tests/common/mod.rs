@@ -11,6 +11,7 @@ use kith_p2p::views::{ContactView, GroupView, InboxEntry, MemberView, MessageVie
 use kith_tui::{Action, App, Config, Effect, Response, update};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::style::{Color, Modifier};
 
 /// Tue, 14 Jan 2025 10:42:00 UTC.
 pub const NOW: u64 = 1_736_851_320_000;
@@ -118,6 +119,12 @@ pub fn book_club_history() -> Vec<MessageView> {
     ]
 }
 
+/// The inbox's line for the 1:1 conversation with `contact`, not muted.
+pub fn inbox_entry(contact: ContactView, unread: u32, last: Option<MessageView>) -> InboxEntry {
+    let conversation = format!("{:032x}", contact.peer_id.len());
+    InboxEntry { conversation, contact: Some(contact), unread, last, muted: false, muted_until: None }
+}
+
 /// The standard scene plus the Book club, listed with its newest message as preview.
 pub fn group_scene(config: Config) -> App {
     let mut app = scene(config);
@@ -125,6 +132,18 @@ pub fn group_scene(config: Config) -> App {
     assert!(fx.contains(&Effect::LoadPreview { contact: GROUP.to_owned() }), "{fx:?}");
     let last = book_club_history().pop();
     update(&mut app, Action::Done(Response::Preview { contact: GROUP.to_owned(), message: last }));
+    app
+}
+
+/// The group scene with the Book club opened from the quick switcher, `messages`
+/// its newest page.
+pub fn group_open(config: Config, messages: Vec<MessageView>) -> App {
+    let mut app = group_scene(config);
+    update(&mut app, ctrl('k'));
+    type_text(&mut app, "book");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.focused_id(), Some(GROUP));
+    update(&mut app, Action::Done(Response::History { contact: GROUP.to_owned(), before: None, limit: 50, messages }));
     app
 }
 
@@ -223,22 +242,12 @@ pub fn scene(config: Config) -> App {
     ];
     let history = alisa_history();
     let inbox = vec![
-        InboxEntry {
-            conversation: "a".repeat(32),
-            contact: Some(contact(ALISA, "Алиса", ContactState::Accepted)),
-            unread: 2,
-            last: history.last().cloned(),
-            muted: false,
-            muted_until: None,
-        },
-        InboxEntry {
-            conversation: "b".repeat(32),
-            contact: Some(contact(WANG, "王小明", ContactState::Accepted)),
-            unread: 3,
-            last: Some(incoming(100, WANG, "你好！明天见面吗？我们可以一起吃饭。", NOW - 3 * MINUTE)),
-            muted: false,
-            muted_until: None,
-        },
+        inbox_entry(contact(ALISA, "Алиса", ContactState::Accepted), 2, history.last().cloned()),
+        inbox_entry(
+            contact(WANG, "王小明", ContactState::Accepted),
+            3,
+            Some(incoming(100, WANG, "你好！明天见面吗？我们可以一起吃饭。", NOW - 3 * MINUTE)),
+        ),
     ];
     let requests = vec![RequestView {
         contact: contact(MALLORY, "", ContactState::PendingIn),
@@ -356,4 +365,27 @@ pub fn hit(message: MessageView, snippet: &str, marked: &[&str]) -> kith_tui::ap
 pub fn found(text: &str, within: Option<&str>, hits: Vec<kith_tui::app::SearchHit>) -> Action {
     let query = kith_tui::app::SearchQuery { text: text.to_owned(), within: within.map(str::to_owned) };
     Action::Done(Response::Search { query, hits })
+}
+
+/// The styles (foreground, background, modifiers) of the cells showing the `nth`
+/// (from 0) occurrence of `needle` on the 100×30 screen.
+pub fn cells(app: &App, needle: &str, nth: usize) -> Vec<(Color, Color, Modifier)> {
+    let terminal = draw(app, 100, 30);
+    let buffer = terminal.backend().buffer();
+    let width = usize::from(buffer.area.width);
+    let mut seen = 0;
+    for row in buffer.content().chunks(width) {
+        let symbols: Vec<&str> = row.iter().map(|c| c.symbol()).collect();
+        for start in 0..row.len() {
+            if symbols[start..].concat().starts_with(needle) {
+                if seen == nth {
+                    let n = needle.chars().count();
+                    return row[start..start + n].iter().map(|c| (c.fg, c.bg, c.modifier)).collect();
+                }
+                seen += 1;
+                break;
+            }
+        }
+    }
+    panic!("{needle:?} #{nth} not on screen:\n{}", text_of(&terminal));
 }
