@@ -292,6 +292,12 @@ impl Messages {
         slots.iter().map(|slot| self.inner.log.read(slot)).collect()
     }
 
+    /// Whether the message with this id (as [`get`](Self::get) means it) is a change
+    /// (see [`Link`]) rather than a message shown. Reads no text.
+    pub fn is_change(&self, id: MessageId) -> bool {
+        self.inner.log.lock().index.is_change(id)
+    }
+
     /// How `message` is shown once the changes to it are applied.
     pub fn annotations(&self, message: &Message) -> Result<Annotations, StoreError> {
         Ok(Annotations::of(message, &self.changes_to(message.conversation, message.id)?))

@@ -67,6 +67,9 @@ fn edits_deletes_and_reactions_apply_by_their_rules_and_survive_reopening() {
         ..change(&other, 19, 12, "me", Link::React { target: mid(2), emoji: "❤".into(), on: true }, "") };
     store.insert_incoming_batch(std::slice::from_ref(&mine)).unwrap();
     store.set_message_state(mine.id, MessageState::Delivered, false).unwrap();
+    assert!(store.messages().is_change(mine.id));
+    assert!(!store.messages().is_change(mid(1)));
+    assert!(!store.messages().is_change(mid(999)), "unknown");
     assert_eq!(store.messages().get(mine.id).unwrap().unwrap().state, MessageState::Delivered);
 
     drop(store);

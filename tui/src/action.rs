@@ -6,6 +6,7 @@
 //! building actions by hand.
 
 use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
+use kith_p2p::node::presence::PresenceView;
 use kith_p2p::node::{Event, GroupChange, Status};
 use kith_p2p::views::{
     CallRecordView, ContactView, ConversationView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView,
@@ -126,6 +127,17 @@ pub enum Response {
     Status(Status),
     /// Every group we know, including those we left.
     Groups(Vec<GroupView>),
+    /// The contacts' presence ([`Effect::LoadPresence`]): those heard from since the
+    /// node started, online first; empty when the user turned presence off.
+    Presence(Vec<PresenceView>),
+    /// The node told a conversation's connected peers that we are typing
+    /// ([`Effect::Typing`]).
+    Typing {
+        /// The contact's peer id, or the group id.
+        contact: String,
+        /// How many peers were told (none when the node told them a moment ago).
+        told: usize,
+    },
     /// A group request succeeded: the group now.
     GroupUpdated {
         /// What was asked.
@@ -315,6 +327,14 @@ pub enum Effect {
     LoadStatus,
     /// Re-read the groups (`groups`).
     LoadGroups,
+    /// Re-read the contacts' presence (`presence`).
+    LoadPresence,
+    /// Tell the peers of a conversation that we are typing in it (`typing`). It has
+    /// a connection of its own, so it never holds up a send; failures are quiet.
+    Typing {
+        /// The contact's peer id, or the group id.
+        contact: String,
+    },
     /// Create or change a group (`group_create`, `group_add`, ...).
     Group(GroupChange),
     /// Load a page of history (`history`).

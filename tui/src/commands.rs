@@ -188,6 +188,12 @@ pub fn help(runs_node: bool) -> Vec<(&'static str, &'static str)> {
     lines
 }
 
+/// Whether `text` typed into the input is a command: it starts with `/`, and not
+/// with `//` (which sends a message starting with `/`).
+pub fn is_command(text: &str) -> bool {
+    text.starts_with('/') && !text.starts_with("//")
+}
+
 /// Parse `line`, which starts with `/`.
 pub fn parse(line: &str) -> Result<Command, CommandError> {
     let line = line.trim();

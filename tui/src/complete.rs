@@ -83,7 +83,7 @@ pub fn candidates(text: &str, cursor: usize, names: &[String]) -> Option<(Range<
     let before = text.get(..cursor)?;
     let start = before.char_indices().rev().find(|(_, c)| c.is_whitespace()).map_or(0, |(i, c)| i + c.len_utf8());
     let word = &before[start..];
-    let command = text.starts_with('/') && !text.starts_with("//");
+    let command = crate::commands::is_command(text);
     let words_before: Vec<&str> = before[..start].split_whitespace().collect();
     let matching = |options: &mut dyn Iterator<Item = &str>, prefix: &str, suffix: &str| -> Vec<String> {
         let prefix = prefix.to_lowercase();

@@ -3,18 +3,19 @@
 //! request workers, the bell or the notification command; the screen is redrawn
 //! when something changed.
 //!
-//! Four control-socket connections keep the UI responsive: one subscribed to
+//! Five control-socket connections keep the UI responsive: one subscribed to
 //! events, one for quick requests (reads, `send`, `read`), one for requests that
 //! may wait on the network (`add` looks the peer up in the DHT; `invite` asks the
-//! node; group changes go out to the other members), and one for searches (which
+//! node; group changes go out to the other members), one for searches (which
 //! may take a while over a long history, and must not wait behind a call being
-//! placed either). One task owns them all ([`connection`]); the loop itself never
-//! awaits the node. When the node goes away (a daemon restart) — its events
-//! connection ends, or a request finds its own connection dead — that task says so,
-//! reports what was in flight as of unknown outcome, fails what is asked meanwhile,
-//! and reconnects with backoff ([`Timers`]: 0.25 s doubling to 5 s; only a session
-//! that lasted resets it), subscribing again; the state machine then reloads what it
-//! shows. Every queue is bounded and every task is aborted when the loop ends.
+//! placed either), and one for typing notices (sent while the user types, so they
+//! must never hold up the send that follows). One task owns them all
+//! ([`connection`]); the loop itself never awaits the node. When the node goes away
+//! (a daemon restart) — its events connection ends, or a request finds its own
+//! connection dead — that task says so, reports what was in flight as of unknown
+//! outcome, fails what is asked meanwhile, and reconnects with backoff ([`Timers`]:
+//! 0.25 s doubling to 5 s; only a session that lasted resets it), subscribing again;
+//! the state machine then reloads what it shows. Every queue is bounded and every task is aborted when the loop ends.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ const REQUEST_QUEUE: usize = 256;
 const SLOW_QUEUE: usize = 16;
 /// Searches waiting for their connection (the state machine keeps one in flight).
 const SEARCH_QUEUE: usize = 4;
+/// Typing notices waiting for their connection: the state machine sends at most one
+/// per conversation every 2 s, and one more than this is dropped (it fails, quietly).
+const TYPING_QUEUE: usize = 4;
 /// At most this many actions are applied between two redraws, so a flood of events
 /// cannot starve the screen.
 const ACTIONS_PER_FRAME: usize = 64;
@@ -135,9 +139,11 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
     let (quick_tx, quick_rx) = mpsc::channel(REQUEST_QUEUE);
     let (slow_tx, slow_rx) = mpsc::channel(SLOW_QUEUE);
     let (search_tx, search_rx) = mpsc::channel(SEARCH_QUEUE);
+    let (typing_tx, typing_rx) = mpsc::channel(TYPING_QUEUE);
     // Dropped (aborting every task) when this function returns.
     let mut tasks = JoinSet::new();
-    let queues = Queues { quick: quick_rx, slow: slow_rx, search: search_rx, actions: action_tx.clone() };
+    let queues =
+        Queues { quick: quick_rx, slow: slow_rx, search: search_rx, typing: typing_rx, actions: action_tx.clone() };
     tasks.spawn(connection(socket.to_path_buf(), connected, queues, Timers::default()));
 
     let (mut tui, guard, detected) =
@@ -147,6 +153,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         quick: quick_tx,
         slow: slow_tx,
         search: search_tx,
+        typing: typing_tx,
         search_wait: JoinSet::new(),
         notify_command: options.notify_command,
         notifications: JoinSet::new(),
@@ -175,6 +182,7 @@ struct Runtime {
     quick: mpsc::Sender<Effect>,
     slow: mpsc::Sender<Effect>,
     search: mpsc::Sender<Effect>,
+    typing: mpsc::Sender<Effect>,
     /// The search overlay's debounce ([`Effect::SearchAfter`]): at most one wait, a
     /// newer one replaces it.
     search_wait: JoinSet<()>,
@@ -241,14 +249,20 @@ impl Runtime {
                 Some(action) => action,
                 None => tokio::select! {
                     event = input.next() => match event {
-                        Some(Ok(event)) => match Action::from_terminal(event) {
-                            Some(Action::Paste(text)) => match pasted_file(&text) {
-                                Some(path) => Action::PastedFile(path),
-                                None => Action::Paste(text),
-                            },
-                            Some(action) => action,
-                            None => continue,
-                        },
+                        Some(Ok(event)) => {
+                            let action = match Action::from_terminal(event) {
+                                Some(Action::Paste(text)) => match pasted_file(&text) {
+                                    Some(path) => Action::PastedFile(path),
+                                    None => Action::Paste(text),
+                                },
+                                Some(action) => action,
+                                None => continue,
+                            };
+                            // Input is timed to the millisecond (typing notices are
+                            // spaced by it), not only to the last tick.
+                            self.apply(Action::Clock { unix_ms: unix_ms() });
+                            action
+                        }
                         Some(Err(e)) => return Err(TuiError::Terminal(e)),
                         None => return Ok(()),
                     },
@@ -320,6 +334,7 @@ impl Runtime {
             Effect::Notify { from, text } => self.notify(&from, &text),
             Effect::SearchAfter { after, edit } => self.search_after(after, edit),
             Effect::Search { .. } => self.request(Lane::Search, effect),
+            Effect::Typing { .. } => self.request(Lane::Typing, effect),
             // `call` waits for the callee's node to ring, `answer` for the caller to
             // have the answer, `room_join` for a relay of the group; `hangup` and
             // `mute` stay quick, to cancel a call on its way.
@@ -338,6 +353,7 @@ impl Runtime {
             Lane::Quick => &self.quick,
             Lane::Slow => &self.slow,
             Lane::Search => &self.search,
+            Lane::Typing => &self.typing,
         };
         if let Err(e) = queue.try_send(effect) {
             let (effect, error) = match e {
@@ -516,6 +532,7 @@ enum Lane {
     Quick,
     Slow,
     Search,
+    Typing,
 }
 
 /// The connections to the node (see the module header).
@@ -523,6 +540,7 @@ struct Connection {
     quick: Client,
     slow: Client,
     search: Client,
+    typing: Client,
     events: Client,
 }
 
@@ -532,9 +550,10 @@ impl Connection {
         let quick = Client::connect(socket).await?;
         let slow = Client::connect(socket).await?;
         let search = Client::connect(socket).await?;
+        let typing = Client::connect(socket).await?;
         let mut events = Client::connect(socket).await?;
         events.subscribe().await?;
-        Ok(Connection { quick, slow, search, events })
+        Ok(Connection { quick, slow, search, typing, events })
     }
 }
 
@@ -546,6 +565,8 @@ struct Queues {
     slow: mpsc::Receiver<Effect>,
     /// Searches.
     search: mpsc::Receiver<Effect>,
+    /// Typing notices.
+    typing: mpsc::Receiver<Effect>,
     /// Results and events to the loop.
     actions: mpsc::Sender<Action>,
 }
@@ -590,6 +611,7 @@ async fn connection(socket: PathBuf, first: Connection, mut queues: Queues, time
                 Some(effect) = queues.quick.recv() => effect,
                 Some(effect) = queues.slow.recv() => effect,
                 Some(effect) = queues.search.recv() => effect,
+                Some(effect) = queues.typing.recv() => effect,
                 else => return,
             };
             if queues.actions.send(Action::Failed { effect, error: NOT_CONNECTED.to_owned() }).await.is_err() {
@@ -624,16 +646,19 @@ struct Lost {
 /// connections breaks; returns why and what was in flight (`None` when the loop is
 /// gone).
 async fn session(connection: Connection, queues: &mut Queues) -> Option<Lost> {
-    let Connection { quick: quick_client, slow: slow_client, search: search_client, events } = connection;
-    let Queues { quick, slow, search, actions } = queues;
-    let (mut quick_flight, mut slow_flight, mut search_flight) = (None, None, None);
+    let Connection { quick: quick_client, slow: slow_client, search: search_client, typing: typing_client, events } =
+        connection;
+    let Queues { quick, slow, search, typing, actions } = queues;
+    let (mut quick_flight, mut slow_flight, mut search_flight, mut typing_flight) = (None, None, None, None);
     let error = tokio::select! {
         lost = forward_until_lost(events, actions) => lost,
         lost = serve(quick_client, quick, actions, &mut quick_flight) => lost,
         lost = serve(slow_client, slow, actions, &mut slow_flight) => lost,
         lost = serve(search_client, search, actions, &mut search_flight) => lost,
+        lost = serve(typing_client, typing, actions, &mut typing_flight) => lost,
     }?;
-    Some(Lost { error, in_flight: [quick_flight, slow_flight, search_flight].into_iter().flatten().collect() })
+    let in_flight = [quick_flight, slow_flight, search_flight, typing_flight].into_iter().flatten().collect();
+    Some(Lost { error, in_flight })
 }
 
 /// Forward events as actions until the connection fails (its error) or the loop is
@@ -745,6 +770,13 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
         }
         Effect::ShowStatus => Response::StatusReport(call(client, Request::Status {}).await?),
         Effect::LoadGroups => Response::Groups(call(client, Request::Groups {}).await?),
+        Effect::LoadPresence => Response::Presence(call(client, Request::Presence {}).await?),
+        Effect::Typing { contact } => {
+            // Answered `{"told": n}`.
+            let value: Value = call(client, Request::Typing { contact: contact.clone() }).await?;
+            let told = value.get("told").and_then(Value::as_u64).unwrap_or(0);
+            Response::Typing { contact: contact.clone(), told: usize::try_from(told).unwrap_or(usize::MAX) }
+        }
         Effect::Search { text, within, limit } => {
             let request =
                 Request::Search { query: text.clone(), within: within.clone(), from: None, limit: Some(*limit) };
@@ -1137,6 +1169,7 @@ mod tests {
         quick: mpsc::Sender<Effect>,
         slow: mpsc::Sender<Effect>,
         search: mpsc::Sender<Effect>,
+        typing: mpsc::Sender<Effect>,
         actions: mpsc::Receiver<Action>,
         _task: tokio::task::JoinHandle<()>,
     }
@@ -1147,10 +1180,12 @@ mod tests {
             let (quick, quick_rx) = mpsc::channel(REQUEST_QUEUE);
             let (slow, slow_rx) = mpsc::channel(SLOW_QUEUE);
             let (search, search_rx) = mpsc::channel(SEARCH_QUEUE);
+            let (typing, typing_rx) = mpsc::channel(TYPING_QUEUE);
             let (actions_tx, actions) = mpsc::channel(ACTION_QUEUE);
-            let queues = Queues { quick: quick_rx, slow: slow_rx, search: search_rx, actions: actions_tx };
+            let queues =
+                Queues { quick: quick_rx, slow: slow_rx, search: search_rx, typing: typing_rx, actions: actions_tx };
             let task = tokio::spawn(connection(node.socket.clone(), first, queues, timers));
-            Task { quick, slow, search, actions, _task: task }
+            Task { quick, slow, search, typing, actions, _task: task }
         }
 
         async fn next(&mut self) -> Action {
@@ -1324,6 +1359,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn typing_notices_have_their_own_connection_and_wait_behind_nothing() {
+        fn sends_hang(method: &str) -> Reply {
+            match method {
+                "send" | "add" | "search" => Reply::Never,
+                _ => Reply::Ok,
+            }
+        }
+        let mut node = FakeNode::start(sends_hang);
+        let mut task = Task::start(&node, timers(10, 1_000)).await;
+        // A send, an `add` and a search that never end hold the other connections.
+        task.quick.send(Effect::Send { contact: "alisa".into(), text: "hi".into(), reply_to: None }).await.unwrap();
+        task.slow.send(Effect::Add { target: "kith:x".into(), alias: None }).await.unwrap();
+        task.search.send(Effect::Search { text: "cafe".into(), within: None, limit: 50 }).await.unwrap();
+        task.typing.send(Effect::Typing { contact: "alisa".into() }).await.unwrap();
+        // The fake node answers `{}`: nobody was told.
+        assert_eq!(task.next().await, Action::Done(Response::Typing { contact: "alisa".into(), told: 0 }));
+        loop {
+            let request = node.request().await;
+            if request["method"] == "typing" {
+                assert_eq!(request["params"], json!({ "contact": "alisa" }));
+                break;
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn replies_edits_deletes_and_reactions_go_out_as_the_control_api_has_them() {
         let mut node = FakeNode::start(|_| Reply::Changed);
         let mut task = Task::start(&node, timers(10, 1_000)).await;
@@ -1416,6 +1477,7 @@ mod tests {
             quick: mpsc::channel(1).0,
             slow: mpsc::channel(1).0,
             search: mpsc::channel(1).0,
+            typing: mpsc::channel(1).0,
             search_wait: JoinSet::new(),
             notify_command: None,
             notifications: JoinSet::new(),

@@ -90,6 +90,7 @@ fn open_with(config: Config, history: Vec<MessageView>) -> App {
     update(&mut app, Action::Resize { width: 100, height: 30 });
     update(&mut app, Action::Clock { unix_ms: NOW });
     update(&mut app, Action::Done(Response::Status(status(&[ALISA]))));
+    update(&mut app, Action::Done(Response::Presence(vec![presence(ALISA, true, Some(NOW))])));
     let contacts =
         vec![contact(ALISA, "Алиса", ContactState::Accepted), contact(BOB, "Bob 🎸", ContactState::Accepted)];
     let inbox = vec![inbox_entry(contact(ALISA, "Алиса", ContactState::Accepted), 0, history.last().cloned())];

@@ -71,6 +71,7 @@ fn bob_configured(app: App, home: &str, messages: Vec<MessageView>, files: Vec<F
     let mut app = app.with_home_dir(Some(home.to_owned()));
     update(&mut app, Action::Resize { width: 100, height: 30 });
     update(&mut app, Action::Done(Response::Status(status(&[BOB]))));
+    update(&mut app, Action::Done(Response::Presence(vec![presence(BOB, true, Some(NOW))])));
     let contacts = vec![contact(BOB, "Bob", ContactState::Accepted)];
     update(&mut app, Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox: Vec::new() }));
     assert_eq!(app.focused_id(), Some(BOB));

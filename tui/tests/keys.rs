@@ -24,7 +24,8 @@ fn send_effects(fx: &[Effect]) -> Vec<(String, String)> {
 #[test]
 fn typing_inserts_at_the_cursor() {
     let mut app = scene(config());
-    assert!(type_text(&mut app, "Привет мир").is_empty(), "typing asks for nothing");
+    // Typing asks for nothing but telling Алиса we type (once: see `typing.rs`).
+    assert_eq!(type_text(&mut app, "Привет мир"), vec![Effect::Typing { contact: ALISA.into() }]);
     assert_eq!(app.input().text(), "Привет мир");
     update(&mut app, key(KeyCode::Home));
     type_text(&mut app, "» ");
@@ -479,7 +480,10 @@ fn unfocused_terminal_counts_as_not_looking() {
     // A key press also proves someone is looking (some terminals report focus badly).
     update(&mut app, Action::FocusLost);
     update(&mut app, event(Event::MessageReceived { message: incoming(303, ALISA, "и?", NOW) }));
-    assert_eq!(update(&mut app, key(KeyCode::Char('x'))), vec![Effect::MarkRead { contact: ALISA.into() }]);
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('x'))),
+        vec![Effect::MarkRead { contact: ALISA.into() }, Effect::Typing { contact: ALISA.into() }]
+    );
 }
 
 #[test]
@@ -579,11 +583,13 @@ fn contact_events_update_the_list() {
     // Blocking removes it from the list.
     update(&mut app, event(Event::ContactChanged { contact: contact(eve, "", ContactState::Blocked) }));
     assert!(app.conversation(eve).is_none());
-    // Online markers follow connections.
+    // Online markers follow presence, not connections.
     assert!(!app.is_online(WANG));
     update(&mut app, event(Event::PeerConnected { peer_id: WANG.into() }));
+    assert!(!app.is_online(WANG));
+    update(&mut app, event(Event::Presence { peer_id: WANG.into(), online: true, last_seen: Some(NOW) }));
     assert!(app.is_online(WANG));
-    update(&mut app, event(Event::PeerDisconnected { peer_id: WANG.into() }));
+    update(&mut app, event(Event::Presence { peer_id: WANG.into(), online: false, last_seen: Some(NOW) }));
     assert!(!app.is_online(WANG));
     // A message from someone unknown re-reads the list.
     let fx = update(&mut app, event(Event::MessageReceived { message: incoming(500, eve, "?", NOW) }));
@@ -610,7 +616,8 @@ fn startup_asks_for_the_list_and_status() {
             Effect::LoadGroups,
             Effect::LoadConversations,
             Effect::LoadCalls,
-            Effect::LoadRooms
+            Effect::LoadRooms,
+            Effect::LoadPresence
         ]
     );
     assert_eq!(app.node(), &NodeState::Connecting);
@@ -653,6 +660,10 @@ fn random_input_never_panics() {
         Action::Tick,
         event(Event::MessageReceived { message: incoming(600, BOB, "ping", NOW) }),
         event(Event::Lagged { missed: 1 }),
+        event(Event::Typing { conversation: "c".into(), group: None, peer_id: ALISA.into() }),
+        event(Event::Typing { conversation: "c".into(), group: None, peer_id: BOB.into() }),
+        event(Event::Presence { peer_id: ALISA.into(), online: false, last_seen: Some(NOW) }),
+        event(Event::Presence { peer_id: BOB.into(), online: true, last_seen: Some(NOW) }),
     ];
     let mut app = scene(config());
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;

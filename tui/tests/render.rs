@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use crossterm::event::{KeyCode, KeyModifiers};
+use kith_p2p::node::Event;
 use kith_tui::{Action, App, Config, Effect, Response, update};
 use ratatui::style::Color;
 
@@ -266,6 +267,8 @@ fn any_size_renders_without_panicking() {
 #[test]
 fn waiting_messages_show_their_next_attempt() {
     let mut app = scene(config());
+    update(&mut app, Action::Clock { unix_ms: NOW });
+    update(&mut app, event(Event::Presence { peer_id: ALISA.into(), online: false, last_seen: Some(NOW - 3 * MINUTE) }));
     let mut offline = status(&[BOB]);
     offline.outbox = 2;
     offline.queues = vec![kith_p2p::node::QueueStatus {
@@ -278,7 +281,7 @@ fn waiting_messages_show_their_next_attempt() {
     }];
     update(&mut app, Action::Done(Response::Status(offline)));
     let text = screen(&app, 100, 30);
-    assert!(text.contains("offline · 2 waiting, retry in 8 s via relays"), "{text}");
+    assert!(text.contains("last seen 10:39 · 2 waiting, retry in 8 s via relays"), "{text}");
     assert!(text.contains("2 queued, retry in 8 s via relays"), "{text}");
     insta::assert_snapshot!("waiting_for_delivery", text);
 

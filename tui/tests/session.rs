@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use crossterm::event::KeyCode;
 use kith_p2p::kith_storage::ContactState;
+use kith_p2p::node::Event;
 use kith_tui::app::{NodeState, Overlay, PAGE};
 use kith_tui::{Action, App, Effect, Response, update};
 
@@ -63,7 +64,10 @@ fn a_lost_node_is_retried_and_everything_reloaded_when_it_is_back() {
     }
     assert!(status_text(&app).contains("connected to the node again"));
     assert!(status_bar(&app).starts_with(" ● connected"), "{}", status_bar(&app));
+    assert!(fx.contains(&Effect::LoadPresence), "presence is asked for again: {fx:?}");
     update(&mut app, Action::Done(Response::Status(status(&[ALISA]))));
+    assert!(!app.is_online(ALISA), "a connection is not presence");
+    update(&mut app, Action::Done(Response::Presence(vec![presence(ALISA, true, Some(NOW))])));
     assert!(app.is_online(ALISA));
 }
 
@@ -71,7 +75,9 @@ fn a_lost_node_is_retried_and_everything_reloaded_when_it_is_back() {
 fn nobody_online_is_not_shown_as_zero() {
     let mut app = scene(config());
     assert!(status_bar(&app).contains("● connected · 2 online"), "{}", status_bar(&app));
-    update(&mut app, Action::Done(Response::Status(status(&[]))));
+    for peer in [ALISA, BOB] {
+        update(&mut app, event(Event::Presence { peer_id: peer.into(), online: false, last_seen: Some(NOW) }));
+    }
     let bar = status_bar(&app);
     assert!(bar.starts_with(" ● connected ") && !bar.contains("online"), "{bar}");
 }

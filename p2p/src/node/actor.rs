@@ -1049,7 +1049,9 @@ impl Actor {
             .zip(moved)
             .filter_map(|((id, _), new)| {
                 let state = new?;
-                Some(Event::MessageStateChanged { id: id.to_string(), conversation: conversation.clone(), state })
+                // A change's delivery is no message state a client shows.
+                (!self.store.messages().is_change(*id))
+                    .then(|| Event::MessageStateChanged { id: id.to_string(), conversation: conversation.clone(), state })
             })
             .collect();
         if !events.is_empty() {

@@ -373,7 +373,9 @@ impl Inbound<'_> {
             if m.conversation != conversation || m.direction != Direction::Outgoing {
                 continue;
             }
-            if let Some(new) = self.store.set_message_state(*id, state, true)? {
+            if let Some(new) = self.store.set_message_state(*id, state, true)?
+                && m.link.as_ref().and_then(kith_storage::Link::changed).is_none()
+            {
                 outcome.events.push(Event::MessageStateChanged {
                     id: id.to_string(),
                     conversation: conversation.to_string(),

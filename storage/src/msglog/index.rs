@@ -250,6 +250,14 @@ impl Index {
         found
     }
 
+    /// Whether the message an id alone means (see [`Index::resolve`]) is a change
+    /// (an edit, a delete, a reaction, a hide) rather than a message shown.
+    pub(crate) fn is_change(&self, id: MessageId) -> bool {
+        self.resolve(id).is_some_and(|f| {
+            self.convs.get(&f.conversation).is_some_and(|c| c.changes.binary_search_by(|e| e.entry.key.cmp(&f.key)).is_ok())
+        })
+    }
+
     /// The message an id alone means: ours (outgoing) if we wrote one, else the
     /// one whose author digest sorts first.
     pub(crate) fn resolve(&self, id: MessageId) -> Option<Found> {

@@ -2,7 +2,8 @@
 //!
 //! [`App`] holds everything the screen shows: the conversation list (contacts,
 //! groups and pending requests), the focused conversation with a window of its
-//! messages paged from the node, unread counts, who is online, the editor (with a
+//! messages paged from the node, unread counts, who is online (`presence.rs`) and
+//! who is typing where (`typing.rs`), the editor (with a
 //! draft per conversation and the Tab completion in progress), overlays, the status
 //! line and the log of what it said, the call in progress (`call.rs`), the voice
 //! rooms we are in (`room.rs`), the search overlay (`search.rs`), the selected
@@ -19,14 +20,16 @@ mod keys;
 mod line;
 mod node;
 mod prefs;
+mod presence;
 mod room;
 mod search;
+mod typing;
 mod update;
 mod user;
 mod viewer;
 mod window;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use kith_p2p::kith_storage::{ContactState, Direction, MessageState, Mute};
 use kith_p2p::node::QueueStatus;
@@ -38,9 +41,12 @@ pub(crate) use changes::one_line;
 pub use changes::{Compose, Confirm, Quote};
 pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
+pub use presence::Presence;
 pub use room::{RoomInfo, RoomState};
 pub(crate) use room::{group_name as room_group_name, participant_name as room_participant_name};
 pub use search::{DEBOUNCE as SEARCH_DEBOUNCE, LIMIT as SEARCH_LIMIT, Search, SearchHit, SearchQuery, SearchResults};
+pub(crate) use typing::notice as typing_notice;
+pub use typing::{SHOWN_TICKS as TYPING_SHOWN_TICKS, SPACING_MS as TYPING_SPACING_MS};
 pub use update::update;
 pub use viewer::Viewer;
 pub use window::{Fetch, Scroll};
@@ -450,7 +456,10 @@ pub struct App {
     log: VecDeque<LogEntry>,
     /// The wall clock as of the last [`Action::Clock`](crate::action::Action::Clock).
     now_ms: Option<u64>,
-    online: HashSet<String>,
+    /// The contacts' presence, by peer id, as the node last said (see `presence.rs`).
+    presence: HashMap<String, Presence>,
+    /// Who types where, and when we last told a conversation we type (`typing.rs`).
+    typing: typing::Typing,
     outbox: usize,
     /// The node's delivery queues, per recipient (as of the last status).
     queues: Vec<QueueStatus>,
@@ -518,7 +527,8 @@ impl App {
             status: None,
             log: VecDeque::new(),
             now_ms: None,
-            online: HashSet::new(),
+            presence: HashMap::new(),
+            typing: typing::Typing::default(),
             outbox: 0,
             queues: Vec::new(),
             status_loading: true,
@@ -605,6 +615,7 @@ impl App {
             Effect::LoadConversations,
             Effect::LoadCalls,
             Effect::LoadRooms,
+            Effect::LoadPresence,
         ]
     }
 
@@ -725,14 +736,25 @@ impl App {
         &self.log
     }
 
-    /// Whether a peer has an open connection.
-    pub fn is_online(&self, peer_id: &str) -> bool {
-        self.online.contains(peer_id)
+    /// A contact's presence, if the node said (never with presence off).
+    pub fn presence(&self, peer_id: &str) -> Option<Presence> {
+        self.presence.get(peer_id).copied()
     }
 
-    /// How many contacts are online.
+    /// Whether a contact is online, by its presence (not by open connections).
+    pub fn is_online(&self, peer_id: &str) -> bool {
+        self.presence.get(peer_id).is_some_and(|p| p.online)
+    }
+
+    /// How many listed contacts are online.
     pub fn online_count(&self) -> usize {
-        self.conversations.iter().filter(|c| self.online.contains(c.peer_id())).count()
+        self.conversations.iter().filter(|c| c.contact().is_some() && self.is_online(c.peer_id())).count()
+    }
+
+    /// Who is typing in the conversation `key` (a contact's peer id or a group id),
+    /// by peer id, oldest notice first.
+    pub fn typists(&self, key: &str) -> Vec<&str> {
+        self.typing.typists(key)
     }
 
     /// Messages waiting in the node's outbox (as of the last status).

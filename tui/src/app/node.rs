@@ -1,5 +1,5 @@
-//! The node's side: events (messages, state changes, contacts, presence) and the
-//! answers to requests, including failures.
+//! The node's side: events (messages, state changes, contacts, presence, typing)
+//! and the answers to requests, including failures.
 
 use std::collections::HashMap;
 
@@ -47,12 +47,8 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             notify(app, &format!("#{name}"), "invites you to join", fx);
             on_group(app, group, fx);
         }
-        Event::PeerConnected { peer_id } => {
-            app.online.insert(peer_id);
-        }
-        Event::PeerDisconnected { peer_id } => {
-            app.online.remove(&peer_id);
-        }
+        Event::Presence { peer_id, online, last_seen } => super::presence::on_event(app, peer_id, online, last_seen),
+        Event::Typing { group, peer_id, .. } => super::typing::on_event(app, group, peer_id),
         Event::RelayRefused { recipient, message, .. } => {
             let name = app.conversation(&recipient).map_or_else(|| recipient.clone(), |c| c.label().to_owned());
             app.set_status(format!("a relay refused mail for {name}: {message} (will retry)"), true);
@@ -96,6 +92,7 @@ pub(super) fn reload(app: &mut App, fx: &mut Vec<Effect>) {
     app.status_loading = true;
     fx.push(Effect::LoadStatus);
     fx.push(Effect::LoadGroups);
+    fx.push(Effect::LoadPresence);
     super::call::sync(app, fx);
     super::room::sync(app, fx);
 }
@@ -159,6 +156,10 @@ fn on_message(app: &mut App, message: MessageView, fx: &mut Vec<Effect>) {
     let focused = app.focused.as_deref() == Some(peer.as_str());
     let seen = focused && app.terminal_focused;
     let incoming = message.direction == Direction::Incoming;
+    if incoming {
+        // What they were typing is here.
+        super::typing::on_message(app, &peer, &message.author);
+    }
     // In a group, say who wrote where: "Алиса in #team".
     let name = app.conversation(&peer).map_or_else(String::new, |c| match c.group_view() {
         Some(g) => format!("{} in #{}", c.author_label(app, &message.author), g.name),
@@ -302,9 +303,10 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
                 request_preview(app, &id, fx);
             }
         }
+        Response::Presence(list) => super::presence::on_list(app, &list),
+        Response::Typing { .. } => {}
         Response::Status(status) => {
             app.me = Some(status.peer_id);
-            app.online = status.connected_peers.into_iter().collect();
             app.outbox = status.outbox;
             app.queues = status.queues;
             app.status_loading = false;
@@ -563,6 +565,7 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
         Effect::Refresh
             | Effect::LoadStatus
             | Effect::LoadGroups
+            | Effect::LoadPresence
             | Effect::LoadHistory { .. }
             | Effect::MarkRead { .. }
             | Effect::LoadFiles { .. }
@@ -575,7 +578,8 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
             }
             "loading messages"
         }
-        Effect::LoadPreview { .. } => return,
+        // A preview is a nicety and a typing notice best effort: a failure says nothing.
+        Effect::LoadPreview { .. } | Effect::Typing { .. } => return,
         Effect::Invite => {
             if matches!(app.overlay, Some(Overlay::Invite(_))) {
                 app.overlay = None;
@@ -621,6 +625,12 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
             "loading the node status"
         }
         Effect::LoadGroups => "loading groups",
+        Effect::LoadPresence => {
+            // A node without presence (older than it) refuses the request: nothing
+            // is shown, as with presence off; the log keeps why.
+            app.note(format!("loading presence: {error}"), true);
+            return;
+        }
         Effect::Group(op) => match op {
             GroupChange::Create { .. } => "creating the group",
             GroupChange::Add { .. } => "adding to the group",

@@ -16,6 +16,9 @@ use crate::ui::{layout::Areas, list};
 /// Apply `action` to `app`; returns what the runtime should do.
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
+    // What is typed before an input action, to tell whether it changed.
+    let typed = matches!(action, Action::Key(_) | Action::Paste(_) | Action::PastedFile(_))
+        .then(|| (app.focused.clone(), app.input.text().to_owned()));
     // Input means someone is looking, whatever the last focus report said.
     if matches!(action, Action::Key(_) | Action::Mouse(_) | Action::Paste(_) | Action::PastedFile(_))
         && !app.terminal_focused
@@ -50,6 +53,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
             refresh_status(app, &mut fx);
             super::prefs::sync_drafts(app, &mut fx);
+            super::typing::tick(app);
         }
         Action::CallTick => {
             super::call::poll(app, &mut fx);
@@ -79,6 +83,9 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             super::search::retry(app, &mut fx);
         }
     }
+    if let Some((focused, text)) = typed {
+        super::typing::after_input(app, focused.as_deref(), &text, &mut fx);
+    }
     // The picture's room depends on more than the screen (the input box grows when
     // a failed send's text comes back, say): after any action, an open viewer asks
     // for an encoding if its room changed (nothing when it did not).
@@ -101,7 +108,8 @@ fn disconnected(app: &mut App, error: String, retry_in: Option<std::time::Durati
         app.set_status(format!("reconnecting: {error}"), true);
     }
     // Nothing the node said before holds any more.
-    app.online.clear();
+    super::presence::forget(app);
+    super::typing::forget(app);
     super::call::forget(app);
     super::room::forget(app);
     app.status_loading = false;

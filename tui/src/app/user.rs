@@ -207,7 +207,7 @@ fn submit(app: &mut App, fx: &mut Vec<Effect>) {
     if raw.trim().is_empty() {
         return;
     }
-    if raw.starts_with('/') && !raw.starts_with("//") {
+    if commands::is_command(&raw) {
         app.history.push(raw.clone());
         app.input.take();
         match commands::parse(&raw) {

@@ -18,7 +18,7 @@ pub(crate) fn render(frame: &mut Frame, app: &App, areas: &Areas, theme: &Theme)
     let compose = app.focused().and_then(|c| c.compose.as_ref());
     let editing = matches!(compose, Some(Compose::Edit { .. }));
     // During an edit a leading `/` is text, not a command.
-    let is_command = !editing && input.text().starts_with('/') && !input.text().starts_with("//");
+    let is_command = !editing && crate::commands::is_command(input.text());
     if areas.bordered {
         let title = match (is_command, compose, app.focused()) {
             (true, ..) => " Command ".to_owned(),

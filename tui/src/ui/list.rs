@@ -1,5 +1,6 @@
 //! The conversation list: two rows per conversation (name line, preview line),
-//! conversations and groups (marked `#`) first, then a "Requests" section.
+//! conversations and groups (marked `#`; contacts by presence, `●` online and `○`
+//! offline) first, then a "Requests" section.
 
 use kith_p2p::kith_storage::{ContactState, Direction};
 use ratatui::Frame;
@@ -110,13 +111,26 @@ fn bar(selected: bool, theme: &Theme) -> Span<'static> {
     if selected { Span::styled("▌", theme.accent()) } else { Span::raw(" ") }
 }
 
+/// A conversation's one-cell marker, in the list and the quick switcher: `#` for a
+/// group (dimmed once left); for a contact its presence: `●` (green) online, `○`
+/// (dim) offline, and nothing when the node has not said (presence off).
+pub(crate) fn marker(app: &App, conv: &Conversation, theme: &Theme) -> Span<'static> {
+    match (conv.group_view(), app.presence(conv.peer_id())) {
+        (Some(g), _) if g.active => Span::styled("#", theme.accent()),
+        (Some(_), _) => Span::styled("#", theme.dim()),
+        (None, Some(p)) if p.online => Span::styled("●", theme.online()),
+        (None, Some(_)) => Span::styled("○", theme.dim()),
+        (None, None) => Span::raw(" "),
+    }
+}
+
 fn name_line(app: &App, conv: &Conversation, selected: bool, width: usize, theme: &Theme) -> Line<'static> {
     // A group has no presence: `#` marks it, and its size (or "left") follows the name.
-    let (marker, size) = match conv.group_view() {
-        Some(g) if g.active => (Span::styled("#", theme.accent()), format!(" ({})", g.members.len())),
-        Some(_) => (Span::styled("#", theme.dim()), " (left)".to_owned()),
-        None if app.is_online(conv.peer_id()) => (Span::styled("●", theme.online()), String::new()),
-        None => (Span::styled("○", theme.dim()), String::new()),
+    let marker = marker(app, conv, theme);
+    let size = match conv.group_view() {
+        Some(g) if g.active => format!(" ({})", g.members.len()),
+        Some(_) => " (left)".to_owned(),
+        None => String::new(),
     };
     // A muted conversation says so after its name, and its unread count is quiet.
     let muted = conv.muted(app.now_ms());

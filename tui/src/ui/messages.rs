@@ -1,19 +1,39 @@
 //! The message pane: its title and the focused conversation's rows around the
 //! scroll anchor (laid out by [`super::timeline`]), sitting right above the input
-//! when they do not fill the pane.
+//! when they do not fill the pane, and on its bottom border who is typing there.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
 use super::theme::Theme;
 use super::timeline::{Timeline, notice};
-use crate::app::{App, Conversation, Scroll};
+use crate::app::{App, Conversation, Presence, Scroll};
 use crate::text;
 
-/// The pane title: online dot, name, short peer id and what waits for delivery to
-/// the contact; for a group `#name` and its size.
+/// What the bottom border says while the view is scrolled up.
+const SCROLLED: &str = " ↓ Esc jumps to the newest ";
+
+/// A contact's presence as the pane title says it: `online`, `last seen 09:15`
+/// (today, local time), `last seen Mon, 13 Jan 2025`, or `offline` when the node has
+/// not seen it online since it started.
+fn seen(app: &App, presence: Presence) -> String {
+    let offset = app.config().utc_offset_secs;
+    match presence.last_seen {
+        _ if presence.online => "online".to_owned(),
+        None => "offline".to_owned(),
+        Some(at) if app.now_ms().map(|now| text::day_of(now, offset)) == Some(text::day_of(at, offset)) => {
+            format!("last seen {}", text::clock(at, offset))
+        }
+        Some(at) => format!("last seen {}", text::date_label(text::day_of(at, offset))),
+    }
+}
+
+/// The pane title: presence dot, name, short peer id, presence (none when the node
+/// did not say: presence off) and what waits for delivery to the contact; for a
+/// group `#name` and its size.
 fn title(app: &App, conv: &Conversation, theme: &Theme) -> Line<'static> {
     if let Some(group) = conv.group_view() {
         let size = if group.active { format!(" {} ", crate::text::members(group.members.len())) } else { " left ".to_owned() };
@@ -24,16 +44,18 @@ fn title(app: &App, conv: &Conversation, theme: &Theme) -> Line<'static> {
             Span::styled(size, theme.dim()),
         ]);
     }
-    let online = app.is_online(conv.peer_id());
-    let (dot, dot_style) = if online { ("●", theme.online()) } else { ("○", theme.dim()) };
-    let mut spans = vec![
-        Span::raw(" "),
-        Span::styled(dot, dot_style),
-        Span::raw(" "),
+    let presence = app.presence(conv.peer_id());
+    let mut spans = vec![Span::raw(" ")];
+    if presence.is_some() {
+        spans.extend([super::list::marker(app, conv, theme), Span::raw(" ")]);
+    }
+    spans.extend([
         Span::styled(text::sanitize_line(conv.label()), theme.title()),
         Span::styled(format!(" {} ", text::short_peer(conv.peer_id())), theme.dim()),
-        Span::styled(if online { "online " } else { "offline " }, theme.dim()),
-    ];
+    ]);
+    if let Some(presence) = presence {
+        spans.push(Span::styled(format!("{} ", seen(app, presence)), theme.dim()));
+    }
     if let Some(queue) = app.queue(conv.peer_id()) {
         spans.push(Span::styled(format!("· {} waiting, {} ", queue.waiting, super::status::attempt(queue)), theme.dim()));
     }
@@ -51,8 +73,18 @@ pub(crate) fn render(frame: &mut Frame, app: &App, areas: &super::layout::Areas,
     let scrolled = conv.is_some_and(|c| c.scroll != Scroll::Bottom);
     if areas.bordered {
         let mut block = Block::bordered().border_style(theme.border_focus()).title(heading);
+        let mut room = usize::from(areas.messages.width.saturating_sub(2));
         if scrolled {
-            block = block.title_bottom(Line::styled(" ↓ Esc jumps to the newest ", theme.dim()).right_aligned());
+            block = block.title_bottom(Line::styled(SCROLLED, theme.dim()).right_aligned());
+            room = room.saturating_sub(text::width(SCROLLED) + 1);
+        }
+        // Who is typing, on the border right above the input: the messages do not
+        // move when it comes and goes. (Without borders there is no room for it.)
+        if let Some(typing) = conv.and_then(|c| crate::app::typing_notice(app, c))
+            && room > 2
+        {
+            let typing = format!(" {} ", text::truncate(&typing, room - 2));
+            block = block.title_bottom(Line::styled(typing, theme.dim().add_modifier(Modifier::ITALIC)).left_aligned());
         }
         frame.render_widget(block, areas.messages);
     } else if !areas.title.is_empty() {

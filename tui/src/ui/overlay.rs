@@ -173,12 +173,7 @@ pub(crate) fn render_switcher(
         .filter_map(|(n, (i, m))| {
             let conv = app.conversations().get(*i)?;
             // Marked as in the list: `#` for a group, presence for a contact.
-            let marker = match conv.group_view() {
-                Some(g) if g.active => Span::styled("#", theme.accent()),
-                Some(_) => Span::styled("#", theme.dim()),
-                None if app.is_online(conv.peer_id()) => Span::styled("●", theme.online()),
-                None => Span::styled("○", theme.dim()),
-            };
+            let marker = super::list::marker(app, conv, theme);
             let mut spans = vec![
                 if n == selected { Span::styled("▌", theme.accent()) } else { Span::raw(" ") },
                 marker,

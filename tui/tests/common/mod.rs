@@ -6,6 +6,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use kith_p2p::kith_storage::{ContactState, Direction, MessageState, Role};
+use kith_p2p::node::presence::PresenceView;
 use kith_p2p::node::{Event, Status};
 use kith_p2p::views::{ContactView, GroupView, InboxEntry, MemberView, MessageView, RequestView};
 use kith_tui::{Action, App, Config, Effect, Response, update};
@@ -139,12 +140,18 @@ pub fn group_scene(config: Config) -> App {
 /// its newest page.
 pub fn group_open(config: Config, messages: Vec<MessageView>) -> App {
     let mut app = group_scene(config);
-    update(&mut app, ctrl('k'));
-    type_text(&mut app, "book");
-    update(&mut app, key(KeyCode::Enter));
-    assert_eq!(app.focused_id(), Some(GROUP));
+    open_from_switcher(&mut app, "book", GROUP);
     update(&mut app, Action::Done(Response::History { contact: GROUP.to_owned(), before: None, limit: 50, messages }));
     app
+}
+
+/// Open the conversation `query` finds in the quick switcher (Ctrl+K, Enter),
+/// checking that it is `id` (a contact's peer id or a group id).
+pub fn open_from_switcher(app: &mut App, query: &str, id: &str) {
+    update(app, ctrl('k'));
+    type_text(app, query);
+    update(app, key(KeyCode::Enter));
+    assert_eq!(app.focused_id(), Some(id));
 }
 
 pub fn key(code: KeyCode) -> Action {
@@ -208,6 +215,21 @@ pub fn status(online: &[&str]) -> Status {
     }
 }
 
+/// A contact's presence as the node's `presence` answer has it.
+pub fn presence(peer: &str, online: bool, last_seen: Option<u64>) -> PresenceView {
+    PresenceView { peer_id: peer.to_owned(), online, last_seen }
+}
+
+/// The node's `presence` answer in the standard scene: Алиса and Bob online, 王小明
+/// last seen 50 minutes ago (at 09:52), Mallory (a stranger) unknown.
+pub fn scene_presence() -> Vec<PresenceView> {
+    vec![
+        presence(ALISA, true, Some(NOW)),
+        presence(BOB, true, Some(NOW)),
+        presence(WANG, false, Some(NOW - 50 * MINUTE)),
+    ]
+}
+
 /// The conversation with Алиса: yesterday and today, Cyrillic, CJK, emoji, every
 /// delivery state, a multi-line message and one long enough to wrap.
 pub fn alisa_history() -> Vec<MessageView> {
@@ -230,7 +252,8 @@ pub fn alisa_history() -> Vec<MessageView> {
 }
 
 /// The standard scene: four conversations and a request; Алиса focused and
-/// loaded, with her two newest messages unread when she was opened.
+/// loaded, with her two newest messages unread when she was opened; presence on
+/// ([`scene_presence`]).
 pub fn scene(config: Config) -> App {
     let mut app = App::new(config);
     update(&mut app, Action::Resize { width: 100, height: 30 });
@@ -255,6 +278,7 @@ pub fn scene(config: Config) -> App {
         preview: Some("hi, remember me?".to_owned()),
     }];
     update(&mut app, Action::Done(Response::Status(status(&[ALISA, BOB]))));
+    update(&mut app, Action::Done(Response::Presence(scene_presence())));
     let fx = update(&mut app, Action::Done(Response::Snapshot { contacts, requests, inbox }));
     assert_eq!(app.focused_id(), Some(ALISA), "the most recent conversation opens first");
     assert!(fx.contains(&Effect::LoadHistory { contact: ALISA.to_owned(), before: None, limit: 50 }), "{fx:?}");

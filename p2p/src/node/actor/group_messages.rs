@@ -178,7 +178,9 @@ impl Actor {
         let groups: HashMap<MessageId, GroupId> = self.group_messages.held(&ids, Instant::now()).into_iter().collect();
         let mut events = Vec::new();
         for ((id, _), new) in updates.iter().zip(moved) {
-            if let (Some(group), Some(state)) = (groups.get(id), new) {
+            if let (Some(group), Some(state)) = (groups.get(id), new)
+                && !self.store.messages().is_change(*id)
+            {
                 let conversation = grp::conversation(group).to_string();
                 events.push(Event::MessageStateChanged { id: id.to_string(), conversation, state });
             }
