@@ -764,6 +764,7 @@ pub fn new_contact(peer: &PeerId, state: ContactState) -> Contact {
         relays: Vec::new(),
         added_at_ms: now,
         updated_at_ms: now,
+        last_seen_ms: None,
     }
 }
 

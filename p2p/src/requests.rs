@@ -249,6 +249,7 @@ mod tests {
                 relays: vec![],
                 added_at_ms: 0,
                 updated_at_ms: 0,
+                last_seen_ms: None,
             };
             store.contacts().put(&contact).unwrap();
         }

@@ -55,6 +55,10 @@ pub struct Contact {
     pub added_at_ms: u64,
     /// When the contact last changed, in ms.
     pub updated_at_ms: u64,
+    /// When its node was last seen online (its presence), in ms; kept so that "last
+    /// seen" survives a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<u64>,
 }
 
 impl Contact {

@@ -23,6 +23,7 @@ fn contact(n: u8) -> Contact {
         relays: vec![],
         added_at_ms: 1,
         updated_at_ms: 2,
+        last_seen_ms: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn contact(n: u8, alias: Option<&str>) -> Contact {
         relays: vec!["/dns4/relay.example/tcp/4001".parse().unwrap()],
         added_at_ms: 5,
         updated_at_ms: 5,
+        last_seen_ms: None,
     }
 }
 

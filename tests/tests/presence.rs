@@ -19,7 +19,7 @@ fn seen(who: &Peer, other: &Peer) -> Option<(bool, Option<u64>)> {
 
 #[test]
 fn a_contact_is_seen_coming_and_going_and_presence_off_shows_nothing_either_way() {
-    let (alice, mut bob) = connected_pair();
+    let (mut alice, mut bob) = connected_pair();
     let follow = alice.follow();
     wait_until(DEADLINE, "Alice sees Bob online", || seen(&alice, &bob).is_some_and(|(online, _)| online));
     wait_until(DEADLINE, "Bob sees Alice online", || seen(&bob, &alice).is_some_and(|(online, _)| online));
@@ -54,6 +54,12 @@ fn a_contact_is_seen_coming_and_going_and_presence_off_shows_nothing_either_way(
     assert_eq!(seen(&alice, &bob).map(|(online, _)| online), Some(false), "no announcement came from Bob");
     assert!(bob.json(&["presence", "--json"]).as_array().unwrap().is_empty(), "Bob keeps nothing of Alice's");
     assert!(bob.ok(&["presence"]).contains("presence is off"));
+
+    // When Bob was last seen survives Alice's restart.
+    let (_, before_restart) = seen(&alice, &bob).unwrap();
+    alice.stop();
+    alice.start(&[]);
+    assert_eq!(seen(&alice, &bob), Some((false, before_restart)), "last seen, kept in his contact record");
 }
 
 /// Asks `peer`'s node to tell `target` it is typing; returns how many peers it told.

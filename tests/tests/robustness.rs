@@ -142,6 +142,7 @@ fn contact_of(identity: &Identity) -> Contact {
         relays: vec![],
         added_at_ms: 1,
         updated_at_ms: 1,
+        last_seen_ms: None,
     }
 }
 

@@ -396,6 +396,42 @@ impl Actor {
         Ok(connected.into_iter().filter(|p| self.send_ephemeral(*p, &payload).is_some()).count())
     }
 
+    /// Records when `peer` was last seen online in its contact record (not flushed:
+    /// losing the latest in a crash only makes it older).
+    fn remember_last_seen(&self, peer: &PeerId, at_ms: u64) {
+        if let Ok(Some(mut contact)) = self.store.contacts().get(peer)
+            && contact.last_seen_ms.is_none_or(|seen| seen < at_ms)
+        {
+            contact.last_seen_ms = Some(at_ms);
+            self.store.contacts().put(&contact).or_log("recording when a contact was last seen");
+        }
+    }
+
+    /// Contacts' presence: those heard from since we started, then accepted contacts
+    /// seen before (offline, with when). Empty with presence off.
+    fn presence_views(&self) -> Vec<super::presence::PresenceView> {
+        let mut views = self.presence.views(Instant::now());
+        if !self.config.presence {
+            return views;
+        }
+        let contacts = match self.store.contacts().list() {
+            Ok(contacts) => contacts,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading contacts for presence failed");
+                return views;
+            }
+        };
+        for c in contacts.iter().filter(|c| c.state == ContactState::Accepted) {
+            let peer_id = c.peer_id.to_base58();
+            if let Some(at) = c.last_seen_ms
+                && !views.iter().any(|v| v.peer_id == peer_id)
+            {
+                views.push(super::presence::PresenceView { peer_id, online: false, last_seen: Some(at) });
+            }
+        }
+        views
+    }
+
     /// Tells `peer` we are online, unless presence is off, it is not an accepted
     /// contact, or we did a moment ago.
     fn announce(&mut self, peer: PeerId) {
@@ -537,7 +573,7 @@ impl Actor {
                 let _ = reply.send(self.status());
             }
             Command::Presence(reply) => {
-                let _ = reply.send(self.presence.views(Instant::now()));
+                let _ = reply.send(self.presence_views());
             }
             Command::Typing { target, reply } => {
                 let _ = reply.send(self.typing(&target));
@@ -701,6 +737,7 @@ impl Actor {
             relays: invite.relays.clone(),
             added_at_ms: existing.as_ref().map_or(now, |c| c.added_at_ms),
             updated_at_ms: now,
+            last_seen_ms: None,
         };
         self.store.contacts().put(&contact).map_err(OpError::from)?;
         let request = self.contact_request(invite.token);
@@ -730,6 +767,7 @@ impl Actor {
             relays: Vec::new(),
             added_at_ms: now,
             updated_at_ms: now,
+            last_seen_ms: None,
         });
         if alias.is_some() {
             contact.alias = alias;
@@ -1129,7 +1167,13 @@ impl Actor {
         let (mut results, mut outcome) = inbound.apply(envelopes);
         let now = Instant::now();
         for (peer, online, ttl) in std::mem::take(&mut outcome.presence) {
-            if let Some(change) = self.presence.heard(peer, online, ttl, now, ops::now_ms()) {
+            let now_ms = ops::now_ms();
+            let change = self.presence.heard(peer, online, ttl, now, now_ms);
+            if self.config.presence {
+                // Kept, so that "last seen" survives our restart.
+                self.remember_last_seen(&peer, change.as_ref().and_then(|c| c.last_seen).unwrap_or(now_ms));
+            }
+            if let Some(change) = change {
                 outcome.events.push(presence_event(change));
             }
             if online {

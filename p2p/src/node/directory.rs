@@ -197,6 +197,7 @@ mod tests {
             relays: vec!["/ip4/10.0.0.5/tcp/1".parse().unwrap()],
             added_at_ms: 1,
             updated_at_ms: 1,
+            last_seen_ms: None,
         };
         let rec = record(&ann, 3, "/ip4/10.0.0.2/tcp/2");
         apply_record(&mut contact, &rec, 99);

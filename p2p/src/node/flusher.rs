@@ -138,6 +138,7 @@ mod tests {
             relays: Vec::new(),
             added_at_ms: 0,
             updated_at_ms: 0,
+            last_seen_ms: None,
         }
     }
 

@@ -32,7 +32,8 @@ pub struct PresenceView {
     /// Whether it is online now.
     pub online: bool,
     /// When it was last seen online (ms since the Unix epoch): now while online,
-    /// the moment it went offline after. `None` if not seen since this node started.
+    /// the moment it went offline after (kept in the contact record across
+    /// restarts). `None` if never seen.
     pub last_seen: Option<u64>,
 }
 

@@ -366,6 +366,7 @@ fn seed(job: &SeedJob) -> (Duration, usize) {
             relays: Vec::new(),
             added_at_ms: now - days * DAY_MS,
             updated_at_ms: now - days * DAY_MS,
+            last_seen_ms: None,
         })
         .unwrap();
     let conversation = ops::direct_conversation(&my_id, &their_id);
