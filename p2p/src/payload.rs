@@ -5,7 +5,7 @@
 //! safe to apply twice (texts are de-duplicated by id, the rest are idempotent), so
 //! every delivery path may retry.
 
-use kith_storage::{GroupId, Link, MAX_EMOJI_LEN, MessageId};
+use kith_storage::{GroupId, Link, MessageId};
 use serde::{Deserialize, Serialize};
 
 use crate::group::membership::MAX_MEMBERS;
@@ -260,8 +260,8 @@ impl Payload {
 pub fn check_link(link: Option<&Link>) -> Result<(), WireError> {
     match link {
         Some(Link::Hide(_)) => Err(WireError::Malformed("a hide is never sent".into())),
-        Some(Link::React { emoji, .. }) if emoji.is_empty() || emoji.len() > MAX_EMOJI_LEN => {
-            Err(WireError::Malformed(format!("a reaction of {} bytes", emoji.len())))
+        Some(Link::React { emoji, .. }) if !kith_storage::valid_emoji(emoji) => {
+            Err(WireError::Malformed(format!("a reaction of {} bytes that is no emoji", emoji.len())))
         }
         _ => Ok(()),
     }

@@ -10,7 +10,7 @@ use kith_storage::Store;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use crate::ops::{self, OpError, Target};
+use crate::ops::{self, OpError};
 use crate::views::MessageView;
 
 /// The index's directory inside the database directory.
@@ -56,10 +56,7 @@ pub fn open_index(store: &Store) -> Result<SearchIndex, OpError> {
 pub fn search(store: &Store, index: &SearchIndex, me: &PeerId, params: &SearchParams<'_>) -> Result<Vec<SearchHitView>, OpError> {
     let conversation = match params.within {
         None => None,
-        Some(within) => Some(match ops::resolve_target(store, within)? {
-            Target::Contact(contact) => ops::direct_conversation(me, &contact.peer_id),
-            Target::Group(group) => crate::group::conversation(&group.id),
-        }),
+        Some(within) => Some(ops::conversation_of(store, me, within)?),
     };
     let author = match params.from {
         None => None,

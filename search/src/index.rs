@@ -220,9 +220,10 @@ impl SearchIndex {
         });
         let top = searcher.search(&BooleanQuery::new(clauses), &collector)?;
         let mut hits: Vec<Hit> = Vec::new();
+        let mut shown = std::collections::HashSet::new();
         for ((score, place), _) in top {
             let Some(message) = shown_message(store, MessagePlace(place))? else { continue };
-            if hits.iter().any(|h| h.message.id == message.id && h.message.author == message.author) {
+            if !shown.insert((message.author.clone(), message.id)) {
                 continue; // found again through one of its edits
             }
             let annotations = store.messages().annotations(&message)?;
@@ -265,6 +266,10 @@ impl SearchIndex {
                 LogEvent::Reset => {
                     progress.reset = true;
                     writer.delete_all_documents().map(drop)
+                }
+                // Deletes, reactions and hides carry no text to find.
+                LogEvent::Added { message, .. } if message.link.as_ref().is_some_and(|l| l.changed().is_some() && !matches!(l, Link::Edit(_))) => {
+                    Ok(())
                 }
                 LogEvent::Added { message, place } => {
                     progress.added += 1;

@@ -130,7 +130,9 @@ impl Conversations {
         let t = &self.inner.trees;
         let mut batch = self.inner.log.batch();
         let slots: Vec<([u8; REF_LEN], crate::msglog::index::Slot)> = match batch.index().conversation(id) {
-            Some(c) => c.entries().iter().map(|e| (e.key.1, e.slot)).collect(),
+            // Its changes (edits, deletes, reactions, hides) go too, tombstoned
+            // like its messages, so that no replay brings one back.
+            Some(c) => c.entries().iter().chain(c.changes().iter().map(|c| &c.entry)).map(|e| (e.key.1, e.slot)).collect(),
             None => Vec::new(),
         };
         let mut tombstones = Vec::new();

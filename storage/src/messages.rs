@@ -126,6 +126,18 @@ pub enum Link {
 /// Longest reaction, in bytes (an emoji with modifiers and joiners).
 pub const MAX_EMOJI_LEN: usize = 64;
 
+/// Most different emoji one person's reactions to one message count with; more
+/// are ignored, so that no one can make a message's reactions grow without end.
+pub const MAX_REACTIONS_PER_AUTHOR: usize = 8;
+
+/// Whether `emoji` may be a reaction: 1 to [`MAX_EMOJI_LEN`] bytes, no spaces,
+/// control characters or bidirectional controls (checked for ours and a peer's).
+pub fn valid_emoji(emoji: &str) -> bool {
+    !emoji.is_empty()
+        && emoji.len() <= MAX_EMOJI_LEN
+        && !emoji.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+}
+
 impl Link {
     /// The message a change changes; `None` for a reply (which is a message of its own).
     pub fn changed(&self) -> Option<MessageId> {
@@ -189,6 +201,7 @@ impl Annotations {
                 Some(Link::React { target, emoji, on }) if *target == message.id => {
                     let at = out.reactions.iter().position(|r| r.emoji == *emoji);
                     match (at, on) {
+                        (_, true) if out.reactions.iter().filter(|r| r.by.contains(&change.author)).count() >= MAX_REACTIONS_PER_AUTHOR => {}
                         (Some(i), true) if !out.reactions[i].by.contains(&change.author) => {
                             out.reactions[i].by.push(change.author.clone());
                         }

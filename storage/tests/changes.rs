@@ -81,6 +81,22 @@ fn edits_deletes_and_reactions_apply_by_their_rules_and_survive_reopening() {
 }
 
 #[test]
+fn removing_a_conversation_removes_its_changes_and_a_replayed_one_stays_out() {
+    let (_dir, store) = temp_store();
+    let conv = conversation(&store, 1).id;
+    let target = incoming(conv, mid(1), 1);
+    // A change whose message never came: the conversation holds nothing else.
+    let early = change(&target, 2, 2, "peer", Link::Edit(mid(1)), "early");
+    store.insert_incoming_batch(std::slice::from_ref(&early)).unwrap();
+    assert_eq!(store.messages().changes_to(conv, mid(1)).unwrap().len(), 1);
+    assert!(store.conversations().remove(conv, 3_000).unwrap());
+    conversation(&store, 1);
+    assert!(store.messages().changes_to(conv, mid(1)).unwrap().is_empty(), "gone with its conversation");
+    let replayed = store.insert_incoming_batch(&[early]).unwrap();
+    assert!(matches!(replayed[0], kith_storage::Inserted::Refused(_)), "tombstoned: {replayed:?}");
+}
+
+#[test]
 fn only_this_nodes_own_hide_hides() {
     let (_dir, store) = temp_store();
     let conv = conversation(&store, 1).id;
@@ -92,4 +108,25 @@ fn only_this_nodes_own_hide_hides() {
     let mine = Message { direction: kith_storage::Direction::Outgoing, ..change(&target, 3, 3, "me", Link::Hide(mid(1)), "") };
     store.insert_incoming_batch(&[mine]).unwrap();
     assert!(store.messages().annotations(&target).unwrap().hidden);
+}
+
+#[test]
+fn one_person_counts_with_at_most_eight_emoji_on_a_message_and_odd_reactions_are_no_emoji() {
+    let (_dir, store) = temp_store();
+    let conv = conversation(&store, 1).id;
+    let target = incoming(conv, mid(1), 1);
+    store.insert_incoming_batch(std::slice::from_ref(&target)).unwrap();
+    let many: Vec<Message> = (0..20u8)
+        .map(|n| {
+            let emoji = char::from_u32(0x1F600 + u32::from(n)).unwrap().to_string();
+            change(&target, 100 + u128::from(n), 10 + u64::from(n), "mallory", Link::React { target: mid(1), emoji, on: true }, "")
+        })
+        .collect();
+    store.insert_incoming_batch(&many).unwrap();
+    let a = store.messages().annotations(&target).unwrap();
+    assert_eq!(a.reactions.len(), kith_storage::MAX_REACTIONS_PER_AUTHOR, "the first eight count");
+    assert!(kith_storage::valid_emoji("👍🏽") && kith_storage::valid_emoji("❤️"));
+    for odd in ["", "two words", "a\u{202e}b", "x\n", &"🎉".repeat(20)] {
+        assert!(!kith_storage::valid_emoji(odd), "{odd:?}");
+    }
 }

@@ -4,22 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use kith_p2p::ops::now_ms;
 
 use kith_tests::{Peer, connected_pair, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 /// `who`'s inbox entry for the contact `peer_id`, if it has unread messages.
 fn inbox_entry(who: &Peer, peer_id: &str) -> Option<Value> {

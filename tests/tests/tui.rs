@@ -16,6 +16,15 @@ fn open(tmux: &Tmux, peer: &Peer, width: u16, height: u16, extra: &str) {
     tmux.start(width, height, &["KITH_RETRY_MAX_MS=500"], &command);
 }
 
+/// Bob sends Alice `texts`, in order; returns once her node holds them all.
+fn bob_writes_to_alice(alice: &Peer, bob: &Peer, texts: &[String]) {
+    let before = alice.history("Bob").len();
+    for text in texts {
+        bob.ok(&["send", "Alice", text]);
+    }
+    wait_until(DEADLINE, "Alice holds all of Bob's messages", || alice.history("Bob").len() == before + texts.len());
+}
+
 #[test]
 fn tui_in_tmux_sends_and_receives() {
     let Some(tmux) = Tmux::new() else {
@@ -65,11 +74,17 @@ fn tui_in_tmux_sends_and_receives() {
 /// Alice and Bob, contacts, each with a daemon, and Alice's TUI open on hers (one
 /// more client of it) showing the list; `None` (after saying so) without tmux.
 fn alice_in_tmux_with_bob(test: &str) -> Option<(Tmux, Peer, Peer)> {
+    alice_in_tmux_with_bob_after(test, |_, _| {})
+}
+
+/// [`alice_in_tmux_with_bob`], running `before` (with Alice and Bob) before the TUI opens.
+fn alice_in_tmux_with_bob_after(test: &str, before: impl FnOnce(&Peer, &Peer)) -> Option<(Tmux, Peer, Peer)> {
     let Some(tmux) = Tmux::new() else {
         kith_tests::skip_or_fail(test, "tmux is not installed");
         return None;
     };
     let (alice, bob) = kith_tests::connected_pair();
+    before(&alice, &bob);
     open(&tmux, &alice, 110, 32, "");
     tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
     Some((tmux, alice, bob))
@@ -105,10 +120,8 @@ fn tui_opens_a_conversation_at_its_first_unread_message() {
     let (alice, bob) = kith_tests::connected_pair();
     // One of ours, then more unread messages from Bob than the pane has rows.
     alice.ok(&["send", "Bob", "ours, before the unread ones"]);
-    for n in 1..=30 {
-        bob.ok(&["send", "Alice", &format!("unread {n:02}")]);
-    }
-    wait_until(DEADLINE, "Alice holds all of Bob's messages", || alice.history("Bob").len() == 31);
+    let unread: Vec<String> = (1..=30).map(|n| format!("unread {n:02}")).collect();
+    bob_writes_to_alice(&alice, &bob, &unread);
 
     open(&tmux, &alice, 110, 32, "");
     tmux.wait_for_screen("the new-messages line", |s| s.contains("new messages") && s.contains("unread 01"));
@@ -159,17 +172,11 @@ fn tui_keeps_a_paste_too_long_to_send_and_stays_connected() {
 
 #[test]
 fn tui_search_finds_an_old_message_and_enter_opens_it_in_its_conversation() {
-    let Some(tmux) = Tmux::new() else {
-        return kith_tests::skip_or_fail("tui_search_finds_an_old_message_and_enter_opens_it_in_its_conversation", "tmux is not installed");
+    let texts: Vec<String> = std::iter::once("Встреча в пятницу".to_owned()).chain((1..=60).map(|n| format!("filler {n:02}"))).collect();
+    let test = "tui_search_finds_an_old_message_and_enter_opens_it_in_its_conversation";
+    let Some((tmux, _alice, _bob)) = alice_in_tmux_with_bob_after(test, |a, b| bob_writes_to_alice(a, b, &texts)) else {
+        return;
     };
-    let (alice, bob) = kith_tests::connected_pair();
-    bob.ok(&["send", "Alice", "Встреча в пятницу"]);
-    for n in 1..=60 {
-        bob.ok(&["send", "Alice", &format!("filler {n:02}")]);
-    }
-    wait_until(DEADLINE, "Alice holds all of Bob's messages", || alice.history("Bob").len() == 61);
-    open(&tmux, &alice, 110, 32, "");
-    tmux.wait_for_screen("the conversation list", |s| s.contains("Bob") && s.contains("● connected"));
 
     // Ctrl+F, a form of the word in capitals: found as she types, no Enter needed.
     tmux.keys(&["C-f"]);

@@ -1169,11 +1169,12 @@ impl Actor {
         for (peer, online, ttl) in std::mem::take(&mut outcome.presence) {
             let now_ms = ops::now_ms();
             let change = self.presence.heard(peer, online, ttl, now, now_ms);
-            if self.config.presence {
-                // Kept, so that "last seen" survives our restart.
-                self.remember_last_seen(&peer, change.as_ref().and_then(|c| c.last_seen).unwrap_or(now_ms));
-            }
             if let Some(change) = change {
+                // Kept, so that "last seen" survives our restart; written only when
+                // the contact comes or goes, not for every renewal a peer may send.
+                if let Some(at) = change.last_seen {
+                    self.remember_last_seen(&peer, at);
+                }
                 outcome.events.push(presence_event(change));
             }
             if online {

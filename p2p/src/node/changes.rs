@@ -4,7 +4,7 @@
 //! of the message it names — so offline peers get them through relays like
 //! messages, and every receiver applies them by the same rules.
 
-use kith_storage::{Link, MAX_EMOJI_LEN, Message};
+use kith_storage::{Link, Message};
 
 use super::{Command, NodeError, NodeHandle, SendRequest};
 use crate::ops::{self, OpError};
@@ -45,7 +45,7 @@ impl NodeHandle {
     /// already reacted with it; returns the message as it now shows.
     pub async fn react(&self, id: &str, emoji: &str) -> Result<MessageView, NodeError> {
         let emoji = emoji.trim();
-        if emoji.is_empty() || emoji.len() > MAX_EMOJI_LEN || emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !kith_storage::valid_emoji(emoji) {
             return Err(OpError::Invalid(format!("{emoji:?} is not one emoji")).into());
         }
         let message = ops::message_by_id(&self.store, id)?;

@@ -197,6 +197,11 @@ impl Inbound<'_> {
                 let held = !contact.as_ref().is_some_and(|c| {
                     matches!(c.state, ContactState::Accepted | ContactState::PendingOut)
                 });
+                if held && message.link.as_ref().and_then(kith_storage::Link::changed).is_some() {
+                    // Someone who is not our contact has no message of ours to change,
+                    // and a change opens no contact request: taken and dropped.
+                    return Ok(Step::Done(DmResult::Stored));
+                }
                 if held && self.store.messages().get_from(&message.author, id)?.is_none() {
                     let new_request = contact.as_ref().is_none_or(|c| c.state != ContactState::PendingIn);
                     let admitted =

@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 /// The longest `ttl` an announcement may claim; longer ones are cut to it.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
+/// The shortest: an announcement "online" for less counts as offline.
+pub const MIN_TTL: Duration = Duration::from_secs(2);
+
 /// A contact's presence as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceView {
@@ -62,7 +65,7 @@ pub(crate) struct Presence {
 impl Presence {
     /// Presence `enabled` or not, announcing `ttl` (renewed every half of it).
     pub(crate) fn new(enabled: bool, ttl: Duration) -> Presence {
-        Presence { enabled, ttl: ttl.clamp(Duration::from_secs(2), MAX_TTL), heard: HashMap::new(), told: HashMap::new() }
+        Presence { enabled, ttl: ttl.clamp(MIN_TTL, MAX_TTL), heard: HashMap::new(), told: HashMap::new() }
     }
 
     /// The `ttl` our announcements carry.
@@ -88,6 +91,8 @@ impl Presence {
             return None;
         }
         let was_online = self.is_online(&peer, now);
+        // Online for less than our least ttl is a flap, not presence: offline.
+        let online = online && ttl >= MIN_TTL;
         let heard = if online {
             Heard { until: Some(now + ttl.min(MAX_TTL)), last_seen_ms: now_ms }
         } else {
@@ -235,6 +240,16 @@ mod tests {
         assert!(first.len() < 400 && next.len() < 400, "{} then {}", first.len(), next.len());
         let opened = opener.open(&next).unwrap();
         assert_eq!(Payload::decode(&opened.plaintext).unwrap(), Payload::Presence { online: true, ttl_s: 600 });
+    }
+
+    #[test]
+    fn online_for_less_than_two_seconds_is_offline() {
+        let mut p = Presence::new(true, TTL);
+        let (bob, t0) = (PeerId::random(), Instant::now());
+        p.heard(bob, true, TTL, t0, 1);
+        let change = p.heard(bob, true, Duration::ZERO, t0, 2).unwrap();
+        assert!(!change.online, "a zero ttl flaps nothing online");
+        assert!(p.heard(bob, true, Duration::from_secs(1), t0, 3).is_none(), "still offline");
     }
 
     #[test]

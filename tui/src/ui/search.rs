@@ -164,13 +164,11 @@ fn hit_lines(app: &App, hit: &SearchHit, selected: bool, width: usize, theme: &T
     let conv = app.conversation(App::key_of(m));
     let bar = if selected { Span::styled("▌", theme.accent()) } else { Span::raw(" ") };
     let group = m.peer.is_none();
-    let place = match conv {
-        Some(conv) => name(conv),
-        // Not listed (a blocked contact, a group left and forgotten): its id.
-        None => match &m.peer {
-            Some(peer) => text::short_peer(peer),
-            None => format!("#{}", text::short_peer(&m.conversation)),
-        },
+    let place = match (conv, &m.peer) {
+        (_, None) => crate::app::room_group_name(app, &m.conversation),
+        (Some(conv), Some(_)) => name(conv),
+        // Not listed (a blocked contact): its id.
+        (None, Some(peer)) => text::short_peer(peer),
     };
     let place = text::truncate(&place, NAME_MAX);
     let ours = m.direction == Direction::Outgoing || app.me() == Some(m.author.as_str());
