@@ -320,8 +320,9 @@ pub fn group_history(store: &Store, group: &Group, limit: usize, before: Option<
 fn shown_page(store: &Store, page: &[Message], peer: Option<&str>) -> Result<Vec<MessageView>, OpError> {
     let mut out = Vec::with_capacity(page.len());
     for m in page {
-        if !store.messages().annotations(m)?.hidden {
-            out.push(MessageView::annotated(store, m, peer)?);
+        let annotations = store.messages().annotations(m)?;
+        if !annotations.hidden {
+            out.push(MessageView::annotated_with(store, m, peer, &annotations)?);
         }
     }
     Ok(out)
@@ -340,11 +341,20 @@ pub fn message_view(store: &Store, message: &Message) -> Result<MessageView, OpE
 /// The message whose id is `id` (hex), which must be a message shown, not a change.
 pub fn message_by_id(store: &Store, id: &str) -> Result<Message, OpError> {
     let parsed: MessageId = id.parse().map_err(|_| OpError::Invalid(format!("bad message id {id:?}")))?;
-    let message = store.messages().get(parsed)?.ok_or_else(|| OpError::UnknownMessage(id.to_owned()))?;
-    if message.link.as_ref().and_then(Link::changed).is_some() {
-        return Err(OpError::Invalid(format!("{id} is an edit, a delete or a reaction, not a message")));
+    let mut all = store.messages().with_id(parsed)?;
+    if all.is_empty() {
+        return Err(OpError::UnknownMessage(id.to_owned()));
     }
-    Ok(message)
+    all.retain(|m| m.link.as_ref().and_then(Link::changed).is_none());
+    // A peer may have reused an id it saw: then ours is meant, or nothing is.
+    if all.len() > 1 {
+        all.retain(|m| m.direction == Direction::Outgoing);
+    }
+    match all.len() {
+        1 => Ok(all.remove(0)),
+        0 => Err(OpError::Invalid(format!("{id} is an edit, a delete or a reaction, or several people's messages have it"))),
+        _ => Err(OpError::Invalid(format!("several messages have the id {id}"))),
+    }
 }
 
 /// The conversation messages to `target` (a contact or group, as the user names
@@ -396,7 +406,7 @@ pub fn stored_event(store: &Store, message: &Message, peer: Option<&str>) -> Res
     if matches!(message.link, Some(Link::Hide(_))) {
         return Ok(None);
     }
-    let changed = store.messages().get(target)?.filter(|t| t.conversation == message.conversation);
+    let changed = store.messages().get_in(message.conversation, target)?;
     match changed {
         Some(t) if !store.messages().annotations(&t)?.hidden => {
             Ok(Some(Event::MessageChanged { message: MessageView::annotated(store, &t, peer)? }))

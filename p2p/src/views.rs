@@ -268,7 +268,16 @@ impl MessageView {
     /// The view of `m` as it is shown now: its changes applied (see
     /// [`kith_storage::Annotations`]) and the message it answers quoted.
     pub fn annotated(store: &Store, m: &Message, peer: Option<&str>) -> Result<MessageView, kith_storage::StoreError> {
-        let annotations = store.messages().annotations(m)?;
+        MessageView::annotated_with(store, m, peer, &store.messages().annotations(m)?)
+    }
+
+    /// [`MessageView::annotated`] with `m`'s annotations already read.
+    pub fn annotated_with(
+        store: &Store,
+        m: &Message,
+        peer: Option<&str>,
+        annotations: &kith_storage::Annotations,
+    ) -> Result<MessageView, kith_storage::StoreError> {
         let mut view = MessageView::new(m, peer);
         view.text = annotations.text(m).to_owned();
         if !annotations.edits.is_empty() {
@@ -290,7 +299,7 @@ impl MessageView {
             .map(|r| ReactionView { emoji: r.emoji.clone(), count: r.by.len(), by: r.by.clone() })
             .collect();
         if let Some(kith_storage::Link::ReplyTo(id)) = &m.link {
-            view.reply_to = Some(match store.messages().get(*id)?.filter(|q| q.conversation == m.conversation) {
+            view.reply_to = Some(match store.messages().get_in(m.conversation, *id)? {
                 Some(quoted) => {
                     let a = store.messages().annotations(&quoted)?;
                     QuoteView {

@@ -316,6 +316,20 @@ impl Messages {
         Ok(Annotations::of(message, &self.changes_to(message.conversation, message.id)?))
     }
 
+    /// Every message stored with this id, whoever wrote it, in whatever
+    /// conversation (ids are chosen by authors: a peer may reuse one it saw).
+    pub fn with_id(&self, id: MessageId) -> Result<Vec<Message>, StoreError> {
+        let slots: Vec<Slot> = self.inner.log.lock().index.with_id(id).into_iter().map(|f| f.slot).collect();
+        slots.iter().map(|slot| self.inner.log.read(slot)).collect()
+    }
+
+    /// The message with this id in `conv` (the oldest, should several authors
+    /// have used the id there).
+    pub fn get_in(&self, conv: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let found = self.inner.log.lock().index.with_id(id).into_iter().filter(|f| f.conversation == conv).min_by_key(|f| f.key);
+        found.map(|f| self.inner.log.read(&f.slot)).transpose()
+    }
+
     /// The message `author` wrote with this id, if stored.
     pub fn get_from(&self, author: &str, id: MessageId) -> Result<Option<Message>, StoreError> {
         let found = self.inner.log.lock().index.find(&keys::ref_key(id, author));

@@ -130,3 +130,16 @@ fn one_person_counts_with_at_most_eight_emoji_on_a_message_and_odd_reactions_are
         assert!(!kith_storage::valid_emoji(odd), "{odd:?}");
     }
 }
+
+#[test]
+fn an_id_reused_in_another_conversation_is_found_in_each() {
+    let (_dir, store) = temp_store();
+    let (group, direct) = (conversation(&store, 1).id, conversation(&store, 2).id);
+    let carols = Message { author: "carol".into(), ..incoming(group, mid(1), 1) };
+    let mallorys = Message { author: "mallory".into(), ..incoming(direct, mid(1), 1) };
+    store.insert_incoming_batch(&[carols.clone(), mallorys.clone()]).unwrap();
+    assert_eq!(store.messages().with_id(mid(1)).unwrap().len(), 2);
+    assert_eq!(store.messages().get_in(group, mid(1)).unwrap().map(|m| m.author), Some("carol".to_owned()));
+    assert_eq!(store.messages().get_in(direct, mid(1)).unwrap().map(|m| m.author), Some("mallory".to_owned()));
+    assert!(store.messages().get_in(cid(9), mid(1)).unwrap().is_none());
+}

@@ -53,6 +53,9 @@ pub(crate) struct ConvIndex {
     /// The changes (edits, deletes, reactions; see `Link`), apart from the
     /// messages shown: sorted by key, never unread, not counted as activity.
     changes: Vec<ChangeEntry>,
+    /// The keys of the changes naming each message, so that reading a message's
+    /// changes does not walk every change of the conversation.
+    by_target: HashMap<MessageId, Vec<OrderKey>>,
     pub(crate) unread: BTreeSet<OrderKey>,
     /// The latest activity of any message (see `Message::activity_ms`).
     pub(crate) last_activity_ms: u64,
@@ -96,10 +99,14 @@ impl ConvIndex {
 
     /// The changes that name `target`, oldest first.
     pub(crate) fn changes_to(&self, target: MessageId) -> impl Iterator<Item = &Entry> + '_ {
-        self.changes.iter().filter(move |c| c.target == target).map(|c| &c.entry)
+        let keys = self.by_target.get(&target).map_or(&[][..], Vec::as_slice);
+        keys.iter().filter_map(|key| self.changes.binary_search_by(|c| c.entry.key.cmp(key)).ok().map(|i| &self.changes[i].entry))
     }
 
     fn insert_change(&mut self, change: ChangeEntry) {
+        let keys = self.by_target.entry(change.target).or_default();
+        let at = keys.partition_point(|k| *k < change.entry.key);
+        keys.insert(at, change.entry.key);
         let at = self.changes.partition_point(|c| c.entry.key < change.entry.key);
         self.changes.insert(at, change);
     }
