@@ -31,6 +31,7 @@ pub mod payload;
 pub mod peer_record;
 pub mod requests;
 pub mod search;
+pub mod streams;
 pub mod tcp;
 pub mod views;
 pub mod wire;

@@ -102,8 +102,8 @@ fn op_error(e: SearchError) -> OpError {
 pub(crate) fn keep_up(index: Arc<SearchIndex>, store: Store, every: Duration, stopped: impl Fn() -> bool + Send + 'static) {
     tokio::spawn(async move {
         loop {
-            let (index, store) = (index.clone(), store.clone());
-            match tokio::task::spawn_blocking(move || index.catch_up(&store)).await {
+            let (catching_up, store) = (index.clone(), store.clone());
+            match tokio::task::spawn_blocking(move || catching_up.catch_up(&store)).await {
                 Ok(Ok(progress)) if progress.added > 0 || progress.reset => {
                     tracing::debug!(added = progress.added, reset = progress.reset, "search index caught up");
                 }
@@ -113,6 +113,8 @@ pub(crate) fn keep_up(index: Arc<SearchIndex>, store: Store, every: Duration, st
             }
             tokio::time::sleep(every).await;
             if stopped() {
+                // Dropping the last handle joins the writer's threads: not on a worker.
+                let _ = tokio::task::spawn_blocking(move || drop(index)).await;
                 return;
             }
         }

@@ -425,14 +425,13 @@ async fn raw_peer(relay: &RelayProcess) -> (libp2p_stream::Control, tokio::task:
 
 /// Sends raw `request` bytes on a new `/kith/media/1` stream and reads the answer.
 async fn ask(
-    control: &mut libp2p_stream::Control,
+    control: &libp2p_stream::Control,
     relay: &RelayProcess,
     request: &[u8],
 ) -> Option<kith_p2p::blob::media::Answer> {
     use futures::io::AsyncWriteExt as _;
     let asking = async {
-        let mut stream = control
-            .open_stream(relay.peer_id, kith_p2p::blob::media::PROTOCOL)
+        let mut stream = kith_p2p::streams::open(control, relay.peer_id, kith_p2p::blob::media::PROTOCOL)
             .await
             .unwrap();
         stream.write_all(request).await.unwrap();
@@ -511,7 +510,7 @@ async fn hostile_uploaders_are_answered_and_nothing_they_send_is_kept() {
 
     // A version from the future is told apart from garbage.
     assert_eq!(
-        ask(&mut control, &relay, &[9; 42]).await,
+        ask(&control, &relay, &[9; 42]).await,
         Some(Answer::UnsupportedVersion)
     );
     let mut odd_kind = Request {
@@ -521,7 +520,7 @@ async fn hostile_uploaders_are_answered_and_nothing_they_send_is_kept() {
     .encode();
     odd_kind[1] = 7;
     assert_eq!(
-        ask(&mut control, &relay, &odd_kind).await,
+        ask(&control, &relay, &odd_kind).await,
         Some(Answer::BadRequest)
     );
     // A declared size that is not the blob's: refused once the outboard shows it.
@@ -530,7 +529,7 @@ async fn hostile_uploaders_are_answered_and_nothing_they_send_is_kept() {
         sealed_size: outboard.sealed_size() - 1,
     };
     assert_eq!(
-        ask(&mut control, &relay, &lying.encode()).await,
+        ask(&control, &relay, &lying.encode()).await,
         Some(Answer::BadRequest)
     );
     // Chunks that do not match their hashes: the pull fails, nothing is kept.
@@ -539,7 +538,7 @@ async fn hostile_uploaders_are_answered_and_nothing_they_send_is_kept() {
         sealed_size: outboard.sealed_size(),
     };
     assert_eq!(
-        ask(&mut control, &relay, &honest_size.encode()).await,
+        ask(&control, &relay, &honest_size.encode()).await,
         Some(Answer::FetchFailed)
     );
     relay.wait_log("does not match its hash");
@@ -571,14 +570,14 @@ async fn a_peer_holding_upload_streams_open_cannot_take_the_slots() {
         relay_dir.path(),
         &media_config(&relay_dir.path().join("data"), ""),
     );
-    let (mut greedy, greedy_task) = raw_peer(&relay).await;
+    let (greedy, greedy_task) = raw_peer(&relay).await;
     // Five streams that never send their request: one past the peer's share of four.
     // Which of them the relay drops depends on the order it accepts them in (their
     // negotiations run side by side), so the check is that one of the five closes at
     // once, well before the 5 s a peer has to send its request.
     let mut streams = Vec::new();
     for _ in 0..5 {
-        let mut stream = greedy.open_stream(relay.peer_id, PROTOCOL).await.unwrap();
+        let mut stream = kith_p2p::streams::open(&greedy, relay.peer_id, PROTOCOL).await.unwrap();
         futures::io::AsyncWriteExt::flush(&mut stream).await.unwrap();
         streams.push(stream);
     }
@@ -595,9 +594,9 @@ async fn a_peer_holding_upload_streams_open_cannot_take_the_slots() {
         first.map(|(read, index, _)| (read, index))
     );
     // Another peer is answered meanwhile.
-    let (mut other, other_task) = raw_peer(&relay).await;
+    let (other, other_task) = raw_peer(&relay).await;
     assert_eq!(
-        ask(&mut other, &relay, &[9; 42]).await,
+        ask(&other, &relay, &[9; 42]).await,
         Some(Answer::UnsupportedVersion)
     );
     drop(streams);
@@ -642,7 +641,7 @@ async fn an_upload_cut_short_resumes_with_only_the_missing_chunks() {
         }),
     ));
     let request = Request { id, sealed_size: outboard.sealed_size() }.encode();
-    assert_eq!(ask(&mut control, &relay, &request).await, Some(Answer::FetchFailed));
+    assert_eq!(ask(&control, &relay, &request).await, Some(Answer::FetchFailed));
     let first = served.load(Ordering::Relaxed);
     assert!(first > 0, "the media node pulled what the uploader had");
 
@@ -651,7 +650,7 @@ async fn an_upload_cut_short_resumes_with_only_the_missing_chunks() {
         store.put(&id, index as u64, chunk).unwrap();
     }
     store.sync(&id).unwrap();
-    let held = ask(&mut control, &relay, &request).await;
+    let held = ask(&control, &relay, &request).await;
     assert!(matches!(held, Some(Answer::Held { .. })), "{held:?}");
     let second = served.load(Ordering::Relaxed) - first;
     let half = 4 * (CHUNK_SIZE + TAG_SIZE) as u64;

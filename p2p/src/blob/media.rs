@@ -331,9 +331,8 @@ pub async fn upload(control: &Control, store: &BlobStore, media: PeerId, id: Blo
         return Err(UploadError::NotHeldHere(id));
     }
     let size = outboard.sealed_size();
-    let mut control = control.clone();
     let opening = async {
-        let mut stream = control.open_stream(media, PROTOCOL).await.map_err(|e| match e {
+        let mut stream = crate::streams::open(control, media, PROTOCOL).await.map_err(|e| match e {
             OpenStreamError::UnsupportedProtocol(_) => UploadError::NotOffered,
             e => UploadError::Network(e.to_string()),
         })?;

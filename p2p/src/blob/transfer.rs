@@ -282,8 +282,8 @@ async fn sync(store: &Arc<BlobStore>, id: BlobId) -> Result<(), FetchError> {
 }
 
 /// Opens a stream to `peer` and sends `request`.
-async fn ask(mut control: Control, peer: PeerId, request: &[u8]) -> Result<libp2p::Stream, FetchError> {
-    let mut stream = control.open_stream(peer, PROTOCOL).await.map_err(|e| FetchError::Network(e.to_string()))?;
+async fn ask(control: Control, peer: PeerId, request: &[u8]) -> Result<libp2p::Stream, FetchError> {
+    let mut stream = crate::streams::open(&control, peer, PROTOCOL).await.map_err(|e| FetchError::Network(e.to_string()))?;
     stream.write_all(request).await?;
     stream.flush().await?;
     Ok(stream)

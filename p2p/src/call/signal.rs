@@ -112,10 +112,10 @@ pub enum SignalError {
 }
 
 /// Sends `signal` to `peer` and returns its reply, all within `deadline`.
-pub async fn send(mut control: Control, peer: PeerId, signal: &Signal, deadline: Duration) -> Result<Reply, SignalError> {
+pub async fn send(control: Control, peer: PeerId, signal: &Signal, deadline: Duration) -> Result<Reply, SignalError> {
     let exchange = async {
         let mut stream =
-            control.open_stream(peer, PROTOCOL).await.map_err(|e| SignalError::Unreachable(e.to_string()))?;
+            crate::streams::open(&control, peer, PROTOCOL).await.map_err(|e| SignalError::Unreachable(e.to_string()))?;
         wire::write_body(&mut stream, signal, MAX_SIGNAL_LEN, VERSION).await?;
         let reply: Reply = wire::read_body(&mut stream, MAX_REPLY_LEN, VERSION).await?;
         let _ = stream.close().await;

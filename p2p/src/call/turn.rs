@@ -222,13 +222,13 @@ fn plausible_turn_addr(relay: &Multiaddr, turn: SocketAddr) -> bool {
 }
 
 /// One relay's grant, if it gives one in time.
-async fn ask(mut control: Control, commands: mpsc::Sender<Command>, relay: PeerId, addr: Multiaddr) -> Option<TurnGrant> {
+async fn ask(control: Control, commands: mpsc::Sender<Command>, relay: PeerId, addr: Multiaddr) -> Option<TurnGrant> {
     let exchange = async {
         let (tx, rx) = oneshot::channel();
         if commands.send(Command::Reach(relay, vec![addr.clone()], tx)).await.is_ok() {
             let _ = rx.await;
         }
-        let mut stream = control.open_stream(relay, PROTOCOL).await.map_err(|e| e.to_string())?;
+        let mut stream = crate::streams::open(&control, relay, PROTOCOL).await.map_err(|e| e.to_string())?;
         write(&mut stream, &GrantRequest {}).await.map_err(|e| e.to_string())?;
         match read::<GrantReply, _>(&mut stream).await.map_err(|e| e.to_string())? {
             GrantReply::Granted { addr: turn, username, password, ttl_secs } => {

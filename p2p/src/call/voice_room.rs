@@ -170,8 +170,7 @@ async fn ask(
         let _ = rx.await;
     }
     let exchange = async {
-        let mut control = ctx.control.clone();
-        let mut stream = control.open_stream(relay, room::PROTOCOL).await.map_err(|e| e.to_string())?;
+        let mut stream = crate::streams::open(&ctx.control, relay, room::PROTOCOL).await.map_err(|e| e.to_string())?;
         room::write(&mut stream, &Join { room: ticket.room, sdp: offer.to_owned() }).await.map_err(|e| e.to_string())?;
         match room::read::<RoomFrame, _>(&mut stream).await.map_err(|e| e.to_string())? {
             RoomFrame::Joined { sdp, participants } => Ok((stream, sdp, participants)),

@@ -925,7 +925,13 @@ pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartErr
             incoming,
         )
     };
-    let search = match crate::search::open_index(&store) {
+    // Opening creates files and fsyncs: the blocking pool's work, not a worker's.
+    let opening = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || crate::search::open_index(&store)).await
+    };
+    let opened = opening.unwrap_or_else(|e| Err(OpError::Search(format!("opening the index panicked: {e}"))));
+    let search = match opened {
         Ok(index) => {
             let index = Arc::new(index);
             let commands = commands_tx.clone();
