@@ -158,6 +158,10 @@ pub(crate) enum Command {
     Status(JsonFlag),
     /// Which contacts are online, and when the others were last seen (config `presence`).
     Presence(JsonFlag),
+    /// Your profile (name, status line, picture), which every contact receives, and
+    /// your contacts' profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Pin relays that hold your mail while you are offline (two or more recommended).
     #[command(subcommand)]
     Relay(RelayCommand),
@@ -236,6 +240,47 @@ pub(crate) struct ConfigSetArgs {
     pub(crate) key: String,
     /// Its new value.
     pub(crate) value: String,
+}
+
+/// `kith profile ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCommand {
+    /// Change your profile and send it to every contact (those offline get it
+    /// through relays); what you leave out stays as it is.
+    Set(ProfileSetArgs),
+    /// Show your profile, or a contact's as they last sent it.
+    Show(ProfileShowArgs),
+}
+
+/// Arguments of `kith profile set`.
+#[derive(Debug, Args)]
+pub(crate) struct ProfileSetArgs {
+    /// Your name (an empty one removes it; contacts' aliases for you still win).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// A status line, at most 140 characters (an empty one removes it).
+    #[arg(long)]
+    pub(crate) status: Option<String>,
+    /// A picture (PNG or JPEG) for your avatar: its middle square, made 128×128.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_avatar")]
+    pub(crate) avatar: Option<PathBuf>,
+    /// Remove your avatar.
+    #[arg(long)]
+    pub(crate) no_avatar: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith profile show`.
+#[derive(Debug, Args)]
+pub(crate) struct ProfileShowArgs {
+    /// A contact (alias, peer id, or a unique prefix of either); yours when absent.
+    pub(crate) contact: Option<String>,
+    /// Also write the avatar picture to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) avatar_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
 }
 
 /// `kith relay ...`

@@ -28,6 +28,7 @@ pub mod mailbox;
 pub mod node;
 pub mod ops;
 pub mod payload;
+pub mod profile;
 pub mod peer_record;
 pub mod requests;
 pub mod search;

@@ -456,10 +456,29 @@ fn page_of(store: &Store, conversation: ConversationId, limit: usize, before: Op
     Ok(store.messages().page(conversation, before, limit)?)
 }
 
-/// Mark a group's conversation read (groups send no read receipts). Returns how many
-/// messages became read.
-pub fn mark_group_read(store: &Store, group: &Group) -> Result<usize, OpError> {
-    Ok(store.stage_read(crate::group::conversation(&group.id))?.len())
+/// Mark a group's conversation read; unless `send_receipts` is off, each author of a
+/// message that became read gets a read receipt (for "read by 3 of 5"), if still a
+/// member and not blocked. Returns how many messages became read.
+pub fn mark_group_read(store: &Store, me: &PeerId, group: &Group, send_receipts: bool) -> Result<usize, OpError> {
+    let newly_read = store.stage_read(crate::group::conversation(&group.id))?;
+    if send_receipts && group.active {
+        let mut by_author: HashMap<&str, Vec<MessageId>> = HashMap::new();
+        for m in &newly_read {
+            if m.author != me.to_base58() && group.members.iter().any(|member| member.peer_id == m.author) {
+                by_author.entry(&m.author).or_default().push(m.id);
+            }
+        }
+        for (author, ids) in by_author {
+            let Ok(author) = author.parse::<PeerId>() else { continue };
+            if matches!(store.contacts().get(&author)?, Some(c) if c.state == ContactState::Blocked) {
+                continue;
+            }
+            for receipt in Payload::receipts(ReceiptKind::Read, &ids) {
+                enqueue(store, &author, &receipt)?;
+            }
+        }
+    }
+    Ok(newly_read.len())
 }
 
 /// A group by id, unique id prefix, or name (case-insensitive; unique prefix too).

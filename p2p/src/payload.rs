@@ -115,6 +115,13 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<GroupId>,
     },
+    /// The sender's profile, signed (a [`crate::profile::SignedProfile`]): kept by
+    /// an accepted contact if newer than the one it holds.
+    Profile {
+        /// The encoded signed profile, at most [`crate::profile::MAX_SIGNED_PROFILE_LEN`].
+        #[serde(with = "wire::bytes")]
+        signed: Vec<u8>,
+    },
     /// The recipient of a contact request (or invite) accepts the sender as a contact.
     ContactAccepted {
         /// The accepter's display name, at most [`MAX_DISPLAY_NAME_BYTES`].

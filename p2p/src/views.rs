@@ -90,6 +90,66 @@ pub struct MessageView {
     /// Reactions, one entry per emoji in the order first given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionView>,
+    /// For our own messages in a group: how many of its members have received and
+    /// read it (absent elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<GroupReceiptsView>,
+}
+
+/// How far one of our group messages got: "read by 3 of 5". Counts only current
+/// members (someone who left no longer counts either way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupReceiptsView {
+    /// The members besides us it was meant for.
+    pub members: usize,
+    /// How many of them have stored it (those who read it included).
+    pub delivered: usize,
+    /// How many of them have read it.
+    pub read: usize,
+    /// Who read it (peer ids).
+    pub read_by: Vec<String>,
+    /// Who has it but has not read it (peer ids).
+    pub delivered_to: Vec<String>,
+}
+
+impl GroupReceiptsView {
+    /// How far it got, in words: `read by 3 of 5`, `delivered to 2 of 5` before
+    /// anyone read it, nothing before anyone has it.
+    pub fn summary(&self) -> Option<String> {
+        if self.read > 0 {
+            Some(format!("read by {} of {}", self.read, self.members))
+        } else if self.delivered > 0 {
+            Some(format!("delivered to {} of {}", self.delivered, self.members))
+        } else {
+            None
+        }
+    }
+
+    /// The receipts of `m`, if it is one of our messages in a group we hold.
+    pub fn of(store: &Store, m: &Message) -> Result<Option<GroupReceiptsView>, kith_storage::StoreError> {
+        if m.direction != kith_storage::Direction::Outgoing || m.link.as_ref().and_then(kith_storage::Link::changed).is_some() {
+            return Ok(None);
+        }
+        let Some(group) = store.groups().get(kith_storage::GroupId(m.conversation.0))? else { return Ok(None) };
+        let others: Vec<&str> = group.members.iter().map(|x| x.peer_id.as_str()).filter(|p| *p != m.author).collect();
+        let (mut read_by, mut delivered_to) = (Vec::new(), Vec::new());
+        for (member, reached) in store.group_receipts().of(m.conversation, m.id)? {
+            if !others.contains(&member.as_str()) {
+                continue;
+            }
+            match reached {
+                kith_storage::Reached::Read => read_by.push(member),
+                kith_storage::Reached::Delivered => delivered_to.push(member),
+            }
+        }
+        Ok(Some(GroupReceiptsView {
+            members: others.len(),
+            delivered: read_by.len() + delivered_to.len(),
+            read: read_by.len(),
+            read_by,
+            delivered_to,
+        }))
+    }
 }
 
 /// The message a reply answers, as the reply shows it.
@@ -262,6 +322,7 @@ impl MessageView {
             versions: Vec::new(),
             deleted: false,
             reactions: Vec::new(),
+            receipts: None,
         }
     }
 
@@ -311,6 +372,9 @@ impl MessageView {
                 }
                 None => QuoteView { id: id.to_string(), author: None, text: None, deleted: false },
             });
+        }
+        if peer.is_none() {
+            view.receipts = GroupReceiptsView::of(store, m)?;
         }
         Ok(view)
     }
@@ -460,4 +524,36 @@ impl GroupView {
             invited_by: group.invited_by.clone(),
         }
     }
+}
+
+/// A profile as users and scripts see it: ours, or a contact's as they last sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileView {
+    /// Whose it is.
+    pub peer_id: String,
+    /// The name they chose.
+    pub name: Option<String>,
+    /// Our local alias for them (contacts only); it wins over `name` wherever a name
+    /// is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Their status line.
+    pub status: Option<String>,
+    /// Their picture.
+    pub avatar: Option<AvatarView>,
+    /// When it last changed, ms since the Unix epoch on its owner's clock (absent:
+    /// no profile received yet).
+    pub updated_at: Option<u64>,
+}
+
+/// A profile picture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvatarView {
+    /// `image/png` or `image/jpeg`.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: usize,
+    /// The picture, base64 (standard alphabet, padded), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }

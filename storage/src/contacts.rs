@@ -103,6 +103,8 @@ impl Contacts {
 
     /// Deletes a contact; returns whether it existed. Not flushed.
     pub fn remove(&self, peer_id: &PeerId) -> Result<bool, StoreError> {
+        // Their profile goes with them.
+        self.inner.trees.profiles.remove(peer_id.to_base58()).map_err(db)?;
         Ok(self.tree().remove(peer_id.to_base58()).map_err(db)?.is_some())
     }
 

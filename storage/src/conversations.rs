@@ -151,6 +151,7 @@ impl Conversations {
         // Its mute and draft go with it (a re-added contact starts afresh).
         t.mutes.remove(id.0).map_err(db)?;
         t.drafts.remove(id.0).map_err(db)?;
+        crate::receipts::GroupReceipts { inner: self.inner.clone() }.forget(id)?;
         if !slots.is_empty() {
             self.inner.flush_sled()?;
             batch.forget(id)?;

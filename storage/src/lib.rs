@@ -4,7 +4,7 @@
 //!
 //! A [`Store`] is one open database. Its handles — [`Contacts`],
 //! [`Conversations`], [`Messages`], [`Outbox`], [`Groups`], [`Settings`],
-//! [`Invites`], [`Files`], [`Mutes`], [`Drafts`] — each cover one logical table; operations whose
+//! [`Invites`], [`Files`], [`Mutes`], [`Drafts`], [`GroupReceipts`], [`Profiles`] — each cover one logical table; operations whose
 //! invariants span tables are methods of [`Store`]. No sled type appears in
 //! the API: sled 0.34 is beta and its on-disk format will change, so the crate
 //! stays replaceable.
@@ -107,6 +107,8 @@ mod msglog;
 mod outbox;
 mod peer;
 mod prefs;
+mod profiles;
+mod receipts;
 mod replay;
 mod schema;
 pub mod seqlog;
@@ -128,6 +130,8 @@ pub use invites::Invites;
 pub use messages::{Annotations, Direction, Inserted, Link, MAX_EMOJI_LEN, MAX_REACTIONS_PER_AUTHOR, Message, MessageState, Messages, Reaction, Usage, Version, valid_emoji};
 pub use outbox::{Outbox, OutboxEntry, Recipient};
 pub use prefs::{Drafts, MAX_DRAFT_LEN, Mute, Mutes};
+pub use profiles::Profiles;
+pub use receipts::{GroupReceipts, Reached};
 pub use replay::{MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};
 pub use schema::SCHEMA_VERSION;
 pub use settings::Settings;

@@ -58,6 +58,10 @@ pub(crate) const CALLS: &str = "calls";
 pub(crate) const MUTES: &str = "mutes";
 /// conversation id → its unsent draft (UTF-8).
 pub(crate) const DRAFTS: &str = "drafts";
+/// conversation id ‖ message id ‖ member (base58) → how far it got (one byte).
+pub(crate) const GROUP_RECEIPTS: &str = "group_receipts";
+/// peer id (base58) → its signed profile, as it arrived.
+pub(crate) const PROFILES: &str = "profiles";
 
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Present once the message log was created: from then on its absence is damage.

@@ -21,10 +21,12 @@ use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::replay::{self, Refusal};
 use crate::schema::{
-    self, CALLS, CONTACTS, CONVERSATIONS, DRAFTS, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
+    self, CALLS, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
     SETTINGS, TOMBSTONES,
 };
 use crate::prefs::{Drafts, Mutes};
+use crate::profiles::Profiles;
+use crate::receipts::GroupReceipts;
 use crate::settings::Settings;
 use crate::types::{ConversationId, MessageId};
 
@@ -44,6 +46,8 @@ pub(crate) struct Trees {
     pub(crate) calls: sled::Tree,
     pub(crate) mutes: sled::Tree,
     pub(crate) drafts: sled::Tree,
+    pub(crate) group_receipts: sled::Tree,
+    pub(crate) profiles: sled::Tree,
 }
 
 /// State shared by a [`Store`] and all handles made from it.
@@ -178,6 +182,8 @@ impl Store {
             calls: open(CALLS)?,
             mutes: open(MUTES)?,
             drafts: open(DRAFTS)?,
+            group_receipts: open(GROUP_RECEIPTS)?,
+            profiles: open(PROFILES)?,
         };
         let conversations = trees
             .conversations
@@ -261,6 +267,20 @@ impl Store {
     /// Conversation mutes.
     pub fn mutes(&self) -> Mutes {
         Mutes {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Who in a group received and read each of our messages there.
+    pub fn group_receipts(&self) -> GroupReceipts {
+        GroupReceipts {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Profiles as their owners signed them.
+    pub fn profiles(&self) -> Profiles {
+        Profiles {
             inner: self.inner.clone(),
         }
     }

@@ -73,3 +73,19 @@ pub fn stored_history(peer: &Peer, group: GroupId) -> Membership {
 pub fn stored_secret(peer: &Peer, group: GroupId) -> GroupSecret {
     stored_history(peer, group).secret().clone()
 }
+
+/// The message `id` in `peer`'s history of `conversation` (a contact or group), once
+/// `ready` holds for it (within [`GROUP_DEADLINE`]).
+pub fn wait_message(peer: &Peer, conversation: &str, id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    wait_until(GROUP_DEADLINE, &format!("{}: {what}", peer.name), || {
+        last = peer.history(conversation).into_iter().find(|m| m["id"] == id).unwrap_or(Value::Null);
+        !last.is_null() && ready(&last)
+    });
+    last
+}
+
+/// The id of a message as `send --json` (or `edit`, `react`) printed it.
+pub fn id_of(sent: &Value) -> String {
+    sent["id"].as_str().unwrap().to_owned()
+}

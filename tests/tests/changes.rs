@@ -10,26 +10,13 @@ use std::time::Duration;
 use kith_p2p::dm::DmResult;
 use kith_p2p::kith_storage::{Link, MessageId};
 use kith_p2p::payload::Payload;
-use kith_tests::group::{GROUP_DEADLINE, make_group, members};
+use kith_tests::group::{id_of, make_group, members, wait_message};
 use kith_tests::raw::{RawPeer, identity_of};
-use kith_tests::{Peer, Relay, connected_pair, wait_until};
+use kith_tests::{Relay, connected_pair};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// The message `id` in `peer`'s history of `conversation`, once `ready` holds for it.
-fn wait_message(peer: &Peer, conversation: &str, id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    wait_until(GROUP_DEADLINE, &format!("{}: {what}", peer.name), || {
-        last = peer.history(conversation).into_iter().find(|m| m["id"] == id).unwrap_or(Value::Null);
-        !last.is_null() && ready(&last)
-    });
-    last
-}
-
-fn id_of(sent: &Value) -> String {
-    sent["id"].as_str().unwrap().to_owned()
-}
 
 fn emojis(message: &Value) -> Vec<(String, u64)> {
     message["reactions"]

@@ -196,3 +196,37 @@ fn tui_search_finds_an_old_message_and_enter_opens_it_in_its_conversation() {
     tmux.keys(&["C-q"]);
     wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
 }
+
+#[test]
+fn tui_shows_a_contacts_status_and_profile_and_sets_ours() {
+    let test = "tui_shows_a_contacts_status_and_profile_and_sets_ours";
+    let Some((tmux, alice, bob)) = alice_in_tmux_with_bob(test) else {
+        return;
+    };
+    // Bob's status reaches Alice's header while her TUI runs.
+    bob.ok(&["profile", "set", "--status", "at the lake"]);
+    tmux.keys(&["C-k"]);
+    tmux.type_text("Bob");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_screen("Bob's status in the header", |s| s.contains("at the lake"));
+
+    // The overlay shows his profile; Esc closes it.
+    tmux.type_text("/profile Bob");
+    tmux.keys(&["Enter"]);
+    // (The peer id is shown whole, broken over two lines.)
+    let start = &bob.peer_id[..20];
+    tmux.wait_for_screen("the profile overlay", |s| s.contains("Profile · Esc closes") && s.contains(start) && s.contains("Status    at the lake"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for_screen("the overlay closed", |s| !s.contains("Profile · Esc closes"));
+
+    // Her own status, set from the TUI, reaches Bob.
+    tmux.type_text("/status gone fishing");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_screen("the confirmation", |s| s.contains("profile updated"));
+    wait_until(DEADLINE, "Bob has Alice's new status", || {
+        bob.json(&["profile", "show", "Alice", "--json"])["status"] == "gone fishing"
+    });
+    assert_eq!(alice.json(&["profile", "show", "--json"])["status"], "gone fishing");
+    tmux.keys(&["C-q"]);
+    wait_until(DEADLINE, "the TUI exits", || !tmux.session_alive());
+}

@@ -9,7 +9,8 @@ use crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEvent, M
 use kith_p2p::node::presence::PresenceView;
 use kith_p2p::node::{Event, GroupChange, Status};
 use kith_p2p::views::{
-    CallRecordView, ContactView, ConversationView, FileEntryView, GroupView, InboxEntry, MessageView, RequestView,
+    CallRecordView, ContactView, ConversationView, FileEntryView, GroupView, InboxEntry, MessageView, ProfileView,
+    RequestView,
 };
 
 use crate::app::{CallInfo, RoomInfo, SearchHit, SearchQuery};
@@ -282,6 +283,26 @@ pub enum Response {
         /// The hits.
         hits: Vec<SearchHit>,
     },
+    /// A profile ([`Effect::LoadProfile`]).
+    Profile {
+        /// The contact asked for as the effect had it (`None`: ours).
+        contact: Option<String>,
+        /// Whether the picture's bytes were asked for (and so are in it, if any).
+        avatar: bool,
+        /// The profile.
+        profile: ProfileView,
+    },
+    /// Our profile after [`Effect::SetProfile`].
+    ProfileSet(ProfileView),
+    /// An avatar decoded for the profile overlay ([`Effect::DecodeAvatar`]).
+    Avatar {
+        /// Whose it is.
+        peer_id: String,
+        /// The picture, for half-blocks.
+        picture: Picture,
+        /// The picture encoded for the terminal's graphics protocol, when it has one.
+        encoded: Option<Encoded>,
+    },
     /// The files a path being completed can become ([`Effect::ListPaths`]).
     Paths {
         /// The path as typed.
@@ -427,6 +448,38 @@ pub enum Effect {
         id: String,
         /// Where it is.
         path: String,
+        /// The room for it, in cells (columns, rows).
+        room: (u16, u16),
+    },
+    /// Read a profile (`profile`), answered with [`Response::Profile`].
+    LoadProfile {
+        /// The contact (peer id or name); `None`: ours.
+        contact: Option<String>,
+        /// Include the picture's bytes (for the profile overlay; the header needs
+        /// only the status line).
+        avatar: bool,
+    },
+    /// Change our profile (`set_profile`), answered with [`Response::ProfileSet`].
+    /// What is `None` stays; an empty name or status clears it.
+    SetProfile {
+        /// A new name.
+        name: Option<String>,
+        /// A new status line.
+        status: Option<String>,
+        /// A picture file to make the avatar from, as typed; the runtime makes it
+        /// absolute as for [`Effect::SendFile`].
+        avatar: Option<String>,
+        /// Drop the avatar.
+        clear_avatar: bool,
+    },
+    /// Decode an avatar (base64, as the node sends it) for the profile overlay off
+    /// the loop, and encode it to fit `room` when the terminal has a graphics
+    /// protocol; answered with [`Response::Avatar`].
+    DecodeAvatar {
+        /// Whose it is.
+        peer_id: String,
+        /// The picture, base64.
+        data: String,
         /// The room for it, in cells (columns, rows).
         room: (u16, u16),
     },

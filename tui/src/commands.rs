@@ -80,6 +80,10 @@ pub enum Command {
     /// `/react <emoji>`: react to the selected message (else the newest one in
     /// view), or take that reaction back.
     React(String),
+    /// `/profile [contact]`: show our profile, or a contact's.
+    Profile(Option<String>),
+    /// `/name`, `/status TEXT`, `/avatar`: change our profile.
+    SetProfile(ProfileCommand),
     /// `/file <path> [caption]`: send a file to the open conversation. The path is
     /// as typed (relative, `~/`, or in quotes when it has spaces); the runtime
     /// makes it absolute ([`absolute_path`]).
@@ -105,6 +109,19 @@ pub enum GroupCommand {
     Leave,
     /// `/group members`: list the open group's members.
     Members,
+}
+
+/// A change of our profile. `-` as the argument clears (bare `/status` is the
+/// node's status, so an empty argument cannot be the way to clear).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProfileCommand {
+    /// `/name <name>`: the name our contacts see (empty: none).
+    Name(String),
+    /// `/status <text>`: our status line (empty: none).
+    Status(String),
+    /// `/avatar <path>`: our picture from a file, the path as typed (`None`: drop it).
+    Avatar(Option<String>),
 }
 
 /// The `/room` subcommands.
@@ -165,6 +182,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/group remove <member>", "remove a member from the open group"),
     ("/group leave", "leave the open group"),
     ("/group members", "list the open group's members"),
+    ("/profile [contact]", "your profile, or a contact's: name, status, picture, presence (Esc closes)"),
+    ("/name <name> | -", "set the name your contacts see (- clears it; their own names for you win)"),
+    ("/status <text> | -", "set your status line, shown to your contacts (- clears it)"),
+    ("/avatar <path> | -", "set your picture from a PNG or JPEG (Tab completes the path; - removes it)"),
     ("/help", "this help"),
 ];
 
@@ -220,7 +241,19 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "unblock" => optional(&rest).map(Command::Unblock).ok_or(CommandError::Usage("/unblock <contact>")),
         "remove" => Ok(Command::Remove(optional(&rest))),
         "rename" | "alias" => optional(&rest).map(Command::Rename).ok_or(CommandError::Usage("/rename <name>")),
-        "status" => Ok(Command::Status),
+        "status" => match text_after(body) {
+            None => Ok(Command::Status),
+            Some(text) => Ok(Command::SetProfile(ProfileCommand::Status(cleared(text)))),
+        },
+        "profile" | "whois" => Ok(Command::Profile(optional(&rest))),
+        "name" | "nick" => text_after(body)
+            .map(|name| Command::SetProfile(ProfileCommand::Name(cleared(name))))
+            .ok_or(CommandError::Usage("/name <name> | - (clears it)")),
+        "avatar" => match text_after(body) {
+            None => Err(CommandError::Usage(AVATAR_USAGE)),
+            Some(dash) if dash == "-" => Ok(Command::SetProfile(ProfileCommand::Avatar(None))),
+            Some(path) => Ok(Command::SetProfile(ProfileCommand::Avatar(Some(unquoted(&path).to_owned())))),
+        },
         "log" => Ok(Command::Log),
         "read" => Ok(Command::Read),
         "help" | "h" | "?" => Ok(Command::Help),
@@ -260,9 +293,9 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 
 /// Every command's name, for Tab completion (aliases left out).
 pub const NAMES: &[&str] = &[
-    "accept", "add", "answer", "block", "call", "delete", "delete-all", "edit", "file", "group", "hangup", "help",
-    "invite", "log", "mute", "mute-chat", "quit", "react", "read", "reject", "remove", "rename", "reply", "room",
-    "search", "status", "unblock", "unmute-chat",
+    "accept", "add", "answer", "avatar", "block", "call", "delete", "delete-all", "edit", "file", "group", "hangup",
+    "help", "invite", "log", "mute", "mute-chat", "name", "profile", "quit", "react", "read", "reject", "remove",
+    "rename", "reply", "room", "search", "status", "unblock", "unmute-chat",
 ];
 
 /// The `/group` subcommands, for Tab completion.
@@ -276,6 +309,24 @@ const ROOM_USAGE: &str = "/room [join | leave | mute]";
 
 /// The usage line of `/group`, shown when a subcommand or its argument is missing.
 const GROUP_USAGE: &str = "/group create <name> | add <contact> | remove <member> | leave | members";
+
+/// The usage line of `/avatar`.
+const AVATAR_USAGE: &str = "/avatar <path> | - (removes it)";
+
+/// A profile field as typed: `-` alone means none (the node clears on empty).
+fn cleared(text: String) -> String {
+    if text == "-" { String::new() } else { text }
+}
+
+/// A path without the quotes around it (`"My Photos/me.png"`), if it has them.
+fn unquoted(path: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = path.strip_prefix(quote).and_then(|p| p.strip_suffix(quote)) {
+            return inner;
+        }
+    }
+    path
+}
 
 /// The usage line of `/file`.
 const FILE_USAGE: &str = "/file <path> [caption]";
@@ -418,6 +469,18 @@ mod tests {
         assert_eq!(parse("/rename Алиса Петровна"), Ok(Command::Rename("Алиса Петровна".into())));
         assert_eq!(parse("/rename"), Err(CommandError::Usage("/rename <name>")));
         assert_eq!(parse("/status"), Ok(Command::Status));
+        let set = |change| Ok(Command::SetProfile(change));
+        assert_eq!(parse("/status  at the lake "), set(ProfileCommand::Status("at the lake".into())));
+        assert_eq!(parse("/status -"), set(ProfileCommand::Status(String::new())));
+        assert_eq!(parse("/name Алиса П."), set(ProfileCommand::Name("Алиса П.".into())));
+        assert_eq!(parse("/name -"), set(ProfileCommand::Name(String::new())));
+        assert!(matches!(parse("/name"), Err(CommandError::Usage(_))));
+        assert_eq!(parse("/avatar ~/me.png"), set(ProfileCommand::Avatar(Some("~/me.png".into()))));
+        assert_eq!(parse("/avatar \"My Photos/me.png\""), set(ProfileCommand::Avatar(Some("My Photos/me.png".into()))));
+        assert_eq!(parse("/avatar -"), set(ProfileCommand::Avatar(None)));
+        assert_eq!(parse("/avatar"), Err(CommandError::Usage(AVATAR_USAGE)));
+        assert_eq!(parse("/profile"), Ok(Command::Profile(None)));
+        assert_eq!(parse("/profile Алиса"), Ok(Command::Profile(Some("Алиса".into()))));
         assert_eq!(parse("/log"), Ok(Command::Log));
         assert_eq!(parse("/search"), Ok(Command::Search(None)));
         assert_eq!(parse("/search  встреча   в пятницу "), Ok(Command::Search(Some("встреча в пятницу".into()))));

@@ -41,6 +41,9 @@ pub const MAX_HEIGHT: u32 = 64;
 /// Files larger than this are not decoded for a preview (a picture this big is
 /// not one to decode on a whim, and a hostile "image" should cost little).
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest avatar accepted, in bytes: what the node itself accepts, so a
+/// bigger one is not a picture it sent.
+pub const MAX_AVATAR_BYTES: usize = kith_p2p::profile::MAX_AVATAR_BYTES;
 /// Pictures wider or taller than this many pixels are refused before decoding.
 const MAX_SIDE: u32 = 16_384;
 /// The most a decode may allocate, in bytes.
@@ -114,6 +117,9 @@ pub enum DecodeError {
     /// Not a PNG or JPEG this can decode.
     #[error("not a picture this can show: {0}")]
     Format(#[from] image::ImageError),
+    /// Not base64 (an avatar's data).
+    #[error("not a picture: {0}")]
+    Data(String),
     /// Decoded, but the graphics protocol's encoder failed.
     #[error("encoding the picture for the terminal: {0}")]
     Encode(String),
@@ -123,7 +129,33 @@ pub enum DecodeError {
 /// fit [`MAX_WIDTH`]×[`MAX_HEIGHT`], keeping its proportions; transparent parts
 /// are drawn on black. Reads the disk and decodes: not on the interface's loop.
 pub fn decode(path: &Path) -> Result<Picture, DecodeError> {
-    let decoded = read(path)?;
+    shrink(read(path)?)
+}
+
+/// [`decode`] for a picture held in memory (an avatar, see [`avatar_bytes`]), with
+/// the same limits.
+pub fn decode_bytes(bytes: &[u8]) -> Result<Picture, DecodeError> {
+    shrink(read_bytes(bytes)?)
+}
+
+/// The bytes of an avatar as the node sends it (standard padded base64), refused
+/// unpadded, malformed, or larger than [`MAX_AVATAR_BYTES`] (checked on the text's
+/// length before decoding, so a huge string costs nothing).
+pub fn avatar_bytes(data: &str) -> Result<Vec<u8>, DecodeError> {
+    use base64::Engine as _;
+    if data.len() > MAX_AVATAR_BYTES.div_ceil(3) * 4 {
+        return Err(DecodeError::TooLarge);
+    }
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| DecodeError::Data(e.to_string()))?;
+    if bytes.len() > MAX_AVATAR_BYTES {
+        return Err(DecodeError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// `decoded` shrunk to fit [`MAX_WIDTH`]×[`MAX_HEIGHT`] and drawn on black.
+fn shrink(decoded: DynamicImage) -> Result<Picture, DecodeError> {
     let small = if decoded.width() > MAX_WIDTH || decoded.height() > MAX_HEIGHT {
         decoded.resize(MAX_WIDTH, MAX_HEIGHT, image::imageops::FilterType::Triangle)
     } else {
@@ -148,8 +180,18 @@ fn read(path: &Path) -> Result<DynamicImage, DecodeError> {
     if std::fs::metadata(path)?.len() > MAX_FILE_BYTES {
         return Err(DecodeError::TooLarge);
     }
-    let mut reader = image::ImageReader::open(path)?.with_guessed_format()?;
-    // Checked against the header before any pixel buffer is allocated.
+    limited(image::ImageReader::open(path)?.with_guessed_format()?)
+}
+
+/// The picture in `bytes` (PNG or JPEG, told by its content), within the same
+/// limits as [`read`] (the length is the caller's to bound).
+fn read_bytes(bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
+    limited(image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?)
+}
+
+/// Decode what `reader` holds within [`MAX_SIDE`] and [`MAX_ALLOC`], checked
+/// against the header before any pixel buffer is allocated.
+fn limited<R: std::io::BufRead + std::io::Seek>(mut reader: image::ImageReader<R>) -> Result<DynamicImage, DecodeError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -211,7 +253,19 @@ pub(crate) fn encode(path: &Path, picker: &Picker, columns: u16, rows: u16) -> R
     if columns == 0 || rows == 0 {
         return Err(DecodeError::Encode("no room to show it".to_owned()));
     }
-    let image = read(path)?;
+    fit(read(path)?, picker, columns, rows)
+}
+
+/// [`encode`] for a picture held in memory (an avatar, see [`avatar_bytes`]).
+pub(crate) fn encode_bytes(bytes: &[u8], picker: &Picker, columns: u16, rows: u16) -> Result<Encoded, DecodeError> {
+    if columns == 0 || rows == 0 {
+        return Err(DecodeError::Encode("no room to show it".to_owned()));
+    }
+    fit(read_bytes(bytes)?, picker, columns, rows)
+}
+
+/// `image` encoded with `picker` to fit `columns`×`rows` cells (not 0).
+fn fit(image: DynamicImage, picker: &Picker, columns: u16, rows: u16) -> Result<Encoded, DecodeError> {
     // Triangle, not ratatui-image's default (nearest): photos are shrunk a lot here,
     // and nearest-neighbour makes them grainy.
     let resize = Resize::Fit(Some(FilterType::Triangle));
@@ -313,6 +367,20 @@ mod tests {
         assert!(decode(&wide).is_err());
         assert!(matches!(read(&dir.join("missing.png")), Err(DecodeError::Io(_))));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn avatars_are_base64_within_bounds() {
+        use base64::Engine as _;
+        let mut png = Vec::new();
+        let image = image::RgbImage::from_pixel(4, 2, image::Rgb([10, 20, 30]));
+        image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap_or_else(|e| panic!("{e}"));
+        let data = base64::engine::general_purpose::STANDARD.encode(&png);
+        let picture = decode_bytes(&avatar_bytes(&data).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((picture.width(), picture.height()), (4, 2));
+        assert!(matches!(avatar_bytes("not base64!"), Err(DecodeError::Data(_))));
+        assert!(matches!(avatar_bytes(&"A".repeat(MAX_AVATAR_BYTES * 2)), Err(DecodeError::TooLarge)));
+        assert!(decode_bytes(b"\x89PNG\r\n\x1a\ngarbage").is_err());
     }
 
     #[test]

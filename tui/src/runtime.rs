@@ -331,6 +331,7 @@ impl Runtime {
             Effect::OpenFile { path } => self.open_file(path),
             Effect::DecodePicture { id, path } => self.decode_picture(id, path),
             Effect::EncodePicture { id, path, room } => self.encode_picture(id, path, room),
+            Effect::DecodeAvatar { peer_id, data, room } => self.decode_avatar(peer_id, data, room),
             Effect::Notify { from, text } => self.notify(&from, &text),
             Effect::SearchAfter { after, edit } => self.search_after(after, edit),
             Effect::Search { .. } => self.request(Lane::Search, effect),
@@ -476,6 +477,23 @@ impl Runtime {
         if let Some(superseded) = self.encoding.replace(encoding) {
             superseded.abort();
         }
+    }
+
+    /// Decode an avatar off the loop ([`Runtime::off_loop`]), and encode it for the
+    /// terminal's graphics protocol to fit `room` when there is one; answer with
+    /// [`Response::Avatar`] or a failure.
+    fn decode_avatar(&mut self, peer_id: String, data: String, room: (u16, u16)) {
+        let effect = Effect::DecodeAvatar { peer_id: peer_id.clone(), data: data.clone(), room };
+        let picker = self.picker.clone();
+        self.off_loop(effect, move || {
+            let bytes = crate::picture::avatar_bytes(&data)?;
+            let picture = crate::picture::decode_bytes(&bytes)?;
+            let encoded = match picker {
+                Some(picker) => Some(crate::picture::encode_bytes(&bytes, &picker, room.0, room.1)?),
+                None => None,
+            };
+            Ok(Response::Avatar { peer_id, picture, encoded })
+        });
     }
 
     /// Run `work` (reading and decoding a picture) on the blocking pool, at most
@@ -860,6 +878,27 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
             let path = absolute.to_string_lossy().into_owned();
             Response::Sent(call(client, Request::SendFile { contact: contact.clone(), path, caption: caption.clone() }).await?)
         }
+        Effect::LoadProfile { contact, avatar } => {
+            let profile = call(client, Request::Profile { contact: contact.clone(), avatar: *avatar }).await?;
+            Response::Profile { contact: contact.clone(), avatar: *avatar, profile }
+        }
+        Effect::SetProfile { name, status, avatar, clear_avatar } => {
+            // The node reads the picture itself: it needs a path it can open.
+            let avatar = match avatar {
+                Some(path) => {
+                    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+                    let home = std::env::var_os("HOME").map(PathBuf::from);
+                    let Some(absolute) = crate::commands::absolute_path(path, &cwd, home.as_deref()) else {
+                        return Err(RequestError::Path(format!("{path}: no home directory to find ~ in")));
+                    };
+                    Some(absolute.to_string_lossy().into_owned())
+                }
+                None => None,
+            };
+            let request =
+                Request::SetProfile { name: name.clone(), status: status.clone(), avatar, clear_avatar: *clear_avatar };
+            Response::ProfileSet(call(client, request).await?)
+        }
         Effect::LoadFiles { contact } => {
             let files: Vec<FileEntryView> = call(client, Request::Files { contact: Some(contact.clone()) }).await?;
             Response::Files { contact: contact.clone(), files }
@@ -919,6 +958,7 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
         | Effect::OpenFile { .. }
         | Effect::DecodePicture { .. }
         | Effect::EncodePicture { .. }
+        | Effect::DecodeAvatar { .. }
         | Effect::SearchAfter { .. }
         | Effect::Quit => {
             return Err(RequestError::NotARequest);

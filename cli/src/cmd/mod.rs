@@ -16,6 +16,7 @@ mod knobs;
 mod manpages;
 mod net;
 mod print;
+mod profile;
 mod relay;
 mod search;
 mod tui;
@@ -73,6 +74,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Follow => chat::follow(g),
         Command::Status(out) => chat::status(g, out.json),
         Command::Presence(out) => chat::presence(g, out.json),
+        Command::Profile(command) => profile::run(g, command),
         Command::Relay(command) => relay::run(g, command),
         Command::Group(command) => group::run(g, command),
         Command::Room(command) => calls::room(g, command),

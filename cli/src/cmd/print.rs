@@ -207,7 +207,16 @@ fn message_lines(m: &MessageView, who: &str, quote: Option<String>, width: usize
     }
     out.push(' ');
     out.push_str(mark(m));
+    if let Some(counts) = group_counts(m) {
+        out.push(' ');
+        out.push_str(&counts);
+    }
     out
+}
+
+/// Where one of our group messages stands (`GroupReceiptsView::summary`).
+pub(crate) fn group_counts(m: &MessageView) -> Option<String> {
+    m.receipts.as_ref()?.summary()
 }
 
 
@@ -324,7 +333,26 @@ mod tests {
             versions: Vec::new(),
             deleted: false,
             reactions: Vec::new(),
+            receipts: None,
         }
+    }
+
+    #[test]
+    fn a_group_message_says_how_far_it_got() {
+        let counts = |delivered: usize, read: usize| {
+            let receipts = kith_p2p::views::GroupReceiptsView {
+                members: 4,
+                delivered,
+                read,
+                read_by: Vec::new(),
+                delivered_to: Vec::new(),
+            };
+            group_counts(&MessageView { receipts: Some(receipts), ..message_view("hi") })
+        };
+        assert_eq!(counts(0, 0), None);
+        assert_eq!(counts(2, 0).as_deref(), Some("delivered to 2 of 4"));
+        assert_eq!(counts(3, 1).as_deref(), Some("read by 1 of 4"));
+        assert_eq!(group_counts(&message_view("hi")), None, "not a group message of ours");
     }
 
     #[test]

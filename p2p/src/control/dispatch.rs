@@ -293,6 +293,13 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             Ok(json!({ "active": to_value(active)?, "history": to_value(history)? }))
         }
         Request::Conversations {} => to_value(ops::conversations(store, ops::now_ms())?),
+        Request::Profile { contact, avatar } => {
+            let peer = match contact {
+                None => me(backend),
+                Some(query) => ops::resolve_contact(store, &query)?.peer_id,
+            };
+            to_value(crate::node::profiles::view(store, &peer, avatar)?)
+        }
         Request::Search { query, within, from, limit } => {
             let (store, me) = (store.clone(), me(backend));
             let index = search_index(backend)?;
@@ -378,6 +385,23 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
         Request::Send { contact, text, reply_to: Some(id) } => to_value(node.reply(&contact, &text, &id).await?),
         Request::Edit { id, text } => to_value(node.edit(&id, &text).await?),
         Request::Presence {} => to_value(node.presence().await?),
+        Request::SetProfile { name, status, avatar, clear_avatar } => {
+            if avatar.is_some() && clear_avatar {
+                return Err(OpError::Invalid("give a picture or drop it, not both".into()).into());
+            }
+            let avatar = match avatar {
+                Some(path) => {
+                    let path = absolute(&path)?;
+                    let made = tokio::task::spawn_blocking(move || crate::profile::avatar_from_file(&path))
+                        .await
+                        .map_err(|e| OpError::Invalid(format!("reading the picture failed: {e}")))?;
+                    Some(Some(made.map_err(|e| OpError::Invalid(e.to_string()))?))
+                }
+                None if clear_avatar => Some(None),
+                None => None,
+            };
+            to_value(node.set_profile(crate::node::profiles::ProfileChange { name, status, avatar }).await?)
+        }
         Request::Typing { contact } => Ok(json!({ "told": node.typing(&contact).await? })),
         Request::Delete { id, for_everyone: true } => to_value(node.delete_for_everyone(&id).await?),
         Request::React { id, emoji } => to_value(node.react(&id, &emoji).await?),
@@ -464,7 +488,7 @@ fn contact_op(store: &Store, ctx: &LocalContext, op: ContactOp, query: &str) -> 
                 Err(OpError::UnknownGroup(_)) => return Err(OpError::UnknownContact(q)),
                 other => other?,
             };
-            return Ok(json!({ "marked": ops::mark_group_read(store, &group)? }));
+            return Ok(json!({ "marked": ops::mark_group_read(store, &ctx.me, &group, ctx.read_receipts)? }));
         }
         // Blocking someone who is not a contact yet (a stranger's peer id) is allowed.
         (Err(OpError::UnknownContact(_)), ContactOp::Block) => {
@@ -473,7 +497,11 @@ fn contact_op(store: &Store, ctx: &LocalContext, op: ContactOp, query: &str) -> 
         (Err(e), _) => return Err(e),
     };
     let view = match op {
-        ContactOp::Accept => ContactView::from(&ops::accept(store, &contact, ctx.display_name.as_deref())?),
+        ContactOp::Accept => {
+            let accepted = ops::accept(store, &contact, ctx.display_name.as_deref())?;
+            crate::node::profiles::share(store, &ctx.me, &accepted.peer_id)?;
+            ContactView::from(&accepted)
+        }
         ContactOp::Reject => {
             ops::reject(store, &ctx.me, &contact)?;
             return Ok(json!({ "removed": contact.peer_id.to_base58() }));

@@ -150,6 +150,30 @@ pub enum Request {
     Status {},
     /// Contacts' presence: online or not, and when last seen (empty with presence off).
     Presence {},
+    /// A profile: ours, or a contact's as they last sent it.
+    Profile {
+        /// The contact (absent: ours).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<String>,
+        /// Include the picture's bytes (base64).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        avatar: bool,
+    },
+    /// Change our profile and send it to every contact; what is absent stays.
+    SetProfile {
+        /// A new name (empty: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// A new status line (empty: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<String>,
+        /// A picture file to make the avatar from (an absolute path, read by the node).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        avatar: Option<String>,
+        /// Drop the avatar.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        clear_avatar: bool,
+    },
     /// Tell a conversation's peers (connected now) that we are typing in it.
     Typing {
         /// The contact or group.
@@ -309,7 +333,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 47] = [
+    pub const METHODS: [&'static str; 49] = [
         "contacts",
         "requests",
         "inbox",
@@ -336,6 +360,8 @@ impl Request {
         "status",
         "presence",
         "typing",
+        "profile",
+        "set_profile",
         "invite",
         "add",
         "send",
@@ -429,6 +455,8 @@ mod tests {
             Request::Status {},
             Request::Presence {},
             Request::Typing { contact: c() },
+            Request::Profile { contact: Some(c()), avatar: true },
+            Request::SetProfile { name: Some("Al".into()), status: Some("away".into()), avatar: Some("/tmp/me.png".into()), clear_avatar: false },
             Request::Invite {},
             Request::Add { target: "kith:x".into(), alias: Some("al".into()) },
             Request::Send { contact: c(), text: "hi".into(), reply_to: Some("00".repeat(16)) },

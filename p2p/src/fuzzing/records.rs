@@ -61,6 +61,15 @@ fn check_payload_limits(decoded: &Payload) {
         }
         Payload::GroupSync { heads, .. } => assert!(heads.len() <= MAX_PARENTS),
         Payload::GroupKey { .. } | Payload::Presence { .. } | Payload::Typing { .. } => {}
+        Payload::Profile { signed } => {
+            // Whatever the bytes, reading the profile and checking its rules (the
+            // avatar's picture header included) ends in a value or a typed error.
+            if let Ok(s) = crate::profile::SignedProfile::decode(signed)
+                && let Ok(profile) = crate::wire::decode::<crate::profile::Profile>(&s.profile, crate::profile::MAX_SIGNED_PROFILE_LEN)
+            {
+                let _ = profile.check();
+            }
+        }
     }
 }
 

@@ -217,7 +217,24 @@ fn payloads() -> Vec<Payload> {
         },
         Payload::GroupSync { group, heads: vec![OpId([4; 32])] },
         Payload::GroupKey { group, generation: 2, key: [6; 32] },
+        Payload::Profile { signed: signed_profile() },
     ]
+}
+
+/// A profile with a name, a status and a tiny PNG avatar, signed by identity 1.
+fn signed_profile() -> Vec<u8> {
+    let mut png = Vec::new();
+    image::RgbImage::new(2, 2)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap_or_else(|e| panic!("encode a seed avatar: {e}"));
+    let profile = crate::profile::Profile {
+        name: Some("Alice".into()),
+        status: Some("at the lake".into()),
+        avatar: Some(crate::profile::Avatar { media_type: "image/png".into(), bytes: png }),
+        version: 1_700_000_000_000,
+    };
+    let signed = profile.sign(identity(1)).unwrap_or_else(|e| panic!("sign a seed profile: {e}"));
+    signed.encode().unwrap_or_else(|e| panic!("encode a seed profile: {e}"))
 }
 
 fn encode_payload(payload: &Payload) -> Vec<u8> {

@@ -115,6 +115,7 @@ mod group_inbound;
 mod group_messages;
 mod groups;
 mod limbo;
+mod profile;
 pub(super) mod relays;
 
 
@@ -379,6 +380,10 @@ impl Actor {
             return Ok(0);
         }
         let (conversation, peers, group) = match ops::resolve_target(&self.store, target)? {
+            // Receivers take it only from accepted contacts and members of groups they
+            // are in: anything else would be sent for nothing.
+            ops::Target::Contact(c) if c.state != ContactState::Accepted => return Ok(0),
+            ops::Target::Group(g) if !g.active => return Ok(0),
             ops::Target::Contact(c) => (ops::direct_conversation(&self.me, &c.peer_id), vec![c.peer_id], None),
             ops::Target::Group(g) => {
                 let peers = g.members.iter().filter_map(|m| m.peer_id.parse::<PeerId>().ok()).filter(|p| *p != self.me).collect();
@@ -392,7 +397,9 @@ impl Actor {
         self.typing_sent.insert(conversation, now);
         self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_SPACING);
         let payload = Payload::Typing { group };
-        let connected: Vec<PeerId> = peers.into_iter().filter(|p| self.connected.contains(p)).collect();
+        // Members we blocked hear nothing from us.
+        let blocked = |p: &PeerId| matches!(self.store.contacts().get(p), Ok(Some(c)) if c.state == ContactState::Blocked);
+        let connected: Vec<PeerId> = peers.into_iter().filter(|p| self.connected.contains(p) && !blocked(p)).collect();
         Ok(connected.into_iter().filter(|p| self.send_ephemeral(*p, &payload).is_some()).count())
     }
 
@@ -577,6 +584,10 @@ impl Actor {
             }
             Command::Typing { target, reply } => {
                 let _ = reply.send(self.typing(&target));
+            }
+            Command::SetProfile { change, reply } => {
+                let result = self.set_profile(change);
+                self.reply_when_durable(reply, result);
             }
             Command::Invite(reply) => {
                 let result = self.invite();

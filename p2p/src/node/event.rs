@@ -3,7 +3,7 @@
 use kith_storage::MessageState;
 use serde::{Deserialize, Serialize};
 
-use crate::views::{ContactView, FileEntryView, GroupView, MessageView};
+use crate::views::{ContactView, FileEntryView, GroupReceiptsView, GroupView, MessageView, ProfileView};
 
 /// Something that happened on the node. Serialized as `{"type": "...", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,20 @@ pub enum Event {
         conversation: String,
         /// The new state.
         state: MessageState,
+    },
+    /// A member of a group received or read one of our messages there.
+    MessageReceipts {
+        /// The message id.
+        id: String,
+        /// The group's conversation.
+        conversation: String,
+        /// Where the message stands with the group's members now.
+        receipts: GroupReceiptsView,
+    },
+    /// A contact's profile changed (or arrived for the first time), or ours did.
+    ProfileChanged {
+        /// The profile as it is now (without the picture's bytes).
+        profile: ProfileView,
     },
     /// A stranger asked to become a contact (or wrote without being one).
     ContactRequest {

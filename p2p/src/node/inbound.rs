@@ -12,7 +12,7 @@
 //! Strangers' requests are bounded by [`crate::requests`].
 
 use kith_storage::{
-    Contact, ContactState, ConversationKind, Direction, Inserted, Message, MessageId, MessageState, Refusal, Store,
+    Contact, ContactState, ConversationKind, Direction, GroupId, Inserted, Message, MessageId, MessageState, Refusal, Store,
 };
 use libp2p::PeerId;
 
@@ -317,6 +317,7 @@ impl Inbound<'_> {
                         &c.peer_id,
                         &Payload::ContactAccepted { name: self.my_name.map(str::to_owned) },
                     )?;
+                    super::profiles::share(self.store, &self.me, &c.peer_id)?;
                     outcome.queued = true;
                 }
                 let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
@@ -331,6 +332,28 @@ impl Inbound<'_> {
                 outcome.group.push(GroupDelivery { index, sender, payload });
                 Ok(Step::Done(DmResult::Stored))
             }
+            Payload::Profile { signed } => {
+                // Kept from accepted contacts only: a stranger's is no one's business.
+                let Some(c) = contact.filter(|c| c.state == ContactState::Accepted) else {
+                    return Ok(Step::Done(DmResult::Stored));
+                };
+                match super::profiles::receive(self.store, &c, &signed) {
+                    Ok(super::profiles::Received::Kept { view, contact }) => {
+                        if let Some(renamed) = contact {
+                            let saved = self.put_contact(&renamed, (sender_e2e, binding), outcome)?;
+                            outcome.events.push(Event::ContactChanged { contact: saved });
+                        }
+                        outcome.events.push(Event::ProfileChanged { profile: view });
+                        Ok(Step::Done(DmResult::Stored))
+                    }
+                    Ok(super::profiles::Received::Stale) => Ok(Step::Done(DmResult::Stored)),
+                    Err(super::profiles::ReceiveError::Refused(e)) => {
+                        tracing::debug!(%sender, error = %e, "refused a profile");
+                        Ok(Step::Done(DmResult::Rejected(RejectReason::Malformed)))
+                    }
+                    Err(super::profiles::ReceiveError::Store(e)) => Err(e),
+                }
+            }
             Payload::ContactAccepted { name } => {
                 if let Some(mut c) = contact {
                     if let Some(name) = valid_name(name) {
@@ -338,6 +361,8 @@ impl Inbound<'_> {
                     }
                     if c.state == ContactState::PendingOut {
                         c.state = ContactState::Accepted;
+                        // Now they may see our profile.
+                        outcome.queued |= super::profiles::share(self.store, &self.me, &sender)?;
                     }
                     let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
                     outcome.events.push(Event::ContactChanged { contact: saved });
@@ -366,7 +391,8 @@ impl Inbound<'_> {
     }
 
     /// Apply a receipt, but only to our own messages in the 1:1 conversation with its
-    /// sender: nobody can move the state of messages they were not sent.
+    /// sender, or in a group the sender is a member of: nobody can move the state of
+    /// messages they were not sent.
     fn receipt(&self, sender: PeerId, kind: ReceiptKind, ids: &[MessageId], outcome: &mut Outcome) -> Result<(), OpError> {
         let conversation = ops::direct_conversation(&self.me, &sender);
         let state = match kind {
@@ -375,7 +401,11 @@ impl Inbound<'_> {
         };
         for id in ids {
             let Some(m) = self.store.messages().get_from(&self.me.to_string(), *id)? else { continue };
-            if m.conversation != conversation || m.direction != Direction::Outgoing {
+            if m.direction != Direction::Outgoing {
+                continue;
+            }
+            if m.conversation != conversation {
+                self.group_receipt(sender, kind, &m, outcome)?;
                 continue;
             }
             if let Some(new) = self.store.set_message_state(*id, state, true)?
@@ -387,6 +417,33 @@ impl Inbound<'_> {
                     state: new,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// A member's receipt for one of our messages in a group: counted if the group
+    /// is one we hold, the sender is a member now and the message is no change.
+    fn group_receipt(&self, sender: PeerId, kind: ReceiptKind, m: &Message, outcome: &mut Outcome) -> Result<(), OpError> {
+        if m.link.as_ref().and_then(kith_storage::Link::changed).is_some() {
+            return Ok(());
+        }
+        let Some(group) = self.store.groups().get(GroupId(m.conversation.0))? else { return Ok(()) };
+        let sender = sender.to_base58();
+        if !group.members.iter().any(|member| member.peer_id == sender) {
+            return Ok(());
+        }
+        let reached = match kind {
+            ReceiptKind::Delivered => kith_storage::Reached::Delivered,
+            ReceiptKind::Read => kith_storage::Reached::Read,
+        };
+        if self.store.group_receipts().record(m.conversation, m.id, &sender, reached)?
+            && let Some(receipts) = crate::views::GroupReceiptsView::of(self.store, m)?
+        {
+            outcome.events.push(Event::MessageReceipts {
+                id: m.id.to_string(),
+                conversation: m.conversation.to_string(),
+                receipts,
+            });
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ mod mailbox_client;
 mod or_log;
 mod outbox;
 pub mod presence;
+pub mod profiles;
 mod reachability;
 mod sending;
 
@@ -365,6 +366,8 @@ pub(crate) enum Command {
     Presence(oneshot::Sender<Vec<presence::PresenceView>>),
     /// Tell a conversation's peers we are typing.
     Typing { target: String, reply: oneshot::Sender<Result<usize, NodeError>> },
+    /// Change our profile, and send it to every contact.
+    SetProfile { change: profiles::ProfileChange, reply: oneshot::Sender<Result<crate::views::ProfileView, NodeError>> },
     Invite(oneshot::Sender<Result<Invite, NodeError>>),
     AddInvite {
         invite: Box<Invite>,
@@ -529,6 +532,12 @@ impl NodeHandle {
     pub async fn typing(&self, target: &str) -> Result<usize, NodeError> {
         let target = target.to_owned();
         self.ask(|reply| Command::Typing { target, reply }).await?
+    }
+
+    /// Changes our profile (signed, kept, and queued for every accepted contact, so
+    /// those offline get it through relays); answers once that is durable.
+    pub async fn set_profile(&self, change: profiles::ProfileChange) -> Result<crate::views::ProfileView, NodeError> {
+        self.ask(|reply| Command::SetProfile { change, reply }).await?
     }
 
     /// Create a one-time invite (mutual contact on redemption, no approval needed).
@@ -865,7 +874,14 @@ fn media_addrs(listen_addrs: &[Multiaddr]) -> Vec<std::net::IpAddr> {
 
 /// Start a node: build the swarm, listen, and run the actor on the current runtime.
 /// Returns when every listen address is bound.
-pub async fn start(config: NodeConfig, store: Store) -> Result<Started, StartError> {
+pub async fn start(mut config: NodeConfig, store: Store) -> Result<Started, StartError> {
+    // Once the user set a profile, its name is the one we go by (the config's
+    // `display_name` only names a node that never set one).
+    match profiles::stored(&store, &config.identity.peer_id()) {
+        Ok(Some(profile)) => config.display_name = profile.name,
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "reading our profile failed; using the configured name"),
+    }
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     // A broadcast channel of capacity 0 would panic.
     let (events_tx, _) = broadcast::channel(config.timers.event_buffer.max(1));

@@ -14,7 +14,7 @@
 use crossterm::event::{KeyCode, KeyEvent};
 use kith_p2p::kith_storage::Direction;
 use kith_p2p::payload::MAX_TEXT_LEN;
-use kith_p2p::views::{MessageView, QUOTE_CHARS};
+use kith_p2p::views::{GroupReceiptsView, MessageView, QUOTE_CHARS};
 
 use super::update::{jump_to_newest, pane, prefetch};
 use super::{App, Conversation, Overlay};
@@ -416,6 +416,17 @@ pub(super) fn on_changed(app: &mut App, changed: MessageView) {
         app.conversation_mut(&key).and_then(|c| c.compose.as_mut())
     {
         *q = quote;
+    }
+}
+
+/// A group member received or read one of our messages there: its counts change
+/// wherever it is loaded (one not loaded comes with its counts when paged in).
+pub(super) fn on_receipts(app: &mut App, id: &str, conversation: &str, receipts: GroupReceiptsView) {
+    let Some(conv) = app.conversation_mut(conversation) else { return };
+    for m in conv.messages.iter_mut().chain(conv.last.iter_mut()) {
+        if m.id == id && m.conversation == conversation {
+            m.receipts = Some(receipts.clone());
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! who is typing where (`typing.rs`), the editor (with a
 //! draft per conversation and the Tab completion in progress), overlays, the status
 //! line and the log of what it said, the call in progress (`call.rs`), the voice
-//! rooms we are in (`room.rs`), the search overlay (`search.rs`), the selected
+//! rooms we are in (`room.rs`), the search overlay (`search.rs`), the profile
+//! overlay and the contacts' status lines (`profile.rs`), the selected
 //! message with the reply or edit being written and the node's changes to messages
 //! (`changes.rs`), and the state of the node connection.
 //! [`update`] applies one [`Action`](crate::action::Action)
@@ -21,6 +22,7 @@ mod line;
 mod node;
 mod prefs;
 mod presence;
+mod profile;
 mod room;
 mod search;
 mod typing;
@@ -42,6 +44,8 @@ pub use changes::{Compose, Confirm, Quote};
 pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
 pub use presence::Presence;
+pub use profile::{AVATAR_CELLS, Avatar, ProfileCard};
+pub(crate) use profile::status_of;
 pub use room::{RoomInfo, RoomState};
 pub(crate) use room::{group_name as room_group_name, participant_name as room_participant_name};
 pub use search::{DEBOUNCE as SEARCH_DEBOUNCE, LIMIT as SEARCH_LIMIT, Search, SearchHit, SearchQuery, SearchResults};
@@ -420,6 +424,8 @@ pub enum Overlay {
     /// A question before something that cannot be undone (`/delete-all`): `y` does
     /// it, `n` or Esc does not.
     Confirm(Confirm),
+    /// A profile, ours or a contact's (`/profile`): Esc closes it.
+    Profile(ProfileCard),
 }
 
 /// The whole interface state.
@@ -460,6 +466,8 @@ pub struct App {
     presence: HashMap<String, Presence>,
     /// Who types where, and when we last told a conversation we type (`typing.rs`).
     typing: typing::Typing,
+    /// The contacts' status lines, for the header (`profile.rs`).
+    statuses: profile::Statuses,
     outbox: usize,
     /// The node's delivery queues, per recipient (as of the last status).
     queues: Vec<QueueStatus>,
@@ -529,6 +537,7 @@ impl App {
             now_ms: None,
             presence: HashMap::new(),
             typing: typing::Typing::default(),
+            statuses: profile::Statuses::default(),
             outbox: 0,
             queues: Vec::new(),
             status_loading: true,
@@ -594,12 +603,17 @@ impl App {
         self.previews.get(id)
     }
 
-    /// The picture the viewer draws through the terminal's graphics protocol, if
-    /// one is open and encoded. The runtime clears the screen when this changes:
+    /// The picture the viewer (or the profile overlay) draws through the
+    /// terminal's graphics protocol, if one is open and encoded. The runtime clears the screen when this changes:
     /// a sixel or iTerm2 picture stays on the terminal until its cells are written.
     pub fn graphic(&self) -> Option<&crate::picture::Encoded> {
         match &self.overlay {
             Some(Overlay::Picture(viewer)) if self.graphics.is_protocol() => viewer.encoded.as_ref(),
+            Some(Overlay::Profile(ProfileCard { avatar: Avatar::Ready { encoded, .. }, .. }))
+                if self.graphics.is_protocol() =>
+            {
+                encoded.as_ref()
+            }
             _ => None,
         }
     }

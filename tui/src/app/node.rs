@@ -67,6 +67,10 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
         Event::RoomLeft { group, reason } => super::room::on_left(app, group, reason),
         Event::FileProgress { id, have, .. } => super::files::on_progress(app, id, have),
         Event::FileChanged { file } => super::files::on_file_changed(app, file, fx),
+        Event::MessageReceipts { id, conversation, receipts } => {
+            super::changes::on_receipts(app, &id, &conversation, receipts);
+        }
+        Event::ProfileChanged { profile } => super::profile::on_changed(app, profile, fx),
         // Missed events: re-read everything, reload the open conversation.
         Event::Lagged { .. } => reload(app, fx),
         _ => {}
@@ -257,6 +261,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             focus_default(app, fx);
             mark_focused_read(app, fx);
             clamp_list_offset(app);
+            super::profile::prefetch(app, fx);
         }
         Response::Groups(groups) => {
             let known: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
@@ -464,6 +469,9 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
             app.set_status(format!("renamed to {}", contact.label()), false);
             upsert_contact(app, contact);
         }
+        Response::Profile { contact, avatar, profile } => super::profile::on_profile(app, contact, avatar, profile, fx),
+        Response::ProfileSet(profile) => super::profile::on_set(app, profile, fx),
+        Response::Avatar { peer_id, picture, encoded } => super::profile::on_avatar(app, &peer_id, picture, encoded),
         Response::Paths { word, candidates } => {
             // Only if the input is still as it was when Tab was pressed.
             let Some((range, text, backwards)) = app.pending_paths.take() else { return };
@@ -555,7 +563,10 @@ pub(super) fn on_interrupted(app: &mut App, effect: Effect, error: String) {
 }
 
 pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
-    if super::call::on_failure(app, &effect, &error) || super::room::on_failure(app, &effect, &error) {
+    if super::call::on_failure(app, &effect, &error)
+        || super::room::on_failure(app, &effect, &error)
+        || super::profile::on_failure(app, &effect, &error)
+    {
         return;
     }
     // Without a node, reads fail by the dozen and the status line already says why:

@@ -19,7 +19,7 @@ const SCROLLED: &str = " ↓ Esc jumps to the newest ";
 /// A contact's presence as the pane title says it: `online`, `last seen 09:15`
 /// (today, local time), `last seen Mon, 13 Jan 2025`, or `offline` when the node has
 /// not seen it online since it started.
-fn seen(app: &App, presence: Presence) -> String {
+pub(crate) fn seen(app: &App, presence: Presence) -> String {
     let offset = app.config().utc_offset_secs;
     match presence.last_seen {
         _ if presence.online => "online".to_owned(),
@@ -32,7 +32,7 @@ fn seen(app: &App, presence: Presence) -> String {
 }
 
 /// The pane title: presence dot, name, short peer id, presence (none when the node
-/// did not say: presence off) and what waits for delivery to the contact; for a
+/// did not say: presence off), their status line if they set one, and what waits for delivery to the contact; for a
 /// group `#name` and its size.
 fn title(app: &App, conv: &Conversation, theme: &Theme) -> Line<'static> {
     if let Some(group) = conv.group_view() {
@@ -55,6 +55,10 @@ fn title(app: &App, conv: &Conversation, theme: &Theme) -> Line<'static> {
     ]);
     if let Some(presence) = presence {
         spans.push(Span::styled(format!("{} ", seen(app, presence)), theme.dim()));
+    }
+    // Their status line (from their profile), after who and where they are.
+    if let Some(status) = crate::app::status_of(app, conv.peer_id()) {
+        spans.push(Span::styled(format!("· {} ", text::sanitize_line(status)), theme.dim().add_modifier(Modifier::ITALIC)));
     }
     if let Some(queue) = app.queue(conv.peer_id()) {
         spans.push(Span::styled(format!("· {} waiting, {} ", queue.waiting, super::status::attempt(queue)), theme.dim()));

@@ -50,6 +50,12 @@ fn mark(m: &MessageView, theme: &Theme) -> Option<(&'static str, Style)> {
     })
 }
 
+/// Where one of our group messages stands with the group's members, as the CLI
+/// prints it (`read by 3 of 5`; see `GroupReceiptsView::summary`).
+pub(crate) fn group_counts(m: &MessageView) -> Option<String> {
+    m.receipts.as_ref()?.summary()
+}
+
 /// A full-width rule with `label` in the middle: `──── label ────`.
 fn rule(label: &str, width: usize, style: Style) -> Line<'static> {
     let label = text::truncate(label, width.saturating_sub(2));
@@ -136,11 +142,13 @@ impl Parts<'_> {
         rows.into_iter().enumerate().map(line).collect()
     }
 
-    /// What follows the text: the `(edited)` marker if `edited`, and the delivery mark.
+    /// What follows the text: the `(edited)` marker if `edited`, the delivery mark,
+    /// and for ours in a group how many members have it ([`group_counts`]).
     fn tail(&self, edited: bool) -> Vec<Span<'static>> {
         let edited = edited.then(|| Span::styled("(edited)", self.theme.dim()));
         let mark = mark(self.m, self.theme).map(|(glyph, style)| Span::styled(glyph, style));
-        edited.into_iter().chain(mark).collect()
+        let counts = group_counts(self.m).map(|c| Span::styled(c, self.theme.dim()));
+        edited.into_iter().chain(mark).chain(counts).collect()
     }
 }
 

@@ -300,6 +300,18 @@ impl Actor {
                 return false;
             }
         };
+        // Their authors hear that we hold them ("delivered to 3 of 5"); changes
+        // (edits, reactions) are not counted, so they get none.
+        let receipted: Vec<(String, MessageId)> = messages
+            .iter()
+            .zip(&inserted)
+            .filter(|(m, inserted)| **inserted == Inserted::New && m.link.as_ref().and_then(kith_storage::Link::changed).is_none())
+            .map(|(m, _)| (m.author.clone(), m.id))
+            .collect();
+        if self.queue_delivery_receipts(&receipted) {
+            self.groups.queued = true;
+            self.flush_queued();
+        }
         let events: Vec<Event> = messages
             .iter()
             .zip(inserted)
