@@ -415,8 +415,8 @@ pub(crate) fn check_display_name(name: &str) -> Result<(), String> {
         Err(format!(
             "is longer than {MAX_DISPLAY_NAME_CHARS} characters"
         ))
-    } else if name.chars().any(char::is_control) {
-        Err("must not contain control characters".into())
+    } else if name.chars().any(|c| c.is_control() || crate::display::is_unsafe(c)) {
+        Err("must not contain control or text-direction characters".into())
     } else {
         Ok(())
     }

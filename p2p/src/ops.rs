@@ -319,11 +319,24 @@ pub fn group_history(store: &Store, group: &Group, limit: usize, before: Option<
 /// hid left out.
 fn shown_page(store: &Store, page: &[Message], peer: Option<&str>) -> Result<Vec<MessageView>, OpError> {
     let mut out = Vec::with_capacity(page.len());
+    // A group page's counts are over one audience, read once for the page.
+    let mut audience: Option<Option<Vec<String>>> = None;
     for m in page {
         let annotations = store.messages().annotations(m)?;
-        if !annotations.hidden {
-            out.push(MessageView::annotated_with(store, m, peer, &annotations)?);
+        if annotations.hidden {
+            continue;
         }
+        let mut view = MessageView::annotated_with(store, m, peer, &annotations)?;
+        if peer.is_none() && crate::views::counted(m) {
+            let audience = match &audience {
+                Some(known) => known,
+                None => audience.insert(crate::views::GroupReceiptsView::audience(store, kith_storage::GroupId(m.conversation.0), &m.author)?),
+            };
+            if let Some(audience) = audience {
+                view.receipts = Some(crate::views::GroupReceiptsView::over(store, m, audience)?);
+            }
+        }
+        out.push(view);
     }
     Ok(out)
 }
@@ -458,10 +471,11 @@ fn page_of(store: &Store, conversation: ConversationId, limit: usize, before: Op
 
 /// Mark a group's conversation read; unless `send_receipts` is off, each author of a
 /// message that became read gets a read receipt (for "read by 3 of 5"), if still a
-/// member and not blocked. Returns how many messages became read.
+/// member and not blocked, in groups of at most [`crate::group::MAX_COUNTED_MEMBERS`].
+/// Returns how many messages became read.
 pub fn mark_group_read(store: &Store, me: &PeerId, group: &Group, send_receipts: bool) -> Result<usize, OpError> {
     let newly_read = store.stage_read(crate::group::conversation(&group.id))?;
-    if send_receipts && group.active {
+    if send_receipts && group.active && group.members.len() <= crate::group::MAX_COUNTED_MEMBERS {
         let mut by_author: HashMap<&str, Vec<MessageId>> = HashMap::new();
         for m in &newly_read {
             if m.author != me.to_base58() && group.members.iter().any(|member| member.peer_id == m.author) {

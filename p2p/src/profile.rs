@@ -42,7 +42,9 @@ pub const MAX_SIGNED_PROFILE_LEN: usize = MAX_AVATAR_BYTES + 2 * 1024;
 /// Largest picture file [`avatar_from_file`] reads.
 const MAX_SOURCE_BYTES: u64 = 32 << 20;
 /// Largest picture [`avatar_from_file`] decodes, in pixels a side.
-const MAX_SOURCE_SIDE: u32 = 12_000;
+const MAX_SOURCE_SIDE: u32 = 8192;
+/// Most memory decoding one picture may take (an 8192×4096 RGBA picture fits).
+const MAX_SOURCE_ALLOC: u64 = 128 << 20;
 
 /// What a user shows their contacts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,15 +209,13 @@ pub fn avatar_from_file(path: &Path) -> Result<Avatar, ProfileError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SOURCE_SIDE);
     limits.max_image_height = Some(MAX_SOURCE_SIDE);
+    limits.max_alloc = Some(MAX_SOURCE_ALLOC);
     reader.limits(limits);
     let decoded = reader.decode().map_err(|e| picture(&e))?;
-    let side = decoded.width().min(decoded.height());
-    let square = decoded.crop_imm((decoded.width() - side) / 2, (decoded.height() - side) / 2, side, side);
-    let small = if side > MAX_AVATAR_SIDE {
-        square.resize_exact(MAX_AVATAR_SIDE, MAX_AVATAR_SIDE, image::imageops::FilterType::Triangle)
-    } else {
-        square
-    };
+    let side = decoded.width().min(decoded.height()).min(MAX_AVATAR_SIDE);
+    // Scaled, then its middle cut out: no full-size copy of the picture.
+    let small = decoded.resize_to_fill(side, side, image::imageops::FilterType::Triangle);
+    drop(decoded);
     let mut png = Vec::new();
     small.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).map_err(|e| picture(&e))?;
     let avatar = if png.len() <= MAX_AVATAR_BYTES {

@@ -125,31 +125,74 @@ impl GroupReceiptsView {
         }
     }
 
-    /// The receipts of `m`, if it is one of our messages in a group we hold.
-    pub fn of(store: &Store, m: &Message) -> Result<Option<GroupReceiptsView>, kith_storage::StoreError> {
-        if m.direction != kith_storage::Direction::Outgoing || m.link.as_ref().and_then(kith_storage::Link::changed).is_some() {
+    /// Whom `author`'s messages in `group` are counted over now: its current members
+    /// besides the author, minus those we blocked (whose receipts we drop). `None`
+    /// for a group we do not hold, or one too large to count
+    /// ([`crate::group::MAX_COUNTED_MEMBERS`]).
+    pub fn audience(store: &Store, group: kith_storage::GroupId, author: &str) -> Result<Option<Vec<String>>, kith_storage::StoreError> {
+        let Some(group) = store.groups().get(group)? else { return Ok(None) };
+        if group.members.len() > crate::group::MAX_COUNTED_MEMBERS {
             return Ok(None);
         }
-        let Some(group) = store.groups().get(kith_storage::GroupId(m.conversation.0))? else { return Ok(None) };
-        let others: Vec<&str> = group.members.iter().map(|x| x.peer_id.as_str()).filter(|p| *p != m.author).collect();
-        let (mut read_by, mut delivered_to) = (Vec::new(), Vec::new());
-        for (member, reached) in store.group_receipts().of(m.conversation, m.id)? {
-            if !others.contains(&member.as_str()) {
+        let mut audience = Vec::with_capacity(group.members.len());
+        for member in group.members {
+            if member.peer_id == author {
                 continue;
             }
-            match reached {
-                kith_storage::Reached::Read => read_by.push(member),
-                kith_storage::Reached::Delivered => delivered_to.push(member),
+            let blocked = member
+                .peer_id
+                .parse()
+                .ok()
+                .map(|peer| store.contacts().get(&peer))
+                .transpose()?
+                .flatten()
+                .is_some_and(|c| c.state == kith_storage::ContactState::Blocked);
+            if !blocked {
+                audience.push(member.peer_id);
             }
         }
-        Ok(Some(GroupReceiptsView {
-            members: others.len(),
-            delivered: read_by.len() + delivered_to.len(),
-            read: read_by.len(),
-            read_by,
-            delivered_to,
-        }))
+        Ok(Some(audience))
     }
+
+    /// The receipts of `m`, if it is one of our messages in a group we hold.
+    pub fn of(store: &Store, m: &Message) -> Result<Option<GroupReceiptsView>, kith_storage::StoreError> {
+        if !counted(m) {
+            return Ok(None);
+        }
+        let Some(audience) = GroupReceiptsView::audience(store, kith_storage::GroupId(m.conversation.0), &m.author)? else {
+            return Ok(None);
+        };
+        GroupReceiptsView::over(store, m, &audience).map(Some)
+    }
+
+    /// The receipts of our group message `m` over `audience` (from
+    /// [`GroupReceiptsView::audience`]): only those it was meant for count, so a
+    /// member who joined later never makes "of 5" unreachable.
+    pub fn over(store: &Store, m: &Message, audience: &[String]) -> Result<GroupReceiptsView, kith_storage::StoreError> {
+        let tally = match store.group_receipts().of(m.conversation, m.id) {
+            Ok(tally) => tally.unwrap_or_default(),
+            Err(e) => {
+                // A damaged record costs the counts of one message, not the history.
+                tracing::warn!(id = %m.id, error = %e, "a message's receipts do not read");
+                kith_storage::Tally::default()
+            }
+        };
+        let (mut members, mut read_by, mut delivered_to) = (0, Vec::new(), Vec::new());
+        for member in audience.iter().filter(|member| tally.counts(member)) {
+            members += 1;
+            match tally.reached(member) {
+                Some(kith_storage::Reached::Read) => read_by.push(member.clone()),
+                Some(kith_storage::Reached::Delivered) => delivered_to.push(member.clone()),
+                None => {}
+            }
+        }
+        Ok(GroupReceiptsView { members, delivered: read_by.len() + delivered_to.len(), read: read_by.len(), read_by, delivered_to })
+    }
+}
+
+/// Whether `m` is a message whose receipts are counted: ours, and no change.
+pub(crate) fn counted(m: &Message) -> bool {
+    m.direction == kith_storage::Direction::Outgoing && m.link.as_ref().and_then(kith_storage::Link::changed).is_none()
 }
 
 /// The message a reply answers, as the reply shows it.
@@ -329,7 +372,11 @@ impl MessageView {
     /// The view of `m` as it is shown now: its changes applied (see
     /// [`kith_storage::Annotations`]) and the message it answers quoted.
     pub fn annotated(store: &Store, m: &Message, peer: Option<&str>) -> Result<MessageView, kith_storage::StoreError> {
-        MessageView::annotated_with(store, m, peer, &store.messages().annotations(m)?)
+        let mut view = MessageView::annotated_with(store, m, peer, &store.messages().annotations(m)?)?;
+        if peer.is_none() {
+            view.receipts = GroupReceiptsView::of(store, m)?;
+        }
+        Ok(view)
     }
 
     /// [`MessageView::annotated`] with `m`'s annotations already read.
@@ -372,9 +419,6 @@ impl MessageView {
                 }
                 None => QuoteView { id: id.to_string(), author: None, text: None, deleted: false },
             });
-        }
-        if peer.is_none() {
-            view.receipts = GroupReceiptsView::of(store, m)?;
         }
         Ok(view)
     }

@@ -58,7 +58,7 @@ pub(crate) const CALLS: &str = "calls";
 pub(crate) const MUTES: &str = "mutes";
 /// conversation id → its unsent draft (UTF-8).
 pub(crate) const DRAFTS: &str = "drafts";
-/// conversation id ‖ message id ‖ member (base58) → how far it got (one byte).
+/// conversation id ‖ message id → who it was meant for and how far it got with each.
 pub(crate) const GROUP_RECEIPTS: &str = "group_receipts";
 /// peer id (base58) → its signed profile, as it arrived.
 pub(crate) const PROFILES: &str = "profiles";

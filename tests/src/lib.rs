@@ -368,10 +368,25 @@ impl Peer {
         Some(signal_and_wait(child, signal, &format!("{} daemon", self.name)))
     }
 
-    /// Start `kith follow` for this (running) peer: its events as they happen.
+    /// Start `kith follow` for this (running) peer: its events as they happen, every
+    /// one from the moment this returns (it waits until `kith follow` says on stderr
+    /// that it is subscribed).
     pub fn follow(&self) -> Follow {
-        let mut child = self.command(&["follow"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut child = self.command(&["follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (subscribed_tx, subscribed) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("following events") {
+                    let _ = subscribed_tx.send(());
+                } else {
+                    eprintln!("[follow] {line}");
+                }
+            }
+        });
+        subscribed.recv_timeout(READY_DEADLINE).unwrap_or_else(|_| panic!("{}: kith follow did not subscribe", self.name));
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {

@@ -44,6 +44,11 @@ fn a_profile_reaches_a_contact_also_one_that_was_offline_and_their_alias_still_w
     let picture = dir.path().join("me.png");
     image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])).save(&picture).unwrap();
 
+    // A first profile that sets only a status keeps the name Bob went by.
+    bob.ok(&["profile", "set", "--status", "gardening"]);
+    let bobs = wait_profile(&alice, "Bob", "Bob's status", |p| p["status"] == "gardening");
+    assert_eq!(bobs["name"], "Bob", "{bobs}");
+
     let set = alice.json(&[
         "profile", "set", "--name", "Alice Liddell", "--status", "down the rabbit hole", "--avatar",
         picture.to_str().unwrap(), "--json",

@@ -316,6 +316,9 @@ pub(crate) fn follow(global: &Global) -> Result {
     runtime()?.block_on(async {
         let mut client = Client::connect(&home.socket_path()).await.map_err(client_failure)?;
         client.subscribe().await.map_err(client_failure)?;
+        // On stderr, so stdout stays one event per line: from here on nothing is
+        // missed (scripts and tests may wait for this line before acting).
+        eprintln!("following events (Ctrl+C stops)");
         loop {
             match client.next_event_json().await {
                 Ok(event) => output::json(&event)?,

@@ -35,7 +35,8 @@ async fn offline(home: &Home, request: Request) -> Result<Value> {
         Failure::usage(format!("no identity in {}; run `kith init` first", home.root().display()))
     })?;
     let config = super::load_config(home)?;
-    let context = LocalContext { me, display_name: config.display_name, read_receipts: config.read_receipts };
+    let display_name = kith_p2p::node::profiles::name_we_go_by(&store, &me, config.display_name);
+    let context = LocalContext { me, display_name, read_receipts: config.read_receipts };
     dispatch(&Backend::Offline { store, context }, request).await.map_err(api_failure)
 }
 

@@ -515,6 +515,8 @@ fn contact_op(store: &Store, ctx: &LocalContext, op: ContactOp, query: &str) -> 
             if contact.state != ContactState::Blocked {
                 return Err(OpError::WrongState { peer: contact.peer_id.to_base58(), state: contact.state, why: "not blocked" });
             }
+            // Changes made while blocked never reached them.
+            crate::node::profiles::share(store, &ctx.me, &contact.peer_id)?;
             ContactView::from(&ops::set_state(store, &contact, ContactState::Accepted)?)
         }
         ContactOp::Read => {

@@ -63,6 +63,11 @@ pub fn topic(secret: &GroupSecret) -> libp2p::gossipsub::IdentTopic {
 /// Enforced while decoding an operation.
 pub const MAX_NAME_BYTES: usize = 4 * membership::MAX_NAME_CHARS;
 
+/// Largest group whose messages count who has them and who read them ("read by 3
+/// of 5"): in a larger one no receipts are sent or counted, as their traffic (one
+/// per member per message) would crowd the author's relay mailbox.
+pub const MAX_COUNTED_MEMBERS: usize = 64;
+
 /// The conversation that holds a group's messages (the same id on every member).
 pub fn conversation(group: &GroupId) -> ConversationId {
     ConversationId(group.0)

@@ -143,6 +143,8 @@ pub(crate) struct Actor {
     reachability: String,
     /// Which contacts are online, and what we told whom.
     presence: super::presence::Presence,
+    /// Delivery receipts for group messages, waiting to go out together.
+    group_receipts: super::receipt_batch::ReceiptBatch,
     /// When we last said we type in each conversation.
     typing_sent: HashMap<ConversationId, Instant>,
     /// When we last passed on each (conversation, peer)'s typing.
@@ -264,6 +266,7 @@ impl Actor {
             failed_dials: HashMap::new(),
             reachability: "unknown".into(),
             presence: super::presence::Presence::new(config.presence, config.timers.presence_ttl),
+            group_receipts: super::receipt_batch::ReceiptBatch::new(config.timers.group_receipt_batch),
             typing_sent: HashMap::new(),
             typing_heard: HashMap::new(),
             redials: HashMap::new(),
@@ -314,6 +317,7 @@ impl Actor {
                     }
                     match next {
                         Some(Command::Shutdown(reply)) => {
+                            self.send_group_receipts(None);
                             self.say_goodbye().await;
                             self.flush_held();
                             let _ = reply.send(());
@@ -334,6 +338,7 @@ impl Actor {
         let timers = self.next_refresh.min(self.next_drain).min(self.next_invite_purge);
         let timers = self.group_messages.next_wakeup().map_or(timers, |t| t.min(timers));
         let timers = self.presence.next_deadline().map_or(timers, |t| t.min(timers));
+        let timers = self.group_receipts.next_wakeup().map_or(timers, |t| t.min(timers));
         self.queues.next_wakeup().map_or(timers, |t| t.min(timers))
     }
 
@@ -354,6 +359,7 @@ impl Actor {
             self.purge_invites();
         }
         self.group_tick(now);
+        self.send_group_receipts(Some(now));
         self.presence_tick(now);
         for peer in self.queues.ready(now) {
             self.dispatch(peer);

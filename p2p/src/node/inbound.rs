@@ -222,6 +222,7 @@ impl Inbound<'_> {
                         if c.state == ContactState::PendingOut {
                             // Writing to us after we asked them is as good as accepting.
                             c.state = ContactState::Accepted;
+                            outcome.queued |= super::profiles::share(self.store, &self.me, &sender)?;
                             let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
                             outcome.events.push(Event::ContactChanged { contact: saved });
                         }
@@ -289,6 +290,7 @@ impl Inbound<'_> {
                     return Ok(Step::Done(over_quota(sender, e)));
                 }
                 let known = contact.clone();
+                let was_accepted = known.as_ref().is_some_and(|k| k.state == ContactState::Accepted);
                 let mut c = contact.unwrap_or_else(|| self.new_contact(sender, sender_e2e, ContactState::PendingIn, None));
                 c.display_name = valid_name(name).or(c.display_name);
                 c.addrs = requests::merge_addrs(&requests::bounded_addrs(&addrs, MAX_CONTACT_ADDRS), &c.addrs);
@@ -317,7 +319,11 @@ impl Inbound<'_> {
                         &c.peer_id,
                         &Payload::ContactAccepted { name: self.my_name.map(str::to_owned) },
                     )?;
-                    super::profiles::share(self.store, &self.me, &c.peer_id)?;
+                    // Our profile once, when they become a contact (not on every
+                    // repeated request of an accepted contact).
+                    if !was_accepted {
+                        super::profiles::share(self.store, &self.me, &c.peer_id)?;
+                    }
                     outcome.queued = true;
                 }
                 let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
@@ -335,6 +341,7 @@ impl Inbound<'_> {
             Payload::Profile { signed } => {
                 // Kept from accepted contacts only: a stranger's is no one's business.
                 let Some(c) = contact.filter(|c| c.state == ContactState::Accepted) else {
+                    tracing::debug!(%sender, "dropped a profile from someone who is not an accepted contact");
                     return Ok(Step::Done(DmResult::Stored));
                 };
                 match super::profiles::receive(self.store, &c, &signed) {
@@ -429,16 +436,22 @@ impl Inbound<'_> {
         }
         let Some(group) = self.store.groups().get(GroupId(m.conversation.0))? else { return Ok(()) };
         let sender = sender.to_base58();
-        if !group.members.iter().any(|member| member.peer_id == sender) {
+        if !group.active || !group.members.iter().any(|member| member.peer_id == sender) {
             return Ok(());
         }
         let reached = match kind {
             ReceiptKind::Delivered => kith_storage::Reached::Delivered,
             ReceiptKind::Read => kith_storage::Reached::Read,
         };
-        if self.store.group_receipts().record(m.conversation, m.id, &sender, reached)?
-            && let Some(receipts) = crate::views::GroupReceiptsView::of(self.store, m)?
-        {
+        let raised = match self.store.group_receipts().record(m.conversation, m.id, &sender, reached) {
+            Ok(raised) => raised,
+            Err(e) => {
+                // A damaged record loses this count; the sender must not retry forever.
+                tracing::warn!(id = %m.id, error = %e, "recording a group receipt failed");
+                false
+            }
+        };
+        if raised && let Some(receipts) = crate::views::GroupReceiptsView::of(self.store, m)? {
             outcome.events.push(Event::MessageReceipts {
                 id: m.id.to_string(),
                 conversation: m.conversation.to_string(),

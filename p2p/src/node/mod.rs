@@ -20,6 +20,7 @@ mod grouplog_client;
 mod inbound;
 mod mailbox_client;
 mod or_log;
+mod receipt_batch;
 mod outbox;
 pub mod presence;
 pub mod profiles;
@@ -111,6 +112,10 @@ pub struct Timers {
     /// (default 2 s; a search also catches up first, so this only spares searches
     /// the wait).
     pub search_catch_up: Duration,
+    /// How long delivery receipts for group messages gather before they go out, one
+    /// per author (default 2 s): a busy group costs an author one receipt per member
+    /// per interval, not one per message.
+    pub group_receipt_batch: Duration,
     /// Call signalling and ringing (defaults 10 s to reach the peer, 45 s of ringing).
     pub calls: crate::call::CallTimers,
 }
@@ -139,6 +144,7 @@ impl Default for Timers {
             download_retry_initial: Duration::from_secs(5),
             download_retry_max: Duration::from_secs(300),
             search_catch_up: Duration::from_secs(2),
+            group_receipt_batch: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(600),
             calls: crate::call::CallTimers::default(),
         }
@@ -875,13 +881,7 @@ fn media_addrs(listen_addrs: &[Multiaddr]) -> Vec<std::net::IpAddr> {
 /// Start a node: build the swarm, listen, and run the actor on the current runtime.
 /// Returns when every listen address is bound.
 pub async fn start(mut config: NodeConfig, store: Store) -> Result<Started, StartError> {
-    // Once the user set a profile, its name is the one we go by (the config's
-    // `display_name` only names a node that never set one).
-    match profiles::stored(&store, &config.identity.peer_id()) {
-        Ok(Some(profile)) => config.display_name = profile.name,
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "reading our profile failed; using the configured name"),
-    }
+    config.display_name = profiles::name_we_go_by(&store, &config.identity.peer_id(), config.display_name.take());
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     // A broadcast channel of capacity 0 would panic.
     let (events_tx, _) = broadcast::channel(config.timers.event_buffer.max(1));

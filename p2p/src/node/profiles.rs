@@ -3,7 +3,7 @@
 //! [`crate::profile`]'s.
 
 use base64::Engine as _;
-use kith_storage::{Contact, ContactState, Store};
+use kith_storage::{Contact, ContactState, Recipient, Store};
 use libp2p::PeerId;
 
 use crate::identity::Identity;
@@ -45,6 +45,19 @@ pub fn stored(store: &Store, peer: &PeerId) -> Result<Option<Profile>, OpError> 
     }
 }
 
+/// The name we go by (in the peer record, invites and acceptances): our profile's
+/// once we set one, else `configured` (the config's `display_name`).
+pub fn name_we_go_by(store: &Store, me: &PeerId, configured: Option<String>) -> Option<String> {
+    match stored(store, me) {
+        Ok(Some(profile)) => profile.name,
+        Ok(None) => configured,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading our profile failed; using the configured name");
+            configured
+        }
+    }
+}
+
 /// The view of `peer`'s profile (with the picture's bytes when `with_avatar`).
 pub fn view(store: &Store, peer: &PeerId, with_avatar: bool) -> Result<ProfileView, OpError> {
     let profile = stored(store, peer)?;
@@ -68,10 +81,19 @@ fn view_of(peer: &PeerId, profile: Option<&Profile>, alias: Option<String>, with
 }
 
 /// Applies `change` to our profile, signs and stores it (not flushed); returns it.
-/// Its version is now, or one past the last if the clock went back.
-pub fn set_mine(store: &Store, identity: &Identity, change: ProfileChange) -> Result<Profile, OpError> {
+/// A first profile starts from `configured_name` (the config's `display_name`), so
+/// setting only a status keeps the name we went by. Its version is now, or one past
+/// the last if the clock went back.
+pub fn set_mine(
+    store: &Store,
+    identity: &Identity,
+    change: ProfileChange,
+    configured_name: Option<&str>,
+) -> Result<Profile, OpError> {
     let me = identity.peer_id();
-    let old = stored(store, &me)?;
+    let old = stored(store, &me)?.or_else(|| {
+        Some(Profile { name: configured_name.map(str::to_owned), status: None, avatar: None, version: 0 })
+    });
     let keep_or = |new: Option<String>, old: Option<String>| match new {
         None => old,
         Some(new) if new.trim().is_empty() => None,
@@ -84,30 +106,48 @@ pub fn set_mine(store: &Store, identity: &Identity, change: ProfileChange) -> Re
             None => old.as_ref().and_then(|p| p.avatar.clone()),
             Some(avatar) => avatar,
         },
-        version: ops::now_ms().max(old.as_ref().map_or(0, |p| p.version + 1)),
+        version: ops::now_ms().max(old.as_ref().map_or(0, |p| p.version.saturating_add(1))),
     };
     let signed = profile.sign(identity).map_err(invalid)?;
     store.profiles().put(&me, &signed.encode()?)?;
     Ok(profile)
 }
 
-/// Queues our profile (if we have one) for `peer` (not flushed); returns whether
-/// anything was queued.
+/// Queues our profile (if we have one) for `peer` (not flushed), in place of any
+/// older one still queued for it; returns whether anything was queued.
 pub fn share(store: &Store, me: &PeerId, peer: &PeerId) -> Result<bool, OpError> {
-    let Some(signed) = store.profiles().get(me)? else { return Ok(false) };
-    ops::enqueue(store, peer, &Payload::Profile { signed })?;
-    Ok(true)
+    Ok(share_with(store, me, &[*peer])? > 0)
 }
 
-/// Queues our profile for every accepted contact (not flushed); returns how many.
+/// Queues our profile for every accepted contact (not flushed), in place of older
+/// ones still queued; returns how many.
 pub fn share_with_all(store: &Store, me: &PeerId) -> Result<usize, OpError> {
-    let mut told = 0;
-    for contact in store.contacts().unsorted()? {
-        if contact.state == ContactState::Accepted && share(store, me, &contact.peer_id)? {
-            told += 1;
+    let contacts: Vec<PeerId> =
+        store.contacts().unsorted()?.into_iter().filter(|c| c.state == ContactState::Accepted).map(|c| c.peer_id).collect();
+    share_with(store, me, &contacts)
+}
+
+/// Queues our profile for `peers`, dropping the older profiles still queued for
+/// them: a contact offline through many changes gets the latest once, not every
+/// version (each up to 34 KiB) in its relay's mailbox.
+fn share_with(store: &Store, me: &PeerId, peers: &[PeerId]) -> Result<usize, OpError> {
+    let Some(signed) = store.profiles().get(me)? else { return Ok(0) };
+    if peers.is_empty() {
+        return Ok(0);
+    }
+    let wanted: std::collections::HashSet<&PeerId> = peers.iter().collect();
+    for entry in store.outbox().list()? {
+        if let Recipient::Peer(peer) = &entry.recipient
+            && wanted.contains(peer)
+            && matches!(Payload::decode(&entry.payload), Ok(Payload::Profile { .. }))
+        {
+            store.outbox().remove(entry.id)?;
         }
     }
-    Ok(told)
+    for peer in peers {
+        ops::enqueue(store, peer, &Payload::Profile { signed: signed.clone() })?;
+    }
+    Ok(peers.len())
 }
 
 /// A profile `contact` sent: kept if it is theirs, keeps the rules and is newer than

@@ -37,22 +37,29 @@ fn parse_args() -> Args {
     args
 }
 
-/// Bytes sent so far on the established TCP sockets of process `pid` (`ss -tinp`).
-fn tcp_bytes_sent(pid: u32) -> u64 {
-    let out = Command::new("ss").args(["-tinpH"]).output().expect("ss (iproute2) is needed for the upload figure");
+/// Bytes sent and received so far on the established TCP sockets of process `pid`
+/// (`ss -tinp`).
+fn tcp_bytes(pid: u32) -> (u64, u64) {
+    let out = Command::new("ss").args(["-tinpH"]).output().expect("ss (iproute2) is needed for the traffic figures");
     let text = String::from_utf8_lossy(&out.stdout);
     let owner = format!("pid={pid},");
-    let mut total = 0;
+    let (mut sent, mut received) = (0, 0);
     let mut ours = false;
+    let count = |line: &str, field: &str| {
+        line.find(field).map_or(0, |at| {
+            let digits: String = line[at + field.len()..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().unwrap_or(0)
+        })
+    };
     for line in text.lines() {
         if line.contains("users:((") {
             ours = line.contains(&owner);
-        } else if ours && let Some(at) = line.find("bytes_sent:") {
-            let digits: String = line[at + 11..].chars().take_while(char::is_ascii_digit).collect();
-            total += digits.parse::<u64>().unwrap_or(0);
+        } else if ours {
+            sent += count(line, "bytes_sent:");
+            received += count(line, "bytes_received:");
         }
     }
-    total
+    (sent, received)
 }
 
 fn history(peer: &Peer, group: &str) -> Vec<Value> {
@@ -101,7 +108,7 @@ fn run(size: usize, messages: usize) {
     println!("group of {size}: set up in {:.1} s", setup.elapsed().as_secs_f64());
 
     let pid = peers[0].daemon.as_ref().unwrap().id();
-    let before = tcp_bytes_sent(pid);
+    let (sent_before, received_before) = tcp_bytes(pid);
     let text = "x".repeat(100);
     for i in 0..messages {
         send(format!("{i:04} {text}"));
@@ -110,7 +117,15 @@ fn run(size: usize, messages: usize) {
     wait_until(Duration::from_secs(300), "every message reaches every member", || {
         peers[1..].iter().all(|p| history(p, &id).len() > messages)
     });
-    let uploaded = tcp_bytes_sent(pid).saturating_sub(before);
+    let sent_all = Instant::now();
+    let uploaded = tcp_bytes(pid).0.saturating_sub(sent_before);
+    // Every member's delivery receipt for every message counted at the sender.
+    wait_until(Duration::from_secs(300), "every delivery receipt reaches the sender", || {
+        let mine: Vec<Value> = history(&peers[0], &id).into_iter().filter(|m| m["text"] != "warm-up").collect();
+        mine.len() == messages && mine.iter().all(|m| m["receipts"]["delivered"] == size - 1)
+    });
+    let receipted_in = sent_all.elapsed();
+    let downloaded = tcp_bytes(pid).1.saturating_sub(received_before);
 
     let mut deliveries = Vec::new();
     let mut to_all: Vec<Duration> = Vec::new();
@@ -141,6 +156,11 @@ fn run(size: usize, messages: usize) {
     println!(
         "group of {size}: sender uploaded {uploaded} bytes for {messages} messages = {} bytes/message (100-byte texts; includes its gossip heartbeats, pings and DHT traffic meanwhile)",
         uploaded / messages as u64,
+    );
+    println!(
+        "group of {size}: every delivery receipt counted {} after the last member had the last message; sender received {downloaded} bytes = {} bytes/message (the receipts, its gossip and the rest)",
+        ms(receipted_in),
+        downloaded / messages as u64,
     );
 }
 

@@ -97,6 +97,16 @@ impl Actor {
         // Membership is checked by `compose_group_text` (on the stored `active`).
         let joined = self.groups.joined.get(&group.id).ok_or_else(|| not_allowed("unknown group"))?;
         let message = ops::compose_group_text(&self.store, &self.me, group, text, file, link, lamports)?;
+        if crate::views::counted(&message) && group.members.len() <= grp::MAX_COUNTED_MEMBERS {
+            // Whom it is for now: receipts from anyone else (a member added later, who
+            // cannot read it) are not counted. Not flushed: lost with the message in a
+            // crash, or later counted over the members as they are then.
+            let me = self.me.to_base58();
+            let others: Vec<&str> = group.members.iter().map(|m| m.peer_id.as_str()).filter(|p| *p != me).collect();
+            if let Err(e) = self.store.group_receipts().expect(message.conversation, message.id, &others) {
+                tracing::warn!(error = %e, "recording whom a group message is for failed");
+            }
+        }
         let post = GroupPost::Text {
             id: message.id,
             lamport: message.lamport,
@@ -300,17 +310,21 @@ impl Actor {
                 return false;
             }
         };
-        // Their authors hear that we hold them ("delivered to 3 of 5"); changes
-        // (edits, reactions) are not counted, so they get none.
-        let receipted: Vec<(String, MessageId)> = messages
-            .iter()
-            .zip(&inserted)
-            .filter(|(m, inserted)| **inserted == Inserted::New && m.link.as_ref().and_then(kith_storage::Link::changed).is_none())
-            .map(|(m, _)| (m.author.clone(), m.id))
-            .collect();
-        if self.queue_delivery_receipts(&receipted) {
-            self.groups.queued = true;
-            self.flush_queued();
+        // Their authors hear that we hold them ("delivered to 3 of 5"), gathered for
+        // a moment (`send_group_receipts`); changes (edits, reactions) are not
+        // counted, and groups past `MAX_COUNTED_MEMBERS` count nothing.
+        let now = Instant::now();
+        for (m, _) in messages.iter().zip(&inserted).filter(|(_, inserted)| **inserted == Inserted::New) {
+            let small = self
+                .groups
+                .joined
+                .get(&GroupId(m.conversation.0))
+                .is_some_and(|j| j.membership.state().members.len() <= grp::MAX_COUNTED_MEMBERS);
+            if small && m.link.as_ref().and_then(kith_storage::Link::changed).is_none()
+                && let Ok(author) = m.author.parse::<PeerId>()
+            {
+                self.group_receipts.add(now, author, m.id);
+            }
         }
         let events: Vec<Event> = messages
             .iter()
@@ -328,6 +342,21 @@ impl Actor {
             self.flusher.after_flush(super::AfterFlush::Events(events));
         }
         true
+    }
+
+    /// Queues the gathered delivery receipts of group messages, one per author, if
+    /// they are due at `now` (all of them when `None`: the node stops).
+    pub(super) fn send_group_receipts(&mut self, now: Option<Instant>) {
+        let due = self.group_receipts.take_due(now);
+        if due.is_empty() {
+            return;
+        }
+        let stored: Vec<(String, MessageId)> =
+            due.into_iter().flat_map(|(author, ids)| ids.into_iter().map(move |id| (author.to_base58(), id))).collect();
+        if self.queue_delivery_receipts(&stored) {
+            self.groups.queued = true;
+            self.flush_queued();
+        }
     }
 
     /// Check and open one group message; nothing is written.

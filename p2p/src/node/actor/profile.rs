@@ -9,7 +9,8 @@ use crate::views::ProfileView;
 impl Actor {
     /// Applies `change` to our profile and shares it (durable once flushed).
     pub(super) fn set_profile(&mut self, change: ProfileChange) -> Result<ProfileView, NodeError> {
-        let profile = profiles::set_mine(&self.store, &self.config.identity, change)?;
+        let configured = self.config.display_name.clone();
+        let profile = profiles::set_mine(&self.store, &self.config.identity, change, configured.as_deref())?;
         if profile.name != self.config.display_name {
             self.config.display_name = profile.name.clone();
             self.directory.record_changed();
