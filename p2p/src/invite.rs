@@ -738,7 +738,7 @@ mod tests {
         #[test]
         fn prop_uri_round_trip(
             seed in any::<[u8; 32]>(),
-            name in proptest::option::of("[^\\p{C}]{1,64}".prop_filter("not blank", |s| !s.trim().is_empty())),
+            name in proptest::option::of("[^\\p{C}\\p{Zl}\\p{Zp}]{1,64}".prop_filter("not blank", |s| !s.trim().is_empty())),
             addrs in proptest::collection::vec(arb_addr(), 0..4),
             relays in proptest::collection::vec(arb_addr(), 0..3),
             token in proptest::option::of(any::<[u8; 16]>()),
