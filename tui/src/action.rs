@@ -294,10 +294,13 @@ pub enum Response {
     },
     /// Our profile after [`Effect::SetProfile`].
     ProfileSet(ProfileView),
-    /// An avatar decoded for the profile overlay ([`Effect::DecodeAvatar`]).
+    /// An avatar decoded for the profile overlay or the conversation header
+    /// ([`Effect::DecodeAvatar`]).
     Avatar {
         /// Whose it is.
         peer_id: String,
+        /// The room it was encoded for, as asked (which of the two it is for).
+        room: (u16, u16),
         /// The picture, for half-blocks.
         picture: Picture,
         /// The picture encoded for the terminal's graphics protocol, when it has one.
@@ -472,7 +475,8 @@ pub enum Effect {
         /// Drop the avatar.
         clear_avatar: bool,
     },
-    /// Decode an avatar (base64, as the node sends it) for the profile overlay off
+    /// Decode an avatar (base64, as the node sends it) for the profile overlay (or
+    /// the conversation header) off
     /// the loop, and encode it to fit `room` when the terminal has a graphics
     /// protocol; answered with [`Response::Avatar`].
     DecodeAvatar {

@@ -167,7 +167,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         encoding: None,
         decode_permits: Arc::new(Semaphore::new(MAX_DECODES)),
         picker: detected.picker,
-        graphic: None,
+        graphics: Vec::new(),
         queue: VecDeque::new(),
     };
     let result = runtime.run(&mut tui, action_rx).await;
@@ -210,8 +210,9 @@ struct Runtime {
     decode_permits: Arc<Semaphore>,
     /// The encoder for the terminal's graphics protocol; `None`: half-blocks only.
     picker: Option<Picker>,
-    /// The protocol-drawn picture on screen as of the last frame ([`App::graphic`]).
-    graphic: Option<Encoded>,
+    /// The protocol-drawn pictures on screen as of the last frame
+    /// ([`App::graphics_on_screen`]).
+    graphics: Vec<Encoded>,
     /// Actions produced locally (e.g. a request that could not be queued).
     queue: VecDeque<Action>,
 }
@@ -237,11 +238,11 @@ impl Runtime {
             if dirty {
                 // A sixel or iTerm2 picture stays on the terminal, under whatever
                 // cells are not rewritten, until the screen is cleared.
-                let graphic = self.app.graphic().cloned();
-                if self.graphic.is_some() && graphic != self.graphic {
+                let graphics = self.app.graphics_on_screen();
+                if !self.graphics.is_empty() && graphics != self.graphics {
                     tui.clear().map_err(TuiError::Terminal)?;
                 }
-                self.graphic = graphic;
+                self.graphics = graphics;
                 tui.draw(|frame| ui::render(frame, &self.app)).map_err(TuiError::Terminal)?;
                 dirty = false;
             }
@@ -492,7 +493,7 @@ impl Runtime {
                 Some(picker) => Some(crate::picture::encode_bytes(&bytes, &picker, room.0, room.1)?),
                 None => None,
             };
-            Ok(Response::Avatar { peer_id, picture, encoded })
+            Ok(Response::Avatar { peer_id, room, picture, encoded })
         });
     }
 
@@ -1531,7 +1532,7 @@ mod tests {
             encoding: None,
             decode_permits: Arc::new(Semaphore::new(MAX_DECODES)),
             picker: None,
-            graphic: None,
+            graphics: Vec::new(),
             queue: VecDeque::new(),
         };
         (runtime, rx)

@@ -98,7 +98,7 @@ fn the_profile_overlay_shows_a_contact_with_their_picture_in_half_blocks() {
     assert!(screen_text(&app).contains("decoding…"));
     // What the runtime does off the loop.
     let picture = kith_tui::picture::decode_bytes(&kith_tui::picture::avatar_bytes(&data).unwrap()).unwrap();
-    update(&mut app, Action::Done(Response::Avatar { peer_id: ALISA.into(), picture, encoded: None }));
+    update(&mut app, Action::Done(Response::Avatar { peer_id: ALISA.into(), room, picture, encoded: None }));
     assert!(matches!(app.overlay(), Some(Overlay::Profile(card)) if matches!(card.avatar, Avatar::Ready { .. })));
     let screen = screen_text(&app);
     for needed in ["Алиса", "Alisa Petrova", "at the lake until Sunday", &ALISA[..30], "online", "▀▀▀▀"] {
@@ -191,4 +191,98 @@ fn name_status_and_avatar_commands_change_our_profile() {
     update(&mut app, Action::Failed { effect, error: "the avatar is not a picture".into() });
     assert_eq!(status_text(&app), "updating your profile: the avatar is not a picture");
     assert!(app.status().is_some_and(|s| s.error));
+}
+
+/// A stand-in for a picture encoded for the terminal's graphics protocol: a
+/// `TestBackend` cannot show kitty, sixel or iTerm2 output, so it is ratatui-image's
+/// half-blocks (which need no terminal), `columns`×`rows` cells of `colour`.
+fn encoded(columns: u16, rows: u16, colour: [u8; 3]) -> kith_tui::picture::Encoded {
+    let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(40, 40, image::Rgb(colour)));
+    let size = ratatui::layout::Size::new(columns, rows);
+    let blocks = ratatui_image::protocol::halfblocks::Halfblocks::new(image, size).unwrap();
+    kith_tui::picture::Encoded::new(ratatui_image::protocol::Protocol::Halfblocks(blocks))
+}
+
+/// The cells of the 100×30 screen drawn in `colour`, as (column, row).
+fn coloured(app: &kith_tui::App, colour: Color) -> Vec<(u16, u16)> {
+    let terminal = draw(app, 100, 30);
+    let buffer = terminal.backend().buffer();
+    let area = buffer.area;
+    let cells = (0..area.height).flat_map(|y| (0..area.width).map(move |x| (x, y)));
+    cells.filter(|&(x, y)| buffer[(x, y)].fg == colour || buffer[(x, y)].bg == colour).collect()
+}
+
+#[test]
+fn with_a_graphics_protocol_the_header_shows_the_contacts_picture() {
+    use kith_tui::app::HEADER_AVATAR_CELLS as ROOM;
+    use kith_tui::graphics::Graphics;
+    // Opening Алиса's conversation asks for her profile with its picture.
+    let mut app = scene_in(kith_tui::App::new(config()).with_graphics(Graphics::Kitty));
+    let header = row(&app, "…lisa0002").unwrap();
+    assert_eq!(screen_text(&app), screen_text(&scene(config())), "nothing reserved before it came");
+    assert!(app.header_avatar().is_none() && app.graphics_on_screen().is_empty());
+    let data = avatar_png(16);
+    let answer =
+        Response::Profile { contact: Some(ALISA.into()), avatar: true, profile: alisa_profile(Some(data.clone())) };
+    let fx = update(&mut app, Action::Done(answer));
+    assert_eq!(fx, [Effect::DecodeAvatar { peer_id: ALISA.into(), data: data.clone(), room: ROOM }]);
+    // Decoded for the header's room: drawn right after the title's leading blank,
+    // the rest of the title three columns further right.
+    let picture = kith_tui::picture::decode_bytes(&kith_tui::picture::avatar_bytes(&data).unwrap()).unwrap();
+    let face = encoded(ROOM.0, ROOM.1, [255, 0, 255]);
+    let done = Response::Avatar { peer_id: ALISA.into(), room: ROOM, picture, encoded: Some(face.clone()) };
+    assert!(update(&mut app, Action::Done(done)).is_empty());
+    assert_eq!(app.header_avatar(), Some(&face));
+    let on_screen = app.graphics_on_screen();
+    assert_eq!(on_screen, std::slice::from_ref(&face), "counted: the runtime clears the screen when it goes");
+    // The list is 25 columns wide; the pane's border corner, then a blank.
+    assert_eq!(coloured(&app, Color::Rgb(255, 0, 255)), [(27, 0), (28, 0)]);
+    let shifted = row(&app, "…lisa0002").unwrap();
+    let at = |row: &str| row.find("Алиса").unwrap();
+    assert_eq!(at(&shifted), at(&header) + 3, "{header}\n{shifted}");
+    assert!(shifted.contains("┌    ● Алиса …lisa0002 online · at the lake"), "{shifted}");
+
+    // Another conversation: no picture there (Ван has none), and none asked for
+    // when her profile said so.
+    let wang = ProfileView { peer_id: WANG.into(), avatar: None, ..alisa_profile(None) };
+    update(&mut app, Action::Done(Response::Profile { contact: Some(WANG.into()), avatar: false, profile: wang }));
+    update(&mut app, ctrl('k'));
+    type_text(&mut app, "王");
+    let fx = update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.focused_id(), Some(WANG));
+    assert!(!fx.iter().any(|f| matches!(f, Effect::LoadProfile { .. })), "{fx:?}");
+    assert!(app.graphics_on_screen().is_empty(), "gone: the runtime clears the screen");
+    assert!(coloured(&app, Color::Rgb(255, 0, 255)).is_empty());
+
+    // Her profile changed: asked again; the old picture stays until the new one.
+    open_from_switcher(&mut app, "Ал", ALISA);
+    assert_eq!(app.header_avatar(), Some(&face), "kept, not asked again");
+    let fx = update(&mut app, event(Event::ProfileChanged { profile: alisa_profile(None) }));
+    assert_eq!(fx, [Effect::LoadProfile { contact: Some(ALISA.into()), avatar: true }]);
+    assert_eq!(app.header_avatar(), Some(&face));
+    // A failed decode keeps the old one and says so in the log only.
+    let answer =
+        Response::Profile { contact: Some(ALISA.into()), avatar: true, profile: alisa_profile(Some(data.clone())) };
+    update(&mut app, Action::Done(answer));
+    let failed = Effect::DecodeAvatar { peer_id: ALISA.into(), data, room: ROOM };
+    update(&mut app, Action::Failed { effect: failed, error: "not a picture".into() });
+    assert_eq!(app.header_avatar(), Some(&face));
+    assert!(app.status().is_none_or(|s| !s.text.contains("not a picture")));
+}
+
+#[test]
+fn with_half_blocks_the_header_asks_for_and_shows_no_picture() {
+    use kith_tui::app::HEADER_AVATAR_CELLS as ROOM;
+    let mut app = scene(config());
+    let fx = update(&mut app, event(Event::ProfileChanged { profile: alisa_profile(None) }));
+    assert!(fx.is_empty(), "{fx:?}");
+    let before = screen_text(&app);
+    let data = avatar_png(16);
+    let picture = kith_tui::picture::decode_bytes(&kith_tui::picture::avatar_bytes(&data).unwrap()).unwrap();
+    let face = Some(encoded(2, 1, [255, 0, 255]));
+    let done = Response::Avatar { peer_id: ALISA.into(), room: ROOM, picture, encoded: face };
+    update(&mut app, Action::Done(done));
+    assert!(app.header_avatar().is_none() && app.graphics_on_screen().is_empty());
+    assert!(coloured(&app, Color::Rgb(255, 0, 255)).is_empty());
+    assert_eq!(screen_text(&app), before);
 }

@@ -7,7 +7,8 @@
 //! draft per conversation and the Tab completion in progress), overlays, the status
 //! line and the log of what it said, the call in progress (`call.rs`), the voice
 //! rooms we are in (`room.rs`), the search overlay (`search.rs`), the profile
-//! overlay and the contacts' status lines (`profile.rs`), the selected
+//! overlay and the contacts' status lines (`profile.rs`), the open contact's
+//! picture for the conversation header (`face.rs`), the selected
 //! message with the reply or edit being written and the node's changes to messages
 //! (`changes.rs`), and the state of the node connection.
 //! [`update`] applies one [`Action`](crate::action::Action)
@@ -16,6 +17,7 @@
 
 mod call;
 mod changes;
+mod face;
 mod files;
 mod keys;
 mod line;
@@ -41,6 +43,7 @@ pub use call::{CallInfo, duration, level};
 pub(crate) use call::{HISTORY_ASKED as CALLS_HISTORY, name as call_name};
 pub(crate) use changes::one_line;
 pub use changes::{Compose, Confirm, Quote};
+pub use face::HEADER_AVATAR_CELLS;
 pub use files::{Preview, percent};
 pub use keys::{BINDINGS, bindings};
 pub use presence::Presence;
@@ -468,6 +471,8 @@ pub struct App {
     typing: typing::Typing,
     /// The contacts' status lines, for the header (`profile.rs`).
     statuses: profile::Statuses,
+    /// The contacts' pictures for the 1:1 header (`face.rs`).
+    faces: face::Faces,
     outbox: usize,
     /// The node's delivery queues, per recipient (as of the last status).
     queues: Vec<QueueStatus>,
@@ -538,6 +543,7 @@ impl App {
             presence: HashMap::new(),
             typing: typing::Typing::default(),
             statuses: profile::Statuses::default(),
+            faces: face::Faces::default(),
             outbox: 0,
             queues: Vec::new(),
             status_loading: true,
@@ -604,8 +610,9 @@ impl App {
     }
 
     /// The picture the viewer (or the profile overlay) draws through the
-    /// terminal's graphics protocol, if one is open and encoded. The runtime clears the screen when this changes:
-    /// a sixel or iTerm2 picture stays on the terminal until its cells are written.
+    /// terminal's graphics protocol, if one is open and encoded. The runtime clears
+    /// the screen when this (or [`App::graphics_on_screen`]) changes: a sixel or
+    /// iTerm2 picture stays on the terminal until its cells are written.
     pub fn graphic(&self) -> Option<&crate::picture::Encoded> {
         match &self.overlay {
             Some(Overlay::Picture(viewer)) if self.graphics.is_protocol() => viewer.encoded.as_ref(),
@@ -616,6 +623,20 @@ impl App {
             }
             _ => None,
         }
+    }
+
+    /// The open 1:1 contact's picture the conversation header draws through the
+    /// terminal's graphics protocol, once fetched and encoded (never with
+    /// half-blocks).
+    pub fn header_avatar(&self) -> Option<&crate::picture::Encoded> {
+        face::shown(self)
+    }
+
+    /// Every picture on screen drawn through the terminal's graphics protocol: the
+    /// viewer's or the profile overlay's ([`App::graphic`]) and the header's
+    /// ([`App::header_avatar`]). The runtime clears the screen when this changes.
+    pub fn graphics_on_screen(&self) -> Vec<crate::picture::Encoded> {
+        self.graphic().into_iter().chain(self.header_avatar()).cloned().collect()
     }
 
     /// The requests that load the initial state (with the calls, as one may be

@@ -471,7 +471,9 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
         }
         Response::Profile { contact, avatar, profile } => super::profile::on_profile(app, contact, avatar, profile, fx),
         Response::ProfileSet(profile) => super::profile::on_set(app, profile, fx),
-        Response::Avatar { peer_id, picture, encoded } => super::profile::on_avatar(app, &peer_id, picture, encoded),
+        Response::Avatar { peer_id, room, picture, encoded } => {
+            super::profile::on_avatar(app, &peer_id, room, picture, encoded);
+        }
         Response::Paths { word, candidates } => {
             // Only if the input is still as it was when Tab was pressed.
             let Some((range, text, backwards)) = app.pending_paths.take() else { return };

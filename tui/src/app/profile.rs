@@ -139,6 +139,7 @@ pub(super) fn on_profile(
     fx: &mut Vec<Effect>,
 ) {
     remember(app, &profile);
+    super::face::on_profile(app, with_avatar, &profile, fx);
     let Some(Overlay::Profile(card)) = &mut app.overlay else { return };
     if !with_avatar || card.asked != contact {
         return;
@@ -156,8 +157,12 @@ pub(super) fn on_profile(
     card.profile = Some(profile);
 }
 
-/// An avatar was decoded: shown if the overlay still shows that profile.
-pub(super) fn on_avatar(app: &mut App, peer_id: &str, picture: Picture, encoded: Option<Encoded>) {
+/// An avatar was decoded for `room`: the overlay's shown if it still shows that
+/// profile, the header's kept for it.
+pub(super) fn on_avatar(app: &mut App, peer_id: &str, room: (u16, u16), picture: Picture, encoded: Option<Encoded>) {
+    if room != AVATAR_CELLS {
+        return super::face::on_avatar(app, peer_id, room, encoded);
+    }
     if let Some(Overlay::Profile(card)) = &mut app.overlay
         && card.profile.as_ref().is_some_and(|p| p.peer_id == peer_id)
     {
@@ -166,15 +171,20 @@ pub(super) fn on_avatar(app: &mut App, peer_id: &str, picture: Picture, encoded:
 }
 
 /// A profile changed (a contact's arrived, or ours changed): its status line is
-/// kept, and an overlay showing it asks again (for the new picture).
+/// kept, and an overlay showing it asks again (for the new picture), as does the
+/// header showing their picture (`face.rs`).
 pub(super) fn on_changed(app: &mut App, profile: ProfileView, fx: &mut Vec<Effect>) {
     remember(app, &profile);
     let me = app.me.clone();
+    let mut asked = None;
     if let Some(Overlay::Profile(card)) = &app.overlay
         && card.shows(&profile.peer_id, me.as_deref())
     {
+        asked = Some(card.asked.clone());
         fx.push(Effect::LoadProfile { contact: card.asked.clone(), avatar: true });
     }
+    let same = asked.flatten().is_some_and(|asked| asked == profile.peer_id);
+    super::face::on_changed(app, &profile, same, fx);
 }
 
 /// Our profile changed as asked: say what it is now.
@@ -190,6 +200,9 @@ pub(super) fn on_set(app: &mut App, profile: ProfileView, fx: &mut Vec<Effect>) 
 /// failed `/name`, `/status` or `/avatar` is told. Returns whether it was one of
 /// these effects.
 pub(super) fn on_failure(app: &mut App, effect: &Effect, error: &str) -> bool {
+    if super::face::on_failure(app, effect, error) {
+        return true;
+    }
     match effect {
         Effect::LoadProfile { contact, avatar: true } => {
             if let Some(Overlay::Profile(card)) = &mut app.overlay
@@ -201,7 +214,7 @@ pub(super) fn on_failure(app: &mut App, effect: &Effect, error: &str) -> bool {
         // A header's status line is a nicety: the log keeps why it is missing.
         Effect::LoadProfile { avatar: false, .. } => app.note(format!("loading a profile: {error}"), true),
         Effect::SetProfile { .. } => app.set_status(format!("updating your profile: {error}"), true),
-        Effect::DecodeAvatar { peer_id, .. } => {
+        Effect::DecodeAvatar { peer_id, room, .. } if *room == AVATAR_CELLS => {
             if let Some(Overlay::Profile(card)) = &mut app.overlay
                 && card.profile.as_ref().is_some_and(|p| p.peer_id == *peer_id)
             {

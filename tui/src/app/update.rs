@@ -223,6 +223,7 @@ fn switch_to(app: &mut App, peer: &str, fx: &mut Vec<Effect>) {
     app.history.stop_browsing();
     app.focused = Some(peer.to_owned());
     super::prefs::sync_drafts(app, fx);
+    super::face::want(app, fx);
 }
 
 /// Open `message`'s conversation with the view on it (a search hit): selected, at

@@ -255,7 +255,11 @@ pub fn alisa_history() -> Vec<MessageView> {
 /// loaded, with her two newest messages unread when she was opened; presence on
 /// ([`scene_presence`]).
 pub fn scene(config: Config) -> App {
-    let mut app = App::new(config);
+    scene_in(App::new(config))
+}
+
+/// [`scene`] played on `app` (a fresh state, set up as a test needs).
+pub fn scene_in(mut app: App) -> App {
     update(&mut app, Action::Resize { width: 100, height: 30 });
     let contacts = vec![
         contact(ALISA, "Алиса", ContactState::Accepted),
