@@ -110,6 +110,9 @@ pub(crate) enum Command {
     Remove(ContactArg),
     /// Set a contact's local alias.
     Rename(RenameArgs),
+    /// Show the safety number you and a contact both see (compare it in person or on
+    /// a call, or scan its QR code), and mark the contact verified once it matches.
+    Verify(VerifyArgs),
     /// Mute a conversation (contact or group): no bell, no notification; a mention of
     /// you in a group still notifies. Forever unless --for.
     Mute(MuteConversationArgs),
@@ -702,6 +705,21 @@ pub(crate) struct RenameArgs {
     pub(crate) contact: String,
     /// The new alias (empty clears it).
     pub(crate) alias: String,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+}
+
+/// Arguments of `kith verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Alias, peer id, or a unique prefix of either.
+    pub(crate) contact: String,
+    /// Mark the contact verified (the safety numbers matched).
+    #[arg(long, conflicts_with = "unmark")]
+    pub(crate) mark: bool,
+    /// Mark the contact not verified.
+    #[arg(long)]
+    pub(crate) unmark: bool,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
 }

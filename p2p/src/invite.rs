@@ -311,38 +311,44 @@ impl Invite {
     /// The URI as a QR code drawn with Unicode half blocks (two module rows per text
     /// line), surrounded by a quiet zone, one `\n`-terminated line per row.
     pub fn to_qr_with(&self, colors: QrColors) -> Result<String, InviteError> {
-        let code = QrCode::with_error_correction_level(self.to_uri(), EcLevel::L)
-            .map_err(|e| InviteError::Qr(e.to_string()))?;
-        let width = code.width();
-        let modules = code.to_colors();
-        let size = width + 2 * QR_QUIET_ZONE;
-        // Whether the module at (x, y) of the padded grid gets ink.
-        let drawn = |x: usize, y: usize| -> bool {
-            let inner = |v: usize| v.checked_sub(QR_QUIET_ZONE).filter(|v| *v < width);
-            let light = match (inner(x), inner(y)) {
-                (Some(x), Some(y)) => modules.get(y * width + x) != Some(&Color::Dark),
-                // The quiet zone is light.
-                _ => y < size,
-            };
-            match colors {
-                QrColors::LightOnDark => light,
-                QrColors::DarkOnLight => !light && y < size,
-            }
-        };
-        let mut out = String::with_capacity((size + 1) * size.div_ceil(2) * 3);
-        for row in (0..size).step_by(2) {
-            for x in 0..size {
-                out.push(match (drawn(x, row), drawn(x, row + 1)) {
-                    (true, true) => '█',
-                    (true, false) => '▀',
-                    (false, true) => '▄',
-                    (false, false) => ' ',
-                });
-            }
-            out.push('\n');
-        }
-        Ok(out)
+        qr_text(&self.to_uri(), colors)
     }
+}
+
+/// `data` as a QR code drawn with Unicode half blocks (two module rows per text
+/// line), surrounded by a quiet zone, one `\n`-terminated line per row.
+pub fn qr_text(data: &str, colors: QrColors) -> Result<String, InviteError> {
+    let code = QrCode::with_error_correction_level(data, EcLevel::L)
+        .map_err(|e| InviteError::Qr(e.to_string()))?;
+    let width = code.width();
+    let modules = code.to_colors();
+    let size = width + 2 * QR_QUIET_ZONE;
+    // Whether the module at (x, y) of the padded grid gets ink.
+    let drawn = |x: usize, y: usize| -> bool {
+        let inner = |v: usize| v.checked_sub(QR_QUIET_ZONE).filter(|v| *v < width);
+        let light = match (inner(x), inner(y)) {
+            (Some(x), Some(y)) => modules.get(y * width + x) != Some(&Color::Dark),
+            // The quiet zone is light.
+            _ => y < size,
+        };
+        match colors {
+            QrColors::LightOnDark => light,
+            QrColors::DarkOnLight => !light && y < size,
+        }
+    };
+    let mut out = String::with_capacity((size + 1) * size.div_ceil(2) * 3);
+    for row in (0..size).step_by(2) {
+        for x in 0..size {
+            out.push(match (drawn(x, row), drawn(x, row + 1)) {
+                (true, true) => '█',
+                (true, false) => '▀',
+                (false, true) => '▄',
+                (false, false) => ' ',
+            });
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 impl FromStr for Invite {

@@ -271,6 +271,39 @@ pub fn remove(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpErr
     Ok(())
 }
 
+/// A contact's safety number, and with `mark` `Some(true)` marks it verified (which
+/// also clears a key change: the user checked the key it has now), `Some(false)`
+/// unmarks it. Only accepted contacts have one to compare.
+pub fn verify(store: &Store, me: &PeerId, contact: &Contact, mark: Option<bool>) -> Result<crate::views::VerifyView, OpError> {
+    if contact.state != ContactState::Accepted {
+        return Err(OpError::WrongState {
+            peer: contact.peer_id.to_base58(),
+            state: contact.state,
+            why: "only accepted contacts are verified",
+        });
+    }
+    let safety_number =
+        crate::identity::safety_number(me, &contact.peer_id).map_err(|e| OpError::Invalid(e.to_string()))?;
+    let mut contact = contact.clone();
+    if let Some(mark) = mark {
+        let now = now_ms();
+        contact.verified_at_ms = mark.then_some(now);
+        if mark {
+            contact.key_changed_at_ms = None;
+        }
+        contact.updated_at_ms = now;
+        store.contacts().put(&contact)?;
+    }
+    let qr = crate::invite::qr_text(&safety_number, crate::invite::QrColors::LightOnDark)
+        .map_err(|e| OpError::Invalid(e.to_string()))?;
+    Ok(crate::views::VerifyView {
+        contact: ContactView::from(&contact),
+        safety_number,
+        qr,
+        verified_at: contact.verified_at_ms,
+    })
+}
+
 /// Set or clear the local alias of a contact.
 pub fn rename(store: &Store, contact: &Contact, alias: &str) -> Result<Contact, OpError> {
     let alias = alias.trim();
@@ -808,6 +841,8 @@ pub fn new_contact(peer: &PeerId, state: ContactState) -> Contact {
         added_at_ms: now,
         updated_at_ms: now,
         last_seen_ms: None,
+        verified_at_ms: None,
+        key_changed_at_ms: None,
     }
 }
 

@@ -22,6 +22,13 @@ pub struct ContactView {
     pub addrs: Vec<String>,
     /// The contact's pinned relays.
     pub relays: Vec<String>,
+    /// Marked verified by the user (safety numbers compared, `kith verify`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verified: bool,
+    /// Its end-to-end key changed since it was added or last verified: warn, and
+    /// if it was verified, hold messages to it until it is verified again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_changed: bool,
 }
 
 impl ContactView {
@@ -43,6 +50,8 @@ impl From<&Contact> for ContactView {
             state: c.state,
             addrs: c.addrs.iter().map(ToString::to_string).collect(),
             relays: c.relays.iter().map(ToString::to_string).collect(),
+            verified: c.verified_at_ms.is_some(),
+            key_changed: c.key_changed_at_ms.is_some(),
         }
     }
 }
@@ -601,3 +610,18 @@ pub struct AvatarView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
 }
+
+/// A contact's safety number and whether it is verified (`kith verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyView {
+    /// The contact.
+    pub contact: ContactView,
+    /// Both identities' fingerprints, 24 groups of 5 digits, the same on both sides.
+    pub safety_number: String,
+    /// The safety number as a QR code (Unicode half blocks), to scan on the other
+    /// device instead of reading the digits.
+    pub qr: String,
+    /// When the user marked it verified, ms since the Unix epoch.
+    pub verified_at: Option<u64>,
+}
+

@@ -59,9 +59,23 @@ pub struct Contact {
     /// seen" survives a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_ms: Option<u64>,
+    /// When the user marked the contact verified (compared safety numbers), in ms;
+    /// `None`: not verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at_ms: Option<u64>,
+    /// When the contact's end-to-end key last changed to one we had not seen, in ms,
+    /// until the user verifies it again; `None`: no change since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_changed_at_ms: Option<u64>,
 }
 
 impl Contact {
+    /// Whether messages to it are held: it was verified and its key changed since,
+    /// so nothing goes out until the user verifies it again.
+    pub fn held(&self) -> bool {
+        self.verified_at_ms.is_some() && self.key_changed_at_ms.is_some()
+    }
+
     /// The name to show and sort by: the alias, else the peer id.
     pub fn sort_name(&self) -> String {
         self.alias.clone().unwrap_or_else(|| self.peer_id.to_base58())

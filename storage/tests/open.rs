@@ -24,6 +24,8 @@ fn contact(n: u8) -> Contact {
         added_at_ms: 1,
         updated_at_ms: 2,
         last_seen_ms: None,
+        verified_at_ms: None,
+        key_changed_at_ms: None,
     }
 }
 

@@ -23,6 +23,8 @@ fn contact(n: u8, alias: Option<&str>) -> Contact {
         added_at_ms: 5,
         updated_at_ms: 5,
         last_seen_ms: None,
+        verified_at_ms: None,
+        key_changed_at_ms: None,
     }
 }
 

@@ -143,6 +143,8 @@ fn contact_of(identity: &Identity) -> Contact {
         added_at_ms: 1,
         updated_at_ms: 1,
         last_seen_ms: None,
+        verified_at_ms: None,
+        key_changed_at_ms: None,
     }
 }
 

@@ -52,6 +52,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Remove(args) => chat::contact_op(g, |contact| Request::Remove { contact }, args),
         Command::Read(args) => chat::contact_op(g, |contact| Request::Read { contact }, args),
         Command::Rename(args) => chat::rename(g, args),
+        Command::Verify(args) => profile::verify(g, args),
         Command::Mute(args) => chat::mute(g, args),
         Command::Search(args) => search::search(g, args),
         Command::Unmute(args) => chat::unmute(g, args),

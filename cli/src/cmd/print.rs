@@ -312,6 +312,8 @@ mod tests {
             state: ContactState::PendingIn,
             addrs: vec![],
             relays: vec![],
+            verified: false,
+            key_changed: false,
         }
     }
 

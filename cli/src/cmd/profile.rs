@@ -1,12 +1,13 @@
-//! `kith profile`: set ours, show ours or a contact's.
+//! `kith profile` (set ours, show ours or a contact's) and `kith verify` (a
+//! contact's safety number, marking it verified).
 
 use base64::Engine as _;
 use kith_p2p::control::Request;
-use kith_p2p::views::ProfileView;
+use kith_p2p::views::{ProfileView, VerifyView};
 
 use super::net::call;
 use super::print::{self, safe};
-use crate::args::{Global, ProfileCommand, ProfileSetArgs, ProfileShowArgs};
+use crate::args::{Global, ProfileCommand, ProfileSetArgs, ProfileShowArgs, VerifyArgs};
 use crate::failure::{Failure, Result};
 use crate::output;
 
@@ -70,3 +71,39 @@ fn lines(p: &ProfileView) -> Result {
         None => output::line("updated: (no profile received yet)"),
     }
 }
+
+/// `kith verify`: the safety number in rows of six groups, its QR code, and whether
+/// the contact is verified (or its key changed since).
+pub(crate) fn verify(global: &Global, args: VerifyArgs) -> Result {
+    let home = super::home(global)?;
+    let mark = match (args.mark, args.unmark) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let result = call(&home, Request::Verify { contact: args.contact, mark })?;
+    if args.output.json {
+        return output::json(&result);
+    }
+    let v: VerifyView = print::view(result)?;
+    let name = safe(v.contact.label());
+    output::line(format!("safety number with {name}:"))?;
+    let groups: Vec<&str> = v.safety_number.split(' ').collect();
+    for row in groups.chunks(6) {
+        output::line(format!("  {}", row.join(" ")))?;
+    }
+    output::line(v.qr.trim_end_matches('\n'))?;
+    if v.contact.key_changed {
+        output::line(format!("warning: {name}'s key changed since you verified or added them"))?;
+    }
+    match v.verified_at {
+        Some(at) if !v.contact.key_changed => output::line(format!("verified {}", print::date_time(at))),
+        Some(_) => output::line(format!(
+            "messages to {name} are held: compare the numbers again, then `kith verify {name} --mark`"
+        )),
+        None => output::line(format!(
+            "not verified: compare these numbers with {name}'s (in person or on a call), then `kith verify {name} --mark`"
+        )),
+    }
+}
+

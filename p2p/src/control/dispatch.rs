@@ -326,6 +326,16 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
         Request::Unblock { contact } => contact_op(ContactOp::Unblock, contact).await,
         Request::Remove { contact } => contact_op(ContactOp::Remove, contact).await,
         Request::Read { contact } => contact_op(ContactOp::Read, contact).await,
+        Request::Verify { contact, mark } => {
+            local(
+                backend,
+                Box::new(move |store, ctx| {
+                    let contact = ops::resolve_contact(store, &contact)?;
+                    Ok(json!(ops::verify(store, &ctx.me, &contact, mark)?))
+                }),
+            )
+            .await
+        }
         Request::Rename { contact, alias } => {
             local(
                 backend,

@@ -150,6 +150,15 @@ pub enum Request {
     Status {},
     /// Contacts' presence: online or not, and when last seen (empty with presence off).
     Presence {},
+    /// A contact's safety number; `mark` true marks it verified (clearing a key
+    /// change), false unmarks it.
+    Verify {
+        /// The contact.
+        contact: String,
+        /// Mark (`true`) or unmark (`false`) it verified; absent: only show.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mark: Option<bool>,
+    },
     /// A profile: ours, or a contact's as they last sent it.
     Profile {
         /// The contact (absent: ours).
@@ -333,7 +342,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 49] = [
+    pub const METHODS: [&'static str; 50] = [
         "contacts",
         "requests",
         "inbox",
@@ -362,6 +371,7 @@ impl Request {
         "typing",
         "profile",
         "set_profile",
+        "verify",
         "invite",
         "add",
         "send",
@@ -456,6 +466,7 @@ mod tests {
             Request::Presence {},
             Request::Typing { contact: c() },
             Request::Profile { contact: Some(c()), avatar: true },
+            Request::Verify { contact: c(), mark: Some(true) },
             Request::SetProfile { name: Some("Al".into()), status: Some("away".into()), avatar: Some("/tmp/me.png".into()), clear_avatar: false },
             Request::Invite {},
             Request::Add { target: "kith:x".into(), alias: Some("al".into()) },

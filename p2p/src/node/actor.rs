@@ -618,6 +618,13 @@ impl Actor {
                 // Blocking takes effect at once; what the op queued goes out, and the
                 // caller hears back, once it is durable.
                 self.drop_queues_of_blocked();
+                // A contact verified again may send what was held for it: queues of
+                // connected peers that still wait are tried at once.
+                let now = Instant::now();
+                let waiting: Vec<PeerId> = self.connected.iter().filter(|p| self.queues.has_pending(p)).copied().collect();
+                for peer in waiting {
+                    self.queues.wake(&peer, now);
+                }
                 self.flusher.after_flush(AfterFlush::ReloadOutbox);
                 self.reply_when_durable(reply, result);
             }
@@ -754,7 +761,13 @@ impl Actor {
             relays: invite.relays.clone(),
             added_at_ms: existing.as_ref().map_or(now, |c| c.added_at_ms),
             updated_at_ms: now,
-            last_seen_ms: None,
+            last_seen_ms: existing.as_ref().and_then(|c| c.last_seen_ms),
+            verified_at_ms: existing.as_ref().and_then(|c| c.verified_at_ms),
+            // An invite with another key than the one we knew is a key change too.
+            key_changed_at_ms: existing.as_ref().and_then(|c| match c.e2e_public {
+                Some(known) if known != invite.e2e_public => Some(now),
+                _ => c.key_changed_at_ms,
+            }),
         };
         self.store.contacts().put(&contact).map_err(OpError::from)?;
         let request = self.contact_request(invite.token);
@@ -785,6 +798,8 @@ impl Actor {
             added_at_ms: now,
             updated_at_ms: now,
             last_seen_ms: None,
+            verified_at_ms: None,
+            key_changed_at_ms: None,
         });
         if alias.is_some() {
             contact.alias = alias;
@@ -1014,6 +1029,12 @@ impl Actor {
         };
         if contact.state == ContactState::Blocked {
             self.queues.forget(&peer);
+            return;
+        }
+        if contact.held() {
+            // Verified, and its key changed since: nothing leaves until the user
+            // verifies it again (its items stay queued).
+            self.queues.defer(&peer, now);
             return;
         }
         let Some(e2e) = contact.e2e_public else {
@@ -1332,10 +1353,14 @@ impl Actor {
     /// and mail waiting for the peer tries the addresses it names.
     fn on_record(&mut self, peer: PeerId, record: &PeerRecord) {
         let Ok(Some(mut contact)) = self.store.contacts().get(&peer) else { return };
-        directory::apply_record(&mut contact, record, ops::now_ms());
+        let key_changed = directory::apply_record(&mut contact, record, ops::now_ms());
         // Not flushed: a record lost in a crash is looked up again.
         if self.store.contacts().put(&contact).is_err() {
             return;
+        }
+        if key_changed {
+            tracing::warn!(%peer, "a contact's peer record brought a new end-to-end key");
+            self.emit(Event::KeyChanged { contact: crate::views::ContactView::from(&contact) });
         }
         for addr in &record.addrs {
             self.swarm.add_peer_address(peer, addr.clone());

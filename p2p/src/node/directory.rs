@@ -101,7 +101,13 @@ impl<Q: Hash + Eq> Directory<Q> {
 /// Brings `contact` up to date with its peer's believed `record` at `now_ms`: keys,
 /// addresses and relays follow the record; the name the peer chose fills in only
 /// where the contact has none (a local alias always wins, as it is a separate field).
-pub(crate) fn apply_record(contact: &mut Contact, record: &PeerRecord, now_ms: u64) {
+/// Returns whether the record brought an end-to-end key other than the one known
+/// (then the contact is marked changed: see [`Contact::held`]).
+pub(crate) fn apply_record(contact: &mut Contact, record: &PeerRecord, now_ms: u64) -> bool {
+    let changed = contact.e2e_public.is_some_and(|known| known != record.e2e_public);
+    if changed {
+        contact.key_changed_at_ms = Some(now_ms);
+    }
     contact.e2e_public = Some(record.e2e_public);
     contact.binding = Some(record.binding.to_vec());
     if contact.display_name.is_none() {
@@ -110,6 +116,7 @@ pub(crate) fn apply_record(contact: &mut Contact, record: &PeerRecord, now_ms: u
     contact.addrs = record.addrs.clone();
     contact.relays = record.relays.clone();
     contact.updated_at_ms = now_ms;
+    changed
 }
 
 #[cfg(test)]
@@ -198,6 +205,8 @@ mod tests {
             added_at_ms: 1,
             updated_at_ms: 1,
             last_seen_ms: None,
+            verified_at_ms: None,
+            key_changed_at_ms: None,
         };
         let rec = record(&ann, 3, "/ip4/10.0.0.2/tcp/2");
         apply_record(&mut contact, &rec, 99);
@@ -208,7 +217,16 @@ mod tests {
         assert_eq!(contact.updated_at_ms, 99);
         let mut renamed = rec.clone();
         renamed.display_name = Some("Annie".into());
-        apply_record(&mut contact, &renamed, 100);
+        assert!(!apply_record(&mut contact, &renamed, 100), "the same key is no change");
         assert_eq!(contact.display_name.as_deref(), Some("Ann"), "the first name learned stays");
+        assert_eq!(contact.key_changed_at_ms, None);
+
+        // The same identity with another end-to-end key: taken, and marked.
+        let rekeyed = Identity::from_secrets(ann.ed25519_seed(), [9; 32]);
+        assert!(apply_record(&mut contact, &record(&rekeyed, 4, "/ip4/10.0.0.2/tcp/2"), 101));
+        assert_eq!(contact.e2e_public, Some(rekeyed.e2e_public()));
+        assert_eq!(contact.key_changed_at_ms, Some(101));
+        contact.verified_at_ms = Some(50);
+        assert!(contact.held(), "a verified contact whose key changed is held");
     }
 }

@@ -68,6 +68,13 @@ pub enum Event {
         /// The profile as it is now (without the picture's bytes).
         profile: ProfileView,
     },
+    /// A contact's end-to-end key changed to one we had not seen: a warning for the
+    /// conversation. With the contact verified, messages to it are held until it is
+    /// verified again (`kith verify CONTACT --mark`).
+    KeyChanged {
+        /// The contact as it is now (`key_changed`, and `verified` if it was).
+        contact: ContactView,
+    },
     /// A stranger asked to become a contact (or wrote without being one).
     ContactRequest {
         /// Who asks.

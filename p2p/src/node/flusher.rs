@@ -139,6 +139,8 @@ mod tests {
             added_at_ms: 0,
             updated_at_ms: 0,
             last_seen_ms: None,
+            verified_at_ms: None,
+            key_changed_at_ms: None,
         }
     }
 

@@ -157,6 +157,13 @@ impl Inbound<'_> {
             // telling it that the message reached anyone.
             return Ok(Step::Done(DmResult::Accepted));
         }
+        let contact = match contact {
+            Some(c) if c.e2e_public.is_some_and(|known| known != opened.sender_e2e) => Some(
+                self.key_changed(c, (opened.sender_e2e, opened.sender_binding), outcome)
+                    .map_err(|_| RejectReason::Storage)?,
+            ),
+            other => other,
+        };
         self.payload(index, sender, (opened.sender_e2e, opened.sender_binding), contact, payload, outcome)
             .map_err(|e| {
                 tracing::warn!(error = %e, "applying payload failed");
@@ -384,6 +391,18 @@ impl Inbound<'_> {
         contact.e2e_public = Some(e2e);
         contact.display_name = name;
         contact
+    }
+
+    /// A contact's envelope came under an end-to-end key other than the one we knew
+    /// (bound to its identity, so the owner of that identity made it): take the new
+    /// key, never silently: the contact is marked changed and the user told. A
+    /// verified contact stays held (nothing is sent to it) until verified again.
+    fn key_changed(&self, c: Contact, keys: ([u8; 32], [u8; 64]), outcome: &mut Outcome) -> Result<Contact, OpError> {
+        tracing::warn!(peer = %c.peer_id, verified = c.verified_at_ms.is_some(), "a contact's end-to-end key changed");
+        let changed = Contact { key_changed_at_ms: Some(ops::now_ms()), ..c };
+        let view = self.put_contact(&changed, keys, outcome)?;
+        outcome.events.push(Event::KeyChanged { contact: view });
+        Ok(Contact { e2e_public: Some(keys.0), binding: Some(keys.1.to_vec()), ..changed })
     }
 
     /// Save a contact with the sender's authenticated E2E key; the caller reports it.

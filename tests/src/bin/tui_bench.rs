@@ -367,6 +367,8 @@ fn seed(job: &SeedJob) -> (Duration, usize) {
             added_at_ms: now - days * DAY_MS,
             updated_at_ms: now - days * DAY_MS,
             last_seen_ms: None,
+            verified_at_ms: None,
+            key_changed_at_ms: None,
         })
         .unwrap();
     let conversation = ops::direct_conversation(&my_id, &their_id);

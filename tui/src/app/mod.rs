@@ -942,6 +942,8 @@ pub(crate) fn test_contact(peer: &str) -> ContactView {
         state: ContactState::Accepted,
         addrs: Vec::new(),
         relays: Vec::new(),
+        verified: false,
+        key_changed: false,
     }
 }
 

@@ -40,6 +40,12 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             upsert_contact(app, contact);
             focus_default(app, fx);
         }
+        Event::KeyChanged { contact } => {
+            let name = contact.label().to_owned();
+            let held = if contact.verified { "; messages to them are held until you verify again" } else { "" };
+            app.set_status(format!("{name}'s key changed: compare safety numbers (kith verify {name}){held}"), true);
+            upsert_contact(app, contact);
+        }
         Event::GroupChanged { group } => on_group(app, group, fx),
         Event::GroupInvitation { group } => {
             let name = group.name.clone();

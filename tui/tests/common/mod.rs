@@ -37,6 +37,8 @@ pub fn contact(peer: &str, alias: &str, state: ContactState) -> ContactView {
         state,
         addrs: Vec::new(),
         relays: Vec::new(),
+        verified: false,
+        key_changed: false,
     }
 }
 
