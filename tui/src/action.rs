@@ -10,7 +10,7 @@ use kith_p2p::node::presence::PresenceView;
 use kith_p2p::node::{Event, GroupChange, Status};
 use kith_p2p::views::{
     CallRecordView, ContactView, ConversationView, FileEntryView, GroupView, InboxEntry, MessageView, ProfileView,
-    RequestView,
+    RequestView, VerifyView,
 };
 
 use crate::app::{CallInfo, RoomInfo, SearchHit, SearchQuery};
@@ -294,6 +294,14 @@ pub enum Response {
     },
     /// Our profile after [`Effect::SetProfile`].
     ProfileSet(ProfileView),
+    /// A contact's safety number, after [`Effect::Verify`] (marked or unmarked as
+    /// it asked).
+    Verified {
+        /// What the effect asked: mark (`true`), unmark (`false`), or only read.
+        mark: Option<bool>,
+        /// The answer.
+        view: VerifyView,
+    },
     /// An avatar decoded for the profile overlay or the conversation header
     /// ([`Effect::DecodeAvatar`]).
     Avatar {
@@ -461,6 +469,14 @@ pub enum Effect {
         /// Include the picture's bytes (for the profile overlay; the header needs
         /// only the status line).
         avatar: bool,
+    },
+    /// Read a contact's safety number (`verify`), marking the contact verified or
+    /// not on the way if `mark` says so; answered with [`Response::Verified`].
+    Verify {
+        /// The contact (peer id or name).
+        contact: String,
+        /// Mark (`true`) or unmark (`false`) it verified; `None`: only read.
+        mark: Option<bool>,
     },
     /// Change our profile (`set_profile`), answered with [`Response::ProfileSet`].
     /// What is `None` stays; an empty name or status clears it.

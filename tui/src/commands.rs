@@ -84,6 +84,14 @@ pub enum Command {
     Profile(Option<String>),
     /// `/name`, `/status TEXT`, `/avatar`: change our profile.
     SetProfile(ProfileCommand),
+    /// `/verify <contact> [mark | unmark]`: show a contact's safety number and its QR
+    /// code, or mark the contact verified (or not) once the numbers were compared.
+    Verify {
+        /// The contact, as typed.
+        contact: String,
+        /// `Some(true)`: mark verified, `Some(false)`: unmark; `None`: only show.
+        mark: Option<bool>,
+    },
     /// `/file <path> [caption]`: send a file to the open conversation. The path is
     /// as typed (relative, `~/`, or in quotes when it has spaces); the runtime
     /// makes it absolute ([`absolute_path`]).
@@ -186,6 +194,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/name <name> | -", "set the name your contacts see (- clears it; their own names for you win)"),
     ("/status <text> | -", "set your status line, shown to your contacts (- clears it)"),
     ("/avatar <path> | -", "set your picture from a PNG or JPEG (Tab completes the path; - removes it)"),
+    ("/verify <contact>", "their safety number and its QR code, to compare with theirs (Esc closes)"),
+    ("/verify <contact> mark | unmark", "mark the contact verified once the numbers match (or take it back)"),
     ("/help", "this help"),
 ];
 
@@ -246,6 +256,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             Some(text) => Ok(Command::SetProfile(ProfileCommand::Status(cleared(text)))),
         },
         "profile" | "whois" => Ok(Command::Profile(optional(&rest))),
+        "verify" => parse_verify(&rest),
         "name" | "nick" => text_after(body)
             .map(|name| Command::SetProfile(ProfileCommand::Name(cleared(name))))
             .ok_or(CommandError::Usage("/name <name> | - (clears it)")),
@@ -295,7 +306,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 pub const NAMES: &[&str] = &[
     "accept", "add", "answer", "avatar", "block", "call", "delete", "delete-all", "edit", "file", "group", "hangup",
     "help", "invite", "log", "mute", "mute-chat", "name", "profile", "quit", "react", "read", "reject", "remove",
-    "rename", "reply", "room", "search", "status", "unblock", "unmute-chat",
+    "rename", "reply", "room", "search", "status", "unblock", "unmute-chat", "verify",
 ];
 
 /// The `/group` subcommands, for Tab completion.
@@ -309,6 +320,25 @@ const ROOM_USAGE: &str = "/room [join | leave | mute]";
 
 /// The usage line of `/group`, shown when a subcommand or its argument is missing.
 const GROUP_USAGE: &str = "/group create <name> | add <contact> | remove <member> | leave | members";
+
+/// The usage line of `/verify`.
+const VERIFY_USAGE: &str = "/verify <contact> [mark | unmark]";
+
+/// Parse the words after `/verify`: the contact (a name may have spaces), then
+/// `mark` or `unmark` as the last word if wanted. A lone word is always the
+/// contact, so a contact called Mark can be shown.
+fn parse_verify(rest: &[&str]) -> Result<Command, CommandError> {
+    let (mark, name) = match rest.split_last() {
+        None => return Err(CommandError::Usage(VERIFY_USAGE)),
+        Some((last, name)) if !name.is_empty() => match last.to_lowercase().as_str() {
+            "mark" => (Some(true), name),
+            "unmark" => (Some(false), name),
+            _ => (None, rest),
+        },
+        Some(_) => (None, rest),
+    };
+    Ok(Command::Verify { contact: name.join(" "), mark })
+}
 
 /// The usage line of `/avatar`.
 const AVATAR_USAGE: &str = "/avatar <path> | - (removes it)";
@@ -481,6 +511,14 @@ mod tests {
         assert_eq!(parse("/avatar"), Err(CommandError::Usage(AVATAR_USAGE)));
         assert_eq!(parse("/profile"), Ok(Command::Profile(None)));
         assert_eq!(parse("/profile Алиса"), Ok(Command::Profile(Some("Алиса".into()))));
+        let verify = |contact: &str, mark| Ok(Command::Verify { contact: contact.into(), mark });
+        assert_eq!(parse("/verify Алиса"), verify("Алиса", None));
+        assert_eq!(parse("/verify Алиса Петровна"), verify("Алиса Петровна", None));
+        assert_eq!(parse("/verify Алиса mark"), verify("Алиса", Some(true)));
+        assert_eq!(parse("/VERIFY Алиса Петровна  MARK "), verify("Алиса Петровна", Some(true)));
+        assert_eq!(parse("/verify bob unmark"), verify("bob", Some(false)));
+        assert_eq!(parse("/verify mark"), verify("mark", None), "a lone word is the contact");
+        assert_eq!(parse("/verify"), Err(CommandError::Usage(VERIFY_USAGE)));
         assert_eq!(parse("/log"), Ok(Command::Log));
         assert_eq!(parse("/search"), Ok(Command::Search(None)));
         assert_eq!(parse("/search  встреча   в пятницу "), Ok(Command::Search(Some("встреча в пятницу".into()))));

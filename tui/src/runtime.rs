@@ -883,6 +883,10 @@ pub async fn request(client: &mut Client, effect: &Effect) -> Result<Response, R
             let profile = call(client, Request::Profile { contact: contact.clone(), avatar: *avatar }).await?;
             Response::Profile { contact: contact.clone(), avatar: *avatar, profile }
         }
+        Effect::Verify { contact, mark } => {
+            let view = call(client, Request::Verify { contact: contact.clone(), mark: *mark }).await?;
+            Response::Verified { mark: *mark, view }
+        }
         Effect::SetProfile { name, status, avatar, clear_avatar } => {
             // The node reads the picture itself: it needs a path it can open.
             let avatar = match avatar {
@@ -1422,6 +1426,24 @@ mod tests {
                 assert_eq!(request["params"], json!({ "contact": "alisa" }));
                 break;
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn verify_goes_out_as_the_control_api_has_it() {
+        // Refused, so no answer needs making up; the request is what counts.
+        let mut node = FakeNode::start(|method| if method == "verify" { Reply::Refuse } else { Reply::Ok });
+        let mut task = Task::start(&node, timers(10, 1_000)).await;
+        for mark in [Some(true), Some(false), None] {
+            let effect = Effect::Verify { contact: "alisa".into(), mark };
+            task.quick.send(effect.clone()).await.unwrap();
+            let mut asked = node.request().await;
+            while asked["method"] == "subscribe" {
+                asked = node.request().await;
+            }
+            let (method, params) = Request::Verify { contact: "alisa".into(), mark }.to_parts();
+            assert_eq!((&asked["method"], &asked["params"]), (&json!(method), &params), "{effect:?}");
+            assert!(matches!(task.next().await, Action::Failed { effect: failed, .. } if failed == effect));
         }
     }
 

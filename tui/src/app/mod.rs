@@ -30,6 +30,7 @@ mod search;
 mod typing;
 mod update;
 mod user;
+mod verify;
 mod viewer;
 mod window;
 
@@ -55,6 +56,8 @@ pub use search::{DEBOUNCE as SEARCH_DEBOUNCE, LIMIT as SEARCH_LIMIT, Search, Sea
 pub(crate) use typing::notice as typing_notice;
 pub use typing::{SHOWN_TICKS as TYPING_SHOWN_TICKS, SPACING_MS as TYPING_SPACING_MS};
 pub use update::update;
+pub use verify::VerifyCard;
+pub(crate) use verify::verified_at;
 pub use viewer::Viewer;
 pub use window::{Fetch, Scroll};
 
@@ -429,6 +432,8 @@ pub enum Overlay {
     Confirm(Confirm),
     /// A profile, ours or a contact's (`/profile`): Esc closes it.
     Profile(ProfileCard),
+    /// A contact's safety number and its QR code (`/verify`): Esc closes it.
+    Verify(VerifyCard),
 }
 
 /// The whole interface state.
@@ -471,6 +476,8 @@ pub struct App {
     typing: typing::Typing,
     /// The contacts' status lines, for the header (`profile.rs`).
     statuses: profile::Statuses,
+    /// When contacts were marked verified, as far as known (`verify.rs`).
+    verified_at: verify::VerifiedAt,
     /// The contacts' pictures for the 1:1 header (`face.rs`).
     faces: face::Faces,
     outbox: usize,
@@ -543,6 +550,7 @@ impl App {
             presence: HashMap::new(),
             typing: typing::Typing::default(),
             statuses: profile::Statuses::default(),
+            verified_at: verify::VerifiedAt::new(),
             faces: face::Faces::default(),
             outbox: 0,
             queues: Vec::new(),

@@ -477,6 +477,7 @@ pub(super) fn on_response(app: &mut App, response: Response, fx: &mut Vec<Effect
         }
         Response::Profile { contact, avatar, profile } => super::profile::on_profile(app, contact, avatar, profile, fx),
         Response::ProfileSet(profile) => super::profile::on_set(app, profile, fx),
+        Response::Verified { mark, view } => super::verify::on_verified(app, mark, view),
         Response::Avatar { peer_id, room, picture, encoded } => {
             super::profile::on_avatar(app, &peer_id, room, picture, encoded);
         }
@@ -574,6 +575,7 @@ pub(super) fn on_failure(app: &mut App, effect: Effect, error: String) {
     if super::call::on_failure(app, &effect, &error)
         || super::room::on_failure(app, &effect, &error)
         || super::profile::on_failure(app, &effect, &error)
+        || super::verify::on_failure(app, &effect, &error)
     {
         return;
     }

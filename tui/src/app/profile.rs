@@ -94,22 +94,30 @@ fn remember(app: &mut App, profile: &ProfileView) {
     };
 }
 
+/// The peer id of the listed contact `who` names (their peer id, or the name the
+/// list shows them by, in any case); anything else as typed (a peer id, or a name
+/// the node knows).
+pub(super) fn peer_of(app: &App, who: String) -> String {
+    let wanted = who.to_lowercase();
+    let found = app
+        .conversations
+        .iter()
+        .filter(|c| c.contact().is_some())
+        .find(|c| c.peer_id() == who || c.label().to_lowercase() == wanted);
+    found.map_or(who, |c| c.peer_id().to_owned())
+}
+
 /// `/profile [contact]`: open the overlay and ask for the profile with its picture.
 /// A contact named as the list shows them is asked for by peer id; anything else is
 /// passed as typed (a peer id, or a name the node knows).
 pub(super) fn open(app: &mut App, who: Option<String>, fx: &mut Vec<Effect>) {
-    let asked = who.map(|who| {
-        let wanted = who.to_lowercase();
-        let found = app
-            .conversations
-            .iter()
-            .filter(|c| c.contact().is_some())
-            .find(|c| c.peer_id() == who || c.label().to_lowercase() == wanted);
-        found.map_or(who, |c| c.peer_id().to_owned())
-    });
+    let asked = who.map(|who| peer_of(app, who));
     app.overlay =
         Some(Overlay::Profile(ProfileCard { asked: asked.clone(), profile: None, avatar: Avatar::None, error: None }));
-    fx.push(Effect::LoadProfile { contact: asked, avatar: true });
+    fx.push(Effect::LoadProfile { contact: asked.clone(), avatar: true });
+    if let Some(peer) = &asked {
+        super::verify::on_profile_open(app, peer, fx);
+    }
 }
 
 /// Ask for the status lines of listed contacts not asked yet (at most

@@ -62,6 +62,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         Some(Overlay::IncomingCall { .. }) => super::call::key(app, key, fx),
         Some(Overlay::Confirm(_)) => super::changes::confirm_key(app, key, fx),
         Some(Overlay::Profile(_)) => super::profile::key(app, key),
+        Some(Overlay::Verify(_)) => super::verify::key(app, key),
         None => main_key(app, key, fx),
     }
 }
@@ -285,6 +286,7 @@ fn run_command(app: &mut App, command: Command, fx: &mut Vec<Effect>) {
         Command::Group(group) => group_command(app, group, fx),
         Command::File { path, caption } => super::files::send_file(app, path, caption, fx),
         Command::Profile(who) => super::profile::open(app, who, fx),
+        Command::Verify { contact, mark } => super::verify::command(app, contact, mark, fx),
         Command::SetProfile(change) => super::profile::command(app, change, fx),
         call @ (Command::Call(_) | Command::Answer | Command::Hangup | Command::Mute) => {
             super::call::command(app, call, fx)
@@ -530,7 +532,8 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent, fx: &mut Vec<Effect>) {
             | Overlay::Picture(_)
             | Overlay::IncomingCall { .. }
             | Overlay::Confirm(_)
-            | Overlay::Profile(_),
+            | Overlay::Profile(_)
+            | Overlay::Verify(_),
         ) => {}
         Some(Overlay::Log { .. }) => {
             let max = overlay::log_scroll_max(app);

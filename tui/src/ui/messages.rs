@@ -39,7 +39,8 @@ pub(crate) fn seen(app: &App, presence: Presence) -> String {
     }
 }
 
-/// The pane title: presence dot, name, short peer id, presence (none when the node
+/// The pane title: presence dot, name, short peer id, `✓ verified` or `⚠ key
+/// changed` when so, presence (none when the node
 /// did not say: presence off), their status line if they set one, and what waits for delivery to the contact; for a
 /// group `#name` and its size. With `avatar`, a blank for the contact's picture
 /// comes first.
@@ -65,6 +66,16 @@ fn title(app: &App, conv: &Conversation, avatar: bool, theme: &Theme) -> Line<'s
         Span::styled(text::sanitize_line(conv.label()), theme.title()),
         Span::styled(format!(" {} ", text::short_peer(conv.peer_id())), theme.dim()),
     ]);
+    // Whether their key was checked: a mark when verified, a warning when it changed
+    // (nothing for the usual contact, neither).
+    if let Some(contact) = conv.contact() {
+        if contact.key_changed {
+            let held = if contact.verified { ", messages held" } else { "" };
+            spans.push(Span::styled(format!("⚠ key changed{held} "), theme.key_warning()));
+        } else if contact.verified {
+            spans.push(Span::styled("✓ verified ", theme.verified()));
+        }
+    }
     if let Some(presence) = presence {
         spans.push(Span::styled(format!("{} ", seen(app, presence)), theme.dim()));
     }

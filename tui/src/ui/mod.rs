@@ -3,7 +3,7 @@
 //! [`render`] draws the conversation list, the message pane, the room bar (in a
 //! voice room), the call bar (during a call), the bar saying what the input
 //! replies to or edits, the input box, the status bar and any
-//! overlay (the search's in `search.rs`, the profile's in `profile.rs`), and places the cursor. It
+//! overlay (the search's in `search.rs`, the profile's in `profile.rs`, the safety number's in `verify.rs`), and places the cursor. It
 //! reads the state and never changes it, so the same state always draws the same
 //! screen (the snapshot tests rely on this). Every size works, down to 0×0: panes
 //! shrink, then disappear.
@@ -15,6 +15,7 @@ pub(crate) mod messages;
 pub(crate) mod overlay;
 mod profile;
 pub(crate) mod timeline;
+mod verify;
 
 mod input;
 mod room;
@@ -73,6 +74,10 @@ pub fn render(frame: &mut Frame, app: &App) {
         }
         Some(Overlay::Profile(card)) => {
             profile::render(frame, app, card, area, &theme);
+            None
+        }
+        Some(Overlay::Verify(card)) => {
+            verify::render(frame, app, card, area, &theme);
             None
         }
     };

@@ -66,6 +66,14 @@ fn lines(app: &App, card: &ProfileCard, width: usize, theme: &Theme) -> Vec<Line
         if let Some(presence) = app.presence(&profile.peer_id) {
             field(&mut out, "Presence", &super::messages::seen(app, presence), Style::new());
         }
+        if let Some(contact) = app.conversation(&profile.peer_id).and_then(|c| c.contact()) {
+            let verified = super::verify::verified_text(app, &contact.peer_id, contact.verified);
+            field(&mut out, "Verified", &verified, Style::new());
+            if contact.key_changed {
+                let warning = format!("⚠ {}", super::verify::key_changed_text(contact.verified));
+                field(&mut out, "", &warning, theme.key_warning());
+            }
+        }
         if profile.updated_at.is_none() {
             field(&mut out, "", "no profile received from them yet", theme.dim());
         }

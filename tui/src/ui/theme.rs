@@ -67,6 +67,16 @@ impl Theme {
         self.paint(Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD))
     }
 
+    /// The header's mark for a verified contact.
+    pub(crate) fn verified(&self) -> Style {
+        self.paint(Style::new().fg(Color::Green))
+    }
+
+    /// The warning for a contact whose key changed.
+    pub(crate) fn key_warning(&self) -> Style {
+        self.paint(Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD))
+    }
+
     /// The online dot.
     pub(crate) fn online(&self) -> Style {
         self.paint(Style::new().fg(Color::Green))
