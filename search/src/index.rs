@@ -25,6 +25,9 @@ const FORMAT: &str = "kith-search 2";
 /// Indexing threads (tantivy's), and the memory they share before a segment
 /// is written out.
 const WRITER_THREADS: usize = 2;
+/// Most documents one search looks through for its hits (when old versions of
+/// edited messages crowd the best-ranked ones).
+const MAX_FETCH: usize = 64 * MAX_LIMIT;
 const WRITER_BUDGET: usize = 64 << 20;
 
 /// Most index terms a word's prefix expands to. Only prefixes of one or two
@@ -213,35 +216,23 @@ impl SearchIndex {
             clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
         }
         let limit = query.limit.clamp(1, MAX_LIMIT);
-        // A few more than asked, for documents whose message is gone.
-        let collector = TopDocs::with_limit(limit + limit / 4 + 4).tweak_score(move |segment: &SegmentReader| {
-            let place = segment.fast_fields().u64(PLACE).ok().map(|c| c.first_or_default_col(0));
-            move |doc: DocId, score: Score| (score, place.as_ref().map_or(0, |c| c.get_val(doc)))
-        });
-        let top = searcher.search(&BooleanQuery::new(clauses), &collector)?;
-        let mut hits: Vec<Hit> = Vec::new();
-        let mut shown = std::collections::HashSet::new();
-        for ((score, place), _) in top {
-            let Some(message) = shown_message(store, MessagePlace(place))? else { continue };
-            if !shown.insert((message.author.clone(), message.id)) {
-                continue; // found again through one of its edits
+        let query = BooleanQuery::new(clauses);
+        // A few more documents than hits asked for, for those whose message is gone or
+        // says something else now; when those still crowd out the hits, look deeper.
+        let mut fetch = limit + limit / 4 + 4;
+        loop {
+            let collector = TopDocs::with_limit(fetch).tweak_score(move |segment: &SegmentReader| {
+                let place = segment.fast_fields().u64(PLACE).ok().map(|c| c.first_or_default_col(0));
+                move |doc: DocId, score: Score| (score, place.as_ref().map_or(0, |c| c.get_val(doc)))
+            });
+            let top = searcher.search(&query, &collector)?;
+            let exhausted = top.len() < fetch;
+            let hits = shown_hits(store, top, &needs, limit)?;
+            if hits.len() == limit || exhausted || fetch >= MAX_FETCH {
+                return Ok(hits);
             }
-            let annotations = store.messages().annotations(&message)?;
-            if annotations.deleted || annotations.hidden {
-                continue;
-            }
-            // The words must be in what the message says now, not only in an
-            // earlier version; a file message is also found by its file's name.
-            let texts = [Some(annotations.text(&message)), message.file.as_ref().map(|f| f.name.as_str())];
-            let Some(snippet) = texts.into_iter().flatten().map(|t| snippet(t, &needs)).find(|s| !s.marks.is_empty()) else {
-                continue;
-            };
-            hits.push(Hit { snippet, message, score });
-            if hits.len() == limit {
-                break;
-            }
+            fetch = (fetch * 4).min(MAX_FETCH);
         }
-        Ok(hits)
     }
 
     fn lock(&self) -> MutexGuard<'_, Writing> {
@@ -381,6 +372,34 @@ fn shown_message(store: &Store, place: MessagePlace) -> Result<Option<Message>, 
 
 /// The existing index in `dir` if it has our format; `Ok(None)` if there is
 /// none; `Err` (why) if there is one we cannot use.
+/// The first `limit` of the `top` documents (best first) whose messages are shown
+/// and say the words now: each message once, however many of its versions matched.
+fn shown_hits(store: &Store, top: Vec<((Score, u64), tantivy::DocAddress)>, needs: &[Need], limit: usize) -> Result<Vec<Hit>, SearchError> {
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut shown = std::collections::HashSet::new();
+    for ((score, place), _) in top {
+        let Some(message) = shown_message(store, MessagePlace(place))? else { continue };
+        if !shown.insert((message.author.clone(), message.id)) {
+            continue; // found again through one of its edits
+        }
+        let annotations = store.messages().annotations(&message)?;
+        if annotations.deleted || annotations.hidden {
+            continue;
+        }
+        // The words must be in what the message says now, not only in an
+        // earlier version; a file message is also found by its file's name.
+        let texts = [Some(annotations.text(&message)), message.file.as_ref().map(|f| f.name.as_str())];
+        let Some(snippet) = texts.into_iter().flatten().map(|t| snippet(t, needs)).find(|s| !s.marks.is_empty()) else {
+            continue;
+        };
+        hits.push(Hit { snippet, message, score });
+        if hits.len() == limit {
+            break;
+        }
+    }
+    Ok(hits)
+}
+
 fn open_existing(dir: &Path, schema: &Schema) -> Result<Option<Index>, String> {
     let directory = MmapDirectory::open(dir).map_err(|e| e.to_string())?;
     if !Index::exists(&directory).map_err(|e| e.to_string())? {

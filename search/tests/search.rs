@@ -201,3 +201,22 @@ fn an_edited_message_is_found_by_what_it_says_now_and_a_deleted_or_hidden_one_no
     f.say_linked(2, "me", "", Some(Link::Hide(hidden)), Direction::Outgoing);
     assert!(f.find("hide").is_empty(), "hidden here");
 }
+
+#[test]
+fn old_versions_of_edited_messages_do_not_crowd_out_the_hits() {
+    let mut f = Fixture::new();
+    let kept: Vec<String> = (0..3).map(|n| format!("apple pie number {n}")).collect();
+    for text in &kept {
+        f.say(1, ALICE, text);
+    }
+    // Forty newer messages that said "apple" and say something else now: their
+    // documents rank first (newest among equals) but are no hits.
+    for n in 0..40 {
+        let id = f.say(2, BOB, &format!("apple crumble {n}"));
+        f.say_linked(2, BOB, &format!("pear crumble {n}"), Some(Link::Edit(id)), Direction::Incoming);
+    }
+    let found = f.find_with(SearchQuery { text: "apple".into(), conversation: None, author: None, limit: 3 });
+    let mut found = found;
+    found.sort();
+    assert_eq!(found, kept, "the three messages that still say it");
+}
