@@ -169,6 +169,15 @@ pub fn enqueue(store: &Store, recipient: &PeerId, payload: &Payload) -> Result<M
     Ok(id)
 }
 
+/// Queues receipts of `kind` for `ids`, messages `author` wrote (as many payloads as
+/// they need; not flushed).
+pub fn enqueue_receipts(store: &Store, author: &PeerId, kind: ReceiptKind, ids: &[MessageId]) -> Result<(), OpError> {
+    for receipt in Payload::receipts(kind, ids) {
+        enqueue(store, author, &receipt)?;
+    }
+    Ok(())
+}
+
 /// Compose a text message to `contact` and its outbox entry, without storing them:
 /// the caller stores a whole batch with [`Store::stage_outgoing`] (one transaction) and
 /// flushes (group commit) before it reports any of them as stored. `used_lamports`
@@ -321,9 +330,7 @@ pub fn mark_read(store: &Store, me: &PeerId, contact: &Contact, send_receipts: b
     let newly_read = store.stage_read(direct_conversation(me, &peer))?;
     if send_receipts && !newly_read.is_empty() && contact.state == ContactState::Accepted {
         let ids: Vec<MessageId> = newly_read.iter().map(|m| m.id).collect();
-        for receipt in Payload::receipts(ReceiptKind::Read, &ids) {
-            enqueue(store, &contact.peer_id, &receipt)?;
-        }
+        enqueue_receipts(store, &contact.peer_id, ReceiptKind::Read, &ids)?;
     }
     Ok(newly_read.len())
 }
@@ -517,11 +524,8 @@ pub fn mark_group_read(store: &Store, me: &PeerId, group: &Group, send_receipts:
         }
         for (author, ids) in by_author {
             let Ok(author) = author.parse::<PeerId>() else { continue };
-            if matches!(store.contacts().get(&author)?, Some(c) if c.state == ContactState::Blocked) {
-                continue;
-            }
-            for receipt in Payload::receipts(ReceiptKind::Read, &ids) {
-                enqueue(store, &author, &receipt)?;
+            if !store.contacts().is_blocked(&author)? {
+                enqueue_receipts(store, &author, ReceiptKind::Read, &ids)?;
             }
         }
     }

@@ -148,14 +148,10 @@ impl GroupReceiptsView {
             if member.peer_id == author {
                 continue;
             }
-            let blocked = member
-                .peer_id
-                .parse()
-                .ok()
-                .map(|peer| store.contacts().get(&peer))
-                .transpose()?
-                .flatten()
-                .is_some_and(|c| c.state == kith_storage::ContactState::Blocked);
+            let blocked = match member.peer_id.parse() {
+                Ok(peer) => store.contacts().is_blocked(&peer)?,
+                Err(_) => false,
+            };
             if !blocked {
                 audience.push(member.peer_id);
             }

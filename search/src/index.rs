@@ -1,10 +1,11 @@
 //! The index on disk: one tantivy document per message, kept up to date by
 //! following the store's message log.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use kith_storage::{ConversationId, Link, LogCursor, LogEvent, Message, MessagePlace, Store};
+use kith_storage::{ConversationId, Link, LogCursor, LogEvent, Message, MessageId, MessagePlace, Store};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery, TermSetQuery};
@@ -219,18 +220,21 @@ impl SearchIndex {
         let query = BooleanQuery::new(clauses);
         // A few more documents than hits asked for, for those whose message is gone or
         // says something else now; when those still crowd out the hits, look deeper.
-        let mut fetch = limit + limit / 4 + 4;
+        // Each deeper look reads only the documents after those already judged.
+        let (mut hits, mut shown) = (Vec::new(), HashSet::new());
+        let (mut seen, mut fetch) = (0, limit + limit / 4 + 4);
         loop {
-            let collector = TopDocs::with_limit(fetch).tweak_score(move |segment: &SegmentReader| {
+            let collector = TopDocs::with_limit(fetch - seen).and_offset(seen).tweak_score(move |segment: &SegmentReader| {
                 let place = segment.fast_fields().u64(PLACE).ok().map(|c| c.first_or_default_col(0));
                 move |doc: DocId, score: Score| (score, place.as_ref().map_or(0, |c| c.get_val(doc)))
             });
             let top = searcher.search(&query, &collector)?;
-            let exhausted = top.len() < fetch;
-            let hits = shown_hits(store, top, &needs, limit)?;
+            let exhausted = top.len() < fetch - seen;
+            add_shown_hits(store, top, &needs, limit, &mut hits, &mut shown)?;
             if hits.len() == limit || exhausted || fetch >= MAX_FETCH {
                 return Ok(hits);
             }
+            seen = fetch;
             fetch = (fetch * 4).min(MAX_FETCH);
         }
     }
@@ -259,7 +263,7 @@ impl SearchIndex {
                     writer.delete_all_documents().map(drop)
                 }
                 // Deletes, reactions and hides carry no text to find.
-                LogEvent::Added { message, .. } if message.link.as_ref().is_some_and(|l| l.changed().is_some() && !matches!(l, Link::Edit(_))) => {
+                LogEvent::Added { message, .. } if !carries_text(message.link.as_ref()) => {
                     Ok(())
                 }
                 LogEvent::Added { message, place } => {
@@ -365,18 +369,28 @@ fn shown_message(store: &Store, place: MessagePlace) -> Result<Option<Message>, 
         Some(Link::Edit(target)) => {
             store.messages().get_from(&found.author, *target)?.filter(|t| t.conversation == found.conversation)
         }
-        Some(link) if link.changed().is_some() => None,
+        link if !carries_text(link.as_ref()) => None,
         _ => Some(found),
     })
 }
 
-/// The existing index in `dir` if it has our format; `Ok(None)` if there is
-/// none; `Err` (why) if there is one we cannot use.
-/// The first `limit` of the `top` documents (best first) whose messages are shown
-/// and say the words now: each message once, however many of its versions matched.
-fn shown_hits(store: &Store, top: Vec<((Score, u64), tantivy::DocAddress)>, needs: &[Need], limit: usize) -> Result<Vec<Hit>, SearchError> {
-    let mut hits: Vec<Hit> = Vec::new();
-    let mut shown = std::collections::HashSet::new();
+/// Whether a message with `link` has text of its own to find: a message, a reply,
+/// an edit (its new version); not a delete, a reaction or a hide.
+fn carries_text(link: Option<&Link>) -> bool {
+    link.is_none_or(|l| l.changed().is_none() || matches!(l, Link::Edit(_)))
+}
+
+/// Adds to `hits`, up to `limit`, those of the `top` documents (best first) whose
+/// messages are shown and say the words now: each message once (`shown`), however
+/// many of its versions matched.
+fn add_shown_hits(
+    store: &Store,
+    top: Vec<((Score, u64), tantivy::DocAddress)>,
+    needs: &[Need],
+    limit: usize,
+    hits: &mut Vec<Hit>,
+    shown: &mut HashSet<(String, MessageId)>,
+) -> Result<(), SearchError> {
     for ((score, place), _) in top {
         let Some(message) = shown_message(store, MessagePlace(place))? else { continue };
         if !shown.insert((message.author.clone(), message.id)) {
@@ -397,9 +411,11 @@ fn shown_hits(store: &Store, top: Vec<((Score, u64), tantivy::DocAddress)>, need
             break;
         }
     }
-    Ok(hits)
+    Ok(())
 }
 
+/// The existing index in `dir` if it has our format; `Ok(None)` if there is
+/// none; `Err` (why) if there is one we cannot use.
 fn open_existing(dir: &Path, schema: &Schema) -> Result<Option<Index>, String> {
     let directory = MmapDirectory::open(dir).map_err(|e| e.to_string())?;
     if !Index::exists(&directory).map_err(|e| e.to_string())? {

@@ -107,6 +107,11 @@ impl Contacts {
         }
     }
 
+    /// Whether `peer_id` is a contact we blocked.
+    pub fn is_blocked(&self, peer_id: &PeerId) -> Result<bool, StoreError> {
+        Ok(self.get(peer_id)?.is_some_and(|c| c.state == ContactState::Blocked))
+    }
+
     /// Inserts or replaces the contact keyed by its `peer_id`. Not flushed.
     pub fn put(&self, contact: &Contact) -> Result<(), StoreError> {
         self.tree()
@@ -118,7 +123,7 @@ impl Contacts {
     /// Deletes a contact; returns whether it existed. Not flushed.
     pub fn remove(&self, peer_id: &PeerId) -> Result<bool, StoreError> {
         // Their profile goes with them.
-        self.inner.trees.profiles.remove(peer_id.to_base58()).map_err(db)?;
+        crate::profiles::Profiles { inner: self.inner.clone() }.remove(peer_id)?;
         Ok(self.tree().remove(peer_id.to_base58()).map_err(db)?.is_some())
     }
 

@@ -71,7 +71,7 @@ pub struct Tally {
 
 impl Tally {
     fn decode(bytes: &[u8]) -> Result<Tally, StoreError> {
-        let corrupt = || StoreError::corrupt(GROUP_RECEIPTS, "a receipts record of a wrong length or header");
+        let corrupt = || StoreError::corrupt(GROUP_RECEIPTS, "a receipts record of a wrong length, header or order");
         let (&header, rest) = bytes.split_first().ok_or_else(corrupt)?;
         if header > EXPECTING || rest.len() % ENTRY_LEN != 0 {
             return Err(corrupt());
@@ -83,7 +83,13 @@ impl Tally {
                 tag.copy_from_slice(&e[..TAG_LEN]);
                 (tag, e[TAG_LEN])
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Lookups search the entries: out of order, repeated or past `Read`, the
+        // record would answer wrongly without a word.
+        let sorted = entries.windows(2).all(|w| w[0].0 < w[1].0);
+        if !sorted || entries.iter().any(|(_, level)| *level > Reached::Read.to_byte()) {
+            return Err(corrupt());
+        }
         Ok(Tally { expecting: header == EXPECTING, entries })
     }
 
@@ -181,6 +187,9 @@ impl GroupReceipts {
         let mut damaged = None;
         self.tree()
             .fetch_and_update(key(conversation, id), |old| {
+                // sled may run this more than once: each run decides afresh.
+                damaged = None;
+                raised = false;
                 let mut tally = match old.map(Tally::decode) {
                     None => Tally::default(),
                     Some(Ok(tally)) => tally,
@@ -224,5 +233,24 @@ impl GroupReceipts {
             }
             self.tree().apply_batch(batch).map_err(db)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_out_of_order_or_past_read_is_corrupt_not_trusted() {
+        let good = Tally { expecting: true, entries: vec![([1; TAG_LEN], 0), ([2; TAG_LEN], 2)] };
+        assert_eq!(Tally::decode(&good.encode()).ok(), Some(good));
+        let unsorted = Tally { expecting: true, entries: vec![([2; TAG_LEN], 0), ([1; TAG_LEN], 1)] };
+        assert!(Tally::decode(&unsorted.encode()).is_err());
+        let repeated = Tally { expecting: false, entries: vec![([1; TAG_LEN], 1), ([1; TAG_LEN], 1)] };
+        assert!(Tally::decode(&repeated.encode()).is_err());
+        let past_read = Tally { expecting: false, entries: vec![([1; TAG_LEN], 3)] };
+        assert!(Tally::decode(&past_read.encode()).is_err());
+        assert!(Tally::decode(&[EXPECTING, 1, 2]).is_err(), "a cut entry");
+        assert!(Tally::decode(&[]).is_err(), "no header");
     }
 }

@@ -414,6 +414,12 @@ impl Peer {
         }
     }
 
+    /// This peer's contact entry for `other` (`contacts --json`), if it has one.
+    pub fn contact(&self, other: &Peer) -> Option<Value> {
+        let contacts = self.json(&["contacts", "--json"]);
+        contacts.as_array().unwrap().iter().find(|c| c["peer_id"] == other.peer_id.as_str()).cloned()
+    }
+
     /// The delivery queue this running node keeps for `recipient` (from `status`),
     /// if anything waits for it.
     pub fn queue_for(&self, recipient: &Peer) -> Option<Value> {

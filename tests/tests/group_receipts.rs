@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use kith_p2p::dm::DmResult;
 use kith_p2p::identity::Identity;
 use kith_p2p::payload::{Payload, ReceiptKind};
 use kith_tests::group::{id_of, make_group, members, wait_message};
@@ -51,7 +52,8 @@ fn a_group_message_counts_who_has_it_and_who_read_it_including_a_member_who_was_
     // like any payload and then applied to nothing; the node has answered by the
     // time `send` returns.)
     let mut stranger = RawPeer::new(Identity::generate());
-    stranger.send(&peers[0], &[Payload::Receipt { kind: ReceiptKind::Read, ids: vec![hello.parse().unwrap()] }]);
+    let answer = stranger.send(&peers[0], &[Payload::Receipt { kind: ReceiptKind::Read, ids: vec![hello.parse().unwrap()] }]);
+    assert_eq!(answer, [DmResult::Stored], "taken, then applied to nothing");
     let after = peers[0].history(&group).into_iter().find(|m| m["id"] == hello.as_str()).unwrap();
     assert_eq!(after["receipts"], read["receipts"], "the stranger moved nothing");
 

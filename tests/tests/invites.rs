@@ -12,12 +12,6 @@ use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// `peer`'s contact entry for `other`, if any.
-fn contact(peer: &Peer, other: &Peer) -> Option<Value> {
-    let contacts = peer.json(&["contacts", "--json"]);
-    contacts.as_array().unwrap().iter().find(|c| c["peer_id"] == other.peer_id.as_str()).cloned()
-}
-
 /// `peer`'s pending request from `other`, if any.
 fn request(peer: &Peer, other: &Peer) -> Option<Value> {
     let requests = peer.json(&["requests", "--json"]);
@@ -30,7 +24,7 @@ fn held_as_request_until_accepted(inviter: &Peer, redeemer: &Peer) {
     wait_until(DEADLINE, &format!("{}'s request reaches {}", redeemer.name, inviter.name), || {
         request(inviter, redeemer).is_some()
     });
-    let pending = contact(inviter, redeemer);
+    let pending = inviter.contact(redeemer);
     assert!(
         pending.as_ref().is_none_or(|c| c["state"] != "accepted"),
         "the token made {} a contact: {pending:?}",
@@ -38,8 +32,8 @@ fn held_as_request_until_accepted(inviter: &Peer, redeemer: &Peer) {
     );
     inviter.ok(&["accept", &redeemer.peer_id]);
     wait_until(DEADLINE, "the request is accepted on both sides", || {
-        contact(inviter, redeemer).is_some_and(|c| c["state"] == "accepted")
-            && contact(redeemer, inviter).is_some_and(|c| c["state"] == "accepted")
+        inviter.contact(redeemer).is_some_and(|c| c["state"] == "accepted")
+            && redeemer.contact(inviter).is_some_and(|c| c["state"] == "accepted")
     });
     let msg = redeemer.json(&["send", &inviter.peer_id, "accepted at last", "--wait", "delivered", "--json"]);
     assert_eq!(msg["state"], "delivered");
@@ -57,8 +51,8 @@ fn an_invite_redeemed_twice_makes_the_second_redeemer_a_contact_request() {
     let said = bob.ok(&["add", &invite, "--name", "Alice", "--timeout", "60"]);
     assert!(said.contains("Alice is now a contact"), "{said}");
     wait_until(DEADLINE, "Bob is Alice's contact through the invite", || {
-        contact(&alice, &bob).is_some_and(|c| c["state"] == "accepted")
-            && contact(&bob, &alice).is_some_and(|c| c["state"] == "accepted")
+        alice.contact(&bob).is_some_and(|c| c["state"] == "accepted")
+            && bob.contact(&alice).is_some_and(|c| c["state"] == "accepted")
     });
     assert!(request(&alice, &bob).is_none(), "the first redeemer needs no approval");
 
@@ -66,10 +60,10 @@ fn an_invite_redeemed_twice_makes_the_second_redeemer_a_contact_request() {
     // that she sent a request rather than that she is a contact.
     let said = carol.ok(&["add", &invite, "--name", "Alice", "--timeout", "2"]);
     assert!(said.contains("contact request sent to Alice"), "{said}");
-    assert_eq!(contact(&carol, &alice).unwrap()["state"], "pending_out", "not a contact until Alice accepts");
+    assert_eq!(carol.contact(&alice).unwrap()["state"], "pending_out", "not a contact until Alice accepts");
     held_as_request_until_accepted(&alice, &carol);
     // Bob was never affected.
-    assert_eq!(contact(&alice, &bob).unwrap()["state"], "accepted");
+    assert_eq!(alice.contact(&bob).unwrap()["state"], "accepted");
 }
 
 #[test]
@@ -105,8 +99,8 @@ fn an_invite_survives_kill_9_right_after_it_is_handed_out() {
     alice.start(&[]);
     bob.ok(&["add", &invite, "--name", "Alice"]);
     wait_until(DEADLINE, "Bob is Alice's contact through the invite", || {
-        contact(&alice, &bob).is_some_and(|c| c["state"] == "accepted")
-            && contact(&bob, &alice).is_some_and(|c| c["state"] == "accepted")
+        alice.contact(&bob).is_some_and(|c| c["state"] == "accepted")
+            && bob.contact(&alice).is_some_and(|c| c["state"] == "accepted")
     });
     assert!(request(&alice, &bob).is_none(), "the token made Bob a contact, not a request");
 }

@@ -57,6 +57,7 @@ fn a_contact_is_seen_coming_and_going_and_presence_off_shows_nothing_either_way(
 
     // When Bob was last seen survives Alice's restart.
     let (_, before_restart) = seen(&alice, &bob).unwrap();
+    assert!(before_restart.is_some(), "Alice knows when Bob was last seen");
     alice.stop();
     alice.start(&[]);
     assert_eq!(seen(&alice, &bob), Some((false, before_restart)), "last seen, kept in his contact record");

@@ -32,8 +32,7 @@ fn wait_profile(peer: &Peer, contact: &str, what: &str, ready: impl Fn(&Value) -
 }
 
 fn label_of(peer: &Peer, contact: &Peer) -> (Value, Value) {
-    let contacts = peer.json(&["contacts", "--json"]);
-    let c = contacts.as_array().unwrap().iter().find(|c| c["peer_id"] == contact.peer_id.as_str()).unwrap().clone();
+    let c = peer.contact(contact).unwrap();
     (c["alias"].clone(), c["display_name"].clone())
 }
 
@@ -88,7 +87,7 @@ fn a_profile_reaches_a_contact_also_one_that_was_offline_and_their_alias_still_w
 fn a_profile_signed_by_someone_else_is_refused_and_an_older_one_is_ignored() {
     let (alice, bob) = connected_pair();
     let bob_keys = identity_of(&bob);
-    let mut raw = RawPeer::new(identity_of(&bob));
+    let mut raw = RawPeer::new(bob_keys.clone());
     let signed = |by: &Identity, name: &str, version: u64| {
         let profile = Profile { name: Some(name.into()), status: None, avatar: None, version };
         Payload::Profile { signed: profile.sign(by).unwrap().encode().unwrap() }

@@ -16,11 +16,6 @@ use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn contact_of(peer: &kith_tests::Peer, other: &kith_tests::Peer) -> Value {
-    let contacts = peer.json(&["contacts", "--json"]);
-    contacts.as_array().unwrap().iter().find(|c| c["peer_id"] == other.peer_id.as_str()).unwrap().clone()
-}
-
 #[test]
 fn both_sides_see_one_safety_number_and_a_verified_contact_whose_key_changes_is_held() {
     let (alice, mut bob) = connected_pair();
@@ -36,7 +31,7 @@ fn both_sides_see_one_safety_number_and_a_verified_contact_whose_key_changes_is_
     assert!(human.contains("not verified") && human.contains(&number[..17]), "{human}");
 
     alice.ok(&["verify", "Bob", "--mark"]);
-    assert_eq!(contact_of(&alice, &bob)["verified"], true);
+    assert_eq!(alice.contact(&bob).unwrap()["verified"], true);
 
     // Bob's node comes back with the same identity but another end-to-end key (a
     // device restored with a new key, or someone holding only his signing key).
@@ -53,20 +48,23 @@ fn both_sides_see_one_safety_number_and_a_verified_contact_whose_key_changes_is_
     let event = follow.wait_for(DEADLINE, "key_changed", |e| e["type"] == "key_changed");
     assert_eq!(event["contact"]["peer_id"], bob.peer_id.as_str(), "{event}");
     assert_eq!(event["contact"]["verified"], true, "{event}");
-    let changed = contact_of(&alice, &bob);
+    let changed = alice.contact(&bob).unwrap();
     assert_eq!(changed["key_changed"], true, "{changed}");
     assert!(alice.ok(&["verify", "Bob"]).contains("held"), "the user is told why");
 
-    // Held: Alice's message waits (her node defers Bob's queue though he is connected).
+    // Held: Alice's message waits, not in flight, though Bob is connected (a message
+    // that went out would be in flight at once, then gone from the queue).
     let held = alice.json(&["send", "Bob", "are you really you?", "--json"]);
     wait_until(DEADLINE, "Alice's node holds the message back", || {
-        alice.queue_for(&bob).is_some_and(|q| q["backoff_ms"].as_u64().unwrap_or(0) > 0)
+        alice.queue_for(&bob).is_some_and(|q| {
+            q["waiting"].as_u64() >= Some(1) && q["in_flight"].as_u64() == Some(0) && q["next_try_in_ms"].as_u64() > Some(0)
+        })
     });
     assert!(bob.history("Alice").iter().all(|m| m["id"] != held["id"]), "nothing reached Bob");
     assert_eq!(alice.history("Bob").iter().find(|m| m["id"] == held["id"]).unwrap()["state"], "pending");
 
     // Verified again: the held message goes out.
     alice.ok(&["verify", "Bob", "--mark"]);
-    assert_eq!(contact_of(&alice, &bob)["key_changed"], Value::Null);
+    assert_eq!(alice.contact(&bob).unwrap()["key_changed"], Value::Null);
     wait_until(DEADLINE, "Bob gets the held message", || bob.history("Alice").iter().any(|m| m["id"] == held["id"]));
 }

@@ -404,7 +404,7 @@ impl Actor {
         self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_SPACING);
         let payload = Payload::Typing { group };
         // Members we blocked hear nothing from us.
-        let blocked = |p: &PeerId| matches!(self.store.contacts().get(p), Ok(Some(c)) if c.state == ContactState::Blocked);
+        let blocked = |p: &PeerId| self.store.contacts().is_blocked(p).unwrap_or(false);
         let connected: Vec<PeerId> = peers.into_iter().filter(|p| self.connected.contains(p) && !blocked(p)).collect();
         Ok(connected.into_iter().filter(|p| self.send_ephemeral(*p, &payload).is_some()).count())
     }
@@ -618,13 +618,6 @@ impl Actor {
                 // Blocking takes effect at once; what the op queued goes out, and the
                 // caller hears back, once it is durable.
                 self.drop_queues_of_blocked();
-                // A contact verified again may send what was held for it: queues of
-                // connected peers that still wait are tried at once.
-                let now = Instant::now();
-                let waiting: Vec<PeerId> = self.connected.iter().filter(|p| self.queues.has_pending(p)).copied().collect();
-                for peer in waiting {
-                    self.queues.wake(&peer, now);
-                }
                 self.flusher.after_flush(AfterFlush::ReloadOutbox);
                 self.reply_when_durable(reply, result);
             }
@@ -1033,8 +1026,8 @@ impl Actor {
         }
         if contact.held() {
             // Verified, and its key changed since: nothing leaves until the user
-            // verifies it again (its items stay queued).
-            self.queues.defer(&peer, now);
+            // verifies it again (its items stay queued; the queue looks again soon).
+            self.queues.hold(&peer, now);
             return;
         }
         let Some(e2e) = contact.e2e_public else {

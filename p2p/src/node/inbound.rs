@@ -11,8 +11,11 @@
 //! effect, so a replayed envelope cannot bring back a deleted contact request either.
 //! Strangers' requests are bounded by [`crate::requests`].
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use kith_storage::{
-    Contact, ContactState, ConversationKind, Direction, GroupId, Inserted, Message, MessageId, MessageState, Refusal, Store,
+    Contact, ContactState, ConversationId, ConversationKind, Direction, GroupId, Inserted, Message, MessageId, MessageState, Refusal, Store,
 };
 use libp2p::PeerId;
 
@@ -23,7 +26,7 @@ use crate::ops::{self, OpError};
 use crate::config::check_display_name;
 use crate::payload::{Payload, ReceiptKind};
 use crate::requests::{self, MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS, QuotaError, Tally};
-use crate::views::ContactView;
+use crate::views::{ContactView, GroupReceiptsView};
 use crate::wire::WireError;
 
 /// What a batch did besides its answer.
@@ -425,13 +428,21 @@ impl Inbound<'_> {
             ReceiptKind::Delivered => MessageState::Delivered,
             ReceiptKind::Read => MessageState::Read,
         };
+        // A receipt names many of one group's messages: its members are read once.
+        let mut audiences: HashMap<ConversationId, Option<Vec<String>>> = HashMap::new();
         for id in ids {
             let Some(m) = self.store.messages().get_from(&self.me.to_string(), *id)? else { continue };
             if m.direction != Direction::Outgoing {
                 continue;
             }
             if m.conversation != conversation {
-                self.group_receipt(sender, kind, &m, outcome)?;
+                let audience = match audiences.entry(m.conversation) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(slot) => slot.insert(self.receipt_audience(&m)?),
+                };
+                if let Some(audience) = audience {
+                    self.group_receipt(sender, kind, &m, audience, outcome)?;
+                }
                 continue;
             }
             if let Some(new) = self.store.set_message_state(*id, state, true)?
@@ -447,15 +458,29 @@ impl Inbound<'_> {
         Ok(())
     }
 
-    /// A member's receipt for one of our messages in a group: counted if the group
-    /// is one we hold, the sender is a member now and the message is no change.
-    fn group_receipt(&self, sender: PeerId, kind: ReceiptKind, m: &Message, outcome: &mut Outcome) -> Result<(), OpError> {
-        if m.link.as_ref().and_then(kith_storage::Link::changed).is_some() {
-            return Ok(());
+    /// Whom receipts for our message `m` count from: its group's members we count
+    /// over (see [`GroupReceiptsView::audience`]), if the group is one we hold, are
+    /// still in, and small enough to count.
+    fn receipt_audience(&self, m: &Message) -> Result<Option<Vec<String>>, OpError> {
+        let group = GroupId(m.conversation.0);
+        if !self.store.groups().get(group)?.is_some_and(|g| g.active) {
+            return Ok(None);
         }
-        let Some(group) = self.store.groups().get(GroupId(m.conversation.0))? else { return Ok(()) };
+        Ok(GroupReceiptsView::audience(self.store, group, &m.author)?)
+    }
+
+    /// A member's receipt for `m`, one of our messages in a group whose `audience`
+    /// the sender must be in: counted, unless `m` is a change.
+    fn group_receipt(
+        &self,
+        sender: PeerId,
+        kind: ReceiptKind,
+        m: &Message,
+        audience: &[String],
+        outcome: &mut Outcome,
+    ) -> Result<(), OpError> {
         let sender = sender.to_base58();
-        if !group.active || !group.members.iter().any(|member| member.peer_id == sender) {
+        if !crate::views::counted(m) || !audience.contains(&sender) {
             return Ok(());
         }
         let reached = match kind {
@@ -470,11 +495,11 @@ impl Inbound<'_> {
                 false
             }
         };
-        if raised && let Some(receipts) = crate::views::GroupReceiptsView::of(self.store, m)? {
+        if raised {
             outcome.events.push(Event::MessageReceipts {
                 id: m.id.to_string(),
                 conversation: m.conversation.to_string(),
-                receipts,
+                receipts: GroupReceiptsView::over(self.store, m, audience)?,
             });
         }
         Ok(())

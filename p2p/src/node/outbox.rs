@@ -196,6 +196,15 @@ impl Queues {
         }
     }
 
+    /// Hold `peer`'s queue for now, without counting it as a failure: it is looked at
+    /// again after the first retry interval (a held contact is released by the user,
+    /// not by the network, so its backoff must not grow meanwhile).
+    pub(crate) fn hold(&mut self, peer: &PeerId, now: Instant) {
+        if let Some(q) = self.queues.get_mut(peer) {
+            q.next_try = now + self.retry_initial;
+        }
+    }
+
     /// The peer became reachable (connected, new address): try again right away,
     /// directly.
     pub(crate) fn wake(&mut self, peer: &PeerId, now: Instant) {

@@ -91,22 +91,18 @@ pub fn set_mine(
     configured_name: Option<&str>,
 ) -> Result<Profile, OpError> {
     let me = identity.peer_id();
-    let old = stored(store, &me)?.or_else(|| {
-        Some(Profile { name: configured_name.map(str::to_owned), status: None, avatar: None, version: 0 })
-    });
+    let old = stored(store, &me)?
+        .unwrap_or(Profile { name: configured_name.map(str::to_owned), status: None, avatar: None, version: 0 });
     let keep_or = |new: Option<String>, old: Option<String>| match new {
         None => old,
         Some(new) if new.trim().is_empty() => None,
         Some(new) => Some(new.trim().to_owned()),
     };
     let profile = Profile {
-        name: keep_or(change.name, old.as_ref().and_then(|p| p.name.clone())),
-        status: keep_or(change.status, old.as_ref().and_then(|p| p.status.clone())),
-        avatar: match change.avatar {
-            None => old.as_ref().and_then(|p| p.avatar.clone()),
-            Some(avatar) => avatar,
-        },
-        version: ops::now_ms().max(old.as_ref().map_or(0, |p| p.version.saturating_add(1))),
+        name: keep_or(change.name, old.name),
+        status: keep_or(change.status, old.status),
+        avatar: change.avatar.unwrap_or(old.avatar),
+        version: ops::now_ms().max(old.version.saturating_add(1)),
     };
     let signed = profile.sign(identity).map_err(invalid)?;
     store.profiles().put(&me, &signed.encode()?)?;

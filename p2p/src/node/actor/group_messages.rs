@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use kith_storage::{
-    ContactState, Direction, Group, GroupId, Inserted, Message, MessageId, MessageState, OutboxEntry, Recipient,
+    Direction, Group, GroupId, Inserted, Message, MessageId, MessageState, OutboxEntry, Recipient,
 };
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::request_response;
@@ -351,9 +351,7 @@ impl Actor {
         if due.is_empty() {
             return;
         }
-        let stored: Vec<(String, MessageId)> =
-            due.into_iter().flat_map(|(author, ids)| ids.into_iter().map(move |id| (author.to_base58(), id))).collect();
-        if self.queue_delivery_receipts(&stored) {
+        if self.queue_receipts_by_author(due) {
             self.groups.queued = true;
             self.flush_queued();
         }
@@ -396,7 +394,7 @@ impl Actor {
         if opened.author == self.me {
             return Opened::Dropped;
         }
-        if matches!(self.store.contacts().get(&opened.author), Ok(Some(c)) if c.state == ContactState::Blocked) {
+        if self.store.contacts().is_blocked(&opened.author).unwrap_or(false) {
             return Opened::Dropped;
         }
         Opened::Message(Box::new(Message {

@@ -20,7 +20,7 @@ use crate::node::Event;
 use crate::node::mailbox_client::{Ask, Effect, Request};
 use crate::node::outbox::Flight;
 use crate::ops;
-use crate::payload::{Payload, ReceiptKind};
+use crate::payload::ReceiptKind;
 
 /// The relay's peer id: the last `/p2p/` of its address.
 pub(crate) fn relay_peer(addr: &Multiaddr) -> Option<PeerId> {
@@ -148,14 +148,18 @@ impl Actor {
         for (author, id) in stored {
             by_author.entry(author).or_default().push(*id);
         }
+        let by_author = by_author.into_iter().filter_map(|(author, ids)| Some((author.parse::<PeerId>().ok()?, ids)));
+        self.queue_receipts_by_author(by_author)
+    }
+
+    /// Queue a `delivered` receipt to each author for the ids given with it (not
+    /// flushed). Returns whether anything was queued.
+    pub(super) fn queue_receipts_by_author(&self, by_author: impl IntoIterator<Item = (PeerId, Vec<MessageId>)>) -> bool {
         let mut queued = false;
         for (author, ids) in by_author {
-            let Ok(author) = author.parse::<PeerId>() else { continue };
-            for receipt in Payload::receipts(ReceiptKind::Delivered, &ids) {
-                match ops::enqueue(&self.store, &author, &receipt) {
-                    Ok(_) => queued = true,
-                    Err(e) => tracing::warn!(error = %e, "cannot queue a delivery receipt"),
-                }
+            match ops::enqueue_receipts(&self.store, &author, ReceiptKind::Delivered, &ids) {
+                Ok(()) => queued = true,
+                Err(e) => tracing::warn!(error = %e, "cannot queue a delivery receipt"),
             }
         }
         queued
