@@ -136,8 +136,6 @@ pub enum Response {
     Typing {
         /// The contact's peer id, or the group id.
         contact: String,
-        /// How many peers were told (none when the node told them a moment ago).
-        told: usize,
     },
     /// A group request succeeded: the group now.
     GroupUpdated {

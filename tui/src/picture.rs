@@ -256,12 +256,22 @@ pub(crate) fn encode(path: &Path, picker: &Picker, columns: u16, rows: u16) -> R
     fit(read(path)?, picker, columns, rows)
 }
 
-/// [`encode`] for a picture held in memory (an avatar, see [`avatar_bytes`]).
-pub(crate) fn encode_bytes(bytes: &[u8], picker: &Picker, columns: u16, rows: u16) -> Result<Encoded, DecodeError> {
-    if columns == 0 || rows == 0 {
+/// An avatar's bytes read once, both ways: the half-block [`Picture`], and the
+/// picture encoded with `picker` to fit `columns`×`rows` cells when there is a
+/// graphics protocol (same limits as [`decode_bytes`] and [`encode`]).
+pub(crate) fn decode_avatar(
+    bytes: &[u8],
+    picker: Option<&Picker>,
+    columns: u16,
+    rows: u16,
+) -> Result<(Picture, Option<Encoded>), DecodeError> {
+    if picker.is_some() && (columns == 0 || rows == 0) {
         return Err(DecodeError::Encode("no room to show it".to_owned()));
     }
-    fit(read_bytes(bytes)?, picker, columns, rows)
+    let image = read_bytes(bytes)?;
+    let Some(picker) = picker else { return Ok((shrink(image)?, None)) };
+    let picture = shrink(image.clone())?;
+    Ok((picture, Some(fit(image, picker, columns, rows)?)))
 }
 
 /// `image` encoded with `picker` to fit `columns`×`rows` cells (not 0).

@@ -216,6 +216,6 @@ fn a_failed_typing_notice_is_quiet() {
     assert_eq!((status_text(&app), app.log().len()), (said, logged));
     // The node's answer changes nothing either.
     let before = screen_text(&app);
-    update(&mut app, Action::Done(Response::Typing { contact: ALISA.into(), told: 1 }));
+    update(&mut app, Action::Done(Response::Typing { contact: ALISA.into() }));
     assert_eq!(screen_text(&app), before);
 }

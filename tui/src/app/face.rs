@@ -73,6 +73,8 @@ pub(super) fn want(app: &mut App, fx: &mut Vec<Effect>) {
         return;
     }
     app.faces.faces.insert(peer.clone(), Face { encoded: None, pending: Some(Pending::Asked) });
+    // The answer carries the status line too: no second request for it.
+    app.statuses.asked.insert(peer.clone());
     fx.push(Effect::LoadProfile { contact: Some(peer), avatar: true });
 }
 

@@ -41,7 +41,7 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
             focus_default(app, fx);
         }
         Event::KeyChanged { contact } => {
-            let name = contact.label().to_owned();
+            let name = crate::text::sanitize_line(contact.label());
             let held = if contact.verified { "; messages to them are held until you verify again" } else { "" };
             app.set_status(format!("{name}'s key changed: compare safety numbers (kith verify {name}){held}"), true);
             upsert_contact(app, contact);
@@ -86,6 +86,8 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
 /// Re-read everything the interface shows (after missed events or a reconnection):
 /// the list, the status, the groups, and the open conversation's newest page.
 pub(super) fn reload(app: &mut App, fx: &mut Vec<Effect>) {
+    // Status lines may have changed unseen: ask for them again.
+    app.statuses.asked.clear();
     for conv in &mut app.conversations {
         conv.loaded = false;
         conv.loading = None;

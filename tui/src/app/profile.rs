@@ -35,7 +35,7 @@ pub(crate) struct Statuses {
     /// Status lines by peer id (none: no status, or not known yet).
     lines: HashMap<String, String>,
     /// Contacts whose profile was asked for (once per run is enough: events follow).
-    asked: HashSet<String>,
+    pub(super) asked: HashSet<String>,
 }
 
 /// The profile overlay's state.
@@ -254,7 +254,7 @@ pub(super) fn command(app: &mut App, change: ProfileCommand, fx: &mut Vec<Effect
     fx.push(effect);
 }
 
-/// Keys while the overlay is open: Esc, Enter and q close it.
+/// Keys while the profile or safety-number overlay is open: Esc, Enter and q close it.
 pub(super) fn key(app: &mut App, key: KeyEvent) {
     if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
         app.overlay = None;

@@ -61,8 +61,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         Some(Overlay::Search(_)) => super::search::key(app, key, fx),
         Some(Overlay::IncomingCall { .. }) => super::call::key(app, key, fx),
         Some(Overlay::Confirm(_)) => super::changes::confirm_key(app, key, fx),
-        Some(Overlay::Profile(_)) => super::profile::key(app, key),
-        Some(Overlay::Verify(_)) => super::verify::key(app, key),
+        Some(Overlay::Profile(_) | Overlay::Verify(_)) => super::profile::key(app, key),
         None => main_key(app, key, fx),
     }
 }

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 
-use crossterm::event::{KeyCode, KeyEvent};
 use kith_p2p::views::VerifyView;
 
 use super::{App, Overlay};
@@ -107,9 +106,3 @@ pub(super) fn on_failure(app: &mut App, effect: &Effect, error: &str) -> bool {
     true
 }
 
-/// Keys while the overlay is open: Esc, Enter and q close it.
-pub(super) fn key(app: &mut App, key: KeyEvent) {
-    if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
-        app.overlay = None;
-    }
-}
