@@ -29,6 +29,7 @@ pub mod node;
 pub mod ops;
 pub mod payload;
 pub mod profile;
+pub mod ratchet;
 pub mod peer_record;
 pub mod requests;
 pub mod search;

@@ -62,6 +62,9 @@ pub(crate) const DRAFTS: &str = "drafts";
 pub(crate) const GROUP_RECEIPTS: &str = "group_receipts";
 /// peer id (base58) → its signed profile, as it arrived.
 pub(crate) const PROFILES: &str = "profiles";
+/// Ratchet state: the Olm account, per-peer sessions (both encrypted by the network
+/// layer) and digests of opened ratchet messages.
+pub(crate) const RATCHET: &str = "ratchet";
 
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Present once the message log was created: from then on its absence is damage.

@@ -21,11 +21,12 @@ use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::replay::{self, Refusal};
 use crate::schema::{
-    self, CALLS, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
+    self, CALLS, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, RATCHET, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
     SETTINGS, TOMBSTONES,
 };
 use crate::prefs::{Drafts, Mutes};
 use crate::profiles::Profiles;
+use crate::ratchet::RatchetState;
 use crate::receipts::GroupReceipts;
 use crate::settings::Settings;
 use crate::types::{ConversationId, MessageId};
@@ -48,6 +49,7 @@ pub(crate) struct Trees {
     pub(crate) drafts: sled::Tree,
     pub(crate) group_receipts: sled::Tree,
     pub(crate) profiles: sled::Tree,
+    pub(crate) ratchet: sled::Tree,
 }
 
 /// State shared by a [`Store`] and all handles made from it.
@@ -184,6 +186,7 @@ impl Store {
             drafts: open(DRAFTS)?,
             group_receipts: open(GROUP_RECEIPTS)?,
             profiles: open(PROFILES)?,
+            ratchet: open(RATCHET)?,
         };
         let conversations = trees
             .conversations
@@ -281,6 +284,13 @@ impl Store {
     /// Profiles as their owners signed them.
     pub fn profiles(&self) -> Profiles {
         Profiles {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Ratchet state, as opaque (already encrypted) records.
+    pub fn ratchet(&self) -> RatchetState {
+        RatchetState {
             inner: self.inner.clone(),
         }
     }

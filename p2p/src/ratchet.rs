@@ -1,0 +1,485 @@
+//! Forward secrecy for 1:1: an Olm double ratchet (vodozemac) inside the envelope.
+//!
+//! # Layers
+//! The outer layer stays the sealed envelope of [`crate::envelope`]: it authenticates
+//! the sender's peer id and hides who wrote to whom from relays. Inside it, between
+//! accepted contacts, a payload travels as [`crate::payload::Payload::Ratcheted`]: an
+//! Olm message whose plaintext is the real payload. Olm (Matrix's double ratchet,
+//! in vodozemac's audited implementation) advances a symmetric chain per message
+//! (forward secrecy) and a Diffie-Hellman ratchet per round trip (post-compromise
+//! security); every message key is deleted once used.
+//!
+//! # Starting a session
+//! Each node has an Olm account: an identity key (Curve25519) and one-time keys. A
+//! node *offers* each accepted contact its identity key, signed by its ed25519
+//! identity, and one one-time key made for that contact alone
+//! ([`crate::payload::Payload::Prekeys`], sent through the outbox, so it waits in
+//! relays like any message). The contact's first ratcheted message is an Olm pre-key
+//! message built from them: no round trip. The contact's identity key is pinned; one
+//! that changes is refused until a new signed offer replaces it.
+//!
+//! Both sides may start a session at once; each keeps up to [`SESSIONS_PER_PEER`]
+//! and sends with the one that most recently opened a message, so both converge on
+//! one. A side that cannot open a message (state lost, a restored device) offers new
+//! keys with `reset`, and the other side starts again.
+//!
+//! # Durability
+//! A session's state is written (not flushed) after every seal and open. The sender
+//! flushes it before a sealed envelope leaves, so a crash never seals two messages
+//! with one key; the receiver flushes it with the message it opened, and a crash
+//! before that flush leaves an older state that opens the sender's retry again.
+//! Records are encrypted with a key derived from the identity's X25519 secret, so the
+//! database alone opens nothing.
+//!
+//! # Copies
+//! One envelope may arrive by several paths (a direct send and two relays). Its key
+//! is gone after the first, so every opened message leaves a digest
+//! ([`Ratchets::open`] answers a copy with [`RatchetError::Duplicate`]); digests
+//! older than [`SEEN_RETENTION`] are pruned at start.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use kith_storage::RatchetState;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use vodozemac::Curve25519PublicKey;
+use vodozemac::olm::{Account, AccountPickle, DecryptionError, OlmMessage, Session, SessionConfig, SessionCreationError, SessionPickle};
+use zeroize::Zeroizing;
+
+use crate::identity::{self, Identity};
+use crate::wire;
+
+/// Sessions kept per peer (the newest-used first); older ones are dropped.
+pub const SESSIONS_PER_PEER: usize = 4;
+
+/// How long after a contact's first ratcheted message its envelopes sealed the old
+/// way (no ratchet) are still opened: mail sealed before the upgrade may wait that
+/// long in relays. After it, such payloads are refused.
+pub const LEGACY_GRACE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// How long digests of opened messages are kept to recognise copies.
+pub const SEEN_RETENTION: Duration = Duration::from_secs(60 * 24 * 60 * 60);
+
+/// Olm message types on the wire ([`OlmMessage::to_parts`]).
+pub const PRE_KEY_MESSAGE: u8 = 0;
+/// See [`PRE_KEY_MESSAGE`].
+pub const NORMAL_MESSAGE: u8 = 1;
+
+const STATE_DOMAIN: &str = "kith ratchet state v1";
+const IDENTITY_DOMAIN: &[u8] = b"kith ratchet identity v1\0";
+const ACCOUNT_KEY: &[u8] = b"account";
+const PEER_PREFIX: &[u8] = b"p/";
+const SEEN_PREFIX: &[u8] = b"d/";
+const MAX_RECORD_LEN: usize = 1 << 20;
+const NONCE_LEN: usize = 12;
+
+/// Why a ratchet message did not open, or state could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum RatchetError {
+    /// A copy of a message already opened (another path brought it first).
+    #[error("a copy of a ratchet message already opened")]
+    Duplicate,
+    /// No session with the sender opens it (lost state, or a session never made).
+    #[error("no ratchet session with the sender opens this message")]
+    NoSession,
+    /// Its key was used or dropped (too far out of order).
+    #[error("the key of ratchet message {0} is gone (used, or dropped while skipping)")]
+    KeyGone(u64),
+    /// It skips more messages than a session will derive keys for.
+    #[error("ratchet message skips {0} messages, more than the bound of {1}")]
+    TooFarAhead(u64, u64),
+    /// A pre-key message names a one-time key we do not hold (used, or never ours).
+    #[error("the one-time key a pre-key message names is unknown or used")]
+    UnknownPrekey,
+    /// The sender's Olm identity key is not the one pinned for it.
+    #[error("the sender's ratchet identity key is not the one it offered")]
+    IdentityMismatch,
+    /// A signed offer whose signature does not verify.
+    #[error("a ratchet key offer not signed by its sender")]
+    Forged,
+    /// Bytes that are no Olm message or key.
+    #[error("malformed ratchet message: {0}")]
+    Malformed(String),
+    /// Reading or writing the state failed.
+    #[error("ratchet state: {0}")]
+    State(String),
+}
+
+/// Our keys for one contact to start a session with (see the module docs).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// Our Olm identity key.
+    pub identity: [u8; 32],
+    /// Our ed25519 identity's signature over it.
+    pub signature: [u8; 64],
+    /// A one-time key made for this contact.
+    pub one_time: [u8; 32],
+}
+
+impl fmt::Debug for Offer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Offer").finish_non_exhaustive()
+    }
+}
+
+/// What a contact's offer changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// Kept for the next session (none was running, or the contact reset).
+    Prekey,
+    /// A session is running and the contact did not ask for a reset: ignored.
+    Ignored,
+    /// A different identity key than the one pinned: sessions dropped, the new key
+    /// pinned. The caller warns the user.
+    IdentityChanged,
+}
+
+/// What one peer's record holds, decoded.
+#[derive(Default)]
+struct PeerState {
+    identity: Option<[u8; 32]>,
+    prekey: Option<[u8; 32]>,
+    /// Newest-used first; [`Self::sessions`]`[0]` seals.
+    sessions: Vec<Session>,
+    offered: bool,
+    since_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PeerRecord {
+    identity: Option<[u8; 32]>,
+    prekey: Option<[u8; 32]>,
+    sessions: Vec<SessionPickle>,
+    offered: bool,
+    since_ms: Option<u64>,
+}
+
+/// The node's ratchet state: its Olm account and a cache of peers' sessions over
+/// the store (see the module docs). Not `Sync`; lives in the node actor.
+pub struct Ratchets {
+    account: Account,
+    key: Zeroizing<[u8; 32]>,
+    peers: HashMap<PeerId, PeerState>,
+    dirty: HashSet<PeerId>,
+    account_dirty: bool,
+    seen: Vec<[u8; 16]>,
+    store: RatchetState,
+}
+
+impl fmt::Debug for Ratchets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ratchets").field("peers", &self.peers.len()).finish_non_exhaustive()
+    }
+}
+
+impl Ratchets {
+    /// Loads the state of `identity`'s node from `store` (making an account on first
+    /// use) and prunes old digests.
+    ///
+    /// # Errors
+    /// [`RatchetError::State`] if a record cannot be read or decrypted.
+    pub fn load(store: RatchetState, identity: &Identity, now_ms: u64) -> Result<Ratchets, RatchetError> {
+        let secret = Zeroizing::new(identity.x25519_secret());
+        let key = Zeroizing::new(blake3::derive_key(STATE_DOMAIN, &*secret));
+        let stored = store.get(ACCOUNT_KEY).map_err(state)?;
+        let (account, account_dirty) = match stored {
+            Some(bytes) => {
+                let plain = unseal(&key, ACCOUNT_KEY, &bytes)?;
+                let pickle: AccountPickle = wire::decode(&plain, MAX_RECORD_LEN).map_err(state)?;
+                (Account::from_pickle(pickle), false)
+            }
+            None => (Account::new(), true),
+        };
+        let ratchets = Ratchets { account, key, peers: HashMap::new(), dirty: HashSet::new(), account_dirty, seen: Vec::new(), store };
+        ratchets.prune_seen(now_ms)?;
+        Ok(ratchets)
+    }
+
+    /// Our Olm identity key.
+    pub fn identity_key(&self) -> [u8; 32] {
+        self.account.curve25519_key().to_bytes()
+    }
+
+    /// Whether we offered `peer` keys already.
+    pub fn offered(&mut self, peer: &PeerId) -> Result<bool, RatchetError> {
+        Ok(self.peer(peer)?.offered)
+    }
+
+    /// Makes a one-time key for `peer` and returns our signed offer. Written, not
+    /// flushed (persist, then queue the offer, then flush: both or neither survive).
+    pub fn offer(&mut self, identity: &Identity, peer: &PeerId) -> Result<Offer, RatchetError> {
+        let created = self.account.generate_one_time_keys(1).created;
+        let one_time = created.first().ok_or_else(|| RatchetError::State("no one-time key made".into()))?.to_bytes();
+        self.account.mark_keys_as_published();
+        self.account_dirty = true;
+        let own = self.identity_key();
+        self.peer(peer)?.offered = true;
+        self.dirty.insert(*peer);
+        Ok(Offer { identity: own, signature: identity.sign(&identity_signed(&own)), one_time })
+    }
+
+    /// Takes `peer`'s offer (checking its signature): see [`Learned`].
+    pub fn learn(&mut self, peer: &PeerId, offer: &Offer, reset: bool) -> Result<Learned, RatchetError> {
+        identity::verify_signature(peer, &identity_signed(&offer.identity), &offer.signature).map_err(|_| RatchetError::Forged)?;
+        let state = self.peer(peer)?;
+        let learned = match state.identity {
+            Some(pinned) if pinned != offer.identity => {
+                state.sessions.clear();
+                Learned::IdentityChanged
+            }
+            _ if reset => {
+                state.sessions.clear();
+                Learned::Prekey
+            }
+            _ if !state.sessions.is_empty() => Learned::Ignored,
+            _ => Learned::Prekey,
+        };
+        if learned != Learned::Ignored {
+            state.identity = Some(offer.identity);
+            state.prekey = Some(offer.one_time);
+            self.dirty.insert(*peer);
+        }
+        Ok(learned)
+    }
+
+    /// Whether a message to `peer` can be ratcheted now (a session, or its keys).
+    pub fn ready(&mut self, peer: &PeerId) -> Result<bool, RatchetError> {
+        let state = self.peer(peer)?;
+        Ok(!state.sessions.is_empty() || (state.identity.is_some() && state.prekey.is_some()))
+    }
+
+    /// Seals `plaintext` for `peer`: `(message type, Olm message)`, or `None` when
+    /// there is neither a session nor keys to start one. Written, not flushed: the
+    /// caller flushes before the message leaves.
+    pub fn seal(&mut self, peer: &PeerId, plaintext: &[u8]) -> Result<Option<(u8, Vec<u8>)>, RatchetError> {
+        if !self.ready(peer)? {
+            return Ok(None);
+        }
+        let account = &self.account;
+        let Some(state) = self.peers.get_mut(peer) else { return Err(RatchetError::State("peer state vanished".into())) };
+        if state.sessions.is_empty() {
+            let (Some(identity), Some(prekey)) = (state.identity, state.prekey.take()) else { return Ok(None) };
+            let session = account
+                .create_outbound_session(
+                    SessionConfig::version_1(),
+                    Curve25519PublicKey::from_bytes(identity),
+                    Curve25519PublicKey::from_bytes(prekey),
+                )
+                .map_err(|e| RatchetError::Malformed(e.to_string()))?;
+            state.sessions.insert(0, session);
+        }
+        let message = state.sessions[0].encrypt(plaintext).map_err(|e| RatchetError::Malformed(e.to_string()))?;
+        self.dirty.insert(*peer);
+        let (kind, bytes) = message.to_parts();
+        let kind = if kind == 0 { PRE_KEY_MESSAGE } else { NORMAL_MESSAGE };
+        Ok(Some((kind, bytes)))
+    }
+
+    /// Opens an Olm message from `peer` (authenticated by the envelope around it).
+    ///
+    /// # Errors
+    /// See [`RatchetError`]; a refused message changes no state.
+    pub fn open(&mut self, peer: &PeerId, kind: u8, body: &[u8], now_ms: u64) -> Result<Vec<u8>, RatchetError> {
+        let digest = seen_digest(kind, body);
+        if self.seen.contains(&digest) || self.store.get(&seen_key(&digest)).map_err(state)?.is_some() {
+            return Err(RatchetError::Duplicate);
+        }
+        let message = OlmMessage::from_parts(usize::from(kind), body).map_err(|e| RatchetError::Malformed(e.to_string()))?;
+        self.peer(peer)?;
+        let Some(state) = self.peers.get_mut(peer) else { return Err(RatchetError::State("peer state vanished".into())) };
+        let plaintext = match &message {
+            OlmMessage::PreKey(m) => {
+                let identity = m.identity_key().to_bytes();
+                if state.identity.is_some_and(|pinned| pinned != identity) {
+                    return Err(RatchetError::IdentityMismatch);
+                }
+                let existing = state.sessions.iter().position(|s| s.session_keys() == m.session_keys());
+                match existing {
+                    Some(at) => {
+                        let plaintext = state.sessions[at].decrypt(&message).map_err(decryption)?;
+                        let session = state.sessions.remove(at);
+                        state.sessions.insert(0, session);
+                        plaintext
+                    }
+                    None => {
+                        let created = self
+                            .account
+                            .create_inbound_session(SessionConfig::version_1(), m.identity_key(), m)
+                            .map_err(|e| match e {
+                                SessionCreationError::MissingOneTimeKey(_) => RatchetError::UnknownPrekey,
+                                SessionCreationError::Decryption(e) => decryption(e),
+                                other => RatchetError::Malformed(other.to_string()),
+                            })?;
+                        self.account_dirty = true;
+                        state.identity = Some(identity);
+                        state.sessions.insert(0, created.session);
+                        state.sessions.truncate(SESSIONS_PER_PEER);
+                        created.plaintext
+                    }
+                }
+            }
+            OlmMessage::Normal(_) => {
+                let mut failure = RatchetError::NoSession;
+                let mut opened = None;
+                for at in 0..state.sessions.len() {
+                    match state.sessions[at].decrypt(&message) {
+                        Ok(plaintext) => {
+                            opened = Some((at, plaintext));
+                            break;
+                        }
+                        // The most telling reason wins: a session that knew the chain.
+                        Err(e @ (DecryptionError::MissingMessageKey(_) | DecryptionError::TooBigMessageGap(..))) => {
+                            failure = decryption(e);
+                        }
+                        Err(_) => {}
+                    }
+                }
+                let Some((at, plaintext)) = opened else { return Err(failure) };
+                let session = state.sessions.remove(at);
+                state.sessions.insert(0, session);
+                plaintext
+            }
+        };
+        state.since_ms.get_or_insert(now_ms);
+        self.dirty.insert(*peer);
+        self.seen.push(digest);
+        Ok(plaintext)
+    }
+
+    /// Whether payloads from `peer` sealed without the ratchet are refused now: its
+    /// first ratcheted message came more than `grace` ago.
+    pub fn legacy_closed(&mut self, peer: &PeerId, now_ms: u64, grace: Duration) -> Result<bool, RatchetError> {
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        Ok(self.peer(peer)?.since_ms.is_some_and(|since| now_ms.saturating_sub(since) > grace_ms))
+    }
+
+    /// Forgets everything about `peer` (a removed contact). Written, not flushed.
+    pub fn forget(&mut self, peer: &PeerId) -> Result<(), RatchetError> {
+        self.peers.remove(peer);
+        self.dirty.remove(peer);
+        self.store.remove(&peer_key(peer)).map_err(state)
+    }
+
+    /// Whether anything waits to be written by [`Self::persist`].
+    pub fn is_dirty(&self) -> bool {
+        self.account_dirty || !self.dirty.is_empty() || !self.seen.is_empty()
+    }
+
+    /// Writes every changed record (not flushed).
+    pub fn persist(&mut self, now_ms: u64) -> Result<(), RatchetError> {
+        if self.account_dirty {
+            let plain = Zeroizing::new(wire::encode(&self.account.pickle()).map_err(state)?);
+            self.store.put(ACCOUNT_KEY, &seal(&self.key, ACCOUNT_KEY, &plain)?).map_err(state)?;
+            self.account_dirty = false;
+        }
+        for peer in std::mem::take(&mut self.dirty) {
+            let Some(s) = self.peers.get(&peer) else { continue };
+            let record = PeerRecord {
+                identity: s.identity,
+                prekey: s.prekey,
+                sessions: s.sessions.iter().map(Session::pickle).collect(),
+                offered: s.offered,
+                since_ms: s.since_ms,
+            };
+            let key = peer_key(&peer);
+            let plain = Zeroizing::new(wire::encode(&record).map_err(state)?);
+            self.store.put(&key, &seal(&self.key, &key, &plain)?).map_err(state)?;
+        }
+        for digest in std::mem::take(&mut self.seen) {
+            self.store.put(&seen_key(&digest), &now_ms.to_be_bytes()).map_err(state)?;
+        }
+        Ok(())
+    }
+
+    /// The state of `peer`, loaded into the cache.
+    fn peer(&mut self, peer: &PeerId) -> Result<&mut PeerState, RatchetError> {
+        if !self.peers.contains_key(peer) {
+            let key = peer_key(peer);
+            let loaded = match self.store.get(&key).map_err(state)? {
+                Some(bytes) => {
+                    let plain = Zeroizing::new(unseal(&self.key, &key, &bytes)?);
+                    let r: PeerRecord = wire::decode(&plain, MAX_RECORD_LEN).map_err(state)?;
+                    PeerState {
+                        identity: r.identity,
+                        prekey: r.prekey,
+                        sessions: r.sessions.into_iter().map(Session::from_pickle).collect(),
+                        offered: r.offered,
+                        since_ms: r.since_ms,
+                    }
+                }
+                None => PeerState::default(),
+            };
+            self.peers.insert(*peer, loaded);
+        }
+        self.peers.get_mut(peer).ok_or_else(|| RatchetError::State("peer state vanished".into()))
+    }
+
+    fn prune_seen(&self, now_ms: u64) -> Result<(), RatchetError> {
+        let retention = u64::try_from(SEEN_RETENTION.as_millis()).unwrap_or(u64::MAX);
+        for (key, value) in self.store.scan(SEEN_PREFIX).map_err(state)? {
+            let at = value.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if now_ms.saturating_sub(at) > retention {
+                self.store.remove(&key).map_err(state)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn identity_signed(key: &[u8; 32]) -> Vec<u8> {
+    [IDENTITY_DOMAIN, key.as_slice()].concat()
+}
+
+fn peer_key(peer: &PeerId) -> Vec<u8> {
+    [PEER_PREFIX, &peer.to_bytes()].concat()
+}
+
+fn seen_digest(kind: u8, body: &[u8]) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[kind]).update(body);
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    digest
+}
+
+fn seen_key(digest: &[u8; 16]) -> Vec<u8> {
+    [SEEN_PREFIX, digest.as_slice()].concat()
+}
+
+fn decryption(e: DecryptionError) -> RatchetError {
+    match e {
+        DecryptionError::MissingMessageKey(index) => RatchetError::KeyGone(index),
+        DecryptionError::TooBigMessageGap(gap, max) => RatchetError::TooFarAhead(gap, max),
+        _ => RatchetError::NoSession,
+    }
+}
+
+fn state(e: impl fmt::Display) -> RatchetError {
+    RatchetError::State(e.to_string())
+}
+
+/// Encrypts a record under `key`, bound to where it is stored.
+fn seal(key: &[u8; 32], at: &[u8], plain: &[u8]) -> Result<Vec<u8>, RatchetError> {
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let cipher = ChaCha20Poly1305::new(key.into());
+    let sealed = cipher
+        .encrypt(&Nonce::from(nonce), AeadPayload { msg: plain, aad: at })
+        .map_err(|_| RatchetError::State("encrypting a record failed".into()))?;
+    Ok([nonce.as_slice(), &sealed].concat())
+}
+
+fn unseal(key: &[u8; 32], at: &[u8], bytes: &[u8]) -> Result<Vec<u8>, RatchetError> {
+    let (nonce, sealed) = bytes.split_at_checked(NONCE_LEN).ok_or_else(|| RatchetError::State("a record too short".into()))?;
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| RatchetError::State("a record too short".into()))?;
+    let cipher = ChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt(&Nonce::from(nonce), AeadPayload { msg: sealed, aad: at })
+        .map_err(|_| RatchetError::State("a record does not decrypt with this identity's key".into()))
+}
+
+#[cfg(test)]
+mod tests;
