@@ -30,6 +30,10 @@ pub const MAX_HINT_ADDRS: usize = 8;
 /// Upper bound on an encoded payload, checked before decoding.
 pub const MAX_PAYLOAD_LEN: usize = MAX_TEXT_LEN + 4 * 1024;
 
+/// What a [`Payload::Ratcheted`] may add around the payload it carries (Olm's
+/// header, padding and MAC are under 200 bytes).
+pub const RATCHET_OVERHEAD: usize = 512;
+
 /// Most message ids one [`Payload::Receipt`] may carry.
 ///
 /// An id encodes to more than [`kith_storage::ID_LEN`] bytes, so no payload of
@@ -153,6 +157,34 @@ pub enum Payload {
         #[serde(deserialize_with = "wire::Max::<{ crate::group::membership::MAX_PARENTS }>::seq")]
         heads: Vec<crate::group::membership::OpId>,
     },
+    /// Keys to start a ratchet session with the sender (see [`crate::ratchet`]): its
+    /// Olm identity key, signed by its identity, and a one-time key made for the
+    /// recipient alone. Never ratcheted itself (it starts the ratchet).
+    Prekeys {
+        /// The sender's Olm identity key.
+        #[serde(with = "wire::byte_array")]
+        identity: [u8; 32],
+        /// The sender's ed25519 signature over it.
+        #[serde(with = "wire::byte_array")]
+        signature: [u8; 64],
+        /// A one-time key for the recipient.
+        #[serde(with = "wire::byte_array")]
+        one_time: [u8; 32],
+        /// The sender could not open the recipient's ratchet messages (its state was
+        /// lost or restored): drop the sessions and start a new one with these keys.
+        #[serde(default)]
+        reset: bool,
+    },
+    /// Another payload, encrypted in the ratchet session between sender and
+    /// recipient (see [`crate::ratchet`]).
+    Ratcheted {
+        /// The Olm message type: [`crate::ratchet::PRE_KEY_MESSAGE`] or
+        /// [`crate::ratchet::NORMAL_MESSAGE`].
+        kind: u8,
+        /// The Olm message; its plaintext is an encoded [`Payload`].
+        #[serde(with = "wire::bytes")]
+        body: Vec<u8>,
+    },
     /// The sender's sender key for a group (see [`crate::group::sender_key`]).
     GroupKey {
         /// The group.
@@ -239,6 +271,31 @@ struct Versioned {
 }
 
 impl Payload {
+    /// Whether this payload travels inside the ratchet to an accepted contact with
+    /// a session: everything but what starts contacts and sessions, and the
+    /// ephemeral notices (presence, typing), which are sealed as they are.
+    pub fn is_ratcheted_kind(&self) -> bool {
+        !matches!(
+            self,
+            Payload::ContactRequest { .. }
+                | Payload::ContactAccepted { .. }
+                | Payload::Presence { .. }
+                | Payload::Typing { .. }
+                | Payload::Prekeys { .. }
+                | Payload::Ratcheted { .. }
+        )
+    }
+
+    /// Decodes the plaintext of a [`Payload::Ratcheted`]: any payload that travels
+    /// inside the ratchet, never another wrapper.
+    pub fn decode_ratcheted(bytes: &[u8]) -> Result<Payload, WireError> {
+        let inner = Payload::decode(bytes)?;
+        if !inner.is_ratcheted_kind() {
+            return Err(WireError::Malformed("a ratchet message carries a payload that never travels in one".into()));
+        }
+        Ok(inner)
+    }
+
     /// Encode for sealing.
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
         wire::encode(&VersionedRef { v: PAYLOAD_VERSION, p: self })
@@ -248,9 +305,18 @@ impl Payload {
     /// of every list and text (while decoding: [`WireError::TooMany`],
     /// [`WireError::TooLong`]).
     pub fn decode(bytes: &[u8]) -> Result<Payload, WireError> {
-        let versioned: Versioned = wire::decode(bytes, MAX_PAYLOAD_LEN)?;
+        let versioned: Versioned = wire::decode(bytes, MAX_PAYLOAD_LEN + RATCHET_OVERHEAD)?;
         if versioned.v != PAYLOAD_VERSION {
             return Err(WireError::UnsupportedVersion(versioned.v));
+        }
+        match &versioned.p {
+            Payload::Ratcheted { kind, .. } if *kind > crate::ratchet::NORMAL_MESSAGE => {
+                return Err(WireError::Malformed(format!("ratchet message type {kind}")));
+            }
+            Payload::Ratcheted { .. } => {}
+            // Only a ratchet message may use the overhead's room.
+            _ if bytes.len() > MAX_PAYLOAD_LEN => return Err(WireError::TooLarge { len: bytes.len(), max: MAX_PAYLOAD_LEN }),
+            _ => {}
         }
         if let Payload::Text { lamport, link, .. } = &versioned.p {
             if *lamport > MAX_LAMPORT {

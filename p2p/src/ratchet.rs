@@ -187,11 +187,7 @@ impl Ratchets {
         let key = Zeroizing::new(blake3::derive_key(STATE_DOMAIN, &*secret));
         let stored = store.get(ACCOUNT_KEY).map_err(state)?;
         let (account, account_dirty) = match stored {
-            Some(bytes) => {
-                let plain = unseal(&key, ACCOUNT_KEY, &bytes)?;
-                let pickle: AccountPickle = wire::decode(&plain, MAX_RECORD_LEN).map_err(state)?;
-                (Account::from_pickle(pickle), false)
-            }
+            Some(bytes) => (load_account(&key, &bytes)?, false),
             None => (Account::new(), true),
         };
         let ratchets = Ratchets { account, key, peers: HashMap::new(), dirty: HashSet::new(), account_dirty, seen: Vec::new(), store };
@@ -357,6 +353,26 @@ impl Ratchets {
         Ok(self.peer(peer)?.since_ms.is_some_and(|since| now_ms.saturating_sub(since) > grace_ms))
     }
 
+    /// Drops every change not yet written by [`Self::persist`], so memory holds
+    /// what the store holds (after a write that failed, or messages not stored).
+    pub fn rollback(&mut self) {
+        for peer in std::mem::take(&mut self.dirty) {
+            self.peers.remove(&peer);
+        }
+        self.seen.clear();
+        if self.account_dirty {
+            match self.store.get(ACCOUNT_KEY).map_err(state).and_then(|stored| stored.map(|b| load_account(&self.key, &b)).transpose()) {
+                Ok(Some(account)) => {
+                    self.account = account;
+                    self.account_dirty = false;
+                }
+                // Never written: the new account stays, to be written next time.
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "reading the ratchet account back failed"),
+            }
+        }
+    }
+
     /// Forgets everything about `peer` (a removed contact). Written, not flushed.
     pub fn forget(&mut self, peer: &PeerId) -> Result<(), RatchetError> {
         self.peers.remove(peer);
@@ -430,6 +446,12 @@ impl Ratchets {
     }
 }
 
+fn load_account(key: &[u8; 32], bytes: &[u8]) -> Result<Account, RatchetError> {
+    let plain = Zeroizing::new(unseal(key, ACCOUNT_KEY, bytes)?);
+    let pickle: AccountPickle = wire::decode(&plain, MAX_RECORD_LEN).map_err(state)?;
+    Ok(Account::from_pickle(pickle))
+}
+
 fn identity_signed(key: &[u8; 32]) -> Vec<u8> {
     [IDENTITY_DOMAIN, key.as_slice()].concat()
 }
@@ -482,4 +504,5 @@ fn unseal(key: &[u8; 32], at: &[u8], bytes: &[u8]) -> Result<Vec<u8>, RatchetErr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;

@@ -132,7 +132,7 @@ pub use messages::{Annotations, Direction, Inserted, Link, MAX_EMOJI_LEN, MAX_RE
 pub use outbox::{Outbox, OutboxEntry, Recipient};
 pub use prefs::{Drafts, MAX_DRAFT_LEN, Mute, Mutes};
 pub use profiles::Profiles;
-pub use ratchet::RatchetState;
+pub use ratchet::{RatchetState, Record as RatchetRecord};
 pub use receipts::{GroupReceipts, Reached, Tally};
 pub use replay::{MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};
 pub use schema::SCHEMA_VERSION;

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use crate::error::{StoreError, db};
 use crate::store::Inner;
 
+/// A stored record: its key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// Handle to the ratchet tree. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RatchetState {
@@ -38,7 +41,7 @@ impl RatchetState {
     }
 
     /// Every record whose key starts with `prefix`, in key order.
-    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError> {
         self.tree()
             .scan_prefix(prefix)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(db))

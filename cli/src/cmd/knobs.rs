@@ -26,6 +26,9 @@ const AUTONAT_RETRY: &str = "KITH_AUTONAT_RETRY_MS";
 /// How long an AutoNAT probe may take, the peer's dial-back included, in ms
 /// (default 30 000).
 const AUTONAT_TIMEOUT: &str = "KITH_AUTONAT_TIMEOUT_MS";
+/// How long a contact's payloads sealed without the ratchet are still taken after
+/// its first ratcheted one, in ms (default 30 days).
+const RATCHET_LEGACY_GRACE: &str = "KITH_RATCHET_LEGACY_GRACE_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
 
@@ -67,6 +70,9 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
     }
     if let Some(timeout) = millis(AUTONAT_TIMEOUT, 100) {
         timers.autonat.timeout = timeout;
+    }
+    if let Some(grace) = millis(RATCHET_LEGACY_GRACE, 0) {
+        timers.ratchet_legacy_grace = grace;
     }
     if let Some(only_global) = number(AUTONAT_ONLY_GLOBAL_IPS) {
         timers.autonat.only_global_ips = only_global != 0;

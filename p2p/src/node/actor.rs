@@ -116,6 +116,7 @@ mod group_messages;
 mod groups;
 mod limbo;
 mod profile;
+mod ratchet;
 pub(super) mod relays;
 
 
@@ -126,6 +127,10 @@ pub(crate) struct Actor {
     me: PeerId,
     sealer: Sealer,
     opener: Opener,
+    /// Olm sessions with contacts, inside the sealed envelopes.
+    ratchets: crate::ratchet::Ratchets,
+    /// When each contact was last offered new ratchet keys with `reset`.
+    ratchet_resets: HashMap<PeerId, Instant>,
     queues: Queues,
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
@@ -245,6 +250,8 @@ impl Actor {
 
         let identity = config.identity.clone();
         let timers = config.timers.clone();
+        let ratchets = crate::ratchet::Ratchets::load(store.ratchet(), &identity, ops::now_ms())
+            .map_err(|e| StartError::Build(format!("cannot load the ratchet state: {e}")))?;
         let flusher = Flusher::start(store.clone())
             .map_err(|e| StartError::Build(format!("cannot start the flushing thread: {e}")))?;
         let mut actor = Actor {
@@ -253,6 +260,8 @@ impl Actor {
             me,
             sealer: Sealer::new(&identity, SealerConfig::default()),
             opener: Opener::new(&identity, OPENER_CACHE),
+            ratchets,
+            ratchet_resets: HashMap::new(),
             queues: Queues::new(timers.retry_initial, timers.retry_max),
             commands,
             events,
@@ -288,6 +297,7 @@ impl Actor {
         actor.learn_contact_addresses();
         actor.dial_contacts();
         actor.reload_outbox();
+        actor.offer_ratchet_keys_to_all();
         actor.fetch_all_group_logs();
         actor.dial_group_members();
         Ok((actor, listen_addrs))
@@ -1035,6 +1045,7 @@ impl Actor {
             self.queues.defer(&peer, now);
             return;
         };
+        self.offer_if_new(&contact);
         let batch = self.queues.next_batch(&peer, dm::MAX_BATCH, now);
         if batch.is_empty() {
             return;
@@ -1042,7 +1053,18 @@ impl Actor {
         let mut envelopes = Vec::with_capacity(batch.len());
         let mut ids = Vec::with_capacity(batch.len());
         for entry in &batch {
-            match self.sealer.seal(&e2e, &entry.payload) {
+            let plaintext = match self.ratchet_wrap(&contact, &entry.payload) {
+                Ok(plaintext) => plaintext,
+                Err(e) => {
+                    // Nothing of this batch leaves: what it sealed is undone, and it
+                    // goes again after the backoff.
+                    tracing::error!(%peer, error = %e, "sealing in the ratchet failed; trying again later");
+                    self.ratchets.rollback();
+                    self.queues.defer(&peer, now);
+                    return;
+                }
+            };
+            match self.sealer.seal(&e2e, &plaintext) {
                 Ok(envelope) => {
                     envelopes.push(envelope);
                     ids.push(entry.id);
@@ -1058,6 +1080,10 @@ impl Actor {
             }
         }
         if ids.is_empty() {
+            return;
+        }
+        if !self.ratchet_durable() {
+            self.queues.defer(&peer, now);
             return;
         }
         if self.queues.via_relays(&peer) && !self.connected.contains(&peer) && Self::has_relays(&contact) {
@@ -1193,6 +1219,8 @@ impl Actor {
             me: self.me,
             my_name: self.config.display_name.as_deref(),
             opener: &mut self.opener,
+            ratchets: &mut self.ratchets,
+            legacy_grace: self.config.timers.ratchet_legacy_grace,
             tally: Tally::default(),
         };
         let (mut results, mut outcome) = inbound.apply(envelopes);
@@ -1236,7 +1264,8 @@ impl Actor {
         }
         let deliveries = std::mem::take(&mut outcome.group);
         self.receive_group(deliveries, &mut results);
-        let queued = outcome.queued || (receipts && self.queue_delivery_receipts(&outcome.stored));
+        let resets = self.offer_resets(std::mem::take(&mut outcome.rekey));
+        let queued = outcome.queued || resets || (receipts && self.queue_delivery_receipts(&outcome.stored));
         (results, Accepted { events: outcome.events, queued, touched: outcome.touched })
     }
 

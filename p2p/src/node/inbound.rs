@@ -25,6 +25,7 @@ use crate::envelope::{self, Opener};
 use crate::ops::{self, OpError};
 use crate::config::check_display_name;
 use crate::payload::{Payload, ReceiptKind};
+use crate::ratchet::{Learned, Offer, RatchetError, Ratchets};
 use crate::requests::{self, MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS, QuotaError, Tally};
 use crate::views::{ContactView, GroupReceiptsView};
 use crate::wire::WireError;
@@ -48,6 +49,9 @@ pub(crate) struct Outcome {
     pub(crate) typing: Vec<Event>,
     /// Presence announcements of accepted contacts: (who, online, for how long).
     pub(crate) presence: Vec<(PeerId, bool, std::time::Duration)>,
+    /// Contacts whose ratchet messages we could not open (no session, an unknown
+    /// one-time key): they get new keys with `reset`.
+    pub(crate) rekey: Vec<PeerId>,
 }
 
 /// A group payload ([`Payload::GroupOps`], [`Payload::GroupSync`], [`Payload::GroupKey`]) as it arrived.
@@ -66,6 +70,10 @@ pub(crate) struct Inbound<'a> {
     pub(crate) me: PeerId,
     pub(crate) my_name: Option<&'a str>,
     pub(crate) opener: &'a mut Opener,
+    pub(crate) ratchets: &'a mut Ratchets,
+    /// How long a contact's payloads sealed without the ratchet are still taken after
+    /// its first ratcheted one ([`crate::ratchet::LEGACY_GRACE`]).
+    pub(crate) legacy_grace: std::time::Duration,
     /// What this batch adds to strangers' held requests (start with the default).
     pub(crate) tally: Tally,
 }
@@ -104,6 +112,8 @@ impl Inbound<'_> {
             Ok(inserted) => inserted,
             Err(e) => {
                 tracing::error!(error = %e, "storing incoming messages failed");
+                // The state that opened them goes too, so the copies opened again.
+                self.ratchets.rollback();
                 let results = steps
                     .iter()
                     .map(|s| match s {
@@ -114,6 +124,11 @@ impl Inbound<'_> {
                 return (results, Outcome::default());
             }
         };
+        // Written with the messages they opened, flushed by the caller with them.
+        if let Err(e) = self.ratchets.persist(ops::now_ms()) {
+            tracing::error!(error = %e, "writing ratchet state failed; opening these messages again if they come again");
+            self.ratchets.rollback();
+        }
         let mut inserted = inserted.into_iter();
         let results = steps
             .into_iter()
@@ -167,11 +182,61 @@ impl Inbound<'_> {
             ),
             other => other,
         };
+        let accepted = contact.as_ref().is_some_and(|c| c.state == ContactState::Accepted);
+        let Some(payload) = self.unwrap_ratchet(sender, accepted, payload, outcome)? else {
+            // A copy of a ratchet message opened before (another path brought it).
+            return Ok(Step::Done(DmResult::Stored));
+        };
         self.payload(index, sender, (opened.sender_e2e, opened.sender_binding), contact, payload, outcome)
             .map_err(|e| {
                 tracing::warn!(error = %e, "applying payload failed");
                 RejectReason::Storage
             })
+    }
+
+    /// The payload a ratchet message carries, opened (`None`: a copy of one opened
+    /// before); any other payload as it came, unless it should have come ratcheted
+    /// and the sender's grace for the old way is over.
+    fn unwrap_ratchet(&mut self, sender: PeerId, accepted: bool, payload: Payload, outcome: &mut Outcome) -> Result<Option<Payload>, RejectReason> {
+        let now = ops::now_ms();
+        match payload {
+            Payload::Ratcheted { kind, body } => match self.ratchets.open(&sender, kind, &body, now) {
+                Ok(inner) => Payload::decode_ratcheted(&inner).map(Some).map_err(|e| {
+                    tracing::debug!(%sender, error = %e, "a ratchet message carried no valid payload");
+                    RejectReason::Malformed
+                }),
+                Err(RatchetError::Duplicate) => Ok(None),
+                Err(e @ (RatchetError::NoSession | RatchetError::UnknownPrekey)) => {
+                    // Our state lost, or its session built on keys we no longer hold:
+                    // new keys let it seal again; it keeps the item meanwhile.
+                    tracing::info!(%sender, error = %e, "cannot open a ratchet message");
+                    if accepted {
+                        outcome.rekey.push(sender);
+                    }
+                    Err(RejectReason::Unready)
+                }
+                Err(RatchetError::State(e)) => {
+                    tracing::error!(%sender, error = %e, "reading ratchet state failed");
+                    Err(RejectReason::Storage)
+                }
+                Err(e) => {
+                    tracing::warn!(%sender, error = %e, "refused a ratchet message");
+                    Err(RejectReason::Decrypt)
+                }
+            },
+            p if p.is_ratcheted_kind() => match self.ratchets.legacy_closed(&sender, now, self.legacy_grace) {
+                Ok(false) => Ok(Some(p)),
+                Ok(true) => {
+                    tracing::warn!(%sender, "refused a payload sealed without the ratchet after the grace");
+                    Err(RejectReason::Unsupported)
+                }
+                Err(e) => {
+                    tracing::error!(%sender, error = %e, "reading ratchet state failed");
+                    Err(RejectReason::Storage)
+                }
+            },
+            p => Ok(Some(p)),
+        }
     }
 
     fn payload(
@@ -371,6 +436,25 @@ impl Inbound<'_> {
                     Err(super::profiles::ReceiveError::Store(e)) => Err(e),
                 }
             }
+            Payload::Prekeys { identity, signature, one_time, reset } => {
+                let Some(c) = contact.filter(|c| matches!(c.state, ContactState::Accepted | ContactState::PendingOut)) else {
+                    // A stranger's keys start nothing: taken and dropped.
+                    return Ok(Step::Done(DmResult::Stored));
+                };
+                match self.ratchets.learn(&sender, &Offer { identity, signature, one_time }, reset) {
+                    Ok(Learned::IdentityChanged) => {
+                        self.key_changed(c, (sender_e2e, binding), outcome)?;
+                    }
+                    Ok(Learned::Prekey) => outcome.touched.push(sender),
+                    Ok(Learned::Ignored) => {}
+                    Err(RatchetError::Forged) => return Ok(Step::Done(DmResult::Rejected(RejectReason::Forged))),
+                    Err(e) => return Err(OpError::NotAllowed(format!("keeping a contact's ratchet keys: {e}"))),
+                }
+                Ok(Step::Done(DmResult::Stored))
+            }
+            // Opened before it gets here (see `unwrap_ratchet`); one inside another is
+            // refused while decoding.
+            Payload::Ratcheted { .. } => Ok(Step::Done(DmResult::Rejected(RejectReason::Malformed))),
             Payload::ContactAccepted { name } => {
                 if let Some(mut c) = contact {
                     if let Some(name) = valid_name(name) {

@@ -116,6 +116,10 @@ pub struct Timers {
     /// per author (default 2 s): a busy group costs an author one receipt per member
     /// per interval, not one per message.
     pub group_receipt_batch: Duration,
+    /// How long after a contact's first ratcheted message its payloads sealed the
+    /// old way are still taken (default [`crate::ratchet::LEGACY_GRACE`], 30 days:
+    /// mail sealed before the upgrade may wait that long in relays).
+    pub ratchet_legacy_grace: Duration,
     /// Call signalling and ringing (defaults 10 s to reach the peer, 45 s of ringing).
     pub calls: crate::call::CallTimers,
 }
@@ -146,6 +150,7 @@ impl Default for Timers {
             search_catch_up: Duration::from_secs(2),
             group_receipt_batch: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(600),
+            ratchet_legacy_grace: crate::ratchet::LEGACY_GRACE,
             calls: crate::call::CallTimers::default(),
         }
     }

@@ -1,0 +1,156 @@
+//! The ratchet seen from the actor: offering contacts our keys, sealing outgoing
+//! payloads inside their sessions, and new keys for a contact whose session we lost
+//! (see [`crate::ratchet`]).
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use kith_storage::{Contact, ContactState, OutboxEntry, Recipient};
+use libp2p::PeerId;
+
+use super::Actor;
+use crate::ops;
+use crate::payload::Payload;
+use crate::ratchet::RatchetError;
+
+/// Least time between two resets offered to one contact: a peer that keeps sending
+/// what we cannot open gets new keys once a minute, not once per envelope.
+pub(super) const RESET_SPACING: Duration = Duration::from_secs(60);
+
+impl Actor {
+    /// Offers `peer`, an accepted contact, our ratchet keys (with `reset`: it should
+    /// drop its sessions with us) through the outbox, so they wait in relays like a
+    /// message. The one-time key and the queued offer are written, not flushed:
+    /// [`Actor::ratchet_durable`] flushes both before anything sealed after them
+    /// leaves. Returns whether an offer was queued.
+    pub(super) fn offer_ratchet_keys(&mut self, peer: PeerId, reset: bool) -> bool {
+        let offer = match self.ratchets.offer(&self.config.identity, &peer) {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "making ratchet keys for a contact failed");
+                return false;
+            }
+        };
+        let payload = Payload::Prekeys { identity: offer.identity, signature: offer.signature, one_time: offer.one_time, reset };
+        let entry = payload.encode().map_err(ops::OpError::from).and_then(|payload| {
+            let now = ops::now_ms();
+            let entry = OutboxEntry {
+                id: ops::new_message_id(),
+                recipient: Recipient::Peer(peer),
+                payload,
+                attempts: 0,
+                next_attempt_ms: now,
+                created_at_ms: now,
+            };
+            self.store.outbox().put(&entry)?;
+            Ok(entry)
+        });
+        match entry {
+            Ok(entry) => {
+                self.queues.push(peer, entry, Instant::now());
+                true
+            }
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "queueing ratchet keys for a contact failed");
+                self.ratchets.rollback();
+                false
+            }
+        }
+    }
+
+    /// Offers keys to every accepted contact we have not offered any (contacts made
+    /// before the ratchet existed, or an offer lost in a crash), and flushes.
+    pub(super) fn offer_ratchet_keys_to_all(&mut self) {
+        let Ok(contacts) = self.store.contacts().list() else { return };
+        let mut offered = Vec::new();
+        for c in contacts.iter().filter(|c| c.state == ContactState::Accepted) {
+            if matches!(self.ratchets.offered(&c.peer_id), Ok(false)) && self.offer_ratchet_keys(c.peer_id, false) {
+                offered.push(c.peer_id);
+            }
+        }
+        if offered.is_empty() {
+            return;
+        }
+        if !self.ratchet_durable() {
+            tracing::error!("ratchet keys for contacts could not be made durable; offering them again at the next start");
+            return;
+        }
+        for peer in offered {
+            self.dispatch(peer);
+        }
+    }
+
+    /// Offers new keys with `reset` to contacts whose ratchet messages we could not
+    /// open, at most once per [`RESET_SPACING`] each. Returns whether any was queued.
+    pub(super) fn offer_resets(&mut self, peers: Vec<PeerId>) -> bool {
+        let now = Instant::now();
+        let mut queued = false;
+        for peer in peers {
+            if self.ratchet_resets.get(&peer).is_some_and(|at| now.duration_since(*at) < RESET_SPACING) {
+                continue;
+            }
+            self.ratchet_resets.insert(peer, now);
+            tracing::info!(%peer, "offering a contact new ratchet keys: its session with us is lost");
+            queued |= self.offer_ratchet_keys(peer, true);
+        }
+        queued
+    }
+
+    /// What is sealed in the envelope for `contact`: `payload` inside the ratchet if
+    /// it is a kind that travels there and the contact has a session or keys;
+    /// otherwise `payload` itself. A contact that has none from us is offered keys
+    /// first (queued behind this batch).
+    pub(super) fn ratchet_wrap<'p>(&mut self, contact: &Contact, payload: &'p [u8]) -> Result<Cow<'p, [u8]>, RatchetError> {
+        if contact.state != ContactState::Accepted || !self.ratchets.ready(&contact.peer_id)? {
+            return Ok(Cow::Borrowed(payload));
+        }
+        let goes_inside = Payload::decode(payload).is_ok_and(|p| p.is_ratcheted_kind());
+        if !goes_inside {
+            return Ok(Cow::Borrowed(payload));
+        }
+        let Some((kind, body)) = self.ratchets.seal(&contact.peer_id, payload)? else {
+            return Ok(Cow::Borrowed(payload));
+        };
+        let wrapped = Payload::Ratcheted { kind, body }.encode().map_err(|e| RatchetError::Malformed(e.to_string()))?;
+        Ok(Cow::Owned(wrapped))
+    }
+
+    /// Makes what the ratchet changed durable before anything sealed with it leaves
+    /// (a crash must never seal two messages with one key): written and flushed here,
+    /// on the event loop. Returns false if that failed; the changes are dropped and
+    /// nothing sealed with them may be sent.
+    pub(super) fn ratchet_durable(&mut self) -> bool {
+        if !self.ratchets.is_dirty() {
+            return true;
+        }
+        let written = self.ratchets.persist(ops::now_ms());
+        if let Err(e) = written {
+            tracing::error!(error = %e, "writing ratchet state failed");
+            self.ratchets.rollback();
+            return false;
+        }
+        match self.store.flush() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "flushing ratchet state failed");
+                false
+            }
+        }
+    }
+
+    /// Offers a newly accepted contact our keys if it has none yet (any path into
+    /// accepted ends in a dispatch to it). Returns whether an offer was queued.
+    pub(super) fn offer_if_new(&mut self, contact: &Contact) -> bool {
+        if contact.state != ContactState::Accepted {
+            return false;
+        }
+        match self.ratchets.offered(&contact.peer_id) {
+            Ok(false) => self.offer_ratchet_keys(contact.peer_id, false),
+            Ok(true) => false,
+            Err(e) => {
+                tracing::error!(peer = %contact.peer_id, error = %e, "reading ratchet state failed");
+                false
+            }
+        }
+    }
+}

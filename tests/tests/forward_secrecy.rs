@@ -1,0 +1,273 @@
+//! Forward secrecy and post-compromise security of 1:1 messages, shown the way an
+//! attacker would try: ciphertexts captured from a relay's store, opened with the
+//! recipient's keys and database taken later.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use kith_p2p::dm::{DmResult, RejectReason};
+use kith_p2p::envelope::Opener;
+use kith_p2p::home::Home;
+use kith_p2p::identity::Identity;
+use kith_p2p::keystore;
+use kith_p2p::libp2p::PeerId;
+use kith_p2p::payload::Payload;
+use kith_p2p::ratchet::{RatchetError, Ratchets};
+use kith_relay::mailbox::{MailboxLimits, MailboxStore};
+use kith_storage::Store;
+use kith_tests::raw::{RawPeer, identity_of};
+use kith_tests::{Peer, Relay, connect, wait_until};
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn pinned_pair(relays: &[&Relay]) -> (Peer, Peer) {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    for peer in [&alice, &bob] {
+        for relay in relays {
+            peer.ok(&["relay", "add", &relay.addr()]);
+        }
+    }
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    (alice, bob)
+}
+
+/// Sends `text` from `from` to `to` and waits until `from` sees it delivered.
+fn delivered(from: &Peer, to: &str, text: &str) {
+    let id = from.json(&["send", to, text, "--json"])["id"].as_str().unwrap().to_owned();
+    wait_until(DEADLINE, &format!("{text:?} delivered"), || {
+        from.history(to).iter().any(|m| m["id"] == id.as_str() && matches!(m["state"].as_str(), Some("delivered" | "read")))
+    });
+}
+
+/// A round trip, each way delivered: both sides hold a session and have ratcheted.
+fn round_trip(alice: &Peer, bob: &Peer, tag: &str) {
+    delivered(alice, "Bob", &format!("ping {tag}"));
+    delivered(bob, "Alice", &format!("pong {tag}"));
+}
+
+/// Sends `texts` while the recipient is offline and waits until the relays hold them.
+fn sent_to_relays(alice: &Peer, texts: &[String]) {
+    for text in texts {
+        alice.ok(&["send", "Bob", text]);
+    }
+    wait_until(DEADLINE, "the relays hold every message", || {
+        let history = alice.history("Bob");
+        texts.iter().all(|t| history.iter().any(|m| m["text"] == t.as_str() && m["state"] != "pending"))
+    });
+}
+
+/// Every envelope the relay holds for `owner`, read from its store as its operator
+/// could (the relay stopped, then started again).
+fn captured(relay: &mut Relay, owner: &Peer) -> Vec<Vec<u8>> {
+    relay.stop();
+    let owner: PeerId = owner.peer_id.parse().unwrap();
+    let envelopes = {
+        let store = MailboxStore::open(&relay.data_dir.join("mailbox"), MailboxLimits::default()).unwrap();
+        store.list(&kith_p2p::mailbox::mailbox_id(&owner), None, 10_000, 64 << 20).unwrap()
+    };
+    relay.start();
+    envelopes.into_iter().map(|e| e.envelope).collect()
+}
+
+/// The attacker's view of one captured envelope: opened with the recipient's static
+/// key (the outer layer has no forward secrecy), it must hold only a ratchet
+/// message; the ratchet state taken from the recipient's database must not open it.
+fn attack(identity: &Identity, ratchets: &mut Ratchets, envelope: &[u8], secret: &str) -> Result<Vec<u8>, RatchetError> {
+    let opened = Opener::new(identity, 0).open(envelope).unwrap();
+    assert!(
+        !kith_tests::contains_bytes(&opened.plaintext, secret.as_bytes()),
+        "the outer layer alone shows the message"
+    );
+    match Payload::decode(&opened.plaintext).unwrap() {
+        Payload::Ratcheted { kind, body } => ratchets.open(&opened.sender, kind, &body, kith_p2p::ops::now_ms()),
+        other => panic!("a captured message was not ratcheted: {other:?}"),
+    }
+}
+
+/// The ratchet state in a stopped peer's home, as an attacker holding its keystore
+/// and database loads it, minus the digests that recognise copies (an attacker need
+/// not honour them).
+fn stolen_ratchets(home: &Path) -> (Identity, Store, Ratchets) {
+    let home = Home::at(home);
+    let identity = keystore::load(&home.keystore_path(), None).unwrap();
+    let store = Store::open(&home.db_path()).unwrap();
+    for (key, _) in store.ratchet().scan(b"d/").unwrap() {
+        store.ratchet().remove(&key).unwrap();
+    }
+    let ratchets = Ratchets::load(store.ratchet(), &identity, kith_p2p::ops::now_ms()).unwrap();
+    (identity, store, ratchets)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn texts_of(history: &[Value]) -> Vec<String> {
+    history.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn the_receivers_keys_and_database_taken_after_reading_open_none_of_the_captured_messages() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, mut bob) = pinned_pair(&[&relay]);
+    round_trip(&alice, &bob, "warm-up");
+
+    bob.stop();
+    let secret = "the ferry leaves at dawn";
+    let texts: Vec<String> = (0..5).map(|i| format!("{secret} #{i}")).collect();
+    sent_to_relays(&alice, &texts);
+    let envelopes = captured(&mut relay, &bob);
+    assert!(envelopes.len() >= texts.len(), "the relay holds {} envelopes", envelopes.len());
+
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob reads every message", || {
+        let got = texts_of(&bob.history("Alice"));
+        texts.iter().all(|t| got.contains(t))
+    });
+    bob.stop();
+
+    let (identity, _store, mut ratchets) = stolen_ratchets(bob.home());
+    for envelope in &envelopes {
+        let tried = attack(&identity, &mut ratchets, envelope, secret);
+        assert!(tried.is_err(), "a captured message opened with the keys and database taken after it was read");
+        assert!(!matches!(tried, Err(RatchetError::Duplicate)), "refused as a copy, which proves nothing about the keys");
+    }
+}
+
+#[test]
+fn one_round_trip_locks_a_copied_state_out_of_later_messages() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, mut bob) = pinned_pair(&[&relay]);
+    round_trip(&alice, &bob, "warm-up");
+
+    // The attacker copies Bob's whole home: keystore, database, ratchet state.
+    bob.stop();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(bob.home(), copy.path());
+    bob.start(&[]);
+
+    round_trip(&alice, &bob, "after the copy");
+    bob.stop();
+    let secret = "meet me behind the library";
+    sent_to_relays(&alice, &[secret.to_owned()]);
+    let envelopes = captured(&mut relay, &bob);
+    assert!(!envelopes.is_empty());
+
+    let (identity, _store, mut ratchets) = stolen_ratchets(copy.path());
+    for envelope in &envelopes {
+        let tried = attack(&identity, &mut ratchets, envelope, secret);
+        assert!(tried.is_err(), "the copied state opened a message sent after a round trip");
+    }
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob gets it", || texts_of(&bob.history("Alice")).iter().any(|t| t == secret));
+}
+
+#[test]
+fn fifty_messages_through_two_relays_and_directly_at_once_open_exactly_once() {
+    let mut relays = [Relay::new(""), Relay::new("")];
+    for r in &mut relays {
+        r.start();
+    }
+    let (alice, mut bob) = pinned_pair(&[&relays[0], &relays[1]]);
+    round_trip(&alice, &bob, "warm-up");
+
+    // Half while Bob is away: deposited to both relays (copies of one envelope).
+    bob.stop();
+    let texts: Vec<String> = (0..50).map(|i| format!("message {i:02}")).collect();
+    sent_to_relays(&alice, &texts[..25]);
+    // The rest while he comes back and drains both relays: direct and relayed mail
+    // reach his ratchet interleaved.
+    bob.start(&[]);
+    for text in &texts[25..] {
+        alice.ok(&["send", "Bob", text]);
+    }
+    wait_until(DEADLINE, "Bob has all fifty", || {
+        let got = texts_of(&bob.history("Alice"));
+        texts.iter().all(|t| got.contains(t))
+    });
+    let got = texts_of(&bob.history("Alice"));
+    for text in &texts {
+        assert_eq!(got.iter().filter(|t| *t == text).count(), 1, "{text:?} exactly once");
+    }
+    wait_until(DEADLINE, "Alice sees all fifty delivered", || {
+        alice.history("Bob").iter().filter(|m| texts.contains(&m["text"].as_str().unwrap().to_owned())).all(|m| m["state"] == "delivered")
+    });
+}
+
+#[test]
+fn a_contacts_payloads_sealed_without_the_ratchet_are_refused_once_its_grace_is_over() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, mut bob) = pinned_pair(&[&relay]);
+    // Before Alice's first ratcheted message, the old way is open (migration: mail
+    // sealed before the upgrade still opens).
+    // A fresh client per send (Bob restarts in between), sealing as Alice.
+    let raw = || RawPeer::new(identity_of(&alice));
+    let legacy = |n: u8| Payload::Text {
+        id: kith_storage::MessageId([n; 16]),
+        lamport: 1_000 + u64::from(n),
+        sent_at_ms: kith_p2p::ops::now_ms(),
+        text: format!("sealed the old way {n}"),
+        file: None,
+        link: None,
+    };
+    assert_eq!(raw().send(&bob, &[legacy(1)]), vec![DmResult::Stored]);
+
+    // Bob's grace is zero: after Alice's first ratcheted message, the old way closes.
+    bob.stop();
+    bob.env.push(("KITH_RATCHET_LEGACY_GRACE_MS".into(), "0".into()));
+    bob.start(&[]);
+    round_trip(&alice, &bob, "ratcheted");
+    assert_eq!(raw().send(&bob, &[legacy(2)]), vec![DmResult::Rejected(RejectReason::Unsupported)]);
+    let got = texts_of(&bob.history("Alice"));
+    assert!(got.contains(&"sealed the old way 1".to_owned()));
+    assert!(!got.contains(&"sealed the old way 2".to_owned()));
+    // What needs no ratchet (presence, typing) still passes.
+    assert_eq!(raw().send(&bob, &[Payload::Presence { online: true, ttl_s: 60 }]), vec![DmResult::Stored]);
+}
+
+#[test]
+fn a_node_that_lost_its_ratchet_state_gets_new_sessions_and_nothing_sent_is_lost() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, mut bob) = pinned_pair(&[&relay]);
+    round_trip(&alice, &bob, "warm-up");
+
+    // Bob's ratchet state is gone (a restore from an old copy, a wiped tree): same
+    // identity, new Olm account, no sessions.
+    bob.stop();
+    {
+        let store = Store::open(&Home::at(bob.home()).db_path()).unwrap();
+        for (key, _) in store.ratchet().scan(b"").unwrap() {
+            store.ratchet().remove(&key).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    bob.start(&[]);
+
+    // Alice's next message is sealed in a session Bob no longer has: he offers new
+    // keys, she starts again, and the message arrives.
+    delivered(&alice, "Bob", "after the loss");
+    assert!(texts_of(&bob.history("Alice")).contains(&"after the loss".to_owned()));
+    delivered(&bob, "Alice", "and back");
+    // A new ratchet identity is a key change, shown to Alice, never silent.
+    let contact = alice.contact(&bob).unwrap();
+    assert_eq!(contact["key_changed"], true, "{contact}");
+}
