@@ -191,6 +191,10 @@ pub enum Payload {
         group: GroupId,
         /// The key's generation.
         generation: u32,
+        /// The point of the sender's chain the key is at (see
+        /// [`crate::group::sender_key`]): the first of its messages it opens.
+        #[serde(default)]
+        index: u64,
         /// The key.
         #[serde(with = "wire::byte_array")]
         key: [u8; 32],

@@ -134,7 +134,7 @@ pub enum Learned {
     /// A session is running and the contact did not ask for a reset: ignored.
     Ignored,
     /// A different identity key than the one pinned: sessions dropped, the new key
-    /// pinned. The caller warns the user.
+    /// pinned, our keys to be offered again. The caller warns the user.
     IdentityChanged,
 }
 
@@ -186,8 +186,18 @@ impl Ratchets {
         let secret = Zeroizing::new(identity.x25519_secret());
         let key = Zeroizing::new(blake3::derive_key(STATE_DOMAIN, &*secret));
         let stored = store.get(ACCOUNT_KEY).map_err(state)?;
-        let (account, account_dirty) = match stored {
-            Some(bytes) => (load_account(&key, &bytes)?, false),
+        let (account, account_dirty) = match stored.map(|bytes| load_account(&key, &bytes)) {
+            Some(Ok(account)) => (account, false),
+            Some(Err(e)) => {
+                // Sealed under another end-to-end key (the identity was restored with
+                // a new one): unreadable, so start afresh. Contacts get new keys and
+                // see the change, as after any lost state.
+                tracing::warn!(error = %e, "the ratchet state belongs to another end-to-end key; starting new sessions");
+                for (key, _) in store.scan(b"").map_err(state)? {
+                    store.remove(&key).map_err(state)?;
+                }
+                (Account::new(), true)
+            }
             None => (Account::new(), true),
         };
         let ratchets = Ratchets { account, key, peers: HashMap::new(), dirty: HashSet::new(), account_dirty, seen: Vec::new(), store };
@@ -237,6 +247,11 @@ impl Ratchets {
         if learned != Learned::Ignored {
             state.identity = Some(offer.identity);
             state.prekey = Some(offer.one_time);
+            if reset || learned == Learned::IdentityChanged {
+                // Its state is new: whatever keys we offered it before are gone with
+                // the old state, so it gets new ones.
+                state.offered = false;
+            }
             self.dirty.insert(*peer);
         }
         Ok(learned)
@@ -416,22 +431,32 @@ impl Ratchets {
         if !self.peers.contains_key(peer) {
             let key = peer_key(peer);
             let loaded = match self.store.get(&key).map_err(state)? {
-                Some(bytes) => {
-                    let plain = Zeroizing::new(unseal(&self.key, &key, &bytes)?);
-                    let r: PeerRecord = wire::decode(&plain, MAX_RECORD_LEN).map_err(state)?;
-                    PeerState {
-                        identity: r.identity,
-                        prekey: r.prekey,
-                        sessions: r.sessions.into_iter().map(Session::from_pickle).collect(),
-                        offered: r.offered,
-                        since_ms: r.since_ms,
+                Some(bytes) => match self.decode_peer(&key, &bytes) {
+                    Ok(loaded) => loaded,
+                    Err(e) => {
+                        // Unreadable: as if lost (the peer is offered new keys when it
+                        // sends what no session opens).
+                        tracing::warn!(%peer, error = %e, "a peer's ratchet record is unreadable; starting it afresh");
+                        PeerState::default()
                     }
-                }
+                },
                 None => PeerState::default(),
             };
             self.peers.insert(*peer, loaded);
         }
         self.peers.get_mut(peer).ok_or_else(|| RatchetError::State("peer state vanished".into()))
+    }
+
+    fn decode_peer(&self, key: &[u8], bytes: &[u8]) -> Result<PeerState, RatchetError> {
+        let plain = Zeroizing::new(unseal(&self.key, key, bytes)?);
+        let r: PeerRecord = wire::decode(&plain, MAX_RECORD_LEN).map_err(state)?;
+        Ok(PeerState {
+            identity: r.identity,
+            prekey: r.prekey,
+            sessions: r.sessions.into_iter().map(Session::from_pickle).collect(),
+            offered: r.offered,
+            since_ms: r.since_ms,
+        })
     }
 
     fn prune_seen(&self, now_ms: u64) -> Result<(), RatchetError> {

@@ -183,14 +183,22 @@ impl Groups {
             .collect()
     }
 
-    /// Keeps `author`'s sender key of `generation`; of an author's keys only the
-    /// [`MAX_KEY_GENERATIONS`] newest generations stay (a key older than all of
-    /// them is not kept). Not flushed.
+    /// Keeps `author`'s sender key of `generation` at the start of its chain (index
+    /// 0); see [`Self::put_chain_key`].
     pub fn put_key(&self, group: GroupId, author: &str, generation: u32, key: &[u8; 32]) -> Result<(), StoreError> {
+        self.put_chain_key(group, author, generation, 0, key)
+    }
+
+    /// Keeps `author`'s sender key of `generation` as the chain key at `index`,
+    /// replacing any; only the newest [`MAX_KEY_GENERATIONS`] generations per author
+    /// are kept. Not flushed. (Stored as the 32 key bytes at index 0, as before
+    /// chains, and followed by the index otherwise.)
+    pub fn put_chain_key(&self, group: GroupId, author: &str, generation: u32, index: u64, key: &[u8; 32]) -> Result<(), StoreError> {
         let tree = &self.inner.trees.group_keys;
         let prefix = prefixed(group, &[&author_digest(author)]);
         let k = prefixed(group, &[&author_digest(author), &generation.to_be_bytes()]);
-        tree.insert(&k, &key[..]).map_err(db)?;
+        let value = if index == 0 { key.to_vec() } else { [&key[..], &index.to_be_bytes()].concat() };
+        tree.insert(&k, value).map_err(db)?;
         let kept: Vec<sled::IVec> = tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(db)?;
         // Keys sort by generation (big-endian): the oldest come first.
         for old in kept.iter().take(kept.len().saturating_sub(MAX_KEY_GENERATIONS)) {
@@ -199,11 +207,21 @@ impl Groups {
         Ok(())
     }
 
-    /// `author`'s sender key of `generation`, if we have it.
+    /// `author`'s sender key of `generation` at the start of its chain, if we have
+    /// one there (see [`Self::chain_key`]).
     pub fn key(&self, group: GroupId, author: &str, generation: u32) -> Result<Option<[u8; 32]>, StoreError> {
+        Ok(self.chain_key(group, author, generation)?.filter(|(index, _)| *index == 0).map(|(_, key)| key))
+    }
+
+    /// `author`'s sender key of `generation`, if we have it: (chain index, key).
+    pub fn chain_key(&self, group: GroupId, author: &str, generation: u32) -> Result<Option<(u64, [u8; 32])>, StoreError> {
         let k = prefixed(group, &[&author_digest(author), &generation.to_be_bytes()]);
         match self.inner.trees.group_keys.get(k).map_err(db)? {
-            Some(v) => crate::codec::fixed::<32>(GROUP_KEYS, &v).map(Some),
+            Some(v) if v.len() == 32 => crate::codec::fixed::<32>(GROUP_KEYS, &v).map(|key| Some((0, key))),
+            Some(v) => {
+                let (key, index) = v.split_at(v.len().min(32));
+                Ok(Some((crate::codec::be_u64(GROUP_KEYS, index)?, crate::codec::fixed::<32>(GROUP_KEYS, key)?)))
+            }
             None => Ok(None),
         }
     }

@@ -186,7 +186,7 @@ fn a_removed_member_cannot_read_what_follows() {
     let store = Store::open(&kith_p2p::home::Home::at(peers[2].home()).db_path()).unwrap();
     let members: Vec<PeerId> = peers.iter().map(|p| p.peer_id.parse().unwrap()).collect();
     let items = fetch_log(&relay, &secret);
-    let (mut readable, mut unreadable) = (0, 0);
+    let (mut readable, mut unreadable, mut own) = (0, 0, 0);
     for item in &items {
         let opened = sender_key::open(
             &item.bytes,
@@ -194,8 +194,8 @@ fn a_removed_member_cannot_read_what_follows() {
             &secret,
             |p| members.contains(p),
             |p, generation| {
-                let key = store.groups().key(group_id, &p.to_string(), generation).unwrap()?;
-                Some(SenderKey { generation, key })
+                let (index, key) = store.groups().chain_key(group_id, &p.to_string(), generation).unwrap()?;
+                Some(SenderKey { generation, index, key })
             },
         );
         match opened {
@@ -204,10 +204,13 @@ fn a_removed_member_cannot_read_what_follows() {
                 assert!(generation >= 2, "an old-generation message Carol cannot open");
                 unreadable += 1;
             }
+            // Her own message: her chain moved past its key when she sent it (she
+            // keeps the message itself, not the key).
+            Err(kith_p2p::group::GroupError::BeforeKey { .. }) => own += 1,
             Err(e) => panic!("unexpected failure: {e}"),
         }
     }
-    assert_eq!(readable, 2, "Carol can open the two messages from before the removal");
+    assert_eq!((readable, own), (1, 1), "Carol can open Bob's message from before the removal, not re-derive her own's key");
     assert_eq!(unreadable, 2, "and neither secret sent after it ({} items logged)", items.len());
 }
 
@@ -292,3 +295,51 @@ fn a_group_change_survives_kill_9_right_after_it_is_answered() {
     assert_eq!(names, ["club"]);
 }
 
+
+#[test]
+fn a_member_added_later_cannot_open_what_was_sent_before_with_everything_it_received() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let mut peers = members(&relay, &["Alice", "Bob", "Carol"]);
+    let id = make_group(&peers[..2], "club");
+    // Twenty messages before Carol joins, logged by the relay, from both members.
+    for i in 0..20 {
+        peers[i % 2].ok(&["send", "club", &format!("before {i}")]);
+    }
+    wait_for_texts(&peers[1], &id, 20);
+    wait_until(DEADLINE, "the relay logs all twenty", || {
+        peers[..2].iter().all(|p| p.history(&id).iter().all(|m| m["state"] != "pending"))
+    });
+    peers[0].ok(&["group", "add", "club", "Carol"]);
+    wait_until(DEADLINE, "Carol is in the group", || group(&peers[2], &id).is_some_and(|g| g["members"].as_array().unwrap().len() == 3));
+    peers[0].ok(&["send", "club", "after 0"]);
+    peers[1].ok(&["send", "club", "after 1"]);
+    wait_until(DEADLINE, "Carol gets what is sent after she joined", || {
+        let got = texts(&peers[2].history(&id));
+        got.contains(&"after 0".to_owned()) && got.contains(&"after 1".to_owned())
+    });
+    assert!(!texts(&peers[2].history(&id)).iter().any(|t| t.starts_with("before")), "Carol's node shows a message from before she joined");
+
+    // Everything Carol's node holds (keys, secret) against everything the relay logged.
+    peers[2].stop();
+    let group_id: GroupId = id.parse().unwrap();
+    let secret = kith_tests::group::stored_secret(&peers[2], group_id);
+    let store = Store::open(&kith_p2p::home::Home::at(peers[2].home()).db_path()).unwrap();
+    let items = fetch_log(&relay, &secret);
+    let (mut before, mut after) = (0, 0);
+    for item in &items {
+        let opened = sender_key::open(&item.bytes, group_id, &secret, |_| true, |p, generation| {
+            let (index, key) = store.groups().chain_key(group_id, &p.to_string(), generation).unwrap()?;
+            Some(SenderKey { generation, index, key })
+        });
+        match opened {
+            Ok(m) => {
+                assert!(String::from_utf8_lossy(&m.plaintext).contains("after"), "Carol's keys opened an earlier message");
+                after += 1;
+            }
+            Err(kith_p2p::group::GroupError::BeforeKey { .. }) => before += 1,
+            Err(e) => panic!("unexpected failure: {e}"),
+        }
+    }
+    assert_eq!((before, after), (20, 2), "{} items logged", items.len());
+}

@@ -66,7 +66,7 @@ pub fn group_id() -> GroupId {
 
 /// The sender key of identity 1 in the fixed group.
 pub fn sender_key() -> SenderKey {
-    SenderKey { generation: 3, key: [0x33; 32] }
+    SenderKey { generation: 3, index: 4, key: [0x33; 32] }
 }
 
 /// The fixed group's `Create`, by identity 0, at a fixed time. Deterministic:

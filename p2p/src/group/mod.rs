@@ -100,6 +100,23 @@ pub enum GroupError {
     /// Decryption failed: tampered, or sealed under another key.
     #[error("cannot decrypt")]
     Decrypt,
+    /// Sealed before the point of the sender's chain we were given (we joined after
+    /// it, or hold only a later key): its key cannot be derived.
+    #[error("sealed at chain index {index}, before the key we hold (index {held})")]
+    BeforeKey {
+        /// The message's chain index.
+        index: u64,
+        /// The index of the key we hold.
+        held: u64,
+    },
+    /// Its chain index lies further ahead of our key than we derive keys for.
+    #[error("chain index {index} is more than {max} steps past the key we hold")]
+    TooFarAhead {
+        /// The message's chain index.
+        index: u64,
+        /// [`sender_key::MAX_CHAIN_SKIP`].
+        max: u64,
+    },
     /// The history must start with a `Create` operation.
     #[error("a group's history starts with its Create")]
     NoCreate,

@@ -20,6 +20,7 @@ use crate::group::membership::{self, GroupState, OpId, SignedOp};
 use crate::node::inbound::GroupDelivery;
 use crate::node::{Event, NodeError};
 use crate::ops::{self, OpError};
+use crate::group::sender_key::SenderKey;
 use crate::payload::{Payload, PeerHint};
 use crate::views::GroupView;
 
@@ -103,8 +104,9 @@ impl Actor {
                     self.answer_sync(sender, group, &heads);
                     DmResult::Stored
                 }
-                Payload::GroupKey { group, generation, key } => {
-                    let result = self.receive_group_key(sender, group, generation, &key);
+                Payload::GroupKey { group, generation, index, key } => {
+                    let key = SenderKey { generation, index, key };
+                    let result = self.receive_group_key(sender, group, &key);
                     if result == DmResult::Stored {
                         keyed.insert(group);
                     }
@@ -136,7 +138,10 @@ impl Actor {
     /// a member yet (its group's operations, or the `Add` of its sender, still on the
     /// way) is `Unready`: the sender retries later. A departed member's, or one for a
     /// group we declined, is dropped.
-    fn receive_group_key(&mut self, sender: PeerId, group: GroupId, generation: u32, key: &[u8; 32]) -> DmResult {
+    ///
+    /// Of one generation the key earliest in the chain is kept: it opens everything a
+    /// later one does, and messages that were sent before the later one was.
+    fn receive_group_key(&mut self, sender: PeerId, group: GroupId, key: &SenderKey) -> DmResult {
         let Some(joined) = self.groups.joined.get(&group) else {
             return if self.declined(&group) {
                 DmResult::Accepted
@@ -152,7 +157,14 @@ impl Actor {
                 DmResult::Rejected(RejectReason::Unready)
             };
         }
-        match self.store.groups().put_key(group, &sender.to_string(), generation, key) {
+        let author = sender.to_string();
+        let held = self.store.groups().chain_key(group, &author, key.generation);
+        if let Ok(Some((index, _))) = held
+            && index <= key.index
+        {
+            return DmResult::Stored;
+        }
+        match self.store.groups().put_chain_key(group, &author, key.generation, key.index, &key.key) {
             Ok(()) => DmResult::Stored,
             Err(e) => {
                 tracing::error!(error = %e, "storing a sender key failed");

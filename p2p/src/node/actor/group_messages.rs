@@ -117,8 +117,16 @@ impl Actor {
         };
         let plaintext = post.encode().map_err(OpError::from)?;
         let secret = joined.membership.secret();
-        let sealed = sender_key::seal(&self.config.identity, group.id, secret, &joined.key, message.lamport, &plaintext)
+        let key = joined.key.clone();
+        let sealed = sender_key::seal(&self.config.identity, group.id, secret, &key, message.lamport, &plaintext)
             .map_err(|e| NodeError::Op(OpError::Invalid(e.to_string())))?;
+        // Our chain moves on and this message's key is forgotten; written now, made
+        // durable by the flush that stores the message.
+        let next = key.next();
+        self.keep_my_key(group.id, &next);
+        if let Some(joined) = self.groups.joined.get_mut(&group.id) {
+            joined.key = next;
+        }
         let entry = OutboxEntry {
             id: message.id,
             recipient: Recipient::Group(group.id),
@@ -379,9 +387,9 @@ impl Actor {
             // Perhaps added by an operation still on its way: kept, not forwarded.
             return Opened::Later { author, member: false };
         }
-        let key = self.store.groups().key(group, &author.to_string(), authentic.generation).ok().flatten();
-        let Some(key) = key else { return Opened::Later { author, member: true } };
-        let opened = match authentic.open(&SenderKey { generation: authentic.generation, key }) {
+        let key = self.store.groups().chain_key(group, &author.to_string(), authentic.generation).ok().flatten();
+        let Some((index, key)) = key else { return Opened::Later { author, member: true } };
+        let opened = match authentic.open(&SenderKey { generation: authentic.generation, index, key }) {
             Ok(o) => o,
             Err(e) => {
                 tracing::debug!(%group, error = %e, "refused a group message");

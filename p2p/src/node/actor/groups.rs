@@ -179,19 +179,19 @@ impl Actor {
     pub(super) fn my_key(&self, group: GroupId) -> SenderKey {
         let me = self.me.to_string();
         let generation: u32 = self.store.settings().get(&generation_key(&group)).ok().flatten().unwrap_or(1);
-        if let Ok(Some(key)) = self.store.groups().key(group, &me, generation) {
-            return SenderKey { generation, key };
+        if let Ok(Some((index, key))) = self.store.groups().chain_key(group, &me, generation) {
+            return SenderKey { generation, index, key };
         }
         let key = SenderKey::generate(generation);
         self.keep_my_key(group, &key);
         key
     }
 
-    fn keep_my_key(&self, group: GroupId, key: &SenderKey) {
+    pub(super) fn keep_my_key(&self, group: GroupId, key: &SenderKey) {
         let stored = self
             .store
             .groups()
-            .put_key(group, &self.me.to_string(), key.generation, &key.key)
+            .put_chain_key(group, &self.me.to_string(), key.generation, key.index, &key.key)
             .and_then(|()| self.store.settings().set(&generation_key(&group), &key.generation));
         if let Err(e) = stored {
             tracing::error!(error = %e, "storing our sender key failed");
@@ -592,7 +592,8 @@ impl Actor {
     /// Give our current key to `peers`.
     fn share_key(&mut self, group: GroupId, peers: &[PeerId]) {
         let Some(joined) = self.groups.joined.get(&group) else { return };
-        let payload = Payload::GroupKey { group, generation: joined.key.generation, key: joined.key.key };
+        // Our key as it is now: a member added now cannot open what we sent before.
+        let payload = Payload::GroupKey { group, generation: joined.key.generation, index: joined.key.index, key: joined.key.key };
         for peer in peers {
             self.send_one(peer, &payload);
         }
