@@ -85,6 +85,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// store in a temp dir.
 struct Side {
     identity: Identity,
+    /// Its E2E public key, computed once (deriving it is an X25519 operation).
+    e2e: [u8; 32],
     sealer: Sealer,
     opener: Opener,
     ratchets: Ratchets,
@@ -99,6 +101,7 @@ impl Side {
         let ratchets = Ratchets::load(store.ratchet(), identity, 0)?;
         Ok(Side {
             identity: identity.clone(),
+            e2e: identity.e2e_public(),
             sealer: Sealer::new(identity, SealerConfig::default()),
             opener: Opener::new(identity, OPENER_CACHE_CAPACITY),
             ratchets,
@@ -114,7 +117,7 @@ impl Side {
             self.ratchets.persist(0)?;
         }
         let wrapped = Payload::Ratcheted { kind, body }.encode()?;
-        Ok(self.sealer.seal(&to.identity.e2e_public(), &wrapped)?)
+        Ok(self.sealer.seal(&to.e2e, &wrapped)?)
     }
 
     /// Open, unwrap, ratchet.

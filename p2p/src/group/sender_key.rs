@@ -264,6 +264,12 @@ pub fn authenticate(bytes: &[u8], group: GroupId, secret: &GroupSecret) -> Resul
 }
 
 impl Authentic {
+    /// The chain index of its message key (`None`: a version 2 message, sealed under
+    /// the generation's key itself).
+    pub fn index(&self) -> Option<u64> {
+        self.inner.index
+    }
+
     /// Open the body with the author's sender key of this message's generation.
     pub fn open(&self, key: &SenderKey) -> Result<OpenedGroupMessage, GroupError> {
         if key.generation != self.generation {

@@ -389,7 +389,8 @@ impl Actor {
         }
         let key = self.store.groups().chain_key(group, &author.to_string(), authentic.generation).ok().flatten();
         let Some((index, key)) = key else { return Opened::Later { author, member: true } };
-        let opened = match authentic.open(&SenderKey { generation: authentic.generation, index, key }) {
+        let stored = SenderKey { generation: authentic.generation, index, key };
+        let opened = match self.chain_point(group, author, stored, authentic.index()).and_then(|key| authentic.open(&key)) {
             Ok(o) => o,
             Err(e) => {
                 tracing::debug!(%group, error = %e, "refused a group message");
@@ -418,6 +419,22 @@ impl Actor {
             file: file.map(|f| Box::new(crate::files::file_of(f))),
             link,
         }))
+    }
+
+    /// The key of `author`'s chain at `index` (a version 3 message's), derived from
+    /// the newest point derived before if it lies between `stored` and `index`, and
+    /// kept as the newest point; `stored` itself for a version 2 message.
+    fn chain_point(&self, group: GroupId, author: PeerId, stored: SenderKey, index: Option<u64>) -> Result<SenderKey, grp::GroupError> {
+        let Some(index) = index else { return Ok(stored) };
+        let slot = (group, author, stored.generation);
+        let mut chains = self.groups.chains.borrow_mut();
+        let from = chains.get(&slot).filter(|k| k.index >= stored.index && k.index <= index).cloned().unwrap_or(stored);
+        let key = from.at(index)?;
+        if chains.len() >= super::groups::MAX_CACHED_CHAINS {
+            chains.clear();
+        }
+        chains.insert(slot, key.clone());
+        Ok(key)
     }
 
     /// Keep an authentic message that cannot be read yet, within the bounds.

@@ -95,7 +95,14 @@ pub(super) struct GroupsState {
     pub(super) synced: HashMap<(GroupId, PeerId), Instant>,
     /// Whether payloads were queued that the caller must flush and hand out.
     pub(super) queued: bool,
+    /// The newest point of each (group, author, generation) chain derived while
+    /// opening, so opening the next message steps from there instead of from the
+    /// stored (earliest) point: a long chain costs its length once, not per message.
+    pub(super) chains: std::cell::RefCell<HashMap<(GroupId, PeerId, u32), SenderKey>>,
 }
+
+/// Chain points kept in [`GroupsState::chains`] before the cache starts over.
+pub(super) const MAX_CACHED_CHAINS: usize = 4096;
 
 pub(super) fn not_allowed(why: impl Into<String>) -> NodeError {
     NodeError::Op(OpError::NotAllowed(why.into()))
