@@ -131,6 +131,10 @@ pub(crate) struct Actor {
     ratchets: crate::ratchet::Ratchets,
     /// When each contact was last offered new ratchet keys with `reset`.
     ratchet_resets: HashMap<PeerId, Instant>,
+    /// Payloads of new sends already sealed in the ratchet, by outbox id: sealed
+    /// before the flush that stores the message, so that flush also makes the
+    /// ratchet state durable and the first attempt needs none of its own.
+    presealed: HashMap<MessageId, Vec<u8>>,
     queues: Queues,
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
@@ -262,6 +266,7 @@ impl Actor {
             opener: Opener::new(&identity, OPENER_CACHE),
             ratchets,
             ratchet_resets: HashMap::new(),
+            presealed: HashMap::new(),
             queues: Queues::new(timers.retry_initial, timers.retry_max),
             commands,
             events,
@@ -861,6 +866,7 @@ impl Actor {
         match self.store.stage_outgoing(&items).and_then(|()| self.note_attachments(&attachments)) {
             Ok(()) => {
                 self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));
+                self.preseal(&composed);
                 self.flusher.after_flush(AfterFlush::Sends(composed));
             }
             Err(e) => {
@@ -1053,7 +1059,8 @@ impl Actor {
         let mut envelopes = Vec::with_capacity(batch.len());
         let mut ids = Vec::with_capacity(batch.len());
         for entry in &batch {
-            let plaintext = match self.ratchet_wrap(&contact, &entry.payload) {
+            let presealed = self.presealed.remove(&entry.id).map(std::borrow::Cow::Owned);
+            let plaintext = match presealed.map_or_else(|| self.ratchet_wrap(&contact, &entry.payload), Ok) {
                 Ok(plaintext) => plaintext,
                 Err(e) => {
                     // Nothing of this batch leaves: what it sealed is undone, and it

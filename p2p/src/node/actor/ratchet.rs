@@ -17,6 +17,9 @@ use crate::ratchet::RatchetError;
 /// what we cannot open gets new keys once a minute, not once per envelope.
 pub(super) const RESET_SPACING: Duration = Duration::from_secs(60);
 
+/// Most presealed payloads kept (see [`Actor::preseal`]) before they are dropped.
+const MAX_PRESEALED: usize = 65_536;
+
 impl Actor {
     /// Offers `peer`, an accepted contact, our ratchet keys (with `reset`: it should
     /// drop its sessions with us) through the outbox, so they wait in relays like a
@@ -113,6 +116,34 @@ impl Actor {
         };
         let wrapped = Payload::Ratcheted { kind, body }.encode().map_err(|e| RatchetError::Malformed(e.to_string()))?;
         Ok(Cow::Owned(wrapped))
+    }
+
+    /// Seals the 1:1 messages of a send batch in the ratchet now, before the flush
+    /// that stores them, which then makes the ratchet state durable too: their first
+    /// attempt goes out without a flush of its own (see [`Actor::ratchet_durable`]).
+    /// A payload that fails here is simply sealed at its first attempt.
+    pub(super) fn preseal(&mut self, composed: &[(super::Composed, super::SendReply)]) {
+        if self.presealed.len() >= MAX_PRESEALED {
+            // Never sent, so nothing is lost: those messages are sealed again when
+            // they go (the receiver skips the unused keys).
+            self.presealed.clear();
+        }
+        for (result, _) in composed {
+            let Ok((_, entry, super::group_messages::Dest::Peer(peer))) = result else { continue };
+            let Ok(Some(contact)) = self.store.contacts().get(peer) else { continue };
+            match self.ratchet_wrap(&contact, &entry.payload) {
+                Ok(Cow::Owned(sealed)) => {
+                    self.presealed.insert(entry.id, sealed);
+                }
+                Ok(Cow::Borrowed(_)) => {}
+                Err(e) => tracing::debug!(%peer, error = %e, "sealing a new message in the ratchet failed; sealing it when it goes"),
+            }
+        }
+        if let Err(e) = self.ratchets.persist(ops::now_ms()) {
+            tracing::error!(error = %e, "writing ratchet state failed");
+            self.ratchets.rollback();
+            self.presealed.clear();
+        }
     }
 
     /// Makes what the ratchet changed durable before anything sealed with it leaves
