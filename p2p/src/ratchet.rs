@@ -61,8 +61,10 @@ pub const SESSIONS_PER_PEER: usize = 4;
 /// long in relays. After it, such payloads are refused.
 pub const LEGACY_GRACE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// How long digests of opened messages are kept to recognise copies.
-pub const SEEN_RETENTION: Duration = Duration::from_secs(60 * 24 * 60 * 60);
+/// How long digests of opened messages are kept to recognise copies: the replay
+/// window, past which a copied text is refused as stale anyway (the other payloads
+/// are safe to apply twice).
+pub const SEEN_RETENTION: Duration = kith_storage::REPLAY_WINDOW;
 
 /// Olm message types on the wire ([`OlmMessage::to_parts`]).
 pub const PRE_KEY_MESSAGE: u8 = 0;
