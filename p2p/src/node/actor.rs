@@ -131,10 +131,11 @@ pub(crate) struct Actor {
     ratchets: crate::ratchet::Ratchets,
     /// When each contact was last offered new ratchet keys with `reset`.
     ratchet_resets: HashMap<PeerId, Instant>,
-    /// Payloads of new sends already sealed in the ratchet, by outbox id: sealed
-    /// before the flush that stores the message, so that flush also makes the
-    /// ratchet state durable and the first attempt needs none of its own.
-    presealed: HashMap<MessageId, Vec<u8>>,
+    /// Queued payloads as sealed in the ratchet, by contact and outbox id: every
+    /// attempt sends the same sealed payload (an attempt that never arrived spends
+    /// no chain key, and a copy that did is recognised), until the entry leaves the
+    /// queue or the contact's keys change. See [`Actor::ratchet_cached`].
+    ratcheted: HashMap<PeerId, HashMap<MessageId, Vec<u8>>>,
     queues: Queues,
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
@@ -266,7 +267,7 @@ impl Actor {
             opener: Opener::new(&identity, OPENER_CACHE),
             ratchets,
             ratchet_resets: HashMap::new(),
-            presealed: HashMap::new(),
+            ratcheted: HashMap::new(),
             queues: Queues::new(timers.retry_initial, timers.retry_max),
             commands,
             events,
@@ -1023,6 +1024,7 @@ impl Actor {
             Ok(Some(c)) => c,
             Ok(None) => {
                 // Contact removed: its queued items have nowhere to go.
+                self.ratcheted.remove(&peer);
                 for id in self.queues.forget(&peer) {
                     self.store.outbox().remove(id).or_log("removing the outbox entry of a removed contact");
                     self.store
@@ -1058,15 +1060,15 @@ impl Actor {
         }
         let mut envelopes = Vec::with_capacity(batch.len());
         let mut ids = Vec::with_capacity(batch.len());
+        let mut sealed_now = Vec::new();
         for entry in &batch {
-            let presealed = self.presealed.remove(&entry.id).map(std::borrow::Cow::Owned);
-            let plaintext = match presealed.map_or_else(|| self.ratchet_wrap(&contact, &entry.payload), Ok) {
+            let plaintext = match self.ratchet_cached(&contact, entry, &mut sealed_now) {
                 Ok(plaintext) => plaintext,
                 Err(e) => {
                     // Nothing of this batch leaves: what it sealed is undone, and it
                     // goes again after the backoff.
                     tracing::error!(%peer, error = %e, "sealing in the ratchet failed; trying again later");
-                    self.ratchets.rollback();
+                    self.ratchet_undo(&peer, &sealed_now);
                     self.queues.defer(&peer, now);
                     return;
                 }
@@ -1090,6 +1092,7 @@ impl Actor {
             return;
         }
         if !self.ratchet_durable() {
+            self.ratchet_undo(&peer, &sealed_now);
             self.queues.defer(&peer, now);
             return;
         }
@@ -1288,6 +1291,9 @@ impl Actor {
         }
         let now = Instant::now();
         for peer in &touched {
+            // Its keys may have changed (new ratchet keys after a reset): what was
+            // sealed for it before is sealed again.
+            self.ratcheted.remove(peer);
             self.queues.wake(peer, now);
         }
         for peer in touched {

@@ -91,6 +91,11 @@ impl Queues {
             .collect()
     }
 
+    /// Whether the entry `id` is queued (for any peer).
+    pub(crate) fn is_queued(&self, id: &MessageId) -> bool {
+        self.known.contains(id)
+    }
+
     /// Whether `peer` has anything waiting.
     pub(crate) fn has_pending(&self, peer: &PeerId) -> bool {
         self.queues.get(peer).is_some_and(|q| !q.entries.is_empty())

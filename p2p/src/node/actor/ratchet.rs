@@ -17,8 +17,8 @@ use crate::ratchet::RatchetError;
 /// what we cannot open gets new keys once a minute, not once per envelope.
 pub(super) const RESET_SPACING: Duration = Duration::from_secs(60);
 
-/// Most presealed payloads kept (see [`Actor::preseal`]) before they are dropped.
-const MAX_PRESEALED: usize = 65_536;
+/// Sealed payloads kept per contact (see [`Actor::ratchet_cached`]): two batches.
+const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH;
 
 impl Actor {
     /// Offers `peer`, an accepted contact, our ratchet keys (with `reset`: it should
@@ -121,28 +121,66 @@ impl Actor {
     /// Seals the 1:1 messages of a send batch in the ratchet now, before the flush
     /// that stores them, which then makes the ratchet state durable too: their first
     /// attempt goes out without a flush of its own (see [`Actor::ratchet_durable`]).
-    /// A payload that fails here is simply sealed at its first attempt.
+    /// Only for a contact with nothing queued, so that the chain follows the queue's
+    /// order; the others, and a payload that fails here, are sealed when they go.
     pub(super) fn preseal(&mut self, composed: &[(super::Composed, super::SendReply)]) {
-        if self.presealed.len() >= MAX_PRESEALED {
-            // Never sent, so nothing is lost: those messages are sealed again when
-            // they go (the receiver skips the unused keys).
-            self.presealed.clear();
-        }
+        let mut sealed = Vec::new();
         for (result, _) in composed {
             let Ok((_, entry, super::group_messages::Dest::Peer(peer))) = result else { continue };
+            if self.queues.has_pending(peer) {
+                continue;
+            }
             let Ok(Some(contact)) = self.store.contacts().get(peer) else { continue };
-            match self.ratchet_wrap(&contact, &entry.payload) {
-                Ok(Cow::Owned(sealed)) => {
-                    self.presealed.insert(entry.id, sealed);
-                }
-                Ok(Cow::Borrowed(_)) => {}
-                Err(e) => tracing::debug!(%peer, error = %e, "sealing a new message in the ratchet failed; sealing it when it goes"),
+            if let Err(e) = self.ratchet_cached(&contact, entry, &mut sealed) {
+                tracing::debug!(%peer, error = %e, "sealing a new message in the ratchet failed; sealing it when it goes");
             }
         }
         if let Err(e) = self.ratchets.persist(ops::now_ms()) {
             tracing::error!(error = %e, "writing ratchet state failed");
-            self.ratchets.rollback();
-            self.presealed.clear();
+            for (peer, id) in sealed {
+                self.ratchet_undo(&peer, &[(peer, id)]);
+            }
+        }
+    }
+
+    /// `entry`'s payload as sealed for `contact`: the one sealed for it before if
+    /// any, else sealed now ([`Actor::ratchet_wrap`]) and kept (noted in
+    /// `sealed_now`, so a failure can undo it) for the entry's next attempts.
+    /// Cached for at most [`MAX_CACHED_PER_CONTACT`] entries per contact (the
+    /// front of its queue is what goes); entries no longer queued are dropped.
+    pub(super) fn ratchet_cached<'p>(
+        &mut self,
+        contact: &Contact,
+        entry: &'p OutboxEntry,
+        sealed_now: &mut Vec<(PeerId, kith_storage::MessageId)>,
+    ) -> Result<Cow<'p, [u8]>, RatchetError> {
+        let peer = contact.peer_id;
+        if let Some(cached) = self.ratcheted.get(&peer).and_then(|c| c.get(&entry.id)) {
+            return Ok(Cow::Owned(cached.clone()));
+        }
+        let plaintext = self.ratchet_wrap(contact, &entry.payload)?;
+        if let Cow::Owned(sealed) = &plaintext {
+            let queues = &self.queues;
+            let cache = self.ratcheted.entry(peer).or_default();
+            if cache.len() >= MAX_CACHED_PER_CONTACT {
+                cache.retain(|id, _| queues.is_queued(id));
+            }
+            if cache.len() < MAX_CACHED_PER_CONTACT {
+                cache.insert(entry.id, sealed.clone());
+            }
+            sealed_now.push((peer, entry.id));
+        }
+        Ok(plaintext)
+    }
+
+    /// Undoes what an attempt sealed and could not make durable: the ratchet goes
+    /// back to its written state and those payloads are sealed again next time.
+    pub(super) fn ratchet_undo(&mut self, peer: &PeerId, sealed_now: &[(PeerId, kith_storage::MessageId)]) {
+        self.ratchets.rollback();
+        if let Some(cache) = self.ratcheted.get_mut(peer) {
+            for (_, id) in sealed_now {
+                cache.remove(id);
+            }
         }
     }
 
