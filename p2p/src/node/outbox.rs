@@ -96,6 +96,11 @@ impl Queues {
         self.known.contains(id)
     }
 
+    /// Whether `holds` is true of every entry queued for `peer` (true when none is).
+    pub(crate) fn all_queued(&self, peer: &PeerId, mut holds: impl FnMut(&MessageId) -> bool) -> bool {
+        self.queues.get(peer).is_none_or(|q| q.entries.iter().all(|e| holds(&e.id)))
+    }
+
     /// Whether `peer` has anything waiting.
     pub(crate) fn has_pending(&self, peer: &PeerId) -> bool {
         self.queues.get(peer).is_some_and(|q| !q.entries.is_empty())

@@ -121,13 +121,15 @@ impl Actor {
     /// Seals the 1:1 messages of a send batch in the ratchet now, before the flush
     /// that stores them, which then makes the ratchet state durable too: their first
     /// attempt goes out without a flush of its own (see [`Actor::ratchet_durable`]).
-    /// Only for a contact with nothing queued, so that the chain follows the queue's
-    /// order; the others, and a payload that fails here, are sealed when they go.
+    /// Only for a contact whose queued entries are all sealed already, so that the
+    /// chain follows the queue's order; the others, and a payload that fails here,
+    /// are sealed when they go.
     pub(super) fn preseal(&mut self, composed: &[(super::Composed, super::SendReply)]) {
         let mut sealed = Vec::new();
         for (result, _) in composed {
             let Ok((_, entry, super::group_messages::Dest::Peer(peer))) = result else { continue };
-            if self.queues.has_pending(peer) {
+            let cache = self.ratcheted.get(peer);
+            if !self.queues.all_queued(peer, |id| cache.is_some_and(|c| c.contains_key(id))) {
                 continue;
             }
             let Ok(Some(contact)) = self.store.contacts().get(peer) else { continue };
