@@ -125,6 +125,7 @@ impl Side {
         let opened = self.opener.open(envelope)?;
         let Payload::Ratcheted { kind, body } = Payload::decode(&opened.plaintext)? else { return Err("not ratcheted".into()) };
         let plaintext = self.ratchets.open(&opened.sender, kind, &body, 0)?;
+        self.ratchets.record(kith_p2p::ratchet::copy_digest(kind, &body));
         if persist {
             self.ratchets.persist(0)?;
         }

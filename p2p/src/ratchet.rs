@@ -168,7 +168,9 @@ pub struct Ratchets {
     peers: HashMap<PeerId, PeerState>,
     dirty: HashSet<PeerId>,
     account_dirty: bool,
-    seen: Vec<[u8; 16]>,
+    /// Digests of opened messages to write: with the plaintext when it is held for
+    /// a retry (see [`Ratchets::hold`]).
+    seen: Vec<([u8; 16], Option<Vec<u8>>)>,
     store: RatchetState,
 }
 
@@ -297,9 +299,16 @@ impl Ratchets {
     /// # Errors
     /// See [`RatchetError`]; a refused message changes no state.
     pub fn open(&mut self, peer: &PeerId, kind: u8, body: &[u8], now_ms: u64) -> Result<Vec<u8>, RatchetError> {
-        let digest = seen_digest(kind, body);
-        if self.seen.contains(&digest) || self.store.get(&seen_key(&digest)).map_err(state)?.is_some() {
-            return Err(RatchetError::Duplicate);
+        let digest = copy_digest(kind, body);
+        if let Some((_, held)) = self.seen.iter().rev().find(|(d, _)| *d == digest) {
+            return held.clone().ok_or(RatchetError::Duplicate);
+        }
+        let key = seen_key(&digest);
+        if let Some(value) = self.store.get(&key).map_err(state)? {
+            return match value.get(8..) {
+                Some(sealed) if !sealed.is_empty() => unseal(&self.key, &key, sealed),
+                _ => Err(RatchetError::Duplicate),
+            };
         }
         let message = OlmMessage::from_parts(usize::from(kind), body).map_err(|e| RatchetError::Malformed(e.to_string()))?;
         self.peer(peer)?;
@@ -359,8 +368,22 @@ impl Ratchets {
         };
         state.since_ms.get_or_insert(now_ms);
         self.dirty.insert(*peer);
-        self.seen.push(digest);
         Ok(plaintext)
+    }
+
+    /// Records that the message with `digest` ([`copy_digest`]) was opened and its
+    /// payload dealt with for good: a copy is answered [`RatchetError::Duplicate`].
+    /// Every opened message gets this or [`Self::hold`] before the next persist,
+    /// or a copy would find its key gone.
+    pub fn record(&mut self, digest: [u8; 16]) {
+        self.seen.push((digest, None));
+    }
+
+    /// Keeps the plaintext of an opened message whose payload could not be taken yet
+    /// (its sender retries with the same sealed bytes): a copy opens to it again.
+    /// Stored encrypted like the rest, until [`Self::record`] replaces it.
+    pub fn hold(&mut self, digest: [u8; 16], plaintext: Vec<u8>) {
+        self.seen.push((digest, Some(plaintext)));
     }
 
     /// Whether payloads from `peer` sealed without the ratchet are refused now: its
@@ -422,8 +445,13 @@ impl Ratchets {
             let plain = Zeroizing::new(wire::encode(&record).map_err(state)?);
             self.store.put(&key, &seal(&self.key, &key, &plain)?).map_err(state)?;
         }
-        for digest in std::mem::take(&mut self.seen) {
-            self.store.put(&seen_key(&digest), &now_ms.to_be_bytes()).map_err(state)?;
+        for (digest, held) in std::mem::take(&mut self.seen) {
+            let key = seen_key(&digest);
+            let mut value = now_ms.to_be_bytes().to_vec();
+            if let Some(plaintext) = held {
+                value.extend(seal(&self.key, &key, &plaintext)?);
+            }
+            self.store.put(&key, &value).map_err(state)?;
         }
         Ok(())
     }
@@ -464,7 +492,7 @@ impl Ratchets {
     fn prune_seen(&self, now_ms: u64) -> Result<(), RatchetError> {
         let retention = u64::try_from(SEEN_RETENTION.as_millis()).unwrap_or(u64::MAX);
         for (key, value) in self.store.scan(SEEN_PREFIX).map_err(state)? {
-            let at = value.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let at = value.get(..8).and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
             if now_ms.saturating_sub(at) > retention {
                 self.store.remove(&key).map_err(state)?;
             }
@@ -487,7 +515,8 @@ fn peer_key(peer: &PeerId) -> Vec<u8> {
     [PEER_PREFIX, &peer.to_bytes()].concat()
 }
 
-fn seen_digest(kind: u8, body: &[u8]) -> [u8; 16] {
+/// What identifies a ratchet message for recognising its copies.
+pub fn copy_digest(kind: u8, body: &[u8]) -> [u8; 16] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&[kind]).update(body);
     let mut digest = [0u8; 16];

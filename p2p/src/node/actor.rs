@@ -1274,6 +1274,7 @@ impl Actor {
         }
         let deliveries = std::mem::take(&mut outcome.group);
         self.receive_group(deliveries, &mut results);
+        self.settle_ratcheted(std::mem::take(&mut outcome.ratcheted), &results);
         let resets = self.offer_resets(std::mem::take(&mut outcome.rekey));
         let queued = outcome.queued || resets || (receipts && self.queue_delivery_receipts(&outcome.stored));
         (results, Accepted { events: outcome.events, queued, touched: outcome.touched })

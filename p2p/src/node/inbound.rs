@@ -52,6 +52,10 @@ pub(crate) struct Outcome {
     /// Contacts whose ratchet messages we could not open (no session, an unknown
     /// one-time key): they get new keys with `reset`.
     pub(crate) rekey: Vec<PeerId>,
+    /// Ratchet messages opened: (index in the batch, copy digest, plaintext). The
+    /// caller records each once its result is final, or holds its plaintext for the
+    /// retry (see [`Ratchets::hold`]), then writes the ratchet state.
+    pub(crate) ratcheted: Vec<(usize, [u8; 16], Vec<u8>)>,
 }
 
 /// A group payload ([`Payload::GroupOps`], [`Payload::GroupSync`], [`Payload::GroupKey`]) as it arrived.
@@ -124,11 +128,6 @@ impl Inbound<'_> {
                 return (results, Outcome::default());
             }
         };
-        // Written with the messages they opened, flushed by the caller with them.
-        if let Err(e) = self.ratchets.persist(ops::now_ms()) {
-            tracing::error!(error = %e, "writing ratchet state failed; opening these messages again if they come again");
-            self.ratchets.rollback();
-        }
         let mut inserted = inserted.into_iter();
         let results = steps
             .into_iter()
@@ -183,7 +182,7 @@ impl Inbound<'_> {
             other => other,
         };
         let accepted = contact.as_ref().is_some_and(|c| c.state == ContactState::Accepted);
-        let Some(payload) = self.unwrap_ratchet(sender, accepted, payload, outcome)? else {
+        let Some(payload) = self.unwrap_ratchet(index, sender, accepted, payload, outcome)? else {
             // A copy of a ratchet message opened before (another path brought it).
             return Ok(Step::Done(DmResult::Stored));
         };
@@ -197,14 +196,28 @@ impl Inbound<'_> {
     /// The payload a ratchet message carries, opened (`None`: a copy of one opened
     /// before); any other payload as it came, unless it should have come ratcheted
     /// and the sender's grace for the old way is over.
-    fn unwrap_ratchet(&mut self, sender: PeerId, accepted: bool, payload: Payload, outcome: &mut Outcome) -> Result<Option<Payload>, RejectReason> {
+    fn unwrap_ratchet(
+        &mut self,
+        index: usize,
+        sender: PeerId,
+        accepted: bool,
+        payload: Payload,
+        outcome: &mut Outcome,
+    ) -> Result<Option<Payload>, RejectReason> {
         let now = ops::now_ms();
         match payload {
+            // Only a contact we offered keys can hold a session with us: anyone else's
+            // is refused before it costs state.
+            Payload::Ratcheted { .. } if !accepted => Err(RejectReason::Decrypt),
             Payload::Ratcheted { kind, body } => match self.ratchets.open(&sender, kind, &body, now) {
-                Ok(inner) => Payload::decode_ratcheted(&inner).map(Some).map_err(|e| {
-                    tracing::debug!(%sender, error = %e, "a ratchet message carried no valid payload");
-                    RejectReason::Malformed
-                }),
+                Ok(inner) => {
+                    let decoded = Payload::decode_ratcheted(&inner).map_err(|e| {
+                        tracing::debug!(%sender, error = %e, "a ratchet message carried no valid payload");
+                        RejectReason::Malformed
+                    });
+                    outcome.ratcheted.push((index, crate::ratchet::copy_digest(kind, &body), inner));
+                    decoded.map(Some)
+                }
                 Err(RatchetError::Duplicate) => Ok(None),
                 Err(e @ (RatchetError::NoSession | RatchetError::UnknownPrekey)) => {
                     // Our state lost, or its session built on keys we no longer hold:
@@ -224,7 +237,7 @@ impl Inbound<'_> {
                     Err(RejectReason::Decrypt)
                 }
             },
-            p if p.is_ratcheted_kind() => match self.ratchets.legacy_closed(&sender, now, self.legacy_grace) {
+            p if p.is_ratcheted_kind() && accepted => match self.ratchets.legacy_closed(&sender, now, self.legacy_grace) {
                 Ok(false) => Ok(Some(p)),
                 Ok(true) => {
                     tracing::warn!(%sender, "refused a payload sealed without the ratchet after the grace");

@@ -36,6 +36,7 @@ impl Side {
 
     fn open(&mut self, from: &Side, (kind, body): &(u8, Vec<u8>)) -> Result<String, RatchetError> {
         let opened = self.ratchets.open(&from.peer, *kind, body, NOW)?;
+        self.ratchets.record(copy_digest(*kind, body));
         self.ratchets.persist(NOW).unwrap();
         Ok(String::from_utf8(opened).unwrap())
     }
@@ -258,4 +259,21 @@ fn state_survives_a_restart_and_the_legacy_path_closes_after_the_grace() {
     let mut afresh = Ratchets::load(bob.store.ratchet(), &other, NOW).unwrap();
     assert_ne!(afresh.identity_key(), old_identity);
     assert!(!afresh.ready(&alice.peer).unwrap(), "no session survives");
+}
+
+#[test]
+fn a_message_held_for_a_retry_opens_again_and_once_recorded_is_a_copy() {
+    let (mut alice, mut bob) = pair();
+    let sealed = alice.seal(&bob, "a key for a group not known yet");
+    let (kind, body) = (&sealed.0, &sealed.1);
+    let opened = bob.ratchets.open(&alice.peer, *kind, body, NOW).unwrap();
+    // Its payload cannot be taken yet: held, and the retry (the same bytes) opens.
+    bob.ratchets.hold(copy_digest(*kind, body), opened.clone());
+    assert_eq!(bob.ratchets.open(&alice.peer, *kind, body, NOW).unwrap(), opened, "held, in memory");
+    bob.ratchets.persist(NOW).unwrap();
+    bob.ratchets = Ratchets::load(bob.store.ratchet(), &bob.identity, NOW).unwrap();
+    assert_eq!(bob.ratchets.open(&alice.peer, *kind, body, NOW).unwrap(), opened, "held, after a restart");
+    bob.ratchets.record(copy_digest(*kind, body));
+    bob.ratchets.persist(NOW).unwrap();
+    assert!(matches!(bob.ratchets.open(&alice.peer, *kind, body, NOW), Err(RatchetError::Duplicate)));
 }

@@ -159,11 +159,18 @@ impl Actor {
         }
         let author = sender.to_string();
         let held = self.store.groups().chain_key(group, &author, key.generation);
-        if let Ok(Some((index, _))) = held
+        if let Ok(Some((index, held_key))) = held
             && index <= key.index
         {
-            return DmResult::Stored;
+            let same_chain = SenderKey { generation: key.generation, index, key: held_key }.at(key.index).is_ok_and(|k| k.key == key.key);
+            if same_chain {
+                return DmResult::Stored;
+            }
+            // Another chain under the same generation: the author started again (its
+            // group state was lost). Its new key replaces the old one.
+            tracing::info!(%group, author = %sender, "a member's sender key starts a new chain");
         }
+        self.groups.chains.borrow_mut().retain(|(g, a, generation), _| !(*g == group && *a == sender && *generation == key.generation));
         match self.store.groups().put_chain_key(group, &author, key.generation, key.index, &key.key) {
             Ok(()) => DmResult::Stored,
             Err(e) => {

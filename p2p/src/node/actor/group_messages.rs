@@ -123,7 +123,9 @@ impl Actor {
         // Our chain moves on and this message's key is forgotten; written now, made
         // durable by the flush that stores the message.
         let next = key.next();
-        self.keep_my_key(group.id, &next);
+        // Unless the step is written, a restart would seal the next message with this
+        // message's key again: then this one does not go.
+        self.write_my_key(group.id, &next).map_err(|e| NodeError::Op(OpError::NotStored(e.to_string())))?;
         if let Some(joined) = self.groups.joined.get_mut(&group.id) {
             joined.key = next;
         }

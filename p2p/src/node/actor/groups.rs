@@ -195,14 +195,17 @@ impl Actor {
     }
 
     pub(super) fn keep_my_key(&self, group: GroupId, key: &SenderKey) {
-        let stored = self
-            .store
-            .groups()
-            .put_chain_key(group, &self.me.to_string(), key.generation, key.index, &key.key)
-            .and_then(|()| self.store.settings().set(&generation_key(&group), &key.generation));
-        if let Err(e) = stored {
+        if let Err(e) = self.write_my_key(group, key) {
             tracing::error!(error = %e, "storing our sender key failed");
         }
+    }
+
+    /// Writes our sender key (not flushed); the caller decides what a failure means.
+    pub(super) fn write_my_key(&self, group: GroupId, key: &SenderKey) -> Result<(), kith_storage::StoreError> {
+        self.store
+            .groups()
+            .put_chain_key(group, &self.me.to_string(), key.generation, key.index, &key.key)
+            .and_then(|()| self.store.settings().set(&generation_key(&group), &key.generation))
     }
 
     pub(super) fn install(&mut self, membership: Membership, key: SenderKey, created_at_ms: u64, invited_by: Option<PeerId>) {

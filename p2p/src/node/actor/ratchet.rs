@@ -34,6 +34,13 @@ impl Actor {
                 return false;
             }
         };
+        // The one-time key is written before the offer that names it, so no flush
+        // can make the offer durable without it.
+        if let Err(e) = self.ratchets.persist(ops::now_ms()) {
+            tracing::error!(%peer, error = %e, "writing ratchet keys for a contact failed");
+            self.ratchets.rollback();
+            return false;
+        }
         let payload = Payload::Prekeys { identity: offer.identity, signature: offer.signature, one_time: offer.one_time, reset };
         let entry = payload.encode().map_err(ops::OpError::from).and_then(|payload| {
             let now = ops::now_ms();
@@ -58,6 +65,25 @@ impl Actor {
                 self.ratchets.rollback();
                 false
             }
+        }
+    }
+
+    /// Records the ratchet messages a batch opened, now that their results are
+    /// final: one answered "try again" (a group key before its group, a full disk)
+    /// keeps its plaintext for the retry, which brings the same sealed bytes; the
+    /// others count as copies from now on. Then writes the ratchet state, which the
+    /// batch's flush makes durable with what the messages brought.
+    pub(super) fn settle_ratcheted(&mut self, opened: Vec<(usize, [u8; 16], Vec<u8>)>, results: &[crate::dm::DmResult]) {
+        use crate::dm::{DmResult, RejectReason};
+        for (index, digest, plaintext) in opened {
+            match results.get(index) {
+                Some(DmResult::Rejected(RejectReason::Unready | RejectReason::Storage)) => self.ratchets.hold(digest, plaintext),
+                _ => self.ratchets.record(digest),
+            }
+        }
+        if let Err(e) = self.ratchets.persist(ops::now_ms()) {
+            tracing::error!(error = %e, "writing ratchet state failed; opening these messages again if they come again");
+            self.ratchets.rollback();
         }
     }
 
