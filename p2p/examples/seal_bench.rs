@@ -137,8 +137,8 @@ fn ratchet_runs(alice: &Identity, bob: &Identity, n: usize) -> Result<(), Box<dy
     let msg = vec![0x42u8; MESSAGE_BYTES];
     for (label, persist) in [("ratchet", false), ("ratchet+db", true)] {
         let (mut a, mut b) = (Side::new(alice)?, Side::new(bob)?);
-        let offer = b.ratchets.offer(&b.identity, &alice.peer_id())?;
-        a.ratchets.learn(&bob.peer_id(), &offer, false)?;
+        let offer = b.ratchets.offer(&b.identity, &alice.peer_id(), false)?;
+        a.ratchets.learn(&bob.peer_id(), &offer)?;
         // Establish the session both ways first, so the run is all normal messages.
         let first = a.seal(&b, &msg, persist)?;
         b.open(&first, persist)?;
@@ -180,9 +180,9 @@ fn ratchet_runs(alice: &Identity, bob: &Identity, n: usize) -> Result<(), Box<dy
     for _ in 0..rounds {
         let mut a = Side::new(&Identity::generate())?;
         let start = Instant::now();
-        let offer = b.ratchets.offer(&b.identity, &a.identity.peer_id())?;
+        let offer = b.ratchets.offer(&b.identity, &a.identity.peer_id(), false)?;
         offer_time += start.elapsed();
-        a.ratchets.learn(&bob.peer_id(), &offer, false)?;
+        a.ratchets.learn(&bob.peer_id(), &offer)?;
         let start = Instant::now();
         let env = a.seal(&b, &msg, false)?;
         first_seal += start.elapsed();

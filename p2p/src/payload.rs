@@ -174,6 +174,10 @@ pub enum Payload {
         /// lost or restored): drop the sessions and start a new one with these keys.
         #[serde(default)]
         reset: bool,
+        /// When the offer was made (µs, strictly increasing per sender; signed with
+        /// the rest): a replayed or older offer changes nothing.
+        #[serde(default)]
+        issued_us: u64,
     },
     /// Another payload, encrypted in the ratchet session between sender and
     /// recipient (see [`crate::ratchet`]).

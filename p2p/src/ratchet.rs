@@ -72,7 +72,7 @@ pub const PRE_KEY_MESSAGE: u8 = 0;
 pub const NORMAL_MESSAGE: u8 = 1;
 
 const STATE_DOMAIN: &str = "kith ratchet state v1";
-const IDENTITY_DOMAIN: &[u8] = b"kith ratchet identity v1\0";
+const OFFER_DOMAIN: &[u8] = b"kith ratchet offer v1\0";
 const ACCOUNT_KEY: &[u8] = b"account";
 const PEER_PREFIX: &[u8] = b"p/";
 const SEEN_PREFIX: &[u8] = b"d/";
@@ -116,10 +116,15 @@ pub enum RatchetError {
 pub struct Offer {
     /// Our Olm identity key.
     pub identity: [u8; 32],
-    /// Our ed25519 identity's signature over it.
+    /// Our ed25519 identity's signature over all the other fields.
     pub signature: [u8; 64],
     /// A one-time key made for this contact.
     pub one_time: [u8; 32],
+    /// Whether the receiver should drop its sessions with us (our state was lost).
+    pub reset: bool,
+    /// When it was made (µs, strictly increasing per node): an offer no newer than
+    /// the last one taken from its sender is a replay and changes nothing.
+    pub issued_us: u64,
 }
 
 impl fmt::Debug for Offer {
@@ -135,6 +140,8 @@ pub enum Learned {
     Prekey,
     /// A session is running and the contact did not ask for a reset: ignored.
     Ignored,
+    /// No newer than an offer already taken from this sender (a replay): ignored.
+    Stale,
     /// A different identity key than the one pinned: sessions dropped, the new key
     /// pinned, our keys to be offered again. The caller warns the user.
     IdentityChanged,
@@ -149,6 +156,8 @@ struct PeerState {
     sessions: Vec<Session>,
     offered: bool,
     since_ms: Option<u64>,
+    /// `issued_us` of the newest offer taken from the peer.
+    offer_us: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -158,6 +167,8 @@ struct PeerRecord {
     sessions: Vec<SessionPickle>,
     offered: bool,
     since_ms: Option<u64>,
+    #[serde(default)]
+    offer_us: u64,
 }
 
 /// The node's ratchet state: its Olm account and a cache of peers' sessions over
@@ -168,6 +179,8 @@ pub struct Ratchets {
     peers: HashMap<PeerId, PeerState>,
     dirty: HashSet<PeerId>,
     account_dirty: bool,
+    /// `issued_us` of our newest offer (offers are stamped strictly increasing).
+    last_issued_us: u64,
     /// Digests of opened messages to write: with the plaintext when it is held for
     /// a retry (see [`Ratchets::hold`]).
     seen: Vec<([u8; 16], Option<Vec<u8>>)>,
@@ -204,7 +217,7 @@ impl Ratchets {
             }
             None => (Account::new(), true),
         };
-        let ratchets = Ratchets { account, key, peers: HashMap::new(), dirty: HashSet::new(), account_dirty, seen: Vec::new(), store };
+        let ratchets = Ratchets { account, key, peers: HashMap::new(), dirty: HashSet::new(), account_dirty, last_issued_us: 0, seen: Vec::new(), store };
         ratchets.prune_seen(now_ms)?;
         Ok(ratchets)
     }
@@ -219,9 +232,10 @@ impl Ratchets {
         Ok(self.peer(peer)?.offered)
     }
 
-    /// Makes a one-time key for `peer` and returns our signed offer. Written, not
-    /// flushed (persist, then queue the offer, then flush: both or neither survive).
-    pub fn offer(&mut self, identity: &Identity, peer: &PeerId) -> Result<Offer, RatchetError> {
+    /// Makes a one-time key for `peer` and returns our signed offer (with `reset`:
+    /// the peer should drop its sessions with us). Written, not flushed (persist,
+    /// then queue the offer, then flush: both or neither survive).
+    pub fn offer(&mut self, identity: &Identity, peer: &PeerId, reset: bool) -> Result<Offer, RatchetError> {
         let created = self.account.generate_one_time_keys(1).created;
         let one_time = created.first().ok_or_else(|| RatchetError::State("no one-time key made".into()))?.to_bytes();
         self.account.mark_keys_as_published();
@@ -229,19 +243,31 @@ impl Ratchets {
         let own = self.identity_key();
         self.peer(peer)?.offered = true;
         self.dirty.insert(*peer);
-        Ok(Offer { identity: own, signature: identity.sign(&identity_signed(&own)), one_time })
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let issued_us = now_us.max(self.last_issued_us.saturating_add(1));
+        self.last_issued_us = issued_us;
+        let mut offer = Offer { identity: own, signature: [0; 64], one_time, reset, issued_us };
+        offer.signature = identity.sign(&offer_signed(&offer));
+        Ok(offer)
     }
 
-    /// Takes `peer`'s offer (checking its signature): see [`Learned`].
-    pub fn learn(&mut self, peer: &PeerId, offer: &Offer, reset: bool) -> Result<Learned, RatchetError> {
-        identity::verify_signature(peer, &identity_signed(&offer.identity), &offer.signature).map_err(|_| RatchetError::Forged)?;
+    /// Takes `peer`'s offer (checking its signature and that it is newer than the
+    /// last one taken): see [`Learned`].
+    pub fn learn(&mut self, peer: &PeerId, offer: &Offer) -> Result<Learned, RatchetError> {
+        identity::verify_signature(peer, &offer_signed(offer), &offer.signature).map_err(|_| RatchetError::Forged)?;
         let state = self.peer(peer)?;
+        if offer.issued_us <= state.offer_us {
+            return Ok(Learned::Stale);
+        }
+        state.offer_us = offer.issued_us;
         let learned = match state.identity {
             Some(pinned) if pinned != offer.identity => {
                 state.sessions.clear();
                 Learned::IdentityChanged
             }
-            _ if reset => {
+            _ if offer.reset => {
                 state.sessions.clear();
                 Learned::Prekey
             }
@@ -251,13 +277,13 @@ impl Ratchets {
         if learned != Learned::Ignored {
             state.identity = Some(offer.identity);
             state.prekey = Some(offer.one_time);
-            if reset || learned == Learned::IdentityChanged {
+            if offer.reset || learned == Learned::IdentityChanged {
                 // Its state is new: whatever keys we offered it before are gone with
                 // the old state, so it gets new ones.
                 state.offered = false;
             }
-            self.dirty.insert(*peer);
         }
+        self.dirty.insert(*peer);
         Ok(learned)
     }
 
@@ -440,6 +466,7 @@ impl Ratchets {
                 sessions: s.sessions.iter().map(Session::pickle).collect(),
                 offered: s.offered,
                 since_ms: s.since_ms,
+                offer_us: s.offer_us,
             };
             let key = peer_key(&peer);
             let plain = Zeroizing::new(wire::encode(&record).map_err(state)?);
@@ -486,6 +513,7 @@ impl Ratchets {
             sessions: r.sessions.into_iter().map(Session::from_pickle).collect(),
             offered: r.offered,
             since_ms: r.since_ms,
+            offer_us: r.offer_us,
         })
     }
 
@@ -507,8 +535,9 @@ fn load_account(key: &[u8; 32], bytes: &[u8]) -> Result<Account, RatchetError> {
     Ok(Account::from_pickle(pickle))
 }
 
-fn identity_signed(key: &[u8; 32]) -> Vec<u8> {
-    [IDENTITY_DOMAIN, key.as_slice()].concat()
+/// What an offer's signature covers: every field but the signature.
+fn offer_signed(offer: &Offer) -> Vec<u8> {
+    [OFFER_DOMAIN, &offer.identity, &offer.one_time, &[u8::from(offer.reset)], &offer.issued_us.to_be_bytes()].concat()
 }
 
 fn peer_key(peer: &PeerId) -> Vec<u8> {

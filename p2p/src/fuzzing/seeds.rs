@@ -218,7 +218,7 @@ fn payloads() -> Vec<Payload> {
         Payload::GroupSync { group, heads: vec![OpId([4; 32])] },
         Payload::GroupKey { group, generation: 2, index: 9, key: [6; 32] },
         Payload::Profile { signed: signed_profile() },
-        Payload::Prekeys { identity: [8; 32], signature: [9; 64], one_time: [10; 32], reset: false },
+        Payload::Prekeys { identity: [8; 32], signature: [9; 64], one_time: [10; 32], reset: false, issued_us: 1_700_000_000_000_000 },
         Payload::Ratcheted { kind: crate::ratchet::NORMAL_MESSAGE, body: vec![3; 64] },
     ]
 }

@@ -449,17 +449,17 @@ impl Inbound<'_> {
                     Err(super::profiles::ReceiveError::Store(e)) => Err(e),
                 }
             }
-            Payload::Prekeys { identity, signature, one_time, reset } => {
+            Payload::Prekeys { identity, signature, one_time, reset, issued_us } => {
                 let Some(c) = contact.filter(|c| matches!(c.state, ContactState::Accepted | ContactState::PendingOut)) else {
                     // A stranger's keys start nothing: taken and dropped.
                     return Ok(Step::Done(DmResult::Stored));
                 };
-                match self.ratchets.learn(&sender, &Offer { identity, signature, one_time }, reset) {
+                match self.ratchets.learn(&sender, &Offer { identity, signature, one_time, reset, issued_us }) {
                     Ok(Learned::IdentityChanged) => {
                         self.key_changed(c, (sender_e2e, binding), outcome)?;
                     }
                     Ok(Learned::Prekey) => outcome.touched.push(sender),
-                    Ok(Learned::Ignored) => {}
+                    Ok(Learned::Ignored | Learned::Stale) => {}
                     Err(RatchetError::Forged) => return Ok(Step::Done(DmResult::Rejected(RejectReason::Forged))),
                     Err(e) => return Err(OpError::NotAllowed(format!("keeping a contact's ratchet keys: {e}"))),
                 }

@@ -24,8 +24,8 @@ impl Side {
 
     /// `self` learns `other`'s offer.
     fn learns_from(&mut self, other: &mut Side, reset: bool) -> Learned {
-        let offer = other.ratchets.offer(&other.identity, &self.peer).unwrap();
-        self.ratchets.learn(&other.peer, &offer, reset).unwrap()
+        let offer = other.ratchets.offer(&other.identity, &self.peer, reset).unwrap();
+        self.ratchets.learn(&other.peer, &offer).unwrap()
     }
 
     fn seal(&mut self, to: &Side, text: &str) -> (u8, Vec<u8>) {
@@ -219,9 +219,16 @@ fn a_reset_device_offers_new_keys_and_the_conversation_goes_on() {
 fn offers_are_signed_and_a_session_is_kept_against_an_offer_without_reset() {
     let (mut alice, mut bob) = pair();
     let mallory = Side::new();
-    let mut forged = bob.ratchets.offer(&bob.identity, &alice.peer).unwrap();
-    forged.signature = mallory.identity.sign(&identity_signed(&forged.identity));
-    assert!(matches!(alice.ratchets.learn(&bob.peer, &forged, true), Err(RatchetError::Forged)));
+    let mut forged = bob.ratchets.offer(&bob.identity, &alice.peer, true).unwrap();
+    forged.signature = mallory.identity.sign(&offer_signed(&forged));
+    assert!(matches!(alice.ratchets.learn(&bob.peer, &forged), Err(RatchetError::Forged)));
+    // Every field is signed: Bob's own offer with another one-time key, or turned
+    // into a reset, does not verify.
+    let genuine = bob.ratchets.offer(&bob.identity, &alice.peer, false).unwrap();
+    let swapped = Offer { one_time: [9; 32], ..genuine.clone() };
+    assert!(matches!(alice.ratchets.learn(&bob.peer, &swapped), Err(RatchetError::Forged)));
+    let made_reset = Offer { reset: true, ..genuine.clone() };
+    assert!(matches!(alice.ratchets.learn(&bob.peer, &made_reset), Err(RatchetError::Forged)));
 
     let m = alice.seal(&bob, "hi");
     bob.open(&alice, &m).unwrap();
@@ -276,4 +283,25 @@ fn a_message_held_for_a_retry_opens_again_and_once_recorded_is_a_copy() {
     bob.ratchets.record(copy_digest(*kind, body));
     bob.ratchets.persist(NOW).unwrap();
     assert!(matches!(bob.ratchets.open(&alice.peer, *kind, body, NOW), Err(RatchetError::Duplicate)));
+}
+
+#[test]
+fn a_replayed_or_older_offer_changes_nothing() {
+    let (mut alice, mut bob) = (Side::new(), Side::new());
+    let first = bob.ratchets.offer(&bob.identity, &alice.peer, false).unwrap();
+    let reset = bob.ratchets.offer(&bob.identity, &alice.peer, true).unwrap();
+    assert!(reset.issued_us > first.issued_us);
+    assert_eq!(alice.ratchets.learn(&bob.peer, &reset).unwrap(), Learned::Prekey);
+    let m = alice.seal(&bob, "hi");
+    bob.open(&alice, &m).unwrap();
+    // A relay replays the reset, or delivers the older offer late: nothing changes,
+    // the running session stays.
+    assert_eq!(alice.ratchets.learn(&bob.peer, &reset).unwrap(), Learned::Stale);
+    assert_eq!(alice.ratchets.learn(&bob.peer, &first).unwrap(), Learned::Stale);
+    let next = alice.seal(&bob, "still the same session");
+    assert_eq!(next.0, PRE_KEY_MESSAGE, "no reply yet, so still a pre-key message of the first session");
+    assert_eq!(bob.open(&alice, &next).unwrap(), "still the same session");
+    // Also after a restart (the newest offer taken is kept).
+    alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap();
+    assert_eq!(alice.ratchets.learn(&bob.peer, &reset).unwrap(), Learned::Stale);
 }

@@ -27,7 +27,7 @@ impl Actor {
     /// [`Actor::ratchet_durable`] flushes both before anything sealed after them
     /// leaves. Returns whether an offer was queued.
     pub(super) fn offer_ratchet_keys(&mut self, peer: PeerId, reset: bool) -> bool {
-        let offer = match self.ratchets.offer(&self.config.identity, &peer) {
+        let offer = match self.ratchets.offer(&self.config.identity, &peer, reset) {
             Ok(offer) => offer,
             Err(e) => {
                 tracing::error!(%peer, error = %e, "making ratchet keys for a contact failed");
@@ -41,7 +41,13 @@ impl Actor {
             self.ratchets.rollback();
             return false;
         }
-        let payload = Payload::Prekeys { identity: offer.identity, signature: offer.signature, one_time: offer.one_time, reset };
+        let payload = Payload::Prekeys {
+            identity: offer.identity,
+            signature: offer.signature,
+            one_time: offer.one_time,
+            reset: offer.reset,
+            issued_us: offer.issued_us,
+        };
         let entry = payload.encode().map_err(ops::OpError::from).and_then(|payload| {
             let now = ops::now_ms();
             let entry = OutboxEntry {
