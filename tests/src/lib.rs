@@ -487,6 +487,21 @@ pub fn connected_pair() -> (Peer, Peer) {
     (alice, bob)
 }
 
+/// Alice and Bob, both pinning every relay of `relays`, running, mutual contacts.
+pub fn pair_pinning(relays: &[&Relay]) -> (Peer, Peer) {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    for peer in [&alice, &bob] {
+        for relay in relays {
+            peer.ok(&["relay", "add", &relay.addr()]);
+        }
+    }
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    (alice, bob)
+}
+
 /// Make `a` and `b` (both running) mutual contacts through `a`'s invite; `b` calls
 /// `a` by `a.name` and `a` calls `b` by `b.name` (the announced display names).
 pub fn connect(a: &Peer, b: &Peer) {

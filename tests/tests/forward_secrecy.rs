@@ -18,24 +18,10 @@ use kith_p2p::ratchet::{RatchetError, Ratchets};
 use kith_relay::mailbox::{MailboxLimits, MailboxStore};
 use kith_storage::Store;
 use kith_tests::raw::{RawPeer, identity_of};
-use kith_tests::{Peer, Relay, connect, wait_until};
+use kith_tests::{Peer, Relay, pair_pinning, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn pinned_pair(relays: &[&Relay]) -> (Peer, Peer) {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    for peer in [&alice, &bob] {
-        for relay in relays {
-            peer.ok(&["relay", "add", &relay.addr()]);
-        }
-    }
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
-    (alice, bob)
-}
 
 /// Sends `text` from `from` to `to` and waits until `from` sees it delivered.
 fn delivered(from: &Peer, to: &str, text: &str) {
@@ -125,7 +111,7 @@ fn texts_of(history: &[Value]) -> Vec<String> {
 fn the_receivers_keys_and_database_taken_after_reading_open_none_of_the_captured_messages() {
     let mut relay = Relay::new("");
     relay.start();
-    let (alice, mut bob) = pinned_pair(&[&relay]);
+    let (alice, mut bob) = pair_pinning(&[&relay]);
     round_trip(&alice, &bob, "warm-up");
 
     bob.stop();
@@ -154,7 +140,7 @@ fn the_receivers_keys_and_database_taken_after_reading_open_none_of_the_captured
 fn one_round_trip_locks_a_copied_state_out_of_later_messages() {
     let mut relay = Relay::new("");
     relay.start();
-    let (alice, mut bob) = pinned_pair(&[&relay]);
+    let (alice, mut bob) = pair_pinning(&[&relay]);
     round_trip(&alice, &bob, "warm-up");
 
     // The attacker copies Bob's whole home: keystore, database, ratchet state.
@@ -185,7 +171,7 @@ fn fifty_messages_through_two_relays_and_directly_at_once_open_exactly_once() {
     for r in &mut relays {
         r.start();
     }
-    let (alice, mut bob) = pinned_pair(&[&relays[0], &relays[1]]);
+    let (alice, mut bob) = pair_pinning(&[&relays[0], &relays[1]]);
     round_trip(&alice, &bob, "warm-up");
 
     // Half while Bob is away: deposited to both relays (copies of one envelope).
@@ -215,7 +201,7 @@ fn fifty_messages_through_two_relays_and_directly_at_once_open_exactly_once() {
 fn a_contacts_payloads_sealed_without_the_ratchet_are_refused_once_its_grace_is_over() {
     let mut relay = Relay::new("");
     relay.start();
-    let (alice, mut bob) = pinned_pair(&[&relay]);
+    let (alice, mut bob) = pair_pinning(&[&relay]);
     // Before Alice's first ratcheted message, the old way is open (migration: mail
     // sealed before the upgrade still opens).
     // A fresh client per send (Bob restarts in between), sealing as Alice.
@@ -247,7 +233,7 @@ fn a_contacts_payloads_sealed_without_the_ratchet_are_refused_once_its_grace_is_
 fn a_node_that_lost_its_ratchet_state_gets_new_sessions_and_nothing_sent_is_lost() {
     let mut relay = Relay::new("");
     relay.start();
-    let (alice, mut bob) = pinned_pair(&[&relay]);
+    let (alice, mut bob) = pair_pinning(&[&relay]);
     round_trip(&alice, &bob, "warm-up");
 
     // Bob's ratchet state is gone (a restore from an old copy, a wiped tree): same

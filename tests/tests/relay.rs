@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use kith_tests::{Peer, Relay, connect, contains_bytes, files_under, wait_until};
+use kith_tests::{Peer, Relay, connect, contains_bytes, files_under, pair_pinning, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -21,20 +21,6 @@ fn texts(history: &[Value]) -> Vec<String> {
 }
 
 /// Two peers that pin `relays`, are mutual contacts, and are both running.
-fn pair_pinning(relays: &[&Relay]) -> (Peer, Peer) {
-    let mut alice = Peer::init("Alice");
-    let mut bob = Peer::init("Bob");
-    for peer in [&alice, &bob] {
-        for relay in relays {
-            peer.ok(&["relay", "add", &relay.addr()]);
-        }
-    }
-    alice.start(&[]);
-    bob.start(&[]);
-    connect(&alice, &bob);
-    (alice, bob)
-}
-
 #[test]
 fn never_online_together_delivery_through_a_relay() {
     let mut relay = Relay::new("");
