@@ -165,6 +165,10 @@ pub(crate) enum Command {
     /// your contacts' profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Your end-to-end encryption key: show it, or rotate it (contacts are told; the
+    /// old key still opens mail sent to it for 35 days, then it is wiped).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Pin relays that hold your mail while you are offline (two or more recommended).
     #[command(subcommand)]
     Relay(RelayCommand),
@@ -253,6 +257,18 @@ pub(crate) enum ProfileCommand {
     Set(ProfileSetArgs),
     /// Show your profile, or a contact's as they last sent it.
     Show(ProfileShowArgs),
+}
+
+/// `kith keys ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// The key in use (its version and when its signature expires) and the keys
+    /// rotated out that still open mail.
+    Show(JsonFlag),
+    /// Take a new key into use and tell every contact (through relays for those
+    /// offline). Contacts see it as a key change; a contact who verified you is
+    /// held until they verify you again.
+    Rotate(JsonFlag),
 }
 
 /// Arguments of `kith profile set`.

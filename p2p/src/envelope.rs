@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use snow::{StatelessTransportState, params::NoiseParams};
 
 use crate::{
-    identity::{Identity, PublicIdentity, wipe},
+    identity::{Binding, Identity, PublicIdentity, wipe},
     wire::{self, WireError},
 };
 
@@ -235,7 +235,7 @@ pub struct Opened {
     pub sender_e2e: [u8; 32],
     /// The signature binding `sender_e2e` to `sender` (verified), so the receiver can
     /// vouch for the pair to third parties (e.g. in a group member card).
-    pub sender_binding: [u8; 64],
+    pub sender_binding: Binding,
     /// The message.
     pub plaintext: Vec<u8>,
     /// Session id: `blake3(hs)`. Together with `nonce` it identifies the envelope's
@@ -279,13 +279,34 @@ struct EnvelopeRef<'a> {
     chunks: &'a [Vec<u8>],
 }
 
-/// The handshake payload: who the sender claims to be.
+/// The handshake payload: who the sender claims to be. The key's version and expiry
+/// (`kv`, `kx`) are left out for an unversioned binding, which then encodes as
+/// before they existed.
 #[derive(Serialize, Deserialize)]
 struct HandshakePayload {
     #[serde(with = "wire::bytes")]
     peer_id: Vec<u8>,
     #[serde(with = "wire::byte_array")]
     binding: [u8; 64],
+    #[serde(default, rename = "kv", skip_serializing_if = "wire::is_zero")]
+    key_version: u64,
+    #[serde(default, rename = "kx", skip_serializing_if = "wire::is_zero")]
+    key_expires_ms: u64,
+}
+
+impl HandshakePayload {
+    fn of(peer_id: &PeerId, binding: &Binding) -> HandshakePayload {
+        HandshakePayload {
+            peer_id: peer_id.to_bytes(),
+            binding: binding.signature,
+            key_version: binding.version,
+            key_expires_ms: binding.expires_ms,
+        }
+    }
+
+    fn binding(&self) -> Binding {
+        Binding { version: self.key_version, expires_ms: self.key_expires_ms, signature: self.binding }
+    }
 }
 
 /// Seals messages from one identity, keeping a session per recipient.
@@ -294,7 +315,7 @@ struct HandshakePayload {
 pub struct Sealer {
     local_secret: [u8; 32],
     peer_id: PeerId,
-    binding: [u8; 64],
+    binding: Binding,
     config: SealerConfig,
     sessions: HashMap<[u8; 32], SendSession>,
 }
@@ -375,10 +396,7 @@ impl Sealer {
         let mut session = match self.sessions.remove(recipient_e2e) {
             Some(s) if !s.exhausted(&self.config, chunk_count_u64, now) => s,
             _ => {
-                let payload = wire::encode(&HandshakePayload {
-                    peer_id: self.peer_id.to_bytes(),
-                    binding: self.binding,
-                })
+                let payload = wire::encode(&HandshakePayload::of(&self.peer_id, &self.binding))
                 .map_err(|e| SealError::Encode(e.to_string()))?;
                 let s = start_session(&self.local_secret, &payload, recipient_e2e, now)?;
                 let id = blake3::hash(&s.hs);
@@ -448,7 +466,7 @@ pub fn seal_forged(
     recipient_e2e: &[u8; 32],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, SealError> {
-    let payload = wire::encode(&HandshakePayload { peer_id: claimed.peer_id.to_bytes(), binding: claimed.binding })
+    let payload = wire::encode(&HandshakePayload::of(&claimed.peer_id, &claimed.binding))
         .map_err(|e| SealError::Encode(e.to_string()))?;
     let session = start_session(&noise_key.x25519_secret(), &payload, recipient_e2e, Instant::now())?;
     let chunk_count = plaintext.len().div_ceil(CHUNK_PLAINTEXT_LEN).max(1);
@@ -536,6 +554,8 @@ fn chunk_flags(index: usize, count: usize) -> u8 {
 /// `Send`, so it can live inside the node actor.
 pub struct Opener {
     local_secret: [u8; 32],
+    /// Earlier E2E secrets still opened (see [`Opener::with_retired`]).
+    retired: Vec<zeroize::Zeroizing<[u8; 32]>>,
     capacity: usize,
     sessions: HashMap<[u8; 32], RecvSession>,
     /// Session ids in insertion order (oldest first), each exactly once; evicting from
@@ -547,7 +567,7 @@ struct RecvSession {
     transport: StatelessTransportState,
     sender: PeerId,
     sender_e2e: [u8; 32],
-    sender_binding: [u8; 64],
+    sender_binding: Binding,
 }
 
 impl fmt::Debug for Opener {
@@ -572,10 +592,18 @@ impl Opener {
     pub fn new(identity: &Identity, cache_capacity: usize) -> Opener {
         Opener {
             local_secret: identity.x25519_secret(),
+            retired: Vec::new(),
             capacity: cache_capacity,
             sessions: HashMap::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// Also opens envelopes sealed to these earlier E2E secrets of ours (keys rotated
+    /// out whose mail may still be in relays), tried in order after the current one.
+    pub fn with_retired(mut self, secrets: Vec<[u8; 32]>) -> Opener {
+        self.retired = secrets.into_iter().map(zeroize::Zeroizing::new).collect();
+        self
     }
 
     /// Authenticates and decrypts an envelope.
@@ -595,7 +623,14 @@ impl Opener {
         if let Some(session) = self.sessions.get(&session_id) {
             return decrypt(session, session_id, &env);
         }
-        let session = accept_session(&self.local_secret, &env.hs)?;
+        let mut accepted = accept_session(&self.local_secret, &env.hs);
+        for retired in &self.retired {
+            if !matches!(accepted, Err(OpenError::Decrypt)) {
+                break;
+            }
+            accepted = accept_session(retired, &env.hs);
+        }
+        let session = accepted?;
         tracing::trace!(
             sender = %session.sender,
             session = %Hex(&session_id[..8]),
@@ -691,10 +726,11 @@ fn accept_session(local_secret: &[u8; 32], hs: &[u8]) -> Result<RecvSession, Ope
         .map_err(|e| OpenError::Malformed(format!("handshake payload: {e}")))?;
     let sender = PeerId::from_bytes(&claimed.peer_id)
         .map_err(|e| OpenError::Malformed(format!("handshake peer id: {e}")))?;
+    let binding = claimed.binding();
     PublicIdentity {
         peer_id: sender,
         e2e_public: sender_e2e,
-        binding: claimed.binding,
+        binding,
     }
     .verify()
     .map_err(|_| OpenError::BadBinding)?;
@@ -708,7 +744,7 @@ fn accept_session(local_secret: &[u8; 32], hs: &[u8]) -> Result<RecvSession, Ope
         transport,
         sender,
         sender_e2e,
-        sender_binding: claimed.binding,
+        sender_binding: binding,
     })
 }
 
@@ -805,6 +841,28 @@ mod tests {
             chunks: &env.chunks,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_retired_key_still_opens_what_was_sealed_to_it_and_the_binding_travels() {
+        let alice = Identity::generate().with_e2e([1; 32], 5, 1_000_000);
+        let bob_old = Identity::generate();
+        let bob_new = bob_old.with_e2e([2; 32], 10, 2_000_000);
+        let mut sealer = Sealer::new(&alice, SealerConfig::default());
+        let to_old = sealer.seal(&bob_old.e2e_public(), b"to the old key").unwrap();
+        let to_new = sealer.seal(&bob_new.e2e_public(), b"to the new key").unwrap();
+
+        let mut current_only = Opener::new(&bob_new, 0);
+        assert!(matches!(current_only.open(&to_old), Err(OpenError::Decrypt)));
+        let mut with_retired = Opener::new(&bob_new, 0).with_retired(vec![bob_old.x25519_secret()]);
+        let opened = with_retired.open(&to_old).unwrap();
+        assert_eq!(opened.plaintext, b"to the old key");
+        assert_eq!(opened.sender_binding, alice.binding(), "version and expiry come with the sender's key");
+        assert_eq!(with_retired.open(&to_new).unwrap().plaintext, b"to the new key");
+        // Someone else's key still fails as before.
+        let stranger = Identity::generate();
+        let mut other = Opener::new(&stranger, 0).with_retired(vec![[3; 32]]);
+        assert!(matches!(other.open(&to_old), Err(OpenError::Decrypt)));
     }
 
     #[test]
@@ -959,10 +1017,7 @@ mod tests {
         let mallory = Identity::generate();
         // Mallory's Noise key, claiming Alice's peer id with Alice's real binding
         // (which binds Alice's E2E key, not Mallory's).
-        let claim = wire::encode(&HandshakePayload {
-            peer_id: alice.peer_id().to_bytes(),
-            binding: alice.binding(),
-        })
+        let claim = wire::encode(&HandshakePayload::of(&alice.peer_id(), &alice.binding()))
         .unwrap();
         let env = seal_with_payload(
             &mallory.x25519_secret(),
@@ -976,10 +1031,7 @@ mod tests {
         ));
 
         // Claiming Alice's peer id with Mallory's own binding: signed by the wrong key.
-        let claim = wire::encode(&HandshakePayload {
-            peer_id: alice.peer_id().to_bytes(),
-            binding: mallory.binding(),
-        })
+        let claim = wire::encode(&HandshakePayload::of(&alice.peer_id(), &mallory.binding()))
         .unwrap();
         let env = seal_with_payload(&mallory.x25519_secret(), &claim, &bob.e2e_public(), b"hi");
         assert!(matches!(
@@ -1000,10 +1052,7 @@ mod tests {
         ));
 
         // Mallory's honest claim works, as Mallory.
-        let claim = wire::encode(&HandshakePayload {
-            peer_id: mallory.peer_id().to_bytes(),
-            binding: mallory.binding(),
-        })
+        let claim = wire::encode(&HandshakePayload::of(&mallory.peer_id(), &mallory.binding()))
         .unwrap();
         let env = seal_with_payload(&mallory.x25519_secret(), &claim, &bob.e2e_public(), b"hi");
         assert_eq!(

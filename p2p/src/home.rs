@@ -84,6 +84,12 @@ impl Home {
         self.root.join("identity.key")
     }
 
+    /// The end-to-end key ring, sealed for the identity: `e2e-keys` (see
+    /// [`crate::keyring`]).
+    pub fn key_ring_path(&self) -> PathBuf {
+        self.root.join(crate::keyring::FILE_NAME)
+    }
+
     /// The node's database directory: `db`.
     pub fn db_path(&self) -> PathBuf {
         self.root.join("db")

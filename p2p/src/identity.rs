@@ -7,9 +7,14 @@
 //! ([`ed25519_public`], [`verify_signature`]).
 //!
 //! The X25519 key is separate so it can be rotated without changing who the user is.
-//! It is tied to the identity by the *binding*: an Ed25519 signature over
-//! [`BINDING_CONTEXT`] ‖ the X25519 public key. [`PublicIdentity`] carries the three
-//! public parts and [`PublicIdentity::verify`] checks the binding.
+//! It is tied to the identity by the *binding* ([`Binding`]): an Ed25519 signature over
+//! [`BINDING_CONTEXT_V2`] ‖ the X25519 public key ‖ the key's version ‖ its expiry
+//! (both u64, big-endian). The version is the time the key was taken into use (ms), so
+//! a later key always has a higher one and an older binding cannot displace a newer
+//! one ([`key_update`]). Bindings made before versions existed sign
+//! [`BINDING_CONTEXT`] ‖ the key alone and count as version 0 that never expires.
+//! [`PublicIdentity`] carries the three public parts and [`PublicIdentity::verify`]
+//! checks the binding.
 //!
 //! [`Fingerprint`]s are short, human-comparable digit strings derived from the Ed25519
 //! public key; [`safety_number`] combines two of them so both users of a pair compare
@@ -27,6 +32,17 @@ use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
 /// Prefixed to the signed message so a binding can never be confused with any other
 /// signature made by the same key (peer records, challenges, …).
 pub const BINDING_CONTEXT: &[u8] = b"kith/e2e-binding/v1";
+
+/// Context of a versioned binding, which also signs the key's version and expiry.
+pub const BINDING_CONTEXT_V2: &[u8] = b"kith/e2e-binding/v2";
+
+/// How long a binding is valid after it is signed: a node signs its key again when
+/// less than half of this is left, so a key it stopped using stops being accepted
+/// from anyone else within this time.
+pub const BINDING_LIFETIME_MS: u64 = 180 * 24 * 3600 * 1000;
+
+/// Clock difference between two nodes tolerated when judging an expiry.
+pub const CLOCK_SKEW_MS: u64 = 24 * 3600 * 1000;
 
 /// Domain tag hashed into every fingerprint round, so the digits cannot collide with
 /// any other BLAKE3 use of the same public key.
@@ -68,6 +84,9 @@ pub enum IdentityError {
 pub struct Identity {
     signing: SigningKey,
     e2e: StaticSecret,
+    /// The E2E key's version and binding expiry (both 0: an unversioned binding).
+    e2e_version: u64,
+    e2e_expires_ms: u64,
 }
 
 impl fmt::Debug for Identity {
@@ -103,7 +122,30 @@ impl Identity {
         Identity {
             signing: SigningKey::from_bytes(&ed25519_seed),
             e2e: StaticSecret::from(x25519_secret),
+            e2e_version: 0,
+            e2e_expires_ms: 0,
         }
+    }
+
+    /// This identity with `x25519_secret` as its E2E key, bound at `version` until
+    /// `expires_ms` (see [`Binding`]). The Ed25519 key, and so the user, is the same.
+    pub fn with_e2e(&self, x25519_secret: [u8; 32], version: u64, expires_ms: u64) -> Identity {
+        Identity {
+            signing: self.signing.clone(),
+            e2e: StaticSecret::from(x25519_secret),
+            e2e_version: version,
+            e2e_expires_ms: expires_ms,
+        }
+    }
+
+    /// The E2E key's version (0 for an unversioned binding).
+    pub fn e2e_version(&self) -> u64 {
+        self.e2e_version
+    }
+
+    /// When the E2E key's binding expires, ms since the epoch (0: never, unversioned).
+    pub fn e2e_expires_ms(&self) -> u64 {
+        self.e2e_expires_ms
     }
 
     /// The Ed25519 secret seed. Secret: for the keystore only.
@@ -146,10 +188,11 @@ impl Identity {
         self.signing.sign(msg).to_bytes()
     }
 
-    /// The signature binding the E2E key to this identity:
-    /// `sign(BINDING_CONTEXT ‖ e2e_public)`.
-    pub fn binding(&self) -> [u8; 64] {
-        self.sign(&binding_message(&self.e2e_public()))
+    /// The binding of the E2E key to this identity, at the key's version and expiry.
+    pub fn binding(&self) -> Binding {
+        let (version, expires_ms) = (self.e2e_version, self.e2e_expires_ms);
+        let signature = self.sign(&binding_message(&self.e2e_public(), version, expires_ms));
+        Binding { version, expires_ms, signature }
     }
 
     /// The public half: peer id, E2E public key and binding. Always verifies.
@@ -174,20 +217,18 @@ pub struct PublicIdentity {
     pub peer_id: PeerId,
     /// The X25519 public key for end-to-end encryption.
     pub e2e_public: [u8; 32],
-    /// Ed25519 signature by `peer_id`'s key over [`BINDING_CONTEXT`] ‖ `e2e_public`.
-    pub binding: [u8; 64],
+    /// Signature by `peer_id`'s key over `e2e_public` with its version and expiry.
+    pub binding: Binding,
 }
 
 impl PublicIdentity {
     /// Checks that `binding` is a valid signature by `peer_id`'s Ed25519 key over
-    /// [`BINDING_CONTEXT`] ‖ `e2e_public`. Only after this succeeds may `e2e_public`
-    /// be used to encrypt to `peer_id`.
+    /// `e2e_public`, its version and its expiry. Only after this succeeds may
+    /// `e2e_public` be used to encrypt to `peer_id`. Does not judge the expiry (see
+    /// [`key_update`]): an envelope sealed long ago still shows who sealed it.
     pub fn verify(&self) -> Result<(), IdentityError> {
-        verify_signature(
-            &self.peer_id,
-            &binding_message(&self.e2e_public),
-            &self.binding,
-        )
+        let b = &self.binding;
+        verify_signature(&self.peer_id, &binding_message(&self.e2e_public, b.version, b.expires_ms), &b.signature)
     }
 
     /// The fingerprint of `peer_id`.
@@ -196,11 +237,112 @@ impl PublicIdentity {
     }
 }
 
-fn binding_message(e2e_public: &[u8; 32]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(BINDING_CONTEXT.len() + e2e_public.len());
-    msg.extend_from_slice(BINDING_CONTEXT);
-    msg.extend_from_slice(e2e_public);
+/// What a binding signs: the unversioned form for version 0 without expiry.
+fn binding_message(e2e_public: &[u8; 32], version: u64, expires_ms: u64) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(BINDING_CONTEXT_V2.len() + e2e_public.len() + 16);
+    if version == 0 && expires_ms == 0 {
+        msg.extend_from_slice(BINDING_CONTEXT);
+        msg.extend_from_slice(e2e_public);
+    } else {
+        msg.extend_from_slice(BINDING_CONTEXT_V2);
+        msg.extend_from_slice(e2e_public);
+        msg.extend_from_slice(&version.to_be_bytes());
+        msg.extend_from_slice(&expires_ms.to_be_bytes());
+    }
     msg
+}
+
+/// The signature that binds an E2E key to an identity, with the key's version and
+/// the binding's expiry. `version` and `expires_ms` both 0 is an unversioned
+/// binding (kith before key rotation): version 0, never expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// When the key was taken into use, ms since the epoch: a newer key has a higher one.
+    pub version: u64,
+    /// After this (ms since the epoch) the binding no longer vouches for the key.
+    pub expires_ms: u64,
+    /// Ed25519 signature over [`BINDING_CONTEXT_V2`] ‖ key ‖ version ‖ expiry (or the
+    /// unversioned [`BINDING_CONTEXT`] ‖ key).
+    pub signature: [u8; 64],
+}
+
+impl Binding {
+    /// Length of [`Binding::to_bytes`] for a versioned binding (an unversioned one is
+    /// the 64-byte signature alone).
+    pub const VERSIONED_LEN: usize = 64 + 16;
+
+    /// An unversioned binding: the signature alone.
+    pub fn unversioned(signature: [u8; 64]) -> Binding {
+        Binding { version: 0, expires_ms: 0, signature }
+    }
+
+    /// Whether this binding has expired at `now_ms`, allowing [`CLOCK_SKEW_MS`]. An
+    /// unversioned binding never expires.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_ms != 0 && now_ms > self.expires_ms.saturating_add(CLOCK_SKEW_MS)
+    }
+
+    /// Stored form: the signature, then version and expiry (big-endian) unless both are 0.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.signature.to_vec();
+        if self.version != 0 || self.expires_ms != 0 {
+            out.extend_from_slice(&self.version.to_be_bytes());
+            out.extend_from_slice(&self.expires_ms.to_be_bytes());
+        }
+        out
+    }
+
+    /// Reads [`Binding::to_bytes`]; `None` for any other length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Binding> {
+        let signature: [u8; 64] = bytes.get(..64)?.try_into().ok()?;
+        match bytes.len() {
+            64 => Some(Binding::unversioned(signature)),
+            Self::VERSIONED_LEN => Some(Binding {
+                version: u64::from_be_bytes(bytes[64..72].try_into().ok()?),
+                expires_ms: u64::from_be_bytes(bytes[72..80].try_into().ok()?),
+                signature,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What a verified binding for a peer means next to the key we hold for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUpdate {
+    /// No key held for the peer yet: take this one.
+    New,
+    /// The key we hold; `renewed` when this binding is newer (a later expiry or
+    /// version) and should replace the stored one.
+    Same {
+        /// Whether to store this binding instead of the held one.
+        renewed: bool,
+    },
+    /// Another key, at least as new as the held one: a key change, shown to the user.
+    Changed,
+    /// Another key with a lower version than the held one: an old key replayed
+    /// (possibly by someone who stole it). Refused.
+    Stale,
+    /// The binding has expired. Refused.
+    Expired,
+}
+
+/// Judges a verified binding of `key` against the key and binding held for the peer
+/// (`None`: none held; a held binding that does not read counts as unversioned).
+pub fn key_update(held: Option<([u8; 32], Option<Binding>)>, key: &[u8; 32], binding: &Binding, now_ms: u64) -> KeyUpdate {
+    if binding.is_expired(now_ms) {
+        return KeyUpdate::Expired;
+    }
+    let Some((held_key, held_binding)) = held else { return KeyUpdate::New };
+    let held_binding = held_binding.unwrap_or(Binding::unversioned([0; 64]));
+    if held_key == *key {
+        let renewed = (binding.version, binding.expires_ms) > (held_binding.version, held_binding.expires_ms);
+        return KeyUpdate::Same { renewed };
+    }
+    if binding.version < held_binding.version {
+        return KeyUpdate::Stale;
+    }
+    KeyUpdate::Changed
 }
 
 /// Extracts the Ed25519 public key from a peer id.
@@ -382,7 +524,7 @@ mod tests {
         public.verify().unwrap();
 
         let mut bad_sig = public.clone();
-        bad_sig.binding[10] ^= 1;
+        bad_sig.binding.signature[10] ^= 1;
         assert!(matches!(bad_sig.verify(), Err(IdentityError::BadSignature)));
 
         let mut bad_key = public.clone();
@@ -398,8 +540,56 @@ mod tests {
 
         // A plain signature over the key without the context is not a binding.
         let mut no_context = id.public();
-        no_context.binding = id.sign(&id.e2e_public());
+        no_context.binding = Binding::unversioned(id.sign(&id.e2e_public()));
         assert!(no_context.verify().is_err());
+    }
+
+    #[test]
+    fn a_versioned_binding_signs_its_version_and_expiry() {
+        let id = Identity::generate().with_e2e([5; 32], 1_000, 2_000);
+        let public = id.public();
+        assert_eq!((public.binding.version, public.binding.expires_ms), (1_000, 2_000));
+        public.verify().unwrap();
+        for tamper in [|b: &mut Binding| b.version += 1, |b: &mut Binding| b.expires_ms += 1, |b: &mut Binding| b.version = 0] {
+            let mut changed = public.clone();
+            tamper(&mut changed.binding);
+            assert!(matches!(changed.verify(), Err(IdentityError::BadSignature)));
+        }
+        // Stripped of its version and expiry it is not an unversioned binding either.
+        let mut stripped = public.clone();
+        stripped.binding = Binding::unversioned(public.binding.signature);
+        assert!(stripped.verify().is_err());
+        // Stored and read back.
+        assert_eq!(Binding::from_bytes(&public.binding.to_bytes()), Some(public.binding));
+        let old = Identity::generate().binding();
+        assert_eq!(old.to_bytes().len(), 64);
+        assert_eq!(Binding::from_bytes(&old.to_bytes()), Some(old));
+        assert_eq!(Binding::from_bytes(&[0; 70]), None);
+    }
+
+    #[test]
+    fn a_key_update_refuses_an_older_key_and_an_expired_binding() {
+        let day = 24 * 3600 * 1000;
+        let base = Identity::generate();
+        let old = base.with_e2e([1; 32], 10 * day, 200 * day);
+        let new = base.with_e2e([2; 32], 20 * day, 210 * day);
+        let (old_key, old_b) = (old.e2e_public(), old.binding());
+        let (new_key, new_b) = (new.e2e_public(), new.binding());
+        let now = 30 * day;
+        assert_eq!(key_update(None, &old_key, &old_b, now), KeyUpdate::New);
+        assert_eq!(key_update(Some((old_key, Some(old_b))), &new_key, &new_b, now), KeyUpdate::Changed);
+        assert_eq!(key_update(Some((new_key, Some(new_b))), &old_key, &old_b, now), KeyUpdate::Stale, "a rollback");
+        assert_eq!(key_update(Some((new_key, Some(new_b))), &new_key, &new_b, now), KeyUpdate::Same { renewed: false });
+        let renewed = base.with_e2e([2; 32], 20 * day, 300 * day).binding();
+        assert_eq!(key_update(Some((new_key, Some(new_b))), &new_key, &renewed, now), KeyUpdate::Same { renewed: true });
+        // Expired, past the tolerated skew; a day's skew is still taken.
+        assert_eq!(key_update(Some((old_key, Some(old_b))), &new_key, &new_b, 212 * day), KeyUpdate::Expired);
+        assert_eq!(key_update(Some((old_key, Some(old_b))), &new_key, &new_b, 210 * day + day / 2), KeyUpdate::Changed);
+        // Unversioned keys held or offered: never stale, never expired.
+        let legacy = Identity::generate().binding();
+        assert_eq!(key_update(Some((old_key, None)), &new_key, &new_b, now), KeyUpdate::Changed);
+        assert_eq!(key_update(Some((old_key, Some(old_b))), &new_key, &legacy, now), KeyUpdate::Stale);
+        assert_eq!(key_update(Some((old_key, Some(legacy))), &new_key, &legacy, u64::MAX), KeyUpdate::Changed);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `i` | peer id, bytes (its multihash encoding)                    |
 //! | `k` | X25519 E2E public key, 32 bytes                            |
 //! | `s` | binding signature over the E2E key, 64 bytes               |
+//! | `b` | the binding's key version ‖ expiry (u64 BE each), if versioned |
 //! | `n` | display name, text (optional)                              |
 //! | `a` | direct addresses, array of binary multiaddrs (optional)    |
 //! | `r` | pinned relays, array of binary multiaddrs (optional)       |
@@ -32,7 +33,7 @@ use libp2p::{Multiaddr, PeerId};
 use qrcode::{Color, EcLevel, QrCode};
 
 use crate::config::check_display_name;
-use crate::identity::PublicIdentity;
+use crate::identity::{Binding, PublicIdentity};
 use crate::peer_record::MAX_ADDRS;
 
 /// The URI scheme prefix (matched case-insensitively on parse).
@@ -104,8 +105,8 @@ pub struct Invite {
     pub peer_id: PeerId,
     /// The inviter's X25519 end-to-end encryption key.
     pub e2e_public: [u8; 32],
-    /// Signature by `peer_id` binding `e2e_public` (see [`PublicIdentity`]).
-    pub binding: [u8; 64],
+    /// `peer_id`'s binding of `e2e_public` (see [`PublicIdentity`]).
+    pub binding: Binding,
     /// The name the inviter suggests for themselves.
     pub name: Option<String>,
     /// Addresses the inviter can be dialled at directly.
@@ -150,7 +151,9 @@ impl Invite {
     /// address lists short.
     pub fn to_uri(&self) -> String {
         let mut cbor = Vec::with_capacity(256);
+        let versioned = self.binding.version != 0 || self.binding.expires_ms != 0;
         let entries = 4
+            + usize::from(versioned)
             + usize::from(self.name.is_some())
             + usize::from(!self.addrs.is_empty())
             + usize::from(!self.relays.is_empty())
@@ -163,7 +166,11 @@ impl Invite {
         cbor_text(&mut cbor, "k");
         cbor_bytes(&mut cbor, &self.e2e_public);
         cbor_text(&mut cbor, "s");
-        cbor_bytes(&mut cbor, &self.binding);
+        cbor_bytes(&mut cbor, &self.binding.signature);
+        if versioned {
+            cbor_text(&mut cbor, "b");
+            cbor_bytes(&mut cbor, &self.binding.to_bytes()[64..]);
+        }
         if let Some(name) = &self.name {
             cbor_text(&mut cbor, "n");
             cbor_text(&mut cbor, name);
@@ -242,6 +249,7 @@ impl Invite {
                 "i" => &mut fields.i,
                 "k" => &mut fields.k,
                 "s" => &mut fields.s,
+                "b" => &mut fields.b,
                 "n" => &mut fields.n,
                 "a" => &mut fields.a,
                 "r" => &mut fields.r,
@@ -267,7 +275,15 @@ impl Invite {
         let peer_id = PeerId::from_bytes(&required_bytes(fields.i, "peer id")?)
             .map_err(|e| InviteError::Encoding(format!("peer id: {e}")))?;
         let e2e_public = fixed_bytes::<32>(required_bytes(fields.k, "e2e key")?, "e2e key")?;
-        let binding = fixed_bytes::<64>(required_bytes(fields.s, "binding")?, "binding")?;
+        let signature = fixed_bytes::<64>(required_bytes(fields.s, "binding")?, "binding")?;
+        let binding = match fields.b {
+            None => Binding::unversioned(signature),
+            Some(Value::Bytes(b)) => {
+                let stamp = fixed_bytes::<16>(b, "binding version")?;
+                Binding::from_bytes(&[&signature[..], &stamp[..]].concat()).ok_or_else(|| enc("binding version"))?
+            }
+            Some(_) => return Err(enc("binding version is not bytes")),
+        };
         let name = match fields.n {
             None => None,
             Some(Value::Text(name)) => {
@@ -373,6 +389,8 @@ struct Fields {
     i: Option<Value>,
     k: Option<Value>,
     s: Option<Value>,
+    /// The binding's version ‖ expiry (16 bytes), for a versioned binding.
+    b: Option<Value>,
     n: Option<Value>,
     a: Option<Value>,
     r: Option<Value>,
@@ -503,7 +521,7 @@ mod tests {
                 Value::Text("k".into()),
                 Value::Bytes(id.e2e_public().to_vec()),
             ),
-            (Value::Text("s".into()), Value::Bytes(id.binding().to_vec())),
+            (Value::Text("s".into()), Value::Bytes(id.binding().signature.to_vec())),
         ]
     }
 
@@ -522,6 +540,18 @@ mod tests {
         assert_eq!(invite.to_string(), uri);
         // Deterministic.
         assert_eq!(invite.clone().to_uri(), uri);
+    }
+
+    #[test]
+    fn a_versioned_binding_round_trips_and_its_stamp_is_signed() {
+        let id = Identity::generate().with_e2e([4; 32], 1_700_000_000_000, 1_800_000_000_000);
+        let invite = Invite::new(id.public());
+        let parsed = Invite::parse(&invite.to_uri()).unwrap();
+        assert_eq!(parsed.binding, id.binding());
+        assert_eq!(parsed, invite);
+        let mut moved = invite.clone();
+        moved.binding.expires_ms += 1;
+        assert!(matches!(Invite::parse(&moved.to_uri()), Err(InviteError::BadBinding)));
     }
 
     #[test]
@@ -598,7 +628,7 @@ mod tests {
     #[test]
     fn tampered_binding_is_rejected() {
         let mut invite = sample();
-        invite.binding[0] ^= 0x80;
+        invite.binding.signature[0] ^= 0x80;
         assert!(matches!(
             Invite::parse(&invite.to_uri()),
             Err(InviteError::BadBinding)

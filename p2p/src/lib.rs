@@ -23,6 +23,7 @@ pub mod grouplog;
 pub mod home;
 pub mod identity;
 pub mod invite;
+pub mod keyring;
 pub mod keystore;
 pub mod mailbox;
 pub mod node;

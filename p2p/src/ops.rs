@@ -830,6 +830,31 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     (total > 0).then(|| std::time::Duration::from_secs(total))
 }
 
+/// Takes a verified `binding` of `key` for `contact` by the rules of
+/// [`crate::identity::key_update`]: a new key or a newer binding of the held one is
+/// stored; another key is stored and marked changed (`key_changed_at_ms`, which holds
+/// a verified contact); a stale or expired one leaves the contact as it was. Returns
+/// the judgement, for the caller to tell the user or refuse.
+pub fn take_key(contact: &mut Contact, key: [u8; 32], binding: &crate::identity::Binding, now_ms: u64) -> crate::identity::KeyUpdate {
+    use crate::identity::{Binding, KeyUpdate, key_update};
+    let held = contact.e2e_public.map(|k| (k, contact.binding.as_deref().and_then(Binding::from_bytes)));
+    let update = key_update(held, &key, binding, now_ms);
+    match update {
+        KeyUpdate::New | KeyUpdate::Same { renewed: true } | KeyUpdate::Changed => {
+            if update == KeyUpdate::Changed {
+                contact.key_changed_at_ms = Some(now_ms);
+            }
+            contact.e2e_public = Some(key);
+            contact.binding = Some(binding.to_bytes());
+        }
+        KeyUpdate::Same { renewed: false } => {}
+        KeyUpdate::Stale | KeyUpdate::Expired => {
+            tracing::warn!(peer = %contact.peer_id, ?update, "refused an end-to-end key for a contact");
+        }
+    }
+    update
+}
+
 /// A contact record for `peer` in `state` that knows nothing else about it yet.
 pub fn new_contact(peer: &PeerId, state: ContactState) -> Contact {
     let now = now_ms();

@@ -23,7 +23,7 @@ use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    identity::{self, Identity, IdentityError, PublicIdentity},
+    identity::{self, Binding, Identity, IdentityError, PublicIdentity},
     wire::{self, WireError},
 };
 
@@ -113,8 +113,8 @@ pub struct PeerRecord {
     pub peer_id: PeerId,
     /// X25519 key for end-to-end encryption to this peer.
     pub e2e_public: [u8; 32],
-    /// Signature binding `e2e_public` to `peer_id` (see [`PublicIdentity::verify`]).
-    pub binding: [u8; 64],
+    /// `peer_id`'s binding of `e2e_public` (see [`PublicIdentity::verify`]).
+    pub binding: Binding,
     /// Directly dialable addresses (at most [`MAX_ADDRS`]).
     pub addrs: Vec<Multiaddr>,
     /// Pinned relays: circuit addresses and mailboxes (at most [`MAX_ADDRS`]).
@@ -165,6 +165,11 @@ struct RecordBody {
     display_name: Option<String>,
     seq: u64,
     expires_at_secs: u64,
+    /// The binding's key version and expiry; absent for an unversioned binding.
+    #[serde(default, rename = "kv", skip_serializing_if = "wire::is_zero")]
+    key_version: u64,
+    #[serde(default, rename = "kx", skip_serializing_if = "wire::is_zero")]
+    key_expires_ms: u64,
 }
 
 impl PeerRecord {
@@ -187,12 +192,14 @@ impl PeerRecord {
         let body = RecordBody {
             peer_id: self.peer_id.to_bytes(),
             e2e_public: self.e2e_public,
-            binding: self.binding,
+            binding: self.binding.signature,
             addrs: self.addrs.iter().map(|a| a.to_vec()).collect(),
             relays: self.relays.iter().map(|a| a.to_vec()).collect(),
             display_name: self.display_name.clone(),
             seq: self.seq,
             expires_at_secs: self.expires_at_secs,
+            key_version: self.binding.version,
+            key_expires_ms: self.binding.expires_ms,
         };
         let record = wire::encode(&body)?;
         let sig = identity.sign(&signed_message(&record));
@@ -242,7 +249,7 @@ impl PeerRecord {
         let record = PeerRecord {
             peer_id,
             e2e_public: body.e2e_public,
-            binding: body.binding,
+            binding: Binding { version: body.key_version, expires_ms: body.key_expires_ms, signature: body.binding },
             addrs: parse_addrs(body.addrs, "addrs")?,
             relays: parse_addrs(body.relays, "relays")?,
             display_name: body.display_name,
@@ -424,12 +431,14 @@ mod tests {
         RecordBody {
             peer_id: r.peer_id.to_bytes(),
             e2e_public: r.e2e_public,
-            binding: r.binding,
+            binding: r.binding.signature,
             addrs: r.addrs.iter().map(|a| a.to_vec()).collect(),
             relays: r.relays.iter().map(|a| a.to_vec()).collect(),
             display_name: r.display_name.clone(),
             seq: r.seq,
             expires_at_secs: r.expires_at_secs,
+            key_version: r.binding.version,
+            key_expires_ms: r.binding.expires_ms,
         }
     }
 
@@ -450,6 +459,18 @@ mod tests {
         bare.display_name = None;
         let bytes = bare.sign(&id).unwrap();
         assert_eq!(PeerRecord::verify(&bytes, None, NOW).unwrap(), bare);
+    }
+
+    #[test]
+    fn a_versioned_binding_round_trips_and_an_unversioned_record_encodes_as_before() {
+        let id = Identity::generate().with_e2e([6; 32], 1_700_000_000_000, 1_800_000_000_000);
+        let rec = record_of(&id, 3);
+        let back = PeerRecord::verify(&rec.sign(&id).unwrap(), None, NOW).unwrap();
+        assert_eq!(back.binding, id.binding());
+        // A record without a versioned binding has no `kv`/`kx` keys at all.
+        let old = Identity::generate();
+        let body = wire::encode(&body_of(&record_of(&old, 1))).unwrap();
+        assert!(!body.windows(2).any(|w| w == b"kv"));
     }
 
     #[test]

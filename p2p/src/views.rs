@@ -621,3 +621,29 @@ pub struct VerifyView {
     pub verified_at: Option<u64>,
 }
 
+
+/// Our end-to-end keys, as `keys` and `rotate_key` report them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysView {
+    /// The key in use (base58), as contacts and invites see it.
+    pub e2e_public: String,
+    /// Its version: when it was taken into use (ms since the epoch); 0 unversioned.
+    pub version: u64,
+    /// When its binding expires unless renewed (ms since the epoch); 0 never.
+    pub expires_ms: u64,
+    /// Keys rotated out, newest first, still opening mail sealed to them.
+    pub retired: Vec<RetiredKeyView>,
+}
+
+/// A key rotated out (see [`KeysView`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredKeyView {
+    /// The key (base58).
+    pub e2e_public: String,
+    /// Its version.
+    pub version: u64,
+    /// When it was rotated out (ms since the epoch).
+    pub retired_at_ms: u64,
+    /// When it is wiped and stops opening anything (ms since the epoch).
+    pub wiped_at_ms: u64,
+}

@@ -311,6 +311,13 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Whether `n` is 0: for `skip_serializing_if` on optional numbers added to a body
+/// after it was first defined, so a body without them encodes as it always did.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// `#[serde(with = "wire::bytes")]` for `Vec<u8>`: a CBOR byte string.
 pub mod bytes {
     use serde::{Deserializer, Serializer};

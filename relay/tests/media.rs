@@ -42,6 +42,7 @@ async fn start_node(dir: &Path) -> node::Started {
             // Nothing downloads by itself: each test fetches what it means to.
             auto_download_max: 0,
         }),
+        key_ring: None,
     };
     node::start(config, Store::open(&dir.join("db")).unwrap())
         .await

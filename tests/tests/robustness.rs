@@ -137,7 +137,7 @@ fn contact_of(identity: &Identity) -> Contact {
         display_name: None,
         state: ContactState::Accepted,
         e2e_public: Some(public.e2e_public),
-        binding: Some(public.binding.to_vec()),
+        binding: Some(public.binding.to_bytes()),
         addrs: vec![],
         relays: vec![],
         added_at_ms: 1,
@@ -160,6 +160,7 @@ async fn start_bob(bob: &Identity, store: Store) -> (NodeHandle, Multiaddr) {
         presence: true,
         timers: Timers::default(),
         files: None,
+        key_ring: None,
     };
     let started = node::start(config, store).await.unwrap();
     let addr = started.listen_addrs[0].clone();

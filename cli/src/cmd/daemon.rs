@@ -45,6 +45,7 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
         presence: config.presence,
         timers,
         files: Some(home.files_config(config.auto_download_max)),
+        key_ring: Some(home.key_ring_path()),
     })
 }
 

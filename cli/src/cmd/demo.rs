@@ -174,6 +174,7 @@ async fn start(home: &Home, identity: Identity, name: &str) -> Result<node::Star
         presence: true,
         timers: Timers::default(),
         files: Some(home.files_config(kith_p2p::files::DEFAULT_AUTO_DOWNLOAD_MAX)),
+        key_ring: Some(home.key_ring_path()),
     };
     Ok(node::start(config, store).await.map_err(anyhow::Error::from)?)
 }

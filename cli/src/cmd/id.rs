@@ -19,7 +19,13 @@ struct IdView {
 
 pub(crate) fn run(global: &Global, json: bool) -> Result {
     let home = super::home(global)?;
-    let identity = super::load_identity(&home)?;
+    let keystore = super::load_identity(&home)?;
+    // The key in use is the key ring's once the node has started (or rotated).
+    let identity = match kith_p2p::keyring::KeyRing::read(&home.key_ring_path(), &keystore) {
+        Ok(Some(ring)) => ring.identity(&keystore),
+        Ok(None) => keystore,
+        Err(e) => return Err(crate::failure::Failure::usage(format!("the end-to-end key ring: {e}"))),
+    };
     let config = super::load_config(&home)?;
     let invite = contact_card(&identity, &config);
     let view = IdView {

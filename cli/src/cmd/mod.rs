@@ -12,6 +12,7 @@ mod files;
 mod group;
 mod id;
 mod init;
+mod keys;
 mod knobs;
 mod manpages;
 mod net;
@@ -76,6 +77,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Status(out) => chat::status(g, out.json),
         Command::Presence(out) => chat::presence(g, out.json),
         Command::Profile(command) => profile::run(g, command),
+        Command::Keys(command) => keys::run(g, command),
         Command::Relay(command) => relay::run(g, command),
         Command::Group(command) => group::run(g, command),
         Command::Room(command) => calls::room(g, command),

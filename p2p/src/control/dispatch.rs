@@ -395,6 +395,8 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
         Request::Send { contact, text, reply_to: Some(id) } => to_value(node.reply(&contact, &text, &id).await?),
         Request::Edit { id, text } => to_value(node.edit(&id, &text).await?),
         Request::Presence {} => to_value(node.presence().await?),
+        Request::Keys {} => to_value(node.keys().await?),
+        Request::RotateKey {} => to_value(node.rotate_key().await?),
         Request::SetProfile { name, status, avatar, clear_avatar } => {
             if avatar.is_some() && clear_avatar {
                 return Err(OpError::Invalid("give a picture or drop it, not both".into()).into());

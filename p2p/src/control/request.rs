@@ -168,6 +168,11 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         avatar: bool,
     },
+    /// Our end-to-end keys: the current one (version, expiry) and those rotated out.
+    Keys {},
+    /// Rotate our end-to-end key: a new one is used from now on and announced to every
+    /// contact; the old one still opens mail for its window.
+    RotateKey {},
     /// Change our profile and send it to every contact; what is absent stays.
     SetProfile {
         /// A new name (empty: none).
@@ -342,7 +347,7 @@ pub enum Request {
 impl Request {
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
-    pub const METHODS: [&'static str; 50] = [
+    pub const METHODS: [&'static str; 52] = [
         "contacts",
         "requests",
         "inbox",
@@ -371,6 +376,8 @@ impl Request {
         "typing",
         "verify",
         "profile",
+        "keys",
+        "rotate_key",
         "set_profile",
         "invite",
         "add",
@@ -467,6 +474,8 @@ mod tests {
             Request::Typing { contact: c() },
             Request::Verify { contact: c(), mark: Some(true) },
             Request::Profile { contact: Some(c()), avatar: true },
+            Request::Keys {},
+            Request::RotateKey {},
             Request::SetProfile { name: Some("Al".into()), status: Some("away".into()), avatar: Some("/tmp/me.png".into()), clear_avatar: false },
             Request::Invite {},
             Request::Add { target: "kith:x".into(), alias: Some("al".into()) },

@@ -9,7 +9,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use super::{GroupError, GroupSecret};
-use crate::identity::{Identity, PublicIdentity, verify_signature};
+use crate::identity::{Binding, Identity, PublicIdentity, verify_signature};
 use crate::wire;
 
 /// Domain separation for operation signatures.
@@ -57,18 +57,36 @@ pub struct MemberCard {
     /// Signature binding `e2e_public` to `peer_id`.
     #[serde(with = "wire::byte_array")]
     pub binding: [u8; 64],
+    /// The key's version (see [`Binding`]); absent, with `key_expires_ms`, for an
+    /// unversioned binding, so such cards encode as they always did.
+    #[serde(default, rename = "kv", skip_serializing_if = "wire::is_zero")]
+    pub key_version: u64,
+    /// When the binding expires (ms since the epoch).
+    #[serde(default, rename = "kx", skip_serializing_if = "wire::is_zero")]
+    pub key_expires_ms: u64,
 }
 
 impl MemberCard {
     /// The card of a public identity.
     pub fn of(public: &PublicIdentity) -> MemberCard {
-        MemberCard { peer_id: public.peer_id.to_bytes(), e2e_public: public.e2e_public, binding: public.binding }
+        MemberCard {
+            peer_id: public.peer_id.to_bytes(),
+            e2e_public: public.e2e_public,
+            binding: public.binding.signature,
+            key_version: public.binding.version,
+            key_expires_ms: public.binding.expires_ms,
+        }
+    }
+
+    /// The card's binding.
+    pub fn binding(&self) -> Binding {
+        Binding { version: self.key_version, expires_ms: self.key_expires_ms, signature: self.binding }
     }
 
     /// The card as a verified public identity.
     pub fn verify(&self) -> Result<PublicIdentity, GroupError> {
         let peer_id = PeerId::from_bytes(&self.peer_id).map_err(|e| GroupError::Malformed(e.to_string()))?;
-        let public = PublicIdentity { peer_id, e2e_public: self.e2e_public, binding: self.binding };
+        let public = PublicIdentity { peer_id, e2e_public: self.e2e_public, binding: self.binding() };
         public.verify().map_err(|_| GroupError::BadSignature)?;
         Ok(public)
     }

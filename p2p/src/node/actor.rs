@@ -114,6 +114,7 @@ struct Accepted {
 mod group_inbound;
 mod group_messages;
 mod groups;
+mod keys;
 mod limbo;
 mod profile;
 mod ratchet;
@@ -129,6 +130,8 @@ pub(crate) struct Actor {
     opener: Opener,
     /// Olm sessions with contacts, inside the sealed envelopes.
     ratchets: crate::ratchet::Ratchets,
+    /// Our end-to-end key ring, if this node keeps one.
+    key_ring: Option<keys::RingState>,
     /// When each contact was last offered new ratchet keys with `reset`.
     ratchet_resets: HashMap<PeerId, Instant>,
     /// Queued payloads as sealed in the ratchet, by contact and outbox id: every
@@ -176,7 +179,7 @@ impl Actor {
     }
 
     pub(crate) async fn build(
-        config: NodeConfig,
+        mut config: NodeConfig,
         store: Store,
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
@@ -253,7 +256,14 @@ impl Actor {
             }
         }
 
-        let identity = config.identity.clone();
+        let (key_ring, identity) = match config.key_ring.clone() {
+            Some(path) => {
+                let (ring, identity) = keys::load(path, config.identity.clone())?;
+                (Some(ring), identity)
+            }
+            None => (None, config.identity.clone()),
+        };
+        config.identity = identity.clone();
         let timers = config.timers.clone();
         let ratchets = crate::ratchet::Ratchets::load(store.ratchet(), &identity, ops::now_ms())
             .map_err(|e| StartError::Build(format!("cannot load the ratchet state: {e}")))?;
@@ -264,8 +274,9 @@ impl Actor {
             store,
             me,
             sealer: Sealer::new(&identity, SealerConfig::default()),
-            opener: Opener::new(&identity, OPENER_CACHE),
+            opener: keys::opener(&identity, key_ring.as_ref()),
             ratchets,
+            key_ring,
             ratchet_resets: HashMap::new(),
             ratcheted: HashMap::new(),
             queues: Queues::new(timers.retry_initial, timers.retry_max),
@@ -362,6 +373,7 @@ impl Actor {
         let now = Instant::now();
         if now >= self.next_refresh {
             self.next_refresh = now + self.config.timers.record_refresh;
+            self.maintain_keys();
             self.publish_record();
         }
         if now >= self.next_drain {
@@ -607,6 +619,13 @@ impl Actor {
             Command::Typing { target, reply } => {
                 let _ = reply.send(self.typing(&target));
             }
+            Command::Keys(reply) => {
+                let _ = reply.send(Ok(self.keys_view()));
+            }
+            Command::RotateKey(reply) => {
+                let result = self.rotate_key();
+                self.reply_when_durable(reply, result);
+            }
             Command::SetProfile { change, reply } => {
                 let result = self.set_profile(change);
                 self.reply_when_durable(reply, result);
@@ -759,25 +778,29 @@ impl Actor {
             Some(c) if c.state == ContactState::Accepted => ContactState::Accepted,
             _ => ContactState::PendingOut,
         };
-        let contact = Contact {
+        let mut contact = Contact {
             peer_id: invite.peer_id,
             alias: alias.or_else(|| existing.as_ref().and_then(|c| c.alias.clone())),
             display_name: invite.name.clone(),
             state,
-            e2e_public: Some(invite.e2e_public),
-            binding: Some(invite.binding.to_vec()),
+            e2e_public: existing.as_ref().and_then(|c| c.e2e_public),
+            binding: existing.as_ref().and_then(|c| c.binding.clone()),
             addrs: invite.addrs.clone(),
             relays: invite.relays.clone(),
             added_at_ms: existing.as_ref().map_or(now, |c| c.added_at_ms),
             updated_at_ms: now,
             last_seen_ms: existing.as_ref().and_then(|c| c.last_seen_ms),
             verified_at_ms: existing.as_ref().and_then(|c| c.verified_at_ms),
-            // An invite with another key than the one we knew is a key change too.
-            key_changed_at_ms: existing.as_ref().and_then(|c| match c.e2e_public {
-                Some(known) if known != invite.e2e_public => Some(now),
-                _ => c.key_changed_at_ms,
-            }),
+            key_changed_at_ms: existing.as_ref().and_then(|c| c.key_changed_at_ms),
         };
+        // An invite with another key than the one we knew is a key change too; one
+        // with an older key than ours, or an expired binding, is refused.
+        let update = ops::take_key(&mut contact, invite.e2e_public, &invite.binding, now);
+        if matches!(update, crate::identity::KeyUpdate::Stale | crate::identity::KeyUpdate::Expired) {
+            return Err(NodeError::BadTarget(
+                "this invite carries an older or expired key than the one known for this contact; ask for a new invite".into(),
+            ));
+        }
         self.store.contacts().put(&contact).map_err(OpError::from)?;
         let request = self.contact_request(invite.token);
         ops::enqueue(&self.store, &contact.peer_id, &request)?;

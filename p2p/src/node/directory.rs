@@ -102,14 +102,15 @@ impl<Q: Hash + Eq> Directory<Q> {
 /// addresses and relays follow the record; the name the peer chose fills in only
 /// where the contact has none (a local alias always wins, as it is a separate field).
 /// Returns whether the record brought an end-to-end key other than the one known
-/// (then the contact is marked changed: see [`Contact::held`]).
+/// (then the contact is marked changed: see [`Contact::held`]). A record whose key is
+/// older than the one held, or whose binding expired, changes nothing.
 pub(crate) fn apply_record(contact: &mut Contact, record: &PeerRecord, now_ms: u64) -> bool {
-    let changed = contact.e2e_public.is_some_and(|known| known != record.e2e_public);
-    if changed {
-        contact.key_changed_at_ms = Some(now_ms);
+    use crate::identity::KeyUpdate;
+    let update = crate::ops::take_key(contact, record.e2e_public, &record.binding, now_ms);
+    if matches!(update, KeyUpdate::Stale | KeyUpdate::Expired) {
+        return false;
     }
-    contact.e2e_public = Some(record.e2e_public);
-    contact.binding = Some(record.binding.to_vec());
+    let changed = update == KeyUpdate::Changed;
     if contact.display_name.is_none() {
         contact.display_name = record.display_name.clone();
     }

@@ -22,6 +22,7 @@ use libp2p::PeerId;
 use super::Event;
 use crate::dm::{DmResult, RejectReason};
 use crate::envelope::{self, Opener};
+use crate::identity::{Binding, KeyUpdate};
 use crate::ops::{self, OpError};
 use crate::config::check_display_name;
 use crate::payload::{Payload, ReceiptKind};
@@ -174,11 +175,26 @@ impl Inbound<'_> {
             // telling it that the message reached anyone.
             return Ok(Step::Done(DmResult::Accepted));
         }
+        let keys = (opened.sender_e2e, opened.sender_binding);
         let contact = match contact {
-            Some(c) if c.e2e_public.is_some_and(|known| known != opened.sender_e2e) => Some(
-                self.key_changed(c, (opened.sender_e2e, opened.sender_binding), outcome)
-                    .map_err(|_| RejectReason::Storage)?,
-            ),
+            Some(c) if c.e2e_public.is_some() => {
+                let mut judged = c.clone();
+                match ops::take_key(&mut judged, keys.0, &keys.1, ops::now_ms()) {
+                    // An older key of this contact's, or an expired binding: whoever
+                    // holds that key is not to be taken for the contact now.
+                    KeyUpdate::Stale | KeyUpdate::Expired => return Err(RejectReason::Forged),
+                    KeyUpdate::Changed => Some(self.key_changed(c, keys, outcome).map_err(|_| RejectReason::Storage)?),
+                    KeyUpdate::Same { renewed: true } => {
+                        self.put_contact(&c, keys, outcome).map_err(|_| RejectReason::Storage)?;
+                        Some(judged)
+                    }
+                    KeyUpdate::Same { renewed: false } | KeyUpdate::New => Some(c),
+                }
+            }
+            other if keys.1.is_expired(ops::now_ms()) => {
+                tracing::debug!(%sender, known = other.is_some(), "refused an envelope whose key binding expired");
+                return Err(RejectReason::Forged);
+            }
             other => other,
         };
         let accepted = contact.as_ref().is_some_and(|c| c.state == ContactState::Accepted);
@@ -186,7 +202,7 @@ impl Inbound<'_> {
             // A copy of a ratchet message opened before (another path brought it).
             return Ok(Step::Done(DmResult::Stored));
         };
-        self.payload(index, sender, (opened.sender_e2e, opened.sender_binding), contact, payload, outcome)
+        self.payload(index, sender, keys, contact, payload, outcome)
             .map_err(|e| {
                 tracing::warn!(error = %e, "applying payload failed");
                 RejectReason::Storage
@@ -256,7 +272,7 @@ impl Inbound<'_> {
         &mut self,
         index: usize,
         sender: PeerId,
-        (sender_e2e, binding): ([u8; 32], [u8; 64]),
+        (sender_e2e, binding): ([u8; 32], Binding),
         contact: Option<Contact>,
         payload: Payload,
         outcome: &mut Outcome,
@@ -318,7 +334,7 @@ impl Inbound<'_> {
                     }
                     None => {
                         let mut c = self.new_contact(sender, sender_e2e, ContactState::PendingIn, None);
-                        c.binding = Some(binding.to_vec());
+                        c.binding = Some(binding.to_bytes());
                         self.store.contacts().put(&c)?;
                         outcome.events.push(Event::ContactRequest { contact: ContactView::from(&c) });
                         c
@@ -390,7 +406,7 @@ impl Inbound<'_> {
                 let unchanged = known.is_some_and(|old| {
                     let new = Contact {
                         e2e_public: Some(sender_e2e),
-                        binding: Some(binding.to_vec()),
+                        binding: Some(binding.to_bytes()),
                         updated_at_ms: old.updated_at_ms,
                         ..c.clone()
                     };
@@ -497,19 +513,19 @@ impl Inbound<'_> {
     /// (bound to its identity, so the owner of that identity made it): take the new
     /// key, never silently: the contact is marked changed and the user told. A
     /// verified contact stays held (nothing is sent to it) until verified again.
-    fn key_changed(&self, c: Contact, keys: ([u8; 32], [u8; 64]), outcome: &mut Outcome) -> Result<Contact, OpError> {
+    fn key_changed(&self, c: Contact, keys: ([u8; 32], Binding), outcome: &mut Outcome) -> Result<Contact, OpError> {
         tracing::warn!(peer = %c.peer_id, verified = c.verified_at_ms.is_some(), "a contact's end-to-end key changed");
         let changed = Contact { key_changed_at_ms: Some(ops::now_ms()), ..c };
         let view = self.put_contact(&changed, keys, outcome)?;
         outcome.events.push(Event::KeyChanged { contact: view });
-        Ok(Contact { e2e_public: Some(keys.0), binding: Some(keys.1.to_vec()), ..changed })
+        Ok(Contact { e2e_public: Some(keys.0), binding: Some(keys.1.to_bytes()), ..changed })
     }
 
     /// Save a contact with the sender's authenticated E2E key; the caller reports it.
-    fn put_contact(&self, c: &Contact, (e2e, binding): ([u8; 32], [u8; 64]), outcome: &mut Outcome) -> Result<ContactView, OpError> {
+    fn put_contact(&self, c: &Contact, (e2e, binding): ([u8; 32], Binding), outcome: &mut Outcome) -> Result<ContactView, OpError> {
         let mut c = c.clone();
         c.e2e_public = Some(e2e);
-        c.binding = Some(binding.to_vec());
+        c.binding = Some(binding.to_bytes());
         c.updated_at_ms = ops::now_ms();
         self.store.contacts().put(&c)?;
         outcome.touched.push(c.peer_id);

@@ -180,6 +180,10 @@ pub struct NodeConfig {
     /// Files: where they live and which download by themselves; `None` turns files
     /// off: the node neither serves nor fetches them.
     pub files: Option<FilesConfig>,
+    /// Where the end-to-end key ring lives ([`crate::keyring`]); `identity` is then the
+    /// keystore's, and the node uses the ring's current key. `None`: the identity's key
+    /// alone, unversioned, and no rotation.
+    pub key_ring: Option<std::path::PathBuf>,
 }
 
 /// Why the node could not start.
@@ -377,6 +381,10 @@ pub(crate) enum Command {
     Presence(oneshot::Sender<Vec<presence::PresenceView>>),
     /// Tell a conversation's peers we are typing.
     Typing { target: String, reply: oneshot::Sender<Result<usize, NodeError>> },
+    /// Our end-to-end keys.
+    Keys(oneshot::Sender<Result<crate::views::KeysView, NodeError>>),
+    /// Rotate our end-to-end key.
+    RotateKey(oneshot::Sender<Result<crate::views::KeysView, NodeError>>),
     /// Change our profile, and send it to every contact.
     SetProfile { change: profiles::ProfileChange, reply: oneshot::Sender<Result<crate::views::ProfileView, NodeError>> },
     Invite(oneshot::Sender<Result<Invite, NodeError>>),
@@ -549,6 +557,20 @@ impl NodeHandle {
     /// those offline get it through relays); answers once that is durable.
     pub async fn set_profile(&self, change: profiles::ProfileChange) -> Result<crate::views::ProfileView, NodeError> {
         self.ask(|reply| Command::SetProfile { change, reply }).await?
+    }
+
+    /// Our end-to-end keys: the current one and those rotated out but still kept.
+    pub async fn keys(&self) -> Result<crate::views::KeysView, NodeError> {
+        self.ask(Command::Keys).await?
+    }
+
+    /// Takes a new end-to-end key into use (see [`crate::keyring`]) and announces it
+    /// to every accepted contact through the outbox; the old key still opens mail for
+    /// [`crate::keyring::RETIRED_KEEP_MS`]. Answers once the new ring and the
+    /// announcements are durable. Fails with [`OpError::NotAllowed`] on a node started
+    /// without a key ring ([`NodeConfig::key_ring`]).
+    pub async fn rotate_key(&self) -> Result<crate::views::KeysView, NodeError> {
+        self.ask(Command::RotateKey).await?
     }
 
     /// Create a one-time invite (mutual contact on redemption, no approval needed).

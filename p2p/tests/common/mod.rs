@@ -23,5 +23,6 @@ pub(crate) fn loopback_config(timers: Timers, blob_dir: Option<PathBuf>) -> Node
             blob_dir: dir,
             auto_download_max: kith_p2p::files::DEFAULT_AUTO_DOWNLOAD_MAX,
         }),
+        key_ring: None,
     }
 }

@@ -546,8 +546,7 @@ impl Actor {
                     continue;
                 }
             };
-            contact.e2e_public = Some(member.card.e2e_public);
-            contact.binding = Some(member.card.binding.to_vec());
+            ops::take_key(&mut contact, member.card.e2e_public, &member.card.binding(), ops::now_ms());
             if let Err(e) = self.store.contacts().put(&contact) {
                 tracing::error!(error = %e, "storing a member's key failed");
             }
@@ -652,8 +651,8 @@ impl Actor {
 /// A contact's member card, if we hold its verified binding.
 fn card_of(contact: &Contact) -> Option<MemberCard> {
     let peer = contact.peer_id;
-    let binding: [u8; 64] = contact.binding.as_deref()?.try_into().ok()?;
-    let card = MemberCard { peer_id: peer.to_bytes(), e2e_public: contact.e2e_public?, binding };
-    card.verify().ok()?;
-    Some(card)
+    let binding = crate::identity::Binding::from_bytes(contact.binding.as_deref()?)?;
+    let public = crate::identity::PublicIdentity { peer_id: peer, e2e_public: contact.e2e_public?, binding };
+    public.verify().ok()?;
+    Some(MemberCard::of(&public))
 }
