@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use kith_storage::RatchetState;
+use kith_storage::{RatchetChange, RatchetState};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use vodozemac::Curve25519PublicKey;
@@ -210,9 +210,8 @@ impl Ratchets {
                 // a new one): unreadable, so start afresh. Contacts get new keys and
                 // see the change, as after any lost state.
                 tracing::warn!(error = %e, "the ratchet state belongs to another end-to-end key; starting new sessions");
-                for (key, _) in store.scan(b"").map_err(state)? {
-                    store.remove(&key).map_err(state)?;
-                }
+                let all: Vec<RatchetChange> = store.scan(b"").map_err(state)?.into_iter().map(|(key, _)| (key, None)).collect();
+                store.write(&all).map_err(state)?;
                 (Account::new(), true)
             }
             None => (Account::new(), true),
@@ -443,7 +442,7 @@ impl Ratchets {
     pub fn forget(&mut self, peer: &PeerId) -> Result<(), RatchetError> {
         self.peers.remove(peer);
         self.dirty.remove(peer);
-        self.store.remove(&peer_key(peer)).map_err(state)
+        self.store.write(&[(peer_key(peer), None)]).map_err(state)
     }
 
     /// Whether anything waits to be written by [`Self::persist`].
@@ -451,15 +450,17 @@ impl Ratchets {
         self.account_dirty || !self.dirty.is_empty() || !self.seen.is_empty()
     }
 
-    /// Writes every changed record (not flushed).
+    /// Writes every changed record in one batch of the store (not flushed).
+    /// On an error nothing was written and the changes stay pending (see
+    /// [`Self::rollback`]).
     pub fn persist(&mut self, now_ms: u64) -> Result<(), RatchetError> {
+        let mut changes: Vec<RatchetChange> = Vec::new();
         if self.account_dirty {
             let plain = Zeroizing::new(wire::encode(&self.account.pickle()).map_err(state)?);
-            self.store.put(ACCOUNT_KEY, &seal(&self.key, ACCOUNT_KEY, &plain)?).map_err(state)?;
-            self.account_dirty = false;
+            changes.push((ACCOUNT_KEY.to_vec(), Some(seal(&self.key, ACCOUNT_KEY, &plain)?)));
         }
-        for peer in std::mem::take(&mut self.dirty) {
-            let Some(s) = self.peers.get(&peer) else { continue };
+        for peer in &self.dirty {
+            let Some(s) = self.peers.get(peer) else { continue };
             let record = PeerRecord {
                 identity: s.identity,
                 prekey: s.prekey,
@@ -468,18 +469,25 @@ impl Ratchets {
                 since_ms: s.since_ms,
                 offer_us: s.offer_us,
             };
-            let key = peer_key(&peer);
+            let key = peer_key(peer);
             let plain = Zeroizing::new(wire::encode(&record).map_err(state)?);
-            self.store.put(&key, &seal(&self.key, &key, &plain)?).map_err(state)?;
+            let sealed = seal(&self.key, &key, &plain)?;
+            changes.push((key, Some(sealed)));
         }
-        for (digest, held) in std::mem::take(&mut self.seen) {
-            let key = seen_key(&digest);
+        for (digest, held) in &self.seen {
+            let key = seen_key(digest);
             let mut value = now_ms.to_be_bytes().to_vec();
             if let Some(plaintext) = held {
-                value.extend(seal(&self.key, &key, &plaintext)?);
+                value.extend(seal(&self.key, &key, plaintext)?);
             }
-            self.store.put(&key, &value).map_err(state)?;
+            changes.push((key, Some(value)));
         }
+        if !changes.is_empty() {
+            self.store.write(&changes).map_err(state)?;
+        }
+        self.account_dirty = false;
+        self.dirty.clear();
+        self.seen.clear();
         Ok(())
     }
 
@@ -519,11 +527,15 @@ impl Ratchets {
 
     fn prune_seen(&self, now_ms: u64) -> Result<(), RatchetError> {
         let retention = u64::try_from(SEEN_RETENTION.as_millis()).unwrap_or(u64::MAX);
+        let mut pruned: Vec<RatchetChange> = Vec::new();
         for (key, value) in self.store.scan(SEEN_PREFIX).map_err(state)? {
             let at = value.get(..8).and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
             if now_ms.saturating_sub(at) > retention {
-                self.store.remove(&key).map_err(state)?;
+                pruned.push((key, None));
             }
+        }
+        if !pruned.is_empty() {
+            self.store.write(&pruned).map_err(state)?;
         }
         Ok(())
     }

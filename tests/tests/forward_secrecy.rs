@@ -83,9 +83,8 @@ fn stolen_ratchets(home: &Path) -> (Identity, Store, Ratchets) {
     let home = Home::at(home);
     let identity = keystore::load(&home.keystore_path(), None).unwrap();
     let store = Store::open(&home.db_path()).unwrap();
-    for (key, _) in store.ratchet().scan(b"d/").unwrap() {
-        store.ratchet().remove(&key).unwrap();
-    }
+    let digests: Vec<_> = store.ratchet().scan(b"d/").unwrap().into_iter().map(|(key, _)| (key, None)).collect();
+    store.ratchet().write(&digests).unwrap();
     let ratchets = Ratchets::load(store.ratchet(), &identity, kith_p2p::ops::now_ms()).unwrap();
     (identity, store, ratchets)
 }
@@ -241,9 +240,8 @@ fn a_node_that_lost_its_ratchet_state_gets_new_sessions_and_nothing_sent_is_lost
     bob.stop();
     {
         let store = Store::open(&Home::at(bob.home()).db_path()).unwrap();
-        for (key, _) in store.ratchet().scan(b"").unwrap() {
-            store.ratchet().remove(&key).unwrap();
-        }
+        let all: Vec<_> = store.ratchet().scan(b"").unwrap().into_iter().map(|(key, _)| (key, None)).collect();
+        store.ratchet().write(&all).unwrap();
         store.flush().unwrap();
     }
     bob.start(&[]);

@@ -47,11 +47,9 @@ impl Side {
     fn stolen(&self) -> (Store, Ratchets, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        for (key, value) in self.store.ratchet().scan(b"").unwrap() {
-            if !key.starts_with(SEEN_PREFIX) {
-                store.ratchet().put(&key, &value).unwrap();
-            }
-        }
+        let copied: Vec<RatchetChange> =
+            self.store.ratchet().scan(b"").unwrap().into_iter().filter(|(key, _)| !key.starts_with(SEEN_PREFIX)).map(|(k, v)| (k, Some(v))).collect();
+        store.ratchet().write(&copied).unwrap();
         let ratchets = Ratchets::load(store.ratchet(), &self.identity, NOW).unwrap();
         (store, ratchets, dir)
     }
