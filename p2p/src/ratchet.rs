@@ -28,8 +28,24 @@
 //! flushes it before a sealed envelope leaves, so a crash never seals two messages
 //! with one key; the receiver flushes it with the message it opened, and a crash
 //! before that flush leaves an older state that opens the sender's retry again.
-//! Records are encrypted with a key derived from the identity's X25519 secret, so the
-//! database alone opens nothing.
+//!
+//! # State on disk
+//! The records live in the store's message log, which is append-only: a record
+//! replaced (a session after the next message) stays in the file until a
+//! compaction, and with it chain keys of messages already read. So records are
+//! sealed under a random *state key* (see [`keys`]) kept in the store's key file,
+//! which is overwritten in place and itself sealed under a key derived from the
+//! identity's Ed25519 seed: the database alone opens nothing, and the X25519 key
+//! can rotate without losing sessions. A *roll* ([`Ratchets::roll`]) makes a new
+//! state key, re-seals every live record under it and deletes the old key, so the
+//! records it replaced no longer open with anything left on disk. It runs at every
+//! load and, while state is written, every [`STATE_ROLL`] (the node's
+//! `ratchet_state_roll` timer): that is how long a replaced record stays readable
+//! to someone who takes the device's keys and files.
+//!
+//! A roll in steps, each one leaving every live record readable after a crash:
+//! write the key file {K, K'} (synced); re-seal every live record under K' in one
+//! batch; sync the store; write the key file {K'} (synced).
 //!
 //! # Copies
 //! One envelope may arrive by several paths (a direct send and two relays). Its key
@@ -37,13 +53,13 @@
 //! ([`Ratchets::open`] answers a copy with [`RatchetError::Duplicate`]); digests
 //! older than [`SEEN_RETENTION`] are pruned at start.
 
+mod keys;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use kith_storage::RatchetState;
+use kith_storage::{RatchetChange, RatchetState, StoreError};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use vodozemac::Curve25519PublicKey;
@@ -52,6 +68,7 @@ use zeroize::Zeroizing;
 
 use crate::identity::{self, Identity};
 use crate::wire;
+use keys::StateKeys;
 
 /// Sessions kept per peer (the newest-used first); older ones are dropped.
 pub const SESSIONS_PER_PEER: usize = 4;
@@ -66,18 +83,21 @@ pub const LEGACY_GRACE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// are safe to apply twice).
 pub const SEEN_RETENTION: Duration = kith_storage::REPLAY_WINDOW;
 
+/// How often, by default, the key that seals the ratchet state on disk is replaced
+/// while state is written (see the module docs, "State on disk"): the longest a
+/// replaced record stays readable with what is left on disk.
+pub const STATE_ROLL: Duration = Duration::from_secs(10 * 60);
+
 /// Olm message types on the wire ([`OlmMessage::to_parts`]).
 pub const PRE_KEY_MESSAGE: u8 = 0;
 /// See [`PRE_KEY_MESSAGE`].
 pub const NORMAL_MESSAGE: u8 = 1;
 
-const STATE_DOMAIN: &str = "kith ratchet state v1";
 const OFFER_DOMAIN: &[u8] = b"kith ratchet offer v1\0";
 const ACCOUNT_KEY: &[u8] = b"account";
 const PEER_PREFIX: &[u8] = b"p/";
 const SEEN_PREFIX: &[u8] = b"d/";
 const MAX_RECORD_LEN: usize = 1 << 20;
-const NONCE_LEN: usize = 12;
 
 /// Why a ratchet message did not open, or state could not be kept.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +195,10 @@ struct PeerRecord {
 /// the store (see the module docs). Not `Sync`; lives in the node actor.
 pub struct Ratchets {
     account: Account,
-    key: Zeroizing<[u8; 32]>,
+    /// The keys that seal and open the records.
+    keys: StateKeys,
+    /// The key that seals the key file.
+    file_key: keys::Key,
     peers: HashMap<PeerId, PeerState>,
     dirty: HashSet<PeerId>,
     account_dirty: bool,
@@ -185,6 +208,12 @@ pub struct Ratchets {
     /// a retry (see [`Ratchets::hold`]).
     seen: Vec<([u8; 16], Option<Vec<u8>>)>,
     store: RatchetState,
+    /// Whether records were written (and so others replaced) since the last roll.
+    written_since_roll: bool,
+    /// When the last roll began (also one that failed: it is tried again an
+    /// interval later, not at once).
+    last_roll: Instant,
+    roll_every: Duration,
 }
 
 impl fmt::Debug for Ratchets {
@@ -195,31 +224,164 @@ impl fmt::Debug for Ratchets {
 
 impl Ratchets {
     /// Loads the state of `identity`'s node from `store` (making an account on first
-    /// use) and prunes old digests.
+    /// use), prunes old digests and rolls the state key (see [`Self::roll`]; state
+    /// sealed the way it was before state keys is read and re-sealed here). State
+    /// that does not open with `identity`'s keys (another identity's, or a key file
+    /// lost) is dropped with a warning and the node starts afresh: contacts get new
+    /// keys and see the change, as after any lost state. An identity restored with
+    /// a new X25519 key keeps its sessions (the state keys depend on its Ed25519 seed
+    /// alone), unless its state was still sealed the old way.
     ///
     /// # Errors
-    /// [`RatchetError::State`] if a record cannot be read or decrypted.
+    /// [`RatchetError::State`] if the store cannot be read, or the roll fails with no
+    /// state key to seal with (a roll that fails otherwise is logged and tried again
+    /// later).
     pub fn load(store: RatchetState, identity: &Identity, now_ms: u64) -> Result<Ratchets, RatchetError> {
-        let secret = Zeroizing::new(identity.x25519_secret());
-        let key = Zeroizing::new(blake3::derive_key(STATE_DOMAIN, &*secret));
-        let stored = store.get(ACCOUNT_KEY).map_err(state)?;
-        let (account, account_dirty) = match stored.map(|bytes| load_account(&key, &bytes)) {
-            Some(Ok(account)) => (account, false),
-            Some(Err(e)) => {
-                // Sealed under another end-to-end key (the identity was restored with
-                // a new one): unreadable, so start afresh. Contacts get new keys and
-                // see the change, as after any lost state.
-                tracing::warn!(error = %e, "the ratchet state belongs to another end-to-end key; starting new sessions");
-                for (key, _) in store.scan(b"").map_err(state)? {
-                    store.remove(&key).map_err(state)?;
-                }
-                (Account::new(), true)
+        let mut ratchets = Self::load_unrolled(store, identity, now_ms)?;
+        if let Err(e) = ratchets.roll(Instant::now()) {
+            if ratchets.keys.current_epoch().is_none() {
+                return Err(e);
             }
-            None => (Account::new(), true),
+            tracing::error!(error = %e, "replacing the ratchet state key failed; trying again later");
+        }
+        Ok(ratchets)
+    }
+
+    /// [`Self::load`] without the roll.
+    fn load_unrolled(store: RatchetState, identity: &Identity, now_ms: u64) -> Result<Ratchets, RatchetError> {
+        let file_key = keys::file_key(identity);
+        let keys = match store.read_key_file() {
+            Ok(Some(bytes)) => StateKeys::from_file(&file_key, &bytes, || keys::legacy_key(identity)),
+            // Before state keys: sealed under the end-to-end key, to be read once.
+            Ok(None) => Ok(StateKeys::legacy_only(Some(keys::legacy_key(identity)))),
+            Err(e @ StoreError::Corrupt { .. }) => Err(state(e)),
+            Err(e) => return Err(state(e)),
         };
-        let ratchets = Ratchets { account, key, peers: HashMap::new(), dirty: HashSet::new(), account_dirty, last_issued_us: 0, seen: Vec::new(), store };
+        let keys = keys.and_then(|keys| {
+            // A key file with no account is as good as none: nothing to lose.
+            match store.get(ACCOUNT_KEY).map_err(state)? {
+                Some(bytes) => load_account(&keys, &bytes).map(|account| (keys, Some(account))),
+                None => Ok((keys, None)),
+            }
+        });
+        let (keys, account) = match keys {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(error = %e, "the ratchet state does not open with this identity's keys; starting new sessions");
+                let all: Vec<RatchetChange> = store.scan(b"").map_err(state)?.into_iter().map(|(key, _)| (key, None)).collect();
+                store.write(&all).map_err(state)?;
+                (StateKeys::legacy_only(None), None)
+            }
+        };
+        let account_dirty = account.is_none();
+        let ratchets = Ratchets {
+            account: account.unwrap_or_else(Account::new),
+            keys,
+            file_key,
+            peers: HashMap::new(),
+            dirty: HashSet::new(),
+            account_dirty,
+            last_issued_us: 0,
+            seen: Vec::new(),
+            store,
+            written_since_roll: false,
+            last_roll: Instant::now(),
+            roll_every: STATE_ROLL,
+        };
         ratchets.prune_seen(now_ms)?;
         Ok(ratchets)
+    }
+
+    /// Rolls the state key every `every` while state is written, instead of every
+    /// [`STATE_ROLL`].
+    #[must_use]
+    pub fn with_roll_interval(mut self, every: Duration) -> Ratchets {
+        self.roll_every = every;
+        self
+    }
+
+    /// Whether a roll is due at `now`: state was written since the last one, which
+    /// began at least the roll interval ago.
+    pub fn roll_due(&self, now: Instant) -> bool {
+        self.next_roll().is_some_and(|at| now >= at)
+    }
+
+    /// When the next roll is due, if any state was written since the last one.
+    pub fn next_roll(&self) -> Option<Instant> {
+        self.written_since_roll.then(|| self.last_roll + self.roll_every)
+    }
+
+    /// Replaces the key that seals the state on disk (see the module docs, "State on
+    /// disk"): a new key K' is added to the key file (synced), every live record is
+    /// re-sealed under K' in one batch and the store flushed, then the key file keeps
+    /// K' alone (synced). Records replaced before the roll no longer open with
+    /// anything left on disk. A record that opens with no key held is dropped (it
+    /// never could again). Blocks on three syncs; changes not yet written by
+    /// [`Self::persist`] stay pending, to be sealed under K'.
+    ///
+    /// # Errors
+    /// [`RatchetError::State`] if a step fails: every live record still opens with
+    /// the keys in the key file, and the next roll finishes the job.
+    pub fn roll(&mut self, now: Instant) -> Result<(), RatchetError> {
+        self.last_roll = now;
+        let opened = self.roll_begin()?;
+        self.roll_reseal(&opened, |_| true)?;
+        self.roll_end()
+    }
+
+    /// A roll's first step: reads every live sealed record, writes the key file with
+    /// the keys they need and a new one (synced), and seals with the new one from
+    /// now on. Returns the records to re-seal (and those to drop: no plaintext).
+    fn roll_begin(&mut self) -> Result<Vec<Unsealed>, RatchetError> {
+        let mut opened = Vec::new();
+        let (mut epochs, mut legacy) = (Vec::new(), false);
+        for (key, value) in self.store.scan(b"").map_err(state)? {
+            let from = sealed_from(&key);
+            let Some(sealed) = value.get(from..).filter(|s| !s.is_empty()) else { continue };
+            match self.keys.open(&key, sealed) {
+                Ok((plain, epoch)) => {
+                    match epoch {
+                        Some(epoch) if !epochs.contains(&epoch) => epochs.push(epoch),
+                        Some(_) => {}
+                        None => legacy = true,
+                    }
+                    opened.push(Unsealed { prefix: value[..from].to_vec(), plain: Some(plain), key });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a ratchet record opens with no key held; dropping it");
+                    opened.push(Unsealed { prefix: Vec::new(), plain: None, key });
+                }
+            }
+        }
+        let rolled = self.keys.rolled(&epochs, legacy);
+        self.store.write_key_file(&rolled.to_file(&self.file_key)?).map_err(state)?;
+        self.keys = rolled;
+        Ok(opened)
+    }
+
+    /// A roll's second step: re-seals the records `opened` whose key `only` takes
+    /// under the newest key, and drops those with no plaintext, in one batch.
+    fn roll_reseal(&mut self, opened: &[Unsealed], only: impl Fn(&[u8]) -> bool) -> Result<(), RatchetError> {
+        let mut changes: Vec<RatchetChange> = Vec::new();
+        for record in opened.iter().filter(|r| only(&r.key)) {
+            let value = match &record.plain {
+                Some(plain) => Some([&record.prefix[..], &self.keys.seal(&record.key, plain)?].concat()),
+                None => None,
+            };
+            changes.push((record.key.clone(), value));
+        }
+        self.store.write(&changes).map_err(state)
+    }
+
+    /// A roll's last step: syncs the re-sealed records, then writes the key file
+    /// with the newest key alone (synced).
+    fn roll_end(&mut self) -> Result<(), RatchetError> {
+        self.store.flush().map_err(state)?;
+        let newest = self.keys.newest_only();
+        self.store.write_key_file(&newest.to_file(&self.file_key)?).map_err(state)?;
+        self.keys = newest;
+        self.written_since_roll = false;
+        Ok(())
     }
 
     /// Our Olm identity key.
@@ -332,7 +494,7 @@ impl Ratchets {
         let key = seen_key(&digest);
         if let Some(value) = self.store.get(&key).map_err(state)? {
             return match value.get(8..) {
-                Some(sealed) if !sealed.is_empty() => unseal(&self.key, &key, sealed),
+                Some(sealed) if !sealed.is_empty() => Ok(self.keys.open(&key, sealed)?.0.to_vec()),
                 _ => Err(RatchetError::Duplicate),
             };
         }
@@ -427,7 +589,7 @@ impl Ratchets {
         }
         self.seen.clear();
         if self.account_dirty {
-            match self.store.get(ACCOUNT_KEY).map_err(state).and_then(|stored| stored.map(|b| load_account(&self.key, &b)).transpose()) {
+            match self.store.get(ACCOUNT_KEY).map_err(state).and_then(|stored| stored.map(|b| load_account(&self.keys, &b)).transpose()) {
                 Ok(Some(account)) => {
                     self.account = account;
                     self.account_dirty = false;
@@ -443,7 +605,9 @@ impl Ratchets {
     pub fn forget(&mut self, peer: &PeerId) -> Result<(), RatchetError> {
         self.peers.remove(peer);
         self.dirty.remove(peer);
-        self.store.remove(&peer_key(peer)).map_err(state)
+        self.store.write(&[(peer_key(peer), None)]).map_err(state)?;
+        self.written_since_roll = true;
+        Ok(())
     }
 
     /// Whether anything waits to be written by [`Self::persist`].
@@ -451,15 +615,17 @@ impl Ratchets {
         self.account_dirty || !self.dirty.is_empty() || !self.seen.is_empty()
     }
 
-    /// Writes every changed record (not flushed).
+    /// Writes every changed record in one batch of the store (not flushed).
+    /// On an error nothing was written and the changes stay pending (see
+    /// [`Self::rollback`]).
     pub fn persist(&mut self, now_ms: u64) -> Result<(), RatchetError> {
+        let mut changes: Vec<RatchetChange> = Vec::new();
         if self.account_dirty {
             let plain = Zeroizing::new(wire::encode(&self.account.pickle()).map_err(state)?);
-            self.store.put(ACCOUNT_KEY, &seal(&self.key, ACCOUNT_KEY, &plain)?).map_err(state)?;
-            self.account_dirty = false;
+            changes.push((ACCOUNT_KEY.to_vec(), Some(self.keys.seal(ACCOUNT_KEY, &plain)?)));
         }
-        for peer in std::mem::take(&mut self.dirty) {
-            let Some(s) = self.peers.get(&peer) else { continue };
+        for peer in &self.dirty {
+            let Some(s) = self.peers.get(peer) else { continue };
             let record = PeerRecord {
                 identity: s.identity,
                 prekey: s.prekey,
@@ -468,18 +634,26 @@ impl Ratchets {
                 since_ms: s.since_ms,
                 offer_us: s.offer_us,
             };
-            let key = peer_key(&peer);
+            let key = peer_key(peer);
             let plain = Zeroizing::new(wire::encode(&record).map_err(state)?);
-            self.store.put(&key, &seal(&self.key, &key, &plain)?).map_err(state)?;
+            let sealed = self.keys.seal(&key, &plain)?;
+            changes.push((key, Some(sealed)));
         }
-        for (digest, held) in std::mem::take(&mut self.seen) {
-            let key = seen_key(&digest);
+        for (digest, held) in &self.seen {
+            let key = seen_key(digest);
             let mut value = now_ms.to_be_bytes().to_vec();
             if let Some(plaintext) = held {
-                value.extend(seal(&self.key, &key, &plaintext)?);
+                value.extend(self.keys.seal(&key, plaintext)?);
             }
-            self.store.put(&key, &value).map_err(state)?;
+            changes.push((key, Some(value)));
         }
+        if !changes.is_empty() {
+            self.store.write(&changes).map_err(state)?;
+            self.written_since_roll = true;
+        }
+        self.account_dirty = false;
+        self.dirty.clear();
+        self.seen.clear();
         Ok(())
     }
 
@@ -505,7 +679,7 @@ impl Ratchets {
     }
 
     fn decode_peer(&self, key: &[u8], bytes: &[u8]) -> Result<PeerState, RatchetError> {
-        let plain = Zeroizing::new(unseal(&self.key, key, bytes)?);
+        let (plain, _) = self.keys.open(key, bytes)?;
         let r: PeerRecord = wire::decode(&plain, MAX_RECORD_LEN).map_err(state)?;
         Ok(PeerState {
             identity: r.identity,
@@ -519,18 +693,22 @@ impl Ratchets {
 
     fn prune_seen(&self, now_ms: u64) -> Result<(), RatchetError> {
         let retention = u64::try_from(SEEN_RETENTION.as_millis()).unwrap_or(u64::MAX);
+        let mut pruned: Vec<RatchetChange> = Vec::new();
         for (key, value) in self.store.scan(SEEN_PREFIX).map_err(state)? {
             let at = value.get(..8).and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
             if now_ms.saturating_sub(at) > retention {
-                self.store.remove(&key).map_err(state)?;
+                pruned.push((key, None));
             }
+        }
+        if !pruned.is_empty() {
+            self.store.write(&pruned).map_err(state)?;
         }
         Ok(())
     }
 }
 
-fn load_account(key: &[u8; 32], bytes: &[u8]) -> Result<Account, RatchetError> {
-    let plain = Zeroizing::new(unseal(key, ACCOUNT_KEY, bytes)?);
+fn load_account(keys: &StateKeys, bytes: &[u8]) -> Result<Account, RatchetError> {
+    let (plain, _) = keys.open(ACCOUNT_KEY, bytes)?;
     let pickle: AccountPickle = wire::decode(&plain, MAX_RECORD_LEN).map_err(state)?;
     Ok(Account::from_pickle(pickle))
 }
@@ -569,23 +747,18 @@ fn state(e: impl fmt::Display) -> RatchetError {
     RatchetError::State(e.to_string())
 }
 
-/// Encrypts a record under `key`, bound to where it is stored.
-fn seal(key: &[u8; 32], at: &[u8], plain: &[u8]) -> Result<Vec<u8>, RatchetError> {
-    let nonce: [u8; NONCE_LEN] = rand::random();
-    let cipher = ChaCha20Poly1305::new(key.into());
-    let sealed = cipher
-        .encrypt(&Nonce::from(nonce), AeadPayload { msg: plain, aad: at })
-        .map_err(|_| RatchetError::State("encrypting a record failed".into()))?;
-    Ok([nonce.as_slice(), &sealed].concat())
+/// Where the sealed part of a record's value starts: a digest's value begins with
+/// the time it was opened (not secret, read to prune), the others are sealed whole.
+fn sealed_from(key: &[u8]) -> usize {
+    if key.starts_with(SEEN_PREFIX) { 8 } else { 0 }
 }
 
-fn unseal(key: &[u8; 32], at: &[u8], bytes: &[u8]) -> Result<Vec<u8>, RatchetError> {
-    let (nonce, sealed) = bytes.split_at_checked(NONCE_LEN).ok_or_else(|| RatchetError::State("a record too short".into()))?;
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| RatchetError::State("a record too short".into()))?;
-    let cipher = ChaCha20Poly1305::new(key.into());
-    cipher
-        .decrypt(&Nonce::from(nonce), AeadPayload { msg: sealed, aad: at })
-        .map_err(|_| RatchetError::State("a record does not decrypt with this identity's key".into()))
+/// A live record opened by a roll, to be re-sealed (or dropped: no plaintext).
+struct Unsealed {
+    key: Vec<u8>,
+    /// What precedes the sealed part (see [`sealed_from`]).
+    prefix: Vec<u8>,
+    plain: Option<Zeroizing<Vec<u8>>>,
 }
 
 #[cfg(test)]

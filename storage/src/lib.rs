@@ -48,7 +48,8 @@
 //! conversation in `(lamport, id, author digest)` order, lookups by (author,
 //! id) and by id alone, the unread set, the conversation counters, the outbox
 //! — held in memory and rebuilt at open from fixed-size record headers. Texts
-//! are read from the file only when asked for. docs/PROTOCOL.md ("The local
+//! are read from the file only when asked for. The ratchet's state
+//! ([`RatchetState`]) is kept there too, as key/value records. docs/PROTOCOL.md ("The local
 //! store") describes the format and what a crash at each point does.
 //!
 //! The sled trees use big-endian keys, so byte order is numeric order; values
@@ -132,7 +133,7 @@ pub use messages::{Annotations, Direction, Inserted, Link, MAX_EMOJI_LEN, MAX_RE
 pub use outbox::{Outbox, OutboxEntry, Recipient};
 pub use prefs::{Drafts, MAX_DRAFT_LEN, Mute, Mutes};
 pub use profiles::Profiles;
-pub use ratchet::{RatchetState, Record as RatchetRecord};
+pub use ratchet::{Change as RatchetChange, RATCHET_KEY_FILE, RATCHET_KEY_FILE_CAPACITY, RatchetState, Record as RatchetRecord};
 pub use receipts::{GroupReceipts, Reached, Tally};
 pub use replay::{MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};
 pub use schema::SCHEMA_VERSION;

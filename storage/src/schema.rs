@@ -23,7 +23,11 @@ use crate::types::ConversationId;
 ///    version-3 log is a version-4 log without them, so the step writes
 ///    nothing. An older build refuses a version-4 database instead of reading
 ///    change records as damage.
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5. The ratchet state moves from the `ratchet` tree into the message log as
+///    key/value records (copied when the log opens, see [`open_log`]); like 4,
+///    the step itself writes nothing, and an older build refuses the database
+///    instead of reading those records as damage.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Tree holding database-wide metadata (the schema version).
 pub(crate) const META: &str = "meta";
@@ -62,8 +66,9 @@ pub(crate) const DRAFTS: &str = "drafts";
 pub(crate) const GROUP_RECEIPTS: &str = "group_receipts";
 /// peer id (base58) → its signed profile, as it arrived.
 pub(crate) const PROFILES: &str = "profiles";
-/// Ratchet state: the Olm account, per-peer sessions (both encrypted by the network
-/// layer) and digests of opened ratchet messages.
+/// Up to version 4: ratchet state (the Olm account, per-peer sessions, both
+/// encrypted by the network layer, and digests of opened ratchet messages), now
+/// key/value records of the message log.
 pub(crate) const RATCHET: &str = "ratchet";
 
 const VERSION_KEY: &[u8] = b"schema_version";
@@ -135,7 +140,7 @@ fn step(from: u32) -> Option<Step> {
     match from {
         1 => Some(|db, _| crate::migrate::v1_to_v2(db)),
         2 => Some(crate::migrate::v2_to_v3),
-        3 => Some(|_, _| Ok(())),
+        3 | 4 => Some(|_, _| Ok(())),
         _ => None,
     }
 }
@@ -156,7 +161,8 @@ fn migrate(db: &sled::Db, dir: &Path, meta: &sled::Tree, from: u32) -> Result<()
 }
 
 /// Opens the message log of a checked database (creating it for a new one),
-/// then drops the sled trees an upgrade moved into it.
+/// moves the `ratchet` tree's records into it, then drops the sled trees an
+/// upgrade moved into it.
 pub(crate) fn open_log(
     db: &sled::Db,
     dir: &Path,
@@ -169,6 +175,7 @@ pub(crate) fn open_log(
         meta.insert(LOG_KEY, &[1][..]).map_err(db_err)?;
         db.flush().map_err(db_err)?;
     }
+    move_ratchet_tree(db, &log)?;
     let names = db.tree_names();
     for tree in MOVED_TO_LOG {
         if names.iter().any(|n| n == tree.as_bytes()) {
@@ -176,6 +183,38 @@ pub(crate) fn open_log(
         }
     }
     Ok(log)
+}
+
+/// Copies the records of the `ratchet` tree (schema version 4 and older) into
+/// the log as key/value records in one frame, syncs the log, then drops the tree
+/// and flushes sled. A crash before the drop is durable copies them again at the
+/// next open, over the same values (nothing else writes ratchet state before the
+/// store is open): idempotent.
+fn move_ratchet_tree(db: &sled::Db, log: &MessageLog) -> Result<(), OpenError> {
+    if !db.tree_names().iter().any(|n| n == RATCHET.as_bytes()) {
+        return Ok(());
+    }
+    let tree = db.open_tree(RATCHET).map_err(db_err)?;
+    let records = tree
+        .iter()
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(db_err))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !records.is_empty() {
+        for (key, value) in &records {
+            crate::msglog::check_kv(key, value.len())?;
+        }
+        let mut batch = log.batch();
+        for (key, value) in &records {
+            batch.put_kv(key, value)?;
+        }
+        batch.commit()?;
+        log.sync()?;
+        tracing::info!(records = records.len(), "moved the ratchet state into the message log");
+    }
+    drop(tree);
+    db.drop_tree(RATCHET).map_err(db_err)?;
+    db.flush().map_err(db_err)?;
+    Ok(())
 }
 
 fn set_version(db: &sled::Db, meta: &sled::Tree, version: u32) -> Result<(), OpenError> {

@@ -21,7 +21,7 @@ use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::replay::{self, Refusal};
 use crate::schema::{
-    self, CALLS, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, RATCHET, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
+    self, CALLS, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
     SETTINGS, TOMBSTONES,
 };
 use crate::prefs::{Drafts, Mutes};
@@ -31,8 +31,9 @@ use crate::receipts::GroupReceipts;
 use crate::settings::Settings;
 use crate::types::{ConversationId, MessageId};
 
-/// The opened sled trees, one per small table. Messages, their states and the
-/// outbox live in the message log instead (see [`crate::msglog`]).
+/// The opened sled trees, one per small table. Messages, their states, the
+/// outbox and the ratchet state live in the message log instead (see
+/// [`crate::msglog`]).
 pub(crate) struct Trees {
     pub(crate) contacts: sled::Tree,
     pub(crate) conversations: sled::Tree,
@@ -49,13 +50,12 @@ pub(crate) struct Trees {
     pub(crate) drafts: sled::Tree,
     pub(crate) group_receipts: sled::Tree,
     pub(crate) profiles: sled::Tree,
-    pub(crate) ratchet: sled::Tree,
 }
 
 /// State shared by a [`Store`] and all handles made from it.
 pub(crate) struct Inner {
     db: sled::Db,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     pub(crate) trees: Trees,
     pub(crate) log: MessageLog,
 }
@@ -73,6 +73,9 @@ impl Inner {
     /// a conversation is on disk before messages that need it; the log's
     /// messages of a conversation that did not make it are forgotten at open
     /// (none of them was acknowledged, as that happens only after this).
+    /// sled writes and syncs nothing when no tree changed since its last flush
+    /// (its stable point is already past every write), so a flush after
+    /// messages and ratchet state alone is one `fdatasync` of the log.
     pub(crate) fn flush(&self) -> Result<usize, StoreError> {
         let n = self.db.flush().map_err(db)?;
         self.log.sync()?;
@@ -186,7 +189,6 @@ impl Store {
             drafts: open(DRAFTS)?,
             group_receipts: open(GROUP_RECEIPTS)?,
             profiles: open(PROFILES)?,
-            ratchet: open(RATCHET)?,
         };
         let conversations = trees
             .conversations
@@ -288,7 +290,8 @@ impl Store {
         }
     }
 
-    /// Ratchet state, as opaque (already encrypted) records.
+    /// Ratchet state, as opaque (already encrypted) records in the message log,
+    /// and its key file.
     pub fn ratchet(&self) -> RatchetState {
         RatchetState {
             inner: self.inner.clone(),

@@ -214,3 +214,62 @@ fn a_schema_1_database_migrates_intact() {
     assert_eq!(store.outbox().len(), pending.len() - 1);
     assert_eq!(store.conversations().get(cid(1)).unwrap().unwrap().unread, 0);
 }
+
+/// Puts `records` into the sled `ratchet` tree of the store at `path` and marks
+/// the database schema version 4, as a build before the move wrote it.
+fn write_v4_ratchet_tree(path: &std::path::Path, records: &[(&[u8], &[u8])]) {
+    let db = raw_sled(path);
+    let tree = db.open_tree("ratchet").unwrap();
+    for (key, value) in records {
+        tree.insert(key, value.to_vec()).unwrap();
+    }
+    db.open_tree("meta").unwrap().insert("schema_version", &4u32.to_be_bytes()).unwrap();
+    db.flush().unwrap();
+}
+
+fn has_ratchet_tree(db: &sled::Db) -> bool {
+    db.tree_names().iter().any(|n| n == b"ratchet".as_slice())
+}
+
+#[test]
+fn the_ratchet_tree_moves_into_the_message_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = open(&path).unwrap();
+    common::conversation(&store, 1);
+    store.insert_incoming_batch(&[common::incoming(cid(1), mid(1), 1)]).unwrap();
+    drop(store);
+    let records: [(&[u8], &[u8]); 3] = [(b"account", b"sealed account"), (b"p/bob", b"sealed bob"), (b"d/digest", b"12345678")];
+    write_v4_ratchet_tree(&path, &records);
+
+    let store = open(&path).unwrap();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = {
+        let mut r: Vec<_> = records.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        r.sort();
+        r
+    };
+    assert_eq!(store.ratchet().scan(b"").unwrap(), expected);
+    assert_eq!(store.ratchet().get(b"p/bob").unwrap().as_deref(), Some(&b"sealed bob"[..]));
+    assert_eq!(store.messages().count(cid(1)).unwrap(), 1, "messages stay");
+    // Written after the move, the log's values are the ones that count.
+    store.ratchet().write(&[(b"p/bob".to_vec(), Some(b"newer bob".to_vec()))]).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let db = raw_sled(&path);
+    assert!(!has_ratchet_tree(&db), "the tree is gone once its records are in the log");
+    assert_eq!(common::schema_version(&db), SCHEMA_VERSION);
+    drop(db);
+
+    // A crash after the copy but before the tree was dropped copies the same
+    // records again at the next open: the same values as before.
+    let store = open(&path).unwrap();
+    assert_eq!(store.ratchet().get(b"p/bob").unwrap().as_deref(), Some(&b"newer bob"[..]), "moved once only");
+    store.ratchet().write(&[(b"p/bob".to_vec(), Some(b"sealed bob".to_vec()))]).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    write_v4_ratchet_tree(&path, &records);
+    let store = open(&path).unwrap();
+    assert_eq!(store.ratchet().scan(b"").unwrap(), expected);
+    drop(store);
+    assert!(!has_ratchet_tree(&raw_sled(&path)));
+}

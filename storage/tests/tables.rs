@@ -286,3 +286,49 @@ fn redeem_succeeds_once_under_concurrency() {
     });
     assert_eq!(wins, 1);
 }
+
+#[test]
+fn ratchet_state_writes_in_one_batch_and_its_key_file_is_overwritten_in_place() {
+    let (dir, store) = temp_store();
+    let ratchet = store.ratchet();
+    ratchet
+        .write(&[
+            (b"account".to_vec(), Some(b"a".to_vec())),
+            (b"p/1".to_vec(), Some(b"one".to_vec())),
+            (b"p/2".to_vec(), Some(b"two".to_vec())),
+            (b"p/1".to_vec(), None),
+        ])
+        .unwrap();
+    assert_eq!(ratchet.scan(b"p/").unwrap(), [(b"p/2".to_vec(), b"two".to_vec())], "a later change of a key wins");
+    let too_long = vec![0u8; 70_000];
+    assert!(matches!(
+        ratchet.write(&[(b"p/3".to_vec(), Some(b"x".to_vec())), (too_long, None)]),
+        Err(StoreError::Encode { .. })
+    ));
+    assert_eq!(ratchet.get(b"p/3").unwrap(), None, "refused whole, before anything was written");
+    ratchet.write(&[(b"p/3".to_vec(), Some(b"three".to_vec()))]).unwrap();
+
+    assert_eq!(ratchet.read_key_file().unwrap(), None);
+    let key_file = dir.path().join("db").join(kith_storage::RATCHET_KEY_FILE);
+    let first = [7u8; 200];
+    ratchet.write_key_file(&first).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(ratchet.read_key_file().unwrap().as_deref(), Some(&first[..]));
+    let size = std::fs::metadata(&key_file).unwrap().len();
+    ratchet.write_key_file(b"short").unwrap();
+    assert_eq!(ratchet.read_key_file().unwrap().as_deref(), Some(&b"short"[..]));
+    let bytes = std::fs::read(&key_file).unwrap();
+    assert_eq!(bytes.len() as u64, size, "one fixed slot");
+    assert!(!bytes.windows(8).any(|w| w == [7u8; 8]), "nothing of the longer contents before stays");
+    assert!(ratchet.write_key_file(&vec![1; kith_storage::RATCHET_KEY_FILE_CAPACITY + 1]).is_err());
+    ratchet.write_key_file(&vec![1; kith_storage::RATCHET_KEY_FILE_CAPACITY]).unwrap();
+    drop(ratchet);
+    drop(store);
+
+    let store = common::open(&dir.path().join("db")).unwrap();
+    assert_eq!(store.ratchet().get(b"p/3").unwrap().as_deref(), Some(&b"three"[..]));
+    assert_eq!(store.ratchet().read_key_file().unwrap().map(|c| c.len()), Some(kith_storage::RATCHET_KEY_FILE_CAPACITY));
+    std::fs::write(&key_file, b"not a slot").unwrap();
+    assert!(matches!(store.ratchet().read_key_file(), Err(StoreError::Corrupt { .. })));
+}

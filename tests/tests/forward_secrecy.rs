@@ -18,7 +18,7 @@ use kith_p2p::ratchet::{RatchetError, Ratchets};
 use kith_relay::mailbox::{MailboxLimits, MailboxStore};
 use kith_storage::Store;
 use kith_tests::raw::{RawPeer, identity_of};
-use kith_tests::{Peer, Relay, pair_pinning, wait_until};
+use kith_tests::{Peer, Relay, connected_pair, pair_pinning, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -83,9 +83,8 @@ fn stolen_ratchets(home: &Path) -> (Identity, Store, Ratchets) {
     let home = Home::at(home);
     let identity = keystore::load(&home.keystore_path(), None).unwrap();
     let store = Store::open(&home.db_path()).unwrap();
-    for (key, _) in store.ratchet().scan(b"d/").unwrap() {
-        store.ratchet().remove(&key).unwrap();
-    }
+    let digests: Vec<_> = store.ratchet().scan(b"d/").unwrap().into_iter().map(|(key, _)| (key, None)).collect();
+    store.ratchet().write(&digests).unwrap();
     let ratchets = Ratchets::load(store.ratchet(), &identity, kith_p2p::ops::now_ms()).unwrap();
     (identity, store, ratchets)
 }
@@ -241,9 +240,8 @@ fn a_node_that_lost_its_ratchet_state_gets_new_sessions_and_nothing_sent_is_lost
     bob.stop();
     {
         let store = Store::open(&Home::at(bob.home()).db_path()).unwrap();
-        for (key, _) in store.ratchet().scan(b"").unwrap() {
-            store.ratchet().remove(&key).unwrap();
-        }
+        let all: Vec<_> = store.ratchet().scan(b"").unwrap().into_iter().map(|(key, _)| (key, None)).collect();
+        store.ratchet().write(&all).unwrap();
         store.flush().unwrap();
     }
     bob.start(&[]);
@@ -256,4 +254,22 @@ fn a_node_that_lost_its_ratchet_state_gets_new_sessions_and_nothing_sent_is_lost
     // A new ratchet identity is a key change, shown to Alice, never silent.
     let contact = alice.contact(&bob).unwrap();
     assert_eq!(contact["key_changed"], true, "{contact}");
+}
+
+#[test]
+fn a_running_node_replaces_its_ratchet_state_key_after_writing_state() {
+    let (alice, mut bob) = connected_pair();
+    bob.stop();
+    bob.env.push(("KITH_RATCHET_STATE_ROLL_MS".into(), "200".into()));
+    bob.start(&[]);
+    let key_file = Home::at(bob.home()).db_path().join(kith_storage::RATCHET_KEY_FILE);
+    let read = || std::fs::read(&key_file).unwrap();
+    round_trip(&alice, &bob, "warm-up");
+    // A message written into Bob's sessions after this read: within the interval, a
+    // roll rewrites the key file (sealed anew, so its bytes change) while he runs.
+    let before = read();
+    delivered(&alice, "Bob", "state written");
+    wait_until(DEADLINE, "Bob's node rolls its ratchet state key", || read() != before);
+    round_trip(&alice, &bob, "after the roll");
+    assert_eq!(read().len(), before.len(), "one slot, overwritten in place");
 }

@@ -29,6 +29,9 @@ const AUTONAT_TIMEOUT: &str = "KITH_AUTONAT_TIMEOUT_MS";
 /// How long a contact's payloads sealed without the ratchet are still taken after
 /// its first ratcheted one, in ms (default 30 days).
 const RATCHET_LEGACY_GRACE: &str = "KITH_RATCHET_LEGACY_GRACE_MS";
+/// How often the key sealing the ratchet state on disk is replaced while that state
+/// is written, in ms (default 10 min).
+const RATCHET_STATE_ROLL: &str = "KITH_RATCHET_STATE_ROLL_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
 
@@ -74,6 +77,9 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
     if let Some(grace) = millis(RATCHET_LEGACY_GRACE, 0) {
         timers.ratchet_legacy_grace = grace;
     }
+    if let Some(roll) = millis(RATCHET_STATE_ROLL, 10) {
+        timers.ratchet_state_roll = roll;
+    }
     if let Some(only_global) = number(AUTONAT_ONLY_GLOBAL_IPS) {
         timers.autonat.only_global_ips = only_global != 0;
     }
@@ -95,6 +101,7 @@ mod tests {
             assert_eq!(timers.invite_purge_interval, defaults.invite_purge_interval);
             assert_eq!(timers.event_buffer, defaults.event_buffer);
             assert_eq!(timers.autonat, defaults.autonat);
+            assert_eq!(timers.ratchet_state_roll, defaults.ratchet_state_roll);
         }
     }
 
@@ -112,6 +119,7 @@ mod tests {
                     AUTONAT_RETRY => "2000",
                     AUTONAT_TIMEOUT => "60000",
                     AUTONAT_ONLY_GLOBAL_IPS => "0",
+                    RATCHET_STATE_ROLL => "5000",
                     _ => return None,
                 }
                 .into(),
@@ -128,5 +136,6 @@ mod tests {
         assert_eq!(timers.autonat.server_throttle, Duration::from_secs(2));
         assert_eq!(timers.autonat.timeout, Duration::from_secs(60));
         assert!(!timers.autonat.only_global_ips);
+        assert_eq!(timers.ratchet_state_roll, Duration::from_secs(5));
     }
 }

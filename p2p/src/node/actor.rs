@@ -266,7 +266,8 @@ impl Actor {
         config.identity = identity.clone();
         let timers = config.timers.clone();
         let ratchets = crate::ratchet::Ratchets::load(store.ratchet(), &identity, ops::now_ms())
-            .map_err(|e| StartError::Build(format!("cannot load the ratchet state: {e}")))?;
+            .map_err(|e| StartError::Build(format!("cannot load the ratchet state: {e}")))?
+            .with_roll_interval(timers.ratchet_state_roll);
         let flusher = Flusher::start(store.clone())
             .map_err(|e| StartError::Build(format!("cannot start the flushing thread: {e}")))?;
         let mut actor = Actor {
@@ -366,6 +367,7 @@ impl Actor {
         let timers = self.group_messages.next_wakeup().map_or(timers, |t| t.min(timers));
         let timers = self.presence.next_deadline().map_or(timers, |t| t.min(timers));
         let timers = self.group_receipts.next_wakeup().map_or(timers, |t| t.min(timers));
+        let timers = self.ratchets.next_roll().map_or(timers, |t| t.min(timers));
         self.queues.next_wakeup().map_or(timers, |t| t.min(timers))
     }
 
@@ -389,6 +391,7 @@ impl Actor {
         self.group_tick(now);
         self.send_group_receipts(Some(now));
         self.presence_tick(now);
+        self.roll_ratchet_state(now);
         for peer in self.queues.ready(now) {
             self.dispatch(peer);
         }

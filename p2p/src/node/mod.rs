@@ -120,6 +120,11 @@ pub struct Timers {
     /// old way are still taken (default [`crate::ratchet::LEGACY_GRACE`], 30 days:
     /// mail sealed before the upgrade may wait that long in relays).
     pub ratchet_legacy_grace: Duration,
+    /// How often the key that seals the ratchet state on disk is replaced, while
+    /// that state is written (default [`crate::ratchet::STATE_ROLL`], 10 min; also at
+    /// start): the longest a replaced session state stays readable to someone who
+    /// later takes the device's keys and database. Each roll costs three syncs.
+    pub ratchet_state_roll: Duration,
     /// Call signalling and ringing (defaults 10 s to reach the peer, 45 s of ringing).
     pub calls: crate::call::CallTimers,
 }
@@ -151,6 +156,7 @@ impl Default for Timers {
             group_receipt_batch: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(600),
             ratchet_legacy_grace: crate::ratchet::LEGACY_GRACE,
+            ratchet_state_roll: crate::ratchet::STATE_ROLL,
             calls: crate::call::CallTimers::default(),
         }
     }

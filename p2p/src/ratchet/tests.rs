@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use kith_storage::Store;
 
 use super::*;
@@ -42,16 +44,15 @@ impl Side {
     }
 
     /// What an attacker who takes this node's keys and database holds: the ratchet
-    /// records copied into another store, minus the copy digests (an attacker need
-    /// not honour them).
+    /// records and the key file copied into another store, minus the copy digests
+    /// (an attacker need not honour them).
     fn stolen(&self) -> (Store, Ratchets, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        for (key, value) in self.store.ratchet().scan(b"").unwrap() {
-            if !key.starts_with(SEEN_PREFIX) {
-                store.ratchet().put(&key, &value).unwrap();
-            }
-        }
+        let copied: Vec<RatchetChange> =
+            self.store.ratchet().scan(b"").unwrap().into_iter().filter(|(key, _)| !key.starts_with(SEEN_PREFIX)).map(|(k, v)| (k, Some(v))).collect();
+        store.ratchet().write(&copied).unwrap();
+        store.ratchet().write_key_file(&self.store.ratchet().read_key_file().unwrap().unwrap()).unwrap();
         let ratchets = Ratchets::load(store.ratchet(), &self.identity, NOW).unwrap();
         (store, ratchets, dir)
     }
@@ -258,12 +259,21 @@ fn state_survives_a_restart_and_the_legacy_path_closes_after_the_grace() {
     assert!(!bob.ratchets.legacy_closed(&alice.peer, NOW + grace_ms, LEGACY_GRACE).unwrap());
     assert!(bob.ratchets.legacy_closed(&alice.peer, NOW + grace_ms + 1, LEGACY_GRACE).unwrap());
 
-    // Records are encrypted under the end-to-end key: under another one (an identity
-    // restored with a new key) they are unreadable, and the node starts afresh with a
-    // new Olm identity rather than refusing to start.
+    // The state keys are sealed under a key from the Ed25519 seed: an identity
+    // restored with a new end-to-end (X25519) key keeps its sessions.
     let old_identity = bob.ratchets.identity_key();
-    let other = Identity::from_secrets(bob.identity.ed25519_seed(), [7; 32]);
-    let mut afresh = Ratchets::load(bob.store.ratchet(), &other, NOW).unwrap();
+    let rotated = Identity::from_secrets(bob.identity.ed25519_seed(), [7; 32]);
+    let mut kept = Ratchets::load(bob.store.ratchet(), &rotated, NOW).unwrap();
+    assert_eq!(kept.identity_key(), old_identity);
+    assert!(kept.ready(&alice.peer).unwrap(), "the session survives");
+    let m = alice.seal(&bob, "three");
+    assert_eq!(String::from_utf8(kept.open(&alice.peer, m.0, &m.1, NOW).unwrap()).unwrap(), "three");
+    kept.persist(NOW).unwrap();
+    drop(kept);
+
+    // Another identity's keys open nothing: the node starts afresh with a new Olm
+    // identity rather than refusing to start.
+    let mut afresh = Ratchets::load(bob.store.ratchet(), &Identity::generate(), NOW).unwrap();
     assert_ne!(afresh.identity_key(), old_identity);
     assert!(!afresh.ready(&alice.peer).unwrap(), "no session survives");
 }
@@ -304,4 +314,201 @@ fn a_replayed_or_older_offer_changes_nothing() {
     // Also after a restart (the newest offer taken is kept).
     alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap();
     assert_eq!(alice.ratchets.learn(&bob.peer, &reset).unwrap(), Learned::Stale);
+}
+
+/// Every key someone who takes `side`'s keys and files can derive or read: the
+/// state keys in the key file (opened with the key from the Ed25519 seed), that
+/// key itself, and the key from the X25519 secret that sealed state before state
+/// keys — what a fresh [`Ratchets::load`] derives.
+fn disk_keys(side: &Side) -> Vec<[u8; 32]> {
+    let file_key = keys::file_key(&side.identity);
+    let legacy = keys::legacy_key(&side.identity);
+    let mut found = vec![*file_key, *legacy];
+    if let Some(bytes) = side.store.ratchet().read_key_file().unwrap() {
+        found.extend(StateKeys::from_file(&file_key, &bytes, || legacy.clone()).unwrap().raw());
+    }
+    found
+}
+
+/// What the sessions in a peer record sealed as `record` (stored under `at`) make of
+/// `captured`, trying every key in `keys` in either sealing format; `None` if no key
+/// opens the record.
+fn open_captured(keys: &[[u8; 32]], at: &[u8], record: &[u8], captured: &(u8, Vec<u8>)) -> Option<String> {
+    let plain = keys.iter().find_map(|key| {
+        let with_epoch = record.split_at_checked(4).and_then(|(epoch, sealed)| keys::open_raw(key, &[epoch, at].concat(), sealed).ok());
+        with_epoch.or_else(|| keys::open_raw(key, at, record).ok())
+    })?;
+    let r: PeerRecord = wire::decode(&plain, MAX_RECORD_LEN).unwrap();
+    let message = OlmMessage::from_parts(usize::from(captured.0), &captured.1).unwrap();
+    let opened = r.sessions.into_iter().map(Session::from_pickle).find_map(|mut s| s.decrypt(&message).ok());
+    Some(String::from_utf8(opened.expect("the record opens but none of its sessions opens the message")).unwrap())
+}
+
+fn log_holds(side: &Side, bytes: &[u8]) -> bool {
+    let log = std::fs::read(side.store.path().join("messages.log")).unwrap();
+    log.windows(bytes.len()).any(|w| w == bytes)
+}
+
+#[test]
+fn after_a_roll_a_replaced_record_left_in_the_log_opens_with_nothing_on_disk() {
+    let (mut alice, mut bob) = pair();
+    let first = alice.seal(&bob, "first");
+    bob.open(&alice, &first).unwrap();
+    let at = peer_key(&alice.peer);
+    let replaced = bob.store.ratchet().get(&at).unwrap().unwrap();
+    let captured = alice.seal(&bob, "captured secret");
+    assert_eq!(bob.open(&alice, &captured).unwrap(), "captured secret");
+    assert_ne!(bob.store.ratchet().get(&at).unwrap().unwrap(), replaced, "the record was replaced");
+    assert!(log_holds(&bob, &replaced), "the append-only log still holds the replaced record");
+
+    // Before the roll, what is on disk opens the replaced record, whose session still
+    // holds the key of a message Bob has read (and deleted the key of).
+    assert_eq!(open_captured(&disk_keys(&bob), &at, &replaced, &captured).as_deref(), Some("captured secret"));
+
+    bob.ratchets.roll(Instant::now()).unwrap();
+    assert!(log_holds(&bob, &replaced), "still in the file: only its key is gone");
+    assert_eq!(open_captured(&disk_keys(&bob), &at, &replaced, &captured), None);
+    // A restart derives no key that opens it either, and the current state works on.
+    bob.ratchets = Ratchets::load(bob.store.ratchet(), &bob.identity, NOW).unwrap();
+    assert_eq!(open_captured(&disk_keys(&bob), &at, &replaced, &captured), None);
+    let next = alice.seal(&bob, "after the roll");
+    assert_eq!(bob.open(&alice, &next).unwrap(), "after the roll");
+}
+
+#[test]
+fn a_roll_is_due_once_state_was_written_and_the_interval_passed() {
+    let (mut alice, mut bob) = pair();
+    let every = Duration::from_secs(60);
+    alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap().with_roll_interval(every);
+    let later = Instant::now() + every;
+    assert!(!alice.ratchets.roll_due(later), "nothing written since the roll at load");
+    assert_eq!(alice.ratchets.next_roll(), None);
+    alice.learns_from(&mut bob, false);
+    alice.ratchets.persist(NOW).unwrap();
+    assert!(!alice.ratchets.roll_due(Instant::now()), "not before the interval");
+    assert!(alice.ratchets.roll_due(later + Duration::from_millis(1)));
+    alice.ratchets.roll(later).unwrap();
+    assert!(!alice.ratchets.roll_due(later + every * 2), "nothing written since");
+    alice.ratchets.forget(&bob.peer).unwrap();
+    assert!(!alice.ratchets.roll_due(later + every - Duration::from_millis(1)));
+    assert!(alice.ratchets.roll_due(later + every), "an interval after the last roll");
+}
+
+/// The epochs of the sealed parts of `side`'s records.
+fn stored_epochs(side: &Side) -> Vec<u32> {
+    let mut epochs: Vec<u32> = side
+        .store
+        .ratchet()
+        .scan(b"")
+        .unwrap()
+        .into_iter()
+        .filter_map(|(key, value)| value.get(sealed_from(&key)..sealed_from(&key) + 4).map(|e| u32::from_be_bytes(e.try_into().unwrap())))
+        .collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    epochs
+}
+
+#[test]
+fn a_crash_between_the_steps_of_a_roll_leaves_every_record_readable() {
+    for resealed in ["none", "the peers only", "all"] {
+        let (mut alice, mut bob) = pair();
+        let m = alice.seal(&bob, "one");
+        bob.open(&alice, &m).unwrap();
+        // A message whose payload waits for a retry: its plaintext is held, sealed.
+        let held = alice.seal(&bob, "held for a retry");
+        let plaintext = bob.ratchets.open(&alice.peer, held.0, &held.1, NOW).unwrap();
+        bob.ratchets.hold(copy_digest(held.0, &held.1), plaintext);
+        bob.ratchets.persist(NOW).unwrap();
+        let (records, identity_key) = (bob.store.ratchet().scan(b"").unwrap().len(), bob.ratchets.identity_key());
+        assert_eq!(stored_epochs(&bob), [1]);
+
+        let opened = bob.ratchets.roll_begin().unwrap();
+        match resealed {
+            "none" => {}
+            "the peers only" => bob.ratchets.roll_reseal(&opened, |key| key.starts_with(PEER_PREFIX)).unwrap(),
+            _ => bob.ratchets.roll_reseal(&opened, |_| true).unwrap(),
+        }
+        bob.store.flush().unwrap();
+        let expected: &[u32] = match resealed {
+            "none" => &[1],
+            "the peers only" => &[1, 2],
+            _ => &[2],
+        };
+        assert_eq!(stored_epochs(&bob), expected, "{resealed}");
+        let file = StateKeys::from_file(&keys::file_key(&bob.identity), &bob.store.ratchet().read_key_file().unwrap().unwrap(), || unreachable!());
+        assert_eq!(file.unwrap().epochs(), [1, 2], "the key file holds both keys mid-roll");
+
+        // The crash: the node starts again from what is on disk.
+        bob.ratchets = Ratchets::load(bob.store.ratchet(), &bob.identity, NOW).unwrap();
+        assert_eq!(bob.ratchets.identity_key(), identity_key, "{resealed}: the account opened");
+        assert_eq!(bob.store.ratchet().scan(b"").unwrap().len(), records, "{resealed}: no record dropped");
+        assert_eq!(stored_epochs(&bob), [3], "{resealed}: the restart's roll finished the job");
+        assert_eq!(bob.ratchets.open(&alice.peer, held.0, &held.1, NOW).unwrap(), b"held for a retry", "{resealed}");
+        let next = alice.seal(&bob, "after the crash");
+        assert_eq!(bob.open(&alice, &next).unwrap(), "after the crash", "{resealed}: the session opened");
+    }
+}
+
+/// Makes `side`'s stored state as it was before state keys: every record sealed
+/// under the key from the X25519 secret, with no epoch, and no key file.
+fn to_legacy(side: &Side) {
+    let legacy = keys::legacy_key(&side.identity);
+    let mut changes: Vec<RatchetChange> = Vec::new();
+    for (key, value) in side.store.ratchet().scan(b"").unwrap() {
+        let from = sealed_from(&key);
+        if value.len() <= from {
+            continue;
+        }
+        let (plain, _) = side.ratchets.keys.open(&key, &value[from..]).unwrap();
+        changes.push((key.clone(), Some([&value[..from], &keys::seal_raw(&legacy, &key, &plain).unwrap()].concat())));
+    }
+    side.store.ratchet().write(&changes).unwrap();
+    side.store.flush().unwrap();
+    std::fs::remove_file(side.store.path().join(kith_storage::RATCHET_KEY_FILE)).unwrap();
+}
+
+#[test]
+fn state_sealed_under_the_end_to_end_key_is_read_once_and_re_sealed_under_a_state_key() {
+    let (mut alice, mut bob) = pair();
+    let m = alice.seal(&bob, "before the upgrade");
+    bob.open(&alice, &m).unwrap();
+    let held = alice.seal(&bob, "held");
+    let plaintext = bob.ratchets.open(&alice.peer, held.0, &held.1, NOW).unwrap();
+    bob.ratchets.hold(copy_digest(held.0, &held.1), plaintext);
+    bob.ratchets.persist(NOW).unwrap();
+    let identity_key = bob.ratchets.identity_key();
+    to_legacy(&bob);
+    let legacy_account = bob.store.ratchet().get(ACCOUNT_KEY).unwrap().unwrap();
+    assert!(keys::open_raw(&keys::legacy_key(&bob.identity), ACCOUNT_KEY, &legacy_account).is_ok(), "sealed the old way");
+
+    // A crash during the upgrade's roll, after the key file was written: it names the
+    // legacy key, and the records are still sealed under it.
+    let mut upgrading = Ratchets::load_unrolled(bob.store.ratchet(), &bob.identity, NOW).unwrap();
+    upgrading.roll_begin().unwrap();
+    drop(upgrading);
+
+    bob.ratchets = Ratchets::load(bob.store.ratchet(), &bob.identity, NOW).unwrap();
+    assert_eq!(bob.ratchets.identity_key(), identity_key, "the account was read");
+    let file_key = keys::file_key(&bob.identity);
+    let keys_now = StateKeys::from_file(&file_key, &bob.store.ratchet().read_key_file().unwrap().unwrap(), || unreachable!()).unwrap();
+    assert!(!keys_now.has_legacy(), "the key file no longer names the legacy key");
+    for (key, value) in bob.store.ratchet().scan(b"").unwrap() {
+        let sealed = &value[sealed_from(&key)..];
+        if !sealed.is_empty() {
+            assert_eq!(keys_now.open(&key, sealed).unwrap().1, keys_now.current_epoch(), "{key:?} re-sealed under the state key");
+        }
+    }
+    assert_eq!(bob.ratchets.open(&alice.peer, held.0, &held.1, NOW).unwrap(), b"held");
+    let next = alice.seal(&bob, "after the upgrade");
+    assert_eq!(bob.open(&alice, &next).unwrap(), "after the upgrade");
+    let reply = bob.seal(&alice, "and back");
+    assert_eq!(alice.open(&bob, &reply).unwrap(), "and back");
+
+    // State still sealed the old way does not open under a new X25519 key (as before
+    // state keys): the node starts afresh.
+    to_legacy(&bob);
+    let rotated = Identity::from_secrets(bob.identity.ed25519_seed(), [7; 32]);
+    let afresh = Ratchets::load(bob.store.ratchet(), &rotated, NOW).unwrap();
+    assert_ne!(afresh.identity_key(), identity_key);
 }

@@ -1,7 +1,8 @@
 //! The message log's in-memory index: every message's place in its
 //! conversation and in the file, its current state, the unread set, the
-//! conversations' counters, and the outbox. Built by replaying the log at
-//! open and kept up to date by every append; it holds no message text.
+//! conversations' counters, the outbox, and where each key/value record's
+//! value lies. Built by replaying the log at open and kept up to date by every
+//! append; it holds no message text and no value.
 //!
 //! It is plain data with no I/O, so every rule here is unit-tested apart from
 //! the file.
@@ -134,6 +135,17 @@ pub(crate) struct ChangeEntry {
     pub(crate) target: MessageId,
 }
 
+/// Where a key/value record's value lies in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KvSlot {
+    /// Offset of the value in the file.
+    pub(crate) at: u64,
+    /// Its length.
+    pub(crate) len: u32,
+    /// The size of its whole record, for the live-byte count.
+    pub(crate) record_len: u64,
+}
+
 /// A located message: its conversation, order key and slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Found {
@@ -166,6 +178,8 @@ pub(crate) struct Index {
     /// current outbox entries); the rest is garbage a compaction drops.
     live_bytes: u64,
     outbox_bytes: HashMap<MessageId, u64>,
+    /// Key/value records by key: ordered, so a prefix is a range.
+    kv: BTreeMap<Vec<u8>, KvSlot>,
 }
 
 fn split(reference: &RefKey) -> (MessageId, [u8; DIGEST_LEN]) {
@@ -356,6 +370,39 @@ impl Index {
         &self.outbox
     }
 
+    /// Sets or replaces the key/value record under `key`; the replaced one's
+    /// bytes become garbage.
+    pub(crate) fn put_kv(&mut self, key: &[u8], slot: KvSlot) {
+        if let Some(old) = self.kv.insert(key.to_vec(), slot) {
+            self.live_bytes = self.live_bytes.saturating_sub(old.record_len);
+        }
+        self.live_bytes += slot.record_len;
+    }
+
+    /// Removes the key/value record under `key`; returns whether there was one.
+    pub(crate) fn drop_kv(&mut self, key: &[u8]) -> bool {
+        match self.kv.remove(key) {
+            Some(old) => {
+                self.live_bytes = self.live_bytes.saturating_sub(old.record_len);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The key/value record under `key`.
+    pub(crate) fn kv(&self, key: &[u8]) -> Option<&KvSlot> {
+        self.kv.get(key)
+    }
+
+    /// The key/value records whose key starts with `prefix`, in key order.
+    pub(crate) fn kv_prefix<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a KvSlot)> + 'a {
+        self.kv
+            .range::<[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, slot)| (k.as_slice(), slot))
+    }
+
     /// Gives back the room vectors and maps grew into while the log was read
     /// (a vector that doubled to hold its last message is up to half empty).
     pub(crate) fn shrink(&mut self) {
@@ -493,6 +540,26 @@ mod tests {
             next_attempt_ms: 0,
             created_at_ms: 0,
         }
+    }
+
+    #[test]
+    fn key_value_records_count_only_their_latest_record_and_a_prefix_is_a_range() {
+        let mut index = Index::default();
+        let slot = |record_len| KvSlot { at: 1, len: 1, record_len };
+        index.put_kv(b"p/b", slot(30));
+        index.put_kv(b"p/a", slot(20));
+        index.put_kv(b"q", slot(5));
+        index.put_kv(b"p", slot(7));
+        index.put_kv(b"p/a", slot(25));
+        assert_eq!(index.live_bytes(), 30 + 25 + 5 + 7);
+        let keys: Vec<&[u8]> = index.kv_prefix(b"p/").map(|(k, _)| k).collect();
+        assert_eq!(keys, [&b"p/a"[..], b"p/b"]);
+        assert_eq!(index.kv_prefix(b"").count(), 4);
+        assert_eq!(index.kv(b"p/a").map(|s| s.record_len), Some(25));
+        assert!(index.drop_kv(b"p/a"));
+        assert!(!index.drop_kv(b"p/a"));
+        assert_eq!(index.live_bytes(), 30 + 5 + 7);
+        assert!(index.kv(b"p/a").is_none());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The message log: messages, their delivery states and the outbox in one
-//! append-only file of our own, with every index kept in memory.
+//! The message log: messages, their delivery states, the outbox and small
+//! key/value records (the ratchet's state) in one append-only file of our own,
+//! with every index kept in memory.
 //!
 //! Why not sled: on this hot path sled spends ~25 µs per message per
 //! transaction in CPU alone (measured in `storage-bench`; a write-ahead log in
@@ -15,8 +16,8 @@
 //! cannot be written leaves the log refusing further writes (its in-memory
 //! index would no longer match the file); reads keep working.
 //!
-//! Space: records are never rewritten in place; states and outbox changes are
-//! new records. When, at open, more than half of the file (and at least
+//! Space: records are never rewritten in place; states, outbox and key/value
+//! changes are new records. When, at open, more than half of the file (and at least
 //! [`COMPACT_MIN`]) is garbage, the live records are copied to a new file that
 //! replaces the old one atomically.
 
@@ -39,7 +40,7 @@ use crate::messages::{Link, Message, MessageState};
 use crate::outbox::OutboxEntry;
 use crate::types::{ConversationId, MessageId};
 use frame::{Frame, MAGIC, RECORD_HEADER};
-use index::{ConvIndex, Index, Slot};
+use index::{ConvIndex, Index, KvSlot, Slot};
 use record::{MESSAGE_HEADER_LEN, MessageHeader};
 
 /// The log's file name inside the database directory.
@@ -205,6 +206,7 @@ impl MessageLog {
                 let id = record::decode_id(r.body).ok_or_else(|| StoreError::corrupt(LOG, "a forget record that does not read"))?;
                 each(LogEvent::Forgotten(ConversationId(id)))
             }
+            // States, the outbox and key/value records are no messages to follow.
             _ => Ok(()),
         })?;
         Ok(LogCursor { offset: scanned.valid_end, check: self.check_at(scanned.valid_end)? })
@@ -241,6 +243,27 @@ impl MessageLog {
         Ok(check)
     }
 
+    /// The value of the key/value record under `key`: one positioned read,
+    /// without holding the lock while the disk works.
+    pub(crate) fn get_kv(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let slot = self.lock().index.kv(key).copied();
+        slot.map(|slot| self.read_kv(&slot)).transpose()
+    }
+
+    /// Every key/value record whose key starts with `prefix`, in key order.
+    /// Values are read after the lock is let go: records are never rewritten
+    /// in place, so a value replaced meanwhile reads as it was.
+    pub(crate) fn scan_kv(&self, prefix: &[u8]) -> Result<Vec<crate::ratchet::Record>, StoreError> {
+        let slots: Vec<(Vec<u8>, KvSlot)> = self.lock().index.kv_prefix(prefix).map(|(k, s)| (k.to_vec(), *s)).collect();
+        slots.into_iter().map(|(key, slot)| Ok((key, self.read_kv(&slot)?))).collect()
+    }
+
+    fn read_kv(&self, slot: &KvSlot) -> Result<Vec<u8>, StoreError> {
+        let mut value = vec![0; slot.len as usize];
+        self.file.read_exact_at(&mut value, slot.at).map_err(io_error)?;
+        Ok(value)
+    }
+
     /// Makes everything written so far durable (one `fdatasync`). Does not hold
     /// the lock while the disk works, so writers go on meanwhile.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
@@ -275,6 +298,11 @@ impl MessageLog {
             }
             for entry in state.index.outbox().values() {
                 frame.record(record::OUTBOX_PUT, &encode(entry)?).map_err(io_error)?;
+                frame = flush_full(out, frame)?;
+            }
+            for (key, slot) in state.index.kv_prefix(b"") {
+                let value = self.read_kv(slot)?;
+                push_kv(&mut frame, key, &value)?;
                 frame = flush_full(out, frame)?;
             }
             finish_frame(out, frame)
@@ -362,6 +390,29 @@ fn push_message(frame: &mut Frame, kind: u8, header: &MessageHeader, cbor: &[u8]
     Ok(at + MESSAGE_HEADER_LEN)
 }
 
+/// Adds a [`record::KV_PUT`] record to `frame`; returns the value's offset
+/// from the frame's start.
+fn push_kv(frame: &mut Frame, key: &[u8], value: &[u8]) -> Result<usize, StoreError> {
+    let at = frame.begin_record(record::KV_PUT);
+    record::kv_key_into(frame.body(), key);
+    let value_at = frame.body().len();
+    frame.body().extend_from_slice(value);
+    frame.end_record(at).map_err(io_error)?;
+    Ok(value_at)
+}
+
+/// Refuses a key/value record the log cannot hold: a key longer than a u16
+/// counts, or a record past [`MAX_RECORD`].
+pub(crate) fn check_kv(key: &[u8], value_len: usize) -> Result<(), StoreError> {
+    if key.len() > record::MAX_KV_KEY {
+        return Err(StoreError::Encode { detail: format!("a key of {} bytes is too long to store", key.len()) });
+    }
+    if 2 + key.len() + value_len > MAX_RECORD {
+        return Err(StoreError::Encode { detail: format!("a value of {value_len} bytes is too large to store") });
+    }
+    Ok(())
+}
+
 /// Creates `path` holding [`MAGIC`] and what `fill` writes, synced, and syncs
 /// its directory.
 pub(crate) fn write_new_file(
@@ -416,6 +467,15 @@ fn replay(index: &mut Index, r: &frame::RecordRef<'_>) -> Result<(), StoreError>
         }
         record::FORGET => {
             index.forget(ConversationId(record::decode_id(r.body).ok_or_else(|| bad("forget"))?));
+        }
+        record::KV_PUT => {
+            let (key, value_at) = record::decode_kv_put(r.body).ok_or_else(|| bad("key/value"))?;
+            let len = u32::try_from(r.body.len() - value_at).map_err(|_| bad("key/value"))?;
+            let record_len = (RECORD_HEADER + r.body.len()) as u64;
+            index.put_kv(key, KvSlot { at: r.at + value_at as u64, len, record_len });
+        }
+        record::KV_DROP => {
+            index.drop_kv(record::decode_kv_drop(r.body).ok_or_else(|| bad("key/value drop"))?);
         }
         other => return Err(StoreError::corrupt(LOG, format!("a record of unknown kind {other}"))),
     }
@@ -521,6 +581,36 @@ impl Batch<'_> {
         }
         self.dirty = true;
         self.frame.record(record::OUTBOX_DROP, &id.0).map_err(io_error)?;
+        Ok(true)
+    }
+
+    /// Sets or replaces the key/value record under `key`. Refused before
+    /// anything is added if the log cannot hold it (see [`check_kv`]).
+    pub(crate) fn put_kv(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        check_kv(key, value.len())?;
+        self.close_if_full()?;
+        self.dirty = true;
+        let value_at = push_kv(&mut self.frame, key, value)?;
+        let len = u32::try_from(value.len()).map_err(|_| StoreError::Encode { detail: "value too large".into() })?;
+        let record_len = (RECORD_HEADER + 2 + key.len() + value.len()) as u64;
+        let slot = KvSlot { at: self.base() + value_at as u64, len, record_len };
+        self.state.index.put_kv(key, slot);
+        Ok(())
+    }
+
+    /// Removes the key/value record under `key`; returns whether there was one
+    /// (only then is a record written).
+    pub(crate) fn drop_kv(&mut self, key: &[u8]) -> Result<bool, StoreError> {
+        self.check()?;
+        self.close_if_full()?;
+        if !self.state.index.drop_kv(key) {
+            return Ok(false);
+        }
+        self.dirty = true;
+        let at = self.frame.begin_record(record::KV_DROP);
+        record::kv_key_into(self.frame.body(), key);
+        self.frame.end_record(at).map_err(io_error)?;
         Ok(true)
     }
 

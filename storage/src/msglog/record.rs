@@ -8,6 +8,12 @@
 //! | [`OUTBOX_DROP`] | the entry's id (16 bytes) |
 //! | [`FORGET`] | a conversation id (16 bytes): its earlier messages are gone |
 //! | [`CHANGE`] | as [`MESSAGE`], for a message that changes another (an edit, a delete, a reaction) |
+//! | [`KV_PUT`] | key length (u16) ‖ key ‖ value: a key/value record set or replaced |
+//! | [`KV_DROP`] | key length (u16) ‖ key: a key/value record removed |
+//!
+//! Key/value records hold state that is not messages (the ratchet's, opaque to
+//! the store): the log replaces a sled tree for it so that one `fdatasync`
+//! covers it together with the messages it belongs to.
 //!
 //! A message's header repeats what the in-memory index needs, so opening the
 //! log decodes no CBOR for messages. Integers are little-endian here (the
@@ -30,6 +36,13 @@ pub(crate) const FORGET: u8 = 5;
 /// A change to another message: laid out as [`MESSAGE`]; opening decodes its
 /// CBOR (changes only) to learn the message it names.
 pub(crate) const CHANGE: u8 = 6;
+/// A key/value record was set or replaced.
+pub(crate) const KV_PUT: u8 = 7;
+/// A key/value record was removed.
+pub(crate) const KV_DROP: u8 = 8;
+
+/// The longest key of a key/value record (its length is a u16).
+pub(crate) const MAX_KV_KEY: usize = u16::MAX as usize;
 
 /// Length of [`MessageHeader`]'s encoding.
 pub(crate) const MESSAGE_HEADER_LEN: usize = ID_LEN + 8 + REF_LEN + 2 + 8;
@@ -112,6 +125,30 @@ pub(crate) fn decode_drop(body: &[u8]) -> Option<MessageId> {
     decode_id(body).map(MessageId)
 }
 
+/// Writes a key/value body's front, `key length ‖ key`, into `out`; the
+/// caller appends the value of a [`KV_PUT`]. The key must be at most
+/// [`MAX_KV_KEY`] bytes (checked by the caller before anything is written).
+pub(crate) fn kv_key_into(out: &mut Vec<u8>, key: &[u8]) {
+    let len = u16::try_from(key.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&key[..usize::from(len)]);
+}
+
+/// Reads a [`KV_PUT`] body: the key and the value's offset in the body.
+pub(crate) fn decode_kv_put(body: &[u8]) -> Option<(&[u8], usize)> {
+    let len = usize::from(u16::from_le_bytes(body.get(..2)?.try_into().ok()?));
+    let key = body.get(2..2 + len)?;
+    Some((key, 2 + len))
+}
+
+/// Reads a [`KV_DROP`] body: the key, which must fill it.
+pub(crate) fn decode_kv_drop(body: &[u8]) -> Option<&[u8]> {
+    match decode_kv_put(body)? {
+        (key, end) if end == body.len() => Some(key),
+        _ => None,
+    }
+}
+
 fn direction_byte(d: Direction) -> u8 {
     match d {
         Direction::Outgoing => 0,
@@ -178,5 +215,22 @@ mod tests {
         bad[ID_LEN + 8 + REF_LEN] = 7;
         assert_eq!(MessageHeader::decode(&bad), None, "unknown direction");
         assert_eq!(decode_state(&[0; REF_LEN]), None);
+    }
+
+    #[test]
+    fn key_value_bodies_read_back_and_short_ones_do_not() {
+        let mut body = Vec::new();
+        kv_key_into(&mut body, b"p/key");
+        let drop_body = body.clone();
+        body.extend_from_slice(b"the value");
+        assert_eq!(decode_kv_put(&body), Some((&b"p/key"[..], 7)));
+        assert_eq!(&body[7..], b"the value");
+        assert_eq!(decode_kv_drop(&drop_body), Some(&b"p/key"[..]));
+        assert_eq!(decode_kv_drop(&body), None, "a drop has no value");
+        assert_eq!(decode_kv_put(&body[..4]), None, "the key runs past the body");
+        assert_eq!(decode_kv_put(&[1]), None);
+        let mut empty = Vec::new();
+        kv_key_into(&mut empty, b"");
+        assert_eq!(decode_kv_put(&empty), Some((&b""[..], 2)));
     }
 }

@@ -347,3 +347,128 @@ fn compaction_keeps_changes_as_changes() {
     drop(state);
     assert_eq!(log.read(&slot).unwrap().link, edit.link);
 }
+
+/// Every key/value record, in key order.
+fn kv_all(log: &MessageLog) -> Vec<crate::ratchet::Record> {
+    log.scan_kv(b"").unwrap()
+}
+
+fn file_holds(dir: &Path, needle: &[u8]) -> bool {
+    fs::read(dir.join(FILE_NAME)).unwrap().windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn key_value_records_put_replace_drop_and_scan_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    let mut batch = log.batch();
+    batch.put_kv(b"account", b"first account").unwrap();
+    batch.put_kv(b"p/bob", b"bob's sessions").unwrap();
+    batch.put_kv(b"p/alice", b"alice's sessions").unwrap();
+    batch.put_kv(b"d/1", b"").unwrap();
+    batch.commit().unwrap();
+    let mut batch = log.batch();
+    batch.put_kv(b"account", b"second account").unwrap();
+    assert!(batch.drop_kv(b"p/bob").unwrap());
+    assert!(!batch.drop_kv(b"p/bob").unwrap(), "gone already: no record");
+    assert!(!batch.drop_kv(b"p/nobody").unwrap());
+    batch.commit().unwrap();
+    let expect = |log: &MessageLog| {
+        assert_eq!(log.get_kv(b"account").unwrap().as_deref(), Some(&b"second account"[..]));
+        assert_eq!(log.get_kv(b"p/bob").unwrap(), None);
+        assert_eq!(log.get_kv(b"d/1").unwrap(), Some(Vec::new()), "an empty value is a value");
+        let peers = log.scan_kv(b"p/").unwrap();
+        assert_eq!(peers, [(b"p/alice".to_vec(), b"alice's sessions".to_vec())]);
+        let keys: Vec<Vec<u8>> = kv_all(log).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, [&b"account"[..], b"d/1", b"p/alice"], "in key order");
+    };
+    expect(&log);
+    let messages = contents(&log);
+    drop(log);
+    let log = open(dir.path());
+    expect(&log);
+    assert_eq!(contents(&log), messages, "messages beside them are untouched");
+    let (_, added, _, _) = follow_all(&log, None);
+    assert_eq!(added.len(), 10, "a follower sees messages only");
+
+    // Too long a key is refused before the batch changes anything.
+    let mut batch = log.batch();
+    assert!(matches!(batch.put_kv(&vec![0; record::MAX_KV_KEY + 1], b"v"), Err(StoreError::Encode { .. })));
+    batch.put_kv(b"after", b"a refusal").unwrap();
+    batch.commit().unwrap();
+    assert_eq!(log.get_kv(b"after").unwrap().as_deref(), Some(&b"a refusal"[..]));
+}
+
+#[test]
+fn a_torn_last_frame_drops_only_the_key_value_changes_it_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut batch = log.batch();
+    batch.put_kv(b"account", b"synced account").unwrap();
+    batch.put_kv(b"p/bob", b"synced bob").unwrap();
+    batch.commit().unwrap();
+    log.sync().unwrap();
+    let kept = kv_all(&log);
+    let mut batch = log.batch();
+    batch.put_kv(b"account", b"torn account").unwrap();
+    batch.drop_kv(b"p/bob").unwrap();
+    batch.put_kv(b"p/carol", b"torn carol").unwrap();
+    batch.commit().unwrap();
+    drop(log);
+    let path = dir.path().join(FILE_NAME);
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+
+    let log = open(dir.path());
+    assert_eq!(kv_all(&log), kept, "the whole torn frame is gone, nothing before it");
+    let mut batch = log.batch();
+    batch.put_kv(b"p/dave", b"after the cut").unwrap();
+    batch.commit().unwrap();
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.get_kv(b"p/dave").unwrap().as_deref(), Some(&b"after the cut"[..]));
+    assert_eq!(log.get_kv(b"account").unwrap().as_deref(), Some(&b"synced account"[..]));
+}
+
+#[test]
+fn compaction_keeps_the_live_values_and_the_bytes_of_replaced_ones_leave_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    let old = b"superseded value: an old chain key".to_vec();
+    let dropped = b"dropped value: another old key".to_vec();
+    let mut batch = log.batch();
+    batch.put_kv(b"p/bob", &old).unwrap();
+    batch.put_kv(b"p/carol", &dropped).unwrap();
+    batch.put_kv(b"account", b"the account").unwrap();
+    batch.commit().unwrap();
+    let mut batch = log.batch();
+    batch.put_kv(b"p/bob", b"the current value").unwrap();
+    batch.drop_kv(b"p/carol").unwrap();
+    batch.commit().unwrap();
+    // Replaced values count as garbage: 12 MiB of them make a compaction due.
+    for round in 0..12u8 {
+        let mut batch = log.batch();
+        batch.put_kv(b"big", &vec![round; 1 << 20]).unwrap();
+        batch.commit().unwrap();
+    }
+    let mut batch = log.batch();
+    batch.drop_kv(b"big").unwrap();
+    batch.commit().unwrap();
+    let before = (contents(&log), kv_all(&log));
+    assert_eq!(before.1.len(), 2);
+    drop(log);
+    assert!(file_holds(dir.path(), &old) && file_holds(dir.path(), &dropped), "the log keeps them until a compaction");
+
+    let log = open(dir.path());
+    let size = fs::metadata(dir.path().join(FILE_NAME)).unwrap().len();
+    assert!(size < 64 << 10, "compacted to {size} bytes");
+    assert_eq!((contents(&log), kv_all(&log)), before);
+    assert!(!file_holds(dir.path(), &old), "a replaced value's bytes are gone from the file");
+    assert!(!file_holds(dir.path(), &dropped), "a dropped value's bytes are gone from the file");
+    assert!(file_holds(dir.path(), b"the current value"));
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!((contents(&log), kv_all(&log)), before, "and it stays so");
+}

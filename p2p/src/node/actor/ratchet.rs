@@ -241,6 +241,19 @@ impl Actor {
         }
     }
 
+    /// Replaces the key that seals the ratchet state on disk when a roll is due (see
+    /// [`crate::ratchet::Ratchets::roll`]), so session states replaced since the last
+    /// roll no longer open with anything left on disk. On the event loop: three syncs,
+    /// at most once per `ratchet_state_roll` and only after state was written.
+    pub(super) fn roll_ratchet_state(&mut self, now: Instant) {
+        if !self.ratchets.roll_due(now) {
+            return;
+        }
+        if let Err(e) = self.ratchets.roll(now) {
+            tracing::error!(error = %e, "replacing the ratchet state key failed; trying again at the next interval");
+        }
+    }
+
     /// Offers a newly accepted contact our keys if it has none yet (any path into
     /// accepted ends in a dispatch to it). Returns whether an offer was queued.
     pub(super) fn offer_if_new(&mut self, contact: &Contact) -> bool {
