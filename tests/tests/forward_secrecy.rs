@@ -37,6 +37,25 @@ fn round_trip(alice: &Peer, bob: &Peer, tag: &str) {
     delivered(bob, "Alice", &format!("pong {tag}"));
 }
 
+/// A running relay and Alice and Bob pinning it, after one round trip (so both hold a
+/// session).
+fn relayed_pair() -> (Relay, Peer, Peer) {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, bob) = pair_pinning(&[&relay]);
+    round_trip(&alice, &bob, "warm-up");
+    (relay, alice, bob)
+}
+
+/// Removes every ratchet record of `peer` (stopped): its Olm account and sessions are
+/// gone, its state key file stays.
+fn wipe_ratchet_state(peer: &Peer) {
+    let store = Store::open(&Home::at(peer.home()).db_path()).unwrap();
+    let all: Vec<_> = store.ratchet().scan(b"").unwrap().into_iter().map(|(key, _)| (key, None)).collect();
+    store.ratchet().write(&all).unwrap();
+    store.flush().unwrap();
+}
+
 /// Sends `texts` while the recipient is offline and waits until the relays hold them.
 fn sent_to_relays(alice: &Peer, texts: &[String]) {
     for text in texts {
@@ -108,10 +127,7 @@ fn texts_of(history: &[Value]) -> Vec<String> {
 
 #[test]
 fn the_receivers_keys_and_database_taken_after_reading_open_none_of_the_captured_messages() {
-    let mut relay = Relay::new("");
-    relay.start();
-    let (alice, mut bob) = pair_pinning(&[&relay]);
-    round_trip(&alice, &bob, "warm-up");
+    let (mut relay, alice, mut bob) = relayed_pair();
 
     bob.stop();
     let secret = "the ferry leaves at dawn";
@@ -137,10 +153,7 @@ fn the_receivers_keys_and_database_taken_after_reading_open_none_of_the_captured
 
 #[test]
 fn one_round_trip_locks_a_copied_state_out_of_later_messages() {
-    let mut relay = Relay::new("");
-    relay.start();
-    let (alice, mut bob) = pair_pinning(&[&relay]);
-    round_trip(&alice, &bob, "warm-up");
+    let (mut relay, alice, mut bob) = relayed_pair();
 
     // The attacker copies Bob's whole home: keystore, database, ratchet state.
     bob.stop();
@@ -230,20 +243,12 @@ fn a_contacts_payloads_sealed_without_the_ratchet_are_refused_once_its_grace_is_
 
 #[test]
 fn a_node_that_lost_its_ratchet_state_gets_new_sessions_and_nothing_sent_is_lost() {
-    let mut relay = Relay::new("");
-    relay.start();
-    let (alice, mut bob) = pair_pinning(&[&relay]);
-    round_trip(&alice, &bob, "warm-up");
+    let (_relay, alice, mut bob) = relayed_pair();
 
     // Bob's ratchet state is gone (a restore from an old copy, a wiped tree): same
     // identity, new Olm account, no sessions.
     bob.stop();
-    {
-        let store = Store::open(&Home::at(bob.home()).db_path()).unwrap();
-        let all: Vec<_> = store.ratchet().scan(b"").unwrap().into_iter().map(|(key, _)| (key, None)).collect();
-        store.ratchet().write(&all).unwrap();
-        store.flush().unwrap();
-    }
+    wipe_ratchet_state(&bob);
     bob.start(&[]);
 
     // Alice's next message is sealed in a session Bob no longer has: he offers new
@@ -254,6 +259,38 @@ fn a_node_that_lost_its_ratchet_state_gets_new_sessions_and_nothing_sent_is_lost
     // A new ratchet identity is a key change, shown to Alice, never silent.
     let contact = alice.contact(&bob).unwrap();
     assert_eq!(contact["key_changed"], true, "{contact}");
+}
+
+#[test]
+fn mail_sealed_in_a_session_its_receiver_lost_is_sent_again_once_and_the_relay_lets_go_of_it() {
+    let (mut relay, alice, mut bob) = relayed_pair();
+    bob.stop();
+    let texts: Vec<String> = (0..3).map(|i| format!("waiting in the relay {i}")).collect();
+    sent_to_relays(&alice, &texts);
+    assert_eq!(captured(&mut relay, &bob).len(), 3, "the relay holds them");
+
+    // Bob comes back without his ratchet state: what waits for him was sealed in
+    // sessions he no longer has.
+    wipe_ratchet_state(&bob);
+    bob.env.push(("KITH_DRAIN_INTERVAL_MS".into(), "300".into()));
+    bob.start(&[]);
+
+    // His reset tells Alice; she sends again what was not known delivered.
+    wait_until(DEADLINE, "every message reaches Bob after all", || {
+        let got = texts_of(&bob.history("Alice"));
+        texts.iter().all(|t| got.contains(t))
+    });
+    wait_until(DEADLINE, "Alice sees them delivered", || {
+        let history = alice.history("Bob");
+        texts.iter().all(|t| history.iter().any(|m| m["text"] == t.as_str() && m["state"] == "delivered"))
+    });
+    // The dead copies are refused once Bob holds a new session, so the relay drops them
+    // instead of bringing them (and a reset) back at every drain.
+    wait_until(DEADLINE, "the relay let go of the mail that never opens", || captured(&mut relay, &bob).is_empty());
+    let got = texts_of(&bob.history("Alice"));
+    for t in &texts {
+        assert_eq!(got.iter().filter(|g| *g == t).count(), 1, "{t:?} once: {got:?}");
+    }
 }
 
 #[test]

@@ -1245,11 +1245,10 @@ impl Actor {
 
     /// Take envelopes from a peer or from one of our mailboxes: store them with their
     /// contact changes and queued answers, **not flushed**: the caller flushes, then
-    /// answers and hands the rest to [`Actor::after_accept`]. With `receipts`, each new
-    /// message also gets a `delivered` receipt to its author, who cannot learn it from
-    /// our answer when the mail came through a relay. One result per envelope, in
-    /// order.
-    fn accept(&mut self, envelopes: &[Vec<u8>], receipts: bool) -> (Vec<DmResult>, Accepted) {
+    /// answers and hands the rest to [`Actor::after_accept`]. With `from_relay` (drained
+    /// from a mailbox), each new message also gets a `delivered` receipt to its author,
+    /// who cannot learn it from our answer. One result per envelope, in order.
+    fn accept(&mut self, envelopes: &[Vec<u8>], from_relay: bool) -> (Vec<DmResult>, Accepted) {
         let mut inbound = Inbound {
             store: &self.store,
             me: self.me,
@@ -1258,6 +1257,7 @@ impl Actor {
             ratchets: &mut self.ratchets,
             legacy_grace: self.config.timers.ratchet_legacy_grace,
             tally: Tally::default(),
+            from_relay,
         };
         let (mut results, mut outcome) = inbound.apply(envelopes);
         let now = Instant::now();
@@ -1302,7 +1302,8 @@ impl Actor {
         self.receive_group(deliveries, &mut results);
         self.settle_ratcheted(std::mem::take(&mut outcome.ratcheted), &results);
         let resets = self.offer_resets(std::mem::take(&mut outcome.rekey));
-        let queued = outcome.queued || resets || (receipts && self.queue_delivery_receipts(&outcome.stored));
+        let resent = self.resend_undelivered(std::mem::take(&mut outcome.resend));
+        let queued = outcome.queued || resets || resent || (from_relay && self.queue_delivery_receipts(&outcome.stored));
         (results, Accepted { events: outcome.events, queued, touched: outcome.touched })
     }
 

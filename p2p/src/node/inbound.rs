@@ -53,6 +53,9 @@ pub(crate) struct Outcome {
     /// Contacts whose ratchet messages we could not open (no session, an unknown
     /// one-time key): they get new keys with `reset`.
     pub(crate) rekey: Vec<PeerId>,
+    /// Contacts that lost their sessions with us (a reset offer): what we sent them
+    /// that is not known delivered may never open there, so it goes again.
+    pub(crate) resend: Vec<PeerId>,
     /// Ratchet messages opened: (index in the batch, copy digest, plaintext). The
     /// caller records each once its result is final, or holds its plaintext for the
     /// retry (see [`Ratchets::hold`]), then writes the ratchet state.
@@ -81,6 +84,8 @@ pub(crate) struct Inbound<'a> {
     pub(crate) legacy_grace: std::time::Duration,
     /// What this batch adds to strangers' held requests (start with the default).
     pub(crate) tally: Tally,
+    /// Whether the batch was drained from a relay (else a peer sent it directly).
+    pub(crate) from_relay: bool,
 }
 
 enum Step {
@@ -235,6 +240,16 @@ impl Inbound<'_> {
                     decoded.map(Some)
                 }
                 Err(RatchetError::Duplicate) => Ok(None),
+                Err(RatchetError::NoSession)
+                    if self.from_relay && kind != crate::ratchet::PRE_KEY_MESSAGE && self.ratchets.has_session(&sender).unwrap_or(false) =>
+                {
+                    // Sealed in a session we lost, and kept by a relay: it never opens,
+                    // and we hold a newer session with its sender, which sent it again
+                    // when it learned of our reset. Refused, so the relay drops it
+                    // instead of bringing it (and a reset) back at every drain.
+                    tracing::debug!(%sender, "refused relay mail sealed in a session we no longer have");
+                    Err(RejectReason::Decrypt)
+                }
                 Err(e @ (RatchetError::NoSession | RatchetError::UnknownPrekey)) => {
                     // Our state lost, or its session built on keys we no longer hold:
                     // new keys let it seal again; it keeps the item meanwhile.
@@ -474,7 +489,12 @@ impl Inbound<'_> {
                     Ok(Learned::IdentityChanged) => {
                         self.key_changed(c, (sender_e2e, binding), outcome)?;
                     }
-                    Ok(Learned::Prekey) => outcome.touched.push(sender),
+                    Ok(Learned::Prekey) => {
+                        if reset {
+                            outcome.resend.push(sender);
+                        }
+                        outcome.touched.push(sender);
+                    }
                     Ok(Learned::Ignored | Learned::Stale) => {}
                     Err(RatchetError::Forged) => return Ok(Step::Done(DmResult::Rejected(RejectReason::Forged))),
                     Err(e) => return Err(OpError::NotAllowed(format!("keeping a contact's ratchet keys: {e}"))),

@@ -17,6 +17,9 @@ use crate::ratchet::RatchetError;
 /// what we cannot open gets new keys once a minute, not once per envelope.
 pub(super) const RESET_SPACING: Duration = Duration::from_secs(60);
 
+/// Most messages sent again to a contact that lost its sessions (the newest).
+const MAX_RESENT: usize = 1000;
+
 /// Sealed payloads kept per contact (see [`Actor::ratchet_cached`]): two batches.
 const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH;
 
@@ -252,6 +255,57 @@ impl Actor {
         if let Err(e) = self.ratchets.roll(now) {
             tracing::error!(error = %e, "replacing the ratchet state key failed; trying again at the next interval");
         }
+    }
+
+    /// Queues again, for each of `peers` (contacts that lost their sessions with us),
+    /// our messages to it that left but are not known delivered, sent within the
+    /// replay window and not queued now: those sealed in the lost session wait in a
+    /// relay where they will never open. The newest [`MAX_RESENT`] go; the receiver
+    /// keeps one copy of any it had after all. Written, not flushed (the batch's
+    /// flush covers them). Returns whether any was queued.
+    pub(super) fn resend_undelivered(&mut self, peers: Vec<PeerId>) -> bool {
+        let mut queued = false;
+        let now = ops::now_ms();
+        let window = u64::try_from(kith_storage::REPLAY_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        for peer in peers {
+            let conversation = ops::direct_conversation(&self.me, &peer);
+            let page = match self.store.messages().page(conversation, None, MAX_RESENT) {
+                Ok(page) => page,
+                Err(kith_storage::StoreError::NotFound { .. }) => continue,
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "reading what we sent a contact failed; nothing resent");
+                    continue;
+                }
+            };
+            let mut count = 0usize;
+            for m in page.iter().filter(|m| {
+                m.direction == kith_storage::Direction::Outgoing
+                    && m.state == kith_storage::MessageState::Sent
+                    && now.saturating_sub(m.sent_at_ms) < window
+            }) {
+                if matches!(self.store.outbox().get(m.id), Ok(Some(_))) {
+                    continue;
+                }
+                let payload = Payload::Text {
+                    id: m.id,
+                    lamport: m.lamport,
+                    sent_at_ms: m.sent_at_ms,
+                    text: m.text.clone(),
+                    file: m.file.as_deref().map(crate::files::offer_of),
+                    link: m.link.clone(),
+                };
+                let entry = ops::enqueue(&self.store, &peer, &payload);
+                match entry {
+                    Ok(_) => count += 1,
+                    Err(e) => tracing::error!(%peer, error = %e, "queueing a message again failed"),
+                }
+            }
+            if count > 0 {
+                tracing::info!(%peer, messages = count, "a contact lost its sessions with us: sending what it may not have again");
+                queued = true;
+            }
+        }
+        queued
     }
 
     /// Offers a newly accepted contact our keys if it has none yet (any path into
