@@ -132,8 +132,9 @@ pub(crate) struct Actor {
     ratchets: crate::ratchet::Ratchets,
     /// Our end-to-end key ring, if this node keeps one.
     key_ring: Option<keys::RingState>,
-    /// When each contact was last offered new ratchet keys with `reset`.
-    ratchet_resets: HashMap<PeerId, Instant>,
+    /// When each contact was last offered new ratchet keys with `reset`, and that
+    /// offer's outbox id.
+    ratchet_resets: HashMap<PeerId, (Instant, Option<kith_storage::MessageId>)>,
     /// Queued payloads as sealed in the ratchet, by contact and outbox id: every
     /// attempt sends the same sealed payload (an attempt that never arrived spends
     /// no chain key, and a copy that did is recognised), until the entry leaves the

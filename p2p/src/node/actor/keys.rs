@@ -86,7 +86,7 @@ impl Actor {
         let contacts = self.store.contacts().list().map_err(OpError::from)?;
         let mut told = Vec::new();
         for c in contacts.iter().filter(|c| c.state == ContactState::Accepted) {
-            if self.offer_ratchet_keys(c.peer_id, false) {
+            if self.offer_ratchet_keys(c.peer_id, false).is_some() {
                 told.push(c.peer_id);
             }
         }

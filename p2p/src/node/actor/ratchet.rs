@@ -28,13 +28,13 @@ impl Actor {
     /// drop its sessions with us) through the outbox, so they wait in relays like a
     /// message. The one-time key and the queued offer are written, not flushed:
     /// [`Actor::ratchet_durable`] flushes both before anything sealed after them
-    /// leaves. Returns whether an offer was queued.
-    pub(super) fn offer_ratchet_keys(&mut self, peer: PeerId, reset: bool) -> bool {
+    /// leaves. Returns the queued offer's outbox id.
+    pub(super) fn offer_ratchet_keys(&mut self, peer: PeerId, reset: bool) -> Option<kith_storage::MessageId> {
         let offer = match self.ratchets.offer(&self.config.identity, &peer, reset) {
             Ok(offer) => offer,
             Err(e) => {
                 tracing::error!(%peer, error = %e, "making ratchet keys for a contact failed");
-                return false;
+                return None;
             }
         };
         // The one-time key is written before the offer that names it, so no flush
@@ -42,7 +42,7 @@ impl Actor {
         if let Err(e) = self.ratchets.persist(ops::now_ms()) {
             tracing::error!(%peer, error = %e, "writing ratchet keys for a contact failed");
             self.ratchets.rollback();
-            return false;
+            return None;
         }
         let payload = Payload::Prekeys {
             identity: offer.identity,
@@ -66,13 +66,14 @@ impl Actor {
         });
         match entry {
             Ok(entry) => {
+                let id = entry.id;
                 self.queues.push(peer, entry, Instant::now());
-                true
+                Some(id)
             }
             Err(e) => {
                 tracing::error!(%peer, error = %e, "queueing ratchet keys for a contact failed");
                 self.ratchets.rollback();
-                false
+                None
             }
         }
     }
@@ -102,7 +103,7 @@ impl Actor {
         let Ok(contacts) = self.store.contacts().list() else { return };
         let mut offered = Vec::new();
         for c in contacts.iter().filter(|c| c.state == ContactState::Accepted) {
-            if matches!(self.ratchets.offered(&c.peer_id), Ok(false)) && self.offer_ratchet_keys(c.peer_id, false) {
+            if matches!(self.ratchets.offered(&c.peer_id), Ok(false)) && self.offer_ratchet_keys(c.peer_id, false).is_some() {
                 offered.push(c.peer_id);
             }
         }
@@ -119,17 +120,24 @@ impl Actor {
     }
 
     /// Offers new keys with `reset` to contacts whose ratchet messages we could not
-    /// open, at most once per [`RESET_SPACING`] each. Returns whether any was queued.
+    /// open, at most once per [`RESET_SPACING`] each, and not while the last one is
+    /// still queued (a contact away for days gets one, not one a minute). Returns
+    /// whether any was queued.
     pub(super) fn offer_resets(&mut self, peers: Vec<PeerId>) -> bool {
         let now = Instant::now();
         let mut queued = false;
         for peer in peers {
-            if self.ratchet_resets.get(&peer).is_some_and(|at| now.duration_since(*at) < RESET_SPACING) {
+            if self
+                .ratchet_resets
+                .get(&peer)
+                .is_some_and(|(at, id)| now.duration_since(*at) < RESET_SPACING || id.is_some_and(|id| self.queues.is_queued(&id)))
+            {
                 continue;
             }
-            self.ratchet_resets.insert(peer, now);
             tracing::info!(%peer, "offering a contact new ratchet keys: its session with us is lost");
-            queued |= self.offer_ratchet_keys(peer, true);
+            let offered = self.offer_ratchet_keys(peer, true);
+            self.ratchet_resets.insert(peer, (now, offered));
+            queued |= offered.is_some();
         }
         queued
     }
@@ -315,7 +323,7 @@ impl Actor {
             return false;
         }
         match self.ratchets.offered(&contact.peer_id) {
-            Ok(false) => self.offer_ratchet_keys(contact.peer_id, false),
+            Ok(false) => self.offer_ratchet_keys(contact.peer_id, false).is_some(),
             Ok(true) => false,
             Err(e) => {
                 tracing::error!(peer = %contact.peer_id, error = %e, "reading ratchet state failed");
