@@ -279,9 +279,10 @@ struct EnvelopeRef<'a> {
     chunks: &'a [Vec<u8>],
 }
 
-/// The handshake payload: who the sender claims to be. The key's version and expiry
-/// (`kv`, `kx`) are left out for an unversioned binding, which then encodes as
-/// before they existed.
+/// The handshake payload: who the sender claims to be. The binding's version, expiry
+/// and stamp (`kv`, `kx`, `ks`) are left out for an unstamped binding, which then
+/// encodes as before they existed; nodes that predate them ignore them and check the
+/// unversioned signature.
 #[derive(Serialize, Deserialize)]
 struct HandshakePayload {
     #[serde(with = "wire::bytes")]
@@ -292,6 +293,8 @@ struct HandshakePayload {
     key_version: u64,
     #[serde(default, rename = "kx", skip_serializing_if = "wire::is_zero")]
     key_expires_ms: u64,
+    #[serde(default, rename = "ks", skip_serializing_if = "Vec::is_empty", with = "wire::bytes")]
+    key_stamp: Vec<u8>,
 }
 
 impl HandshakePayload {
@@ -301,11 +304,12 @@ impl HandshakePayload {
             binding: binding.signature,
             key_version: binding.version,
             key_expires_ms: binding.expires_ms,
+            key_stamp: binding.stamp_bytes(),
         }
     }
 
     fn binding(&self) -> Binding {
-        Binding { version: self.key_version, expires_ms: self.key_expires_ms, signature: self.binding }
+        Binding::from_parts(self.binding, self.key_version, self.key_expires_ms, &self.key_stamp)
     }
 }
 
@@ -841,6 +845,41 @@ mod tests {
             chunks: &env.chunks,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_node_that_predates_stamps_reads_a_stamped_claim_as_the_unversioned_binding() {
+        /// The handshake payload as kith before key versions decoded it.
+        #[derive(Deserialize)]
+        struct Before {
+            #[serde(with = "wire::bytes")]
+            peer_id: Vec<u8>,
+            #[serde(with = "wire::byte_array")]
+            binding: [u8; 64],
+        }
+        let alice = Identity::generate().with_e2e([1; 32], 5, 1_000_000);
+        let claim = wire::encode(&HandshakePayload::of(&alice.peer_id(), &alice.binding())).unwrap();
+        let old: Before = wire::decode(&claim, MAX_HANDSHAKE_PAYLOAD_LEN).unwrap();
+        let old_view = PublicIdentity {
+            peer_id: PeerId::from_bytes(&old.peer_id).unwrap(),
+            e2e_public: alice.e2e_public(),
+            binding: Binding::unversioned(old.binding),
+        };
+        old_view.verify().unwrap();
+        // And an unstamped claim encodes exactly as before stamps existed.
+        let plain = Identity::generate();
+        let claim = wire::encode(&HandshakePayload::of(&plain.peer_id(), &plain.binding())).unwrap();
+        let before = wire::encode(&BeforeOut { peer_id: plain.peer_id().to_bytes(), binding: plain.binding().signature }).unwrap();
+        assert_eq!(claim, before);
+    }
+
+    /// [`HandshakePayload`] as kith before key versions encoded it.
+    #[derive(Serialize)]
+    struct BeforeOut {
+        #[serde(with = "wire::bytes")]
+        peer_id: Vec<u8>,
+        #[serde(with = "wire::byte_array")]
+        binding: [u8; 64],
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //!
 //! The X25519 key is separate so it can be rotated without changing who the user is.
 //! It is tied to the identity by the *binding* ([`Binding`]): an Ed25519 signature over
-//! [`BINDING_CONTEXT_V2`] ‖ the X25519 public key ‖ the key's version ‖ its expiry
+//! [`BINDING_CONTEXT`] ‖ the X25519 public key, which every kith reads, and a second,
+//! the *stamp*, over [`BINDING_CONTEXT_V2`] ‖ the key ‖ the key's version ‖ its expiry
 //! (both u64, big-endian). The version is the time the key was taken into use (ms), so
 //! a later key always has a higher one and an older binding cannot displace a newer
-//! one ([`key_update`]). Bindings made before versions existed sign
-//! [`BINDING_CONTEXT`] ‖ the key alone and count as version 0 that never expires.
+//! one ([`key_update`]). A binding without a stamp (made before versions existed, or
+//! with the stamp stripped) counts as version 0 that never expires.
 //! [`PublicIdentity`] carries the three public parts and [`PublicIdentity::verify`]
 //! checks the binding.
 //!
@@ -188,11 +189,15 @@ impl Identity {
         self.signing.sign(msg).to_bytes()
     }
 
-    /// The binding of the E2E key to this identity, at the key's version and expiry.
+    /// The binding of the E2E key to this identity, stamped with the key's version and
+    /// expiry unless both are 0.
     pub fn binding(&self) -> Binding {
         let (version, expires_ms) = (self.e2e_version, self.e2e_expires_ms);
-        let signature = self.sign(&binding_message(&self.e2e_public(), version, expires_ms));
-        Binding { version, expires_ms, signature }
+        let key = self.e2e_public();
+        let signature = self.sign(&binding_message(&key, 0, 0));
+        let stamped = version != 0 || expires_ms != 0;
+        let stamp = stamped.then(|| self.sign(&binding_message(&key, version, expires_ms)));
+        Binding { signature, version, expires_ms, stamp }
     }
 
     /// The public half: peer id, E2E public key and binding. Always verifies.
@@ -228,7 +233,12 @@ impl PublicIdentity {
     /// [`key_update`]): an envelope sealed long ago still shows who sealed it.
     pub fn verify(&self) -> Result<(), IdentityError> {
         let b = &self.binding;
-        verify_signature(&self.peer_id, &binding_message(&self.e2e_public, b.version, b.expires_ms), &b.signature)
+        verify_signature(&self.peer_id, &binding_message(&self.e2e_public, 0, 0), &b.signature)?;
+        match b.stamp {
+            Some(stamp) => verify_signature(&self.peer_id, &binding_message(&self.e2e_public, b.version, b.expires_ms), &stamp),
+            None if b.version == 0 && b.expires_ms == 0 => Ok(()),
+            None => Err(IdentityError::BadSignature),
+        }
     }
 
     /// The fingerprint of `peer_id`.
@@ -237,7 +247,7 @@ impl PublicIdentity {
     }
 }
 
-/// What a binding signs: the unversioned form for version 0 without expiry.
+/// What a binding's signature (version 0 without expiry) or its stamp signs.
 fn binding_message(e2e_public: &[u8; 32], version: u64, expires_ms: u64) -> Vec<u8> {
     let mut msg = Vec::with_capacity(BINDING_CONTEXT_V2.len() + e2e_public.len() + 16);
     if version == 0 && expires_ms == 0 {
@@ -252,28 +262,46 @@ fn binding_message(e2e_public: &[u8; 32], version: u64, expires_ms: u64) -> Vec<
     msg
 }
 
-/// The signature that binds an E2E key to an identity, with the key's version and
-/// the binding's expiry. `version` and `expires_ms` both 0 is an unversioned
-/// binding (kith before key rotation): version 0, never expires.
+/// The signatures that bind an E2E key to an identity: the unversioned one every
+/// kith reads, and the stamp with the key's version and the binding's expiry. Without
+/// a stamp (kith before key rotation), version and expiry are 0: version 0, never
+/// expires. Two signatures rather than one, so nodes that predate versions still
+/// verify what newer ones send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Binding {
+    /// Ed25519 signature over [`BINDING_CONTEXT`] ‖ key.
+    pub signature: [u8; 64],
     /// When the key was taken into use, ms since the epoch: a newer key has a higher one.
     pub version: u64,
     /// After this (ms since the epoch) the binding no longer vouches for the key.
     pub expires_ms: u64,
-    /// Ed25519 signature over [`BINDING_CONTEXT_V2`] ‖ key ‖ version ‖ expiry (or the
-    /// unversioned [`BINDING_CONTEXT`] ‖ key).
-    pub signature: [u8; 64],
+    /// Ed25519 signature over [`BINDING_CONTEXT_V2`] ‖ key ‖ version ‖ expiry.
+    pub stamp: Option<[u8; 64]>,
 }
 
 impl Binding {
-    /// Length of [`Binding::to_bytes`] for a versioned binding (an unversioned one is
-    /// the 64-byte signature alone).
-    pub const VERSIONED_LEN: usize = 64 + 16;
+    /// Length of [`Binding::to_bytes`] for a stamped binding (an unstamped one is the
+    /// 64-byte signature alone).
+    pub const STAMPED_LEN: usize = 64 + 16 + 64;
 
-    /// An unversioned binding: the signature alone.
+    /// An unstamped binding: the signature alone.
     pub fn unversioned(signature: [u8; 64]) -> Binding {
-        Binding { version: 0, expires_ms: 0, signature }
+        Binding { signature, version: 0, expires_ms: 0, stamp: None }
+    }
+
+    /// A binding as it travels: the signature, and the version, expiry and stamp
+    /// fields, an empty stamp meaning none (a stamp of another length never verifies).
+    pub fn from_parts(signature: [u8; 64], version: u64, expires_ms: u64, stamp: &[u8]) -> Binding {
+        let stamp = match stamp.len() {
+            0 => None,
+            _ => Some(stamp.try_into().unwrap_or([0; 64])),
+        };
+        Binding { signature, version, expires_ms, stamp }
+    }
+
+    /// The stamp as it travels: empty for none.
+    pub fn stamp_bytes(&self) -> Vec<u8> {
+        self.stamp.map(|s| s.to_vec()).unwrap_or_default()
     }
 
     /// Whether this binding has expired at `now_ms`, allowing [`CLOCK_SKEW_MS`]. An
@@ -282,12 +310,13 @@ impl Binding {
         self.expires_ms != 0 && now_ms > self.expires_ms.saturating_add(CLOCK_SKEW_MS)
     }
 
-    /// Stored form: the signature, then version and expiry (big-endian) unless both are 0.
+    /// Stored form: the signature, then, if stamped, version ‖ expiry (big-endian) ‖ stamp.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.signature.to_vec();
-        if self.version != 0 || self.expires_ms != 0 {
+        if let Some(stamp) = self.stamp {
             out.extend_from_slice(&self.version.to_be_bytes());
             out.extend_from_slice(&self.expires_ms.to_be_bytes());
+            out.extend_from_slice(&stamp);
         }
         out
     }
@@ -297,10 +326,11 @@ impl Binding {
         let signature: [u8; 64] = bytes.get(..64)?.try_into().ok()?;
         match bytes.len() {
             64 => Some(Binding::unversioned(signature)),
-            Self::VERSIONED_LEN => Some(Binding {
+            Self::STAMPED_LEN => Some(Binding {
+                signature,
                 version: u64::from_be_bytes(bytes[64..72].try_into().ok()?),
                 expires_ms: u64::from_be_bytes(bytes[72..80].try_into().ok()?),
-                signature,
+                stamp: Some(bytes[80..].try_into().ok()?),
             }),
             _ => None,
         }
@@ -550,19 +580,31 @@ mod tests {
         let public = id.public();
         assert_eq!((public.binding.version, public.binding.expires_ms), (1_000, 2_000));
         public.verify().unwrap();
-        for tamper in [|b: &mut Binding| b.version += 1, |b: &mut Binding| b.expires_ms += 1, |b: &mut Binding| b.version = 0] {
+        for tamper in [|b: &mut Binding| b.version += 1, |b: &mut Binding| b.expires_ms += 1, |b: &mut Binding| b.stamp = None] {
             let mut changed = public.clone();
             tamper(&mut changed.binding);
             assert!(matches!(changed.verify(), Err(IdentityError::BadSignature)));
         }
-        // Stripped of its version and expiry it is not an unversioned binding either.
+        // Stripped of its stamp it is the unversioned binding older nodes read, and it
+        // counts as version 0: older than any stamped key held for the peer.
         let mut stripped = public.clone();
         stripped.binding = Binding::unversioned(public.binding.signature);
-        assert!(stripped.verify().is_err());
+        stripped.verify().unwrap();
+        let other = Identity::generate();
+        let newer = id.with_e2e([6; 32], 1_500, 2_000).binding();
+        assert_eq!(
+            key_update(Some(([9; 32], Some(newer))), &stripped.e2e_public, &stripped.binding, 1_000),
+            KeyUpdate::Stale
+        );
+        // Another identity's stamp does not verify.
+        let mut foreign = public.clone();
+        foreign.binding.stamp = other.with_e2e([5; 32], 1_000, 2_000).binding().stamp;
+        assert!(foreign.verify().is_err());
         // Stored and read back.
         assert_eq!(Binding::from_bytes(&public.binding.to_bytes()), Some(public.binding));
         let old = Identity::generate().binding();
         assert_eq!(old.to_bytes().len(), 64);
+        assert_eq!(public.binding.to_bytes().len(), Binding::STAMPED_LEN);
         assert_eq!(Binding::from_bytes(&old.to_bytes()), Some(old));
         assert_eq!(Binding::from_bytes(&[0; 70]), None);
     }

@@ -9,7 +9,7 @@
 //! | `i` | peer id, bytes (its multihash encoding)                    |
 //! | `k` | X25519 E2E public key, 32 bytes                            |
 //! | `s` | binding signature over the E2E key, 64 bytes               |
-//! | `b` | the binding's key version ‖ expiry (u64 BE each), if versioned |
+//! | `b` | the binding's stamp: key version ‖ expiry (u64 BE each) ‖ signature, 80 bytes, if stamped |
 //! | `n` | display name, text (optional)                              |
 //! | `a` | direct addresses, array of binary multiaddrs (optional)    |
 //! | `r` | pinned relays, array of binary multiaddrs (optional)       |
@@ -151,7 +151,7 @@ impl Invite {
     /// address lists short.
     pub fn to_uri(&self) -> String {
         let mut cbor = Vec::with_capacity(256);
-        let versioned = self.binding.version != 0 || self.binding.expires_ms != 0;
+        let versioned = self.binding.stamp.is_some();
         let entries = 4
             + usize::from(versioned)
             + usize::from(self.name.is_some())
@@ -279,8 +279,8 @@ impl Invite {
         let binding = match fields.b {
             None => Binding::unversioned(signature),
             Some(Value::Bytes(b)) => {
-                let stamp = fixed_bytes::<16>(b, "binding version")?;
-                Binding::from_bytes(&[&signature[..], &stamp[..]].concat()).ok_or_else(|| enc("binding version"))?
+                let stamp = fixed_bytes::<{ Binding::STAMPED_LEN - 64 }>(b, "binding stamp")?;
+                Binding::from_bytes(&[&signature[..], &stamp[..]].concat()).ok_or_else(|| enc("binding stamp"))?
             }
             Some(_) => return Err(enc("binding version is not bytes")),
         };
@@ -389,7 +389,7 @@ struct Fields {
     i: Option<Value>,
     k: Option<Value>,
     s: Option<Value>,
-    /// The binding's version ‖ expiry (16 bytes), for a versioned binding.
+    /// The binding's version ‖ expiry ‖ stamp (80 bytes), for a stamped binding.
     b: Option<Value>,
     n: Option<Value>,
     a: Option<Value>,
@@ -551,6 +551,10 @@ mod tests {
         assert_eq!(parsed, invite);
         let mut moved = invite.clone();
         moved.binding.expires_ms += 1;
+        // Older readers take the unstamped part alone.
+        let mut unstamped = invite.clone();
+        unstamped.binding = Binding::unversioned(invite.binding.signature);
+        assert_eq!(Invite::parse(&unstamped.to_uri()).unwrap().binding.stamp, None);
         assert!(matches!(Invite::parse(&moved.to_uri()), Err(InviteError::BadBinding)));
     }
 

@@ -127,8 +127,11 @@ impl KeyRing {
     /// taken in as a new key; expiries are renewed and retired keys past
     /// [`RETIRED_KEEP_MS`] wiped. Returns the ring and whether it changed (then
     /// [`KeyRing::save`] it before the keys are used). A file that does not open
-    /// with this identity is replaced, with a warning.
-    pub fn open(path: &Path, keystore: &Identity, now_ms: u64) -> Result<(KeyRing, bool), KeyRingError> {
+    /// with this identity is replaced, with a warning. With `rotated_before` (the
+    /// node has rotated its key), a missing or unreadable ring starts from a fresh
+    /// random key, never from the keystore's first key, which the user rotated away
+    /// from.
+    pub fn open(path: &Path, keystore: &Identity, now_ms: u64, rotated_before: bool) -> Result<(KeyRing, bool), KeyRingError> {
         let loaded = match Self::read(path, keystore) {
             Ok(ring) => ring,
             Err(KeyRingError::Unreadable(why)) => {
@@ -141,6 +144,13 @@ impl KeyRing {
         let mut changed = false;
         let mut ring = match loaded {
             Some(ring) => ring,
+            None if rotated_before => {
+                tracing::warn!("the end-to-end key ring is gone but this node rotated its key before; taking a new key");
+                let mut secret = Zeroizing::new([0u8; 32]);
+                rand::rngs::OsRng.fill_bytes(secret.as_mut());
+                let ring = KeyRing { current: new_key(*secret, now_ms, 0), retired: Vec::new() };
+                return Ok((ring, true));
+            }
             None => {
                 changed = true;
                 KeyRing { current: new_key(*from_keystore, now_ms, 0), retired: Vec::new() }
@@ -274,7 +284,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let keystore = Identity::generate();
-        let (ring, changed) = KeyRing::open(&path, &keystore, 100 * DAY).unwrap();
+        let (ring, changed) = KeyRing::open(&path, &keystore, 100 * DAY, false).unwrap();
         assert!(changed);
         let me = ring.identity(&keystore);
         assert_eq!(me.e2e_public(), keystore.e2e_public(), "the keystore's key, now versioned");
@@ -284,7 +294,7 @@ mod tests {
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
 
-        let (again, changed) = KeyRing::open(&path, &keystore, 101 * DAY).unwrap();
+        let (again, changed) = KeyRing::open(&path, &keystore, 101 * DAY, false).unwrap();
         assert!(!changed, "nothing to renew yet");
         assert_eq!(again.identity(&keystore).binding(), me.binding());
         let raw = std::fs::read(&path).unwrap();
@@ -293,11 +303,11 @@ mod tests {
     }
 
     #[test]
-    fn rotating_keeps_the_old_key_for_the_window_then_wipes_it() {
+    fn rotating_keeps_the_old_key_for_the_window_then_wipes_it_and_a_lost_ring_never_brings_back_the_first_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let keystore = Identity::generate();
-        let (mut ring, _) = KeyRing::open(&path, &keystore, 100 * DAY).unwrap();
+        let (mut ring, _) = KeyRing::open(&path, &keystore, 100 * DAY, false).unwrap();
         let first = ring.identity(&keystore);
         ring.rotate(100 * DAY);
         let second = ring.identity(&keystore);
@@ -307,12 +317,23 @@ mod tests {
         ring.save(&path, &keystore).unwrap();
 
         // Reopened: the keystore's key is known (retired), so it is not taken again.
-        let (mut ring, changed) = KeyRing::open(&path, &keystore, 110 * DAY).unwrap();
+        let (mut ring, changed) = KeyRing::open(&path, &keystore, 110 * DAY, true).unwrap();
         assert!(!changed);
         assert_eq!(ring.identity(&keystore).e2e_public(), second.e2e_public());
         assert!(!ring.maintain(100 * DAY + RETIRED_KEEP_MS));
         assert!(ring.maintain(101 * DAY + RETIRED_KEEP_MS), "wiped after the window");
         assert!(ring.retired_secrets().is_empty());
+
+        // The ring lost (deleted, or damaged) after a rotation: never the first key again.
+        std::fs::remove_file(&path).unwrap();
+        let (fresh, changed) = KeyRing::open(&path, &keystore, 111 * DAY, true).unwrap();
+        assert!(changed);
+        let key = fresh.identity(&keystore).e2e_public();
+        assert_ne!(key, first.e2e_public(), "not the keystore's first key");
+        assert_ne!(key, second.e2e_public());
+        std::fs::write(&path, b"damaged").unwrap();
+        let (fresh, _) = KeyRing::open(&path, &keystore, 111 * DAY, true).unwrap();
+        assert_ne!(fresh.identity(&keystore).e2e_public(), first.e2e_public());
     }
 
     #[test]
@@ -320,17 +341,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let keystore = Identity::generate();
-        let (ring, _) = KeyRing::open(&path, &keystore, DAY).unwrap();
+        let (ring, _) = KeyRing::open(&path, &keystore, DAY, false).unwrap();
         ring.save(&path, &keystore).unwrap();
         let half = DAY + BINDING_LIFETIME_MS / 2 + 1;
-        let (renewed, changed) = KeyRing::open(&path, &keystore, half).unwrap();
+        let (renewed, changed) = KeyRing::open(&path, &keystore, half, false).unwrap();
         assert!(changed);
         assert_eq!(renewed.identity(&keystore).e2e_expires_ms(), half + BINDING_LIFETIME_MS);
         assert_eq!(renewed.identity(&keystore).e2e_version(), DAY, "same key, same version");
 
         // The same identity with another E2E key in its keystore (restored from elsewhere).
         let replaced = Identity::from_secrets(keystore.ed25519_seed(), [9; 32]);
-        let (ring, changed) = KeyRing::open(&path, &replaced, 2 * DAY).unwrap();
+        let (ring, changed) = KeyRing::open(&path, &replaced, 2 * DAY, false).unwrap();
         assert!(changed);
         assert_eq!(ring.identity(&replaced).e2e_public(), replaced.e2e_public());
         assert!(ring.identity(&replaced).e2e_version() > DAY);

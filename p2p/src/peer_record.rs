@@ -165,11 +165,14 @@ struct RecordBody {
     display_name: Option<String>,
     seq: u64,
     expires_at_secs: u64,
-    /// The binding's key version and expiry; absent for an unversioned binding.
+    /// The binding's key version, expiry and stamp; absent for an unstamped binding
+    /// (nodes that predate them ignore them and check the unversioned signature).
     #[serde(default, rename = "kv", skip_serializing_if = "wire::is_zero")]
     key_version: u64,
     #[serde(default, rename = "kx", skip_serializing_if = "wire::is_zero")]
     key_expires_ms: u64,
+    #[serde(default, rename = "ks", skip_serializing_if = "Vec::is_empty", with = "wire::bytes")]
+    key_stamp: Vec<u8>,
 }
 
 impl PeerRecord {
@@ -200,6 +203,7 @@ impl PeerRecord {
             expires_at_secs: self.expires_at_secs,
             key_version: self.binding.version,
             key_expires_ms: self.binding.expires_ms,
+            key_stamp: self.binding.stamp_bytes(),
         };
         let record = wire::encode(&body)?;
         let sig = identity.sign(&signed_message(&record));
@@ -249,7 +253,7 @@ impl PeerRecord {
         let record = PeerRecord {
             peer_id,
             e2e_public: body.e2e_public,
-            binding: Binding { version: body.key_version, expires_ms: body.key_expires_ms, signature: body.binding },
+            binding: Binding::from_parts(body.binding, body.key_version, body.key_expires_ms, &body.key_stamp),
             addrs: parse_addrs(body.addrs, "addrs")?,
             relays: parse_addrs(body.relays, "relays")?,
             display_name: body.display_name,
@@ -439,6 +443,7 @@ mod tests {
             expires_at_secs: r.expires_at_secs,
             key_version: r.binding.version,
             key_expires_ms: r.binding.expires_ms,
+            key_stamp: r.binding.stamp_bytes(),
         }
     }
 
@@ -467,7 +472,7 @@ mod tests {
         let rec = record_of(&id, 3);
         let back = PeerRecord::verify(&rec.sign(&id).unwrap(), None, NOW).unwrap();
         assert_eq!(back.binding, id.binding());
-        // A record without a versioned binding has no `kv`/`kx` keys at all.
+        // A record without a stamped binding has no `kv`/`kx`/`ks` keys at all.
         let old = Identity::generate();
         let body = wire::encode(&body_of(&record_of(&old, 1))).unwrap();
         assert!(!body.windows(2).any(|w| w == b"kv"));

@@ -455,11 +455,6 @@ impl Ratchets {
         Ok(!state.sessions.is_empty() || (state.identity.is_some() && state.prekey.is_some()))
     }
 
-    /// Whether we hold a session with `peer`.
-    pub fn has_session(&mut self, peer: &PeerId) -> Result<bool, RatchetError> {
-        Ok(!self.peer(peer)?.sessions.is_empty())
-    }
-
     /// Seals `plaintext` for `peer`: `(message type, Olm message)`, or `None` when
     /// there is neither a session nor keys to start one. Written, not flushed: the
     /// caller flushes before the message leaves.

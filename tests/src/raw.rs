@@ -68,6 +68,12 @@ impl RawPeer {
             .iter()
             .map(|p| self.sealer.seal(&recipient.e2e_public, &p.encode().unwrap()).unwrap())
             .collect();
+        self.send_envelopes(to, envelopes)
+    }
+
+    /// Send envelopes as they are (sealed by anyone: a captured one, say) to `to` in
+    /// one request; the node's verdict on each.
+    pub fn send_envelopes(&mut self, to: &Peer, envelopes: Vec<Vec<u8>>) -> Vec<DmResult> {
         let peer: PeerId = to.peer_id.parse().unwrap();
         let addrs: Vec<Multiaddr> = to.addrs.iter().map(|a| a.parse().unwrap()).collect();
         let swarm = &mut self.swarm;

@@ -12,7 +12,8 @@ use kith_p2p::keyring::KeyRing;
 use kith_p2p::home::Home;
 use kith_p2p::payload::Payload;
 use kith_tests::raw::{RawPeer, identity_of};
-use kith_tests::{Peer, connected_pair, wait_until};
+use kith_relay::mailbox::{MailboxLimits, MailboxStore};
+use kith_tests::{Peer, Relay, connected_pair, pair_pinning, wait_until};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -106,4 +107,41 @@ fn a_contacts_old_key_and_binding_replayed_after_a_rotation_are_refused() {
     assert_eq!(contact["key_changed"], Value::Null, "nothing changed at Bob: {contact}");
     assert!(bob.history("Alice").iter().all(|m| m["text"] != "it's me, on my old key"));
     delivered(&alice, &bob, "Bob", "the real Alice, new key");
+}
+
+#[test]
+fn mail_a_contact_sealed_before_it_rotated_still_opens_after_its_new_key_arrived() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, mut bob) = pair_pinning(&[&relay]);
+    delivered(&alice, &bob, "Bob", "warm-up");
+    delivered(&bob, &alice, "Alice", "warm-up back");
+
+    bob.stop();
+    let sent = alice.json(&["send", "Bob", "sealed before the rotation", "--json"]);
+    wait_until(DEADLINE, "the relay holds it", || {
+        alice.history("Bob").iter().any(|m| m["id"] == sent["id"] && m["state"] == "sent")
+    });
+    // Taken out of the relay, as if it were still on a slower path (another relay).
+    relay.stop();
+    let envelope = {
+        let store = MailboxStore::open(&relay.data_dir.join("mailbox"), MailboxLimits::default()).unwrap();
+        let mailbox = kith_p2p::mailbox::mailbox_id(&bob.peer_id.parse().unwrap());
+        let items = store.list(&mailbox, None, 100, 64 << 20).unwrap();
+        assert_eq!(items.len(), 1);
+        store.ack(&mailbox, &[items[0].seq]).unwrap();
+        store.flush().unwrap();
+        items[0].envelope.clone()
+    };
+    relay.start();
+
+    // Alice rotates; Bob learns the new key before the old envelope reaches him.
+    alice.ok(&["keys", "rotate"]);
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob holds Alice's new key", || bob.contact(&alice).unwrap()["key_changed"] == true);
+
+    // The envelope is under her older key, but its ratchet message proves her.
+    let mut courier = RawPeer::new(kith_p2p::identity::Identity::generate());
+    assert_eq!(courier.send_envelopes(&bob, vec![envelope]), vec![DmResult::Stored]);
+    wait_until(DEADLINE, "Bob has the message", || bob.history("Alice").iter().any(|m| m["id"] == sent["id"]));
 }

@@ -151,7 +151,7 @@ mod tests {
     }
 
     fn create(name: String, relays: usize) -> OpKind {
-        let owner = MemberCard { peer_id: vec![1; 38], e2e_public: [2; 32], binding: [3; 64], key_version: 0, key_expires_ms: 0 };
+        let owner = MemberCard { peer_id: vec![1; 38], e2e_public: [2; 32], binding: [3; 64] };
         OpKind::Create { name, owner, relays: vec![vec![4; 8]; relays], secret: GroupSecret::from_bytes([5; 32]) }
     }
 

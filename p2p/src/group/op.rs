@@ -54,33 +54,22 @@ pub struct MemberCard {
     /// X25519 key for pairwise sealing.
     #[serde(with = "wire::byte_array")]
     pub e2e_public: [u8; 32],
-    /// Signature binding `e2e_public` to `peer_id`.
+    /// Signature binding `e2e_public` to `peer_id` (unstamped: a card lives inside
+    /// signed operations that every member, whatever its version, re-encodes to
+    /// check, so it keeps the fields it always had; see [`Binding`]).
     #[serde(with = "wire::byte_array")]
     pub binding: [u8; 64],
-    /// The key's version (see [`Binding`]); absent, with `key_expires_ms`, for an
-    /// unversioned binding, so such cards encode as they always did.
-    #[serde(default, rename = "kv", skip_serializing_if = "wire::is_zero")]
-    pub key_version: u64,
-    /// When the binding expires (ms since the epoch).
-    #[serde(default, rename = "kx", skip_serializing_if = "wire::is_zero")]
-    pub key_expires_ms: u64,
 }
 
 impl MemberCard {
-    /// The card of a public identity.
+    /// The card of a public identity (its binding without the stamp).
     pub fn of(public: &PublicIdentity) -> MemberCard {
-        MemberCard {
-            peer_id: public.peer_id.to_bytes(),
-            e2e_public: public.e2e_public,
-            binding: public.binding.signature,
-            key_version: public.binding.version,
-            key_expires_ms: public.binding.expires_ms,
-        }
+        MemberCard { peer_id: public.peer_id.to_bytes(), e2e_public: public.e2e_public, binding: public.binding.signature }
     }
 
-    /// The card's binding.
+    /// The card's binding: unstamped, so version 0.
     pub fn binding(&self) -> Binding {
-        Binding { version: self.key_version, expires_ms: self.key_expires_ms, signature: self.binding }
+        Binding::unversioned(self.binding)
     }
 
     /// The card as a verified public identity.

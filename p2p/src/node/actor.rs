@@ -135,6 +135,8 @@ pub(crate) struct Actor {
     /// When each contact was last offered new ratchet keys with `reset`, and that
     /// offer's outbox id.
     ratchet_resets: HashMap<PeerId, (Instant, Option<kith_storage::MessageId>)>,
+    /// When we last sent a contact again what it never confirmed (after its reset).
+    resent: HashMap<PeerId, Instant>,
     /// Queued payloads as sealed in the ratchet, by contact and outbox id: every
     /// attempt sends the same sealed payload (an attempt that never arrived spends
     /// no chain key, and a copy that did is recognised), until the entry leaves the
@@ -259,14 +261,16 @@ impl Actor {
 
         let (key_ring, identity) = match config.key_ring.clone() {
             Some(path) => {
-                let (ring, identity) = keys::load(path, config.identity.clone())?;
+                let (ring, identity) = keys::load(path, config.identity.clone(), &store)?;
                 (Some(ring), identity)
             }
             None => (None, config.identity.clone()),
         };
-        config.identity = identity.clone();
+        // The keystore's identity: state from before state keys was sealed under its
+        // X25519 key (the key ring did not exist then), whatever key is in use now.
+        let keystore = std::mem::replace(&mut config.identity, identity.clone());
         let timers = config.timers.clone();
-        let ratchets = crate::ratchet::Ratchets::load(store.ratchet(), &identity, ops::now_ms())
+        let ratchets = crate::ratchet::Ratchets::load(store.ratchet(), &keystore, ops::now_ms())
             .map_err(|e| StartError::Build(format!("cannot load the ratchet state: {e}")))?
             .with_roll_interval(timers.ratchet_state_roll);
         let flusher = Flusher::start(store.clone())
@@ -280,6 +284,7 @@ impl Actor {
             ratchets,
             key_ring,
             ratchet_resets: HashMap::new(),
+            resent: HashMap::new(),
             ratcheted: HashMap::new(),
             queues: Queues::new(timers.retry_initial, timers.retry_max),
             commands,

@@ -180,14 +180,28 @@ impl Inbound<'_> {
             // telling it that the message reached anyone.
             return Ok(Step::Done(DmResult::Accepted));
         }
-        let keys = (opened.sender_e2e, opened.sender_binding);
+        let mut keys = (opened.sender_e2e, opened.sender_binding);
         let contact = match contact {
             Some(c) if c.e2e_public.is_some() => {
                 let mut judged = c.clone();
                 match ops::take_key(&mut judged, keys.0, &keys.1, ops::now_ms()) {
                     // An older key of this contact's, or an expired binding: whoever
-                    // holds that key is not to be taken for the contact now.
-                    KeyUpdate::Stale | KeyUpdate::Expired => return Err(RejectReason::Forged),
+                    // holds that key is not to be taken for the contact. What proves
+                    // its sender by itself still counts (mail the contact sealed
+                    // before it rotated, waiting in a relay): a ratchet message opens
+                    // only in a session with the contact, and key offers are signed
+                    // by its identity. Everything else is refused. The contact keeps
+                    // the key it has.
+                    KeyUpdate::Stale | KeyUpdate::Expired => {
+                        let held = c.e2e_public.zip(c.binding.as_deref().and_then(Binding::from_bytes));
+                        match (held, &payload) {
+                            (Some(held), Payload::Ratcheted { .. } | Payload::Prekeys { .. }) => {
+                                keys = held;
+                                Some(c)
+                            }
+                            _ => return Err(RejectReason::Forged),
+                        }
+                    }
                     KeyUpdate::Changed => Some(self.key_changed(c, keys, outcome).map_err(|_| RejectReason::Storage)?),
                     KeyUpdate::Same { renewed: true } => {
                         self.put_contact(&c, keys, outcome).map_err(|_| RejectReason::Storage)?;
@@ -240,14 +254,16 @@ impl Inbound<'_> {
                     decoded.map(Some)
                 }
                 Err(RatchetError::Duplicate) => Ok(None),
-                Err(RatchetError::NoSession)
-                    if self.from_relay && kind != crate::ratchet::PRE_KEY_MESSAGE && self.ratchets.has_session(&sender).unwrap_or(false) =>
-                {
-                    // Sealed in a session we lost, and kept by a relay: it never opens,
-                    // and we hold a newer session with its sender, which sent it again
-                    // when it learned of our reset. Refused, so the relay drops it
-                    // instead of bringing it (and a reset) back at every drain.
-                    tracing::debug!(%sender, "refused relay mail sealed in a session we no longer have");
+                Err(RatchetError::NoSession) if self.from_relay && kind != crate::ratchet::PRE_KEY_MESSAGE => {
+                    // A normal message comes only in a session we once answered in:
+                    // none opens it, so that session is lost and it never will. Kept
+                    // by a relay it would come back (with a reset) at every drain, so
+                    // it is refused and the relay drops it; the reset offered here
+                    // makes its sender send again what we never confirmed.
+                    tracing::info!(%sender, "refused relay mail sealed in a session we no longer have");
+                    if accepted {
+                        outcome.rekey.push(sender);
+                    }
                     Err(RejectReason::Decrypt)
                 }
                 Err(e @ (RatchetError::NoSession | RatchetError::UnknownPrekey)) => {

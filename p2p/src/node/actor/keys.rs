@@ -26,10 +26,19 @@ impl std::fmt::Debug for RingState {
     }
 }
 
+/// The setting that records that this node has rotated its key: from then on a lost
+/// ring must never bring back the keystore's first key.
+const ROTATED_SETTING: &str = "e2e_key_rotated";
+
 /// Opens the ring at `path` for the keystore identity `keystore` (saving it if it
 /// changed) and returns it with the identity the node goes by: the ring's current key.
-pub(super) fn load(path: PathBuf, keystore: Identity) -> Result<(RingState, Identity), StartError> {
-    let (ring, changed) = KeyRing::open(&path, &keystore, ops::now_ms())
+pub(super) fn load(path: PathBuf, keystore: Identity, store: &kith_storage::Store) -> Result<(RingState, Identity), StartError> {
+    let rotated = store
+        .settings()
+        .get::<bool>(ROTATED_SETTING)
+        .map_err(|e| StartError::Build(format!("cannot read the key settings: {e}")))?
+        .unwrap_or(false);
+    let (ring, changed) = KeyRing::open(&path, &keystore, ops::now_ms(), rotated)
         .map_err(|e| StartError::Build(format!("cannot open the end-to-end key ring: {e}")))?;
     if changed {
         ring.save(&path, &keystore).map_err(|e| StartError::Build(format!("cannot write the end-to-end key ring: {e}")))?;
@@ -68,12 +77,16 @@ impl Actor {
     /// Takes a new E2E key into use: the ring is written first (a crash after it
     /// leaves the new key in use at the next start), then envelopes are sealed with
     /// it, and every accepted contact is sent a new ratchet key offer, which carries
-    /// the new key and binding in its envelope, through the outbox (so contacts
-    /// offline get it from relays). The peer record is published again.
+    /// the new key and binding in its envelope, through the outbox (so those offline
+    /// get it from relays). The peer record is published again. Fellow group members
+    /// who are not contacts learn it only from what we next seal to them (their
+    /// member card for us keeps the old key).
     pub(super) fn rotate_key(&mut self) -> Result<KeysView, NodeError> {
-        let Some(state) = self.key_ring.as_mut() else {
+        if self.key_ring.is_none() {
             return Err(OpError::NotAllowed("this node runs without a key ring, so its key cannot rotate".into()).into());
-        };
+        }
+        let contacts = self.store.contacts().list().map_err(OpError::from)?;
+        let Some(state) = self.key_ring.as_mut() else { return Err(OpError::NotAllowed("no key ring".into()).into()) };
         let now = ops::now_ms();
         state.ring.rotate(now);
         if let Err(e) = state.ring.save(&state.path, &state.keystore) {
@@ -83,7 +96,7 @@ impl Actor {
         let identity = state.ring.identity(&state.keystore);
         tracing::info!(version = identity.e2e_version(), "rotated our end-to-end key");
         self.use_identity(identity);
-        let contacts = self.store.contacts().list().map_err(OpError::from)?;
+        self.note_rotated();
         let mut told = Vec::new();
         for c in contacts.iter().filter(|c| c.state == ContactState::Accepted) {
             if self.offer_ratchet_keys(c.peer_id, false).is_some() {
@@ -117,6 +130,14 @@ impl Actor {
         let identity = state.ring.identity(&state.keystore);
         self.use_identity(identity);
         self.directory.record_changed();
+    }
+
+    /// Records, durably, that this node has rotated its key (see [`ROTATED_SETTING`]).
+    fn note_rotated(&self) {
+        let noted = self.store.settings().set(ROTATED_SETTING, &true).and_then(|()| self.store.flush().map(drop));
+        if let Err(e) = noted {
+            tracing::error!(error = %e, "recording the rotation failed; a lost key ring would bring back the first key");
+        }
     }
 
     /// Seals and opens with `identity`'s key from now on (and the ring's retired keys).

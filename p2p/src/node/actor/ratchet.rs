@@ -268,14 +268,21 @@ impl Actor {
     /// Queues again, for each of `peers` (contacts that lost their sessions with us),
     /// our messages to it that left but are not known delivered, sent within the
     /// replay window and not queued now: those sealed in the lost session wait in a
-    /// relay where they will never open. The newest [`MAX_RESENT`] go; the receiver
-    /// keeps one copy of any it had after all. Written, not flushed (the batch's
-    /// flush covers them). Returns whether any was queued.
+    /// relay where they will never open. Only among the conversation's newest
+    /// [`MAX_RESENT`] messages, and at most once per [`RESET_SPACING`] per contact (a
+    /// contact sending resets cannot make us send the same thing over and over); the
+    /// receiver keeps one copy of any it had after all. Written, not flushed (the
+    /// batch's flush covers them). Returns whether any was queued.
     pub(super) fn resend_undelivered(&mut self, peers: Vec<PeerId>) -> bool {
         let mut queued = false;
         let now = ops::now_ms();
         let window = u64::try_from(kith_storage::REPLAY_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        let at = Instant::now();
         for peer in peers {
+            if self.resent.get(&peer).is_some_and(|last| at.duration_since(*last) < RESET_SPACING) {
+                continue;
+            }
+            self.resent.insert(peer, at);
             let conversation = ops::direct_conversation(&self.me, &peer);
             let page = match self.store.messages().page(conversation, None, MAX_RESENT) {
                 Ok(page) => page,
