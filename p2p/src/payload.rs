@@ -101,6 +101,10 @@ pub enum Payload {
         /// [`MAX_ADDRS`].
         #[serde(default, deserialize_with = "wire::Max::<MAX_ADDRS>::seq")]
         relays: Vec<Vec<u8>>,
+        /// The requester's ratchet keys, so that what the recipient sends once it
+        /// accepts is ratcheted from the first message. Absent from older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys: Option<RequestKeys>,
     },
     /// The sender is online for the next `ttl_s` seconds (renewed before then), or
     /// offline (`online: false`). Never stored, never queued: sent on connections
@@ -203,6 +207,23 @@ pub enum Payload {
         #[serde(with = "wire::byte_array")]
         key: [u8; 32],
     },
+}
+
+/// Ratchet keys offered inside a contact request: the fields of
+/// [`Payload::Prekeys`] without `reset`, signed the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestKeys {
+    /// The requester's Olm identity key.
+    #[serde(with = "wire::byte_array")]
+    pub identity: [u8; 32],
+    /// The requester's ed25519 signature over the offer.
+    #[serde(with = "wire::byte_array")]
+    pub signature: [u8; 64],
+    /// A one-time key for the recipient.
+    #[serde(with = "wire::byte_array")]
+    pub one_time: [u8; 32],
+    /// When the offer was made (µs).
+    pub issued_us: u64,
 }
 
 /// Where a peer can be reached: what one member tells another about a third.
@@ -441,7 +462,7 @@ mod tests {
         let r = Payload::decode(&text("x".repeat(MAX_TEXT_LEN + 1)).encode().unwrap());
         assert!(matches!(r, Err(WireError::TooLong { len, max: MAX_TEXT_LEN }) if len == MAX_TEXT_LEN + 1), "{r:?}");
 
-        let request = |name: String| Payload::ContactRequest { name: Some(name), addrs: vec![], token: None, relays: vec![] };
+        let request = |name: String| Payload::ContactRequest { name: Some(name), addrs: vec![], token: None, relays: vec![], keys: None };
         let accepted = |name: String| Payload::ContactAccepted { name: Some(name) };
         for make in [request, accepted] {
             let at = make("x".repeat(MAX_DISPLAY_NAME_BYTES));
@@ -454,7 +475,7 @@ mod tests {
     #[test]
     fn list_lengths_at_and_past_while_decoding() {
         let receipt = |n| Payload::Receipt { kind: ReceiptKind::Read, ids: vec![MessageId([2; 16]); n] };
-        let request = |addrs, relays| Payload::ContactRequest { name: None, addrs, token: Some([3; 16]), relays };
+        let request = |addrs, relays| Payload::ContactRequest { name: None, addrs, token: Some([3; 16]), relays, keys: None };
         let ops = |n| Payload::GroupOps { group: GroupId([4; 16]), ops: vec![vec![]; n], hints: vec![] };
         let hint = |addrs: usize, relays: usize| PeerHint {
             peer_id: vec![5; 38],

@@ -489,6 +489,13 @@ pub fn connected_pair() -> (Peer, Peer) {
 
 /// Alice and Bob, both pinning every relay of `relays`, running, mutual contacts.
 pub fn pair_pinning(relays: &[&Relay]) -> (Peer, Peer) {
+    let (alice, bob) = strangers_pinning(relays);
+    connect(&alice, &bob);
+    (alice, bob)
+}
+
+/// Alice and Bob, both pinning every relay of `relays`, running, not yet contacts.
+pub fn strangers_pinning(relays: &[&Relay]) -> (Peer, Peer) {
     let mut alice = Peer::init("Alice");
     let mut bob = Peer::init("Bob");
     for peer in [&alice, &bob] {
@@ -498,7 +505,6 @@ pub fn pair_pinning(relays: &[&Relay]) -> (Peer, Peer) {
     }
     alice.start(&[]);
     bob.start(&[]);
-    connect(&alice, &bob);
     (alice, bob)
 }
 

@@ -294,6 +294,45 @@ fn mail_sealed_in_a_session_its_receiver_lost_is_sent_again_once_and_the_relay_l
 }
 
 #[test]
+fn the_first_message_after_accepting_a_contact_request_is_already_ratcheted() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, mut bob) = kith_tests::strangers_pinning(&[&relay]);
+    // Alice's contact card has no token: Bob's add is a request she must accept.
+    let card = alice.json(&["id", "--json"])["invite"].as_str().unwrap().to_owned();
+    bob.ok(&["add", &card, "--name", "Alice"]);
+    wait_until(DEADLINE, "Alice has Bob's request", || {
+        alice.json(&["requests", "--json"]).as_array().unwrap().iter().any(|r| r["contact"]["peer_id"] == bob.peer_id.as_str())
+    });
+    wait_until(DEADLINE, "Bob's request settled", || bob.queue_for(&alice).is_none());
+
+    // Bob goes away; Alice accepts and writes at once. Nothing has come from Bob since
+    // his request, whose keys start the session.
+    bob.stop();
+    let requester = alice.json(&["requests", "--json"])[0]["contact"]["peer_id"].as_str().unwrap().to_owned();
+    alice.ok(&["accept", &requester]);
+    let secret = "the first words after accepting";
+    alice.ok(&["send", &requester, secret]);
+    wait_until(DEADLINE, "the relay holds it", || {
+        alice.history(&requester).iter().any(|m| m["text"] == secret && m["state"] == "sent")
+    });
+    let mail = captured(&mut relay, &bob);
+    let identity = identity_of(&bob);
+    let inner: Vec<Payload> = mail
+        .iter()
+        .map(|e| Payload::decode(&Opener::new(&identity, 0).open(e).unwrap().plaintext).unwrap())
+        .collect();
+    assert!(inner.iter().any(|p| matches!(p, Payload::Ratcheted { .. })), "{inner:?}");
+    assert!(!inner.iter().any(|p| matches!(p, Payload::Text { .. })), "no text went the old way: {inner:?}");
+    for e in &mail {
+        let opened = Opener::new(&identity, 0).open(e).unwrap();
+        assert!(!kith_tests::contains_bytes(&opened.plaintext, secret.as_bytes()));
+    }
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob reads it", || texts_of(&bob.history("Alice")).contains(&secret.to_owned()));
+}
+
+#[test]
 fn a_running_node_replaces_its_ratchet_state_key_after_writing_state() {
     let (alice, mut bob) = connected_pair();
     bob.stop();

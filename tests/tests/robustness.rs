@@ -322,7 +322,7 @@ async fn a_replayed_envelope_after_kith_remove_stores_nothing() {
     let alice_id = alice.peer_id().to_string();
     let mut attacker = Attacker::new(invite.peer_id, bob.addrs[0].parse().unwrap());
     let mut sealer = Sealer::new(&alice, SealerConfig::default());
-    let redeem = Payload::ContactRequest { name: Some("alice".into()), addrs: vec![], token: invite.token, relays: vec![] };
+    let redeem = Payload::ContactRequest { name: Some("alice".into()), addrs: vec![], token: invite.token, relays: vec![], keys: None };
     let redeem = sealer.seal(&invite.e2e_public, &redeem.encode().unwrap()).unwrap();
     assert_eq!(results(attacker.send(vec![redeem]).await), [DmResult::Stored]);
     let secret = sealer.seal(&invite.e2e_public, &text("deleted later", 1)).unwrap();
@@ -400,7 +400,7 @@ async fn a_stranger_flooding_texts_leaves_disk_use_bounded() {
     let addrs = |n: usize| -> Vec<Vec<u8>> {
         (0..n).map(|p| format!("/ip4/10.0.0.1/tcp/{p}").parse::<Multiaddr>().unwrap().to_vec()).collect()
     };
-    let request = |n| Payload::ContactRequest { name: Some("s".into()), addrs: addrs(n), token: None, relays: addrs(n) };
+    let request = |n| Payload::ContactRequest { name: Some("s".into()), addrs: addrs(n), token: None, relays: addrs(n), keys: None };
     let too_many = sealer.seal(&bob_key, &request(1000).encode().unwrap()).unwrap();
     assert_eq!(results(attacker.send(vec![too_many]).await), [DmResult::Rejected(RejectReason::TooLarge)]);
     let most = request(kith_p2p::peer_record::MAX_ADDRS);

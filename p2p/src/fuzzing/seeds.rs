@@ -203,6 +203,7 @@ fn payloads() -> Vec<Payload> {
             addrs: vec![addr("/ip4/127.0.0.1/tcp/4001").to_vec()],
             token: Some([3; 16]),
             relays: vec![relay_addr().to_vec()],
+            keys: Some(crate::payload::RequestKeys { identity: [4; 32], signature: [5; 64], one_time: [6; 32], issued_us: 7 }),
         },
         Payload::Receipt { kind: ReceiptKind::Read, ids: vec![MessageId([1; 16]), MessageId([2; 16])] },
         Payload::ContactAccepted { name: None },

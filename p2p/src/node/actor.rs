@@ -765,13 +765,16 @@ impl Actor {
         })
     }
 
-    /// "Add me", with where to reach us and leave us mail.
-    fn contact_request(&self, token: Option<[u8; 16]>) -> Payload {
+    /// "Add me" to `peer`, with where to reach us and leave us mail, and our ratchet
+    /// keys unless it has some from us already (written, not flushed: the request's
+    /// own flush makes both durable).
+    fn contact_request(&mut self, peer: PeerId, token: Option<[u8; 16]>) -> Payload {
         Payload::ContactRequest {
             name: self.config.display_name.clone(),
             addrs: self.shareable_addrs().iter().map(|a| a.to_vec()).collect(),
             token,
             relays: self.config.relays.iter().map(|a| a.to_vec()).collect(),
+            keys: self.request_keys(peer),
         }
     }
 
@@ -811,7 +814,7 @@ impl Actor {
             ));
         }
         self.store.contacts().put(&contact).map_err(OpError::from)?;
-        let request = self.contact_request(invite.token);
+        let request = self.contact_request(invite.peer_id, invite.token);
         ops::enqueue(&self.store, &contact.peer_id, &request)?;
         for addr in &invite.addrs {
             self.swarm.add_peer_address(invite.peer_id, addr.clone());
@@ -853,7 +856,7 @@ impl Actor {
         }
         self.store.contacts().put(&contact).map_err(OpError::from)?;
         if existing.is_none() || contact.state == ContactState::PendingOut {
-            let request = self.contact_request(None);
+            let request = self.contact_request(peer, None);
             ops::enqueue(&self.store, &contact.peer_id, &request)?;
         }
         if contact.e2e_public.is_none() {

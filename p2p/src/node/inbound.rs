@@ -413,7 +413,7 @@ impl Inbound<'_> {
                 self.receipt(sender, kind, &ids, outcome)?;
                 Ok(Step::Done(DmResult::Stored))
             }
-            Payload::ContactRequest { name, addrs, token, relays } => {
+            Payload::ContactRequest { name, addrs, token, relays, keys } => {
                 let redeemed = match token {
                     Some(t) => self.store.invites().redeem(&t, now)?,
                     None => false,
@@ -462,6 +462,17 @@ impl Inbound<'_> {
                     outcome.queued = true;
                 }
                 let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
+                if let Some(k) = keys {
+                    // Kept for a request we hold (strangers' requests are bounded by
+                    // their quota above), so our first message after accepting is
+                    // ratcheted.
+                    let offer = Offer { identity: k.identity, signature: k.signature, one_time: k.one_time, reset: false, issued_us: k.issued_us };
+                    match self.ratchets.learn(&sender, &offer) {
+                        Ok(_) => {}
+                        Err(RatchetError::Forged) => tracing::debug!(%sender, "a contact request's ratchet keys are not signed by its sender"),
+                        Err(e) => tracing::warn!(%sender, error = %e, "keeping a contact request's ratchet keys failed"),
+                    }
+                }
                 outcome.events.push(if answer {
                     Event::ContactChanged { contact: saved }
                 } else {

@@ -30,20 +30,7 @@ impl Actor {
     /// [`Actor::ratchet_durable`] flushes both before anything sealed after them
     /// leaves. Returns the queued offer's outbox id.
     pub(super) fn offer_ratchet_keys(&mut self, peer: PeerId, reset: bool) -> Option<kith_storage::MessageId> {
-        let offer = match self.ratchets.offer(&self.config.identity, &peer, reset) {
-            Ok(offer) => offer,
-            Err(e) => {
-                tracing::error!(%peer, error = %e, "making ratchet keys for a contact failed");
-                return None;
-            }
-        };
-        // The one-time key is written before the offer that names it, so no flush
-        // can make the offer durable without it.
-        if let Err(e) = self.ratchets.persist(ops::now_ms()) {
-            tracing::error!(%peer, error = %e, "writing ratchet keys for a contact failed");
-            self.ratchets.rollback();
-            return None;
-        }
+        let offer = self.make_offer(peer, reset)?;
         let payload = Payload::Prekeys {
             identity: offer.identity,
             signature: offer.signature,
@@ -321,6 +308,40 @@ impl Actor {
             }
         }
         queued
+    }
+
+    /// A signed offer of our keys for `peer`, its one-time key written (not flushed)
+    /// before anything names it, so no flush can make the offer durable without it.
+    /// `None` (logged, nothing changed) if either fails.
+    fn make_offer(&mut self, peer: PeerId, reset: bool) -> Option<crate::ratchet::Offer> {
+        let offer = match self.ratchets.offer(&self.config.identity, &peer, reset) {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "making ratchet keys for a contact failed");
+                return None;
+            }
+        };
+        if let Err(e) = self.ratchets.persist(ops::now_ms()) {
+            tracing::error!(%peer, error = %e, "writing ratchet keys for a contact failed");
+            self.ratchets.rollback();
+            return None;
+        }
+        Some(offer)
+    }
+
+    /// Our ratchet keys for a contact request to `peer`, if we have offered it none
+    /// yet (see [`Payload::ContactRequest`]); written, not flushed.
+    pub(super) fn request_keys(&mut self, peer: PeerId) -> Option<crate::payload::RequestKeys> {
+        if !matches!(self.ratchets.offered(&peer), Ok(false)) {
+            return None;
+        }
+        let offer = self.make_offer(peer, false)?;
+        Some(crate::payload::RequestKeys {
+            identity: offer.identity,
+            signature: offer.signature,
+            one_time: offer.one_time,
+            issued_us: offer.issued_us,
+        })
     }
 
     /// Offers a newly accepted contact our keys if it has none yet (any path into
