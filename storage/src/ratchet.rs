@@ -10,8 +10,9 @@
 //!
 //! An append-only log keeps every replaced value until a compaction, so the
 //! network layer seals records under a key it can destroy: the *key file*
-//! ([`RATCHET_KEY_FILE`]), one fixed-size slot that each write overwrites in place,
-//! so the contents it replaces do not stay in the file.
+//! ([`RATCHET_KEY_FILE`]), two fixed-size slots overwritten in place: a write goes
+//! to the slot not in use and, once synced, the other is zeroed, so the contents it
+//! replaces do not stay in the file and a torn write leaves the previous contents.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -34,13 +35,17 @@ pub type Change = (Vec<u8>, Option<Vec<u8>>);
 pub const RATCHET_KEY_FILE: &str = "ratchet.key";
 
 /// The most bytes the key file holds (see [`RatchetState::write_key_file`]).
-pub const RATCHET_KEY_FILE_CAPACITY: usize = KEY_SLOT_LEN - 2;
+pub const RATCHET_KEY_FILE_CAPACITY: usize = KEY_SLOT_LEN - SLOT_HEADER - SLOT_CHECK;
 
-/// The key file's size: one slot of one disk sector, written whole at offset 0,
-/// which disks write all or nothing in practice (as SQLite's "powersafe
-/// overwrite" assumes). A torn write would make the key file unreadable, not
-/// wrong: its contents are authenticated by the network layer.
+/// One slot of the key file: a disk sector. A slot is `sequence (u64 LE) ‖ length
+/// (u16 LE) ‖ contents ‖ zeros ‖ check`, the check being the first 8 bytes of
+/// BLAKE3 of everything before it; the valid slot with the highest sequence holds
+/// the contents. A torn or zeroed slot fails its check and is ignored.
 const KEY_SLOT_LEN: usize = 512;
+const SLOT_HEADER: usize = 8 + 2;
+const SLOT_CHECK: usize = 8;
+/// The key file's size: two slots.
+const KEY_FILE_LEN: usize = 2 * KEY_SLOT_LEN;
 
 /// Handle to the ratchet state. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -88,48 +93,59 @@ impl RatchetState {
     }
 
     /// The key file's contents, as [`write_key_file`](Self::write_key_file)
-    /// last wrote them; `None` if there is no key file. A file of the wrong
-    /// size, or whose length field runs past its slot, is
-    /// [`StoreError::Corrupt`].
+    /// last wrote them whole; `None` if there is no key file. A file of the wrong
+    /// size, or with no valid slot, is [`StoreError::Corrupt`].
     pub fn read_key_file(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let bytes = match std::fs::read(self.key_file()) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(e)),
         };
-        let corrupt = || StoreError::corrupt(RATCHET_KEY_FILE, "not a ratchet key file");
-        if bytes.len() != KEY_SLOT_LEN {
-            return Err(corrupt());
+        match newest_slot(&bytes) {
+            Some((_, _, contents)) => Ok(Some(contents)),
+            None => Err(StoreError::corrupt(RATCHET_KEY_FILE, "not a ratchet key file, or no slot in it is whole")),
         }
-        let len = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
-        bytes.get(2..2 + len).map(|c| Some(c.to_vec())).ok_or_else(corrupt)
     }
 
     /// Replaces the key file's contents (at most [`RATCHET_KEY_FILE_CAPACITY`] bytes)
-    /// and syncs them: durable when it returns `Ok`. An existing file is
-    /// overwritten in place, its whole slot (the rest zeroed), so what it held
-    /// before is not left in the file; a new one is written beside it and
-    /// renamed into place, owner-only (0600), so it never exists half-written.
-    /// (Filesystems that copy on write, and flash translation layers, may keep
-    /// the old block elsewhere on the device: this protects against a copy of
-    /// the files, not against a forensic reading of the disk.)
+    /// and syncs them: durable when it returns `Ok`. In an existing file the
+    /// contents go to the slot not in use, which is synced, then the other slot is
+    /// zeroed and synced: what the file held before does not stay in it, and a
+    /// crash or torn write at any point leaves either the old contents or the new.
+    /// A new file is written beside it and renamed into place, owner-only (0600).
+    /// (Filesystems that copy on write, and flash translation layers, may keep the
+    /// old block elsewhere on the device: this protects against a copy of the
+    /// files, not against a forensic reading of the disk.)
     pub fn write_key_file(&self, contents: &[u8]) -> Result<(), StoreError> {
         if contents.len() > RATCHET_KEY_FILE_CAPACITY {
             return Err(StoreError::Encode { detail: format!("{} bytes do not fit the ratchet key file", contents.len()) });
         }
-        let mut slot = [0u8; KEY_SLOT_LEN];
-        slot[..2].copy_from_slice(&(contents.len() as u16).to_le_bytes());
-        slot[2..2 + contents.len()].copy_from_slice(contents);
         let path = self.key_file();
-        match OpenOptions::new().write(true).open(&path) {
+        match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(file) => {
-                file.write_all_at(&slot, 0).map_err(io_error)?;
-                file.sync_data().map_err(io_error)
+                let mut bytes = vec![0u8; KEY_FILE_LEN];
+                let whole = file.read_exact_at(&mut bytes, 0).is_ok();
+                let (next, seq, old) = match newest_slot(&bytes).filter(|_| whole) {
+                    Some((index, seq, _)) => (1 - index, seq + 1, Some(index)),
+                    None => (0, 1, None),
+                };
+                if !whole {
+                    file.set_len(KEY_FILE_LEN as u64).map_err(io_error)?;
+                }
+                file.write_all_at(&encode_slot(seq, contents), (next * KEY_SLOT_LEN) as u64).map_err(io_error)?;
+                file.sync_data().map_err(io_error)?;
+                if let Some(old) = old {
+                    file.write_all_at(&[0u8; KEY_SLOT_LEN], (old * KEY_SLOT_LEN) as u64).map_err(io_error)?;
+                    file.sync_data().map_err(io_error)?;
+                }
+                Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let fresh = path.with_extension("key.new");
                 let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&fresh).map_err(io_error)?;
-                file.write_all_at(&slot, 0).map_err(io_error)?;
+                let mut bytes = encode_slot(1, contents).to_vec();
+                bytes.resize(KEY_FILE_LEN, 0);
+                file.write_all_at(&bytes, 0).map_err(io_error)?;
                 file.sync_all().map_err(io_error)?;
                 std::fs::rename(&fresh, &path).map_err(io_error)?;
                 File::open(&self.inner.path).and_then(|d| d.sync_all()).map_err(io_error)
@@ -141,4 +157,37 @@ impl RatchetState {
     fn key_file(&self) -> PathBuf {
         self.inner.path.join(RATCHET_KEY_FILE)
     }
+}
+
+/// A key file slot holding `contents` (at most [`RATCHET_KEY_FILE_CAPACITY`] bytes)
+/// at sequence `seq`.
+fn encode_slot(seq: u64, contents: &[u8]) -> [u8; KEY_SLOT_LEN] {
+    let mut slot = [0u8; KEY_SLOT_LEN];
+    slot[..8].copy_from_slice(&seq.to_le_bytes());
+    slot[8..SLOT_HEADER].copy_from_slice(&u16::try_from(contents.len()).unwrap_or(u16::MAX).to_le_bytes());
+    slot[SLOT_HEADER..SLOT_HEADER + contents.len()].copy_from_slice(contents);
+    let check = blake3::hash(&slot[..KEY_SLOT_LEN - SLOT_CHECK]);
+    slot[KEY_SLOT_LEN - SLOT_CHECK..].copy_from_slice(&check.as_bytes()[..SLOT_CHECK]);
+    slot
+}
+
+/// The valid slot of a key file with the highest sequence: (its index, sequence,
+/// contents). `None` for a file of the wrong size or without a valid slot.
+fn newest_slot(file: &[u8]) -> Option<(usize, u64, Vec<u8>)> {
+    if file.len() != KEY_FILE_LEN {
+        return None;
+    }
+    file.chunks_exact(KEY_SLOT_LEN)
+        .enumerate()
+        .filter_map(|(index, slot)| {
+            let (body, check) = slot.split_at(KEY_SLOT_LEN - SLOT_CHECK);
+            if blake3::hash(body).as_bytes()[..SLOT_CHECK] != *check {
+                return None;
+            }
+            let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
+            let len = usize::from(u16::from_le_bytes(body[8..SLOT_HEADER].try_into().ok()?));
+            let contents = body.get(SLOT_HEADER..SLOT_HEADER + len)?;
+            Some((index, seq, contents.to_vec()))
+        })
+        .max_by_key(|(_, seq, _)| *seq)
 }

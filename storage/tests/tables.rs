@@ -288,7 +288,7 @@ fn redeem_succeeds_once_under_concurrency() {
 }
 
 #[test]
-fn ratchet_state_writes_in_one_batch_and_its_key_file_is_overwritten_in_place() {
+fn ratchet_state_writes_in_one_batch_and_its_key_file_is_overwritten_in_place_and_survives_a_torn_write() {
     let (dir, store) = temp_store();
     let ratchet = store.ratchet();
     ratchet
@@ -321,6 +321,18 @@ fn ratchet_state_writes_in_one_batch_and_its_key_file_is_overwritten_in_place() 
     let bytes = std::fs::read(&key_file).unwrap();
     assert_eq!(bytes.len() as u64, size, "one fixed slot");
     assert!(!bytes.windows(8).any(|w| w == [7u8; 8]), "nothing of the longer contents before stays");
+    // A write torn half-way (the slot not in use left half garbage): the contents
+    // written whole before are what the file holds.
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(&key_file).unwrap();
+        let in_use = if bytes[..512].iter().all(|b| *b == 0) { 1 } else { 0 };
+        file.write_all_at(&[0xAB; 300], (1 - in_use) * 512).unwrap();
+    }
+    assert_eq!(ratchet.read_key_file().unwrap().as_deref(), Some(&b"short"[..]), "a torn write leaves the last whole contents");
+    ratchet.write_key_file(b"after the tear").unwrap();
+    assert_eq!(ratchet.read_key_file().unwrap().as_deref(), Some(&b"after the tear"[..]));
+    assert!(!std::fs::read(&key_file).unwrap().windows(5).any(|w| w == b"short"), "the replaced contents are zeroed");
     assert!(ratchet.write_key_file(&vec![1; kith_storage::RATCHET_KEY_FILE_CAPACITY + 1]).is_err());
     ratchet.write_key_file(&vec![1; kith_storage::RATCHET_KEY_FILE_CAPACITY]).unwrap();
     drop(ratchet);

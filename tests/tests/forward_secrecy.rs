@@ -347,5 +347,5 @@ fn a_running_node_replaces_its_ratchet_state_key_after_writing_state() {
     delivered(&alice, "Bob", "state written");
     wait_until(DEADLINE, "Bob's node rolls its ratchet state key", || read() != before);
     round_trip(&alice, &bob, "after the roll");
-    assert_eq!(read().len(), before.len(), "one slot, overwritten in place");
+    assert_eq!(read().len(), before.len(), "the same slots, overwritten in place");
 }
