@@ -64,6 +64,13 @@ impl RatchetState {
         self.inner.log.scan_kv(prefix)
     }
 
+    /// Every record whose key starts with `prefix` and that `keep` takes, judged
+    /// by its key and its value's length alone: the values of those it leaves are
+    /// not read (a scan for the few sealed records among many small ones).
+    pub fn scan_where(&self, prefix: &[u8], keep: impl Fn(&[u8], usize) -> bool) -> Result<Vec<Record>, StoreError> {
+        self.inner.log.scan_kv_where(prefix, keep)
+    }
+
     /// Applies `changes` in order (a later change of a key wins) as one frame
     /// of the message log, written with one `pwrite`: after a crash all or none
     /// of them are there (a batch past the log's frame size is split, each part

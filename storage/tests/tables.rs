@@ -307,6 +307,11 @@ fn ratchet_state_writes_in_one_batch_and_its_key_file_is_overwritten_in_place_an
     ));
     assert_eq!(ratchet.get(b"p/3").unwrap(), None, "refused whole, before anything was written");
     ratchet.write(&[(b"p/3".to_vec(), Some(b"three".to_vec()))]).unwrap();
+    assert_eq!(
+        ratchet.scan_where(b"p/", |key, len| key != b"p/2" && len >= 5).unwrap(),
+        [(b"p/3".to_vec(), b"three".to_vec())],
+        "a scan that leaves records by key and length"
+    );
 
     assert_eq!(ratchet.read_key_file().unwrap(), None);
     let key_file = dir.path().join("db").join(kith_storage::RATCHET_KEY_FILE);

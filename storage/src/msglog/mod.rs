@@ -254,7 +254,23 @@ impl MessageLog {
     /// Values are read after the lock is let go: records are never rewritten
     /// in place, so a value replaced meanwhile reads as it was.
     pub(crate) fn scan_kv(&self, prefix: &[u8]) -> Result<Vec<crate::ratchet::Record>, StoreError> {
-        let slots: Vec<(Vec<u8>, KvSlot)> = self.lock().index.kv_prefix(prefix).map(|(k, s)| (k.to_vec(), *s)).collect();
+        self.scan_kv_where(prefix, |_, _| true)
+    }
+
+    /// [`scan_kv`](Self::scan_kv) of the records `keep` takes, judged by key and
+    /// value length from the index: the others' values are not read at all.
+    pub(crate) fn scan_kv_where(
+        &self,
+        prefix: &[u8],
+        keep: impl Fn(&[u8], usize) -> bool,
+    ) -> Result<Vec<crate::ratchet::Record>, StoreError> {
+        let slots: Vec<(Vec<u8>, KvSlot)> = self
+            .lock()
+            .index
+            .kv_prefix(prefix)
+            .filter(|(k, s)| keep(k, s.len as usize))
+            .map(|(k, s)| (k.to_vec(), *s))
+            .collect();
         slots.into_iter().map(|(key, slot)| Ok((key, self.read_kv(&slot)?))).collect()
     }
 
