@@ -409,17 +409,23 @@ fn stored_epochs(side: &Side) -> Vec<u32> {
     epochs
 }
 
+/// A pair after one message Alice → Bob, then a second one Bob opened and holds (its
+/// payload waits for a retry), his state written: the sealed second message.
+fn pair_with_a_held_message(text: &str) -> (Side, Side, (u8, Vec<u8>)) {
+    let (mut alice, mut bob) = pair();
+    let m = alice.seal(&bob, "one");
+    bob.open(&alice, &m).unwrap();
+    let held = alice.seal(&bob, text);
+    let plaintext = bob.ratchets.open(&alice.peer, held.0, &held.1, NOW).unwrap();
+    bob.ratchets.hold(copy_digest(held.0, &held.1), plaintext);
+    bob.ratchets.persist(NOW).unwrap();
+    (alice, bob, held)
+}
+
 #[test]
 fn a_crash_between_the_steps_of_a_roll_leaves_every_record_readable() {
     for resealed in ["none", "the peers only", "all"] {
-        let (mut alice, mut bob) = pair();
-        let m = alice.seal(&bob, "one");
-        bob.open(&alice, &m).unwrap();
-        // A message whose payload waits for a retry: its plaintext is held, sealed.
-        let held = alice.seal(&bob, "held for a retry");
-        let plaintext = bob.ratchets.open(&alice.peer, held.0, &held.1, NOW).unwrap();
-        bob.ratchets.hold(copy_digest(held.0, &held.1), plaintext);
-        bob.ratchets.persist(NOW).unwrap();
+        let (mut alice, mut bob, held) = pair_with_a_held_message("held for a retry");
         let (records, identity_key) = (bob.store.ratchet().scan(b"").unwrap().len(), bob.ratchets.identity_key());
         assert_eq!(stored_epochs(&bob), [1]);
 
@@ -470,13 +476,7 @@ fn to_legacy(side: &Side) {
 
 #[test]
 fn state_sealed_under_the_end_to_end_key_is_read_once_and_re_sealed_under_a_state_key() {
-    let (mut alice, mut bob) = pair();
-    let m = alice.seal(&bob, "before the upgrade");
-    bob.open(&alice, &m).unwrap();
-    let held = alice.seal(&bob, "held");
-    let plaintext = bob.ratchets.open(&alice.peer, held.0, &held.1, NOW).unwrap();
-    bob.ratchets.hold(copy_digest(held.0, &held.1), plaintext);
-    bob.ratchets.persist(NOW).unwrap();
+    let (mut alice, mut bob, held) = pair_with_a_held_message("held");
     let identity_key = bob.ratchets.identity_key();
     to_legacy(&bob);
     let legacy_account = bob.store.ratchet().get(ACCOUNT_KEY).unwrap().unwrap();
