@@ -489,7 +489,12 @@ impl Ratchets {
     /// # Errors
     /// See [`RatchetError`]; a refused message changes no state.
     pub fn open(&mut self, peer: &PeerId, kind: u8, body: &[u8], now_ms: u64) -> Result<Vec<u8>, RatchetError> {
-        let digest = copy_digest(kind, body);
+        self.open_digested(peer, kind, body, copy_digest(kind, body), now_ms)
+    }
+
+    /// [`Ratchets::open`] for a caller that holds the message's [`copy_digest`] already
+    /// (to record it after): the digest is computed once.
+    pub fn open_digested(&mut self, peer: &PeerId, kind: u8, body: &[u8], digest: [u8; 16], now_ms: u64) -> Result<Vec<u8>, RatchetError> {
         if let Some((_, held)) = self.seen.iter().rev().find(|(d, _)| *d == digest) {
             return held.clone().ok_or(RatchetError::Duplicate);
         }

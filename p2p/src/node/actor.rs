@@ -109,6 +109,8 @@ struct Accepted {
     queued: bool,
     /// Contacts whose keys or addresses changed.
     touched: Vec<PeerId>,
+    /// Contacts whose ratchet keys changed.
+    rekeyed: Vec<PeerId>,
 }
 
 mod group_inbound;
@@ -1103,7 +1105,7 @@ impl Actor {
                     // Nothing of this batch leaves: what it sealed is undone, and it
                     // goes again after the backoff.
                     tracing::error!(%peer, error = %e, "sealing in the ratchet failed; trying again later");
-                    self.ratchet_undo(&peer, &sealed_now);
+                    self.ratchet_undo(&sealed_now);
                     self.queues.defer(&peer, now);
                     return;
                 }
@@ -1127,7 +1129,7 @@ impl Actor {
             return;
         }
         if !self.ratchet_durable() {
-            self.ratchet_undo(&peer, &sealed_now);
+            self.ratchet_undo(&sealed_now);
             self.queues.defer(&peer, now);
             return;
         }
@@ -1313,7 +1315,7 @@ impl Actor {
         let resets = self.offer_resets(std::mem::take(&mut outcome.rekey));
         let resent = self.resend_undelivered(std::mem::take(&mut outcome.resend));
         let queued = outcome.queued || resets || resent || (from_relay && self.queue_delivery_receipts(&outcome.stored));
-        (results, Accepted { events: outcome.events, queued, touched: outcome.touched })
+        (results, Accepted { events: outcome.events, queued, touched: outcome.touched, rekeyed: outcome.rekeyed })
     }
 
     /// Stored envelopes are durable: publish their events and move the affected
@@ -1322,15 +1324,17 @@ impl Actor {
     /// entries (the caller reloads the outbox once for all of them).
     #[must_use]
     fn after_accept(&mut self, accepted: Accepted) -> bool {
-        let Accepted { events, queued, touched } = accepted;
+        let Accepted { events, queued, touched, rekeyed } = accepted;
         for event in events {
             self.emit(event);
         }
+        for peer in &rekeyed {
+            // New ratchet keys (after a reset): what was sealed for it before, in the
+            // sessions it dropped, is sealed again.
+            self.ratcheted.remove(peer);
+        }
         let now = Instant::now();
         for peer in &touched {
-            // Its keys may have changed (new ratchet keys after a reset): what was
-            // sealed for it before is sealed again.
-            self.ratcheted.remove(peer);
             self.queues.wake(peer, now);
         }
         for peer in touched {

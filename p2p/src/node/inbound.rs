@@ -26,7 +26,7 @@ use crate::identity::{Binding, KeyUpdate};
 use crate::ops::{self, OpError};
 use crate::config::check_display_name;
 use crate::payload::{Payload, ReceiptKind};
-use crate::ratchet::{Learned, Offer, RatchetError, Ratchets};
+use crate::ratchet::{Learned, Offer, RatchetError, Ratchets, copy_digest};
 use crate::requests::{self, MAX_CONTACT_ADDRS, MAX_CONTACT_RELAYS, QuotaError, Tally};
 use crate::views::{ContactView, GroupReceiptsView};
 use crate::wire::WireError;
@@ -53,6 +53,9 @@ pub(crate) struct Outcome {
     /// Contacts whose ratchet messages we could not open (no session, an unknown
     /// one-time key): they get new keys with `reset`.
     pub(crate) rekey: Vec<PeerId>,
+    /// Contacts whose ratchet keys with us changed (a reset, another identity): what
+    /// we sealed for them before must be sealed again.
+    pub(crate) rekeyed: Vec<PeerId>,
     /// Contacts that lost their sessions with us (a reset offer): what we sent them
     /// that is not known delivered may never open there, so it goes again.
     pub(crate) resend: Vec<PeerId>,
@@ -244,46 +247,45 @@ impl Inbound<'_> {
             // Only a contact we offered keys can hold a session with us: anyone else's
             // is refused before it costs state.
             Payload::Ratcheted { .. } if !accepted => Err(RejectReason::Decrypt),
-            Payload::Ratcheted { kind, body } => match self.ratchets.open(&sender, kind, &body, now) {
-                Ok(inner) => {
-                    let decoded = Payload::decode_ratcheted(&inner).map_err(|e| {
-                        tracing::debug!(%sender, error = %e, "a ratchet message carried no valid payload");
-                        RejectReason::Malformed
-                    });
-                    outcome.ratcheted.push((index, crate::ratchet::copy_digest(kind, &body), inner));
-                    decoded.map(Some)
-                }
-                Err(RatchetError::Duplicate) => Ok(None),
-                Err(RatchetError::NoSession) if self.from_relay && kind != crate::ratchet::PRE_KEY_MESSAGE => {
-                    // A normal message comes only in a session we once answered in:
-                    // none opens it, so that session is lost and it never will. Kept
-                    // by a relay it would come back (with a reset) at every drain, so
-                    // it is refused and the relay drops it; the reset offered here
-                    // makes its sender send again what we never confirmed.
-                    tracing::info!(%sender, "refused relay mail sealed in a session we no longer have");
-                    if accepted {
-                        outcome.rekey.push(sender);
+            Payload::Ratcheted { kind, body } => {
+                let digest = copy_digest(kind, &body);
+                match self.ratchets.open_digested(&sender, kind, &body, digest, now) {
+                    Ok(inner) => {
+                        let decoded = Payload::decode_ratcheted(&inner).map_err(|e| {
+                            tracing::debug!(%sender, error = %e, "a ratchet message carried no valid payload");
+                            RejectReason::Malformed
+                        });
+                        outcome.ratcheted.push((index, digest, inner));
+                        decoded.map(Some)
                     }
-                    Err(RejectReason::Decrypt)
-                }
-                Err(e @ (RatchetError::NoSession | RatchetError::UnknownPrekey)) => {
-                    // Our state lost, or its session built on keys we no longer hold:
-                    // new keys let it seal again; it keeps the item meanwhile.
-                    tracing::info!(%sender, error = %e, "cannot open a ratchet message");
-                    if accepted {
+                    Err(RatchetError::Duplicate) => Ok(None),
+                    Err(RatchetError::NoSession) if self.from_relay && kind != crate::ratchet::PRE_KEY_MESSAGE => {
+                        // A normal message comes only in a session we once answered in:
+                        // none opens it, so that session is lost and it never will. Kept
+                        // by a relay it would come back (with a reset) at every drain, so
+                        // it is refused and the relay drops it; the reset offered here
+                        // makes its sender send again what we never confirmed.
+                        tracing::info!(%sender, "refused relay mail sealed in a session we no longer have");
                         outcome.rekey.push(sender);
+                        Err(RejectReason::Decrypt)
                     }
-                    Err(RejectReason::Unready)
+                    Err(e @ (RatchetError::NoSession | RatchetError::UnknownPrekey)) => {
+                        // Our state lost, or its session built on keys we no longer hold:
+                        // new keys let it seal again; it keeps the item meanwhile.
+                        tracing::info!(%sender, error = %e, "cannot open a ratchet message");
+                        outcome.rekey.push(sender);
+                        Err(RejectReason::Unready)
+                    }
+                    Err(RatchetError::State(e)) => {
+                        tracing::error!(%sender, error = %e, "reading ratchet state failed");
+                        Err(RejectReason::Storage)
+                    }
+                    Err(e) => {
+                        tracing::warn!(%sender, error = %e, "refused a ratchet message");
+                        Err(RejectReason::Decrypt)
+                    }
                 }
-                Err(RatchetError::State(e)) => {
-                    tracing::error!(%sender, error = %e, "reading ratchet state failed");
-                    Err(RejectReason::Storage)
-                }
-                Err(e) => {
-                    tracing::warn!(%sender, error = %e, "refused a ratchet message");
-                    Err(RejectReason::Decrypt)
-                }
-            },
+            }
             p if p.is_ratcheted_kind() && accepted => match self.ratchets.legacy_closed(&sender, now, self.legacy_grace) {
                 Ok(false) => Ok(Some(p)),
                 Ok(true) => {
@@ -514,12 +516,14 @@ impl Inbound<'_> {
                 };
                 match self.ratchets.learn(&sender, &Offer { identity, signature, one_time, reset, issued_us }) {
                     Ok(Learned::IdentityChanged) => {
+                        outcome.rekeyed.push(sender);
                         self.key_changed(c, (sender_e2e, binding), outcome)?;
                     }
                     Ok(Learned::Prekey) => {
                         if reset {
                             outcome.resend.push(sender);
                         }
+                        outcome.rekeyed.push(sender);
                         outcome.touched.push(sender);
                     }
                     Ok(Learned::Ignored | Learned::Stale) => {}

@@ -170,7 +170,7 @@ impl Actor {
             // group state was lost). Its new key replaces the old one.
             tracing::info!(%group, author = %sender, "a member's sender key starts a new chain");
         }
-        self.groups.chains.borrow_mut().retain(|(g, a, generation), _| !(*g == group && *a == sender && *generation == key.generation));
+        self.groups.chains.borrow_mut().remove(&(group, sender, key.generation));
         match self.store.groups().put_chain_key(group, &author, key.generation, key.index, &key.key) {
             Ok(()) => DmResult::Stored,
             Err(e) => {

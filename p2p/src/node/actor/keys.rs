@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use kith_storage::ContactState;
 
 use super::{Actor, OPENER_CACHE};
 use crate::envelope::{Opener, Sealer, SealerConfig};
@@ -82,11 +81,9 @@ impl Actor {
     /// who are not contacts learn it only from what we next seal to them (their
     /// member card for us keeps the old key).
     pub(super) fn rotate_key(&mut self) -> Result<KeysView, NodeError> {
-        if self.key_ring.is_none() {
+        let Some(state) = self.key_ring.as_mut() else {
             return Err(OpError::NotAllowed("this node runs without a key ring, so its key cannot rotate".into()).into());
-        }
-        let contacts = self.store.contacts().list().map_err(OpError::from)?;
-        let Some(state) = self.key_ring.as_mut() else { return Err(OpError::NotAllowed("no key ring".into()).into()) };
+        };
         let now = ops::now_ms();
         state.ring.rotate(now);
         if let Err(e) = state.ring.save(&state.path, &state.keystore) {
@@ -97,18 +94,8 @@ impl Actor {
         tracing::info!(version = identity.e2e_version(), "rotated our end-to-end key");
         self.use_identity(identity);
         self.note_rotated();
-        let mut told = Vec::new();
-        for c in contacts.iter().filter(|c| c.state == ContactState::Accepted) {
-            if self.offer_ratchet_keys(c.peer_id, false).is_some() {
-                told.push(c.peer_id);
-            }
-        }
-        if !self.ratchet_durable() {
+        if !self.offer_to_accepted(false) {
             tracing::error!("the new key's announcements could not be made durable; contacts learn it from our next message");
-        } else {
-            for peer in told {
-                self.dispatch(peer);
-            }
         }
         self.directory.record_changed();
         self.publish_record();
@@ -132,10 +119,10 @@ impl Actor {
         self.directory.record_changed();
     }
 
-    /// Records, durably, that this node has rotated its key (see [`ROTATED_SETTING`]).
+    /// Records that this node has rotated its key (see [`ROTATED_SETTING`]); durable
+    /// with the flush that comes before the rotation is answered.
     fn note_rotated(&self) {
-        let noted = self.store.settings().set(ROTATED_SETTING, &true).and_then(|()| self.store.flush().map(drop));
-        if let Err(e) = noted {
+        if let Err(e) = self.store.settings().set(ROTATED_SETTING, &true) {
             tracing::error!(error = %e, "recording the rotation failed; a lost key ring would bring back the first key");
         }
     }

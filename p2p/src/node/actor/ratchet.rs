@@ -85,25 +85,41 @@ impl Actor {
     }
 
     /// Offers keys to every accepted contact we have not offered any (contacts made
-    /// before the ratchet existed, or an offer lost in a crash), and flushes.
+    /// before the ratchet existed, or an offer lost in a crash).
     pub(super) fn offer_ratchet_keys_to_all(&mut self) {
-        let Ok(contacts) = self.store.contacts().list() else { return };
+        if !self.offer_to_accepted(true) {
+            tracing::error!("ratchet keys for contacts could not be made durable; offering them again at the next start");
+        }
+    }
+
+    /// Offers keys to every accepted contact (with `only_new`, those we offered none
+    /// yet), makes the offers durable and sends them. Returns false if they could not
+    /// be made durable (then nothing was sent; the outbox keeps them).
+    pub(super) fn offer_to_accepted(&mut self, only_new: bool) -> bool {
+        let contacts = match self.store.contacts().list() {
+            Ok(contacts) => contacts,
+            Err(e) => {
+                tracing::error!(error = %e, "listing contacts to offer ratchet keys failed");
+                return false;
+            }
+        };
         let mut offered = Vec::new();
         for c in contacts.iter().filter(|c| c.state == ContactState::Accepted) {
-            if matches!(self.ratchets.offered(&c.peer_id), Ok(false)) && self.offer_ratchet_keys(c.peer_id, false).is_some() {
+            let wanted = !only_new || matches!(self.ratchets.offered(&c.peer_id), Ok(false));
+            if wanted && self.offer_ratchet_keys(c.peer_id, false).is_some() {
                 offered.push(c.peer_id);
             }
         }
         if offered.is_empty() {
-            return;
+            return true;
         }
         if !self.ratchet_durable() {
-            tracing::error!("ratchet keys for contacts could not be made durable; offering them again at the next start");
-            return;
+            return false;
         }
         for peer in offered {
             self.dispatch(peer);
         }
+        true
     }
 
     /// Offers new keys with `reset` to contacts whose ratchet messages we could not
@@ -169,9 +185,7 @@ impl Actor {
         }
         if let Err(e) = self.ratchets.persist(ops::now_ms()) {
             tracing::error!(error = %e, "writing ratchet state failed");
-            for (peer, id) in sealed {
-                self.ratchet_undo(&peer, &[(peer, id)]);
-            }
+            self.ratchet_undo(&sealed);
         }
     }
 
@@ -207,10 +221,10 @@ impl Actor {
 
     /// Undoes what an attempt sealed and could not make durable: the ratchet goes
     /// back to its written state and those payloads are sealed again next time.
-    pub(super) fn ratchet_undo(&mut self, peer: &PeerId, sealed_now: &[(PeerId, kith_storage::MessageId)]) {
+    pub(super) fn ratchet_undo(&mut self, sealed_now: &[(PeerId, kith_storage::MessageId)]) {
         self.ratchets.rollback();
-        if let Some(cache) = self.ratcheted.get_mut(peer) {
-            for (_, id) in sealed_now {
+        for (peer, id) in sealed_now {
+            if let Some(cache) = self.ratcheted.get_mut(peer) {
                 cache.remove(id);
             }
         }
