@@ -605,8 +605,8 @@ impl Opener {
 
     /// Also opens envelopes sealed to these earlier E2E secrets of ours (keys rotated
     /// out whose mail may still be in relays), tried in order after the current one.
-    pub fn with_retired(mut self, secrets: Vec<[u8; 32]>) -> Opener {
-        self.retired = secrets.into_iter().map(zeroize::Zeroizing::new).collect();
+    pub fn with_retired(mut self, secrets: Vec<zeroize::Zeroizing<[u8; 32]>>) -> Opener {
+        self.retired = secrets;
         self
     }
 
@@ -893,14 +893,14 @@ mod tests {
 
         let mut current_only = Opener::new(&bob_new, 0);
         assert!(matches!(current_only.open(&to_old), Err(OpenError::Decrypt)));
-        let mut with_retired = Opener::new(&bob_new, 0).with_retired(vec![bob_old.x25519_secret()]);
+        let mut with_retired = Opener::new(&bob_new, 0).with_retired(vec![zeroize::Zeroizing::new(bob_old.x25519_secret())]);
         let opened = with_retired.open(&to_old).unwrap();
         assert_eq!(opened.plaintext, b"to the old key");
         assert_eq!(opened.sender_binding, alice.binding(), "version and expiry come with the sender's key");
         assert_eq!(with_retired.open(&to_new).unwrap().plaintext, b"to the new key");
         // Someone else's key still fails as before.
         let stranger = Identity::generate();
-        let mut other = Opener::new(&stranger, 0).with_retired(vec![[3; 32]]);
+        let mut other = Opener::new(&stranger, 0).with_retired(vec![zeroize::Zeroizing::new([3; 32])]);
         assert!(matches!(other.open(&to_old), Err(OpenError::Decrypt)));
     }
 

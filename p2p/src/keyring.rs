@@ -18,7 +18,7 @@
 use std::io;
 use std::path::Path;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -168,11 +168,14 @@ impl KeyRing {
 
     /// The ring at `path` as it is, without changing anything (`None`: no file).
     pub fn read(path: &Path, keystore: &Identity) -> Result<Option<KeyRing>, KeyRingError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => Zeroizing::new(b),
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        // At most one byte past the limit is read: a larger file is refused unread.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_FILE_LEN + 1));
+        io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_LEN as u64 + 1), &mut bytes)?;
         if bytes.len() > MAX_FILE_LEN || bytes.len() < NONCE_LEN {
             return Err(KeyRingError::Unreadable(format!("{} bytes", bytes.len())));
         }
@@ -208,8 +211,8 @@ impl KeyRing {
     }
 
     /// The secrets of the keys rotated out, newest first: still opened.
-    pub fn retired_secrets(&self) -> Vec<[u8; 32]> {
-        self.retired.iter().map(|k| k.secret).collect()
+    pub fn retired_secrets(&self) -> Vec<Zeroizing<[u8; 32]>> {
+        self.retired.iter().map(|k| Zeroizing::new(k.secret)).collect()
     }
 
     /// The keys rotated out, newest first, for display.
@@ -265,11 +268,7 @@ fn new_key(secret: [u8; 32], now_ms: u64, floor: u64) -> RingKey {
 fn cipher(keystore: &Identity) -> XChaCha20Poly1305 {
     let seed = Zeroizing::new(keystore.ed25519_seed());
     let derived = Zeroizing::new(blake3::derive_key(SEAL_DOMAIN, seed.as_ref()));
-    let mut key = chacha20poly1305::Key::default();
-    key.copy_from_slice(derived.as_slice());
-    let cipher = XChaCha20Poly1305::new(&key);
-    key.zeroize();
-    cipher
+    crate::keystore::aead(derived.as_slice())
 }
 
 #[cfg(test)]
@@ -313,7 +312,7 @@ mod tests {
         let second = ring.identity(&keystore);
         assert_ne!(second.e2e_public(), first.e2e_public());
         assert!(second.e2e_version() > first.e2e_version(), "same millisecond, still a later version");
-        assert_eq!(ring.retired_secrets(), vec![first.x25519_secret()]);
+        assert_eq!(ring.retired_secrets(), vec![Zeroizing::new(first.x25519_secret())]);
         ring.save(&path, &keystore).unwrap();
 
         // Reopened: the keystore's key is known (retired), so it is not taken again.
@@ -355,6 +354,6 @@ mod tests {
         assert!(changed);
         assert_eq!(ring.identity(&replaced).e2e_public(), replaced.e2e_public());
         assert!(ring.identity(&replaced).e2e_version() > DAY);
-        assert_eq!(ring.retired_secrets(), vec![keystore.x25519_secret()]);
+        assert_eq!(ring.retired_secrets(), vec![Zeroizing::new(keystore.x25519_secret())]);
     }
 }

@@ -450,11 +450,17 @@ fn cipher_for(
     salt: &[u8],
 ) -> Result<XChaCha20Poly1305, KeystoreError> {
     let derived = derive_key(passphrase, params, salt)?;
-    let mut key = Key::default();
-    key.copy_from_slice(derived.as_slice());
-    let cipher = XChaCha20Poly1305::new(&key);
-    key.zeroize();
-    Ok(cipher)
+    Ok(aead(derived.as_slice()))
+}
+
+/// XChaCha20-Poly1305 keyed with `key` (32 bytes): the key's copy made here is wiped,
+/// the cipher's own when it is dropped (the crate's `zeroize` feature).
+pub(crate) fn aead(key: &[u8]) -> XChaCha20Poly1305 {
+    let mut copy = Key::default();
+    copy.copy_from_slice(key);
+    let cipher = XChaCha20Poly1305::new(&copy);
+    copy.zeroize();
+    cipher
 }
 
 /// Argon2id over the passphrase bytes (used as given: no Unicode normalisation).

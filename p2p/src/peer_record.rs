@@ -175,6 +175,25 @@ struct RecordBody {
     key_stamp: Vec<u8>,
 }
 
+impl RecordBody {
+    /// The wire body of `r`.
+    fn of(r: &PeerRecord) -> RecordBody {
+        RecordBody {
+            peer_id: r.peer_id.to_bytes(),
+            e2e_public: r.e2e_public,
+            binding: r.binding.signature,
+            addrs: r.addrs.iter().map(|a| a.to_vec()).collect(),
+            relays: r.relays.iter().map(|a| a.to_vec()).collect(),
+            display_name: r.display_name.clone(),
+            seq: r.seq,
+            expires_at_secs: r.expires_at_secs,
+            key_version: r.binding.version,
+            key_expires_ms: r.binding.expires_ms,
+            key_stamp: r.binding.stamp_bytes(),
+        }
+    }
+}
+
 impl PeerRecord {
     /// Encodes and signs the record with `identity`.
     ///
@@ -192,20 +211,7 @@ impl PeerRecord {
         }
         self.check_bounds()?;
         self.check_binding()?;
-        let body = RecordBody {
-            peer_id: self.peer_id.to_bytes(),
-            e2e_public: self.e2e_public,
-            binding: self.binding.signature,
-            addrs: self.addrs.iter().map(|a| a.to_vec()).collect(),
-            relays: self.relays.iter().map(|a| a.to_vec()).collect(),
-            display_name: self.display_name.clone(),
-            seq: self.seq,
-            expires_at_secs: self.expires_at_secs,
-            key_version: self.binding.version,
-            key_expires_ms: self.binding.expires_ms,
-            key_stamp: self.binding.stamp_bytes(),
-        };
-        let record = wire::encode(&body)?;
+        let record = wire::encode(&RecordBody::of(self))?;
         let sig = identity.sign(&signed_message(&record));
         let out = wire::encode(&SignedPeerRecord {
             v: VERSION,
@@ -431,22 +437,6 @@ mod tests {
         wire::encode(&SignedPeerRecord { v, record, sig }).unwrap()
     }
 
-    fn body_of(r: &PeerRecord) -> RecordBody {
-        RecordBody {
-            peer_id: r.peer_id.to_bytes(),
-            e2e_public: r.e2e_public,
-            binding: r.binding.signature,
-            addrs: r.addrs.iter().map(|a| a.to_vec()).collect(),
-            relays: r.relays.iter().map(|a| a.to_vec()).collect(),
-            display_name: r.display_name.clone(),
-            seq: r.seq,
-            expires_at_secs: r.expires_at_secs,
-            key_version: r.binding.version,
-            key_expires_ms: r.binding.expires_ms,
-            key_stamp: r.binding.stamp_bytes(),
-        }
-    }
-
     #[test]
     fn round_trip() {
         let id = Identity::generate();
@@ -474,7 +464,7 @@ mod tests {
         assert_eq!(back.binding, id.binding());
         // A record without a stamped binding has no `kv`/`kx`/`ks` keys at all.
         let old = Identity::generate();
-        let body = wire::encode(&body_of(&record_of(&old, 1))).unwrap();
+        let body = wire::encode(&RecordBody::of(&record_of(&old, 1))).unwrap();
         assert!(!body.windows(2).any(|w| w == b"kv"));
     }
 
@@ -515,28 +505,28 @@ mod tests {
         let id = Identity::generate();
         let rec = record_of(&id, 1);
 
-        let mut body = body_of(&rec);
+        let mut body = RecordBody::of(&rec);
         body.addrs.push(vec![0xff, 0xff, 0xff]);
         assert!(matches!(
             PeerRecord::verify(&sign_raw(&id, &body, 1), None, NOW),
             Err(RecordError::Malformed(_))
         ));
 
-        let mut body = body_of(&rec);
+        let mut body = RecordBody::of(&rec);
         body.peer_id = vec![1, 2, 3];
         assert!(matches!(
             PeerRecord::verify(&sign_raw(&id, &body, 1), None, NOW),
             Err(RecordError::Malformed(_))
         ));
 
-        let mut body = body_of(&rec);
+        let mut body = RecordBody::of(&rec);
         body.display_name = Some("x".repeat(MAX_DISPLAY_NAME_BYTES + 1));
         assert!(matches!(
             PeerRecord::verify(&sign_raw(&id, &body, 1), None, NOW),
             Err(RecordError::Malformed(_))
         ));
 
-        let mut body = body_of(&rec);
+        let mut body = RecordBody::of(&rec);
         body.relays = vec![rec.relays[0].to_vec(); MAX_ADDRS + 1];
         assert!(matches!(
             PeerRecord::verify(&sign_raw(&id, &body, 1), None, NOW),
@@ -553,7 +543,7 @@ mod tests {
         let id = Identity::generate();
         let rec = record_of(&id, 1);
         let addr = rec.addrs[0].to_vec();
-        let mut at = body_of(&rec);
+        let mut at = RecordBody::of(&rec);
         at.addrs = vec![addr.clone(); MAX_ADDRS];
         at.relays = vec![addr.clone(); MAX_ADDRS];
         at.display_name = Some("x".repeat(MAX_DISPLAY_NAME_BYTES));
@@ -561,13 +551,13 @@ mod tests {
         assert_eq!((got.addrs.len(), got.relays.len()), (MAX_ADDRS, MAX_ADDRS));
 
         for past in [
-            RecordBody { addrs: vec![addr.clone(); MAX_ADDRS + 1], ..body_of(&rec) },
-            RecordBody { relays: vec![addr.clone(); MAX_ADDRS + 1], ..body_of(&rec) },
+            RecordBody { addrs: vec![addr.clone(); MAX_ADDRS + 1], ..RecordBody::of(&rec) },
+            RecordBody { relays: vec![addr.clone(); MAX_ADDRS + 1], ..RecordBody::of(&rec) },
         ] {
             let r = wire::decode::<RecordBody>(&wire::encode(&past).unwrap(), MAX_RECORD_LEN);
             assert!(matches!(r, Err(WireError::TooMany { max: MAX_ADDRS })), "{:?}", r.err());
         }
-        let long = RecordBody { display_name: Some("x".repeat(MAX_DISPLAY_NAME_BYTES + 1)), ..body_of(&rec) };
+        let long = RecordBody { display_name: Some("x".repeat(MAX_DISPLAY_NAME_BYTES + 1)), ..RecordBody::of(&rec) };
         let r = wire::decode::<RecordBody>(&wire::encode(&long).unwrap(), MAX_RECORD_LEN);
         assert!(matches!(r, Err(WireError::TooLong { max: MAX_DISPLAY_NAME_BYTES, .. })), "{:?}", r.err());
     }
@@ -585,7 +575,7 @@ mod tests {
     #[test]
     fn unsupported_version() {
         let id = Identity::generate();
-        let bytes = sign_raw(&id, &body_of(&record_of(&id, 1)), 2);
+        let bytes = sign_raw(&id, &RecordBody::of(&record_of(&id, 1)), 2);
         assert!(matches!(
             PeerRecord::verify(&bytes, None, NOW),
             Err(RecordError::UnsupportedVersion(2))
@@ -597,7 +587,7 @@ mod tests {
         let id = Identity::generate();
         let mallory = Identity::generate();
         // Signed by someone else.
-        let bytes = sign_raw(&mallory, &body_of(&record_of(&id, 1)), 1);
+        let bytes = sign_raw(&mallory, &RecordBody::of(&record_of(&id, 1)), 1);
         assert!(matches!(
             PeerRecord::verify(&bytes, None, NOW),
             Err(RecordError::BadSignature)
@@ -616,7 +606,7 @@ mod tests {
         ));
 
         // Signature made without the domain context.
-        let record = wire::encode(&body_of(&record_of(&id, 1))).unwrap();
+        let record = wire::encode(&RecordBody::of(&record_of(&id, 1))).unwrap();
         let sig = id.sign(&record);
         let bytes = wire::encode(&SignedPeerRecord { v: 1, record, sig }).unwrap();
         assert!(matches!(
@@ -634,7 +624,7 @@ mod tests {
         rec.e2e_public = other.e2e_public();
         rec.binding = other.binding();
         assert!(matches!(rec.sign(&id), Err(RecordError::BadBinding)));
-        let bytes = sign_raw(&id, &body_of(&rec), 1);
+        let bytes = sign_raw(&id, &RecordBody::of(&rec), 1);
         assert!(matches!(
             PeerRecord::verify(&bytes, None, NOW),
             Err(RecordError::BadBinding)

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::StoreError;
-use crate::msglog::{check_kv, io_error};
+use crate::msglog::io_error;
 use crate::store::Inner;
 
 /// A stored record: its key and value.
@@ -78,19 +78,7 @@ impl RatchetState {
     /// [`Store::flush`](crate::Store::flush). A key longer than 65 535 bytes or
     /// a value too large for the log is refused before anything is written.
     pub fn write(&self, changes: &[Change]) -> Result<(), StoreError> {
-        for (key, value) in changes {
-            check_kv(key, value.as_ref().map_or(0, Vec::len))?;
-        }
-        let mut batch = self.inner.log.batch();
-        for (key, value) in changes {
-            match value {
-                Some(value) => batch.put_kv(key, value)?,
-                None => {
-                    batch.drop_kv(key)?;
-                }
-            }
-        }
-        batch.commit()
+        self.inner.log.write_kv(changes)
     }
 
     /// Makes every write so far durable: [`Store::flush`](crate::Store::flush)

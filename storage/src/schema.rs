@@ -175,8 +175,8 @@ pub(crate) fn open_log(
         meta.insert(LOG_KEY, &[1][..]).map_err(db_err)?;
         db.flush().map_err(db_err)?;
     }
-    move_ratchet_tree(db, &log)?;
     let names = db.tree_names();
+    move_ratchet_tree(db, &names, &log)?;
     for tree in MOVED_TO_LOG {
         if names.iter().any(|n| n == tree.as_bytes()) {
             db.drop_tree(tree).map_err(db_err)?;
@@ -190,24 +190,17 @@ pub(crate) fn open_log(
 /// and flushes sled. A crash before the drop is durable copies them again at the
 /// next open, over the same values (nothing else writes ratchet state before the
 /// store is open): idempotent.
-fn move_ratchet_tree(db: &sled::Db, log: &MessageLog) -> Result<(), OpenError> {
-    if !db.tree_names().iter().any(|n| n == RATCHET.as_bytes()) {
+fn move_ratchet_tree(db: &sled::Db, names: &[sled::IVec], log: &MessageLog) -> Result<(), OpenError> {
+    if !names.iter().any(|n| n == RATCHET.as_bytes()) {
         return Ok(());
     }
     let tree = db.open_tree(RATCHET).map_err(db_err)?;
     let records = tree
         .iter()
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(db_err))
+        .map(|r| r.map(|(k, v)| (k.to_vec(), Some(v.to_vec()))).map_err(db_err))
         .collect::<Result<Vec<_>, _>>()?;
     if !records.is_empty() {
-        for (key, value) in &records {
-            crate::msglog::check_kv(key, value.len())?;
-        }
-        let mut batch = log.batch();
-        for (key, value) in &records {
-            batch.put_kv(key, value)?;
-        }
-        batch.commit()?;
+        log.write_kv(&records)?;
         log.sync()?;
         tracing::info!(records = records.len(), "moved the ratchet state into the message log");
     }

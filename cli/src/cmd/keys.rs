@@ -12,11 +12,10 @@ use crate::output;
 /// Runs `kith keys show|rotate`.
 pub(crate) fn run(global: &Global, command: KeysCommand) -> Result {
     let home = super::home(global)?;
-    let (request, json) = match command {
-        KeysCommand::Show(flag) => (Request::Keys {}, flag.json),
-        KeysCommand::Rotate(flag) => (Request::RotateKey {}, flag.json),
+    let (request, json, rotating) = match command {
+        KeysCommand::Show(flag) => (Request::Keys {}, flag.json, false),
+        KeysCommand::Rotate(flag) => (Request::RotateKey {}, flag.json, true),
     };
-    let rotating = request == Request::RotateKey {};
     let result = call(&home, request)?;
     if json {
         return output::json(&result);

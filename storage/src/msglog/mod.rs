@@ -274,6 +274,25 @@ impl MessageLog {
         slots.into_iter().map(|(key, slot)| Ok((key, self.read_kv(&slot)?))).collect()
     }
 
+    /// Applies key/value `changes` in order (a later change of a key wins) as one
+    /// batch: every key and value is checked before anything is written, so a
+    /// refused change leaves the log as it was. Not synced.
+    pub(crate) fn write_kv(&self, changes: &[crate::ratchet::Change]) -> Result<(), StoreError> {
+        for (key, value) in changes {
+            check_kv(key, value.as_ref().map_or(0, Vec::len))?;
+        }
+        let mut batch = self.batch();
+        for (key, value) in changes {
+            match value {
+                Some(value) => batch.put_kv(key, value)?,
+                None => {
+                    batch.drop_kv(key)?;
+                }
+            }
+        }
+        batch.commit()
+    }
+
     fn read_kv(&self, slot: &KvSlot) -> Result<Vec<u8>, StoreError> {
         let mut value = vec![0; slot.len as usize];
         self.file.read_exact_at(&mut value, slot.at).map_err(io_error)?;
