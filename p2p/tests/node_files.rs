@@ -126,3 +126,78 @@ async fn an_offer_that_lies_about_the_size_fetches_no_chunk() {
     let kept: u64 = std::fs::read_dir(b_dir.path().join("blobs")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     assert_eq!(kept, 0, "nothing of the blob is kept, not even room for it");
 }
+
+/// A media node from before pushes, as a bare libp2p peer: it answers a push
+/// `bad request` (an unknown kind), as such a relay does, and takes an upload by
+/// pulling it into `store`. Returns its address (with its peer id) and how many
+/// pushes it was offered.
+async fn media_node_that_predates_pushes(
+    store: std::sync::Arc<kith_p2p::blob::BlobStore>,
+) -> (libp2p::Multiaddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use futures::StreamExt as _;
+    use futures::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use kith_p2p::blob::media::{self, Answer, REQUEST_LEN, Request};
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(libp2p::tcp::Config::default().nodelay(true), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(DEADLINE))
+        .build();
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let addr = loop {
+        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address.with(libp2p::multiaddr::Protocol::P2p(*swarm.local_peer_id()));
+        }
+    };
+    let mut control = swarm.behaviour().new_control();
+    let mut incoming = control.accept(media::PROTOCOL).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let pushes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = pushes.clone();
+    tokio::spawn(async move {
+        while let Some((peer, mut stream)) = incoming.next().await {
+            let mut request = [0u8; REQUEST_LEN];
+            stream.read_exact(&mut request).await.unwrap();
+            let answer = match Request::decode(&request) {
+                Ok(Request::Hold { id, .. }) => {
+                    kith_p2p::blob::transfer::fetch(&control, peer, id, &store, |_, _| {}).await.unwrap();
+                    Answer::Held { expires_at: 4_000_000_000 }
+                }
+                _ => {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Answer::BadRequest
+                }
+            };
+            stream.write_all(&answer.encode()).await.unwrap();
+            stream.close().await.unwrap();
+        }
+    });
+    (addr, pushes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_node_that_predates_pushes_is_offered_one_and_then_pulls_the_file() {
+    let (a_dir, m_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let held = std::sync::Arc::new(kith_p2p::blob::BlobStore::open(m_dir.path()).unwrap());
+    let (media, pushes) = media_node_that_predates_pushes(held.clone()).await;
+    let mut config = common::loopback_config(Timers::default(), Some(a_dir.path().join("blobs")));
+    config.relays = vec![media];
+    let alice = node::start(config, Store::open(&a_dir.path().join("db")).unwrap()).await.unwrap();
+    // A group's file goes to the group's media nodes, whoever is online.
+    alice.handle.group(node::GroupChange::Create { name: "notes".into() }).await.unwrap();
+    let original = a_dir.path().join("plan.txt");
+    std::fs::write(&original, vec![7u8; 2 * CHUNK_SIZE + 5]).unwrap();
+    tokio::time::timeout(DEADLINE, alice.handle.send_file("notes", &original, "")).await.unwrap().unwrap();
+
+    let file = alice.handle.files(None).unwrap().remove(0);
+    assert_eq!(file.state, FileState::Uploaded, "{file:?}");
+    assert_eq!(pushes.load(std::sync::atomic::Ordering::Relaxed), 1, "a push was offered first");
+    let id = BlobId(hex::decode(&file.id).unwrap().try_into().unwrap());
+    assert!(held.is_complete(&id).unwrap(), "the media node pulled the whole file");
+}

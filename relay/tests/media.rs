@@ -514,7 +514,7 @@ async fn hostile_uploaders_are_answered_and_nothing_they_send_is_kept() {
         ask(&control, &relay, &[9; 42]).await,
         Some(Answer::UnsupportedVersion)
     );
-    let mut odd_kind = Request {
+    let mut odd_kind = Request::Hold {
         id: outboard.id(),
         sealed_size: 1,
     }
@@ -525,7 +525,7 @@ async fn hostile_uploaders_are_answered_and_nothing_they_send_is_kept() {
         Some(Answer::BadRequest)
     );
     // A declared size that is not the blob's: refused once the outboard shows it.
-    let lying = Request {
+    let lying = Request::Hold {
         id: outboard.id(),
         sealed_size: outboard.sealed_size() - 1,
     };
@@ -534,7 +534,7 @@ async fn hostile_uploaders_are_answered_and_nothing_they_send_is_kept() {
         Some(Answer::BadRequest)
     );
     // Chunks that do not match their hashes: the pull fails, nothing is kept.
-    let honest_size = Request {
+    let honest_size = Request::Hold {
         id: outboard.id(),
         sealed_size: outboard.sealed_size(),
     };
@@ -641,7 +641,7 @@ async fn an_upload_cut_short_resumes_with_only_the_missing_chunks() {
             counting.fetch_add(bytes, Ordering::Relaxed);
         }),
     ));
-    let request = Request { id, sealed_size: outboard.sealed_size() }.encode();
+    let request = Request::Hold { id, sealed_size: outboard.sealed_size() }.encode();
     assert_eq!(ask(&control, &relay, &request).await, Some(Answer::FetchFailed));
     let first = served.load(Ordering::Relaxed);
     assert!(first > 0, "the media node pulled what the uploader had");
@@ -657,4 +657,98 @@ async fn an_upload_cut_short_resumes_with_only_the_missing_chunks() {
     let half = 4 * (CHUNK_SIZE + TAG_SIZE) as u64;
     assert!(second <= half, "the second pull took {second} bytes; the missing half is {half}");
     assert!(first + second < outboard.sealed_size() * 13 / 10, "{first} + {second} bytes for {}", outboard.sealed_size());
+}
+
+/// Pushes `sealed` (a blob's sealed chunks back to back) to `relay` as the uploader
+/// `control` speaks for, the way a node does while it seals: every chunk in order,
+/// then the answer, which must name `id`.
+async fn push(
+    control: &libp2p_stream::Control,
+    relay: &RelayProcess,
+    sealed: &[u8],
+    id: BlobId,
+) -> Result<kith_p2p::blob::media::Held, UploadError> {
+    use kith_p2p::blob::media::Push;
+    let pushing = async {
+        let mut push = Push::start(control, relay.peer_id, sealed.len() as u64).await?;
+        for chunk in sealed.chunks(CHUNK_SIZE + TAG_SIZE) {
+            push.send(chunk).await?;
+        }
+        push.finish(id).await
+    };
+    tokio::time::timeout(DEADLINE, pushing).await.unwrap()
+}
+
+/// Waits until the relay has no pushed upload in progress and nothing of one left
+/// behind but the blobs it holds.
+async fn settled(relay: &RelayProcess, data: &Path) {
+    wait_metric(relay, "kith_relay_media_uploads_active", 0.0).await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while blob_files(data).iter().any(|f| f.to_string_lossy().contains(".incoming-")) {
+        assert!(tokio::time::Instant::now() < deadline, "a push's temporary file stays: {:?}", blob_files(data));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A push: the uploader streams sealed chunks as it seals them, and the media node
+/// holds the blob under the id it computes from what arrived. It serves it to
+/// anyone, keeps no plaintext, charges it once; a push cut short leaves nothing and
+/// frees its room; sizes no blob has and blobs over the limits are refused before a
+/// chunk is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_file_is_held_under_the_id_its_bytes_make_and_a_push_cut_short_leaves_nothing() {
+    use kith_p2p::blob::media::Push;
+    use kith_p2p::blob::{BlobKey, seal};
+    let (relay_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let data = relay_dir.path().join("data");
+    let len = 5 * CHUNK_SIZE / 2 + 1234;
+    // Room for one such blob per uploader, not two.
+    let limits = format!("max_bytes_per_uploader = {}\nmax_blob_bytes = {}", sealed_size(len) * 3 / 2, sealed_size(len) * 3 / 2);
+    let relay = RelayProcess::start(relay_dir.path(), &media_config(&data, &limits));
+    let (control, _task) = raw_peer(&relay).await;
+
+    let plain: Vec<u8> = MARKER.iter().copied().cycle().take(len).collect();
+    let key = BlobKey::generate();
+    let mut sealed = Vec::new();
+    let outboard = seal(&key, len as u64, &mut plain.as_slice(), &mut sealed).unwrap();
+    let id = outboard.id();
+
+    // Cut short half-way: nothing of it stays, and its room is free again.
+    {
+        let mut cut = Push::start(&control, relay.peer_id, sealed.len() as u64).await.unwrap();
+        cut.send(&sealed[..CHUNK_SIZE + TAG_SIZE]).await.unwrap();
+    }
+    settled(&relay, &data).await;
+    assert!(blob_files(&data).is_empty(), "{:?}", blob_files(&data));
+
+    push(&control, &relay, &sealed, id).await.unwrap();
+    // Asked for by its id, as any holder may: held already, renewed, charged to
+    // nobody new.
+    let hold = kith_p2p::blob::media::Request::Hold { id, sealed_size: sealed.len() as u64 }.encode();
+    let held = ask(&control, &relay, &hold).await;
+    assert!(matches!(held, Some(kith_p2p::blob::media::Answer::Held { .. })), "{held:?}");
+    let text = wait_metric(&relay, "kith_relay_media_upload_duplicates_total", 1.0).await;
+    assert_eq!(metric(&text, "kith_relay_media_blobs"), Some(1.0));
+    assert_eq!(metric(&text, "kith_relay_media_bytes"), Some(sealed.len() as f64));
+    assert_eq!(metric(&text, "kith_relay_media_uploads_total"), Some(1.0));
+
+    // Served to anyone like a pulled blob, and opened with the key it never saw.
+    let bob = connected_node(b_dir.path(), &relay).await;
+    let shared = SharedFile { id, key: key.clone(), size: len as u64 };
+    assert_eq!(fetch_and_open(&bob, &relay, b_dir.path(), &shared).await, plain);
+    for file in files_under(&data) {
+        let held = std::fs::read(&file).unwrap();
+        assert!(!held.windows(MARKER.len()).any(|w| w == MARKER), "plaintext in {}", file.display());
+    }
+
+    // Refused before any chunk: a size no blob has, one over the limit, one over the
+    // uploader's quota (it holds one blob already).
+    let bad = Push::start(&control, relay.peer_id, 15).await.unwrap_err();
+    assert!(matches!(bad, UploadError::BadRequest), "{bad:?}");
+    let huge = Push::start(&control, relay.peer_id, sealed_size(len) * 2).await.unwrap_err();
+    assert!(matches!(huge, UploadError::TooLarge { .. }), "{huge:?}");
+    let over = Push::start(&control, relay.peer_id, sealed.len() as u64).await.unwrap_err();
+    assert!(matches!(over, UploadError::QuotaExceeded { .. }), "{over:?}");
+    settled(&relay, &data).await;
+    stop(bob).await;
 }

@@ -145,7 +145,7 @@ fn through_a_media_node_while_each_side_is_offline_in_turn() {
     let big_file = random_file(dir.path(), "big.bin", 256 * MIB);
     let events = alice.follow();
     let big = send_file(&alice, "Bob", &big_file, "");
-    // `kith follow` (and `send-file`'s bar) saw the file sealed, then pulled whole.
+    // `kith follow` (and `send-file`'s bar) saw the file sealed and pushed whole.
     let path = big_file.to_str().unwrap();
     for phase in ["sealing", "uploading"] {
         events.wait_for(Duration::from_secs(30), &format!("{phase} reported to the end"), |e| {
@@ -156,6 +156,8 @@ fn through_a_media_node_while_each_side_is_offline_in_turn() {
     for id in [&small, &big] {
         assert_eq!(file_of(&alice, id).unwrap()["state"], "uploaded", "Alice's file {id} is on the media node");
     }
+    // Pushed while it was sealed, in the same pass: the media node pulled nothing.
+    assert_eq!(counter(&alice, "files_served_bytes"), 0, "the media node pulled the files again");
     wait_until(Duration::from_secs(60), "the relay holds both messages for Bob", || {
         alice.history("Bob").iter().filter(|m| m["file"].is_object()).all(|m| m["state"] == "sent")
     });

@@ -13,9 +13,20 @@
 //!   the expiry (8 bytes, Unix seconds), or a refusal. At most [`MAX_ANSWER_LEN`]
 //!   bytes; an unknown status is a bad answer, never a guess.
 //!
+//! A sender that has not sealed the file yet can **push** it instead
+//! ([`KIND_PUSH`], [`Push`]): the request names only the sealed size, the media node
+//! answers [`READY`] once it has admitted it, and the sender writes every sealed
+//! chunk in order as it seals them, so sealing and uploading are one pass over the
+//! file instead of two in a row. The media node hashes each chunk as it arrives and
+//! computes the blob id itself from those hashes ([`receive_push`]): content
+//! addressing means a pusher cannot put anything under an id but the one its bytes
+//! make. It answers [`PUSHED`] with that id, which the sender compares with its own.
+//!
 //! Nothing is trusted: the request is fixed-size and read with a deadline, an unknown
 //! version is answered [`UNSUPPORTED_VERSION`] (told apart from a malformed request),
-//! and the media node checks the outboard it pulls against the declared size.
+//! and the media node checks the outboard it pulls against the declared size. A media
+//! node that predates pushes answers a push [`BAD_REQUEST`] (an unknown kind) before
+//! any chunk is sent, and the sender falls back to a pull.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,9 +40,12 @@ use super::{BlobError, BlobId, BlobStore};
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/media/1");
 /// The only request version.
 pub const VERSION: u8 = 1;
-/// Request kind: hold this blob.
+/// Request kind: hold this blob (pull it from me).
 pub const KIND_HOLD: u8 = 1;
-/// Length of a request: version, kind, id, sealed size.
+/// Request kind: take the blob whose sealed chunks follow on this stream.
+pub const KIND_PUSH: u8 = 2;
+/// Length of a request: version, kind, id (32 reserved zero bytes in a push), sealed
+/// size.
 pub const REQUEST_LEN: usize = 2 + 32 + 8;
 
 /// Status: the blob is held, durably, until the expiry that follows.
@@ -54,8 +68,17 @@ pub const BAD_REQUEST: u8 = 7;
 pub const UNSUPPORTED_VERSION: u8 = 8;
 /// Status: the node's storage failed.
 pub const STORAGE: u8 = 9;
-/// The longest answer: a status and two 8-byte numbers.
-pub const MAX_ANSWER_LEN: usize = 17;
+/// Status: a push is admitted; the chunks may follow.
+pub const READY: u8 = 10;
+/// Status: the pushed blob is held, durably; its id and expiry follow.
+pub const PUSHED: u8 = 11;
+/// The longest answer: a status, a blob id and an 8-byte number.
+pub const MAX_ANSWER_LEN: usize = 41;
+/// Chunks of a push being hashed and written at once on the media node (memory: a
+/// chunk each, plus the one being read).
+const PUSH_IN_FLIGHT: usize = 4;
+/// A push's chunks between syncs beside it (16 MiB).
+const PUSH_SYNC_EVERY: u64 = 64;
 
 /// How long opening the stream and sending the request may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,13 +94,22 @@ pub fn upload_deadline(sealed_size: u64) -> Duration {
     UPLOAD_BASE_TIME + Duration::from_secs(sealed_size / UPLOAD_MIN_RATE)
 }
 
-/// What an uploader asks: hold blob `id`, of `sealed_size` sealed bytes.
+/// What an uploader asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Request {
-    /// The blob.
-    pub id: BlobId,
-    /// Its sealed size (what the media node stores).
-    pub sealed_size: u64,
+pub enum Request {
+    /// Hold blob `id`, of `sealed_size` sealed bytes: pull it from me.
+    Hold {
+        /// The blob.
+        id: BlobId,
+        /// Its sealed size (what the media node stores).
+        sealed_size: u64,
+    },
+    /// Take the blob of `sealed_size` sealed bytes whose chunks follow, in order,
+    /// once answered [`READY`].
+    Push {
+        /// Its sealed size.
+        sealed_size: u64,
+    },
 }
 
 /// Why a request could not be read.
@@ -96,28 +128,43 @@ pub enum RequestError {
 }
 
 impl Request {
+    /// The sealed size the request declares.
+    pub fn sealed_size(&self) -> u64 {
+        match *self {
+            Request::Hold { sealed_size, .. } | Request::Push { sealed_size } => sealed_size,
+        }
+    }
+
     /// The request's bytes.
     pub fn encode(&self) -> [u8; REQUEST_LEN] {
         let mut out = [0u8; REQUEST_LEN];
         out[0] = VERSION;
-        out[1] = KIND_HOLD;
-        out[2..34].copy_from_slice(&self.id.0);
-        out[34..].copy_from_slice(&self.sealed_size.to_be_bytes());
+        match self {
+            Request::Hold { id, .. } => {
+                out[1] = KIND_HOLD;
+                out[2..34].copy_from_slice(&id.0);
+            }
+            Request::Push { .. } => out[1] = KIND_PUSH,
+        }
+        out[34..].copy_from_slice(&self.sealed_size().to_be_bytes());
         out
     }
 
     /// Parses a request's bytes.
     pub fn decode(bytes: &[u8; REQUEST_LEN]) -> Result<Request, RequestError> {
-        match (bytes[0], bytes[1]) {
-            (VERSION, KIND_HOLD) => {}
-            (VERSION, kind) => return Err(RequestError::UnknownKind(kind)),
-            (version, _) => return Err(RequestError::UnsupportedVersion(version)),
-        }
         let mut id = [0u8; 32];
         id.copy_from_slice(&bytes[2..34]);
         let mut size = [0u8; 8];
         size.copy_from_slice(&bytes[34..]);
-        Ok(Request { id: BlobId(id), sealed_size: u64::from_be_bytes(size) })
+        let sealed_size = u64::from_be_bytes(size);
+        match (bytes[0], bytes[1]) {
+            (VERSION, KIND_HOLD) => Ok(Request::Hold { id: BlobId(id), sealed_size }),
+            // The id field is reserved in a push: ignored, so it may carry
+            // something in a later version.
+            (VERSION, KIND_PUSH) => Ok(Request::Push { sealed_size }),
+            (VERSION, kind) => Err(RequestError::UnknownKind(kind)),
+            (version, _) => Err(RequestError::UnsupportedVersion(version)),
+        }
     }
 
     /// Reads one request from `stream` (exactly [`REQUEST_LEN`] bytes; the caller
@@ -140,6 +187,16 @@ impl Request {
 pub enum Answer {
     /// Held durably until `expires_at` (Unix seconds).
     Held {
+        /// When the node may delete it.
+        expires_at: u64,
+    },
+    /// A push is admitted: send the chunks.
+    Ready,
+    /// The pushed blob is held durably, under `id` (computed by the media node from
+    /// the chunks it received), until `expires_at` (Unix seconds).
+    Pushed {
+        /// The blob's id.
+        id: BlobId,
         /// When the node may delete it.
         expires_at: u64,
     },
@@ -180,6 +237,12 @@ impl Answer {
                 out.push(HELD);
                 out.extend_from_slice(&expires_at.to_be_bytes());
             }
+            Answer::Ready => out.push(READY),
+            Answer::Pushed { id, expires_at } => {
+                out.push(PUSHED);
+                out.extend_from_slice(&id.0);
+                out.extend_from_slice(&expires_at.to_be_bytes());
+            }
             Answer::NotAllowed => out.push(NOT_ALLOWED),
             Answer::TooLarge { max } => {
                 out.push(TOO_LARGE);
@@ -205,7 +268,8 @@ impl Answer {
         match status {
             HELD | TOO_LARGE => Some(8),
             QUOTA_EXCEEDED => Some(16),
-            NOT_ALLOWED | STORE_FULL | FETCH_FAILED | BUSY | BAD_REQUEST | UNSUPPORTED_VERSION | STORAGE => Some(0),
+            PUSHED => Some(40),
+            READY | NOT_ALLOWED | STORE_FULL | FETCH_FAILED | BUSY | BAD_REQUEST | UNSUPPORTED_VERSION | STORAGE => Some(0),
             _ => None,
         }
     }
@@ -215,6 +279,8 @@ impl Answer {
         let number = |at: usize| -> Option<u64> { Some(u64::from_be_bytes(tail.get(at..at + 8)?.try_into().ok()?)) };
         Some(match status {
             HELD => Answer::Held { expires_at: number(0)? },
+            READY => Answer::Ready,
+            PUSHED => Answer::Pushed { id: BlobId(tail.get(..32)?.try_into().ok()?), expires_at: number(32)? },
             NOT_ALLOWED => Answer::NotAllowed,
             TOO_LARGE => Answer::TooLarge { max: number(0)? },
             QUOTA_EXCEEDED => Answer::QuotaExceeded { limit: number(0)?, used: number(8)? },
@@ -310,6 +376,17 @@ impl UploadError {
     }
 }
 
+impl UploadError {
+    /// Whether the media node decided against this file: asking it again, by push
+    /// or by pull, gets the same answer.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            UploadError::NotAllowed | UploadError::TooLarge { .. } | UploadError::QuotaExceeded { .. } | UploadError::StoreFull | UploadError::Storage
+        )
+    }
+}
+
 /// A blob a media node holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
@@ -331,37 +408,213 @@ pub async fn upload(control: &Control, store: &BlobStore, media: PeerId, id: Blo
         return Err(UploadError::NotHeldHere(id));
     }
     let size = outboard.sealed_size();
+    let mut stream = open(control, media, Request::Hold { id, sealed_size: size }).await?;
+    match read_answer(&mut stream, tokio::time::Instant::now() + upload_deadline(size)).await? {
+        Answer::Held { expires_at } => Ok(held_until(expires_at)),
+        answer => Err(refused(answer, size)),
+    }
+}
+
+/// Opens a `/kith/media/1` stream to `media` and sends `request`, within [`OPEN_TIMEOUT`].
+async fn open(control: &Control, media: PeerId, request: Request) -> Result<libp2p::Stream, UploadError> {
     let opening = async {
         let mut stream = crate::streams::open(control, media, PROTOCOL).await.map_err(|e| match e {
             OpenStreamError::UnsupportedProtocol(_) => UploadError::NotOffered,
             e => UploadError::Network(e.to_string()),
         })?;
-        stream.write_all(&Request { id, sealed_size: size }.encode()).await.map_err(network)?;
+        stream.write_all(&request.encode()).await.map_err(network)?;
         stream.flush().await.map_err(network)?;
         Ok::<_, UploadError>(stream)
     };
-    let mut stream = tokio::time::timeout(OPEN_TIMEOUT, opening).await.map_err(|_| UploadError::Network("timed out".into()))??;
-    let answer = tokio::time::timeout(upload_deadline(size), Answer::read(&mut stream))
+    tokio::time::timeout(OPEN_TIMEOUT, opening).await.map_err(|_| UploadError::Network("timed out".into()))?
+}
+
+/// Reads the media node's answer, by `deadline`.
+async fn read_answer(stream: &mut libp2p::Stream, deadline: tokio::time::Instant) -> Result<Answer, UploadError> {
+    tokio::time::timeout_at(deadline, Answer::read(stream))
         .await
         .map_err(|_| UploadError::Network("no answer in time".into()))?
         .map_err(network)?
-        .ok_or_else(|| UploadError::BadAnswer("an unknown status".into()))?;
+        .ok_or_else(|| UploadError::BadAnswer("an unknown status".into()))
+}
+
+fn held_until(expires_at: u64) -> Held {
+    Held { expires_at: UNIX_EPOCH + Duration::from_secs(expires_at) }
+}
+
+/// The error an answer that is not the one hoped for means, for a blob of `size`
+/// sealed bytes.
+fn refused(answer: Answer, size: u64) -> UploadError {
     match answer {
-        Answer::Held { expires_at } => Ok(Held { expires_at: UNIX_EPOCH + Duration::from_secs(expires_at) }),
-        Answer::NotAllowed => Err(UploadError::NotAllowed),
-        Answer::TooLarge { max } => Err(UploadError::TooLarge { size, max }),
-        Answer::QuotaExceeded { limit, used } => Err(UploadError::QuotaExceeded { limit, used }),
-        Answer::StoreFull => Err(UploadError::StoreFull),
-        Answer::FetchFailed => Err(UploadError::FetchFailed),
-        Answer::Busy => Err(UploadError::Busy),
-        Answer::BadRequest => Err(UploadError::BadRequest),
-        Answer::UnsupportedVersion => Err(UploadError::UnsupportedVersion),
-        Answer::Storage => Err(UploadError::Storage),
+        Answer::NotAllowed => UploadError::NotAllowed,
+        Answer::TooLarge { max } => UploadError::TooLarge { size, max },
+        Answer::QuotaExceeded { limit, used } => UploadError::QuotaExceeded { limit, used },
+        Answer::StoreFull => UploadError::StoreFull,
+        Answer::FetchFailed => UploadError::FetchFailed,
+        Answer::Busy => UploadError::Busy,
+        Answer::BadRequest => UploadError::BadRequest,
+        Answer::UnsupportedVersion => UploadError::UnsupportedVersion,
+        Answer::Storage => UploadError::Storage,
+        Answer::Held { .. } | Answer::Ready | Answer::Pushed { .. } => UploadError::BadAnswer(format!("{answer:?} out of place")),
     }
 }
 
 fn network(e: std::io::Error) -> UploadError {
     UploadError::Network(e.to_string())
+}
+
+/// A blob being pushed to a media node ([`KIND_PUSH`]): admitted, and taking its
+/// sealed chunks in order as they are sealed ([`Push::send`]); [`Push::finish`]
+/// waits for the media node to hold it. Dropping it drops the stream: the media node
+/// then deletes what arrived.
+pub struct Push {
+    media: PeerId,
+    stream: libp2p::Stream,
+    sealed_size: u64,
+    sent: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl std::fmt::Debug for Push {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Push").field("media", &self.media).field("sealed_size", &self.sealed_size).field("sent", &self.sent).finish()
+    }
+}
+
+impl Push {
+    /// Asks `media` to take a pushed blob of `sealed_size` sealed bytes; returns once
+    /// it is admitted, or with the media node's typed refusal. A media node that
+    /// predates pushes answers [`UploadError::BadRequest`]: upload with [`upload`]
+    /// once the blob is sealed.
+    pub async fn start(control: &Control, media: PeerId, sealed_size: u64) -> Result<Push, UploadError> {
+        let deadline = tokio::time::Instant::now() + upload_deadline(sealed_size);
+        let mut stream = open(control, media, Request::Push { sealed_size }).await?;
+        let admitted = tokio::time::Instant::now() + OPEN_TIMEOUT;
+        match read_answer(&mut stream, admitted.min(deadline)).await? {
+            Answer::Ready => Ok(Push { media, stream, sealed_size, sent: 0, deadline }),
+            answer => Err(refused(answer, sealed_size)),
+        }
+    }
+
+    /// The media node.
+    pub fn media(&self) -> PeerId {
+        self.media
+    }
+
+    /// Sends the next sealed chunk (waiting while the media node catches up).
+    pub async fn send(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
+        let size = chunk.len() as u64;
+        if self.sent + size > self.sealed_size {
+            return Err(UploadError::Local(BlobError::WrongLength("pushed blob")));
+        }
+        tokio::time::timeout_at(self.deadline, self.stream.write_all(chunk))
+            .await
+            .map_err(|_| UploadError::Network("the media node took too long".into()))?
+            .map_err(network)?;
+        self.sent += size;
+        Ok(())
+    }
+
+    /// After every chunk was sent: waits until the media node holds the blob, which
+    /// must be `id` (what this node computed while sealing).
+    pub async fn finish(mut self, id: BlobId) -> Result<Held, UploadError> {
+        if self.sent != self.sealed_size {
+            return Err(UploadError::Local(BlobError::WrongLength("pushed blob")));
+        }
+        tokio::time::timeout_at(self.deadline, self.stream.flush())
+            .await
+            .map_err(|_| UploadError::Network("the media node took too long".into()))?
+            .map_err(network)?;
+        match read_answer(&mut self.stream, self.deadline).await? {
+            Answer::Pushed { id: held, expires_at } if held == id => Ok(held_until(expires_at)),
+            Answer::Pushed { id: held, .. } => Err(UploadError::BadAnswer(format!("the media node holds the file as {held}, not {id}"))),
+            answer => Err(refused(answer, self.sealed_size)),
+        }
+    }
+}
+
+/// Why a push could not be taken in ([`receive_push`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// No blob has the declared sealed size.
+    #[error("no blob is {0} bytes sealed")]
+    BadSize(u64),
+    /// The pusher stopped sending, or the stream failed.
+    #[error("the push was cut short: {0}")]
+    Interrupted(std::io::Error),
+    /// Writing it here failed.
+    #[error("storing the push failed")]
+    Storage(#[source] BlobError),
+}
+
+/// The media node's side of a push: reads the `sealed_size` bytes of sealed chunks
+/// that follow on `stream`, hashing each with its index and writing it at its place
+/// in a temporary file of `store` ([`PUSH_IN_FLIGHT`] chunks hashed and written at
+/// once on the blocking pool). Returns the outboard those hashes make (its id is
+/// the blob's: nobody else's word is taken for it) and the file, complete and
+/// synced-to-be by [`BlobStore::import`]. The caller bounds the time; on any error
+/// the temporary file is deleted.
+pub async fn receive_push(
+    stream: &mut (impl futures::io::AsyncRead + Unpin),
+    store: &BlobStore,
+    sealed_size: u64,
+) -> Result<(super::Outboard, tempfile::TempPath), PushError> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+
+    let len = super::plain_size_of(sealed_size).ok_or(PushError::BadSize(sealed_size))?;
+    let storage = |e: std::io::Error| PushError::Storage(BlobError::Io(e));
+    let temp = store.temp_file().map_err(storage)?;
+    temp.as_file().set_len(sealed_size).map_err(storage)?;
+    let (file, path) = temp.into_parts();
+    let file = std::sync::Arc::new(file);
+    let count = super::chunk_count(len);
+    let mut hashes = vec![[0u8; 32]; count as usize];
+    let mut writing = FuturesUnordered::new();
+    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+    let mut offset = 0u64;
+    for index in 0..count {
+        // A sync runs beside the push every so often, so the one that makes the
+        // blob durable at the end finds little left to write.
+        if index % PUSH_SYNC_EVERY == PUSH_SYNC_EVERY - 1 && syncing.as_ref().is_none_or(|s| s.is_finished()) {
+            if let Some(done) = syncing.take() {
+                done.await.map_err(|e| storage(std::io::Error::other(e)))?.map_err(storage)?;
+            }
+            let file = file.clone();
+            syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        }
+        if writing.len() >= PUSH_IN_FLIGHT
+            && let Some(done) = writing.next().await
+        {
+            let (at, hash) = written(done)?;
+            hashes[at as usize] = hash;
+        }
+        let mut chunk = vec![0u8; super::sealed_chunk_len(len, index)];
+        stream.read_exact(&mut chunk).await.map_err(PushError::Interrupted)?;
+        let file = file.clone();
+        let at = offset;
+        offset += chunk.len() as u64;
+        writing.push(tokio::task::spawn_blocking(move || -> std::io::Result<(u64, [u8; 32])> {
+            use std::os::unix::fs::FileExt;
+            let hash = super::chunk_hash(index, &chunk);
+            file.write_all_at(&chunk, at)?;
+            Ok((index, hash))
+        }));
+    }
+    while let Some(done) = writing.next().await {
+        let (at, hash) = written(done)?;
+        hashes[at as usize] = hash;
+    }
+    if let Some(done) = syncing {
+        done.await.map_err(|e| storage(std::io::Error::other(e)))?.map_err(storage)?;
+    }
+    let outboard = super::Outboard::hashed(len, hashes).map_err(PushError::Storage)?;
+    Ok((outboard, path))
+}
+
+/// The index and hash of a pushed chunk hashed and written on the blocking pool.
+fn written(done: Result<std::io::Result<(u64, [u8; 32])>, tokio::task::JoinError>) -> Result<(u64, [u8; 32]), PushError> {
+    done.map_err(|e| PushError::Storage(BlobError::Io(std::io::Error::other(e))))?.map_err(|e| PushError::Storage(BlobError::Io(e)))
 }
 
 #[cfg(test)]
@@ -372,6 +625,8 @@ mod tests {
     fn every_answer() -> Vec<Answer> {
         vec![
             Answer::Held { expires_at: 1_900_000_000 },
+            Answer::Ready,
+            Answer::Pushed { id: BlobId([9; 32]), expires_at: 1_900_000_001 },
             Answer::NotAllowed,
             Answer::TooLarge { max: 4 << 30 },
             Answer::QuotaExceeded { limit: 1 << 33, used: 12345 },
@@ -386,9 +641,12 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_unknown_versions_are_told_apart() {
-        let request = Request { id: BlobId([7; 32]), sealed_size: 3 * 1024 * 1024 + 48 };
+        let request = Request::Hold { id: BlobId([7; 32]), sealed_size: 3 * 1024 * 1024 + 48 };
         let bytes = request.encode();
         assert_eq!(Request::decode(&bytes).unwrap(), request);
+        let push = Request::Push { sealed_size: 1 << 30 };
+        assert_eq!(Request::decode(&push.encode()).unwrap(), push);
+        assert_eq!(push.encode().len(), REQUEST_LEN, "a media node that predates pushes reads it whole");
         let mut newer = bytes;
         newer[0] = 2;
         assert!(matches!(Request::decode(&newer), Err(RequestError::UnsupportedVersion(2))));
@@ -399,7 +657,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_read_exactly_and_short_ones_fail() {
-        let request = Request { id: BlobId([1; 32]), sealed_size: 16 };
+        let request = Request::Hold { id: BlobId([1; 32]), sealed_size: 16 };
         let bytes = request.encode();
         assert_eq!(Request::read(&mut &bytes[..]).await.unwrap(), request);
         assert!(matches!(Request::read(&mut &bytes[..41]).await, Err(RequestError::Io(_))));
@@ -420,6 +678,41 @@ mod tests {
             }
         }
         assert_eq!(Answer::read(&mut &[200u8, 1, 2][..]).await.unwrap(), None, "an unknown status");
+    }
+
+    /// A sealed file of `len` bytes: its outboard and sealed chunks back to back.
+    fn sealed(len: usize) -> (crate::blob::Outboard, Vec<u8>) {
+        let plain: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
+        let mut sealed = Vec::new();
+        let outboard = crate::blob::seal(&crate::blob::BlobKey::generate(), len as u64, &mut plain.as_slice(), &mut sealed).unwrap();
+        (outboard, sealed)
+    }
+
+    #[tokio::test]
+    async fn a_push_is_hashed_as_it_arrives_into_the_id_its_bytes_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        for len in [0, 1, crate::blob::CHUNK_SIZE, 9 * crate::blob::CHUNK_SIZE + 77] {
+            let (outboard, bytes) = sealed(len);
+            let (pushed, path) = receive_push(&mut &bytes[..], &store, bytes.len() as u64).await.unwrap();
+            assert_eq!(pushed, outboard, "{len}");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "every chunk at its place");
+            store.import(&pushed, &path.keep().unwrap()).unwrap();
+            assert!(store.is_complete(&outboard.id()).unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_push_cut_short_or_of_a_size_no_blob_has_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (_, bytes) = sealed(3 * crate::blob::CHUNK_SIZE);
+        let cut = &bytes[..bytes.len() - 1];
+        let result = receive_push(&mut &cut[..], &store, bytes.len() as u64).await;
+        assert!(matches!(result, Err(PushError::Interrupted(_))), "{result:?}");
+        let result = receive_push(&mut &bytes[..], &store, 15).await;
+        assert!(matches!(result, Err(PushError::BadSize(15))), "{result:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the temporary file is gone");
     }
 
     #[test]

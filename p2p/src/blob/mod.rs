@@ -165,6 +165,19 @@ impl Outboard {
         Ok(outboard)
     }
 
+    /// The outboard of a file of `len` bytes whose sealed chunks hash to `hashes`,
+    /// whatever id that makes (what a media node computes from chunks pushed to it):
+    /// [`BlobError::BadOutboard`] unless the count fits the length.
+    pub fn hashed(len: u64, hashes: Vec<[u8; 32]>) -> Result<Outboard, BlobError> {
+        if len > MAX_FILE_SIZE {
+            return Err(BlobError::TooLarge);
+        }
+        if hashes.len() as u64 != chunk_count(len) {
+            return Err(BlobError::BadOutboard);
+        }
+        Ok(Outboard { len, hashes })
+    }
+
     /// The blob id these hashes make.
     pub fn id(&self) -> BlobId {
         let mut hasher = blake3::Hasher::new_derive_key(BLOB_ID_CONTEXT);
@@ -197,7 +210,7 @@ impl Outboard {
 
     /// The size of sealed chunk `index`, or `None` past the end.
     pub fn sealed_len(&self, index: u64) -> Option<usize> {
-        (index < self.chunks()).then(|| plain_len(self.len, index) + TAG_SIZE)
+        (index < self.chunks()).then(|| sealed_chunk_len(self.len, index))
     }
 
     /// The total size of the sealed chunks (what a media node stores).
@@ -215,8 +228,22 @@ impl Outboard {
     }
 }
 
+/// The plaintext length of a blob whose sealed chunks take `sealed_size` bytes in
+/// all, or `None` if no blob has that sealed size (or it is above the limit).
+pub fn plain_size_of(sealed_size: u64) -> Option<u64> {
+    let chunks = sealed_size.div_ceil((CHUNK_SIZE + TAG_SIZE) as u64).max(1);
+    let len = sealed_size.checked_sub(chunks * TAG_SIZE as u64)?;
+    (len <= MAX_FILE_SIZE && chunk_count(len) == chunks).then_some(len)
+}
+
+/// The size of sealed chunk `index` of a file of `len` plaintext bytes (`index`
+/// below [`chunk_count`]).
+pub fn sealed_chunk_len(len: u64, index: u64) -> usize {
+    plain_len(len, index) + TAG_SIZE
+}
+
 /// The hash of sealed chunk `index` (see the module docs).
-fn chunk_hash(index: u64, sealed: &[u8]) -> [u8; 32] {
+pub fn chunk_hash(index: u64, sealed: &[u8]) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_derive_key(CHUNK_HASH_CONTEXT);
     hasher.update(&index.to_be_bytes());
     hasher.update(sealed);
@@ -249,6 +276,19 @@ fn read_exact(reader: &mut impl Read, buf: &mut [u8], what: &'static str) -> Res
 /// id). Holds one chunk in memory. [`BlobError::WrongLength`] if `plaintext` yields
 /// fewer or more than `len` bytes (a file that changed while it was read).
 pub fn seal(key: &BlobKey, len: u64, plaintext: &mut impl Read, sealed: &mut impl Write) -> Result<Outboard, BlobError> {
+    seal_each(key, len, plaintext, |_, chunk| Ok(sealed.write_all(&chunk)?))
+}
+
+/// [`seal`], handing each sealed chunk to `each` (its index, its bytes) in order
+/// instead of writing it: one pass over the file can write the sealed blob and
+/// stream it to a media node at once. Holds one chunk in memory besides what `each`
+/// keeps. An error from `each` stops the sealing and is returned.
+pub fn seal_each(
+    key: &BlobKey,
+    len: u64,
+    plaintext: &mut impl Read,
+    mut each: impl FnMut(u64, Vec<u8>) -> Result<(), BlobError>,
+) -> Result<Outboard, BlobError> {
     if len > MAX_FILE_SIZE {
         return Err(BlobError::TooLarge);
     }
@@ -262,7 +302,7 @@ pub fn seal(key: &BlobKey, len: u64, plaintext: &mut impl Read, sealed: &mut imp
         read_exact(plaintext, plain, "file")?;
         let out = seal_with(&cipher, &aad, count, index, plain)?;
         hashes.push(chunk_hash(index, &out));
-        sealed.write_all(&out)?;
+        each(index, out)?;
     }
     chunk.zeroize();
     if plaintext.read(&mut [0u8; 1])? != 0 {
@@ -384,6 +424,26 @@ mod tests {
             open(&key, &checked, &mut sealed.as_slice(), &mut out).unwrap();
             assert_eq!(out, plain, "{len}");
         }
+    }
+
+    #[test]
+    fn a_sealed_size_gives_back_its_plaintext_length_and_sizes_no_blob_has_are_refused() {
+        for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 5] {
+            let (_, outboard, _, sealed) = sealed_file(len);
+            assert_eq!(plain_size_of(outboard.sealed_size()), Some(len as u64), "{len}");
+            // Hashing the pushed chunks again gives the same outboard, so the same id.
+            let hashes = sealed
+                .chunks(CHUNK_SIZE + TAG_SIZE)
+                .enumerate()
+                .map(|(i, chunk)| chunk_hash(i as u64, chunk))
+                .collect();
+            assert_eq!(Outboard::hashed(len as u64, hashes).unwrap().id(), outboard.id());
+        }
+        // Below one tag, or a last chunk shorter than its tag: no blob is that size.
+        for size in [0, 15, (CHUNK_SIZE + TAG_SIZE) as u64 + 3, MAX_FILE_SIZE * 2] {
+            assert_eq!(plain_size_of(size), None, "{size}");
+        }
+        assert!(matches!(Outboard::hashed(CHUNK_SIZE as u64 + 1, vec![[0; 32]]), Err(BlobError::BadOutboard)));
     }
 
     #[test]

@@ -41,12 +41,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use zeroize::Zeroize;
 
-use super::{BlobError, BlobId, BlobKey, CHUNK_SIZE, Outboard, TAG_SIZE, open_chunk, open_chunk_into, plain_chunk_len, reseal_chunk, seal};
+use super::{BlobError, BlobId, BlobKey, CHUNK_SIZE, Outboard, TAG_SIZE, open_chunk, open_chunk_into, plain_chunk_len, reseal_chunk, seal_each};
 use crate::home::{Overwrite, write_private_file};
 
 /// Alignment of buffers, offsets and lengths for `O_DIRECT` writes (the largest
 /// logical block size in use).
 const DIRECT_ALIGN: usize = 4096;
+
+/// Chunks sealed between syncs beside the sealing (16 MiB).
+const SEAL_SYNC_EVERY: u64 = 64;
 
 /// Blobs kept open at most: past this, blobs nobody is using and with nothing
 /// waiting for a sync are closed (and opened again when asked for), so a media node
@@ -301,11 +304,44 @@ impl BlobStore {
     /// moved in when whole) and returns its outboard. A blob already held is left as
     /// it is.
     pub fn seal_file(&self, key: &BlobKey, len: u64, plaintext: &mut impl Read) -> Result<Outboard, BlobError> {
+        self.seal_file_each(key, len, plaintext, |_, _| Ok(()))
+    }
+
+    /// [`BlobStore::seal_file`], also handing each sealed chunk (its index, its
+    /// bytes) to `also` once it is written, in order: the pass that seals a file can
+    /// stream it to a media node too ([`super::media::Push`]). An error from `also`
+    /// stops the sealing; nothing is then added to the store.
+    pub fn seal_file_each(
+        &self,
+        key: &BlobKey,
+        len: u64,
+        plaintext: &mut impl Read,
+        mut also: impl FnMut(u64, Vec<u8>) -> Result<(), BlobError>,
+    ) -> Result<Outboard, BlobError> {
         let mut temp = self.temp_file()?;
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-        let outboard = seal(key, len, plaintext, &mut writer)?;
-        writer.flush()?;
-        drop(writer);
+        let syncing = temp.as_file().try_clone()?;
+        let outboard = std::thread::scope(|scope| -> Result<Outboard, BlobError> {
+            // A sync runs beside the sealing every so often, so the one that makes
+            // the blob durable at the end (in `import`) finds little left to write.
+            // Its errors are that final sync's to report.
+            let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
+            scope.spawn(move || {
+                while asked.recv().is_ok() {
+                    let _ = syncing.sync_data();
+                }
+            });
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+            let outboard = seal_each(key, len, plaintext, |index, chunk| {
+                writer.write_all(&chunk)?;
+                if index % SEAL_SYNC_EVERY == SEAL_SYNC_EVERY - 1 {
+                    // Already asked and not done yet: this one is covered by it.
+                    let _ = ask.try_send(());
+                }
+                also(index, chunk)
+            })?;
+            writer.flush()?;
+            Ok(outboard)
+        })?;
         let (_, path) = temp.keep().map_err(|e| BlobError::Io(e.error))?;
         self.import(&outboard, &path)?;
         Ok(outboard)

@@ -24,6 +24,7 @@ mod receipt_batch;
 mod outbox;
 pub mod presence;
 pub mod profiles;
+mod pushing;
 mod reachability;
 mod sending;
 
@@ -686,6 +687,16 @@ impl NodeHandle {
     /// peers who are given its id can fetch it. The file is read once, a chunk at a
     /// time, off the async workers; [`Event::FileSending`] reports the sealing.
     pub async fn share_file(&self, path: &Path) -> Result<SharedFile, NodeError> {
+        self.share_file_each(path, |_, _| Ok(())).await
+    }
+
+    /// [`NodeHandle::share_file`], handing each sealed chunk to `also` in order as
+    /// it is sealed (for [`pushing::drive`]).
+    async fn share_file_each(
+        &self,
+        path: &Path,
+        also: impl FnMut(u64, Vec<u8>) -> Result<(), BlobError> + Send + 'static,
+    ) -> Result<SharedFile, NodeError> {
         let store = self.blobs()?.store.clone();
         let events = self.events.clone();
         let path = path.to_path_buf();
@@ -695,7 +706,7 @@ impl NodeHandle {
             let key = BlobKey::generate();
             let progress = sending::Progress::new(events, path.display().to_string(), size, SendingPhase::Sealing);
             let mut reading = sending::Counting::new(std::io::BufReader::with_capacity(1 << 20, &mut file), progress);
-            let outboard = store.seal_file(&key, size, &mut reading)?;
+            let outboard = store.seal_file_each(&key, size, &mut reading, also)?;
             Ok(SharedFile { id: outboard.id(), key, size })
         })
         .await
@@ -742,38 +753,33 @@ impl NodeHandle {
         }
         // Refuse an unknown target before sealing gigabytes for it.
         let resolved = self.resolve_for_file(target)?;
-        let shared = self.share_file(path).await?;
-        let mut file = kith_storage::FileRef {
-            blob: shared.id.0,
-            key: shared.key.0,
-            media_type: crate::files::media_type_of(&name).to_owned(),
-            name,
-            size: shared.size,
-            sources: Vec::new(),
-        };
         let offline = match resolved {
             None => true,
             Some(peer) => !self.status().await?.connected_peers.contains(&peer.to_string()),
         };
         let mut state = FileState::Shared;
         let mut error = None;
-        if offline {
-            let progress = sending::Progress::new(
-                self.events.clone(),
-                path.display().to_string(),
-                shared.size,
-                SendingPhase::Uploading,
-            );
-            let (held, refusals) = self.upload_to_media_nodes(shared.id, &progress).await?;
-            file.sources = held;
-            if !file.sources.is_empty() {
+        let (shared, sources) = if offline {
+            let (shared, sources, refusals) = self.share_file_via_media_nodes(path).await?;
+            if !sources.is_empty() {
                 state = FileState::Uploaded;
             } else if !refusals.is_empty() {
                 // Kept with the file for `kith files`: the recipient can still fetch
                 // it from us once both are online.
                 error = Some(refusals.join("; "));
             }
-        }
+            (shared, sources)
+        } else {
+            (self.share_file(path).await?, Vec::new())
+        };
+        let file = kith_storage::FileRef {
+            blob: shared.id.0,
+            key: shared.key.0,
+            media_type: crate::files::media_type_of(&name).to_owned(),
+            name,
+            size: shared.size,
+            sources,
+        };
         let attachment = Attachment { file, state, path: Some(path.display().to_string()), error };
         self.ask(|reply| {
             Command::Send(SendRequest {
@@ -795,23 +801,97 @@ impl NodeHandle {
         }
     }
 
-    /// Uploads blob `id` to each pinned relay that takes it as a media node; returns
-    /// those that hold it, and why each other media node refused (a relay without the
-    /// media role is left out silently). `progress` hears how much each has pulled.
-    async fn upload_to_media_nodes(
+    /// Seals the file at `path` and uploads it to each pinned relay that takes it
+    /// as a media node: pushed while it is sealed to those that admit a push, pulled
+    /// afterwards by the others (and by those whose push failed on the way). Returns
+    /// the file, the media nodes that hold it, and why each other media node refused
+    /// (a relay without the media role is left out silently).
+    async fn share_file_via_media_nodes(
         &self,
-        id: BlobId,
-        progress: &sending::Progress,
-    ) -> Result<(Vec<kith_storage::FileSource>, Vec<String>), NodeError> {
-        let relays = self.status().await?.relays;
+        path: &Path,
+    ) -> Result<(SharedFile, Vec<kith_storage::FileSource>, Vec<String>), NodeError> {
+        let size = std::fs::metadata(path).map_err(BlobError::Io)?.len();
+        let sealed_size = size + crate::blob::chunk_count(size) * crate::blob::TAG_SIZE as u64;
+        let control = self.blobs()?.control.clone();
+        let nodes = self.media_nodes().await?;
+        let mut pushes = Vec::new();
+        let mut pull = Vec::new();
         let mut held = Vec::new();
         let mut refusals = Vec::new();
-        for relay in relays {
+        for (peer, addr) in &nodes {
+            match crate::blob::media::Push::start(&control, *peer, sealed_size).await {
+                Ok(push) => pushes.push(push),
+                Err(e) if e.is_refusal() => refusals.push(format!("media node {peer}: {e}")),
+                // Not offered yet, busy, a media node that predates pushes: it
+                // pulls once the file is sealed, with the pull's retry.
+                Err(e) => {
+                    tracing::debug!(media = %peer, error = %e, "no push to a media node; it will pull");
+                    pull.push((*peer, addr.clone()));
+                }
+            }
+        }
+        let shared = if pushes.is_empty() {
+            self.share_file(path).await?
+        } else {
+            let mut progress = sending::Progress::new(self.events.clone(), path.display().to_string(), size, SendingPhase::Uploading);
+            let (chunks, queued) = mpsc::channel(pushing::QUEUE);
+            let sealing = self.share_file_each(path, move |_, chunk| {
+                // A closed queue means every push is over: sealing goes on regardless.
+                let _ = chunks.blocking_send(chunk);
+                Ok(())
+            });
+            let (shared, (pushes, failed)) = tokio::join!(sealing, pushing::drive(pushes, queued, &mut progress));
+            let shared = shared?;
+            let address = |peer: PeerId| nodes.iter().find(|(p, _)| *p == peer).map(|(_, a)| a.clone());
+            let mut again = failed.into_iter().map(|(peer, _)| peer).collect::<Vec<_>>();
+            for (peer, result) in pushing::finish(pushes, shared.id).await {
+                match result {
+                    Ok(_) => {
+                        let addrs = address(peer).into_iter().collect();
+                        held.push(kith_storage::FileSource { peer_id: peer, addrs });
+                    }
+                    Err(e) => {
+                        tracing::debug!(media = %peer, error = %e, "a push to a media node was not held; it will pull");
+                        again.push(peer);
+                    }
+                }
+            }
+            pull.extend(again.into_iter().filter_map(|peer| Some((peer, address(peer)?))));
+            shared
+        };
+        let progress = sending::Progress::new(self.events.clone(), path.display().to_string(), size, SendingPhase::Uploading);
+        let (pulled, pull_refusals) = self.upload_to_media_nodes(shared.id, &progress, pull).await;
+        held.extend(pulled);
+        refusals.extend(pull_refusals);
+        Ok((shared, held, refusals))
+    }
+
+    /// The pinned relays, each reached (connected, if it can be) and with its peer id.
+    async fn media_nodes(&self) -> Result<Vec<(PeerId, Multiaddr)>, NodeError> {
+        let mut nodes = Vec::new();
+        for relay in self.status().await?.relays {
             let Ok(addr) = relay.parse::<Multiaddr>() else { continue };
             let Some(peer) = relay_peer(&addr) else { continue };
             let (tx, rx) = oneshot::channel();
             self.commands.send(Command::Reach(peer, vec![addr.clone()], tx)).await.map_err(|_| NodeError::Stopped)?;
             let _ = rx.await;
+            nodes.push((peer, addr));
+        }
+        Ok(nodes)
+    }
+
+    /// Uploads blob `id` to each of the media `nodes` by pull; returns those that
+    /// hold it, and why each other media node refused (a relay without the media
+    /// role is left out silently). `progress` hears how much each has pulled.
+    async fn upload_to_media_nodes(
+        &self,
+        id: BlobId,
+        progress: &sending::Progress,
+        nodes: Vec<(PeerId, Multiaddr)>,
+    ) -> (Vec<kith_storage::FileSource>, Vec<String>) {
+        let mut held = Vec::new();
+        let mut refusals = Vec::new();
+        for (peer, addr) in nodes {
             // One more try after a moment for what passes (a connection being
             // replaced, a busy node); refusals stand.
             let mut result = self.upload_watched(peer, id, progress.fresh()).await;
@@ -830,7 +910,7 @@ impl NodeHandle {
                 }
             }
         }
-        Ok((held, refusals))
+        (held, refusals)
     }
 
     /// [`NodeHandle::upload_blob`], telling `progress` how much of the file the media

@@ -1,6 +1,6 @@
 //! The media role's durable store: sealed blobs as files, and a record per blob of
 //! who uploaded it, its size and when it expires, with the quotas checked against
-//! them. No networking (`server::media_service` pulls and serves).
+//! them. No networking (`server::media_service` takes pushes, pulls and serves).
 //!
 //! Layout under the media directory (`media.dir`, default `<data_dir>/media`):
 //! - `blobs/`: a [`BlobStore`] (per blob `<id>.outboard`, `.data`, `.have`), served
@@ -408,6 +408,42 @@ impl MediaStore {
                 released: false,
             }));
         }
+        self.reserve(&mut index, uploader, id, size).map(Admission::Reserved)
+    }
+
+    /// Decides whether `uploader` may push a blob of `size` sealed bytes, whose id is
+    /// known only once all of it has arrived, and if so reserves the room under a
+    /// provisional id; [`MediaStore::settle`] names the blob then. Memory only.
+    pub fn admit_push(&self, uploader: PeerId, size: u64) -> Result<Reservation, Refusal> {
+        let mut index = lock(&self.index);
+        let provisional = BlobId(rand::random());
+        self.reserve(&mut index, uploader, provisional, size)
+    }
+
+    /// Names the blob a push's `reservation` is for, once every chunk arrived and
+    /// its id is known: `Ok(true)` if `id` is held already (renew it; dropping the
+    /// reservation frees its room), `Ok(false)` once the reservation is for `id`
+    /// (import the blob into [`MediaStore::blobs`], then [`MediaStore::commit`]),
+    /// [`Refusal::Busy`] if `id` is being uploaded, parked or expired right now.
+    /// Memory only.
+    pub fn settle(&self, reservation: &mut Reservation, id: BlobId) -> Result<bool, Refusal> {
+        let mut index = lock(&self.index);
+        if index.held.contains_key(&id) {
+            return Ok(true);
+        }
+        if index.busy.contains_key(&id) || index.parked.contains_key(&id) {
+            return Err(Refusal::Busy);
+        }
+        if let Some(size) = index.busy.remove(&reservation.id) {
+            index.busy.insert(id, size);
+        }
+        reservation.id = id;
+        Ok(false)
+    }
+
+    /// Checks the limits for `size` more bytes from `uploader` and reserves them
+    /// under `id`.
+    fn reserve(&self, index: &mut Index, uploader: PeerId, id: BlobId, size: u64) -> Result<Reservation, Refusal> {
         let limits = &self.limits;
         if size > limits.max_blob_bytes {
             return Err(Refusal::TooLarge {
@@ -426,13 +462,13 @@ impl MediaStore {
         }
         index.busy.insert(id, size);
         index.charge(uploader, size);
-        Ok(Admission::Reserved(Reservation {
+        Ok(Reservation {
             index: self.index.clone(),
             id,
             uploader,
             size,
             released: false,
-        }))
+        })
     }
 
     /// Records the pulled blob of `reservation` as held until `now_ms` plus the TTL

@@ -15,6 +15,13 @@
 //! blob durably (after the blob is synced) and only then is `held` answered. A pull
 //! that fails, times out ([`media::upload_deadline`]) or does not match is deleted.
 //!
+//! A push (the uploader streams the chunks as it seals them) is admitted the same
+//! way without an id (room reserved under a provisional one), answered `ready`, and
+//! taken in by [`media::receive_push`], which hashes every chunk as it arrives; the
+//! id those hashes make is then settled in the store (held already: renewed; being
+//! uploaded: busy), the blob moved into place, synced and recorded, and `pushed`
+//! answered with the id. A push cut short is deleted with its temporary file.
+//!
 //! Bounds: at most [`MAX_STREAMS`] upload streams in service and
 //! [`MAX_STREAMS_PER_PEER`] per peer (more are dropped unread), `media.max_uploads`
 //! pulls at once (more answered busy). Every task lives in a [`JoinSet`] owned by the
@@ -28,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use futures::io::AsyncWriteExt;
-use kith_p2p::blob::media::{self, Answer, Request, RequestError};
+use kith_p2p::blob::media::{self, Answer, PushError, Request, RequestError};
 use kith_p2p::blob::transfer::{self, FetchError};
 use kith_p2p::blob::{BlobId, BlobStore};
 use libp2p::PeerId;
@@ -37,7 +44,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{Id, JoinSet};
 
 use super::mailbox_service::Access;
-use crate::media::{Admission, MediaStore, Refusal, Reservation};
+use crate::media::{Admission, MediaError, MediaStore, Refusal, Reservation};
 use crate::metrics::{MediaRefusalReason, Metrics};
 
 /// How long an uploader has to send its request (42 bytes).
@@ -173,7 +180,8 @@ impl MediaService {
     /// Serves one upload stream: reads the request, answers it.
     async fn upload(&self, peer: PeerId, mut stream: libp2p::Stream, control: Control) {
         let answer = match tokio::time::timeout(REQUEST_TIMEOUT, Request::read(&mut stream)).await {
-            Ok(Ok(request)) => self.decide(peer, request, control).await,
+            Ok(Ok(Request::Hold { id, sealed_size })) => self.hold(peer, id, sealed_size, control).await,
+            Ok(Ok(Request::Push { sealed_size })) => self.take_push(peer, sealed_size, &mut stream).await,
             Ok(Err(RequestError::UnsupportedVersion(version))) => {
                 tracing::debug!(%peer, version, "media request of an unknown version");
                 Answer::UnsupportedVersion
@@ -205,9 +213,8 @@ impl MediaService {
         }
     }
 
-    /// Decides on and carries out one upload; returns the answer.
-    async fn decide(&self, peer: PeerId, request: Request, control: Control) -> Answer {
-        let Request { id, sealed_size } = request;
+    /// Decides on and carries out one pulled upload; returns the answer.
+    async fn hold(&self, peer: PeerId, id: BlobId, sealed_size: u64, control: Control) -> Answer {
         if !self.access.admits(&peer) {
             return Answer::NotAllowed;
         }
@@ -217,15 +224,10 @@ impl MediaService {
         let Ok(_slot) = self.pulls.clone().try_acquire_owned() else {
             return Answer::Busy;
         };
-        let mut reservation = match self.store.admit(peer, id, sealed_size) {
+        let reservation = match self.store.admit(peer, id, sealed_size) {
             Ok(Admission::Held) => return self.renew(peer, id).await,
             Ok(Admission::Reserved(reservation)) => reservation,
-            Err(Refusal::TooLarge { max }) => return Answer::TooLarge { max },
-            Err(Refusal::QuotaExceeded { limit, used }) => {
-                return Answer::QuotaExceeded { limit, used };
-            }
-            Err(Refusal::StoreFull) => return Answer::StoreFull,
-            Err(Refusal::Busy) => return Answer::Busy,
+            Err(refusal) => return refused(refusal),
         };
         self.metrics.media_uploads_active.inc();
         tracing::debug!(%peer, blob = %id, bytes = sealed_size, "pulling an upload");
@@ -238,31 +240,7 @@ impl MediaService {
         .unwrap_or(Err(Pull::Interrupted("timed out".into())));
         self.metrics.media_uploads_active.dec();
         let answer = match pulled {
-            Ok(()) => {
-                let store = self.store.clone();
-                let committed = blocking(move || {
-                    let expires = store.commit(&mut reservation, now_ms());
-                    (expires, reservation)
-                })
-                .await;
-                match committed {
-                    Some((Ok(expires_ms), _)) => {
-                        self.metrics.media_uploads.inc();
-                        self.metrics.media_uploaded_bytes.inc_by(sealed_size);
-                        self.metrics.set_media_stats(self.store.stats());
-                        tracing::info!(%peer, blob = %id, bytes = sealed_size, "media blob held");
-                        return Answer::Held {
-                            expires_at: expires_ms / 1000,
-                        };
-                    }
-                    Some((Err(e), reservation)) => {
-                        tracing::warn!(%peer, blob = %id, error = %e, "recording a media blob failed");
-                        self.discard(reservation).await;
-                        return Answer::Storage;
-                    }
-                    None => return Answer::Storage,
-                }
-            }
+            Ok(()) => return self.record(peer, reservation, |_| Ok(())).await,
             Err(Pull::SizeMismatch) => Answer::BadRequest,
             Err(Pull::Storage(e)) => {
                 tracing::warn!(%peer, blob = %id, error = %e, "storing an upload failed");
@@ -282,6 +260,122 @@ impl MediaService {
         };
         self.discard(reservation).await;
         answer
+    }
+
+    /// Takes one pushed upload of `sealed_size` sealed bytes from `stream`: admits
+    /// it, answers `ready`, receives and hashes every chunk, and holds the blob under
+    /// the id those hashes make. Returns the final answer (`pushed` with that id).
+    async fn take_push(&self, peer: PeerId, sealed_size: u64, stream: &mut libp2p::Stream) -> Answer {
+        if !self.access.admits(&peer) {
+            return Answer::NotAllowed;
+        }
+        if kith_p2p::blob::plain_size_of(sealed_size).is_none() {
+            return Answer::BadRequest;
+        }
+        let Ok(_slot) = self.pulls.clone().try_acquire_owned() else {
+            return Answer::Busy;
+        };
+        let mut reservation = match self.store.admit_push(peer, sealed_size) {
+            Ok(reservation) => reservation,
+            Err(refusal) => return refused(refusal),
+        };
+        let ready = async {
+            stream.write_all(&Answer::Ready.encode()).await?;
+            stream.flush().await
+        };
+        if !matches!(tokio::time::timeout(ANSWER_TIMEOUT, ready).await, Ok(Ok(()))) {
+            return Answer::FetchFailed;
+        }
+        self.metrics.media_uploads_active.inc();
+        tracing::debug!(%peer, bytes = sealed_size, "taking a pushed upload");
+        let blobs = self.store.blobs();
+        let received = tokio::time::timeout(
+            media::upload_deadline(sealed_size),
+            media::receive_push(stream, &blobs, sealed_size),
+        )
+        .await;
+        self.metrics.media_uploads_active.dec();
+        // What arrived of a push cut short is deleted with its temporary file: a
+        // push has no id to resume under; the uploader uploads again by pull.
+        let (outboard, pushed) = match received {
+            Ok(Ok(received)) => received,
+            Ok(Err(PushError::Storage(e))) => {
+                tracing::warn!(%peer, error = %e, "storing a pushed upload failed");
+                return Answer::Storage;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "a pushed upload was not taken");
+                return Answer::FetchFailed;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "a pushed upload was too slow");
+                return Answer::FetchFailed;
+            }
+        };
+        let id = outboard.id();
+        match self.store.settle(&mut reservation, id) {
+            Ok(false) => {}
+            Ok(true) => {
+                drop((reservation, pushed));
+                return match self.renew(peer, id).await {
+                    Answer::Held { expires_at } => Answer::Pushed { id, expires_at },
+                    answer => answer,
+                };
+            }
+            Err(refusal) => return refused(refusal),
+        }
+        let answer = self
+            .record(peer, reservation, move |store| {
+                let pushed = pushed.keep().map_err(|e| MediaError::Io {
+                    path: e.path.to_path_buf(),
+                    source: e.error,
+                })?;
+                let imported = store.blobs().import(&outboard, &pushed);
+                if imported.is_err() {
+                    let _ = std::fs::remove_file(&pushed);
+                }
+                Ok(imported?)
+            })
+            .await;
+        match answer {
+            Answer::Held { expires_at } => Answer::Pushed { id, expires_at },
+            answer => answer,
+        }
+    }
+
+    /// Records the blob of `reservation` as held, after `prepare` (on the blocking
+    /// pool: moving a pushed blob into place) succeeds; answers `held`, or
+    /// `storage` with the reservation's files deleted.
+    async fn record(
+        &self,
+        peer: PeerId,
+        mut reservation: Reservation,
+        prepare: impl FnOnce(&MediaStore) -> Result<(), MediaError> + Send + 'static,
+    ) -> Answer {
+        let (id, sealed_size) = (reservation.id(), reservation.size());
+        let store = self.store.clone();
+        let committed = blocking(move || {
+            let expires = prepare(&store).and_then(|()| store.commit(&mut reservation, now_ms()));
+            (expires, reservation)
+        })
+        .await;
+        match committed {
+            Some((Ok(expires_ms), _)) => {
+                self.metrics.media_uploads.inc();
+                self.metrics.media_uploaded_bytes.inc_by(sealed_size);
+                self.metrics.set_media_stats(self.store.stats());
+                tracing::info!(%peer, blob = %id, bytes = sealed_size, "media blob held");
+                Answer::Held {
+                    expires_at: expires_ms / 1000,
+                }
+            }
+            Some((Err(e), reservation)) => {
+                tracing::warn!(%peer, blob = %id, error = %e, "recording a media blob failed");
+                self.discard(reservation).await;
+                Answer::Storage
+            }
+            None => Answer::Storage,
+        }
     }
 
     /// Renews a held blob's lifetime: the answer to an upload of a blob held.
@@ -372,10 +466,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.ok()
 }
 
+/// The answer to a refusal decided before anything is taken.
+fn refused(refusal: Refusal) -> Answer {
+    match refusal {
+        Refusal::TooLarge { max } => Answer::TooLarge { max },
+        Refusal::QuotaExceeded { limit, used } => Answer::QuotaExceeded { limit, used },
+        Refusal::StoreFull => Answer::StoreFull,
+        Refusal::Busy => Answer::Busy,
+    }
+}
+
 /// The metrics label of a refusal (`None` for `held`).
 fn refusal_reason(answer: &Answer) -> Option<MediaRefusalReason> {
     Some(match answer {
-        Answer::Held { .. } => return None,
+        Answer::Held { .. } | Answer::Pushed { .. } | Answer::Ready => return None,
         Answer::NotAllowed => MediaRefusalReason::NotMember,
         Answer::TooLarge { .. } => MediaRefusalReason::TooLarge,
         Answer::QuotaExceeded { .. } => MediaRefusalReason::QuotaBytes,
