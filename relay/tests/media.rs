@@ -720,6 +720,11 @@ async fn a_pushed_file_is_held_under_the_id_its_bytes_make_and_a_push_cut_short_
     }
     settled(&relay, &data).await;
     assert!(blob_files(&data).is_empty(), "{:?}", blob_files(&data));
+    // Every chunk, then an id they do not make: refused, nothing kept.
+    let lying = push(&control, &relay, &sealed, BlobId([7; 32])).await.unwrap_err();
+    assert!(matches!(lying, UploadError::BadRequest), "{lying:?}");
+    settled(&relay, &data).await;
+    assert!(blob_files(&data).is_empty(), "{:?}", blob_files(&data));
 
     push(&control, &relay, &sealed, id).await.unwrap();
     // Asked for by its id, as any holder may: held already, renewed, charged to
@@ -751,4 +756,33 @@ async fn a_pushed_file_is_held_under_the_id_its_bytes_make_and_a_push_cut_short_
     assert!(matches!(over, UploadError::QuotaExceeded { .. }), "{over:?}");
     settled(&relay, &data).await;
     stop(bob).await;
+}
+
+/// A pusher that goes silent after `ready` frees its upload slot and the room it
+/// reserved once it has sent nothing for 30 seconds, not at the upload's deadline
+/// (an hour and more for a large file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_pusher_lets_go_of_its_slot_and_room() {
+    use kith_p2p::blob::media::Push;
+    let relay_dir = tempfile::tempdir().unwrap();
+    let data = relay_dir.path().join("data");
+    let size = 1u64 << 30;
+    let limits = format!("max_bytes_per_uploader = {0}\nmax_blob_bytes = {0}\nmax_uploads = 1", size + size / 2);
+    let relay = RelayProcess::start(relay_dir.path(), &media_config(&data, &limits));
+    let (control, _task) = raw_peer(&relay).await;
+    let sealed = size + (size / CHUNK_SIZE as u64) * TAG_SIZE as u64;
+
+    let silent = Push::start(&control, relay.peer_id, sealed).await.unwrap();
+    // It holds the only slot, and room the next push does not fit beside.
+    let busy = Push::start(&control, relay.peer_id, sealed).await.unwrap_err();
+    assert!(matches!(busy, UploadError::Busy), "{busy:?}");
+    wait_metric(&relay, "kith_relay_media_uploads_active", 1.0).await;
+    let started = std::time::Instant::now();
+    wait_metric(&relay, "kith_relay_media_uploads_active", 0.0).await;
+    let freed = started.elapsed();
+    assert!(freed < Duration::from_secs(50), "freed after {freed:?}");
+    // Slot and room are free again: the same size is admitted.
+    let again = Push::start(&control, relay.peer_id, sealed).await;
+    assert!(again.is_ok(), "{again:?}");
+    drop((silent, again));
 }

@@ -30,10 +30,15 @@ pub(crate) fn send_file(global: &Global, args: SendFileArgs) -> Result {
         let bar = (std::io::stderr().is_terminal() && !args.output.json).then(progress_bar);
         let request = Request::SendFile { contact: args.target.clone(), path: path.clone(), caption: args.caption };
         let sending = super::chat::send_waiting(&mut client, &request, &args.target, &args.wait);
+        // A file pushed to a media node as it is sealed reports both phases at once:
+        // once it is uploading, the bar follows the upload.
+        let mut uploading = false;
         let (message, waited) = with_progress(&home, bar.as_ref(), sending, |bar, event| {
             if let Event::FileSending { path: sent, phase, have, size } = event
                 && sent == path
+                && !(uploading && matches!(phase, SendingPhase::Sealing))
             {
+                uploading |= matches!(phase, SendingPhase::Uploading);
                 bar.set_length(size);
                 bar.set_position(have);
                 bar.set_message(match phase {

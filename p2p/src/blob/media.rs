@@ -20,7 +20,9 @@
 //! file instead of two in a row. The media node hashes each chunk as it arrives and
 //! computes the blob id itself from those hashes ([`receive_push`]): content
 //! addressing means a pusher cannot put anything under an id but the one its bytes
-//! make. It answers [`PUSHED`] with that id, which the sender compares with its own.
+//! make. Once it has sealed the whole file, the sender sends the id it computed; the
+//! media node holds the blob only if the two agree (a sender whose file changed, or
+//! whose disk failed, sends none and nothing is held), and answers [`PUSHED`].
 //!
 //! Nothing is trusted: the request is fixed-size and read with a deadline, an unknown
 //! version is answered [`UNSUPPORTED_VERSION`] (told apart from a malformed request),
@@ -79,6 +81,11 @@ pub const MAX_ANSWER_LEN: usize = 41;
 const PUSH_IN_FLIGHT: usize = 4;
 /// A push's chunks between syncs beside it (16 MiB).
 const PUSH_SYNC_EVERY: u64 = 64;
+/// How long a push may go without progress, either way: a chunk (or the closing id)
+/// arriving at the media node, or a write going out at the uploader. A pusher gone
+/// silent frees its upload slot and room after this, not at the whole upload's
+/// deadline (hours for a large file).
+const PUSH_IDLE: Duration = Duration::from_secs(30);
 
 /// How long opening the stream and sending the request may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -507,24 +514,32 @@ impl Push {
         if self.sent + size > self.sealed_size {
             return Err(UploadError::Local(BlobError::WrongLength("pushed blob")));
         }
-        tokio::time::timeout_at(self.deadline, self.stream.write_all(chunk))
-            .await
-            .map_err(|_| UploadError::Network("the media node took too long".into()))?
-            .map_err(network)?;
+        self.write(chunk).await?;
         self.sent += size;
         Ok(())
     }
 
-    /// After every chunk was sent: waits until the media node holds the blob, which
-    /// must be `id` (what this node computed while sealing).
+    /// Writes `bytes`, within [`PUSH_IDLE`] and the upload's deadline.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), UploadError> {
+        let until = self.deadline.min(tokio::time::Instant::now() + PUSH_IDLE);
+        let writing = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout_at(until, writing)
+            .await
+            .map_err(|_| UploadError::Network("the media node stopped taking the file".into()))?
+            .map_err(network)
+    }
+
+    /// After every chunk was sent and the blob is sealed whole here: sends its id
+    /// (which the media node checks against the id it computed; only then does it
+    /// hold the blob) and waits until the media node holds it.
     pub async fn finish(mut self, id: BlobId) -> Result<Held, UploadError> {
         if self.sent != self.sealed_size {
             return Err(UploadError::Local(BlobError::WrongLength("pushed blob")));
         }
-        tokio::time::timeout_at(self.deadline, self.stream.flush())
-            .await
-            .map_err(|_| UploadError::Network("the media node took too long".into()))?
-            .map_err(network)?;
+        self.write(&id.0).await?;
         match read_answer(&mut self.stream, self.deadline).await? {
             Answer::Pushed { id: held, expires_at } if held == id => Ok(held_until(expires_at)),
             Answer::Pushed { id: held, .. } => Err(UploadError::BadAnswer(format!("the media node holds the file as {held}, not {id}"))),
@@ -546,14 +561,23 @@ pub enum PushError {
     /// Writing it here failed.
     #[error("storing the push failed")]
     Storage(#[source] BlobError),
+    /// The id the pusher sent after the chunks is not the id they make.
+    #[error("the pushed chunks make blob {computed}, not {claimed}")]
+    IdMismatch {
+        /// What the chunks hash to.
+        computed: BlobId,
+        /// What the pusher sent.
+        claimed: BlobId,
+    },
 }
 
 /// The media node's side of a push: reads the `sealed_size` bytes of sealed chunks
 /// that follow on `stream`, hashing each with its index and writing it at its place
 /// in a temporary file of `store` ([`PUSH_IN_FLIGHT`] chunks hashed and written at
-/// once on the blocking pool). Returns the outboard those hashes make (its id is
-/// the blob's: nobody else's word is taken for it) and the file, complete and
-/// synced-to-be by [`BlobStore::import`]. The caller bounds the time; on any error
+/// once on the blocking pool), then the 32-byte id the pusher computed, which must
+/// be the id those hashes make ([`PushError::IdMismatch`] otherwise). Returns the
+/// outboard and the file, complete and synced-to-be by [`BlobStore::import`]. Each
+/// read must come within [`PUSH_IDLE`]; the caller bounds the whole. On any error
 /// the temporary file is deleted.
 pub async fn receive_push(
     stream: &mut (impl futures::io::AsyncRead + Unpin),
@@ -590,7 +614,7 @@ pub async fn receive_push(
             hashes[at as usize] = hash;
         }
         let mut chunk = vec![0u8; super::sealed_chunk_len(len, index)];
-        stream.read_exact(&mut chunk).await.map_err(PushError::Interrupted)?;
+        read_within(stream, &mut chunk).await?;
         let file = file.clone();
         let at = offset;
         offset += chunk.len() as u64;
@@ -609,7 +633,23 @@ pub async fn receive_push(
         done.await.map_err(|e| storage(std::io::Error::other(e)))?.map_err(storage)?;
     }
     let outboard = super::Outboard::hashed(len, hashes).map_err(PushError::Storage)?;
+    // The pusher's own id, sent once it sealed the whole file: one that gave up
+    // (its file changed, its disk failed) sends none, and nothing is held.
+    let mut claimed = [0u8; 32];
+    read_within(stream, &mut claimed).await?;
+    let (computed, claimed) = (outboard.id(), BlobId(claimed));
+    if computed != claimed {
+        return Err(PushError::IdMismatch { computed, claimed });
+    }
     Ok((outboard, path))
+}
+
+/// Reads exactly `buf.len()` bytes of a push within [`PUSH_IDLE`].
+async fn read_within(stream: &mut (impl futures::io::AsyncRead + Unpin), buf: &mut [u8]) -> Result<(), PushError> {
+    match tokio::time::timeout(PUSH_IDLE, stream.read_exact(buf)).await {
+        Ok(read) => read.map_err(PushError::Interrupted),
+        Err(_) => Err(PushError::Interrupted(std::io::Error::new(std::io::ErrorKind::TimedOut, "the pusher went silent"))),
+    }
 }
 
 /// The index and hash of a pushed chunk hashed and written on the blocking pool.
@@ -694,7 +734,8 @@ mod tests {
         let store = BlobStore::open(dir.path()).unwrap();
         for len in [0, 1, crate::blob::CHUNK_SIZE, 9 * crate::blob::CHUNK_SIZE + 77] {
             let (outboard, bytes) = sealed(len);
-            let (pushed, path) = receive_push(&mut &bytes[..], &store, bytes.len() as u64).await.unwrap();
+            let pushing = [&bytes[..], &outboard.id().0].concat();
+            let (pushed, path) = receive_push(&mut &pushing[..], &store, bytes.len() as u64).await.unwrap();
             assert_eq!(pushed, outboard, "{len}");
             assert_eq!(std::fs::read(&path).unwrap(), bytes, "every chunk at its place");
             store.import(&pushed, &path.keep().unwrap()).unwrap();
@@ -703,13 +744,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_push_cut_short_or_of_a_size_no_blob_has_leaves_nothing() {
+    async fn a_push_cut_short_without_its_id_with_a_wrong_id_or_of_a_size_no_blob_has_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let (_, bytes) = sealed(3 * crate::blob::CHUNK_SIZE);
+        let (outboard, bytes) = sealed(3 * crate::blob::CHUNK_SIZE);
         let cut = &bytes[..bytes.len() - 1];
         let result = receive_push(&mut &cut[..], &store, bytes.len() as u64).await;
         assert!(matches!(result, Err(PushError::Interrupted(_))), "{result:?}");
+        // Every chunk, but no id: the pusher gave up (its file changed).
+        let result = receive_push(&mut &bytes[..], &store, bytes.len() as u64).await;
+        assert!(matches!(result, Err(PushError::Interrupted(_))), "{result:?}");
+        // Every chunk, and an id they do not make.
+        let lying = [&bytes[..], &[7u8; 32][..]].concat();
+        let result = receive_push(&mut &lying[..], &store, bytes.len() as u64).await;
+        assert!(matches!(result, Err(PushError::IdMismatch { computed, .. }) if computed == outboard.id()), "{result:?}");
         let result = receive_push(&mut &bytes[..], &store, 15).await;
         assert!(matches!(result, Err(PushError::BadSize(15))), "{result:?}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the temporary file is gone");

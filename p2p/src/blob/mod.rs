@@ -300,14 +300,17 @@ pub fn seal_each(
     for index in 0..count {
         let plain = &mut chunk[..plain_len(len, index)];
         read_exact(plaintext, plain, "file")?;
+        // A file that grew while it was read is refused before its last chunk goes
+        // anywhere (a media node holds a push once every chunk is in).
+        if index + 1 == count && plaintext.read(&mut [0u8; 1])? != 0 {
+            chunk.zeroize();
+            return Err(BlobError::WrongLength("file"));
+        }
         let out = seal_with(&cipher, &aad, count, index, plain)?;
         hashes.push(chunk_hash(index, &out));
         each(index, out)?;
     }
     chunk.zeroize();
-    if plaintext.read(&mut [0u8; 1])? != 0 {
-        return Err(BlobError::WrongLength("file"));
-    }
     Ok(Outboard { len, hashes })
 }
 
@@ -509,6 +512,16 @@ mod tests {
         assert!(matches!(seal(&key, 1001, &mut plain.as_slice(), &mut Vec::new()), Err(BlobError::WrongLength("file"))));
         assert!(matches!(seal(&key, 999, &mut plain.as_slice(), &mut Vec::new()), Err(BlobError::WrongLength("file"))));
         assert!(matches!(seal(&key, MAX_FILE_SIZE + 1, &mut plain.as_slice(), &mut Vec::new()), Err(BlobError::TooLarge)));
+        // A file that grew is refused before its last chunk is handed on (to a
+        // media node that would hold a push once every chunk is in).
+        let grown = file(2 * CHUNK_SIZE + 1);
+        let mut handed = Vec::new();
+        let result = seal_each(&key, 2 * CHUNK_SIZE as u64, &mut grown.as_slice(), |index, _| {
+            handed.push(index);
+            Ok(())
+        });
+        assert!(matches!(result, Err(BlobError::WrongLength("file"))));
+        assert_eq!(handed, vec![0], "only the chunks before the last");
     }
 
     proptest::proptest! {

@@ -323,23 +323,30 @@ impl BlobStore {
         let outboard = std::thread::scope(|scope| -> Result<Outboard, BlobError> {
             // A sync runs beside the sealing every so often, so the one that makes
             // the blob durable at the end (in `import`) finds little left to write.
-            // Its errors are that final sync's to report.
+            // Linux reports a write error to one fsync only, so the first error of
+            // these is kept and returned: the final sync would not see it again.
             let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
-            scope.spawn(move || {
+            let syncer = scope.spawn(move || -> io::Result<()> {
                 while asked.recv().is_ok() {
-                    let _ = syncing.sync_data();
+                    syncing.sync_data()?;
                 }
+                Ok(())
             });
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-            let outboard = seal_each(key, len, plaintext, |index, chunk| {
+            let sealed = seal_each(key, len, plaintext, |index, chunk| {
                 writer.write_all(&chunk)?;
                 if index % SEAL_SYNC_EVERY == SEAL_SYNC_EVERY - 1 {
                     // Already asked and not done yet: this one is covered by it.
+                    // Gone: it failed, and says so when joined below.
                     let _ = ask.try_send(());
                 }
                 also(index, chunk)
-            })?;
-            writer.flush()?;
+            });
+            let flushed = sealed.and_then(|outboard| Ok(writer.flush().map(|()| outboard)?));
+            drop(ask);
+            let synced = syncer.join().unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked")));
+            let outboard = flushed?;
+            synced?;
             Ok(outboard)
         })?;
         let (_, path) = temp.keep().map_err(|e| BlobError::Io(e.error))?;

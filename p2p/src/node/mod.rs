@@ -818,8 +818,11 @@ impl NodeHandle {
         let mut pull = Vec::new();
         let mut held = Vec::new();
         let mut refusals = Vec::new();
-        for (peer, addr) in &nodes {
-            match crate::blob::media::Push::start(&control, *peer, sealed_size).await {
+        // Admitted by all at once: a media node's wait for the first chunk starts
+        // with its `ready`.
+        let starts = nodes.iter().map(|(peer, _)| crate::blob::media::Push::start(&control, *peer, sealed_size));
+        for ((peer, addr), started) in nodes.iter().zip(futures::future::join_all(starts).await) {
+            match started {
                 Ok(push) => pushes.push(push),
                 Err(e) if e.is_refusal() => refusals.push(format!("media node {peer}: {e}")),
                 // Not offered yet, busy, a media node that predates pushes: it

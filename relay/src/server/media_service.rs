@@ -279,35 +279,44 @@ impl MediaService {
             Ok(reservation) => reservation,
             Err(refusal) => return refused(refusal),
         };
+        // Counted before `ready` goes out: whoever hears it sees the upload active.
+        self.metrics.media_uploads_active.inc();
         let ready = async {
             stream.write_all(&Answer::Ready.encode()).await?;
             stream.flush().await
         };
-        if !matches!(tokio::time::timeout(ANSWER_TIMEOUT, ready).await, Ok(Ok(()))) {
-            return Answer::FetchFailed;
-        }
-        self.metrics.media_uploads_active.inc();
-        tracing::debug!(%peer, bytes = sealed_size, "taking a pushed upload");
-        let blobs = self.store.blobs();
-        let received = tokio::time::timeout(
-            media::upload_deadline(sealed_size),
-            media::receive_push(stream, &blobs, sealed_size),
-        )
-        .await;
+        let received = if matches!(tokio::time::timeout(ANSWER_TIMEOUT, ready).await, Ok(Ok(()))) {
+            tracing::debug!(%peer, bytes = sealed_size, "taking a pushed upload");
+            let blobs = self.store.blobs();
+            Some(
+                tokio::time::timeout(
+                    media::upload_deadline(sealed_size),
+                    media::receive_push(stream, &blobs, sealed_size),
+                )
+                .await,
+            )
+        } else {
+            None
+        };
         self.metrics.media_uploads_active.dec();
         // What arrived of a push cut short is deleted with its temporary file: a
         // push has no id to resume under; the uploader uploads again by pull.
         let (outboard, pushed) = match received {
-            Ok(Ok(received)) => received,
-            Ok(Err(PushError::Storage(e))) => {
+            None => return Answer::FetchFailed,
+            Some(Ok(Ok(received))) => received,
+            Some(Ok(Err(PushError::Storage(e)))) => {
                 tracing::warn!(%peer, error = %e, "storing a pushed upload failed");
                 return Answer::Storage;
             }
-            Ok(Err(e)) => {
+            Some(Ok(Err(e @ (PushError::IdMismatch { .. } | PushError::BadSize(_))))) => {
+                tracing::debug!(%peer, error = %e, "a pushed upload does not hold together");
+                return Answer::BadRequest;
+            }
+            Some(Ok(Err(e))) => {
                 tracing::debug!(%peer, error = %e, "a pushed upload was not taken");
                 return Answer::FetchFailed;
             }
-            Err(_) => {
+            Some(Err(_)) => {
                 tracing::debug!(%peer, "a pushed upload was too slow");
                 return Answer::FetchFailed;
             }
