@@ -106,9 +106,28 @@ pub struct Progress {
 
 /// The writer and how far it has read the log.
 struct Writing {
-    writer: IndexWriter,
+    /// Made when there is first something to write: a node that has had nothing to
+    /// index since it started runs none of the writer's threads (seven of them)
+    /// and holds none of its memory.
+    writer: Option<IndexWriter>,
     /// Where the next catch-up reads from (`None`: the start).
     cursor: Option<LogCursor>,
+}
+
+/// The writer in `slot`, made first if there is none yet (see [`Writing`]).
+fn writer_of<'a>(index: &Index, slot: &'a mut Option<IndexWriter>) -> tantivy::Result<&'a mut IndexWriter> {
+    match slot {
+        Some(writer) => Ok(writer),
+        None => Ok(slot.insert(index.writer_with_num_threads(WRITER_THREADS, WRITER_BUDGET)?)),
+    }
+}
+
+/// Rolls back what the writer in `slot` has not committed (nothing if there is none).
+fn rollback(slot: &mut Option<IndexWriter>) -> tantivy::Result<()> {
+    if let Some(writer) = slot {
+        writer.rollback()?;
+    }
+    Ok(())
 }
 
 /// A node's full-text index of its messages (see the crate docs).
@@ -147,9 +166,8 @@ impl SearchIndex {
         };
         index.tokenizers().register(TOKENIZER, TextAnalyzer::from(KithTokenizer));
         let cursor = index.load_metas()?.payload.as_deref().and_then(cursor_of);
-        let writer = index.writer_with_num_threads(WRITER_THREADS, WRITER_BUDGET)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(SearchIndex { index, reader, fields, writing: Mutex::new(Writing { writer, cursor }) })
+        Ok(SearchIndex { index, reader, fields, writing: Mutex::new(Writing { writer: None, cursor }) })
     }
 
     /// Number of messages indexed (as of the last catch-up).
@@ -182,11 +200,12 @@ impl SearchIndex {
         if segments.len() > 1 {
             // A background merge may hold some of them already; the index is whole
             // either way, only less compact until tantivy merges it.
-            match writing.writer.merge(&segments).wait() {
+            let writer = writer_of(&self.index, &mut writing.writer)?;
+            match writer.merge(&segments).wait() {
                 Ok(_) => {
                     self.reader.reload()?;
                     // The merged segments' files go now, not at some later commit.
-                    writing.writer.garbage_collect_files().wait()?;
+                    writer.garbage_collect_files().wait()?;
                 }
                 Err(e) => tracing::debug!(error = %e, "the rebuilt index stays in several segments"),
             }
@@ -247,12 +266,12 @@ impl SearchIndex {
     fn follow(&self, writing: &mut Writing, store: &Store, reset: bool) -> Result<Progress, SearchError> {
         let mut progress = Progress::default();
         if reset {
-            writing.writer.delete_all_documents()?;
+            writer_of(&self.index, &mut writing.writer)?.delete_all_documents()?;
             writing.cursor = None;
             progress.reset = true;
         }
         let mut failed: Option<tantivy::TantivyError> = None;
-        let writer = &writing.writer;
+        let slot = &mut writing.writer;
         let cursor = store.follow_log(writing.cursor.as_ref(), |event| {
             if failed.is_some() {
                 return Ok(());
@@ -260,7 +279,7 @@ impl SearchIndex {
             let done = match event {
                 LogEvent::Reset => {
                     progress.reset = true;
-                    writer.delete_all_documents().map(drop)
+                    writer_of(&self.index, slot).and_then(|w| w.delete_all_documents()).map(drop)
                 }
                 // Deletes, reactions and hides carry no text to find.
                 LogEvent::Added { message, .. } if !carries_text(message.link.as_ref()) => {
@@ -268,12 +287,13 @@ impl SearchIndex {
                 }
                 LogEvent::Added { message, place } => {
                     progress.added += 1;
-                    writer.add_document(self.document(&message, place)).map(drop)
+                    writer_of(&self.index, slot).and_then(|w| w.add_document(self.document(&message, place))).map(drop)
                 }
                 LogEvent::Forgotten(conversation) => {
                     progress.forgotten += 1;
-                    writer.delete_term(Term::from_field_bytes(self.fields.conversation, &conversation.0));
-                    Ok(())
+                    writer_of(&self.index, slot).map(|w| {
+                        w.delete_term(Term::from_field_bytes(self.fields.conversation, &conversation.0));
+                    })
                 }
             };
             failed = done.err();
@@ -282,16 +302,16 @@ impl SearchIndex {
         let cursor = match (cursor, failed) {
             (Ok(cursor), None) => cursor,
             (Err(e), _) => {
-                writing.writer.rollback()?;
+                rollback(&mut writing.writer)?;
                 return Err(e.into());
             }
             (_, Some(e)) => {
-                writing.writer.rollback()?;
+                rollback(&mut writing.writer)?;
                 return Err(e.into());
             }
         };
         if progress != Progress::default() {
-            let mut commit = writing.writer.prepare_commit()?;
+            let mut commit = writer_of(&self.index, &mut writing.writer)?.prepare_commit()?;
             commit.set_payload(&payload_of(&cursor));
             commit.commit()?;
             self.reader.reload()?;
@@ -349,8 +369,17 @@ impl SearchIndex {
     /// finish (dropping it abandons them; they start again later).
     pub fn close(self) -> Result<(), SearchError> {
         let writing = self.writing.into_inner().unwrap_or_else(PoisonError::into_inner);
-        writing.writer.wait_merging_threads()?;
+        if let Some(writer) = writing.writer {
+            writer.wait_merging_threads()?;
+        }
         Ok(())
+    }
+
+    /// Whether the writer (and its threads) has been made: only once there was
+    /// something to index. For tests.
+    #[doc(hidden)]
+    pub fn is_writing(&self) -> bool {
+        self.lock().writer.is_some()
     }
 
     /// The directory's tantivy index, for tests and benchmarks that measure it.

@@ -100,6 +100,22 @@ fn words_in_russian_english_japanese_and_emoji_are_found_folded_and_by_stem() {
 }
 
 #[test]
+fn an_index_with_nothing_to_index_runs_no_writer_until_the_first_message() {
+    let mut f = Fixture::new();
+    assert!(f.find("anything").is_empty());
+    assert!(!f.index.is_writing(), "nothing to index, yet the writer and its threads were made");
+    f.say(1, ALICE, "hello there");
+    assert_eq!(f.find("hello"), ["hello there"]);
+    assert!(f.index.is_writing());
+    // Closing waits for the writer's merges; one that never wrote closes as well.
+    let Fixture { index, index_dir, .. } = f;
+    index.close().unwrap();
+    let reopened = SearchIndex::open(&index_dir).unwrap();
+    assert!(!reopened.is_writing());
+    reopened.close().unwrap();
+}
+
+#[test]
 fn hits_rank_whole_words_first_then_newest_and_carry_a_marked_snippet() {
     let mut f = Fixture::new();
     f.say(1, ALICE, "the meetings are long");
