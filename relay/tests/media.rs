@@ -71,8 +71,7 @@ async fn share(node: &node::Started, dir: &Path, name: &str, len: usize) -> (Sha
 
 /// What a blob of a `len`-byte file takes on a media node.
 fn sealed_size(len: usize) -> u64 {
-    let chunks = len.div_ceil(CHUNK_SIZE).max(1);
-    (len + chunks * TAG_SIZE) as u64
+    kith_p2p::blob::sealed_size_of(len as u64)
 }
 
 async fn upload(node: &node::Started, relay: &RelayProcess, id: BlobId) -> Result<(), NodeError> {
@@ -770,7 +769,7 @@ async fn a_silent_pusher_lets_go_of_its_slot_and_room() {
     let limits = format!("max_bytes_per_uploader = {0}\nmax_blob_bytes = {0}\nmax_uploads = 1", size + size / 2);
     let relay = RelayProcess::start(relay_dir.path(), &media_config(&data, &limits));
     let (control, _task) = raw_peer(&relay).await;
-    let sealed = size + (size / CHUNK_SIZE as u64) * TAG_SIZE as u64;
+    let sealed = kith_p2p::blob::sealed_size_of(size);
 
     let silent = Push::start(&control, relay.peer_id, sealed).await.unwrap();
     // It holds the only slot, and room the next push does not fit beside.

@@ -79,8 +79,6 @@ pub const MAX_ANSWER_LEN: usize = 41;
 /// Chunks of a push being hashed and written at once on the media node (memory: a
 /// chunk each, plus the one being read).
 const PUSH_IN_FLIGHT: usize = 4;
-/// A push's chunks between syncs beside it (16 MiB).
-const PUSH_SYNC_EVERY: u64 = 64;
 /// How long a push may go without progress, either way: a chunk (or the closing id)
 /// arriving at the media node, or a write going out at the uploader. A pusher gone
 /// silent frees its upload slot and room after this, not at the whole upload's
@@ -587,22 +585,20 @@ pub async fn receive_push(
     use futures::stream::{FuturesUnordered, StreamExt};
 
     let len = super::plain_size_of(sealed_size).ok_or(PushError::BadSize(sealed_size))?;
-    let storage = |e: std::io::Error| PushError::Storage(BlobError::Io(e));
-    let temp = store.temp_file().map_err(storage)?;
-    temp.as_file().set_len(sealed_size).map_err(storage)?;
+    let temp = store.temp_file().map_err(|e| PushError::Storage(e.into()))?;
+    temp.as_file().set_len(sealed_size).map_err(|e| PushError::Storage(e.into()))?;
     let (file, path) = temp.into_parts();
     let file = std::sync::Arc::new(file);
     let count = super::chunk_count(len);
     let mut hashes = vec![[0u8; 32]; count as usize];
     let mut writing = FuturesUnordered::new();
-    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
-    let mut offset = 0u64;
+    let mut syncing = None;
     for index in 0..count {
         // A sync runs beside the push every so often, so the one that makes the
         // blob durable at the end finds little left to write.
-        if index % PUSH_SYNC_EVERY == PUSH_SYNC_EVERY - 1 && syncing.as_ref().is_none_or(|s| s.is_finished()) {
+        if index % super::SYNC_EVERY == super::SYNC_EVERY - 1 && syncing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
             if let Some(done) = syncing.take() {
-                done.await.map_err(|e| storage(std::io::Error::other(e)))?.map_err(storage)?;
+                joined(done.await)?;
             }
             let file = file.clone();
             syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
@@ -610,27 +606,26 @@ pub async fn receive_push(
         if writing.len() >= PUSH_IN_FLIGHT
             && let Some(done) = writing.next().await
         {
-            let (at, hash) = written(done)?;
+            let (at, hash) = joined(done)?;
             hashes[at as usize] = hash;
         }
         let mut chunk = vec![0u8; super::sealed_chunk_len(len, index)];
         read_within(stream, &mut chunk).await?;
         let file = file.clone();
-        let at = offset;
-        offset += chunk.len() as u64;
         writing.push(tokio::task::spawn_blocking(move || -> std::io::Result<(u64, [u8; 32])> {
             use std::os::unix::fs::FileExt;
             let hash = super::chunk_hash(index, &chunk);
-            file.write_all_at(&chunk, at)?;
+            // Sealed chunks back to back: every one but the last is full.
+            file.write_all_at(&chunk, index * (super::CHUNK_SIZE + super::TAG_SIZE) as u64)?;
             Ok((index, hash))
         }));
     }
     while let Some(done) = writing.next().await {
-        let (at, hash) = written(done)?;
+        let (at, hash) = joined(done)?;
         hashes[at as usize] = hash;
     }
     if let Some(done) = syncing {
-        done.await.map_err(|e| storage(std::io::Error::other(e)))?.map_err(storage)?;
+        joined(done.await)?;
     }
     let outboard = super::Outboard::hashed(len, hashes).map_err(PushError::Storage)?;
     // The pusher's own id, sent once it sealed the whole file: one that gave up
@@ -652,9 +647,9 @@ async fn read_within(stream: &mut (impl futures::io::AsyncRead + Unpin), buf: &m
     }
 }
 
-/// The index and hash of a pushed chunk hashed and written on the blocking pool.
-fn written(done: Result<std::io::Result<(u64, [u8; 32])>, tokio::task::JoinError>) -> Result<(u64, [u8; 32]), PushError> {
-    done.map_err(|e| PushError::Storage(BlobError::Io(std::io::Error::other(e))))?.map_err(|e| PushError::Storage(BlobError::Io(e)))
+/// What disk work of a push on the blocking pool came to.
+fn joined<T>(done: Result<std::io::Result<T>, tokio::task::JoinError>) -> Result<T, PushError> {
+    done.map_err(std::io::Error::other).and_then(|r| r).map_err(|e| PushError::Storage(e.into()))
 }
 
 #[cfg(test)]
@@ -738,7 +733,7 @@ mod tests {
             let (pushed, path) = receive_push(&mut &pushing[..], &store, bytes.len() as u64).await.unwrap();
             assert_eq!(pushed, outboard, "{len}");
             assert_eq!(std::fs::read(&path).unwrap(), bytes, "every chunk at its place");
-            store.import(&pushed, &path.keep().unwrap()).unwrap();
+            store.import(&pushed, path).unwrap();
             assert!(store.is_complete(&outboard.id()).unwrap());
         }
     }

@@ -48,6 +48,11 @@ pub const TAG_SIZE: usize = 16;
 /// The largest file a blob may hold: 64 GiB, far above what is sent in practice, so
 /// that lengths and chunk counts stay small and bounded on every platform.
 pub const MAX_FILE_SIZE: u64 = 64 << 30;
+/// Sealed chunks written between syncs that run beside the writing (16 MiB): an
+/// interrupted fetch resumes close to where it stopped, and the sync that makes a
+/// blob durable at the end finds little left. A fetch, sealing a file and taking a
+/// push all use it.
+pub(crate) const SYNC_EVERY: u64 = 64;
 /// Associated data of every chunk, before the plaintext length.
 pub const AAD_PREFIX: &[u8] = b"kith blob v1\0";
 /// BLAKE3 derive-key context of chunk hashes.
@@ -215,7 +220,7 @@ impl Outboard {
 
     /// The total size of the sealed chunks (what a media node stores).
     pub fn sealed_size(&self) -> u64 {
-        self.len + self.chunks() * TAG_SIZE as u64
+        sealed_size_of(self.len)
     }
 
     /// Checks that `sealed` is chunk `index` of this blob ([`BlobError::BadChunk`]
@@ -228,8 +233,14 @@ impl Outboard {
     }
 }
 
+/// The sealed size of a file of `len` plaintext bytes: its length plus a tag per
+/// chunk (what a media node stores).
+pub fn sealed_size_of(len: u64) -> u64 {
+    len + chunk_count(len) * TAG_SIZE as u64
+}
+
 /// The plaintext length of a blob whose sealed chunks take `sealed_size` bytes in
-/// all, or `None` if no blob has that sealed size (or it is above the limit).
+/// all ([`sealed_size_of`] the other way), or `None` if no blob has that sealed size (or it is above the limit).
 pub fn plain_size_of(sealed_size: u64) -> Option<u64> {
     let chunks = sealed_size.div_ceil((CHUNK_SIZE + TAG_SIZE) as u64).max(1);
     let len = sealed_size.checked_sub(chunks * TAG_SIZE as u64)?;

@@ -41,15 +41,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use zeroize::Zeroize;
 
-use super::{BlobError, BlobId, BlobKey, CHUNK_SIZE, Outboard, TAG_SIZE, open_chunk, open_chunk_into, plain_chunk_len, reseal_chunk, seal_each};
+use super::{BlobError, BlobId, BlobKey, CHUNK_SIZE, Outboard, SYNC_EVERY, TAG_SIZE, open_chunk, open_chunk_into, plain_chunk_len, reseal_chunk, seal_each};
 use crate::home::{Overwrite, write_private_file};
 
 /// Alignment of buffers, offsets and lengths for `O_DIRECT` writes (the largest
 /// logical block size in use).
 const DIRECT_ALIGN: usize = 4096;
-
-/// Chunks sealed between syncs beside the sealing (16 MiB).
-const SEAL_SYNC_EVERY: u64 = 64;
 
 /// Blobs kept open at most: past this, blobs nobody is using and with nothing
 /// waiting for a sync are closed (and opened again when asked for), so a media node
@@ -335,43 +332,45 @@ impl BlobStore {
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
             let sealed = seal_each(key, len, plaintext, |index, chunk| {
                 writer.write_all(&chunk)?;
-                if index % SEAL_SYNC_EVERY == SEAL_SYNC_EVERY - 1 {
+                if index % SYNC_EVERY == SYNC_EVERY - 1 {
                     // Already asked and not done yet: this one is covered by it.
                     // Gone: it failed, and says so when joined below.
                     let _ = ask.try_send(());
                 }
                 also(index, chunk)
             });
-            let flushed = sealed.and_then(|outboard| Ok(writer.flush().map(|()| outboard)?));
+            let flushed = sealed.and_then(|outboard| {
+                writer.flush()?;
+                Ok(outboard)
+            });
             drop(ask);
             let synced = syncer.join().unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked")));
             let outboard = flushed?;
             synced?;
             Ok(outboard)
         })?;
-        let (_, path) = temp.keep().map_err(|e| BlobError::Io(e.error))?;
-        self.import(&outboard, &path)?;
+        self.import(&outboard, temp.into_temp_path())?;
         Ok(outboard)
     }
 
-    /// Takes `sealed`, a file [`super::seal`] wrote (its chunks in order, which is
-    /// this store's sealed layout), as the whole blob `outboard` describes, moving it into the store:
-    /// the blob is then complete and durable. `sealed` must be on the store's file
-    /// system. A blob already held is left as it is (and `sealed` removed).
-    pub fn import(&self, outboard: &Outboard, sealed: &Path) -> Result<(), BlobError> {
+    /// Takes `sealed`, a temporary file of this store ([`BlobStore::temp_file`])
+    /// holding what [`super::seal`] writes (its chunks in order, which is this
+    /// store's sealed layout), as the whole blob `outboard` describes, moving it
+    /// into the store: the blob is then complete and durable. A blob already held is
+    /// left as it is; `sealed` is deleted then, and on any error.
+    pub fn import(&self, outboard: &Outboard, sealed: tempfile::TempPath) -> Result<(), BlobError> {
         let id = outboard.id();
         let mut open = lock(&self.open);
         if open.contains_key(&id) || self.path(&id, "outboard").exists() {
-            std::fs::remove_file(sealed)?;
             return Ok(());
         }
-        let file = File::open(sealed)?;
+        let file = File::open(&sealed)?;
         if file.metadata()?.len() != outboard.sealed_size() {
             return Err(BlobError::WrongLength("sealed blob"));
         }
         file.sync_all()?;
         let path = self.path(&id, "data");
-        std::fs::rename(sealed, &path)?;
+        sealed.persist(&path).map_err(|e| BlobError::Io(e.error))?;
         let mut bits = vec![0xffu8; outboard.chunks().div_ceil(8) as usize];
         if !outboard.chunks().is_multiple_of(8)
             && let Some(last) = bits.last_mut()
@@ -675,8 +674,7 @@ mod tests {
             let plain: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
             let mut temp = store.temp_file().unwrap();
             let outboard = seal(&key, len as u64, &mut plain.as_slice(), temp.as_file_mut()).unwrap();
-            let (_, path) = temp.keep().unwrap();
-            store.import(&outboard, &path).unwrap();
+            store.import(&outboard, temp.into_temp_path()).unwrap();
             let id = outboard.id();
             assert_eq!(store.missing(&id).unwrap(), Some(vec![]), "{len}");
             let reopened = BlobStore::open(dir.path()).unwrap();

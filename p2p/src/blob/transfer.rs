@@ -43,9 +43,6 @@ pub const BAD_REQUEST: u8 = 2;
 pub const MAX_BATCH: usize = 8;
 /// Requests a fetch keeps in flight at once (memory: one chunk each).
 const IN_FLIGHT: usize = 4;
-/// A fetch makes what it received durable at least every this many chunks (16 MiB),
-/// so an interrupted transfer resumes close to where it stopped.
-const SYNC_EVERY: u64 = 64;
 /// How often one batch is asked for when its stream fails in passing.
 const BATCH_TRIES: u32 = 3;
 /// Pause before a batch is asked for again.
@@ -255,7 +252,7 @@ pub async fn fetch(
         };
         held += stored;
         since_sync += stored;
-        if since_sync >= SYNC_EVERY {
+        if since_sync >= super::SYNC_EVERY {
             finish(syncing.take()).await?;
             let store = store.clone();
             syncing = Some(tokio::task::spawn_blocking(move || store.sync(&id)));

@@ -811,7 +811,7 @@ impl NodeHandle {
         path: &Path,
     ) -> Result<(SharedFile, Vec<kith_storage::FileSource>, Vec<String>), NodeError> {
         let size = std::fs::metadata(path).map_err(BlobError::Io)?.len();
-        let sealed_size = size + crate::blob::chunk_count(size) * crate::blob::TAG_SIZE as u64;
+        let sealed_size = crate::blob::sealed_size_of(size);
         let control = self.blobs()?.control.clone();
         let nodes = self.media_nodes().await?;
         let mut pushes = Vec::new();
@@ -846,7 +846,7 @@ impl NodeHandle {
             let (shared, (pushes, failed)) = tokio::join!(sealing, pushing::drive(pushes, queued, &mut progress));
             let shared = shared?;
             let address = |peer: PeerId| nodes.iter().find(|(p, _)| *p == peer).map(|(_, a)| a.clone());
-            let mut again = failed.into_iter().map(|(peer, _)| peer).collect::<Vec<_>>();
+            let mut again = failed;
             for (peer, result) in pushing::finish(pushes, shared.id).await {
                 match result {
                     Ok(_) => {

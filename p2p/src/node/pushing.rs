@@ -21,12 +21,12 @@ pub(crate) const QUEUE: usize = 4;
 /// push that fails is dropped from then on (the media node deletes what it had).
 /// Drains `chunks` to its end whatever happens, so the sealing never waits on a
 /// push that is gone. `progress` hears the plaintext bytes pushed. Returns the
-/// pushes that took every chunk, and those that failed with why.
+/// pushes that took every chunk, and the media nodes whose push failed.
 pub(crate) async fn drive(
     mut pushes: Vec<Push>,
     mut chunks: mpsc::Receiver<Vec<u8>>,
     progress: &mut Progress,
-) -> (Vec<Push>, Vec<(PeerId, UploadError)>) {
+) -> (Vec<Push>, Vec<PeerId>) {
     let mut failed = Vec::new();
     let mut pushed = 0u64;
     progress.report(0);
@@ -41,7 +41,7 @@ pub(crate) async fn drive(
             match results.next() {
                 Some(Err(e)) => {
                     tracing::debug!(media = %push.media(), error = %e, "a push to a media node failed; it will pull");
-                    failed.push((push.media(), e));
+                    failed.push(push.media());
                 }
                 _ => kept.push(push),
             }

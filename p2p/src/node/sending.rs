@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 
 use super::downloads::PROGRESS_EVERY;
 use super::event::{Event, SendingPhase};
-use crate::blob::{BlobId, TAG_SIZE, chunk_count};
+use crate::blob::{BlobId, sealed_size_of};
 
 /// Reports one phase of one file's sending, at most every [`PROGRESS_EVERY`] (the
 /// first report and the one that reaches the size always go out).
@@ -113,7 +113,7 @@ impl Watch {
     /// tag per chunk; served counts sealed bytes, and may count a chunk twice when
     /// it is asked for again).
     pub(crate) fn plain_served(&self, size: u64) -> u64 {
-        let sealed = size + chunk_count(size) * TAG_SIZE as u64;
+        let sealed = sealed_size_of(size);
         let served = u128::from(self.served.load(Ordering::Relaxed));
         u64::try_from(served * u128::from(size) / u128::from(sealed.max(1))).unwrap_or(size).min(size)
     }
@@ -129,6 +129,7 @@ impl Drop for Watch {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::blob::TAG_SIZE;
 
     #[test]
     fn progress_is_throttled_but_the_first_and_the_end_always_go_out() {

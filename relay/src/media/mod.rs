@@ -692,8 +692,7 @@ mod tests {
             temp.as_file_mut(),
         )
         .unwrap();
-        let (_, path) = temp.keep().unwrap();
-        store.blobs().import(&outboard, &path).unwrap();
+        store.blobs().import(&outboard, temp.into_temp_path()).unwrap();
         (outboard.id(), outboard.sealed_size())
     }
 

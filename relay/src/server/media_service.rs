@@ -322,30 +322,19 @@ impl MediaService {
             }
         };
         let id = outboard.id();
-        match self.store.settle(&mut reservation, id) {
-            Ok(false) => {}
+        let answer = match self.store.settle(&mut reservation, id) {
+            Ok(false) => {
+                self.record(peer, reservation, move |store| {
+                    Ok(store.blobs().import(&outboard, pushed)?)
+                })
+                .await
+            }
             Ok(true) => {
                 drop((reservation, pushed));
-                return match self.renew(peer, id).await {
-                    Answer::Held { expires_at } => Answer::Pushed { id, expires_at },
-                    answer => answer,
-                };
+                self.renew(peer, id).await
             }
             Err(refusal) => return refused(refusal),
-        }
-        let answer = self
-            .record(peer, reservation, move |store| {
-                let pushed = pushed.keep().map_err(|e| MediaError::Io {
-                    path: e.path.to_path_buf(),
-                    source: e.error,
-                })?;
-                let imported = store.blobs().import(&outboard, &pushed);
-                if imported.is_err() {
-                    let _ = std::fs::remove_file(&pushed);
-                }
-                Ok(imported?)
-            })
-            .await;
+        };
         match answer {
             Answer::Held { expires_at } => Answer::Pushed { id, expires_at },
             answer => answer,
