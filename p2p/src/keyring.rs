@@ -268,7 +268,7 @@ fn new_key(secret: [u8; 32], now_ms: u64, floor: u64) -> RingKey {
 fn cipher(keystore: &Identity) -> XChaCha20Poly1305 {
     let seed = Zeroizing::new(keystore.ed25519_seed());
     let derived = Zeroizing::new(blake3::derive_key(SEAL_DOMAIN, seed.as_ref()));
-    crate::keystore::aead(derived.as_slice())
+    crate::keystore::aead(&derived)
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use libp2p::PeerId;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -450,17 +450,13 @@ fn cipher_for(
     salt: &[u8],
 ) -> Result<XChaCha20Poly1305, KeystoreError> {
     let derived = derive_key(passphrase, params, salt)?;
-    Ok(aead(derived.as_slice()))
+    Ok(aead(&derived))
 }
 
-/// XChaCha20-Poly1305 keyed with `key` (32 bytes): the key's copy made here is wiped,
-/// the cipher's own when it is dropped (the crate's `zeroize` feature).
-pub(crate) fn aead(key: &[u8]) -> XChaCha20Poly1305 {
-    let mut copy = Key::default();
-    copy.copy_from_slice(key);
-    let cipher = XChaCha20Poly1305::new(&copy);
-    copy.zeroize();
-    cipher
+/// XChaCha20-Poly1305 keyed with `key`, read in place (no copy to wipe); the
+/// cipher's own copy is wiped when it is dropped (the crate's `zeroize` feature).
+pub(crate) fn aead(key: &[u8; 32]) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(key.into())
 }
 
 /// Argon2id over the passphrase bytes (used as given: no Unicode normalisation).

@@ -316,8 +316,9 @@ impl Ratchets {
     /// re-sealed under K' in one batch and the store flushed, then the key file keeps
     /// K' alone (synced). Records replaced before the roll no longer open with
     /// anything left on disk. A record that opens with no key held is dropped (it
-    /// never could again). Blocks on three syncs; changes not yet written by
-    /// [`Self::persist`] stay pending, to be sealed under K'.
+    /// never could again). Blocks on five syncs (two per key file write, one for
+    /// the records); changes not yet written by [`Self::persist`] stay pending, to
+    /// be sealed under K'.
     ///
     /// # Errors
     /// [`RatchetError::State`] if a step fails: every live record still opens with
@@ -339,7 +340,8 @@ impl Ratchets {
         // values are not even read.
         for (key, value) in self.store.scan_where(b"", |key, len| len > sealed_from(key)).map_err(state)? {
             let from = sealed_from(&key);
-            let Some(sealed) = value.get(from..).filter(|s| !s.is_empty()) else { continue };
+            // The scan's filter left only values longer than their prefix.
+            let Some(sealed) = value.get(from..) else { continue };
             match self.keys.open(&key, sealed) {
                 Ok((plain, epoch)) => {
                     match epoch {

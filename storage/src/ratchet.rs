@@ -97,7 +97,7 @@ impl RatchetState {
             Err(e) => return Err(io_error(e)),
         };
         match newest_slot(&bytes) {
-            Some((_, _, contents)) => Ok(Some(contents)),
+            Some((_, _, contents)) => Ok(Some(contents.to_vec())),
             None => Err(StoreError::corrupt(RATCHET_KEY_FILE, "not a ratchet key file, or no slot in it is whole")),
         }
     }
@@ -106,8 +106,10 @@ impl RatchetState {
     /// and syncs them: durable when it returns `Ok`. In an existing file the
     /// contents go to the slot not in use, which is synced, then the other slot is
     /// zeroed and synced: what the file held before does not stay in it, and a
-    /// crash or torn write at any point leaves either the old contents or the new.
-    /// A new file is written beside it and renamed into place, owner-only (0600).
+    /// crash or torn write at any point leaves either the old contents or the new
+    /// (the slot with the higher sequence wins when both are whole). A file with no
+    /// whole slot (missing, of another size, or damaged) is replaced whole: written
+    /// beside it and renamed into place, owner-only (0600).
     /// (Filesystems that copy on write, and flash translation layers, may keep the
     /// old block elsewhere on the device: this protects against a copy of the
     /// files, not against a forensic reading of the disk.)
@@ -116,26 +118,22 @@ impl RatchetState {
             return Err(StoreError::Encode { detail: format!("{} bytes do not fit the ratchet key file", contents.len()) });
         }
         let path = self.key_file();
-        match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(file) => {
-                let mut bytes = vec![0u8; KEY_FILE_LEN];
-                let whole = file.read_exact_at(&mut bytes, 0).is_ok();
-                let (next, seq, old) = match newest_slot(&bytes).filter(|_| whole) {
-                    Some((index, seq, _)) => (1 - index, seq + 1, Some(index)),
-                    None => (0, 1, None),
-                };
-                if !whole {
-                    file.set_len(KEY_FILE_LEN as u64).map_err(io_error)?;
-                }
-                file.write_all_at(&encode_slot(seq, contents), (next * KEY_SLOT_LEN) as u64).map_err(io_error)?;
+        // A read error is the caller's: taking it for "no slot" would write over the
+        // keys in use.
+        let in_use = match std::fs::read(&path) {
+            Ok(bytes) => newest_slot(&bytes).map(|(index, seq, _)| (index, seq)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error(e)),
+        };
+        match in_use {
+            Some((old, seq)) => {
+                let file = OpenOptions::new().write(true).open(&path).map_err(io_error)?;
+                file.write_all_at(&encode_slot(seq + 1, contents), ((1 - old) * KEY_SLOT_LEN) as u64).map_err(io_error)?;
                 file.sync_data().map_err(io_error)?;
-                if let Some(old) = old {
-                    file.write_all_at(&[0u8; KEY_SLOT_LEN], (old * KEY_SLOT_LEN) as u64).map_err(io_error)?;
-                    file.sync_data().map_err(io_error)?;
-                }
-                Ok(())
+                file.write_all_at(&[0u8; KEY_SLOT_LEN], (old * KEY_SLOT_LEN) as u64).map_err(io_error)?;
+                file.sync_data().map_err(io_error)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            None => {
                 let fresh = path.with_extension("key.new");
                 let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&fresh).map_err(io_error)?;
                 let mut bytes = encode_slot(1, contents).to_vec();
@@ -145,7 +143,6 @@ impl RatchetState {
                 std::fs::rename(&fresh, &path).map_err(io_error)?;
                 File::open(&self.inner.path).and_then(|d| d.sync_all()).map_err(io_error)
             }
-            Err(e) => Err(io_error(e)),
         }
     }
 
@@ -168,7 +165,7 @@ fn encode_slot(seq: u64, contents: &[u8]) -> [u8; KEY_SLOT_LEN] {
 
 /// The valid slot of a key file with the highest sequence: (its index, sequence,
 /// contents). `None` for a file of the wrong size or without a valid slot.
-fn newest_slot(file: &[u8]) -> Option<(usize, u64, Vec<u8>)> {
+fn newest_slot(file: &[u8]) -> Option<(usize, u64, &[u8])> {
     if file.len() != KEY_FILE_LEN {
         return None;
     }
@@ -182,7 +179,7 @@ fn newest_slot(file: &[u8]) -> Option<(usize, u64, Vec<u8>)> {
             let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
             let len = usize::from(u16::from_le_bytes(body[8..SLOT_HEADER].try_into().ok()?));
             let contents = body.get(SLOT_HEADER..SLOT_HEADER + len)?;
-            Some((index, seq, contents.to_vec()))
+            Some((index, seq, contents))
         })
         .max_by_key(|(_, seq, _)| *seq)
 }

@@ -326,14 +326,24 @@ fn ratchet_state_writes_in_one_batch_and_its_key_file_is_overwritten_in_place_an
     let bytes = std::fs::read(&key_file).unwrap();
     assert_eq!(bytes.len() as u64, size, "one fixed slot");
     assert!(!bytes.windows(8).any(|w| w == [7u8; 8]), "nothing of the longer contents before stays");
-    // A write torn half-way (the slot not in use left half garbage): the contents
-    // written whole before are what the file holds.
-    {
-        use std::os::unix::fs::FileExt;
-        let file = std::fs::OpenOptions::new().write(true).open(&key_file).unwrap();
-        let in_use = if bytes[..512].iter().all(|b| *b == 0) { 1 } else { 0 };
-        file.write_all_at(&[0xAB; 300], (1 - in_use) * 512).unwrap();
-    }
+    // A crash inside the next write, as the file would be left: `before` holds
+    // "short" in one slot of 512 bytes, `after` holds "newer" in the other.
+    let before = bytes;
+    ratchet.write_key_file(b"newer").unwrap();
+    let after = std::fs::read(&key_file).unwrap();
+    let old = if before[..512].iter().all(|b| *b == 0) { 1 } else { 0 };
+    let slot = |n: usize| n * 512..(n + 1) * 512;
+    // After the new slot was synced, before the old one was zeroed: both are
+    // whole, and the newer one wins.
+    let mut crashed = after.clone();
+    crashed[slot(old)].copy_from_slice(&before[slot(old)]);
+    std::fs::write(&key_file, &crashed).unwrap();
+    assert_eq!(ratchet.read_key_file().unwrap().as_deref(), Some(&b"newer"[..]), "the higher sequence wins");
+    // While the new slot was being written: half of it on disk, the old slot
+    // whole, which is what the file holds.
+    let mut torn = before.clone();
+    torn[slot(1 - old).start..slot(1 - old).start + 256].copy_from_slice(&after[slot(1 - old).start..slot(1 - old).start + 256]);
+    std::fs::write(&key_file, &torn).unwrap();
     assert_eq!(ratchet.read_key_file().unwrap().as_deref(), Some(&b"short"[..]), "a torn write leaves the last whole contents");
     ratchet.write_key_file(b"after the tear").unwrap();
     assert_eq!(ratchet.read_key_file().unwrap().as_deref(), Some(&b"after the tear"[..]));

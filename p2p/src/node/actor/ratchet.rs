@@ -94,7 +94,7 @@ impl Actor {
 
     /// Offers keys to every accepted contact (with `only_new`, those we offered none
     /// yet), makes the offers durable and sends them. Returns false if they could not
-    /// be made durable (then nothing was sent; the outbox keeps them).
+    /// be queued or made durable (then nothing was sent).
     pub(super) fn offer_to_accepted(&mut self, only_new: bool) -> bool {
         let contacts = match self.store.contacts().list() {
             Ok(contacts) => contacts,
@@ -105,21 +105,43 @@ impl Actor {
         };
         let mut offered = Vec::new();
         for c in contacts.iter().filter(|c| c.state == ContactState::Accepted) {
-            let wanted = !only_new || matches!(self.ratchets.offered(&c.peer_id), Ok(false));
-            if wanted && self.offer_ratchet_keys(c.peer_id, false).is_some() {
-                offered.push(c.peer_id);
+            if only_new && !matches!(self.ratchets.offered(&c.peer_id), Ok(false)) {
+                continue;
+            }
+            match self.offer_ratchet_keys(c.peer_id, false) {
+                Some(id) => offered.push((c.peer_id, id)),
+                None => {
+                    self.withdraw_offers(offered);
+                    return false;
+                }
             }
         }
         if offered.is_empty() {
             return true;
         }
+        // Not durable: the offers stay queued and leave after a later flush (a
+        // failed write of the state rolled the account back; then the contact
+        // cannot open an offer and a reset follows).
         if !self.ratchet_durable() {
             return false;
         }
-        for peer in offered {
+        for (peer, _) in offered {
             self.dispatch(peer);
         }
         true
+    }
+
+    /// Takes queued offers back out of the outbox after a failure rolled the
+    /// account back, and with it their one-time keys: they are made again (at the
+    /// next start, or from our next message), not sent naming keys we no longer
+    /// hold.
+    fn withdraw_offers(&mut self, offered: Vec<(PeerId, kith_storage::MessageId)>) {
+        for (peer, id) in offered {
+            self.queues.remove(&peer, id);
+            if let Err(e) = self.store.outbox().remove(id) {
+                tracing::warn!(%peer, error = %e, "withdrawing a ratchet offer failed; it fails at the contact and a reset follows");
+            }
+        }
     }
 
     /// Offers new keys with `reset` to contacts whose ratchet messages we could not
@@ -255,7 +277,7 @@ impl Actor {
 
     /// Replaces the key that seals the ratchet state on disk when a roll is due (see
     /// [`crate::ratchet::Ratchets::roll`]), so session states replaced since the last
-    /// roll no longer open with anything left on disk. On the event loop: three syncs,
+    /// roll no longer open with anything left on disk. On the event loop: five syncs,
     /// at most once per `ratchet_state_roll` and only after state was written.
     pub(super) fn roll_ratchet_state(&mut self, now: Instant) {
         if !self.ratchets.roll_due(now) {
