@@ -2,7 +2,8 @@
 //! index) open in this build with everything they held: envelopes and items in order
 //! under their sequence numbers, de-duplication, counters, the sequence floor and each
 //! item's time (for expiry). The version-1 files are written here byte for byte as version 1
-//! wrote them (the layout documented in its `mailbox/keys.rs`).
+//! wrote them (the layout documented in its `mailbox/keys.rs`). Databases of schema
+//! version 2 (one tree, the de-duplication hashes on disk) open too, and lose the hashes.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -122,5 +123,47 @@ fn a_version_1_group_log_store_opens_with_everything_it_held() {
     assert_eq!(
         store.append(&emptied, &[b"later"], 2_000).unwrap(),
         AppendOutcome::Appended(vec![Appended::Stored { seq: 8 }])
+    );
+}
+
+/// Writes a version-2 mailbox store: one tree `mail` of items, hashes and records.
+fn write_v2(dir: &Path, mailbox: &[u8], held: &[(u64, u64, &[u8])], next_seq: u64) {
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree("mail").unwrap();
+    let p = prefix(mailbox);
+    let mut bytes = 0u64;
+    for (seq, at, item) in held {
+        tree.insert([&b"i"[..], &p, &seq.to_be_bytes()].concat(), [&at.to_be_bytes()[..], item].concat()).unwrap();
+        tree.insert([&b"h"[..], &p, blake3::hash(item).as_bytes()].concat(), &seq.to_be_bytes()[..]).unwrap();
+        bytes += item.len() as u64;
+    }
+    let record = [next_seq.to_be_bytes(), (held.len() as u64).to_be_bytes(), bytes.to_be_bytes()].concat();
+    tree.insert([&b"r"[..], &p].concat(), record).unwrap();
+    db.open_tree("meta").unwrap().insert("schema_version", &2u32.to_be_bytes()).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_version_2_store_opens_without_its_disk_hashes_and_still_knows_its_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    write_v2(dir.path(), b"alice", &[(5, 1_000, b"first"), (6, 2_000, b"second")], 7);
+    let store = MailboxStore::open(dir.path(), mailbox_limits()).unwrap();
+    assert_eq!(store.stats(), MailboxStats { mailboxes: 1, envelopes: 2, bytes: 11 });
+    assert_eq!(
+        store.deposit(b"alice", &[&b"first"[..], b"third"], 3_000).unwrap(),
+        [DepositOutcome::Duplicate { seq: 5 }, DepositOutcome::Stored { seq: 7 }]
+    );
+    drop(store);
+
+    let db = kith_p2p::kith_storage::engine::open_sled(dir.path(), 16 << 20, Duration::from_secs(10)).unwrap();
+    assert_eq!(db.open_tree("mail").unwrap().scan_prefix(b"h").count(), 0, "the disk hashes are gone");
+    let version = db.open_tree("meta").unwrap().get("schema_version").unwrap().unwrap();
+    assert_eq!(version.as_ref(), 3u32.to_be_bytes());
+    drop(db);
+    // Across a reopen the held envelopes are still recognised, from memory.
+    let store = MailboxStore::open(dir.path(), mailbox_limits()).unwrap();
+    assert_eq!(
+        store.deposit(b"alice", &[&b"second"[..], b"third"], 4_000).unwrap(),
+        [DepositOutcome::Duplicate { seq: 6 }, DepositOutcome::Duplicate { seq: 7 }]
     );
 }

@@ -4,9 +4,19 @@
 //! This is the engine-level layer the relay's mailbox and group-log stores are built
 //! on (it exposes sled, unlike [`Store`](crate::Store)). A log is named by an id of
 //! 1 to 255 bytes; its items get sequence numbers that only grow, are de-duplicated
-//! by the BLAKE3 hash of their bytes, carry the time they were appended, and leave by
+//! by their bytes, carry the time they were appended, and leave by
 //! [`Writer::remove`] or by age ([`SeqLogs::expire`], which walks each log from its
-//! oldest item, so no time index is written: two keys per item, not three).
+//! oldest item, so no time index is written).
+//!
+//! One key per item: sled's cost is per key written (it copies the leaf each key
+//! lands on), and a de-duplication key per item, landing on a random leaf, cost a
+//! relay a third of its deposit rate. So the de-duplication index lives in memory: a
+//! keyed 64-bit hash of each held item's log and bytes → its sequence number,
+//! rebuilt by reading every item at open (16 bytes plus the map's slack per item).
+//! The hash's key is random per open, so nobody can aim collisions at it, and a match
+//! is confirmed by comparing the stored bytes, so a collision can never make a new
+//! item pass for a held one: at worst the colliding item is not indexed, and a
+//! repeat of it is stored again (its reader de-duplicates what it reads).
 //!
 //! Why one tree: sled serialises multi-tree transactions and copies every tree node
 //! they touch, which cost ~70 µs per relay envelope. A [`sled::Batch`] on one tree is
@@ -20,27 +30,28 @@
 //! | key | value |
 //! | --- | --- |
 //! | `i ‖ P ‖ seq` | `appended_at_ms ‖ item` |
-//! | `h ‖ P ‖ blake3(item)` | `seq` (de-duplication) |
 //! | `r ‖ P` | `next_seq ‖ count ‖ bytes` |
 //! | `f` | the sequence floor (`u64`, see [`EmptyLogs::Drop`]) |
+//!
+//! Before, `h ‖ P ‖ blake3(item)` → `seq` held the de-duplication index on disk;
+//! [`SeqLogs::open`] removes such keys.
 //!
 //! Durability: a committed [`Writer`] is atomic but not flushed; call
 //! [`SeqLogs::flush`] (one fsync for everything committed so far, by any thread)
 //! before acknowledging what it wrote.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::{StoreError, db};
-
-/// Length of an item's hash.
-pub const HASH_LEN: usize = 32;
 
 /// Name used in [`StoreError::Corrupt`] for this layer's entries.
 const TREE: &str = "seqlog";
 
 const ITEM: u8 = b'i';
-const HASH: u8 = b'h';
+/// The de-duplication index's keys before it moved to memory; removed at open.
+const FORMER_HASH: u8 = b'h';
 const RECORD: u8 = b'r';
 const FLOOR: u8 = b'f';
 
@@ -118,6 +129,8 @@ pub struct SeqLogs {
     db: sled::Db,
     tree: sled::Tree,
     empty: EmptyLogs,
+    /// Keys the de-duplication hashes (random per open).
+    hasher: RandomState,
     state: Mutex<State>,
 }
 
@@ -127,21 +140,48 @@ impl std::fmt::Debug for SeqLogs {
     }
 }
 
-/// What the writers read and move: every log's record (by prefix), the floor and
-/// the totals. Only a committed batch changes it.
+/// Item hash → sequence number. The keys are already keyed hashes, so the map
+/// uses them as they are.
+type HashIndex = HashMap<u64, u64, BuildHasherDefault<PassThrough>>;
+
+/// A [`Hasher`] for keys that are uniformly random `u64`s already.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in rather than lose it.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+/// What the writers read and move: every log's record (by prefix), the floor, the
+/// totals and the de-duplication index. Only a committed batch changes it.
 struct State {
     records: HashMap<Vec<u8>, Record>,
     floor: u64,
     totals: Totals,
+    hashes: HashIndex,
 }
 
 impl State {
-    /// Reads the floor and every record from `tree`.
-    fn load(tree: &sled::Tree) -> Result<State, StoreError> {
+    /// Reads the floor and every record from `tree`, and hashes every item.
+    fn load(tree: &sled::Tree, hasher: &RandomState) -> Result<State, StoreError> {
         let mut state = State {
             records: HashMap::new(),
             floor: FIRST_SEQ,
             totals: Totals::default(),
+            hashes: HashIndex::default(),
         };
         if let Some(value) = tree.get([FLOOR]).map_err(db)? {
             state.floor = decode_u64(&value)?;
@@ -152,16 +192,55 @@ impl State {
             state.totals.add(&record);
             state.records.insert(key[1..].to_vec(), record);
         }
+        state.hashes.reserve(usize::try_from(state.totals.items).unwrap_or(0));
+        for entry in tree.scan_prefix([ITEM]) {
+            let (key, value) = entry.map_err(db)?;
+            let seq = seq_of(&key)?;
+            let prefix = &key[1..key.len() - 8];
+            let item = split_item_value(&value)?.1;
+            state.hashes.entry(item_hash(hasher, prefix, item)).or_insert(seq);
+        }
         Ok(state)
     }
 }
 
+/// Removes every key of the former on-disk de-duplication index, in bounded
+/// batches; returns how many there were.
+fn drop_former_hashes(tree: &sled::Tree) -> Result<usize, StoreError> {
+    let mut dropped = 0;
+    loop {
+        let keys: Vec<sled::IVec> = tree
+            .scan_prefix([FORMER_HASH])
+            .keys()
+            .take(IMPORT_BATCH_ENTRIES)
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        if keys.is_empty() {
+            return Ok(dropped);
+        }
+        dropped += keys.len();
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(key);
+        }
+        tree.apply_batch(batch).map_err(db)?;
+    }
+}
+
 impl SeqLogs {
-    /// Opens the logs kept in tree `tree` of `database`, loading every log's record.
+    /// Opens the logs kept in tree `tree` of `database`: loads every log's record,
+    /// reads every item to rebuild the de-duplication index, and removes the former
+    /// on-disk index if the tree still has one (not flushed: it is redone if lost).
     pub fn open(database: &sled::Db, tree: &str, empty: EmptyLogs) -> Result<SeqLogs, StoreError> {
         let tree = database.open_tree(tree).map_err(db)?;
+        let dropped = drop_former_hashes(&tree)?;
+        if dropped > 0 {
+            tracing::info!(tree = ?String::from_utf8_lossy(&tree.name()), dropped, "removed the former on-disk de-duplication index");
+        }
+        let hasher = RandomState::new();
         Ok(SeqLogs {
-            state: Mutex::new(State::load(&tree)?),
+            state: Mutex::new(State::load(&tree, &hasher)?),
+            hasher,
             db: database.clone(),
             tree,
             empty,
@@ -276,16 +355,12 @@ impl SeqLogs {
 
     /// Copies a database of the earlier layout (one tree per key space, the same
     /// keys without the space tag) into this tree, in batches, then reloads the
-    /// records. Run it on an empty tree (it clears this tree first, so an
+    /// records and rebuilds the de-duplication index. Run it on an empty tree (it clears this tree first, so an
     /// interrupted copy can simply run again); the caller records that it finished
     /// and drops the old trees after.
     pub fn import(&self, old: &LegacyTrees<'_>) -> Result<(), StoreError> {
         self.tree.clear().map_err(db)?;
-        for (tree, tag) in [
-            (old.items, ITEM),
-            (old.hashes, HASH),
-            (old.records, RECORD),
-        ] {
+        for (tree, tag) in [(old.items, ITEM), (old.records, RECORD)] {
             // Bounded in entries and bytes, so large envelopes do not pile up in memory.
             let mut batch = sled::Batch::default();
             let (mut entries, mut bytes) = (0usize, 0usize);
@@ -304,7 +379,7 @@ impl SeqLogs {
         if let Some(floor) = old.floor {
             self.tree.insert([FLOOR], &floor.to_be_bytes()[..]).map_err(db)?;
         }
-        *self.lock() = State::load(&self.tree)?;
+        *self.lock() = State::load(&self.tree, &self.hasher)?;
         Ok(())
     }
 
@@ -317,13 +392,12 @@ impl SeqLogs {
 
 /// The trees of the layout before [`SeqLogs`] (relay schema version 1): the same
 /// keys and values, one tree per key space, and the floor as a plain number. (Its
-/// expiry index is not carried over: expiry walks the logs.)
+/// expiry and de-duplication indexes are not carried over: expiry walks the logs,
+/// and the de-duplication index is rebuilt in memory.)
 #[derive(Clone, Copy)]
 pub struct LegacyTrees<'a> {
     /// `P ‖ seq` → `appended_at_ms ‖ item`.
     pub items: &'a sled::Tree,
-    /// `P ‖ hash` → `seq`.
-    pub hashes: &'a sled::Tree,
     /// `P` → record.
     pub records: &'a sled::Tree,
     /// The sequence floor, if one was recorded.
@@ -339,12 +413,12 @@ pub struct Writer<'a> {
     batch: sled::Batch,
     /// Records changed by this batch.
     staged: HashMap<Vec<u8>, Record>,
-    /// Hash keys written by this batch, with their sequence numbers.
-    staged_hashes: HashMap<Vec<u8>, u64>,
+    /// De-duplication entries this batch sets (`Some(seq)`) or removes (`None`).
+    staged_hashes: HashMap<u64, Option<u64>>,
     /// Item keys removed by this batch.
     removed: HashSet<Vec<u8>>,
-    /// Items appended by this batch: key → (length, hash).
-    appended: HashMap<Vec<u8>, (u64, [u8; HASH_LEN])>,
+    /// Items appended by this batch: key → bytes.
+    appended: HashMap<Vec<u8>, Vec<u8>>,
     /// The floor, if this batch raised it.
     floor: Option<u64>,
 }
@@ -369,10 +443,25 @@ impl Writer<'_> {
     }
 
     /// The sequence number of the item of `log` with these exact bytes, if the log
-    /// holds one (or this batch appended one).
+    /// holds one (or this batch appended one). Reads the disk only to confirm a
+    /// match.
     pub fn find(&self, log: &[u8], item: &[u8]) -> Result<Option<u64>, StoreError> {
-        let key = hash_key(&prefix(log)?, &hash(item));
-        self.find_key(&key)
+        let prefix = prefix(log)?;
+        let Some(seq) = self.indexed(item_hash(&self.logs.hasher, &prefix, item)) else {
+            return Ok(None);
+        };
+        let key = item_key(&prefix, seq);
+        if self.removed.contains(&key) {
+            return Ok(None);
+        }
+        let same = match self.appended.get(&key) {
+            Some(bytes) => bytes == item,
+            None => match self.logs.tree.get(&key).map_err(db)? {
+                Some(value) => split_item_value(&value)?.1 == item,
+                None => false,
+            },
+        };
+        Ok(same.then_some(seq))
     }
 
     /// Appends `item` to `log` at time `at_ms` and returns its sequence number. No
@@ -387,12 +476,14 @@ impl Writer<'_> {
             .ok_or_else(|| StoreError::corrupt(TREE, "sequence numbers exhausted"))?;
         record.count += 1;
         record.bytes += item.len() as u64;
-        let hash_key = hash_key(&prefix, &hash(item));
+        let hash = item_hash(&self.logs.hasher, &prefix, item);
+        // A colliding item already indexed keeps the entry (see the module docs).
+        if self.indexed(hash).is_none() {
+            self.staged_hashes.insert(hash, Some(seq));
+        }
         let key = item_key(&prefix, seq);
         self.batch.insert(key.clone(), [&at_ms.to_be_bytes()[..], item].concat());
-        self.appended.insert(key, (item.len() as u64, hash(item)));
-        self.batch.insert(hash_key.clone(), &seq.to_be_bytes()[..]);
-        self.staged_hashes.insert(hash_key, seq);
+        self.appended.insert(key, item.to_vec());
         self.put_record(prefix, record);
         Ok(seq)
     }
@@ -423,7 +514,22 @@ impl Writer<'_> {
         if let Some(floor) = self.floor {
             state.floor = floor;
         }
+        for (hash, seq) in self.staged_hashes.drain() {
+            match seq {
+                Some(seq) => state.hashes.insert(hash, seq),
+                None => state.hashes.remove(&hash),
+            };
+        }
         Ok(())
+    }
+
+    /// The sequence number the de-duplication index gives `hash`, as this batch
+    /// leaves it.
+    fn indexed(&self, hash: u64) -> Option<u64> {
+        match self.staged_hashes.get(&hash) {
+            Some(staged) => *staged,
+            None => self.state.hashes.get(&hash).copied(),
+        }
     }
 
     fn record_of(&self, prefix: &[u8]) -> Record {
@@ -438,36 +544,19 @@ impl Writer<'_> {
             })
     }
 
-    fn find_key(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
-        if let Some(seq) = self.staged_hashes.get(key) {
-            return Ok(Some(*seq));
-        }
-        match self.logs.tree.get(key).map_err(db)? {
-            Some(value) => {
-                let seq = decode_u64(&value)?;
-                let prefix_len = key.len() - HASH_LEN;
-                if self.removed.contains(&item_key(&key[1..prefix_len], seq)) {
-                    return Ok(None);
-                }
-                Ok(Some(seq))
-            }
-            None => Ok(None),
-        }
-    }
-
     fn remove_prefixed(&mut self, prefix: &[u8], seq: u64) -> Result<Option<u64>, StoreError> {
         let key = item_key(prefix, seq);
         if self.removed.contains(&key) {
             return Ok(None);
         }
-        let (len, item_hash) = match self.appended.remove(&key) {
-            Some(known) => known,
+        let (len, hash) = match self.appended.remove(&key) {
+            Some(bytes) => (bytes.len() as u64, item_hash(&self.logs.hasher, prefix, &bytes)),
             None => {
                 let Some(value) = self.logs.tree.get(&key).map_err(db)? else {
                     return Ok(None);
                 };
                 let item = split_item_value(&value)?.1;
-                (item.len() as u64, hash(item))
+                (item.len() as u64, item_hash(&self.logs.hasher, prefix, item))
             }
         };
         let mut record = self.record_of(prefix);
@@ -478,9 +567,9 @@ impl Writer<'_> {
             }
             _ => return Err(StoreError::corrupt(TREE, "log counters below its contents")),
         }
-        let hash_key = hash_key(prefix, &item_hash);
-        self.batch.remove(hash_key.clone());
-        self.staged_hashes.remove(&hash_key);
+        if self.indexed(hash) == Some(seq) {
+            self.staged_hashes.insert(hash, None);
+        }
         self.batch.remove(key.clone());
         self.removed.insert(key);
         self.put_record(prefix.to_vec(), record);
@@ -530,8 +619,13 @@ fn prefix(log: &[u8]) -> Result<Vec<u8>, StoreError> {
     Ok([&[len], log].concat())
 }
 
-fn hash(item: &[u8]) -> [u8; HASH_LEN] {
-    *blake3::hash(item).as_bytes()
+/// The de-duplication hash of `item` in the log with key prefix `prefix` (which
+/// starts with its length, so prefix and item cannot be split another way).
+fn item_hash(hasher: &RandomState, prefix: &[u8], item: &[u8]) -> u64 {
+    let mut state = hasher.build_hasher();
+    state.write(prefix);
+    state.write(item);
+    state.finish()
 }
 
 fn item_key(prefix: &[u8], seq: u64) -> Vec<u8> {
@@ -544,10 +638,6 @@ fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
         .checked_sub(8)
         .and_then(|at| u64_at(key, at))
         .ok_or_else(|| StoreError::corrupt(TREE, "short item key"))
-}
-
-fn hash_key(prefix: &[u8], hash: &[u8; HASH_LEN]) -> Vec<u8> {
-    [&[HASH], prefix, hash].concat()
 }
 
 fn split_item_value(value: &[u8]) -> Result<(u64, &[u8]), StoreError> {
@@ -713,13 +803,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let t = |n: &str| db.open_tree(n).unwrap();
-        let (items, hashes, records) = (t("envelopes"), t("hashes"), t("mailboxes"));
+        let (items, records) = (t("envelopes"), t("mailboxes"));
         let p = prefix(b"a").unwrap();
         items.insert([&p[..], &7u64.to_be_bytes()].concat(), [&5u64.to_be_bytes()[..], b"old"].concat()).unwrap();
-        hashes.insert([&p[..], &hash(b"old")].concat(), &7u64.to_be_bytes()[..]).unwrap();
         records.insert(&p, &Record { next_seq: 8, count: 1, bytes: 3 }.encode()[..]).unwrap();
         let logs = SeqLogs::open(&db, "log", EmptyLogs::Drop).unwrap();
-        let old = LegacyTrees { items: &items, hashes: &hashes, records: &records, floor: Some(4) };
+        let old = LegacyTrees { items: &items, records: &records, floor: Some(4) };
         logs.import(&old).unwrap();
         logs.import(&old).unwrap(); // an interrupted import runs again
         assert_eq!(logs.totals(), Totals { logs: 1, items: 1, bytes: 3 });
@@ -729,5 +818,61 @@ mod tests {
         assert_eq!(append(&logs, b"new", 6, &[b"x"]), [4], "the floor came along");
         assert_eq!(logs.expire(5, 10).unwrap(), 1, "its time came along");
         assert_eq!(logs.totals().items, 1);
+    }
+
+    #[test]
+    fn duplicates_are_found_after_a_reopen_and_the_former_disk_index_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (db, logs) = open(dir.path(), EmptyLogs::Drop);
+            append(&logs, b"a", 1, &[b"one", b"two"]);
+            // An entry of the former on-disk index, as the earlier layout wrote it.
+            let tree = db.open_tree("log").unwrap();
+            let former = [&[FORMER_HASH][..], &prefix(b"a").unwrap(), blake3::hash(b"one").as_bytes()].concat();
+            tree.insert(former, &1u64.to_be_bytes()[..]).unwrap();
+            logs.flush().unwrap();
+        }
+        let (db, logs) = open(dir.path(), EmptyLogs::Drop);
+        assert_eq!(db.open_tree("log").unwrap().scan_prefix([FORMER_HASH]).count(), 0);
+        let mut w = logs.writer();
+        assert_eq!(w.find(b"a", b"one").unwrap(), Some(1));
+        assert_eq!(w.find(b"a", b"two").unwrap(), Some(2));
+        assert_eq!(w.find(b"b", b"one").unwrap(), None, "the index is per log");
+        assert_eq!(w.remove(b"a", 1).unwrap(), Some(3));
+        assert_eq!(w.find(b"a", b"one").unwrap(), None, "a removed item is not found");
+        w.commit().unwrap();
+        assert_eq!(logs.writer().find(b"a", b"one").unwrap(), None);
+    }
+
+    #[test]
+    fn a_hash_collision_never_passes_a_new_item_for_a_held_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        append(&logs, b"a", 1, &[b"held"]);
+        // Make "other" collide with "held": its hash now names item 1.
+        let other_hash = item_hash(&logs.hasher, &prefix(b"a").unwrap(), b"other");
+        logs.lock().hashes.insert(other_hash, 1);
+        let mut w = logs.writer();
+        assert_eq!(w.find(b"a", b"other").unwrap(), None, "the bytes differ");
+        assert_eq!(w.append(b"a", 1, b"other").unwrap(), 2);
+        w.commit().unwrap();
+        // The held item keeps the entry; removing the unindexed one leaves it alone.
+        let mut w = logs.writer();
+        assert_eq!(w.find(b"a", b"held").unwrap(), Some(1));
+        assert_eq!(w.remove(b"a", 2).unwrap(), Some(5));
+        w.commit().unwrap();
+        assert_eq!(logs.lock().hashes.get(&other_hash), Some(&1));
+        assert_eq!(logs.writer().find(b"a", b"held").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn an_item_repeated_within_one_batch_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let mut w = logs.writer();
+        let seq = w.append(b"a", 1, b"once").unwrap();
+        assert_eq!(w.find(b"a", b"once").unwrap(), Some(seq));
+        drop(w);
+        assert_eq!(logs.writer().find(b"a", b"once").unwrap(), None, "a dropped batch indexed nothing");
     }
 }

@@ -5,7 +5,10 @@
 //! Schema versions: 1 kept each key space in a tree of its own (items, hashes,
 //! records, expiry index; the mailbox's sequence floor in `meta`); 2 keeps items,
 //! hashes and records in one tree, written in atomic batches, and expires by walking
-//! each log (see [`kith_p2p::kith_storage::seqlog`]).
+//! each log; 3 keeps the de-duplication hashes in memory only, so the tree holds
+//! items and records (see [`kith_p2p::kith_storage::seqlog`]). A build of version 2
+//! must not open a version-3 store: it would find no hashes and store repeats, so
+//! the version is raised although the change only removes keys.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use super::error::{open_err, store_error};
 use super::OpenError;
 
 /// The schema version this build writes.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 
 /// Tree of store-wide values.
 const META: &str = "meta";
@@ -103,18 +106,20 @@ fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
             });
         }
     }
-    if let Some(found) = found.filter(|v| *v != 1 && *v != SCHEMA_VERSION) {
+    if let Some(found) = found.filter(|v| !(1..=SCHEMA_VERSION).contains(v)) {
         // Refused before anything is written into a newer build's database.
         return Err(OpenError::UnsupportedVersion {
             found,
             supported: SCHEMA_VERSION,
         });
     }
+    // Opening removes version 2's on-disk hashes (see `SeqLogs::open`).
     let logs = SeqLogs::open(db, kind.tree, kind.empty).map_err(|e| OpenError::from(store_error(e)))?;
     match found {
-        None => set_version(db, &meta)?,
         Some(1) => migrate_v1(db, &meta, &logs, kind)?,
-        Some(_) => {}
+        Some(SCHEMA_VERSION) => {}
+        // A new store, or version 2 (its hashes removed just above).
+        None | Some(_) => set_version(db, &meta)?,
     }
     // A migration interrupted after it was recorded leaves the old trees behind
     // (dropping a tree that is not there does nothing).
@@ -124,22 +129,21 @@ fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
     Ok(logs)
 }
 
-/// Copies a version-1 database into the logs' tree, records version 2, and only
+/// Copies a version-1 database into the logs' tree, records the current version, and only
 /// then (in the caller) drops the old trees: a crash at any point leaves either the
 /// old layout whole (the copy runs again) or the new one recorded.
 fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> Result<(), OpenError> {
     let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
-    tracing::info!(store = kind.tree, "migrating relay store from schema version 1 to 2");
-    // The old expiry index is not carried over (expiry walks the logs); it is dropped
-    // with the other old trees.
-    let [items, hashes, records, _expiry] = kind.legacy.map(|name| db.open_tree(name));
+    tracing::info!(store = kind.tree, "migrating relay store from schema version 1 to {SCHEMA_VERSION}");
+    // The old expiry and hash indexes are not carried over (expiry walks the logs,
+    // the hashes are kept in memory); they are dropped with the other old trees.
+    let [items, _hashes, records, _expiry] = kind.legacy.map(|name| db.open_tree(name));
     let floor = match meta.get(LEGACY_SEQ_FLOOR_KEY).map_err(err)?.filter(|_| kind.legacy_floor) {
         Some(value) => Some(u64::from_be_bytes(fixed(&value, "sequence floor")?)),
         None => None,
     };
     let legacy = LegacyTrees {
         items: &items.map_err(err)?,
-        hashes: &hashes.map_err(err)?,
         records: &records.map_err(err)?,
         floor,
     };

@@ -15,12 +15,14 @@
 //! code.
 //!
 //! Layout: each mailbox is one log of [`kith_p2p::kith_storage::seqlog::SeqLogs`]
-//! (tree `mail`), which de-duplicates envelopes by their BLAKE3 hash, expires them by
-//! walking each mailbox from its oldest and keeps every mailbox's counters in memory. A mailbox's
+//! (tree `mail`), which de-duplicates envelopes by their bytes (through a hash index
+//! kept in memory and rebuilt at open), expires them by walking each mailbox from its
+//! oldest and keeps every mailbox's counters in memory. A mailbox's
 //! record is deleted when it empties; the store's sequence floor then remembers its
 //! next sequence number, and new mailboxes start numbering there, so a sequence
 //! number is never reused for a mailbox, across restarts too. Databases of the
-//! earlier layout (one tree per index) are migrated when opened (`db`).
+//! earlier layouts (one tree per index; hashes on disk) are migrated when opened
+//! (`db`).
 
 mod challenge;
 // Opening, schema checks, migration and error mapping are shared with the group

@@ -14,6 +14,8 @@
 //!    distinct) into `M` owners' mailboxes, in batches of [`MAX_DEPOSIT_BATCH`] with
 //!    `W` requests in flight per sender. A deposit's answer comes only after the relay
 //!    has flushed it, so the rate reported is of durable, acknowledged envelopes.
+//!    Then the relay is stopped and started again holding them all: the time to
+//!    `ready` includes rebuilding its de-duplication index from every envelope.
 //! 2. **Drain.** The `M` owners, `D` at a time, each on its own connection, drain their
 //!    mailboxes as a node does (challenge, drain a page of [`MAX_DRAIN_ITEMS`],
 //!    challenge, ack, repeat) and the envelopes received are checked against those
@@ -938,7 +940,7 @@ async fn run(args: &Args, command: &str, nofile: &str) -> anyhow::Result<()> {
     );
 
     let (mut relay, metrics_port) = start_relay(args.deposits, false);
-    let relay_pid = relay.process.as_ref().unwrap().id();
+    let mut relay_pid = relay.process.as_ref().unwrap().id();
     let relay_peer: PeerId = relay.peer_id.parse().unwrap();
     let addr: Multiaddr = relay.addr().parse().unwrap();
     println!("relay {} at {addr}, metrics on 127.0.0.1:{metrics_port}", relay_peer);
@@ -972,6 +974,22 @@ async fn run(args: &Args, command: &str, nofile: &str) -> anyhow::Result<()> {
         ms(percentile(&d.latencies, 0.5)),
         ms(percentile(&d.latencies, 0.99)),
         d.busy_retries,
+    );
+
+    // The relay rebuilds its de-duplication index from every held envelope at start.
+    let stop = relay.stop();
+    let restarting = Instant::now();
+    relay.start();
+    let restart_time = restarting.elapsed();
+    relay_pid = relay.process.as_ref().unwrap().id();
+    let relay_rss_restarted = rss_kib(relay_pid);
+    let held_after = relay_metric(metrics_port, "kith_relay_mailbox_envelopes").await?;
+    if held_after != held {
+        bail!("the relay holds {held_after} envelopes after a restart, {held} before");
+    }
+    println!(
+        "  restarted ({stop:?}) holding {held_after}: ready in {:.0} ms, RSS {relay_rss_restarted} KiB",
+        restart_time.as_secs_f64() * 1e3
     );
 
     println!("phase 2: drain + ack, {} owners, {} at a time, pages of {MAX_DRAIN_ITEMS}…", args.owners, args.drainers);
@@ -1032,6 +1050,10 @@ async fn run(args: &Args, command: &str, nofile: &str) -> anyhow::Result<()> {
         deposited.elapsed.as_secs_f64(),
         ms(percentile(&d.latencies, 0.5)),
         ms(percentile(&d.latencies, 0.99)),
+    );
+    println!(
+        "| relay start holding them all (process start to `ready`) | {:.0} ms, RSS {relay_rss_restarted} KiB |",
+        restart_time.as_secs_f64() * 1e3
     );
     println!(
         "| drain + ack ({} owners, {} in parallel, pages of {MAX_DRAIN_ITEMS}) | {drain_rate:.0} envelopes/s \
