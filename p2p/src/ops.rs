@@ -205,7 +205,7 @@ pub fn compose_text(
         }
     }
     let peer = contact.peer_id;
-    let kind = ConversationKind::Direct { peer_id: peer.to_base58() };
+    let kind = ConversationKind::Direct { peer_id: kith_storage::peer_text(&peer) };
     let message = next_message(store, me, (direct_conversation(me, &peer), kind), (text, file, link), used_lamports)?;
     let now = message.sent_at_ms;
     let payload = Payload::Text {
@@ -639,7 +639,7 @@ fn next_message(
     Ok(Message {
         id: new_message_id(),
         conversation,
-        author: me.to_string(),
+        author: kith_storage::peer_text(me),
         lamport,
         sent_at_ms: now,
         received_at_ms: now,

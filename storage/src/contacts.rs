@@ -1,13 +1,15 @@
-//! Contacts, keyed by peer id (its base58 text).
+//! Contacts, keyed by peer id (its base58 text), with every contact also kept
+//! decoded in memory ([`ContactCache`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
-use crate::error::{StoreError, db, tx};
+use crate::error::{StoreError, db};
 use crate::schema::CONTACTS;
 use crate::store::Inner;
 
@@ -88,6 +90,58 @@ impl Contact {
     }
 }
 
+/// Every contact of the table, decoded, loaded at open and changed with the table
+/// under one lock. Contacts are read for every message sent and every batch
+/// received, and sent to by name (a scan); decoding them from sled each time was a
+/// tenth of a node's CPU under load. They are few (hundreds), so holding them costs
+/// little.
+///
+/// A record that does not decode stays an error for whoever reads it, as it was
+/// when every read decoded (until it is written again or removed).
+#[derive(Debug, Default)]
+pub(crate) struct ContactCache {
+    contacts: HashMap<PeerId, Contact>,
+    /// Table keys whose record does not decode, with why.
+    broken: HashMap<Vec<u8>, String>,
+}
+
+impl ContactCache {
+    /// Decodes every record of `tree`.
+    pub(crate) fn load(tree: &sled::Tree) -> Result<ContactCache, StoreError> {
+        let mut cache = ContactCache::default();
+        for entry in tree.iter() {
+            let (key, value) = entry.map_err(db)?;
+            match decode::<Contact>(CONTACTS, &value) {
+                Ok(contact) => {
+                    cache.contacts.insert(contact.peer_id, contact);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a contact record does not decode");
+                    cache.broken.insert(key.to_vec(), e.to_string());
+                }
+            }
+        }
+        Ok(cache)
+    }
+
+    fn check(&self, peer_id: &PeerId) -> Result<(), StoreError> {
+        if self.broken.is_empty() {
+            return Ok(());
+        }
+        match self.broken.get(peer_id.to_base58().as_bytes()) {
+            Some(detail) => Err(StoreError::corrupt(CONTACTS, detail)),
+            None => Ok(()),
+        }
+    }
+
+    fn check_all(&self) -> Result<(), StoreError> {
+        match self.broken.values().next() {
+            Some(detail) => Err(StoreError::corrupt(CONTACTS, detail)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Handle to the contacts table. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Contacts {
@@ -99,12 +153,18 @@ impl Contacts {
         &self.inner.trees.contacts
     }
 
+    /// The cache, locked. Writers hold it across their sled write, so the cache
+    /// and the table change in the same order.
+    fn cache(&self) -> MutexGuard<'_, ContactCache> {
+        // Changed only after its sled write succeeded, so a panic leaves it matching.
+        self.inner.contacts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The contact with this peer id, if any.
     pub fn get(&self, peer_id: &PeerId) -> Result<Option<Contact>, StoreError> {
-        match self.tree().get(peer_id.to_base58()).map_err(db)? {
-            Some(v) => decode(CONTACTS, &v).map(Some),
-            None => Ok(None),
-        }
+        let cache = self.cache();
+        cache.check(peer_id)?;
+        Ok(cache.contacts.get(peer_id).cloned())
     }
 
     /// Whether `peer_id` is a contact we blocked.
@@ -114,9 +174,11 @@ impl Contacts {
 
     /// Inserts or replaces the contact keyed by its `peer_id`. Not flushed.
     pub fn put(&self, contact: &Contact) -> Result<(), StoreError> {
-        self.tree()
-            .insert(contact.peer_id.to_base58(), encode(contact)?)
-            .map_err(db)?;
+        let mut cache = self.cache();
+        let key = contact.peer_id.to_base58();
+        self.tree().insert(key.as_bytes(), encode(contact)?).map_err(db)?;
+        cache.broken.remove(key.as_bytes());
+        cache.contacts.insert(contact.peer_id, contact.clone());
         Ok(())
     }
 
@@ -124,7 +186,12 @@ impl Contacts {
     pub fn remove(&self, peer_id: &PeerId) -> Result<bool, StoreError> {
         // Their profile goes with them.
         crate::profiles::Profiles { inner: self.inner.clone() }.remove(peer_id)?;
-        Ok(self.tree().remove(peer_id.to_base58()).map_err(db)?.is_some())
+        let mut cache = self.cache();
+        let key = peer_id.to_base58();
+        let existed = self.tree().remove(key.as_bytes()).map_err(db)?.is_some();
+        cache.broken.remove(key.as_bytes());
+        cache.contacts.remove(peer_id);
+        Ok(existed)
     }
 
     /// All contacts sorted by [`Contact::sort_name`] (case-insensitively,
@@ -138,18 +205,16 @@ impl Contacts {
     /// All contacts in no particular order: [`list`](Self::list) without its
     /// sort, which encodes every peer id in base58 (for lookups that need no order).
     pub fn unsorted(&self) -> Result<Vec<Contact>, StoreError> {
-        self.tree().iter().values().map(|v| decode::<Contact>(CONTACTS, &v.map_err(db)?)).collect()
+        let cache = self.cache();
+        cache.check_all()?;
+        Ok(cache.contacts.values().cloned().collect())
     }
 
-    /// How many contacts are in `state` (a scan: O(contacts)).
+    /// How many contacts are in `state` (a scan of memory: O(contacts)).
     pub fn count(&self, state: ContactState) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for v in self.tree().iter().values() {
-            if decode::<Contact>(CONTACTS, &v.map_err(db)?)?.state == state {
-                n += 1;
-            }
-        }
-        Ok(n)
+        let cache = self.cache();
+        cache.check_all()?;
+        Ok(cache.contacts.values().filter(|c| c.state == state).count())
     }
 
     /// Atomically changes a contact's state and returns the updated contact
@@ -157,16 +222,15 @@ impl Contacts {
     /// [`put`](Self::put) to change it). [`StoreError::NotFound`] if unknown.
     /// Not flushed.
     pub fn set_state(&self, peer_id: &PeerId, state: ContactState) -> Result<Contact, StoreError> {
-        use sled::transaction::ConflictableTransactionError::Abort;
-        let key = peer_id.to_base58();
-        tx(self.tree().transaction(|t| {
-            let Some(v) = t.get(&key)? else {
-                return Err(Abort(StoreError::not_found("contact", &key)));
-            };
-            let mut contact: Contact = decode(CONTACTS, &v).map_err(Abort)?;
-            contact.state = state;
-            t.insert(key.as_str(), encode(&contact).map_err(Abort)?)?;
-            Ok(contact)
-        }))
+        // Atomic: every writer holds the cache's lock across its sled write.
+        let mut cache = self.cache();
+        cache.check(peer_id)?;
+        let Some(mut contact) = cache.contacts.get(peer_id).cloned() else {
+            return Err(StoreError::not_found("contact", peer_id.to_base58()));
+        };
+        contact.state = state;
+        self.tree().insert(peer_id.to_base58().as_bytes(), encode(&contact)?).map_err(db)?;
+        cache.contacts.insert(*peer_id, contact.clone());
+        Ok(contact)
     }
 }

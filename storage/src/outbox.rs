@@ -55,7 +55,7 @@ impl From<Recipient> for String {
 impl std::fmt::Display for Recipient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Recipient::Peer(peer) => f.write_str(&peer.to_base58()),
+            Recipient::Peer(peer) => f.write_str(&crate::peer::text(peer)),
             Recipient::Group(group) => write!(f, "{GROUP_PREFIX}{group}"),
             Recipient::Unreadable(text) => f.write_str(text),
         }

@@ -1,9 +1,46 @@
 //! Peer ids and addresses as stored: typed in memory (`PeerId`, `Multiaddr`), text
 //! on disk (base58 and the multiaddr's text form), the layout databases already have.
 
+use std::cell::RefCell;
+
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Peers whose text [`text`] remembers, per thread.
+const TEXTS_REMEMBERED: usize = 16;
+
+thread_local! {
+    /// The base58 texts of the peers last turned into text on this thread, newest
+    /// last.
+    static TEXTS: RefCell<Vec<(PeerId, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `peer`'s base58 text, the same as `peer.to_string()`. Base58 costs a division
+/// loop over the whole id (~1.5 µs), and a busy node writes the same few ids (its
+/// own, as every message's author; the contact it talks to) into every message,
+/// entry and event, so the last [`TEXTS_REMEMBERED`] are remembered per thread.
+pub fn text(peer: &PeerId) -> String {
+    TEXTS
+        .try_with(|texts| {
+            let mut texts = texts.borrow_mut();
+            if let Some(at) = texts.iter().rposition(|(p, _)| p == peer) {
+                // Used again: it moves to the back, so ids in steady use are kept.
+                let known = texts.remove(at);
+                let text = known.1.clone();
+                texts.push(known);
+                return text;
+            }
+            let made = peer.to_base58();
+            if texts.len() >= TEXTS_REMEMBERED {
+                texts.remove(0);
+            }
+            texts.push((*peer, made.clone()));
+            made
+        })
+        // Only while the thread's locals are being torn down.
+        .unwrap_or_else(|_| peer.to_base58())
+}
 
 /// Serde for a [`PeerId`] stored as its base58 text; text that is not a peer id fails
 /// to decode (the entry is corrupt).
@@ -11,7 +48,7 @@ pub(crate) mod peer_text {
     use super::*;
 
     pub(crate) fn serialize<S: Serializer>(peer: &PeerId, s: S) -> Result<S::Ok, S::Error> {
-        peer.to_base58().serialize(s)
+        super::text(peer).serialize(s)
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PeerId, D::Error> {
@@ -48,6 +85,20 @@ pub(crate) mod addr_texts {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn a_peers_text_is_its_base58_however_many_peers_come_and_go() {
+        let peer = |n: u8| libp2p_identity::PeerId::from_bytes(&[&[0x12, 0x20][..], &[n; 32]].concat()).unwrap();
+        let peers: Vec<_> = (0..40).map(peer).collect();
+        for round in 0..3 {
+            for (i, peer) in peers.iter().enumerate() {
+                // Revisit the first few often, so both remembered and evicted texts are read.
+                for p in [peer, &peers[i % 3]] {
+                    assert_eq!(super::text(p), p.to_base58(), "round {round}, peer {i}");
+                }
+            }
+        }
+    }
+
     use serde::{Deserialize, Serialize};
 
     use crate::codec::{decode, encode};

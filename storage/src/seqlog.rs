@@ -15,8 +15,10 @@
 //! rebuilt by reading every item at open (16 bytes plus the map's slack per item).
 //! The hash's key is random per open, so nobody can aim collisions at it, and a match
 //! is confirmed by comparing the stored bytes, so a collision can never make a new
-//! item pass for a held one: at worst the colliding item is not indexed, and a
-//! repeat of it is stored again (its reader de-duplicates what it reads).
+//! item pass for a held one: at worst the colliding item is not indexed (and if it
+//! also has the other's sequence number in another log, removing it removes the
+//! other's entry), and a repeat is stored again (its reader de-duplicates what it
+//! reads). A 64-bit collision is ~2⁻²⁵ likely among a million items.
 //!
 //! Why one tree: sled serialises multi-tree transactions and copies every tree node
 //! they touch, which cost ~70 µs per relay envelope. A [`sled::Batch`] on one tree is
@@ -193,12 +195,21 @@ impl State {
             state.records.insert(key[1..].to_vec(), record);
         }
         state.hashes.reserve(usize::try_from(state.totals.items).unwrap_or(0));
+        let mut damaged = 0usize;
         for entry in tree.scan_prefix([ITEM]) {
             let (key, value) = entry.map_err(db)?;
-            let seq = seq_of(&key)?;
-            let prefix = &key[1..key.len() - 8];
-            let item = split_item_value(&value)?.1;
+            // A damaged item is left out of the index rather than refusing the whole
+            // store: reading it reports it, as before the index was in memory.
+            let (Some(prefix), Ok(seq), Ok((_, item))) =
+                (key.get(1..key.len().saturating_sub(8)).filter(|p| p.len() > 1), seq_of(&key), split_item_value(&value))
+            else {
+                damaged += 1;
+                continue;
+            };
             state.hashes.entry(item_hash(hasher, prefix, item)).or_insert(seq);
+        }
+        if damaged > 0 {
+            tracing::warn!(damaged, "damaged items left out of the de-duplication index");
         }
         Ok(state)
     }
@@ -874,5 +885,22 @@ mod tests {
         assert_eq!(w.find(b"a", b"once").unwrap(), Some(seq));
         drop(w);
         assert_eq!(logs.writer().find(b"a", b"once").unwrap(), None, "a dropped batch indexed nothing");
+    }
+
+    #[test]
+    fn damaged_items_do_not_stop_the_logs_from_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (db, logs) = open(dir.path(), EmptyLogs::Drop);
+            append(&logs, b"a", 1, &[b"kept"]);
+            let tree = db.open_tree("log").unwrap();
+            // A key with no log id, and an item value too short for its time.
+            tree.insert([&[ITEM][..], &9u64.to_be_bytes()].concat(), &b"x"[..]).unwrap();
+            tree.insert(item_key(&prefix(b"a").unwrap(), 7), &b"short"[..]).unwrap();
+            logs.flush().unwrap();
+        }
+        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        assert_eq!(logs.writer().find(b"a", b"kept").unwrap(), Some(1));
+        assert!(logs.list(b"a", 7, 1, 100).is_err(), "reading the damaged item reports it");
     }
 }

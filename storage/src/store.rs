@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::decode;
-use crate::contacts::Contacts;
+use crate::contacts::{ContactCache, Contacts};
 use crate::conversations::{Conversation, Conversations};
 use crate::error::{OpenError, StoreError, db};
 use crate::calls::Calls;
@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) trees: Trees,
     pub(crate) log: MessageLog,
+    /// The contacts table, decoded (see [`ContactCache`]).
+    pub(crate) contacts: std::sync::Mutex<ContactCache>,
 }
 
 impl fmt::Debug for Inner {
@@ -197,6 +199,7 @@ impl Store {
             .map(|k| crate::codec::fixed(CONVERSATIONS, &k.map_err(db)?).map(ConversationId))
             .collect::<Result<HashSet<_>, _>>()?;
         let log = schema::open_log(&handle, path, &conversations)?;
+        let contacts = ContactCache::load(&trees.contacts)?;
         tracing::debug!(path = %path.display(), "opened store");
         Ok(Store {
             inner: Arc::new(Inner {
@@ -204,6 +207,7 @@ impl Store {
                 path: path.to_owned(),
                 trees,
                 log,
+                contacts: std::sync::Mutex::new(contacts),
             }),
         })
     }

@@ -227,6 +227,8 @@ fn corrupt_values_are_typed_errors() {
     assert!(corrupt(store.conversations().list().map(drop)));
     assert!(corrupt(store.contacts().get(&common::peer(1)).map(drop)));
     assert!(corrupt(store.contacts().list().map(drop)));
+    assert!(corrupt(store.contacts().set_state(&common::peer(1), kith_storage::ContactState::Blocked).map(drop)));
+    assert_eq!(store.contacts().get(&common::peer(2)).unwrap(), None, "other contacts read as before");
     // Messages live in the message log (its damaged records are tested beside
     // it, in msglog's unit tests): a damaged conversation record does not stop them.
     // Intact entries are still readable.

@@ -61,6 +61,16 @@ fn contacts() {
     assert!(contacts.remove(&peer(26)).unwrap());
     assert!(!contacts.remove(&peer(26)).unwrap());
     assert_eq!(contacts.get(&peer(26)).unwrap(), None);
+    contacts.set_state(&peer(1), ContactState::Blocked).unwrap();
+
+    // Contacts are read from memory: what the table holds, reopened, is the same.
+    let shown = contacts.list().unwrap();
+    assert_eq!(contacts.count(ContactState::Blocked).unwrap(), 1);
+    let path = store.path().to_owned();
+    drop((contacts, store));
+    let store = common::open(&path).unwrap();
+    assert_eq!(store.contacts().list().unwrap(), shown);
+    assert_eq!(store.contacts().get(&peer(1)).unwrap().map(|c| c.state), Some(ContactState::Blocked));
 }
 
 #[test]

@@ -127,7 +127,9 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                     Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 };
-                write_line(&mut write, &json!({ "event": event })).await?;
+                // Written straight from the event, not through a `Value`: every
+                // message a busy node stores is an event to each subscriber.
+                write_line(&mut write, &EventLine { event: &event }).await?;
             }
         }
     }
@@ -161,7 +163,13 @@ pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Value, bool) {
     }
 }
 
-async fn write_line(write: &mut tokio::net::unix::OwnedWriteHalf, value: &Value) -> std::io::Result<()> {
+/// An event as a line on the socket: `{"event": …}`.
+#[derive(serde::Serialize)]
+struct EventLine<'a> {
+    event: &'a Event,
+}
+
+async fn write_line<T: serde::Serialize>(write: &mut tokio::net::unix::OwnedWriteHalf, value: &T) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write.write_all(&bytes).await

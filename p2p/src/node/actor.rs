@@ -954,7 +954,7 @@ impl Actor {
                     if !peers.contains(&peer) {
                         peers.push(peer);
                     }
-                    Ok(MessageView::new(&message, Some(&peer.to_string())))
+                    Ok(MessageView::new(&message, Some(&kith_storage::peer_text(&peer))))
                 }
                 (Ok((message, entry, group_messages::Dest::Group(group))), Ok(())) => {
                     self.queue_group_message(group, entry);

@@ -317,7 +317,7 @@ impl Inbound<'_> {
                 let message = Message {
                     id,
                     conversation,
-                    author: sender.to_string(),
+                    author: kith_storage::peer_text(&sender),
                     lamport,
                     sent_at_ms,
                     received_at_ms: now,
@@ -375,7 +375,7 @@ impl Inbound<'_> {
                 };
                 self.store.conversations().get_or_create(
                     conversation,
-                    ConversationKind::Direct { peer_id: sender.to_string() },
+                    ConversationKind::Direct { peer_id: kith_storage::peer_text(&sender) },
                     now,
                 )?;
                 Ok(Step::Insert(message, contact.state == ContactState::Accepted))
