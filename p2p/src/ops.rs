@@ -118,28 +118,27 @@ pub fn resolve_contact(store: &Store, query: &str) -> Result<Contact, OpError> {
     {
         return Ok(c);
     }
-    // Unsorted: every send by name comes here, and sorting encodes every peer id in
-    // base58. Only the (few) matches are sorted, into the order `list` gives.
-    let mut contacts = store.contacts().unsorted()?;
-    // Fellow group members we never added are not contacts.
-    contacts.retain(|c| c.state != ContactState::Member);
+    // Every send by name comes here: only the contacts that match are copied out of
+    // the store, and only they are sorted (sorting encodes peer ids in base58) into
+    // the order `list` gives.
     let lower = query.to_lowercase();
     let alias_of = |c: &Contact| c.alias.as_ref().map(|a| a.to_lowercase());
-    let by_alias = contacts.iter().filter(|c| alias_of(c) == Some(lower.clone()));
-    if let Some(c) = by_alias.min_by_key(|c| c.list_order()) {
-        return Ok(c.clone());
-    }
     // A peer id in base58 starts with `1` (identity multihash, as every Ed25519 key)
     // or `Q` (SHA-256); any other query cannot be a prefix of one.
     let may_be_peer_id = query.starts_with('1') || query.starts_with('Q');
-    let mut matches: Vec<&Contact> = contacts
-        .iter()
-        .filter(|c| {
-            (may_be_peer_id && c.peer_id.to_base58().starts_with(query))
+    let candidates = store.contacts().matching(|c| {
+        // Fellow group members we never added are not contacts.
+        c.state != ContactState::Member
+            && ((may_be_peer_id && c.peer_id.to_base58().starts_with(query))
                 || alias_of(c).is_some_and(|a| a.starts_with(&lower))
-                || c.display_name.as_ref().is_some_and(|n| n.to_lowercase() == lower)
-        })
-        .collect();
+                || c.display_name.as_ref().is_some_and(|n| n.to_lowercase() == lower))
+    })?;
+    // A whole alias wins over everything that merely starts with the query.
+    let by_alias = candidates.iter().filter(|c| alias_of(c).as_deref() == Some(lower.as_str()));
+    if let Some(c) = by_alias.min_by_key(|c| c.list_order()) {
+        return Ok(c.clone());
+    }
+    let mut matches: Vec<&Contact> = candidates.iter().collect();
     matches.sort_by_cached_key(|c| c.list_order());
     match matches.as_slice() {
         [one] => Ok((*one).clone()),

@@ -210,6 +210,14 @@ impl Contacts {
         Ok(cache.contacts.values().cloned().collect())
     }
 
+    /// The contacts for which `keep` is true, in no particular order: a scan of
+    /// memory that copies only those.
+    pub fn matching(&self, keep: impl Fn(&Contact) -> bool) -> Result<Vec<Contact>, StoreError> {
+        let cache = self.cache();
+        cache.check_all()?;
+        Ok(cache.contacts.values().filter(|c| keep(c)).cloned().collect())
+    }
+
     /// How many contacts are in `state` (a scan of memory: O(contacts)).
     pub fn count(&self, state: ContactState) -> Result<usize, StoreError> {
         let cache = self.cache();
