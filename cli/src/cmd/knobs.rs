@@ -32,6 +32,9 @@ const RATCHET_LEGACY_GRACE: &str = "KITH_RATCHET_LEGACY_GRACE_MS";
 /// How often the key sealing the ratchet state on disk is replaced while that state
 /// is written, in ms (default 10 min).
 const RATCHET_STATE_ROLL: &str = "KITH_RATCHET_STATE_ROLL_MS";
+/// How often the search index catches up with the message log, in ms (default
+/// 2 000).
+const SEARCH_CATCH_UP: &str = "KITH_SEARCH_CATCH_UP_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
 
@@ -80,6 +83,9 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
     if let Some(roll) = millis(RATCHET_STATE_ROLL, 10) {
         timers.ratchet_state_roll = roll;
     }
+    if let Some(every) = millis(SEARCH_CATCH_UP, 100) {
+        timers.search_catch_up = every;
+    }
     if let Some(only_global) = number(AUTONAT_ONLY_GLOBAL_IPS) {
         timers.autonat.only_global_ips = only_global != 0;
     }
@@ -102,6 +108,7 @@ mod tests {
             assert_eq!(timers.event_buffer, defaults.event_buffer);
             assert_eq!(timers.autonat, defaults.autonat);
             assert_eq!(timers.ratchet_state_roll, defaults.ratchet_state_roll);
+            assert_eq!(timers.search_catch_up, defaults.search_catch_up);
         }
     }
 
@@ -120,6 +127,7 @@ mod tests {
                     AUTONAT_TIMEOUT => "60000",
                     AUTONAT_ONLY_GLOBAL_IPS => "0",
                     RATCHET_STATE_ROLL => "5000",
+                    SEARCH_CATCH_UP => "50",
                     _ => return None,
                 }
                 .into(),
@@ -137,5 +145,6 @@ mod tests {
         assert_eq!(timers.autonat.timeout, Duration::from_secs(60));
         assert!(!timers.autonat.only_global_ips);
         assert_eq!(timers.ratchet_state_roll, Duration::from_secs(5));
+        assert_eq!(timers.search_catch_up, Duration::from_millis(100), "at least 100 ms");
     }
 }

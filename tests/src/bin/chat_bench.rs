@@ -3,8 +3,9 @@
 //! socket → stored and announced on B's), and sustained durable throughput A → B.
 //!
 //! Run: `cargo run --release -p kith-tests --bin chat-bench -- [--messages N]
-//! [--latency-samples N] [--clients N] [--starts N]`. Numbers go to
-//! docs/PERFORMANCE.md; nothing here is a pass/fail test.
+//! [--latency-samples N] [--clients N] [--starts N]`. `KITH_*` variables in its
+//! environment (the daemons' knobs, docs/CLI.md) reach both measured daemons.
+//! Numbers go to docs/PERFORMANCE.md; nothing here is a pass/fail test.
 
 #![allow(clippy::unwrap_used)]
 
@@ -149,6 +150,13 @@ fn main() {
 
     let mut a = Peer::init("a");
     let mut b = Peer::init("b");
+    // The daemons' tuning knobs (docs/CLI.md) pass through from this environment.
+    let knobs: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("KITH_")).collect();
+    if !knobs.is_empty() {
+        println!("knobs for both daemons: {knobs:?}");
+    }
+    a.env.extend(knobs.iter().cloned());
+    b.env.extend(knobs);
     a.start(&[]);
     b.start(&[]);
     connect(&a, &b);
