@@ -340,6 +340,12 @@ pub struct MailboxConfig {
     /// mailboxes cannot fill the disk; at least `max_bytes_per_mailbox`.
     /// Default: `8589934592` (8 GiB).
     pub max_total_bytes: u64,
+    /// `mailbox.max_total_envelopes`: envelopes held over all mailboxes, so many
+    /// tiny envelopes cannot pile up in the memory index (19–39 bytes each) and the
+    /// start-up scan (about 1 s per 400000); at least `max_messages_per_mailbox`.
+    /// `max_total_bytes` binds first for envelopes averaging over 2 KiB, this for
+    /// smaller ones. Default: `4000000`.
+    pub max_total_envelopes: u64,
     /// `mailbox.max_envelope_bytes`: largest accepted envelope; at most
     /// [`MAX_ENVELOPE_BYTES_LIMIT`]. Default: `262144` (256 KiB).
     pub max_envelope_bytes: u64,
@@ -386,6 +392,7 @@ impl Default for MailboxConfig {
             max_messages_per_mailbox: 10_000,
             max_bytes_per_mailbox: 64 * MIB,
             max_total_bytes: 8 * GIB,
+            max_total_envelopes: 4_000_000,
             max_envelope_bytes: 256 * KIB,
             sender_rate_per_sec: 200,
             sender_burst: 2000,
@@ -418,6 +425,7 @@ impl MailboxConfig {
             max_messages_per_mailbox: self.max_messages_per_mailbox,
             max_bytes_per_mailbox: self.max_bytes_per_mailbox,
             max_total_bytes: self.max_total_bytes,
+            max_total_envelopes: self.max_total_envelopes,
             max_envelope_bytes: self.max_envelope_bytes,
             challenge_ttl: Duration::from_secs(self.challenge_ttl_secs),
             max_pending_challenges: self.max_pending_challenges as usize,
@@ -455,6 +463,12 @@ pub struct GroupLogConfig {
     /// cannot fill the disk; at least `max_bytes_per_log`.
     /// Default: `8589934592` (8 GiB).
     pub max_total_bytes: u64,
+    /// `grouplog.max_total_items`: items held over all logs, so many tiny items
+    /// cannot pile up in the memory index (19–39 bytes each) and the start-up scan
+    /// (about 1 s per 400000); at least `max_items_per_log`. `max_total_bytes` binds
+    /// first for items averaging over 2 KiB, this for smaller ones.
+    /// Default: `4000000`.
+    pub max_total_items: u64,
     /// `grouplog.sender_rate_per_sec`: items per second one peer may append,
     /// sustained. Default: `200`.
     pub sender_rate_per_sec: u32,
@@ -483,6 +497,7 @@ impl Default for GroupLogConfig {
             max_items_per_log: 100_000,
             max_bytes_per_log: 256 * MIB,
             max_total_bytes: 8 * GIB,
+            max_total_items: 4_000_000,
             sender_rate_per_sec: 200,
             sender_burst: 2000,
             expire_interval_secs: 600,
@@ -510,6 +525,7 @@ impl GroupLogConfig {
             max_items_per_log: self.max_items_per_log,
             max_bytes_per_log: self.max_bytes_per_log,
             max_total_bytes: self.max_total_bytes,
+            max_total_items: self.max_total_items,
         }
     }
 }
@@ -962,6 +978,17 @@ impl RelayConfig {
                 ),
             ));
         }
+        at_least_one("mailbox.max_total_envelopes", m.max_total_envelopes)?;
+        // One full mailbox must fit.
+        if m.max_total_envelopes < m.max_messages_per_mailbox {
+            return Err(invalid(
+                "mailbox.max_total_envelopes".into(),
+                format!(
+                    "must be at least max_messages_per_mailbox ({})",
+                    m.max_messages_per_mailbox
+                ),
+            ));
+        }
 
         let g = &self.grouplog;
         if !(1..=MAX_TTL_DAYS).contains(&g.ttl_days) {
@@ -992,6 +1019,17 @@ impl RelayConfig {
                 format!(
                     "must be at least max_bytes_per_log ({})",
                     g.max_bytes_per_log
+                ),
+            ));
+        }
+        at_least_one("grouplog.max_total_items", g.max_total_items)?;
+        // One full log must fit.
+        if g.max_total_items < g.max_items_per_log {
+            return Err(invalid(
+                "grouplog.max_total_items".into(),
+                format!(
+                    "must be at least max_items_per_log ({})",
+                    g.max_items_per_log
                 ),
             ));
         }
@@ -1621,6 +1659,54 @@ format = "json"
         let ok =
             RelayConfig::from_toml_str("[access]\npolicy = \"members\"\noperator_tokens = true\n");
         assert!(ok.is_ok());
+    }
+
+    /// The store-wide counts bound the memory index and the start-up scan; each must
+    /// hold at least one full mailbox or log, and the key at fault is named.
+    #[test]
+    fn store_wide_counts_must_hold_one_full_mailbox_or_log() {
+        let defaults = RelayConfig::default();
+        assert_eq!(defaults.mailbox.limits().max_total_envelopes, 4_000_000);
+        assert_eq!(defaults.grouplog.limits().max_total_items, 4_000_000);
+
+        let (key, line, message) =
+            invalid("[mailbox]\nmax_messages_per_mailbox = 100\nmax_total_envelopes = 99\n");
+        assert_eq!(
+            (key.as_str(), line),
+            ("mailbox.max_total_envelopes", Some(3))
+        );
+        assert!(
+            message.contains("max_messages_per_mailbox (100)"),
+            "{message}"
+        );
+        // Raising the per-mailbox count past the default total names the total,
+        // though it is not in the text.
+        let (key, line, _) = invalid("[mailbox]\nmax_messages_per_mailbox = 4000001\n");
+        assert_eq!(
+            (key.as_str(), line),
+            ("mailbox.max_total_envelopes", Some(1))
+        );
+        assert_eq!(
+            invalid("[mailbox]\nmax_total_envelopes = 0\n").0,
+            "mailbox.max_total_envelopes"
+        );
+        let config = RelayConfig::from_toml_str(
+            "[mailbox]\nmax_messages_per_mailbox = 100\nmax_total_envelopes = 100\n",
+        )
+        .unwrap();
+        assert_eq!(config.mailbox.limits().max_total_envelopes, 100);
+
+        let (key, line, message) = invalid("[grouplog]\nmax_total_items = 99999\n");
+        assert_eq!((key.as_str(), line), ("grouplog.max_total_items", Some(2)));
+        assert!(message.contains("max_items_per_log (100000)"), "{message}");
+        assert_eq!(
+            invalid("[grouplog]\nmax_items_per_log = 1\nmax_total_items = 0\n").0,
+            "grouplog.max_total_items"
+        );
+        let config =
+            RelayConfig::from_toml_str("[grouplog]\nmax_items_per_log = 5\nmax_total_items = 5\n")
+                .unwrap();
+        assert_eq!(config.grouplog.limits().max_total_items, 5);
     }
 
     #[test]

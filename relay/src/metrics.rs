@@ -298,7 +298,8 @@ pub enum RefusalReason {
     QuotaBytes,
     /// `too_large`: the envelope exceeds the size limit.
     TooLarge,
-    /// `store_full`: the relay's total mailbox space is used up.
+    /// `store_full`: the store as a whole is full (its total bytes, or its total
+    /// envelopes or items).
     StoreFull,
     /// `rate_limited`: the sender exceeded its rate.
     RateLimited,
@@ -556,6 +557,11 @@ impl Metrics {
                 "Envelopes held in all mailboxes (queue depth)",
                 m.mailbox_envelopes,
             );
+            r.register(
+                "mailbox_envelopes_limit",
+                "Envelopes all mailboxes hold at most (mailbox.max_total_envelopes)",
+                limit(config.mailbox.max_total_envelopes),
+            );
             r.register_with_unit(
                 "mailbox",
                 "Bytes of envelopes held in all mailboxes",
@@ -629,6 +635,11 @@ impl Metrics {
                 "grouplog_items",
                 "Items held in all group logs",
                 m.grouplog_items,
+            );
+            r.register(
+                "grouplog_items_limit",
+                "Items all group logs hold at most (grouplog.max_total_items)",
+                limit(config.grouplog.max_total_items),
             );
             r.register_with_unit(
                 "grouplog",
@@ -1074,8 +1085,8 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("# TYPE kith_relay_"))
             .count();
-        // 31 counters and gauges of use, build_info, 8 capacities, the memory limit.
-        assert_eq!(relay_types, 41, "{text}");
+        // 31 counters and gauges of use, build_info, 10 capacities, the memory limit.
+        assert_eq!(relay_types, 43, "{text}");
     }
 
     /// Families of every role that is on, none of one that is off.
@@ -1099,7 +1110,10 @@ mod tests {
             "kith_relay_dht_records",
             "kith_relay_deposits",
             "kith_relay_refusals",
+            "kith_relay_mailbox_envelopes",
+            "kith_relay_mailbox_envelopes_limit",
             "kith_relay_grouplog_items",
+            "kith_relay_grouplog_items_limit",
             "kith_relay_grouplog_refusals",
             "kith_relay_rate_limited",
         ] {
@@ -1202,6 +1216,8 @@ mod tests {
         config.dht.max_records = 56;
         config.mailbox.max_total_bytes = 1 << 30;
         config.grouplog.max_total_bytes = 1 << 31;
+        config.mailbox.max_total_envelopes = 123_456;
+        config.grouplog.max_total_items = 654_321;
         config.connections.max_memory_bytes = Some(512 << 20);
         let mut registry = Registry::default();
         let _metrics = Metrics::for_config(&mut registry, &config);
@@ -1217,6 +1233,8 @@ mod tests {
             "kith_relay_dht_records_limit 56".into(),
             "kith_relay_mailbox_limit_bytes 1073741824".into(),
             "kith_relay_grouplog_limit_bytes 2147483648".into(),
+            "kith_relay_mailbox_envelopes_limit 123456".into(),
+            "kith_relay_grouplog_items_limit 654321".into(),
             "kith_relay_mailbox_jobs_limit 64".into(),
             "kith_relay_grouplog_jobs 0".into(),
             "# UNIT kith_relay_mailbox_limit_bytes bytes".into(),

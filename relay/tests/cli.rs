@@ -263,3 +263,30 @@ fn check_config_exits_78_naming_key_line_and_value_once() {
     // The reason once, not once per layer of the error.
     assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
 }
+
+/// A store-wide count below one full mailbox or log is refused at start, naming
+/// the key, before any store is opened.
+#[test]
+fn run_refuses_a_total_count_below_one_full_mailbox_or_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cases = [
+        (
+            "[mailbox]\nmax_messages_per_mailbox = 50\nmax_total_envelopes = 49\n",
+            "`mailbox.max_total_envelopes` = 49: must be at least max_messages_per_mailbox (50)",
+        ),
+        (
+            "[grouplog]\nmax_total_items = 10\n",
+            "`grouplog.max_total_items` = 10: must be at least max_items_per_log (100000)",
+        ),
+    ];
+    for (section, message) in cases {
+        std::fs::write(dir.path().join("bad.toml"), loopback_config(&data, section)).unwrap();
+        let out = kith_relay(dir.path(), &["run", "--config", "bad.toml"]);
+        assert_eq!(code(&out), 78, "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+        assert!(out.stdout.is_empty(), "no ready line on failure");
+        assert!(!data.join("mailbox").exists() && !data.join("grouplog").exists());
+    }
+}

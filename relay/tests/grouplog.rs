@@ -176,6 +176,83 @@ fn store_quotas_refuse_whole_batches() {
     );
 }
 
+/// Small items spread over many logs stay under every byte quota; the store-wide
+/// count refuses a batch that would pass it, whole, in any log, counting only the
+/// items not held yet, and takes items again once expiry frees room.
+#[test]
+fn store_caps_the_number_of_items_across_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = GroupLogLimits {
+        ttl: Duration::from_millis(1_000),
+        max_items_per_log: 3,
+        max_total_items: 4,
+        ..GroupLogLimits::default()
+    };
+    let store = open(dir.path(), limits.clone());
+    assert_eq!(
+        stored(&store.append(&LOG, &[b"a", b"b", b"c"], 0).unwrap()),
+        [1, 2, 3]
+    );
+    let (other, third) = ([9; LOG_ID_LEN], [10; LOG_ID_LEN]);
+    // Two more would be five: refused whole, though the log has room for them.
+    assert_eq!(
+        store.append(&other, &[b"d", b"e"], 500).unwrap(),
+        AppendOutcome::Refused(StoreRefusal::StoreFull)
+    );
+    assert_eq!(store.stats().items, 3);
+    assert!(store.fetch(&other, 0, 10, usize::MAX).unwrap().is_empty());
+    assert_eq!(stored(&store.append(&other, &[b"d"], 500).unwrap()), [1]);
+    assert_eq!(
+        store.append(&third, &[b"f"], 500).unwrap(),
+        AppendOutcome::Refused(StoreRefusal::StoreFull)
+    );
+    // Retries of held items are answered when full; one new item among them is not.
+    assert_eq!(
+        store.append(&other, &[b"d", b"d"], 500).unwrap(),
+        AppendOutcome::Appended(vec![
+            Appended::Duplicate { seq: 1 },
+            Appended::Duplicate { seq: 1 }
+        ])
+    );
+    assert_eq!(
+        store.append(&other, &[b"d", b"y"], 500).unwrap(),
+        AppendOutcome::Refused(StoreRefusal::StoreFull)
+    );
+    // The count survives a restart.
+    drop(store);
+    let store = open(dir.path(), limits);
+    assert_eq!(
+        store.stats(),
+        GroupLogStats {
+            logs: 2,
+            items: 4,
+            bytes: 4
+        }
+    );
+    assert_eq!(
+        store.append(&third, &[b"f"], 500).unwrap(),
+        AppendOutcome::Refused(StoreRefusal::StoreFull)
+    );
+    // Expiry frees room for three; a repeat within the batch is counted once.
+    assert_eq!(store.expire(1_000).unwrap(), 3);
+    assert_eq!(
+        store.append(&third, &[b"f", b"g", b"f", b"h"], 1_000).unwrap(),
+        AppendOutcome::Appended(vec![
+            Appended::Stored { seq: 1 },
+            Appended::Stored { seq: 2 },
+            Appended::Duplicate { seq: 1 },
+            Appended::Stored { seq: 3 },
+        ])
+    );
+    assert_eq!(
+        store.append(&LOG, &[b"i"], 1_000).unwrap(),
+        AppendOutcome::Refused(StoreRefusal::StoreFull)
+    );
+    // Nothing of the refused batches was numbered: `other` goes on at 2.
+    assert_eq!(store.expire(1_500).unwrap(), 1);
+    assert_eq!(stored(&store.append(&other, &[b"y"], 1_500).unwrap()), [2]);
+}
+
 #[test]
 fn store_expiry_keeps_numbering_and_cursors_valid() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,7 @@ fn limits() -> MailboxLimits {
         max_messages_per_mailbox: 3,
         max_bytes_per_mailbox: 100,
         max_total_bytes: 250,
+        max_total_envelopes: 10_000,
         max_envelope_bytes: 60,
         challenge_ttl: Duration::from_secs(60),
         max_pending_challenges: 8,
@@ -222,6 +223,80 @@ fn the_store_as_a_whole_is_capped() {
     );
 }
 
+/// Tiny envelopes spread over many mailboxes stay under every byte quota; the
+/// store-wide count refuses them, stores nothing of a refused one, answers retries
+/// of what it holds, and takes envelopes again once acks or expiry free room.
+#[test]
+fn the_store_caps_the_number_of_envelopes_across_mailboxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let capped = MailboxLimits {
+        max_total_envelopes: 4,
+        ..limits()
+    };
+    let store = MailboxStore::open(dir.path(), capped.clone()).unwrap();
+    assert_eq!(
+        store.deposit(b"m1", &[b"a", b"b", b"c"], 0).unwrap(),
+        [stored(1), stored(2), stored(3)]
+    );
+    // One more fits, in another mailbox; the next is refused there and in a third.
+    assert_eq!(
+        store.deposit(b"m2", &[b"d", b"e"], 0).unwrap(),
+        [stored(1), DepositOutcome::Refused(Refusal::StoreFull)]
+    );
+    assert_eq!(
+        store.deposit(b"m3", &[b"f"], 0).unwrap(),
+        [DepositOutcome::Refused(Refusal::StoreFull)]
+    );
+    let full = MailboxStats {
+        mailboxes: 2,
+        envelopes: 4,
+        bytes: 4,
+    };
+    assert_eq!(store.stats(), full);
+    assert_eq!(store.usage(b"m3").unwrap(), Usage::default());
+    assert!(store.list(b"m3", None, 10, 100).unwrap().is_empty());
+    assert_eq!(seqs(&store.list(b"m2", None, 10, 100).unwrap()), [1]);
+    // A retry of a held envelope is still answered, as with a full byte quota.
+    assert_eq!(
+        store.deposit(b"m1", &[b"b"], 0).unwrap(),
+        [DepositOutcome::Duplicate { seq: 2 }]
+    );
+    // The count survives a restart: it is rebuilt from what is held.
+    drop(store);
+    let store = MailboxStore::open(dir.path(), capped).unwrap();
+    assert_eq!(store.stats(), full);
+    assert_eq!(
+        store.deposit(b"m3", &[b"f"], 0).unwrap(),
+        [DepositOutcome::Refused(Refusal::StoreFull)]
+    );
+    // An ack frees room for exactly as many envelopes as it removed.
+    assert_eq!(store.ack(b"m1", &[1, 2]).unwrap(), 2);
+    assert_eq!(
+        store.deposit(b"m3", &[b"f", b"g", b"h"], DAY_MS).unwrap(),
+        [
+            stored(1),
+            stored(2),
+            DepositOutcome::Refused(Refusal::StoreFull)
+        ]
+    );
+    // So does expiry: everything deposited at 0 goes, the two at DAY_MS stay. (A new
+    // mailbox numbers from the store's floor, so only the outcomes' kinds count.)
+    assert_eq!(store.expire(DAY_MS).unwrap(), 2);
+    let out = store.deposit(b"m4", &[b"h", b"i", b"j"], DAY_MS).unwrap();
+    assert!(
+        matches!(
+            out[..],
+            [
+                DepositOutcome::Stored { .. },
+                DepositOutcome::Stored { .. },
+                DepositOutcome::Refused(Refusal::StoreFull)
+            ]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(store.stats().envelopes, 4);
+}
+
 #[test]
 fn expiry_removes_old_envelopes_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -425,6 +500,43 @@ fn concurrent_deposits_keep_counters_consistent() {
     );
     let listed = store.list(&[0], None, 1000, 1 << 20).unwrap();
     assert_eq!(seqs(&listed), (1..=100).collect::<Vec<_>>());
+}
+
+/// The count is checked under the write lock: deposits racing into different
+/// mailboxes fill the store exactly to its cap, never past it.
+#[test]
+fn concurrent_deposits_never_overshoot_the_envelope_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MailboxStore::open(
+        dir.path(),
+        MailboxLimits {
+            max_messages_per_mailbox: 10_000,
+            max_total_bytes: 1 << 30,
+            max_bytes_per_mailbox: 1 << 20,
+            max_total_envelopes: 120,
+            ..limits()
+        },
+    )
+    .unwrap();
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut stored = 0;
+                for i in 0..50u8 {
+                    match store.deposit(&[t], &[[t, i]], 0).unwrap()[0] {
+                        DepositOutcome::Stored { .. } => stored += 1,
+                        DepositOutcome::Refused(Refusal::StoreFull) => {}
+                        other => panic!("{other:?}"),
+                    }
+                }
+                stored
+            })
+        })
+        .collect();
+    let stored: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(stored, 120);
+    assert_eq!(store.stats().envelopes, 120);
 }
 
 #[test]

@@ -18,6 +18,9 @@ fn limits() -> MailboxLimits {
         max_messages_per_mailbox: 5,
         max_bytes_per_mailbox: 40,
         max_total_bytes: 90,
+        // Below three full mailboxes, so it binds; envelopes averaging 15 bytes or
+        // more fill `max_total_bytes` first, so both totals bind in turn.
+        max_total_envelopes: 6,
         max_envelope_bytes: 16,
         challenge_ttl: Duration::from_secs(1),
         max_pending_challenges: 4,
@@ -117,7 +120,9 @@ impl Model {
             Err(Refusal::QuotaCount)
         } else if usage.bytes + len > limits.max_bytes_per_mailbox {
             Err(Refusal::QuotaBytes)
-        } else if self.bytes() + len > limits.max_total_bytes {
+        } else if self.bytes() + len > limits.max_total_bytes
+            || self.stats().envelopes >= limits.max_total_envelopes
+        {
             Err(Refusal::StoreFull)
         } else {
             Ok(None)

@@ -167,3 +167,27 @@ fn a_version_2_store_opens_without_its_disk_hashes_and_still_knows_its_duplicate
         [DepositOutcome::Duplicate { seq: 6 }, DepositOutcome::Duplicate { seq: 7 }]
     );
 }
+
+/// Opening a version-2 store stamps version 3 before it removes the disk hashes, so
+/// a crash in between leaves a version-3 store still holding some of them (never a
+/// version-2 store without them). Such a store opens: the rest go, and nothing
+/// held is lost or forgotten as a duplicate.
+#[test]
+fn a_version_3_store_left_holding_disk_hashes_by_a_crash_opens_and_drops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_v2(dir.path(), b"alice", &[(5, 1_000, b"first"), (6, 2_000, b"second")], 7);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta").unwrap().insert("schema_version", &3u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = MailboxStore::open(dir.path(), mailbox_limits()).unwrap();
+    assert_eq!(store.stats(), MailboxStats { mailboxes: 1, envelopes: 2, bytes: 11 });
+    assert_eq!(
+        store.deposit(b"alice", &[&b"second"[..], b"third"], 3_000).unwrap(),
+        [DepositOutcome::Duplicate { seq: 6 }, DepositOutcome::Stored { seq: 7 }]
+    );
+    drop(store);
+    let db = kith_p2p::kith_storage::engine::open_sled(dir.path(), 16 << 20, Duration::from_secs(10)).unwrap();
+    assert_eq!(db.open_tree("mail").unwrap().scan_prefix(b"h").count(), 0, "the disk hashes are gone");
+}

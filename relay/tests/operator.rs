@@ -42,7 +42,7 @@ async fn metrics_follow_the_roles_and_the_config() {
     let config = loopback_config(
         &dir.path().join("data"),
         "[dht]\nenabled = false\n\n[circuit]\nenabled = false\n\n[grouplog]\nenabled = false\n\n\
-         [mailbox]\nmax_total_bytes = 1073741824\n\n[connections]\nmax_established = 321\n",
+         [mailbox]\nmax_total_bytes = 1073741824\nmax_total_envelopes = 20000\n\n[connections]\nmax_established = 321\n",
     );
     let relay = RelayProcess::start(dir.path(), &config);
     // A connection, so the swarm's labelled families have samples.
@@ -76,6 +76,11 @@ async fn metrics_follow_the_roles_and_the_config() {
     assert_eq!(
         metric(&text, "kith_relay_mailbox_limit_bytes"),
         Some(1_073_741_824.0)
+    );
+    assert_eq!(metric(&text, "kith_relay_mailbox_envelopes"), Some(0.0));
+    assert_eq!(
+        metric(&text, "kith_relay_mailbox_envelopes_limit"),
+        Some(20_000.0)
     );
     assert_eq!(metric(&text, "kith_relay_connections_limit"), Some(321.0));
     assert!(names.contains(&"libp2p_identify_received"), "{text}");

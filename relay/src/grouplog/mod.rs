@@ -17,7 +17,7 @@
 //! stored: identical bytes in the same log keep their first sequence number, so a
 //! retried append stores nothing twice), or the batch is refused as a whole
 //! ([`Refusal`], reused from the mailbox: size, per-log count and byte quotas, the
-//! store's total size).
+//! store's total size and total item count).
 //!
 //! The store has the mailbox store's shape and shares its parts: each log is one
 //! log of [`kith_p2p::kith_storage::seqlog::SeqLogs`] (tree `grouplog`, records
@@ -50,6 +50,10 @@ pub struct GroupLogLimits {
     /// Item bytes all logs together may hold (checked under the store's write lock,
     /// so concurrent appends never overshoot it).
     pub max_total_bytes: u64,
+    /// Items all logs together may hold (checked under the store's write lock like
+    /// `max_total_bytes`). Each held item costs memory in the de-duplication index
+    /// and time at open, so this bounds both whatever the items' size.
+    pub max_total_items: u64,
 }
 
 impl Default for GroupLogLimits {

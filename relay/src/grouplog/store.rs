@@ -75,7 +75,10 @@ impl GroupLogStore {
     /// every item's size ([`Refusal::TooLarge`] above
     /// [`MAX_ITEM_LEN`](kith_p2p::grouplog::MAX_ITEM_LEN)), which items the log
     /// already holds (they keep their sequence numbers), then whether the new ones
-    /// fit the log's count and byte quotas and the store's total. One atomic write
+    /// fit the log's count and byte quotas and the store's total bytes and items
+    /// ([`Refusal::StoreFull`]), under the write lock, so concurrent appends never
+    /// overshoot a total. A batch of duplicates only is accepted even when the store
+    /// is full, so a retry is answered. One atomic write
     /// and one flush: when this returns [`AppendOutcome::Appended`], every item is
     /// durable.
     pub fn append<E: AsRef<[u8]>>(
@@ -110,7 +113,9 @@ impl GroupLogStore {
             Some(Refusal::QuotaCount)
         } else if record.bytes.saturating_add(new_bytes) > limits.max_bytes_per_log {
             Some(Refusal::QuotaBytes)
-        } else if totals.bytes.saturating_add(new_bytes) > limits.max_total_bytes {
+        } else if totals.bytes.saturating_add(new_bytes) > limits.max_total_bytes
+            || totals.items.saturating_add(new_items) > limits.max_total_items
+        {
             Some(Refusal::StoreFull)
         } else {
             None

@@ -113,13 +113,19 @@ fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
             supported: SCHEMA_VERSION,
         });
     }
-    // Opening removes version 2's on-disk hashes (see `SeqLogs::open`).
-    let logs = SeqLogs::open(db, kind.tree, kind.empty).map_err(|e| OpenError::from(store_error(e)))?;
     match found {
-        Some(1) => migrate_v1(db, &meta, &logs, kind)?,
-        Some(SCHEMA_VERSION) => {}
-        // A new store, or version 2 (its hashes removed just above).
+        Some(1) | Some(SCHEMA_VERSION) => {}
+        // A new store, or version 2: stamped (and flushed) before `SeqLogs::open`
+        // removes version 2's on-disk hashes, so a crash in between leaves a
+        // version-3 store with some hashes left, which the next open removes, and
+        // never a store marked version 2 without its hashes, which a version-2 build
+        // would open and then store repeats in. (Stamping after the removal, even a
+        // flushed one, leaves that window open.) A new store's trees are empty.
         None | Some(_) => set_version(db, &meta)?,
+    }
+    let logs = SeqLogs::open(db, kind.tree, kind.empty).map_err(|e| OpenError::from(store_error(e)))?;
+    if found == Some(1) {
+        migrate_v1(db, &meta, &logs, kind)?;
     }
     // A migration interrupted after it was recorded leaves the old trees behind
     // (dropping a tree that is not there does nothing).

@@ -50,6 +50,11 @@ pub struct MailboxLimits {
     /// Envelope bytes all mailboxes together may hold (checked under the store's
     /// write lock, so concurrent deposits never overshoot it).
     pub max_total_bytes: u64,
+    /// Envelopes all mailboxes together may hold (checked under the store's write
+    /// lock like `max_total_bytes`). Each held envelope costs memory in the
+    /// de-duplication index and time at open, so this bounds both whatever the
+    /// envelopes' size.
+    pub max_total_envelopes: u64,
     /// Largest accepted envelope, in bytes.
     pub max_envelope_bytes: u64,
     /// How long an issued drain challenge stays valid.
@@ -96,7 +101,9 @@ pub enum Refusal {
     QuotaBytes,
     /// The envelope is larger than `max_envelope_bytes`.
     TooLarge,
-    /// The store as a whole holds `max_total_bytes`.
+    /// The store as a whole is full: the envelope (or batch) would take it over
+    /// `max_total_bytes`, or it holds its total count (`max_total_envelopes` for
+    /// mailboxes, `max_total_items` for group logs).
     StoreFull,
 }
 

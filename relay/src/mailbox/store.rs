@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use kith_p2p::kith_storage::seqlog::{EmptyLogs, SeqLogs};
+use kith_p2p::kith_storage::seqlog::{EmptyLogs, SeqLogs, Totals};
 
 use super::challenge::{Challenges, NONCE_LEN};
 use super::db::{Kind, open_logs};
@@ -26,6 +26,13 @@ const KIND: Kind = Kind {
     legacy_floor: true,
     legacy: ["envelopes", "hashes", "mailboxes", "expiry"],
 };
+
+/// Whether one more envelope of `len` bytes would take a store holding `totals`
+/// over its total bytes or envelopes.
+fn store_full(totals: Totals, len: u64, limits: &MailboxLimits) -> bool {
+    totals.bytes.saturating_add(len) > limits.max_total_bytes
+        || totals.items >= limits.max_total_envelopes
+}
 
 /// The durable mailbox store. Cheap to clone (one `Arc`), `Send + Sync`; every method
 /// blocks on disk I/O.
@@ -83,10 +90,13 @@ impl MailboxStore {
 
     /// Deposits a batch of envelopes into `mailbox` at time `now_ms`, one outcome per
     /// envelope in order. Checks, in order: size ([`Refusal::TooLarge`]), an identical
-    /// envelope already held or earlier in the batch ([`DepositOutcome::Duplicate`]),
-    /// then the mailbox and store quotas. The batch is one atomic write followed by
-    /// one flush: when this returns `Ok`, every `Stored` and `Duplicate` envelope is
-    /// durable and may be acknowledged to the sender.
+    /// envelope already held or earlier in the batch ([`DepositOutcome::Duplicate`],
+    /// so a retry is answered even when the mailbox or store is full), then the
+    /// mailbox's quotas and the store's total bytes and envelopes
+    /// ([`Refusal::StoreFull`]), all under the write lock, so concurrent deposits
+    /// never overshoot a total. A refused envelope stores nothing. The batch is one
+    /// atomic write followed by one flush: when this returns `Ok`, every `Stored` and
+    /// `Duplicate` envelope is durable and may be acknowledged to the sender.
     pub fn deposit<E: AsRef<[u8]>>(
         &self,
         mailbox: &[u8],
@@ -112,7 +122,7 @@ impl MailboxStore {
                 DepositOutcome::Refused(Refusal::QuotaCount)
             } else if record.bytes.saturating_add(len) > limits.max_bytes_per_mailbox {
                 DepositOutcome::Refused(Refusal::QuotaBytes)
-            } else if writer.totals().bytes.saturating_add(len) > limits.max_total_bytes {
+            } else if store_full(writer.totals(), len, limits) {
                 DepositOutcome::Refused(Refusal::StoreFull)
             } else {
                 let seq = writer.append(mailbox, now_ms, envelope).map_err(store_error)?;

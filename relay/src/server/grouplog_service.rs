@@ -475,6 +475,36 @@ mod tests {
         );
     }
 
+    /// The store-wide item count reaches the member as `store_full`, for the whole
+    /// batch, whichever log it is for, and is counted under that reason.
+    #[test]
+    fn a_store_full_of_small_items_refuses_other_logs_as_store_full() {
+        let limits = GroupLogLimits {
+            max_total_items: 2,
+            ..GroupLogLimits::default()
+        };
+        let mut f = fixture(Access::Open, limits, 1000, 1000);
+        assert_eq!(
+            append(&mut f, [5; 32], vec![vec![1], vec![2]]),
+            GroupLogResponse::Appended { seqs: vec![1, 2] }
+        );
+        assert_eq!(
+            append(&mut f, [6; 32], vec![vec![3]]),
+            GroupLogResponse::Refused(Refusal::StoreFull)
+        );
+        assert!(fetch(&mut f, [6; 32], 0, 10).0.is_empty());
+        let text = crate::metrics::encode(&f.registry).unwrap();
+        for line in [
+            "kith_relay_grouplog_refusals_total{reason=\"store_full\"} 1",
+            "kith_relay_grouplog_items 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn size_quota_and_rate_limit_refusals() {
         let limits = GroupLogLimits {

@@ -824,6 +824,40 @@ mod tests {
         );
     }
 
+    /// The store-wide envelope count reaches the sender as `store_full`, per
+    /// envelope, whichever mailbox it is for, and is counted under that reason.
+    #[test]
+    fn a_store_full_of_tiny_envelopes_refuses_other_mailboxes_as_store_full() {
+        let limits = MailboxLimits {
+            max_total_envelopes: 2,
+            ..MailboxLimits::default()
+        };
+        let mut f = fixture(Access::Open, limits, 1000, 1000);
+        let sender = PeerId::random();
+        let first = MailboxRequest::deposit(&PeerId::random(), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(matches!(
+            exec(&mut f.service, &sender, first),
+            MailboxResponse::Deposited { ref results } if results == &[DepositResult::Stored; 2]
+        ));
+        let other = MailboxRequest::deposit(&PeerId::random(), vec![b"c".to_vec()]);
+        assert_eq!(
+            exec(&mut f.service, &PeerId::random(), other),
+            MailboxResponse::Deposited {
+                results: vec![DepositResult::Refused(Refusal::StoreFull)]
+            }
+        );
+        let text = crate::metrics::encode(&f.registry).unwrap();
+        for line in [
+            "kith_relay_refusals_total{reason=\"store_full\"} 1",
+            "kith_relay_mailbox_envelopes 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn expiry_sweep_counts_and_updates_gauges() {
         let limits = MailboxLimits {
