@@ -205,7 +205,14 @@ impl Actor {
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
             })
             .map_err(|e| StartError::Build(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(timers.idle_connection))
+            .with_swarm_config(|c| {
+                // Every stream we open names one protocol (or several, of which only
+                // the last is tried lazily), and none nests a second negotiation, so
+                // the request can go out with its protocol's name instead of a round
+                // trip later: one network round trip less per message.
+                c.with_idle_connection_timeout(timers.idle_connection)
+                    .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+            })
             .build();
 
         // Listener id → (the configured template, whether we are trying a remembered port).
