@@ -233,24 +233,27 @@ fn store_caps_the_number_of_items_across_logs() {
         store.append(&third, &[b"f"], 500).unwrap(),
         AppendOutcome::Refused(StoreRefusal::StoreFull)
     );
-    // Expiry frees room for three; a repeat within the batch is counted once.
+    // Expiry frees room for three; a repeat within the batch is counted once. The
+    // emptied first log left its numbers (1–3) to the store's floor, so the new log
+    // starts above them.
     assert_eq!(store.expire(1_000).unwrap(), 3);
     assert_eq!(
         store.append(&third, &[b"f", b"g", b"f", b"h"], 1_000).unwrap(),
         AppendOutcome::Appended(vec![
-            Appended::Stored { seq: 1 },
-            Appended::Stored { seq: 2 },
-            Appended::Duplicate { seq: 1 },
-            Appended::Stored { seq: 3 },
+            Appended::Stored { seq: 4 },
+            Appended::Stored { seq: 5 },
+            Appended::Duplicate { seq: 4 },
+            Appended::Stored { seq: 6 },
         ])
     );
     assert_eq!(
         store.append(&LOG, &[b"i"], 1_000).unwrap(),
         AppendOutcome::Refused(StoreRefusal::StoreFull)
     );
-    // Nothing of the refused batches was numbered: `other` goes on at 2.
+    // Emptied too, `other` numbers on from the floor (its own next number, 2, shows
+    // that the refused batches took none, but it is below the floor).
     assert_eq!(store.expire(1_500).unwrap(), 1);
-    assert_eq!(stored(&store.append(&other, &[b"y"], 1_500).unwrap()), [2]);
+    assert_eq!(stored(&store.append(&other, &[b"y"], 1_500).unwrap()), [4]);
 }
 
 #[test]

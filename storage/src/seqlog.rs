@@ -33,7 +33,13 @@
 //! | --- | --- |
 //! | `i ‖ P ‖ seq` | `appended_at_ms ‖ item` |
 //! | `r ‖ P` | `next_seq ‖ count ‖ bytes` |
-//! | `f` | the sequence floor (`u64`, see [`EmptyLogs::Drop`]) |
+//! | `f` | the sequence floor (`u64`) |
+//!
+//! A log whose last item goes loses its record, and the floor is raised to the
+//! record's next sequence number; a log without a record starts numbering at the
+//! floor. So a number is never reused for a log, a reader's cursor ("after `seq`")
+//! stays valid however long it was away, and the records held are those of logs
+//! holding items, whatever ids were ever written to.
 //!
 //! Before, `h ‖ P ‖ blake3(item)` → `seq` held the de-duplication index on disk;
 //! [`SeqLogs::open`] removes such keys.
@@ -63,18 +69,6 @@ const IMPORT_BATCH_BYTES: usize = 16 << 20;
 
 /// The first sequence number of the first log.
 pub const FIRST_SEQ: u64 = 1;
-
-/// What happens to a log's record when its last item goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EmptyLogs {
-    /// Delete the record (a mailbox). The store-wide sequence floor is raised to its
-    /// next sequence number and new logs start numbering there, so a sequence
-    /// number is never reused for a log.
-    Drop,
-    /// Keep the record (a group log): readers hold cursors into it, which must stay
-    /// valid however long they were away.
-    Keep,
-}
 
 /// A log's counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -130,7 +124,6 @@ pub struct StoredItem {
 pub struct SeqLogs {
     db: sled::Db,
     tree: sled::Tree,
-    empty: EmptyLogs,
     /// Keys the de-duplication hashes (random per open).
     hasher: RandomState,
     state: Mutex<State>,
@@ -138,7 +131,7 @@ pub struct SeqLogs {
 
 impl std::fmt::Debug for SeqLogs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeqLogs").field("empty", &self.empty).finish_non_exhaustive()
+        f.debug_struct("SeqLogs").field("tree", &String::from_utf8_lossy(&self.tree.name())).finish_non_exhaustive()
     }
 }
 
@@ -215,6 +208,32 @@ impl State {
     }
 }
 
+/// Removes the records of logs that hold no item (an earlier build kept a group
+/// log's), raising the floor past their numbers, in one atomic batch; returns how
+/// many there were. Not flushed: if it is lost, the next open does it again.
+fn drop_empty_records(tree: &sled::Tree) -> Result<usize, StoreError> {
+    let mut floor = match tree.get([FLOOR]).map_err(db)? {
+        Some(value) => decode_u64(&value)?,
+        None => FIRST_SEQ,
+    };
+    let mut batch = sled::Batch::default();
+    let mut dropped = 0;
+    for entry in tree.scan_prefix([RECORD]) {
+        let (key, value) = entry.map_err(db)?;
+        let record = Record::decode(&value)?;
+        if record.count == 0 {
+            floor = floor.max(record.next_seq);
+            batch.remove(key);
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        batch.insert(&[FLOOR][..], &floor.to_be_bytes()[..]);
+        tree.apply_batch(batch).map_err(db)?;
+    }
+    Ok(dropped)
+}
+
 /// Removes every key of the former on-disk de-duplication index, in bounded
 /// batches; returns how many there were.
 fn drop_former_hashes(tree: &sled::Tree) -> Result<usize, StoreError> {
@@ -242,11 +261,15 @@ impl SeqLogs {
     /// Opens the logs kept in tree `tree` of `database`: loads every log's record,
     /// reads every item to rebuild the de-duplication index, and removes the former
     /// on-disk index if the tree still has one (not flushed: it is redone if lost).
-    pub fn open(database: &sled::Db, tree: &str, empty: EmptyLogs) -> Result<SeqLogs, StoreError> {
+    pub fn open(database: &sled::Db, tree: &str) -> Result<SeqLogs, StoreError> {
         let tree = database.open_tree(tree).map_err(db)?;
         let dropped = drop_former_hashes(&tree)?;
         if dropped > 0 {
             tracing::info!(tree = ?String::from_utf8_lossy(&tree.name()), dropped, "removed the former on-disk de-duplication index");
+        }
+        let emptied = drop_empty_records(&tree)?;
+        if emptied > 0 {
+            tracing::info!(tree = ?String::from_utf8_lossy(&tree.name()), emptied, "removed the records of empty logs");
         }
         let hasher = RandomState::new();
         Ok(SeqLogs {
@@ -254,7 +277,6 @@ impl SeqLogs {
             hasher,
             db: database.clone(),
             tree,
-            empty,
         })
     }
 
@@ -515,7 +537,7 @@ impl Writer<'_> {
             if let Some(old) = state.records.get(&prefix) {
                 state.totals.remove(old);
             }
-            if record.count == 0 && self.logs.empty == EmptyLogs::Drop {
+            if record.count == 0 {
                 state.records.remove(&prefix);
             } else {
                 state.totals.add(&record);
@@ -589,7 +611,7 @@ impl Writer<'_> {
 
     fn put_record(&mut self, prefix: Vec<u8>, record: Record) {
         let key = [&[RECORD], prefix.as_slice()].concat();
-        if record.count == 0 && self.logs.empty == EmptyLogs::Drop {
+        if record.count == 0 {
             self.batch.remove(key);
             let floor = self.floor.unwrap_or(self.state.floor);
             if record.next_seq > floor {
@@ -674,10 +696,10 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn open(dir: &std::path::Path, empty: EmptyLogs) -> (sled::Db, SeqLogs) {
+    fn open(dir: &std::path::Path) -> (sled::Db, SeqLogs) {
         // sled lets go of its lock a moment after the last handle is dropped: wait.
         let db = crate::engine::open_sled(dir, 16 << 20, std::time::Duration::from_secs(10)).unwrap();
-        let logs = SeqLogs::open(&db, "log", empty).unwrap();
+        let logs = SeqLogs::open(&db, "log").unwrap();
         (db, logs)
     }
 
@@ -691,7 +713,7 @@ mod tests {
     #[test]
     fn appended_items_list_in_order_and_are_found_by_their_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         assert_eq!(append(&logs, b"a", 5, &[b"one", b"two"]), [1, 2]);
         assert_eq!(append(&logs, b"b", 6, &[b"x"]), [1]);
         let listed = logs.list(b"a", 0, 10, 1 << 20).unwrap();
@@ -710,7 +732,7 @@ mod tests {
     #[test]
     fn a_dropped_writer_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         let mut w = logs.writer();
         w.append(b"a", 1, b"lost").unwrap();
         assert_eq!(w.find(b"a", b"lost").unwrap(), Some(1), "a batch sees its own writes");
@@ -724,7 +746,7 @@ mod tests {
     fn removal_is_idempotent_and_an_emptied_mailbox_never_reuses_a_number() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+            let (_db, logs) = open(dir.path());
             append(&logs, b"a", 1, &[b"one", b"two"]);
             let mut w = logs.writer();
             assert_eq!(w.remove(b"a", 1).unwrap(), Some(3));
@@ -738,7 +760,7 @@ mod tests {
             logs.flush().unwrap();
         }
         // Across a reopen, a new log (and the emptied one) number above the floor.
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         assert_eq!(append(&logs, b"a", 2, &[b"one"]), [3]);
         assert_eq!(append(&logs, b"c", 2, &[b"z"]), [3]);
     }
@@ -746,7 +768,7 @@ mod tests {
     #[test]
     fn an_item_appended_and_removed_in_one_batch_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, logs) = open(dir.path(), EmptyLogs::Keep);
+        let (_db, logs) = open(dir.path());
         let mut w = logs.writer();
         let seq = w.append(b"a", 1, b"brief").unwrap();
         assert_eq!(w.remove(b"a", seq).unwrap(), Some(5));
@@ -758,22 +780,49 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_log_keeps_numbering_when_emptied() {
+    fn an_expired_log_leaves_no_record_and_numbers_on_above_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, logs) = open(dir.path(), EmptyLogs::Keep);
-        append(&logs, b"g", 1, &[b"one"]);
-        assert_eq!(logs.expire(1, 16).unwrap(), 1);
-        assert_eq!(logs.record(b"g"), Some(Record { next_seq: 2, count: 0, bytes: 0 }));
+        let (_db, logs) = open(dir.path());
+        append(&logs, b"g", 1, &[b"one", b"two"]);
+        assert_eq!(logs.expire(1, 16).unwrap(), 2);
+        assert_eq!(logs.record(b"g"), None, "nothing is held for a log without items");
         assert_eq!(logs.totals(), Totals::default());
-        // Expired items are forgotten: the same bytes are stored anew.
-        assert_eq!(append(&logs, b"g", 3, &[b"one"]), [2]);
-        assert_eq!(append(&logs, b"other", 3, &[b"one"]), [1], "a kept log's number is its own");
+        // Expired items are forgotten: the same bytes are stored anew, after a
+        // reader's cursor at 2.
+        assert_eq!(append(&logs, b"g", 3, &[b"one"]), [3]);
+        assert_eq!(logs.list(b"g", 3, 10, 100).unwrap().len(), 1);
+    }
+
+    /// An earlier build kept the records of group logs emptied by expiry, one per
+    /// log id ever written to. They go at open, and the numbers they held stay
+    /// used.
+    #[test]
+    fn records_of_empty_logs_left_by_an_earlier_build_go_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_db, logs) = open(dir.path());
+            append(&logs, b"kept", 1, &[b"one"]);
+            append(&logs, b"full", 1, &[b"held"]);
+            // What that build left: a record with no items.
+            let mut w = logs.writer();
+            w.remove(b"kept", 1).unwrap();
+            w.commit().unwrap();
+            let record = Record { next_seq: 7, count: 0, bytes: 0 };
+            let key = [&[RECORD][..], &prefix(b"kept").unwrap()].concat();
+            logs.tree.insert(key, &record.encode()[..]).unwrap();
+            logs.tree.remove([FLOOR]).unwrap();
+            logs.flush().unwrap();
+        }
+        let (_db, logs) = open(dir.path());
+        assert_eq!(logs.record(b"kept"), None);
+        assert_eq!(logs.record(b"full").map(|r| r.count), Some(1));
+        assert_eq!(append(&logs, b"kept", 2, &[b"again"]), [7], "its old numbers are not reused");
     }
 
     #[test]
     fn expiry_takes_what_is_old_enough_in_bounded_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         for at in 0..50u64 {
             append(&logs, &[1 + (at % 3) as u8], at, &[&at.to_be_bytes()]);
         }
@@ -787,7 +836,7 @@ mod tests {
     #[test]
     fn an_item_appended_after_the_clock_went_back_waits_for_the_ones_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         append(&logs, b"a", 100, &[b"first"]);
         append(&logs, b"a", 50, &[b"second, clock set back"]);
         assert_eq!(logs.expire(60, 16).unwrap(), 0, "the older item in front is not due");
@@ -798,13 +847,13 @@ mod tests {
     fn records_and_totals_are_rebuilt_when_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let before = {
-            let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+            let (_db, logs) = open(dir.path());
             append(&logs, b"a", 1, &[b"one", b"two"]);
             append(&logs, b"b", 1, &[b"three"]);
             logs.flush().unwrap();
             (logs.totals(), logs.record(b"a"))
         };
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         assert_eq!((logs.totals(), logs.record(b"a")), before);
         assert_eq!(append(&logs, b"a", 2, &[b"four"]), [3]);
     }
@@ -818,7 +867,7 @@ mod tests {
         let p = prefix(b"a").unwrap();
         items.insert([&p[..], &7u64.to_be_bytes()].concat(), [&5u64.to_be_bytes()[..], b"old"].concat()).unwrap();
         records.insert(&p, &Record { next_seq: 8, count: 1, bytes: 3 }.encode()[..]).unwrap();
-        let logs = SeqLogs::open(&db, "log", EmptyLogs::Drop).unwrap();
+        let logs = SeqLogs::open(&db, "log").unwrap();
         let old = LegacyTrees { items: &items, records: &records, floor: Some(4) };
         logs.import(&old).unwrap();
         logs.import(&old).unwrap(); // an interrupted import runs again
@@ -835,7 +884,7 @@ mod tests {
     fn duplicates_are_found_after_a_reopen_and_the_former_disk_index_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (db, logs) = open(dir.path(), EmptyLogs::Drop);
+            let (db, logs) = open(dir.path());
             append(&logs, b"a", 1, &[b"one", b"two"]);
             // An entry of the former on-disk index, as the earlier layout wrote it.
             let tree = db.open_tree("log").unwrap();
@@ -843,7 +892,7 @@ mod tests {
             tree.insert(former, &1u64.to_be_bytes()[..]).unwrap();
             logs.flush().unwrap();
         }
-        let (db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (db, logs) = open(dir.path());
         assert_eq!(db.open_tree("log").unwrap().scan_prefix([FORMER_HASH]).count(), 0);
         let mut w = logs.writer();
         assert_eq!(w.find(b"a", b"one").unwrap(), Some(1));
@@ -858,7 +907,7 @@ mod tests {
     #[test]
     fn a_hash_collision_never_passes_a_new_item_for_a_held_one() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         append(&logs, b"a", 1, &[b"held"]);
         // Make "other" collide with "held": its hash now names item 1.
         let other_hash = item_hash(&logs.hasher, &prefix(b"a").unwrap(), b"other");
@@ -879,7 +928,7 @@ mod tests {
     #[test]
     fn an_item_repeated_within_one_batch_is_found() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         let mut w = logs.writer();
         let seq = w.append(b"a", 1, b"once").unwrap();
         assert_eq!(w.find(b"a", b"once").unwrap(), Some(seq));
@@ -891,7 +940,7 @@ mod tests {
     fn damaged_items_do_not_stop_the_logs_from_opening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (db, logs) = open(dir.path(), EmptyLogs::Drop);
+            let (db, logs) = open(dir.path());
             append(&logs, b"a", 1, &[b"kept"]);
             let tree = db.open_tree("log").unwrap();
             // A key with no log id, and an item value too short for its time.
@@ -899,7 +948,7 @@ mod tests {
             tree.insert(item_key(&prefix(b"a").unwrap(), 7), &b"short"[..]).unwrap();
             logs.flush().unwrap();
         }
-        let (_db, logs) = open(dir.path(), EmptyLogs::Drop);
+        let (_db, logs) = open(dir.path());
         assert_eq!(logs.writer().find(b"a", b"kept").unwrap(), Some(1));
         assert!(logs.list(b"a", 7, 1, 100).is_err(), "reading the damaged item reports it");
     }

@@ -8,10 +8,11 @@
 //! order. Nothing is deleted on request (a log has many readers): items older than
 //! the TTL are removed by [`expire`](GroupLogStore::expire).
 //!
-//! Sequence numbers are per log, start at 1 and only grow. A log's record (its next
-//! sequence number) is kept even when expiry empties it, so a number is never reused
-//! and a member's cursor stays valid however long it was away; the price is a
-//! 57-byte record per log ever written, which the append rate limit bounds.
+//! Sequence numbers only grow: a log starts at 1, or at the store's sequence floor.
+//! A log's record (its next sequence number) is deleted when expiry empties it, and
+//! the floor is raised past it, so a number is never reused and a member's cursor
+//! ("after `seq`") stays valid however long it was away, while the store holds
+//! records only for logs holding items, not for every log id ever written to.
 //!
 //! An append is all or nothing: either every item is stored (or found already
 //! stored: identical bytes in the same log keep their first sequence number, so a
@@ -20,8 +21,7 @@
 //! store's total size and total item count).
 //!
 //! The store has the mailbox store's shape and shares its parts: each log is one
-//! log of [`kith_p2p::kith_storage::seqlog::SeqLogs`] (tree `grouplog`, records
-//! kept when a log empties), opened, checked and migrated from the earlier layout as
+//! log of [`kith_p2p::kith_storage::seqlog::SeqLogs`] (tree `grouplog`), opened, checked and migrated from the earlier layout as
 //! the mailbox store is (`mailbox::db`). Its own sled database lives in
 //! `<data_dir>/grouplog`.
 //!

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kith_p2p::grouplog::{LOG_ID_LEN, MAX_ITEM_LEN};
-use kith_p2p::kith_storage::seqlog::{EmptyLogs, SeqLogs};
+use kith_p2p::kith_storage::seqlog::SeqLogs;
 
 use super::{
     AppendOutcome, Appended, GroupLogError, GroupLogLimits, GroupLogStats, Refusal, StoredItem,
@@ -18,7 +18,6 @@ use crate::mailbox::store::EXPIRE_BATCH;
 /// Where the logs live, and what they were before.
 const KIND: Kind = Kind {
     tree: "grouplog",
-    empty: EmptyLogs::Keep,
     legacy_floor: false,
     legacy: ["items", "hashes", "logs", "expiry"],
 };

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kith_p2p::kith_storage::engine::{self, db_error};
-use kith_p2p::kith_storage::seqlog::{EmptyLogs, LegacyTrees, SeqLogs};
+use kith_p2p::kith_storage::seqlog::{LegacyTrees, SeqLogs};
 
 use super::MailboxError;
 use super::error::{open_err, store_error};
@@ -46,8 +46,6 @@ pub(crate) struct Kind {
     /// The tree its logs live in (distinct per kind, so one kind's database is
     /// refused as foreign by the other).
     pub(crate) tree: &'static str,
-    /// What happens to an emptied log's record.
-    pub(crate) empty: EmptyLogs,
     /// The version-1 tree names: items, hashes, records, expiry index.
     pub(crate) legacy: [&'static str; 4],
     /// Whether version 1 kept a sequence floor in `meta` (the mailbox store did).
@@ -123,7 +121,7 @@ fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
         // flushed one, leaves that window open.) A new store's trees are empty.
         None | Some(_) => set_version(db, &meta)?,
     }
-    let logs = SeqLogs::open(db, kind.tree, kind.empty).map_err(|e| OpenError::from(store_error(e)))?;
+    let logs = SeqLogs::open(db, kind.tree).map_err(|e| OpenError::from(store_error(e)))?;
     if found == Some(1) {
         migrate_v1(db, &meta, &logs, kind)?;
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use kith_p2p::kith_storage::seqlog::{EmptyLogs, SeqLogs, Totals};
+use kith_p2p::kith_storage::seqlog::{SeqLogs, Totals};
 
 use super::challenge::{Challenges, NONCE_LEN};
 use super::db::{Kind, open_logs};
@@ -22,7 +22,6 @@ pub(crate) const EXPIRE_BATCH: usize = 512;
 /// Where the mailboxes live, and what they were before.
 const KIND: Kind = Kind {
     tree: "mail",
-    empty: EmptyLogs::Drop,
     legacy_floor: true,
     legacy: ["envelopes", "hashes", "mailboxes", "expiry"],
 };
