@@ -36,3 +36,29 @@ pub async fn open(control: &Control, peer: PeerId, protocol: StreamProtocol) -> 
         }
     }
 }
+
+/// Whether `error`, from reading or writing a stream [`open`] gave, is the peer
+/// saying it does not speak the stream's protocol. The node negotiates streams
+/// lazily (its swarm config), so that refusal arrives with the first answer rather
+/// than from `open`.
+pub fn refused_protocol(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<libp2p::core::upgrade::NegotiationError>())
+        .is_some_and(|n| matches!(n, libp2p::core::upgrade::NegotiationError::Failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::core::upgrade::NegotiationError;
+
+    use super::refused_protocol;
+
+    #[test]
+    fn a_refused_protocol_is_told_apart_from_a_broken_stream() {
+        // What multistream-select returns from a read when the peer answered `na`.
+        assert!(refused_protocol(&NegotiationError::Failed.into()));
+        assert!(!refused_protocol(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+        assert!(!refused_protocol(&std::io::Error::other("something else")));
+    }
+}

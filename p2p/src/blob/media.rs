@@ -34,7 +34,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, StreamProtocol};
-use libp2p::core::upgrade::NegotiationError;
 use libp2p_stream::{Control, OpenStreamError};
 
 use super::{BlobError, BlobId, BlobStore};
@@ -466,13 +465,7 @@ fn refused(answer: Answer, size: u64) -> UploadError {
 }
 
 fn network(e: std::io::Error) -> UploadError {
-    // Streams are negotiated lazily (the node's swarm config): a peer that does not
-    // offer the protocol says so only when its answer is read.
-    let refused = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<NegotiationError>())
-        .is_some_and(|n| matches!(n, NegotiationError::Failed));
-    if refused { UploadError::NotOffered } else { UploadError::Network(e.to_string()) }
+    if crate::streams::refused_protocol(&e) { UploadError::NotOffered } else { UploadError::Network(e.to_string()) }
 }
 
 /// A blob being pushed to a media node ([`KIND_PUSH`]): admitted, and taking its

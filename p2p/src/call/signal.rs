@@ -116,8 +116,17 @@ pub async fn send(control: Control, peer: PeerId, signal: &Signal, deadline: Dur
     let exchange = async {
         let mut stream =
             crate::streams::open(&control, peer, PROTOCOL).await.map_err(|e| SignalError::Unreachable(e.to_string()))?;
-        wire::write_body(&mut stream, signal, MAX_SIGNAL_LEN, VERSION).await?;
-        let reply: Reply = wire::read_body(&mut stream, MAX_REPLY_LEN, VERSION).await?;
+        // A peer that does not take calls says so with its first answer (streams
+        // are negotiated lazily): it is unreachable for a call, not a broken stream.
+        let refused = |e: std::io::Error| {
+            if crate::streams::refused_protocol(&e) {
+                SignalError::Unreachable(format!("{peer} does not take calls"))
+            } else {
+                SignalError::Io(e)
+            }
+        };
+        wire::write_body(&mut stream, signal, MAX_SIGNAL_LEN, VERSION).await.map_err(refused)?;
+        let reply: Reply = wire::read_body(&mut stream, MAX_REPLY_LEN, VERSION).await.map_err(refused)?;
         let _ = stream.close().await;
         Ok(reply)
     };
