@@ -115,6 +115,22 @@ impl Attacker {
     async fn send(&mut self, envelopes: Vec<Vec<u8>>) -> Answer {
         self.send_raw(frame(envelopes).await).await
     }
+
+    /// Keeps the connection served for `period` (answering what the node opens);
+    /// whether the node closed it meanwhile.
+    async fn closed_within(&mut self, period: Duration) -> bool {
+        let target = self.target;
+        let closed = async {
+            loop {
+                if let SwarmEvent::ConnectionClosed { peer_id, .. } = self.swarm.select_next_some().await
+                    && peer_id == target
+                {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(period, closed).await.is_ok()
+    }
 }
 
 async fn frame(envelopes: Vec<Vec<u8>>) -> Vec<u8> {
@@ -149,6 +165,10 @@ fn contact_of(identity: &Identity) -> Contact {
 }
 
 async fn start_bob(bob: &Identity, store: Store) -> (NodeHandle, Multiaddr) {
+    start_bob_with(bob, store, Timers::default()).await
+}
+
+async fn start_bob_with(bob: &Identity, store: Store, timers: Timers) -> (NodeHandle, Multiaddr) {
     let config = NodeConfig {
         identity: bob.clone(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
@@ -158,7 +178,7 @@ async fn start_bob(bob: &Identity, store: Store) -> (NodeHandle, Multiaddr) {
         display_name: Some("bob".into()),
         read_receipts: true,
         presence: true,
-        timers: Timers::default(),
+        timers,
         files: None,
         key_ring: None,
     };
@@ -282,6 +302,32 @@ fn texts_from(node: &NodeHandle, who: &str) -> Vec<String> {
     let store = node.store();
     let contact = ops::resolve_contact(store, who).unwrap();
     ops::history(store, &node.peer_id(), &contact, 1000, None).unwrap().into_iter().map(|m| m.text).collect()
+}
+
+/// The node negotiates streams lazily (a protocol's name leaves with the first
+/// request), so a peer that does not speak ping refuses the node's pings only when
+/// their answer is read, not at negotiation. That says nothing about the path: the
+/// connection stays open and goes on serving, as it did when the refusal came at
+/// negotiation. (libp2p's ping says nothing of a connection's first failure, so the
+/// node pings often here and the test waits for several.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_speak_ping_keeps_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.contacts().put(&contact_of(&alice)).unwrap();
+    let timers = Timers { ping_interval: Duration::from_millis(200), ..Timers::default() };
+    let (node, addr) = start_bob_with(&bob, store, timers).await;
+    let mut attacker = Attacker::new(bob.peer_id(), addr);
+    let mut sealer = Sealer::new(&alice, SealerConfig::default());
+    let bob_key = bob.e2e_public();
+    let one = sealer.seal(&bob_key, &text("one", 1)).unwrap();
+    assert_eq!(results(attacker.send(vec![one]).await), [DmResult::Stored]);
+    assert!(!attacker.closed_within(Duration::from_secs(3)).await, "the node closed the connection of a peer without ping");
+    let two = sealer.seal(&bob_key, &text("two", 2)).unwrap();
+    assert_eq!(results(attacker.send(vec![two]).await), [DmResult::Stored]);
+    assert_eq!(texts_from_alice(&node), ["one", "two"]);
+    node.shutdown().await;
 }
 
 /// Issue 11: receivers de-duplicated by message id alone, so a peer who learned the id

@@ -1562,9 +1562,7 @@ impl Actor {
                     self.learned_address(peer, addr);
                 }
             }
-            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })
-                if !matches!(error, ping::Failure::Unsupported) =>
-            {
+            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) }) if !ping_unsupported(&error) => {
                 // A partition drops packets without resetting anything: the connection
                 // would look alive for as long as TCP retransmits (many minutes). A
                 // failed ping closes it, so `status` and the queues see the peer gone
@@ -1647,4 +1645,17 @@ fn unreachable_shutdown() {
 /// The event of a contact's presence change.
 fn presence_event(change: super::presence::Change) -> Event {
     Event::Presence { peer_id: change.peer_id, online: change.online, last_seen: change.last_seen }
+}
+
+/// Whether a ping failed because the peer does not speak ping. Streams are
+/// negotiated lazily, so that refusal usually arrives as the pong's read error
+/// rather than as [`ping::Failure::Unsupported`].
+fn ping_unsupported(error: &ping::Failure) -> bool {
+    match error {
+        ping::Failure::Unsupported => true,
+        ping::Failure::Other { error } => {
+            error.downcast_ref::<std::io::Error>().is_some_and(crate::streams::refused_protocol)
+        }
+        _ => false,
+    }
 }

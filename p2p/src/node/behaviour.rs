@@ -99,7 +99,7 @@ impl Behaviour {
             autonat: autonat::Behaviour::new(peer_id, timers.autonat.config()),
             kad,
             identify,
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(timers.ping_interval)),
             mdns: mdns.into(),
             blobs: libp2p_stream::Behaviour::new(),
         })

@@ -68,6 +68,8 @@ pub struct Timers {
     pub record_ttl: Duration,
     /// How long an idle connection is kept open (default 60 s).
     pub idle_connection: Duration,
+    /// How often a connection is pinged; a failed ping closes it (default 15 s).
+    pub ping_interval: Duration,
     /// How long a one-time invite stays redeemable (default 7 days).
     pub invite_ttl: Duration,
     /// How often the node deletes expired invite tokens (default 1 h; also at start).
@@ -139,6 +141,7 @@ impl Default for Timers {
             record_refresh: Duration::from_secs(600),
             record_ttl: Duration::from_secs(3600),
             idle_connection: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(15),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             invite_purge_interval: Duration::from_secs(3600),
             drain_interval: Duration::from_secs(60),
