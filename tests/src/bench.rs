@@ -50,6 +50,17 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system, all threads) process `pid` has used, from
+/// `/proc/<pid>/stat`; zero if unreadable.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and
+    // 15th fields of the whole line, in clock ticks (USER_HZ, 100 on Linux).
+    let Some(rest) = stat.rfind(')').and_then(|at| stat.get(at + 2..)) else { return Duration::ZERO };
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
 /// Resident set size of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     proc_status_kib(pid, "VmRSS:")

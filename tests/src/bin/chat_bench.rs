@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kith_p2p::control::Client;
 use kith_p2p::node::Event;
-use kith_tests::bench::{ms, percentile, rss_kib};
+use kith_tests::bench::{cpu_time, ms, percentile, rss_kib};
 use kith_tests::{Peer, connect, kith_bin};
 use serde_json::json;
 
@@ -97,11 +97,12 @@ async fn latency(a: &Path, b: &Path, samples: usize) {
     );
 }
 
-async fn throughput(a: &Path, b: &Path, messages: usize, clients: usize) {
+async fn throughput(a: &Path, b: &Path, messages: usize, clients: usize, pids: [u32; 2]) {
     let mut events = Client::connect(b).await.unwrap();
     events.subscribe().await.unwrap();
     let per_client = messages / clients;
     let total = per_client * clients;
+    let cpu_before = pids.map(cpu_time);
     let start = Instant::now();
     let mut senders = Vec::new();
     for c in 0..clients {
@@ -125,6 +126,7 @@ async fn throughput(a: &Path, b: &Path, messages: usize, clients: usize) {
         }
     }
     let received_at = start.elapsed();
+    let cpu = [0, 1].map(|i| cpu_time(pids[i]).saturating_sub(cpu_before[i]));
     for s in senders {
         s.await.unwrap();
     }
@@ -140,6 +142,13 @@ async fn throughput(a: &Path, b: &Path, messages: usize, clients: usize) {
         total as f64 / received_at.as_secs_f64(),
         ms(received_at),
         ms(accepted_at)
+    );
+    let per_message = |d: Duration| d.as_secs_f64() * 1e6 / total as f64;
+    println!(
+        "daemons' CPU per message (user + system, all threads, 10 ms ticks): A {:.0} µs, B {:.0} µs, both {:.0} µs",
+        per_message(cpu[0]),
+        per_message(cpu[1]),
+        per_message(cpu[0] + cpu[1])
     );
 }
 
@@ -167,7 +176,7 @@ fn main() {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(latency(&socket(&a), &socket(&b), args.latency_samples));
-    runtime.block_on(throughput(&socket(&a), &socket(&b), args.messages, args.clients));
+    runtime.block_on(throughput(&socket(&a), &socket(&b), args.messages, args.clients, [pid(&a), pid(&b)]));
     println!("RSS after the run: A {} KiB, B {} KiB", rss_kib(pid(&a)), rss_kib(pid(&b)));
     a.stop();
     b.stop();

@@ -58,7 +58,7 @@ use kith_p2p::mailbox::{self, MAX_DEPOSIT_BATCH, MAX_DRAIN_ITEMS, MailboxRequest
 use kith_p2p::node::IDENTIFY_VERSION;
 use kith_p2p::ops;
 use kith_p2p::payload::Payload;
-use kith_tests::bench::{ms, percentile, rss_kib};
+use kith_tests::bench::{cpu_time, ms, percentile, rss_kib};
 use kith_tests::{Relay, free_port, relay_bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
@@ -146,16 +146,6 @@ fn parse_args() -> Args {
 /// Runs `fut`, failing with a message naming `what` if it takes longer than `limit`.
 async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::time::timeout(limit, fut).await.map_err(|_| anyhow!("timed out after {limit:?}: {what}"))?
-}
-
-/// CPU time (user + system, all threads) a process has used, from /proc.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 14th and
-    // 15th fields of the whole line, in clock ticks (USER_HZ, 100 on Linux).
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<u64> = rest.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
-    Duration::from_millis((fields[0] + fields[1]) * 10)
 }
 
 /// CPU time used by the relay and by this process between two points.
