@@ -205,9 +205,7 @@ impl Contacts {
     /// All contacts in no particular order: [`list`](Self::list) without its
     /// sort, which encodes every peer id in base58 (for lookups that need no order).
     pub fn unsorted(&self) -> Result<Vec<Contact>, StoreError> {
-        let cache = self.cache();
-        cache.check_all()?;
-        Ok(cache.contacts.values().cloned().collect())
+        self.matching(|_| true)
     }
 
     /// The contacts for which `keep` is true, in no particular order: a scan of

@@ -170,7 +170,10 @@ struct State {
 }
 
 impl State {
-    /// Reads the floor and every record from `tree`, and hashes every item.
+    /// Reads the floor and every record from `tree`, and hashes every item. Records
+    /// of logs that hold no item (an earlier build kept a group log's) are removed
+    /// in one atomic batch, raising the floor past their numbers; not flushed: if
+    /// that is lost, the next open does it again.
     fn load(tree: &sled::Tree, hasher: &RandomState) -> Result<State, StoreError> {
         let mut state = State {
             records: HashMap::new(),
@@ -181,11 +184,24 @@ impl State {
         if let Some(value) = tree.get([FLOOR]).map_err(db)? {
             state.floor = decode_u64(&value)?;
         }
+        let mut empty = sled::Batch::default();
+        let mut emptied = 0usize;
         for entry in tree.scan_prefix([RECORD]) {
             let (key, value) = entry.map_err(db)?;
             let record = Record::decode(&value)?;
+            if record.count == 0 {
+                state.floor = state.floor.max(record.next_seq);
+                empty.remove(key);
+                emptied += 1;
+                continue;
+            }
             state.totals.add(&record);
             state.records.insert(key[1..].to_vec(), record);
+        }
+        if emptied > 0 {
+            empty.insert(&[FLOOR][..], &state.floor.to_be_bytes()[..]);
+            tree.apply_batch(empty).map_err(db)?;
+            tracing::info!(tree = ?String::from_utf8_lossy(&tree.name()), emptied, "removed the records of empty logs");
         }
         state.hashes.reserve(usize::try_from(state.totals.items).unwrap_or(0));
         let mut damaged = 0usize;
@@ -206,32 +222,6 @@ impl State {
         }
         Ok(state)
     }
-}
-
-/// Removes the records of logs that hold no item (an earlier build kept a group
-/// log's), raising the floor past their numbers, in one atomic batch; returns how
-/// many there were. Not flushed: if it is lost, the next open does it again.
-fn drop_empty_records(tree: &sled::Tree) -> Result<usize, StoreError> {
-    let mut floor = match tree.get([FLOOR]).map_err(db)? {
-        Some(value) => decode_u64(&value)?,
-        None => FIRST_SEQ,
-    };
-    let mut batch = sled::Batch::default();
-    let mut dropped = 0;
-    for entry in tree.scan_prefix([RECORD]) {
-        let (key, value) = entry.map_err(db)?;
-        let record = Record::decode(&value)?;
-        if record.count == 0 {
-            floor = floor.max(record.next_seq);
-            batch.remove(key);
-            dropped += 1;
-        }
-    }
-    if dropped > 0 {
-        batch.insert(&[FLOOR][..], &floor.to_be_bytes()[..]);
-        tree.apply_batch(batch).map_err(db)?;
-    }
-    Ok(dropped)
 }
 
 /// Removes every key of the former on-disk de-duplication index, in bounded
@@ -266,10 +256,6 @@ impl SeqLogs {
         let dropped = drop_former_hashes(&tree)?;
         if dropped > 0 {
             tracing::info!(tree = ?String::from_utf8_lossy(&tree.name()), dropped, "removed the former on-disk de-duplication index");
-        }
-        let emptied = drop_empty_records(&tree)?;
-        if emptied > 0 {
-            tracing::info!(tree = ?String::from_utf8_lossy(&tree.name()), emptied, "removed the records of empty logs");
         }
         let hasher = RandomState::new();
         Ok(SeqLogs {
