@@ -1015,6 +1015,18 @@ pub(crate) fn snake_case(value: &str) -> String {
     out
 }
 
+/// Asserts that the exposition `text` has each of `lines` as a whole line.
+#[cfg(test)]
+pub(crate) fn assert_lines<S: AsRef<str>>(text: &str, lines: impl IntoIterator<Item = S>) {
+    for line in lines {
+        let line = line.as_ref();
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1045,7 +1057,7 @@ mod tests {
         metrics.connection_refused(Limit::PerIp);
         metrics.rate_limited(LimitedRequest::Challenge);
         let text = encode(&registry).unwrap();
-        for line in [
+        assert_lines(&text, [
             "# TYPE kith_relay_deposits counter",
             "# HELP kith_relay_deposits Envelopes stored in mailboxes.",
             "kith_relay_deposits_total 3",
@@ -1072,12 +1084,7 @@ mod tests {
             "kith_relay_rate_limited_total{request=\"challenge\"} 1",
             "kith_relay_rate_limited_total{request=\"fetch\"} 0",
             "# EOF",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
+        ]);
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(types, helps);
@@ -1185,7 +1192,7 @@ mod tests {
         metrics.media_served_bytes.inc_by(2000);
         metrics.media_refused(MediaRefusalReason::QuotaBytes);
         let text = encode(&registry).unwrap();
-        for line in [
+        assert_lines(&text, [
             "kith_relay_media_blobs 3",
             "kith_relay_media_bytes 3000",
             "kith_relay_media_limit_bytes 1099511627776",
@@ -1199,12 +1206,7 @@ mod tests {
             "kith_relay_media_served_bytes_total 2000",
             "kith_relay_media_expired_total 0",
             "# HELP kith_relay_media_refusals Media uploads refused, by reason.",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
+        ]);
     }
 
     #[test]
@@ -1222,7 +1224,7 @@ mod tests {
         let mut registry = Registry::default();
         let _metrics = Metrics::for_config(&mut registry, &config);
         let text = encode(&registry).unwrap();
-        for line in [
+        assert_lines(&text, [
             format!(
                 "kith_relay_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")
@@ -1239,12 +1241,7 @@ mod tests {
             "kith_relay_grouplog_jobs 0".into(),
             "# UNIT kith_relay_mailbox_limit_bytes bytes".into(),
             "kith_relay_memory_limit_bytes 536870912.0".into(),
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
+        ]);
     }
 
     #[cfg(target_os = "linux")]

@@ -494,15 +494,10 @@ mod tests {
         );
         assert!(fetch(&mut f, [6; 32], 0, 10).0.is_empty());
         let text = crate::metrics::encode(&f.registry).unwrap();
-        for line in [
+        crate::metrics::assert_lines(&text, [
             "kith_relay_grouplog_refusals_total{reason=\"store_full\"} 1",
             "kith_relay_grouplog_items 2",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
+        ]);
     }
 
     #[test]

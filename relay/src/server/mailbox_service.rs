@@ -847,15 +847,10 @@ mod tests {
             }
         );
         let text = crate::metrics::encode(&f.registry).unwrap();
-        for line in [
+        crate::metrics::assert_lines(&text, [
             "kith_relay_refusals_total{reason=\"store_full\"} 1",
             "kith_relay_mailbox_envelopes 2",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
+        ]);
     }
 
     #[test]
