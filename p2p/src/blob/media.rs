@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, StreamProtocol};
-use libp2p_stream::{Control, OpenStreamError};
+use libp2p_stream::Control;
 
 use super::{BlobError, BlobId, BlobStore};
 
@@ -423,10 +423,9 @@ pub async fn upload(control: &Control, store: &BlobStore, media: PeerId, id: Blo
 /// Opens a `/kith/media/1` stream to `media` and sends `request`, within [`OPEN_TIMEOUT`].
 async fn open(control: &Control, media: PeerId, request: Request) -> Result<libp2p::Stream, UploadError> {
     let opening = async {
-        let mut stream = crate::streams::open(control, media, PROTOCOL).await.map_err(|e| match e {
-            OpenStreamError::UnsupportedProtocol(_) => UploadError::NotOffered,
-            e => UploadError::Network(e.to_string()),
-        })?;
+        // A media node without the role says so on the first answer, not here
+        // (streams are negotiated lazily): see `network`.
+        let mut stream = crate::streams::open(control, media, PROTOCOL).await.map_err(|e| UploadError::Network(e.to_string()))?;
         stream.write_all(&request.encode()).await.map_err(network)?;
         stream.flush().await.map_err(network)?;
         Ok::<_, UploadError>(stream)
