@@ -539,9 +539,20 @@ async fn append_fetch_and_restarts() {
         Some(105.0)
     );
 
-    // A graceful restart, then a kill -9 right after an acknowledged append.
+    // A graceful restart leaves the de-duplication index in a checkpoint, which
+    // the next start loads (and spends) instead of reading every item: retries are
+    // still known for what they are.
     assert!(relay.signal_and_wait("TERM").success());
+    let checkpoint = dir.path().join("data/grouplog/grouplog.index");
+    assert!(checkpoint.exists(), "a clean shutdown writes the index checkpoint");
     let relay = RelayProcess::start(dir.path(), &config);
+    assert!(!checkpoint.exists(), "the start spent the checkpoint");
+    assert_eq!(
+        append_all(&mut peer(), &relay, LOG, &sent[40..42]).await,
+        [41, 42]
+    );
+    // Then a kill -9 right after an acknowledged append: the next start reads the
+    // items, and knows the retries too.
     let more = items(5, "after restart");
     assert_eq!(
         append_all(&mut peer(), &relay, LOG, &more).await,
@@ -549,6 +560,10 @@ async fn append_fetch_and_restarts() {
     );
     relay.kill();
     let relay = RelayProcess::start(dir.path(), &config);
+    assert_eq!(
+        append_all(&mut peer(), &relay, LOG, &[sent[0].clone(), more[4].clone()]).await,
+        [1, 105]
+    );
     let all = fetch_all(&mut peer(), &relay, LOG, 0, 256).await;
     assert_eq!(all.len(), 105);
     assert_eq!(

@@ -153,6 +153,39 @@ async fn deposit_drain_ack_then_sigterm() {
     assert!(status.success(), "exit status {status:?}; log: {log:#?}");
 }
 
+/// A clean shutdown leaves the de-duplication index in a checkpoint that the next
+/// start loads instead of reading every envelope; held envelopes are still known.
+#[tokio::test]
+async fn a_graceful_restart_still_knows_the_envelopes_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = loopback_config(&dir.path().join("data"), "");
+    let relay = RelayProcess::start(dir.path(), &config);
+    let owner = Identity::generate();
+    let mut sender = TestPeer::new(identity::Keypair::generate_ed25519());
+    let sent = envelopes(50, "before the restart");
+    let results = deposit_all(&mut sender, &relay, &owner.peer_id(), &sent).await;
+    assert!(results.iter().all(|r| *r == DepositResult::Stored));
+    assert!(relay.signal_and_wait("TERM").success());
+    let checkpoint = dir.path().join("data/mailbox/mail.index");
+    assert!(checkpoint.exists(), "a clean shutdown writes the index checkpoint");
+
+    let relay = RelayProcess::start(dir.path(), &config);
+    assert!(!checkpoint.exists(), "the start spent the checkpoint");
+    // A new connection (the old one went with the relay); the same bytes.
+    let mut sender = TestPeer::new(identity::Keypair::generate_ed25519());
+    let again = deposit_all(&mut sender, &relay, &owner.peer_id(), &sent[20..30]).await;
+    assert_eq!(again, vec![DepositResult::Duplicate; 10]);
+    let fresh = envelopes(1, "after the restart");
+    assert_eq!(
+        deposit_all(&mut sender, &relay, &owner.peer_id(), &fresh).await,
+        [DepositResult::Stored]
+    );
+    let mut me = TestPeer::new(owner.libp2p_keypair());
+    let items = drain_all(&mut me, &owner, relay.peer_id, &relay.addr(), 100).await;
+    let got: Vec<Vec<u8>> = items.iter().map(|i| i.envelope.clone()).collect();
+    assert_eq!(got, [sent, fresh].concat());
+}
+
 #[tokio::test]
 async fn challenges_cannot_be_replayed_forged_or_borrowed() {
     let dir = tempfile::tempdir().unwrap();

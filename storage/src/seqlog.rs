@@ -11,9 +11,10 @@
 //! One key per item: sled's cost is per key written (it copies the leaf each key
 //! lands on), and a de-duplication key per item, landing on a random leaf, cost a
 //! relay a third of its deposit rate. So the de-duplication index lives in memory: a
-//! keyed 64-bit hash of each held item's log and bytes → its sequence number,
-//! rebuilt by reading every item at open (16 bytes plus the map's slack per item).
-//! The hash's key is random per open, so nobody can aim collisions at it, and a match
+//! keyed 64-bit hash (blake3) of each held item's log and bytes → its sequence
+//! number, rebuilt by reading every item at open (16 bytes plus the map's slack per
+//! item). The hash's key is random (new at each open that reads the items; a
+//! checkpoint keeps it with the index), so nobody can aim collisions at it, and a match
 //! is confirmed by comparing the stored bytes, so a collision can never make a new
 //! item pass for a held one: at worst the colliding item is not indexed (and if it
 //! also has the other's sequence number in another log, removing it removes the
@@ -44,12 +45,27 @@
 //! Before, `h ‖ P ‖ blake3(item)` → `seq` held the de-duplication index on disk;
 //! [`SeqLogs::open`] removes such keys.
 //!
+//! Reading every item at open costs ~1.5 µs per item here (~0.6 s for 400,000), so
+//! a clean shutdown may leave the index in a checkpoint file ([`SeqLogs::checkpoint`])
+//! that the next open loads instead. The file is trusted only if the tree holds the
+//! random token `c` → `token` that the checkpoint wrote after the file was durable,
+//! and the next open removes that token (flushed) before anything can be written:
+//! a checkpoint is used at most once, and only by the open right after the
+//! shutdown that wrote it. Any write after a checkpoint removes the token too. A
+//! file that does not match (torn, damaged, from an earlier shutdown) is ignored
+//! and the items are read as before. Even a wrong index could not make a new item
+//! pass for a held one, since every match is confirmed against the stored bytes.
+//!
 //! Durability: a committed [`Writer`] is atomic but not flushed; call
 //! [`SeqLogs::flush`] (one fsync for everything committed so far, by any thread)
 //! before acknowledging what it wrote.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::{StoreError, db};
@@ -62,6 +78,13 @@ const ITEM: u8 = b'i';
 const FORMER_HASH: u8 = b'h';
 const RECORD: u8 = b'r';
 const FLOOR: u8 = b'f';
+/// The token of the checkpoint the last clean shutdown wrote.
+const CHECKPOINT: u8 = b'c';
+
+/// The first bytes of a checkpoint file (its format's version is the last byte).
+const CHECKPOINT_MAGIC: &[u8; 8] = b"kithidx1";
+/// Magic, token, hash key, entry count; then the entries, then a blake3 digest.
+const CHECKPOINT_HEADER_LEN: usize = 8 + 16 + 32 + 8;
 
 /// Entries and bytes per batch when importing an earlier layout.
 const IMPORT_BATCH_ENTRIES: usize = 4096;
@@ -120,12 +143,24 @@ pub struct StoredItem {
     pub appended_at_ms: u64,
 }
 
+/// Where the de-duplication index came from when the logs were opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexSource {
+    /// Every item was read and hashed.
+    Scan,
+    /// The checkpoint the last clean shutdown wrote was loaded.
+    Checkpoint,
+}
+
 /// The opened logs. `Send + Sync`; every method blocks on disk I/O.
 pub struct SeqLogs {
     db: sled::Db,
     tree: sled::Tree,
-    /// Keys the de-duplication hashes (random per open).
-    hasher: RandomState,
+    /// Keys the de-duplication hashes (random per store; kept in a checkpoint).
+    hash_key: [u8; 32],
+    /// Where [`checkpoint`](Self::checkpoint) writes the index, if anywhere.
+    checkpoint_path: Option<PathBuf>,
+    index_source: IndexSource,
     state: Mutex<State>,
 }
 
@@ -167,19 +202,23 @@ struct State {
     floor: u64,
     totals: Totals,
     hashes: HashIndex,
+    /// The tree holds a checkpoint's token, which the next write must remove.
+    checkpointed: bool,
 }
 
 impl State {
-    /// Reads the floor and every record from `tree`, and hashes every item. Records
-    /// of logs that hold no item (an earlier build kept a group log's) are removed
-    /// in one atomic batch, raising the floor past their numbers; not flushed: if
-    /// that is lost, the next open does it again.
-    fn load(tree: &sled::Tree, hasher: &RandomState) -> Result<State, StoreError> {
+    /// Reads the floor and every record from `tree`, and takes `index` as the
+    /// de-duplication index or, without one, hashes every item. Records of logs
+    /// that hold no item (an earlier build kept a group log's) are removed in one
+    /// atomic batch, raising the floor past their numbers; not flushed: if that is
+    /// lost, the next open does it again.
+    fn load(tree: &sled::Tree, hash_key: &[u8; 32], index: Option<HashIndex>) -> Result<State, StoreError> {
         let mut state = State {
             records: HashMap::new(),
             floor: FIRST_SEQ,
             totals: Totals::default(),
             hashes: HashIndex::default(),
+            checkpointed: false,
         };
         if let Some(value) = tree.get([FLOOR]).map_err(db)? {
             state.floor = decode_u64(&value)?;
@@ -203,6 +242,10 @@ impl State {
             tree.apply_batch(empty).map_err(db)?;
             tracing::info!(tree = ?String::from_utf8_lossy(&tree.name()), emptied, "removed the records of empty logs");
         }
+        if let Some(index) = index {
+            state.hashes = index;
+            return Ok(state);
+        }
         state.hashes.reserve(usize::try_from(state.totals.items).unwrap_or(0));
         let mut damaged = 0usize;
         for entry in tree.scan_prefix([ITEM]) {
@@ -215,7 +258,7 @@ impl State {
                 damaged += 1;
                 continue;
             };
-            state.hashes.entry(item_hash(hasher, prefix, item)).or_insert(seq);
+            state.hashes.entry(item_hash(hash_key, prefix, item)).or_insert(seq);
         }
         if damaged > 0 {
             tracing::warn!(damaged, "damaged items left out of the de-duplication index");
@@ -249,21 +292,51 @@ fn drop_former_hashes(tree: &sled::Tree) -> Result<usize, StoreError> {
 
 impl SeqLogs {
     /// Opens the logs kept in tree `tree` of `database`: loads every log's record,
-    /// reads every item to rebuild the de-duplication index, and removes the former
-    /// on-disk index if the tree still has one (not flushed: it is redone if lost).
-    pub fn open(database: &sled::Db, tree: &str) -> Result<SeqLogs, StoreError> {
+    /// and loads the de-duplication index from the checkpoint at `checkpoint` if the
+    /// last shutdown left a valid one there, or else reads every item to rebuild it.
+    /// A checkpoint's token is removed (flushed) before this returns, so the file is
+    /// never trusted again. Also removes the former on-disk index if the tree still
+    /// has one (not flushed: it is redone if lost).
+    pub fn open(database: &sled::Db, tree: &str, checkpoint: Option<&Path>) -> Result<SeqLogs, StoreError> {
         let tree = database.open_tree(tree).map_err(db)?;
         let dropped = drop_former_hashes(&tree)?;
         if dropped > 0 {
             tracing::info!(tree = ?String::from_utf8_lossy(&tree.name()), dropped, "removed the former on-disk de-duplication index");
         }
-        let hasher = RandomState::new();
+        let loaded = match (checkpoint, tree.get([CHECKPOINT]).map_err(db)?) {
+            (Some(path), Some(token)) => {
+                let loaded = read_checkpoint(path, &token);
+                if let Err(reason) = &loaded {
+                    tracing::warn!(path = %path.display(), %reason, "index checkpoint not used; reading every item");
+                }
+                loaded.ok()
+            }
+            _ => None,
+        };
+        if tree.remove([CHECKPOINT]).map_err(db)?.is_some() {
+            database.flush().map_err(db)?;
+        }
+        if let Some(path) = checkpoint {
+            // Spent either way; a failure to remove it only leaves a file no token matches.
+            let _ = std::fs::remove_file(path);
+        }
+        let (hash_key, index, index_source) = match loaded {
+            Some((key, index)) => (key, Some(index), IndexSource::Checkpoint),
+            None => (rand::random(), None, IndexSource::Scan),
+        };
         Ok(SeqLogs {
-            state: Mutex::new(State::load(&tree, &hasher)?),
-            hasher,
+            state: Mutex::new(State::load(&tree, &hash_key, index)?),
+            hash_key,
+            checkpoint_path: checkpoint.map(Path::to_owned),
+            index_source,
             db: database.clone(),
             tree,
         })
+    }
+
+    /// Where the de-duplication index came from at open.
+    pub fn index_source(&self) -> IndexSource {
+        self.index_source
     }
 
     /// Starts a batch of changes. Holds the store's write lock until the writer is
@@ -372,6 +445,25 @@ impl SeqLogs {
         Ok(())
     }
 
+    /// For a clean shutdown: flushes everything committed, then writes the
+    /// de-duplication index to the checkpoint file given at open (durably, mode
+    /// 0600), then records its token in the tree and flushes again, so the next
+    /// open can load it instead of reading every item. A write after this (by a
+    /// late writer) removes the token again. Without a checkpoint path this is
+    /// [`flush`](Self::flush).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.checkpoint_path else {
+            return self.flush();
+        };
+        let mut state = self.lock();
+        self.flush()?;
+        let token: [u8; 16] = rand::random();
+        write_checkpoint(path, &token, &self.hash_key, &state.hashes).map_err(StoreError::Io)?;
+        self.tree.insert([CHECKPOINT], &token[..]).map_err(db)?;
+        state.checkpointed = true;
+        self.flush()
+    }
+
     /// Copies a database of the earlier layout (one tree per key space, the same
     /// keys without the space tag) into this tree, in batches, then reloads the
     /// records and rebuilds the de-duplication index. Run it on an empty tree (it clears this tree first, so an
@@ -398,7 +490,7 @@ impl SeqLogs {
         if let Some(floor) = old.floor {
             self.tree.insert([FLOOR], &floor.to_be_bytes()[..]).map_err(db)?;
         }
-        *self.lock() = State::load(&self.tree, &self.hasher)?;
+        *self.lock() = State::load(&self.tree, &self.hash_key, None)?;
         Ok(())
     }
 
@@ -466,7 +558,7 @@ impl Writer<'_> {
     /// match.
     pub fn find(&self, log: &[u8], item: &[u8]) -> Result<Option<u64>, StoreError> {
         let prefix = prefix(log)?;
-        let Some(seq) = self.indexed(item_hash(&self.logs.hasher, &prefix, item)) else {
+        let Some(seq) = self.indexed(item_hash(&self.logs.hash_key, &prefix, item)) else {
             return Ok(None);
         };
         let key = item_key(&prefix, seq);
@@ -495,7 +587,7 @@ impl Writer<'_> {
             .ok_or_else(|| StoreError::corrupt(TREE, "sequence numbers exhausted"))?;
         record.count += 1;
         record.bytes += item.len() as u64;
-        let hash = item_hash(&self.logs.hasher, &prefix, item);
+        let hash = item_hash(&self.logs.hash_key, &prefix, item);
         // A colliding item already indexed keeps the entry (see the module docs).
         if self.indexed(hash).is_none() {
             self.staged_hashes.insert(hash, Some(seq));
@@ -517,8 +609,13 @@ impl Writer<'_> {
     /// Applies the batch atomically and moves the in-memory records to match. Not
     /// flushed: see [`SeqLogs::flush`].
     pub fn commit(mut self) -> Result<(), StoreError> {
+        if self.state.checkpointed {
+            // The checkpoint no longer holds this batch's index entries.
+            self.batch.remove(&[CHECKPOINT][..]);
+        }
         self.logs.tree.apply_batch(std::mem::take(&mut self.batch)).map_err(db)?;
         let state = &mut *self.state;
+        state.checkpointed = false;
         for (prefix, record) in self.staged.drain() {
             if let Some(old) = state.records.get(&prefix) {
                 state.totals.remove(old);
@@ -569,13 +666,13 @@ impl Writer<'_> {
             return Ok(None);
         }
         let (len, hash) = match self.appended.remove(&key) {
-            Some(bytes) => (bytes.len() as u64, item_hash(&self.logs.hasher, prefix, &bytes)),
+            Some(bytes) => (bytes.len() as u64, item_hash(&self.logs.hash_key, prefix, &bytes)),
             None => {
                 let Some(value) = self.logs.tree.get(&key).map_err(db)? else {
                     return Ok(None);
                 };
                 let item = split_item_value(&value)?.1;
-                (item.len() as u64, item_hash(&self.logs.hasher, prefix, item))
+                (item.len() as u64, item_hash(&self.logs.hash_key, prefix, item))
             }
         };
         let mut record = self.record_of(prefix);
@@ -640,11 +737,82 @@ fn prefix(log: &[u8]) -> Result<Vec<u8>, StoreError> {
 
 /// The de-duplication hash of `item` in the log with key prefix `prefix` (which
 /// starts with its length, so prefix and item cannot be split another way).
-fn item_hash(hasher: &RandomState, prefix: &[u8], item: &[u8]) -> u64 {
-    let mut state = hasher.build_hasher();
-    state.write(prefix);
-    state.write(item);
-    state.finish()
+/// The de-duplication hash of `item` in the log of `prefix`: keyed blake3, so its
+/// values cannot be aimed at without the store's key (`prefix` carries its length,
+/// so prefix and item cannot be re-split).
+fn item_hash(key: &[u8; 32], prefix: &[u8], item: &[u8]) -> u64 {
+    let digest = blake3::Hasher::new_keyed(key).update(prefix).update(item).finalize();
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// Writes `hashes` to `path` through a temporary file that is synced and then
+/// renamed, and syncs the directory, so the file is whole and durable on return.
+fn write_checkpoint(path: &Path, token: &[u8; 16], key: &[u8; 32], hashes: &HashIndex) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut digest = blake3::Hasher::new();
+    let mut put = |bytes: &[u8]| {
+        digest.update(bytes);
+        out.write_all(bytes)
+    };
+    put(CHECKPOINT_MAGIC)?;
+    put(token)?;
+    put(key)?;
+    put(&(hashes.len() as u64).to_be_bytes())?;
+    for (hash, seq) in hashes {
+        put(&hash.to_be_bytes())?;
+        put(&seq.to_be_bytes())?;
+    }
+    out.write_all(digest.finalize().as_bytes())?;
+    let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint written for `token`: its hash key and index, or why not.
+fn read_checkpoint(path: &Path, token: &[u8]) -> Result<([u8; 32], HashIndex), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let mut header = [0; CHECKPOINT_HEADER_LEN];
+    input.read_exact(&mut header).map_err(|e| format!("header: {e}"))?;
+    let mut digest = blake3::Hasher::new();
+    digest.update(&header);
+    if &header[..8] != CHECKPOINT_MAGIC {
+        return Err("not an index checkpoint".into());
+    }
+    if &header[8..24] != token {
+        return Err("written by an earlier shutdown".into());
+    }
+    let mut key = [0; 32];
+    key.copy_from_slice(&header[24..56]);
+    let count = u64_at(&header, 56).unwrap_or(u64::MAX);
+    let expected = count.checked_mul(16).and_then(|n| n.checked_add((CHECKPOINT_HEADER_LEN + 32) as u64));
+    if expected != Some(len) {
+        return Err(format!("{len} bytes for {count} entries"));
+    }
+    let mut hashes = HashIndex::default();
+    hashes.reserve(usize::try_from(count).map_err(|e| e.to_string())?);
+    let mut entry = [0; 16];
+    for _ in 0..count {
+        input.read_exact(&mut entry).map_err(|e| e.to_string())?;
+        digest.update(&entry);
+        let (hash, seq) = (u64_at(&entry, 0).unwrap_or(0), u64_at(&entry, 8).unwrap_or(0));
+        hashes.insert(hash, seq);
+    }
+    let mut stored = [0; 32];
+    input.read_exact(&mut stored).map_err(|e| e.to_string())?;
+    if digest.finalize() != blake3::Hash::from(stored) {
+        return Err("damaged: its digest does not match".into());
+    }
+    Ok((key, hashes))
 }
 
 fn item_key(prefix: &[u8], seq: u64) -> Vec<u8> {
@@ -685,8 +853,25 @@ mod tests {
     fn open(dir: &std::path::Path) -> (sled::Db, SeqLogs) {
         // sled lets go of its lock a moment after the last handle is dropped: wait.
         let db = crate::engine::open_sled(dir, 16 << 20, std::time::Duration::from_secs(10)).unwrap();
-        let logs = SeqLogs::open(&db, "log").unwrap();
+        let logs = SeqLogs::open(&db, "log", Some(&checkpoint_file(dir))).unwrap();
         (db, logs)
+    }
+
+    fn checkpoint_file(dir: &std::path::Path) -> PathBuf {
+        dir.join("log.index")
+    }
+
+    /// Items `0..n` of 40 bytes over logs `a`, `b` and `c`.
+    fn fill(logs: &SeqLogs, n: u64) {
+        let mut w = logs.writer();
+        for i in 0..n {
+            w.append(&[b'a' + (i % 3) as u8], 1, format!("{i:040}").as_bytes()).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    fn held(logs: &SeqLogs, i: u64) -> Option<u64> {
+        logs.writer().find(&[b'a' + (i % 3) as u8], format!("{i:040}").as_bytes()).unwrap()
     }
 
     fn append(logs: &SeqLogs, log: &[u8], at: u64, items: &[&[u8]]) -> Vec<u64> {
@@ -853,7 +1038,7 @@ mod tests {
         let p = prefix(b"a").unwrap();
         items.insert([&p[..], &7u64.to_be_bytes()].concat(), [&5u64.to_be_bytes()[..], b"old"].concat()).unwrap();
         records.insert(&p, &Record { next_seq: 8, count: 1, bytes: 3 }.encode()[..]).unwrap();
-        let logs = SeqLogs::open(&db, "log").unwrap();
+        let logs = SeqLogs::open(&db, "log", None).unwrap();
         let old = LegacyTrees { items: &items, records: &records, floor: Some(4) };
         logs.import(&old).unwrap();
         logs.import(&old).unwrap(); // an interrupted import runs again
@@ -896,7 +1081,7 @@ mod tests {
         let (_db, logs) = open(dir.path());
         append(&logs, b"a", 1, &[b"held"]);
         // Make "other" collide with "held": its hash now names item 1.
-        let other_hash = item_hash(&logs.hasher, &prefix(b"a").unwrap(), b"other");
+        let other_hash = item_hash(&logs.hash_key, &prefix(b"a").unwrap(), b"other");
         logs.lock().hashes.insert(other_hash, 1);
         let mut w = logs.writer();
         assert_eq!(w.find(b"a", b"other").unwrap(), None, "the bytes differ");
@@ -937,5 +1122,104 @@ mod tests {
         let (_db, logs) = open(dir.path());
         assert_eq!(logs.writer().find(b"a", b"kept").unwrap(), Some(1));
         assert!(logs.list(b"a", 7, 1, 100).is_err(), "reading the damaged item reports it");
+    }
+
+    #[test]
+    fn a_clean_shutdowns_checkpoint_is_loaded_once_and_knows_every_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let seq_of_7 = {
+            let (_db, logs) = open(dir.path());
+            assert_eq!(logs.index_source(), IndexSource::Scan);
+            fill(&logs, 1000);
+            let seq = held(&logs, 7);
+            logs.checkpoint().unwrap();
+            seq
+        };
+        assert!(checkpoint_file(dir.path()).exists());
+        {
+            let (_db, logs) = open(dir.path());
+            assert_eq!(logs.index_source(), IndexSource::Checkpoint);
+            assert!(!checkpoint_file(dir.path()).exists(), "a checkpoint is spent by the open that loads it");
+            assert_eq!(held(&logs, 7), seq_of_7);
+            assert!((0..1000).all(|i| held(&logs, i).is_some()), "every held item is found");
+            assert_eq!(held(&logs, 1000), None);
+            // The loaded index is kept up to date like a scanned one.
+            let mut w = logs.writer();
+            assert!(w.remove(b"b", seq_of_7.unwrap()).unwrap().is_some());
+            w.commit().unwrap();
+            assert_eq!(held(&logs, 7), None);
+            logs.flush().unwrap();
+        }
+        // No clean shutdown this time (as after a crash): the items are read.
+        let (_db, logs) = open(dir.path());
+        assert_eq!(logs.index_source(), IndexSource::Scan);
+        assert_eq!(held(&logs, 7), None);
+        assert_eq!(held(&logs, 8), Some(3));
+    }
+
+    #[test]
+    fn a_write_after_the_checkpoint_voids_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_db, logs) = open(dir.path());
+            fill(&logs, 10);
+            logs.checkpoint().unwrap();
+            // A late writer, after the shutdown's checkpoint.
+            append(&logs, b"late", 1, &[b"after"]);
+            logs.flush().unwrap();
+        }
+        let (_db, logs) = open(dir.path());
+        assert_eq!(logs.index_source(), IndexSource::Scan);
+        assert_eq!(logs.writer().find(b"late", b"after").unwrap(), Some(1));
+        assert!((0..10).all(|i| held(&logs, i).is_some()));
+    }
+
+    #[test]
+    fn a_damaged_stale_or_missing_checkpoint_is_passed_over_for_reading_the_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = checkpoint_file(dir.path());
+        let stale = dir.path().join("stale");
+        {
+            let (_db, logs) = open(dir.path());
+            fill(&logs, 100);
+            logs.checkpoint().unwrap();
+        }
+        std::fs::copy(&file, &stale).unwrap();
+        let damaged = |change: &dyn Fn(&mut Vec<u8>)| {
+            {
+                let (_db, logs) = open(dir.path());
+                logs.checkpoint().unwrap();
+            }
+            let mut bytes = std::fs::read(&file).unwrap();
+            change(&mut bytes);
+            std::fs::write(&file, bytes).unwrap();
+            let (_db, logs) = open(dir.path());
+            assert_eq!(logs.index_source(), IndexSource::Scan);
+            assert!((0..100).all(|i| held(&logs, i).is_some()), "the items were read instead");
+        };
+        damaged(&|bytes| bytes[CHECKPOINT_HEADER_LEN + 5] ^= 1);
+        damaged(&|bytes| bytes.truncate(bytes.len() - 16));
+        damaged(&|bytes| bytes.truncate(10));
+        damaged(&|bytes| *bytes = std::fs::read(&stale).unwrap());
+        damaged(&|bytes| bytes[0] = b'X');
+        {
+            let (_db, logs) = open(dir.path());
+            logs.checkpoint().unwrap();
+        }
+        std::fs::remove_file(&file).unwrap();
+        let (_db, logs) = open(dir.path());
+        assert_eq!(logs.index_source(), IndexSource::Scan);
+        assert!((0..100).all(|i| held(&logs, i).is_some()));
+    }
+
+    #[test]
+    fn a_checkpoint_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, logs) = open(dir.path());
+        fill(&logs, 3);
+        logs.checkpoint().unwrap();
+        let mode = std::fs::metadata(checkpoint_file(dir.path())).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

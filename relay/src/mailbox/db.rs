@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kith_p2p::kith_storage::engine::{self, db_error};
-use kith_p2p::kith_storage::seqlog::{LegacyTrees, SeqLogs};
+use kith_p2p::kith_storage::seqlog::{IndexSource, LegacyTrees, SeqLogs};
 
 use super::MailboxError;
 use super::error::{open_err, store_error};
@@ -60,7 +60,7 @@ pub(crate) fn open_logs(dir: &Path, kind: &Kind) -> Result<(sled::Db, SeqLogs), 
         source,
     })?;
     let db = engine::open_sled(dir, CACHE_CAPACITY_BYTES, LOCK_WAIT).map_err(|e| open_err(dir, e))?;
-    let logs = check_schema(&db, kind)?;
+    let logs = check_schema(&db, kind, &dir.join(format!("{}.index", kind.tree)))?;
     kith_p2p::home::restrict_tree(dir).map_err(|source| OpenError::Io {
         path: dir.to_owned(),
         source,
@@ -68,7 +68,9 @@ pub(crate) fn open_logs(dir: &Path, kind: &Kind) -> Result<(sled::Db, SeqLogs), 
     Ok((db, logs))
 }
 
-fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
+/// `checkpoint`: where a clean shutdown leaves the de-duplication index
+/// ([`SeqLogs::checkpoint`]).
+fn check_schema(db: &sled::Db, kind: &Kind, checkpoint: &Path) -> Result<SeqLogs, OpenError> {
     let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
     let meta = db.open_tree(META).map_err(err)?;
     let found = match meta.get(SCHEMA_VERSION_KEY).map_err(err)? {
@@ -121,7 +123,10 @@ fn check_schema(db: &sled::Db, kind: &Kind) -> Result<SeqLogs, OpenError> {
         // flushed one, leaves that window open.) A new store's trees are empty.
         None | Some(_) => set_version(db, &meta)?,
     }
-    let logs = SeqLogs::open(db, kind.tree).map_err(|e| OpenError::from(store_error(e)))?;
+    let logs = SeqLogs::open(db, kind.tree, Some(checkpoint)).map_err(|e| OpenError::from(store_error(e)))?;
+    if logs.index_source() == IndexSource::Checkpoint {
+        tracing::info!(store = kind.tree, "de-duplication index loaded from the shutdown's checkpoint");
+    }
     if found == Some(1) {
         migrate_v1(db, &meta, &logs, kind)?;
     }

@@ -261,6 +261,13 @@ impl MailboxStore {
         self.inner.logs.flush().map_err(store_error)
     }
 
+    /// For a clean shutdown, after the last write: flushes, and leaves the
+    /// de-duplication index in a checkpoint the next open loads instead of reading
+    /// every envelope. A write after this is still safe (it voids the checkpoint).
+    pub fn checkpoint(&self) -> Result<(), MailboxError> {
+        self.inner.logs.checkpoint().map_err(store_error)
+    }
+
     fn challenges(&self) -> std::sync::MutexGuard<'_, Challenges> {
         // A panic while holding the lock cannot leave the map half-updated in a way
         // that matters (at worst a stale entry), so poisoning is ignored.

@@ -453,7 +453,8 @@ impl Relay {
 
     /// Runs the relay until `shutdown` completes, then shuts down gracefully: stops
     /// listening, lets jobs in flight finish and answers them (for up to
-    /// [`SHUTDOWN_GRACE`]), and flushes the stores.
+    /// [`SHUTDOWN_GRACE`]), and flushes the stores, leaving their de-duplication
+    /// indexes in checkpoints so the next start need not read every item.
     ///
     /// Not cancel-safe in the sense that dropping the future skips the graceful part;
     /// every acknowledged deposit is durable regardless.
@@ -530,13 +531,13 @@ impl Relay {
             }
         }
         if let Some(store) = self.service.store().cloned() {
-            tokio::task::spawn_blocking(move || store.flush())
+            tokio::task::spawn_blocking(move || store.checkpoint())
                 .await
                 .map_err(|e| RunError::Flush("mailbox", e.to_string()))?
                 .map_err(|e| RunError::Flush("mailbox", e.to_string()))?;
         }
         if let Some(store) = self.group_service.store().cloned() {
-            tokio::task::spawn_blocking(move || store.flush())
+            tokio::task::spawn_blocking(move || store.checkpoint())
                 .await
                 .map_err(|e| RunError::Flush("group log", e.to_string()))?
                 .map_err(|e| RunError::Flush("group log", e.to_string()))?;

@@ -14,8 +14,9 @@
 //!    distinct) into `M` owners' mailboxes, in batches of [`MAX_DEPOSIT_BATCH`] with
 //!    `W` requests in flight per sender. A deposit's answer comes only after the relay
 //!    has flushed it, so the rate reported is of durable, acknowledged envelopes.
-//!    Then the relay is stopped and started again holding them all: the time to
-//!    `ready` includes rebuilding its de-duplication index from every envelope.
+//!    Then the relay is stopped (SIGTERM) and started again holding them all: the
+//!    time to `ready` includes loading the de-duplication index the stop left in a
+//!    checkpoint (after a crash it would read every envelope instead).
 //! 2. **Drain.** The `M` owners, `D` at a time, each on its own connection, drain their
 //!    mailboxes as a node does (challenge, drain a page of [`MAX_DRAIN_ITEMS`],
 //!    challenge, ack, repeat) and the envelopes received are checked against those
@@ -966,7 +967,7 @@ async fn run(args: &Args, command: &str, nofile: &str) -> anyhow::Result<()> {
         d.busy_retries,
     );
 
-    // The relay rebuilds its de-duplication index from every held envelope at start.
+    // A clean stop leaves the de-duplication index in a checkpoint the start loads.
     let stop = relay.stop();
     let restarting = Instant::now();
     relay.start();
