@@ -1204,7 +1204,9 @@ impl Actor {
             })
             .collect();
         if !events.is_empty() {
-            self.flusher.after_flush(AfterFlush::Events(events));
+            // Announced once durable, but a lost delivery state only means a resend
+            // the peer answers again: no flush of its own (see `flusher`).
+            self.flusher.after_some_flush(AfterFlush::Events(events));
         }
         self.dispatch(peer);
     }

@@ -11,13 +11,27 @@
 //! The rule of the storage crate's docs holds unchanged: nothing is acknowledged
 //! before the flush that made it durable. A request is sent after its writes, and
 //! the thread starts its flush after receiving the request, so the flush covers them.
+//!
+//! Some actions wait for durability without being urgent (an event saying a message
+//! was delivered): [`Flusher::after_some_flush`] holds them without asking for a
+//! flush, so the next flush anyone asks for covers them, and asks for one itself
+//! only if none was asked for within [`LAZY_FLUSH_DELAY`]. Between two messages of a
+//! conversation that saves an `fdatasync`: the delivery state of one is made durable
+//! by the flush of the next, instead of by a flush of its own that the next one would
+//! have to wait behind.
 
+use std::time::Duration;
 use std::collections::VecDeque;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
 use kith_storage::Store;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long an action held by [`Flusher::after_some_flush`] waits for a flush that
+/// someone else asks for before asking for one itself.
+pub(crate) const LAZY_FLUSH_DELAY: Duration = Duration::from_millis(20);
 
 /// A flush failed: what was written may or may not be durable.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -37,6 +51,8 @@ pub(crate) struct Flusher<A> {
     requests: Option<std_mpsc::Sender<u64>>,
     done: mpsc::UnboundedReceiver<Flushed>,
     held: VecDeque<(u64, A)>,
+    /// When the flush for actions held without a request must be asked for.
+    lazy_deadline: Option<Instant>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -48,13 +64,36 @@ impl<A> Flusher<A> {
         let thread = std::thread::Builder::new()
             .name("kith-flusher".into())
             .spawn(move || flush_loop(&store, &incoming, &report))?;
-        Ok(Flusher { asked: 0, requests: Some(requests), done, held: VecDeque::new(), thread: Some(thread) })
+        Ok(Flusher {
+            asked: 0,
+            requests: Some(requests),
+            done,
+            held: VecDeque::new(),
+            lazy_deadline: None,
+            thread: Some(thread),
+        })
     }
 
-    /// Holds `action` until every write made before this call is durable.
+    /// Holds `action` until every write made before this call is durable, and asks
+    /// for that flush now.
     pub(crate) fn after_flush(&mut self, action: A) {
         self.asked += 1;
         self.held.push_back((self.asked, action));
+        self.request();
+    }
+
+    /// Holds `action` until every write made before this call is durable, without
+    /// asking for a flush: the next one asked for covers it, or one is asked for
+    /// after [`LAZY_FLUSH_DELAY`] (see the module docs).
+    pub(crate) fn after_some_flush(&mut self, action: A) {
+        self.asked += 1;
+        self.held.push_back((self.asked, action));
+        self.lazy_deadline.get_or_insert_with(|| Instant::now() + LAZY_FLUSH_DELAY);
+    }
+
+    /// Asks the thread to flush everything written before the newest held action.
+    fn request(&mut self) {
+        self.lazy_deadline = None;
         if let Some(requests) = &self.requests {
             // A send fails only once the thread is gone; then `flushed` says so.
             let _ = requests.send(self.asked);
@@ -72,7 +111,14 @@ impl<A> Flusher<A> {
         if self.held.is_empty() {
             return std::future::pending().await;
         }
-        let Some(Flushed { upto, result }) = self.done.recv().await else {
+        let report = loop {
+            let Some(deadline) = self.lazy_deadline else { break self.done.recv().await };
+            tokio::select! {
+                report = self.done.recv() => break report,
+                () = tokio::time::sleep_until(deadline) => self.request(),
+            }
+        };
+        let Some(Flushed { upto, result }) = report else {
             // The thread died: nothing more will be made durable by it.
             let held = self.held.drain(..).map(|(_, a)| a).collect();
             return (held, Err(FlushFailed("the flushing thread stopped".into())));
@@ -88,6 +134,7 @@ impl<A> Flusher<A> {
 
     /// Flushes on the calling thread and returns every held action (for shutdown).
     pub(crate) fn flush_now(&mut self, store: &Store) -> (Vec<A>, Result<(), FlushFailed>) {
+        self.lazy_deadline = None;
         let result = store.flush().map(drop).map_err(|e| FlushFailed(e.to_string()));
         (self.held.drain(..).map(|(_, a)| a).collect(), result)
     }
@@ -183,6 +230,42 @@ mod tests {
         let (actions, result) = flusher.flush_now(&store);
         result.unwrap();
         assert_eq!(actions, [1, 2]);
+        assert!(!flusher.is_holding());
+    }
+
+    // Paused time: nothing moves the clock but a timer the flusher waits on.
+    #[tokio::test(start_paused = true)]
+    async fn an_action_held_for_some_flush_rides_on_the_next_one_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let mut flusher = Flusher::start(store.clone()).unwrap();
+        store.contacts().put(&contact(1)).unwrap();
+        flusher.after_some_flush(1);
+        store.contacts().put(&contact(2)).unwrap();
+        flusher.after_flush(2);
+        let started = Instant::now();
+        let mut returned = Vec::new();
+        while flusher.is_holding() {
+            let (actions, result) = flusher.flushed().await;
+            result.unwrap();
+            returned.extend(actions);
+        }
+        assert_eq!(returned, [1, 2]);
+        assert!(started.elapsed() < LAZY_FLUSH_DELAY, "the second action's flush covered the first");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_action_held_for_some_flush_asks_for_one_after_the_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let mut flusher = Flusher::start(store.clone()).unwrap();
+        store.contacts().put(&contact(1)).unwrap();
+        flusher.after_some_flush(1);
+        let started = Instant::now();
+        let (actions, result) = flusher.flushed().await;
+        result.unwrap();
+        assert_eq!(actions, [1]);
+        assert!(started.elapsed() >= LAZY_FLUSH_DELAY, "nothing asked for a flush before the delay");
         assert!(!flusher.is_holding());
     }
 }
