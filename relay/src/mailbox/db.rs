@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kith_p2p::kith_storage::engine::{self, db_error};
-use kith_p2p::kith_storage::seqlog::{IndexSource, LegacyTrees, SeqLogs};
+use kith_p2p::kith_storage::seqlog::{LegacyTrees, SeqLogs};
 
 use super::MailboxError;
 use super::error::{open_err, store_error};
@@ -124,9 +124,6 @@ fn check_schema(db: &sled::Db, kind: &Kind, checkpoint: &Path) -> Result<SeqLogs
         None | Some(_) => set_version(db, &meta)?,
     }
     let logs = SeqLogs::open(db, kind.tree, Some(checkpoint)).map_err(|e| OpenError::from(store_error(e)))?;
-    if logs.index_source() == IndexSource::Checkpoint {
-        tracing::info!(store = kind.tree, "de-duplication index loaded from the shutdown's checkpoint");
-    }
     if found == Some(1) {
         migrate_v1(db, &meta, &logs, kind)?;
     }
