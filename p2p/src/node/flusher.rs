@@ -19,11 +19,10 @@
 //! conversation that saves an `fdatasync`: the delivery state of one is made durable
 //! by the flush of the next, instead of by a flush of its own that the next one would
 //! have to wait behind.
-
-use std::time::Duration;
 use std::collections::VecDeque;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use kith_storage::Store;
 use tokio::sync::mpsc;

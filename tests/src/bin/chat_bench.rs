@@ -1,6 +1,7 @@
 //! Benchmark of two `kith daemon`s on loopback (issue 3): daemon cold start to
 //! `ready`, idle RSS, one-way latency of a 100-byte message (sent on A's control
 //! socket → stored and announced on B's), and sustained durable throughput A → B.
+//! `CHAT_BENCH_LATENCY_LOG=<file>` also writes every latency sample with its time.
 //!
 //! Run: `cargo run --release -p kith-tests --bin chat-bench -- [--messages N]
 //! [--latency-samples N] [--clients N] [--starts N]`. `KITH_*` variables in its
@@ -72,11 +73,16 @@ async fn wait_received(events: &mut Client, text: &str) {
     }
 }
 
+/// With `CHAT_BENCH_LATENCY_LOG=<file>`, the latency phase writes each sample there
+/// as `ms since the phase began,latency µs`: to see whether slow ones come together
+/// or at an interval.
 async fn latency(a: &Path, b: &Path, samples: usize) {
     let mut sender = Client::connect(a).await.unwrap();
     let mut events = Client::connect(b).await.unwrap();
     events.subscribe().await.unwrap();
     let mut times = Vec::with_capacity(samples);
+    let mut log = String::new();
+    let began = Instant::now();
     for i in 0..samples + samples / 10 {
         // 100 bytes, unique so the matching event is unambiguous.
         let text = format!("{i:0>100}");
@@ -86,7 +92,11 @@ async fn latency(a: &Path, b: &Path, samples: usize) {
         if i >= samples / 10 {
             // The first tenth warms connections and caches.
             times.push(t.elapsed());
+            log.push_str(&format!("{:.3},{}\n", (t - began).as_secs_f64() * 1e3, t.elapsed().as_micros()));
         }
+    }
+    if let Some(path) = std::env::var_os("CHAT_BENCH_LATENCY_LOG") {
+        std::fs::write(path, log).unwrap();
     }
     times.sort();
     println!(
