@@ -205,9 +205,10 @@ impl Actor {
                 events.push(Event::MessageStateChanged { id: id.to_string(), conversation, state });
             }
         }
-        // Announced once durable; a crash before that sends them again.
+        // Announced once durable; a crash before that sends them again, and the
+        // relay answers the repeat as held: no flush of its own (see `flusher`).
         if !events.is_empty() {
-            self.flusher.after_flush(super::AfterFlush::Events(events));
+            self.flusher.after_some_flush(super::AfterFlush::Events(events));
         }
     }
 
