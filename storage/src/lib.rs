@@ -96,6 +96,7 @@ mod codec;
 mod contacts;
 pub mod engine;
 mod conversations;
+mod durable;
 mod error;
 mod files;
 mod follow;

@@ -66,8 +66,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -506,7 +505,7 @@ impl SeqLogs {
         let token: [u8; 16] = rand::random();
         let records = records_fingerprint(state.floor, &state.records);
         if let Err(e) = write_checkpoint(path, &token, &self.hash_key, &records, &state.hashes) {
-            tracing::warn!(path = %path.display(), error = %e, "could not write the index checkpoint; the next start reads every item");
+            tracing::warn!(path = %path.display(), error = ?e, "could not write the index checkpoint; the next start reads every item");
             let _ = std::fs::remove_file(path.with_extension("tmp"));
             return Ok(());
         }
@@ -796,45 +795,32 @@ fn item_hash(key: &[u8; 32], prefix: &[u8], item: &[u8]) -> u64 {
     u64::from_le_bytes(first)
 }
 
-/// Writes `hashes` to `path` through a temporary file that is synced and then
-/// renamed, and syncs the directory, so the file is whole and durable on return.
+/// Writes `hashes` to `path` whole and durably (through a temporary file beside
+/// it, mode 0600), with a digest of everything before it.
 fn write_checkpoint(
     path: &Path,
     token: &[u8; 16],
     key: &[u8; 32],
     records: &[u8; 32],
     hashes: &HashIndex,
-) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    // Made afresh, so its mode is ours whatever an earlier one had.
-    match std::fs::remove_file(&temporary) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut digest = blake3::Hasher::new();
-    let mut put = |bytes: &[u8]| {
-        digest.update(bytes);
-        out.write_all(bytes)
-    };
-    put(CHECKPOINT_MAGIC)?;
-    put(token)?;
-    put(key)?;
-    put(records)?;
-    put(&(hashes.len() as u64).to_be_bytes())?;
-    for (hash, seq) in hashes {
-        put(&hash.to_be_bytes())?;
-        put(&seq.to_be_bytes())?;
-    }
-    out.write_all(digest.finalize().as_bytes())?;
-    let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+) -> Result<(), StoreError> {
+    crate::durable::replace_file(path, &path.with_extension("tmp"), |out| {
+        let mut digest = blake3::Hasher::new();
+        let mut put = |bytes: &[u8]| {
+            digest.update(bytes);
+            out.write_all(bytes).map_err(StoreError::Io)
+        };
+        put(CHECKPOINT_MAGIC)?;
+        put(token)?;
+        put(key)?;
+        put(records)?;
+        put(&(hashes.len() as u64).to_be_bytes())?;
+        for (hash, seq) in hashes {
+            put(&hash.to_be_bytes())?;
+            put(&seq.to_be_bytes())?;
+        }
+        out.write_all(digest.finalize().as_bytes()).map_err(StoreError::Io)
+    })
 }
 
 /// Reads a checkpoint written for `token`, or says why not.

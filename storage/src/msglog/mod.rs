@@ -28,7 +28,7 @@ pub(crate) mod record;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -343,7 +343,7 @@ impl MessageLog {
             finish_frame(out, frame)
         })?;
         fs::rename(&tmp, &self.path).map_err(io_error)?;
-        sync_dir(&self.path)
+        crate::durable::sync_dir(&self.path)
     }
 }
 
@@ -456,19 +456,10 @@ pub(crate) fn write_new_file(
 ) -> Result<(), StoreError> {
     use std::io::Write;
     // Owner-only from the first byte: the log holds message history.
-    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io_error)?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, file);
-    out.write_all(MAGIC).map_err(io_error)?;
-    fill(&mut out)?;
-    let file = out.into_inner().map_err(|e| io_error(e.into_error()))?;
-    file.sync_all().map_err(io_error)?;
-    sync_dir(path)
-}
-
-/// Syncs the directory holding `path`, so a file created or renamed there stays.
-fn sync_dir(path: &Path) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
+    crate::durable::write_new_file(path, |out| {
+        out.write_all(MAGIC).map_err(io_error)?;
+        fill(out)
+    })
 }
 
 /// Applies one record read back from the file to the index.

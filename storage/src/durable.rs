@@ -1,0 +1,48 @@
+//! Files written whole and made durable: the message log's new files and the relay
+//! logs' index checkpoints.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::StoreError;
+
+/// Creates `path` (mode 0600 from the first byte; an existing file is truncated)
+/// holding what `fill` writes through a 1 MiB buffer, syncs it, and syncs its
+/// directory.
+pub(crate) fn write_new_file(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(StoreError::Io)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    fill(&mut out)?;
+    let file = out.into_inner().map_err(|e| StoreError::Io(e.into_error()))?;
+    file.sync_all().map_err(StoreError::Io)?;
+    sync_dir(path)
+}
+
+/// Writes `path` whole through `temporary` ([`write_new_file`], then a rename and
+/// a sync of the directory): a crash leaves the old file or the new one. A file
+/// left at `temporary` is removed first, so the new one gets mode 0600 whatever
+/// the old one had.
+pub(crate) fn replace_file(
+    path: &Path,
+    temporary: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    match std::fs::remove_file(temporary) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StoreError::Io(e)),
+        _ => {}
+    }
+    write_new_file(temporary, fill)?;
+    std::fs::rename(temporary, path).map_err(StoreError::Io)?;
+    sync_dir(path)
+}
+
+/// Syncs the directory holding `path`, so a file created or renamed there stays.
+pub(crate) fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::Io)
+}
