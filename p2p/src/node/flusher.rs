@@ -76,8 +76,7 @@ impl<A> Flusher<A> {
     /// Holds `action` until every write made before this call is durable, and asks
     /// for that flush now.
     pub(crate) fn after_flush(&mut self, action: A) {
-        self.asked += 1;
-        self.held.push_back((self.asked, action));
+        self.hold(action);
         self.request();
     }
 
@@ -85,9 +84,14 @@ impl<A> Flusher<A> {
     /// asking for a flush: the next one asked for covers it, or one is asked for
     /// after [`LAZY_FLUSH_DELAY`] (see the module docs).
     pub(crate) fn after_some_flush(&mut self, action: A) {
+        self.hold(action);
+        self.lazy_deadline.get_or_insert_with(|| Instant::now() + LAZY_FLUSH_DELAY);
+    }
+
+    /// Queues `action` behind every write made so far.
+    fn hold(&mut self, action: A) {
         self.asked += 1;
         self.held.push_back((self.asked, action));
-        self.lazy_deadline.get_or_insert_with(|| Instant::now() + LAZY_FLUSH_DELAY);
     }
 
     /// Asks the thread to flush everything written before the newest held action.
