@@ -221,10 +221,26 @@ impl SearchIndex {
         if needs.is_empty() {
             return Err(SearchError::EmptyQuery);
         }
-        self.catch_up(store)?;
+        // A compaction of the log between catching up and reading the hits back
+        // would move messages away from the places the index holds: then again,
+        // from the rebuilt index (a compaction is rare; three in a row, unheard of).
+        let mut tries = 0;
+        loop {
+            let generation = store.log_generation();
+            self.catch_up(store)?;
+            let hits = self.search_caught_up(store, query, &needs)?;
+            tries += 1;
+            if store.log_generation() == generation || tries == 3 {
+                return Ok(hits);
+            }
+        }
+    }
+
+    /// [`search`](Self::search) once the index has caught up with the log.
+    fn search_caught_up(&self, store: &Store, query: &SearchQuery, needs: &[Need]) -> Result<Vec<Hit>, SearchError> {
         let searcher = self.reader.searcher();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for need in &needs {
+        for need in needs {
             clauses.push((Occur::Must, self.need_query(&searcher, need)?));
         }
         if let Some(conversation) = query.conversation {
@@ -249,7 +265,7 @@ impl SearchIndex {
             });
             let top = searcher.search(&query, &collector)?;
             let exhausted = top.len() < fetch - seen;
-            add_shown_hits(store, top, &needs, limit, &mut hits, &mut shown)?;
+            add_shown_hits(store, top, needs, limit, &mut hits, &mut shown)?;
             if hits.len() == limit || exhausted || fetch >= MAX_FETCH {
                 return Ok(hits);
             }

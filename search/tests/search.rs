@@ -1,6 +1,7 @@
 //! The index against a real store in a temporary directory: what is found in
 //! several scripts, ranking, filters, following the log across reopening,
-//! conversation removal and an index that does not open.
+//! conversation removal, the log compacted under it and an index that does not
+//! open.
 
 #![allow(clippy::unwrap_used)]
 
@@ -180,6 +181,27 @@ fn a_removed_conversations_messages_are_not_found() {
     assert!(f.store.conversations().remove(conv(1), 2).unwrap());
     assert_eq!(f.find("plan"), ["public plan"]);
     assert_eq!(f.index.len(), 1, "dropped from the index, not only hidden");
+}
+
+#[test]
+fn after_the_log_is_compacted_under_it_the_same_messages_are_found() {
+    let mut f = Fixture::new();
+    for i in 0..20 {
+        f.say(1, ALICE, &format!("gone soon {i}"));
+    }
+    f.say(2, BOB, "kept plan one");
+    f.say(2, BOB, "kept plan two");
+    assert_eq!(f.find("plan").len(), 2);
+    // Every message moves to another place in the rewritten file.
+    assert!(f.store.conversations().remove(conv(1), 2).unwrap());
+    let generation = f.store.log_generation();
+    f.store.compact_log().unwrap();
+    assert_eq!(f.store.log_generation(), generation + 1);
+    let mut found = f.find("plan");
+    found.sort();
+    assert_eq!(found, ["kept plan one", "kept plan two"]);
+    assert!(f.find("gone").is_empty());
+    assert_eq!(f.index.len(), 2, "built again from the rewritten log, nothing twice");
 }
 
 #[test]

@@ -136,8 +136,9 @@ impl Conversations {
             None => Vec::new(),
         };
         let mut tombstones = Vec::new();
+        let reader = batch.reader();
         for (reference, slot) in &slots {
-            let msg = self.inner.log.read(slot)?;
+            let msg = reader.read(slot)?;
             if replay::needs_tombstone(msg.sent_at_ms, now_ms) {
                 tombstones.push((*reference, msg.sent_at_ms));
             }

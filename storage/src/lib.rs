@@ -130,6 +130,7 @@ pub use groups::{Group, Groups, MAX_KEY_GENERATIONS, Member, PendingKey, Pending
 pub use files::{BLOB_ID_LEN, FileRecord, FileRef, FileSource, FileState, Files};
 pub use follow::{CHECK_LEN, LogCursor, LogEvent, MessagePlace};
 pub use invites::Invites;
+pub use msglog::LogCompaction;
 pub use messages::{Annotations, Direction, Inserted, Link, MAX_EMOJI_LEN, MAX_REACTIONS_PER_AUTHOR, Message, MessageState, Messages, Reaction, Usage, Version, valid_emoji};
 pub use outbox::{Outbox, OutboxEntry, Recipient};
 pub use prefs::{Drafts, MAX_DRAFT_LEN, Mute, Mutes};

@@ -285,8 +285,8 @@ impl Messages {
     /// if there is one, else the one whose author digest sorts first. Use
     /// [`get_from`](Self::get_from) where the author is known.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        let found = self.inner.log.lock().index.resolve(id);
-        found.map(|f| self.inner.log.read(&f.slot)).transpose()
+        let (reader, found) = self.inner.log.lookup(|index| index.resolve(id));
+        found.map(|f| reader.read(&f.slot)).transpose()
     }
 
     /// The message stored at `place` (see [`MessagePlace`](crate::MessagePlace)),
@@ -298,11 +298,11 @@ impl Messages {
     /// The changes (edits, deletes, reactions: see [`Link`]) stored in `conv`
     /// that name `target`, whoever wrote them, in conversation order.
     pub fn changes_to(&self, conv: ConversationId, target: MessageId) -> Result<Vec<Message>, StoreError> {
-        let slots: Vec<Slot> = match self.inner.log.lock().index.conversation(conv) {
-            Some(c) => c.changes_to(target).map(|e| e.slot).collect(),
+        let (reader, slots) = self.inner.log.lookup(|index| match index.conversation(conv) {
+            Some(c) => c.changes_to(target).map(|e| e.slot).collect::<Vec<Slot>>(),
             None => Vec::new(),
-        };
-        slots.iter().map(|slot| self.inner.log.read(slot)).collect()
+        });
+        slots.iter().map(|slot| reader.read(slot)).collect()
     }
 
     /// Whether the message with this id (as [`get`](Self::get) means it) is a change
@@ -319,21 +319,22 @@ impl Messages {
     /// Every message stored with this id, whoever wrote it, in whatever
     /// conversation (ids are chosen by authors: a peer may reuse one it saw).
     pub fn with_id(&self, id: MessageId) -> Result<Vec<Message>, StoreError> {
-        let slots: Vec<Slot> = self.inner.log.lock().index.with_id(id).into_iter().map(|f| f.slot).collect();
-        slots.iter().map(|slot| self.inner.log.read(slot)).collect()
+        let (reader, slots) = self.inner.log.lookup(|index| index.with_id(id).into_iter().map(|f| f.slot).collect::<Vec<Slot>>());
+        slots.iter().map(|slot| reader.read(slot)).collect()
     }
 
     /// The message with this id in `conv` (the oldest, should several authors
     /// have used the id there).
     pub fn get_in(&self, conv: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        let found = self.inner.log.lock().index.with_id(id).into_iter().filter(|f| f.conversation == conv).min_by_key(|f| f.key);
-        found.map(|f| self.inner.log.read(&f.slot)).transpose()
+        let (reader, found) =
+            self.inner.log.lookup(|index| index.with_id(id).into_iter().filter(|f| f.conversation == conv).min_by_key(|f| f.key));
+        found.map(|f| reader.read(&f.slot)).transpose()
     }
 
     /// The message `author` wrote with this id, if stored.
     pub fn get_from(&self, author: &str, id: MessageId) -> Result<Option<Message>, StoreError> {
-        let found = self.inner.log.lock().index.find(&keys::ref_key(id, author));
-        found.map(|f| self.inner.log.read(&f.slot)).transpose()
+        let (reader, found) = self.inner.log.lookup(|index| index.find(&keys::ref_key(id, author)));
+        found.map(|f| reader.read(&f.slot)).transpose()
     }
 
     /// Stores a message unless one with the same author and id exists (then
@@ -379,7 +380,7 @@ impl Messages {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let slots = {
+        let (reader, slots) = {
             let state = self.inner.log.lock();
             let index = &state.index;
             let oldest_in = |id: MessageId| index.with_id(id).into_iter().filter(|f| f.conversation == conv).map(|f| f.key).min();
@@ -413,9 +414,9 @@ impl Messages {
                     page.push((entry.key, entry.slot));
                 }
             }
-            page
+            (state.reader(), page)
         };
-        slots.iter().rev().map(|(_, slot)| self.inner.log.read(slot)).collect()
+        slots.iter().rev().map(|(_, slot)| reader.read(slot)).collect()
     }
 
     /// Number of messages stored in `conv`.
@@ -426,13 +427,13 @@ impl Messages {
     /// How many messages `conv` holds and how many bytes of text (reads every
     /// message: O(messages)).
     pub fn usage(&self, conv: ConversationId) -> Result<Usage, StoreError> {
-        let slots: Vec<Slot> = match self.inner.log.lock().index.conversation(conv) {
-            Some(c) => c.entries().iter().map(|e| e.slot).collect(),
+        let (reader, slots) = self.inner.log.lookup(|index| match index.conversation(conv) {
+            Some(c) => c.entries().iter().map(|e| e.slot).collect::<Vec<Slot>>(),
             None => Vec::new(),
-        };
+        });
         let mut usage = Usage::default();
         for slot in &slots {
-            let msg = self.inner.log.read(slot)?;
+            let msg = reader.read(slot)?;
             usage.messages += 1;
             usage.text_bytes = usage.text_bytes.saturating_add(msg.text.len());
         }
@@ -441,14 +442,9 @@ impl Messages {
 
     /// The newest message of `conv` in (lamport, id, author digest) order, if any.
     pub fn latest(&self, conv: ConversationId) -> Result<Option<Message>, StoreError> {
-        let slot = self
-            .inner
-            .log
-            .lock()
-            .index
-            .conversation(conv)
-            .and_then(|c| c.entries().last().map(|e| e.slot));
-        slot.map(|s| self.inner.log.read(&s)).transpose()
+        let (reader, slot) =
+            self.inner.log.lookup(|index| index.conversation(conv).and_then(|c| c.entries().last().map(|e| e.slot)));
+        slot.map(|s| reader.read(&s)).transpose()
     }
 }
 

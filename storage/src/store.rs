@@ -319,7 +319,7 @@ impl Store {
     /// Hands `each` every message stored and every conversation removed since
     /// `from` (`None`: since the log began), in the order they were written,
     /// and returns the cursor to go on from next time. If `from` was taken from
-    /// a log that has since been rewritten (a compaction or migration at open,
+    /// a log that has since been rewritten (a compaction, a migration at open,
     /// or an operating-system crash that lost its tail), the first event is
     /// [`LogEvent`](crate::LogEvent)`::Reset` and the rest replay the whole
     /// log. Messages are read back from the file; writers are not held up. An
@@ -330,6 +330,30 @@ impl Store {
         each: impl FnMut(crate::LogEvent) -> Result<(), StoreError>,
     ) -> Result<crate::LogCursor, StoreError> {
         self.inner.log.follow(from, each)
+    }
+
+    /// Compacts the message log if more than half of it (and at least 8 MiB) is
+    /// records no longer live: replaced delivery states, delivered outbox
+    /// entries, rolled ratchet state, removed conversations. Writers go on
+    /// meanwhile, held up only while the records written during the copy are
+    /// appended and the new file takes the old one's place; a crash at any
+    /// point loses nothing written before it. Followers of the log
+    /// ([`follow_log`](Self::follow_log)) start again from the beginning
+    /// afterwards. Blocks for as long as copying the live records takes.
+    pub fn compact_log_if_due(&self) -> Result<Option<crate::LogCompaction>, StoreError> {
+        self.inner.log.compact_if_due()
+    }
+
+    /// [`compact_log_if_due`](Self::compact_log_if_due) whether or not it is due.
+    pub fn compact_log(&self) -> Result<crate::LogCompaction, StoreError> {
+        self.inner.log.compact()
+    }
+
+    /// How many times the message log was compacted since the store opened: a
+    /// [`MessagePlace`](crate::MessagePlace) taken before a compaction no longer
+    /// names its message after it.
+    pub fn log_generation(&self) -> u64 {
+        self.inner.log.generation()
     }
 
     /// Durability point: every write made before this call survives a crash
@@ -515,11 +539,12 @@ impl Store {
         for (key, _) in &unread {
             batch.set_state(&key.1, MessageState::Read)?;
         }
+        let reader = batch.reader();
         batch.commit()?;
         unread
             .into_iter()
             .map(|(_, slot)| {
-                let mut msg = self.inner.log.read(&slot)?;
+                let mut msg = reader.read(&slot)?;
                 msg.state = MessageState::Read;
                 Ok(msg)
             })

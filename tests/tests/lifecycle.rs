@@ -71,3 +71,59 @@ fn contact_changes_survive_kill_9_right_after_they_are_answered() {
     assert_eq!(state(&alice, &carol), "gone");
 }
 
+
+/// The size of `peer`'s message log on disk.
+fn message_log_bytes(peer: &Peer) -> u64 {
+    let log = kith_tests::files_under(peer.home()).into_iter().find(|p| p.ends_with("messages.log")).unwrap();
+    std::fs::metadata(log).unwrap().len()
+}
+
+#[test]
+fn a_removed_conversations_space_comes_back_while_chatting_and_nothing_else_is_lost() {
+    let mut alice = Peer::init("Alice");
+    let mut bob = Peer::init("Bob");
+    alice.env.push(("KITH_LOG_COMPACTION_CHECK_MS".into(), "200".into()));
+    alice.start(&[]);
+    bob.start(&[]);
+    connect(&alice, &bob);
+    for i in 0..10 {
+        alice.ok(&["send", "Bob", &format!("before {i}")]);
+    }
+    // Carol never answers: 90 messages of 60 KB wait in Alice's outbox for her.
+    let carol = Peer::init("Carol");
+    alice.ok(&["add", &carol.peer_id, "--name", "Carol"]);
+    let long = "x".repeat(60_000);
+    for _ in 0..90 {
+        let mut send = alice.command(&["send", "Carol", "-"]);
+        send.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+        let mut child = send.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), long.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let grown = message_log_bytes(&alice);
+    assert!(grown > 10 << 20, "{grown} bytes");
+
+    // Removing her makes all of it garbage; the running daemon compacts while Alice
+    // and Bob go on writing to each other.
+    alice.ok(&["remove", "Carol"]);
+    for i in 0..10 {
+        alice.ok(&["send", "Bob", &format!("during {i}")]);
+        bob.ok(&["send", "Alice", &format!("reply {i}")]);
+    }
+    wait_until(DEADLINE, "Alice's log compacted", || message_log_bytes(&alice) < 1 << 20);
+    alice.json(&["send", "Bob", "after", "--wait", "delivered", "--json"]);
+    wait_until(DEADLINE, "Alice has Bob's replies", || alice.history("Bob").len() == 31);
+
+    // Everything survives kill -9 right after, read back from the compacted file.
+    let before = alice.history("Bob");
+    alice.kill9();
+    alice.start(&[]);
+    let after = alice.history("Bob");
+    assert_eq!(after, before);
+    let texts: Vec<&str> = after.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    for i in 0..10 {
+        assert!(texts.contains(&format!("before {i}").as_str()) && texts.contains(&format!("reply {i}").as_str()));
+    }
+    assert!(message_log_bytes(&alice) < 1 << 20);
+    assert_eq!(bob.history("Alice").len(), 31);
+}

@@ -35,6 +35,9 @@ const RATCHET_STATE_ROLL: &str = "KITH_RATCHET_STATE_ROLL_MS";
 /// How often the search index catches up with the message log, in ms (default
 /// 2 000).
 const SEARCH_CATCH_UP: &str = "KITH_SEARCH_CATCH_UP_MS";
+/// How often the node looks whether its message log is worth compacting, in ms
+/// (default 60 000).
+const LOG_COMPACTION_CHECK: &str = "KITH_LOG_COMPACTION_CHECK_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
 
@@ -86,6 +89,9 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
     if let Some(every) = millis(SEARCH_CATCH_UP, 100) {
         timers.search_catch_up = every;
     }
+    if let Some(every) = millis(LOG_COMPACTION_CHECK, 50) {
+        timers.log_compaction_check = every;
+    }
     if let Some(only_global) = number(AUTONAT_ONLY_GLOBAL_IPS) {
         timers.autonat.only_global_ips = only_global != 0;
     }
@@ -109,6 +115,7 @@ mod tests {
             assert_eq!(timers.autonat, defaults.autonat);
             assert_eq!(timers.ratchet_state_roll, defaults.ratchet_state_roll);
             assert_eq!(timers.search_catch_up, defaults.search_catch_up);
+            assert_eq!(timers.log_compaction_check, defaults.log_compaction_check);
         }
     }
 
@@ -128,6 +135,7 @@ mod tests {
                     AUTONAT_ONLY_GLOBAL_IPS => "0",
                     RATCHET_STATE_ROLL => "5000",
                     SEARCH_CATCH_UP => "50",
+                    LOG_COMPACTION_CHECK => "10",
                     _ => return None,
                 }
                 .into(),
@@ -146,5 +154,6 @@ mod tests {
         assert!(!timers.autonat.only_global_ips);
         assert_eq!(timers.ratchet_state_roll, Duration::from_secs(5));
         assert_eq!(timers.search_catch_up, Duration::from_millis(100), "at least 100 ms");
+        assert_eq!(timers.log_compaction_check, Duration::from_millis(50), "at least 50 ms");
     }
 }

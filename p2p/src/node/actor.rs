@@ -9,6 +9,8 @@
 //! [`Flusher`] (see [`AfterFlush`]), so the swarm keeps running while the disk works.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -155,6 +157,10 @@ pub(crate) struct Actor {
     next_drain: Instant,
     /// When expired invite tokens are next deleted.
     next_invite_purge: Instant,
+    /// When the node next looks whether its message log is worth compacting.
+    next_compaction_check: Instant,
+    /// Whether a compaction runs on the blocking pool now.
+    compacting: Arc<AtomicBool>,
     /// Addresses the last failed dial to a peer with queued mail tried.
     failed_dials: HashMap<PeerId, Vec<Multiaddr>>,
     /// The latest AutoNAT verdict, for `status`.
@@ -305,6 +311,8 @@ impl Actor {
             relays: Default::default(),
             next_drain: Instant::now() + config.timers.drain_interval,
             next_invite_purge: Instant::now() + config.timers.invite_purge_interval,
+            next_compaction_check: Instant::now() + config.timers.log_compaction_check,
+            compacting: Arc::default(),
             failed_dials: HashMap::new(),
             reachability: "unknown".into(),
             presence: super::presence::Presence::new(config.presence, config.timers.presence_ttl),
@@ -378,7 +386,7 @@ impl Actor {
     }
 
     fn next_wakeup(&self) -> Instant {
-        let timers = self.next_refresh.min(self.next_drain).min(self.next_invite_purge);
+        let timers = self.next_refresh.min(self.next_drain).min(self.next_invite_purge).min(self.next_compaction_check);
         let timers = self.group_messages.next_wakeup().map_or(timers, |t| t.min(timers));
         let timers = self.presence.next_deadline().map_or(timers, |t| t.min(timers));
         let timers = self.group_receipts.next_wakeup().map_or(timers, |t| t.min(timers));
@@ -402,6 +410,10 @@ impl Actor {
         if now >= self.next_invite_purge {
             self.next_invite_purge = now + self.config.timers.invite_purge_interval;
             self.purge_invites();
+        }
+        if now >= self.next_compaction_check {
+            self.next_compaction_check = now + self.config.timers.log_compaction_check;
+            self.compact_log();
         }
         self.group_tick(now);
         self.send_group_receipts(Some(now));
@@ -561,6 +573,21 @@ impl Actor {
     }
 
     /// Flushes here and now and carries out everything held for a flush (shutdown).
+    /// Compacts the message log on the blocking pool if it is due, one compaction
+    /// at a time; the store's writers and readers go on meanwhile.
+    fn compact_log(&self) {
+        if self.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, compacting) = (self.store.clone(), Arc::clone(&self.compacting));
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.compact_log_if_due() {
+                tracing::warn!(error = %e, "compacting the message log failed; it goes on as it was");
+            }
+            compacting.store(false, Ordering::Release);
+        });
+    }
+
     fn flush_held(&mut self) {
         let (actions, result) = self.flusher.flush_now(&self.store);
         self.after_flush(actions, &result);
@@ -1071,9 +1098,11 @@ impl Actor {
                 self.ratcheted.remove(&peer);
                 for id in self.queues.forget(&peer) {
                     self.store.outbox().remove(id).or_log("removing the outbox entry of a removed contact");
-                    self.store
-                        .set_message_state(id, MessageState::Failed, false)
-                        .or_log("marking a removed contact's message failed");
+                    match self.store.set_message_state(id, MessageState::Failed, false) {
+                        // Its message went with the removed conversation.
+                        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                        Err(e) => tracing::warn!(error = %e, "a removed contact's message could not be marked failed"),
+                    }
                 }
                 return;
             }
@@ -1126,7 +1155,7 @@ impl Actor {
                     tracing::error!(error = %e, "sealing failed; dropping the item");
                     self.store
                         .set_message_state(entry.id, MessageState::Failed, true)
-                        .or_log("marking an unsealable message failed");
+                        .or_log("marking an unsealable message as undeliverable");
                     self.store.outbox().remove(entry.id).or_log("removing an unsealable outbox entry");
                     self.queues.remove(&peer, entry.id);
                 }

@@ -128,6 +128,10 @@ pub struct Timers {
     /// start): the longest a replaced session state stays readable to someone who
     /// later takes the device's keys and database. Each roll costs three syncs.
     pub ratchet_state_roll: Duration,
+    /// How often the node looks whether its message log is worth compacting (more
+    /// than half of it, and at least 8 MiB, no longer live); a compaction runs in the
+    /// background while the node goes on (default 60 s).
+    pub log_compaction_check: Duration,
     /// Call signalling and ringing (defaults 10 s to reach the peer, 45 s of ringing).
     pub calls: crate::call::CallTimers,
 }
@@ -161,6 +165,7 @@ impl Default for Timers {
             presence_ttl: Duration::from_secs(600),
             ratchet_legacy_grace: crate::ratchet::LEGACY_GRACE,
             ratchet_state_roll: crate::ratchet::STATE_ROLL,
+            log_compaction_check: Duration::from_secs(60),
             calls: crate::call::CallTimers::default(),
         }
     }

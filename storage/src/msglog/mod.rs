@@ -17,9 +17,13 @@
 //! index would no longer match the file); reads keep working.
 //!
 //! Space: records are never rewritten in place; states, outbox and key/value
-//! changes are new records. When, at open, more than half of the file (and at least
+//! changes are new records. When more than half of the file (and at least
 //! [`COMPACT_MIN`]) is garbage, the live records are copied to a new file that
-//! replaces the old one atomically.
+//! replaces the old one atomically ([`MessageLog::compact`]): at open, and while
+//! the log is in use, with writers held up only while the index's entries are
+//! copied and while the records written during the copy are appended. A slot is
+//! read through the [`LogReader`] taken with it, so a read never lands in the
+//! other file.
 
 pub(crate) mod frame;
 pub(crate) mod index;
@@ -30,7 +34,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::codec::{decode, encode};
 use crate::error::StoreError;
@@ -70,18 +74,79 @@ const MAX_RECORD: usize = frame::MAX_PAYLOAD - FRAME_SOFT_LIMIT - 1024;
 #[derive(Debug)]
 pub(crate) struct MessageLog {
     path: PathBuf,
-    file: File,
     state: Mutex<LogState>,
+    /// The file writes go to, as [`LogState::file`], for syncs: they need not wait
+    /// for the lock that writers hold. Replaced only under that lock.
+    current: RwLock<Arc<File>>,
+    /// Held through a whole compaction: one at a time.
+    compacting: Mutex<()>,
 }
 
 /// What the log's lock guards.
 #[derive(Debug)]
 pub(crate) struct LogState {
     pub(crate) index: Index,
+    /// The file the index's slots point into; a compaction replaces it.
+    file: Arc<File>,
     /// Where the next frame goes.
     end: u64,
     /// Why writes are refused, after a write failed.
     broken: Option<String>,
+    /// How many times a compaction replaced the file since it was opened.
+    generation: u64,
+}
+
+impl LogState {
+    /// A reader of the file that the index's slots point into now.
+    pub(crate) fn reader(&self) -> LogReader {
+        LogReader { file: Arc::clone(&self.file) }
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        match &self.broken {
+            Some(why) => Err(StoreError::Io(io::Error::other(format!("the message log refuses writes: {why}")))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The log's file as it was when the reader was taken: slots taken from the
+/// index under the same lock read right through it, even if a compaction has
+/// replaced the file since (the old one stays open until its last reader goes).
+#[derive(Debug, Clone)]
+pub(crate) struct LogReader {
+    file: Arc<File>,
+}
+
+impl LogReader {
+    /// Reads the message in `slot`, with the state the slot holds.
+    pub(crate) fn read(&self, slot: &Slot) -> Result<Message, StoreError> {
+        let mut bytes = vec![0; slot.len as usize];
+        self.file.read_exact_at(&mut bytes, slot.at).map_err(io_error)?;
+        let mut msg: Message = decode(LOG, &bytes)?;
+        msg.state = slot.state;
+        Ok(msg)
+    }
+
+    /// Reads the value in `slot`.
+    pub(crate) fn read_kv(&self, slot: &KvSlot) -> Result<Vec<u8>, StoreError> {
+        let mut value = vec![0; slot.len as usize];
+        self.file.read_exact_at(&mut value, slot.at).map_err(io_error)?;
+        Ok(value)
+    }
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCompaction {
+    /// The file's length before.
+    pub before_bytes: u64,
+    /// Its length after.
+    pub after_bytes: u64,
+    /// How long it held the log's lock, during which writers waited: to copy the
+    /// index's entries at the start, and to append what was written meanwhile and
+    /// put the new file in place at the end.
+    pub writers_waited: std::time::Duration,
 }
 
 impl MessageLog {
@@ -92,13 +157,18 @@ impl MessageLog {
     /// reached sled but not the log) are forgotten.
     pub(crate) fn open(dir: &Path, conversations: &HashSet<ConversationId>, create: bool) -> Result<MessageLog, StoreError> {
         let path = dir.join(FILE_NAME);
+        // A compaction a crash cut short leaves its new file unfinished, unused.
+        match fs::remove_file(compacting_path(&path)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
+            _ => {}
+        }
         if !path.exists() {
             if !create {
                 return Err(StoreError::corrupt(LOG, "the message log is missing"));
             }
             write_new_file(&path, |_| Ok(()))?;
         }
-        let mut log = Self::open_file(&path)?;
+        let log = Self::open_file(&path)?;
         let orphans: Vec<ConversationId> = {
             let state = log.lock();
             state.index.conversations().filter(|c| !conversations.contains(c)).collect()
@@ -112,43 +182,19 @@ impl MessageLog {
             batch.commit()?;
             log.sync()?;
         }
-        let (live, end) = {
-            let state = log.lock();
-            (state.index.live_bytes(), state.end)
-        };
-        let garbage = end.saturating_sub(MAGIC.len() as u64 + live);
-        if garbage > COMPACT_MIN && garbage > live {
-            tracing::info!(live, garbage, "compacting the message log");
-            log.compact()?;
-            log = Self::open_file(&path)?;
-        }
+        log.compact_if_due()?;
         Ok(log)
     }
 
     /// Opens the file and replays it into a fresh index.
     fn open_file(path: &Path) -> Result<MessageLog, StoreError> {
-        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_error)?;
-        let mut magic = [0u8; MAGIC.len()];
-        file.read_exact(&mut magic).map_err(|_| StoreError::corrupt(LOG, "not a message log"))?;
-        if &magic != MAGIC {
-            return Err(StoreError::corrupt(LOG, "not a message log"));
-        }
-        let mut index = Index::default();
-        let scanned = frame::scan(BufReader::with_capacity(1 << 20, &file), io_error, |r| replay(&mut index, &r))?;
-        index.shrink();
-        let len = file.seek(SeekFrom::End(0)).map_err(io_error)?;
-        if scanned.damaged_tail || len != scanned.valid_end {
-            tracing::warn!(
-                dropped_bytes = len - scanned.valid_end,
-                "the message log ends in a frame a crash cut short; it was never acknowledged and is dropped"
-            );
-            file.set_len(scanned.valid_end).map_err(io_error)?;
-            file.sync_all().map_err(io_error)?;
-        }
+        let (file, index, end) = load(path)?;
+        let file = Arc::new(file);
         Ok(MessageLog {
             path: path.to_owned(),
-            file,
-            state: Mutex::new(LogState { index, end: scanned.valid_end, broken: None }),
+            current: RwLock::new(Arc::clone(&file)),
+            state: Mutex::new(LogState { index, file, end, broken: None, generation: 0 }),
+            compacting: Mutex::new(()),
         })
     }
 
@@ -157,35 +203,41 @@ impl MessageLog {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a batch of records written as one frame.
-    pub(crate) fn batch(&self) -> Batch<'_> {
-        Batch { log: self, state: self.lock(), closed: Vec::new(), frame: Frame::new(), dirty: false }
+    /// What `look` finds in the index, with the reader its slots are read through.
+    pub(crate) fn lookup<T>(&self, look: impl FnOnce(&Index) -> T) -> (LogReader, T) {
+        let state = self.lock();
+        (state.reader(), look(&state.index))
     }
 
-    /// Reads the message in `slot`, with its current state.
-    pub(crate) fn read(&self, slot: &Slot) -> Result<Message, StoreError> {
-        let mut bytes = vec![0; slot.len as usize];
-        self.file.read_exact_at(&mut bytes, slot.at).map_err(io_error)?;
-        let mut msg: Message = decode(LOG, &bytes)?;
-        msg.state = slot.state;
-        Ok(msg)
+    /// How many times a compaction replaced the file since it was opened.
+    pub(crate) fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Starts a batch of records written as one frame.
+    pub(crate) fn batch(&self) -> Batch<'_> {
+        Batch { state: self.lock(), closed: Vec::new(), frame: Frame::new(), dirty: false }
     }
 
     /// Hands `each` every message added and every conversation forgotten after
     /// `from` (from the start when `None`), in the order they were written, up
     /// to the end of what is written now; returns the cursor to go on from.
-    /// When `from` does not fit this file (see [`LogCursor`]), the first event
-    /// is [`LogEvent::Reset`] and the rest start from the beginning. Reads
-    /// without holding the log's lock, so writers go on meanwhile.
+    /// When `from` does not fit this file (see [`LogCursor`]; a compaction
+    /// makes every earlier cursor unfit), the first event is
+    /// [`LogEvent::Reset`] and the rest start from the beginning. Reads without
+    /// holding the log's lock, so writers go on meanwhile.
     pub(crate) fn follow(
         &self,
         from: Option<&LogCursor>,
         mut each: impl FnMut(LogEvent) -> Result<(), StoreError>,
     ) -> Result<LogCursor, StoreError> {
-        let end = self.lock().end;
+        let (file, end) = {
+            let state = self.lock();
+            (state.reader().file, state.end)
+        };
         let start = MAGIC.len() as u64;
         let from = match from {
-            Some(cursor) if cursor.offset >= start && cursor.offset <= end && self.check_at(cursor.offset)? == cursor.check => {
+            Some(cursor) if cursor.offset >= start && cursor.offset <= end && check_at(&file, cursor.offset)? == cursor.check => {
                 cursor.offset
             }
             Some(_) => {
@@ -194,7 +246,7 @@ impl MessageLog {
             }
             None => start,
         };
-        let reader = BufReader::with_capacity(1 << 20, Positioned { file: &self.file, at: from, end });
+        let reader = BufReader::with_capacity(1 << 20, Positioned { file: &file, at: from, end });
         let scanned = frame::scan_from(reader, from, io_error, |r| match r.kind {
             record::MESSAGE | record::CHANGE => {
                 let h = MessageHeader::decode(r.body).ok_or_else(|| StoreError::corrupt(LOG, "a message record that does not read"))?;
@@ -209,7 +261,7 @@ impl MessageLog {
             // States, the outbox and key/value records are no messages to follow.
             _ => Ok(()),
         })?;
-        Ok(LogCursor { offset: scanned.valid_end, check: self.check_at(scanned.valid_end)? })
+        Ok(LogCursor { offset: scanned.valid_end, check: check_at(&file, scanned.valid_end)? })
     }
 
     /// The message at `place` (as [`follow`](Self::follow) gave it), with its
@@ -217,37 +269,29 @@ impl MessageLog {
     /// end, inside a record, a message since forgotten — is `None`.
     pub(crate) fn message_at(&self, place: MessagePlace) -> Result<Option<Message>, StoreError> {
         let Some(header_at) = place.0.checked_sub(MESSAGE_HEADER_LEN as u64) else { return Ok(None) };
-        let slot = {
+        let (reader, slot) = {
             let state = self.lock();
             if place.0 >= state.end {
                 return Ok(None);
             }
             let mut header = [0; MESSAGE_HEADER_LEN];
-            if self.file.read_exact_at(&mut header, header_at).is_err() {
+            if state.file.read_exact_at(&mut header, header_at).is_err() {
                 return Ok(None);
             }
             let Some(h) = MessageHeader::decode(&header) else { return Ok(None) };
             match state.index.find(&h.reference) {
-                Some(found) if found.slot.at == place.0 => found.slot,
+                Some(found) if found.slot.at == place.0 => (state.reader(), found.slot),
                 _ => return Ok(None),
             }
         };
-        self.read(&slot).map(Some)
-    }
-
-    /// The [`CHECK_LEN`] bytes before `offset`, zero-padded at the start.
-    fn check_at(&self, offset: u64) -> Result<[u8; CHECK_LEN], StoreError> {
-        let mut check = [0; CHECK_LEN];
-        let len = offset.min(CHECK_LEN as u64) as usize;
-        self.file.read_exact_at(&mut check[..len], offset - len as u64).map_err(io_error)?;
-        Ok(check)
+        reader.read(&slot).map(Some)
     }
 
     /// The value of the key/value record under `key`: one positioned read,
     /// without holding the lock while the disk works.
     pub(crate) fn get_kv(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let slot = self.lock().index.kv(key).copied();
-        slot.map(|slot| self.read_kv(&slot)).transpose()
+        let (reader, slot) = self.lookup(|index| index.kv(key).copied());
+        slot.map(|slot| reader.read_kv(&slot)).transpose()
     }
 
     /// Every key/value record whose key starts with `prefix`, in key order.
@@ -264,14 +308,14 @@ impl MessageLog {
         prefix: &[u8],
         keep: impl Fn(&[u8], usize) -> bool,
     ) -> Result<Vec<crate::ratchet::Record>, StoreError> {
-        let slots: Vec<(Vec<u8>, KvSlot)> = self
-            .lock()
-            .index
-            .kv_prefix(prefix)
-            .filter(|(k, s)| keep(k, s.len as usize))
-            .map(|(k, s)| (k.to_vec(), *s))
-            .collect();
-        slots.into_iter().map(|(key, slot)| Ok((key, self.read_kv(&slot)?))).collect()
+        let (reader, slots) = self.lookup(|index| {
+            index
+                .kv_prefix(prefix)
+                .filter(|(k, s)| keep(k, s.len as usize))
+                .map(|(k, s)| (k.to_vec(), *s))
+                .collect::<Vec<(Vec<u8>, KvSlot)>>()
+        });
+        slots.into_iter().map(|(key, slot)| Ok((key, reader.read_kv(&slot)?))).collect()
     }
 
     /// Applies key/value `changes` in order (a later change of a key wins) as one
@@ -293,57 +337,247 @@ impl MessageLog {
         batch.commit()
     }
 
-    fn read_kv(&self, slot: &KvSlot) -> Result<Vec<u8>, StoreError> {
-        let mut value = vec![0; slot.len as usize];
-        self.file.read_exact_at(&mut value, slot.at).map_err(io_error)?;
-        Ok(value)
-    }
-
     /// Makes everything written so far durable (one `fdatasync`). Does not hold
-    /// the lock while the disk works, so writers go on meanwhile.
+    /// the lock while the disk works, so writers go on meanwhile. What was
+    /// written to a file that a compaction has replaced since was synced in the
+    /// new file before the replacement.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
-        self.file.sync_data().map_err(io_error)
+        let file = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
+        file.sync_data().map_err(io_error)
     }
 
-    /// Copies the live records to a new file that replaces this one.
-    fn compact(&self) -> Result<(), StoreError> {
+    /// Whether the garbage is worth a compaction: more than [`COMPACT_MIN`]
+    /// and more than the live records.
+    pub(crate) fn compaction_due(&self) -> bool {
         let state = self.lock();
-        let tmp = self.path.with_extension("log.compacting");
-        write_new_file(&tmp, |out| {
-            let mut frame = Frame::new();
-            for conv in state.index.conversations() {
-                let Some(c) = state.index.conversation(conv) else { continue };
-                let messages = c.entries().iter().map(|e| (record::MESSAGE, e));
-                let changes = c.changes().iter().map(|c| (record::CHANGE, &c.entry));
-                for (kind, entry) in messages.chain(changes) {
-                    let ((lamport, reference), slot) = (entry.key, &entry.slot);
-                    let mut cbor = vec![0; slot.len as usize];
-                    self.file.read_exact_at(&mut cbor, slot.at).map_err(io_error)?;
-                    let header = MessageHeader {
-                        conversation: conv,
-                        lamport,
-                        reference,
-                        direction: slot.direction,
-                        state: slot.state,
-                        activity_ms: activity_of(&cbor)?,
-                    };
-                    push_message(&mut frame, kind, &header, &cbor)?;
-                    frame = flush_full(out, frame)?;
-                }
+        let live = state.index.live_bytes();
+        let garbage = state.end.saturating_sub(MAGIC.len() as u64 + live);
+        garbage > COMPACT_MIN && garbage > live && state.broken.is_none()
+    }
+
+    /// [`compact`](Self::compact)s if [`compaction_due`](Self::compaction_due).
+    pub(crate) fn compact_if_due(&self) -> Result<Option<LogCompaction>, StoreError> {
+        if !self.compaction_due() {
+            return Ok(None);
+        }
+        self.compact().map(Some)
+    }
+
+    /// Copies the live records to a new file that then replaces this one, while
+    /// the log stays in use: the live records as they stand at the start are
+    /// copied without the lock; then, under it, the frames written meanwhile are
+    /// appended as they are, the new file is synced and renamed over the old
+    /// one, and the directory is synced, before any write goes to the new file.
+    /// A crash at any point leaves the old file or the whole new one, each
+    /// holding everything written before it. On an error the old file goes on.
+    pub(crate) fn compact(&self) -> Result<LogCompaction, StoreError> {
+        self.compact_then(|_| {})
+    }
+
+    /// [`compact`](Self::compact), calling `meanwhile` at each [`Step`] (tests
+    /// write there).
+    fn compact_then(&self, meanwhile: impl FnMut(Step)) -> Result<LogCompaction, StoreError> {
+        let _one = self.compacting.lock().unwrap_or_else(PoisonError::into_inner);
+        let (live, reader, copied_to, snapshot) = {
+            let state = self.lock();
+            let started = std::time::Instant::now();
+            state.writable()?;
+            (Live::of(&state.index), state.reader(), state.end, started.elapsed())
+        };
+        let tmp = compacting_path(&self.path);
+        let replaced = self.replace_with(&tmp, live, &reader, copied_to, meanwhile).map(|mut done| {
+            done.writers_waited += snapshot;
+            done
+        });
+        if replaced.is_err()
+            && let Err(e) = fs::remove_file(&tmp)
+        {
+            tracing::warn!(error = %e, "the message log's unfinished compaction file stays until the next open");
+        }
+        replaced
+    }
+
+    fn replace_with(
+        &self,
+        tmp: &Path,
+        live: Live,
+        old: &LogReader,
+        copied_to: u64,
+        mut meanwhile: impl FnMut(Step),
+    ) -> Result<LogCompaction, StoreError> {
+        write_new_file(tmp, |out| live.write(old, out))?;
+        drop(live);
+        let (new, mut index, mut new_end) = load(tmp)?;
+        meanwhile(Step::Copied);
+        // Catch up with what was written meanwhile without the lock, until little
+        // is left: writers then wait only for that little.
+        let mut copied = copied_to;
+        for _ in 0..CATCH_UP_ROUNDS {
+            let end = self.lock().end;
+            if end - copied <= CATCH_UP_ENOUGH {
+                break;
             }
-            for entry in state.index.outbox().values() {
-                frame.record(record::OUTBOX_PUT, &encode(entry)?).map_err(io_error)?;
+            new_end = append_copy(old, &new, &mut index, copied..end, new_end)?;
+            new.sync_data().map_err(io_error)?;
+            copied = end;
+        }
+        index.shrink();
+        meanwhile(Step::CaughtUp);
+        let mut state = self.lock();
+        let started = std::time::Instant::now();
+        state.writable()?;
+        let before_bytes = state.end;
+        new_end = append_copy(&state.reader(), &new, &mut index, copied..state.end, new_end)?;
+        new.sync_data().map_err(io_error)?;
+        fs::rename(tmp, &self.path).map_err(io_error)?;
+        // From the rename on, the new file is the log: a write must not go to the old one.
+        if let Err(e) = crate::durable::sync_dir(&self.path) {
+            tracing::error!(error = %e, "the message log's directory did not sync after a compaction; the log refuses writes");
+            state.broken = Some(format!("its directory did not sync after a compaction: {e}"));
+        }
+        state.index = index;
+        state.file = Arc::new(new);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&state.file);
+        state.end = new_end;
+        state.generation += 1;
+        let writers_waited = started.elapsed();
+        tracing::info!(before_bytes, after_bytes = state.end, ?writers_waited, "compacted the message log");
+        Ok(LogCompaction { before_bytes, after_bytes: state.end, writers_waited })
+    }
+}
+
+/// Where a compaction is, for tests that write in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The live records are copied; what was written since is not.
+    Copied,
+    /// What was written since is copied too, but for the last few frames; the lock
+    /// is taken next.
+    CaughtUp,
+}
+
+/// Rounds of copying what was written during a compaction before it takes the lock.
+const CATCH_UP_ROUNDS: usize = 4;
+
+/// Bytes written during a compaction few enough to copy under the lock.
+const CATCH_UP_ENOUGH: u64 = 256 << 10;
+
+/// Appends the frames at `range` of `from` byte for byte to `to` at `at`, replays
+/// them into `index` (as the new file's records) and returns where they end in `to`.
+/// Not synced.
+fn append_copy(
+    from: &LogReader,
+    to: &File,
+    index: &mut Index,
+    range: std::ops::Range<u64>,
+    at: u64,
+) -> Result<u64, StoreError> {
+    let mut chunk = vec![0; COPY_FRAME_BYTES];
+    let (mut read, mut written) = (range.start, at);
+    while read < range.end {
+        let n = usize::try_from(range.end - read).map_or(chunk.len(), |left| left.min(chunk.len()));
+        from.file.read_exact_at(&mut chunk[..n], read).map_err(io_error)?;
+        to.write_all_at(&chunk[..n], written).map_err(io_error)?;
+        read += n as u64;
+        written += n as u64;
+    }
+    let copied = BufReader::with_capacity(1 << 20, Positioned { file: to, at, end: written });
+    let scanned = frame::scan_from(copied, at, io_error, |r| replay(index, &r))?;
+    if scanned.damaged_tail || scanned.valid_end != written {
+        return Err(StoreError::corrupt(LOG, "frames written during a compaction do not read back"));
+    }
+    Ok(written)
+}
+
+/// Where a compaction writes its new file.
+fn compacting_path(path: &Path) -> PathBuf {
+    path.with_extension("log.compacting")
+}
+
+/// Opens the log file at `path` and replays it into a fresh index; cuts off a
+/// damaged tail. Returns the file, the index and where the next frame goes.
+fn load(path: &Path) -> Result<(File, Index, u64), StoreError> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_error)?;
+    let mut magic = [0u8; MAGIC.len()];
+    file.read_exact(&mut magic).map_err(|_| StoreError::corrupt(LOG, "not a message log"))?;
+    if &magic != MAGIC {
+        return Err(StoreError::corrupt(LOG, "not a message log"));
+    }
+    let mut index = Index::default();
+    let scanned = frame::scan(BufReader::with_capacity(1 << 20, &file), io_error, |r| replay(&mut index, &r))?;
+    index.shrink();
+    let len = file.seek(SeekFrom::End(0)).map_err(io_error)?;
+    if scanned.damaged_tail || len != scanned.valid_end {
+        tracing::warn!(
+            dropped_bytes = len - scanned.valid_end,
+            "the message log ends in a frame a crash cut short; it was never acknowledged and is dropped"
+        );
+        file.set_len(scanned.valid_end).map_err(io_error)?;
+        file.sync_all().map_err(io_error)?;
+    }
+    Ok((file, index, scanned.valid_end))
+}
+
+/// The [`CHECK_LEN`] bytes of `file` before `offset`, zero-padded at the start.
+fn check_at(file: &File, offset: u64) -> Result<[u8; CHECK_LEN], StoreError> {
+    let mut check = [0; CHECK_LEN];
+    let len = offset.min(CHECK_LEN as u64) as usize;
+    file.read_exact_at(&mut check[..len], offset - len as u64).map_err(io_error)?;
+    Ok(check)
+}
+
+/// The live records at one moment, as slots of the file they lie in: what a
+/// compaction copies. Takes only the index's own entries, no message text.
+struct Live {
+    conversations: Vec<(ConversationId, Vec<index::Entry>, Vec<index::Entry>)>,
+    outbox: Vec<OutboxEntry>,
+    kv: Vec<(Vec<u8>, KvSlot)>,
+}
+
+impl Live {
+    fn of(index: &Index) -> Live {
+        let conversations = index
+            .conversations()
+            .filter_map(|conv| {
+                let c = index.conversation(conv)?;
+                Some((conv, c.entries().to_vec(), c.changes().iter().map(|c| c.entry).collect()))
+            })
+            .collect();
+        let outbox = index.outbox().values().cloned().collect();
+        let kv = index.kv_prefix(b"").map(|(k, s)| (k.to_vec(), *s)).collect();
+        Live { conversations, outbox, kv }
+    }
+
+    /// Writes the records (their message text read from `file`) after the magic.
+    fn write(&self, file: &LogReader, out: &mut io::BufWriter<File>) -> Result<(), StoreError> {
+        let mut frame = Frame::new();
+        for (conv, entries, changes) in &self.conversations {
+            let messages = entries.iter().map(|e| (record::MESSAGE, e));
+            for (kind, entry) in messages.chain(changes.iter().map(|e| (record::CHANGE, e))) {
+                let ((lamport, reference), slot) = (entry.key, &entry.slot);
+                let mut cbor = vec![0; slot.len as usize];
+                file.file.read_exact_at(&mut cbor, slot.at).map_err(io_error)?;
+                let header = MessageHeader {
+                    conversation: *conv,
+                    lamport,
+                    reference,
+                    direction: slot.direction,
+                    state: slot.state,
+                    activity_ms: activity_of(&cbor)?,
+                };
+                push_message(&mut frame, kind, &header, &cbor)?;
                 frame = flush_full(out, frame)?;
             }
-            for (key, slot) in state.index.kv_prefix(b"") {
-                let value = self.read_kv(slot)?;
-                push_kv(&mut frame, key, &value)?;
-                frame = flush_full(out, frame)?;
-            }
-            finish_frame(out, frame)
-        })?;
-        fs::rename(&tmp, &self.path).map_err(io_error)?;
-        crate::durable::sync_dir(&self.path)
+        }
+        for entry in &self.outbox {
+            frame.record(record::OUTBOX_PUT, &encode(entry)?).map_err(io_error)?;
+            frame = flush_full(out, frame)?;
+        }
+        for (key, slot) in &self.kv {
+            push_kv(&mut frame, key, &file.read_kv(slot)?)?;
+            frame = flush_full(out, frame)?;
+        }
+        finish_frame(out, frame)
     }
 }
 
@@ -514,7 +748,6 @@ fn replay(index: &mut Index, r: &frame::RecordRef<'_>) -> Result<(), StoreError>
 /// the log refusing writes, because its index moved ahead of the file (callers
 /// check everything that can fail before adding records).
 pub(crate) struct Batch<'a> {
-    log: &'a MessageLog,
     state: MutexGuard<'a, LogState>,
     /// Frames already closed, to be written before `frame`.
     closed: Vec<u8>,
@@ -526,6 +759,11 @@ impl Batch<'_> {
     /// The index as this batch has left it so far.
     pub(crate) fn index(&self) -> &Index {
         &self.state.index
+    }
+
+    /// A reader of the file the index's slots point into.
+    pub(crate) fn reader(&self) -> LogReader {
+        self.state.reader()
     }
 
     /// Where the current frame will start in the file.
@@ -543,10 +781,7 @@ impl Batch<'_> {
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        match &self.state.broken {
-            Some(why) => Err(StoreError::Io(io::Error::other(format!("the message log refuses writes: {why}")))),
-            None => Ok(()),
-        }
+        self.state.writable()
     }
 
     /// Adds a message unless one with its reference is held; returns whether it
@@ -665,7 +900,7 @@ impl Batch<'_> {
         if bytes.is_empty() {
             return Ok(());
         }
-        match self.log.file.write_all_at(&bytes, self.state.end) {
+        match self.state.file.write_all_at(&bytes, self.state.end) {
             Ok(()) => {
                 self.state.end += bytes.len() as u64;
                 Ok(())

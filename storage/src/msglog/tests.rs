@@ -52,8 +52,9 @@ fn contents(log: &MessageLog) -> (Vec<Message>, usize, Vec<OutboxEntry>) {
     };
     let mut outbox: Vec<OutboxEntry> = state.index.outbox().values().cloned().collect();
     outbox.sort_by_key(|e| e.id);
+    let reader = state.reader();
     drop(state);
-    (slots.iter().map(|s| log.read(s).unwrap()).collect(), unread, outbox)
+    (slots.iter().map(|s| reader.read(s).unwrap()).collect(), unread, outbox)
 }
 
 fn write_some(log: &MessageLog) {
@@ -175,11 +176,11 @@ fn a_damaged_record_inside_a_whole_frame_is_a_typed_error() {
     let msg = message(1, Direction::Incoming, MessageState::Delivered);
     push_message(&mut frame, record::MESSAGE, &MessageHeader::of(&msg), b"\xff\xff not cbor").unwrap();
     let end = log.lock().end;
-    log.file.write_all_at(&frame.finish().unwrap(), end).unwrap();
+    log.lock().file.write_all_at(&frame.finish().unwrap(), end).unwrap();
     drop(log);
     let log = open(dir.path());
     let slot = log.lock().index.find(&msg.ref_key()).unwrap().slot;
-    assert!(matches!(log.read(&slot), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(log.lock().reader().read(&slot), Err(StoreError::Corrupt { .. })));
 
     // And a frame whose record lengths run past it refuses to open, typed.
     let mut payload = vec![record::STATE, 0xff, 0xff, 0, 0];
@@ -188,7 +189,7 @@ fn a_damaged_record_inside_a_whole_frame_is_a_typed_error() {
     bytes.extend_from_slice(&blake3::hash(&payload).as_bytes()[..8]);
     bytes.extend_from_slice(&payload);
     let end = log.lock().end;
-    log.file.write_all_at(&bytes, end).unwrap();
+    log.lock().file.write_all_at(&bytes, end).unwrap();
     drop(log);
     let reopened = MessageLog::open(dir.path(), &HashSet::from([CONV]), true);
     assert!(matches!(reopened, Err(StoreError::Io(_))), "{reopened:?}");
@@ -208,7 +209,7 @@ fn a_batch_abandoned_half_way_stops_all_writes_but_not_reads() {
     drop(batch);
     let written = message(0, Direction::Incoming, MessageState::Delivered);
     let slot = log.lock().index.find(&written.ref_key()).unwrap().slot;
-    assert_eq!(log.read(&slot).unwrap(), written, "reads of what was written go on");
+    assert_eq!(log.lock().reader().read(&slot).unwrap(), written, "reads of what was written go on");
 }
 
 #[test]
@@ -345,7 +346,7 @@ fn compaction_keeps_changes_as_changes() {
     assert_eq!(changes.len(), 1);
     let slot = changes[0].slot;
     drop(state);
-    assert_eq!(log.read(&slot).unwrap().link, edit.link);
+    assert_eq!(log.lock().reader().read(&slot).unwrap().link, edit.link);
 }
 
 /// Every key/value record, in key order.
@@ -471,4 +472,204 @@ fn compaction_keeps_the_live_values_and_the_bytes_of_replaced_ones_leave_the_fil
     drop(log);
     let log = open(dir.path());
     assert_eq!((contents(&log), kv_all(&log)), before, "and it stays so");
+}
+
+/// Everything a reader can see, key/value records included.
+type Everything = ((Vec<Message>, usize, Vec<OutboxEntry>), Vec<crate::ratchet::Record>);
+
+fn everything(log: &MessageLog) -> Everything {
+    (contents(log), kv_all(log))
+}
+
+fn compacting_file(dir: &Path) -> PathBuf {
+    dir.join(format!("{FILE_NAME}.compacting"))
+}
+
+#[test]
+fn a_compaction_while_in_use_keeps_what_is_live_and_what_was_written_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    assert_eq!(log.compact_if_due().unwrap(), None, "a small log is left alone");
+    write_some(&log);
+    let mut batch = log.batch();
+    batch.put_kv(b"ratchet/a", b"first").unwrap();
+    batch.put_kv(b"ratchet/b", b"second").unwrap();
+    batch.commit().unwrap();
+    write_garbage(&log);
+    assert!(log.compaction_due());
+    let (_, _, _, cursor) = follow_all(&log, None);
+    let path = dir.path().join(FILE_NAME);
+    let big = fs::metadata(&path).unwrap().len();
+    let four = message(4, Direction::Incoming, MessageState::Delivered);
+    let (reader, slot) = log.lookup(|index| index.find(&four.ref_key()).unwrap().slot);
+
+    let compaction = log
+        .compact_then(|step| {
+            if step == Step::Copied {
+                // Enough to be caught up with before the lock is taken.
+                let mut batch = log.batch();
+                for n in 0..40 {
+                    let mut msg = message(120 + n, Direction::Incoming, MessageState::Delivered);
+                    msg.text = "y".repeat(10_000);
+                    assert!(batch.add_message(&msg).unwrap());
+                }
+                batch.commit().unwrap();
+                return;
+            }
+            // Every kind of record, written after that and copied under the lock.
+            let mut batch = log.batch();
+            assert!(batch.add_message(&message(70, Direction::Outgoing, MessageState::Pending)).unwrap());
+            batch.put_outbox(&entry(70, 30)).unwrap();
+            let three = message(3, Direction::Outgoing, MessageState::Pending).ref_key();
+            assert!(batch.set_state(&three, MessageState::Delivered).unwrap());
+            assert!(batch.drop_outbox(MessageId([3; 16])).unwrap());
+            batch.put_kv(b"ratchet/a", b"replaced").unwrap();
+            batch.commit().unwrap();
+            let mut batch = log.batch();
+            assert!(batch.add_message(&message(71, Direction::Incoming, MessageState::Delivered)).unwrap());
+            assert!(batch.drop_kv(b"ratchet/b").unwrap());
+            batch.commit().unwrap();
+        })
+        .unwrap();
+    assert!(compaction.before_bytes > big, "the frames written meanwhile count");
+    let small = fs::metadata(&path).unwrap().len();
+    assert_eq!(compaction.after_bytes, small);
+    assert!(small < 512 << 10, "{big} bytes compacted to {small}");
+    assert_eq!(log.generation(), 1);
+    assert!(!compacting_file(dir.path()).exists());
+
+    let ((messages, _, outbox), kv) = everything(&log);
+    // Shortened: the 40 long texts are 10,000 bytes each.
+    let short = |text: &str| text.chars().take(20).collect::<String>();
+    let texts: Vec<String> = messages.iter().map(|m| short(&m.text)).collect();
+    let mut expected: Vec<String> = (0..10).map(|n| format!("message number {n}")).collect();
+    expected.extend(["message number 70".to_owned(), "message number 71".to_owned()]);
+    expected.extend(std::iter::repeat_n("y".repeat(20), 40));
+    assert_eq!(texts, expected);
+    assert_eq!(messages[3].state, MessageState::Delivered, "a state written meanwhile");
+    assert_eq!(outbox.iter().map(|e| e.id.0[0]).collect::<Vec<_>>(), [5, 7, 9, 70]);
+    assert_eq!(kv, [(b"ratchet/a".to_vec(), b"replaced".to_vec())]);
+
+    // A slot taken before reads through the reader taken with it.
+    assert_eq!(reader.read(&slot).unwrap(), four);
+    drop(reader);
+    // A follower starts again, and reads every message from the new file.
+    let (reset, added, _, _) = follow_all(&log, Some(&cursor));
+    assert!(reset);
+    let (mut added, mut expected): (Vec<String>, _) = (added.iter().map(|t| short(t)).collect(), expected);
+    added.sort();
+    expected.sort();
+    assert_eq!(added, expected);
+
+    // Writing goes on in the new file; all of it reads back after reopening.
+    let mut batch = log.batch();
+    assert!(batch.add_message(&message(72, Direction::Incoming, MessageState::Delivered)).unwrap());
+    batch.commit().unwrap();
+    log.sync().unwrap();
+    let now = everything(&log);
+    assert_eq!(now.0.0.len(), 53);
+    drop(log);
+    assert_eq!(everything(&open(dir.path())), now);
+}
+
+#[test]
+fn a_compaction_that_fails_leaves_the_old_file_in_use_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    write_garbage(&log);
+    let failed = log.compact_then(|step| {
+        if step == Step::Copied {
+            return;
+        }
+        // The new file vanishes before it can take the old one's place.
+        fs::remove_file(compacting_file(dir.path())).unwrap();
+        let mut batch = log.batch();
+        batch.add_message(&message(80, Direction::Incoming, MessageState::Delivered)).unwrap();
+        batch.commit().unwrap();
+    });
+    assert!(matches!(failed, Err(StoreError::Io(_))), "{failed:?}");
+    assert_eq!(log.generation(), 0);
+    let mut batch = log.batch();
+    batch.add_message(&message(81, Direction::Incoming, MessageState::Delivered)).unwrap();
+    batch.commit().unwrap();
+    log.sync().unwrap();
+    let now = everything(&log);
+    assert_eq!(now.0.0.len(), 12, "what was written during and after it is there");
+    drop(log);
+    assert_eq!(everything(&open(dir.path())), now);
+}
+
+#[test]
+fn a_compaction_a_crash_cut_short_is_cleared_away_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    write_some(&log);
+    log.sync().unwrap();
+    let before = everything(&log);
+    drop(log);
+    // What a crash during the copy leaves: part of a new file beside the log.
+    fs::write(compacting_file(dir.path()), b"kithlog1 and then nothing whole").unwrap();
+    let log = open(dir.path());
+    assert!(!compacting_file(dir.path()).exists());
+    assert_eq!(everything(&log), before);
+}
+
+#[test]
+fn writers_and_readers_go_on_through_repeated_compactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let batches = 200u16;
+    let id_of = |n: u16| {
+        let mut id = [7; 16];
+        id[..2].copy_from_slice(&n.to_be_bytes());
+        MessageId(id)
+    };
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            for b in 0..batches {
+                let mut batch = log.batch();
+                for i in 0..5u16 {
+                    let n = b * 5 + i;
+                    let mut msg = message(0, Direction::Outgoing, MessageState::Pending);
+                    msg.id = id_of(n);
+                    msg.lamport = u64::from(n) + 1;
+                    msg.text = format!("message {n}");
+                    assert!(batch.add_message(&msg).unwrap());
+                    batch.put_outbox(&OutboxEntry { id: msg.id, ..entry(0, 2_000) }).unwrap();
+                }
+                batch.commit().unwrap();
+                // Delivered: the outbox entries become garbage.
+                let mut batch = log.batch();
+                for i in 0..5u16 {
+                    let n = b * 5 + i;
+                    assert!(batch.drop_outbox(id_of(n)).unwrap());
+                }
+                batch.commit().unwrap();
+            }
+        });
+        let reader = scope.spawn(|| {
+            while !writer_done(&log, batches) {
+                let (messages, _, _) = contents(&log);
+                assert!(messages.windows(2).all(|w| w[0].lamport < w[1].lamport), "in order, each once");
+            }
+        });
+        for _ in 0..5 {
+            log.compact().unwrap();
+        }
+        writer.join().unwrap();
+        reader.join().unwrap();
+    });
+    assert_eq!(log.generation(), 5);
+    log.sync().unwrap();
+    let now = everything(&log);
+    assert_eq!(now.0.0.len(), usize::from(batches) * 5);
+    assert!(now.0.2.is_empty(), "every outbox entry was dropped");
+    drop(log);
+    assert_eq!(everything(&open(dir.path())), now);
+}
+
+/// Whether the writer of the test above has written its last message.
+fn writer_done(log: &MessageLog, batches: u16) -> bool {
+    log.lock().index.conversation(CONV).is_some_and(|c| c.len() == usize::from(batches) * 5)
 }

@@ -9,8 +9,12 @@
 //! store opens: the time to open it and the memory its indexes take (in a fresh
 //! process, so nothing of the writing is counted).
 //!
+//! With `--compact N` it writes such a history, then compacts the message log while a
+//! writer goes on storing batches and making each durable: how long the compaction
+//! takes, and how long the writer's batches took before, during and after it.
+//!
 //! Run: `cargo run --release -p kith-tests --bin storage-bench -- [--messages N]
-//! [--batch N]` or `-- --history N`. Numbers go to docs/PERFORMANCE.md; nothing here is a pass/fail test.
+//! [--batch N]`, `-- --history N` or `-- --compact N`. Numbers go to docs/PERFORMANCE.md; nothing here is a pass/fail test.
 
 #![allow(clippy::unwrap_used)]
 
@@ -25,10 +29,11 @@ struct Args {
     messages: usize,
     batch: usize,
     history: Option<usize>,
+    compact: Option<usize>,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { messages: 50_000, batch: 32, history: None };
+    let mut args = Args { messages: 50_000, batch: 32, history: None, compact: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--reopen" {
@@ -41,6 +46,7 @@ fn parse_args() -> Args {
             "--messages" => args.messages = value.max(1),
             "--batch" => args.batch = value.max(1),
             "--history" => args.history = Some(value.max(1)),
+            "--compact" => args.compact = Some(value.max(1)),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -55,8 +61,21 @@ const HISTORY_CONVERSATIONS: usize = 50;
 fn history(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
+    write_history(&path, n);
+    let size = std::fs::metadata(path.join("messages.log")).unwrap().len();
+    println!("history of {n} messages over {HISTORY_CONVERSATIONS} conversations: log {:.1} MiB", size as f64 / 1048576.0);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--reopen")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Writes a history of `n` messages to a new store at `path`.
+fn write_history(path: &std::path::Path, n: usize) {
     {
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(path).unwrap();
         let convs: Vec<ConversationId> = (0..HISTORY_CONVERSATIONS)
             .map(|c| {
                 let id = ConversationId::from_bytes([c as u8 + 1; 16]);
@@ -76,14 +95,63 @@ fn history(n: usize) {
         }
         store.flush().unwrap();
     }
-    let size = std::fs::metadata(path.join("messages.log")).unwrap().len();
-    println!("history of {n} messages over {HISTORY_CONVERSATIONS} conversations: log {:.1} MiB", size as f64 / 1048576.0);
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--reopen")
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+}
+
+/// Compacts a history of `n` messages (all of it live: the most a compaction copies)
+/// while a writer stores batches of 8 messages, each made durable before the next.
+fn compact_under_load(n: usize) {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    write_history(&path, n);
+    let store = Store::open(&path).unwrap();
+    // 0: before the compaction, 1: during it, 2: after it, 3: stop.
+    let phase = AtomicU8::new(0);
+    let (took, compaction, mut latencies) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut latencies: [Vec<Duration>; 3] = Default::default();
+            let mut next = n;
+            loop {
+                let now = phase.load(Ordering::Acquire);
+                if now == 3 {
+                    return latencies;
+                }
+                let batch: Vec<Message> = (next..next + 8).map(|i| message(i, Direction::Incoming)).collect();
+                next += 8;
+                let started = Instant::now();
+                store.stage_incoming(&batch).unwrap();
+                store.flush().unwrap();
+                latencies[usize::from(now)].push(started.elapsed());
+            }
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        phase.store(1, Ordering::Release);
+        let started = Instant::now();
+        let compaction = store.compact_log().unwrap();
+        let took = started.elapsed();
+        phase.store(2, Ordering::Release);
+        std::thread::sleep(Duration::from_secs(2));
+        phase.store(3, Ordering::Release);
+        (took, compaction, writer.join().unwrap())
+    });
+    println!(
+        "compacting a log of {n} live messages ({:.1} MiB -> {:.1} MiB) while a writer stores durable batches of 8: \
+         {:.0} ms, of which the log's lock was held {:.1} ms",
+        compaction.before_bytes as f64 / 1048576.0,
+        compaction.after_bytes as f64 / 1048576.0,
+        took.as_secs_f64() * 1e3,
+        compaction.writers_waited.as_secs_f64() * 1e3
+    );
+    for (name, times) in ["before", "during", "after"].iter().zip(latencies.iter_mut()) {
+        times.sort();
+        println!(
+            "  writer's batches {name}: {} batches, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            times.len(),
+            kith_tests::bench::percentile(times, 0.5).as_secs_f64() * 1e3,
+            kith_tests::bench::percentile(times, 0.99).as_secs_f64() * 1e3,
+            times.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        );
+    }
 }
 
 /// Opens the store at `path`, reporting the time and the resident memory it took.
@@ -307,6 +375,10 @@ fn main() {
     let args = parse_args();
     if let Some(n) = args.history {
         history(n);
+        return;
+    }
+    if let Some(n) = args.compact {
+        compact_under_load(n);
         return;
     }
     flush_floor();
