@@ -26,6 +26,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, pi
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::direct;
 use super::flusher::{FlushFailed, Flusher};
 use super::inbound::Inbound;
 use super::outbox::{Flight, Queues};
@@ -48,10 +49,6 @@ const OPENER_CACHE: usize = 4096;
 const STARTUP_DIALS: usize = 64;
 /// Most sends sharing one flush; bounds how long the first caller waits.
 const MAX_SEND_BATCH: usize = 512;
-/// Immediate redials of a contact whose delivery failed on a dial that left some of
-/// its addresses untried (see [`Actor::redial_untried`]), until a connection opens.
-const MAX_REDIALS: u8 = 3;
-
 /// Least time between two typing notices to one conversation.
 const TYPING_SPACING: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -173,7 +170,7 @@ pub(crate) struct Actor {
     typing_sent: HashMap<ConversationId, Instant>,
     /// When we last passed on each (conversation, peer)'s typing.
     typing_heard: HashMap<(String, String), Instant>,
-    /// Redials per peer since its last connection (see [`Actor::redial_untried`]).
+    /// Redials per peer since its last connection (see [`direct::after_failure`]).
     redials: HashMap<PeerId, u8>,
     groups: groups::GroupsState,
     group_messages: crate::node::grouplog_client::GroupLogClient,
@@ -1092,9 +1089,15 @@ impl Actor {
     fn dispatch(&mut self, peer: PeerId) {
         let now = Instant::now();
         let contact = match self.store.contacts().get(&peer) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                // Contact removed: its queued items have nowhere to go.
+            Ok(contact) => contact,
+            Err(e) => {
+                tracing::error!(error = %e, "reading contact failed");
+                return;
+            }
+        };
+        match direct::gate(contact.as_ref()) {
+            direct::Gate::Open => {}
+            direct::Gate::Removed => {
                 self.ratcheted.remove(&peer);
                 for id in self.queues.forget(&peer) {
                     self.store.outbox().remove(id).or_log("removing the outbox entry of a removed contact");
@@ -1106,26 +1109,22 @@ impl Actor {
                 }
                 return;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "reading contact failed");
+            direct::Gate::Blocked => {
+                self.queues.forget(&peer);
                 return;
             }
-        };
-        if contact.state == ContactState::Blocked {
-            self.queues.forget(&peer);
-            return;
+            direct::Gate::Held => {
+                // Its items stay queued; the queue looks again soon.
+                self.queues.hold(&peer, now);
+                return;
+            }
+            direct::Gate::NeedsKey => {
+                self.lookup(peer);
+                self.queues.defer(&peer, now);
+                return;
+            }
         }
-        if contact.held() {
-            // Verified, and its key changed since: nothing leaves until the user
-            // verifies it again (its items stay queued; the queue looks again soon).
-            self.queues.hold(&peer, now);
-            return;
-        }
-        let Some(e2e) = contact.e2e_public else {
-            self.lookup(peer);
-            self.queues.defer(&peer, now);
-            return;
-        };
+        let Some((contact, e2e)) = contact.and_then(|c| c.e2e_public.map(|key| (c, key))) else { return };
         self.offer_if_new(&contact);
         let batch = self.queues.next_batch(&peer, dm::MAX_BATCH, now);
         if batch.is_empty() {
@@ -1169,10 +1168,9 @@ impl Actor {
             self.queues.defer(&peer, now);
             return;
         }
-        if self.queues.via_relays(&peer) && !self.connected.contains(&peer) && Self::has_relays(&contact) {
-            self.deposit(peer, &contact, envelopes, ids);
-        } else {
-            self.send_direct(peer, &contact, envelopes, ids);
+        match direct::route(self.queues.via_relays(&peer), self.connected.contains(&peer), Self::has_relays(&contact)) {
+            direct::Route::Relays => self.deposit(peer, &contact, envelopes, ids),
+            direct::Route::Direct => self.send_direct(peer, &contact, envelopes, ids),
         }
     }
 
@@ -1188,23 +1186,14 @@ impl Actor {
 
     fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: DmResponse) {
         let Some(ids) = self.queues.in_flight(&peer, Flight::Direct(request_id)) else { return };
-        if response.results.len() != ids.len() {
+        let answer = direct::answered(&ids, &response.results);
+        if answer.miscounted {
             tracing::warn!(%peer, "delivery answer has {} results for {} items", response.results.len(), ids.len());
         }
-        let mut updates: Vec<(MessageId, MessageState)> = Vec::with_capacity(ids.len());
-        for (id, result) in ids.iter().zip(response.results.iter()) {
-            let state = match result {
-                DmResult::Stored => MessageState::Delivered,
-                DmResult::Accepted => MessageState::Sent,
-                DmResult::Rejected(RejectReason::Storage | RejectReason::Unready) => continue,
-                DmResult::Rejected(reason) => {
-                    tracing::warn!(%peer, %reason, "peer refused an item");
-                    MessageState::Failed
-                }
-            };
-            updates.push((*id, state));
+        for (_, reason) in &answer.refused {
+            tracing::warn!(%peer, %reason, "peer refused an item");
         }
-        self.settle(peer, Flight::Direct(request_id), &updates);
+        self.settle(peer, Flight::Direct(request_id), &answer.moves);
     }
 
     /// Record how a delivery attempt ended: `updates` move their messages in one
@@ -1242,48 +1231,40 @@ impl Actor {
 
     fn on_failure(&mut self, peer: PeerId, request_id: OutboundRequestId, error: &request_response::OutboundFailure) {
         let now = Instant::now();
-        if let Some(delay) = self.queues.fail(&peer, Flight::Direct(request_id), now) {
-            if matches!(error, request_response::OutboundFailure::DialFailure) {
-                self.lookup(peer);
-                if self.redial_untried(peer) {
-                    return;
-                }
+        let Some(delay) = self.queues.fail(&peer, Flight::Direct(request_id), now) else { return };
+        let dial_failed = matches!(error, request_response::OutboundFailure::DialFailure);
+        if dial_failed {
+            self.lookup(peer);
+        }
+        let contact = self.store.contacts().get(&peer).ok().flatten();
+        // libp2p fails a request whose dial waited for another dial to the same peer
+        // when that one fails, e.g. a DHT query's, made only with the addresses the
+        // DHT knows (behind NAT: unreachable private ones, never the relay circuit).
+        let untried = dial_failed && {
+            let tried = self.failed_dials.remove(&peer).unwrap_or_default();
+            contact.as_ref().is_some_and(|c| {
+                c.addrs.iter().filter_map(|a| a.clone().with_p2p(peer).ok()).any(|a| !tried.contains(&a))
+            })
+        };
+        let has_relays = contact.as_ref().is_some_and(Self::has_relays);
+        let redials = self.redials.get(&peer).copied().unwrap_or(0);
+        match direct::after_failure(dial_failed, untried, redials, has_relays) {
+            direct::AfterFailure::Redial => {
+                *self.redials.entry(peer).or_default() += 1;
+                tracing::debug!(%peer, "a dial without the contact's addresses failed; dialing again with them");
+                self.queues.wake(&peer, now);
+                self.dispatch(peer);
             }
-            let has_relays = matches!(self.store.contacts().get(&peer), Ok(Some(c)) if Self::has_relays(&c));
-            if has_relays {
+            direct::AfterFailure::Relays => {
                 // No direct path: the recipient's relays hold the mail until it is back.
                 tracing::debug!(%peer, %error, "direct delivery failed; depositing to relays");
                 self.queues.prefer_relays(&peer, now);
                 self.dispatch(peer);
-            } else {
+            }
+            direct::AfterFailure::Backoff => {
                 tracing::debug!(%peer, %error, ?delay, "delivery attempt failed; will retry");
             }
         }
-    }
-
-    /// libp2p fails a request whose dial waited for another dial to the same peer
-    /// when that one fails, e.g. a DHT query's, made only with the addresses the DHT
-    /// knows (behind NAT: unreachable private ones, never the relay circuit). If the
-    /// failed dial left some of the contact's addresses untried, dial again with them
-    /// now instead of falling back to the relays (at most [`MAX_REDIALS`] times until a
-    /// connection opens). Returns whether it did.
-    fn redial_untried(&mut self, peer: PeerId) -> bool {
-        let tried = self.failed_dials.remove(&peer).unwrap_or_default();
-        let Ok(Some(contact)) = self.store.contacts().get(&peer) else { return false };
-        let untried = contact
-            .addrs
-            .iter()
-            .filter_map(|a| a.clone().with_p2p(peer).ok())
-            .any(|a| !tried.contains(&a));
-        let redials = self.redials.entry(peer).or_default();
-        if !untried || *redials >= MAX_REDIALS {
-            return false;
-        }
-        *redials += 1;
-        tracing::debug!(%peer, "a dial without the contact's addresses failed; dialing again with them");
-        self.queues.wake(&peer, Instant::now());
-        self.dispatch(peer);
-        true
     }
 
     /// A peer's delivery: stored now, answered once durable.
@@ -1527,7 +1508,7 @@ impl Actor {
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } if self.queues.has_pending(&peer) => {
                 tracing::debug!(%peer, %error, "dial failed");
-                // Reported before the failed requests, which `redial_untried` checks.
+                // Reported before the failed requests, which `on_failure` checks.
                 let tried = match error {
                     DialError::Transport(attempts) => attempts.into_iter().map(|(addr, _)| addr).collect(),
                     _ => Vec::new(),

@@ -174,24 +174,11 @@ fn flush_loop(store: &Store, incoming: &std_mpsc::Receiver<u64>, report: &mpsc::
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use kith_storage::{Contact, ContactState};
+    use kith_storage::Contact;
 
     fn contact(n: u8) -> Contact {
-        Contact {
-            peer_id: kith_storage::PeerId::from_bytes(&[&[0x12, 0x20][..], &[n; 32]].concat()).unwrap(),
-            alias: None,
-            display_name: None,
-            state: ContactState::Accepted,
-            e2e_public: None,
-            binding: None,
-            addrs: Vec::new(),
-            relays: Vec::new(),
-            added_at_ms: 0,
-            updated_at_ms: 0,
-            last_seen_ms: None,
-            verified_at_ms: None,
-            key_changed_at_ms: None,
-        }
+        let peer = kith_storage::PeerId::from_bytes(&[&[0x12, 0x20][..], &[n; 32]].concat()).unwrap();
+        crate::node::test_support::accepted_contact(peer)
     }
 
     #[tokio::test]

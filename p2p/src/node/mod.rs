@@ -12,6 +12,9 @@ mod actor;
 pub(crate) use actor::relays::relay_peer;
 mod behaviour;
 mod changes;
+mod direct;
+#[cfg(test)]
+mod test_support;
 mod directory;
 mod downloads;
 mod event;
