@@ -576,12 +576,19 @@ impl Actor {
         if self.compacting.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (store, compacting) = (self.store.clone(), Arc::clone(&self.compacting));
+        /// Lets the next compaction start when this one ends, even by a panic.
+        struct Running(Arc<AtomicBool>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let (store, running) = (self.store.clone(), Running(Arc::clone(&self.compacting)));
         tokio::task::spawn_blocking(move || {
+            let _running = running;
             if let Err(e) = store.compact_log_if_due() {
                 tracing::warn!(error = %e, "compacting the message log failed; it goes on as it was");
             }
-            compacting.store(false, Ordering::Release);
         });
     }
 

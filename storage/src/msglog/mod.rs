@@ -182,7 +182,12 @@ impl MessageLog {
             batch.commit()?;
             log.sync()?;
         }
-        log.compact_if_due()?;
+        if let Err(e) = log.compact_if_due() {
+            if log.lock().broken.is_some() {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "the message log could not be compacted; it is used as it is");
+        }
         Ok(log)
     }
 
@@ -370,6 +375,9 @@ impl MessageLog {
     /// one, and the directory is synced, before any write goes to the new file.
     /// A crash at any point leaves the old file or the whole new one, each
     /// holding everything written before it. On an error the old file goes on.
+    /// Refused, before anything is written, unless the disk has room for the live
+    /// records and [`COMPACT_HEADROOM`] besides: a compaction must not be what fills
+    /// it, since a write the disk refuses leaves the log refusing writes.
     pub(crate) fn compact(&self) -> Result<LogCompaction, StoreError> {
         self.compact_then(|_| {})
     }
@@ -378,13 +386,26 @@ impl MessageLog {
     /// write there).
     fn compact_then(&self, meanwhile: impl FnMut(Step)) -> Result<LogCompaction, StoreError> {
         let _one = self.compacting.lock().unwrap_or_else(PoisonError::into_inner);
+        let tmp = compacting_path(&self.path);
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
+            _ => {}
+        }
+        let needed = self.lock().index.live_bytes() + COMPACT_HEADROOM;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let available = fs4::available_space(dir).map_err(io_error)?;
+        if available < needed {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("compacting the message log needs {needed} bytes free, {available} are"),
+            )));
+        }
         let (live, reader, copied_to, snapshot) = {
             let state = self.lock();
             let started = std::time::Instant::now();
             state.writable()?;
             (Live::of(&state.index), state.reader(), state.end, started.elapsed())
         };
-        let tmp = compacting_path(&self.path);
         let replaced = self.replace_with(&tmp, live, &reader, copied_to, meanwhile).map(|mut done| {
             done.writers_waited += snapshot;
             done
@@ -430,10 +451,14 @@ impl MessageLog {
         new_end = append_copy(&state.reader(), &new, &mut index, copied..state.end, new_end)?;
         new.sync_data().map_err(io_error)?;
         fs::rename(tmp, &self.path).map_err(io_error)?;
-        // From the rename on, the new file is the log: a write must not go to the old one.
         if let Err(e) = crate::durable::sync_dir(&self.path) {
+            // A crash may leave either file under the name. Both hold everything
+            // written so far; the old one is what the next syncs make durable (so
+            // nothing is acknowledged that only the new one holds), and no write is
+            // taken any more, since it could not go to both.
             tracing::error!(error = %e, "the message log's directory did not sync after a compaction; the log refuses writes");
             state.broken = Some(format!("its directory did not sync after a compaction: {e}"));
+            return Err(e);
         }
         state.index = index;
         state.file = Arc::new(new);
@@ -457,7 +482,10 @@ enum Step {
 }
 
 /// Rounds of copying what was written during a compaction before it takes the lock.
-const CATCH_UP_ROUNDS: usize = 4;
+const CATCH_UP_ROUNDS: usize = 8;
+
+/// Free space a compaction leaves beside its new file, at least.
+const COMPACT_HEADROOM: u64 = 64 << 20;
 
 /// Bytes written during a compaction few enough to copy under the lock.
 const CATCH_UP_ENOUGH: u64 = 256 << 10;
