@@ -72,34 +72,38 @@ fn contact_changes_survive_kill_9_right_after_they_are_answered() {
 }
 
 
-/// The size of `peer`'s message log on disk.
-fn message_log_bytes(peer: &Peer) -> u64 {
-    let log = kith_tests::files_under(peer.home()).into_iter().find(|p| p.ends_with("messages.log")).unwrap();
-    std::fs::metadata(log).unwrap().len()
+/// Where `peer`'s message log is.
+fn message_log(peer: &Peer) -> std::path::PathBuf {
+    kith_tests::files_under(peer.home()).into_iter().find(|p| p.ends_with("messages.log")).unwrap()
 }
 
-#[test]
-fn a_removed_conversations_space_comes_back_while_chatting_and_nothing_else_is_lost() {
+/// The size of `peer`'s message log on disk.
+fn message_log_bytes(peer: &Peer) -> u64 {
+    std::fs::metadata(message_log(peer)).unwrap().len()
+}
+
+/// Alice and Bob, contacts, running; Alice's daemon looks every 200 ms whether its
+/// message log is worth compacting.
+fn compacting_pair() -> (Peer, Peer) {
     let mut alice = Peer::init("Alice");
     let mut bob = Peer::init("Bob");
     alice.env.push(("KITH_LOG_COMPACTION_CHECK_MS".into(), "200".into()));
     alice.start(&[]);
     bob.start(&[]);
     connect(&alice, &bob);
+    (alice, bob)
+}
+
+#[test]
+fn a_removed_conversations_space_comes_back_while_chatting_and_nothing_else_is_lost() {
+    let (mut alice, bob) = compacting_pair();
     for i in 0..10 {
         alice.ok(&["send", "Bob", &format!("before {i}")]);
     }
     // Carol never answers: 90 messages of 60 KB wait in Alice's outbox for her.
     let carol = Peer::init("Carol");
     alice.ok(&["add", &carol.peer_id, "--name", "Carol"]);
-    let long = "x".repeat(60_000);
-    for _ in 0..90 {
-        let mut send = alice.command(&["send", "Carol", "-"]);
-        send.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
-        let mut child = send.spawn().unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), long.as_bytes()).unwrap();
-        assert!(child.wait().unwrap().success());
-    }
+    send_long(&alice, "Carol", 90);
     let grown = message_log_bytes(&alice);
     assert!(grown > 10 << 20, "{grown} bytes");
 
@@ -126,4 +130,54 @@ fn a_removed_conversations_space_comes_back_while_chatting_and_nothing_else_is_l
     }
     assert!(message_log_bytes(&alice) < 1 << 20);
     assert_eq!(bob.history("Alice").len(), 31);
+}
+
+/// Sends `count` messages of 60 KB from `from` to `to` (by name), one `kith send` each.
+fn send_long(from: &Peer, to: &str, count: usize) {
+    let long = "x".repeat(60_000);
+    for _ in 0..count {
+        let mut send = from.command(&["send", to, "-"]);
+        send.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+        let mut child = send.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), long.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_compaction_loses_nothing() {
+    let (mut alice, bob) = compacting_pair();
+    // 6 MB that stay (a compaction copies them), and 15 MB queued for Carol.
+    send_long(&alice, "Bob", 100);
+    let carol = Peer::init("Carol");
+    alice.ok(&["add", &carol.peer_id, "--name", "Carol"]);
+    send_long(&alice, "Carol", 125);
+    wait_until(DEADLINE, "Bob has all 100", || bob.history("Alice").len() == 100);
+    wait_until(DEADLINE, "all 100 delivered", || {
+        alice.history("Bob").iter().all(|m| m["state"] == "delivered")
+    });
+    let before = alice.history("Bob");
+    let grown = message_log_bytes(&alice);
+
+    // Removing Carol makes a compaction due; Alice's daemon dies while it copies.
+    let compacting = message_log(&alice).with_extension("log.compacting");
+    alice.ok(&["remove", "Carol"]);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !compacting.exists() {
+        assert!(std::time::Instant::now() < deadline, "no compaction began");
+        assert!(message_log_bytes(&alice) >= grown, "the compaction ended before it was seen");
+        std::thread::yield_now();
+    }
+    alice.kill9();
+    assert!(compacting.exists(), "killed before the new file took the log's place");
+
+    // The restart throws the unfinished file away and compacts at open instead.
+    alice.start(&[]);
+    assert!(!compacting.exists());
+    assert_eq!(alice.history("Bob"), before);
+    let now = message_log_bytes(&alice);
+    assert!(now < grown / 2, "{grown} bytes compacted to {now}");
+    let sent = alice.json(&["send", "Bob", "after the crash", "--wait", "delivered", "--json"]);
+    assert_eq!(sent["state"], "delivered");
+    assert_eq!(bob.history("Alice").len(), 101);
 }
