@@ -9,9 +9,10 @@ use std::path::Path;
 use crate::error::StoreError;
 
 /// Creates `path` (mode 0600 from the first byte; an existing file is truncated)
-/// holding what `fill` writes through a 1 MiB buffer, syncs it, and syncs its
-/// directory.
-pub(crate) fn write_new_file(
+/// holding what `fill` writes through a 1 MiB buffer, and syncs it; not its
+/// directory: for a file renamed into place next, whose directory sync covers both
+/// (or a new file whose directory the caller syncs, see [`sync_dir`]).
+pub(crate) fn write_synced(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
@@ -19,26 +20,35 @@ pub(crate) fn write_new_file(
     let mut out = BufWriter::with_capacity(1 << 20, file);
     fill(&mut out)?;
     let file = out.into_inner().map_err(|e| StoreError::Io(e.into_error()))?;
-    file.sync_all().map_err(StoreError::Io)?;
-    sync_dir(path)
+    file.sync_all().map_err(StoreError::Io)
 }
 
-/// Writes `path` whole through `temporary` ([`write_new_file`], then a rename and
+/// Writes `path` whole through `temporary` ([`write_synced`], then a rename and
 /// a sync of the directory): a crash leaves the old file or the new one. A file
 /// left at `temporary` is removed first, so the new one gets mode 0600 whatever
-/// the old one had.
+/// the old one had, and so is what a failed write left there.
 pub(crate) fn replace_file(
     path: &Path,
     temporary: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    match std::fs::remove_file(temporary) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StoreError::Io(e)),
-        _ => {}
+    remove_if_present(temporary)?;
+    if let Err(e) = write_synced(temporary, fill) {
+        if let Err(left) = remove_if_present(temporary) {
+            tracing::warn!(path = %temporary.display(), error = %left, "could not remove an unfinished file");
+        }
+        return Err(e);
     }
-    write_new_file(temporary, fill)?;
     std::fs::rename(temporary, path).map_err(StoreError::Io)?;
     sync_dir(path)
+}
+
+/// Removes `path` if it is there: a file that is not there is no error.
+pub(crate) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Syncs the directory holding `path`, so a file created or renamed there stays.

@@ -118,7 +118,7 @@ pub(crate) fn v2_to_v3(handle: &sled::Db, dir: &Path) -> Result<(), StoreError> 
     )?;
     let target = dir.join(crate::msglog::FILE_NAME);
     std::fs::rename(&tmp, &target).map_err(StoreError::Io)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::Io)?;
+    crate::durable::sync_dir(&target)?;
     tracing::info!(messages = moved.get(), outbox = outbox.len(), "messages moved to the message log");
     Ok(())
 }

@@ -239,11 +239,13 @@ impl State {
     /// earlier build kept a group log's) are removed in one atomic batch, raising
     /// the floor past their numbers; not flushed: if that is lost, the next open
     /// does it again.
+    /// Returns the key of the index taken: the checkpoint's, or `scan_key`, which
+    /// hashes the items when no checkpoint is taken.
     fn load(
         tree: &sled::Tree,
-        hash_key: &[u8; 32],
         checkpoint: Option<Checkpoint>,
-    ) -> Result<(State, IndexSource), StoreError> {
+        scan_key: [u8; 32],
+    ) -> Result<(State, IndexSource, [u8; 32]), StoreError> {
         let mut state = State {
             records: HashMap::new(),
             floor: FIRST_SEQ,
@@ -276,10 +278,11 @@ impl State {
         if let Some(checkpoint) = checkpoint {
             if checkpoint.records == records_fingerprint(state.floor, &state.records) {
                 state.hashes = checkpoint.index;
-                return Ok((state, IndexSource::Checkpoint));
+                return Ok((state, IndexSource::Checkpoint, checkpoint.key));
             }
             tracing::warn!(tree = ?String::from_utf8_lossy(&tree.name()), "index checkpoint not used: the logs changed after it was written; reading every item");
         }
+        let hash_key = scan_key;
         state.hashes.reserve(usize::try_from(state.totals.items).unwrap_or(0));
         let mut damaged = 0usize;
         for entry in tree.scan_prefix([ITEM]) {
@@ -292,12 +295,12 @@ impl State {
                 damaged += 1;
                 continue;
             };
-            state.hashes.entry(item_hash(hash_key, prefix, item)).or_insert(seq);
+            state.hashes.entry(item_hash(&hash_key, prefix, item)).or_insert(seq);
         }
         if damaged > 0 {
             tracing::warn!(damaged, "damaged items left out of the de-duplication index");
         }
-        Ok((state, IndexSource::Scan))
+        Ok((state, IndexSource::Scan, hash_key))
     }
 }
 
@@ -355,11 +358,15 @@ impl SeqLogs {
         if let Some(path) = checkpoint {
             // Spent either way; a failure to remove it only leaves a file no token
             // matches. A temporary file is what a failed checkpoint left.
-            let _ = std::fs::remove_file(path);
-            let _ = std::fs::remove_file(path.with_extension("tmp"));
+            for spent in [path.to_path_buf(), path.with_extension("tmp")] {
+                if let Err(e) = crate::durable::remove_if_present(&spent) {
+                    tracing::warn!(path = %spent.display(), error = %e, "could not remove a spent index checkpoint");
+                }
+            }
         }
-        let hash_key = loaded.as_ref().map_or_else(rand::random, |c| c.key);
-        let (state, index_source) = State::load(&tree, &hash_key, loaded)?;
+        // A key of its own for an index read from the items: the key of a
+        // checkpoint not taken is not reused.
+        let (state, index_source, hash_key) = State::load(&tree, loaded, rand::random())?;
         if checkpoint.is_some() && state.totals.items > 0 {
             let ms = started.elapsed().as_millis();
             match index_source {
@@ -506,7 +513,6 @@ impl SeqLogs {
         let records = records_fingerprint(state.floor, &state.records);
         if let Err(e) = write_checkpoint(path, &token, &self.hash_key, &records, &state.hashes) {
             tracing::warn!(path = %path.display(), error = ?e, "could not write the index checkpoint; the next start reads every item");
-            let _ = std::fs::remove_file(path.with_extension("tmp"));
             return Ok(());
         }
         self.tree.insert([CHECKPOINT], &token[..]).map_err(db)?;
@@ -540,7 +546,7 @@ impl SeqLogs {
         if let Some(floor) = old.floor {
             self.tree.insert([FLOOR], &floor.to_be_bytes()[..]).map_err(db)?;
         }
-        *self.lock() = State::load(&self.tree, &self.hash_key, None)?.0;
+        *self.lock() = State::load(&self.tree, None, self.hash_key)?.0;
         Ok(())
     }
 

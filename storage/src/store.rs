@@ -335,9 +335,11 @@ impl Store {
     /// Compacts the message log if more than half of it (and at least 8 MiB) is
     /// records no longer live: replaced delivery states, delivered outbox
     /// entries, rolled ratchet state, removed conversations. Writers go on
-    /// meanwhile, held up only while the records written during the copy are
-    /// appended and the new file takes the old one's place; a crash at any
-    /// point loses nothing written before it. Followers of the log
+    /// meanwhile, held up only while the index's entries are copied and while
+    /// the last records written during the copy are appended and the new file
+    /// takes the old one's place; a crash at any point loses nothing written
+    /// before it. Refused unless the disk has room for the live records and
+    /// 64 MiB besides. Followers of the log
     /// ([`follow_log`](Self::follow_log)) start again from the beginning
     /// afterwards. Blocks for as long as copying the live records takes.
     pub fn compact_log_if_due(&self) -> Result<Option<crate::LogCompaction>, StoreError> {

@@ -158,15 +158,13 @@ impl MessageLog {
     pub(crate) fn open(dir: &Path, conversations: &HashSet<ConversationId>, create: bool) -> Result<MessageLog, StoreError> {
         let path = dir.join(FILE_NAME);
         // A compaction a crash cut short leaves its new file unfinished, unused.
-        match fs::remove_file(compacting_path(&path)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
-            _ => {}
-        }
+        crate::durable::remove_if_present(&compacting_path(&path))?;
         if !path.exists() {
             if !create {
                 return Err(StoreError::corrupt(LOG, "the message log is missing"));
             }
-            write_new_file(&path, |_| Ok(()))?;
+            write_log_file(&path, |_| Ok(()))?;
+            crate::durable::sync_dir(&path)?;
         }
         let log = Self::open_file(&path)?;
         let orphans: Vec<ConversationId> = {
@@ -387,10 +385,7 @@ impl MessageLog {
     fn compact_then(&self, meanwhile: impl FnMut(Step)) -> Result<LogCompaction, StoreError> {
         let _one = self.compacting.lock().unwrap_or_else(PoisonError::into_inner);
         let tmp = compacting_path(&self.path);
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
-            _ => {}
-        }
+        crate::durable::remove_if_present(&tmp)?;
         let needed = self.lock().index.live_bytes() + COMPACT_HEADROOM;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let available = fs4::available_space(dir).map_err(io_error)?;
@@ -411,7 +406,7 @@ impl MessageLog {
             done
         });
         if replaced.is_err()
-            && let Err(e) = fs::remove_file(&tmp)
+            && let Err(e) = crate::durable::remove_if_present(&tmp)
         {
             tracing::warn!(error = %e, "the message log's unfinished compaction file stays until the next open");
         }
@@ -426,7 +421,7 @@ impl MessageLog {
         copied_to: u64,
         mut meanwhile: impl FnMut(Step),
     ) -> Result<LogCompaction, StoreError> {
-        write_new_file(tmp, |out| live.write(old, out))?;
+        write_log_file(tmp, |out| live.write(old, out))?;
         drop(live);
         let (new, mut index, mut new_end) = load(tmp)?;
         meanwhile(Step::Copied);
@@ -582,18 +577,17 @@ impl Live {
         for (conv, entries, changes) in &self.conversations {
             let messages = entries.iter().map(|e| (record::MESSAGE, e));
             for (kind, entry) in messages.chain(changes.iter().map(|e| (record::CHANGE, e))) {
-                let ((lamport, reference), slot) = (entry.key, &entry.slot);
-                let mut cbor = vec![0; slot.len as usize];
-                file.file.read_exact_at(&mut cbor, slot.at).map_err(io_error)?;
-                let header = MessageHeader {
-                    conversation: *conv,
-                    lamport,
-                    reference,
-                    direction: slot.direction,
-                    state: slot.state,
-                    activity_ms: activity_of(&cbor)?,
-                };
-                push_message(&mut frame, kind, &header, &cbor)?;
+                // The record as written, header and CBOR, in one read; its header
+                // takes the state the index holds now.
+                let slot = &entry.slot;
+                let mut record = vec![0; MESSAGE_HEADER_LEN + slot.len as usize];
+                file.file.read_exact_at(&mut record, slot.at - MESSAGE_HEADER_LEN as u64).map_err(io_error)?;
+                let (header, cbor) = record.split_at(MESSAGE_HEADER_LEN);
+                let mut header = MessageHeader::decode(header)
+                    .filter(|h| h.conversation == *conv && (h.lamport, h.reference) == entry.key)
+                    .ok_or_else(|| StoreError::corrupt(LOG, "a message record that does not read"))?;
+                header.state = slot.state;
+                push_message(&mut frame, kind, &header, cbor)?;
                 frame = flush_full(out, frame)?;
             }
         }
@@ -630,12 +624,6 @@ impl Read for Positioned<'_> {
     }
 }
 
-/// A message's activity time, read from its CBOR (only compaction needs it).
-fn activity_of(cbor: &[u8]) -> Result<u64, StoreError> {
-    let msg: Message = decode(LOG, cbor)?;
-    Ok(msg.activity_ms())
-}
-
 /// Writes `frame` out once it holds enough, returning the frame to go on with.
 fn flush_full(out: &mut io::BufWriter<File>, mut frame: Frame) -> Result<Frame, StoreError> {
     use std::io::Write;
@@ -656,13 +644,14 @@ fn finish_frame(out: &mut io::BufWriter<File>, frame: Frame) -> Result<(), Store
 }
 
 /// Writes a new log at `path` holding `messages` (with the states they carry)
-/// and `outbox`, for a migration from the sled layout. Replaces any file there.
+/// and `outbox`, for a migration from the sled layout, synced; the caller
+/// renames it into place and syncs the directory. Replaces any file there.
 pub(crate) fn write_log(
     path: &Path,
     messages: impl Iterator<Item = Result<Message, StoreError>>,
     outbox: impl Iterator<Item = Result<OutboxEntry, StoreError>>,
 ) -> Result<(), StoreError> {
-    write_new_file(path, |out| {
+    write_log_file(path, |out| {
         let mut frame = Frame::new();
         for msg in messages {
             let msg = msg?;
@@ -710,15 +699,15 @@ pub(crate) fn check_kv(key: &[u8], value_len: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Creates `path` holding [`MAGIC`] and what `fill` writes, synced, and syncs
-/// its directory.
-pub(crate) fn write_new_file(
+/// Creates `path` holding [`MAGIC`] and what `fill` writes, synced (its
+/// directory is the caller's to sync, after renaming it into place).
+fn write_log_file(
     path: &Path,
     fill: impl FnOnce(&mut io::BufWriter<File>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use std::io::Write;
     // Owner-only from the first byte: the log holds message history.
-    crate::durable::write_new_file(path, |out| {
+    crate::durable::write_synced(path, |out| {
         out.write_all(MAGIC).map_err(io_error)?;
         fill(out)
     })
