@@ -547,6 +547,8 @@ async fn append_fetch_and_restarts() {
     assert!(checkpoint.exists(), "a clean shutdown writes the index checkpoint");
     let relay = RelayProcess::start(dir.path(), &config);
     assert!(!checkpoint.exists(), "the start spent the checkpoint");
+    let loaded = |l: &String| l.contains("loaded from the last clean stop's checkpoint") && l.contains("grouplog");
+    assert!(relay.log().iter().any(loaded), "the index came from the checkpoint: {:#?}", relay.log());
     assert_eq!(
         append_all(&mut peer(), &relay, LOG, &sent[40..42]).await,
         [41, 42]
@@ -560,6 +562,8 @@ async fn append_fetch_and_restarts() {
     );
     relay.kill();
     let relay = RelayProcess::start(dir.path(), &config);
+    let scanned = |l: &String| l.contains("rebuilt by reading every item") && l.contains("grouplog");
+    assert!(relay.log().iter().any(scanned), "no checkpoint after kill -9: {:#?}", relay.log());
     assert_eq!(
         append_all(&mut peer(), &relay, LOG, &[sent[0].clone(), more[4].clone()]).await,
         [1, 105]

@@ -171,6 +171,8 @@ async fn a_graceful_restart_still_knows_the_envelopes_it_holds() {
 
     let relay = RelayProcess::start(dir.path(), &config);
     assert!(!checkpoint.exists(), "the start spent the checkpoint");
+    let loaded = |l: &String| l.contains("loaded from the last clean stop's checkpoint") && l.contains("mail");
+    assert!(relay.log().iter().any(loaded), "the index came from the checkpoint: {:#?}", relay.log());
     // A new connection (the old one went with the relay); the same bytes.
     let mut sender = TestPeer::new(identity::Keypair::generate_ed25519());
     let again = deposit_all(&mut sender, &relay, &owner.peer_id(), &sent[20..30]).await;

@@ -193,7 +193,8 @@ mod tests {
         }
         let mut returned = Vec::new();
         while flusher.is_holding() {
-            let (actions, result) = flusher.flushed().await;
+            let flushed = tokio::time::timeout(std::time::Duration::from_secs(10), flusher.flushed());
+            let (actions, result) = flushed.await.expect("a flush within 10 s");
             result.unwrap();
             assert!(!actions.is_empty(), "a flush returns what it covered");
             returned.extend(actions);
@@ -223,7 +224,9 @@ mod tests {
         assert!(!flusher.is_holding());
     }
 
-    // Paused time: nothing moves the clock but a timer the flusher waits on.
+    // Paused time: nothing moves the clock but a timer the flusher waits on. (No
+    // timeout around `flushed()` here: paused time would fire it while the
+    // flushing thread, which tokio does not see, is still syncing.)
     #[tokio::test(start_paused = true)]
     async fn an_action_held_for_some_flush_rides_on_the_next_one_asked_for() {
         let dir = tempfile::tempdir().unwrap();
