@@ -13,7 +13,7 @@
 //!   per `Timers::group_sync_spacing` per group and peer); the answer is every operation that is
 //!   not an ancestor of our heads. Operations made concurrently with an `Add` never
 //!   reach the added member from their authors, so whoever holds both forwards them
-//!   (see [`Actor::forward_concurrent`]).
+//!   (see [`group_rules::concurrent_forwards`]).
 //! - **Invitations.** Operations that add us are a group we join only if whoever
 //!   added us is an accepted contact. Anyone else's addition is an invitation, kept
 //!   (bounded by [`MAX_INVITATIONS`], [`MAX_INVITATIONS_PER_INVITER`]) until the user
@@ -34,6 +34,7 @@ use libp2p::gossipsub::{self, TopicHash};
 use libp2p::{Multiaddr, PeerId};
 
 use super::Actor;
+use crate::node::group_rules::{self, Carry, Gossip};
 use crate::group::membership::{self, GroupState, MemberCard, Membership, OpId, OpKind, SignedOp};
 use crate::group::sender_key::SenderKey;
 use crate::group::{self as grp, GroupError};
@@ -313,27 +314,24 @@ impl Actor {
         self.group_view(group)
     }
 
-    /// Queue an operation we authored: the whole history to a member it adds, the
-    /// operation to everyone else in the new state and to a member it removes (the
-    /// caller flushes).
+    /// Queue an operation we authored for whom [`group_rules::authored_recipients`]
+    /// says (the caller flushes).
     fn send_authored(&mut self, group: GroupId, before: &GroupState, op: &SignedOp) {
         let Some(joined) = self.groups.joined.get(&group) else { return };
-        let state = joined.membership.state().clone();
-        let Ok(encoded) = op.encode() else { return };
-        let mut recipients: Vec<PeerId> = state.members.keys().copied().collect();
-        if let OpKind::Remove { peer } = &op.op.kind
-            && let Ok(removed) = PeerId::from_bytes(peer)
-        {
-            recipients.push(removed);
-        }
-        for peer in recipients {
-            if peer == self.me {
-                continue;
+        let recipients = group_rules::authored_recipients(&self.me, before, joined.membership.state(), &op.op.kind);
+        let encoded = match op.encode() {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                tracing::error!(%group, error = %e, "encoding our own group operation failed");
+                return;
             }
-            if !before.members.contains_key(&peer) && state.members.contains_key(&peer) {
-                self.send_history(group, &peer, &[]);
-            } else {
-                self.send_one(&peer, &Payload::GroupOps { group, ops: vec![encoded.clone()], hints: Vec::new() });
+        };
+        for (peer, carry) in recipients {
+            match carry {
+                Carry::History => self.send_history(group, &peer, &[]),
+                Carry::Op => {
+                    self.send_one(&peer, &Payload::GroupOps { group, ops: vec![encoded.clone()], hints: Vec::new() })
+                }
             }
         }
     }
@@ -343,20 +341,9 @@ impl Actor {
     /// the other members.
     pub(super) fn send_history(&mut self, group: GroupId, peer: &PeerId, their_heads: &[OpId]) {
         let Some(joined) = self.groups.joined.get(&group) else { return };
-        let mut parts: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
-        let mut bytes = 0;
-        for op in joined.membership.missing_from(their_heads) {
-            let Ok(encoded) = op.encode() else { continue };
-            if bytes + encoded.len() > OPS_PER_PAYLOAD_BYTES && parts.last().is_some_and(|p| !p.is_empty()) {
-                parts.push(Vec::new());
-                bytes = 0;
-            }
-            bytes += encoded.len();
-            if let Some(part) = parts.last_mut() {
-                part.push(encoded);
-            }
-        }
-        if parts.iter().all(Vec::is_empty) {
+        let encoded = joined.membership.missing_from(their_heads).into_iter().filter_map(|op| op.encode().ok());
+        let parts = group_rules::split_history(encoded, OPS_PER_PAYLOAD_BYTES);
+        if parts.is_empty() {
             return;
         }
         let mut hints = self.hints(joined.membership.state(), peer);
@@ -445,88 +432,45 @@ impl Actor {
         }
         self.know_members(&state);
 
-        let was_member = before.members.contains_key(&self.me);
-        let others: Vec<PeerId> = state.members.keys().filter(|p| **p != self.me).copied().collect();
-        if is_member && !was_member {
-            let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&topic);
-            self.share_key(group, &others);
-            self.dial_members(&others);
-            self.fetch_group_log(group);
-        } else if is_member {
-            let departed = state.departed.difference(&before.departed).any(|p| *p != self.me);
-            if departed {
-                // Whoever left must not read what we send from now on.
-                let next = self.groups.joined.get(&group).map_or(2, |j| j.key.generation.saturating_add(1));
-                let key = SenderKey::generate(next);
-                self.keep_my_key(group, &key);
-                if let Some(j) = self.groups.joined.get_mut(&group) {
-                    j.key = key;
+        let reaction = group_rules::after_change(&self.me, &before, &state, from);
+        match reaction.gossip {
+            Some(Gossip::Subscribe) => {
+                if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+                    tracing::warn!(%group, error = %e, "subscribing to a group's gossip failed");
                 }
-                self.share_key(group, &others);
-            } else {
-                let added: Vec<PeerId> =
-                    others.iter().filter(|p| !before.members.contains_key(p)).copied().collect();
-                self.share_key(group, &added);
-                self.dial_members(&added);
             }
-        } else if was_member {
-            let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+            Some(Gossip::Unsubscribe) => {
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+            }
+            None => {}
         }
-        // A member that just joined holds nothing others lack; the rest forward.
+        if reaction.rotate_key {
+            let next = self.groups.joined.get(&group).map_or(2, |j| j.key.generation.saturating_add(1));
+            let key = SenderKey::generate(next);
+            self.keep_my_key(group, &key);
+            if let Some(j) = self.groups.joined.get_mut(&group) {
+                j.key = key;
+            }
+        }
+        self.share_key(group, &reaction.share_key_with);
+        self.dial_members(&reaction.dial);
+        if reaction.fetch_log {
+            self.fetch_group_log(group);
+        }
         if let Some(from) = from
-            && was_member
+            && reaction.forward_concurrent
+            && let Some(joined) = self.groups.joined.get(&group)
         {
-            self.forward_concurrent(group, fresh, from);
+            for (peer, ops) in group_rules::concurrent_forwards(&self.me, &from, &joined.membership, fresh) {
+                tracing::debug!(%group, %peer, ops = ops.len(), "forwarding concurrent group operations");
+                self.send_one(&peer, &Payload::GroupOps { group, ops, hints: Vec::new() });
+            }
         }
         // What this queued goes out, and clients hear of the change, once durable.
         self.flush_queued();
         self.open_pending(group);
         if let Ok(view) = self.group_view(group) {
             self.flusher.after_flush(super::AfterFlush::Events(vec![Event::GroupChanged { group: view }]));
-        }
-    }
-
-    /// An operation made without knowledge of a concurrent `Add` never reached the
-    /// added member from its author, and an `Add` we just learned was sent with a
-    /// history that lacked the concurrent operations we hold. Forward both ways;
-    /// duplicates are harmless.
-    fn forward_concurrent(&mut self, group: GroupId, fresh: &[SignedOp], from: PeerId) {
-        let Some(joined) = self.groups.joined.get(&group) else { return };
-        let state = joined.membership.state();
-        let added_by = |op: &SignedOp| match &op.op.kind {
-            OpKind::Add { member, .. } => PeerId::from_bytes(&member.peer_id).ok(),
-            _ => None,
-        };
-        let me = self.me;
-        let mut by_peer: HashMap<PeerId, Vec<Vec<u8>>> = HashMap::new();
-        let mut send = |peer: PeerId, op: &SignedOp| {
-            if peer == me || peer == from || !state.members.contains_key(&peer) {
-                return;
-            }
-            if let Ok(bytes) = op.encode() {
-                let list = by_peer.entry(peer).or_default();
-                if !list.contains(&bytes) {
-                    list.push(bytes);
-                }
-            }
-        };
-        for op in fresh {
-            let Ok(id) = op.id() else { continue };
-            for other in joined.membership.concurrent_with(&id) {
-                // `op` to the member `other` added; `other` to the member `op` added.
-                if let Some(m) = added_by(other) {
-                    send(m, op);
-                }
-                if let Some(m) = added_by(op) {
-                    send(m, other);
-                }
-            }
-        }
-        for (peer, ops) in by_peer {
-            tracing::debug!(%group, %peer, ops = ops.len(), "forwarding concurrent group operations");
-            for part in ops.chunks(64) {
-                self.send_one(&peer, &Payload::GroupOps { group, ops: part.to_vec(), hints: Vec::new() });
-            }
         }
     }
 
