@@ -25,8 +25,6 @@ use crate::views::FileEntryView;
 
 /// Downloads running at once.
 const PARALLEL: usize = 2;
-/// Least time between two progress events of one file.
-pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// How a node treats the files it receives.
 #[derive(Debug, Clone)]
@@ -87,6 +85,8 @@ pub(crate) struct Context {
     /// The first and the longest wait before a failed download is tried again
     /// (`Timers::download_retry_initial` and `download_retry_max`).
     pub(crate) retry: (Duration, Duration),
+    /// Least time between two progress events of one file (`Timers::file_progress_every`).
+    pub(crate) progress_every: Duration,
     pub(crate) me: PeerId,
     pub(crate) counters: Arc<Counters>,
 }
@@ -437,6 +437,7 @@ async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileR
         let mut last = None::<Instant>;
         let mut held_before = None::<u64>;
         let counters = context.counters.clone();
+        let every = context.progress_every;
         let progress = move |held: u64, total: u64| {
             // The first call reports what was held already; later ones what arrived.
             if let Some(before) = held_before {
@@ -445,7 +446,7 @@ async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileR
             }
             held_before = Some(held);
             let now = Instant::now();
-            if held < total && last.is_some_and(|t| now.duration_since(t) < PROGRESS_EVERY) {
+            if held < total && last.is_some_and(|t| now.duration_since(t) < every) {
                 return;
             }
             last = Some(now);

@@ -13,6 +13,7 @@ pub(crate) use actor::relays::relay_peer;
 mod behaviour;
 mod changes;
 mod direct;
+mod group_rules;
 #[cfg(test)]
 mod test_support;
 mod directory;
@@ -111,6 +112,13 @@ pub struct Timers {
     pub download_retry_initial: Duration,
     /// Ceiling of the download retry backoff (default 5 min).
     pub download_retry_max: Duration,
+    /// How long an upload to a media node that failed for a passing reason (a
+    /// connection being replaced, a busy node) waits before its one more try
+    /// (default 500 ms).
+    pub upload_retry: Duration,
+    /// Least time between two progress events of one file being sent or received
+    /// (default 250 ms; the first and the last always go out).
+    pub file_progress_every: Duration,
     /// How long our presence announcements hold; they are renewed every half of it
     /// (default 10 min: a node that vanishes without a word shows offline within it).
     pub presence_ttl: Duration,
@@ -163,6 +171,8 @@ impl Default for Timers {
             gossip_heartbeat: Duration::from_millis(500),
             download_retry_initial: Duration::from_secs(5),
             download_retry_max: Duration::from_secs(300),
+            upload_retry: Duration::from_millis(500),
+            file_progress_every: Duration::from_millis(250),
             search_catch_up: Duration::from_secs(2),
             group_receipt_batch: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(600),
@@ -276,6 +286,9 @@ struct Blobs {
     counters: Arc<downloads::Counters>,
     /// Uploads to media nodes being watched for their progress.
     uploads: sending::Uploads,
+    /// `Timers::upload_retry` and `Timers::file_progress_every`.
+    upload_retry: Duration,
+    progress_every: Duration,
 }
 
 /// A snapshot of the node for `kith status`.
@@ -488,9 +501,6 @@ impl NodeConfig {
         }
     }
 }
-
-/// Wait before a media upload that failed in passing is tried once more.
-const UPLOAD_RETRY: Duration = Duration::from_millis(500);
 
 /// Bound on queued commands: callers wait (backpressure) rather than grow memory.
 const COMMAND_QUEUE: usize = 256;
@@ -708,14 +718,15 @@ impl NodeHandle {
         path: &Path,
         also: impl FnMut(u64, Vec<u8>) -> Result<(), BlobError> + Send + 'static,
     ) -> Result<SharedFile, NodeError> {
-        let store = self.blobs()?.store.clone();
+        let blobs = self.blobs()?;
+        let (store, every) = (blobs.store.clone(), blobs.progress_every);
         let events = self.events.clone();
         let path = path.to_path_buf();
         let shared = tokio::task::spawn_blocking(move || -> Result<SharedFile, BlobError> {
             let mut file = std::fs::File::open(&path)?;
             let size = file.metadata()?.len();
             let key = BlobKey::generate();
-            let progress = sending::Progress::new(events, path.display().to_string(), size, SendingPhase::Sealing);
+            let progress = sending::Progress::new(events, path.display().to_string(), size, SendingPhase::Sealing, every);
             let mut reading = sending::Counting::new(std::io::BufReader::with_capacity(1 << 20, &mut file), progress);
             let outboard = store.seal_file_each(&key, size, &mut reading, also)?;
             Ok(SharedFile { id: outboard.id(), key, size })
@@ -847,7 +858,9 @@ impl NodeHandle {
         let shared = if pushes.is_empty() {
             self.share_file(path).await?
         } else {
-            let mut progress = sending::Progress::new(self.events.clone(), path.display().to_string(), size, SendingPhase::Uploading);
+            let every = self.blobs()?.progress_every;
+            let mut progress =
+                sending::Progress::new(self.events.clone(), path.display().to_string(), size, SendingPhase::Uploading, every);
             let (chunks, queued) = mpsc::channel(pushing::QUEUE);
             let sealing = self.share_file_each(path, move |_, chunk| {
                 // A closed queue means every push is over: sealing goes on regardless.
@@ -873,7 +886,8 @@ impl NodeHandle {
             pull.extend(again.into_iter().filter_map(|peer| Some((peer, address(peer)?))));
             shared
         };
-        let progress = sending::Progress::new(self.events.clone(), path.display().to_string(), size, SendingPhase::Uploading);
+        let every = self.blobs()?.progress_every;
+        let progress = sending::Progress::new(self.events.clone(), path.display().to_string(), size, SendingPhase::Uploading, every);
         let (pulled, pull_refusals) = self.upload_to_media_nodes(shared.id, &progress, pull).await;
         held.extend(pulled);
         refusals.extend(pull_refusals);
@@ -905,6 +919,8 @@ impl NodeHandle {
     ) -> (Vec<kith_storage::FileSource>, Vec<String>) {
         let mut held = Vec::new();
         let mut refusals = Vec::new();
+        // Without a blob store there is nothing to upload: every try fails at once.
+        let retry = self.blobs().map_or(Duration::ZERO, |b| b.upload_retry);
         for (peer, addr) in nodes {
             // One more try after a moment for what passes (a connection being
             // replaced, a busy node); refusals stand.
@@ -912,7 +928,7 @@ impl NodeHandle {
             if let Err(NodeError::Upload(e)) = &result
                 && e.is_transient()
             {
-                tokio::time::sleep(UPLOAD_RETRY).await;
+                tokio::time::sleep(retry).await;
                 result = self.upload_watched(peer, id, progress.fresh()).await;
             }
             match result {
@@ -935,7 +951,7 @@ impl NodeHandle {
         progress.report(0);
         let upload = self.upload_blob(media, id);
         tokio::pin!(upload);
-        let mut ticks = tokio::time::interval(downloads::PROGRESS_EVERY);
+        let mut ticks = tokio::time::interval(progress.every());
         let result = loop {
             tokio::select! {
                 result = &mut upload => break result,
@@ -1015,6 +1031,7 @@ pub async fn start(mut config: NodeConfig, store: Store) -> Result<Started, Star
     let peer_id = config.identity.peer_id();
     let files = config.files.clone();
     let download_retry = (config.timers.download_retry_initial, config.timers.download_retry_max);
+    let (upload_retry, progress_every) = (config.timers.upload_retry, config.timers.file_progress_every);
     let call_timers = config.timers.calls.clone();
     let search_every = config.timers.search_catch_up;
     let me = config.identity.peer_id();
@@ -1045,10 +1062,19 @@ pub async fn start(mut config: NodeConfig, store: Store) -> Result<Started, Star
                 events: events_tx.clone(),
                 config: files,
                 retry: download_retry,
+                progress_every,
                 me,
                 counters: counters.clone(),
             });
-            Some(Blobs { store: blob_store, control, downloads, counters, uploads })
+            Some(Blobs {
+                store: blob_store,
+                control,
+                downloads,
+                counters,
+                uploads,
+                upload_retry,
+                progress_every,
+            })
         }
     };
     let calls = {

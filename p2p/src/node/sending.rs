@@ -6,34 +6,41 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokio::sync::broadcast;
 
-use super::downloads::PROGRESS_EVERY;
 use super::event::{Event, SendingPhase};
 use crate::blob::{BlobId, sealed_size_of};
 
-/// Reports one phase of one file's sending, at most every [`PROGRESS_EVERY`] (the
-/// first report and the one that reaches the size always go out).
+/// Reports one phase of one file's sending, at most once per `every`
+/// (`Timers::file_progress_every`; the first report and the one that reaches the
+/// size always go out).
 pub(crate) struct Progress {
     events: broadcast::Sender<Event>,
     path: String,
     size: u64,
     phase: SendingPhase,
+    every: Duration,
     last: Option<Instant>,
 }
 
 impl Progress {
-    pub(crate) fn new(events: broadcast::Sender<Event>, path: String, size: u64, phase: SendingPhase) -> Progress {
-        Progress { events, path, size, phase, last: None }
+    pub(crate) fn new(
+        events: broadcast::Sender<Event>,
+        path: String,
+        size: u64,
+        phase: SendingPhase,
+        every: Duration,
+    ) -> Progress {
+        Progress { events, path, size, phase, every, last: None }
     }
 
     /// Says `have` bytes of the file are done in this phase.
     pub(crate) fn report(&mut self, have: u64) {
         let now = Instant::now();
-        if have < self.size && self.last.is_some_and(|last| now.duration_since(last) < PROGRESS_EVERY) {
+        if have < self.size && self.last.is_some_and(|last| now.duration_since(last) < self.every) {
             return;
         }
         self.last = Some(now);
@@ -44,7 +51,12 @@ impl Progress {
 
     /// The same report started afresh (another media node's upload).
     pub(crate) fn fresh(&self) -> Progress {
-        Progress::new(self.events.clone(), self.path.clone(), self.size, self.phase)
+        Progress::new(self.events.clone(), self.path.clone(), self.size, self.phase, self.every)
+    }
+
+    /// The least time between two reports.
+    pub(crate) fn every(&self) -> Duration {
+        self.every
     }
 
     /// The file's size.
@@ -135,7 +147,7 @@ mod tests {
     fn progress_is_throttled_but_the_first_and_the_end_always_go_out() {
         let (events, mut rx) = broadcast::channel(1024);
         let size = 10_000;
-        let mut progress = Progress::new(events, "/f".into(), size, SendingPhase::Sealing);
+        let mut progress = Progress::new(events, "/f".into(), size, SendingPhase::Sealing, Duration::from_millis(250));
         for have in 1..=size {
             progress.report(have);
         }
