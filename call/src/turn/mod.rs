@@ -218,8 +218,8 @@ impl TurnServer {
             inner.refused.fetch_add(1, Ordering::Relaxed);
             return Err(TurnRefusal::Full);
         }
-        let username = hex(&rand::random::<[u8; 12]>());
-        let password = hex(&rand::random::<[u8; 18]>());
+        let username = hex::encode(rand::random::<[u8; 12]>());
+        let password = hex::encode(rand::random::<[u8; 18]>());
         let key = MessageIntegrity::long_term_integrity_key(
             username.clone(),
             REALM.to_owned(),
@@ -299,7 +299,7 @@ impl Inner {
             allocation.permissions.retain(|_, until| *until > now);
         }
         if state.nonce_since.is_none_or(|since| now.duration_since(since) >= NONCE_ROTATION) {
-            state.previous_nonce = std::mem::replace(&mut state.nonce, hex(&rand::random::<[u8; 16]>()));
+            state.previous_nonce = std::mem::replace(&mut state.nonce, hex::encode(rand::random::<[u8; 16]>()));
             state.nonce_since = Some(now);
         }
     }
@@ -575,6 +575,3 @@ fn allocated(relayed: SocketAddr, lifetime: Duration, from: SocketAddr) -> stun:
     ]
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
