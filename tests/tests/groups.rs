@@ -3,7 +3,7 @@
 //! and in order, a removed member that can read nothing sent afterwards (checked on
 //! the bytes the relay holds, with the keys the removed member has), concurrent
 //! membership changes by two admins converging, a stranger's posts refused, and a
-//! group change durable once answered.
+//! group change durable once answered, and fellow members becoming contacts.
 
 #![allow(clippy::unwrap_used)]
 
@@ -280,6 +280,29 @@ fn non_members_cannot_post_and_groups_need_rights() {
     });
     let out = peers[1].run(&["send", "club", "am I still in?"]);
     assert_eq!(out.status.code(), Some(2), "a former member cannot post");
+}
+
+#[test]
+fn fellow_members_become_contacts_by_peer_id() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let peers = members(&relay, &["Alice", "Bob", "Carol"]);
+    make_group(&peers, "club");
+    let (bob, carol) = (&peers[1], &peers[2]);
+    // Bob and Carol know each other only through the group: neither lists the other.
+    assert!(bob.contact(carol).is_none() && carol.contact(bob).is_none());
+    bob.ok(&["add", &carol.peer_id, "--name", "carol"]);
+    assert_eq!(bob.contact(carol).expect("Bob lists Carol")["state"], "pending_out");
+    wait_until(DEADLINE, "Carol sees Bob's contact request", || {
+        carol.contact(bob).is_some_and(|c| c["state"] == "pending_in")
+    });
+    carol.ok(&["accept", &bob.peer_id]);
+    wait_until(DEADLINE, "Bob and Carol are contacts on both sides", || {
+        let accepted = |p: &Peer, other: &Peer| p.contact(other).is_some_and(|c| c["state"] == "accepted");
+        accepted(bob, carol) && accepted(carol, bob)
+    });
+    bob.ok(&["send", "carol", "hi, fellow member"]);
+    wait_until(DEADLINE, "Carol reads Bob 1:1", || texts(&carol.history(&bob.peer_id)) == ["hi, fellow member"]);
 }
 
 #[test]

@@ -26,6 +26,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, pi
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::contact_rules::{self, Adding};
 use super::direct;
 use super::flusher::{FlushFailed, Flusher};
 use super::inbound::Inbound;
@@ -818,41 +819,14 @@ impl Actor {
         }
     }
 
+    /// Add the maker of `invite` as [`contact_rules::from_invite`] says, and queue our
+    /// request (with its token, which makes us contacts without their approval).
     fn add_invite(&mut self, invite: Invite, alias: Option<String>) -> Result<ContactView, NodeError> {
         if invite.peer_id == self.me {
             return Err(NodeError::BadTarget("that invite is your own".into()));
         }
-        let now = ops::now_ms();
         let existing = self.store.contacts().get(&invite.peer_id).map_err(OpError::from)?;
-        // Accepted only when the invite's maker says so (its `ContactAccepted`): the
-        // token may be spent or expired, and then this is a request they must accept.
-        let state = match &existing {
-            Some(c) if c.state == ContactState::Accepted => ContactState::Accepted,
-            _ => ContactState::PendingOut,
-        };
-        let mut contact = Contact {
-            peer_id: invite.peer_id,
-            alias: alias.or_else(|| existing.as_ref().and_then(|c| c.alias.clone())),
-            display_name: invite.name.clone(),
-            state,
-            e2e_public: existing.as_ref().and_then(|c| c.e2e_public),
-            binding: existing.as_ref().and_then(|c| c.binding.clone()),
-            addrs: invite.addrs.clone(),
-            relays: invite.relays.clone(),
-            added_at_ms: existing.as_ref().map_or(now, |c| c.added_at_ms),
-            updated_at_ms: now,
-            last_seen_ms: existing.as_ref().and_then(|c| c.last_seen_ms),
-            verified_at_ms: existing.as_ref().and_then(|c| c.verified_at_ms),
-            key_changed_at_ms: existing.as_ref().and_then(|c| c.key_changed_at_ms),
-        };
-        // An invite with another key than the one we knew is a key change too; one
-        // with an older key than ours, or an expired binding, is refused.
-        let update = ops::take_key(&mut contact, invite.e2e_public, &invite.binding, now);
-        if matches!(update, crate::identity::KeyUpdate::Stale | crate::identity::KeyUpdate::Expired) {
-            return Err(NodeError::BadTarget(
-                "this invite carries an older or expired key than the one known for this contact; ask for a new invite".into(),
-            ));
-        }
+        let contact = contact_rules::from_invite(existing.as_ref(), &invite, alias, ops::now_ms())?;
         self.store.contacts().put(&contact).map_err(OpError::from)?;
         let request = self.contact_request(invite.peer_id, invite.token);
         ops::enqueue(&self.store, &contact.peer_id, &request)?;
@@ -864,45 +838,29 @@ impl Actor {
         Ok(view)
     }
 
+    /// Add `peer` by its id as [`contact_rules::add_by_peer_id`] says: accept, ask, or
+    /// only store a new alias; look its key up if we have none.
     fn add_peer(&mut self, peer: PeerId, alias: Option<String>) -> Result<ContactView, NodeError> {
         if peer == self.me {
             return Err(NodeError::BadTarget("that is your own peer id".into()));
         }
-        let now = ops::now_ms();
         let existing = self.store.contacts().get(&peer).map_err(OpError::from)?;
-        let mut contact = existing.clone().unwrap_or(Contact {
-            peer_id: peer,
-            alias: None,
-            display_name: None,
-            state: ContactState::PendingOut,
-            e2e_public: None,
-            binding: None,
-            addrs: Vec::new(),
-            relays: Vec::new(),
-            added_at_ms: now,
-            updated_at_ms: now,
-            last_seen_ms: None,
-            verified_at_ms: None,
-            key_changed_at_ms: None,
-        });
-        if alias.is_some() {
-            contact.alias = alias;
-        }
-        if contact.state == ContactState::PendingIn {
-            // They asked first: adding them back is accepting.
-            let accepted = ops::accept(&self.store, &contact, self.config.display_name.as_deref())?;
+        let adding = contact_rules::add_by_peer_id(existing, peer, alias, ops::now_ms());
+        if let Adding::Accept(contact) = &adding {
+            let accepted = ops::accept(&self.store, contact, self.config.display_name.as_deref())?;
             self.reload_outbox();
             return Ok(ContactView::from(&accepted));
         }
-        self.store.contacts().put(&contact).map_err(OpError::from)?;
-        if existing.is_none() || contact.state == ContactState::PendingOut {
+        let contact = adding.contact();
+        self.store.contacts().put(contact).map_err(OpError::from)?;
+        if matches!(adding, Adding::Request(_)) {
             let request = self.contact_request(peer, None);
-            ops::enqueue(&self.store, &contact.peer_id, &request)?;
+            ops::enqueue(&self.store, &peer, &request)?;
         }
         if contact.e2e_public.is_none() {
             self.lookup(peer);
         }
-        let view = ContactView::from(&contact);
+        let view = ContactView::from(contact);
         self.contact_changed_when_durable(&view);
         Ok(view)
     }

@@ -429,6 +429,10 @@ impl Inbound<'_> {
                 let known = contact.clone();
                 let was_accepted = known.as_ref().is_some_and(|k| k.state == ContactState::Accepted);
                 let mut c = contact.unwrap_or_else(|| self.new_contact(sender, sender_e2e, ContactState::PendingIn, None));
+                if c.state == ContactState::Member {
+                    // A fellow group member asking is a request like anyone's.
+                    c.state = ContactState::PendingIn;
+                }
                 c.display_name = valid_name(name).or(c.display_name);
                 c.addrs = requests::merge_addrs(&requests::bounded_addrs(&addrs, MAX_CONTACT_ADDRS), &c.addrs);
                 let relays = requests::bounded_addrs(&relays, MAX_CONTACT_RELAYS);

@@ -12,6 +12,7 @@ mod actor;
 pub(crate) use actor::relays::relay_peer;
 mod behaviour;
 mod changes;
+mod contact_rules;
 mod direct;
 mod group_rules;
 #[cfg(test)]
