@@ -50,14 +50,6 @@ const OPENER_CACHE: usize = 4096;
 const STARTUP_DIALS: usize = 64;
 /// Most sends sharing one flush; bounds how long the first caller waits.
 const MAX_SEND_BATCH: usize = 512;
-/// Least time between two typing notices to one conversation.
-const TYPING_SPACING: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Least time between two typing events of one peer in one conversation passed to clients.
-const TYPING_SHOWN_SPACING: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How long a stopping node waits for its contacts to take its "offline".
-const PRESENCE_GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where the answer to a `Command::Send` goes.
 type SendReply = tokio::sync::oneshot::Sender<Result<MessageView, NodeError>>;
@@ -286,7 +278,7 @@ impl Actor {
         let ratchets = crate::ratchet::Ratchets::load(store.ratchet(), &keystore, ops::now_ms())
             .map_err(|e| StartError::Build(format!("cannot load the ratchet state: {e}")))?
             .with_roll_interval(timers.ratchet_state_roll);
-        let flusher = Flusher::start(store.clone())
+        let flusher = Flusher::start(store.clone(), config.timers.lazy_flush_delay)
             .map_err(|e| StartError::Build(format!("cannot start the flushing thread: {e}")))?;
         let mut actor = Actor {
             swarm,
@@ -435,7 +427,7 @@ impl Actor {
     }
 
     /// Tells the peers of `target` (a contact, or a group's members) connected now
-    /// that we are typing there, at most once per [`TYPING_SPACING`] per
+    /// that we are typing there, at most once per `Timers::typing_spacing` per
     /// conversation; nothing with presence off. Returns how many were told.
     fn typing(&mut self, target: &str) -> Result<usize, NodeError> {
         if !self.config.presence {
@@ -453,11 +445,12 @@ impl Actor {
             }
         };
         let now = Instant::now();
-        if self.typing_sent.get(&conversation).is_some_and(|at| now.duration_since(*at) < TYPING_SPACING) {
+        if self.typing_sent.get(&conversation).is_some_and(|at| now.duration_since(*at) < self.config.timers.typing_spacing) {
             return Ok(0);
         }
         self.typing_sent.insert(conversation, now);
-        self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_SPACING);
+        let spacing = self.config.timers.typing_spacing;
+        self.typing_sent.retain(|_, at| now.duration_since(*at) < spacing);
         let payload = Payload::Typing { group };
         // Members we blocked hear nothing from us.
         let blocked = |p: &PeerId| self.store.contacts().is_blocked(p).unwrap_or(false);
@@ -543,11 +536,11 @@ impl Actor {
     }
 
     /// Stopping: tell the contacts we told we were online that we are not, and give
-    /// the swarm a moment (at most `PRESENCE_GOODBYE`) to get the words out.
+    /// the swarm a moment (at most `Timers::presence_goodbye`) to get the words out.
     async fn say_goodbye(&mut self) {
         let peers: Vec<PeerId> = self.presence.stopping().into_iter().filter(|p| self.connected.contains(p)).collect();
         let mut waiting: HashSet<OutboundRequestId> = peers.into_iter().filter_map(|p| self.send_presence(p, false)).collect();
-        let deadline = tokio::time::Instant::now() + PRESENCE_GOODBYE;
+        let deadline = tokio::time::Instant::now() + self.config.timers.presence_goodbye;
         while !waiting.is_empty() {
             let Ok(event) = tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await else { break };
             if let SwarmEvent::Behaviour(BehaviourEvent::Dm(
@@ -1278,10 +1271,11 @@ impl Actor {
             for event in std::mem::take(&mut outcome.typing) {
                 if let Event::Typing { conversation, peer_id, .. } = &event {
                     let key = (conversation.clone(), peer_id.clone());
-                    if self.typing_heard.get(&key).is_some_and(|at| now.duration_since(*at) < TYPING_SHOWN_SPACING) {
+                    if self.typing_heard.get(&key).is_some_and(|at| now.duration_since(*at) < self.config.timers.typing_shown_spacing) {
                         continue;
                     }
-                    self.typing_heard.retain(|_, at| now.duration_since(*at) < TYPING_SHOWN_SPACING);
+                    let spacing = self.config.timers.typing_shown_spacing;
+                    self.typing_heard.retain(|_, at| now.duration_since(*at) < spacing);
                     self.typing_heard.insert(key, now);
                 }
                 outcome.events.push(event);

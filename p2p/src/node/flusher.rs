@@ -15,8 +15,8 @@
 //! Some actions wait for durability without being urgent (an event saying a message
 //! was delivered): [`Flusher::after_some_flush`] holds them without asking for a
 //! flush, so the next flush anyone asks for covers them, and asks for one itself
-//! only if none was asked for within [`LAZY_FLUSH_DELAY`]. Between two messages of a
-//! conversation that saves an `fdatasync`: the delivery state of one is made durable
+//! only if none was asked for within its lazy delay (`Timers::lazy_flush_delay`,
+//! 20 ms by default). Between two messages of a conversation that saves an `fdatasync`: the delivery state of one is made durable
 //! by the flush of the next, instead of by a flush of its own that the next one would
 //! have to wait behind.
 use std::collections::VecDeque;
@@ -28,9 +28,9 @@ use kith_storage::Store;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// How long an action held by [`Flusher::after_some_flush`] waits for a flush that
-/// someone else asks for before asking for one itself.
-pub(crate) const LAZY_FLUSH_DELAY: Duration = Duration::from_millis(20);
+/// The node's default lazy delay, for the tests.
+#[cfg(test)]
+const LAZY_FLUSH_DELAY: Duration = Duration::from_millis(20);
 
 /// A flush failed: what was written may or may not be durable.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -52,12 +52,16 @@ pub(crate) struct Flusher<A> {
     held: VecDeque<(u64, A)>,
     /// When the flush for actions held without a request must be asked for.
     lazy_deadline: Option<Instant>,
+    /// How long an action held by [`Flusher::after_some_flush`] waits for a flush
+    /// that someone else asks for before asking for one itself.
+    lazy_delay: Duration,
     thread: Option<JoinHandle<()>>,
 }
 
 impl<A> Flusher<A> {
-    /// Starts the flushing thread for `store`.
-    pub(crate) fn start(store: Store) -> std::io::Result<Flusher<A>> {
+    /// Starts the flushing thread for `store`; a lazy hold asks for a flush after
+    /// `lazy_delay` (see the module docs).
+    pub(crate) fn start(store: Store, lazy_delay: Duration) -> std::io::Result<Flusher<A>> {
         let (requests, incoming) = std_mpsc::channel::<u64>();
         let (report, done) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
@@ -69,6 +73,7 @@ impl<A> Flusher<A> {
             done,
             held: VecDeque::new(),
             lazy_deadline: None,
+            lazy_delay,
             thread: Some(thread),
         })
     }
@@ -82,10 +87,10 @@ impl<A> Flusher<A> {
 
     /// Holds `action` until every write made before this call is durable, without
     /// asking for a flush: the next one asked for covers it, or one is asked for
-    /// after [`LAZY_FLUSH_DELAY`] (see the module docs).
+    /// after the lazy delay (see the module docs).
     pub(crate) fn after_some_flush(&mut self, action: A) {
         self.hold(action);
-        self.lazy_deadline.get_or_insert_with(|| Instant::now() + LAZY_FLUSH_DELAY);
+        self.lazy_deadline.get_or_insert_with(|| Instant::now() + self.lazy_delay);
     }
 
     /// Queues `action` behind every write made so far.
@@ -185,7 +190,7 @@ mod tests {
     async fn held_actions_come_back_in_order_once_flushed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let mut flusher = Flusher::start(store.clone()).unwrap();
+        let mut flusher = Flusher::start(store.clone(), LAZY_FLUSH_DELAY).unwrap();
         assert!(!flusher.is_holding());
         for n in 0..50u8 {
             store.contacts().put(&contact(n)).unwrap();
@@ -206,7 +211,7 @@ mod tests {
     async fn nothing_held_means_nothing_to_wait_for() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let mut flusher: Flusher<()> = Flusher::start(store).unwrap();
+        let mut flusher: Flusher<()> = Flusher::start(store, LAZY_FLUSH_DELAY).unwrap();
         let waited = tokio::time::timeout(std::time::Duration::from_millis(50), flusher.flushed()).await;
         assert!(waited.is_err(), "an idle flusher never resolves");
     }
@@ -215,7 +220,7 @@ mod tests {
     async fn flush_now_hands_back_everything_held() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let mut flusher = Flusher::start(store.clone()).unwrap();
+        let mut flusher = Flusher::start(store.clone(), LAZY_FLUSH_DELAY).unwrap();
         flusher.after_flush(1);
         flusher.after_flush(2);
         let (actions, result) = flusher.flush_now(&store);
@@ -231,7 +236,7 @@ mod tests {
     async fn an_action_held_for_some_flush_rides_on_the_next_one_asked_for() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let mut flusher = Flusher::start(store.clone()).unwrap();
+        let mut flusher = Flusher::start(store.clone(), LAZY_FLUSH_DELAY).unwrap();
         store.contacts().put(&contact(1)).unwrap();
         flusher.after_some_flush(1);
         store.contacts().put(&contact(2)).unwrap();
@@ -251,7 +256,7 @@ mod tests {
     async fn an_action_held_for_some_flush_asks_for_one_after_the_delay() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let mut flusher = Flusher::start(store.clone()).unwrap();
+        let mut flusher = Flusher::start(store.clone(), LAZY_FLUSH_DELAY).unwrap();
         store.contacts().put(&contact(1)).unwrap();
         flusher.after_some_flush(1);
         let started = Instant::now();

@@ -140,6 +140,24 @@ pub struct Timers {
     /// start): the longest a replaced session state stays readable to someone who
     /// later takes the device's keys and database. Each roll costs three syncs.
     pub ratchet_state_roll: Duration,
+    /// Least time between two typing notices this node sends to one conversation
+    /// (default 3 s).
+    pub typing_spacing: Duration,
+    /// Least time between two typing events of one peer in one conversation passed
+    /// to clients (default 1 s).
+    pub typing_shown_spacing: Duration,
+    /// How long a stopping node waits for its contacts to take its "offline"
+    /// (default 2 s).
+    pub presence_goodbye: Duration,
+    /// Least time between two ratchet resets offered to one contact, and between two
+    /// resends of undelivered messages to a contact that lost its sessions (default
+    /// 60 s): a peer that keeps sending what we cannot open gets new keys once a
+    /// minute, not once per envelope.
+    pub ratchet_reset_spacing: Duration,
+    /// How long a write that needs no flush of its own (a delivery state taken from a
+    /// peer's answer) waits for some other flush to cover it before asking for one
+    /// (default 20 ms; docs/PROTOCOL.md, *Delivery*).
+    pub lazy_flush_delay: Duration,
     /// How often the node looks whether its message log is worth compacting (more
     /// than half of it, and at least 8 MiB, no longer live); a compaction runs in the
     /// background while the node goes on (default 60 s).
@@ -180,6 +198,11 @@ impl Default for Timers {
             ratchet_legacy_grace: crate::ratchet::LEGACY_GRACE,
             ratchet_state_roll: crate::ratchet::STATE_ROLL,
             log_compaction_check: Duration::from_secs(60),
+            typing_spacing: Duration::from_secs(3),
+            typing_shown_spacing: Duration::from_secs(1),
+            presence_goodbye: Duration::from_secs(2),
+            ratchet_reset_spacing: Duration::from_secs(60),
+            lazy_flush_delay: Duration::from_millis(20),
             calls: crate::call::CallTimers::default(),
         }
     }

@@ -3,7 +3,7 @@
 //! (see [`crate::ratchet`]).
 
 use std::borrow::Cow;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kith_storage::{Contact, ContactState, OutboxEntry, Recipient};
 use libp2p::PeerId;
@@ -13,9 +13,6 @@ use crate::ops;
 use crate::payload::Payload;
 use crate::ratchet::RatchetError;
 
-/// Least time between two resets offered to one contact: a peer that keeps sending
-/// what we cannot open gets new keys once a minute, not once per envelope.
-pub(super) const RESET_SPACING: Duration = Duration::from_secs(60);
 
 /// Most messages sent again to a contact that lost its sessions (the newest).
 const MAX_RESENT: usize = 1000;
@@ -145,17 +142,18 @@ impl Actor {
     }
 
     /// Offers new keys with `reset` to contacts whose ratchet messages we could not
-    /// open, at most once per [`RESET_SPACING`] each, and not while the last one is
+    /// open, at most once per `Timers::ratchet_reset_spacing` each, and not while the last one is
     /// still queued (a contact away for days gets one, not one a minute). Returns
     /// whether any was queued.
     pub(super) fn offer_resets(&mut self, peers: Vec<PeerId>) -> bool {
         let now = Instant::now();
+        let spacing = self.config.timers.ratchet_reset_spacing;
         let mut queued = false;
         for peer in peers {
             if self
                 .ratchet_resets
                 .get(&peer)
-                .is_some_and(|(at, id)| now.duration_since(*at) < RESET_SPACING || id.is_some_and(|id| self.queues.is_queued(&id)))
+                .is_some_and(|(at, id)| now.duration_since(*at) < spacing || id.is_some_and(|id| self.queues.is_queued(&id)))
             {
                 continue;
             }
@@ -292,17 +290,18 @@ impl Actor {
     /// our messages to it that left but are not known delivered, sent within the
     /// replay window and not queued now: those sealed in the lost session wait in a
     /// relay where they will never open. Only among the conversation's newest
-    /// [`MAX_RESENT`] messages, and at most once per [`RESET_SPACING`] per contact (a
+    /// [`MAX_RESENT`] messages, and at most once per `Timers::ratchet_reset_spacing` per contact (a
     /// contact sending resets cannot make us send the same thing over and over); the
     /// receiver keeps one copy of any it had after all. Written, not flushed (the
     /// batch's flush covers them). Returns whether any was queued.
     pub(super) fn resend_undelivered(&mut self, peers: Vec<PeerId>) -> bool {
+        let spacing = self.config.timers.ratchet_reset_spacing;
         let mut queued = false;
         let now = ops::now_ms();
         let window = u64::try_from(kith_storage::REPLAY_WINDOW.as_millis()).unwrap_or(u64::MAX);
         let at = Instant::now();
         for peer in peers {
-            if self.resent.get(&peer).is_some_and(|last| at.duration_since(*last) < RESET_SPACING) {
+            if self.resent.get(&peer).is_some_and(|last| at.duration_since(*last) < spacing) {
                 continue;
             }
             self.resent.insert(peer, at);
