@@ -272,11 +272,30 @@ pub fn reject(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpErr
     remove(store, me, contact)
 }
 
-/// Forget a contact and its conversation.
+/// Forget a contact and its conversation. A fellow member of a group we are in stays
+/// known as a hidden `member` record (its keys kept), so that group keys and changes
+/// still reach it end to end.
 pub fn remove(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpError> {
     store.conversations().remove(direct_conversation(me, &contact.peer_id), now_ms())?;
-    store.contacts().remove(&contact.peer_id)?;
+    if in_a_group_with_us(store, &contact.peer_id)? {
+        let member = Contact {
+            state: ContactState::Member,
+            alias: None,
+            verified_at_ms: None,
+            updated_at_ms: now_ms(),
+            ..contact.clone()
+        };
+        store.contacts().put(&member)?;
+    } else {
+        store.contacts().remove(&contact.peer_id)?;
+    }
     Ok(())
+}
+
+/// Whether `peer` is a member of a group we take part in.
+fn in_a_group_with_us(store: &Store, peer: &PeerId) -> Result<bool, OpError> {
+    let text = peer.to_base58();
+    Ok(store.groups().list()?.iter().any(|g| g.active && g.members.iter().any(|m| m.peer_id == text)))
 }
 
 /// A contact's safety number, and with `mark` `Some(true)` marks it verified (which
@@ -913,6 +932,42 @@ mod tests {
         let sha256 = PeerId::from_bytes(&[&[0x12, 0x20][..], &[9; 32]].concat()).unwrap().to_base58();
         assert!(sha256.starts_with('Q'), "{sha256}");
         assert!(PeerId::random().to_base58().starts_with('1'));
+    }
+
+    #[test]
+    fn removing_a_fellow_group_member_keeps_it_as_a_hidden_member_and_anyone_else_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let me = PeerId::random();
+        let (fellow, other) = (PeerId::random(), PeerId::random());
+        let group = |active: bool, members: &[PeerId]| kith_storage::Group {
+            id: kith_storage::GroupId([u8::from(active); 16]),
+            name: "club".into(),
+            members: members.iter().map(|p| kith_storage::Member { peer_id: p.to_base58(), role: kith_storage::Role::Member }).collect(),
+            version: 1,
+            created_at_ms: 0,
+            relays: Vec::new(),
+            active,
+            invited_by: None,
+        };
+        store.groups().put(&group(true, &[me, fellow])).unwrap();
+        // A group we left does not keep anyone.
+        store.groups().put(&group(false, &[me, other])).unwrap();
+        for peer in [fellow, other] {
+            let contact = Contact {
+                alias: Some("pal".into()),
+                e2e_public: Some([5; 32]),
+                verified_at_ms: Some(1),
+                ..new_contact(&peer, ContactState::Accepted)
+            };
+            store.contacts().put(&contact).unwrap();
+            remove(&store, &me, &contact).unwrap();
+        }
+        let kept = store.contacts().get(&fellow).unwrap().expect("the fellow member stays known");
+        assert_eq!(kept.state, ContactState::Member);
+        assert_eq!((kept.alias, kept.verified_at_ms, kept.e2e_public), (None, None, Some([5; 32])));
+        assert!(resolve_contact(&store, &fellow.to_base58()).is_err(), "no longer a contact");
+        assert_eq!(store.contacts().get(&other).unwrap(), None);
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub(crate) fn add_by_peer_id(existing: Option<Contact>, peer: PeerId, alias: Opt
     }
 }
 
+/// Whether a contact request from a peer of whom we hold `existing` is a new one,
+/// bounded by the strangers' quota (`MAX_PENDING_REQUESTS`): from someone we do not
+/// know, or from a fellow group member, which it makes a pending request like
+/// anyone's (a group's admin could otherwise add members only to fill our requests).
+pub(crate) fn is_new_request(existing: Option<&Contact>) -> bool {
+    existing.is_none_or(|c| c.state == ContactState::Member)
+}
+
 /// The record an invite makes, given the one we hold for its maker: the invite's
 /// name, addresses and relays, our alias (or the new one) and verification kept,
 /// and its key taken by the rules of [`ops::take_key`] (another key than ours is
@@ -155,8 +163,18 @@ mod tests {
             Adding::Request(c) => {
                 assert_eq!(c.state, ContactState::PendingOut, "no longer hidden as a mere member");
                 assert_eq!(c.e2e_public, Some([3; 32]), "the key their card vouched for is kept");
+                assert_eq!((c.alias.as_deref(), c.added_at_ms, c.updated_at_ms), (Some("ann"), 5, NOW));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_from_a_stranger_or_a_fellow_member_counts_against_the_quota() {
+        assert!(is_new_request(None));
+        assert!(is_new_request(Some(&in_state(ContactState::Member))), "a member's request fills a slot too");
+        for state in [ContactState::PendingIn, ContactState::PendingOut, ContactState::Accepted, ContactState::Blocked] {
+            assert!(!is_new_request(Some(&in_state(state))), "{state:?}");
         }
     }
 

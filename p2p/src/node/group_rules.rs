@@ -355,12 +355,39 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(forwards, expected);
-        // Never back to whoever sent them, nor to us.
+        // Never to us: p[2] holding both sends only p[3] its missing operation.
         let forwards = concurrent_forwards(&p[2].peer_id(), &p[1].peer_id(), &m, std::slice::from_ref(&theirs));
         assert_eq!(forwards, vec![(p[3].peer_id(), vec![ours.encode().unwrap()])]);
+        // Never back to whoever sent them: had p[3] itself passed the admin's Add on,
+        // only p[2] would get it.
+        let forwards = concurrent_forwards(&p[0].peer_id(), &p[3].peer_id(), &m, std::slice::from_ref(&theirs));
+        assert_eq!(forwards, vec![(p[2].peer_id(), vec![theirs.encode().unwrap()])]);
         // An operation concurrent with nothing goes nowhere.
         let (_, later) = act(&mut m, &p[0], add(&p[4], Role::Member));
         assert!(concurrent_forwards(&p[0].peer_id(), &p[1].peer_id(), &m, &[later]).is_empty());
+    }
+
+    #[test]
+    fn many_forwarded_operations_go_in_payloads_of_at_most_64() {
+        let p = people(3);
+        let mut m = club(&p[0]);
+        act(&mut m, &p[0], add(&p[1], Role::Admin));
+        // The admin renames 70 times while the owner, knowing none of it, adds p[2].
+        let mut renames = Vec::new();
+        let mut theirs = m.clone();
+        for i in 0..70 {
+            let (_, op) = act(&mut theirs, &p[1], OpKind::Rename { name: format!("club {i}") });
+            renames.push(op);
+        }
+        act(&mut m, &p[0], add(&p[2], Role::Member));
+        for op in &renames {
+            assert!(m.insert(op.clone()).unwrap());
+        }
+        let forwards = concurrent_forwards(&p[0].peer_id(), &p[1].peer_id(), &m, &renames);
+        let sizes: Vec<(PeerId, usize)> = forwards.iter().map(|(peer, ops)| (*peer, ops.len())).collect();
+        assert_eq!(sizes, vec![(p[2].peer_id(), 64), (p[2].peer_id(), 6)], "all 70 reach the added member");
+        let sent: Vec<Vec<u8>> = forwards.into_iter().flat_map(|(_, ops)| ops).collect();
+        assert_eq!(sent, renames.iter().map(|op| op.encode().unwrap()).collect::<Vec<_>>(), "in order, once each");
     }
 
     #[test]

@@ -420,7 +420,7 @@ impl Inbound<'_> {
                     Some(t) => self.store.invites().redeem(&t, now)?,
                     None => false,
                 };
-                if contact.is_none()
+                if super::contact_rules::is_new_request(contact.as_ref())
                     && !redeemed
                     && let Err(e) = self.tally.admit_request(self.store)?
                 {

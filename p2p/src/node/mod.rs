@@ -975,7 +975,8 @@ impl NodeHandle {
         progress.report(0);
         let upload = self.upload_blob(media, id);
         tokio::pin!(upload);
-        let mut ticks = tokio::time::interval(progress.every());
+        // `interval` panics on zero, which a test may set to report every change.
+        let mut ticks = tokio::time::interval(progress.every().max(Duration::from_millis(1)));
         let result = loop {
             tokio::select! {
                 result = &mut upload => break result,
