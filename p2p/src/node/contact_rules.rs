@@ -71,7 +71,12 @@ pub(crate) fn is_new_request(existing: Option<&Contact>) -> bool {
 /// marked as a change). Accepted only if we already were contacts: otherwise the
 /// maker accepts by answering the request (its token may be spent or expired).
 /// An invite with an older or expired key than the one we hold is refused.
-pub(crate) fn from_invite(existing: Option<&Contact>, invite: &Invite, alias: Option<String>, now_ms: u64) -> Result<Contact, NodeError> {
+pub(crate) fn from_invite(
+    existing: Option<&Contact>,
+    invite: &Invite,
+    alias: Option<String>,
+    now_ms: u64,
+) -> Result<Contact, NodeError> {
     let state = match existing {
         Some(c) if c.state == ContactState::Accepted => ContactState::Accepted,
         _ => ContactState::PendingOut,

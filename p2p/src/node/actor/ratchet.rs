@@ -142,9 +142,9 @@ impl Actor {
     }
 
     /// Offers new keys with `reset` to contacts whose ratchet messages we could not
-    /// open, at most once per `Timers::ratchet_reset_spacing` each, and not while the last one is
-    /// still queued (a contact away for days gets one, not one a minute). Returns
-    /// whether any was queued.
+    /// open, at most once per `Timers::ratchet_reset_spacing` each, and not while the
+    /// last one is still queued (a contact away for days gets one, not one a minute).
+    /// Returns whether any was queued.
     pub(super) fn offer_resets(&mut self, peers: Vec<PeerId>) -> bool {
         let now = Instant::now();
         let spacing = self.config.timers.ratchet_reset_spacing;
@@ -290,9 +290,9 @@ impl Actor {
     /// our messages to it that left but are not known delivered, sent within the
     /// replay window and not queued now: those sealed in the lost session wait in a
     /// relay where they will never open. Only among the conversation's newest
-    /// [`MAX_RESENT`] messages, and at most once per `Timers::ratchet_reset_spacing` per contact (a
-    /// contact sending resets cannot make us send the same thing over and over); the
-    /// receiver keeps one copy of any it had after all. Written, not flushed (the
+    /// [`MAX_RESENT`] messages, and at most once per `Timers::ratchet_reset_spacing`
+    /// per contact (a contact sending resets cannot make us send the same thing over
+    /// and over); the receiver keeps one copy of any it had after all. Written, not flushed (the
     /// batch's flush covers them). Returns whether any was queued.
     pub(super) fn resend_undelivered(&mut self, peers: Vec<PeerId>) -> bool {
         let spacing = self.config.timers.ratchet_reset_spacing;
