@@ -694,3 +694,7 @@ fn over_quota(sender: PeerId, e: QuotaError) -> DmResult {
 fn valid_name(name: Option<String>) -> Option<String> {
     name.filter(|n| check_display_name(n).is_ok())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
