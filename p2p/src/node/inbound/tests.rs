@@ -1,5 +1,5 @@
-//! Contact requests applied to a real store, without a network: sealed envelopes in,
-//! results, records and events out.
+//! Envelopes applied to a real store, without a network: sealed envelopes in, results,
+//! records and events out.
 
 use super::*;
 use crate::envelope::{Sealer, SealerConfig};
@@ -41,11 +41,39 @@ impl Receiver {
         .apply(envelopes)
     }
 
+    /// `payload` from `sender`, sealed to us.
+    fn sealed_from(&self, sender: &Identity, payload: &Payload) -> Vec<u8> {
+        let mut sealer = Sealer::new(sender, SealerConfig::default());
+        sealer.seal(&self.me.public().e2e_public, &payload.encode().unwrap()).unwrap()
+    }
+
     /// A bare contact request from `sender`, sealed to us.
     fn request_from(&self, sender: &Identity) -> Vec<u8> {
         let request = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None };
-        let mut sealer = Sealer::new(sender, SealerConfig::default());
-        sealer.seal(&self.me.public().e2e_public, &request.encode().unwrap()).unwrap()
+        self.sealed_from(sender, &request)
+    }
+
+    /// A text `n` from `sender` (its id follows from `n`), sealed to us.
+    fn text_from(&self, sender: &Identity, n: u8) -> Vec<u8> {
+        let text = Payload::Text {
+            id: MessageId([n; 16]),
+            lamport: u64::from(n) + 1,
+            sent_at_ms: ops::now_ms(),
+            text: format!("text {n}"),
+            file: None,
+            link: None,
+        };
+        self.sealed_from(sender, &text)
+    }
+
+    /// The texts stored in our conversation with `peer`.
+    fn texts_with(&self, peer: &PeerId) -> Vec<String> {
+        let conversation = ops::direct_conversation(&self.me.peer_id(), peer);
+        match self.store.messages().page(conversation, None, 1000) {
+            Ok(page) => page.into_iter().map(|m| m.text).collect(),
+            Err(kith_storage::StoreError::NotFound { .. }) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Records `sender` in `state`, with the key its envelopes carry (as a group
@@ -113,4 +141,65 @@ fn a_fellow_members_request_is_refused_like_a_strangers_once_the_requests_are_fu
     let (results, _) = node.apply(&[node.request_from(&member)]);
     assert_eq!(results, vec![DmResult::Stored]);
     assert_eq!(node.state_of(&member.peer_id()), Some(ContactState::PendingIn));
+}
+
+#[test]
+fn a_contacts_text_is_stored_once_however_often_it_comes() {
+    let mut node = Receiver::new();
+    let bob = someone(0);
+    node.knows(&bob, ContactState::Accepted);
+    let text = node.text_from(&bob, 1);
+    // Twice in one batch, then again in a later one (a retry after a lost answer).
+    let (results, outcome) = node.apply(&[text.clone(), text.clone()]);
+    assert_eq!(results, vec![DmResult::Stored, DmResult::Stored]);
+    assert_eq!(outcome.stored.len(), 1, "one new message");
+    let (results, outcome) = node.apply(&[text]);
+    assert_eq!(results, vec![DmResult::Stored], "a copy is answered as stored");
+    assert!(outcome.stored.is_empty());
+    assert_eq!(node.texts_with(&bob.peer_id()), ["text 1"]);
+}
+
+#[test]
+fn a_blocked_senders_text_is_answered_but_never_stored() {
+    let mut node = Receiver::new();
+    let mallory = someone(0);
+    node.knows(&mallory, ContactState::Blocked);
+    let (results, outcome) = node.apply(&[node.text_from(&mallory, 1), node.request_from(&mallory)]);
+    assert_eq!(results, vec![DmResult::Accepted, DmResult::Accepted], "its retries stop, it learns nothing");
+    assert!(outcome.events.is_empty() && !outcome.queued);
+    assert!(node.texts_with(&mallory.peer_id()).is_empty());
+    assert_eq!(node.state_of(&mallory.peer_id()), Some(ContactState::Blocked));
+}
+
+#[test]
+fn envelopes_for_someone_else_cut_short_or_garbage_are_refused_and_change_nothing() {
+    let mut node = Receiver::new();
+    let bob = someone(0);
+    let for_someone_else = {
+        let mut sealer = Sealer::new(&bob, SealerConfig::default());
+        let request = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None };
+        sealer.seal(&someone(1).public().e2e_public, &request.encode().unwrap()).unwrap()
+    };
+    let mut cut = node.text_from(&bob, 1);
+    cut.truncate(cut.len() / 2);
+    let (results, outcome) = node.apply(&[for_someone_else, cut, vec![0xa5; 300], Vec::new()]);
+    assert_eq!(results[0], DmResult::Rejected(RejectReason::Decrypt));
+    assert!(results.iter().all(|r| matches!(r, DmResult::Rejected(_))), "{results:?}");
+    assert!(outcome.events.is_empty() && !outcome.queued);
+    assert_eq!(node.state_of(&bob.peer_id()), None, "no record of anyone");
+    assert!(node.texts_with(&bob.peer_id()).is_empty());
+}
+
+#[test]
+fn a_strangers_texts_are_held_as_a_request_up_to_its_bound() {
+    let mut node = Receiver::new();
+    let stranger = someone(0);
+    let texts: Vec<Vec<u8>> = (0..=requests::MAX_HELD_MESSAGES as u8).map(|n| node.text_from(&stranger, n)).collect();
+    let (results, outcome) = node.apply(&texts);
+    let (last, held) = results.split_last().unwrap();
+    assert!(held.iter().all(|r| *r == DmResult::Stored), "{held:?}");
+    assert_eq!(*last, DmResult::Rejected(RejectReason::Quota), "one past the bound");
+    assert_eq!(node.state_of(&stranger.peer_id()), Some(ContactState::PendingIn));
+    assert_eq!(node.texts_with(&stranger.peer_id()).len(), requests::MAX_HELD_MESSAGES);
+    assert!(outcome.events.iter().any(|e| matches!(e, Event::ContactRequest { .. })));
 }
