@@ -32,6 +32,7 @@ pub mod profiles;
 mod pushing;
 mod reachability;
 mod sending;
+mod session_reset;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

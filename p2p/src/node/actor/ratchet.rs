@@ -9,6 +9,7 @@ use kith_storage::{Contact, ContactState, OutboxEntry, Recipient};
 use libp2p::PeerId;
 
 use super::Actor;
+use crate::node::session_reset;
 use crate::ops;
 use crate::payload::Payload;
 use crate::ratchet::RatchetError;
@@ -142,19 +143,15 @@ impl Actor {
     }
 
     /// Offers new keys with `reset` to contacts whose ratchet messages we could not
-    /// open, at most once per `Timers::ratchet_reset_spacing` each, and not while the
-    /// last one is still queued (a contact away for days gets one, not one a minute).
-    /// Returns whether any was queued.
+    /// open, when [`session_reset::may_offer_reset`] says so. Returns whether any was
+    /// queued.
     pub(super) fn offer_resets(&mut self, peers: Vec<PeerId>) -> bool {
         let now = Instant::now();
         let spacing = self.config.timers.ratchet_reset_spacing;
         let mut queued = false;
         for peer in peers {
-            if self
-                .ratchet_resets
-                .get(&peer)
-                .is_some_and(|(at, id)| now.duration_since(*at) < spacing || id.is_some_and(|id| self.queues.is_queued(&id)))
-            {
+            let last = self.ratchet_resets.get(&peer);
+            if !session_reset::may_offer_reset(last, now, spacing, |id| self.queues.is_queued(id)) {
                 continue;
             }
             tracing::info!(%peer, "offering a contact new ratchet keys: its session with us is lost");
@@ -287,13 +284,9 @@ impl Actor {
     }
 
     /// Queues again, for each of `peers` (contacts that lost their sessions with us),
-    /// our messages to it that left but are not known delivered, sent within the
-    /// replay window and not queued now: those sealed in the lost session wait in a
-    /// relay where they will never open. Only among the conversation's newest
-    /// [`MAX_RESENT`] messages, and at most once per `Timers::ratchet_reset_spacing`
-    /// per contact (a contact sending resets cannot make us send the same thing over
-    /// and over); the receiver keeps one copy of any it had after all. Written, not flushed (the
-    /// batch's flush covers them). Returns whether any was queued.
+    /// what [`session_reset::to_resend`] picks among the conversation's newest
+    /// [`MAX_RESENT`] messages, when [`session_reset::may_resend`] says so. Written,
+    /// not flushed (the batch's flush covers them). Returns whether any was queued.
     pub(super) fn resend_undelivered(&mut self, peers: Vec<PeerId>) -> bool {
         let spacing = self.config.timers.ratchet_reset_spacing;
         let mut queued = false;
@@ -301,7 +294,7 @@ impl Actor {
         let window = u64::try_from(kith_storage::REPLAY_WINDOW.as_millis()).unwrap_or(u64::MAX);
         let at = Instant::now();
         for peer in peers {
-            if self.resent.get(&peer).is_some_and(|last| at.duration_since(*last) < spacing) {
+            if !session_reset::may_resend(self.resent.get(&peer), at, spacing) {
                 continue;
             }
             self.resent.insert(peer, at);
@@ -315,14 +308,8 @@ impl Actor {
                 }
             };
             let mut count = 0usize;
-            for m in page.iter().filter(|m| {
-                m.direction == kith_storage::Direction::Outgoing
-                    && m.state == kith_storage::MessageState::Sent
-                    && now.saturating_sub(m.sent_at_ms) < window
-            }) {
-                if matches!(self.store.outbox().get(m.id), Ok(Some(_))) {
-                    continue;
-                }
+            let in_outbox = |id: &kith_storage::MessageId| matches!(self.store.outbox().get(*id), Ok(Some(_)));
+            for m in session_reset::to_resend(&page, now, window, in_outbox) {
                 let payload = Payload::Text {
                     id: m.id,
                     lamport: m.lamport,
