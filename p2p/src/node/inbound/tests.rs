@@ -203,3 +203,28 @@ fn a_strangers_texts_are_held_as_a_request_up_to_its_bound() {
     assert_eq!(node.texts_with(&stranger.peer_id()).len(), requests::MAX_HELD_MESSAGES);
     assert!(outcome.events.iter().any(|e| matches!(e, Event::ContactRequest { .. })));
 }
+
+#[test]
+fn a_contacts_newer_key_is_taken_and_shown_and_an_older_one_is_refused() {
+    let mut node = Receiver::new();
+    let expires = ops::now_ms() + 24 * 3600 * 1000;
+    let bob = someone(0).with_e2e([50; 32], 10, expires);
+    node.knows(&bob, ContactState::Accepted);
+    // Bob rotated his end-to-end key: taken, marked changed, and the user told.
+    let rotated = bob.with_e2e([51; 32], 11, expires);
+    let (results, outcome) = node.apply(&[node.text_from(&rotated, 1)]);
+    assert_eq!(results, vec![DmResult::Stored]);
+    let record = node.store.contacts().get(&bob.peer_id()).unwrap().unwrap();
+    assert_eq!(record.e2e_public, Some(rotated.public().e2e_public));
+    assert!(record.key_changed_at_ms.is_some());
+    assert!(outcome.events.iter().any(|e| matches!(e, Event::KeyChanged { .. })));
+    // A key bound before the one held (an old key, perhaps stolen) is refused, and
+    // nothing it carried is stored.
+    let old = bob.with_e2e([49; 32], 9, expires);
+    let (results, outcome) = node.apply(&[node.text_from(&old, 2)]);
+    assert_eq!(results, vec![DmResult::Rejected(RejectReason::Forged)]);
+    assert!(outcome.events.is_empty());
+    let record = node.store.contacts().get(&bob.peer_id()).unwrap().unwrap();
+    assert_eq!(record.e2e_public, Some(rotated.public().e2e_public), "the newer key stays");
+    assert_eq!(node.texts_with(&bob.peer_id()), ["text 1"]);
+}
