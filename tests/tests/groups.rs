@@ -306,6 +306,35 @@ fn fellow_members_become_contacts_by_peer_id() {
 }
 
 #[test]
+fn a_fellow_member_removed_before_our_request_left_never_gets_it_but_still_hears_the_group() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let mut peers = members(&relay, &["Alice", "Bob", "Carol"]);
+    let id = make_group(&peers, "club");
+    // Carol is away, and so is the relay that would keep mail for her; Bob asks her
+    // to be a contact, thinks better of it and removes her.
+    peers[2].stop();
+    relay.stop();
+    let (bob, carol) = (&peers[1], &peers[2]);
+    bob.ok(&["add", &carol.peer_id, "--name", "carol"]);
+    bob.ok(&["remove", "carol"]);
+    assert!(bob.contact(carol).is_none(), "Bob no longer lists Carol");
+    wait_until(DEADLINE, "Bob's request to Carol leaves his queue", || {
+        bob.queue_for(carol).is_none_or(|q| q["waiting"].as_u64() == Some(0))
+    });
+    // Carol is back: the group still reaches her both ways, and no request ever came.
+    relay.start();
+    peers[2].start(&[]);
+    let (bob, carol) = (&peers[1], &peers[2]);
+    bob.ok(&["send", "club", "still in the club"]);
+    carol.ok(&["send", "club", "me too"]);
+    wait_until(DEADLINE, "Carol reads Bob in the group", || texts(&carol.history(&id)).iter().any(|t| t == "still in the club"));
+    wait_until(DEADLINE, "Bob reads Carol in the group", || texts(&bob.history(&id)).iter().any(|t| t == "me too"));
+    assert!(carol.contact(bob).is_none(), "Carol never got Bob's withdrawn request");
+    assert!(bob.contact(carol).is_none());
+}
+
+#[test]
 fn a_group_change_survives_kill_9_right_after_it_is_answered() {
     let mut alice = Peer::init("Alice");
     alice.start(&[]);

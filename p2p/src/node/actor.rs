@@ -1044,6 +1044,18 @@ impl Actor {
 
     // ---- delivery -------------------------------------------------------------
 
+    /// Take queued items that can no longer go out of the outbox, and mark those that
+    /// are messages failed (unless they went with their conversation).
+    fn drop_undeliverable(&mut self, ids: Vec<kith_storage::MessageId>) {
+        for id in ids {
+            self.store.outbox().remove(id).or_log("removing an outbox entry that can no longer go out");
+            match self.store.set_message_state(id, MessageState::Failed, false) {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(error = %e, "an undeliverable message could not be marked failed"),
+            }
+        }
+    }
+
     fn dispatch(&mut self, peer: PeerId) {
         let now = Instant::now();
         let contact = match self.store.contacts().get(&peer) {
@@ -1054,17 +1066,18 @@ impl Actor {
             }
         };
         match direct::gate(contact.as_ref()) {
-            direct::Gate::Open => {}
+            direct::Gate::Open => {
+                if contact.as_ref().is_some_and(|c| c.state == ContactState::Member) {
+                    // A contact removed while still in a group with us: only the
+                    // group's payloads go on.
+                    let dropped = self.queues.drop_where(&peer, |e| !direct::goes_to_a_member(&e.payload));
+                    self.drop_undeliverable(dropped);
+                }
+            }
             direct::Gate::Removed => {
                 self.ratcheted.remove(&peer);
-                for id in self.queues.forget(&peer) {
-                    self.store.outbox().remove(id).or_log("removing the outbox entry of a removed contact");
-                    match self.store.set_message_state(id, MessageState::Failed, false) {
-                        // Its message went with the removed conversation.
-                        Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                        Err(e) => tracing::warn!(error = %e, "a removed contact's message could not be marked failed"),
-                    }
-                }
+                let dropped = self.queues.forget(&peer);
+                self.drop_undeliverable(dropped);
                 return;
             }
             direct::Gate::Blocked => {

@@ -7,10 +7,22 @@
 use kith_storage::{Contact, ContactState, MessageId, MessageState};
 
 use crate::dm::{DmResult, RejectReason};
+use crate::payload::Payload;
 
 /// How many times a failed dial is tried again with a contact's own addresses
 /// before its batch goes to the relays, until a connection opens.
 pub(crate) const MAX_REDIALS: u8 = 3;
+
+/// Whether a queued payload may go to a fellow group member who is not a contact (a
+/// `member` record): the group's operations, syncs and keys, and receipts for the
+/// member's group messages. Anything else (a text, a contact request or answer, a
+/// profile queued before the user removed the contact) may not, and is dropped.
+pub(crate) fn goes_to_a_member(payload: &[u8]) -> bool {
+    matches!(
+        Payload::decode(payload),
+        Ok(Payload::GroupOps { .. } | Payload::GroupSync { .. } | Payload::GroupKey { .. } | Payload::Receipt { .. })
+    )
+}
 
 /// Whether a contact's queue may send now, judged from its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +152,24 @@ mod tests {
         // Blocking wins over everything else.
         let blocked_held = Contact { state: ContactState::Blocked, ..held };
         assert_eq!(gate(Some(&blocked_held)), Gate::Blocked);
+    }
+
+    #[test]
+    fn a_fellow_member_gets_group_payloads_and_receipts_only() {
+        use kith_storage::{GroupId, MessageId};
+
+        use crate::payload::ReceiptKind;
+        let group = GroupId([1; 16]);
+        let goes = |p: Payload| goes_to_a_member(&p.encode().expect("a payload encodes"));
+        assert!(goes(Payload::GroupOps { group, ops: Vec::new(), hints: Vec::new() }));
+        assert!(goes(Payload::GroupSync { group, heads: Vec::new() }));
+        assert!(goes(Payload::GroupKey { group, generation: 1, index: 0, key: [0; 32] }));
+        assert!(goes(Payload::Receipt { kind: ReceiptKind::Delivered, ids: vec![MessageId([2; 16])] }));
+        let text = Payload::Text { id: MessageId([3; 16]), lamport: 1, sent_at_ms: 0, text: "hi".into(), file: None, link: None };
+        assert!(!goes(text));
+        assert!(!goes(Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None }));
+        assert!(!goes(Payload::ContactAccepted { name: None }));
+        assert!(!goes_to_a_member(b"not a payload"));
     }
 
     #[test]

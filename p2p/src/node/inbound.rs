@@ -540,7 +540,9 @@ impl Inbound<'_> {
             // refused while decoding.
             Payload::Ratcheted { .. } => Ok(Step::Done(DmResult::Rejected(RejectReason::Malformed))),
             Payload::ContactAccepted { name } => {
-                if let Some(mut c) = contact {
+                // From a stranger, or a fellow member we did not ask (or asked and
+                // then removed): nothing to accept.
+                if let Some(mut c) = contact.filter(|c| c.state != ContactState::Member) {
                     if let Some(name) = valid_name(name) {
                         c.display_name = Some(name);
                     }

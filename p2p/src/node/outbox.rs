@@ -257,6 +257,25 @@ impl Queues {
         ids
     }
 
+    /// Drop the entries queued for `peer` that `unwanted` picks, except those of the
+    /// request in flight (its answer settles them). Returns the ids dropped.
+    pub(crate) fn drop_where(&mut self, peer: &PeerId, unwanted: impl Fn(&OutboxEntry) -> bool) -> Vec<MessageId> {
+        let Some(q) = self.queues.get_mut(peer) else { return Vec::new() };
+        let flying: &[MessageId] = q.in_flight.as_ref().map_or(&[], |(_, ids)| ids.as_slice());
+        let mut dropped = Vec::new();
+        q.entries.retain(|e| {
+            let drop = !flying.contains(&e.id) && unwanted(e);
+            if drop {
+                dropped.push(e.id);
+            }
+            !drop
+        });
+        for id in &dropped {
+            self.known.remove(id);
+        }
+        dropped
+    }
+
     /// How many entries are queued in total.
     pub(crate) fn len(&self) -> usize {
         self.known.len()
@@ -315,6 +334,25 @@ mod tests {
             next_attempt_ms: 0,
             created_at_ms: created,
         }
+    }
+
+    #[test]
+    fn dropping_unwanted_entries_spares_the_request_in_flight_and_keeps_the_order() {
+        let peer = PeerId::random();
+        let now = Instant::now();
+        let mut q = Queues::new(Duration::from_millis(100), Duration::from_millis(350));
+        q.load((1..=5).map(|n| entry(n, &peer, u64::from(n))).collect(), now);
+        let flying: Vec<MessageId> = q.next_batch(&peer, 2, now).iter().map(|e| e.id).collect();
+        q.mark_in_flight(&peer, Flight::Relays(1), flying);
+        // Drop the odd ones: 1 is in flight and stays until its answer.
+        let dropped = q.drop_where(&peer, |e| e.payload[0] % 2 == 1);
+        assert_eq!(dropped, vec![MessageId([3; 16]), MessageId([5; 16])]);
+        assert!(!q.is_queued(&MessageId([3; 16])) && q.is_queued(&MessageId([1; 16])));
+        assert_eq!(q.len(), 3);
+        q.complete(&peer, Flight::Relays(1), &[MessageId([1; 16]), MessageId([2; 16])], now);
+        let next: Vec<u8> = q.next_batch(&peer, 10, now).iter().map(|e| e.id.0[0]).collect();
+        assert_eq!(next, [4]);
+        assert!(q.drop_where(&PeerId::random(), |_| true).is_empty(), "nobody queued, nothing dropped");
     }
 
     #[test]

@@ -228,3 +228,16 @@ fn a_contacts_newer_key_is_taken_and_shown_and_an_older_one_is_refused() {
     assert_eq!(record.e2e_public, Some(rotated.public().e2e_public), "the newer key stays");
     assert_eq!(node.texts_with(&bob.peer_id()), ["text 1"]);
 }
+
+#[test]
+fn an_acceptance_from_a_fellow_member_we_did_not_ask_changes_nothing() {
+    let mut node = Receiver::new();
+    let member = someone(0);
+    node.knows(&member, ContactState::Member);
+    let accepted = node.sealed_from(&member, &Payload::ContactAccepted { name: Some("Mallory".into()) });
+    let (results, outcome) = node.apply(&[accepted]);
+    assert_eq!(results, vec![DmResult::Stored]);
+    assert!(outcome.events.is_empty(), "no contact shows up");
+    let record = node.store.contacts().get(&member.peer_id()).unwrap().unwrap();
+    assert_eq!((record.state, record.display_name), (ContactState::Member, None));
+}
