@@ -282,7 +282,6 @@ impl State {
             }
             tracing::warn!(tree = ?String::from_utf8_lossy(&tree.name()), "index checkpoint not used: the logs changed after it was written; reading every item");
         }
-        let hash_key = scan_key;
         state.hashes.reserve(usize::try_from(state.totals.items).unwrap_or(0));
         let mut damaged = 0usize;
         for entry in tree.scan_prefix([ITEM]) {
@@ -295,12 +294,12 @@ impl State {
                 damaged += 1;
                 continue;
             };
-            state.hashes.entry(item_hash(&hash_key, prefix, item)).or_insert(seq);
+            state.hashes.entry(item_hash(&scan_key, prefix, item)).or_insert(seq);
         }
         if damaged > 0 {
             tracing::warn!(damaged, "damaged items left out of the de-duplication index");
         }
-        Ok((state, IndexSource::Scan, hash_key))
+        Ok((state, IndexSource::Scan, scan_key))
     }
 }
 

@@ -236,7 +236,7 @@ impl MessageLog {
     ) -> Result<LogCursor, StoreError> {
         let (file, end) = {
             let state = self.lock();
-            (state.reader().file, state.end)
+            (Arc::clone(&state.file), state.end)
         };
         let start = MAGIC.len() as u64;
         let from = match from {
@@ -423,6 +423,8 @@ impl MessageLog {
     ) -> Result<LogCompaction, StoreError> {
         write_log_file(tmp, |out| live.write(old, out))?;
         drop(live);
+        // The new file's index comes from reading it back: every frame's checksum is
+        // checked, so a bad copy fails here instead of replacing the log.
         let (new, mut index, mut new_end) = load(tmp)?;
         meanwhile(Step::Copied);
         // Catch up with what was written meanwhile without the lock, until little
@@ -434,9 +436,10 @@ impl MessageLog {
                 break;
             }
             new_end = append_copy(old, &new, &mut index, copied..end, new_end)?;
-            new.sync_data().map_err(io_error)?;
             copied = end;
         }
+        // Synced here so that the sync under the lock has only the last frames to write.
+        new.sync_data().map_err(io_error)?;
         index.shrink();
         meanwhile(Step::CaughtUp);
         let mut state = self.lock();
