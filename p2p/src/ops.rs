@@ -294,8 +294,7 @@ pub fn remove(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpErr
 
 /// Whether `peer` is a member of a group we take part in.
 fn in_a_group_with_us(store: &Store, peer: &PeerId) -> Result<bool, OpError> {
-    let text = peer.to_base58();
-    Ok(store.groups().list()?.iter().any(|g| g.active && g.members.iter().any(|m| m.peer_id == text)))
+    Ok(store.groups().list()?.iter().any(|g| g.active && g.has_member(peer)))
 }
 
 /// A contact's safety number, and with `mark` `Some(true)` marks it verified (which

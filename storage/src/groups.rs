@@ -67,6 +67,14 @@ pub struct Group {
     pub invited_by: Option<String>,
 }
 
+impl Group {
+    /// Whether `peer` is one of its current members.
+    pub fn has_member(&self, peer: &crate::PeerId) -> bool {
+        let text = peer.to_base58();
+        self.members.iter().any(|m| m.peer_id == text)
+    }
+}
+
 fn yes() -> bool {
     true
 }

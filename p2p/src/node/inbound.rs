@@ -388,7 +388,7 @@ impl Inbound<'_> {
                         Some(ops::direct_conversation(&self.me, &sender))
                     }
                     Some(id) => match self.store.groups().get(id)? {
-                        Some(g) if g.active && g.members.iter().any(|m| m.peer_id == sender.to_base58()) => {
+                        Some(g) if g.active && g.has_member(&sender) => {
                             Some(crate::group::conversation(&g.id))
                         }
                         _ => None,
