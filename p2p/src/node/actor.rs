@@ -444,12 +444,11 @@ impl Actor {
                 (crate::group::conversation(&g.id), peers, Some(g.id))
             }
         };
-        let now = Instant::now();
-        if self.typing_sent.get(&conversation).is_some_and(|at| now.duration_since(*at) < self.config.timers.typing_spacing) {
+        let (now, spacing) = (Instant::now(), self.config.timers.typing_spacing);
+        if self.typing_sent.get(&conversation).is_some_and(|at| now.duration_since(*at) < spacing) {
             return Ok(0);
         }
         self.typing_sent.insert(conversation, now);
-        let spacing = self.config.timers.typing_spacing;
         self.typing_sent.retain(|_, at| now.duration_since(*at) < spacing);
         let payload = Payload::Typing { group };
         // Members we blocked hear nothing from us.
@@ -563,7 +562,6 @@ impl Actor {
         }
     }
 
-    /// Flushes here and now and carries out everything held for a flush (shutdown).
     /// Compacts the message log on the blocking pool if it is due, one compaction
     /// at a time; the store's writers and readers go on meanwhile.
     fn compact_log(&self) {
@@ -586,6 +584,7 @@ impl Actor {
         });
     }
 
+    /// Flushes here and now and carries out everything held for a flush (shutdown).
     fn flush_held(&mut self) {
         let (actions, result) = self.flusher.flush_now(&self.store);
         self.after_flush(actions, &result);
@@ -1066,13 +1065,10 @@ impl Actor {
             }
         };
         match direct::gate(contact.as_ref()) {
-            direct::Gate::Open => {
-                if contact.as_ref().is_some_and(|c| c.state == ContactState::Member) {
-                    // A contact removed while still in a group with us: only the
-                    // group's payloads go on.
-                    let dropped = self.queues.drop_where(&peer, |e| !direct::goes_to_a_member(&e.payload));
-                    self.drop_undeliverable(dropped);
-                }
+            direct::Gate::Open => {}
+            direct::Gate::GroupOnly => {
+                let dropped = self.queues.drop_where(&peer, |e| !direct::goes_to_a_member(&e.payload));
+                self.drop_undeliverable(dropped);
             }
             direct::Gate::Removed => {
                 self.ratcheted.remove(&peer);
@@ -1279,15 +1275,15 @@ impl Actor {
             }
         }
         if self.config.presence {
-            // One typing event per peer and conversation per second reaches clients,
-            // however fast a peer sends them.
+            // One typing event per peer and conversation per `typing_shown_spacing`
+            // reaches clients, however fast a peer sends them.
+            let spacing = self.config.timers.typing_shown_spacing;
             for event in std::mem::take(&mut outcome.typing) {
                 if let Event::Typing { conversation, peer_id, .. } = &event {
                     let key = (conversation.clone(), peer_id.clone());
-                    if self.typing_heard.get(&key).is_some_and(|at| now.duration_since(*at) < self.config.timers.typing_shown_spacing) {
+                    if self.typing_heard.get(&key).is_some_and(|at| now.duration_since(*at) < spacing) {
                         continue;
                     }
-                    let spacing = self.config.timers.typing_shown_spacing;
                     self.typing_heard.retain(|_, at| now.duration_since(*at) < spacing);
                     self.typing_heard.insert(key, now);
                 }

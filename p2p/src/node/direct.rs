@@ -36,6 +36,10 @@ pub(crate) enum Gate {
     Held,
     /// Its end-to-end key is not known yet: it is looked up, and the queue waits.
     NeedsKey,
+    /// A fellow group member who is not a contact (a `member` record, perhaps a
+    /// contact the user removed): its group payloads may be sealed and sent; anything
+    /// else queued for it is dropped (see [`goes_to_a_member`]).
+    GroupOnly,
     /// Items may be sealed to its key and sent.
     Open,
 }
@@ -47,6 +51,7 @@ pub(crate) fn gate(contact: Option<&Contact>) -> Gate {
         Some(c) if c.state == ContactState::Blocked => Gate::Blocked,
         Some(c) if c.held() => Gate::Held,
         Some(c) if c.e2e_public.is_none() => Gate::NeedsKey,
+        Some(c) if c.state == ContactState::Member => Gate::GroupOnly,
         Some(_) => Gate::Open,
     }
 }
@@ -149,6 +154,9 @@ mod tests {
         // A key change of a contact never verified holds nothing.
         let changed = Contact { key_changed_at_ms: Some(2), ..contact() };
         assert_eq!(gate(Some(&changed)), Gate::Open);
+        // A fellow member with its card's key: group payloads only.
+        let member = Contact { state: ContactState::Member, ..contact() };
+        assert_eq!(gate(Some(&member)), Gate::GroupOnly);
         // Blocking wins over everything else.
         let blocked_held = Contact { state: ContactState::Blocked, ..held };
         assert_eq!(gate(Some(&blocked_held)), Gate::Blocked);
