@@ -37,9 +37,8 @@ impl Adding {
 /// alias replaces the old one.
 pub(crate) fn add_by_peer_id(existing: Option<Contact>, peer: PeerId, alias: Option<String>, now_ms: u64) -> Adding {
     let Some(mut contact) = existing else {
-        let mut contact = ops::new_contact(&peer, ContactState::PendingOut);
-        (contact.added_at_ms, contact.updated_at_ms, contact.alias) = (now_ms, now_ms, alias);
-        return Adding::Request(contact);
+        let contact = ops::new_contact(&peer, ContactState::PendingOut);
+        return Adding::Request(Contact { alias, added_at_ms: now_ms, updated_at_ms: now_ms, ..contact });
     };
     if alias.is_some() {
         contact.alias = alias;
@@ -77,24 +76,22 @@ pub(crate) fn from_invite(
     alias: Option<String>,
     now_ms: u64,
 ) -> Result<Contact, NodeError> {
-    let state = match existing {
-        Some(c) if c.state == ContactState::Accepted => ContactState::Accepted,
+    let known = existing.cloned().unwrap_or_else(|| Contact {
+        added_at_ms: now_ms,
+        ..ops::new_contact(&invite.peer_id, ContactState::PendingOut)
+    });
+    let state = match known.state {
+        ContactState::Accepted => ContactState::Accepted,
         _ => ContactState::PendingOut,
     };
     let mut contact = Contact {
-        peer_id: invite.peer_id,
-        alias: alias.or_else(|| existing.and_then(|c| c.alias.clone())),
+        alias: alias.or_else(|| known.alias.clone()),
         display_name: invite.name.clone(),
         state,
-        e2e_public: existing.and_then(|c| c.e2e_public),
-        binding: existing.and_then(|c| c.binding.clone()),
         addrs: invite.addrs.clone(),
         relays: invite.relays.clone(),
-        added_at_ms: existing.map_or(now_ms, |c| c.added_at_ms),
         updated_at_ms: now_ms,
-        last_seen_ms: existing.and_then(|c| c.last_seen_ms),
-        verified_at_ms: existing.and_then(|c| c.verified_at_ms),
-        key_changed_at_ms: existing.and_then(|c| c.key_changed_at_ms),
+        ..known
     };
     match ops::take_key(&mut contact, invite.e2e_public, &invite.binding, now_ms) {
         KeyUpdate::Stale | KeyUpdate::Expired => Err(NodeError::BadTarget(
