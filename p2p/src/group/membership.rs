@@ -564,33 +564,13 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn people(n: usize) -> Vec<Identity> {
-        (0..n).map(|i| Identity::from_secrets([i as u8 + 1; 32], [i as u8 + 101; 32])).collect()
-    }
-
-    fn card(i: &Identity) -> MemberCard {
-        MemberCard::of(&i.public())
-    }
-
-    fn group(owner: &Identity) -> Membership {
-        let (_, create) = SignedOp::create(owner, "club", Vec::new(), 0).unwrap();
-        Membership::new(create).unwrap()
-    }
+    use crate::group::test_support::{add, group, people, remove};
 
     /// Sign `kind` by `by` on the current heads of `m` and insert it.
     fn act(m: &mut Membership, by: &Identity, kind: OpKind) -> Result<SignedOp, GroupError> {
         let op = m.sign(by, 0, kind)?;
         m.insert(op.clone())?;
         Ok(op)
-    }
-
-    fn add(who: &Identity, role: Role) -> OpKind {
-        OpKind::Add { member: card(who), role }
-    }
-
-    fn remove(who: &Identity) -> OpKind {
-        OpKind::Remove { peer: who.peer_id().to_bytes() }
     }
 
     #[test]

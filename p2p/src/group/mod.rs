@@ -14,6 +14,8 @@ pub mod op;
 pub mod state;
 pub mod post;
 pub mod sender_key;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use kith_storage::{ConversationId, GroupId};
 use serde::{Deserialize, Serialize};

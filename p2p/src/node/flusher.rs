@@ -16,9 +16,9 @@
 //! was delivered): [`Flusher::after_some_flush`] holds them without asking for a
 //! flush, so the next flush anyone asks for covers them, and asks for one itself
 //! only if none was asked for within its lazy delay (`Timers::lazy_flush_delay`,
-//! 20 ms by default). Between two messages of a conversation that saves an `fdatasync`: the delivery state of one is made durable
-//! by the flush of the next, instead of by a flush of its own that the next one would
-//! have to wait behind.
+//! 20 ms by default). Between two messages of a conversation that saves an
+//! `fdatasync`: the delivery state of one is made durable by the flush of the next,
+//! instead of by a flush of its own that the next one would have to wait behind.
 use std::collections::VecDeque;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;

@@ -191,25 +191,8 @@ mod tests {
     use kith_storage::Role;
 
     use super::*;
-    use crate::group::membership::MemberCard;
+    use crate::group::test_support::{add, group, people, remove};
     use crate::identity::Identity;
-
-    fn people(n: usize) -> Vec<Identity> {
-        (0..n).map(|i| Identity::from_secrets([i as u8 + 1; 32], [i as u8 + 101; 32])).collect()
-    }
-
-    fn club(owner: &Identity) -> Membership {
-        let (_, create) = SignedOp::create(owner, "club", Vec::new(), 0).unwrap();
-        Membership::new(create).unwrap()
-    }
-
-    fn add(who: &Identity, role: Role) -> OpKind {
-        OpKind::Add { member: MemberCard::of(&who.public()), role }
-    }
-
-    fn remove(who: &Identity) -> OpKind {
-        OpKind::Remove { peer: who.peer_id().to_bytes() }
-    }
 
     /// Sign `kind` by `by` on the heads of `m`, insert it, and give the state before.
     fn act(m: &mut Membership, by: &Identity, kind: OpKind) -> (GroupState, SignedOp) {
@@ -233,7 +216,7 @@ mod tests {
     #[test]
     fn joining_subscribes_gives_our_key_to_everyone_dials_them_and_fetches_the_log() {
         let p = people(4);
-        let mut m = club(&p[0]);
+        let mut m = group(&p[0]);
         act(&mut m, &p[0], add(&p[1], Role::Member));
         let (before, _) = act(&mut m, &p[0], add(&p[2], Role::Member));
         // p[2] hears of its own addition from p[0].
@@ -245,7 +228,7 @@ mod tests {
         assert!(r.fetch_log);
         assert!(!r.forward_concurrent, "a member that just joined has nothing the others lack");
         // The owner creating the group is the same rule with nobody else yet.
-        let fresh = club(&p[3]);
+        let fresh = group(&p[3]);
         let r = after_change(&p[3].peer_id(), &GroupState::default(), fresh.state(), None);
         assert_eq!(r.gossip, Some(Gossip::Subscribe));
         assert!(r.share_key_with.is_empty() && r.dial.is_empty());
@@ -254,7 +237,7 @@ mod tests {
     #[test]
     fn an_addition_gives_our_key_to_and_dials_only_the_added_member() {
         let p = people(4);
-        let mut m = club(&p[0]);
+        let mut m = group(&p[0]);
         act(&mut m, &p[0], add(&p[1], Role::Member));
         let (before, _) = act(&mut m, &p[0], add(&p[2], Role::Member));
         let r = after_change(&p[1].peer_id(), &before, m.state(), Some(p[0].peer_id()));
@@ -274,7 +257,7 @@ mod tests {
     #[test]
     fn when_someone_is_removed_or_leaves_our_key_rotates_for_those_who_stay_only() {
         let p = people(4);
-        let mut m = club(&p[0]);
+        let mut m = group(&p[0]);
         for who in &p[1..4] {
             act(&mut m, &p[0], add(who, Role::Member));
         }
@@ -294,7 +277,7 @@ mod tests {
     #[test]
     fn when_we_are_removed_we_unsubscribe_and_hand_out_nothing() {
         let p = people(3);
-        let mut m = club(&p[0]);
+        let mut m = group(&p[0]);
         act(&mut m, &p[0], add(&p[1], Role::Member));
         act(&mut m, &p[0], add(&p[2], Role::Member));
         let (before, _) = act(&mut m, &p[0], remove(&p[1]));
@@ -310,7 +293,7 @@ mod tests {
     #[test]
     fn an_authored_addition_sends_the_history_to_the_new_member_and_the_op_to_the_rest() {
         let p = people(4);
-        let mut m = club(&p[0]);
+        let mut m = group(&p[0]);
         act(&mut m, &p[0], add(&p[1], Role::Member));
         let (before, op) = act(&mut m, &p[0], add(&p[2], Role::Member));
         let mut sent = authored_recipients(&p[0].peer_id(), &before, m.state(), &op.op.kind);
@@ -340,7 +323,7 @@ mod tests {
     #[test]
     fn operations_concurrent_with_an_addition_reach_the_added_member() {
         let p = people(5);
-        let mut m = club(&p[0]);
+        let mut m = group(&p[0]);
         act(&mut m, &p[0], add(&p[1], Role::Admin));
         // On the same heads: the owner adds p[2] while the admin adds p[3].
         let theirs = m.sign(&p[1], 0, add(&p[3], Role::Member)).unwrap();
@@ -370,7 +353,7 @@ mod tests {
     #[test]
     fn many_forwarded_operations_go_in_payloads_of_at_most_64() {
         let p = people(3);
-        let mut m = club(&p[0]);
+        let mut m = group(&p[0]);
         act(&mut m, &p[0], add(&p[1], Role::Admin));
         // The admin renames 70 times while the owner, knowing none of it, adds p[2].
         let mut renames = Vec::new();
@@ -393,7 +376,7 @@ mod tests {
     #[test]
     fn a_removed_member_gets_no_forwarded_operations() {
         let p = people(4);
-        let mut m = club(&p[0]);
+        let mut m = group(&p[0]);
         act(&mut m, &p[0], add(&p[1], Role::Admin));
         let theirs = m.sign(&p[1], 0, add(&p[3], Role::Member)).unwrap();
         act(&mut m, &p[0], add(&p[2], Role::Member));

@@ -311,8 +311,10 @@ struct Blobs {
     counters: Arc<downloads::Counters>,
     /// Uploads to media nodes being watched for their progress.
     uploads: sending::Uploads,
-    /// `Timers::upload_retry` and `Timers::file_progress_every`.
+    /// Wait before an upload that failed in passing is tried once more
+    /// (`Timers::upload_retry`).
     upload_retry: Duration,
+    /// Least time between two progress events of one file (`Timers::file_progress_every`).
     progress_every: Duration,
 }
 

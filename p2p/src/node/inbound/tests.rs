@@ -98,8 +98,12 @@ impl Receiver {
         }
     }
 
+    fn record_of(&self, peer: &PeerId) -> Option<Contact> {
+        self.store.contacts().get(peer).unwrap()
+    }
+
     fn state_of(&self, peer: &PeerId) -> Option<ContactState> {
-        self.store.contacts().get(peer).unwrap().map(|c| c.state)
+        self.record_of(peer).map(|c| c.state)
     }
 }
 
@@ -214,7 +218,7 @@ fn a_contacts_newer_key_is_taken_and_shown_and_an_older_one_is_refused() {
     let rotated = bob.with_e2e([51; 32], 11, expires);
     let (results, outcome) = node.apply(&[node.text_from(&rotated, 1)]);
     assert_eq!(results, vec![DmResult::Stored]);
-    let record = node.store.contacts().get(&bob.peer_id()).unwrap().unwrap();
+    let record = node.record_of(&bob.peer_id()).unwrap();
     assert_eq!(record.e2e_public, Some(rotated.public().e2e_public));
     assert!(record.key_changed_at_ms.is_some());
     assert!(outcome.events.iter().any(|e| matches!(e, Event::KeyChanged { .. })));
@@ -224,7 +228,7 @@ fn a_contacts_newer_key_is_taken_and_shown_and_an_older_one_is_refused() {
     let (results, outcome) = node.apply(&[node.text_from(&old, 2)]);
     assert_eq!(results, vec![DmResult::Rejected(RejectReason::Forged)]);
     assert!(outcome.events.is_empty());
-    let record = node.store.contacts().get(&bob.peer_id()).unwrap().unwrap();
+    let record = node.record_of(&bob.peer_id()).unwrap();
     assert_eq!(record.e2e_public, Some(rotated.public().e2e_public), "the newer key stays");
     assert_eq!(node.texts_with(&bob.peer_id()), ["text 1"]);
 }
@@ -238,6 +242,6 @@ fn an_acceptance_from_a_fellow_member_we_did_not_ask_changes_nothing() {
     let (results, outcome) = node.apply(&[accepted]);
     assert_eq!(results, vec![DmResult::Stored]);
     assert!(outcome.events.is_empty(), "no contact shows up");
-    let record = node.store.contacts().get(&member.peer_id()).unwrap().unwrap();
+    let record = node.record_of(&member.peer_id()).unwrap();
     assert_eq!((record.state, record.display_name), (ContactState::Member, None));
 }
