@@ -29,6 +29,19 @@
 //! with one key; the receiver flushes it with the message it opened, and a crash
 //! before that flush leaves an older state that opens the sender's retry again.
 //!
+//! # Sending ahead
+//! A sealed message may also leave before the flush that makes its state durable,
+//! so that the sender's disk write overlaps the network and the receiver's. A
+//! crash in between would leave the stored state behind keys already used, and
+//! the next seal would use one of them again. So a contact is first *marked*
+//! ([`Ratchets::mark_sends_ahead`]), and the mark made durable, before anything
+//! leaves that way; at most [`MAX_SENT_AHEAD`] such messages per contact wait for
+//! their flush at once (the caller keeps that bound). A start that finds a mark
+//! (the node stopped without clearing it: a crash) advances every session of
+//! that contact by [`MAX_SENT_AHEAD`] keys before sealing anything, so no key a
+//! lost message used is used again. A clean stop clears the marks
+//! ([`Ratchets::clear_sends_ahead`]).
+//!
 //! # State on disk
 //! The records live in the store's message log, which is append-only: a record
 //! replaced (a session after the next message) stays in the file until a
@@ -87,6 +100,11 @@ pub const SEEN_RETENTION: Duration = kith_storage::REPLAY_WINDOW;
 /// while state is written (see the module docs, "State on disk"): the longest a
 /// replaced record stays readable with what is left on disk.
 pub const STATE_ROLL: Duration = Duration::from_secs(10 * 60);
+
+/// Most messages to one contact that may leave before the state that sealed them is
+/// durable (see the module docs, "Sending ahead"); after a crash, the sessions of a
+/// contact marked for that skip this many keys.
+pub const MAX_SENT_AHEAD: usize = 64;
 
 /// Olm message types on the wire ([`OlmMessage::to_parts`]).
 pub const PRE_KEY_MESSAGE: u8 = 0;
@@ -178,6 +196,8 @@ struct PeerState {
     since_ms: Option<u64>,
     /// `issued_us` of the newest offer taken from the peer.
     offer_us: u64,
+    /// Marked: messages may leave before the state that sealed them is durable.
+    sends_ahead: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -189,6 +209,8 @@ struct PeerRecord {
     since_ms: Option<u64>,
     #[serde(default)]
     offer_us: u64,
+    #[serde(default)]
+    sends_ahead: bool,
 }
 
 /// The node's ratchet state: its Olm account and a cache of peers' sessions over
@@ -214,6 +236,11 @@ pub struct Ratchets {
     /// interval later, not at once).
     last_roll: Instant,
     roll_every: Duration,
+    /// Contacts found marked at load (see the module docs, "Sending ahead"), whose
+    /// sessions were advanced.
+    marked_at_load: Vec<PeerId>,
+    /// Every contact marked, in the store or about to be.
+    marked: HashSet<PeerId>,
 }
 
 impl fmt::Debug for Ratchets {
@@ -238,6 +265,7 @@ impl Ratchets {
     /// later).
     pub fn load(store: RatchetState, identity: &Identity, now_ms: u64) -> Result<Ratchets, RatchetError> {
         let mut ratchets = Self::load_unrolled(store, identity, now_ms)?;
+        ratchets.skip_past_sent_ahead()?;
         if let Err(e) = ratchets.roll(Instant::now()) {
             if ratchets.keys.current_epoch().is_none() {
                 return Err(e);
@@ -287,6 +315,8 @@ impl Ratchets {
             written_since_roll: false,
             last_roll: Instant::now(),
             roll_every: STATE_ROLL,
+            marked_at_load: Vec::new(),
+            marked: HashSet::new(),
         };
         ratchets.prune_seen(now_ms)?;
         Ok(ratchets)
@@ -451,6 +481,68 @@ impl Ratchets {
         }
         self.dirty.insert(*peer);
         Ok(learned)
+    }
+
+    /// Advances every session of each contact marked for sending ahead by
+    /// [`MAX_SENT_AHEAD`] keys (see the module docs, "Sending ahead"). Written, not
+    /// flushed, and the marks stay: a crash before the flush does it again from the
+    /// same stored state.
+    fn skip_past_sent_ahead(&mut self) -> Result<(), RatchetError> {
+        for (key, _) in self.store.scan(PEER_PREFIX).map_err(state)? {
+            let Some(peer) = key.strip_prefix(PEER_PREFIX).and_then(|id| PeerId::from_bytes(id).ok()) else { continue };
+            let state = self.peer(&peer)?;
+            if !state.sends_ahead {
+                self.peers.remove(&peer);
+                continue;
+            }
+            for session in &mut state.sessions {
+                for _ in 0..MAX_SENT_AHEAD {
+                    session.encrypt(b"").map_err(|e| RatchetError::Malformed(e.to_string()))?;
+                }
+            }
+            self.dirty.insert(peer);
+            self.marked_at_load.push(peer);
+            self.marked.insert(peer);
+        }
+        if !self.marked_at_load.is_empty() {
+            tracing::warn!(contacts = self.marked_at_load.len(), "the node did not stop cleanly while messages could leave ahead of their flush; sessions with those contacts skip the keys such messages may have used");
+        }
+        Ok(())
+    }
+
+    /// Contacts found marked for sending ahead at load: the node had not stopped
+    /// cleanly, their sessions were advanced, and the caller raises their
+    /// conversations' Lamport values past what may have been lost
+    /// (docs/PROTOCOL.md, *Durability*). They stay marked.
+    pub fn marked_at_load(&self) -> &[PeerId] {
+        &self.marked_at_load
+    }
+
+    /// Marks `peer` for sending ahead (see the module docs). Written by the next
+    /// [`Self::persist`]; nothing may leave ahead before that write is flushed.
+    /// Returns whether the mark is new.
+    pub fn mark_sends_ahead(&mut self, peer: &PeerId) -> Result<bool, RatchetError> {
+        let state = self.peer(peer)?;
+        if state.sends_ahead {
+            return Ok(false);
+        }
+        state.sends_ahead = true;
+        self.dirty.insert(*peer);
+        self.marked.insert(*peer);
+        Ok(true)
+    }
+
+    /// Clears every mark (a clean stop: everything sealed is durable). Written by
+    /// the next [`Self::persist`].
+    pub fn clear_sends_ahead(&mut self) -> Result<(), RatchetError> {
+        for peer in std::mem::take(&mut self.marked) {
+            let state = self.peer(&peer)?;
+            if state.sends_ahead {
+                state.sends_ahead = false;
+                self.dirty.insert(peer);
+            }
+        }
+        Ok(())
     }
 
     /// Whether a message to `peer` can be ratcheted now (a session, or its keys).
@@ -642,6 +734,7 @@ impl Ratchets {
                 offered: s.offered,
                 since_ms: s.since_ms,
                 offer_us: s.offer_us,
+                sends_ahead: s.sends_ahead,
             };
             let key = peer_key(peer);
             let plain = Zeroizing::new(wire::encode(&record).map_err(state)?);
@@ -697,6 +790,7 @@ impl Ratchets {
             offered: r.offered,
             since_ms: r.since_ms,
             offer_us: r.offer_us,
+            sends_ahead: r.sends_ahead,
         })
     }
 

@@ -567,6 +567,9 @@ impl Conversation {
             }
             None => self.unread = 0,
         }
+        if let Some(floor) = state.lamport_floors.get(&self.id) {
+            self.last_lamport = self.last_lamport.max(*floor);
+        }
         self
     }
 

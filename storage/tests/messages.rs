@@ -399,3 +399,25 @@ fn batched_staging_and_state_updates() {
     let left: Vec<MessageId> = store.outbox().list().unwrap().iter().map(|e| e.id).collect();
     assert_eq!(left, [mid(3)], "updated ids and the non-message item left the outbox");
 }
+
+#[test]
+fn a_raised_lamport_floor_holds_until_messages_pass_it_and_survives_compaction() {
+    let (_dir, store) = temp_store();
+    conversation(&store, 1);
+    store.stage_outgoing(&[(outgoing(cid(1), mid(1), 5), entry(mid(1)))]).unwrap();
+    let lamport = |store: &Store| store.conversations().get(cid(1)).unwrap().unwrap().last_lamport;
+    assert_eq!(lamport(&store), 5);
+
+    store.conversations().raise_lamport(cid(1), 69);
+    assert_eq!(lamport(&store), 69, "the floor is above the stored messages");
+    store.conversations().raise_lamport(cid(1), 10);
+    assert_eq!(lamport(&store), 69, "a lower floor changes nothing");
+    store.compact_log().unwrap();
+    assert_eq!(lamport(&store), 69, "a compaction keeps the floor");
+
+    store.stage_outgoing(&[(outgoing(cid(1), mid(2), 80), entry(mid(2)))]).unwrap();
+    assert_eq!(lamport(&store), 80, "a message above the floor counts");
+    // Another conversation is not touched.
+    conversation(&store, 2);
+    assert_eq!(store.conversations().get(cid(2)).unwrap().unwrap().last_lamport, 0);
+}

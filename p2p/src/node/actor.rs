@@ -31,6 +31,7 @@ use super::direct;
 use super::flusher::{FlushFailed, Flusher};
 use super::inbound::Inbound;
 use super::outbox::{Flight, Queues};
+use super::send_ahead::{SendAhead, Staged};
 use super::or_log::OrLog;
 use super::{Command, Event, NodeConfig, NodeError, SendRequest, StartError, Status};
 use crate::conn_limits;
@@ -66,8 +67,12 @@ type DurableReply = Box<dyn FnOnce(&Result<(), FlushFailed>) + Send>;
 
 /// What waits for the flush that makes the writes before it durable.
 enum AfterFlush {
-    /// Staged sends: answer their callers, then send them.
-    Sends(Vec<(Composed, SendReply)>),
+    /// Staged sends: answer their callers, then send those not sent ahead.
+    Sends {
+        composed: Vec<(Composed, SendReply)>,
+        /// Contacts marked for sending ahead in this batch (see [`SendAhead`]).
+        marked: Vec<PeerId>,
+    },
     /// A peer's delivery request, stored: answer it, then act on what it brought.
     Answer {
         channel: request_response::ResponseChannel<DmResponse>,
@@ -171,6 +176,8 @@ pub(crate) struct Actor {
     /// Sends staged but not yet durable: [`Actor::reload_outbox`] leaves them to
     /// [`Actor::finish_sends`], so none goes out before its flush.
     unflushed_sends: HashSet<MessageId>,
+    /// Which new 1:1 messages leave before their flush.
+    send_ahead: SendAhead,
 }
 
 impl Actor {
@@ -314,6 +321,7 @@ impl Actor {
             group_messages: crate::node::grouplog_client::GroupLogClient::new(config.timers.group_retry),
             flusher,
             unflushed_sends: HashSet::new(),
+            send_ahead: SendAhead::default(),
             config,
         };
         match actor.store.prune_tombstones(ops::now_ms()) {
@@ -321,6 +329,7 @@ impl Actor {
             Ok(pruned) => tracing::debug!(pruned, "forgot tombstones older than the replay window"),
             Err(e) => tracing::warn!(error = %e, "pruning tombstones failed"),
         }
+        actor.resume_sends_ahead();
         actor.purge_invites();
         actor.load_groups();
         actor.bootstrap();
@@ -347,6 +356,7 @@ impl Actor {
                 command = self.commands.recv() => {
                     let Some(command) = command else {
                         // Every handle is gone.
+                        self.clear_sends_ahead();
                         self.flush_held();
                         break;
                     };
@@ -360,6 +370,7 @@ impl Actor {
                         Some(Command::Shutdown(reply)) => {
                             self.send_group_receipts(None);
                             self.say_goodbye().await;
+                            self.clear_sends_ahead();
                             self.flush_held();
                             let _ = reply.send(());
                             break;
@@ -599,7 +610,7 @@ impl Actor {
         let mut reload = false;
         for action in actions {
             match action {
-                AfterFlush::Sends(composed) => self.finish_sends(composed, result),
+                AfterFlush::Sends { composed, marked } => self.finish_sends(composed, marked, result),
                 AfterFlush::Answer { channel, mut results, accepted } => {
                     if result.is_err() {
                         unstored(&mut results);
@@ -859,11 +870,10 @@ impl Actor {
 
     /// Compose `first` and every send already waiting behind it (up to
     /// [`MAX_SEND_BATCH`]) and store them in one transaction; the flusher makes them
-    /// durable, then [`Actor::finish_sends`] answers and sends them: each caller hears
-    /// `Ok`, and a recipient sees a message, only once it is on disk here. (Sending
-    /// before the flush would overlap the two sides' disk writes, but a crash could
-    /// then leave at a recipient a message whose Lamport time the sender reuses,
-    /// breaking its order there.) Returns the command that ended the batch.
+    /// durable, then [`Actor::finish_sends`] answers the callers: each hears `Ok` only
+    /// once its message is on disk here. 1:1 messages that [`SendAhead`] allows leave
+    /// at once, the others after that flush (docs/PROTOCOL.md, *Durability*). Returns
+    /// the command that ended the batch.
     fn send_batch(&mut self, first: SendRequest) -> Option<Command> {
         let mut composed = Vec::new();
         let mut attachments = Vec::new();
@@ -892,8 +902,15 @@ impl Actor {
         match self.store.stage_outgoing(&items).and_then(|()| self.note_attachments(&attachments)) {
             Ok(()) => {
                 self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));
-                self.preseal(&composed);
-                self.flusher.after_flush(AfterFlush::Sends(composed));
+                let mut marked = self.mark_for_sending_ahead(&composed);
+                if !self.preseal(&composed) {
+                    marked.clear();
+                }
+                let ahead = self.send_ahead(&composed);
+                self.flusher.after_flush(AfterFlush::Sends { composed, marked });
+                for peer in ahead {
+                    self.dispatch(peer);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "staging outgoing messages failed");
@@ -903,6 +920,72 @@ impl Actor {
             }
         }
         ended_by
+    }
+
+    /// Marks, for sending ahead, the contacts of a batch's 1:1 messages that have a
+    /// ratchet and no durable mark yet (written with the batch's ratchet state).
+    /// Returns them.
+    fn mark_for_sending_ahead(&mut self, composed: &[(Composed, SendReply)]) -> Vec<PeerId> {
+        let mut marked = Vec::new();
+        for (result, _) in composed {
+            let Ok((_, _, group_messages::Dest::Peer(peer))) = result else { continue };
+            if !self.send_ahead.needs_mark(peer) || marked.contains(peer) || !matches!(self.ratchets.ready(peer), Ok(true)) {
+                continue;
+            }
+            match self.ratchets.mark_sends_ahead(peer) {
+                Ok(_) => marked.push(*peer),
+                Err(e) => tracing::warn!(%peer, error = %e, "marking a contact for sending ahead failed; its messages wait for their flush"),
+            }
+        }
+        marked
+    }
+
+    /// Queues the batch's 1:1 messages that may leave before their flush
+    /// ([`SendAhead::take`] judges every one, in order). Returns their contacts, to
+    /// dispatch.
+    fn send_ahead(&mut self, composed: &[(Composed, SendReply)]) -> Vec<PeerId> {
+        let now = Instant::now();
+        let mut peers = Vec::new();
+        for (result, _) in composed {
+            let Ok((message, entry, group_messages::Dest::Peer(peer))) = result else { continue };
+            let presealed = self.ratcheted.get(peer).is_some_and(|cache| cache.contains_key(&entry.id));
+            let staged = Staged { peer: *peer, id: entry.id, lamport: message.lamport, eligible: presealed && message.file.is_none() };
+            if self.send_ahead.take(staged) {
+                self.queues.push(*peer, entry.clone(), now);
+                if !peers.contains(peer) {
+                    peers.push(*peer);
+                }
+            }
+        }
+        peers
+    }
+
+    /// After a start that found contacts marked for sending ahead (a crash): their
+    /// conversations' next Lamport values go past what the lost messages may have
+    /// used (their sessions skipped the keys at load).
+    fn resume_sends_ahead(&mut self) {
+        for peer in self.ratchets.marked_at_load().to_vec() {
+            let conversation = ops::direct_conversation(&self.me, &peer);
+            let stored = match self.store.conversations().get(conversation) {
+                Ok(found) => found.map_or(0, |c| c.last_lamport),
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "reading a conversation failed; its messages wait for their flush");
+                    continue;
+                }
+            };
+            self.store.conversations().raise_lamport(conversation, stored.saturating_add(crate::ratchet::MAX_SENT_AHEAD as u64));
+            self.send_ahead.marked_at_start(peer, stored);
+        }
+    }
+
+    /// A clean stop: everything sent ahead is flushed by the caller's flush, so the
+    /// marks go with it and the next start skips nothing.
+    fn clear_sends_ahead(&mut self) {
+        let cleared = self.ratchets.clear_sends_ahead().and_then(|()| self.ratchets.persist(ops::now_ms()));
+        if let Err(e) = cleared {
+            tracing::warn!(error = %e, "clearing the marks for sending ahead failed; the next start skips ratchet keys as after a crash");
+            self.ratchets.rollback();
+        }
     }
 
     /// Say where the files of staged messages are (their records were started with
@@ -915,11 +998,14 @@ impl Actor {
     }
 
     /// Staged sends are durable (or their flush failed): answer the callers, then
-    /// queue and send the messages.
-    fn finish_sends(&mut self, composed: Vec<(Composed, SendReply)>, flushed: &Result<(), FlushFailed>) {
+    /// queue and send the messages not sent ahead.
+    fn finish_sends(&mut self, composed: Vec<(Composed, SendReply)>, marked: Vec<PeerId>, flushed: &Result<(), FlushFailed>) {
         let now = Instant::now();
         let mut peers = Vec::new();
         let mut groups = Vec::new();
+        if flushed.is_ok() {
+            self.send_ahead.marks_durable(marked);
+        }
         for (result, reply) in composed {
             if let Ok((message, ..)) = &result {
                 self.unflushed_sends.remove(&message.id);
@@ -936,11 +1022,19 @@ impl Actor {
                     }
                 }
             }
+            let sent_ahead = match &result {
+                Ok((message, _, group_messages::Dest::Peer(peer))) => {
+                    self.send_ahead.flushed(*peer, message.id, message.lamport, flushed.is_ok())
+                }
+                _ => false,
+            };
             let answer = match (result, flushed) {
                 (Ok((message, entry, group_messages::Dest::Peer(peer))), Ok(())) => {
-                    self.queues.push(peer, entry, now);
-                    if !peers.contains(&peer) {
-                        peers.push(peer);
+                    if !sent_ahead {
+                        self.queues.push(peer, entry, now);
+                        if !peers.contains(&peer) {
+                            peers.push(peer);
+                        }
                     }
                     Ok(MessageView::new(&message, Some(&kith_storage::peer_text(&peer))))
                 }

@@ -512,3 +512,57 @@ fn state_sealed_under_the_end_to_end_key_is_read_once_and_re_sealed_under_a_stat
     let afresh = Ratchets::load(bob.store.ratchet(), &rotated, NOW).unwrap();
     assert_ne!(afresh.identity_key(), identity_key);
 }
+
+/// Alice and Bob after a round trip, and Alice's sending chain started (the stored
+/// state has it, so the messages she seals next continue it).
+fn talking() -> (Side, Side) {
+    let (mut alice, mut bob) = pair();
+    let first = alice.seal(&bob, "hello");
+    bob.open(&alice, &first).unwrap();
+    let reply = bob.seal(&alice, "hi");
+    alice.open(&bob, &reply).unwrap();
+    let next = alice.seal(&bob, "how are you");
+    bob.open(&alice, &next).unwrap();
+    (alice, bob)
+}
+
+/// Alice seals `n` messages whose state is never written (a crash took it), and Bob
+/// receives them all; then Alice starts again on her stored state and seals one more.
+/// Returns what Bob makes of that one.
+fn crash_after_sending_ahead(alice: &mut Side, bob: &mut Side, n: usize) -> Result<String, RatchetError> {
+    for i in 0..n {
+        let lost = alice.ratchets.seal(&bob.peer, format!("lost {i}").as_bytes()).unwrap().unwrap();
+        assert_eq!(bob.open(alice, &lost).unwrap(), format!("lost {i}"));
+    }
+    alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap();
+    let after = alice.seal(bob, "after the crash");
+    bob.open(alice, &after)
+}
+
+#[test]
+fn a_crash_while_sending_ahead_never_seals_two_messages_with_one_key() {
+    // Unmarked, the stored state is behind the keys the lost messages used: the next
+    // message reuses one, and Bob, who read the lost one, has no key left for it.
+    let (mut alice, mut bob) = talking();
+    assert!(matches!(crash_after_sending_ahead(&mut alice, &mut bob, 3), Err(RatchetError::KeyGone(_))));
+
+    // Marked (and the mark durable) before anything leaves ahead: the start finds the
+    // mark and skips the keys, up to the bound the sender keeps.
+    let (mut alice, mut bob) = talking();
+    assert!(alice.ratchets.mark_sends_ahead(&bob.peer).unwrap());
+    assert!(!alice.ratchets.mark_sends_ahead(&bob.peer).unwrap(), "marked once");
+    alice.ratchets.persist(NOW).unwrap();
+    assert_eq!(crash_after_sending_ahead(&mut alice, &mut bob, MAX_SENT_AHEAD).unwrap(), "after the crash");
+    assert_eq!(alice.ratchets.marked_at_load(), &[bob.peer]);
+
+    // The mark stays after such a start: a second crash skips again.
+    assert_eq!(crash_after_sending_ahead(&mut alice, &mut bob, 5).unwrap(), "after the crash");
+
+    // A clean stop clears it: the next start skips nothing and finds no mark.
+    alice.ratchets.clear_sends_ahead().unwrap();
+    alice.ratchets.persist(NOW).unwrap();
+    alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap();
+    assert!(alice.ratchets.marked_at_load().is_empty());
+    let next = alice.seal(&bob, "after a clean stop");
+    assert_eq!(bob.open(&alice, &next).unwrap(), "after a clean stop");
+}

@@ -29,7 +29,7 @@ pub(crate) mod frame;
 pub(crate) mod index;
 pub(crate) mod record;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -94,6 +94,9 @@ pub(crate) struct LogState {
     broken: Option<String>,
     /// How many times a compaction replaced the file since it was opened.
     generation: u64,
+    /// Lamport values a conversation's next message must pass, set in memory only
+    /// (see [`crate::Conversations::raise_lamport`]); a compaction keeps them.
+    pub(crate) lamport_floors: HashMap<ConversationId, u64>,
 }
 
 impl LogState {
@@ -196,7 +199,7 @@ impl MessageLog {
         Ok(MessageLog {
             path: path.to_owned(),
             current: RwLock::new(Arc::clone(&file)),
-            state: Mutex::new(LogState { index, file, end, broken: None, generation: 0 }),
+            state: Mutex::new(LogState { index, file, end, broken: None, generation: 0, lamport_floors: HashMap::new() }),
             compacting: Mutex::new(()),
         })
     }

@@ -186,8 +186,9 @@ impl Actor {
     /// attempt goes out without a flush of its own (see [`Actor::ratchet_durable`]).
     /// Only for a contact whose queued entries are all sealed already, so that the
     /// chain follows the queue's order; the others, and a payload that fails here,
-    /// are sealed when they go.
-    pub(super) fn preseal(&mut self, composed: &[(super::Composed, super::SendReply)]) {
+    /// are sealed when they go. Returns false if the ratchet state could not be
+    /// written (then nothing is presealed, and the batch's marks are undone).
+    pub(super) fn preseal(&mut self, composed: &[(super::Composed, super::SendReply)]) -> bool {
         let mut sealed = Vec::new();
         for (result, _) in composed {
             let Ok((_, entry, super::group_messages::Dest::Peer(peer))) = result else { continue };
@@ -203,7 +204,9 @@ impl Actor {
         if let Err(e) = self.ratchets.persist(ops::now_ms()) {
             tracing::error!(error = %e, "writing ratchet state failed");
             self.ratchet_undo(&sealed);
+            return false;
         }
+        true
     }
 
     /// `entry`'s payload as sealed for `contact`: the one sealed for it before if

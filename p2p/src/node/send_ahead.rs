@@ -1,0 +1,191 @@
+//! Which of our new 1:1 messages leave before the flush that stores them, so that
+//! the sender's disk write overlaps the network and the receiver's instead of
+//! adding to them (docs/PROTOCOL.md, *Durability*, says what a crash at each
+//! point does).
+//!
+//! A crash before that flush loses the message here while the contact may hold
+//! it. Two things must then not be used again: the ratchet keys it was sealed with,
+//! and its Lamport value (the next message must order after it). So a message
+//! leaves ahead only when
+//! - the contact's mark is durable: a start that finds it skips
+//!   [`MAX_SENT_AHEAD`] keys of every session of that contact
+//!   ([`crate::ratchet::Ratchets::mark_sends_ahead`]) and raises the
+//!   conversation's Lamport value by as much;
+//! - it was sealed with the batch (presealed) and carries no file (a file's record
+//!   must be durable before anyone asks for its chunks);
+//! - fewer than [`MAX_SENT_AHEAD`] of the contact's messages sent ahead wait for
+//!   their flush, and its Lamport value is at most [`MAX_SENT_AHEAD`] above the
+//!   highest of the contact's messages already flushed: so what a crash can lose
+//!   is within what the next start skips;
+//! - no earlier message to the contact is held for its flush (the queue keeps the
+//!   order they were written in).
+//!
+//! Everything else waits for its flush as before.
+
+use std::collections::{HashMap, HashSet};
+
+use kith_storage::MessageId;
+use libp2p::PeerId;
+
+use crate::ratchet::MAX_SENT_AHEAD;
+
+/// One staged message to a contact, as [`SendAhead::take`] judges it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Staged {
+    pub(crate) peer: PeerId,
+    pub(crate) id: MessageId,
+    pub(crate) lamport: u64,
+    /// Presealed with its batch and carrying no file.
+    pub(crate) eligible: bool,
+}
+
+/// One contact's messages between their staging and their flush.
+#[derive(Debug, Default)]
+struct Contact {
+    /// The highest Lamport value of its messages known to be flushed.
+    flushed_lamport: u64,
+    /// Sent ahead, flush pending.
+    ahead: usize,
+    /// Held for their flush.
+    held: usize,
+}
+
+/// The bookkeeping of sends ahead (see the module docs). Pure: the actor asks and
+/// carries out.
+#[derive(Debug, Default)]
+pub(crate) struct SendAhead {
+    /// Contacts whose mark is durable.
+    marked: HashSet<PeerId>,
+    contacts: HashMap<PeerId, Contact>,
+    /// Messages sent ahead whose flush is pending.
+    ids: HashSet<MessageId>,
+}
+
+impl SendAhead {
+    /// A contact whose mark was found at start, and the highest Lamport value of
+    /// its conversation then stored (all of it durable).
+    pub(crate) fn marked_at_start(&mut self, peer: PeerId, stored_lamport: u64) {
+        self.marked.insert(peer);
+        self.contacts.entry(peer).or_default().flushed_lamport = stored_lamport;
+    }
+
+    /// Whether `peer` has no durable mark yet (the batch should mark it).
+    pub(crate) fn needs_mark(&self, peer: &PeerId) -> bool {
+        !self.marked.contains(peer)
+    }
+
+    /// A flush that covered the marks of `peers` completed.
+    pub(crate) fn marks_durable(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        self.marked.extend(peers);
+    }
+
+    /// Decides for one staged message, in the order of its batch, whether it leaves
+    /// now (true) or is held for its flush. Every message judged here is reported
+    /// to [`Self::flushed`] when its flush completes.
+    pub(crate) fn take(&mut self, staged: Staged) -> bool {
+        let contact = self.contacts.entry(staged.peer).or_default();
+        let ahead = staged.eligible
+            && self.marked.contains(&staged.peer)
+            && contact.held == 0
+            && contact.ahead < MAX_SENT_AHEAD
+            && staged.lamport <= contact.flushed_lamport.saturating_add(MAX_SENT_AHEAD as u64);
+        if ahead {
+            contact.ahead += 1;
+            self.ids.insert(staged.id);
+        } else {
+            contact.held += 1;
+        }
+        ahead
+    }
+
+    /// The flush of a message judged by [`Self::take`] completed (`ok`) or failed.
+    /// Returns whether it was sent ahead (then it is queued already).
+    pub(crate) fn flushed(&mut self, peer: PeerId, id: MessageId, lamport: u64, ok: bool) -> bool {
+        let was_ahead = self.ids.remove(&id);
+        let Some(contact) = self.contacts.get_mut(&peer) else { return was_ahead };
+        if was_ahead {
+            contact.ahead = contact.ahead.saturating_sub(1);
+        } else {
+            contact.held = contact.held.saturating_sub(1);
+        }
+        if ok {
+            contact.flushed_lamport = contact.flushed_lamport.max(lamport);
+        }
+        was_ahead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(peer: PeerId, lamport: u64, eligible: bool) -> Staged {
+        Staged { peer, id: crate::ops::new_message_id(), lamport, eligible }
+    }
+
+    #[test]
+    fn nothing_leaves_ahead_before_the_mark_is_durable() {
+        let peer = PeerId::random();
+        let mut ahead = SendAhead::default();
+        assert!(ahead.needs_mark(&peer));
+        let first = staged(peer, 1, true);
+        assert!(!ahead.take(first), "no mark on disk yet");
+        assert!(!ahead.flushed(peer, first.id, 1, true));
+        ahead.marks_durable([peer]);
+        assert!(!ahead.needs_mark(&peer));
+        assert!(ahead.take(staged(peer, 2, true)));
+        assert!(!ahead.take(staged(PeerId::random(), 1, true)), "another contact is not marked");
+    }
+
+    #[test]
+    fn a_held_message_holds_those_behind_it_until_its_flush() {
+        let peer = PeerId::random();
+        let mut ahead = SendAhead::default();
+        ahead.marked_at_start(peer, 10);
+        let with_file = staged(peer, 11, false);
+        assert!(!ahead.take(with_file), "not presealed, or a file: held");
+        let behind = staged(peer, 12, true);
+        assert!(!ahead.take(behind), "would overtake the held one");
+        assert!(!ahead.flushed(peer, with_file.id, 11, true));
+        assert!(!ahead.flushed(peer, behind.id, 12, true));
+        let next = staged(peer, 13, true);
+        assert!(ahead.take(next), "nothing held any more");
+        assert!(ahead.flushed(peer, next.id, 13, true), "was sent ahead: queued already");
+    }
+
+    #[test]
+    fn at_most_the_bound_waits_for_a_flush_and_lamport_values_stay_within_it() {
+        let peer = PeerId::random();
+        let mut ahead = SendAhead::default();
+        ahead.marked_at_start(peer, 100);
+        let bound = MAX_SENT_AHEAD as u64;
+        let sent: Vec<Staged> = (1..=bound).map(|n| staged(peer, 100 + n, true)).collect();
+        assert!(sent.iter().all(|s| ahead.take(*s)));
+        let over = staged(peer, 101 + bound, true);
+        assert!(!ahead.take(over), "the bound is reached");
+        for s in &sent {
+            assert!(ahead.flushed(peer, s.id, s.lamport, true));
+        }
+        assert!(!ahead.flushed(peer, over.id, over.lamport, true));
+
+        // A value far above the flushed ones (incoming messages raised it, not yet
+        // flushed here) waits for its flush; after it the next ones go again.
+        let flushed = 101 + bound;
+        let far = staged(peer, flushed + bound + 1, true);
+        assert!(!ahead.take(far));
+        assert!(!ahead.flushed(peer, far.id, far.lamport, true));
+        assert!(ahead.take(staged(peer, far.lamport + 1, true)));
+    }
+
+    #[test]
+    fn a_failed_flush_frees_the_place_but_counts_nothing_as_flushed() {
+        let peer = PeerId::random();
+        let mut ahead = SendAhead::default();
+        ahead.marked_at_start(peer, 0);
+        let bound = MAX_SENT_AHEAD as u64;
+        let first = staged(peer, bound, true);
+        assert!(ahead.take(first));
+        assert!(ahead.flushed(peer, first.id, first.lamport, false));
+        assert!(!ahead.take(staged(peer, bound + 1, true)), "the failed flush raised nothing");
+    }
+}
