@@ -241,6 +241,9 @@ pub struct Ratchets {
     marked_at_load: Vec<PeerId>,
     /// Every contact marked, in the store or about to be.
     marked: HashSet<PeerId>,
+    /// Contacts for which a seal started a new session since the last
+    /// [`Self::take_new_sessions`].
+    new_sessions: HashSet<PeerId>,
 }
 
 impl fmt::Debug for Ratchets {
@@ -265,7 +268,7 @@ impl Ratchets {
     /// later).
     pub fn load(store: RatchetState, identity: &Identity, now_ms: u64) -> Result<Ratchets, RatchetError> {
         let mut ratchets = Self::load_unrolled(store, identity, now_ms)?;
-        ratchets.skip_past_sent_ahead()?;
+        ratchets.skip_past_sent_ahead(now_ms)?;
         if let Err(e) = ratchets.roll(Instant::now()) {
             if ratchets.keys.current_epoch().is_none() {
                 return Err(e);
@@ -317,6 +320,7 @@ impl Ratchets {
             roll_every: STATE_ROLL,
             marked_at_load: Vec::new(),
             marked: HashSet::new(),
+            new_sessions: HashSet::new(),
         };
         ratchets.prune_seen(now_ms)?;
         Ok(ratchets)
@@ -484,10 +488,11 @@ impl Ratchets {
     }
 
     /// Advances every session of each contact marked for sending ahead by
-    /// [`MAX_SENT_AHEAD`] keys (see the module docs, "Sending ahead"). Written, not
-    /// flushed, and the marks stay: a crash before the flush does it again from the
-    /// same stored state.
-    fn skip_past_sent_ahead(&mut self) -> Result<(), RatchetError> {
+    /// [`MAX_SENT_AHEAD`] keys (see the module docs, "Sending ahead"). Written at
+    /// once, so that a [`Self::rollback`] reloads the advanced sessions, not the ones
+    /// behind the lost keys; not flushed, and the marks stay: a crash before a flush
+    /// does it again from the same stored state.
+    fn skip_past_sent_ahead(&mut self, now_ms: u64) -> Result<(), RatchetError> {
         for (key, _) in self.store.scan(PEER_PREFIX).map_err(state)? {
             let Some(peer) = key.strip_prefix(PEER_PREFIX).and_then(|id| PeerId::from_bytes(id).ok()) else { continue };
             let state = self.peer(&peer)?;
@@ -506,6 +511,7 @@ impl Ratchets {
         }
         if !self.marked_at_load.is_empty() {
             tracing::warn!(contacts = self.marked_at_load.len(), "the node did not stop cleanly while messages could leave ahead of their flush; sessions with those contacts skip the keys such messages may have used");
+            self.persist(now_ms)?;
         }
         Ok(())
     }
@@ -513,7 +519,7 @@ impl Ratchets {
     /// Contacts found marked for sending ahead at load: the node had not stopped
     /// cleanly, their sessions were advanced, and the caller raises their
     /// conversations' Lamport values past what may have been lost
-    /// (docs/PROTOCOL.md, *Durability*). They stay marked.
+    /// (docs/PROTOCOL.md, *Delivery*, *Sending ahead*). They stay marked.
     pub fn marked_at_load(&self) -> &[PeerId] {
         &self.marked_at_load
     }
@@ -530,6 +536,14 @@ impl Ratchets {
         self.dirty.insert(*peer);
         self.marked.insert(*peer);
         Ok(true)
+    }
+
+    /// The contacts for which a seal started a new session since the last call. A
+    /// message sealed in a session whose start is not durable must not leave ahead:
+    /// a crash would lose the whole session, which no skip covers, and the contact's
+    /// one-time key with it.
+    pub fn take_new_sessions(&mut self) -> HashSet<PeerId> {
+        std::mem::take(&mut self.new_sessions)
     }
 
     /// Clears every mark (a clean stop: everything sealed is durable). Written by
@@ -570,6 +584,7 @@ impl Ratchets {
                 )
                 .map_err(|e| RatchetError::Malformed(e.to_string()))?;
             state.sessions.insert(0, session);
+            self.new_sessions.insert(*peer);
         }
         let message = state.sessions[0].encrypt(plaintext).map_err(|e| RatchetError::Malformed(e.to_string()))?;
         self.dirty.insert(*peer);

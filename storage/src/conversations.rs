@@ -102,7 +102,7 @@ impl Conversations {
     /// Makes `last_lamport` of conversation `id` at least `floor` from now on, so its
     /// next message gets a higher value, in memory only: the caller sets it again
     /// at every start for as long as it is needed. A sender that may have lost, in
-    /// a crash, messages its contact received (docs/PROTOCOL.md, *Durability*) gives
+    /// a crash, messages its contact received (docs/PROTOCOL.md, *Delivery*, *Sending ahead*) gives
     /// its next ones values above theirs, so that they stay in the order written.
     pub fn raise_lamport(&self, id: ConversationId, floor: u64) {
         let mut state = self.inner.log.lock();

@@ -85,6 +85,15 @@ enum AfterFlush {
     Reply(DurableReply),
     /// Outbox entries were queued (group keys, histories, syncs): send them.
     ReloadOutbox,
+    /// A batch sealed at dispatch: send it once the ratchet state it advanced is
+    /// durable (see [`Actor::send_sealed`]).
+    Sealed {
+        peer: PeerId,
+        flight: Flight,
+        envelopes: Vec<Vec<u8>>,
+        /// What it sealed, to undo if the flush fails.
+        sealed_now: Vec<(PeerId, MessageId)>,
+    },
     /// A page of our mail drained from a relay, stored: ack what is durable there,
     /// then act on what it brought.
     Drained {
@@ -178,6 +187,8 @@ pub(crate) struct Actor {
     unflushed_sends: HashSet<MessageId>,
     /// Which new 1:1 messages leave before their flush.
     send_ahead: SendAhead,
+    /// Numbers the batches waiting for the flush of what they were sealed with.
+    sealing_flights: u64,
 }
 
 impl Actor {
@@ -322,6 +333,7 @@ impl Actor {
             flusher,
             unflushed_sends: HashSet::new(),
             send_ahead: SendAhead::default(),
+            sealing_flights: 0,
             config,
         };
         match actor.store.prune_tombstones(ops::now_ms()) {
@@ -329,7 +341,7 @@ impl Actor {
             Ok(pruned) => tracing::debug!(pruned, "forgot tombstones older than the replay window"),
             Err(e) => tracing::warn!(error = %e, "pruning tombstones failed"),
         }
-        actor.resume_sends_ahead();
+        actor.resume_sends_ahead()?;
         actor.purge_invites();
         actor.load_groups();
         actor.bootstrap();
@@ -611,6 +623,7 @@ impl Actor {
         for action in actions {
             match action {
                 AfterFlush::Sends { composed, marked } => self.finish_sends(composed, marked, result),
+                AfterFlush::Sealed { peer, flight, envelopes, sealed_now } => self.send_sealed(peer, flight, envelopes, &sealed_now, result),
                 AfterFlush::Answer { channel, mut results, accepted } => {
                     if result.is_err() {
                         unstored(&mut results);
@@ -872,7 +885,7 @@ impl Actor {
     /// [`MAX_SEND_BATCH`]) and store them in one transaction; the flusher makes them
     /// durable, then [`Actor::finish_sends`] answers the callers: each hears `Ok` only
     /// once its message is on disk here. 1:1 messages that [`SendAhead`] allows leave
-    /// at once, the others after that flush (docs/PROTOCOL.md, *Durability*). Returns
+    /// at once, the others after that flush (docs/PROTOCOL.md, *Delivery*). Returns
     /// the command that ended the batch.
     fn send_batch(&mut self, first: SendRequest) -> Option<Command> {
         let mut composed = Vec::new();
@@ -903,7 +916,16 @@ impl Actor {
             Ok(()) => {
                 self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));
                 let mut marked = self.mark_for_sending_ahead(&composed);
-                if !self.preseal(&composed) {
+                let presealed = self.preseal(&composed);
+                let new_sessions = self.ratchets.take_new_sessions();
+                if presealed {
+                    for peer in new_sessions {
+                        self.send_ahead.unmark(&peer);
+                        if !marked.contains(&peer) {
+                            marked.push(peer);
+                        }
+                    }
+                } else {
                     marked.clear();
                 }
                 let ahead = self.send_ahead(&composed);
@@ -962,20 +984,21 @@ impl Actor {
 
     /// After a start that found contacts marked for sending ahead (a crash): their
     /// conversations' next Lamport values go past what the lost messages may have
-    /// used (their sessions skipped the keys at load).
-    fn resume_sends_ahead(&mut self) {
+    /// used (their sessions skipped the keys at load). A conversation that cannot
+    /// be read stops the start: its next message could not be ordered safely.
+    fn resume_sends_ahead(&mut self) -> Result<(), StartError> {
         for peer in self.ratchets.marked_at_load().to_vec() {
             let conversation = ops::direct_conversation(&self.me, &peer);
-            let stored = match self.store.conversations().get(conversation) {
-                Ok(found) => found.map_or(0, |c| c.last_lamport),
-                Err(e) => {
-                    tracing::error!(%peer, error = %e, "reading a conversation failed; its messages wait for their flush");
-                    continue;
-                }
-            };
+            let stored = self
+                .store
+                .conversations()
+                .get(conversation)
+                .map_err(|e| StartError::Build(format!("cannot read a conversation after an unclean stop: {e}")))?
+                .map_or(0, |c| c.last_lamport);
             self.store.conversations().raise_lamport(conversation, stored.saturating_add(crate::ratchet::MAX_SENT_AHEAD as u64));
             self.send_ahead.marked_at_start(peer, stored);
         }
+        Ok(())
     }
 
     /// A clean stop: everything sent ahead is flushed by the caller's flush, so the
@@ -1224,14 +1247,61 @@ impl Actor {
         if ids.is_empty() {
             return;
         }
-        if !self.ratchet_durable() {
-            self.ratchet_undo(&sealed_now);
-            self.queues.defer(&peer, now);
+        if self.ratchets.is_dirty() {
+            // What this batch sealed must be durable before it leaves: written now,
+            // and the batch waits in flight for the flushing thread while the event
+            // loop goes on.
+            if let Err(e) = self.ratchets.persist(ops::now_ms()) {
+                tracing::error!(%peer, error = %e, "writing ratchet state failed; trying again later");
+                self.ratchet_undo(&sealed_now);
+                self.queues.defer(&peer, now);
+                return;
+            }
+            self.sealing_flights += 1;
+            let flight = Flight::Flushing(self.sealing_flights);
+            self.queues.mark_in_flight(&peer, flight, ids);
+            self.flusher.after_flush(AfterFlush::Sealed { peer, flight, envelopes, sealed_now });
             return;
         }
-        match direct::route(self.queues.via_relays(&peer), self.connected.contains(&peer), Self::has_relays(&contact)) {
-            direct::Route::Relays => self.deposit(peer, &contact, envelopes, ids),
-            direct::Route::Direct => self.send_direct(peer, &contact, envelopes, ids),
+        self.route(peer, &contact, envelopes, ids);
+    }
+
+    /// A batch sealed at dispatch is durable with its ratchet state (or the flush
+    /// failed: then its seals are undone and it goes again after the backoff).
+    fn send_sealed(&mut self, peer: PeerId, flight: Flight, envelopes: Vec<Vec<u8>>, sealed_now: &[(PeerId, MessageId)], flushed: &Result<(), FlushFailed>) {
+        // Gone from the queue meanwhile (the contact was removed or blocked).
+        let Some(ids) = self.queues.in_flight(&peer, flight) else { return };
+        if let Err(e) = flushed {
+            tracing::error!(%peer, error = %e, "flushing ratchet state failed; trying again later");
+            self.ratchet_undo(sealed_now);
+            self.queues.fail(&peer, flight, Instant::now());
+            return;
+        }
+        let contact = match self.store.contacts().get(&peer) {
+            Ok(contact) => contact,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "reading contact failed; trying again later");
+                self.queues.fail(&peer, flight, Instant::now());
+                return;
+            }
+        };
+        let gate = direct::gate(contact.as_ref());
+        match (contact, gate) {
+            (Some(contact), direct::Gate::Open | direct::Gate::GroupOnly) => self.route(peer, &contact, envelopes, ids),
+            // Blocked, removed, held or keyless since it was sealed: it stays
+            // queued, and dispatch does what the contact's state asks.
+            _ => {
+                self.queues.fail(&peer, flight, Instant::now());
+                self.dispatch(peer);
+            }
+        }
+    }
+
+    /// Sends a sealed batch directly or to the contact's relays.
+    fn route(&mut self, peer: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
+        match direct::route(self.queues.via_relays(&peer), self.connected.contains(&peer), Self::has_relays(contact)) {
+            direct::Route::Relays => self.deposit(peer, contact, envelopes, ids),
+            direct::Route::Direct => self.send_direct(peer, contact, envelopes, ids),
         }
     }
 

@@ -12,12 +12,15 @@ use kith_storage::{MessageId, OutboxEntry, Recipient};
 use libp2p::PeerId;
 use libp2p::request_response::OutboundRequestId;
 
-/// What carries a batch in flight: a direct request, or deposits to the recipient's
-/// relays (one logical attempt, numbered by the caller, spanning several requests).
+/// What carries a batch in flight: a direct request, deposits to the recipient's
+/// relays (one logical attempt, numbered by the caller, spanning several requests),
+/// or the flush that must make the ratchet state it was sealed with durable before
+/// it leaves (numbered by the caller).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Flight {
     Direct(OutboundRequestId),
     Relays(u64),
+    Flushing(u64),
 }
 
 /// Per-recipient state.

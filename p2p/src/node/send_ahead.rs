@@ -1,7 +1,7 @@
 //! Which of our new 1:1 messages leave before the flush that stores them, so that
 //! the sender's disk write overlaps the network and the receiver's instead of
-//! adding to them (docs/PROTOCOL.md, *Durability*, says what a crash at each
-//! point does).
+//! adding to them (docs/PROTOCOL.md, *Delivery*, *Sending ahead*, says what a crash
+//! at each point does).
 //!
 //! A crash before that flush loses the message here while the contact may hold
 //! it. Two things must then not be used again: the ratchet keys it was sealed with,
@@ -11,14 +11,20 @@
 //!   [`MAX_SENT_AHEAD`] keys of every session of that contact
 //!   ([`crate::ratchet::Ratchets::mark_sends_ahead`]) and raises the
 //!   conversation's Lamport value by as much;
+//! - the session it was sealed in was not started in a batch whose flush is still
+//!   pending (a crash would lose the whole session; [`SendAhead::unmark`]);
 //! - it was sealed with the batch (presealed) and carries no file (a file's record
 //!   must be durable before anyone asks for its chunks);
 //! - fewer than [`MAX_SENT_AHEAD`] of the contact's messages sent ahead wait for
-//!   their flush, and its Lamport value is at most [`MAX_SENT_AHEAD`] above the
-//!   highest of the contact's messages already flushed: so what a crash can lose
-//!   is within what the next start skips;
+//!   their flush, and its Lamport value is above that of the contact's message
+//!   flushed last and at most [`MAX_SENT_AHEAD`] above it: so what a crash can lose
+//!   is within what the next start skips (a conversation at the Lamport cap, where
+//!   values tie, sends nothing ahead);
 //! - no earlier message to the contact is held for its flush (the queue keeps the
-//!   order they were written in).
+//!   order they were written in);
+//! - no flush has failed since the node started (after a failed `fdatasync` the
+//!   kernel may have dropped what it held, so nothing counts as durable that a
+//!   later flush did not write again).
 //!
 //! Everything else waits for its flush as before.
 
@@ -42,7 +48,8 @@ pub(crate) struct Staged {
 /// One contact's messages between their staging and their flush.
 #[derive(Debug, Default)]
 struct Contact {
-    /// The highest Lamport value of its messages known to be flushed.
+    /// The Lamport value of its message flushed last (its conversation's values
+    /// only rise, unless the conversation is deleted and starts again).
     flushed_lamport: u64,
     /// Sent ahead, flush pending.
     ahead: usize,
@@ -59,11 +66,14 @@ pub(crate) struct SendAhead {
     contacts: HashMap<PeerId, Contact>,
     /// Messages sent ahead whose flush is pending.
     ids: HashSet<MessageId>,
+    /// A flush failed: nothing goes ahead any more in this run.
+    stopped: bool,
 }
 
 impl SendAhead {
     /// A contact whose mark was found at start, and the highest Lamport value of
-    /// its conversation then stored (all of it durable).
+    /// its conversation then stored (the conversation's next value is raised past
+    /// it, so its first message waits for its flush).
     pub(crate) fn marked_at_start(&mut self, peer: PeerId, stored_lamport: u64) {
         self.marked.insert(peer);
         self.contacts.entry(peer).or_default().flushed_lamport = stored_lamport;
@@ -79,15 +89,24 @@ impl SendAhead {
         self.marked.extend(peers);
     }
 
+    /// `peer`'s sealing session was started in a batch not yet flushed: nothing to
+    /// it goes ahead until the flush that covers that batch marks it again
+    /// ([`Self::marks_durable`]).
+    pub(crate) fn unmark(&mut self, peer: &PeerId) {
+        self.marked.remove(peer);
+    }
+
     /// Decides for one staged message, in the order of its batch, whether it leaves
     /// now (true) or is held for its flush. Every message judged here is reported
     /// to [`Self::flushed`] when its flush completes.
     pub(crate) fn take(&mut self, staged: Staged) -> bool {
         let contact = self.contacts.entry(staged.peer).or_default();
         let ahead = staged.eligible
+            && !self.stopped
             && self.marked.contains(&staged.peer)
             && contact.held == 0
             && contact.ahead < MAX_SENT_AHEAD
+            && staged.lamport > contact.flushed_lamport
             && staged.lamport <= contact.flushed_lamport.saturating_add(MAX_SENT_AHEAD as u64);
         if ahead {
             contact.ahead += 1;
@@ -98,10 +117,12 @@ impl SendAhead {
         ahead
     }
 
-    /// The flush of a message judged by [`Self::take`] completed (`ok`) or failed.
-    /// Returns whether it was sent ahead (then it is queued already).
+    /// The flush of a message judged by [`Self::take`] completed (`ok`) or failed
+    /// (then nothing goes ahead any more in this run). Returns whether it was sent
+    /// ahead (then it is queued already).
     pub(crate) fn flushed(&mut self, peer: PeerId, id: MessageId, lamport: u64, ok: bool) -> bool {
         let was_ahead = self.ids.remove(&id);
+        self.stopped |= !ok;
         let Some(contact) = self.contacts.get_mut(&peer) else { return was_ahead };
         if was_ahead {
             contact.ahead = contact.ahead.saturating_sub(1);
@@ -109,7 +130,7 @@ impl SendAhead {
             contact.held = contact.held.saturating_sub(1);
         }
         if ok {
-            contact.flushed_lamport = contact.flushed_lamport.max(lamport);
+            contact.flushed_lamport = lamport;
         }
         was_ahead
     }
@@ -178,14 +199,48 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_flush_frees_the_place_but_counts_nothing_as_flushed() {
+    fn a_failed_flush_stops_sending_ahead_for_the_run() {
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let mut ahead = SendAhead::default();
+        ahead.marked_at_start(peer, 0);
+        ahead.marked_at_start(other, 0);
+        let first = staged(peer, 1, true);
+        assert!(ahead.take(first));
+        assert!(ahead.flushed(peer, first.id, first.lamport, false));
+        assert!(!ahead.take(staged(peer, 2, true)));
+        assert!(!ahead.take(staged(other, 1, true)), "no contact: the disk failed");
+    }
+
+    #[test]
+    fn lamport_values_that_tie_or_fall_wait_for_their_flush() {
+        let peer = PeerId::random();
+        let mut ahead = SendAhead::default();
+        ahead.marked_at_start(peer, 500);
+        // The conversation was deleted and starts again low: held, not judged
+        // against the old values.
+        let restarted = staged(peer, 1, true);
+        assert!(!ahead.take(restarted));
+        assert!(!ahead.flushed(peer, restarted.id, 1, true));
+        assert!(ahead.take(staged(peer, 2, true)), "judged against the new conversation");
+        assert!(!ahead.take(staged(peer, 400, true)), "far above the last flushed");
+
+        // At the Lamport cap every value ties: nothing goes ahead.
+        let capped = PeerId::random();
+        ahead.marked_at_start(capped, crate::payload::MAX_LAMPORT);
+        assert!(!ahead.take(staged(capped, crate::payload::MAX_LAMPORT, true)));
+    }
+
+    #[test]
+    fn a_new_session_waits_for_the_flush_that_marks_its_contact_again() {
         let peer = PeerId::random();
         let mut ahead = SendAhead::default();
         ahead.marked_at_start(peer, 0);
-        let bound = MAX_SENT_AHEAD as u64;
-        let first = staged(peer, bound, true);
-        assert!(ahead.take(first));
-        assert!(ahead.flushed(peer, first.id, first.lamport, false));
-        assert!(!ahead.take(staged(peer, bound + 1, true)), "the failed flush raised nothing");
+        ahead.unmark(&peer);
+        assert!(ahead.needs_mark(&peer));
+        let first = staged(peer, 1, true);
+        assert!(!ahead.take(first));
+        assert!(!ahead.flushed(peer, first.id, 1, true));
+        ahead.marks_durable([peer]);
+        assert!(ahead.take(staged(peer, 2, true)));
     }
 }

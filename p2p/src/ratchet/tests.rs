@@ -535,6 +535,8 @@ fn crash_after_sending_ahead(alice: &mut Side, bob: &mut Side, n: usize) -> Resu
         assert_eq!(bob.open(alice, &lost).unwrap(), format!("lost {i}"));
     }
     alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap();
+    // A failed write anywhere rolls unwritten changes back; the skip must not be one.
+    alice.ratchets.rollback();
     let after = alice.seal(bob, "after the crash");
     bob.open(alice, &after)
 }
@@ -565,4 +567,14 @@ fn a_crash_while_sending_ahead_never_seals_two_messages_with_one_key() {
     assert!(alice.ratchets.marked_at_load().is_empty());
     let next = alice.seal(&bob, "after a clean stop");
     assert_eq!(bob.open(&alice, &next).unwrap(), "after a clean stop");
+}
+
+#[test]
+fn a_seal_that_starts_a_session_is_reported_once() {
+    let (mut alice, bob) = pair();
+    assert!(alice.ratchets.take_new_sessions().is_empty());
+    alice.seal(&bob, "first");
+    assert_eq!(alice.ratchets.take_new_sessions(), HashSet::from([bob.peer]));
+    alice.seal(&bob, "second");
+    assert!(alice.ratchets.take_new_sessions().is_empty(), "the session goes on");
 }

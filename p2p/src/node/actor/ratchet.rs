@@ -24,9 +24,10 @@ const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH;
 impl Actor {
     /// Offers `peer`, an accepted contact, our ratchet keys (with `reset`: it should
     /// drop its sessions with us) through the outbox, so they wait in relays like a
-    /// message. The one-time key and the queued offer are written, not flushed:
-    /// [`Actor::ratchet_durable`] flushes both before anything sealed after them
-    /// leaves. Returns the queued offer's outbox id.
+    /// message. The one-time key and the queued offer are written, not flushed: a
+    /// flush makes both durable before anything sealed after them leaves
+    /// ([`Actor::ratchet_durable`], or the dispatch that finds the state changed).
+    /// Returns the queued offer's outbox id.
     pub(super) fn offer_ratchet_keys(&mut self, peer: PeerId, reset: bool) -> Option<kith_storage::MessageId> {
         let offer = self.make_offer(peer, reset)?;
         let payload = Payload::Prekeys {
@@ -183,7 +184,7 @@ impl Actor {
 
     /// Seals the 1:1 messages of a send batch in the ratchet now, before the flush
     /// that stores them, which then makes the ratchet state durable too: their first
-    /// attempt goes out without a flush of its own (see [`Actor::ratchet_durable`]).
+    /// attempt waits for no flush of its own (a batch sealed when it goes does).
     /// Only for a contact whose queued entries are all sealed already, so that the
     /// chain follows the queue's order; the others, and a payload that fails here,
     /// are sealed when they go. Returns false if the ratchet state could not be
@@ -252,8 +253,9 @@ impl Actor {
 
     /// Makes what the ratchet changed durable before anything sealed with it leaves
     /// (a crash must never seal two messages with one key): written and flushed here,
-    /// on the event loop. Returns false if that failed; the changes are dropped and
-    /// nothing sealed with them may be sent.
+    /// on the event loop, for offers made to every contact at once (at start); a
+    /// dispatch leaves that flush to the flushing thread instead. Returns false if
+    /// that failed; the changes are dropped and nothing sealed with them may be sent.
     pub(super) fn ratchet_durable(&mut self) -> bool {
         if !self.ratchets.is_dirty() {
             return true;
