@@ -241,9 +241,13 @@ pub struct Ratchets {
     marked_at_load: Vec<PeerId>,
     /// Every contact marked, in the store or about to be.
     marked: HashSet<PeerId>,
-    /// Contacts for which a seal started a new session since the last
-    /// [`Self::take_new_sessions`].
-    new_sessions: HashSet<PeerId>,
+    /// Contacts for which a seal may have started a new sending chain (a new
+    /// session, or a ratchet step after a message opened) since the last
+    /// [`Self::take_new_chains`].
+    new_chains: HashSet<PeerId>,
+    /// Contacts whose sealing chain a seal has used since the load, with no message
+    /// opened since: their next seal continues that chain.
+    chain_in_use: HashSet<PeerId>,
 }
 
 impl fmt::Debug for Ratchets {
@@ -320,7 +324,8 @@ impl Ratchets {
             roll_every: STATE_ROLL,
             marked_at_load: Vec::new(),
             marked: HashSet::new(),
-            new_sessions: HashSet::new(),
+            new_chains: HashSet::new(),
+            chain_in_use: HashSet::new(),
         };
         ratchets.prune_seen(now_ms)?;
         Ok(ratchets)
@@ -538,12 +543,16 @@ impl Ratchets {
         Ok(true)
     }
 
-    /// The contacts for which a seal started a new session since the last call. A
-    /// message sealed in a session whose start is not durable must not leave ahead:
-    /// a crash would lose the whole session, which no skip covers, and the contact's
-    /// one-time key with it.
-    pub fn take_new_sessions(&mut self) -> HashSet<PeerId> {
-        std::mem::take(&mut self.new_sessions)
+    /// The contacts for which a seal may have started a new sending chain since the
+    /// last call: a new session, the first seal since the load, or the first since
+    /// a message from the contact opened (which makes the next seal take a ratchet
+    /// step). A message sealed on a chain whose start is not durable must not leave
+    /// ahead: after a crash the sender would start another chain from the same
+    /// point, which the contact, having read the first, cannot follow (no key is
+    /// used twice, but the session breaks and a reset follows); a new session would
+    /// be lost whole, with the contact's one-time key.
+    pub fn take_new_chains(&mut self) -> HashSet<PeerId> {
+        std::mem::take(&mut self.new_chains)
     }
 
     /// Clears every mark (a clean stop: everything sealed is durable). Written by
@@ -584,9 +593,12 @@ impl Ratchets {
                 )
                 .map_err(|e| RatchetError::Malformed(e.to_string()))?;
             state.sessions.insert(0, session);
-            self.new_sessions.insert(*peer);
+            self.chain_in_use.remove(peer);
         }
         let message = state.sessions[0].encrypt(plaintext).map_err(|e| RatchetError::Malformed(e.to_string()))?;
+        if self.chain_in_use.insert(*peer) {
+            self.new_chains.insert(*peer);
+        }
         self.dirty.insert(*peer);
         let (kind, bytes) = message.to_parts();
         let kind = if kind == 0 { PRE_KEY_MESSAGE } else { NORMAL_MESSAGE };
@@ -672,6 +684,7 @@ impl Ratchets {
         };
         state.since_ms.get_or_insert(now_ms);
         self.dirty.insert(*peer);
+        self.chain_in_use.remove(peer);
         Ok(plaintext)
     }
 
@@ -702,6 +715,7 @@ impl Ratchets {
     pub fn rollback(&mut self) {
         for peer in std::mem::take(&mut self.dirty) {
             self.peers.remove(&peer);
+            self.chain_in_use.remove(&peer);
         }
         self.seen.clear();
         if self.account_dirty {

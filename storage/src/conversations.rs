@@ -110,6 +110,15 @@ impl Conversations {
         *current = (*current).max(floor);
     }
 
+    /// The highest Lamport value of conversation `id`'s messages (0 if none), or its
+    /// raised floor if higher; from the log's index in memory, so it reads no record
+    /// and cannot fail.
+    pub fn highest_lamport(&self, id: ConversationId) -> u64 {
+        let state = self.inner.log.lock();
+        let stored = state.index.conversation(id).map_or(0, |c| c.last_lamport);
+        stored.max(state.lamport_floors.get(&id).copied().unwrap_or(0))
+    }
+
     /// All conversations, most recently active first (ties by id).
     pub fn list(&self) -> Result<Vec<Conversation>, StoreError> {
         let mut all = self

@@ -415,8 +415,10 @@ fn a_raised_lamport_floor_holds_until_messages_pass_it_and_survives_compaction()
     store.compact_log().unwrap();
     assert_eq!(lamport(&store), 69, "a compaction keeps the floor");
 
+    assert_eq!(store.conversations().highest_lamport(cid(1)), 69);
     store.stage_outgoing(&[(outgoing(cid(1), mid(2), 80), entry(mid(2)))]).unwrap();
     assert_eq!(lamport(&store), 80, "a message above the floor counts");
+    assert_eq!(store.conversations().highest_lamport(cid(1)), 80);
     // Another conversation is not touched.
     conversation(&store, 2);
     assert_eq!(store.conversations().get(cid(2)).unwrap().unwrap().last_lamport, 0);

@@ -87,13 +87,7 @@ enum AfterFlush {
     ReloadOutbox,
     /// A batch sealed at dispatch: send it once the ratchet state it advanced is
     /// durable (see [`Actor::send_sealed`]).
-    Sealed {
-        peer: PeerId,
-        flight: Flight,
-        envelopes: Vec<Vec<u8>>,
-        /// What it sealed, to undo if the flush fails.
-        sealed_now: Vec<(PeerId, MessageId)>,
-    },
+    Sealed(SealedBatch),
     /// A page of our mail drained from a relay, stored: ack what is durable there,
     /// then act on what it brought.
     Drained {
@@ -105,6 +99,18 @@ enum AfterFlush {
     },
     /// A fetched group log page is stored: record how far this relay's log was read.
     GroupLogCursor { group: kith_storage::GroupId, relay: PeerId, seq: u64 },
+}
+
+/// A batch sealed at dispatch, waiting in flight for the flush of the ratchet state
+/// it advanced.
+struct SealedBatch {
+    peer: PeerId,
+    flight: Flight,
+    envelopes: Vec<Vec<u8>>,
+    /// What it sealed, to undo if the flush fails.
+    sealed_now: Vec<(PeerId, MessageId)>,
+    /// The contact's gate when it was made: sent only if it is still the same.
+    gate: direct::Gate,
 }
 
 /// What stored envelopes brought besides their results, acted on once they are
@@ -341,7 +347,7 @@ impl Actor {
             Ok(pruned) => tracing::debug!(pruned, "forgot tombstones older than the replay window"),
             Err(e) => tracing::warn!(error = %e, "pruning tombstones failed"),
         }
-        actor.resume_sends_ahead()?;
+        actor.resume_sends_ahead();
         actor.purge_invites();
         actor.load_groups();
         actor.bootstrap();
@@ -617,13 +623,16 @@ impl Actor {
     /// nothing is reported as stored: callers hear the error, peers are asked to retry,
     /// and nothing that depended on it is announced or sent.
     fn after_flush(&mut self, actions: Vec<AfterFlush>, result: &Result<(), FlushFailed>) {
+        if result.is_err() {
+            self.send_ahead.stop();
+        }
         // One outbox reload however many actions asked for one: it reads the whole
         // outbox.
         let mut reload = false;
         for action in actions {
             match action {
                 AfterFlush::Sends { composed, marked } => self.finish_sends(composed, marked, result),
-                AfterFlush::Sealed { peer, flight, envelopes, sealed_now } => self.send_sealed(peer, flight, envelopes, &sealed_now, result),
+                AfterFlush::Sealed(sealed) => self.send_sealed(sealed, result),
                 AfterFlush::Answer { channel, mut results, accepted } => {
                     if result.is_err() {
                         unstored(&mut results);
@@ -917,9 +926,9 @@ impl Actor {
                 self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));
                 let mut marked = self.mark_for_sending_ahead(&composed);
                 let presealed = self.preseal(&composed);
-                let new_sessions = self.ratchets.take_new_sessions();
+                let new_chains = self.ratchets.take_new_chains();
                 if presealed {
-                    for peer in new_sessions {
+                    for peer in new_chains {
                         self.send_ahead.unmark(&peer);
                         if !marked.contains(&peer) {
                             marked.push(peer);
@@ -984,21 +993,15 @@ impl Actor {
 
     /// After a start that found contacts marked for sending ahead (a crash): their
     /// conversations' next Lamport values go past what the lost messages may have
-    /// used (their sessions skipped the keys at load). A conversation that cannot
-    /// be read stops the start: its next message could not be ordered safely.
-    fn resume_sends_ahead(&mut self) -> Result<(), StartError> {
+    /// used (their sessions skipped the keys at load).
+    fn resume_sends_ahead(&mut self) {
         for peer in self.ratchets.marked_at_load().to_vec() {
             let conversation = ops::direct_conversation(&self.me, &peer);
-            let stored = self
-                .store
-                .conversations()
-                .get(conversation)
-                .map_err(|e| StartError::Build(format!("cannot read a conversation after an unclean stop: {e}")))?
-                .map_or(0, |c| c.last_lamport);
-            self.store.conversations().raise_lamport(conversation, stored.saturating_add(crate::ratchet::MAX_SENT_AHEAD as u64));
+            let conversations = self.store.conversations();
+            let stored = conversations.highest_lamport(conversation);
+            conversations.raise_lamport(conversation, stored.saturating_add(crate::ratchet::MAX_SENT_AHEAD as u64));
             self.send_ahead.marked_at_start(peer, stored);
         }
-        Ok(())
     }
 
     /// A clean stop: everything sent ahead is flushed by the caller's flush, so the
@@ -1181,7 +1184,8 @@ impl Actor {
                 return;
             }
         };
-        match direct::gate(contact.as_ref()) {
+        let gate = direct::gate(contact.as_ref());
+        match gate {
             direct::Gate::Open => {}
             direct::Gate::GroupOnly => {
                 let dropped = self.queues.drop_where(&peer, |e| !direct::goes_to_a_member(&e.payload));
@@ -1260,7 +1264,7 @@ impl Actor {
             self.sealing_flights += 1;
             let flight = Flight::Flushing(self.sealing_flights);
             self.queues.mark_in_flight(&peer, flight, ids);
-            self.flusher.after_flush(AfterFlush::Sealed { peer, flight, envelopes, sealed_now });
+            self.flusher.after_flush(AfterFlush::Sealed(SealedBatch { peer, flight, envelopes, sealed_now, gate }));
             return;
         }
         self.route(peer, &contact, envelopes, ids);
@@ -1268,15 +1272,17 @@ impl Actor {
 
     /// A batch sealed at dispatch is durable with its ratchet state (or the flush
     /// failed: then its seals are undone and it goes again after the backoff).
-    fn send_sealed(&mut self, peer: PeerId, flight: Flight, envelopes: Vec<Vec<u8>>, sealed_now: &[(PeerId, MessageId)], flushed: &Result<(), FlushFailed>) {
-        // Gone from the queue meanwhile (the contact was removed or blocked).
-        let Some(ids) = self.queues.in_flight(&peer, flight) else { return };
+    fn send_sealed(&mut self, sealed: SealedBatch, flushed: &Result<(), FlushFailed>) {
+        let SealedBatch { peer, flight, envelopes, sealed_now, gate: sealed_with } = sealed;
         if let Err(e) = flushed {
+            // Also if the queue is gone: its cached seals must not leave later.
             tracing::error!(%peer, error = %e, "flushing ratchet state failed; trying again later");
-            self.ratchet_undo(sealed_now);
+            self.ratchet_undo(&sealed_now);
             self.queues.fail(&peer, flight, Instant::now());
             return;
         }
+        // Gone from the queue meanwhile (the contact was removed or blocked).
+        let Some(ids) = self.queues.in_flight(&peer, flight) else { return };
         let contact = match self.store.contacts().get(&peer) {
             Ok(contact) => contact,
             Err(e) => {
@@ -1286,10 +1292,11 @@ impl Actor {
             }
         };
         let gate = direct::gate(contact.as_ref());
-        match (contact, gate) {
-            (Some(contact), direct::Gate::Open | direct::Gate::GroupOnly) => self.route(peer, &contact, envelopes, ids),
-            // Blocked, removed, held or keyless since it was sealed: it stays
-            // queued, and dispatch does what the contact's state asks.
+        match contact {
+            Some(contact) if gate == sealed_with => self.route(peer, &contact, envelopes, ids),
+            // The contact changed since the batch was made (blocked, removed, now
+            // only a group member...): it stays queued, and dispatch does what the
+            // contact's state asks.
             _ => {
                 self.queues.fail(&peer, flight, Instant::now());
                 self.dispatch(peer);

@@ -11,15 +11,17 @@
 //!   [`MAX_SENT_AHEAD`] keys of every session of that contact
 //!   ([`crate::ratchet::Ratchets::mark_sends_ahead`]) and raises the
 //!   conversation's Lamport value by as much;
-//! - the session it was sealed in was not started in a batch whose flush is still
-//!   pending (a crash would lose the whole session; [`SendAhead::unmark`]);
+//! - the sending chain it was sealed on was not started in a batch whose flush is
+//!   still pending (after a crash the contact could not follow the chain started
+//!   again; [`crate::ratchet::Ratchets::take_new_chains`], [`SendAhead::unmark`]);
 //! - it was sealed with the batch (presealed) and carries no file (a file's record
 //!   must be durable before anyone asks for its chunks);
 //! - fewer than [`MAX_SENT_AHEAD`] of the contact's messages sent ahead wait for
 //!   their flush, and its Lamport value is above that of the contact's message
 //!   flushed last and at most [`MAX_SENT_AHEAD`] above it: so what a crash can lose
-//!   is within what the next start skips (a conversation at the Lamport cap, where
-//!   values tie, sends nothing ahead);
+//!   is within what the next start skips (a conversation within
+//!   [`MAX_SENT_AHEAD`] of the Lamport cap, where the raised value could tie,
+//!   sends nothing ahead);
 //! - no earlier message to the contact is held for its flush (the queue keeps the
 //!   order they were written in);
 //! - no flush has failed since the node started (after a failed `fdatasync` the
@@ -33,6 +35,7 @@ use std::collections::{HashMap, HashSet};
 use kith_storage::MessageId;
 use libp2p::PeerId;
 
+use crate::payload::MAX_LAMPORT;
 use crate::ratchet::MAX_SENT_AHEAD;
 
 /// One staged message to a contact, as [`SendAhead::take`] judges it.
@@ -84,12 +87,17 @@ impl SendAhead {
         !self.marked.contains(peer)
     }
 
+    /// A flush failed (of anything): nothing goes ahead any more in this run.
+    pub(crate) fn stop(&mut self) {
+        self.stopped = true;
+    }
+
     /// A flush that covered the marks of `peers` completed.
     pub(crate) fn marks_durable(&mut self, peers: impl IntoIterator<Item = PeerId>) {
         self.marked.extend(peers);
     }
 
-    /// `peer`'s sealing session was started in a batch not yet flushed: nothing to
+    /// `peer`'s sending chain was started in a batch not yet flushed: nothing to
     /// it goes ahead until the flush that covers that batch marks it again
     /// ([`Self::marks_durable`]).
     pub(crate) fn unmark(&mut self, peer: &PeerId) {
@@ -107,7 +115,8 @@ impl SendAhead {
             && contact.held == 0
             && contact.ahead < MAX_SENT_AHEAD
             && staged.lamport > contact.flushed_lamport
-            && staged.lamport <= contact.flushed_lamport.saturating_add(MAX_SENT_AHEAD as u64);
+            && staged.lamport <= contact.flushed_lamport.saturating_add(MAX_SENT_AHEAD as u64)
+            && staged.lamport < MAX_LAMPORT - MAX_SENT_AHEAD as u64;
         if ahead {
             contact.ahead += 1;
             self.ids.insert(staged.id);
@@ -199,6 +208,15 @@ mod tests {
     }
 
     #[test]
+    fn any_failed_flush_stops_sending_ahead() {
+        let peer = PeerId::random();
+        let mut ahead = SendAhead::default();
+        ahead.marked_at_start(peer, 0);
+        ahead.stop();
+        assert!(!ahead.take(staged(peer, 1, true)));
+    }
+
+    #[test]
     fn a_failed_flush_stops_sending_ahead_for_the_run() {
         let (peer, other) = (PeerId::random(), PeerId::random());
         let mut ahead = SendAhead::default();
@@ -224,10 +242,11 @@ mod tests {
         assert!(ahead.take(staged(peer, 2, true)), "judged against the new conversation");
         assert!(!ahead.take(staged(peer, 400, true)), "far above the last flushed");
 
-        // At the Lamport cap every value ties: nothing goes ahead.
+        // Near the Lamport cap a raised value could tie: nothing goes ahead.
         let capped = PeerId::random();
-        ahead.marked_at_start(capped, crate::payload::MAX_LAMPORT);
-        assert!(!ahead.take(staged(capped, crate::payload::MAX_LAMPORT, true)));
+        let near = MAX_LAMPORT - MAX_SENT_AHEAD as u64;
+        ahead.marked_at_start(capped, near - 1);
+        assert!(!ahead.take(staged(capped, near, true)));
     }
 
     #[test]

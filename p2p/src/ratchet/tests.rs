@@ -570,11 +570,25 @@ fn a_crash_while_sending_ahead_never_seals_two_messages_with_one_key() {
 }
 
 #[test]
-fn a_seal_that_starts_a_session_is_reported_once() {
-    let (mut alice, bob) = pair();
-    assert!(alice.ratchets.take_new_sessions().is_empty());
-    alice.seal(&bob, "first");
-    assert_eq!(alice.ratchets.take_new_sessions(), HashSet::from([bob.peer]));
+fn seals_that_may_start_a_sending_chain_are_reported() {
+    let (mut alice, mut bob) = pair();
+    assert!(alice.ratchets.take_new_chains().is_empty());
+    let first = alice.seal(&bob, "first");
+    assert_eq!(alice.ratchets.take_new_chains(), HashSet::from([bob.peer]), "a new session");
     alice.seal(&bob, "second");
-    assert!(alice.ratchets.take_new_sessions().is_empty(), "the session goes on");
+    assert!(alice.ratchets.take_new_chains().is_empty(), "the chain goes on");
+
+    // Bob answers: Alice's next seal takes a ratchet step, a new chain.
+    bob.open(&alice, &first).unwrap();
+    let reply = bob.seal(&alice, "reply");
+    alice.open(&bob, &reply).unwrap();
+    alice.seal(&bob, "third");
+    assert_eq!(alice.ratchets.take_new_chains(), HashSet::from([bob.peer]), "a ratchet step");
+    alice.seal(&bob, "fourth");
+    assert!(alice.ratchets.take_new_chains().is_empty());
+
+    // After a load the chain in use is not known: the first seal counts.
+    alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap();
+    alice.seal(&bob, "fifth");
+    assert_eq!(alice.ratchets.take_new_chains(), HashSet::from([bob.peer]));
 }

@@ -253,8 +253,9 @@ impl Actor {
 
     /// Makes what the ratchet changed durable before anything sealed with it leaves
     /// (a crash must never seal two messages with one key): written and flushed here,
-    /// on the event loop, for offers made to every contact at once (at start); a
-    /// dispatch leaves that flush to the flushing thread instead. Returns false if
+    /// on the event loop, for offers made to every contact at once (at start, and
+    /// after a key rotation); a dispatch leaves that flush to the flushing thread
+    /// instead. Returns false if
     /// that failed; the changes are dropped and nothing sealed with them may be sent.
     pub(super) fn ratchet_durable(&mut self) -> bool {
         if !self.ratchets.is_dirty() {
