@@ -40,7 +40,9 @@
 //! (the node stopped without clearing it: a crash) advances every session of
 //! that contact by [`MAX_SENT_AHEAD`] keys before sealing anything, so no key a
 //! lost message used is used again. A clean stop clears the marks
-//! ([`Ratchets::clear_sends_ahead`]).
+//! ([`Ratchets::clear_sends_ahead`]). A message sealed on a sending chain whose
+//! start is not durable yet ([`Ratchets::take_new_chains`]) waits for its flush: a
+//! chain started again after a crash is one the contact cannot follow.
 //!
 //! # State on disk
 //! The records live in the store's message log, which is append-only: a record

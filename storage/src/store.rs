@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub(crate) log: MessageLog,
     /// The contacts table, decoded (see [`ContactCache`]).
     pub(crate) contacts: std::sync::Mutex<ContactCache>,
+    /// A flush has failed since the store was opened (see [`Store::a_flush_failed`]).
+    flush_failed: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Inner {
@@ -79,15 +81,22 @@ impl Inner {
     /// (its stable point is already past every write), so a flush after
     /// messages and ratchet state alone is one `fdatasync` of the log.
     pub(crate) fn flush(&self) -> Result<usize, StoreError> {
-        let n = self.db.flush().map_err(db)?;
-        self.log.sync()?;
-        Ok(n)
+        let flushed = self.db.flush().map_err(db).and_then(|n| self.log.sync().map(|()| n));
+        self.note_flush(flushed)
+    }
+
+    /// Remembers a failed flush for [`Store::a_flush_failed`].
+    fn note_flush<T>(&self, flushed: Result<T, StoreError>) -> Result<T, StoreError> {
+        if flushed.is_err() {
+            self.flush_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        flushed
     }
 
     /// Flushes sled alone (for operations whose sled half must be durable
     /// before their log half is written).
     pub(crate) fn flush_sled(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(db).map(drop)
+        self.note_flush(self.db.flush().map_err(db).map(drop))
     }
 
     /// Whether the conversation exists (in sled).
@@ -208,6 +217,7 @@ impl Store {
                 trees,
                 log,
                 contacts: std::sync::Mutex::new(contacts),
+                flush_failed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -367,9 +377,19 @@ impl Store {
     /// [`flush`](Self::flush) for async callers: sled's part runs on its
     /// thread pool; the message log's `fdatasync` runs on the caller's thread.
     pub async fn flush_async(&self) -> Result<usize, StoreError> {
-        let n = self.inner.db.flush_async().await.map_err(db)?;
-        self.inner.log.sync()?;
-        Ok(n)
+        let flushed = match self.inner.db.flush_async().await.map_err(db) {
+            Ok(n) => self.inner.log.sync().map(|()| n),
+            Err(e) => Err(e),
+        };
+        self.inner.note_flush(flushed)
+    }
+
+    /// Whether a flush of this store has failed since it was opened. After a failed
+    /// `fdatasync` the kernel may have dropped the pages it held, so what was
+    /// written before it may not be durable even once a later flush succeeds: a
+    /// caller that relies on earlier writes being durable checks this.
+    pub fn a_flush_failed(&self) -> bool {
+        self.inner.flush_failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Atomically stores an outgoing message (forced to `Pending` and

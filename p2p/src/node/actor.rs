@@ -72,6 +72,8 @@ enum AfterFlush {
         composed: Vec<(Composed, SendReply)>,
         /// Contacts marked for sending ahead in this batch (see [`SendAhead`]).
         marked: Vec<PeerId>,
+        /// The batch's number, in the order batches are staged.
+        batch: u64,
     },
     /// A peer's delivery request, stored: answer it, then act on what it brought.
     Answer {
@@ -195,6 +197,8 @@ pub(crate) struct Actor {
     send_ahead: SendAhead,
     /// Numbers the batches waiting for the flush of what they were sealed with.
     sealing_flights: u64,
+    /// Numbers the send batches, in the order they are staged.
+    send_batches: u64,
 }
 
 impl Actor {
@@ -340,6 +344,7 @@ impl Actor {
             unflushed_sends: HashSet::new(),
             send_ahead: SendAhead::default(),
             sealing_flights: 0,
+            send_batches: 0,
             config,
         };
         match actor.store.prune_tombstones(ops::now_ms()) {
@@ -631,7 +636,7 @@ impl Actor {
         let mut reload = false;
         for action in actions {
             match action {
-                AfterFlush::Sends { composed, marked } => self.finish_sends(composed, marked, result),
+                AfterFlush::Sends { composed, marked, batch } => self.finish_sends(composed, (batch, marked), result),
                 AfterFlush::Sealed(sealed) => self.send_sealed(sealed, result),
                 AfterFlush::Answer { channel, mut results, accepted } => {
                     if result.is_err() {
@@ -924,21 +929,24 @@ impl Actor {
         match self.store.stage_outgoing(&items).and_then(|()| self.note_attachments(&attachments)) {
             Ok(()) => {
                 self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));
+                self.send_batches += 1;
+                let batch = self.send_batches;
                 let mut marked = self.mark_for_sending_ahead(&composed);
                 let presealed = self.preseal(&composed);
-                let new_chains = self.ratchets.take_new_chains();
-                if presealed {
-                    for peer in new_chains {
-                        self.send_ahead.unmark(&peer);
-                        if !marked.contains(&peer) {
-                            marked.push(peer);
-                        }
-                    }
-                } else {
+                if !presealed {
                     marked.clear();
                 }
+                // Chains started by this batch's seals, or by seals at dispatch since
+                // the last batch: their contacts wait for this batch's flush (the
+                // next batch marks them again if this one could not).
+                for peer in self.ratchets.take_new_chains() {
+                    self.send_ahead.unmark(batch, &peer);
+                    if presealed && !marked.contains(&peer) {
+                        marked.push(peer);
+                    }
+                }
                 let ahead = self.send_ahead(&composed);
-                self.flusher.after_flush(AfterFlush::Sends { composed, marked });
+                self.flusher.after_flush(AfterFlush::Sends { composed, marked, batch });
                 for peer in ahead {
                     self.dispatch(peer);
                 }
@@ -975,6 +983,10 @@ impl Actor {
     /// ([`SendAhead::take`] judges every one, in order). Returns their contacts, to
     /// dispatch.
     fn send_ahead(&mut self, composed: &[(Composed, SendReply)]) -> Vec<PeerId> {
+        if self.store.a_flush_failed() {
+            // Also a flush outside the flushing thread (a key rotation, a roll).
+            self.send_ahead.stop();
+        }
         let now = Instant::now();
         let mut peers = Vec::new();
         for (result, _) in composed {
@@ -1025,12 +1037,12 @@ impl Actor {
 
     /// Staged sends are durable (or their flush failed): answer the callers, then
     /// queue and send the messages not sent ahead.
-    fn finish_sends(&mut self, composed: Vec<(Composed, SendReply)>, marked: Vec<PeerId>, flushed: &Result<(), FlushFailed>) {
+    fn finish_sends(&mut self, composed: Vec<(Composed, SendReply)>, (batch, marked): (u64, Vec<PeerId>), flushed: &Result<(), FlushFailed>) {
         let now = Instant::now();
         let mut peers = Vec::new();
         let mut groups = Vec::new();
         if flushed.is_ok() {
-            self.send_ahead.marks_durable(marked);
+            self.send_ahead.marks_durable(batch, marked);
         }
         for (result, reply) in composed {
             if let Ok((message, ..)) = &result {

@@ -66,6 +66,9 @@ struct Contact {
 pub(crate) struct SendAhead {
     /// Contacts whose mark is durable.
     marked: HashSet<PeerId>,
+    /// The batch that last unmarked each contact ([`Self::unmark`]): only the flush
+    /// of that batch or a later one marks it again.
+    unmarked_by: HashMap<PeerId, u64>,
     contacts: HashMap<PeerId, Contact>,
     /// Messages sent ahead whose flush is pending.
     ids: HashSet<MessageId>,
@@ -92,16 +95,23 @@ impl SendAhead {
         self.stopped = true;
     }
 
-    /// A flush that covered the marks of `peers` completed.
-    pub(crate) fn marks_durable(&mut self, peers: impl IntoIterator<Item = PeerId>) {
-        self.marked.extend(peers);
+    /// The flush of batch number `batch` (numbered in the order batches are
+    /// staged), which covered the marks of `peers`, completed.
+    pub(crate) fn marks_durable(&mut self, batch: u64, peers: impl IntoIterator<Item = PeerId>) {
+        for peer in peers {
+            if self.unmarked_by.get(&peer).is_none_or(|by| batch >= *by) {
+                self.marked.insert(peer);
+            }
+        }
     }
 
-    /// `peer`'s sending chain was started in a batch not yet flushed: nothing to
-    /// it goes ahead until the flush that covers that batch marks it again
-    /// ([`Self::marks_durable`]).
-    pub(crate) fn unmark(&mut self, peer: &PeerId) {
+    /// `peer`'s sending chain was started by batch `batch` or before it, not yet
+    /// flushed: nothing to it goes ahead until the flush of that batch (or a later
+    /// one) marks it again ([`Self::marks_durable`]); an earlier batch's flush does
+    /// not.
+    pub(crate) fn unmark(&mut self, batch: u64, peer: &PeerId) {
         self.marked.remove(peer);
+        self.unmarked_by.insert(*peer, batch);
     }
 
     /// Decides for one staged message, in the order of its batch, whether it leaves
@@ -161,7 +171,7 @@ mod tests {
         let first = staged(peer, 1, true);
         assert!(!ahead.take(first), "no mark on disk yet");
         assert!(!ahead.flushed(peer, first.id, 1, true));
-        ahead.marks_durable([peer]);
+        ahead.marks_durable(1, [peer]);
         assert!(!ahead.needs_mark(&peer));
         assert!(ahead.take(staged(peer, 2, true)));
         assert!(!ahead.take(staged(PeerId::random(), 1, true)), "another contact is not marked");
@@ -250,16 +260,20 @@ mod tests {
     }
 
     #[test]
-    fn a_new_session_waits_for_the_flush_that_marks_its_contact_again() {
+    fn a_new_chain_waits_for_the_flush_of_the_batch_that_started_it() {
         let peer = PeerId::random();
         let mut ahead = SendAhead::default();
         ahead.marked_at_start(peer, 0);
-        ahead.unmark(&peer);
+        // Batch 3 started a chain; batch 2, staged before it, was marking the
+        // contact: its flush must not mark it again.
+        ahead.unmark(3, &peer);
         assert!(ahead.needs_mark(&peer));
         let first = staged(peer, 1, true);
         assert!(!ahead.take(first));
         assert!(!ahead.flushed(peer, first.id, 1, true));
-        ahead.marks_durable([peer]);
+        ahead.marks_durable(2, [peer]);
+        assert!(ahead.needs_mark(&peer), "an earlier batch's flush");
+        ahead.marks_durable(3, [peer]);
         assert!(ahead.take(staged(peer, 2, true)));
     }
 }
