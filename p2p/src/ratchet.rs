@@ -509,7 +509,13 @@ impl Ratchets {
             }
             for session in &mut state.sessions {
                 for _ in 0..MAX_SENT_AHEAD {
-                    session.encrypt(b"").map_err(|e| RatchetError::Malformed(e.to_string()))?;
+                    // A session that cannot encrypt (a contact gave it an unusable
+                    // ratchet key) seals nothing, so it reuses no key either: left
+                    // as it is rather than keeping the node from starting.
+                    if let Err(e) = session.encrypt(b"") {
+                        tracing::warn!(%peer, error = %e, "a ratchet session cannot seal; not advancing it");
+                        break;
+                    }
                 }
             }
             self.dirty.insert(peer);
@@ -529,6 +535,12 @@ impl Ratchets {
     /// (docs/PROTOCOL.md, *Delivery*, *Sending ahead*). They stay marked.
     pub fn marked_at_load(&self) -> &[PeerId] {
         &self.marked_at_load
+    }
+
+    /// Whether `peer` is marked for sending ahead, as its state stands (written, or
+    /// to be written by the next [`Self::persist`]).
+    pub fn is_marked(&mut self, peer: &PeerId) -> Result<bool, RatchetError> {
+        Ok(self.peer(peer)?.sends_ahead)
     }
 
     /// Marks `peer` for sending ahead (see the module docs). Written by the next

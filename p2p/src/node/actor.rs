@@ -938,10 +938,12 @@ impl Actor {
                 }
                 // Chains started by this batch's seals, or by seals at dispatch since
                 // the last batch: their contacts wait for this batch's flush (the
-                // next batch marks them again if this one could not).
+                // next batch marks them again if this one could not). A contact
+                // whose mark was never written stays unmarked: its next batch
+                // writes one.
                 for peer in self.ratchets.take_new_chains() {
                     self.send_ahead.unmark(batch, &peer);
-                    if presealed && !marked.contains(&peer) {
+                    if presealed && !marked.contains(&peer) && matches!(self.ratchets.is_marked(&peer), Ok(true)) {
                         marked.push(peer);
                     }
                 }

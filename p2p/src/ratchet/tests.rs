@@ -551,7 +551,9 @@ fn a_crash_while_sending_ahead_never_seals_two_messages_with_one_key() {
     // Marked (and the mark durable) before anything leaves ahead: the start finds the
     // mark and skips the keys, up to the bound the sender keeps.
     let (mut alice, mut bob) = talking();
+    assert!(!alice.ratchets.is_marked(&bob.peer).unwrap());
     assert!(alice.ratchets.mark_sends_ahead(&bob.peer).unwrap());
+    assert!(alice.ratchets.is_marked(&bob.peer).unwrap());
     assert!(!alice.ratchets.mark_sends_ahead(&bob.peer).unwrap(), "marked once");
     alice.ratchets.persist(NOW).unwrap();
     assert_eq!(crash_after_sending_ahead(&mut alice, &mut bob, MAX_SENT_AHEAD).unwrap(), "after the crash");
@@ -565,6 +567,7 @@ fn a_crash_while_sending_ahead_never_seals_two_messages_with_one_key() {
     alice.ratchets.persist(NOW).unwrap();
     alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap();
     assert!(alice.ratchets.marked_at_load().is_empty());
+    assert!(!alice.ratchets.is_marked(&bob.peer).unwrap());
     let next = alice.seal(&bob, "after a clean stop");
     assert_eq!(bob.open(&alice, &next).unwrap(), "after a clean stop");
 }
