@@ -40,7 +40,8 @@
 //! (the node stopped without clearing it: a crash) advances every session of
 //! that contact by [`MAX_SENT_AHEAD`] keys before sealing anything, so no key a
 //! lost message used is used again. A clean stop clears the marks
-//! ([`Ratchets::clear_sends_ahead`]). A message sealed on a sending chain whose
+//! ([`Ratchets::clear_sends_ahead`]); one record says whether any mark is set,
+//! so a start after a clean stop decodes no peer record. A message sealed on a sending chain whose
 //! start is not durable yet ([`Ratchets::take_new_chains`]) waits for its flush: a
 //! chain started again after a crash is one the contact cannot follow.
 //!
@@ -115,6 +116,9 @@ pub const NORMAL_MESSAGE: u8 = 1;
 
 const OFFER_DOMAIN: &[u8] = b"kith ratchet offer v1\0";
 const ACCOUNT_KEY: &[u8] = b"account";
+/// Present while any contact is marked for sending ahead, so that a start after a
+/// clean stop reads no peer record to find marks.
+const MARKED_KEY: &[u8] = b"marked";
 const PEER_PREFIX: &[u8] = b"p/";
 const SEEN_PREFIX: &[u8] = b"d/";
 const MAX_RECORD_LEN: usize = 1 << 20;
@@ -243,6 +247,9 @@ pub struct Ratchets {
     marked_at_load: Vec<PeerId>,
     /// Every contact marked, in the store or about to be.
     marked: HashSet<PeerId>,
+    /// Whether [`MARKED_KEY`] is in the store, and what the next [`Self::persist`]
+    /// changes it to.
+    marked_key: (bool, Option<bool>),
     /// Contacts for which a seal may have started a new sending chain (a new
     /// session, or a ratchet step after a message opened) since the last
     /// [`Self::take_new_chains`].
@@ -326,6 +333,7 @@ impl Ratchets {
             roll_every: STATE_ROLL,
             marked_at_load: Vec::new(),
             marked: HashSet::new(),
+            marked_key: (false, None),
             new_chains: HashSet::new(),
             chain_in_use: HashSet::new(),
         };
@@ -500,6 +508,10 @@ impl Ratchets {
     /// behind the lost keys; not flushed, and the marks stay: a crash before a flush
     /// does it again from the same stored state.
     fn skip_past_sent_ahead(&mut self, now_ms: u64) -> Result<(), RatchetError> {
+        if self.store.get(MARKED_KEY).map_err(state)?.is_none() {
+            return Ok(());
+        }
+        self.marked_key = (true, None);
         for (key, _) in self.store.scan(PEER_PREFIX).map_err(state)? {
             let Some(peer) = key.strip_prefix(PEER_PREFIX).and_then(|id| PeerId::from_bytes(id).ok()) else { continue };
             let state = self.peer(&peer)?;
@@ -554,6 +566,9 @@ impl Ratchets {
         state.sends_ahead = true;
         self.dirty.insert(*peer);
         self.marked.insert(*peer);
+        if !self.marked_key.0 {
+            self.marked_key.1 = Some(true);
+        }
         Ok(true)
     }
 
@@ -578,6 +593,9 @@ impl Ratchets {
                 state.sends_ahead = false;
                 self.dirty.insert(peer);
             }
+        }
+        if self.marked_key.0 || self.marked_key.1.is_some() {
+            self.marked_key.1 = Some(false);
         }
         Ok(())
     }
@@ -731,6 +749,7 @@ impl Ratchets {
             self.peers.remove(&peer);
             self.chain_in_use.remove(&peer);
         }
+        self.marked_key.1 = None;
         self.seen.clear();
         if self.account_dirty {
             match self.store.get(ACCOUNT_KEY).map_err(state).and_then(|stored| stored.map(|b| load_account(&self.keys, &b)).transpose()) {
@@ -756,7 +775,7 @@ impl Ratchets {
 
     /// Whether anything waits to be written by [`Self::persist`].
     pub fn is_dirty(&self) -> bool {
-        self.account_dirty || !self.dirty.is_empty() || !self.seen.is_empty()
+        self.account_dirty || !self.dirty.is_empty() || !self.seen.is_empty() || self.marked_key.1.is_some()
     }
 
     /// Writes every changed record in one batch of the store (not flushed).
@@ -792,9 +811,17 @@ impl Ratchets {
             }
             changes.push((key, Some(value)));
         }
+        // In the same batch as the marks it stands for.
+        if let Some(present) = self.marked_key.1 {
+            let value = if present { Some(self.keys.seal(MARKED_KEY, b"1")?) } else { None };
+            changes.push((MARKED_KEY.to_vec(), value));
+        }
         if !changes.is_empty() {
             self.store.write(&changes).map_err(state)?;
             self.written_since_roll = true;
+        }
+        if let Some(present) = self.marked_key.1.take() {
+            self.marked_key.0 = present;
         }
         self.account_dirty = false;
         self.dirty.clear();

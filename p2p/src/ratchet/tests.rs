@@ -556,6 +556,7 @@ fn a_crash_while_sending_ahead_never_seals_two_messages_with_one_key() {
     assert!(alice.ratchets.is_marked(&bob.peer).unwrap());
     assert!(!alice.ratchets.mark_sends_ahead(&bob.peer).unwrap(), "marked once");
     alice.ratchets.persist(NOW).unwrap();
+    assert!(alice.store.ratchet().get(MARKED_KEY).unwrap().is_some(), "a start looks for marks");
     assert_eq!(crash_after_sending_ahead(&mut alice, &mut bob, MAX_SENT_AHEAD).unwrap(), "after the crash");
     assert_eq!(alice.ratchets.marked_at_load(), &[bob.peer]);
 
@@ -565,6 +566,7 @@ fn a_crash_while_sending_ahead_never_seals_two_messages_with_one_key() {
     // A clean stop clears it: the next start skips nothing and finds no mark.
     alice.ratchets.clear_sends_ahead().unwrap();
     alice.ratchets.persist(NOW).unwrap();
+    assert!(alice.store.ratchet().get(MARKED_KEY).unwrap().is_none(), "a start reads no peer record");
     alice.ratchets = Ratchets::load(alice.store.ratchet(), &alice.identity, NOW).unwrap();
     assert!(alice.ratchets.marked_at_load().is_empty());
     assert!(!alice.ratchets.is_marked(&bob.peer).unwrap());
