@@ -628,9 +628,6 @@ impl Actor {
     /// nothing is reported as stored: callers hear the error, peers are asked to retry,
     /// and nothing that depended on it is announced or sent.
     fn after_flush(&mut self, actions: Vec<AfterFlush>, result: &Result<(), FlushFailed>) {
-        if result.is_err() {
-            self.send_ahead.stop();
-        }
         // One outbox reload however many actions asked for one: it reads the whole
         // outbox.
         let mut reload = false;
@@ -986,7 +983,7 @@ impl Actor {
     /// dispatch.
     fn send_ahead(&mut self, composed: &[(Composed, SendReply)]) -> Vec<PeerId> {
         if self.store.a_flush_failed() {
-            // Also a flush outside the flushing thread (a key rotation, a roll).
+            // Any flush of the store: the flushing thread's, a key rotation's, a roll's.
             self.send_ahead.stop();
         }
         let now = Instant::now();
