@@ -249,6 +249,14 @@ impl Inbound<'_> {
             Payload::Ratcheted { .. } if !accepted => Err(RejectReason::Decrypt),
             Payload::Ratcheted { kind, body } => {
                 let digest = copy_digest(kind, &body);
+                if outcome.ratcheted.iter().any(|(_, opened, _)| *opened == digest) {
+                    // A copy in the batch that opened its original (a relay holds one
+                    // per attempt to deposit it, each sealed anew): its key is spent,
+                    // and whether the original is taken is known only once the batch
+                    // is settled, so the copy waits and a later one finds it a copy.
+                    tracing::debug!(%sender, "a copy of a ratchet message opened in this batch; later");
+                    return Err(RejectReason::Unready);
+                }
                 match self.ratchets.open_digested(&sender, kind, &body, digest, now) {
                     Ok(inner) => {
                         let decoded = Payload::decode_ratcheted(&inner).map_err(|e| {

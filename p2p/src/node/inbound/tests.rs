@@ -14,6 +14,8 @@ struct Receiver {
     me: Identity,
     opener: Opener,
     ratchets: Ratchets,
+    /// Whether batches come drained from a relay rather than from their sender.
+    from_relay: bool,
 }
 
 impl Receiver {
@@ -23,10 +25,10 @@ impl Receiver {
         let me = Identity::from_secrets([1; 32], [2; 32]);
         let opener = Opener::new(&me, 4);
         let ratchets = Ratchets::load(store.ratchet(), &me, ops::now_ms()).unwrap();
-        Receiver { _dir: dir, store, me, opener, ratchets }
+        Receiver { _dir: dir, store, me, opener, ratchets, from_relay: false }
     }
 
-    /// Applies one batch as a direct delivery.
+    /// Applies one batch, as a direct delivery or a drained page (`from_relay`).
     fn apply(&mut self, envelopes: &[Vec<u8>]) -> (Vec<DmResult>, Outcome) {
         Inbound {
             store: &self.store,
@@ -36,7 +38,7 @@ impl Receiver {
             ratchets: &mut self.ratchets,
             legacy_grace: LEGACY_GRACE,
             tally: Tally::default(),
-            from_relay: false,
+            from_relay: self.from_relay,
         }
         .apply(envelopes)
     }
@@ -244,4 +246,51 @@ fn an_acceptance_from_a_fellow_member_we_did_not_ask_changes_nothing() {
     assert!(outcome.events.is_empty(), "no contact shows up");
     let record = node.record_of(&member.peer_id()).unwrap();
     assert_eq!((record.state, record.display_name), (ContactState::Member, None));
+}
+
+#[test]
+fn a_ratchet_message_drained_twice_in_one_page_is_stored_once_and_its_copy_waits_at_the_relay() {
+    let mut node = Receiver::new();
+    let bob = someone(0);
+    node.knows(&bob, ContactState::Accepted);
+    // Bob holds a session with us, made from the keys we offered him.
+    let bobs_dir = tempfile::tempdir().unwrap();
+    let bobs_store = Store::open(&bobs_dir.path().join("db")).unwrap();
+    let mut bobs_ratchets = Ratchets::load(bobs_store.ratchet(), &bob, ops::now_ms()).unwrap();
+    let offer = node.ratchets.offer(&node.me, &bob.peer_id(), false).unwrap();
+    node.ratchets.persist(ops::now_ms()).unwrap();
+    bobs_ratchets.learn(&node.me.peer_id(), &offer).unwrap();
+    let text = Payload::Text {
+        id: MessageId([7; 16]),
+        lamport: 1,
+        sent_at_ms: ops::now_ms(),
+        text: "sent twice".into(),
+        file: None,
+        link: None,
+    };
+    let (kind, body) = bobs_ratchets.seal(&node.me.peer_id(), &text.encode().unwrap()).unwrap().unwrap();
+    let ratcheted = Payload::Ratcheted { kind, body };
+    // A deposit that timed out after the relay took it, then the retry: each attempt
+    // seals its envelope anew, so the relay holds two envelopes of one ratchet message.
+    let first = node.sealed_from(&bob, &ratcheted);
+    let second = node.sealed_from(&bob, &ratcheted);
+    assert_ne!(first, second);
+    node.from_relay = true;
+    let (results, outcome) = node.apply(&[first, second.clone()]);
+    assert_eq!(results[0], DmResult::Stored);
+    assert_eq!(
+        results[1],
+        DmResult::Rejected(RejectReason::Unready),
+        "the copy is not refused (its key is spent): it stays at the relay until its original is settled"
+    );
+    assert_eq!(outcome.stored.len(), 1);
+    // What the actor does once the batch's results are final.
+    for (_, digest, _) in outcome.ratcheted {
+        node.ratchets.record(digest);
+    }
+    node.ratchets.persist(ops::now_ms()).unwrap();
+    let (results, outcome) = node.apply(&[second]);
+    assert_eq!(results, vec![DmResult::Stored], "the next drain finds it a copy, which the relay may drop");
+    assert!(outcome.stored.is_empty());
+    assert_eq!(node.texts_with(&bob.peer_id()), ["sent twice"]);
 }
