@@ -158,6 +158,10 @@ pub(crate) struct Actor {
     /// no chain key, and a copy that did is recognised), until the entry leaves the
     /// queue or the contact's keys change. See [`Actor::ratchet_cached`].
     ratcheted: HashMap<PeerId, HashMap<MessageId, Vec<u8>>>,
+    /// Outbox ids of key offers made in this run whose one-time keys were written
+    /// but not known flushed: such an offer leaves only after a flush, or a crash
+    /// could leave a contact building its session on a key we no longer hold.
+    unflushed_offers: HashSet<MessageId>,
     queues: Queues,
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
@@ -319,6 +323,7 @@ impl Actor {
             ratchet_resets: HashMap::new(),
             resent: HashMap::new(),
             ratcheted: HashMap::new(),
+            unflushed_offers: HashSet::new(),
             queues: Queues::new(timers.retry_initial, timers.retry_max),
             commands,
             events,
@@ -1262,10 +1267,11 @@ impl Actor {
         if ids.is_empty() {
             return;
         }
-        if self.ratchets.is_dirty() {
-            // What this batch sealed must be durable before it leaves: written now,
-            // and the batch waits in flight for the flushing thread while the event
-            // loop goes on.
+        let offers_unflushed = !self.unflushed_offers.is_empty() && ids.iter().any(|id| self.unflushed_offers.contains(id));
+        if self.ratchets.is_dirty() || offers_unflushed {
+            // What this batch sealed (or an offer's one-time key) must be durable
+            // before it leaves: written now, and the batch waits in flight for the
+            // flushing thread while the event loop goes on.
             if let Err(e) = self.ratchets.persist(ops::now_ms()) {
                 tracing::error!(%peer, error = %e, "writing ratchet state failed; trying again later");
                 self.ratchet_undo(&sealed_now);
@@ -1294,6 +1300,9 @@ impl Actor {
         }
         // Gone from the queue meanwhile (the contact was removed or blocked).
         let Some(ids) = self.queues.in_flight(&peer, flight) else { return };
+        for id in &ids {
+            self.unflushed_offers.remove(id);
+        }
         let contact = match self.store.contacts().get(&peer) {
             Ok(contact) => contact,
             Err(e) => {

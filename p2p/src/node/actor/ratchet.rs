@@ -53,6 +53,7 @@ impl Actor {
         match entry {
             Ok(entry) => {
                 let id = entry.id;
+                self.unflushed_offers.insert(id);
                 self.queues.push(peer, entry, Instant::now());
                 Some(id)
             }
