@@ -56,6 +56,13 @@ pub(crate) const LOG: &str = FILE_NAME;
 /// Garbage below this many bytes is never worth a compaction.
 pub(crate) const COMPACT_MIN: u64 = 8 << 20;
 
+/// Zeros written ahead past the log's end, at least, whenever a frame would pass
+/// them: a frame then lands inside the file's length, so the `fdatasync` after it
+/// has no file size to commit and skips the filesystem's journal (on ext4 here,
+/// 0.11 against 0.16 ms alone, 0.18 against 0.26–0.32 ms with a second process
+/// syncing). Small, so the zeros' own write-back stays cheap.
+const PREALLOCATE: u64 = 256 << 10;
+
 /// Payload bytes per frame when copying records (compaction, migration).
 const COPY_FRAME_BYTES: usize = 4 << 20;
 
@@ -90,6 +97,9 @@ pub(crate) struct LogState {
     file: Arc<File>,
     /// Where the next frame goes.
     end: u64,
+    /// The file's length as we wrote it: from `end` up to it, zeros written ahead
+    /// (see [`PREALLOCATE`]), which the scan at open reads as the end.
+    allocated: u64,
     /// Why writes are refused, after a write failed.
     broken: Option<String>,
     /// How many times a compaction replaced the file since it was opened.
@@ -100,6 +110,19 @@ pub(crate) struct LogState {
 }
 
 impl LogState {
+    /// Writes [`PREALLOCATE`] zeros past `needed` (where the frame about to be
+    /// written ends). A failure (a full disk) is not one of the frame's: the frame
+    /// then grows the file itself, as it would without zeros ahead.
+    fn write_ahead(&mut self, needed: u64) {
+        let from = self.allocated.max(needed);
+        let to = needed + PREALLOCATE;
+        let zeros = vec![0u8; usize::try_from(to - from).unwrap_or(0)];
+        match self.file.write_all_at(&zeros, from) {
+            Ok(()) => self.allocated = to,
+            Err(e) => tracing::debug!(error = %e, "writing zeros ahead of the message log failed; it grows frame by frame"),
+        }
+    }
+
     /// A reader of the file that the index's slots point into now.
     pub(crate) fn reader(&self) -> LogReader {
         LogReader { file: Arc::clone(&self.file) }
@@ -194,12 +217,20 @@ impl MessageLog {
 
     /// Opens the file and replays it into a fresh index.
     fn open_file(path: &Path) -> Result<MessageLog, StoreError> {
-        let (file, index, end) = load(path)?;
+        let Loaded { file, index, end, allocated } = load(path)?;
         let file = Arc::new(file);
         Ok(MessageLog {
             path: path.to_owned(),
             current: RwLock::new(Arc::clone(&file)),
-            state: Mutex::new(LogState { index, file, end, broken: None, generation: 0, lamport_floors: HashMap::new() }),
+            state: Mutex::new(LogState {
+                index,
+                file,
+                end,
+                allocated,
+                broken: None,
+                generation: 0,
+                lamport_floors: HashMap::new(),
+            }),
             compacting: Mutex::new(()),
         })
     }
@@ -428,7 +459,7 @@ impl MessageLog {
         drop(live);
         // The new file's index comes from reading it back: every frame's checksum is
         // checked, so a bad copy fails here instead of replacing the log.
-        let (new, mut index, mut new_end) = load(tmp)?;
+        let Loaded { file: new, mut index, end: mut new_end, .. } = load(tmp)?;
         meanwhile(Step::Copied);
         // Catch up with what was written meanwhile without the lock, until little
         // is left: writers then wait only for that little.
@@ -465,6 +496,7 @@ impl MessageLog {
         state.file = Arc::new(new);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&state.file);
         state.end = new_end;
+        state.allocated = new_end;
         state.generation += 1;
         let writers_waited = started.elapsed();
         tracing::info!(before_bytes, after_bytes = state.end, ?writers_waited, "compacted the message log");
@@ -523,9 +555,19 @@ fn compacting_path(path: &Path) -> PathBuf {
     path.with_extension("log.compacting")
 }
 
+/// A log file opened and replayed.
+struct Loaded {
+    file: File,
+    index: Index,
+    /// Where the next frame goes.
+    end: u64,
+    /// The file's length: zeros written ahead from `end` up to it.
+    allocated: u64,
+}
+
 /// Opens the log file at `path` and replays it into a fresh index; cuts off a
-/// damaged tail. Returns the file, the index and where the next frame goes.
-fn load(path: &Path) -> Result<(File, Index, u64), StoreError> {
+/// damaged tail, and keeps a tail of zeros written ahead ([`PREALLOCATE`]).
+fn load(path: &Path) -> Result<Loaded, StoreError> {
     let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_error)?;
     let mut magic = [0u8; MAGIC.len()];
     file.read_exact(&mut magic).map_err(|_| StoreError::corrupt(LOG, "not a message log"))?;
@@ -536,6 +578,11 @@ fn load(path: &Path) -> Result<(File, Index, u64), StoreError> {
     let scanned = frame::scan(BufReader::with_capacity(1 << 20, &file), io_error, |r| replay(&mut index, &r))?;
     index.shrink();
     let len = file.seek(SeekFrom::End(0)).map_err(io_error)?;
+    // Nothing past the last whole frame reached the disk but zeros: no frame was
+    // cut short there, and the zeros stay written ahead.
+    if len > scanned.valid_end && zeros_from(&file, scanned.valid_end, len)? {
+        return Ok(Loaded { file, index, end: scanned.valid_end, allocated: len });
+    }
     if scanned.damaged_tail || len != scanned.valid_end {
         tracing::warn!(
             dropped_bytes = len - scanned.valid_end,
@@ -544,7 +591,22 @@ fn load(path: &Path) -> Result<(File, Index, u64), StoreError> {
         file.set_len(scanned.valid_end).map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
     }
-    Ok((file, index, scanned.valid_end))
+    Ok(Loaded { file, index, end: scanned.valid_end, allocated: scanned.valid_end })
+}
+
+/// Whether `file` holds only zeros from `start` to `end`.
+fn zeros_from(file: &File, start: u64, end: u64) -> Result<bool, StoreError> {
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut at = start;
+    while at < end {
+        let n = usize::try_from(end - at).map_or(chunk.len(), |left| left.min(chunk.len()));
+        file.read_exact_at(&mut chunk[..n], at).map_err(io_error)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// The [`CHECK_LEN`] bytes of `file` before `offset`, zero-padded at the start.
@@ -922,6 +984,10 @@ impl Batch<'_> {
         }
         if bytes.is_empty() {
             return Ok(());
+        }
+        let needed = self.state.end + bytes.len() as u64;
+        if needed > self.state.allocated {
+            self.state.write_ahead(needed);
         }
         match self.state.file.write_all_at(&bytes, self.state.end) {
             Ok(()) => {

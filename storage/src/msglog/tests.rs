@@ -43,6 +43,11 @@ fn open(dir: &Path) -> MessageLog {
     MessageLog::open(dir, &HashSet::from([CONV]), true).unwrap()
 }
 
+/// Where the last whole frame of the log at `path` ends (zeros written ahead follow).
+fn frames_end(path: &Path) -> u64 {
+    load(path).unwrap().end
+}
+
 /// Everything a reader can see: messages in order with their states, the unread
 /// set, and the outbox.
 fn contents(log: &MessageLog) -> (Vec<Message>, usize, Vec<OutboxEntry>) {
@@ -123,9 +128,8 @@ fn a_torn_last_frame_is_dropped_whole_and_writing_goes_on() {
     batch.commit().unwrap();
     drop(log);
     let path = dir.path().join(FILE_NAME);
-    let len = fs::metadata(&path).unwrap().len();
     let file = OpenOptions::new().write(true).open(&path).unwrap();
-    file.set_len(len - 7).unwrap();
+    file.set_len(frames_end(&path) - 7).unwrap();
     drop(file);
 
     let log = open(dir.path());
@@ -238,8 +242,7 @@ fn a_batch_past_the_frame_limit_is_written_as_several_frames() {
 
     // Cut inside the last frame: the frames before it are whole and stay.
     let path = dir.path().join(FILE_NAME);
-    let len = fs::metadata(&path).unwrap().len();
-    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 100).unwrap();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(frames_end(&path) - 100).unwrap();
     let kept = contents(&open(dir.path())).0;
     assert!(kept.len() >= 16 && kept.len() < 40, "{} messages kept", kept.len());
     assert_eq!(kept, written[..kept.len()], "a prefix of the batch");
@@ -419,8 +422,7 @@ fn a_torn_last_frame_drops_only_the_key_value_changes_it_held() {
     batch.commit().unwrap();
     drop(log);
     let path = dir.path().join(FILE_NAME);
-    let len = fs::metadata(&path).unwrap().len();
-    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(frames_end(&path) - 3).unwrap();
 
     let log = open(dir.path());
     assert_eq!(kv_all(&log), kept, "the whole torn frame is gone, nothing before it");
@@ -702,4 +704,66 @@ fn writers_syncs_and_readers_go_on_through_repeated_compactions() {
     assert!(now.0.2.is_empty(), "every outbox entry was dropped");
     drop(log);
     assert_eq!(everything(&open(dir.path())), now);
+}
+
+#[test]
+fn frames_land_in_zeros_written_ahead_which_a_reopen_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(dir.path());
+    write_some(&log);
+    log.sync().unwrap();
+    let end = frames_end(&path);
+    let len = fs::metadata(&path).unwrap().len();
+    assert!(len > end && zeros_from(&File::open(&path).unwrap(), end, len).unwrap(), "zeros ahead of the frames: {len} bytes, frames end at {end}");
+    // A frame that fits the zeros leaves the file's length as it is.
+    let mut batch = log.batch();
+    batch.add_message(&message(70, Direction::Incoming, MessageState::Delivered)).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), len);
+    let written = contents(&log);
+    drop(log);
+
+    // Not a torn frame: the reopen keeps every message and the zeros.
+    let log = open(dir.path());
+    assert_eq!(contents(&log), written);
+    assert_eq!(fs::metadata(&path).unwrap().len(), len, "the zeros stay written ahead");
+    // Past them, more zeros are written ahead again.
+    let mut batch = log.batch();
+    for n in 0..40 {
+        let mut long = message(100 + n, Direction::Incoming, MessageState::Delivered);
+        long.text = "x".repeat(10_000);
+        batch.add_message(&long).unwrap();
+    }
+    batch.commit().unwrap();
+    let before = written.0.len();
+    let written = contents(&log);
+    assert_eq!(written.0.len(), before + 40);
+    drop(log);
+    assert!(fs::metadata(&path).unwrap().len() >= frames_end(&path) + PREALLOCATE);
+    assert_eq!(contents(&open(dir.path())), written);
+}
+
+#[test]
+fn a_frame_torn_inside_the_zeros_ahead_is_cut_off_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(dir.path());
+    write_some(&log);
+    let kept = contents(&log);
+    drop(log);
+    // What a crash can leave: part of the next frame written where zeros were.
+    let end = frames_end(&path);
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0x40, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7, 9, 9, 9], end).unwrap();
+    drop(file);
+
+    let log = open(dir.path());
+    assert_eq!(contents(&log), kept, "the torn frame is gone, nothing before it");
+    assert_eq!(fs::metadata(&path).unwrap().len(), end, "cut at the last whole frame");
+    let mut batch = log.batch();
+    batch.add_message(&message(60, Direction::Incoming, MessageState::Delivered)).unwrap();
+    batch.commit().unwrap();
+    drop(log);
+    assert_eq!(contents(&open(dir.path())).0.len(), kept.0.len() + 1, "a frame written after the cut reads back");
 }
