@@ -838,17 +838,24 @@ impl Actor {
         })
     }
 
-    /// "Add me" to `peer`, with where to reach us and leave us mail, and our ratchet
-    /// keys unless it has some from us already (written, not flushed: the request's
-    /// own flush makes both durable).
-    fn contact_request(&mut self, peer: PeerId, token: Option<[u8; 16]>) -> Payload {
-        Payload::ContactRequest {
+    /// Queues "add me" to `peer`, with where to reach us and leave us mail, and our
+    /// ratchet keys unless it has some from us already (written, not flushed). A
+    /// request carrying keys is noted like an offer: it leaves only after a flush.
+    fn enqueue_contact_request(&mut self, peer: PeerId, token: Option<[u8; 16]>) -> Result<(), OpError> {
+        let keys = self.request_keys(peer);
+        let carries_keys = keys.is_some();
+        let request = Payload::ContactRequest {
             name: self.config.display_name.clone(),
             addrs: self.shareable_addrs().iter().map(|a| a.to_vec()).collect(),
             token,
             relays: self.config.relays.iter().map(|a| a.to_vec()).collect(),
-            keys: self.request_keys(peer),
+            keys,
+        };
+        let id = ops::enqueue(&self.store, &peer, &request)?;
+        if carries_keys {
+            self.unflushed_offers.insert(id);
         }
+        Ok(())
     }
 
     /// Add the maker of `invite` as [`contact_rules::from_invite`] says, and queue our
@@ -860,8 +867,7 @@ impl Actor {
         let existing = self.store.contacts().get(&invite.peer_id).map_err(OpError::from)?;
         let contact = contact_rules::from_invite(existing.as_ref(), &invite, alias, ops::now_ms())?;
         self.store.contacts().put(&contact).map_err(OpError::from)?;
-        let request = self.contact_request(invite.peer_id, invite.token);
-        ops::enqueue(&self.store, &contact.peer_id, &request)?;
+        self.enqueue_contact_request(invite.peer_id, invite.token)?;
         for addr in &invite.addrs {
             self.swarm.add_peer_address(invite.peer_id, addr.clone());
         }
@@ -886,8 +892,7 @@ impl Actor {
         let contact = adding.contact();
         self.store.contacts().put(contact).map_err(OpError::from)?;
         if matches!(adding, Adding::Request(_)) {
-            let request = self.contact_request(peer, None);
-            ops::enqueue(&self.store, &peer, &request)?;
+            self.enqueue_contact_request(peer, None)?;
         }
         if contact.e2e_public.is_none() {
             self.lookup(peer);
@@ -1300,6 +1305,8 @@ impl Actor {
         }
         // Gone from the queue meanwhile (the contact was removed or blocked).
         let Some(ids) = self.queues.in_flight(&peer, flight) else { return };
+        // Durable now. (An offer that leaves the queue some other way stays noted: a
+        // few ids per contact and run at most, as offers go.)
         for id in &ids {
             self.unflushed_offers.remove(id);
         }

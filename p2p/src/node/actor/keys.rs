@@ -95,7 +95,7 @@ impl Actor {
         self.use_identity(identity);
         self.note_rotated();
         if !self.offer_to_accepted(false) {
-            tracing::error!("the new key's announcements could not be made durable; contacts learn it from our next message");
+            tracing::error!("the new key's announcements could not be queued; contacts learn it from our next message");
         }
         self.directory.record_changed();
         self.publish_record();

@@ -24,10 +24,9 @@ const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH;
 impl Actor {
     /// Offers `peer`, an accepted contact, our ratchet keys (with `reset`: it should
     /// drop its sessions with us) through the outbox, so they wait in relays like a
-    /// message. The one-time key and the queued offer are written, not flushed: a
-    /// flush makes both durable before anything sealed after them leaves
-    /// ([`Actor::ratchet_durable`], or the dispatch that finds the state changed).
-    /// Returns the queued offer's outbox id.
+    /// message. The one-time key and the queued offer are written, not flushed; the
+    /// offer is noted, so that its batch waits for a flush before it leaves (see
+    /// [`Actor::dispatch`]). Returns the queued offer's outbox id.
     pub(super) fn offer_ratchet_keys(&mut self, peer: PeerId, reset: bool) -> Option<kith_storage::MessageId> {
         let offer = self.make_offer(peer, reset)?;
         let payload = Payload::Prekeys {
@@ -88,13 +87,13 @@ impl Actor {
     /// before the ratchet existed, or an offer lost in a crash).
     pub(super) fn offer_ratchet_keys_to_all(&mut self) {
         if !self.offer_to_accepted(true) {
-            tracing::error!("ratchet keys for contacts could not be made durable; offering them again at the next start");
+            tracing::error!("ratchet keys for contacts could not be queued; offering them again at the next start");
         }
     }
 
     /// Offers keys to every accepted contact (with `only_new`, those we offered none
-    /// yet), makes the offers durable and sends them. Returns false if they could not
-    /// be queued or made durable (then nothing was sent).
+    /// yet) and dispatches them; each leaves after a flush. Returns false if they
+    /// could not be queued (then none was).
     pub(super) fn offer_to_accepted(&mut self, only_new: bool) -> bool {
         let contacts = match self.store.contacts().list() {
             Ok(contacts) => contacts,
@@ -116,15 +115,7 @@ impl Actor {
                 }
             }
         }
-        if offered.is_empty() {
-            return true;
-        }
-        // Not durable: the offers stay queued and leave after a later flush (a
-        // failed write of the state rolled the account back; then the contact
-        // cannot open an offer and a reset follows).
-        if !self.ratchet_durable() {
-            return false;
-        }
+        // Each offer's batch waits in flight for the flushing thread before it leaves.
         for (peer, _) in offered {
             self.dispatch(peer);
         }
@@ -248,31 +239,6 @@ impl Actor {
         for (peer, id) in sealed_now {
             if let Some(cache) = self.ratcheted.get_mut(peer) {
                 cache.remove(id);
-            }
-        }
-    }
-
-    /// Makes what the ratchet changed durable before anything sealed with it leaves
-    /// (a crash must never seal two messages with one key): written and flushed here,
-    /// on the event loop, for offers made to every contact at once (at start, and
-    /// after a key rotation); a dispatch leaves that flush to the flushing thread
-    /// instead. Returns false if
-    /// that failed; the changes are dropped and nothing sealed with them may be sent.
-    pub(super) fn ratchet_durable(&mut self) -> bool {
-        if !self.ratchets.is_dirty() {
-            return true;
-        }
-        let written = self.ratchets.persist(ops::now_ms());
-        if let Err(e) = written {
-            tracing::error!(error = %e, "writing ratchet state failed");
-            self.ratchets.rollback();
-            return false;
-        }
-        match self.store.flush() {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "flushing ratchet state failed");
-                false
             }
         }
     }
