@@ -281,11 +281,18 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
     }
 
     /// The page last drained from `relay` is stored, except what our disk failed to
-    /// store: `stored` are the sequence numbers the relay may delete.
-    pub(crate) fn page_stored(&mut self, relay: PeerId, stored: Vec<u64>) -> Vec<Effect> {
+    /// store (`disk_failed`) and what waits for something first: `stored` are the
+    /// sequence numbers the relay may delete. A page with nothing to delete ends the
+    /// drain if our disk failed; otherwise the next page is asked for, so that mail
+    /// that must wait (a group's key before its group) never holds up what is behind
+    /// it.
+    pub(crate) fn page_stored(&mut self, relay: PeerId, stored: Vec<u64>, disk_failed: bool) -> Vec<Effect> {
         if stored.is_empty() {
-            self.drain_done(&relay);
-            return Vec::new();
+            if disk_failed || !self.drains.get(&relay).is_some_and(|d| d.more) {
+                self.drain_done(&relay);
+                return Vec::new();
+            }
+            return vec![Effect::Send(Request { relay, addr: None, ask: Ask::Challenge, step: Step(Pending::DrainChallenge) })];
         }
         vec![Effect::Send(Request {
             relay,
@@ -405,7 +412,7 @@ mod tests {
         }
 
         fn stored(&mut self, relay: PeerId, seqs: Vec<u64>) -> Outcome {
-            let effects = self.client.page_stored(relay, seqs);
+            let effects = self.client.page_stored(relay, seqs, false);
             self.send(effects)
         }
 
@@ -539,6 +546,30 @@ mod tests {
     }
 
     #[test]
+    fn a_page_that_must_wait_whole_does_not_hold_up_the_pages_behind_it() {
+        let mut h = Harness::default();
+        let relay = peer();
+        let (sent, _) = h.drain(relay);
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
+        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(1), item(2)], more: true });
+        // Nothing of it could be taken yet (not a disk failure): nothing is acked, and
+        // the next page is asked for, after it.
+        let (sent, _) = h.stored(relay, Vec::new());
+        assert_eq!(sent.len(), 1);
+        assert!(matches!(sent[0].2, Ask::Challenge));
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [2; NONCE_LEN] });
+        assert!(matches!(sent[0].2, Ask::Drain { after: Some(2), .. }), "{:?}", sent[0].2);
+        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(3)], more: false });
+        let (sent, _) = h.stored(relay, vec![3]);
+        assert!(matches!(&sent[0].2, Ask::Challenge));
+        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [3; NONCE_LEN] });
+        assert!(matches!(&sent[0].2, Ask::Ack { seqs, .. } if seqs == &vec![3]));
+        // The last page had nothing to take either: the drain ends.
+        h.answer(sent[0].0, MailboxResponse::Acked { removed: 1 });
+        assert!(!h.client.draining(&relay));
+    }
+
+    #[test]
     fn a_failure_or_refusal_at_any_drain_step_ends_the_drain() {
         let mut h = Harness::default();
         let relay = peer();
@@ -551,11 +582,11 @@ mod tests {
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
         assert!(h.client.answered(sent[0].0, MailboxResponse::Refused(Refusal::BadChallenge)).is_empty());
         assert!(!h.client.draining(&relay));
-        // Nothing of a page could be stored: nothing is acked, the drain ends.
+        // Our disk failed to store any of a page: nothing is acked, the drain ends.
         let (sent, _) = h.drain(relay);
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [2; NONCE_LEN] });
         h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(1)], more: true });
-        assert!(h.client.page_stored(relay, Vec::new()).is_empty());
+        assert!(h.client.page_stored(relay, Vec::new(), true).is_empty());
         assert!(!h.client.draining(&relay));
         // An answer to an id never sent is ignored.
         assert!(h.client.answered(999, MailboxResponse::Acked { removed: 0 }).is_empty());

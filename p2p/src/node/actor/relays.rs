@@ -184,7 +184,8 @@ impl Actor {
             .filter(|(_, r)| !matches!(r, DmResult::Rejected(RejectReason::Storage | RejectReason::Unready)))
             .map(|(seq, _)| *seq)
             .collect();
-        let effects = self.relays.page_stored(relay, stored);
+        let disk_failed = results.iter().any(|r| matches!(r, DmResult::Rejected(RejectReason::Storage)));
+        let effects = self.relays.page_stored(relay, stored, disk_failed);
         self.mailbox_effects(effects);
     }
 }
