@@ -1272,7 +1272,7 @@ impl Actor {
         if ids.is_empty() {
             return;
         }
-        let offers_unflushed = !self.unflushed_offers.is_empty() && ids.iter().any(|id| self.unflushed_offers.contains(id));
+        let offers_unflushed = ids.iter().any(|id| self.unflushed_offers.contains(id));
         if self.ratchets.is_dirty() || offers_unflushed {
             // What this batch sealed (or an offer's one-time key) must be durable
             // before it leaves: written now, and the batch waits in flight for the

@@ -411,6 +411,13 @@ mod tests {
             self.send(effects)
         }
 
+        /// Starts a drain at `relay` and has it answer the first page with `items`.
+        fn first_page(&mut self, relay: PeerId, items: Vec<MailItem>, more: bool) -> Vec<Effect> {
+            let (sent, _) = self.drain(relay);
+            let (sent, _) = self.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
+            self.client.answered(sent[0].0, MailboxResponse::Envelopes { items, more })
+        }
+
         fn stored(&mut self, relay: PeerId, seqs: Vec<u64>) -> Outcome {
             let effects = self.client.page_stored(relay, seqs, false);
             self.send(effects)
@@ -529,9 +536,7 @@ mod tests {
     fn a_page_that_does_not_move_forward_ends_the_drain() {
         let mut h = Harness::default();
         let relay = peer();
-        let (sent, _) = h.drain(relay);
-        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
-        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(4), item(5)], more: true });
+        h.first_page(relay, vec![item(4), item(5)], true);
         let (sent, _) = h.stored(relay, vec![4, 5]);
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [2; NONCE_LEN] });
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Acked { removed: 2 });
@@ -549,9 +554,7 @@ mod tests {
     fn a_page_that_must_wait_whole_does_not_hold_up_the_pages_behind_it() {
         let mut h = Harness::default();
         let relay = peer();
-        let (sent, _) = h.drain(relay);
-        let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
-        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(1), item(2)], more: true });
+        h.first_page(relay, vec![item(1), item(2)], true);
         // Nothing of it could be taken yet (not a disk failure): nothing is acked, and
         // the next page is asked for, after it.
         let (sent, _) = h.stored(relay, Vec::new());

@@ -115,9 +115,9 @@ impl LogState {
     /// (a full disk) is not the frame's: the log stops writing ahead until the next
     /// start or compaction, and frames grow the file themselves.
     fn write_ahead(&mut self, written: u64) {
+        static ZEROS: [u8; PREALLOCATE as usize] = [0; PREALLOCATE as usize];
         let to = written + PREALLOCATE;
-        let zeros = vec![0u8; usize::try_from(PREALLOCATE).unwrap_or(0)];
-        match self.file.write_all_at(&zeros, written) {
+        match self.file.write_all_at(&ZEROS, written) {
             Ok(()) => self.allocated = to,
             Err(e) => {
                 tracing::warn!(error = %e, "writing zeros ahead of the message log failed; it stops doing so until it is next opened");
