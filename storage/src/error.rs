@@ -78,6 +78,12 @@ pub enum StoreError {
     /// After a failed write the log refuses further writes until reopened.
     #[error("cannot read or write the message log")]
     Io(#[source] std::io::Error),
+    /// A flush of this store failed earlier. The kernel may have dropped the pages
+    /// that flush was to write, so a later flush reporting success would not prove
+    /// that what was written before it is durable: every flush fails until the
+    /// store is opened again, and nothing more is acknowledged.
+    #[error("a flush of the store failed earlier; nothing is durable until the node restarts")]
+    FlushFailedBefore,
     /// A value is larger than its table takes (a draft over
     /// [`MAX_DRAFT_LEN`](crate::MAX_DRAFT_LEN)).
     #[error("{len} bytes; the limit is {max}")]

@@ -81,14 +81,26 @@ impl Inner {
     /// (its stable point is already past every write), so a flush after
     /// messages and ratchet state alone is one `fdatasync` of the log.
     pub(crate) fn flush(&self) -> Result<usize, StoreError> {
+        self.no_flush_failed()?;
         let flushed = self.db.flush().map_err(db).and_then(|n| self.log.sync().map(|()| n));
         self.note_flush(flushed)
     }
 
+    /// [`StoreError::FlushFailedBefore`] once a flush has failed: a later
+    /// `fdatasync` that succeeds says nothing of pages the failed one lost.
+    fn no_flush_failed(&self) -> Result<(), StoreError> {
+        match self.flush_failed.load(std::sync::atomic::Ordering::Acquire) {
+            true => Err(StoreError::FlushFailedBefore),
+            false => Ok(()),
+        }
+    }
+
     /// Remembers a failed flush for [`Store::a_flush_failed`].
     fn note_flush<T>(&self, flushed: Result<T, StoreError>) -> Result<T, StoreError> {
-        if flushed.is_err() {
-            self.flush_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = &flushed
+            && !self.flush_failed.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::error!(error = %e, "flushing the store failed: nothing more is acknowledged until the node restarts");
         }
         flushed
     }
@@ -96,6 +108,7 @@ impl Inner {
     /// Flushes sled alone (for operations whose sled half must be durable
     /// before their log half is written).
     pub(crate) fn flush_sled(&self) -> Result<(), StoreError> {
+        self.no_flush_failed()?;
         self.note_flush(self.db.flush().map_err(db).map(drop))
     }
 
@@ -370,6 +383,8 @@ impl Store {
 
     /// Durability point: every write made before this call survives a crash
     /// once it returns `Ok`. Returns the number of bytes sled wrote. Blocks.
+    /// After a flush failed, every later one fails too, until the store is
+    /// opened again ([`StoreError::FlushFailedBefore`]).
     pub fn flush(&self) -> Result<usize, StoreError> {
         self.inner.flush()
     }
@@ -377,6 +392,7 @@ impl Store {
     /// [`flush`](Self::flush) for async callers: sled's part runs on its
     /// thread pool; the message log's `fdatasync` runs on the caller's thread.
     pub async fn flush_async(&self) -> Result<usize, StoreError> {
+        self.inner.no_flush_failed()?;
         let flushed = match self.inner.db.flush_async().await.map_err(db) {
             Ok(n) => self.inner.log.sync().map(|()| n),
             Err(e) => Err(e),
@@ -386,8 +402,8 @@ impl Store {
 
     /// Whether a flush of this store has failed since it was opened. After a failed
     /// `fdatasync` the kernel may have dropped the pages it held, so what was
-    /// written before it may not be durable even once a later flush succeeds: a
-    /// caller that relies on earlier writes being durable checks this.
+    /// written before it may not be durable even if a later `fdatasync` succeeds:
+    /// every later flush fails with [`StoreError::FlushFailedBefore`].
     pub fn a_flush_failed(&self) -> bool {
         self.inner.flush_failed.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -644,12 +660,63 @@ impl OpenOptions {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use super::StoreError;
+
     #[test]
     fn store_and_handles_are_send_sync() {
         fn check<T: Send + Sync + Clone + 'static>() {}
         check::<super::Store>();
         check::<crate::Messages>();
         check::<crate::Contacts>();
+    }
+
+    /// After a failed `fdatasync` the kernel may have dropped the pages it was to
+    /// write, and the next `fdatasync` succeeds all the same: a store that then
+    /// reported success would have the node acknowledge a message it may not hold.
+    #[test]
+    fn after_a_failed_flush_no_flush_succeeds_until_the_store_is_opened_again() {
+        use crate::{ConversationId, ConversationKind, Direction, Message, MessageId, MessageState};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let options = crate::OpenOptions::default().with_lock_wait(std::time::Duration::from_secs(10));
+        let conv = ConversationId([7; 16]);
+        let message = |n: u8| Message {
+            id: MessageId([n; 16]),
+            conversation: conv,
+            author: "them".into(),
+            lamport: u64::from(n),
+            sent_at_ms: 1_000,
+            received_at_ms: 2_000,
+            text: format!("message {n}"),
+            state: MessageState::Delivered,
+            direction: Direction::Incoming,
+            file: None,
+            link: None,
+        };
+        {
+            let store = super::Store::open_with(&path, &options).unwrap();
+            store.conversations().get_or_create(conv, ConversationKind::Direct { peer_id: "them".into() }, 0).unwrap();
+            store.messages().insert(&message(1)).unwrap();
+            store.flush().unwrap();
+            assert!(!store.a_flush_failed());
+
+            store.messages().insert(&message(2)).unwrap();
+            crate::msglog::tests::FAIL_SYNC.with(|fail| fail.set(true));
+            assert!(matches!(store.flush(), Err(StoreError::Io(_))), "the injected failure is reported");
+            assert!(store.a_flush_failed());
+            // The disk would take this flush; the store still refuses to call it durable.
+            assert!(matches!(store.flush(), Err(StoreError::FlushFailedBefore)));
+            store.messages().insert(&message(3)).unwrap();
+            assert!(matches!(store.flush(), Err(StoreError::FlushFailedBefore)));
+        }
+        // Opened again, the store reads what its files hold and flushes as before.
+        let store = super::Store::open_with(&path, &options).unwrap();
+        assert!(!store.a_flush_failed());
+        assert!(store.messages().get(MessageId([1; 16])).unwrap().is_some(), "flushed before the failure");
+        store.messages().insert(&message(4)).unwrap();
+        store.flush().unwrap();
     }
 }

@@ -117,6 +117,12 @@ impl LogState {
     fn write_ahead(&mut self, written: u64) {
         static ZEROS: [u8; PREALLOCATE as usize] = [0; PREALLOCATE as usize];
         let to = written + PREALLOCATE;
+        #[cfg(test)]
+        if tests::FAIL_WRITE_AHEAD.with(|fail| fail.replace(false)) {
+            tracing::warn!("writing zeros ahead of the message log failed (injected); it stops doing so until it is next opened");
+            self.allocated = u64::MAX;
+            return;
+        }
         match self.file.write_all_at(&ZEROS, written) {
             Ok(()) => self.allocated = to,
             Err(e) => {
@@ -383,6 +389,10 @@ impl MessageLog {
     /// written to a file that a compaction has replaced since was synced in the
     /// new file before the replacement.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if tests::FAIL_SYNC.with(|fail| fail.replace(false)) {
+            return Err(StoreError::Io(io::Error::other("an injected fdatasync failure")));
+        }
         let file = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
         file.sync_data().map_err(io_error)
     }
@@ -1021,4 +1031,4 @@ pub(crate) fn io_error(e: io::Error) -> StoreError {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests;
+pub(crate) mod tests;

@@ -9,6 +9,14 @@ use super::*;
 use crate::messages::Direction;
 use crate::outbox::Recipient;
 
+thread_local! {
+    /// Set by a test: the next [`MessageLog::sync`] on this thread fails.
+    pub(crate) static FAIL_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by a test: the next write of zeros ahead on this thread fails, as on a
+    /// full disk.
+    pub(crate) static FAIL_WRITE_AHEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 const CONV: ConversationId = ConversationId([1; 16]);
 const OTHER: ConversationId = ConversationId([2; 16]);
 
@@ -46,6 +54,17 @@ fn open(dir: &Path) -> MessageLog {
 /// Where the last whole frame of the log at `path` ends (zeros written ahead follow).
 fn frames_end(path: &Path) -> u64 {
     load(path).unwrap().end
+}
+
+/// Writes forty 10 KB messages in one batch: more than the zeros written ahead hold.
+fn write_long(log: &MessageLog) {
+    let mut batch = log.batch();
+    for n in 0..40 {
+        let mut long = message(100 + n, Direction::Incoming, MessageState::Delivered);
+        long.text = "x".repeat(10_000);
+        batch.add_message(&long).unwrap();
+    }
+    batch.commit().unwrap();
 }
 
 /// Everything a reader can see: messages in order with their states, the unread
@@ -729,18 +748,42 @@ fn frames_land_in_zeros_written_ahead_which_a_reopen_keeps() {
     assert_eq!(contents(&log), written);
     assert_eq!(fs::metadata(&path).unwrap().len(), len, "the zeros stay written ahead");
     // Past them, more zeros are written ahead again.
-    let mut batch = log.batch();
-    for n in 0..40 {
-        let mut long = message(100 + n, Direction::Incoming, MessageState::Delivered);
-        long.text = "x".repeat(10_000);
-        batch.add_message(&long).unwrap();
-    }
-    batch.commit().unwrap();
+    write_long(&log);
     let before = written.0.len();
     let written = contents(&log);
     assert_eq!(written.0.len(), before + 40);
     drop(log);
     assert!(fs::metadata(&path).unwrap().len() >= frames_end(&path) + PREALLOCATE);
+    assert_eq!(contents(&open(dir.path())), written);
+}
+
+/// A full disk may refuse the zeros written ahead after taking the frame: the frame
+/// stands, the log stops writing ahead (frames grow the file themselves) until it is
+/// next opened, and nothing is lost.
+#[test]
+fn zeros_the_disk_refuses_cost_no_frame_and_stop_writing_ahead_until_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(dir.path());
+    FAIL_WRITE_AHEAD.with(|fail| fail.set(true));
+    write_some(&log);
+    assert!(!FAIL_WRITE_AHEAD.with(std::cell::Cell::get), "the first frames passed the file's end");
+    log.sync().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), frames_end(&path), "no zeros after the refusal");
+    write_long(&log);
+    log.sync().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), frames_end(&path), "none written ahead later in the run");
+    let written = contents(&log);
+    drop(log);
+
+    let log = open(dir.path());
+    assert_eq!(contents(&log), written, "every frame reads back");
+    let mut batch = log.batch();
+    batch.add_message(&message(70, Direction::Incoming, MessageState::Delivered)).unwrap();
+    batch.commit().unwrap();
+    assert!(fs::metadata(&path).unwrap().len() > frames_end(&path), "opened again, the log writes zeros ahead again");
+    let written = contents(&log);
+    drop(log);
     assert_eq!(contents(&open(dir.path())), written);
 }
 
