@@ -62,6 +62,9 @@ pub(crate) struct Inner {
     pub(crate) contacts: std::sync::Mutex<ContactCache>,
     /// A flush has failed since the store was opened (see [`Store::a_flush_failed`]).
     flush_failed: std::sync::atomic::AtomicBool,
+    /// Held from a flush's check of `flush_failed` to its record of how the log's
+    /// `fdatasync` went (see [`Inner::sync_log_after`]).
+    syncing: std::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Inner {
@@ -82,7 +85,19 @@ impl Inner {
     /// messages and ratchet state alone is one `fdatasync` of the log.
     pub(crate) fn flush(&self) -> Result<usize, StoreError> {
         self.no_flush_failed()?;
-        let flushed = self.db.flush().map_err(db).and_then(|n| self.log.sync().map(|()| n));
+        let sled = self.db.flush().map_err(db);
+        self.sync_log_after(sled)
+    }
+
+    /// Syncs the message log after sled's part of a flush (`sled`), and records a
+    /// failure of either. The check of earlier failures, the `fdatasync` and the
+    /// record hold one lock: Linux reports a lost page's write-back error to one
+    /// `fdatasync` only, so a sync that ran beside a failing one could otherwise
+    /// succeed, after its check, for pages the other lost.
+    fn sync_log_after(&self, sled: Result<usize, StoreError>) -> Result<usize, StoreError> {
+        let _one = self.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.no_flush_failed()?;
+        let flushed = sled.and_then(|n| self.log.sync().map(|()| n));
         self.note_flush(flushed)
     }
 
@@ -109,7 +124,10 @@ impl Inner {
     /// before their log half is written).
     pub(crate) fn flush_sled(&self) -> Result<(), StoreError> {
         self.no_flush_failed()?;
-        self.note_flush(self.db.flush().map_err(db).map(drop))
+        let flushed = self.db.flush().map_err(db).map(drop);
+        let _one = self.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.no_flush_failed()?;
+        self.note_flush(flushed)
     }
 
     /// Whether the conversation exists (in sled).
@@ -231,6 +249,7 @@ impl Store {
                 log,
                 contacts: std::sync::Mutex::new(contacts),
                 flush_failed: std::sync::atomic::AtomicBool::new(false),
+                syncing: std::sync::Mutex::new(()),
             }),
         })
     }
@@ -393,11 +412,8 @@ impl Store {
     /// thread pool; the message log's `fdatasync` runs on the caller's thread.
     pub async fn flush_async(&self) -> Result<usize, StoreError> {
         self.inner.no_flush_failed()?;
-        let flushed = match self.inner.db.flush_async().await.map_err(db) {
-            Ok(n) => self.inner.log.sync().map(|()| n),
-            Err(e) => Err(e),
-        };
-        self.inner.note_flush(flushed)
+        let sled = self.inner.db.flush_async().await.map_err(db);
+        self.inner.sync_log_after(sled)
     }
 
     /// Whether a flush of this store has failed since it was opened. After a failed

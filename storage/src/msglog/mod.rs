@@ -118,12 +118,14 @@ impl LogState {
         static ZEROS: [u8; PREALLOCATE as usize] = [0; PREALLOCATE as usize];
         let to = written + PREALLOCATE;
         #[cfg(test)]
-        if tests::FAIL_WRITE_AHEAD.with(|fail| fail.replace(false)) {
-            tracing::warn!("writing zeros ahead of the message log failed (injected); it stops doing so until it is next opened");
-            self.allocated = u64::MAX;
-            return;
-        }
-        match self.file.write_all_at(&ZEROS, written) {
+        let refused = tests::FAIL_WRITE_AHEAD.with(|fail| fail.replace(false));
+        #[cfg(not(test))]
+        let refused = false;
+        let result = match refused {
+            true => Err(io::Error::from(io::ErrorKind::StorageFull)),
+            false => self.file.write_all_at(&ZEROS, written),
+        };
+        match result {
             Ok(()) => self.allocated = to,
             Err(e) => {
                 tracing::warn!(error = %e, "writing zeros ahead of the message log failed; it stops doing so until it is next opened");
