@@ -11,6 +11,9 @@
 // WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 // See the License for the specific language governing permissions and
 // limitations under the License.
+//
+// Modified for kith (2026): `ActiveDoubleRatchet` caches the public part of its
+// ratchet key (`public_key`, used by `ratchet_key()`); see ../../../KITH-PATCH.md.
 
 use std::fmt::{Debug, Formatter};
 
@@ -326,6 +329,7 @@ impl ActiveDoubleRatchet {
     }
 
     fn ratchet_key(&self) -> RatchetPublicKey {
+        // kith's patch: derived once per chain, not once per message.
         *self.public_key.get_or_init(|| RatchetPublicKey::from(self.active_ratchet.ratchet_key()))
     }
 
