@@ -63,7 +63,7 @@ pub(crate) struct Inner {
     /// A flush has failed since the store was opened (see [`Store::a_flush_failed`]).
     flush_failed: std::sync::atomic::AtomicBool,
     /// Held from a flush's check of `flush_failed` to its record of how the log's
-    /// `fdatasync` went (see [`Inner::sync_log_after`]).
+    /// `fdatasync` went (see [`Inner::finish_flush`]).
     syncing: std::sync::Mutex<()>,
 }
 
@@ -86,19 +86,27 @@ impl Inner {
     pub(crate) fn flush(&self) -> Result<usize, StoreError> {
         self.no_flush_failed()?;
         let sled = self.db.flush().map_err(db);
-        self.sync_log_after(sled)
+        self.finish_flush(sled, true)
     }
 
-    /// Syncs the message log after sled's part of a flush (`sled`), and records a
-    /// failure of either. The check of earlier failures, the `fdatasync` and the
-    /// record hold one lock: Linux reports a lost page's write-back error to one
-    /// `fdatasync` only, so a sync that ran beside a failing one could otherwise
-    /// succeed, after its check, for pages the other lost.
-    fn sync_log_after(&self, sled: Result<usize, StoreError>) -> Result<usize, StoreError> {
+    /// Ends a flush whose sled part went as `sled`: syncs the message log too if
+    /// `sync_log`, and records a failure of either. The check of earlier failures,
+    /// the `fdatasync` and the record hold one lock: Linux reports a lost page's
+    /// write-back error to one `fdatasync` only, so a sync that ran beside a failing
+    /// one could otherwise succeed, after its check, for pages the other lost.
+    fn finish_flush(&self, sled: Result<usize, StoreError>, sync_log: bool) -> Result<usize, StoreError> {
         let _one = self.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.no_flush_failed()?;
-        let flushed = sled.and_then(|n| self.log.sync().map(|()| n));
-        self.note_flush(flushed)
+        let flushed = match sync_log {
+            true => sled.and_then(|n| self.log.sync().map(|()| n)),
+            false => sled,
+        };
+        if let Err(e) = &flushed
+            && !self.flush_failed.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::error!(error = %e, "flushing the store failed: nothing more is acknowledged until the node restarts");
+        }
+        flushed
     }
 
     /// [`StoreError::FlushFailedBefore`] once a flush has failed: a later
@@ -110,24 +118,12 @@ impl Inner {
         }
     }
 
-    /// Remembers a failed flush for [`Store::a_flush_failed`].
-    fn note_flush<T>(&self, flushed: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(e) = &flushed
-            && !self.flush_failed.swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            tracing::error!(error = %e, "flushing the store failed: nothing more is acknowledged until the node restarts");
-        }
-        flushed
-    }
-
     /// Flushes sled alone (for operations whose sled half must be durable
     /// before their log half is written).
     pub(crate) fn flush_sled(&self) -> Result<(), StoreError> {
         self.no_flush_failed()?;
-        let flushed = self.db.flush().map_err(db).map(drop);
-        let _one = self.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.no_flush_failed()?;
-        self.note_flush(flushed)
+        let sled = self.db.flush().map_err(db);
+        self.finish_flush(sled, false).map(drop)
     }
 
     /// Whether the conversation exists (in sled).
@@ -413,7 +409,7 @@ impl Store {
     pub async fn flush_async(&self) -> Result<usize, StoreError> {
         self.inner.no_flush_failed()?;
         let sled = self.inner.db.flush_async().await.map_err(db);
-        self.inner.sync_log_after(sled)
+        self.inner.finish_flush(sled, true)
     }
 
     /// Whether a flush of this store has failed since it was opened. After a failed
@@ -693,46 +689,34 @@ mod tests {
     /// reported success would have the node acknowledge a message it may not hold.
     #[test]
     fn after_a_failed_flush_no_flush_succeeds_until_the_store_is_opened_again() {
-        use crate::{ConversationId, ConversationKind, Direction, Message, MessageId, MessageState};
+        use crate::msglog::tests::{CONV, message};
+        use crate::{ConversationKind, Direction, MessageId, MessageState};
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let options = crate::OpenOptions::default().with_lock_wait(std::time::Duration::from_secs(10));
-        let conv = ConversationId([7; 16]);
-        let message = |n: u8| Message {
-            id: MessageId([n; 16]),
-            conversation: conv,
-            author: "them".into(),
-            lamport: u64::from(n),
-            sent_at_ms: 1_000,
-            received_at_ms: 2_000,
-            text: format!("message {n}"),
-            state: MessageState::Delivered,
-            direction: Direction::Incoming,
-            file: None,
-            link: None,
-        };
+        let delivered = |n: u8| message(n, Direction::Incoming, MessageState::Delivered);
         {
             let store = super::Store::open_with(&path, &options).unwrap();
-            store.conversations().get_or_create(conv, ConversationKind::Direct { peer_id: "them".into() }, 0).unwrap();
-            store.messages().insert(&message(1)).unwrap();
+            store.conversations().get_or_create(CONV, ConversationKind::Direct { peer_id: "them".into() }, 0).unwrap();
+            store.messages().insert(&delivered(1)).unwrap();
             store.flush().unwrap();
             assert!(!store.a_flush_failed());
 
-            store.messages().insert(&message(2)).unwrap();
+            store.messages().insert(&delivered(2)).unwrap();
             crate::msglog::tests::FAIL_SYNC.with(|fail| fail.set(true));
             assert!(matches!(store.flush(), Err(StoreError::Io(_))), "the injected failure is reported");
             assert!(store.a_flush_failed());
             // The disk would take this flush; the store still refuses to call it durable.
             assert!(matches!(store.flush(), Err(StoreError::FlushFailedBefore)));
-            store.messages().insert(&message(3)).unwrap();
+            store.messages().insert(&delivered(3)).unwrap();
             assert!(matches!(store.flush(), Err(StoreError::FlushFailedBefore)));
         }
         // Opened again, the store reads what its files hold and flushes as before.
         let store = super::Store::open_with(&path, &options).unwrap();
         assert!(!store.a_flush_failed());
         assert!(store.messages().get(MessageId([1; 16])).unwrap().is_some(), "flushed before the failure");
-        store.messages().insert(&message(4)).unwrap();
+        store.messages().insert(&delivered(4)).unwrap();
         store.flush().unwrap();
     }
 }

@@ -17,10 +17,10 @@ thread_local! {
     pub(crate) static FAIL_WRITE_AHEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-const CONV: ConversationId = ConversationId([1; 16]);
+pub(crate) const CONV: ConversationId = ConversationId([1; 16]);
 const OTHER: ConversationId = ConversationId([2; 16]);
 
-fn message(n: u8, direction: Direction, state: MessageState) -> Message {
+pub(crate) fn message(n: u8, direction: Direction, state: MessageState) -> Message {
     Message {
         id: MessageId([n; 16]),
         conversation: CONV,
