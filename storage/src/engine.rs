@@ -1,15 +1,24 @@
-//! Opening a sled database the way every kith store does: the node's [`Store`] and the
-//! relay's mailbox and group-log stores. sled reports a lock held by another process
-//! as a plain I/O error, releases its own lock a moment after its last handle is
-//! dropped, and panics on some damaged files; this module retries the first, and
-//! turns all of them into one typed [`EngineOpenError`] that each store maps to its
-//! own open error.
+//! Opening and flushing a sled database the way every kith store does: the node's
+//! [`Store`] and the relay's mailbox and group-log stores.
+//!
+//! Opening: sled reports a lock held by another process as a plain I/O error,
+//! releases its own lock a moment after its last handle is dropped, and panics on
+//! some damaged files; [`open_sled`] retries the first, and turns all of them into
+//! one typed [`EngineOpenError`] that each store maps to its own open error.
+//!
+//! Flushing: see [`SledDb::flush`].
 //!
 //! [`Store`]: crate::Store
 
+use std::fs::File;
+use std::ops::Deref;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::error::{StoreError, db};
 
 /// First pause between attempts to take a held lock; doubles up to
 /// [`LOCK_RETRY_MAX`] (short, because sled usually lets go within ~50 ms).
@@ -37,7 +46,23 @@ pub enum EngineOpenError {
 
 /// Opens the sled database at `path` with a page cache of `cache_capacity_bytes`,
 /// retrying for up to `lock_wait` while another handle holds its lock.
-pub fn open_sled(path: &Path, cache_capacity_bytes: u64, lock_wait: Duration) -> Result<sled::Db, EngineOpenError> {
+pub fn open_sled(path: &Path, cache_capacity_bytes: u64, lock_wait: Duration) -> Result<SledDb, EngineOpenError> {
+    let db = open_engine(path, cache_capacity_bytes, lock_wait)?;
+    // sled keeps its pages in the file `db` of its directory (it created it).
+    let file = File::open(path.join("db")).map_err(EngineOpenError::Io)?;
+    Ok(SledDb {
+        db,
+        sync: Arc::new(DurableSync {
+            file,
+            failed: AtomicBool::new(false),
+            asked: AtomicU64::new(0),
+            covered: Mutex::new(0),
+        }),
+    })
+}
+
+/// sled itself, opened with [`open_sled`]'s retries.
+fn open_engine(path: &Path, cache_capacity_bytes: u64, lock_wait: Duration) -> Result<sled::Db, EngineOpenError> {
     let deadline = Instant::now() + lock_wait;
     let mut backoff = LOCK_RETRY_MIN;
     loop {
@@ -64,6 +89,125 @@ pub fn open_sled(path: &Path, cache_capacity_bytes: u64, lock_wait: Duration) ->
     }
 }
 
+/// A sled database opened by [`open_sled`], with the flush kith's durability rule
+/// needs. Dereferences to [`sled::Db`] for everything else; cheap to clone (two
+/// `Arc`s). Flush through [`SledDb::flush`], never sled's own `flush` or
+/// `flush_async`, which this type's doc says why.
+#[derive(Clone)]
+pub struct SledDb {
+    db: sled::Db,
+    sync: Arc<DurableSync>,
+}
+
+/// What makes a [`SledDb`]'s flushes durable.
+struct DurableSync {
+    /// sled's page file, through a descriptor of our own.
+    file: File,
+    /// A flush has failed since the database was opened.
+    failed: AtomicBool,
+    /// Flushes asked for so far: each takes the next number when it starts.
+    asked: AtomicU64,
+    /// The newest number a flush that succeeded covered. Held by a flush from its
+    /// check of `failed` to its record of how it went, so flushes run one at a time.
+    covered: Mutex<u64>,
+}
+
+impl std::fmt::Debug for SledDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledDb").field("failed", &self.a_flush_failed()).finish_non_exhaustive()
+    }
+}
+
+impl Deref for SledDb {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+impl SledDb {
+    /// Durability point: every write to this database made before the call survives
+    /// a crash of the process or of the machine once it returns `Ok`; returns the
+    /// bytes sled wrote (0 for a flush that another one covered). Blocks.
+    ///
+    /// Flushes run one at a time, and share the work (group commit): a flush
+    /// that finds, once its turn comes, that one which started after it was asked
+    /// for has succeeded returns at once, since that one covered every write made
+    /// before it was asked for.
+    ///
+    /// sled's own flush is not enough. It writes its buffers with
+    /// `sync_file_range`, which neither empties the drive's write cache nor commits
+    /// the file's size (sled issue #1452): what it flushed survives `kill -9` but
+    /// not a power cut. So this follows it with an `fdatasync` of sled's page file.
+    /// That goes through a descriptor of our own, because Linux reports a failed
+    /// write-back once per open file: sled's background thread, whose own `fsync`
+    /// only logs a failure, cannot take the report from us.
+    ///
+    /// After a failure the kernel may have dropped the pages the failed flush was
+    /// to write, so a later flush that succeeds would prove nothing about them:
+    /// every later flush fails with [`StoreError::FlushFailedBefore`] until the
+    /// database is opened again.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        self.flush_then(|| Ok(()))
+    }
+
+    /// [`flush`](Self::flush), then `also` (another file's sync that must share
+    /// the rule), under the same lock and the same record of failure: a sync that
+    /// ran beside a failing one could otherwise succeed, after its check, for pages
+    /// the other lost.
+    pub fn flush_then(&self, also: impl FnOnce() -> Result<(), StoreError>) -> Result<usize, StoreError> {
+        let sync = &*self.sync;
+        // A poisoned database skips sled's I/O; checked again under the lock.
+        sync.check()?;
+        // Taken after the caller's writes: a flush that reads `asked` after this
+        // starts after them too.
+        let ticket = sync.asked.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut covered = sync.covered.lock().unwrap_or_else(PoisonError::into_inner);
+        sync.check()?;
+        if *covered >= ticket {
+            return Ok(0);
+        }
+        let upto = sync.asked.load(Ordering::Acquire);
+        let flushed = self
+            .db
+            .flush()
+            .map_err(db)
+            .and_then(|n| sync.file.sync_data().map(|()| n).map_err(StoreError::Io))
+            .and_then(|n| also().map(|()| n));
+        #[cfg(test)]
+        let flushed = flushed.and_then(|n| match tests::FAIL_FLUSH.take() {
+            true => Err(StoreError::Io(std::io::Error::other("injected flush failure"))),
+            false => Ok(n),
+        });
+        match &flushed {
+            Ok(_) => *covered = upto,
+            Err(e) => {
+                if !sync.failed.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "flushing the database failed: nothing more is acknowledged until it is opened again");
+                }
+            }
+        }
+        flushed
+    }
+
+    /// Whether a flush of this database has failed since it was opened (see
+    /// [`flush`](Self::flush)).
+    pub fn a_flush_failed(&self) -> bool {
+        self.sync.failed.load(Ordering::Relaxed)
+    }
+}
+
+impl DurableSync {
+    /// [`StoreError::FlushFailedBefore`] once a flush has failed.
+    fn check(&self) -> Result<(), StoreError> {
+        match self.failed.load(Ordering::Acquire) {
+            true => Err(StoreError::FlushFailedBefore),
+            false => Ok(()),
+        }
+    }
+}
+
 /// Classifies an engine error raised while opening.
 fn classify(e: sled::Error) -> EngineOpenError {
     match e {
@@ -84,4 +228,118 @@ fn classify(e: sled::Error) -> EngineOpenError {
 /// on sled directly (the relay's).
 pub fn db_error(e: sled::Error) -> crate::DbError {
     crate::DbError::new(e)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        /// Makes this thread's next [`SledDb::flush`] fail after its I/O, as a
+        /// failed `fdatasync` would.
+        pub(crate) static FAIL_FLUSH: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn open(dir: &Path) -> SledDb {
+        open_sled(dir, 1 << 20, Duration::from_secs(1)).unwrap()
+    }
+
+    #[test]
+    fn a_flushed_write_is_read_back_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open(dir.path());
+            db.insert(b"k", b"v".as_slice()).unwrap();
+            assert!(db.flush().unwrap() > 0, "the write was flushed");
+        }
+        let db = open(dir.path());
+        assert_eq!(db.get(b"k").unwrap().as_deref(), Some(b"v".as_slice()));
+    }
+
+    #[test]
+    fn after_a_failed_flush_no_flush_succeeds_until_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open(dir.path());
+            db.insert(b"a", b"1".as_slice()).unwrap();
+            db.flush().unwrap();
+            assert!(!db.a_flush_failed());
+            FAIL_FLUSH.set(true);
+            db.insert(b"b", b"2".as_slice()).unwrap();
+            assert!(matches!(db.flush(), Err(StoreError::Io(_))), "the failure is reported");
+            assert!(db.a_flush_failed());
+            let clone = db.clone();
+            for _ in 0..2 {
+                assert!(matches!(clone.flush(), Err(StoreError::FlushFailedBefore)), "and every flush after it fails");
+                assert!(matches!(clone.flush_then(|| Ok(())), Err(StoreError::FlushFailedBefore)));
+            }
+        }
+        let db = open(dir.path());
+        assert!(!db.a_flush_failed(), "a reopened database starts clean");
+        assert_eq!(db.get(b"a").unwrap().as_deref(), Some(b"1".as_slice()));
+        db.insert(b"c", b"3".as_slice()).unwrap();
+        db.flush().unwrap();
+    }
+
+    /// Group commit: while one flush runs, two more are asked for; once it ends,
+    /// one of them flushes for both (it started after both were asked for), and
+    /// the other returns without I/O of its own.
+    #[test]
+    fn a_flush_covers_every_flush_asked_for_before_it_started() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::mpsc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let syncs = AtomicUsize::new(0);
+        let (in_first, first_is_in) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let (db, syncs) = (&db, &syncs);
+            let first = scope.spawn(move || {
+                db.insert(b"first", b"1".as_slice()).unwrap();
+                db.flush_then(|| {
+                    syncs.fetch_add(1, Ordering::SeqCst);
+                    in_first.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok(())
+                })
+            });
+            first_is_in.recv().unwrap();
+            let later: Vec<_> = [b"second".as_slice(), b"third".as_slice()]
+                .map(|key| {
+                    scope.spawn(move || {
+                        db.insert(key, b"2".as_slice()).unwrap();
+                        db.flush_then(|| {
+                            syncs.fetch_add(1, Ordering::SeqCst);
+                            Ok(())
+                        })
+                    })
+                })
+                .into();
+            // Both have asked (taken their numbers) and wait for the first one.
+            while db.sync.asked.load(Ordering::SeqCst) < 3 {
+                std::thread::yield_now();
+            }
+            release.send(()).unwrap();
+            first.join().unwrap().unwrap();
+            for flush in later {
+                flush.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(syncs.into_inner(), 2, "the first flush, then one for both later ones");
+        assert_eq!(*db.sync.covered.lock().unwrap(), 3, "the last flush covered all three");
+    }
+
+    #[test]
+    fn a_failure_of_the_sync_that_shares_the_flush_poisons_it_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let failed = db.flush_then(|| Err(StoreError::Io(std::io::Error::other("the log's fdatasync failed"))));
+        assert!(matches!(failed, Err(StoreError::Io(_))));
+        assert!(matches!(db.flush(), Err(StoreError::FlushFailedBefore)));
+    }
 }

@@ -74,9 +74,10 @@ pub enum StoreError {
         /// The encoder's message.
         detail: String,
     },
-    /// The message log could not be read or written (a full disk, for one).
-    /// After a failed write the log refuses further writes until reopened.
-    #[error("cannot read or write the message log")]
+    /// A file of the database could not be read or written (a full disk, for
+    /// one): the message log, or sled's page file when a flush synced it. After a
+    /// failed write the log refuses further writes until reopened.
+    #[error("the disk refused a read or write: {0}")]
     Io(#[source] std::io::Error),
     /// A flush of this store failed earlier. The kernel may have dropped the pages
     /// that flush was to write, so a later flush reporting success would not prove

@@ -68,17 +68,19 @@
 //!   batch to peers only after it returns; a refused message is never
 //!   stored, so it may be acknowledged as well)
 //! - [`Store::mark_read`]
-//! - [`Store::flush`] and [`Store::flush_async`]
+//! - [`Store::flush`]
 //!
 //! Everything else — [`Store::stage_outgoing`], [`Store::stage_incoming`], [`Store::stage_read`], [`Store::set_message_state`], [`Messages::insert`],
 //! [`Conversations::get_or_create`]/[`remove`](Conversations::remove), and
 //! every `put`, `set`, `remove`, `create`, `redeem`, `set_state` and
-//! `purge_expired` of the table handles — is atomic but **not** flushed:
-//! after an operating-system crash it may be lost (never half-applied; a
-//! `kill -9` of the process alone loses nothing written). sled flushes its
-//! trees in the background every 500 ms, the kernel writes the message log
-//! back within its own interval; call [`Store::flush`] where a write must be
-//! durable, e.g. after a batch of state changes. (A conversation's removal
+//! `purge_expired` of the table handles — is atomic but **not** flushed: a
+//! crash may lose it (never half-applied). The message log's writes reach the
+//! kernel at once, so a `kill -9` of the process alone loses none of them;
+//! sled holds its trees' writes in memory until its background thread writes
+//! them out (every 500 ms), so a `kill -9` may lose the last of those. Call
+//! [`Store::flush`] where a write must be durable, e.g. after a batch of state
+//! changes: it ends with an `fdatasync` of both sled's file and the log
+//! ([`engine::SledDb::flush`] says why sled's own flush is not enough). (A conversation's removal
 //! and its messages' tombstones are one sled transaction, flushed before the
 //! log forgets the messages.
 //! [`Store::prune_tombstones`] deletes tombstones one at a time, none of them

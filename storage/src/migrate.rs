@@ -9,6 +9,7 @@ use std::path::Path;
 use sled::Transactional;
 
 use crate::codec::{decode, fixed};
+use crate::engine::SledDb;
 use crate::error::{StoreError, db, tx};
 use crate::keys::MessageKey;
 use crate::messages::Message;
@@ -32,7 +33,7 @@ const CHUNK: usize = 512;
 /// are unchanged. Chunks of messages move in one transaction each, and old
 /// keys are told apart from new ones by their length, so a migration
 /// interrupted between chunks resumes where it stopped.
-pub(crate) fn v1_to_v2(handle: &sled::Db) -> Result<(), StoreError> {
+pub(crate) fn v1_to_v2(handle: &SledDb) -> Result<(), StoreError> {
     let messages = handle.open_tree(MESSAGES).map_err(db)?;
     let index = handle.open_tree(MESSAGE_INDEX).map_err(db)?;
     let unread = handle.open_tree(UNREAD).map_err(db)?;
@@ -103,7 +104,7 @@ fn remove_where(tree: &sled::Tree, old: impl Fn(&[u8]) -> bool) -> Result<usize,
 /// the old trees stay until the version is recorded (they are dropped when
 /// the log is next opened), so a migration interrupted anywhere runs again
 /// from the same trees and writes the same log.
-pub(crate) fn v2_to_v3(handle: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn v2_to_v3(handle: &SledDb, dir: &Path) -> Result<(), StoreError> {
     let messages = handle.open_tree(MESSAGES).map_err(db)?;
     let outbox = handle.open_tree(OUTBOX).map_err(db)?;
     let tmp = dir.join(format!("{}.migrating", crate::msglog::FILE_NAME));

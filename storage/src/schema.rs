@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::engine::SledDb;
 use crate::error::{OpenError, StoreError, db};
 use crate::msglog::MessageLog;
 use crate::types::ConversationId;
@@ -81,7 +82,7 @@ const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 
 /// Checks (and for a new database, stamps) the schema version, running
 /// migrations if the database is older than this build.
-pub(crate) fn check(db: &sled::Db, dir: &Path) -> Result<(), OpenError> {
+pub(crate) fn check(db: &SledDb, dir: &Path) -> Result<(), OpenError> {
     let names = db.tree_names();
     let meta = if names.iter().any(|n| n == META.as_bytes()) {
         Some(db.open_tree(META).map_err(db_err)?)
@@ -133,7 +134,7 @@ pub(crate) fn check(db: &sled::Db, dir: &Path) -> Result<(), OpenError> {
 
 /// One migration step: upgrades the database in directory `dir` from version
 /// `v` to `v + 1`.
-type Step = fn(&sled::Db, &Path) -> Result<(), StoreError>;
+type Step = fn(&SledDb, &Path) -> Result<(), StoreError>;
 
 /// The step that upgrades from version `from`, if this build knows one.
 fn step(from: u32) -> Option<Step> {
@@ -148,7 +149,7 @@ fn step(from: u32) -> Option<Step> {
 /// Upgrades the database from schema version `from` to [`SCHEMA_VERSION`],
 /// recording (and flushing) the version after each step so an interrupted
 /// migration resumes where it stopped.
-fn migrate(db: &sled::Db, dir: &Path, meta: &sled::Tree, from: u32) -> Result<(), OpenError> {
+fn migrate(db: &SledDb, dir: &Path, meta: &sled::Tree, from: u32) -> Result<(), OpenError> {
     for version in from..SCHEMA_VERSION {
         let step = step(version).ok_or_else(|| OpenError::Corrupt {
             detail: format!("unknown schema version {version}"),
@@ -164,7 +165,7 @@ fn migrate(db: &sled::Db, dir: &Path, meta: &sled::Tree, from: u32) -> Result<()
 /// moves the `ratchet` tree's records into it, then drops the sled trees an
 /// upgrade moved into it.
 pub(crate) fn open_log(
-    db: &sled::Db,
+    db: &SledDb,
     dir: &Path,
     conversations: &HashSet<ConversationId>,
 ) -> Result<MessageLog, OpenError> {
@@ -173,7 +174,7 @@ pub(crate) fn open_log(
     let log = MessageLog::open(dir, conversations, !created)?;
     if !created {
         meta.insert(LOG_KEY, &[1][..]).map_err(db_err)?;
-        db.flush().map_err(db_err)?;
+        db.flush()?;
     }
     let names = db.tree_names();
     move_ratchet_tree(db, &names, &log)?;
@@ -190,7 +191,7 @@ pub(crate) fn open_log(
 /// and flushes sled. A crash before the drop is durable copies them again at the
 /// next open, over the same values (nothing else writes ratchet state before the
 /// store is open): idempotent.
-fn move_ratchet_tree(db: &sled::Db, names: &[sled::IVec], log: &MessageLog) -> Result<(), OpenError> {
+fn move_ratchet_tree(db: &SledDb, names: &[sled::IVec], log: &MessageLog) -> Result<(), OpenError> {
     if !names.iter().any(|n| n == RATCHET.as_bytes()) {
         return Ok(());
     }
@@ -206,14 +207,14 @@ fn move_ratchet_tree(db: &sled::Db, names: &[sled::IVec], log: &MessageLog) -> R
     }
     drop(tree);
     db.drop_tree(RATCHET).map_err(db_err)?;
-    db.flush().map_err(db_err)?;
+    db.flush()?;
     Ok(())
 }
 
-fn set_version(db: &sled::Db, meta: &sled::Tree, version: u32) -> Result<(), OpenError> {
+fn set_version(db: &SledDb, meta: &sled::Tree, version: u32) -> Result<(), OpenError> {
     meta.insert(VERSION_KEY, &version.to_be_bytes())
         .map_err(db_err)?;
-    db.flush().map_err(db_err)?;
+    db.flush()?;
     Ok(())
 }
 

@@ -70,6 +70,7 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::engine::SledDb;
 use crate::error::{StoreError, db};
 
 /// Name used in [`StoreError::Corrupt`] for this layer's entries.
@@ -157,7 +158,7 @@ pub enum IndexSource {
 
 /// The opened logs. `Send + Sync`; every method blocks on disk I/O.
 pub struct SeqLogs {
-    db: sled::Db,
+    db: SledDb,
     tree: sled::Tree,
     /// Keys the de-duplication hashes (random per store; kept in a checkpoint).
     hash_key: [u8; 32],
@@ -333,7 +334,7 @@ impl SeqLogs {
     /// A checkpoint's token is removed (flushed) before this returns, so the file is
     /// never trusted again. Also removes the former on-disk index if the tree still
     /// has one (not flushed: it is redone if lost).
-    pub fn open(database: &sled::Db, tree: &str, checkpoint: Option<&Path>) -> Result<SeqLogs, StoreError> {
+    pub fn open(database: &SledDb, tree: &str, checkpoint: Option<&Path>) -> Result<SeqLogs, StoreError> {
         let tree = database.open_tree(tree).map_err(db)?;
         let dropped = drop_former_hashes(&tree)?;
         if dropped > 0 {
@@ -352,7 +353,7 @@ impl SeqLogs {
             _ => None,
         };
         if tree.remove([CHECKPOINT]).map_err(db)?.is_some() {
-            database.flush().map_err(db)?;
+            database.flush()?;
         }
         if let Some(path) = checkpoint {
             // Spent either way; a failure to remove it only leaves a file no token
@@ -490,7 +491,7 @@ impl SeqLogs {
 
     /// Flushes (fsyncs) everything committed so far, by any writer.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(db)?;
+        self.db.flush()?;
         Ok(())
     }
 
@@ -904,7 +905,7 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn open(dir: &std::path::Path) -> (sled::Db, SeqLogs) {
+    fn open(dir: &std::path::Path) -> (SledDb, SeqLogs) {
         // sled lets go of its lock a moment after the last handle is dropped: wait.
         let db = crate::engine::open_sled(dir, 16 << 20, std::time::Duration::from_secs(10)).unwrap();
         let logs = SeqLogs::open(&db, "log", Some(&checkpoint_file(dir))).unwrap();
@@ -1086,7 +1087,7 @@ mod tests {
     #[test]
     fn a_legacy_layout_is_imported_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::engine::open_sled(dir.path(), 16 << 20, std::time::Duration::from_secs(10)).unwrap();
         let t = |n: &str| db.open_tree(n).unwrap();
         let (items, records) = (t("envelopes"), t("mailboxes"));
         let p = prefix(b"a").unwrap();

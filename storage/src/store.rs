@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::decode;
+use crate::engine::SledDb;
 use crate::contacts::{ContactCache, Contacts};
 use crate::conversations::{Conversation, Conversations};
 use crate::error::{OpenError, StoreError, db};
@@ -54,17 +55,12 @@ pub(crate) struct Trees {
 
 /// State shared by a [`Store`] and all handles made from it.
 pub(crate) struct Inner {
-    db: sled::Db,
+    db: SledDb,
     pub(crate) path: PathBuf,
     pub(crate) trees: Trees,
     pub(crate) log: MessageLog,
     /// The contacts table, decoded (see [`ContactCache`]).
     pub(crate) contacts: std::sync::Mutex<ContactCache>,
-    /// A flush has failed since the store was opened (see [`Store::a_flush_failed`]).
-    flush_failed: std::sync::atomic::AtomicBool,
-    /// Held from a flush's check of `flush_failed` to its record of how the log's
-    /// `fdatasync` went (see [`Inner::finish_flush`]).
-    syncing: std::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Inner {
@@ -80,50 +76,19 @@ impl Inner {
     /// a conversation is on disk before messages that need it; the log's
     /// messages of a conversation that did not make it are forgotten at open
     /// (none of them was acknowledged, as that happens only after this).
-    /// sled writes and syncs nothing when no tree changed since its last flush
-    /// (its stable point is already past every write), so a flush after
-    /// messages and ratchet state alone is one `fdatasync` of the log.
+    /// sled writes nothing when no tree changed since its last flush, so a flush
+    /// after messages and ratchet state alone costs the log's `fdatasync` and an
+    /// `fdatasync` of sled's unchanged page file ([`SledDb::flush`]). The log's
+    /// sync shares sled's rule: after a failure, no flush succeeds until the store
+    /// is opened again.
     pub(crate) fn flush(&self) -> Result<usize, StoreError> {
-        self.no_flush_failed()?;
-        let sled = self.db.flush().map_err(db);
-        self.finish_flush(sled, true)
-    }
-
-    /// Ends a flush whose sled part went as `sled`: syncs the message log too if
-    /// `sync_log`, and records a failure of either. The check of earlier failures,
-    /// the `fdatasync` and the record hold one lock: Linux reports a lost page's
-    /// write-back error to one `fdatasync` only, so a sync that ran beside a failing
-    /// one could otherwise succeed, after its check, for pages the other lost.
-    fn finish_flush(&self, sled: Result<usize, StoreError>, sync_log: bool) -> Result<usize, StoreError> {
-        let _one = self.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.no_flush_failed()?;
-        let flushed = match sync_log {
-            true => sled.and_then(|n| self.log.sync().map(|()| n)),
-            false => sled,
-        };
-        if let Err(e) = &flushed
-            && !self.flush_failed.swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            tracing::error!(error = %e, "flushing the store failed: nothing more is acknowledged until the node restarts");
-        }
-        flushed
-    }
-
-    /// [`StoreError::FlushFailedBefore`] once a flush has failed: a later
-    /// `fdatasync` that succeeds says nothing of pages the failed one lost.
-    fn no_flush_failed(&self) -> Result<(), StoreError> {
-        match self.flush_failed.load(std::sync::atomic::Ordering::Acquire) {
-            true => Err(StoreError::FlushFailedBefore),
-            false => Ok(()),
-        }
+        self.db.flush_then(|| self.log.sync())
     }
 
     /// Flushes sled alone (for operations whose sled half must be durable
     /// before their log half is written).
     pub(crate) fn flush_sled(&self) -> Result<(), StoreError> {
-        self.no_flush_failed()?;
-        let sled = self.db.flush().map_err(db);
-        self.finish_flush(sled, false).map(drop)
+        self.db.flush().map(drop)
     }
 
     /// Whether the conversation exists (in sled).
@@ -244,8 +209,6 @@ impl Store {
                 trees,
                 log,
                 contacts: std::sync::Mutex::new(contacts),
-                flush_failed: std::sync::atomic::AtomicBool::new(false),
-                syncing: std::sync::Mutex::new(()),
             }),
         })
     }
@@ -396,20 +359,13 @@ impl Store {
         self.inner.log.generation()
     }
 
-    /// Durability point: every write made before this call survives a crash
-    /// once it returns `Ok`. Returns the number of bytes sled wrote. Blocks.
+    /// Durability point: every write made before this call survives a crash of
+    /// the process or of the machine once it returns `Ok`. Returns the number of
+    /// bytes sled wrote. Blocks.
     /// After a flush failed, every later one fails too, until the store is
     /// opened again ([`StoreError::FlushFailedBefore`]).
     pub fn flush(&self) -> Result<usize, StoreError> {
         self.inner.flush()
-    }
-
-    /// [`flush`](Self::flush) for async callers: sled's part runs on its
-    /// thread pool; the message log's `fdatasync` runs on the caller's thread.
-    pub async fn flush_async(&self) -> Result<usize, StoreError> {
-        self.inner.no_flush_failed()?;
-        let sled = self.inner.db.flush_async().await.map_err(db);
-        self.inner.finish_flush(sled, true)
     }
 
     /// Whether a flush of this store has failed since it was opened. After a failed
@@ -417,7 +373,16 @@ impl Store {
     /// written before it may not be durable even if a later `fdatasync` succeeds:
     /// every later flush fails with [`StoreError::FlushFailedBefore`].
     pub fn a_flush_failed(&self) -> bool {
-        self.inner.flush_failed.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.db.a_flush_failed()
+    }
+
+    /// Whether the store has stopped storing since it was opened: a flush failed
+    /// ([`a_flush_failed`](Self::a_flush_failed)), or a write to the message log
+    /// did (a full disk), after which the log refuses writes because its index in
+    /// memory no longer matches its file. Either way nothing new becomes durable
+    /// until the store is opened again, when it reads what its files hold.
+    pub fn failed(&self) -> bool {
+        self.a_flush_failed() || self.inner.log.refuses_writes()
     }
 
     /// Atomically stores an outgoing message (forced to `Pending` and
@@ -628,7 +593,7 @@ impl Conversation {
 }
 
 /// Opens sled for [`Store::open_with`] (see [`crate::engine::open_sled`]).
-fn open_sled(path: &Path, options: &OpenOptions) -> Result<sled::Db, OpenError> {
+fn open_sled(path: &Path, options: &OpenOptions) -> Result<SledDb, OpenError> {
     crate::engine::open_sled(path, options.cache_capacity_bytes, options.lock_wait).map_err(OpenError::from)
 }
 

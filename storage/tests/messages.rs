@@ -354,13 +354,6 @@ fn removing_a_conversation_removes_its_messages() {
 }
 
 #[test]
-fn flush_async_completes() {
-    let (_dir, store) = temp_store();
-    conversation(&store, 1);
-    common::block_on(store.flush_async()).unwrap();
-}
-
-#[test]
 fn batched_staging_and_state_updates() {
     let (_dir, store) = temp_store();
     conversation(&store, 1);

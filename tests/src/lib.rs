@@ -414,6 +414,16 @@ impl Peer {
         }
     }
 
+    /// The texts in this peer's history with `other` that went in `direction`
+    /// (`incoming` or `outgoing`), oldest first.
+    pub fn texts(&self, other: &Peer, direction: &str) -> Vec<String> {
+        self.history(&other.name)
+            .iter()
+            .filter(|m| m["direction"] == direction)
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// This peer's contact entry for `other` (`contacts --json`), if it has one.
     pub fn contact(&self, other: &Peer) -> Option<Value> {
         let contacts = self.json(&["contacts", "--json"]);

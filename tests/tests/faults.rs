@@ -45,11 +45,7 @@ fn peer_on(name: &str, host: &Host, relays: &[String]) -> Peer {
 
 /// The texts `from` wrote in `to`'s history with `from`, in order.
 fn received(to: &Peer, from: &Peer) -> Vec<String> {
-    to.history(&from.name)
-        .iter()
-        .filter(|m| m["direction"] == "incoming")
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect()
+    to.texts(from, "incoming")
 }
 
 /// Wait until `to` has exactly `expected` from `from`, in that order (no extra, no

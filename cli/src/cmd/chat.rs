@@ -382,6 +382,7 @@ pub(crate) fn status(global: &Global, json_out: bool) -> Result {
         ("relays", if s.relays.is_empty() { "none pinned".into() } else { s.relays.join(" ") }),
         ("outbox", format!("{} item(s) waiting", s.outbox)),
         ("reachability", s.reachability.clone()),
+        ("storage", storage_line(s.storage_failed).into()),
     ])?;
     if !s.queues.is_empty() {
         let names = print::Names::load(&home)?;
@@ -390,6 +391,14 @@ pub(crate) fn status(global: &Global, json_out: bool) -> Result {
         }
     }
     Ok(())
+}
+
+/// The `storage` row of `kith status`: whether the node can still store.
+fn storage_line(failed: bool) -> &'static str {
+    match failed {
+        true => "FAILED: a write to disk failed; nothing new is stored or sent until kith restarts",
+        false => "ok",
+    }
 }
 
 /// One recipient's queue for people: "waiting for Bob: 3 item(s), next try in 4.0 s

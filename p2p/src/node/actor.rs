@@ -783,6 +783,7 @@ impl Actor {
             files_served_bytes: 0,
             files_fetched_bytes: 0,
             reachability: self.reachability.clone(),
+            storage_failed: self.store.failed(),
         }
     }
 

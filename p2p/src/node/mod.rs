@@ -348,6 +348,11 @@ pub struct Status {
     /// `public <address>` (others can dial us there) or `private` (only through
     /// relays and hole punching).
     pub reachability: String,
+    /// A write or a flush of the database failed (a full or failing disk): from
+    /// then on the node stores nothing new, so it sends and acknowledges nothing,
+    /// until it is restarted ([`kith_storage::Store::failed`]).
+    #[serde(default)]
+    pub storage_failed: bool,
 }
 
 /// A change to a group, asked for by the user. On the control socket each variant is

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kith_p2p::kith_storage::engine::{self, db_error};
+use kith_p2p::kith_storage::engine::{self, SledDb, db_error};
 use kith_p2p::kith_storage::seqlog::{LegacyTrees, SeqLogs};
 
 use super::MailboxError;
@@ -54,7 +54,7 @@ pub(crate) struct Kind {
 
 /// Opens the store of `kind` in directory `dir` (made 0700, its files 0600), checks
 /// or stamps its schema version, migrates a version-1 database, and loads its logs.
-pub(crate) fn open_logs(dir: &Path, kind: &Kind) -> Result<(sled::Db, SeqLogs), OpenError> {
+pub(crate) fn open_logs(dir: &Path, kind: &Kind) -> Result<(SledDb, SeqLogs), OpenError> {
     kith_p2p::home::create_private_dir(dir).map_err(|source| OpenError::Io {
         path: dir.to_owned(),
         source,
@@ -70,7 +70,7 @@ pub(crate) fn open_logs(dir: &Path, kind: &Kind) -> Result<(sled::Db, SeqLogs), 
 
 /// `checkpoint`: where a clean shutdown leaves the de-duplication index
 /// ([`SeqLogs::checkpoint`]).
-fn check_schema(db: &sled::Db, kind: &Kind, checkpoint: &Path) -> Result<SeqLogs, OpenError> {
+fn check_schema(db: &SledDb, kind: &Kind, checkpoint: &Path) -> Result<SeqLogs, OpenError> {
     let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
     let meta = db.open_tree(META).map_err(err)?;
     let found = match meta.get(SCHEMA_VERSION_KEY).map_err(err)? {
@@ -138,7 +138,7 @@ fn check_schema(db: &sled::Db, kind: &Kind, checkpoint: &Path) -> Result<SeqLogs
 /// Copies a version-1 database into the logs' tree, records the current version, and only
 /// then (in the caller) drops the old trees: a crash at any point leaves either the
 /// old layout whole (the copy runs again) or the new one recorded.
-fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> Result<(), OpenError> {
+fn migrate_v1(db: &SledDb, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> Result<(), OpenError> {
     let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
     tracing::info!(store = kind.tree, "migrating relay store from schema version 1 to {SCHEMA_VERSION}");
     // The old expiry and hash indexes are not carried over (expiry walks the logs,
@@ -154,7 +154,7 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree, logs: &SeqLogs, kind: &Kind) -> 
         floor,
     };
     logs.import(&legacy).map_err(|e| OpenError::from(store_error(e)))?;
-    db.flush().map_err(err)?;
+    db.flush().map_err(|e| OpenError::from(store_error(e)))?;
     set_version(db, meta)?;
     if kind.legacy_floor {
         meta.remove(LEGACY_SEQ_FLOOR_KEY).map_err(err)?;
@@ -169,9 +169,9 @@ fn fixed<const N: usize>(value: &[u8], what: &str) -> Result<[u8; N], OpenError>
     })
 }
 
-fn set_version(db: &sled::Db, meta: &sled::Tree) -> Result<(), OpenError> {
+fn set_version(db: &SledDb, meta: &sled::Tree) -> Result<(), OpenError> {
     let err = |e| OpenError::from(MailboxError::Db(db_error(e)));
     meta.insert(SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes()).map_err(err)?;
-    db.flush().map_err(err)?;
+    db.flush().map_err(|e| OpenError::from(store_error(e)))?;
     Ok(())
 }

@@ -259,6 +259,11 @@ impl MessageLog {
     }
 
     /// How many times a compaction replaced the file since it was opened.
+    /// Whether a write failed since the log was opened, so that it refuses writes.
+    pub(crate) fn refuses_writes(&self) -> bool {
+        self.lock().broken.is_some()
+    }
+
     pub(crate) fn generation(&self) -> u64 {
         self.lock().generation
     }

@@ -521,6 +521,9 @@ fn status_report(app: &App, status: &kith_p2p::node::Status) -> Vec<String> {
         format!("connected: {} ({} in the routing table)", list(&peers), status.routing_table_size),
         format!("queued: {}", status.outbox),
     ];
+    if status.storage_failed {
+        lines.push("storage: FAILED: a write to disk failed; nothing new is stored or sent until kith restarts".to_owned());
+    }
     for queue in &status.queues {
         lines.push(format!(
             "  for {}: {} waiting, {}",

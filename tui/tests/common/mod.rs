@@ -214,6 +214,7 @@ pub fn status(online: &[&str]) -> Status {
         files_served_bytes: 0,
         files_fetched_bytes: 0,
         reachability: "unknown".into(),
+        storage_failed: false,
     }
 }
 
