@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{StoreError, db};
+use crate::sled_blobs::BlobSync;
 
 /// First pause between attempts to take a held lock; doubles up to
 /// [`LOCK_RETRY_MAX`] (short, because sled usually lets go within ~50 ms).
@@ -56,7 +57,7 @@ pub fn open_sled(path: &Path, cache_capacity_bytes: u64, lock_wait: Duration) ->
             file,
             failed: AtomicBool::new(false),
             asked: AtomicU64::new(0),
-            covered: Mutex::new(0),
+            progress: Mutex::new(Progress { covered: 0, covered_with_also: 0, blobs: BlobSync::new(path) }),
         }),
     })
 }
@@ -107,9 +108,20 @@ struct DurableSync {
     failed: AtomicBool,
     /// Flushes asked for so far: each takes the next number when it starts.
     asked: AtomicU64,
-    /// The newest number a flush that succeeded covered. Held by a flush from its
-    /// check of `failed` to its record of how it went, so flushes run one at a time.
-    covered: Mutex<u64>,
+    /// Held by a flush from its check of `failed` to its record of how it went, so
+    /// flushes run one at a time.
+    progress: Mutex<Progress>,
+}
+
+/// How far the flushes of a [`SledDb`] have come.
+struct Progress {
+    /// The newest number a flush that succeeded covered.
+    covered: u64,
+    /// The same, for [`SledDb::flush_then`]'s flushes only: a plain flush does
+    /// not sync what theirs does.
+    covered_with_also: u64,
+    /// sled's blob files, which it does not sync itself.
+    blobs: BlobSync,
 }
 
 impl std::fmt::Debug for SledDb {
@@ -139,49 +151,75 @@ impl SledDb {
     /// sled's own flush is not enough. It writes its buffers with
     /// `sync_file_range`, which neither empties the drive's write cache nor commits
     /// the file's size (sled issue #1452): what it flushed survives `kill -9` but
-    /// not a power cut. So this follows it with an `fdatasync` of sled's page file.
-    /// That goes through a descriptor of our own, because Linux reports a failed
-    /// write-back once per open file: sled's background thread, whose own `fsync`
-    /// only logs a failure, cannot take the report from us.
+    /// not a power cut. And items over ~128 KiB (large values, or whole leaves) go
+    /// to blob files it never syncs ([`crate::sled_blobs`]). So this follows it
+    /// with an `fdatasync` of every blob file created since the last flush, of their
+    /// directory, and of sled's page file. The page file's goes through a descriptor
+    /// of our own, because Linux reports a failed write-back once per open file:
+    /// sled's background thread, whose own `fsync` only logs a failure, cannot take
+    /// the report from us.
     ///
     /// After a failure the kernel may have dropped the pages the failed flush was
     /// to write, so a later flush that succeeds would prove nothing about them:
     /// every later flush fails with [`StoreError::FlushFailedBefore`] until the
     /// database is opened again.
     pub fn flush(&self) -> Result<usize, StoreError> {
-        self.flush_then(|| Ok(()))
+        self.flush_with(None::<fn() -> Result<(), StoreError>>)
     }
 
     /// [`flush`](Self::flush), then `also` (another file's sync that must share
     /// the rule), under the same lock and the same record of failure: a sync that
     /// ran beside a failing one could otherwise succeed, after its check, for pages
-    /// the other lost.
+    /// the other lost. Such a flush is covered only by another `flush_then`, so
+    /// every `flush_then` of one database must pass the same kind of `also` (the
+    /// node's store passes its message log's sync).
     pub fn flush_then(&self, also: impl FnOnce() -> Result<(), StoreError>) -> Result<usize, StoreError> {
+        self.flush_with(Some(also))
+    }
+
+    fn flush_with(&self, also: Option<impl FnOnce() -> Result<(), StoreError>>) -> Result<usize, StoreError> {
         let sync = &*self.sync;
         // A poisoned database skips sled's I/O; checked again under the lock.
         sync.check()?;
         // Taken after the caller's writes: a flush that reads `asked` after this
         // starts after them too.
         let ticket = sync.asked.fetch_add(1, Ordering::AcqRel) + 1;
-        let mut covered = sync.covered.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut progress = sync.progress.lock().unwrap_or_else(PoisonError::into_inner);
         sync.check()?;
-        if *covered >= ticket {
+        let covered = match also {
+            Some(_) => progress.covered_with_also,
+            None => progress.covered,
+        };
+        if covered >= ticket {
             return Ok(0);
         }
         let upto = sync.asked.load(Ordering::Acquire);
-        let flushed = self
-            .db
-            .flush()
-            .map_err(db)
-            .and_then(|n| sync.file.sync_data().map(|()| n).map_err(StoreError::Io))
-            .and_then(|n| also().map(|()| n));
+        let with_also = also.is_some();
+        let flushed = progress
+            .blobs
+            .unsynced()
+            .map_err(StoreError::Io)
+            .and_then(|blobs| {
+                let n = self.db.flush().map_err(db)?;
+                progress.blobs.sync(blobs).map_err(StoreError::Io)?;
+                sync.file.sync_data().map_err(StoreError::Io)?;
+                match also {
+                    Some(also) => also().map(|()| n),
+                    None => Ok(n),
+                }
+            });
         #[cfg(test)]
         let flushed = flushed.and_then(|n| match tests::FAIL_FLUSH.take() {
             true => Err(StoreError::Io(std::io::Error::other("injected flush failure"))),
             false => Ok(n),
         });
         match &flushed {
-            Ok(_) => *covered = upto,
+            Ok(_) => {
+                progress.covered = upto;
+                if with_also {
+                    progress.covered_with_also = upto;
+                }
+            }
             Err(e) => {
                 if !sync.failed.swap(true, Ordering::AcqRel) {
                     tracing::error!(error = %e, "flushing the database failed: nothing more is acknowledged until it is opened again");
@@ -331,7 +369,77 @@ pub(crate) mod tests {
             }
         });
         assert_eq!(syncs.into_inner(), 2, "the first flush, then one for both later ones");
-        assert_eq!(*db.sync.covered.lock().unwrap(), 3, "the last flush covered all three");
+        assert_eq!(db.sync.progress.lock().unwrap().covered_with_also, 3, "the last flush covered all three");
+    }
+
+    /// A plain flush syncs less than a `flush_then`, so it never covers one: of a
+    /// plain flush and a `flush_then` asked for while another runs, the
+    /// `flush_then` always runs its `also`, whichever goes first.
+    #[test]
+    fn a_plain_flush_does_not_cover_a_flush_that_syncs_more() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::mpsc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let alsos = AtomicUsize::new(0);
+        let (in_first, first_is_in) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let (db, alsos) = (&db, &alsos);
+            let first = scope.spawn(move || {
+                db.flush_then(|| {
+                    alsos.fetch_add(1, Ordering::SeqCst);
+                    in_first.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok(())
+                })
+            });
+            first_is_in.recv().unwrap();
+            let plain = scope.spawn(move || db.flush());
+            while db.sync.asked.load(Ordering::SeqCst) < 2 {
+                std::thread::yield_now();
+            }
+            let more = scope.spawn(move || {
+                db.insert(b"more", b"1".as_slice()).unwrap();
+                db.flush_then(|| {
+                    alsos.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            });
+            while db.sync.asked.load(Ordering::SeqCst) < 3 {
+                std::thread::yield_now();
+            }
+            release.send(()).unwrap();
+            first.join().unwrap().unwrap();
+            plain.join().unwrap().unwrap();
+            more.join().unwrap().unwrap();
+        });
+        assert_eq!(alsos.into_inner(), 2, "the second flush_then ran its own sync");
+    }
+
+    /// sled puts an item over ~128 KiB in a blob file of its own: each flush syncs
+    /// the blob files sled wrote since the last one.
+    #[test]
+    fn a_flush_syncs_the_blob_files_sled_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let blobs = dir.path().join("blobs");
+        let all_synced = |db: &SledDb| {
+            let progress = db.sync.progress.lock().unwrap();
+            let names: Vec<_> = std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert!(!names.is_empty(), "sled wrote blob files");
+            names.iter().all(|name| progress.blobs.is_synced(name))
+        };
+        let big = vec![7u8; 200 << 10];
+        db.insert(b"first", big.as_slice()).unwrap();
+        db.flush().unwrap();
+        assert!(all_synced(&db), "the first blob is synced");
+        for key in [b"second", b"third_"] {
+            db.insert(key, big.as_slice()).unwrap();
+            db.flush().unwrap();
+            assert!(all_synced(&db), "a blob made right after a flush is synced by the next");
+        }
     }
 
     #[test]

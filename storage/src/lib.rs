@@ -116,6 +116,7 @@ mod ratchet;
 mod receipts;
 mod replay;
 mod schema;
+mod sled_blobs;
 pub mod seqlog;
 mod settings;
 mod store;

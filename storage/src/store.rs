@@ -361,7 +361,8 @@ impl Store {
 
     /// Durability point: every write made before this call survives a crash of
     /// the process or of the machine once it returns `Ok`. Returns the number of
-    /// bytes sled wrote. Blocks.
+    /// bytes sled wrote (0 if a flush running at the same time covered this one).
+    /// Blocks.
     /// After a flush failed, every later one fails too, until the store is
     /// opened again ([`StoreError::FlushFailedBefore`]).
     pub fn flush(&self) -> Result<usize, StoreError> {
