@@ -51,6 +51,11 @@ pub fn open_sled(path: &Path, cache_capacity_bytes: u64, lock_wait: Duration) ->
     let db = open_engine(path, cache_capacity_bytes, lock_wait)?;
     // sled keeps its pages in the file `db` of its directory (it created it).
     let file = File::open(path.join("db")).map_err(EngineOpenError::Io)?;
+    if !db.was_recovered() {
+        // A new database: its files' names must be durable before anything in them
+        // is acknowledged, and sled does not sync the directory.
+        File::open(path).and_then(|dir| dir.sync_all()).map_err(EngineOpenError::Io)?;
+    }
     Ok(SledDb {
         db,
         sync: Arc::new(DurableSync {
