@@ -189,6 +189,10 @@ impl SledDb {
         // Taken after the caller's writes: a flush that reads `asked` after this
         // starts after them too.
         let ticket = sync.asked.fetch_add(1, Ordering::AcqRel) + 1;
+        #[cfg(test)]
+        if let Some(pause) = tests::AFTER_TICKET.take() {
+            pause();
+        }
         let mut progress = sync.progress.lock().unwrap_or_else(PoisonError::into_inner);
         sync.check()?;
         let covered = match also {
@@ -200,19 +204,17 @@ impl SledDb {
         }
         let upto = sync.asked.load(Ordering::Acquire);
         let with_also = also.is_some();
-        let flushed = progress
-            .blobs
-            .unsynced()
-            .map_err(StoreError::Io)
-            .and_then(|blobs| {
-                let n = self.db.flush().map_err(db)?;
-                progress.blobs.sync(blobs).map_err(StoreError::Io)?;
-                sync.file.sync_data().map_err(StoreError::Io)?;
-                match also {
-                    Some(also) => also().map(|()| n),
-                    None => Ok(n),
-                }
-            });
+        let blobs = &mut progress.blobs;
+        let flushed = blobs.before_flush().map_err(StoreError::Io).and_then(|mut to_sync| {
+            let n = self.db.flush().map_err(db)?;
+            blobs.after_flush(&mut to_sync).map_err(StoreError::Io)?;
+            blobs.sync(to_sync).map_err(StoreError::Io)?;
+            sync.file.sync_data().map_err(StoreError::Io)?;
+            match also {
+                Some(also) => also().map(|()| n),
+                None => Ok(n),
+            }
+        });
         #[cfg(test)]
         let flushed = flushed.and_then(|n| match tests::FAIL_FLUSH.take() {
             true => Err(StoreError::Io(std::io::Error::other("injected flush failure"))),
@@ -284,6 +286,9 @@ pub(crate) mod tests {
         /// Makes this thread's next [`SledDb::flush`] fail after its I/O, as a
         /// failed `fdatasync` would.
         pub(crate) static FAIL_FLUSH: Cell<bool> = const { Cell::new(false) };
+        /// Runs in this thread's next flush once it has taken its number, before
+        /// it waits for its turn.
+        pub(crate) static AFTER_TICKET: Cell<Option<Box<dyn FnOnce()>>> = const { Cell::new(None) };
     }
 
     fn open(dir: &Path) -> SledDb {
@@ -377,9 +382,8 @@ pub(crate) mod tests {
         assert_eq!(db.sync.progress.lock().unwrap().covered_with_also, 3, "the last flush covered all three");
     }
 
-    /// A plain flush syncs less than a `flush_then`, so it never covers one: of a
-    /// plain flush and a `flush_then` asked for while another runs, the
-    /// `flush_then` always runs its `also`, whichever goes first.
+    /// A plain flush syncs less than a `flush_then`, so it never covers one: a
+    /// `flush_then` asked for before a plain flush started still runs its `also`.
     #[test]
     fn a_plain_flush_does_not_cover_a_flush_that_syncs_more() {
         use std::sync::atomic::AtomicUsize;
@@ -389,38 +393,49 @@ pub(crate) mod tests {
         let db = open(dir.path());
         let alsos = AtomicUsize::new(0);
         let (in_first, first_is_in) = mpsc::channel();
-        let (release, released) = mpsc::channel::<()>();
+        let (release_first, first_released) = mpsc::channel::<()>();
+        let (more_asked, more_has_asked) = mpsc::channel();
+        let (release_more, more_released) = mpsc::channel::<()>();
         std::thread::scope(|scope| {
             let (db, alsos) = (&db, &alsos);
+            // 1. A flush_then runs, holding the turn.
             let first = scope.spawn(move || {
                 db.flush_then(|| {
                     alsos.fetch_add(1, Ordering::SeqCst);
                     in_first.send(()).unwrap();
-                    released.recv().unwrap();
+                    first_released.recv().unwrap();
                     Ok(())
                 })
             });
             first_is_in.recv().unwrap();
+            // 2. A plain flush asks, and waits for its turn.
             let plain = scope.spawn(move || db.flush());
             while db.sync.asked.load(Ordering::SeqCst) < 2 {
                 std::thread::yield_now();
             }
+            // 3. A flush_then asks too, and stops before waiting for its turn.
             let more = scope.spawn(move || {
                 db.insert(b"more", b"1".as_slice()).unwrap();
+                AFTER_TICKET.set(Some(Box::new(move || {
+                    more_asked.send(()).unwrap();
+                    more_released.recv().unwrap();
+                })));
                 db.flush_then(|| {
                     alsos.fetch_add(1, Ordering::SeqCst);
                     Ok(())
                 })
             });
-            while db.sync.asked.load(Ordering::SeqCst) < 3 {
-                std::thread::yield_now();
-            }
-            release.send(()).unwrap();
+            more_has_asked.recv().unwrap();
+            // 4. The first ends; the plain flush runs next, covering number 3.
+            release_first.send(()).unwrap();
             first.join().unwrap().unwrap();
             plain.join().unwrap().unwrap();
+            assert_eq!(db.sync.progress.lock().unwrap().covered, 3, "the plain flush covered all three numbers");
+            // 5. The flush_then still syncs what the plain flush did not.
+            release_more.send(()).unwrap();
             more.join().unwrap().unwrap();
         });
-        assert_eq!(alsos.into_inner(), 2, "the second flush_then ran its own sync");
+        assert_eq!(alsos.into_inner(), 2, "the second flush_then ran its own `also`");
     }
 
     /// sled puts an item over ~128 KiB in a blob file of its own: each flush syncs

@@ -119,9 +119,10 @@ fn a_full_disk_refuses_sends_with_a_storage_error_and_loses_nothing_acknowledged
         }
     }
     let refusal = refusal.unwrap_or_else(|| panic!("{MAX_SENDS} sends on a full disk were all acknowledged"));
-    assert!(acknowledged.len() > 1, "some sends were acknowledged on the full disk, so the test checks they are kept");
     assert_eq!(refusal["error"]["code"], "storage", "{refusal}");
     assert!(refusal["error"]["message"].as_str().unwrap().contains("not stored"), "{refusal}");
+    // Usually a hundred or more land in the log's zeros written ahead; none if
+    // the fill came just as those ran out, which is as correct.
     eprintln!("{} send(s) acknowledged on the full disk (into the log's zeros written ahead) before the refusal", acknowledged.len() - 1);
     let status = alice.json(&["status", "--json"]);
     assert_eq!(status["storage_failed"], true, "the node still answers, and says it stopped storing: {status}");
