@@ -168,6 +168,8 @@ mod tests {
         File::open(&sync.dir).unwrap().set_modified(time).unwrap();
     }
 
+    /// What a [`SledDb`](crate::engine::SledDb) flush does with its blobs, with
+    /// `during` in the place of sled's flush.
     fn flush(sync: &mut BlobSync, during: impl FnOnce(&BlobSync)) {
         let mut to_sync = sync.before_flush().unwrap();
         during(sync);
