@@ -295,6 +295,15 @@ pub(crate) mod tests {
         open_sled(dir, 1 << 20, Duration::from_secs(1)).unwrap()
     }
 
+    /// Waits (10 s at most) until `n` flushes of `db` have taken their numbers.
+    fn until_asked(db: &SledDb, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while db.sync.asked.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "{n} flushes were not asked for within 10 s");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn a_flushed_write_is_read_back_after_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -369,9 +378,7 @@ pub(crate) mod tests {
                 })
                 .into();
             // Both have asked (taken their numbers) and wait for the first one.
-            while db.sync.asked.load(Ordering::SeqCst) < 3 {
-                std::thread::yield_now();
-            }
+            until_asked(db, 3);
             release.send(()).unwrap();
             first.join().unwrap().unwrap();
             for flush in later {
@@ -410,9 +417,7 @@ pub(crate) mod tests {
             first_is_in.recv().unwrap();
             // 2. A plain flush asks, and waits for its turn.
             let plain = scope.spawn(move || db.flush());
-            while db.sync.asked.load(Ordering::SeqCst) < 2 {
-                std::thread::yield_now();
-            }
+            until_asked(db, 2);
             // 3. A flush_then asks too, and stops before waiting for its turn.
             let more = scope.spawn(move || {
                 db.insert(b"more", b"1".as_slice()).unwrap();
