@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
         bell: true,
         runs_node: false,
         display_name: std::env::var("KITH_NAME").ok(),
+        open_on: None,
     };
     match kith_tui::run(&socket, options).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -63,6 +63,9 @@ pub struct TuiOptions {
     pub runs_node: bool,
     /// Our display name, for `@name` mentions of us in groups.
     pub display_name: Option<String>,
+    /// The conversation (a contact's peer id or a group's id) to open first when it
+    /// is listed as the interface starts; otherwise it opens the first of the list.
+    pub open_on: Option<String>,
 }
 
 /// Why the interface stopped with an error.

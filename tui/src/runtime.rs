@@ -133,6 +133,7 @@ pub(crate) async fn run(socket: &Path, options: TuiOptions) -> Result<(), TuiErr
         utc_offset_secs: local_utc_offset().await,
         runs_node: options.runs_node,
         display_name: options.display_name,
+        open_on: options.open_on,
     };
 
     let (action_tx, action_rx) = mpsc::channel(ACTION_QUEUE);

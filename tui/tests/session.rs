@@ -11,7 +11,7 @@ use crossterm::event::KeyCode;
 use kith_p2p::kith_storage::ContactState;
 use kith_p2p::node::Event;
 use kith_tui::app::{NodeState, Overlay, PAGE};
-use kith_tui::{Action, App, Effect, Response, update};
+use kith_tui::{Action, App, Config, Effect, Response, update};
 
 /// The status bar: the screen's last row.
 fn status_bar(app: &App) -> String {
@@ -502,4 +502,30 @@ fn an_older_view_of_a_group_is_ignored() {
     let screen = text_of(&draw(&app, 100, 30));
     assert_eq!(screen.matches("is no longer in").count(), 1, "{screen}");
     assert!(!screen.contains("joined"), "{screen}");
+}
+
+#[test]
+fn the_interface_opens_on_the_conversation_asked_for_when_it_is_listed() {
+    let snapshot = || {
+        let contacts = vec![contact(ALISA, "Алиса", ContactState::Accepted), contact(BOB, "Bob 🎸", ContactState::Accepted)];
+        let inbox = vec![inbox_entry(
+            contact(ALISA, "Алиса", ContactState::Accepted),
+            1,
+            Some(incoming(1, ALISA, "newest", NOW - MINUTE)),
+        )];
+        Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox })
+    };
+
+    // Bob is not the most recent, but the caller asked for him (the demo asks for its echo bot).
+    let mut app = App::new(Config { open_on: Some(BOB.to_owned()), ..config() });
+    let fx = update(&mut app, snapshot());
+    assert_eq!(app.focused_id(), Some(BOB));
+    assert!(fx.contains(&Effect::LoadHistory { contact: BOB.to_owned(), before: None, limit: 50 }), "{fx:?}");
+
+    // Without a wish, or with one for a conversation that is not listed, the most recent opens.
+    for open_on in [None, Some(WANG.to_owned())] {
+        let mut app = App::new(Config { open_on, ..config() });
+        update(&mut app, snapshot());
+        assert_eq!(app.focused_id(), Some(ALISA));
+    }
 }

@@ -121,8 +121,9 @@ async fn demo(base: &Path, interactive: bool, verbose: u8, stop: watch::Receiver
             tokio::spawn(answer(node.handle.clone(), me, bot.answer));
         }
         if interactive {
-            greet(&you.handle, &cast).await;
-            let options = TuiOptions { runs_node: true, bell: true, ..TuiOptions::default() };
+            // A first run opens on the echo bot's greeting, whichever greeting came last.
+            let open_on = greet(&you.handle, &cast).await.then(|| echo_peer(&cast)).flatten();
+            let options = TuiOptions { runs_node: true, bell: true, open_on, ..TuiOptions::default() };
             kith_tui::run(&you_home.socket_path(), options).await.map_err(|e| Failure::new(Code::Error, e))
         } else {
             chat(&you.handle, &you_home).await
@@ -207,11 +208,17 @@ async fn introduce(you: &NodeHandle, cast: &[(&Bot, node::Started)]) -> Result {
     Ok(())
 }
 
+/// The echo bot's peer id.
+fn echo_peer(cast: &[(&Bot, node::Started)]) -> Option<String> {
+    cast.iter().find(|(bot, _)| bot.name == ECHO.name).map(|(_, node)| node.handle.peer_id().to_string())
+}
+
 /// On the first run, the group bots and then the echo bot say hello, so the
-/// interface opens on a conversation that tells a newcomer what to do.
-async fn greet(you: &NodeHandle, cast: &[(&Bot, node::Started)]) {
+/// interface can open on a conversation that tells a newcomer what to do; returns
+/// whether they did.
+async fn greet(you: &NodeHandle, cast: &[(&Bot, node::Started)]) -> bool {
     if !is_first_run(you) {
-        return;
+        return false;
     }
     let greetings = [
         (GROUP_BOTS[0].name, GROUP, "Welcome to the demo group! ada turns what you write around, grace counts it."),
@@ -229,6 +236,7 @@ async fn greet(you: &NodeHandle, cast: &[(&Bot, node::Started)]) {
             tracing::warn!(error = %e, "a demo bot could not say hello");
         }
     }
+    true
 }
 
 /// Whether this home has no messages yet (a `--home` demo run again keeps its history).

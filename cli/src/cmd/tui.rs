@@ -24,6 +24,7 @@ pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
             bell: true,
             runs_node: false,
             display_name: config.display_name.clone(),
+            open_on: None,
         };
     let socket = home.socket_path();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -446,7 +446,7 @@ impl Driver {
         let t = Instant::now();
         let utc_offset_secs = kith_tui::local_utc_offset().await;
         let tz_time = t.elapsed();
-        let config = Config { no_color: false, bell: false, notify: false, utc_offset_secs, runs_node: false, display_name: None };
+        let config = Config { no_color: false, bell: false, notify: false, utc_offset_secs, runs_node: false, display_name: None, open_on: None };
         Driver {
             app: App::new(config),
             terminal: Terminal::new(TestBackend::new(width, height)).unwrap(),

@@ -100,6 +100,9 @@ pub struct Config {
     pub runs_node: bool,
     /// Our display name, for `@name` mentions of us (see [`crate::mention`]).
     pub display_name: Option<String>,
+    /// The conversation to open first if it is listed when nothing is open yet
+    /// (see [`crate::TuiOptions::open_on`]).
+    pub open_on: Option<String>,
 }
 
 /// The connection to the node, as the status bar shows it.

@@ -466,11 +466,14 @@ pub(super) fn remove_conversation(app: &mut App, peer: &str) {
     clamp_list_offset(app);
 }
 
-/// Focus the first conversation if none is focused.
+/// If none is focused, focus the conversation the caller asked to open on when it
+/// is listed, else the first one.
 pub(super) fn focus_default(app: &mut App, fx: &mut Vec<Effect>) {
-    if app.focused.is_none()
-        && let Some(peer) = app.conversations.first().map(|c| c.peer_id().to_owned())
-    {
+    if app.focused.is_some() {
+        return;
+    }
+    let asked = app.config.open_on.as_deref().filter(|id| app.conversation(id).is_some());
+    if let Some(peer) = asked.or_else(|| app.conversations.first().map(|c| c.peer_id())).map(str::to_owned) {
         focus(app, &peer, fx);
     }
 }

@@ -199,7 +199,7 @@ pub fn status_text(app: &App) -> String {
 }
 
 pub fn config() -> Config {
-    Config { no_color: false, bell: true, notify: true, utc_offset_secs: 0, runs_node: false, display_name: None }
+    Config { no_color: false, bell: true, notify: true, utc_offset_secs: 0, runs_node: false, display_name: None, open_on: None }
 }
 
 pub fn status(online: &[&str]) -> Status {
