@@ -467,6 +467,42 @@ pub(crate) mod tests {
         }
     }
 
+    /// sled writes an item over ~128 KiB to a blob file of its own as it is
+    /// inserted. When that write fails (a full disk), the insert fails, and the
+    /// flushes after it still finish: unpatched sled left its log buffer claimed
+    /// and every later flush waited for it forever (vendor/sled/KITH-PATCH.md).
+    #[test]
+    fn a_failed_blob_write_fails_its_insert_and_later_flushes_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(open(dir.path()));
+        db.insert(b"small", b"kept".as_slice()).unwrap();
+        db.flush().unwrap();
+        // A file where the blob directory was: creating a blob fails, even for root.
+        let blobs = dir.path().join("blobs");
+        std::fs::remove_dir_all(&blobs).unwrap();
+        std::fs::write(&blobs, b"").unwrap();
+        let big = vec![7u8; 200 << 10];
+        assert!(db.insert(b"big", big.as_slice()).is_err(), "the blob could not be written");
+        std::fs::remove_file(&blobs).unwrap();
+        std::fs::create_dir(&blobs).unwrap();
+
+        // In a thread with a deadline: unpatched, this flush never returns.
+        let (done, finished) = std::sync::mpsc::channel();
+        let flushing = Arc::clone(&db);
+        std::thread::spawn(move || {
+            let _ = done.send(flushing.flush().map(|_| ()));
+        });
+        let flushed = finished.recv_timeout(Duration::from_secs(10)).expect("the flush after a failed blob write finished");
+        assert!(flushed.is_ok(), "{flushed:?}");
+        db.insert(b"big", big.as_slice()).unwrap();
+        db.flush().unwrap();
+        drop(db);
+
+        let db = open(dir.path());
+        assert_eq!(db.get(b"small").unwrap().as_deref(), Some(b"kept".as_slice()));
+        assert_eq!(db.get(b"big").unwrap().as_deref(), Some(big.as_slice()));
+    }
+
     #[test]
     fn a_failure_of_the_sync_that_shares_the_flush_poisons_it_too() {
         let dir = tempfile::tempdir().unwrap();
