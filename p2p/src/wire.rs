@@ -141,7 +141,8 @@ pub enum WireError {
 /// [`WireError::Encode`] only if `value`'s `Serialize` implementation fails; kith's wire
 /// types (plain structs, byte strings, integers, strings) never do.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
-    let mut out = Vec::new();
+    // Most values are a few hundred bytes: skip the first doublings from empty.
+    let mut out = Vec::with_capacity(256);
     ciborium::ser::into_writer(value, &mut out).map_err(|e| WireError::Encode(e.to_string()))?;
     Ok(out)
 }

@@ -11,7 +11,8 @@ use crate::error::StoreError;
 
 /// Encodes a value as CBOR.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::new();
+    // Most values are a few hundred bytes: skip the first doublings from empty.
+    let mut out = Vec::with_capacity(256);
     ciborium::into_writer(value, &mut out).map_err(|e| StoreError::Encode {
         detail: e.to_string(),
     })?;

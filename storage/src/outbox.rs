@@ -69,7 +69,10 @@ pub struct OutboxEntry {
     pub id: MessageId,
     /// Who it goes to.
     pub recipient: Recipient,
-    /// Opaque bytes (the network layer's encoded inner message).
+    /// Opaque bytes (the network layer's encoded inner message), stored as a CBOR
+    /// byte string; entries that earlier versions stored as an array of integers
+    /// read the same.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// Delivery attempts so far.
     pub attempts: u32,
@@ -151,5 +154,45 @@ mod tests {
         assert_eq!(String::from(Recipient::Group(group)), format!("group:{group}"));
         // Neither a group id after the prefix nor a peer id: kept as it was.
         assert_eq!(Recipient::from("group:nonsense".to_owned()), Recipient::Unreadable("group:nonsense".into()));
+    }
+
+    #[test]
+    fn a_payload_is_a_byte_string_and_one_stored_as_integers_reads_the_same() {
+        let peer: PeerId = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".parse().unwrap();
+        let entry = OutboxEntry {
+            id: MessageId::from_bytes([3; 16]),
+            recipient: Recipient::Peer(peer),
+            payload: (0..=255).collect(),
+            attempts: 2,
+            next_attempt_ms: 5,
+            created_at_ms: 4,
+        };
+        let stored = crate::codec::encode(&entry).unwrap();
+        // 0x59 0x01 0x00: a byte string of 256 bytes, then the bytes themselves.
+        let at = stored.windows(3).position(|w| w == [0x59, 0x01, 0x00]).expect("a byte string header");
+        assert_eq!(&stored[at + 3..at + 259], entry.payload.as_slice());
+
+        /// The entry as earlier versions wrote it: the payload a sequence of integers.
+        #[derive(Serialize)]
+        struct Earlier<'a> {
+            id: MessageId,
+            recipient: Recipient,
+            payload: &'a Vec<u8>,
+            attempts: u32,
+            next_attempt_ms: u64,
+            created_at_ms: u64,
+        }
+        let earlier = crate::codec::encode(&Earlier {
+            id: entry.id,
+            recipient: entry.recipient.clone(),
+            payload: &entry.payload,
+            attempts: 2,
+            next_attempt_ms: 5,
+            created_at_ms: 4,
+        })
+        .unwrap();
+        assert!(earlier.len() > stored.len() + 100, "integers over 23 take two bytes each");
+        assert_eq!(crate::codec::decode::<OutboxEntry>(crate::schema::OUTBOX, &earlier).unwrap(), entry);
+        assert_eq!(crate::codec::decode::<OutboxEntry>(crate::schema::OUTBOX, &stored).unwrap(), entry);
     }
 }

@@ -1,6 +1,7 @@
 //! [`Store`]: the opened database, its table handles and the operations that
 //! span several tables.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -392,7 +393,7 @@ impl Store {
     /// (idempotent retry).
     /// Fails with [`StoreError::NotFound`] if the conversation does not exist.
     pub fn append_outgoing(&self, msg: &Message, entry: &OutboxEntry) -> Result<(), StoreError> {
-        self.stage_outgoing(&[(msg.clone(), entry.clone())])?;
+        self.stage_outgoing(&[(msg, entry)])?;
         self.flush()?;
         Ok(())
     }
@@ -402,20 +403,30 @@ impl Store {
     /// visible at once, but durable only after the caller's next
     /// [`Store::flush`], which must come before any of the messages is
     /// reported to anyone as stored.
-    pub fn stage_outgoing(&self, items: &[(Message, OutboxEntry)]) -> Result<(), StoreError> {
-        let items: Vec<(Message, Option<&OutboxEntry>)> = items
+    pub fn stage_outgoing<M, E>(&self, items: &[(M, E)]) -> Result<(), StoreError>
+    where
+        M: Borrow<Message>,
+        E: Borrow<OutboxEntry>,
+    {
+        let items: Vec<(Cow<'_, Message>, Option<&OutboxEntry>)> = items
             .iter()
             .map(|(msg, entry)| {
-                let msg = Message {
-                    state: MessageState::Pending,
-                    direction: Direction::Outgoing,
-                    ..msg.clone()
+                let msg = msg.borrow();
+                // A copy only for a message that is not already as it is stored.
+                let msg = if msg.state == MessageState::Pending && msg.direction == Direction::Outgoing {
+                    Cow::Borrowed(msg)
+                } else {
+                    Cow::Owned(Message {
+                        state: MessageState::Pending,
+                        direction: Direction::Outgoing,
+                        ..msg.clone()
+                    })
                 };
-                (msg, Some(entry))
+                (msg, Some(entry.borrow()))
             })
             .collect();
-        let inserted = self.inner.stage_messages(items.iter().map(|(m, e)| (m, *e)))?;
-        self.record_files(items.iter().map(|(m, _)| m), &inserted)
+        let inserted = self.inner.stage_messages(items.iter().map(|(m, e)| (m.as_ref(), *e)))?;
+        self.record_files(items.iter().map(|(m, _)| m.as_ref()), &inserted)
     }
 
     /// Starts a [`FileRecord`](crate::FileRecord) for every newly stored message

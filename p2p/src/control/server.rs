@@ -137,19 +137,20 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
 
 /// One request line → its response, and whether it subscribed.
 pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Value, bool) {
-    let parsed: Value = match serde_json::from_slice(line) {
+    let mut parsed: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {
             let err = ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}"));
             return (json!({ "id": Value::Null, "error": err }), false);
         }
     };
-    let id = parsed.get("id").cloned().unwrap_or(Value::Null);
+    // Taken out, not cloned: `params` holds the message of every `send`.
+    let id = parsed.get_mut("id").map_or(Value::Null, Value::take);
+    let params = parsed.get_mut("params").map_or(Value::Null, Value::take);
     let Some(method) = parsed.get("method").and_then(Value::as_str) else {
         let err = ApiError::new(ErrorCode::BadRequest, "missing \"method\"");
         return (json!({ "id": id, "error": err }), false);
     };
-    let params = parsed.get("params").cloned().unwrap_or(Value::Null);
     let request = match Request::parse(method, params) {
         Ok(request) => request,
         Err(err) => return (json!({ "id": id, "error": err }), false),
@@ -170,7 +171,9 @@ struct EventLine<'a> {
 }
 
 async fn write_line<T: serde::Serialize>(write: &mut tokio::net::unix::OwnedWriteHalf, value: &T) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    // Most lines are a few hundred bytes: skip the first doublings from empty.
+    let mut bytes = Vec::with_capacity(512);
+    serde_json::to_writer(&mut bytes, value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write.write_all(&bytes).await
 }

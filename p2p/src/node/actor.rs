@@ -930,10 +930,8 @@ impl Actor {
                 Err(_) => break None,
             }
         };
-        let items: Vec<(Message, OutboxEntry)> = composed
-            .iter()
-            .filter_map(|(result, _)| result.as_ref().ok().map(|(m, e, _)| (m.clone(), e.clone())))
-            .collect();
+        let items: Vec<(&Message, &OutboxEntry)> =
+            composed.iter().filter_map(|(result, _)| result.as_ref().ok().map(|(m, e, _)| (m, e))).collect();
         match self.store.stage_outgoing(&items).and_then(|()| self.note_attachments(&attachments)) {
             Ok(()) => {
                 self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));

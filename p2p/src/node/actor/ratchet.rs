@@ -3,6 +3,7 @@
 //! (see [`crate::ratchet`]).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use kith_storage::{Contact, ContactState, OutboxEntry, Recipient};
@@ -183,14 +184,21 @@ impl Actor {
     /// written (then nothing is presealed, and the batch's marks are undone).
     pub(super) fn preseal(&mut self, composed: &[(super::Composed, super::SendReply)]) -> bool {
         let mut sealed = Vec::new();
+        // Per contact, once per batch: the queue does not change while the batch
+        // is sealed (its entries are queued after), nor does the contact, and a
+        // batch is mostly one contact's, so checking per message cost O(queue) each.
+        let mut sealable: HashMap<PeerId, Option<Contact>> = HashMap::new();
         for (result, _) in composed {
             let Ok((_, entry, super::group_messages::Dest::Peer(peer))) = result else { continue };
-            let cache = self.ratcheted.get(peer);
-            if !self.queues.all_queued(peer, |id| cache.is_some_and(|c| c.contains_key(id))) {
-                continue;
-            }
-            let Ok(Some(contact)) = self.store.contacts().get(peer) else { continue };
-            if let Err(e) = self.ratchet_cached(&contact, entry, &mut sealed) {
+            let contact = sealable.entry(*peer).or_insert_with(|| {
+                let cache = self.ratcheted.get(peer);
+                if !self.queues.all_queued(peer, |id| cache.is_some_and(|c| c.contains_key(id))) {
+                    return None;
+                }
+                self.store.contacts().get(peer).ok().flatten()
+            });
+            let Some(contact) = contact.as_ref() else { continue };
+            if let Err(e) = self.ratchet_cached(contact, entry, &mut sealed) {
                 tracing::debug!(%peer, error = %e, "sealing a new message in the ratchet failed; sealing it when it goes");
             }
         }
