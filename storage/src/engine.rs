@@ -467,24 +467,35 @@ pub(crate) mod tests {
         }
     }
 
+    /// Puts a file where `dir`'s blob directory was, so that creating a blob
+    /// fails (even for root), or the directory back.
+    fn blob_dir_broken(dir: &Path, broken: bool) {
+        let blobs = dir.join("blobs");
+        if broken {
+            std::fs::remove_dir_all(&blobs).unwrap();
+            std::fs::write(&blobs, b"").unwrap();
+        } else {
+            std::fs::remove_file(&blobs).unwrap();
+            std::fs::create_dir(&blobs).unwrap();
+        }
+    }
+
     /// sled writes an item over ~128 KiB to a blob file of its own as it is
-    /// inserted. When that write fails (a full disk), the insert fails, and the
-    /// flushes after it still finish: unpatched sled left its log buffer claimed
-    /// and every later flush waited for it forever (vendor/sled/KITH-PATCH.md).
+    /// inserted. When that write fails (a full disk), the insert fails, and so
+    /// does everything after it, flushes included, until the database is opened
+    /// again, which finds what was flushed before: unpatched sled instead left its
+    /// log buffer claimed and every later flush waited for it forever
+    /// (vendor/sled/KITH-PATCH.md).
     #[test]
-    fn a_failed_blob_write_fails_its_insert_and_later_flushes_finish() {
+    fn a_failed_blob_write_fails_what_follows_until_a_reopen_instead_of_hanging() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(open(dir.path()));
         db.insert(b"small", b"kept".as_slice()).unwrap();
         db.flush().unwrap();
-        // A file where the blob directory was: creating a blob fails, even for root.
-        let blobs = dir.path().join("blobs");
-        std::fs::remove_dir_all(&blobs).unwrap();
-        std::fs::write(&blobs, b"").unwrap();
+        blob_dir_broken(dir.path(), true);
         let big = vec![7u8; 200 << 10];
         assert!(db.insert(b"big", big.as_slice()).is_err(), "the blob could not be written");
-        std::fs::remove_file(&blobs).unwrap();
-        std::fs::create_dir(&blobs).unwrap();
+        blob_dir_broken(dir.path(), false);
 
         // In a thread with a deadline: unpatched, this flush never returns.
         let (done, finished) = std::sync::mpsc::channel();
@@ -493,14 +504,43 @@ pub(crate) mod tests {
             let _ = done.send(flushing.flush().map(|_| ()));
         });
         let flushed = finished.recv_timeout(Duration::from_secs(10)).expect("the flush after a failed blob write finished");
-        assert!(flushed.is_ok(), "{flushed:?}");
-        db.insert(b"big", big.as_slice()).unwrap();
-        db.flush().unwrap();
+        assert!(flushed.is_err(), "a flush after a failed write reports the failure");
+        assert!(db.insert(b"later", b"refused".as_slice()).is_err(), "nothing more is written");
         drop(db);
 
         let db = open(dir.path());
         assert_eq!(db.get(b"small").unwrap().as_deref(), Some(b"kept".as_slice()));
+        assert_eq!(db.get(b"big").unwrap(), None);
+        assert_eq!(db.get(b"later").unwrap(), None);
+        db.insert(b"big", big.as_slice()).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let db = open(dir.path());
         assert_eq!(db.get(b"big").unwrap().as_deref(), Some(big.as_slice()));
+    }
+
+    /// A batch that a failed blob write cuts short leaves none of its writes,
+    /// after a reopen: with the patch's release of the slot alone, what came
+    /// before the failure would have reached the disk.
+    #[test]
+    fn a_batch_cut_short_by_a_failed_blob_write_leaves_nothing_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.insert(b"before", b"kept".as_slice()).unwrap();
+        db.flush().unwrap();
+        blob_dir_broken(dir.path(), true);
+        let mut batch = sled::Batch::default();
+        batch.insert(b"a_small".as_slice(), b"first of the batch".as_slice());
+        batch.insert(b"z_big".as_slice(), vec![7u8; 200 << 10]);
+        assert!(db.apply_batch(batch).is_err());
+        assert!(db.flush().is_err());
+        drop(db);
+        blob_dir_broken(dir.path(), false);
+
+        let db = open(dir.path());
+        assert_eq!(db.get(b"before").unwrap().as_deref(), Some(b"kept".as_slice()));
+        assert_eq!(db.get(b"a_small").unwrap(), None, "half a batch");
+        assert_eq!(db.get(b"z_big").unwrap(), None);
     }
 
     #[test]

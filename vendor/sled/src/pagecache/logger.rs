@@ -368,17 +368,24 @@ impl Log {
             // KITH-PATCH (vendor/sled/KITH-PATCH.md): a failed blob write used
             // to return here with this reservation's slot still counted as a
             // writer of the IO buffer, so the buffer was never sealed and
-            // written, and every later flush waited for it forever. Cancel
-            // the slot instead (written as a canceled message, skipped at
-            // recovery), drop the partial blob file, and report the error.
+            // written, and every later flush waited for it forever. Treat it
+            // as sled treats a failed log write instead: set the global error,
+            // so every later operation and flush fails and nothing more is
+            // written (a batch or transaction cut short stays off the disk, as
+            // after a crash), then release the slot as a canceled message
+            // (its unwritten bytes zeroed) and drop the partial blob file.
             if let Err(e) = self.iobufs.encapsulate(
                 item,
                 message_header,
-                destination,
+                &mut *destination,
                 blob_id,
             ) {
+                self.config.set_global_error(e.clone());
                 if let Some(blob_id) = blob_id {
                     let _ = remove_blob(blob_id, &self.config);
+                }
+                for byte in &mut destination[header_len..] {
+                    *byte = 0;
                 }
                 let canceled = Reservation {
                     iobuf,
@@ -390,7 +397,9 @@ impl Log {
                     is_blob_rewrite: false,
                     header_len,
                 };
-                canceled.abort()?;
+                // Fails with the global error if this slot was the buffer's
+                // last writer: the buffer is not written, as intended.
+                let _ = canceled.abort();
                 return Err(e);
             }
 
