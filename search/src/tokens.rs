@@ -105,6 +105,19 @@ pub fn tokens(text: &str) -> Vec<Token> {
         }
     };
     for (at, c) in text.char_indices() {
+        // Most text is ASCII: decided without the Unicode tables, the same way.
+        if c.is_ascii() {
+            previous_cjk = None;
+            if c.is_ascii_alphanumeric() {
+                if word.is_empty() {
+                    word_from = at;
+                }
+                word.push(c.to_ascii_lowercase());
+            } else {
+                end_word(&mut out, &mut word, word_from, at);
+            }
+            continue;
+        }
         let next = at + c.len_utf8();
         if is_cjk(c) {
             end_word(&mut out, &mut word, word_from, at);
@@ -203,6 +216,10 @@ mod tests {
         assert_eq!(terms("йогурт"), ["йогурт"], "й is a letter of its own in Russian");
         assert_eq!(terms("cafe\u{301} ok"), ["cafe", "ok"], "a decomposed accent folds too");
         assert_eq!(terms("v2.0 rc1"), ["v2", "0", "rc1"]);
+        // A word of ASCII and other letters is one word, with byte offsets.
+        let t = tokens("Grüße, OK");
+        assert_eq!((t[0].text.as_str(), t[0].from, t[0].to), ("grusse", 0, 7));
+        assert_eq!((t[1].text.as_str(), t[1].from, t[1].to), ("ok", 9, 11));
     }
 
     #[test]

@@ -913,10 +913,12 @@ impl Actor {
         let mut composed = Vec::new();
         let mut attachments = Vec::new();
         let mut lamports = HashMap::new();
+        let mut contacts = HashMap::new();
         let mut request = first;
         let ended_by = loop {
             let file = request.attachment.as_deref().map(|a| &a.file);
-            let result = self.compose_send(&request.contact, &request.text, file, request.link.as_ref(), &mut lamports);
+            let result =
+                self.compose_send(&request.contact, &request.text, file, request.link.as_ref(), &mut lamports, &mut contacts);
             if let (Ok(_), Some(a)) = (&result, request.attachment) {
                 attachments.push((a.file.blob, a.state, a.path, a.error));
             }
@@ -1113,16 +1115,22 @@ impl Actor {
         file: Option<&FileRef>,
         link: Option<&kith_storage::Link>,
         lamports: &mut HashMap<ConversationId, u64>,
+        contacts: &mut HashMap<String, Contact>,
     ) -> Result<(Message, OutboxEntry, group_messages::Dest), NodeError> {
-        let contact = match ops::resolve_target(&self.store, target)? {
-            ops::Target::Contact(contact) => contact,
-            ops::Target::Group(group) => {
-                let (message, entry) = self.compose_group(&group, text, file, link, lamports)?;
-                return Ok((message, entry, group_messages::Dest::Group(group.id)));
-            }
-        };
+        // A batch's contacts are resolved once: nothing changes them while it is
+        // composed, and a batch is mostly sends to one.
+        if !contacts.contains_key(target) {
+            match ops::resolve_target(&self.store, target)? {
+                ops::Target::Contact(contact) => contacts.insert(target.to_owned(), contact),
+                ops::Target::Group(group) => {
+                    let (message, entry) = self.compose_group(&group, text, file, link, lamports)?;
+                    return Ok((message, entry, group_messages::Dest::Group(group.id)));
+                }
+            };
+        }
+        let contact = &contacts[target];
         let peer = contact.peer_id;
-        let (message, entry) = ops::compose_text(&self.store, &self.me, &contact, text, file, link, lamports)?;
+        let (message, entry) = ops::compose_text(&self.store, &self.me, contact, text, file, link, lamports)?;
         Ok((message, entry, group_messages::Dest::Peer(peer)))
     }
 
