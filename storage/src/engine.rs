@@ -15,7 +15,7 @@ use std::ops::Deref;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{StoreError, db};
@@ -193,7 +193,14 @@ impl SledDb {
         if let Some(pause) = tests::AFTER_TICKET.take() {
             pause();
         }
-        let mut progress = sync.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut progress = sync.progress.lock().unwrap_or_else(|poisoned| {
+            // A flush panicked while it held the turn: what it was writing may or
+            // may not be on disk, as after a failed flush.
+            if !sync.failed.swap(true, Ordering::AcqRel) {
+                tracing::error!("a flush of the database panicked: nothing more is acknowledged until it is opened again");
+            }
+            poisoned.into_inner()
+        });
         sync.check()?;
         let covered = match also {
             Some(_) => progress.covered_with_also,
@@ -541,6 +548,18 @@ pub(crate) mod tests {
         assert_eq!(db.get(b"before").unwrap().as_deref(), Some(b"kept".as_slice()));
         assert_eq!(db.get(b"a_small").unwrap(), None, "half a batch");
         assert_eq!(db.get(b"z_big").unwrap(), None);
+    }
+
+    #[test]
+    fn a_flush_that_panicked_counts_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(open(dir.path()));
+        db.insert(b"k", b"v".as_slice()).unwrap();
+        let panicking = Arc::clone(&db);
+        let joined = std::thread::spawn(move || panicking.flush_then(|| panic!("a sync that panics"))).join();
+        assert!(joined.is_err(), "the flush panicked");
+        assert!(matches!(db.flush(), Err(StoreError::FlushFailedBefore)));
+        assert!(db.a_flush_failed());
     }
 
     #[test]
