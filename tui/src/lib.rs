@@ -65,6 +65,7 @@ pub struct TuiOptions {
     pub display_name: Option<String>,
     /// The conversation (a contact's peer id or a group's id) to open first when it
     /// is listed as the interface starts; otherwise it opens the first of the list.
+    /// Used once: later, with nothing open, the first of the list opens.
     pub open_on: Option<String>,
 }
 

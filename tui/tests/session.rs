@@ -507,23 +507,28 @@ fn an_older_view_of_a_group_is_ignored() {
 #[test]
 fn the_interface_opens_on_the_conversation_asked_for_when_it_is_listed() {
     let snapshot = || {
-        let contacts = vec![contact(ALISA, "Алиса", ContactState::Accepted), contact(BOB, "Bob 🎸", ContactState::Accepted)];
-        let inbox = vec![inbox_entry(
-            contact(ALISA, "Алиса", ContactState::Accepted),
-            1,
-            Some(incoming(1, ALISA, "newest", NOW - MINUTE)),
-        )];
+        let accepted = |peer, name| contact(peer, name, ContactState::Accepted);
+        let contacts = vec![accepted(ALISA, "Алиса"), accepted(BOB, "Bob 🎸"), accepted(WANG, "王小明")];
+        let inbox = vec![
+            inbox_entry(accepted(ALISA, "Алиса"), 1, Some(incoming(1, ALISA, "newest", NOW - MINUTE))),
+            inbox_entry(accepted(WANG, "王小明"), 1, Some(incoming(2, WANG, "older", NOW - 2 * MINUTE))),
+        ];
         Action::Done(Response::Snapshot { contacts, requests: Vec::new(), inbox })
     };
 
-    // Bob is not the most recent, but the caller asked for him (the demo asks for its echo bot).
+    // Bob is the least recent, but the caller asked for him (the demo asks for its echo bot).
     let mut app = App::new(Config { open_on: Some(BOB.to_owned()), ..config() });
     let fx = update(&mut app, snapshot());
     assert_eq!(app.focused_id(), Some(BOB));
     assert!(fx.contains(&Effect::LoadHistory { contact: BOB.to_owned(), before: None, limit: 50 }), "{fx:?}");
+    // Only the first time: when the open conversation goes later, the most recent
+    // of the others opens, not Bob again.
+    open_from_switcher(&mut app, "Алиса", ALISA);
+    update(&mut app, Action::Done(Response::ContactRemoved { peer_id: ALISA.into() }));
+    assert_eq!(app.focused_id(), Some(WANG));
 
     // Without a wish, or with one for a conversation that is not listed, the most recent opens.
-    for open_on in [None, Some(WANG.to_owned())] {
+    for open_on in [None, Some(MALLORY.to_owned())] {
         let mut app = App::new(Config { open_on, ..config() });
         update(&mut app, snapshot());
         assert_eq!(app.focused_id(), Some(ALISA));

@@ -101,7 +101,7 @@ pub struct Config {
     /// Our display name, for `@name` mentions of us (see [`crate::mention`]).
     pub display_name: Option<String>,
     /// The conversation to open first if it is listed when nothing is open yet
-    /// (see [`crate::TuiOptions::open_on`]).
+    /// (see [`crate::TuiOptions::open_on`]); forgotten once opened.
     pub open_on: Option<String>,
 }
 

@@ -467,13 +467,14 @@ pub(super) fn remove_conversation(app: &mut App, peer: &str) {
 }
 
 /// If none is focused, focus the conversation the caller asked to open on when it
-/// is listed, else the first one.
+/// is listed (once: it is then forgotten), else the first one.
 pub(super) fn focus_default(app: &mut App, fx: &mut Vec<Effect>) {
     if app.focused.is_some() {
         return;
     }
-    let asked = app.config.open_on.as_deref().filter(|id| app.conversation(id).is_some());
-    if let Some(peer) = asked.or_else(|| app.conversations.first().map(|c| c.peer_id())).map(str::to_owned) {
+    let listed = app.config.open_on.as_deref().is_some_and(|id| app.conversation(id).is_some());
+    let asked = if listed { app.config.open_on.take() } else { None };
+    if let Some(peer) = asked.or_else(|| app.conversations.first().map(|c| c.peer_id().to_owned())) {
         focus(app, &peer, fx);
     }
 }
