@@ -1120,13 +1120,14 @@ impl Actor {
         // A batch's contacts are resolved once: nothing changes them while it is
         // composed, and a batch is mostly sends to one.
         if !contacts.contains_key(target) {
-            match ops::resolve_target(&self.store, target)? {
-                ops::Target::Contact(contact) => contacts.insert(target.to_owned(), contact),
+            let contact = match ops::resolve_target(&self.store, target)? {
+                ops::Target::Contact(contact) => contact,
                 ops::Target::Group(group) => {
                     let (message, entry) = self.compose_group(&group, text, file, link, lamports)?;
                     return Ok((message, entry, group_messages::Dest::Group(group.id)));
                 }
             };
+            contacts.insert(target.to_owned(), contact);
         }
         let contact = &contacts[target];
         let peer = contact.peer_id;
