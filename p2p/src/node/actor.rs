@@ -158,6 +158,21 @@ pub(crate) struct Actor {
     /// no chain key, and a copy that did is recognised), until the entry leaves the
     /// queue or the contact's keys change. See [`Actor::ratchet_cached`].
     ratcheted: HashMap<PeerId, HashMap<MessageId, Vec<u8>>>,
+    /// Per contact, the last send batch that staged a message of it without its
+    /// seal cached (or that was the newest when the contact's seals were dropped):
+    /// until that batch is queued, the contact's later batches are not presealed
+    /// (see [`Actor::preseal`]).
+    unsealed_staged: HashMap<PeerId, u64>,
+    /// Per contact, the last send batch that presealed a message of it: until that
+    /// batch is queued, outbox entries for the contact written meanwhile (receipts,
+    /// resends) are not queued, or they would go, sealed at later keys, ahead of the
+    /// batch's messages (see [`Actor::reload_outbox`]).
+    presealed_staged: HashMap<PeerId, u64>,
+    /// The last send batch whose flush completed (batches complete in order).
+    finished_send_batches: u64,
+    /// A reload of the outbox left entries behind for a batch presealed for their
+    /// contact: the next completed batch reloads it again.
+    reload_after_sends: bool,
     /// Outbox ids of key offers made in this run whose one-time keys were written
     /// but not known flushed: such an offer leaves only after a flush, or a crash
     /// could leave a contact building its session on a key we no longer hold.
@@ -323,6 +338,10 @@ impl Actor {
             ratchet_resets: HashMap::new(),
             resent: HashMap::new(),
             ratcheted: HashMap::new(),
+            unsealed_staged: HashMap::new(),
+            presealed_staged: HashMap::new(),
+            finished_send_batches: 0,
+            reload_after_sends: false,
             unflushed_offers: HashSet::new(),
             queues: Queues::new(timers.retry_initial, timers.retry_max),
             commands,
@@ -1054,6 +1073,10 @@ impl Actor {
         if flushed.is_ok() {
             self.send_ahead.marks_durable(batch, marked);
         }
+        self.finished_send_batches = batch;
+        let finished = batch;
+        self.unsealed_staged.retain(|_, staged| *staged > finished);
+        self.presealed_staged.retain(|_, staged| *staged > finished);
         for (result, reply) in composed {
             if let Ok((message, ..)) = &result {
                 self.unflushed_sends.remove(&message.id);
@@ -1098,6 +1121,10 @@ impl Actor {
             };
             let _ = reply.send(answer);
         }
+        if std::mem::take(&mut self.reload_after_sends) {
+            // Behind this batch's messages now, the entries left out wait no more.
+            self.reload_outbox();
+        }
         for peer in peers {
             self.dispatch(peer);
         }
@@ -1136,6 +1163,11 @@ impl Actor {
     }
 
     /// Pick up outbox entries written by local operations (or a previous run).
+    ///
+    /// Entries for a contact with presealed messages not queued yet (waiting for
+    /// their flush) are left for the reload after that batch: queued now, they
+    /// would go first, sealed at keys after the batch's, and the contact, which
+    /// keeps only 40 skipped keys, would refuse the batch's older ones for good.
     fn reload_outbox(&mut self) {
         let mut entries = match self.store.outbox().list() {
             Ok(entries) => entries,
@@ -1145,6 +1177,16 @@ impl Actor {
             }
         };
         entries.retain(|e| !self.unflushed_sends.contains(&e.id));
+        let finished = self.finished_send_batches;
+        let (presealed, queues) = (&self.presealed_staged, &self.queues);
+        let mut left = false;
+        entries.retain(|e| {
+            let waits = matches!(e.recipient, Recipient::Peer(p) if presealed.get(&p).is_some_and(|b| *b > finished))
+                && !queues.is_queued(&e.id);
+            left |= waits;
+            !waits
+        });
+        self.reload_after_sends |= left;
         let (group_entries, entries): (Vec<OutboxEntry>, Vec<OutboxEntry>) =
             entries.into_iter().partition(|e| matches!(e.recipient, Recipient::Group(_)));
         self.load_group_outbox(group_entries);
@@ -1221,7 +1263,7 @@ impl Actor {
                 self.drop_undeliverable(dropped);
             }
             direct::Gate::Removed => {
-                self.ratcheted.remove(&peer);
+                self.drop_seals(&peer);
                 let dropped = self.queues.forget(&peer);
                 self.drop_undeliverable(dropped);
                 return;
@@ -1524,7 +1566,7 @@ impl Actor {
         for peer in &rekeyed {
             // New ratchet keys (after a reset): what was sealed for it before, in the
             // sessions it dropped, is sealed again.
-            self.ratcheted.remove(peer);
+            self.drop_seals(peer);
         }
         let now = Instant::now();
         for peer in &touched {

@@ -178,11 +178,18 @@ impl Actor {
     /// Seals the 1:1 messages of a send batch in the ratchet now, before the flush
     /// that stores them, which then makes the ratchet state durable too: their first
     /// attempt waits for no flush of its own (a batch sealed when it goes does).
-    /// Only for a contact whose queued entries are all sealed already, so that the
-    /// chain follows the queue's order; the others, and a payload that fails here,
-    /// are sealed when they go. Returns false if the ratchet state could not be
-    /// written (then nothing is presealed, and the batch's marks are undone).
+    ///
+    /// A contact's chain must follow its queue's order: a seal made and then lost
+    /// would be made again at a later key than the messages queued behind it, and
+    /// the contact, which keeps only a few skipped keys, would refuse those for
+    /// good. So a contact's messages are presealed only while every message of it
+    /// before them, queued or staged, is sealed and cached ([`Actor::may_preseal`]),
+    /// and only while its cache has room; from the first one that is not, the rest
+    /// of the batch is sealed when it goes, in order, and so is the contact's next
+    /// batch until this one is queued. Returns false if the ratchet state could not
+    /// be written (then nothing is presealed, and the batch's marks are undone).
     pub(super) fn preseal(&mut self, composed: &[(super::Composed, super::SendReply)]) -> bool {
+        let batch = self.send_batches;
         let mut sealed = Vec::new();
         // Per contact, once per batch: the queue does not change while the batch
         // is sealed (its entries are queued after), nor does the contact, and a
@@ -191,30 +198,73 @@ impl Actor {
         for (result, _) in composed {
             let Ok((_, entry, super::group_messages::Dest::Peer(peer))) = result else { continue };
             let contact = sealable.entry(*peer).or_insert_with(|| {
-                let cache = self.ratcheted.get(peer);
-                if !self.queues.all_queued(peer, |id| cache.is_some_and(|c| c.contains_key(id))) {
+                if !self.may_preseal(peer) {
                     return None;
                 }
                 self.store.contacts().get(peer).ok().flatten()
             });
-            let Some(contact) = contact.as_ref() else { continue };
-            if let Err(e) = self.ratchet_cached(contact, entry, &mut sealed) {
-                tracing::debug!(%peer, error = %e, "sealing a new message in the ratchet failed; sealing it when it goes");
+            let cached = match contact.as_ref() {
+                Some(c) if self.seal_cache_room(peer) => {
+                    if let Err(e) = self.ratchet_cached(c, entry, &mut sealed) {
+                        tracing::debug!(%peer, error = %e, "sealing a new message in the ratchet failed; sealing it when it goes");
+                    }
+                    self.ratcheted.get(peer).is_some_and(|cache| cache.contains_key(&entry.id))
+                }
+                _ => false,
+            };
+            if cached {
+                self.presealed_staged.insert(*peer, batch);
+            } else {
+                *contact = None;
+                self.unsealed_staged.insert(*peer, batch);
             }
         }
         if let Err(e) = self.ratchets.persist(ops::now_ms()) {
             tracing::error!(error = %e, "writing ratchet state failed");
             self.ratchet_undo(&sealed);
+            for peer in sealable.into_keys() {
+                self.unsealed_staged.insert(peer, batch);
+            }
             return false;
         }
         true
+    }
+
+    /// Whether `peer`'s next staged messages may be presealed: every message of it
+    /// staged by an earlier batch that was not presealed is queued by now, and
+    /// every queued one is sealed and cached.
+    fn may_preseal(&self, peer: &PeerId) -> bool {
+        let cache = self.ratcheted.get(peer);
+        self.unsealed_staged.get(peer).is_none_or(|batch| *batch <= self.finished_send_batches)
+            && self.queues.all_queued(peer, |id| cache.is_some_and(|c| c.contains_key(id)))
+    }
+
+    /// Whether `peer`'s cache of sealed payloads can take one more, after letting go
+    /// of those whose entries are neither queued nor staged (delivered, dropped).
+    /// A staged entry's seal is kept: it goes after its flush.
+    fn seal_cache_room(&mut self, peer: &PeerId) -> bool {
+        let Some(cache) = self.ratcheted.get_mut(peer) else { return true };
+        if cache.len() >= MAX_CACHED_PER_CONTACT {
+            let (queues, staged) = (&self.queues, &self.unflushed_sends);
+            cache.retain(|id, _| queues.is_queued(id) || staged.contains(id));
+        }
+        cache.len() < MAX_CACHED_PER_CONTACT
+    }
+
+    /// Forgets what was sealed for `peer` (its keys changed): its queued and staged
+    /// messages are sealed again when they go, so its next batch is not presealed
+    /// before those staged now are queued.
+    pub(super) fn drop_seals(&mut self, peer: &PeerId) {
+        if self.ratcheted.remove(peer).is_some() {
+            self.unsealed_staged.insert(*peer, self.send_batches);
+        }
     }
 
     /// `entry`'s payload as sealed for `contact`: the one sealed for it before if
     /// any, else sealed now ([`Actor::ratchet_wrap`]) and kept (noted in
     /// `sealed_now`, so a failure can undo it) for the entry's next attempts.
     /// Cached for at most [`MAX_CACHED_PER_CONTACT`] entries per contact (the
-    /// front of its queue is what goes); entries no longer queued are dropped.
+    /// front of its queue is what goes, and what is staged behind it).
     pub(super) fn ratchet_cached<'p>(
         &mut self,
         contact: &Contact,
@@ -227,13 +277,8 @@ impl Actor {
         }
         let plaintext = self.ratchet_wrap(contact, &entry.payload)?;
         if let Cow::Owned(sealed) = &plaintext {
-            let queues = &self.queues;
-            let cache = self.ratcheted.entry(peer).or_default();
-            if cache.len() >= MAX_CACHED_PER_CONTACT {
-                cache.retain(|id, _| queues.is_queued(id));
-            }
-            if cache.len() < MAX_CACHED_PER_CONTACT {
-                cache.insert(entry.id, sealed.clone());
+            if self.seal_cache_room(&peer) {
+                self.ratcheted.entry(peer).or_default().insert(entry.id, sealed.clone());
             }
             sealed_now.push((peer, entry.id));
         }
