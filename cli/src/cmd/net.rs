@@ -37,7 +37,8 @@ async fn offline(home: &Home, request: Request) -> Result<Value> {
     let config = super::load_config(home)?;
     let display_name = kith_p2p::node::profiles::name_we_go_by(&store, &me, config.display_name);
     let context = LocalContext { me, display_name, read_receipts: config.read_receipts };
-    dispatch(&Backend::Offline { store, context }, request).await.map_err(api_failure)
+    let reply = dispatch(&Backend::Offline { store, context }, request).await.map_err(api_failure)?;
+    Ok(serde_json::from_str(reply.get())?)
 }
 
 /// Map a control error to the CLI's exit codes.

@@ -52,8 +52,8 @@ impl Client {
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line = serde_json::to_vec(&json!({ "id": id, "method": method, "params": params }))
-            .map_err(std::io::Error::other)?;
+        let mut line =
+            serde_json::to_vec(&CallLine { id, method, params: &params }).map_err(std::io::Error::other)?;
         line.push(b'\n');
         if let Err(e) = self.writer.write_all(&line).await {
             // The node may have refused the line part-way (over the size limit) and
@@ -64,9 +64,9 @@ impl Client {
             }
         }
         loop {
-            let value = self.read_value().await?;
-            if let Some(event) = value.get("event") {
-                if let Ok(event) = serde_json::from_value(event.clone()) {
+            let mut value = self.read_value().await?;
+            if let Some(event) = value.get_mut("event") {
+                if let Ok(event) = serde_json::from_value(event.take()) {
                     self.backlog.push_back(event);
                 }
                 continue;
@@ -81,11 +81,11 @@ impl Client {
             if !about_ours {
                 continue;
             }
-            if let Some(error) = value.get("error") {
-                let error: ApiError = serde_json::from_value(error.clone()).map_err(std::io::Error::other)?;
+            if let Some(error) = value.get_mut("error") {
+                let error: ApiError = serde_json::from_value(error.take()).map_err(std::io::Error::other)?;
                 return Err(error.into());
             }
-            return Ok(value.get("result").cloned().unwrap_or(Value::Null));
+            return Ok(value.get_mut("result").map_or(Value::Null, Value::take));
         }
     }
 
@@ -106,9 +106,14 @@ impl Client {
             return Ok(event);
         }
         loop {
-            let value = self.read_value().await?;
-            if let Some(Ok(event)) = value.get("event").map(|e| serde_json::from_value(e.clone())) {
-                return Ok(event);
+            let line = self.read_line().await?;
+            // Straight from the text: every message a node stores is an event.
+            match serde_json::from_str::<EventLine>(&line) {
+                Ok(EventLine { event: Some(event) }) => return Ok(event),
+                Ok(EventLine { event: None }) => {}
+                // An event this client does not know is skipped; a line that is
+                // not JSON is an error, as for every other line.
+                Err(_) => drop(parse_value(&line)?),
             }
         }
     }
@@ -119,18 +124,41 @@ impl Client {
             return serde_json::to_value(event).map_err(|e| ClientError::Io(std::io::Error::other(e)));
         }
         loop {
-            let value = self.read_value().await?;
-            if let Some(event) = value.get("event") {
-                return Ok(event.clone());
+            let mut value = self.read_value().await?;
+            if let Some(event) = value.get_mut("event") {
+                return Ok(event.take());
             }
         }
     }
 
     async fn read_value(&mut self) -> Result<Value, ClientError> {
+        parse_value(&self.read_line().await?)
+    }
+
+    async fn read_line(&mut self) -> Result<String, ClientError> {
         let mut line = String::new();
         if self.reader.read_line(&mut line).await? == 0 {
             return Err(ClientError::Closed);
         }
-        serde_json::from_str(&line).map_err(|e| ClientError::Io(std::io::Error::other(e)))
+        Ok(line)
     }
+}
+
+fn parse_value(line: &str) -> Result<Value, ClientError> {
+    serde_json::from_str(line).map_err(|e| ClientError::Io(std::io::Error::other(e)))
+}
+
+/// A request line, written straight from its parts.
+#[derive(serde::Serialize)]
+struct CallLine<'a> {
+    id: u64,
+    method: &'a str,
+    params: &'a Value,
+}
+
+/// A line read for its event, if it carries one.
+#[derive(serde::Deserialize)]
+struct EventLine {
+    #[serde(default)]
+    event: Option<Event>,
 }

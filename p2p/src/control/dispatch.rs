@@ -182,6 +182,16 @@ fn to_value<T: Serialize>(value: T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
+/// A request's result as JSON text, serialized once, straight from what the
+/// operation returned: no `Value` tree of maps and strings per answer (every
+/// `send` has one).
+pub type Reply = Box<serde_json::value::RawValue>;
+
+/// `value` as a [`Reply`].
+fn reply<T: Serialize>(value: T) -> Result<Reply, ApiError> {
+    serde_json::value::to_raw_value(&value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
 /// Default page size of `history`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 
@@ -191,15 +201,16 @@ fn no_node() -> ApiError {
 }
 
 /// Run a storage operation as the single writer on either backend.
-async fn local(backend: &Backend, op: LocalOp) -> Result<Value, ApiError> {
-    match backend {
-        Backend::Node(handle) => Ok(handle.local(op).await?),
+async fn local(backend: &Backend, op: LocalOp) -> Result<Reply, ApiError> {
+    let value = match backend {
+        Backend::Node(handle) => handle.local(op).await?,
         Backend::Offline { store, context } => {
             let value = op(store, context)?;
             store.flush().map_err(OpError::from)?;
-            Ok(value)
+            value
         }
-    }
+    };
+    reply(value)
 }
 
 fn store_of(backend: &Backend) -> (&Store, Option<&NodeHandle>) {
@@ -237,30 +248,30 @@ enum ContactOp {
 
 /// Answer one request. [`Request::Subscribe`] is the server's business: here it only
 /// says that it needs a node.
-pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiError> {
+pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiError> {
     let (store, node) = store_of(backend);
     let contact_op = |op: ContactOp, contact: String| {
         local(backend, Box::new(move |store, ctx| contact_op(store, ctx, op, &contact)))
     };
     match request {
         // ---- reads: straight from the store --------------------------------------
-        Request::Contacts { state } => to_value(ops::contacts(store, state)?),
-        Request::Requests {} => to_value(ops::requests(store, &me(backend))?),
-        Request::Inbox {} => to_value(ops::inbox(store)?),
+        Request::Contacts { state } => reply(ops::contacts(store, state)?),
+        Request::Requests {} => reply(ops::requests(store, &me(backend))?),
+        Request::Inbox {} => reply(ops::inbox(store)?),
         Request::History { contact, limit, before } => {
             let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
             match ops::resolve_target(store, &contact)? {
                 ops::Target::Contact(contact) => {
-                    to_value(ops::history(store, &me(backend), &contact, limit, before.as_deref())?)
+                    reply(ops::history(store, &me(backend), &contact, limit, before.as_deref())?)
                 }
-                ops::Target::Group(group) => to_value(ops::group_history(store, &group, limit, before.as_deref())?),
+                ops::Target::Group(group) => reply(ops::group_history(store, &group, limit, before.as_deref())?),
             }
         }
         Request::Groups {} => {
             let groups = store.groups().list().map_err(OpError::from)?;
-            to_value(groups.iter().map(|g| GroupView::new(store, g)).collect::<Vec<_>>())
+            reply(groups.iter().map(|g| GroupView::new(store, g)).collect::<Vec<_>>())
         }
-        Request::Group { group } => to_value(GroupView::new(store, &ops::resolve_group(store, &group)?)),
+        Request::Group { group } => reply(GroupView::new(store, &ops::resolve_group(store, &group)?)),
         Request::Message { id: text } => {
             let id = text.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad message id {text:?}")))?;
             let message = store
@@ -268,11 +279,11 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
                 .get(id)
                 .map_err(OpError::from)?
                 .ok_or_else(|| ApiError::new(ErrorCode::UnknownMessage, format!("no message {text}")))?;
-            to_value(ops::message_view(store, &message)?)
+            reply(ops::message_view(store, &message)?)
         }
         Request::Resolve { target } => match ops::resolve_target(store, &target)? {
-            ops::Target::Contact(contact) => Ok(json!({ "kind": "contact", "contact": ContactView::from(&contact) })),
-            ops::Target::Group(group) => Ok(json!({ "kind": "group", "group": GroupView::new(store, &group) })),
+            ops::Target::Contact(contact) => reply(json!({ "kind": "contact", "contact": ContactView::from(&contact) })),
+            ops::Target::Group(group) => reply(json!({ "kind": "group", "group": GroupView::new(store, &group) })),
         },
         Request::Unsent {} => {
             // It reads every message: off the connection's async worker.
@@ -280,9 +291,9 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             let unsent = tokio::task::spawn_blocking(move || ops::unsent(&store))
                 .await
                 .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
-            to_value(unsent)
+            reply(unsent)
         }
-        Request::Files { contact } => to_value(ops::files(store, &me(backend), contact.as_deref())?),
+        Request::Files { contact } => reply(ops::files(store, &me(backend), contact.as_deref())?),
         Request::Calls { limit } => {
             let history = store.calls().recent(limit.unwrap_or(DEFAULT_HISTORY_LIMIT)).map_err(OpError::from)?;
             let active = match node {
@@ -290,15 +301,15 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
                 None => Vec::new(),
             };
             let history: Vec<crate::views::CallRecordView> = history.iter().map(crate::views::CallRecordView::from).collect();
-            Ok(json!({ "active": to_value(active)?, "history": to_value(history)? }))
+            reply(json!({ "active": to_value(active)?, "history": to_value(history)? }))
         }
-        Request::Conversations {} => to_value(ops::conversations(store, ops::now_ms())?),
+        Request::Conversations {} => reply(ops::conversations(store, ops::now_ms())?),
         Request::Profile { contact, avatar } => {
             let peer = match contact {
                 None => me(backend),
                 Some(query) => ops::resolve_contact(store, &query)?.peer_id,
             };
-            to_value(crate::node::profiles::view(store, &peer, avatar)?)
+            reply(crate::node::profiles::view(store, &peer, avatar)?)
         }
         Request::Search { query, within, from, limit } => {
             let (store, me) = (store.clone(), me(backend));
@@ -309,7 +320,7 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             })
             .await
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
-            to_value(hits)
+            reply(hits)
         }
         Request::SearchRebuild {} => {
             let store = store.clone();
@@ -317,7 +328,7 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
             let held = tokio::task::spawn_blocking(move || crate::search::rebuild(&store, &index))
                 .await
                 .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
-            Ok(json!({ "messages": held }))
+            reply(json!({ "messages": held }))
         }
         // ---- local writes: through the single writer ----------------------------
         Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
@@ -369,14 +380,14 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Value, ApiE
     }
 }
 
-async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError> {
+async fn network(node: &NodeHandle, request: Request) -> Result<Reply, ApiError> {
     match request {
-        Request::ChangeGroup(change) => to_value(node.group(change).await?),
-        Request::Status {} => to_value(node.status().await?),
+        Request::ChangeGroup(change) => reply(node.group(change).await?),
+        Request::Status {} => reply(node.status().await?),
         Request::Invite {} => {
             let invite = node.invite().await?;
             let qr = invite.to_qr().unwrap_or_default();
-            Ok(json!({ "invite": invite.to_uri(), "qr": qr }))
+            reply(json!({ "invite": invite.to_uri(), "qr": qr }))
         }
         Request::Add { target, alias } => {
             let target = target.trim();
@@ -389,14 +400,14 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
                     .map_err(|_| ApiError::new(ErrorCode::Invalid, format!("{target:?} is neither an invite nor a peer id")))?;
                 node.add_peer(peer, alias).await?
             };
-            to_value(contact)
+            reply(contact)
         }
-        Request::Send { contact, text, reply_to: None } => to_value(node.send(&contact, &text).await?),
-        Request::Send { contact, text, reply_to: Some(id) } => to_value(node.reply(&contact, &text, &id).await?),
-        Request::Edit { id, text } => to_value(node.edit(&id, &text).await?),
-        Request::Presence {} => to_value(node.presence().await?),
-        Request::Keys {} => to_value(node.keys().await?),
-        Request::RotateKey {} => to_value(node.rotate_key().await?),
+        Request::Send { contact, text, reply_to: None } => reply(node.send(&contact, &text).await?),
+        Request::Send { contact, text, reply_to: Some(id) } => reply(node.reply(&contact, &text, &id).await?),
+        Request::Edit { id, text } => reply(node.edit(&id, &text).await?),
+        Request::Presence {} => reply(node.presence().await?),
+        Request::Keys {} => reply(node.keys().await?),
+        Request::RotateKey {} => reply(node.rotate_key().await?),
         Request::SetProfile { name, status, avatar, clear_avatar } => {
             if avatar.is_some() && clear_avatar {
                 return Err(OpError::Invalid("give a picture or drop it, not both".into()).into());
@@ -412,60 +423,60 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Value, ApiError>
                 None if clear_avatar => Some(None),
                 None => None,
             };
-            to_value(node.set_profile(crate::node::profiles::ProfileChange { name, status, avatar }).await?)
+            reply(node.set_profile(crate::node::profiles::ProfileChange { name, status, avatar }).await?)
         }
-        Request::Typing { contact } => Ok(json!({ "told": node.typing(&contact).await? })),
-        Request::Delete { id, for_everyone: true } => to_value(node.delete_for_everyone(&id).await?),
-        Request::React { id, emoji } => to_value(node.react(&id, &emoji).await?),
+        Request::Typing { contact } => reply(json!({ "told": node.typing(&contact).await? })),
+        Request::Delete { id, for_everyone: true } => reply(node.delete_for_everyone(&id).await?),
+        Request::React { id, emoji } => reply(node.react(&id, &emoji).await?),
         Request::SendFile { contact, path, caption } => {
             let path = absolute(&path)?;
-            to_value(node.send_file(&contact, &path, caption.as_deref().unwrap_or_default()).await?)
+            reply(node.send_file(&contact, &path, caption.as_deref().unwrap_or_default()).await?)
         }
         Request::GetFile { id, out, wait } => {
             let out = out.as_deref().map(absolute).transpose()?;
-            to_value(node.get_file(&id, out, wait).await?)
+            reply(node.get_file(&id, out, wait).await?)
         }
         Request::Call { contact, input, output } => {
             let audio = audio_choice(input, output)?;
-            to_value(node.call(&contact, audio).await?)
+            reply(node.call(&contact, audio).await?)
         }
         Request::Answer { call, input, output } => {
             let audio = audio_choice(input, output)?;
-            to_value(node.answer(call, audio).await?)
+            reply(node.answer(call, audio).await?)
         }
-        Request::Hangup { call } => to_value(node.hangup(call).await?),
-        Request::Mute { call, muted } => to_value(node.mute(call, muted).await?),
+        Request::Hangup { call } => reply(node.hangup(call).await?),
+        Request::Mute { call, muted } => reply(node.mute(call, muted).await?),
         Request::RoomJoin { group, input, output } => {
             let audio = audio_choice(input, output)?;
-            to_value(node.join_room(&group, audio).await?)
+            reply(node.join_room(&group, audio).await?)
         }
-        Request::RoomLeave { group } => to_value(node.leave_room(&group).await?),
-        Request::RoomMute { group, muted } => to_value(node.mute_room(&group, muted).await?),
-        Request::Rooms {} => to_value(node.rooms().await?),
+        Request::RoomLeave { group } => reply(node.leave_room(&group).await?),
+        Request::RoomMute { group, muted } => reply(node.mute_room(&group, muted).await?),
+        Request::Rooms {} => reply(node.rooms().await?),
         Request::SetRelays { relays } => {
             let relays = relays
                 .iter()
                 .map(|a| a.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad multiaddr {a:?}"))))
                 .collect::<Result<Vec<_>, _>>()?;
             node.set_relays(relays).await?;
-            Ok(json!({}))
+            reply(json!({}))
         }
         Request::Dial { addr } => {
             let addr = addr.parse().map_err(|_| ApiError::new(ErrorCode::Invalid, format!("bad multiaddr {addr:?}")))?;
             node.dial(addr).await?;
-            Ok(json!({}))
+            reply(json!({}))
         }
         Request::Shutdown {} => {
             node.shutdown().await;
-            Ok(json!({}))
+            reply(json!({}))
         }
-        Request::Subscribe {} => Ok(json!({ "subscribed": true })),
+        Request::Subscribe {} => reply(json!({ "subscribed": true })),
         other => Err(ApiError::new(ErrorCode::Internal, format!("`{}` is not a network method", other.method()))),
     }
 }
 
 /// Mute (`Some`) or unmute (`None`) the conversation with `contact`.
-async fn set_mute(backend: &Backend, contact: String, mute: Option<Mute>) -> Result<Value, ApiError> {
+async fn set_mute(backend: &Backend, contact: String, mute: Option<Mute>) -> Result<Reply, ApiError> {
     local(
         backend,
         Box::new(move |store, ctx| Ok(json!(ops::set_mute(store, &ctx.me, &contact, mute, ops::now_ms())?))),

@@ -12,7 +12,7 @@ mod request;
 mod server;
 
 pub use client::{Client, ClientError};
-pub use dispatch::{ApiError, Backend, DEFAULT_HISTORY_LIMIT, ErrorCode, dispatch};
+pub use dispatch::{ApiError, Backend, DEFAULT_HISTORY_LIMIT, ErrorCode, Reply, dispatch};
 pub use request::Request;
 pub use server::{ServeError, Server};
 /// For the fuzz target of request lines ([`crate::fuzzing::control`]).

@@ -4,6 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -111,7 +112,7 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                 }
                 if line.len() > MAX_LINE_LEN {
                     let err = ApiError::new(ErrorCode::TooLarge, format!("request line over {MAX_LINE_LEN} bytes"));
-                    write_line(&mut write, &json!({ "id": Value::Null, "error": err })).await?;
+                    write_line(&mut write, &Answer::refusal(Value::Null, err)).await?;
                     return Ok(());
                 }
                 let (reply, subscribe) = request(&line, backend).await;
@@ -136,31 +137,79 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
 }
 
 /// One request line → its response, and whether it subscribed.
-pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Value, bool) {
-    let mut parsed: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => {
-            let err = ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}"));
-            return (json!({ "id": Value::Null, "error": err }), false);
-        }
+pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Answer, bool) {
+    let (id, request) = match parse(line) {
+        Ok(parsed) => parsed,
+        Err(answer) => return (answer, false),
     };
+    if request == (Request::Subscribe {}) {
+        let subscribed = serde_json::value::to_raw_value(&json!({ "subscribed": true }))
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()));
+        return (Answer { id, outcome: subscribed }, true);
+    }
+    (Answer { id, outcome: dispatch(backend, request).await }, false)
+}
+
+/// A request line as clients send it, read without building a `Value` tree: the
+/// method borrowed, the params kept as their text.
+#[derive(serde::Deserialize)]
+struct Line<'a> {
+    #[serde(default)]
+    id: Value,
+    #[serde(borrow)]
+    method: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
+}
+
+/// A request line → its id and request, or the answer refusing it. A line read
+/// the quick way ([`Line`], [`Request::parse_json`]) means what it means read
+/// through a `Value`; any other line (not JSON, no method, unknown method, bad
+/// params, duplicate keys) is read through a `Value`, which says what is wrong
+/// in the words the API documents.
+fn parse(line: &[u8]) -> Result<(Value, Request), Answer> {
+    if let Ok(quick) = serde_json::from_slice::<Line>(line)
+        && let Ok(request) = Request::parse_json(&quick.method, quick.params)
+    {
+        return Ok((quick.id, request));
+    }
+    let mut parsed: Value = serde_json::from_slice(line).map_err(|e| {
+        Answer::refusal(Value::Null, ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}")))
+    })?;
     // Taken out, not cloned: `params` holds the message of every `send`.
     let id = parsed.get_mut("id").map_or(Value::Null, Value::take);
     let params = parsed.get_mut("params").map_or(Value::Null, Value::take);
     let Some(method) = parsed.get("method").and_then(Value::as_str) else {
-        let err = ApiError::new(ErrorCode::BadRequest, "missing \"method\"");
-        return (json!({ "id": id, "error": err }), false);
+        return Err(Answer::refusal(id, ApiError::new(ErrorCode::BadRequest, "missing \"method\"")));
     };
-    let request = match Request::parse(method, params) {
-        Ok(request) => request,
-        Err(err) => return (json!({ "id": id, "error": err }), false),
-    };
-    if request == (Request::Subscribe {}) {
-        return (json!({ "id": id, "result": { "subscribed": true } }), true);
+    match Request::parse(method, params) {
+        Ok(request) => Ok((id, request)),
+        Err(err) => Err(Answer::refusal(id, err)),
     }
-    match dispatch(backend, request).await {
-        Ok(result) => (json!({ "id": id, "result": result }), false),
-        Err(err) => (json!({ "id": id, "error": err }), false),
+}
+
+/// A response line: `{"id": …, "result": …}` or `{"id": …, "error": …}`.
+pub(crate) struct Answer {
+    id: Value,
+    outcome: Result<super::Reply, ApiError>,
+}
+
+impl Answer {
+    fn refusal(id: Value, error: ApiError) -> Answer {
+        Answer { id, outcome: Err(error) }
+    }
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("id", &self.id)?;
+        match &self.outcome {
+            Ok(result) => map.serialize_entry("result", result)?,
+            Err(error) => map.serialize_entry("error", error)?,
+        }
+        map.end()
     }
 }
 

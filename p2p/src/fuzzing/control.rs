@@ -86,6 +86,7 @@ fn check_request(line: &[u8], backend: &Backend) {
     let want_id = parsed.as_ref().and_then(|v| v.get("id")).cloned().unwrap_or(Value::Null);
     let method = parsed.as_ref().and_then(|v| v.get("method")).and_then(Value::as_str);
     assert_eq!(subscribed, method == Some("subscribe"), "subscribed: {subscribed}, method {method:?}");
+    let reply = serde_json::to_value(&reply).unwrap_or_else(|e| panic!("the reply does not serialize: {e}"));
     let Value::Object(reply) = reply else { panic!("the reply is not an object: {reply}") };
     assert_eq!(reply.get("id"), Some(&want_id), "the reply does not echo the id");
     match (reply.get("result"), reply.get("error")) {
