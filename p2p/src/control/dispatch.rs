@@ -178,14 +178,17 @@ impl From<crate::call::CallError> for ApiError {
     }
 }
 
-fn to_value<T: Serialize>(value: T) -> Result<Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
-}
-
 /// A request's result as JSON text, serialized once, straight from what the
 /// operation returned: no `Value` tree of maps and strings per answer (every
 /// `send` has one).
 pub type Reply = Box<serde_json::value::RawValue>;
+
+/// The result of `calls`: the calls under way, and the newest ended ones.
+#[derive(Serialize)]
+struct CallsView {
+    active: Vec<crate::call::CallView>,
+    history: Vec<crate::views::CallRecordView>,
+}
 
 /// `value` as a [`Reply`].
 fn reply<T: Serialize>(value: T) -> Result<Reply, ApiError> {
@@ -301,7 +304,7 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiE
                 None => Vec::new(),
             };
             let history: Vec<crate::views::CallRecordView> = history.iter().map(crate::views::CallRecordView::from).collect();
-            reply(json!({ "active": to_value(active)?, "history": to_value(history)? }))
+            reply(CallsView { active, history })
         }
         Request::Conversations {} => reply(ops::conversations(store, ops::now_ms())?),
         Request::Profile { contact, avatar } => {

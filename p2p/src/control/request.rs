@@ -418,26 +418,6 @@ impl Request {
         serde_json::from_value(tagged).map_err(bad_params)
     }
 
-    /// [`Request::parse`] of params given as JSON text (`None`: left out or
-    /// `null`), read straight from the text. It parses what [`Request::parse`]
-    /// parses, to the same request; its errors are worded by `serde_json` reading
-    /// text (with positions), so a server answering a refusal reads the line again
-    /// with [`Request::parse`].
-    pub fn parse_json(method: &str, params: Option<&serde_json::value::RawValue>) -> Result<Request, ApiError> {
-        let bad_params = |e: serde_json::Error| ApiError::new(ErrorCode::BadParams, format!("{method}: {e}"));
-        let group = GroupChange::METHODS.contains(&method);
-        if !group && !Request::METHODS.contains(&method) {
-            return Err(ApiError::new(ErrorCode::UnknownMethod, format!("no method {method:?}")));
-        }
-        // Method names are plain snake_case words: no escaping needed.
-        let params = params.map(|p| p.get().trim()).filter(|p| *p != "null").unwrap_or("{}");
-        let tagged = format!("{{\"method\":\"{method}\",\"params\":{params}}}");
-        if group {
-            return serde_json::from_str(&tagged).map(Request::ChangeGroup).map_err(bad_params);
-        }
-        serde_json::from_str(&tagged).map_err(bad_params)
-    }
-
     /// The method and params that carry this request on the wire.
     pub fn to_parts(&self) -> (String, Value) {
         // Both are serde-tagged as `{"method", "params"}`.
@@ -534,26 +514,6 @@ mod tests {
         let (method, params) = change.to_parts();
         assert_eq!(method, "group_rename");
         assert_eq!(Request::parse(&method, params).unwrap(), change);
-    }
-
-    #[test]
-    fn params_read_as_text_mean_what_they_mean_read_as_a_value() {
-        let group = Request::ChangeGroup(GroupChange::SetRole { group: "g".into(), member: "m".into(), role: Role::Admin });
-        let texts = |params: &Value| serde_json::value::to_raw_value(params).unwrap();
-        for request in one_of_each().into_iter().chain([group]) {
-            let (method, params) = request.to_parts();
-            assert_eq!(Request::parse_json(&method, Some(&texts(&params))).unwrap(), request, "{method}");
-        }
-        // Left out, or null, as for `parse`.
-        assert_eq!(Request::parse_json("status", None).unwrap(), Request::Status {});
-        let null = texts(&Value::Null);
-        assert_eq!(Request::parse_json("contacts", Some(&null)).unwrap(), Request::Contacts { state: None });
-        // Refused as `parse` refuses (the server then words it with `parse`).
-        assert_eq!(Request::parse_json("launch", None).unwrap_err().code, ErrorCode::UnknownMethod);
-        assert_eq!(Request::parse_json("la\"unch", None).unwrap_err().code, ErrorCode::UnknownMethod);
-        let missing = texts(&json!({ "contact": "bob" }));
-        assert_eq!(Request::parse_json("send", Some(&missing)).unwrap_err().code, ErrorCode::BadParams);
-        assert_eq!(Request::parse_json("group_add", None).unwrap_err().code, ErrorCode::BadParams);
     }
 
     #[test]

@@ -4,7 +4,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -150,29 +149,8 @@ pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Answer, bool) {
     (Answer { id, outcome: dispatch(backend, request).await }, false)
 }
 
-/// A request line as clients send it, read without building a `Value` tree: the
-/// method borrowed, the params kept as their text.
-#[derive(serde::Deserialize)]
-struct Line<'a> {
-    #[serde(default)]
-    id: Value,
-    #[serde(borrow)]
-    method: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    params: Option<&'a RawValue>,
-}
-
-/// A request line → its id and request, or the answer refusing it. A line read
-/// the quick way ([`Line`], [`Request::parse_json`]) means what it means read
-/// through a `Value`; any other line (not JSON, no method, unknown method, bad
-/// params, duplicate keys) is read through a `Value`, which says what is wrong
-/// in the words the API documents.
+/// A request line → its id and request, or the answer refusing it.
 fn parse(line: &[u8]) -> Result<(Value, Request), Answer> {
-    if let Ok(quick) = serde_json::from_slice::<Line>(line)
-        && let Ok(request) = Request::parse_json(&quick.method, quick.params)
-    {
-        return Ok((quick.id, request));
-    }
     let mut parsed: Value = serde_json::from_slice(line).map_err(|e| {
         Answer::refusal(Value::Null, ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}")))
     })?;
