@@ -195,10 +195,9 @@ impl SledDb {
         }
         let mut progress = sync.progress.lock().unwrap_or_else(|poisoned| {
             // A flush panicked while it held the turn: what it was writing may or
-            // may not be on disk, as after a failed flush.
-            if !sync.failed.swap(true, Ordering::AcqRel) {
-                tracing::error!("a flush of the database panicked: nothing more is acknowledged until it is opened again");
-            }
+            // may not be on disk, as after a failed flush. Its `FailOnUnwind` has
+            // said so already; this holds even for a panic outside it.
+            sync.failed.store(true, Ordering::Release);
             poisoned.into_inner()
         });
         sync.check()?;
@@ -211,6 +210,9 @@ impl SledDb {
         }
         let upto = sync.asked.load(Ordering::Acquire);
         let with_also = also.is_some();
+        // Marks the database failed the moment a panic unwinds out of this flush,
+        // not only when the next flush finds the turn poisoned.
+        let _unwinding = FailOnUnwind(&sync.failed);
         let blobs = &mut progress.blobs;
         let flushed = blobs.before_flush().map_err(StoreError::Io).and_then(|mut to_sync| {
             let n = self.db.flush().map_err(db)?;
@@ -247,6 +249,17 @@ impl SledDb {
     /// [`flush`](Self::flush)).
     pub fn a_flush_failed(&self) -> bool {
         self.sync.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// Sets its flag when dropped by a panic's unwinding (see [`SledDb::flush_then`]).
+struct FailOnUnwind<'a>(&'a AtomicBool);
+
+impl Drop for FailOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.0.swap(true, Ordering::AcqRel) {
+            tracing::error!("a flush of the database panicked: nothing more is acknowledged until it is opened again");
+        }
     }
 }
 
@@ -558,8 +571,9 @@ pub(crate) mod tests {
         let panicking = Arc::clone(&db);
         let joined = std::thread::spawn(move || panicking.flush_then(|| panic!("a sync that panics"))).join();
         assert!(joined.is_err(), "the flush panicked");
-        assert!(matches!(db.flush(), Err(StoreError::FlushFailedBefore)));
+        // Failed as soon as the panic left the flush, before any other flush.
         assert!(db.a_flush_failed());
+        assert!(matches!(db.flush(), Err(StoreError::FlushFailedBefore)));
     }
 
     #[test]
