@@ -1121,8 +1121,10 @@ impl Actor {
             };
             let _ = reply.send(answer);
         }
-        if std::mem::take(&mut self.reload_after_sends) {
+        if std::mem::take(&mut self.reload_after_sends) && flushed.is_ok() {
             // Behind this batch's messages now, the entries left out wait no more.
+            // (After a failed flush nothing is sent until a restart, which loads
+            // the whole outbox.)
             self.reload_outbox();
         }
         for peer in peers {
