@@ -190,6 +190,11 @@ struct CallsView {
     history: Vec<crate::views::CallRecordView>,
 }
 
+/// The answer to `subscribe`.
+pub(crate) fn subscribed() -> Result<Reply, ApiError> {
+    reply(json!({ "subscribed": true }))
+}
+
 /// `value` as a [`Reply`].
 fn reply<T: Serialize>(value: T) -> Result<Reply, ApiError> {
     serde_json::value::to_raw_value(&value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
@@ -473,7 +478,7 @@ async fn network(node: &NodeHandle, request: Request) -> Result<Reply, ApiError>
             node.shutdown().await;
             reply(json!({}))
         }
-        Request::Subscribe {} => reply(json!({ "subscribed": true })),
+        Request::Subscribe {} => subscribed(),
         other => Err(ApiError::new(ErrorCode::Internal, format!("`{}` is not a network method", other.method()))),
     }
 }

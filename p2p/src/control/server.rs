@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, broadcast};
@@ -142,9 +142,8 @@ pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Answer, bool) {
         Err(answer) => return (answer, false),
     };
     if request == (Request::Subscribe {}) {
-        let subscribed = serde_json::value::to_raw_value(&json!({ "subscribed": true }))
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()));
-        return (Answer { id, outcome: subscribed }, true);
+        // The server's own business, whatever the backend: its events come here.
+        return (Answer { id, outcome: super::dispatch::subscribed() }, true);
     }
     (Answer { id, outcome: dispatch(backend, request).await }, false)
 }

@@ -162,12 +162,12 @@ pub(crate) struct Actor {
     /// seal cached (or that was the newest when the contact's seals were dropped):
     /// until that batch is queued, the contact's later batches are not presealed
     /// (see [`Actor::preseal`]).
-    unsealed_staged: HashMap<PeerId, u64>,
+    unsealed_staged: ratchet::UntilQueued,
     /// Per contact, the last send batch that presealed a message of it: until that
     /// batch is queued, outbox entries for the contact written meanwhile (receipts,
     /// resends) are not queued, or they would go, sealed at later keys, ahead of the
     /// batch's messages (see [`Actor::reload_outbox`]).
-    presealed_staged: HashMap<PeerId, u64>,
+    presealed_staged: ratchet::UntilQueued,
     /// The last send batch whose flush completed (batches complete in order).
     finished_send_batches: u64,
     /// A reload of the outbox left entries behind for a batch presealed for their
@@ -338,8 +338,8 @@ impl Actor {
             ratchet_resets: HashMap::new(),
             resent: HashMap::new(),
             ratcheted: HashMap::new(),
-            unsealed_staged: HashMap::new(),
-            presealed_staged: HashMap::new(),
+            unsealed_staged: ratchet::UntilQueued::default(),
+            presealed_staged: ratchet::UntilQueued::default(),
             finished_send_batches: 0,
             reload_after_sends: false,
             unflushed_offers: HashSet::new(),
@@ -1074,9 +1074,8 @@ impl Actor {
             self.send_ahead.marks_durable(batch, marked);
         }
         self.finished_send_batches = batch;
-        let finished = batch;
-        self.unsealed_staged.retain(|_, staged| *staged > finished);
-        self.presealed_staged.retain(|_, staged| *staged > finished);
+        self.unsealed_staged.finished(batch);
+        self.presealed_staged.finished(batch);
         for (result, reply) in composed {
             if let Ok((message, ..)) = &result {
                 self.unflushed_sends.remove(&message.id);
@@ -1183,7 +1182,7 @@ impl Actor {
         let (presealed, queues) = (&self.presealed_staged, &self.queues);
         let mut left = false;
         entries.retain(|e| {
-            let waits = matches!(e.recipient, Recipient::Peer(p) if presealed.get(&p).is_some_and(|b| *b > finished))
+            let waits = matches!(e.recipient, Recipient::Peer(p) if presealed.waits(&p, finished))
                 && !queues.is_queued(&e.id);
             left |= waits;
             !waits

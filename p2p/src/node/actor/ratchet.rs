@@ -22,6 +22,28 @@ const MAX_RESENT: usize = 1000;
 /// Sealed payloads kept per contact (see [`Actor::ratchet_cached`]): two batches.
 const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH;
 
+/// Per contact, the last send batch that left something of it to wait for, until
+/// that batch has been queued (send batches finish in order).
+#[derive(Debug, Default)]
+pub(super) struct UntilQueued(HashMap<PeerId, u64>);
+
+impl UntilQueued {
+    /// `batch` left something of `peer`'s to wait for.
+    pub(super) fn note(&mut self, peer: PeerId, batch: u64) {
+        self.0.insert(peer, batch);
+    }
+
+    /// Whether `peer` waits for a batch after `finished`, the last one queued.
+    pub(super) fn waits(&self, peer: &PeerId, finished: u64) -> bool {
+        self.0.get(peer).is_some_and(|batch| *batch > finished)
+    }
+
+    /// Batches up to `finished` are queued: forgets what they noted.
+    pub(super) fn finished(&mut self, finished: u64) {
+        self.0.retain(|_, batch| *batch > finished);
+    }
+}
+
 impl Actor {
     /// Offers `peer`, an accepted contact, our ratchet keys (with `reset`: it should
     /// drop its sessions with us) through the outbox, so they wait in relays like a
@@ -213,17 +235,17 @@ impl Actor {
                 _ => false,
             };
             if cached {
-                self.presealed_staged.insert(*peer, batch);
+                self.presealed_staged.note(*peer, batch);
             } else {
                 *contact = None;
-                self.unsealed_staged.insert(*peer, batch);
+                self.unsealed_staged.note(*peer, batch);
             }
         }
         if let Err(e) = self.ratchets.persist(ops::now_ms()) {
             tracing::error!(error = %e, "writing ratchet state failed");
             self.ratchet_undo(&sealed);
             for peer in sealable.into_keys() {
-                self.unsealed_staged.insert(peer, batch);
+                self.unsealed_staged.note(peer, batch);
             }
             return false;
         }
@@ -235,7 +257,7 @@ impl Actor {
     /// every queued one is sealed and cached.
     fn may_preseal(&self, peer: &PeerId) -> bool {
         let cache = self.ratcheted.get(peer);
-        self.unsealed_staged.get(peer).is_none_or(|batch| *batch <= self.finished_send_batches)
+        !self.unsealed_staged.waits(peer, self.finished_send_batches)
             && self.queues.all_queued(peer, |id| cache.is_some_and(|c| c.contains_key(id)))
     }
 
@@ -256,7 +278,7 @@ impl Actor {
     /// before those staged now are queued.
     pub(super) fn drop_seals(&mut self, peer: &PeerId) {
         if self.ratcheted.remove(peer).is_some() {
-            self.unsealed_staged.insert(*peer, self.send_batches);
+            self.unsealed_staged.note(*peer, self.send_batches);
         }
     }
 
@@ -406,5 +428,24 @@ impl Actor {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contact_waits_until_the_batch_it_noted_last_is_queued() {
+        let (alice, bob) = (PeerId::random(), PeerId::random());
+        let mut marks = UntilQueued::default();
+        marks.note(alice, 3);
+        marks.note(alice, 5);
+        assert!(marks.waits(&alice, 4), "batch 5 is not queued yet");
+        assert!(!marks.waits(&bob, 0), "nothing noted for bob");
+        marks.finished(4);
+        assert!(marks.waits(&alice, 4));
+        marks.finished(5);
+        assert!(!marks.waits(&alice, 0), "forgotten once its batch is queued");
     }
 }
