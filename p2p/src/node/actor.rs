@@ -182,6 +182,9 @@ pub(crate) struct Actor {
     events: broadcast::Sender<Event>,
     listen_addrs: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
+    /// Connected peers whose identify listed [`dm::PROTOCOL_V2`]: they take batches
+    /// of up to [`dm::MAX_BATCH`]; every other peer gets at most [`dm::MAX_BATCH_V1`].
+    large_batches: HashSet<PeerId>,
     directory: Directory,
     next_refresh: Instant,
     relays: crate::node::mailbox_client::MailboxClient,
@@ -348,6 +351,7 @@ impl Actor {
             events,
             listen_addrs: listen_addrs.clone(),
             connected: HashSet::new(),
+            large_batches: HashSet::new(),
             directory: Directory::new(config.timers.publish_spacing),
             next_refresh: Instant::now() + timers.record_refresh,
             relays: Default::default(),
@@ -1286,7 +1290,7 @@ impl Actor {
         }
         let Some((contact, e2e)) = contact.and_then(|c| c.e2e_public.map(|key| (c, key))) else { return };
         self.offer_if_new(&contact);
-        let batch = self.queues.next_batch(&peer, dm::MAX_BATCH, now);
+        let batch = self.queues.next_batch(&peer, self.batch_cap(&peer), now);
         if batch.is_empty() {
             return;
         }
@@ -1382,9 +1386,30 @@ impl Actor {
         }
     }
 
-    /// Sends a sealed batch directly or to the contact's relays.
-    fn route(&mut self, peer: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
-        match direct::route(self.queues.via_relays(&peer), self.connected.contains(&peer), Self::has_relays(contact)) {
+    /// The most envelopes one batch for `peer` may carry: [`dm::MAX_BATCH`] for a
+    /// connected peer that takes it, else what a relay's deposit and a
+    /// `/kith/dm/1` peer take (the same number).
+    fn batch_cap(&self, peer: &PeerId) -> usize {
+        if self.large_batches.contains(peer) && !self.queues.via_relays(peer) {
+            dm::MAX_BATCH
+        } else {
+            dm::MAX_BATCH_V1.min(crate::mailbox::MAX_DEPOSIT_BATCH)
+        }
+    }
+
+    /// Sends a sealed batch directly or to the contact's relays. A batch made for a
+    /// path that takes more than the one it goes on now (the peer left while its
+    /// seals were flushed) sends its front: the rest stays queued, in order, and goes
+    /// in the next batch with the seals it has.
+    fn route(&mut self, peer: PeerId, contact: &Contact, mut envelopes: Vec<Vec<u8>>, mut ids: Vec<MessageId>) {
+        let route = direct::route(self.queues.via_relays(&peer), self.connected.contains(&peer), Self::has_relays(contact));
+        let cap = match route {
+            direct::Route::Relays => crate::mailbox::MAX_DEPOSIT_BATCH,
+            direct::Route::Direct => self.batch_cap(&peer),
+        };
+        envelopes.truncate(cap);
+        ids.truncate(cap);
+        match route {
             direct::Route::Relays => self.deposit(peer, contact, envelopes, ids),
             direct::Route::Direct => self.send_direct(peer, contact, envelopes, ids),
         }
@@ -1734,6 +1759,7 @@ impl Actor {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.connected.remove(&peer_id);
+                self.large_batches.remove(&peer_id);
                 self.emit(Event::PeerDisconnected { peer_id: peer_id.to_string() });
             }
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
@@ -1772,6 +1798,12 @@ impl Actor {
                 self.publish_record();
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                // Known only while connected: a peer may come back as an older version.
+                if info.protocols.contains(&dm::PROTOCOL_V2) && self.connected.contains(&peer_id) {
+                    self.large_batches.insert(peer_id);
+                } else {
+                    self.large_batches.remove(&peer_id);
+                }
                 for addr in info.listen_addrs {
                     self.learned_address(peer_id, addr);
                 }

@@ -51,7 +51,11 @@ impl Behaviour {
         let peer_id = key.public().to_peer_id();
         let dm = request_response::Behaviour::with_codec(
             dm::Codec::default(),
-            [(dm::PROTOCOL, request_response::ProtocolSupport::Full)],
+            // Requests go on `/kith/dm/1` alone: with one protocol to propose, the
+            // stream's negotiation costs no round trip (two would cost one per
+            // message). `/kith/dm/2` is answered and listed, to say larger batches
+            // are taken (see `dm`).
+            [(dm::PROTOCOL, request_response::ProtocolSupport::Full), (dm::PROTOCOL_V2, request_response::ProtocolSupport::Inbound)],
             request_response::Config::default().with_request_timeout(request_timeout),
         );
         let mailbox = request_response::Behaviour::with_codec(

@@ -19,8 +19,9 @@ use crate::ratchet::RatchetError;
 /// Most messages sent again to a contact that lost its sessions (the newest).
 const MAX_RESENT: usize = 1000;
 
-/// Sealed payloads kept per contact (see [`Actor::ratchet_cached`]): two batches.
-const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH;
+/// Sealed payloads kept per contact (see [`Actor::ratchet_cached`]): two batches of
+/// a `/kith/dm/1` peer. A larger batch seals the rest of itself as it goes, in order.
+const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH_V1;
 
 /// Per contact, the last send batch that left something of it to wait for, until
 /// that batch has been queued (send batches finish in order).
