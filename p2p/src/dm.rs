@@ -40,8 +40,17 @@ pub const MAX_BATCH: usize = 256;
 /// most a sender puts in one for a peer that does not list [`PROTOCOL_V2`].
 pub const MAX_BATCH_V1: usize = 64;
 
-/// Cap on an encoded request (a full batch of large envelopes fits).
+/// Cap on an encoded request. A full batch of large envelopes does not fit: the
+/// sender also stops a batch at [`MAX_BATCH_BYTES`].
 pub const MAX_REQUEST_LEN: usize = 8 * 1024 * 1024;
+
+/// Most envelope bytes (with each one's CBOR header) a sender puts in one request:
+/// the request cap, less room for the frame around them.
+pub const MAX_BATCH_BYTES: usize = MAX_REQUEST_LEN - 4096;
+
+/// What one envelope adds to a request besides its bytes (a CBOR byte string's
+/// header is at most 9 bytes).
+pub const ENVELOPE_FRAMING: usize = 9;
 
 /// Cap on an encoded response.
 pub const MAX_RESPONSE_LEN: usize = 64 * 1024;

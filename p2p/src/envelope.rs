@@ -79,6 +79,10 @@ const VERSION: u32 = 1;
 /// chunk, and CBOR framing; the relay mailbox and DM protocols use it as their body cap.
 pub const MAX_ENVELOPE_LEN: usize = 256 * 1024;
 
+/// Most bytes sealing adds to a plaintext, handshake included (a new session's
+/// first envelope carries it): what a sender budgets per envelope before sealing.
+pub const MAX_SEAL_OVERHEAD: usize = 1024;
+
 /// Largest plaintext one envelope can carry, in bytes.
 ///
 /// Messages are text and small structured data; files go through the blob protocol.
@@ -880,6 +884,19 @@ mod tests {
         peer_id: Vec<u8>,
         #[serde(with = "wire::byte_array")]
         binding: [u8; 64],
+    }
+
+    #[test]
+    fn sealing_adds_at_most_max_seal_overhead() {
+        let (alice, bob) = pair();
+        for len in [0, 1, CHUNK_PLAINTEXT_LEN, CHUNK_PLAINTEXT_LEN + 1, MAX_PLAINTEXT_LEN] {
+            // A new sealer each time: the first envelope of a session carries the handshake.
+            let mut sealer = Sealer::new(&alice, SealerConfig::default());
+            let env = sealer.seal(&bob.e2e_public(), &vec![7; len]).unwrap();
+            assert!(env.len() <= len + MAX_SEAL_OVERHEAD, "{len} bytes sealed into {}", env.len());
+            let next = sealer.seal(&bob.e2e_public(), &vec![7; len]).unwrap();
+            assert!(next.len() <= env.len(), "a session's later envelope is no larger than its first");
+        }
     }
 
     #[test]

@@ -71,10 +71,12 @@ fn delivered(alice: &node::Started, bob: &kith_p2p::libp2p::PeerId) -> usize {
     })
 }
 
-/// Alice queues [`QUEUED`] messages for Bob while he is away; then Bob comes back
-/// as a receiver speaking `protocols`. Returns the size of each request he got
-/// until all of them were delivered.
-async fn batches_for_a_peer_speaking(protocols: &[StreamProtocol]) -> Vec<usize> {
+/// Alice queues `texts` for Bob while he is away; then Bob comes back as a receiver
+/// speaking `protocols` that answers every request, except, with `drop_first_large`,
+/// the first of more than `dm::MAX_BATCH_V1` envelopes, which he drops unanswered.
+/// Returns the number of envelopes in each request he got until all of them were
+/// delivered.
+async fn batches_for_a_peer_speaking(protocols: &[StreamProtocol], texts: &[String], drop_first_large: bool) -> Vec<usize> {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let start = |dir: &std::path::Path, config: node::NodeConfig| {
         let store = Store::open(&dir.join("db")).unwrap();
@@ -98,7 +100,6 @@ async fn batches_for_a_peer_speaking(protocols: &[StreamProtocol]) -> Vec<usize>
     bounded(bob.handle.shutdown()).await;
 
     let bob_name = bob_id.to_string();
-    let texts: Vec<String> = (0..QUEUED).map(|i| format!("queued {i:03}")).collect();
     for answer in bounded(join_all(texts.iter().map(|t| alice.handle.send(&bob_name, t)))).await {
         answer.unwrap();
     }
@@ -109,7 +110,7 @@ async fn batches_for_a_peer_speaking(protocols: &[StreamProtocol]) -> Vec<usize>
     let mut sizes = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     bounded(async {
-        while delivered(&alice, &bob_id) < QUEUED {
+        while delivered(&alice, &bob_id) < texts.len() {
             tokio::select! {
                 event = swarm.select_next_some() => {
                     if let SwarmEvent::Behaviour(ReceiverEvent::Dm(request_response::Event::Message {
@@ -118,6 +119,11 @@ async fn batches_for_a_peer_speaking(protocols: &[StreamProtocol]) -> Vec<usize>
                     })) = event
                     {
                         sizes.push(request.envelopes.len());
+                        let large = request.envelopes.len() > dm::MAX_BATCH_V1;
+                        if drop_first_large && large && sizes.iter().filter(|&&n| n > dm::MAX_BATCH_V1).count() == 1 {
+                            drop(channel);
+                            continue;
+                        }
                         let results = vec![DmResult::Stored; request.envelopes.len()];
                         swarm.behaviour_mut().dm.send_response(channel, DmResponse { results }).unwrap();
                     }
@@ -131,16 +137,41 @@ async fn batches_for_a_peer_speaking(protocols: &[StreamProtocol]) -> Vec<usize>
     sizes
 }
 
+/// [`QUEUED`] short texts.
+fn short_texts() -> Vec<String> {
+    (0..QUEUED).map(|i| format!("queued {i:03}")).collect()
+}
+
 #[tokio::test]
 async fn a_peer_speaking_only_dm_1_gets_every_message_in_batches_it_takes() {
-    let sizes = batches_for_a_peer_speaking(&[dm::PROTOCOL]).await;
+    let sizes = batches_for_a_peer_speaking(&[dm::PROTOCOL], &short_texts(), false).await;
     assert!(sizes.iter().all(|&n| n <= dm::MAX_BATCH_V1), "requests of {sizes:?} envelopes");
     assert!(sizes.iter().sum::<usize>() >= QUEUED, "{sizes:?}");
 }
 
 #[tokio::test]
 async fn a_peer_listing_dm_2_gets_larger_batches() {
-    let sizes = batches_for_a_peer_speaking(&[dm::PROTOCOL_V2, dm::PROTOCOL]).await;
-    assert!(sizes.iter().all(|&n| n <= dm::MAX_BATCH), "requests of {sizes:?} envelopes");
+    let sizes = batches_for_a_peer_speaking(&[dm::PROTOCOL_V2, dm::PROTOCOL], &short_texts(), false).await;
     assert!(sizes.iter().any(|&n| n > dm::MAX_BATCH_V1), "no request over {}: {sizes:?}", dm::MAX_BATCH_V1);
+}
+
+/// 200 texts of the longest kind (64 KiB) come to 13 MiB sealed: more than one
+/// request may carry (8 MiB), whatever the count allows. Each request stays under
+/// the cap, so all of them arrive (a request over it fails to be sent, again and
+/// again).
+#[tokio::test]
+async fn a_batch_of_long_texts_is_cut_to_what_one_request_carries() {
+    let texts: Vec<String> = (0..200).map(|i| format!("{i:03}{}", "x".repeat(kith_p2p::payload::MAX_TEXT_LEN - 3))).collect();
+    let sizes = batches_for_a_peer_speaking(&[dm::PROTOCOL_V2, dm::PROTOCOL], &texts, false).await;
+    assert!(sizes.iter().sum::<usize>() >= texts.len(), "{sizes:?}");
+}
+
+/// A large request that fails makes the next ones small until one is answered, so
+/// a retry resends the seals kept for it; then they grow again.
+#[tokio::test]
+async fn after_a_large_request_fails_the_next_is_small_until_one_is_answered() {
+    let sizes = batches_for_a_peer_speaking(&[dm::PROTOCOL_V2, dm::PROTOCOL], &short_texts(), true).await;
+    let dropped = sizes.iter().position(|&n| n > dm::MAX_BATCH_V1).expect("a large request");
+    assert!(sizes[dropped + 1] <= dm::MAX_BATCH_V1, "after the dropped one: {sizes:?}");
+    assert!(sizes[dropped + 2..].iter().any(|&n| n > dm::MAX_BATCH_V1), "large again after an answer: {sizes:?}");
 }

@@ -185,6 +185,12 @@ pub(crate) struct Actor {
     /// Connected peers whose identify listed [`dm::PROTOCOL_V2`]: they take batches
     /// of up to [`dm::MAX_BATCH`]; every other peer gets at most [`dm::MAX_BATCH_V1`].
     large_batches: HashSet<PeerId>,
+    /// Peers of `large_batches` whose last direct request failed: they get batches of
+    /// [`dm::MAX_BATCH_V1`] until one is answered. A retry then sends the seals it
+    /// kept (the sealed-form cache holds two such batches), where a large batch would
+    /// seal its uncached part again at later keys each time, and a slow link gets a
+    /// smaller request to carry within the timeout.
+    batches_cut: HashSet<PeerId>,
     directory: Directory,
     next_refresh: Instant,
     relays: crate::node::mailbox_client::MailboxClient,
@@ -352,6 +358,7 @@ impl Actor {
             listen_addrs: listen_addrs.clone(),
             connected: HashSet::new(),
             large_batches: HashSet::new(),
+            batches_cut: HashSet::new(),
             directory: Directory::new(config.timers.publish_spacing),
             next_refresh: Instant::now() + timers.record_refresh,
             relays: Default::default(),
@@ -1297,7 +1304,14 @@ impl Actor {
         let mut envelopes = Vec::with_capacity(batch.len());
         let mut ids = Vec::with_capacity(batch.len());
         let mut sealed_now = Vec::new();
+        let mut bytes = 0;
         for entry in &batch {
+            // The request must stay under the receiver's cap: stop before an entry
+            // that might not fit (judged before sealing it, so no key is spent on it).
+            let most = entry.payload.len() + crate::payload::RATCHET_OVERHEAD + crate::envelope::MAX_SEAL_OVERHEAD;
+            if !envelopes.is_empty() && bytes + most + dm::ENVELOPE_FRAMING > dm::MAX_BATCH_BYTES {
+                break;
+            }
             let plaintext = match self.ratchet_cached(&contact, entry, &mut sealed_now) {
                 Ok(plaintext) => plaintext,
                 Err(e) => {
@@ -1311,6 +1325,7 @@ impl Actor {
             };
             match self.sealer.seal(&e2e, &plaintext) {
                 Ok(envelope) => {
+                    bytes += envelope.len() + dm::ENVELOPE_FRAMING;
                     envelopes.push(envelope);
                     ids.push(entry.id);
                 }
@@ -1387,10 +1402,11 @@ impl Actor {
     }
 
     /// The most envelopes one batch for `peer` may carry: [`dm::MAX_BATCH`] for a
-    /// connected peer that takes it, else what a relay's deposit and a
-    /// `/kith/dm/1` peer take (the same number).
+    /// connected peer that takes it and answered our last direct request, else what
+    /// a relay's deposit and a `/kith/dm/1` peer take (the same number). Bytes are
+    /// capped apart, in [`Actor::dispatch`].
     fn batch_cap(&self, peer: &PeerId) -> usize {
-        if self.large_batches.contains(peer) && !self.queues.via_relays(peer) {
+        if self.large_batches.contains(peer) && !self.batches_cut.contains(peer) && !self.queues.via_relays(peer) {
             dm::MAX_BATCH
         } else {
             dm::MAX_BATCH_V1.min(crate::mailbox::MAX_DEPOSIT_BATCH)
@@ -1427,6 +1443,7 @@ impl Actor {
 
     fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: DmResponse) {
         let Some(ids) = self.queues.in_flight(&peer, Flight::Direct(request_id)) else { return };
+        self.batches_cut.remove(&peer);
         let answer = direct::answered(&ids, &response.results);
         if answer.miscounted {
             tracing::warn!(%peer, "delivery answer has {} results for {} items", response.results.len(), ids.len());
@@ -1473,6 +1490,9 @@ impl Actor {
     fn on_failure(&mut self, peer: PeerId, request_id: OutboundRequestId, error: &request_response::OutboundFailure) {
         let now = Instant::now();
         let Some(delay) = self.queues.fail(&peer, Flight::Direct(request_id), now) else { return };
+        if self.large_batches.contains(&peer) {
+            self.batches_cut.insert(peer);
+        }
         let dial_failed = matches!(error, request_response::OutboundFailure::DialFailure);
         if dial_failed {
             self.lookup(peer);
@@ -1760,6 +1780,7 @@ impl Actor {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.connected.remove(&peer_id);
                 self.large_batches.remove(&peer_id);
+                self.batches_cut.remove(&peer_id);
                 self.emit(Event::PeerDisconnected { peer_id: peer_id.to_string() });
             }
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
