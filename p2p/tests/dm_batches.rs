@@ -75,7 +75,7 @@ fn delivered(alice: &node::Started, bob: &kith_p2p::libp2p::PeerId) -> usize {
 /// speaking `protocols` that answers every request, except, with `drop_first_large`,
 /// the first of more than `dm::MAX_BATCH_V1` envelopes, which he drops unanswered.
 /// Returns the number of envelopes in each request he got until all of them were
-/// delivered.
+/// delivered; fails the test if they are not all delivered within [`DEADLINE`].
 async fn batches_for_a_peer_speaking(protocols: &[StreamProtocol], texts: &[String], drop_first_large: bool) -> Vec<usize> {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let start = |dir: &std::path::Path, config: node::NodeConfig| {
@@ -146,7 +146,6 @@ fn short_texts() -> Vec<String> {
 async fn a_peer_speaking_only_dm_1_gets_every_message_in_batches_it_takes() {
     let sizes = batches_for_a_peer_speaking(&[dm::PROTOCOL], &short_texts(), false).await;
     assert!(sizes.iter().all(|&n| n <= dm::MAX_BATCH_V1), "requests of {sizes:?} envelopes");
-    assert!(sizes.iter().sum::<usize>() >= QUEUED, "{sizes:?}");
 }
 
 #[tokio::test]
@@ -157,13 +156,13 @@ async fn a_peer_listing_dm_2_gets_larger_batches() {
 
 /// 200 texts of the longest kind (64 KiB) come to 13 MiB sealed: more than one
 /// request may carry (8 MiB), whatever the count allows. Each request stays under
-/// the cap, so all of them arrive (a request over it fails to be sent, again and
-/// again).
+/// the cap, so all of them arrive within the deadline (a request over it fails to
+/// be sent, again and again, and the helper's wait runs out).
 #[tokio::test]
 async fn a_batch_of_long_texts_is_cut_to_what_one_request_carries() {
     let texts: Vec<String> = (0..200).map(|i| format!("{i:03}{}", "x".repeat(kith_p2p::payload::MAX_TEXT_LEN - 3))).collect();
-    let sizes = batches_for_a_peer_speaking(&[dm::PROTOCOL_V2, dm::PROTOCOL], &texts, false).await;
-    assert!(sizes.iter().sum::<usize>() >= texts.len(), "{sizes:?}");
+    // The assertion is the helper's: every text delivered before its deadline.
+    batches_for_a_peer_speaking(&[dm::PROTOCOL_V2, dm::PROTOCOL], &texts, false).await;
 }
 
 /// A large request that fails makes the next ones small until one is answered, so

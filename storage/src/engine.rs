@@ -197,7 +197,7 @@ impl SledDb {
             // A flush panicked while it held the turn: what it was writing may or
             // may not be on disk, as after a failed flush. Its `FailOnUnwind` has
             // said so already; this holds even for a panic outside it.
-            sync.failed.store(true, Ordering::Release);
+            fail_after_panic(&sync.failed);
             poisoned.into_inner()
         });
         sync.check()?;
@@ -257,9 +257,16 @@ struct FailOnUnwind<'a>(&'a AtomicBool);
 
 impl Drop for FailOnUnwind<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() && !self.0.swap(true, Ordering::AcqRel) {
-            tracing::error!("a flush of the database panicked: nothing more is acknowledged until it is opened again");
+        if std::thread::panicking() {
+            fail_after_panic(self.0);
         }
+    }
+}
+
+/// Marks the database failed because a flush panicked, saying so once.
+fn fail_after_panic(failed: &AtomicBool) {
+    if !failed.swap(true, Ordering::AcqRel) {
+        tracing::error!("a flush of the database panicked: nothing more is acknowledged until it is opened again");
     }
 }
 

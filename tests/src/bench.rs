@@ -58,6 +58,11 @@ pub fn cpu_time(pid: u32) -> Duration {
     // 15th fields of the whole line, in clock ticks (USER_HZ, 100 on Linux).
     let Some(rest) = stat.rfind(')').and_then(|at| stat.get(at + 2..)) else { return Duration::ZERO };
     let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    clock_ticks(ticks)
+}
+
+/// `ticks` of `/proc`'s clock (USER_HZ, 100 on Linux) as a duration.
+fn clock_ticks(ticks: u64) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
@@ -70,7 +75,7 @@ pub fn machine_cpu() -> (Duration, Duration) {
     // user nice system idle iowait irq softirq steal (guest times are inside user).
     let total: u64 = ticks.iter().take(8).sum();
     let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    (Duration::from_millis((total - idle) * 10), Duration::from_millis(total * 10))
+    (clock_ticks(total.saturating_sub(idle)), clock_ticks(total))
 }
 
 /// Resident set size of process `pid`, in KiB.
