@@ -62,7 +62,12 @@ pub fn open_sled(path: &Path, cache_capacity_bytes: u64, lock_wait: Duration) ->
             file,
             failed: AtomicBool::new(false),
             asked: AtomicU64::new(0),
-            progress: Mutex::new(Progress { covered: 0, covered_with_also: 0, blobs: BlobSync::new(path) }),
+            progress: Mutex::new(Progress {
+                covered: 0,
+                covered_with_also: 0,
+                blobs: BlobSync::new(path),
+                synced_writes: None,
+            }),
         }),
     })
 }
@@ -127,6 +132,11 @@ struct Progress {
     covered_with_also: u64,
     /// sled's blob files, which it does not sync itself.
     blobs: BlobSync,
+    /// [`sled::Db::file_writes`] when the page file was last synced. An
+    /// `fdatasync` of a file with nothing new still makes the drive empty its
+    /// cache (0.03–0.18 ms here under load, as long as the message log's own
+    /// sync), and most flushes of the node have nothing new for sled.
+    synced_writes: Option<u64>,
 }
 
 impl std::fmt::Debug for SledDb {
@@ -213,12 +223,23 @@ impl SledDb {
         // Marks the database failed the moment a panic unwinds out of this flush,
         // not only when the next flush finds the turn poisoned.
         let _unwinding = FailOnUnwind(&sync.failed);
-        let blobs = &mut progress.blobs;
+        let Progress { blobs, synced_writes, .. } = &mut *progress;
         let flushed = blobs.before_flush().map_err(StoreError::Io).and_then(|mut to_sync| {
             let n = self.db.flush().map_err(db)?;
             blobs.after_flush(&mut to_sync).map_err(StoreError::Io)?;
             blobs.sync(to_sync).map_err(StoreError::Io)?;
-            sync.file.sync_data().map_err(StoreError::Io)?;
+            // Read after sled's flush has waited for its writes, before the sync:
+            // a write counted by then is covered by this sync, and one that
+            // completes later moves the count again. Not the bytes `flush`
+            // returns: sled's own flushing thread writes too, and what it wrote
+            // counts there as already flushed.
+            let writes = self.db.file_writes();
+            if *synced_writes != Some(writes) {
+                #[cfg(test)]
+                tests::PAGE_SYNCS.with(|n| n.set(n.get() + 1));
+                sync.file.sync_data().map_err(StoreError::Io)?;
+                *synced_writes = Some(writes);
+            }
             match also {
                 Some(also) => also().map(|()| n),
                 None => Ok(n),
@@ -316,6 +337,8 @@ pub(crate) mod tests {
         /// Runs in this thread's next flush once it has taken its number, before
         /// it waits for its turn.
         pub(crate) static AFTER_TICKET: Cell<Option<Box<dyn FnOnce()>>> = const { Cell::new(None) };
+        /// How many times this thread's flushes synced sled's page file.
+        pub(crate) static PAGE_SYNCS: Cell<u64> = const { Cell::new(0) };
     }
 
     fn open(dir: &Path) -> SledDb {
@@ -329,6 +352,41 @@ pub(crate) mod tests {
             assert!(Instant::now() < deadline, "{n} flushes were not asked for within 10 s");
             std::thread::yield_now();
         }
+    }
+
+    fn page_syncs() -> u64 {
+        PAGE_SYNCS.with(Cell::get)
+    }
+
+    #[test]
+    fn a_flush_syncs_the_page_file_only_when_something_was_written_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let before = page_syncs();
+        db.insert(b"k1", b"v".as_slice()).unwrap();
+        db.flush().unwrap();
+        assert_eq!(page_syncs(), before + 1, "a flush after a write syncs the page file");
+        db.flush().unwrap();
+        db.flush().unwrap();
+        assert_eq!(page_syncs(), before + 1, "flushes with nothing written do not sync it again");
+        db.insert(b"k2", b"v".as_slice()).unwrap();
+        db.flush().unwrap();
+        assert_eq!(page_syncs(), before + 2, "the next write is synced");
+    }
+
+    #[test]
+    fn a_write_sled_flushed_by_itself_is_still_synced_by_the_next_flush() {
+        // sled's own flushing thread writes dirty pages every half second; the
+        // bytes our flush then reports are zero, but the file is not synced.
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.insert(b"k1", b"v".as_slice()).unwrap();
+        db.flush().unwrap();
+        let before = page_syncs();
+        db.insert(b"k2", b"v".as_slice()).unwrap();
+        assert!(sled::Tree::flush(&db.db).unwrap() > 0, "sled wrote the page by itself");
+        assert_eq!(db.flush().unwrap(), 0, "our flush found nothing left for sled to write");
+        assert_eq!(page_syncs(), before + 1, "and still synced the page file");
     }
 
     #[test]

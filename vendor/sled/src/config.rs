@@ -349,7 +349,11 @@ impl Config {
         let file = config.open_file()?;
 
         // seal config in a Config
-        let config = RunningConfig { inner: config, file: Arc::new(file) };
+        let config = RunningConfig {
+            inner: config,
+            file: Arc::new(file),
+            file_writes: Arc::default(),
+        };
 
         Db::start_inner(config)
     }
@@ -439,7 +443,11 @@ impl Config {
         });
 
         // seal config in a Config
-        RunningConfig { inner: self, file: Arc::new(file) }
+        RunningConfig {
+            inner: self,
+            file: Arc::new(file),
+            file_writes: Arc::default(),
+        }
     }
 
     fn gen_temp_path() -> PathBuf {
@@ -785,6 +793,31 @@ impl Config {
 pub struct RunningConfig {
     inner: Config,
     pub(crate) file: Arc<File>,
+    /// KITH-PATCH: writes completed to `file` (see `write_file`).
+    pub(crate) file_writes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RunningConfig {
+    /// KITH-PATCH: every write to the page file goes through here, so that
+    /// `Db::file_writes` can tell a caller that syncs the file itself whether
+    /// anything was written since its last sync. Counted once the write is
+    /// done, before the caller marks what it wrote stable.
+    pub(crate) fn write_file(
+        &self,
+        buf: &[u8],
+        offset: pagecache::LogOffset,
+    ) -> io::Result<()> {
+        let written = pagecache::pwrite_all(&self.file, buf, offset);
+        self.count_file_write();
+        written
+    }
+
+    /// KITH-PATCH: counts a change to the page file made other than by
+    /// `write_file` (a truncation). Counted whether or not it succeeded: a
+    /// failed write may still have changed the file.
+    pub(crate) fn count_file_write(&self) {
+        self.file_writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[allow(unsafe_code)]

@@ -727,7 +727,8 @@ impl IoBufs {
         #[cfg(not(feature = "io_uring"))]
         {
             let f = &self.config.file;
-            pwrite_all(f, data, log_offset)?;
+            // KITH-PATCH: counted (`RunningConfig::write_file`).
+            self.config.write_file(data, log_offset)?;
             if !self.config.temporary {
                 #[cfg(target_os = "linux")]
                 {

@@ -26,13 +26,22 @@ use std::{collections::BinaryHeap, ops::Deref};
 use crate::*;
 
 #[cfg(any(all(not(unix), not(windows)), miri))]
-use parallel_io_polyfill::{pread_exact, pread_exact_or_eof, pwrite_all};
+use parallel_io_polyfill::{pread_exact, pread_exact_or_eof};
+// KITH-PATCH: `pub(crate)` for `RunningConfig::write_file`.
+#[cfg(any(all(not(unix), not(windows)), miri))]
+pub(crate) use parallel_io_polyfill::pwrite_all;
 
 #[cfg(all(unix, not(miri)))]
-use parallel_io_unix::{pread_exact, pread_exact_or_eof, pwrite_all};
+use parallel_io_unix::{pread_exact, pread_exact_or_eof};
+// KITH-PATCH: `pub(crate)` for `RunningConfig::write_file`.
+#[cfg(all(unix, not(miri)))]
+pub(crate) use parallel_io_unix::pwrite_all;
 
 #[cfg(all(windows, not(miri)))]
-use parallel_io_windows::{pread_exact, pread_exact_or_eof, pwrite_all};
+use parallel_io_windows::{pread_exact, pread_exact_or_eof};
+// KITH-PATCH: `pub(crate)` for `RunningConfig::write_file`.
+#[cfg(all(windows, not(miri)))]
+pub(crate) use parallel_io_windows::pwrite_all;
 
 use self::{
     blob_io::{gc_blobs, read_blob, remove_blob, write_blob},

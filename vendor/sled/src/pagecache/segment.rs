@@ -635,8 +635,8 @@ impl SegmentAccountant {
         for segment_base in to_free {
             self.free_segment(segment_base)?;
             io_fail!(self.config, "zero garbage segment SA");
-            pwrite_all(
-                &self.config.file,
+            // KITH-PATCH: counted (`RunningConfig::write_file`).
+            self.config.write_file(
                 &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
                 segment_base,
             )?;
@@ -1102,6 +1102,8 @@ impl SegmentAccountant {
                 .set_len(at)
                 .and_then(|_| config.file.sync_all())
                 .map_err(|e| e.into());
+            // KITH-PATCH: counted (`RunningConfig::count_file_write`).
+            config.count_file_write();
             completer.fill(res);
         })?;
 
