@@ -77,9 +77,9 @@ impl Inner {
     /// a conversation is on disk before messages that need it; the log's
     /// messages of a conversation that did not make it are forgotten at open
     /// (none of them was acknowledged, as that happens only after this).
-    /// sled writes nothing when no tree changed since its last flush, so a flush
-    /// after messages and ratchet state alone costs the log's `fdatasync` and an
-    /// `fdatasync` of sled's unchanged page file ([`SledDb::flush`]). The log's
+    /// sled writes nothing when no tree changed since its last flush, and its
+    /// page file is then not synced ([`SledDb::flush`]), so a flush after
+    /// messages and ratchet state alone costs the log's `fdatasync`. The log's
     /// sync shares sled's rule: after a failure, no flush succeeds until the store
     /// is opened again.
     pub(crate) fn flush(&self) -> Result<usize, StoreError> {
