@@ -34,6 +34,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::codec::{decode, encode};
@@ -87,6 +88,10 @@ pub(crate) struct MessageLog {
     current: RwLock<Arc<File>>,
     /// Held through a whole compaction: one at a time.
     compacting: Mutex<()>,
+    /// Writes made so far (as [`LogState::writes`]), for syncs.
+    writes: Arc<AtomicU64>,
+    /// `writes` as read by the last sync that succeeded; `u64::MAX` before one.
+    synced: AtomicU64,
 }
 
 /// What the log's lock guards.
@@ -104,12 +109,23 @@ pub(crate) struct LogState {
     broken: Option<String>,
     /// How many times a compaction replaced the file since it was opened.
     generation: u64,
+    /// Writes to the file since the log was opened (frames, zeros written ahead,
+    /// a compaction's replacement), counted once each is done, failed ones too:
+    /// a sync that finds the count where the last successful one read it has
+    /// nothing to make durable and skips its `fdatasync`, which would still have
+    /// the drive empty its cache.
+    writes: Arc<AtomicU64>,
     /// Lamport values a conversation's next message must pass, set in memory only
     /// (see [`crate::Conversations::raise_lamport`]); a compaction keeps them.
     pub(crate) lamport_floors: HashMap<ConversationId, u64>,
 }
 
 impl LogState {
+    /// Counts a write to the file, once it is done (see [`Self::writes`]).
+    fn count_write(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Writes [`PREALLOCATE`] zeros past `written` (where the frame just written
     /// ends), after the frame, so they never take space the frame needed. A failure
     /// (a full disk) is not the frame's: the log stops writing ahead until the next
@@ -125,6 +141,7 @@ impl LogState {
             true => Err(io::Error::from(io::ErrorKind::StorageFull)),
             false => self.file.write_all_at(&ZEROS, written),
         };
+        self.count_write();
         match result {
             Ok(()) => self.allocated = to,
             Err(e) => {
@@ -231,6 +248,7 @@ impl MessageLog {
     fn open_file(path: &Path) -> Result<MessageLog, StoreError> {
         let Loaded { file, index, end, allocated } = load(path)?;
         let file = Arc::new(file);
+        let writes = Arc::new(AtomicU64::new(0));
         Ok(MessageLog {
             path: path.to_owned(),
             current: RwLock::new(Arc::clone(&file)),
@@ -241,9 +259,12 @@ impl MessageLog {
                 allocated,
                 broken: None,
                 generation: 0,
+                writes: Arc::clone(&writes),
                 lamport_floors: HashMap::new(),
             }),
             compacting: Mutex::new(()),
+            writes,
+            synced: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -391,17 +412,30 @@ impl MessageLog {
         batch.commit()
     }
 
-    /// Makes everything written so far durable (one `fdatasync`). Does not hold
-    /// the lock while the disk works, so writers go on meanwhile. What was
-    /// written to a file that a compaction has replaced since was synced in the
-    /// new file before the replacement.
+    /// Makes everything written so far durable (one `fdatasync`, none when
+    /// nothing was written since the last sync). Does not hold the lock while the
+    /// disk works, so writers go on meanwhile. What was written to a file that a
+    /// compaction has replaced since was synced in the new file before the
+    /// replacement.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
         #[cfg(test)]
         if tests::FAIL_SYNC.with(|fail| fail.replace(false)) {
             return Err(StoreError::Io(io::Error::other("an injected fdatasync failure")));
         }
+        // Read before the file is taken: a write counted after this read (to
+        // this file or, after a replacement, to the next) moves the count again.
+        let writes = self.writes.load(Ordering::SeqCst);
+        if self.synced.load(Ordering::SeqCst) == writes {
+            return Ok(());
+        }
         let file = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
-        file.sync_data().map_err(io_error)
+        #[cfg(test)]
+        tests::SYNCS.with(|n| n.set(n.get() + 1));
+        file.sync_data().map_err(io_error)?;
+        // Two syncs at once may store their counts in either order: an older one
+        // stored last costs one more sync, never one less.
+        self.synced.store(writes, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Whether the garbage is worth a compaction: more than [`COMPACT_MIN`]
@@ -519,6 +553,7 @@ impl MessageLog {
         state.end = new_end;
         state.allocated = new_end;
         state.generation += 1;
+        state.count_write();
         let writers_waited = started.elapsed();
         tracing::info!(before_bytes, after_bytes = state.end, ?writers_waited, "compacted the message log");
         Ok(LogCompaction { before_bytes, after_bytes: state.end, writers_waited })
@@ -1007,7 +1042,9 @@ impl Batch<'_> {
             return Ok(());
         }
         let written = self.state.end + bytes.len() as u64;
-        match self.state.file.write_all_at(&bytes, self.state.end) {
+        let result = self.state.file.write_all_at(&bytes, self.state.end);
+        self.state.count_write();
+        match result {
             Ok(()) => {
                 self.state.end = written;
                 if written > self.state.allocated {

@@ -15,6 +15,8 @@ thread_local! {
     /// Set by a test: the next write of zeros ahead on this thread fails, as on a
     /// full disk.
     pub(crate) static FAIL_WRITE_AHEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How many times [`MessageLog::sync`] made an `fdatasync` on this thread.
+    pub(crate) static SYNCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 pub(crate) const CONV: ConversationId = ConversationId([1; 16]);
@@ -809,4 +811,29 @@ fn a_frame_torn_inside_the_zeros_ahead_is_cut_off_with_them() {
     batch.commit().unwrap();
     drop(log);
     assert_eq!(contents(&open(dir.path())).0.len(), kept.0.len() + 1, "a frame written after the cut reads back");
+}
+
+#[test]
+fn a_sync_with_nothing_written_since_the_last_makes_no_fdatasync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let syncs = || SYNCS.with(std::cell::Cell::get);
+    let before = syncs();
+    log.sync().unwrap();
+    assert_eq!(syncs(), before + 1, "the first sync after opening syncs");
+    log.sync().unwrap();
+    assert_eq!(syncs(), before + 1, "nothing was written since");
+    let mut batch = log.batch();
+    assert!(batch.add_message(&message(1, Direction::Incoming, MessageState::Read)).unwrap());
+    batch.commit().unwrap();
+    log.sync().unwrap();
+    assert_eq!(syncs(), before + 2, "a written message is synced");
+    log.sync().unwrap();
+    assert_eq!(syncs(), before + 2, "and once only");
+    // A failed sync leaves the next one to sync what it did not.
+    log.write_kv(&[(b"k".to_vec(), Some(b"v".to_vec()))]).unwrap();
+    FAIL_SYNC.with(|fail| fail.set(true));
+    assert!(log.sync().is_err());
+    log.sync().unwrap();
+    assert_eq!(syncs(), before + 3, "the write the failed sync left is synced by the next");
 }
