@@ -413,15 +413,11 @@ impl MessageLog {
     }
 
     /// Makes everything written so far durable (one `fdatasync`, none when
-    /// nothing was written since the last sync). Does not hold the lock while the
-    /// disk works, so writers go on meanwhile. What was written to a file that a
-    /// compaction has replaced since was synced in the new file before the
-    /// replacement.
+    /// nothing was written since the last successful sync). Does not hold the lock
+    /// while the disk works, so writers go on meanwhile. What was written to a
+    /// file that a compaction has replaced since was synced in the new file before
+    /// the replacement.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
-        #[cfg(test)]
-        if tests::FAIL_SYNC.with(|fail| fail.replace(false)) {
-            return Err(StoreError::Io(io::Error::other("an injected fdatasync failure")));
-        }
         // Read before the file is taken: a write counted after this read (to
         // this file or, after a replacement, to the next) moves the count again.
         let writes = self.writes.load(Ordering::SeqCst);
@@ -429,9 +425,15 @@ impl MessageLog {
             return Ok(());
         }
         let file = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
+        let synced = file.sync_data();
         #[cfg(test)]
         tests::SYNCS.with(|n| n.set(n.get() + 1));
-        file.sync_data().map_err(io_error)?;
+        #[cfg(test)]
+        let synced = match tests::FAIL_SYNC.with(|fail| fail.replace(false)) {
+            true => Err(io::Error::other("an injected fdatasync failure")),
+            false => synced,
+        };
+        synced.map_err(io_error)?;
         // Two syncs at once may store their counts in either order: an older one
         // stored last costs one more sync, never one less.
         self.synced.store(writes, Ordering::SeqCst);

@@ -834,6 +834,7 @@ fn a_sync_with_nothing_written_since_the_last_makes_no_fdatasync() {
     log.write_kv(&[(b"k".to_vec(), Some(b"v".to_vec()))]).unwrap();
     FAIL_SYNC.with(|fail| fail.set(true));
     assert!(log.sync().is_err());
+    assert_eq!(syncs(), before + 3);
     log.sync().unwrap();
-    assert_eq!(syncs(), before + 3, "the write the failed sync left is synced by the next");
+    assert_eq!(syncs(), before + 4, "the write the failed sync left is synced by the next");
 }
