@@ -107,6 +107,11 @@ pub struct Metrics {
     pub rate_limited: Family<RequestLabels, Counter>,
     /// Mailbox jobs (disk work) in flight, beside `mailbox.max_jobs`.
     pub mailbox_jobs: Gauge,
+    /// 1 once the mailbox store has failed for good (it refuses every request
+    /// with `storage` until the relay restarts), else 0.
+    pub mailbox_store_failed: Gauge,
+    /// The same for the group log store.
+    pub grouplog_store_failed: Gauge,
     /// Group log jobs (disk work) in flight, beside `grouplog.max_jobs`.
     pub grouplog_jobs: Gauge,
     /// Blobs the media role holds.
@@ -415,6 +420,8 @@ impl Metrics {
             connections_refused: Family::default(),
             rate_limited: Family::default(),
             mailbox_jobs: Gauge::default(),
+            mailbox_store_failed: Gauge::default(),
+            grouplog_store_failed: Gauge::default(),
             grouplog_jobs: Gauge::default(),
             media_blobs: Gauge::default(),
             media_bytes: Gauge::default(),
@@ -585,6 +592,12 @@ impl Metrics {
                 limit(config.mailbox.max_jobs.into()),
             );
             r.register(
+                "mailbox_store_failed",
+                "1 once the mailbox store has failed for good (a failed flush or disk write): \
+                 it refuses every request until the relay restarts",
+                m.mailbox_store_failed,
+            );
+            r.register(
                 "refusals",
                 "Mailbox requests refused, by reason",
                 m.refusals,
@@ -662,6 +675,12 @@ impl Metrics {
                 "grouplog_jobs_limit",
                 "Group log jobs run at once at most; more are refused as busy (grouplog.max_jobs)",
                 limit(config.grouplog.max_jobs.into()),
+            );
+            r.register(
+                "grouplog_store_failed",
+                "1 once the group log store has failed for good (a failed flush or disk write): \
+                 it refuses every request until the relay restarts",
+                m.grouplog_store_failed,
             );
             r.register(
                 "grouplog_refusals",
@@ -1092,8 +1111,8 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("# TYPE kith_relay_"))
             .count();
-        // 31 counters and gauges of use, build_info, 10 capacities, the memory limit.
-        assert_eq!(relay_types, 43, "{text}");
+        // 33 counters and gauges of use, build_info, 10 capacities, the memory limit.
+        assert_eq!(relay_types, 45, "{text}");
     }
 
     /// Families of every role that is on, none of one that is off.

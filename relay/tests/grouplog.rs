@@ -44,6 +44,26 @@ fn stored(outcome: &AppendOutcome) -> Vec<u64> {
 // ---------------------------------------------------------------------------
 // The store.
 
+/// A disk write the store cannot make (its blob directory replaced by a file, so
+/// sled's write of a leaf over ~128 KiB fails even for root) fails it for good:
+/// the append fails, so does the next one, and `failed_for_good` (which the relay
+/// exports as `kith_relay_grouplog_store_failed`) says so, where it did not
+/// before.
+#[test]
+fn store_that_failed_for_good_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), GroupLogLimits::default());
+    stored(&store.append(&LOG, &items(2, "before"), 1_000).unwrap());
+    assert!(!store.failed_for_good());
+    let blobs = dir.path().join("blobs");
+    std::fs::remove_dir_all(&blobs).unwrap();
+    std::fs::write(&blobs, b"").unwrap();
+    let large: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; MAX_ITEM_LEN]).collect();
+    assert!(store.append(&LOG, &large, 2_000).is_err());
+    assert!(store.failed_for_good());
+    assert!(store.append(&LOG, &items(1, "after"), 3_000).is_err(), "refused until reopened");
+}
+
 #[test]
 fn store_append_fetch_with_a_cursor() {
     let dir = tempfile::tempdir().unwrap();

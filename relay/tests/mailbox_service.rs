@@ -449,3 +449,49 @@ async fn the_data_directory_holds_no_plaintext() {
         "the control envelope was not found in {files:?}"
     );
 }
+
+/// A disk write the store cannot make fails it for good: the deposit is refused
+/// `storage`, so are later ones until a restart, and
+/// `kith_relay_mailbox_store_failed` goes from 0 to 1, so an operator's alert
+/// needs no rate of refusals. The write fails through the store's blob directory,
+/// replaced by a file: sled writes an item over ~128 KiB to a file of its own
+/// there, and that fails even for root (a full disk cannot be made here without
+/// mounting).
+#[tokio::test]
+async fn a_store_that_failed_for_good_says_so_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let relay = RelayProcess::start(dir.path(), &loopback_config(&data, ""));
+    let addr = relay.addr();
+    let owner = PeerId::random();
+    let mut sender = TestPeer::new(identity::Keypair::generate_ed25519());
+    deposit_all(&mut sender, &relay, &owner, &envelopes(2, "before")).await;
+    let text = relay.metrics().await;
+    assert_eq!(
+        metric(&text, "kith_relay_mailbox_store_failed"),
+        Some(0.0),
+        "{text}"
+    );
+
+    let blobs = data.join("mailbox").join("blobs");
+    std::fs::remove_dir_all(&blobs).unwrap();
+    std::fs::write(&blobs, b"").unwrap();
+    let large = MailboxRequest::deposit(&owner, vec![vec![0x5a; 200 * 1024]]);
+    assert_eq!(
+        sender.request(relay.peer_id, &addr, large).await,
+        MailboxResponse::Refused(Refusal::Storage)
+    );
+    // Set before the answer is sent.
+    let text = relay.metrics().await;
+    assert_eq!(
+        metric(&text, "kith_relay_mailbox_store_failed"),
+        Some(1.0),
+        "{text}"
+    );
+    let small = MailboxRequest::deposit(&owner, envelopes(1, "after"));
+    assert_eq!(
+        sender.request(relay.peer_id, &addr, small).await,
+        MailboxResponse::Refused(Refusal::Storage),
+        "a small deposit is refused too"
+    );
+}

@@ -489,6 +489,15 @@ impl SeqLogs {
         Ok(total)
     }
 
+    /// Whether the store has failed for good, and refuses every write until it is
+    /// opened again: a flush failed ([`SledDb::a_flush_failed`]). Flushes to find
+    /// out, so call it after an operation failed: sled fails every operation
+    /// after a failed write of its own (a full disk), and then this flush fails
+    /// and says so, where an error of the request itself leaves it succeeding.
+    pub fn failed_for_good(&self) -> bool {
+        self.db.a_flush_failed() || self.db.flush().is_err()
+    }
+
     /// Flushes (fsyncs) everything committed so far, by any writer.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;

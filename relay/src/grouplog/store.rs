@@ -178,6 +178,14 @@ impl GroupLogStore {
         Ok(total)
     }
 
+    /// Whether the store has failed for good and refuses every request until the
+    /// relay restarts (a failed flush, or a failed write of sled's; see
+    /// [`kith_storage::SeqLogs::failed_for_good`]). Flushes: call it after a
+    /// failure.
+    pub fn failed_for_good(&self) -> bool {
+        self.inner.logs.failed_for_good()
+    }
+
     /// Totals over all logs, from counters kept in memory (no scan).
     pub fn stats(&self) -> GroupLogStats {
         let totals = self.inner.logs.totals();

@@ -210,6 +210,14 @@ impl MailboxStore {
         Ok(total)
     }
 
+    /// Whether the store has failed for good and refuses every request until the
+    /// relay restarts (a failed flush, or a failed write of sled's; see
+    /// [`kith_storage::SeqLogs::failed_for_good`]). Flushes: call it after a
+    /// failure.
+    pub fn failed_for_good(&self) -> bool {
+        self.inner.logs.failed_for_good()
+    }
+
     /// Totals over all mailboxes, from counters kept in memory (no scan).
     pub fn stats(&self) -> MailboxStats {
         let totals = self.inner.logs.totals();

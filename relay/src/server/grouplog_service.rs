@@ -211,6 +211,7 @@ impl Job {
                 let expired = store.expire(now_ms).unwrap_or_else(|e| {
                     // Retried at the next sweep; not a refusal of anyone's request.
                     tracing::error!(error = %e, "group log expiry sweep failed");
+                    metrics.grouplog_store_failed.set(i64::from(store.failed_for_good()));
                     0
                 });
                 metrics.grouplog_expired.inc_by(expired as u64);
@@ -225,6 +226,7 @@ impl Job {
         metrics.set_grouplog_stats(store.stats());
         response.unwrap_or_else(|e| {
             tracing::error!(error = %e, "group log store failed");
+            metrics.grouplog_store_failed.set(i64::from(store.failed_for_good()));
             metrics.grouplog_refused(RefusalReason::Storage);
             GroupLogResponse::Refused(Refusal::Storage)
         })

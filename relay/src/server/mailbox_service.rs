@@ -318,6 +318,7 @@ impl Job {
                     Err(e) => {
                         // Retried at the next sweep; not a refusal of anyone's request.
                         tracing::error!(error = %e, "mailbox expiry sweep failed");
+                        metrics.mailbox_store_failed.set(i64::from(store.failed_for_good()));
                         0
                     }
                 };
@@ -335,6 +336,7 @@ impl Job {
         metrics.set_mailbox_stats(store.stats());
         response.unwrap_or_else(|e| {
             tracing::error!(error = %e, "mailbox store failed");
+            metrics.mailbox_store_failed.set(i64::from(store.failed_for_good()));
             metrics.refused(RefusalReason::Storage);
             MailboxResponse::Refused(Refusal::Storage)
         })
