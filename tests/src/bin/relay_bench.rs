@@ -269,6 +269,7 @@ fn start_relay(deposits: usize, bare: bool) -> (Relay, u16) {
     let config = format!(
         "{roles}[mailbox]\n\
          max_messages_per_mailbox = {per_mailbox}\n\
+         max_total_envelopes = {per_mailbox}\n\
          max_bytes_per_mailbox = {bytes}\n\
          max_total_bytes = {bytes}\n\
          sender_rate_per_sec = 1000000000\n\
