@@ -157,7 +157,7 @@ pub(crate) struct Actor {
     /// attempt sends the same sealed payload (an attempt that never arrived spends
     /// no chain key, and a copy that did is recognised), until the entry leaves the
     /// queue or the contact's keys change. See [`Actor::ratchet_cached`].
-    ratcheted: HashMap<PeerId, HashMap<MessageId, Vec<u8>>>,
+    ratcheted: super::seal_cache::SealCaches,
     /// Per contact, the last send batch that staged a message of it without its
     /// seal cached (or that was the newest when the contact's seals were dropped):
     /// until that batch is queued, the contact's later batches are not presealed
@@ -346,7 +346,7 @@ impl Actor {
             key_ring,
             ratchet_resets: HashMap::new(),
             resent: HashMap::new(),
-            ratcheted: HashMap::new(),
+            ratcheted: super::seal_cache::SealCaches::new(ratchet::MAX_CACHED_PER_CONTACT),
             unsealed_staged: ratchet::UntilQueued::default(),
             presealed_staged: ratchet::UntilQueued::default(),
             finished_send_batches: 0,
@@ -1031,7 +1031,7 @@ impl Actor {
         let mut peers = Vec::new();
         for (result, _) in composed {
             let Ok((message, entry, group_messages::Dest::Peer(peer))) = result else { continue };
-            let presealed = self.ratcheted.get(peer).is_some_and(|cache| cache.contains_key(&entry.id));
+            let presealed = self.ratcheted.contains(peer, &entry.id);
             let staged = Staged { peer: *peer, id: entry.id, lamport: message.lamport, eligible: presealed && message.file.is_none() };
             if self.send_ahead.take(staged) {
                 self.queues.push(*peer, entry.clone(), now);

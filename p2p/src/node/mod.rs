@@ -32,6 +32,7 @@ pub mod profiles;
 mod pushing;
 mod reachability;
 mod sending;
+mod seal_cache;
 mod send_ahead;
 mod session_reset;
 

@@ -39,13 +39,15 @@ struct Queue {
 pub(crate) struct Queues {
     queues: HashMap<PeerId, Queue>,
     known: HashSet<MessageId>,
+    /// How many entries have ever left (answered, dropped, forgotten).
+    departures: u64,
     retry_initial: Duration,
     retry_max: Duration,
 }
 
 impl Queues {
     pub(crate) fn new(retry_initial: Duration, retry_max: Duration) -> Queues {
-        Queues { queues: HashMap::new(), known: HashSet::new(), retry_initial, retry_max }
+        Queues { queues: HashMap::new(), known: HashSet::new(), departures: 0, retry_initial, retry_max }
     }
 
     /// Add entries not yet queued, keeping each recipient's queue in creation order.
@@ -145,7 +147,10 @@ impl Queues {
         }
         Self::remove_front(q, done);
         for id in done {
-            self.known.remove(id);
+            // Not `forget_id`: `q` still borrows the queues.
+            if self.known.remove(id) {
+                self.departures += 1;
+            }
         }
         if done.len() < ids.len() {
             // The peer kept some ("not yet", or its disk failed): back off instead of
@@ -167,7 +172,19 @@ impl Queues {
         if let Some(q) = self.queues.get_mut(peer) {
             Self::remove_front(q, &[id]);
         }
-        self.known.remove(&id);
+        self.forget_id(&id);
+    }
+
+    /// `id` left its queue.
+    fn forget_id(&mut self, id: &MessageId) {
+        if self.known.remove(id) {
+            self.departures += 1;
+        }
+    }
+
+    /// How many entries have ever left the queues: it moves whenever one does.
+    pub(crate) fn departures(&self) -> u64 {
+        self.departures
     }
 
     /// Remove `ids` from `q`. Batches come from the front of the queue, so the scan
@@ -255,7 +272,7 @@ impl Queues {
         let Some(q) = self.queues.remove(peer) else { return Vec::new() };
         let ids: Vec<MessageId> = q.entries.iter().map(|e| e.id).collect();
         for id in &ids {
-            self.known.remove(id);
+            self.forget_id(id);
         }
         ids
     }
@@ -274,7 +291,7 @@ impl Queues {
             !drop
         });
         for id in &dropped {
-            self.known.remove(id);
+            self.forget_id(id);
         }
         dropped
     }
@@ -352,7 +369,9 @@ mod tests {
         assert_eq!(dropped, vec![MessageId([3; 16]), MessageId([5; 16])]);
         assert!(!q.is_queued(&MessageId([3; 16])) && q.is_queued(&MessageId([1; 16])));
         assert_eq!(q.len(), 3);
+        assert_eq!(q.departures(), 2);
         q.complete(&peer, Flight::Relays(1), &[MessageId([1; 16]), MessageId([2; 16])], now);
+        assert_eq!(q.departures(), 4);
         let next: Vec<u8> = q.next_batch(&peer, 10, now).iter().map(|e| e.id.0[0]).collect();
         assert_eq!(next, [4]);
         assert!(q.drop_where(&PeerId::random(), |_| true).is_empty(), "nobody queued, nothing dropped");
@@ -386,14 +405,22 @@ mod tests {
         assert_eq!(q.ready(now), vec![peer]);
 
         // Success removes exactly the acknowledged entries and keeps the rest in order.
+        assert_eq!(q.departures(), 0, "failures let nothing leave");
         q.mark_in_flight(&peer, rid, vec![MessageId([1; 16])]);
         q.complete(&peer, rid, &[MessageId([1; 16])], now).unwrap();
         let rest = q.next_batch(&peer, 10, now);
         assert_eq!(rest.iter().map(|e| e.id.0[0]).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(q.len(), 2);
+        assert_eq!(q.departures(), 1);
         // Reloading the same entries does not duplicate them.
         q.load(vec![entry(2, &peer, 20)], now);
         assert_eq!(q.len(), 2);
+        // Every way out counts, once per entry.
+        q.remove(&peer, MessageId([2; 16]));
+        q.remove(&peer, MessageId([2; 16]));
+        assert_eq!(q.departures(), 2);
+        assert_eq!(q.forget(&peer), vec![MessageId([3; 16])]);
+        assert_eq!(q.departures(), 3);
     }
 
     /// request-response ids cannot be constructed outside libp2p; get a real one.

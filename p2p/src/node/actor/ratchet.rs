@@ -21,7 +21,7 @@ const MAX_RESENT: usize = 1000;
 
 /// Sealed payloads kept per contact (see [`Actor::ratchet_cached`]): two batches of
 /// a `/kith/dm/1` peer. A larger batch seals the rest of itself as it goes, in order.
-const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH_V1;
+pub(super) const MAX_CACHED_PER_CONTACT: usize = 2 * crate::dm::MAX_BATCH_V1;
 
 /// Per contact, the last send batch that left something of it to wait for, until
 /// that batch has been queued (send batches finish in order).
@@ -231,7 +231,7 @@ impl Actor {
                     if let Err(e) = self.ratchet_cached(c, entry, &mut sealed) {
                         tracing::debug!(%peer, error = %e, "sealing a new message in the ratchet failed; sealing it when it goes");
                     }
-                    self.ratcheted.get(peer).is_some_and(|cache| cache.contains_key(&entry.id))
+                    self.ratcheted.contains(peer, &entry.id)
                 }
                 _ => false,
             };
@@ -257,28 +257,26 @@ impl Actor {
     /// staged by an earlier batch that was not presealed is queued by now, and
     /// every queued one is sealed and cached.
     fn may_preseal(&self, peer: &PeerId) -> bool {
-        let cache = self.ratcheted.get(peer);
         !self.unsealed_staged.waits(peer, self.finished_send_batches)
-            && self.queues.all_queued(peer, |id| cache.is_some_and(|c| c.contains_key(id)))
+            && self.queues.all_queued(peer, |id| self.ratcheted.contains(peer, id))
     }
 
     /// Whether `peer`'s cache of sealed payloads can take one more, after letting go
     /// of those whose entries are neither queued nor staged (delivered, dropped).
-    /// A staged entry's seal is kept: it goes after its flush.
+    /// A staged entry's seal is kept: it goes after its flush. Entries leave the
+    /// staged sends only when a send batch finishes, so the departures counted are
+    /// the queues' plus the finished batches.
     fn seal_cache_room(&mut self, peer: &PeerId) -> bool {
-        let Some(cache) = self.ratcheted.get_mut(peer) else { return true };
-        if cache.len() >= MAX_CACHED_PER_CONTACT {
-            let (queues, staged) = (&self.queues, &self.unflushed_sends);
-            cache.retain(|id, _| queues.is_queued(id) || staged.contains(id));
-        }
-        cache.len() < MAX_CACHED_PER_CONTACT
+        let departures = self.queues.departures().wrapping_add(self.finished_send_batches);
+        let (queues, staged) = (&self.queues, &self.unflushed_sends);
+        self.ratcheted.room(peer, departures, |id| queues.is_queued(id) || staged.contains(id))
     }
 
     /// Forgets what was sealed for `peer` (its keys changed): its queued and staged
     /// messages are sealed again when they go, so its next batch is not presealed
     /// before those staged now are queued.
     pub(super) fn drop_seals(&mut self, peer: &PeerId) {
-        if self.ratcheted.remove(peer).is_some() {
+        if self.ratcheted.forget(peer) {
             self.unsealed_staged.note(*peer, self.send_batches);
         }
     }
@@ -295,13 +293,13 @@ impl Actor {
         sealed_now: &mut Vec<(PeerId, kith_storage::MessageId)>,
     ) -> Result<Cow<'p, [u8]>, RatchetError> {
         let peer = contact.peer_id;
-        if let Some(cached) = self.ratcheted.get(&peer).and_then(|c| c.get(&entry.id)) {
+        if let Some(cached) = self.ratcheted.get(&peer, &entry.id) {
             return Ok(Cow::Owned(cached.clone()));
         }
         let plaintext = self.ratchet_wrap(contact, &entry.payload)?;
         if let Cow::Owned(sealed) = &plaintext {
             if self.seal_cache_room(&peer) {
-                self.ratcheted.entry(peer).or_default().insert(entry.id, sealed.clone());
+                self.ratcheted.insert(peer, entry.id, sealed.clone());
             }
             sealed_now.push((peer, entry.id));
         }
@@ -313,9 +311,7 @@ impl Actor {
     pub(super) fn ratchet_undo(&mut self, sealed_now: &[(PeerId, kith_storage::MessageId)]) {
         self.ratchets.rollback();
         for (peer, id) in sealed_now {
-            if let Some(cache) = self.ratcheted.get_mut(peer) {
-                cache.remove(id);
-            }
+            self.ratcheted.remove(peer, id);
         }
     }
 
