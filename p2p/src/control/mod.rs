@@ -17,7 +17,7 @@ pub use request::Request;
 pub use server::{ServeError, Server};
 /// For the fuzz target of request lines ([`crate::fuzzing::control`]).
 #[cfg(any(test, feature = "test-support"))]
-pub(crate) use server::request;
+pub(crate) use server::{parse_quick, parse_through_value, request};
 
 /// Longest request line a server accepts (a 64 KiB message JSON-escaped fits easily).
 pub const MAX_LINE_LEN: usize = 1024 * 1024;

@@ -418,6 +418,29 @@ impl Request {
         serde_json::from_value(tagged).map_err(bad_params)
     }
 
+    /// [`Request::parse`] of params still in their JSON text (`None`: none given),
+    /// for a well-formed request: `None` if the method is unknown or the params do
+    /// not fit it, which [`Request::parse`] then explains.
+    pub(crate) fn parse_raw(method: &str, params: Option<&serde_json::value::RawValue>) -> Option<Request> {
+        let group_change = GroupChange::METHODS.contains(&method);
+        if !group_change && !Request::METHODS.contains(&method) {
+            return None;
+        }
+        let params = params.map_or("{}", |p| p.get());
+        // The tag first, so serde reads the params straight into their variant.
+        let method = serde_json::to_string(method).ok()?;
+        let mut tagged = String::with_capacity(method.len() + params.len() + 24);
+        tagged.push_str("{\"method\":");
+        tagged.push_str(&method);
+        tagged.push_str(",\"params\":");
+        tagged.push_str(params);
+        tagged.push('}');
+        if group_change {
+            return serde_json::from_str(&tagged).map(Request::ChangeGroup).ok();
+        }
+        serde_json::from_str(&tagged).ok()
+    }
+
     /// The method and params that carry this request on the wire.
     pub fn to_parts(&self) -> (String, Value) {
         // Both are serde-tagged as `{"method", "params"}`.
@@ -541,6 +564,51 @@ mod tests {
         assert_eq!(params, json!({ "group": "g", "member": "m", "role": "member" }));
         assert!(!matches!(Request::parse("group", json!({ "group": "g" })).unwrap(), Request::ChangeGroup(_)));
         assert_eq!(Request::parse("group_add", json!({ "group": "g" })).unwrap_err().code, ErrorCode::BadParams);
+    }
+
+    #[test]
+    fn the_quick_read_of_a_line_agrees_with_the_read_through_a_value() {
+        use super::super::server::{parse_quick, parse_through_value};
+        let change = Request::ChangeGroup(GroupChange::SetRole { group: "g".into(), member: "m".into(), role: Role::Admin });
+        for (n, request) in one_of_each().into_iter().chain([change]).enumerate() {
+            let (method, params) = request.to_parts();
+            let line = json!({ "id": n, "method": method, "params": params }).to_string();
+            let quick = parse_quick(line.as_bytes()).unwrap_or_else(|| panic!("not taken quickly: {line}"));
+            assert_eq!(quick, (json!(n), request.clone()), "{line}");
+            assert_eq!(parse_through_value(line.as_bytes()).ok(), Some(quick), "{line}");
+        }
+        // Params left out or null, an id of any kind, escapes, fields it does not use.
+        let taken: [(&str, Value, Request); 4] = [
+            (r#"{"method":"status"}"#, Value::Null, Request::Status {}),
+            (r#" {"id":"a","method":"status","params":null} "#, json!("a"), Request::Status {}),
+            (
+                r#"{"params":{"contact":"b\u006fb","text":"\"hi\"\n"},"method":"se\u006ed","id":[1,{"x":2}]}"#,
+                json!([1, { "x": 2 }]),
+                Request::Send { contact: "bob".into(), text: "\"hi\"\n".into(), reply_to: None },
+            ),
+            (r#"{"id":1,"method":"status","params":{},"extra":{"deep":[true,null]}}"#, json!(1), Request::Status {}),
+        ];
+        for (line, id, request) in taken {
+            assert_eq!(parse_quick(line.as_bytes()), Some((id, request)), "{line}");
+            assert_eq!(parse_quick(line.as_bytes()), parse_through_value(line.as_bytes()).ok(), "{line}");
+        }
+        // Left to the read through a `Value`, which answers each as it always has.
+        for line in [
+            &b"[1, 2, 3]"[..],
+            b"{\"id\": 2}",
+            b"{\"id\": 3, \"method\": 7}",
+            b"{\"method\": \"frobnicate\"}",
+            b"{\"method\": \"send\", \"params\": {\"contact\": 5}}",
+            b"{\"method\": \"status\", \"method\": \"inbox\"}",
+            b"{\"method\": \"send\", \"params\": {\"contact\": \"a\", \"text\": \"x\", \"text\": \"y\"}}",
+            b"{\"method\": \"status\", \"x\": \"\xff\"}",
+            b"{\"method\": \"status\"} trailing",
+        ] {
+            assert_eq!(parse_quick(line), None, "{}", String::from_utf8_lossy(line));
+        }
+        let repeated = br#"{"method": "send", "params": {"contact": "a", "text": "x", "text": "y"}}"#;
+        let (_, request) = parse_through_value(repeated).unwrap();
+        assert_eq!(request, Request::Send { contact: "a".into(), text: "y".into(), reply_to: None });
     }
 
     #[test]

@@ -9,7 +9,7 @@ use futures::executor::block_on;
 use kith_storage::Store;
 use serde_json::Value;
 
-use crate::control::{Backend, ErrorCode, request};
+use crate::control::{Backend, ErrorCode, parse_quick, parse_through_value, request};
 use crate::node::LocalContext;
 
 use super::fixtures::peer_id;
@@ -37,7 +37,8 @@ static SCRATCH: Mutex<Option<Scratch>> = Mutex::new(None);
 /// Invariants: the answer is one JSON object that echoes the request's `id` (null
 /// if the line has none) and holds exactly one of `result` and `error`; an error
 /// has a documented code and a message; the answer serializes to a single line;
-/// only `subscribe` subscribes.
+/// only `subscribe` subscribes; where the quick read of a line takes it, the read
+/// through a `Value` takes it too, as the same id and request.
 pub fn control(bytes: &[u8]) {
     let mut guard = SCRATCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let pid = std::process::id();
@@ -81,6 +82,10 @@ fn open_scratch(pid: u32) -> Scratch {
 }
 
 fn check_request(line: &[u8], backend: &Backend) {
+    if let Some(quick) = parse_quick(line) {
+        let through_value = parse_through_value(line).ok();
+        assert_eq!(Some(&quick), through_value.as_ref(), "the quick read differs from the read through a Value");
+    }
     let (reply, subscribed) = block_on(request(line, backend));
     let parsed: Option<Value> = serde_json::from_slice(line).ok();
     let want_id = parsed.as_ref().and_then(|v| v.get("id")).cloned().unwrap_or(Value::Null);
