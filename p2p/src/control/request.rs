@@ -577,14 +577,14 @@ mod tests {
             assert_eq!(quick, (json!(n), request.clone()), "{line}");
             assert_eq!(parse_through_value(line.as_bytes()).ok(), Some(quick), "{line}");
         }
-        // Params left out or null, an id of any kind, escapes, fields it does not use.
+        // Params left out or null, an id of any kind, escapes but `\u`, fields it does not use.
         let taken: [(&str, Value, Request); 4] = [
             (r#"{"method":"status"}"#, Value::Null, Request::Status {}),
             (r#" {"id":"a","method":"status","params":null} "#, json!("a"), Request::Status {}),
             (
-                r#"{"params":{"contact":"b\u006fb","text":"\"hi\"\n"},"method":"se\u006ed","id":[1,{"x":2}]}"#,
+                r#"{"params":{"contact":"b\/ob","text":"\"hi\"\n\t\\ é"},"method":"send","id":[1,{"x":2}]}"#,
                 json!([1, { "x": 2 }]),
-                Request::Send { contact: "bob".into(), text: "\"hi\"\n".into(), reply_to: None },
+                Request::Send { contact: "b/ob".into(), text: "\"hi\"\n\t\\ é".into(), reply_to: None },
             ),
             (r#"{"id":1,"method":"status","params":{},"extra":{"deep":[true,null]}}"#, json!(1), Request::Status {}),
         ];
@@ -606,6 +606,34 @@ mod tests {
         ] {
             assert_eq!(parse_quick(line), None, "{}", String::from_utf8_lossy(line));
         }
+        // serde_json checks less in a value it skips than in one it reads into a
+        // `Value`: a lone surrogate, a number past f64, nesting past 128. Such a
+        // line is refused through a `Value`, so the quick read must not take it.
+        let deep = format!(r#"{{"method":"status","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        let skipped_leniently = [
+            r#"{"method":"status","x":"\ud800"}"#.to_owned(),
+            r#"{"method":"status","x":1e400}"#.to_owned(),
+            format!(r#"{{"method":"status","x":{}}}"#, "9".repeat(400)),
+            deep,
+            r#"{"method":"send","params":{"contact":"a","text":"x","x":"\udc00"}}"#.to_owned(),
+            r#"{"method":"send","params":{"contact":"a","text":"x","x":-2E+999}}"#.to_owned(),
+            // An escaped backslash before a `u` starts no escape: the number is seen.
+            r#"{"method":"status","x":["\\u",1e999]}"#.to_owned(),
+        ];
+        for line in &skipped_leniently {
+            assert_eq!(parse_quick(line.as_bytes()), None, "{line}");
+            assert!(parse_through_value(line.as_bytes()).is_err(), "{line}");
+        }
+        // Refused by the quick read on its bytes alone, and taken through a `Value`.
+        let cautious = r#"{"method":"send","params":{"contact":"a","text":"3e5 \ud83d\ude00"}}"#;
+        assert_eq!(parse_quick(cautious.as_bytes()), None);
+        let (_, request) = parse_through_value(cautious.as_bytes()).unwrap();
+        assert_eq!(request, Request::Send { contact: "a".into(), text: "3e5 \u{1F600}".into(), reply_to: None });
+        // Other `\u` escapes (an ASCII-only client's é) go the quick way.
+        let escaped = r#"{"method":"send","params":{"contact":"a","text":"caf\u00e9 \u001b"}}"#;
+        let quick = parse_quick(escaped.as_bytes());
+        assert_eq!(quick, Some((Value::Null, Request::Send { contact: "a".into(), text: "caf\u{e9} \u{1b}".into(), reply_to: None })));
+        assert_eq!(quick, parse_through_value(escaped.as_bytes()).ok());
         let repeated = br#"{"method": "send", "params": {"contact": "a", "text": "x", "text": "y"}}"#;
         let (_, request) = parse_through_value(repeated).unwrap();
         assert_eq!(request, Request::Send { contact: "a".into(), text: "y".into(), reply_to: None });

@@ -177,11 +177,57 @@ struct QuickLine<'a> {
 pub(crate) fn parse_quick(line: &[u8]) -> Option<(Value, Request)> {
     let text = std::str::from_utf8(line).ok()?;
     // A derived struct would also take a JSON array, which is no request.
-    if !text.trim_start().starts_with('{') {
+    if !text.trim_start().starts_with('{') || !nothing_read_leniently(text) {
         return None;
     }
     let QuickLine { id, method, params } = serde_json::from_str(text).ok()?;
     Some((id, Request::parse_raw(&method, params)?))
+}
+
+/// Brackets a line may hold for [`parse_quick`]: well under serde_json's nesting
+/// limit of 128, which skipping a value does not apply.
+const MAX_QUICK_BRACKETS: usize = 64;
+
+/// Whether serde_json could not read any part of `text` more leniently when it
+/// skips a value (a field the request does not use; the params before they are
+/// read) than when it reads it into a `Value`. Skipping checks neither a `\u`
+/// escape for a lone surrogate (`\uD800` to `\uDFFF`), nor a number for overflow
+/// (an exponent, or some 309 digits), nor the nesting limit. Judged on the bytes
+/// alone, strings included, so it may refuse a line that was fine: that line is
+/// read through a `Value` instead.
+fn nothing_read_leniently(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let (mut at, mut previous, mut digits, mut brackets) = (0, 0u8, 0usize, 0usize);
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            b'\\' => {
+                // An escape, read whole: `\\` does not start another.
+                let escaped = bytes.get(at + 1).copied().unwrap_or(0);
+                if escaped == b'u' && escapes_a_surrogate(bytes.get(at + 2..).unwrap_or(&[])) {
+                    return false;
+                }
+                at += if escaped == b'u' { 6 } else { 2 };
+                (previous, digits) = (0, 0);
+                continue;
+            }
+            b'e' | b'E' if previous.is_ascii_digit() => return false,
+            b'[' | b'{' => brackets += 1,
+            _ => {}
+        }
+        digits = if byte.is_ascii_digit() { digits + 1 } else { 0 };
+        if digits >= 300 || brackets > MAX_QUICK_BRACKETS {
+            return false;
+        }
+        previous = byte;
+        at += 1;
+    }
+    true
+}
+
+/// Whether the four hex digits of a `\u` escape, at the start of `hex`, name a
+/// UTF-16 surrogate (`D800` to `DFFF`).
+fn escapes_a_surrogate(hex: &[u8]) -> bool {
+    matches!(hex, [b'd' | b'D', b'8' | b'9' | b'a'..=b'f' | b'A'..=b'F', ..])
 }
 
 /// A request line read through a `Value`: every refusal's answer comes from here.

@@ -221,6 +221,9 @@ pub(crate) struct Actor {
     /// Sends staged but not yet durable: [`Actor::reload_outbox`] leaves them to
     /// [`Actor::finish_sends`], so none goes out before its flush.
     unflushed_sends: HashSet<MessageId>,
+    /// How many messages have ever left `unflushed_sends`: with the queues'
+    /// departures, what tells a full seal cache that a sweep may free room.
+    staged_departures: u64,
     /// Which new 1:1 messages leave before their flush.
     send_ahead: SendAhead,
     /// Numbers the batches waiting for the flush of what they were sealed with.
@@ -377,6 +380,7 @@ impl Actor {
             group_messages: crate::node::grouplog_client::GroupLogClient::new(config.timers.group_retry),
             flusher,
             unflushed_sends: HashSet::new(),
+            staged_departures: 0,
             send_ahead: SendAhead::default(),
             sealing_flights: 0,
             send_batches: 0,
@@ -1089,7 +1093,9 @@ impl Actor {
         self.presealed_staged.finished(batch);
         for (result, reply) in composed {
             if let Ok((message, ..)) = &result {
-                self.unflushed_sends.remove(&message.id);
+                if self.unflushed_sends.remove(&message.id) {
+                    self.staged_departures += 1;
+                }
                 if flushed.is_ok() && message.link.as_ref().and_then(kith_storage::Link::changed).is_some() {
                     // Every client sees our edit, delete or reaction, not only the one that asked.
                     let peer = match &result {

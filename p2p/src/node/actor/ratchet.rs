@@ -263,11 +263,11 @@ impl Actor {
 
     /// Whether `peer`'s cache of sealed payloads can take one more, after letting go
     /// of those whose entries are neither queued nor staged (delivered, dropped).
-    /// A staged entry's seal is kept: it goes after its flush. Entries leave the
-    /// staged sends only when a send batch finishes, so the departures counted are
-    /// the queues' plus the finished batches.
+    /// A staged entry's seal is kept: it goes after its flush. A sweep can free
+    /// room only after some entry left the queues or the staged sends, which both
+    /// count their departures.
     fn seal_cache_room(&mut self, peer: &PeerId) -> bool {
-        let departures = self.queues.departures().wrapping_add(self.finished_send_batches);
+        let departures = self.queues.departures().wrapping_add(self.staged_departures);
         let (queues, staged) = (&self.queues, &self.unflushed_sends);
         self.ratcheted.room(peer, departures, |id| queues.is_queued(id) || staged.contains(id))
     }
