@@ -46,6 +46,13 @@ impl SealCaches {
         self.caches.get(peer).is_some_and(|c| c.sealed.contains_key(id))
     }
 
+    /// Whether a payload is kept for an entry of `peer`'s, as a test of entry ids
+    /// (one look-up of the contact for many entries).
+    pub(crate) fn held_for(&self, peer: &PeerId) -> impl Fn(&MessageId) -> bool + '_ {
+        let cache = self.caches.get(peer);
+        move |id| cache.is_some_and(|c| c.sealed.contains_key(id))
+    }
+
     /// Whether `peer`'s cache can take one more payload. A full cache first lets go
     /// of the payloads whose entries `wanted` no longer picks, but only if
     /// `departures` (how many entries have ever left the queues or the staged
@@ -127,6 +134,10 @@ mod tests {
         assert!(caches.room(&peer, 0, |_| panic!("no sweep needed")));
         caches.insert(peer, id(2), vec![2]);
         assert!(caches.contains(&peer, &id(2)));
+        {
+            let held = caches.held_for(&peer);
+            assert!(held(&id(2)) && !held(&id(1)));
+        }
         assert!(caches.forget(&peer));
         assert!(!caches.contains(&peer, &id(2)));
         assert!(caches.room(&peer, 0, |_| panic!("nothing kept")));

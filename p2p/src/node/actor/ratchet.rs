@@ -258,7 +258,7 @@ impl Actor {
     /// every queued one is sealed and cached.
     fn may_preseal(&self, peer: &PeerId) -> bool {
         !self.unsealed_staged.waits(peer, self.finished_send_batches)
-            && self.queues.all_queued(peer, |id| self.ratcheted.contains(peer, id))
+            && self.queues.all_queued(peer, self.ratcheted.held_for(peer))
     }
 
     /// Whether `peer`'s cache of sealed payloads can take one more, after letting go
