@@ -146,12 +146,6 @@ impl Queues {
             return None;
         }
         Self::remove_front(q, done);
-        for id in done {
-            // Not `forget_id`: `q` still borrows the queues.
-            if self.known.remove(id) {
-                self.departures += 1;
-            }
-        }
         if done.len() < ids.len() {
             // The peer kept some ("not yet", or its disk failed): back off instead of
             // resending them at once.
@@ -163,6 +157,9 @@ impl Queues {
         }
         if q.entries.is_empty() {
             self.queues.remove(peer);
+        }
+        for id in done {
+            self.forget_id(id);
         }
         Some(ids)
     }
