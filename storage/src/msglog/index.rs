@@ -178,8 +178,13 @@ pub(crate) struct Index {
     /// current outbox entries); the rest is garbage a compaction drops.
     live_bytes: u64,
     outbox_bytes: HashMap<MessageId, u64>,
-    /// Key/value records by key: ordered, so a prefix is a range.
-    kv: BTreeMap<Vec<u8>, KvSlot>,
+    /// Key/value records by key. Hashed, not ordered: a node that receives
+    /// messages holds one record per message of the replay window (the ratchet's
+    /// copy digests), looked up and added for every message it opens, while a
+    /// scan by prefix is rare (at start, at a pruning, at a compaction). In a
+    /// tree of a few hundred thousand keys, each a separate allocation, a lookup
+    /// cost some 35 comparisons and as many cache misses.
+    kv: HashMap<Box<[u8]>, KvSlot>,
 }
 
 fn split(reference: &RefKey) -> (MessageId, [u8; DIGEST_LEN]) {
@@ -373,8 +378,14 @@ impl Index {
     /// Sets or replaces the key/value record under `key`; the replaced one's
     /// bytes become garbage.
     pub(crate) fn put_kv(&mut self, key: &[u8], slot: KvSlot) {
-        if let Some(old) = self.kv.insert(key.to_vec(), slot) {
-            self.live_bytes = self.live_bytes.saturating_sub(old.record_len);
+        match self.kv.get_mut(key) {
+            Some(current) => {
+                let old = std::mem::replace(current, slot);
+                self.live_bytes = self.live_bytes.saturating_sub(old.record_len);
+            }
+            None => {
+                self.kv.insert(key.into(), slot);
+            }
         }
         self.live_bytes += slot.record_len;
     }
@@ -395,12 +406,13 @@ impl Index {
         self.kv.get(key)
     }
 
-    /// The key/value records whose key starts with `prefix`, in key order.
-    pub(crate) fn kv_prefix<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a KvSlot)> + 'a {
-        self.kv
-            .range::<[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
-            .take_while(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, slot)| (k.as_slice(), slot))
+    /// The key/value records whose key starts with `prefix`, in key order: a walk
+    /// over every record (see `kv`).
+    pub(crate) fn kv_prefix<'a>(&'a self, prefix: &[u8]) -> Vec<(&'a [u8], &'a KvSlot)> {
+        let mut found: Vec<(&[u8], &KvSlot)> =
+            self.kv.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, slot)| (&**k, slot)).collect();
+        found.sort_unstable_by_key(|(k, _)| *k);
+        found
     }
 
     /// Gives back the room vectors and maps grew into while the log was read
@@ -413,6 +425,7 @@ impl Index {
         self.places.shrink_to_fit();
         self.outbox.shrink_to_fit();
         self.outbox_bytes.shrink_to_fit();
+        self.kv.shrink_to_fit();
     }
 
     /// Bytes of the file current records need.
@@ -543,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn key_value_records_count_only_their_latest_record_and_a_prefix_is_a_range() {
+    fn key_value_records_count_only_their_latest_record_and_a_prefix_comes_in_key_order() {
         let mut index = Index::default();
         let slot = |record_len| KvSlot { at: 1, len: 1, record_len };
         index.put_kv(b"p/b", slot(30));
@@ -552,9 +565,10 @@ mod tests {
         index.put_kv(b"p", slot(7));
         index.put_kv(b"p/a", slot(25));
         assert_eq!(index.live_bytes(), 30 + 25 + 5 + 7);
-        let keys: Vec<&[u8]> = index.kv_prefix(b"p/").map(|(k, _)| k).collect();
+        let keys: Vec<&[u8]> = index.kv_prefix(b"p/").into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, [&b"p/a"[..], b"p/b"]);
-        assert_eq!(index.kv_prefix(b"").count(), 4);
+        let all: Vec<&[u8]> = index.kv_prefix(b"").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(all, [&b"p"[..], b"p/a", b"p/b", b"q"], "every record, in key order");
         assert_eq!(index.kv(b"p/a").map(|s| s.record_len), Some(25));
         assert!(index.drop_kv(b"p/a"));
         assert!(!index.drop_kv(b"p/a"));

@@ -386,6 +386,7 @@ impl MessageLog {
         let (reader, slots) = self.lookup(|index| {
             index
                 .kv_prefix(prefix)
+                .into_iter()
                 .filter(|(k, s)| keep(k, s.len as usize))
                 .map(|(k, s)| (k.to_vec(), *s))
                 .collect::<Vec<(Vec<u8>, KvSlot)>>()
@@ -693,7 +694,7 @@ impl Live {
             })
             .collect();
         let outbox = index.outbox().values().cloned().collect();
-        let kv = index.kv_prefix(b"").map(|(k, s)| (k.to_vec(), *s)).collect();
+        let kv = index.kv_prefix(b"").into_iter().map(|(k, s)| (k.to_vec(), *s)).collect();
         Live { conversations, outbox, kv }
     }
 
