@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Semaphore, broadcast};
 
 use super::{ApiError, Backend, ErrorCode, MAX_LINE_LEN, Request, dispatch};
@@ -122,14 +123,12 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                 write_line(&mut write, &reply).await?;
             }
             Some(event) = next_event => {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                };
-                // Written straight from the event, not through a `Value`: every
-                // message a busy node stores is an event to each subscriber.
-                write_line(&mut write, &EventLine { event: &event }).await?;
+                let Some(rx) = events.as_mut() else { continue };
+                let (lines, closed) = event_lines(event, rx)?;
+                write.write_all(&lines).await?;
+                if closed {
+                    return Ok(());
+                }
             }
         }
     }
@@ -279,10 +278,117 @@ struct EventLine<'a> {
     event: &'a Event,
 }
 
+/// Most events [`event_lines`] puts in one write, and the size past which it
+/// takes no more.
+const EVENTS_PER_WRITE: usize = 64;
+const EVENT_BYTES_PER_WRITE: usize = 256 * 1024;
+
+/// The lines of `first` and of the events already waiting behind it, for one
+/// write (at most [`EVENTS_PER_WRITE`], or until [`EVENT_BYTES_PER_WRITE`] is
+/// passed): every message a busy node stores is an event to each subscriber, and
+/// a write each was a system call each. Nothing waits for an event that has not
+/// come. Events missed by a slow subscriber become one `lagged` line where they
+/// were. Also whether the channel closed (the node stopped): the lines before it
+/// are still to be written.
+fn event_lines(first: Result<Event, RecvError>, rx: &mut broadcast::Receiver<Event>) -> std::io::Result<(Vec<u8>, bool)> {
+    // Most lines are a few hundred bytes: skip the first doublings from empty.
+    let mut bytes = Vec::with_capacity(512);
+    let mut next = match first {
+        Ok(event) => event,
+        Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
+        Err(RecvError::Closed) => return Ok((bytes, true)),
+    };
+    let mut lines = 0;
+    loop {
+        // Written straight from the event, not through a `Value`.
+        serde_json::to_writer(&mut bytes, &EventLine { event: &next }).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        lines += 1;
+        if lines == EVENTS_PER_WRITE || bytes.len() >= EVENT_BYTES_PER_WRITE {
+            break;
+        }
+        next = match rx.try_recv() {
+            Ok(event) => event,
+            Err(TryRecvError::Lagged(missed)) => Event::Lagged { missed },
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Closed) => return Ok((bytes, true)),
+        };
+    }
+    Ok((bytes, false))
+}
+
 async fn write_line<T: serde::Serialize>(write: &mut tokio::net::unix::OwnedWriteHalf, value: &T) -> std::io::Result<()> {
     // Most lines are a few hundred bytes: skip the first doublings from empty.
     let mut bytes = Vec::with_capacity(512);
     serde_json::to_writer(&mut bytes, value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write.write_all(&bytes).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The events in `bytes`' lines, by the `missed` count each test gives them.
+    fn missed_counts(bytes: &[u8]) -> Vec<u64> {
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let value: Value = serde_json::from_slice(line).expect("each line is JSON");
+                value["event"]["missed"].as_u64().expect("a lagged event")
+            })
+            .collect()
+    }
+
+    fn numbered(missed: u64) -> Event {
+        Event::Lagged { missed }
+    }
+
+    #[test]
+    fn the_events_waiting_behind_one_go_out_with_it_in_order_and_none_is_lost_past_the_cap() {
+        let (tx, mut rx) = broadcast::channel(256);
+        let total = EVENTS_PER_WRITE as u64 + 5;
+        for n in 0..total {
+            tx.send(numbered(n)).unwrap();
+        }
+        let first = rx.try_recv().map_err(|_| RecvError::Closed);
+        let (bytes, closed) = event_lines(first, &mut rx).unwrap();
+        assert!(!closed);
+        assert_eq!(missed_counts(&bytes), (0..EVENTS_PER_WRITE as u64).collect::<Vec<_>>(), "one write holds the cap's worth");
+        let first = rx.try_recv().map_err(|_| RecvError::Closed);
+        let (bytes, closed) = event_lines(first, &mut rx).unwrap();
+        assert!(!closed);
+        assert_eq!(missed_counts(&bytes), (EVENTS_PER_WRITE as u64..total).collect::<Vec<_>>(), "the rest comes next, none lost");
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    }
+
+    #[test]
+    fn a_lag_becomes_one_line_where_the_events_were_missed_and_a_close_keeps_the_lines_before_it() {
+        let (tx, mut rx) = broadcast::channel(4);
+        tx.send(numbered(100)).unwrap();
+        let first = rx.try_recv().map_err(|_| RecvError::Closed);
+        for n in 0..10 {
+            tx.send(numbered(n)).unwrap();
+        }
+        drop(tx);
+        // The first event was taken; ten more came into room for four: six missed.
+        let (bytes, closed) = event_lines(first, &mut rx).unwrap();
+        assert!(closed, "the channel closed behind the events");
+        assert_eq!(missed_counts(&bytes), [100, 6, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn events_past_the_byte_cap_wait_for_the_next_write() {
+        let (tx, mut rx) = broadcast::channel(256);
+        let long = "x".repeat(EVENT_BYTES_PER_WRITE / 3);
+        for _ in 0..5 {
+            tx.send(Event::RoomJoined { group: long.clone() }).unwrap();
+        }
+        let first = rx.try_recv().map_err(|_| RecvError::Closed);
+        let (bytes, _) = event_lines(first, &mut rx).unwrap();
+        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 3, "stops once past the cap");
+        assert_eq!(rx.len(), 2);
+    }
 }
