@@ -122,12 +122,18 @@ fn writer_of<'a>(index: &Index, slot: &'a mut Option<IndexWriter>) -> tantivy::R
     }
 }
 
-/// Rolls back what the writer in `slot` has not committed (nothing if there is none).
-fn rollback(slot: &mut Option<IndexWriter>) -> tantivy::Result<()> {
-    if let Some(writer) = slot {
-        writer.rollback()?;
+/// Drops what the writer in `slot` has not committed (nothing if there is none),
+/// so that the next catch-up adds it again from the committed cursor. A writer
+/// that cannot roll back (its directory gone, say) is dropped, and the next
+/// catch-up opens a new one: tantivy's rollback hands the writer's lock to the
+/// writer it builds, so a second rollback after one that failed would panic.
+fn discard_uncommitted(slot: &mut Option<IndexWriter>) {
+    if let Some(writer) = slot
+        && let Err(e) = writer.rollback()
+    {
+        tracing::warn!(error = %e, "the search index's writer could not roll back; a new one is opened next time");
+        *slot = None;
     }
-    Ok(())
 }
 
 /// A node's full-text index of its messages (see the crate docs).
@@ -322,22 +328,34 @@ impl SearchIndex {
         let cursor = match (cursor, failed) {
             (Ok(cursor), None) => cursor,
             (Err(e), _) => {
-                rollback(&mut writing.writer)?;
+                discard_uncommitted(&mut writing.writer);
                 return Err(e.into());
             }
             (_, Some(e)) => {
-                rollback(&mut writing.writer)?;
+                discard_uncommitted(&mut writing.writer);
                 return Err(e.into());
             }
         };
         if progress != Progress::default() {
-            let mut commit = writer_of(&self.index, &mut writing.writer)?.prepare_commit()?;
-            commit.set_payload(&payload_of(&cursor));
-            commit.commit()?;
+            if let Err(e) = self.commit(&mut writing.writer, &cursor) {
+                // Not committed: added again from the old cursor next time, not twice.
+                discard_uncommitted(&mut writing.writer);
+                return Err(e);
+            }
+            writing.cursor = Some(cursor);
             self.reader.reload()?;
+        } else {
+            writing.cursor = Some(cursor);
         }
-        writing.cursor = Some(cursor);
         Ok(progress)
+    }
+
+    /// Commits what the writer in `slot` holds, with `cursor` as the commit's payload.
+    fn commit(&self, slot: &mut Option<IndexWriter>, cursor: &LogCursor) -> Result<(), SearchError> {
+        let mut commit = writer_of(&self.index, slot)?.prepare_commit()?;
+        commit.set_payload(&payload_of(cursor));
+        commit.commit()?;
+        Ok(())
     }
 
     /// The document of a message.

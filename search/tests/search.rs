@@ -258,3 +258,19 @@ fn old_versions_of_edited_messages_do_not_crowd_out_the_hits() {
     found.sort();
     assert_eq!(found, kept, "the three messages that still say it");
 }
+
+#[test]
+fn an_index_whose_directory_vanished_fails_each_catch_up_with_an_error_and_never_panics() {
+    let mut f = Fixture::new();
+    f.say(1, ALICE, "before the directory went");
+    assert_eq!(f.find("directory"), ["before the directory went"]);
+    // The home is deleted under a running node (tantivy's writer holds its lock
+    // file in there): every catch-up after it must report, not panic.
+    std::fs::remove_dir_all(&f.index_dir).unwrap();
+    for n in 0..6 {
+        f.say(1, ALICE, &format!("after the directory went {n}"));
+        let caught_up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.index.catch_up(&f.store)));
+        let result = caught_up.unwrap_or_else(|_| panic!("catch-up {n} panicked"));
+        assert!(result.is_err(), "catch-up {n} into a vanished directory cannot succeed");
+    }
+}
