@@ -112,6 +112,8 @@ struct Writing {
     writer: Option<IndexWriter>,
     /// Where the next catch-up reads from (`None`: the start).
     cursor: Option<LogCursor>,
+    /// A commit the reader has not reloaded yet.
+    stale_reader: bool,
 }
 
 /// The writer in `slot`, made first if there is none yet (see [`Writing`]).
@@ -173,7 +175,7 @@ impl SearchIndex {
         index.tokenizers().register(TOKENIZER, TextAnalyzer::from(KithTokenizer));
         let cursor = index.load_metas()?.payload.as_deref().and_then(cursor_of);
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(SearchIndex { index, reader, fields, writing: Mutex::new(Writing { writer: None, cursor }) })
+        Ok(SearchIndex { index, reader, fields, writing: Mutex::new(Writing { writer: None, cursor, stale_reader: false }) })
     }
 
     /// Number of messages indexed (as of the last catch-up).
@@ -288,8 +290,30 @@ impl SearchIndex {
         self.writing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Follows the log into the writer and commits; `reset` starts from scratch.
+    /// Follows the log into the writer and commits; `reset` starts from scratch. A
+    /// failure leaves the index and the cursor as of the last commit (a reset's
+    /// deletion undone with the rest), so the next catch-up adds the same messages
+    /// again, not twice.
     fn follow(&self, writing: &mut Writing, store: &Store, reset: bool) -> Result<Progress, SearchError> {
+        let committed = writing.cursor;
+        match self.follow_and_commit(writing, store, reset) {
+            Ok(progress) => {
+                if writing.stale_reader {
+                    self.reader.reload()?;
+                    writing.stale_reader = false;
+                }
+                Ok(progress)
+            }
+            Err(e) => {
+                discard_uncommitted(&mut writing.writer);
+                writing.cursor = committed;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`follow`](Self::follow) up to its commit, leaving what a failure undoes to it.
+    fn follow_and_commit(&self, writing: &mut Writing, store: &Store, reset: bool) -> Result<Progress, SearchError> {
         let mut progress = Progress::default();
         if reset {
             writer_of(&self.index, &mut writing.writer)?.delete_all_documents()?;
@@ -327,26 +351,16 @@ impl SearchIndex {
         });
         let cursor = match (cursor, failed) {
             (Ok(cursor), None) => cursor,
-            (Err(e), _) => {
-                discard_uncommitted(&mut writing.writer);
-                return Err(e.into());
-            }
-            (_, Some(e)) => {
-                discard_uncommitted(&mut writing.writer);
-                return Err(e.into());
-            }
+            (Err(e), _) => return Err(e.into()),
+            (_, Some(e)) => return Err(e.into()),
         };
         if progress != Progress::default() {
-            if let Err(e) = self.commit(&mut writing.writer, &cursor) {
-                // Not committed: added again from the old cursor next time, not twice.
-                discard_uncommitted(&mut writing.writer);
-                return Err(e);
-            }
-            writing.cursor = Some(cursor);
-            self.reader.reload()?;
-        } else {
-            writing.cursor = Some(cursor);
+            self.commit(&mut writing.writer, &cursor)?;
+            // Committed: searches see it once the reader reloads, which `follow`
+            // tries again after a failure until it succeeds.
+            writing.stale_reader = true;
         }
+        writing.cursor = Some(cursor);
         Ok(progress)
     }
 

@@ -274,3 +274,24 @@ fn an_index_whose_directory_vanished_fails_each_catch_up_with_an_error_and_never
         assert!(result.is_err(), "catch-up {n} into a vanished directory cannot succeed");
     }
 }
+
+#[test]
+fn a_rebuild_that_fails_leaves_the_index_as_it_was_and_the_next_catch_up_adds_nothing_twice() {
+    let mut f = Fixture::new();
+    f.say(1, ALICE, "one");
+    f.say(1, ALICE, "two");
+    f.index.catch_up(&f.store).unwrap();
+    assert_eq!(f.index.len(), 2);
+    // The index's directory is away while a rebuild tries to commit.
+    let aside = f.index_dir.with_extension("aside");
+    std::fs::rename(&f.index_dir, &aside).unwrap();
+    f.say(1, ALICE, "three");
+    assert!(f.index.rebuild(&f.store).is_err(), "nowhere to commit to");
+    std::fs::rename(&aside, &f.index_dir).unwrap();
+    // The rebuild's deletion was undone with the rest: the index is as of its last
+    // commit, and catching up from that commit's cursor adds only the new message.
+    f.index.catch_up(&f.store).unwrap();
+    assert_eq!(f.index.len(), 3, "every message once");
+    assert_eq!(f.find("two"), ["two"]);
+    assert_eq!(f.find("three"), ["three"]);
+}

@@ -415,6 +415,12 @@ impl Index {
         found
     }
 
+    /// Every key/value record, in no particular order: a compaction copies them
+    /// under the log's lock and needs none.
+    pub(crate) fn kv_records(&self) -> impl Iterator<Item = (&[u8], &KvSlot)> {
+        self.kv.iter().map(|(k, slot)| (&**k, slot))
+    }
+
     /// Gives back the room vectors and maps grew into while the log was read
     /// (a vector that doubled to hold its last message is up to half empty).
     pub(crate) fn shrink(&mut self) {
@@ -569,6 +575,7 @@ mod tests {
         assert_eq!(keys, [&b"p/a"[..], b"p/b"]);
         let all: Vec<&[u8]> = index.kv_prefix(b"").into_iter().map(|(k, _)| k).collect();
         assert_eq!(all, [&b"p"[..], b"p/a", b"p/b", b"q"], "every record, in key order");
+        assert_eq!(index.kv_records().count(), 4, "every record, for a compaction");
         assert_eq!(index.kv(b"p/a").map(|s| s.record_len), Some(25));
         assert!(index.drop_kv(b"p/a"));
         assert!(!index.drop_kv(b"p/a"));

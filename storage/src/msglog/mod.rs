@@ -694,7 +694,7 @@ impl Live {
             })
             .collect();
         let outbox = index.outbox().values().cloned().collect();
-        let kv = index.kv_prefix(b"").into_iter().map(|(k, s)| (k.to_vec(), *s)).collect();
+        let kv = index.kv_records().map(|(k, s)| (k.to_vec(), *s)).collect();
         Live { conversations, outbox, kv }
     }
 
