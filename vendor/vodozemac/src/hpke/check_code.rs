@@ -73,10 +73,11 @@ impl CheckCode {
     ///
     /// ```no_run
     /// # use vodozemac::hpke::{CheckCode, DigitMode};
-    /// # let check_code: CheckCode = unimplemented!();
+    /// # fn show(check_code: CheckCode) {
     /// let check_code = check_code.to_digit(DigitMode::NoLeadingZero);
     ///
     /// println!("The check code of the HPKE channel is: {check_code:02}");
+    /// # }
     /// ```
     pub const fn to_digit(&self, mode: DigitMode) -> u8 {
         let first = match mode {
