@@ -349,11 +349,10 @@ impl SearchIndex {
             failed = done.err();
             Ok(())
         });
-        let cursor = match (cursor, failed) {
-            (Ok(cursor), None) => cursor,
-            (Err(e), _) => return Err(e.into()),
-            (_, Some(e)) => return Err(e.into()),
-        };
+        let cursor = cursor?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
         if progress != Progress::default() {
             self.commit(&mut writing.writer, &cursor)?;
             // Committed: searches see it once the reader reloads, which `follow`

@@ -378,14 +378,9 @@ impl Index {
     /// Sets or replaces the key/value record under `key`; the replaced one's
     /// bytes become garbage.
     pub(crate) fn put_kv(&mut self, key: &[u8], slot: KvSlot) {
-        match self.kv.get_mut(key) {
-            Some(current) => {
-                let old = std::mem::replace(current, slot);
-                self.live_bytes = self.live_bytes.saturating_sub(old.record_len);
-            }
-            None => {
-                self.kv.insert(key.into(), slot);
-            }
+        // Most keys are new (a copy digest per message opened): one hashing.
+        if let Some(old) = self.kv.insert(key.into(), slot) {
+            self.live_bytes = self.live_bytes.saturating_sub(old.record_len);
         }
         self.live_bytes += slot.record_len;
     }
@@ -406,11 +401,16 @@ impl Index {
         self.kv.get(key)
     }
 
-    /// The key/value records whose key starts with `prefix`, in key order: a walk
-    /// over every record (see `kv`).
-    pub(crate) fn kv_prefix<'a>(&'a self, prefix: &[u8]) -> Vec<(&'a [u8], &'a KvSlot)> {
-        let mut found: Vec<(&[u8], &KvSlot)> =
-            self.kv.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, slot)| (&**k, slot)).collect();
+    /// The key/value records whose key starts with `prefix` and that `keep` takes
+    /// (by key and value length), in key order: a walk over every record (see
+    /// `kv`), sorting only what it keeps.
+    pub(crate) fn kv_prefix<'a>(&'a self, prefix: &[u8], keep: impl Fn(&[u8], usize) -> bool) -> Vec<(&'a [u8], &'a KvSlot)> {
+        let mut found: Vec<(&[u8], &KvSlot)> = self
+            .kv
+            .iter()
+            .filter(|(k, slot)| k.starts_with(prefix) && keep(k, slot.len as usize))
+            .map(|(k, slot)| (&**k, slot))
+            .collect();
         found.sort_unstable_by_key(|(k, _)| *k);
         found
     }
@@ -571,10 +571,12 @@ mod tests {
         index.put_kv(b"p", slot(7));
         index.put_kv(b"p/a", slot(25));
         assert_eq!(index.live_bytes(), 30 + 25 + 5 + 7);
-        let keys: Vec<&[u8]> = index.kv_prefix(b"p/").into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<&[u8]> = index.kv_prefix(b"p/", |_, _| true).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, [&b"p/a"[..], b"p/b"]);
-        let all: Vec<&[u8]> = index.kv_prefix(b"").into_iter().map(|(k, _)| k).collect();
+        let all: Vec<&[u8]> = index.kv_prefix(b"", |_, _| true).into_iter().map(|(k, _)| k).collect();
         assert_eq!(all, [&b"p"[..], b"p/a", b"p/b", b"q"], "every record, in key order");
+        let long: Vec<&[u8]> = index.kv_prefix(b"p", |k, _| k.len() > 1).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(long, [&b"p/a"[..], b"p/b"], "only what `keep` takes");
         assert_eq!(index.kv_records().count(), 4, "every record, for a compaction");
         assert_eq!(index.kv(b"p/a").map(|s| s.record_len), Some(25));
         assert!(index.drop_kv(b"p/a"));

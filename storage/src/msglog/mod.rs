@@ -385,9 +385,8 @@ impl MessageLog {
     ) -> Result<Vec<crate::ratchet::Record>, StoreError> {
         let (reader, slots) = self.lookup(|index| {
             index
-                .kv_prefix(prefix)
+                .kv_prefix(prefix, &keep)
                 .into_iter()
-                .filter(|(k, s)| keep(k, s.len as usize))
                 .map(|(k, s)| (k.to_vec(), *s))
                 .collect::<Vec<(Vec<u8>, KvSlot)>>()
         });
