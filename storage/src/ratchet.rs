@@ -71,6 +71,12 @@ impl RatchetState {
         self.inner.log.scan_kv_where(prefix, keep)
     }
 
+    /// The keys under `prefix` whose value `keep` takes, in no order. Values of
+    /// at most 8 bytes are held in memory: judging them reads no disk.
+    pub fn keys_where(&self, prefix: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner.log.kv_keys_where(prefix, keep)
+    }
+
     /// Applies `changes` in order (a later change of a key wins) as one frame
     /// of the message log, written with one `pwrite`: after a crash all or none
     /// of them are there (a batch past the log's frame size is split, each part

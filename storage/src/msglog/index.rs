@@ -135,15 +135,46 @@ pub(crate) struct ChangeEntry {
     pub(crate) target: MessageId,
 }
 
-/// Where a key/value record's value lies in the file.
+/// Where a key/value record's value lies: in the file, or, when it is at most
+/// [`KvSlot::INLINE`] bytes (a copy digest's time: one per message received),
+/// in the slot itself, so reading it touches no disk (a start reads every
+/// digest's time to prune them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KvSlot {
-    /// Offset of the value in the file.
-    pub(crate) at: u64,
-    /// Its length.
+    /// Offset of the value in the file, or the value itself (little-endian, zero
+    /// padded) when `len` is at most [`KvSlot::INLINE`].
+    at_or_value: u64,
+    /// The value's length.
     pub(crate) len: u32,
     /// The size of its whole record, for the live-byte count.
     pub(crate) record_len: u64,
+}
+
+impl KvSlot {
+    /// The longest value kept in the slot.
+    pub(crate) const INLINE: usize = 8;
+
+    /// The slot of `value`, which lies at offset `at` of the file.
+    pub(crate) fn new(at: u64, value: &[u8], record_len: u64) -> KvSlot {
+        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+        if value.len() <= Self::INLINE {
+            let mut padded = [0u8; Self::INLINE];
+            padded[..value.len()].copy_from_slice(value);
+            return KvSlot { at_or_value: u64::from_le_bytes(padded), len, record_len };
+        }
+        KvSlot { at_or_value: at, len, record_len }
+    }
+
+    /// The value, when the slot holds it: its bytes, zero padded, and its length.
+    pub(crate) fn inline(&self) -> Option<([u8; Self::INLINE], usize)> {
+        let len = self.len as usize;
+        (len <= Self::INLINE).then(|| (self.at_or_value.to_le_bytes(), len))
+    }
+
+    /// Where the value lies in the file, when the slot does not hold it.
+    pub(crate) fn at(&self) -> Option<u64> {
+        (self.len as usize > Self::INLINE).then_some(self.at_or_value)
+    }
 }
 
 /// A located message: its conversation, order key and slot.
@@ -223,16 +254,23 @@ impl Index {
         record_len: u64,
         target: Option<MessageId>,
     ) -> bool {
-        if self.contains(&key.1) {
-            return false;
-        }
+        // One look-up in `places` (most ids are new): with a few hundred
+        // thousand ids, each probe is a cache miss.
         let (id, digest) = split(&key.1);
         match self.places.entry(id) {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(Place { digest, conversation, lamport: key.0 });
             }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.more.insert(key.1, (conversation, key.0));
+            std::collections::hash_map::Entry::Occupied(first) => {
+                if first.get().digest == digest {
+                    return false;
+                }
+                match self.more.entry(key.1) {
+                    std::collections::btree_map::Entry::Occupied(_) => return false,
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert((conversation, key.0));
+                    }
+                }
             }
         }
         let conv = self.convs.entry(conversation).or_default();
@@ -253,7 +291,11 @@ impl Index {
     /// The message with this reference.
     pub(crate) fn find(&self, reference: &RefKey) -> Option<Found> {
         let (conversation, lamport) = self.place(reference)?;
-        let key = (lamport, *reference);
+        self.found_at(conversation, (lamport, *reference))
+    }
+
+    /// The message under `key` in `conversation`, if its entry is there.
+    fn found_at(&self, conversation: ConversationId, key: OrderKey) -> Option<Found> {
         let slot = self.convs.get(&conversation)?.get(&key)?.slot;
         Some(Found { conversation, key, slot })
     }
@@ -266,12 +308,15 @@ impl Index {
         let mut reference = [0u8; REF_LEN];
         reference[..ID_LEN].copy_from_slice(&id.0);
         reference[ID_LEN..].copy_from_slice(&first.digest);
-        let mut found: Vec<Found> = self.find(&reference).into_iter().collect();
+        let mut found: Vec<Found> = self.found_at(first.conversation, (first.lamport, reference)).into_iter().collect();
+        if self.more.is_empty() {
+            return found;
+        }
         let mut low = [0u8; REF_LEN];
         low[..ID_LEN].copy_from_slice(&id.0);
         let mut high = [0xffu8; REF_LEN];
         high[..ID_LEN].copy_from_slice(&id.0);
-        found.extend(self.more.range(low..=high).filter_map(|(r, _)| self.find(r)));
+        found.extend(self.more.range(low..=high).filter_map(|(r, (conv, lamport))| self.found_at(*conv, (*lamport, *r))));
         found.sort_by_key(|f| f.key.1);
         found
     }
@@ -564,7 +609,7 @@ mod tests {
     #[test]
     fn key_value_records_count_only_their_latest_record_and_a_prefix_comes_in_key_order() {
         let mut index = Index::default();
-        let slot = |record_len| KvSlot { at: 1, len: 1, record_len };
+        let slot = |record_len| KvSlot::new(1, b"v", record_len);
         index.put_kv(b"p/b", slot(30));
         index.put_kv(b"p/a", slot(20));
         index.put_kv(b"q", slot(5));

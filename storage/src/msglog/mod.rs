@@ -184,8 +184,11 @@ impl LogReader {
 
     /// Reads the value in `slot`.
     pub(crate) fn read_kv(&self, slot: &KvSlot) -> Result<Vec<u8>, StoreError> {
+        let Some(at) = slot.at() else {
+            return Ok(slot.inline().map(|(bytes, len)| bytes[..len].to_vec()).unwrap_or_default());
+        };
         let mut value = vec![0; slot.len as usize];
-        self.file.read_exact_at(&mut value, slot.at).map_err(io_error)?;
+        self.file.read_exact_at(&mut value, at).map_err(io_error)?;
         Ok(value)
     }
 }
@@ -391,6 +394,29 @@ impl MessageLog {
                 .collect::<Vec<(Vec<u8>, KvSlot)>>()
         });
         slots.into_iter().map(|(key, slot)| Ok((key, reader.read_kv(&slot)?))).collect()
+    }
+
+    /// The keys of the key/value records under `prefix` whose value `keep`
+    /// takes, in no order. A value held in the index (see [`KvSlot`]) is judged
+    /// under the log's lock with no disk access; the others are read after it.
+    pub(crate) fn kv_keys_where(&self, prefix: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (reader, (mut kept, in_file)) = self.lookup(|index| {
+            let (mut kept, mut in_file) = (Vec::new(), Vec::new());
+            for (key, slot) in index.kv_records().filter(|(key, _)| key.starts_with(prefix)) {
+                match slot.inline() {
+                    Some((bytes, len)) if keep(&bytes[..len]) => kept.push(key.to_vec()),
+                    Some(_) => {}
+                    None => in_file.push((key.to_vec(), *slot)),
+                }
+            }
+            (kept, in_file)
+        });
+        for (key, slot) in in_file {
+            if keep(&reader.read_kv(&slot)?) {
+                kept.push(key);
+            }
+        }
+        Ok(kept)
     }
 
     /// Applies key/value `changes` in order (a later change of a key wins) as one
@@ -873,9 +899,11 @@ fn replay(index: &mut Index, r: &frame::RecordRef<'_>) -> Result<(), StoreError>
         }
         record::KV_PUT => {
             let (key, value_at) = record::decode_kv_put(r.body).ok_or_else(|| bad("key/value"))?;
-            let len = u32::try_from(r.body.len() - value_at).map_err(|_| bad("key/value"))?;
+            if u32::try_from(r.body.len() - value_at).is_err() {
+                return Err(bad("key/value"));
+            }
             let record_len = (RECORD_HEADER + r.body.len()) as u64;
-            index.put_kv(key, KvSlot { at: r.at + value_at as u64, len, record_len });
+            index.put_kv(key, KvSlot::new(r.at + value_at as u64, &r.body[value_at..], record_len));
         }
         record::KV_DROP => {
             index.drop_kv(record::decode_kv_drop(r.body).ok_or_else(|| bad("key/value drop"))?);
@@ -996,9 +1024,11 @@ impl Batch<'_> {
         self.close_if_full()?;
         self.dirty = true;
         let value_at = push_kv(&mut self.frame, key, value)?;
-        let len = u32::try_from(value.len()).map_err(|_| StoreError::Encode { detail: "value too large".into() })?;
+        if u32::try_from(value.len()).is_err() {
+            return Err(StoreError::Encode { detail: "value too large".into() });
+        }
         let record_len = (RECORD_HEADER + 2 + key.len() + value.len()) as u64;
-        let slot = KvSlot { at: self.base() + value_at as u64, len, record_len };
+        let slot = KvSlot::new(self.base() + value_at as u64, value, record_len);
         self.state.index.put_kv(key, slot);
         Ok(())
     }

@@ -393,6 +393,10 @@ fn key_value_records_put_replace_drop_and_scan_survive_reopening() {
     batch.put_kv(b"p/bob", b"bob's sessions").unwrap();
     batch.put_kv(b"p/alice", b"alice's sessions").unwrap();
     batch.put_kv(b"d/1", b"").unwrap();
+    // Values of up to eight bytes are held in the index itself; nine are read
+    // from the file.
+    batch.put_kv(b"d/2", b"8 bytes!").unwrap();
+    batch.put_kv(b"d/3", b"9 bytes!!").unwrap();
     batch.commit().unwrap();
     let mut batch = log.batch();
     batch.put_kv(b"account", b"second account").unwrap();
@@ -404,10 +408,16 @@ fn key_value_records_put_replace_drop_and_scan_survive_reopening() {
         assert_eq!(log.get_kv(b"account").unwrap().as_deref(), Some(&b"second account"[..]));
         assert_eq!(log.get_kv(b"p/bob").unwrap(), None);
         assert_eq!(log.get_kv(b"d/1").unwrap(), Some(Vec::new()), "an empty value is a value");
+        assert_eq!(log.get_kv(b"d/2").unwrap().as_deref(), Some(&b"8 bytes!"[..]));
         let peers = log.scan_kv(b"p/").unwrap();
         assert_eq!(peers, [(b"p/alice".to_vec(), b"alice's sessions".to_vec())]);
+        let digests = log.scan_kv(b"d/").unwrap();
+        assert_eq!(digests, [(b"d/1".to_vec(), Vec::new()), (b"d/2".to_vec(), b"8 bytes!".to_vec()), (b"d/3".to_vec(), b"9 bytes!!".to_vec())]);
+        let mut chosen = log.kv_keys_where(b"d/", |value| value.len() >= 8).unwrap();
+        chosen.sort();
+        assert_eq!(chosen, [b"d/2".to_vec(), b"d/3".to_vec()], "chosen by value, held in the index or read from the file");
         let keys: Vec<Vec<u8>> = kv_all(log).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, [&b"account"[..], b"d/1", b"p/alice"], "in key order");
+        assert_eq!(keys, [&b"account"[..], b"d/1", b"d/2", b"d/3", b"p/alice"], "in key order");
     };
     expect(&log);
     let messages = contents(&log);
@@ -467,6 +477,7 @@ fn compaction_keeps_the_live_values_and_the_bytes_of_replaced_ones_leave_the_fil
     batch.put_kv(b"p/bob", &old).unwrap();
     batch.put_kv(b"p/carol", &dropped).unwrap();
     batch.put_kv(b"account", b"the account").unwrap();
+    batch.put_kv(b"d/held", b"8 bytes!").unwrap();
     batch.commit().unwrap();
     let mut batch = log.batch();
     batch.put_kv(b"p/bob", b"the current value").unwrap();
@@ -482,7 +493,8 @@ fn compaction_keeps_the_live_values_and_the_bytes_of_replaced_ones_leave_the_fil
     batch.drop_kv(b"big").unwrap();
     batch.commit().unwrap();
     let before = (contents(&log), kv_all(&log));
-    assert_eq!(before.1.len(), 2);
+    assert_eq!(before.1.len(), 3);
+    assert!(before.1.contains(&(b"d/held".to_vec(), b"8 bytes!".to_vec())), "a value held in the index is copied too");
     drop(log);
     assert!(file_holds(dir.path(), &old) && file_holds(dir.path(), &dropped), "the log keeps them until a compaction");
 
