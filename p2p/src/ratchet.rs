@@ -67,7 +67,10 @@
 //! One envelope may arrive by several paths (a direct send and two relays). Its key
 //! is gone after the first, so every opened message leaves a digest
 //! ([`Ratchets::open`] answers a copy with [`RatchetError::Duplicate`]); digests
-//! older than [`SEEN_RETENTION`] are pruned at start.
+//! older than [`SEEN_RETENTION`] are pruned at start and at every roll, so a node
+//! that runs for months holds the digests of the retention window only. A
+//! digest's value (its time, 8 bytes) is held in the store's memory, so a
+//! pruning reads nothing from the disk.
 
 mod keys;
 
@@ -282,7 +285,7 @@ impl Ratchets {
     pub fn load(store: RatchetState, identity: &Identity, now_ms: u64) -> Result<Ratchets, RatchetError> {
         let mut ratchets = Self::load_unrolled(store, identity, now_ms)?;
         ratchets.skip_past_sent_ahead(now_ms)?;
-        if let Err(e) = ratchets.roll(Instant::now()) {
+        if let Err(e) = ratchets.roll(Instant::now(), now_ms) {
             if ratchets.keys.current_epoch().is_none() {
                 return Err(e);
             }
@@ -367,13 +370,15 @@ impl Ratchets {
     /// anything left on disk. A record that opens with no key held is dropped (it
     /// never could again). Blocks on five syncs (two per key file write, one for
     /// the records); changes not yet written by [`Self::persist`] stay pending, to
-    /// be sealed under K'.
+    /// be sealed under K'. First deletes the copy digests older than
+    /// [`SEEN_RETENTION`] at `now_ms` (the roll's sync covers that too).
     ///
     /// # Errors
     /// [`RatchetError::State`] if a step fails: every live record still opens with
     /// the keys in the key file, and the next roll finishes the job.
-    pub fn roll(&mut self, now: Instant) -> Result<(), RatchetError> {
+    pub fn roll(&mut self, now: Instant, now_ms: u64) -> Result<(), RatchetError> {
         self.last_roll = now;
+        self.prune_seen(now_ms)?;
         let opened = self.roll_begin()?;
         self.roll_reseal(&opened, |_| true)?;
         self.roll_end()
@@ -864,19 +869,25 @@ impl Ratchets {
         })
     }
 
+    /// Deletes the digests written more than [`SEEN_RETENTION`] before `now_ms`
+    /// (written, not flushed: a pruning lost to a crash is done again). A
+    /// digest's value, its time, is held in the store's memory: this walks the
+    /// records and reads no disk.
     fn prune_seen(&self, now_ms: u64) -> Result<(), RatchetError> {
         let retention = u64::try_from(SEEN_RETENTION.as_millis()).unwrap_or(u64::MAX);
-        let mut pruned: Vec<RatchetChange> = Vec::new();
-        for (key, value) in self.store.scan(SEEN_PREFIX).map_err(state)? {
-            let at = value.get(..8).and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
-            if now_ms.saturating_sub(at) > retention {
-                pruned.push((key, None));
-            }
+        let expired = self
+            .store
+            .keys_where(SEEN_PREFIX, |value| {
+                // A value too short for a time is as old as can be.
+                let at = value.get(..8).and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
+                now_ms.saturating_sub(at) > retention
+            })
+            .map_err(state)?;
+        if expired.is_empty() {
+            return Ok(());
         }
-        if !pruned.is_empty() {
-            self.store.write(&pruned).map_err(state)?;
-        }
-        Ok(())
+        let pruned: Vec<RatchetChange> = expired.into_iter().map(|key| (key, None)).collect();
+        self.store.write(&pruned).map_err(state)
     }
 }
 

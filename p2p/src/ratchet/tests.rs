@@ -104,6 +104,35 @@ fn a_copy_is_recognised_also_after_a_restart() {
 }
 
 #[test]
+fn a_roll_deletes_the_copy_digests_past_the_retention_and_a_restart_prunes_the_rest_at_their_own_time() {
+    let (mut alice, mut bob) = pair();
+    let retention = u64::try_from(SEEN_RETENTION.as_millis()).unwrap();
+    let digests = |bob: &Side| bob.store.ratchet().scan(SEEN_PREFIX).unwrap().len();
+    let old = alice.seal(&bob, "old");
+    assert_eq!(bob.open(&alice, &old).unwrap(), "old");
+    // A second message, opened half a retention later.
+    let half = NOW + retention / 2;
+    let recent = alice.seal(&bob, "recent");
+    bob.ratchets.open(&alice.peer, recent.0, &recent.1, half).unwrap();
+    bob.ratchets.record(copy_digest(recent.0, &recent.1));
+    bob.ratchets.persist(half).unwrap();
+    assert_eq!(digests(&bob), 2);
+
+    // A node that keeps running: its rolls prune, not only its start.
+    bob.ratchets.roll(Instant::now(), NOW + retention).unwrap();
+    assert_eq!(digests(&bob), 2, "not older than the retention yet");
+    bob.ratchets.roll(Instant::now(), NOW + retention + 1).unwrap();
+    assert_eq!(digests(&bob), 1, "the first message's digest is past the retention");
+    assert!(matches!(bob.open(&alice, &recent), Err(RatchetError::Duplicate)), "the newer digest still recognises a copy");
+
+    // After a restart the remaining digest keeps its own time.
+    bob.ratchets = Ratchets::load(bob.store.ratchet(), &bob.identity, half + retention).unwrap();
+    assert_eq!(digests(&bob), 1);
+    bob.ratchets.roll(Instant::now(), half + retention + 1).unwrap();
+    assert_eq!(digests(&bob), 0);
+}
+
+#[test]
 fn forward_secrecy_the_receivers_keys_and_database_after_reading_open_none_of_the_captured_messages() {
     let (mut alice, mut bob) = pair();
     // A conversation with round trips, as people have them.
@@ -365,7 +394,7 @@ fn after_a_roll_a_replaced_record_left_in_the_log_opens_with_nothing_on_disk() {
     // holds the key of a message Bob has read (and deleted the key of).
     assert_eq!(open_captured(&disk_keys(&bob), &at, &replaced, &captured).as_deref(), Some("captured secret"));
 
-    bob.ratchets.roll(Instant::now()).unwrap();
+    bob.ratchets.roll(Instant::now(), NOW).unwrap();
     assert!(log_holds(&bob, &replaced), "still in the file: only its key is gone");
     assert_eq!(open_captured(&disk_keys(&bob), &at, &replaced, &captured), None);
     // A restart derives no key that opens it either, and the current state works on.
@@ -387,7 +416,7 @@ fn a_roll_is_due_once_state_was_written_and_the_interval_passed() {
     alice.ratchets.persist(NOW).unwrap();
     assert!(!alice.ratchets.roll_due(Instant::now()), "not before the interval");
     assert!(alice.ratchets.roll_due(later + Duration::from_millis(1)));
-    alice.ratchets.roll(later).unwrap();
+    alice.ratchets.roll(later, NOW).unwrap();
     assert!(!alice.ratchets.roll_due(later + every * 2), "nothing written since");
     alice.ratchets.forget(&bob.peer).unwrap();
     assert!(!alice.ratchets.roll_due(later + every - Duration::from_millis(1)));

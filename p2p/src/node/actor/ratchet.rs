@@ -323,7 +323,7 @@ impl Actor {
         if !self.ratchets.roll_due(now) {
             return;
         }
-        if let Err(e) = self.ratchets.roll(now) {
+        if let Err(e) = self.ratchets.roll(now, ops::now_ms()) {
             tracing::error!(error = %e, "replacing the ratchet state key failed; trying again at the next interval");
         }
     }
