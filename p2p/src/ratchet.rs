@@ -70,7 +70,7 @@
 //! older than [`SEEN_RETENTION`] are pruned at start and at every roll, so a node
 //! that runs for months holds the digests of the retention window only. A
 //! digest's value (its time, 8 bytes) is held in the store's memory, so a
-//! pruning reads nothing from the disk.
+//! pruning reads from the disk only the few digests that hold a plaintext.
 
 mod keys;
 
@@ -283,7 +283,7 @@ impl Ratchets {
     /// state key to seal with (a roll that fails otherwise is logged and tried again
     /// later).
     pub fn load(store: RatchetState, identity: &Identity, now_ms: u64) -> Result<Ratchets, RatchetError> {
-        let mut ratchets = Self::load_unrolled(store, identity, now_ms)?;
+        let mut ratchets = Self::load_unrolled(store, identity)?;
         ratchets.skip_past_sent_ahead(now_ms)?;
         if let Err(e) = ratchets.roll(Instant::now(), now_ms) {
             if ratchets.keys.current_epoch().is_none() {
@@ -295,7 +295,7 @@ impl Ratchets {
     }
 
     /// [`Self::load`] without the roll.
-    fn load_unrolled(store: RatchetState, identity: &Identity, now_ms: u64) -> Result<Ratchets, RatchetError> {
+    fn load_unrolled(store: RatchetState, identity: &Identity) -> Result<Ratchets, RatchetError> {
         let file_key = keys::file_key(identity);
         let keys = match store.read_key_file() {
             Ok(Some(bytes)) => StateKeys::from_file(&file_key, &bytes, || keys::legacy_key(identity)),
@@ -340,7 +340,6 @@ impl Ratchets {
             new_chains: HashSet::new(),
             chain_in_use: HashSet::new(),
         };
-        ratchets.prune_seen(now_ms)?;
         Ok(ratchets)
     }
 
@@ -371,14 +370,19 @@ impl Ratchets {
     /// never could again). Blocks on five syncs (two per key file write, one for
     /// the records); changes not yet written by [`Self::persist`] stay pending, to
     /// be sealed under K'. First deletes the copy digests older than
-    /// [`SEEN_RETENTION`] at `now_ms` (the roll's sync covers that too).
+    /// [`SEEN_RETENTION`] at `now_ms` (the roll's sync covers that too; a
+    /// pruning that fails is logged and the roll goes on).
     ///
     /// # Errors
     /// [`RatchetError::State`] if a step fails: every live record still opens with
     /// the keys in the key file, and the next roll finishes the job.
     pub fn roll(&mut self, now: Instant, now_ms: u64) -> Result<(), RatchetError> {
         self.last_roll = now;
-        self.prune_seen(now_ms)?;
+        // A pruning that fails must not hold the roll up: replaced session
+        // records would stay readable. It is tried again at the next roll.
+        if let Err(e) = self.prune_seen(now_ms) {
+            tracing::warn!(error = %e, "pruning old copy digests failed; trying again at the next roll");
+        }
         let opened = self.roll_begin()?;
         self.roll_reseal(&opened, |_| true)?;
         self.roll_end()
@@ -872,7 +876,7 @@ impl Ratchets {
     /// Deletes the digests written more than [`SEEN_RETENTION`] before `now_ms`
     /// (written, not flushed: a pruning lost to a crash is done again). A
     /// digest's value, its time, is held in the store's memory: this walks the
-    /// records and reads no disk.
+    /// records and reads from the disk only digests that hold a plaintext.
     fn prune_seen(&self, now_ms: u64) -> Result<(), RatchetError> {
         let retention = u64::try_from(SEEN_RETENTION.as_millis()).unwrap_or(u64::MAX);
         let expired = self

@@ -513,7 +513,7 @@ fn state_sealed_under_the_end_to_end_key_is_read_once_and_re_sealed_under_a_stat
 
     // A crash during the upgrade's roll, after the key file was written: it names the
     // legacy key, and the records are still sealed under it.
-    let mut upgrading = Ratchets::load_unrolled(bob.store.ratchet(), &bob.identity, NOW).unwrap();
+    let mut upgrading = Ratchets::load_unrolled(bob.store.ratchet(), &bob.identity).unwrap();
     upgrading.roll_begin().unwrap();
     drop(upgrading);
 

@@ -212,7 +212,8 @@ pub(crate) struct Index {
     /// Key/value records by key. Hashed, not ordered: a node that receives
     /// messages holds one record per message of the replay window (the ratchet's
     /// copy digests), looked up and added for every message it opens, while a
-    /// scan by prefix is rare (at start, at a pruning, at a compaction). In a
+    /// walk of every record is rare (at start, at a roll of the ratchet state
+    /// key: every 10 minutes while it is written, at a compaction). In a
     /// tree of a few hundred thousand keys, each a separate allocation, a lookup
     /// cost some 35 comparisons and as many cache misses.
     kv: HashMap<Box<[u8]>, KvSlot>,
