@@ -255,6 +255,12 @@ impl Host {
         self.nft(&format!("add rule inet faults output ip daddr {} drop", other.ip));
     }
 
+    /// Police what this host receives to `kbytes_per_s` kilobytes a second: packets
+    /// over the rate are dropped, so TCP settles near it (a slow link).
+    pub fn throttle(&self, kbytes_per_s: u32) {
+        self.nft(&format!("add rule inet faults input limit rate over {kbytes_per_s} kbytes/second drop"));
+    }
+
     /// Remove every fault from this host.
     pub fn heal(&self) {
         self.nft("flush chain inet faults input");

@@ -71,6 +71,43 @@ fn send_all(from: &Peer, to: &Peer, prefix: &str, n: usize) -> Vec<String> {
 }
 
 #[test]
+fn long_texts_over_a_throttled_link_arrive_in_smaller_requests() {
+    let test = "long_texts_over_a_throttled_link_arrive_in_smaller_requests";
+    let Some(lan) = lan(test, &["alice", "bob"]) else { return };
+    let [alice_host, bob_host] = [&lan.hosts[0], &lan.hosts[1]];
+    let mut alice = Peer::init("Alice");
+    // A shorter timeout keeps the test short; the texts below take three times
+    // as long over the throttled link.
+    alice.env.push(("KITH_REQUEST_TIMEOUT_MS".into(), "3000".into()));
+    alice.netns = Some(alice_host.netns.clone());
+    alice.start_on(&[&format!("/ip4/{}/tcp/0", alice_host.ip)], &[]);
+    let mut bob = peer_on("Bob", bob_host, &[]);
+    connect(&alice, &bob);
+
+    // Thirty texts of 60,000 characters (1.8 MB sealed) wait for Bob, then go in
+    // one request when he is back, over a link of 200 KB/s: 9 s, past the timeout
+    // at every retry unless the requests get smaller.
+    bob.stop();
+    let expected: Vec<String> = (0..30).map(|i| format!("{i:03} {}", "x".repeat(60_000))).collect();
+    for text in &expected {
+        alice.ok(&["send", &bob.name, text]);
+    }
+    bob_host.throttle(200);
+    bob.start_on(&[&format!("/ip4/{}/tcp/0", bob_host.ip)], &[]);
+
+    let mut got = Vec::new();
+    wait_until(DEADLINE, "Bob has all 30 long texts", || {
+        got = received(&bob, &alice);
+        got.len() >= expected.len()
+    });
+    let heads = |texts: &[String]| texts.iter().map(|t| format!("{}…({} chars)", &t[..3], t.len())).collect::<Vec<_>>();
+    assert!(got == expected, "each text once, in order, whole: got {:?}", heads(&got));
+    wait_until(DEADLINE, "Alice sees them delivered", || {
+        alice.history(&bob.name).iter().filter(|m| m["direction"] == "outgoing").all(|m| m["state"] == "delivered")
+    });
+}
+
+#[test]
 fn five_percent_loss_loses_nothing() {
     let Some(lan) = lan("five_percent_loss_loses_nothing", &["relay", "alice", "bob"]) else { return };
     let [relay_host, alice_host, bob_host] = [&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]];

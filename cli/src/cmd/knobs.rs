@@ -38,6 +38,9 @@ const SEARCH_CATCH_UP: &str = "KITH_SEARCH_CATCH_UP_MS";
 /// How often the node looks whether its message log is worth compacting, in ms
 /// (default 60 000).
 const LOG_COMPACTION_CHECK: &str = "KITH_LOG_COMPACTION_CHECK_MS";
+/// How long a request to a peer (a delivery, a mailbox's, a group log's) may take
+/// before it counts as failed, in ms (default 10 000).
+const REQUEST_TIMEOUT: &str = "KITH_REQUEST_TIMEOUT_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
 
@@ -92,6 +95,9 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
     if let Some(every) = millis(LOG_COMPACTION_CHECK, 50) {
         timers.log_compaction_check = every;
     }
+    if let Some(timeout) = millis(REQUEST_TIMEOUT, 100) {
+        timers.request_timeout = timeout;
+    }
     if let Some(only_global) = number(AUTONAT_ONLY_GLOBAL_IPS) {
         timers.autonat.only_global_ips = only_global != 0;
     }
@@ -116,6 +122,7 @@ mod tests {
             assert_eq!(timers.ratchet_state_roll, defaults.ratchet_state_roll);
             assert_eq!(timers.search_catch_up, defaults.search_catch_up);
             assert_eq!(timers.log_compaction_check, defaults.log_compaction_check);
+            assert_eq!(timers.request_timeout, defaults.request_timeout);
         }
     }
 
@@ -136,6 +143,7 @@ mod tests {
                     RATCHET_STATE_ROLL => "5000",
                     SEARCH_CATCH_UP => "50",
                     LOG_COMPACTION_CHECK => "10",
+                    REQUEST_TIMEOUT => "3000",
                     _ => return None,
                 }
                 .into(),
@@ -155,5 +163,6 @@ mod tests {
         assert_eq!(timers.ratchet_state_roll, Duration::from_secs(5));
         assert_eq!(timers.search_catch_up, Duration::from_millis(100), "at least 100 ms");
         assert_eq!(timers.log_compaction_check, Duration::from_millis(50), "at least 50 ms");
+        assert_eq!(timers.request_timeout, Duration::from_secs(3));
     }
 }

@@ -191,6 +191,9 @@ pub(crate) struct Actor {
     /// seal its uncached part again at later keys each time, and a slow link gets a
     /// smaller request to carry within the timeout.
     batches_cut: HashSet<PeerId>,
+    /// The bytes a direct request to each contact may carry: cut after a timeout,
+    /// so a slow link gets requests it can carry within the timeout.
+    batch_bytes: super::batch_bytes::BatchBytes,
     directory: Directory,
     next_refresh: Instant,
     relays: crate::node::mailbox_client::MailboxClient,
@@ -362,6 +365,7 @@ impl Actor {
             connected: HashSet::new(),
             large_batches: HashSet::new(),
             batches_cut: HashSet::new(),
+            batch_bytes: super::batch_bytes::BatchBytes::default(),
             directory: Directory::new(config.timers.publish_spacing),
             next_refresh: Instant::now() + timers.record_refresh,
             relays: Default::default(),
@@ -1311,11 +1315,12 @@ impl Actor {
         let mut ids = Vec::with_capacity(batch.len());
         let mut sealed_now = Vec::new();
         let mut bytes = 0;
+        let max_bytes = self.batch_bytes.cap(&peer);
         for entry in &batch {
             // The request must stay under the receiver's cap: stop before an entry
             // that might not fit (judged before sealing it, so no key is spent on it).
             let most = entry.payload.len() + crate::payload::RATCHET_OVERHEAD + crate::envelope::MAX_SEAL_OVERHEAD;
-            if !envelopes.is_empty() && bytes + most + dm::ENVELOPE_FRAMING > dm::MAX_BATCH_BYTES {
+            if !envelopes.is_empty() && bytes + most + dm::ENVELOPE_FRAMING > max_bytes {
                 break;
             }
             let plaintext = match self.ratchet_cached(&contact, entry, &mut sealed_now) {
@@ -1450,6 +1455,7 @@ impl Actor {
     fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: DmResponse) {
         let Some(ids) = self.queues.in_flight(&peer, Flight::Direct(request_id)) else { return };
         self.batches_cut.remove(&peer);
+        self.batch_bytes.answered(&peer);
         let answer = direct::answered(&ids, &response.results);
         if answer.miscounted {
             tracing::warn!(%peer, "delivery answer has {} results for {} items", response.results.len(), ids.len());
@@ -1498,6 +1504,9 @@ impl Actor {
         let Some(delay) = self.queues.fail(&peer, Flight::Direct(request_id), now) else { return };
         if self.large_batches.contains(&peer) {
             self.batches_cut.insert(peer);
+        }
+        if matches!(error, request_response::OutboundFailure::Timeout) {
+            self.batch_bytes.timed_out(peer);
         }
         let dial_failed = matches!(error, request_response::OutboundFailure::DialFailure);
         if dial_failed {

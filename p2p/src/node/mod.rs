@@ -8,6 +8,7 @@
 //! through the actor, which is the single writer.
 
 mod actor;
+mod batch_bytes;
 
 pub(crate) use actor::relays::relay_peer;
 mod behaviour;
