@@ -192,7 +192,8 @@ pub(crate) struct Actor {
     /// smaller request to carry within the timeout.
     batches_cut: HashSet<PeerId>,
     /// The bytes a direct request to each contact may carry: cut after a timeout,
-    /// so a slow link gets requests it can carry within the timeout.
+    /// so a slow link gets requests it can carry within the timeout (the cut
+    /// applies to the contact's relay deposits too: they are built the same way).
     batch_bytes: super::batch_bytes::BatchBytes,
     directory: Directory,
     next_refresh: Instant,
@@ -1444,6 +1445,7 @@ impl Actor {
 
     fn send_direct(&mut self, peer: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
         let addrs = contact.addrs.clone();
+        self.batch_bytes.sent(peer, envelopes.iter().map(|e| e.len() + dm::ENVELOPE_FRAMING).sum());
         let request_id = self
             .swarm
             .behaviour_mut()
@@ -1505,9 +1507,8 @@ impl Actor {
         if self.large_batches.contains(&peer) {
             self.batches_cut.insert(peer);
         }
-        if matches!(error, request_response::OutboundFailure::Timeout) {
-            self.batch_bytes.timed_out(peer);
-        }
+        let too_slow = matches!(error, request_response::OutboundFailure::Timeout | request_response::OutboundFailure::Io(_));
+        self.batch_bytes.failed(peer, too_slow);
         let dial_failed = matches!(error, request_response::OutboundFailure::DialFailure);
         if dial_failed {
             self.lookup(peer);
@@ -1796,6 +1797,7 @@ impl Actor {
                 self.connected.remove(&peer_id);
                 self.large_batches.remove(&peer_id);
                 self.batches_cut.remove(&peer_id);
+                self.batch_bytes.disconnected(&peer_id);
                 self.emit(Event::PeerDisconnected { peer_id: peer_id.to_string() });
             }
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
