@@ -34,7 +34,13 @@ fn lan(test: &str, names: &[&str]) -> Option<Network> {
 
 /// A peer whose daemon runs on `host`, pinning `relays`.
 fn peer_on(name: &str, host: &Host, relays: &[String]) -> Peer {
+    peer_with_env(name, host, relays, &[])
+}
+
+/// [`peer_on`] with more environment for its `kith` commands (timer knobs).
+fn peer_with_env(name: &str, host: &Host, relays: &[String], env: &[(&str, &str)]) -> Peer {
     let mut peer = Peer::init(name);
+    peer.env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     for r in relays {
         peer.ok(&["relay", "add", r]);
     }
@@ -70,41 +76,77 @@ fn send_all(from: &Peer, to: &Peer, prefix: &str, n: usize) -> Vec<String> {
     texts
 }
 
+/// Alice with a request timeout of 3 s (the tests' throttled links take three times
+/// as long for what she sends at once), pinning `relays`, running on `host`.
+fn impatient_alice(host: &Host, relays: &[String]) -> Peer {
+    peer_with_env("Alice", host, relays, &[("KITH_REQUEST_TIMEOUT_MS", "3000")])
+}
+
+/// `from` sends thirty texts of 60,000 characters (1.8 MB sealed) to `to`; returns them.
+fn send_long_texts(from: &Peer, to: &Peer) -> Vec<String> {
+    let texts: Vec<String> = (0..30).map(|i| format!("{i:03} {}", "x".repeat(60_000))).collect();
+    for text in &texts {
+        from.ok(&["send", &to.name, text]);
+    }
+    texts
+}
+
+/// Wait until `to` has every one of the long texts `expected` from `from`, and
+/// check each came once, in order, whole (saying which came, not all their text).
+fn assert_long_texts_arrived(from: &Peer, to: &Peer, expected: &[String]) {
+    let mut got = Vec::new();
+    wait_until(DEADLINE, &format!("{} has all {} long texts", to.name, expected.len()), || {
+        got = received(to, from);
+        got.len() >= expected.len()
+    });
+    let heads = |texts: &[String]| texts.iter().map(|t| format!("{}…({} chars)", &t[..3], t.len())).collect::<Vec<_>>();
+    assert!(got == expected, "each text once, in order, whole: got {:?}", heads(&got));
+}
+
 #[test]
 fn long_texts_over_a_throttled_link_arrive_in_smaller_requests() {
     let test = "long_texts_over_a_throttled_link_arrive_in_smaller_requests";
     let Some(lan) = lan(test, &["alice", "bob"]) else { return };
     let [alice_host, bob_host] = [&lan.hosts[0], &lan.hosts[1]];
-    let mut alice = Peer::init("Alice");
-    // A shorter timeout keeps the test short; the texts below take three times
-    // as long over the throttled link.
-    alice.env.push(("KITH_REQUEST_TIMEOUT_MS".into(), "3000".into()));
-    alice.netns = Some(alice_host.netns.clone());
-    alice.start_on(&[&format!("/ip4/{}/tcp/0", alice_host.ip)], &[]);
+    let alice = impatient_alice(alice_host, &[]);
     let mut bob = peer_on("Bob", bob_host, &[]);
     connect(&alice, &bob);
 
-    // Thirty texts of 60,000 characters (1.8 MB sealed) wait for Bob, then go in
-    // one request when he is back, over a link of 200 KB/s: 9 s, past the timeout
-    // at every retry unless the requests get smaller.
+    // The long texts wait for Bob, then go in one request when he is back, over a
+    // link of 200 KB/s: 9 s, past the timeout at every retry unless the requests
+    // get smaller.
     bob.stop();
-    let expected: Vec<String> = (0..30).map(|i| format!("{i:03} {}", "x".repeat(60_000))).collect();
-    for text in &expected {
-        alice.ok(&["send", &bob.name, text]);
-    }
+    let expected = send_long_texts(&alice, &bob);
     bob_host.throttle(200);
     bob.start_on(&[&format!("/ip4/{}/tcp/0", bob_host.ip)], &[]);
-
-    let mut got = Vec::new();
-    wait_until(DEADLINE, "Bob has all 30 long texts", || {
-        got = received(&bob, &alice);
-        got.len() >= expected.len()
-    });
-    let heads = |texts: &[String]| texts.iter().map(|t| format!("{}…({} chars)", &t[..3], t.len())).collect::<Vec<_>>();
-    assert!(got == expected, "each text once, in order, whole: got {:?}", heads(&got));
+    assert_long_texts_arrived(&alice, &bob, &expected);
     wait_until(DEADLINE, "Alice sees them delivered", || {
         alice.history(&bob.name).iter().filter(|m| m["direction"] == "outgoing").all(|m| m["state"] == "delivered")
     });
+}
+
+#[test]
+fn long_texts_deposited_over_a_throttled_link_to_the_relay_arrive() {
+    let test = "long_texts_deposited_over_a_throttled_link_to_the_relay_arrive";
+    let Some(lan) = lan(test, &["relay", "alice", "bob"]) else { return };
+    let [relay_host, alice_host, bob_host] = [&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]];
+    let mut relay = Relay::in_netns(&relay_host.netns, &relay_host.ip, "");
+    relay.start();
+    let alice = impatient_alice(alice_host, &[relay.addr()]);
+    let mut bob = peer_on("Bob", bob_host, &[relay.addr()]);
+    connect(&alice, &bob);
+
+    // Bob is away: Alice's long texts go to his relay, which takes 200 KB/s. One
+    // deposit of them all (9 s) would time out at every retry.
+    bob.stop();
+    relay_host.throttle(200);
+    let expected = send_long_texts(&alice, &bob);
+    wait_until(DEADLINE, "the relay holds all 30", || {
+        alice.history(&bob.name).iter().filter(|m| m["direction"] == "outgoing").all(|m| m["state"] != "pending")
+    });
+
+    bob.start_on(&[&format!("/ip4/{}/tcp/0", bob_host.ip)], &[]);
+    assert_long_texts_arrived(&alice, &bob, &expected);
 }
 
 #[test]

@@ -191,10 +191,10 @@ pub(crate) struct Actor {
     /// seal its uncached part again at later keys each time, and a slow link gets a
     /// smaller request to carry within the timeout.
     batches_cut: HashSet<PeerId>,
-    /// The bytes a direct request to each contact may carry: cut after a timeout,
-    /// so a slow link gets requests it can carry within the timeout (the cut
-    /// applies to the contact's relay deposits too: they are built the same way).
-    batch_bytes: super::batch_bytes::BatchBytes,
+    /// The bytes a request for each contact (to it, or a deposit at its relays)
+    /// may carry: cut after a timeout, so a slow link gets requests it can carry
+    /// within the timeout.
+    pub(super) batch_bytes: super::batch_bytes::BatchBytes,
     directory: Directory,
     next_refresh: Instant,
     relays: crate::node::mailbox_client::MailboxClient,

@@ -1,7 +1,7 @@
 //! How many bytes one direct request to a contact may carry.
 //!
-//! A request must reach its receiver and be answered within the request timeout
-//! (10 s). Full batches are up to [`dm::MAX_BATCH_BYTES`] (8 MiB): on a link of a
+//! A request — to the contact, or a deposit of its mail at its relays — must
+//! reach the other end and be answered within the request timeout (10 s). Full batches are up to [`dm::MAX_BATCH_BYTES`] (8 MiB): on a link of a
 //! few hundred kilobytes a second such a request times out every time, and the
 //! same batch would be sent again and again, never delivered. So a request that
 //! fails by timing out (or by its stream failing, which is how the receiver's own
@@ -42,9 +42,11 @@ impl BatchBytes {
     }
 
     /// The request to `peer` failed; `too_slow` when it timed out or its stream
-    /// failed: then the next ones carry a quarter of what it carried.
+    /// failed: then the next ones carry a quarter of what it carried. A batch
+    /// deposited at several relays is judged once, by the first of them to answer
+    /// or fail: one relay that took it says the size is fine.
     pub(crate) fn failed(&mut self, peer: PeerId, too_slow: bool) {
-        let carried = self.in_flight.remove(&peer).unwrap_or(dm::MAX_BATCH_BYTES);
+        let Some(carried) = self.in_flight.remove(&peer) else { return };
         if too_slow {
             let cut = (self.cap(&peer).min(carried) / 4).max(MIN_BATCH_BYTES);
             self.cut.insert(peer, cut);
@@ -95,6 +97,11 @@ mod tests {
         // A failure that says nothing of the link's speed (a dial that failed) cuts nothing.
         caps.sent(other, 2_000_000);
         caps.failed(other, false);
+        assert_eq!(caps.cap(&other), dm::MAX_BATCH_BYTES);
+        // A batch at two relays: the second's timeout, after the first took it, cuts nothing.
+        caps.sent(other, 2_000_000);
+        caps.answered(&other);
+        caps.failed(other, true);
         assert_eq!(caps.cap(&other), dm::MAX_BATCH_BYTES);
     }
 

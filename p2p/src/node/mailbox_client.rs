@@ -209,6 +209,14 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
         self.requests.insert(id, (relay, step.0));
     }
 
+    /// The recipient of the deposit `id` carries, if it is one.
+    pub(crate) fn deposit_recipient(&self, id: &Id) -> Option<PeerId> {
+        match self.requests.get(id) {
+            Some((_, Pending::Deposit { attempt })) => self.attempts.get(attempt).map(|a| a.recipient),
+            _ => None,
+        }
+    }
+
     /// `id` could not be sent or was not answered.
     pub(crate) fn failed(&mut self, id: Id) -> Vec<Effect> {
         match self.requests.remove(&id) {
