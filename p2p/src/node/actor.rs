@@ -194,7 +194,7 @@ pub(crate) struct Actor {
     /// The bytes a request for each contact (to it, or a deposit at its relays)
     /// may carry: cut after a timeout, so a slow link gets requests it can carry
     /// within the timeout.
-    pub(super) batch_bytes: super::batch_bytes::BatchBytes,
+    batch_bytes: super::batch_bytes::BatchBytes,
     directory: Directory,
     next_refresh: Instant,
     relays: crate::node::mailbox_client::MailboxClient,
@@ -1445,7 +1445,7 @@ impl Actor {
 
     fn send_direct(&mut self, peer: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
         let addrs = contact.addrs.clone();
-        self.batch_bytes.sent(peer, envelopes.iter().map(|e| e.len() + dm::ENVELOPE_FRAMING).sum());
+        self.batch_bytes.sent(peer, &envelopes);
         let request_id = self
             .swarm
             .behaviour_mut()
@@ -1507,8 +1507,7 @@ impl Actor {
         if self.large_batches.contains(&peer) {
             self.batches_cut.insert(peer);
         }
-        let too_slow = matches!(error, request_response::OutboundFailure::Timeout | request_response::OutboundFailure::Io(_));
-        self.batch_bytes.failed(peer, too_slow);
+        self.batch_bytes.failed(peer, error);
         let dial_failed = matches!(error, request_response::OutboundFailure::DialFailure);
         if dial_failed {
             self.lookup(peer);

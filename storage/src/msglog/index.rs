@@ -150,30 +150,37 @@ pub(crate) struct KvSlot {
     pub(crate) record_len: u64,
 }
 
+/// Where a [`KvSlot`]'s value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KvValue {
+    /// In the slot: its bytes, zero padded, and its length.
+    Held([u8; KvSlot::INLINE], usize),
+    /// In the file, at this offset.
+    At(u64),
+}
+
 impl KvSlot {
     /// The longest value kept in the slot.
     pub(crate) const INLINE: usize = 8;
 
-    /// The slot of `value`, which lies at offset `at` of the file.
-    pub(crate) fn new(at: u64, value: &[u8], record_len: u64) -> KvSlot {
-        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
-        if value.len() <= Self::INLINE {
+    /// The slot of `value`, which lies at offset `at` of the file; `None` for a
+    /// value too long for a slot to describe.
+    pub(crate) fn new(at: u64, value: &[u8], record_len: u64) -> Option<KvSlot> {
+        let len = u32::try_from(value.len()).ok()?;
+        let at_or_value = if value.len() <= Self::INLINE {
             let mut padded = [0u8; Self::INLINE];
             padded[..value.len()].copy_from_slice(value);
-            return KvSlot { at_or_value: u64::from_le_bytes(padded), len, record_len };
-        }
-        KvSlot { at_or_value: at, len, record_len }
+            u64::from_le_bytes(padded)
+        } else {
+            at
+        };
+        Some(KvSlot { at_or_value, len, record_len })
     }
 
-    /// The value, when the slot holds it: its bytes, zero padded, and its length.
-    pub(crate) fn inline(&self) -> Option<([u8; Self::INLINE], usize)> {
+    /// Where the value is.
+    pub(crate) fn value(&self) -> KvValue {
         let len = self.len as usize;
-        (len <= Self::INLINE).then(|| (self.at_or_value.to_le_bytes(), len))
-    }
-
-    /// Where the value lies in the file, when the slot does not hold it.
-    pub(crate) fn at(&self) -> Option<u64> {
-        (self.len as usize > Self::INLINE).then_some(self.at_or_value)
+        if len <= Self::INLINE { KvValue::Held(self.at_or_value.to_le_bytes(), len) } else { KvValue::At(self.at_or_value) }
     }
 }
 
@@ -263,15 +270,11 @@ impl Index {
                 v.insert(Place { digest, conversation, lamport: key.0 });
             }
             std::collections::hash_map::Entry::Occupied(first) => {
-                if first.get().digest == digest {
+                // A second author of an id is rare: `more` is small.
+                if first.get().digest == digest || self.more.contains_key(&key.1) {
                     return false;
                 }
-                match self.more.entry(key.1) {
-                    std::collections::btree_map::Entry::Occupied(_) => return false,
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert((conversation, key.0));
-                    }
-                }
+                self.more.insert(key.1, (conversation, key.0));
             }
         }
         let conv = self.convs.entry(conversation).or_default();
@@ -610,7 +613,7 @@ mod tests {
     #[test]
     fn key_value_records_count_only_their_latest_record_and_a_prefix_comes_in_key_order() {
         let mut index = Index::default();
-        let slot = |record_len| KvSlot::new(1, b"v", record_len);
+        let slot = |record_len| KvSlot::new(1, b"v", record_len).unwrap();
         index.put_kv(b"p/b", slot(30));
         index.put_kv(b"p/a", slot(20));
         index.put_kv(b"q", slot(5));

@@ -45,7 +45,7 @@ use crate::messages::{Link, Message, MessageState};
 use crate::outbox::OutboxEntry;
 use crate::types::{ConversationId, MessageId};
 use frame::{Frame, MAGIC, RECORD_HEADER};
-use index::{ConvIndex, Index, KvSlot, Slot};
+use index::{ConvIndex, Index, KvSlot, KvValue, Slot};
 use record::{MESSAGE_HEADER_LEN, MessageHeader};
 
 /// The log's file name inside the database directory.
@@ -184,8 +184,9 @@ impl LogReader {
 
     /// Reads the value in `slot`.
     pub(crate) fn read_kv(&self, slot: &KvSlot) -> Result<Vec<u8>, StoreError> {
-        let Some(at) = slot.at() else {
-            return Ok(slot.inline().map(|(bytes, len)| bytes[..len].to_vec()).unwrap_or_default());
+        let at = match slot.value() {
+            KvValue::Held(bytes, len) => return Ok(bytes[..len].to_vec()),
+            KvValue::At(at) => at,
         };
         let mut value = vec![0; slot.len as usize];
         self.file.read_exact_at(&mut value, at).map_err(io_error)?;
@@ -403,10 +404,10 @@ impl MessageLog {
         let (reader, (mut kept, in_file)) = self.lookup(|index| {
             let (mut kept, mut in_file) = (Vec::new(), Vec::new());
             for (key, slot) in index.kv_records().filter(|(key, _)| key.starts_with(prefix)) {
-                match slot.inline() {
-                    Some((bytes, len)) if keep(&bytes[..len]) => kept.push(key.to_vec()),
-                    Some(_) => {}
-                    None => in_file.push((key.to_vec(), *slot)),
+                match slot.value() {
+                    KvValue::Held(bytes, len) if keep(&bytes[..len]) => kept.push(key.to_vec()),
+                    KvValue::Held(..) => {}
+                    KvValue::At(_) => in_file.push((key.to_vec(), *slot)),
                 }
             }
             (kept, in_file)
@@ -899,11 +900,9 @@ fn replay(index: &mut Index, r: &frame::RecordRef<'_>) -> Result<(), StoreError>
         }
         record::KV_PUT => {
             let (key, value_at) = record::decode_kv_put(r.body).ok_or_else(|| bad("key/value"))?;
-            if u32::try_from(r.body.len() - value_at).is_err() {
-                return Err(bad("key/value"));
-            }
             let record_len = (RECORD_HEADER + r.body.len()) as u64;
-            index.put_kv(key, KvSlot::new(r.at + value_at as u64, &r.body[value_at..], record_len));
+            let slot = KvSlot::new(r.at + value_at as u64, &r.body[value_at..], record_len).ok_or_else(|| bad("key/value"))?;
+            index.put_kv(key, slot);
         }
         record::KV_DROP => {
             index.drop_kv(record::decode_kv_drop(r.body).ok_or_else(|| bad("key/value drop"))?);
@@ -1024,11 +1023,9 @@ impl Batch<'_> {
         self.close_if_full()?;
         self.dirty = true;
         let value_at = push_kv(&mut self.frame, key, value)?;
-        if u32::try_from(value.len()).is_err() {
-            return Err(StoreError::Encode { detail: "value too large".into() });
-        }
         let record_len = (RECORD_HEADER + 2 + key.len() + value.len()) as u64;
-        let slot = KvSlot::new(self.base() + value_at as u64, value, record_len);
+        let slot = KvSlot::new(self.base() + value_at as u64, value, record_len)
+            .ok_or_else(|| StoreError::Encode { detail: "value too large".into() })?;
         self.state.index.put_kv(key, slot);
         Ok(())
     }

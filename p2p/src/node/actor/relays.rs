@@ -46,9 +46,8 @@ impl Actor {
     /// [`Actor::has_relays`]) as one attempt.
     pub(super) fn deposit(&mut self, recipient: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
         let relays = relays_of(contact);
-        let bytes = envelopes.iter().map(|e| e.len() + crate::dm::ENVELOPE_FRAMING).sum();
+        self.batch_bytes.sent(recipient, &envelopes);
         let Some((attempt, effects)) = self.relays.deposit(recipient, &relays, envelopes) else { return };
-        self.batch_bytes.sent(recipient, bytes);
         self.queues.mark_in_flight(&recipient, Flight::Relays(attempt), ids);
         tracing::debug!(%recipient, relays = relays.len(), "deposited to relays");
         self.mailbox_effects(effects);
@@ -83,8 +82,7 @@ impl Actor {
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
                 tracing::debug!(relay = %peer, %error, "mailbox request failed");
                 if let Some(recipient) = self.relays.deposit_recipient(&request_id) {
-                    let too_slow = matches!(error, request_response::OutboundFailure::Timeout | request_response::OutboundFailure::Io(_));
-                    self.batch_bytes.failed(recipient, too_slow);
+                    self.batch_bytes.failed(recipient, &error);
                 }
                 self.relays.failed(request_id)
             }
