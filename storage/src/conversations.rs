@@ -73,6 +73,26 @@ impl Conversations {
         kind: ConversationKind,
         now_ms: u64,
     ) -> Result<Conversation, StoreError> {
+        // Nearly always it exists (every received message asks): a plain read
+        // first, as a sled transaction writes to sled's log even when it only reads.
+        if let Some(v) = self.inner.trees.conversations.get(id.0).map_err(db)? {
+            return Conversation::read(&v, &self.inner.log);
+        }
+        self.create(id, kind, now_ms)
+    }
+
+    /// [`get_or_create`](Self::get_or_create) for a caller that needs only the
+    /// conversation to exist: an existing one is neither decoded nor given its
+    /// counters (a received message asks this for every message).
+    pub fn ensure(&self, id: ConversationId, kind: ConversationKind, now_ms: u64) -> Result<(), StoreError> {
+        if self.inner.trees.conversations.contains_key(id.0).map_err(db)? {
+            return Ok(());
+        }
+        self.create(id, kind, now_ms).map(drop)
+    }
+
+    /// Creates conversation `id` unless a concurrent writer did; returns it.
+    fn create(&self, id: ConversationId, kind: ConversationKind, now_ms: u64) -> Result<Conversation, StoreError> {
         let fresh = Conversation {
             id,
             kind,
@@ -80,11 +100,6 @@ impl Conversations {
             unread: 0,
             last_lamport: 0,
         };
-        // Nearly always it exists (every received message asks): a plain read
-        // first, as a sled transaction writes to sled's log even when it only reads.
-        if let Some(v) = self.inner.trees.conversations.get(id.0).map_err(db)? {
-            return Conversation::read(&v, &self.inner.log);
-        }
         let encoded = encode(&fresh)?;
         let conv = tx(self.inner.trees.conversations.transaction(|t| {
             use sled::transaction::ConflictableTransactionError::Abort;

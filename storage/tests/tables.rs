@@ -93,7 +93,10 @@ fn conversations() {
         convs.get_or_create(cid(1), group.clone(), 99).unwrap(),
         first
     );
-    convs.get_or_create(cid(2), group, 30).unwrap();
+    // `ensure` creates a missing one and leaves an existing one as it is.
+    convs.ensure(cid(1), group.clone(), 99).unwrap();
+    assert_eq!(convs.get(cid(1)).unwrap(), Some(first));
+    convs.ensure(cid(2), group, 30).unwrap();
     convs.get_or_create(cid(3), direct, 20).unwrap();
     let order: Vec<_> = convs.list().unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(order, [cid(2), cid(3), cid(1)], "most recent first");

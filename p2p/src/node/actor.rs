@@ -232,6 +232,10 @@ pub(crate) struct Actor {
     send_ahead: SendAhead,
     /// Numbers the batches waiting for the flush of what they were sealed with.
     sealing_flights: u64,
+    /// Contacts whose answer came back: their next batch is sealed and sent once the
+    /// sends already waiting on the command channel are staged (see
+    /// [`Actor::settle`]).
+    dispatch_after_sends: Vec<PeerId>,
     /// Numbers the send batches, in the order they are staged.
     send_batches: u64,
 }
@@ -388,6 +392,7 @@ impl Actor {
             staged_departures: 0,
             send_ahead: SendAhead::default(),
             sealing_flights: 0,
+            dispatch_after_sends: Vec::new(),
             send_batches: 0,
             config,
         };
@@ -414,6 +419,9 @@ impl Actor {
         let span = tracing::info_span!("node", peer = %self.me);
         let _enter = span.enter();
         loop {
+            if self.commands.is_empty() {
+                self.dispatch_deferred();
+            }
             let wake = self.next_wakeup();
             tokio::select! {
                 biased;
@@ -445,12 +453,20 @@ impl Actor {
                         Some(command) => self.command(command),
                         None => {}
                     }
+                    self.dispatch_deferred();
                 },
                 event = self.swarm.select_next_some() => self.swarm_event(event),
                 _ = tokio::time::sleep_until(wake.into()) => self.tick(),
             }
         }
         tracing::info!("node stopped");
+    }
+
+    /// Sends the next batches that [`Actor::settle`] left for after the waiting sends.
+    fn dispatch_deferred(&mut self) {
+        for peer in std::mem::take(&mut self.dispatch_after_sends) {
+            self.dispatch(peer);
+        }
     }
 
     fn next_wakeup(&self) -> Instant {
@@ -1498,7 +1514,13 @@ impl Actor {
             // the peer answers again: no flush of its own (see `flusher`).
             self.flusher.after_some_flush(AfterFlush::Events(events));
         }
-        self.dispatch(peer);
+        // The next batch waits for the sends queued meanwhile: staged first, their
+        // flush starts before this batch is sealed (their callers wait on it), and
+        // they ride in this batch instead of the one after. Dispatched after the
+        // next command batch at the latest (`run`).
+        if !self.dispatch_after_sends.contains(&peer) {
+            self.dispatch_after_sends.push(peer);
+        }
     }
 
     fn on_failure(&mut self, peer: PeerId, request_id: OutboundRequestId, error: &request_response::OutboundFailure) {

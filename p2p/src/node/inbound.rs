@@ -381,7 +381,7 @@ impl Inbound<'_> {
                         c
                     }
                 };
-                self.store.conversations().get_or_create(
+                self.store.conversations().ensure(
                     conversation,
                     ConversationKind::Direct { peer_id: kith_storage::peer_text(&sender) },
                     now,

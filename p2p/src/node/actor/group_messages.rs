@@ -309,7 +309,7 @@ impl Actor {
         let conversations: BTreeSet<kith_storage::ConversationId> = messages.iter().map(|m| m.conversation).collect();
         for conversation in conversations {
             let kind = kith_storage::ConversationKind::Group { group_id: GroupId(conversation.0) };
-            if let Err(e) = self.store.conversations().get_or_create(conversation, kind, ops::now_ms()) {
+            if let Err(e) = self.store.conversations().ensure(conversation, kind, ops::now_ms()) {
                 tracing::error!(error = %e, "recreating a group conversation failed");
                 return false;
             }

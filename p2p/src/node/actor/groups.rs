@@ -427,7 +427,7 @@ impl Actor {
         }
         let conversation = grp::conversation(&group);
         let kind = ConversationKind::Group { group_id: group };
-        if let Err(e) = self.store.conversations().get_or_create(conversation, kind, created_at_ms) {
+        if let Err(e) = self.store.conversations().ensure(conversation, kind, created_at_ms) {
             tracing::error!(error = %e, "storing a group conversation failed");
         }
         self.know_members(&state);
