@@ -240,3 +240,76 @@ fn a_media_node_refusal_is_kept_with_the_file_and_the_file_still_goes_directly()
     let got = wait_for_file(&bob, &id, "complete", Duration::from_secs(60));
     assert_eq!(sha256(Path::new(got["path"].as_str().unwrap())), sha256(&file));
 }
+
+/// The files of blob `id` in `peer`'s blob store (its data, outboard, key and
+/// bitmap files).
+fn blob_files(peer: &Peer, id: &str) -> Vec<PathBuf> {
+    files_under(&peer.home().join("blobs"))
+        .into_iter()
+        .filter(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(id)))
+        .collect()
+}
+
+/// Sends `path` from `from` to `to_name` and waits until `to` holds it; returns the
+/// message id and the file id.
+fn deliver_file(from: &Peer, to: &Peer, to_name: &str, path: &Path) -> (String, String) {
+    let message = from.json(&["send-file", to_name, path.to_str().unwrap(), "--json"]);
+    let (message_id, file_id) = (message["id"].as_str().unwrap().to_owned(), message["file"]["id"].as_str().unwrap().to_owned());
+    wait_for_file(to, &file_id, "complete", Duration::from_secs(60));
+    assert!(!blob_files(from, &file_id).is_empty() && !blob_files(to, &file_id).is_empty(), "both hold the file");
+    (message_id, file_id)
+}
+
+#[test]
+fn a_file_deleted_for_everyone_leaves_both_blob_stores_and_the_saved_copy_stays() {
+    let (alice, bob) = connected_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let photo = random_file(dir.path(), "photo.bin", 2 * MIB + 5);
+    let (message, id) = deliver_file(&alice, &bob, "Bob", &photo);
+    let saved = PathBuf::from(file_of(&bob, &id).unwrap()["path"].as_str().unwrap());
+
+    alice.ok(&["delete", &message, "--for-everyone"]);
+    for peer in [&alice, &bob] {
+        wait_until(Duration::from_secs(30), &format!("{}'s blob store lets the deleted file go", peer.name), || {
+            blob_files(peer, &id).is_empty()
+        });
+        assert!(file_of(peer, &id).is_none(), "{} no longer lists the deleted file", peer.name);
+    }
+    // What Bob saved to his files folder is his, not the node's.
+    assert_eq!(sha256(&saved), sha256(&photo), "Bob's saved copy stays");
+}
+
+#[test]
+fn a_hidden_received_file_goes_a_hidden_sent_one_stays_and_a_removed_contacts_files_go_at_the_next_start() {
+    let (alice, mut bob) = connected_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let (first_message, first) = deliver_file(&alice, &bob, "Bob", &random_file(dir.path(), "first.bin", MIB));
+    let (_, second) = deliver_file(&alice, &bob, "Bob", &random_file(dir.path(), "second.bin", MIB + 1));
+    let (answer_message, answer) = deliver_file(&bob, &alice, "Alice", &random_file(dir.path(), "answer.bin", MIB + 2));
+
+    // Alice hides the file she sent, then the one she received: the second hide's
+    // sweep looks at every file, and only the received one goes (Bob may still
+    // fetch the sent one from her).
+    alice.ok(&["delete", &first_message]);
+    alice.ok(&["delete", &answer_message]);
+    wait_until(Duration::from_secs(30), "Alice lets the hidden received file go", || blob_files(&alice, &answer).is_empty());
+    assert!(file_of(&alice, &answer).is_none());
+    assert!(!blob_files(&alice, &first).is_empty(), "the file Alice sent and hid stays");
+    assert_eq!(file_of(&alice, &first).unwrap()["state"], "shared");
+
+    // Bob hides the first file he received: it goes; the second stays.
+    bob.ok(&["delete", &first_message]);
+    wait_until(Duration::from_secs(30), "Bob lets the hidden file go", || blob_files(&bob, &first).is_empty());
+    assert!(!blob_files(&bob, &second).is_empty(), "the file Bob did not hide stays");
+
+    // Without his node, Bob removes Alice (and their conversation): her files go
+    // when his node starts again.
+    bob.stop();
+    bob.ok(&["remove", "Alice"]);
+    assert!(!blob_files(&bob, &second).is_empty(), "nothing removes blobs without a node");
+    bob.start(&[]);
+    wait_until(Duration::from_secs(30), "Bob's next start lets the removed contact's files go", || {
+        blob_files(&bob, &second).is_empty() && blob_files(&bob, &answer).is_empty()
+    });
+    assert!(file_of(&bob, &second).is_none() && file_of(&bob, &answer).is_none());
+}

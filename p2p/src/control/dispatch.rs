@@ -261,6 +261,14 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiE
     let contact_op = |op: ContactOp, contact: String| {
         local(backend, Box::new(move |store, ctx| contact_op(store, ctx, op, &contact)))
     };
+    // After a change that can leave files no message keeps: the node removes them
+    // (without a node, its next start does).
+    let sweeping_files = |reply: Result<Reply, ApiError>| {
+        if let (Ok(_), Some(node)) = (&reply, node) {
+            node.sweep_files();
+        }
+        reply
+    };
     match request {
         // ---- reads: straight from the store --------------------------------------
         Request::Contacts { state } => reply(ops::contacts(store, state)?),
@@ -340,10 +348,10 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiE
         }
         // ---- local writes: through the single writer ----------------------------
         Request::Accept { contact } => contact_op(ContactOp::Accept, contact).await,
-        Request::Reject { contact } => contact_op(ContactOp::Reject, contact).await,
+        Request::Reject { contact } => sweeping_files(contact_op(ContactOp::Reject, contact).await),
         Request::Block { contact } => contact_op(ContactOp::Block, contact).await,
         Request::Unblock { contact } => contact_op(ContactOp::Unblock, contact).await,
-        Request::Remove { contact } => contact_op(ContactOp::Remove, contact).await,
+        Request::Remove { contact } => sweeping_files(contact_op(ContactOp::Remove, contact).await),
         Request::Read { contact } => contact_op(ContactOp::Read, contact).await,
         Request::Verify { contact, mark } => {
             local(
@@ -370,9 +378,9 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiE
             set_mute(backend, contact, Some(mute)).await
         }
         Request::UnmuteConversation { contact } => set_mute(backend, contact, None).await,
-        Request::Delete { id, for_everyone: false } => {
-            local(backend, Box::new(move |store, ctx| Ok(json!({ "hidden": ops::hide(store, &ctx.me, &id)? })))).await
-        }
+        Request::Delete { id, for_everyone: false } => sweeping_files(
+            local(backend, Box::new(move |store, ctx| Ok(json!({ "hidden": ops::hide(store, &ctx.me, &id)? })))).await,
+        ),
         Request::SetDraft { contact, text } => {
             local(
                 backend,

@@ -8,6 +8,13 @@
 //! [`PARALLEL`] at once. What a download has fetched and verified stays in the blob
 //! store, so the next attempt (after a failure, a restart or `kill -9`) asks only for
 //! the chunks still missing.
+//!
+//! The task also removes the files the node no longer keeps ([`super::file_sweep`]):
+//! all of them at start (a deletion made while no node ran, or lost to a crash
+//! before its removal), and all again (at most once a second) when a message is
+//! deleted for everyone or [`Downloads::sweep`] asks (after a hide or a deleted
+//! conversation). A file being downloaded goes once its download stops, so no
+//! download writes to a blob removed under it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,13 +25,16 @@ use kith_storage::{ContactState, Direction, FileRecord, FileRef, FileState, Stor
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{Command, Event, NodeError};
+use super::{Command, Event, NodeError, file_sweep};
 use crate::blob::transfer::{self, FetchError};
 use crate::blob::{self, BlobError, BlobId, BlobKey, BlobStore, CHUNK_SIZE};
 use crate::views::FileEntryView;
 
 /// Downloads running at once.
 const PARALLEL: usize = 2;
+
+/// Least time between two sweeps for files of deleted messages.
+const SWEEP_SPACING: Duration = Duration::from_secs(1);
 
 /// How a node treats the files it receives.
 #[derive(Debug, Clone)]
@@ -64,12 +74,20 @@ pub(crate) struct Want {
 #[derive(Clone)]
 pub(crate) struct Downloads {
     wants: mpsc::Sender<Want>,
+    sweeps: mpsc::Sender<()>,
 }
 
 impl Downloads {
     /// Asks for `want.blob` to be fetched (now, whatever its size).
     pub(crate) async fn want(&self, want: Want) -> Result<(), NodeError> {
         self.wants.send(want).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Asks the task to remove every file the node no longer keeps; returns at
+    /// once. A sweep already asked for and not begun covers this request too.
+    pub(crate) fn sweep(&self) {
+        // Full: a sweep is pending, and it reads the store after this call.
+        let _ = self.sweeps.try_send(());
     }
 }
 
@@ -94,9 +112,10 @@ pub(crate) struct Context {
 /// Starts the download task; it ends when the node's events end.
 pub(crate) fn start(context: Context) -> Downloads {
     let (wants, wants_rx) = mpsc::channel(64);
+    let (sweeps, sweeps_rx) = mpsc::channel(1);
     let events = context.events.subscribe();
-    tokio::spawn(Task::new(context).run(wants_rx, events));
-    Downloads { wants }
+    tokio::spawn(Task::new(context).run(wants_rx, sweeps_rx, events));
+    Downloads { wants, sweeps }
 }
 
 /// One file the task is working on.
@@ -116,6 +135,11 @@ struct Task {
     context: Context,
     jobs: HashMap<[u8; 32], Job>,
     running: HashSet<[u8; 32]>,
+    /// Files to remove once their running download stops.
+    remove_when_stopped: HashSet<[u8; 32]>,
+    /// When the next sweep for removed files runs, if one is asked for.
+    sweep_due: Option<Instant>,
+    last_sweep: Option<Instant>,
     done: mpsc::Sender<([u8; 32], Result<FileRecord, String>)>,
     done_rx: mpsc::Receiver<([u8; 32], Result<FileRecord, String>)>,
 }
@@ -123,13 +147,32 @@ struct Task {
 impl Task {
     fn new(context: Context) -> Task {
         let (done, done_rx) = mpsc::channel(PARALLEL * 2);
-        Task { context, jobs: HashMap::new(), running: HashSet::new(), done, done_rx }
+        Task {
+            context,
+            jobs: HashMap::new(),
+            running: HashSet::new(),
+            remove_when_stopped: HashSet::new(),
+            sweep_due: None,
+            last_sweep: None,
+            done,
+            done_rx,
+        }
     }
 
-    async fn run(mut self, mut wants: mpsc::Receiver<Want>, mut events: broadcast::Receiver<Event>) {
+    async fn run(
+        mut self,
+        mut wants: mpsc::Receiver<Want>,
+        mut sweeps: mpsc::Receiver<()>,
+        mut events: broadcast::Receiver<Event>,
+    ) {
+        // Files deleted while no node ran go before anything resumes.
+        self.sweep_all();
         // Downloads a previous run left unfinished (also after kill -9).
         self.resume_unfinished();
         loop {
+            if self.sweep_due.is_some_and(|due| due <= Instant::now()) {
+                self.sweep_all();
+            }
             self.start_ready();
             let wake = self.next_wakeup();
             tokio::select! {
@@ -143,6 +186,7 @@ impl Task {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 Some((blob, result)) = self.done_rx.recv() => self.finished(blob, result),
+                Some(()) = sweeps.recv() => self.ask_sweep(),
                 _ = sleep_until(wake) => {}
             }
         }
@@ -173,6 +217,9 @@ impl Task {
                     self.jobs.entry(blob).or_default();
                 }
             }
+            // Deleted for everyone (by us or by its author): its file, if it had one,
+            // goes. (The view no longer names the file.)
+            Event::MessageChanged { message } if message.deleted => self.ask_sweep(),
             // A source came back: what waits for one may go now.
             Event::PeerConnected { .. } => {
                 for job in self.jobs.values_mut() {
@@ -189,6 +236,10 @@ impl Task {
         let files = self.context.store.files();
         let Ok(Some(record)) = files.get(blob) else { return false };
         if record.state != FileState::Offered || record.size > self.context.config.auto_download_max {
+            return false;
+        }
+        if !matches!(file_sweep::gone(&self.context.store, &record), Ok(None)) {
+            // Deleted before we had it (the deletion came first), or unreadable.
             return false;
         }
         let from_contact = matches!(
@@ -260,15 +311,76 @@ impl Task {
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
-        self.jobs
-            .iter()
-            .filter(|(blob, _)| !self.running.contains(*blob))
-            .filter_map(|(_, job)| job.not_before)
-            .min()
+        let jobs = self.jobs.iter().filter(|(blob, _)| !self.running.contains(*blob)).filter_map(|(_, job)| job.not_before);
+        jobs.chain(self.sweep_due).min()
+    }
+
+    /// Has every file the node no longer keeps removed: now, or [`SWEEP_SPACING`]
+    /// after the last sweep (a sweep reads every file record, and a peer can send
+    /// deletions as fast as messages).
+    fn ask_sweep(&mut self) {
+        let earliest = self.last_sweep.map_or_else(Instant::now, |at| at + SWEEP_SPACING);
+        self.sweep_due.get_or_insert(earliest);
+    }
+
+    /// Removes every file the node no longer keeps.
+    fn sweep_all(&mut self) {
+        self.sweep_due = None;
+        self.last_sweep = Some(Instant::now());
+        match file_sweep::all_gone(&self.context.store) {
+            Ok(gone) => {
+                for (record, why) in gone {
+                    self.remove(&record, why);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "finding the files of deleted messages failed"),
+        }
+    }
+
+    /// Removes file `blob` if the node no longer keeps it.
+    fn sweep_one(&mut self, blob: [u8; 32]) {
+        let gone = self.context.store.files().get(&blob).and_then(|record| match record {
+            Some(record) => Ok(file_sweep::gone(&self.context.store, &record)?.map(|why| (record, why))),
+            None => Ok(None),
+        });
+        match gone {
+            Ok(Some((record, why))) => self.remove(&record, why),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "checking a deleted message's file failed"),
+        }
+    }
+
+    /// Removes `record`'s blob, then the record (so a crash between the two leaves
+    /// a record the next start's sweep finds again); a running download first stops.
+    fn remove(&mut self, record: &FileRecord, why: file_sweep::Gone) {
+        if let Some(job) = self.jobs.remove(&record.blob) {
+            for w in job.waiters {
+                let _ = w.send(Err(NodeError::Op(crate::ops::OpError::Invalid("the file's message was deleted".into()))));
+            }
+        }
+        if self.running.contains(&record.blob) {
+            // Its download stops at its next failure or completion: no job is left
+            // to try again, and `finished` removes it then.
+            self.remove_when_stopped.insert(record.blob);
+            return;
+        }
+        let blob = hex::encode(record.blob);
+        if let Err(e) = self.context.blobs.remove(&BlobId(record.blob)) {
+            tracing::error!(%blob, error = %e, "removing a deleted message's file failed");
+            return;
+        }
+        match self.context.store.files().remove(&record.blob) {
+            Ok(()) => tracing::debug!(%blob, ?why, "removed the file of a deleted message"),
+            Err(e) => tracing::error!(%blob, error = %e, "removing a deleted message's file record failed"),
+        }
     }
 
     fn finished(&mut self, blob: [u8; 32], result: Result<FileRecord, String>) {
         self.running.remove(&blob);
+        if self.remove_when_stopped.remove(&blob) {
+            self.sweep_one(blob);
+            return;
+        }
         match result {
             Ok(record) => {
                 let Some(job) = self.jobs.remove(&blob) else { return };

@@ -21,6 +21,7 @@ mod test_support;
 mod directory;
 mod downloads;
 mod event;
+mod file_sweep;
 mod flusher;
 mod grouplog_client;
 mod inbound;
@@ -737,6 +738,16 @@ impl NodeHandle {
 
     fn blobs(&self) -> Result<&Blobs, NodeError> {
         self.blobs.as_ref().ok_or(NodeError::FilesOff)
+    }
+
+    /// Removes, soon and off this call, the files this node no longer keeps: those
+    /// of messages deleted for everyone, of received messages hidden, and of deleted
+    /// conversations (see `file_sweep`). Call it after a local change that can
+    /// make some go; a deletion for everyone needs no call.
+    pub fn sweep_files(&self) {
+        if let Some(blobs) = &self.blobs {
+            blobs.downloads.sweep();
+        }
     }
 
     /// Seals the file at `path` under a new key into this node's blob store, where
