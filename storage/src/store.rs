@@ -430,7 +430,10 @@ impl Store {
     }
 
     /// Starts a [`FileRecord`](crate::FileRecord) for every newly stored message
-    /// that carries a file, unless its blob has one. In sled, before the
+    /// that carries a file, unless its blob has one. Our own message's record
+    /// replaces one that is there: we sealed that blob just now under a new key,
+    /// so an earlier message naming it can only be someone who learned its id (a
+    /// media node we upload to) and must not own our file. In sled, before the
     /// caller's flush, so both become durable together.
     fn record_files<'a>(
         &self,
@@ -441,7 +444,10 @@ impl Store {
             if *result == Inserted::New
                 && let Some(record) = crate::files::FileRecord::of(msg)
             {
-                self.files().put_new(&record)?;
+                match msg.direction {
+                    Direction::Outgoing => self.files().put(&record)?,
+                    Direction::Incoming => drop(self.files().put_new(&record)?),
+                }
             }
         }
         Ok(())

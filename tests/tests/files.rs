@@ -287,9 +287,9 @@ fn a_hidden_received_file_goes_a_hidden_sent_one_stays_and_a_removed_contacts_fi
     let (_, second) = deliver_file(&alice, &bob, "Bob", &random_file(dir.path(), "second.bin", MIB + 1));
     let (answer_message, answer) = deliver_file(&bob, &alice, "Alice", &random_file(dir.path(), "answer.bin", MIB + 2));
 
-    // Alice hides the file she sent, then the one she received: the second hide's
-    // sweep looks at every file, and only the received one goes (Bob may still
-    // fetch the sent one from her).
+    // Alice hides the file she sent, then the one she received: a sweep looks at
+    // every file, and only the received one goes (Bob may still fetch the sent
+    // one from her).
     alice.ok(&["delete", &first_message]);
     alice.ok(&["delete", &answer_message]);
     wait_until(Duration::from_secs(30), "Alice lets the hidden received file go", || blob_files(&alice, &answer).is_empty());
@@ -312,4 +312,34 @@ fn a_hidden_received_file_goes_a_hidden_sent_one_stays_and_a_removed_contacts_fi
         blob_files(&bob, &second).is_empty() && blob_files(&bob, &answer).is_empty()
     });
     assert!(file_of(&bob, &second).is_none() && file_of(&bob, &answer).is_none());
+}
+
+#[test]
+fn a_file_deleted_while_it_downloads_from_a_media_node_is_neither_saved_nor_kept() {
+    // The media node keeps serving the file after its sender deleted it, so Bob's
+    // download runs to its end: what it fetched must not be saved.
+    let relay = media_relay();
+    let (alice, mut bob) = pair_on(&relay);
+    let dir = tempfile::tempdir().unwrap();
+    bob.stop();
+    let size = 128 * MIB;
+    let movie = random_file(dir.path(), "movie.bin", size);
+    let message = alice.json(&["send-file", "Bob", movie.to_str().unwrap(), "--json"]);
+    let (message, id) = (message["id"].as_str().unwrap().to_owned(), message["file"]["id"].as_str().unwrap().to_owned());
+    assert_eq!(file_of(&alice, &id).unwrap()["state"], "uploaded", "the file is on the media node");
+    bob.start(&[]);
+    wait_for_file(&bob, &id, "offered", Duration::from_secs(60));
+    let events = bob.follow();
+    bob.ok(&["get", &id]);
+    events.wait_for(Duration::from_secs(120), "Bob has an eighth of the file", |e| {
+        e["type"] == "file_progress" && e["id"] == id.as_str() && e["have"].as_u64().unwrap() >= size / 8
+    });
+    alice.ok(&["delete", &message, "--for-everyone"]);
+    wait_until(Duration::from_secs(120), "Bob's blob store lets the file go once its download ends", || {
+        blob_files(&bob, &id).is_empty() && file_of(&bob, &id).is_none()
+    });
+    let downloads = bob.home().join("files");
+    let saved = if downloads.exists() { files_under(&downloads) } else { Vec::new() };
+    assert!(saved.is_empty(), "nothing of the deleted file is saved: {saved:?}");
+    assert!(blob_files(&alice, &id).is_empty(), "nor kept by its sender");
 }

@@ -38,7 +38,11 @@ impl NodeHandle {
             return Ok(ops::message_view(&self.store, &message)?);
         }
         let message = self.own_live_message(id, "delete for everyone")?;
-        self.change(&message, "", Link::Delete(message.id)).await
+        let view = self.change(&message, "", Link::Delete(message.id)).await?;
+        // Its file goes; the change event that asks for that is not sent for a
+        // message we had hidden, so ask here.
+        self.sweep_files();
+        Ok(view)
     }
 
     /// Reacts to message `id` with `emoji`, or takes our reaction back when we

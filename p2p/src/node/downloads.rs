@@ -13,8 +13,9 @@
 //! all of them at start (a deletion made while no node ran, or lost to a crash
 //! before its removal), and all again (at most once a second) when a message is
 //! deleted for everyone or [`Downloads::sweep`] asks (after a hide or a deleted
-//! conversation). A file being downloaded goes once its download stops, so no
-//! download writes to a blob removed under it.
+//! conversation). A file being downloaded goes once its download stops (it is
+//! not saved if its message was deleted meanwhile), so no download writes to a
+//! blob removed under it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -182,7 +183,11 @@ impl Task {
                 },
                 event = events.recv() => match event {
                     Ok(event) => self.event(&event),
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.resume_unfinished(),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Deletions may be among what was missed.
+                        self.ask_sweep();
+                        self.resume_unfinished();
+                    }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 Some((blob, result)) = self.done_rx.recv() => self.finished(blob, result),
@@ -218,8 +223,19 @@ impl Task {
                 }
             }
             // Deleted for everyone (by us or by its author): its file, if it had one,
-            // goes. (The view no longer names the file.)
-            Event::MessageChanged { message } if message.deleted => self.ask_sweep(),
+            // goes. (The view no longer names the file: the stored message does.)
+            Event::MessageChanged { message } if message.deleted => {
+                let Ok(id) = message.id.parse::<kith_storage::MessageId>() else { return };
+                match self.context.store.messages().get_from(&message.author, id) {
+                    Ok(Some(stored)) => {
+                        if let Some(file) = stored.file {
+                            self.sweep_one(file.blob);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "reading a deleted message for its file failed"),
+                }
+            }
             // A source came back: what waits for one may go now.
             Event::PeerConnected { .. } => {
                 for job in self.jobs.values_mut() {
@@ -355,7 +371,8 @@ impl Task {
     fn remove(&mut self, record: &FileRecord, why: file_sweep::Gone) {
         if let Some(job) = self.jobs.remove(&record.blob) {
             for w in job.waiters {
-                let _ = w.send(Err(NodeError::Op(crate::ops::OpError::Invalid("the file's message was deleted".into()))));
+                let gone = format!("{} (its message was deleted)", hex::encode(record.blob));
+                let _ = w.send(Err(NodeError::Op(crate::ops::OpError::UnknownFile(gone))));
             }
         }
         if self.running.contains(&record.blob) {
@@ -418,6 +435,9 @@ impl Task {
 /// Prefix of a download error that no retry can fix.
 const FAILED_FOR_GOOD: &str = "the file does not open";
 
+/// Why a download or a wait for one ended: the file's message was deleted.
+const DELETED: &str = "the file's message was deleted";
+
 /// A copy of one result for each waiter (errors are not `Clone`): local I/O stays a
 /// storage failure, the rest keeps its text.
 fn clone_result(r: &Result<FileEntryView, NodeError>) -> Result<FileEntryView, NodeError> {
@@ -462,6 +482,8 @@ async fn download(context: &Context, blob: [u8; 32]) -> Result<FileRecord, Strin
     }
     let result = fetch_from_sources(context, &record, &file).await;
     let result = match result {
+        // Deleted while it came: not saved (the task removes it once this ends).
+        Ok(()) if !matches!(file_sweep::gone(&context.store, &record), Ok(None)) => Err(DELETED.to_owned()),
         Ok(()) => save_received(context, &record, &file).await,
         Err(e) => Err(e),
     };

@@ -127,6 +127,16 @@ mod tests {
         gone_ones.sort_by_key(|(blob, _)| *blob);
         assert_eq!(gone_ones, [(1, Gone::Hidden), (3, Gone::Deleted)]);
 
+        // Someone names a blob before our message carrying it is stored (a media node
+        // learns a blob's id while we upload it), then deletes their message: the
+        // record is ours, so our file stays.
+        store.insert_incoming_batch(&[message(5, &stranger, Direction::Incoming, Some(5), None)]).unwrap();
+        store.insert_incoming_batch(&[message(6, &me, Direction::Outgoing, Some(5), None)]).unwrap();
+        store.insert_incoming_batch(&[message(15, &stranger, Direction::Incoming, None, Some(Link::Delete(id(5))))]).unwrap();
+        let record = store.files().get(&[5; 32]).unwrap().unwrap();
+        assert_eq!((record.message, record.direction), (id(6), Direction::Outgoing), "our message owns our file");
+        assert_eq!(why(&store, 5), None);
+
         // The conversation is deleted: every file of it goes, the sent one too.
         assert!(store.conversations().remove(ConversationId::from_bytes([7; 16]), 2_000).unwrap());
         assert_eq!(why(&store, 2), Some(Gone::NoMessage));
