@@ -476,7 +476,14 @@ pub fn stored_event(store: &Store, message: &Message, peer: Option<&str>) -> Res
     if matches!(message.link, Some(Link::Hide(_))) {
         return Ok(None);
     }
-    let changed = store.messages().get_in(message.conversation, target)?;
+    // An edit or a delete counts only on its author's own message: that one, not
+    // another with the same id (a peer may copy an id it saw), is the one changed.
+    let changed = match message.link {
+        Some(Link::Edit(_) | Link::Delete(_)) => {
+            store.messages().get_from(&message.author, target)?.filter(|t| t.conversation == message.conversation)
+        }
+        _ => store.messages().get_in(message.conversation, target)?,
+    };
     match changed {
         Some(t) if !store.messages().annotations(&t)?.hidden => {
             Ok(Some(Event::MessageChanged { message: MessageView::annotated(store, &t, peer)? }))
@@ -907,6 +914,40 @@ pub fn block_stranger(store: &Store, peer_id: &str) -> Result<Contact, OpError> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delete_announces_its_authors_message_not_another_with_the_same_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let conversation = kith_storage::ConversationId::from_bytes([3; 16]);
+        let kind = ConversationKind::Group { group_id: kith_storage::GroupId([3; 16]) };
+        store.conversations().ensure(conversation, kind, 0).unwrap();
+        let (author, copier) = (PeerId::random().to_base58(), PeerId::random().to_base58());
+        let message = |id: u128, by: &str, lamport: u64, link: Option<Link>| Message {
+            id: MessageId::from_bytes(id.to_be_bytes()),
+            conversation,
+            author: by.to_owned(),
+            lamport,
+            sent_at_ms: 1_000,
+            received_at_ms: 1_000,
+            text: "hi".into(),
+            state: MessageState::Delivered,
+            direction: kith_storage::Direction::Incoming,
+            file: None,
+            link,
+        };
+        // A member copies the id of the author's message into one of their own,
+        // ordered before it.
+        store.insert_incoming_batch(&[message(1, &author, 5, None), message(1, &copier, 2, None)]).unwrap();
+        let delete = message(2, &author, 6, Some(Link::Delete(MessageId::from_bytes(1u128.to_be_bytes()))));
+        store.insert_incoming_batch(std::slice::from_ref(&delete)).unwrap();
+        match stored_event(&store, &delete, None).unwrap() {
+            Some(crate::node::Event::MessageChanged { message }) => {
+                assert_eq!((message.author.as_str(), message.deleted), (author.as_str(), true));
+            }
+            other => panic!("the author's message changed, not {other:?}"),
+        }
+    }
 
     #[test]
     fn durations_read_as_people_type_them() {

@@ -394,7 +394,7 @@ impl Task {
 
     fn finished(&mut self, blob: [u8; 32], result: Result<FileRecord, String>) {
         self.running.remove(&blob);
-        if self.remove_when_stopped.remove(&blob) {
+        if self.remove_when_stopped.remove(&blob) || result.as_ref().is_err_and(|e| e == DELETED) {
             self.sweep_one(blob);
             return;
         }
@@ -477,6 +477,13 @@ async fn download(context: &Context, blob: [u8; 32]) -> Result<FileRecord, Strin
         .map_err(|e| e.to_string())?
         .ok_or("the file's message is gone")?;
     let file = message.file.ok_or("the message carries no file")?;
+    if record.direction == kith_storage::Direction::Outgoing {
+        // Ours (our message's record replaced someone else's while this waited).
+        return Ok(record);
+    }
+    if !matches!(file_sweep::gone(&context.store, &record), Ok(None)) {
+        return Err(DELETED.to_owned());
+    }
     if record.state != FileState::Downloading {
         update(context, &blob, FileState::Downloading, None, None).await;
     }

@@ -743,7 +743,7 @@ impl NodeHandle {
     /// Removes, soon and off this call, the files this node no longer keeps: those
     /// of messages deleted for everyone, of received messages hidden, and of deleted
     /// conversations (see `file_sweep`). Call it after a local change that can
-    /// make some go; a deletion for everyone needs no call.
+    /// make some go.
     pub fn sweep_files(&self) {
         if let Some(blobs) = &self.blobs {
             blobs.downloads.sweep();
