@@ -268,7 +268,12 @@ fn a_file_deleted_for_everyone_leaves_both_blob_stores_and_the_saved_copy_stays(
     let (message, id) = deliver_file(&alice, &bob, "Bob", &photo);
     let saved = PathBuf::from(file_of(&bob, &id).unwrap()["path"].as_str().unwrap());
 
+    let events = bob.follow();
     alice.ok(&["delete", &message, "--for-everyone"]);
+    // Bob's clients hear that the file went.
+    events.wait_for(Duration::from_secs(30), "Bob's clients hear the file was removed", |e| {
+        e["type"] == "file_removed" && e["id"] == id.as_str() && e["message"] == message.as_str()
+    });
     for peer in [&alice, &bob] {
         wait_until(Duration::from_secs(30), &format!("{}'s blob store lets the deleted file go", peer.name), || {
             blob_files(peer, &id).is_empty()

@@ -387,7 +387,10 @@ impl Task {
             return;
         }
         match self.context.store.files().remove(&record.blob) {
-            Ok(()) => tracing::debug!(%blob, ?why, "removed the file of a deleted message"),
+            Ok(()) => {
+                tracing::debug!(%blob, ?why, "removed the file of a deleted message");
+                let _ = self.context.events.send(Event::FileRemoved { id: blob, message: record.message.to_string() });
+            }
             Err(e) => tracing::error!(%blob, error = %e, "removing a deleted message's file record failed"),
         }
     }

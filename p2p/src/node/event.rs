@@ -160,6 +160,15 @@ pub enum Event {
         /// The file now.
         file: FileEntryView,
     },
+    /// The node no longer keeps a file: its message was deleted for everyone,
+    /// hidden (one we received), or removed with its conversation (a copy saved
+    /// in the files folder stays).
+    FileRemoved {
+        /// The file's id (hex).
+        id: String,
+        /// The message that carried it.
+        message: String,
+    },
     /// A call rings: at the callee (`outgoing` false: answer or hang up), or at the
     /// caller once the callee's node rings (`outgoing` true).
     CallRinging {

@@ -72,6 +72,13 @@ pub(super) fn on_file_changed(app: &mut App, entry: FileEntryView, fx: &mut Vec<
     want_previews(app, fx);
 }
 
+/// The node no longer keeps file `id`: forget what was known of it.
+pub(super) fn on_file_removed(app: &mut App, id: &str) {
+    app.files.remove(id);
+    app.progress.remove(id);
+    app.previews.remove(id);
+}
+
 /// Bytes of file `id` held so far.
 pub(super) fn on_progress(app: &mut App, id: String, have: u64) {
     if app.progress.len() >= FILES_MAX && !app.progress.contains_key(&id) {

@@ -73,6 +73,7 @@ pub(super) fn on_event(app: &mut App, event: Event, fx: &mut Vec<Effect>) {
         Event::RoomLeft { group, reason } => super::room::on_left(app, group, reason),
         Event::FileProgress { id, have, .. } => super::files::on_progress(app, id, have),
         Event::FileChanged { file } => super::files::on_file_changed(app, file, fx),
+        Event::FileRemoved { id, .. } => super::files::on_file_removed(app, &id),
         Event::MessageReceipts { id, conversation, receipts } => {
             super::changes::on_receipts(app, &id, &conversation, receipts);
         }
