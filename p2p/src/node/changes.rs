@@ -39,9 +39,11 @@ impl NodeHandle {
         }
         let message = self.own_live_message(id, "delete for everyone")?;
         let view = self.change(&message, "", Link::Delete(message.id)).await?;
-        // Its file goes; the change event that asks for that is not sent for a
-        // message we had hidden, so ask here.
-        self.sweep_files();
+        if message.file.is_some() {
+            // Its file goes; the change event that asks for that is not sent for a
+            // message we had hidden, so ask here.
+            self.sweep_files();
+        }
         Ok(view)
     }
 

@@ -11,11 +11,11 @@
 //!
 //! The task also removes the files the node no longer keeps ([`super::file_sweep`]):
 //! all of them at start (a deletion made while no node ran, or lost to a crash
-//! before its removal), and all again (at most once a second) when a message is
-//! deleted for everyone or [`Downloads::sweep`] asks (after a hide or a deleted
-//! conversation). A file being downloaded goes once its download stops (it is
-//! not saved if its message was deleted meanwhile), so no download writes to a
-//! blob removed under it.
+//! before its removal), the one file of a message deleted for everyone, and all
+//! again (at most once a second) when [`Downloads::sweep`] asks (after a hide or
+//! a deleted conversation) or the node's events lagged. A file being downloaded
+//! goes once its download stops (it is not saved if its message was deleted
+//! meanwhile), so no download writes to a blob removed under it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -332,8 +332,8 @@ impl Task {
     }
 
     /// Has every file the node no longer keeps removed: now, or [`SWEEP_SPACING`]
-    /// after the last sweep (a sweep reads every file record, and a peer can send
-    /// deletions as fast as messages).
+    /// after the last sweep (a sweep reads every file record and its message, and
+    /// a peer's flood of messages can make the node's events lag).
     fn ask_sweep(&mut self) {
         let earliest = self.last_sweep.map_or_else(Instant::now, |at| at + SWEEP_SPACING);
         self.sweep_due.get_or_insert(earliest);
@@ -355,11 +355,7 @@ impl Task {
 
     /// Removes file `blob` if the node no longer keeps it.
     fn sweep_one(&mut self, blob: [u8; 32]) {
-        let gone = self.context.store.files().get(&blob).and_then(|record| match record {
-            Some(record) => Ok(file_sweep::gone(&self.context.store, &record)?.map(|why| (record, why))),
-            None => Ok(None),
-        });
-        match gone {
+        match file_sweep::blob_gone(&self.context.store, &blob) {
             Ok(Some((record, why))) => self.remove(&record, why),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "checking a deleted message's file failed"),
@@ -441,6 +437,18 @@ const FAILED_FOR_GOOD: &str = "the file does not open";
 /// Why a download or a wait for one ended: the file's message was deleted.
 const DELETED: &str = "the file's message was deleted";
 
+/// `Ok` while the node keeps `record`'s file; [`DELETED`] once it does not. A store
+/// that cannot say is an ordinary failure, tried again after the backoff (as
+/// `DELETED`, the task would find nothing to remove and start the job again at
+/// once).
+fn still_kept(context: &Context, record: &FileRecord) -> Result<(), String> {
+    match file_sweep::gone(&context.store, record) {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err(DELETED.to_owned()),
+        Err(e) => Err(format!("reading the file's message failed: {e}")),
+    }
+}
+
 /// A copy of one result for each waiter (errors are not `Clone`): local I/O stays a
 /// storage failure, the rest keeps its text.
 fn clone_result(r: &Result<FileEntryView, NodeError>) -> Result<FileEntryView, NodeError> {
@@ -484,17 +492,17 @@ async fn download(context: &Context, blob: [u8; 32]) -> Result<FileRecord, Strin
         // Ours (our message's record replaced someone else's while this waited).
         return Ok(record);
     }
-    if !matches!(file_sweep::gone(&context.store, &record), Ok(None)) {
-        return Err(DELETED.to_owned());
-    }
+    still_kept(context, &record)?;
     if record.state != FileState::Downloading {
         update(context, &blob, FileState::Downloading, None, None).await;
     }
     let result = fetch_from_sources(context, &record, &file).await;
     let result = match result {
         // Deleted while it came: not saved (the task removes it once this ends).
-        Ok(()) if !matches!(file_sweep::gone(&context.store, &record), Ok(None)) => Err(DELETED.to_owned()),
-        Ok(()) => save_received(context, &record, &file).await,
+        Ok(()) => match still_kept(context, &record) {
+            Ok(()) => save_received(context, &record, &file).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match result {

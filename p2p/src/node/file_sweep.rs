@@ -39,6 +39,12 @@ pub(crate) fn gone(store: &Store, record: &FileRecord) -> Result<Option<Gone>, S
     })
 }
 
+/// The record of file `blob` and why it goes, if it has one and it goes.
+pub(crate) fn blob_gone(store: &Store, blob: &[u8; 32]) -> Result<Option<(FileRecord, Gone)>, StoreError> {
+    let Some(record) = store.files().get(blob)? else { return Ok(None) };
+    Ok(gone(store, &record)?.map(|why| (record, why)))
+}
+
 /// Every file record whose blob goes.
 pub(crate) fn all_gone(store: &Store) -> Result<Vec<(FileRecord, Gone)>, StoreError> {
     let mut gone_ones = Vec::new();
