@@ -145,6 +145,52 @@ async fn a_blob_is_fetched_whole_and_a_fetch_resumes_with_only_what_is_missing()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_told_to_stop_asks_for_no_more_keeps_what_came_durable_and_a_later_fetch_resumes() {
+    let mut server = Node::start().await;
+    let mut client = Node::start().await;
+    let (_dir, held, key, outboard, plain) = stored_blob(40 * CHUNK_SIZE);
+    tokio::spawn(transfer::serve(held, server.control.accept(PROTOCOL).unwrap()));
+    client.connect(&server).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BlobStore::open(dir.path()).unwrap());
+    let id = outboard.id();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut last = 0;
+    let fetching = transfer::fetch_until(
+        &client.control,
+        server.peer,
+        id,
+        &store,
+        |held, _| {
+            last = held;
+            if held > 0 {
+                stop.store(true, std::sync::atomic::Ordering::Release);
+            }
+        },
+        &stop,
+    );
+    let result = tokio::time::timeout(DEADLINE, fetching).await.unwrap();
+    assert!(matches!(result, Err(FetchError::Stopped)), "{result:?}");
+    assert!(last > 0 && last < 40, "it stopped part of the way: {last} of 40 chunks");
+    drop(store);
+
+    // What came is durable: a store opened again holds it, and a fetch asks for the rest.
+    let store = Arc::new(BlobStore::open(dir.path()).unwrap());
+    let missing = store.missing(&id).unwrap().unwrap();
+    assert_eq!(40 - missing.len() as u64, last, "every chunk it reported is held");
+    let mut first = None;
+    tokio::time::timeout(DEADLINE, transfer::fetch(&client.control, server.peer, id, &store, |held, total| {
+        first.get_or_insert((held, total));
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(first, Some((last, 40)), "the next fetch started from what was held");
+    assert_eq!(plaintext(&store, &key, &outboard), plain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_the_blob_says_so() {
     let mut server = Node::start().await;
     let mut client = Node::start().await;

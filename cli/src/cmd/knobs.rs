@@ -41,6 +41,8 @@ const LOG_COMPACTION_CHECK: &str = "KITH_LOG_COMPACTION_CHECK_MS";
 /// How long a request to a peer (a delivery, a mailbox's, a group log's) may take
 /// before it counts as failed, in ms (default 10 000).
 const REQUEST_TIMEOUT: &str = "KITH_REQUEST_TIMEOUT_MS";
+/// Least time between two progress events of one file, in ms (default 250).
+const FILE_PROGRESS: &str = "KITH_FILE_PROGRESS_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
 
@@ -98,6 +100,9 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
     if let Some(timeout) = millis(REQUEST_TIMEOUT, 100) {
         timers.request_timeout = timeout;
     }
+    if let Some(every) = millis(FILE_PROGRESS, 1) {
+        timers.file_progress_every = every;
+    }
     if let Some(only_global) = number(AUTONAT_ONLY_GLOBAL_IPS) {
         timers.autonat.only_global_ips = only_global != 0;
     }
@@ -123,6 +128,7 @@ mod tests {
             assert_eq!(timers.search_catch_up, defaults.search_catch_up);
             assert_eq!(timers.log_compaction_check, defaults.log_compaction_check);
             assert_eq!(timers.request_timeout, defaults.request_timeout);
+            assert_eq!(timers.file_progress_every, defaults.file_progress_every);
         }
     }
 
@@ -144,6 +150,7 @@ mod tests {
                     SEARCH_CATCH_UP => "50",
                     LOG_COMPACTION_CHECK => "10",
                     REQUEST_TIMEOUT => "3000",
+                    FILE_PROGRESS => "0",
                     _ => return None,
                 }
                 .into(),
@@ -164,5 +171,6 @@ mod tests {
         assert_eq!(timers.search_catch_up, Duration::from_millis(100), "at least 100 ms");
         assert_eq!(timers.log_compaction_check, Duration::from_millis(50), "at least 50 ms");
         assert_eq!(timers.request_timeout, Duration::from_secs(3));
+        assert_eq!(timers.file_progress_every, Duration::from_millis(1), "at least 1 ms");
     }
 }

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,6 +77,9 @@ pub enum FetchError {
     /// Storing failed.
     #[error(transparent)]
     Store(BlobError),
+    /// The caller asked it to stop ([`fetch_until`]) before the blob was complete.
+    #[error("the fetch was stopped")]
+    Stopped,
 }
 
 impl From<std::io::Error> for FetchError {
@@ -219,7 +223,21 @@ pub async fn fetch(
     peer: PeerId,
     id: BlobId,
     store: &Arc<BlobStore>,
+    progress: impl FnMut(u64, u64),
+) -> Result<(), FetchError> {
+    fetch_until(control, peer, id, store, progress, &AtomicBool::new(false)).await
+}
+
+/// [`fetch`], which asks for no more chunks once `stop` is set: the requests
+/// already in flight end first, what they stored is made durable, and it returns
+/// [`FetchError::Stopped`] (unless the blob is complete by then).
+pub async fn fetch_until(
+    control: &Control,
+    peer: PeerId,
+    id: BlobId,
+    store: &Arc<BlobStore>,
     mut progress: impl FnMut(u64, u64),
+    stop: &AtomicBool,
 ) -> Result<(), FetchError> {
     let outboard = match store.outboard(&id)? {
         Some(outboard) => outboard,
@@ -235,6 +253,7 @@ pub async fn fetch(
     progress(held, total);
     let batches: Vec<Vec<u64>> = missing.chunks(MAX_BATCH).map(<[u64]>::to_vec).collect();
     let mut results = stream::iter(batches)
+        .take_while(|_| std::future::ready(!stop.load(Ordering::Acquire)))
         .map(|batch| fetch_batch(control, peer, id, &outboard, store, batch))
         .buffer_unordered(IN_FLIGHT);
     let mut since_sync = 0;
@@ -261,7 +280,11 @@ pub async fn fetch(
         progress(held, total);
     }
     finish(syncing.take()).await?;
-    sync(store, id).await
+    sync(store, id).await?;
+    if stop.load(Ordering::Acquire) && !store.is_complete(&id)? {
+        return Err(FetchError::Stopped);
+    }
+    Ok(())
 }
 
 /// Waits for a sync started earlier, if any.

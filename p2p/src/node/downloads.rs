@@ -14,12 +14,15 @@
 //! before its removal), the one file of a message deleted for everyone, and all
 //! again (at most once a second) when [`Downloads::sweep`] asks (after a hide or
 //! a deleted conversation) or the node's events lagged. A file being downloaded
-//! goes once its download stops (it is not saved if its message was deleted
-//! meanwhile), so no download writes to a blob removed under it.
+//! is told to stop (it asks for no more chunks; those in flight end) and goes once
+//! it has (it is not saved if its message was deleted meanwhile), so no download
+//! writes to a blob removed under it, and a deleted large file is not fetched to
+//! its end.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kith_storage::{ContactState, Direction, FileRecord, FileRef, FileState, Store};
@@ -135,7 +138,8 @@ struct Job {
 struct Task {
     context: Context,
     jobs: HashMap<[u8; 32], Job>,
-    running: HashSet<[u8; 32]>,
+    /// Downloads under way, each with the flag that tells it to stop.
+    running: HashMap<[u8; 32], Arc<AtomicBool>>,
     /// Files to remove once their running download stops.
     remove_when_stopped: HashSet<[u8; 32]>,
     /// When the next sweep for removed files runs, if one is asked for.
@@ -151,7 +155,7 @@ impl Task {
         Task {
             context,
             jobs: HashMap::new(),
-            running: HashSet::new(),
+            running: HashMap::new(),
             remove_when_stopped: HashSet::new(),
             sweep_due: None,
             last_sweep: None,
@@ -311,23 +315,24 @@ impl Task {
         let ready: Vec<[u8; 32]> = self
             .jobs
             .iter()
-            .filter(|(blob, job)| !self.running.contains(*blob) && job.not_before.is_none_or(|t| t <= now))
+            .filter(|(blob, job)| !self.running.contains_key(*blob) && job.not_before.is_none_or(|t| t <= now))
             .map(|(blob, _)| *blob)
             .take(PARALLEL.saturating_sub(self.running.len()))
             .collect();
         for blob in ready {
-            self.running.insert(blob);
+            let stop = Arc::new(AtomicBool::new(false));
+            self.running.insert(blob, stop.clone());
             let context = self.context.clone();
             let done = self.done.clone();
             tokio::spawn(async move {
-                let result = download(&context, blob).await;
+                let result = download(&context, blob, &stop).await;
                 let _ = done.send((blob, result)).await;
             });
         }
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
-        let jobs = self.jobs.iter().filter(|(blob, _)| !self.running.contains(*blob)).filter_map(|(_, job)| job.not_before);
+        let jobs = self.jobs.iter().filter(|(blob, _)| !self.running.contains_key(*blob)).filter_map(|(_, job)| job.not_before);
         jobs.chain(self.sweep_due).min()
     }
 
@@ -371,9 +376,10 @@ impl Task {
                 let _ = w.send(Err(NodeError::Op(crate::ops::OpError::UnknownFile(gone))));
             }
         }
-        if self.running.contains(&record.blob) {
-            // Its download stops at its next failure or completion: no job is left
-            // to try again, and `finished` removes it then.
+        if let Some(stop) = self.running.get(&record.blob) {
+            // It asks for no more chunks; once those in flight are stored it ends,
+            // no job is left to try again, and `finished` removes it then.
+            stop.store(true, Ordering::Release);
             self.remove_when_stopped.insert(record.blob);
             return;
         }
@@ -477,8 +483,8 @@ pub(crate) fn parse_blob(id: &str) -> Result<[u8; 32], hex::FromHexError> {
 
 /// One attempt at a file: fetch what is missing from its sources in turn, then save
 /// it. Returns the record as it stands after, or why the attempt failed (the record
-/// then says so too).
-async fn download(context: &Context, blob: [u8; 32]) -> Result<FileRecord, String> {
+/// then says so too). `stop` set ends it early (its message was deleted).
+async fn download(context: &Context, blob: [u8; 32], stop: &AtomicBool) -> Result<FileRecord, String> {
     let files = context.store.files();
     let record = files.get(&blob).map_err(|e| e.to_string())?.ok_or("the file's record is gone")?;
     let message = context
@@ -496,7 +502,7 @@ async fn download(context: &Context, blob: [u8; 32]) -> Result<FileRecord, Strin
     if record.state != FileState::Downloading {
         update(context, &blob, FileState::Downloading, None, None).await;
     }
-    let result = fetch_from_sources(context, &record, &file).await;
+    let result = fetch_from_sources(context, &record, &file, stop).await;
     let result = match result {
         // Deleted while it came: not saved (the task removes it once this ends).
         Ok(()) => match still_kept(context, &record) {
@@ -572,13 +578,16 @@ fn sources(context: &Context, record: &FileRecord, file: &FileRef) -> Vec<(PeerI
     out
 }
 
-async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileRef) -> Result<(), String> {
+async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileRef, stop: &AtomicBool) -> Result<(), String> {
     let id = BlobId(file.blob);
     if context.blobs.is_complete(&id).map_err(|e| e.to_string())? {
         return Ok(());
     }
     let mut errors = Vec::new();
     for (peer, addrs) in sources(context, record, file) {
+        if stop.load(Ordering::Acquire) {
+            return Err(DELETED.into());
+        }
         let (tx, rx) = oneshot::channel();
         if context.commands.send(Command::Reach(peer, addrs, tx)).await.is_err() {
             return Err("the node has stopped".into());
@@ -616,8 +625,9 @@ async fn fetch_from_sources(context: &Context, record: &FileRecord, file: &FileR
             }
             Err(Source::Fatal(e)) => return Err(e),
         }
-        match transfer::fetch(&context.control, peer, id, &context.blobs, progress).await {
+        match transfer::fetch_until(&context.control, peer, id, &context.blobs, progress, stop).await {
             Ok(()) => return Ok(()),
+            Err(FetchError::Stopped) => return Err(DELETED.into()),
             // Its chunks match the blob but do not open: the message's key is wrong.
             Err(FetchError::Store(e @ BlobError::WrongKey { .. })) => return Err(format!("{FAILED_FOR_GOOD} with its key: {e}")),
             Err(e @ FetchError::Store(_)) => return Err(e.to_string()),
