@@ -14,10 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
-use kith_storage::{
-    Contact, ContactState, ConversationId, FileRef, FileState, Message, MessageId, MessageState, OutboxEntry,
-    Recipient, Store, StoreError,
-};
+use kith_storage::{ContactState, ConversationId, FileState, Message, MessageId, OutboxEntry, Recipient, Store};
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
@@ -29,11 +26,11 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::contact_rules::{self, Adding};
 use super::direct;
 use super::flusher::{FlushFailed, Flusher};
-use super::inbound::Inbound;
 use super::outbox::{Flight, Queues};
-use super::send_ahead::{SendAhead, Staged};
+use super::request_size::RequestSize;
+use super::send_ahead::SendAhead;
 use super::or_log::OrLog;
-use super::{Command, Event, NodeConfig, NodeError, SendRequest, StartError, Status};
+use super::{Command, Event, NodeConfig, NodeError, StartError, Status};
 use crate::conn_limits;
 use crate::dm::{self, DmRequest, DmResponse, DmResult, RejectReason};
 use crate::envelope::{Opener, Sealer, SealerConfig};
@@ -42,7 +39,6 @@ use crate::ops::{self, OpError};
 use crate::payload::Payload;
 use crate::node::directory::{self, Directory};
 use crate::peer_record::{self, PeerRecord};
-use crate::requests::Tally;
 use crate::views::{ContactView, MessageView};
 
 /// Sessions the opener remembers (each saves a handshake's DH work on later messages).
@@ -127,6 +123,7 @@ struct Accepted {
     rekeyed: Vec<PeerId>,
 }
 
+mod delivery;
 mod group_inbound;
 mod group_messages;
 mod groups;
@@ -134,6 +131,7 @@ mod keys;
 mod limbo;
 mod profile;
 mod ratchet;
+mod sends;
 pub(super) mod relays;
 
 
@@ -182,19 +180,9 @@ pub(crate) struct Actor {
     events: broadcast::Sender<Event>,
     listen_addrs: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
-    /// Connected peers whose identify listed [`dm::PROTOCOL_V2`]: they take batches
-    /// of up to [`dm::MAX_BATCH`]; every other peer gets at most [`dm::MAX_BATCH_V1`].
-    large_batches: HashSet<PeerId>,
-    /// Peers of `large_batches` whose last direct request failed: they get batches of
-    /// [`dm::MAX_BATCH_V1`] until one is answered. A retry then sends the seals it
-    /// kept (the sealed-form cache holds two such batches), where a large batch would
-    /// seal its uncached part again at later keys each time, and a slow link gets a
-    /// smaller request to carry within the timeout.
-    batches_cut: HashSet<PeerId>,
-    /// The bytes a request for each contact (to it, or a deposit at its relays)
-    /// may carry: cut after a timeout, so a slow link gets requests it can carry
-    /// within the timeout.
-    batch_bytes: super::batch_bytes::BatchBytes,
+    /// How many envelopes and bytes a request for each contact may carry (to it,
+    /// or a deposit at its relays).
+    request_size: RequestSize,
     directory: Directory,
     next_refresh: Instant,
     relays: crate::node::mailbox_client::MailboxClient,
@@ -368,9 +356,7 @@ impl Actor {
             events,
             listen_addrs: listen_addrs.clone(),
             connected: HashSet::new(),
-            large_batches: HashSet::new(),
-            batches_cut: HashSet::new(),
-            batch_bytes: super::batch_bytes::BatchBytes::default(),
+            request_size: RequestSize::default(),
             directory: Directory::new(config.timers.publish_spacing),
             next_refresh: Instant::now() + timers.record_refresh,
             relays: Default::default(),
@@ -958,249 +944,6 @@ impl Actor {
         Ok(view)
     }
 
-    /// Compose `first` and every send already waiting behind it (up to
-    /// [`MAX_SEND_BATCH`]) and store them in one transaction; the flusher makes them
-    /// durable, then [`Actor::finish_sends`] answers the callers: each hears `Ok` only
-    /// once its message is on disk here. 1:1 messages that [`SendAhead`] allows leave
-    /// at once, the others after that flush (docs/PROTOCOL.md, *Delivery*). Returns
-    /// the command that ended the batch.
-    fn send_batch(&mut self, first: SendRequest) -> Option<Command> {
-        let mut composed = Vec::new();
-        let mut attachments = Vec::new();
-        let mut lamports = HashMap::new();
-        let mut contacts = HashMap::new();
-        let mut request = first;
-        let ended_by = loop {
-            let file = request.attachment.as_deref().map(|a| &a.file);
-            let result =
-                self.compose_send(&request.contact, &request.text, file, request.link.as_ref(), &mut lamports, &mut contacts);
-            if let (Ok(_), Some(a)) = (&result, request.attachment) {
-                attachments.push((a.file.blob, a.state, a.path, a.error));
-            }
-            composed.push((result, request.reply));
-            if composed.len() >= MAX_SEND_BATCH {
-                break None;
-            }
-            match self.commands.try_recv() {
-                Ok(Command::Send(next)) => request = next,
-                Ok(other) => break Some(other),
-                Err(_) => break None,
-            }
-        };
-        let items: Vec<(&Message, &OutboxEntry)> =
-            composed.iter().filter_map(|(result, _)| result.as_ref().ok().map(|(m, e, _)| (m, e))).collect();
-        match self.store.stage_outgoing(&items).and_then(|()| self.note_attachments(&attachments)) {
-            Ok(()) => {
-                self.unflushed_sends.extend(items.iter().map(|(m, _)| m.id));
-                self.send_batches += 1;
-                let batch = self.send_batches;
-                let mut marked = self.mark_for_sending_ahead(&composed);
-                let presealed = self.preseal(&composed);
-                if !presealed {
-                    marked.clear();
-                }
-                // Chains started by this batch's seals, or by seals at dispatch since
-                // the last batch: their contacts wait for this batch's flush (the
-                // next batch marks them again if this one could not). A contact
-                // whose mark was never written stays unmarked: its next batch
-                // writes one.
-                for peer in self.ratchets.take_new_chains() {
-                    self.send_ahead.unmark(batch, &peer);
-                    if presealed && !marked.contains(&peer) && matches!(self.ratchets.is_marked(&peer), Ok(true)) {
-                        marked.push(peer);
-                    }
-                }
-                let ahead = self.send_ahead(&composed);
-                self.flusher.after_flush(AfterFlush::Sends { composed, marked, batch });
-                for peer in ahead {
-                    self.dispatch(peer);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "staging outgoing messages failed");
-                for (result, reply) in composed {
-                    let _ = reply.send(result.and(Err(NodeError::Op(OpError::NotStored(e.to_string())))));
-                }
-            }
-        }
-        ended_by
-    }
-
-    /// Marks, for sending ahead, the contacts of a batch's 1:1 messages that have a
-    /// ratchet and no durable mark yet (written with the batch's ratchet state).
-    /// Returns them.
-    fn mark_for_sending_ahead(&mut self, composed: &[(Composed, SendReply)]) -> Vec<PeerId> {
-        let mut marked = Vec::new();
-        for (result, _) in composed {
-            let Ok((_, _, group_messages::Dest::Peer(peer))) = result else { continue };
-            if !self.send_ahead.needs_mark(peer) || marked.contains(peer) || !matches!(self.ratchets.ready(peer), Ok(true)) {
-                continue;
-            }
-            match self.ratchets.mark_sends_ahead(peer) {
-                Ok(_) => marked.push(*peer),
-                Err(e) => tracing::warn!(%peer, error = %e, "marking a contact for sending ahead failed; its messages wait for their flush"),
-            }
-        }
-        marked
-    }
-
-    /// Queues the batch's 1:1 messages that may leave before their flush
-    /// ([`SendAhead::take`] judges every one, in order). Returns their contacts, to
-    /// dispatch.
-    fn send_ahead(&mut self, composed: &[(Composed, SendReply)]) -> Vec<PeerId> {
-        if self.store.a_flush_failed() {
-            // Any flush of the store: the flushing thread's, a key rotation's, a roll's.
-            self.send_ahead.stop();
-        }
-        let now = Instant::now();
-        let mut peers = Vec::new();
-        for (result, _) in composed {
-            let Ok((message, entry, group_messages::Dest::Peer(peer))) = result else { continue };
-            let presealed = self.ratcheted.contains(peer, &entry.id);
-            let staged = Staged { peer: *peer, id: entry.id, lamport: message.lamport, eligible: presealed && message.file.is_none() };
-            if self.send_ahead.take(staged) {
-                self.queues.push(*peer, entry.clone(), now);
-                if !peers.contains(peer) {
-                    peers.push(*peer);
-                }
-            }
-        }
-        peers
-    }
-
-    /// After a start that found contacts marked for sending ahead (a crash): their
-    /// conversations' next Lamport values go past what the lost messages may have
-    /// used (their sessions skipped the keys at load).
-    fn resume_sends_ahead(&mut self) {
-        for peer in self.ratchets.marked_at_load().to_vec() {
-            let conversation = ops::direct_conversation(&self.me, &peer);
-            let conversations = self.store.conversations();
-            let stored = conversations.highest_lamport(conversation);
-            conversations.raise_lamport(conversation, stored.saturating_add(crate::ratchet::MAX_SENT_AHEAD as u64));
-            self.send_ahead.marked_at_start(peer, stored);
-        }
-    }
-
-    /// A clean stop: everything sent ahead is flushed by the caller's flush, so the
-    /// marks go with it and the next start skips nothing.
-    fn clear_sends_ahead(&mut self) {
-        let cleared = self.ratchets.clear_sends_ahead().and_then(|()| self.ratchets.persist(ops::now_ms()));
-        if let Err(e) = cleared {
-            tracing::warn!(error = %e, "clearing the marks for sending ahead failed; the next start skips ratchet keys as after a crash");
-            self.ratchets.rollback();
-        }
-    }
-
-    /// Say where the files of staged messages are (their records were started with
-    /// the messages); flushed with them.
-    fn note_attachments(&self, attachments: &[NotedAttachment]) -> Result<(), StoreError> {
-        for (blob, state, path, error) in attachments {
-            self.store.files().set_state(blob, *state, path.clone(), error.clone())?;
-        }
-        Ok(())
-    }
-
-    /// Staged sends are durable (or their flush failed): answer the callers, then
-    /// queue and send the messages not sent ahead.
-    fn finish_sends(&mut self, composed: Vec<(Composed, SendReply)>, (batch, marked): (u64, Vec<PeerId>), flushed: &Result<(), FlushFailed>) {
-        let now = Instant::now();
-        let mut peers = Vec::new();
-        let mut groups = Vec::new();
-        if flushed.is_ok() {
-            self.send_ahead.marks_durable(batch, marked);
-        }
-        self.finished_send_batches = batch;
-        self.unsealed_staged.finished(batch);
-        self.presealed_staged.finished(batch);
-        for (result, reply) in composed {
-            if let Ok((message, ..)) = &result {
-                if self.unflushed_sends.remove(&message.id) {
-                    self.staged_departures += 1;
-                }
-                if flushed.is_ok() && message.link.as_ref().and_then(kith_storage::Link::changed).is_some() {
-                    // Every client sees our edit, delete or reaction, not only the one that asked.
-                    let peer = match &result {
-                        Ok((_, _, group_messages::Dest::Peer(peer))) => Some(peer.to_string()),
-                        _ => None,
-                    };
-                    match ops::stored_event(&self.store, message, peer.as_deref()) {
-                        Ok(Some(event)) => self.emit(event),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "reading a changed message back failed"),
-                    }
-                }
-            }
-            let sent_ahead = match &result {
-                Ok((message, _, group_messages::Dest::Peer(peer))) => {
-                    self.send_ahead.flushed(*peer, message.id, message.lamport, flushed.is_ok())
-                }
-                _ => false,
-            };
-            let answer = match (result, flushed) {
-                (Ok((message, entry, group_messages::Dest::Peer(peer))), Ok(())) => {
-                    if !sent_ahead {
-                        self.queues.push(peer, entry, now);
-                        if !peers.contains(&peer) {
-                            peers.push(peer);
-                        }
-                    }
-                    Ok(MessageView::new(&message, Some(&kith_storage::peer_text(&peer))))
-                }
-                (Ok((message, entry, group_messages::Dest::Group(group))), Ok(())) => {
-                    self.queue_group_message(group, entry);
-                    if !groups.contains(&group) {
-                        groups.push(group);
-                    }
-                    Ok(MessageView::new(&message, None))
-                }
-                (Ok(_), Err(e)) => Err(NodeError::Op(OpError::NotStored(e.to_string()))),
-                (Err(e), _) => Err(e),
-            };
-            let _ = reply.send(answer);
-        }
-        if std::mem::take(&mut self.reload_after_sends) && flushed.is_ok() {
-            // Behind this batch's messages now, the entries left out wait no more.
-            // (After a failed flush nothing is sent until a restart, which loads
-            // the whole outbox.)
-            self.reload_outbox();
-        }
-        for peer in peers {
-            self.dispatch(peer);
-        }
-        for group in groups {
-            self.push_group(group);
-        }
-    }
-
-    /// Compose one outgoing message to a contact or a group (nothing written yet but
-    /// its conversation).
-    fn compose_send(
-        &mut self,
-        target: &str,
-        text: &str,
-        file: Option<&FileRef>,
-        link: Option<&kith_storage::Link>,
-        lamports: &mut HashMap<ConversationId, u64>,
-        contacts: &mut HashMap<String, Contact>,
-    ) -> Result<(Message, OutboxEntry, group_messages::Dest), NodeError> {
-        // A batch's contacts are resolved once: nothing changes them while it is
-        // composed, and a batch is mostly sends to one.
-        if !contacts.contains_key(target) {
-            let contact = match ops::resolve_target(&self.store, target)? {
-                ops::Target::Contact(contact) => contact,
-                ops::Target::Group(group) => {
-                    let (message, entry) = self.compose_group(&group, text, file, link, lamports)?;
-                    return Ok((message, entry, group_messages::Dest::Group(group.id)));
-                }
-            };
-            contacts.insert(target.to_owned(), contact);
-        }
-        let contact = &contacts[target];
-        let peer = contact.peer_id;
-        let (message, entry) = ops::compose_text(&self.store, &self.me, contact, text, file, link, lamports)?;
-        Ok((message, entry, group_messages::Dest::Peer(peer)))
-    }
-
     /// Pick up outbox entries written by local operations (or a previous run).
     ///
     /// Entries for a contact with presealed messages not queued yet (waiting for
@@ -1271,395 +1014,7 @@ impl Actor {
         }
     }
 
-    // ---- delivery -------------------------------------------------------------
-
-    /// Take queued items that can no longer go out of the outbox, and mark those that
-    /// are messages failed (unless they went with their conversation).
-    fn drop_undeliverable(&mut self, ids: Vec<kith_storage::MessageId>) {
-        for id in ids {
-            self.store.outbox().remove(id).or_log("removing an outbox entry that can no longer go out");
-            match self.store.set_message_state(id, MessageState::Failed, false) {
-                Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(error = %e, "an undeliverable message could not be marked failed"),
-            }
-        }
-    }
-
-    fn dispatch(&mut self, peer: PeerId) {
-        let now = Instant::now();
-        let contact = match self.store.contacts().get(&peer) {
-            Ok(contact) => contact,
-            Err(e) => {
-                tracing::error!(error = %e, "reading contact failed");
-                return;
-            }
-        };
-        let gate = direct::gate(contact.as_ref());
-        match gate {
-            direct::Gate::Open => {}
-            direct::Gate::GroupOnly => {
-                let dropped = self.queues.drop_where(&peer, |e| !direct::goes_to_a_member(&e.payload));
-                self.drop_undeliverable(dropped);
-            }
-            direct::Gate::Removed => {
-                self.drop_seals(&peer);
-                let dropped = self.queues.forget(&peer);
-                self.drop_undeliverable(dropped);
-                return;
-            }
-            direct::Gate::Blocked => {
-                self.queues.forget(&peer);
-                return;
-            }
-            direct::Gate::Held => {
-                // Its items stay queued; the queue looks again soon.
-                self.queues.hold(&peer, now);
-                return;
-            }
-            direct::Gate::NeedsKey => {
-                self.lookup(peer);
-                self.queues.defer(&peer, now);
-                return;
-            }
-        }
-        let Some((contact, e2e)) = contact.and_then(|c| c.e2e_public.map(|key| (c, key))) else { return };
-        self.offer_if_new(&contact);
-        let batch = self.queues.next_batch(&peer, self.batch_cap(&peer), now);
-        if batch.is_empty() {
-            return;
-        }
-        let mut envelopes = Vec::with_capacity(batch.len());
-        let mut ids = Vec::with_capacity(batch.len());
-        let mut sealed_now = Vec::new();
-        let mut bytes = 0;
-        let max_bytes = self.batch_bytes.cap(&peer);
-        for entry in &batch {
-            // The request must stay under the receiver's cap: stop before an entry
-            // that might not fit (judged before sealing it, so no key is spent on it).
-            let most = entry.payload.len() + crate::payload::RATCHET_OVERHEAD + crate::envelope::MAX_SEAL_OVERHEAD;
-            if !envelopes.is_empty() && bytes + most + dm::ENVELOPE_FRAMING > max_bytes {
-                break;
-            }
-            let plaintext = match self.ratchet_cached(&contact, entry, &mut sealed_now) {
-                Ok(plaintext) => plaintext,
-                Err(e) => {
-                    // Nothing of this batch leaves: what it sealed is undone, and it
-                    // goes again after the backoff.
-                    tracing::error!(%peer, error = %e, "sealing in the ratchet failed; trying again later");
-                    self.ratchet_undo(&sealed_now);
-                    self.queues.defer(&peer, now);
-                    return;
-                }
-            };
-            match self.sealer.seal(&e2e, &plaintext) {
-                Ok(envelope) => {
-                    bytes += envelope.len() + dm::ENVELOPE_FRAMING;
-                    envelopes.push(envelope);
-                    ids.push(entry.id);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "sealing failed; dropping the item");
-                    self.store
-                        .set_message_state(entry.id, MessageState::Failed, true)
-                        .or_log("marking an unsealable message as undeliverable");
-                    self.store.outbox().remove(entry.id).or_log("removing an unsealable outbox entry");
-                    self.queues.remove(&peer, entry.id);
-                }
-            }
-        }
-        if ids.is_empty() {
-            return;
-        }
-        let offers_unflushed = ids.iter().any(|id| self.unflushed_offers.contains(id));
-        if self.ratchets.is_dirty() || offers_unflushed {
-            // What this batch sealed (or an offer's one-time key) must be durable
-            // before it leaves: written now, and the batch waits in flight for the
-            // flushing thread while the event loop goes on.
-            if let Err(e) = self.ratchets.persist(ops::now_ms()) {
-                tracing::error!(%peer, error = %e, "writing ratchet state failed; trying again later");
-                self.ratchet_undo(&sealed_now);
-                self.queues.defer(&peer, now);
-                return;
-            }
-            self.sealing_flights += 1;
-            let flight = Flight::Flushing(self.sealing_flights);
-            self.queues.mark_in_flight(&peer, flight, ids);
-            self.flusher.after_flush(AfterFlush::Sealed(SealedBatch { peer, flight, envelopes, sealed_now, gate }));
-            return;
-        }
-        self.route(peer, &contact, envelopes, ids);
-    }
-
-    /// A batch sealed at dispatch is durable with its ratchet state (or the flush
-    /// failed: then its seals are undone and it goes again after the backoff).
-    fn send_sealed(&mut self, sealed: SealedBatch, flushed: &Result<(), FlushFailed>) {
-        let SealedBatch { peer, flight, envelopes, sealed_now, gate: sealed_with } = sealed;
-        if let Err(e) = flushed {
-            // Also if the queue is gone: its cached seals must not leave later.
-            tracing::error!(%peer, error = %e, "flushing ratchet state failed; trying again later");
-            self.ratchet_undo(&sealed_now);
-            self.queues.fail(&peer, flight, Instant::now());
-            return;
-        }
-        // Gone from the queue meanwhile (the contact was removed or blocked).
-        let Some(ids) = self.queues.in_flight(&peer, flight) else { return };
-        // Durable now. (An offer that leaves the queue some other way stays noted: a
-        // few ids per contact and run at most, as offers go.)
-        for id in &ids {
-            self.unflushed_offers.remove(id);
-        }
-        let contact = match self.store.contacts().get(&peer) {
-            Ok(contact) => contact,
-            Err(e) => {
-                tracing::error!(%peer, error = %e, "reading contact failed; trying again later");
-                self.queues.fail(&peer, flight, Instant::now());
-                return;
-            }
-        };
-        let gate = direct::gate(contact.as_ref());
-        match contact {
-            Some(contact) if gate == sealed_with => self.route(peer, &contact, envelopes, ids),
-            // The contact changed since the batch was made (blocked, removed, now
-            // only a group member...): it stays queued, and dispatch does what the
-            // contact's state asks.
-            _ => {
-                self.queues.fail(&peer, flight, Instant::now());
-                self.dispatch(peer);
-            }
-        }
-    }
-
-    /// The most envelopes one batch for `peer` may carry: [`dm::MAX_BATCH`] for a
-    /// connected peer that takes it and answered our last direct request, else what
-    /// a relay's deposit and a `/kith/dm/1` peer take (the same number). Bytes are
-    /// capped apart, in [`Actor::dispatch`].
-    fn batch_cap(&self, peer: &PeerId) -> usize {
-        if self.large_batches.contains(peer) && !self.batches_cut.contains(peer) && !self.queues.via_relays(peer) {
-            dm::MAX_BATCH
-        } else {
-            dm::MAX_BATCH_V1.min(crate::mailbox::MAX_DEPOSIT_BATCH)
-        }
-    }
-
-    /// Sends a sealed batch directly or to the contact's relays. A batch made for a
-    /// path that takes more than the one it goes on now (the peer left while its
-    /// seals were flushed) sends its front: the rest stays queued, in order, and goes
-    /// in the next batch with the seals it has.
-    fn route(&mut self, peer: PeerId, contact: &Contact, mut envelopes: Vec<Vec<u8>>, mut ids: Vec<MessageId>) {
-        let route = direct::route(self.queues.via_relays(&peer), self.connected.contains(&peer), Self::has_relays(contact));
-        let cap = match route {
-            direct::Route::Relays => crate::mailbox::MAX_DEPOSIT_BATCH,
-            direct::Route::Direct => self.batch_cap(&peer),
-        };
-        envelopes.truncate(cap);
-        ids.truncate(cap);
-        match route {
-            direct::Route::Relays => self.deposit(peer, contact, envelopes, ids),
-            direct::Route::Direct => self.send_direct(peer, contact, envelopes, ids),
-        }
-    }
-
-    fn send_direct(&mut self, peer: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
-        let addrs = contact.addrs.clone();
-        self.batch_bytes.sent(peer, &envelopes);
-        let request_id = self
-            .swarm
-            .behaviour_mut()
-            .dm
-            .send_request_with_addresses(&peer, DmRequest { envelopes }, addrs);
-        self.queues.mark_in_flight(&peer, Flight::Direct(request_id), ids);
-    }
-
-    fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: DmResponse) {
-        let Some(ids) = self.queues.in_flight(&peer, Flight::Direct(request_id)) else { return };
-        self.batches_cut.remove(&peer);
-        self.batch_bytes.answered(&peer);
-        let answer = direct::answered(&ids, &response.results);
-        if answer.miscounted {
-            tracing::warn!(%peer, "delivery answer has {} results for {} items", response.results.len(), ids.len());
-        }
-        for (_, reason) in &answer.refused {
-            tracing::warn!(%peer, %reason, "peer refused an item");
-        }
-        self.settle(peer, Flight::Direct(request_id), &answer.moves);
-    }
-
-    /// Record how a delivery attempt ended: `updates` move their messages in one
-    /// transaction (ids that are not messages, like receipts, just leave the outbox)
-    /// and leave the queue, which moves on; the moves are announced once flushed. If
-    /// the store fails, nothing leaves the queue and the batch goes again (receivers
-    /// de-duplicate); a crash before the flush does the same.
-    fn settle(&mut self, peer: PeerId, flight: Flight, updates: &[(MessageId, MessageState)]) {
-        let (done, moved) = match self.store.set_message_states(updates, true) {
-            Ok(moved) => (updates.iter().map(|(id, _)| *id).collect(), moved),
-            Err(e) => {
-                tracing::error!(error = %e, "recording delivery states failed; will resend");
-                (Vec::new(), Vec::new())
-            }
-        };
-        self.queues.complete(&peer, flight, &done, Instant::now());
-        let conversation = ops::direct_conversation(&self.me, &peer).to_string();
-        let events: Vec<Event> = updates
-            .iter()
-            .zip(moved)
-            .filter_map(|((id, _), new)| {
-                let state = new?;
-                // A change's delivery is no message state a client shows.
-                (!self.store.messages().is_change(*id))
-                    .then(|| Event::MessageStateChanged { id: id.to_string(), conversation: conversation.clone(), state })
-            })
-            .collect();
-        if !events.is_empty() {
-            // Announced once durable, but a lost delivery state only means a resend
-            // the peer answers again: no flush of its own (see `flusher`).
-            self.flusher.after_some_flush(AfterFlush::Events(events));
-        }
-        // The next batch waits for the sends queued meanwhile: staged first, their
-        // flush starts before this batch is sealed (their callers wait on it), and
-        // they ride in this batch instead of the one after. Dispatched after the
-        // next command batch at the latest (`run`).
-        if !self.dispatch_after_sends.contains(&peer) {
-            self.dispatch_after_sends.push(peer);
-        }
-    }
-
-    fn on_failure(&mut self, peer: PeerId, request_id: OutboundRequestId, error: &request_response::OutboundFailure) {
-        let now = Instant::now();
-        let Some(delay) = self.queues.fail(&peer, Flight::Direct(request_id), now) else { return };
-        if self.large_batches.contains(&peer) {
-            self.batches_cut.insert(peer);
-        }
-        self.batch_bytes.failed(peer, error);
-        let dial_failed = matches!(error, request_response::OutboundFailure::DialFailure);
-        if dial_failed {
-            self.lookup(peer);
-        }
-        let contact = self.store.contacts().get(&peer).ok().flatten();
-        // libp2p fails a request whose dial waited for another dial to the same peer
-        // when that one fails, e.g. a DHT query's, made only with the addresses the
-        // DHT knows (behind NAT: unreachable private ones, never the relay circuit).
-        let untried = dial_failed && {
-            let tried = self.failed_dials.remove(&peer).unwrap_or_default();
-            contact.as_ref().is_some_and(|c| {
-                c.addrs.iter().filter_map(|a| a.clone().with_p2p(peer).ok()).any(|a| !tried.contains(&a))
-            })
-        };
-        let has_relays = contact.as_ref().is_some_and(Self::has_relays);
-        let redials = self.redials.get(&peer).copied().unwrap_or(0);
-        match direct::after_failure(dial_failed, untried, redials, has_relays) {
-            direct::AfterFailure::Redial => {
-                *self.redials.entry(peer).or_default() += 1;
-                tracing::debug!(%peer, "a dial without the contact's addresses failed; dialing again with them");
-                self.queues.wake(&peer, now);
-                self.dispatch(peer);
-            }
-            direct::AfterFailure::Relays => {
-                // No direct path: the recipient's relays hold the mail until it is back.
-                tracing::debug!(%peer, %error, "direct delivery failed; depositing to relays");
-                self.queues.prefer_relays(&peer, now);
-                self.dispatch(peer);
-            }
-            direct::AfterFailure::Backoff => {
-                tracing::debug!(%peer, %error, ?delay, "delivery attempt failed; will retry");
-            }
-        }
-    }
-
-    /// A peer's delivery: stored now, answered once durable.
-    fn on_request(&mut self, request: DmRequest, channel: request_response::ResponseChannel<DmResponse>) {
-        let (results, accepted) = self.accept(&request.envelopes, false);
-        self.flusher.after_flush(AfterFlush::Answer { channel, results, accepted });
-    }
-
-    /// Take envelopes from a peer or from one of our mailboxes: store them with their
-    /// contact changes and queued answers, **not flushed**: the caller flushes, then
-    /// answers and hands the rest to [`Actor::after_accept`]. With `from_relay` (drained
-    /// from a mailbox), each new message also gets a `delivered` receipt to its author,
-    /// who cannot learn it from our answer. One result per envelope, in order.
-    fn accept(&mut self, envelopes: &[Vec<u8>], from_relay: bool) -> (Vec<DmResult>, Accepted) {
-        let mut inbound = Inbound {
-            store: &self.store,
-            me: self.me,
-            my_name: self.config.display_name.as_deref(),
-            opener: &mut self.opener,
-            ratchets: &mut self.ratchets,
-            legacy_grace: self.config.timers.ratchet_legacy_grace,
-            tally: Tally::default(),
-            from_relay,
-        };
-        let (mut results, mut outcome) = inbound.apply(envelopes);
-        let now = Instant::now();
-        for (peer, online, ttl) in std::mem::take(&mut outcome.presence) {
-            let now_ms = ops::now_ms();
-            let change = self.presence.heard(peer, online, ttl, now, now_ms);
-            if let Some(change) = change {
-                // Kept, so that "last seen" survives our restart; written only when
-                // the contact comes or goes, not for every renewal a peer may send.
-                if let Some(at) = change.last_seen {
-                    self.remember_last_seen(&peer, at);
-                }
-                outcome.events.push(presence_event(change));
-            }
-            if online {
-                // Heard from a contact we have not told lately: tell it back.
-                self.announce(peer);
-            }
-        }
-        if self.config.presence {
-            // One typing event per peer and conversation per `typing_shown_spacing`
-            // reaches clients, however fast a peer sends them.
-            let spacing = self.config.timers.typing_shown_spacing;
-            for event in std::mem::take(&mut outcome.typing) {
-                if let Event::Typing { conversation, peer_id, .. } = &event {
-                    let key = (conversation.clone(), peer_id.clone());
-                    if self.typing_heard.get(&key).is_some_and(|at| now.duration_since(*at) < spacing) {
-                        continue;
-                    }
-                    self.typing_heard.retain(|_, at| now.duration_since(*at) < spacing);
-                    self.typing_heard.insert(key, now);
-                }
-                outcome.events.push(event);
-            }
-        }
-        for peer in outcome.touched.clone() {
-            // A contact just accepted (or changed) while connected hears we are online.
-            if self.connected.contains(&peer) {
-                self.announce(peer);
-            }
-        }
-        let deliveries = std::mem::take(&mut outcome.group);
-        self.receive_group(deliveries, &mut results);
-        self.settle_ratcheted(std::mem::take(&mut outcome.ratcheted), &results);
-        let resets = self.offer_resets(std::mem::take(&mut outcome.rekey));
-        let resent = self.resend_undelivered(std::mem::take(&mut outcome.resend));
-        let queued = outcome.queued || resets || resent || (from_relay && self.queue_delivery_receipts(&outcome.stored));
-        (results, Accepted { events: outcome.events, queued, touched: outcome.touched, rekeyed: outcome.rekeyed })
-    }
-
-    /// Stored envelopes are durable: publish their events and move the affected
-    /// queues.
-    /// Acts on what durable deliveries brought; returns whether they queued outbox
-    /// entries (the caller reloads the outbox once for all of them).
-    #[must_use]
-    fn after_accept(&mut self, accepted: Accepted) -> bool {
-        let Accepted { events, queued, touched, rekeyed } = accepted;
-        for event in events {
-            self.emit(event);
-        }
-        for peer in &rekeyed {
-            // New ratchet keys (after a reset): what was sealed for it before, in the
-            // sessions it dropped, is sealed again.
-            self.drop_seals(peer);
-        }
-        let now = Instant::now();
-        for peer in &touched {
-            self.queues.wake(peer, now);
-        }
-        for peer in touched {
-            self.dispatch(peer);
-        }
-        queued
-    }
+    // ---- delivery: in `actor/delivery.rs` ----------------------------------
 
     // ---- discovery ------------------------------------------------------------
 
@@ -1816,9 +1171,7 @@ impl Actor {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.connected.remove(&peer_id);
-                self.large_batches.remove(&peer_id);
-                self.batches_cut.remove(&peer_id);
-                self.batch_bytes.disconnected(&peer_id);
+                self.request_size.disconnected(&peer_id);
                 self.emit(Event::PeerDisconnected { peer_id: peer_id.to_string() });
             }
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
@@ -1858,11 +1211,8 @@ impl Actor {
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 // Known only while connected: a peer may come back as an older version.
-                if info.protocols.contains(&dm::PROTOCOL_V2) && self.connected.contains(&peer_id) {
-                    self.large_batches.insert(peer_id);
-                } else {
-                    self.large_batches.remove(&peer_id);
-                }
+                let takes_large = info.protocols.contains(&dm::PROTOCOL_V2) && self.connected.contains(&peer_id);
+                self.request_size.identified(peer_id, takes_large);
                 for addr in info.listen_addrs {
                     self.learned_address(peer_id, addr);
                 }

@@ -8,7 +8,7 @@
 //! through the actor, which is the single writer.
 
 mod actor;
-mod batch_bytes;
+mod request_size;
 
 pub(crate) use actor::relays::relay_peer;
 mod behaviour;

@@ -19,6 +19,7 @@ use crate::mailbox::{self, MailboxRequest, MailboxResponse};
 use crate::node::Event;
 use crate::node::mailbox_client::{Ask, Effect, Request};
 use crate::node::outbox::Flight;
+use crate::node::request_size::Path;
 use crate::ops;
 use crate::payload::ReceiptKind;
 
@@ -46,7 +47,7 @@ impl Actor {
     /// [`Actor::has_relays`]) as one attempt.
     pub(super) fn deposit(&mut self, recipient: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
         let relays = relays_of(contact);
-        self.batch_bytes.sent(recipient, &envelopes);
+        self.request_size.sent(recipient, &envelopes);
         let Some((attempt, effects)) = self.relays.deposit(recipient, &relays, envelopes) else { return };
         self.queues.mark_in_flight(&recipient, Flight::Relays(attempt), ids);
         tracing::debug!(%recipient, relays = relays.len(), "deposited to relays");
@@ -82,7 +83,7 @@ impl Actor {
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
                 tracing::debug!(relay = %peer, %error, "mailbox request failed");
                 if let Some(recipient) = self.relays.deposit_recipient(&request_id) {
-                    self.batch_bytes.failed(recipient, &error);
+                    self.request_size.failed(recipient, Path::Relays, &error);
                 }
                 self.relays.failed(request_id)
             }
@@ -98,7 +99,7 @@ impl Actor {
                 Effect::Send(request) => self.send_mailbox_request(request),
                 Effect::Held { recipient, attempt, held } => {
                     let Some(ids) = self.queues.in_flight(&recipient, Flight::Relays(attempt)) else { continue };
-                    self.batch_bytes.answered(&recipient);
+                    self.request_size.answered(&recipient, Path::Relays);
                     let held: Vec<(MessageId, MessageState)> = ids
                         .iter()
                         .zip(held)
