@@ -13,7 +13,7 @@ use kith_p2p::blob::{BlobId, CHUNK_SIZE};
 use kith_p2p::kith_storage::{
     ConversationKind, Direction, FileRef, FileState, Message, MessageId, MessageState, Store,
 };
-use kith_p2p::node::{self, NodeError, Timers};
+use kith_p2p::node::{self, NodeError, SharedFile, Timers};
 
 /// Bound on every wait.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -125,6 +125,108 @@ async fn an_offer_that_lies_about_the_size_fetches_no_chunk() {
     assert_eq!(alice.handle.status().await.unwrap().files_served_bytes, 0, "no chunk served");
     let kept: u64 = std::fs::read_dir(b_dir.path().join("blobs")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     assert_eq!(kept, 0, "nothing of the blob is kept, not even room for it");
+}
+
+/// A received message naming Alice's blob `shared` by `author`, with `key`, as
+/// Bob's inbound path stores it (our nodes cannot be made to name someone else's
+/// blob, so such a message is written into Bob's store).
+fn naming(bob: &node::Started, author: libp2p::PeerId, id: u8, shared: &SharedFile, key: [u8; 32]) -> Message {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let conversation = kith_p2p::ops::direct_conversation(&bob.handle.peer_id(), &author);
+    let kind = ConversationKind::Direct { peer_id: author.to_base58() };
+    bob.handle.store().conversations().get_or_create(conversation, kind, now).unwrap();
+    Message {
+        id: MessageId::from_bytes([id; 16]),
+        conversation,
+        author: author.to_base58(),
+        lamport: u64::from(id),
+        sent_at_ms: now,
+        received_at_ms: now,
+        text: String::new(),
+        state: MessageState::Delivered,
+        direction: Direction::Incoming,
+        file: Some(Box::new(FileRef {
+            blob: shared.id.0,
+            key,
+            name: "report.pdf".into(),
+            size: shared.size,
+            media_type: "application/pdf".into(),
+            sources: Vec::new(),
+        })),
+        link: None,
+    }
+}
+
+/// Alice, Bob and Mallory (connected to Bob, holding nothing), and a file Alice
+/// shared, with its bytes.
+async fn alice_bob_and_mallory(dirs: [&std::path::Path; 3]) -> (node::Started, node::Started, node::Started, SharedFile, Vec<u8>) {
+    let (alice, bob) = connected_pair(dirs[0], dirs[1]).await;
+    let mallory = start(dirs[2], true).await;
+    let addr = mallory.listen_addrs[0].clone().with(libp2p::multiaddr::Protocol::P2p(mallory.handle.peer_id()));
+    bob.handle.dial(addr).await.unwrap();
+    let original = dirs[0].join("report.pdf");
+    let bytes: Vec<u8> = (0..2 * CHUNK_SIZE + 77).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&original, &bytes).unwrap();
+    let shared = alice.handle.share_file(&original).await.unwrap();
+    (alice, bob, mallory, shared, bytes)
+}
+
+/// Someone who learned a blob's id (Mallory) names it in a message of their own,
+/// with a wrong key, before the real message (Alice's) reaches Bob, and does not
+/// hold it: Bob fetches it from Alice, the other message that named it, finds that
+/// Mallory's key does not open it, and passes the file to Alice's message, whose key
+/// does. Before, the first message to name a blob held it for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_named_first_with_a_wrong_key_passes_to_the_real_message_and_opens() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (alice, bob, mallory, shared, bytes) = alice_bob_and_mallory([dirs[0].path(), dirs[1].path(), dirs[2].path()]).await;
+    let store = bob.handle.store();
+    store.insert_incoming_batch(&[naming(&bob, mallory.handle.peer_id(), 1, &shared, [9; 32])]).unwrap();
+    store.insert_incoming_batch(&[naming(&bob, alice.handle.peer_id(), 2, &shared, shared.key.0)]).unwrap();
+
+    let prefix = &hex::encode(shared.id.0)[..16];
+    assert_eq!(bob.handle.file(prefix).unwrap().message, MessageId::from_bytes([1; 16]));
+    let got = tokio::time::timeout(DEADLINE, bob.handle.get_file(prefix, None, true)).await.unwrap().unwrap();
+    assert_eq!(got.state, FileState::Complete);
+    assert_eq!(got.message, MessageId::from_bytes([2; 16]).to_string(), "the file is Alice's message's now");
+    let saved = got.path.expect("saved");
+    assert_eq!(std::fs::read(saved).unwrap(), bytes, "opened with Alice's key, byte for byte");
+}
+
+/// Mallory names Alice's blob first, with the right key (she was sent the file),
+/// Bob fetches it, and Mallory then deletes her message for everyone: the file is
+/// Alice's message's from then on, kept as it was (complete, saved, its blob still
+/// held), not removed with Mallory's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_first_namer_deletes_their_message_stays_with_the_real_one() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (alice, bob, mallory, shared, bytes) = alice_bob_and_mallory([dirs[0].path(), dirs[1].path(), dirs[2].path()]).await;
+    let store = bob.handle.store();
+    store.insert_incoming_batch(&[naming(&bob, mallory.handle.peer_id(), 1, &shared, shared.key.0)]).unwrap();
+    store.insert_incoming_batch(&[naming(&bob, alice.handle.peer_id(), 2, &shared, shared.key.0)]).unwrap();
+    let prefix = &hex::encode(shared.id.0)[..16];
+    let got = tokio::time::timeout(DEADLINE, bob.handle.get_file(prefix, None, true)).await.unwrap().unwrap();
+    assert_eq!((got.state, got.message.as_str()), (FileState::Complete, MessageId::from_bytes([1; 16]).to_string().as_str()));
+
+    let mut delete = naming(&bob, mallory.handle.peer_id(), 3, &shared, shared.key.0);
+    delete.file = None;
+    delete.link = Some(kith_p2p::kith_storage::Link::Delete(MessageId::from_bytes([1; 16])));
+    store.insert_incoming_batch(&[delete]).unwrap();
+    bob.handle.sweep_files();
+    let started = std::time::Instant::now();
+    let record = loop {
+        let record = bob.handle.file(prefix).unwrap();
+        if record.message == MessageId::from_bytes([2; 16]) {
+            break record;
+        }
+        assert!(started.elapsed() < DEADLINE, "the file passes to Alice's message");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record.state, FileState::Complete, "kept as it was");
+    assert_eq!(record.path, got.path, "at the same place");
+    assert_eq!(std::fs::read(record.path.unwrap()).unwrap(), bytes);
+    let held = std::fs::read_dir(dirs[1].path().join("blobs")).unwrap().count();
+    assert!(held > 0, "its blob is still held");
 }
 
 /// A media node from before pushes, as a bare libp2p peer: it answers a push

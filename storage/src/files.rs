@@ -96,6 +96,20 @@ impl FileState {
     }
 }
 
+/// Most other messages a received file's record remembers naming its blob
+/// ([`FileRecord::claims`]).
+pub const MAX_FILE_CLAIMS: usize = 16;
+
+/// Another received message that names a file's blob (see [`FileRecord::claims`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileClaim {
+    /// The message's author.
+    #[serde(with = "crate::peer::peer_text")]
+    pub author: PeerId,
+    /// The message.
+    pub message: MessageId,
+}
+
 /// One file this node sent or received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
@@ -127,6 +141,15 @@ pub struct FileRecord {
     pub error: Option<String>,
     /// When this record was written first, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// For a received file: the other messages that named its blob after the one
+    /// this record names, oldest first, one per author (the record's own author
+    /// included) and at most [`MAX_FILE_CLAIMS`]. Anyone who learns a blob's id (a
+    /// media node's operator, a group member) can name it in a message of their
+    /// own before the real one arrives, with a wrong key, and delete that message
+    /// later: so the record passes to the next of these when its message goes or
+    /// its key does not open the blob, instead of failing or going with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<FileClaim>,
 }
 
 impl FileRecord {
@@ -152,6 +175,7 @@ impl FileRecord {
             path: None,
             error: None,
             created_at_ms: msg.received_at_ms,
+            claims: Vec::new(),
         })
     }
 }
@@ -173,14 +197,45 @@ impl Files {
         Ok(())
     }
 
-    /// Stores `record` unless a record for its blob exists (a message delivered
-    /// twice must not reset a download). Returns whether it was stored. Not flushed.
-    pub fn put_new(&self, record: &FileRecord) -> Result<bool, StoreError> {
-        let stored = self
-            .tree()
-            .compare_and_swap(record.blob, None::<&[u8]>, Some(encode(record)?))
-            .map_err(db)?;
-        Ok(stored.is_ok())
+    /// Records received `record`'s message as naming its blob: the record itself
+    /// if the blob has none (a message delivered twice does not reset a download),
+    /// else a claim on the existing received record (see
+    /// [`FileRecord::claims`]) unless its author already has one there, the
+    /// record is ours (we sent the file), or it holds [`MAX_FILE_CLAIMS`]. Returns
+    /// whether `record` was stored as the blob's record. Not flushed.
+    pub fn claim(&self, record: &FileRecord) -> Result<bool, StoreError> {
+        loop {
+            let old = self.tree().get(record.blob).map_err(db)?;
+            let new = match &old {
+                None => encode(record)?,
+                Some(bytes) => {
+                    // A damaged record is left for its readers to report: it must
+                    // not make every delivery that names its blob fail.
+                    let Ok(mut held) = decode::<FileRecord>(FILES, bytes) else { return Ok(false) };
+                    let claimed = held.author == record.author || held.claims.iter().any(|c| c.author == record.author);
+                    if held.direction == Direction::Outgoing || claimed || held.claims.len() >= MAX_FILE_CLAIMS {
+                        return Ok(false);
+                    }
+                    held.claims.push(FileClaim { author: record.author, message: record.message });
+                    encode(&held)?
+                }
+            };
+            if self.tree().compare_and_swap(record.blob, old.as_ref(), Some(new)).map_err(db)?.is_ok() {
+                return Ok(old.is_none());
+            }
+        }
+    }
+
+    /// Replaces the record of `blob` by `next`, if the record stored now is still
+    /// `current` (nothing changed it meanwhile). Returns whether it did. Not
+    /// flushed.
+    pub fn replace(&self, current: &FileRecord, next: &FileRecord) -> Result<bool, StoreError> {
+        let Some(old) = self.tree().get(current.blob).map_err(db)? else { return Ok(false) };
+        if decode::<FileRecord>(FILES, &old)? != *current {
+            return Ok(false);
+        }
+        let swapped = self.tree().compare_and_swap(current.blob, Some(old), Some(encode(next)?)).map_err(db)?;
+        Ok(swapped.is_ok())
     }
 
     /// The record of blob `blob`.
@@ -226,14 +281,30 @@ impl Files {
         path: Option<String>,
         error: Option<String>,
     ) -> Result<Option<FileRecord>, StoreError> {
-        let Some(mut record) = self.get(blob)? else { return Ok(None) };
-        record.state = state;
-        if path.is_some() {
-            record.path = path;
+        // Compared and swapped: a claim added meanwhile ([`Files::claim`]) stays.
+        loop {
+            let Some(old) = self.tree().get(blob).map_err(db)? else { return Ok(None) };
+            let mut record: FileRecord = decode(FILES, &old)?;
+            record.state = state;
+            if path.is_some() {
+                record.path.clone_from(&path);
+            }
+            record.error.clone_from(&error);
+            if self.tree().compare_and_swap(blob, Some(old), Some(encode(&record)?)).map_err(db)?.is_ok() {
+                return Ok(Some(record));
+            }
         }
-        record.error = error;
-        self.put(&record)?;
-        Ok(Some(record))
+    }
+
+    /// Forgets the record of `blob` if it is still `current` (nothing changed it,
+    /// no claim came meanwhile). Returns whether it did. Not flushed.
+    pub fn remove_if(&self, current: &FileRecord) -> Result<bool, StoreError> {
+        let Some(old) = self.tree().get(current.blob).map_err(db)? else { return Ok(false) };
+        if decode::<FileRecord>(FILES, &old)? != *current {
+            return Ok(false);
+        }
+        let swapped = self.tree().compare_and_swap(current.blob, Some(old), None::<&[u8]>).map_err(db)?;
+        Ok(swapped.is_ok())
     }
 
     /// Forgets the record of `blob`. Not flushed.

@@ -130,7 +130,7 @@ pub use multiaddr::Multiaddr;
 pub use conversations::{Conversation, ConversationKind, Conversations};
 pub use error::{DbError, OpenError, StoreError};
 pub use groups::{Group, Groups, MAX_KEY_GENERATIONS, Member, PendingKey, PendingMessage, Role};
-pub use files::{BLOB_ID_LEN, FileRecord, FileRef, FileSource, FileState, Files};
+pub use files::{BLOB_ID_LEN, FileClaim, FileRecord, FileRef, FileSource, FileState, Files, MAX_FILE_CLAIMS};
 pub use follow::{CHECK_LEN, LogCursor, LogEvent, MessagePlace};
 pub use invites::Invites;
 pub use msglog::LogCompaction;

@@ -222,6 +222,15 @@ impl Task {
             Event::MessageReceived { message } => {
                 let Some(file) = &message.file else { return };
                 let Ok(blob) = parse_blob(&file.id) else { return };
+                let failed = matches!(
+                    self.context.store.files().get(&blob),
+                    Ok(Some(record)) if record.state == FileState::Failed && record.message.to_string() != message.id
+                );
+                if failed && !self.running.contains_key(&blob) {
+                    // Named before by a message whose key did not open it: this one
+                    // (or another that named it since) may have the right one.
+                    self.passed_on(&blob);
+                }
                 if self.wanted_by_itself(&blob) {
                     self.jobs.entry(blob).or_default();
                 }
@@ -251,7 +260,8 @@ impl Task {
     }
 
     /// Whether a newly received file is fetched without being asked for: it is small
-    /// enough and comes from an accepted contact or in a group.
+    /// enough and comes from an accepted contact (or an accepted contact named it
+    /// too: someone else may have named it first) or in a group.
     fn wanted_by_itself(&self, blob: &[u8; 32]) -> bool {
         let files = self.context.store.files();
         let Ok(Some(record)) = files.get(blob) else { return false };
@@ -262,10 +272,8 @@ impl Task {
             // Deleted before we had it (the deletion came first), or unreadable.
             return false;
         }
-        let from_contact = matches!(
-            self.context.store.contacts().get(&record.author),
-            Ok(Some(c)) if c.state == ContactState::Accepted
-        );
+        let accepted = |peer| matches!(self.context.store.contacts().get(peer), Ok(Some(c)) if c.state == ContactState::Accepted);
+        let from_contact = accepted(&record.author) || record.claims.iter().any(|c| accepted(&c.author));
         let in_group = matches!(
             self.context.store.conversations().get(record.conversation),
             Ok(Some(c)) if matches!(c.kind, kith_storage::ConversationKind::Group { .. })
@@ -368,9 +376,20 @@ impl Task {
     }
 
     /// Removes `record`'s blob, then the record (so a crash between the two leaves
-    /// a record the next start's sweep finds again); a running download first stops.
+    /// a record the next start's sweep finds again), or passes the record to
+    /// another message that names the blob ([`file_sweep::successor`]); a running
+    /// download first stops.
     fn remove(&mut self, record: &FileRecord, why: file_sweep::Gone) {
-        if let Some(job) = self.jobs.remove(&record.blob) {
+        let next = match file_sweep::successor(&self.context.store, record) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the other messages that name a file failed");
+                return;
+            }
+        };
+        if next.is_none()
+            && let Some(job) = self.jobs.remove(&record.blob)
+        {
             for w in job.waiters {
                 let gone = format!("{} (its message was deleted)", hex::encode(record.blob));
                 let _ = w.send(Err(NodeError::Op(crate::ops::OpError::UnknownFile(gone))));
@@ -378,9 +397,13 @@ impl Task {
         }
         if let Some(stop) = self.running.get(&record.blob) {
             // It asks for no more chunks; once those in flight are stored it ends,
-            // no job is left to try again, and `finished` removes it then.
+            // and `finished` looks again then.
             stop.store(true, Ordering::Release);
             self.remove_when_stopped.insert(record.blob);
+            return;
+        }
+        if let Some((next, same_file)) = next {
+            self.pass_on(record, next, same_file);
             return;
         }
         let blob = hex::encode(record.blob);
@@ -388,12 +411,77 @@ impl Task {
             tracing::error!(%blob, error = %e, "removing a deleted message's file failed");
             return;
         }
-        match self.context.store.files().remove(&record.blob) {
-            Ok(()) => {
+        match self.context.store.files().remove_if(record) {
+            Ok(true) => {
                 tracing::debug!(%blob, ?why, "removed the file of a deleted message");
                 let _ = self.context.events.send(Event::FileRemoved { id: blob, message: record.message.to_string() });
             }
+            // Changed since it was read (a message naming the blob came): the
+            // next sweep looks again, and passes it on.
+            Ok(false) => self.ask_sweep(),
             Err(e) => tracing::error!(%blob, error = %e, "removing a deleted message's file record failed"),
+        }
+    }
+
+    /// Gives file `record` to `next`, another message naming its blob. If `next`
+    /// gives the same key and size (`same_file`) and the blob store still holds the
+    /// blob, the file keeps its state, path and age; else what the store holds goes
+    /// and the file is fetched afresh with `next`'s key. Returns whether it passed
+    /// (not if the record changed meanwhile: a later sweep looks again).
+    fn pass_on(&mut self, record: &FileRecord, mut next: FileRecord, same_file: bool) -> bool {
+        let blob = hex::encode(record.blob);
+        let id = BlobId(record.blob);
+        let held = matches!(self.context.blobs.outboard(&id), Ok(Some(_)));
+        if same_file && held && record.state != FileState::Failed {
+            next.state = record.state;
+            next.path.clone_from(&record.path);
+            next.error.clone_from(&record.error);
+            next.created_at_ms = record.created_at_ms;
+        } else if let Err(e) = self.context.blobs.remove(&id) {
+            tracing::error!(%blob, error = %e, "removing a file to fetch it again failed");
+            return false;
+        }
+        match self.context.store.files().replace(record, &next) {
+            Ok(true) => {
+                tracing::debug!(%blob, from = %record.message, to = %next.message, "a file passed to another message naming it");
+                let _ = self.context.events.send(Event::FileChanged { file: FileEntryView::from(&next) });
+                if self.wanted_by_itself(&record.blob) {
+                    self.jobs.entry(record.blob).or_default();
+                }
+                if let Some(job) = self.jobs.get_mut(&record.blob) {
+                    job.failures = 0;
+                    job.not_before = None;
+                }
+                true
+            }
+            Ok(false) => {
+                self.ask_sweep();
+                false
+            }
+            Err(e) => {
+                tracing::error!(%blob, error = %e, "passing a file's record to another message failed");
+                false
+            }
+        }
+    }
+
+    /// File `blob` does not open with its message's key, or is not the size its
+    /// message said: passes it to another message naming it, if one is left
+    /// (whatever the blob store holds goes: it was opened with the wrong key).
+    /// Returns whether it did.
+    fn passed_on(&mut self, blob: &[u8; 32]) -> bool {
+        let store = &self.context.store;
+        let next = store.files().get(blob).and_then(|record| {
+            let Some(record) = record else { return Ok(None) };
+            Ok(file_sweep::successor(store, &record)?.map(|(next, _)| (record, next)))
+        });
+        match next {
+            Ok(Some((record, next))) => self.pass_on(&record, next, false),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the other messages that name a file failed");
+                false
+            }
         }
     }
 
@@ -418,6 +506,9 @@ impl Task {
                 });
             }
             Err(error) => {
+                if error.starts_with(FAILED_FOR_GOOD) && self.passed_on(&blob) {
+                    return;
+                }
                 let Some(job) = self.jobs.get_mut(&blob) else { return };
                 job.failures += 1;
                 let (first, max) = self.context.retry;
@@ -559,10 +650,21 @@ async fn update(
 }
 
 /// Where a file can be fetched from, best first: its author, the media nodes its
-/// message names, then (in a group) the other members, who may have fetched it.
+/// message names, the authors and media nodes of the other messages that named its
+/// blob ([`FileRecord::claims`]: the first to name it may be someone who only
+/// learned its id), then (in a group) the other members, who may have fetched it.
+/// Any source will do: every chunk is checked against the blob's id.
 fn sources(context: &Context, record: &FileRecord, file: &FileRef) -> Vec<(PeerId, Vec<Multiaddr>)> {
     let mut out: Vec<(PeerId, Vec<Multiaddr>)> = vec![(record.author, Vec::new())];
     out.extend(file.sources.iter().map(|s| (s.peer_id, s.addrs.clone())));
+    for claim in &record.claims {
+        out.push((claim.author, Vec::new()));
+        if let Ok(Some(message)) = context.store.messages().get_from(&kith_storage::peer_text(&claim.author), claim.message)
+            && let Some(file) = message.file
+        {
+            out.extend(file.sources.iter().map(|s| (s.peer_id, s.addrs.clone())));
+        }
+    }
     if let Ok(Some(conversation)) = context.store.conversations().get(record.conversation)
         && let kith_storage::ConversationKind::Group { group_id } = conversation.kind
         && let Ok(Some(group)) = context.store.groups().get(group_id)

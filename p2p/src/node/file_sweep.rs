@@ -7,8 +7,14 @@
 //! A file we sent and then only hid stays: hiding is for our eyes, and the
 //! recipients may still fetch it from us. A received file already saved to the
 //! files folder stays there too: that copy is the user's, not the node's.
+//!
+//! A received file's record names the first message that named its blob, and
+//! remembers the others that did ([`FileRecord::claims`]): when its message goes,
+//! or its key does not open the blob, the record passes to the next of those still
+//! kept ([`successor`]) rather than going, so a message someone else sent naming
+//! our blob first can neither take the file with it nor leave it unopenable.
 
-use kith_storage::{Direction, FileRecord, Store, StoreError};
+use kith_storage::{Direction, FileRecord, MessageId, PeerId, Store, StoreError};
 
 /// Why a file's blob goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,18 +31,49 @@ pub(crate) enum Gone {
 /// by its author: a peer that sends a message naming a blob of ours, then deletes
 /// it, deletes its own message, not our file.
 pub(crate) fn gone(store: &Store, record: &FileRecord) -> Result<Option<Gone>, StoreError> {
+    Ok(message_keeps(store, &record.author, record.message, record.direction)?.err())
+}
+
+/// The message `author`'s `id` if it still keeps its file, else why not.
+fn message_keeps(
+    store: &Store,
+    author: &PeerId,
+    id: MessageId,
+    direction: Direction,
+) -> Result<Result<kith_storage::Message, Gone>, StoreError> {
     let messages = store.messages();
-    let Some(message) = messages.get_from(&kith_storage::peer_text(&record.author), record.message)? else {
-        return Ok(Some(Gone::NoMessage));
+    let Some(message) = messages.get_from(&kith_storage::peer_text(author), id)? else {
+        return Ok(Err(Gone::NoMessage));
     };
     let annotations = messages.annotations(&message)?;
     Ok(if annotations.deleted {
-        Some(Gone::Deleted)
-    } else if annotations.hidden && record.direction == Direction::Incoming {
-        Some(Gone::Hidden)
+        Err(Gone::Deleted)
+    } else if annotations.hidden && direction == Direction::Incoming {
+        Err(Gone::Hidden)
     } else {
-        None
+        Ok(message)
     })
+}
+
+/// The record a received file passes to when its record's message goes or its key
+/// does not open the blob: that of the first of [`FileRecord::claims`] whose
+/// message still keeps it (the claims after it go with it), and whether its
+/// message gives the same key and size as the record's (then what the blob store
+/// holds of the file stays good). `None` when no claim is left.
+pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<(FileRecord, bool)>, StoreError> {
+    for (i, claim) in record.claims.iter().enumerate() {
+        let Ok(message) = message_keeps(store, &claim.author, claim.message, Direction::Incoming)? else { continue };
+        let Some(mut next) = FileRecord::of(&message) else { continue };
+        if next.blob != record.blob {
+            continue;
+        }
+        next.claims = record.claims[i + 1..].to_vec();
+        let same = |m: &kith_storage::Message| m.file.as_ref().map(|f| (f.key, f.size));
+        let before = store.messages().get_from(&kith_storage::peer_text(&record.author), record.message)?;
+        let same_file = before.as_ref().and_then(same).is_some_and(|old| Some(old) == same(&message));
+        return Ok(Some((next, same_file)));
+    }
+    Ok(None)
 }
 
 /// The record of file `blob` and why it goes, if it has one and it goes.
@@ -147,5 +184,57 @@ mod tests {
         assert!(store.conversations().remove(ConversationId::from_bytes([7; 16]), 2_000).unwrap());
         assert_eq!(why(&store, 2), Some(Gone::NoMessage));
         assert_eq!(why(&store, 4), Some(Gone::NoMessage));
+    }
+
+    #[test]
+    fn a_file_named_first_by_someone_else_passes_to_the_real_message_when_theirs_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (me, them, intruder) = (peer(1), peer(2), peer(3));
+        let kind = ConversationKind::Direct { peer_id: kith_storage::peer_text(&them) };
+        store.conversations().ensure(ConversationId::from_bytes([7; 16]), kind, 0).unwrap();
+        let id = |n: u128| MessageId::from_bytes(n.to_be_bytes());
+        // Someone who learned the blob's id names it first, with a wrong key; then
+        // the real message comes, and a second one of the intruder's.
+        let mut forged = message(20, &intruder, Direction::Incoming, Some(9), None);
+        forged.file.as_mut().unwrap().key = [66; 32];
+        store.insert_incoming_batch(&[forged]).unwrap();
+        store.insert_incoming_batch(&[message(21, &them, Direction::Incoming, Some(9), None)]).unwrap();
+        store.insert_incoming_batch(&[message(22, &intruder, Direction::Incoming, Some(9), None)]).unwrap();
+        let record = store.files().get(&[9; 32]).unwrap().unwrap();
+        assert_eq!(record.message, id(20), "the first message to name a blob holds its record");
+        let claimed: Vec<MessageId> = record.claims.iter().map(|c| c.message).collect();
+        assert_eq!(claimed, [id(21)], "one claim per author: the intruder's second message adds none");
+
+        // Its key does not open the blob, or its message goes: the real one takes over,
+        // with a key of its own (so what the blob store holds is not kept).
+        let (next, same_file) = successor(&store, &record).unwrap().unwrap();
+        assert_eq!((next.message, next.author, same_file), (id(21), them, false));
+        assert!(next.claims.is_empty());
+        store.insert_incoming_batch(&[message(23, &intruder, Direction::Incoming, None, Some(Link::Delete(id(20))))]).unwrap();
+        assert_eq!(why(&store, 9), Some(Gone::Deleted));
+        assert!(store.files().replace(&record, &next).unwrap());
+        assert_eq!(why(&store, 9), None, "the file stays with the real message");
+        assert!(!store.files().replace(&record, &next).unwrap(), "a record that changed meanwhile is left as it is");
+        assert_eq!(successor(&store, &next).unwrap(), None, "no one left to pass it to");
+
+        // A claim whose message is gone is passed over.
+        store.insert_incoming_batch(&[message(30, &intruder, Direction::Incoming, Some(10), None)]).unwrap();
+        store.insert_incoming_batch(&[message(31, &them, Direction::Incoming, Some(10), None)]).unwrap();
+        store.insert_incoming_batch(&[message(32, &peer(4), Direction::Incoming, Some(10), None)]).unwrap();
+        store.insert_incoming_batch(&[message(33, &me, Direction::Outgoing, None, Some(Link::Hide(id(31))))]).unwrap();
+        let record = store.files().get(&[10; 32]).unwrap().unwrap();
+        let (next, same_file) = successor(&store, &record).unwrap().unwrap();
+        assert_eq!((next.message, same_file), (id(32), true), "the hidden claim is skipped; same key, the blob stays good");
+
+        // At most MAX_FILE_CLAIMS, and none on a file we sent.
+        for n in 0..kith_storage::MAX_FILE_CLAIMS as u8 + 4 {
+            store.insert_incoming_batch(&[message(100 + u128::from(n), &peer(50 + n), Direction::Incoming, Some(10), None)]).unwrap();
+        }
+        assert_eq!(store.files().get(&[10; 32]).unwrap().unwrap().claims.len(), kith_storage::MAX_FILE_CLAIMS);
+        store.insert_incoming_batch(&[message(40, &me, Direction::Outgoing, Some(11), None)]).unwrap();
+        store.insert_incoming_batch(&[message(41, &them, Direction::Incoming, Some(11), None)]).unwrap();
+        let ours = store.files().get(&[11; 32]).unwrap().unwrap();
+        assert!(ours.direction == Direction::Outgoing && ours.claims.is_empty(), "our file takes no claims");
     }
 }
