@@ -208,6 +208,9 @@ impl Task {
         match self.context.store.files().list() {
             Ok(records) => {
                 for r in records {
+                    if !r.claims.is_empty() {
+                        self.pass_to_better(&r.blob);
+                    }
                     if r.state == FileState::Downloading || self.wanted_by_itself(&r.blob) {
                         self.jobs.entry(r.blob).or_default();
                     }
@@ -222,15 +225,7 @@ impl Task {
             Event::MessageReceived { message } => {
                 let Some(file) = &message.file else { return };
                 let Ok(blob) = parse_blob(&file.id) else { return };
-                let failed = matches!(
-                    self.context.store.files().get(&blob),
-                    Ok(Some(record)) if record.state == FileState::Failed && record.message.to_string() != message.id
-                );
-                if failed && !self.running.contains_key(&blob) {
-                    // Named before by a message whose key did not open it: this one
-                    // (or another that named it since) may have the right one.
-                    self.passed_on(&blob);
-                }
+                self.pass_to_better(&blob);
                 if self.wanted_by_itself(&blob) {
                     self.jobs.entry(blob).or_default();
                 }
@@ -260,8 +255,9 @@ impl Task {
     }
 
     /// Whether a newly received file is fetched without being asked for: it is small
-    /// enough and comes from an accepted contact (or an accepted contact named it
-    /// too: someone else may have named it first) or in a group.
+    /// enough and comes from an accepted contact or in a group (a file a stranger
+    /// named first and a contact named too is the contact's by then:
+    /// [`Task::pass_to_better`]).
     fn wanted_by_itself(&self, blob: &[u8; 32]) -> bool {
         let files = self.context.store.files();
         let Ok(Some(record)) = files.get(blob) else { return false };
@@ -272,8 +268,10 @@ impl Task {
             // Deleted before we had it (the deletion came first), or unreadable.
             return false;
         }
-        let accepted = |peer| matches!(self.context.store.contacts().get(peer), Ok(Some(c)) if c.state == ContactState::Accepted);
-        let from_contact = accepted(&record.author) || record.claims.iter().any(|c| accepted(&c.author));
+        let from_contact = matches!(
+            self.context.store.contacts().get(&record.author),
+            Ok(Some(c)) if c.state == ContactState::Accepted
+        );
         let in_group = matches!(
             self.context.store.conversations().get(record.conversation),
             Ok(Some(c)) if matches!(c.kind, kith_storage::ConversationKind::Group { .. })
@@ -402,8 +400,8 @@ impl Task {
             self.remove_when_stopped.insert(record.blob);
             return;
         }
-        if let Some((next, same_file)) = next {
-            self.pass_on(record, next, same_file);
+        if let Some(next) = next {
+            self.pass_on(record, next.record, next.same_file);
             return;
         }
         let blob = hex::encode(record.blob);
@@ -465,6 +463,35 @@ impl Task {
         }
     }
 
+    /// Passes file `blob` to a better message naming it, if there is one: when its
+    /// record failed for good (its message's key or size was wrong: another's may be
+    /// right), or when it is not complete and its message is vouched for by no one
+    /// (a stranger's, outside groups) while a later one is (an accepted contact's,
+    /// or in a group). Then that message's size, key and sources count, not the
+    /// stranger's, who may only have learned the blob's id. Never while it downloads.
+    fn pass_to_better(&mut self, blob: &[u8; 32]) {
+        if self.running.contains_key(blob) {
+            return;
+        }
+        let store = &self.context.store;
+        let Ok(Some(record)) = store.files().get(blob) else { return };
+        if record.claims.is_empty() {
+            return;
+        }
+        let failed = record.state == FileState::Failed;
+        let unvouched = record.state != FileState::Complete && !file_sweep::vouched(store, &record.author, record.conversation);
+        if !failed && !unvouched {
+            return;
+        }
+        match file_sweep::successor(store, &record) {
+            Ok(Some(next)) if failed || next.vouched => {
+                self.pass_on(&record, next.record, next.same_file);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reading the other messages that name a file failed"),
+        }
+    }
+
     /// File `blob` does not open with its message's key, or is not the size its
     /// message said: passes it to another message naming it, if one is left
     /// (whatever the blob store holds goes: it was opened with the wrong key).
@@ -473,7 +500,7 @@ impl Task {
         let store = &self.context.store;
         let next = store.files().get(blob).and_then(|record| {
             let Some(record) = record else { return Ok(None) };
-            Ok(file_sweep::successor(store, &record)?.map(|(next, _)| (record, next)))
+            Ok(file_sweep::successor(store, &record)?.map(|next| (record, next.record)))
         });
         match next {
             Ok(Some((record, next))) => self.pass_on(&record, next, false),
@@ -649,22 +676,30 @@ async fn update(
     }
 }
 
-/// Where a file can be fetched from, best first: its author, the media nodes its
-/// message names, the authors and media nodes of the other messages that named its
-/// blob ([`FileRecord::claims`]: the first to name it may be someone who only
-/// learned its id), then (in a group) the other members, who may have fetched it.
-/// Any source will do: every chunk is checked against the blob's id.
+/// Where a file can be fetched from, best first: its author and the media nodes
+/// its message names, those of the other messages still kept that named its blob
+/// ([`FileRecord::claims`]: the first to name it may be someone who only learned
+/// its id), the [`file_sweep::vouched`] ones before the others, then (in a group)
+/// the other members, who may have fetched it. Any source will do: every chunk is
+/// checked against the blob's id.
 fn sources(context: &Context, record: &FileRecord, file: &FileRef) -> Vec<(PeerId, Vec<Multiaddr>)> {
-    let mut out: Vec<(PeerId, Vec<Multiaddr>)> = vec![(record.author, Vec::new())];
-    out.extend(file.sources.iter().map(|s| (s.peer_id, s.addrs.clone())));
+    let store = &context.store;
+    let named = |author: PeerId, file: &FileRef| {
+        std::iter::once((author, Vec::new())).chain(file.sources.iter().map(|s| (s.peer_id, s.addrs.clone()))).collect::<Vec<_>>()
+    };
+    let mut out = named(record.author, file);
+    let mut others = Vec::new();
     for claim in &record.claims {
-        out.push((claim.author, Vec::new()));
-        if let Ok(Some(message)) = context.store.messages().get_from(&kith_storage::peer_text(&claim.author), claim.message)
-            && let Some(file) = message.file
+        if let Ok(Some(message)) = file_sweep::claim_kept(store, claim)
+            && let Some(file) = &message.file
         {
-            out.extend(file.sources.iter().map(|s| (s.peer_id, s.addrs.clone())));
+            let vouched = file_sweep::vouched(store, &claim.author, message.conversation);
+            others.push((!vouched, named(claim.author, file)));
         }
     }
+    // Stable: in the order they came within each kind.
+    others.sort_by_key(|(unvouched, _)| *unvouched);
+    out.extend(others.into_iter().flat_map(|(_, named)| named));
     if let Ok(Some(conversation)) = context.store.conversations().get(record.conversation)
         && let kith_storage::ConversationKind::Group { group_id } = conversation.kind
         && let Ok(Some(group)) = context.store.groups().get(group_id)

@@ -14,7 +14,9 @@
 //! kept ([`successor`]) rather than going, so a message someone else sent naming
 //! our blob first can neither take the file with it nor leave it unopenable.
 
-use kith_storage::{Direction, FileRecord, MessageId, PeerId, Store, StoreError};
+use kith_storage::{
+    ContactState, ConversationId, ConversationKind, Direction, FileClaim, FileRecord, MessageId, PeerId, Store, StoreError,
+};
 
 /// Why a file's blob goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,25 +57,59 @@ fn message_keeps(
     })
 }
 
-/// The record a received file passes to when its record's message goes or its key
-/// does not open the blob: that of the first of [`FileRecord::claims`] whose
-/// message still keeps it (the claims after it go with it), and whether its
-/// message gives the same key and size as the record's (then what the blob store
-/// holds of the file stays good). `None` when no claim is left.
-pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<(FileRecord, bool)>, StoreError> {
+/// The message of `claim` if it still keeps the file (stored, neither deleted by
+/// its author nor hidden).
+pub(crate) fn claim_kept(store: &Store, claim: &FileClaim) -> Result<Option<kith_storage::Message>, StoreError> {
+    Ok(message_keeps(store, &claim.author, claim.message, Direction::Incoming)?.ok())
+}
+
+/// Whether a file message by `author` in `conversation` is vouched for: its author
+/// is an accepted contact, or it came in a group. (A stranger's is not.)
+pub(crate) fn vouched(store: &Store, author: &PeerId, conversation: ConversationId) -> bool {
+    let contact = matches!(store.contacts().get(author), Ok(Some(c)) if c.state == ContactState::Accepted);
+    contact || matches!(store.conversations().get(conversation), Ok(Some(c)) if matches!(c.kind, ConversationKind::Group { .. }))
+}
+
+/// The record a received file would pass to (see [`successor`]).
+#[derive(Debug, PartialEq)]
+pub(crate) struct Successor {
+    /// The new record: its message's, with the claims left.
+    pub(crate) record: FileRecord,
+    /// Its message gives the same key and size as the record's: what the blob
+    /// store holds of the file stays good.
+    pub(crate) same_file: bool,
+    /// Its message is [`vouched`] for.
+    pub(crate) vouched: bool,
+}
+
+/// The record a received file passes to when its record's message goes, its key
+/// does not open the blob, or a vouched-for message should hold it instead: that of
+/// the first of [`FileRecord::claims`] whose message still keeps it and is
+/// [`vouched`] for, else of the first whose message still keeps it. The other
+/// claims stay with it. `None` when no claim's message keeps the file.
+pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<Successor>, StoreError> {
+    let mut first_kept = None;
     for (i, claim) in record.claims.iter().enumerate() {
-        let Ok(message) = message_keeps(store, &claim.author, claim.message, Direction::Incoming)? else { continue };
-        let Some(mut next) = FileRecord::of(&message) else { continue };
+        let Some(message) = claim_kept(store, claim)? else { continue };
+        let Some(next) = FileRecord::of(&message) else { continue };
         if next.blob != record.blob {
             continue;
         }
-        next.claims = record.claims[i + 1..].to_vec();
-        let same = |m: &kith_storage::Message| m.file.as_ref().map(|f| (f.key, f.size));
-        let before = store.messages().get_from(&kith_storage::peer_text(&record.author), record.message)?;
-        let same_file = before.as_ref().and_then(same).is_some_and(|old| Some(old) == same(&message));
-        return Ok(Some((next, same_file)));
+        let vouched = vouched(store, &claim.author, message.conversation);
+        if vouched {
+            first_kept = Some((i, next, message, true));
+            break;
+        }
+        if first_kept.is_none() {
+            first_kept = Some((i, next, message, false));
+        }
     }
-    Ok(None)
+    let Some((i, mut next, message, vouched)) = first_kept else { return Ok(None) };
+    next.claims = record.claims.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, c)| c.clone()).collect();
+    let same = |m: &kith_storage::Message| m.file.as_ref().map(|f| (f.key, f.size));
+    let before = store.messages().get_from(&kith_storage::peer_text(&record.author), record.message)?;
+    let same_file = before.as_ref().and_then(same).is_some_and(|old| Some(old) == same(&message));
+    Ok(Some(Successor { record: next, same_file, vouched }))
 }
 
 /// The record of file `blob` and why it goes, if it has one and it goes.
@@ -208,8 +244,8 @@ mod tests {
 
         // Its key does not open the blob, or its message goes: the real one takes over,
         // with a key of its own (so what the blob store holds is not kept).
-        let (next, same_file) = successor(&store, &record).unwrap().unwrap();
-        assert_eq!((next.message, next.author, same_file), (id(21), them, false));
+        let Successor { record: next, same_file, vouched } = successor(&store, &record).unwrap().unwrap();
+        assert_eq!((next.message, next.author, same_file, vouched), (id(21), them, false, false));
         assert!(next.claims.is_empty());
         store.insert_incoming_batch(&[message(23, &intruder, Direction::Incoming, None, Some(Link::Delete(id(20))))]).unwrap();
         assert_eq!(why(&store, 9), Some(Gone::Deleted));
@@ -224,8 +260,15 @@ mod tests {
         store.insert_incoming_batch(&[message(32, &peer(4), Direction::Incoming, Some(10), None)]).unwrap();
         store.insert_incoming_batch(&[message(33, &me, Direction::Outgoing, None, Some(Link::Hide(id(31))))]).unwrap();
         let record = store.files().get(&[10; 32]).unwrap().unwrap();
-        let (next, same_file) = successor(&store, &record).unwrap().unwrap();
-        assert_eq!((next.message, same_file), (id(32), true), "the hidden claim is skipped; same key, the blob stays good");
+        let next = successor(&store, &record).unwrap().unwrap();
+        assert_eq!((next.record.message, next.same_file), (id(32), true), "the hidden claim is skipped; same key, the blob stays good");
+        // An accepted contact's claim goes before an earlier stranger's.
+        store.contacts().put(&crate::node::test_support::accepted_contact(peer(5))).unwrap();
+        store.insert_incoming_batch(&[message(34, &peer(5), Direction::Incoming, Some(10), None)]).unwrap();
+        let record = store.files().get(&[10; 32]).unwrap().unwrap();
+        let next = successor(&store, &record).unwrap().unwrap();
+        assert_eq!((next.record.message, next.vouched), (id(34), true), "a contact's message is vouched for");
+        assert_eq!(next.record.claims.len(), record.claims.len() - 1, "the others stay, the stranger's too");
 
         // At most MAX_FILE_CLAIMS, and none on a file we sent.
         for n in 0..kith_storage::MAX_FILE_CLAIMS as u8 + 4 {
