@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kith_p2p::blob::{BlobId, CHUNK_SIZE};
 use kith_p2p::kith_storage::{
-    ConversationKind, Direction, FileRef, FileState, Message, MessageId, MessageState, Store,
+    Contact, ContactState, ConversationKind, Direction, FileRef, FileState, Message, MessageId, MessageState, Store,
 };
 use kith_p2p::node::{self, NodeError, SharedFile, Timers};
 
@@ -22,6 +22,24 @@ const DEADLINE: Duration = Duration::from_secs(30);
 async fn start(dir: &std::path::Path, files: bool) -> node::Started {
     let config = common::loopback_config(Timers::default(), files.then(|| dir.join("blobs")));
     node::start(config, Store::open(&dir.join("db")).unwrap()).await.unwrap()
+}
+
+/// [`start`] again in `dir` (files on) once the node that used it before has let
+/// go of its database (its tasks end a moment after it stopped).
+async fn start_when_unlocked(dir: &std::path::Path) -> node::Started {
+    let started = std::time::Instant::now();
+    loop {
+        match Store::open(&dir.join("db")) {
+            Ok(store) => {
+                let config = common::loopback_config(Timers::default(), Some(dir.join("blobs")));
+                return node::start(config, store).await.unwrap();
+            }
+            Err(e) => {
+                assert!(started.elapsed() < DEADLINE, "the database is let go of: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 /// Alice and Bob with files on, Bob connected to Alice.
@@ -227,6 +245,59 @@ async fn a_file_whose_first_namer_deletes_their_message_stays_with_the_real_one(
     assert_eq!(std::fs::read(record.path.unwrap()).unwrap(), bytes);
     let held = std::fs::read_dir(dirs[1].path().join("blobs")).unwrap().count();
     assert!(held > 0, "its blob is still held");
+}
+
+/// Mallory, a stranger, names Alice's blob first and says it is 1 GiB; Alice, an
+/// accepted contact, names it too, with its true size. The file is Alice's message's
+/// before anything is fetched, so at Bob's next start it downloads by itself, as a
+/// contact's small file does. (Before, the stranger's message held it, and its size:
+/// never fetched by itself.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_file_that_a_stranger_named_first_downloads_by_itself() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (alice, bob, mallory, shared, bytes) = alice_bob_and_mallory([dirs[0].path(), dirs[1].path(), dirs[2].path()]).await;
+    let store = bob.handle.store();
+    let mut lie = naming(&bob, mallory.handle.peer_id(), 1, &shared, shared.key.0);
+    lie.file.as_mut().unwrap().size = 1 << 30;
+    store.insert_incoming_batch(&[lie]).unwrap();
+    store.insert_incoming_batch(&[naming(&bob, alice.handle.peer_id(), 2, &shared, shared.key.0)]).unwrap();
+    store
+        .contacts()
+        .put(&Contact {
+            peer_id: alice.handle.peer_id(),
+            alias: None,
+            display_name: None,
+            state: ContactState::Accepted,
+            e2e_public: None,
+            binding: None,
+            addrs: alice.listen_addrs.clone(),
+            relays: Vec::new(),
+            added_at_ms: 0,
+            updated_at_ms: 0,
+            last_seen_ms: None,
+            verified_at_ms: None,
+            key_changed_at_ms: None,
+        })
+        .unwrap();
+    let node::Started { handle, stopped, .. } = bob;
+    handle.shutdown().await;
+    drop(handle);
+    tokio::time::timeout(DEADLINE, stopped).await.unwrap().unwrap();
+
+    let bob = start_when_unlocked(dirs[1].path()).await;
+    let prefix = &hex::encode(shared.id.0)[..16];
+    let started = std::time::Instant::now();
+    let record = loop {
+        let record = bob.handle.file(prefix).unwrap();
+        if record.state == FileState::Complete {
+            break record;
+        }
+        assert!(started.elapsed() < DEADLINE, "the contact's file downloads by itself: {record:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record.message, MessageId::from_bytes([2; 16]), "as Alice's message's");
+    assert_eq!(record.size, bytes.len() as u64);
+    assert_eq!(std::fs::read(record.path.unwrap()).unwrap(), bytes);
 }
 
 /// A media node from before pushes, as a bare libp2p peer: it answers a push

@@ -284,6 +284,8 @@ impl Task {
     }
 
     fn want(&mut self, want: Want) {
+        // Asked for: fetched as the message vouched for says, if one named it too.
+        self.pass_to_better(&want.blob);
         let record = match self.context.store.files().get(&want.blob) {
             Ok(Some(record)) => record,
             Ok(None) => {
@@ -469,26 +471,38 @@ impl Task {
     /// (a stranger's, outside groups) while a later one is (an accepted contact's,
     /// or in a group). Then that message's size, key and sources count, not the
     /// stranger's, who may only have learned the blob's id. Never while it downloads.
-    fn pass_to_better(&mut self, blob: &[u8; 32]) {
+    fn pass_to_better(&mut self, blob: &[u8; 32]) -> bool {
         if self.running.contains_key(blob) {
-            return;
+            return false;
         }
         let store = &self.context.store;
-        let Ok(Some(record)) = store.files().get(blob) else { return };
+        let Ok(Some(record)) = store.files().get(blob) else { return false };
         if record.claims.is_empty() {
-            return;
+            return false;
         }
         let failed = record.state == FileState::Failed;
-        let unvouched = record.state != FileState::Complete && !file_sweep::vouched(store, &record.author, record.conversation);
+        // Unreadable counts as vouched for: a contact's file is not passed away on a
+        // read error.
+        let unvouched = record.state != FileState::Complete
+            && !file_sweep::vouched(store, &record.author, record.conversation).unwrap_or(true);
         if !failed && !unvouched {
-            return;
+            return false;
         }
         match file_sweep::successor(store, &record) {
             Ok(Some(next)) if failed || next.vouched => {
-                self.pass_on(&record, next.record, next.same_file);
+                let mut passed = next.record;
+                if !failed && passed.claims.len() < kith_storage::MAX_FILE_CLAIMS {
+                    // Only preferred, not wrong: the stranger's message keeps its
+                    // claim (last), in case the vouched-for one turns out wrong.
+                    passed.claims.push(kith_storage::FileClaim { author: record.author, message: record.message });
+                }
+                self.pass_on(&record, passed, next.same_file)
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "reading the other messages that name a file failed"),
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the other messages that name a file failed");
+                false
+            }
         }
     }
 
@@ -533,7 +547,8 @@ impl Task {
                 });
             }
             Err(error) => {
-                if error.starts_with(FAILED_FOR_GOOD) && self.passed_on(&blob) {
+                let passed = if error.starts_with(FAILED_FOR_GOOD) { self.passed_on(&blob) } else { self.pass_to_better(&blob) };
+                if passed {
                     return;
                 }
                 let Some(job) = self.jobs.get_mut(&blob) else { return };
@@ -693,7 +708,7 @@ fn sources(context: &Context, record: &FileRecord, file: &FileRef) -> Vec<(PeerI
         if let Ok(Some(message)) = file_sweep::claim_kept(store, claim)
             && let Some(file) = &message.file
         {
-            let vouched = file_sweep::vouched(store, &claim.author, message.conversation);
+            let vouched = file_sweep::vouched(store, &claim.author, message.conversation).unwrap_or(false);
             others.push((!vouched, named(claim.author, file)));
         }
     }

@@ -65,9 +65,11 @@ pub(crate) fn claim_kept(store: &Store, claim: &FileClaim) -> Result<Option<kith
 
 /// Whether a file message by `author` in `conversation` is vouched for: its author
 /// is an accepted contact, or it came in a group. (A stranger's is not.)
-pub(crate) fn vouched(store: &Store, author: &PeerId, conversation: ConversationId) -> bool {
-    let contact = matches!(store.contacts().get(author), Ok(Some(c)) if c.state == ContactState::Accepted);
-    contact || matches!(store.conversations().get(conversation), Ok(Some(c)) if matches!(c.kind, ConversationKind::Group { .. }))
+pub(crate) fn vouched(store: &Store, author: &PeerId, conversation: ConversationId) -> Result<bool, StoreError> {
+    if store.contacts().get(author)?.is_some_and(|c| c.state == ContactState::Accepted) {
+        return Ok(true);
+    }
+    Ok(store.conversations().get(conversation)?.is_some_and(|c| matches!(c.kind, ConversationKind::Group { .. })))
 }
 
 /// The record a received file would pass to (see [`successor`]).
@@ -95,7 +97,8 @@ pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<Suc
         if next.blob != record.blob {
             continue;
         }
-        let vouched = vouched(store, &claim.author, message.conversation);
+        // Unreadable counts as not vouched for: it is only not preferred.
+        let vouched = vouched(store, &claim.author, message.conversation).unwrap_or(false);
         if vouched {
             first_kept = Some((i, next, message, true));
             break;
@@ -105,7 +108,15 @@ pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<Suc
         }
     }
     let Some((i, mut next, message, vouched)) = first_kept else { return Ok(None) };
-    next.claims = record.claims.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, c)| c.clone()).collect();
+    // The others stay, in order, but for those whose message no longer keeps the
+    // file (they would only fill the bound).
+    let mut others = Vec::new();
+    for (j, claim) in record.claims.iter().enumerate() {
+        if j != i && claim_kept(store, claim)?.is_some() {
+            others.push(claim.clone());
+        }
+    }
+    next.claims = others;
     let same = |m: &kith_storage::Message| m.file.as_ref().map(|f| (f.key, f.size));
     let before = store.messages().get_from(&kith_storage::peer_text(&record.author), record.message)?;
     let same_file = before.as_ref().and_then(same).is_some_and(|old| Some(old) == same(&message));
@@ -268,7 +279,8 @@ mod tests {
         let record = store.files().get(&[10; 32]).unwrap().unwrap();
         let next = successor(&store, &record).unwrap().unwrap();
         assert_eq!((next.record.message, next.vouched), (id(34), true), "a contact's message is vouched for");
-        assert_eq!(next.record.claims.len(), record.claims.len() - 1, "the others stay, the stranger's too");
+        let left: Vec<MessageId> = next.record.claims.iter().map(|c| c.message).collect();
+        assert_eq!(left, [id(32)], "the stranger's claim stays; the hidden one goes");
 
         // At most MAX_FILE_CLAIMS, and none on a file we sent.
         for n in 0..kith_storage::MAX_FILE_CLAIMS as u8 + 4 {
