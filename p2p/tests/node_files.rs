@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use kith_p2p::blob::{BlobId, CHUNK_SIZE};
 use kith_p2p::kith_storage::{
-    Contact, ContactState, ConversationKind, Direction, FileRef, FileState, Message, MessageId, MessageState, Store,
+    Contact, ContactState, ConversationKind, Direction, FileRecord, FileRef, FileState, Message, MessageId, MessageState,
+    Store,
 };
+use kith_p2p::ops;
 use kith_p2p::node::{self, NodeError, SharedFile, Timers};
 
 /// Bound on every wait.
@@ -40,6 +42,26 @@ async fn start_when_unlocked(dir: &std::path::Path) -> node::Started {
             }
         }
     }
+}
+
+/// `node`'s record of file `prefix` once `done` holds of it: read now, and again at
+/// each of the node's events (subscribed first, so no change is missed), within
+/// [`DEADLINE`].
+async fn file_once(node: &node::Started, prefix: &str, what: &str, done: impl Fn(&FileRecord) -> bool) -> FileRecord {
+    let mut events = node.handle.subscribe();
+    let waiting = async {
+        loop {
+            if let Ok(record) = node.handle.file(prefix)
+                && done(&record)
+            {
+                return record;
+            }
+            if let Err(tokio::sync::broadcast::error::RecvError::Closed) = events.recv().await {
+                panic!("the node stopped before: {what}");
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, waiting).await.unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 /// Alice and Bob with files on, Bob connected to Alice.
@@ -106,7 +128,7 @@ async fn an_offer_that_lies_about_the_size_fetches_no_chunk() {
     let shared = alice.handle.share_file(&original).await.unwrap();
 
     let author = alice.handle.peer_id();
-    let conversation = kith_p2p::ops::direct_conversation(&bob.handle.peer_id(), &author);
+    let conversation = ops::direct_conversation(&bob.handle.peer_id(), &author);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let store = bob.handle.store();
     store.conversations().get_or_create(conversation, ConversationKind::Direct { peer_id: author.to_base58() }, now).unwrap();
@@ -150,7 +172,7 @@ async fn an_offer_that_lies_about_the_size_fetches_no_chunk() {
 /// blob, so such a message is written into Bob's store).
 fn naming(bob: &node::Started, author: libp2p::PeerId, id: u8, shared: &SharedFile, key: [u8; 32]) -> Message {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    let conversation = kith_p2p::ops::direct_conversation(&bob.handle.peer_id(), &author);
+    let conversation = ops::direct_conversation(&bob.handle.peer_id(), &author);
     let kind = ConversationKind::Direct { peer_id: author.to_base58() };
     bob.handle.store().conversations().get_or_create(conversation, kind, now).unwrap();
     Message {
@@ -231,15 +253,7 @@ async fn a_file_whose_first_namer_deletes_their_message_stays_with_the_real_one(
     delete.link = Some(kith_p2p::kith_storage::Link::Delete(MessageId::from_bytes([1; 16])));
     store.insert_incoming_batch(&[delete]).unwrap();
     bob.handle.sweep_files();
-    let started = std::time::Instant::now();
-    let record = loop {
-        let record = bob.handle.file(prefix).unwrap();
-        if record.message == MessageId::from_bytes([2; 16]) {
-            break record;
-        }
-        assert!(started.elapsed() < DEADLINE, "the file passes to Alice's message");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let record = file_once(&bob, prefix, "the file passes to Alice's message", |r| r.message == MessageId::from_bytes([2; 16])).await;
     assert_eq!(record.state, FileState::Complete, "kept as it was");
     assert_eq!(record.path, got.path, "at the same place");
     assert_eq!(std::fs::read(record.path.unwrap()).unwrap(), bytes);
@@ -261,24 +275,8 @@ async fn a_contacts_file_that_a_stranger_named_first_downloads_by_itself() {
     lie.file.as_mut().unwrap().size = 1 << 30;
     store.insert_incoming_batch(&[lie]).unwrap();
     store.insert_incoming_batch(&[naming(&bob, alice.handle.peer_id(), 2, &shared, shared.key.0)]).unwrap();
-    store
-        .contacts()
-        .put(&Contact {
-            peer_id: alice.handle.peer_id(),
-            alias: None,
-            display_name: None,
-            state: ContactState::Accepted,
-            e2e_public: None,
-            binding: None,
-            addrs: alice.listen_addrs.clone(),
-            relays: Vec::new(),
-            added_at_ms: 0,
-            updated_at_ms: 0,
-            last_seen_ms: None,
-            verified_at_ms: None,
-            key_changed_at_ms: None,
-        })
-        .unwrap();
+    let contact = Contact { addrs: alice.listen_addrs.clone(), ..ops::new_contact(&alice.handle.peer_id(), ContactState::Accepted) };
+    store.contacts().put(&contact).unwrap();
     let node::Started { handle, stopped, .. } = bob;
     handle.shutdown().await;
     drop(handle);
@@ -286,15 +284,7 @@ async fn a_contacts_file_that_a_stranger_named_first_downloads_by_itself() {
 
     let bob = start_when_unlocked(dirs[1].path()).await;
     let prefix = &hex::encode(shared.id.0)[..16];
-    let started = std::time::Instant::now();
-    let record = loop {
-        let record = bob.handle.file(prefix).unwrap();
-        if record.state == FileState::Complete {
-            break record;
-        }
-        assert!(started.elapsed() < DEADLINE, "the contact's file downloads by itself: {record:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let record = file_once(&bob, prefix, "the contact's file downloads by itself", |r| r.state == FileState::Complete).await;
     assert_eq!(record.message, MessageId::from_bytes([2; 16]), "as Alice's message's");
     assert_eq!(record.size, bytes.len() as u64);
     assert_eq!(std::fs::read(record.path.unwrap()).unwrap(), bytes);

@@ -201,9 +201,9 @@ impl Files {
     /// if the blob has none (a message delivered twice does not reset a download),
     /// else a claim on the existing received record (see
     /// [`FileRecord::claims`]) unless its author already has one there, the
-    /// record is ours (we sent the file), or it holds [`MAX_FILE_CLAIMS`]. Returns
-    /// whether `record` was stored as the blob's record. Not flushed.
-    pub fn claim(&self, record: &FileRecord) -> Result<bool, StoreError> {
+    /// record is ours (we sent the file), or it holds [`MAX_FILE_CLAIMS`]. Not
+    /// flushed.
+    pub fn claim(&self, record: &FileRecord) -> Result<(), StoreError> {
         loop {
             let old = self.tree().get(record.blob).map_err(db)?;
             let new = match &old {
@@ -211,17 +211,17 @@ impl Files {
                 Some(bytes) => {
                     // A damaged record is left for its readers to report: it must
                     // not make every delivery that names its blob fail.
-                    let Ok(mut held) = decode::<FileRecord>(FILES, bytes) else { return Ok(false) };
+                    let Ok(mut held) = decode::<FileRecord>(FILES, bytes) else { return Ok(()) };
                     let claimed = held.author == record.author || held.claims.iter().any(|c| c.author == record.author);
                     if held.direction == Direction::Outgoing || claimed || held.claims.len() >= MAX_FILE_CLAIMS {
-                        return Ok(false);
+                        return Ok(());
                     }
                     held.claims.push(FileClaim { author: record.author, message: record.message });
                     encode(&held)?
                 }
             };
             if self.tree().compare_and_swap(record.blob, old.as_ref(), Some(new)).map_err(db)?.is_ok() {
-                return Ok(old.is_none());
+                return Ok(());
             }
         }
     }
@@ -230,12 +230,7 @@ impl Files {
     /// `current` (nothing changed it meanwhile). Returns whether it did. Not
     /// flushed.
     pub fn replace(&self, current: &FileRecord, next: &FileRecord) -> Result<bool, StoreError> {
-        let Some(old) = self.tree().get(current.blob).map_err(db)? else { return Ok(false) };
-        if decode::<FileRecord>(FILES, &old)? != *current {
-            return Ok(false);
-        }
-        let swapped = self.tree().compare_and_swap(current.blob, Some(old), Some(encode(next)?)).map_err(db)?;
-        Ok(swapped.is_ok())
+        self.swap_if(current, Some(encode(next)?))
     }
 
     /// The record of blob `blob`.
@@ -299,17 +294,17 @@ impl Files {
     /// Forgets the record of `blob` if it is still `current` (nothing changed it,
     /// no claim came meanwhile). Returns whether it did. Not flushed.
     pub fn remove_if(&self, current: &FileRecord) -> Result<bool, StoreError> {
+        self.swap_if(current, None)
+    }
+
+    /// Puts `next` (encoded; `None` removes) in place of the record of
+    /// `current.blob` if that record is still `current`. Compared decoded, so a
+    /// record written before a field was added still matches.
+    fn swap_if(&self, current: &FileRecord, next: Option<Vec<u8>>) -> Result<bool, StoreError> {
         let Some(old) = self.tree().get(current.blob).map_err(db)? else { return Ok(false) };
         if decode::<FileRecord>(FILES, &old)? != *current {
             return Ok(false);
         }
-        let swapped = self.tree().compare_and_swap(current.blob, Some(old), None::<&[u8]>).map_err(db)?;
-        Ok(swapped.is_ok())
-    }
-
-    /// Forgets the record of `blob`. Not flushed.
-    pub fn remove(&self, blob: &[u8; BLOB_ID_LEN]) -> Result<(), StoreError> {
-        self.tree().remove(blob).map_err(db)?;
-        Ok(())
+        Ok(self.tree().compare_and_swap(current.blob, Some(old), next).map_err(db)?.is_ok())
     }
 }

@@ -446,7 +446,7 @@ impl Store {
             {
                 match msg.direction {
                     Direction::Outgoing => self.files().put(&record)?,
-                    Direction::Incoming => drop(self.files().claim(&record)?),
+                    Direction::Incoming => self.files().claim(&record)?,
                 }
             }
         }

@@ -268,19 +268,12 @@ impl Task {
             // Deleted before we had it (the deletion came first), or unreadable.
             return false;
         }
-        let from_contact = matches!(
-            self.context.store.contacts().get(&record.author),
-            Ok(Some(c)) if c.state == ContactState::Accepted
-        );
-        let in_group = matches!(
-            self.context.store.conversations().get(record.conversation),
-            Ok(Some(c)) if matches!(c.kind, kith_storage::ConversationKind::Group { .. })
-        );
+        let vouched = file_sweep::vouched(&self.context.store, &record.author, record.conversation).unwrap_or(false);
         let blocked = matches!(
             self.context.store.contacts().get(&record.author),
             Ok(Some(c)) if c.state == ContactState::Blocked
         );
-        (from_contact || in_group) && !blocked
+        vouched && !blocked
     }
 
     fn want(&mut self, want: Want) {
@@ -506,26 +499,6 @@ impl Task {
         }
     }
 
-    /// File `blob` does not open with its message's key, or is not the size its
-    /// message said: passes it to another message naming it, if one is left
-    /// (whatever the blob store holds goes: it was opened with the wrong key).
-    /// Returns whether it did.
-    fn passed_on(&mut self, blob: &[u8; 32]) -> bool {
-        let store = &self.context.store;
-        let next = store.files().get(blob).and_then(|record| {
-            let Some(record) = record else { return Ok(None) };
-            Ok(file_sweep::successor(store, &record)?.map(|next| (record, next.record)))
-        });
-        match next {
-            Ok(Some((record, next))) => self.pass_on(&record, next, false),
-            Ok(None) => false,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the other messages that name a file failed");
-                false
-            }
-        }
-    }
-
     fn finished(&mut self, blob: [u8; 32], result: Result<FileRecord, String>) {
         self.running.remove(&blob);
         if self.remove_when_stopped.remove(&blob) || result.as_ref().is_err_and(|e| e == DELETED) {
@@ -547,8 +520,9 @@ impl Task {
                 });
             }
             Err(error) => {
-                let passed = if error.starts_with(FAILED_FOR_GOOD) { self.passed_on(&blob) } else { self.pass_to_better(&blob) };
-                if passed {
+                // A wrong key or size left the record failed: another message naming
+                // the blob may give the right one.
+                if self.pass_to_better(&blob) {
                     return;
                 }
                 let Some(job) = self.jobs.get_mut(&blob) else { return };
@@ -620,18 +594,16 @@ pub(crate) fn parse_blob(id: &str) -> Result<[u8; 32], hex::FromHexError> {
 async fn download(context: &Context, blob: [u8; 32], stop: &AtomicBool) -> Result<FileRecord, String> {
     let files = context.store.files();
     let record = files.get(&blob).map_err(|e| e.to_string())?.ok_or("the file's record is gone")?;
-    let message = context
-        .store
-        .messages()
-        .get_from(&record.author.to_base58(), record.message)
-        .map_err(|e| e.to_string())?
-        .ok_or("the file's message is gone")?;
-    let file = message.file.ok_or("the message carries no file")?;
+    let kept = match file_sweep::record_message(&context.store, &record) {
+        Ok(Err(file_sweep::Gone::NoMessage)) => return Err("the file's message is gone".into()),
+        Ok(kept) => kept,
+        Err(e) => return Err(e.to_string()),
+    };
     if record.direction == kith_storage::Direction::Outgoing {
         // Ours (our message's record replaced someone else's while this waited).
         return Ok(record);
     }
-    still_kept(context, &record)?;
+    let file = kept.map_err(|_| DELETED.to_owned())?.file.ok_or("the message carries no file")?;
     if record.state != FileState::Downloading {
         update(context, &blob, FileState::Downloading, None, None).await;
     }

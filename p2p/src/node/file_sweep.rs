@@ -33,7 +33,13 @@ pub(crate) enum Gone {
 /// by its author: a peer that sends a message naming a blob of ours, then deletes
 /// it, deletes its own message, not our file.
 pub(crate) fn gone(store: &Store, record: &FileRecord) -> Result<Option<Gone>, StoreError> {
-    Ok(message_keeps(store, &record.author, record.message, record.direction)?.err())
+    Ok(record_message(store, record)?.err())
+}
+
+/// The message `record` names, if it still keeps the file, else why the file goes
+/// (see [`gone`]).
+pub(crate) fn record_message(store: &Store, record: &FileRecord) -> Result<Result<kith_storage::Message, Gone>, StoreError> {
+    message_keeps(store, &record.author, record.message, record.direction)
 }
 
 /// The message `author`'s `id` if it still keeps its file, else why not.
@@ -90,33 +96,25 @@ pub(crate) struct Successor {
 /// [`vouched`] for, else of the first whose message still keeps it. The other
 /// claims stay with it. `None` when no claim's message keeps the file.
 pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<Successor>, StoreError> {
-    let mut first_kept = None;
-    for (i, claim) in record.claims.iter().enumerate() {
-        let Some(message) = claim_kept(store, claim)? else { continue };
-        let Some(next) = FileRecord::of(&message) else { continue };
-        if next.blob != record.blob {
-            continue;
-        }
-        // Unreadable counts as not vouched for: it is only not preferred.
-        let vouched = vouched(store, &claim.author, message.conversation).unwrap_or(false);
-        if vouched {
-            first_kept = Some((i, next, message, true));
-            break;
-        }
-        if first_kept.is_none() {
-            first_kept = Some((i, next, message, false));
+    // The claims whose message still keeps the file, in order (the others would
+    // only fill the bound), each with its message.
+    let mut kept = Vec::new();
+    for claim in &record.claims {
+        if let Some(message) = claim_kept(store, claim)?
+            && message.file.as_ref().is_some_and(|f| f.blob == record.blob)
+        {
+            kept.push((claim, message));
         }
     }
-    let Some((i, mut next, message, vouched)) = first_kept else { return Ok(None) };
-    // The others stay, in order, but for those whose message no longer keeps the
-    // file (they would only fill the bound).
-    let mut others = Vec::new();
-    for (j, claim) in record.claims.iter().enumerate() {
-        if j != i && claim_kept(store, claim)?.is_some() {
-            others.push(claim.clone());
-        }
+    // Unreadable counts as not vouched for: it is only not preferred.
+    let vouched_at = kept.iter().position(|(claim, message)| vouched(store, &claim.author, message.conversation).unwrap_or(false));
+    if kept.is_empty() {
+        return Ok(None);
     }
-    next.claims = others;
+    let (_, message) = kept.remove(vouched_at.unwrap_or(0));
+    let Some(mut next) = FileRecord::of(&message) else { return Ok(None) };
+    next.claims = kept.into_iter().map(|(claim, _)| claim.clone()).collect();
+    let vouched = vouched_at.is_some();
     let same = |m: &kith_storage::Message| m.file.as_ref().map(|f| (f.key, f.size));
     let before = store.messages().get_from(&kith_storage::peer_text(&record.author), record.message)?;
     let same_file = before.as_ref().and_then(same).is_some_and(|old| Some(old) == same(&message));
@@ -176,18 +174,28 @@ mod tests {
         }
     }
 
+    fn id(n: u128) -> MessageId {
+        MessageId::from_bytes(n.to_be_bytes())
+    }
+
+    /// A store in a temporary directory (kept while the first is) holding the
+    /// conversation [`message`] writes to, with peer 2.
+    fn store_with_conversation() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kind = ConversationKind::Direct { peer_id: kith_storage::peer_text(&peer(2)) };
+        store.conversations().ensure(ConversationId::from_bytes([7; 16]), kind, 0).unwrap();
+        (dir, store)
+    }
+
     fn why(store: &Store, blob: u8) -> Option<Gone> {
         gone(store, &store.files().get(&[blob; 32]).unwrap().unwrap()).unwrap()
     }
 
     #[test]
     fn a_file_goes_with_its_authors_delete_a_received_one_when_hidden_and_any_when_its_message_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = store_with_conversation();
         let (me, them, stranger) = (peer(1), peer(2), peer(3));
-        let kind = ConversationKind::Direct { peer_id: kith_storage::peer_text(&them) };
-        store.conversations().ensure(ConversationId::from_bytes([7; 16]), kind, 0).unwrap();
-        let id = |n: u128| MessageId::from_bytes(n.to_be_bytes());
         store
             .insert_incoming_batch(&[
                 message(1, &them, Direction::Incoming, Some(1), None),
@@ -235,12 +243,8 @@ mod tests {
 
     #[test]
     fn a_file_named_first_by_someone_else_passes_to_the_real_message_when_theirs_goes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = store_with_conversation();
         let (me, them, intruder) = (peer(1), peer(2), peer(3));
-        let kind = ConversationKind::Direct { peer_id: kith_storage::peer_text(&them) };
-        store.conversations().ensure(ConversationId::from_bytes([7; 16]), kind, 0).unwrap();
-        let id = |n: u128| MessageId::from_bytes(n.to_be_bytes());
         // Someone who learned the blob's id names it first, with a wrong key; then
         // the real message comes, and a second one of the intruder's.
         let mut forged = message(20, &intruder, Direction::Incoming, Some(9), None);
