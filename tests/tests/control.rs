@@ -147,6 +147,29 @@ fn garbage_and_oversized_requests_get_typed_errors_and_the_node_keeps_serving() 
     assert_eq!(bob.history("Alice").last().unwrap()["text"], "still serving");
 }
 
+#[test]
+fn a_subscribers_line_over_the_limit_is_refused_though_events_came_while_it_was_read() {
+    let (alice, bob) = kith_tests::connected_pair();
+    let mut raw = Raw::connect(&alice);
+    assert_eq!(raw.call(1, "subscribe", Value::Null)["result"]["subscribed"], true);
+
+    // Half the limit, no newline yet; then an event goes out on this connection
+    // while the node is reading the line.
+    raw.send_bytes(&vec![b'x'; MAX_LINE_LEN / 2]);
+    bob.ok(&["send", "Alice", "while Alice's client writes a long line"]);
+    let event = raw.read();
+    assert!(event.get("event").is_some(), "an event came between the halves: {event}");
+
+    // The rest passes the limit counted over the whole line, not since the event.
+    raw.send_bytes(&vec![b'x'; MAX_LINE_LEN / 2 + 2]);
+    raw.reader.get_ref().set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(error_code(&raw.response(), Value::Null), "too_large");
+
+    // The node goes on serving.
+    let mut other = Raw::connect(&alice);
+    assert_eq!(other.call(2, "status", Value::Null)["result"]["peer_id"], alice.peer_id.as_str());
+}
+
 /// Events buffered per subscriber in this test (`KITH_EVENT_BUFFER`).
 const EVENT_BUFFER: usize = 16;
 /// Characters of each flood message (two bytes each in UTF-8).

@@ -54,7 +54,7 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
 pub(crate) async fn start(home: &Home, config: NodeConfig) -> Result<(Server, node::Started)> {
     let socket = home.socket_path();
     // Bind first: a live socket means another daemon owns this home.
-    let server = Server::bind(&socket).await.map_err(|e| match e {
+    let server = Server::bind(&socket, &home.lock_path()).await.map_err(|e| match e {
         ServeError::InUse(_) => Failure::new(
             Code::Error,
             anyhow::anyhow!("a kith node is already running on {}", home.root().display()),
@@ -91,7 +91,8 @@ async fn serve(home: Home, config: NodeConfig) -> Result {
         }
         ended = &mut stopped => Some(ended),
     };
-    // Wait (bounded) for the actor to flush and stop before the socket disappears.
+    // Wait (bounded) for the actor to flush and stop before the socket and the home's
+    // lock go with `server`, at the end of this function.
     let ended = match ended {
         Some(ended) => ended,
         None => match tokio::time::timeout(Duration::from_secs(10), stopped).await {

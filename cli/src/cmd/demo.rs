@@ -110,8 +110,12 @@ async fn demo(base: &Path, interactive: bool, verbose: u8, stop: watch::Receiver
     for (bot, (home, identity)) in bots {
         cast.push((bot, start(&home, identity, bot.name).await?));
     }
-    let server = Server::bind(&you_home.socket_path()).await.map_err(anyhow::Error::from)?;
-    let serving = tokio::spawn(server.serve(you.handle.clone()));
+    let server = Server::bind(&you_home.socket_path(), &you_home.lock_path()).await.map_err(anyhow::Error::from)?;
+    let server = std::sync::Arc::new(server);
+    let serving = tokio::spawn({
+        let (server, handle) = (server.clone(), you.handle.clone());
+        async move { server.serve(handle).await }
+    });
     let session = async {
         tokio::time::timeout(SETUP_DEADLINE, introduce(&you.handle, &cast))
             .await
@@ -143,6 +147,9 @@ async fn demo(base: &Path, interactive: bool, verbose: u8, stop: watch::Receiver
     for node in std::iter::once(you).chain(cast.into_iter().map(|(_, node)| node)) {
         let _ = tokio::time::timeout(Duration::from_secs(10), node.stopped).await;
     }
+    // The socket and the lock go once the nodes have stopped.
+    let _ = serving.await;
+    drop(server);
     result
 }
 

@@ -48,13 +48,19 @@ pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
     rt.block_on(async {
         let (server, started) = super::daemon::start(&home, node_config).await?;
         let handle = started.handle.clone();
-        let serving = tokio::spawn(server.serve(handle.clone()));
+        let server = std::sync::Arc::new(server);
+        let serving = tokio::spawn({
+            let (server, handle) = (server.clone(), handle.clone());
+            async move { server.serve(handle).await }
+        });
         let result = kith_tui::run(&socket, options).await;
         handle.shutdown().await;
         serving.abort();
-        // Bounded: the actor flushes and stops, then the socket file goes with the server.
+        // Bounded: the actor flushes and stops, then the socket file and the home's
+        // lock go with the server.
         let _ = tokio::time::timeout(Duration::from_secs(10), started.stopped).await;
         let _ = serving.await;
+        drop(server);
         result.map_err(|e| Failure::new(Code::Error, e))
     })
 }

@@ -276,11 +276,19 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiE
         Request::Inbox {} => reply(ops::inbox(store)?),
         Request::History { contact, limit, before } => {
             let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
-            match ops::resolve_target(store, &contact)? {
-                ops::Target::Contact(contact) => {
-                    reply(ops::history(store, &me(backend), &contact, limit, before.as_deref())?)
+            let (store, me) = (store.clone(), me(backend));
+            let page = move || match ops::resolve_target(&store, &contact)? {
+                ops::Target::Contact(contact) => reply(ops::history(&store, &me, &contact, limit, before.as_deref())?),
+                ops::Target::Group(group) => reply(ops::group_history(&store, &group, limit, before.as_deref())?),
+            };
+            match node {
+                // A page can be a whole long conversation (a script's `--limit
+                // 100000`): read off the node's two runtime workers, so that its
+                // network and its other clients go on meanwhile.
+                Some(_) => {
+                    tokio::task::spawn_blocking(page).await.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
                 }
-                ops::Target::Group(group) => reply(ops::group_history(store, &group, limit, before.as_deref())?),
+                None => page(),
             }
         }
         Request::Groups {} => {

@@ -1,6 +1,7 @@
 //! The control-socket server: one task per client connection, bounded in number.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::time::Duration;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ use crate::node::{Event, NodeHandle};
 
 /// Most simultaneous control clients; more wait for a free slot.
 const MAX_CLIENTS: usize = 64;
+
+/// How long the server waits after a failed accept before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +42,37 @@ pub enum ServeError {
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
+    /// Held (an exclusive `flock`) while this server lives: the socket file is ours
+    /// to replace and to remove only under it.
+    _lock: std::fs::File,
 }
 
 impl Server {
-    /// Bind `path` (mode 0600). A stale socket file from a crashed node is replaced;
-    /// a live one means another node runs on this home, which is refused.
-    pub async fn bind(path: &Path) -> Result<Server, ServeError> {
+    /// Bind `path` (mode 0600) while holding the lock file `lock` (created 0600;
+    /// the home's `daemon.lock`). A node already holding the lock, or answering on
+    /// the socket, is refused with [`ServeError::InUse`] before anything is touched.
+    /// Under the lock, a socket file left by a crashed node is replaced: two nodes
+    /// starting at once on one home cannot remove each other's socket.
+    pub async fn bind(path: &Path, lock: &Path) -> Result<Server, ServeError> {
         let io = |source| ServeError::Io { path: path.to_owned(), source };
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(lock)
+            .map_err(|source| ServeError::Io { path: lock.to_owned(), source })?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(ServeError::InUse(path.to_owned())),
+            // Some network and FUSE file systems have no locks: the socket alone
+            // says whether a node runs, as before locks were taken.
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(lock = %lock.display(), error = %e, "cannot lock the home; relying on the control socket alone");
+            }
+        }
         if path.exists() {
+            // A node of an older build holds no lock: one that answers still owns it.
             if UnixStream::connect(path).await.is_ok() {
                 return Err(ServeError::InUse(path.to_owned()));
             }
@@ -53,11 +80,13 @@ impl Server {
         }
         let listener = UnixListener::bind(path).map_err(io)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        Ok(Server { listener, path: path.to_owned() })
+        Ok(Server { listener, path: path.to_owned(), _lock: lock_file })
     }
 
-    /// Serve `node` until the node stops. Cancel-safe: dropping the future stops accepting.
-    pub async fn serve(self, node: NodeHandle) {
+    /// Serve `node` until the node stops. Cancel-safe: dropping the future stops
+    /// accepting. The socket and the home's lock stay until the server is dropped,
+    /// which the caller does once the node has stopped.
+    pub async fn serve(&self, node: NodeHandle) {
         let backend = Arc::new(Backend::Node(node));
         let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
         loop {
@@ -65,7 +94,14 @@ impl Server {
             let (stream, _) = match self.listener.accept().await {
                 Ok(conn) => conn,
                 Err(e) => {
+                    // Out of file descriptors or memory: every accept fails at once
+                    // until some are freed, so wait instead of spinning (and logging)
+                    // meanwhile. Other failures concern one connection.
+                    let starved = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
                     tracing::warn!(error = %e, "control socket accept failed");
+                    if starved {
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                    }
                     continue;
                 }
             };
@@ -87,6 +123,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Still under the lock (fields drop after this): the socket file is ours.
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -103,8 +140,11 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                 None => std::future::pending().await,
             }
         };
-        // `line` outlives the select: read_until keeps what it read if an event wins.
-        let mut limited = (&mut reader).take(MAX_LINE_LEN as u64 + 1);
+        // `line` outlives the select: read_until keeps what it read if an event wins,
+        // so the limit counts what the line already holds (a fresh limit on each
+        // pass would let a subscriber's line grow past it between events).
+        let budget = (MAX_LINE_LEN + 1).saturating_sub(line.len());
+        let mut limited = (&mut reader).take(budget as u64);
         tokio::select! {
             read = limited.read_until(b'\n', &mut line) => {
                 if read? == 0 {
@@ -117,7 +157,8 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                 }
                 let (reply, subscribe) = request(&line, backend).await;
                 line.clear();
-                if let (true, Backend::Node(node)) = (subscribe, backend) {
+                // Subscribing again keeps the events already queued for this client.
+                if let (true, None, Backend::Node(node)) = (subscribe, &events, backend) {
                     events = Some(node.subscribe());
                 }
                 write_line(&mut write, &reply).await?;
@@ -329,6 +370,36 @@ async fn write_line<T: serde::Serialize>(write: &mut tokio::net::unix::OwnedWrit
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_second_server_on_a_held_home_is_refused_and_leaves_the_first_ones_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let (socket, lock) = (dir.path().join("kith.sock"), dir.path().join("daemon.lock"));
+        let first = Server::bind(&socket, &lock).await.unwrap();
+        let mode = std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the lock file is the owner's only");
+        // As when the first crashed a moment ago and its socket no longer answers:
+        // the lock, not the socket, says whose home it is.
+        std::fs::remove_file(&socket).unwrap();
+        let _stale = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        drop(_stale);
+        assert!(matches!(Server::bind(&socket, &lock).await, Err(ServeError::InUse(_))));
+        assert!(socket.exists(), "the refused server removed nothing");
+        drop(first);
+        assert!(!socket.exists(), "a server removes its socket when it goes");
+    }
+
+    #[tokio::test]
+    async fn a_socket_left_by_a_crashed_node_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (socket, lock) = (dir.path().join("kith.sock"), dir.path().join("daemon.lock"));
+        // A crash leaves the socket file and the lock file, but no lock held.
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        std::fs::write(&lock, b"").unwrap();
+        let server = Server::bind(&socket, &lock).await.unwrap();
+        assert!(UnixStream::connect(&socket).await.is_ok(), "the new server answers on the socket");
+        drop(server);
+    }
 
     /// The events in `bytes`' lines, by the `missed` count each test gives them.
     fn missed_counts(bytes: &[u8]) -> Vec<u64> {
