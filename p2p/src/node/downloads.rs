@@ -37,9 +37,6 @@ use crate::views::FileEntryView;
 /// Downloads running at once.
 const PARALLEL: usize = 2;
 
-/// Least time between two sweeps for files of deleted messages.
-const SWEEP_SPACING: Duration = Duration::from_secs(1);
-
 /// How a node treats the files it receives.
 #[derive(Debug, Clone)]
 pub struct FilesConfig {
@@ -109,6 +106,9 @@ pub(crate) struct Context {
     pub(crate) retry: (Duration, Duration),
     /// Least time between two progress events of one file (`Timers::file_progress_every`).
     pub(crate) progress_every: Duration,
+    /// Least time between two sweeps for files of deleted messages
+    /// (`Timers::file_sweep_spacing`).
+    pub(crate) sweep_spacing: Duration,
     pub(crate) me: PeerId,
     pub(crate) counters: Arc<Counters>,
 }
@@ -337,11 +337,11 @@ impl Task {
         jobs.chain(self.sweep_due).min()
     }
 
-    /// Has every file the node no longer keeps removed: now, or [`SWEEP_SPACING`]
-    /// after the last sweep (a sweep reads every file record and its message, and
+    /// Has every file the node no longer keeps removed: now, or the sweep spacing
+    /// (`Timers::file_sweep_spacing`) after the last sweep (a sweep reads every file record and its message, and
     /// a peer's flood of messages can make the node's events lag).
     fn ask_sweep(&mut self) {
-        let earliest = self.last_sweep.map_or_else(Instant::now, |at| at + SWEEP_SPACING);
+        let earliest = self.last_sweep.map_or_else(Instant::now, |at| at + self.context.sweep_spacing);
         self.sweep_due.get_or_insert(earliest);
     }
 

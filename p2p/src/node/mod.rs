@@ -125,6 +125,10 @@ pub struct Timers {
     /// Least time between two progress events of one file being sent or received
     /// (default 250 ms; the first and the last always go out).
     pub file_progress_every: Duration,
+    /// Least time between two sweeps for the files of deleted messages (default 1 s):
+    /// a sweep reads every file record and its message, so a peer's flood of
+    /// deletions costs at most one a spacing.
+    pub file_sweep_spacing: Duration,
     /// How long our presence announcements hold; they are renewed every half of it
     /// (default 10 min: a node that vanishes without a word shows offline within it).
     pub presence_ttl: Duration,
@@ -197,6 +201,7 @@ impl Default for Timers {
             download_retry_max: Duration::from_secs(300),
             upload_retry: Duration::from_millis(500),
             file_progress_every: Duration::from_millis(250),
+            file_sweep_spacing: Duration::from_secs(1),
             search_catch_up: Duration::from_secs(2),
             group_receipt_batch: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(600),
@@ -1078,6 +1083,7 @@ pub async fn start(mut config: NodeConfig, store: Store) -> Result<Started, Star
     let peer_id = config.identity.peer_id();
     let files = config.files.clone();
     let download_retry = (config.timers.download_retry_initial, config.timers.download_retry_max);
+    let sweep_spacing = config.timers.file_sweep_spacing;
     let (upload_retry, progress_every) = (config.timers.upload_retry, config.timers.file_progress_every);
     let call_timers = config.timers.calls.clone();
     let search_every = config.timers.search_catch_up;
@@ -1110,6 +1116,7 @@ pub async fn start(mut config: NodeConfig, store: Store) -> Result<Started, Star
                 config: files,
                 retry: download_retry,
                 progress_every,
+                sweep_spacing,
                 me,
                 counters: counters.clone(),
             });
