@@ -204,6 +204,20 @@ pub enum MailboxResponse {
     Refused(Refusal),
 }
 
+impl MailboxResponse {
+    /// Which answer this is, for logs: a page of envelopes printed whole would be
+    /// megabytes on one line.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MailboxResponse::Deposited { .. } => "deposited",
+            MailboxResponse::Challenge { .. } => "challenge",
+            MailboxResponse::Envelopes { .. } => "envelopes",
+            MailboxResponse::Acked { .. } => "acked",
+            MailboxResponse::Refused(_) => "refused",
+        }
+    }
+}
+
 /// What the relay did with one deposited envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

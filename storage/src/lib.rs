@@ -137,7 +137,7 @@ pub use msglog::LogCompaction;
 /// Zeros the message log keeps written ahead of its last frame, at most (docs/PROTOCOL.md,
 /// *Zeros written ahead*): disk use the log has beyond its frames.
 pub use msglog::PREALLOCATE as LOG_WRITE_AHEAD;
-pub use messages::{Annotations, Direction, Inserted, Link, MAX_EMOJI_LEN, MAX_REACTIONS_PER_AUTHOR, Message, MessageState, Messages, Reaction, Usage, Version, valid_emoji};
+pub use messages::{Annotations, Direction, Inserted, Link, MAX_EMOJI_LEN, MAX_REACTIONS_PER_AUTHOR, Message, MessageState, Messages, Placed, Reaction, Usage, Version, valid_emoji};
 pub use outbox::{Outbox, OutboxEntry, Recipient};
 pub use prefs::{Drafts, MAX_DRAFT_LEN, Mute, Mutes};
 pub use profiles::Profiles;

@@ -273,6 +273,19 @@ pub struct Usage {
     pub text_bytes: usize,
 }
 
+/// Where a stored message is, as the index in memory knows it
+/// ([`Messages::place_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    /// Its conversation.
+    pub conversation: ConversationId,
+    /// Whether we sent or received it.
+    pub direction: Direction,
+    /// Whether it is a change (an edit, a delete, a reaction, a hide) rather than
+    /// a message shown.
+    pub change: bool,
+}
+
 /// Handle to the messages table. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Messages {
@@ -329,6 +342,20 @@ impl Messages {
         let (reader, found) =
             self.inner.log.lookup(|index| index.with_id(id).into_iter().filter(|f| f.conversation == conv).min_by_key(|f| f.key));
         found.map(|f| reader.read(&f.slot)).transpose()
+    }
+
+    /// Where the message `author` wrote with this id is, if stored, from the index
+    /// in memory alone (nothing is read from the disk): for checks that most
+    /// messages fail, such as a peer's receipt naming ids of ours.
+    pub fn place_from(&self, author: &str, id: MessageId) -> Option<Placed> {
+        let (_, placed) = self.inner.log.lookup(|index| {
+            index.find(&keys::ref_key(id, author)).map(|f| Placed {
+                conversation: f.conversation,
+                direction: f.slot.direction,
+                change: index.is_change_at(f.conversation, &f.key),
+            })
+        });
+        placed
     }
 
     /// The message `author` wrote with this id, if stored.

@@ -271,11 +271,18 @@ fn mail_sealed_in_a_session_its_receiver_lost_is_sent_again_once_and_the_relay_l
 
     // Bob comes back without his ratchet state: what waits for him was sealed in
     // sessions he no longer has.
-    wipe_ratchet_state(&bob);
+    comes_back_without_ratchet_state(&mut relay, &alice, &mut bob, &texts);
+}
+
+/// `bob` (stopped) starts again without his ratchet state while `relay` holds
+/// `texts` from `alice` that no longer open: his reset tells her, she sends again
+/// what was not known delivered, each arrives once, and the relay drops the dead
+/// copies (refused for good) instead of bringing them, and a reset, back at every
+/// drain.
+fn comes_back_without_ratchet_state(relay: &mut Relay, alice: &Peer, bob: &mut Peer, texts: &[String]) {
+    wipe_ratchet_state(bob);
     bob.env.push(("KITH_DRAIN_INTERVAL_MS".into(), "300".into()));
     bob.start(&[]);
-
-    // His reset tells Alice; she sends again what was not known delivered.
     wait_until(DEADLINE, "every message reaches Bob after all", || {
         let got = texts_of(&bob.history("Alice"));
         texts.iter().all(|t| got.contains(t))
@@ -284,13 +291,37 @@ fn mail_sealed_in_a_session_its_receiver_lost_is_sent_again_once_and_the_relay_l
         let history = alice.history("Bob");
         texts.iter().all(|t| history.iter().any(|m| m["text"] == t.as_str() && m["state"] == "delivered"))
     });
-    // The dead copies are refused once Bob holds a new session, so the relay drops them
-    // instead of bringing them (and a reset) back at every drain.
-    wait_until(DEADLINE, "the relay let go of the mail that never opens", || captured(&mut relay, &bob).is_empty());
+    wait_until(DEADLINE, "the relay let go of the mail that never opens", || captured(relay, bob).is_empty());
     let got = texts_of(&bob.history("Alice"));
-    for t in &texts {
+    for t in texts {
         assert_eq!(got.iter().filter(|g| *g == t).count(), 1, "{t:?} once: {got:?}");
     }
+}
+
+#[test]
+fn pre_key_mail_naming_a_one_time_key_its_receiver_lost_is_sent_again_once_and_the_relay_lets_go_of_it() {
+    let mut relay = Relay::new("");
+    relay.start();
+    let (alice, mut bob) = pair_pinning(&[&relay]);
+    // Bob goes before anything is sent: Alice's first messages start a session on
+    // one of his one-time keys, as pre-key messages.
+    bob.stop();
+    let texts: Vec<String> = (0..3).map(|i| format!("first words {i}")).collect();
+    sent_to_relays(&alice, &texts);
+    let mail = captured(&mut relay, &bob);
+    assert_eq!(mail.len(), 3, "the relay holds them");
+    let identity = identity_of(&bob);
+    for e in &mail {
+        let payload = Payload::decode(&Opener::new(&identity, 0).open(e).unwrap().plaintext).unwrap();
+        assert!(
+            matches!(payload, Payload::Ratcheted { kind: kith_p2p::ratchet::PRE_KEY_MESSAGE, .. }),
+            "pre-key messages: {payload:?}"
+        );
+    }
+
+    // Bob comes back without his ratchet state: the one-time key they name is gone,
+    // so they never open.
+    comes_back_without_ratchet_state(&mut relay, &alice, &mut bob, &texts);
 }
 
 #[test]

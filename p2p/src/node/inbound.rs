@@ -11,7 +11,7 @@
 //! effect, so a replayed envelope cannot bring back a deleted contact request either.
 //! Strangers' requests are bounded by [`crate::requests`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::collections::hash_map::Entry;
 
 use kith_storage::{
@@ -125,16 +125,19 @@ impl Inbound<'_> {
             Ok(inserted) => inserted,
             Err(e) => {
                 tracing::error!(error = %e, "storing incoming messages failed");
-                // The state that opened them goes too, so the copies opened again.
+                // The state that opened them goes too, so the copies opened again;
+                // and nothing of the batch is acted on. So no item may be answered as
+                // taken, not even one that needed no message stored (a group key, new
+                // pre-keys): its sender or relay keeps it and tries again.
                 self.ratchets.rollback();
-                let results = steps
-                    .iter()
-                    .map(|s| match s {
-                        Step::Done(r) => *r,
-                        Step::Insert(..) => DmResult::Rejected(RejectReason::Storage),
-                    })
-                    .collect();
-                return (results, Outcome::default());
+                let results = steps.iter().map(|s| match s {
+                    Step::Done(r @ DmResult::Rejected(_)) => *r,
+                    Step::Done(_) | Step::Insert(..) => DmResult::Rejected(RejectReason::Storage),
+                });
+                // Resets offered for relay mail refused for good (still answered so,
+                // and deleted by the relay) must reach their senders all the same.
+                let rekey = std::mem::take(&mut outcome.rekey);
+                return (results.collect(), Outcome { rekey, ..Outcome::default() });
             }
         };
         let mut inserted = inserted.into_iter();
@@ -267,13 +270,17 @@ impl Inbound<'_> {
                         decoded.map(Some)
                     }
                     Err(RatchetError::Duplicate) => Ok(None),
-                    Err(RatchetError::NoSession) if self.from_relay && kind != crate::ratchet::PRE_KEY_MESSAGE => {
-                        // A normal message comes only in a session we once answered in:
-                        // none opens it, so that session is lost and it never will. Kept
-                        // by a relay it would come back (with a reset) at every drain, so
-                        // it is refused and the relay drops it; the reset offered here
-                        // makes its sender send again what we never confirmed.
-                        tracing::info!(%sender, "refused relay mail sealed in a session we no longer have");
+                    Err(e @ (RatchetError::NoSession | RatchetError::UnknownPrekey))
+                        if self.from_relay
+                            && (kind != crate::ratchet::PRE_KEY_MESSAGE || matches!(e, RatchetError::UnknownPrekey)) =>
+                    {
+                        // A normal message comes only in a session we once answered in,
+                        // and a pre-key message names one of our one-time keys: with the
+                        // session lost, or the key gone, it never opens. Kept by a relay
+                        // it would come back (with a reset) at every drain, so it is
+                        // refused and the relay drops it; the reset offered here makes
+                        // its sender send again what we never confirmed.
+                        tracing::info!(%sender, error = %e, "refused relay mail sealed in a session or to a key we no longer have");
                         outcome.rekey.push(sender);
                         Err(RejectReason::Decrypt)
                     }
@@ -599,32 +606,42 @@ impl Inbound<'_> {
 
     /// Apply a receipt, but only to our own messages in the 1:1 conversation with its
     /// sender, or in a group the sender is a member of: nobody can move the state of
-    /// messages they were not sent.
+    /// messages they were not sent. Each id is judged from the index in memory; a
+    /// message is read from the disk only when the receipt moves it, so a receipt
+    /// naming our ids many times over costs hash lookups, not reads.
     fn receipt(&self, sender: PeerId, kind: ReceiptKind, ids: &[MessageId], outcome: &mut Outcome) -> Result<(), OpError> {
         let conversation = ops::direct_conversation(&self.me, &sender);
+        let me = self.me.to_string();
         let state = match kind {
             ReceiptKind::Delivered => MessageState::Delivered,
             ReceiptKind::Read => MessageState::Read,
         };
         // A receipt names many of one group's messages: its members are read once.
         let mut audiences: HashMap<ConversationId, Option<Vec<String>>> = HashMap::new();
+        let mut seen = HashSet::new();
         for id in ids {
-            let Some(m) = self.store.messages().get_from(&self.me.to_string(), *id)? else { continue };
-            if m.direction != Direction::Outgoing {
+            if !seen.insert(*id) {
                 continue;
             }
-            if m.conversation != conversation {
-                let audience = match audiences.entry(m.conversation) {
+            let Some(placed) = self.store.messages().place_from(&me, *id) else { continue };
+            if placed.direction != Direction::Outgoing {
+                continue;
+            }
+            if placed.conversation != conversation {
+                if placed.change {
+                    continue;
+                }
+                let audience = match audiences.entry(placed.conversation) {
                     Entry::Occupied(known) => known.into_mut(),
-                    Entry::Vacant(slot) => slot.insert(self.receipt_audience(&m)?),
+                    Entry::Vacant(slot) => slot.insert(self.receipt_audience(placed.conversation, &me)?),
                 };
                 if let Some(audience) = audience {
-                    self.group_receipt(sender, kind, &m, audience, outcome)?;
+                    self.group_receipt(sender, kind, (placed.conversation, *id), audience, outcome)?;
                 }
                 continue;
             }
             if let Some(new) = self.store.set_message_state(*id, state, true)?
-                && m.link.as_ref().and_then(kith_storage::Link::changed).is_none()
+                && !placed.change
             {
                 outcome.events.push(Event::MessageStateChanged {
                     id: id.to_string(),
@@ -636,48 +653,49 @@ impl Inbound<'_> {
         Ok(())
     }
 
-    /// Whom receipts for our message `m` count from: its group's members we count
-    /// over (see [`GroupReceiptsView::audience`]), if the group is one we hold, are
-    /// still in, and small enough to count.
-    fn receipt_audience(&self, m: &Message) -> Result<Option<Vec<String>>, OpError> {
-        let group = GroupId(m.conversation.0);
+    /// Whom receipts for our messages in `conversation` count from: its group's
+    /// members we count over (see [`GroupReceiptsView::audience`]), if the group is
+    /// one we hold, are still in, and small enough to count.
+    fn receipt_audience(&self, conversation: ConversationId, me: &str) -> Result<Option<Vec<String>>, OpError> {
+        let group = GroupId(conversation.0);
         if !self.store.groups().get(group)?.is_some_and(|g| g.active) {
             return Ok(None);
         }
-        Ok(GroupReceiptsView::audience(self.store, group, &m.author)?)
+        Ok(GroupReceiptsView::audience(self.store, group, me)?)
     }
 
-    /// A member's receipt for `m`, one of our messages in a group whose `audience`
-    /// the sender must be in: counted, unless `m` is a change.
+    /// A member's receipt for our message `id` in the group `conversation` (not a
+    /// change), whose `audience` the sender must be in: counted. The message is
+    /// read only when its count rose, for the event.
     fn group_receipt(
         &self,
         sender: PeerId,
         kind: ReceiptKind,
-        m: &Message,
+        (conversation, id): (ConversationId, MessageId),
         audience: &[String],
         outcome: &mut Outcome,
     ) -> Result<(), OpError> {
         let sender = sender.to_base58();
-        if !crate::views::counted(m) || !audience.contains(&sender) {
+        if !audience.contains(&sender) {
             return Ok(());
         }
         let reached = match kind {
             ReceiptKind::Delivered => kith_storage::Reached::Delivered,
             ReceiptKind::Read => kith_storage::Reached::Read,
         };
-        let raised = match self.store.group_receipts().record(m.conversation, m.id, &sender, reached) {
+        let raised = match self.store.group_receipts().record(conversation, id, &sender, reached) {
             Ok(raised) => raised,
             Err(e) => {
                 // A damaged record loses this count; the sender must not retry forever.
-                tracing::warn!(id = %m.id, error = %e, "recording a group receipt failed");
+                tracing::warn!(%id, error = %e, "recording a group receipt failed");
                 false
             }
         };
-        if raised {
+        if raised && let Some(m) = self.store.messages().get_from(&self.me.to_string(), id)? {
             outcome.events.push(Event::MessageReceipts {
                 id: m.id.to_string(),
                 conversation: m.conversation.to_string(),
-                receipts: GroupReceiptsView::over(self.store, m, audience)?,
+                receipts: GroupReceiptsView::over(self.store, &m, audience)?,
             });
         }
         Ok(())

@@ -11,10 +11,10 @@
 //! Drains, per pinned relay, one at a time: challenge → signed drain of a page →
 //! the caller stores the page ([`Effect::Store`]) and reports what it stored
 //! ([`MailboxClient::page_stored`]) → challenge → signed ack of that → the next page
-//! while the relay says there is more. A failure or refusal at any step ends the
-//! drain; the next [`drain`](MailboxClient::drain) starts over from the relay's
-//! oldest envelope (what was acked is gone, what was not comes again and is
-//! de-duplicated).
+//! while the relay says there is more and the page was not empty. A failure or
+//! refusal at any step ends the drain; the next [`drain`](MailboxClient::drain)
+//! starts over from the relay's oldest envelope (what was acked is gone, what was
+//! not comes again and is de-duplicated).
 //!
 //! The actor sends each [`Request`] (signing drains and acks with the identity, which
 //! stays out of this module), reports the request id with
@@ -250,7 +250,7 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
                 effects
             }
             (Pending::Deposit { attempt }, response) => {
-                tracing::warn!(%relay, ?response, "unexpected answer to a deposit");
+                tracing::warn!(%relay, response = response.kind(), "unexpected answer to a deposit");
                 self.attempt_answered(attempt)
             }
             (Pending::DrainChallenge, MailboxResponse::Challenge { nonce }) => {
@@ -266,7 +266,9 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
                     return Vec::new();
                 }
                 drain.cursor = items.last().map(|i| i.seq).or(drain.cursor);
-                drain.more = more;
+                // An empty page moved nothing: asking again at once (as `more` says)
+                // would loop for as long as a broken or hostile relay kept saying so.
+                drain.more = more && !items.is_empty();
                 vec![Effect::Store { relay, items }]
             }
             (Pending::AckChallenge { seqs }, MailboxResponse::Challenge { nonce }) => {
@@ -281,7 +283,10 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
                 }
             }
             (_, response) => {
-                tracing::warn!(%relay, ?response, "relay refused to let us drain our mailbox");
+                match response {
+                    MailboxResponse::Refused(refusal) => tracing::warn!(%relay, ?refusal, "relay refused to let us drain our mailbox"),
+                    other => tracing::warn!(%relay, response = other.kind(), "unexpected answer while draining our mailbox"),
+                }
                 self.drain_done(&relay);
                 Vec::new()
             }
@@ -538,6 +543,20 @@ mod tests {
         let (sent, _) = h.drain(relay);
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [5; NONCE_LEN] });
         assert_eq!(sent[0].2, Ask::Drain { nonce: [5; NONCE_LEN], after: None });
+    }
+
+    #[test]
+    fn an_empty_page_ends_the_drain_whatever_the_relay_says_follows() {
+        let mut h = Harness::default();
+        let relay = peer();
+        // A broken or hostile relay: nothing, and "more". Asking again at once would
+        // loop (a challenge, a signature and a page each round) for as long as it
+        // went on saying so.
+        let effects = h.first_page(relay, Vec::new(), true);
+        assert_eq!(effects, [Effect::Store { relay, items: Vec::new() }]);
+        let (sent, rest) = h.stored(relay, Vec::new());
+        assert!(sent.is_empty() && rest.is_empty(), "nothing more asked: {sent:?} {rest:?}");
+        assert!(!h.client.draining(&relay), "done: the next drain starts at the next interval");
     }
 
     #[test]

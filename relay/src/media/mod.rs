@@ -532,17 +532,31 @@ impl MediaStore {
     /// Renews held blob `id` to expire at `now_ms` plus the TTL (never earlier than
     /// it would have); returns the new expiry, or `None` if the blob is not held
     /// (expired meanwhile). Durable when it returns. Blocks on disk I/O.
+    ///
+    /// A renewal that would move the expiry by less than 1/64 of the TTL is answered
+    /// with the expiry already durable and writes nothing: anyone can ask to hold a
+    /// blob the node holds, and each write is a sync.
     pub fn renew(&self, id: &BlobId, now_ms: u64) -> Result<Option<u64>, MediaError> {
-        let record = {
-            let mut index = lock(&self.index);
-            let Some(record) = index.held.get_mut(id) else {
+        let wanted = self.expiry(now_ms);
+        let step = u64::try_from(self.limits.ttl.as_millis() / 64).unwrap_or(u64::MAX);
+        // The expiry in memory moves only once written: it is what was made durable,
+        // so a renewal answered from it (or after a failed write, a retry) is true.
+        let mut record = {
+            let index = lock(&self.index);
+            let Some(record) = index.held.get(id) else {
                 return Ok(None);
             };
-            record.expires_at_ms = record.expires_at_ms.max(self.expiry(now_ms));
+            if wanted.saturating_sub(record.expires_at_ms) < step.max(1) {
+                return Ok(Some(record.expires_at_ms));
+            }
             *record
         };
+        record.expires_at_ms = wanted;
         self.write_record(id, &record)?;
-        Ok(Some(record.expires_at_ms))
+        if let Some(held) = lock(&self.index).held.get_mut(id) {
+            held.expires_at_ms = held.expires_at_ms.max(wanted);
+        }
+        Ok(Some(wanted))
     }
 
     /// Deletes every blob whose expiry is at or before `now_ms`, record first (from
@@ -837,6 +851,11 @@ mod tests {
             Ok(Admission::Held)
         ));
         assert_eq!(store.renew(&id, 30_000).unwrap(), Some(90_000));
+        // Asked again within 1/64 of the TTL: the same expiry, nothing rewritten.
+        let record = store.record_path(&id);
+        let written = std::fs::metadata(&record).unwrap().modified().unwrap();
+        assert_eq!(store.renew(&id, 30_500).unwrap(), Some(90_000));
+        assert_eq!(std::fs::metadata(&record).unwrap().modified().unwrap(), written, "no write for a renewal that moves nothing");
         assert_eq!(store.expire(60_000).unwrap(), Expired::default());
         assert_eq!(
             store.expire(90_000).unwrap(),

@@ -243,7 +243,8 @@ impl MediaService {
             Ok(()) => return self.record(peer, reservation, |_| Ok(())).await,
             Err(Pull::SizeMismatch) => Answer::BadRequest,
             Err(Pull::Storage(e)) => {
-                tracing::warn!(%peer, blob = %id, error = %e, "storing an upload failed");
+                tracing::warn!(error = %e, "storing an upload failed");
+                tracing::debug!(%peer, blob = %id, "the upload that failed to store");
                 Answer::Storage
             }
             Err(Pull::Failed(why)) => {
@@ -362,13 +363,18 @@ impl MediaService {
                 self.metrics.media_uploads.inc();
                 self.metrics.media_uploaded_bytes.inc_by(sealed_size);
                 self.metrics.set_media_stats(self.store.stats());
-                tracing::info!(%peer, blob = %id, bytes = sealed_size, "media blob held");
+                // Who uploaded which blob stays in the blob's record until it
+                // expires; a log line at `info` would keep it for as long as the
+                // journal. (The id is also a download capability.)
+                tracing::info!(bytes = sealed_size, "media blob held");
+                tracing::debug!(%peer, blob = %id, "the held blob's uploader and id");
                 Answer::Held {
                     expires_at: expires_ms / 1000,
                 }
             }
             Some((Err(e), reservation)) => {
-                tracing::warn!(%peer, blob = %id, error = %e, "recording a media blob failed");
+                tracing::warn!(error = %e, "recording a media blob failed");
+                tracing::debug!(%peer, blob = %id, "the media blob that failed to record");
                 self.discard(reservation).await;
                 Answer::Storage
             }

@@ -328,9 +328,13 @@ impl Index {
     /// Whether the message an id alone means (see [`Index::resolve`]) is a change
     /// (an edit, a delete, a reaction, a hide) rather than a message shown.
     pub(crate) fn is_change(&self, id: MessageId) -> bool {
-        self.resolve(id).is_some_and(|f| {
-            self.convs.get(&f.conversation).is_some_and(|c| c.changes.binary_search_by(|e| e.entry.key.cmp(&f.key)).is_ok())
-        })
+        self.resolve(id).is_some_and(|f| self.is_change_at(f.conversation, &f.key))
+    }
+
+    /// Whether the message at `key` in `conversation` is a change (see
+    /// [`Index::is_change`]).
+    pub(crate) fn is_change_at(&self, conversation: ConversationId, key: &OrderKey) -> bool {
+        self.convs.get(&conversation).is_some_and(|c| c.changes.binary_search_by(|e| e.entry.key.cmp(key)).is_ok())
     }
 
     /// The message an id alone means: ours (outgoing) if we wrote one, else the

@@ -294,3 +294,46 @@ fn a_ratchet_message_drained_twice_in_one_page_is_stored_once_and_its_copy_waits
     assert!(outcome.stored.is_empty());
     assert_eq!(node.texts_with(&bob.peer_id()), ["sent twice"]);
 }
+
+#[test]
+fn a_receipt_moves_only_our_messages_to_its_sender_once_however_often_it_names_them() {
+    let mut node = Receiver::new();
+    let (bob, carol) = (someone(0), someone(1));
+    node.knows(&bob, ContactState::Accepted);
+    node.knows(&carol, ContactState::Accepted);
+    let me = node.me.peer_id();
+    let contact = |peer: &Identity| node.store.contacts().get(&peer.peer_id()).unwrap().unwrap();
+    let mut lamports = HashMap::new();
+    let (to_bob, bob_entry) = ops::compose_text(&node.store, &me, &contact(&bob), "to Bob", None, None, &mut lamports).unwrap();
+    let (to_carol, carol_entry) =
+        ops::compose_text(&node.store, &me, &contact(&carol), "to Carol", None, None, &mut lamports).unwrap();
+    node.store.stage_outgoing(&[(&to_bob, &bob_entry), (&to_carol, &carol_entry)]).unwrap();
+    let his = node.text_from(&bob, 9);
+    node.apply(&[his]);
+
+    // Bob names ours to him hundreds of times (each costs a look-up in memory, not a
+    // read), ours to Carol, his own text and an id nobody wrote.
+    let mut ids = vec![to_bob.id; 500];
+    ids.extend([to_carol.id, MessageId([9; 16]), MessageId([77; 16])]);
+    let receipt = node.sealed_from(&bob, &Payload::Receipt { kind: ReceiptKind::Delivered, ids });
+    let (results, outcome) = node.apply(std::slice::from_ref(&receipt));
+    assert_eq!(results, [DmResult::Stored]);
+    let moved: Vec<(String, MessageState)> = outcome
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageStateChanged { id, state, .. } => Some((id.clone(), *state)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved, [(to_bob.id.to_string(), MessageState::Delivered)], "ours to Bob moved, once");
+    let state_of = |id| node.store.messages().get_from(&me.to_string(), id).unwrap().unwrap().state;
+    assert_eq!(state_of(to_bob.id), MessageState::Delivered);
+    assert_eq!(state_of(to_carol.id), MessageState::Pending, "Bob cannot move what went to Carol");
+    assert_eq!(node.texts_with(&bob.peer_id()), ["to Bob", "text 9"]);
+
+    // The same receipt again moves nothing and tells no one.
+    let (results, outcome) = node.apply(&[receipt]);
+    assert_eq!(results, [DmResult::Stored]);
+    assert!(!outcome.events.iter().any(|e| matches!(e, Event::MessageStateChanged { .. })), "{:?}", outcome.events);
+}
