@@ -170,6 +170,38 @@ fn a_subscribers_line_over_the_limit_is_refused_though_events_came_while_it_was_
     assert_eq!(other.call(2, "status", Value::Null)["result"]["peer_id"], alice.peer_id.as_str());
 }
 
+#[test]
+fn a_client_past_the_nodes_limit_is_told_busy_instead_of_waiting_unanswered() {
+    let mut alice = Peer::init("Alice");
+    alice.start(&[]);
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(held.len() <= 64, "no `busy` after {} clients", held.len());
+        let mut raw = Raw::connect(&alice);
+        // A node that is full answers and closes at once, maybe before the request
+        // is written: its answer is read all the same.
+        let request = format!("{}\n", json!({ "id": 1, "method": "status" }));
+        let _ = raw.writer.write_all(request.as_bytes());
+        let answer = raw.response();
+        if answer.get("error").is_some() {
+            break answer;
+        }
+        held.push(raw);
+    };
+    assert_eq!(error_code(&refused, Value::Null), "busy");
+    assert!(held.len() >= 60, "the node takes 64 clients at once, took {}", held.len());
+
+    // A command says why instead of hanging.
+    let out = alice.run(&["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "docs/CLI.md: any other error is 1; stderr: {stderr}");
+    assert!(stderr.contains("control clients"), "{stderr}");
+
+    // One client goes: the next one is served.
+    held.pop();
+    wait_until(DEADLINE, "a freed place serves the next client", || alice.run(&["status"]).status.success());
+}
+
 /// Events buffered per subscriber in this test (`KITH_EVENT_BUFFER`).
 const EVENT_BUFFER: usize = 16;
 /// Characters of each flood message (two bytes each in UTF-8).

@@ -70,6 +70,9 @@ pub enum ErrorCode {
     Stopped,
     /// The request line is over the size limit.
     TooLarge,
+    /// The node already serves as many control clients as it takes: try again once
+    /// one has gone.
+    Busy,
     /// The node failed to encode its own answer (a bug).
     Internal,
     /// A code this build does not know (from a newer node).
@@ -100,6 +103,7 @@ impl ErrorCode {
             ErrorCode::NoNode => "no_node",
             ErrorCode::Stopped => "stopped",
             ErrorCode::TooLarge => "too_large",
+            ErrorCode::Busy => "busy",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

@@ -14,8 +14,11 @@ use tokio::sync::{Semaphore, broadcast};
 use super::{ApiError, Backend, ErrorCode, MAX_LINE_LEN, Request, dispatch};
 use crate::node::{Event, NodeHandle};
 
-/// Most simultaneous control clients; more wait for a free slot.
+/// Most simultaneous control clients; one more is answered `busy` and closed.
 const MAX_CLIENTS: usize = 64;
+
+/// How long a client refused as `busy` is given to take its answer.
+const BUSY_ANSWER_DEADLINE: Duration = Duration::from_secs(1);
 
 /// How long the server waits after a failed accept before the next.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -90,7 +93,6 @@ impl Server {
         let backend = Arc::new(Backend::Node(node));
         let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
         loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else { break };
             let (stream, _) = match self.listener.accept().await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -104,6 +106,12 @@ impl Server {
                     }
                     continue;
                 }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                // Answered at once rather than left to wait unanswered in the
+                // listen queue: a script or a CLI command fails with a reason.
+                tokio::spawn(refuse_busy(stream));
+                continue;
             };
             let backend = backend.clone();
             tokio::spawn(async move {
@@ -126,6 +134,13 @@ impl Drop for Server {
         // Still under the lock (fields drop after this): the socket file is ours.
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Tells a client over [`MAX_CLIENTS`] that the node is busy, and closes.
+async fn refuse_busy(stream: UnixStream) {
+    let (_, mut write) = stream.into_split();
+    let err = ApiError::new(ErrorCode::Busy, format!("the node already serves {MAX_CLIENTS} control clients; try again"));
+    let _ = tokio::time::timeout(BUSY_ANSWER_DEADLINE, write_line(&mut write, &Answer::refusal(Value::Null, err))).await;
 }
 
 async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()> {
