@@ -57,6 +57,25 @@ fn json_errors_are_one_object_on_stderr_with_the_exit_codes() {
 }
 
 #[test]
+fn a_file_that_cannot_be_read_and_a_file_or_call_that_does_not_exist_are_usage_errors() {
+    let mut alice = Peer::init("Alice");
+    alice.start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.png");
+    // Each is the caller's mistake (exit 2, docs/CLI.md), not the node's bug.
+    for (args, code) in [
+        (vec!["send-file", "Alice", missing.to_str().unwrap(), "--json"], "invalid"),
+        (vec!["send-file", "Alice", dir.path().to_str().unwrap(), "--json"], "invalid"),
+        (vec!["get", "ffffffffffff", "--json"], "unknown_file"),
+        (vec!["hangup", "ffffffff", "--json"], "unknown_call"),
+    ] {
+        let out = alice.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(json_error(&out)["error"]["code"], code, "{args:?}");
+    }
+}
+
+#[test]
 fn a_message_too_large_for_the_control_socket_says_so() {
     let mut alice = Peer::init("Alice");
     alice.start(&[]);

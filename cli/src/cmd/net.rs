@@ -61,6 +61,8 @@ fn api_failure(e: ApiError) -> Failure {
         | ErrorCode::TooLarge
         | ErrorCode::UnknownMessage
         | ErrorCode::UnknownGroup
+        | ErrorCode::UnknownFile
+        | ErrorCode::UnknownCall
         | ErrorCode::NotAllowed => Code::Usage,
         _ => Code::Error,
     };

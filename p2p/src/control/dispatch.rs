@@ -158,11 +158,36 @@ impl From<NodeError> for ApiError {
             NodeError::PeerNotFound(_) => ApiError::new(ErrorCode::PeerNotFound, e.to_string()),
             NodeError::BadTarget(_) => ApiError::new(ErrorCode::Invalid, e.to_string()),
             NodeError::Stopped => ApiError::new(ErrorCode::Stopped, e.to_string()),
-            NodeError::FilesOff | NodeError::Blob(_) | NodeError::Fetch(_) | NodeError::Upload(_) => {
-                ApiError::new(ErrorCode::Internal, e.to_string())
+            NodeError::Blob(ref blob) => ApiError::new(blob_code(blob), e.to_string()),
+            NodeError::Fetch(ref fetch) => {
+                use crate::blob::transfer::FetchError;
+                let code = match fetch {
+                    // No one reachable held it, or those who did failed us.
+                    FetchError::NotHeld { .. } | FetchError::Network(_) | FetchError::BadAnswer(_) => ErrorCode::PeerNotFound,
+                    FetchError::Store(blob) => blob_code(blob),
+                    FetchError::Stopped => ErrorCode::Stopped,
+                };
+                ApiError::new(code, e.to_string())
             }
+            NodeError::Upload(crate::blob::media::UploadError::Local(ref blob)) => ApiError::new(blob_code(blob), e.to_string()),
+            NodeError::FilesOff | NodeError::Upload(_) => ApiError::new(ErrorCode::NotAllowed, e.to_string()),
             NodeError::Call(call) => call.into(),
         }
+    }
+}
+
+/// The code for a failure with a file: the user's path (missing, unreadable, not a
+/// file, too large) is `invalid`; anything else is our blob store's (`storage`).
+fn blob_code(e: &crate::blob::BlobError) -> ErrorCode {
+    use std::io::ErrorKind;
+    match e {
+        crate::blob::BlobError::TooLarge => ErrorCode::Invalid,
+        crate::blob::BlobError::Io(io)
+            if matches!(io.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory | ErrorKind::InvalidInput) =>
+        {
+            ErrorCode::Invalid
+        }
+        _ => ErrorCode::Storage,
     }
 }
 
