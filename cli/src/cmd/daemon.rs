@@ -53,6 +53,9 @@ pub(crate) fn node_config(identity: Identity, config: &Config, args: &DaemonArgs
 /// and the in-process node of `kith tui` share.
 pub(crate) async fn start(home: &Home, config: NodeConfig) -> Result<(Server, node::Started)> {
     let socket = home.socket_path();
+    // The socket is made 0600 just after it is bound: until then only the home's
+    // own mode (0700, tightened here if someone loosened it) keeps others out.
+    home.ensure().map_err(|e| Failure::new(Code::Error, e))?;
     // Bind first: a live socket means another daemon owns this home.
     let server = Server::bind(&socket, &home.lock_path()).await.map_err(|e| match e {
         ServeError::InUse(_) => Failure::new(
