@@ -287,6 +287,11 @@ fn escapes_a_surrogate(hex: &[u8]) -> bool {
 
 /// A request line read through a `Value`: every refusal's answer comes from here.
 pub(crate) fn parse_through_value(line: &[u8]) -> Result<(Value, Request), Answer> {
+    // Anything but an object is refused unread: a 1 MiB line of `[],[],…` would
+    // take some 16 MiB as a `Value`, on each of 64 connections.
+    if line.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Answer::refusal(Value::Null, ApiError::new(ErrorCode::BadRequest, "a request is a JSON object")));
+    }
     let mut parsed: Value = serde_json::from_slice(line).map_err(|e| {
         Answer::refusal(Value::Null, ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}")))
     })?;
