@@ -229,13 +229,25 @@ struct Index {
     held_bytes: u64,
 }
 
+/// The least a blob counts against the quotas, whatever its size: each blob costs
+/// a few files and an entry in memory, so byte quotas alone would let one uploader
+/// hold hundreds of millions of tiny ones.
+pub const MIN_BLOB_CHARGE: u64 = 64 * 1024;
+
+/// What a blob of `size` sealed bytes counts against the quotas.
+fn charged(size: u64) -> u64 {
+    size.max(MIN_BLOB_CHARGE)
+}
+
 impl Index {
     fn charge(&mut self, uploader: PeerId, size: u64) {
+        let size = charged(size);
         *self.per_uploader.entry(uploader).or_default() += size;
         self.total += size;
     }
 
     fn uncharge(&mut self, uploader: PeerId, size: u64) {
+        let size = charged(size);
         if let Some(used) = self.per_uploader.get_mut(&uploader) {
             *used = used.saturating_sub(size);
             if *used == 0 {
@@ -451,13 +463,13 @@ impl MediaStore {
             });
         }
         let used = index.per_uploader.get(&uploader).copied().unwrap_or(0);
-        if used.saturating_add(size) > limits.max_bytes_per_uploader {
+        if used.saturating_add(charged(size)) > limits.max_bytes_per_uploader {
             return Err(Refusal::QuotaExceeded {
                 limit: limits.max_bytes_per_uploader,
                 used,
             });
         }
-        if index.total.saturating_add(size) > limits.max_total_bytes {
+        if index.total.saturating_add(charged(size)) > limits.max_total_bytes {
             return Err(Refusal::StoreFull);
         }
         index.busy.insert(id, size);
@@ -836,6 +848,20 @@ mod tests {
         store.discard(wrong).unwrap();
         assert_eq!(store.blobs().outboard(&id).unwrap(), None);
         assert_eq!(store.stats(), MediaStats::default());
+    }
+
+    #[test]
+    fn tiny_blobs_count_at_least_the_minimum_charge_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::open(dir.path(), limits()).unwrap();
+        let alice = PeerId::random();
+        // 16 sealed bytes each (an empty file): without a minimum, 4 MiB would hold
+        // some 260,000 of them.
+        let fit = usize::try_from(limits().max_bytes_per_uploader / MIN_BLOB_CHARGE).unwrap();
+        let held: Vec<Reservation> = (0..fit).map(|n| reserve(&store, alice, BlobId([n as u8; 32]), 16)).collect();
+        assert!(matches!(store.admit(alice, BlobId([255; 32]), 16), Err(Refusal::QuotaExceeded { .. })));
+        drop(held);
+        assert!(matches!(store.admit(alice, BlobId([255; 32]), 16), Ok(Admission::Reserved(_))), "room again once they go");
     }
 
     #[test]
