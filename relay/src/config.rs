@@ -1057,6 +1057,16 @@ impl RelayConfig {
                 format!("must be at least max_blob_bytes ({})", d.max_blob_bytes),
             ));
         }
+        // Every blob counts at least this much: a smaller quota would refuse all.
+        if d.max_bytes_per_uploader < crate::media::MIN_BLOB_CHARGE {
+            return Err(invalid(
+                "media.max_bytes_per_uploader".into(),
+                format!(
+                    "must be at least {} (the least a blob counts)",
+                    crate::media::MIN_BLOB_CHARGE
+                ),
+            ));
+        }
         if d.max_total_bytes < d.max_bytes_per_uploader {
             return Err(invalid(
                 "media.max_total_bytes".into(),

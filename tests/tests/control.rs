@@ -176,12 +176,12 @@ fn a_subscribers_line_over_the_limit_is_refused_though_events_came_while_it_was_
 }
 
 #[test]
-fn a_client_past_the_nodes_limit_is_told_busy_instead_of_waiting_unanswered() {
+fn a_client_past_the_nodes_limit_is_told_so_instead_of_waiting_unanswered() {
     let mut alice = Peer::init("Alice");
     alice.start(&[]);
     let mut held = Vec::new();
     let refused = loop {
-        assert!(held.len() <= 64, "no `busy` after {} clients", held.len());
+        assert!(held.len() <= 64, "no `too_many_clients` after {} clients", held.len());
         let mut raw = Raw::connect(&alice);
         // A node that is full answers and closes at once, maybe before the request
         // is written: its answer is read all the same.
@@ -193,7 +193,7 @@ fn a_client_past_the_nodes_limit_is_told_busy_instead_of_waiting_unanswered() {
         }
         held.push(raw);
     };
-    assert_eq!(error_code(&refused, Value::Null), "busy");
+    assert_eq!(error_code(&refused, Value::Null), "too_many_clients");
     assert!(held.len() >= 60, "the node takes 64 clients at once, took {}", held.len());
 
     // A command says why instead of hanging.

@@ -743,7 +743,13 @@ impl RequestError {
     /// Whether the connection the request went over is dead: no later request on it
     /// can succeed, so the session must end.
     pub fn connection_lost(&self) -> bool {
-        matches!(self, RequestError::Node(ClientError::Closed | ClientError::Io(_)))
+        match self {
+            RequestError::Node(ClientError::Closed | ClientError::Io(_)) => true,
+            // Refused as it connected (the node had too many clients then): this
+            // connection is closed, and a new one may be taken.
+            RequestError::Node(ClientError::Api(e)) => e.code == kith_p2p::control::ErrorCode::TooManyClients,
+            _ => false,
+        }
     }
 
     /// Whether the node may have carried the request out although no answer says

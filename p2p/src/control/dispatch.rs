@@ -72,7 +72,7 @@ pub enum ErrorCode {
     TooLarge,
     /// The node already serves as many control clients as it takes: try again once
     /// one has gone.
-    Busy,
+    TooManyClients,
     /// The node failed to encode its own answer (a bug).
     Internal,
     /// A code this build does not know (from a newer node).
@@ -103,7 +103,7 @@ impl ErrorCode {
             ErrorCode::NoNode => "no_node",
             ErrorCode::Stopped => "stopped",
             ErrorCode::TooLarge => "too_large",
-            ErrorCode::Busy => "busy",
+            ErrorCode::TooManyClients => "too_many_clients",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -176,17 +176,12 @@ impl From<NodeError> for ApiError {
     }
 }
 
-/// The code for a failure with a file: the user's path (missing, unreadable, not a
-/// file, too large) is `invalid`; anything else is our blob store's (`storage`).
+/// The code for a failure with a file: one over 64 GiB is `invalid`; anything else
+/// is our blob store's (`storage`). (The user's own path is checked before, as
+/// `invalid` with the path: `NodeHandle::send_file`.)
 fn blob_code(e: &crate::blob::BlobError) -> ErrorCode {
-    use std::io::ErrorKind;
     match e {
         crate::blob::BlobError::TooLarge => ErrorCode::Invalid,
-        crate::blob::BlobError::Io(io)
-            if matches!(io.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory | ErrorKind::InvalidInput) =>
-        {
-            ErrorCode::Invalid
-        }
         _ => ErrorCode::Storage,
     }
 }

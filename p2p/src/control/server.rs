@@ -14,10 +14,11 @@ use tokio::sync::{Semaphore, broadcast};
 use super::{ApiError, Backend, ErrorCode, MAX_LINE_LEN, Request, dispatch};
 use crate::node::{Event, NodeHandle};
 
-/// Most simultaneous control clients; one more is answered `busy` and closed.
+/// Most simultaneous control clients; one more is answered `too_many_clients` and
+/// closed.
 const MAX_CLIENTS: usize = 64;
 
-/// How long a client refused as `busy` is given to take its answer.
+/// How long a client refused as `too_many_clients` is given to take its answer.
 const BUSY_ANSWER_DEADLINE: Duration = Duration::from_secs(1);
 
 /// How long the server waits after a failed accept before the next.
@@ -136,10 +137,10 @@ impl Drop for Server {
     }
 }
 
-/// Tells a client over [`MAX_CLIENTS`] that the node is busy, and closes.
+/// Tells a client over [`MAX_CLIENTS`] that the node has too many, and closes.
 async fn refuse_busy(stream: UnixStream) {
     let (_, mut write) = stream.into_split();
-    let err = ApiError::new(ErrorCode::Busy, format!("the node already serves {MAX_CLIENTS} control clients; try again"));
+    let err = ApiError::new(ErrorCode::TooManyClients, format!("the node already serves {MAX_CLIENTS} control clients; try again"));
     let _ = tokio::time::timeout(BUSY_ANSWER_DEADLINE, write_line(&mut write, &Answer::refusal(Value::Null, err))).await;
 }
 

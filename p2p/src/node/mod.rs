@@ -821,8 +821,13 @@ impl NodeHandle {
             .file_name()
             .map(|n| crate::files::safe_file_name(&n.to_string_lossy()))
             .ok_or_else(|| NodeError::Op(OpError::Invalid(format!("{} is not a file", path.display()))))?;
-        if !std::fs::metadata(path).map_err(BlobError::Io)?.is_file() {
-            return Err(NodeError::Op(OpError::Invalid(format!("{} is not a file", path.display()))));
+        // The user's path, told apart from our blob store's own failures: opened here
+        // once, so a file that cannot be read is `invalid` with its path.
+        let readable = std::fs::File::open(path).and_then(|f| f.metadata());
+        match readable {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(NodeError::Op(OpError::Invalid(format!("{} is not a file", path.display())))),
+            Err(e) => return Err(NodeError::Op(OpError::Invalid(format!("{}: {e}", path.display())))),
         }
         // Refuse an unknown target before sealing gigabytes for it.
         let resolved = self.resolve_for_file(target)?;

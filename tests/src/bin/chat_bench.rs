@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kith_p2p::control::Client;
+use kith_p2p::control::{Client, ClientError, ErrorCode};
 use kith_p2p::node::Event;
 use kith_tests::bench::{cpu_time, machine_cpu, ms, percentile, rss_kib};
 use kith_tests::{Peer, connect, kith_bin};
@@ -111,6 +111,21 @@ async fn latency(a: &Path, b: &Path, samples: usize) {
     );
 }
 
+/// A control connection the node took. Past its 64 clients it answers
+/// `too_many_clients` and closes, so with more senders than that the later ones try
+/// again until earlier ones have sent their share and gone (as they waited in the
+/// listen queue before).
+async fn taken_connection(socket: &Path) -> Client {
+    loop {
+        let mut client = Client::connect(socket).await.unwrap();
+        match client.call("status", json!({})).await {
+            Ok(_) => return client,
+            Err(ClientError::Api(e)) if e.code == ErrorCode::TooManyClients => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => panic!("connecting to {}: {e}", socket.display()),
+        }
+    }
+}
+
 async fn throughput(a: &Path, b: &Path, messages: usize, clients: usize, pids: [u32; 2]) {
     let mut events = Client::connect(b).await.unwrap();
     events.subscribe().await.unwrap();
@@ -123,7 +138,7 @@ async fn throughput(a: &Path, b: &Path, messages: usize, clients: usize, pids: [
     for c in 0..clients {
         let a = a.to_owned();
         senders.push(tokio::spawn(async move {
-            let mut client = Client::connect(&a).await.unwrap();
+            let mut client = taken_connection(&a).await;
             for i in 0..per_client {
                 let text = format!("{c:>4}:{i:0>94}");
                 client.call("send", json!({ "contact": "b", "text": text })).await.unwrap();
