@@ -9,7 +9,9 @@
 //! A text that storage will refuse — one deleted with its conversation, or one outside
 //! the replay window ([`kith_storage::Refusal`]) — is answered before it has any side
 //! effect, so a replayed envelope cannot bring back a deleted contact request either.
-//! Strangers' requests are bounded by [`crate::requests`].
+//! A `ContactRequest` or `ContactAccepted` payload carries no time, though: a
+//! replayed copy is taken again (docs/SECURITY.md, *A relay operator*). Strangers'
+//! requests are bounded by [`crate::requests`].
 
 use std::collections::{HashMap, HashSet};
 use std::collections::hash_map::Entry;
