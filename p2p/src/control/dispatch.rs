@@ -224,6 +224,12 @@ fn reply<T: Serialize>(value: T) -> Result<Reply, ApiError> {
     serde_json::value::to_raw_value(&value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
+/// Runs `work` on the runtime's blocking pool, off the async workers the node's
+/// network shares; a panic in it is an `internal` error.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
 /// Default page size of `history`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 
@@ -309,9 +315,9 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiE
                 // A page can be a whole long conversation (a script's `--limit
                 // 100000`): read off the node's two runtime workers, so that its
                 // network and its other clients go on meanwhile.
-                Some(_) => {
-                    tokio::task::spawn_blocking(page).await.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-                }
+                Some(_) => blocking(page).await?,
+                // Offline there is no network to hold up (and the fuzz target runs
+                // this without a runtime).
                 None => page(),
             }
         }
@@ -336,9 +342,7 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiE
         Request::Unsent {} => {
             // It reads every message: off the connection's async worker.
             let store = store.clone();
-            let unsent = tokio::task::spawn_blocking(move || ops::unsent(&store))
-                .await
-                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
+            let unsent = blocking(move || ops::unsent(&store)).await??;
             reply(unsent)
         }
         Request::Files { contact } => reply(ops::files(store, &me(backend), contact.as_deref())?),
@@ -362,20 +366,17 @@ pub async fn dispatch(backend: &Backend, request: Request) -> Result<Reply, ApiE
         Request::Search { query, within, from, limit } => {
             let (store, me) = (store.clone(), me(backend));
             let index = search_index(backend)?;
-            let hits = tokio::task::spawn_blocking(move || {
+            let hits = blocking(move || {
                 let params = crate::search::SearchParams { query: &query, within: within.as_deref(), from: from.as_deref(), limit };
                 crate::search::search(&store, &index, &me, &params)
             })
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
+            .await??;
             reply(hits)
         }
         Request::SearchRebuild {} => {
             let store = store.clone();
             let index = search_index(backend)?;
-            let held = tokio::task::spawn_blocking(move || crate::search::rebuild(&store, &index))
-                .await
-                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))??;
+            let held = blocking(move || crate::search::rebuild(&store, &index)).await??;
             reply(json!({ "messages": held }))
         }
         // ---- local writes: through the single writer ----------------------------

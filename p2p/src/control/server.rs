@@ -87,9 +87,10 @@ impl Server {
         Ok(Server { listener, path: path.to_owned(), _lock: lock_file })
     }
 
-    /// Serve `node` until the node stops. Cancel-safe: dropping the future stops
-    /// accepting. The socket and the home's lock stay until the server is dropped,
-    /// which the caller does once the node has stopped.
+    /// Serve `node`'s clients until the future is dropped (it never ends by itself:
+    /// the caller drops or aborts it when the node stops). Cancel-safe. The socket and
+    /// the home's lock stay until the server is dropped, which the caller does once
+    /// the node has stopped.
     pub async fn serve(&self, node: NodeHandle) {
         let backend = Arc::new(Backend::Node(node));
         let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
@@ -402,8 +403,7 @@ mod tests {
         // As when the first crashed a moment ago and its socket no longer answers:
         // the lock, not the socket, says whose home it is.
         std::fs::remove_file(&socket).unwrap();
-        let _stale = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-        drop(_stale);
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
         assert!(matches!(Server::bind(&socket, &lock).await, Err(ServeError::InUse(_))));
         assert!(socket.exists(), "the refused server removed nothing");
         drop(first);

@@ -106,11 +106,11 @@ pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<Suc
             kept.push((claim, message));
         }
     }
-    // Unreadable counts as not vouched for: it is only not preferred.
-    let vouched_at = kept.iter().position(|(claim, message)| vouched(store, &claim.author, message.conversation).unwrap_or(false));
     if kept.is_empty() {
         return Ok(None);
     }
+    // Unreadable counts as not vouched for: it is only not preferred.
+    let vouched_at = kept.iter().position(|(claim, message)| vouched(store, &claim.author, message.conversation).unwrap_or(false));
     let (_, message) = kept.remove(vouched_at.unwrap_or(0));
     let Some(mut next) = FileRecord::of(&message) else { return Ok(None) };
     next.claims = kept.into_iter().map(|(claim, _)| claim.clone()).collect();

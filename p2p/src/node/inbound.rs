@@ -621,6 +621,7 @@ impl Inbound<'_> {
         // A receipt names many of one group's messages: its members are read once.
         let mut audiences: HashMap<ConversationId, Option<Vec<String>>> = HashMap::new();
         let mut seen = HashSet::new();
+        let mut sender_text: Option<String> = None;
         for id in ids {
             if !seen.insert(*id) {
                 continue;
@@ -638,7 +639,8 @@ impl Inbound<'_> {
                     Entry::Vacant(slot) => slot.insert(self.receipt_audience(placed.conversation, &me)?),
                 };
                 if let Some(audience) = audience {
-                    self.group_receipt(sender, kind, (placed.conversation, *id), audience, outcome)?;
+                    let who = (sender_text.get_or_insert_with(|| sender.to_base58()).as_str(), me.as_str());
+                    self.group_receipt(who, kind, (placed.conversation, *id), audience, outcome)?;
                 }
                 continue;
             }
@@ -671,21 +673,20 @@ impl Inbound<'_> {
     /// read only when its count rose, for the event.
     fn group_receipt(
         &self,
-        sender: PeerId,
+        (sender, me): (&str, &str),
         kind: ReceiptKind,
         (conversation, id): (ConversationId, MessageId),
         audience: &[String],
         outcome: &mut Outcome,
     ) -> Result<(), OpError> {
-        let sender = sender.to_base58();
-        if !audience.contains(&sender) {
+        if !audience.iter().any(|member| member == sender) {
             return Ok(());
         }
         let reached = match kind {
             ReceiptKind::Delivered => kith_storage::Reached::Delivered,
             ReceiptKind::Read => kith_storage::Reached::Read,
         };
-        let raised = match self.store.group_receipts().record(conversation, id, &sender, reached) {
+        let raised = match self.store.group_receipts().record(conversation, id, sender, reached) {
             Ok(raised) => raised,
             Err(e) => {
                 // A damaged record loses this count; the sender must not retry forever.
@@ -693,7 +694,7 @@ impl Inbound<'_> {
                 false
             }
         };
-        if raised && let Some(m) = self.store.messages().get_from(&self.me.to_string(), id)? {
+        if raised && let Some(m) = self.store.messages().get_from(me, id)? {
             outcome.events.push(Event::MessageReceipts {
                 id: m.id.to_string(),
                 conversation: m.conversation.to_string(),
