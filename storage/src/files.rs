@@ -12,8 +12,10 @@ use multiaddr::Multiaddr;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
+use crate::contacts::{ContactState, Contacts};
+use crate::conversations::{ConversationKind, Conversations};
 use crate::error::{StoreError, db};
-use crate::messages::Direction;
+use crate::messages::{Direction, Messages};
 use crate::schema::FILES;
 use crate::store::Inner;
 use crate::types::{ConversationId, MessageId};
@@ -200,10 +202,15 @@ impl Files {
     /// Records received `record`'s message as naming its blob: the record itself
     /// if the blob has none (a message delivered twice does not reset a download),
     /// else a claim on the existing received record (see
-    /// [`FileRecord::claims`]) unless its author already has one there, the
-    /// record is ours (we sent the file), or it holds [`MAX_FILE_CLAIMS`]. Not
-    /// flushed.
+    /// [`FileRecord::claims`]) unless its author already has one there or the
+    /// record is ours (we sent the file). A record holding [`MAX_FILE_CLAIMS`]
+    /// takes no stranger's claim; a [`vouched`](Files::vouched) message's claim
+    /// takes the place of the newest claim that is not vouched for (or whose
+    /// message is gone), so throwaway identities naming a blob first cannot
+    /// crowd a contact's message out. Not flushed.
     pub fn claim(&self, record: &FileRecord) -> Result<(), StoreError> {
+        // Asked once, and only of a full record: claims are rare, full ones rarer.
+        let mut newcomer_vouched = None;
         loop {
             let old = self.tree().get(record.blob).map_err(db)?;
             let new = match &old {
@@ -213,8 +220,19 @@ impl Files {
                     // not make every delivery that names its blob fail.
                     let Ok(mut held) = decode::<FileRecord>(FILES, bytes) else { return Ok(()) };
                     let claimed = held.author == record.author || held.claims.iter().any(|c| c.author == record.author);
-                    if held.direction == Direction::Outgoing || claimed || held.claims.len() >= MAX_FILE_CLAIMS {
+                    if held.direction == Direction::Outgoing || claimed {
                         return Ok(());
+                    }
+                    if held.claims.len() >= MAX_FILE_CLAIMS {
+                        let vouched = match newcomer_vouched {
+                            Some(v) => v,
+                            None => *newcomer_vouched.insert(self.vouched(&record.author, record.conversation)?),
+                        };
+                        if !vouched {
+                            return Ok(());
+                        }
+                        let Some(at) = self.last_unvouched(&held.claims)? else { return Ok(()) };
+                        held.claims.remove(at);
                     }
                     held.claims.push(FileClaim { author: record.author, message: record.message });
                     encode(&held)?
@@ -224,6 +242,32 @@ impl Files {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether a file message by `author` in `conversation` is vouched for: its
+    /// author is an accepted contact, or it came in a group. (A stranger's is not.)
+    pub fn vouched(&self, author: &PeerId, conversation: ConversationId) -> Result<bool, StoreError> {
+        let contacts = Contacts { inner: self.inner.clone() };
+        if contacts.get(author)?.is_some_and(|c| c.state == ContactState::Accepted) {
+            return Ok(true);
+        }
+        let conversations = Conversations { inner: self.inner.clone() };
+        Ok(conversations.get(conversation)?.is_some_and(|c| matches!(c.kind, ConversationKind::Group { .. })))
+    }
+
+    /// The position of the newest of `claims` that is not [`vouched`](Files::vouched)
+    /// for, counting one whose message is gone as not vouched for.
+    fn last_unvouched(&self, claims: &[FileClaim]) -> Result<Option<usize>, StoreError> {
+        let messages = Messages { inner: self.inner.clone() };
+        for (at, claim) in claims.iter().enumerate().rev() {
+            let Some(message) = messages.get_from(&crate::peer_text(&claim.author), claim.message)? else {
+                return Ok(Some(at));
+            };
+            if !self.vouched(&claim.author, message.conversation)? {
+                return Ok(Some(at));
+            }
+        }
+        Ok(None)
     }
 
     /// Replaces the record of `blob` by `next`, if the record stored now is still

@@ -268,7 +268,7 @@ impl Task {
             // Deleted before we had it (the deletion came first), or unreadable.
             return false;
         }
-        let vouched = file_sweep::vouched(&self.context.store, &record.author, record.conversation).unwrap_or(false);
+        let vouched = self.context.store.files().vouched(&record.author, record.conversation).unwrap_or(false);
         let blocked = matches!(
             self.context.store.contacts().get(&record.author),
             Ok(Some(c)) if c.state == ContactState::Blocked
@@ -477,7 +477,7 @@ impl Task {
         // Unreadable counts as vouched for: a contact's file is not passed away on a
         // read error.
         let unvouched = record.state != FileState::Complete
-            && !file_sweep::vouched(store, &record.author, record.conversation).unwrap_or(true);
+            && !store.files().vouched(&record.author, record.conversation).unwrap_or(true);
         if !failed && !unvouched {
             return false;
         }
@@ -666,7 +666,7 @@ async fn update(
 /// Where a file can be fetched from, best first: its author and the media nodes
 /// its message names, those of the other messages still kept that named its blob
 /// ([`FileRecord::claims`]: the first to name it may be someone who only learned
-/// its id), the [`file_sweep::vouched`] ones before the others, then (in a group)
+/// its id), the [vouched-for](kith_storage::Files::vouched) ones before the others, then (in a group)
 /// the other members, who may have fetched it. Any source will do: every chunk is
 /// checked against the blob's id.
 fn sources(context: &Context, record: &FileRecord, file: &FileRef) -> Vec<(PeerId, Vec<Multiaddr>)> {
@@ -680,7 +680,7 @@ fn sources(context: &Context, record: &FileRecord, file: &FileRef) -> Vec<(PeerI
         if let Ok(Some(message)) = file_sweep::claim_kept(store, claim)
             && let Some(file) = &message.file
         {
-            let vouched = file_sweep::vouched(store, &claim.author, message.conversation).unwrap_or(false);
+            let vouched = store.files().vouched(&claim.author, message.conversation).unwrap_or(false);
             others.push((!vouched, named(claim.author, file)));
         }
     }

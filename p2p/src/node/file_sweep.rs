@@ -14,9 +14,7 @@
 //! kept ([`successor`]) rather than going, so a message someone else sent naming
 //! our blob first can neither take the file with it nor leave it unopenable.
 
-use kith_storage::{
-    ContactState, ConversationId, ConversationKind, Direction, FileClaim, FileRecord, MessageId, PeerId, Store, StoreError,
-};
+use kith_storage::{Direction, FileClaim, FileRecord, MessageId, PeerId, Store, StoreError};
 
 /// Why a file's blob goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,15 +67,6 @@ pub(crate) fn claim_kept(store: &Store, claim: &FileClaim) -> Result<Option<kith
     Ok(message_keeps(store, &claim.author, claim.message, Direction::Incoming)?.ok())
 }
 
-/// Whether a file message by `author` in `conversation` is vouched for: its author
-/// is an accepted contact, or it came in a group. (A stranger's is not.)
-pub(crate) fn vouched(store: &Store, author: &PeerId, conversation: ConversationId) -> Result<bool, StoreError> {
-    if store.contacts().get(author)?.is_some_and(|c| c.state == ContactState::Accepted) {
-        return Ok(true);
-    }
-    Ok(store.conversations().get(conversation)?.is_some_and(|c| matches!(c.kind, ConversationKind::Group { .. })))
-}
-
 /// The record a received file would pass to (see [`successor`]).
 #[derive(Debug, PartialEq)]
 pub(crate) struct Successor {
@@ -86,14 +75,15 @@ pub(crate) struct Successor {
     /// Its message gives the same key and size as the record's: what the blob
     /// store holds of the file stays good.
     pub(crate) same_file: bool,
-    /// Its message is [`vouched`] for.
+    /// Its message is vouched for ([`kith_storage::Files::vouched`]).
     pub(crate) vouched: bool,
 }
 
 /// The record a received file passes to when its record's message goes, its key
 /// does not open the blob, or a vouched-for message should hold it instead: that of
-/// the first of [`FileRecord::claims`] whose message still keeps it and is
-/// [`vouched`] for, else of the first whose message still keeps it. The other
+/// the first of [`FileRecord::claims`] whose message still keeps it and is vouched
+/// for ([`kith_storage::Files::vouched`]), else of the first whose message still
+/// keeps it. The other
 /// claims stay with it. `None` when no claim's message keeps the file.
 pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<Successor>, StoreError> {
     // The claims whose message still keeps the file, in order (the others would
@@ -110,7 +100,7 @@ pub(crate) fn successor(store: &Store, record: &FileRecord) -> Result<Option<Suc
         return Ok(None);
     }
     // Unreadable counts as not vouched for: it is only not preferred.
-    let vouched_at = kept.iter().position(|(claim, message)| vouched(store, &claim.author, message.conversation).unwrap_or(false));
+    let vouched_at = kept.iter().position(|(claim, message)| store.files().vouched(&claim.author, message.conversation).unwrap_or(false));
     let (_, message) = kept.remove(vouched_at.unwrap_or(0));
     let Some(mut next) = FileRecord::of(&message) else { return Ok(None) };
     next.claims = kept.into_iter().map(|(claim, _)| claim.clone()).collect();
@@ -290,7 +280,20 @@ mod tests {
         for n in 0..kith_storage::MAX_FILE_CLAIMS as u8 + 4 {
             store.insert_incoming_batch(&[message(100 + u128::from(n), &peer(50 + n), Direction::Incoming, Some(10), None)]).unwrap();
         }
-        assert_eq!(store.files().get(&[10; 32]).unwrap().unwrap().claims.len(), kith_storage::MAX_FILE_CLAIMS);
+        let full = store.files().get(&[10; 32]).unwrap().unwrap().claims;
+        assert_eq!(full.len(), kith_storage::MAX_FILE_CLAIMS);
+        // Full of strangers' claims, it still takes a contact's: in place of the
+        // newest stranger's, so throwaway identities cannot crowd a contact out.
+        store.contacts().put(&crate::node::test_support::accepted_contact(peer(6))).unwrap();
+        store.insert_incoming_batch(&[message(35, &peer(6), Direction::Incoming, Some(10), None)]).unwrap();
+        let claims = store.files().get(&[10; 32]).unwrap().unwrap().claims;
+        assert_eq!(claims.len(), kith_storage::MAX_FILE_CLAIMS);
+        assert_eq!(claims.last().map(|c| c.message), Some(id(35)), "the contact's claim is taken");
+        assert_eq!(claims[..claims.len() - 1], full[..full.len() - 1], "the newest stranger's claim made room for it");
+        let vouched_now: Vec<MessageId> = claims.iter().filter(|c| [peer(5), peer(6)].contains(&c.author)).map(|c| c.message).collect();
+        assert_eq!(vouched_now, [id(34), id(35)], "an earlier contact's claim is never the one pushed out");
+        let record = store.files().get(&[10; 32]).unwrap().unwrap();
+        assert_eq!(successor(&store, &record).unwrap().unwrap().record.message, id(34));
         store.insert_incoming_batch(&[message(40, &me, Direction::Outgoing, Some(11), None)]).unwrap();
         store.insert_incoming_batch(&[message(41, &them, Direction::Incoming, Some(11), None)]).unwrap();
         let ours = store.files().get(&[11; 32]).unwrap().unwrap();
