@@ -5,6 +5,7 @@
 //! The node calls these same functions, so online and offline behaviour cannot drift.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_storage::{
@@ -85,6 +86,23 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The time to stamp a contact request or acceptance with (`issued_us`): µs since
+/// the Unix epoch, and later than every earlier answer in this process, so that two
+/// issued within one clock tick are still told apart (the receiver takes only one
+/// newer than the last it took, see [`Store::contact_payload_refusal`]).
+pub fn issue_time_us() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// A fresh random message id.
@@ -256,7 +274,7 @@ pub fn accept(store: &Store, contact: &Contact, my_name: Option<&str>) -> Result
             });
         }
     }
-    enqueue(store, &contact.peer_id, &Payload::ContactAccepted { name: my_name.map(str::to_owned) })?;
+    enqueue(store, &contact.peer_id, &Payload::ContactAccepted { name: my_name.map(str::to_owned), issued_us: issue_time_us() })?;
     set_state(store, contact, ContactState::Accepted)
 }
 

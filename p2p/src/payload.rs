@@ -105,6 +105,13 @@ pub enum Payload {
         /// accepts is ratcheted from the first message. Absent from older versions.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         keys: Option<RequestKeys>,
+        /// When the requester issued it, µs since the Unix epoch (its clock; every
+        /// contact payload a node issues later than the one before). A copy of one
+        /// not newer than the last taken from its sender, or outside the replay
+        /// window, is not taken ([`kith_storage::Store::contact_payload_refusal`]).
+        /// 0 (older versions, which sent none): never taken.
+        #[serde(default)]
+        issued_us: u64,
     },
     /// The sender is online for the next `ttl_s` seconds (renewed before then), or
     /// offline (`online: false`). Never stored, never queued: sent on connections
@@ -135,6 +142,9 @@ pub enum Payload {
         /// The accepter's display name, at most [`MAX_DISPLAY_NAME_BYTES`].
         #[serde(default, deserialize_with = "wire::Max::<MAX_DISPLAY_NAME_BYTES>::opt_text")]
         name: Option<String>,
+        /// When the accepter issued it, as in [`Payload::ContactRequest`].
+        #[serde(default)]
+        issued_us: u64,
     },
     /// Signed membership operations of a group (see [`crate::group::membership`]):
     /// the whole history for a new member (in parts, parents first), single
@@ -462,8 +472,8 @@ mod tests {
         let r = Payload::decode(&text("x".repeat(MAX_TEXT_LEN + 1)).encode().unwrap());
         assert!(matches!(r, Err(WireError::TooLong { len, max: MAX_TEXT_LEN }) if len == MAX_TEXT_LEN + 1), "{r:?}");
 
-        let request = |name: String| Payload::ContactRequest { name: Some(name), addrs: vec![], token: None, relays: vec![], keys: None };
-        let accepted = |name: String| Payload::ContactAccepted { name: Some(name) };
+        let request = |name: String| Payload::ContactRequest { name: Some(name), addrs: vec![], token: None, relays: vec![], keys: None, issued_us: 1 };
+        let accepted = |name: String| Payload::ContactAccepted { name: Some(name), issued_us: 1 };
         for make in [request, accepted] {
             let at = make("x".repeat(MAX_DISPLAY_NAME_BYTES));
             assert_eq!(Payload::decode(&at.encode().unwrap()).unwrap(), at);
@@ -475,7 +485,7 @@ mod tests {
     #[test]
     fn list_lengths_at_and_past_while_decoding() {
         let receipt = |n| Payload::Receipt { kind: ReceiptKind::Read, ids: vec![MessageId([2; 16]); n] };
-        let request = |addrs, relays| Payload::ContactRequest { name: None, addrs, token: Some([3; 16]), relays, keys: None };
+        let request = |addrs, relays| Payload::ContactRequest { name: None, addrs, token: Some([3; 16]), relays, keys: None, issued_us: 1 };
         let ops = |n| Payload::GroupOps { group: GroupId([4; 16]), ops: vec![vec![]; n], hints: vec![] };
         let hint = |addrs: usize, relays: usize| PeerHint {
             peer_id: vec![5; 38],

@@ -10,6 +10,12 @@
 //!   ([`Refusal::Expired`], [`Refusal::Future`]); or
 //! - its (author, id) was deleted with its conversation ([`Refusal::Deleted`]).
 //!
+//! Contact requests and acceptances carry no message id, only the time their
+//! sender issued them (µs): one is refused outside the same window, or when it
+//! was not issued after the newest one already taken from its sender
+//! ([`Refusal::Replayed`]). That newest time is kept per peer, after the contact
+//! is removed too, until the window alone would refuse a copy.
+//!
 //! Deleting a conversation leaves a tombstone `id ‖ author digest → sent_at_ms`
 //! for each of its messages still inside the window; a tombstone whose message
 //! would now be refused by the window anyway is no longer needed and is pruned
@@ -21,7 +27,7 @@ use std::time::Duration;
 use crate::codec::be_u64;
 use crate::error::{StoreError, db};
 use crate::messages::{Direction, Message};
-use crate::schema::TOMBSTONES;
+use crate::schema::{CONTACT_HEARD, TOMBSTONES};
 
 /// How long after it was written (its `sent_at_ms`) an incoming message is
 /// still accepted: 35 days. Relays delete undelivered mail and group-log
@@ -52,6 +58,11 @@ pub enum Refusal {
     /// `received_at_ms`.
     #[error("dated in the future")]
     Future,
+    /// A contact request or acceptance not issued after the last one taken
+    /// from its sender: a copy (see
+    /// [`Store::contact_payload_refusal`](crate::Store::contact_payload_refusal)).
+    #[error("not newer than one already taken from its sender")]
+    Replayed,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -64,9 +75,15 @@ pub(crate) fn window(msg: &Message) -> Option<Refusal> {
     if msg.direction != Direction::Incoming {
         return None;
     }
-    if msg.sent_at_ms.saturating_add(ms(REPLAY_WINDOW)) < msg.received_at_ms {
+    outside(msg.sent_at_ms, msg.received_at_ms)
+}
+
+/// Whether something written at `sent_at_ms` and received at `now_ms` lies
+/// outside the replay window.
+pub(crate) fn outside(sent_at_ms: u64, now_ms: u64) -> Option<Refusal> {
+    if sent_at_ms.saturating_add(ms(REPLAY_WINDOW)) < now_ms {
         Some(Refusal::Expired)
-    } else if msg.sent_at_ms > msg.received_at_ms.saturating_add(ms(MAX_CLOCK_SKEW)) {
+    } else if sent_at_ms > now_ms.saturating_add(ms(MAX_CLOCK_SKEW)) {
         Some(Refusal::Future)
     } else {
         None
@@ -90,6 +107,18 @@ pub(crate) fn prune(tombstones: &sled::Tree, now_ms: u64) -> Result<usize, Store
         }
     }
     Ok(pruned)
+}
+
+/// Deletes the contact payloads' issue times (µs) that the window alone now
+/// guards: a copy issued at or before one of them would be refused as expired.
+pub(crate) fn prune_heard(heard: &sled::Tree, now_ms: u64) -> Result<(), StoreError> {
+    for kv in heard.iter() {
+        let (k, v) = kv.map_err(db)?;
+        if !needs_tombstone(be_u64(CONTACT_HEARD, &v)? / 1000, now_ms) {
+            heard.remove(k).map_err(db)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::codec::decode;
+use libp2p_identity::PeerId;
+
+use crate::codec::{be_u64, decode};
 use crate::engine::SledDb;
 use crate::contacts::{ContactCache, Contacts};
 use crate::conversations::{Conversation, Conversations};
@@ -23,7 +25,7 @@ use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::replay::{self, Refusal};
 use crate::schema::{
-    self, CALLS, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
+    self, CALLS, CONTACT_HEARD, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
     SETTINGS, TOMBSTONES,
 };
 use crate::prefs::{Drafts, Mutes};
@@ -46,6 +48,7 @@ pub(crate) struct Trees {
     pub(crate) settings: sled::Tree,
     pub(crate) invites: sled::Tree,
     pub(crate) tombstones: sled::Tree,
+    pub(crate) contact_heard: sled::Tree,
     pub(crate) files: sled::Tree,
     pub(crate) calls: sled::Tree,
     pub(crate) mutes: sled::Tree,
@@ -187,6 +190,7 @@ impl Store {
             settings: open(SETTINGS)?,
             invites: open(INVITES)?,
             tombstones: open(TOMBSTONES)?,
+            contact_heard: open(CONTACT_HEARD)?,
             files: open(FILES)?,
             calls: open(CALLS)?,
             mutes: open(MUTES)?,
@@ -536,11 +540,46 @@ impl Store {
     }
 
     /// Deletes the tombstones of deleted messages that a replay received at
-    /// `now_ms` could no longer pass the replay window with; returns how
-    /// many. [`Conversations::remove`] prunes too; call this at start so
+    /// `now_ms` could no longer pass the replay window with (and the contact
+    /// payloads' issue times of [`Store::note_contact_payload`] likewise);
+    /// returns how many tombstones. [`Conversations::remove`] prunes too; call this at start so
     /// tombstones never outlive the window by long. Not flushed.
     pub fn prune_tombstones(&self, now_ms: u64) -> Result<usize, StoreError> {
+        replay::prune_heard(&self.inner.trees.contact_heard, now_ms)?;
         replay::prune(&self.inner.trees.tombstones, now_ms)
+    }
+
+    /// Whether a contact request or acceptance from `peer`, issued at `issued_us`
+    /// (µs since the Unix epoch, the sender's clock) and received at `now_ms`, is
+    /// refused: outside the replay window ([`Refusal::Expired`],
+    /// [`Refusal::Future`]) or not issued after the last one taken from `peer`
+    /// ([`Refusal::Replayed`]; see [`Store::note_contact_payload`]). Those
+    /// payloads carry no message id, so their issue time is what tells a copy a
+    /// relay kept from a new one. Writes nothing.
+    pub fn contact_payload_refusal(&self, peer: &PeerId, issued_us: u64, now_ms: u64) -> Result<Option<Refusal>, StoreError> {
+        if let Some(refusal) = replay::outside(issued_us / 1000, now_ms) {
+            return Ok(Some(refusal));
+        }
+        let heard = self.inner.trees.contact_heard.get(crate::peer::text(peer)).map_err(db)?;
+        match heard {
+            Some(v) if be_u64(CONTACT_HEARD, &v)? >= issued_us => Ok(Some(Refusal::Replayed)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Remembers that a contact request or acceptance from `peer` issued at
+    /// `issued_us` was taken, so no copy of it (or of anything `peer` issued
+    /// before) is taken again, even after the contact is removed or its request
+    /// rejected. Kept until the replay window would refuse such a copy anyway
+    /// ([`Store::prune_tombstones`]). Not flushed.
+    pub fn note_contact_payload(&self, peer: &PeerId, issued_us: u64) -> Result<(), StoreError> {
+        let tree = &self.inner.trees.contact_heard;
+        tree.fetch_and_update(crate::peer::text(peer), |old| {
+            let old = old.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(0, u64::from_be_bytes);
+            Some(old.max(issued_us).to_be_bytes().to_vec())
+        })
+        .map_err(db)?;
+        Ok(())
     }
 
     /// Number of tombstones kept (messages deleted within the replay window).

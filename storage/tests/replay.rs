@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cid, conversation, incoming, mid, outgoing, temp_store};
+use common::{cid, conversation, incoming, mid, outgoing, peer, temp_store};
 use kith_storage::{
     Inserted, MAX_CLOCK_SKEW, Message, MessageState, REPLAY_WINDOW, Recipient, Refusal, Usage,
 };
@@ -349,4 +349,39 @@ fn a_deleted_group_conversation_is_not_resurrected_by_a_refetch() {
         store.insert_incoming_batch(&[new]),
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// Contact requests and acceptances carry no message id, only their issue time:
+/// one not issued after the last taken from its sender is a copy, and the time
+/// taken is kept until the window alone refuses a copy.
+#[test]
+fn a_contact_payload_not_newer_than_the_last_taken_is_a_copy_until_the_window_refuses_it() {
+    let (_dir, store) = temp_store();
+    let (bob, carol) = (peer(1), peer(2));
+    let us = |ms: u64| ms * 1000;
+    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), NOW).unwrap(), None, "nothing taken yet");
+    store.note_contact_payload(&bob, us(NOW - DAY_MS)).unwrap();
+    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
+    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS) - 1, NOW).unwrap(), Some(Refusal::Replayed));
+    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS) + 1, NOW).unwrap(), None, "issued later");
+    assert_eq!(store.contact_payload_refusal(&carol, us(NOW - DAY_MS), NOW).unwrap(), None, "per sender");
+    // An older time noted later does not move the mark back.
+    store.note_contact_payload(&bob, us(NOW - 2 * DAY_MS)).unwrap();
+    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
+
+    let window = ms(REPLAY_WINDOW);
+    assert_eq!(store.contact_payload_refusal(&carol, 0, NOW).unwrap(), Some(Refusal::Expired), "no time: an older version");
+    assert_eq!(store.contact_payload_refusal(&carol, us(NOW - window - 1), NOW).unwrap(), Some(Refusal::Expired));
+    assert_eq!(store.contact_payload_refusal(&carol, us(NOW + ms(MAX_CLOCK_SKEW) + 1), NOW).unwrap(), Some(Refusal::Future));
+
+    // Kept while a copy could pass the window, across a reopen and a prune. (Pruned
+    // once the window refuses every copy: no answer shows the difference.)
+    let dir = store.path().to_owned();
+    drop(store);
+    let store = kith_storage::Store::open(&dir).unwrap();
+    store.prune_tombstones(NOW).unwrap();
+    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
+    let later = NOW - DAY_MS + window + 1;
+    store.prune_tombstones(later).unwrap();
+    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), later).unwrap(), Some(Refusal::Expired));
 }

@@ -354,6 +354,75 @@ async fn a_reused_message_id_does_not_suppress_another_senders_message() {
     node.shutdown().await;
 }
 
+/// Bob's real daemon, started; his invite; a raw client connected to him; and the
+/// identity (Alice) that client seals as.
+fn bob_and_a_raw_sender() -> (kith_tests::Peer, kith_p2p::invite::Invite, Attacker, Identity) {
+    let mut bob = kith_tests::Peer::init("bob");
+    bob.start(&[]);
+    let invite = kith_p2p::invite::Invite::parse(&bob.invite()).unwrap();
+    let attacker = Attacker::new(invite.peer_id, bob.addrs[0].parse().unwrap());
+    (bob, invite, attacker, Identity::generate())
+}
+
+/// A bare contact request from `name`, issued now, redeeming `token` if given.
+fn contact_request(name: &str, token: Option<[u8; 16]>) -> Payload {
+    Payload::ContactRequest {
+        name: Some(name.into()),
+        addrs: vec![],
+        token,
+        relays: vec![],
+        keys: None,
+        issued_us: kith_p2p::ops::issue_time_us(),
+    }
+}
+
+/// A contact request carries no message id, so a relay operator (or anyone who
+/// kept the envelope) could replay it: a request the user rejected came back as a
+/// new one, and a copy of an accepted contact's old request set its name back.
+/// Here the real `kith` daemon receives requests over `/kith/dm/1`, the user
+/// rejects one with `kith reject`, and kept copies come again, before and after a
+/// restart: nothing changes, while a request its sender issues anew is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_copy_of_a_contact_request_brings_back_nothing_the_user_rejected_or_changed() {
+    let (mut bob, invite, mut attacker, alice) = bob_and_a_raw_sender();
+    let alice_id = alice.peer_id().to_string();
+    let mut sealer = Sealer::new(&alice, SealerConfig::default());
+    let mut request = |name: &str| sealer.seal(&invite.e2e_public, &contact_request(name, None).encode().unwrap()).unwrap();
+    let asking = |bob: &kith_tests::Peer| -> Option<String> {
+        let requests = bob.json(&["requests", "--json"]);
+        let mine = requests.as_array().unwrap().iter().find(|r| r["contact"]["peer_id"] == alice_id.as_str())?;
+        Some(mine["contact"]["display_name"].as_str().unwrap_or_default().to_owned())
+    };
+    let first = request("first");
+    assert_eq!(results(attacker.send(vec![first.clone()]).await), [DmResult::Stored]);
+    assert_eq!(asking(&bob).as_deref(), Some("first"));
+    bob.ok(&["reject", &alice_id]);
+    assert_eq!(asking(&bob), None);
+
+    // The copy is acknowledged (a relay holding it may let go) and changes nothing,
+    // now and after a restart.
+    assert_eq!(results(attacker.send(vec![first.clone()]).await), [DmResult::Stored]);
+    assert_eq!(asking(&bob), None, "a rejected request stays rejected");
+    bob.stop();
+    bob.start(&[]);
+    let mut attacker = Attacker::new(invite.peer_id, bob.addrs[0].parse().unwrap());
+    assert_eq!(results(attacker.send(vec![first]).await), [DmResult::Stored]);
+    assert_eq!(asking(&bob), None, "and after a restart");
+
+    // Alice asks again: a new request is taken. Bob accepts; she renames herself;
+    // a copy of the earlier request does not set the old name back.
+    let second = request("second");
+    assert_eq!(results(attacker.send(vec![second.clone()]).await), [DmResult::Stored]);
+    assert_eq!(asking(&bob).as_deref(), Some("second"));
+    bob.ok(&["accept", &alice_id]);
+    assert_eq!(results(attacker.send(vec![request("third")]).await), [DmResult::Stored]);
+    assert_eq!(results(attacker.send(vec![second]).await), [DmResult::Stored]);
+    let contacts = bob.json(&["contacts", "--json"]);
+    let alice_there = contacts.as_array().unwrap().iter().find(|c| c["peer_id"] == alice_id.as_str()).unwrap();
+    assert_eq!(alice_there["display_name"], "third", "{contacts}");
+    bob.stop();
+}
+
 /// Issue 11: deleting a conversation forgot its message ids, so whoever kept an
 /// envelope (a relay, an observer) could replay it and bring the deleted message back,
 /// as a contact request from the removed contact. Here the real `kith` daemon receives
@@ -361,14 +430,10 @@ async fn a_reused_message_id_does_not_suppress_another_senders_message() {
 /// the captured envelope comes again over `/kith/dm/1`: nothing reappears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_envelope_after_kith_remove_stores_nothing() {
-    let mut bob = kith_tests::Peer::init("bob");
-    bob.start(&[]);
-    let invite = kith_p2p::invite::Invite::parse(&bob.invite()).unwrap();
-    let alice = Identity::generate();
+    let (mut bob, invite, mut attacker, alice) = bob_and_a_raw_sender();
     let alice_id = alice.peer_id().to_string();
-    let mut attacker = Attacker::new(invite.peer_id, bob.addrs[0].parse().unwrap());
     let mut sealer = Sealer::new(&alice, SealerConfig::default());
-    let redeem = Payload::ContactRequest { name: Some("alice".into()), addrs: vec![], token: invite.token, relays: vec![], keys: None };
+    let redeem = contact_request("alice", invite.token);
     let redeem = sealer.seal(&invite.e2e_public, &redeem.encode().unwrap()).unwrap();
     assert_eq!(results(attacker.send(vec![redeem]).await), [DmResult::Stored]);
     let secret = sealer.seal(&invite.e2e_public, &text("deleted later", 1)).unwrap();
@@ -446,7 +511,14 @@ async fn a_stranger_flooding_texts_leaves_disk_use_bounded() {
     let addrs = |n: usize| -> Vec<Vec<u8>> {
         (0..n).map(|p| format!("/ip4/10.0.0.1/tcp/{p}").parse::<Multiaddr>().unwrap().to_vec()).collect()
     };
-    let request = |n| Payload::ContactRequest { name: Some("s".into()), addrs: addrs(n), token: None, relays: addrs(n), keys: None };
+    let request = |n| Payload::ContactRequest {
+        name: Some("s".into()),
+        addrs: addrs(n),
+        token: None,
+        relays: addrs(n),
+        keys: None,
+        issued_us: kith_p2p::ops::issue_time_us(),
+    };
     let too_many = sealer.seal(&bob_key, &request(1000).encode().unwrap()).unwrap();
     assert_eq!(results(attacker.send(vec![too_many]).await), [DmResult::Rejected(RejectReason::TooLarge)]);
     let most = request(kith_p2p::peer_record::MAX_ADDRS);

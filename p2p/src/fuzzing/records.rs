@@ -46,7 +46,7 @@ fn check_payload_limits(decoded: &Payload) {
             assert!(addrs.len() <= MAX_ADDRS && relays.len() <= MAX_ADDRS);
             assert!(name.as_ref().is_none_or(|n| n.len() <= MAX_DISPLAY_NAME_BYTES));
         }
-        Payload::ContactAccepted { name } => {
+        Payload::ContactAccepted { name, .. } => {
             assert!(name.as_ref().is_none_or(|n| n.len() <= MAX_DISPLAY_NAME_BYTES));
         }
         Payload::GroupOps { ops, hints, .. } => {

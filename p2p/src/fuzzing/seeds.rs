@@ -204,9 +204,10 @@ fn payloads() -> Vec<Payload> {
             token: Some([3; 16]),
             relays: vec![relay_addr().to_vec()],
             keys: Some(crate::payload::RequestKeys { identity: [4; 32], signature: [5; 64], one_time: [6; 32], issued_us: 7 }),
+            issued_us: 1_700_000_000_000_000,
         },
         Payload::Receipt { kind: ReceiptKind::Read, ids: vec![MessageId([1; 16]), MessageId([2; 16])] },
-        Payload::ContactAccepted { name: None },
+        Payload::ContactAccepted { name: None, issued_us: 1_700_000_000_000_001 },
         Payload::GroupOps {
             group,
             ops: vec![op],

@@ -892,6 +892,7 @@ impl Actor {
             token,
             relays: self.config.relays.iter().map(|a| a.to_vec()).collect(),
             keys,
+            issued_us: ops::issue_time_us(),
         };
         let id = ops::enqueue(&self.store, &peer, &request)?;
         if carries_keys {

@@ -175,8 +175,8 @@ mod tests {
         assert!(goes(Payload::Receipt { kind: ReceiptKind::Delivered, ids: vec![MessageId([2; 16])] }));
         let text = Payload::Text { id: MessageId([3; 16]), lamport: 1, sent_at_ms: 0, text: "hi".into(), file: None, link: None };
         assert!(!goes(text));
-        assert!(!goes(Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None }));
-        assert!(!goes(Payload::ContactAccepted { name: None }));
+        assert!(!goes(Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None, issued_us: 1 }));
+        assert!(!goes(Payload::ContactAccepted { name: None, issued_us: 1 }));
         assert!(!goes_to_a_member(b"not a payload"));
     }
 

@@ -9,9 +9,11 @@
 //! A text that storage will refuse — one deleted with its conversation, or one outside
 //! the replay window ([`kith_storage::Refusal`]) — is answered before it has any side
 //! effect, so a replayed envelope cannot bring back a deleted contact request either.
-//! A `ContactRequest` or `ContactAccepted` payload carries no time, though: a
-//! replayed copy is taken again (docs/SECURITY.md, *A relay operator*). Strangers'
-//! requests are bounded by [`crate::requests`].
+//! A `ContactRequest` or `ContactAccepted` payload carries no message id but the
+//! time its sender issued it: one outside the window, or not issued after the last
+//! one taken from its sender (a copy a relay kept), has no effect
+//! ([`Store::contact_payload_refusal`]). Strangers' requests are bounded by
+//! [`crate::requests`].
 
 use std::collections::{HashMap, HashSet};
 use std::collections::hash_map::Entry;
@@ -432,7 +434,12 @@ impl Inbound<'_> {
                 self.receipt(sender, kind, &ids, outcome)?;
                 Ok(Step::Done(DmResult::Stored))
             }
-            Payload::ContactRequest { name, addrs, token, relays, keys } => {
+            Payload::ContactRequest { name, addrs, token, relays, keys, issued_us } => {
+                // Before the token is spent: a copy must not redeem anything.
+                if let Some(refusal) = self.store.contact_payload_refusal(&sender, issued_us, now)? {
+                    tracing::debug!(%sender, %refusal, "a contact request not taken");
+                    return Ok(Step::Done(refused(refusal)));
+                }
                 let redeemed = match token {
                     Some(t) => self.store.invites().redeem(&t, now)?,
                     None => false,
@@ -456,6 +463,8 @@ impl Inbound<'_> {
                 if !relays.is_empty() {
                     c.relays = relays;
                 }
+                // Taken from here on (the quota let it in): no copy of it comes again.
+                self.store.note_contact_payload(&sender, issued_us)?;
                 let answer = redeemed || matches!(c.state, ContactState::Accepted | ContactState::PendingOut);
                 let unchanged = known.is_some_and(|old| {
                     let new = Contact {
@@ -475,7 +484,7 @@ impl Inbound<'_> {
                     ops::enqueue(
                         self.store,
                         &c.peer_id,
-                        &Payload::ContactAccepted { name: self.my_name.map(str::to_owned) },
+                        &Payload::ContactAccepted { name: self.my_name.map(str::to_owned), issued_us: ops::issue_time_us() },
                     )?;
                     // Our profile once, when they become a contact (not on every
                     // repeated request of an accepted contact).
@@ -556,10 +565,15 @@ impl Inbound<'_> {
             // Opened before it gets here (see `unwrap_ratchet`); one inside another is
             // refused while decoding.
             Payload::Ratcheted { .. } => Ok(Step::Done(DmResult::Rejected(RejectReason::Malformed))),
-            Payload::ContactAccepted { name } => {
+            Payload::ContactAccepted { name, issued_us } => {
+                if let Some(refusal) = self.store.contact_payload_refusal(&sender, issued_us, now)? {
+                    tracing::debug!(%sender, %refusal, "a contact acceptance not taken");
+                    return Ok(Step::Done(refused(refusal)));
+                }
                 // From a stranger, or a fellow member we did not ask (or asked and
                 // then removed): nothing to accept.
                 if let Some(mut c) = contact.filter(|c| c.state != ContactState::Member) {
+                    self.store.note_contact_payload(&sender, issued_us)?;
                     if let Some(name) = valid_name(name) {
                         c.display_name = Some(name);
                     }
@@ -705,11 +719,12 @@ impl Inbound<'_> {
     }
 }
 
-/// The answer for a text storage refuses: a deleted one was stored once, so it
-/// counts as stored (its sender stops); one outside the window never will be.
+/// The answer for a text storage refuses, or a contact payload: a deleted or
+/// replayed one was taken once, so it counts as stored (its sender, or the relay
+/// holding the copy, stops); one outside the window never will be.
 fn refused(refusal: Refusal) -> DmResult {
     match refusal {
-        Refusal::Deleted => DmResult::Stored,
+        Refusal::Deleted | Refusal::Replayed => DmResult::Stored,
         _ => DmResult::Rejected(RejectReason::Stale),
     }
 }

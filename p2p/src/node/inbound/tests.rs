@@ -51,7 +51,7 @@ impl Receiver {
 
     /// A bare contact request from `sender`, sealed to us.
     fn request_from(&self, sender: &Identity) -> Vec<u8> {
-        let request = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None };
+        let request = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None, issued_us: ops::issue_time_us() };
         self.sealed_from(sender, &request)
     }
 
@@ -183,7 +183,7 @@ fn envelopes_for_someone_else_cut_short_or_garbage_are_refused_and_change_nothin
     let bob = someone(0);
     let for_someone_else = {
         let mut sealer = Sealer::new(&bob, SealerConfig::default());
-        let request = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None };
+        let request = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None, issued_us: ops::issue_time_us() };
         sealer.seal(&someone(1).public().e2e_public, &request.encode().unwrap()).unwrap()
     };
     let mut cut = node.text_from(&bob, 1);
@@ -240,7 +240,7 @@ fn an_acceptance_from_a_fellow_member_we_did_not_ask_changes_nothing() {
     let mut node = Receiver::new();
     let member = someone(0);
     node.knows(&member, ContactState::Member);
-    let accepted = node.sealed_from(&member, &Payload::ContactAccepted { name: Some("Mallory".into()) });
+    let accepted = node.sealed_from(&member, &Payload::ContactAccepted { name: Some("Mallory".into()), issued_us: ops::issue_time_us() });
     let (results, outcome) = node.apply(&[accepted]);
     assert_eq!(results, vec![DmResult::Stored]);
     assert!(outcome.events.is_empty(), "no contact shows up");
@@ -336,4 +336,74 @@ fn a_receipt_moves_only_our_messages_to_its_sender_once_however_often_it_names_t
     let (results, outcome) = node.apply(&[receipt]);
     assert_eq!(results, [DmResult::Stored]);
     assert!(!outcome.events.iter().any(|e| matches!(e, Event::MessageStateChanged { .. })), "{:?}", outcome.events);
+}
+
+#[test]
+fn a_kept_copy_of_a_contact_request_or_acceptance_changes_nothing_when_it_comes_again() {
+    let mut node = Receiver::new();
+    let bob = someone(0);
+    let me = node.me.peer_id();
+    let request = |node: &Receiver, name: &str| {
+        let payload = Payload::ContactRequest {
+            name: Some(name.into()),
+            addrs: Vec::new(),
+            token: None,
+            relays: Vec::new(),
+            keys: None,
+            issued_us: ops::issue_time_us(),
+        };
+        node.sealed_from(&bob, &payload)
+    };
+    let name_of = |node: &Receiver| node.record_of(&bob.peer_id()).and_then(|c| c.display_name);
+
+    // A request the user rejects does not come back from a kept copy, though its
+    // sender may ask again.
+    let first = request(&node, "Bob");
+    assert_eq!(node.apply(std::slice::from_ref(&first)).0, [DmResult::Stored]);
+    ops::reject(&node.store, &me, &node.record_of(&bob.peer_id()).unwrap()).unwrap();
+    let (results, outcome) = node.apply(std::slice::from_ref(&first));
+    assert_eq!(results, [DmResult::Stored], "a copy counts as taken: its holder may let go of it");
+    assert!(outcome.events.is_empty() && !outcome.queued);
+    assert_eq!(node.state_of(&bob.peer_id()), None, "the rejected request stays rejected");
+    let second = request(&node, "Robert");
+    assert_eq!(node.apply(std::slice::from_ref(&second)).0, [DmResult::Stored]);
+    assert_eq!((node.state_of(&bob.peer_id()), name_of(&node)), (Some(ContactState::PendingIn), Some("Robert".into())));
+
+    // An accepted contact's old request does not set its name back, nor queue
+    // another acceptance.
+    ops::accept(&node.store, &node.record_of(&bob.peer_id()).unwrap(), None).unwrap();
+    assert_eq!(node.apply(&[request(&node, "Bobby")]).0, [DmResult::Stored]);
+    assert_eq!(name_of(&node), Some("Bobby".into()));
+    let (results, outcome) = node.apply(&[second]);
+    assert_eq!(results, [DmResult::Stored]);
+    assert!(outcome.events.is_empty() && !outcome.queued, "nothing queued for a copy");
+    assert_eq!(name_of(&node), Some("Bobby".into()));
+
+    // An acceptance kept from before we removed the contact does not accept our
+    // new request; a new acceptance does.
+    let carol = someone(1);
+    let accepted = |node: &Receiver| {
+        node.sealed_from(&carol, &Payload::ContactAccepted { name: Some("Carol".into()), issued_us: ops::issue_time_us() })
+    };
+    node.knows(&carol, ContactState::PendingOut);
+    let old = accepted(&node);
+    assert_eq!(node.apply(std::slice::from_ref(&old)).0, [DmResult::Stored]);
+    assert_eq!(node.state_of(&carol.peer_id()), Some(ContactState::Accepted));
+    ops::remove(&node.store, &me, &node.record_of(&carol.peer_id()).unwrap()).unwrap();
+    node.knows(&carol, ContactState::PendingOut);
+    let (_, outcome) = node.apply(&[old]);
+    assert!(outcome.events.is_empty());
+    assert_eq!(node.state_of(&carol.peer_id()), Some(ContactState::PendingOut), "a copy accepts nothing");
+    node.apply(&[accepted(&node)]);
+    assert_eq!(node.state_of(&carol.peer_id()), Some(ContactState::Accepted));
+
+    // Nor does one from before the replay window, or from an older version (no time).
+    let dave = someone(2);
+    node.knows(&dave, ContactState::PendingOut);
+    let window_us = u64::try_from(kith_storage::REPLAY_WINDOW.as_micros()).unwrap();
+    for issued_us in [0, ops::issue_time_us() - window_us - 1_000_000] {
+        let stale = node.sealed_from(&dave, &Payload::ContactAccepted { name: None, issued_us });
+        assert_eq!(node.apply(&[stale]).0, [DmResult::Rejected(RejectReason::Stale)]);
+        assert_eq!(node.state_of(&dave.peer_id()), Some(ContactState::PendingOut));
+    }
 }
