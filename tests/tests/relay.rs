@@ -1,5 +1,6 @@
 //! Relays with real processes on 127.0.0.1 (issue 4): offline delivery through
-//! mailboxes, a relay killed between deposit and drain, two relays with one down, no
+//! mailboxes, a relay killed between deposit and drain, two relays with one down, one
+//! that loses what it held after the other came back, no
 //! plaintext at rest on the relay, refusals that keep messages pending, and a node
 //! reachable only through a relay circuit.
 
@@ -20,6 +21,21 @@ fn texts(history: &[Value]) -> Vec<String> {
     history.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
 }
 
+/// Alice sends Bob `count` texts, `{text} #000` onward, and waits until a relay
+/// holds them all (`sent`); returns their ids in order.
+fn send_until_held(alice: &Peer, count: usize, text: &str) -> Vec<String> {
+    let ids = (0..count)
+        .map(|i| {
+            let msg = alice.json(&["send", "Bob", &format!("{text} #{i:03}"), "--json"]);
+            msg["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    wait_until(DEADLINE, &format!("all {count} held by a relay (sent)"), || {
+        alice.history("Bob").iter().all(|m| m["state"] == "sent")
+    });
+    ids
+}
+
 /// Two peers that pin `relays`, are mutual contacts, and are both running.
 #[test]
 fn never_online_together_delivery_through_a_relay() {
@@ -29,14 +45,7 @@ fn never_online_together_delivery_through_a_relay() {
     bob.stop();
 
     let secret = "the eagle lands at midnight";
-    let mut ids = Vec::new();
-    for i in 0..100 {
-        let msg = alice.json(&["send", "Bob", &format!("{secret} #{i:03}"), "--json"]);
-        ids.push(msg["id"].as_str().unwrap().to_owned());
-    }
-    wait_until(DEADLINE, "all 100 held by the relay (sent)", || {
-        alice.history("Bob").iter().all(|m| m["state"] == "sent")
-    });
+    let ids = send_until_held(&alice, 100, secret);
     alice.stop();
 
     // At rest the relay holds only ciphertext.
@@ -100,6 +109,39 @@ fn two_pinned_relays_with_one_down_still_deliver() {
     bob.start(&[]);
     wait_until(DEADLINE, "Bob has all 10", || bob.history("Alice").len() >= 10);
     assert_eq!(bob.history("Alice").len(), 10);
+}
+
+/// A relay can say it holds mail and lose it (a crash that eats its disk, a hostile
+/// operator). Alice's messages are held by the first of Bob's two relays while the
+/// second is down; the second comes back, and later the first loses its mailboxes.
+/// Bob still gets every message: Alice sent them again to the relay that missed them.
+#[test]
+fn mail_a_relay_loses_still_arrives_through_the_other_relay_that_was_down_when_it_was_sent() {
+    let mut first = Relay::new("");
+    let mut second = Relay::new("");
+    first.start();
+    second.start();
+    let (mut alice, mut bob) = pair_pinning(&[&first, &second]);
+    alice.stop();
+    alice.env.push(("KITH_REDEPOSIT_MS".into(), "300".into()));
+    alice.start(&[]);
+    bob.stop();
+    second.stop();
+    let ids = send_until_held(&alice, 5, "held twice");
+    second.start();
+    // The first relay loses every mailbox it held (its identity stays).
+    first.stop();
+    std::fs::remove_dir_all(first.data_dir.join("mailbox")).unwrap();
+    first.start();
+
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob has all 5", || bob.history("Alice").len() >= 5);
+    let got = bob.history("Alice");
+    let got_ids: Vec<&str> = got.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(got_ids, ids, "each once, in order");
+    wait_until(DEADLINE, "Alice sees all delivered", || {
+        states(&alice.history("Bob")).iter().all(|s| s == "delivered")
+    });
 }
 
 #[test]

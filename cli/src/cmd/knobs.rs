@@ -43,6 +43,9 @@ const LOG_COMPACTION_CHECK: &str = "KITH_LOG_COMPACTION_CHECK_MS";
 const REQUEST_TIMEOUT: &str = "KITH_REQUEST_TIMEOUT_MS";
 /// Least time between two progress events of one file, in ms (default 250).
 const FILE_PROGRESS: &str = "KITH_FILE_PROGRESS_MS";
+/// How long mail one relay held waits before it goes again to a relay that missed
+/// it, in ms (default 30 000; doubling per try).
+const REDEPOSIT: &str = "KITH_REDEPOSIT_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
 
@@ -65,6 +68,9 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
     }
     if let Some(interval) = millis(DRAIN_INTERVAL, 100) {
         timers.drain_interval = interval;
+    }
+    if let Some(after) = millis(REDEPOSIT, 10) {
+        timers.redeposit_after = after;
     }
     if let Some(ttl) = millis(INVITE_TTL, 1) {
         timers.invite_ttl = ttl;
@@ -151,6 +157,7 @@ mod tests {
                     LOG_COMPACTION_CHECK => "10",
                     REQUEST_TIMEOUT => "3000",
                     FILE_PROGRESS => "0",
+                    REDEPOSIT => "5",
                     _ => return None,
                 }
                 .into(),
@@ -159,6 +166,7 @@ mod tests {
         assert_eq!(timers.retry_max, Duration::from_millis(200));
         assert_eq!(timers.retry_initial, Duration::from_millis(200), "never above the ceiling");
         assert_eq!(timers.drain_interval, Duration::from_secs(1));
+        assert_eq!(timers.redeposit_after, Duration::from_millis(10), "at least 10 ms");
         assert_eq!(timers.invite_ttl, Duration::from_millis(1));
         assert_eq!(timers.invite_purge_interval, Duration::from_millis(50));
         assert_eq!(timers.event_buffer, 1, "at least one event");

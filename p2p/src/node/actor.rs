@@ -359,7 +359,7 @@ impl Actor {
             request_size: RequestSize::default(),
             directory: Directory::new(config.timers.publish_spacing),
             next_refresh: Instant::now() + timers.record_refresh,
-            relays: Default::default(),
+            relays: crate::node::mailbox_client::MailboxClient::new(config.timers.redeposit_after),
             next_drain: Instant::now() + config.timers.drain_interval,
             next_invite_purge: Instant::now() + config.timers.invite_purge_interval,
             next_compaction_check: Instant::now() + config.timers.log_compaction_check,
@@ -461,6 +461,7 @@ impl Actor {
         let timers = self.presence.next_deadline().map_or(timers, |t| t.min(timers));
         let timers = self.group_receipts.next_wakeup().map_or(timers, |t| t.min(timers));
         let timers = self.ratchets.next_roll().map_or(timers, |t| t.min(timers));
+        let timers = self.relays.next_wakeup().map_or(timers, |t| t.min(timers));
         self.queues.next_wakeup().map_or(timers, |t| t.min(timers))
     }
 
@@ -489,6 +490,7 @@ impl Actor {
         self.send_group_receipts(Some(now));
         self.presence_tick(now);
         self.roll_ratchet_state(now);
+        self.redeposit_due(now);
         for peer in self.queues.ready(now) {
             self.dispatch(peer);
         }

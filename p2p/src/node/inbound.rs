@@ -60,6 +60,9 @@ pub(crate) struct Outcome {
     /// Contacts whose ratchet keys with us changed (a reset, another identity): what
     /// we sealed for them before must be sealed again.
     pub(crate) rekeyed: Vec<PeerId>,
+    /// Receipts taken: (their sender, the ids they name), so that no relay is sent
+    /// again what the sender says it has (see `node::mailbox_client`).
+    pub(crate) receipted: Vec<(PeerId, Vec<MessageId>)>,
     /// Contacts that lost their sessions with us (a reset offer): what we sent them
     /// that is not known delivered may never open there, so it goes again.
     pub(crate) resend: Vec<PeerId>,
@@ -432,6 +435,7 @@ impl Inbound<'_> {
             }
             Payload::Receipt { kind, ids } => {
                 self.receipt(sender, kind, &ids, outcome)?;
+                outcome.receipted.push((sender, ids));
                 Ok(Step::Done(DmResult::Stored))
             }
             Payload::ContactRequest { name, addrs, token, relays, keys, issued_us } => {

@@ -8,6 +8,16 @@
 //! attempt ends unheld ([`Effect::Unheld`]: retry with backoff). Refusals are reported
 //! per relay ([`Effect::Refused`]).
 //!
+//! Redeposits: a relay that says it holds mail can still lose it (a crash, a full
+//! disk, a hostile operator), and nothing sends a `sent` message again. So when
+//! the attempt is over, every other relay of it that did not take what the first
+//! one held (unreachable, busy, a passing refusal) is sent those envelopes again
+//! later, with backoff, until it holds them, refuses them for good, a receipt says
+//! the recipient has them ([`MailboxClient::delivered`]), or
+//! [`REDEPOSIT_TRIES`] tries were made. Kept in memory only, up to
+//! [`MAX_REDEPOSIT_BYTES`]: a restart or a full budget leaves the mail with the
+//! relays that hold it, as before.
+//!
 //! Drains, per pinned relay, one at a time: challenge → signed drain of a page →
 //! the caller stores the page ([`Effect::Store`]) and reports what it stored
 //! ([`MailboxClient::page_stored`]) → challenge → signed ack of that → the next page
@@ -22,7 +32,9 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::time::{Duration, Instant};
 
+use kith_storage::MessageId;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId};
 
@@ -74,9 +86,16 @@ pub(crate) enum Ask {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Step(Pending);
 
+/// Tries, the first deposit included, of sending one relay what another held.
+pub(crate) const REDEPOSIT_TRIES: u32 = 6;
+
+/// Most bytes of envelopes kept for redeposits at once: past it, no new one is kept.
+pub(crate) const MAX_REDEPOSIT_BYTES: usize = 16 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
     Deposit { attempt: u64 },
+    Redeposit { key: u64 },
     DrainChallenge,
     Page,
     AckChallenge { seqs: Vec<u64> },
@@ -129,7 +148,42 @@ struct Attempt {
     /// Envelopes in the batch: an answer must have one result per envelope.
     envelopes: usize,
     outstanding: usize,
-    settled: bool,
+    /// Per envelope, whether the relay that settled the attempt holds it (those
+    /// messages are `sent`); `None` until one did.
+    settled: Option<Vec<bool>>,
+    /// With more than one relay, what a redeposit needs.
+    copies: Option<Copies>,
+}
+
+/// A batch deposited at several relays, kept until each has answered.
+struct Copies {
+    batch: Vec<Vec<u8>>,
+    ids: Vec<MessageId>,
+    relays: Vec<(PeerId, Multiaddr)>,
+    /// Per relay (in `relays` order), per envelope: it does not hold it, and did not
+    /// refuse it for good.
+    missing: Vec<Vec<bool>>,
+}
+
+/// Envelopes one relay is sent again because another holds them (see the module
+/// docs).
+struct Redeposit {
+    recipient: PeerId,
+    relay: PeerId,
+    addr: Multiaddr,
+    envelopes: Vec<Vec<u8>>,
+    /// The outbox ids of `envelopes`, in order.
+    ids: Vec<MessageId>,
+    /// Tries made, the first deposit included.
+    tries: u32,
+    /// When to try next; `None` while a try is in flight.
+    due: Option<Instant>,
+}
+
+impl Redeposit {
+    fn bytes(&self) -> usize {
+        self.envelopes.iter().map(Vec::len).sum()
+    }
 }
 
 #[derive(Default)]
@@ -146,34 +200,59 @@ pub(crate) struct MailboxClient<Id = OutboundRequestId> {
     attempts: HashMap<u64, Attempt>,
     requests: HashMap<Id, (PeerId, Pending)>,
     drains: HashMap<PeerId, Drain>,
+    /// Redeposits by key (keys from `next_attempt` too).
+    redeposits: HashMap<u64, Redeposit>,
+    /// Bytes of envelopes in `redeposits`.
+    redeposit_bytes: usize,
+    /// The first wait before a redeposit; it doubles per try.
+    redeposit_after: Duration,
 }
 
 impl<Id> Default for MailboxClient<Id> {
     fn default() -> Self {
+        MailboxClient::new(Duration::from_secs(30))
+    }
+}
+
+impl<Id> MailboxClient<Id> {
+    /// A client whose redeposits wait `redeposit_after` first, doubling per try.
+    pub(crate) fn new(redeposit_after: Duration) -> Self {
         MailboxClient {
             next_attempt: 0,
             attempts: HashMap::new(),
             requests: HashMap::new(),
             drains: HashMap::new(),
+            redeposits: HashMap::new(),
+            redeposit_bytes: 0,
+            redeposit_after,
         }
     }
 }
 
 impl<Id: Hash + Eq> MailboxClient<Id> {
-    /// Starts a deposit attempt of `envelopes` for `recipient` at each of `relays`;
-    /// returns its number (`None` without relays) and the requests to send.
+    /// Starts a deposit attempt of `envelopes` (whose outbox ids are `ids`, in
+    /// order) for `recipient` at each of `relays`; returns its number (`None`
+    /// without relays) and the requests to send.
     pub(crate) fn deposit(
         &mut self,
         recipient: PeerId,
         relays: &[(PeerId, Multiaddr)],
         envelopes: Vec<Vec<u8>>,
+        ids: &[MessageId],
     ) -> Option<(u64, Vec<Effect>)> {
         if relays.is_empty() {
             return None;
         }
         let attempt = self.next_attempt;
         self.next_attempt += 1;
-        self.attempts.insert(attempt, Attempt { recipient, envelopes: envelopes.len(), outstanding: relays.len(), settled: false });
+        // One relay has no other to fall back on: nothing to keep for a redeposit.
+        let copies = (relays.len() > 1 && ids.len() == envelopes.len()).then(|| Copies {
+            batch: envelopes.clone(),
+            ids: ids.to_vec(),
+            relays: relays.to_vec(),
+            missing: vec![vec![true; envelopes.len()]; relays.len()],
+        });
+        self.attempts.insert(attempt, Attempt { recipient, envelopes: envelopes.len(), outstanding: relays.len(), settled: None, copies });
         let sends = relays
             .iter()
             .map(|(relay, addr)| {
@@ -217,10 +296,14 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
         }
     }
 
-    /// `id` could not be sent or was not answered.
-    pub(crate) fn failed(&mut self, id: Id) -> Vec<Effect> {
+    /// `id` could not be sent or was not answered (at `now`).
+    pub(crate) fn failed(&mut self, id: Id, now: Instant) -> Vec<Effect> {
         match self.requests.remove(&id) {
-            Some((_, Pending::Deposit { attempt })) => self.attempt_answered(attempt),
+            Some((_, Pending::Deposit { attempt })) => self.attempt_answered(attempt, now),
+            Some((_, Pending::Redeposit { key })) => {
+                self.redeposit_answered(key, None, now);
+                Vec::new()
+            }
             Some((relay, _)) => {
                 self.drain_done(&relay);
                 Vec::new()
@@ -229,8 +312,8 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
         }
     }
 
-    /// The relay answered `id`.
-    pub(crate) fn answered(&mut self, id: Id, response: MailboxResponse) -> Vec<Effect> {
+    /// The relay answered `id` (at `now`).
+    pub(crate) fn answered(&mut self, id: Id, response: MailboxResponse, now: Instant) -> Vec<Effect> {
         let Some((relay, pending)) = self.requests.remove(&id) else {
             return Vec::new();
         };
@@ -238,20 +321,40 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
         match (pending, response) {
             (Pending::Deposit { attempt }, MailboxResponse::Deposited { results }) => {
                 let mut effects = self.deposited(attempt, relay, &results);
-                effects.extend(self.attempt_answered(attempt));
+                effects.extend(self.attempt_answered(attempt, now));
                 effects
             }
             (Pending::Deposit { attempt }, MailboxResponse::Refused(refusal)) => {
                 let mut effects = Vec::new();
-                if let Some(a) = self.attempts.get(&attempt) {
+                if let Some(a) = self.attempts.get_mut(&attempt) {
                     effects.push(Effect::Refused { relay, recipient: a.recipient, refusal });
+                    if refusal.is_permanent()
+                        && let Some(missing) = a.copies.as_mut().and_then(|c| c.missing_at(&relay))
+                    {
+                        missing.fill(false);
+                    }
                 }
-                effects.extend(self.attempt_answered(attempt));
+                effects.extend(self.attempt_answered(attempt, now));
                 effects
             }
             (Pending::Deposit { attempt }, response) => {
                 tracing::warn!(%relay, response = response.kind(), "unexpected answer to a deposit");
-                self.attempt_answered(attempt)
+                self.attempt_answered(attempt, now)
+            }
+            (Pending::Redeposit { key }, MailboxResponse::Deposited { results }) => {
+                self.redeposit_answered(key, Some(&results), now);
+                Vec::new()
+            }
+            (Pending::Redeposit { key }, MailboxResponse::Refused(refusal)) => {
+                tracing::debug!(%relay, %refusal, "a relay refused mail sent again");
+                let results = self.redeposits.get(&key).map(|r| vec![DepositResult::Refused(refusal); r.envelopes.len()]);
+                self.redeposit_answered(key, results.as_deref(), now);
+                Vec::new()
+            }
+            (Pending::Redeposit { key }, response) => {
+                tracing::warn!(%relay, response = response.kind(), "unexpected answer to a deposit");
+                self.redeposit_answered(key, None, now);
+                Vec::new()
             }
             (Pending::DrainChallenge, MailboxResponse::Challenge { nonce }) => {
                 let after = self.drains.get(&relay).and_then(|d| d.cursor);
@@ -326,6 +429,11 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
             tracing::warn!(%relay, results = results.len(), envelopes = a.envelopes, "a deposit answer of the wrong length; ignored");
             return Vec::new();
         }
+        if let Some(missing) = a.copies.as_mut().and_then(|c| c.missing_at(&relay)) {
+            for (missing, result) in missing.iter_mut().zip(results) {
+                *missing = might_take_later(result);
+            }
+        }
         let mut effects: Vec<Effect> = results
             .iter()
             .filter_map(|r| match r {
@@ -334,30 +442,144 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
             })
             .collect();
         let held: Vec<bool> = results.iter().map(DepositResult::is_held).collect();
-        if !a.settled && held.contains(&true) {
-            a.settled = true;
+        if a.settled.is_none() && held.contains(&true) {
+            a.settled = Some(held.clone());
             effects.push(Effect::Held { recipient, attempt, held });
         }
         effects
     }
 
     /// One request of a deposit attempt is over; when all are and none held the
-    /// batch, the attempt ends unheld.
-    fn attempt_answered(&mut self, attempt: u64) -> Vec<Effect> {
+    /// batch, the attempt ends unheld; when one held some of it, the other relays
+    /// that may still take those envelopes get a [`Redeposit`].
+    fn attempt_answered(&mut self, attempt: u64, now: Instant) -> Vec<Effect> {
         let Some(a) = self.attempts.get_mut(&attempt) else { return Vec::new() };
         a.outstanding = a.outstanding.saturating_sub(1);
         if a.outstanding > 0 {
             return Vec::new();
         }
-        let (recipient, settled) = (a.recipient, a.settled);
-        self.attempts.remove(&attempt);
-        if settled { Vec::new() } else { vec![Effect::Unheld { recipient, attempt }] }
+        let Some(a) = self.attempts.remove(&attempt) else { return Vec::new() };
+        let Some(settled) = a.settled else { return vec![Effect::Unheld { recipient: a.recipient, attempt }] };
+        if let Some(copies) = a.copies {
+            self.keep_redeposits(a.recipient, &settled, copies, now);
+        }
+        Vec::new()
+    }
+
+    /// Keeps, for each relay of a settled attempt, the envelopes the settling relay
+    /// holds that this one may still take.
+    fn keep_redeposits(&mut self, recipient: PeerId, settled: &[bool], copies: Copies, now: Instant) {
+        let Copies { batch, ids, relays, missing } = copies;
+        for ((relay, addr), missing) in relays.into_iter().zip(missing) {
+            let pick = |i: usize| settled.get(i) == Some(&true) && missing[i];
+            let envelopes: Vec<Vec<u8>> = batch.iter().enumerate().filter(|(i, _)| pick(*i)).map(|(_, e)| e.clone()).collect();
+            if envelopes.is_empty() {
+                continue;
+            }
+            let ids = ids.iter().enumerate().filter(|(i, _)| pick(*i)).map(|(_, id)| *id).collect();
+            let redeposit = Redeposit { recipient, relay, addr, envelopes, ids, tries: 1, due: Some(now + self.redeposit_after) };
+            if self.redeposit_bytes + redeposit.bytes() > MAX_REDEPOSIT_BYTES {
+                tracing::debug!(%relay, %recipient, "no room to keep mail for a relay that missed it");
+                continue;
+            }
+            tracing::debug!(%relay, %recipient, envelopes = redeposit.envelopes.len(), "a relay missed mail another holds; sending it again later");
+            self.redeposit_bytes += redeposit.bytes();
+            let key = self.next_attempt;
+            self.next_attempt += 1;
+            self.redeposits.insert(key, redeposit);
+        }
+    }
+
+    /// The redeposits due at `now`, as requests to send.
+    pub(crate) fn due(&mut self, now: Instant) -> Vec<Effect> {
+        let mut sends = Vec::new();
+        for (key, r) in &mut self.redeposits {
+            if r.due.is_some_and(|due| due <= now) {
+                r.due = None;
+                sends.push(Effect::Send(Request {
+                    relay: r.relay,
+                    addr: Some(r.addr.clone()),
+                    ask: Ask::Deposit { recipient: r.recipient, envelopes: r.envelopes.clone() },
+                    step: Step(Pending::Redeposit { key: *key }),
+                }));
+            }
+        }
+        sends
+    }
+
+    /// When the next redeposit is due, if one waits.
+    pub(crate) fn next_wakeup(&self) -> Option<Instant> {
+        self.redeposits.values().filter_map(|r| r.due).min()
+    }
+
+    /// A receipt says `recipient` has the messages `ids`: no relay needs them again.
+    pub(crate) fn delivered(&mut self, recipient: &PeerId, ids: &[MessageId]) {
+        if self.redeposits.is_empty() {
+            return;
+        }
+        let mut emptied = Vec::new();
+        for (key, r) in self.redeposits.iter_mut().filter(|(_, r)| r.recipient == *recipient) {
+            let before = r.bytes();
+            let mut kept = r.ids.iter().map(|id| !ids.contains(id));
+            r.envelopes.retain(|_| kept.next().unwrap_or(true));
+            r.ids.retain(|id| !ids.contains(id));
+            self.redeposit_bytes -= before - r.bytes();
+            if r.envelopes.is_empty() {
+                emptied.push(*key);
+            }
+        }
+        for key in emptied {
+            self.redeposits.remove(&key);
+        }
+    }
+
+    /// A redeposit's try ended: with the relay's results (`None`: no answer, or one
+    /// that says nothing per envelope). What it now holds, or refused for good, is
+    /// dropped; the rest waits twice as long as before, until [`REDEPOSIT_TRIES`].
+    fn redeposit_answered(&mut self, key: u64, results: Option<&[DepositResult]>, now: Instant) {
+        let Some(r) = self.redeposits.get_mut(&key) else { return };
+        let before = r.bytes();
+        if let Some(results) = results.filter(|results| results.len() == r.envelopes.len()) {
+            let mut later = results.iter().map(might_take_later);
+            r.envelopes.retain(|_| later.next().unwrap_or(false));
+            let mut later = results.iter().map(might_take_later);
+            r.ids.retain(|_| later.next().unwrap_or(false));
+        }
+        r.tries += 1;
+        let done = r.envelopes.is_empty() || r.tries >= REDEPOSIT_TRIES;
+        if !done {
+            r.due = Some(now + self.redeposit_after * 2u32.pow(r.tries - 1));
+            self.redeposit_bytes -= before - r.bytes();
+            return;
+        }
+        if !r.envelopes.is_empty() {
+            tracing::warn!(relay = %r.relay, recipient = %r.recipient, envelopes = r.envelopes.len(), "a relay did not take mail another holds; gave up");
+        }
+        self.redeposit_bytes -= before;
+        self.redeposits.remove(&key);
     }
 
     fn drain_done(&mut self, relay: &PeerId) {
         if let Some(d) = self.drains.get_mut(relay) {
             d.busy = false;
         }
+    }
+}
+
+impl Copies {
+    /// What `relay` may still take, if it is one of these relays.
+    fn missing_at(&mut self, relay: &PeerId) -> Option<&mut Vec<bool>> {
+        let at = self.relays.iter().position(|(r, _)| r == relay)?;
+        self.missing.get_mut(at)
+    }
+}
+
+/// Whether a relay that answered `result` for an envelope may take it on another
+/// try: it does not hold it, and did not refuse it for good.
+fn might_take_later(result: &DepositResult) -> bool {
+    match result {
+        DepositResult::Refused(refusal) => !refusal.is_permanent(),
+        held => !held.is_held(),
     }
 }
 
@@ -414,13 +636,19 @@ mod tests {
             (sent, rest)
         }
 
+        /// Sends the redeposits due at `at`.
+        fn due(&mut self, at: Instant) -> Outcome {
+            let effects = self.client.due(at);
+            self.send(effects)
+        }
+
         fn drain(&mut self, relay: PeerId) -> Outcome {
             let effects = self.client.drain(relay, addr(&relay));
             self.send(effects)
         }
 
         fn answer(&mut self, id: u32, response: MailboxResponse) -> Outcome {
-            let effects = self.client.answered(id, response);
+            let effects = self.client.answered(id, response, now());
             self.send(effects)
         }
 
@@ -428,7 +656,7 @@ mod tests {
         fn first_page(&mut self, relay: PeerId, items: Vec<MailItem>, more: bool) -> Vec<Effect> {
             let (sent, _) = self.drain(relay);
             let (sent, _) = self.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
-            self.client.answered(sent[0].0, MailboxResponse::Envelopes { items, more })
+            self.client.answered(sent[0].0, MailboxResponse::Envelopes { items, more }, now())
         }
 
         fn stored(&mut self, relay: PeerId, seqs: Vec<u64>) -> Outcome {
@@ -440,9 +668,13 @@ mod tests {
         /// requests: the recipient, the attempt, and what was sent (in relay order).
         fn deposit_at_two(&mut self, envelopes: Vec<Vec<u8>>) -> (PeerId, u64, Outcome) {
             let (bob, r1, r2) = (peer(), peer(), peer());
-            let (attempt, effects) = self.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], envelopes).unwrap();
+            let (attempt, effects) = self.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], envelopes, &[]).unwrap();
             (bob, attempt, self.send(effects))
         }
+    }
+
+    fn now() -> Instant {
+        Instant::now()
     }
 
     fn item(seq: u64) -> MailItem {
@@ -457,7 +689,7 @@ mod tests {
         assert_eq!(sent.len(), 2);
         assert!(sent.iter().all(|(_, _, ask)| *ask == Ask::Deposit { recipient: bob, envelopes: vec![vec![1], vec![2]] }));
         let results = vec![DepositResult::Stored, DepositResult::Refused(Refusal::QuotaCount)];
-        let effects = h.client.answered(sent[0].0, MailboxResponse::Deposited { results });
+        let effects = h.client.answered(sent[0].0, MailboxResponse::Deposited { results }, now());
         assert_eq!(
             effects,
             [
@@ -466,10 +698,10 @@ mod tests {
             ]
         );
         // The second relay holds it too: already settled, and the attempt ends quietly.
-        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: vec![DepositResult::Duplicate; 2] });
+        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: vec![DepositResult::Duplicate; 2] }, now());
         assert!(effects.is_empty(), "{effects:?}");
         // A late failure of an id already answered is ignored.
-        assert!(h.client.failed(sent[1].0).is_empty());
+        assert!(h.client.failed(sent[1].0, now()).is_empty());
     }
 
     #[test]
@@ -478,9 +710,9 @@ mod tests {
         let (bob, attempt, (sent, _)) = h.deposit_at_two(vec![vec![1], vec![2]]);
         // One result too many: ignored, not taken as holding the batch.
         let liar = vec![DepositResult::Refused(Refusal::QuotaCount); 2].into_iter().chain([DepositResult::Stored]).collect();
-        assert!(h.client.answered(sent[0].0, MailboxResponse::Deposited { results: liar }).is_empty());
+        assert!(h.client.answered(sent[0].0, MailboxResponse::Deposited { results: liar }, now()).is_empty());
         // The honest relay still settles it.
-        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored; 2] });
+        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored; 2] }, now());
         assert_eq!(effects, [Effect::Held { recipient: bob, attempt, held: vec![true, true] }]);
     }
 
@@ -489,9 +721,9 @@ mod tests {
         let mut h = Harness::default();
         let (bob, attempt, (sent, _)) = h.deposit_at_two(vec![vec![1], vec![2]]);
         // One result short, then one too many: neither holds the batch.
-        assert!(h.client.answered(sent[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored] }).is_empty());
+        assert!(h.client.answered(sent[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored] }, now()).is_empty());
         let long = vec![DepositResult::Stored; 3];
-        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: long });
+        let effects = h.client.answered(sent[1].0, MailboxResponse::Deposited { results: long }, now());
         assert_eq!(effects, [Effect::Unheld { recipient: bob, attempt }]);
     }
 
@@ -499,8 +731,8 @@ mod tests {
     fn a_deposit_no_relay_holds_ends_unheld_once_every_relay_is_done() {
         let mut h = Harness::default();
         let (bob, attempt, (sent, _)) = h.deposit_at_two(vec![vec![1]]);
-        assert!(h.client.failed(sent[0].0).is_empty(), "one relay is still out");
-        let effects = h.client.answered(sent[1].0, MailboxResponse::Refused(Refusal::NotMember));
+        assert!(h.client.failed(sent[0].0, now()).is_empty(), "one relay is still out");
+        let effects = h.client.answered(sent[1].0, MailboxResponse::Refused(Refusal::NotMember), now());
         assert_eq!(
             effects,
             [
@@ -508,7 +740,84 @@ mod tests {
                 Effect::Unheld { recipient: bob, attempt },
             ]
         );
-        assert!(h.client.deposit(bob, &[], vec![vec![1]]).is_none(), "no relays, no attempt");
+        assert!(h.client.deposit(bob, &[], vec![vec![1]], &[]).is_none(), "no relays, no attempt");
+    }
+
+    fn ids(n: u8) -> Vec<MessageId> {
+        (1..=n).map(|i| MessageId([i; 16])).collect()
+    }
+
+    #[test]
+    fn mail_one_relay_holds_goes_again_to_the_relay_that_missed_it_until_it_holds_it_or_a_receipt_comes() {
+        let mut h = Harness::default();
+        let (bob, r1, r2) = (peer(), peer(), peer());
+        let t0 = now();
+        let (attempt, effects) =
+            h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1], vec![2], vec![3]], &ids(3)).unwrap();
+        let (sent, _) = h.send(effects);
+        // The first relay holds all three; the second one is unreachable.
+        let held = MailboxResponse::Deposited { results: vec![DepositResult::Stored; 3] };
+        assert_eq!(h.client.answered(sent[0].0, held, t0), [Effect::Held { recipient: bob, attempt, held: vec![true; 3] }]);
+        assert!(h.client.failed(sent[1].0, t0).is_empty());
+        let after = Duration::from_secs(30);
+        assert_eq!(h.client.next_wakeup(), Some(t0 + after));
+        assert!(h.client.due(t0 + after - Duration::from_millis(1)).is_empty(), "not yet");
+        let (again, _) = h.due(t0 + after);
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].1, &again[0].2), (r2, &Ask::Deposit { recipient: bob, envelopes: vec![vec![1], vec![2], vec![3]] }));
+        assert_eq!(h.client.next_wakeup(), None, "nothing due while it is in flight");
+
+        // It takes one, refuses one for good and one for now: only that one waits,
+        // twice as long.
+        let t1 = t0 + after;
+        let results = vec![DepositResult::Stored, DepositResult::Refused(Refusal::TooLarge), DepositResult::Refused(Refusal::QuotaBytes)];
+        assert!(h.client.answered(again[0].0, MailboxResponse::Deposited { results }, t1).is_empty());
+        assert_eq!(h.client.next_wakeup(), Some(t1 + 2 * after));
+        let (again, _) = h.due(t1 + 2 * after);
+        assert_eq!(again[0].2, Ask::Deposit { recipient: bob, envelopes: vec![vec![3]] });
+        assert!(h.client.failed(again[0].0, t1 + 2 * after).is_empty());
+        assert!(h.client.next_wakeup().is_some());
+
+        // A receipt from someone else changes nothing; Bob's for it ends the redeposit.
+        h.client.delivered(&peer(), &ids(3));
+        assert!(h.client.next_wakeup().is_some());
+        h.client.delivered(&bob, &ids(3)[2..]);
+        assert_eq!(h.client.next_wakeup(), None);
+        assert_eq!(h.client.redeposit_bytes, 0);
+    }
+
+    #[test]
+    fn a_redeposit_stops_after_its_tries_and_none_is_kept_for_one_relay_or_what_no_relay_held() {
+        let mut h = Harness::default();
+        let (bob, r1, r2) = (peer(), peer(), peer());
+        let mut t = now();
+        let (_, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1], vec![2]], &ids(2)).unwrap();
+        let (sent, _) = h.send(effects);
+        // The first relay holds only the first envelope: only that one is sent again.
+        let results = vec![DepositResult::Stored, DepositResult::Refused(Refusal::QuotaCount)];
+        h.client.answered(sent[0].0, MailboxResponse::Deposited { results }, t);
+        h.client.answered(sent[1].0, MailboxResponse::Refused(Refusal::RateLimited { retry_after_ms: 10 }), t);
+        let mut tries = 1;
+        while let Some(due) = h.client.next_wakeup() {
+            t = due;
+            let (again, _) = h.due(t);
+            assert_eq!(again[0].2, Ask::Deposit { recipient: bob, envelopes: vec![vec![1]] });
+            tries += 1;
+            assert!(h.client.failed(again[0].0, t).is_empty());
+            assert!(tries <= REDEPOSIT_TRIES, "bounded");
+        }
+        assert_eq!(tries, REDEPOSIT_TRIES);
+        assert_eq!(h.client.redeposit_bytes, 0);
+
+        // A relay that refused for good, or the only relay, gets nothing again.
+        let (_, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1]], &ids(1)).unwrap();
+        let (sent, _) = h.send(effects);
+        h.client.answered(sent[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored] }, t);
+        h.client.answered(sent[1].0, MailboxResponse::Refused(Refusal::NotMember), t);
+        let (_, effects) = h.client.deposit(bob, &[(r1, addr(&r1))], vec![vec![1]], &ids(1)).unwrap();
+        let (sent, _) = h.send(effects);
+        h.client.answered(sent[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored] }, t);
+        assert_eq!(h.client.next_wakeup(), None);
     }
 
     #[test]
@@ -521,7 +830,7 @@ mod tests {
 
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
         assert_eq!(sent[0].2, Ask::Drain { nonce: [1; NONCE_LEN], after: None });
-        let effects = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(4), item(5)], more: true });
+        let effects = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(4), item(5)], more: true }, now());
         assert_eq!(effects, [Effect::Store { relay, items: vec![item(4), item(5)] }]);
         // Seq 5 failed to store: only 4 is acked.
         let (sent, _) = h.stored(relay, vec![4]);
@@ -533,11 +842,11 @@ mod tests {
         assert_eq!(sent[0].2, Ask::Challenge);
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [3; NONCE_LEN] });
         assert_eq!(sent[0].2, Ask::Drain { nonce: [3; NONCE_LEN], after: Some(5) });
-        let effects = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(6)], more: false });
+        let effects = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(6)], more: false }, now());
         assert_eq!(effects.len(), 1);
         let (sent, _) = h.stored(relay, vec![6]);
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [4; NONCE_LEN] });
-        assert!(h.client.answered(sent[0].0, MailboxResponse::Acked { removed: 1 }).is_empty());
+        assert!(h.client.answered(sent[0].0, MailboxResponse::Acked { removed: 1 }, now()).is_empty());
         assert!(!h.client.draining(&relay), "done: the next drain may start");
         // It starts over from the relay's oldest envelope.
         let (sent, _) = h.drain(relay);
@@ -569,7 +878,7 @@ mod tests {
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Acked { removed: 2 });
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [3; NONCE_LEN] });
         // The relay answers the next page with what it already gave: refused.
-        let again = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(5), item(6)], more: true });
+        let again = h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(5), item(6)], more: true }, now());
         assert!(again.is_empty(), "{again:?}");
         assert!(!h.client.draining(&relay));
         assert!(!rises_after(None, [3, 3]));
@@ -589,7 +898,7 @@ mod tests {
         assert!(matches!(sent[0].2, Ask::Challenge));
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [2; NONCE_LEN] });
         assert!(matches!(sent[0].2, Ask::Drain { after: Some(2), .. }), "{:?}", sent[0].2);
-        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(3)], more: false });
+        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(3)], more: false }, now());
         let (sent, _) = h.stored(relay, vec![3]);
         assert!(matches!(&sent[0].2, Ask::Challenge));
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [3; NONCE_LEN] });
@@ -605,20 +914,20 @@ mod tests {
         let relay = peer();
         // The challenge fails.
         let (sent, _) = h.drain(relay);
-        assert!(h.client.failed(sent[0].0).is_empty());
+        assert!(h.client.failed(sent[0].0, now()).is_empty());
         assert!(!h.client.draining(&relay));
         // The relay refuses the drain.
         let (sent, _) = h.drain(relay);
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [1; NONCE_LEN] });
-        assert!(h.client.answered(sent[0].0, MailboxResponse::Refused(Refusal::BadChallenge)).is_empty());
+        assert!(h.client.answered(sent[0].0, MailboxResponse::Refused(Refusal::BadChallenge), now()).is_empty());
         assert!(!h.client.draining(&relay));
         // Our disk failed to store any of a page: nothing is acked, the drain ends.
         let (sent, _) = h.drain(relay);
         let (sent, _) = h.answer(sent[0].0, MailboxResponse::Challenge { nonce: [2; NONCE_LEN] });
-        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(1)], more: true });
+        h.client.answered(sent[0].0, MailboxResponse::Envelopes { items: vec![item(1)], more: true }, now());
         assert!(h.client.page_stored(relay, Vec::new(), true).is_empty());
         assert!(!h.client.draining(&relay));
         // An answer to an id never sent is ignored.
-        assert!(h.client.answered(999, MailboxResponse::Acked { removed: 0 }).is_empty());
+        assert!(h.client.answered(999, MailboxResponse::Acked { removed: 0 }, now()).is_empty());
     }
 }

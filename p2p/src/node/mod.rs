@@ -84,6 +84,10 @@ pub struct Timers {
     pub invite_ttl: Duration,
     /// How often the node deletes expired invite tokens (default 1 h; also at start).
     pub invite_purge_interval: Duration,
+    /// How long mail one of a contact's relays held waits before it is sent again to
+    /// another of its relays that missed it (default 30 s; doubling per try, at most
+    /// five more tries).
+    pub redeposit_after: Duration,
     /// How often the node drains its relays' mailboxes, fetches its groups' logs and
     /// redials group members (default 60 s; also at start and when relays change).
     pub drain_interval: Duration,
@@ -188,6 +192,7 @@ impl Default for Timers {
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             invite_purge_interval: Duration::from_secs(3600),
             drain_interval: Duration::from_secs(60),
+            redeposit_after: Duration::from_secs(30),
             connection_limits: ConnectionLimits::default(),
             event_buffer: 4096,
             autonat: AutonatProbes::default(),

@@ -367,6 +367,9 @@ impl Actor {
                 self.announce(peer);
             }
         }
+        for (sender, ids) in std::mem::take(&mut outcome.receipted) {
+            self.relays.delivered(&sender, &ids);
+        }
         let deliveries = std::mem::take(&mut outcome.group);
         self.receive_group(deliveries, &mut results);
         self.settle_ratcheted(std::mem::take(&mut outcome.ratcheted), &results);

@@ -48,9 +48,16 @@ impl Actor {
     pub(super) fn deposit(&mut self, recipient: PeerId, contact: &Contact, envelopes: Vec<Vec<u8>>, ids: Vec<MessageId>) {
         let relays = relays_of(contact);
         self.request_size.sent(recipient, &envelopes);
-        let Some((attempt, effects)) = self.relays.deposit(recipient, &relays, envelopes) else { return };
+        let Some((attempt, effects)) = self.relays.deposit(recipient, &relays, envelopes, &ids) else { return };
         self.queues.mark_in_flight(&recipient, Flight::Relays(attempt), ids);
         tracing::debug!(%recipient, relays = relays.len(), "deposited to relays");
+        self.mailbox_effects(effects);
+    }
+
+    /// Sends again, to relays that missed them, envelopes another relay holds (see
+    /// `node::mailbox_client`), as they fall due.
+    pub(super) fn redeposit_due(&mut self, now: Instant) {
+        let effects = self.relays.due(now);
         self.mailbox_effects(effects);
     }
 
@@ -79,13 +86,13 @@ impl Actor {
             request_response::Event::Message {
                 message: request_response::Message::Response { request_id, response },
                 ..
-            } => self.relays.answered(request_id, response),
+            } => self.relays.answered(request_id, response, Instant::now()),
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
                 tracing::debug!(relay = %peer, %error, "mailbox request failed");
                 if let Some(recipient) = self.relays.deposit_recipient(&request_id) {
                     self.request_size.failed(recipient, Path::Relays, &error);
                 }
-                self.relays.failed(request_id)
+                self.relays.failed(request_id, Instant::now())
             }
             _ => Vec::new(),
         };
