@@ -205,9 +205,9 @@ impl Files {
     /// [`FileRecord::claims`]) unless its author already has one there or the
     /// record is ours (we sent the file). A record holding [`MAX_FILE_CLAIMS`]
     /// takes no stranger's claim; a [`vouched`](Files::vouched) message's claim
-    /// takes the place of the newest claim that is not vouched for (or whose
-    /// message is gone), so throwaway identities naming a blob first cannot
-    /// crowd a contact's message out. Not flushed.
+    /// takes the place of the newest claim whose message no longer keeps the file,
+    /// else of the newest that is not vouched for, so throwaway identities naming a
+    /// blob first cannot crowd a contact's message out. Not flushed.
     pub fn claim(&self, record: &FileRecord) -> Result<(), StoreError> {
         // Asked once, and only of a full record: claims are rare, full ones rarer.
         let mut newcomer_vouched = None;
@@ -231,7 +231,7 @@ impl Files {
                         if !vouched {
                             return Ok(());
                         }
-                        let Some(at) = self.last_unvouched(&held.claims)? else { return Ok(()) };
+                        let Some(at) = self.claim_to_replace(&held.claims)? else { return Ok(()) };
                         held.claims.remove(at);
                     }
                     held.claims.push(FileClaim { author: record.author, message: record.message });
@@ -255,19 +255,25 @@ impl Files {
         Ok(conversations.get(conversation)?.is_some_and(|c| matches!(c.kind, ConversationKind::Group { .. })))
     }
 
-    /// The position of the newest of `claims` that is not [`vouched`](Files::vouched)
-    /// for, counting one whose message is gone as not vouched for.
-    fn last_unvouched(&self, claims: &[FileClaim]) -> Result<Option<usize>, StoreError> {
+    /// The position of the claim a vouched-for one takes the place of: the newest
+    /// whose message no longer keeps the file (gone, deleted by its author, hidden
+    /// by us), else the newest that is not [`vouched`](Files::vouched) for.
+    fn claim_to_replace(&self, claims: &[FileClaim]) -> Result<Option<usize>, StoreError> {
         let messages = Messages { inner: self.inner.clone() };
+        let mut stranger = None;
         for (at, claim) in claims.iter().enumerate().rev() {
             let Some(message) = messages.get_from(&crate::peer_text(&claim.author), claim.message)? else {
                 return Ok(Some(at));
             };
-            if !self.vouched(&claim.author, message.conversation)? {
+            let annotations = messages.annotations(&message)?;
+            if annotations.deleted || annotations.hidden {
                 return Ok(Some(at));
             }
+            if stranger.is_none() && !self.vouched(&claim.author, message.conversation)? {
+                stranger = Some(at);
+            }
         }
-        Ok(None)
+        Ok(stranger)
     }
 
     /// Replaces the record of `blob` by `next`, if the record stored now is still

@@ -143,7 +143,7 @@ pub use prefs::{Drafts, MAX_DRAFT_LEN, Mute, Mutes};
 pub use profiles::Profiles;
 pub use ratchet::{Change as RatchetChange, RATCHET_KEY_FILE, RATCHET_KEY_FILE_CAPACITY, RatchetState, Record as RatchetRecord};
 pub use receipts::{GroupReceipts, Reached, Tally};
-pub use replay::{MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};
+pub use replay::{ContactPayload, MAX_CLOCK_SKEW, REPLAY_WINDOW, Refusal};
 pub use peer::text as peer_text;
 pub use schema::SCHEMA_VERSION;
 pub use settings::Settings;

@@ -13,8 +13,9 @@
 //! Contact requests and acceptances carry no message id, only the time their
 //! sender issued them (µs): one is refused outside the same window, or when it
 //! was not issued after the newest one already taken from its sender
-//! ([`Refusal::Replayed`]). That newest time is kept per peer, after the contact
-//! is removed too, until the window alone would refuse a copy.
+//! ([`Refusal::Replayed`]). That newest time is kept per peer and kind
+//! ([`ContactPayload`]), after the contact is removed too, until the window alone
+//! would refuse a copy.
 //!
 //! Deleting a conversation leaves a tombstone `id ‖ author digest → sent_at_ms`
 //! for each of its messages still inside the window; a tombstone whose message
@@ -24,10 +25,12 @@
 
 use std::time::Duration;
 
+use libp2p_identity::PeerId;
+
 use crate::codec::be_u64;
 use crate::error::{StoreError, db};
 use crate::messages::{Direction, Message};
-use crate::schema::{CONTACT_HEARD, TOMBSTONES};
+use crate::schema::TOMBSTONES;
 
 /// How long after it was written (its `sent_at_ms`) an incoming message is
 /// still accepted: 35 days. Relays delete undelivered mail and group-log
@@ -109,12 +112,38 @@ pub(crate) fn prune(tombstones: &sled::Tree, now_ms: u64) -> Result<usize, Store
     Ok(pruned)
 }
 
-/// Deletes the contact payloads' issue times (µs) that the window alone now
-/// guards: a copy issued at or before one of them would be refused as expired.
+/// A kind of contact payload: each kind has its own mark per peer, so that a newer
+/// acceptance never hides an older request still on its way (two people adding
+/// each other at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactPayload {
+    /// A contact request (or an invite's redemption).
+    Request,
+    /// The acceptance of one.
+    Acceptance,
+}
+
+/// The key of `peer`'s mark for `kind` in the `contact_heard` tree.
+pub(crate) fn heard_key(peer: &PeerId, kind: ContactPayload) -> Vec<u8> {
+    let mut key = crate::peer::text(peer).into_bytes();
+    key.extend_from_slice(match kind {
+        ContactPayload::Request => b"/request",
+        ContactPayload::Acceptance => b"/acceptance",
+    });
+    key
+}
+
+/// A mark's issue time (µs); `None` for a damaged one.
+pub(crate) fn heard_us(value: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes)
+}
+
+/// Deletes the contact payloads' marks that the window alone now guards (a copy
+/// issued at or before one of them would be refused as expired), and damaged ones.
 pub(crate) fn prune_heard(heard: &sled::Tree, now_ms: u64) -> Result<(), StoreError> {
     for kv in heard.iter() {
         let (k, v) = kv.map_err(db)?;
-        if !needs_tombstone(be_u64(CONTACT_HEARD, &v)? / 1000, now_ms) {
+        if heard_us(&v).is_none_or(|us| !needs_tombstone(us / 1000, now_ms)) {
             heard.remove(k).map_err(db)?;
         }
     }

@@ -42,8 +42,9 @@ pub(crate) const MESSAGES: &str = "messages";
 pub(crate) const MESSAGE_INDEX: &str = "message_index";
 /// message id ‖ author digest of a deleted message → its `sent_at_ms` (u64 BE).
 pub(crate) const TOMBSTONES: &str = "tombstones";
-/// peer id (base58) → issue time (u64 BE, µs) of the newest contact request or
-/// acceptance taken from it (see [`crate::replay`]); kept after the contact goes.
+/// peer id (base58) ‖ `/request` or `/acceptance` → issue time (u64 BE, µs) of the
+/// newest contact payload of that kind taken from it (see [`crate::replay`]); kept
+/// after the contact goes.
 pub(crate) const CONTACT_HEARD: &str = "contact_heard";
 /// Up to version 2: keys (as in [`MESSAGES`]) of incoming messages not yet read → empty.
 pub(crate) const UNREAD: &str = "unread";

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use libp2p_identity::PeerId;
 
-use crate::codec::{be_u64, decode};
+use crate::codec::decode;
 use crate::engine::SledDb;
 use crate::contacts::{ContactCache, Contacts};
 use crate::conversations::{Conversation, Conversations};
@@ -23,7 +23,7 @@ use crate::invites::Invites;
 use crate::messages::{Direction, Inserted, Message, MessageState, Messages};
 use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
-use crate::replay::{self, Refusal};
+use crate::replay::{self, ContactPayload, Refusal};
 use crate::schema::{
     self, CALLS, CONTACT_HEARD, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
     SETTINGS, TOMBSTONES,
@@ -549,33 +549,40 @@ impl Store {
         replay::prune(&self.inner.trees.tombstones, now_ms)
     }
 
-    /// Whether a contact request or acceptance from `peer`, issued at `issued_us`
-    /// (µs since the Unix epoch, the sender's clock) and received at `now_ms`, is
+    /// Whether a contact payload of `kind` from `peer`, issued at `issued_us` (µs
+    /// since the Unix epoch, the sender's clock) and received at `now_ms`, is
     /// refused: outside the replay window ([`Refusal::Expired`],
-    /// [`Refusal::Future`]) or not issued after the last one taken from `peer`
-    /// ([`Refusal::Replayed`]; see [`Store::note_contact_payload`]). Those
+    /// [`Refusal::Future`]) or not issued after the last one of that kind taken from
+    /// `peer` ([`Refusal::Replayed`]; see [`Store::note_contact_payload`]). Those
     /// payloads carry no message id, so their issue time is what tells a copy a
     /// relay kept from a new one. Writes nothing.
-    pub fn contact_payload_refusal(&self, peer: &PeerId, issued_us: u64, now_ms: u64) -> Result<Option<Refusal>, StoreError> {
+    pub fn contact_payload_refusal(
+        &self,
+        peer: &PeerId,
+        kind: ContactPayload,
+        issued_us: u64,
+        now_ms: u64,
+    ) -> Result<Option<Refusal>, StoreError> {
         if let Some(refusal) = replay::outside(issued_us / 1000, now_ms) {
             return Ok(Some(refusal));
         }
-        let heard = self.inner.trees.contact_heard.get(crate::peer::text(peer)).map_err(db)?;
-        match heard {
-            Some(v) if be_u64(CONTACT_HEARD, &v)? >= issued_us => Ok(Some(Refusal::Replayed)),
+        let heard = self.inner.trees.contact_heard.get(replay::heard_key(peer, kind)).map_err(db)?;
+        // A damaged mark counts as none: it must not refuse every payload of `peer`.
+        match heard.and_then(|v| replay::heard_us(&v)) {
+            Some(last) if last >= issued_us => Ok(Some(Refusal::Replayed)),
             _ => Ok(None),
         }
     }
 
-    /// Remembers that a contact request or acceptance from `peer` issued at
-    /// `issued_us` was taken, so no copy of it (or of anything `peer` issued
-    /// before) is taken again, even after the contact is removed or its request
-    /// rejected. Kept until the replay window would refuse such a copy anyway
-    /// ([`Store::prune_tombstones`]). Not flushed.
-    pub fn note_contact_payload(&self, peer: &PeerId, issued_us: u64) -> Result<(), StoreError> {
+    /// Remembers that a contact payload of `kind` from `peer` issued at `issued_us`
+    /// was taken, so no copy of it (or of one of that kind `peer` issued before) is
+    /// taken again, even after the contact is removed or its request rejected. Kept
+    /// until the replay window would refuse such a copy anyway (pruned when
+    /// [`Store::prune_tombstones`] runs, at start). Not flushed.
+    pub fn note_contact_payload(&self, peer: &PeerId, kind: ContactPayload, issued_us: u64) -> Result<(), StoreError> {
         let tree = &self.inner.trees.contact_heard;
-        tree.fetch_and_update(crate::peer::text(peer), |old| {
-            let old = old.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(0, u64::from_be_bytes);
+        tree.fetch_and_update(replay::heard_key(peer, kind), |old| {
+            let old = old.and_then(replay::heard_us).unwrap_or(0);
             Some(old.max(issued_us).to_be_bytes().to_vec())
         })
         .map_err(db)?;

@@ -9,6 +9,7 @@ use common::{cid, conversation, incoming, mid, outgoing, peer, temp_store};
 use kith_storage::{
     Inserted, MAX_CLOCK_SKEW, Message, MessageState, REPLAY_WINDOW, Recipient, Refusal, Usage,
 };
+use kith_storage::ContactPayload::{Acceptance, Request};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 /// A plausible "now", far from zero so the window fits below it.
@@ -359,20 +360,26 @@ fn a_contact_payload_not_newer_than_the_last_taken_is_a_copy_until_the_window_re
     let (_dir, store) = temp_store();
     let (bob, carol) = (peer(1), peer(2));
     let us = |ms: u64| ms * 1000;
-    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), NOW).unwrap(), None, "nothing taken yet");
-    store.note_contact_payload(&bob, us(NOW - DAY_MS)).unwrap();
-    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
-    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS) - 1, NOW).unwrap(), Some(Refusal::Replayed));
-    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS) + 1, NOW).unwrap(), None, "issued later");
-    assert_eq!(store.contact_payload_refusal(&carol, us(NOW - DAY_MS), NOW).unwrap(), None, "per sender");
+    assert_eq!(store.contact_payload_refusal(&bob, Request, us(NOW - DAY_MS), NOW).unwrap(), None, "nothing taken yet");
+    store.note_contact_payload(&bob, Request, us(NOW - DAY_MS)).unwrap();
+    assert_eq!(store.contact_payload_refusal(&bob, Request, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
+    assert_eq!(store.contact_payload_refusal(&bob, Request, us(NOW - DAY_MS) - 1, NOW).unwrap(), Some(Refusal::Replayed));
+    assert_eq!(store.contact_payload_refusal(&bob, Request, us(NOW - DAY_MS) + 1, NOW).unwrap(), None, "issued later");
+    assert_eq!(store.contact_payload_refusal(&carol, Request, us(NOW - DAY_MS), NOW).unwrap(), None, "per sender");
+    // Each kind has its own mark: an acceptance issued later does not hide an
+    // earlier request still on its way, nor the other way round.
+    store.note_contact_payload(&carol, Acceptance, us(NOW)).unwrap();
+    assert_eq!(store.contact_payload_refusal(&carol, Request, us(NOW - DAY_MS), NOW).unwrap(), None);
+    assert_eq!(store.contact_payload_refusal(&bob, Acceptance, us(NOW - DAY_MS), NOW).unwrap(), None);
+    assert_eq!(store.contact_payload_refusal(&carol, Acceptance, us(NOW), NOW).unwrap(), Some(Refusal::Replayed));
     // An older time noted later does not move the mark back.
-    store.note_contact_payload(&bob, us(NOW - 2 * DAY_MS)).unwrap();
-    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
+    store.note_contact_payload(&bob, Request, us(NOW - 2 * DAY_MS)).unwrap();
+    assert_eq!(store.contact_payload_refusal(&bob, Request, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
 
     let window = ms(REPLAY_WINDOW);
-    assert_eq!(store.contact_payload_refusal(&carol, 0, NOW).unwrap(), Some(Refusal::Expired), "no time: an older version");
-    assert_eq!(store.contact_payload_refusal(&carol, us(NOW - window - 1), NOW).unwrap(), Some(Refusal::Expired));
-    assert_eq!(store.contact_payload_refusal(&carol, us(NOW + ms(MAX_CLOCK_SKEW) + 1), NOW).unwrap(), Some(Refusal::Future));
+    assert_eq!(store.contact_payload_refusal(&carol, Request, 0, NOW).unwrap(), Some(Refusal::Expired), "no time: an older version");
+    assert_eq!(store.contact_payload_refusal(&carol, Request, us(NOW - window - 1), NOW).unwrap(), Some(Refusal::Expired));
+    assert_eq!(store.contact_payload_refusal(&carol, Request, us(NOW + ms(MAX_CLOCK_SKEW) + 1), NOW).unwrap(), Some(Refusal::Future));
 
     // Kept while a copy could pass the window, across a reopen and a prune. (Pruned
     // once the window refuses every copy: no answer shows the difference.)
@@ -380,8 +387,8 @@ fn a_contact_payload_not_newer_than_the_last_taken_is_a_copy_until_the_window_re
     drop(store);
     let store = kith_storage::Store::open(&dir).unwrap();
     store.prune_tombstones(NOW).unwrap();
-    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
+    assert_eq!(store.contact_payload_refusal(&bob, Request, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
     let later = NOW - DAY_MS + window + 1;
     store.prune_tombstones(later).unwrap();
-    assert_eq!(store.contact_payload_refusal(&bob, us(NOW - DAY_MS), later).unwrap(), Some(Refusal::Expired));
+    assert_eq!(store.contact_payload_refusal(&bob, Request, us(NOW - DAY_MS), later).unwrap(), Some(Refusal::Expired));
 }

@@ -282,16 +282,29 @@ mod tests {
         }
         let full = store.files().get(&[10; 32]).unwrap().unwrap().claims;
         assert_eq!(full.len(), kith_storage::MAX_FILE_CLAIMS);
-        // Full of strangers' claims, it still takes a contact's: in place of the
-        // newest stranger's, so throwaway identities cannot crowd a contact out.
+        // Full, it still takes a contact's claim: first in place of the newest whose
+        // message no longer keeps the file (Bob's, which we hid)...
+        let place = |claims: &[FileClaim], id| claims.iter().position(|c| c.message == id);
+        assert!(place(&full, id(31)).is_some());
         store.contacts().put(&crate::node::test_support::accepted_contact(peer(6))).unwrap();
         store.insert_incoming_batch(&[message(35, &peer(6), Direction::Incoming, Some(10), None)]).unwrap();
         let claims = store.files().get(&[10; 32]).unwrap().unwrap().claims;
         assert_eq!(claims.len(), kith_storage::MAX_FILE_CLAIMS);
-        assert_eq!(claims.last().map(|c| c.message), Some(id(35)), "the contact's claim is taken");
-        assert_eq!(claims[..claims.len() - 1], full[..full.len() - 1], "the newest stranger's claim made room for it");
-        let vouched_now: Vec<MessageId> = claims.iter().filter(|c| [peer(5), peer(6)].contains(&c.author)).map(|c| c.message).collect();
-        assert_eq!(vouched_now, [id(34), id(35)], "an earlier contact's claim is never the one pushed out");
+        assert_eq!((place(&claims, id(31)), place(&claims, id(35))), (None, Some(claims.len() - 1)), "the hidden one made room");
+        // ...then in place of the newest stranger's, never a contact's: throwaway
+        // identities cannot crowd a contact out.
+        let newest_stranger = claims[claims.len() - 2].message;
+        store.contacts().put(&crate::node::test_support::accepted_contact(peer(7))).unwrap();
+        store.insert_incoming_batch(&[message(36, &peer(7), Direction::Incoming, Some(10), None)]).unwrap();
+        let claims = store.files().get(&[10; 32]).unwrap().unwrap().claims;
+        assert_eq!(claims.len(), kith_storage::MAX_FILE_CLAIMS);
+        assert_eq!(place(&claims, newest_stranger), None, "the newest stranger's claim made room");
+        for contact in [id(34), id(35), id(36)] {
+            assert!(place(&claims, contact).is_some(), "a contact's claim stays");
+        }
+        // A stranger's claim still finds no room.
+        store.insert_incoming_batch(&[message(37, &peer(90), Direction::Incoming, Some(10), None)]).unwrap();
+        assert_eq!(store.files().get(&[10; 32]).unwrap().unwrap().claims, claims);
         let record = store.files().get(&[10; 32]).unwrap().unwrap();
         assert_eq!(successor(&store, &record).unwrap().unwrap().record.message, id(34));
         store.insert_incoming_batch(&[message(40, &me, Direction::Outgoing, Some(11), None)]).unwrap();

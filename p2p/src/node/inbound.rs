@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::collections::hash_map::Entry;
 
 use kith_storage::{
-    Contact, ContactState, ConversationId, ConversationKind, Direction, GroupId, Inserted, Message, MessageId, MessageState, Refusal, Store,
+    Contact, ContactPayload, ContactState, ConversationId, ConversationKind, Direction, GroupId, Inserted, Message, MessageId, MessageState, Refusal, Store,
 };
 use libp2p::PeerId;
 
@@ -60,6 +60,11 @@ pub(crate) struct Outcome {
     /// Contacts whose ratchet keys with us changed (a reset, another identity): what
     /// we sealed for them before must be sealed again.
     pub(crate) rekeyed: Vec<PeerId>,
+    /// Contact payloads taken: (sender, kind, issue time). Their marks are written
+    /// once the batch is stored ([`Store::note_contact_payload`]), so that one
+    /// answered `Storage` comes again and is taken then; until then they refuse a
+    /// copy later in the same batch.
+    heard: Vec<(PeerId, ContactPayload, u64)>,
     /// Receipts taken: (their sender, the ids they name), so that no relay is sent
     /// again what the sender says it has (see `node::mailbox_client`).
     pub(crate) receipted: Vec<(PeerId, Vec<MessageId>)>,
@@ -147,6 +152,12 @@ impl Inbound<'_> {
                 return (results.collect(), Outcome { rekey, ..Outcome::default() });
             }
         };
+        for (peer, kind, issued_us) in std::mem::take(&mut outcome.heard) {
+            // Only the replay guard of a payload already applied is lost.
+            if let Err(e) = self.store.note_contact_payload(&peer, kind, issued_us) {
+                tracing::error!(error = %e, %peer, "noting a contact payload taken failed");
+            }
+        }
         let mut inserted = inserted.into_iter();
         let results = steps
             .into_iter()
@@ -440,7 +451,8 @@ impl Inbound<'_> {
             }
             Payload::ContactRequest { name, addrs, token, relays, keys, issued_us } => {
                 // Before the token is spent: a copy must not redeem anything.
-                if let Some(refusal) = self.store.contact_payload_refusal(&sender, issued_us, now)? {
+                let taken = (sender, ContactPayload::Request, issued_us);
+                if let Some(refusal) = self.contact_payload_refusal(taken, now, outcome)? {
                     tracing::debug!(%sender, %refusal, "a contact request not taken");
                     return Ok(Step::Done(refused(refusal)));
                 }
@@ -467,8 +479,6 @@ impl Inbound<'_> {
                 if !relays.is_empty() {
                     c.relays = relays;
                 }
-                // Taken from here on (the quota let it in): no copy of it comes again.
-                self.store.note_contact_payload(&sender, issued_us)?;
                 let answer = redeemed || matches!(c.state, ContactState::Accepted | ContactState::PendingOut);
                 let unchanged = known.is_some_and(|old| {
                     let new = Contact {
@@ -480,7 +490,9 @@ impl Inbound<'_> {
                     old == new
                 });
                 if !answer && unchanged {
-                    // A repeated request: nothing to write or tell (a flood costs no disk).
+                    // A repeated request: nothing to write or tell (a flood costs no
+                    // disk but its mark).
+                    outcome.heard.push(taken);
                     return Ok(Step::Done(DmResult::Stored));
                 }
                 if answer {
@@ -509,6 +521,7 @@ impl Inbound<'_> {
                         Err(e) => tracing::warn!(%sender, error = %e, "keeping a contact request's ratchet keys failed"),
                     }
                 }
+                outcome.heard.push(taken);
                 outcome.events.push(if answer {
                     Event::ContactChanged { contact: saved }
                 } else {
@@ -570,14 +583,20 @@ impl Inbound<'_> {
             // refused while decoding.
             Payload::Ratcheted { .. } => Ok(Step::Done(DmResult::Rejected(RejectReason::Malformed))),
             Payload::ContactAccepted { name, issued_us } => {
-                if let Some(refusal) = self.store.contact_payload_refusal(&sender, issued_us, now)? {
+                let taken = (sender, ContactPayload::Acceptance, issued_us);
+                if let Some(refusal) = self.contact_payload_refusal(taken, now, outcome)? {
                     tracing::debug!(%sender, %refusal, "a contact acceptance not taken");
                     return Ok(Step::Done(refused(refusal)));
+                }
+                // Marked for anyone we hold a record of, a fellow member too (a
+                // stranger's would only fill the marks): a copy must not accept a
+                // request we make later.
+                if contact.is_some() {
+                    outcome.heard.push(taken);
                 }
                 // From a stranger, or a fellow member we did not ask (or asked and
                 // then removed): nothing to accept.
                 if let Some(mut c) = contact.filter(|c| c.state != ContactState::Member) {
-                    self.store.note_contact_payload(&sender, issued_us)?;
                     if let Some(name) = valid_name(name) {
                         c.display_name = Some(name);
                     }
@@ -592,6 +611,20 @@ impl Inbound<'_> {
                 Ok(Step::Done(DmResult::Stored))
             }
         }
+    }
+
+    /// Whether the contact payload `(sender, kind, issued_us)` is refused: by the
+    /// store's marks, or as a copy of one taken earlier in this batch.
+    fn contact_payload_refusal(
+        &self,
+        (sender, kind, issued_us): (PeerId, ContactPayload, u64),
+        now: u64,
+        outcome: &Outcome,
+    ) -> Result<Option<Refusal>, OpError> {
+        if outcome.heard.iter().any(|(p, k, us)| *p == sender && *k == kind && *us >= issued_us) {
+            return Ok(Some(Refusal::Replayed));
+        }
+        Ok(self.store.contact_payload_refusal(&sender, kind, issued_us, now)?)
     }
 
     fn new_contact(&self, peer: PeerId, e2e: [u8; 32], state: ContactState, name: Option<String>) -> Contact {

@@ -407,3 +407,35 @@ fn a_kept_copy_of_a_contact_request_or_acceptance_changes_nothing_when_it_comes_
         assert_eq!(node.state_of(&dave.peer_id()), Some(ContactState::PendingOut));
     }
 }
+
+#[test]
+fn a_request_issued_before_an_acceptance_that_overtook_it_is_still_taken_and_one_batch_takes_a_copy_once() {
+    let mut node = Receiver::new();
+    let bob = someone(0);
+    // We asked Bob while he asked us: his request waits at a relay, his acceptance of
+    // ours comes first, directly.
+    node.knows(&bob, ContactState::PendingOut);
+    let relay: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq".parse().unwrap();
+    let request = Payload::ContactRequest {
+        name: Some("Bob".into()),
+        addrs: Vec::new(),
+        token: None,
+        relays: vec![relay.to_vec()],
+        keys: None,
+        issued_us: ops::issue_time_us(),
+    };
+    let request = node.sealed_from(&bob, &request);
+    let accepted = node.sealed_from(&bob, &Payload::ContactAccepted { name: None, issued_us: ops::issue_time_us() });
+    assert_eq!(node.apply(&[accepted]).0, [DmResult::Stored]);
+    assert_eq!(node.state_of(&bob.peer_id()), Some(ContactState::Accepted));
+    assert_eq!(node.apply(&[request]).0, [DmResult::Stored]);
+    assert_eq!(node.record_of(&bob.peer_id()).unwrap().relays, [relay], "the older request is taken: its relays count");
+
+    // A stranger's request twice in one batch: one request shown.
+    let carol = someone(1);
+    let twice = node.request_from(&carol);
+    let (results, outcome) = node.apply(&[twice.clone(), twice]);
+    assert_eq!(results, [DmResult::Stored, DmResult::Stored]);
+    let shown = outcome.events.iter().filter(|e| matches!(e, Event::ContactRequest { .. })).count();
+    assert_eq!(shown, 1);
+}
