@@ -207,6 +207,33 @@ fn a_client_past_the_nodes_limit_is_told_so_instead_of_waiting_unanswered() {
     wait_until(DEADLINE, "a freed place serves the next client", || alice.run(&["status"]).status.success());
 }
 
+/// `kith get --wait` holds its connection until the download ends, which for a file
+/// whose sender is offline can be never. A client that gave up (killed, timed out)
+/// used to keep its place all the same, so 64 of them left the node serving no one.
+#[test]
+fn a_client_that_goes_while_it_waits_for_a_download_gives_its_place_back() {
+    let (mut alice, bob) = kith_tests::connected_pair();
+    let dir = tempfile::tempdir().unwrap();
+    // Above the automatic download size (25 MiB): offered, fetched only when asked.
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![7u8; 26 << 20]).unwrap();
+    let message = alice.json(&["send-file", "Bob", big.to_str().unwrap(), "--json"]);
+    let id = message["file"]["id"].as_str().unwrap().to_owned();
+    wait_until(DEADLINE, "Bob has the offer", || {
+        bob.json(&["files", "--json"]).to_string().contains(&id)
+    });
+    alice.stop();
+
+    // Every place taken by a client waiting for the download, then each goes.
+    for _ in 0..64 {
+        let mut raw = Raw::connect(&bob);
+        raw.send_bytes(format!("{}\n", json!({ "id": 1, "method": "get_file", "params": { "id": id, "wait": true } })).as_bytes());
+    }
+    wait_until(DEADLINE, "the places of clients that went are free", || bob.run(&["status"]).status.success());
+    let file = bob.json(&["files", "--json"]);
+    assert!(file.to_string().contains(&id), "the download is still Bob's to finish: {file}");
+}
+
 /// Events buffered per subscriber in this test (`KITH_EVENT_BUFFER`).
 const EVENT_BUFFER: usize = 16;
 /// Characters of each flood message (two bytes each in UTF-8).

@@ -123,7 +123,9 @@ fn mail_a_relay_loses_still_arrives_through_the_other_relay_that_was_down_when_i
     second.start();
     let (mut alice, mut bob) = pair_pinning(&[&first, &second]);
     alice.stop();
-    alice.env.push(("KITH_REDEPOSIT_MS".into(), "300".into()));
+    // Tries 1.5 s, 4.5 s ... 46.5 s after the first deposit: a slow restart of the
+    // second relay still falls inside them.
+    alice.env.push(("KITH_REDEPOSIT_MS".into(), "1500".into()));
     alice.start(&[]);
     bob.stop();
     second.stop();

@@ -345,6 +345,12 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether answering it can take long (a download it waits for): the server then
+    /// watches for the client going meanwhile.
+    pub fn waits_long(&self) -> bool {
+        matches!(self, Request::GetFile { wait: true, .. })
+    }
+
     /// The methods of the variants other than [`Request::ChangeGroup`], whose methods
     /// are [`GroupChange::METHODS`].
     pub const METHODS: [&'static str; 52] = [

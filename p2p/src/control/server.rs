@@ -172,7 +172,20 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                     write_line(&mut write, &Answer::refusal(Value::Null, err)).await?;
                     return Ok(());
                 }
-                let (reply, subscribe) = request(&line, backend).await;
+                let (reply, subscribe) = match parse(&line) {
+                    Err(answer) => (answer, false),
+                    Ok((id, parsed)) if parsed.waits_long() => {
+                        line.clear();
+                        // A client that goes while it waits must not keep its place
+                        // until the wait ends: its end of the socket closing ends
+                        // this connection (what it sent meanwhile stays unread).
+                        tokio::select! {
+                            answer = answer(id, parsed, backend) => answer,
+                            () = closed(&mut reader) => return Ok(()),
+                        }
+                    }
+                    Ok((id, parsed)) => answer(id, parsed, backend).await,
+                };
                 line.clear();
                 // Subscribing again keeps the events already queued for this client.
                 if let (true, None, Backend::Node(node)) = (subscribe, &events, backend) {
@@ -192,12 +205,27 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
     }
 }
 
-/// One request line → its response, and whether it subscribed.
+/// Ends once the client's end of the socket is closed (or fails); never while it
+/// only sends more (that waits in `reader` for the next request).
+async fn closed(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) {
+    match reader.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// One request line → its response, and whether it subscribed (what a connection
+/// does with a line, for the fuzz target).
+#[cfg(any(test, feature = "test-support"))]
 pub(crate) async fn request(line: &[u8], backend: &Backend) -> (Answer, bool) {
-    let (id, request) = match parse(line) {
-        Ok(parsed) => parsed,
-        Err(answer) => return (answer, false),
-    };
+    match parse(line) {
+        Ok((id, request)) => answer(id, request, backend).await,
+        Err(answer) => (answer, false),
+    }
+}
+
+/// The response to `request` (whose id is `id`), and whether it subscribed.
+async fn answer(id: Value, request: Request, backend: &Backend) -> (Answer, bool) {
     if request == (Request::Subscribe {}) {
         // The server's own business, whatever the backend: its events come here.
         return (Answer { id, outcome: super::dispatch::subscribed() }, true);

@@ -590,10 +590,8 @@ impl Inbound<'_> {
                 }
                 // Marked for anyone we hold a record of, a fellow member too (a
                 // stranger's would only fill the marks): a copy must not accept a
-                // request we make later.
-                if contact.is_some() {
-                    outcome.heard.push(taken);
-                }
+                // request we make later. Marked once applied, below.
+                let marked = contact.is_some();
                 // From a stranger, or a fellow member we did not ask (or asked and
                 // then removed): nothing to accept.
                 if let Some(mut c) = contact.filter(|c| c.state != ContactState::Member) {
@@ -607,6 +605,9 @@ impl Inbound<'_> {
                     }
                     let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
                     outcome.events.push(Event::ContactChanged { contact: saved });
+                }
+                if marked {
+                    outcome.heard.push(taken);
                 }
                 Ok(Step::Done(DmResult::Stored))
             }

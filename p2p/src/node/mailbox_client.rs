@@ -95,7 +95,7 @@ pub(crate) const MAX_REDEPOSIT_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
     Deposit { attempt: u64 },
-    Redeposit { key: u64 },
+    Redeposit { key: u64, ids: Vec<MessageId> },
     DrainChallenge,
     Page,
     AckChallenge { seqs: Vec<u64> },
@@ -183,6 +183,13 @@ struct Redeposit {
 impl Redeposit {
     fn bytes(&self) -> usize {
         self.envelopes.iter().map(Vec::len).sum()
+    }
+
+    /// Drops the envelopes of `gone` (ids), keeping envelopes and ids aligned.
+    fn drop_ids(&mut self, gone: &[MessageId]) {
+        let mut kept = self.ids.iter().map(|id| !gone.contains(id));
+        self.envelopes.retain(|_| kept.next().unwrap_or(true));
+        self.ids.retain(|id| !gone.contains(id));
     }
 }
 
@@ -300,8 +307,8 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
     pub(crate) fn failed(&mut self, id: Id, now: Instant) -> Vec<Effect> {
         match self.requests.remove(&id) {
             Some((_, Pending::Deposit { attempt })) => self.attempt_answered(attempt, now),
-            Some((_, Pending::Redeposit { key })) => {
-                self.redeposit_answered(key, None, now);
+            Some((_, Pending::Redeposit { key, .. })) => {
+                self.redeposit_answered(key, &[], now);
                 Vec::new()
             }
             Some((relay, _)) => {
@@ -341,19 +348,20 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
                 tracing::warn!(%relay, response = response.kind(), "unexpected answer to a deposit");
                 self.attempt_answered(attempt, now)
             }
-            (Pending::Redeposit { key }, MailboxResponse::Deposited { results }) => {
-                self.redeposit_answered(key, Some(&results), now);
+            (Pending::Redeposit { key, ids }, MailboxResponse::Deposited { results }) => {
+                let done = settled_ids(&ids, &results);
+                self.redeposit_answered(key, &done, now);
                 Vec::new()
             }
-            (Pending::Redeposit { key }, MailboxResponse::Refused(refusal)) => {
+            (Pending::Redeposit { key, ids }, MailboxResponse::Refused(refusal)) => {
                 tracing::debug!(%relay, %refusal, "a relay refused mail sent again");
-                let results = self.redeposits.get(&key).map(|r| vec![DepositResult::Refused(refusal); r.envelopes.len()]);
-                self.redeposit_answered(key, results.as_deref(), now);
+                let done = if refusal.is_permanent() { ids } else { Vec::new() };
+                self.redeposit_answered(key, &done, now);
                 Vec::new()
             }
-            (Pending::Redeposit { key }, response) => {
+            (Pending::Redeposit { key, .. }, response) => {
                 tracing::warn!(%relay, response = response.kind(), "unexpected answer to a deposit");
-                self.redeposit_answered(key, None, now);
+                self.redeposit_answered(key, &[], now);
                 Vec::new()
             }
             (Pending::DrainChallenge, MailboxResponse::Challenge { nonce }) => {
@@ -500,7 +508,7 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
                     relay: r.relay,
                     addr: Some(r.addr.clone()),
                     ask: Ask::Deposit { recipient: r.recipient, envelopes: r.envelopes.clone() },
-                    step: Step(Pending::Redeposit { key: *key }),
+                    step: Step(Pending::Redeposit { key: *key, ids: r.ids.clone() }),
                 }));
             }
         }
@@ -520,9 +528,7 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
         let mut emptied = Vec::new();
         for (key, r) in self.redeposits.iter_mut().filter(|(_, r)| r.recipient == *recipient) {
             let before = r.bytes();
-            let mut kept = r.ids.iter().map(|id| !ids.contains(id));
-            r.envelopes.retain(|_| kept.next().unwrap_or(true));
-            r.ids.retain(|id| !ids.contains(id));
+            r.drop_ids(ids);
             self.redeposit_bytes -= before - r.bytes();
             if r.envelopes.is_empty() {
                 emptied.push(*key);
@@ -533,18 +539,26 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
         }
     }
 
-    /// A redeposit's try ended: with the relay's results (`None`: no answer, or one
-    /// that says nothing per envelope). What it now holds, or refused for good, is
-    /// dropped; the rest waits twice as long as before, until [`REDEPOSIT_TRIES`].
-    fn redeposit_answered(&mut self, key: u64, results: Option<&[DepositResult]>, now: Instant) {
+    /// Drops every redeposit for `recipient` (removed or blocked: nothing more goes
+    /// to it).
+    pub(crate) fn forget(&mut self, recipient: &PeerId) {
+        let bytes = &mut self.redeposit_bytes;
+        self.redeposits.retain(|_, r| {
+            let keep = r.recipient != *recipient;
+            if !keep {
+                *bytes -= r.bytes();
+            }
+            keep
+        });
+    }
+
+    /// A redeposit's try ended; `done` are the ids of the envelopes the relay now
+    /// holds or refused for good (none for a failure). Those are dropped; the rest
+    /// waits twice as long as before, until [`REDEPOSIT_TRIES`].
+    fn redeposit_answered(&mut self, key: u64, done: &[MessageId], now: Instant) {
         let Some(r) = self.redeposits.get_mut(&key) else { return };
         let before = r.bytes();
-        if let Some(results) = results.filter(|results| results.len() == r.envelopes.len()) {
-            let mut later = results.iter().map(might_take_later);
-            r.envelopes.retain(|_| later.next().unwrap_or(false));
-            let mut later = results.iter().map(might_take_later);
-            r.ids.retain(|_| later.next().unwrap_or(false));
-        }
+        r.drop_ids(done);
         r.tries += 1;
         let done = r.envelopes.is_empty() || r.tries >= REDEPOSIT_TRIES;
         if !done {
@@ -572,6 +586,16 @@ impl Copies {
         let at = self.relays.iter().position(|(r, _)| r == relay)?;
         self.missing.get_mut(at)
     }
+}
+
+/// The ids of `sent` whose envelope the relay holds or refused for good, by its
+/// `results` (none when they are not one per envelope: they say nothing then).
+/// Matched by id, since a receipt may have trimmed the redeposit meanwhile.
+fn settled_ids(sent: &[MessageId], results: &[DepositResult]) -> Vec<MessageId> {
+    if results.len() != sent.len() {
+        return Vec::new();
+    }
+    sent.iter().zip(results).filter(|(_, r)| !might_take_later(r)).map(|(id, _)| *id).collect()
 }
 
 /// Whether a relay that answered `result` for an envelope may take it on another
@@ -787,6 +811,22 @@ mod tests {
     }
 
     #[test]
+    fn a_relays_answer_to_a_redeposit_a_receipt_trimmed_meanwhile_still_counts() {
+        let mut h = Harness::default();
+        let (bob, r1, r2) = (peer(), peer(), peer());
+        let t = now();
+        let (_, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1], vec![2], vec![3]], &ids(3)).unwrap();
+        let (sent, _) = h.send(effects);
+        h.client.answered(sent[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored; 3] }, t);
+        h.client.failed(sent[1].0, t);
+        let (again, _) = h.due(h.client.next_wakeup().unwrap());
+        // Bob's receipt for the second comes while the relay stores all three.
+        h.client.delivered(&bob, &ids(2)[1..]);
+        h.client.answered(again[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored; 3] }, t);
+        assert_eq!((h.client.next_wakeup(), h.client.redeposit_bytes), (None, 0), "all held: nothing to send again");
+    }
+
+    #[test]
     fn a_redeposit_stops_after_its_tries_and_none_is_kept_for_one_relay_or_what_no_relay_held() {
         let mut h = Harness::default();
         let (bob, r1, r2) = (peer(), peer(), peer());
@@ -808,6 +848,15 @@ mod tests {
         }
         assert_eq!(tries, REDEPOSIT_TRIES);
         assert_eq!(h.client.redeposit_bytes, 0);
+
+        // A contact removed or blocked gets nothing more.
+        let (_, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1]], &ids(1)).unwrap();
+        let (sent, _) = h.send(effects);
+        h.client.answered(sent[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored] }, t);
+        h.client.failed(sent[1].0, t);
+        assert!(h.client.next_wakeup().is_some());
+        h.client.forget(&bob);
+        assert_eq!((h.client.next_wakeup(), h.client.redeposit_bytes), (None, 0));
 
         // A relay that refused for good, or the only relay, gets nothing again.
         let (_, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1]], &ids(1)).unwrap();

@@ -51,12 +51,14 @@ impl Actor {
             }
             direct::Gate::Removed => {
                 self.drop_seals(&peer);
+                self.relays.forget(&peer);
                 let dropped = self.queues.forget(&peer);
                 self.drop_undeliverable(dropped);
                 return;
             }
             direct::Gate::Blocked => {
                 self.queues.forget(&peer);
+                self.relays.forget(&peer);
                 return;
             }
             direct::Gate::Held => {

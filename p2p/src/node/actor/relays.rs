@@ -28,13 +28,18 @@ pub(crate) fn relay_peer(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().filter_map(|p| if let Protocol::P2p(id) = p { Some(id) } else { None }).last()
 }
 
-/// A contact's pinned relays that we can address.
+/// A contact's pinned relays that we can address, each once (the first address
+/// of a relay pinned under several).
 fn relays_of(contact: &Contact) -> Vec<(PeerId, Multiaddr)> {
-    contact
-        .relays
-        .iter()
-        .filter_map(|a| Some((relay_peer(a)?, a.clone())))
-        .collect()
+    let mut relays: Vec<(PeerId, Multiaddr)> = Vec::new();
+    for addr in &contact.relays {
+        if let Some(relay) = relay_peer(addr)
+            && !relays.iter().any(|(known, _)| *known == relay)
+        {
+            relays.push((relay, addr.clone()));
+        }
+    }
+    relays
 }
 
 impl Actor {
