@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_storage::{
-    Contact, ContactState, Conversation, ConversationId, ConversationKind, Direction, FileRef, Group, Link, Message,
+    Contact, ContactPayload, ContactState, Conversation, ConversationId, ConversationKind, Direction, FileRef, Group, Link, Message,
     MAX_DRAFT_LEN, MessageId, MessageState, Mute, OutboxEntry, Recipient, Store, StoreError,
 };
 use libp2p::PeerId;
@@ -274,7 +274,11 @@ pub fn accept(store: &Store, contact: &Contact, my_name: Option<&str>) -> Result
             });
         }
     }
-    enqueue(store, &contact.peer_id, &Payload::ContactAccepted { name: my_name.map(str::to_owned), issued_us: issue_time_us() })?;
+    // The request it answers, as its mark keeps it (none for a stranger who only
+    // wrote, or one pruned: 0, taken as any).
+    let answers_us = store.contact_payload_mark(&contact.peer_id, ContactPayload::Request)?.unwrap_or(0);
+    let accepted = Payload::ContactAccepted { name: my_name.map(str::to_owned), issued_us: issue_time_us(), answers_us };
+    enqueue(store, &contact.peer_id, &accepted)?;
     set_state(store, contact, ContactState::Accepted)
 }
 

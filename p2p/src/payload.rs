@@ -145,6 +145,12 @@ pub enum Payload {
         /// When the accepter issued it, as in [`Payload::ContactRequest`].
         #[serde(default)]
         issued_us: u64,
+        /// The `issued_us` of the request it answers (0: not known). A requester
+        /// takes it as accepting only a request it made no later than that, so an
+        /// acceptance of an earlier request (a copy a relay held back) does not
+        /// accept a request made again since.
+        #[serde(default)]
+        answers_us: u64,
     },
     /// Signed membership operations of a group (see [`crate::group::membership`]):
     /// the whole history for a new member (in parts, parents first), single
@@ -473,7 +479,7 @@ mod tests {
         assert!(matches!(r, Err(WireError::TooLong { len, max: MAX_TEXT_LEN }) if len == MAX_TEXT_LEN + 1), "{r:?}");
 
         let request = |name: String| Payload::ContactRequest { name: Some(name), addrs: vec![], token: None, relays: vec![], keys: None, issued_us: 1 };
-        let accepted = |name: String| Payload::ContactAccepted { name: Some(name), issued_us: 1 };
+        let accepted = |name: String| Payload::ContactAccepted { name: Some(name), issued_us: 1, answers_us: 0 };
         for make in [request, accepted] {
             let at = make("x".repeat(MAX_DISPLAY_NAME_BYTES));
             assert_eq!(Payload::decode(&at.encode().unwrap()).unwrap(), at);

@@ -121,6 +121,9 @@ pub enum ContactPayload {
     Request,
     /// The acceptance of one.
     Acceptance,
+    /// Our own request to the peer, as we issued it: the acceptance that makes the
+    /// peer a contact must answer it (or a later one).
+    Asked,
 }
 
 /// The key of `peer`'s mark for `kind` in the `contact_heard` tree.
@@ -129,6 +132,7 @@ pub(crate) fn heard_key(peer: &PeerId, kind: ContactPayload) -> Vec<u8> {
     key.extend_from_slice(match kind {
         ContactPayload::Request => b"/request",
         ContactPayload::Acceptance => b"/acceptance",
+        ContactPayload::Asked => b"/asked",
     });
     key
 }

@@ -566,12 +566,18 @@ impl Store {
         if let Some(refusal) = replay::outside(issued_us / 1000, now_ms) {
             return Ok(Some(refusal));
         }
-        let heard = self.inner.trees.contact_heard.get(replay::heard_key(peer, kind)).map_err(db)?;
-        // A damaged mark counts as none: it must not refuse every payload of `peer`.
-        match heard.and_then(|v| replay::heard_us(&v)) {
+        match self.contact_payload_mark(peer, kind)? {
             Some(last) if last >= issued_us => Ok(Some(Refusal::Replayed)),
             _ => Ok(None),
         }
+    }
+
+    /// The issue time (µs) of the last contact payload of `kind` noted for `peer`
+    /// ([`Store::note_contact_payload`]), if one is kept. A damaged mark counts as
+    /// none: it must not refuse every payload of `peer`.
+    pub fn contact_payload_mark(&self, peer: &PeerId, kind: ContactPayload) -> Result<Option<u64>, StoreError> {
+        let heard = self.inner.trees.contact_heard.get(replay::heard_key(peer, kind)).map_err(db)?;
+        Ok(heard.and_then(|v| replay::heard_us(&v)))
     }
 
     /// Remembers that a contact payload of `kind` from `peer` issued at `issued_us`

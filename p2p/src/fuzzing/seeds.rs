@@ -207,7 +207,7 @@ fn payloads() -> Vec<Payload> {
             issued_us: 1_700_000_000_000_000,
         },
         Payload::Receipt { kind: ReceiptKind::Read, ids: vec![MessageId([1; 16]), MessageId([2; 16])] },
-        Payload::ContactAccepted { name: None, issued_us: 1_700_000_000_000_001 },
+        Payload::ContactAccepted { name: None, issued_us: 1_700_000_000_000_001, answers_us: 1_700_000_000_000_000 },
         Payload::GroupOps {
             group,
             ops: vec![op],

@@ -888,15 +888,18 @@ impl Actor {
     fn enqueue_contact_request(&mut self, peer: PeerId, token: Option<[u8; 16]>) -> Result<(), OpError> {
         let keys = self.request_keys(peer);
         let carries_keys = keys.is_some();
+        let issued_us = ops::issue_time_us();
         let request = Payload::ContactRequest {
             name: self.config.display_name.clone(),
             addrs: self.shareable_addrs().iter().map(|a| a.to_vec()).collect(),
             token,
             relays: self.config.relays.iter().map(|a| a.to_vec()).collect(),
             keys,
-            issued_us: ops::issue_time_us(),
+            issued_us,
         };
         let id = ops::enqueue(&self.store, &peer, &request)?;
+        // Only an acceptance of this request (or a later one) makes them a contact.
+        self.store.note_contact_payload(&peer, kith_storage::ContactPayload::Asked, issued_us)?;
         if carries_keys {
             self.unflushed_offers.insert(id);
         }

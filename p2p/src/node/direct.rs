@@ -176,7 +176,7 @@ mod tests {
         let text = Payload::Text { id: MessageId([3; 16]), lamport: 1, sent_at_ms: 0, text: "hi".into(), file: None, link: None };
         assert!(!goes(text));
         assert!(!goes(Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None, issued_us: 1 }));
-        assert!(!goes(Payload::ContactAccepted { name: None, issued_us: 1 }));
+        assert!(!goes(Payload::ContactAccepted { name: None, issued_us: 1, answers_us: 0 }));
         assert!(!goes_to_a_member(b"not a payload"));
     }
 

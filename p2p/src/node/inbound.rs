@@ -500,7 +500,11 @@ impl Inbound<'_> {
                     ops::enqueue(
                         self.store,
                         &c.peer_id,
-                        &Payload::ContactAccepted { name: self.my_name.map(str::to_owned), issued_us: ops::issue_time_us() },
+                        &Payload::ContactAccepted {
+                            name: self.my_name.map(str::to_owned),
+                            issued_us: ops::issue_time_us(),
+                            answers_us: issued_us,
+                        },
                     )?;
                     // Our profile once, when they become a contact (not on every
                     // repeated request of an accepted contact).
@@ -582,7 +586,7 @@ impl Inbound<'_> {
             // Opened before it gets here (see `unwrap_ratchet`); one inside another is
             // refused while decoding.
             Payload::Ratcheted { .. } => Ok(Step::Done(DmResult::Rejected(RejectReason::Malformed))),
-            Payload::ContactAccepted { name, issued_us } => {
+            Payload::ContactAccepted { name, issued_us, answers_us } => {
                 let taken = (sender, ContactPayload::Acceptance, issued_us);
                 if let Some(refusal) = self.contact_payload_refusal(taken, now, outcome)? {
                     tracing::debug!(%sender, %refusal, "a contact acceptance not taken");
@@ -598,7 +602,7 @@ impl Inbound<'_> {
                     if let Some(name) = valid_name(name) {
                         c.display_name = Some(name);
                     }
-                    if c.state == ContactState::PendingOut {
+                    if c.state == ContactState::PendingOut && self.answers_our_request(&sender, answers_us)? {
                         c.state = ContactState::Accepted;
                         // Now they may see our profile.
                         outcome.queued |= super::profiles::share(self.store, &self.me, &sender)?;
@@ -612,6 +616,18 @@ impl Inbound<'_> {
                 Ok(Step::Done(DmResult::Stored))
             }
         }
+    }
+
+    /// Whether an acceptance from `sender` answering its request issued at
+    /// `answers_us` answers ours: our last request to it was issued no later (or we
+    /// keep none, or the acceptance names none: 0).
+    fn answers_our_request(&self, sender: &PeerId, answers_us: u64) -> Result<bool, OpError> {
+        let asked = self.store.contact_payload_mark(sender, ContactPayload::Asked)?;
+        let answers = answers_us == 0 || asked.is_none_or(|asked| asked <= answers_us);
+        if !answers {
+            tracing::debug!(%sender, "an acceptance of a request older than ours; not taken as accepting it");
+        }
+        Ok(answers)
     }
 
     /// Whether the contact payload `(sender, kind, issued_us)` is refused: by the

@@ -240,7 +240,7 @@ fn an_acceptance_from_a_fellow_member_we_did_not_ask_changes_nothing() {
     let mut node = Receiver::new();
     let member = someone(0);
     node.knows(&member, ContactState::Member);
-    let accepted = node.sealed_from(&member, &Payload::ContactAccepted { name: Some("Mallory".into()), issued_us: ops::issue_time_us() });
+    let accepted = node.sealed_from(&member, &Payload::ContactAccepted { name: Some("Mallory".into()), issued_us: ops::issue_time_us(), answers_us: 0 });
     let (results, outcome) = node.apply(&[accepted]);
     assert_eq!(results, vec![DmResult::Stored]);
     assert!(outcome.events.is_empty(), "no contact shows up");
@@ -383,7 +383,7 @@ fn a_kept_copy_of_a_contact_request_or_acceptance_changes_nothing_when_it_comes_
     // new request; a new acceptance does.
     let carol = someone(1);
     let accepted = |node: &Receiver| {
-        node.sealed_from(&carol, &Payload::ContactAccepted { name: Some("Carol".into()), issued_us: ops::issue_time_us() })
+        node.sealed_from(&carol, &Payload::ContactAccepted { name: Some("Carol".into()), issued_us: ops::issue_time_us(), answers_us: 0 })
     };
     node.knows(&carol, ContactState::PendingOut);
     let old = accepted(&node);
@@ -397,12 +397,36 @@ fn a_kept_copy_of_a_contact_request_or_acceptance_changes_nothing_when_it_comes_
     node.apply(&[accepted(&node)]);
     assert_eq!(node.state_of(&carol.peer_id()), Some(ContactState::Accepted));
 
+    // An acceptance a relay held back and never delivered, of a request we made
+    // before removing the contact, does not accept the request we made since; one
+    // that answers it does.
+    let erin = someone(3);
+    let asked = |node: &Receiver| {
+        let at = ops::issue_time_us();
+        node.store.note_contact_payload(&erin.peer_id(), kith_storage::ContactPayload::Asked, at).unwrap();
+        at
+    };
+    let accepting = |node: &Receiver, answers_us| {
+        let payload = Payload::ContactAccepted { name: None, issued_us: ops::issue_time_us(), answers_us };
+        node.sealed_from(&erin, &payload)
+    };
+    node.knows(&erin, ContactState::PendingOut);
+    let first_request = asked(&node);
+    let held_back = accepting(&node, first_request);
+    ops::remove(&node.store, &me, &node.record_of(&erin.peer_id()).unwrap()).unwrap();
+    node.knows(&erin, ContactState::PendingOut);
+    let second_request = asked(&node);
+    assert_eq!(node.apply(&[held_back]).0, [DmResult::Stored]);
+    assert_eq!(node.state_of(&erin.peer_id()), Some(ContactState::PendingOut), "it answers an older request");
+    node.apply(&[accepting(&node, second_request)]);
+    assert_eq!(node.state_of(&erin.peer_id()), Some(ContactState::Accepted));
+
     // Nor does one from before the replay window, or from an older version (no time).
     let dave = someone(2);
     node.knows(&dave, ContactState::PendingOut);
     let window_us = u64::try_from(kith_storage::REPLAY_WINDOW.as_micros()).unwrap();
     for issued_us in [0, ops::issue_time_us() - window_us - 1_000_000] {
-        let stale = node.sealed_from(&dave, &Payload::ContactAccepted { name: None, issued_us });
+        let stale = node.sealed_from(&dave, &Payload::ContactAccepted { name: None, issued_us, answers_us: 0 });
         assert_eq!(node.apply(&[stale]).0, [DmResult::Rejected(RejectReason::Stale)]);
         assert_eq!(node.state_of(&dave.peer_id()), Some(ContactState::PendingOut));
     }
@@ -425,7 +449,7 @@ fn a_request_issued_before_an_acceptance_that_overtook_it_is_still_taken_and_one
         issued_us: ops::issue_time_us(),
     };
     let request = node.sealed_from(&bob, &request);
-    let accepted = node.sealed_from(&bob, &Payload::ContactAccepted { name: None, issued_us: ops::issue_time_us() });
+    let accepted = node.sealed_from(&bob, &Payload::ContactAccepted { name: None, issued_us: ops::issue_time_us(), answers_us: 0 });
     assert_eq!(node.apply(&[accepted]).0, [DmResult::Stored]);
     assert_eq!(node.state_of(&bob.peer_id()), Some(ContactState::Accepted));
     assert_eq!(node.apply(&[request]).0, [DmResult::Stored]);
