@@ -585,8 +585,15 @@ impl Store {
     /// taken again, even after the contact is removed or its request rejected. Kept
     /// until the replay window would refuse such a copy anyway (pruned when
     /// [`Store::prune_tombstones`] runs, at start). Not flushed.
+    ///
+    /// [`ContactPayload::Asked`] (our own latest request) is replaced instead: after
+    /// our clock went back, a later request may carry an earlier time.
     pub fn note_contact_payload(&self, peer: &PeerId, kind: ContactPayload, issued_us: u64) -> Result<(), StoreError> {
         let tree = &self.inner.trees.contact_heard;
+        if kind == ContactPayload::Asked {
+            tree.insert(replay::heard_key(peer, kind), &issued_us.to_be_bytes()).map_err(db)?;
+            return Ok(());
+        }
         tree.fetch_and_update(replay::heard_key(peer, kind), |old| {
             let old = old.and_then(replay::heard_us).unwrap_or(0);
             Some(old.max(issued_us).to_be_bytes().to_vec())

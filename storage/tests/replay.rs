@@ -376,6 +376,12 @@ fn a_contact_payload_not_newer_than_the_last_taken_is_a_copy_until_the_window_re
     store.note_contact_payload(&bob, Request, us(NOW - 2 * DAY_MS)).unwrap();
     assert_eq!(store.contact_payload_refusal(&bob, Request, us(NOW - DAY_MS), NOW).unwrap(), Some(Refusal::Replayed));
 
+    // Our own latest request is replaced, not kept at its maximum: after our clock
+    // went back, a later request may carry an earlier time.
+    store.note_contact_payload(&bob, kith_storage::ContactPayload::Asked, us(NOW)).unwrap();
+    store.note_contact_payload(&bob, kith_storage::ContactPayload::Asked, us(NOW - DAY_MS)).unwrap();
+    assert_eq!(store.contact_payload_mark(&bob, kith_storage::ContactPayload::Asked).unwrap(), Some(us(NOW - DAY_MS)));
+
     let window = ms(REPLAY_WINDOW);
     assert_eq!(store.contact_payload_refusal(&carol, Request, 0, NOW).unwrap(), Some(Refusal::Expired), "no time: an older version");
     assert_eq!(store.contact_payload_refusal(&carol, Request, us(NOW - window - 1), NOW).unwrap(), Some(Refusal::Expired));

@@ -898,11 +898,14 @@ impl Actor {
             issued_us,
         };
         let id = ops::enqueue(&self.store, &peer, &request)?;
-        // Only an acceptance of this request (or a later one) makes them a contact.
-        self.store.note_contact_payload(&peer, kith_storage::ContactPayload::Asked, issued_us)?;
         if carries_keys {
             self.unflushed_offers.insert(id);
         }
+        // Only an acceptance of this request (or a later one) makes them a contact.
+        // Failing to note it only weakens that check: the request goes all the same.
+        self.store
+            .note_contact_payload(&peer, kith_storage::ContactPayload::Asked, issued_us)
+            .or_log("noting a contact request we made");
         Ok(())
     }
 

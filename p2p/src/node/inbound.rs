@@ -602,7 +602,7 @@ impl Inbound<'_> {
                     if let Some(name) = valid_name(name) {
                         c.display_name = Some(name);
                     }
-                    if c.state == ContactState::PendingOut && self.answers_our_request(&sender, answers_us)? {
+                    if c.state == ContactState::PendingOut && self.answers_our_request(&sender, answers_us, issued_us)? {
                         c.state = ContactState::Accepted;
                         // Now they may see our profile.
                         outcome.queued |= super::profiles::share(self.store, &self.me, &sender)?;
@@ -618,14 +618,18 @@ impl Inbound<'_> {
         }
     }
 
-    /// Whether an acceptance from `sender` answering its request issued at
-    /// `answers_us` answers ours: our last request to it was issued no later (or we
-    /// keep none, or the acceptance names none: 0).
-    fn answers_our_request(&self, sender: &PeerId, answers_us: u64) -> Result<bool, OpError> {
-        let asked = self.store.contact_payload_mark(sender, ContactPayload::Asked)?;
-        let answers = answers_us == 0 || asked.is_none_or(|asked| asked <= answers_us);
+    /// Whether an acceptance from `sender`, issued at `issued_us` and answering its
+    /// request issued at `answers_us`, answers ours: our latest request to it was
+    /// issued no later (or we keep none). One that names no request (0: its accepter
+    /// kept no mark of it) must at least have been issued after our latest request,
+    /// give or take [`MAX_CLOCK_SKEW`](kith_storage::MAX_CLOCK_SKEW).
+    fn answers_our_request(&self, sender: &PeerId, answers_us: u64, issued_us: u64) -> Result<bool, OpError> {
+        let Some(asked) = self.store.contact_payload_mark(sender, ContactPayload::Asked)? else { return Ok(true) };
+        let skew_us = u64::try_from(kith_storage::MAX_CLOCK_SKEW.as_micros()).unwrap_or(u64::MAX);
+        let answers = if answers_us == 0 { issued_us.saturating_add(skew_us) >= asked } else { asked <= answers_us };
         if !answers {
-            tracing::debug!(%sender, "an acceptance of a request older than ours; not taken as accepting it");
+            // Ours goes on waiting for its own answer; the user may ask again.
+            tracing::info!(%sender, "an acceptance of an earlier request of ours; still waiting for the answer to the latest");
         }
         Ok(answers)
     }

@@ -463,3 +463,51 @@ fn a_request_issued_before_an_acceptance_that_overtook_it_is_still_taken_and_one
     let shown = outcome.events.iter().filter(|e| matches!(e, Event::ContactRequest { .. })).count();
     assert_eq!(shown, 1);
 }
+
+#[test]
+fn an_acceptance_names_the_request_it_answers_whether_the_user_or_the_node_accepts() {
+    let mut node = Receiver::new();
+    let request = |node: &Receiver, from: &Identity, issued_us| {
+        let payload = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None, issued_us };
+        node.sealed_from(from, &payload)
+    };
+    let answered = |node: &Receiver, to: &Identity| -> Vec<u64> {
+        let entries = node.store.outbox().list().unwrap();
+        let answers = entries.iter().filter(|e| e.recipient == kith_storage::Recipient::Peer(to.peer_id()));
+        answers
+            .filter_map(|e| match Payload::decode(&e.payload).unwrap() {
+                Payload::ContactAccepted { answers_us, .. } => Some(answers_us),
+                _ => None,
+            })
+            .collect()
+    };
+    // The user accepts Bob's request: the acceptance names it.
+    let bob = someone(0);
+    let asked_at = ops::issue_time_us();
+    node.apply(&[request(&node, &bob, asked_at)]);
+    ops::accept(&node.store, &node.record_of(&bob.peer_id()).unwrap(), None).unwrap();
+    assert_eq!(answered(&node, &bob), [asked_at]);
+    // Carol and we add each other at once: the node answers her request itself.
+    let carol = someone(1);
+    node.knows(&carol, ContactState::PendingOut);
+    let asked_at = ops::issue_time_us();
+    node.apply(&[request(&node, &carol, asked_at)]);
+    assert_eq!(answered(&node, &carol), [asked_at]);
+
+    // An acceptance naming no request counts only if issued after our latest request
+    // (give or take a day of clock skew).
+    let dave = someone(2);
+    node.knows(&dave, ContactState::PendingOut);
+    let ours = ops::issue_time_us();
+    node.store.note_contact_payload(&dave.peer_id(), kith_storage::ContactPayload::Asked, ours).unwrap();
+    let day_us = 24 * 3600 * 1_000_000;
+    let unnamed = |node: &Receiver, issued_us| {
+        node.sealed_from(&dave, &Payload::ContactAccepted { name: None, issued_us, answers_us: 0 })
+    };
+    let early = unnamed(&node, ours - day_us - 1_000_000);
+    node.apply(&[early]);
+    assert_eq!(node.state_of(&dave.peer_id()), Some(ContactState::PendingOut), "issued well before our request");
+    let late = unnamed(&node, ops::issue_time_us());
+    node.apply(&[late]);
+    assert_eq!(node.state_of(&dave.peer_id()), Some(ContactState::Accepted));
+}
