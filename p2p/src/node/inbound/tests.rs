@@ -51,8 +51,7 @@ impl Receiver {
 
     /// A bare contact request from `sender`, sealed to us.
     fn request_from(&self, sender: &Identity) -> Vec<u8> {
-        let request = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None, issued_us: ops::issue_time_us() };
-        self.sealed_from(sender, &request)
+        self.sealed_from(sender, &contact_request(None, Vec::new(), ops::issue_time_us()))
     }
 
     /// A text `n` from `sender` (its id follows from `n`), sealed to us.
@@ -107,6 +106,11 @@ impl Receiver {
     fn state_of(&self, peer: &PeerId) -> Option<ContactState> {
         self.record_of(peer).map(|c| c.state)
     }
+}
+
+/// A contact request with no addresses, token or keys, issued at `issued_us`.
+fn contact_request(name: Option<&str>, relays: Vec<Vec<u8>>, issued_us: u64) -> Payload {
+    Payload::ContactRequest { name: name.map(str::to_owned), addrs: Vec::new(), token: None, relays, keys: None, issued_us }
 }
 
 fn someone(n: u8) -> Identity {
@@ -183,7 +187,7 @@ fn envelopes_for_someone_else_cut_short_or_garbage_are_refused_and_change_nothin
     let bob = someone(0);
     let for_someone_else = {
         let mut sealer = Sealer::new(&bob, SealerConfig::default());
-        let request = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None, issued_us: ops::issue_time_us() };
+        let request = contact_request(None, Vec::new(), ops::issue_time_us());
         sealer.seal(&someone(1).public().e2e_public, &request.encode().unwrap()).unwrap()
     };
     let mut cut = node.text_from(&bob, 1);
@@ -343,17 +347,7 @@ fn a_kept_copy_of_a_contact_request_or_acceptance_changes_nothing_when_it_comes_
     let mut node = Receiver::new();
     let bob = someone(0);
     let me = node.me.peer_id();
-    let request = |node: &Receiver, name: &str| {
-        let payload = Payload::ContactRequest {
-            name: Some(name.into()),
-            addrs: Vec::new(),
-            token: None,
-            relays: Vec::new(),
-            keys: None,
-            issued_us: ops::issue_time_us(),
-        };
-        node.sealed_from(&bob, &payload)
-    };
+    let request = |node: &Receiver, name: &str| node.sealed_from(&bob, &contact_request(Some(name), Vec::new(), ops::issue_time_us()));
     let name_of = |node: &Receiver| node.record_of(&bob.peer_id()).and_then(|c| c.display_name);
 
     // A request the user rejects does not come back from a kept copy, though its
@@ -440,15 +434,7 @@ fn a_request_issued_before_an_acceptance_that_overtook_it_is_still_taken_and_one
     // ours comes first, directly.
     node.knows(&bob, ContactState::PendingOut);
     let relay: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq".parse().unwrap();
-    let request = Payload::ContactRequest {
-        name: Some("Bob".into()),
-        addrs: Vec::new(),
-        token: None,
-        relays: vec![relay.to_vec()],
-        keys: None,
-        issued_us: ops::issue_time_us(),
-    };
-    let request = node.sealed_from(&bob, &request);
+    let request = node.sealed_from(&bob, &contact_request(Some("Bob"), vec![relay.to_vec()], ops::issue_time_us()));
     let accepted = node.sealed_from(&bob, &Payload::ContactAccepted { name: None, issued_us: ops::issue_time_us(), answers_us: 0 });
     assert_eq!(node.apply(&[accepted]).0, [DmResult::Stored]);
     assert_eq!(node.state_of(&bob.peer_id()), Some(ContactState::Accepted));
@@ -467,10 +453,7 @@ fn a_request_issued_before_an_acceptance_that_overtook_it_is_still_taken_and_one
 #[test]
 fn an_acceptance_names_the_request_it_answers_whether_the_user_or_the_node_accepts() {
     let mut node = Receiver::new();
-    let request = |node: &Receiver, from: &Identity, issued_us| {
-        let payload = Payload::ContactRequest { name: None, addrs: Vec::new(), token: None, relays: Vec::new(), keys: None, issued_us };
-        node.sealed_from(from, &payload)
-    };
+    let request = |node: &Receiver, from: &Identity, issued_us| node.sealed_from(from, &contact_request(None, Vec::new(), issued_us));
     let answered = |node: &Receiver, to: &Identity| -> Vec<u64> {
         let entries = node.store.outbox().list().unwrap();
         let answers = entries.iter().filter(|e| e.recipient == kith_storage::Recipient::Peer(to.peer_id()));
