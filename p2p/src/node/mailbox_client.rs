@@ -14,8 +14,8 @@
 //! one held (unreachable, busy, a passing refusal) is sent those envelopes again
 //! later, with backoff, until it holds them, refuses them for good, a receipt says
 //! the recipient has them ([`MailboxClient::delivered`]), or
-//! [`REDEPOSIT_TRIES`] tries were made. Kept in memory only, up to
-//! [`MAX_REDEPOSIT_BYTES`]: a restart or a full budget leaves the mail with the
+//! [`REDEPOSIT_TRIES`](super::redeposits::REDEPOSIT_TRIES) tries were made. Kept in memory only, up to
+//! [`MAX_REDEPOSIT_BYTES`](super::redeposits::MAX_REDEPOSIT_BYTES): a restart or a full budget leaves the mail with the
 //! relays that hold it, as before.
 //!
 //! Drains, per pinned relay, one at a time: challenge → signed drain of a page →
@@ -38,6 +38,7 @@ use kith_storage::MessageId;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId};
 
+use super::redeposits::Redeposits;
 use crate::mailbox::{DepositResult, MailItem, MailboxResponse, NONCE_LEN, Refusal};
 
 /// A request for the actor to send to `relay` (at `addr` if given, else on the
@@ -85,12 +86,6 @@ pub(crate) enum Ask {
 /// What an answer to a request continues.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Step(Pending);
-
-/// Tries, the first deposit included, of sending one relay what another held.
-pub(crate) const REDEPOSIT_TRIES: u32 = 6;
-
-/// Most bytes of envelopes kept for redeposits at once: past it, no new one is kept.
-pub(crate) const MAX_REDEPOSIT_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
@@ -165,34 +160,6 @@ struct Copies {
     missing: Vec<Vec<bool>>,
 }
 
-/// Envelopes one relay is sent again because another holds them (see the module
-/// docs).
-struct Redeposit {
-    recipient: PeerId,
-    relay: PeerId,
-    addr: Multiaddr,
-    envelopes: Vec<Vec<u8>>,
-    /// The outbox ids of `envelopes`, in order.
-    ids: Vec<MessageId>,
-    /// Tries made, the first deposit included.
-    tries: u32,
-    /// When to try next; `None` while a try is in flight.
-    due: Option<Instant>,
-}
-
-impl Redeposit {
-    fn bytes(&self) -> usize {
-        self.envelopes.iter().map(Vec::len).sum()
-    }
-
-    /// Drops the envelopes of `gone` (ids), keeping envelopes and ids aligned.
-    fn drop_ids(&mut self, gone: &[MessageId]) {
-        let mut kept = self.ids.iter().map(|id| !gone.contains(id));
-        self.envelopes.retain(|_| kept.next().unwrap_or(true));
-        self.ids.retain(|id| !gone.contains(id));
-    }
-}
-
 #[derive(Default)]
 struct Drain {
     busy: bool,
@@ -207,12 +174,7 @@ pub(crate) struct MailboxClient<Id = OutboundRequestId> {
     attempts: HashMap<u64, Attempt>,
     requests: HashMap<Id, (PeerId, Pending)>,
     drains: HashMap<PeerId, Drain>,
-    /// Redeposits by key (keys from `next_attempt` too).
-    redeposits: HashMap<u64, Redeposit>,
-    /// Bytes of envelopes in `redeposits`.
-    redeposit_bytes: usize,
-    /// The first wait before a redeposit; it doubles per try.
-    redeposit_after: Duration,
+    redeposits: Redeposits,
 }
 
 impl<Id> Default for MailboxClient<Id> {
@@ -229,9 +191,7 @@ impl<Id> MailboxClient<Id> {
             attempts: HashMap::new(),
             requests: HashMap::new(),
             drains: HashMap::new(),
-            redeposits: HashMap::new(),
-            redeposit_bytes: 0,
-            redeposit_after,
+            redeposits: Redeposits::new(redeposit_after),
         }
     }
 }
@@ -308,7 +268,7 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
         match self.requests.remove(&id) {
             Some((_, Pending::Deposit { attempt })) => self.attempt_answered(attempt, now),
             Some((_, Pending::Redeposit { key, .. })) => {
-                self.redeposit_answered(key, &[], now);
+                self.redeposits.answered(key, &[], now);
                 Vec::new()
             }
             Some((relay, _)) => {
@@ -350,18 +310,18 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
             }
             (Pending::Redeposit { key, ids }, MailboxResponse::Deposited { results }) => {
                 let done = settled_ids(&ids, &results);
-                self.redeposit_answered(key, &done, now);
+                self.redeposits.answered(key, &done, now);
                 Vec::new()
             }
             (Pending::Redeposit { key, ids }, MailboxResponse::Refused(refusal)) => {
                 tracing::debug!(%relay, %refusal, "a relay refused mail sent again");
                 let done = if refusal.is_permanent() { ids } else { Vec::new() };
-                self.redeposit_answered(key, &done, now);
+                self.redeposits.answered(key, &done, now);
                 Vec::new()
             }
             (Pending::Redeposit { key, .. }, response) => {
                 tracing::warn!(%relay, response = response.kind(), "unexpected answer to a deposit");
-                self.redeposit_answered(key, &[], now);
+                self.redeposits.answered(key, &[], now);
                 Vec::new()
             }
             (Pending::DrainChallenge, MailboxResponse::Challenge { nonce }) => {
@@ -485,92 +445,45 @@ impl<Id: Hash + Eq> MailboxClient<Id> {
                 continue;
             }
             let ids = ids.iter().enumerate().filter(|(i, _)| pick(*i)).map(|(_, id)| *id).collect();
-            let redeposit = Redeposit { recipient, relay, addr, envelopes, ids, tries: 1, due: Some(now + self.redeposit_after) };
-            if self.redeposit_bytes + redeposit.bytes() > MAX_REDEPOSIT_BYTES {
+            let count = envelopes.len();
+            if self.redeposits.keep(recipient, (relay, addr), envelopes, ids, now) {
+                tracing::debug!(%relay, %recipient, envelopes = count, "a relay missed mail another holds; sending it again later");
+            } else {
                 tracing::debug!(%relay, %recipient, "no room to keep mail for a relay that missed it");
-                continue;
             }
-            tracing::debug!(%relay, %recipient, envelopes = redeposit.envelopes.len(), "a relay missed mail another holds; sending it again later");
-            self.redeposit_bytes += redeposit.bytes();
-            let key = self.next_attempt;
-            self.next_attempt += 1;
-            self.redeposits.insert(key, redeposit);
         }
     }
 
     /// The redeposits due at `now`, as requests to send.
     pub(crate) fn due(&mut self, now: Instant) -> Vec<Effect> {
-        let mut sends = Vec::new();
-        for (key, r) in &mut self.redeposits {
-            if r.due.is_some_and(|due| due <= now) {
-                r.due = None;
-                sends.push(Effect::Send(Request {
+        self.redeposits
+            .take_due(now)
+            .into_iter()
+            .map(|(key, r)| {
+                Effect::Send(Request {
                     relay: r.relay,
                     addr: Some(r.addr.clone()),
                     ask: Ask::Deposit { recipient: r.recipient, envelopes: r.envelopes.clone() },
-                    step: Step(Pending::Redeposit { key: *key, ids: r.ids.clone() }),
-                }));
-            }
-        }
-        sends
+                    step: Step(Pending::Redeposit { key, ids: r.ids.clone() }),
+                })
+            })
+            .collect()
     }
 
     /// When the next redeposit is due, if one waits.
     pub(crate) fn next_wakeup(&self) -> Option<Instant> {
-        self.redeposits.values().filter_map(|r| r.due).min()
+        self.redeposits.next_due()
     }
 
     /// A receipt says `recipient` has the messages `ids`: no relay needs them again.
     pub(crate) fn delivered(&mut self, recipient: &PeerId, ids: &[MessageId]) {
-        if self.redeposits.is_empty() {
-            return;
-        }
-        let mut emptied = Vec::new();
-        for (key, r) in self.redeposits.iter_mut().filter(|(_, r)| r.recipient == *recipient) {
-            let before = r.bytes();
-            r.drop_ids(ids);
-            self.redeposit_bytes -= before - r.bytes();
-            if r.envelopes.is_empty() {
-                emptied.push(*key);
-            }
-        }
-        for key in emptied {
-            self.redeposits.remove(&key);
-        }
+        self.redeposits.delivered(recipient, ids);
     }
 
     /// Drops every redeposit for `recipient` (removed or blocked: nothing more goes
     /// to it).
     pub(crate) fn forget(&mut self, recipient: &PeerId) {
-        let bytes = &mut self.redeposit_bytes;
-        self.redeposits.retain(|_, r| {
-            let keep = r.recipient != *recipient;
-            if !keep {
-                *bytes -= r.bytes();
-            }
-            keep
-        });
-    }
-
-    /// A redeposit's try ended; `done` are the ids of the envelopes the relay now
-    /// holds or refused for good (none for a failure). Those are dropped; the rest
-    /// waits twice as long as before, until [`REDEPOSIT_TRIES`].
-    fn redeposit_answered(&mut self, key: u64, done: &[MessageId], now: Instant) {
-        let Some(r) = self.redeposits.get_mut(&key) else { return };
-        let before = r.bytes();
-        r.drop_ids(done);
-        r.tries += 1;
-        let done = r.envelopes.is_empty() || r.tries >= REDEPOSIT_TRIES;
-        if !done {
-            r.due = Some(now + self.redeposit_after * 2u32.pow(r.tries - 1));
-            self.redeposit_bytes -= before - r.bytes();
-            return;
-        }
-        if !r.envelopes.is_empty() {
-            tracing::warn!(relay = %r.relay, recipient = %r.recipient, envelopes = r.envelopes.len(), "a relay did not take mail another holds; gave up");
-        }
-        self.redeposit_bytes -= before;
-        self.redeposits.remove(&key);
+        self.redeposits.forget(recipient);
     }
 
     fn drain_done(&mut self, relay: &PeerId) {
@@ -624,6 +537,7 @@ pub(crate) fn rises_after(after: Option<u64>, seqs: impl IntoIterator<Item = u64
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::node::redeposits::REDEPOSIT_TRIES;
 
     fn peer() -> PeerId {
         PeerId::random()
@@ -807,7 +721,7 @@ mod tests {
         assert!(h.client.next_wakeup().is_some());
         h.client.delivered(&bob, &ids(3)[2..]);
         assert_eq!(h.client.next_wakeup(), None);
-        assert_eq!(h.client.redeposit_bytes, 0);
+        assert_eq!(h.client.redeposits.bytes(), 0);
     }
 
     #[test]
@@ -823,7 +737,7 @@ mod tests {
         // Bob's receipt for the second comes while the relay stores all three.
         h.client.delivered(&bob, &ids(2)[1..]);
         h.client.answered(again[0].0, MailboxResponse::Deposited { results: vec![DepositResult::Stored; 3] }, t);
-        assert_eq!((h.client.next_wakeup(), h.client.redeposit_bytes), (None, 0), "all held: nothing to send again");
+        assert_eq!((h.client.next_wakeup(), h.client.redeposits.bytes()), (None, 0), "all held: nothing to send again");
     }
 
     #[test]
@@ -847,7 +761,7 @@ mod tests {
             assert!(tries <= REDEPOSIT_TRIES, "bounded");
         }
         assert_eq!(tries, REDEPOSIT_TRIES);
-        assert_eq!(h.client.redeposit_bytes, 0);
+        assert_eq!(h.client.redeposits.bytes(), 0);
 
         // A contact removed or blocked gets nothing more.
         let (_, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1]], &ids(1)).unwrap();
@@ -856,7 +770,7 @@ mod tests {
         h.client.failed(sent[1].0, t);
         assert!(h.client.next_wakeup().is_some());
         h.client.forget(&bob);
-        assert_eq!((h.client.next_wakeup(), h.client.redeposit_bytes), (None, 0));
+        assert_eq!((h.client.next_wakeup(), h.client.redeposits.bytes()), (None, 0));
 
         // A relay that refused for good, or the only relay, gets nothing again.
         let (_, effects) = h.client.deposit(bob, &[(r1, addr(&r1)), (r2, addr(&r2))], vec![vec![1]], &ids(1)).unwrap();

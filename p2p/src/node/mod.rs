@@ -33,6 +33,7 @@ pub mod presence;
 pub mod profiles;
 mod pushing;
 mod reachability;
+mod redeposits;
 mod sending;
 mod seal_cache;
 mod send_ahead;
