@@ -122,6 +122,7 @@ impl Redeposits {
     }
 
     /// Bytes of envelopes kept.
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
