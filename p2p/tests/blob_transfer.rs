@@ -1,6 +1,7 @@
 //! `/kith/blob/1` between two real libp2p swarms on 127.0.0.1 (TCP, Noise, yamux),
 //! with real blob stores in temp dirs: a whole fetch, a resumed one that asks only
-//! for what is missing, a peer that lacks the blob, and a peer that lies.
+//! for what is missing, streams opened together, a peer that lacks the blob, and a
+//! peer that lies.
 
 #![allow(clippy::unwrap_used)]
 
@@ -188,6 +189,27 @@ async fn a_fetch_told_to_stop_asks_for_no_more_keeps_what_came_durable_and_a_lat
     .unwrap();
     assert_eq!(first, Some((last, 40)), "the next fetch started from what was held");
     assert_eq!(plaintext(&store, &key, &outboard), plain);
+}
+
+/// A fetch opens several streams at once, and the server's connection hands them
+/// over together: every one must be served (libp2p-stream dropped all but one of
+/// such a burst, so a transfer failed its first requests and waited out its retry
+/// backoff; vendor/libp2p-stream/KITH-PATCH.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_opened_together_are_all_answered() {
+    let mut server = Node::start().await;
+    let mut client = Node::start().await;
+    let (_dir, held, _key, outboard, _plain) = stored_blob(CHUNK_SIZE);
+    tokio::spawn(transfer::serve(held, server.control.accept(PROTOCOL).unwrap()));
+    client.connect(&server).await;
+    for round in 0..10 {
+        // Eight: the most one peer may have in service at once.
+        let asks = (0..8).map(|_| transfer::fetch_outboard(client.control.clone(), server.peer, outboard.id()));
+        let answers = tokio::time::timeout(DEADLINE, futures::future::join_all(asks)).await.unwrap();
+        for answer in answers {
+            assert_eq!(answer.unwrap().id(), outboard.id(), "round {round}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -284,6 +284,8 @@ impl Peer {
             // arrives within a second, not at the next minute's drain.
             .env("KITH_DRAIN_INTERVAL_MS", "1000")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // `KITH_TEST_LOG` (a `RUST_LOG` filter) shows the daemons' logs.
+            .envs(std::env::var_os("KITH_TEST_LOG").map(|filter| ("RUST_LOG", filter)))
             .arg("--home")
             .arg(&self.home)
             .args(args)
