@@ -18,7 +18,15 @@ pub(crate) fn run(global: &Global, args: DaemonArgs) -> Result {
     let identity = super::load_identity(&home)?;
     let config = super::load_config(&home)?;
     let node_config = node_config(identity, &config, &args, &home)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // One thread by default: the node's event loop, its connections and its control
+    // clients hand work to each other all the time, and on one thread a hand-off is
+    // a queue push where between worker threads it is a wake-up of another thread
+    // (durable writes have their own thread, blocking work tokio's blocking pool).
+    // Measured in docs/PERFORMANCE.md (*The daemon on one thread*).
+    let rt = match super::knobs::daemon_workers() {
+        None => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        Some(workers) => tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?,
+    };
     rt.block_on(serve(home, node_config))
 }
 

@@ -1,5 +1,6 @@
 //! Test and tuning knobs: environment variables that override the node's
-//! [`Timers`] for `kith daemon` and the node `kith tui` runs (docs/CLI.md lists them).
+//! [`Timers`] for `kith daemon` and the node `kith tui` runs, and the daemon's worker
+//! threads (docs/CLI.md lists them).
 //!
 //! Tests shorten timers this way instead of waiting for production values. A value
 //! that does not parse is ignored (the default stays), as an unset variable is.
@@ -48,6 +49,19 @@ const FILE_PROGRESS: &str = "KITH_FILE_PROGRESS_MS";
 const REDEPOSIT: &str = "KITH_REDEPOSIT_MS";
 /// `0` lets AutoNAT ask and answer peers at private addresses (default `1`).
 const AUTONAT_ONLY_GLOBAL_IPS: &str = "KITH_AUTONAT_ONLY_GLOBAL_IPS";
+/// Worker threads of `kith daemon`'s runtime; unset or `0`: the node runs on one
+/// thread (see [`daemon_workers`]).
+const DAEMON_WORKERS: &str = "KITH_DAEMON_WORKERS";
+
+/// How many worker threads `kith daemon`'s runtime gets from the environment:
+/// `None` (the default) for tokio's one-thread runtime.
+pub(crate) fn daemon_workers() -> Option<usize> {
+    workers_from(std::env::var(DAEMON_WORKERS).ok())
+}
+
+fn workers_from(value: Option<String>) -> Option<usize> {
+    value?.trim().parse::<usize>().ok().filter(|n| *n > 0)
+}
 
 /// The default timers with every knob set in the environment applied.
 pub(crate) fn timers() -> Timers {
@@ -118,6 +132,14 @@ fn timers_from(var: impl Fn(&str) -> Option<String>) -> Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daemon_runs_on_one_thread_unless_told_how_many_workers() {
+        for one_thread in [None, Some("0"), Some("many"), Some("")] {
+            assert_eq!(workers_from(one_thread.map(str::to_owned)), None, "{one_thread:?}");
+        }
+        assert_eq!(workers_from(Some(" 4".into())), Some(4));
+    }
 
     #[test]
     fn unset_or_invalid_knobs_keep_the_defaults() {
