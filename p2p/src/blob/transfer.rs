@@ -101,7 +101,8 @@ impl From<BlobError> for FetchError {
 
 /// Serves the blobs of `store` to every peer that asks, until `incoming` ends (the
 /// swarm is gone). Each stream is served in its own task; at most [`MAX_SERVING`] at
-/// once.
+/// once, and a stream that comes while all are taken is dropped (its opener asks
+/// again).
 pub async fn serve(store: Arc<BlobStore>, incoming: IncomingStreams) {
     serve_counted(store, incoming, Arc::new(|_, _, _| {})).await;
 }
@@ -120,7 +121,18 @@ pub async fn serve_counted(store: Arc<BlobStore>, mut incoming: IncomingStreams,
             tracing::debug!(%peer, "too many blob requests from one peer; dropping a stream");
             continue;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        // Waiting for a slot would leave the streams behind this one in libp2p-stream's
+        // buffer, past their openers' patience: a stream with no slot is dropped now,
+        // and its opener asks again.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                tracing::debug!(%peer, "every blob serving slot is taken; dropping a stream");
+                give_share_back(&per_peer, peer);
+                continue;
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => return,
+        };
         let store = store.clone();
         let per_peer = per_peer.clone();
         let counter = served.clone();

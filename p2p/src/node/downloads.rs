@@ -786,7 +786,13 @@ async fn held_outboard(context: &Context, peer: PeerId, id: BlobId, size: u64, k
             outboard.len()
         )));
     }
-    context.blobs.add_opened(&outboard, key).map_err(|e| Source::Fatal(e.to_string()))
+    // Creating a blob writes and syncs several files: off the runtime's thread, which
+    // the node's event loop shares.
+    let (blobs, key) = (context.blobs.clone(), key.clone());
+    tokio::task::spawn_blocking(move || blobs.add_opened(&outboard, &key))
+        .await
+        .map_err(|e| Source::Fatal(e.to_string()))?
+        .map_err(|e| Source::Fatal(e.to_string()))
 }
 
 /// Saves a complete received file into the download directory; returns its path.
