@@ -360,15 +360,22 @@ impl BlobStore {
     /// left as it is; `sealed` is deleted then, and on any error.
     pub fn import(&self, outboard: &Outboard, sealed: tempfile::TempPath) -> Result<(), BlobError> {
         let id = outboard.id();
-        let mut open = lock(&self.open);
-        if open.contains_key(&id) || self.path(&id, "outboard").exists() {
+        let held = |open: &HashMap<BlobId, Arc<Held>>| open.contains_key(&id) || self.path(&id, "outboard").exists();
+        if held(&lock(&self.open)) {
             return Ok(());
         }
+        // The sealed file is ours alone until it is moved in: its sync (seconds for a
+        // large file) runs without the store's lock, which the node's event loop takes
+        // to find any blob.
         let file = File::open(&sealed)?;
         if file.metadata()?.len() != outboard.sealed_size() {
             return Err(BlobError::WrongLength("sealed blob"));
         }
         file.sync_all()?;
+        let mut open = lock(&self.open);
+        if held(&open) {
+            return Ok(());
+        }
         let path = self.path(&id, "data");
         sealed.persist(&path).map_err(|e| BlobError::Io(e.error))?;
         let mut bits = vec![0xffu8; outboard.chunks().div_ceil(8) as usize];
