@@ -99,10 +99,14 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The variable whose value (a `RUST_LOG` filter) the daemons and relays these tests
+/// start log with (their environment is cleared otherwise; relays log warnings).
+pub const TEST_LOG: &str = "KITH_TEST_LOG";
+
 /// `cmd` (program, arguments, explicitly set environment; its environment is assumed
 /// cleared) run inside the network namespace `netns` through `ip netns exec`, which
-/// execs the program in place, so the child's pid is the program's own. Set
-/// `KITH_NETNS_LOG` (a `RUST_LOG` filter) to see the logs of processes run this way.
+/// execs the program in place, so the child's pid is the program's own. Its logs
+/// follow [`TEST_LOG`], as `cmd`'s would.
 pub fn in_netns(netns: &str, cmd: &Command) -> Command {
     let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
         .into_iter()
@@ -114,9 +118,6 @@ pub fn in_netns(netns: &str, cmd: &Command) -> Command {
         if let Some(value) = value {
             wrapped.env(key, value);
         }
-    }
-    if let Some(filter) = std::env::var_os("KITH_NETNS_LOG") {
-        wrapped.env("RUST_LOG", filter);
     }
     wrapped.args(["netns", "exec", netns]).arg(cmd.get_program()).args(cmd.get_args()).stdin(Stdio::null());
     wrapped
@@ -189,7 +190,7 @@ impl Relay {
         let mut cmd = Command::new(relay_bin());
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var_os(TEST_LOG).unwrap_or_else(|| "warn".into()))
             .arg("--config")
             .arg(self.dir.path().join("relay.toml"))
             .stdin(Stdio::null());
@@ -284,8 +285,7 @@ impl Peer {
             // arrives within a second, not at the next minute's drain.
             .env("KITH_DRAIN_INTERVAL_MS", "1000")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            // `KITH_TEST_LOG` (a `RUST_LOG` filter) shows the daemons' logs.
-            .envs(std::env::var_os("KITH_TEST_LOG").map(|filter| ("RUST_LOG", filter)))
+            .envs(std::env::var_os(TEST_LOG).map(|filter| ("RUST_LOG", filter)))
             .arg("--home")
             .arg(&self.home)
             .args(args)

@@ -32,7 +32,7 @@
 //!
 //! Needs root, `ip netns`, `nft` and kernel NAT, veth and bridge support. Where they
 //! are missing it fails under CI and elsewhere prints "skipping ...: <reason>" and passes
-//! (see `kith_tests::netns`). `KITH_NETNS_LOG=<RUST_LOG filter>` shows the daemons'
+//! (see `kith_tests::netns`). `KITH_TEST_LOG=<RUST_LOG filter>` shows the daemons'
 //! and the relay's logs.
 
 #![allow(clippy::unwrap_used)]
