@@ -307,6 +307,8 @@ impl Task {
         }
         let job = self.jobs.entry(want.blob).or_default();
         job.save_to.extend(want.save_to);
+        // Clients that stopped waiting (they closed) leave no answer to keep.
+        job.waiters.retain(|w| !w.is_closed());
         job.waiters.extend(want.waiter);
         job.not_before = None;
     }

@@ -16,7 +16,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::Actor;
 use crate::dm::{DmResult, RejectReason};
 use crate::mailbox::{self, MailboxRequest, MailboxResponse};
-use crate::node::Event;
+use crate::node::{Event, direct};
 use crate::node::mailbox_client::{Ask, Effect, Request};
 use crate::node::outbox::Flight;
 use crate::node::request_size::Path;
@@ -45,7 +45,7 @@ fn relays_of(contact: &Contact) -> Vec<(PeerId, Multiaddr)> {
 impl Actor {
     /// Whether `contact` pinned any relay we could deposit to.
     pub(super) fn has_relays(contact: &Contact) -> bool {
-        !relays_of(contact).is_empty()
+        contact.relays.iter().any(|addr| relay_peer(addr).is_some())
     }
 
     /// Send a sealed batch for `recipient` to all of its relays (see
@@ -61,8 +61,25 @@ impl Actor {
 
     /// Sends again, to relays that missed them, envelopes another relay holds (see
     /// `node::mailbox_client`), as they fall due.
+    /// A recipient removed or blocked since gets nothing more (its redeposits go),
+    /// whether or not a queue of its own brings it to [`Actor::dispatch`].
     pub(super) fn redeposit_due(&mut self, now: Instant) {
-        let effects = self.relays.due(now);
+        let mut effects = self.relays.due(now);
+        let mut gone = Vec::new();
+        for effect in &effects {
+            if let Effect::Send(Request { ask: Ask::Deposit { recipient, .. }, .. }) = effect
+                && !gone.contains(recipient)
+                // A store that cannot be read says nothing: the redeposit goes.
+                && let Ok(contact) = self.store.contacts().get(recipient)
+                && matches!(direct::gate(contact.as_ref()), direct::Gate::Removed | direct::Gate::Blocked)
+            {
+                gone.push(*recipient);
+            }
+        }
+        for recipient in &gone {
+            self.relays.forget(recipient);
+        }
+        effects.retain(|e| !matches!(e, Effect::Send(Request { ask: Ask::Deposit { recipient, .. }, .. }) if gone.contains(recipient)));
         self.mailbox_effects(effects);
     }
 
