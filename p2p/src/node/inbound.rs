@@ -479,6 +479,15 @@ impl Inbound<'_> {
                 if !relays.is_empty() {
                     c.relays = relays;
                 }
+                if c.state == ContactState::PendingOut && !redeemed && !self.issued_after_our_request(&sender, issued_us)? {
+                    // Issued before the request we made since (a relay held it back,
+                    // or kept a copy): it says nothing about what they want now. Our
+                    // request goes on waiting for its own answer, which their node
+                    // gives by itself if they still asked us.
+                    tracing::info!(%sender, "a contact request issued before our latest request to its sender; still waiting for the answer");
+                    outcome.heard.push(taken);
+                    return Ok(Step::Done(DmResult::Stored));
+                }
                 let answer = redeemed || matches!(c.state, ContactState::Accepted | ContactState::PendingOut);
                 let unchanged = known.is_some_and(|old| {
                     let new = Contact {
@@ -598,14 +607,22 @@ impl Inbound<'_> {
                 let marked = contact.is_some();
                 // From a stranger, or a fellow member we did not ask (or asked and
                 // then removed): nothing to accept.
-                if let Some(mut c) = contact.filter(|c| c.state != ContactState::Member) {
-                    if let Some(name) = valid_name(name) {
-                        c.display_name = Some(name);
-                    }
-                    if c.state == ContactState::PendingOut && self.answers_our_request(&sender, answers_us, issued_us)? {
-                        c.state = ContactState::Accepted;
+                // Taken only from an accepted contact (a newer copy may carry a new
+                // name) or as the answer to our pending request: an acceptance of an
+                // earlier request, or from someone we did not ask, changes nothing,
+                // their name included.
+                let taken_from = match contact {
+                    Some(c) if c.state == ContactState::Accepted => Some(c),
+                    Some(c) if c.state == ContactState::PendingOut && self.answers_our_request(&sender, answers_us, issued_us)? => {
                         // Now they may see our profile.
                         outcome.queued |= super::profiles::share(self.store, &self.me, &sender)?;
+                        Some(Contact { state: ContactState::Accepted, ..c })
+                    }
+                    _ => None,
+                };
+                if let Some(mut c) = taken_from {
+                    if let Some(name) = valid_name(name) {
+                        c.display_name = Some(name);
                     }
                     let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
                     outcome.events.push(Event::ContactChanged { contact: saved });
@@ -624,14 +641,27 @@ impl Inbound<'_> {
     /// kept no mark of it) must at least have been issued after our latest request,
     /// give or take [`MAX_CLOCK_SKEW`](kith_storage::MAX_CLOCK_SKEW).
     fn answers_our_request(&self, sender: &PeerId, answers_us: u64, issued_us: u64) -> Result<bool, OpError> {
-        let Some(asked) = self.store.contact_payload_mark(sender, ContactPayload::Asked)? else { return Ok(true) };
-        let skew_us = u64::try_from(kith_storage::MAX_CLOCK_SKEW.as_micros()).unwrap_or(u64::MAX);
-        let answers = if answers_us == 0 { issued_us.saturating_add(skew_us) >= asked } else { asked <= answers_us };
+        let answers = if answers_us == 0 {
+            self.issued_after_our_request(sender, issued_us)?
+        } else {
+            self.store.contact_payload_mark(sender, ContactPayload::Asked)?.is_none_or(|asked| asked <= answers_us)
+        };
         if !answers {
             // Ours goes on waiting for its own answer; the user may ask again.
             tracing::info!(%sender, "an acceptance of an earlier request of ours; still waiting for the answer to the latest");
         }
         Ok(answers)
+    }
+
+    /// Whether a contact payload `sender` issued at `issued_us` came after our latest
+    /// request to it, give or take [`MAX_CLOCK_SKEW`](kith_storage::MAX_CLOCK_SKEW)
+    /// (true when we keep no mark of one). The mark is pruned with the replay marks
+    /// once it is older than the replay window; anything issued before it is then
+    /// refused by the window itself.
+    fn issued_after_our_request(&self, sender: &PeerId, issued_us: u64) -> Result<bool, OpError> {
+        let Some(asked) = self.store.contact_payload_mark(sender, ContactPayload::Asked)? else { return Ok(true) };
+        let skew_us = u64::try_from(kith_storage::MAX_CLOCK_SKEW.as_micros()).unwrap_or(u64::MAX);
+        Ok(issued_us.saturating_add(skew_us) >= asked)
     }
 
     /// Whether the contact payload `(sender, kind, issued_us)` is refused: by the

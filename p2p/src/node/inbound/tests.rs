@@ -113,6 +113,12 @@ fn contact_request(name: Option<&str>, relays: Vec<Vec<u8>>, issued_us: u64) -> 
     Payload::ContactRequest { name: name.map(str::to_owned), addrs: Vec::new(), token: None, relays, keys: None, issued_us }
 }
 
+/// [`kith_storage::MAX_CLOCK_SKEW`] in µs: how far before our request an answer may
+/// be dated and still count.
+fn skew_us() -> u64 {
+    u64::try_from(kith_storage::MAX_CLOCK_SKEW.as_micros()).unwrap()
+}
+
 fn someone(n: u8) -> Identity {
     Identity::from_secrets([200 + n; 32], [210 + n; 32])
 }
@@ -483,14 +489,66 @@ fn an_acceptance_names_the_request_it_answers_whether_the_user_or_the_node_accep
     node.knows(&dave, ContactState::PendingOut);
     let ours = ops::issue_time_us();
     node.store.note_contact_payload(&dave.peer_id(), kith_storage::ContactPayload::Asked, ours).unwrap();
-    let day_us = 24 * 3600 * 1_000_000;
     let unnamed = |node: &Receiver, issued_us| {
-        node.sealed_from(&dave, &Payload::ContactAccepted { name: None, issued_us, answers_us: 0 })
+        node.sealed_from(&dave, &Payload::ContactAccepted { name: Some("Old Dave".into()), issued_us, answers_us: 0 })
     };
-    let early = unnamed(&node, ours - day_us - 1_000_000);
-    node.apply(&[early]);
+    let early = unnamed(&node, ours - skew_us() - 1_000_000);
+    let (_, outcome) = node.apply(&[early]);
     assert_eq!(node.state_of(&dave.peer_id()), Some(ContactState::PendingOut), "issued well before our request");
+    assert!(outcome.events.is_empty(), "nothing to tell: {:?}", outcome.events);
+    assert_eq!(node.record_of(&dave.peer_id()).unwrap().display_name, None, "a stale acceptance renames no one");
     let late = unnamed(&node, ops::issue_time_us());
     node.apply(&[late]);
     assert_eq!(node.state_of(&dave.peer_id()), Some(ContactState::Accepted));
+}
+
+#[test]
+fn a_request_issued_before_our_latest_request_to_its_sender_does_not_make_them_a_contact() {
+    let mut node = Receiver::new();
+    let bob = someone(0);
+    // We asked Bob once, removed him, and asked again; his request from before
+    // our second, held back by a relay until now, arrives.
+    node.knows(&bob, ContactState::PendingOut);
+    let ours = ops::issue_time_us();
+    node.store.note_contact_payload(&bob.peer_id(), kith_storage::ContactPayload::Asked, ours).unwrap();
+    let held_back = node.sealed_from(&bob, &contact_request(Some("Old Bob"), Vec::new(), ours - skew_us() - 1_000_000));
+    let (results, outcome) = node.apply(&[held_back]);
+    assert_eq!(results, [DmResult::Stored], "taken, so its holder may let go of it");
+    assert!(outcome.events.is_empty() && !outcome.queued, "no acceptance, nothing shown: {:?}", outcome.events);
+    let record = node.record_of(&bob.peer_id()).unwrap();
+    assert_eq!((record.state, record.display_name), (ContactState::PendingOut, None), "our request still waits");
+    assert!(node.store.outbox().list().unwrap().is_empty());
+
+    // One issued after ours (within the clock skew too) is Bob asking while we
+    // ask: the node accepts it and answers it.
+    let fresh = node.sealed_from(&bob, &contact_request(Some("Bob"), Vec::new(), ours - skew_us() + 1_000_000));
+    let (_, outcome) = node.apply(&[fresh]);
+    assert!(outcome.queued);
+    assert!(outcome.events.iter().any(|e| matches!(e, Event::ContactChanged { .. })));
+    let record = node.record_of(&bob.peer_id()).unwrap();
+    assert_eq!((record.state, record.display_name), (ContactState::Accepted, Some("Bob".into())));
+}
+
+#[test]
+fn an_acceptance_from_someone_we_did_not_ask_renames_no_one() {
+    let mut node = Receiver::new();
+    let accepting = |node: &Receiver, from: &Identity| {
+        let payload = Payload::ContactAccepted { name: Some("Mallory".into()), issued_us: ops::issue_time_us(), answers_us: 0 };
+        node.sealed_from(from, &payload)
+    };
+    for (n, state) in [(0, ContactState::PendingIn), (1, ContactState::Blocked)] {
+        let who = someone(n);
+        node.knows(&who, state);
+        // Taken (a blocked sender's dropped unread), whatever the answer says.
+        let (_, outcome) = node.apply(&[accepting(&node, &who)]);
+        assert!(outcome.events.is_empty(), "{state:?}: {:?}", outcome.events);
+        let record = node.record_of(&who.peer_id()).unwrap();
+        assert_eq!((record.state, record.display_name), (state, None));
+    }
+    // An accepted contact's newer acceptance may carry a new name.
+    let carol = someone(2);
+    node.knows(&carol, ContactState::Accepted);
+    let (_, outcome) = node.apply(&[accepting(&node, &carol)]);
+    assert!(outcome.events.iter().any(|e| matches!(e, Event::ContactChanged { .. })));
+    assert_eq!(node.record_of(&carol.peer_id()).unwrap().display_name, Some("Mallory".into()));
 }
