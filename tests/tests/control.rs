@@ -210,6 +210,8 @@ fn a_client_past_the_nodes_limit_is_told_so_instead_of_waiting_unanswered() {
 /// `kith get --wait` holds its connection until the download ends, which for a file
 /// whose sender is offline can be never. A client that gave up (killed, timed out)
 /// used to keep its place all the same, so 64 of them left the node serving no one.
+/// One that sent its next request meanwhile is seen going too; one that only shuts
+/// its sending side (`nc -N`) is still there and gets its answer.
 #[test]
 fn a_client_that_goes_while_it_waits_for_a_download_gives_its_place_back() {
     let (mut alice, bob) = kith_tests::connected_pair();
@@ -224,14 +226,38 @@ fn a_client_that_goes_while_it_waits_for_a_download_gives_its_place_back() {
     });
     alice.stop();
 
-    // Every place taken by a client waiting for the download, then each goes.
-    for _ in 0..64 {
+    // Every place taken by a client waiting for the download, then each goes; every
+    // other one has sent its next request meanwhile (unread while it waits).
+    let wait_line = format!("{}\n", json!({ "id": 1, "method": "get_file", "params": { "id": id, "wait": true } }));
+    for n in 0..64 {
         let mut raw = Raw::connect(&bob);
-        raw.send_bytes(format!("{}\n", json!({ "id": 1, "method": "get_file", "params": { "id": id, "wait": true } })).as_bytes());
+        raw.send_bytes(wait_line.as_bytes());
+        if n % 2 == 0 {
+            raw.send_bytes(format!("{}\n", json!({ "id": 2, "method": "status" })).as_bytes());
+        }
     }
-    wait_until(DEADLINE, "the places of clients that went are free", || bob.run(&["status"]).status.success());
+    let status = format!("{}", json!({ "id": 3, "method": "status" }));
+    wait_until(DEADLINE, "every place of the clients that went is free", || {
+        let mut held = Vec::new();
+        (0..64).all(|_| {
+            let mut raw = Raw::connect(&bob);
+            let served = raw.ask(status.as_bytes()).get("error").is_none();
+            held.push(raw);
+            served
+        })
+    });
+    wait_until(DEADLINE, "the places of the check's clients are free", || bob.run(&["status"]).status.success());
     let file = bob.json(&["files", "--json"]);
     assert!(file.to_string().contains(&id), "the download is still Bob's to finish: {file}");
+
+    // A client that only stops sending after its request (as `nc -N` does) has not
+    // gone: it gets its answer once the sender is back and the download ends.
+    let mut half_closed = Raw::connect(&bob);
+    half_closed.send_bytes(wait_line.as_bytes());
+    half_closed.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    alice.start(&[]);
+    let answer = half_closed.response();
+    assert_eq!(answer["result"]["state"], "complete", "{answer}");
 }
 
 /// Events buffered per subscriber in this test (`KITH_EVENT_BUFFER`).

@@ -21,6 +21,10 @@ const MAX_CLIENTS: usize = 64;
 /// How long a client refused as `too_many_clients` is given to take its answer.
 const BUSY_ANSWER_DEADLINE: Duration = Duration::from_secs(1);
 
+/// How often a client waiting for a long answer (`get_file` with `wait`) is checked
+/// for having hung up.
+const HANG_UP_POLL: Duration = Duration::from_millis(200);
+
 /// How long the server waits after a failed accept before the next.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -181,7 +185,7 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
                         // this connection (what it sent meanwhile stays unread).
                         tokio::select! {
                             answer = answer(id, parsed, backend) => answer,
-                            () = closed(&mut reader) => return Ok(()),
+                            () = hung_up(&write) => return Ok(()),
                         }
                     }
                     Ok((id, parsed)) => answer(id, parsed, backend).await,
@@ -205,12 +209,25 @@ async fn connection(stream: UnixStream, backend: &Backend) -> std::io::Result<()
     }
 }
 
-/// Ends once the client's end of the socket is closed (or fails); never while it
-/// only sends more (that waits in `reader` for the next request).
-async fn closed(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) {
-    match reader.fill_buf().await {
-        Ok([]) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
+/// Ends once the client has closed its end of the socket (or it failed). Not when
+/// the client only stops sending (`shutdown(SHUT_WR)`, as `nc -N` does after its
+/// line: it still reads the answer), nor while it sends more, which waits unread.
+/// A Unix socket reports a hang-up (`POLLHUP`) only once both directions are shut,
+/// so the socket is asked every [`HANG_UP_POLL`]: readiness to read cannot tell a
+/// half-close from a close, and a client that pipelines keeps it readable.
+async fn hung_up(socket: &tokio::net::unix::OwnedWriteHalf) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [PollFd::new(socket.as_ref().as_fd(), PollFlags::empty())];
+        let gone = match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)),
+            Err(_) => true,
+        };
+        if gone {
+            return;
+        }
+        tokio::time::sleep(HANG_UP_POLL).await;
     }
 }
 
