@@ -241,7 +241,10 @@ fn a_client_that_goes_while_it_waits_for_a_download_gives_its_place_back() {
         let mut held = Vec::new();
         (0..64).all(|_| {
             let mut raw = Raw::connect(&bob);
-            let served = raw.ask(status.as_bytes()).get("error").is_none();
+            // A node that is full answers and closes at once, maybe before the
+            // request is written: its answer is read all the same.
+            let _ = raw.writer.write_all(format!("{status}\n").as_bytes());
+            let served = raw.response().get("error").is_none();
             held.push(raw);
             served
         })

@@ -222,6 +222,8 @@ async fn hung_up(socket: &tokio::net::unix::OwnedWriteHalf) {
         let mut fds = [PollFd::new(socket.as_ref().as_fd(), PollFlags::empty())];
         let gone = match poll(&mut fds, PollTimeout::ZERO) {
             Ok(_) => fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)),
+            // A signal came in between: ask again at the next turn.
+            Err(nix::errno::Errno::EINTR) => false,
             Err(_) => true,
         };
         if gone {
