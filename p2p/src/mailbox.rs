@@ -5,7 +5,12 @@
 //! client side. Every exchange is one request and one response:
 //!
 //! 1. **Deposit.** Any peer sends [`MailboxRequest::Deposit`] with up to
-//!    [`MAX_DEPOSIT_BATCH`] sealed envelopes for the owner. The relay answers
+//!    [`MAX_DEPOSIT_BATCH`] sealed envelopes for the owner, and the owner's
+//!    [`DepositTicket`] for it if it holds one (the owner gives one to each of its
+//!    contacts): a deposit with a valid ticket may fill the mailbox's whole quota,
+//!    one without only the share the relay leaves open to anyone (a stranger's
+//!    contact request), so one stranger cannot fill a mailbox and shut the owner's
+//!    contacts out (docs/RELAY.md). The relay answers
 //!    [`MailboxResponse::Deposited`] with one [`DepositResult`] per envelope, in order;
 //!    [`DepositResult::Stored`] and [`DepositResult::Duplicate`] both mean the relay
 //!    holds the envelope durably, so the sender may stop retrying it.
@@ -121,6 +126,9 @@ pub const DRAIN_CONTEXT: &[u8] = b"kith/mailbox/drain/1\0";
 /// Domain-separation prefix of the ack signature (see [`ack_message`]).
 pub const ACK_CONTEXT: &[u8] = b"kith/mailbox/ack/1\0";
 
+/// Domain-separation prefix of a deposit ticket's signature (see [`ticket_message`]).
+pub const TICKET_CONTEXT: &[u8] = b"kith/mailbox/ticket/1\0";
+
 /// BLAKE3 key-derivation context for the digest of an ack's sequence numbers.
 const ACK_SEQS_CONTEXT: &str = "kith mailbox ack seqs v1";
 
@@ -140,6 +148,12 @@ pub enum MailboxRequest {
             deserialize_with = "wire::Max::<MAX_DEPOSIT_BATCH>::bytes_seq"
         )]
         envelopes: Vec<Vec<u8>>,
+        /// The owner's permission for the depositor (the requesting peer), if it has
+        /// one: the deposit may then fill the mailbox's whole quota. Absent, invalid,
+        /// expired or made for another peer, the deposit counts against the share
+        /// open to anyone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket: Option<DepositTicket>,
     },
     /// Ask for a nonce to drain or ack the requester's own mailbox.
     Challenge,
@@ -169,6 +183,51 @@ pub enum MailboxRequest {
         #[serde(deserialize_with = "wire::Max::<MAX_ACK>::seq")]
         seqs: Vec<u64>,
     },
+}
+
+/// A mailbox owner's signed permission for one peer to deposit into its mailboxes,
+/// at any relay, until `not_after_ms` (see [`sign_ticket`], [`ticket_admits`]).
+/// Bound to the depositor, so it is worth nothing to anyone else who sees it; it
+/// travels to the depositor sealed, and to relays beside the deposits it covers.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositTicket {
+    /// Last moment (ms since the Unix epoch, the relay's clock) it admits a deposit.
+    pub not_after_ms: u64,
+    /// The owner's signature over [`ticket_message`].
+    #[serde(with = "wire::byte_array")]
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+impl std::fmt::Debug for DepositTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DepositTicket").field("not_after_ms", &self.not_after_ms).finish_non_exhaustive()
+    }
+}
+
+/// The bytes a mailbox owner signs to let `depositor` deposit until `not_after_ms`:
+/// [`TICKET_CONTEXT`] ‖ owner ‖ depositor ‖ `not_after_ms` (`u64` big endian), peer
+/// ids length-prefixed as in [`drain_message`]. No relay is named: a ticket holds at
+/// every relay the owner uses, now or later.
+pub fn ticket_message(owner: &PeerId, depositor: &PeerId, not_after_ms: u64) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(TICKET_CONTEXT.len() + 2 * (8 + 40) + 8);
+    msg.extend_from_slice(TICKET_CONTEXT);
+    push_peer(&mut msg, owner);
+    push_peer(&mut msg, depositor);
+    msg.extend_from_slice(&not_after_ms.to_be_bytes());
+    msg
+}
+
+/// `identity`'s ticket letting `depositor` deposit into its mailboxes until
+/// `not_after_ms`.
+pub fn sign_ticket(identity: &Identity, depositor: &PeerId, not_after_ms: u64) -> DepositTicket {
+    DepositTicket { not_after_ms, signature: identity.sign(&ticket_message(&identity.peer_id(), depositor, not_after_ms)) }
+}
+
+/// Whether `ticket` lets `depositor` deposit into `owner`'s mailbox at `now_ms`:
+/// signed by `owner` for `depositor`, and not expired.
+pub fn ticket_admits(ticket: &DepositTicket, owner: &PeerId, depositor: &PeerId, now_ms: u64) -> bool {
+    now_ms <= ticket.not_after_ms
+        && identity::verify_signature(owner, &ticket_message(owner, depositor, ticket.not_after_ms), &ticket.signature).is_ok()
 }
 
 /// A relay's answer to a [`MailboxRequest`].
@@ -519,11 +578,17 @@ pub fn verify_ack(
 }
 
 impl MailboxRequest {
-    /// A deposit of `envelopes` into `owner`'s mailbox.
+    /// A deposit of `envelopes` into `owner`'s mailbox, without a ticket.
     pub fn deposit(owner: &PeerId, envelopes: Vec<Vec<u8>>) -> MailboxRequest {
+        MailboxRequest::deposit_with(owner, envelopes, None)
+    }
+
+    /// A deposit of `envelopes` into `owner`'s mailbox with `owner`'s `ticket` for us.
+    pub fn deposit_with(owner: &PeerId, envelopes: Vec<Vec<u8>>, ticket: Option<DepositTicket>) -> MailboxRequest {
         MailboxRequest::Deposit {
             mailbox: mailbox_id(owner),
             envelopes,
+            ticket,
         }
     }
 
@@ -566,7 +631,7 @@ impl wire::Message for MailboxRequest {
 
     fn check(&self) -> Result<(), &'static str> {
         match self {
-            MailboxRequest::Deposit { mailbox, envelopes } => {
+            MailboxRequest::Deposit { mailbox, envelopes, .. } => {
                 if mailbox.is_empty() || mailbox.len() > MAX_MAILBOX_ID_LEN {
                     return Err("mailbox id length out of range");
                 }
@@ -637,6 +702,7 @@ mod tests {
                 vec![vec![1, 2, 3], vec![], vec![0xff; 300]],
             ),
             MailboxRequest::deposit(&owner.peer_id(), vec![]),
+            MailboxRequest::deposit_with(&owner.peer_id(), vec![vec![4]], Some(sign_ticket(&owner, &relay, u64::MAX))),
             MailboxRequest::Challenge,
             MailboxRequest::drain(&owner, &relay, [7; NONCE_LEN], None, 10),
             MailboxRequest::drain(&owner, &relay, [8; NONCE_LEN], Some(u64::MAX), u32::MAX),
@@ -803,6 +869,7 @@ mod tests {
             MailboxRequest::Deposit {
                 mailbox: vec![1; MAX_MAILBOX_ID_LEN],
                 envelopes: vec![],
+                ticket: None,
             },
             MailboxRequest::Ack {
                 nonce: [0; NONCE_LEN],
@@ -819,10 +886,12 @@ mod tests {
             MailboxRequest::Deposit {
                 mailbox: vec![1; MAX_MAILBOX_ID_LEN + 1],
                 envelopes: vec![],
+                ticket: None,
             },
             MailboxRequest::Deposit {
                 mailbox: vec![],
                 envelopes: vec![vec![1]],
+                ticket: None,
             },
             MailboxRequest::Ack {
                 nonce: [0; NONCE_LEN],
@@ -1257,5 +1326,20 @@ mod tests {
             let got = block_on(read_res(raw_frame(&res, 1))).unwrap();
             prop_assert_eq!(got, res);
         }
+    }
+
+    #[test]
+    fn a_ticket_admits_only_its_depositor_into_its_owners_mailbox_until_it_expires() {
+        let (owner, depositor, other) = (fixed(1), fixed(2).peer_id(), fixed(3));
+        let ticket = sign_ticket(&owner, &depositor, 1_000);
+        assert!(ticket_admits(&ticket, &owner.peer_id(), &depositor, 999));
+        assert!(ticket_admits(&ticket, &owner.peer_id(), &depositor, 1_000), "at the edge");
+        assert!(!ticket_admits(&ticket, &owner.peer_id(), &depositor, 1_001), "expired");
+        assert!(!ticket_admits(&ticket, &owner.peer_id(), &other.peer_id(), 999), "borrowed by another peer");
+        assert!(!ticket_admits(&ticket, &other.peer_id(), &depositor, 999), "for another mailbox");
+        let forged = sign_ticket(&other, &depositor, 1_000);
+        assert!(!ticket_admits(&forged, &owner.peer_id(), &depositor, 999), "not signed by the owner");
+        let stretched = DepositTicket { not_after_ms: 5_000, ..ticket.clone() };
+        assert!(!ticket_admits(&stretched, &owner.peer_id(), &depositor, 999), "its expiry is signed");
     }
 }

@@ -299,6 +299,8 @@ pub fn reject(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpErr
 /// still reach it end to end.
 pub fn remove(store: &Store, me: &PeerId, contact: &Contact) -> Result<(), OpError> {
     store.conversations().remove(direct_conversation(me, &contact.peer_id), now_ms())?;
+    // Added again, it gets a new ticket at once (the one it holds runs out by itself).
+    store.deposit_tickets().forget(&contact.peer_id)?;
     if in_a_group_with_us(store, &contact.peer_id)? {
         let member = Contact {
             state: ContactState::Member,

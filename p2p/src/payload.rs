@@ -137,6 +137,17 @@ pub enum Payload {
         #[serde(with = "wire::bytes")]
         signed: Vec<u8>,
     },
+    /// The sender's deposit ticket for the recipient ([`crate::mailbox::DepositTicket`]):
+    /// the recipient's deposits into the sender's relay mailboxes may then fill more
+    /// than the share a relay leaves open to anyone. Kept from accepted contacts only,
+    /// and only if it admits the recipient.
+    DepositTicket {
+        /// The last moment it admits a deposit (ms since the Unix epoch).
+        not_after_ms: u64,
+        /// The sender's signature ([`crate::mailbox::ticket_message`]).
+        #[serde(with = "wire::byte_array")]
+        signature: [u8; 64],
+    },
     /// The recipient of a contact request (or invite) accepts the sender as a contact.
     ContactAccepted {
         /// The accepter's display name, at most [`MAX_DISPLAY_NAME_BYTES`].

@@ -336,6 +336,13 @@ pub struct MailboxConfig {
     /// `mailbox.max_bytes_per_mailbox`: total envelope bytes one mailbox may hold;
     /// at least `max_envelope_bytes`. Default: `67108864` (64 MiB).
     pub max_bytes_per_mailbox: u64,
+    /// `mailbox.open_share_percent`: how much of a mailbox's quotas (envelopes and
+    /// bytes) deposits without the owner's deposit ticket may fill: strangers'
+    /// contact requests, and senders on kith before tickets. Past it only ticket
+    /// holders (the owner's contacts) deposit, so one stranger cannot fill a mailbox
+    /// and shut the owner's contacts out. 1 to 100; the share's bytes must hold
+    /// `max_envelope_bytes`. Default: `25`.
+    pub open_share_percent: u8,
     /// `mailbox.max_total_bytes`: total envelope bytes over all mailboxes, so many
     /// mailboxes cannot fill the disk; at least `max_bytes_per_mailbox`.
     /// Default: `8589934592` (8 GiB).
@@ -391,6 +398,7 @@ impl Default for MailboxConfig {
             max_jobs: 64,
             max_messages_per_mailbox: 10_000,
             max_bytes_per_mailbox: 64 * MIB,
+            open_share_percent: 25,
             max_total_bytes: 8 * GIB,
             max_total_envelopes: 4_000_000,
             max_envelope_bytes: 256 * KIB,
@@ -424,6 +432,7 @@ impl MailboxConfig {
             ttl: self.ttl(),
             max_messages_per_mailbox: self.max_messages_per_mailbox,
             max_bytes_per_mailbox: self.max_bytes_per_mailbox,
+            open_share_percent: self.open_share_percent,
             max_total_bytes: self.max_total_bytes,
             max_total_envelopes: self.max_total_envelopes,
             max_envelope_bytes: self.max_envelope_bytes,
@@ -965,6 +974,19 @@ impl RelayConfig {
                 "mailbox.max_bytes_per_mailbox".into(),
                 format!(
                     "must be at least max_envelope_bytes ({})",
+                    m.max_envelope_bytes
+                ),
+            ));
+        }
+        if !(1..=100).contains(&m.open_share_percent) {
+            return Err(invalid("mailbox.open_share_percent".into(), "must be between 1 and 100".into()));
+        }
+        let (_, open_bytes) = m.limits().quota(crate::mailbox::Share::Open);
+        if open_bytes < m.max_envelope_bytes {
+            return Err(invalid(
+                "mailbox.open_share_percent".into(),
+                format!(
+                    "its share of max_bytes_per_mailbox ({open_bytes} bytes) must hold max_envelope_bytes ({})",
                     m.max_envelope_bytes
                 ),
             ));

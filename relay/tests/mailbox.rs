@@ -15,6 +15,7 @@ fn limits() -> MailboxLimits {
         ttl: Duration::from_millis(DAY_MS),
         max_messages_per_mailbox: 3,
         max_bytes_per_mailbox: 100,
+        open_share_percent: 100,
         max_total_bytes: 250,
         max_total_envelopes: 10_000,
         max_envelope_bytes: 60,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kith_relay::mailbox::{
-    DepositOutcome, MailboxLimits, MailboxStats, MailboxStore, Refusal, Usage,
+    DepositOutcome, MailboxLimits, MailboxStats, MailboxStore, Refusal, Share, Usage,
 };
 use proptest::prelude::*;
 
@@ -17,6 +17,9 @@ fn limits() -> MailboxLimits {
         ttl: Duration::from_millis(TTL_MS),
         max_messages_per_mailbox: 5,
         max_bytes_per_mailbox: 40,
+        // Three envelopes, 24 bytes: a depositor without a ticket fills a mailbox
+        // only that far.
+        open_share_percent: 60,
         max_total_bytes: 90,
         // Below three full mailboxes, so it binds; envelopes averaging 15 bytes or
         // more fill `max_total_bytes` first, so both totals bind in turn.
@@ -34,6 +37,8 @@ enum Op {
     Deposit {
         mailbox: u8,
         envelopes: Vec<(u8, usize)>,
+        /// Whether the depositor holds no ticket (the open share).
+        open: bool,
     },
     /// List after the `nth` held envelope (or from the start).
     List {
@@ -57,8 +62,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let mailbox = 0..3u8;
     prop_oneof![
-        6 => (mailbox.clone(), prop::collection::vec((0..8u8, 0..20usize), 0..5))
-            .prop_map(|(mailbox, envelopes)| Op::Deposit { mailbox, envelopes }),
+        6 => (mailbox.clone(), prop::collection::vec((0..8u8, 0..20usize), 0..5), any::<bool>())
+            .prop_map(|(mailbox, envelopes, open)| Op::Deposit { mailbox, envelopes, open }),
         3 => (mailbox.clone(), prop::option::of(0..6usize), 0..5usize, 0..40usize)
             .prop_map(|(mailbox, after_nth, max_items, max_bytes)| Op::List { mailbox, after_nth, max_items, max_bytes }),
         3 => (mailbox, prop::collection::vec(0..6usize, 0..4), 0..40u64)
@@ -104,8 +109,10 @@ impl Model {
 
     /// What the store must answer for `envelope` (seq of a stored one is checked
     /// separately).
-    fn expected(&self, mailbox: u8, envelope: &[u8]) -> Result<Option<u64>, Refusal> {
+    fn expected(&self, mailbox: u8, envelope: &[u8], open: bool) -> Result<Option<u64>, Refusal> {
         let limits = limits();
+        // 60 % of 5 envelopes and of 40 bytes.
+        let (max_messages, max_bytes) = if open { (3, 24) } else { (limits.max_messages_per_mailbox, limits.max_bytes_per_mailbox) };
         let len = envelope.len() as u64;
         let usage = self.usage(mailbox);
         if len > limits.max_envelope_bytes {
@@ -116,9 +123,9 @@ impl Model {
             .and_then(|b| b.iter().find(|(_, (e, _))| e.as_slice() == envelope))
         {
             Ok(Some(*seq))
-        } else if usage.envelopes >= limits.max_messages_per_mailbox {
+        } else if usage.envelopes >= max_messages {
             Err(Refusal::QuotaCount)
-        } else if usage.bytes + len > limits.max_bytes_per_mailbox {
+        } else if usage.bytes + len > max_bytes {
             Err(Refusal::QuotaBytes)
         } else if self.bytes() + len > limits.max_total_bytes
             || self.stats().envelopes >= limits.max_total_envelopes
@@ -142,13 +149,14 @@ fn run(ops: Vec<Op>) {
     let mut now = 1_000u64;
     for op in ops {
         match op {
-            Op::Deposit { mailbox, envelopes } => {
+            Op::Deposit { mailbox, envelopes, open } => {
                 let envelopes: Vec<Vec<u8>> =
                     envelopes.into_iter().map(|(k, l)| envelope(k, l)).collect();
-                let outcomes = store.deposit(&[mailbox], &envelopes, now).unwrap();
+                let share = if open { Share::Open } else { Share::Whole };
+                let outcomes = store.deposit_in(&[mailbox], &envelopes, now, share).unwrap();
                 assert_eq!(outcomes.len(), envelopes.len());
                 for (envelope, outcome) in envelopes.into_iter().zip(outcomes) {
-                    match (model.expected(mailbox, &envelope), outcome) {
+                    match (model.expected(mailbox, &envelope, open), outcome) {
                         (Err(want), DepositOutcome::Refused(got)) => assert_eq!(want, got),
                         (Ok(Some(want)), DepositOutcome::Duplicate { seq }) => {
                             assert_eq!(want, seq)

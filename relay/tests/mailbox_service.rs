@@ -347,7 +347,7 @@ async fn members_policy_admits_only_members_mailboxes() {
 async fn quota_and_rate_limit_refusals_show_in_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let extra =
-        "[mailbox]\nmax_messages_per_mailbox = 3\nsender_rate_per_sec = 1\nsender_burst = 10\n";
+        "[mailbox]\nmax_messages_per_mailbox = 3\nopen_share_percent = 100\nsender_rate_per_sec = 1\nsender_burst = 10\n";
     let relay = RelayProcess::start(
         dir.path(),
         &loopback_config(&dir.path().join("data"), extra),

@@ -120,6 +120,7 @@ mod sled_blobs;
 pub mod seqlog;
 mod settings;
 mod store;
+mod tickets;
 mod types;
 
 pub use calls::{CallRecord, Calls, MAX_CALL_RECORDS};
@@ -133,6 +134,7 @@ pub use groups::{Group, Groups, MAX_KEY_GENERATIONS, Member, PendingKey, Pending
 pub use files::{BLOB_ID_LEN, FileClaim, FileRecord, FileRef, FileSource, FileState, Files, MAX_FILE_CLAIMS};
 pub use follow::{CHECK_LEN, LogCursor, LogEvent, MessagePlace};
 pub use invites::Invites;
+pub use tickets::{DepositTickets, HeldTicket, TICKET_SIGNATURE_LEN};
 pub use msglog::LogCompaction;
 /// Zeros the message log keeps written ahead of its last frame, at most (docs/PROTOCOL.md,
 /// *Zeros written ahead*): disk use the log has beyond its frames.

@@ -71,6 +71,9 @@ pub(crate) const DRAFTS: &str = "drafts";
 pub(crate) const GROUP_RECEIPTS: &str = "group_receipts";
 /// peer id (base58) → its signed profile, as it arrived.
 pub(crate) const PROFILES: &str = "profiles";
+/// `held/` or `given/` ‖ peer id (base58) → a deposit ticket's expiry (u64 BE, ms),
+/// and for a held one its signature (see [`crate::tickets`]).
+pub(crate) const DEPOSIT_TICKETS: &str = "deposit_tickets";
 /// Up to version 4: ratchet state (the Olm account, per-peer sessions, both
 /// encrypted by the network layer, and digests of opened ratchet messages), now
 /// key/value records of the message log.

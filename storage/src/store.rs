@@ -20,12 +20,13 @@ use crate::calls::Calls;
 use crate::files::Files;
 use crate::groups::Groups;
 use crate::invites::Invites;
+use crate::tickets::DepositTickets;
 use crate::messages::{Direction, Inserted, Message, MessageState, Messages};
 use crate::msglog::MessageLog;
 use crate::outbox::{Outbox, OutboxEntry};
 use crate::replay::{self, ContactPayload, Refusal};
 use crate::schema::{
-    self, CALLS, CONTACT_HEARD, CONTACTS, CONVERSATIONS, DRAFTS, GROUP_RECEIPTS, PROFILES, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
+    self, CALLS, CONTACT_HEARD, CONTACTS, CONVERSATIONS, DEPOSIT_TICKETS, DRAFTS, GROUP_RECEIPTS, PROFILES, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUPS, INVITES, MUTES,
     SETTINGS, TOMBSTONES,
 };
 use crate::prefs::{Drafts, Mutes};
@@ -55,6 +56,7 @@ pub(crate) struct Trees {
     pub(crate) drafts: sled::Tree,
     pub(crate) group_receipts: sled::Tree,
     pub(crate) profiles: sled::Tree,
+    pub(crate) deposit_tickets: sled::Tree,
 }
 
 /// State shared by a [`Store`] and all handles made from it.
@@ -197,6 +199,7 @@ impl Store {
             drafts: open(DRAFTS)?,
             group_receipts: open(GROUP_RECEIPTS)?,
             profiles: open(PROFILES)?,
+            deposit_tickets: open(DEPOSIT_TICKETS)?,
         };
         let conversations = trees
             .conversations
@@ -268,6 +271,13 @@ impl Store {
     /// One-time invite tokens.
     pub fn invites(&self) -> Invites {
         Invites {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Deposit tickets held from contacts and given to them.
+    pub fn deposit_tickets(&self) -> DepositTickets {
+        DepositTickets {
             inner: self.inner.clone(),
         }
     }

@@ -1,7 +1,8 @@
 //! A raw kith client for hostile tests: it seals real end-to-end envelopes as any
 //! identity the test gives it (a stranger's, or a member's taken from its keystore)
 //! and sends whatever payloads the test chooses over `/kith/dm/1` to a real node,
-//! where the real client would refuse to misbehave.
+//! where the real client would refuse to misbehave; and a bare client of a relay's
+//! protocols ([`ask_relay`]), for what a stranger with no kith node can do there.
 
 use std::time::Duration;
 
@@ -98,4 +99,55 @@ impl RawPeer {
             tokio::time::timeout(ANSWER_DEADLINE, answer).await.expect("an answer before the deadline")
         })
     }
+}
+
+/// A client of one of a relay's request-response protocols (`codec` on `protocol`)
+/// with a new identity of its own, no kith node: sends the request `next` makes from
+/// the previous response (`None` at first) until it makes none, and returns the
+/// responses in order. Each answer is awaited at most [`ANSWER_DEADLINE`].
+pub fn ask_relay<C>(
+    relay: &crate::Relay,
+    codec: C,
+    protocol: kith_p2p::libp2p::StreamProtocol,
+    mut next: impl FnMut(Option<&C::Response>) -> Option<C::Request>,
+) -> Vec<C::Response>
+where
+    C: request_response::Codec<Protocol = kith_p2p::libp2p::StreamProtocol> + Clone + Send + 'static,
+{
+    let addr: Multiaddr = relay.addr().parse().unwrap();
+    let Some(kith_p2p::libp2p::multiaddr::Protocol::P2p(relay_id)) = addr.iter().last() else { panic!("no peer id in {addr}") };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut swarm = kith_p2p::libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(codec, [(protocol, ProtocolSupport::Outbound)], request_response::Config::default())
+            })
+            .unwrap()
+            .build();
+        let mut responses: Vec<C::Response> = Vec::new();
+        while let Some(request) = next(responses.last()) {
+            let id = swarm.behaviour_mut().send_request_with_addresses(&relay_id, request, vec![addr.clone()]);
+            let response = tokio::time::timeout(ANSWER_DEADLINE, async {
+                loop {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::Behaviour(request_response::Event::Message {
+                            message: request_response::Message::Response { request_id, response },
+                            ..
+                        }) if request_id == id => return response,
+                        SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, error, .. }) if request_id == id => {
+                            panic!("the relay did not answer: {error}")
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .await
+            .expect("the relay answers in time");
+            responses.push(response);
+        }
+        responses
+    })
 }

@@ -9,15 +9,13 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use kith_p2p::group::GroupSecret;
 use kith_p2p::group::sender_key::{self, SenderKey};
 use kith_p2p::grouplog::{self, GroupLogRequest, GroupLogResponse, LogItem};
 use kith_p2p::kith_storage::{GroupId, Store};
-use kith_p2p::libp2p::request_response::{self, ProtocolSupport};
-use kith_p2p::libp2p::swarm::SwarmEvent;
-use kith_p2p::libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
+use kith_p2p::libp2p::PeerId;
 use kith_tests::group::{GROUP_DEADLINE, group, make_group, member_ids, members, texts};
+use kith_tests::raw::ask_relay;
 use kith_tests::{Peer, Relay, connect, wait_until};
 use serde_json::Value;
 
@@ -99,52 +97,22 @@ fn five_members_and_a_relay_with_two_members_catching_up() {
 /// A minimal client of a relay's group log: what anyone who knows a group's secret
 /// can fetch.
 fn fetch_log(relay: &Relay, secret: &GroupSecret) -> Vec<LogItem> {
-    let addr: Multiaddr = relay.addr().parse().unwrap();
-    let Some(kith_p2p::libp2p::multiaddr::Protocol::P2p(relay_id)) = addr.iter().last() else { panic!("no peer id") };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let mut swarm = kith_p2p::libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-            .unwrap()
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    grouplog::Codec::default(),
-                    [(grouplog::PROTOCOL, ProtocolSupport::Outbound)],
-                    request_response::Config::default(),
-                )
-            })
-            .unwrap()
-            .build();
-        let mut items = Vec::new();
-        let mut after = 0;
-        loop {
-            let request = GroupLogRequest::Fetch { log: grouplog::log_id(secret), after, limit: 256 };
-            let id = swarm.behaviour_mut().send_request_with_addresses(&relay_id, request, vec![addr.clone()]);
-            let (page, more) = tokio::time::timeout(Duration::from_secs(20), async {
-                loop {
-                    if let SwarmEvent::Behaviour(request_response::Event::Message {
-                        message: request_response::Message::Response { request_id, response },
-                        ..
-                    }) = swarm.select_next_some().await
-                        && request_id == id
-                    {
-                        match response {
-                            GroupLogResponse::Page { items, more } => return (items, more),
-                            other => panic!("fetch refused: {other:?}"),
-                        }
-                    }
-                }
-            })
-            .await
-            .unwrap();
-            after = page.last().map_or(after, |i| i.seq);
-            items.extend(page);
-            if !more {
-                return items;
-            }
-        }
-    })
+    let pages = ask_relay(relay, grouplog::Codec::default(), grouplog::PROTOCOL, |last| {
+        let after = match last {
+            None => 0,
+            Some(GroupLogResponse::Page { items, more: true }) => items.last().map_or(0, |i| i.seq),
+            Some(GroupLogResponse::Page { more: false, .. }) => return None,
+            Some(other) => panic!("fetch refused: {other:?}"),
+        };
+        Some(GroupLogRequest::Fetch { log: grouplog::log_id(secret), after, limit: 256 })
+    });
+    pages
+        .into_iter()
+        .flat_map(|page| match page {
+            GroupLogResponse::Page { items, .. } => items,
+            other => panic!("fetch refused: {other:?}"),
+        })
+        .collect()
 }
 
 #[test]

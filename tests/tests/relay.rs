@@ -1,13 +1,17 @@
 //! Relays with real processes on 127.0.0.1 (issue 4): offline delivery through
 //! mailboxes, a relay killed between deposit and drain, two relays with one down, one
 //! that loses what it held after the other came back, no
-//! plaintext at rest on the relay, refusals that keep messages pending, and a node
-//! reachable only through a relay circuit.
+//! plaintext at rest on the relay, refusals that keep messages pending, a stranger
+//! who fills the share of a mailbox open to anyone, and a node reachable only
+//! through a relay circuit.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
+use kith_p2p::libp2p::PeerId;
+use kith_p2p::mailbox::{self, DepositResult, MailboxRequest, MailboxResponse, Refusal};
+use kith_tests::raw::ask_relay;
 use kith_tests::{Peer, Relay, connect, contains_bytes, files_under, pair_pinning, wait_until};
 use serde_json::Value;
 
@@ -169,6 +173,46 @@ fn quota_full_is_a_typed_refusal_and_messages_stay_pending() {
     bob.start(&[]);
     wait_until(DEADLINE, "all 8 at Bob", || bob.history("Alice").len() >= 8);
     assert_eq!(bob.history("Alice").len(), 8);
+}
+
+/// A stranger (a new identity of its own, no kith node) deposits `count` envelopes
+/// of junk into `owner`'s mailbox at `relay` in one request; returns the results.
+fn stranger_deposits(relay: &Relay, owner: &str, count: u8) -> Vec<DepositResult> {
+    let owner: PeerId = owner.parse().unwrap();
+    let junk: Vec<Vec<u8>> = (0..count).map(|n| vec![n; 100]).collect();
+    let mut request = Some(MailboxRequest::deposit(&owner, junk));
+    let responses = ask_relay(relay, mailbox::Codec::default(), mailbox::PROTOCOL, |_| request.take());
+    match responses.into_iter().next() {
+        Some(MailboxResponse::Deposited { results }) => results,
+        other => panic!("deposit refused: {other:?}"),
+    }
+}
+
+/// A stranger who fills the share of Bob's mailbox open to anyone (where contact
+/// requests go) does not shut Bob's contacts out: Alice's mail carries the deposit
+/// ticket Bob gave her and fills the rest.
+#[test]
+fn a_stranger_filling_a_mailbox_leaves_room_for_its_owners_contacts() {
+    let mut relay = Relay::new("[mailbox]\nmax_messages_per_mailbox = 12\nopen_share_percent = 25\n");
+    relay.start();
+    let (alice, mut bob) = pair_pinning(&[&relay]);
+    // Each has the other's ticket once nothing waits in their outboxes.
+    wait_until(DEADLINE, "the contacts' tickets delivered", || {
+        [&alice, &bob].iter().all(|p| p.json(&["status", "--json"])["outbox"] == 0)
+    });
+    bob.stop();
+
+    // The stranger fills the open quarter (three of twelve) and is refused past it.
+    let refused = DepositResult::Refused(Refusal::QuotaCount);
+    let results = stranger_deposits(&relay, &bob.peer_id, 5);
+    assert_eq!(results, [DepositResult::Stored, DepositResult::Stored, DepositResult::Stored, refused, refused]);
+
+    // Alice's mail still finds room: all eight held by the relay, then drained.
+    let ids = send_until_held(&alice, 8, "past the stranger");
+    bob.start(&[]);
+    wait_until(DEADLINE, "Bob has Alice's eight", || bob.history("Alice").len() >= 8);
+    let got: Vec<String> = bob.history("Alice").iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(got, ids);
 }
 
 #[test]

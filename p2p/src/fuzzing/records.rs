@@ -61,7 +61,7 @@ fn check_payload_limits(decoded: &Payload) {
             }
         }
         Payload::GroupSync { heads, .. } => assert!(heads.len() <= MAX_PARENTS),
-        Payload::GroupKey { .. } | Payload::Presence { .. } | Payload::Typing { .. } | Payload::Prekeys { .. } => {}
+        Payload::GroupKey { .. } | Payload::Presence { .. } | Payload::Typing { .. } | Payload::Prekeys { .. } | Payload::DepositTicket { .. } => {}
         Payload::Ratcheted { kind, body } => {
             assert!(*kind <= crate::ratchet::NORMAL_MESSAGE && body.len() <= MAX_PAYLOAD_LEN + crate::payload::RATCHET_OVERHEAD);
         }

@@ -90,6 +90,11 @@ fn mailbox() -> Vec<Vec<u8>> {
     let nonce = [5; 32];
     let requests = [
         MailboxRequest::deposit(&peer_id(0), vec![b"envelope one".to_vec(), b"two".to_vec()]),
+        MailboxRequest::deposit_with(
+            &peer_id(0),
+            vec![b"a contact's".to_vec()],
+            Some(crate::mailbox::sign_ticket(identity(0), &peer_id(1), 1_800_000_000_000)),
+        ),
         MailboxRequest::Challenge,
         MailboxRequest::drain(identity(0), &relay, nonce, Some(4), 16),
         MailboxRequest::ack(identity(0), &relay, nonce, vec![1, 2, 9]),

@@ -189,6 +189,8 @@ pub(crate) struct Actor {
     next_drain: Instant,
     /// When expired invite tokens are next deleted.
     next_invite_purge: Instant,
+    /// When accepted contacts' deposit tickets are next checked for renewal.
+    next_ticket_check: Instant,
     /// When the node next looks whether its message log is worth compacting.
     next_compaction_check: Instant,
     /// Whether a compaction runs on the blocking pool now.
@@ -362,6 +364,8 @@ impl Actor {
             relays: crate::node::mailbox_client::MailboxClient::new(config.timers.redeposit_after),
             next_drain: Instant::now() + config.timers.drain_interval,
             next_invite_purge: Instant::now() + config.timers.invite_purge_interval,
+            // At start: contacts made by a build without tickets get theirs.
+            next_ticket_check: Instant::now(),
             next_compaction_check: Instant::now() + config.timers.log_compaction_check,
             compacting: Arc::default(),
             failed_dials: HashMap::new(),
@@ -456,7 +460,7 @@ impl Actor {
     }
 
     fn next_wakeup(&self) -> Instant {
-        let timers = self.next_refresh.min(self.next_drain).min(self.next_invite_purge).min(self.next_compaction_check);
+        let timers = self.next_refresh.min(self.next_drain).min(self.next_invite_purge).min(self.next_compaction_check).min(self.next_ticket_check);
         let timers = self.group_messages.next_wakeup().map_or(timers, |t| t.min(timers));
         let timers = self.presence.next_deadline().map_or(timers, |t| t.min(timers));
         let timers = self.group_receipts.next_wakeup().map_or(timers, |t| t.min(timers));
@@ -481,6 +485,10 @@ impl Actor {
         if now >= self.next_invite_purge {
             self.next_invite_purge = now + self.config.timers.invite_purge_interval;
             self.purge_invites();
+        }
+        if now >= self.next_ticket_check {
+            self.next_ticket_check = now + self.config.timers.deposit_ticket_check;
+            self.give_tickets_due();
         }
         if now >= self.next_compaction_check {
             self.next_compaction_check = now + self.config.timers.log_compaction_check;
@@ -636,6 +644,19 @@ impl Actor {
 
     /// Delete expired invite tokens (redeeming one fails anyway; this keeps them from
     /// piling up). Not flushed: a purge lost in a crash is simply done again.
+    /// Queues a deposit ticket for each accepted contact whose own runs out soon or
+    /// that has none (see [`super::tickets`]); what was queued goes out once durable.
+    pub(super) fn give_tickets_due(&mut self) {
+        match super::tickets::give_due(&self.store, &self.config.identity, ops::now_ms()) {
+            Ok(0) => {}
+            Ok(given) => {
+                tracing::debug!(given, "gave contacts deposit tickets");
+                self.flusher.after_flush(AfterFlush::ReloadOutbox);
+            }
+            Err(e) => tracing::warn!(error = %e, "giving contacts deposit tickets failed"),
+        }
+    }
+
     fn purge_invites(&self) {
         match self.store.invites().purge_expired(ops::now_ms()) {
             Ok(0) => {}
@@ -761,6 +782,8 @@ impl Actor {
             }
             Command::AddInvite { invite, alias, reply } => {
                 let result = self.add_invite(*invite, alias);
+                // An invite's token makes a contact at once.
+                self.give_tickets_due();
                 self.reply_when_durable(reply, result);
             }
             Command::AddPeer { peer, alias, reply } => {
@@ -776,8 +799,10 @@ impl Actor {
             Command::Local { op, reply } => {
                 let result = op(&self.store, &self.config.local_context()).map_err(NodeError::from);
                 // Blocking takes effect at once; what the op queued goes out, and the
-                // caller hears back, once it is durable.
+                // caller hears back, once it is durable. A contact it accepted gets
+                // its deposit ticket with the acceptance.
                 self.drop_queues_of_blocked();
+                self.give_tickets_due();
                 self.flusher.after_flush(AfterFlush::ReloadOutbox);
                 self.reply_when_durable(reply, result);
             }

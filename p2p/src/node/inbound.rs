@@ -389,8 +389,12 @@ impl Inbound<'_> {
                         c
                     }
                     Some(mut c) => {
-                        if c.state == ContactState::PendingOut {
-                            // Writing to us after we asked them is as good as accepting.
+                        // Writing to us after we asked them is as good as accepting; a
+                        // text written before our latest request (a relay held it back
+                        // since before we asked again) is not.
+                        if c.state == ContactState::PendingOut
+                            && self.issued_after_our_request(&sender, message.sent_at_ms.saturating_mul(1000))?
+                        {
                             c.state = ContactState::Accepted;
                             outcome.queued |= super::profiles::share(self.store, &self.me, &sender)?;
                             let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
@@ -485,6 +489,9 @@ impl Inbound<'_> {
                     // request goes on waiting for its own answer, which their node
                     // gives by itself if they still asked us.
                     tracing::info!(%sender, "a contact request issued before our latest request to its sender; still waiting for the answer");
+                    // Its ratchet keys still count: its sender will not offer them
+                    // again, and our first messages once it answers use them.
+                    self.learn_request_keys(&sender, keys);
                     outcome.heard.push(taken);
                     return Ok(Step::Done(DmResult::Stored));
                 }
@@ -523,17 +530,9 @@ impl Inbound<'_> {
                     outcome.queued = true;
                 }
                 let saved = self.put_contact(&c, (sender_e2e, binding), outcome)?;
-                if let Some(k) = keys {
-                    // Kept for a request we hold (strangers' requests are bounded by
-                    // their quota above), so our first message after accepting is
-                    // ratcheted.
-                    let offer = Offer { identity: k.identity, signature: k.signature, one_time: k.one_time, reset: false, issued_us: k.issued_us };
-                    match self.ratchets.learn(&sender, &offer) {
-                        Ok(_) => {}
-                        Err(RatchetError::Forged) => tracing::debug!(%sender, "a contact request's ratchet keys are not signed by its sender"),
-                        Err(e) => tracing::warn!(%sender, error = %e, "keeping a contact request's ratchet keys failed"),
-                    }
-                }
+                // Kept for a request we hold (strangers' requests are bounded by their
+                // quota above), so our first message after accepting is ratcheted.
+                self.learn_request_keys(&sender, keys);
                 outcome.heard.push(taken);
                 outcome.events.push(if answer {
                     Event::ContactChanged { contact: saved }
@@ -544,6 +543,18 @@ impl Inbound<'_> {
             }
             payload @ (Payload::GroupOps { .. } | Payload::GroupKey { .. } | Payload::GroupSync { .. }) => {
                 outcome.group.push(GroupDelivery { index, sender, payload });
+                Ok(Step::Done(DmResult::Stored))
+            }
+            Payload::DepositTicket { not_after_ms, signature } => {
+                // From accepted contacts only, and only one that admits us: anything
+                // else would be attached to deposits for nothing.
+                let ticket = crate::mailbox::DepositTicket { not_after_ms, signature };
+                let accepted = contact.is_some_and(|c| c.state == ContactState::Accepted);
+                if accepted && crate::mailbox::ticket_admits(&ticket, &sender, &self.me, now) {
+                    self.store.deposit_tickets().keep(&sender, &kith_storage::HeldTicket { not_after_ms, signature })?;
+                } else {
+                    tracing::debug!(%sender, accepted, "dropped a deposit ticket that does not admit us");
+                }
                 Ok(Step::Done(DmResult::Stored))
             }
             Payload::Profile { signed } => {
@@ -651,6 +662,18 @@ impl Inbound<'_> {
             tracing::info!(%sender, "an acceptance of an earlier request of ours; still waiting for the answer to the latest");
         }
         Ok(answers)
+    }
+
+    /// Takes the ratchet keys a contact request from `sender` carried, if any
+    /// (refused unless newer than those held, see [`Ratchets::learn`]).
+    fn learn_request_keys(&mut self, sender: &PeerId, keys: Option<crate::payload::RequestKeys>) {
+        let Some(k) = keys else { return };
+        let offer = Offer { identity: k.identity, signature: k.signature, one_time: k.one_time, reset: false, issued_us: k.issued_us };
+        match self.ratchets.learn(sender, &offer) {
+            Ok(_) => {}
+            Err(RatchetError::Forged) => tracing::debug!(%sender, "a contact request's ratchet keys are not signed by its sender"),
+            Err(e) => tracing::warn!(%sender, error = %e, "keeping a contact request's ratchet keys failed"),
+        }
     }
 
     /// Whether a contact payload `sender` issued at `issued_us` came after our latest

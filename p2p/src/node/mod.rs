@@ -38,6 +38,7 @@ mod sending;
 mod seal_cache;
 mod send_ahead;
 mod session_reset;
+mod tickets;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,6 +86,10 @@ pub struct Timers {
     pub invite_ttl: Duration,
     /// How often the node deletes expired invite tokens (default 1 h; also at start).
     pub invite_purge_interval: Duration,
+    /// How often the node gives accepted contacts a new deposit ticket where theirs
+    /// runs out within 20 days (default 1 h; also at start and when a contact is
+    /// accepted). See docs/PROTOCOL.md, *Deposit tickets*.
+    pub deposit_ticket_check: Duration,
     /// How long mail one of a contact's relays held waits before it is sent again to
     /// another of its relays that missed it (default 30 s; doubling per try, at most
     /// five more tries).
@@ -192,6 +197,7 @@ impl Default for Timers {
             ping_interval: Duration::from_secs(15),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             invite_purge_interval: Duration::from_secs(3600),
+            deposit_ticket_check: Duration::from_secs(3600),
             drain_interval: Duration::from_secs(60),
             redeposit_after: Duration::from_secs(30),
             connection_limits: ConnectionLimits::default(),

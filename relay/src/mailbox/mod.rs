@@ -47,6 +47,9 @@ pub struct MailboxLimits {
     pub max_messages_per_mailbox: u64,
     /// Envelope bytes one mailbox may hold.
     pub max_bytes_per_mailbox: u64,
+    /// Percent of `max_messages_per_mailbox` and `max_bytes_per_mailbox` that
+    /// deposits of [`Share::Open`] may fill (1 to 100).
+    pub open_share_percent: u8,
     /// Envelope bytes all mailboxes together may hold (checked under the store's
     /// write lock, so concurrent deposits never overshoot it).
     pub max_total_bytes: u64,
@@ -64,6 +67,34 @@ pub struct MailboxLimits {
     /// Challenges one mailbox may have outstanding; issuing one more drops that
     /// mailbox's own oldest.
     pub max_challenges_per_mailbox: usize,
+}
+
+/// Which part of a mailbox's quotas a deposit may fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// The whole quota: the depositor holds the owner's deposit ticket.
+    Whole,
+    /// [`MailboxLimits::open_share_percent`] of it: any other depositor. Counted
+    /// against what the mailbox holds in all, so deposits without a ticket stop once
+    /// the mailbox is that full, whoever filled it.
+    Open,
+}
+
+impl MailboxLimits {
+    /// The envelopes and bytes a mailbox may hold when a deposit of `share` comes:
+    /// the whole quotas, or their open share (at least one envelope).
+    pub fn quota(&self, share: Share) -> (u64, u64) {
+        match share {
+            Share::Whole => (self.max_messages_per_mailbox, self.max_bytes_per_mailbox),
+            Share::Open => {
+                let part = |whole: u64| {
+                    let part = u128::from(whole) * u128::from(self.open_share_percent.min(100)) / 100;
+                    u64::try_from(part).unwrap_or(u64::MAX)
+                };
+                (part(self.max_messages_per_mailbox).max(1), part(self.max_bytes_per_mailbox))
+            }
+        }
+    }
 }
 
 impl Default for MailboxLimits {

@@ -11,7 +11,7 @@ use super::db::{Kind, open_logs};
 use super::error::store_error;
 use super::keys;
 use super::{
-    ChallengeError, DepositOutcome, MailboxError, MailboxLimits, MailboxStats, OpenError, Refusal,
+    ChallengeError, DepositOutcome, MailboxError, MailboxLimits, MailboxStats, OpenError, Refusal, Share,
     StoredEnvelope, Usage,
 };
 
@@ -102,11 +102,25 @@ impl MailboxStore {
         envelopes: &[E],
         now_ms: u64,
     ) -> Result<Vec<DepositOutcome>, MailboxError> {
+        self.deposit_in(mailbox, envelopes, now_ms, Share::Whole)
+    }
+
+    /// [`MailboxStore::deposit`] of a depositor that may fill only `share` of the
+    /// mailbox's quotas ([`MailboxLimits::quota`]); refusals past it are the quotas'
+    /// own ([`Refusal::QuotaCount`], [`Refusal::QuotaBytes`]).
+    pub fn deposit_in<E: AsRef<[u8]>>(
+        &self,
+        mailbox: &[u8],
+        envelopes: &[E],
+        now_ms: u64,
+        share: Share,
+    ) -> Result<Vec<DepositOutcome>, MailboxError> {
         keys::check(mailbox)?;
         if envelopes.is_empty() {
             return Ok(Vec::new());
         }
         let limits = &self.inner.limits;
+        let (max_messages, max_bytes) = limits.quota(share);
         let mut writer = self.inner.logs.writer();
         let mut outcomes = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
@@ -117,9 +131,9 @@ impl MailboxStore {
                 DepositOutcome::Refused(Refusal::TooLarge)
             } else if let Some(seq) = writer.find(mailbox, envelope).map_err(store_error)? {
                 DepositOutcome::Duplicate { seq }
-            } else if record.count >= limits.max_messages_per_mailbox {
+            } else if record.count >= max_messages {
                 DepositOutcome::Refused(Refusal::QuotaCount)
-            } else if record.bytes.saturating_add(len) > limits.max_bytes_per_mailbox {
+            } else if record.bytes.saturating_add(len) > max_bytes {
                 DepositOutcome::Refused(Refusal::QuotaBytes)
             } else if store_full(writer.totals(), len, limits) {
                 DepositOutcome::Refused(Refusal::StoreFull)

@@ -29,7 +29,7 @@ use libp2p::PeerId;
 
 use super::rate::PeerLimiter;
 use crate::limits::RateLimiter;
-use crate::mailbox::{self as store, DepositOutcome, MailboxStore, StoredEnvelope};
+use crate::mailbox::{self as store, DepositOutcome, MailboxStore, Share, StoredEnvelope};
 use crate::metrics::{LimitedRequest, Metrics, RefusalReason};
 
 /// What to do with a request.
@@ -49,6 +49,8 @@ enum JobKind {
         mailbox: Vec<u8>,
         envelopes: Vec<Vec<u8>>,
         now_ms: u64,
+        /// What the depositor's ticket (or its lack) lets it fill.
+        share: Share,
     },
     Drain {
         mailbox: Vec<u8>,
@@ -152,7 +154,7 @@ impl Service {
             })))
         };
         match request {
-            MailboxRequest::Deposit { mailbox, envelopes } => {
+            MailboxRequest::Deposit { mailbox, envelopes, ticket } => {
                 let owner = wire::mailbox_owner(&mailbox)?;
                 if !self.access.admits(&owner) {
                     return Err(Refusal::NotMember);
@@ -164,13 +166,25 @@ impl Service {
                         results: Vec::new(),
                     }));
                 }
-                tracing::debug!(%peer, %owner, envelopes = envelopes.len(), "deposit");
+                // Checked after the rate limit: a signature check costs more than
+                // a refusal.
+                let now_ms = now_ms();
+                let share = match ticket {
+                    Some(t) if wire::ticket_admits(&t, &owner, peer, now_ms) => Share::Whole,
+                    Some(_) => {
+                        tracing::debug!(%peer, %owner, "a deposit ticket that does not admit its bearer");
+                        Share::Open
+                    }
+                    None => Share::Open,
+                };
+                tracing::debug!(%peer, %owner, envelopes = envelopes.len(), ?share, "deposit");
                 job(
                     store,
                     JobKind::Deposit {
                         mailbox,
                         envelopes,
-                        now_ms: now_ms(),
+                        now_ms,
+                        share,
                     },
                 )
             }
@@ -297,7 +311,8 @@ impl Job {
                 mailbox,
                 envelopes,
                 now_ms,
-            } => deposit(&store, &metrics, &mailbox, &envelopes, now_ms),
+                share,
+            } => deposit(&store, &metrics, &mailbox, &envelopes, now_ms, share),
             JobKind::Drain {
                 mailbox,
                 after,
@@ -349,10 +364,11 @@ fn deposit(
     mailbox: &[u8],
     envelopes: &[Vec<u8>],
     now_ms: u64,
+    share: Share,
 ) -> Result<MailboxResponse, store::MailboxError> {
-    // `deposit` commits and flushes before it returns: the answer built from its
+    // `deposit_in` commits and flushes before it returns: the answer built from its
     // outcomes is only ever sent for durable envelopes.
-    let outcomes = store.deposit(mailbox, envelopes, now_ms)?;
+    let outcomes = store.deposit_in(mailbox, envelopes, now_ms, share)?;
     let results = outcomes
         .iter()
         .zip(envelopes)
@@ -734,6 +750,7 @@ mod tests {
         let garbage = MailboxRequest::Deposit {
             mailbox: b"not a peer id".to_vec(),
             envelopes: vec![vec![1]],
+            ticket: None,
         };
         assert_eq!(
             exec(&mut f.service, &sender, garbage),
@@ -798,6 +815,7 @@ mod tests {
             max_messages_per_mailbox: 2,
             max_envelope_bytes: 10,
             max_bytes_per_mailbox: 100,
+            open_share_percent: 100,
             ..MailboxLimits::default()
         };
         let mut f = fixture(Access::Open, limits, 1000, 1000);
@@ -824,6 +842,54 @@ mod tests {
                 ]
             }
         );
+    }
+
+    /// Depositors without the owner's ticket fill only the open share of a mailbox;
+    /// the ticket's holder fills the rest. A ticket borrowed by another peer, made for
+    /// another mailbox, expired or not signed by the owner counts as none.
+    #[test]
+    fn a_deposit_ticket_opens_the_whole_quota_to_its_holder_alone() {
+        let limits = MailboxLimits {
+            max_messages_per_mailbox: 8,
+            open_share_percent: 25,
+            ..MailboxLimits::default()
+        };
+        let mut f = fixture(Access::Open, limits, 1000, 1000);
+        let (owner, contact, stranger) = (Identity::generate(), Identity::generate(), Identity::generate());
+        let deposit = |f: &mut Fixture, from: &Identity, what: &str, ticket: Option<wire::DepositTicket>| {
+            let request = MailboxRequest::deposit_with(&owner.peer_id(), vec![what.as_bytes().to_vec()], ticket);
+            match exec(&mut f.service, &from.peer_id(), request) {
+                MailboxResponse::Deposited { results } => results[0],
+                other => panic!("{other:?}"),
+            }
+        };
+        let refused = DepositResult::Refused(Refusal::QuotaCount);
+        // The stranger's requests fill the open quarter, two envelopes, and stop.
+        assert_eq!(deposit(&mut f, &stranger, "request 1", None), DepositResult::Stored);
+        assert_eq!(deposit(&mut f, &stranger, "request 2", None), DepositResult::Stored);
+        assert_eq!(deposit(&mut f, &stranger, "request 3", None), refused);
+        // The owner's contact, with its ticket, still deposits.
+        let far = now_ms() + 3_600_000;
+        let ticket = wire::sign_ticket(&owner, &contact.peer_id(), far);
+        assert_eq!(deposit(&mut f, &contact, "mail 1", Some(ticket.clone())), DepositResult::Stored);
+        assert_eq!(deposit(&mut f, &contact, "mail 2", None), refused, "not without it");
+        // Tickets that do not admit their bearer count as none.
+        let not_admitted = [
+            (&stranger, ticket.clone()),
+            (&contact, wire::sign_ticket(&owner, &contact.peer_id(), now_ms() - 1)),
+            (&contact, wire::sign_ticket(&contact, &contact.peer_id(), far)),
+            (&contact, wire::DepositTicket { not_after_ms: far + 1, ..ticket.clone() }),
+        ];
+        for (n, (bearer, bad)) in not_admitted.into_iter().enumerate() {
+            assert_eq!(deposit(&mut f, bearer, &format!("bad {n}"), Some(bad)), refused, "ticket {n}");
+        }
+        // The contact fills the whole quota: eight with the stranger's two.
+        for n in 2..=6 {
+            assert_eq!(deposit(&mut f, &contact, &format!("mail {n}"), Some(ticket.clone())), DepositResult::Stored, "mail {n}");
+        }
+        assert_eq!(deposit(&mut f, &contact, "mail 7", Some(ticket)), refused);
+        let (items, _) = drain_page(&mut f, &owner, None, 100);
+        assert_eq!(items.len(), 8);
     }
 
     /// The store-wide envelope count reaches the sender as `store_full`, per

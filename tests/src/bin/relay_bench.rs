@@ -271,6 +271,7 @@ fn start_relay(deposits: usize, bare: bool) -> (Relay, u16) {
          max_messages_per_mailbox = {per_mailbox}\n\
          max_total_envelopes = {per_mailbox}\n\
          max_bytes_per_mailbox = {bytes}\n\
+         open_share_percent = 100\n\
          max_total_bytes = {bytes}\n\
          sender_rate_per_sec = 1000000000\n\
          sender_burst = 1000000000\n\

@@ -161,7 +161,9 @@ impl Actor {
     fn send_mailbox_request(&mut self, request: Request) {
         let Request { relay, addr, ask, step } = request;
         let message = match ask {
-            Ask::Deposit { recipient, envelopes } => MailboxRequest::deposit(&recipient, envelopes),
+            Ask::Deposit { recipient, envelopes } => {
+                MailboxRequest::deposit_with(&recipient, envelopes, self.held_ticket(&recipient))
+            }
             Ask::Challenge => MailboxRequest::Challenge,
             Ask::Drain { nonce, after } => {
                 MailboxRequest::drain(&self.config.identity, &relay, nonce, after, mailbox::MAX_DRAIN_ITEMS as u32)
@@ -174,6 +176,21 @@ impl Actor {
             None => behaviour.send_request(&relay, message),
         };
         self.relays.sent(id, relay, step);
+    }
+
+    /// The deposit ticket `owner` gave us, unless it has run out: its mailboxes then
+    /// take our deposits beyond the share open to anyone.
+    fn held_ticket(&self, owner: &PeerId) -> Option<mailbox::DepositTicket> {
+        let held = match self.store.deposit_tickets().held(owner) {
+            Ok(held) => held?,
+            Err(e) => {
+                // The deposit goes all the same, in the share open to anyone.
+                tracing::warn!(%owner, error = %e, "reading a deposit ticket failed");
+                return None;
+            }
+        };
+        (held.not_after_ms >= ops::now_ms())
+            .then_some(mailbox::DepositTicket { not_after_ms: held.not_after_ms, signature: held.signature })
     }
 
     /// Queue a `delivered` receipt to the author of each of `stored` (not flushed).

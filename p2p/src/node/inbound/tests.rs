@@ -518,6 +518,18 @@ fn a_request_issued_before_our_latest_request_to_its_sender_does_not_make_them_a
     let record = node.record_of(&bob.peer_id()).unwrap();
     assert_eq!((record.state, record.display_name), (ContactState::PendingOut, None), "our request still waits");
     assert!(node.store.outbox().list().unwrap().is_empty());
+    // Nor does a text he wrote back then.
+    let old_text = Payload::Text {
+        id: MessageId([5; 16]),
+        lamport: 1,
+        sent_at_ms: (ours - skew_us()) / 1000 - 1_000,
+        text: "from before".into(),
+        file: None,
+        link: None,
+    };
+    let (results, _) = node.apply(&[node.sealed_from(&bob, &old_text)]);
+    assert_eq!(results, [DmResult::Stored]);
+    assert_eq!(node.state_of(&bob.peer_id()), Some(ContactState::PendingOut), "a held-back text accepts nothing");
 
     // One issued after ours (within the clock skew too) is Bob asking while we
     // ask: the node accepts it and answers it.
@@ -536,19 +548,52 @@ fn an_acceptance_from_someone_we_did_not_ask_renames_no_one() {
         let payload = Payload::ContactAccepted { name: Some("Mallory".into()), issued_us: ops::issue_time_us(), answers_us: 0 };
         node.sealed_from(from, &payload)
     };
-    for (n, state) in [(0, ContactState::PendingIn), (1, ContactState::Blocked)] {
-        let who = someone(n);
-        node.knows(&who, state);
-        // Taken (a blocked sender's dropped unread), whatever the answer says.
-        let (_, outcome) = node.apply(&[accepting(&node, &who)]);
-        assert!(outcome.events.is_empty(), "{state:?}: {:?}", outcome.events);
-        let record = node.record_of(&who.peer_id()).unwrap();
-        assert_eq!((record.state, record.display_name), (state, None));
-    }
+    // Someone who asked us, and whose request we have not answered.
+    let bob = someone(0);
+    node.knows(&bob, ContactState::PendingIn);
+    let (results, outcome) = node.apply(&[accepting(&node, &bob)]);
+    assert_eq!(results, [DmResult::Stored]);
+    assert!(outcome.events.is_empty(), "{:?}", outcome.events);
+    let record = node.record_of(&bob.peer_id()).unwrap();
+    assert_eq!((record.state, record.display_name), (ContactState::PendingIn, None));
     // An accepted contact's newer acceptance may carry a new name.
     let carol = someone(2);
     node.knows(&carol, ContactState::Accepted);
     let (_, outcome) = node.apply(&[accepting(&node, &carol)]);
     assert!(outcome.events.iter().any(|e| matches!(e, Event::ContactChanged { .. })));
     assert_eq!(node.record_of(&carol.peer_id()).unwrap().display_name, Some("Mallory".into()));
+}
+
+#[test]
+fn a_deposit_ticket_is_kept_from_an_accepted_contact_only_and_only_if_it_admits_us() {
+    let mut node = Receiver::new();
+    let me = node.me.peer_id();
+    let (bob, carol) = (someone(0), someone(1));
+    node.knows(&bob, ContactState::Accepted);
+    node.knows(&carol, ContactState::PendingIn);
+    let far = ops::now_ms() + 3_600_000;
+    let ticket = |from: &Identity, to: &PeerId, not_after_ms| {
+        let t = crate::mailbox::sign_ticket(from, to, not_after_ms);
+        Payload::DepositTicket { not_after_ms, signature: t.signature }
+    };
+    let held = |node: &Receiver, from: &Identity| node.store.deposit_tickets().held(&from.peer_id()).unwrap();
+
+    // Not from someone who is not a contact, nor one made for someone else, expired,
+    // or signed by another.
+    let dropped = [
+        node.sealed_from(&carol, &ticket(&carol, &me, far)),
+        node.sealed_from(&bob, &ticket(&bob, &carol.peer_id(), far)),
+        node.sealed_from(&bob, &ticket(&bob, &me, ops::now_ms() - 1)),
+        node.sealed_from(&bob, &ticket(&carol, &me, far)),
+    ];
+    for (n, envelope) in dropped.into_iter().enumerate() {
+        assert_eq!(node.apply(&[envelope]).0, [DmResult::Stored], "{n}");
+    }
+    assert_eq!((held(&node, &bob), held(&node, &carol)), (None, None));
+
+    // Bob's own, for us: kept, and a later one replaces it.
+    node.apply(&[node.sealed_from(&bob, &ticket(&bob, &me, far))]);
+    assert_eq!(held(&node, &bob).map(|t| t.not_after_ms), Some(far));
+    node.apply(&[node.sealed_from(&bob, &ticket(&bob, &me, far + 1))]);
+    assert_eq!(held(&node, &bob).map(|t| t.not_after_ms), Some(far + 1));
 }

@@ -1,0 +1,111 @@
+//! Deposit tickets given to contacts (see [`crate::mailbox::DepositTicket`]).
+//!
+//! Every accepted contact holds a ticket of ours, so that its deposits into our
+//! relay mailboxes may fill them beyond the share a relay leaves open to anyone:
+//! a stranger filling that share does not shut our contacts' mail out. A ticket
+//! runs [`TICKET_LIFETIME`]; a new one is queued once the last one given has less
+//! than [`RENEW_WITHIN`] to run, so a contact that is offline for a while still
+//! holds a valid one when it comes back, and a contact we remove or block holds
+//! ours at most [`TICKET_LIFETIME`] longer (relays cannot be told to refuse it
+//! sooner).
+
+use std::time::Duration;
+
+use kith_storage::{ContactState, Store};
+
+use crate::identity::Identity;
+use crate::mailbox;
+use crate::ops::{self, OpError};
+use crate::payload::Payload;
+
+/// How long a ticket we give runs.
+pub(crate) const TICKET_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A contact whose ticket runs out within this gets a new one.
+pub(crate) const RENEW_WITHIN: Duration = Duration::from_secs(20 * 24 * 3600);
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Queues a new ticket (not flushed) for every accepted contact that has none of
+/// ours running past `now_ms` + [`RENEW_WITHIN`]; returns how many were queued.
+pub(crate) fn give_due(store: &Store, me: &Identity, now_ms: u64) -> Result<usize, OpError> {
+    let tickets = store.deposit_tickets();
+    let renew_before = now_ms.saturating_add(ms(RENEW_WITHIN));
+    let mut given = 0;
+    for contact in store.contacts().unsorted()? {
+        if contact.state != ContactState::Accepted {
+            continue;
+        }
+        let peer = contact.peer_id;
+        if tickets.given_until(&peer)?.is_some_and(|until| until > renew_before) {
+            continue;
+        }
+        let not_after_ms = now_ms.saturating_add(ms(TICKET_LIFETIME));
+        let ticket = mailbox::sign_ticket(me, &peer, not_after_ms);
+        ops::enqueue(store, &peer, &Payload::DepositTicket { not_after_ms, signature: ticket.signature })?;
+        tickets.note_given(&peer, not_after_ms)?;
+        given += 1;
+    }
+    Ok(given)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kith_storage::Recipient;
+
+    use super::*;
+
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+
+    /// The tickets queued in `store`'s outbox, by recipient.
+    fn queued(store: &Store) -> Vec<(libp2p::PeerId, mailbox::DepositTicket)> {
+        let mut out = Vec::new();
+        for entry in store.outbox().list().unwrap() {
+            if let (Recipient::Peer(peer), Ok(Payload::DepositTicket { not_after_ms, signature })) =
+                (entry.recipient, Payload::decode(&entry.payload))
+            {
+                out.push((peer, mailbox::DepositTicket { not_after_ms, signature }));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_accepted_contact_gets_a_ticket_that_admits_it_and_a_new_one_before_it_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let me = Identity::generate();
+        let (bob, carol, dave) = (Identity::generate().peer_id(), Identity::generate().peer_id(), Identity::generate().peer_id());
+        store.contacts().put(&ops::new_contact(&bob, ContactState::Accepted)).unwrap();
+        store.contacts().put(&ops::new_contact(&carol, ContactState::PendingIn)).unwrap();
+        store.contacts().put(&ops::new_contact(&dave, ContactState::Blocked)).unwrap();
+        let now = 1_000 * DAY_MS;
+
+        assert_eq!(give_due(&store, &me, now).unwrap(), 1, "Bob alone is a contact");
+        let given = queued(&store);
+        assert_eq!(given.len(), 1);
+        let (to, ticket) = &given[0];
+        assert_eq!(to, &bob);
+        assert!(mailbox::ticket_admits(ticket, &me.peer_id(), &bob, now + 29 * DAY_MS));
+        assert!(!mailbox::ticket_admits(ticket, &me.peer_id(), &bob, now + 31 * DAY_MS), "it runs 30 days");
+        assert!(!mailbox::ticket_admits(ticket, &me.peer_id(), &carol, now));
+
+        // Asked again at once, or nine days on: Bob's still runs long enough.
+        assert_eq!(give_due(&store, &me, now).unwrap(), 0);
+        assert_eq!(give_due(&store, &me, now + 9 * DAY_MS).unwrap(), 0);
+        // Eleven days on it has less than twenty to run: a new one, running 30 days
+        // from then.
+        assert_eq!(give_due(&store, &me, now + 11 * DAY_MS).unwrap(), 1);
+        let given = queued(&store);
+        assert_eq!(given.len(), 2);
+        assert!(mailbox::ticket_admits(&given[1].1, &me.peer_id(), &bob, now + 40 * DAY_MS));
+
+        // Carol accepted: hers comes with the next check.
+        store.contacts().set_state(&carol, ContactState::Accepted).unwrap();
+        assert_eq!(give_due(&store, &me, now + 11 * DAY_MS).unwrap(), 1);
+        assert_eq!(queued(&store).last().unwrap().0, carol);
+    }
+}
