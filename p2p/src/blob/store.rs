@@ -242,6 +242,10 @@ impl Held {
 pub struct BlobStore {
     dir: PathBuf,
     open: Mutex<HashMap<BlobId, Arc<Held>>>,
+    /// Held by [`BlobStore::add_as`] while it creates a blob's files, so two adds
+    /// never write the same blob's files at once, while `open` (which the node's
+    /// event loop takes to find any blob) is held only to look up and to keep.
+    adding: Mutex<()>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -254,7 +258,7 @@ impl BlobStore {
     /// The store in `dir`, created (mode 0700) if missing.
     pub fn open(dir: &Path) -> io::Result<BlobStore> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        Ok(BlobStore { dir: dir.to_path_buf(), open: Mutex::new(HashMap::new()) })
+        Ok(BlobStore { dir: dir.to_path_buf(), open: Mutex::new(HashMap::new()), adding: Mutex::new(()) })
     }
 
     fn path(&self, id: &BlobId, ext: &str) -> PathBuf {
@@ -277,8 +281,10 @@ impl BlobStore {
 
     fn add_as(&self, outboard: &Outboard, layout: Layout) -> Result<(), BlobError> {
         let id = outboard.id();
-        let mut open = lock(&self.open);
-        if open.contains_key(&id) || self.path(&id, "outboard").exists() {
+        let _adding = lock(&self.adding);
+        // Until its outboard is written the blob counts as not held, so finding
+        // blobs meanwhile sees it absent rather than half made.
+        if lock(&self.open).contains_key(&id) || self.path(&id, "outboard").exists() {
             return Ok(());
         }
         let path = self.path(&id, "data");
@@ -292,7 +298,12 @@ impl BlobStore {
         write_private_file(&self.path(&id, "have"), &bits, Overwrite::Allowed)?;
         self.write_outboard(outboard)?;
         let direct = opened_direct(&layout, &path);
-        keep(&mut open, id, Arc::new(Held::new(outboard.clone(), layout, data, direct, bits)));
+        let mut open = lock(&self.open);
+        // Found (and loaded from its files) once the outboard was written: that one
+        // may be in use already, so it stays.
+        if !open.contains_key(&id) {
+            keep(&mut open, id, Arc::new(Held::new(outboard.clone(), layout, data, direct, bits)));
+        }
         Ok(())
     }
 
@@ -372,6 +383,9 @@ impl BlobStore {
             return Err(BlobError::WrongLength("sealed blob"));
         }
         file.sync_all()?;
+        // After `adding`, as every taker of both: an add of the same blob is not
+        // writing its files meanwhile.
+        let _adding = lock(&self.adding);
         let mut open = lock(&self.open);
         if held(&open) {
             return Ok(());
