@@ -94,6 +94,19 @@ fn signal_and_wait(mut child: Child, signal: &str, what: &str) -> std::process::
     panic!("{what} ignored SIG{signal}");
 }
 
+/// How many envelopes the mailboxes of the relay whose metrics listen on
+/// `127.0.0.1:port` hold (`kith_relay_mailbox_envelopes`); `None` while it does not
+/// answer.
+pub fn relay_mailbox_envelopes(port: u16) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    body.lines().find_map(|l| l.strip_prefix("kith_relay_mailbox_envelopes ")).and_then(|v| v.trim().parse().ok())
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; fine for tests on loopback).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

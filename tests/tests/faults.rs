@@ -278,14 +278,14 @@ fn a_relay_that_disappears_mid_drain_loses_nothing() {
     });
     // `sent` needs only one relay: make sure the first one holds all of it too.
     wait_until(DEADLINE, "the first relay holds all of Alice's mail", || {
-        mailbox_envelopes(metrics_port) == Some(expected.len() as f64)
+        kith_tests::relay_mailbox_envelopes(metrics_port) == Some(expected.len() as f64)
     });
     // Bob comes back and drains; the first relay dies part-way.
     bob.start(&[]);
     wait_until(DEADLINE, "Bob has drained a page of the first relay", || {
-        mailbox_envelopes(metrics_port).is_some_and(|n| n < expected.len() as f64)
+        kith_tests::relay_mailbox_envelopes(metrics_port).is_some_and(|n| n < expected.len() as f64)
     });
-    let held = mailbox_envelopes(metrics_port).unwrap_or(0.0);
+    let held = kith_tests::relay_mailbox_envelopes(metrics_port).unwrap_or(0.0);
     relays[0].kill9();
     assert!(held > 0.0, "the relay died mid-drain (it held {held} of {})", expected.len());
     assert_delivered_once_in_order(&alice, &bob, &expected);
@@ -295,18 +295,7 @@ fn a_relay_that_disappears_mid_drain_loses_nothing() {
     relays[0].reconfigure(&metrics);
     relays[0].start();
     wait_until(DEADLINE, "Bob drains the returning relay", || {
-        mailbox_envelopes(metrics_port).is_some_and(|n| n == 0.0)
+        kith_tests::relay_mailbox_envelopes(metrics_port).is_some_and(|n| n == 0.0)
     });
     assert_eq!(received(&bob, &alice), expected, "nothing twice after the relay's return");
-}
-
-/// The `kith_relay_mailbox_envelopes` gauge of the relay whose metrics listen on `port`.
-fn mailbox_envelopes(port: u16) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    body.lines().find_map(|l| l.strip_prefix("kith_relay_mailbox_envelopes ")).and_then(|v| v.trim().parse().ok())
 }

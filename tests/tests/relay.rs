@@ -122,7 +122,8 @@ fn two_pinned_relays_with_one_down_still_deliver() {
 #[test]
 fn mail_a_relay_loses_still_arrives_through_the_other_relay_that_was_down_when_it_was_sent() {
     let mut first = Relay::new("");
-    let mut second = Relay::new("");
+    let second_metrics = kith_tests::free_port();
+    let mut second = Relay::new(&format!("[metrics]\nlisten = \"127.0.0.1:{second_metrics}\"\n"));
     first.start();
     second.start();
     let (mut alice, mut bob) = pair_pinning(&[&first, &second]);
@@ -135,6 +136,9 @@ fn mail_a_relay_loses_still_arrives_through_the_other_relay_that_was_down_when_i
     second.stop();
     let ids = send_until_held(&alice, 5, "held twice");
     second.start();
+    wait_until(DEADLINE, "Alice's mail sent again to the relay that was down", || {
+        kith_tests::relay_mailbox_envelopes(second_metrics).is_some_and(|n| n >= 5.0)
+    });
     // The first relay loses every mailbox it held (its identity stays).
     first.stop();
     std::fs::remove_dir_all(first.data_dir.join("mailbox")).unwrap();
