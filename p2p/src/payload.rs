@@ -329,7 +329,9 @@ struct Versioned {
 impl Payload {
     /// Whether this payload travels inside the ratchet to an accepted contact with
     /// a session: everything but what starts contacts and sessions, and the
-    /// ephemeral notices (presence, typing), which are sealed as they are.
+    /// ephemeral notices (presence, typing), which are sealed as they are, and deposit
+    /// tickets, which may arrive before the acceptance queued with them (a ratchet
+    /// message from someone not yet a contact is refused).
     pub fn is_ratcheted_kind(&self) -> bool {
         !matches!(
             self,
@@ -339,6 +341,7 @@ impl Payload {
                 | Payload::Typing { .. }
                 | Payload::Prekeys { .. }
                 | Payload::Ratcheted { .. }
+                | Payload::DepositTicket { .. }
         )
     }
 

@@ -2,6 +2,7 @@
 //! request (or a later one) makes them a contact: a relay's held-back acceptance of
 //! an earlier request must not (the rule itself is unit-tested in
 //! `node/inbound/tests.rs`; this shows the real "add" path writes what it checks).
+//! New contacts hold each other's deposit tickets.
 //!
 //! The nodes run in this process on 127.0.0.1, so the test reads their stores while
 //! they run.
@@ -92,6 +93,35 @@ async fn adding_someone_notes_the_request_its_acceptance_must_answer_and_asking_
     let renoted = asked(&bob, &alice).expect("the second request is noted");
     assert!(second.contains(&renoted) && renoted > noted, "{renoted} in {second:?}, after {noted}");
     until("Alice's node answers the second request", || state(&bob, &alice) == Some(ContactState::Accepted)).await;
+
+    for started in [alice, bob] {
+        started.handle.shutdown().await;
+        tokio::time::timeout(DEADLINE, started.stopped).await.unwrap().unwrap();
+    }
+}
+
+/// Each side of a new contact holds the other's deposit ticket, whichever way the
+/// acceptance and the ticket queued with it arrive (they leave Alice together, in no
+/// set order, when she accepts Bob's request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_contacts_hold_each_others_deposit_tickets() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, bob) = (start(a_dir.path()).await, start(b_dir.path()).await);
+    bob_asks_alice(&alice, &bob).await;
+    until("Bob's request at Alice", || state(&alice, &bob) == Some(ContactState::PendingIn)).await;
+    alice_accepts(&alice, &bob).await;
+    let holds = |of: &node::Started, from: &node::Started| {
+        of.handle.store().deposit_tickets().held(&from.handle.peer_id()).unwrap().is_some_and(|t| {
+            kith_p2p::mailbox::ticket_admits(
+                &kith_p2p::mailbox::DepositTicket { not_after_ms: t.not_after_ms, signature: t.signature },
+                &from.handle.peer_id(),
+                &of.handle.peer_id(),
+                ops::now_ms(),
+            )
+        })
+    };
+    until("each holds the other's ticket", || holds(&alice, &bob) && holds(&bob, &alice)).await;
+    assert_eq!((state(&alice, &bob), state(&bob, &alice)), (Some(ContactState::Accepted), Some(ContactState::Accepted)));
 
     for started in [alice, bob] {
         started.handle.shutdown().await;

@@ -101,6 +101,8 @@ impl Contact {
 #[derive(Debug, Default)]
 pub(crate) struct ContactCache {
     contacts: HashMap<PeerId, Contact>,
+    /// Writes and removals so far (see [`Contacts::changes`]).
+    changes: u64,
     /// Table keys whose record does not decode, with why.
     broken: HashMap<Vec<u8>, String>,
 }
@@ -179,6 +181,7 @@ impl Contacts {
         self.tree().insert(key.as_bytes(), encode(contact)?).map_err(db)?;
         cache.broken.remove(key.as_bytes());
         cache.contacts.insert(contact.peer_id, contact.clone());
+        cache.changes += 1;
         Ok(())
     }
 
@@ -191,7 +194,15 @@ impl Contacts {
         let existed = self.tree().remove(key.as_bytes()).map_err(db)?.is_some();
         cache.broken.remove(key.as_bytes());
         cache.contacts.remove(peer_id);
+        cache.changes += 1;
         Ok(existed)
+    }
+
+    /// A count that moves whenever a contact is written or removed through this
+    /// store (since it was opened): the same count twice means no contact changed in
+    /// between, known without looking at any.
+    pub fn changes(&self) -> u64 {
+        self.cache().changes
     }
 
     /// All contacts sorted by [`Contact::sort_name`] (case-insensitively,
@@ -237,6 +248,8 @@ impl Contacts {
         contact.state = state;
         self.tree().insert(peer_id.to_base58().as_bytes(), encode(&contact)?).map_err(db)?;
         cache.contacts.insert(*peer_id, contact.clone());
+        cache.changes += 1;
         Ok(contact)
     }
 }
+

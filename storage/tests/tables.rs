@@ -29,6 +29,29 @@ fn contact(n: u8, alias: Option<&str>) -> Contact {
 }
 
 #[test]
+fn the_contacts_change_count_moves_with_every_write_and_removal_and_nothing_else() {
+    let (_dir, store) = temp_store();
+    let contacts = store.contacts();
+    let mut seen = contacts.changes();
+    let mut moved = |what: &str, expected: bool| {
+        let now = contacts.changes();
+        assert_eq!(now != seen, expected, "{what}");
+        seen = now;
+    };
+    contacts.put(&contact(1, None)).unwrap();
+    moved("a new contact", true);
+    contacts.get(&peer(1)).unwrap();
+    contacts.list().unwrap();
+    moved("reading", false);
+    contacts.set_state(&peer(1), ContactState::Accepted).unwrap();
+    moved("a state change", true);
+    contacts.put(&contact(1, Some("bob"))).unwrap();
+    moved("a rename", true);
+    contacts.remove(&peer(1)).unwrap();
+    moved("a removal", true);
+}
+
+#[test]
 fn contacts() {
     let (_dir, store) = temp_store();
     let contacts = store.contacts();

@@ -191,6 +191,9 @@ pub(crate) struct Actor {
     next_invite_purge: Instant,
     /// When accepted contacts' deposit tickets are next checked for renewal.
     next_ticket_check: Instant,
+    /// [`kith_storage::Contacts::changes`] at the last check of deposit tickets:
+    /// between timed checks, one runs only when some contact changed.
+    tickets_checked: Option<u64>,
     /// When the node next looks whether its message log is worth compacting.
     next_compaction_check: Instant,
     /// Whether a compaction runs on the blocking pool now.
@@ -366,6 +369,7 @@ impl Actor {
             next_invite_purge: Instant::now() + config.timers.invite_purge_interval,
             // At start: contacts made by a build without tickets get theirs.
             next_ticket_check: Instant::now(),
+            tickets_checked: None,
             next_compaction_check: Instant::now() + config.timers.log_compaction_check,
             compacting: Arc::default(),
             failed_dials: HashMap::new(),
@@ -488,7 +492,7 @@ impl Actor {
         }
         if now >= self.next_ticket_check {
             self.next_ticket_check = now + self.config.timers.deposit_ticket_check;
-            self.give_tickets_due();
+            self.give_tickets_due(true);
         }
         if now >= self.next_compaction_check {
             self.next_compaction_check = now + self.config.timers.log_compaction_check;
@@ -644,24 +648,36 @@ impl Actor {
 
     /// Delete expired invite tokens (redeeming one fails anyway; this keeps them from
     /// piling up). Not flushed: a purge lost in a crash is simply done again.
+    fn purge_invites(&self) {
+        match self.store.invites().purge_expired(ops::now_ms()) {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "deleted expired invites"),
+            Err(e) => tracing::warn!(error = %e, "deleting expired invites failed"),
+        }
+    }
+
     /// Queues a deposit ticket for each accepted contact whose own runs out soon or
     /// that has none (see [`super::tickets`]); what was queued goes out once durable.
-    pub(super) fn give_tickets_due(&mut self) {
+    /// Unless `timed`, only if some contact changed since the last check: callers
+    /// ask after anything that may have made a contact, at no cost otherwise.
+    pub(super) fn give_tickets_due(&mut self, timed: bool) {
+        let changes = self.store.contacts().changes();
+        if !timed && self.tickets_checked == Some(changes) {
+            return;
+        }
+        self.tickets_checked = Some(changes);
         match super::tickets::give_due(&self.store, &self.config.identity, ops::now_ms()) {
             Ok(0) => {}
             Ok(given) => {
                 tracing::debug!(given, "gave contacts deposit tickets");
                 self.flusher.after_flush(AfterFlush::ReloadOutbox);
             }
-            Err(e) => tracing::warn!(error = %e, "giving contacts deposit tickets failed"),
-        }
-    }
-
-    fn purge_invites(&self) {
-        match self.store.invites().purge_expired(ops::now_ms()) {
-            Ok(0) => {}
-            Ok(purged) => tracing::debug!(purged, "deleted expired invites"),
-            Err(e) => tracing::warn!(error = %e, "deleting expired invites failed"),
+            Err(e) => {
+                // The tickets queued before the failure still go; the rest come
+                // with the next check.
+                tracing::warn!(error = %e, "giving contacts deposit tickets failed");
+                self.flusher.after_flush(AfterFlush::ReloadOutbox);
+            }
         }
     }
 
@@ -782,12 +798,13 @@ impl Actor {
             }
             Command::AddInvite { invite, alias, reply } => {
                 let result = self.add_invite(*invite, alias);
-                // An invite's token makes a contact at once.
-                self.give_tickets_due();
+                // Adding someone who asked us first accepts them.
+                self.give_tickets_due(false);
                 self.reply_when_durable(reply, result);
             }
             Command::AddPeer { peer, alias, reply } => {
                 let result = self.add_peer(peer, alias);
+                self.give_tickets_due(false);
                 self.reply_when_durable(reply, result);
             }
             // `run` batches sends before they get here; this arm is for completeness.
@@ -802,7 +819,7 @@ impl Actor {
                 // caller hears back, once it is durable. A contact it accepted gets
                 // its deposit ticket with the acceptance.
                 self.drop_queues_of_blocked();
-                self.give_tickets_due();
+                self.give_tickets_due(false);
                 self.flusher.after_flush(AfterFlush::ReloadOutbox);
                 self.reply_when_durable(reply, result);
             }

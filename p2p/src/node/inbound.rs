@@ -546,10 +546,11 @@ impl Inbound<'_> {
                 Ok(Step::Done(DmResult::Stored))
             }
             Payload::DepositTicket { not_after_ms, signature } => {
-                // From accepted contacts only, and only one that admits us: anything
+                // From a contact, or someone we asked (it may come before the
+                // acceptance queued with it), and only one that admits us: anything
                 // else would be attached to deposits for nothing.
                 let ticket = crate::mailbox::DepositTicket { not_after_ms, signature };
-                let accepted = contact.is_some_and(|c| c.state == ContactState::Accepted);
+                let accepted = contact.is_some_and(|c| matches!(c.state, ContactState::Accepted | ContactState::PendingOut));
                 if accepted && crate::mailbox::ticket_admits(&ticket, &sender, &self.me, now) {
                     self.store.deposit_tickets().keep(&sender, &kith_storage::HeldTicket { not_after_ms, signature })?;
                 } else {

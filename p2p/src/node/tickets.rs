@@ -11,7 +11,9 @@
 
 use std::time::Duration;
 
-use kith_storage::{ContactState, Store};
+use std::collections::HashSet;
+
+use kith_storage::{ContactState, Recipient, Store};
 
 use crate::identity::Identity;
 use crate::mailbox;
@@ -29,33 +31,43 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// Queues a new ticket (not flushed) for every accepted contact that has none of
-/// ours running past `now_ms` + [`RENEW_WITHIN`]; returns how many were queued.
+/// ours running past `now_ms` + [`RENEW_WITHIN`], in place of any older one still
+/// queued for it (a contact offline for long gets the latest, not one per
+/// renewal); returns how many were queued. The ticket is noted as given when it is
+/// queued: one lost before it arrives (a crash before the flush, a contact on a
+/// build that does not know tickets) is given again at the next renewal.
 pub(crate) fn give_due(store: &Store, me: &Identity, now_ms: u64) -> Result<usize, OpError> {
     let tickets = store.deposit_tickets();
     let renew_before = now_ms.saturating_add(ms(RENEW_WITHIN));
-    let mut given = 0;
-    for contact in store.contacts().unsorted()? {
-        if contact.state != ContactState::Accepted {
-            continue;
+    let mut due = HashSet::new();
+    for contact in store.contacts().matching(|c| c.state == ContactState::Accepted)? {
+        if tickets.given_until(&contact.peer_id)?.is_none_or(|until| until <= renew_before) {
+            due.insert(contact.peer_id);
         }
-        let peer = contact.peer_id;
-        if tickets.given_until(&peer)?.is_some_and(|until| until > renew_before) {
-            continue;
-        }
-        let not_after_ms = now_ms.saturating_add(ms(TICKET_LIFETIME));
-        let ticket = mailbox::sign_ticket(me, &peer, not_after_ms);
-        ops::enqueue(store, &peer, &Payload::DepositTicket { not_after_ms, signature: ticket.signature })?;
-        tickets.note_given(&peer, not_after_ms)?;
-        given += 1;
     }
-    Ok(given)
+    if due.is_empty() {
+        return Ok(0);
+    }
+    for entry in store.outbox().list()? {
+        if let Recipient::Peer(peer) = &entry.recipient
+            && due.contains(peer)
+            && matches!(Payload::decode(&entry.payload), Ok(Payload::DepositTicket { .. }))
+        {
+            store.outbox().remove(entry.id)?;
+        }
+    }
+    let not_after_ms = now_ms.saturating_add(ms(TICKET_LIFETIME));
+    for peer in &due {
+        let ticket = mailbox::sign_ticket(me, peer, not_after_ms);
+        ops::enqueue(store, peer, &Payload::DepositTicket { not_after_ms, signature: ticket.signature })?;
+        tickets.note_given(peer, not_after_ms)?;
+    }
+    Ok(due.len())
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use kith_storage::Recipient;
-
     use super::*;
 
     const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -100,12 +112,16 @@ mod tests {
         // from then.
         assert_eq!(give_due(&store, &me, now + 11 * DAY_MS).unwrap(), 1);
         let given = queued(&store);
-        assert_eq!(given.len(), 2);
-        assert!(mailbox::ticket_admits(&given[1].1, &me.peer_id(), &bob, now + 40 * DAY_MS));
+        assert_eq!(given.len(), 1, "in place of the one still queued: Bob was offline");
+        assert!(mailbox::ticket_admits(&given[0].1, &me.peer_id(), &bob, now + 40 * DAY_MS));
 
-        // Carol accepted: hers comes with the next check.
+        // Carol accepted: hers comes with the next check, and Bob's stays queued.
         store.contacts().set_state(&carol, ContactState::Accepted).unwrap();
         assert_eq!(give_due(&store, &me, now + 11 * DAY_MS).unwrap(), 1);
-        assert_eq!(queued(&store).last().unwrap().0, carol);
+        let mut to: Vec<_> = queued(&store).into_iter().map(|(peer, _)| peer).collect();
+        to.sort();
+        let mut both = vec![bob, carol];
+        both.sort();
+        assert_eq!(to, both);
     }
 }

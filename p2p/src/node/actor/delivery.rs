@@ -377,10 +377,8 @@ impl Actor {
         self.settle_ratcheted(std::mem::take(&mut outcome.ratcheted), &results);
         let resets = self.offer_resets(std::mem::take(&mut outcome.rekey));
         let resent = self.resend_undelivered(std::mem::take(&mut outcome.resend));
-        if outcome.events.iter().any(|e| matches!(e, Event::ContactChanged { .. })) {
-            // Perhaps someone became a contact: its deposit ticket goes with this batch.
-            self.give_tickets_due();
-        }
+        // Someone who became a contact gets its deposit ticket with this batch.
+        self.give_tickets_due(false);
         let queued = outcome.queued || resets || resent || (from_relay && self.queue_delivery_receipts(&outcome.stored));
         (results, Accepted { events: outcome.events, queued, touched: outcome.touched, rekeyed: outcome.rekeyed })
     }

@@ -565,7 +565,7 @@ fn an_acceptance_from_someone_we_did_not_ask_renames_no_one() {
 }
 
 #[test]
-fn a_deposit_ticket_is_kept_from_an_accepted_contact_only_and_only_if_it_admits_us() {
+fn a_deposit_ticket_is_kept_from_a_contact_or_someone_we_asked_and_only_if_it_admits_us() {
     let mut node = Receiver::new();
     let me = node.me.peer_id();
     let (bob, carol) = (someone(0), someone(1));
@@ -596,4 +596,14 @@ fn a_deposit_ticket_is_kept_from_an_accepted_contact_only_and_only_if_it_admits_
     assert_eq!(held(&node, &bob).map(|t| t.not_after_ms), Some(far));
     node.apply(&[node.sealed_from(&bob, &ticket(&bob, &me, far + 1))]);
     assert_eq!(held(&node, &bob).map(|t| t.not_after_ms), Some(far + 1));
+
+    // Dave, whom we asked, accepts: his ticket may come before his acceptance in
+    // the batch, and is kept all the same.
+    let dave = someone(2);
+    node.knows(&dave, ContactState::PendingOut);
+    let accepted = Payload::ContactAccepted { name: None, issued_us: ops::issue_time_us(), answers_us: 0 };
+    let (results, _) = node.apply(&[node.sealed_from(&dave, &ticket(&dave, &me, far)), node.sealed_from(&dave, &accepted)]);
+    assert_eq!(results, [DmResult::Stored, DmResult::Stored]);
+    assert_eq!(node.state_of(&dave.peer_id()), Some(ContactState::Accepted));
+    assert_eq!(held(&node, &dave).map(|t| t.not_after_ms), Some(far));
 }
