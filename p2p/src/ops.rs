@@ -95,14 +95,31 @@ pub fn now_ms() -> u64 {
 pub fn issue_time_us() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-    let mut last = LAST.load(Ordering::Relaxed);
+    after_last(&LAST, now)
+}
+
+/// `now`, or one more than the last value `last` handed out if that is not earlier,
+/// and remembered as the last: strictly increasing across calls.
+fn after_last(last: &AtomicU64, now: u64) -> u64 {
+    let mut seen = last.load(Ordering::Relaxed);
     loop {
-        let next = now.max(last.saturating_add(1));
-        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+        let next = now.max(seen.saturating_add(1));
+        match last.compare_exchange_weak(seen, next, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return next,
-            Err(seen) => last = seen,
+            Err(value) => seen = value,
         }
     }
+}
+
+/// The `created_at_ms` of an item [`enqueue`] queues: the time, but later than
+/// every earlier one in this process. A recipient's queue goes in creation order,
+/// and items queued within one millisecond would otherwise go in the order of their
+/// random ids: an acceptance's profile, sealed in the ratchet, could reach the
+/// contact before the acceptance, which refuses it. Items queued faster than one a
+/// millisecond drift ahead of the clock by as many milliseconds, never behind it.
+pub fn queued_at_ms() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    after_last(&LAST, now_ms())
 }
 
 /// A fresh random message id.
@@ -174,14 +191,13 @@ pub fn enqueue(store: &Store, recipient: &PeerId, payload: &Payload) -> Result<M
         Payload::Text { id, .. } => *id,
         _ => new_message_id(),
     };
-    let now = now_ms();
     store.outbox().put(&OutboxEntry {
         id,
         recipient: Recipient::Peer(*recipient),
         payload: payload.encode()?,
         attempts: 0,
-        next_attempt_ms: now,
-        created_at_ms: now,
+        next_attempt_ms: now_ms(),
+        created_at_ms: queued_at_ms(),
     })?;
     Ok(id)
 }
@@ -938,6 +954,22 @@ pub fn block_stranger(store: &Store, peer_id: &str) -> Result<Contact, OpError> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn items_queued_within_one_millisecond_keep_their_order_in_a_recipients_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let peer = PeerId::random();
+        let queued: Vec<MessageId> =
+            (0..200).map(|_| enqueue(&store, &peer, &Payload::Typing { group: None }).unwrap()).collect();
+        // As the node's queues load them: by creation time, ties in list order.
+        let mut entries = store.outbox().list().unwrap();
+        entries.sort_by_key(|e| e.created_at_ms);
+        let loaded: Vec<MessageId> = entries.iter().map(|e| e.id).collect();
+        assert_eq!(loaded, queued);
+        let last = entries.last().unwrap().created_at_ms;
+        assert!(last <= now_ms() + 200, "at most one millisecond ahead per item");
+    }
 
     #[test]
     fn a_delete_announces_its_authors_message_not_another_with_the_same_id() {

@@ -54,12 +54,14 @@ async fn bob_asks_alice(alice: &node::Started, bob: &node::Started) -> std::ops:
     before..=ops::issue_time_us()
 }
 
-/// Alice accepts Bob's pending request, as `kith accept` does.
+/// Alice accepts Bob's pending request, as `kith accept` does (her profile goes
+/// with the acceptance).
 async fn alice_accepts(alice: &node::Started, bob: &node::Started) {
     let bob_id = bob.handle.peer_id();
     let accept = Box::new(move |store: &Store, ctx: &node::LocalContext| {
         let contact = store.contacts().get(&bob_id)?.expect("Bob's request is kept");
         ops::accept(store, &contact, ctx.display_name.as_deref())?;
+        kith_p2p::node::profiles::share(store, &ctx.me, &bob_id)?;
         Ok(serde_json::Value::Null)
     });
     tokio::time::timeout(DEADLINE, alice.handle.local(accept)).await.unwrap().unwrap();
@@ -100,13 +102,16 @@ async fn adding_someone_notes_the_request_its_acceptance_must_answer_and_asking_
     }
 }
 
-/// Each side of a new contact holds the other's deposit ticket, whichever way the
-/// acceptance and the ticket queued with it arrive (they leave Alice together, in no
-/// set order, when she accepts Bob's request).
+/// Each side of a new contact holds the other's deposit ticket, and the requester
+/// the accepter's profile: what Alice queues with her acceptance of Bob's request
+/// leaves in the order she queued it, within one millisecond too (a profile sealed in
+/// the ratchet that overtook the acceptance was refused, and lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_contacts_hold_each_others_deposit_tickets() {
+async fn new_contacts_hold_each_others_deposit_tickets_and_the_accepters_profile() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (alice, bob) = (start(a_dir.path()).await, start(b_dir.path()).await);
+    let profile = kith_p2p::node::profiles::ProfileChange { name: Some("Alice A.".into()), status: None, avatar: None };
+    tokio::time::timeout(DEADLINE, alice.handle.set_profile(profile)).await.unwrap().unwrap();
     bob_asks_alice(&alice, &bob).await;
     until("Bob's request at Alice", || state(&alice, &bob) == Some(ContactState::PendingIn)).await;
     alice_accepts(&alice, &bob).await;
@@ -121,6 +126,8 @@ async fn new_contacts_hold_each_others_deposit_tickets() {
         })
     };
     until("each holds the other's ticket", || holds(&alice, &bob) && holds(&bob, &alice)).await;
+    let alice_id = alice.handle.peer_id();
+    until("Bob holds Alice's profile", || bob.handle.store().profiles().get(&alice_id).unwrap().is_some()).await;
     assert_eq!((state(&alice, &bob), state(&bob, &alice)), (Some(ContactState::Accepted), Some(ContactState::Accepted)));
 
     for started in [alice, bob] {
