@@ -6,7 +6,9 @@
 //! moment (`DialPeerConditionFalse`, which libp2p-stream does not handle), nothing
 //! ever drains the queue and the request waits forever: an upload or fetch started
 //! just as its connection came up stalled until its deadline (seen in the media
-//! tests under load). Asking again finds the connection, so each attempt gets a
+//! tests under load). (A dial request lost because others were asked for in the
+//! same turn no longer happens: vendor/libp2p-stream keeps room for 64.) Asking
+//! again finds the connection, so each attempt gets a
 //! short window, doubling, and a stalled one is asked again. Callers bound the whole
 //! with their own deadline; an abandoned request, if a later connection ever takes
 //! it, opens a stream that is dropped at once.

@@ -1,3 +1,8 @@
+// KITH-PATCH: this file is modified (see KITH-PATCH.md at the crate's root).
+
+/// KITH-PATCH: dial requests that may wait for the behaviour's next poll.
+const DIAL_REQUEST_BUFFER: usize = 64;
+
 use core::fmt;
 use std::{
     sync::{Arc, Mutex},
@@ -32,7 +37,11 @@ impl Default for Behaviour {
 
 impl Behaviour {
     pub fn new() -> Self {
-        let (dial_sender, dial_receiver) = mpsc::channel(0);
+        // KITH-PATCH: room for several dial requests (upstream: 0, i.e. one in all,
+        // as the one sender lives in `Shared`). A request that finds it full is
+        // dropped, and streams asked for at once to several peers not yet connected
+        // waited, all but the first, for a connection nothing dialled.
+        let (dial_sender, dial_receiver) = mpsc::channel(DIAL_REQUEST_BUFFER);
 
         Self {
             shared: Arc::new(Mutex::new(Shared::new(dial_sender))),
