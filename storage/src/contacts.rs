@@ -101,7 +101,7 @@ impl Contact {
 #[derive(Debug, Default)]
 pub(crate) struct ContactCache {
     contacts: HashMap<PeerId, Contact>,
-    /// Writes and removals so far (see [`Contacts::changes`]).
+    /// State changes so far (see [`Contacts::state_changes`]).
     changes: u64,
     /// Table keys whose record does not decode, with why.
     broken: HashMap<Vec<u8>, String>,
@@ -180,7 +180,11 @@ impl Contacts {
         let key = contact.peer_id.to_base58();
         self.tree().insert(key.as_bytes(), encode(contact)?).map_err(db)?;
         cache.broken.remove(key.as_bytes());
-        cache.contacts.insert(contact.peer_id, contact.clone());
+        if let Some(old) = cache.contacts.insert(contact.peer_id, contact.clone())
+            && old.state == contact.state
+        {
+            return Ok(());
+        }
         cache.changes += 1;
         Ok(())
     }
@@ -198,10 +202,11 @@ impl Contacts {
         Ok(existed)
     }
 
-    /// A count that moves whenever a contact is written or removed through this
-    /// store (since it was opened): the same count twice means no contact changed in
-    /// between, known without looking at any.
-    pub fn changes(&self) -> u64 {
+    /// A count that moves whenever a contact is added, removed or changes state
+    /// through this store (since it was opened): the same count twice means no one
+    /// became or stopped being a contact in between, known without looking at any.
+    /// Other changes (names, addresses, last seen) do not move it.
+    pub fn state_changes(&self) -> u64 {
         self.cache().changes
     }
 
@@ -245,10 +250,11 @@ impl Contacts {
         let Some(mut contact) = cache.contacts.get(peer_id).cloned() else {
             return Err(StoreError::not_found("contact", peer_id.to_base58()));
         };
+        let moved = contact.state != state;
         contact.state = state;
         self.tree().insert(peer_id.to_base58().as_bytes(), encode(&contact)?).map_err(db)?;
         cache.contacts.insert(*peer_id, contact.clone());
-        cache.changes += 1;
+        cache.changes += u64::from(moved);
         Ok(contact)
     }
 }

@@ -562,6 +562,8 @@ impl BlobStore {
 
     /// Forgets blob `id` and deletes its files.
     pub fn remove(&self, id: &BlobId) -> Result<(), BlobError> {
+        // Not while an add makes its files (the order every taker of both keeps).
+        let _adding = lock(&self.adding);
         let mut open = lock(&self.open);
         open.remove(id);
         for ext in ["outboard", "have", "key", "data"] {

@@ -191,7 +191,7 @@ pub(crate) struct Actor {
     next_invite_purge: Instant,
     /// When accepted contacts' deposit tickets are next checked for renewal.
     next_ticket_check: Instant,
-    /// [`kith_storage::Contacts::changes`] at the last check of deposit tickets:
+    /// [`kith_storage::Contacts::state_changes`] at the last check of deposit tickets:
     /// between timed checks, one runs only when some contact changed.
     tickets_checked: Option<u64>,
     /// When the node next looks whether its message log is worth compacting.
@@ -661,16 +661,17 @@ impl Actor {
     /// Unless `timed`, only if some contact changed since the last check: callers
     /// ask after anything that may have made a contact, at no cost otherwise.
     pub(super) fn give_tickets_due(&mut self, timed: bool) {
-        let changes = self.store.contacts().changes();
+        let changes = self.store.contacts().state_changes();
         if !timed && self.tickets_checked == Some(changes) {
             return;
         }
-        self.tickets_checked = Some(changes);
         match super::tickets::give_due(&self.store, &self.config.identity, ops::now_ms()) {
-            Ok(0) => {}
             Ok(given) => {
-                tracing::debug!(given, "gave contacts deposit tickets");
-                self.flusher.after_flush(AfterFlush::ReloadOutbox);
+                self.tickets_checked = Some(changes);
+                if given > 0 {
+                    tracing::debug!(given, "gave contacts deposit tickets");
+                    self.flusher.after_flush(AfterFlush::ReloadOutbox);
+                }
             }
             Err(e) => {
                 // The tickets queued before the failure still go; the rest come
@@ -798,7 +799,7 @@ impl Actor {
             }
             Command::AddInvite { invite, alias, reply } => {
                 let result = self.add_invite(*invite, alias);
-                // Adding someone who asked us first accepts them.
+                // An invite's owner who asked us too may be a contact now.
                 self.give_tickets_due(false);
                 self.reply_when_durable(reply, result);
             }
@@ -979,7 +980,10 @@ impl Actor {
         let adding = contact_rules::add_by_peer_id(existing, peer, alias, ops::now_ms());
         if let Adding::Accept(contact) = &adding {
             let accepted = ops::accept(&self.store, contact, self.config.display_name.as_deref())?;
-            self.reload_outbox();
+            // As `kith accept` does: our profile goes with the acceptance, and both
+            // leave once durable.
+            super::profiles::share(&self.store, &self.me, &peer)?;
+            self.flusher.after_flush(AfterFlush::ReloadOutbox);
             return Ok(ContactView::from(&accepted));
         }
         let contact = adding.contact();
