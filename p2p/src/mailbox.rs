@@ -198,6 +198,19 @@ pub struct DepositTicket {
     pub signature: [u8; SIGNATURE_LEN],
 }
 
+/// As the node keeps one it holds.
+impl From<kith_storage::HeldTicket> for DepositTicket {
+    fn from(held: kith_storage::HeldTicket) -> DepositTicket {
+        DepositTicket { not_after_ms: held.not_after_ms, signature: held.signature }
+    }
+}
+
+impl From<&DepositTicket> for kith_storage::HeldTicket {
+    fn from(ticket: &DepositTicket) -> kith_storage::HeldTicket {
+        kith_storage::HeldTicket { not_after_ms: ticket.not_after_ms, signature: ticket.signature }
+    }
+}
+
 impl std::fmt::Debug for DepositTicket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DepositTicket").field("not_after_ms", &self.not_after_ms).finish_non_exhaustive()

@@ -137,16 +137,13 @@ pub enum Payload {
         #[serde(with = "wire::bytes")]
         signed: Vec<u8>,
     },
-    /// The sender's deposit ticket for the recipient ([`crate::mailbox::DepositTicket`]):
-    /// the recipient's deposits into the sender's relay mailboxes may then fill more
-    /// than the share a relay leaves open to anyone. Kept from accepted contacts only,
+    /// The sender's deposit ticket for the recipient: the recipient's deposits into
+    /// the sender's relay mailboxes may then fill more than the share a relay leaves
+    /// open to anyone. Kept from an accepted contact or someone the recipient asked,
     /// and only if it admits the recipient.
     DepositTicket {
-        /// The last moment it admits a deposit (ms since the Unix epoch).
-        not_after_ms: u64,
-        /// The sender's signature ([`crate::mailbox::ticket_message`]).
-        #[serde(with = "wire::byte_array")]
-        signature: [u8; 64],
+        /// The ticket, as the recipient shows it to relays.
+        ticket: crate::mailbox::DepositTicket,
     },
     /// The recipient of a contact request (or invite) accepts the sender as a contact.
     ContactAccepted {

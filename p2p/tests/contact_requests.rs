@@ -118,7 +118,7 @@ async fn new_contacts_hold_each_others_deposit_tickets_and_the_accepters_profile
     let holds = |of: &node::Started, from: &node::Started| {
         of.handle.store().deposit_tickets().held(&from.handle.peer_id()).unwrap().is_some_and(|t| {
             kith_p2p::mailbox::ticket_admits(
-                &kith_p2p::mailbox::DepositTicket { not_after_ms: t.not_after_ms, signature: t.signature },
+                &t.into(),
                 &from.handle.peer_id(),
                 &of.handle.peer_id(),
                 ops::now_ms(),

@@ -545,14 +545,13 @@ impl Inbound<'_> {
                 outcome.group.push(GroupDelivery { index, sender, payload });
                 Ok(Step::Done(DmResult::Stored))
             }
-            Payload::DepositTicket { not_after_ms, signature } => {
+            Payload::DepositTicket { ticket } => {
                 // From a contact, or someone we asked (it may come before the
                 // acceptance queued with it), and only one that admits us: anything
                 // else would be attached to deposits for nothing.
-                let ticket = crate::mailbox::DepositTicket { not_after_ms, signature };
                 let accepted = contact.is_some_and(|c| matches!(c.state, ContactState::Accepted | ContactState::PendingOut));
                 if accepted && crate::mailbox::ticket_admits(&ticket, &sender, &self.me, now) {
-                    self.store.deposit_tickets().keep(&sender, &kith_storage::HeldTicket { not_after_ms, signature })?;
+                    self.store.deposit_tickets().keep(&sender, &(&ticket).into())?;
                 } else {
                     tracing::debug!(%sender, accepted, "dropped a deposit ticket that does not admit us");
                 }

@@ -9,8 +9,6 @@
 //! ours at most [`TICKET_LIFETIME`] longer (relays cannot be told to refuse it
 //! sooner).
 
-use std::time::Duration;
-
 use std::collections::HashSet;
 
 use kith_storage::{ContactState, Recipient, Store};
@@ -20,15 +18,11 @@ use crate::mailbox;
 use crate::ops::{self, OpError};
 use crate::payload::Payload;
 
-/// How long a ticket we give runs.
-pub(crate) const TICKET_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a ticket we give runs (30 days, in ms).
+pub(crate) const TICKET_LIFETIME: u64 = 30 * 24 * 3600 * 1000;
 
-/// A contact whose ticket runs out within this gets a new one.
-pub(crate) const RENEW_WITHIN: Duration = Duration::from_secs(20 * 24 * 3600);
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+/// A contact whose ticket runs out within this gets a new one (20 days, in ms).
+pub(crate) const RENEW_WITHIN: u64 = 20 * 24 * 3600 * 1000;
 
 /// Queues a new ticket (not flushed) for every accepted contact that has none of
 /// ours running past `now_ms` + [`RENEW_WITHIN`], in place of any older one still
@@ -38,7 +32,7 @@ fn ms(d: Duration) -> u64 {
 /// build that does not know tickets) is given again at the next renewal.
 pub(crate) fn give_due(store: &Store, me: &Identity, now_ms: u64) -> Result<usize, OpError> {
     let tickets = store.deposit_tickets();
-    let renew_before = now_ms.saturating_add(ms(RENEW_WITHIN));
+    let renew_before = now_ms.saturating_add(RENEW_WITHIN);
     let mut due = HashSet::new();
     for contact in store.contacts().matching(|c| c.state == ContactState::Accepted)? {
         if tickets.given_until(&contact.peer_id)?.is_none_or(|until| until <= renew_before) {
@@ -56,10 +50,9 @@ pub(crate) fn give_due(store: &Store, me: &Identity, now_ms: u64) -> Result<usiz
             store.outbox().remove(entry.id)?;
         }
     }
-    let not_after_ms = now_ms.saturating_add(ms(TICKET_LIFETIME));
+    let not_after_ms = now_ms.saturating_add(TICKET_LIFETIME);
     for peer in &due {
-        let ticket = mailbox::sign_ticket(me, peer, not_after_ms);
-        ops::enqueue(store, peer, &Payload::DepositTicket { not_after_ms, signature: ticket.signature })?;
+        ops::enqueue(store, peer, &Payload::DepositTicket { ticket: mailbox::sign_ticket(me, peer, not_after_ms) })?;
         tickets.note_given(peer, not_after_ms)?;
     }
     Ok(due.len())
@@ -76,10 +69,8 @@ mod tests {
     fn queued(store: &Store) -> Vec<(libp2p::PeerId, mailbox::DepositTicket)> {
         let mut out = Vec::new();
         for entry in store.outbox().list().unwrap() {
-            if let (Recipient::Peer(peer), Ok(Payload::DepositTicket { not_after_ms, signature })) =
-                (entry.recipient, Payload::decode(&entry.payload))
-            {
-                out.push((peer, mailbox::DepositTicket { not_after_ms, signature }));
+            if let (Recipient::Peer(peer), Ok(Payload::DepositTicket { ticket })) = (entry.recipient, Payload::decode(&entry.payload)) {
+                out.push((peer, ticket));
             }
         }
         out

@@ -43,14 +43,23 @@ pub(crate) struct Job {
     kind: JobKind,
 }
 
+/// A deposit ticket to check: whether it lets `depositor` fill `owner`'s mailbox.
+#[derive(Debug)]
+struct TicketCheck {
+    owner: PeerId,
+    depositor: PeerId,
+    ticket: wire::DepositTicket,
+}
+
 #[derive(Debug)]
 enum JobKind {
     Deposit {
         mailbox: Vec<u8>,
         envelopes: Vec<Vec<u8>>,
         now_ms: u64,
-        /// What the depositor's ticket (or its lack) lets it fill.
-        share: Share,
+        /// The ticket the depositor showed, checked in the job (a signature costs
+        /// more than the loop's other work per request).
+        ticket: Option<Box<TicketCheck>>,
     },
     Drain {
         mailbox: Vec<u8>,
@@ -166,25 +175,14 @@ impl Service {
                         results: Vec::new(),
                     }));
                 }
-                // Checked after the rate limit: a signature check costs more than
-                // a refusal.
-                let now_ms = now_ms();
-                let share = match ticket {
-                    Some(t) if wire::ticket_admits(&t, &owner, peer, now_ms) => Share::Whole,
-                    Some(_) => {
-                        tracing::debug!(%peer, %owner, "a deposit ticket that does not admit its bearer");
-                        Share::Open
-                    }
-                    None => Share::Open,
-                };
-                tracing::debug!(%peer, %owner, envelopes = envelopes.len(), ?share, "deposit");
+                tracing::debug!(%peer, %owner, envelopes = envelopes.len(), ticket = ticket.is_some(), "deposit");
                 job(
                     store,
                     JobKind::Deposit {
                         mailbox,
                         envelopes,
-                        now_ms,
-                        share,
+                        now_ms: now_ms(),
+                        ticket: ticket.map(|ticket| Box::new(TicketCheck { owner, depositor: *peer, ticket })),
                     },
                 )
             }
@@ -311,8 +309,11 @@ impl Job {
                 mailbox,
                 envelopes,
                 now_ms,
-                share,
-            } => deposit(&store, &metrics, &mailbox, &envelopes, now_ms, share),
+                ticket,
+            } => {
+                let share = ticket.map_or(Share::Open, |check| check.share(now_ms));
+                deposit(&store, &metrics, &mailbox, &envelopes, now_ms, share)
+            }
             JobKind::Drain {
                 mailbox,
                 after,
@@ -355,6 +356,18 @@ impl Job {
             metrics.refused(RefusalReason::Storage);
             MailboxResponse::Refused(Refusal::Storage)
         })
+    }
+}
+
+impl TicketCheck {
+    /// What the deposit may fill: the whole quota if the ticket admits its bearer,
+    /// else the share open to anyone.
+    fn share(&self, now_ms: u64) -> Share {
+        if wire::ticket_admits(&self.ticket, &self.owner, &self.depositor, now_ms) {
+            return Share::Whole;
+        }
+        tracing::debug!(depositor = %self.depositor, owner = %self.owner, "a deposit ticket that does not admit its bearer");
+        Share::Open
     }
 }
 

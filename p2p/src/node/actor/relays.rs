@@ -189,8 +189,7 @@ impl Actor {
                 return None;
             }
         };
-        (held.not_after_ms >= ops::now_ms())
-            .then_some(mailbox::DepositTicket { not_after_ms: held.not_after_ms, signature: held.signature })
+        (held.not_after_ms >= ops::now_ms()).then(|| held.into())
     }
 
     /// Queue a `delivered` receipt to the author of each of `stored` (not flushed).

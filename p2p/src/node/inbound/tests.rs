@@ -573,8 +573,7 @@ fn a_deposit_ticket_is_kept_from_a_contact_or_someone_we_asked_and_only_if_it_ad
     node.knows(&carol, ContactState::PendingIn);
     let far = ops::now_ms() + 3_600_000;
     let ticket = |from: &Identity, to: &PeerId, not_after_ms| {
-        let t = crate::mailbox::sign_ticket(from, to, not_after_ms);
-        Payload::DepositTicket { not_after_ms, signature: t.signature }
+        Payload::DepositTicket { ticket: crate::mailbox::sign_ticket(from, to, not_after_ms) }
     };
     let held = |node: &Receiver, from: &Identity| node.store.deposit_tickets().held(&from.peer_id()).unwrap();
 
