@@ -285,10 +285,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(body)
 }
 
+/// Frames up to this length are written together with their length prefix in one
+/// write: a write to a muxed stream of up to yamux's 16 KiB split size becomes one
+/// muxer frame, so a separate prefix would cost a frame of its own. Longer ones are
+/// split by the muxer anyway, so copying them would save nothing.
+const ONE_WRITE_MAX: usize = 16 * 1024;
+
 /// Writes one length-prefixed frame and flushes the stream.
 ///
 /// `max_len` should be the limit the receiving side applies, so an oversized frame fails
 /// here, locally and with a clear error, instead of being rejected by the peer.
+/// A frame of up to 16 KiB leaves in one write, its prefix included.
 /// Not cancel-safe: a dropped future may leave a partial frame on the stream.
 ///
 /// # Errors
@@ -306,8 +313,15 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
             len: frame.len(),
             max: max_len.min(u32::MAX as usize),
         })?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(frame).await?;
+    if frame.len() <= ONE_WRITE_MAX {
+        let mut prefixed = Vec::with_capacity(4 + frame.len());
+        prefixed.extend_from_slice(&len.to_be_bytes());
+        prefixed.extend_from_slice(frame);
+        io.write_all(&prefixed).await?;
+    } else {
+        io.write_all(&len.to_be_bytes()).await?;
+        io.write_all(frame).await?;
+    }
     io.flush().await?;
     Ok(())
 }
@@ -1050,6 +1064,44 @@ mod tests {
 
         let enc = encode(&body(vec![1], vec![], None, 0)).unwrap();
         assert!(decode_versioned::<Body>(&enc, 1000, 1, |b| b.v).is_ok());
+    }
+
+    /// A stream that records the length of each write it is handed.
+    #[derive(Default)]
+    struct Writes(Vec<usize>, Vec<u8>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.0.push(buf.len());
+            self.1.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_message_sized_frame_leaves_in_one_write_with_its_length() {
+        let mut small = Writes::default();
+        block_on(write_frame(&mut small, &[7; 700], 1 << 20)).unwrap();
+        assert_eq!(small.0, vec![704], "one write: prefix and frame together");
+        let mut read = Cursor::new(small.1);
+        assert_eq!(block_on(read_frame(&mut read, 1 << 20)).unwrap(), vec![7; 700]);
+
+        let mut large = Writes::default();
+        let frame = vec![8; ONE_WRITE_MAX + 1];
+        block_on(write_frame(&mut large, &frame, 1 << 20)).unwrap();
+        assert_eq!(large.0, vec![4, ONE_WRITE_MAX + 1], "a long frame is not copied first");
+        let mut read = Cursor::new(large.1);
+        assert_eq!(block_on(read_frame(&mut read, 1 << 20)).unwrap(), frame);
     }
 
     #[test]
