@@ -1,6 +1,9 @@
 //! Small helpers shared by the benchmark programs in `src/bin/`.
 
+use std::path::Path;
 use std::time::Duration;
+
+use kith_p2p::control::{Client, ClientError, ErrorCode};
 
 /// The `p` quantile (0.0–1.0) of `sorted` samples, nearest rank; zero when empty.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -81,4 +84,19 @@ pub fn machine_cpu() -> (Duration, Duration) {
 /// Resident set size of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     proc_status_kib(pid, "VmRSS:")
+}
+
+/// A control connection the node took. Past its 64 clients it answers
+/// `too_many_clients` and closes, so with more senders than that the later ones try
+/// again until earlier ones have sent their share and gone (as they waited in the
+/// listen queue before).
+pub async fn taken_connection(socket: &Path) -> Client {
+    loop {
+        let mut client = Client::connect(socket).await.unwrap();
+        match client.call("status", serde_json::json!({})).await {
+            Ok(_) => return client,
+            Err(ClientError::Api(e)) if e.code == ErrorCode::TooManyClients => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => panic!("connecting to {}: {e}", socket.display()),
+        }
+    }
 }

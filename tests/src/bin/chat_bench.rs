@@ -13,9 +13,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kith_p2p::control::{Client, ClientError, ErrorCode};
+use kith_p2p::control::Client;
 use kith_p2p::node::Event;
-use kith_tests::bench::{cpu_time, machine_cpu, ms, percentile, rss_kib};
+use kith_tests::bench::{cpu_time, machine_cpu, ms, percentile, rss_kib, taken_connection};
 use kith_tests::{Peer, connect, kith_bin};
 use serde_json::json;
 
@@ -109,21 +109,6 @@ async fn latency(a: &Path, b: &Path, samples: usize) {
         ms(percentile(&times, 0.99)),
         ms(times[times.len() - 1])
     );
-}
-
-/// A control connection the node took. Past its 64 clients it answers
-/// `too_many_clients` and closes, so with more senders than that the later ones try
-/// again until earlier ones have sent their share and gone (as they waited in the
-/// listen queue before).
-async fn taken_connection(socket: &Path) -> Client {
-    loop {
-        let mut client = Client::connect(socket).await.unwrap();
-        match client.call("status", json!({})).await {
-            Ok(_) => return client,
-            Err(ClientError::Api(e)) if e.code == ErrorCode::TooManyClients => tokio::time::sleep(Duration::from_millis(5)).await,
-            Err(e) => panic!("connecting to {}: {e}", socket.display()),
-        }
-    }
 }
 
 async fn throughput(a: &Path, b: &Path, messages: usize, clients: usize, pids: [u32; 2]) {
