@@ -1,15 +1,17 @@
-//! Benchmark of a voice call while the same two daemons carry a flood of messages:
-//! the call's audio shares each daemon's event-loop thread with everything else
-//! (`kith daemon` runs on one thread), so a long turn of that loop could make frames
-//! late. Two real `kith daemon`s on 127.0.0.1; Alice calls Bob with a tone each way
+//! Benchmark of a voice call while the same two daemons carry a flood of messages
+//! or a file: the call's audio shares each daemon's event-loop thread with everything
+//! else (`kith daemon` runs on one thread), so a long turn of that loop could make
+//! frames late. Two real `kith daemon`s on 127.0.0.1; Alice calls Bob with a tone each way
 //! from WAV files; the call's own counters (`kith calls --json`: frames played, and
-//! of those concealed after a loss or a late packet) are read over a quiet window
-//! and then over a window in which `--senders` control clients send Alice → Bob as
-//! fast as each hears its `ok`.
+//! of those concealed after a loss or a late packet) are read over a quiet window,
+//! over a window in which `--senders` control clients send Alice → Bob as
+//! fast as each hears its `ok`, and then while Bob fetches a file of `--mib` MiB
+//! from Alice (`kith get --wait`; the transfer's Noise and yamux work runs on the
+//! same threads).
 //!
 //! Run: `cargo run --release -p kith-tests --bin call-load -- [--seconds N]
-//! [--senders N]`. Numbers go to docs/PERFORMANCE.md; nothing here is a pass/fail
-//! test.
+//! [--senders N] [--mib N]`. Numbers go to docs/PERFORMANCE.md; nothing here is a
+//! pass/fail test.
 
 #![allow(clippy::unwrap_used)]
 
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use kith_call::{tone, wav};
 use kith_tests::bench::taken_connection;
+use kith_tests::files::{random_file, wait_for_file};
 use kith_tests::{Peer, connect, kith_bin, wait_until};
 use serde_json::{Value, json};
 
@@ -28,16 +31,19 @@ struct Args {
     /// Length of each window, quiet and loaded.
     seconds: u64,
     senders: usize,
+    /// Size of the file fetched during the call, MiB.
+    mib: u64,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 5, senders: 32 };
+    let mut args = Args { seconds: 5, senders: 32, mib: 512 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{flag} needs a number"));
         match flag.as_str() {
             "--seconds" => args.seconds = value.clamp(1, 60),
             "--senders" => args.senders = usize::try_from(value).unwrap().clamp(1, 48),
+            "--mib" => args.mib = value.clamp(1, 4096),
             _ => panic!("unknown flag {flag}"),
         }
     }
@@ -108,11 +114,17 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let call_seconds = 2 * args.seconds + 6;
+    // Two windows, the fetch (seconds at most at this machine's ~400 MB/s) and room.
+    let call_seconds = 2 * args.seconds + 6 + 4 + args.mib / 100;
     let (a_in, b_in, a_out, b_out) = (path("a440.wav"), path("b660.wav"), path("a-heard.wav"), path("b-heard.wav"));
     wav::write_mono(&a_in, &tone::sine(440.0, call_seconds as f64 + 4.0, 8000)).unwrap();
     wav::write_mono(&b_in, &tone::sine(660.0, call_seconds as f64 + 4.0, 8000)).unwrap();
     let duration = call_seconds.to_string();
+    // The file is sealed at Alice before the call, so its window holds the fetch only.
+    let file = random_file(dir.path(), "file.bin", args.mib << 20);
+    let sent_file = alice.json(&["send-file", "Bob", file.to_str().unwrap(), "--json"]);
+    let file_id = sent_file["file"]["id"].as_str().unwrap().to_owned();
+    wait_for_file(&bob, &file_id, "offered", Duration::from_secs(120));
     let args_call = [
         "call",
         "Bob",
@@ -161,6 +173,14 @@ fn main() {
     let sent = runtime.block_on(load).unwrap();
     let flood_took = started.elapsed();
 
+    // Let the flood's last batches settle, then fetch the file during the call.
+    std::thread::sleep(Duration::from_secs(1));
+    let fetch_from = [counters(&alice), counters(&bob)];
+    let fetch_started = Instant::now();
+    bob.ok(&["get", &file_id, "--wait"]);
+    let fetch_took = fetch_started.elapsed();
+    let fetch_to = [counters(&alice), counters(&bob)];
+
     let out = caller.wait_with_output().unwrap();
     assert!(out.status.success(), "kith call failed: {}", String::from_utf8_lossy(&out.stderr));
     let ended: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -169,12 +189,19 @@ fn main() {
     for (i, name) in ["Alice (hears 660 Hz)", "Bob (hears 440 Hz)"].iter().enumerate() {
         println!("{name}, quiet {} s: {}", args.seconds, window(quiet_from[i], quiet_to[i]));
         println!("{name}, under load {} s: {}", args.seconds, window(loaded_from[i], loaded_to[i]));
+        println!("{name}, during the fetch: {}", window(fetch_from[i], fetch_to[i]));
     }
     println!(
         "load: {} senders, {sent} messages Alice → Bob in {:.1} s ({:.0} msg/s, durable at Alice)",
         args.senders,
         flood_took.as_secs_f64(),
         sent as f64 / flood_took.as_secs_f64()
+    );
+    println!(
+        "fetch: {} MiB Alice → Bob (`get --wait`) in {:.2} s ({:.0} MB/s)",
+        args.mib,
+        fetch_took.as_secs_f64(),
+        (args.mib << 20) as f64 / 1e6 / fetch_took.as_secs_f64()
     );
     for (heard, hz, name) in [(&b_out, 440.0, "Bob"), (&a_out, 660.0, "Alice")] {
         let samples = wav::read_mono(heard).unwrap();
