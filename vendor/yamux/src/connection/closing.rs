@@ -1,3 +1,4 @@
+// Modified for kith (vendor/yamux/KITH-PATCH.md): see the lines marked KITH PATCH.
 use crate::connection::StreamCommand;
 use crate::frame::Frame;
 use crate::tagged_stream::TaggedStream;
@@ -115,7 +116,8 @@ mod tests {
             _: &mut Context<'_>,
             _: &mut [u8],
         ) -> Poll<std::io::Result<usize>> {
-            unimplemented!()
+            // KITH PATCH: nothing to read (was a bare `unimplemented!()`).
+            Poll::Pending
         }
     }
     impl AsyncWrite for Socket {
@@ -130,7 +132,9 @@ mod tests {
         }
 
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            unimplemented!()
+            // KITH PATCH: writes land at once, so a flush has nothing to do (was a
+            // bare `unimplemented!()`).
+            Poll::Ready(Ok(()))
         }
 
         fn poll_close(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
