@@ -89,13 +89,16 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// A control connection the node took. Past its 64 clients it answers
 /// `too_many_clients` and closes, so with more senders than that the later ones try
 /// again until earlier ones have sent their share and gone (as they waited in the
-/// listen queue before).
+/// listen queue before). Gives up after a minute.
 pub async fn taken_connection(socket: &Path) -> Client {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mut client = Client::connect(socket).await.unwrap();
         match client.call("status", serde_json::json!({})).await {
             Ok(_) => return client,
-            Err(ClientError::Api(e)) if e.code == ErrorCode::TooManyClients => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(ClientError::Api(e)) if e.code == ErrorCode::TooManyClients && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             Err(e) => panic!("connecting to {}: {e}", socket.display()),
         }
     }

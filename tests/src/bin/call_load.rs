@@ -74,10 +74,9 @@ fn window(from: Counters, to: Counters) -> String {
     )
 }
 
-/// Sends Alice → Bob from `senders` clients until `stop`; returns the messages
-/// each heard `ok` for.
-async fn flood(socket: PathBuf, senders: usize, stop: Arc<AtomicBool>) -> u64 {
-    let sent = Arc::new(AtomicU64::new(0));
+/// Sends Alice → Bob from `senders` clients until `stop`, counting in `sent` the
+/// messages each heard `ok` for.
+async fn flood(socket: PathBuf, senders: usize, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
     let mut tasks = Vec::new();
     for c in 0..senders {
         let (socket, stop, sent) = (socket.clone(), stop.clone(), sent.clone());
@@ -97,7 +96,6 @@ async fn flood(socket: PathBuf, senders: usize, stop: Arc<AtomicBool>) -> u64 {
     for t in tasks {
         t.await.unwrap();
     }
-    sent.load(Ordering::Relaxed)
 }
 
 fn main() {
@@ -152,8 +150,10 @@ fn main() {
     wait_until(Duration::from_secs(20), "the call is active on both sides", || {
         [&alice, &bob].iter().all(|p| p.json(&["calls", "--json"])["active"][0]["state"] == "active")
     });
-    // Past the jitter buffer's start.
-    std::thread::sleep(Duration::from_secs(2));
+    // Past the jitter buffer's start: a second of audio played on each side.
+    wait_until(Duration::from_secs(20), "a second of the call played on both sides", || {
+        [&alice, &bob].iter().all(|p| counters(p).played >= 50)
+    });
 
     let window_length = Duration::from_secs(args.seconds);
     let quiet_from = [counters(&alice), counters(&bob)];
@@ -162,19 +162,20 @@ fn main() {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let load = runtime.spawn(flood(alice.home().join("kith.sock"), args.senders, stop.clone()));
-    // Let the senders connect and the flood settle before reading.
-    std::thread::sleep(Duration::from_millis(500));
+    let load = runtime.spawn(flood(alice.home().join("kith.sock"), args.senders, stop.clone(), sent.clone()));
+    // The window opens once the flood runs: as many messages sent as there are senders.
+    wait_until(Duration::from_secs(20), "the flood under way", || sent.load(Ordering::Relaxed) >= args.senders as u64);
     let loaded_from = [counters(&alice), counters(&bob)];
     std::thread::sleep(window_length);
     let loaded_to = [counters(&alice), counters(&bob)];
     stop.store(true, Ordering::Relaxed);
-    let sent = runtime.block_on(load).unwrap();
+    runtime.block_on(load).unwrap();
+    let sent = sent.load(Ordering::Relaxed);
     let flood_took = started.elapsed();
 
-    // Let the flood's last batches settle, then fetch the file during the call.
-    std::thread::sleep(Duration::from_secs(1));
+    // The file is fetched during the call as the flood ends.
     let fetch_from = [counters(&alice), counters(&bob)];
     let fetch_started = Instant::now();
     bob.ok(&["get", &file_id, "--wait"]);
